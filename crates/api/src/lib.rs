@@ -1,0 +1,22 @@
+//! Istio and Kubernetes API types as users write them, loaded from YAML with their source
+//! locations, and validated with errors that name the file, line, resource and field.
+//!
+//! This crate does no I/O beyond reading the files it is asked to load: types can be used
+//! and tested without a cluster or a network.
+
+pub mod diagnostic;
+pub mod enums;
+pub mod kube;
+pub mod load;
+pub mod locate;
+pub mod mesh;
+pub mod meta;
+pub mod networking;
+pub mod resource;
+pub mod security;
+pub mod validate;
+
+pub use diagnostic::{Diagnostic, Severity};
+pub use load::{load_dir, load_file, load_str, Loaded};
+pub use meta::ObjectMeta;
+pub use resource::{Object, Origin, Resource, ResourceKey};

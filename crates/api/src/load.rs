@@ -1,0 +1,365 @@
+//! Reads multi-document YAML into [`Resource`]s, keeping each document's file and line,
+//! and turns every problem into a [`Diagnostic`] that names the file, line, resource and
+//! field. A bad document never stops the others from loading.
+
+use crate::diagnostic::Diagnostic;
+use crate::locate::field_line;
+use crate::meta::ObjectMeta;
+use crate::resource::{Object, Origin, Resource};
+use crate::validate::validate;
+use serde::de::DeserializeOwned;
+use std::path::{Path, PathBuf};
+
+/// What loading produced: the good resources and the problems.
+#[derive(Debug, Default, Clone)]
+pub struct Loaded {
+    /// Resources that parsed and validated (warnings allowed).
+    pub resources: Vec<Resource>,
+    /// Every problem, errors and warnings.
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+impl Loaded {
+    /// True when any diagnostic is an error.
+    pub fn has_errors(&self) -> bool {
+        self.diagnostics.iter().any(Diagnostic::is_error)
+    }
+
+    fn extend(&mut self, other: Loaded) {
+        self.resources.extend(other.resources);
+        self.diagnostics.extend(other.diagnostics);
+    }
+}
+
+/// Loads every `*.yaml`/`*.yml` file below `dir`, in name order. Files in a first-level
+/// subdirectory take its name as their default namespace (the way `kubectl apply -n NS`
+/// does); files directly in `dir` default to `default`.
+pub fn load_dir(dir: &Path) -> Loaded {
+    let mut out = Loaded::default();
+    let mut files = Vec::new();
+    if let Err(e) = collect_files(dir, None, &mut files) {
+        let mut d = Diagnostic::error(format!("cannot read directory: {e}"));
+        d.file = Some(dir.to_path_buf());
+        out.diagnostics.push(d);
+        return out;
+    }
+    files.sort();
+    for (file, ns) in files {
+        out.extend(load_file(&file, ns.as_deref().unwrap_or("default")));
+    }
+    out
+}
+
+fn collect_files(
+    dir: &Path,
+    namespace: Option<&str>,
+    out: &mut Vec<(PathBuf, Option<String>)>,
+) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        if name.starts_with('.') {
+            continue;
+        }
+        if path.is_dir() {
+            let ns = namespace.map(str::to_string).unwrap_or_else(|| name.to_string());
+            collect_files(&path, Some(&ns), out)?;
+        } else if name.ends_with(".yaml") || name.ends_with(".yml") {
+            out.push((path.clone(), namespace.map(str::to_string)));
+        }
+    }
+    Ok(())
+}
+
+/// Loads one file; objects without a namespace get `default_namespace`.
+pub fn load_file(path: &Path, default_namespace: &str) -> Loaded {
+    match std::fs::read_to_string(path) {
+        Ok(text) => load_str(&text, Some(path), default_namespace),
+        Err(e) => {
+            let mut d = Diagnostic::error(format!("cannot read file: {e}"));
+            d.file = Some(path.to_path_buf());
+            Loaded {
+                resources: Vec::new(),
+                diagnostics: vec![d],
+            }
+        }
+    }
+}
+
+/// Loads YAML text holding one or more documents separated by `---`.
+pub fn load_str(text: &str, file: Option<&Path>, default_namespace: &str) -> Loaded {
+    let mut out = Loaded::default();
+    for (start_line, doc) in split_documents(text) {
+        let origin = Origin {
+            file: file.map(Path::to_path_buf),
+            line: start_line,
+            text: doc.clone(),
+        };
+        match parse_document(&doc, &origin, default_namespace) {
+            Ok(None) => {}
+            Ok(Some(resource)) => {
+                let problems = validate(&resource.object);
+                let mut failed = false;
+                for p in problems {
+                    failed |= p.is_error();
+                    out.diagnostics.push(place(p, &resource));
+                }
+                if !failed {
+                    out.resources.push(resource);
+                }
+            }
+            Err(d) => out.diagnostics.push(d),
+        }
+    }
+    out
+}
+
+/// Fills in file, line and resource of a diagnostic found in `resource`.
+pub fn place(mut d: Diagnostic, resource: &Resource) -> Diagnostic {
+    d.file = resource.origin.file.clone();
+    d.resource = Some(resource.key().to_string());
+    let rel = d
+        .field
+        .as_deref()
+        .and_then(|f| field_line(&resource.origin.text, f))
+        .unwrap_or(0);
+    d.line = Some(resource.origin.line + rel);
+    d
+}
+
+/// Splits a YAML stream at `---` lines, returning each document with its 1-based first line.
+fn split_documents(text: &str) -> Vec<(usize, String)> {
+    let mut docs = Vec::new();
+    let mut current = String::new();
+    let mut start = 1;
+    for (i, line) in text.lines().enumerate() {
+        let is_sep = line.starts_with("---")
+            && line[3..].trim_start().chars().next().is_none_or(|c| c == '#');
+        if is_sep {
+            docs.push((start, std::mem::take(&mut current)));
+            start = i + 2;
+        } else if line.starts_with("...") && line.trim_end() == "..." {
+            continue;
+        } else {
+            current.push_str(line);
+            current.push('\n');
+        }
+    }
+    docs.push((start, current));
+    docs.into_iter()
+        .filter(|(_, d)| d.lines().any(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#')))
+        .collect()
+}
+
+fn yaml_error(e: serde_saphyr::Error, origin: &Origin, resource: Option<String>) -> Diagnostic {
+    let message = e.to_string();
+    let message = message.lines().next().unwrap_or("invalid YAML").to_string();
+    let mut d = Diagnostic::error(message);
+    d.file = origin.file.clone();
+    d.resource = resource;
+    d.line = Some(origin.line + e.location().map(|l| l.line() as usize).unwrap_or(1) - 1);
+    d
+}
+
+fn parse_document(
+    doc: &str,
+    origin: &Origin,
+    default_namespace: &str,
+) -> Result<Option<Resource>, Diagnostic> {
+    let value: serde_json::Value =
+        serde_saphyr::from_str(doc).map_err(|e| yaml_error(e, origin, None))?;
+    if value.is_null() {
+        return Ok(None);
+    }
+    let top_error = |field: &str, message: String| {
+        let mut d = Diagnostic::error(message).at(field);
+        d.file = origin.file.clone();
+        d.line = Some(origin.line + field_line(doc, field).unwrap_or(0));
+        d
+    };
+    let Some(map) = value.as_object() else {
+        return Err(top_error("", "a document must be a mapping with apiVersion and kind".into()));
+    };
+    let api_version = map.get("apiVersion").and_then(|v| v.as_str()).unwrap_or_default();
+    let kind = map.get("kind").and_then(|v| v.as_str()).unwrap_or_default();
+    if api_version.is_empty() {
+        return Err(top_error("apiVersion", "apiVersion is required".into()));
+    }
+    if kind.is_empty() {
+        return Err(top_error("kind", "kind is required".into()));
+    }
+    if kind == "List" {
+        return Err(top_error("kind", "List documents are not supported; write one document per object".into()));
+    }
+    let name = map
+        .get("metadata")
+        .and_then(|m| m.get("name"))
+        .and_then(|n| n.as_str())
+        .unwrap_or_default()
+        .to_string();
+    let label = format!("{kind}/{name}");
+    let group = api_version.rsplit_once('/').map(|(g, _)| g).unwrap_or("");
+    let version = api_version.rsplit('/').next().unwrap_or_default();
+    let typed = |_: ()| -> Result<Object, Diagnostic> {
+        fn parse<T: DeserializeOwned>(doc: &str, origin: &Origin, label: &str) -> Result<T, Diagnostic> {
+            serde_saphyr::from_str(doc).map_err(|e| yaml_error(e, origin, Some(label.to_string())))
+        }
+        let unsupported = || {
+            top_error(
+                "apiVersion",
+                format!("{kind} is not served in {api_version}; use one of the versions Istio serves"),
+            )
+        };
+        let istio_versions = ["v1alpha3", "v1beta1", "v1"];
+        Ok(match (group, kind) {
+            ("", "Namespace") => Object::Namespace(parse(doc, origin, &label)?),
+            ("", "Service") => Object::Service(parse(doc, origin, &label)?),
+            ("", "Pod") => Object::Pod(parse(doc, origin, &label)?),
+            ("", "Endpoints") => Object::Endpoints(parse(doc, origin, &label)?),
+            ("", "ConfigMap") => Object::ConfigMap(parse(doc, origin, &label)?),
+            ("discovery.k8s.io", "EndpointSlice") => Object::EndpointSlice(parse(doc, origin, &label)?),
+            ("apps" | "extensions", "Deployment") => Object::Deployment(parse(doc, origin, &label)?),
+            ("networking.istio.io", k) if !istio_versions.contains(&version) => {
+                let _ = k;
+                return Err(unsupported());
+            }
+            ("networking.istio.io", "ServiceEntry") => Object::ServiceEntry(parse(doc, origin, &label)?),
+            ("networking.istio.io", "WorkloadEntry") => Object::WorkloadEntry(parse(doc, origin, &label)?),
+            ("networking.istio.io", "DestinationRule") => {
+                Object::DestinationRule(parse(doc, origin, &label)?)
+            }
+            ("networking.istio.io", "VirtualService") => {
+                Object::VirtualService(parse(doc, origin, &label)?)
+            }
+            ("networking.istio.io", "Gateway") => Object::Gateway(parse(doc, origin, &label)?),
+            ("security.istio.io", "PeerAuthentication") if ["v1beta1", "v1"].contains(&version) => {
+                Object::PeerAuthentication(parse(doc, origin, &label)?)
+            }
+            ("authentication.istio.io", "MeshPolicy") if version == "v1alpha1" => {
+                Object::MeshPolicy(parse(doc, origin, &label)?)
+            }
+            ("authentication.istio.io", "Policy") if version == "v1alpha1" => {
+                Object::AuthnPolicy(parse(doc, origin, &label)?)
+            }
+            ("networking.istio.io" | "security.istio.io" | "authentication.istio.io", _) => {
+                return Err(top_error(
+                    "kind",
+                    format!("unknown kind {kind} in {api_version}"),
+                ))
+            }
+            _ => {
+                let metadata: ObjectMeta = map
+                    .get("metadata")
+                    .cloned()
+                    .map(serde_json::from_value)
+                    .transpose()
+                    .map_err(|e| top_error("metadata", format!("invalid metadata: {e}")))?
+                    .unwrap_or_default();
+                Object::Other {
+                    api_version: api_version.to_string(),
+                    kind: kind.to_string(),
+                    metadata,
+                }
+            }
+        })
+    };
+    let mut object = typed(())?;
+    if !object.is_cluster_scoped() && object.metadata().namespace.is_empty() {
+        object.metadata_mut().namespace = default_namespace.to_string();
+    }
+    Ok(Some(Resource {
+        object,
+        origin: origin.clone(),
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loads_seed_000_service_entry_and_fills_namespace() {
+        let text = "apiVersion: networking.istio.io/v1alpha3
+kind: ServiceEntry
+metadata:
+  name: httpbin-bar
+spec:
+  hosts:
+  # must be of form name.namespace.global
+  - httpbin.bar.global
+  location: MESH_INTERNAL
+  ports:
+  - name: http1
+    number: 8000
+    protocol: http
+  resolution: DNS
+  addresses:
+  - 127.255.0.2
+  endpoints:
+  - address: 198.18.0.2
+    ports:
+      http1: 15443 # Do not change this port value
+";
+        let loaded = load_str(text, None, "foo");
+        assert!(loaded.diagnostics.is_empty(), "{:?}", loaded.diagnostics);
+        let Object::ServiceEntry(se) = &loaded.resources[0].object else { panic!("not a ServiceEntry") };
+        assert_eq!(se.metadata.namespace, "foo");
+        assert_eq!(se.spec.endpoints[0].ports["http1"], 15443);
+        assert_eq!(se.spec.ports[0].protocol, Some(crate::enums::Protocol::Http));
+    }
+
+    #[test]
+    fn bad_document_is_reported_with_line_and_others_still_load() {
+        let text = "apiVersion: v1
+kind: Namespace
+metadata:
+  name: foo
+---
+apiVersion: networking.istio.io/v1alpha3
+kind: ServiceEntry
+metadata:
+  name: bad
+spec:
+  hosts:
+  - a.b.global
+  resolution: DNZ
+";
+        let loaded = load_str(text, Some(Path::new("x.yaml")), "default");
+        assert_eq!(loaded.resources.len(), 1);
+        assert_eq!(loaded.diagnostics.len(), 1);
+        let d = &loaded.diagnostics[0];
+        assert_eq!(d.line, Some(13), "{d}");
+        assert_eq!(d.resource.as_deref(), Some("ServiceEntry/bad"));
+        assert!(d.message.contains("DNZ"), "{d}");
+    }
+
+    #[test]
+    fn semantic_error_points_at_the_field_line() {
+        let text = "---
+apiVersion: networking.istio.io/v1beta1
+kind: ServiceEntry
+metadata:
+  name: se
+  namespace: foo
+spec:
+  hosts:
+  - a.b.global
+  ports:
+  - name: http
+    number: 0
+    protocol: HTTP
+";
+        let loaded = load_str(text, Some(Path::new("se.yaml")), "default");
+        assert!(loaded.resources.is_empty());
+        let d = &loaded.diagnostics[0];
+        assert_eq!(d.to_string(), "se.yaml:12: error: ServiceEntry/foo/se: spec.ports[0].number: port must be between 1 and 65535, got 0");
+    }
+
+    #[test]
+    fn unsupported_version_and_unknown_kind_are_errors() {
+        let loaded = load_str("apiVersion: networking.istio.io/v2\nkind: Gateway\nmetadata:\n  name: g\n", None, "d");
+        assert!(loaded.diagnostics[0].message.contains("not served"));
+        let loaded = load_str("apiVersion: networking.istio.io/v1\nkind: Sidecarz\nmetadata:\n  name: g\n", None, "d");
+        assert!(loaded.diagnostics[0].message.contains("unknown kind Sidecarz"));
+    }
+}

@@ -1,0 +1,359 @@
+//! `networking.istio.io` resources: ServiceEntry, WorkloadEntry, DestinationRule,
+//! VirtualService and Gateway, in the versions the seeds use (`v1alpha3`) and today's
+//! (`v1beta1`, `v1`). The fields a later feature will read are kept as JSON so that nothing
+//! a user writes is lost.
+
+use crate::enums::{Location, Protocol, Resolution, ServerTlsMode, TlsMode};
+use crate::meta::ObjectMeta;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// A `ServiceEntry`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ServiceEntry {
+    /// Metadata.
+    pub metadata: ObjectMeta,
+    /// Spec.
+    pub spec: ServiceEntrySpec,
+}
+
+/// `ServiceEntry.spec`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceEntrySpec {
+    /// Host names.
+    #[serde(default)]
+    pub hosts: Vec<String>,
+    /// Virtual IPs (or CIDRs) of the service.
+    #[serde(default)]
+    pub addresses: Vec<String>,
+    /// Ports.
+    #[serde(default)]
+    pub ports: Vec<ServicePort>,
+    /// Inside or outside the mesh; `MESH_EXTERNAL` when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<Location>,
+    /// How endpoints are found; `NONE` when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolution: Option<Resolution>,
+    /// Endpoints.
+    #[serde(default)]
+    pub endpoints: Vec<WorkloadEntrySpec>,
+    /// Selects WorkloadEntries (or pods) as endpoints.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workload_selector: Option<WorkloadSelector>,
+    /// Namespaces that see this entry.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub export_to: Vec<String>,
+    /// Identities the endpoints' certificates must carry.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub subject_alt_names: Vec<String>,
+}
+
+/// A ServiceEntry port.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServicePort {
+    /// Port number.
+    pub number: u32,
+    /// Protocol; derived from the name when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protocol: Option<Protocol>,
+    /// Port name, which endpoint `ports` maps refer to.
+    #[serde(default)]
+    pub name: String,
+    /// The endpoints' port when it differs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_port: Option<u32>,
+}
+
+/// Selects workloads by label.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkloadSelector {
+    /// Labels to match.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+}
+
+/// A `WorkloadEntry`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorkloadEntry {
+    /// Metadata.
+    pub metadata: ObjectMeta,
+    /// Spec.
+    pub spec: WorkloadEntrySpec,
+}
+
+/// A workload endpoint: `WorkloadEntry.spec` and `ServiceEntry.spec.endpoints[]`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkloadEntrySpec {
+    /// IP address or DNS name.
+    #[serde(default)]
+    pub address: String,
+    /// Port name to port number, overriding the service port.
+    #[serde(default)]
+    pub ports: BTreeMap<String, u32>,
+    /// Labels, which DestinationRule subsets select.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// The network the endpoint is on; a different network than the proxy's means it is
+    /// reached through that network's gateway.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<String>,
+    /// `region/zone/subzone`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub locality: Option<String>,
+    /// Load-balancing weight.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weight: Option<u32>,
+    /// Service account of the workload.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_account: Option<String>,
+}
+
+/// A `DestinationRule`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DestinationRule {
+    /// Metadata.
+    pub metadata: ObjectMeta,
+    /// Spec.
+    pub spec: DestinationRuleSpec,
+}
+
+/// `DestinationRule.spec`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DestinationRuleSpec {
+    /// The host the rule applies to; may be a wildcard such as `*.local` or `*.global`.
+    #[serde(default)]
+    pub host: String,
+    /// The policy for every subset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traffic_policy: Option<TrafficPolicy>,
+    /// Named subsets by label.
+    #[serde(default)]
+    pub subsets: Vec<Subset>,
+    /// Namespaces that see this rule.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub export_to: Vec<String>,
+}
+
+/// A traffic policy.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TrafficPolicy {
+    /// Upstream TLS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<ClientTls>,
+    /// Load balancer settings (read by a later feature).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub load_balancer: Option<serde_json::Value>,
+    /// Connection pool settings (read by a later feature).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connection_pool: Option<serde_json::Value>,
+    /// Outlier detection settings (read by a later feature).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outlier_detection: Option<serde_json::Value>,
+}
+
+/// Client-side TLS settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClientTls {
+    /// The mode.
+    pub mode: TlsMode,
+    /// SNI to send.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sni: Option<String>,
+    /// Identities to accept.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub subject_alt_names: Vec<String>,
+}
+
+/// A DestinationRule subset.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Subset {
+    /// Name, used in cluster names and SNI.
+    #[serde(default)]
+    pub name: String,
+    /// Endpoint labels.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// Overrides the rule's policy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traffic_policy: Option<TrafficPolicy>,
+}
+
+/// A `VirtualService`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VirtualService {
+    /// Metadata.
+    pub metadata: ObjectMeta,
+    /// Spec.
+    pub spec: VirtualServiceSpec,
+}
+
+/// `VirtualService.spec`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VirtualServiceSpec {
+    /// Hosts the routes apply to (wildcards allowed).
+    #[serde(default)]
+    pub hosts: Vec<String>,
+    /// `mesh` and/or gateway names; `mesh` when empty.
+    #[serde(default)]
+    pub gateways: Vec<String>,
+    /// HTTP routes.
+    #[serde(default)]
+    pub http: Vec<HttpRoute>,
+    /// TCP routes.
+    #[serde(default)]
+    pub tcp: Vec<TcpRoute>,
+    /// TLS routes by SNI.
+    #[serde(default)]
+    pub tls: Vec<TlsRoute>,
+    /// Namespaces that see this service.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub export_to: Vec<String>,
+}
+
+/// An HTTP route.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HttpRoute {
+    /// Name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Match conditions (read by a later feature; kept whole).
+    #[serde(default, rename = "match", skip_serializing_if = "Vec::is_empty")]
+    pub match_: Vec<serde_json::Value>,
+    /// Weighted destinations.
+    #[serde(default)]
+    pub route: Vec<RouteDestination>,
+    /// Request timeout such as `5s`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<String>,
+    /// Everything else (retries, rewrite, fault, ...) for later features.
+    #[serde(flatten)]
+    pub other: BTreeMap<String, serde_json::Value>,
+}
+
+/// A TCP route.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TcpRoute {
+    /// Match conditions.
+    #[serde(default, rename = "match", skip_serializing_if = "Vec::is_empty")]
+    pub match_: Vec<serde_json::Value>,
+    /// Weighted destinations.
+    #[serde(default)]
+    pub route: Vec<RouteDestination>,
+}
+
+/// A TLS route.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TlsRoute {
+    /// Match conditions.
+    #[serde(default, rename = "match", skip_serializing_if = "Vec::is_empty")]
+    pub match_: Vec<serde_json::Value>,
+    /// Weighted destinations.
+    #[serde(default)]
+    pub route: Vec<RouteDestination>,
+}
+
+/// A weighted destination.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RouteDestination {
+    /// Where to send.
+    pub destination: Destination,
+    /// Relative weight; absent means 100 for a single destination.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weight: Option<u32>,
+}
+
+/// A destination: host, subset, port.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Destination {
+    /// Service host.
+    #[serde(default)]
+    pub host: String,
+    /// DestinationRule subset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subset: Option<String>,
+    /// Port, when the service has several.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<PortSelector>,
+}
+
+/// Selects a port by number.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortSelector {
+    /// Number.
+    pub number: u32,
+}
+
+/// A `Gateway`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Gateway {
+    /// Metadata.
+    pub metadata: ObjectMeta,
+    /// Spec.
+    pub spec: GatewaySpec,
+}
+
+/// `Gateway.spec`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GatewaySpec {
+    /// Labels of the gateway pods this configures.
+    #[serde(default)]
+    pub selector: BTreeMap<String, String>,
+    /// Servers.
+    #[serde(default)]
+    pub servers: Vec<Server>,
+}
+
+/// A gateway server.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Server {
+    /// Port.
+    pub port: GatewayPort,
+    /// Hosts exposed.
+    #[serde(default)]
+    pub hosts: Vec<String>,
+    /// TLS settings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<ServerTls>,
+}
+
+/// A gateway server port.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GatewayPort {
+    /// Number.
+    pub number: u32,
+    /// Protocol.
+    pub protocol: Protocol,
+    /// Name.
+    #[serde(default)]
+    pub name: String,
+}
+
+impl Default for GatewayPort {
+    fn default() -> Self {
+        GatewayPort {
+            number: 0,
+            protocol: Protocol::Tcp,
+            name: String::new(),
+        }
+    }
+}
+
+/// Server-side TLS settings of a gateway server.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServerTls {
+    /// The mode.
+    pub mode: ServerTlsMode,
+}

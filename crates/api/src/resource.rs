@@ -1,0 +1,172 @@
+//! A loaded object: what it is, and where it came from.
+
+use crate::kube::{ConfigMap, Deployment, EndpointSlice, Endpoints, Namespace, Pod, Service};
+use crate::meta::ObjectMeta;
+use crate::networking::{
+    DestinationRule, Gateway, ServiceEntry, VirtualService, WorkloadEntry,
+};
+use crate::security::{AuthnPolicy, PeerAuthentication};
+use std::fmt;
+use std::path::PathBuf;
+
+/// Where a resource was read from.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Origin {
+    /// The file, when it came from one.
+    pub file: Option<PathBuf>,
+    /// The 1-based line its document starts on.
+    pub line: usize,
+    /// The document's text, used to point errors at the line of a field.
+    pub text: String,
+}
+
+/// Every kind the mesh reads.
+#[derive(Debug, Clone, PartialEq)]
+#[allow(missing_docs)]
+pub enum Object {
+    Namespace(Namespace),
+    Service(Service),
+    Pod(Pod),
+    Endpoints(Endpoints),
+    EndpointSlice(EndpointSlice),
+    ConfigMap(ConfigMap),
+    Deployment(Deployment),
+    ServiceEntry(ServiceEntry),
+    WorkloadEntry(WorkloadEntry),
+    DestinationRule(DestinationRule),
+    VirtualService(VirtualService),
+    Gateway(Gateway),
+    PeerAuthentication(PeerAuthentication),
+    /// `authentication.istio.io/v1alpha1` MeshPolicy (mesh-wide).
+    MeshPolicy(AuthnPolicy),
+    /// `authentication.istio.io/v1alpha1` Policy (namespace).
+    AuthnPolicy(AuthnPolicy),
+    /// A kind the mesh does not read (ServiceAccount, RBAC, ...), kept by name only.
+    Other {
+        /// `apiVersion`.
+        api_version: String,
+        /// `kind`.
+        kind: String,
+        /// Metadata.
+        metadata: ObjectMeta,
+    },
+}
+
+impl Object {
+    /// The kind as written in YAML.
+    pub fn kind(&self) -> &str {
+        match self {
+            Object::Namespace(_) => "Namespace",
+            Object::Service(_) => "Service",
+            Object::Pod(_) => "Pod",
+            Object::Endpoints(_) => "Endpoints",
+            Object::EndpointSlice(_) => "EndpointSlice",
+            Object::ConfigMap(_) => "ConfigMap",
+            Object::Deployment(_) => "Deployment",
+            Object::ServiceEntry(_) => "ServiceEntry",
+            Object::WorkloadEntry(_) => "WorkloadEntry",
+            Object::DestinationRule(_) => "DestinationRule",
+            Object::VirtualService(_) => "VirtualService",
+            Object::Gateway(_) => "Gateway",
+            Object::PeerAuthentication(_) => "PeerAuthentication",
+            Object::MeshPolicy(_) => "MeshPolicy",
+            Object::AuthnPolicy(_) => "Policy",
+            Object::Other { kind, .. } => kind,
+        }
+    }
+
+    /// The object's metadata.
+    pub fn metadata(&self) -> &ObjectMeta {
+        match self {
+            Object::Namespace(o) => &o.metadata,
+            Object::Service(o) => &o.metadata,
+            Object::Pod(o) => &o.metadata,
+            Object::Endpoints(o) => &o.metadata,
+            Object::EndpointSlice(o) => &o.metadata,
+            Object::ConfigMap(o) => &o.metadata,
+            Object::Deployment(o) => &o.metadata,
+            Object::ServiceEntry(o) => &o.metadata,
+            Object::WorkloadEntry(o) => &o.metadata,
+            Object::DestinationRule(o) => &o.metadata,
+            Object::VirtualService(o) => &o.metadata,
+            Object::Gateway(o) => &o.metadata,
+            Object::PeerAuthentication(o) => &o.metadata,
+            Object::MeshPolicy(o) | Object::AuthnPolicy(o) => &o.metadata,
+            Object::Other { metadata, .. } => metadata,
+        }
+    }
+
+    /// Mutable metadata, for the loader to fill in a default namespace.
+    pub fn metadata_mut(&mut self) -> &mut ObjectMeta {
+        match self {
+            Object::Namespace(o) => &mut o.metadata,
+            Object::Service(o) => &mut o.metadata,
+            Object::Pod(o) => &mut o.metadata,
+            Object::Endpoints(o) => &mut o.metadata,
+            Object::EndpointSlice(o) => &mut o.metadata,
+            Object::ConfigMap(o) => &mut o.metadata,
+            Object::Deployment(o) => &mut o.metadata,
+            Object::ServiceEntry(o) => &mut o.metadata,
+            Object::WorkloadEntry(o) => &mut o.metadata,
+            Object::DestinationRule(o) => &mut o.metadata,
+            Object::VirtualService(o) => &mut o.metadata,
+            Object::Gateway(o) => &mut o.metadata,
+            Object::PeerAuthentication(o) => &mut o.metadata,
+            Object::MeshPolicy(o) | Object::AuthnPolicy(o) => &mut o.metadata,
+            Object::Other { metadata, .. } => metadata,
+        }
+    }
+
+    /// True for kinds that live outside namespaces.
+    pub fn is_cluster_scoped(&self) -> bool {
+        match self {
+            Object::Namespace(_) | Object::MeshPolicy(_) => true,
+            Object::Other { kind, .. } => {
+                matches!(kind.as_str(), "ClusterRole" | "ClusterRoleBinding" | "CustomResourceDefinition")
+            }
+            _ => false,
+        }
+    }
+}
+
+/// Identifies a resource: kind, namespace, name.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ResourceKey {
+    /// Kind.
+    pub kind: String,
+    /// Namespace (empty for cluster-scoped kinds).
+    pub namespace: String,
+    /// Name.
+    pub name: String,
+}
+
+impl fmt::Display for ResourceKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.namespace.is_empty() {
+            write!(f, "{}/{}", self.kind, self.name)
+        } else {
+            write!(f, "{}/{}/{}", self.kind, self.namespace, self.name)
+        }
+    }
+}
+
+/// An object with its origin.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Resource {
+    /// The object.
+    pub object: Object,
+    /// Where it came from.
+    pub origin: Origin,
+}
+
+impl Resource {
+    /// Its key.
+    pub fn key(&self) -> ResourceKey {
+        let m = self.object.metadata();
+        ResourceKey {
+            kind: self.object.kind().to_string(),
+            namespace: m.namespace.clone(),
+            name: m.name.clone(),
+        }
+    }
+}

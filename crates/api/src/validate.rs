@@ -1,0 +1,339 @@
+//! Validation of single resources. Each problem names the field at fault; the loader adds
+//! the file, the line and the resource. Checks that span several resources (duplicate
+//! VIPs, hosts claimed twice) live in the mesh model, which sees them all.
+
+use crate::diagnostic::Diagnostic;
+use crate::enums::{Resolution, ServerTlsMode};
+use crate::kube::{ConfigMap, Service};
+use crate::mesh::{MeshConfig, MeshNetworks};
+use crate::networking::{
+    DestinationRule, Gateway, ServiceEntry, VirtualService, WorkloadEntrySpec,
+};
+use crate::resource::Object;
+use std::collections::BTreeSet;
+use std::net::IpAddr;
+
+/// The east-west gateway port, reserved for AUTO_PASSTHROUGH.
+pub const EAST_WEST_PORT: u32 = 15443;
+
+/// Validates one object.
+pub fn validate(object: &Object) -> Vec<Diagnostic> {
+    let mut v = Vec::new();
+    let meta = object.metadata();
+    if meta.name.is_empty() {
+        v.push(Diagnostic::error("metadata.name is required").at("metadata.name"));
+    } else if !is_dns_subdomain(&meta.name) {
+        v.push(
+            Diagnostic::error(format!(
+                "`{}` is not a valid name: lower case letters, digits, '-' and '.'",
+                meta.name
+            ))
+            .at("metadata.name"),
+        );
+    }
+    match object {
+        Object::Service(s) => service(s, &mut v),
+        Object::ServiceEntry(se) => service_entry(se, &mut v),
+        Object::WorkloadEntry(we) => workload(&we.spec, "spec", None, &mut v),
+        Object::DestinationRule(dr) => destination_rule(dr, &mut v),
+        Object::VirtualService(vs) => virtual_service(vs, &mut v),
+        Object::Gateway(g) => gateway(g, &mut v),
+        Object::ConfigMap(cm) => config_map(cm, &mut v),
+        Object::Pod(p) => {
+            if let Some(ip) = &p.status.pod_ip {
+                if ip.parse::<IpAddr>().is_err() {
+                    v.push(Diagnostic::error(format!("`{ip}` is not an IP address")).at("status.podIP"));
+                }
+            }
+        }
+        Object::MeshPolicy(p) if p.metadata.name != "default" => v.push(
+            Diagnostic::error("a MeshPolicy must be named `default`; Istio ignores any other")
+                .at("metadata.name"),
+        ),
+        _ => {}
+    }
+    v
+}
+
+fn port_range(n: u32, field: String, v: &mut Vec<Diagnostic>) {
+    if n == 0 || n > 65535 {
+        v.push(Diagnostic::error(format!("port must be between 1 and 65535, got {n}")).at(field));
+    }
+}
+
+fn placeholder(s: &str) -> bool {
+    s.contains("${") || (s.starts_with('<') && s.ends_with('>')) || s.chars().all(|c| c.is_ascii_uppercase() || c == '_') && s.len() > 3
+}
+
+fn service(s: &Service, v: &mut Vec<Diagnostic>) {
+    let mut names = BTreeSet::new();
+    for (i, p) in s.spec.ports.iter().enumerate() {
+        port_range(p.port, format!("spec.ports[{i}].port"), v);
+        if s.spec.ports.len() > 1 && p.name.is_empty() {
+            v.push(Diagnostic::error("a service with several ports must name each").at(format!("spec.ports[{i}].name")));
+        }
+        if !p.name.is_empty() && !names.insert(p.name.clone()) {
+            v.push(Diagnostic::error(format!("duplicate port name `{}`", p.name)).at(format!("spec.ports[{i}].name")));
+        }
+    }
+}
+
+/// True for a DNS name, optionally starting with `*.` (or `*` alone when `allow_star`).
+pub fn is_host(h: &str, allow_star: bool) -> bool {
+    if h == "*" {
+        return allow_star;
+    }
+    let rest = h.strip_prefix("*.").unwrap_or(h);
+    !rest.is_empty() && rest.split('.').all(is_dns_label)
+}
+
+fn is_dns_label(l: &str) -> bool {
+    !l.is_empty()
+        && l.len() <= 63
+        && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        && !l.starts_with('-')
+        && !l.ends_with('-')
+}
+
+fn is_dns_subdomain(s: &str) -> bool {
+    s.len() <= 253 && s.split('.').all(|l| is_dns_label(l) && l.chars().all(|c| !c.is_ascii_uppercase()))
+}
+
+fn is_ip_or_cidr(s: &str) -> bool {
+    match s.split_once('/') {
+        Some((ip, bits)) => {
+            ip.parse::<IpAddr>().is_ok_and(|ip| bits.parse::<u8>().is_ok_and(|b| b <= if ip.is_ipv4() { 32 } else { 128 }))
+        }
+        None => s.parse::<IpAddr>().is_ok(),
+    }
+}
+
+fn service_entry(se: &ServiceEntry, v: &mut Vec<Diagnostic>) {
+    let spec = &se.spec;
+    if spec.hosts.is_empty() {
+        v.push(Diagnostic::error("at least one host is required").at("spec.hosts"));
+    }
+    for (i, h) in spec.hosts.iter().enumerate() {
+        if !is_host(h, false) {
+            v.push(Diagnostic::error(format!("`{h}` is not a valid host name")).at(format!("spec.hosts[{i}]")));
+        }
+    }
+    for (i, a) in spec.addresses.iter().enumerate() {
+        if placeholder(a) {
+            v.push(Diagnostic::error(format!("`{a}` looks like a placeholder that was not filled in")).at(format!("spec.addresses[{i}]")));
+        } else if !is_ip_or_cidr(a) {
+            v.push(Diagnostic::error(format!("`{a}` is not an IP address or CIDR")).at(format!("spec.addresses[{i}]")));
+        }
+    }
+    if spec.ports.is_empty() {
+        v.push(Diagnostic::error("at least one port is required").at("spec.ports"));
+    }
+    let mut names = BTreeSet::new();
+    let mut numbers = BTreeSet::new();
+    for (i, p) in spec.ports.iter().enumerate() {
+        port_range(p.number, format!("spec.ports[{i}].number"), v);
+        if p.name.is_empty() {
+            v.push(Diagnostic::error("port name is required").at(format!("spec.ports[{i}].name")));
+        } else if !names.insert(p.name.as_str()) {
+            v.push(Diagnostic::error(format!("duplicate port name `{}`", p.name)).at(format!("spec.ports[{i}].name")));
+        }
+        if !numbers.insert(p.number) {
+            v.push(Diagnostic::error(format!("duplicate port number {}", p.number)).at(format!("spec.ports[{i}].number")));
+        }
+        if let Some(t) = p.target_port {
+            port_range(t, format!("spec.ports[{i}].targetPort"), v);
+        }
+    }
+    let resolution = spec.resolution.unwrap_or(Resolution::None);
+    if resolution == Resolution::None && !spec.endpoints.is_empty() {
+        v.push(Diagnostic::error("no endpoints should be given with resolution NONE; use STATIC or DNS").at("spec.resolution"));
+    }
+    if matches!(resolution, Resolution::Dns | Resolution::DnsRoundRobin) && spec.endpoints.is_empty() {
+        for (i, h) in spec.hosts.iter().enumerate() {
+            if h.starts_with('*') {
+                v.push(Diagnostic::error("a wildcard host cannot be resolved by DNS without endpoints").at(format!("spec.hosts[{i}]")));
+            }
+        }
+    }
+    for (i, ep) in spec.endpoints.iter().enumerate() {
+        workload(ep, &format!("spec.endpoints[{i}]"), Some((resolution, &names)), v);
+    }
+}
+
+fn workload(
+    ep: &WorkloadEntrySpec,
+    field: &str,
+    within: Option<(Resolution, &BTreeSet<&str>)>,
+    v: &mut Vec<Diagnostic>,
+) {
+    let addr = ep.address.as_str();
+    if addr.is_empty() {
+        v.push(Diagnostic::error("address is required").at(format!("{field}.address")));
+    } else if placeholder(addr) {
+        v.push(Diagnostic::error(format!("`{addr}` looks like a placeholder that was not filled in")).at(format!("{field}.address")));
+    } else if addr.parse::<IpAddr>().is_err() {
+        if matches!(within, Some((Resolution::Static, _))) {
+            v.push(Diagnostic::error(format!("`{addr}` is not an IP address, which resolution STATIC requires")).at(format!("{field}.address")));
+        } else if !addr.starts_with("unix://") && !is_host(addr, false) {
+            v.push(Diagnostic::error(format!("`{addr}` is neither an IP address nor a host name")).at(format!("{field}.address")));
+        }
+    }
+    for (name, port) in &ep.ports {
+        port_range(*port, format!("{field}.ports.{name}"), v);
+        if let Some((_, names)) = within {
+            if !names.contains(name.as_str()) {
+                v.push(Diagnostic::error(format!("`{name}` is not the name of a port of this ServiceEntry")).at(format!("{field}.ports.{name}")));
+            }
+        }
+    }
+    if let Some(l) = &ep.locality {
+        if l.split('/').count() > 3 || l.starts_with('/') {
+            v.push(Diagnostic::error(format!("locality `{l}` must be region/zone/subzone")).at(format!("{field}.locality")));
+        }
+    }
+}
+
+fn destination_rule(dr: &DestinationRule, v: &mut Vec<Diagnostic>) {
+    if dr.spec.host.is_empty() {
+        v.push(Diagnostic::error("host is required").at("spec.host"));
+    } else if !is_host(&dr.spec.host, true) {
+        v.push(Diagnostic::error(format!("`{}` is not a valid host", dr.spec.host)).at("spec.host"));
+    }
+    let mut names = BTreeSet::new();
+    for (i, s) in dr.spec.subsets.iter().enumerate() {
+        if !is_dns_label(&s.name) {
+            v.push(Diagnostic::error(format!("subset name `{}` must be a DNS label: it becomes part of cluster names and SNI", s.name)).at(format!("spec.subsets[{i}].name")));
+        } else if !names.insert(s.name.as_str()) {
+            v.push(Diagnostic::error(format!("duplicate subset `{}`", s.name)).at(format!("spec.subsets[{i}].name")));
+        }
+        if s.labels.is_empty() {
+            v.push(Diagnostic::warning("a subset without labels selects every endpoint").at(format!("spec.subsets[{i}].labels")));
+        }
+    }
+}
+
+fn virtual_service(vs: &VirtualService, v: &mut Vec<Diagnostic>) {
+    if vs.spec.hosts.is_empty() {
+        v.push(Diagnostic::error("at least one host is required").at("spec.hosts"));
+    }
+    for (i, h) in vs.spec.hosts.iter().enumerate() {
+        if !is_host(h, true) && h.parse::<IpAddr>().is_err() {
+            v.push(Diagnostic::error(format!("`{h}` is not a valid host")).at(format!("spec.hosts[{i}]")));
+        }
+    }
+    let routes = vs.spec.http.iter().map(|r| ("http", &r.route))
+        .chain(vs.spec.tcp.iter().map(|r| ("tcp", &r.route)))
+        .chain(vs.spec.tls.iter().map(|r| ("tls", &r.route)));
+    let mut counters = std::collections::BTreeMap::new();
+    for (kind, route) in routes {
+        let i = counters.entry(kind).or_insert(0usize);
+        let field = format!("spec.{kind}[{i}]");
+        *i += 1;
+        if route.is_empty() && kind != "http" {
+            v.push(Diagnostic::error("a route needs at least one destination").at(format!("{field}.route")));
+        }
+        for (j, d) in route.iter().enumerate() {
+            if d.destination.host.is_empty() {
+                v.push(Diagnostic::error("destination host is required").at(format!("{field}.route[{j}].destination.host")));
+            }
+            if let Some(p) = &d.destination.port {
+                port_range(p.number, format!("{field}.route[{j}].destination.port.number"), v);
+            }
+        }
+        if route.len() > 1 {
+            let total: u32 = route.iter().map(|d| d.weight.unwrap_or(0)).sum();
+            if total != 100 {
+                v.push(Diagnostic::error(format!("route weights add up to {total}, they must add up to 100")).at(format!("{field}.route")));
+            }
+        }
+    }
+}
+
+fn gateway(g: &Gateway, v: &mut Vec<Diagnostic>) {
+    if g.spec.servers.is_empty() {
+        v.push(Diagnostic::error("at least one server is required").at("spec.servers"));
+    }
+    for (i, s) in g.spec.servers.iter().enumerate() {
+        port_range(s.port.number, format!("spec.servers[{i}].port.number"), v);
+        if s.hosts.is_empty() {
+            v.push(Diagnostic::error("at least one host is required").at(format!("spec.servers[{i}].hosts")));
+        }
+        for (j, h) in s.hosts.iter().enumerate() {
+            let host = h.split_once('/').map(|(_, h)| h).unwrap_or(h);
+            if !is_host(host, true) {
+                v.push(Diagnostic::error(format!("`{h}` is not a valid host")).at(format!("spec.servers[{i}].hosts[{j}]")));
+            }
+        }
+        let mode = s.tls.as_ref().map(|t| t.mode);
+        if s.port.number == EAST_WEST_PORT && mode != Some(ServerTlsMode::AutoPassthrough) {
+            v.push(Diagnostic::error(
+                "port 15443 belongs to the east-west gateway, which passes mesh mTLS through by SNI; \
+                 do not create a Gateway for it (seed: \"Do not create a Gateway configuration for port 15443\"), \
+                 or set tls.mode AUTO_PASSTHROUGH",
+            ).at(format!("spec.servers[{i}].port.number")));
+        }
+        if mode == Some(ServerTlsMode::AutoPassthrough) && !matches!(s.port.protocol, crate::enums::Protocol::Tls) {
+            v.push(Diagnostic::error("AUTO_PASSTHROUGH needs protocol TLS").at(format!("spec.servers[{i}].port.protocol")));
+        }
+    }
+}
+
+fn config_map(cm: &ConfigMap, v: &mut Vec<Diagnostic>) {
+    if cm.metadata.name != "istio" {
+        return;
+    }
+    if let Some(text) = cm.data.get("meshNetworks") {
+        if let Err(e) = MeshNetworks::parse(text) {
+            v.push(Diagnostic::error(format!("invalid meshNetworks: {e}")).at("data.meshNetworks"));
+        }
+    }
+    if let Some(text) = cm.data.get("mesh") {
+        if let Err(e) = serde_saphyr::from_str::<Option<MeshConfig>>(text) {
+            let first = e.to_string();
+            v.push(Diagnostic::error(format!("invalid mesh config: {}", first.lines().next().unwrap_or_default())).at("data.mesh"));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::load::load_str;
+
+    fn errors(yaml: &str) -> Vec<String> {
+        load_str(yaml, None, "ns").diagnostics.iter().map(|d| d.to_string()).collect()
+    }
+
+    #[test]
+    fn gateway_on_15443_without_auto_passthrough_is_refused() {
+        let e = errors("apiVersion: networking.istio.io/v1alpha3\nkind: Gateway\nmetadata:\n  name: g\nspec:\n  servers:\n  - port:\n      number: 15443\n      protocol: TLS\n      name: tls\n    hosts: ['*']\n");
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(e[0].contains("spec.servers[0].port.number: port 15443 belongs to the east-west gateway"), "{e:?}");
+    }
+
+    #[test]
+    fn seed_003_gateway_is_accepted() {
+        let e = errors("apiVersion: networking.istio.io/v1alpha3\nkind: Gateway\nmetadata:\n  name: cluster-aware-gateway\n  namespace: istio-system\nspec:\n  selector:\n    istio: ingressgateway\n  servers:\n  - port:\n      number: 443\n      name: tls\n      protocol: TLS\n    tls:\n      mode: AUTO_PASSTHROUGH\n    hosts:\n    - \"*.local\"\n");
+        assert!(e.is_empty(), "{e:?}");
+    }
+
+    #[test]
+    fn unfilled_placeholder_and_unknown_port_name_are_named() {
+        let e = errors("apiVersion: networking.istio.io/v1alpha3\nkind: ServiceEntry\nmetadata:\n  name: s\nspec:\n  hosts: [a.b.global]\n  ports:\n  - name: http1\n    number: 8000\n    protocol: http\n  resolution: DNS\n  endpoints:\n  - address: ${GATEWAY_IP_CLUSTER2}\n    ports:\n      http: 15443\n");
+        assert_eq!(e.len(), 2, "{e:?}");
+        assert!(e[0].contains("line 13: error: ServiceEntry/ns/s: spec.endpoints[0].address: `${GATEWAY_IP_CLUSTER2}` looks like a placeholder"), "{e:?}");
+        assert!(e[1].contains("line 15: error: ServiceEntry/ns/s: spec.endpoints[0].ports.http: `http` is not the name of a port"), "{e:?}");
+    }
+
+    #[test]
+    fn weights_must_add_up_to_100() {
+        let e = errors("apiVersion: networking.istio.io/v1alpha3\nkind: VirtualService\nmetadata:\n  name: v\nspec:\n  hosts: [a]\n  http:\n  - route:\n    - destination:\n        host: a\n        subset: v1\n      weight: 50\n    - destination:\n        host: a\n        subset: v2\n      weight: 40\n");
+        assert_eq!(e.len(), 1);
+        assert!(e[0].contains("spec.http[0].route: route weights add up to 90"), "{e:?}");
+    }
+
+    #[test]
+    fn static_endpoints_must_be_ips() {
+        let e = errors("apiVersion: networking.istio.io/v1alpha3\nkind: ServiceEntry\nmetadata:\n  name: s\nspec:\n  hosts: [a.b]\n  ports:\n  - {name: http, number: 80, protocol: HTTP}\n  resolution: STATIC\n  endpoints:\n  - address: gw.example.com\n");
+        assert!(e[0].contains("resolution STATIC requires"), "{e:?}");
+    }
+}
