@@ -20,6 +20,16 @@ fn default_trust_domain() -> String {
     "cluster.local".to_string()
 }
 
+impl MeshConfig {
+    /// Parses the `mesh` key of Istio's ConfigMap; empty text gives the defaults.
+    pub fn parse(text: &str) -> Result<MeshConfig, String> {
+        let parsed: Option<MeshConfig> = serde_saphyr::from_str(text).map_err(|e| {
+            e.to_string().lines().next().unwrap_or("invalid YAML").to_string()
+        })?;
+        Ok(parsed.unwrap_or_default())
+    }
+}
+
 impl Default for MeshConfig {
     fn default() -> Self {
         MeshConfig {

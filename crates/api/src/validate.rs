@@ -288,9 +288,8 @@ fn config_map(cm: &ConfigMap, v: &mut Vec<Diagnostic>) {
         }
     }
     if let Some(text) = cm.data.get("mesh") {
-        if let Err(e) = serde_saphyr::from_str::<Option<MeshConfig>>(text) {
-            let first = e.to_string();
-            v.push(Diagnostic::error(format!("invalid mesh config: {}", first.lines().next().unwrap_or_default())).at("data.mesh"));
+        if let Err(e) = MeshConfig::parse(text) {
+            v.push(Diagnostic::error(format!("invalid mesh config: {e}")).at("data.mesh"));
         }
     }
 }

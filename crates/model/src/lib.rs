@@ -1,1 +1,17 @@
-//! placeholder
+//! The aggregated mesh snapshot: every registry's objects folded into one immutable view of
+//! services, endpoints (with cluster, network, locality, labels and identity), network
+//! gateways, traffic rules and mTLS policy. Envoy generation reads only this.
+//!
+//! Data flows one way: registries -> [`MeshSnapshot::build`] -> per-proxy generation.
+
+pub mod build;
+pub mod host;
+pub mod policy;
+pub mod proxy;
+pub mod service;
+pub mod snapshot;
+
+pub use host::{fqdn, host_matches};
+pub use proxy::{NodeId, NodeKind, Proxy, ProxyError};
+pub use service::{Endpoint, Port, Service, ServiceOrigin};
+pub use snapshot::{MeshSnapshot, NetworkGateway, PodInfo, SnapshotInput};

@@ -1,0 +1,492 @@
+//! Folding every registry into one [`MeshSnapshot`].
+
+use crate::host::{fqdn, CLUSTER_DOMAIN};
+use crate::policy::{MtlsPolicies, MtlsPolicy, ROOT_NAMESPACE};
+use crate::service::{Endpoint, Port, Service, ServiceOrigin};
+use crate::snapshot::{MeshSnapshot, NetworkGateway, PodInfo, Scoped, SnapshotInput};
+use isthmus_api::enums::{Location, MtlsMode, Protocol, Resolution};
+use isthmus_api::kube::IntOrString;
+use isthmus_api::load::place;
+use isthmus_api::mesh::{MeshConfig, MeshNetworks};
+use isthmus_api::{Diagnostic, Object, Resource};
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+/// The label that puts a pod or namespace on a network.
+pub const NETWORK_LABEL: &str = "topology.istio.io/network";
+/// The annotation that says a pod has no sidecar.
+pub const INJECT_ANNOTATION: &str = "sidecar.istio.io/inject";
+
+impl MeshSnapshot {
+    /// Builds a snapshot. Problems are collected in `diagnostics`; a resource that
+    /// conflicts with another (a duplicate VIP) is left out whole, never half-applied.
+    pub fn build(input: &SnapshotInput, version: u64) -> MeshSnapshot {
+        let mut snap = MeshSnapshot {
+            version,
+            local_cluster: input.local_cluster.clone(),
+            local_network: input.local_network.clone(),
+            ..Default::default()
+        };
+        for c in &input.clusters {
+            snap.diagnostics.extend(c.diagnostics.iter().cloned());
+        }
+        let local = input.clusters.iter().find(|c| c.cluster == input.local_cluster);
+        let local_resources: Vec<&Arc<Resource>> =
+            local.map(|c| c.resources.values().collect()).unwrap_or_default();
+
+        read_mesh_config(&mut snap, &local_resources);
+        let cluster_network = |cluster: &str| -> String {
+            if cluster == input.local_cluster {
+                return input.local_network.clone();
+            }
+            for (name, net) in &snap.networks.networks {
+                if net.endpoints.iter().any(|e| e.from_registry.as_deref() == Some(cluster)) {
+                    return name.clone();
+                }
+            }
+            input.cluster_networks.get(cluster).cloned().unwrap_or_default()
+        };
+        let cidr_network = |ip: &str| -> Option<String> {
+            let ip: IpAddr = ip.parse().ok()?;
+            snap.networks.networks.iter().find_map(|(name, net)| {
+                net.endpoints
+                    .iter()
+                    .filter_map(|e| e.from_cidr.as_deref())
+                    .any(|c| cidr_contains(c, ip))
+                    .then(|| name.clone())
+            })
+        };
+
+        // Pods of every cluster.
+        let mut pods = BTreeMap::new();
+        for c in &input.clusters {
+            let ns_networks: BTreeMap<&str, &str> = c
+                .resources
+                .values()
+                .filter_map(|r| match &r.object {
+                    Object::Namespace(n) => n.metadata.labels.get(NETWORK_LABEL).map(|l| (n.metadata.name.as_str(), l.as_str())),
+                    _ => None,
+                })
+                .collect();
+            for r in c.resources.values() {
+                let Object::Pod(p) = &r.object else { continue };
+                let Some(ip) = p.status.pod_ip.clone() else { continue };
+                // Istio's order: pod label, namespace label, fromRegistry, fromCidr.
+                let network = p
+                    .metadata
+                    .labels
+                    .get(NETWORK_LABEL)
+                    .cloned()
+                    .or_else(|| ns_networks.get(p.metadata.namespace.as_str()).map(|s| s.to_string()))
+                    .or_else(|| Some(cluster_network(&c.cluster)).filter(|n| !n.is_empty()))
+                    .or_else(|| cidr_network(&ip))
+                    .unwrap_or_default();
+                let sa = if p.spec.service_account_name.is_empty() { "default".to_string() } else { p.spec.service_account_name.clone() };
+                pods.insert(
+                    (c.cluster.clone(), p.metadata.namespace.clone(), p.metadata.name.clone()),
+                    (PodInfo {
+                        cluster: c.cluster.clone(),
+                        namespace: p.metadata.namespace.clone(),
+                        name: p.metadata.name.clone(),
+                        ip,
+                        labels: p.metadata.labels.clone(),
+                        service_account: sa,
+                        network,
+                    }, p.clone()),
+                );
+            }
+        }
+
+        // Kubernetes services, merged across clusters by host name.
+        let mut services: BTreeMap<String, Service> = BTreeMap::new();
+        for c in &input.clusters {
+            for r in c.resources.values() {
+                let Object::Service(s) = &r.object else { continue };
+                let hostname = format!("{}.{}.{CLUSTER_DOMAIN}", s.metadata.name, s.metadata.namespace);
+                let entry = services.entry(hostname.clone()).or_insert_with(|| Service {
+                    hostname: hostname.clone(),
+                    namespace: s.metadata.namespace.clone(),
+                    name: s.metadata.name.clone(),
+                    origin: ServiceOrigin::Kubernetes,
+                    ports: s
+                        .spec
+                        .ports
+                        .iter()
+                        .map(|p| Port {
+                            name: p.name.clone(),
+                            number: p.port,
+                            protocol: p
+                                .app_protocol
+                                .as_deref()
+                                .and_then(Protocol::parse)
+                                .unwrap_or_else(|| Protocol::from_port_name(&p.name)),
+                        })
+                        .collect(),
+                    vip: None,
+                    resolution: Resolution::Static,
+                    location: Location::MeshInternal,
+                    endpoints: Vec::new(),
+                    subject_alt_names: Vec::new(),
+                });
+                if c.cluster == input.local_cluster {
+                    if let Some(ip) = s.spec.cluster_ip.as_ref().filter(|ip| ip.parse::<IpAddr>().is_ok()) {
+                        entry.vip = Some(ip.clone());
+                    }
+                }
+                if s.spec.selector.is_empty() {
+                    continue;
+                }
+                for ((cluster, ns, _), (info, pod)) in &pods {
+                    if cluster != &c.cluster || ns != &s.metadata.namespace {
+                        continue;
+                    }
+                    if !s.spec.selector.iter().all(|(k, v)| info.labels.get(k) == Some(v)) {
+                        continue;
+                    }
+                    let ports = s
+                        .spec
+                        .ports
+                        .iter()
+                        .filter_map(|p| {
+                            let target = match &p.target_port {
+                                None => Some(p.port),
+                                Some(IntOrString::Int(n)) => Some(*n),
+                                Some(IntOrString::String(name)) => pod
+                                    .spec
+                                    .containers
+                                    .iter()
+                                    .flat_map(|c| &c.ports)
+                                    .find(|cp| cp.name.as_deref() == Some(name.as_str()))
+                                    .map(|cp| cp.container_port),
+                            }?;
+                            Some((p.name.clone(), target))
+                        })
+                        .collect();
+                    let mtls_ready = pod.metadata.annotations.get(INJECT_ANNOTATION).map(String::as_str) != Some("false");
+                    entry.endpoints.push(Endpoint {
+                        address: info.ip.clone(),
+                        ports,
+                        labels: info.labels.clone(),
+                        cluster: cluster.clone(),
+                        network: info.network.clone(),
+                        locality: locality_of(&info.labels),
+                        weight: 1,
+                        identity: Some(format!("spiffe://{}/ns/{}/sa/{}", snap.mesh.trust_domain, info.namespace, info.service_account)),
+                        mtls_ready,
+                    });
+                }
+            }
+            // Selector-less services take their endpoints from Endpoints objects.
+            for r in c.resources.values() {
+                let Object::Endpoints(e) = &r.object else { continue };
+                let hostname = format!("{}.{}.{CLUSTER_DOMAIN}", e.metadata.name, e.metadata.namespace);
+                let Some(svc) = services.get_mut(&hostname) else { continue };
+                for subset in &e.subsets {
+                    for a in &subset.addresses {
+                        let pod = pods.values().find(|(p, _)| p.cluster == c.cluster && p.ip == a.ip);
+                        if svc.endpoints.iter().any(|ep| ep.address == a.ip && ep.cluster == c.cluster) {
+                            continue;
+                        }
+                        svc.endpoints.push(Endpoint {
+                            address: a.ip.clone(),
+                            ports: subset.ports.iter().map(|p| (p.name.clone(), p.port)).collect(),
+                            labels: pod.map(|(p, _)| p.labels.clone()).unwrap_or_default(),
+                            cluster: c.cluster.clone(),
+                            network: pod.map(|(p, _)| p.network.clone()).unwrap_or_else(|| cluster_network(&c.cluster)),
+                            locality: String::new(),
+                            weight: 1,
+                            identity: pod.map(|(p, _)| format!("spiffe://{}/ns/{}/sa/{}", snap.mesh.trust_domain, p.namespace, p.service_account)),
+                            mtls_ready: pod.is_some(),
+                        });
+                    }
+                }
+            }
+        }
+
+        // ServiceEntries and Istio rules: the local cluster's configuration.
+        let mut vips: BTreeMap<String, String> = services
+            .values()
+            .filter_map(|s| s.vip.clone().map(|v| (v, s.hostname.clone())))
+            .collect();
+        for r in &local_resources {
+            match &r.object {
+                Object::ServiceEntry(se) => {
+                    let key = format!("{}/{}", se.metadata.namespace, se.metadata.name);
+                    let vip = se.spec.addresses.iter().find(|a| a.parse::<IpAddr>().is_ok()).cloned();
+                    if let Some(v) = &vip {
+                        if let Some(owner) = vips.get(v).filter(|o| !se.spec.hosts.contains(o)) {
+                            let d = Diagnostic::error(format!(
+                                "address {v} is already the VIP of {owner}; each service needs its own address within a cluster"
+                            ))
+                            .at("spec.addresses[0]");
+                            snap.diagnostics.push(place(d, r));
+                            continue;
+                        }
+                    }
+                    let resolution = se.spec.resolution.unwrap_or(Resolution::None);
+                    let ports: Vec<Port> = se
+                        .spec
+                        .ports
+                        .iter()
+                        .map(|p| Port {
+                            name: p.name.clone(),
+                            number: p.number,
+                            protocol: p.protocol.unwrap_or_else(|| Protocol::from_port_name(&p.name)),
+                        })
+                        .collect();
+                    let endpoints: Vec<Endpoint> = se
+                        .spec
+                        .endpoints
+                        .iter()
+                        .map(|ep| Endpoint {
+                            address: ep.address.clone(),
+                            ports: se
+                                .spec
+                                .ports
+                                .iter()
+                                .map(|p| {
+                                    let n = ep.ports.get(&p.name).copied().or(p.target_port).unwrap_or(p.number);
+                                    (p.name.clone(), n)
+                                })
+                                .collect(),
+                            labels: ep.labels.clone(),
+                            cluster: String::new(),
+                            network: ep.network.clone().unwrap_or_default(),
+                            locality: ep.locality.clone().unwrap_or_default(),
+                            weight: ep.weight.filter(|w| *w > 0).unwrap_or(1),
+                            identity: ep
+                                .service_account
+                                .as_ref()
+                                .map(|sa| format!("spiffe://{}/ns/{}/sa/{sa}", snap.mesh.trust_domain, se.metadata.namespace)),
+                            mtls_ready: se.spec.location == Some(Location::MeshInternal),
+                        })
+                        .collect();
+                    for host in &se.spec.hosts {
+                        if let Some(v) = &vip {
+                            vips.insert(v.clone(), host.clone());
+                        }
+                        match services.get_mut(host) {
+                            // A ServiceEntry for a Kubernetes host adds endpoints (seed 002:
+                            // the remote gateway beside local pods).
+                            Some(existing) if existing.origin == ServiceOrigin::Kubernetes => {
+                                for ep in &endpoints {
+                                    let mut ep = ep.clone();
+                                    ep.ports = existing
+                                        .ports
+                                        .iter()
+                                        .filter_map(|p| {
+                                            let se_port = ports.iter().find(|sp| sp.number == p.number)?;
+                                            Some((p.name.clone(), ep.ports.get(&se_port.name).copied()?))
+                                        })
+                                        .collect();
+                                    existing.endpoints.push(ep);
+                                }
+                            }
+                            Some(_) => {
+                                let d = Diagnostic::error(format!("host {host} is already defined by another ServiceEntry"))
+                                    .at("spec.hosts");
+                                snap.diagnostics.push(place(d, r));
+                            }
+                            None => {
+                                services.insert(
+                                    host.clone(),
+                                    Service {
+                                        hostname: host.clone(),
+                                        namespace: se.metadata.namespace.clone(),
+                                        name: se.metadata.name.clone(),
+                                        origin: ServiceOrigin::ServiceEntry(key.clone()),
+                                        ports: ports.clone(),
+                                        vip: vip.clone(),
+                                        resolution,
+                                        location: se.spec.location.unwrap_or(Location::MeshExternal),
+                                        endpoints: endpoints.clone(),
+                                        subject_alt_names: se.spec.subject_alt_names.clone(),
+                                    },
+                                );
+                            }
+                        }
+                    }
+                }
+                Object::DestinationRule(dr) => snap.destination_rules.push(Scoped { namespace: dr.metadata.namespace.clone(), rule: dr.clone() }),
+                Object::VirtualService(vs) => snap.virtual_services.push(Scoped { namespace: vs.metadata.namespace.clone(), rule: vs.clone() }),
+                Object::Gateway(g) => snap.gateways.push(Scoped { namespace: g.metadata.namespace.clone(), rule: g.clone() }),
+                _ => {}
+            }
+        }
+        snap.mtls = read_policies(&local_resources);
+        for net in snap.networks.networks.iter() {
+            let gws = net
+                .1
+                .gateways
+                .iter()
+                .filter_map(|g| {
+                    let address = g.address.clone().or_else(|| {
+                        let svc = g.registry_service_name.as_deref()?;
+                        let s = services.get(&fqdn(svc, ROOT_NAMESPACE))?;
+                        s.vip.clone()
+                    })?;
+                    Some(NetworkGateway { address, port: g.port, locality: g.locality.clone().unwrap_or_default() })
+                })
+                .collect();
+            snap.network_gateways.insert(net.0.clone(), gws);
+        }
+        for s in services.values_mut() {
+            s.endpoints.sort_by(|a, b| (&a.cluster, &a.address).cmp(&(&b.cluster, &b.address)));
+        }
+        snap.services = services.into_iter().map(|(k, v)| (k, Arc::new(v))).collect();
+        snap.pods = pods.into_iter().map(|(k, (info, _))| (k, info)).collect();
+        snap
+    }
+}
+
+fn locality_of(labels: &BTreeMap<String, String>) -> String {
+    let region = labels.get("topology.kubernetes.io/region");
+    let zone = labels.get("topology.kubernetes.io/zone");
+    match (region, zone) {
+        (Some(r), Some(z)) => format!("{r}/{z}"),
+        (Some(r), None) => r.clone(),
+        _ => labels.get("istio-locality").map(|l| l.replace('.', "/")).unwrap_or_default(),
+    }
+}
+
+fn cidr_contains(cidr: &str, ip: IpAddr) -> bool {
+    let Some((net, bits)) = cidr.split_once('/') else { return false };
+    let (Ok(net), Ok(bits)) = (net.parse::<IpAddr>(), bits.parse::<u32>()) else { return false };
+    match (net, ip) {
+        (IpAddr::V4(n), IpAddr::V4(i)) if bits <= 32 => {
+            let mask = if bits == 0 { 0 } else { u32::MAX << (32 - bits) };
+            (u32::from(n) & mask) == (u32::from(i) & mask)
+        }
+        (IpAddr::V6(n), IpAddr::V6(i)) if bits <= 128 => {
+            let mask = if bits == 0 { 0 } else { u128::MAX << (128 - bits) };
+            (u128::from(n) & mask) == (u128::from(i) & mask)
+        }
+        _ => false,
+    }
+}
+
+fn read_mesh_config(snap: &mut MeshSnapshot, resources: &[&Arc<Resource>]) {
+    for r in resources {
+        let Object::ConfigMap(cm) = &r.object else { continue };
+        if cm.metadata.name != "istio" || cm.metadata.namespace != ROOT_NAMESPACE {
+            continue;
+        }
+        if let Some(text) = cm.data.get("mesh") {
+            if let Ok(m) = MeshConfig::parse(text) {
+                snap.mesh = m;
+            }
+        }
+        if let Some(text) = cm.data.get("meshNetworks") {
+            if let Ok(n) = MeshNetworks::parse(text) {
+                snap.networks = n;
+            }
+        }
+    }
+}
+
+fn read_policies(resources: &[&Arc<Resource>]) -> MtlsPolicies {
+    let mut out = MtlsPolicies::default();
+    for r in resources {
+        match &r.object {
+            Object::PeerAuthentication(pa) => out.policies.push(MtlsPolicy {
+                namespace: pa.metadata.namespace.clone(),
+                selector: pa.spec.selector.clone().map(|s| s.match_labels).unwrap_or_default(),
+                mode: pa.spec.mtls.as_ref().and_then(|m| m.mode).unwrap_or(MtlsMode::Unset),
+                ports: pa
+                    .spec
+                    .port_level_mtls
+                    .iter()
+                    .filter_map(|(p, m)| Some((p.parse().ok()?, m.mode.unwrap_or(MtlsMode::Unset))))
+                    .collect(),
+            }),
+            Object::MeshPolicy(p) => out.policies.push(MtlsPolicy {
+                namespace: ROOT_NAMESPACE.into(),
+                selector: BTreeMap::new(),
+                mode: p.spec.mode(),
+                ports: BTreeMap::new(),
+            }),
+            Object::AuthnPolicy(p) if p.spec.targets.is_empty() => out.policies.push(MtlsPolicy {
+                namespace: p.metadata.namespace.clone(),
+                selector: BTreeMap::new(),
+                mode: p.spec.mode(),
+                ports: BTreeMap::new(),
+            }),
+            _ => {}
+        }
+    }
+    // Workload policies first, so lookups find the most specific.
+    out.policies.sort_by_key(|p| p.selector.is_empty());
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use isthmus_registry::ClusterConfig;
+
+    fn cluster(name: &str, yaml: &str) -> ClusterConfig {
+        let loaded = isthmus_api::load_str(yaml, None, "default");
+        assert!(loaded.diagnostics.is_empty(), "{:?}", loaded.diagnostics);
+        ClusterConfig {
+            cluster: name.into(),
+            resources: loaded.resources.into_iter().map(|r| (r.key(), Arc::new(r))).collect(),
+            diagnostics: vec![],
+        }
+    }
+
+    const HTTPBIN: &str = "apiVersion: v1\nkind: Service\nmetadata: {name: httpbin, namespace: bar}\nspec:\n  ports:\n  - {name: http, port: 8000, targetPort: 80}\n  selector: {app: httpbin}\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: httpbin-1, namespace: bar, labels: {app: httpbin, version: v1}}\nspec: {serviceAccountName: httpbin}\nstatus: {podIP: 10.10.0.5}\n";
+
+    #[test]
+    fn kubernetes_service_endpoints_carry_identity_network_and_target_port() {
+        let input = SnapshotInput {
+            local_cluster: "cluster2".into(),
+            local_network: "network2".into(),
+            clusters: vec![cluster("cluster2", HTTPBIN)],
+            ..Default::default()
+        };
+        let snap = MeshSnapshot::build(&input, 1);
+        let svc = &snap.services["httpbin.bar.svc.cluster.local"];
+        assert_eq!(svc.endpoints.len(), 1);
+        let ep = &svc.endpoints[0];
+        assert_eq!(ep.ports["http"], 80);
+        assert_eq!(ep.network, "network2");
+        assert_eq!(ep.identity.as_deref(), Some("spiffe://cluster.local/ns/bar/sa/httpbin"));
+    }
+
+    #[test]
+    fn duplicate_vip_rejects_the_second_entry_whole() {
+        let se = |name: &str, host: &str| format!("apiVersion: networking.istio.io/v1alpha3\nkind: ServiceEntry\nmetadata: {{name: {name}, namespace: foo}}\nspec:\n  hosts: [{host}]\n  addresses: [127.255.0.2]\n  location: MESH_INTERNAL\n  resolution: DNS\n  ports: [{{name: http1, number: 8000, protocol: http}}]\n  endpoints:\n  - address: 198.18.0.2\n    ports: {{http1: 15443}}\n");
+        let yaml = format!("{}---\n{}", se("a", "httpbin.bar.global"), se("b", "other.bar.global"));
+        let input = SnapshotInput {
+            local_cluster: "cluster1".into(),
+            local_network: "network1".into(),
+            clusters: vec![cluster("cluster1", &yaml)],
+            ..Default::default()
+        };
+        let snap = MeshSnapshot::build(&input, 1);
+        assert!(snap.services.contains_key("httpbin.bar.global"));
+        assert!(!snap.services.contains_key("other.bar.global"));
+        assert_eq!(snap.diagnostics.len(), 1);
+        let d = snap.diagnostics[0].to_string();
+        assert!(d.contains("ServiceEntry/foo/b: spec.addresses[0]: address 127.255.0.2 is already the VIP of httpbin.bar.global"), "{d}");
+    }
+
+    #[test]
+    fn mesh_networks_from_registry_and_cidr() {
+        let cm = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: istio, namespace: istio-system}\ndata:\n  meshNetworks: |\n    networks:\n      network2:\n        endpoints:\n        - fromRegistry: remote\n        gateways:\n        - address: 198.18.0.9\n          port: 15443\n      network3:\n        endpoints:\n        - fromCidr: 10.30.0.0/16\n";
+        let remote_pod = "apiVersion: v1\nkind: Pod\nmetadata: {name: p, namespace: x}\nstatus: {podIP: 10.10.0.7}\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: q, namespace: x, labels: {topology.istio.io/network: net9}}\nstatus: {podIP: 10.10.0.8}\n";
+        let third = "apiVersion: v1\nkind: Pod\nmetadata: {name: r, namespace: x}\nstatus: {podIP: 10.30.1.1}\n";
+        let input = SnapshotInput {
+            local_cluster: "local".into(),
+            local_network: "network1".into(),
+            clusters: vec![cluster("local", cm), cluster("remote", remote_pod), cluster("third", third)],
+            ..Default::default()
+        };
+        let snap = MeshSnapshot::build(&input, 1);
+        assert_eq!(snap.pods[&("remote".into(), "x".into(), "p".into())].network, "network2");
+        assert_eq!(snap.pods[&("remote".into(), "x".into(), "q".into())].network, "net9");
+        assert_eq!(snap.pods[&("third".into(), "x".into(), "r".into())].network, "network3");
+        assert_eq!(snap.network_gateways["network2"][0].address, "198.18.0.9");
+    }
+}

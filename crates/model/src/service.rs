@@ -1,0 +1,86 @@
+//! Services and their endpoints as the mesh sees them.
+
+use isthmus_api::enums::{Location, Protocol, Resolution};
+use std::collections::BTreeMap;
+
+/// Where a service came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ServiceOrigin {
+    /// A Kubernetes Service (possibly present in several clusters).
+    Kubernetes,
+    /// A ServiceEntry, named `namespace/name`.
+    ServiceEntry(String),
+}
+
+/// A service port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Port {
+    /// Name.
+    pub name: String,
+    /// The service port.
+    pub number: u32,
+    /// Protocol.
+    pub protocol: Protocol,
+}
+
+/// A service: one host name.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Service {
+    /// Fully qualified host name.
+    pub hostname: String,
+    /// Namespace of the defining object.
+    pub namespace: String,
+    /// Name of the defining object.
+    pub name: String,
+    /// Kubernetes or ServiceEntry.
+    pub origin: ServiceOrigin,
+    /// Ports.
+    pub ports: Vec<Port>,
+    /// The virtual IP clients connect to, if any.
+    pub vip: Option<String>,
+    /// How endpoints are found.
+    pub resolution: Resolution,
+    /// Inside or outside the mesh.
+    pub location: Location,
+    /// Endpoints.
+    pub endpoints: Vec<Endpoint>,
+    /// Identities allowed to serve it (from the ServiceEntry); empty means derive from the
+    /// endpoints.
+    pub subject_alt_names: Vec<String>,
+}
+
+impl Service {
+    /// The port with this number.
+    pub fn port(&self, number: u32) -> Option<&Port> {
+        self.ports.iter().find(|p| p.number == number)
+    }
+
+    /// True when sidecars talk mTLS to it by default.
+    pub fn mesh_internal(&self) -> bool {
+        self.location == Location::MeshInternal
+    }
+}
+
+/// One endpoint of a service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    /// IP address or DNS name.
+    pub address: String,
+    /// Service port name to the endpoint's port.
+    pub ports: BTreeMap<String, u32>,
+    /// Labels.
+    pub labels: BTreeMap<String, String>,
+    /// The cluster it lives in (empty for ServiceEntry endpoints).
+    pub cluster: String,
+    /// The network it is on; empty means reachable from everywhere.
+    pub network: String,
+    /// `region/zone/subzone`.
+    pub locality: String,
+    /// Load-balancing weight.
+    pub weight: u32,
+    /// The SPIFFE identity, when known.
+    pub identity: Option<String>,
+    /// True when the endpoint speaks mesh mTLS (has a sidecar); only such endpoints may be
+    /// reached through a network gateway.
+    pub mtls_ready: bool,
+}

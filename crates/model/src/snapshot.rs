@@ -1,0 +1,188 @@
+//! The immutable snapshot and the lookups generation needs.
+
+use crate::host::{fqdn, host_matches, specificity};
+use crate::policy::MtlsPolicies;
+use crate::proxy::{NodeId, Proxy};
+use crate::service::Service;
+use isthmus_api::mesh::{MeshConfig, MeshNetworks};
+use isthmus_api::networking::{DestinationRule, Gateway, VirtualService};
+use isthmus_api::Diagnostic;
+use isthmus_registry::ClusterConfig;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// What a snapshot is built from.
+#[derive(Debug, Clone, Default)]
+pub struct SnapshotInput {
+    /// The cluster this control plane runs in; its Istio configuration is the one in force.
+    pub local_cluster: String,
+    /// The local cluster's network.
+    pub local_network: String,
+    /// Networks of other clusters given on the command line (meshNetworks `fromRegistry`
+    /// also sets them).
+    pub cluster_networks: BTreeMap<String, String>,
+    /// Every registry's objects.
+    pub clusters: Vec<ClusterConfig>,
+}
+
+/// A pod the registries know, used to find a proxy's labels and identity.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PodInfo {
+    /// Cluster.
+    pub cluster: String,
+    /// Namespace.
+    pub namespace: String,
+    /// Name.
+    pub name: String,
+    /// IP.
+    pub ip: String,
+    /// Labels.
+    pub labels: BTreeMap<String, String>,
+    /// Service account.
+    pub service_account: String,
+    /// Network.
+    pub network: String,
+}
+
+/// A gateway address through which a network is reached.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetworkGateway {
+    /// Address.
+    pub address: String,
+    /// Port (15443).
+    pub port: u32,
+    /// Locality.
+    pub locality: String,
+}
+
+/// A rule with the namespace it was written in.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Scoped<T> {
+    /// Namespace of the rule.
+    pub namespace: String,
+    /// The rule.
+    pub rule: T,
+}
+
+/// The whole mesh at one version.
+#[derive(Debug, Clone, Default)]
+pub struct MeshSnapshot {
+    /// Increases on every rebuild.
+    pub version: u64,
+    /// The control plane's cluster.
+    pub local_cluster: String,
+    /// The control plane's network.
+    pub local_network: String,
+    /// Mesh config.
+    pub mesh: MeshConfig,
+    /// Mesh networks.
+    pub networks: MeshNetworks,
+    /// Services by host name.
+    pub services: BTreeMap<String, Arc<Service>>,
+    /// Pods by (cluster, namespace, name).
+    pub pods: BTreeMap<(String, String, String), PodInfo>,
+    /// DestinationRules with their namespaces.
+    pub destination_rules: Vec<Scoped<DestinationRule>>,
+    /// VirtualServices with their namespaces.
+    pub virtual_services: Vec<Scoped<VirtualService>>,
+    /// Gateways with their namespaces.
+    pub gateways: Vec<Scoped<Gateway>>,
+    /// Gateways of each network.
+    pub network_gateways: BTreeMap<String, Vec<NetworkGateway>>,
+    /// mTLS policies.
+    pub mtls: MtlsPolicies,
+    /// Problems found while building (including every registry's).
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+impl MeshSnapshot {
+    /// The SPIFFE identity of a service account.
+    pub fn spiffe(&self, namespace: &str, service_account: &str) -> String {
+        format!("spiffe://{}/ns/{namespace}/sa/{service_account}", self.mesh.trust_domain)
+    }
+
+    /// Finds the proxy for a node id and its metadata (`CLUSTER_ID`, `NETWORK`,
+    /// `INTERCEPTION_MODE`, `ROUTER_MODE`, `LABELS`, `SERVICE_ACCOUNT`). Registry data wins
+    /// over metadata for labels and identity: a proxy cannot claim to be what it is not.
+    pub fn proxy(&self, id: &NodeId, metadata: &BTreeMap<String, String>) -> Proxy {
+        let cluster = metadata
+            .get("CLUSTER_ID")
+            .cloned()
+            .unwrap_or_else(|| self.local_cluster.clone());
+        let pod = self.pods.get(&(cluster.clone(), id.namespace.clone(), id.pod.clone()));
+        let labels = match pod {
+            Some(p) => p.labels.clone(),
+            None => metadata
+                .get("LABELS")
+                .and_then(|l| serde_json::from_str(l).ok())
+                .unwrap_or_default(),
+        };
+        let service_account = pod
+            .map(|p| p.service_account.clone())
+            .or_else(|| metadata.get("SERVICE_ACCOUNT").cloned())
+            .unwrap_or_else(|| "default".into());
+        let network = pod
+            .map(|p| p.network.clone())
+            .filter(|n| !n.is_empty())
+            .or_else(|| metadata.get("NETWORK").cloned())
+            .unwrap_or_else(|| self.local_network.clone());
+        Proxy {
+            id: id.clone(),
+            cluster,
+            network,
+            labels,
+            service_account,
+            interception: crate::proxy::Interception::parse(
+                metadata.get("INTERCEPTION_MODE").map(String::as_str).unwrap_or("REDIRECT"),
+            ),
+            router_mode_sni_dnat: metadata
+                .get("ROUTER_MODE")
+                .is_some_and(|m| m.eq_ignore_ascii_case("sni-dnat")),
+        }
+    }
+
+    /// The DestinationRule for `host` as seen from `proxy_ns`: the most specific host match,
+    /// preferring the proxy's namespace, then the service's, then any.
+    pub fn destination_rule(&self, host: &str, proxy_ns: &str) -> Option<&Scoped<DestinationRule>> {
+        self.destination_rules
+            .iter()
+            .filter(|d| host_matches(&fqdn(&d.rule.spec.host, &d.namespace), host))
+            .max_by_key(|d| {
+                let h = fqdn(&d.rule.spec.host, &d.namespace);
+                (specificity(&h), d.namespace == proxy_ns)
+            })
+    }
+
+    /// VirtualServices bound to the mesh (no `gateways`, or `mesh` among them) that match
+    /// `host`, most specific first.
+    pub fn mesh_virtual_services(&self, host: &str) -> Vec<&Scoped<VirtualService>> {
+        let mut v: Vec<_> = self
+            .virtual_services
+            .iter()
+            .filter(|vs| vs.rule.spec.gateways.is_empty() || vs.rule.spec.gateways.iter().any(|g| g == "mesh"))
+            .filter(|vs| vs.rule.spec.hosts.iter().any(|h| host_matches(&fqdn(h, &vs.namespace), host)))
+            .collect();
+        v.sort_by_key(|vs| {
+            std::cmp::Reverse(
+                vs.rule
+                    .spec
+                    .hosts
+                    .iter()
+                    .filter(|h| host_matches(&fqdn(h, &vs.namespace), host))
+                    .map(|h| specificity(h))
+                    .max()
+                    .unwrap_or(0),
+            )
+        });
+        v
+    }
+
+    /// The Gateway resources whose selector matches these pod labels.
+    pub fn gateways_for(&self, labels: &BTreeMap<String, String>) -> Vec<&Scoped<Gateway>> {
+        self.gateways
+            .iter()
+            .filter(|g| !g.rule.spec.selector.is_empty())
+            .filter(|g| g.rule.spec.selector.iter().all(|(k, v)| labels.get(k) == Some(v)))
+            .collect()
+    }
+}
