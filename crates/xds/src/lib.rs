@@ -1,1 +1,12 @@
-//! placeholder
+//! The xDS server: Envoy's Aggregated Discovery Service over gRPC, in both protocol
+//! variants (state of the world and delta). Each stream follows the latest mesh snapshot,
+//! generates its proxy's resources from it, and pushes what changed. ACKs and NACKs are
+//! recorded per proxy; a NACK is logged with the proxy id and Envoy's error and counted.
+
+pub mod ads;
+pub mod delta;
+pub mod state;
+pub mod status;
+
+pub use ads::AdsServer;
+pub use status::{ProxyStatus, XdsStatus};

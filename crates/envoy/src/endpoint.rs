@@ -1,0 +1,124 @@
+//! EDS with split horizon: a proxy gets the endpoints of its own network directly and, for
+//! each other network, that network's gateways weighted by the number of mTLS-capable
+//! endpoints behind them (per locality). Endpoints that cannot take mTLS are never sent
+//! through a gateway, and a network without a gateway is unreachable.
+
+use crate::cluster::{outbound_targets, OutboundTarget};
+use crate::names::parse_outbound;
+use crate::pb::*;
+use isthmus_model::{Endpoint, MeshSnapshot, Proxy};
+use std::collections::BTreeMap;
+
+/// One weighted address.
+pub fn lb_endpoint(address: &str, port: u32, weight: u32) -> LbEndpoint {
+    LbEndpoint {
+        host_identifier: Some(lb_endpoint::HostIdentifier::Endpoint(EnvoyEndpoint {
+            address: Some(socket(address, port)),
+            ..Default::default()
+        })),
+        load_balancing_weight: Some(UInt32Value { value: weight.max(1) }),
+        ..Default::default()
+    }
+}
+
+fn selected<'a>(t: &'a OutboundTarget<'_>) -> impl Iterator<Item = &'a Endpoint> + 'a {
+    t.service
+        .endpoints
+        .iter()
+        .filter(move |e| t.labels.iter().all(|(k, v)| e.labels.get(k) == Some(v)))
+}
+
+/// The endpoints of `t` as `proxy` should see them.
+pub fn load_assignment(snapshot: &MeshSnapshot, proxy: &Proxy, t: &OutboundTarget<'_>, cluster_name: &str) -> ClusterLoadAssignment {
+    let Some(port) = t.service.port(t.port) else {
+        return ClusterLoadAssignment { cluster_name: cluster_name.to_string(), ..Default::default() };
+    };
+    // locality -> (address, port) -> weight
+    let mut by_locality: BTreeMap<String, BTreeMap<(String, u32), u32>> = BTreeMap::new();
+    // (network, locality) -> number of endpoints behind that network's gateways
+    let mut remote: BTreeMap<(String, String), u32> = BTreeMap::new();
+    for e in selected(t) {
+        let Some(ep_port) = e.ports.get(&port.name).copied() else { continue };
+        if e.network.is_empty() || e.network == proxy.network {
+            *by_locality.entry(e.locality.clone()).or_default().entry((e.address.clone(), ep_port)).or_default() += e.weight;
+        } else if e.mtls_ready {
+            *remote.entry((e.network.clone(), e.locality.clone())).or_default() += e.weight;
+        }
+    }
+    for ((network, locality), count) in remote {
+        let gateways = snapshot.network_gateways.get(&network).map(Vec::as_slice).unwrap_or_default();
+        if gateways.is_empty() {
+            continue;
+        }
+        let n = gateways.len() as u32;
+        for (i, gw) in gateways.iter().enumerate() {
+            // Split evenly; the first gateways take the remainder so the total stays exact.
+            let share = count / n + u32::from((i as u32) < count % n);
+            if share == 0 {
+                continue;
+            }
+            let loc = if gw.locality.is_empty() { locality.clone() } else { gw.locality.clone() };
+            *by_locality.entry(loc).or_default().entry((gw.address.clone(), gw.port)).or_default() += share;
+        }
+    }
+    ClusterLoadAssignment {
+        cluster_name: cluster_name.to_string(),
+        endpoints: by_locality
+            .into_iter()
+            .map(|(locality, eps)| LocalityLbEndpoints {
+                locality: locality_pb(&locality),
+                lb_endpoints: eps.into_iter().map(|((a, p), w)| lb_endpoint(&a, p, w)).collect(),
+                ..Default::default()
+            })
+            .collect(),
+        ..Default::default()
+    }
+}
+
+/// Local endpoints only (what a gateway forwards to).
+pub fn local_assignment(proxy: &Proxy, t: &OutboundTarget<'_>, cluster_name: &str) -> ClusterLoadAssignment {
+    let port_name = t.service.port(t.port).map(|p| p.name.clone()).unwrap_or_default();
+    let mut by_locality: BTreeMap<String, Vec<LbEndpoint>> = BTreeMap::new();
+    for e in selected(t) {
+        if e.cluster != proxy.cluster && !(e.cluster.is_empty() && e.network == proxy.network) {
+            continue;
+        }
+        if let Some(p) = e.ports.get(&port_name) {
+            by_locality.entry(e.locality.clone()).or_default().push(lb_endpoint(&e.address, *p, e.weight));
+        }
+    }
+    ClusterLoadAssignment {
+        cluster_name: cluster_name.to_string(),
+        endpoints: by_locality
+            .into_iter()
+            .map(|(l, eps)| LocalityLbEndpoints { locality: locality_pb(&l), lb_endpoints: eps, ..Default::default() })
+            .collect(),
+        ..Default::default()
+    }
+}
+
+fn locality_pb(l: &str) -> Option<Locality> {
+    if l.is_empty() {
+        return None;
+    }
+    let mut parts = l.splitn(3, '/');
+    Some(Locality {
+        region: parts.next().unwrap_or_default().to_string(),
+        zone: parts.next().unwrap_or_default().to_string(),
+        sub_zone: parts.next().unwrap_or_default().to_string(),
+    })
+}
+
+/// EDS for every EDS cluster among `clusters`.
+pub fn for_clusters(snapshot: &MeshSnapshot, proxy: &Proxy, clusters: &[Cluster]) -> Vec<ClusterLoadAssignment> {
+    let targets = outbound_targets(snapshot, proxy);
+    clusters
+        .iter()
+        .filter(|c| c.eds_cluster_config.is_some())
+        .filter_map(|c| {
+            let (port, subset, host) = parse_outbound(&c.name)?;
+            let (t, _) = targets.iter().find(|(t, _)| t.port == port && t.subset == subset && t.service.hostname == host)?;
+            Some(load_assignment(snapshot, proxy, t, &c.name))
+        })
+        .collect()
+}

@@ -1,0 +1,105 @@
+//! Gateways. The east-west gateway's AUTO_PASSTHROUGH listener reads the SNI that sidecars
+//! send (`outbound_.PORT_.SUBSET_.HOST`) and forwards the still-encrypted connection to the
+//! local endpoints of that service: it never terminates the mesh's mTLS. It exists on a
+//! router started in `sni-dnat` mode (seeds 000/002) and on any router a `Gateway` with an
+//! AUTO_PASSTHROUGH server selects (seed 003). A `NAME.NAMESPACE.global` name arriving at
+//! the gateway means the local `NAME.NAMESPACE.svc.cluster.local` service.
+
+use crate::cluster::outbound_targets;
+use crate::endpoint::local_assignment;
+use crate::names::{self, ports};
+use crate::pb::*;
+use crate::ProxyResources;
+use isthmus_api::enums::ServerTlsMode;
+use isthmus_model::proxy::Interception;
+use isthmus_model::{host_matches, MeshSnapshot, Proxy, ServiceOrigin};
+use std::collections::BTreeMap;
+
+/// The passthrough servers this router has: port -> host patterns.
+pub fn passthrough_servers(snapshot: &MeshSnapshot, proxy: &Proxy) -> BTreeMap<u32, Vec<String>> {
+    let mut out: BTreeMap<u32, Vec<String>> = BTreeMap::new();
+    if proxy.router_mode_sni_dnat {
+        out.entry(ports::EAST_WEST).or_default().push("*".into());
+    }
+    for g in snapshot.gateways_for(&proxy.labels) {
+        for s in &g.rule.spec.servers {
+            if s.tls.as_ref().map(|t| t.mode) == Some(ServerTlsMode::AutoPassthrough) {
+                let hosts = s.hosts.iter().map(|h| h.split_once('/').map(|(_, h)| h).unwrap_or(h).to_string());
+                out.entry(s.port.number).or_default().extend(hosts);
+            }
+        }
+    }
+    out
+}
+
+/// Everything a router gets.
+pub fn router_resources(snapshot: &MeshSnapshot, proxy: &Proxy) -> ProxyResources {
+    let mut res = ProxyResources::default();
+    let servers = passthrough_servers(snapshot, proxy);
+    let targets = outbound_targets(snapshot, proxy);
+    let mut chains_by_port: BTreeMap<u32, Vec<FilterChain>> = BTreeMap::new();
+    let mut made = std::collections::BTreeSet::new();
+    for (t, _) in &targets {
+        // Only services with endpoints here; ServiceEntries only when they have local
+        // workloads, never a remote gateway.
+        if t.service.origin != ServiceOrigin::Kubernetes {
+            continue;
+        }
+        let cluster = names::sni(t.port, &t.subset, &t.service.hostname);
+        let cla = local_assignment(proxy, t, &cluster);
+        if cla.endpoints.is_empty() {
+            continue;
+        }
+        let global = format!("{}.{}.global", t.service.name, t.service.namespace);
+        for (port, hosts) in &servers {
+            let mut server_names = Vec::new();
+            for host in [&t.service.hostname, &global] {
+                if hosts.iter().any(|h| host_matches(h, host)) {
+                    server_names.push(names::sni(t.port, &t.subset, host));
+                }
+            }
+            if server_names.is_empty() {
+                continue;
+            }
+            chains_by_port.entry(*port).or_default().push(FilterChain {
+                name: cluster.clone(),
+                filter_chain_match: Some(FilterChainMatch { server_names, ..Default::default() }),
+                filters: vec![tcp_proxy_filter(&cluster, &cluster)],
+                ..Default::default()
+            });
+            if made.insert(cluster.clone()) {
+                res.clusters.push(Cluster {
+                    name: cluster.clone(),
+                    cluster_discovery_type: Some(cluster::ClusterDiscoveryType::Type(cluster::DiscoveryType::Eds as i32)),
+                    eds_cluster_config: Some(cluster::EdsClusterConfig { eds_config: Some(ads()), service_name: cluster.clone() }),
+                    connect_timeout: Some(seconds(10)),
+                    ..Default::default()
+                });
+                res.endpoints.push(cla.clone());
+            }
+        }
+    }
+    let bind = if proxy.interception == Interception::None { proxy.id.ip.as_str() } else { "0.0.0.0" };
+    for port in servers.into_keys() {
+        res.listeners.push(Listener {
+            name: format!("0.0.0.0_{port}"),
+            address: Some(socket(bind, port)),
+            listener_filters: vec![tls_inspector()],
+            filter_chains: chains_by_port.remove(&port).unwrap_or_default(),
+            // Unknown SNI: refuse rather than guess.
+            default_filter_chain: Some(FilterChain {
+                name: "unknown-sni".into(),
+                filters: vec![tcp_proxy_filter(names::BLACKHOLE, names::BLACKHOLE)],
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+    }
+    res.clusters.push(Cluster {
+        name: names::BLACKHOLE.to_string(),
+        cluster_discovery_type: Some(cluster::ClusterDiscoveryType::Type(cluster::DiscoveryType::Static as i32)),
+        connect_timeout: Some(seconds(10)),
+        ..Default::default()
+    });
+    res
+}

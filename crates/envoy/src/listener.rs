@@ -1,0 +1,147 @@
+//! LDS for sidecars: the capture listeners (15001 outbound, 15006 inbound) with per-port
+//! listeners behind them, or, without capture (`INTERCEPTION_MODE=NONE`), listeners bound
+//! to each service VIP and to the pod's own ports.
+
+use crate::cluster::inbound_ports;
+use crate::names::{self, ports};
+use crate::pb::*;
+use crate::route::{http_connection_manager, route_to, HcmRoute};
+use crate::tls::downstream_mtls;
+use isthmus_api::enums::MtlsMode;
+use isthmus_model::proxy::Interception;
+use isthmus_model::{MeshSnapshot, Proxy};
+use std::collections::BTreeSet;
+
+/// Every listener of a sidecar.
+pub fn sidecar_listeners(snapshot: &MeshSnapshot, proxy: &Proxy) -> Vec<Listener> {
+    let capture = proxy.interception == Interception::Redirect;
+    let mut out = Vec::new();
+    let mut http_ports = BTreeSet::new();
+    for svc in snapshot.services.values() {
+        for port in &svc.ports {
+            let cluster = names::outbound_cluster(port.number, "", &svc.hostname);
+            match (&svc.vip, capture, port.protocol.is_http()) {
+                (_, true, true) => {
+                    http_ports.insert(port.number);
+                }
+                (Some(vip), true, false) => out.push(outbound_listener(vip, port.number, false, names::outbound_cluster(port.number, "", &svc.hostname), None)),
+                (Some(vip), false, http) => {
+                    let route = http.then(|| port.number.to_string());
+                    out.push(outbound_listener(vip, port.number, true, cluster, route));
+                }
+                (None, _, _) => {}
+            }
+        }
+    }
+    for port in http_ports {
+        out.push(outbound_listener("0.0.0.0", port, false, String::new(), Some(port.to_string())));
+    }
+    if capture {
+        out.push(Listener {
+            name: names::VIRTUAL_OUTBOUND.into(),
+            address: Some(socket("0.0.0.0", ports::OUTBOUND)),
+            use_original_dst: Some(BoolValue { value: true }),
+            filter_chains: vec![FilterChain {
+                filters: vec![tcp_proxy_filter(names::PASSTHROUGH, names::PASSTHROUGH)],
+                name: names::VIRTUAL_OUTBOUND.into(),
+                ..Default::default()
+            }],
+            traffic_direction: 2, // OUTBOUND
+            ..Default::default()
+        });
+    }
+    out.extend(inbound_listeners(snapshot, proxy, capture));
+    out
+}
+
+fn outbound_listener(address: &str, port: u32, bind: bool, cluster: String, route: Option<String>) -> Listener {
+    let name = format!("{address}_{port}");
+    let filter = match route {
+        Some(r) => http_connection_manager(&format!("outbound_{name}"), HcmRoute::Rds(r), None),
+        None => tcp_proxy_filter(&cluster, &cluster),
+    };
+    Listener {
+        name,
+        address: Some(socket(address, port)),
+        bind_to_port: Some(BoolValue { value: bind }),
+        filter_chains: vec![FilterChain { filters: vec![filter], ..Default::default() }],
+        traffic_direction: 2,
+        ..Default::default()
+    }
+}
+
+fn inbound_chains(snapshot: &MeshSnapshot, proxy: &Proxy, port: u32, http: bool, match_port: bool) -> Vec<FilterChain> {
+    let mode = snapshot.mtls.mode_for(&proxy.id.namespace, &proxy.labels, port);
+    let cluster = names::inbound_cluster(port);
+    let chain = |tls: bool| {
+        let filter = if http {
+            let rc = RouteConfiguration {
+                name: cluster.clone(),
+                virtual_hosts: vec![VirtualHost {
+                    name: format!("inbound|http|{port}"),
+                    domains: vec!["*".into()],
+                    routes: vec![route_to(route_action::ClusterSpecifier::Cluster(cluster.clone()))],
+                    ..Default::default()
+                }],
+                validate_clusters: Some(BoolValue { value: false }),
+                ..Default::default()
+            };
+            http_connection_manager(&cluster, HcmRoute::Inline(rc), Some(tls))
+        } else {
+            tcp_proxy_filter(&cluster, &cluster)
+        };
+        FilterChain {
+            name: format!("{cluster}{}", if tls { "-mtls" } else { "-plaintext" }),
+            filter_chain_match: Some(FilterChainMatch {
+                destination_port: match_port.then_some(UInt32Value { value: port }),
+                transport_protocol: if tls { "tls".into() } else { "raw_buffer".into() },
+                ..Default::default()
+            }),
+            filters: vec![filter],
+            transport_socket: tls.then(|| downstream_mtls(&snapshot.mesh.trust_domain)),
+            ..Default::default()
+        }
+    };
+    match mode {
+        MtlsMode::Strict => vec![chain(true)],
+        MtlsMode::Disable => vec![chain(false)],
+        MtlsMode::Permissive | MtlsMode::Unset => vec![chain(true), chain(false)],
+    }
+}
+
+fn inbound_listeners(snapshot: &MeshSnapshot, proxy: &Proxy, capture: bool) -> Vec<Listener> {
+    let inbound = inbound_ports(snapshot, proxy);
+    let is_http = |port: u32| {
+        snapshot.services.values().any(|s| {
+            s.endpoints.iter().any(|e| e.address == proxy.id.ip && e.cluster == proxy.cluster)
+                && s.ports.iter().any(|p| p.protocol.is_http() && s.endpoints.iter().any(|e| e.address == proxy.id.ip && e.ports.get(&p.name) == Some(&port)))
+        })
+    };
+    if capture {
+        let mut chains: Vec<FilterChain> = inbound.iter().flat_map(|p| inbound_chains(snapshot, proxy, *p, is_http(*p), true)).collect();
+        chains.push(FilterChain {
+            name: "virtualInbound-passthrough".into(),
+            filters: vec![tcp_proxy_filter(names::INBOUND_PASSTHROUGH, names::INBOUND_PASSTHROUGH)],
+            ..Default::default()
+        });
+        return vec![Listener {
+            name: names::VIRTUAL_INBOUND.into(),
+            address: Some(socket("0.0.0.0", ports::INBOUND)),
+            listener_filters: vec![original_dst(), tls_inspector()],
+            filter_chains: chains,
+            traffic_direction: 1, // INBOUND
+            ..Default::default()
+        }];
+    }
+    inbound
+        .iter()
+        .map(|p| Listener {
+            name: format!("{}_{p}", proxy.id.ip),
+            address: Some(socket(&proxy.id.ip, *p)),
+            listener_filters: vec![tls_inspector()],
+            filter_chains: inbound_chains(snapshot, proxy, *p, is_http(*p), false),
+            traffic_direction: 1,
+            ..Default::default()
+        })
+        .collect()
+}

@@ -1,0 +1,77 @@
+//! Istio's names for generated resources.
+
+/// `outbound|PORT|SUBSET|HOST`.
+pub fn outbound_cluster(port: u32, subset: &str, host: &str) -> String {
+    format!("outbound|{port}|{subset}|{host}")
+}
+
+/// `inbound|PORT||`.
+pub fn inbound_cluster(port: u32) -> String {
+    format!("inbound|{port}||")
+}
+
+/// The SNI sidecars send and gateways route by: `outbound_.PORT_.SUBSET_.HOST`; the gateway
+/// uses the same string as its cluster name.
+pub fn sni(port: u32, subset: &str, host: &str) -> String {
+    format!("outbound_.{port}_.{subset}_.{host}")
+}
+
+/// Parses an `outbound|PORT|SUBSET|HOST` cluster name.
+pub fn parse_outbound(name: &str) -> Option<(u32, &str, &str)> {
+    let mut parts = name.splitn(4, '|');
+    if parts.next()? != "outbound" {
+        return None;
+    }
+    let port = parts.next()?.parse().ok()?;
+    Some((port, parts.next()?, parts.next()?))
+}
+
+/// Parses an SNI-style `outbound_.PORT_.SUBSET_.HOST` name.
+pub fn parse_sni(name: &str) -> Option<(u32, &str, &str)> {
+    let rest = name.strip_prefix("outbound_.")?;
+    let (port, rest) = rest.split_once("_.")?;
+    let (subset, host) = rest.split_once("_.")?;
+    Some((port.parse().ok()?, subset, host))
+}
+
+/// The virtual outbound (15001) listener.
+pub const VIRTUAL_OUTBOUND: &str = "virtualOutbound";
+/// The virtual inbound (15006) listener.
+pub const VIRTUAL_INBOUND: &str = "virtualInbound";
+/// Forwards to the original destination.
+pub const PASSTHROUGH: &str = "PassthroughCluster";
+/// Drops traffic.
+pub const BLACKHOLE: &str = "BlackHoleCluster";
+/// Forwards inbound traffic to the original destination.
+pub const INBOUND_PASSTHROUGH: &str = "InboundPassthroughClusterIpv4";
+
+/// Istio's well-known ports.
+pub mod ports {
+    /// Outbound capture.
+    pub const OUTBOUND: u32 = 15001;
+    /// Inbound capture.
+    pub const INBOUND: u32 = 15006;
+    /// Envoy admin.
+    pub const ADMIN: u32 = 15000;
+    /// East-west gateway (AUTO_PASSTHROUGH).
+    pub const EAST_WEST: u32 = 15443;
+    /// xDS and CA over TLS.
+    pub const XDS: u32 = 15012;
+    /// Mesh DNS.
+    pub const DNS: u32 = 15053;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip() {
+        assert_eq!(outbound_cluster(8000, "", "httpbin.bar.global"), "outbound|8000||httpbin.bar.global");
+        assert_eq!(parse_outbound("outbound|8000|v1|a.b"), Some((8000, "v1", "a.b")));
+        assert_eq!(sni(8000, "", "httpbin.bar.global"), "outbound_.8000_._.httpbin.bar.global");
+        assert_eq!(parse_sni("outbound_.8000_._.httpbin.bar.global"), Some((8000, "", "httpbin.bar.global")));
+        assert_eq!(parse_sni("outbound_.80_.v2_.reviews.default.svc.cluster.local"), Some((80, "v2", "reviews.default.svc.cluster.local")));
+        assert_eq!(parse_sni("example.com"), None);
+    }
+}

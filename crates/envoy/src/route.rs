@@ -1,0 +1,186 @@
+//! RDS: one route configuration per outbound HTTP port (named by the port, as Istio does),
+//! a virtual host per service, routes from VirtualServices or straight to the service.
+
+use crate::names::{self, outbound_cluster};
+use crate::pb::*;
+use isthmus_model::{fqdn, MeshSnapshot, Proxy, Service, ServiceOrigin};
+use std::collections::BTreeMap;
+
+/// Route configurations for every HTTP port any service has.
+pub fn outbound_routes(snapshot: &MeshSnapshot, proxy: &Proxy) -> Vec<RouteConfiguration> {
+    let mut by_port: BTreeMap<u32, Vec<VirtualHost>> = BTreeMap::new();
+    for svc in snapshot.services.values() {
+        for port in svc.ports.iter().filter(|p| p.protocol.is_http()) {
+            by_port.entry(port.number).or_default().push(virtual_host(snapshot, proxy, svc, port.number));
+        }
+    }
+    by_port
+        .into_iter()
+        .map(|(port, mut vhosts)| {
+            vhosts.push(VirtualHost {
+                name: "allow_any".to_string(),
+                domains: vec!["*".to_string()],
+                routes: vec![route_to(weighted(vec![(names::PASSTHROUGH.to_string(), 100)]))],
+                ..Default::default()
+            });
+            RouteConfiguration {
+                name: port.to_string(),
+                virtual_hosts: vhosts,
+                validate_clusters: Some(BoolValue { value: false }),
+                ..Default::default()
+            }
+        })
+        .collect()
+}
+
+/// The names a client may use for `svc` on `port`.
+pub fn domains(svc: &Service, port: u32, proxy_ns: &str) -> Vec<String> {
+    let mut names = vec![svc.hostname.clone()];
+    if svc.origin == ServiceOrigin::Kubernetes {
+        names.push(format!("{}.{}", svc.name, svc.namespace));
+        names.push(format!("{}.{}.svc", svc.name, svc.namespace));
+        if svc.namespace == proxy_ns {
+            names.push(svc.name.clone());
+        }
+    }
+    if let Some(vip) = &svc.vip {
+        names.push(vip.clone());
+    }
+    let mut out = Vec::new();
+    for n in names {
+        out.push(format!("{n}:{port}"));
+        out.push(n);
+    }
+    out
+}
+
+fn virtual_host(snapshot: &MeshSnapshot, proxy: &Proxy, svc: &Service, port: u32) -> VirtualHost {
+    let default = || outbound_cluster(port, "", &svc.hostname);
+    let mut routes = Vec::new();
+    if let Some(vs) = snapshot.mesh_virtual_services(&svc.hostname).into_iter().next() {
+        for http in &vs.rule.spec.http {
+            let dests: Vec<(String, u32)> = http
+                .route
+                .iter()
+                .map(|d| {
+                    let host = fqdn(&d.destination.host, &vs.namespace);
+                    let dport = d.destination.port.as_ref().map(|p| p.number).unwrap_or(port);
+                    let subset = d.destination.subset.clone().unwrap_or_default();
+                    (outbound_cluster(dport, &subset, &host), d.weight.unwrap_or(100))
+                })
+                .collect();
+            if dests.is_empty() {
+                continue;
+            }
+            let mut r = route_to(weighted(dests));
+            if let Some(m) = http.match_.first().and_then(|m| uri_match(m)) {
+                r.r#match = Some(m);
+            }
+            routes.push(r);
+        }
+    }
+    if routes.is_empty() {
+        routes.push(route_to(weighted(vec![(default(), 100)])));
+    }
+    VirtualHost {
+        name: format!("{}:{port}", svc.hostname),
+        domains: domains(svc, port, &proxy.id.namespace),
+        routes,
+        ..Default::default()
+    }
+}
+
+fn uri_match(m: &serde_json::Value) -> Option<RouteMatch> {
+    let uri = m.get("uri")?;
+    let spec = if let Some(p) = uri.get("prefix").and_then(|v| v.as_str()) {
+        route_match::PathSpecifier::Prefix(p.to_string())
+    } else if let Some(p) = uri.get("exact").and_then(|v| v.as_str()) {
+        route_match::PathSpecifier::Path(p.to_string())
+    } else {
+        return None;
+    };
+    Some(RouteMatch { path_specifier: Some(spec), ..Default::default() })
+}
+
+fn weighted(mut dests: Vec<(String, u32)>) -> route_action::ClusterSpecifier {
+    if dests.len() == 1 {
+        return route_action::ClusterSpecifier::Cluster(dests.remove(0).0);
+    }
+    route_action::ClusterSpecifier::WeightedClusters(WeightedCluster {
+        clusters: dests
+            .into_iter()
+            .map(|(name, w)| weighted_cluster::ClusterWeight { name, weight: Some(UInt32Value { value: w }), ..Default::default() })
+            .collect(),
+        ..Default::default()
+    })
+}
+
+/// A catch-all route with this action.
+pub fn route_to(spec: route_action::ClusterSpecifier) -> Route {
+    Route {
+        r#match: Some(RouteMatch { path_specifier: Some(route_match::PathSpecifier::Prefix("/".into())), ..Default::default() }),
+        action: Some(route::Action::Route(RouteAction {
+            cluster_specifier: Some(spec),
+            timeout: Some(seconds(0)),
+            ..Default::default()
+        })),
+        ..Default::default()
+    }
+}
+
+/// An HTTP connection manager. `route` is an RDS name or an inline configuration;
+/// `mtls` says whether the connection is mesh mTLS, in which case the caller's identity is
+/// forwarded to the application in `x-forwarded-client-cert` (and for plain-text
+/// connections any such header a client sent is removed, so it cannot be forged).
+pub fn http_connection_manager(stat_prefix: &str, route: HcmRoute, inbound_mtls: Option<bool>) -> Filter {
+    use http_connection_manager::{ForwardClientCertDetails, RouteSpecifier, SetCurrentClientCertDetails};
+    let mut hcm = HttpConnectionManager {
+        stat_prefix: stat_prefix.to_string(),
+        route_specifier: Some(match route {
+            HcmRoute::Rds(name) => RouteSpecifier::Rds(Rds { config_source: Some(ads()), route_config_name: name }),
+            HcmRoute::Inline(rc) => RouteSpecifier::RouteConfig(rc),
+        }),
+        http_filters: vec![HttpFilter {
+            name: "envoy.filters.http.router".to_string(),
+            config_type: Some(http_filter::ConfigType::TypedConfig(Any {
+                type_url: "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router".into(),
+                value: Vec::new(),
+            })),
+            ..Default::default()
+        }],
+        use_remote_address: Some(BoolValue { value: false }),
+        access_log: vec![stdout_access_log()],
+        ..Default::default()
+    };
+    match inbound_mtls {
+        Some(true) => {
+            hcm.forward_client_cert_details = ForwardClientCertDetails::AppendForward as i32;
+            hcm.set_current_client_cert_details = Some(SetCurrentClientCertDetails { subject: Some(BoolValue { value: true }), uri: true, dns: true, ..Default::default() });
+        }
+        Some(false) => hcm.forward_client_cert_details = ForwardClientCertDetails::Sanitize as i32,
+        None => {}
+    }
+    network_filter("envoy.filters.network.http_connection_manager", &hcm)
+}
+
+/// Where an HTTP connection manager gets its routes.
+#[derive(Debug, Clone)]
+pub enum HcmRoute {
+    /// By RDS name.
+    Rds(String),
+    /// Inline.
+    Inline(RouteConfiguration),
+}
+
+/// Access log to stdout in a format close to Istio's default.
+pub fn stdout_access_log() -> envoy_types::pb::envoy::config::accesslog::v3::AccessLog {
+    use envoy_types::pb::envoy::config::accesslog::v3::{access_log, AccessLog};
+    AccessLog {
+        name: "envoy.access_loggers.stdout".into(),
+        config_type: Some(access_log::ConfigType::TypedConfig(Any {
+            type_url: "type.googleapis.com/envoy.extensions.access_loggers.stream.v3.StdoutAccessLog".into(),
+            value: Vec::new(),
+        })),
+        ..Default::default()
+    }
+}

@@ -1,0 +1,182 @@
+//! The ADS gRPC service, and its state-of-the-world stream.
+
+use crate::state::{StreamProxy, PUSH_ORDER};
+use crate::status::XdsStatus;
+use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_server::{
+    AggregatedDiscoveryService, AggregatedDiscoveryServiceServer,
+};
+use envoy_types::pb::envoy::service::discovery::v3::{
+    DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse,
+};
+use futures::{Stream, StreamExt};
+use isthmus_model::MeshSnapshot;
+use std::collections::BTreeMap;
+use std::pin::Pin;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use tokio::sync::{mpsc, watch};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+
+/// A boxed response stream.
+pub type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
+
+/// The ADS server: every stream follows `snapshots`.
+#[derive(Debug, Clone)]
+pub struct AdsServer {
+    snapshots: watch::Receiver<Arc<MeshSnapshot>>,
+    status: Arc<XdsStatus>,
+}
+
+impl AdsServer {
+    /// A server following `snapshots`, recording into `status`.
+    pub fn new(snapshots: watch::Receiver<Arc<MeshSnapshot>>, status: Arc<XdsStatus>) -> Self {
+        AdsServer { snapshots, status }
+    }
+
+    /// The tonic service.
+    pub fn into_service(self) -> AggregatedDiscoveryServiceServer<AdsServer> {
+        AggregatedDiscoveryServiceServer::new(self).max_decoding_message_size(64 << 20).max_encoding_message_size(256 << 20)
+    }
+}
+
+/// What a SotW stream remembers per type.
+#[derive(Debug, Default)]
+struct Watch {
+    names: Vec<String>,
+    nonce: String,
+    sent_version: u64,
+}
+
+#[tonic::async_trait]
+impl AggregatedDiscoveryService for AdsServer {
+    type StreamAggregatedResourcesStream = BoxStream<DiscoveryResponse>;
+    type DeltaAggregatedResourcesStream = BoxStream<DeltaDiscoveryResponse>;
+
+    async fn stream_aggregated_resources(
+        &self,
+        request: Request<Streaming<DiscoveryRequest>>,
+    ) -> Result<Response<Self::StreamAggregatedResourcesStream>, Status> {
+        let mut input = request.into_inner();
+        let (tx, rx) = mpsc::channel(16);
+        let mut snapshots = self.snapshots.clone();
+        let status = self.status.clone();
+        tokio::spawn(async move {
+            let result = sotw_stream(&mut input, &tx, &mut snapshots, &status).await;
+            if let Err(e) = result {
+                let _ = tx.send(Err(e)).await;
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn delta_aggregated_resources(
+        &self,
+        request: Request<Streaming<DeltaDiscoveryRequest>>,
+    ) -> Result<Response<Self::DeltaAggregatedResourcesStream>, Status> {
+        let mut input = request.into_inner();
+        let (tx, rx) = mpsc::channel(16);
+        let mut snapshots = self.snapshots.clone();
+        let status = self.status.clone();
+        tokio::spawn(async move {
+            if let Err(e) = crate::delta::delta_stream(&mut input, &tx, &mut snapshots, &status).await {
+                let _ = tx.send(Err(e)).await;
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+}
+
+type Tx = mpsc::Sender<Result<DiscoveryResponse, Status>>;
+
+async fn sotw_stream(
+    input: &mut Streaming<DiscoveryRequest>,
+    tx: &Tx,
+    snapshots: &mut watch::Receiver<Arc<MeshSnapshot>>,
+    status: &Arc<XdsStatus>,
+) -> Result<(), Status> {
+    let Some(first) = input.next().await.transpose()? else { return Ok(()) };
+    let mut proxy = StreamProxy::from_node(first.node.as_ref())?;
+    let id = status.open(&proxy.node.to_string(), "sotw");
+    tracing::info!(proxy = %proxy.node, "ADS stream opened (state of the world)");
+    let mut watches: BTreeMap<String, Watch> = BTreeMap::new();
+    let mut nonce = 0u64;
+    let mut pending = Some(first);
+    let result: Result<(), Status> = async {
+        loop {
+            if let Some(req) = pending.take() {
+                let snapshot = snapshots.borrow_and_update().clone();
+                let w = watches.entry(req.type_url.clone()).or_default();
+                if !req.response_nonce.is_empty() && req.response_nonce != w.nonce {
+                    // A reply to an older response; the newer one is still in flight.
+                    continue;
+                }
+                let mut respond = req.response_nonce.is_empty();
+                if !req.response_nonce.is_empty() {
+                    if let Some(err) = &req.error_detail {
+                        status.nack(id, &req.type_url, &err.message);
+                        tracing::warn!(proxy = %proxy.node, type_url = %req.type_url, error = %err.message, "Envoy rejected configuration (NACK)");
+                    } else {
+                        status.ack(id, &req.type_url, &req.version_info);
+                    }
+                }
+                if req.resource_names != w.names {
+                    w.names = req.resource_names.clone();
+                    respond = true;
+                }
+                if w.sent_version != snapshot.version && !req.response_nonce.is_empty() {
+                    respond = true;
+                }
+                if respond {
+                    nonce += 1;
+                    send(tx, &mut proxy, &snapshot, &req.type_url, w, nonce, status).await?;
+                }
+                continue;
+            }
+            tokio::select! {
+                next = input.next() => match next {
+                    Some(req) => pending = Some(req?),
+                    None => return Ok(()),
+                },
+                changed = snapshots.changed() => {
+                    if changed.is_err() { return Ok(()); }
+                    let snapshot = snapshots.borrow_and_update().clone();
+                    for type_url in PUSH_ORDER {
+                        if let Some(w) = watches.get_mut(type_url) {
+                            nonce += 1;
+                            send(tx, &mut proxy, &snapshot, type_url, w, nonce, status).await?;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    .await;
+    status.close(id);
+    tracing::info!(proxy = %proxy.node, "ADS stream closed");
+    result
+}
+
+async fn send(
+    tx: &Tx,
+    proxy: &mut StreamProxy,
+    snapshot: &Arc<MeshSnapshot>,
+    type_url: &str,
+    w: &mut Watch,
+    nonce: u64,
+    status: &XdsStatus,
+) -> Result<(), Status> {
+    let resources = proxy.refresh(snapshot).of_type(type_url);
+    let wanted = |name: &str| w.names.is_empty() || w.names.iter().any(|n| n == name || n == "*");
+    let resp = DiscoveryResponse {
+        version_info: snapshot.version.to_string(),
+        resources: resources.into_iter().filter(|r| wanted(&r.name)).map(|r| r.resource).collect(),
+        type_url: type_url.to_string(),
+        nonce: nonce.to_string(),
+        ..Default::default()
+    };
+    w.nonce = resp.nonce.clone();
+    w.sent_version = snapshot.version;
+    status.pushes.fetch_add(1, Ordering::Relaxed);
+    tx.send(Ok(resp)).await.map_err(|_| Status::cancelled("stream closed"))
+}

@@ -1,0 +1,163 @@
+//! The delta (incremental) ADS stream: only changed resources are sent, removals are named,
+//! and subscriptions change resource by resource.
+
+use crate::state::{StreamProxy, PUSH_ORDER};
+use crate::status::XdsStatus;
+use envoy_types::pb::envoy::service::discovery::v3::{DeltaDiscoveryRequest, DeltaDiscoveryResponse, Resource};
+use futures::StreamExt;
+use isthmus_model::MeshSnapshot;
+use std::collections::hash_map::DefaultHasher;
+use std::collections::{BTreeMap, BTreeSet};
+use std::hash::{Hash, Hasher};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use tokio::sync::{mpsc, watch};
+use tonic::{Status, Streaming};
+
+type Tx = mpsc::Sender<Result<DeltaDiscoveryResponse, Status>>;
+
+/// What a delta stream remembers per type.
+#[derive(Debug, Default)]
+struct Subscription {
+    wildcard: bool,
+    names: BTreeSet<String>,
+    /// What the proxy has: name -> version.
+    sent: BTreeMap<String, String>,
+    nonce: String,
+    answered: bool,
+}
+
+fn is_wildcard_type(type_url: &str) -> bool {
+    type_url == isthmus_envoy::CLUSTER_TYPE || type_url == isthmus_envoy::LISTENER_TYPE
+}
+
+/// Runs one delta stream until the proxy goes away.
+pub async fn delta_stream(
+    input: &mut Streaming<DeltaDiscoveryRequest>,
+    tx: &Tx,
+    snapshots: &mut watch::Receiver<Arc<MeshSnapshot>>,
+    status: &Arc<XdsStatus>,
+) -> Result<(), Status> {
+    let Some(first) = input.next().await.transpose()? else { return Ok(()) };
+    let mut proxy = StreamProxy::from_node(first.node.as_ref())?;
+    let id = status.open(&proxy.node.to_string(), "delta");
+    tracing::info!(proxy = %proxy.node, "ADS stream opened (delta)");
+    let mut subs: BTreeMap<String, Subscription> = BTreeMap::new();
+    let mut nonce = 0u64;
+    let mut pending = Some(first);
+    let result: Result<(), Status> = async {
+        loop {
+            if let Some(req) = pending.take() {
+                let snapshot = snapshots.borrow_and_update().clone();
+                let first_for_type = !subs.contains_key(&req.type_url);
+                let sub = subs.entry(req.type_url.clone()).or_default();
+                if !req.response_nonce.is_empty() {
+                    if req.response_nonce != sub.nonce {
+                        continue;
+                    }
+                    if let Some(err) = &req.error_detail {
+                        status.nack(id, &req.type_url, &err.message);
+                        tracing::warn!(proxy = %proxy.node, type_url = %req.type_url, error = %err.message, "Envoy rejected configuration (NACK)");
+                    } else {
+                        status.ack(id, &req.type_url, &snapshot.version.to_string());
+                    }
+                }
+                if first_for_type {
+                    sub.wildcard = is_wildcard_type(&req.type_url) && req.resource_names_subscribe.is_empty();
+                    sub.sent = req.initial_resource_versions.clone().into_iter().collect();
+                }
+                let mut changed = first_for_type;
+                for n in &req.resource_names_subscribe {
+                    if n == "*" {
+                        changed |= !sub.wildcard;
+                        sub.wildcard = true;
+                    } else if sub.names.insert(n.clone()) {
+                        changed = true;
+                        // Re-send on re-subscribe even if the proxy had it.
+                        sub.sent.remove(n);
+                    }
+                }
+                for n in &req.resource_names_unsubscribe {
+                    if n == "*" {
+                        sub.wildcard = false;
+                    }
+                    sub.names.remove(n);
+                    sub.sent.remove(n);
+                }
+                if changed {
+                    nonce += 1;
+                    push(tx, &mut proxy, &snapshot, &req.type_url, sub, nonce, status).await?;
+                }
+                continue;
+            }
+            tokio::select! {
+                next = input.next() => match next {
+                    Some(req) => pending = Some(req?),
+                    None => return Ok(()),
+                },
+                changed = snapshots.changed() => {
+                    if changed.is_err() { return Ok(()); }
+                    let snapshot = snapshots.borrow_and_update().clone();
+                    for type_url in PUSH_ORDER {
+                        if let Some(sub) = subs.get_mut(type_url) {
+                            nonce += 1;
+                            push(tx, &mut proxy, &snapshot, type_url, sub, nonce, status).await?;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    .await;
+    status.close(id);
+    tracing::info!(proxy = %proxy.node, "ADS stream closed");
+    result
+}
+
+fn version_of(bytes: &[u8]) -> String {
+    let mut h = DefaultHasher::new();
+    bytes.hash(&mut h);
+    format!("{:016x}", h.finish())
+}
+
+async fn push(
+    tx: &Tx,
+    proxy: &mut StreamProxy,
+    snapshot: &Arc<MeshSnapshot>,
+    type_url: &str,
+    sub: &mut Subscription,
+    nonce: u64,
+    status: &XdsStatus,
+) -> Result<(), Status> {
+    let current = proxy.refresh(snapshot).of_type(type_url);
+    let wanted = |name: &str| sub.wildcard || sub.names.contains(name);
+    let mut resources = Vec::new();
+    let mut present = BTreeSet::new();
+    for r in current.into_iter().filter(|r| wanted(&r.name)) {
+        let version = version_of(&r.resource.value);
+        present.insert(r.name.clone());
+        if sub.sent.get(&r.name) != Some(&version) {
+            sub.sent.insert(r.name.clone(), version.clone());
+            resources.push(Resource { name: r.name, version, resource: Some(r.resource), ..Default::default() });
+        }
+    }
+    let removed: Vec<String> = sub.sent.keys().filter(|n| !present.contains(*n)).cloned().collect();
+    for n in &removed {
+        sub.sent.remove(n);
+    }
+    if resources.is_empty() && removed.is_empty() && sub.answered {
+        return Ok(());
+    }
+    sub.answered = true;
+    sub.nonce = nonce.to_string();
+    status.pushes.fetch_add(1, Ordering::Relaxed);
+    let resp = DeltaDiscoveryResponse {
+        system_version_info: snapshot.version.to_string(),
+        resources,
+        type_url: type_url.to_string(),
+        removed_resources: removed,
+        nonce: sub.nonce.clone(),
+        ..Default::default()
+    };
+    tx.send(Ok(resp)).await.map_err(|_| Status::cancelled("stream closed"))
+}

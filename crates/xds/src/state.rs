@@ -1,0 +1,59 @@
+//! Per-stream helpers shared by both protocol variants: who the proxy is and its resources
+//! at the current snapshot (generated once per snapshot version).
+
+use envoy_types::pb::envoy::config::core::v3::Node;
+use envoy_types::pb::google::protobuf::value::Kind;
+use isthmus_envoy::{generate, ProxyResources};
+use isthmus_model::{MeshSnapshot, NodeId, Proxy};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use tonic::Status;
+
+/// The order in which types are pushed after a change, so that Envoy sees clusters before
+/// the endpoints and listeners that use them.
+pub const PUSH_ORDER: [&str; 4] = [
+    isthmus_envoy::CLUSTER_TYPE,
+    isthmus_envoy::ENDPOINT_TYPE,
+    isthmus_envoy::LISTENER_TYPE,
+    isthmus_envoy::ROUTE_TYPE,
+];
+
+/// The proxy on a stream and its resources at one snapshot version.
+#[derive(Debug)]
+pub struct StreamProxy {
+    /// Parsed node id.
+    pub node: NodeId,
+    /// String metadata the node sent.
+    pub metadata: BTreeMap<String, String>,
+    /// The version `resources` were generated at.
+    pub version: u64,
+    /// Resources at `version`.
+    pub resources: ProxyResources,
+}
+
+impl StreamProxy {
+    /// Reads the node of a first request; a missing or malformed node is refused.
+    pub fn from_node(node: Option<&Node>) -> Result<StreamProxy, Status> {
+        let node = node.ok_or_else(|| Status::invalid_argument("the first request must carry the node"))?;
+        let id = NodeId::parse(&node.id).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let mut metadata = BTreeMap::new();
+        if let Some(md) = &node.metadata {
+            for (k, v) in &md.fields {
+                if let Some(Kind::StringValue(s)) = &v.kind {
+                    metadata.insert(k.clone(), s.clone());
+                }
+            }
+        }
+        Ok(StreamProxy { node: id, metadata, version: 0, resources: ProxyResources::default() })
+    }
+
+    /// Regenerates when the snapshot moved on.
+    pub fn refresh(&mut self, snapshot: &Arc<MeshSnapshot>) -> &ProxyResources {
+        if self.version != snapshot.version || self.version == 0 {
+            let proxy: Proxy = snapshot.proxy(&self.node, &self.metadata);
+            self.resources = generate(snapshot, &proxy);
+            self.version = snapshot.version;
+        }
+        &self.resources
+    }
+}

@@ -1,0 +1,90 @@
+//! What every connected proxy has accepted or rejected, for metrics and `/debug/syncz`.
+
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+/// One proxy's sync state.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ProxyStatus {
+    /// Node id.
+    pub node_id: String,
+    /// `sotw` or `delta`.
+    pub protocol: String,
+    /// Type URL to the last version it ACKed.
+    pub acked: BTreeMap<String, String>,
+    /// Type URL to the last error it reported.
+    pub nacked: BTreeMap<String, String>,
+}
+
+/// Counters and per-stream state shared by all streams.
+#[derive(Debug, Default)]
+pub struct XdsStatus {
+    /// NACKs received.
+    pub nacks: AtomicU64,
+    /// Responses sent.
+    pub pushes: AtomicU64,
+    /// ACKs received.
+    pub acks: AtomicU64,
+    next_stream: AtomicU64,
+    streams: Mutex<BTreeMap<u64, ProxyStatus>>,
+}
+
+impl XdsStatus {
+    /// Registers a stream and returns its id.
+    pub fn open(&self, node_id: &str, protocol: &str) -> u64 {
+        let id = self.next_stream.fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut s) = self.streams.lock() {
+            s.insert(id, ProxyStatus { node_id: node_id.into(), protocol: protocol.into(), ..Default::default() });
+        }
+        id
+    }
+
+    /// Forgets a stream.
+    pub fn close(&self, id: u64) {
+        if let Ok(mut s) = self.streams.lock() {
+            s.remove(&id);
+        }
+    }
+
+    /// Records an ACK.
+    pub fn ack(&self, id: u64, type_url: &str, version: &str) {
+        self.acks.fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut s) = self.streams.lock() {
+            if let Some(p) = s.get_mut(&id) {
+                p.acked.insert(type_url.into(), version.into());
+                p.nacked.remove(type_url);
+            }
+        }
+    }
+
+    /// Records a NACK.
+    pub fn nack(&self, id: u64, type_url: &str, error: &str) {
+        self.nacks.fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut s) = self.streams.lock() {
+            if let Some(p) = s.get_mut(&id) {
+                p.nacked.insert(type_url.into(), error.into());
+            }
+        }
+    }
+
+    /// Every connected proxy.
+    pub fn proxies(&self) -> Vec<ProxyStatus> {
+        self.streams.lock().map(|s| s.values().cloned().collect()).unwrap_or_default()
+    }
+
+    /// Prometheus text exposition.
+    pub fn metrics(&self) -> String {
+        let n = self.proxies().len();
+        format!(
+            "# TYPE isthmus_xds_connected_proxies gauge\nisthmus_xds_connected_proxies {n}\n\
+             # TYPE isthmus_xds_pushes_total counter\nisthmus_xds_pushes_total {}\n\
+             # TYPE isthmus_xds_acks_total counter\nisthmus_xds_acks_total {}\n\
+             # TYPE isthmus_xds_nacks_total counter\nisthmus_xds_nacks_total {}\n",
+            self.pushes.load(Ordering::Relaxed),
+            self.acks.load(Ordering::Relaxed),
+            self.nacks.load(Ordering::Relaxed)
+        )
+    }
+}
