@@ -175,7 +175,7 @@ impl Authority {
         p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
         let now = OffsetDateTime::now_utc();
         p.not_before = now - Duration::minutes(1);
-        p.not_after = now + Duration::seconds(ttl.as_secs().max(60) as i64);
+        p.not_after = now + Duration::seconds(ttl.as_secs().max(10) as i64);
         let cert = p.signed_by(&csr.public_key, &self.issuer).map_err(cert_err("sign workload certificate"))?;
         let mut chain = vec![cert.pem()];
         chain.extend(self.chain.iter().cloned());

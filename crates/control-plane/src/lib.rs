@@ -1,1 +1,173 @@
-//! placeholder
+//! The control plane: reads the registries, builds a mesh snapshot on every change, and
+//! serves Envoy ADS and the CA on one TLS port (15012, as istiod), plus a plain-text
+//! monitoring port with metrics and debug pages.
+
+use isthmus_ca::{Authority, CaService, CredentialKey};
+use isthmus_model::{MeshSnapshot, SnapshotInput};
+use isthmus_registry::{watch_dirs, FileRegistry};
+use isthmus_xds::{AdsServer, XdsStatus};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::watch;
+
+/// Control plane settings.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// This cluster.
+    pub cluster: String,
+    /// This cluster's network.
+    pub network: String,
+    /// cluster -> registry directory; the local cluster must be among them.
+    pub registries: Vec<(String, PathBuf)>,
+    /// Networks of other clusters.
+    pub cluster_networks: BTreeMap<String, String>,
+    /// The `cacerts` directory.
+    pub cacerts: PathBuf,
+    /// The credential key file (created when missing).
+    pub credential_key: PathBuf,
+    /// xDS + CA address.
+    pub listen: SocketAddr,
+    /// Monitoring address.
+    pub monitoring: SocketAddr,
+}
+
+/// Failures starting the control plane.
+#[derive(Debug, thiserror::Error)]
+pub enum ControlPlaneError {
+    /// The CA could not be loaded.
+    #[error("certificate authority: {0}")]
+    Ca(#[from] isthmus_ca::CaError),
+    /// The credential key could not be loaded.
+    #[error(transparent)]
+    Credential(#[from] isthmus_ca::CredentialError),
+    /// The registry directories could not be watched.
+    #[error(transparent)]
+    Watch(#[from] isthmus_registry::WatchError),
+    /// The local cluster has no registry.
+    #[error("no --registry given for the local cluster `{0}`")]
+    NoLocalRegistry(String),
+    /// Serving failed.
+    #[error("serving on {addr}: {source}")]
+    Serve {
+        /// Address.
+        addr: SocketAddr,
+        /// Why.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+fn build(config: &Config, registries: &[FileRegistry], version: u64) -> MeshSnapshot {
+    let input = SnapshotInput {
+        local_cluster: config.cluster.clone(),
+        local_network: config.network.clone(),
+        cluster_networks: config.cluster_networks.clone(),
+        clusters: registries.iter().map(|r| r.current().clone()).collect(),
+    };
+    MeshSnapshot::build(&input, version)
+}
+
+fn report(snapshot: &MeshSnapshot, seen: &mut Vec<String>) {
+    let now: Vec<String> = snapshot.diagnostics.iter().map(|d| d.to_string()).collect();
+    for d in now.iter().filter(|d| !seen.contains(d)) {
+        tracing::error!("{d} (the last good configuration keeps serving)");
+    }
+    *seen = now;
+}
+
+/// Runs until the process is stopped.
+pub async fn run(config: Config) -> Result<(), ControlPlaneError> {
+    if !config.registries.iter().any(|(c, _)| c == &config.cluster) {
+        return Err(ControlPlaneError::NoLocalRegistry(config.cluster.clone()));
+    }
+    let authority = Arc::new(Authority::load(&config.cacerts)?);
+    let credentials = Arc::new(CredentialKey::load_or_create(&config.credential_key)?);
+    let mut registries: Vec<FileRegistry> = config.registries.iter().map(|(c, d)| FileRegistry::new(c.clone(), d.clone())).collect();
+    for r in &mut registries {
+        r.reload();
+    }
+    let mut version = 1;
+    let first = build(&config, &registries, version);
+    let mut seen = Vec::new();
+    report(&first, &mut seen);
+    tracing::info!(services = first.services.len(), version, "initial mesh snapshot");
+    let trust_domain = first.mesh.trust_domain.clone();
+    let (snap_tx, snap_rx) = watch::channel(Arc::new(first));
+    let dirs: Vec<PathBuf> = config.registries.iter().map(|(_, d)| d.clone()).collect();
+    let (_watcher, mut changes) = watch_dirs(&dirs, Duration::from_millis(200))?;
+    let cfg = config.clone();
+    tokio::spawn(async move {
+        let _keep = _watcher;
+        while changes.recv().await.is_some() {
+            let mut changed = false;
+            for r in &mut registries {
+                changed |= r.reload();
+            }
+            let next = build(&cfg, &registries, version + 1);
+            report(&next, &mut seen);
+            if changed {
+                version += 1;
+                tracing::info!(services = next.services.len(), version, "registry changed, pushing new snapshot");
+                let _ = snap_tx.send(Arc::new(next));
+            }
+        }
+    });
+
+    let status = Arc::new(XdsStatus::default());
+    let (cert, key) = authority.issue_server(&[isthmus_ca::CONTROL_PLANE_DNS.to_string(), format!("istiod.istio-system.svc.cluster.local")])?;
+    let tls = tonic::transport::ServerTlsConfig::new()
+        .identity(tonic::transport::Identity::from_pem(cert, key))
+        .client_ca_root(tonic::transport::Certificate::from_pem(authority.root_pem()))
+        .client_auth_optional(true);
+    let ads = AdsServer::new(snap_rx.clone(), status.clone());
+    let ca = CaService::new(authority.clone(), credentials, trust_domain);
+    tokio::spawn(monitoring(config.monitoring, status.clone(), snap_rx));
+    tracing::info!(addr = %config.listen, cluster = %config.cluster, network = %config.network, "serving xDS and CA over TLS");
+    tonic::transport::Server::builder()
+        .tls_config(tls)
+        .map_err(|e| ControlPlaneError::Serve { addr: config.listen, source: Box::new(e) })?
+        .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .add_service(ads.into_service())
+        .add_service(ca.into_service())
+        .serve(config.listen)
+        .await
+        .map_err(|e| ControlPlaneError::Serve { addr: config.listen, source: Box::new(e) })
+}
+
+/// A minimal HTTP/1.1 server for `/metrics`, `/debug/syncz` and `/debug/diagnostics`.
+async fn monitoring(addr: SocketAddr, status: Arc<XdsStatus>, snapshots: watch::Receiver<Arc<MeshSnapshot>>) {
+    let listener = match tokio::net::TcpListener::bind(addr).await {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!(%addr, error = %e, "cannot serve monitoring");
+            return;
+        }
+    };
+    loop {
+        let Ok((mut sock, _)) = listener.accept().await else { continue };
+        let status = status.clone();
+        let snapshots = snapshots.clone();
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; 4096];
+            let n = sock.read(&mut buf).await.unwrap_or(0);
+            let req = String::from_utf8_lossy(&buf[..n]);
+            let path = req.split_whitespace().nth(1).unwrap_or("/");
+            let (code, body) = match path {
+                "/metrics" => ("200 OK", status.metrics()),
+                "/debug/syncz" => ("200 OK", serde_json::to_string_pretty(&status.proxies()).unwrap_or_default()),
+                "/debug/diagnostics" => {
+                    let s = snapshots.borrow().clone();
+                    ("200 OK", s.diagnostics.iter().map(|d| format!("{d}\n")).collect())
+                }
+                "/ready" => ("200 OK", "ready\n".into()),
+                _ => ("404 Not Found", "try /metrics, /debug/syncz, /debug/diagnostics\n".into()),
+            };
+            let resp = format!("HTTP/1.1 {code}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}", body.len());
+            let _ = sock.write_all(resp.as_bytes()).await;
+        });
+    }
+}

@@ -1,0 +1,48 @@
+//! Running Envoy as a child that cannot outlive the agent.
+
+use std::path::Path;
+use std::process::Stdio;
+use tokio::process::{Child, Command};
+
+/// Starts Envoy with `bootstrap`. Envoy is killed when the agent exits, even by a signal
+/// the agent cannot catch.
+pub fn start(envoy: &Path, bootstrap: &Path, log_level: &str) -> std::io::Result<Child> {
+    let mut cmd = Command::new(envoy);
+    cmd.arg("-c")
+        .arg(bootstrap)
+        .arg("--disable-hot-restart")
+        .arg("--log-level")
+        .arg(log_level)
+        .arg("--drain-time-s")
+        .arg("1")
+        .stdin(Stdio::null())
+        .kill_on_drop(true);
+    #[cfg(target_os = "linux")]
+    #[allow(unsafe_code)]
+    // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    cmd.spawn()
+}
+
+/// Finds Envoy: the given path, else `envoy` on PATH, else the project's `.venv/bin/envoy`.
+pub fn locate(given: Option<&Path>) -> Option<std::path::PathBuf> {
+    if let Some(p) = given {
+        return p.exists().then(|| p.to_path_buf());
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    for dir in std::env::split_paths(&path) {
+        let c = dir.join("envoy");
+        if c.is_file() {
+            return Some(c);
+        }
+    }
+    let venv = Path::new(".venv/bin/envoy");
+    venv.is_file().then(|| venv.to_path_buf())
+}
