@@ -179,7 +179,8 @@ fn seed000_httpbin_bar_global_through_gateway_with_real_envoy_and_mtls() {
     };
     procs.0.push(spawn(agent("sidecar", "127.0.1.1", "sleep-0", "foo", "sleep", "cluster1", "network1", cp1, "sleep.cred", "cacerts1", "sotw", &[]), "sleep.log"));
     procs.0.push(spawn(agent("router", "127.0.2.1", "istio-ingressgateway-0", "istio-system", "istio-ingressgateway-service-account", "cluster2", "network2", cp2, "gw.cred", "cacerts2", "delta", &["--router-mode", "sni-dnat"]), "gateway.log"));
-    procs.0.push(spawn(agent("sidecar", "127.0.3.1", "httpbin-0", "bar", "httpbin", "cluster2", "network2", cp2, "httpbin.cred", "cacerts2", "delta", &[]), "httpbin.log"));
+    // httpbin's certificate lives 10 s and is renewed at half of that: rotation is exercised.
+    procs.0.push(spawn(agent("sidecar", "127.0.3.1", "httpbin-0", "bar", "httpbin", "cluster2", "network2", cp2, "httpbin.cred", "cacerts2", "delta", &["--cert-ttl", "10"]), "httpbin.log"));
 
     // The request, retried until the mesh has converged.
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -225,6 +226,22 @@ fn seed000_httpbin_bar_global_through_gateway_with_real_envoy_and_mtls() {
     }
     let (_, syncz2) = get(&format!("127.0.0.1:{mon2}"), "cp", "/debug/syncz").expect("syncz");
     assert!(syncz2.contains("\"delta\""), "cluster2's proxies use delta xDS: {syncz2}");
+
+    // Rotation: a new certificate reaches Envoy over SDS without restarting it.
+    let certs = |_: ()| get("127.0.3.1:15000", "admin", "/certs").map(|x| x.1).unwrap_or_default();
+    let serial = |c: &str| c.lines().filter(|l| l.contains("serial_number")).collect::<Vec<_>>().join(",");
+    let uptime = |_: ()| stat(&stats("127.0.3.1:15000"), "server.uptime");
+    let before = serial(&certs(()));
+    let up_before = uptime(());
+    assert!(!before.is_empty(), "httpbin's Envoy shows no certificate");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while serial(&certs(())) == before && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    assert_ne!(serial(&certs(())), before, "the certificate was not rotated\n{}", logs());
+    assert!(uptime(()) >= up_before, "Envoy restarted during rotation");
+    let (code, body) = get("127.255.0.2:8000", "httpbin.bar.global:8000", "/headers").expect("after rotation");
+    assert_eq!(code, 200, "{body}");
     drop(procs);
     let _ = std::fs::remove_dir_all(&tmp);
 }
