@@ -15,16 +15,33 @@ pub async fn channel(address: &str, root_pem: &str) -> Result<Channel, String> {
         .tls_config(tls)
         .map_err(|e| format!("TLS settings: {e}"))?
         .connect_timeout(std::time::Duration::from_secs(3));
-    endpoint.connect().await.map_err(|e| format!("cannot reach the control plane at {address}: {e}"))
+    endpoint
+        .connect()
+        .await
+        .map_err(|e| format!("cannot reach the control plane at {address}: {e}"))
 }
 
 /// Sends the CSR with the credential; returns the PEM chain (leaf first).
-pub async fn request(channel: Channel, credential: &str, csr: &str, ttl_secs: i64) -> Result<Vec<String>, tonic::Status> {
+pub async fn request(
+    channel: Channel,
+    credential: &str,
+    csr: &str,
+    ttl_secs: i64,
+) -> Result<Vec<String>, tonic::Status> {
     let mut client = IstioCertificateServiceClient::new(channel);
-    let mut req = tonic::Request::new(IstioCertificateRequest { csr: csr.to_string(), validity_duration: ttl_secs });
+    let mut req = tonic::Request::new(IstioCertificateRequest {
+        csr: csr.to_string(),
+        validity_duration: ttl_secs,
+    });
     let value = format!("Bearer {}", credential.trim())
         .parse()
-        .map_err(|_| tonic::Status::invalid_argument("the credential has characters a header cannot carry"))?;
+        .map_err(|_| {
+            tonic::Status::invalid_argument("the credential has characters a header cannot carry")
+        })?;
     req.metadata_mut().insert("authorization", value);
-    Ok(client.create_certificate(req).await?.into_inner().cert_chain)
+    Ok(client
+        .create_certificate(req)
+        .await?
+        .into_inner()
+        .cert_chain)
 }

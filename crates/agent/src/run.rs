@@ -93,15 +93,30 @@ pub enum AgentError {
 }
 
 fn io(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> AgentError + '_ {
-    move |source| AgentError::Io { path: path.to_path_buf(), source }
+    move |source| AgentError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 async fn fetch(config: &AgentConfig, root: &str, generation: u64) -> Result<Material, AgentError> {
-    let identity = format!("spiffe://{}/ns/{}/sa/{}", config.trust_domain, config.namespace, config.service_account);
-    let (csr, key) = isthmus_ca::workload_csr(&identity).map_err(|e| AgentError::Certificate(e.to_string()))?;
+    let identity = format!(
+        "spiffe://{}/ns/{}/sa/{}",
+        config.trust_domain, config.namespace, config.service_account
+    );
+    let (csr, key) =
+        isthmus_ca::workload_csr(&identity).map_err(|e| AgentError::Certificate(e.to_string()))?;
     let attempt = || async {
-        let ch = crate::caclient::channel(&config.control_plane, root).await.map_err(tonic::Status::unavailable)?;
-        crate::caclient::request(ch, &config.credential, &csr, config.cert_ttl.as_secs() as i64).await
+        let ch = crate::caclient::channel(&config.control_plane, root)
+            .await
+            .map_err(tonic::Status::unavailable)?;
+        crate::caclient::request(
+            ch,
+            &config.credential,
+            &csr,
+            config.cert_ttl.as_secs() as i64,
+        )
+        .await
     };
     let chain = attempt
         .retry(ExponentialBuilder::default().with_max_times(8).with_max_delay(Duration::from_secs(5)))
@@ -111,9 +126,16 @@ async fn fetch(config: &AgentConfig, root: &str, generation: u64) -> Result<Mate
         .map_err(|s| AgentError::Certificate(format!("{} ({:?})", s.message(), s.code())))?;
     let mut iter = chain.into_iter();
     let leaf_and_chain: Vec<String> = iter.by_ref().collect();
-    let (root_pem, rest) = leaf_and_chain.split_last().ok_or_else(|| AgentError::Certificate("empty chain".into()))?;
+    let (root_pem, rest) = leaf_and_chain
+        .split_last()
+        .ok_or_else(|| AgentError::Certificate("empty chain".into()))?;
     tracing::info!(%identity, generation, "workload certificate issued");
-    Ok(Material { chain: rest.concat(), key, root: root_pem.clone(), generation })
+    Ok(Material {
+        chain: rest.concat(),
+        key,
+        root: root_pem.clone(),
+        generation,
+    })
 }
 
 /// Runs the agent until SIGINT/SIGTERM.
@@ -130,7 +152,11 @@ pub async fn run(config: AgentConfig) -> Result<(), AgentError> {
     let sds = SdsServer::new(mat_rx.clone());
     tokio::spawn(async move {
         let incoming = tokio_stream::wrappers::UnixListenerStream::new(listener);
-        if let Err(e) = tonic::transport::Server::builder().add_service(sds.into_service()).serve_with_incoming(incoming).await {
+        if let Err(e) = tonic::transport::Server::builder()
+            .add_service(sds.into_service())
+            .serve_with_incoming(incoming)
+            .await
+        {
             tracing::error!(error = %e, "SDS server stopped");
         }
     });
@@ -139,23 +165,46 @@ pub async fn run(config: AgentConfig) -> Result<(), AgentError> {
     let (cp_host, cp_port) = config
         .control_plane
         .rsplit_once(':')
-        .and_then(|(h, p)| Some((h.trim_matches(|c| c == '[' || c == ']'), p.parse::<u16>().ok()?)))
-        .ok_or_else(|| AgentError::Config(format!("--control-plane `{}` must be HOST:PORT", config.control_plane)))?;
+        .and_then(|(h, p)| {
+            Some((
+                h.trim_matches(|c| c == '[' || c == ']'),
+                p.parse::<u16>().ok()?,
+            ))
+        })
+        .ok_or_else(|| {
+            AgentError::Config(format!(
+                "--control-plane `{}` must be HOST:PORT",
+                config.control_plane
+            ))
+        })?;
     let mut metadata = BTreeMap::from([
         ("CLUSTER_ID".to_string(), config.cluster.clone()),
         ("NETWORK".to_string(), config.network.clone()),
         ("NAMESPACE".to_string(), config.namespace.clone()),
         ("INTERCEPTION_MODE".to_string(), config.interception.clone()),
-        ("SERVICE_ACCOUNT".to_string(), config.service_account.clone()),
+        (
+            "SERVICE_ACCOUNT".to_string(),
+            config.service_account.clone(),
+        ),
     ]);
     if let Some(m) = &config.router_mode {
         metadata.insert("ROUTER_MODE".into(), m.clone());
     }
     if !config.labels.is_empty() {
-        metadata.insert("LABELS".into(), serde_json::to_string(&config.labels).unwrap_or_default());
+        metadata.insert(
+            "LABELS".into(),
+            serde_json::to_string(&config.labels).unwrap_or_default(),
+        );
     }
-    let node_id = format!("{}~{}~{}.{}~{}.svc.cluster.local", config.kind, config.ip, config.pod, config.namespace, config.namespace);
-    let app = config.labels.get("app").cloned().unwrap_or_else(|| config.pod.clone());
+    let node_id = format!(
+        "{}~{}~{}.{}~{}.svc.cluster.local",
+        config.kind, config.ip, config.pod, config.namespace, config.namespace
+    );
+    let app = config
+        .labels
+        .get("app")
+        .cloned()
+        .unwrap_or_else(|| config.pod.clone());
     let root_file = config.workdir.join("root-cert.pem");
     std::fs::write(&root_file, &root).map_err(io(&root_file))?;
     let boot = bootstrap(&BootstrapParams {
@@ -170,16 +219,26 @@ pub async fn run(config: AgentConfig) -> Result<(), AgentError> {
         delta: config.xds_mode == XdsMode::Delta,
     });
     let boot_file = config.workdir.join("envoy-bootstrap.json");
-    std::fs::write(&boot_file, serde_json::to_vec_pretty(&boot).unwrap_or_default()).map_err(io(&boot_file))?;
+    std::fs::write(
+        &boot_file,
+        serde_json::to_vec_pretty(&boot).unwrap_or_default(),
+    )
+    .map_err(io(&boot_file))?;
     tracing::info!(node = %node_id, bootstrap = %boot_file.display(), "starting Envoy");
 
-    let mut child = crate::envoy::start(&config.envoy, &boot_file, &config.log_level)
-        .map_err(|source| AgentError::Envoy { envoy: config.envoy.clone(), source })?;
+    let mut child =
+        crate::envoy::start(&config.envoy, &boot_file, &config.log_level).map_err(|source| {
+            AgentError::Envoy {
+                envoy: config.envoy.clone(),
+                source,
+            }
+        })?;
     let mut generation = 1;
     let mut restarts = 0u32;
     let renew_after = |ttl: Duration| ttl.mul_f64(0.5).max(Duration::from_secs(1));
     let mut renew = Box::pin(tokio::time::sleep(renew_after(config.cert_ttl)));
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).map_err(io(&config.workdir))?;
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(io(&config.workdir))?;
     loop {
         tokio::select! {
             status = child.wait() => {

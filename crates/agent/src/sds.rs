@@ -2,9 +2,15 @@
 //! and key) and `ROOTCA` (the mesh root). A new certificate is pushed on every open stream.
 
 use envoy_types::pb::envoy::config::core::v3::{data_source, DataSource};
-use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{secret, CertificateValidationContext, Secret, TlsCertificate};
-use envoy_types::pb::envoy::service::discovery::v3::{DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse};
-use envoy_types::pb::envoy::service::secret::v3::secret_discovery_service_server::{SecretDiscoveryService, SecretDiscoveryServiceServer};
+use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{
+    secret, CertificateValidationContext, Secret, TlsCertificate,
+};
+use envoy_types::pb::envoy::service::discovery::v3::{
+    DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse,
+};
+use envoy_types::pb::envoy::service::secret::v3::secret_discovery_service_server::{
+    SecretDiscoveryService, SecretDiscoveryServiceServer,
+};
 use envoy_types::pb::google::protobuf::Any;
 use futures::{Stream, StreamExt};
 use prost::{Message, Name};
@@ -46,7 +52,10 @@ impl SdsServer {
 }
 
 fn inline(s: &str) -> Option<DataSource> {
-    Some(DataSource { specifier: Some(data_source::Specifier::InlineBytes(s.as_bytes().to_vec())), ..Default::default() })
+    Some(DataSource {
+        specifier: Some(data_source::Specifier::InlineBytes(s.as_bytes().to_vec())),
+        ..Default::default()
+    })
 }
 
 /// The secret called `name`, if it is one this agent serves.
@@ -57,10 +66,16 @@ pub fn secret(name: &str, m: &Material) -> Option<Secret> {
             private_key: inline(&m.key),
             ..Default::default()
         }),
-        "ROOTCA" => secret::Type::ValidationContext(CertificateValidationContext { trusted_ca: inline(&m.root), ..Default::default() }),
+        "ROOTCA" => secret::Type::ValidationContext(CertificateValidationContext {
+            trusted_ca: inline(&m.root),
+            ..Default::default()
+        }),
         _ => return None,
     };
-    Some(Secret { name: name.to_string(), r#type: Some(r#type) })
+    Some(Secret {
+        name: name.to_string(),
+        r#type: Some(r#type),
+    })
 }
 
 fn response(names: &[String], m: &Material, nonce: u64) -> DiscoveryResponse {
@@ -69,7 +84,10 @@ fn response(names: &[String], m: &Material, nonce: u64) -> DiscoveryResponse {
         resources: names
             .iter()
             .filter_map(|n| secret(n, m))
-            .map(|s| Any { type_url: Secret::type_url(), value: s.encode_to_vec() })
+            .map(|s| Any {
+                type_url: Secret::type_url(),
+                value: s.encode_to_vec(),
+            })
             .collect(),
         type_url: Secret::type_url(),
         nonce: nonce.to_string(),
@@ -84,11 +102,19 @@ impl SecretDiscoveryService for SdsServer {
     type DeltaSecretsStream = BoxStream<DeltaDiscoveryResponse>;
     type StreamSecretsStream = BoxStream<DiscoveryResponse>;
 
-    async fn delta_secrets(&self, _: Request<Streaming<DeltaDiscoveryRequest>>) -> Result<Response<Self::DeltaSecretsStream>, Status> {
-        Err(Status::unimplemented("this agent serves SDS as state of the world"))
+    async fn delta_secrets(
+        &self,
+        _: Request<Streaming<DeltaDiscoveryRequest>>,
+    ) -> Result<Response<Self::DeltaSecretsStream>, Status> {
+        Err(Status::unimplemented(
+            "this agent serves SDS as state of the world",
+        ))
     }
 
-    async fn stream_secrets(&self, request: Request<Streaming<DiscoveryRequest>>) -> Result<Response<Self::StreamSecretsStream>, Status> {
+    async fn stream_secrets(
+        &self,
+        request: Request<Streaming<DiscoveryRequest>>,
+    ) -> Result<Response<Self::StreamSecretsStream>, Status> {
         let mut input = request.into_inner();
         let mut material = self.material.clone();
         let (tx, rx) = mpsc::channel(8);
@@ -124,8 +150,15 @@ impl SecretDiscoveryService for SdsServer {
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 
-    async fn fetch_secrets(&self, request: Request<DiscoveryRequest>) -> Result<Response<DiscoveryResponse>, Status> {
+    async fn fetch_secrets(
+        &self,
+        request: Request<DiscoveryRequest>,
+    ) -> Result<Response<DiscoveryResponse>, Status> {
         let m = self.material.borrow().clone();
-        Ok(Response::new(response(&request.into_inner().resource_names, &m, 1)))
+        Ok(Response::new(response(
+            &request.into_inner().resource_names,
+            &m,
+            1,
+        )))
     }
 }

@@ -176,7 +176,9 @@ mod tests {
 
     #[test]
     fn unknown_value_lists_accepted_ones() {
-        let err = serde_json::from_str::<Resolution>("\"DNZ\"").unwrap_err().to_string();
+        let err = serde_json::from_str::<Resolution>("\"DNZ\"")
+            .expect_err("must fail")
+            .to_string();
         assert!(err.contains("unknown Resolution `DNZ`"), "{err}");
         assert!(err.contains("NONE, STATIC, DNS"), "{err}");
     }

@@ -57,12 +57,17 @@ fn collect_files(
 ) -> std::io::Result<()> {
     for entry in std::fs::read_dir(dir)? {
         let path = entry?.path();
-        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default();
         if name.starts_with('.') {
             continue;
         }
         if path.is_dir() {
-            let ns = namespace.map(str::to_string).unwrap_or_else(|| name.to_string());
+            let ns = namespace
+                .map(str::to_string)
+                .unwrap_or_else(|| name.to_string());
             collect_files(&path, Some(&ns), out)?;
         } else if name.ends_with(".yaml") || name.ends_with(".yml") {
             out.push((path.clone(), namespace.map(str::to_string)));
@@ -134,7 +139,11 @@ fn split_documents(text: &str) -> Vec<(usize, String)> {
     let mut start = 1;
     for (i, line) in text.lines().enumerate() {
         let is_sep = line.starts_with("---")
-            && line[3..].trim_start().chars().next().is_none_or(|c| c == '#');
+            && line[3..]
+                .trim_start()
+                .chars()
+                .next()
+                .is_none_or(|c| c == '#');
         if is_sep {
             docs.push((start, std::mem::take(&mut current)));
             start = i + 2;
@@ -147,7 +156,10 @@ fn split_documents(text: &str) -> Vec<(usize, String)> {
     }
     docs.push((start, current));
     docs.into_iter()
-        .filter(|(_, d)| d.lines().any(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#')))
+        .filter(|(_, d)| {
+            d.lines()
+                .any(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
+        })
         .collect()
 }
 
@@ -178,9 +190,15 @@ fn parse_document(
         d
     };
     let Some(map) = value.as_object() else {
-        return Err(top_error("", "a document must be a mapping with apiVersion and kind".into()));
+        return Err(top_error(
+            "",
+            "a document must be a mapping with apiVersion and kind".into(),
+        ));
     };
-    let api_version = map.get("apiVersion").and_then(|v| v.as_str()).unwrap_or_default();
+    let api_version = map
+        .get("apiVersion")
+        .and_then(|v| v.as_str())
+        .unwrap_or_default();
     let kind = map.get("kind").and_then(|v| v.as_str()).unwrap_or_default();
     if api_version.is_empty() {
         return Err(top_error("apiVersion", "apiVersion is required".into()));
@@ -189,7 +207,10 @@ fn parse_document(
         return Err(top_error("kind", "kind is required".into()));
     }
     if kind == "List" {
-        return Err(top_error("kind", "List documents are not supported; write one document per object".into()));
+        return Err(top_error(
+            "kind",
+            "List documents are not supported; write one document per object".into(),
+        ));
     }
     let name = map
         .get("metadata")
@@ -201,13 +222,19 @@ fn parse_document(
     let group = api_version.rsplit_once('/').map(|(g, _)| g).unwrap_or("");
     let version = api_version.rsplit('/').next().unwrap_or_default();
     let typed = |_: ()| -> Result<Object, Diagnostic> {
-        fn parse<T: DeserializeOwned>(doc: &str, origin: &Origin, label: &str) -> Result<T, Diagnostic> {
+        fn parse<T: DeserializeOwned>(
+            doc: &str,
+            origin: &Origin,
+            label: &str,
+        ) -> Result<T, Diagnostic> {
             serde_saphyr::from_str(doc).map_err(|e| yaml_error(e, origin, Some(label.to_string())))
         }
         let unsupported = || {
             top_error(
                 "apiVersion",
-                format!("{kind} is not served in {api_version}; use one of the versions Istio serves"),
+                format!(
+                    "{kind} is not served in {api_version}; use one of the versions Istio serves"
+                ),
             )
         };
         let istio_versions = ["v1alpha3", "v1beta1", "v1"];
@@ -217,14 +244,22 @@ fn parse_document(
             ("", "Pod") => Object::Pod(parse(doc, origin, &label)?),
             ("", "Endpoints") => Object::Endpoints(parse(doc, origin, &label)?),
             ("", "ConfigMap") => Object::ConfigMap(parse(doc, origin, &label)?),
-            ("discovery.k8s.io", "EndpointSlice") => Object::EndpointSlice(parse(doc, origin, &label)?),
-            ("apps" | "extensions", "Deployment") => Object::Deployment(parse(doc, origin, &label)?),
+            ("discovery.k8s.io", "EndpointSlice") => {
+                Object::EndpointSlice(parse(doc, origin, &label)?)
+            }
+            ("apps" | "extensions", "Deployment") => {
+                Object::Deployment(parse(doc, origin, &label)?)
+            }
             ("networking.istio.io", k) if !istio_versions.contains(&version) => {
                 let _ = k;
                 return Err(unsupported());
             }
-            ("networking.istio.io", "ServiceEntry") => Object::ServiceEntry(parse(doc, origin, &label)?),
-            ("networking.istio.io", "WorkloadEntry") => Object::WorkloadEntry(parse(doc, origin, &label)?),
+            ("networking.istio.io", "ServiceEntry") => {
+                Object::ServiceEntry(parse(doc, origin, &label)?)
+            }
+            ("networking.istio.io", "WorkloadEntry") => {
+                Object::WorkloadEntry(parse(doc, origin, &label)?)
+            }
             ("networking.istio.io", "DestinationRule") => {
                 Object::DestinationRule(parse(doc, origin, &label)?)
             }
@@ -302,10 +337,15 @@ spec:
 ";
         let loaded = load_str(text, None, "foo");
         assert!(loaded.diagnostics.is_empty(), "{:?}", loaded.diagnostics);
-        let Object::ServiceEntry(se) = &loaded.resources[0].object else { panic!("not a ServiceEntry") };
+        let Object::ServiceEntry(se) = &loaded.resources[0].object else {
+            panic!("not a ServiceEntry")
+        };
         assert_eq!(se.metadata.namespace, "foo");
         assert_eq!(se.spec.endpoints[0].ports["http1"], 15443);
-        assert_eq!(se.spec.ports[0].protocol, Some(crate::enums::Protocol::Http));
+        assert_eq!(
+            se.spec.ports[0].protocol,
+            Some(crate::enums::Protocol::Http)
+        );
     }
 
     #[test]
@@ -357,9 +397,19 @@ spec:
 
     #[test]
     fn unsupported_version_and_unknown_kind_are_errors() {
-        let loaded = load_str("apiVersion: networking.istio.io/v2\nkind: Gateway\nmetadata:\n  name: g\n", None, "d");
+        let loaded = load_str(
+            "apiVersion: networking.istio.io/v2\nkind: Gateway\nmetadata:\n  name: g\n",
+            None,
+            "d",
+        );
         assert!(loaded.diagnostics[0].message.contains("not served"));
-        let loaded = load_str("apiVersion: networking.istio.io/v1\nkind: Sidecarz\nmetadata:\n  name: g\n", None, "d");
-        assert!(loaded.diagnostics[0].message.contains("unknown kind Sidecarz"));
+        let loaded = load_str(
+            "apiVersion: networking.istio.io/v1\nkind: Sidecarz\nmetadata:\n  name: g\n",
+            None,
+            "d",
+        );
+        assert!(loaded.diagnostics[0]
+            .message
+            .contains("unknown kind Sidecarz"));
     }
 }

@@ -20,12 +20,15 @@ pub fn field_line(text: &str, path: &str) -> Option<usize> {
                     break;
                 }
                 let body = body.strip_prefix("- ").unwrap_or(body);
-                if body.starts_with(&format!("{key}:")) || body.starts_with(&format!("\"{key}\":")) {
+                if body.starts_with(&format!("{key}:")) || body.starts_with(&format!("\"{key}\":"))
+                {
                     hit = Some((i, indent));
                     break;
                 }
             }
-            let Some((line, indent)) = hit else { return found };
+            let Some((line, indent)) = hit else {
+                return found;
+            };
             found = Some(line);
             start = line;
             parent_indent = indent as isize;
@@ -50,7 +53,9 @@ pub fn field_line(text: &str, path: &str) -> Option<usize> {
                     count += 1;
                 }
             }
-            let Some((line, indent)) = item else { return found };
+            let Some((line, indent)) = item else {
+                return found;
+            };
             found = Some(line);
             start = line;
             end = block_end(&lines, line, indent);

@@ -24,7 +24,11 @@ impl MeshConfig {
     /// Parses the `mesh` key of Istio's ConfigMap; empty text gives the defaults.
     pub fn parse(text: &str) -> Result<MeshConfig, String> {
         let parsed: Option<MeshConfig> = serde_saphyr::from_str(text).map_err(|e| {
-            e.to_string().lines().next().unwrap_or("invalid YAML").to_string()
+            e.to_string()
+                .lines()
+                .next()
+                .unwrap_or("invalid YAML")
+                .to_string()
         })?;
         Ok(parsed.unwrap_or_default())
     }
@@ -119,10 +123,16 @@ mod tests {
         let seed = "network2:\n  endpoints:\n  - fromRegistry: remote_kubecfg\n  gateways:\n  - address: 0.0.0.0\n    port: 15443\n";
         let n = MeshNetworks::parse(seed).expect("seed form");
         let net = &n.networks["network2"];
-        assert_eq!(net.endpoints[0].from_registry.as_deref(), Some("remote_kubecfg"));
+        assert_eq!(
+            net.endpoints[0].from_registry.as_deref(),
+            Some("remote_kubecfg")
+        );
         assert_eq!(net.gateways[0].address.as_deref(), Some("0.0.0.0"));
         assert_eq!(net.gateways[0].port, 15443);
-        let istio = format!("networks:\n{}", seed.lines().map(|l| format!("  {l}\n")).collect::<String>());
+        let istio = format!(
+            "networks:\n{}",
+            seed.lines().map(|l| format!("  {l}\n")).collect::<String>()
+        );
         assert_eq!(MeshNetworks::parse(&istio).expect("istio form"), n);
     }
 }

@@ -2,9 +2,7 @@
 
 use crate::kube::{ConfigMap, Deployment, EndpointSlice, Endpoints, Namespace, Pod, Service};
 use crate::meta::ObjectMeta;
-use crate::networking::{
-    DestinationRule, Gateway, ServiceEntry, VirtualService, WorkloadEntry,
-};
+use crate::networking::{DestinationRule, Gateway, ServiceEntry, VirtualService, WorkloadEntry};
 use crate::security::{AuthnPolicy, PeerAuthentication};
 use std::fmt;
 use std::path::PathBuf;
@@ -122,7 +120,10 @@ impl Object {
         match self {
             Object::Namespace(_) | Object::MeshPolicy(_) => true,
             Object::Other { kind, .. } => {
-                matches!(kind.as_str(), "ClusterRole" | "ClusterRoleBinding" | "CustomResourceDefinition")
+                matches!(
+                    kind.as_str(),
+                    "ClusterRole" | "ClusterRoleBinding" | "CustomResourceDefinition"
+                )
             }
             _ => false,
         }

@@ -42,7 +42,10 @@ pub fn validate(object: &Object) -> Vec<Diagnostic> {
         Object::Pod(p) => {
             if let Some(ip) = &p.status.pod_ip {
                 if ip.parse::<IpAddr>().is_err() {
-                    v.push(Diagnostic::error(format!("`{ip}` is not an IP address")).at("status.podIP"));
+                    v.push(
+                        Diagnostic::error(format!("`{ip}` is not an IP address"))
+                            .at("status.podIP"),
+                    );
                 }
             }
         }
@@ -62,7 +65,9 @@ fn port_range(n: u32, field: String, v: &mut Vec<Diagnostic>) {
 }
 
 fn placeholder(s: &str) -> bool {
-    s.contains("${") || (s.starts_with('<') && s.ends_with('>')) || s.chars().all(|c| c.is_ascii_uppercase() || c == '_') && s.len() > 3
+    s.contains("${")
+        || (s.starts_with('<') && s.ends_with('>'))
+        || s.chars().all(|c| c.is_ascii_uppercase() || c == '_') && s.len() > 3
 }
 
 fn service(s: &Service, v: &mut Vec<Diagnostic>) {
@@ -70,10 +75,16 @@ fn service(s: &Service, v: &mut Vec<Diagnostic>) {
     for (i, p) in s.spec.ports.iter().enumerate() {
         port_range(p.port, format!("spec.ports[{i}].port"), v);
         if s.spec.ports.len() > 1 && p.name.is_empty() {
-            v.push(Diagnostic::error("a service with several ports must name each").at(format!("spec.ports[{i}].name")));
+            v.push(
+                Diagnostic::error("a service with several ports must name each")
+                    .at(format!("spec.ports[{i}].name")),
+            );
         }
         if !p.name.is_empty() && !names.insert(p.name.clone()) {
-            v.push(Diagnostic::error(format!("duplicate port name `{}`", p.name)).at(format!("spec.ports[{i}].name")));
+            v.push(
+                Diagnostic::error(format!("duplicate port name `{}`", p.name))
+                    .at(format!("spec.ports[{i}].name")),
+            );
         }
     }
 }
@@ -96,14 +107,17 @@ fn is_dns_label(l: &str) -> bool {
 }
 
 fn is_dns_subdomain(s: &str) -> bool {
-    s.len() <= 253 && s.split('.').all(|l| is_dns_label(l) && l.chars().all(|c| !c.is_ascii_uppercase()))
+    s.len() <= 253
+        && s.split('.')
+            .all(|l| is_dns_label(l) && l.chars().all(|c| !c.is_ascii_uppercase()))
 }
 
 fn is_ip_or_cidr(s: &str) -> bool {
     match s.split_once('/') {
-        Some((ip, bits)) => {
-            ip.parse::<IpAddr>().is_ok_and(|ip| bits.parse::<u8>().is_ok_and(|b| b <= if ip.is_ipv4() { 32 } else { 128 }))
-        }
+        Some((ip, bits)) => ip.parse::<IpAddr>().is_ok_and(|ip| {
+            bits.parse::<u8>()
+                .is_ok_and(|b| b <= if ip.is_ipv4() { 32 } else { 128 })
+        }),
         None => s.parse::<IpAddr>().is_ok(),
     }
 }
@@ -115,14 +129,25 @@ fn service_entry(se: &ServiceEntry, v: &mut Vec<Diagnostic>) {
     }
     for (i, h) in spec.hosts.iter().enumerate() {
         if !is_host(h, false) {
-            v.push(Diagnostic::error(format!("`{h}` is not a valid host name")).at(format!("spec.hosts[{i}]")));
+            v.push(
+                Diagnostic::error(format!("`{h}` is not a valid host name"))
+                    .at(format!("spec.hosts[{i}]")),
+            );
         }
     }
     for (i, a) in spec.addresses.iter().enumerate() {
         if placeholder(a) {
-            v.push(Diagnostic::error(format!("`{a}` looks like a placeholder that was not filled in")).at(format!("spec.addresses[{i}]")));
+            v.push(
+                Diagnostic::error(format!(
+                    "`{a}` looks like a placeholder that was not filled in"
+                ))
+                .at(format!("spec.addresses[{i}]")),
+            );
         } else if !is_ip_or_cidr(a) {
-            v.push(Diagnostic::error(format!("`{a}` is not an IP address or CIDR")).at(format!("spec.addresses[{i}]")));
+            v.push(
+                Diagnostic::error(format!("`{a}` is not an IP address or CIDR"))
+                    .at(format!("spec.addresses[{i}]")),
+            );
         }
     }
     if spec.ports.is_empty() {
@@ -135,10 +160,16 @@ fn service_entry(se: &ServiceEntry, v: &mut Vec<Diagnostic>) {
         if p.name.is_empty() {
             v.push(Diagnostic::error("port name is required").at(format!("spec.ports[{i}].name")));
         } else if !names.insert(p.name.as_str()) {
-            v.push(Diagnostic::error(format!("duplicate port name `{}`", p.name)).at(format!("spec.ports[{i}].name")));
+            v.push(
+                Diagnostic::error(format!("duplicate port name `{}`", p.name))
+                    .at(format!("spec.ports[{i}].name")),
+            );
         }
         if !numbers.insert(p.number) {
-            v.push(Diagnostic::error(format!("duplicate port number {}", p.number)).at(format!("spec.ports[{i}].number")));
+            v.push(
+                Diagnostic::error(format!("duplicate port number {}", p.number))
+                    .at(format!("spec.ports[{i}].number")),
+            );
         }
         if let Some(t) = p.target_port {
             port_range(t, format!("spec.ports[{i}].targetPort"), v);
@@ -146,17 +177,34 @@ fn service_entry(se: &ServiceEntry, v: &mut Vec<Diagnostic>) {
     }
     let resolution = spec.resolution.unwrap_or(Resolution::None);
     if resolution == Resolution::None && !spec.endpoints.is_empty() {
-        v.push(Diagnostic::error("no endpoints should be given with resolution NONE; use STATIC or DNS").at("spec.resolution"));
+        v.push(
+            Diagnostic::error(
+                "no endpoints should be given with resolution NONE; use STATIC or DNS",
+            )
+            .at("spec.resolution"),
+        );
     }
-    if matches!(resolution, Resolution::Dns | Resolution::DnsRoundRobin) && spec.endpoints.is_empty() {
+    if matches!(resolution, Resolution::Dns | Resolution::DnsRoundRobin)
+        && spec.endpoints.is_empty()
+    {
         for (i, h) in spec.hosts.iter().enumerate() {
             if h.starts_with('*') {
-                v.push(Diagnostic::error("a wildcard host cannot be resolved by DNS without endpoints").at(format!("spec.hosts[{i}]")));
+                v.push(
+                    Diagnostic::error(
+                        "a wildcard host cannot be resolved by DNS without endpoints",
+                    )
+                    .at(format!("spec.hosts[{i}]")),
+                );
             }
         }
     }
     for (i, ep) in spec.endpoints.iter().enumerate() {
-        workload(ep, &format!("spec.endpoints[{i}]"), Some((resolution, &names)), v);
+        workload(
+            ep,
+            &format!("spec.endpoints[{i}]"),
+            Some((resolution, &names)),
+            v,
+        );
     }
 }
 
@@ -170,25 +218,46 @@ fn workload(
     if addr.is_empty() {
         v.push(Diagnostic::error("address is required").at(format!("{field}.address")));
     } else if placeholder(addr) {
-        v.push(Diagnostic::error(format!("`{addr}` looks like a placeholder that was not filled in")).at(format!("{field}.address")));
+        v.push(
+            Diagnostic::error(format!(
+                "`{addr}` looks like a placeholder that was not filled in"
+            ))
+            .at(format!("{field}.address")),
+        );
     } else if addr.parse::<IpAddr>().is_err() {
         if matches!(within, Some((Resolution::Static, _))) {
-            v.push(Diagnostic::error(format!("`{addr}` is not an IP address, which resolution STATIC requires")).at(format!("{field}.address")));
+            v.push(
+                Diagnostic::error(format!(
+                    "`{addr}` is not an IP address, which resolution STATIC requires"
+                ))
+                .at(format!("{field}.address")),
+            );
         } else if !addr.starts_with("unix://") && !is_host(addr, false) {
-            v.push(Diagnostic::error(format!("`{addr}` is neither an IP address nor a host name")).at(format!("{field}.address")));
+            v.push(
+                Diagnostic::error(format!("`{addr}` is neither an IP address nor a host name"))
+                    .at(format!("{field}.address")),
+            );
         }
     }
     for (name, port) in &ep.ports {
         port_range(*port, format!("{field}.ports.{name}"), v);
         if let Some((_, names)) = within {
             if !names.contains(name.as_str()) {
-                v.push(Diagnostic::error(format!("`{name}` is not the name of a port of this ServiceEntry")).at(format!("{field}.ports.{name}")));
+                v.push(
+                    Diagnostic::error(format!(
+                        "`{name}` is not the name of a port of this ServiceEntry"
+                    ))
+                    .at(format!("{field}.ports.{name}")),
+                );
             }
         }
     }
     if let Some(l) = &ep.locality {
         if l.split('/').count() > 3 || l.starts_with('/') {
-            v.push(Diagnostic::error(format!("locality `{l}` must be region/zone/subzone")).at(format!("{field}.locality")));
+            v.push(
+                Diagnostic::error(format!("locality `{l}` must be region/zone/subzone"))
+                    .at(format!("{field}.locality")),
+            );
         }
     }
 }
@@ -197,17 +266,25 @@ fn destination_rule(dr: &DestinationRule, v: &mut Vec<Diagnostic>) {
     if dr.spec.host.is_empty() {
         v.push(Diagnostic::error("host is required").at("spec.host"));
     } else if !is_host(&dr.spec.host, true) {
-        v.push(Diagnostic::error(format!("`{}` is not a valid host", dr.spec.host)).at("spec.host"));
+        v.push(
+            Diagnostic::error(format!("`{}` is not a valid host", dr.spec.host)).at("spec.host"),
+        );
     }
     let mut names = BTreeSet::new();
     for (i, s) in dr.spec.subsets.iter().enumerate() {
         if !is_dns_label(&s.name) {
             v.push(Diagnostic::error(format!("subset name `{}` must be a DNS label: it becomes part of cluster names and SNI", s.name)).at(format!("spec.subsets[{i}].name")));
         } else if !names.insert(s.name.as_str()) {
-            v.push(Diagnostic::error(format!("duplicate subset `{}`", s.name)).at(format!("spec.subsets[{i}].name")));
+            v.push(
+                Diagnostic::error(format!("duplicate subset `{}`", s.name))
+                    .at(format!("spec.subsets[{i}].name")),
+            );
         }
         if s.labels.is_empty() {
-            v.push(Diagnostic::warning("a subset without labels selects every endpoint").at(format!("spec.subsets[{i}].labels")));
+            v.push(
+                Diagnostic::warning("a subset without labels selects every endpoint")
+                    .at(format!("spec.subsets[{i}].labels")),
+            );
         }
     }
 }
@@ -218,10 +295,17 @@ fn virtual_service(vs: &VirtualService, v: &mut Vec<Diagnostic>) {
     }
     for (i, h) in vs.spec.hosts.iter().enumerate() {
         if !is_host(h, true) && h.parse::<IpAddr>().is_err() {
-            v.push(Diagnostic::error(format!("`{h}` is not a valid host")).at(format!("spec.hosts[{i}]")));
+            v.push(
+                Diagnostic::error(format!("`{h}` is not a valid host"))
+                    .at(format!("spec.hosts[{i}]")),
+            );
         }
     }
-    let routes = vs.spec.http.iter().map(|r| ("http", &r.route))
+    let routes = vs
+        .spec
+        .http
+        .iter()
+        .map(|r| ("http", &r.route))
         .chain(vs.spec.tcp.iter().map(|r| ("tcp", &r.route)))
         .chain(vs.spec.tls.iter().map(|r| ("tls", &r.route)));
     let mut counters = std::collections::BTreeMap::new();
@@ -230,20 +314,35 @@ fn virtual_service(vs: &VirtualService, v: &mut Vec<Diagnostic>) {
         let field = format!("spec.{kind}[{i}]");
         *i += 1;
         if route.is_empty() && kind != "http" {
-            v.push(Diagnostic::error("a route needs at least one destination").at(format!("{field}.route")));
+            v.push(
+                Diagnostic::error("a route needs at least one destination")
+                    .at(format!("{field}.route")),
+            );
         }
         for (j, d) in route.iter().enumerate() {
             if d.destination.host.is_empty() {
-                v.push(Diagnostic::error("destination host is required").at(format!("{field}.route[{j}].destination.host")));
+                v.push(
+                    Diagnostic::error("destination host is required")
+                        .at(format!("{field}.route[{j}].destination.host")),
+                );
             }
             if let Some(p) = &d.destination.port {
-                port_range(p.number, format!("{field}.route[{j}].destination.port.number"), v);
+                port_range(
+                    p.number,
+                    format!("{field}.route[{j}].destination.port.number"),
+                    v,
+                );
             }
         }
         if route.len() > 1 {
             let total: u32 = route.iter().map(|d| d.weight.unwrap_or(0)).sum();
             if total != 100 {
-                v.push(Diagnostic::error(format!("route weights add up to {total}, they must add up to 100")).at(format!("{field}.route")));
+                v.push(
+                    Diagnostic::error(format!(
+                        "route weights add up to {total}, they must add up to 100"
+                    ))
+                    .at(format!("{field}.route")),
+                );
             }
         }
     }
@@ -256,12 +355,18 @@ fn gateway(g: &Gateway, v: &mut Vec<Diagnostic>) {
     for (i, s) in g.spec.servers.iter().enumerate() {
         port_range(s.port.number, format!("spec.servers[{i}].port.number"), v);
         if s.hosts.is_empty() {
-            v.push(Diagnostic::error("at least one host is required").at(format!("spec.servers[{i}].hosts")));
+            v.push(
+                Diagnostic::error("at least one host is required")
+                    .at(format!("spec.servers[{i}].hosts")),
+            );
         }
         for (j, h) in s.hosts.iter().enumerate() {
             let host = h.split_once('/').map(|(_, h)| h).unwrap_or(h);
             if !is_host(host, true) {
-                v.push(Diagnostic::error(format!("`{h}` is not a valid host")).at(format!("spec.servers[{i}].hosts[{j}]")));
+                v.push(
+                    Diagnostic::error(format!("`{h}` is not a valid host"))
+                        .at(format!("spec.servers[{i}].hosts[{j}]")),
+                );
             }
         }
         let mode = s.tls.as_ref().map(|t| t.mode);
@@ -272,8 +377,13 @@ fn gateway(g: &Gateway, v: &mut Vec<Diagnostic>) {
                  or set tls.mode AUTO_PASSTHROUGH",
             ).at(format!("spec.servers[{i}].port.number")));
         }
-        if mode == Some(ServerTlsMode::AutoPassthrough) && !matches!(s.port.protocol, crate::enums::Protocol::Tls) {
-            v.push(Diagnostic::error("AUTO_PASSTHROUGH needs protocol TLS").at(format!("spec.servers[{i}].port.protocol")));
+        if mode == Some(ServerTlsMode::AutoPassthrough)
+            && !matches!(s.port.protocol, crate::enums::Protocol::Tls)
+        {
+            v.push(
+                Diagnostic::error("AUTO_PASSTHROUGH needs protocol TLS")
+                    .at(format!("spec.servers[{i}].port.protocol")),
+            );
         }
     }
 }
@@ -299,14 +409,23 @@ mod tests {
     use crate::load::load_str;
 
     fn errors(yaml: &str) -> Vec<String> {
-        load_str(yaml, None, "ns").diagnostics.iter().map(|d| d.to_string()).collect()
+        load_str(yaml, None, "ns")
+            .diagnostics
+            .iter()
+            .map(|d| d.to_string())
+            .collect()
     }
 
     #[test]
     fn gateway_on_15443_without_auto_passthrough_is_refused() {
         let e = errors("apiVersion: networking.istio.io/v1alpha3\nkind: Gateway\nmetadata:\n  name: g\nspec:\n  servers:\n  - port:\n      number: 15443\n      protocol: TLS\n      name: tls\n    hosts: ['*']\n");
         assert_eq!(e.len(), 1, "{e:?}");
-        assert!(e[0].contains("spec.servers[0].port.number: port 15443 belongs to the east-west gateway"), "{e:?}");
+        assert!(
+            e[0].contains(
+                "spec.servers[0].port.number: port 15443 belongs to the east-west gateway"
+            ),
+            "{e:?}"
+        );
     }
 
     #[test]
@@ -327,7 +446,10 @@ mod tests {
     fn weights_must_add_up_to_100() {
         let e = errors("apiVersion: networking.istio.io/v1alpha3\nkind: VirtualService\nmetadata:\n  name: v\nspec:\n  hosts: [a]\n  http:\n  - route:\n    - destination:\n        host: a\n        subset: v1\n      weight: 50\n    - destination:\n        host: a\n        subset: v2\n      weight: 40\n");
         assert_eq!(e.len(), 1);
-        assert!(e[0].contains("spec.http[0].route: route weights add up to 90"), "{e:?}");
+        assert!(
+            e[0].contains("spec.http[0].route: route weights add up to 90"),
+            "{e:?}"
+        );
     }
 
     #[test]

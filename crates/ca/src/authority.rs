@@ -3,8 +3,8 @@
 //! (the shared root) and `cert-chain.pem` (intermediate then root).
 
 use rcgen::{
-    BasicConstraints, CertificateParams, CertificateSigningRequestParams, DistinguishedName, DnType,
-    ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType,
+    BasicConstraints, CertificateParams, CertificateSigningRequestParams, DistinguishedName,
+    DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType,
 };
 use std::path::{Path, PathBuf};
 use time::{Duration, OffsetDateTime};
@@ -41,11 +41,17 @@ pub enum CaError {
 }
 
 fn read(path: &Path) -> Result<String, CaError> {
-    std::fs::read_to_string(path).map_err(|source| CaError::Io { path: path.to_path_buf(), source })
+    std::fs::read_to_string(path).map_err(|source| CaError::Io {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 fn write(path: &Path, text: &str, private: bool) -> Result<(), CaError> {
-    let io = |source| CaError::Io { path: path.to_path_buf(), source };
+    let io = |source| CaError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(io)?;
     }
@@ -59,7 +65,10 @@ fn write(path: &Path, text: &str, private: bool) -> Result<(), CaError> {
 }
 
 fn cert_err(what: &str) -> impl FnOnce(rcgen::Error) -> CaError + '_ {
-    move |source| CaError::Cert { what: what.to_string(), source }
+    move |source| CaError::Cert {
+        what: what.to_string(),
+        source,
+    }
 }
 
 fn ca_params(cn: &str, years: i64, path_len: Option<u8>) -> CertificateParams {
@@ -72,7 +81,11 @@ fn ca_params(cn: &str, years: i64, path_len: Option<u8>) -> CertificateParams {
         Some(n) => IsCa::Ca(BasicConstraints::Constrained(n)),
         None => IsCa::Ca(BasicConstraints::Unconstrained),
     };
-    p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    p.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
     let now = OffsetDateTime::now_utc();
     p.not_before = now - Duration::minutes(5);
     p.not_after = now + Duration::days(365 * years);
@@ -82,7 +95,9 @@ fn ca_params(cn: &str, years: i64, path_len: Option<u8>) -> CertificateParams {
 /// Creates the shared root in `dir`: `root-cert.pem` and `root-key.pem`.
 pub fn create_root(dir: &Path) -> Result<(), CaError> {
     let key = KeyPair::generate().map_err(cert_err("generate root key"))?;
-    let cert = ca_params("Isthmus Root CA", 10, None).self_signed(&key).map_err(cert_err("sign root"))?;
+    let cert = ca_params("Isthmus Root CA", 10, None)
+        .self_signed(&key)
+        .map_err(cert_err("sign root"))?;
     write(&dir.join("root-cert.pem"), &cert.pem(), false)?;
     write(&dir.join("root-key.pem"), &key.serialize_pem(), true)?;
     Ok(())
@@ -92,8 +107,10 @@ pub fn create_root(dir: &Path) -> Result<(), CaError> {
 /// four `cacerts` files.
 pub fn create_intermediate(root_dir: &Path, cluster: &str, out: &Path) -> Result<(), CaError> {
     let root_cert = read(&root_dir.join("root-cert.pem"))?;
-    let root_key = KeyPair::from_pem(&read(&root_dir.join("root-key.pem"))?).map_err(cert_err("read root key"))?;
-    let issuer = Issuer::from_ca_cert_pem(&root_cert, root_key).map_err(cert_err("read root certificate"))?;
+    let root_key = KeyPair::from_pem(&read(&root_dir.join("root-key.pem"))?)
+        .map_err(cert_err("read root key"))?;
+    let issuer = Issuer::from_ca_cert_pem(&root_cert, root_key)
+        .map_err(cert_err("read root certificate"))?;
     let key = KeyPair::generate().map_err(cert_err("generate intermediate key"))?;
     let cert = ca_params(&format!("Isthmus Intermediate CA {cluster}"), 5, Some(0))
         .signed_by(&key, &issuer)
@@ -101,7 +118,11 @@ pub fn create_intermediate(root_dir: &Path, cluster: &str, out: &Path) -> Result
     write(&out.join("ca-cert.pem"), &cert.pem(), false)?;
     write(&out.join("ca-key.pem"), &key.serialize_pem(), true)?;
     write(&out.join("root-cert.pem"), &root_cert, false)?;
-    write(&out.join("cert-chain.pem"), &format!("{}{}", cert.pem(), root_cert), false)?;
+    write(
+        &out.join("cert-chain.pem"),
+        &format!("{}{}", cert.pem(), root_cert),
+        false,
+    )?;
     Ok(())
 }
 
@@ -114,7 +135,9 @@ pub struct Authority {
 
 impl std::fmt::Debug for Authority {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Authority").field("chain_len", &self.chain.len()).finish()
+        f.debug_struct("Authority")
+            .field("chain_len", &self.chain.len())
+            .finish()
     }
 }
 
@@ -139,11 +162,16 @@ impl Authority {
     /// Loads a `cacerts` directory.
     pub fn load(dir: &Path) -> Result<Authority, CaError> {
         let cert = read(&dir.join("ca-cert.pem"))?;
-        let key = KeyPair::from_pem(&read(&dir.join("ca-key.pem"))?).map_err(cert_err("read ca-key.pem"))?;
+        let key = KeyPair::from_pem(&read(&dir.join("ca-key.pem"))?)
+            .map_err(cert_err("read ca-key.pem"))?;
         let root = read(&dir.join("root-cert.pem"))?;
         let chain = split_pem(&read(&dir.join("cert-chain.pem"))?);
         let issuer = Issuer::from_ca_cert_pem(&cert, key).map_err(cert_err("read ca-cert.pem"))?;
-        Ok(Authority { issuer, chain, root })
+        Ok(Authority {
+            issuer,
+            chain,
+            root,
+        })
     }
 
     /// The root certificate (PEM).
@@ -153,8 +181,14 @@ impl Authority {
 
     /// Signs a workload CSR for exactly `identity` (a SPIFFE URI). The CSR must ask for that
     /// identity and nothing else; its subject and other names are ignored.
-    pub fn sign_workload(&self, csr_pem: &str, identity: &str, ttl: std::time::Duration) -> Result<Vec<String>, CaError> {
-        let csr = CertificateSigningRequestParams::from_pem(csr_pem).map_err(cert_err("parse CSR"))?;
+    pub fn sign_workload(
+        &self,
+        csr_pem: &str,
+        identity: &str,
+        ttl: std::time::Duration,
+    ) -> Result<Vec<String>, CaError> {
+        let csr =
+            CertificateSigningRequestParams::from_pem(csr_pem).map_err(cert_err("parse CSR"))?;
         let requested: Vec<String> = csr
             .params
             .subject_alt_names
@@ -166,17 +200,30 @@ impl Authority {
             })
             .collect();
         if requested.len() != 1 || requested[0] != identity {
-            return Err(CaError::IdentityMismatch { requested, granted: identity.to_string() });
+            return Err(CaError::IdentityMismatch {
+                requested,
+                granted: identity.to_string(),
+            });
         }
         let mut p = CertificateParams::default();
-        p.subject_alt_names = vec![SanType::URI(identity.try_into().map_err(cert_err("identity"))?)];
+        p.subject_alt_names = vec![SanType::URI(
+            identity.try_into().map_err(cert_err("identity"))?,
+        )];
         p.distinguished_name = DistinguishedName::new();
-        p.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
-        p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
+        p.key_usages = vec![
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::KeyEncipherment,
+        ];
+        p.extended_key_usages = vec![
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ];
         let now = OffsetDateTime::now_utc();
         p.not_before = now - Duration::minutes(1);
         p.not_after = now + Duration::seconds(ttl.as_secs().max(10) as i64);
-        let cert = p.signed_by(&csr.public_key, &self.issuer).map_err(cert_err("sign workload certificate"))?;
+        let cert = p
+            .signed_by(&csr.public_key, &self.issuer)
+            .map_err(cert_err("sign workload certificate"))?;
         let mut chain = vec![cert.pem()];
         chain.extend(self.chain.iter().cloned());
         Ok(chain)
@@ -186,12 +233,20 @@ impl Authority {
     pub fn issue_server(&self, dns_names: &[String]) -> Result<(String, String), CaError> {
         let key = KeyPair::generate().map_err(cert_err("generate server key"))?;
         let mut p = CertificateParams::new(dns_names.to_vec()).map_err(cert_err("server names"))?;
-        p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
+        p.extended_key_usages = vec![
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ];
         let now = OffsetDateTime::now_utc();
         p.not_before = now - Duration::minutes(1);
         p.not_after = now + Duration::days(365);
-        let cert = p.signed_by(&key, &self.issuer).map_err(cert_err("sign server certificate"))?;
-        Ok((format!("{}{}", cert.pem(), self.chain.concat()), key.serialize_pem()))
+        let cert = p
+            .signed_by(&key, &self.issuer)
+            .map_err(cert_err("sign server certificate"))?;
+        Ok((
+            format!("{}{}", cert.pem(), self.chain.concat()),
+            key.serialize_pem(),
+        ))
     }
 }
 
@@ -199,10 +254,15 @@ impl Authority {
 pub fn workload_csr(identity: &str) -> Result<(String, String), CaError> {
     let key = KeyPair::generate().map_err(cert_err("generate workload key"))?;
     let mut p = CertificateParams::default();
-    p.subject_alt_names = vec![SanType::URI(identity.try_into().map_err(cert_err("identity"))?)];
+    p.subject_alt_names = vec![SanType::URI(
+        identity.try_into().map_err(cert_err("identity"))?,
+    )];
     p.distinguished_name = DistinguishedName::new();
     let csr = p.serialize_request(&key).map_err(cert_err("make CSR"))?;
-    Ok((csr.pem().map_err(cert_err("encode CSR"))?, key.serialize_pem()))
+    Ok((
+        csr.pem().map_err(cert_err("encode CSR"))?,
+        key.serialize_pem(),
+    ))
 }
 
 #[cfg(test)]
@@ -221,13 +281,20 @@ mod tests {
         let c1 = tmp("c1");
         create_root(&root).expect("root");
         create_intermediate(&root, "cluster1", &c1).expect("intermediate");
-        for f in ["ca-cert.pem", "ca-key.pem", "root-cert.pem", "cert-chain.pem"] {
+        for f in [
+            "ca-cert.pem",
+            "ca-key.pem",
+            "root-cert.pem",
+            "cert-chain.pem",
+        ] {
             assert!(c1.join(f).exists(), "{f}");
         }
         let ca = Authority::load(&c1).expect("load");
         let id = "spiffe://cluster.local/ns/foo/sa/sleep";
         let (csr, _key) = workload_csr(id).expect("csr");
-        let chain = ca.sign_workload(&csr, id, std::time::Duration::from_secs(3600)).expect("sign");
+        let chain = ca
+            .sign_workload(&csr, id, std::time::Duration::from_secs(3600))
+            .expect("sign");
         assert_eq!(chain.len(), 3, "leaf, intermediate, root");
         assert_eq!(chain[2].trim(), ca.root_pem().trim());
         let der = rustls_der(&chain[0]);
@@ -246,7 +313,13 @@ mod tests {
         create_intermediate(&root, "cluster1", &c1).expect("intermediate");
         let ca = Authority::load(&c1).expect("load");
         let (csr, _) = workload_csr("spiffe://cluster.local/ns/bar/sa/httpbin").expect("csr");
-        let err = ca.sign_workload(&csr, "spiffe://cluster.local/ns/foo/sa/sleep", std::time::Duration::from_secs(60)).expect_err("must refuse");
+        let err = ca
+            .sign_workload(
+                &csr,
+                "spiffe://cluster.local/ns/foo/sa/sleep",
+                std::time::Duration::from_secs(60),
+            )
+            .expect_err("must refuse");
         assert!(matches!(err, CaError::IdentityMismatch { .. }), "{err}");
         let _ = std::fs::remove_dir_all(&root);
         let _ = std::fs::remove_dir_all(&c1);
@@ -255,6 +328,8 @@ mod tests {
     fn rustls_der(pem: &str) -> Vec<u8> {
         use base64::Engine;
         let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
-        base64::engine::general_purpose::STANDARD.decode(body).expect("base64")
+        base64::engine::general_purpose::STANDARD
+            .decode(body)
+            .expect("base64")
     }
 }

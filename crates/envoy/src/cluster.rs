@@ -24,7 +24,12 @@ pub struct OutboundTarget<'a> {
 
 /// The TLS mode for a target: subset policy, then rule policy, then ISTIO_MUTUAL for
 /// mesh-internal services (auto mTLS), plain text otherwise.
-pub fn tls_mode(snapshot: &MeshSnapshot, proxy: &Proxy, service: &Service, subset: Option<&Subset>) -> Option<TlsMode> {
+pub fn tls_mode(
+    snapshot: &MeshSnapshot,
+    proxy: &Proxy,
+    service: &Service,
+    subset: Option<&Subset>,
+) -> Option<TlsMode> {
     let dr = snapshot.destination_rule(&service.hostname, &proxy.id.namespace);
     let from = |p: Option<&TrafficPolicy>| p.and_then(|p| p.tls.as_ref()).map(|t| t.mode);
     let explicit = from(subset.and_then(|s| s.traffic_policy.as_ref()))
@@ -42,7 +47,11 @@ pub fn peer_identity(snapshot: &MeshSnapshot, service: &Service) -> PeerIdentity
     if !service.subject_alt_names.is_empty() {
         return PeerIdentity::Exact(service.subject_alt_names.clone());
     }
-    let ids: BTreeSet<String> = service.endpoints.iter().filter_map(|e| e.identity.clone()).collect();
+    let ids: BTreeSet<String> = service
+        .endpoints
+        .iter()
+        .filter_map(|e| e.identity.clone())
+        .collect();
     if !ids.is_empty() && service.endpoints.iter().all(|e| e.identity.is_some()) {
         PeerIdentity::Exact(ids.into_iter().collect())
     } else {
@@ -51,18 +60,34 @@ pub fn peer_identity(snapshot: &MeshSnapshot, service: &Service) -> PeerIdentity
 }
 
 /// Every outbound target (service port x subset) visible to sidecars.
-pub fn outbound_targets<'a>(snapshot: &'a MeshSnapshot, proxy: &Proxy) -> Vec<(OutboundTarget<'a>, Option<&'a Subset>)> {
+pub fn outbound_targets<'a>(
+    snapshot: &'a MeshSnapshot,
+    proxy: &Proxy,
+) -> Vec<(OutboundTarget<'a>, Option<&'a Subset>)> {
     let mut out = Vec::new();
     for svc in snapshot.services.values() {
         let dr = snapshot.destination_rule(&svc.hostname, &proxy.id.namespace);
         for port in &svc.ports {
             out.push((
-                OutboundTarget { service: svc, port: port.number, subset: String::new(), labels: BTreeMap::new() },
+                OutboundTarget {
+                    service: svc,
+                    port: port.number,
+                    subset: String::new(),
+                    labels: BTreeMap::new(),
+                },
                 None,
             ));
-            for subset in dr.map(|d| d.rule.spec.subsets.as_slice()).unwrap_or_default() {
+            for subset in dr
+                .map(|d| d.rule.spec.subsets.as_slice())
+                .unwrap_or_default()
+            {
                 out.push((
-                    OutboundTarget { service: svc, port: port.number, subset: subset.name.clone(), labels: subset.labels.clone() },
+                    OutboundTarget {
+                        service: svc,
+                        port: port.number,
+                        subset: subset.name.clone(),
+                        labels: subset.labels.clone(),
+                    },
                     Some(subset),
                 ));
             }
@@ -78,13 +103,19 @@ pub fn sidecar_clusters(snapshot: &MeshSnapshot, proxy: &Proxy) -> Vec<Cluster> 
         .map(|(t, subset)| outbound(snapshot, proxy, &t, subset))
         .collect();
     for port in inbound_ports(snapshot, proxy) {
-        out.push(static_cluster(&names::inbound_cluster(port), "127.0.0.1", port));
+        out.push(static_cluster(
+            &names::inbound_cluster(port),
+            "127.0.0.1",
+            port,
+        ));
     }
     out.push(passthrough(names::PASSTHROUGH));
     out.push(passthrough(names::INBOUND_PASSTHROUGH));
     out.push(Cluster {
         name: names::BLACKHOLE.to_string(),
-        cluster_discovery_type: Some(cluster::ClusterDiscoveryType::Type(cluster::DiscoveryType::Static as i32)),
+        cluster_discovery_type: Some(cluster::ClusterDiscoveryType::Type(
+            cluster::DiscoveryType::Static as i32,
+        )),
         connect_timeout: Some(seconds(10)),
         ..Default::default()
     });
@@ -102,7 +133,12 @@ pub fn inbound_ports(snapshot: &MeshSnapshot, proxy: &Proxy) -> BTreeSet<u32> {
         .collect()
 }
 
-fn outbound(snapshot: &MeshSnapshot, proxy: &Proxy, t: &OutboundTarget<'_>, subset: Option<&Subset>) -> Cluster {
+fn outbound(
+    snapshot: &MeshSnapshot,
+    proxy: &Proxy,
+    t: &OutboundTarget<'_>,
+    subset: Option<&Subset>,
+) -> Cluster {
     let name = outbound_cluster(t.port, &t.subset, &t.service.hostname);
     let mut c = Cluster {
         name: name.clone(),
@@ -111,22 +147,36 @@ fn outbound(snapshot: &MeshSnapshot, proxy: &Proxy, t: &OutboundTarget<'_>, subs
     };
     match t.service.resolution {
         Resolution::None => {
-            c.cluster_discovery_type = Some(cluster::ClusterDiscoveryType::Type(cluster::DiscoveryType::OriginalDst as i32));
+            c.cluster_discovery_type = Some(cluster::ClusterDiscoveryType::Type(
+                cluster::DiscoveryType::OriginalDst as i32,
+            ));
             c.lb_policy = cluster::LbPolicy::ClusterProvided as i32;
         }
         Resolution::Dns | Resolution::DnsRoundRobin => {
-            let kind = if t.service.resolution == Resolution::Dns { cluster::DiscoveryType::StrictDns } else { cluster::DiscoveryType::LogicalDns };
+            let kind = if t.service.resolution == Resolution::Dns {
+                cluster::DiscoveryType::StrictDns
+            } else {
+                cluster::DiscoveryType::LogicalDns
+            };
             c.cluster_discovery_type = Some(cluster::ClusterDiscoveryType::Type(kind as i32));
             c.dns_lookup_family = cluster::DnsLookupFamily::V4Only as i32;
             c.load_assignment = Some(crate::endpoint::load_assignment(snapshot, proxy, t, &name));
         }
         Resolution::Static => {
-            c.cluster_discovery_type = Some(cluster::ClusterDiscoveryType::Type(cluster::DiscoveryType::Eds as i32));
-            c.eds_cluster_config = Some(cluster::EdsClusterConfig { eds_config: Some(ads()), service_name: name.clone() });
+            c.cluster_discovery_type = Some(cluster::ClusterDiscoveryType::Type(
+                cluster::DiscoveryType::Eds as i32,
+            ));
+            c.eds_cluster_config = Some(cluster::EdsClusterConfig {
+                eds_config: Some(ads()),
+                service_name: name.clone(),
+            });
         }
     }
     if let Some(TlsMode::IstioMutual) = tls_mode(snapshot, proxy, t.service, subset) {
-        c.transport_socket = Some(upstream_mtls(&names::sni(t.port, &t.subset, &t.service.hostname), &peer_identity(snapshot, t.service)));
+        c.transport_socket = Some(upstream_mtls(
+            &names::sni(t.port, &t.subset, &t.service.hostname),
+            &peer_identity(snapshot, t.service),
+        ));
     }
     c
 }
@@ -135,7 +185,9 @@ fn outbound(snapshot: &MeshSnapshot, proxy: &Proxy, t: &OutboundTarget<'_>, subs
 pub fn static_cluster(name: &str, address: &str, port: u32) -> Cluster {
     Cluster {
         name: name.to_string(),
-        cluster_discovery_type: Some(cluster::ClusterDiscoveryType::Type(cluster::DiscoveryType::Static as i32)),
+        cluster_discovery_type: Some(cluster::ClusterDiscoveryType::Type(
+            cluster::DiscoveryType::Static as i32,
+        )),
         connect_timeout: Some(seconds(10)),
         load_assignment: Some(ClusterLoadAssignment {
             cluster_name: name.to_string(),
@@ -152,7 +204,9 @@ pub fn static_cluster(name: &str, address: &str, port: u32) -> Cluster {
 fn passthrough(name: &str) -> Cluster {
     Cluster {
         name: name.to_string(),
-        cluster_discovery_type: Some(cluster::ClusterDiscoveryType::Type(cluster::DiscoveryType::OriginalDst as i32)),
+        cluster_discovery_type: Some(cluster::ClusterDiscoveryType::Type(
+            cluster::DiscoveryType::OriginalDst as i32,
+        )),
         lb_policy: cluster::LbPolicy::ClusterProvided as i32,
         connect_timeout: Some(seconds(10)),
         ..Default::default()

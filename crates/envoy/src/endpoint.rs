@@ -16,7 +16,9 @@ pub fn lb_endpoint(address: &str, port: u32, weight: u32) -> LbEndpoint {
             address: Some(socket(address, port)),
             ..Default::default()
         })),
-        load_balancing_weight: Some(UInt32Value { value: weight.max(1) }),
+        load_balancing_weight: Some(UInt32Value {
+            value: weight.max(1),
+        }),
         ..Default::default()
     }
 }
@@ -29,24 +31,44 @@ fn selected<'a>(t: &'a OutboundTarget<'_>) -> impl Iterator<Item = &'a Endpoint>
 }
 
 /// The endpoints of `t` as `proxy` should see them.
-pub fn load_assignment(snapshot: &MeshSnapshot, proxy: &Proxy, t: &OutboundTarget<'_>, cluster_name: &str) -> ClusterLoadAssignment {
+pub fn load_assignment(
+    snapshot: &MeshSnapshot,
+    proxy: &Proxy,
+    t: &OutboundTarget<'_>,
+    cluster_name: &str,
+) -> ClusterLoadAssignment {
     let Some(port) = t.service.port(t.port) else {
-        return ClusterLoadAssignment { cluster_name: cluster_name.to_string(), ..Default::default() };
+        return ClusterLoadAssignment {
+            cluster_name: cluster_name.to_string(),
+            ..Default::default()
+        };
     };
     // locality -> (address, port) -> weight
     let mut by_locality: BTreeMap<String, BTreeMap<(String, u32), u32>> = BTreeMap::new();
     // (network, locality) -> number of endpoints behind that network's gateways
     let mut remote: BTreeMap<(String, String), u32> = BTreeMap::new();
     for e in selected(t) {
-        let Some(ep_port) = e.ports.get(&port.name).copied() else { continue };
+        let Some(ep_port) = e.ports.get(&port.name).copied() else {
+            continue;
+        };
         if e.network.is_empty() || e.network == proxy.network {
-            *by_locality.entry(e.locality.clone()).or_default().entry((e.address.clone(), ep_port)).or_default() += e.weight;
+            *by_locality
+                .entry(e.locality.clone())
+                .or_default()
+                .entry((e.address.clone(), ep_port))
+                .or_default() += e.weight;
         } else if e.mtls_ready {
-            *remote.entry((e.network.clone(), e.locality.clone())).or_default() += e.weight;
+            *remote
+                .entry((e.network.clone(), e.locality.clone()))
+                .or_default() += e.weight;
         }
     }
     for ((network, locality), count) in remote {
-        let gateways = snapshot.network_gateways.get(&network).map(Vec::as_slice).unwrap_or_default();
+        let gateways = snapshot
+            .network_gateways
+            .get(&network)
+            .map(Vec::as_slice)
+            .unwrap_or_default();
         if gateways.is_empty() {
             continue;
         }
@@ -57,8 +79,16 @@ pub fn load_assignment(snapshot: &MeshSnapshot, proxy: &Proxy, t: &OutboundTarge
             if share == 0 {
                 continue;
             }
-            let loc = if gw.locality.is_empty() { locality.clone() } else { gw.locality.clone() };
-            *by_locality.entry(loc).or_default().entry((gw.address.clone(), gw.port)).or_default() += share;
+            let loc = if gw.locality.is_empty() {
+                locality.clone()
+            } else {
+                gw.locality.clone()
+            };
+            *by_locality
+                .entry(loc)
+                .or_default()
+                .entry((gw.address.clone(), gw.port))
+                .or_default() += share;
         }
     }
     ClusterLoadAssignment {
@@ -67,7 +97,10 @@ pub fn load_assignment(snapshot: &MeshSnapshot, proxy: &Proxy, t: &OutboundTarge
             .into_iter()
             .map(|(locality, eps)| LocalityLbEndpoints {
                 locality: locality_pb(&locality),
-                lb_endpoints: eps.into_iter().map(|((a, p), w)| lb_endpoint(&a, p, w)).collect(),
+                lb_endpoints: eps
+                    .into_iter()
+                    .map(|((a, p), w)| lb_endpoint(&a, p, w))
+                    .collect(),
                 ..Default::default()
             })
             .collect(),
@@ -76,22 +109,37 @@ pub fn load_assignment(snapshot: &MeshSnapshot, proxy: &Proxy, t: &OutboundTarge
 }
 
 /// Local endpoints only (what a gateway forwards to).
-pub fn local_assignment(proxy: &Proxy, t: &OutboundTarget<'_>, cluster_name: &str) -> ClusterLoadAssignment {
-    let port_name = t.service.port(t.port).map(|p| p.name.clone()).unwrap_or_default();
+pub fn local_assignment(
+    proxy: &Proxy,
+    t: &OutboundTarget<'_>,
+    cluster_name: &str,
+) -> ClusterLoadAssignment {
+    let port_name = t
+        .service
+        .port(t.port)
+        .map(|p| p.name.clone())
+        .unwrap_or_default();
     let mut by_locality: BTreeMap<String, Vec<LbEndpoint>> = BTreeMap::new();
     for e in selected(t) {
         if e.cluster != proxy.cluster && !(e.cluster.is_empty() && e.network == proxy.network) {
             continue;
         }
         if let Some(p) = e.ports.get(&port_name) {
-            by_locality.entry(e.locality.clone()).or_default().push(lb_endpoint(&e.address, *p, e.weight));
+            by_locality
+                .entry(e.locality.clone())
+                .or_default()
+                .push(lb_endpoint(&e.address, *p, e.weight));
         }
     }
     ClusterLoadAssignment {
         cluster_name: cluster_name.to_string(),
         endpoints: by_locality
             .into_iter()
-            .map(|(l, eps)| LocalityLbEndpoints { locality: locality_pb(&l), lb_endpoints: eps, ..Default::default() })
+            .map(|(l, eps)| LocalityLbEndpoints {
+                locality: locality_pb(&l),
+                lb_endpoints: eps,
+                ..Default::default()
+            })
             .collect(),
         ..Default::default()
     }
@@ -110,14 +158,20 @@ fn locality_pb(l: &str) -> Option<Locality> {
 }
 
 /// EDS for every EDS cluster among `clusters`.
-pub fn for_clusters(snapshot: &MeshSnapshot, proxy: &Proxy, clusters: &[Cluster]) -> Vec<ClusterLoadAssignment> {
+pub fn for_clusters(
+    snapshot: &MeshSnapshot,
+    proxy: &Proxy,
+    clusters: &[Cluster],
+) -> Vec<ClusterLoadAssignment> {
     let targets = outbound_targets(snapshot, proxy);
     clusters
         .iter()
         .filter(|c| c.eds_cluster_config.is_some())
         .filter_map(|c| {
             let (port, subset, host) = parse_outbound(&c.name)?;
-            let (t, _) = targets.iter().find(|(t, _)| t.port == port && t.subset == subset && t.service.hostname == host)?;
+            let (t, _) = targets.iter().find(|(t, _)| {
+                t.port == port && t.subset == subset && t.service.hostname == host
+            })?;
             Some(load_assignment(snapshot, proxy, t, &c.name))
         })
         .collect()

@@ -24,7 +24,10 @@ pub fn passthrough_servers(snapshot: &MeshSnapshot, proxy: &Proxy) -> BTreeMap<u
     for g in snapshot.gateways_for(&proxy.labels) {
         for s in &g.rule.spec.servers {
             if s.tls.as_ref().map(|t| t.mode) == Some(ServerTlsMode::AutoPassthrough) {
-                let hosts = s.hosts.iter().map(|h| h.split_once('/').map(|(_, h)| h).unwrap_or(h).to_string());
+                let hosts = s
+                    .hosts
+                    .iter()
+                    .map(|h| h.split_once('/').map(|(_, h)| h).unwrap_or(h).to_string());
                 out.entry(s.port.number).or_default().extend(hosts);
             }
         }
@@ -63,15 +66,23 @@ pub fn router_resources(snapshot: &MeshSnapshot, proxy: &Proxy) -> ProxyResource
             }
             chains_by_port.entry(*port).or_default().push(FilterChain {
                 name: cluster.clone(),
-                filter_chain_match: Some(FilterChainMatch { server_names, ..Default::default() }),
+                filter_chain_match: Some(FilterChainMatch {
+                    server_names,
+                    ..Default::default()
+                }),
                 filters: vec![tcp_proxy_filter(&cluster, &cluster)],
                 ..Default::default()
             });
             if made.insert(cluster.clone()) {
                 res.clusters.push(Cluster {
                     name: cluster.clone(),
-                    cluster_discovery_type: Some(cluster::ClusterDiscoveryType::Type(cluster::DiscoveryType::Eds as i32)),
-                    eds_cluster_config: Some(cluster::EdsClusterConfig { eds_config: Some(ads()), service_name: cluster.clone() }),
+                    cluster_discovery_type: Some(cluster::ClusterDiscoveryType::Type(
+                        cluster::DiscoveryType::Eds as i32,
+                    )),
+                    eds_cluster_config: Some(cluster::EdsClusterConfig {
+                        eds_config: Some(ads()),
+                        service_name: cluster.clone(),
+                    }),
                     connect_timeout: Some(seconds(10)),
                     ..Default::default()
                 });
@@ -79,7 +90,11 @@ pub fn router_resources(snapshot: &MeshSnapshot, proxy: &Proxy) -> ProxyResource
             }
         }
     }
-    let bind = if proxy.interception == Interception::None { proxy.id.ip.as_str() } else { "0.0.0.0" };
+    let bind = if proxy.interception == Interception::None {
+        proxy.id.ip.as_str()
+    } else {
+        "0.0.0.0"
+    };
     for port in servers.into_keys() {
         res.listeners.push(Listener {
             name: format!("0.0.0.0_{port}"),
@@ -97,7 +112,9 @@ pub fn router_resources(snapshot: &MeshSnapshot, proxy: &Proxy) -> ProxyResource
     }
     res.clusters.push(Cluster {
         name: names::BLACKHOLE.to_string(),
-        cluster_discovery_type: Some(cluster::ClusterDiscoveryType::Type(cluster::DiscoveryType::Static as i32)),
+        cluster_discovery_type: Some(cluster::ClusterDiscoveryType::Type(
+            cluster::DiscoveryType::Static as i32,
+        )),
         connect_timeout: Some(seconds(10)),
         ..Default::default()
     });

@@ -20,13 +20,15 @@ use prost::{Message, Name};
 /// Type URL of clusters.
 pub const CLUSTER_TYPE: &str = "type.googleapis.com/envoy.config.cluster.v3.Cluster";
 /// Type URL of endpoints.
-pub const ENDPOINT_TYPE: &str = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment";
+pub const ENDPOINT_TYPE: &str =
+    "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment";
 /// Type URL of listeners.
 pub const LISTENER_TYPE: &str = "type.googleapis.com/envoy.config.listener.v3.Listener";
 /// Type URL of route configurations.
 pub const ROUTE_TYPE: &str = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration";
 /// Type URL of secrets (served by the agent, not the control plane).
-pub const SECRET_TYPE: &str = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret";
+pub const SECRET_TYPE: &str =
+    "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret";
 
 /// Every resource one proxy gets.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -91,7 +93,8 @@ pub fn generate(snapshot: &MeshSnapshot, proxy: &Proxy) -> ProxyResources {
         NodeKind::Router => gateway::router_resources(snapshot, proxy),
     };
     out.clusters.sort_by(|a, b| a.name.cmp(&b.name));
-    out.endpoints.sort_by(|a, b| a.cluster_name.cmp(&b.cluster_name));
+    out.endpoints
+        .sort_by(|a, b| a.cluster_name.cmp(&b.cluster_name));
     out.listeners.sort_by(|a, b| a.name.cmp(&b.name));
     out.routes.sort_by(|a, b| a.name.cmp(&b.name));
     out

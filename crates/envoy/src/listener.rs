@@ -24,7 +24,13 @@ pub fn sidecar_listeners(snapshot: &MeshSnapshot, proxy: &Proxy) -> Vec<Listener
                 (_, true, true) => {
                     http_ports.insert(port.number);
                 }
-                (Some(vip), true, false) => out.push(outbound_listener(vip, port.number, false, names::outbound_cluster(port.number, "", &svc.hostname), None)),
+                (Some(vip), true, false) => out.push(outbound_listener(
+                    vip,
+                    port.number,
+                    false,
+                    names::outbound_cluster(port.number, "", &svc.hostname),
+                    None,
+                )),
                 (Some(vip), false, http) => {
                     let route = http.then(|| port.number.to_string());
                     out.push(outbound_listener(vip, port.number, true, cluster, route));
@@ -34,7 +40,13 @@ pub fn sidecar_listeners(snapshot: &MeshSnapshot, proxy: &Proxy) -> Vec<Listener
         }
     }
     for port in http_ports {
-        out.push(outbound_listener("0.0.0.0", port, false, String::new(), Some(port.to_string())));
+        out.push(outbound_listener(
+            "0.0.0.0",
+            port,
+            false,
+            String::new(),
+            Some(port.to_string()),
+        ));
     }
     if capture {
         out.push(Listener {
@@ -54,7 +66,13 @@ pub fn sidecar_listeners(snapshot: &MeshSnapshot, proxy: &Proxy) -> Vec<Listener
     out
 }
 
-fn outbound_listener(address: &str, port: u32, bind: bool, cluster: String, route: Option<String>) -> Listener {
+fn outbound_listener(
+    address: &str,
+    port: u32,
+    bind: bool,
+    cluster: String,
+    route: Option<String>,
+) -> Listener {
     let name = format!("{address}_{port}");
     let filter = match route {
         Some(r) => http_connection_manager(&format!("outbound_{name}"), HcmRoute::Rds(r), None),
@@ -64,14 +82,25 @@ fn outbound_listener(address: &str, port: u32, bind: bool, cluster: String, rout
         name,
         address: Some(socket(address, port)),
         bind_to_port: Some(BoolValue { value: bind }),
-        filter_chains: vec![FilterChain { filters: vec![filter], ..Default::default() }],
+        filter_chains: vec![FilterChain {
+            filters: vec![filter],
+            ..Default::default()
+        }],
         traffic_direction: 2,
         ..Default::default()
     }
 }
 
-fn inbound_chains(snapshot: &MeshSnapshot, proxy: &Proxy, port: u32, http: bool, match_port: bool) -> Vec<FilterChain> {
-    let mode = snapshot.mtls.mode_for(&proxy.id.namespace, &proxy.labels, port);
+fn inbound_chains(
+    snapshot: &MeshSnapshot,
+    proxy: &Proxy,
+    port: u32,
+    http: bool,
+    match_port: bool,
+) -> Vec<FilterChain> {
+    let mode = snapshot
+        .mtls
+        .mode_for(&proxy.id.namespace, &proxy.labels, port);
     let cluster = names::inbound_cluster(port);
     let chain = |tls: bool| {
         let filter = if http {
@@ -80,13 +109,15 @@ fn inbound_chains(snapshot: &MeshSnapshot, proxy: &Proxy, port: u32, http: bool,
                 virtual_hosts: vec![VirtualHost {
                     name: format!("inbound|http|{port}"),
                     domains: vec!["*".into()],
-                    routes: vec![route_to(route_action::ClusterSpecifier::Cluster(cluster.clone()))],
+                    routes: vec![route_to(route_action::ClusterSpecifier::Cluster(
+                        cluster.clone(),
+                    ))],
                     ..Default::default()
                 }],
                 validate_clusters: Some(BoolValue { value: false }),
                 ..Default::default()
             };
-            http_connection_manager(&cluster, HcmRoute::Inline(rc), Some(tls))
+            http_connection_manager(&cluster, HcmRoute::Inline(Box::new(rc)), Some(tls))
         } else {
             tcp_proxy_filter(&cluster, &cluster)
         };
@@ -94,7 +125,11 @@ fn inbound_chains(snapshot: &MeshSnapshot, proxy: &Proxy, port: u32, http: bool,
             name: format!("{cluster}{}", if tls { "-mtls" } else { "-plaintext" }),
             filter_chain_match: Some(FilterChainMatch {
                 destination_port: match_port.then_some(UInt32Value { value: port }),
-                transport_protocol: if tls { "tls".into() } else { "raw_buffer".into() },
+                transport_protocol: if tls {
+                    "tls".into()
+                } else {
+                    "raw_buffer".into()
+                },
                 ..Default::default()
             }),
             filters: vec![filter],
@@ -113,15 +148,28 @@ fn inbound_listeners(snapshot: &MeshSnapshot, proxy: &Proxy, capture: bool) -> V
     let inbound = inbound_ports(snapshot, proxy);
     let is_http = |port: u32| {
         snapshot.services.values().any(|s| {
-            s.endpoints.iter().any(|e| e.address == proxy.id.ip && e.cluster == proxy.cluster)
-                && s.ports.iter().any(|p| p.protocol.is_http() && s.endpoints.iter().any(|e| e.address == proxy.id.ip && e.ports.get(&p.name) == Some(&port)))
+            s.endpoints
+                .iter()
+                .any(|e| e.address == proxy.id.ip && e.cluster == proxy.cluster)
+                && s.ports.iter().any(|p| {
+                    p.protocol.is_http()
+                        && s.endpoints.iter().any(|e| {
+                            e.address == proxy.id.ip && e.ports.get(&p.name) == Some(&port)
+                        })
+                })
         })
     };
     if capture {
-        let mut chains: Vec<FilterChain> = inbound.iter().flat_map(|p| inbound_chains(snapshot, proxy, *p, is_http(*p), true)).collect();
+        let mut chains: Vec<FilterChain> = inbound
+            .iter()
+            .flat_map(|p| inbound_chains(snapshot, proxy, *p, is_http(*p), true))
+            .collect();
         chains.push(FilterChain {
             name: "virtualInbound-passthrough".into(),
-            filters: vec![tcp_proxy_filter(names::INBOUND_PASSTHROUGH, names::INBOUND_PASSTHROUGH)],
+            filters: vec![tcp_proxy_filter(
+                names::INBOUND_PASSTHROUGH,
+                names::INBOUND_PASSTHROUGH,
+            )],
             ..Default::default()
         });
         return vec![Listener {

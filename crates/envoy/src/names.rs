@@ -67,11 +67,26 @@ mod tests {
 
     #[test]
     fn names_round_trip() {
-        assert_eq!(outbound_cluster(8000, "", "httpbin.bar.global"), "outbound|8000||httpbin.bar.global");
-        assert_eq!(parse_outbound("outbound|8000|v1|a.b"), Some((8000, "v1", "a.b")));
-        assert_eq!(sni(8000, "", "httpbin.bar.global"), "outbound_.8000_._.httpbin.bar.global");
-        assert_eq!(parse_sni("outbound_.8000_._.httpbin.bar.global"), Some((8000, "", "httpbin.bar.global")));
-        assert_eq!(parse_sni("outbound_.80_.v2_.reviews.default.svc.cluster.local"), Some((80, "v2", "reviews.default.svc.cluster.local")));
+        assert_eq!(
+            outbound_cluster(8000, "", "httpbin.bar.global"),
+            "outbound|8000||httpbin.bar.global"
+        );
+        assert_eq!(
+            parse_outbound("outbound|8000|v1|a.b"),
+            Some((8000, "v1", "a.b"))
+        );
+        assert_eq!(
+            sni(8000, "", "httpbin.bar.global"),
+            "outbound_.8000_._.httpbin.bar.global"
+        );
+        assert_eq!(
+            parse_sni("outbound_.8000_._.httpbin.bar.global"),
+            Some((8000, "", "httpbin.bar.global"))
+        );
+        assert_eq!(
+            parse_sni("outbound_.80_.v2_.reviews.default.svc.cluster.local"),
+            Some((80, "v2", "reviews.default.svc.cluster.local"))
+        );
         assert_eq!(parse_sni("example.com"), None);
     }
 }

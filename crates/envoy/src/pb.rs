@@ -1,6 +1,7 @@
 //! Short names for the Envoy protobuf types generation uses.
 
 pub use envoy_types::pb::envoy::config::cluster::v3::{cluster, Cluster};
+pub use envoy_types::pb::envoy::config::core::v3::Locality;
 pub use envoy_types::pb::envoy::config::core::v3::{
     address, config_source, socket_address, Address, AggregatedConfigSource, ApiConfigSource,
     ConfigSource, GrpcService, SocketAddress, TransportSocket,
@@ -8,7 +9,6 @@ pub use envoy_types::pb::envoy::config::core::v3::{
 pub use envoy_types::pb::envoy::config::endpoint::v3::{
     lb_endpoint, ClusterLoadAssignment, Endpoint as EnvoyEndpoint, LbEndpoint, LocalityLbEndpoints,
 };
-pub use envoy_types::pb::envoy::config::core::v3::Locality;
 pub use envoy_types::pb::envoy::config::listener::v3::{
     filter, listener_filter, Filter, FilterChain, FilterChainMatch, Listener, ListenerFilter,
 };
@@ -19,7 +19,9 @@ pub use envoy_types::pb::envoy::config::route::v3::{
 pub use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
     http_connection_manager, http_filter, HttpConnectionManager, HttpFilter, Rds,
 };
-pub use envoy_types::pb::envoy::extensions::filters::network::tcp_proxy::v3::{tcp_proxy, TcpProxy};
+pub use envoy_types::pb::envoy::extensions::filters::network::tcp_proxy::v3::{
+    tcp_proxy, TcpProxy,
+};
 pub use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{
     common_tls_context, CertificateValidationContext, CommonTlsContext, DownstreamTlsContext,
     SdsSecretConfig, SubjectAltNameMatcher, UpstreamTlsContext,
@@ -51,7 +53,9 @@ pub fn socket(address: &str, port: u32) -> Address {
 /// The ADS config source (`ads: {}`, v3).
 pub fn ads() -> ConfigSource {
     ConfigSource {
-        config_source_specifier: Some(config_source::ConfigSourceSpecifier::Ads(AggregatedConfigSource {})),
+        config_source_specifier: Some(config_source::ConfigSourceSpecifier::Ads(
+            AggregatedConfigSource {},
+        )),
         resource_api_version: 2, // V3
         ..Default::default()
     }
@@ -59,7 +63,10 @@ pub fn ads() -> ConfigSource {
 
 /// A duration in seconds.
 pub fn seconds(s: i64) -> Duration {
-    Duration { seconds: s, nanos: 0 }
+    Duration {
+        seconds: s,
+        nanos: 0,
+    }
 }
 
 /// A network filter with a typed config.

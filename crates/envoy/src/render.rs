@@ -31,8 +31,13 @@ pub fn expand_any(text: &str) -> String {
     while i < lines.len() {
         let line = lines[i];
         let trimmed = line.trim_start();
-        if trimmed.starts_with("type_url: \"") && i + 1 < lines.len() && lines[i + 1].trim_start().starts_with("value: [") {
-            let url = trimmed.trim_start_matches("type_url: \"").trim_end_matches("\",");
+        if trimmed.starts_with("type_url: \"")
+            && i + 1 < lines.len()
+            && lines[i + 1].trim_start().starts_with("value: [")
+        {
+            let url = trimmed
+                .trim_start_matches("type_url: \"")
+                .trim_end_matches("\",");
             let indent = &line[..line.len() - trimmed.len()];
             let mut bytes = Vec::new();
             let mut j = i + 1;
@@ -87,9 +92,33 @@ pub fn render(res: &ProxyResources) -> String {
             out.push_str(&expand_any(&body));
         }
     };
-    section("clusters", res.clusters.iter().map(|c| (c.name.clone(), format!("{c:#?}"))).collect());
-    section("endpoints", res.endpoints.iter().map(|c| (c.cluster_name.clone(), format!("{c:#?}"))).collect());
-    section("listeners", res.listeners.iter().map(|c| (c.name.clone(), format!("{c:#?}"))).collect());
-    section("routes", res.routes.iter().map(|c| (c.name.clone(), format!("{c:#?}"))).collect());
+    section(
+        "clusters",
+        res.clusters
+            .iter()
+            .map(|c| (c.name.clone(), format!("{c:#?}")))
+            .collect(),
+    );
+    section(
+        "endpoints",
+        res.endpoints
+            .iter()
+            .map(|c| (c.cluster_name.clone(), format!("{c:#?}")))
+            .collect(),
+    );
+    section(
+        "listeners",
+        res.listeners
+            .iter()
+            .map(|c| (c.name.clone(), format!("{c:#?}")))
+            .collect(),
+    );
+    section(
+        "routes",
+        res.routes
+            .iter()
+            .map(|c| (c.name.clone(), format!("{c:#?}")))
+            .collect(),
+    );
     out
 }

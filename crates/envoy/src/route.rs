@@ -11,7 +11,12 @@ pub fn outbound_routes(snapshot: &MeshSnapshot, proxy: &Proxy) -> Vec<RouteConfi
     let mut by_port: BTreeMap<u32, Vec<VirtualHost>> = BTreeMap::new();
     for svc in snapshot.services.values() {
         for port in svc.ports.iter().filter(|p| p.protocol.is_http()) {
-            by_port.entry(port.number).or_default().push(virtual_host(snapshot, proxy, svc, port.number));
+            by_port.entry(port.number).or_default().push(virtual_host(
+                snapshot,
+                proxy,
+                svc,
+                port.number,
+            ));
         }
     }
     by_port
@@ -20,7 +25,10 @@ pub fn outbound_routes(snapshot: &MeshSnapshot, proxy: &Proxy) -> Vec<RouteConfi
             vhosts.push(VirtualHost {
                 name: "allow_any".to_string(),
                 domains: vec!["*".to_string()],
-                routes: vec![route_to(weighted(vec![(names::PASSTHROUGH.to_string(), 100)]))],
+                routes: vec![route_to(weighted(vec![(
+                    names::PASSTHROUGH.to_string(),
+                    100,
+                )]))],
                 ..Default::default()
             });
             RouteConfiguration {
@@ -57,23 +65,35 @@ pub fn domains(svc: &Service, port: u32, proxy_ns: &str) -> Vec<String> {
 fn virtual_host(snapshot: &MeshSnapshot, proxy: &Proxy, svc: &Service, port: u32) -> VirtualHost {
     let default = || outbound_cluster(port, "", &svc.hostname);
     let mut routes = Vec::new();
-    if let Some(vs) = snapshot.mesh_virtual_services(&svc.hostname).into_iter().next() {
+    if let Some(vs) = snapshot
+        .mesh_virtual_services(&svc.hostname)
+        .into_iter()
+        .next()
+    {
         for http in &vs.rule.spec.http {
             let dests: Vec<(String, u32)> = http
                 .route
                 .iter()
                 .map(|d| {
                     let host = fqdn(&d.destination.host, &vs.namespace);
-                    let dport = d.destination.port.as_ref().map(|p| p.number).unwrap_or(port);
+                    let dport = d
+                        .destination
+                        .port
+                        .as_ref()
+                        .map(|p| p.number)
+                        .unwrap_or(port);
                     let subset = d.destination.subset.clone().unwrap_or_default();
-                    (outbound_cluster(dport, &subset, &host), d.weight.unwrap_or(100))
+                    (
+                        outbound_cluster(dport, &subset, &host),
+                        d.weight.unwrap_or(100),
+                    )
                 })
                 .collect();
             if dests.is_empty() {
                 continue;
             }
             let mut r = route_to(weighted(dests));
-            if let Some(m) = http.match_.first().and_then(|m| uri_match(m)) {
+            if let Some(m) = http.match_.first().and_then(uri_match) {
                 r.r#match = Some(m);
             }
             routes.push(r);
@@ -99,7 +119,10 @@ fn uri_match(m: &serde_json::Value) -> Option<RouteMatch> {
     } else {
         return None;
     };
-    Some(RouteMatch { path_specifier: Some(spec), ..Default::default() })
+    Some(RouteMatch {
+        path_specifier: Some(spec),
+        ..Default::default()
+    })
 }
 
 fn weighted(mut dests: Vec<(String, u32)>) -> route_action::ClusterSpecifier {
@@ -109,7 +132,11 @@ fn weighted(mut dests: Vec<(String, u32)>) -> route_action::ClusterSpecifier {
     route_action::ClusterSpecifier::WeightedClusters(WeightedCluster {
         clusters: dests
             .into_iter()
-            .map(|(name, w)| weighted_cluster::ClusterWeight { name, weight: Some(UInt32Value { value: w }), ..Default::default() })
+            .map(|(name, w)| weighted_cluster::ClusterWeight {
+                name,
+                weight: Some(UInt32Value { value: w }),
+                ..Default::default()
+            })
             .collect(),
         ..Default::default()
     })
@@ -118,7 +145,10 @@ fn weighted(mut dests: Vec<(String, u32)>) -> route_action::ClusterSpecifier {
 /// A catch-all route with this action.
 pub fn route_to(spec: route_action::ClusterSpecifier) -> Route {
     Route {
-        r#match: Some(RouteMatch { path_specifier: Some(route_match::PathSpecifier::Prefix("/".into())), ..Default::default() }),
+        r#match: Some(RouteMatch {
+            path_specifier: Some(route_match::PathSpecifier::Prefix("/".into())),
+            ..Default::default()
+        }),
         action: Some(route::Action::Route(RouteAction {
             cluster_specifier: Some(spec),
             timeout: Some(seconds(0)),
@@ -132,18 +162,28 @@ pub fn route_to(spec: route_action::ClusterSpecifier) -> Route {
 /// `mtls` says whether the connection is mesh mTLS, in which case the caller's identity is
 /// forwarded to the application in `x-forwarded-client-cert` (and for plain-text
 /// connections any such header a client sent is removed, so it cannot be forged).
-pub fn http_connection_manager(stat_prefix: &str, route: HcmRoute, inbound_mtls: Option<bool>) -> Filter {
-    use http_connection_manager::{ForwardClientCertDetails, RouteSpecifier, SetCurrentClientCertDetails};
+pub fn http_connection_manager(
+    stat_prefix: &str,
+    route: HcmRoute,
+    inbound_mtls: Option<bool>,
+) -> Filter {
+    use http_connection_manager::{
+        ForwardClientCertDetails, RouteSpecifier, SetCurrentClientCertDetails,
+    };
     let mut hcm = HttpConnectionManager {
         stat_prefix: stat_prefix.to_string(),
         route_specifier: Some(match route {
-            HcmRoute::Rds(name) => RouteSpecifier::Rds(Rds { config_source: Some(ads()), route_config_name: name }),
-            HcmRoute::Inline(rc) => RouteSpecifier::RouteConfig(rc),
+            HcmRoute::Rds(name) => RouteSpecifier::Rds(Rds {
+                config_source: Some(ads()),
+                route_config_name: name,
+            }),
+            HcmRoute::Inline(rc) => RouteSpecifier::RouteConfig(*rc),
         }),
         http_filters: vec![HttpFilter {
             name: "envoy.filters.http.router".to_string(),
             config_type: Some(http_filter::ConfigType::TypedConfig(Any {
-                type_url: "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router".into(),
+                type_url: "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"
+                    .into(),
                 value: Vec::new(),
             })),
             ..Default::default()
@@ -155,7 +195,12 @@ pub fn http_connection_manager(stat_prefix: &str, route: HcmRoute, inbound_mtls:
     match inbound_mtls {
         Some(true) => {
             hcm.forward_client_cert_details = ForwardClientCertDetails::AppendForward as i32;
-            hcm.set_current_client_cert_details = Some(SetCurrentClientCertDetails { subject: Some(BoolValue { value: true }), uri: true, dns: true, ..Default::default() });
+            hcm.set_current_client_cert_details = Some(SetCurrentClientCertDetails {
+                subject: Some(BoolValue { value: true }),
+                uri: true,
+                dns: true,
+                ..Default::default()
+            });
         }
         Some(false) => hcm.forward_client_cert_details = ForwardClientCertDetails::Sanitize as i32,
         None => {}
@@ -169,7 +214,7 @@ pub enum HcmRoute {
     /// By RDS name.
     Rds(String),
     /// Inline.
-    Inline(RouteConfiguration),
+    Inline(Box<RouteConfiguration>),
 }
 
 /// Access log to stdout in a format close to Istio's default.
@@ -178,7 +223,9 @@ pub fn stdout_access_log() -> envoy_types::pb::envoy::config::accesslog::v3::Acc
     AccessLog {
         name: "envoy.access_loggers.stdout".into(),
         config_type: Some(access_log::ConfigType::TypedConfig(Any {
-            type_url: "type.googleapis.com/envoy.extensions.access_loggers.stream.v3.StdoutAccessLog".into(),
+            type_url:
+                "type.googleapis.com/envoy.extensions.access_loggers.stream.v3.StdoutAccessLog"
+                    .into(),
             value: Vec::new(),
         })),
         ..Default::default()

@@ -65,24 +65,31 @@ fn san_matchers(peer: &PeerIdentity) -> Vec<SubjectAltNameMatcher> {
         ..Default::default()
     };
     match peer {
-        PeerIdentity::Exact(ids) => ids.iter().map(|id| m(string_matcher::MatchPattern::Exact(id.clone()))).collect(),
-        PeerIdentity::TrustDomain(td) => vec![m(string_matcher::MatchPattern::Prefix(format!("spiffe://{td}/")))],
+        PeerIdentity::Exact(ids) => ids
+            .iter()
+            .map(|id| m(string_matcher::MatchPattern::Exact(id.clone())))
+            .collect(),
+        PeerIdentity::TrustDomain(td) => vec![m(string_matcher::MatchPattern::Prefix(format!(
+            "spiffe://{td}/"
+        )))],
     }
 }
 
 fn common(peer: &PeerIdentity, alpn: Vec<String>) -> CommonTlsContext {
     CommonTlsContext {
         tls_certificate_sds_secret_configs: vec![sds(SDS_DEFAULT)],
-        validation_context_type: Some(common_tls_context::ValidationContextType::CombinedValidationContext(
-            CombinedCertificateValidationContext {
-                default_validation_context: Some(CertificateValidationContext {
-                    match_typed_subject_alt_names: san_matchers(peer),
+        validation_context_type: Some(
+            common_tls_context::ValidationContextType::CombinedValidationContext(
+                CombinedCertificateValidationContext {
+                    default_validation_context: Some(CertificateValidationContext {
+                        match_typed_subject_alt_names: san_matchers(peer),
+                        ..Default::default()
+                    }),
+                    validation_context_sds_secret_config: Some(sds(SDS_ROOT)),
                     ..Default::default()
-                }),
-                validation_context_sds_secret_config: Some(sds(SDS_ROOT)),
-                ..Default::default()
-            },
-        )),
+                },
+            ),
+        ),
         alpn_protocols: alpn,
         ..Default::default()
     }
@@ -97,19 +104,30 @@ pub fn upstream_mtls(sni: &str, peer: &PeerIdentity) -> TransportSocket {
     };
     TransportSocket {
         name: "envoy.transport_sockets.tls".to_string(),
-        config_type: Some(envoy_types::pb::envoy::config::core::v3::transport_socket::ConfigType::TypedConfig(any(&ctx))),
+        config_type: Some(
+            envoy_types::pb::envoy::config::core::v3::transport_socket::ConfigType::TypedConfig(
+                any(&ctx),
+            ),
+        ),
     }
 }
 
 /// Server side of mesh mTLS: a client certificate from the mesh is required.
 pub fn downstream_mtls(trust_domain: &str) -> TransportSocket {
     let ctx = DownstreamTlsContext {
-        common_tls_context: Some(common(&PeerIdentity::TrustDomain(trust_domain.to_string()), vec![])),
+        common_tls_context: Some(common(
+            &PeerIdentity::TrustDomain(trust_domain.to_string()),
+            vec![],
+        )),
         require_client_certificate: Some(BoolValue { value: true }),
         ..Default::default()
     };
     TransportSocket {
         name: "envoy.transport_sockets.tls".to_string(),
-        config_type: Some(envoy_types::pb::envoy::config::core::v3::transport_socket::ConfigType::TypedConfig(any(&ctx))),
+        config_type: Some(
+            envoy_types::pb::envoy::config::core::v3::transport_socket::ConfigType::TypedConfig(
+                any(&ctx),
+            ),
+        ),
     }
 }

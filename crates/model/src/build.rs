@@ -31,9 +31,13 @@ impl MeshSnapshot {
         for c in &input.clusters {
             snap.diagnostics.extend(c.diagnostics.iter().cloned());
         }
-        let local = input.clusters.iter().find(|c| c.cluster == input.local_cluster);
-        let local_resources: Vec<&Arc<Resource>> =
-            local.map(|c| c.resources.values().collect()).unwrap_or_default();
+        let local = input
+            .clusters
+            .iter()
+            .find(|c| c.cluster == input.local_cluster);
+        let local_resources: Vec<&Arc<Resource>> = local
+            .map(|c| c.resources.values().collect())
+            .unwrap_or_default();
 
         read_mesh_config(&mut snap, &local_resources);
         let cluster_network = |cluster: &str| -> String {
@@ -41,11 +45,19 @@ impl MeshSnapshot {
                 return input.local_network.clone();
             }
             for (name, net) in &snap.networks.networks {
-                if net.endpoints.iter().any(|e| e.from_registry.as_deref() == Some(cluster)) {
+                if net
+                    .endpoints
+                    .iter()
+                    .any(|e| e.from_registry.as_deref() == Some(cluster))
+                {
                     return name.clone();
                 }
             }
-            input.cluster_networks.get(cluster).cloned().unwrap_or_default()
+            input
+                .cluster_networks
+                .get(cluster)
+                .cloned()
+                .unwrap_or_default()
         };
         let cidr_network = |ip: &str| -> Option<String> {
             let ip: IpAddr = ip.parse().ok()?;
@@ -65,35 +77,56 @@ impl MeshSnapshot {
                 .resources
                 .values()
                 .filter_map(|r| match &r.object {
-                    Object::Namespace(n) => n.metadata.labels.get(NETWORK_LABEL).map(|l| (n.metadata.name.as_str(), l.as_str())),
+                    Object::Namespace(n) => n
+                        .metadata
+                        .labels
+                        .get(NETWORK_LABEL)
+                        .map(|l| (n.metadata.name.as_str(), l.as_str())),
                     _ => None,
                 })
                 .collect();
             for r in c.resources.values() {
                 let Object::Pod(p) = &r.object else { continue };
-                let Some(ip) = p.status.pod_ip.clone() else { continue };
+                let Some(ip) = p.status.pod_ip.clone() else {
+                    continue;
+                };
                 // Istio's order: pod label, namespace label, fromRegistry, fromCidr.
                 let network = p
                     .metadata
                     .labels
                     .get(NETWORK_LABEL)
                     .cloned()
-                    .or_else(|| ns_networks.get(p.metadata.namespace.as_str()).map(|s| s.to_string()))
+                    .or_else(|| {
+                        ns_networks
+                            .get(p.metadata.namespace.as_str())
+                            .map(|s| s.to_string())
+                    })
                     .or_else(|| Some(cluster_network(&c.cluster)).filter(|n| !n.is_empty()))
                     .or_else(|| cidr_network(&ip))
                     .unwrap_or_default();
-                let sa = if p.spec.service_account_name.is_empty() { "default".to_string() } else { p.spec.service_account_name.clone() };
+                let sa = if p.spec.service_account_name.is_empty() {
+                    "default".to_string()
+                } else {
+                    p.spec.service_account_name.clone()
+                };
                 pods.insert(
-                    (c.cluster.clone(), p.metadata.namespace.clone(), p.metadata.name.clone()),
-                    (PodInfo {
-                        cluster: c.cluster.clone(),
-                        namespace: p.metadata.namespace.clone(),
-                        name: p.metadata.name.clone(),
-                        ip,
-                        labels: p.metadata.labels.clone(),
-                        service_account: sa,
-                        network,
-                    }, p.clone()),
+                    (
+                        c.cluster.clone(),
+                        p.metadata.namespace.clone(),
+                        p.metadata.name.clone(),
+                    ),
+                    (
+                        PodInfo {
+                            cluster: c.cluster.clone(),
+                            namespace: p.metadata.namespace.clone(),
+                            name: p.metadata.name.clone(),
+                            ip,
+                            labels: p.metadata.labels.clone(),
+                            service_account: sa,
+                            network,
+                        },
+                        p.clone(),
+                    ),
                 );
             }
         }
@@ -102,8 +135,13 @@ impl MeshSnapshot {
         let mut services: BTreeMap<String, Service> = BTreeMap::new();
         for c in &input.clusters {
             for r in c.resources.values() {
-                let Object::Service(s) = &r.object else { continue };
-                let hostname = format!("{}.{}.{CLUSTER_DOMAIN}", s.metadata.name, s.metadata.namespace);
+                let Object::Service(s) = &r.object else {
+                    continue;
+                };
+                let hostname = format!(
+                    "{}.{}.{CLUSTER_DOMAIN}",
+                    s.metadata.name, s.metadata.namespace
+                );
                 let entry = services.entry(hostname.clone()).or_insert_with(|| Service {
                     hostname: hostname.clone(),
                     namespace: s.metadata.namespace.clone(),
@@ -130,7 +168,12 @@ impl MeshSnapshot {
                     subject_alt_names: Vec::new(),
                 });
                 if c.cluster == input.local_cluster {
-                    if let Some(ip) = s.spec.cluster_ip.as_ref().filter(|ip| ip.parse::<IpAddr>().is_ok()) {
+                    if let Some(ip) = s
+                        .spec
+                        .cluster_ip
+                        .as_ref()
+                        .filter(|ip| ip.parse::<IpAddr>().is_ok())
+                    {
                         entry.vip = Some(ip.clone());
                     }
                 }
@@ -141,7 +184,12 @@ impl MeshSnapshot {
                     if cluster != &c.cluster || ns != &s.metadata.namespace {
                         continue;
                     }
-                    if !s.spec.selector.iter().all(|(k, v)| info.labels.get(k) == Some(v)) {
+                    if !s
+                        .spec
+                        .selector
+                        .iter()
+                        .all(|(k, v)| info.labels.get(k) == Some(v))
+                    {
                         continue;
                     }
                     let ports = s
@@ -163,7 +211,12 @@ impl MeshSnapshot {
                             Some((p.name.clone(), target))
                         })
                         .collect();
-                    let mtls_ready = pod.metadata.annotations.get(INJECT_ANNOTATION).map(String::as_str) != Some("false");
+                    let mtls_ready = pod
+                        .metadata
+                        .annotations
+                        .get(INJECT_ANNOTATION)
+                        .map(String::as_str)
+                        != Some("false");
                     entry.endpoints.push(Endpoint {
                         address: info.ip.clone(),
                         ports,
@@ -172,31 +225,58 @@ impl MeshSnapshot {
                         network: info.network.clone(),
                         locality: locality_of(&info.labels),
                         weight: 1,
-                        identity: Some(format!("spiffe://{}/ns/{}/sa/{}", snap.mesh.trust_domain, info.namespace, info.service_account)),
+                        identity: Some(format!(
+                            "spiffe://{}/ns/{}/sa/{}",
+                            snap.mesh.trust_domain, info.namespace, info.service_account
+                        )),
                         mtls_ready,
                     });
                 }
             }
             // Selector-less services take their endpoints from Endpoints objects.
             for r in c.resources.values() {
-                let Object::Endpoints(e) = &r.object else { continue };
-                let hostname = format!("{}.{}.{CLUSTER_DOMAIN}", e.metadata.name, e.metadata.namespace);
-                let Some(svc) = services.get_mut(&hostname) else { continue };
+                let Object::Endpoints(e) = &r.object else {
+                    continue;
+                };
+                let hostname = format!(
+                    "{}.{}.{CLUSTER_DOMAIN}",
+                    e.metadata.name, e.metadata.namespace
+                );
+                let Some(svc) = services.get_mut(&hostname) else {
+                    continue;
+                };
                 for subset in &e.subsets {
                     for a in &subset.addresses {
-                        let pod = pods.values().find(|(p, _)| p.cluster == c.cluster && p.ip == a.ip);
-                        if svc.endpoints.iter().any(|ep| ep.address == a.ip && ep.cluster == c.cluster) {
+                        let pod = pods
+                            .values()
+                            .find(|(p, _)| p.cluster == c.cluster && p.ip == a.ip);
+                        if svc
+                            .endpoints
+                            .iter()
+                            .any(|ep| ep.address == a.ip && ep.cluster == c.cluster)
+                        {
                             continue;
                         }
                         svc.endpoints.push(Endpoint {
                             address: a.ip.clone(),
-                            ports: subset.ports.iter().map(|p| (p.name.clone(), p.port)).collect(),
+                            ports: subset
+                                .ports
+                                .iter()
+                                .map(|p| (p.name.clone(), p.port))
+                                .collect(),
                             labels: pod.map(|(p, _)| p.labels.clone()).unwrap_or_default(),
                             cluster: c.cluster.clone(),
-                            network: pod.map(|(p, _)| p.network.clone()).unwrap_or_else(|| cluster_network(&c.cluster)),
+                            network: pod
+                                .map(|(p, _)| p.network.clone())
+                                .unwrap_or_else(|| cluster_network(&c.cluster)),
                             locality: String::new(),
                             weight: 1,
-                            identity: pod.map(|(p, _)| format!("spiffe://{}/ns/{}/sa/{}", snap.mesh.trust_domain, p.namespace, p.service_account)),
+                            identity: pod.map(|(p, _)| {
+                                format!(
+                                    "spiffe://{}/ns/{}/sa/{}",
+                                    snap.mesh.trust_domain, p.namespace, p.service_account
+                                )
+                            }),
                             mtls_ready: pod.is_some(),
                         });
                     }
@@ -213,7 +293,12 @@ impl MeshSnapshot {
             match &r.object {
                 Object::ServiceEntry(se) => {
                     let key = format!("{}/{}", se.metadata.namespace, se.metadata.name);
-                    let vip = se.spec.addresses.iter().find(|a| a.parse::<IpAddr>().is_ok()).cloned();
+                    let vip = se
+                        .spec
+                        .addresses
+                        .iter()
+                        .find(|a| a.parse::<IpAddr>().is_ok())
+                        .cloned();
                     if let Some(v) = &vip {
                         if let Some(owner) = vips.get(v).filter(|o| !se.spec.hosts.contains(o)) {
                             let d = Diagnostic::error(format!(
@@ -232,7 +317,9 @@ impl MeshSnapshot {
                         .map(|p| Port {
                             name: p.name.clone(),
                             number: p.number,
-                            protocol: p.protocol.unwrap_or_else(|| Protocol::from_port_name(&p.name)),
+                            protocol: p
+                                .protocol
+                                .unwrap_or_else(|| Protocol::from_port_name(&p.name)),
                         })
                         .collect();
                     let endpoints: Vec<Endpoint> = se
@@ -246,7 +333,12 @@ impl MeshSnapshot {
                                 .ports
                                 .iter()
                                 .map(|p| {
-                                    let n = ep.ports.get(&p.name).copied().or(p.target_port).unwrap_or(p.number);
+                                    let n = ep
+                                        .ports
+                                        .get(&p.name)
+                                        .copied()
+                                        .or(p.target_port)
+                                        .unwrap_or(p.number);
                                     (p.name.clone(), n)
                                 })
                                 .collect(),
@@ -255,10 +347,12 @@ impl MeshSnapshot {
                             network: ep.network.clone().unwrap_or_default(),
                             locality: ep.locality.clone().unwrap_or_default(),
                             weight: ep.weight.filter(|w| *w > 0).unwrap_or(1),
-                            identity: ep
-                                .service_account
-                                .as_ref()
-                                .map(|sa| format!("spiffe://{}/ns/{}/sa/{sa}", snap.mesh.trust_domain, se.metadata.namespace)),
+                            identity: ep.service_account.as_ref().map(|sa| {
+                                format!(
+                                    "spiffe://{}/ns/{}/sa/{sa}",
+                                    snap.mesh.trust_domain, se.metadata.namespace
+                                )
+                            }),
                             mtls_ready: se.spec.location == Some(Location::MeshInternal),
                         })
                         .collect();
@@ -276,16 +370,22 @@ impl MeshSnapshot {
                                         .ports
                                         .iter()
                                         .filter_map(|p| {
-                                            let se_port = ports.iter().find(|sp| sp.number == p.number)?;
-                                            Some((p.name.clone(), ep.ports.get(&se_port.name).copied()?))
+                                            let se_port =
+                                                ports.iter().find(|sp| sp.number == p.number)?;
+                                            Some((
+                                                p.name.clone(),
+                                                ep.ports.get(&se_port.name).copied()?,
+                                            ))
                                         })
                                         .collect();
                                     existing.endpoints.push(ep);
                                 }
                             }
                             Some(_) => {
-                                let d = Diagnostic::error(format!("host {host} is already defined by another ServiceEntry"))
-                                    .at("spec.hosts");
+                                let d = Diagnostic::error(format!(
+                                    "host {host} is already defined by another ServiceEntry"
+                                ))
+                                .at("spec.hosts");
                                 snap.diagnostics.push(place(d, r));
                             }
                             None => {
@@ -299,7 +399,10 @@ impl MeshSnapshot {
                                         ports: ports.clone(),
                                         vip: vip.clone(),
                                         resolution,
-                                        location: se.spec.location.unwrap_or(Location::MeshExternal),
+                                        location: se
+                                            .spec
+                                            .location
+                                            .unwrap_or(Location::MeshExternal),
                                         endpoints: endpoints.clone(),
                                         subject_alt_names: se.spec.subject_alt_names.clone(),
                                     },
@@ -308,9 +411,18 @@ impl MeshSnapshot {
                         }
                     }
                 }
-                Object::DestinationRule(dr) => snap.destination_rules.push(Scoped { namespace: dr.metadata.namespace.clone(), rule: dr.clone() }),
-                Object::VirtualService(vs) => snap.virtual_services.push(Scoped { namespace: vs.metadata.namespace.clone(), rule: vs.clone() }),
-                Object::Gateway(g) => snap.gateways.push(Scoped { namespace: g.metadata.namespace.clone(), rule: g.clone() }),
+                Object::DestinationRule(dr) => snap.destination_rules.push(Scoped {
+                    namespace: dr.metadata.namespace.clone(),
+                    rule: dr.clone(),
+                }),
+                Object::VirtualService(vs) => snap.virtual_services.push(Scoped {
+                    namespace: vs.metadata.namespace.clone(),
+                    rule: vs.clone(),
+                }),
+                Object::Gateway(g) => snap.gateways.push(Scoped {
+                    namespace: g.metadata.namespace.clone(),
+                    rule: g.clone(),
+                }),
                 _ => {}
             }
         }
@@ -326,15 +438,23 @@ impl MeshSnapshot {
                         let s = services.get(&fqdn(svc, ROOT_NAMESPACE))?;
                         s.vip.clone()
                     })?;
-                    Some(NetworkGateway { address, port: g.port, locality: g.locality.clone().unwrap_or_default() })
+                    Some(NetworkGateway {
+                        address,
+                        port: g.port,
+                        locality: g.locality.clone().unwrap_or_default(),
+                    })
                 })
                 .collect();
             snap.network_gateways.insert(net.0.clone(), gws);
         }
         for s in services.values_mut() {
-            s.endpoints.sort_by(|a, b| (&a.cluster, &a.address).cmp(&(&b.cluster, &b.address)));
+            s.endpoints
+                .sort_by(|a, b| (&a.cluster, &a.address).cmp(&(&b.cluster, &b.address)));
         }
-        snap.services = services.into_iter().map(|(k, v)| (k, Arc::new(v))).collect();
+        snap.services = services
+            .into_iter()
+            .map(|(k, v)| (k, Arc::new(v)))
+            .collect();
         snap.pods = pods.into_iter().map(|(k, (info, _))| (k, info)).collect();
         snap
     }
@@ -346,20 +466,35 @@ fn locality_of(labels: &BTreeMap<String, String>) -> String {
     match (region, zone) {
         (Some(r), Some(z)) => format!("{r}/{z}"),
         (Some(r), None) => r.clone(),
-        _ => labels.get("istio-locality").map(|l| l.replace('.', "/")).unwrap_or_default(),
+        _ => labels
+            .get("istio-locality")
+            .map(|l| l.replace('.', "/"))
+            .unwrap_or_default(),
     }
 }
 
 fn cidr_contains(cidr: &str, ip: IpAddr) -> bool {
-    let Some((net, bits)) = cidr.split_once('/') else { return false };
-    let (Ok(net), Ok(bits)) = (net.parse::<IpAddr>(), bits.parse::<u32>()) else { return false };
+    let Some((net, bits)) = cidr.split_once('/') else {
+        return false;
+    };
+    let (Ok(net), Ok(bits)) = (net.parse::<IpAddr>(), bits.parse::<u32>()) else {
+        return false;
+    };
     match (net, ip) {
         (IpAddr::V4(n), IpAddr::V4(i)) if bits <= 32 => {
-            let mask = if bits == 0 { 0 } else { u32::MAX << (32 - bits) };
+            let mask = if bits == 0 {
+                0
+            } else {
+                u32::MAX << (32 - bits)
+            };
             (u32::from(n) & mask) == (u32::from(i) & mask)
         }
         (IpAddr::V6(n), IpAddr::V6(i)) if bits <= 128 => {
-            let mask = if bits == 0 { 0 } else { u128::MAX << (128 - bits) };
+            let mask = if bits == 0 {
+                0
+            } else {
+                u128::MAX << (128 - bits)
+            };
             (u128::from(n) & mask) == (u128::from(i) & mask)
         }
         _ => false,
@@ -368,7 +503,9 @@ fn cidr_contains(cidr: &str, ip: IpAddr) -> bool {
 
 fn read_mesh_config(snap: &mut MeshSnapshot, resources: &[&Arc<Resource>]) {
     for r in resources {
-        let Object::ConfigMap(cm) = &r.object else { continue };
+        let Object::ConfigMap(cm) = &r.object else {
+            continue;
+        };
         if cm.metadata.name != "istio" || cm.metadata.namespace != ROOT_NAMESPACE {
             continue;
         }
@@ -391,8 +528,18 @@ fn read_policies(resources: &[&Arc<Resource>]) -> MtlsPolicies {
         match &r.object {
             Object::PeerAuthentication(pa) => out.policies.push(MtlsPolicy {
                 namespace: pa.metadata.namespace.clone(),
-                selector: pa.spec.selector.clone().map(|s| s.match_labels).unwrap_or_default(),
-                mode: pa.spec.mtls.as_ref().and_then(|m| m.mode).unwrap_or(MtlsMode::Unset),
+                selector: pa
+                    .spec
+                    .selector
+                    .clone()
+                    .map(|s| s.match_labels)
+                    .unwrap_or_default(),
+                mode: pa
+                    .spec
+                    .mtls
+                    .as_ref()
+                    .and_then(|m| m.mode)
+                    .unwrap_or(MtlsMode::Unset),
                 ports: pa
                     .spec
                     .port_level_mtls
@@ -430,7 +577,11 @@ mod tests {
         assert!(loaded.diagnostics.is_empty(), "{:?}", loaded.diagnostics);
         ClusterConfig {
             cluster: name.into(),
-            resources: loaded.resources.into_iter().map(|r| (r.key(), Arc::new(r))).collect(),
+            resources: loaded
+                .resources
+                .into_iter()
+                .map(|r| (r.key(), Arc::new(r)))
+                .collect(),
             diagnostics: vec![],
         }
     }
@@ -451,13 +602,22 @@ mod tests {
         let ep = &svc.endpoints[0];
         assert_eq!(ep.ports["http"], 80);
         assert_eq!(ep.network, "network2");
-        assert_eq!(ep.identity.as_deref(), Some("spiffe://cluster.local/ns/bar/sa/httpbin"));
+        assert_eq!(
+            ep.identity.as_deref(),
+            Some("spiffe://cluster.local/ns/bar/sa/httpbin")
+        );
     }
 
     #[test]
     fn duplicate_vip_rejects_the_second_entry_whole() {
-        let se = |name: &str, host: &str| format!("apiVersion: networking.istio.io/v1alpha3\nkind: ServiceEntry\nmetadata: {{name: {name}, namespace: foo}}\nspec:\n  hosts: [{host}]\n  addresses: [127.255.0.2]\n  location: MESH_INTERNAL\n  resolution: DNS\n  ports: [{{name: http1, number: 8000, protocol: http}}]\n  endpoints:\n  - address: 198.18.0.2\n    ports: {{http1: 15443}}\n");
-        let yaml = format!("{}---\n{}", se("a", "httpbin.bar.global"), se("b", "other.bar.global"));
+        let se = |name: &str, host: &str| {
+            format!("apiVersion: networking.istio.io/v1alpha3\nkind: ServiceEntry\nmetadata: {{name: {name}, namespace: foo}}\nspec:\n  hosts: [{host}]\n  addresses: [127.255.0.2]\n  location: MESH_INTERNAL\n  resolution: DNS\n  ports: [{{name: http1, number: 8000, protocol: http}}]\n  endpoints:\n  - address: 198.18.0.2\n    ports: {{http1: 15443}}\n")
+        };
+        let yaml = format!(
+            "{}---\n{}",
+            se("a", "httpbin.bar.global"),
+            se("b", "other.bar.global")
+        );
         let input = SnapshotInput {
             local_cluster: "cluster1".into(),
             local_network: "network1".into(),
@@ -480,13 +640,26 @@ mod tests {
         let input = SnapshotInput {
             local_cluster: "local".into(),
             local_network: "network1".into(),
-            clusters: vec![cluster("local", cm), cluster("remote", remote_pod), cluster("third", third)],
+            clusters: vec![
+                cluster("local", cm),
+                cluster("remote", remote_pod),
+                cluster("third", third),
+            ],
             ..Default::default()
         };
         let snap = MeshSnapshot::build(&input, 1);
-        assert_eq!(snap.pods[&("remote".into(), "x".into(), "p".into())].network, "network2");
-        assert_eq!(snap.pods[&("remote".into(), "x".into(), "q".into())].network, "net9");
-        assert_eq!(snap.pods[&("third".into(), "x".into(), "r".into())].network, "network3");
+        assert_eq!(
+            snap.pods[&("remote".into(), "x".into(), "p".into())].network,
+            "network2"
+        );
+        assert_eq!(
+            snap.pods[&("remote".into(), "x".into(), "q".into())].network,
+            "net9"
+        );
+        assert_eq!(
+            snap.pods[&("third".into(), "x".into(), "r".into())].network,
+            "network3"
+        );
         assert_eq!(snap.network_gateways["network2"][0].address, "198.18.0.9");
     }
 }

@@ -39,7 +39,10 @@ mod tests {
 
     #[test]
     fn short_names_and_wildcards() {
-        assert_eq!(fqdn("reviews", "default"), "reviews.default.svc.cluster.local");
+        assert_eq!(
+            fqdn("reviews", "default"),
+            "reviews.default.svc.cluster.local"
+        );
         assert_eq!(fqdn("httpbin.bar.global", "foo"), "httpbin.bar.global");
         assert!(host_matches("*.global", "httpbin.bar.global"));
         assert!(host_matches("*.local", "bar.ns2.svc.cluster.local"));

@@ -29,20 +29,23 @@ pub const ROOT_NAMESPACE: &str = "istio-system";
 impl MtlsPolicies {
     /// The mode for a workload's port: workload policy, then namespace, then mesh, then
     /// PERMISSIVE, the way Istio resolves it.
-    pub fn mode_for(&self, namespace: &str, labels: &BTreeMap<String, String>, port: u32) -> MtlsMode {
+    pub fn mode_for(
+        &self,
+        namespace: &str,
+        labels: &BTreeMap<String, String>,
+        port: u32,
+    ) -> MtlsMode {
         let selects = |p: &MtlsPolicy| p.selector.iter().all(|(k, v)| labels.get(k) == Some(v));
         let workload = self
             .policies
             .iter()
             .find(|p| p.namespace == namespace && !p.selector.is_empty() && selects(p));
-        let ns = self
-            .policies
-            .iter()
-            .find(|p| p.namespace == namespace && p.selector.is_empty() && namespace != ROOT_NAMESPACE);
-        let mesh = self
-            .policies
-            .iter()
-            .find(|p| (p.namespace == ROOT_NAMESPACE || p.namespace.is_empty()) && p.selector.is_empty());
+        let ns = self.policies.iter().find(|p| {
+            p.namespace == namespace && p.selector.is_empty() && namespace != ROOT_NAMESPACE
+        });
+        let mesh = self.policies.iter().find(|p| {
+            (p.namespace == ROOT_NAMESPACE || p.namespace.is_empty()) && p.selector.is_empty()
+        });
         for p in [workload, ns, mesh].into_iter().flatten() {
             let m = p.ports.get(&port).copied().unwrap_or(p.mode);
             if m != MtlsMode::Unset {
@@ -60,13 +63,34 @@ mod tests {
     #[test]
     fn workload_beats_namespace_beats_mesh_default_permissive() {
         let mut p = MtlsPolicies::default();
-        assert_eq!(p.mode_for("foo", &BTreeMap::new(), 80), MtlsMode::Permissive);
-        p.policies.push(MtlsPolicy { namespace: ROOT_NAMESPACE.into(), selector: BTreeMap::new(), mode: MtlsMode::Strict, ports: BTreeMap::new() });
+        assert_eq!(
+            p.mode_for("foo", &BTreeMap::new(), 80),
+            MtlsMode::Permissive
+        );
+        p.policies.push(MtlsPolicy {
+            namespace: ROOT_NAMESPACE.into(),
+            selector: BTreeMap::new(),
+            mode: MtlsMode::Strict,
+            ports: BTreeMap::new(),
+        });
         assert_eq!(p.mode_for("foo", &BTreeMap::new(), 80), MtlsMode::Strict);
-        p.policies.push(MtlsPolicy { namespace: "foo".into(), selector: BTreeMap::new(), mode: MtlsMode::Permissive, ports: BTreeMap::new() });
-        assert_eq!(p.mode_for("foo", &BTreeMap::new(), 80), MtlsMode::Permissive);
+        p.policies.push(MtlsPolicy {
+            namespace: "foo".into(),
+            selector: BTreeMap::new(),
+            mode: MtlsMode::Permissive,
+            ports: BTreeMap::new(),
+        });
+        assert_eq!(
+            p.mode_for("foo", &BTreeMap::new(), 80),
+            MtlsMode::Permissive
+        );
         let labels: BTreeMap<String, String> = [("app".to_string(), "x".to_string())].into();
-        p.policies.push(MtlsPolicy { namespace: "foo".into(), selector: labels.clone(), mode: MtlsMode::Unset, ports: [(80, MtlsMode::Strict)].into() });
+        p.policies.push(MtlsPolicy {
+            namespace: "foo".into(),
+            selector: labels.clone(),
+            mode: MtlsMode::Unset,
+            ports: [(80, MtlsMode::Strict)].into(),
+        });
         assert_eq!(p.mode_for("foo", &labels, 80), MtlsMode::Strict);
         assert_eq!(p.mode_for("foo", &labels, 81), MtlsMode::Permissive);
     }

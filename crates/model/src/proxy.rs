@@ -82,7 +82,11 @@ impl fmt::Display for NodeId {
             NodeKind::Sidecar => "sidecar",
             NodeKind::Router => "router",
         };
-        write!(f, "{kind}~{}~{}.{}~{}", self.ip, self.pod, self.namespace, self.domain)
+        write!(
+            f,
+            "{kind}~{}~{}.{}~{}",
+            self.ip, self.pod, self.namespace, self.domain
+        )
     }
 }
 
@@ -133,11 +137,15 @@ mod tests {
 
     #[test]
     fn parses_istio_node_ids() {
-        let n = NodeId::parse("sidecar~10.1.0.5~sleep-6f8.foo~foo.svc.cluster.local").expect("valid");
+        let n =
+            NodeId::parse("sidecar~10.1.0.5~sleep-6f8.foo~foo.svc.cluster.local").expect("valid");
         assert_eq!(n.kind, NodeKind::Sidecar);
         assert_eq!(n.pod, "sleep-6f8");
         assert_eq!(n.namespace, "foo");
-        assert_eq!(n.to_string(), "sidecar~10.1.0.5~sleep-6f8.foo~foo.svc.cluster.local");
+        assert_eq!(
+            n.to_string(),
+            "sidecar~10.1.0.5~sleep-6f8.foo~foo.svc.cluster.local"
+        );
         assert!(NodeId::parse("router~x~a.b~c").is_err());
         assert!(NodeId::parse("sidecar~10.0.0.1~nopod~c").is_err());
         assert!(NodeId::parse("").is_err());

@@ -98,7 +98,10 @@ pub struct MeshSnapshot {
 impl MeshSnapshot {
     /// The SPIFFE identity of a service account.
     pub fn spiffe(&self, namespace: &str, service_account: &str) -> String {
-        format!("spiffe://{}/ns/{namespace}/sa/{service_account}", self.mesh.trust_domain)
+        format!(
+            "spiffe://{}/ns/{namespace}/sa/{service_account}",
+            self.mesh.trust_domain
+        )
     }
 
     /// Finds the proxy for a node id and its metadata (`CLUSTER_ID`, `NETWORK`,
@@ -109,7 +112,9 @@ impl MeshSnapshot {
             .get("CLUSTER_ID")
             .cloned()
             .unwrap_or_else(|| self.local_cluster.clone());
-        let pod = self.pods.get(&(cluster.clone(), id.namespace.clone(), id.pod.clone()));
+        let pod = self
+            .pods
+            .get(&(cluster.clone(), id.namespace.clone(), id.pod.clone()));
         let labels = match pod {
             Some(p) => p.labels.clone(),
             None => metadata
@@ -133,7 +138,10 @@ impl MeshSnapshot {
             labels,
             service_account,
             interception: crate::proxy::Interception::parse(
-                metadata.get("INTERCEPTION_MODE").map(String::as_str).unwrap_or("REDIRECT"),
+                metadata
+                    .get("INTERCEPTION_MODE")
+                    .map(String::as_str)
+                    .unwrap_or("REDIRECT"),
             ),
             router_mode_sni_dnat: metadata
                 .get("ROUTER_MODE")
@@ -159,8 +167,17 @@ impl MeshSnapshot {
         let mut v: Vec<_> = self
             .virtual_services
             .iter()
-            .filter(|vs| vs.rule.spec.gateways.is_empty() || vs.rule.spec.gateways.iter().any(|g| g == "mesh"))
-            .filter(|vs| vs.rule.spec.hosts.iter().any(|h| host_matches(&fqdn(h, &vs.namespace), host)))
+            .filter(|vs| {
+                vs.rule.spec.gateways.is_empty()
+                    || vs.rule.spec.gateways.iter().any(|g| g == "mesh")
+            })
+            .filter(|vs| {
+                vs.rule
+                    .spec
+                    .hosts
+                    .iter()
+                    .any(|h| host_matches(&fqdn(h, &vs.namespace), host))
+            })
             .collect();
         v.sort_by_key(|vs| {
             std::cmp::Reverse(
@@ -182,7 +199,13 @@ impl MeshSnapshot {
         self.gateways
             .iter()
             .filter(|g| !g.rule.spec.selector.is_empty())
-            .filter(|g| g.rule.spec.selector.iter().all(|(k, v)| labels.get(k) == Some(v)))
+            .filter(|g| {
+                g.rule
+                    .spec
+                    .selector
+                    .iter()
+                    .all(|(k, v)| labels.get(k) == Some(v))
+            })
             .collect()
     }
 }

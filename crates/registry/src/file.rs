@@ -95,7 +95,11 @@ impl FileRegistry {
             }
             let by_key = broken_resources.contains(key.to_string().as_str())
                 || broken_resources.contains(format!("{}/{}", key.kind, key.name).as_str());
-            let by_file = prev.origin.file.as_deref().is_some_and(|f| broken_files.contains(f));
+            let by_file = prev
+                .origin
+                .file
+                .as_deref()
+                .is_some_and(|f| broken_files.contains(f));
             if by_key || by_file {
                 next.insert(key.clone(), prev.clone());
             }
@@ -115,7 +119,9 @@ impl FileRegistry {
 }
 
 fn display_file(f: &Option<PathBuf>) -> String {
-    f.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "-".into())
+    f.as_ref()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|| "-".into())
 }
 
 #[cfg(test)]
@@ -136,9 +142,14 @@ mod tests {
         assert_eq!(reg.current().resources.len(), 1);
 
         std::fs::write(&file, SE.replace("number: 8000", "number: 80000")).expect("write");
-        assert!(!reg.reload(), "an invalid edit must not change what is served");
+        assert!(
+            !reg.reload(),
+            "an invalid edit must not change what is served"
+        );
         assert_eq!(reg.current().resources.len(), 1);
-        assert!(reg.current().diagnostics[0].to_string().contains("spec.ports[0].number"));
+        assert!(reg.current().diagnostics[0]
+            .to_string()
+            .contains("spec.ports[0].number"));
 
         std::fs::write(&file, "kind: [unclosed").expect("write");
         assert!(!reg.reload(), "a broken file keeps its resources");

@@ -36,7 +36,9 @@ impl AdsServer {
 
     /// The tonic service.
     pub fn into_service(self) -> AggregatedDiscoveryServiceServer<AdsServer> {
-        AggregatedDiscoveryServiceServer::new(self).max_decoding_message_size(64 << 20).max_encoding_message_size(256 << 20)
+        AggregatedDiscoveryServiceServer::new(self)
+            .max_decoding_message_size(64 << 20)
+            .max_encoding_message_size(256 << 20)
     }
 }
 
@@ -79,7 +81,9 @@ impl AggregatedDiscoveryService for AdsServer {
         let mut snapshots = self.snapshots.clone();
         let status = self.status.clone();
         tokio::spawn(async move {
-            if let Err(e) = crate::delta::delta_stream(&mut input, &tx, &mut snapshots, &status).await {
+            if let Err(e) =
+                crate::delta::delta_stream(&mut input, &tx, &mut snapshots, &status).await
+            {
                 let _ = tx.send(Err(e)).await;
             }
         });
@@ -95,7 +99,9 @@ async fn sotw_stream(
     snapshots: &mut watch::Receiver<Arc<MeshSnapshot>>,
     status: &Arc<XdsStatus>,
 ) -> Result<(), Status> {
-    let Some(first) = input.next().await.transpose()? else { return Ok(()) };
+    let Some(first) = input.next().await.transpose()? else {
+        return Ok(());
+    };
     let mut proxy = StreamProxy::from_node(first.node.as_ref())?;
     let id = status.open(&proxy.node.to_string(), "sotw");
     tracing::info!(proxy = %proxy.node, "ADS stream opened (state of the world)");
@@ -170,7 +176,11 @@ async fn send(
     let wanted = |name: &str| w.names.is_empty() || w.names.iter().any(|n| n == name || n == "*");
     let resp = DiscoveryResponse {
         version_info: snapshot.version.to_string(),
-        resources: resources.into_iter().filter(|r| wanted(&r.name)).map(|r| r.resource).collect(),
+        resources: resources
+            .into_iter()
+            .filter(|r| wanted(&r.name))
+            .map(|r| r.resource)
+            .collect(),
         type_url: type_url.to_string(),
         nonce: nonce.to_string(),
         ..Default::default()
@@ -178,5 +188,7 @@ async fn send(
     w.nonce = resp.nonce.clone();
     w.sent_version = snapshot.version;
     status.pushes.fetch_add(1, Ordering::Relaxed);
-    tx.send(Ok(resp)).await.map_err(|_| Status::cancelled("stream closed"))
+    tx.send(Ok(resp))
+        .await
+        .map_err(|_| Status::cancelled("stream closed"))
 }

@@ -3,7 +3,9 @@
 
 use crate::state::{StreamProxy, PUSH_ORDER};
 use crate::status::XdsStatus;
-use envoy_types::pb::envoy::service::discovery::v3::{DeltaDiscoveryRequest, DeltaDiscoveryResponse, Resource};
+use envoy_types::pb::envoy::service::discovery::v3::{
+    DeltaDiscoveryRequest, DeltaDiscoveryResponse, Resource,
+};
 use futures::StreamExt;
 use isthmus_model::MeshSnapshot;
 use std::collections::hash_map::DefaultHasher;
@@ -38,7 +40,9 @@ pub async fn delta_stream(
     snapshots: &mut watch::Receiver<Arc<MeshSnapshot>>,
     status: &Arc<XdsStatus>,
 ) -> Result<(), Status> {
-    let Some(first) = input.next().await.transpose()? else { return Ok(()) };
+    let Some(first) = input.next().await.transpose()? else {
+        return Ok(());
+    };
     let mut proxy = StreamProxy::from_node(first.node.as_ref())?;
     let id = status.open(&proxy.node.to_string(), "delta");
     tracing::info!(proxy = %proxy.node, "ADS stream opened (delta)");
@@ -138,10 +142,20 @@ async fn push(
         present.insert(r.name.clone());
         if sub.sent.get(&r.name) != Some(&version) {
             sub.sent.insert(r.name.clone(), version.clone());
-            resources.push(Resource { name: r.name, version, resource: Some(r.resource), ..Default::default() });
+            resources.push(Resource {
+                name: r.name,
+                version,
+                resource: Some(r.resource),
+                ..Default::default()
+            });
         }
     }
-    let removed: Vec<String> = sub.sent.keys().filter(|n| !present.contains(*n)).cloned().collect();
+    let removed: Vec<String> = sub
+        .sent
+        .keys()
+        .filter(|n| !present.contains(*n))
+        .cloned()
+        .collect();
     for n in &removed {
         sub.sent.remove(n);
     }
@@ -159,5 +173,7 @@ async fn push(
         nonce: sub.nonce.clone(),
         ..Default::default()
     };
-    tx.send(Ok(resp)).await.map_err(|_| Status::cancelled("stream closed"))
+    tx.send(Ok(resp))
+        .await
+        .map_err(|_| Status::cancelled("stream closed"))
 }

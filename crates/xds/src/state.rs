@@ -34,7 +34,8 @@ pub struct StreamProxy {
 impl StreamProxy {
     /// Reads the node of a first request; a missing or malformed node is refused.
     pub fn from_node(node: Option<&Node>) -> Result<StreamProxy, Status> {
-        let node = node.ok_or_else(|| Status::invalid_argument("the first request must carry the node"))?;
+        let node =
+            node.ok_or_else(|| Status::invalid_argument("the first request must carry the node"))?;
         let id = NodeId::parse(&node.id).map_err(|e| Status::invalid_argument(e.to_string()))?;
         let mut metadata = BTreeMap::new();
         if let Some(md) = &node.metadata {
@@ -44,7 +45,12 @@ impl StreamProxy {
                 }
             }
         }
-        Ok(StreamProxy { node: id, metadata, version: 0, resources: ProxyResources::default() })
+        Ok(StreamProxy {
+            node: id,
+            metadata,
+            version: 0,
+            resources: ProxyResources::default(),
+        })
     }
 
     /// Regenerates when the snapshot moved on.

@@ -36,7 +36,14 @@ impl XdsStatus {
     pub fn open(&self, node_id: &str, protocol: &str) -> u64 {
         let id = self.next_stream.fetch_add(1, Ordering::Relaxed);
         if let Ok(mut s) = self.streams.lock() {
-            s.insert(id, ProxyStatus { node_id: node_id.into(), protocol: protocol.into(), ..Default::default() });
+            s.insert(
+                id,
+                ProxyStatus {
+                    node_id: node_id.into(),
+                    protocol: protocol.into(),
+                    ..Default::default()
+                },
+            );
         }
         id
     }
@@ -71,7 +78,10 @@ impl XdsStatus {
 
     /// Every connected proxy.
     pub fn proxies(&self) -> Vec<ProxyStatus> {
-        self.streams.lock().map(|s| s.values().cloned().collect()).unwrap_or_default()
+        self.streams
+            .lock()
+            .map(|s| s.values().cloned().collect())
+            .unwrap_or_default()
     }
 
     /// Prometheus text exposition.

@@ -1,0 +1,107 @@
+//! Golden tests of the Envoy resources generated for the seed 000 configuration
+//! (`testdata/seed000`). The files under `tests/golden/` were reviewed by a person once;
+//! a change to generation shows up as a diff here. Regenerate with
+//! `UPDATE_GOLDEN=1 cargo test -p isthmus-envoy --test golden_seed000` and review the diff.
+
+use isthmus_model::{MeshSnapshot, NodeId, SnapshotInput};
+use isthmus_registry::FileRegistry;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn snapshot(cluster: &str, network: &str) -> MeshSnapshot {
+    let mut reg = FileRegistry::new(cluster, root().join("testdata/seed000").join(cluster));
+    reg.reload();
+    assert!(
+        reg.current().diagnostics.is_empty(),
+        "{:?}",
+        reg.current().diagnostics
+    );
+    let input = SnapshotInput {
+        local_cluster: cluster.into(),
+        local_network: network.into(),
+        cluster_networks: BTreeMap::new(),
+        clusters: vec![reg.current().clone()],
+    };
+    MeshSnapshot::build(&input, 1)
+}
+
+fn check(name: &str, cluster: &str, network: &str, node: &str, metadata: &[(&str, &str)]) {
+    let snap = snapshot(cluster, network);
+    let md = metadata
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let proxy = snap.proxy(&NodeId::parse(node).expect("node id"), &md);
+    let text = isthmus_envoy::render::render(&isthmus_envoy::generate(&snap, &proxy));
+    let file = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden")
+        .join(format!("{name}.txt"));
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::write(&file, &text).expect("write golden");
+        return;
+    }
+    let want = std::fs::read_to_string(&file)
+        .unwrap_or_else(|_| panic!("{} missing: run with UPDATE_GOLDEN=1", file.display()));
+    if want != text {
+        let first = want
+            .lines()
+            .zip(text.lines())
+            .position(|(a, b)| a != b)
+            .unwrap_or(0);
+        panic!(
+            "{name}: generated config differs from {} at line {}:\n want: {}\n  got: {}\n(UPDATE_GOLDEN=1 regenerates; review the diff)",
+            file.display(),
+            first + 1,
+            want.lines().nth(first).unwrap_or("<end>"),
+            text.lines().nth(first).unwrap_or("<end>")
+        );
+    }
+}
+
+#[test]
+fn sleep_sidecar_with_capture() {
+    check(
+        "sleep-sidecar-redirect",
+        "cluster1",
+        "network1",
+        "sidecar~127.0.1.1~sleep-0.foo~foo.svc.cluster.local",
+        &[("CLUSTER_ID", "cluster1")],
+    );
+}
+
+#[test]
+fn sleep_sidecar_without_capture() {
+    check(
+        "sleep-sidecar-none",
+        "cluster1",
+        "network1",
+        "sidecar~127.0.1.1~sleep-0.foo~foo.svc.cluster.local",
+        &[("CLUSTER_ID", "cluster1"), ("INTERCEPTION_MODE", "NONE")],
+    );
+}
+
+#[test]
+fn cluster2_east_west_gateway() {
+    check(
+        "cluster2-eastwest-gateway",
+        "cluster2",
+        "network2",
+        "router~127.0.2.1~istio-ingressgateway-0.istio-system~istio-system.svc.cluster.local",
+        &[("CLUSTER_ID", "cluster2"), ("ROUTER_MODE", "sni-dnat")],
+    );
+}
+
+#[test]
+fn httpbin_sidecar() {
+    check(
+        "httpbin-sidecar",
+        "cluster2",
+        "network2",
+        "sidecar~127.0.3.1~httpbin-0.bar~bar.svc.cluster.local",
+        &[("CLUSTER_ID", "cluster2")],
+    );
+}
