@@ -6,4 +6,13 @@ scripts/install-envoy.sh
 if [ "$(id -u)" != 0 ]; then
   echo "warning: the end-to-end test binds port 80 and needs root; it will fail with a clear message" >&2
 fi
-cargo test --workspace "$@"
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+set +e
+cargo test --workspace "$@" 2>&1 | tee "$log"
+status=${PIPESTATUS[0]}
+set -e
+read -r passed failed < <(awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } } END { print p+0, f+0 }' "$log")
+echo
+echo "all: ${passed:-0} passed, ${failed:-0} failed"
+exit "$status"
