@@ -102,14 +102,7 @@ pub fn upstream_mtls(sni: &str, peer: &PeerIdentity) -> TransportSocket {
         sni: sni.to_string(),
         ..Default::default()
     };
-    TransportSocket {
-        name: "envoy.transport_sockets.tls".to_string(),
-        config_type: Some(
-            envoy_types::pb::envoy::config::core::v3::transport_socket::ConfigType::TypedConfig(
-                any(&ctx),
-            ),
-        ),
-    }
+    tls_socket(any(&ctx))
 }
 
 /// Server side of mesh mTLS: a client certificate from the mesh is required.
@@ -122,11 +115,16 @@ pub fn downstream_mtls(trust_domain: &str) -> TransportSocket {
         require_client_certificate: Some(BoolValue { value: true }),
         ..Default::default()
     };
+    tls_socket(any(&ctx))
+}
+
+/// Wraps a packed TLS context as Envoy's TLS transport socket.
+fn tls_socket(ctx: Any) -> TransportSocket {
     TransportSocket {
         name: "envoy.transport_sockets.tls".to_string(),
         config_type: Some(
             envoy_types::pb::envoy::config::core::v3::transport_socket::ConfigType::TypedConfig(
-                any(&ctx),
+                ctx,
             ),
         ),
     }
