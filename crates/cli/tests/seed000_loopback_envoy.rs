@@ -64,11 +64,17 @@ fn isthmus(args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).to_string()
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
+/// N distinct free ports: every listener is held until all are chosen, so
+/// the kernel cannot hand the same port out twice.
+fn free_ports<const N: usize>() -> [u16; N] {
+    let held: Vec<TcpListener> = (0..N)
+        .map(|_| TcpListener::bind("127.0.0.1:0").expect("free port"))
+        .collect();
+    let mut out = [0u16; N];
+    for (slot, l) in out.iter_mut().zip(&held) {
+        *slot = l.local_addr().expect("local addr").port();
+    }
+    out
 }
 
 fn copy_dir(from: &Path, to: &Path) {
@@ -220,7 +226,7 @@ fn seed000_httpbin_bar_global_through_gateway_with_real_envoy_and_mtls() {
     httpbin();
     println!("[2/7] workload credentials issued; httpbin stand-in listening on 127.0.0.1:80");
 
-    let (cp1, cp2, mon1, mon2) = (free_port(), free_port(), free_port(), free_port());
+    let [cp1, cp2, mon1, mon2] = free_ports::<4>();
     let log = |name: &str| std::fs::File::create(tmp.join(name)).expect("log");
     let spawn = |args: Vec<String>, logname: &str| {
         Command::new(env!("CARGO_BIN_EXE_isthmus"))
@@ -257,6 +263,17 @@ fn seed000_httpbin_bar_global_through_gateway_with_real_envoy_and_mtls() {
             ]),
             &format!("cp{n}.log"),
         ));
+    }
+    for mon in [mon1, mon2] {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while get(&format!("127.0.0.1:{mon}"), "cp", "/ready").map(|r| r.0) != Some(200) {
+            assert!(
+                Instant::now() < deadline,
+                "control plane monitoring 127.0.0.1:{mon} never became ready; see {}",
+                tmp.display()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
     println!(
         "[3/7] control planes: cluster1 xDS+CA on 127.0.0.1:{cp1}, cluster2 on 127.0.0.1:{cp2}"
@@ -454,7 +471,8 @@ fn seed000_httpbin_bar_global_through_gateway_with_real_envoy_and_mtls() {
         );
     }
     for mon in [mon1, mon2] {
-        let (_, metrics) = get(&format!("127.0.0.1:{mon}"), "cp", "/metrics").expect("metrics");
+        let (_, metrics) = get(&format!("127.0.0.1:{mon}"), "cp", "/metrics")
+            .unwrap_or_else(|| panic!("no /metrics on 127.0.0.1:{mon}\n{}", logs()));
         assert!(metrics.contains("isthmus_xds_nacks_total 0"), "{metrics}");
         let (_, syncz) = get(&format!("127.0.0.1:{mon}"), "cp", "/debug/syncz").expect("syncz");
         assert!(

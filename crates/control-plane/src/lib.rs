@@ -142,7 +142,13 @@ pub async fn run(config: Config) -> Result<(), ControlPlaneError> {
         .client_auth_optional(true);
     let ads = AdsServer::new(snap_rx.clone(), status.clone());
     let ca = CaService::new(authority.clone(), credentials, trust_domain);
-    tokio::spawn(monitoring(config.monitoring, status.clone(), snap_rx));
+    let monitor = tokio::net::TcpListener::bind(config.monitoring)
+        .await
+        .map_err(|e| ControlPlaneError::Serve {
+            addr: config.monitoring,
+            source: Box::new(e),
+        })?;
+    tokio::spawn(monitoring(monitor, status.clone(), snap_rx));
     tracing::info!(addr = %config.listen, cluster = %config.cluster, network = %config.network, "serving xDS and CA over TLS");
     tonic::transport::Server::builder()
         .tls_config(tls)
@@ -163,17 +169,10 @@ pub async fn run(config: Config) -> Result<(), ControlPlaneError> {
 
 /// A minimal HTTP/1.1 server for `/metrics`, `/debug/syncz` and `/debug/diagnostics`.
 async fn monitoring(
-    addr: SocketAddr,
+    listener: tokio::net::TcpListener,
     status: Arc<XdsStatus>,
     snapshots: watch::Receiver<Arc<MeshSnapshot>>,
 ) {
-    let listener = match tokio::net::TcpListener::bind(addr).await {
-        Ok(l) => l,
-        Err(e) => {
-            tracing::error!(%addr, error = %e, "cannot serve monitoring");
-            return;
-        }
-    };
     loop {
         let Ok((mut sock, _)) = listener.accept().await else {
             continue;
