@@ -119,3 +119,69 @@ pub fn bootstrap(p: &BootstrapParams<'_>) -> Value {
         }
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params(delta: bool, cp: &'static str) -> Value {
+        let mut md = BTreeMap::new();
+        md.insert("CLUSTER_ID".to_string(), "cluster2".to_string());
+        bootstrap(&BootstrapParams {
+            node_id: "router~127.0.2.1~gw-0.istio-system~istio-system.svc.cluster.local".into(),
+            service_cluster: "istio-eastwestgateway.istio-system".into(),
+            metadata: md,
+            admin_address: "127.0.2.1",
+            admin_port: 15000,
+            control_plane: (cp, 15012),
+            root_cert: Path::new("/certs/root-cert.pem"),
+            sds_socket: Path::new("/work/sds.sock"),
+            delta,
+        })
+    }
+
+    #[test]
+    fn node_admin_ads_and_sds_are_wired() {
+        let b = params(false, "127.0.0.1");
+        assert_eq!(
+            b["node"]["id"],
+            "router~127.0.2.1~gw-0.istio-system~istio-system.svc.cluster.local"
+        );
+        assert_eq!(b["node"]["metadata"]["CLUSTER_ID"], "cluster2");
+        assert_eq!(b["admin"]["address"]["socket_address"]["port_value"], 15000);
+        assert_eq!(b["dynamic_resources"]["ads_config"]["api_type"], "GRPC");
+        let clusters = b["static_resources"]["clusters"]
+            .as_array()
+            .expect("clusters");
+        let xds = &clusters[0];
+        assert_eq!(xds["name"], "xds-grpc");
+        assert_eq!(xds["type"], "STATIC");
+        let tls = &xds["transport_socket"]["typed_config"];
+        assert_eq!(tls["sni"], isthmus_ca::CONTROL_PLANE_DNS);
+        assert_eq!(
+            tls["common_tls_context"]["validation_context"]["trusted_ca"]["filename"],
+            "/certs/root-cert.pem"
+        );
+        assert_eq!(
+            tls["common_tls_context"]["tls_certificate_sds_secret_configs"][0]["name"],
+            "default"
+        );
+        let sds = &clusters[1];
+        assert_eq!(sds["name"], "sds-grpc");
+        assert_eq!(
+            sds["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]
+                ["pipe"]["path"],
+            "/work/sds.sock"
+        );
+    }
+
+    #[test]
+    fn delta_and_control_plane_by_name() {
+        let b = params(true, "istiod.istio-system.svc");
+        assert_eq!(
+            b["dynamic_resources"]["ads_config"]["api_type"],
+            "DELTA_GRPC"
+        );
+        assert_eq!(b["static_resources"]["clusters"][0]["type"], "STRICT_DNS");
+    }
+}

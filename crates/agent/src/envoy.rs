@@ -46,3 +46,16 @@ pub fn locate(given: Option<&Path>) -> Option<std::path::PathBuf> {
     let venv = Path::new(".venv/bin/envoy");
     venv.is_file().then(|| venv.to_path_buf())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_given_path_is_used_only_when_it_exists() {
+        let missing = Path::new("/nonexistent/bin/envoy");
+        assert_eq!(locate(Some(missing)), None);
+        let here = std::env::current_exe().expect("test binary");
+        assert_eq!(locate(Some(&here)), Some(here.clone()));
+    }
+}

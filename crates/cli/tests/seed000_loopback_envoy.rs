@@ -178,7 +178,7 @@ fn seed000_httpbin_bar_global_through_gateway_with_real_envoy_and_mtls() {
     copy_dir(&root().join("testdata/seed000"), &tmp.join("registry"));
     let t = |p: &str| tmp.join(p).display().to_string();
     println!(
-        "[1/7] shared root CA and one intermediate per cluster (cacerts files) in {}",
+        "[1/9] shared root CA and one intermediate per cluster (cacerts files) in {}",
         tmp.display()
     );
     isthmus(&["ca", "root", "--out", &t("root")]);
@@ -224,7 +224,7 @@ fn seed000_httpbin_bar_global_through_gateway_with_real_envoy_and_mtls() {
     );
     cred("key2", "bar", "httpbin", "httpbin.cred");
     httpbin();
-    println!("[2/7] workload credentials issued; httpbin stand-in listening on 127.0.0.1:80");
+    println!("[2/9] workload credentials issued; httpbin stand-in listening on 127.0.0.1:80");
 
     let [cp1, cp2, mon1, mon2] = free_ports::<4>();
     let log = |name: &str| std::fs::File::create(tmp.join(name)).expect("log");
@@ -276,7 +276,7 @@ fn seed000_httpbin_bar_global_through_gateway_with_real_envoy_and_mtls() {
         }
     }
     println!(
-        "[3/7] control planes: cluster1 xDS+CA on 127.0.0.1:{cp1}, cluster2 on 127.0.0.1:{cp2}"
+        "[3/9] control planes: cluster1 xDS+CA on 127.0.0.1:{cp1}, cluster2 on 127.0.0.1:{cp2}"
     );
     let envoy_s = envoy.display().to_string();
     let agent = |kind: &str,
@@ -380,7 +380,7 @@ fn seed000_httpbin_bar_global_through_gateway_with_real_envoy_and_mtls() {
         "httpbin.log",
     ));
 
-    println!("[4/7] agents started: sleep (cluster1, SotW), east-west gateway and httpbin (cluster2, delta) with {}", envoy.display());
+    println!("[4/9] agents started: sleep (cluster1, SotW), east-west gateway and httpbin (cluster2, delta) with {}", envoy.display());
     // The request, retried until the mesh has converged.
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut last = None;
@@ -410,7 +410,7 @@ fn seed000_httpbin_bar_global_through_gateway_with_real_envoy_and_mtls() {
     });
     assert_eq!(code, 200, "body: {body}\n{}", logs());
     assert!(body.contains("origin"), "{body}");
-    println!("[5/7] GET httpbin.bar.global:8000/ip from sleep's sidecar: {code} {body}");
+    println!("[5/9] GET httpbin.bar.global:8000/ip from sleep's sidecar: {code} {body}");
 
     let (code, body) =
         get("127.255.0.2:8000", "httpbin.bar.global:8000", "/headers").expect("headers");
@@ -424,7 +424,7 @@ fn seed000_httpbin_bar_global_through_gateway_with_real_envoy_and_mtls() {
         "httpbin did not see sleep's identity: {body}"
     );
 
-    println!("[6/7] GET /headers: httpbin saw URI=spiffe://cluster.local/ns/foo/sa/sleep in x-forwarded-client-cert");
+    println!("[6/9] GET /headers: httpbin saw URI=spiffe://cluster.local/ns/foo/sa/sleep in x-forwarded-client-cert");
     // The gateway passed the connection by SNI without terminating TLS.
     let gw = stats("127.0.2.1:15000");
     assert!(
@@ -516,7 +516,71 @@ fn seed000_httpbin_bar_global_through_gateway_with_real_envoy_and_mtls() {
     let (code, body) =
         get("127.255.0.2:8000", "httpbin.bar.global:8000", "/headers").expect("after rotation");
     assert_eq!(code, 200, "{body}");
-    println!("[7/7] gateway forwarded by SNI without terminating TLS; no NACKs; httpbin's certificate rotated without restarting Envoy");
+    println!("[7/9] gateway forwarded by SNI without terminating TLS; no NACKs; httpbin's certificate rotated without restarting Envoy");
+
+    // An invalid edit is reported with file and line, and the last good version keeps serving.
+    let se_file = tmp.join("registry/cluster1/foo/httpbin-bar.yaml");
+    let good = std::fs::read_to_string(&se_file).expect("read SE");
+    std::fs::write(&se_file, good.replace("number: 8000", "number: 80000")).expect("edit");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut diags = String::new();
+    while !diags.contains("httpbin-bar.yaml:14") && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+        diags = get(&format!("127.0.0.1:{mon1}"), "cp", "/debug/diagnostics")
+            .map(|x| x.1)
+            .unwrap_or_default();
+    }
+    assert!(
+        diags.contains("httpbin-bar.yaml:14") && diags.contains("ServiceEntry/foo/httpbin-bar"),
+        "/debug/diagnostics does not name the bad line: {diags}"
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let (code, _) = get("127.255.0.2:8000", "httpbin.bar.global:8000", "/ip").expect("last good");
+    assert_eq!(code, 200, "the last good ServiceEntry must keep serving");
+    println!(
+        "[8/9] invalid edit reported as `{}`; the last good ServiceEntry keeps serving",
+        diags
+            .lines()
+            .find(|l| l.contains("httpbin-bar.yaml"))
+            .unwrap_or_default()
+            .trim()
+    );
+
+    // Deleting the ServiceEntry is pushed: sleep's Envoy drops the listener and the cluster.
+    std::fs::remove_file(&se_file).expect("delete SE");
+    let listeners = || {
+        get("127.0.1.1:15000", "admin", "/listeners")
+            .map(|x| x.1)
+            .unwrap_or_default()
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while listeners().contains("127.255.0.2:8000") && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(
+        !listeners().contains("127.255.0.2:8000"),
+        "sleep's Envoy still listens for httpbin.bar.global: {}\n{}",
+        listeners(),
+        logs()
+    );
+    let clusters = get("127.0.1.1:15000", "admin", "/clusters")
+        .map(|x| x.1)
+        .unwrap_or_default();
+    assert!(
+        !clusters.contains("outbound|8000||httpbin.bar.global"),
+        "cluster not removed"
+    );
+    assert!(
+        get("127.255.0.2:8000", "httpbin.bar.global:8000", "/ip").is_none(),
+        "httpbin.bar.global still answers after its ServiceEntry was deleted"
+    );
+    let st = stats("127.0.1.1:15000");
+    assert!(
+        !st.lines()
+            .any(|l| l.contains("update_rejected") && !l.ends_with(": 0")),
+        "sleep's Envoy rejected the update"
+    );
+    println!("[9/9] ServiceEntry deleted: the control plane pushed the removal, sleep's Envoy dropped the listener and cluster");
     drop(procs);
     let _ = std::fs::remove_dir_all(&tmp);
 }

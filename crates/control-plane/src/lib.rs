@@ -105,6 +105,9 @@ pub async fn run(config: Config) -> Result<(), ControlPlaneError> {
     );
     let trust_domain = first.mesh.trust_domain.clone();
     let (snap_tx, snap_rx) = watch::channel(Arc::new(first));
+    // Problems are published on every read, also when they leave the snapshot unchanged
+    // (an invalid edit keeps the last good resource, so nothing is pushed).
+    let (diag_tx, diag_rx) = watch::channel(seen.clone());
     let dirs: Vec<PathBuf> = config.registries.iter().map(|(_, d)| d.clone()).collect();
     let (_watcher, mut changes) = watch_dirs(&dirs, Duration::from_millis(200))?;
     let cfg = config.clone();
@@ -117,6 +120,7 @@ pub async fn run(config: Config) -> Result<(), ControlPlaneError> {
             }
             let next = build(&cfg, &registries, version + 1);
             report(&next, &mut seen);
+            diag_tx.send_replace(seen.clone());
             if changed {
                 version += 1;
                 tracing::info!(
@@ -148,7 +152,7 @@ pub async fn run(config: Config) -> Result<(), ControlPlaneError> {
             addr: config.monitoring,
             source: Box::new(e),
         })?;
-    tokio::spawn(monitoring(monitor, status.clone(), snap_rx));
+    tokio::spawn(monitoring(monitor, status.clone(), diag_rx));
     tracing::info!(addr = %config.listen, cluster = %config.cluster, network = %config.network, "serving xDS and CA over TLS");
     tonic::transport::Server::builder()
         .tls_config(tls)
@@ -167,22 +171,45 @@ pub async fn run(config: Config) -> Result<(), ControlPlaneError> {
         })
 }
 
+/// Reads an HTTP request head (up to the blank line), however many segments it arrives
+/// in; `None` when the client goes away, is too slow, or sends more than 16 KiB of head.
+async fn read_request_head(sock: &mut tokio::net::TcpStream) -> Option<Vec<u8>> {
+    let mut head = Vec::with_capacity(512);
+    let mut buf = [0u8; 1024];
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        if head.len() > 16 * 1024 {
+            return None;
+        }
+        let n = tokio::time::timeout_at(deadline, sock.read(&mut buf))
+            .await
+            .ok()?
+            .ok()?;
+        if n == 0 {
+            return None;
+        }
+        head.extend_from_slice(&buf[..n]);
+    }
+    Some(head)
+}
+
 /// A minimal HTTP/1.1 server for `/metrics`, `/debug/syncz` and `/debug/diagnostics`.
 async fn monitoring(
     listener: tokio::net::TcpListener,
     status: Arc<XdsStatus>,
-    snapshots: watch::Receiver<Arc<MeshSnapshot>>,
+    diagnostics: watch::Receiver<Vec<String>>,
 ) {
     loop {
         let Ok((mut sock, _)) = listener.accept().await else {
             continue;
         };
         let status = status.clone();
-        let snapshots = snapshots.clone();
+        let diagnostics = diagnostics.clone();
         tokio::spawn(async move {
-            let mut buf = vec![0u8; 4096];
-            let n = sock.read(&mut buf).await.unwrap_or(0);
-            let req = String::from_utf8_lossy(&buf[..n]);
+            let Some(head) = read_request_head(&mut sock).await else {
+                return;
+            };
+            let req = String::from_utf8_lossy(&head);
             let path = req.split_whitespace().nth(1).unwrap_or("/");
             let (code, body) = match path {
                 "/metrics" => ("200 OK", status.metrics()),
@@ -190,13 +217,14 @@ async fn monitoring(
                     "200 OK",
                     serde_json::to_string_pretty(&status.proxies()).unwrap_or_default(),
                 ),
-                "/debug/diagnostics" => {
-                    let s = snapshots.borrow().clone();
-                    (
-                        "200 OK",
-                        s.diagnostics.iter().map(|d| format!("{d}\n")).collect(),
-                    )
-                }
+                "/debug/diagnostics" => (
+                    "200 OK",
+                    diagnostics
+                        .borrow()
+                        .iter()
+                        .map(|d| format!("{d}\n"))
+                        .collect(),
+                ),
                 "/ready" => ("200 OK", "ready\n".into()),
                 _ => (
                     "404 Not Found",

@@ -1,0 +1,150 @@
+//! `CreateCertificate` over gRPC, as an agent calls it: the credential decides the identity,
+//! and a CSR that asks for another identity is refused with PERMISSION_DENIED.
+
+use isthmus_ca::grpc::istio_certificate_service_client::IstioCertificateServiceClient;
+use isthmus_ca::proto::IstioCertificateRequest;
+use isthmus_ca::{
+    create_intermediate, create_root, workload_csr, Authority, CaService, CredentialKey,
+};
+use std::sync::Arc;
+use tonic::transport::Channel;
+
+struct Ca {
+    client: IstioCertificateServiceClient<Channel>,
+    key: Arc<CredentialKey>,
+    dir: std::path::PathBuf,
+}
+
+impl Drop for Ca {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+async fn serve(tag: &str) -> Ca {
+    let dir = std::env::temp_dir().join(format!("isthmus-ca-grpc-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    create_root(&dir.join("root")).expect("root");
+    create_intermediate(&dir.join("root"), "cluster2", &dir.join("cacerts")).expect("intermediate");
+    let authority = Arc::new(Authority::load(&dir.join("cacerts")).expect("load"));
+    let key = Arc::new(CredentialKey::from_bytes(
+        b"a test key of thirty-two bytes!!",
+    ));
+    let svc = CaService::new(authority, key.clone(), "cluster.local".into()).into_service();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(svc)
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+    );
+    let channel = Channel::from_shared(format!("http://{addr}"))
+        .expect("uri")
+        .connect()
+        .await
+        .expect("connect");
+    let client = IstioCertificateServiceClient::new(channel);
+    Ca { client, key, dir }
+}
+
+fn request(csr: &str, token: Option<&str>) -> tonic::Request<IstioCertificateRequest> {
+    let mut req = tonic::Request::new(IstioCertificateRequest {
+        csr: csr.into(),
+        validity_duration: 3600,
+    });
+    if let Some(t) = token {
+        req.metadata_mut().insert(
+            "authorization",
+            format!("Bearer {t}").parse().expect("header value"),
+        );
+    }
+    req
+}
+
+#[tokio::test]
+async fn csr_matching_the_credential_is_signed() {
+    let mut ca = serve("ok").await;
+    let (csr, _key) = workload_csr("spiffe://cluster.local/ns/bar/sa/httpbin").expect("csr");
+    let token = ca.key.issue("bar", "httpbin", 600);
+    let chain = ca
+        .client
+        .create_certificate(request(&csr, Some(&token)))
+        .await
+        .expect("signed")
+        .into_inner()
+        .cert_chain;
+    assert!(
+        chain.len() >= 2,
+        "leaf and intermediate, got {}",
+        chain.len()
+    );
+    let der = x509_parser::pem::parse_x509_pem(chain[0].as_bytes())
+        .expect("pem")
+        .1;
+    let cert = der.parse_x509().expect("x509");
+    let san = cert
+        .subject_alternative_name()
+        .expect("san ext")
+        .expect("san present");
+    let uris: Vec<String> = san
+        .value
+        .general_names
+        .iter()
+        .filter_map(|n| match n {
+            x509_parser::extensions::GeneralName::URI(u) => Some(u.to_string()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(uris, vec!["spiffe://cluster.local/ns/bar/sa/httpbin"]);
+}
+
+#[tokio::test]
+async fn csr_for_another_identity_is_permission_denied() {
+    let mut ca = serve("mismatch").await;
+    // Valid credential for foo/sleep, CSR claiming bar/httpbin.
+    let token = ca.key.issue("foo", "sleep", 600);
+    let (csr, _key) = workload_csr("spiffe://cluster.local/ns/bar/sa/httpbin").expect("csr");
+    let err = ca
+        .client
+        .create_certificate(request(&csr, Some(&token)))
+        .await
+        .expect_err("refused");
+    assert_eq!(err.code(), tonic::Code::PermissionDenied, "{err:?}");
+    assert!(
+        err.message()
+            .contains("spiffe://cluster.local/ns/foo/sa/sleep"),
+        "the refusal names the credential's identity: {}",
+        err.message()
+    );
+}
+
+#[tokio::test]
+async fn missing_or_forged_credentials_are_unauthenticated() {
+    let mut ca = serve("unauth").await;
+    let (csr, _key) = workload_csr("spiffe://cluster.local/ns/foo/sa/sleep").expect("csr");
+    let err = ca
+        .client
+        .create_certificate(request(&csr, None))
+        .await
+        .expect_err("no credential");
+    assert_eq!(err.code(), tonic::Code::Unauthenticated);
+
+    let other = CredentialKey::from_bytes(b"another key, not the CA's own!!!");
+    let forged = other.issue("foo", "sleep", 600);
+    let err = ca
+        .client
+        .create_certificate(request(&csr, Some(&forged)))
+        .await
+        .expect_err("forged");
+    assert_eq!(err.code(), tonic::Code::Unauthenticated);
+
+    let token = ca.key.issue("foo", "sleep", 600);
+    let err = ca
+        .client
+        .create_certificate(request("not a CSR", Some(&token)))
+        .await
+        .expect_err("garbage");
+    assert_eq!(err.code(), tonic::Code::InvalidArgument);
+}

@@ -1,0 +1,343 @@
+//! The ADS server's protocol, seen from a client on a loopback port: state of the world
+//! (ACK, NACK, stale nonces, pushes on change) and delta (wildcard and named subscriptions,
+//! unsubscribe, removals). Resources come from the seed 000 configuration.
+
+use envoy_types::pb::envoy::config::core::v3::Node;
+use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient;
+use envoy_types::pb::envoy::service::discovery::v3::{
+    DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse,
+};
+use envoy_types::pb::google::protobuf::{value::Kind, Struct, Value};
+use envoy_types::pb::google::rpc::Status as RpcStatus;
+use isthmus_model::{MeshSnapshot, SnapshotInput};
+use isthmus_registry::FileRegistry;
+use isthmus_xds::{AdsServer, XdsStatus};
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::StreamExt;
+use tonic::transport::Channel;
+
+const CDS: &str = "type.googleapis.com/envoy.config.cluster.v3.Cluster";
+const EDS: &str = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment";
+const HTTPBIN: &str = "outbound|8000||httpbin.bar.global";
+const SLEEP: &str = "outbound|80||sleep.foo.svc.cluster.local";
+
+/// Seed 000's cluster1 at `version`; without the ServiceEntry when `with_se` is false.
+fn snapshot(version: u64, with_se: bool) -> Arc<MeshSnapshot> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata/seed000/cluster1");
+    let mut reg = FileRegistry::new("cluster1", dir);
+    reg.reload();
+    let mut cluster = reg.current().clone();
+    if !with_se {
+        cluster.resources.retain(|k, _| k.kind != "ServiceEntry");
+    }
+    let input = SnapshotInput {
+        local_cluster: "cluster1".into(),
+        local_network: "network1".into(),
+        cluster_networks: BTreeMap::new(),
+        clusters: vec![cluster],
+    };
+    Arc::new(MeshSnapshot::build(&input, version))
+}
+
+struct Server {
+    client: AggregatedDiscoveryServiceClient<Channel>,
+    snapshots: watch::Sender<Arc<MeshSnapshot>>,
+    status: Arc<XdsStatus>,
+}
+
+async fn serve() -> Server {
+    let (snapshots, rx) = watch::channel(snapshot(1, true));
+    let status = Arc::new(XdsStatus::default());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let svc = AdsServer::new(rx, status.clone()).into_service();
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(svc)
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+    );
+    let client = AggregatedDiscoveryServiceClient::connect(format!("http://{addr}"))
+        .await
+        .expect("connect");
+    Server {
+        client,
+        snapshots,
+        status,
+    }
+}
+
+fn node() -> Node {
+    let mut fields = BTreeMap::new();
+    fields.insert(
+        "CLUSTER_ID".to_string(),
+        Value {
+            kind: Some(Kind::StringValue("cluster1".into())),
+        },
+    );
+    Node {
+        id: "sidecar~127.0.1.1~sleep-0.foo~foo.svc.cluster.local".into(),
+        metadata: Some(Struct {
+            fields: fields.into_iter().collect(),
+        }),
+        ..Default::default()
+    }
+}
+
+async fn next<T>(stream: &mut tonic::Streaming<T>) -> T {
+    tokio::time::timeout(Duration::from_secs(5), stream.next())
+        .await
+        .expect("a response within 5 s")
+        .expect("stream open")
+        .expect("not an error")
+}
+
+async fn nothing<T: std::fmt::Debug>(stream: &mut tonic::Streaming<T>) {
+    if let Ok(Some(r)) = tokio::time::timeout(Duration::from_millis(300), stream.next()).await {
+        panic!("expected no response, got {r:?}");
+    }
+}
+
+fn names(r: &DiscoveryResponse) -> Vec<String> {
+    use prost::Message;
+    r.resources
+        .iter()
+        .map(|a| {
+            envoy_types::pb::envoy::config::cluster::v3::Cluster::decode(a.value.as_slice())
+                .expect("a Cluster")
+                .name
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn sotw_acks_nacks_stale_nonces_and_pushes_on_change() {
+    let mut srv = serve().await;
+    let (tx, rx) = mpsc::channel(8);
+    let mut stream = srv
+        .client
+        .stream_aggregated_resources(ReceiverStream::new(rx))
+        .await
+        .expect("stream")
+        .into_inner();
+    let req = |version: &str, nonce: &str, error: Option<&str>| DiscoveryRequest {
+        node: Some(node()),
+        type_url: CDS.into(),
+        version_info: version.into(),
+        response_nonce: nonce.into(),
+        error_detail: error.map(|m| RpcStatus {
+            code: 3,
+            message: m.into(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    tx.send(req("", "", None)).await.expect("send");
+    let first = next(&mut stream).await;
+    assert_eq!(first.version_info, "1");
+    let got = names(&first);
+    assert!(got.contains(&HTTPBIN.to_string()), "{got:?}");
+    assert!(got.contains(&SLEEP.to_string()), "{got:?}");
+
+    // An ACK is answered with nothing and counted.
+    tx.send(req("1", &first.nonce, None)).await.expect("ack");
+    nothing(&mut stream).await;
+    assert!(srv.status.metrics().contains("isthmus_xds_acks_total 1"));
+
+    // A change is pushed with a new version and a new nonce; the ServiceEntry's cluster is gone.
+    srv.snapshots.send(snapshot(2, false)).expect("push");
+    let second = next(&mut stream).await;
+    assert_eq!(second.version_info, "2");
+    assert_ne!(second.nonce, first.nonce);
+    let got = names(&second);
+    assert!(!got.contains(&HTTPBIN.to_string()), "{got:?}");
+    assert!(got.contains(&SLEEP.to_string()), "{got:?}");
+
+    // A reply to the older nonce is stale: ignored, neither counted nor answered.
+    tx.send(req("1", &first.nonce, Some("late")))
+        .await
+        .expect("stale");
+    nothing(&mut stream).await;
+    assert!(srv.status.metrics().contains("isthmus_xds_nacks_total 0"));
+
+    // A NACK of the current nonce is counted, logged and recorded per proxy.
+    tx.send(req("1", &second.nonce, Some("bad cluster")))
+        .await
+        .expect("nack");
+    nothing(&mut stream).await;
+    assert!(srv.status.metrics().contains("isthmus_xds_nacks_total 1"));
+    let proxies = srv.status.proxies();
+    assert_eq!(proxies.len(), 1);
+    let json = serde_json::to_string(&proxies).expect("json");
+    assert!(json.contains("bad cluster"), "{json}");
+
+    // The next good snapshot is pushed again after a NACK.
+    srv.snapshots.send(snapshot(3, true)).expect("push");
+    let third = next(&mut stream).await;
+    assert_eq!(third.version_info, "3");
+    assert!(names(&third).contains(&HTTPBIN.to_string()));
+
+    // Closing the stream removes the proxy from the status.
+    drop(tx);
+    drop(stream);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while !srv.status.proxies().is_empty() {
+        assert!(tokio::time::Instant::now() < deadline, "proxy never closed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_stream_without_a_node_is_refused() {
+    let mut srv = serve().await;
+    let (tx, rx) = mpsc::channel(1);
+    let mut stream = srv
+        .client
+        .stream_aggregated_resources(ReceiverStream::new(rx))
+        .await
+        .expect("stream")
+        .into_inner();
+    tx.send(DiscoveryRequest {
+        type_url: CDS.into(),
+        ..Default::default()
+    })
+    .await
+    .expect("send");
+    let err = tokio::time::timeout(Duration::from_secs(5), stream.next())
+        .await
+        .expect("an answer")
+        .expect("an item")
+        .expect_err("refused");
+    assert_eq!(err.code(), tonic::Code::InvalidArgument);
+    assert!(err.message().contains("node"), "{}", err.message());
+
+    // A malformed node id is refused with the reason.
+    let (tx, rx) = mpsc::channel(1);
+    let mut stream = srv
+        .client
+        .stream_aggregated_resources(ReceiverStream::new(rx))
+        .await
+        .expect("stream")
+        .into_inner();
+    tx.send(DiscoveryRequest {
+        node: Some(Node {
+            id: "not-a-node-id".into(),
+            ..Default::default()
+        }),
+        type_url: CDS.into(),
+        ..Default::default()
+    })
+    .await
+    .expect("send");
+    let err = tokio::time::timeout(Duration::from_secs(5), stream.next())
+        .await
+        .expect("an answer")
+        .expect("an item")
+        .expect_err("refused");
+    assert_eq!(err.code(), tonic::Code::InvalidArgument);
+}
+
+fn delta_names(r: &DeltaDiscoveryResponse) -> Vec<String> {
+    r.resources.iter().map(|r| r.name.clone()).collect()
+}
+
+#[tokio::test]
+async fn delta_wildcard_named_subscriptions_unsubscribe_and_removals() {
+    let mut srv = serve().await;
+    let (tx, rx) = mpsc::channel(8);
+    let mut stream = srv
+        .client
+        .delta_aggregated_resources(ReceiverStream::new(rx))
+        .await
+        .expect("stream")
+        .into_inner();
+    let ack = |type_url: &str, nonce: &str| DeltaDiscoveryRequest {
+        type_url: type_url.into(),
+        response_nonce: nonce.into(),
+        ..Default::default()
+    };
+
+    // Wildcard CDS: everything.
+    tx.send(DeltaDiscoveryRequest {
+        node: Some(node()),
+        type_url: CDS.into(),
+        ..Default::default()
+    })
+    .await
+    .expect("send");
+    let cds = next(&mut stream).await;
+    let got = delta_names(&cds);
+    assert!(got.contains(&HTTPBIN.to_string()), "{got:?}");
+    assert!(cds.removed_resources.is_empty());
+    assert!(cds.resources.iter().all(|r| !r.version.is_empty()));
+    tx.send(ack(CDS, &cds.nonce)).await.expect("ack");
+    nothing(&mut stream).await;
+
+    // EDS by name: only what was asked for (the ServiceEntry's DNS cluster carries its
+    // endpoints inline, so only Kubernetes services have an assignment).
+    tx.send(DeltaDiscoveryRequest {
+        type_url: EDS.into(),
+        resource_names_subscribe: vec![SLEEP.into()],
+        ..Default::default()
+    })
+    .await
+    .expect("subscribe");
+    let eds = next(&mut stream).await;
+    assert_eq!(delta_names(&eds), vec![SLEEP.to_string()]);
+    tx.send(ack(EDS, &eds.nonce)).await.expect("ack");
+    nothing(&mut stream).await;
+
+    // A name that has no resource sends nothing (not an error, not a re-send of the others).
+    tx.send(DeltaDiscoveryRequest {
+        type_url: EDS.into(),
+        resource_names_subscribe: vec![HTTPBIN.into()],
+        ..Default::default()
+    })
+    .await
+    .expect("subscribe");
+    nothing(&mut stream).await;
+
+    // Unsubscribe: nothing is sent.
+    tx.send(DeltaDiscoveryRequest {
+        type_url: EDS.into(),
+        resource_names_unsubscribe: vec![SLEEP.into(), HTTPBIN.into()],
+        ..Default::default()
+    })
+    .await
+    .expect("unsubscribe");
+    nothing(&mut stream).await;
+
+    // Removing the ServiceEntry: CDS names the removed cluster and re-sends nothing that did
+    // not change; EDS has no subscription left, so it gets nothing.
+    srv.snapshots.send(snapshot(2, false)).expect("push");
+    let cds2 = next(&mut stream).await;
+    assert_eq!(cds2.type_url, CDS);
+    assert_eq!(cds2.removed_resources, vec![HTTPBIN.to_string()]);
+    assert!(cds2.resources.is_empty(), "{:?}", delta_names(&cds2));
+    tx.send(ack(CDS, &cds2.nonce)).await.expect("ack");
+    nothing(&mut stream).await;
+
+    // Re-subscribing sends the resource again even though the proxy once had it.
+    tx.send(DeltaDiscoveryRequest {
+        type_url: EDS.into(),
+        resource_names_subscribe: vec![SLEEP.into()],
+        ..Default::default()
+    })
+    .await
+    .expect("subscribe");
+    let eds2 = next(&mut stream).await;
+    assert_eq!(delta_names(&eds2), vec![SLEEP.to_string()]);
+    tx.send(ack(EDS, &eds2.nonce)).await.expect("ack");
+
+    // Bringing it back re-sends it.
+    srv.snapshots.send(snapshot(3, true)).expect("push");
+    let cds3 = next(&mut stream).await;
+    assert_eq!(delta_names(&cds3), vec![HTTPBIN.to_string()]);
+    assert!(srv.status.metrics().contains("isthmus_xds_nacks_total 0"));
+}
