@@ -118,6 +118,15 @@ struct ControlPlaneArgs {
     /// Metrics and debug address.
     #[arg(long, default_value = "127.0.0.1:15014")]
     monitoring: std::net::SocketAddr,
+    /// Serve mesh DNS here (UDP and TCP), such as 0.0.0.0:53 or 127.0.0.1:15053.
+    #[arg(long)]
+    dns: Option<std::net::SocketAddr>,
+    /// SUFFIX=IPV4: answer every name under SUFFIX with IPV4 (seed 004's `*.remote` template).
+    #[arg(long = "dns-template")]
+    dns_templates: Vec<isthmus_dns::Template>,
+    /// Range for VIPs of ServiceEntry hosts that have no `addresses`.
+    #[arg(long, default_value = "240.240.0.0/16")]
+    vip_range: isthmus_model::VipRange,
 }
 
 #[derive(Args, Debug)]
@@ -211,6 +220,7 @@ fn snapshot_input(r: &RegistryArgs) -> isthmus_model::SnapshotInput {
         local_network: r.network.clone(),
         cluster_networks: r.cluster_networks.iter().cloned().collect(),
         clusters,
+        ..Default::default()
     }
 }
 
@@ -283,6 +293,9 @@ fn main() -> Result<()> {
                 credential_key: a.credential_key,
                 listen: a.listen,
                 monitoring: a.monitoring,
+                dns: a.dns,
+                dns_templates: a.dns_templates,
+                vip_range: a.vip_range,
             };
             for (_, d) in &config.registries {
                 if !d.is_dir() {

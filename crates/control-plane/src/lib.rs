@@ -33,6 +33,12 @@ pub struct Config {
     pub listen: SocketAddr,
     /// Monitoring address.
     pub monitoring: SocketAddr,
+    /// Where to serve mesh DNS (UDP and TCP), if anywhere.
+    pub dns: Option<SocketAddr>,
+    /// DNS template suffixes (`remote=198.18.255.1`).
+    pub dns_templates: Vec<isthmus_dns::Template>,
+    /// The range ServiceEntry hosts without `addresses` get a VIP from.
+    pub vip_range: isthmus_model::VipRange,
 }
 
 /// Failures starting the control plane.
@@ -50,6 +56,9 @@ pub enum ControlPlaneError {
     /// The local cluster has no registry.
     #[error("no --registry given for the local cluster `{0}`")]
     NoLocalRegistry(String),
+    /// Mesh DNS could not start.
+    #[error(transparent)]
+    Dns(#[from] isthmus_dns::DnsError),
     /// Serving failed.
     #[error("serving on {addr}: {source}")]
     Serve {
@@ -67,6 +76,7 @@ fn build(config: &Config, registries: &[FileRegistry], version: u64) -> MeshSnap
         local_network: config.network.clone(),
         cluster_networks: config.cluster_networks.clone(),
         clusters: registries.iter().map(|r| r.current().clone()).collect(),
+        vip_range: config.vip_range,
     };
     MeshSnapshot::build(&input, version)
 }
@@ -133,6 +143,35 @@ pub async fn run(config: Config) -> Result<(), ControlPlaneError> {
         }
     });
 
+    if let Some(addr) = config.dns {
+        let table = |s: &MeshSnapshot| {
+            Arc::new(isthmus_dns::NameTable::from_snapshot(
+                s,
+                &config.dns_templates,
+            ))
+        };
+        let (table_tx, table_rx) = watch::channel(table(&snap_rx.borrow()));
+        let udp = tokio::net::UdpSocket::bind(addr)
+            .await
+            .map_err(|source| isthmus_dns::DnsError::Bind { addr, source })?;
+        let tcp = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|source| isthmus_dns::DnsError::Bind { addr, source })?;
+        tokio::spawn(async move {
+            if let Err(e) = isthmus_dns::serve_on(udp, tcp, table_rx).await {
+                tracing::error!(error = %e, "mesh DNS stopped");
+            }
+        });
+        let mut snaps = snap_rx.clone();
+        let templates = config.dns_templates.clone();
+        tokio::spawn(async move {
+            while snaps.changed().await.is_ok() {
+                let next =
+                    isthmus_dns::NameTable::from_snapshot(&snaps.borrow_and_update(), &templates);
+                table_tx.send_replace(Arc::new(next));
+            }
+        });
+    }
     let status = Arc::new(XdsStatus::default());
     let (cert, key) = authority.issue_server(&[
         isthmus_ca::CONTROL_PLANE_DNS.to_string(),

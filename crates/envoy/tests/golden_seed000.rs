@@ -25,6 +25,7 @@ fn snapshot(cluster: &str, network: &str) -> MeshSnapshot {
         local_network: network.into(),
         cluster_networks: BTreeMap::new(),
         clusters: vec![reg.current().clone()],
+        ..Default::default()
     };
     MeshSnapshot::build(&input, 1)
 }

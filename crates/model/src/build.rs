@@ -162,6 +162,7 @@ impl MeshSnapshot {
                         })
                         .collect(),
                     vip: None,
+                    vip_allocated: false,
                     resolution: Resolution::Static,
                     location: Location::MeshInternal,
                     endpoints: Vec::new(),
@@ -398,6 +399,7 @@ impl MeshSnapshot {
                                         origin: ServiceOrigin::ServiceEntry(key.clone()),
                                         ports: ports.clone(),
                                         vip: vip.clone(),
+                                        vip_allocated: false,
                                         resolution,
                                         location: se
                                             .spec
@@ -446,6 +448,30 @@ impl MeshSnapshot {
                 })
                 .collect();
             snap.network_gateways.insert(net.0.clone(), gws);
+        }
+        // ServiceEntry hosts without an address get one, so that DNS can answer them and
+        // sidecars capture them by VIP (Istio's DNS auto-allocation).
+        let taken: std::collections::BTreeSet<std::net::Ipv4Addr> = services
+            .values()
+            .filter_map(|s| s.vip.as_deref()?.parse().ok())
+            .collect();
+        let wanting: Vec<String> = services
+            .values()
+            .filter(|s| {
+                s.vip.is_none()
+                    && matches!(s.origin, ServiceOrigin::ServiceEntry(_))
+                    && !s.hostname.contains('*')
+            })
+            .map(|s| s.hostname.clone())
+            .collect();
+        for (host, ip) in input
+            .vip_range
+            .allocate(wanting.iter().map(String::as_str), &taken)
+        {
+            if let Some(s) = services.get_mut(&host) {
+                s.vip = Some(ip.to_string());
+                s.vip_allocated = true;
+            }
         }
         for s in services.values_mut() {
             s.endpoints

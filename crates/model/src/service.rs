@@ -38,6 +38,8 @@ pub struct Service {
     pub ports: Vec<Port>,
     /// The virtual IP clients connect to, if any.
     pub vip: Option<String>,
+    /// True when the VIP was allocated by the mesh rather than written in `addresses`.
+    pub vip_allocated: bool,
     /// How endpoints are found.
     pub resolution: Resolution,
     /// Inside or outside the mesh.

@@ -23,6 +23,90 @@ pub struct SnapshotInput {
     pub cluster_networks: BTreeMap<String, String>,
     /// Every registry's objects.
     pub clusters: Vec<ClusterConfig>,
+    /// Where ServiceEntry hosts without `addresses` get their VIP from.
+    pub vip_range: VipRange,
+}
+
+/// An IPv4 range that automatic VIPs are allocated from (Istio's default: 240.240.0.0/16,
+/// a reserved block that is never routed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VipRange {
+    /// First address of the block.
+    pub base: std::net::Ipv4Addr,
+    /// Prefix length, 8 to 30.
+    pub prefix: u8,
+}
+
+impl Default for VipRange {
+    fn default() -> Self {
+        VipRange {
+            base: std::net::Ipv4Addr::new(240, 240, 0, 0),
+            prefix: 16,
+        }
+    }
+}
+
+/// A VIP range that could not be read.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "VIP range `{0}`: expected an IPv4 CIDR with a prefix from 8 to 30, such as 240.240.0.0/16"
+)]
+pub struct VipRangeError(String);
+
+impl std::str::FromStr for VipRange {
+    type Err = VipRangeError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let err = || VipRangeError(s.to_string());
+        let (ip, prefix) = s.split_once('/').ok_or_else(err)?;
+        let ip: std::net::Ipv4Addr = ip.parse().map_err(|_| err())?;
+        let prefix: u8 = prefix.parse().map_err(|_| err())?;
+        if !(8..=30).contains(&prefix) {
+            return Err(err());
+        }
+        let mask = u32::MAX << (32 - prefix);
+        Ok(VipRange {
+            base: std::net::Ipv4Addr::from(u32::from(ip) & mask),
+            prefix,
+        })
+    }
+}
+
+impl VipRange {
+    /// Allocates stable addresses for `hosts` (any order), avoiding `taken`: each host
+    /// hashes to a slot and probes forward on collision, so a host keeps its address when
+    /// others come and go (unless it had collided).
+    pub fn allocate<'a>(
+        &self,
+        hosts: impl IntoIterator<Item = &'a str>,
+        taken: &std::collections::BTreeSet<std::net::Ipv4Addr>,
+    ) -> BTreeMap<String, std::net::Ipv4Addr> {
+        let size = 1u32 << (32 - self.prefix);
+        let base = u32::from(self.base);
+        let mut used = taken.clone();
+        let mut hosts: Vec<&str> = hosts.into_iter().collect();
+        hosts.sort_unstable();
+        hosts.dedup();
+        let mut out = BTreeMap::new();
+        for host in hosts {
+            // FNV-1a: fixed across releases and platforms, unlike std's hasher.
+            let mut h: u32 = 0x811c_9dc5;
+            for b in host.bytes() {
+                h = (h ^ u32::from(b)).wrapping_mul(0x0100_0193);
+            }
+            // Usable offsets are 1..size-1 (no network or broadcast address).
+            let usable = size - 2;
+            let start = h % usable;
+            for i in 0..usable {
+                let ip = std::net::Ipv4Addr::from(base + 1 + (start + i) % usable);
+                if used.insert(ip) {
+                    out.insert(host.to_string(), ip);
+                    break;
+                }
+            }
+        }
+        out
+    }
 }
 
 /// A pod the registries know, used to find a proxy's labels and identity.
@@ -207,5 +291,46 @@ impl MeshSnapshot {
                     .all(|(k, v)| labels.get(k) == Some(v))
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeSet;
+    use std::net::Ipv4Addr;
+
+    #[test]
+    fn vip_range_parses_and_rejects() {
+        let r: VipRange = "240.240.7.9/16".parse().expect("range");
+        assert_eq!(r.base, Ipv4Addr::new(240, 240, 0, 0));
+        assert_eq!(r, VipRange::default());
+        assert!("240.240.0.0".parse::<VipRange>().is_err());
+        assert!("240.240.0.0/31".parse::<VipRange>().is_err());
+        assert!("nonsense/16".parse::<VipRange>().is_err());
+    }
+
+    #[test]
+    fn allocation_is_stable_inside_the_range_and_avoids_taken() {
+        let r: VipRange = "10.99.0.0/30".parse().expect("range");
+        // Two usable addresses: .1 and .2; .1 is taken, so exactly one host gets .2.
+        let taken: BTreeSet<Ipv4Addr> = [Ipv4Addr::new(10, 99, 0, 1)].into();
+        let got = r.allocate(["a.example", "b.example"], &taken);
+        assert_eq!(got.len(), 1);
+        assert_eq!(got.values().next(), Some(&Ipv4Addr::new(10, 99, 0, 2)));
+
+        let r = VipRange::default();
+        let first = r.allocate(["httpbin.bar.global", "other.ns.global"], &BTreeSet::new());
+        let again = r.allocate(
+            ["third.ns.global", "other.ns.global", "httpbin.bar.global"],
+            &BTreeSet::new(),
+        );
+        assert_eq!(first["httpbin.bar.global"], again["httpbin.bar.global"]);
+        assert_eq!(first["other.ns.global"], again["other.ns.global"]);
+        for ip in again.values() {
+            assert_eq!(ip.octets()[..2], [240, 240]);
+            assert_ne!(ip.octets()[2..], [0, 0]);
+            assert_ne!(ip.octets()[2..], [255, 255]);
+        }
     }
 }

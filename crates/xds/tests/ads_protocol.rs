@@ -40,6 +40,7 @@ fn snapshot(version: u64, with_se: bool) -> Arc<MeshSnapshot> {
         local_network: "network1".into(),
         cluster_networks: BTreeMap::new(),
         clusters: vec![cluster],
+        ..Default::default()
     };
     Arc::new(MeshSnapshot::build(&input, version))
 }

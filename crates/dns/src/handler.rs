@@ -1,0 +1,151 @@
+//! The DNS server: hickory-server's protocol handling with our name table behind it.
+
+use crate::table::{Answer, NameTable};
+use hickory_server::net::runtime::Time;
+use hickory_server::proto::op::{
+    Header, HeaderCounts, MessageType, Metadata, OpCode, ResponseCode,
+};
+use hickory_server::proto::rr::{rdata::A, Name, RData, Record, RecordType};
+use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
+use hickory_server::zone_handler::MessageResponseBuilder;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// Time to live of every answer: short, so that a deleted ServiceEntry stops resolving
+/// within seconds.
+pub const TTL_SECS: u32 = 5;
+
+/// Serving failed.
+#[derive(Debug, thiserror::Error)]
+pub enum DnsError {
+    /// A socket could not be bound.
+    #[error("mesh DNS cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The server stopped with an error.
+    #[error("mesh DNS on {addr} stopped: {message}")]
+    Stopped {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        message: String,
+    },
+}
+
+/// The request handler: answers from the current table.
+#[derive(Debug, Clone)]
+pub struct MeshDns {
+    table: watch::Receiver<Arc<NameTable>>,
+}
+
+impl MeshDns {
+    /// A handler following `table`.
+    pub fn new(table: watch::Receiver<Arc<NameTable>>) -> Self {
+        MeshDns { table }
+    }
+}
+
+fn failed(request: &Request, code: ResponseCode) -> ResponseInfo {
+    let mut metadata = Metadata::response_from_request(&request.metadata);
+    metadata.response_code = code;
+    ResponseInfo::from(Header {
+        metadata,
+        counts: HeaderCounts::default(),
+    })
+}
+
+#[async_trait::async_trait]
+impl RequestHandler for MeshDns {
+    async fn handle_request<R: ResponseHandler, T: Time>(
+        &self,
+        request: &Request,
+        mut response_handle: R,
+    ) -> ResponseInfo {
+        let builder = MessageResponseBuilder::new(&request.queries, None);
+        let mut metadata = Metadata::response_from_request(&request.metadata);
+        metadata.authoritative = true;
+        metadata.recursion_available = false;
+        let mut answers: Vec<Record> = Vec::new();
+        let query = match request.request_info() {
+            Ok(info)
+                if request.metadata.message_type == MessageType::Query
+                    && request.metadata.op_code == OpCode::Query =>
+            {
+                Some(info.query.clone())
+            }
+            Ok(_) => {
+                metadata.response_code = ResponseCode::NotImp;
+                None
+            }
+            Err(_) => {
+                metadata.response_code = ResponseCode::FormErr;
+                None
+            }
+        };
+        if let Some(query) = query {
+            let name = Name::from(query.name().clone());
+            let table = self.table.borrow().clone();
+            match table.lookup(&name.to_ascii()) {
+                Answer::NxDomain => metadata.response_code = ResponseCode::NXDomain,
+                Answer::Found(addrs) => {
+                    if matches!(query.query_type(), RecordType::A | RecordType::ANY) {
+                        answers = addrs
+                            .into_iter()
+                            .map(|a| Record::from_rdata(name.clone(), TTL_SECS, RData::A(A(a))))
+                            .collect();
+                    }
+                }
+            }
+            tracing::debug!(%name, qtype = %query.query_type(), code = %metadata.response_code, answers = answers.len(), "DNS query");
+        }
+        let response = builder.build(metadata, answers.iter(), [], [], []);
+        match response_handle.send_response(response).await {
+            Ok(info) => info,
+            Err(error) => {
+                tracing::warn!(%error, "cannot send DNS response");
+                failed(request, ResponseCode::ServFail)
+            }
+        }
+    }
+}
+
+/// Serves `table` on UDP and TCP at `addr` until the process stops.
+pub async fn serve(
+    addr: SocketAddr,
+    table: watch::Receiver<Arc<NameTable>>,
+) -> Result<(), DnsError> {
+    let bind = |source| DnsError::Bind { addr, source };
+    let udp = tokio::net::UdpSocket::bind(addr).await.map_err(bind)?;
+    let tcp = tokio::net::TcpListener::bind(addr).await.map_err(bind)?;
+    serve_on(udp, tcp, table).await
+}
+
+/// Serves `table` on sockets the caller bound.
+pub async fn serve_on(
+    udp: tokio::net::UdpSocket,
+    tcp: tokio::net::TcpListener,
+    table: watch::Receiver<Arc<NameTable>>,
+) -> Result<(), DnsError> {
+    let addr = udp.local_addr().map_err(|source| DnsError::Bind {
+        addr: SocketAddr::from(([0, 0, 0, 0], 0)),
+        source,
+    })?;
+    let mut server = hickory_server::Server::new(MeshDns::new(table));
+    server.register_socket(udp);
+    server.register_listener(tcp, Duration::from_secs(5), 4096);
+    tracing::info!(%addr, "serving mesh DNS (UDP and TCP)");
+    server
+        .block_until_done()
+        .await
+        .map_err(|e| DnsError::Stopped {
+            addr,
+            message: e.to_string(),
+        })
+}

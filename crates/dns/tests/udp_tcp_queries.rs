@@ -1,0 +1,144 @@
+//! The mesh DNS over real sockets on loopback, with seed 000's cluster1 configuration:
+//! Kubernetes names, ServiceEntry VIPs, templates, NXDOMAIN and empty AAAA, and a table
+//! update taking effect without a restart.
+
+use hickory_server::proto::op::{Message, MessageType, OpCode, Query, ResponseCode};
+use hickory_server::proto::rr::{Name, RData, RecordType};
+use isthmus_dns::{serve_on, NameTable, Template};
+use isthmus_model::{MeshSnapshot, SnapshotInput};
+use isthmus_registry::FileRegistry;
+use std::collections::BTreeMap;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::watch;
+
+fn table(with_se: bool) -> Arc<NameTable> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata/seed000/cluster1");
+    let mut reg = FileRegistry::new("cluster1", dir);
+    reg.reload();
+    let mut cluster = reg.current().clone();
+    if !with_se {
+        cluster.resources.retain(|k, _| k.kind != "ServiceEntry");
+    }
+    let snap = MeshSnapshot::build(
+        &SnapshotInput {
+            local_cluster: "cluster1".into(),
+            local_network: "network1".into(),
+            cluster_networks: BTreeMap::new(),
+            clusters: vec![cluster],
+            ..Default::default()
+        },
+        1,
+    );
+    let templates: Vec<Template> = vec!["remote=198.18.255.1".parse().expect("template")];
+    Arc::new(NameTable::from_snapshot(&snap, &templates))
+}
+
+async fn start() -> (SocketAddr, watch::Sender<Arc<NameTable>>) {
+    let (tx, rx) = watch::channel(table(true));
+    // The same port for UDP and TCP; retry if TCP's is taken.
+    for _ in 0..20 {
+        let udp = tokio::net::UdpSocket::bind("127.0.0.1:0")
+            .await
+            .expect("udp");
+        let addr = udp.local_addr().expect("addr");
+        if let Ok(tcp) = tokio::net::TcpListener::bind(addr).await {
+            tokio::spawn(serve_on(udp, tcp, rx));
+            return (addr, tx);
+        }
+    }
+    panic!("no port free for both UDP and TCP");
+}
+
+fn query(name: &str, qtype: RecordType) -> Vec<u8> {
+    let mut m = Message::new(4242, MessageType::Query, OpCode::Query);
+    m.metadata.recursion_desired = true;
+    m.add_query(Query::query(Name::from_ascii(name).expect("name"), qtype));
+    m.to_vec().expect("encode")
+}
+
+async fn udp(addr: SocketAddr, name: &str, qtype: RecordType) -> Message {
+    let sock = tokio::net::UdpSocket::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    sock.send_to(&query(name, qtype), addr).await.expect("send");
+    let mut buf = vec![0u8; 2048];
+    let n = tokio::time::timeout(Duration::from_secs(3), sock.recv(&mut buf))
+        .await
+        .expect("answer within 3 s")
+        .expect("recv");
+    let m = Message::from_vec(&buf[..n]).expect("decode");
+    assert_eq!(m.metadata.id, 4242);
+    m
+}
+
+fn a_records(m: &Message) -> Vec<Ipv4Addr> {
+    m.answers
+        .iter()
+        .filter_map(|r| match &r.data {
+            RData::A(a) => Some(a.0),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn answers_mesh_names_and_nothing_else() {
+    let (addr, tx) = start().await;
+
+    let m = udp(addr, "httpbin.bar.global.", RecordType::A).await;
+    assert_eq!(m.metadata.response_code, ResponseCode::NoError);
+    assert_eq!(a_records(&m), vec![Ipv4Addr::new(127, 255, 0, 2)]);
+    assert!(m.metadata.authoritative);
+    assert_eq!(m.answers[0].ttl, isthmus_dns::TTL_SECS);
+
+    // Case-insensitive, as DNS is.
+    let m = udp(addr, "HTTPBIN.Bar.Global.", RecordType::A).await;
+    assert_eq!(a_records(&m), vec![Ipv4Addr::new(127, 255, 0, 2)]);
+
+    // Kubernetes service name: the ClusterIP of the fixture.
+    let m = udp(addr, "sleep.foo.svc.cluster.local.", RecordType::A).await;
+    assert_eq!(m.metadata.response_code, ResponseCode::NoError);
+    assert_eq!(a_records(&m).len(), 1, "{m:?}");
+
+    // AAAA for a known name: empty NOERROR, not an error.
+    let m = udp(addr, "httpbin.bar.global.", RecordType::AAAA).await;
+    assert_eq!(m.metadata.response_code, ResponseCode::NoError);
+    assert!(m.answers.is_empty());
+
+    // Template suffix.
+    let m = udp(addr, "reviews.default.svc.b.remote.", RecordType::A).await;
+    assert_eq!(a_records(&m), vec![Ipv4Addr::new(198, 18, 255, 1)]);
+
+    // Unknown names, inside or outside the mesh's suffixes: NXDOMAIN, nothing forwarded.
+    for name in [
+        "nosuch.bar.global.",
+        "example.com.",
+        "httpbin.bar.global.foo.svc.cluster.local.",
+    ] {
+        let m = udp(addr, name, RecordType::A).await;
+        assert_eq!(m.metadata.response_code, ResponseCode::NXDomain, "{name}");
+        assert!(m.answers.is_empty());
+    }
+
+    // Over TCP too (length-prefixed).
+    let mut s = tokio::net::TcpStream::connect(addr).await.expect("tcp");
+    let q = query("httpbin.bar.global.", RecordType::A);
+    let len = u16::try_from(q.len()).expect("short query");
+    s.write_all(&len.to_be_bytes()).await.expect("len");
+    s.write_all(&q).await.expect("query");
+    let mut len = [0u8; 2];
+    s.read_exact(&mut len).await.expect("read len");
+    let mut buf = vec![0u8; usize::from(u16::from_be_bytes(len))];
+    s.read_exact(&mut buf).await.expect("read");
+    let m = Message::from_vec(&buf).expect("decode");
+    assert_eq!(a_records(&m), vec![Ipv4Addr::new(127, 255, 0, 2)]);
+
+    // The ServiceEntry goes away: its name stops resolving on the next query.
+    tx.send(table(false)).expect("update");
+    let m = udp(addr, "httpbin.bar.global.", RecordType::A).await;
+    assert_eq!(m.metadata.response_code, ResponseCode::NXDomain);
+}
