@@ -6,8 +6,18 @@ use tokio::process::{Child, Command};
 
 /// Starts Envoy with `bootstrap`. Envoy is killed when the agent exits, even by a signal
 /// the agent cannot catch.
-pub fn start(envoy: &Path, bootstrap: &Path, log_level: &str) -> std::io::Result<Child> {
+/// With `run_as`, Envoy runs as that uid and gid (1337 under capture, so that its own
+/// traffic is not captured again).
+pub fn start(
+    envoy: &Path,
+    bootstrap: &Path,
+    log_level: &str,
+    run_as: Option<u32>,
+) -> std::io::Result<Child> {
     let mut cmd = Command::new(envoy);
+    if let Some(id) = run_as {
+        cmd.uid(id).gid(id);
+    }
     cmd.arg("-c")
         .arg(bootstrap)
         .arg("--disable-hot-restart")

@@ -6,6 +6,7 @@
 
 pub mod bootstrap;
 pub mod caclient;
+pub mod capture;
 pub mod envoy;
 pub mod run;
 pub mod sds;

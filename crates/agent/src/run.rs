@@ -61,6 +61,9 @@ pub struct AgentConfig {
     pub admin_address: String,
     /// Envoy log level.
     pub log_level: String,
+    /// Install the iptables capture rules in this network namespace first (Istio's init
+    /// step) and run Envoy as uid/gid 1337.
+    pub capture: bool,
 }
 
 /// Agent failures.
@@ -90,6 +93,9 @@ pub enum AgentError {
     /// Bad settings.
     #[error("{0}")]
     Config(String),
+    /// Transparent capture could not be installed.
+    #[error(transparent)]
+    Capture(#[from] crate::capture::CaptureError),
 }
 
 fn io(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> AgentError + '_ {
@@ -138,10 +144,25 @@ async fn fetch(config: &AgentConfig, root: &str, generation: u64) -> Result<Mate
     })
 }
 
+fn set_mode(path: &std::path::Path, mode: u32) -> Result<(), AgentError> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(io(path))
+}
+
 /// Runs the agent until SIGINT/SIGTERM.
 pub async fn run(config: AgentConfig) -> Result<(), AgentError> {
     let root = std::fs::read_to_string(&config.root_cert).map_err(io(&config.root_cert))?;
     std::fs::create_dir_all(&config.workdir).map_err(io(&config.workdir))?;
+    let run_as = if config.capture {
+        let cp: Option<std::net::SocketAddr> = config.control_plane.parse().ok();
+        crate::capture::apply(&crate::capture::CaptureConfig::istio(cp))?;
+        tracing::info!(control_plane_excluded = ?cp, "iptables capture installed: outbound -> 15001, inbound -> 15006");
+        // Envoy (uid 1337) reads the bootstrap and connects to the SDS socket.
+        set_mode(&config.workdir, 0o755)?;
+        Some(crate::capture::PROXY_UID)
+    } else {
+        None
+    };
     let material = fetch(&config, &root, 1).await?;
     let (mat_tx, mat_rx) = watch::channel(Arc::new(material));
 
@@ -149,6 +170,9 @@ pub async fn run(config: AgentConfig) -> Result<(), AgentError> {
     let sock = config.workdir.join("sds.sock");
     let _ = std::fs::remove_file(&sock);
     let listener = tokio::net::UnixListener::bind(&sock).map_err(io(&sock))?;
+    if run_as.is_some() {
+        set_mode(&sock, 0o666)?;
+    }
     let sds = SdsServer::new(mat_rx.clone());
     tokio::spawn(async move {
         let incoming = tokio_stream::wrappers::UnixListenerStream::new(listener);
@@ -227,7 +251,7 @@ pub async fn run(config: AgentConfig) -> Result<(), AgentError> {
     tracing::info!(node = %node_id, bootstrap = %boot_file.display(), "starting Envoy");
 
     let mut child =
-        crate::envoy::start(&config.envoy, &boot_file, &config.log_level).map_err(|source| {
+        crate::envoy::start(&config.envoy, &boot_file, &config.log_level, run_as).map_err(|source| {
             AgentError::Envoy {
                 envoy: config.envoy.clone(),
                 source,
@@ -246,7 +270,7 @@ pub async fn run(config: AgentConfig) -> Result<(), AgentError> {
                 let delay = Duration::from_millis(200 * u64::from(restarts.min(25)));
                 tracing::error!(?status, restarts, ?delay, "Envoy exited; restarting");
                 tokio::time::sleep(delay).await;
-                child = crate::envoy::start(&config.envoy, &boot_file, &config.log_level)
+                child = crate::envoy::start(&config.envoy, &boot_file, &config.log_level, run_as)
                     .map_err(|source| AgentError::Envoy { envoy: config.envoy.clone(), source })?;
             }
             _ = &mut renew => {

@@ -191,6 +191,10 @@ struct AgentArgs {
     /// Envoy log level.
     #[arg(long, default_value = "warning")]
     log_level: String,
+    /// Istio's init step: install iptables capture (outbound -> 15001, inbound -> 15006) in
+    /// this network namespace and run Envoy as uid 1337. Needs root.
+    #[arg(long)]
+    capture: bool,
 }
 
 #[derive(Args, Debug)]
@@ -345,6 +349,7 @@ fn main() -> Result<()> {
                 cert_ttl: Duration::from_secs(a.cert_ttl),
                 admin_address: a.admin_address,
                 log_level: a.log_level,
+                capture: a.capture,
             };
             tokio::runtime::Runtime::new()?.block_on(isthmus_agent::run(config))?;
         }
