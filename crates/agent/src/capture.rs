@@ -78,7 +78,9 @@ impl CaptureConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum CaptureError {
     /// `iptables-restore` is missing or could not run.
-    #[error("cannot run iptables-restore (install the `iptables` package; capture needs root): {0}")]
+    #[error(
+        "cannot run iptables-restore (install the `iptables` package; capture needs root): {0}"
+    )]
     Spawn(std::io::Error),
     /// It ran and refused the rules.
     #[error("iptables-restore refused the capture rules: {0}")]
@@ -122,8 +124,7 @@ mod tests {
 
     #[test]
     fn rules_redirect_apps_and_spare_envoy_and_the_control_plane() {
-        let rules =
-            CaptureConfig::istio(Some("10.10.0.2:15012".parse().expect("addr"))).rules();
+        let rules = CaptureConfig::istio(Some("10.10.0.2:15012".parse().expect("addr"))).rules();
         let lines: Vec<&str> = rules.lines().collect();
         let pos = |needle: &str| {
             lines
@@ -137,7 +138,10 @@ mod tests {
         assert!(envoy < redirect && cp < redirect, "exclusions come first");
         pos("-A ISTIO_REDIRECT -p tcp -j REDIRECT --to-ports 15001");
         pos("-A ISTIO_IN_REDIRECT -p tcp -j REDIRECT --to-ports 15006");
-        assert!(pos("-A ISTIO_INBOUND -p tcp --dport 15021 -j RETURN") < pos("-A ISTIO_INBOUND -p tcp -j ISTIO_IN_REDIRECT"));
+        assert!(
+            pos("-A ISTIO_INBOUND -p tcp --dport 15021 -j RETURN")
+                < pos("-A ISTIO_INBOUND -p tcp -j ISTIO_IN_REDIRECT")
+        );
         assert_eq!(lines.last(), Some(&"COMMIT"));
     }
 }

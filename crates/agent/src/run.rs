@@ -250,12 +250,10 @@ pub async fn run(config: AgentConfig) -> Result<(), AgentError> {
     .map_err(io(&boot_file))?;
     tracing::info!(node = %node_id, bootstrap = %boot_file.display(), "starting Envoy");
 
-    let mut child =
-        crate::envoy::start(&config.envoy, &boot_file, &config.log_level, run_as).map_err(|source| {
-            AgentError::Envoy {
-                envoy: config.envoy.clone(),
-                source,
-            }
+    let mut child = crate::envoy::start(&config.envoy, &boot_file, &config.log_level, run_as)
+        .map_err(|source| AgentError::Envoy {
+            envoy: config.envoy.clone(),
+            source,
         })?;
     let mut generation = 1;
     let mut restarts = 0u32;

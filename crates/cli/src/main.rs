@@ -6,6 +6,8 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
+mod lab;
+
 /// Isthmus: a multicluster service mesh for Istio users, with Envoy as the data plane.
 #[derive(Parser, Debug)]
 #[command(name = "isthmus", version, about, propagate_version = true)]
@@ -37,6 +39,13 @@ enum Command {
     Agent(Box<AgentArgs>),
     /// Print the Envoy resources the control plane would send a proxy, as Istio names them.
     ProxyConfig(ProxyConfigArgs),
+    /// A local multi-cluster lab in network namespaces: up, apply, exec, status, run, down.
+    Lab {
+        #[command(flatten)]
+        global: lab::LabGlobal,
+        #[command(subcommand)]
+        command: lab::LabCommand,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -228,7 +237,15 @@ fn snapshot_input(r: &RegistryArgs) -> isthmus_model::SnapshotInput {
     }
 }
 
-fn main() -> Result<()> {
+fn main() {
+    // Errors are printed plainly (cause chain, no backtrace), whatever RUST_BACKTRACE says.
+    if let Err(e) = run() {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run() -> Result<()> {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -365,6 +382,7 @@ fn main() -> Result<()> {
                 isthmus_envoy::render::render(&isthmus_envoy::generate(&snapshot, &proxy))
             );
         }
+        Command::Lab { global, command } => lab::run(&global, command)?,
     }
     Ok(())
 }

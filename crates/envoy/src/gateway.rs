@@ -11,7 +11,6 @@ use crate::names::{self, ports};
 use crate::pb::*;
 use crate::ProxyResources;
 use isthmus_api::enums::ServerTlsMode;
-use isthmus_model::proxy::Interception;
 use isthmus_model::{host_matches, MeshSnapshot, Proxy, ServiceOrigin};
 use std::collections::BTreeMap;
 
@@ -90,11 +89,9 @@ pub fn router_resources(snapshot: &MeshSnapshot, proxy: &Proxy) -> ProxyResource
             }
         }
     }
-    let bind = if proxy.interception == Interception::None {
-        proxy.id.ip.as_str()
-    } else {
-        "0.0.0.0"
-    };
+    // Gateways are not captured: like Istio's, they listen on every address of the pod
+    // (the pod IP for in-cluster traffic and the public address for the WAN).
+    let bind = "0.0.0.0";
     for port in servers.into_keys() {
         res.listeners.push(Listener {
             name: format!("0.0.0.0_{port}"),

@@ -1,0 +1,198 @@
+//! `isthmus lab ...`: the local multi-cluster lab, with kubectl-style verbs.
+
+use anyhow::{bail, Result};
+use clap::{Args, Subcommand};
+use isthmus_lab::{Lab, LabOptions};
+use std::path::PathBuf;
+
+/// Options every lab command shares.
+#[derive(Args, Debug, Clone)]
+pub struct LabGlobal {
+    /// State directory (registries, certificates, logs).
+    #[arg(
+        long,
+        global = true,
+        env = "ISTHMUS_LAB_STATE",
+        default_value = "/var/run/isthmus-lab"
+    )]
+    state: PathBuf,
+    /// Prefix of the lab's network namespaces.
+    #[arg(long, global = true, env = "ISTHMUS_LAB_PREFIX", default_value = "ism")]
+    prefix: String,
+    /// Envoy binary (default: `envoy` on PATH, then .venv/bin/envoy).
+    #[arg(long, global = true, env = "ISTHMUS_ENVOY")]
+    envoy: Option<PathBuf>,
+}
+
+/// The lab's verbs.
+#[derive(Subcommand, Debug)]
+pub enum LabCommand {
+    /// Create the clusters of a lab folder (topology.yaml + one manifest folder per cluster)
+    /// and wait until every proxy is ready.
+    Up {
+        /// The lab folder, such as examples/gateway-connected.
+        dir: PathBuf,
+    },
+    /// Stop everything and remove the lab's namespaces.
+    Down,
+    /// Apply manifests to a cluster (like `kubectl apply -f`).
+    Apply {
+        /// Cluster.
+        #[arg(long)]
+        cluster: String,
+        /// File or folder.
+        #[arg(short = 'f', long = "filename")]
+        file: PathBuf,
+        /// Namespace for objects that name none.
+        #[arg(short, long, default_value = "default")]
+        namespace: String,
+    },
+    /// Delete what manifests name from a cluster (like `kubectl delete -f`).
+    Delete {
+        /// Cluster.
+        #[arg(long)]
+        cluster: String,
+        /// File or folder.
+        #[arg(short = 'f', long = "filename")]
+        file: PathBuf,
+        /// Namespace for objects that name none.
+        #[arg(short, long, default_value = "default")]
+        namespace: String,
+    },
+    /// Run a command in a pod: `lab exec cluster1 foo sleep -- curl -s httpbin.bar.global:8000/ip`.
+    Exec {
+        /// Cluster.
+        cluster: String,
+        /// Namespace.
+        namespace: String,
+        /// Pod, Deployment or app name.
+        pod: String,
+        /// The command.
+        #[arg(last = true, required = true)]
+        command: Vec<String>,
+    },
+    /// Show clusters, pods, addresses and proxy readiness.
+    Status,
+    /// Run a scenario file's steps; brings the lab up first when none is running.
+    Run {
+        /// Scenario file, such as examples/gateway-connected/s1.yaml.
+        scenario: PathBuf,
+        /// Tear the lab down afterwards.
+        #[arg(long)]
+        down: bool,
+    },
+    /// (inside a pod) run a built-in demo app.
+    #[command(hide = true)]
+    App {
+        /// The Deployment's image, which selects the app.
+        #[arg(long)]
+        image: String,
+        /// Pod name (shown by helloworld).
+        #[arg(long)]
+        pod: String,
+        /// Ports to serve.
+        #[arg(long = "port")]
+        ports: Vec<u16>,
+    },
+    /// (inside a pod) GET a URL on loopback and print the body; exit 1 unless 200.
+    #[command(hide = true)]
+    HttpGet {
+        /// HOST:PORT.
+        addr: std::net::SocketAddr,
+        /// Path.
+        path: String,
+    },
+}
+
+fn options(g: &LabGlobal) -> Result<LabOptions> {
+    Ok(LabOptions {
+        state_dir: g.state.clone(),
+        prefix: g.prefix.clone(),
+        exe: std::env::current_exe()?,
+        envoy: g.envoy.clone(),
+    })
+}
+
+fn progress(line: &str) {
+    println!("  {line}");
+}
+
+/// Runs a lab command.
+pub fn run(g: &LabGlobal, cmd: LabCommand) -> Result<()> {
+    match cmd {
+        LabCommand::Up { dir } => {
+            println!("bringing up {} ...", dir.display());
+            let lab = Lab::up(&dir, options(g)?, &mut |l| progress(l))?;
+            println!(
+                "lab is up: {} clusters; try `isthmus lab status`",
+                lab.state.clusters.len()
+            );
+        }
+        LabCommand::Down => {
+            Lab::down(&options(g)?, &mut |l| progress(l))?;
+            println!("lab is down");
+        }
+        LabCommand::Apply {
+            cluster,
+            file,
+            namespace,
+        } => {
+            let mut lab = Lab::load(options(g)?)?;
+            lab.apply(&cluster, &file, &namespace, &mut |l| progress(l))?;
+        }
+        LabCommand::Delete {
+            cluster,
+            file,
+            namespace,
+        } => {
+            let mut lab = Lab::load(options(g)?)?;
+            lab.delete(&cluster, &file, &namespace, &mut |l| progress(l))?;
+        }
+        LabCommand::Exec {
+            cluster,
+            namespace,
+            pod,
+            command,
+        } => {
+            let lab = Lab::load(options(g)?)?;
+            let code = lab.exec(&cluster, &namespace, &pod, &command)?;
+            std::process::exit(code);
+        }
+        LabCommand::Status => {
+            let lab = Lab::load(options(g)?)?;
+            print!("{}", lab.status());
+        }
+        LabCommand::Run { scenario, down } => {
+            let (sc, base) = isthmus_lab::scenario::Scenario::load(&scenario)?;
+            let opts = options(g)?;
+            let wanted = base.join(&sc.lab).canonicalize()?;
+            let mut lab = match Lab::load(opts.clone()) {
+                Ok(lab) if lab.state.source == wanted => lab,
+                _ => {
+                    println!("bringing up {} ...", wanted.display());
+                    Lab::up(&wanted, opts.clone(), &mut |l| progress(l))?
+                }
+            };
+            let failures =
+                isthmus_lab::scenario::run(&mut lab, &sc, &base, &mut |l| println!("{l}"))?;
+            if down {
+                Lab::down(&opts, &mut |l| progress(l))?;
+            }
+            if failures > 0 {
+                bail!("{failures} step(s) of `{}` failed", sc.name);
+            }
+        }
+        LabCommand::App { image, pod, ports } => {
+            let app = isthmus_lab::demo::DemoApp::for_image(&image)?;
+            tokio::runtime::Runtime::new()?.block_on(isthmus_lab::demo::serve(app, pod, ports))?;
+        }
+        LabCommand::HttpGet { addr, path } => {
+            let (code, body) = isthmus_lab::http::get(addr, &path)?;
+            print!("{body}");
+            if code != 200 {
+                bail!("GET {path} on {addr}: HTTP {code}");
+            }
+        }
+    }
+    Ok(())
+}

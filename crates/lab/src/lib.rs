@@ -1,0 +1,24 @@
+//! The lab: a local multi-cluster mesh on one machine, built from network namespaces.
+//!
+//! Each pod is a network namespace with a veth to its cluster's bridge, which lives in the
+//! cluster's router namespace; a WAN namespace joins the routers and the gateways' public
+//! legs (198.18.0.0/15). Pods reach their own cluster's pods and WAN addresses, never
+//! another cluster's pods, even when both clusters use the same pod CIDR. Real control
+//! planes, agents, Envoys and the built-in demo apps run inside. The lab plays the
+//! Kubernetes API server for the control planes: it writes the objects (Pods with their IPs,
+//! Services with ClusterIPs, the Istio resources) into each cluster's registry directory.
+
+pub mod demo;
+pub mod error;
+pub mod http;
+pub mod lab;
+pub mod manifests;
+pub mod netns;
+pub mod process;
+pub mod scenario;
+pub mod state;
+pub mod topology;
+
+pub use error::LabError;
+pub use lab::{Lab, LabOptions};
+pub use topology::Topology;

@@ -1,0 +1,87 @@
+//! Background processes of the lab: started inside a namespace, detached from the
+//! terminal, recorded by pid so that `down` (or the next `up`) can stop them.
+
+use crate::error::{io, LabError};
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+/// Starts `args` inside `ns` in the background, output to `log`; returns the pid.
+pub fn spawn(ns: &str, args: &[String], log: &Path) -> Result<u32, LabError> {
+    use std::os::unix::process::CommandExt;
+    let out = std::fs::File::create(log).map_err(io(log))?;
+    let err = out.try_clone().map_err(io(log))?;
+    let child = Command::new("ip")
+        .args(["netns", "exec", ns])
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(out))
+        .stderr(Stdio::from(err))
+        // Its own process group: a Ctrl-C on the terminal that ran `lab up` does not
+        // reach it.
+        .process_group(0)
+        .spawn()
+        .map_err(|e| LabError::Command {
+            command: format!("ip netns exec {ns} {}", args.join(" ")),
+            stderr: e.to_string(),
+        })?;
+    Ok(child.id())
+}
+
+/// True when `pid` is alive (and not a zombie).
+pub fn alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(s) => s
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .is_some_and(|state| state != "Z" && state != "X"),
+        Err(_) => false,
+    }
+}
+
+fn signal(pid: u32, sig: i32) {
+    let Ok(pid) = i32::try_from(pid) else { return };
+    if pid <= 1 {
+        return;
+    }
+    #[allow(unsafe_code)]
+    // SAFETY: kill(2) takes plain integers and touches no memory.
+    unsafe {
+        libc::kill(pid, sig);
+    }
+}
+
+/// Stops `pid`: SIGTERM, then SIGKILL after `grace`.
+pub fn stop(pid: u32, grace: std::time::Duration) {
+    if !alive(pid) {
+        return;
+    }
+    signal(pid, libc::SIGTERM);
+    let deadline = std::time::Instant::now() + grace;
+    while alive(pid) && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    if alive(pid) {
+        signal(pid, libc::SIGKILL);
+    }
+}
+
+/// Pids of every process whose network namespace is `ns` (by inode), so that nothing the
+/// lab started survives `down`, even a grandchild.
+pub fn in_namespace(ns: &str) -> Vec<u32> {
+    let Ok(target) = std::fs::metadata(format!("/run/netns/{ns}")) else {
+        return Vec::new();
+    };
+    use std::os::unix::fs::MetadataExt;
+    let ino = target.ino();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| e.ok())
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::metadata(format!("/proc/{pid}/ns/net"))
+                .map(|m| m.ino() == ino)
+                .unwrap_or(false)
+        })
+        .collect()
+}

@@ -1,0 +1,274 @@
+//! Scenarios: a YAML list of steps (apply, delete, exec, Envoy statistics, waits) with
+//! expected results, run against the lab; any failed expectation fails the run.
+
+use crate::error::{io, LabError};
+use crate::lab::Lab;
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// A scenario file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Scenario {
+    /// Title.
+    pub name: String,
+    /// The lab folder it runs in, relative to the scenario file.
+    pub lab: PathBuf,
+    /// Steps, in order.
+    pub steps: Vec<Step>,
+}
+
+/// A pod reference.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PodRef {
+    /// Cluster.
+    pub cluster: String,
+    /// Namespace.
+    pub namespace: String,
+    /// Pod, Deployment or app name.
+    pub pod: String,
+}
+
+/// A file to apply or delete.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileRef {
+    /// Cluster.
+    pub cluster: String,
+    /// File, relative to the scenario file.
+    pub file: PathBuf,
+    /// Default namespace.
+    #[serde(default = "default_ns")]
+    pub namespace: String,
+}
+
+fn default_ns() -> String {
+    "default".into()
+}
+
+/// An Envoy statistic of a pod.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StatRef {
+    /// The pod.
+    #[serde(flatten)]
+    pub pod: PodRef,
+    /// Statistic name, as `/stats` prints it.
+    pub stat: String,
+}
+
+/// What a step expects.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Expect {
+    /// Exit code of a command.
+    pub exit_code: Option<i32>,
+    /// The command must fail (any non-zero exit).
+    #[serde(default)]
+    pub fails: bool,
+    /// Every string must appear in stdout.
+    #[serde(default)]
+    pub stdout_contains: Vec<String>,
+    /// No string may appear in stdout.
+    #[serde(default)]
+    pub stdout_lacks: Vec<String>,
+    /// A statistic at least this.
+    pub at_least: Option<u64>,
+    /// A statistic exactly this.
+    pub equals: Option<u64>,
+}
+
+/// One step.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Step {
+    /// What it shows.
+    pub name: String,
+    /// Apply a file.
+    pub apply: Option<FileRef>,
+    /// Delete what a file names.
+    pub delete: Option<FileRef>,
+    /// Run a command in a pod (`${podIP:CLUSTER/NS/POD}` is replaced by that pod's IP).
+    pub exec: Option<ExecStep>,
+    /// Read an Envoy statistic.
+    pub envoy_stat: Option<StatRef>,
+    /// Expectations.
+    #[serde(default)]
+    pub expect: Expect,
+    /// Retry until the expectations hold, for up to this many seconds.
+    #[serde(default)]
+    pub within_seconds: u64,
+}
+
+/// A command in a pod.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExecStep {
+    /// The pod.
+    #[serde(flatten)]
+    pub pod: PodRef,
+    /// argv.
+    pub command: Vec<String>,
+}
+
+impl Scenario {
+    /// Reads a scenario file.
+    pub fn load(path: &Path) -> Result<(Scenario, PathBuf), LabError> {
+        let text = std::fs::read_to_string(path).map_err(io(path))?;
+        let s: Scenario = serde_saphyr::from_str(&text)
+            .map_err(|e| LabError::Invalid(format!("{}: {e}", path.display())))?;
+        for (i, step) in s.steps.iter().enumerate() {
+            let actions = [
+                step.apply.is_some(),
+                step.delete.is_some(),
+                step.exec.is_some(),
+                step.envoy_stat.is_some(),
+            ];
+            if actions.iter().filter(|a| **a).count() != 1 {
+                return Err(LabError::Invalid(format!(
+                    "{}: steps[{i}] `{}`: give exactly one of apply, delete, exec, envoyStat",
+                    path.display(),
+                    step.name
+                )));
+            }
+        }
+        let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        Ok((s, base))
+    }
+}
+
+fn substitute(lab: &Lab, arg: &str) -> Result<String, LabError> {
+    let mut out = arg.to_string();
+    while let Some(start) = out.find("${podIP:") {
+        let end = out[start..]
+            .find('}')
+            .map(|e| start + e)
+            .ok_or_else(|| LabError::Invalid(format!("unterminated ${{podIP:...}} in `{arg}`")))?;
+        let spec = &out[start + 8..end];
+        let parts: Vec<&str> = spec.split('/').collect();
+        let [c, ns, pod] = parts.as_slice() else {
+            return Err(LabError::Invalid(format!(
+                "`${{podIP:{spec}}}` must be CLUSTER/NAMESPACE/POD"
+            )));
+        };
+        let ip = lab.state.pod(c, ns, pod)?.ip.clone();
+        out.replace_range(start..=end, &ip);
+    }
+    Ok(out)
+}
+
+/// Runs one step once; `Ok(detail)` when its expectations hold, `Err(why)` otherwise.
+fn attempt(lab: &mut Lab, base: &Path, step: &Step) -> Result<Result<String, String>, LabError> {
+    let e = &step.expect;
+    let mut quiet = |_: &str| {};
+    if let Some(f) = &step.apply {
+        lab.apply(&f.cluster, &base.join(&f.file), &f.namespace, &mut quiet)?;
+        return Ok(Ok(format!("applied {} in {}", f.file.display(), f.cluster)));
+    }
+    if let Some(f) = &step.delete {
+        lab.delete(&f.cluster, &base.join(&f.file), &f.namespace, &mut quiet)?;
+        return Ok(Ok(format!("deleted {} in {}", f.file.display(), f.cluster)));
+    }
+    if let Some(x) = &step.exec {
+        let cmd: Vec<String> = x
+            .command
+            .iter()
+            .map(|a| substitute(lab, a))
+            .collect::<Result<_, _>>()?;
+        let out = lab.exec_output(&x.pod.cluster, &x.pod.namespace, &x.pod.pod, &cmd)?;
+        let code = out.status.code().unwrap_or(-1);
+        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+        let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+        let shown = || {
+            let t = stdout.trim();
+            let t = if t.len() > 300 { &t[..300] } else { t };
+            format!("exit {code}, stdout: {t} stderr: {}", stderr.trim())
+        };
+        if let Some(want) = e.exit_code {
+            if code != want {
+                return Ok(Err(format!("expected exit {want}; {}", shown())));
+            }
+        }
+        if e.fails && code == 0 {
+            return Ok(Err(format!("expected the command to fail; {}", shown())));
+        }
+        for s in &e.stdout_contains {
+            if !stdout.contains(s.as_str()) {
+                return Ok(Err(format!("stdout lacks `{s}`; {}", shown())));
+            }
+        }
+        for s in &e.stdout_lacks {
+            if stdout.contains(s.as_str()) {
+                return Ok(Err(format!("stdout has `{s}`; {}", shown())));
+            }
+        }
+        let first = stdout
+            .lines()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("")
+            .trim();
+        return Ok(Ok(if e.fails {
+            format!("failed as expected (exit {code})")
+        } else {
+            format!("exit {code}: {first}")
+        }));
+    }
+    if let Some(st) = &step.envoy_stat {
+        let v = lab.envoy_stat(&st.pod.cluster, &st.pod.namespace, &st.pod.pod, &st.stat)?;
+        if let Some(min) = e.at_least {
+            if v < min {
+                return Ok(Err(format!("{} = {v}, expected at least {min}", st.stat)));
+            }
+        }
+        if let Some(want) = e.equals {
+            if v != want {
+                return Ok(Err(format!("{} = {v}, expected {want}", st.stat)));
+            }
+        }
+        return Ok(Ok(format!("{} = {v}", st.stat)));
+    }
+    Ok(Err("the step does nothing".into()))
+}
+
+/// Runs every step, printing `[i/n] name: result`; returns the number of failures.
+pub fn run(
+    lab: &mut Lab,
+    scenario: &Scenario,
+    base: &Path,
+    out: &mut dyn FnMut(&str),
+) -> Result<usize, LabError> {
+    out(&format!("scenario: {}", scenario.name));
+    let n = scenario.steps.len();
+    let mut failures = 0;
+    for (i, step) in scenario.steps.iter().enumerate() {
+        let started = Instant::now();
+        let deadline = started + Duration::from_secs(step.within_seconds);
+        let result = loop {
+            let r = attempt(lab, base, step)?;
+            if r.is_ok() || Instant::now() >= deadline {
+                break r;
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        };
+        let took = started.elapsed().as_secs_f64();
+        match result {
+            Ok(detail) => out(&format!(
+                "[{}/{n}] {}: ok ({detail}; {took:.1}s)",
+                i + 1,
+                step.name
+            )),
+            Err(why) => {
+                failures += 1;
+                out(&format!("[{}/{n}] {}: FAILED: {why}", i + 1, step.name));
+            }
+        }
+    }
+    out(&format!(
+        "{}: {} of {n} steps passed",
+        scenario.name,
+        n - failures
+    ));
+    Ok(failures)
+}

@@ -1,0 +1,155 @@
+//! What a running lab is made of, saved as JSON in the state directory so that every
+//! `isthmus lab ...` command (and the next `up`, after a crash) knows it.
+
+use crate::error::{io, LabError};
+use crate::topology::Topology;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// What runs in a pod.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PodRole {
+    /// The cluster's control plane (xDS, CA, DNS).
+    ControlPlane,
+    /// The east-west gateway.
+    Gateway,
+    /// A demo application, with or without a sidecar.
+    App,
+}
+
+/// One pod.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PodState {
+    /// Namespace.
+    pub namespace: String,
+    /// Name.
+    pub name: String,
+    /// The Deployment that made it.
+    pub deployment: Option<String>,
+    /// Role.
+    pub role: PodRole,
+    /// Pod IP.
+    pub ip: String,
+    /// Public (WAN) address, for gateways.
+    pub public_ip: Option<String>,
+    /// Network namespace.
+    pub netns: String,
+    /// Labels.
+    pub labels: BTreeMap<String, String>,
+    /// Service account.
+    pub service_account: String,
+    /// Container image (demo app selector).
+    pub image: Option<String>,
+    /// Has an Envoy (sidecar or gateway).
+    pub proxy: bool,
+    /// Pids of its processes.
+    pub pids: Vec<u32>,
+    /// Working directory (logs, agent files).
+    pub workdir: PathBuf,
+}
+
+/// One cluster.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ClusterState {
+    /// Name.
+    pub name: String,
+    /// Position in the topology.
+    pub index: usize,
+    /// Router namespace.
+    pub router_netns: String,
+    /// Last pod address offset used.
+    pub last_pod: u32,
+    /// Last ClusterIP offset used.
+    pub last_service: u32,
+    /// The control plane's pod IP.
+    pub control_plane_ip: Option<String>,
+    /// `namespace/name` -> ClusterIP.
+    pub cluster_ips: BTreeMap<String, String>,
+    /// Namespaces with `istio-injection=enabled`.
+    pub injected_namespaces: Vec<String>,
+    /// Pods.
+    pub pods: Vec<PodState>,
+}
+
+/// The lab.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LabState {
+    /// Namespace name prefix.
+    pub prefix: String,
+    /// The example folder it came from.
+    pub source: PathBuf,
+    /// Its topology.
+    pub topology: Topology,
+    /// The Envoy binary in use.
+    pub envoy: PathBuf,
+    /// Clusters.
+    pub clusters: Vec<ClusterState>,
+}
+
+impl LabState {
+    /// The state file in `dir`.
+    pub fn file(dir: &Path) -> PathBuf {
+        dir.join("lab.json")
+    }
+
+    /// Reads the state, if a lab was started from `dir`.
+    pub fn load(dir: &Path) -> Result<Option<LabState>, LabError> {
+        let file = Self::file(dir);
+        match std::fs::read(&file) {
+            Ok(b) => serde_json::from_slice(&b)
+                .map(Some)
+                .map_err(|e| LabError::Invalid(format!("{}: {e}", file.display()))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io(&file)(e)),
+        }
+    }
+
+    /// Writes the state atomically.
+    pub fn save(&self, dir: &Path) -> Result<(), LabError> {
+        let file = Self::file(dir);
+        let tmp = dir.join("lab.json.tmp");
+        let bytes = serde_json::to_vec_pretty(self)
+            .map_err(|e| LabError::Invalid(format!("cannot encode lab state: {e}")))?;
+        std::fs::write(&tmp, bytes).map_err(io(&tmp))?;
+        std::fs::rename(&tmp, &file).map_err(io(&file))
+    }
+
+    /// The cluster called `name`.
+    pub fn cluster(&self, name: &str) -> Result<&ClusterState, LabError> {
+        self.clusters
+            .iter()
+            .find(|c| c.name == name)
+            .ok_or_else(|| {
+                LabError::NotFound(format!(
+                    "no cluster `{name}` (the lab has {})",
+                    self.clusters
+                        .iter()
+                        .map(|c| c.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ))
+            })
+    }
+
+    /// The pod `pod` in `cluster`/`namespace`: an exact name, or a Deployment or `app`
+    /// label (its first pod), as `kubectl exec deploy/NAME` does.
+    pub fn pod(&self, cluster: &str, namespace: &str, pod: &str) -> Result<&PodState, LabError> {
+        let c = self.cluster(cluster)?;
+        let in_ns = || c.pods.iter().filter(|p| p.namespace == namespace);
+        in_ns()
+            .find(|p| p.name == pod)
+            .or_else(|| in_ns().find(|p| p.deployment.as_deref() == Some(pod)))
+            .or_else(|| in_ns().find(|p| p.labels.get("app").map(String::as_str) == Some(pod)))
+            .ok_or_else(|| {
+                LabError::NotFound(format!(
+                    "no pod `{pod}` in namespace `{namespace}` of {cluster} (there: {})",
+                    in_ns()
+                        .map(|p| p.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ))
+            })
+    }
+}

@@ -1,0 +1,248 @@
+//! The topology file: clusters, their networks and address ranges, and which run a control
+//! plane and an east-west gateway.
+
+use crate::error::{io, LabError};
+use serde::{Deserialize, Serialize};
+use std::net::Ipv4Addr;
+use std::path::Path;
+
+/// An IPv4 CIDR.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Cidr {
+    /// Network address.
+    pub addr: Ipv4Addr,
+    /// Prefix length.
+    pub prefix: u8,
+}
+
+impl TryFrom<String> for Cidr {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        let bad = || format!("`{s}` is not an IPv4 CIDR such as 10.10.0.0/16");
+        let (a, p) = s.split_once('/').ok_or_else(bad)?;
+        let addr: Ipv4Addr = a.parse().map_err(|_| bad())?;
+        let prefix: u8 = p.parse().map_err(|_| bad())?;
+        if !(8..=28).contains(&prefix) {
+            return Err(format!("`{s}`: the prefix must be between 8 and 28"));
+        }
+        let mask = u32::MAX << (32 - prefix);
+        Ok(Cidr {
+            addr: Ipv4Addr::from(u32::from(addr) & mask),
+            prefix,
+        })
+    }
+}
+
+impl From<Cidr> for String {
+    fn from(c: Cidr) -> String {
+        format!("{}/{}", c.addr, c.prefix)
+    }
+}
+
+impl Cidr {
+    /// The `n`th address of the block (n = 1 is the first host).
+    pub fn host(&self, n: u32) -> Option<Ipv4Addr> {
+        let size = 1u32 << (32 - self.prefix);
+        (n > 0 && n < size - 1).then(|| Ipv4Addr::from(u32::from(self.addr) + n))
+    }
+}
+
+/// One cluster.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ClusterSpec {
+    /// Name (`cluster1`); its manifests are in the folder of that name.
+    pub name: String,
+    /// Network name (`network1`).
+    pub network: String,
+    /// Pod addresses.
+    #[serde(rename = "podCIDR")]
+    pub pod_cidr: Cidr,
+    /// ClusterIP addresses.
+    #[serde(rename = "serviceCIDR", default = "default_service_cidr")]
+    pub service_cidr: Cidr,
+    /// Runs its own control plane.
+    #[serde(default = "yes")]
+    pub control_plane: bool,
+    /// Has an east-west gateway on the WAN (port 15443, AUTO_PASSTHROUGH).
+    #[serde(default = "yes")]
+    pub east_west_gateway: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn default_service_cidr() -> Cidr {
+    Cidr {
+        addr: Ipv4Addr::new(10, 96, 0, 0),
+        prefix: 16,
+    }
+}
+
+/// The whole topology.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Topology {
+    /// A name for the lab.
+    pub name: String,
+    /// SPIFFE trust domain.
+    #[serde(default = "default_trust_domain")]
+    pub trust_domain: String,
+    /// Clusters.
+    pub clusters: Vec<ClusterSpec>,
+    /// DNS template suffixes, `SUFFIX=IPV4`.
+    #[serde(default)]
+    pub dns_templates: Vec<String>,
+}
+
+fn default_trust_domain() -> String {
+    "cluster.local".into()
+}
+
+/// The WAN block (RFC 2544 benchmarking addresses, never routed on the internet).
+pub const WAN: Cidr = Cidr {
+    addr: Ipv4Addr::new(198, 18, 0, 0),
+    prefix: 15,
+};
+
+impl Topology {
+    /// Reads `DIR/topology.yaml`.
+    pub fn load(dir: &Path) -> Result<Topology, LabError> {
+        let file = dir.join("topology.yaml");
+        let text = std::fs::read_to_string(&file).map_err(io(&file))?;
+        let t: Topology = serde_saphyr::from_str(&text)
+            .map_err(|e| LabError::Invalid(format!("{}: {e}", file.display())))?;
+        t.check()
+            .map_err(|m| LabError::Invalid(format!("{}: {m}", file.display())))?;
+        Ok(t)
+    }
+
+    fn check(&self) -> Result<(), String> {
+        if self.clusters.is_empty() {
+            return Err("clusters: at least one cluster is needed".into());
+        }
+        for (i, c) in self.clusters.iter().enumerate() {
+            let ok = !c.name.is_empty()
+                && c.name.len() <= 20
+                && c.name
+                    .chars()
+                    .all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || ch == '-');
+            if !ok {
+                return Err(format!(
+                    "clusters[{i}].name: `{}` must be 1-20 lowercase letters, digits or `-`",
+                    c.name
+                ));
+            }
+            if self.clusters[..i].iter().any(|o| o.name == c.name) {
+                return Err(format!("clusters[{i}].name: `{}` appears twice", c.name));
+            }
+        }
+        if !self.clusters.iter().any(|c| c.control_plane) {
+            return Err("clusters: no cluster runs a control plane".into());
+        }
+        Ok(())
+    }
+
+    /// The cluster called `name`.
+    pub fn cluster(&self, name: &str) -> Result<&ClusterSpec, LabError> {
+        self.clusters
+            .iter()
+            .find(|c| c.name == name)
+            .ok_or_else(|| {
+                LabError::NotFound(format!(
+                    "no cluster `{name}` in the lab (it has {})",
+                    self.clusters
+                        .iter()
+                        .map(|c| c.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ))
+            })
+    }
+
+    /// The router's WAN address of cluster number `i`.
+    pub fn router_wan(i: usize) -> Ipv4Addr {
+        Ipv4Addr::new(198, 18, 0, 1 + i as u8)
+    }
+
+    /// The east-west gateway's public address of cluster number `i`.
+    pub fn gateway_wan(i: usize) -> Ipv4Addr {
+        Ipv4Addr::new(198, 18, 1, 1 + i as u8)
+    }
+
+    /// Placeholder variables the seeds use, filled from the topology:
+    /// `GATEWAY_IP_CLUSTER2`, `CLUSTER2_GW_ADDR`, `LOCAL_GW_ADDR`, ...
+    pub fn variables(&self) -> Vec<(String, String)> {
+        let mut v = Vec::new();
+        for (i, c) in self.clusters.iter().enumerate() {
+            let up: String = c
+                .name
+                .chars()
+                .map(|ch| {
+                    if ch.is_ascii_alphanumeric() {
+                        ch.to_ascii_uppercase()
+                    } else {
+                        '_'
+                    }
+                })
+                .collect();
+            if c.east_west_gateway {
+                let ip = Self::gateway_wan(i).to_string();
+                v.push((format!("GATEWAY_IP_{up}"), ip.clone()));
+                v.push((format!("{up}_GW_ADDR"), ip));
+            }
+        }
+        v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn example_topology_parses_with_one_pod_cidr_twice() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/gateway-connected");
+        let t = Topology::load(&dir).expect("topology");
+        assert_eq!(t.clusters.len(), 2);
+        assert_eq!(t.clusters[0].pod_cidr, t.clusters[1].pod_cidr);
+        let vars = t.variables();
+        assert!(vars.contains(&("GATEWAY_IP_CLUSTER2".into(), "198.18.1.2".into())));
+        assert!(vars.contains(&("CLUSTER2_GW_ADDR".into(), "198.18.1.2".into())));
+    }
+
+    #[test]
+    fn bad_topologies_name_the_field() {
+        let bad = |text: &str| {
+            let t: Result<Topology, _> = serde_saphyr::from_str(text);
+            match t {
+                Err(e) => e.to_string(),
+                Ok(t) => t.check().expect_err("should fail"),
+            }
+        };
+        assert!(
+            bad("name: x\nclusters:\n- {name: c1, network: n, podCIDR: 10.0.0.0/33}\n")
+                .contains("prefix")
+        );
+        assert!(
+            bad("name: x\nclusters:\n- {name: C1, network: n, podCIDR: 10.0.0.0/16}\n")
+                .contains("clusters[0].name")
+        );
+        assert!(bad("name: x\nclusters:\n- {name: c1, network: n, podCIDR: 10.0.0.0/16, controlPlane: false}\n")
+            .contains("no cluster runs a control plane"));
+        assert!(bad(
+            "name: x\nclusters:\n- {name: c1, network: n, podCIDR: 10.0.0.0/16, color: red}\n"
+        )
+        .contains("color"));
+    }
+
+    #[test]
+    fn cidr_hosts() {
+        let c = Cidr::try_from("10.10.0.0/16".to_string()).expect("cidr");
+        assert_eq!(c.host(1), Some(Ipv4Addr::new(10, 10, 0, 1)));
+        assert_eq!(c.host(0), None);
+        assert_eq!(c.host(65535), None);
+    }
+}
