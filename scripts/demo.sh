@@ -1,8 +1,20 @@
 #!/usr/bin/env bash
-# Brings up the embedded default: seed 000 (gateway-connected clusters) across two control
-# planes and three real Envoys on loopback, printing each step and its result.
+# Brings up the embedded default: the lab of examples/gateway-connected (two clusters on ONE
+# pod CIDR, each with its own control plane and east-west gateway, in network namespaces)
+# and runs scenario S1 (seed 000) in it, printing each step and its result. The lab stays up
+# afterwards: `target/debug/isthmus lab status`, `... lab exec cluster1 foo sleep -- curl -s
+# httpbin.bar.global:8000/headers`, and `... lab down` when done. Needs root.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+if [ "$(id -u)" != 0 ]; then
+  echo "the lab creates network namespaces and iptables rules: run this as root (sudo $0)" >&2
+  exit 1
+fi
+scripts/install-system.sh
 scripts/install-envoy.sh
 cargo build --quiet --bin isthmus
-cargo test --quiet -p isthmus --test seed000_loopback_envoy -- --nocapture
+target/debug/isthmus lab up examples/gateway-connected
+target/debug/isthmus lab status
+target/debug/isthmus lab run examples/gateway-connected/s1.yaml
+echo
+echo "the lab is still up: target/debug/isthmus lab status | exec | down"

@@ -2,10 +2,12 @@
 # The whole test suite: unit, golden and end-to-end (real Envoy, real mTLS; needs root).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/install-envoy.sh
 if [ "$(id -u)" != 0 ]; then
-  echo "warning: the end-to-end test binds port 80 and needs root; it will fail with a clear message" >&2
+  echo "warning: the end-to-end tests need root (port 80, network namespaces, iptables); they will fail saying so" >&2
+else
+  scripts/install-system.sh
 fi
+scripts/install-envoy.sh
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 set +e

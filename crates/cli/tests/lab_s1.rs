@@ -1,0 +1,251 @@
+//! Scenario S1 in the lab, as a user runs it: `isthmus lab up`, `status`, `run`, `exec`,
+//! `delete`, `down`, with real network namespaces, iptables capture, Envoy, mTLS and the
+//! mesh DNS. Needs root, iptables, curl and Envoy (`scripts/install-envoy.sh`); CI has
+//! them, and without them this test fails saying what is missing.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+struct Lab {
+    state: PathBuf,
+    prefix: String,
+}
+
+impl Lab {
+    fn cmd(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_isthmus"))
+            .arg("lab")
+            .args(args)
+            .current_dir(root())
+            .env("ISTHMUS_LAB_STATE", &self.state)
+            .env("ISTHMUS_LAB_PREFIX", &self.prefix)
+            .env_remove("RUST_BACKTRACE")
+            .output()
+            .expect("run isthmus")
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.cmd(args);
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success(), "isthmus lab {args:?} failed:\n{text}");
+        print!("{}", String::from_utf8_lossy(&out.stdout));
+        text
+    }
+
+    fn namespaces(&self) -> Vec<String> {
+        let out = Command::new("ip")
+            .args(["netns", "list"])
+            .output()
+            .expect("ip netns list");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| l.split_whitespace().next())
+            .filter(|n| n.starts_with(&format!("{}-", self.prefix)))
+            .map(str::to_string)
+            .collect()
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        let _ = self.cmd(&["down"]);
+        let _ = std::fs::remove_dir_all(&self.state);
+    }
+}
+
+fn require() {
+    let uid = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .map(|l| l.to_string())
+        })
+        .unwrap_or_default();
+    assert!(
+        uid.split_whitespace().nth(1) == Some("0"),
+        "the lab test needs root (network namespaces, iptables); CI runs it as root. Run `sudo -E cargo test -p isthmus --test lab_s1`."
+    );
+    for tool in ["ip", "iptables", "iptables-restore", "curl", "getent"] {
+        let found = std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
+            .chain(["/usr/sbin".into(), "/sbin".into()])
+            .any(|d| d.join(tool).is_file());
+        assert!(
+            found,
+            "`{tool}` is missing: apt-get install iproute2 iptables curl"
+        );
+    }
+    assert!(
+        root().join(".venv/bin/envoy").is_file()
+            || std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
+                .any(|d| d.join("envoy").is_file()),
+        "Envoy is missing: run scripts/install-envoy.sh"
+    );
+}
+
+#[test]
+fn s1_in_the_lab_with_one_pod_cidr_in_both_clusters() {
+    require();
+    let lab = Lab {
+        state: std::env::temp_dir().join(format!("isthmus-lab-test-{}", std::process::id())),
+        prefix: format!("it{}", std::process::id() % 100_000),
+    };
+
+    let up = lab.ok(&["up", "examples/gateway-connected"]);
+    assert!(up.contains("cluster2: bar/httpbin-0 ready"), "{up}");
+    let status = lab.ok(&["status"]);
+    for pod in ["istiod-0", "istio-ingressgateway-0", "sleep-0", "httpbin-0"] {
+        assert!(status.contains(pod), "{status}");
+    }
+    assert!(
+        !status.contains("Failed") && !status.contains("not ready"),
+        "{status}"
+    );
+    // Both clusters put their control plane at the same address: the pod networks overlap.
+    assert_eq!(status.matches(" 10.10.0.2 ").count(), 2, "{status}");
+
+    let run = lab.ok(&["run", "examples/gateway-connected/s1.yaml"]);
+    assert!(run.contains("13 of 13 steps passed"), "{run}");
+
+    // kubectl-style exec and delete.
+    let ip = lab.ok(&[
+        "exec",
+        "cluster1",
+        "foo",
+        "sleep",
+        "--",
+        "curl",
+        "-sS",
+        "-f",
+        "httpbin.bar.global:8000/ip",
+    ]);
+    assert!(ip.contains("\"origin\""), "{ip}");
+    lab.ok(&[
+        "delete",
+        "--cluster",
+        "cluster1",
+        "-n",
+        "foo",
+        "-f",
+        "examples/gateway-connected/seed/httpbin-bar.yaml",
+    ]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let out = lab.cmd(&[
+            "exec",
+            "cluster1",
+            "foo",
+            "sleep",
+            "--",
+            "curl",
+            "-sS",
+            "-f",
+            "-m",
+            "2",
+            "httpbin.bar.global:8000/ip",
+        ]);
+        if !out.status.success() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "httpbin.bar.global still answers after the ServiceEntry was deleted"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
+
+    let down = lab.ok(&["down"]);
+    assert!(down.contains("lab is down"), "{down}");
+    assert!(
+        lab.namespaces().is_empty(),
+        "left behind: {:?}",
+        lab.namespaces()
+    );
+    assert!(
+        !Path::new("/etc/netns").exists()
+            || std::fs::read_dir("/etc/netns")
+                .map(|d| d.filter_map(|e| e.ok()).all(|e| !e
+                    .file_name()
+                    .to_string_lossy()
+                    .starts_with(&format!("{}-", lab.prefix))))
+                .unwrap_or(true),
+        "resolv.conf folders left in /etc/netns"
+    );
+}
+
+#[test]
+fn bad_manifests_stop_up_before_anything_is_created() {
+    require();
+    let lab = Lab {
+        state: std::env::temp_dir().join(format!("isthmus-lab-bad-{}", std::process::id())),
+        prefix: format!("ib{}", std::process::id() % 100_000),
+    };
+    let dir = std::env::temp_dir().join(format!("isthmus-lab-bad-example-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("cluster1/foo")).expect("mkdir");
+    std::fs::copy(
+        root().join("examples/gateway-connected/topology.yaml"),
+        dir.join("topology.yaml"),
+    )
+    .expect("copy");
+    let sleep =
+        std::fs::read_to_string(root().join("examples/gateway-connected/cluster1/foo/sleep.yaml"))
+            .expect("read");
+    std::fs::write(
+        dir.join("cluster1/foo/sleep.yaml"),
+        sleep.replace("governmentpaas/curl-ssl", "nginx:1.25"),
+    )
+    .expect("write");
+    std::fs::write(dir.join("cluster1/foo/se.yaml"), "apiVersion: networking.istio.io/v1alpha3\nkind: ServiceEntry\nmetadata:\n  name: x\nspec:\n  hosts: [x.bar.global]\n  endpoints:\n  - address: ${GATEWAY_IP_CLUSTER9}\n").expect("write");
+
+    let out = lab.cmd(&["up", dir.to_str().expect("utf-8 path")]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("se.yaml:8: unknown placeholder ${GATEWAY_IP_CLUSTER9}"),
+        "{err}"
+    );
+    assert!(
+        lab.namespaces().is_empty(),
+        "namespaces were created: {:?}",
+        lab.namespaces()
+    );
+
+    std::fs::remove_file(dir.join("cluster1/foo/se.yaml")).expect("rm");
+    let out = lab.cmd(&["up", dir.to_str().expect("utf-8 path")]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("Deployment foo/sleep: image `nginx:1.25` is not a built-in demo app"),
+        "{err}"
+    );
+    assert!(lab.namespaces().is_empty());
+
+    // Without root the lab says so plainly.
+    let out = Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            env!("CARGO_BIN_EXE_isthmus"),
+            "lab",
+            "up",
+            "examples/gateway-connected",
+        ])
+        .current_dir(root())
+        .env("ISTHMUS_LAB_STATE", &lab.state)
+        .env("ISTHMUS_LAB_PREFIX", &lab.prefix)
+        .output()
+        .expect("setpriv");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("the lab needs root"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
