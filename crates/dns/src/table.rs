@@ -67,10 +67,21 @@ fn normalize(name: &str) -> String {
 impl NameTable {
     /// The table for `snapshot`: every service with a VIP (Kubernetes ClusterIP, ServiceEntry
     /// address or an allocated one), headless local services by their pods' addresses,
-    /// plus `templates`.
+    /// wildcard ServiceEntry hosts with an address (`*.example.com`), plus `templates`.
     pub fn from_snapshot(snapshot: &MeshSnapshot, templates: &[Template]) -> Self {
         let mut names: BTreeMap<String, Vec<Ipv4Addr>> = BTreeMap::new();
+        let mut wildcards = Vec::new();
         for svc in snapshot.services.values() {
+            if let Some(suffix) = svc.hostname.strip_prefix("*.") {
+                // A wildcard ServiceEntry host with an address answers every name under it.
+                if let Some(address) = svc.vip.as_deref().and_then(|v| v.parse().ok()) {
+                    wildcards.push(Template {
+                        suffix: suffix.to_ascii_lowercase(),
+                        address,
+                    });
+                }
+                continue;
+            }
             if svc.hostname.contains('*') {
                 continue;
             }
@@ -94,6 +105,7 @@ impl NameTable {
             }
         }
         let mut templates = templates.to_vec();
+        templates.extend(wildcards);
         // Longest suffix first, so that `svc.b.remote` wins over `remote`.
         templates.sort_by_key(|t| std::cmp::Reverse(t.suffix.len()));
         NameTable { names, templates }

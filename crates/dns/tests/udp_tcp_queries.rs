@@ -142,3 +142,46 @@ async fn answers_mesh_names_and_nothing_else() {
     let m = udp(addr, "httpbin.bar.global.", RecordType::A).await;
     assert_eq!(m.metadata.response_code, ResponseCode::NXDomain);
 }
+
+#[test]
+fn hosts_without_addresses_get_the_allocated_vip_and_wildcards_answer() {
+    let dir = std::env::temp_dir().join(format!("isthmus-dns-alloc-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("foo")).expect("mkdir");
+    std::fs::write(
+        dir.join("foo/se.yaml"),
+        "apiVersion: networking.istio.io/v1beta1\nkind: ServiceEntry\nmetadata: {name: noaddr}\nspec:\n  hosts: [api.remote.global]\n  location: MESH_INTERNAL\n  resolution: DNS\n  ports: [{name: http, number: 8080, protocol: HTTP}]\n  endpoints: [{address: 198.18.1.2, ports: {http: 15443}}]\n---\napiVersion: networking.istio.io/v1beta1\nkind: ServiceEntry\nmetadata: {name: wild}\nspec:\n  hosts: [\"*.svc.b.remote\"]\n  addresses: [198.18.255.9]\n  location: MESH_EXTERNAL\n  resolution: NONE\n  ports: [{name: http, number: 80, protocol: HTTP}]\n",
+    )
+    .expect("write");
+    let mut reg = FileRegistry::new("c1", &dir);
+    reg.reload();
+    assert!(
+        reg.current().diagnostics.is_empty(),
+        "{:?}",
+        reg.current().diagnostics
+    );
+    let snap = MeshSnapshot::build(
+        &SnapshotInput {
+            local_cluster: "c1".into(),
+            local_network: "n1".into(),
+            clusters: vec![reg.current().clone()],
+            ..Default::default()
+        },
+        1,
+    );
+    let svc = &snap.services["api.remote.global"];
+    assert!(svc.vip_allocated);
+    let vip: Ipv4Addr = svc.vip.as_deref().expect("vip").parse().expect("ipv4");
+    assert_eq!(vip.octets()[..2], [240, 240]);
+    let table = NameTable::from_snapshot(&snap, &[]);
+    assert_eq!(
+        table.lookup("api.remote.global"),
+        isthmus_dns::Answer::Found(vec![vip])
+    );
+    assert_eq!(
+        table.lookup("reviews.default.svc.b.remote"),
+        isthmus_dns::Answer::Found(vec![Ipv4Addr::new(198, 18, 255, 9)])
+    );
+    assert_eq!(table.lookup("svc.b.remote"), isthmus_dns::Answer::NxDomain);
+    let _ = std::fs::remove_dir_all(&dir);
+}
