@@ -51,8 +51,10 @@ pub struct AgentConfig {
     pub interception: String,
     /// `sni-dnat` for an east-west gateway.
     pub router_mode: Option<String>,
-    /// Extra metadata.
+    /// Pod labels (sent as `LABELS`).
     pub labels: BTreeMap<String, String>,
+    /// Extra node metadata, such as `REQUESTED_NETWORK_VIEW=external`.
+    pub metadata: BTreeMap<String, String>,
     /// xDS variant.
     pub xds_mode: XdsMode,
     /// Requested certificate lifetime.
@@ -214,6 +216,7 @@ pub async fn run(config: AgentConfig) -> Result<(), AgentError> {
     if let Some(m) = &config.router_mode {
         metadata.insert("ROUTER_MODE".into(), m.clone());
     }
+    metadata.extend(config.metadata.clone());
     if !config.labels.is_empty() {
         metadata.insert(
             "LABELS".into(),

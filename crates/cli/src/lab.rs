@@ -113,8 +113,10 @@ fn options(g: &LabGlobal) -> Result<LabOptions> {
     })
 }
 
+/// Prints a progress line; a closed stdout (`| head`) does not stop the work.
 fn progress(line: &str) {
-    println!("  {line}");
+    use std::io::Write;
+    let _ = writeln!(std::io::stdout(), "  {line}");
 }
 
 /// Runs a lab command.
@@ -173,8 +175,10 @@ pub fn run(g: &LabGlobal, cmd: LabCommand) -> Result<()> {
                     Lab::up(&wanted, opts.clone(), &mut |l| progress(l))?
                 }
             };
-            let failures =
-                isthmus_lab::scenario::run(&mut lab, &sc, &base, &mut |l| println!("{l}"))?;
+            let failures = isthmus_lab::scenario::run(&mut lab, &sc, &base, &mut |l| {
+                use std::io::Write;
+                let _ = writeln!(std::io::stdout(), "{l}");
+            })?;
             if down {
                 Lab::down(&opts, &mut |l| progress(l))?;
             }

@@ -188,6 +188,10 @@ struct AgentArgs {
     /// Pod label NAME=VALUE (used when the registry does not know the pod).
     #[arg(long = "label", value_parser = key_value)]
     labels: Vec<(String, String)>,
+    /// Extra node metadata NAME=VALUE, such as REQUESTED_NETWORK_VIEW=external for an
+    /// egress gateway.
+    #[arg(long = "metadata", value_parser = key_value)]
+    metadata: Vec<(String, String)>,
     /// `sotw` or `delta` xDS.
     #[arg(long, default_value = "sotw", value_parser = ["sotw", "delta"])]
     xds: String,
@@ -358,6 +362,7 @@ fn run() -> Result<()> {
                 interception: a.interception,
                 router_mode: a.router_mode,
                 labels: a.labels.into_iter().collect::<BTreeMap<_, _>>(),
+                metadata: a.metadata.into_iter().collect::<BTreeMap<_, _>>(),
                 xds_mode: if a.xds == "delta" {
                     isthmus_agent::XdsMode::Delta
                 } else {

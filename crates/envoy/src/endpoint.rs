@@ -51,13 +51,13 @@ pub fn load_assignment(
         let Some(ep_port) = e.ports.get(&port.name).copied() else {
             continue;
         };
-        if e.network.is_empty() || e.network == proxy.network {
+        if proxy.reaches_directly(&e.network) {
             *by_locality
                 .entry(e.locality.clone())
                 .or_default()
                 .entry((e.address.clone(), ep_port))
                 .or_default() += e.weight;
-        } else if e.mtls_ready {
+        } else if e.mtls_ready && !e.network.is_empty() {
             *remote
                 .entry((e.network.clone(), e.locality.clone()))
                 .or_default() += e.weight;

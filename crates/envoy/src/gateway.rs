@@ -6,11 +6,11 @@
 //! the gateway means the local `NAME.NAMESPACE.svc.cluster.local` service.
 
 use crate::cluster::outbound_targets;
-use crate::endpoint::local_assignment;
+use crate::endpoint::{load_assignment, local_assignment};
 use crate::names::{self, ports};
 use crate::pb::*;
 use crate::ProxyResources;
-use isthmus_api::enums::ServerTlsMode;
+use isthmus_api::enums::{Resolution, ServerTlsMode};
 use isthmus_model::{host_matches, MeshSnapshot, Proxy, ServiceOrigin};
 use std::collections::BTreeMap;
 
@@ -42,22 +42,38 @@ pub fn router_resources(snapshot: &MeshSnapshot, proxy: &Proxy) -> ProxyResource
     let mut chains_by_port: BTreeMap<u32, Vec<FilterChain>> = BTreeMap::new();
     let mut made = std::collections::BTreeSet::new();
     for (t, _) in &targets {
-        // Only services with endpoints here; ServiceEntries only when they have local
-        // workloads, never a remote gateway.
-        if t.service.origin != ServiceOrigin::Kubernetes {
-            continue;
-        }
         let cluster = names::sni(t.port, &t.subset, &t.service.hostname);
-        let cla = local_assignment(proxy, t, &cluster);
+        let kubernetes = t.service.origin == ServiceOrigin::Kubernetes;
+        // Kubernetes services: their endpoints in this cluster. Mesh-internal
+        // ServiceEntries: their endpoints as this router's network view sees them (an
+        // egress gateway with REQUESTED_NETWORK_VIEW=external forwards to the remote
+        // gateway a ServiceEntry puts on network `external`).
+        let cla = if kubernetes {
+            local_assignment(proxy, t, &cluster)
+        } else if t.service.mesh_internal() {
+            load_assignment(snapshot, proxy, t, &cluster)
+        } else {
+            continue;
+        };
         if cla.endpoints.is_empty() {
             continue;
         }
-        let global = format!("{}.{}.global", t.service.name, t.service.namespace);
+        let dns = !kubernetes
+            && matches!(
+                t.service.resolution,
+                Resolution::Dns | Resolution::DnsRoundRobin
+            );
+        let global = if kubernetes {
+            format!("{}.{}.global", t.service.name, t.service.namespace)
+        } else {
+            t.service.hostname.clone()
+        };
         for (port, hosts) in &servers {
             let mut server_names = Vec::new();
             for host in [&t.service.hostname, &global] {
-                if hosts.iter().any(|h| host_matches(h, host)) {
-                    server_names.push(names::sni(t.port, &t.subset, host));
+                let sni = names::sni(t.port, &t.subset, host);
+                if hosts.iter().any(|h| host_matches(h, host)) && !server_names.contains(&sni) {
+                    server_names.push(sni);
                 }
             }
             if server_names.is_empty() {
@@ -73,19 +89,32 @@ pub fn router_resources(snapshot: &MeshSnapshot, proxy: &Proxy) -> ProxyResource
                 ..Default::default()
             });
             if made.insert(cluster.clone()) {
-                res.clusters.push(Cluster {
-                    name: cluster.clone(),
-                    cluster_discovery_type: Some(cluster::ClusterDiscoveryType::Type(
-                        cluster::DiscoveryType::Eds as i32,
-                    )),
-                    eds_cluster_config: Some(cluster::EdsClusterConfig {
-                        eds_config: Some(ads()),
-                        service_name: cluster.clone(),
-                    }),
-                    connect_timeout: Some(seconds(10)),
-                    ..Default::default()
-                });
-                res.endpoints.push(cla.clone());
+                if dns {
+                    res.clusters.push(Cluster {
+                        name: cluster.clone(),
+                        cluster_discovery_type: Some(cluster::ClusterDiscoveryType::Type(
+                            cluster::DiscoveryType::StrictDns as i32,
+                        )),
+                        dns_lookup_family: cluster::DnsLookupFamily::V4Only as i32,
+                        load_assignment: Some(cla.clone()),
+                        connect_timeout: Some(seconds(10)),
+                        ..Default::default()
+                    });
+                } else {
+                    res.clusters.push(Cluster {
+                        name: cluster.clone(),
+                        cluster_discovery_type: Some(cluster::ClusterDiscoveryType::Type(
+                            cluster::DiscoveryType::Eds as i32,
+                        )),
+                        eds_cluster_config: Some(cluster::EdsClusterConfig {
+                            eds_config: Some(ads()),
+                            service_name: cluster.clone(),
+                        }),
+                        connect_timeout: Some(seconds(10)),
+                        ..Default::default()
+                    });
+                    res.endpoints.push(cla.clone());
+                }
             }
         }
     }

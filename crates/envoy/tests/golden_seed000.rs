@@ -12,8 +12,8 @@ fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-fn snapshot(cluster: &str, network: &str) -> MeshSnapshot {
-    let mut reg = FileRegistry::new(cluster, root().join("testdata/seed000").join(cluster));
+fn snapshot(dataset: &str, cluster: &str, network: &str) -> MeshSnapshot {
+    let mut reg = FileRegistry::new(cluster, root().join("testdata").join(dataset).join(cluster));
     reg.reload();
     assert!(
         reg.current().diagnostics.is_empty(),
@@ -31,7 +31,18 @@ fn snapshot(cluster: &str, network: &str) -> MeshSnapshot {
 }
 
 fn check(name: &str, cluster: &str, network: &str, node: &str, metadata: &[(&str, &str)]) {
-    let snap = snapshot(cluster, network);
+    check_in("seed000", name, cluster, network, node, metadata)
+}
+
+fn check_in(
+    dataset: &str,
+    name: &str,
+    cluster: &str,
+    network: &str,
+    node: &str,
+    metadata: &[(&str, &str)],
+) {
+    let snap = snapshot(dataset, cluster, network);
     let md = metadata
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -104,5 +115,36 @@ fn httpbin_sidecar() {
         "network2",
         "sidecar~127.0.3.1~httpbin-0.bar~bar.svc.cluster.local",
         &[("CLUSTER_ID", "cluster2")],
+    );
+}
+
+/// Seed 000's egress variant: the sidecar reaches httpbin.bar.global only through the egress
+/// gateway (the remote gateway sits on network `external`, which it cannot reach), and the
+/// egress gateway, asking for the `external` view, forwards by SNI to the remote gateway.
+#[test]
+fn cluster1_sleep_with_egress_serviceentry() {
+    check_in(
+        "seed000-egress",
+        "sleep-sidecar-egress",
+        "cluster1",
+        "network1",
+        "sidecar~10.10.0.11~sleep-0.foo~foo.svc.cluster.local",
+        &[("CLUSTER_ID", "cluster1")],
+    );
+}
+
+#[test]
+fn cluster1_egress_gateway() {
+    check_in(
+        "seed000-egress",
+        "cluster1-egress-gateway",
+        "cluster1",
+        "network1",
+        "router~10.10.0.4~istio-egressgateway-0.istio-system~istio-system.svc.cluster.local",
+        &[
+            ("CLUSTER_ID", "cluster1"),
+            ("ROUTER_MODE", "sni-dnat"),
+            ("REQUESTED_NETWORK_VIEW", "external"),
+        ],
     );
 }

@@ -158,6 +158,9 @@ impl Lab {
             if c.east_west_gateway {
                 lab.gateway(i, c, progress)?;
             }
+            if c.egress_gateway {
+                lab.egress_gateway(i, c, progress)?;
+            }
         }
         for (i, m) in manifests.into_iter().enumerate() {
             lab.apply_manifests(i, m, progress)?;
@@ -219,6 +222,13 @@ impl Lab {
                     "-j",
                     "MASQUERADE",
                 ],
+            )?;
+            // kube-proxy's part: ClusterIPs are DNAT-ed to pods by the router (the lab's
+            // node), and hairpinned connections are masqueraded so replies come back
+            // through it.
+            netns::restore(
+                rt,
+                "*nat\n:ISTHMUS-SERVICES - [0:0]\n-A PREROUTING -j ISTHMUS-SERVICES\n-A POSTROUTING -o pods -m conntrack --ctstate DNAT -j MASQUERADE\nCOMMIT\n",
             )?;
             progress(&format!(
                 "{}: router {} (pods {} via {gw}, WAN {})",
@@ -367,6 +377,53 @@ impl Lab {
         self.save()
     }
 
+    fn egress_gateway(
+        &mut self,
+        ci: usize,
+        spec: &ClusterSpec,
+        progress: &mut dyn FnMut(&str),
+    ) -> Result<(), LabError> {
+        let mut pod = self.pod_netns(
+            ci,
+            "istio-system",
+            "istio-egressgateway-0",
+            PodRole::Gateway,
+        )?;
+        pod.labels = BTreeMap::from([
+            ("app".to_string(), "istio-egressgateway".to_string()),
+            ("istio".to_string(), "egressgateway".to_string()),
+        ]);
+        pod.service_account = "istio-egressgateway-service-account".into();
+        pod.proxy = true;
+        let svc = Service {
+            metadata: ObjectMeta {
+                name: "istio-egressgateway".into(),
+                namespace: "istio-system".into(),
+                labels: pod.labels.clone(),
+                ..Default::default()
+            },
+            spec: isthmus_api::kube::ServiceSpec {
+                ports: vec![isthmus_api::kube::ServicePort {
+                    name: "tls".into(),
+                    port: 15443,
+                    ..Default::default()
+                }],
+                selector: BTreeMap::from([("istio".to_string(), "egressgateway".to_string())]),
+                ..Default::default()
+            },
+        };
+        let ip = self.store_service(ci, svc)?;
+        self.store_pod(ci, &pod, &[15443])?;
+        let pid = self.start_agent(ci, &pod, Some(&[("REQUESTED_NETWORK_VIEW", "external")]))?;
+        pod.pids.push(pid);
+        progress(&format!(
+            "{}: egress gateway istio-egressgateway at {} (ClusterIP {ip}, network view `external`)",
+            spec.name, pod.ip
+        ));
+        self.state.clusters[ci].pods.push(pod);
+        self.save()
+    }
+
     fn gateway(
         &mut self,
         ci: usize,
@@ -413,7 +470,7 @@ impl Lab {
         };
         self.store_service(ci, svc)?;
         self.store_pod(ci, &pod, &[15443])?;
-        let pid = self.start_agent(ci, &pod, true)?;
+        let pid = self.start_agent(ci, &pod, Some(&[]))?;
         pod.pids.push(pid);
         progress(&format!(
             "{}: east-west gateway istio-ingressgateway at {} (public {public}:15443)",
@@ -423,7 +480,14 @@ impl Lab {
         self.save()
     }
 
-    fn start_agent(&mut self, ci: usize, pod: &PodState, router: bool) -> Result<u32, LabError> {
+    /// Starts a pod's agent: a router (gateway) with extra node metadata when `router` is
+    /// given, else a captured sidecar.
+    fn start_agent(
+        &mut self,
+        ci: usize,
+        pod: &PodState,
+        router: Option<&[(&str, &str)]>,
+    ) -> Result<u32, LabError> {
         let c = &self.state.clusters[ci];
         let spec = &self.state.topology.clusters[ci];
         let cp = c
@@ -444,7 +508,11 @@ impl Lab {
             &self.opts.exe.display().to_string(),
             "agent",
             "--kind",
-            if router { "router" } else { "sidecar" },
+            if router.is_some() {
+                "router"
+            } else {
+                "sidecar"
+            },
             "--ip",
             &pod.ip,
             "--pod",
@@ -476,7 +544,7 @@ impl Lab {
             "--log-level",
             "warning",
         ]);
-        if router {
+        if let Some(metadata) = router {
             args.extend(s(&[
                 "--interception",
                 "NONE",
@@ -485,6 +553,9 @@ impl Lab {
                 "--xds",
                 "delta",
             ]));
+            for (k, v) in metadata {
+                args.extend(s(&["--metadata", &format!("{k}={v}")]));
+            }
         } else {
             args.extend(s(&[
                 "--interception",
@@ -642,7 +713,80 @@ impl Lab {
         for d in m.deployments {
             self.run_deployment(ci, &d, progress)?;
         }
+        self.sync_services(ci)?;
         self.save()
+    }
+
+    /// Rewrites the router's ClusterIP rules from the stored Services and the pods: one
+    /// DNAT per endpoint, spread evenly with the `statistic` match as kube-proxy does.
+    fn sync_services(&self, ci: usize) -> Result<(), LabError> {
+        let c = &self.state.clusters[ci];
+        let reg = self.registry_dir(&c.name);
+        let mut rules = String::from("*nat\n:ISTHMUS-SERVICES - [0:0]\n");
+        let mut files: Vec<PathBuf> = Vec::new();
+        if let Ok(dirs) = std::fs::read_dir(&reg) {
+            for d in dirs.filter_map(|e| e.ok()).filter(|e| e.path().is_dir()) {
+                if let Ok(entries) = std::fs::read_dir(d.path()) {
+                    files.extend(
+                        entries
+                            .filter_map(|e| e.ok())
+                            .map(|e| e.path())
+                            .filter(|p| {
+                                p.file_name()
+                                    .and_then(|n| n.to_str())
+                                    .is_some_and(|n| n.starts_with("Service."))
+                            }),
+                    );
+                }
+            }
+        }
+        files.sort();
+        for f in files {
+            let text = std::fs::read_to_string(&f).map_err(io(&f))?;
+            let Ok(svc) = serde_json::from_str::<Service>(&text) else {
+                continue;
+            };
+            let Some(cip) = svc.spec.cluster_ip.as_deref() else {
+                continue;
+            };
+            let pods: Vec<&PodState> = c
+                .pods
+                .iter()
+                .filter(|p| p.namespace == svc.metadata.namespace)
+                .filter(|p| {
+                    !svc.spec.selector.is_empty()
+                        && svc
+                            .spec
+                            .selector
+                            .iter()
+                            .all(|(k, v)| p.labels.get(k) == Some(v))
+                })
+                .collect();
+            for port in &svc.spec.ports {
+                let target = match &port.target_port {
+                    Some(isthmus_api::kube::IntOrString::Int(n)) => *n,
+                    _ => port.port,
+                };
+                let n = pods.len();
+                for (i, p) in pods.iter().enumerate() {
+                    let remaining = n - i;
+                    let pick = if remaining > 1 {
+                        format!(
+                            "-m statistic --mode random --probability {:.5} ",
+                            1.0 / remaining as f64
+                        )
+                    } else {
+                        String::new()
+                    };
+                    rules.push_str(&format!(
+                        "-A ISTHMUS-SERVICES -d {cip}/32 -p tcp --dport {} {pick}-j DNAT --to-destination {}:{target}\n",
+                        port.port, p.ip
+                    ));
+                }
+            }
+        }
+        rules.push_str("COMMIT\n");
+        netns::restore(&c.router_netns, &rules)
     }
 
     fn run_deployment(
@@ -720,7 +864,7 @@ impl Lab {
                 &pod.workdir.join("app.log"),
             )?);
             if sidecar {
-                let pid = self.start_agent(ci, &pod, false)?;
+                let pid = self.start_agent(ci, &pod, None)?;
                 pod.pids.push(pid);
             }
             progress(&format!(
@@ -824,6 +968,7 @@ impl Lab {
                 ));
             }
         }
+        self.sync_services(ci)?;
         self.save()
     }
 

@@ -145,3 +145,35 @@ pub fn resolv_conf(ns: &str, nameserver: &str, searches: &[String]) -> Result<()
     );
     std::fs::write(&file, text).map_err(crate::error::io(&file))
 }
+
+/// Feeds `rules` to `iptables-restore --noflush` inside `ns` (chains it declares are
+/// flushed and refilled in one transaction).
+pub fn restore(ns: &str, rules: &str) -> Result<(), LabError> {
+    use std::io::Write;
+    let command = format!("ip netns exec {ns} iptables-restore --noflush");
+    let fail = |e: std::io::Error| LabError::Command {
+        command: command.clone(),
+        stderr: e.to_string(),
+    };
+    let mut child = Command::new("ip")
+        .args(["netns", "exec", ns, "iptables-restore", "--noflush"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(fail)?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin.write_all(rules.as_bytes()).map_err(fail)?;
+    }
+    let out = child.wait_with_output().map_err(fail)?;
+    if !out.status.success() {
+        return Err(LabError::Command {
+            command,
+            stderr: format!(
+                "{}\nrules:\n{rules}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ),
+        });
+    }
+    Ok(())
+}

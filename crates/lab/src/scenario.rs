@@ -94,12 +94,26 @@ pub struct Step {
     pub exec: Option<ExecStep>,
     /// Read an Envoy statistic.
     pub envoy_stat: Option<StatRef>,
+    /// GET a path of a pod's Envoy admin (`/clusters`, `/config_dump`); the expectations
+    /// on stdout apply to the body.
+    pub envoy_admin: Option<AdminRef>,
     /// Expectations.
     #[serde(default)]
     pub expect: Expect,
     /// Retry until the expectations hold, for up to this many seconds.
     #[serde(default)]
     pub within_seconds: u64,
+}
+
+/// A path of a pod's Envoy admin.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminRef {
+    /// The pod.
+    #[serde(flatten)]
+    pub pod: PodRef,
+    /// Path, such as `/clusters`.
+    pub path: String,
 }
 
 /// A command in a pod.
@@ -125,10 +139,11 @@ impl Scenario {
                 step.delete.is_some(),
                 step.exec.is_some(),
                 step.envoy_stat.is_some(),
+                step.envoy_admin.is_some(),
             ];
             if actions.iter().filter(|a| **a).count() != 1 {
                 return Err(LabError::Invalid(format!(
-                    "{}: steps[{i}] `{}`: give exactly one of apply, delete, exec, envoyStat",
+                    "{}: steps[{i}] `{}`: give exactly one of apply, delete, exec, envoyStat, envoyAdmin",
                     path.display(),
                     step.name
                 )));
@@ -228,6 +243,24 @@ fn attempt(lab: &mut Lab, base: &Path, step: &Step) -> Result<Result<String, Str
             }
         }
         return Ok(Ok(format!("{} = {v}", st.stat)));
+    }
+    if let Some(a) = &step.envoy_admin {
+        let p = lab
+            .state
+            .pod(&a.pod.cluster, &a.pod.namespace, &a.pod.pod)?
+            .clone();
+        let body = lab.pod_http(&p, 15000, &a.path)?;
+        for s in &e.stdout_contains {
+            if !body.contains(s.as_str()) {
+                return Ok(Err(format!("{} of {} lacks `{s}`", a.path, p.name)));
+            }
+        }
+        for s in &e.stdout_lacks {
+            if let Some(line) = body.lines().find(|l| l.contains(s.as_str())) {
+                return Ok(Err(format!("{} of {} has `{s}`: {line}", a.path, p.name)));
+            }
+        }
+        return Ok(Ok(format!("{} of {} as expected", a.path, p.name)));
     }
     Ok(Err("the step does nothing".into()))
 }

@@ -68,6 +68,11 @@ pub struct ClusterSpec {
     /// Has an east-west gateway on the WAN (port 15443, AUTO_PASSTHROUGH).
     #[serde(default = "yes")]
     pub east_west_gateway: bool,
+    /// Has an egress gateway (`istio-egressgateway`, 15443 SNI passthrough, network view
+    /// `external`): the one pod that talks to other clusters' gateways when a ServiceEntry
+    /// says so (seed 000's egress variant).
+    #[serde(default)]
+    pub egress_gateway: bool,
 }
 
 fn yes() -> bool {

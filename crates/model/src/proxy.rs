@@ -109,6 +109,23 @@ pub struct Proxy {
     /// `sni-dnat` makes a router the network's east-west gateway (Istio's
     /// `ISTIO_META_ROUTER_MODE`).
     pub router_mode_sni_dnat: bool,
+    /// Networks whose endpoints it reaches directly (Istio's `REQUESTED_NETWORK_VIEW`);
+    /// empty means its own network. An egress gateway asking for `external` sees the
+    /// endpoints a ServiceEntry puts on network `external`, which sidecars never reach.
+    pub network_views: Vec<String>,
+}
+
+impl Proxy {
+    /// True when an endpoint on `network` is reached directly, not through a gateway.
+    pub fn reaches_directly(&self, network: &str) -> bool {
+        if self.network_views.is_empty() {
+            network.is_empty() || network == self.network
+        } else if network.is_empty() {
+            self.network_views.iter().any(|v| v == &self.network)
+        } else {
+            self.network_views.iter().any(|v| v == network)
+        }
+    }
 }
 
 /// How traffic reaches the sidecar.

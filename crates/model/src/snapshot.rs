@@ -230,6 +230,16 @@ impl MeshSnapshot {
             router_mode_sni_dnat: metadata
                 .get("ROUTER_MODE")
                 .is_some_and(|m| m.eq_ignore_ascii_case("sni-dnat")),
+            network_views: metadata
+                .get("REQUESTED_NETWORK_VIEW")
+                .map(|v| {
+                    v.split(',')
+                        .map(str::trim)
+                        .filter(|n| !n.is_empty())
+                        .map(str::to_string)
+                        .collect()
+                })
+                .unwrap_or_default(),
         }
     }
 
