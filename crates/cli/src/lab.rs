@@ -90,9 +90,12 @@ pub enum LabCommand {
         /// Pod name (shown by helloworld).
         #[arg(long)]
         pod: String,
-        /// Ports to serve.
+        /// HTTP ports to serve.
         #[arg(long = "port")]
         ports: Vec<u16>,
+        /// Raw TCP echo ports (container ports named `tcp...`).
+        #[arg(long = "tcp-port")]
+        tcp_ports: Vec<u16>,
     },
     /// (inside a pod) GET a URL on loopback and print the body; exit 1 unless 200.
     #[command(hide = true)]
@@ -186,9 +189,15 @@ pub fn run(g: &LabGlobal, cmd: LabCommand) -> Result<()> {
                 bail!("{failures} step(s) of `{}` failed", sc.name);
             }
         }
-        LabCommand::App { image, pod, ports } => {
+        LabCommand::App {
+            image,
+            pod,
+            ports,
+            tcp_ports,
+        } => {
             let app = isthmus_lab::demo::DemoApp::for_image(&image)?;
-            tokio::runtime::Runtime::new()?.block_on(isthmus_lab::demo::serve(app, pod, ports))?;
+            tokio::runtime::Runtime::new()?
+                .block_on(isthmus_lab::demo::serve(app, pod, ports, tcp_ports))?;
         }
         LabCommand::HttpGet { addr, path } => {
             let (code, body) = isthmus_lab::http::get(addr, &path)?;

@@ -212,25 +212,47 @@ async fn connection(app: DemoApp, pod: String, sock: tokio::net::TcpStream, peer
     }
 }
 
-/// Runs `app` on `ports` until the process is stopped.
-pub async fn serve(app: DemoApp, pod: String, ports: Vec<u16>) -> std::io::Result<()> {
-    if app == DemoApp::Sleep || ports.is_empty() {
-        // `sleep 3650d`, as the sample does.
-        std::future::pending::<()>().await;
-        return Ok(());
-    }
+/// Echoes every byte back, for the raw-TCP ports of seed 002 (`bar` on 9090).
+async fn echo(mut sock: tokio::net::TcpStream) {
+    let (mut r, mut w) = sock.split();
+    let _ = tokio::io::copy(&mut r, &mut w).await;
+}
+
+/// Runs `app` on the HTTP `ports` and a TCP echo on `tcp_ports` until the process stops.
+pub async fn serve(
+    app: DemoApp,
+    pod: String,
+    ports: Vec<u16>,
+    tcp_ports: Vec<u16>,
+) -> std::io::Result<()> {
     let mut tasks = Vec::new();
-    for port in ports {
+    for port in tcp_ports {
         let listener = tokio::net::TcpListener::bind(("0.0.0.0", port)).await?;
-        let app = app.clone();
-        let pod = pod.clone();
         tasks.push(tokio::spawn(async move {
             loop {
-                if let Ok((sock, peer)) = listener.accept().await {
-                    tokio::spawn(connection(app.clone(), pod.clone(), sock, peer));
+                if let Ok((sock, _)) = listener.accept().await {
+                    tokio::spawn(echo(sock));
                 }
             }
         }));
+    }
+    if app != DemoApp::Sleep {
+        for port in ports {
+            let listener = tokio::net::TcpListener::bind(("0.0.0.0", port)).await?;
+            let app = app.clone();
+            let pod = pod.clone();
+            tasks.push(tokio::spawn(async move {
+                loop {
+                    if let Ok((sock, peer)) = listener.accept().await {
+                        tokio::spawn(connection(app.clone(), pod.clone(), sock, peer));
+                    }
+                }
+            }));
+        }
+    }
+    if tasks.is_empty() {
+        // `sleep 3650d`, as the sample does.
+        std::future::pending::<()>().await;
     }
     for t in tasks {
         let _ = t.await;

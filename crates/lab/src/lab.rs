@@ -855,8 +855,10 @@ impl Lab {
                 "--pod",
                 &pod_name,
             ]);
-            for p in &ports {
-                args.extend(s(&["--port", &p.to_string()]));
+            for p in &container.ports {
+                let tcp = p.name.as_deref().is_some_and(|n| n.starts_with("tcp"));
+                let flag = if tcp { "--tcp-port" } else { "--port" };
+                args.extend(s(&[flag, &p.container_port.to_string()]));
             }
             pod.pids.push(process::spawn(
                 &pod.netns,

@@ -34,8 +34,14 @@ pub struct Manifests {
     pub stored: Vec<StoredDoc>,
 }
 
-/// Replaces `${NAME}` from `vars`; an unknown variable is an error naming file and line.
+/// Replaces `${NAME}` (and the `<NAME>` form seed 002 uses, for names the lab defines)
+/// from `vars`; an unknown `${NAME}` is an error naming file and line.
 pub fn fill(text: &str, file: &Path, vars: &[(String, String)]) -> Result<String, LabError> {
+    let mut text = text.to_string();
+    for (k, v) in vars {
+        text = text.replace(&format!("<{k}>"), v);
+    }
+    let text = text.as_str();
     let mut out = String::with_capacity(text.len());
     for (i, line) in text.lines().enumerate() {
         let mut rest = line;
@@ -169,6 +175,12 @@ mod tests {
         let got = fill("  - address: ${GATEWAY_IP_CLUSTER2}\n", f, &vars).expect("fill");
         assert_eq!(got, "  - address: 198.18.1.2\n");
         let kept = fill("# use ${ANYTHING} here\n", f, &vars).expect("comment");
+        let vars2 = vec![(
+            "IPofCluster2IngressGateway".to_string(),
+            "198.18.1.2".to_string(),
+        )];
+        let angle = fill("  - address: <IPofCluster2IngressGateway>\n", f, &vars2).expect("angle");
+        assert_eq!(angle, "  - address: 198.18.1.2\n");
         assert_eq!(kept, "# use ${ANYTHING} here\n");
         let err = fill("a: 1\nb: ${NOPE}\n", f, &vars).expect_err("unknown");
         let msg = err.to_string();

@@ -196,7 +196,13 @@ impl Topology {
             if c.east_west_gateway {
                 let ip = Self::gateway_wan(i).to_string();
                 v.push((format!("GATEWAY_IP_{up}"), ip.clone()));
-                v.push((format!("{up}_GW_ADDR"), ip));
+                v.push((format!("{up}_GW_ADDR"), ip.clone()));
+                // Seed 002 writes `<IPofCluster2IngressGateway>`.
+                let mut cap = c.name.clone();
+                if let Some(f) = cap.get_mut(0..1) {
+                    f.make_ascii_uppercase();
+                }
+                v.push((format!("IPof{}IngressGateway", cap.replace('-', "")), ip));
             }
         }
         v
@@ -216,6 +222,7 @@ mod tests {
         let vars = t.variables();
         assert!(vars.contains(&("GATEWAY_IP_CLUSTER2".into(), "198.18.1.2".into())));
         assert!(vars.contains(&("CLUSTER2_GW_ADDR".into(), "198.18.1.2".into())));
+        assert!(vars.contains(&("IPofCluster2IngressGateway".into(), "198.18.1.2".into())));
     }
 
     #[test]

@@ -72,7 +72,7 @@ fn require() {
         .unwrap_or_default();
     assert!(
         uid.split_whitespace().nth(1) == Some("0"),
-        "the lab test needs root (network namespaces, iptables); CI runs it as root. Run `sudo -E cargo test -p isthmus --test lab_s1`."
+        "the lab test needs root (network namespaces, iptables); CI runs it as root. Run `sudo -E cargo test -p isthmus --test lab_scenarios`."
     );
     for tool in ["ip", "iptables", "iptables-restore", "curl", "getent"] {
         let found = std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
@@ -227,4 +227,21 @@ fn bad_manifests_stop_up_before_anything_is_created() {
     assert!(!out.status.success());
     assert!(err.contains("the lab needs root"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn s2_replicated_services_http_and_tcp_both_ways() {
+    require();
+    let lab = Lab {
+        state: std::env::temp_dir().join(format!("isthmus-lab-s2-{}", std::process::id())),
+        prefix: format!("i2{}", std::process::id() % 100_000),
+    };
+    let run = lab.ok(&["run", "examples/replicated-services/s2.yaml"]);
+    assert!(run.contains("11 of 11 steps passed"), "{run}");
+    lab.ok(&["down"]);
+    assert!(
+        lab.namespaces().is_empty(),
+        "left behind: {:?}",
+        lab.namespaces()
+    );
 }
