@@ -22,6 +22,52 @@ pub struct Service {
     /// Spec.
     #[serde(default)]
     pub spec: ServiceSpec,
+    /// Status: a LoadBalancer's public address (how the seeds find a gateway's IP).
+    #[serde(default, skip_serializing_if = "ServiceStatus::is_empty")]
+    pub status: ServiceStatus,
+}
+
+/// `Service.status`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceStatus {
+    /// The load balancer.
+    #[serde(default)]
+    pub load_balancer: LoadBalancerStatus,
+}
+
+impl ServiceStatus {
+    /// True when nothing is set.
+    pub fn is_empty(&self) -> bool {
+        self.load_balancer.ingress.is_empty()
+    }
+
+    /// The first ingress address (IP, else host name).
+    pub fn address(&self) -> Option<&str> {
+        self.load_balancer
+            .ingress
+            .iter()
+            .find_map(|i| i.ip.as_deref().or(i.hostname.as_deref()))
+    }
+}
+
+/// `Service.status.loadBalancer`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoadBalancerStatus {
+    /// Ingress points.
+    #[serde(default)]
+    pub ingress: Vec<LoadBalancerIngress>,
+}
+
+/// One ingress point.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoadBalancerIngress {
+    /// IP address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip: Option<String>,
+    /// Host name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hostname: Option<String>,
 }
 
 /// `Service.spec`.

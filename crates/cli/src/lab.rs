@@ -73,6 +73,18 @@ pub enum LabCommand {
     },
     /// Show clusters, pods, addresses and proxy readiness.
     Status,
+    /// Show what a cluster's control plane serves: `get serviceentries [--generated]`.
+    Get {
+        /// Resource kind; `serviceentries` (or `se`).
+        #[arg(value_parser = ["serviceentries", "serviceentry", "se"])]
+        kind: String,
+        /// Cluster.
+        #[arg(long)]
+        cluster: String,
+        /// Only the generated ones, with where they came from.
+        #[arg(long)]
+        generated: bool,
+    },
     /// Run a scenario file's steps; brings the lab up first when none is running.
     Run {
         /// Scenario file, such as examples/gateway-connected/s1.yaml.
@@ -127,7 +139,11 @@ pub fn run(g: &LabGlobal, cmd: LabCommand) -> Result<()> {
     match cmd {
         LabCommand::Up { dir } => {
             println!("bringing up {} ...", dir.display());
-            let lab = Lab::up(&dir, options(g)?, &mut |l| progress(l))?;
+            let lab = Lab::up(&dir, options(g)?, &mut |l| progress(l)).map_err(|e| {
+                anyhow::anyhow!(
+                    "{e}\n(what was started is left for inspection; `isthmus lab down` removes it)"
+                )
+            })?;
             println!(
                 "lab is up: {} clusters; try `isthmus lab status`",
                 lab.state.clusters.len()
@@ -163,6 +179,26 @@ pub fn run(g: &LabGlobal, cmd: LabCommand) -> Result<()> {
             let code = lab.exec(&cluster, &namespace, &pod, &command)?;
             std::process::exit(code);
         }
+        LabCommand::Get {
+            kind: _,
+            cluster,
+            generated,
+        } => {
+            let lab = Lab::load(options(g)?)?;
+            let c = lab.state.cluster(&cluster)?;
+            let cp = c
+                .pods
+                .iter()
+                .find(|p| p.role == isthmus_lab::state::PodRole::ControlPlane)
+                .ok_or_else(|| anyhow::anyhow!("{cluster} runs no control plane"))?;
+            let path = if generated {
+                "/debug/serviceentries?generated"
+            } else {
+                "/debug/serviceentries"
+            };
+            let body = lab.pod_http(cp, 15014, path)?;
+            print!("{}", format_service_entries(&body)?);
+        }
         LabCommand::Status => {
             let lab = Lab::load(options(g)?)?;
             print!("{}", lab.status());
@@ -172,7 +208,7 @@ pub fn run(g: &LabGlobal, cmd: LabCommand) -> Result<()> {
             let opts = options(g)?;
             let wanted = base.join(&sc.lab).canonicalize()?;
             let mut lab = match Lab::load(opts.clone()) {
-                Ok(lab) if lab.state.source == wanted => lab,
+                Ok(lab) if lab.state.source == wanted && lab.healthy() => lab,
                 _ => {
                     println!("bringing up {} ...", wanted.display());
                     Lab::up(&wanted, opts.clone(), &mut |l| progress(l))?
@@ -208,4 +244,27 @@ pub fn run(g: &LabGlobal, cmd: LabCommand) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Renders the control plane's `/debug/serviceentries` JSON as YAML documents, each
+/// generated one preceded by a comment saying where it came from.
+pub fn format_service_entries(body: &str) -> Result<String> {
+    let list: Vec<serde_json::Value> = serde_json::from_str(body)?;
+    let mut out = String::new();
+    for v in &list {
+        out.push_str("---\n");
+        if v["generated"].as_bool() == Some(true) {
+            out.push_str(&format!(
+                "# generated from {}\n",
+                v["explanation"].as_str().unwrap_or("")
+            ));
+        }
+        // JSON is YAML; one document per entry keeps `kubectl apply -f`-style tools happy.
+        out.push_str(&serde_json::to_string_pretty(&v["object"])?);
+        out.push('\n');
+    }
+    if list.is_empty() {
+        out.push_str("# no ServiceEntries\n");
+    }
+    Ok(out)
 }

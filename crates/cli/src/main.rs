@@ -39,6 +39,18 @@ enum Command {
     Agent(Box<AgentArgs>),
     /// Print the Envoy resources the control plane would send a proxy, as Istio names them.
     ProxyConfig(ProxyConfigArgs),
+    /// Show resources a control plane serves: `get serviceentries [--generated]`.
+    Get {
+        /// Resource kind; `serviceentries` (or `se`).
+        #[arg(value_parser = ["serviceentries", "serviceentry", "se"])]
+        kind: String,
+        /// Only the ServiceEntries the automation generated, with where they came from.
+        #[arg(long)]
+        generated: bool,
+        /// The control plane's monitoring address.
+        #[arg(long, default_value = "127.0.0.1:15014")]
+        monitoring: std::net::SocketAddr,
+    },
     /// A local multi-cluster lab in network namespaces: up, apply, exec, status, run, down.
     Lab {
         #[command(flatten)]
@@ -136,6 +148,15 @@ struct ControlPlaneArgs {
     /// Range for VIPs of ServiceEntry hosts that have no `addresses`.
     #[arg(long, default_value = "240.240.0.0/16")]
     vip_range: isthmus_model::VipRange,
+    /// CLUSTER=DIR: another cluster's registry, read to generate ServiceEntries for its
+    /// services (NAME.NS.global, and NAME.NS.svc.cluster.local for replicated namespaces),
+    /// one endpoint per cluster's east-west gateway weighted by its pod count.
+    #[arg(long = "remote-registry", value_parser = key_value)]
+    remote_registries: Vec<(String, String)>,
+    /// Whether a service is reachable from other clusters when it neither has the
+    /// `isthmus.io/export` label nor the `networking.istio.io/exportTo` annotation.
+    #[arg(long, default_value = "exported", value_parser = ["exported", "hidden"])]
+    export_default: String,
 }
 
 #[derive(Args, Debug)]
@@ -321,6 +342,15 @@ fn run() -> Result<()> {
                 dns: a.dns,
                 dns_templates: a.dns_templates,
                 vip_range: a.vip_range,
+                remote_registries: a
+                    .remote_registries
+                    .iter()
+                    .map(|(c, d)| (c.clone(), PathBuf::from(d)))
+                    .collect(),
+                export_default: a
+                    .export_default
+                    .parse()
+                    .map_err(|e: String| anyhow::anyhow!("--export-default {e}"))?,
             };
             for (_, d) in &config.registries {
                 if !d.is_dir() {
@@ -386,6 +416,24 @@ fn run() -> Result<()> {
                 "{}",
                 isthmus_envoy::render::render(&isthmus_envoy::generate(&snapshot, &proxy))
             );
+        }
+        Command::Get {
+            kind: _,
+            generated,
+            monitoring,
+        } => {
+            let path = if generated {
+                "/debug/serviceentries?generated"
+            } else {
+                "/debug/serviceentries"
+            };
+            let (code, body) = isthmus_lab::http::get(monitoring, path).with_context(|| {
+                format!("cannot reach the control plane's monitoring port {monitoring}")
+            })?;
+            if code != 200 {
+                bail!("{monitoring}{path}: HTTP {code}");
+            }
+            print!("{}", lab::format_service_entries(&body)?);
         }
         Command::Lab { global, command } => lab::run(&global, command)?,
     }

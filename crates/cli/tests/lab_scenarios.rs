@@ -245,3 +245,40 @@ fn s2_replicated_services_http_and_tcp_both_ways() {
         lab.namespaces()
     );
 }
+
+#[test]
+fn s1_and_s2_with_generated_service_entries_and_export_control() {
+    require();
+    let lab = Lab {
+        state: std::env::temp_dir().join(format!("isthmus-lab-auto-{}", std::process::id())),
+        prefix: format!("ia{}", std::process::id() % 100_000),
+    };
+    lab.ok(&["up", "examples/multi-primary-auto"]);
+    // Generated ServiceEntries are visible and say where they came from.
+    let generated = lab.ok(&[
+        "get",
+        "serviceentries",
+        "--generated",
+        "--cluster",
+        "cluster1",
+    ]);
+    assert!(
+        generated
+            .contains("# generated from cluster2: 1 endpoint via 198.18.1.2:15443; VIP 240.240."),
+        "{generated}"
+    );
+    assert!(generated.contains("\"httpbin.bar.global\""), "{generated}");
+    assert!(
+        generated.contains("# generated from cluster2: 3 endpoints via 198.18.1.2:15443"),
+        "bar.ns2 has three pods in cluster2: {generated}"
+    );
+    assert!(!generated.contains("secret.ns2"), "{generated}");
+    let run = lab.ok(&["run", "examples/multi-primary-auto/auto.yaml"]);
+    assert!(run.contains("13 of 13 steps passed"), "{run}");
+    lab.ok(&["down"]);
+    assert!(
+        lab.namespaces().is_empty(),
+        "left behind: {:?}",
+        lab.namespaces()
+    );
+}

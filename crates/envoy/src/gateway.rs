@@ -41,16 +41,24 @@ pub fn router_resources(snapshot: &MeshSnapshot, proxy: &Proxy) -> ProxyResource
     let targets = outbound_targets(snapshot, proxy);
     let mut chains_by_port: BTreeMap<u32, Vec<FilterChain>> = BTreeMap::new();
     let mut made = std::collections::BTreeSet::new();
+    let mut used_names = std::collections::BTreeSet::new();
     for (t, _) in &targets {
         let cluster = names::sni(t.port, &t.subset, &t.service.hostname);
         let kubernetes = t.service.origin == ServiceOrigin::Kubernetes;
+        // Export control: a service that is not exported has no filter chain here, so its
+        // SNI falls to the refusing default chain.
+        if !t.service.exported {
+            continue;
+        }
         // Kubernetes services: their endpoints in this cluster. Mesh-internal
         // ServiceEntries: their endpoints as this router's network view sees them (an
         // egress gateway with REQUESTED_NETWORK_VIEW=external forwards to the remote
         // gateway a ServiceEntry puts on network `external`).
         let cla = if kubernetes {
             local_assignment(proxy, t, &cluster)
-        } else if t.service.mesh_internal() {
+        } else if t.service.mesh_internal() && !proxy.network_views.is_empty() {
+            // Only a router that asked for a network view (an egress gateway) relays to
+            // other clusters; an east-west gateway serves its own cluster only.
             load_assignment(snapshot, proxy, t, &cluster)
         } else {
             continue;
@@ -72,7 +80,10 @@ pub fn router_resources(snapshot: &MeshSnapshot, proxy: &Proxy) -> ProxyResource
             let mut server_names = Vec::new();
             for host in [&t.service.hostname, &global] {
                 let sni = names::sni(t.port, &t.subset, host);
-                if hosts.iter().any(|h| host_matches(h, host)) && !server_names.contains(&sni) {
+                // One SNI, one chain: Envoy refuses overlapping filter chains.
+                if hosts.iter().any(|h| host_matches(h, host))
+                    && used_names.insert((*port, sni.clone()))
+                {
                     server_names.push(sni);
                 }
             }

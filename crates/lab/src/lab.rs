@@ -51,6 +51,16 @@ impl Lab {
         self.state.save(&self.opts.state_dir)
     }
 
+    /// True when every process the lab started is still running.
+    pub fn healthy(&self) -> bool {
+        self.state
+            .clusters
+            .iter()
+            .flat_map(|c| c.pods.iter())
+            .flat_map(|p| p.pids.iter())
+            .all(|pid| process::alive(*pid))
+    }
+
     /// The running lab, or an error saying how to start one.
     pub fn load(opts: LabOptions) -> Result<Lab, LabError> {
         match LabState::load(&opts.state_dir)? {
@@ -151,6 +161,12 @@ impl Lab {
         lab.certificates(progress)?;
         lab.network(progress)?;
         let clusters = lab.state.topology.clusters.clone();
+        // Every registry exists before any control plane starts: with the automation, a
+        // control plane watches the other clusters' registries too.
+        for c in &clusters {
+            let reg = lab.registry_dir(&c.name);
+            std::fs::create_dir_all(&reg).map_err(io(&reg))?;
+        }
         for (i, c) in clusters.iter().enumerate() {
             lab.control_plane(i, c, progress)?;
         }
@@ -360,6 +376,27 @@ impl Lab {
             "--dns",
             "0.0.0.0:53",
         ]));
+        if self.state.topology.automation {
+            for other in self
+                .state
+                .topology
+                .clusters
+                .iter()
+                .filter(|o| o.name != spec.name)
+            {
+                args.extend(s(&[
+                    "--remote-registry",
+                    &format!(
+                        "{}={}",
+                        other.name,
+                        self.registry_dir(&other.name).display()
+                    ),
+                ]));
+            }
+        }
+        if let Some(d) = &self.state.topology.export_default {
+            args.extend(s(&["--export-default", d]));
+        }
         for t in &self.state.topology.dns_templates {
             args.extend(s(&["--dns-template", t]));
         }
@@ -411,6 +448,7 @@ impl Lab {
                 selector: BTreeMap::from([("istio".to_string(), "egressgateway".to_string())]),
                 ..Default::default()
             },
+            status: Default::default(),
         };
         let ip = self.store_service(ci, svc)?;
         self.store_pod(ci, &pod, &[15443])?;
@@ -466,6 +504,14 @@ impl Lab {
                 selector: BTreeMap::from([("istio".to_string(), "ingressgateway".to_string())]),
                 type_: Some("LoadBalancer".into()),
                 ..Default::default()
+            },
+            status: isthmus_api::kube::ServiceStatus {
+                load_balancer: isthmus_api::kube::LoadBalancerStatus {
+                    ingress: vec![isthmus_api::kube::LoadBalancerIngress {
+                        ip: Some(public.to_string()),
+                        hostname: None,
+                    }],
+                },
             },
         };
         self.store_service(ci, svc)?;

@@ -78,6 +78,8 @@ pub struct Expect {
     pub at_least: Option<u64>,
     /// A statistic exactly this.
     pub equals: Option<u64>,
+    /// A statistic at most this.
+    pub at_most: Option<u64>,
 }
 
 /// One step.
@@ -240,6 +242,11 @@ fn attempt(lab: &mut Lab, base: &Path, step: &Step) -> Result<Result<String, Str
         if let Some(want) = e.equals {
             if v != want {
                 return Ok(Err(format!("{} = {v}, expected {want}", st.stat)));
+            }
+        }
+        if let Some(max) = e.at_most {
+            if v > max {
+                return Ok(Err(format!("{} = {v}, expected at most {max}", st.stat)));
             }
         }
         return Ok(Ok(format!("{} = {v}", st.stat)));

@@ -100,6 +100,14 @@ pub struct Topology {
     /// DNS template suffixes, `SUFFIX=IPV4`.
     #[serde(default)]
     pub dns_templates: Vec<String>,
+    /// Every control plane reads the other clusters' registries and generates the
+    /// ServiceEntries for their services (seed 002's automation): no hand-written ones.
+    #[serde(default)]
+    pub automation: bool,
+    /// `exported` (default) or `hidden`: whether services without an export label or
+    /// annotation are reachable from other clusters.
+    #[serde(default)]
+    pub export_default: Option<String>,
 }
 
 fn default_trust_domain() -> String {

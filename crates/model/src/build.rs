@@ -163,12 +163,14 @@ impl MeshSnapshot {
                         .collect(),
                     vip: None,
                     vip_allocated: false,
+                    exported: true,
                     resolution: Resolution::Static,
                     location: Location::MeshInternal,
                     endpoints: Vec::new(),
                     subject_alt_names: Vec::new(),
                 });
                 if c.cluster == input.local_cluster {
+                    entry.exported = crate::automation::exported(s, input.export_default);
                     if let Some(ip) = s
                         .spec
                         .cluster_ip
@@ -400,6 +402,7 @@ impl MeshSnapshot {
                                         ports: ports.clone(),
                                         vip: vip.clone(),
                                         vip_allocated: false,
+                                        exported: true,
                                         resolution,
                                         location: se
                                             .spec

@@ -4,6 +4,7 @@
 //!
 //! Data flows one way: registries -> [`MeshSnapshot::build`] -> per-proxy generation.
 
+pub mod automation;
 pub mod build;
 pub mod host;
 pub mod policy;

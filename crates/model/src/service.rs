@@ -40,6 +40,8 @@ pub struct Service {
     pub vip: Option<String>,
     /// True when the VIP was allocated by the mesh rather than written in `addresses`.
     pub vip_allocated: bool,
+    /// Reachable from other clusters through this cluster's east-west gateway.
+    pub exported: bool,
     /// How endpoints are found.
     pub resolution: Resolution,
     /// Inside or outside the mesh.

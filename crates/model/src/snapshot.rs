@@ -25,6 +25,8 @@ pub struct SnapshotInput {
     pub clusters: Vec<ClusterConfig>,
     /// Where ServiceEntry hosts without `addresses` get their VIP from.
     pub vip_range: VipRange,
+    /// Whether services are reachable from other clusters unless they say otherwise.
+    pub export_default: crate::automation::ExportDefault,
 }
 
 /// An IPv4 range that automatic VIPs are allocated from (Istio's default: 240.240.0.0/16,
