@@ -17,6 +17,6 @@ pub mod security;
 pub mod validate;
 
 pub use diagnostic::{Diagnostic, Severity};
-pub use load::{load_dir, load_file, load_str, Loaded};
+pub use load::{load_dir, load_file, load_str, yaml_files, Loaded};
 pub use meta::ObjectMeta;
 pub use resource::{Object, Origin, Resource, ResourceKey};

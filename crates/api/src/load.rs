@@ -36,18 +36,31 @@ impl Loaded {
 /// does); files directly in `dir` default to `default`.
 pub fn load_dir(dir: &Path) -> Loaded {
     let mut out = Loaded::default();
+    match yaml_files(dir) {
+        Ok(files) => {
+            for (file, ns) in files {
+                out.extend(load_file(&file, &ns));
+            }
+        }
+        Err(d) => out.diagnostics.push(d),
+    }
+    out
+}
+
+/// The YAML files below `dir` in name order, each with its default namespace (as
+/// [`load_dir`] reads them), so that a caller can re-read only the files that changed.
+pub fn yaml_files(dir: &Path) -> Result<Vec<(PathBuf, String)>, Diagnostic> {
     let mut files = Vec::new();
     if let Err(e) = collect_files(dir, None, &mut files) {
         let mut d = Diagnostic::error(format!("cannot read directory: {e}"));
         d.file = Some(dir.to_path_buf());
-        out.diagnostics.push(d);
-        return out;
+        return Err(d);
     }
     files.sort();
-    for (file, ns) in files {
-        out.extend(load_file(&file, ns.as_deref().unwrap_or("default")));
-    }
-    out
+    Ok(files
+        .into_iter()
+        .map(|(f, ns)| (f, ns.unwrap_or_else(|| "default".to_string())))
+        .collect())
 }
 
 fn collect_files(

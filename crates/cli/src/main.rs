@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
+mod bench;
 mod lab;
 
 /// Isthmus: a multicluster service mesh for Istio users, with Envoy as the data plane.
@@ -51,6 +52,9 @@ enum Command {
         #[arg(long, default_value = "127.0.0.1:15014")]
         monitoring: std::net::SocketAddr,
     },
+    /// Benchmarks that print numbers: synthetic meshes, xDS load, CA signing.
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
     /// A local multi-cluster lab in network namespaces: up, apply, exec, status, run, down.
     Lab {
         #[command(flatten)]
@@ -435,6 +439,7 @@ fn run() -> Result<()> {
             }
             print!("{}", lab::format_service_entries(&body)?);
         }
+        Command::Bench(cmd) => bench::run(cmd)?,
         Command::Lab { global, command } => lab::run(&global, command)?,
     }
     Ok(())

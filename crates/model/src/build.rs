@@ -183,10 +183,17 @@ impl MeshSnapshot {
                 if s.spec.selector.is_empty() {
                     continue;
                 }
-                for ((cluster, ns, _), (info, pod)) in &pods {
-                    if cluster != &c.cluster || ns != &s.metadata.namespace {
-                        continue;
-                    }
+                // Only this cluster's pods in the service's namespace: a range of the
+                // (cluster, namespace, name)-ordered map, not a scan of every pod.
+                let lo = (
+                    c.cluster.clone(),
+                    s.metadata.namespace.clone(),
+                    String::new(),
+                );
+                let in_ns = pods.range(lo..).take_while(|((cluster, ns, _), _)| {
+                    cluster == &c.cluster && ns == &s.metadata.namespace
+                });
+                for (_, (info, pod)) in in_ns {
                     if !s
                         .spec
                         .selector
@@ -224,7 +231,7 @@ impl MeshSnapshot {
                         address: info.ip.clone(),
                         ports,
                         labels: info.labels.clone(),
-                        cluster: cluster.clone(),
+                        cluster: c.cluster.clone(),
                         network: info.network.clone(),
                         locality: locality_of(&info.labels),
                         weight: 1,

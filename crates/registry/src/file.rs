@@ -1,7 +1,7 @@
 //! A cluster's objects read from a directory, keeping the last good version of every
 //! resource that a later edit broke.
 
-use isthmus_api::{load_dir, Diagnostic, Resource, ResourceKey};
+use isthmus_api::{Diagnostic, Resource, ResourceKey};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -17,12 +17,24 @@ pub struct ClusterConfig {
     pub diagnostics: Vec<Diagnostic>,
 }
 
+/// One file as last read.
+#[derive(Debug)]
+struct CachedFile {
+    modified: Option<std::time::SystemTime>,
+    len: u64,
+    resources: Vec<Arc<Resource>>,
+    diagnostics: Vec<Diagnostic>,
+}
+
 /// A registry backed by a directory of YAML files.
 #[derive(Debug)]
 pub struct FileRegistry {
     cluster: String,
     dir: PathBuf,
     current: ClusterConfig,
+    /// What each file held when last read, by (modification time, length): an unchanged
+    /// file is not parsed again, so one edit in a large registry costs one file.
+    files: std::collections::HashMap<PathBuf, CachedFile>,
 }
 
 impl FileRegistry {
@@ -36,7 +48,46 @@ impl FileRegistry {
             },
             cluster,
             dir: dir.into(),
+            files: std::collections::HashMap::new(),
         }
+    }
+
+    /// Reads the files that changed since the last call; the others come from the cache.
+    fn load(&mut self) -> (Vec<Arc<Resource>>, Vec<Diagnostic>) {
+        let (mut resources, mut diagnostics) = (Vec::new(), Vec::new());
+        let files = match isthmus_api::yaml_files(&self.dir) {
+            Ok(f) => f,
+            Err(d) => return (resources, vec![d]),
+        };
+        let mut seen = std::collections::HashSet::new();
+        for (file, ns) in files {
+            let meta = std::fs::metadata(&file).ok();
+            let modified = meta.as_ref().and_then(|m| m.modified().ok());
+            let len = meta.as_ref().map(|m| m.len()).unwrap_or(0);
+            let cached = self
+                .files
+                .get(&file)
+                .filter(|c| c.modified.is_some() && c.modified == modified && c.len == len);
+            if cached.is_none() {
+                let loaded = isthmus_api::load_file(&file, &ns);
+                self.files.insert(
+                    file.clone(),
+                    CachedFile {
+                        modified,
+                        len,
+                        resources: loaded.resources.into_iter().map(Arc::new).collect(),
+                        diagnostics: loaded.diagnostics,
+                    },
+                );
+            }
+            if let Some(c) = self.files.get(&file) {
+                resources.extend(c.resources.iter().cloned());
+                diagnostics.extend(c.diagnostics.iter().cloned());
+            }
+            seen.insert(file);
+        }
+        self.files.retain(|f, _| seen.contains(f));
+        (resources, diagnostics)
     }
 
     /// The cluster name.
@@ -58,9 +109,9 @@ impl FileRegistry {
     /// version (and its error is reported); a file that no longer parses at all keeps every
     /// resource it had. Returns true when the resources in force changed.
     pub fn reload(&mut self) -> bool {
-        let loaded = load_dir(&self.dir);
+        let (loaded_resources, loaded_diagnostics) = self.load();
         let mut next: BTreeMap<ResourceKey, Arc<Resource>> = BTreeMap::new();
-        for r in loaded.resources {
+        for r in loaded_resources {
             let key = r.key();
             if let Some(prev) = next.get(&key) {
                 let mut d = Diagnostic::error(format!(
@@ -74,17 +125,15 @@ impl FileRegistry {
                 self.current.diagnostics.push(d);
                 continue;
             }
-            next.insert(key, Arc::new(r));
+            next.insert(key, r);
         }
         // Keep the last good version of what an error now hides.
-        let broken_resources: BTreeSet<&str> = loaded
-            .diagnostics
+        let broken_resources: BTreeSet<&str> = loaded_diagnostics
             .iter()
             .filter(|d| d.is_error())
             .filter_map(|d| d.resource.as_deref())
             .collect();
-        let broken_files: BTreeSet<&Path> = loaded
-            .diagnostics
+        let broken_files: BTreeSet<&Path> = loaded_diagnostics
             .iter()
             .filter(|d| d.is_error() && d.resource.is_none())
             .filter_map(|d| d.file.as_deref())
@@ -108,11 +157,11 @@ impl FileRegistry {
             || next
                 .iter()
                 .zip(self.current.resources.iter())
-                .any(|((ka, a), (kb, b))| ka != kb || a.object != b.object);
+                .any(|((ka, a), (kb, b))| ka != kb || (!Arc::ptr_eq(a, b) && a.object != b.object));
         self.current = ClusterConfig {
             cluster: self.cluster.clone(),
             resources: next,
-            diagnostics: loaded.diagnostics,
+            diagnostics: loaded_diagnostics,
         };
         changed
     }

@@ -26,12 +26,17 @@ pub type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 pub struct AdsServer {
     snapshots: watch::Receiver<Arc<MeshSnapshot>>,
     status: Arc<XdsStatus>,
+    cache: crate::cache::ResourceCache,
 }
 
 impl AdsServer {
     /// A server following `snapshots`, recording into `status`.
     pub fn new(snapshots: watch::Receiver<Arc<MeshSnapshot>>, status: Arc<XdsStatus>) -> Self {
-        AdsServer { snapshots, status }
+        AdsServer {
+            snapshots,
+            status,
+            cache: crate::cache::ResourceCache::default(),
+        }
     }
 
     /// The tonic service.
@@ -63,8 +68,9 @@ impl AggregatedDiscoveryService for AdsServer {
         let (tx, rx) = mpsc::channel(16);
         let mut snapshots = self.snapshots.clone();
         let status = self.status.clone();
+        let cache = self.cache.clone();
         tokio::spawn(async move {
-            let result = sotw_stream(&mut input, &tx, &mut snapshots, &status).await;
+            let result = sotw_stream(&mut input, &tx, &mut snapshots, &status, cache).await;
             if let Err(e) = result {
                 let _ = tx.send(Err(e)).await;
             }
@@ -80,9 +86,10 @@ impl AggregatedDiscoveryService for AdsServer {
         let (tx, rx) = mpsc::channel(16);
         let mut snapshots = self.snapshots.clone();
         let status = self.status.clone();
+        let cache = self.cache.clone();
         tokio::spawn(async move {
             if let Err(e) =
-                crate::delta::delta_stream(&mut input, &tx, &mut snapshots, &status).await
+                crate::delta::delta_stream(&mut input, &tx, &mut snapshots, &status, cache).await
             {
                 let _ = tx.send(Err(e)).await;
             }
@@ -98,11 +105,12 @@ async fn sotw_stream(
     tx: &Tx,
     snapshots: &mut watch::Receiver<Arc<MeshSnapshot>>,
     status: &Arc<XdsStatus>,
+    cache: crate::cache::ResourceCache,
 ) -> Result<(), Status> {
     let Some(first) = input.next().await.transpose()? else {
         return Ok(());
     };
-    let mut proxy = StreamProxy::from_node(first.node.as_ref())?;
+    let mut proxy = StreamProxy::from_node(first.node.as_ref(), cache)?;
     let id = status.open(&proxy.node.to_string(), "sotw");
     tracing::info!(proxy = %proxy.node, "ADS stream opened (state of the world)");
     let mut watches: BTreeMap<String, Watch> = BTreeMap::new();
@@ -172,14 +180,15 @@ async fn send(
     nonce: u64,
     status: &XdsStatus,
 ) -> Result<(), Status> {
-    let resources = proxy.refresh(snapshot).of_type(type_url);
+    let encoded = proxy.refresh(snapshot);
     let wanted = |name: &str| w.names.is_empty() || w.names.iter().any(|n| n == name || n == "*");
     let resp = DiscoveryResponse {
         version_info: snapshot.version.to_string(),
-        resources: resources
-            .into_iter()
+        resources: encoded
+            .of_type(type_url)
+            .iter()
             .filter(|r| wanted(&r.name))
-            .map(|r| r.resource)
+            .map(|r| r.resource.clone())
             .collect(),
         type_url: type_url.to_string(),
         nonce: nonce.to_string(),

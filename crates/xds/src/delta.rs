@@ -8,9 +8,7 @@ use envoy_types::pb::envoy::service::discovery::v3::{
 };
 use futures::StreamExt;
 use isthmus_model::MeshSnapshot;
-use std::collections::hash_map::DefaultHasher;
 use std::collections::{BTreeMap, BTreeSet};
-use std::hash::{Hash, Hasher};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use tokio::sync::{mpsc, watch};
@@ -39,11 +37,12 @@ pub async fn delta_stream(
     tx: &Tx,
     snapshots: &mut watch::Receiver<Arc<MeshSnapshot>>,
     status: &Arc<XdsStatus>,
+    cache: crate::cache::ResourceCache,
 ) -> Result<(), Status> {
     let Some(first) = input.next().await.transpose()? else {
         return Ok(());
     };
-    let mut proxy = StreamProxy::from_node(first.node.as_ref())?;
+    let mut proxy = StreamProxy::from_node(first.node.as_ref(), cache)?;
     let id = status.open(&proxy.node.to_string(), "delta");
     tracing::info!(proxy = %proxy.node, "ADS stream opened (delta)");
     let mut subs: BTreeMap<String, Subscription> = BTreeMap::new();
@@ -118,12 +117,6 @@ pub async fn delta_stream(
     result
 }
 
-fn version_of(bytes: &[u8]) -> String {
-    let mut h = DefaultHasher::new();
-    bytes.hash(&mut h);
-    format!("{:016x}", h.finish())
-}
-
 async fn push(
     tx: &Tx,
     proxy: &mut StreamProxy,
@@ -133,19 +126,18 @@ async fn push(
     nonce: u64,
     status: &XdsStatus,
 ) -> Result<(), Status> {
-    let current = proxy.refresh(snapshot).of_type(type_url);
+    let encoded = proxy.refresh(snapshot);
     let wanted = |name: &str| sub.wildcard || sub.names.contains(name);
     let mut resources = Vec::new();
     let mut present = BTreeSet::new();
-    for r in current.into_iter().filter(|r| wanted(&r.name)) {
-        let version = version_of(&r.resource.value);
+    for r in encoded.of_type(type_url).iter().filter(|r| wanted(&r.name)) {
         present.insert(r.name.clone());
-        if sub.sent.get(&r.name) != Some(&version) {
-            sub.sent.insert(r.name.clone(), version.clone());
+        if sub.sent.get(&r.name) != Some(&r.version) {
+            sub.sent.insert(r.name.clone(), r.version.clone());
             resources.push(Resource {
-                name: r.name,
-                version,
-                resource: Some(r.resource),
+                name: r.name.clone(),
+                version: r.version.clone(),
+                resource: Some(r.resource.clone()),
                 ..Default::default()
             });
         }

@@ -4,6 +4,7 @@
 //! recorded per proxy; a NACK is logged with the proxy id and Envoy's error and counted.
 
 pub mod ads;
+pub mod cache;
 pub mod delta;
 pub mod state;
 pub mod status;

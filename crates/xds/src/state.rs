@@ -1,9 +1,9 @@
 //! Per-stream helpers shared by both protocol variants: who the proxy is and its resources
 //! at the current snapshot (generated once per snapshot version).
 
+use crate::cache::{Encoded, ResourceCache};
 use envoy_types::pb::envoy::config::core::v3::Node;
 use envoy_types::pb::google::protobuf::value::Kind;
-use isthmus_envoy::{generate, ProxyResources};
 use isthmus_model::{MeshSnapshot, NodeId, Proxy};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -27,13 +27,14 @@ pub struct StreamProxy {
     pub metadata: BTreeMap<String, String>,
     /// The version `resources` were generated at.
     pub version: u64,
-    /// Resources at `version`.
-    pub resources: ProxyResources,
+    /// Resources at `version`, shared with streams of identical proxies.
+    pub resources: Arc<Encoded>,
+    cache: ResourceCache,
 }
 
 impl StreamProxy {
     /// Reads the node of a first request; a missing or malformed node is refused.
-    pub fn from_node(node: Option<&Node>) -> Result<StreamProxy, Status> {
+    pub fn from_node(node: Option<&Node>, cache: ResourceCache) -> Result<StreamProxy, Status> {
         let node =
             node.ok_or_else(|| Status::invalid_argument("the first request must carry the node"))?;
         let id = NodeId::parse(&node.id).map_err(|e| Status::invalid_argument(e.to_string()))?;
@@ -49,17 +50,18 @@ impl StreamProxy {
             node: id,
             metadata,
             version: 0,
-            resources: ProxyResources::default(),
+            resources: Arc::new(Encoded::default()),
+            cache,
         })
     }
 
     /// Regenerates when the snapshot moved on.
-    pub fn refresh(&mut self, snapshot: &Arc<MeshSnapshot>) -> &ProxyResources {
+    pub fn refresh(&mut self, snapshot: &Arc<MeshSnapshot>) -> Arc<Encoded> {
         if self.version != snapshot.version || self.version == 0 {
             let proxy: Proxy = snapshot.proxy(&self.node, &self.metadata);
-            self.resources = generate(snapshot, &proxy);
+            self.resources = self.cache.get(snapshot, &proxy);
             self.version = snapshot.version;
         }
-        &self.resources
+        self.resources.clone()
     }
 }

@@ -1,0 +1,288 @@
+//! The xDS load client: N simulated Envoys, each on its own TLS connection to a real control
+//! plane, subscribing to CDS, EDS, LDS and RDS (state of the world or delta) and ACKing every
+//! response as Envoy does. It reports when each proxy first held every type, the bytes
+//! received, and when each saw a later snapshot version (after a change the caller makes).
+
+use envoy_types::pb::envoy::config::core::v3::Node;
+use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient;
+use envoy_types::pb::envoy::service::discovery::v3::{DeltaDiscoveryRequest, DiscoveryRequest};
+use envoy_types::pb::google::protobuf::{value::Kind, Struct, Value};
+use futures::StreamExt;
+use prost::Message;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig};
+
+/// The four types, in Envoy's order.
+pub const TYPES: [&str; 4] = [
+    "type.googleapis.com/envoy.config.cluster.v3.Cluster",
+    "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment",
+    "type.googleapis.com/envoy.config.listener.v3.Listener",
+    "type.googleapis.com/envoy.config.route.v3.RouteConfiguration",
+];
+
+/// Where and how to connect.
+#[derive(Debug, Clone)]
+pub struct LoadConfig {
+    /// Control plane `host:port`.
+    pub address: String,
+    /// The mesh root (PEM), to check the control plane.
+    pub root_pem: String,
+    /// Number of proxies.
+    pub proxies: usize,
+    /// Delta instead of state of the world.
+    pub delta: bool,
+    /// `CLUSTER_ID` the proxies claim.
+    pub cluster: String,
+}
+
+/// Something a proxy saw.
+#[derive(Debug, Clone, Copy)]
+pub enum Event {
+    /// Proxy `0` holds every type at snapshot version `1`.
+    Full(usize, u64, Instant),
+    /// Proxy `0` got an EDS response of snapshot version `1`.
+    Endpoints(usize, u64, Instant),
+    /// Proxy `0`'s stream failed.
+    Failed(usize),
+}
+
+/// The running load: events arrive on `events`; `bytes` counts payload bytes received.
+pub struct Load {
+    /// Events from every proxy.
+    pub events: mpsc::UnboundedReceiver<Event>,
+    /// Response bytes received (encoded protobuf).
+    pub bytes: Arc<AtomicU64>,
+    /// Responses received.
+    pub responses: Arc<AtomicU64>,
+}
+
+fn node(i: usize, cluster: &str) -> Node {
+    let ip = format!("10.200.{}.{}", (i / 250) % 250, i % 250 + 1);
+    let mut fields = std::collections::HashMap::new();
+    fields.insert(
+        "CLUSTER_ID".to_string(),
+        Value {
+            kind: Some(Kind::StringValue(cluster.to_string())),
+        },
+    );
+    Node {
+        id: format!("sidecar~{ip}~load-{i}.ns-0~ns-0.svc.cluster.local"),
+        metadata: Some(Struct {
+            fields: fields.into_iter().collect(),
+        }),
+        ..Default::default()
+    }
+}
+
+async fn channel(cfg: &LoadConfig) -> Result<Channel, String> {
+    let tls = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(&cfg.root_pem))
+        .domain_name("istiod.istio-system.svc");
+    Channel::from_shared(format!("https://{}", cfg.address))
+        .map_err(|e| e.to_string())?
+        .tls_config(tls)
+        .map_err(|e| e.to_string())?
+        .connect()
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// Starts every proxy; returns at once.
+pub fn start(cfg: LoadConfig) -> Load {
+    let (tx, events) = mpsc::unbounded_channel();
+    let bytes = Arc::new(AtomicU64::new(0));
+    let responses = Arc::new(AtomicU64::new(0));
+    for i in 0..cfg.proxies {
+        let cfg = cfg.clone();
+        let tx = tx.clone();
+        let bytes = bytes.clone();
+        let responses = responses.clone();
+        tokio::spawn(async move {
+            let r = if cfg.delta {
+                delta(i, &cfg, &tx, &bytes, &responses).await
+            } else {
+                sotw(i, &cfg, &tx, &bytes, &responses).await
+            };
+            if r.is_err() {
+                let _ = tx.send(Event::Failed(i));
+            }
+        });
+    }
+    Load {
+        events,
+        bytes,
+        responses,
+    }
+}
+
+async fn sotw(
+    i: usize,
+    cfg: &LoadConfig,
+    events: &mpsc::UnboundedSender<Event>,
+    bytes: &AtomicU64,
+    responses: &AtomicU64,
+) -> Result<(), String> {
+    let mut client = AggregatedDiscoveryServiceClient::new(channel(cfg).await?)
+        .max_decoding_message_size(256 << 20);
+    let (tx, rx) = mpsc::channel(16);
+    for (k, t) in TYPES.iter().enumerate() {
+        tx.send(DiscoveryRequest {
+            node: (k == 0).then(|| node(i, &cfg.cluster)),
+            type_url: t.to_string(),
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+    }
+    let mut stream = client
+        .stream_aggregated_resources(ReceiverStream::new(rx))
+        .await
+        .map_err(|e| e.to_string())?
+        .into_inner();
+    let mut versions = [0u64; 4];
+    let mut full_at = 0u64;
+    while let Some(resp) = stream.next().await {
+        let resp = resp.map_err(|e| e.to_string())?;
+        let now = Instant::now();
+        bytes.fetch_add(resp.encoded_len() as u64, Ordering::Relaxed);
+        responses.fetch_add(1, Ordering::Relaxed);
+        let version: u64 = resp.version_info.parse().unwrap_or(0);
+        if let Some(k) = TYPES.iter().position(|t| *t == resp.type_url) {
+            versions[k] = version;
+            if k == 1 {
+                let _ = events.send(Event::Endpoints(i, version, now));
+            }
+        }
+        let min = versions.iter().copied().min().unwrap_or(0);
+        if min > full_at {
+            full_at = min;
+            let _ = events.send(Event::Full(i, min, now));
+        }
+        tx.send(DiscoveryRequest {
+            type_url: resp.type_url.clone(),
+            version_info: resp.version_info.clone(),
+            response_nonce: resp.nonce.clone(),
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+async fn delta(
+    i: usize,
+    cfg: &LoadConfig,
+    events: &mpsc::UnboundedSender<Event>,
+    bytes: &AtomicU64,
+    responses: &AtomicU64,
+) -> Result<(), String> {
+    let mut client = AggregatedDiscoveryServiceClient::new(channel(cfg).await?)
+        .max_decoding_message_size(256 << 20);
+    let (tx, rx) = mpsc::channel(16);
+    for (k, t) in TYPES.iter().enumerate() {
+        // CDS and LDS are wildcard by default; EDS and RDS subscribe to everything.
+        let subscribe = if k == 1 || k == 3 {
+            vec!["*".to_string()]
+        } else {
+            Vec::new()
+        };
+        tx.send(DeltaDiscoveryRequest {
+            node: (k == 0).then(|| node(i, &cfg.cluster)),
+            type_url: t.to_string(),
+            resource_names_subscribe: subscribe,
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+    }
+    let mut stream = client
+        .delta_aggregated_resources(ReceiverStream::new(rx))
+        .await
+        .map_err(|e| e.to_string())?
+        .into_inner();
+    let mut versions = [0u64; 4];
+    let mut full_at = 0u64;
+    while let Some(resp) = stream.next().await {
+        let resp = resp.map_err(|e| e.to_string())?;
+        let now = Instant::now();
+        bytes.fetch_add(resp.encoded_len() as u64, Ordering::Relaxed);
+        responses.fetch_add(1, Ordering::Relaxed);
+        let version: u64 = resp.system_version_info.parse().unwrap_or(0);
+        if let Some(k) = TYPES.iter().position(|t| *t == resp.type_url) {
+            versions[k] = version;
+            if k == 1 {
+                let _ = events.send(Event::Endpoints(i, version, now));
+            }
+        }
+        let min = versions.iter().copied().min().unwrap_or(0);
+        if min > full_at {
+            full_at = min;
+            let _ = events.send(Event::Full(i, min, now));
+        }
+        tx.send(DeltaDiscoveryRequest {
+            type_url: resp.type_url.clone(),
+            response_nonce: resp.nonce.clone(),
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+/// Waits until every proxy holds every type (`Full`), or `timeout`; returns the time each
+/// took from `start` (`None` for those that never did) and the version they hold.
+pub async fn wait_full(
+    load: &mut Load,
+    proxies: usize,
+    start: Instant,
+    timeout: Duration,
+) -> (Vec<Option<Duration>>, u64) {
+    let mut done: Vec<Option<Duration>> = vec![None; proxies];
+    let mut version = 0;
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut remaining = proxies;
+    while remaining > 0 {
+        match tokio::time::timeout_at(deadline, load.events.recv()).await {
+            Ok(Some(Event::Full(i, v, at))) if done[i].is_none() => {
+                done[i] = Some(at - start);
+                version = version.max(v);
+                remaining -= 1;
+            }
+            Ok(Some(Event::Failed(i))) if done[i].is_none() => remaining -= 1,
+            Ok(Some(_)) => {}
+            Ok(None) | Err(_) => break,
+        }
+    }
+    (done, version)
+}
+
+/// Waits until every proxy got endpoints of a version above `above`; returns each delay
+/// from `changed_at`.
+pub async fn wait_endpoints(
+    load: &mut Load,
+    proxies: usize,
+    above: u64,
+    changed_at: Instant,
+    timeout: Duration,
+) -> Vec<Option<Duration>> {
+    let mut done: Vec<Option<Duration>> = vec![None; proxies];
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut remaining = proxies;
+    while remaining > 0 {
+        match tokio::time::timeout_at(deadline, load.events.recv()).await {
+            Ok(Some(Event::Endpoints(i, v, at))) if v > above && done[i].is_none() => {
+                done[i] = Some(at.saturating_duration_since(changed_at));
+                remaining -= 1;
+            }
+            Ok(Some(_)) => {}
+            Ok(None) | Err(_) => break,
+        }
+    }
+    done
+}

@@ -1,0 +1,300 @@
+//! `isthmus bench ...`: benchmarks that print numbers (docs/BENCHMARKS.md records them).
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Subcommand};
+use isthmus_bench::generate::{self, Shape};
+use isthmus_bench::stats::{ms, percentile};
+use isthmus_bench::xds;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The size of the synthetic mesh.
+#[derive(Args, Debug, Clone)]
+pub struct ShapeArgs {
+    /// Clusters (cluster1 is the control plane's; the others are read as remote registries
+    /// on their own networks).
+    #[arg(long, default_value_t = 5)]
+    clusters: u32,
+    /// Services, each present in every cluster.
+    #[arg(long, default_value_t = 2000)]
+    services: u32,
+    /// Endpoints per service per cluster.
+    #[arg(long, default_value_t = 10)]
+    endpoints: u32,
+}
+
+impl ShapeArgs {
+    fn shape(&self) -> Shape {
+        Shape {
+            clusters: self.clusters,
+            services: self.services,
+            endpoints: self.endpoints,
+        }
+    }
+}
+
+/// Benchmarks.
+#[derive(Subcommand, Debug)]
+pub enum BenchCommand {
+    /// Write a synthetic mesh (C clusters x S services x E endpoints) as registry files.
+    Generate {
+        #[command(flatten)]
+        shape: ShapeArgs,
+        /// Output directory.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Start a control plane on a synthetic mesh and connect N simulated Envoys: time to
+    /// full config, bytes, control plane CPU and memory, then one endpoint change.
+    Xds {
+        #[command(flatten)]
+        shape: ShapeArgs,
+        /// Simulated proxies.
+        #[arg(long, default_value_t = 100)]
+        proxies: usize,
+        /// Delta xDS instead of state of the world.
+        #[arg(long)]
+        delta: bool,
+        /// Then one endpoint change per second for this many seconds.
+        #[arg(long, default_value_t = 0)]
+        churn_seconds: u32,
+        /// Working directory (mesh, certificates, logs).
+        #[arg(long, default_value = "/tmp/isthmus-bench")]
+        work: PathBuf,
+    },
+    /// Workload certificates signed per second beside raw ECDSA P-256 signatures.
+    Ca {
+        /// Certificates to sign.
+        #[arg(long, default_value_t = 2000)]
+        count: u32,
+    },
+}
+
+/// Runs a benchmark.
+pub fn run(cmd: BenchCommand) -> Result<()> {
+    match cmd {
+        BenchCommand::Generate { shape, out } => {
+            let start = Instant::now();
+            let w = generate::write(&out, shape.shape())?;
+            println!(
+                "wrote {} objects ({:.1} MB) for {} clusters in {:.2}s under {}",
+                w.objects,
+                w.bytes as f64 / 1e6,
+                w.registries.len(),
+                start.elapsed().as_secs_f64(),
+                out.display()
+            );
+        }
+        BenchCommand::Ca { count } => {
+            let r = isthmus_bench::ca::run(count).map_err(anyhow::Error::msg)?;
+            println!(
+                "CA: {} workload certificates in {:.2}s = {:.0} certificates/s",
+                r.certificates,
+                r.sign_time.as_secs_f64(),
+                r.certs_per_sec()
+            );
+            println!(
+                "ring ECDSA P-256: {} signatures in {:.2}s = {:.0} signatures/s",
+                r.signatures,
+                r.raw_time.as_secs_f64(),
+                r.sigs_per_sec()
+            );
+            println!(
+                "ratio: the CA signs at {:.0}% of the raw signature rate",
+                100.0 * r.certs_per_sec() / r.sigs_per_sec()
+            );
+        }
+        BenchCommand::Xds {
+            shape,
+            proxies,
+            delta,
+            churn_seconds,
+            work,
+        } => {
+            tokio::runtime::Runtime::new()?.block_on(xds_bench(
+                shape.shape(),
+                proxies,
+                delta,
+                churn_seconds,
+                &work,
+            ))?;
+        }
+    }
+    Ok(())
+}
+
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+async fn xds_bench(
+    shape: Shape,
+    proxies: usize,
+    delta: bool,
+    churn: u32,
+    work: &Path,
+) -> Result<()> {
+    let mesh = work.join("mesh");
+    let t = Instant::now();
+    let written = generate::write(&mesh, shape)?;
+    println!(
+        "mesh: {} clusters x {} services x {} endpoints = {} endpoints, {} objects, {:.1} MB of YAML (written in {:.1}s)",
+        shape.clusters,
+        shape.services,
+        shape.endpoints,
+        u64::from(shape.clusters) * u64::from(shape.services) * u64::from(shape.endpoints),
+        written.objects,
+        written.bytes as f64 / 1e6,
+        t.elapsed().as_secs_f64()
+    );
+    let ca = work.join("ca");
+    let _ = std::fs::remove_dir_all(&ca);
+    isthmus_ca::create_root(&ca.join("root"))?;
+    isthmus_ca::create_intermediate(&ca.join("root"), "cluster1", &ca.join("cluster1"))?;
+    let root_pem = std::fs::read_to_string(ca.join("root/root-cert.pem"))?;
+    let (port, mon) = (free_port()?, free_port()?);
+    let mut cmd = Command::new(std::env::current_exe()?);
+    cmd.args([
+        "control-plane",
+        "--cluster",
+        "cluster1",
+        "--network",
+        "network1",
+    ]);
+    for (name, dir) in &written.registries {
+        cmd.arg("--registry")
+            .arg(format!("{name}={}", dir.display()));
+    }
+    cmd.arg("--cacerts")
+        .arg(ca.join("cluster1"))
+        .arg("--credential-key")
+        .arg(ca.join("key"))
+        .arg("--listen")
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--monitoring")
+        .arg(format!("127.0.0.1:{mon}"))
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(std::fs::File::create(
+            work.join("control-plane.log"),
+        )?));
+    let started = Instant::now();
+    let cp = Killed(cmd.spawn().context("starting the control plane")?);
+    let pid = cp.0.id();
+    let ready_deadline = Instant::now() + Duration::from_secs(600);
+    loop {
+        if let Ok((200, _)) = isthmus_lab::http::get(format!("127.0.0.1:{mon}").parse()?, "/ready")
+        {
+            break;
+        }
+        if Instant::now() > ready_deadline {
+            bail!(
+                "the control plane did not become ready; see {}",
+                work.join("control-plane.log").display()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (cpu0, rss0) = isthmus_bench::process::usage(pid).unwrap_or_default();
+    let endpoints =
+        u64::from(shape.clusters) * u64::from(shape.services) * u64::from(shape.endpoints);
+    println!(
+        "control plane ready in {:.2}s: CPU {:.2}s, peak RSS {:.1} MB ({:.0} bytes per endpoint)",
+        started.elapsed().as_secs_f64(),
+        cpu0,
+        rss0 as f64 / 1e6,
+        rss0 as f64 / endpoints.max(1) as f64
+    );
+
+    let start = Instant::now();
+    let mut load = xds::start(xds::LoadConfig {
+        address: format!("127.0.0.1:{port}"),
+        root_pem,
+        proxies,
+        delta,
+        cluster: "cluster1".into(),
+    });
+    let (full, version) = xds::wait_full(&mut load, proxies, start, Duration::from_secs(900)).await;
+    let mut got: Vec<Duration> = full.iter().flatten().copied().collect();
+    let all = got.iter().max().copied().unwrap_or_default();
+    let (cpu1, rss1) = isthmus_bench::process::usage(pid).unwrap_or_default();
+    let bytes = load.bytes.load(std::sync::atomic::Ordering::Relaxed);
+    println!(
+        "{} {} proxies: {} of {} hold the full config; all within {:.2}s (p50 {}, p99 {}); {:.1} MB received ({:.1} KB per proxy); control plane CPU {:.2}s, peak RSS {:.1} MB",
+        proxies,
+        if delta { "delta" } else { "SotW" },
+        got.len(),
+        proxies,
+        all.as_secs_f64(),
+        ms(percentile(&mut got, 50.0)),
+        ms(percentile(&mut got, 99.0)),
+        bytes as f64 / 1e6,
+        bytes as f64 / 1e3 / proxies.max(1) as f64,
+        cpu1 - cpu0,
+        rss1 as f64 / 1e6
+    );
+
+    // One endpoint change, seen by every proxy. The control plane debounces file events for
+    // 200 ms; that wait is reported apart.
+    let debounce = Duration::from_millis(200);
+    let mut base = version;
+    let rounds = churn.max(1);
+    let mut all_lat = Vec::new();
+    for g in 0..rounds {
+        let changed_at = Instant::now();
+        generate::move_endpoint(&written.registries[0].1, g % shape.services, 0, g + 1)?;
+        let lat = xds::wait_endpoints(
+            &mut load,
+            proxies,
+            base,
+            changed_at,
+            Duration::from_secs(120),
+        )
+        .await;
+        let mut got: Vec<Duration> = lat
+            .iter()
+            .flatten()
+            .map(|d| d.saturating_sub(debounce))
+            .collect();
+        if g == 0 {
+            println!(
+                "one endpoint change: {} of {} proxies updated; p50 {}, p99 {}, max {} after the 200 ms debounce",
+                got.len(),
+                proxies,
+                ms(percentile(&mut got, 50.0)),
+                ms(percentile(&mut got, 99.0)),
+                ms(got.iter().max().copied().unwrap_or_default())
+            );
+        }
+        all_lat.extend(got);
+        base += 1;
+        if churn > 0 {
+            let next = changed_at + Duration::from_secs(1);
+            tokio::time::sleep_until(next.into()).await;
+        }
+    }
+    if churn > 0 {
+        let (cpu2, rss2) = isthmus_bench::process::usage(pid).unwrap_or_default();
+        println!(
+            "churn, 1 change/s for {churn}s: p50 {}, p99 {} after debounce; control plane CPU {:.2}s for the churn ({:.0}% of a core), peak RSS {:.1} MB",
+            ms(percentile(&mut all_lat, 50.0)),
+            ms(percentile(&mut all_lat, 99.0)),
+            cpu2 - cpu1,
+            100.0 * (cpu2 - cpu1) / f64::from(churn),
+            rss2 as f64 / 1e6
+        );
+    }
+    Ok(())
+}
