@@ -249,10 +249,11 @@ async fn xds_bench(
     // One endpoint change, seen by every proxy. The control plane debounces file events for
     // 200 ms; that wait is reported apart.
     let debounce = Duration::from_millis(200);
-    let mut base = version;
     let rounds = churn.max(1);
     let mut all_lat = Vec::new();
     for g in 0..rounds {
+        // Each change makes exactly one new snapshot version.
+        let base = version + u64::from(g);
         let changed_at = Instant::now();
         generate::move_endpoint(&written.registries[0].1, g % shape.services, 0, g + 1)?;
         let lat = xds::wait_endpoints(
@@ -279,7 +280,6 @@ async fn xds_bench(
             );
         }
         all_lat.extend(got);
-        base += 1;
         if churn > 0 {
             let next = changed_at + Duration::from_secs(1);
             tokio::time::sleep_until(next.into()).await;
