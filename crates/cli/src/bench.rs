@@ -63,6 +63,22 @@ pub enum BenchCommand {
         #[arg(long, default_value = "/tmp/isthmus-bench")]
         work: PathBuf,
     },
+    /// Run `xds` at several mesh sizes and proxy counts; print a table and draw the cost
+    /// curves as SVG.
+    Sweep {
+        /// Service counts (one cluster, 10 endpoints each).
+        #[arg(long, value_delimiter = ',', default_value = "250,500,1000,2000")]
+        services: Vec<u32>,
+        /// Proxy counts.
+        #[arg(long, value_delimiter = ',', default_value = "10,100")]
+        proxies: Vec<usize>,
+        /// Where to write the charts (`xds-full-push.svg`, `xds-memory.svg`).
+        #[arg(long, default_value = "docs/bench")]
+        out: PathBuf,
+        /// Working directory.
+        #[arg(long, default_value = "/tmp/isthmus-bench-sweep")]
+        work: PathBuf,
+    },
     /// Workload certificates signed per second beside raw ECDSA P-256 signatures.
     Ca {
         /// Certificates to sign.
@@ -85,6 +101,64 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
                 start.elapsed().as_secs_f64(),
                 out.display()
             );
+        }
+        BenchCommand::Sweep {
+            services,
+            proxies,
+            out,
+            work,
+        } => {
+            let rt = tokio::runtime::Runtime::new()?;
+            let mut rows = Vec::new();
+            for &n in &proxies {
+                for &svc in &services {
+                    println!("== {svc} services, {n} proxies");
+                    let shape = Shape {
+                        clusters: 1,
+                        services: svc,
+                        endpoints: 10,
+                    };
+                    let r = rt.block_on(xds_bench(shape, n, false, 0, &work))?;
+                    rows.push((svc, n, r));
+                }
+            }
+            println!("\n| services | proxies | CP ready | RSS ready | full push | MB/proxy | push CPU | peak RSS | 1 change p50 / p99 |");
+            println!("|---|---|---|---|---|---|---|---|---|");
+            for (svc, n, r) in &rows {
+                println!(
+                    "| {svc} | {n} | {:.2} s | {:.0} MB | {:.2} s | {:.2} | {:.2} s | {:.0} MB | {:.0} / {:.0} ms |",
+                    r.ready_s, r.rss_ready_mb, r.full_s, r.mb_per_proxy, r.push_cpu_s, r.rss_peak_mb, r.change_p50_ms, r.change_p99_ms
+                );
+            }
+            std::fs::create_dir_all(&out)?;
+            let series = |f: &dyn Fn(&XdsResult) -> f64| -> Vec<isthmus_bench::svg::Series> {
+                proxies
+                    .iter()
+                    .map(|&n| isthmus_bench::svg::Series {
+                        name: format!("{n} proxies"),
+                        points: rows
+                            .iter()
+                            .filter(|(_, p, _)| *p == n)
+                            .map(|(s, _, r)| (f64::from(*s), f(r)))
+                            .collect(),
+                    })
+                    .collect()
+            };
+            let full = isthmus_bench::svg::line_chart(
+                "Time until every proxy holds the full config",
+                "services (x10 endpoints)",
+                "seconds",
+                &series(&|r| r.full_s),
+            );
+            std::fs::write(out.join("xds-full-push.svg"), full)?;
+            let mem = isthmus_bench::svg::line_chart(
+                "Control plane peak RSS",
+                "services (x10 endpoints)",
+                "MB",
+                &series(&|r| r.rss_peak_mb),
+            );
+            std::fs::write(out.join("xds-memory.svg"), mem)?;
+            println!("charts written to {}", out.display());
         }
         BenchCommand::Ca { count } => {
             let r = isthmus_bench::ca::run(count).map_err(anyhow::Error::msg)?;
@@ -139,13 +213,26 @@ fn free_port() -> Result<u16> {
         .port())
 }
 
+/// What one xDS run measured.
+#[derive(Debug, Clone, Copy, Default)]
+struct XdsResult {
+    ready_s: f64,
+    rss_ready_mb: f64,
+    full_s: f64,
+    mb_per_proxy: f64,
+    push_cpu_s: f64,
+    rss_peak_mb: f64,
+    change_p50_ms: f64,
+    change_p99_ms: f64,
+}
+
 async fn xds_bench(
     shape: Shape,
     proxies: usize,
     delta: bool,
     churn: u32,
     work: &Path,
-) -> Result<()> {
+) -> Result<XdsResult> {
     let mesh = work.join("mesh");
     let t = Instant::now();
     let written = generate::write(&mesh, shape)?;
@@ -208,6 +295,11 @@ async fn xds_bench(
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let (cpu0, rss0) = isthmus_bench::process::usage(pid).unwrap_or_default();
+    let mut result = XdsResult {
+        ready_s: started.elapsed().as_secs_f64(),
+        rss_ready_mb: rss0 as f64 / 1e6,
+        ..Default::default()
+    };
     let endpoints =
         u64::from(shape.clusters) * u64::from(shape.services) * u64::from(shape.endpoints);
     println!(
@@ -231,6 +323,10 @@ async fn xds_bench(
     let all = got.iter().max().copied().unwrap_or_default();
     let (cpu1, rss1) = isthmus_bench::process::usage(pid).unwrap_or_default();
     let bytes = load.bytes.load(std::sync::atomic::Ordering::Relaxed);
+    result.full_s = all.as_secs_f64();
+    result.mb_per_proxy = bytes as f64 / 1e6 / proxies.max(1) as f64;
+    result.push_cpu_s = cpu1 - cpu0;
+    result.rss_peak_mb = rss1 as f64 / 1e6;
     println!(
         "{} {} proxies: {} of {} hold the full config; all within {:.2}s (p50 {}, p99 {}); {:.1} MB received ({:.1} KB per proxy); control plane CPU {:.2}s, peak RSS {:.1} MB",
         proxies,
@@ -270,6 +366,8 @@ async fn xds_bench(
             .map(|d| d.saturating_sub(debounce))
             .collect();
         if g == 0 {
+            result.change_p50_ms = percentile(&mut got, 50.0).as_secs_f64() * 1000.0;
+            result.change_p99_ms = percentile(&mut got, 99.0).as_secs_f64() * 1000.0;
             println!(
                 "one endpoint change: {} of {} proxies updated; p50 {}, p99 {}, max {} after the 200 ms debounce",
                 got.len(),
@@ -296,5 +394,5 @@ async fn xds_bench(
             rss2 as f64 / 1e6
         );
     }
-    Ok(())
+    Ok(result)
 }

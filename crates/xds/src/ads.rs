@@ -53,6 +53,14 @@ struct Watch {
     names: Vec<String>,
     nonce: String,
     sent_version: u64,
+    /// What the proxy holds: name -> content hash.
+    sent: std::collections::HashMap<String, String>,
+}
+
+/// Listener and Cluster responses must carry the whole set; for the other types a
+/// state-of-the-world response may carry only what changed (the xDS protocol's rule).
+fn whole_set_type(type_url: &str) -> bool {
+    type_url == isthmus_envoy::CLUSTER_TYPE || type_url == isthmus_envoy::LISTENER_TYPE
 }
 
 #[tonic::async_trait]
@@ -143,7 +151,7 @@ async fn sotw_stream(
                 }
                 if respond {
                     nonce += 1;
-                    send(tx, &mut proxy, &snapshot, &req.type_url, w, nonce, status).await?;
+                    send(tx, &mut proxy, &snapshot, &req.type_url, w, nonce, status, true).await?;
                 }
                 continue;
             }
@@ -158,7 +166,7 @@ async fn sotw_stream(
                     for type_url in PUSH_ORDER {
                         if let Some(w) = watches.get_mut(type_url) {
                             nonce += 1;
-                            send(tx, &mut proxy, &snapshot, type_url, w, nonce, status).await?;
+                            send(tx, &mut proxy, &snapshot, type_url, w, nonce, status, false).await?;
                         }
                     }
                 }
@@ -171,6 +179,10 @@ async fn sotw_stream(
     result
 }
 
+/// Sends `type_url` to the proxy. A `full` response (an answer to a request) carries every
+/// wanted resource; a push after a snapshot change is skipped when nothing the proxy holds
+/// changed, and for EDS and RDS carries only the changed resources.
+#[allow(clippy::too_many_arguments)]
 async fn send(
     tx: &Tx,
     proxy: &mut StreamProxy,
@@ -179,17 +191,36 @@ async fn send(
     w: &mut Watch,
     nonce: u64,
     status: &XdsStatus,
+    full: bool,
 ) -> Result<(), Status> {
     let encoded = proxy.refresh(snapshot);
     let wanted = |name: &str| w.names.is_empty() || w.names.iter().any(|n| n == name || n == "*");
+    let current: Vec<&crate::cache::EncodedResource> = encoded
+        .of_type(type_url)
+        .iter()
+        .filter(|r| wanted(&r.name))
+        .collect();
+    let unchanged = current.len() == w.sent.len()
+        && current
+            .iter()
+            .all(|r| w.sent.get(&r.name) == Some(&r.version));
+    if !full && unchanged {
+        w.sent_version = snapshot.version;
+        return Ok(());
+    }
+    let send_all = full || whole_set_type(type_url);
+    let resources = current
+        .iter()
+        .filter(|r| send_all || w.sent.get(&r.name) != Some(&r.version))
+        .map(|r| r.resource.clone())
+        .collect();
+    w.sent = current
+        .iter()
+        .map(|r| (r.name.clone(), r.version.clone()))
+        .collect();
     let resp = DiscoveryResponse {
         version_info: snapshot.version.to_string(),
-        resources: encoded
-            .of_type(type_url)
-            .iter()
-            .filter(|r| wanted(&r.name))
-            .map(|r| r.resource.clone())
-            .collect(),
+        resources,
         type_url: type_url.to_string(),
         nonce: nonce.to_string(),
         ..Default::default()

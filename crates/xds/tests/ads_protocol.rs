@@ -184,6 +184,11 @@ async fn sotw_acks_nacks_stale_nonces_and_pushes_on_change() {
     assert_eq!(third.version_info, "3");
     assert!(names(&third).contains(&HTTPBIN.to_string()));
 
+    // A new snapshot version whose resources are the same for this proxy is not pushed.
+    tx.send(req("3", &third.nonce, None)).await.expect("ack");
+    srv.snapshots.send(snapshot(4, true)).expect("push");
+    nothing(&mut stream).await;
+
     // Closing the stream removes the proxy from the status.
     drop(tx);
     drop(stream);
