@@ -4,6 +4,7 @@
 //! signing rate beside the raw ECDSA P-256 rate. `isthmus bench ...` runs them.
 
 pub mod ca;
+pub mod dns;
 pub mod generate;
 pub mod process;
 pub mod stats;

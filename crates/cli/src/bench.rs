@@ -79,6 +79,19 @@ pub enum BenchCommand {
         #[arg(long, default_value = "/tmp/isthmus-bench-sweep")]
         work: PathBuf,
     },
+    /// dnsperf against the mesh DNS and, with the same names, against unbound (one thread
+    /// each): queries/s and latency, side by side.
+    Dns {
+        /// Names in the table.
+        #[arg(long, default_value_t = 10000)]
+        names: u32,
+        /// Seconds per server.
+        #[arg(long, default_value_t = 10)]
+        seconds: u32,
+        /// dnsperf clients.
+        #[arg(long, default_value_t = 4)]
+        clients: u32,
+    },
     /// Workload certificates signed per second beside raw ECDSA P-256 signatures.
     Ca {
         /// Certificates to sign.
@@ -159,6 +172,33 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
             );
             std::fs::write(out.join("xds-memory.svg"), mem)?;
             println!("charts written to {}", out.display());
+        }
+        BenchCommand::Dns {
+            names,
+            seconds,
+            clients,
+        } => {
+            let (ours, peer) =
+                isthmus_bench::dns::run(names, seconds, clients).map_err(anyhow::Error::msg)?;
+            println!("| server | queries/s | p50 | p99 | sent | lost |");
+            println!("|---|---|---|---|---|---|");
+            for (name, f) in [
+                ("isthmus mesh DNS (hickory-server)", &ours),
+                ("unbound (local-data)", &peer),
+            ] {
+                println!(
+                    "| {name} | {:.0} | {} | {} | {} | {} |",
+                    f.qps,
+                    ms(f.p50),
+                    ms(f.p99),
+                    f.sent,
+                    f.lost
+                );
+            }
+            println!(
+                "ratio: {:.2}x the peer's rate",
+                ours.qps / peer.qps.max(1.0)
+            );
         }
         BenchCommand::Ca { count } => {
             let r = isthmus_bench::ca::run(count).map_err(anyhow::Error::msg)?;

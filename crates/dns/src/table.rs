@@ -111,6 +111,20 @@ impl NameTable {
         NameTable { names, templates }
     }
 
+    /// A table of explicit names (benchmarks and tests).
+    pub fn from_entries(
+        entries: impl IntoIterator<Item = (String, Ipv4Addr)>,
+        templates: &[Template],
+    ) -> Self {
+        let mut names: BTreeMap<String, Vec<Ipv4Addr>> = BTreeMap::new();
+        for (n, a) in entries {
+            names.entry(normalize(&n)).or_default().push(a);
+        }
+        let mut templates = templates.to_vec();
+        templates.sort_by_key(|t| std::cmp::Reverse(t.suffix.len()));
+        NameTable { names, templates }
+    }
+
     /// Looks `name` up (case-insensitive, with or without the trailing dot).
     pub fn lookup(&self, name: &str) -> Answer {
         let name = normalize(name);
