@@ -291,6 +291,20 @@ pub struct ConfigMap {
     pub data: BTreeMap<String, String>,
 }
 
+/// `v1/Secret`: read for remote-registry credentials (label `istio/multiCluster=true`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Secret {
+    /// Metadata.
+    pub metadata: ObjectMeta,
+    /// Base64 values.
+    #[serde(default)]
+    pub data: BTreeMap<String, String>,
+    /// Plain values (Kubernetes merges them into `data` on write).
+    #[serde(default)]
+    pub string_data: BTreeMap<String, String>,
+}
+
 /// `apps/v1/Deployment` (and its older API groups), read for the pods it would create.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Deployment {

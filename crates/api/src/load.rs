@@ -257,6 +257,7 @@ fn parse_document(
             ("", "Pod") => Object::Pod(parse(doc, origin, &label)?),
             ("", "Endpoints") => Object::Endpoints(parse(doc, origin, &label)?),
             ("", "ConfigMap") => Object::ConfigMap(parse(doc, origin, &label)?),
+            ("", "Secret") => Object::Secret(parse(doc, origin, &label)?),
             ("discovery.k8s.io", "EndpointSlice") => {
                 Object::EndpointSlice(parse(doc, origin, &label)?)
             }

@@ -1,6 +1,8 @@
 //! A loaded object: what it is, and where it came from.
 
-use crate::kube::{ConfigMap, Deployment, EndpointSlice, Endpoints, Namespace, Pod, Service};
+use crate::kube::{
+    ConfigMap, Deployment, EndpointSlice, Endpoints, Namespace, Pod, Secret, Service,
+};
 use crate::meta::ObjectMeta;
 use crate::networking::{DestinationRule, Gateway, ServiceEntry, VirtualService, WorkloadEntry};
 use crate::security::{AuthnPolicy, PeerAuthentication};
@@ -29,6 +31,8 @@ pub enum Object {
     EndpointSlice(EndpointSlice),
     ConfigMap(ConfigMap),
     Deployment(Deployment),
+    /// A Secret (remote-registry credentials).
+    Secret(Secret),
     ServiceEntry(ServiceEntry),
     WorkloadEntry(WorkloadEntry),
     DestinationRule(DestinationRule),
@@ -61,6 +65,7 @@ impl Object {
             Object::EndpointSlice(_) => "EndpointSlice",
             Object::ConfigMap(_) => "ConfigMap",
             Object::Deployment(_) => "Deployment",
+            Object::Secret(_) => "Secret",
             Object::ServiceEntry(_) => "ServiceEntry",
             Object::WorkloadEntry(_) => "WorkloadEntry",
             Object::DestinationRule(_) => "DestinationRule",
@@ -83,6 +88,7 @@ impl Object {
             Object::EndpointSlice(o) => &o.metadata,
             Object::ConfigMap(o) => &o.metadata,
             Object::Deployment(o) => &o.metadata,
+            Object::Secret(o) => &o.metadata,
             Object::ServiceEntry(o) => &o.metadata,
             Object::WorkloadEntry(o) => &o.metadata,
             Object::DestinationRule(o) => &o.metadata,
@@ -104,6 +110,7 @@ impl Object {
             Object::EndpointSlice(o) => &mut o.metadata,
             Object::ConfigMap(o) => &mut o.metadata,
             Object::Deployment(o) => &mut o.metadata,
+            Object::Secret(o) => &mut o.metadata,
             Object::ServiceEntry(o) => &mut o.metadata,
             Object::WorkloadEntry(o) => &mut o.metadata,
             Object::DestinationRule(o) => &mut o.metadata,

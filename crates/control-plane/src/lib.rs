@@ -158,6 +158,99 @@ fn build(
     (snapshot, views)
 }
 
+/// The label Istio puts on remote-cluster credential Secrets.
+pub const MULTICLUSTER_LABEL: &str = "istio/multiCluster";
+
+/// Clusters that credential Secrets (label `istio/multiCluster=true`, namespace
+/// istio-system) in the local registry name: each key is a cluster id (Istio uses the file
+/// name, `remote_kubecfg` in seed 003) and its value says where that cluster's registry is:
+/// `registry: DIR` (the lab's kubeconfig), or the directory alone.
+pub fn linked_clusters(local: &isthmus_registry::ClusterConfig) -> BTreeMap<String, PathBuf> {
+    use base64::Engine;
+    let mut out = BTreeMap::new();
+    for r in local.resources.values() {
+        let isthmus_api::Object::Secret(sec) = &r.object else {
+            continue;
+        };
+        if sec
+            .metadata
+            .labels
+            .get(MULTICLUSTER_LABEL)
+            .map(String::as_str)
+            != Some("true")
+        {
+            continue;
+        }
+        let decoded = sec.data.iter().filter_map(|(k, v)| {
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(v.trim())
+                .ok()?;
+            Some((k.clone(), String::from_utf8(bytes).ok()?))
+        });
+        for (cluster, value) in decoded.chain(sec.string_data.clone()) {
+            let dir = value
+                .lines()
+                .find_map(|l| l.trim().strip_prefix("registry:"))
+                .map(|d| d.trim().trim_matches('"').to_string())
+                .unwrap_or_else(|| value.trim().to_string());
+            if cluster == local.cluster || dir.is_empty() {
+                continue;
+            }
+            out.insert(cluster, PathBuf::from(dir));
+        }
+    }
+    out
+}
+
+/// Adds registries for newly linked clusters and drops those whose Secret went away
+/// (their endpoints leave with them). Returns true when the set changed.
+fn reconcile_linked(
+    config: &Config,
+    registries: &mut Vec<FileRegistry>,
+    watcher: &mut notify_watcher::Watcher,
+) -> bool {
+    let Some(local) = registries.iter().find(|r| r.cluster() == config.cluster) else {
+        return false;
+    };
+    let wanted = linked_clusters(local.current());
+    let fixed: Vec<&String> = config.registries.iter().map(|(c, _)| c).collect();
+    let mut changed = false;
+    registries.retain(|r| {
+        let keep = fixed.contains(&&r.cluster().to_string())
+            || wanted.get(r.cluster()).is_some_and(|d| d == r.dir());
+        if !keep {
+            tracing::info!(cluster = r.cluster(), dir = %r.dir().display(), "remote registry credential removed: no longer watching, endpoints withdrawn");
+            isthmus_registry::unwatch(watcher, r.dir());
+            changed = true;
+        }
+        keep
+    });
+    for (cluster, dir) in wanted {
+        if registries.iter().any(|r| r.cluster() == cluster) {
+            continue;
+        }
+        if !dir.is_dir() {
+            tracing::error!(%cluster, dir = %dir.display(), "remote registry credential names a registry that does not exist");
+            continue;
+        }
+        if let Err(e) = isthmus_registry::watch_more(watcher, &dir) {
+            tracing::error!(%cluster, error = %e, "cannot watch remote registry");
+            continue;
+        }
+        let mut r = FileRegistry::new(cluster.clone(), dir.clone());
+        r.reload();
+        tracing::info!(%cluster, dir = %dir.display(), "remote registry credential added: watching");
+        registries.push(r);
+        changed = true;
+    }
+    changed
+}
+
+mod notify_watcher {
+    /// The file watcher type.
+    pub type Watcher = notify::RecommendedWatcher;
+}
+
 fn report(snapshot: &MeshSnapshot, seen: &mut Vec<String>) {
     let now: Vec<String> = snapshot.diagnostics.iter().map(|d| d.to_string()).collect();
     for d in now.iter().filter(|d| !seen.contains(d)) {
@@ -189,6 +282,14 @@ pub async fn run(config: Config) -> Result<(), ControlPlaneError> {
     for r in &mut remotes {
         r.reload();
     }
+    let dirs: Vec<PathBuf> = config
+        .registries
+        .iter()
+        .chain(config.remote_registries.iter())
+        .map(|(_, d)| d.clone())
+        .collect();
+    let (mut watcher, mut changes) = watch_dirs(&dirs, Duration::from_millis(200))?;
+    reconcile_linked(&config, &mut registries, &mut watcher);
     let mut version = 1;
     let (first, first_views) = build(&config, &registries, &remotes, version);
     let (views_tx, views_rx) = watch::channel(first_views);
@@ -204,21 +305,14 @@ pub async fn run(config: Config) -> Result<(), ControlPlaneError> {
     // Problems are published on every read, also when they leave the snapshot unchanged
     // (an invalid edit keeps the last good resource, so nothing is pushed).
     let (diag_tx, diag_rx) = watch::channel(seen.clone());
-    let dirs: Vec<PathBuf> = config
-        .registries
-        .iter()
-        .chain(config.remote_registries.iter())
-        .map(|(_, d)| d.clone())
-        .collect();
-    let (_watcher, mut changes) = watch_dirs(&dirs, Duration::from_millis(200))?;
     let cfg = config.clone();
     tokio::spawn(async move {
-        let _keep = _watcher;
         while changes.recv().await.is_some() {
             let mut changed = false;
             for r in registries.iter_mut().chain(remotes.iter_mut()) {
                 changed |= r.reload();
             }
+            changed |= reconcile_linked(&cfg, &mut registries, &mut watcher);
             let (next, views) = build(&cfg, &registries, &remotes, version + 1);
             views_tx.send_replace(views);
             report(&next, &mut seen);
@@ -383,5 +477,40 @@ async fn monitoring(
             );
             let _ = sock.write_all(resp.as_bytes()).await;
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn local(yaml: &str) -> isthmus_registry::ClusterConfig {
+        let loaded = isthmus_api::load_str(yaml, None, "istio-system");
+        assert!(!loaded.has_errors(), "{:?}", loaded.diagnostics);
+        isthmus_registry::ClusterConfig {
+            cluster: "local".into(),
+            resources: loaded
+                .resources
+                .into_iter()
+                .map(|r| (r.key(), Arc::new(r)))
+                .collect(),
+            diagnostics: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn credential_secrets_name_remote_registries() {
+        // `registry: /reg/remote` in base64, as `kubectl create secret --from-file` stores it.
+        let c = local(
+            "apiVersion: v1\nkind: Secret\nmetadata:\n  name: iks\n  labels: {istio/multiCluster: \"true\"}\ndata:\n  remote_kubecfg: cmVnaXN0cnk6IC9yZWcvcmVtb3Rl\n---\napiVersion: v1\nkind: Secret\nmetadata:\n  name: other\n  labels: {istio/multiCluster: \"true\"}\nstringData:\n  west: /reg/west\n---\napiVersion: v1\nkind: Secret\nmetadata:\n  name: unrelated\nstringData:\n  east: /reg/east\n",
+        );
+        let got = linked_clusters(&c);
+        assert_eq!(
+            got,
+            BTreeMap::from([
+                ("remote_kubecfg".to_string(), PathBuf::from("/reg/remote")),
+                ("west".to_string(), PathBuf::from("/reg/west")),
+            ])
+        );
     }
 }

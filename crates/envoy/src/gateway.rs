@@ -147,6 +147,7 @@ pub fn router_resources(snapshot: &MeshSnapshot, proxy: &Proxy) -> ProxyResource
             ..Default::default()
         });
     }
+    crate::passthrough::add(snapshot, proxy, &mut res);
     res.clusters.push(Cluster {
         name: names::BLACKHOLE.to_string(),
         cluster_discovery_type: Some(cluster::ClusterDiscoveryType::Type(

@@ -8,6 +8,7 @@ pub mod endpoint;
 pub mod gateway;
 pub mod listener;
 pub mod names;
+pub mod passthrough;
 pub mod pb;
 pub mod render;
 pub mod route;

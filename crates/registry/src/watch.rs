@@ -58,3 +58,22 @@ pub fn watch_dirs(
     });
     Ok((watcher, rx))
 }
+
+/// Starts watching one more directory with a watcher from [`watch_dirs`] (a remote
+/// registry that a credential Secret names).
+pub fn watch_more(
+    watcher: &mut notify::RecommendedWatcher,
+    dir: &std::path::Path,
+) -> Result<(), WatchError> {
+    watcher
+        .watch(dir, RecursiveMode::Recursive)
+        .map_err(|source| WatchError::Watch {
+            dir: dir.to_path_buf(),
+            source,
+        })
+}
+
+/// Stops watching a directory (its credential Secret was deleted).
+pub fn unwatch(watcher: &mut notify::RecommendedWatcher, dir: &std::path::Path) {
+    let _ = watcher.unwatch(dir);
+}

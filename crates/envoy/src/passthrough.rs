@@ -1,0 +1,154 @@
+//! TLS PASSTHROUGH servers of a `Gateway`, routed by a bound `VirtualService`'s `tls` routes
+//! on SNI, without terminating TLS: how the seeds' remote cluster reaches the control plane
+//! through the local gateway (Istio's meshExpansion gateway for istio-pilot).
+
+use crate::cluster::outbound_targets;
+use crate::endpoint::local_assignment;
+use crate::names;
+use crate::pb::*;
+use crate::ProxyResources;
+use isthmus_api::enums::ServerTlsMode;
+use isthmus_model::{fqdn, MeshSnapshot, Proxy};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// One SNI route: the names, the port they arrive on, and the destination.
+struct SniRoute {
+    port: u32,
+    sni: Vec<String>,
+    host: String,
+    dest_port: Option<u32>,
+    subset: String,
+}
+
+fn gateway_bound(vs_ns: &str, bindings: &[String], gw_ns: &str, gw_name: &str) -> bool {
+    bindings.iter().any(|b| match b.split_once('/') {
+        Some((ns, name)) => ns == gw_ns && name == gw_name,
+        None => b == gw_name && vs_ns == gw_ns,
+    })
+}
+
+/// Adds the passthrough listeners and clusters of `proxy` (a router) to `res`.
+pub fn add(snapshot: &MeshSnapshot, proxy: &Proxy, res: &mut ProxyResources) {
+    let mut routes: Vec<SniRoute> = Vec::new();
+    for g in snapshot.gateways_for(&proxy.labels) {
+        for server in &g.rule.spec.servers {
+            if server.tls.as_ref().map(|t| t.mode) != Some(ServerTlsMode::Passthrough) {
+                continue;
+            }
+            let port = server.port.number;
+            for vs in &snapshot.virtual_services {
+                if !gateway_bound(
+                    &vs.namespace,
+                    &vs.rule.spec.gateways,
+                    &g.namespace,
+                    &g.rule.metadata.name,
+                ) {
+                    continue;
+                }
+                for tls in &vs.rule.spec.tls {
+                    let Some(dest) = tls.route.first() else {
+                        continue;
+                    };
+                    for m in &tls.match_ {
+                        if m.get("port")
+                            .and_then(|p| p.as_u64())
+                            .is_some_and(|p| p != u64::from(port))
+                        {
+                            continue;
+                        }
+                        let sni: Vec<String> = m
+                            .get("sniHosts")
+                            .and_then(|v| v.as_array())
+                            .map(|a| {
+                                a.iter()
+                                    .filter_map(|h| h.as_str().map(str::to_string))
+                                    .collect()
+                            })
+                            .unwrap_or_default();
+                        if sni.is_empty() {
+                            continue;
+                        }
+                        routes.push(SniRoute {
+                            port,
+                            sni,
+                            host: fqdn(&dest.destination.host, &vs.namespace),
+                            dest_port: dest.destination.port.as_ref().map(|p| p.number),
+                            subset: dest.destination.subset.clone().unwrap_or_default(),
+                        });
+                    }
+                }
+            }
+        }
+    }
+    if routes.is_empty() {
+        return;
+    }
+    let targets = outbound_targets(snapshot, proxy);
+    let mut by_port: BTreeMap<u32, Vec<FilterChain>> = BTreeMap::new();
+    let mut used: BTreeSet<(u32, String)> = BTreeSet::new();
+    let mut made: BTreeSet<String> = res.clusters.iter().map(|c| c.name.clone()).collect();
+    for r in routes {
+        let Some((t, _)) = targets.iter().find(|(t, _)| {
+            t.service.hostname == r.host
+                && t.subset == r.subset
+                && r.dest_port.is_none_or(|p| p == t.port)
+        }) else {
+            continue;
+        };
+        let cluster = names::sni(t.port, &t.subset, &t.service.hostname);
+        let server_names: Vec<String> = r
+            .sni
+            .into_iter()
+            .filter(|s| used.insert((r.port, s.clone())))
+            .collect();
+        if server_names.is_empty() {
+            continue;
+        }
+        if made.insert(cluster.clone()) {
+            res.clusters.push(Cluster {
+                name: cluster.clone(),
+                cluster_discovery_type: Some(cluster::ClusterDiscoveryType::Type(
+                    cluster::DiscoveryType::Eds as i32,
+                )),
+                eds_cluster_config: Some(cluster::EdsClusterConfig {
+                    eds_config: Some(ads()),
+                    service_name: cluster.clone(),
+                }),
+                connect_timeout: Some(seconds(10)),
+                ..Default::default()
+            });
+            res.endpoints.push(local_assignment(proxy, t, &cluster));
+        }
+        by_port.entry(r.port).or_default().push(FilterChain {
+            name: format!("{cluster}-passthrough"),
+            filter_chain_match: Some(FilterChainMatch {
+                server_names,
+                ..Default::default()
+            }),
+            filters: vec![tcp_proxy_filter(&cluster, &cluster)],
+            ..Default::default()
+        });
+    }
+    for (port, chains) in by_port {
+        if let Some(l) = res
+            .listeners
+            .iter_mut()
+            .find(|l| l.name == format!("0.0.0.0_{port}"))
+        {
+            l.filter_chains.extend(chains);
+            continue;
+        }
+        res.listeners.push(Listener {
+            name: format!("0.0.0.0_{port}"),
+            address: Some(socket("0.0.0.0", port)),
+            listener_filters: vec![tls_inspector()],
+            filter_chains: chains,
+            default_filter_chain: Some(FilterChain {
+                name: "unknown-sni".into(),
+                filters: vec![tcp_proxy_filter(names::BLACKHOLE, names::BLACKHOLE)],
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+    }
+}
