@@ -282,3 +282,23 @@ fn s1_and_s2_with_generated_service_entries_and_export_control() {
         lab.namespaces()
     );
 }
+
+#[test]
+fn s3_one_control_plane_split_horizon_through_the_gateway() {
+    require();
+    let lab = Lab {
+        state: std::env::temp_dir().join(format!("isthmus-lab-s3-{}", std::process::id())),
+        prefix: format!("i3{}", std::process::id() % 100_000),
+    };
+    let run = lab.ok(&["run", "examples/split-horizon/s3.yaml"]);
+    assert!(run.contains("15 of 15 steps passed"), "{run}");
+    let status = lab.ok(&["status"]);
+    // The remote cluster runs no control plane of its own.
+    assert_eq!(status.matches("istiod-0").count(), 1, "{status}");
+    lab.ok(&["down"]);
+    assert!(
+        lab.namespaces().is_empty(),
+        "left behind: {:?}",
+        lab.namespaces()
+    );
+}

@@ -119,7 +119,7 @@ impl Lab {
         Lab::down(&opts, progress)?;
         let _ = std::fs::remove_dir_all(&opts.state_dir);
         std::fs::create_dir_all(&opts.state_dir).map_err(io(&opts.state_dir))?;
-        let vars = topology.variables();
+        let vars = variables(&topology, &opts.state_dir);
         // Read every cluster's manifests before touching the network: a bad file stops
         // here with its file and line, and nothing is half built.
         let mut manifests = Vec::new();
@@ -148,6 +148,8 @@ impl Lab {
                     last_pod: 1,
                     last_service: 9,
                     control_plane_ip: None,
+                    control_plane_addr: None,
+                    ca_cluster: c.name.clone(),
                     cluster_ips: BTreeMap::new(),
                     injected_namespaces: Vec::new(),
                     pods: Vec::new(),
@@ -332,10 +334,30 @@ impl Lab {
         progress: &mut dyn FnMut(&str),
     ) -> Result<(), LabError> {
         if !spec.control_plane {
-            return Err(LabError::Invalid(format!(
-                "cluster {}: controlPlane: false (a cluster served by another cluster's control plane through its gateway) is not supported by this lab yet; give every cluster a control plane",
-                spec.name
-            )));
+            // Served by the first cluster that runs a control plane, through that cluster's
+            // east-west gateway (seed 003's remotePilotAddress = the local gateway).
+            let (pi, primary) = self
+                .state
+                .topology
+                .clusters
+                .iter()
+                .enumerate()
+                .find(|(_, c)| c.control_plane)
+                .ok_or_else(|| LabError::Invalid("no cluster runs a control plane".into()))?;
+            if !primary.east_west_gateway {
+                return Err(LabError::Invalid(format!(
+                    "cluster {} has no control plane and {}, which has one, has no east-west gateway to reach it through",
+                    spec.name, primary.name
+                )));
+            }
+            let addr = format!("{}:15012", Topology::gateway_wan(pi));
+            progress(&format!(
+                "{}: no control plane; its proxies use {}'s through its gateway at {addr}",
+                spec.name, primary.name
+            ));
+            self.state.clusters[ci].control_plane_addr = Some(addr);
+            self.state.clusters[ci].ca_cluster = primary.name.clone();
+            return self.save();
         }
         let mut pod = self.pod_netns(ci, "istio-system", "istiod-0", PodRole::ControlPlane)?;
         pod.labels.insert("app".into(), "istiod".into());
@@ -410,6 +432,30 @@ impl Lab {
             spec.name, pod.ip
         ));
         self.state.clusters[ci].control_plane_ip = Some(pod.ip.clone());
+        self.state.clusters[ci].control_plane_addr = Some(format!("{}:15012", pod.ip));
+        self.state.clusters[ci].ca_cluster = spec.name.clone();
+        // istiod's Service and Pod, so that a gateway can pass connections to it (the seeds'
+        // remote cluster reaches the control plane through the local gateway).
+        let svc = Service {
+            metadata: ObjectMeta {
+                name: "istiod".into(),
+                namespace: "istio-system".into(),
+                labels: pod.labels.clone(),
+                ..Default::default()
+            },
+            spec: isthmus_api::kube::ServiceSpec {
+                ports: vec![isthmus_api::kube::ServicePort {
+                    name: "tcp-istiod".into(),
+                    port: 15012,
+                    ..Default::default()
+                }],
+                selector: BTreeMap::from([("app".to_string(), "istiod".to_string())]),
+                ..Default::default()
+            },
+            status: Default::default(),
+        };
+        self.store_service(ci, svc)?;
+        self.store_pod(ci, &pod, &[15012])?;
         self.state.clusters[ci].pods.push(pod);
         self.save()
     }
@@ -537,11 +583,11 @@ impl Lab {
         let c = &self.state.clusters[ci];
         let spec = &self.state.topology.clusters[ci];
         let cp = c
-            .control_plane_ip
+            .control_plane_addr
             .clone()
             .ok_or_else(|| LabError::Invalid(format!("{}: no control plane", c.name)))?;
         let key = isthmus_ca::CredentialKey::load_or_create(
-            &self.ca_dir().join(format!("{}.key", c.name)),
+            &self.ca_dir().join(format!("{}.key", c.ca_cluster)),
         )
         .map_err(|e| LabError::Invalid(format!("credential key: {e}")))?;
         let cred = pod.workdir.join("credential");
@@ -570,11 +616,11 @@ impl Lab {
             "--trust-domain",
             &self.state.topology.trust_domain,
             "--cluster",
-            &c.name,
+            spec.cluster_id.as_deref().unwrap_or(&c.name),
             "--network",
             &spec.network,
             "--control-plane",
-            &format!("{cp}:15012"),
+            &cp,
             "--credential-file",
             &cred.display().to_string(),
             "--root-cert",
@@ -851,10 +897,21 @@ impl Lab {
             .filter(|(_, p)| p.namespace == ns && p.deployment.as_deref() == Some(&name))
             .map(|(i, _)| i)
             .collect();
-        if !existing.is_empty() {
-            // Re-applying an unchanged Deployment leaves its pods alone, as Kubernetes does.
+        let have = existing.len() as u32;
+        if have > replicas {
+            // Scaled down: the newest pods go.
+            for i in existing.into_iter().skip(replicas as usize).rev() {
+                let pod_name = self.state.clusters[ci].pods[i].name.clone();
+                self.stop_pod(ci, i)?;
+                progress(&format!(
+                    "{}: pod {ns}/{pod_name} deleted (scaled to {replicas})",
+                    self.state.clusters[ci].name
+                ));
+            }
             return Ok(());
         }
+        // Re-applying an unchanged Deployment leaves its pods alone, as Kubernetes does;
+        // scaling up adds the missing replicas.
         let container = d.spec.template.spec.containers.first().ok_or_else(|| {
             LabError::Invalid(format!(
                 "Deployment {ns}/{name}: spec.template.spec.containers is empty"
@@ -864,7 +921,7 @@ impl Lab {
             .map_err(|e| LabError::Invalid(format!("Deployment {ns}/{name}: {e}")))?;
         let ports: Vec<u32> = container.ports.iter().map(|p| p.container_port).collect();
         let sidecar = self.state.clusters[ci].injected_namespaces.contains(&ns);
-        for r in 0..replicas {
+        for r in have..replicas {
             let pod_name = format!("{name}-{r}");
             let mut pod = self.pod_netns(ci, &ns, &pod_name, PodRole::App)?;
             pod.deployment = Some(name.clone());
@@ -876,10 +933,12 @@ impl Lab {
             };
             pod.image = Some(container.image.clone());
             pod.proxy = sidecar;
+            // A cluster without a control plane has no DNS of its own in the lab: its pods
+            // resolve nothing rather than leak to the host's resolver.
             let cp = self.state.clusters[ci]
                 .control_plane_ip
                 .clone()
-                .unwrap_or_default();
+                .unwrap_or_else(|| "127.0.0.1".into());
             netns::resolv_conf(
                 &pod.netns,
                 &cp,
@@ -955,7 +1014,7 @@ impl Lab {
         let ci = self.state.cluster(cluster)?.index;
         let m = manifests::read(
             &manifests::files(path, namespace)?,
-            &self.state.topology.variables(),
+            &variables(&self.state.topology, &self.opts.state_dir),
         )?;
         check_images(&m)?;
         self.apply_manifests(ci, m, progress)?;
@@ -974,7 +1033,7 @@ impl Lab {
         let ci = self.state.cluster(cluster)?.index;
         let m = manifests::read(
             &manifests::files(path, namespace)?,
-            &self.state.topology.variables(),
+            &variables(&self.state.topology, &self.opts.state_dir),
         )?;
         for d in &m.stored {
             if self.unstore(ci, &d.namespace, &format!("{}.{}.yaml", d.kind, d.name))? {
@@ -1196,6 +1255,34 @@ impl Lab {
         }
         out
     }
+}
+
+/// The topology's placeholders plus `REGISTRY_<CLUSTER>`: where each cluster's registry
+/// lives, for the lab's stand-in of a remote kubeconfig (seed 003's `remote_kubecfg`).
+fn variables(topology: &Topology, state_dir: &Path) -> Vec<(String, String)> {
+    let mut v = topology.variables();
+    for c in &topology.clusters {
+        let up: String = c
+            .name
+            .chars()
+            .map(|ch| {
+                if ch.is_ascii_alphanumeric() {
+                    ch.to_ascii_uppercase()
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        v.push((
+            format!("REGISTRY_{up}"),
+            state_dir
+                .join("registry")
+                .join(&c.name)
+                .display()
+                .to_string(),
+        ));
+    }
+    v
 }
 
 fn check_images(m: &Manifests) -> Result<(), LabError> {

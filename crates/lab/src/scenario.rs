@@ -80,6 +80,9 @@ pub struct Expect {
     pub equals: Option<u64>,
     /// A statistic at most this.
     pub at_most: Option<u64>,
+    /// The first number stdout prints lies in this range (both ends included), such as a
+    /// count of answers within a binomial bound.
+    pub stdout_number_between: Option<[u64; 2]>,
 }
 
 /// One step.
@@ -99,12 +102,26 @@ pub struct Step {
     /// GET a path of a pod's Envoy admin (`/clusters`, `/config_dump`); the expectations
     /// on stdout apply to the body.
     pub envoy_admin: Option<AdminRef>,
+    /// Read a log file of a pod (`agent.log` holds Envoy's access log); the expectations on
+    /// stdout apply to it.
+    pub pod_log: Option<LogRef>,
     /// Expectations.
     #[serde(default)]
     pub expect: Expect,
     /// Retry until the expectations hold, for up to this many seconds.
     #[serde(default)]
     pub within_seconds: u64,
+}
+
+/// A log file of a pod.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogRef {
+    /// The pod.
+    #[serde(flatten)]
+    pub pod: PodRef,
+    /// File in the pod's directory: `agent.log` (agent and Envoy) or `app.log`.
+    pub file: String,
 }
 
 /// A path of a pod's Envoy admin.
@@ -142,10 +159,11 @@ impl Scenario {
                 step.exec.is_some(),
                 step.envoy_stat.is_some(),
                 step.envoy_admin.is_some(),
+                step.pod_log.is_some(),
             ];
             if actions.iter().filter(|a| **a).count() != 1 {
                 return Err(LabError::Invalid(format!(
-                    "{}: steps[{i}] `{}`: give exactly one of apply, delete, exec, envoyStat, envoyAdmin",
+                    "{}: steps[{i}] `{}`: give exactly one of apply, delete, exec, envoyStat, envoyAdmin, podLog",
                     path.display(),
                     step.name
                 )));
@@ -221,6 +239,16 @@ fn attempt(lab: &mut Lab, base: &Path, step: &Step) -> Result<Result<String, Str
                 return Ok(Err(format!("stdout has `{s}`; {}", shown())));
             }
         }
+        if let Some([lo, hi]) = e.stdout_number_between {
+            let n: Option<u64> = stdout.split_whitespace().find_map(|w| w.parse().ok());
+            match n {
+                Some(n) if (lo..=hi).contains(&n) => {
+                    return Ok(Ok(format!("{n} (expected {lo}..={hi})")))
+                }
+                Some(n) => return Ok(Err(format!("{n} is outside {lo}..={hi}; {}", shown()))),
+                None => return Ok(Err(format!("no number in stdout; {}", shown()))),
+            }
+        }
         let first = stdout
             .lines()
             .find(|l| !l.trim().is_empty())
@@ -250,6 +278,25 @@ fn attempt(lab: &mut Lab, base: &Path, step: &Step) -> Result<Result<String, Str
             }
         }
         return Ok(Ok(format!("{} = {v}", st.stat)));
+    }
+    if let Some(l) = &step.pod_log {
+        let p = lab
+            .state
+            .pod(&l.pod.cluster, &l.pod.namespace, &l.pod.pod)?
+            .clone();
+        let file = p.workdir.join(&l.file);
+        let body = std::fs::read_to_string(&file).map_err(io(&file))?;
+        for s in &e.stdout_contains {
+            if !body.contains(s.as_str()) {
+                return Ok(Err(format!("{} of {} lacks `{s}`", l.file, p.name)));
+            }
+        }
+        for s in &e.stdout_lacks {
+            if let Some(line) = body.lines().find(|x| x.contains(s.as_str())) {
+                return Ok(Err(format!("{} of {} has `{s}`: {line}", l.file, p.name)));
+            }
+        }
+        return Ok(Ok(format!("{} of {} as expected", l.file, p.name)));
     }
     if let Some(a) = &step.envoy_admin {
         let p = lab

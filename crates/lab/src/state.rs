@@ -63,8 +63,14 @@ pub struct ClusterState {
     pub last_pod: u32,
     /// Last ClusterIP offset used.
     pub last_service: u32,
-    /// The control plane's pod IP.
+    /// The control plane's pod IP (clusters that run one).
     pub control_plane_ip: Option<String>,
+    /// `HOST:PORT` the cluster's proxies reach their control plane at.
+    #[serde(default)]
+    pub control_plane_addr: Option<String>,
+    /// The cluster whose CA and credential key serve this cluster's workloads.
+    #[serde(default)]
+    pub ca_cluster: String,
     /// `namespace/name` -> ClusterIP.
     pub cluster_ips: BTreeMap<String, String>,
     /// Namespaces with `istio-injection=enabled`.

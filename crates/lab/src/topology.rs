@@ -62,9 +62,14 @@ pub struct ClusterSpec {
     /// ClusterIP addresses.
     #[serde(rename = "serviceCIDR", default = "default_service_cidr")]
     pub service_cidr: Cidr,
-    /// Runs its own control plane.
+    /// Runs its own control plane; without one, its proxies use the first cluster's that
+    /// has one, through that cluster's east-west gateway.
     #[serde(default = "yes")]
     pub control_plane: bool,
+    /// The cluster id its proxies announce (`CLUSTER_ID`), when the control plane knows the
+    /// cluster by another name (seed 003: `remote_kubecfg`, the credential Secret's key).
+    #[serde(default)]
+    pub cluster_id: Option<String>,
     /// Has an east-west gateway on the WAN (port 15443, AUTO_PASSTHROUGH).
     #[serde(default = "yes")]
     pub east_west_gateway: bool,
