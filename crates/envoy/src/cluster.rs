@@ -172,6 +172,26 @@ fn outbound(
             });
         }
     }
+    // A service with endpoints on other networks is partly reached through gateways: when
+    // a gateway stops answering, eject it quickly so that calls go to the endpoints that
+    // still work (and let it back after the ejection time).
+    if t.service
+        .endpoints
+        .iter()
+        .any(|e| !e.network.is_empty() && !proxy.reaches_directly(&e.network))
+    {
+        c.outlier_detection = Some(
+            envoy_types::pb::envoy::config::cluster::v3::OutlierDetection {
+                consecutive_5xx: Some(UInt32Value { value: 3 }),
+                consecutive_gateway_failure: Some(UInt32Value { value: 3 }),
+                enforcing_consecutive_gateway_failure: Some(UInt32Value { value: 100 }),
+                interval: Some(seconds(1)),
+                base_ejection_time: Some(seconds(5)),
+                max_ejection_percent: Some(UInt32Value { value: 100 }),
+                ..Default::default()
+            },
+        );
+    }
     if let Some(TlsMode::IstioMutual) = tls_mode(snapshot, proxy, t.service, subset) {
         c.transport_socket = Some(upstream_mtls(
             &names::sni(t.port, &t.subset, &t.service.hostname),

@@ -142,6 +142,29 @@ fn weighted(mut dests: Vec<(String, u32)>) -> route_action::ClusterSpecifier {
     })
 }
 
+/// Istio's default retry policy: two retries on connection failures, refused streams and
+/// 503s, each on another host, so that one failing endpoint (a stopped gateway) does not fail
+/// the call.
+pub fn default_retry_policy() -> envoy_types::pb::envoy::config::route::v3::RetryPolicy {
+    use envoy_types::pb::envoy::config::route::v3::retry_policy::{
+        retry_host_predicate, RetryHostPredicate,
+    };
+    envoy_types::pb::envoy::config::route::v3::RetryPolicy {
+        retry_on: "connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes".into(),
+        num_retries: Some(UInt32Value { value: 2 }),
+        retriable_status_codes: vec![503],
+        retry_host_predicate: vec![RetryHostPredicate {
+            name: "envoy.retry_host_predicates.previous_hosts".into(),
+            config_type: Some(retry_host_predicate::ConfigType::TypedConfig(Any {
+                type_url: "type.googleapis.com/envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate".into(),
+                value: Vec::new(),
+            })),
+        }],
+        host_selection_retry_max_attempts: 5,
+        ..Default::default()
+    }
+}
+
 /// A catch-all route with this action.
 pub fn route_to(spec: route_action::ClusterSpecifier) -> Route {
     Route {
@@ -152,6 +175,7 @@ pub fn route_to(spec: route_action::ClusterSpecifier) -> Route {
         action: Some(route::Action::Route(RouteAction {
             cluster_specifier: Some(spec),
             timeout: Some(seconds(0)),
+            retry_policy: Some(default_retry_policy()),
             ..Default::default()
         })),
         ..Default::default()

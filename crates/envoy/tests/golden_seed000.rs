@@ -148,3 +148,75 @@ fn cluster1_egress_gateway() {
         ],
     );
 }
+
+/// Split-horizon EDS (seed 003): sleep in `local` (network1) gets helloworld v1's pod
+/// directly and, for network2, the remote gateway weighted by the v2 pods behind it: with one
+/// v2 pod and with three. Only the EDS is compared: it is what split horizon changes.
+fn split_horizon_eds(remote_pods: usize) -> String {
+    let data = root().join("testdata/split-horizon");
+    let mut local = FileRegistry::new("local", data.join("local"));
+    local.reload();
+    let mut remote = FileRegistry::new("remote_kubecfg", data.join("remote"));
+    remote.reload();
+    let mut remote_cfg = remote.current().clone();
+    let keep: Vec<String> = (0..remote_pods)
+        .map(|i| format!("helloworld-v2-{i}"))
+        .collect();
+    remote_cfg.resources.retain(|k, _| {
+        k.kind != "Pod" || !k.name.starts_with("helloworld-v2-") || keep.contains(&k.name)
+    });
+    let snap = MeshSnapshot::build(
+        &SnapshotInput {
+            local_cluster: "local".into(),
+            local_network: "network1".into(),
+            clusters: vec![local.current().clone(), remote_cfg],
+            ..Default::default()
+        },
+        1,
+    );
+    assert!(snap.diagnostics.is_empty(), "{:?}", snap.diagnostics);
+    let md = BTreeMap::from([("CLUSTER_ID".to_string(), "local".to_string())]);
+    let proxy = snap.proxy(
+        &NodeId::parse("sidecar~10.10.0.12~sleep-0.sample~sample.svc.cluster.local")
+            .expect("node id"),
+        &md,
+    );
+    let res = isthmus_envoy::generate(&snap, &proxy);
+    let eds: Vec<_> = res
+        .endpoints
+        .into_iter()
+        .filter(|c| c.cluster_name.contains("helloworld"))
+        .collect();
+    format!("{eds:#?}\n")
+}
+
+fn compare(name: &str, text: &str) {
+    let file = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden")
+        .join(format!("{name}.txt"));
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::write(&file, text).expect("write golden");
+        return;
+    }
+    let want = std::fs::read_to_string(&file)
+        .unwrap_or_else(|_| panic!("{} missing: run with UPDATE_GOLDEN=1", file.display()));
+    assert_eq!(
+        want,
+        text,
+        "{name} differs from {} (UPDATE_GOLDEN=1 regenerates; review the diff)",
+        file.display()
+    );
+}
+
+#[test]
+fn split_horizon_eds_one_remote_pod() {
+    let text = split_horizon_eds(1);
+    assert!(text.contains("198.18.1.2"), "{text}");
+    compare("split-horizon-eds-1", &text);
+}
+
+#[test]
+fn split_horizon_eds_three_remote_pods() {
+    let text = split_horizon_eds(3);
+    compare("split-horizon-eds-3", &text);
+}

@@ -498,7 +498,11 @@ impl Lab {
         };
         let ip = self.store_service(ci, svc)?;
         self.store_pod(ci, &pod, &[15443])?;
-        let pid = self.start_agent(ci, &pod, Some(&[("REQUESTED_NETWORK_VIEW", "external")]))?;
+        let pid = self.start_agent(
+            ci,
+            &pod,
+            Some((&[("REQUESTED_NETWORK_VIEW", "external")], true)),
+        )?;
         pod.pids.push(pid);
         progress(&format!(
             "{}: egress gateway istio-egressgateway at {} (ClusterIP {ip}, network view `external`)",
@@ -562,7 +566,8 @@ impl Lab {
         };
         self.store_service(ci, svc)?;
         self.store_pod(ci, &pod, &[15443])?;
-        let pid = self.start_agent(ci, &pod, Some(&[]))?;
+        let sni_dnat = spec.east_west_gateway_mode.as_deref() != Some("standard");
+        let pid = self.start_agent(ci, &pod, Some((&[], sni_dnat)))?;
         pod.pids.push(pid);
         progress(&format!(
             "{}: east-west gateway istio-ingressgateway at {} (public {public}:15443)",
@@ -578,7 +583,7 @@ impl Lab {
         &mut self,
         ci: usize,
         pod: &PodState,
-        router: Option<&[(&str, &str)]>,
+        router: Option<(&[(&str, &str)], bool)>,
     ) -> Result<u32, LabError> {
         let c = &self.state.clusters[ci];
         let spec = &self.state.topology.clusters[ci];
@@ -636,15 +641,11 @@ impl Lab {
             "--log-level",
             "warning",
         ]);
-        if let Some(metadata) = router {
-            args.extend(s(&[
-                "--interception",
-                "NONE",
-                "--router-mode",
-                "sni-dnat",
-                "--xds",
-                "delta",
-            ]));
+        if let Some((metadata, sni_dnat)) = router {
+            args.extend(s(&["--interception", "NONE", "--xds", "delta"]));
+            if sni_dnat {
+                args.extend(s(&["--router-mode", "sni-dnat"]));
+            }
             for (k, v) in metadata {
                 args.extend(s(&["--metadata", &format!("{k}={v}")]));
             }

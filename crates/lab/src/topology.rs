@@ -73,6 +73,11 @@ pub struct ClusterSpec {
     /// Has an east-west gateway on the WAN (port 15443, AUTO_PASSTHROUGH).
     #[serde(default = "yes")]
     pub east_west_gateway: bool,
+    /// `sni-dnat` (default): the east-west gateway passes 15443 through by SNI on its own
+    /// (seeds 000/002's install); `standard`: only `Gateway` resources configure it (seed
+    /// 003's `helloworld-gateway`).
+    #[serde(default)]
+    pub east_west_gateway_mode: Option<String>,
     /// Has an egress gateway (`istio-egressgateway`, 15443 SNI passthrough, network view
     /// `external`): the one pod that talks to other clusters' gateways when a ServiceEntry
     /// says so (seed 000's egress variant).
@@ -155,6 +160,15 @@ impl Topology {
             }
             if self.clusters[..i].iter().any(|o| o.name == c.name) {
                 return Err(format!("clusters[{i}].name: `{}` appears twice", c.name));
+            }
+        }
+        for (i, c) in self.clusters.iter().enumerate() {
+            if let Some(m) = &c.east_west_gateway_mode {
+                if m != "sni-dnat" && m != "standard" {
+                    return Err(format!(
+                        "clusters[{i}].eastWestGatewayMode: `{m}` must be `sni-dnat` or `standard`"
+                    ));
+                }
             }
         }
         if !self.clusters.iter().any(|c| c.control_plane) {
