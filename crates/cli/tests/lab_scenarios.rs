@@ -136,7 +136,12 @@ fn s1_and_its_variants_in_the_lab_with_one_pod_cidr_in_both_clusters() {
     assert!(ip.contains("\"origin\""), "{ip}");
 
     // The S1 variants of issue 4: egress gateway, version-aware routing, cleanup.
-    for (scenario, steps) in [("s1-egress", 6), ("s1-subsets", 10), ("s1-cleanup", 8)] {
+    for (scenario, steps) in [
+        ("s1-egress", 6),
+        ("s1-subsets", 10),
+        ("s1-cleanup", 8),
+        ("vs-features", 13),
+    ] {
         let run = lab.ok(&[
             "run",
             &format!("examples/gateway-connected/{scenario}.yaml"),

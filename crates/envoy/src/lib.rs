@@ -6,6 +6,7 @@
 pub mod cluster;
 pub mod endpoint;
 pub mod gateway;
+pub mod http_route;
 pub mod listener;
 pub mod names;
 pub mod passthrough;

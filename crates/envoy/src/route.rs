@@ -3,7 +3,7 @@
 
 use crate::names::{self, outbound_cluster};
 use crate::pb::*;
-use isthmus_model::{fqdn, MeshSnapshot, Proxy, Service, ServiceOrigin};
+use isthmus_model::{MeshSnapshot, Proxy, Service, ServiceOrigin};
 use std::collections::BTreeMap;
 
 /// Route configurations for every HTTP port any service has.
@@ -71,32 +71,7 @@ fn virtual_host(snapshot: &MeshSnapshot, proxy: &Proxy, svc: &Service, port: u32
         .next()
     {
         for http in &vs.rule.spec.http {
-            let dests: Vec<(String, u32)> = http
-                .route
-                .iter()
-                .map(|d| {
-                    let host = fqdn(&d.destination.host, &vs.namespace);
-                    let dport = d
-                        .destination
-                        .port
-                        .as_ref()
-                        .map(|p| p.number)
-                        .unwrap_or(port);
-                    let subset = d.destination.subset.clone().unwrap_or_default();
-                    (
-                        outbound_cluster(dport, &subset, &host),
-                        d.weight.unwrap_or(100),
-                    )
-                })
-                .collect();
-            if dests.is_empty() {
-                continue;
-            }
-            let mut r = route_to(weighted(dests));
-            if let Some(m) = http.match_.first().and_then(uri_match) {
-                r.r#match = Some(m);
-            }
-            routes.push(r);
+            routes.extend(crate::http_route::routes(http, port, &vs.namespace));
         }
     }
     if routes.is_empty() {
@@ -110,22 +85,7 @@ fn virtual_host(snapshot: &MeshSnapshot, proxy: &Proxy, svc: &Service, port: u32
     }
 }
 
-fn uri_match(m: &serde_json::Value) -> Option<RouteMatch> {
-    let uri = m.get("uri")?;
-    let spec = if let Some(p) = uri.get("prefix").and_then(|v| v.as_str()) {
-        route_match::PathSpecifier::Prefix(p.to_string())
-    } else if let Some(p) = uri.get("exact").and_then(|v| v.as_str()) {
-        route_match::PathSpecifier::Path(p.to_string())
-    } else {
-        return None;
-    };
-    Some(RouteMatch {
-        path_specifier: Some(spec),
-        ..Default::default()
-    })
-}
-
-fn weighted(mut dests: Vec<(String, u32)>) -> route_action::ClusterSpecifier {
+pub(crate) fn weighted(mut dests: Vec<(String, u32)>) -> route_action::ClusterSpecifier {
     if dests.len() == 1 {
         return route_action::ClusterSpecifier::Cluster(dests.remove(0).0);
     }
@@ -203,15 +163,28 @@ pub fn http_connection_manager(
             }),
             HcmRoute::Inline(rc) => RouteSpecifier::RouteConfig(*rc),
         }),
-        http_filters: vec![HttpFilter {
-            name: "envoy.filters.http.router".to_string(),
-            config_type: Some(http_filter::ConfigType::TypedConfig(Any {
-                type_url: "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"
-                    .into(),
-                value: Vec::new(),
-            })),
-            ..Default::default()
-        }],
+        http_filters: vec![
+            // Inert unless a route carries a fault (VirtualService `fault`).
+            HttpFilter {
+                name: crate::http_route::FAULT_FILTER.to_string(),
+                config_type: Some(http_filter::ConfigType::TypedConfig(Any {
+                    type_url:
+                        "type.googleapis.com/envoy.extensions.filters.http.fault.v3.HTTPFault"
+                            .into(),
+                    value: Vec::new(),
+                })),
+                ..Default::default()
+            },
+            HttpFilter {
+                name: "envoy.filters.http.router".to_string(),
+                config_type: Some(http_filter::ConfigType::TypedConfig(Any {
+                    type_url: "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"
+                        .into(),
+                    value: Vec::new(),
+                })),
+                ..Default::default()
+            },
+        ],
         use_remote_address: Some(BoolValue { value: false }),
         access_log: vec![stdout_access_log()],
         ..Default::default()

@@ -220,3 +220,43 @@ fn split_horizon_eds_three_remote_pods() {
     let text = split_horizon_eds(3);
     compare("split-horizon-eds-3", &text);
 }
+
+/// Every VirtualService HTTP feature (match on uri exact/prefix/regex, headers, authority,
+/// method; fault abort and delay; redirect; rewrite; header set/add/remove; timeout;
+/// retries; mirror) as sleep's route configuration for port 8000. The lab scenario
+/// `examples/gateway-connected/vs-features.yaml` checks the same routes in a real Envoy.
+#[test]
+fn virtual_service_http_features_rds() {
+    let mut reg = FileRegistry::new("cluster1", root().join("testdata/seed000-vs/cluster1"));
+    reg.reload();
+    assert!(
+        reg.current().diagnostics.is_empty(),
+        "{:?}",
+        reg.current().diagnostics
+    );
+    let snap = MeshSnapshot::build(
+        &SnapshotInput {
+            local_cluster: "cluster1".into(),
+            local_network: "network1".into(),
+            clusters: vec![reg.current().clone()],
+            ..Default::default()
+        },
+        1,
+    );
+    let md = BTreeMap::from([("CLUSTER_ID".to_string(), "cluster1".to_string())]);
+    let proxy = snap.proxy(
+        &NodeId::parse("sidecar~127.0.1.1~sleep-0.foo~foo.svc.cluster.local").expect("node"),
+        &md,
+    );
+    let res = isthmus_envoy::generate(&snap, &proxy);
+    let rds: Vec<_> = res
+        .routes
+        .into_iter()
+        .filter(|r| r.name == "8000")
+        .collect();
+    let text = format!("{rds:#?}\n");
+    assert!(text.contains("prefix_rewrite: \"/headers\""), "{text}");
+    assert!(text.contains("envoy.filters.http.fault"), "{text}");
+    assert!(text.contains("request_mirror_policies: [\n"), "{text}");
+    compare("vs-http-features-rds", &text);
+}

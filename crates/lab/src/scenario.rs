@@ -240,9 +240,9 @@ fn attempt(lab: &mut Lab, base: &Path, step: &Step) -> Result<Result<String, Str
             }
         }
         if let Some([lo, hi]) = e.stdout_number_between {
-            let n: Option<u64> = stdout.split_whitespace().find_map(|w| w.parse().ok());
+            let n: Option<f64> = stdout.split_whitespace().find_map(|w| w.parse().ok());
             match n {
-                Some(n) if (lo..=hi).contains(&n) => {
+                Some(n) if n >= lo as f64 && n <= hi as f64 => {
                     return Ok(Ok(format!("{n} (expected {lo}..={hi})")))
                 }
                 Some(n) => return Ok(Err(format!("{n} is outside {lo}..={hi}; {}", shown()))),
