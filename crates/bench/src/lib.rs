@@ -6,6 +6,7 @@
 pub mod ca;
 pub mod dns;
 pub mod generate;
+pub mod http_latency;
 pub mod process;
 pub mod stats;
 pub mod svg;

@@ -92,6 +92,35 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 4)]
         clients: u32,
     },
+    /// (inside a pod) N sequential GETs, timed; prints `p50 p90 p99` in microseconds.
+    Http {
+        /// IP:PORT to connect to.
+        #[arg(long)]
+        addr: std::net::SocketAddr,
+        /// Host header.
+        #[arg(long)]
+        host: String,
+        /// Path.
+        #[arg(long, default_value = "/ip")]
+        path: String,
+        /// Requests.
+        #[arg(long, default_value_t = 1000)]
+        requests: usize,
+        /// A new TCP connection for every request.
+        #[arg(long)]
+        new_connections: bool,
+    },
+    /// Data path in the lab: latency of sleep -> sidecar -> cluster2's gateway -> httpbin's
+    /// sidecar -> httpbin against httpbin called directly inside its pod; kept-alive and
+    /// new connections. Needs root; brings up and removes its own lab.
+    Datapath {
+        /// Requests per measurement.
+        #[arg(long, default_value_t = 1000)]
+        requests: usize,
+        /// State directory for the lab.
+        #[arg(long, default_value = "/tmp/isthmus-bench-datapath")]
+        state: PathBuf,
+    },
     /// Workload certificates signed per second beside raw ECDSA P-256 signatures.
     Ca {
         /// Certificates to sign.
@@ -200,6 +229,25 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
                 ours.qps / peer.qps.max(1.0)
             );
         }
+        BenchCommand::Http {
+            addr,
+            host,
+            path,
+            requests,
+            new_connections,
+        } => {
+            let mut lat =
+                isthmus_bench::http_latency::run(addr, &host, &path, requests, new_connections)
+                    .map_err(anyhow::Error::msg)?;
+            let us = |d: Duration| d.as_micros();
+            println!(
+                "{} {} {}",
+                us(percentile(&mut lat, 50.0)),
+                us(percentile(&mut lat, 90.0)),
+                us(percentile(&mut lat, 99.0))
+            );
+        }
+        BenchCommand::Datapath { requests, state } => datapath(requests, &state)?,
         BenchCommand::Ca { count } => {
             let r = isthmus_bench::ca::run(count).map_err(anyhow::Error::msg)?;
             println!(
@@ -435,4 +483,114 @@ async fn xds_bench(
         );
     }
     Ok(result)
+}
+
+fn datapath(requests: usize, state: &Path) -> Result<()> {
+    let opts = isthmus_lab::LabOptions {
+        state_dir: state.to_path_buf(),
+        prefix: "ibd".into(),
+        exe: std::env::current_exe()?,
+        envoy: None,
+    };
+    let dir = PathBuf::from("examples/gateway-connected");
+    let mut quiet = |_: &str| {};
+    let mut lab = isthmus_lab::Lab::up(&dir, opts.clone(), &mut quiet)?;
+    let result = (|| -> Result<Vec<(String, [f64; 3])>> {
+        lab.apply(
+            "cluster1",
+            &dir.join("seed/httpbin-bar.yaml"),
+            "foo",
+            &mut quiet,
+        )?;
+        std::thread::sleep(Duration::from_secs(2));
+        let exe = std::env::current_exe()?.display().to_string();
+        let mut rows = Vec::new();
+        for (label, cluster, ns, pod, addr, host, new) in [
+            (
+                "direct, kept-alive (inside httpbin's pod, 127.0.0.1:80)",
+                "cluster2",
+                "bar",
+                "httpbin",
+                "127.0.0.1:80",
+                "httpbin",
+                false,
+            ),
+            (
+                "mesh, kept-alive (sleep -> sidecar -> gateway -> sidecar -> httpbin)",
+                "cluster1",
+                "foo",
+                "sleep",
+                "127.255.0.2:8000",
+                "httpbin.bar.global:8000",
+                false,
+            ),
+            (
+                "direct, new connection each",
+                "cluster2",
+                "bar",
+                "httpbin",
+                "127.0.0.1:80",
+                "httpbin",
+                true,
+            ),
+            (
+                "mesh, new connection each",
+                "cluster1",
+                "foo",
+                "sleep",
+                "127.255.0.2:8000",
+                "httpbin.bar.global:8000",
+                true,
+            ),
+        ] {
+            let mut cmd = vec![
+                exe.clone(),
+                "bench".into(),
+                "http".into(),
+                "--addr".into(),
+                addr.into(),
+                "--host".into(),
+                host.into(),
+                "--requests".into(),
+                requests.to_string(),
+            ];
+            if new {
+                cmd.push("--new-connections".into());
+            }
+            // Warm up (connections, TLS sessions), then measure.
+            let mut warm = cmd.clone();
+            warm[8] = "50".into();
+            lab.exec_output(cluster, ns, pod, &warm)?;
+            let out = lab.exec_output(cluster, ns, pod, &cmd)?;
+            let text = String::from_utf8_lossy(&out.stdout).to_string();
+            let nums: Vec<f64> = text
+                .split_whitespace()
+                .filter_map(|w| w.parse().ok())
+                .collect();
+            if !out.status.success() || nums.len() != 3 {
+                bail!("{label}: {text} {}", String::from_utf8_lossy(&out.stderr));
+            }
+            rows.push((
+                label.to_string(),
+                [nums[0] / 1000.0, nums[1] / 1000.0, nums[2] / 1000.0],
+            ));
+        }
+        Ok(rows)
+    })();
+    isthmus_lab::Lab::down(&opts, &mut quiet)?;
+    let rows = result?;
+    println!("| path | p50 | p90 | p99 |");
+    println!("|---|---|---|---|");
+    for (label, [p50, p90, p99]) in &rows {
+        println!("| {label} | {p50:.3} ms | {p90:.3} ms | {p99:.3} ms |");
+    }
+    if rows.len() == 4 {
+        println!(
+            "added by the mesh: {:.3} ms p90 kept-alive, {:.3} ms p90 with a new connection",
+            rows[1].1[1] - rows[0].1[1],
+            rows[3].1[1] - rows[2].1[1]
+        );
+    }
+    let _ = lab.state.clusters.len();
+    Ok(())
 }
