@@ -281,6 +281,7 @@ fn parse_document(
                 Object::VirtualService(parse(doc, origin, &label)?)
             }
             ("networking.istio.io", "Gateway") => Object::Gateway(parse(doc, origin, &label)?),
+            ("networking.istio.io", "Sidecar") => Object::Sidecar(parse(doc, origin, &label)?),
             ("security.istio.io", "PeerAuthentication") if ["v1beta1", "v1"].contains(&version) => {
                 Object::PeerAuthentication(parse(doc, origin, &label)?)
             }

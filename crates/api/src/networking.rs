@@ -67,6 +67,38 @@ pub struct ServicePort {
     pub target_port: Option<u32>,
 }
 
+/// `networking.istio.io` Sidecar: what a namespace's (or selected workloads') proxies may
+/// reach. Only `egress.hosts` is read: it scopes the configuration each proxy receives.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Sidecar {
+    /// Metadata.
+    pub metadata: ObjectMeta,
+    /// Spec.
+    #[serde(default)]
+    pub spec: SidecarSpec,
+}
+
+/// `Sidecar.spec`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SidecarSpec {
+    /// The workloads it applies to; all of its namespace when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workload_selector: Option<WorkloadSelector>,
+    /// Egress listeners; their `hosts` (`namespace/dnsName`) are what the proxies see.
+    #[serde(default)]
+    pub egress: Vec<SidecarEgress>,
+}
+
+/// One egress listener of a Sidecar.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SidecarEgress {
+    /// `namespace/dnsName`: namespace `*`, `.` (the Sidecar's) or a name; dnsName `*`,
+    /// `*.suffix` or exact.
+    #[serde(default)]
+    pub hosts: Vec<String>,
+}
+
 /// Selects workloads by label.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WorkloadSelector {

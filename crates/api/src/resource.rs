@@ -38,6 +38,8 @@ pub enum Object {
     DestinationRule(DestinationRule),
     VirtualService(VirtualService),
     Gateway(Gateway),
+    /// A Sidecar (egress scoping).
+    Sidecar(crate::networking::Sidecar),
     PeerAuthentication(PeerAuthentication),
     /// `authentication.istio.io/v1alpha1` MeshPolicy (mesh-wide).
     MeshPolicy(AuthnPolicy),
@@ -71,6 +73,7 @@ impl Object {
             Object::DestinationRule(_) => "DestinationRule",
             Object::VirtualService(_) => "VirtualService",
             Object::Gateway(_) => "Gateway",
+            Object::Sidecar(_) => "Sidecar",
             Object::PeerAuthentication(_) => "PeerAuthentication",
             Object::MeshPolicy(_) => "MeshPolicy",
             Object::AuthnPolicy(_) => "Policy",
@@ -94,6 +97,7 @@ impl Object {
             Object::DestinationRule(o) => &o.metadata,
             Object::VirtualService(o) => &o.metadata,
             Object::Gateway(o) => &o.metadata,
+            Object::Sidecar(o) => &o.metadata,
             Object::PeerAuthentication(o) => &o.metadata,
             Object::MeshPolicy(o) | Object::AuthnPolicy(o) => &o.metadata,
             Object::Other { metadata, .. } => metadata,
@@ -116,6 +120,7 @@ impl Object {
             Object::DestinationRule(o) => &mut o.metadata,
             Object::VirtualService(o) => &mut o.metadata,
             Object::Gateway(o) => &mut o.metadata,
+            Object::Sidecar(o) => &mut o.metadata,
             Object::PeerAuthentication(o) => &mut o.metadata,
             Object::MeshPolicy(o) | Object::AuthnPolicy(o) => &mut o.metadata,
             Object::Other { metadata, .. } => metadata,

@@ -59,6 +59,10 @@ pub enum BenchCommand {
         /// Then one endpoint change per second for this many seconds.
         #[arg(long, default_value_t = 0)]
         churn_seconds: u32,
+        /// Add a Sidecar in the proxies' namespace (ns-0) limiting them to its own services
+        /// (`egress.hosts: ./*`), as a platform team would.
+        #[arg(long)]
+        sidecar_scope: bool,
         /// Working directory (mesh, certificates, logs).
         #[arg(long, default_value = "/tmp/isthmus-bench")]
         work: PathBuf,
@@ -272,8 +276,10 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
             proxies,
             delta,
             churn_seconds,
+            sidecar_scope,
             work,
         } => {
+            SCOPED.store(sidecar_scope, std::sync::atomic::Ordering::Relaxed);
             tokio::runtime::Runtime::new()?.block_on(xds_bench(
                 shape.shape(),
                 proxies,
@@ -285,6 +291,9 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
     }
     Ok(())
 }
+
+/// Whether `xds` adds the scoping Sidecar.
+static SCOPED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 struct Killed(Child);
 
@@ -324,6 +333,13 @@ async fn xds_bench(
     let mesh = work.join("mesh");
     let t = Instant::now();
     let written = generate::write(&mesh, shape)?;
+    if SCOPED.load(std::sync::atomic::Ordering::Relaxed) {
+        std::fs::write(
+            written.registries[0].1.join("ns-0/sidecar.yaml"),
+            "apiVersion: networking.istio.io/v1beta1\nkind: Sidecar\nmetadata: {name: default, namespace: ns-0}\nspec:\n  egress:\n  - hosts: [\"./*\", \"istio-system/*\"]\n",
+        )?;
+        println!("Sidecar in ns-0: proxies see only ns-0's services");
+    }
     println!(
         "mesh: {} clusters x {} services x {} endpoints = {} endpoints, {} objects, {:.1} MB of YAML (written in {:.1}s)",
         shape.clusters,

@@ -65,7 +65,15 @@ pub fn outbound_targets<'a>(
     proxy: &Proxy,
 ) -> Vec<(OutboundTarget<'a>, Option<&'a Subset>)> {
     let mut out = Vec::new();
+    // A Sidecar's egress hosts limit what a sidecar gets; routers serve everything.
+    let scope = match proxy.id.kind {
+        isthmus_model::NodeKind::Sidecar => snapshot.egress_scope(proxy),
+        _ => None,
+    };
     for svc in snapshot.services.values() {
+        if !MeshSnapshot::in_scope(&scope, svc) {
+            continue;
+        }
         let dr = snapshot.destination_rule(&svc.hostname, &proxy.id.namespace);
         for port in &svc.ports {
             out.push((

@@ -17,7 +17,11 @@ pub fn sidecar_listeners(snapshot: &MeshSnapshot, proxy: &Proxy) -> Vec<Listener
     let capture = proxy.interception == Interception::Redirect;
     let mut out = Vec::new();
     let mut http_ports = BTreeSet::new();
+    let scope = snapshot.egress_scope(proxy);
     for svc in snapshot.services.values() {
+        if !MeshSnapshot::in_scope(&scope, svc) {
+            continue;
+        }
         for port in &svc.ports {
             let cluster = names::outbound_cluster(port.number, "", &svc.hostname);
             match (&svc.vip, capture, port.protocol.is_http()) {

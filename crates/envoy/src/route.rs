@@ -9,7 +9,14 @@ use std::collections::BTreeMap;
 /// Route configurations for every HTTP port any service has.
 pub fn outbound_routes(snapshot: &MeshSnapshot, proxy: &Proxy) -> Vec<RouteConfiguration> {
     let mut by_port: BTreeMap<u32, Vec<VirtualHost>> = BTreeMap::new();
+    let scope = match proxy.id.kind {
+        isthmus_model::NodeKind::Sidecar => snapshot.egress_scope(proxy),
+        _ => None,
+    };
     for svc in snapshot.services.values() {
+        if !MeshSnapshot::in_scope(&scope, svc) {
+            continue;
+        }
         for port in svc.ports.iter().filter(|p| p.protocol.is_http()) {
             by_port.entry(port.number).or_default().push(virtual_host(
                 snapshot,

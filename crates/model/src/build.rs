@@ -435,6 +435,10 @@ impl MeshSnapshot {
                     namespace: g.metadata.namespace.clone(),
                     rule: g.clone(),
                 }),
+                Object::Sidecar(sc) => snap.sidecars.push(Scoped {
+                    namespace: sc.metadata.namespace.clone(),
+                    rule: sc.clone(),
+                }),
                 _ => {}
             }
         }

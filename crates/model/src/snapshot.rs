@@ -173,6 +173,8 @@ pub struct MeshSnapshot {
     pub virtual_services: Vec<Scoped<VirtualService>>,
     /// Gateways with their namespaces.
     pub gateways: Vec<Scoped<Gateway>>,
+    /// Sidecar resources of the local cluster (egress scoping).
+    pub sidecars: Vec<Scoped<isthmus_api::networking::Sidecar>>,
     /// Gateways of each network.
     pub network_gateways: BTreeMap<String, Vec<NetworkGateway>>,
     /// mTLS policies.
@@ -288,6 +290,61 @@ impl MeshSnapshot {
             )
         });
         v
+    }
+
+    /// The `namespace/host` patterns that scope `proxy`'s outbound configuration, from the
+    /// Sidecar that applies to it (one selecting its labels, else its namespace's, else the
+    /// mesh-wide one in istio-system), or `None` when no Sidecar applies.
+    pub fn egress_scope(&self, proxy: &crate::Proxy) -> Option<Vec<(String, String)>> {
+        let selects = |s: &Scoped<isthmus_api::networking::Sidecar>| {
+            s.rule.spec.workload_selector.as_ref().is_some_and(|w| {
+                !w.labels.is_empty() && w.labels.iter().all(|(k, v)| proxy.labels.get(k) == Some(v))
+            })
+        };
+        let own = |s: &&Scoped<isthmus_api::networking::Sidecar>| s.namespace == proxy.id.namespace;
+        let chosen = self
+            .sidecars
+            .iter()
+            .filter(own)
+            .find(|s| selects(s))
+            .or_else(|| {
+                self.sidecars
+                    .iter()
+                    .filter(own)
+                    .find(|s| s.rule.spec.workload_selector.is_none())
+            })
+            .or_else(|| {
+                self.sidecars.iter().find(|s| {
+                    s.namespace == "istio-system" && s.rule.spec.workload_selector.is_none()
+                })
+            })?;
+        Some(
+            chosen
+                .rule
+                .spec
+                .egress
+                .iter()
+                .flat_map(|e| e.hosts.iter())
+                .filter_map(|h| {
+                    let (ns, host) = h.split_once('/')?;
+                    let ns = match ns {
+                        "." => chosen.namespace.clone(),
+                        other => other.to_string(),
+                    };
+                    Some((ns, host.to_string()))
+                })
+                .collect(),
+        )
+    }
+
+    /// True when `svc` is within `scope` (see [`MeshSnapshot::egress_scope`]).
+    pub fn in_scope(scope: &Option<Vec<(String, String)>>, svc: &crate::Service) -> bool {
+        match scope {
+            None => true,
+            Some(patterns) => patterns.iter().any(|(ns, host)| {
+                (ns == "*" || ns == &svc.namespace) && crate::host_matches(host, &svc.hostname)
+            }),
+        }
     }
 
     /// The Gateway resources whose selector matches these pod labels.

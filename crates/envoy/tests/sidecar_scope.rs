@@ -1,0 +1,78 @@
+//! Istio's `Sidecar` egress hosts scope what a sidecar receives: only the services it may
+//! reach get clusters, endpoints, listeners and routes.
+
+use isthmus_model::{MeshSnapshot, NodeId, SnapshotInput};
+use isthmus_registry::FileRegistry;
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+fn clusters_of_sleep(extra: &str) -> Vec<String> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata/seed000/cluster1");
+    let mut reg = FileRegistry::new("cluster1", dir);
+    reg.reload();
+    let mut c = reg.current().clone();
+    for r in isthmus_api::load_str(extra, None, "foo").resources {
+        c.resources.insert(r.key(), Arc::new(r));
+    }
+    let snap = MeshSnapshot::build(
+        &SnapshotInput {
+            local_cluster: "cluster1".into(),
+            local_network: "network1".into(),
+            clusters: vec![c],
+            ..Default::default()
+        },
+        1,
+    );
+    let proxy = snap.proxy(
+        &NodeId::parse("sidecar~127.0.1.1~sleep-0.foo~foo.svc.cluster.local").expect("node"),
+        &BTreeMap::from([("CLUSTER_ID".to_string(), "cluster1".to_string())]),
+    );
+    let res = isthmus_envoy::generate(&snap, &proxy);
+    let routes: Vec<String> = res
+        .routes
+        .iter()
+        .flat_map(|r| r.virtual_hosts.iter().map(|v| v.name.clone()))
+        .collect();
+    let mut names: Vec<String> = res.clusters.into_iter().map(|c| c.name).collect();
+    names.extend(routes);
+    names
+}
+
+#[test]
+fn egress_hosts_limit_what_a_sidecar_receives() {
+    let all = clusters_of_sleep("");
+    assert!(
+        all.iter().any(|n| n == "outbound|8000||httpbin.bar.global"),
+        "{all:?}"
+    );
+    assert!(
+        all.iter().any(|n| n == "httpbin.bar.global:8000"),
+        "{all:?}"
+    );
+
+    let scoped = clusters_of_sleep(
+        "apiVersion: networking.istio.io/v1beta1\nkind: Sidecar\nmetadata: {name: default}\nspec:\n  egress:\n  - hosts: [\"./sleep.foo.svc.cluster.local\"]\n",
+    );
+    assert!(
+        scoped
+            .iter()
+            .any(|n| n == "outbound|80||sleep.foo.svc.cluster.local"),
+        "{scoped:?}"
+    );
+    assert!(
+        !scoped.iter().any(|n| n.contains("httpbin.bar.global")),
+        "{scoped:?}"
+    );
+
+    // A Sidecar selecting other workloads does not apply to sleep.
+    let other = clusters_of_sleep(
+        "apiVersion: networking.istio.io/v1beta1\nkind: Sidecar\nmetadata: {name: only-web}\nspec:\n  workloadSelector: {labels: {app: web}}\n  egress:\n  - hosts: [\"istio-system/*\"]\n",
+    );
+    assert!(
+        other
+            .iter()
+            .any(|n| n == "outbound|8000||httpbin.bar.global"),
+        "{other:?}"
+    );
+}
