@@ -149,6 +149,19 @@ pub struct Container {
     /// Declared ports.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ports: Vec<ContainerPort>,
+    /// Environment variables with literal values.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub env: Vec<EnvVar>,
+}
+
+/// A container environment variable (`valueFrom` is not supported).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnvVar {
+    /// Name.
+    pub name: String,
+    /// Literal value.
+    #[serde(default)]
+    pub value: String,
 }
 
 /// A declared container port.

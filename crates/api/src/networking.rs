@@ -386,6 +386,26 @@ impl Default for GatewayPort {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ServerTls {
-    /// The mode.
+    /// The mode (Istio's default, PASSTHROUGH, when absent; HTTP servers ignore it).
+    #[serde(default = "passthrough")]
     pub mode: ServerTlsMode,
+    /// SIMPLE/MUTUAL: path of the server certificate (PEM) the gateway presents.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_certificate: Option<String>,
+    /// SIMPLE/MUTUAL: path of the server's private key (PEM).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub private_key: Option<String>,
+    /// MUTUAL: path of the CA certificates (PEM) that client certificates must chain to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_certificates: Option<String>,
+    /// Client SANs accepted (any when empty).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub subject_alt_names: Vec<String>,
+    /// A plain-HTTP server answers every request with a redirect to HTTPS.
+    #[serde(default)]
+    pub https_redirect: bool,
+}
+
+fn passthrough() -> ServerTlsMode {
+    ServerTlsMode::Passthrough
 }

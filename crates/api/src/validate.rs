@@ -379,6 +379,55 @@ fn gateway(g: &Gateway, v: &mut Vec<Diagnostic>) {
                  or set tls.mode AUTO_PASSTHROUGH",
             ).at(format!("spec.servers[{i}].port.number")));
         }
+        if let Some(tls) = &s.tls {
+            let at = |f: &str| format!("spec.servers[{i}].tls.{f}");
+            if matches!(tls.mode, ServerTlsMode::Simple | ServerTlsMode::Mutual) {
+                for (field, value) in [
+                    ("serverCertificate", &tls.server_certificate),
+                    ("privateKey", &tls.private_key),
+                ] {
+                    if value.as_deref().is_none_or(str::is_empty) {
+                        v.push(
+                            Diagnostic::error(format!(
+                                "tls.mode {} needs {field}: the path of a PEM file the gateway can read",
+                                tls.mode.as_str()
+                            ))
+                            .at(at(field)),
+                        );
+                    }
+                }
+            }
+            if tls.mode == ServerTlsMode::Mutual
+                && tls.ca_certificates.as_deref().is_none_or(str::is_empty)
+            {
+                v.push(
+                    Diagnostic::error(
+                        "tls.mode MUTUAL needs caCertificates: the PEM file client certificates are checked against",
+                    )
+                    .at(at("caCertificates")),
+                );
+            }
+            if matches!(
+                tls.mode,
+                ServerTlsMode::Simple | ServerTlsMode::Mutual | ServerTlsMode::IstioMutual
+            ) && !matches!(
+                s.port.protocol,
+                crate::enums::Protocol::Https | crate::enums::Protocol::Tls
+            ) {
+                v.push(
+                    Diagnostic::error(format!(
+                        "tls.mode {} terminates TLS: the port's protocol must be HTTPS (or TLS)",
+                        tls.mode.as_str()
+                    ))
+                    .at(format!("spec.servers[{i}].port.protocol")),
+                );
+            }
+        } else if matches!(s.port.protocol, crate::enums::Protocol::Https) {
+            v.push(
+                Diagnostic::error("an HTTPS server needs tls (mode SIMPLE, MUTUAL or ISTIO_MUTUAL)")
+                    .at(format!("spec.servers[{i}].tls")),
+            );
+        }
         if mode == Some(ServerTlsMode::AutoPassthrough)
             && !matches!(s.port.protocol, crate::enums::Protocol::Tls)
         {

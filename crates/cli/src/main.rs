@@ -125,6 +125,10 @@ struct RegistryArgs {
     /// CLUSTER=NETWORK for other clusters (meshNetworks `fromRegistry` also sets it).
     #[arg(long = "cluster-network", value_parser = key_value)]
     cluster_networks: Vec<(String, String)>,
+    /// Send sidecars' HTTP traffic for MESH_EXTERNAL services through this egress gateway
+    /// service (such as istio-egressgateway.istio-system.svc.cluster.local), over mTLS.
+    #[arg(long)]
+    egress_gateway: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -262,6 +266,7 @@ fn snapshot_input(r: &RegistryArgs) -> isthmus_model::SnapshotInput {
         local_network: r.network.clone(),
         cluster_networks: r.cluster_networks.iter().cloned().collect(),
         clusters,
+        egress_gateway: r.egress_gateway.clone(),
         ..Default::default()
     }
 }
@@ -355,6 +360,7 @@ fn run() -> Result<()> {
                     .export_default
                     .parse()
                     .map_err(|e: String| anyhow::anyhow!("--export-default {e}"))?,
+                egress_gateway: a.registry.egress_gateway.clone(),
             };
             for (_, d) in &config.registries {
                 if !d.is_dir() {

@@ -45,6 +45,9 @@ pub struct Config {
     pub remote_registries: Vec<(String, PathBuf)>,
     /// Whether services are exported to other clusters unless they say otherwise.
     pub export_default: ExportDefault,
+    /// The egress gateway service that sidecars' HTTP traffic to MESH_EXTERNAL services goes
+    /// through (seed 004's funnel), if any.
+    pub egress_gateway: Option<String>,
 }
 
 /// Failures starting the control plane.
@@ -147,6 +150,7 @@ fn build(
         clusters,
         vip_range: config.vip_range,
         export_default: config.export_default,
+        egress_gateway: config.egress_gateway.clone(),
     };
     let snapshot = MeshSnapshot::build(&input, version);
     for v in views.iter_mut().filter(|v| v.generated) {

@@ -22,6 +22,20 @@ pub struct OutboundTarget<'a> {
     pub labels: BTreeMap<String, String>,
 }
 
+/// The TLS mode a DestinationRule sets for a target (subset policy, then rule policy), if
+/// any.
+pub fn explicit_tls_mode(
+    snapshot: &MeshSnapshot,
+    proxy: &Proxy,
+    service: &Service,
+    subset: Option<&Subset>,
+) -> Option<TlsMode> {
+    let dr = snapshot.destination_rule(&service.hostname, &proxy.id.namespace);
+    let from = |p: Option<&TrafficPolicy>| p.and_then(|p| p.tls.as_ref()).map(|t| t.mode);
+    from(subset.and_then(|s| s.traffic_policy.as_ref()))
+        .or_else(|| from(dr.and_then(|d| d.rule.spec.traffic_policy.as_ref())))
+}
+
 /// The TLS mode for a target: subset policy, then rule policy, then ISTIO_MUTUAL for
 /// mesh-internal services (auto mTLS), plain text otherwise.
 pub fn tls_mode(
@@ -30,11 +44,7 @@ pub fn tls_mode(
     service: &Service,
     subset: Option<&Subset>,
 ) -> Option<TlsMode> {
-    let dr = snapshot.destination_rule(&service.hostname, &proxy.id.namespace);
-    let from = |p: Option<&TrafficPolicy>| p.and_then(|p| p.tls.as_ref()).map(|t| t.mode);
-    let explicit = from(subset.and_then(|s| s.traffic_policy.as_ref()))
-        .or_else(|| from(dr.and_then(|d| d.rule.spec.traffic_policy.as_ref())));
-    match explicit {
+    match explicit_tls_mode(snapshot, proxy, service, subset) {
         Some(TlsMode::Disable) => None,
         Some(m) => Some(m),
         None if service.mesh_internal() => Some(TlsMode::IstioMutual),
@@ -141,7 +151,8 @@ pub fn inbound_ports(snapshot: &MeshSnapshot, proxy: &Proxy) -> BTreeSet<u32> {
         .collect()
 }
 
-fn outbound(
+/// One outbound cluster (`outbound|PORT|SUBSET|HOST`) as `proxy` needs it.
+pub fn outbound(
     snapshot: &MeshSnapshot,
     proxy: &Proxy,
     t: &OutboundTarget<'_>,
@@ -153,6 +164,20 @@ fn outbound(
         connect_timeout: Some(seconds(10)),
         ..Default::default()
     };
+    if crate::funnel::funnelled(snapshot, proxy, t.service, t.port) {
+        c.cluster_discovery_type = Some(cluster::ClusterDiscoveryType::Type(
+            cluster::DiscoveryType::Eds as i32,
+        ));
+        c.eds_cluster_config = Some(cluster::EdsClusterConfig {
+            eds_config: Some(ads()),
+            service_name: name.clone(),
+        });
+        c.transport_socket = Some(crate::funnel::sidecar_tls(
+            snapshot,
+            &names::sni(t.port, &t.subset, &t.service.hostname),
+        ));
+        return c;
+    }
     match t.service.resolution {
         Resolution::None => {
             c.cluster_discovery_type = Some(cluster::ClusterDiscoveryType::Type(

@@ -172,6 +172,9 @@ pub fn for_clusters(
             let (t, _) = targets.iter().find(|(t, _)| {
                 t.port == port && t.subset == subset && t.service.hostname == host
             })?;
+            if crate::funnel::funnelled(snapshot, proxy, t.service, port) {
+                return Some(crate::funnel::sidecar_assignment(snapshot, proxy, &c.name));
+            }
             Some(load_assignment(snapshot, proxy, t, &c.name))
         })
         .collect()

@@ -148,6 +148,8 @@ pub fn router_resources(snapshot: &MeshSnapshot, proxy: &Proxy) -> ProxyResource
         });
     }
     crate::passthrough::add(snapshot, proxy, &mut res);
+    crate::gateway_http::add(snapshot, proxy, &mut res);
+    crate::funnel::add_gateway(snapshot, proxy, &mut res);
     res.clusters.push(Cluster {
         name: names::BLACKHOLE.to_string(),
         cluster_discovery_type: Some(cluster::ClusterDiscoveryType::Type(

@@ -213,9 +213,45 @@ fn retries(r: &Value) -> RetryPolicy {
     p
 }
 
+/// Whether one `HTTPMatchRequest` applies where the routes are built: its `gateways` (when
+/// given) must name the context (`mesh` for sidecars, the Gateway for a gateway) and its
+/// `port` (when given) must be the port.
+fn match_applies(m: &Value, port: u32, ns: &str, gateway: Option<(&str, &str)>) -> bool {
+    if let Some(p) = m.get("port").and_then(Value::as_u64) {
+        if p != u64::from(port) {
+            return false;
+        }
+    }
+    if let Some(gws) = m.get("gateways").and_then(Value::as_array) {
+        let names: Vec<String> = gws
+            .iter()
+            .filter_map(|g| g.as_str().map(str::to_string))
+            .collect();
+        return match gateway {
+            None => names.iter().any(|g| g == "mesh"),
+            Some((gw_ns, gw_name)) => isthmus_model::binds_gateway(ns, &names, gw_ns, gw_name),
+        };
+    }
+    true
+}
+
 /// The Envoy routes of one Istio HTTP route; `port` is the port the request arrived for,
-/// `ns` the VirtualService's namespace (short hosts are relative to it).
-pub fn routes(http: &HttpRoute, port: u32, ns: &str) -> Vec<Route> {
+/// `ns` the VirtualService's namespace (short hosts are relative to it), `gateway` the
+/// Gateway (`namespace`, `name`) the routes are for, `None` for sidecars (`mesh`).
+pub fn routes(
+    http: &HttpRoute,
+    port: u32,
+    ns: &str,
+    gateway: Option<(&str, &str)>,
+) -> Vec<Route> {
+    let applicable: Vec<&Value> = http
+        .match_
+        .iter()
+        .filter(|m| match_applies(m, port, ns, gateway))
+        .collect();
+    if !http.match_.is_empty() && applicable.is_empty() {
+        return Vec::new();
+    }
     let other = |k: &str| http.other.get(k);
     let action = if let Some(rd) = other("redirect") {
         let code = match rd.get("redirectCode").and_then(Value::as_u64) {
@@ -318,10 +354,10 @@ pub fn routes(http: &HttpRoute, port: u32, ns: &str) -> Vec<Route> {
         .and_then(fault)
         .map(|f| std::iter::once((FAULT_FILTER.to_string(), f)).collect())
         .unwrap_or_default();
-    let matches: Vec<RouteMatch> = if http.match_.is_empty() {
+    let matches: Vec<RouteMatch> = if applicable.is_empty() {
         vec![route_match(&Value::Null)]
     } else {
-        http.match_.iter().map(route_match).collect()
+        applicable.into_iter().map(route_match).collect()
     };
     matches
         .into_iter()

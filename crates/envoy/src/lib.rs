@@ -5,7 +5,9 @@
 
 pub mod cluster;
 pub mod endpoint;
+pub mod funnel;
 pub mod gateway;
+pub mod gateway_http;
 pub mod http_route;
 pub mod listener;
 pub mod names;

@@ -43,6 +43,14 @@ pub fn sidecar_listeners(snapshot: &MeshSnapshot, proxy: &Proxy) -> Vec<Listener
             }
         }
     }
+    if capture
+        && snapshot
+            .serviceless_mesh_hosts()
+            .iter()
+            .any(|(h, vs)| MeshSnapshot::host_in_scope(&scope, &vs.namespace, h))
+    {
+        http_ports.insert(crate::route::SERVICELESS_PORT);
+    }
     for port in http_ports {
         out.push(outbound_listener(
             "0.0.0.0",

@@ -20,24 +20,19 @@ struct SniRoute {
     subset: String,
 }
 
-fn gateway_bound(vs_ns: &str, bindings: &[String], gw_ns: &str, gw_name: &str) -> bool {
-    bindings.iter().any(|b| match b.split_once('/') {
-        Some((ns, name)) => ns == gw_ns && name == gw_name,
-        None => b == gw_name && vs_ns == gw_ns,
-    })
-}
-
 /// Adds the passthrough listeners and clusters of `proxy` (a router) to `res`.
 pub fn add(snapshot: &MeshSnapshot, proxy: &Proxy, res: &mut ProxyResources) {
     let mut routes: Vec<SniRoute> = Vec::new();
     for g in snapshot.gateways_for(&proxy.labels) {
         for server in &g.rule.spec.servers {
-            if server.tls.as_ref().map(|t| t.mode) != Some(ServerTlsMode::Passthrough) {
+            if server.tls.as_ref().map(|t| t.mode) != Some(ServerTlsMode::Passthrough)
+                || server.port.protocol.is_http()
+            {
                 continue;
             }
             let port = server.port.number;
             for vs in &snapshot.virtual_services {
-                if !gateway_bound(
+                if !isthmus_model::binds_gateway(
                     &vs.namespace,
                     &vs.rule.spec.gateways,
                     &g.namespace,

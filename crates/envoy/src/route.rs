@@ -6,6 +6,10 @@ use crate::pb::*;
 use isthmus_model::{MeshSnapshot, Proxy, Service, ServiceOrigin};
 use std::collections::BTreeMap;
 
+/// The port on which sidecars route VirtualService hosts that name no service (Istio
+/// does the same: such hosts have no port of their own).
+pub const SERVICELESS_PORT: u32 = 80;
+
 /// Route configurations for every HTTP port any service has.
 pub fn outbound_routes(snapshot: &MeshSnapshot, proxy: &Proxy) -> Vec<RouteConfiguration> {
     let mut by_port: BTreeMap<u32, Vec<VirtualHost>> = BTreeMap::new();
@@ -24,6 +28,32 @@ pub fn outbound_routes(snapshot: &MeshSnapshot, proxy: &Proxy) -> Vec<RouteConfi
                 svc,
                 port.number,
             ));
+        }
+    }
+    if proxy.id.kind == isthmus_model::NodeKind::Sidecar {
+        for (host, vs) in snapshot.serviceless_mesh_hosts() {
+            if !MeshSnapshot::host_in_scope(&scope, &vs.namespace, &host) {
+                continue;
+            }
+            let port = SERVICELESS_PORT;
+            // The listener for this port exists (listener.rs), so its routes must too.
+            by_port.entry(port).or_default();
+            let routes: Vec<Route> = vs
+                .rule
+                .spec
+                .http
+                .iter()
+                .flat_map(|h| crate::http_route::routes(h, port, &vs.namespace, None))
+                .collect();
+            if routes.is_empty() {
+                continue;
+            }
+            by_port.entry(port).or_default().push(VirtualHost {
+                name: format!("{host}:{port}"),
+                domains: vec![host.clone(), format!("{host}:{port}")],
+                routes,
+                ..Default::default()
+            });
         }
     }
     by_port
@@ -78,7 +108,7 @@ fn virtual_host(snapshot: &MeshSnapshot, proxy: &Proxy, svc: &Service, port: u32
         .next()
     {
         for http in &vs.rule.spec.http {
-            routes.extend(crate::http_route::routes(http, port, &vs.namespace));
+            routes.extend(crate::http_route::routes(http, port, &vs.namespace, None));
         }
     }
     if routes.is_empty() {

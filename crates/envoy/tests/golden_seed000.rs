@@ -1,5 +1,6 @@
 //! Golden tests of the Envoy resources generated for the seed 000 configuration
-//! (`testdata/seed000`). The files under `tests/golden/` were reviewed by a person once;
+//! (`testdata/seed000`) and seed 004's cluster A (`testdata/seed004`: custom suffix,
+//! gateway HTTP/HTTPS servers, the egress funnel). The files under `tests/golden/` were reviewed by a person once;
 //! a change to generation shows up as a diff here. Regenerate with
 //! `UPDATE_GOLDEN=1 cargo test -p isthmus-envoy --test golden_seed000` and review the diff.
 
@@ -13,6 +14,15 @@ fn root() -> PathBuf {
 }
 
 fn snapshot(dataset: &str, cluster: &str, network: &str) -> MeshSnapshot {
+    snapshot_with(dataset, cluster, network, None)
+}
+
+fn snapshot_with(
+    dataset: &str,
+    cluster: &str,
+    network: &str,
+    egress_gateway: Option<&str>,
+) -> MeshSnapshot {
     let mut reg = FileRegistry::new(cluster, root().join("testdata").join(dataset).join(cluster));
     reg.reload();
     assert!(
@@ -25,6 +35,7 @@ fn snapshot(dataset: &str, cluster: &str, network: &str) -> MeshSnapshot {
         local_network: network.into(),
         cluster_networks: BTreeMap::new(),
         clusters: vec![reg.current().clone()],
+        egress_gateway: egress_gateway.map(str::to_string),
         ..Default::default()
     };
     MeshSnapshot::build(&input, 1)
@@ -42,7 +53,19 @@ fn check_in(
     node: &str,
     metadata: &[(&str, &str)],
 ) {
-    let snap = snapshot(dataset, cluster, network);
+    check_with(dataset, name, cluster, network, node, metadata, None)
+}
+
+fn check_with(
+    dataset: &str,
+    name: &str,
+    cluster: &str,
+    network: &str,
+    node: &str,
+    metadata: &[(&str, &str)],
+    egress_gateway: Option<&str>,
+) {
+    let snap = snapshot_with(dataset, cluster, network, egress_gateway);
     let md = metadata
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -259,4 +282,54 @@ fn virtual_service_http_features_rds() {
     assert!(text.contains("envoy.filters.http.fault"), "{text}");
     assert!(text.contains("request_mirror_policies: [\n"), "{text}");
     compare("vs-http-features-rds", &text);
+}
+
+const EGRESS: &str = "istio-egressgateway.istio-system.svc.cluster.local";
+
+/// Seed 004: `*.svc.b.remote` (a VirtualService host that names no service) routed on port 80
+/// to `ingress.b.remote`, whose only endpoint for the sidecar is the egress gateway on 15443
+/// over mTLS; the mesh-bound routes of the `bookinfo` VirtualService without its
+/// gateway-only matches.
+#[test]
+fn seed004_productpage_sidecar() {
+    check_with(
+        "seed004",
+        "seed004-productpage-sidecar",
+        "a",
+        "network-a",
+        "sidecar~10.10.0.11~productpage-v1-0.default~default.svc.cluster.local",
+        &[("INTERCEPTION_MODE", "REDIRECT")],
+        Some(EGRESS),
+    );
+}
+
+/// Seed 004: the ingress gateway's port 80 (mTLS or plain text, `*.svc.a.remote` mapped to
+/// local services by Host), HTTPS 443 with SIMPLE and MUTUAL servers (certificates from
+/// files) routed by the bound VirtualService's gateway matches, and 8080 redirecting to HTTPS.
+#[test]
+fn seed004_ingress_gateway() {
+    check_with(
+        "seed004",
+        "seed004-ingress-gateway",
+        "a",
+        "network-a",
+        "router~10.10.0.2~istio-ingressgateway-0.istio-system~istio-system.svc.cluster.local",
+        &[],
+        Some(EGRESS),
+    );
+}
+
+/// Seed 004: the egress gateway terminates the sidecars' mTLS on 15443 by SNI and forwards
+/// to B's ingress gateway (198.18.1.2:80) with mTLS of its own.
+#[test]
+fn seed004_egress_gateway() {
+    check_with(
+        "seed004",
+        "seed004-egress-gateway",
+        "a",
+        "network-a",
+        "router~10.10.0.3~istio-egressgateway-0.istio-system~istio-system.svc.cluster.local",
+        &[],
+        Some(EGRESS),
+    );
 }

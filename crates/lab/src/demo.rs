@@ -15,11 +15,13 @@ pub enum DemoApp {
     Httpbin,
     /// helloworld of the given version (`v1`).
     Helloworld(String),
+    /// One of Bookinfo's services.
+    Bookinfo(crate::bookinfo::Bookinfo),
 }
 
 /// The image is not one the lab can run.
 #[derive(Debug, thiserror::Error)]
-#[error("image `{0}` is not a built-in demo app; the lab runs sleep (curl images such as governmentpaas/curl-ssl or curlimages/curl), httpbin (kennethreitz/httpbin, mccutchen/go-httpbin) and helloworld (istio/examples-helloworld-vN)")]
+#[error("image `{0}` is not a built-in demo app; the lab runs sleep (curl images such as governmentpaas/curl-ssl or curlimages/curl), httpbin (kennethreitz/httpbin, mccutchen/go-httpbin) helloworld (istio/examples-helloworld-vN) and bookinfo (istio/examples-bookinfo-productpage-v1, -details-v1, -ratings-v1, -reviews-v1/v2/v3)")]
 pub struct UnknownImage(pub String);
 
 impl DemoApp {
@@ -34,6 +36,9 @@ impl DemoApp {
             .unwrap_or("");
         if name.contains("httpbin") {
             return Ok(DemoApp::Httpbin);
+        }
+        if let Some(b) = crate::bookinfo::Bookinfo::for_image_name(name) {
+            return Ok(DemoApp::Bookinfo(b));
         }
         if let Some(v) = name.strip_prefix("examples-helloworld-") {
             return Ok(DemoApp::Helloworld(v.to_string()));
@@ -128,6 +133,7 @@ async fn respond(
             "text/plain",
             format!("Hello version: {v}, instance: {pod}\n"),
         ),
+        (DemoApp::Bookinfo(b), p) => crate::bookinfo::respond(b, pod, p).await,
         _ => (404, "text/plain", format!("{} not found\n", req.path)),
     }
 }

@@ -7,9 +7,24 @@ use std::time::Duration;
 
 /// `GET path` on `addr`; returns status and body.
 pub fn get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
+    get_as(addr, &addr.to_string(), path)
+}
+
+/// `GET path` on `host:port`, resolved with the system resolver (the pod's
+/// `resolv.conf`), with that `Host` header: how the demo apps call each other by name.
+pub fn get_by_name(host: &str, port: u16, path: &str) -> std::io::Result<(u16, String)> {
+    use std::net::ToSocketAddrs;
+    let addr = (host, port).to_socket_addrs()?.next().ok_or_else(|| {
+        std::io::Error::new(std::io::ErrorKind::NotFound, format!("{host}: no address"))
+    })?;
+    get_as(addr, &format!("{host}:{port}"), path)
+}
+
+/// `GET path` on `addr` with this `Host` header.
+fn get_as(addr: SocketAddr, host: &str, path: &str) -> std::io::Result<(u16, String)> {
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(3))?;
     s.set_read_timeout(Some(Duration::from_secs(10)))?;
-    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
     s.write_all(req.as_bytes())?;
     let mut raw = Vec::new();
     s.read_to_end(&mut raw)?;

@@ -419,6 +419,12 @@ impl Lab {
         if let Some(d) = &self.state.topology.export_default {
             args.extend(s(&["--export-default", d]));
         }
+        if spec.egress_gateway && spec.egress_funnel {
+            args.extend(s(&[
+                "--egress-gateway",
+                "istio-egressgateway.istio-system.svc.cluster.local",
+            ]));
+        }
         for t in &self.state.topology.dns_templates {
             args.extend(s(&["--dns-template", t]));
         }
@@ -498,14 +504,18 @@ impl Lab {
         };
         let ip = self.store_service(ci, svc)?;
         self.store_pod(ci, &pod, &[15443])?;
-        let pid = self.start_agent(
-            ci,
-            &pod,
-            Some((&[("REQUESTED_NETWORK_VIEW", "external")], true)),
-        )?;
+        // Funnelling, it forwards to the addresses ServiceEntries give (no network view);
+        // otherwise it relays to the remote gateways a ServiceEntry puts on network
+        // `external` (seed 000's egress variant).
+        let (metadata, role): (&[(&str, &str)], &str) = if spec.egress_funnel {
+            (&[], "sidecars' HTTP to MESH_EXTERNAL services leaves through it, mTLS on :15443")
+        } else {
+            (&[("REQUESTED_NETWORK_VIEW", "external")], "network view `external`")
+        };
+        let pid = self.start_agent(ci, &pod, Some((metadata, !spec.egress_funnel)))?;
         pod.pids.push(pid);
         progress(&format!(
-            "{}: egress gateway istio-egressgateway at {} (ClusterIP {ip}, network view `external`)",
+            "{}: egress gateway istio-egressgateway at {} (ClusterIP {ip}, {role})",
             spec.name, pod.ip
         ));
         self.state.clusters[ci].pods.push(pod);
@@ -751,6 +761,7 @@ impl Lab {
                             container_port: *p,
                         })
                         .collect(),
+                    env: Vec::new(),
                 }],
                 node_name: None,
             },
@@ -952,7 +963,13 @@ impl Lab {
                 ],
             )?;
             self.store_pod(ci, &pod, &ports)?;
-            let mut args = s(&[
+            // The container's environment, as `env NAME=VALUE ...` before the app.
+            let mut args = Vec::new();
+            if !container.env.is_empty() {
+                args.push("env".to_string());
+                args.extend(container.env.iter().map(|e| format!("{}={}", e.name, e.value)));
+            }
+            args.extend(s(&[
                 &self.opts.exe.display().to_string(),
                 "lab",
                 "app",
@@ -960,7 +977,7 @@ impl Lab {
                 &container.image,
                 "--pod",
                 &pod_name,
-            ]);
+            ]));
             for p in &container.ports {
                 let tcp = p.name.as_deref().is_some_and(|n| n.starts_with("tcp"));
                 let flag = if tcp { "--tcp-port" } else { "--port" };
@@ -982,6 +999,7 @@ impl Lab {
                     DemoApp::Sleep => "sleep".to_string(),
                     DemoApp::Httpbin => "httpbin".to_string(),
                     DemoApp::Helloworld(v) => format!("helloworld {v}"),
+                    DemoApp::Bookinfo(b) => b.describe(),
                 },
                 pod.ip,
                 if sidecar { " with sidecar" } else { "" }

@@ -8,6 +8,7 @@
 //! Kubernetes API server for the control planes: it writes the objects (Pods with their IPs,
 //! Services with ClusterIPs, the Istio resources) into each cluster's registry directory.
 
+pub mod bookinfo;
 pub mod demo;
 pub mod error;
 pub mod http;

@@ -83,6 +83,11 @@ pub struct ClusterSpec {
     /// says so (seed 000's egress variant).
     #[serde(default)]
     pub egress_gateway: bool,
+    /// With `egressGateway`: sidecars' HTTP traffic to MESH_EXTERNAL services goes through
+    /// the egress gateway over mTLS, and on from it with mTLS (seed 004: "traffic from a
+    /// cluster to a remote cluster always traverses through the local egress gateway").
+    #[serde(default)]
+    pub egress_funnel: bool,
 }
 
 fn yes() -> bool {

@@ -26,6 +26,7 @@ impl MeshSnapshot {
             version,
             local_cluster: input.local_cluster.clone(),
             local_network: input.local_network.clone(),
+            egress_gateway: input.egress_gateway.clone(),
             ..Default::default()
         };
         for c in &input.clusters {

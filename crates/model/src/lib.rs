@@ -15,4 +15,6 @@ pub mod snapshot;
 pub use host::{fqdn, host_matches};
 pub use proxy::{NodeId, NodeKind, Proxy, ProxyError};
 pub use service::{Endpoint, Port, Service, ServiceOrigin};
-pub use snapshot::{MeshSnapshot, NetworkGateway, PodInfo, SnapshotInput, VipRange, VipRangeError};
+pub use snapshot::{
+    binds_gateway, MeshSnapshot, NetworkGateway, PodInfo, SnapshotInput, VipRange, VipRangeError,
+};

@@ -27,6 +27,11 @@ pub struct SnapshotInput {
     pub vip_range: VipRange,
     /// Whether services are reachable from other clusters unless they say otherwise.
     pub export_default: crate::automation::ExportDefault,
+    /// The egress gateway's service host: sidecars send HTTP traffic for MESH_EXTERNAL
+    /// services to it, over mesh mTLS, and it forwards the traffic with mTLS of its own (seed
+    /// 004: "traffic from a cluster to a remote cluster always traverses through the local
+    /// egress gateway").
+    pub egress_gateway: Option<String>,
 }
 
 /// An IPv4 range that automatic VIPs are allocated from (Istio's default: 240.240.0.0/16,
@@ -181,6 +186,8 @@ pub struct MeshSnapshot {
     pub mtls: MtlsPolicies,
     /// Problems found while building (including every registry's).
     pub diagnostics: Vec<Diagnostic>,
+    /// The egress gateway's service host, when external HTTP traffic is funnelled through it.
+    pub egress_gateway: Option<String>,
 }
 
 impl MeshSnapshot {
@@ -292,6 +299,43 @@ impl MeshSnapshot {
         v
     }
 
+    /// VirtualServices bound to the Gateway `gw_namespace/gw_name` by their `gateways`.
+    pub fn gateway_virtual_services(
+        &self,
+        gw_namespace: &str,
+        gw_name: &str,
+    ) -> Vec<&Scoped<VirtualService>> {
+        self.virtual_services
+            .iter()
+            .filter(|vs| {
+                binds_gateway(&vs.namespace, &vs.rule.spec.gateways, gw_namespace, gw_name)
+            })
+            .collect()
+    }
+
+    /// Hosts of mesh-bound VirtualServices that name no service (seed 004's
+    /// `*.svc.b.remote`), with their VirtualService: sidecars route them on port 80, as Istio
+    /// does for such hosts.
+    pub fn serviceless_mesh_hosts(&self) -> Vec<(String, &Scoped<VirtualService>)> {
+        let mut out = Vec::new();
+        for vs in &self.virtual_services {
+            let spec = &vs.rule.spec;
+            if !(spec.gateways.is_empty() || spec.gateways.iter().any(|g| g == "mesh")) {
+                continue;
+            }
+            for h in &spec.hosts {
+                let host = fqdn(h, &vs.namespace);
+                if host == "*" || self.services.keys().any(|s| host_matches(&host, s)) {
+                    continue;
+                }
+                if !out.iter().any(|(o, _)| o == &host) {
+                    out.push((host, vs));
+                }
+            }
+        }
+        out
+    }
+
     /// The `namespace/host` patterns that scope `proxy`'s outbound configuration, from the
     /// Sidecar that applies to it (one selecting its labels, else its namespace's, else the
     /// mesh-wide one in istio-system), or `None` when no Sidecar applies.
@@ -343,6 +387,17 @@ impl MeshSnapshot {
             None => true,
             Some(patterns) => patterns.iter().any(|(ns, host)| {
                 (ns == "*" || ns == &svc.namespace) && crate::host_matches(host, &svc.hostname)
+            }),
+        }
+    }
+
+    /// Whether a host written in `namespace` (a VirtualService host) is within `scope`.
+    pub fn host_in_scope(scope: &Option<Vec<(String, String)>>, namespace: &str, host: &str) -> bool {
+        match scope {
+            None => true,
+            Some(patterns) => patterns.iter().any(|(ns, pattern)| {
+                (ns == "*" || ns == namespace)
+                    && (crate::host_matches(pattern, host) || crate::host_matches(host, pattern))
             }),
         }
     }
@@ -402,4 +457,19 @@ mod tests {
             assert_ne!(ip.octets()[2..], [255, 255]);
         }
     }
+}
+
+/// Whether a VirtualService in `vs_namespace` whose `gateways` are `bindings` is bound to the
+/// Gateway `gw_namespace/gw_name` (`NAME` means a Gateway in the VirtualService's namespace,
+/// `NAMESPACE/NAME` names it fully).
+pub fn binds_gateway(
+    vs_namespace: &str,
+    bindings: &[String],
+    gw_namespace: &str,
+    gw_name: &str,
+) -> bool {
+    bindings.iter().any(|b| match b.split_once('/') {
+        Some((ns, name)) => ns == gw_namespace && name == gw_name,
+        None => b == gw_name && vs_namespace == gw_namespace,
+    })
 }
