@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# Installs the system tools the lab and its tests use (iproute2, iptables, curl) when they
+# Installs the system tools the lab and its tests use (iproute2, iptables, curl, openssl) when they
 # are missing. Needs root on a fresh Debian machine; does nothing when all are present.
 set -euo pipefail
 missing=()
 command -v ip >/dev/null || missing+=(iproute2)
 command -v iptables >/dev/null || [ -x /usr/sbin/iptables ] || missing+=(iptables)
 command -v curl >/dev/null || missing+=(curl)
+# The S4 gateway TLS scenario makes its test certificates with openssl.
+command -v openssl >/dev/null || missing+=(openssl)
 command -v setpriv >/dev/null || missing+=(util-linux)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then

@@ -424,8 +424,10 @@ fn gateway(g: &Gateway, v: &mut Vec<Diagnostic>) {
             }
         } else if matches!(s.port.protocol, crate::enums::Protocol::Https) {
             v.push(
-                Diagnostic::error("an HTTPS server needs tls (mode SIMPLE, MUTUAL or ISTIO_MUTUAL)")
-                    .at(format!("spec.servers[{i}].tls")),
+                Diagnostic::error(
+                    "an HTTPS server needs tls (mode SIMPLE, MUTUAL or ISTIO_MUTUAL)",
+                )
+                .at(format!("spec.servers[{i}].tls")),
             );
         }
         if mode == Some(ServerTlsMode::AutoPassthrough)
@@ -465,6 +467,34 @@ mod tests {
             .iter()
             .map(|d| d.to_string())
             .collect()
+    }
+
+    #[test]
+    fn terminating_gateway_servers_name_the_missing_credential_field() {
+        let e = errors("apiVersion: networking.istio.io/v1alpha3\nkind: Gateway\nmetadata:\n  name: g\nspec:\n  servers:\n  - port: {number: 443, name: https, protocol: HTTPS}\n    hosts: [a.example.com]\n    tls: {mode: MUTUAL, serverCertificate: /c.pem}\n  - port: {number: 8443, name: https2, protocol: HTTPS}\n    hosts: [b.example.com]\n");
+        assert!(
+            e.iter()
+                .any(|m| m
+                    .contains("spec.servers[0].tls.privateKey: tls.mode MUTUAL needs privateKey")),
+            "{e:?}"
+        );
+        assert!(
+            e.iter()
+                .any(|m| m.contains("spec.servers[0].tls.caCertificates")),
+            "{e:?}"
+        );
+        assert!(
+            e.iter()
+                .any(|m| m.contains("spec.servers[1].tls: an HTTPS server needs tls")),
+            "{e:?}"
+        );
+        assert!(
+            !e.iter().any(|m| m.contains("serverCertificate")),
+            "serverCertificate was given: {e:?}"
+        );
+        // An HTTP server's tls carries only httpsRedirect (mode defaults to PASSTHROUGH).
+        let ok = errors("apiVersion: networking.istio.io/v1alpha3\nkind: Gateway\nmetadata:\n  name: g\nspec:\n  servers:\n  - port: {number: 80, name: http, protocol: HTTP}\n    hosts: ['*']\n    tls: {httpsRedirect: true}\n");
+        assert!(ok.is_empty(), "{ok:?}");
     }
 
     #[test]

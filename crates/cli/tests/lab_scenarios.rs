@@ -321,3 +321,32 @@ fn s3_one_control_plane_split_horizon_through_the_gateway() {
         lab.namespaces()
     );
 }
+
+#[test]
+fn s4_remote_suffix_through_egress_and_ingress_gateways() {
+    let _one = require();
+    let lab = Lab {
+        state: std::env::temp_dir().join(format!("isthmus-lab-s4-{}", std::process::id())),
+        prefix: format!("i4{}", std::process::id() % 100_000),
+    };
+    let run = lab.ok(&["run", "examples/remote-suffix/s4.yaml"]);
+    assert!(run.contains("17 of 17 steps passed"), "{run}");
+    // Every Bookinfo service answered through the page; both directions crossed gateways.
+    for needle in [
+        "pod default/productpage-v1-0 (bookinfo productpage)",
+        "pod default/reviews-v3-0 (bookinfo reviews v3)",
+    ] {
+        assert!(run.contains(needle), "{needle}: {run}");
+    }
+    let tls = lab.ok(&["run", "examples/remote-suffix/gateway-tls.yaml"]);
+    assert!(tls.contains("11 of 11 steps passed"), "{tls}");
+    let status = lab.ok(&["status"]);
+    // Two separate meshes: each cluster runs its own control plane.
+    assert_eq!(status.matches("istiod-0").count(), 2, "{status}");
+    lab.ok(&["down"]);
+    assert!(
+        lab.namespaces().is_empty(),
+        "left behind: {:?}",
+        lab.namespaces()
+    );
+}

@@ -79,9 +79,9 @@ pub fn sidecar_tls(snapshot: &MeshSnapshot, sni: &str) -> TransportSocket {
 pub fn is_gateway(snapshot: &MeshSnapshot, proxy: &Proxy) -> bool {
     proxy.id.kind == NodeKind::Router
         && gateway_service(snapshot).is_some_and(|g| {
-            g.endpoints
-                .iter()
-                .any(|e| e.address == proxy.id.ip && (e.cluster == proxy.cluster || e.cluster.is_empty()))
+            g.endpoints.iter().any(|e| {
+                e.address == proxy.id.ip && (e.cluster == proxy.cluster || e.cluster.is_empty())
+            })
         })
 }
 

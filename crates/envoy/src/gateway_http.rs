@@ -131,7 +131,12 @@ fn server_routes(
                     .http
                     .iter()
                     .flat_map(|r| {
-                        crate::http_route::routes(r, port, &vs.namespace, Some((&gw.namespace, gw_name)))
+                        crate::http_route::routes(
+                            r,
+                            port,
+                            &vs.namespace,
+                            Some((&gw.namespace, gw_name)),
+                        )
                     })
                     .collect();
                 if routes.is_empty() {
@@ -283,9 +288,9 @@ pub fn add(snapshot: &MeshSnapshot, proxy: &Proxy, res: &mut ProxyResources) {
                 continue;
             }
             match s.tls.as_ref().map(|t| t.mode) {
-                Some(ServerTlsMode::Simple | ServerTlsMode::Mutual | ServerTlsMode::IstioMutual)
-                    if s.port.protocol == isthmus_api::enums::Protocol::Https =>
-                {
+                Some(
+                    ServerTlsMode::Simple | ServerTlsMode::Mutual | ServerTlsMode::IstioMutual,
+                ) if s.port.protocol == isthmus_api::enums::Protocol::Https => {
                     https.entry(s.port.number).or_default().push((g, s));
                 }
                 _ => {}
@@ -428,7 +433,8 @@ pub fn add(snapshot: &MeshSnapshot, proxy: &Proxy, res: &mut ProxyResources) {
         };
         let cluster = outbound(snapshot, proxy, t, *sub);
         if cluster.eds_cluster_config.is_some() {
-            res.endpoints.push(load_assignment(snapshot, proxy, t, &name));
+            res.endpoints
+                .push(load_assignment(snapshot, proxy, t, &name));
         }
         res.clusters.push(cluster);
     }

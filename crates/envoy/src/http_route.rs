@@ -238,12 +238,7 @@ fn match_applies(m: &Value, port: u32, ns: &str, gateway: Option<(&str, &str)>) 
 /// The Envoy routes of one Istio HTTP route; `port` is the port the request arrived for,
 /// `ns` the VirtualService's namespace (short hosts are relative to it), `gateway` the
 /// Gateway (`namespace`, `name`) the routes are for, `None` for sidecars (`mesh`).
-pub fn routes(
-    http: &HttpRoute,
-    port: u32,
-    ns: &str,
-    gateway: Option<(&str, &str)>,
-) -> Vec<Route> {
+pub fn routes(http: &HttpRoute, port: u32, ns: &str, gateway: Option<(&str, &str)>) -> Vec<Route> {
     let applicable: Vec<&Value> = http
         .match_
         .iter()

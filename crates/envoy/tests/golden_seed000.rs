@@ -13,10 +13,6 @@ fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-fn snapshot(dataset: &str, cluster: &str, network: &str) -> MeshSnapshot {
-    snapshot_with(dataset, cluster, network, None)
-}
-
 fn snapshot_with(
     dataset: &str,
     cluster: &str,

@@ -71,8 +71,7 @@ async fn call(service: &str, path: &str) -> Value {
     let (host, port) = upstream(service);
     let p = path.to_string();
     let h = host.clone();
-    let result =
-        tokio::task::spawn_blocking(move || crate::http::get_by_name(&h, port, &p)).await;
+    let result = tokio::task::spawn_blocking(move || crate::http::get_by_name(&h, port, &p)).await;
     let failure = |why: String| json!({ "error": format!("{service} at {host}:{port}: {why}") });
     match result {
         Ok(Ok((200, body))) => {
@@ -159,7 +158,10 @@ fn not_found(path: &str) -> (u16, &'static str, String) {
 fn productpage(pod: &str, details: &Value, reviews: &Value) -> String {
     let mut out = format!("The Comedy of Errors (productpage {pod})\n");
     match details.get("error") {
-        Some(e) => out.push_str(&format!("Book Details: error: {}\n", e.as_str().unwrap_or(""))),
+        Some(e) => out.push_str(&format!(
+            "Book Details: error: {}\n",
+            e.as_str().unwrap_or("")
+        )),
         None => out.push_str(&format!(
             "Book Details (details {}): {} pages, {}, {}, ISBN-10 {}\n",
             details["podname"].as_str().unwrap_or("?"),
@@ -170,7 +172,10 @@ fn productpage(pod: &str, details: &Value, reviews: &Value) -> String {
         )),
     }
     match reviews.get("error") {
-        Some(e) => out.push_str(&format!("Book Reviews: error: {}\n", e.as_str().unwrap_or(""))),
+        Some(e) => out.push_str(&format!(
+            "Book Reviews: error: {}\n",
+            e.as_str().unwrap_or("")
+        )),
         None => {
             out.push_str(&format!(
                 "Book Reviews (reviews-{} {}):\n",
@@ -213,7 +218,10 @@ mod tests {
             Bookinfo::for_image_name("examples-bookinfo-productpage-v1"),
             Some(Bookinfo::Productpage)
         );
-        assert_eq!(Bookinfo::for_image_name("examples-bookinfo-reviews-v9"), None);
+        assert_eq!(
+            Bookinfo::for_image_name("examples-bookinfo-reviews-v9"),
+            None
+        );
         assert_eq!(Bookinfo::for_image_name("examples-helloworld-v1"), None);
     }
 
@@ -234,10 +242,26 @@ mod tests {
         let reviews = json!({"version": "v2", "podname": "reviews-v2-0", "ratingsPod": "ratings-v1-0",
             "reviews": [{"reviewer": "Reviewer1", "text": "t", "rating": {"stars": 5, "color": "black"}}]});
         let page = productpage("productpage-v1-0", &details, &reviews);
-        assert!(page.contains("Book Details (details details-v1-0): 200 pages"), "{page}");
-        assert!(page.contains("Book Reviews (reviews-v2 reviews-v2-0)"), "{page}");
-        assert!(page.contains("[5 black stars from ratings ratings-v1-0]"), "{page}");
-        let page = productpage("p", &json!({"error": "details at x:80: HTTP 503"}), &reviews);
-        assert!(page.contains("Book Details: error: details at x:80: HTTP 503"), "{page}");
+        assert!(
+            page.contains("Book Details (details details-v1-0): 200 pages"),
+            "{page}"
+        );
+        assert!(
+            page.contains("Book Reviews (reviews-v2 reviews-v2-0)"),
+            "{page}"
+        );
+        assert!(
+            page.contains("[5 black stars from ratings ratings-v1-0]"),
+            "{page}"
+        );
+        let page = productpage(
+            "p",
+            &json!({"error": "details at x:80: HTTP 503"}),
+            &reviews,
+        );
+        assert!(
+            page.contains("Book Details: error: details at x:80: HTTP 503"),
+            "{page}"
+        );
     }
 }

@@ -508,9 +508,15 @@ impl Lab {
         // otherwise it relays to the remote gateways a ServiceEntry puts on network
         // `external` (seed 000's egress variant).
         let (metadata, role): (&[(&str, &str)], &str) = if spec.egress_funnel {
-            (&[], "sidecars' HTTP to MESH_EXTERNAL services leaves through it, mTLS on :15443")
+            (
+                &[],
+                "sidecars' HTTP to MESH_EXTERNAL services leaves through it, mTLS on :15443",
+            )
         } else {
-            (&[("REQUESTED_NETWORK_VIEW", "external")], "network view `external`")
+            (
+                &[("REQUESTED_NETWORK_VIEW", "external")],
+                "network view `external`",
+            )
         };
         let pid = self.start_agent(ci, &pod, Some((metadata, !spec.egress_funnel)))?;
         pod.pids.push(pid);
@@ -967,7 +973,12 @@ impl Lab {
             let mut args = Vec::new();
             if !container.env.is_empty() {
                 args.push("env".to_string());
-                args.extend(container.env.iter().map(|e| format!("{}={}", e.name, e.value)));
+                args.extend(
+                    container
+                        .env
+                        .iter()
+                        .map(|e| format!("{}={}", e.name, e.value)),
+                );
             }
             args.extend(s(&[
                 &self.opts.exe.display().to_string(),

@@ -392,7 +392,11 @@ impl MeshSnapshot {
     }
 
     /// Whether a host written in `namespace` (a VirtualService host) is within `scope`.
-    pub fn host_in_scope(scope: &Option<Vec<(String, String)>>, namespace: &str, host: &str) -> bool {
+    pub fn host_in_scope(
+        scope: &Option<Vec<(String, String)>>,
+        namespace: &str,
+        host: &str,
+    ) -> bool {
         match scope {
             None => true,
             Some(patterns) => patterns.iter().any(|(ns, pattern)| {
@@ -416,6 +420,21 @@ impl MeshSnapshot {
             })
             .collect()
     }
+}
+
+/// Whether a VirtualService in `vs_namespace` whose `gateways` are `bindings` is bound to the
+/// Gateway `gw_namespace/gw_name` (`NAME` means a Gateway in the VirtualService's namespace,
+/// `NAMESPACE/NAME` names it fully).
+pub fn binds_gateway(
+    vs_namespace: &str,
+    bindings: &[String],
+    gw_namespace: &str,
+    gw_name: &str,
+) -> bool {
+    bindings.iter().any(|b| match b.split_once('/') {
+        Some((ns, name)) => ns == gw_namespace && name == gw_name,
+        None => b == gw_name && vs_namespace == gw_namespace,
+    })
 }
 
 #[cfg(test)]
@@ -457,19 +476,4 @@ mod tests {
             assert_ne!(ip.octets()[2..], [255, 255]);
         }
     }
-}
-
-/// Whether a VirtualService in `vs_namespace` whose `gateways` are `bindings` is bound to the
-/// Gateway `gw_namespace/gw_name` (`NAME` means a Gateway in the VirtualService's namespace,
-/// `NAMESPACE/NAME` names it fully).
-pub fn binds_gateway(
-    vs_namespace: &str,
-    bindings: &[String],
-    gw_namespace: &str,
-    gw_name: &str,
-) -> bool {
-    bindings.iter().any(|b| match b.split_once('/') {
-        Some((ns, name)) => ns == gw_namespace && name == gw_name,
-        None => b == gw_name && vs_namespace == gw_namespace,
-    })
 }
