@@ -376,7 +376,10 @@ async fn xds_bench(
         .arg(format!("127.0.0.1:{port}"))
         .arg("--monitoring")
         .arg(format!("127.0.0.1:{mon}"))
-        .env("RUST_LOG", "warn")
+        .env(
+            "RUST_LOG",
+            "warn,isthmus_control_plane=info,isthmus_xds::cache=debug",
+        )
         .stdout(Stdio::null())
         .stderr(Stdio::from(std::fs::File::create(
             work.join("control-plane.log"),

@@ -104,9 +104,10 @@ fn build(
     registries: &[FileRegistry],
     remotes: &[FileRegistry],
     version: u64,
+    cache: &Arc<isthmus_model::incremental::BuildCache>,
 ) -> (MeshSnapshot, Vec<SeView>) {
     let remote_configs: Vec<&isthmus_registry::ClusterConfig> =
-        remotes.iter().map(|r| r.current()).collect();
+        remotes.iter().map(|r| r.current().as_ref()).collect();
     let mut views = Vec::new();
     let clusters = registries
         .iter()
@@ -137,7 +138,9 @@ fn build(
                             object: se_json(se),
                         });
                     }
-                    c.resources.insert(key, Arc::new(g.resource));
+                    Arc::make_mut(&mut c)
+                        .resources
+                        .insert(key, Arc::new(g.resource));
                 }
             }
             c
@@ -151,6 +154,7 @@ fn build(
         vip_range: config.vip_range,
         export_default: config.export_default,
         egress_gateway: config.egress_gateway.clone(),
+        cache: Some(cache.clone()),
     };
     let snapshot = MeshSnapshot::build(&input, version);
     for v in views.iter_mut().filter(|v| v.generated) {
@@ -295,7 +299,9 @@ pub async fn run(config: Config) -> Result<(), ControlPlaneError> {
     let (mut watcher, mut changes) = watch_dirs(&dirs, Duration::from_millis(200))?;
     reconcile_linked(&config, &mut registries, &mut watcher);
     let mut version = 1;
-    let (first, first_views) = build(&config, &registries, &remotes, version);
+    // Kept across rebuilds: a change rebuilds only the namespaces it touches.
+    let cache = Arc::new(isthmus_model::incremental::BuildCache::default());
+    let (first, first_views) = build(&config, &registries, &remotes, version, &cache);
     let (views_tx, views_rx) = watch::channel(first_views);
     let mut seen = Vec::new();
     report(&first, &mut seen);
@@ -311,21 +317,31 @@ pub async fn run(config: Config) -> Result<(), ControlPlaneError> {
     let (diag_tx, diag_rx) = watch::channel(seen.clone());
     let cfg = config.clone();
     tokio::spawn(async move {
-        while changes.recv().await.is_some() {
+        while let Some(burst) = changes.recv().await {
+            let started = std::time::Instant::now();
             let mut changed = false;
             for r in registries.iter_mut().chain(remotes.iter_mut()) {
-                changed |= r.reload();
+                changed |= r.apply(&burst);
             }
             changed |= reconcile_linked(&cfg, &mut registries, &mut watcher);
-            let (next, views) = build(&cfg, &registries, &remotes, version + 1);
+            let reload_ms = started.elapsed().as_secs_f64() * 1e3;
+            let (next, views) = build(&cfg, &registries, &remotes, version + 1, &cache);
+            let build_ms = started.elapsed().as_secs_f64() * 1e3 - reload_ms;
             views_tx.send_replace(views);
             report(&next, &mut seen);
             diag_tx.send_replace(seen.clone());
             if changed {
                 version += 1;
+                let mut next = next;
+                next.endpoint_delta = next.endpoints_only_change_from(&snap_tx.borrow());
                 tracing::info!(
                     services = next.services.len(),
                     version,
+                    reload_ms = format!("{reload_ms:.1}"),
+                    build_ms = format!("{build_ms:.1}"),
+                    namespaces_rebuilt = next.reuse.namespaces_built,
+                    services_rebuilt = next.reuse.services_built,
+                    endpoints_only = next.endpoint_delta.as_ref().map(|d| d.hosts.len()),
                     "registry changed, pushing new snapshot"
                 );
                 let _ = snap_tx.send(Arc::new(next));

@@ -164,14 +164,17 @@ pub fn for_clusters(
     clusters: &[Cluster],
 ) -> Vec<ClusterLoadAssignment> {
     let targets = outbound_targets(snapshot, proxy);
+    // By (port, subset, host): a scan per cluster would be quadratic in the mesh's size.
+    let by_name: std::collections::HashMap<(u32, &str, &str), &OutboundTarget<'_>> = targets
+        .iter()
+        .map(|(t, _)| ((t.port, t.subset.as_str(), t.service.hostname.as_str()), t))
+        .collect();
     clusters
         .iter()
         .filter(|c| c.eds_cluster_config.is_some())
         .filter_map(|c| {
             let (port, subset, host) = parse_outbound(&c.name)?;
-            let (t, _) = targets.iter().find(|(t, _)| {
-                t.port == port && t.subset == subset && t.service.hostname == host
-            })?;
+            let t = *by_name.get(&(port, subset, host))?;
             if crate::funnel::funnelled(snapshot, proxy, t.service, port) {
                 return Some(crate::funnel::sidecar_assignment(snapshot, proxy, &c.name));
             }

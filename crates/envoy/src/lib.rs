@@ -81,6 +81,29 @@ impl ProxyResources {
     }
 }
 
+/// The outbound clusters and endpoints of the services `hosts` only, exactly as [`generate`]
+/// makes them for `proxy` (a sidecar): what to replace when only those services' endpoints
+/// changed. Cluster names are `outbound|PORT|SUBSET|HOST` with HOST in `hosts`.
+pub fn sidecar_service_resources(
+    snapshot: &MeshSnapshot,
+    proxy: &Proxy,
+    hosts: &std::collections::BTreeSet<String>,
+) -> ProxyResources {
+    let mut out = ProxyResources {
+        clusters: cluster::outbound_targets(snapshot, proxy)
+            .into_iter()
+            .filter(|(t, _)| hosts.contains(&t.service.hostname))
+            .map(|(t, subset)| cluster::outbound(snapshot, proxy, &t, subset))
+            .collect(),
+        ..Default::default()
+    };
+    out.endpoints = endpoint::for_clusters(snapshot, proxy, &out.clusters);
+    out.clusters.sort_by(|a, b| a.name.cmp(&b.name));
+    out.endpoints
+        .sort_by(|a, b| a.cluster_name.cmp(&b.cluster_name));
+    out
+}
+
 /// Generates everything `proxy` needs from `snapshot`.
 pub fn generate(snapshot: &MeshSnapshot, proxy: &Proxy) -> ProxyResources {
     let mut out = match proxy.id.kind {

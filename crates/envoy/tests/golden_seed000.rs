@@ -177,7 +177,7 @@ fn split_horizon_eds(remote_pods: usize) -> String {
     local.reload();
     let mut remote = FileRegistry::new("remote_kubecfg", data.join("remote"));
     remote.reload();
-    let mut remote_cfg = remote.current().clone();
+    let mut remote_cfg = (**remote.current()).clone();
     let keep: Vec<String> = (0..remote_pods)
         .map(|i| format!("helloworld-v2-{i}"))
         .collect();
@@ -188,7 +188,7 @@ fn split_horizon_eds(remote_pods: usize) -> String {
         &SnapshotInput {
             local_cluster: "local".into(),
             local_network: "network1".into(),
-            clusters: vec![local.current().clone(), remote_cfg],
+            clusters: vec![local.current().clone(), std::sync::Arc::new(remote_cfg)],
             ..Default::default()
         },
         1,

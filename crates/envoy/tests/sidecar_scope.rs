@@ -11,7 +11,7 @@ fn clusters_of_sleep(extra: &str) -> Vec<String> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata/seed000/cluster1");
     let mut reg = FileRegistry::new("cluster1", dir);
     reg.reload();
-    let mut c = reg.current().clone();
+    let mut c = (**reg.current()).clone();
     for r in isthmus_api::load_str(extra, None, "foo").resources {
         c.resources.insert(r.key(), Arc::new(r));
     }
@@ -19,7 +19,7 @@ fn clusters_of_sleep(extra: &str) -> Vec<String> {
         &SnapshotInput {
             local_cluster: "cluster1".into(),
             local_network: "network1".into(),
-            clusters: vec![c],
+            clusters: vec![std::sync::Arc::new(c)],
             ..Default::default()
         },
         1,

@@ -59,7 +59,10 @@ fn weights() -> BTreeMap<(String, String, u32), u32> {
         &SnapshotInput {
             local_cluster: "local".into(),
             local_network: "network1".into(),
-            clusters: vec![local, cluster("remote", &remote)],
+            clusters: vec![
+                std::sync::Arc::new(local),
+                std::sync::Arc::new(cluster("remote", &remote)),
+            ],
             ..Default::default()
         },
         1,

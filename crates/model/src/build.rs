@@ -3,9 +3,8 @@
 use crate::host::{fqdn, CLUSTER_DOMAIN};
 use crate::policy::{MtlsPolicies, MtlsPolicy, ROOT_NAMESPACE};
 use crate::service::{Endpoint, Port, Service, ServiceOrigin};
-use crate::snapshot::{MeshSnapshot, NetworkGateway, PodInfo, Scoped, SnapshotInput};
+use crate::snapshot::{MeshSnapshot, NetworkGateway, Scoped, SnapshotInput};
 use isthmus_api::enums::{Location, MtlsMode, Protocol, Resolution};
-use isthmus_api::kube::IntOrString;
 use isthmus_api::load::place;
 use isthmus_api::mesh::{MeshConfig, MeshNetworks};
 use isthmus_api::{Diagnostic, Object, Resource};
@@ -60,191 +59,65 @@ impl MeshSnapshot {
                 .cloned()
                 .unwrap_or_default()
         };
-        let cidr_network = |ip: &str| -> Option<String> {
-            let ip: IpAddr = ip.parse().ok()?;
-            snap.networks.networks.iter().find_map(|(name, net)| {
+        let cidrs: Vec<(String, String)> = snap
+            .networks
+            .networks
+            .iter()
+            .flat_map(|(name, net)| {
                 net.endpoints
                     .iter()
-                    .filter_map(|e| e.from_cidr.as_deref())
-                    .any(|c| cidr_contains(c, ip))
-                    .then(|| name.clone())
+                    .filter_map(|e| e.from_cidr.clone())
+                    .map(move |c| (c, name.clone()))
             })
-        };
+            .collect();
 
-        // Pods of every cluster.
-        let mut pods = BTreeMap::new();
+        // Pods, and the endpoints selector-based Services get from them, per (cluster,
+        // namespace): reused from the cache where nothing they depend on changed.
+        let mut groups = Vec::new();
         for c in &input.clusters {
-            let ns_networks: BTreeMap<&str, &str> = c
-                .resources
-                .values()
-                .filter_map(|r| match &r.object {
-                    Object::Namespace(n) => n
-                        .metadata
-                        .labels
-                        .get(NETWORK_LABEL)
-                        .map(|l| (n.metadata.name.as_str(), l.as_str())),
-                    _ => None,
-                })
-                .collect();
+            let mut ns_networks: BTreeMap<&str, &str> = BTreeMap::new();
+            let mut by_ns: BTreeMap<&str, Vec<&Arc<Resource>>> = BTreeMap::new();
             for r in c.resources.values() {
-                let Object::Pod(p) = &r.object else { continue };
-                let Some(ip) = p.status.pod_ip.clone() else {
-                    continue;
-                };
-                // Istio's order: pod label, namespace label, fromRegistry, fromCidr.
-                let network = p
-                    .metadata
-                    .labels
-                    .get(NETWORK_LABEL)
-                    .cloned()
-                    .or_else(|| {
-                        ns_networks
-                            .get(p.metadata.namespace.as_str())
-                            .map(|s| s.to_string())
-                    })
-                    .or_else(|| Some(cluster_network(&c.cluster)).filter(|n| !n.is_empty()))
-                    .or_else(|| cidr_network(&ip))
-                    .unwrap_or_default();
-                let sa = if p.spec.service_account_name.is_empty() {
-                    "default".to_string()
-                } else {
-                    p.spec.service_account_name.clone()
-                };
-                pods.insert(
-                    (
-                        c.cluster.clone(),
-                        p.metadata.namespace.clone(),
-                        p.metadata.name.clone(),
-                    ),
-                    (
-                        PodInfo {
-                            cluster: c.cluster.clone(),
-                            namespace: p.metadata.namespace.clone(),
-                            name: p.metadata.name.clone(),
-                            ip,
-                            labels: p.metadata.labels.clone(),
-                            service_account: sa,
-                            network,
-                        },
-                        p.clone(),
-                    ),
-                );
+                match &r.object {
+                    Object::Namespace(n) => {
+                        if let Some(l) = n.metadata.labels.get(NETWORK_LABEL) {
+                            ns_networks.insert(n.metadata.name.as_str(), l.as_str());
+                        }
+                    }
+                    Object::Pod(p) => by_ns
+                        .entry(p.metadata.namespace.as_str())
+                        .or_default()
+                        .push(r),
+                    Object::Service(s) => by_ns
+                        .entry(s.metadata.namespace.as_str())
+                        .or_default()
+                        .push(r),
+                    _ => {}
+                }
+            }
+            let network = cluster_network(&c.cluster);
+            for (ns, objects) in by_ns {
+                groups.push((
+                    crate::incremental::NamespaceContext {
+                        cluster: c.cluster.clone(),
+                        namespace: ns.to_string(),
+                        is_local: c.cluster == input.local_cluster,
+                        trust_domain: snap.mesh.trust_domain.clone(),
+                        export_default: input.export_default,
+                        namespace_network: ns_networks.get(ns).map(|n| n.to_string()),
+                        cluster_network: network.clone(),
+                        cidrs: cidrs.clone(),
+                    },
+                    objects,
+                ));
             }
         }
+        let (pods, mut services, reuse) =
+            crate::incremental::pods_and_services(input.cache.as_deref(), groups);
+        snap.reuse = reuse;
 
-        // Kubernetes services, merged across clusters by host name.
-        let mut services: BTreeMap<String, Service> = BTreeMap::new();
+        // Selector-less services take their endpoints from Endpoints objects.
         for c in &input.clusters {
-            for r in c.resources.values() {
-                let Object::Service(s) = &r.object else {
-                    continue;
-                };
-                let hostname = format!(
-                    "{}.{}.{CLUSTER_DOMAIN}",
-                    s.metadata.name, s.metadata.namespace
-                );
-                let entry = services.entry(hostname.clone()).or_insert_with(|| Service {
-                    hostname: hostname.clone(),
-                    namespace: s.metadata.namespace.clone(),
-                    name: s.metadata.name.clone(),
-                    origin: ServiceOrigin::Kubernetes,
-                    ports: s
-                        .spec
-                        .ports
-                        .iter()
-                        .map(|p| Port {
-                            name: p.name.clone(),
-                            number: p.port,
-                            protocol: p
-                                .app_protocol
-                                .as_deref()
-                                .and_then(Protocol::parse)
-                                .unwrap_or_else(|| Protocol::from_port_name(&p.name)),
-                        })
-                        .collect(),
-                    vip: None,
-                    vip_allocated: false,
-                    exported: true,
-                    resolution: Resolution::Static,
-                    location: Location::MeshInternal,
-                    endpoints: Vec::new(),
-                    subject_alt_names: Vec::new(),
-                });
-                if c.cluster == input.local_cluster {
-                    entry.exported = crate::automation::exported(s, input.export_default);
-                    if let Some(ip) = s
-                        .spec
-                        .cluster_ip
-                        .as_ref()
-                        .filter(|ip| ip.parse::<IpAddr>().is_ok())
-                    {
-                        entry.vip = Some(ip.clone());
-                    }
-                }
-                if s.spec.selector.is_empty() {
-                    continue;
-                }
-                // Only this cluster's pods in the service's namespace: a range of the
-                // (cluster, namespace, name)-ordered map, not a scan of every pod.
-                let lo = (
-                    c.cluster.clone(),
-                    s.metadata.namespace.clone(),
-                    String::new(),
-                );
-                let in_ns = pods.range(lo..).take_while(|((cluster, ns, _), _)| {
-                    cluster == &c.cluster && ns == &s.metadata.namespace
-                });
-                for (_, (info, pod)) in in_ns {
-                    if !s
-                        .spec
-                        .selector
-                        .iter()
-                        .all(|(k, v)| info.labels.get(k) == Some(v))
-                    {
-                        continue;
-                    }
-                    let ports = s
-                        .spec
-                        .ports
-                        .iter()
-                        .filter_map(|p| {
-                            let target = match &p.target_port {
-                                None => Some(p.port),
-                                Some(IntOrString::Int(n)) => Some(*n),
-                                Some(IntOrString::String(name)) => pod
-                                    .spec
-                                    .containers
-                                    .iter()
-                                    .flat_map(|c| &c.ports)
-                                    .find(|cp| cp.name.as_deref() == Some(name.as_str()))
-                                    .map(|cp| cp.container_port),
-                            }?;
-                            Some((p.name.clone(), target))
-                        })
-                        .collect();
-                    let mtls_ready = pod
-                        .metadata
-                        .annotations
-                        .get(INJECT_ANNOTATION)
-                        .map(String::as_str)
-                        != Some("false");
-                    entry.endpoints.push(Endpoint {
-                        address: info.ip.clone(),
-                        ports,
-                        labels: info.labels.clone(),
-                        cluster: c.cluster.clone(),
-                        network: info.network.clone(),
-                        locality: locality_of(&info.labels),
-                        weight: 1,
-                        identity: Some(format!(
-                            "spiffe://{}/ns/{}/sa/{}",
-                            snap.mesh.trust_domain, info.namespace, info.service_account
-                        )),
-                        mtls_ready,
-                    });
-                }
-            }
-            // Selector-less services take their endpoints from Endpoints objects.
             for r in c.resources.values() {
                 let Object::Endpoints(e) = &r.object else {
                     continue;
@@ -256,11 +129,13 @@ impl MeshSnapshot {
                 let Some(svc) = services.get_mut(&hostname) else {
                     continue;
                 };
+                let svc = Arc::make_mut(svc);
                 for subset in &e.subsets {
                     for a in &subset.addresses {
                         let pod = pods
-                            .values()
-                            .find(|(p, _)| p.cluster == c.cluster && p.ip == a.ip);
+                            .range((c.cluster.clone(), String::new())..)
+                            .take_while(|((cluster, _), _)| cluster == &c.cluster)
+                            .find_map(|(_, in_ns)| in_ns.values().find(|p| p.ip == a.ip));
                         if svc
                             .endpoints
                             .iter()
@@ -275,14 +150,14 @@ impl MeshSnapshot {
                                 .iter()
                                 .map(|p| (p.name.clone(), p.port))
                                 .collect(),
-                            labels: pod.map(|(p, _)| p.labels.clone()).unwrap_or_default(),
+                            labels: pod.map(|p| p.labels.clone()).unwrap_or_default(),
                             cluster: c.cluster.clone(),
                             network: pod
-                                .map(|(p, _)| p.network.clone())
+                                .map(|p| p.network.clone())
                                 .unwrap_or_else(|| cluster_network(&c.cluster)),
                             locality: String::new(),
                             weight: 1,
-                            identity: pod.map(|(p, _)| {
+                            identity: pod.map(|p| {
                                 format!(
                                     "spiffe://{}/ns/{}/sa/{}",
                                     snap.mesh.trust_domain, p.namespace, p.service_account
@@ -292,6 +167,7 @@ impl MeshSnapshot {
                         });
                     }
                 }
+                sort_endpoints(svc);
             }
         }
 
@@ -375,6 +251,7 @@ impl MeshSnapshot {
                             // A ServiceEntry for a Kubernetes host adds endpoints (seed 002:
                             // the remote gateway beside local pods).
                             Some(existing) if existing.origin == ServiceOrigin::Kubernetes => {
+                                let existing = Arc::make_mut(existing);
                                 for ep in &endpoints {
                                     let mut ep = ep.clone();
                                     ep.ports = existing
@@ -391,6 +268,7 @@ impl MeshSnapshot {
                                         .collect();
                                     existing.endpoints.push(ep);
                                 }
+                                sort_endpoints(existing);
                             }
                             Some(_) => {
                                 let d = Diagnostic::error(format!(
@@ -400,26 +278,22 @@ impl MeshSnapshot {
                                 snap.diagnostics.push(place(d, r));
                             }
                             None => {
-                                services.insert(
-                                    host.clone(),
-                                    Service {
-                                        hostname: host.clone(),
-                                        namespace: se.metadata.namespace.clone(),
-                                        name: se.metadata.name.clone(),
-                                        origin: ServiceOrigin::ServiceEntry(key.clone()),
-                                        ports: ports.clone(),
-                                        vip: vip.clone(),
-                                        vip_allocated: false,
-                                        exported: true,
-                                        resolution,
-                                        location: se
-                                            .spec
-                                            .location
-                                            .unwrap_or(Location::MeshExternal),
-                                        endpoints: endpoints.clone(),
-                                        subject_alt_names: se.spec.subject_alt_names.clone(),
-                                    },
-                                );
+                                let mut svc = Service {
+                                    hostname: host.clone(),
+                                    namespace: se.metadata.namespace.clone(),
+                                    name: se.metadata.name.clone(),
+                                    origin: ServiceOrigin::ServiceEntry(key.clone()),
+                                    ports: ports.clone(),
+                                    vip: vip.clone(),
+                                    vip_allocated: false,
+                                    exported: true,
+                                    resolution,
+                                    location: se.spec.location.unwrap_or(Location::MeshExternal),
+                                    endpoints: endpoints.clone(),
+                                    subject_alt_names: se.spec.subject_alt_names.clone(),
+                                };
+                                sort_endpoints(&mut svc);
+                                services.insert(host.clone(), Arc::new(svc));
                             }
                         }
                     }
@@ -484,24 +358,25 @@ impl MeshSnapshot {
             .allocate(wanting.iter().map(String::as_str), &taken)
         {
             if let Some(s) = services.get_mut(&host) {
+                let s = Arc::make_mut(s);
                 s.vip = Some(ip.to_string());
                 s.vip_allocated = true;
             }
         }
-        for s in services.values_mut() {
-            s.endpoints
-                .sort_by(|a, b| (&a.cluster, &a.address).cmp(&(&b.cluster, &b.address)));
-        }
-        snap.services = services
-            .into_iter()
-            .map(|(k, v)| (k, Arc::new(v)))
-            .collect();
-        snap.pods = pods.into_iter().map(|(k, (info, _))| (k, info)).collect();
+        snap.services = services;
+        snap.pods = pods;
         snap
     }
 }
 
-fn locality_of(labels: &BTreeMap<String, String>) -> String {
+/// Orders a service's endpoints by (cluster, address), so that generated config is stable.
+fn sort_endpoints(s: &mut Service) {
+    s.endpoints
+        .sort_by(|a, b| (&a.cluster, &a.address).cmp(&(&b.cluster, &b.address)));
+}
+
+/// The locality of a pod from its topology labels (`region/zone/subzone`).
+pub(crate) fn locality_of(labels: &BTreeMap<String, String>) -> String {
     let region = labels.get("topology.kubernetes.io/region");
     let zone = labels.get("topology.kubernetes.io/zone");
     match (region, zone) {
@@ -514,7 +389,8 @@ fn locality_of(labels: &BTreeMap<String, String>) -> String {
     }
 }
 
-fn cidr_contains(cidr: &str, ip: IpAddr) -> bool {
+/// Whether `ip` is inside `cidr` (`10.30.0.0/16`).
+pub(crate) fn cidr_contains(cidr: &str, ip: IpAddr) -> bool {
     let Some((net, bits)) = cidr.split_once('/') else {
         return false;
     };
@@ -630,11 +506,79 @@ mod tests {
     const HTTPBIN: &str = "apiVersion: v1\nkind: Service\nmetadata: {name: httpbin, namespace: bar}\nspec:\n  ports:\n  - {name: http, port: 8000, targetPort: 80}\n  selector: {app: httpbin}\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: httpbin-1, namespace: bar, labels: {app: httpbin, version: v1}}\nspec: {serviceAccountName: httpbin}\nstatus: {podIP: 10.10.0.5}\n";
 
     #[test]
+    fn a_cached_rebuild_redoes_only_the_changed_namespace_and_equals_a_fresh_build() {
+        let sleep = "apiVersion: v1\nkind: Service\nmetadata: {name: sleep, namespace: foo}\nspec:\n  ports:\n  - {name: http, port: 80}\n  selector: {app: sleep}\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: sleep-0, namespace: foo, labels: {app: sleep}}\nstatus: {podIP: 10.10.0.9}\n";
+        let before = cluster("c1", &format!("{HTTPBIN}---\n{sleep}"));
+        let remote = cluster("c2", HTTPBIN);
+        let cache = Arc::new(crate::incremental::BuildCache::default());
+        let input =
+            |c: &ClusterConfig, cache: Option<Arc<crate::incremental::BuildCache>>| SnapshotInput {
+                local_cluster: "c1".into(),
+                local_network: "n1".into(),
+                cluster_networks: BTreeMap::from([("c2".to_string(), "n2".to_string())]),
+                clusters: vec![Arc::new(c.clone()), Arc::new(remote.clone())],
+                cache,
+                ..Default::default()
+            };
+        let first = MeshSnapshot::build(&input(&before, Some(cache.clone())), 1);
+        assert_eq!(first.reuse.namespaces_built, 3);
+        assert_eq!(first.reuse.services_built, 2);
+
+        // httpbin-1 in c1 moves to another IP: one object replaced, the rest the same Arcs.
+        let mut after = before.clone();
+        let key = after
+            .resources
+            .keys()
+            .find(|k| k.kind == "Pod" && k.name == "httpbin-1")
+            .cloned()
+            .expect("pod");
+        let mut moved = (*after.resources[&key]).clone();
+        if let isthmus_api::Object::Pod(p) = &mut moved.object {
+            p.status.pod_ip = Some("10.10.0.6".into());
+        }
+        after.resources.insert(key, Arc::new(moved));
+
+        let cached = MeshSnapshot::build(&input(&after, Some(cache.clone())), 2);
+        let fresh = MeshSnapshot::build(&input(&after, None), 2);
+        assert_eq!(
+            cached.reuse,
+            crate::incremental::Reuse {
+                namespaces_built: 1,
+                namespaces_reused: 2,
+                services_built: 1,
+                services_reused: 1,
+            }
+        );
+        assert_eq!(cached.services, fresh.services);
+        assert_eq!(cached.pods, fresh.pods);
+        let httpbin = &cached.services["httpbin.bar.svc.cluster.local"];
+        assert!(httpbin
+            .endpoints
+            .iter()
+            .any(|e| e.address == "10.10.0.6" && e.cluster == "c1"));
+        assert!(!httpbin
+            .endpoints
+            .iter()
+            .any(|e| e.address == "10.10.0.5" && e.cluster == "c1"));
+        // The untouched service is the very same object as before.
+        assert!(Arc::ptr_eq(
+            &first.services["sleep.foo.svc.cluster.local"],
+            &cached.services["sleep.foo.svc.cluster.local"]
+        ));
+        // A namespace that disappears leaves the cache.
+        let mut gone = after.clone();
+        gone.resources.retain(|k, _| k.namespace != "foo");
+        let third = MeshSnapshot::build(&input(&gone, Some(cache.clone())), 3);
+        assert!(!third.services.contains_key("sleep.foo.svc.cluster.local"));
+        assert!(format!("{cache:?}").contains("namespaces: 2"), "{cache:?}");
+    }
+
+    #[test]
     fn kubernetes_service_endpoints_carry_identity_network_and_target_port() {
         let input = SnapshotInput {
             local_cluster: "cluster2".into(),
             local_network: "network2".into(),
-            clusters: vec![cluster("cluster2", HTTPBIN)],
+            clusters: vec![Arc::new(cluster("cluster2", HTTPBIN))],
             ..Default::default()
         };
         let snap = MeshSnapshot::build(&input, 1);
@@ -662,7 +606,7 @@ mod tests {
         let input = SnapshotInput {
             local_cluster: "cluster1".into(),
             local_network: "network1".into(),
-            clusters: vec![cluster("cluster1", &yaml)],
+            clusters: vec![Arc::new(cluster("cluster1", &yaml))],
             ..Default::default()
         };
         let snap = MeshSnapshot::build(&input, 1);
@@ -682,23 +626,20 @@ mod tests {
             local_cluster: "local".into(),
             local_network: "network1".into(),
             clusters: vec![
-                cluster("local", cm),
-                cluster("remote", remote_pod),
-                cluster("third", third),
+                Arc::new(cluster("local", cm)),
+                Arc::new(cluster("remote", remote_pod)),
+                Arc::new(cluster("third", third)),
             ],
             ..Default::default()
         };
         let snap = MeshSnapshot::build(&input, 1);
         assert_eq!(
-            snap.pods[&("remote".into(), "x".into(), "p".into())].network,
+            snap.pod("remote", "x", "p").expect("pod").network,
             "network2"
         );
+        assert_eq!(snap.pod("remote", "x", "q").expect("pod").network, "net9");
         assert_eq!(
-            snap.pods[&("remote".into(), "x".into(), "q".into())].network,
-            "net9"
-        );
-        assert_eq!(
-            snap.pods[&("third".into(), "x".into(), "r".into())].network,
+            snap.pod("third", "x", "r").expect("pod").network,
             "network3"
         );
         assert_eq!(snap.network_gateways["network2"][0].address, "198.18.0.9");

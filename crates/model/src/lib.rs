@@ -6,7 +6,9 @@
 
 pub mod automation;
 pub mod build;
+pub mod delta;
 pub mod host;
+pub mod incremental;
 pub mod policy;
 pub mod proxy;
 pub mod service;

@@ -21,8 +21,8 @@ pub struct SnapshotInput {
     /// Networks of other clusters given on the command line (meshNetworks `fromRegistry`
     /// also sets them).
     pub cluster_networks: BTreeMap<String, String>,
-    /// Every registry's objects.
-    pub clusters: Vec<ClusterConfig>,
+    /// Every registry's objects (shared with the registries).
+    pub clusters: Vec<Arc<ClusterConfig>>,
     /// Where ServiceEntry hosts without `addresses` get their VIP from.
     pub vip_range: VipRange,
     /// Whether services are reachable from other clusters unless they say otherwise.
@@ -32,6 +32,9 @@ pub struct SnapshotInput {
     /// 004: "traffic from a cluster to a remote cluster always traverses through the local
     /// egress gateway").
     pub egress_gateway: Option<String>,
+    /// Results of earlier builds to reuse (the control plane keeps one across rebuilds);
+    /// `None` builds everything afresh.
+    pub cache: Option<Arc<crate::incremental::BuildCache>>,
 }
 
 /// An IPv4 range that automatic VIPs are allocated from (Istio's default: 240.240.0.0/16,
@@ -146,6 +149,9 @@ pub struct NetworkGateway {
     pub locality: String,
 }
 
+/// Pods by (cluster, namespace), then by name.
+pub type PodsByNamespace = BTreeMap<(String, String), Arc<BTreeMap<String, PodInfo>>>;
+
 /// A rule with the namespace it was written in.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Scoped<T> {
@@ -170,8 +176,14 @@ pub struct MeshSnapshot {
     pub networks: MeshNetworks,
     /// Services by host name.
     pub services: BTreeMap<String, Arc<Service>>,
-    /// Pods by (cluster, namespace, name).
-    pub pods: BTreeMap<(String, String, String), PodInfo>,
+    /// Pods by (cluster, namespace), then by name; a namespace's map is shared with the
+    /// build cache while it is unchanged.
+    pub pods: PodsByNamespace,
+    /// How much of the previous build this one reused.
+    pub reuse: crate::incremental::Reuse,
+    /// Set by whoever publishes snapshots: when only some services' endpoints changed since
+    /// the previous version, which ones (so that proxies' configuration can be patched).
+    pub endpoint_delta: Option<crate::delta::EndpointDelta>,
     /// DestinationRules with their namespaces.
     pub destination_rules: Vec<Scoped<DestinationRule>>,
     /// VirtualServices with their namespaces.
@@ -199,6 +211,13 @@ impl MeshSnapshot {
         )
     }
 
+    /// The pod `name` in `cluster`/`namespace`, if the registry has it with an IP.
+    pub fn pod(&self, cluster: &str, namespace: &str, name: &str) -> Option<&PodInfo> {
+        self.pods
+            .get(&(cluster.to_string(), namespace.to_string()))?
+            .get(name)
+    }
+
     /// Finds the proxy for a node id and its metadata (`CLUSTER_ID`, `NETWORK`,
     /// `INTERCEPTION_MODE`, `ROUTER_MODE`, `LABELS`, `SERVICE_ACCOUNT`). Registry data wins
     /// over metadata for labels and identity: a proxy cannot claim to be what it is not.
@@ -207,9 +226,7 @@ impl MeshSnapshot {
             .get("CLUSTER_ID")
             .cloned()
             .unwrap_or_else(|| self.local_cluster.clone());
-        let pod = self
-            .pods
-            .get(&(cluster.clone(), id.namespace.clone(), id.pod.clone()));
+        let pod = self.pod(&cluster, &id.namespace, &id.pod);
         let labels = match pod {
             Some(p) => p.labels.clone(),
             None => metadata

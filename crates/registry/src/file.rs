@@ -31,7 +31,7 @@ struct CachedFile {
 pub struct FileRegistry {
     cluster: String,
     dir: PathBuf,
-    current: ClusterConfig,
+    current: Arc<ClusterConfig>,
     /// What each file held when last read, by (modification time, length): an unchanged
     /// file is not parsed again, so one edit in a large registry costs one file.
     files: std::collections::HashMap<PathBuf, CachedFile>,
@@ -42,10 +42,10 @@ impl FileRegistry {
     pub fn new(cluster: impl Into<String>, dir: impl Into<PathBuf>) -> Self {
         let cluster = cluster.into();
         FileRegistry {
-            current: ClusterConfig {
+            current: Arc::new(ClusterConfig {
                 cluster: cluster.clone(),
                 ..Default::default()
-            },
+            }),
             cluster,
             dir: dir.into(),
             files: std::collections::HashMap::new(),
@@ -100,8 +100,8 @@ impl FileRegistry {
         &self.dir
     }
 
-    /// The configuration in force.
-    pub fn current(&self) -> &ClusterConfig {
+    /// The configuration in force, shared (snapshot builds hold it without copying).
+    pub fn current(&self) -> &Arc<ClusterConfig> {
         &self.current
     }
 
@@ -109,7 +109,8 @@ impl FileRegistry {
     /// version (and its error is reported); a file that no longer parses at all keeps every
     /// resource it had. Returns true when the resources in force changed.
     pub fn reload(&mut self) -> bool {
-        let (loaded_resources, loaded_diagnostics) = self.load();
+        let (loaded_resources, mut loaded_diagnostics) = self.load();
+        let mut duplicates = Vec::new();
         let mut next: BTreeMap<ResourceKey, Arc<Resource>> = BTreeMap::new();
         for r in loaded_resources {
             let key = r.key();
@@ -122,7 +123,7 @@ impl FileRegistry {
                 d.file = r.origin.file.clone();
                 d.line = Some(r.origin.line);
                 d.resource = Some(key.to_string());
-                self.current.diagnostics.push(d);
+                duplicates.push(d);
                 continue;
             }
             next.insert(key, r);
@@ -158,12 +159,151 @@ impl FileRegistry {
                 .iter()
                 .zip(self.current.resources.iter())
                 .any(|((ka, a), (kb, b))| ka != kb || (!Arc::ptr_eq(a, b) && a.object != b.object));
-        self.current = ClusterConfig {
+        loaded_diagnostics.extend(duplicates);
+        self.current = Arc::new(ClusterConfig {
             cluster: self.cluster.clone(),
             resources: next,
             diagnostics: loaded_diagnostics,
-        };
+        });
         changed
+    }
+}
+
+impl FileRegistry {
+    /// Applies one burst of file changes. When the changed files are known, only they are
+    /// read and the resources in force are patched; when they are not (`rescan`), or a
+    /// changed file has problems, or a resource key moves between files, the whole directory
+    /// is read as [`FileRegistry::reload`] does (whose last-good rules then apply). Returns
+    /// true when the resources in force changed.
+    pub fn apply(&mut self, changes: &crate::watch::Changes) -> bool {
+        // With problems in force (duplicates, last-good versions) the full rules decide.
+        if changes.rescan || !self.current.diagnostics.is_empty() {
+            return self.reload();
+        }
+        // (path, namespace) of the changed files below this registry's directory.
+        let mine: Vec<(PathBuf, String)> = changes
+            .paths
+            .iter()
+            .filter_map(|p| {
+                let rel = p.strip_prefix(&self.dir).ok()?;
+                let parts: Vec<&str> = rel.iter().filter_map(|c| c.to_str()).collect();
+                if parts.iter().any(|c| c.starts_with('.')) {
+                    return None;
+                }
+                let ns = if parts.len() >= 2 {
+                    parts[0]
+                } else {
+                    "default"
+                };
+                Some((p.clone(), ns.to_string()))
+            })
+            .collect();
+        if mine.is_empty() {
+            return false;
+        }
+        // Read the changed files; (old, new) resources per file.
+        let mut patches = Vec::new();
+        let mut clean = true;
+        for (path, ns) in mine {
+            let meta = std::fs::metadata(&path).ok().filter(|m| m.is_file());
+            let old = self.files.remove(&path);
+            let new = match meta {
+                None => None,
+                Some(m) => {
+                    let modified = m.modified().ok();
+                    match old.as_ref().filter(|c| {
+                        c.modified.is_some() && c.modified == modified && c.len == m.len()
+                    }) {
+                        // Touched but the same: nothing to do for this file.
+                        Some(_) => {
+                            if let Some(o) = old {
+                                self.files.insert(path, o);
+                            }
+                            continue;
+                        }
+                        None => {
+                            let loaded = isthmus_api::load_file(&path, &ns);
+                            Some(CachedFile {
+                                modified,
+                                len: m.len(),
+                                resources: loaded.resources.into_iter().map(Arc::new).collect(),
+                                diagnostics: loaded.diagnostics,
+                            })
+                        }
+                    }
+                }
+            };
+            if old.as_ref().is_some_and(|o| !o.diagnostics.is_empty())
+                || new.as_ref().is_some_and(|n| !n.diagnostics.is_empty())
+            {
+                clean = false;
+            }
+            let old_resources = old.map(|o| o.resources).unwrap_or_default();
+            if let Some(n) = new {
+                patches.push((old_resources, n.resources.clone(), Some(path.clone())));
+                self.files.insert(path, n);
+            } else {
+                patches.push((old_resources, Vec::new(), None));
+            }
+        }
+        // A key the new version defines must be free, or the old version's own.
+        let mut freed = std::collections::HashSet::new();
+        for (old, _, _) in &patches {
+            for r in old {
+                if self
+                    .current
+                    .resources
+                    .get(&r.key())
+                    .is_some_and(|cur| Arc::ptr_eq(cur, r))
+                {
+                    freed.insert(r.key());
+                }
+            }
+        }
+        let mut claimed = std::collections::HashSet::new();
+        for (_, new, _) in &patches {
+            for r in new {
+                let k = r.key();
+                if (self.current.resources.contains_key(&k) && !freed.contains(&k))
+                    || !claimed.insert(k)
+                {
+                    clean = false;
+                }
+            }
+        }
+        if !clean {
+            return self.reload();
+        }
+        let mut changed = false;
+        let mut removed: BTreeMap<ResourceKey, Arc<Resource>> = BTreeMap::new();
+        // Copied only if a snapshot build still holds the previous version.
+        let current = Arc::make_mut(&mut self.current);
+        for k in freed {
+            if let Some(r) = current.resources.remove(&k) {
+                removed.insert(k, r);
+            }
+        }
+        for (_, new, path) in patches {
+            let mut kept = Vec::with_capacity(new.len());
+            for r in new {
+                let k = r.key();
+                let r = match removed.remove(&k) {
+                    // Same content: keep the object the snapshot already knows, so that
+                    // what was built from it can be reused.
+                    Some(prev) if prev.object == r.object => prev,
+                    _ => {
+                        changed = true;
+                        r
+                    }
+                };
+                current.resources.insert(k, r.clone());
+                kept.push(r);
+            }
+            if let Some(c) = path.and_then(|p| self.files.get_mut(&p)) {
+                c.resources = kept;
+            }
+        }
+        changed || !removed.is_empty()
     }
 }
 
@@ -178,6 +318,92 @@ mod tests {
     use super::*;
 
     const SE: &str = "apiVersion: networking.istio.io/v1alpha3\nkind: ServiceEntry\nmetadata:\n  name: httpbin-bar\n  namespace: foo\nspec:\n  hosts: [httpbin.bar.global]\n  ports:\n  - {name: http1, number: 8000, protocol: http}\n  resolution: DNS\n  endpoints:\n  - address: 198.18.0.2\n    ports: {http1: 15443}\n";
+
+    /// The patch path gives what a full reload gives, keeps unchanged objects as the same
+    /// `Arc`, and falls back to a full read when it cannot be sure.
+    #[test]
+    fn applying_changed_files_patches_like_a_reload() {
+        use crate::watch::Changes;
+        let dir = std::env::temp_dir().join(format!("isthmus-reg-apply-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("bar")).expect("tmp dir");
+        let pod = |ip: &str| {
+            format!("apiVersion: v1\nkind: Pod\nmetadata: {{name: p}}\nstatus: {{podIP: {ip}}}\n")
+        };
+        std::fs::write(dir.join("bar/p.yaml"), pod("10.0.0.1")).expect("write");
+        std::fs::write(dir.join("se.yaml"), SE).expect("write");
+        let mut reg = FileRegistry::new("c1", &dir);
+        assert!(reg.reload());
+        let se_before = reg
+            .current()
+            .resources
+            .values()
+            .find(|r| r.object.kind() == "ServiceEntry")
+            .cloned()
+            .expect("se");
+        let changes = |paths: &[&str]| Changes {
+            paths: paths.iter().map(|p| dir.join(p)).collect(),
+            rescan: false,
+        };
+
+        // An edit: one file read, the namespace from its folder, the rest untouched.
+        std::fs::write(dir.join("bar/p.yaml"), pod("10.0.0.2")).expect("write");
+        assert!(reg.apply(&changes(&["bar/p.yaml"])));
+        let mut fresh = FileRegistry::new("c1", &dir);
+        fresh.reload();
+        assert_eq!(
+            reg.current().resources.keys().collect::<Vec<_>>(),
+            fresh.current().resources.keys().collect::<Vec<_>>()
+        );
+        for (k, v) in &reg.current().resources {
+            assert_eq!(v.object, fresh.current().resources[k].object, "{k}");
+        }
+        assert!(reg
+            .current()
+            .resources
+            .keys()
+            .any(|k| k.namespace == "bar" && k.name == "p"));
+        let se_after = reg
+            .current()
+            .resources
+            .values()
+            .find(|r| r.object.kind() == "ServiceEntry")
+            .cloned()
+            .expect("se");
+        assert!(
+            Arc::ptr_eq(&se_before, &se_after),
+            "an unchanged file keeps its objects"
+        );
+
+        // Touched with the same content: no change. A path of another registry: no change.
+        std::fs::write(dir.join("bar/p.yaml"), pod("10.0.0.2")).expect("write");
+        assert!(!reg.apply(&changes(&["bar/p.yaml"])));
+        assert!(!reg.apply(&Changes {
+            paths: [PathBuf::from("/elsewhere/x.yaml")].into(),
+            rescan: false
+        }));
+
+        // A second file defining the same key: the full rules decide (first file wins, and
+        // the duplicate is reported).
+        std::fs::write(dir.join("bar/q.yaml"), pod("10.0.0.3")).expect("write");
+        reg.apply(&changes(&["bar/q.yaml"]));
+        assert!(
+            reg.current()
+                .diagnostics
+                .iter()
+                .any(|d| d.to_string().contains("defined twice")),
+            "{:?}",
+            reg.current().diagnostics
+        );
+        std::fs::remove_file(dir.join("bar/q.yaml")).expect("rm");
+
+        // Deleting a file removes what it held.
+        std::fs::remove_file(dir.join("bar/p.yaml")).expect("rm");
+        assert!(reg.apply(&changes(&["bar/q.yaml", "bar/p.yaml"])));
+        assert!(!reg.current().resources.keys().any(|k| k.kind == "Pod"));
+        assert!(reg.current().diagnostics.is_empty());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn invalid_edit_keeps_last_good_version_and_deletion_removes() {

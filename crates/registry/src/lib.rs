@@ -7,4 +7,4 @@ pub mod file;
 pub mod watch;
 
 pub use file::{ClusterConfig, FileRegistry};
-pub use watch::{unwatch, watch_dirs, watch_more, WatchError};
+pub use watch::{unwatch, watch_dirs, watch_more, Changes, WatchError};

@@ -31,7 +31,7 @@ fn snapshot(version: u64, with_se: bool) -> Arc<MeshSnapshot> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata/seed000/cluster1");
     let mut reg = FileRegistry::new("cluster1", dir);
     reg.reload();
-    let mut cluster = reg.current().clone();
+    let mut cluster = (**reg.current()).clone();
     if !with_se {
         cluster.resources.retain(|k, _| k.kind != "ServiceEntry");
     }
@@ -39,7 +39,7 @@ fn snapshot(version: u64, with_se: bool) -> Arc<MeshSnapshot> {
         local_cluster: "cluster1".into(),
         local_network: "network1".into(),
         cluster_networks: BTreeMap::new(),
-        clusters: vec![cluster],
+        clusters: vec![std::sync::Arc::new(cluster)],
         ..Default::default()
     };
     Arc::new(MeshSnapshot::build(&input, version))

@@ -1,0 +1,409 @@
+//! The part of a snapshot build that grows with the number of pods (pod records and the
+//! endpoints that selector-based Services get from them) is computed per (cluster, namespace)
+//! and kept in a [`BuildCache`]: while a namespace's Pods and Services are the same objects
+//! (the registry keeps unchanged objects as the same `Arc`) and the context they were
+//! computed in is unchanged, the next build reuses them, and a Service whose per-cluster parts
+//! are all reused is reused whole. A one-pod change rebuilds one namespace of one cluster and
+//! the Services in it, not the mesh.
+//!
+//! Reuse compares strong references (`Arc::ptr_eq` on values the cache itself holds), never
+//! bare addresses, so a freed and reallocated object cannot be mistaken for the old one.
+
+use crate::automation::ExportDefault;
+use crate::build::{locality_of, INJECT_ANNOTATION, NETWORK_LABEL};
+use crate::host::CLUSTER_DOMAIN;
+use crate::service::{Endpoint, Port, Service, ServiceOrigin};
+use crate::snapshot::{PodInfo, PodsByNamespace};
+use isthmus_api::enums::{Location, Protocol, Resolution};
+use isthmus_api::kube::IntOrString;
+use isthmus_api::{Object, Resource};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+
+/// What a namespace's results depend on besides its own objects.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NamespaceContext {
+    /// The cluster.
+    pub cluster: String,
+    /// The namespace.
+    pub namespace: String,
+    /// Whether the cluster is the control plane's own (its Services' ClusterIPs and export
+    /// settings count).
+    pub is_local: bool,
+    /// The mesh's trust domain (endpoint identities).
+    pub trust_domain: String,
+    /// Export default of the local cluster's Services.
+    pub export_default: ExportDefault,
+    /// The namespace's `topology.istio.io/network` label.
+    pub namespace_network: Option<String>,
+    /// The cluster's network (meshNetworks `fromRegistry` or the command line).
+    pub cluster_network: String,
+    /// meshNetworks `fromCidr` rules, in order: (CIDR, network).
+    pub cidrs: Vec<(String, String)>,
+}
+
+/// One cluster's view of one Service: its definition there and the endpoints its selector
+/// picks among that namespace's pods.
+#[derive(Debug, Clone)]
+pub struct ServiceFragment {
+    /// Whether it comes from the local cluster.
+    pub local: bool,
+    /// The Service with this cluster's endpoints (`exported` and `vip` as the local cluster
+    /// sets them; defaults elsewhere).
+    pub service: Service,
+}
+
+/// The results for one (cluster, namespace).
+#[derive(Debug, Default)]
+pub struct NamespaceBuild {
+    /// Its pods with an IP, by name.
+    pub pods: Arc<BTreeMap<String, PodInfo>>,
+    /// Its Services.
+    pub services: Vec<Arc<ServiceFragment>>,
+}
+
+struct GroupEntry {
+    context: NamespaceContext,
+    objects: Vec<Arc<Resource>>,
+    built: Arc<NamespaceBuild>,
+}
+
+struct MergedEntry {
+    fragments: Vec<Arc<ServiceFragment>>,
+    merged: Arc<Service>,
+}
+
+#[derive(Default)]
+struct Inner {
+    groups: HashMap<(String, String), GroupEntry>,
+    merged: HashMap<String, MergedEntry>,
+}
+
+/// Results of earlier builds, kept by whoever rebuilds (the control plane); cheap to share.
+#[derive(Default)]
+pub struct BuildCache {
+    inner: Mutex<Inner>,
+}
+
+impl std::fmt::Debug for BuildCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (g, m) = self
+            .inner
+            .lock()
+            .map(|i| (i.groups.len(), i.merged.len()))
+            .unwrap_or_default();
+        write!(f, "BuildCache {{ namespaces: {g}, services: {m} }}")
+    }
+}
+
+fn same(a: &[Arc<Resource>], b: &[&Arc<Resource>]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| Arc::ptr_eq(x, y))
+}
+
+fn same_fragments(a: &[Arc<ServiceFragment>], b: &[Arc<ServiceFragment>]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| Arc::ptr_eq(x, y))
+}
+
+/// Reuse statistics of one build.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Reuse {
+    /// Namespaces computed afresh.
+    pub namespaces_built: usize,
+    /// Namespaces reused.
+    pub namespaces_reused: usize,
+    /// Services merged afresh.
+    pub services_built: usize,
+    /// Services reused.
+    pub services_reused: usize,
+}
+
+/// Builds (or reuses) every namespace's results and merges the Services across clusters.
+/// `groups` lists, per cluster in input order, its namespaces with their Pods and Services.
+pub fn pods_and_services(
+    cache: Option<&BuildCache>,
+    groups: Vec<(NamespaceContext, Vec<&Arc<Resource>>)>,
+) -> (PodsByNamespace, BTreeMap<String, Arc<Service>>, Reuse) {
+    let mut guard = cache.and_then(|c| c.inner.lock().ok());
+    let mut reuse = Reuse::default();
+    let mut pods = BTreeMap::new();
+    let mut fragments: BTreeMap<String, Vec<Arc<ServiceFragment>>> = BTreeMap::new();
+    let mut seen: HashSet<(String, String)> = HashSet::new();
+    for (ctx, objects) in groups {
+        let key = (ctx.cluster.clone(), ctx.namespace.clone());
+        let cached = guard.as_ref().and_then(|g| {
+            g.groups
+                .get(&key)
+                .filter(|e| e.context == ctx && same(&e.objects, &objects))
+                .map(|e| e.built.clone())
+        });
+        let built = match cached {
+            Some(b) => {
+                reuse.namespaces_reused += 1;
+                b
+            }
+            None => {
+                reuse.namespaces_built += 1;
+                let mut b = namespace_build(&ctx, &objects);
+                // Services of the namespace that came out the same keep their old object,
+                // so that their merged Service is reused too.
+                if let Some(old) = guard.as_ref().and_then(|g| g.groups.get(&key)) {
+                    for f in &mut b.services {
+                        if let Some(prev) = old.built.services.iter().find(|p| {
+                            p.service.hostname == f.service.hostname
+                                && p.local == f.local
+                                && p.service == f.service
+                        }) {
+                            *f = prev.clone();
+                        }
+                    }
+                }
+                let b = Arc::new(b);
+                if let Some(g) = guard.as_mut() {
+                    g.groups.insert(
+                        key.clone(),
+                        GroupEntry {
+                            context: ctx.clone(),
+                            objects: objects.iter().map(|r| (*r).clone()).collect(),
+                            built: b.clone(),
+                        },
+                    );
+                }
+                b
+            }
+        };
+        seen.insert(key.clone());
+        if !built.pods.is_empty() {
+            pods.insert(key, built.pods.clone());
+        }
+        for f in &built.services {
+            fragments
+                .entry(f.service.hostname.clone())
+                .or_default()
+                .push(f.clone());
+        }
+    }
+    let mut services = BTreeMap::new();
+    for (host, frags) in fragments {
+        let cached = guard.as_ref().and_then(|g| {
+            g.merged
+                .get(&host)
+                .filter(|e| same_fragments(&e.fragments, &frags))
+                .map(|e| e.merged.clone())
+        });
+        let merged = match cached {
+            Some(m) => {
+                reuse.services_reused += 1;
+                m
+            }
+            None => {
+                reuse.services_built += 1;
+                let m = Arc::new(merge(&frags));
+                if let Some(g) = guard.as_mut() {
+                    g.merged.insert(
+                        host.clone(),
+                        MergedEntry {
+                            fragments: frags,
+                            merged: m.clone(),
+                        },
+                    );
+                }
+                m
+            }
+        };
+        services.insert(host, merged);
+    }
+    if let Some(g) = guard.as_mut() {
+        // What is gone from the registries goes from the cache.
+        g.groups.retain(|k, _| seen.contains(k));
+        g.merged.retain(|h, _| services.contains_key(h));
+    }
+    (pods, services, reuse)
+}
+
+/// One Service from its clusters' fragments: the definition of the first cluster that has
+/// it, the local cluster's ClusterIP and export setting, every cluster's endpoints, ordered.
+fn merge(frags: &[Arc<ServiceFragment>]) -> Service {
+    let mut out = frags
+        .first()
+        .map(|f| f.service.clone())
+        .unwrap_or_else(|| empty_service(String::new(), String::new(), String::new()));
+    out.endpoints = frags
+        .iter()
+        .flat_map(|f| f.service.endpoints.iter().cloned())
+        .collect();
+    out.exported = true;
+    out.vip = None;
+    if let Some(local) = frags.iter().find(|f| f.local) {
+        out.exported = local.service.exported;
+        out.vip = local.service.vip.clone();
+    }
+    out.endpoints
+        .sort_by(|a, b| (&a.cluster, &a.address).cmp(&(&b.cluster, &b.address)));
+    out
+}
+
+fn empty_service(hostname: String, namespace: String, name: String) -> Service {
+    Service {
+        hostname,
+        namespace,
+        name,
+        origin: ServiceOrigin::Kubernetes,
+        ports: Vec::new(),
+        vip: None,
+        vip_allocated: false,
+        exported: true,
+        resolution: Resolution::Static,
+        location: Location::MeshInternal,
+        endpoints: Vec::new(),
+        subject_alt_names: Vec::new(),
+    }
+}
+
+fn cidr_network(cidrs: &[(String, String)], ip: &str) -> Option<String> {
+    let ip: IpAddr = ip.parse().ok()?;
+    cidrs
+        .iter()
+        .find(|(c, _)| crate::build::cidr_contains(c, ip))
+        .map(|(_, n)| n.clone())
+}
+
+/// Computes one namespace's pods and Services from its objects.
+pub fn namespace_build(ctx: &NamespaceContext, objects: &[&Arc<Resource>]) -> NamespaceBuild {
+    let mut pods: BTreeMap<String, PodInfo> = BTreeMap::new();
+    let mut pod_objects = BTreeMap::new();
+    for r in objects {
+        let Object::Pod(p) = &r.object else { continue };
+        let Some(ip) = p.status.pod_ip.clone() else {
+            continue;
+        };
+        // Istio's order: pod label, namespace label, fromRegistry, fromCidr.
+        let network = p
+            .metadata
+            .labels
+            .get(NETWORK_LABEL)
+            .cloned()
+            .or_else(|| ctx.namespace_network.clone())
+            .or_else(|| Some(ctx.cluster_network.clone()).filter(|n| !n.is_empty()))
+            .or_else(|| cidr_network(&ctx.cidrs, &ip))
+            .unwrap_or_default();
+        let sa = if p.spec.service_account_name.is_empty() {
+            "default".to_string()
+        } else {
+            p.spec.service_account_name.clone()
+        };
+        pods.insert(
+            p.metadata.name.clone(),
+            PodInfo {
+                cluster: ctx.cluster.clone(),
+                namespace: p.metadata.namespace.clone(),
+                name: p.metadata.name.clone(),
+                ip,
+                labels: p.metadata.labels.clone(),
+                service_account: sa,
+                network,
+            },
+        );
+        pod_objects.insert(p.metadata.name.clone(), p);
+    }
+    let mut services = Vec::new();
+    for r in objects {
+        let Object::Service(s) = &r.object else {
+            continue;
+        };
+        let hostname = format!(
+            "{}.{}.{CLUSTER_DOMAIN}",
+            s.metadata.name, s.metadata.namespace
+        );
+        let mut svc = empty_service(
+            hostname,
+            s.metadata.namespace.clone(),
+            s.metadata.name.clone(),
+        );
+        svc.ports = s
+            .spec
+            .ports
+            .iter()
+            .map(|p| Port {
+                name: p.name.clone(),
+                number: p.port,
+                protocol: p
+                    .app_protocol
+                    .as_deref()
+                    .and_then(Protocol::parse)
+                    .unwrap_or_else(|| Protocol::from_port_name(&p.name)),
+            })
+            .collect();
+        if ctx.is_local {
+            svc.exported = crate::automation::exported(s, ctx.export_default);
+            svc.vip = s
+                .spec
+                .cluster_ip
+                .as_ref()
+                .filter(|ip| ip.parse::<IpAddr>().is_ok())
+                .cloned();
+        }
+        if !s.spec.selector.is_empty() {
+            for (name, info) in &pods {
+                if !s
+                    .spec
+                    .selector
+                    .iter()
+                    .all(|(k, v)| info.labels.get(k) == Some(v))
+                {
+                    continue;
+                }
+                let Some(pod) = pod_objects.get(name) else {
+                    continue;
+                };
+                let ports = s
+                    .spec
+                    .ports
+                    .iter()
+                    .filter_map(|p| {
+                        let target = match &p.target_port {
+                            None => Some(p.port),
+                            Some(IntOrString::Int(n)) => Some(*n),
+                            Some(IntOrString::String(name)) => pod
+                                .spec
+                                .containers
+                                .iter()
+                                .flat_map(|c| &c.ports)
+                                .find(|cp| cp.name.as_deref() == Some(name.as_str()))
+                                .map(|cp| cp.container_port),
+                        }?;
+                        Some((p.name.clone(), target))
+                    })
+                    .collect();
+                let mtls_ready = pod
+                    .metadata
+                    .annotations
+                    .get(INJECT_ANNOTATION)
+                    .map(String::as_str)
+                    != Some("false");
+                svc.endpoints.push(Endpoint {
+                    address: info.ip.clone(),
+                    ports,
+                    labels: info.labels.clone(),
+                    cluster: ctx.cluster.clone(),
+                    network: info.network.clone(),
+                    locality: locality_of(&info.labels),
+                    weight: 1,
+                    identity: Some(format!(
+                        "spiffe://{}/ns/{}/sa/{}",
+                        ctx.trust_domain, info.namespace, info.service_account
+                    )),
+                    mtls_ready,
+                });
+            }
+        }
+        services.push(Arc::new(ServiceFragment {
+            local: ctx.is_local,
+            service: svc,
+        }));
+    }
+    NamespaceBuild {
+        pods: Arc::new(pods),
+        services,
+    }
+}

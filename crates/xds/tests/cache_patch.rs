@@ -1,0 +1,93 @@
+//! When only some services' endpoints move, a sidecar's resources are patched from the
+//! previous version instead of generated again; the patched set must be exactly what a full
+//! generation gives.
+
+use isthmus_model::{MeshSnapshot, NodeId, SnapshotInput};
+use isthmus_registry::{ClusterConfig, FileRegistry};
+use isthmus_xds::cache::ResourceCache;
+use std::path::Path;
+use std::sync::Arc;
+
+fn registry() -> ClusterConfig {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata/seed000/cluster2");
+    let mut reg = FileRegistry::new("cluster2", dir);
+    reg.reload();
+    (**reg.current()).clone()
+}
+
+fn snapshot(c: &ClusterConfig, version: u64) -> MeshSnapshot {
+    MeshSnapshot::build(
+        &SnapshotInput {
+            local_cluster: "cluster2".into(),
+            local_network: "network2".into(),
+            clusters: vec![std::sync::Arc::new(c.clone())],
+            ..Default::default()
+        },
+        version,
+    )
+}
+
+fn listing(e: &isthmus_xds::cache::Encoded) -> Vec<(String, String)> {
+    isthmus_xds::state::PUSH_ORDER
+        .iter()
+        .flat_map(|t| {
+            e.of_type(t)
+                .iter()
+                .map(|r| (r.name.clone(), r.version.clone()))
+        })
+        .collect()
+}
+
+#[test]
+fn a_moved_endpoint_patches_the_sidecar_exactly_as_a_full_generation_would() {
+    let before = registry();
+    let v1 = snapshot(&before, 1);
+    // A sidecar in bar that is not itself an endpoint.
+    let id = NodeId::parse("sidecar~127.0.9.9~client-0.bar~bar.svc.cluster.local").expect("id");
+    let proxy = v1.proxy(&id, &Default::default());
+    let cache = ResourceCache::default();
+    let first = cache.get(&v1, &proxy);
+
+    let mut after = before.clone();
+    let key = after
+        .resources
+        .keys()
+        .find(|k| k.kind == "Pod" && k.namespace == "bar")
+        .cloned()
+        .expect("httpbin pod");
+    let mut pod = (*after.resources[&key]).clone();
+    if let isthmus_api::Object::Pod(p) = &mut pod.object {
+        p.status.pod_ip = Some("127.0.3.9".into());
+    }
+    after.resources.insert(key, Arc::new(pod));
+    let mut v2 = snapshot(&after, 2);
+    let delta = v2
+        .endpoints_only_change_from(&v1)
+        .expect("only endpoints moved");
+    assert_eq!(
+        delta.hosts.iter().map(String::as_str).collect::<Vec<_>>(),
+        ["httpbin.bar.svc.cluster.local"]
+    );
+    v2.endpoint_delta = Some(delta);
+
+    let patched = cache.get(&v2, &proxy);
+    assert_eq!(cache.stats().patched, 1, "{:?}", cache.stats());
+    let full = ResourceCache::default().get(&v2, &proxy);
+    assert_eq!(listing(&patched), listing(&full));
+    assert_ne!(listing(&patched), listing(&first), "the endpoint did move");
+
+    // Anything else changing (a rule) is not an endpoint-only delta.
+    let mut with_rule = after.clone();
+    let dr = isthmus_api::load_str(
+        "apiVersion: networking.istio.io/v1alpha3\nkind: DestinationRule\nmetadata: {name: d, namespace: bar}\nspec: {host: httpbin}\n",
+        None,
+        "bar",
+    );
+    for r in dr.resources {
+        with_rule.resources.insert(r.key(), Arc::new(r));
+    }
+    assert_eq!(
+        snapshot(&with_rule, 3).endpoints_only_change_from(&v2),
+        None
+    );
+}
