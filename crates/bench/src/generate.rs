@@ -2,7 +2,6 @@
 //! control plane reads (multi-document YAML, 100 services per namespace, every cluster
 //! running every service on its own network, joined by meshNetworks in cluster 1).
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// The size of a synthetic mesh.
@@ -81,12 +80,11 @@ pub fn write(out: &Path, shape: Shape) -> std::io::Result<Written> {
         for ns_i in 0..namespaces {
             let ns = format!("ns-{ns_i}");
             std::fs::create_dir_all(dir.join(&ns))?;
-            let mut f = std::io::BufWriter::new(std::fs::File::create(
-                dir.join(&ns).join("services.yaml"),
-            )?);
-            let mut text = String::new();
+            // One file per Service with its pods: an edit touches one small file, as one
+            // Kubernetes watch event carries one object.
             for s in ns_i * 100..((ns_i + 1) * 100).min(shape.services) {
                 let (svc, _) = service_name(s);
+                let mut text = String::new();
                 text.push_str(&format!(
                     "apiVersion: v1\nkind: Service\nmetadata: {{name: {svc}}}\nspec:\n  clusterIP: {}\n  ports: [{{name: http, port: 8080}}]\n  selector: {{app: {svc}}}\n---\n",
                     service_ip(u64::from(s))
@@ -100,10 +98,9 @@ pub fn write(out: &Path, shape: Shape) -> std::io::Result<Written> {
                     ));
                     objects += 1;
                 }
+                bytes += text.len() as u64;
+                std::fs::write(dir.join(&ns).join(format!("{svc}.yaml")), text)?;
             }
-            bytes += text.len() as u64;
-            f.write_all(text.as_bytes())?;
-            f.flush()?;
         }
         registries.push((name, dir));
     }
@@ -118,7 +115,7 @@ pub fn write(out: &Path, shape: Shape) -> std::io::Result<Written> {
 /// the convergence benchmark measures. Returns the file it rewrote.
 pub fn move_endpoint(dir: &Path, s: u32, e: u32, generation: u32) -> std::io::Result<PathBuf> {
     let (svc, ns) = service_name(s);
-    let file = dir.join(&ns).join("services.yaml");
+    let file = dir.join(&ns).join(format!("{svc}.yaml"));
     let text = std::fs::read_to_string(&file)?;
     let marker = format!("metadata: {{name: {svc}-{e}, labels: {{app: {svc}}}}}\n");
     let start = text.find(&marker).ok_or_else(|| {

@@ -73,42 +73,27 @@ impl MeshSnapshot {
 
         // Pods, and the endpoints selector-based Services get from them, per (cluster,
         // namespace): reused from the cache where nothing they depend on changed.
+        let sorted: Vec<_> = input
+            .clusters
+            .iter()
+            .map(|c| crate::incremental::cluster_objects(input.cache.as_deref(), c))
+            .collect();
         let mut groups = Vec::new();
-        for c in &input.clusters {
-            let mut ns_networks: BTreeMap<&str, &str> = BTreeMap::new();
-            let mut by_ns: BTreeMap<&str, Vec<&Arc<Resource>>> = BTreeMap::new();
-            for r in c.resources.values() {
-                match &r.object {
-                    Object::Namespace(n) => {
-                        if let Some(l) = n.metadata.labels.get(NETWORK_LABEL) {
-                            ns_networks.insert(n.metadata.name.as_str(), l.as_str());
-                        }
-                    }
-                    Object::Pod(p) => by_ns
-                        .entry(p.metadata.namespace.as_str())
-                        .or_default()
-                        .push(r),
-                    Object::Service(s) => by_ns
-                        .entry(s.metadata.namespace.as_str())
-                        .or_default()
-                        .push(r),
-                    _ => {}
-                }
-            }
+        for (c, objects) in input.clusters.iter().zip(&sorted) {
             let network = cluster_network(&c.cluster);
-            for (ns, objects) in by_ns {
+            for (ns, in_ns) in &objects.by_namespace {
                 groups.push((
                     crate::incremental::NamespaceContext {
                         cluster: c.cluster.clone(),
-                        namespace: ns.to_string(),
+                        namespace: ns.clone(),
                         is_local: c.cluster == input.local_cluster,
                         trust_domain: snap.mesh.trust_domain.clone(),
                         export_default: input.export_default,
-                        namespace_network: ns_networks.get(ns).map(|n| n.to_string()),
+                        namespace_network: objects.namespace_networks.get(ns).cloned(),
                         cluster_network: network.clone(),
                         cidrs: cidrs.clone(),
                     },
-                    objects,
+                    in_ns.as_slice(),
                 ));
             }
         }

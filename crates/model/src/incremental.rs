@@ -19,7 +19,8 @@ use isthmus_api::kube::IntOrString;
 use isthmus_api::{Object, Resource};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex};
+use isthmus_registry::ClusterConfig;
+use std::sync::{Arc, Mutex, Weak};
 
 /// What a namespace's results depend on besides its own objects.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -78,6 +79,61 @@ struct MergedEntry {
 struct Inner {
     groups: HashMap<(String, String), GroupEntry>,
     merged: HashMap<String, MergedEntry>,
+    /// Each cluster's objects sorted by namespace, for the registry version they came from
+    /// (a weak reference: it keeps that version's address from being reused but lets the
+    /// registry move on without copying).
+    clusters: HashMap<String, (Weak<ClusterConfig>, Arc<ClusterObjects>)>,
+}
+
+/// One cluster's Pods and Services by namespace, and its namespaces' network labels.
+#[derive(Debug, Default)]
+pub struct ClusterObjects {
+    /// Namespace -> `topology.istio.io/network` label.
+    pub namespace_networks: BTreeMap<String, String>,
+    /// Namespace -> its Pods and Services, in key order.
+    pub by_namespace: BTreeMap<String, Vec<Arc<Resource>>>,
+}
+
+fn sort_objects(c: &ClusterConfig) -> ClusterObjects {
+    let mut out = ClusterObjects::default();
+    for r in c.resources.values() {
+        match &r.object {
+            Object::Namespace(n) => {
+                if let Some(l) = n.metadata.labels.get(NETWORK_LABEL) {
+                    out.namespace_networks
+                        .insert(n.metadata.name.clone(), l.clone());
+                }
+            }
+            Object::Pod(_) | Object::Service(_) => {
+                let ns = &r.object.metadata().namespace;
+                match out.by_namespace.get_mut(ns) {
+                    Some(v) => v.push(r.clone()),
+                    None => {
+                        out.by_namespace.insert(ns.clone(), vec![r.clone()]);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+/// `c`'s Pods and Services by namespace: from the cache while the registry still serves
+/// the same version, sorted afresh otherwise.
+pub fn cluster_objects(cache: Option<&BuildCache>, c: &Arc<ClusterConfig>) -> Arc<ClusterObjects> {
+    let Some(mut g) = cache.and_then(|c| c.inner.lock().ok()) else {
+        return Arc::new(sort_objects(c));
+    };
+    if let Some((weak, objects)) = g.clusters.get(&c.cluster) {
+        if weak.upgrade().is_some_and(|w| Arc::ptr_eq(&w, c)) {
+            return objects.clone();
+        }
+    }
+    let objects = Arc::new(sort_objects(c));
+    g.clusters
+        .insert(c.cluster.clone(), (Arc::downgrade(c), objects.clone()));
+    objects
 }
 
 /// Results of earlier builds, kept by whoever rebuilds (the control plane); cheap to share.
@@ -97,7 +153,7 @@ impl std::fmt::Debug for BuildCache {
     }
 }
 
-fn same(a: &[Arc<Resource>], b: &[&Arc<Resource>]) -> bool {
+fn same(a: &[Arc<Resource>], b: &[Arc<Resource>]) -> bool {
     a.len() == b.len() && a.iter().zip(b).all(|(x, y)| Arc::ptr_eq(x, y))
 }
 
@@ -122,7 +178,7 @@ pub struct Reuse {
 /// `groups` lists, per cluster in input order, its namespaces with their Pods and Services.
 pub fn pods_and_services(
     cache: Option<&BuildCache>,
-    groups: Vec<(NamespaceContext, Vec<&Arc<Resource>>)>,
+    groups: Vec<(NamespaceContext, &[Arc<Resource>])>,
 ) -> (PodsByNamespace, BTreeMap<String, Arc<Service>>, Reuse) {
     let mut guard = cache.and_then(|c| c.inner.lock().ok());
     let mut reuse = Reuse::default();
@@ -134,7 +190,7 @@ pub fn pods_and_services(
         let cached = guard.as_ref().and_then(|g| {
             g.groups
                 .get(&key)
-                .filter(|e| e.context == ctx && same(&e.objects, &objects))
+                .filter(|e| e.context == ctx && same(&e.objects, objects))
                 .map(|e| e.built.clone())
         });
         let built = match cached {
@@ -144,7 +200,7 @@ pub fn pods_and_services(
             }
             None => {
                 reuse.namespaces_built += 1;
-                let mut b = namespace_build(&ctx, &objects);
+                let mut b = namespace_build(&ctx, objects);
                 // Services of the namespace that came out the same keep their old object,
                 // so that their merged Service is reused too.
                 if let Some(old) = guard.as_ref().and_then(|g| g.groups.get(&key)) {
@@ -164,7 +220,7 @@ pub fn pods_and_services(
                         key.clone(),
                         GroupEntry {
                             context: ctx.clone(),
-                            objects: objects.iter().map(|r| (*r).clone()).collect(),
+                            objects: objects.to_vec(),
                             built: b.clone(),
                         },
                     );
@@ -216,6 +272,7 @@ pub fn pods_and_services(
     if let Some(g) = guard.as_mut() {
         // What is gone from the registries goes from the cache.
         g.groups.retain(|k, _| seen.contains(k));
+        g.clusters.retain(|_, (weak, _)| weak.strong_count() > 0);
         g.merged.retain(|h, _| services.contains_key(h));
     }
     (pods, services, reuse)
@@ -269,7 +326,7 @@ fn cidr_network(cidrs: &[(String, String)], ip: &str) -> Option<String> {
 }
 
 /// Computes one namespace's pods and Services from its objects.
-pub fn namespace_build(ctx: &NamespaceContext, objects: &[&Arc<Resource>]) -> NamespaceBuild {
+pub fn namespace_build(ctx: &NamespaceContext, objects: &[Arc<Resource>]) -> NamespaceBuild {
     let mut pods: BTreeMap<String, PodInfo> = BTreeMap::new();
     let mut pod_objects = BTreeMap::new();
     for r in objects {
