@@ -17,9 +17,9 @@ use crate::snapshot::{PodInfo, PodsByNamespace};
 use isthmus_api::enums::{Location, Protocol, Resolution};
 use isthmus_api::kube::IntOrString;
 use isthmus_api::{Object, Resource};
+use isthmus_registry::ClusterConfig;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::IpAddr;
-use isthmus_registry::ClusterConfig;
 use std::sync::{Arc, Mutex, Weak};
 
 /// What a namespace's results depend on besides its own objects.

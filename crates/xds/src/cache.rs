@@ -30,6 +30,16 @@ pub struct EncodedResource {
 #[derive(Debug, Default)]
 pub struct Encoded {
     by_type: [Vec<EncodedResource>; 4],
+    patch: Option<Patch>,
+}
+
+/// How an [`Encoded`] differs from the one it was patched from.
+#[derive(Debug)]
+struct Patch {
+    /// The set it was made from (weak: versions do not chain up in memory).
+    from: std::sync::Weak<Encoded>,
+    /// Per type, the names whose bytes changed, appeared or disappeared.
+    names: [Vec<String>; 4],
 }
 
 fn encode(res: &ProxyResources, type_url: &str) -> Vec<EncodedResource> {
@@ -54,30 +64,72 @@ impl Encoded {
         for (i, t) in PUSH_ORDER.iter().enumerate() {
             by_type[i] = encode(&res, t);
         }
-        Encoded { by_type }
+        Encoded {
+            by_type,
+            patch: None,
+        }
     }
 
     /// `prev` with the clusters and endpoints of `hosts` generated again: what a sidecar
     /// needs after a change that only moved those services' endpoints.
     fn patched(
-        prev: &Encoded,
+        prev: &Arc<Encoded>,
         snapshot: &MeshSnapshot,
         proxy: &Proxy,
         hosts: &BTreeSet<String>,
     ) -> Encoded {
         let part = sidecar_service_resources(snapshot, proxy, hosts);
         let mut by_type = prev.by_type.clone();
+        let mut names: [Vec<String>; 4] = Default::default();
         for (i, t) in PUSH_ORDER.iter().enumerate() {
             if *t != isthmus_envoy::CLUSTER_TYPE && *t != isthmus_envoy::ENDPOINT_TYPE {
                 continue;
             }
+            let mut old: HashMap<String, String> = HashMap::new();
             by_type[i].retain(|r| {
-                !parse_outbound(&r.name).is_some_and(|(_, _, host)| hosts.contains(host))
+                let hit = parse_outbound(&r.name).is_some_and(|(_, _, host)| hosts.contains(host));
+                if hit {
+                    old.insert(r.name.clone(), r.version.clone());
+                }
+                !hit
             });
-            by_type[i].extend(encode(&part, t));
+            let fresh = encode(&part, t);
+            for r in &fresh {
+                if old.remove(&r.name).as_ref() != Some(&r.version) {
+                    names[i].push(r.name.clone());
+                }
+            }
+            names[i].extend(old.into_keys());
+            by_type[i].extend(fresh);
             by_type[i].sort_by(|a, b| a.name.cmp(&b.name));
         }
-        Encoded { by_type }
+        Encoded {
+            by_type,
+            patch: Some(Patch {
+                from: Arc::downgrade(prev),
+                names,
+            }),
+        }
+    }
+
+    /// When this set was patched from `base`, the names of `type_url` that differ from it
+    /// (changed, added or removed); `None` when it was not (compare everything).
+    pub fn changed_since(&self, base: &Arc<Encoded>, type_url: &str) -> Option<&[String]> {
+        let patch = self.patch.as_ref()?;
+        let from = patch.from.upgrade()?;
+        if !Arc::ptr_eq(&from, base) {
+            return None;
+        }
+        let i = PUSH_ORDER.iter().position(|t| *t == type_url)?;
+        Some(patch.names[i].as_slice())
+    }
+
+    /// The resource `name` of `type_url`.
+    pub fn find(&self, type_url: &str, name: &str) -> Option<&EncodedResource> {
+        let list = self.of_type(type_url);
+        list.binary_search_by(|r| r.name.as_str().cmp(name))
+            .ok()
+            .map(|i| &list[i])
     }
 
     /// The resources of `type_url`.

@@ -199,6 +199,96 @@ async fn sotw_acks_nacks_stale_nonces_and_pushes_on_change() {
     }
 }
 
+/// Seed 000's cluster1 with sleep-0 moved to `ip`.
+fn moved(version: u64, ip: &str) -> MeshSnapshot {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata/seed000/cluster1");
+    let mut reg = FileRegistry::new("cluster1", dir);
+    reg.reload();
+    let mut cluster = (**reg.current()).clone();
+    for r in cluster.resources.values_mut() {
+        if let isthmus_api::Object::Pod(p) = &r.object {
+            let mut p = p.clone();
+            p.status.pod_ip = Some(ip.into());
+            let mut res = (**r).clone();
+            res.object = isthmus_api::Object::Pod(p);
+            *r = Arc::new(res);
+        }
+    }
+    MeshSnapshot::build(
+        &SnapshotInput {
+            local_cluster: "cluster1".into(),
+            local_network: "network1".into(),
+            clusters: vec![Arc::new(cluster)],
+            ..Default::default()
+        },
+        version,
+    )
+}
+
+/// An endpoint-only change reaches a SotW stream as one EDS response with just the moved
+/// service's endpoints, and no CDS push (the patched path).
+#[tokio::test]
+async fn an_endpoint_move_pushes_only_that_services_endpoints() {
+    let mut srv = serve().await;
+    let v1 = Arc::new(moved(1, "127.0.1.1"));
+    srv.snapshots.send(v1.clone()).expect("v1");
+    let (tx, rx) = mpsc::channel(8);
+    let mut stream = srv
+        .client
+        .stream_aggregated_resources(ReceiverStream::new(rx))
+        .await
+        .expect("stream")
+        .into_inner();
+    // A client pod that is not itself an endpoint (its resources can be patched).
+    let mut client = node();
+    client.id = "sidecar~127.0.1.9~client-0.foo~foo.svc.cluster.local".into();
+    let req = |type_url: &str, names: Vec<String>, version: &str, nonce: &str| DiscoveryRequest {
+        node: Some(client.clone()),
+        type_url: type_url.into(),
+        resource_names: names,
+        version_info: version.into(),
+        response_nonce: nonce.into(),
+        ..Default::default()
+    };
+    tx.send(req(CDS, vec![], "", "")).await.expect("cds");
+    let cds = next(&mut stream).await;
+    tx.send(req(CDS, vec![], "1", &cds.nonce))
+        .await
+        .expect("ack");
+    tx.send(req(EDS, vec![SLEEP.into()], "", ""))
+        .await
+        .expect("eds");
+    let eds = next(&mut stream).await;
+    assert_eq!(eds.resources.len(), 1);
+    tx.send(req(EDS, vec![SLEEP.into()], "1", &eds.nonce))
+        .await
+        .expect("ack");
+    nothing(&mut stream).await;
+
+    let mut v2 = moved(2, "127.0.1.7");
+    v2.endpoint_delta = v2.endpoints_only_change_from(&v1);
+    assert!(v2.endpoint_delta.is_some());
+    srv.snapshots.send(Arc::new(v2)).expect("v2");
+    let push = next(&mut stream).await;
+    assert_eq!(
+        push.type_url, EDS,
+        "the clusters did not change: no CDS push"
+    );
+    assert_eq!(push.version_info, "2");
+    use prost::Message;
+    let cla = envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment::decode(
+        push.resources[0].value.as_slice(),
+    )
+    .expect("a ClusterLoadAssignment");
+    assert_eq!(push.resources.len(), 1);
+    assert_eq!(cla.cluster_name, SLEEP);
+    assert!(format!("{cla:?}").contains("127.0.1.7"), "{cla:?}");
+    tx.send(req(EDS, vec![SLEEP.into()], "2", &push.nonce))
+        .await
+        .expect("ack");
+    nothing(&mut stream).await;
+}
+
 #[tokio::test]
 async fn a_stream_without_a_node_is_refused() {
     let mut srv = serve().await;
