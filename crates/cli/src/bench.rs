@@ -125,6 +125,23 @@ pub enum BenchCommand {
         #[arg(long, default_value = "/tmp/isthmus-bench-datapath")]
         state: PathBuf,
     },
+    /// Real Envoy applying the generated configuration: time until LIVE with every cluster
+    /// warm, per service count, with and without Sidecar scoping. Needs root (runs in a
+    /// network namespace of its own) and Envoy.
+    Envoy {
+        /// Service counts (one cluster).
+        #[arg(long, value_delimiter = ',', default_value = "1000,10000")]
+        services: Vec<u32>,
+        /// Endpoints per service.
+        #[arg(long, default_value_t = 2)]
+        endpoints: u32,
+        /// Envoy binary (default: `envoy` on PATH, then .venv/bin/envoy).
+        #[arg(long, env = "ISTHMUS_ENVOY")]
+        envoy: Option<PathBuf>,
+        /// Working directory.
+        #[arg(long, default_value = "/tmp/isthmus-bench-envoy")]
+        work: PathBuf,
+    },
     /// Workload certificates signed per second beside raw ECDSA P-256 signatures.
     Ca {
         /// Certificates to sign.
@@ -252,6 +269,12 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
             );
         }
         BenchCommand::Datapath { requests, state } => datapath(requests, &state)?,
+        BenchCommand::Envoy {
+            services,
+            endpoints,
+            envoy,
+            work,
+        } => crate::bench_envoy::run(&services, endpoints, &work, envoy)?,
         BenchCommand::Ca { count } => {
             let r = isthmus_bench::ca::run(count).map_err(anyhow::Error::msg)?;
             println!(

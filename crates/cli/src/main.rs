@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 mod bench;
+mod bench_envoy;
 mod lab;
 
 /// Isthmus: a multicluster service mesh for Istio users, with Envoy as the data plane.
