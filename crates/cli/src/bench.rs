@@ -233,7 +233,7 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
             println!("| server | queries/s | p50 | p99 | sent | lost |");
             println!("|---|---|---|---|---|---|");
             for (name, f) in [
-                ("isthmus mesh DNS (hickory-server)", &ours),
+                ("isthmus mesh DNS (UDP fast path)", &ours),
                 ("unbound (local-data)", &peer),
             ] {
                 println!(

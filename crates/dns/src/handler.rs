@@ -1,4 +1,5 @@
-//! The DNS server: hickory-server's protocol handling with our name table behind it.
+//! The DNS server: a UDP fast path for standard queries (`fast`) and hickory-server's
+//! protocol handling, with our name table behind both.
 
 use crate::table::{Answer, NameTable};
 use hickory_server::net::runtime::Time;
@@ -137,9 +138,18 @@ pub async fn serve_on(
         addr: SocketAddr::from(([0, 0, 0, 0], 0)),
         source,
     })?;
-    let mut server = hickory_server::Server::new(MeshDns::new(table));
-    server.register_socket(udp);
+    // The full handler serves TCP and, on a loopback socket, the UDP queries the fast path
+    // relays to it.
+    let careful = tokio::net::UdpSocket::bind((std::net::Ipv4Addr::LOCALHOST, 0))
+        .await
+        .map_err(|source| DnsError::Bind { addr, source })?;
+    let careful_addr = careful
+        .local_addr()
+        .map_err(|source| DnsError::Bind { addr, source })?;
+    let mut server = hickory_server::Server::new(MeshDns::new(table.clone()));
+    server.register_socket(careful);
     server.register_listener(tcp, Duration::from_secs(5), 4096);
+    tokio::spawn(udp_fast_path(Arc::new(udp), table, careful_addr));
     tracing::info!(%addr, "serving mesh DNS (UDP and TCP)");
     server
         .block_until_done()
@@ -148,4 +158,63 @@ pub async fn serve_on(
             addr,
             message: e.to_string(),
         })
+}
+
+/// Answers standard UDP queries from the table; relays the rest to the full handler at
+/// `careful` and sends its answer back.
+async fn udp_fast_path(
+    udp: Arc<tokio::net::UdpSocket>,
+    table: watch::Receiver<Arc<NameTable>>,
+    careful: SocketAddr,
+) {
+    let mut table = table;
+    let mut current = table.borrow_and_update().clone();
+    let mut buf = vec![0u8; 4096];
+    let mut out = Vec::with_capacity(512);
+    let mut name = String::new();
+    loop {
+        let (n, peer) = match udp.recv_from(&mut buf).await {
+            Ok(x) => x,
+            Err(error) => {
+                // ICMP errors from earlier sends show up here; the socket stays usable.
+                tracing::debug!(%error, "mesh DNS receive");
+                continue;
+            }
+        };
+        let packet = &buf[..n];
+        match crate::fast::parse(packet, &mut name) {
+            Some(q) => {
+                if table.has_changed().unwrap_or(false) {
+                    current = table.borrow_and_update().clone();
+                }
+                crate::fast::answer(&q, packet, &name, &current, &mut out);
+                if let Err(error) = udp.send_to(&out, peer).await {
+                    tracing::debug!(%error, %peer, "cannot send DNS response");
+                }
+            }
+            None => {
+                let packet = packet.to_vec();
+                let udp = udp.clone();
+                tokio::spawn(async move {
+                    if let Some(resp) = relay(&packet, careful).await {
+                        let _ = udp.send_to(&resp, peer).await;
+                    }
+                });
+            }
+        }
+    }
+}
+
+async fn relay(packet: &[u8], careful: SocketAddr) -> Option<Vec<u8>> {
+    let s = tokio::net::UdpSocket::bind((std::net::Ipv4Addr::LOCALHOST, 0))
+        .await
+        .ok()?;
+    s.send_to(packet, careful).await.ok()?;
+    let mut b = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(3), s.recv(&mut b))
+        .await
+        .ok()?
+        .ok()?;
+    b.truncate(n);
+    Some(b)
 }

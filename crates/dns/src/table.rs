@@ -127,19 +127,26 @@ impl NameTable {
 
     /// Looks `name` up (case-insensitive, with or without the trailing dot).
     pub fn lookup(&self, name: &str) -> Answer {
-        let name = normalize(name);
-        if let Some(a) = self.names.get(&name) {
-            return Answer::Found(a.clone());
+        match self.lookup_normalized(&normalize(name)) {
+            Some(a) => Answer::Found(a.to_vec()),
+            None => Answer::NxDomain,
         }
-        for t in &self.templates {
-            if name.len() > t.suffix.len()
-                && name.ends_with(&t.suffix)
-                && name.as_bytes()[name.len() - t.suffix.len() - 1] == b'.'
-            {
-                return Answer::Found(vec![t.address]);
-            }
+    }
+
+    /// Looks up a name that is already lower case without the trailing dot, without
+    /// allocating: the addresses, or `None` for NXDOMAIN.
+    pub fn lookup_normalized(&self, name: &str) -> Option<&[Ipv4Addr]> {
+        if let Some(a) = self.names.get(name) {
+            return Some(a.as_slice());
         }
-        Answer::NxDomain
+        self.templates
+            .iter()
+            .find(|t| {
+                name.len() > t.suffix.len()
+                    && name.ends_with(&t.suffix)
+                    && name.as_bytes()[name.len() - t.suffix.len() - 1] == b'.'
+            })
+            .map(|t| std::slice::from_ref(&t.address))
     }
 
     /// Number of names (templates not counted).

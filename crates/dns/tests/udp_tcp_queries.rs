@@ -61,10 +61,14 @@ fn query(name: &str, qtype: RecordType) -> Vec<u8> {
 }
 
 async fn udp(addr: SocketAddr, name: &str, qtype: RecordType) -> Message {
+    udp_raw(addr, &query(name, qtype)).await
+}
+
+async fn udp_raw(addr: SocketAddr, packet: &[u8]) -> Message {
     let sock = tokio::net::UdpSocket::bind("127.0.0.1:0")
         .await
         .expect("bind");
-    sock.send_to(&query(name, qtype), addr).await.expect("send");
+    sock.send_to(packet, addr).await.expect("send");
     let mut buf = vec![0u8; 2048];
     let n = tokio::time::timeout(Duration::from_secs(3), sock.recv(&mut buf))
         .await
@@ -123,6 +127,15 @@ async fn answers_mesh_names_and_nothing_else() {
         assert_eq!(m.metadata.response_code, ResponseCode::NXDomain, "{name}");
         assert!(m.answers.is_empty());
     }
+
+    // Not a standard query (another opcode): the full handler answers, through the relay.
+    let mut odd = Message::new(4242, MessageType::Query, OpCode::Status);
+    odd.add_query(Query::query(
+        Name::from_ascii("httpbin.bar.global.").expect("name"),
+        RecordType::A,
+    ));
+    let m = udp_raw(addr, &odd.to_vec().expect("encode")).await;
+    assert_eq!(m.metadata.response_code, ResponseCode::NotImp);
 
     // Over TCP too (length-prefixed).
     let mut s = tokio::net::TcpStream::connect(addr).await.expect("tcp");
