@@ -113,6 +113,16 @@ pub enum BenchCommand {
         /// A new TCP connection for every request.
         #[arg(long)]
         new_connections: bool,
+        /// Open loop instead: this many requests per second (prints p50 p90 p99 in
+        /// microseconds, then completed requests per second and errors).
+        #[arg(long)]
+        rate: Option<f64>,
+        /// Seconds of open-loop load.
+        #[arg(long, default_value_t = 5.0)]
+        seconds: f64,
+        /// Kept-alive connections for open-loop load.
+        #[arg(long, default_value_t = 8)]
+        connections: usize,
     },
     /// Data path in the lab: latency of sleep -> sidecar -> cluster2's gateway -> httpbin's
     /// sidecar -> httpbin against httpbin called directly inside its pod; kept-alive and
@@ -254,8 +264,40 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
             addr,
             host,
             path,
+            requests: _,
+            new_connections: _,
+            rate: Some(rate),
+            seconds,
+            connections,
+        } => {
+            let mut r = isthmus_bench::http_latency::run_rate(
+                addr,
+                &host,
+                &path,
+                rate,
+                seconds,
+                connections,
+            )
+            .map_err(anyhow::Error::msg)?;
+            let us = |d: Duration| d.as_micros();
+            let throughput = r.throughput();
+            println!(
+                "{} {} {} {:.0} {}",
+                us(percentile(&mut r.latencies, 50.0)),
+                us(percentile(&mut r.latencies, 90.0)),
+                us(percentile(&mut r.latencies, 99.0)),
+                throughput,
+                r.errors
+            );
+        }
+        BenchCommand::Http {
+            addr,
+            host,
+            path,
             requests,
             new_connections,
+            rate: None,
+            ..
         } => {
             let mut lat =
                 isthmus_bench::http_latency::run(addr, &host, &path, requests, new_connections)
@@ -616,6 +658,70 @@ fn datapath(requests: usize, state: &Path) -> Result<()> {
                 label.to_string(),
                 [nums[0] / 1000.0, nums[1] / 1000.0, nums[2] / 1000.0],
             ));
+        }
+        // Open loop at fixed rates, kept-alive connections.
+        let mut rated = Vec::new();
+        for rate in [200u32, 1000, 3000] {
+            for (label, cluster, ns, pod, addr, host) in [
+                (
+                    "direct",
+                    "cluster2",
+                    "bar",
+                    "httpbin",
+                    "127.0.0.1:80",
+                    "httpbin",
+                ),
+                (
+                    "mesh",
+                    "cluster1",
+                    "foo",
+                    "sleep",
+                    "127.255.0.2:8000",
+                    "httpbin.bar.global:8000",
+                ),
+            ] {
+                let cmd: Vec<String> = [
+                    exe.as_str(),
+                    "bench",
+                    "http",
+                    "--addr",
+                    addr,
+                    "--host",
+                    host,
+                    "--rate",
+                    &rate.to_string(),
+                    "--seconds",
+                    "5",
+                ]
+                .iter()
+                .map(|x| x.to_string())
+                .collect();
+                let out = lab.exec_output(cluster, ns, pod, &cmd)?;
+                let text = String::from_utf8_lossy(&out.stdout).to_string();
+                let nums: Vec<f64> = text
+                    .split_whitespace()
+                    .filter_map(|w| w.parse().ok())
+                    .collect();
+                if !out.status.success() || nums.len() != 5 {
+                    bail!(
+                        "{label} at {rate}/s: {text} {}",
+                        String::from_utf8_lossy(&out.stderr)
+                    );
+                }
+                rated.push((rate, label, nums));
+            }
+        }
+        println!("| offered rate | path | completed/s | p50 | p90 | p99 | errors |");
+        println!("|---|---|---|---|---|---|---|");
+        for (rate, label, n) in &rated {
+            println!(
+                "| {rate}/s | {label} | {:.0} | {:.3} ms | {:.3} ms | {:.3} ms | {} |",
+                n[3],
+                n[0] / 1000.0,
+                n[1] / 1000.0,
+                n[2] / 1000.0,
+                n[4]
+            );
         }
         Ok(rows)
     })();
