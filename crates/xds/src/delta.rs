@@ -25,6 +25,8 @@ struct Subscription {
     sent: BTreeMap<String, String>,
     nonce: String,
     answered: bool,
+    /// The resource set `sent` reflects (after a full comparison or a patched push).
+    base: Option<Arc<crate::cache::Encoded>>,
 }
 
 fn is_wildcard_type(type_url: &str) -> bool {
@@ -89,7 +91,7 @@ pub async fn delta_stream(
                 }
                 if changed {
                     nonce += 1;
-                    push(tx, &mut proxy, &snapshot, &req.type_url, sub, nonce, status).await?;
+                    push(tx, &mut proxy, &snapshot, &req.type_url, sub, nonce, status, false).await?;
                 }
                 continue;
             }
@@ -104,7 +106,7 @@ pub async fn delta_stream(
                     for type_url in PUSH_ORDER {
                         if let Some(sub) = subs.get_mut(type_url) {
                             nonce += 1;
-                            push(tx, &mut proxy, &snapshot, type_url, sub, nonce, status).await?;
+                            push(tx, &mut proxy, &snapshot, type_url, sub, nonce, status, true).await?;
                         }
                     }
                 }
@@ -117,6 +119,10 @@ pub async fn delta_stream(
     result
 }
 
+/// Sends what changed for `type_url`. After a snapshot change (`on_change`) whose resource
+/// set was patched from the one this subscription reflects, only the patched names are
+/// looked at; otherwise every resource is compared with what the proxy has.
+#[allow(clippy::too_many_arguments)]
 async fn push(
     tx: &Tx,
     proxy: &mut StreamProxy,
@@ -125,10 +131,49 @@ async fn push(
     sub: &mut Subscription,
     nonce: u64,
     status: &XdsStatus,
+    on_change: bool,
 ) -> Result<(), Status> {
     let encoded = proxy.refresh(snapshot);
     let wanted = |name: &str| sub.wildcard || sub.names.contains(name);
     let mut resources = Vec::new();
+    let patched = if on_change && sub.answered {
+        sub.base
+            .as_ref()
+            .and_then(|b| encoded.changed_since(b, type_url))
+    } else {
+        None
+    };
+    if let Some(names) = patched {
+        let mut removed = Vec::new();
+        for name in names.iter().filter(|n| wanted(n)) {
+            match encoded.find(type_url, name) {
+                Some(r) => {
+                    if sub.sent.get(&r.name) != Some(&r.version) {
+                        sub.sent.insert(r.name.clone(), r.version.clone());
+                        resources.push(Resource {
+                            name: r.name.clone(),
+                            version: r.version.clone(),
+                            resource: Some(r.resource.clone()),
+                            ..Default::default()
+                        });
+                    }
+                }
+                None => {
+                    if sub.sent.remove(name).is_some() {
+                        removed.push(name.clone());
+                    }
+                }
+            }
+        }
+        sub.base = Some(encoded.clone());
+        if resources.is_empty() && removed.is_empty() {
+            return Ok(());
+        }
+        return respond(
+            tx, snapshot, type_url, sub, nonce, status, resources, removed,
+        )
+        .await;
+    }
     let mut present = BTreeSet::new();
     for r in encoded.of_type(type_url).iter().filter(|r| wanted(&r.name)) {
         present.insert(r.name.clone());
@@ -151,9 +196,27 @@ async fn push(
     for n in &removed {
         sub.sent.remove(n);
     }
+    sub.base = Some(encoded.clone());
     if resources.is_empty() && removed.is_empty() && sub.answered {
         return Ok(());
     }
+    respond(
+        tx, snapshot, type_url, sub, nonce, status, resources, removed,
+    )
+    .await
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn respond(
+    tx: &Tx,
+    snapshot: &Arc<MeshSnapshot>,
+    type_url: &str,
+    sub: &mut Subscription,
+    nonce: u64,
+    status: &XdsStatus,
+    resources: Vec<Resource>,
+    removed: Vec<String>,
+) -> Result<(), Status> {
     sub.answered = true;
     sub.nonce = nonce.to_string();
     status.pushes.fetch_add(1, Ordering::Relaxed);
