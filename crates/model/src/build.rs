@@ -128,7 +128,7 @@ impl MeshSnapshot {
                         {
                             continue;
                         }
-                        svc.endpoints.push(Endpoint {
+                        svc.endpoints.push(Arc::new(Endpoint {
                             address: a.ip.clone(),
                             ports: subset
                                 .ports
@@ -149,7 +149,7 @@ impl MeshSnapshot {
                                 )
                             }),
                             mtls_ready: pod.is_some(),
-                        });
+                        }));
                     }
                 }
                 sort_endpoints(svc);
@@ -214,7 +214,7 @@ impl MeshSnapshot {
                                     (p.name.clone(), n)
                                 })
                                 .collect(),
-                            labels: ep.labels.clone(),
+                            labels: Arc::new(ep.labels.clone()),
                             cluster: String::new(),
                             network: ep.network.clone().unwrap_or_default(),
                             locality: ep.locality.clone().unwrap_or_default(),
@@ -251,7 +251,7 @@ impl MeshSnapshot {
                                             ))
                                         })
                                         .collect();
-                                    existing.endpoints.push(ep);
+                                    existing.endpoints.push(Arc::new(ep));
                                 }
                                 sort_endpoints(existing);
                             }
@@ -274,7 +274,7 @@ impl MeshSnapshot {
                                     exported: true,
                                     resolution,
                                     location: se.spec.location.unwrap_or(Location::MeshExternal),
-                                    endpoints: endpoints.clone(),
+                                    endpoints: endpoints.iter().cloned().map(Arc::new).collect(),
                                     subject_alt_names: se.spec.subject_alt_names.clone(),
                                 };
                                 sort_endpoints(&mut svc);

@@ -356,7 +356,7 @@ pub fn namespace_build(ctx: &NamespaceContext, objects: &[Arc<Resource>]) -> Nam
                 namespace: p.metadata.namespace.clone(),
                 name: p.metadata.name.clone(),
                 ip,
-                labels: p.metadata.labels.clone(),
+                labels: Arc::new(p.metadata.labels.clone()),
                 service_account: sa,
                 network,
             },
@@ -438,7 +438,7 @@ pub fn namespace_build(ctx: &NamespaceContext, objects: &[Arc<Resource>]) -> Nam
                     .get(INJECT_ANNOTATION)
                     .map(String::as_str)
                     != Some("false");
-                svc.endpoints.push(Endpoint {
+                svc.endpoints.push(Arc::new(Endpoint {
                     address: info.ip.clone(),
                     ports,
                     labels: info.labels.clone(),
@@ -451,7 +451,7 @@ pub fn namespace_build(ctx: &NamespaceContext, objects: &[Arc<Resource>]) -> Nam
                         ctx.trust_domain, info.namespace, info.service_account
                     )),
                     mtls_ready,
-                });
+                }));
             }
         }
         services.push(Arc::new(ServiceFragment {

@@ -47,7 +47,7 @@ pub struct Service {
     /// Inside or outside the mesh.
     pub location: Location,
     /// Endpoints.
-    pub endpoints: Vec<Endpoint>,
+    pub endpoints: Vec<std::sync::Arc<Endpoint>>,
     /// Identities allowed to serve it (from the ServiceEntry); empty means derive from the
     /// endpoints.
     pub subject_alt_names: Vec<String>,
@@ -73,7 +73,7 @@ pub struct Endpoint {
     /// Service port name to the endpoint's port.
     pub ports: BTreeMap<String, u32>,
     /// Labels.
-    pub labels: BTreeMap<String, String>,
+    pub labels: std::sync::Arc<BTreeMap<String, String>>,
     /// The cluster it lives in (empty for ServiceEntry endpoints).
     pub cluster: String,
     /// The network it is on; empty means reachable from everywhere.

@@ -131,7 +131,7 @@ pub struct PodInfo {
     /// IP.
     pub ip: String,
     /// Labels.
-    pub labels: BTreeMap<String, String>,
+    pub labels: Arc<BTreeMap<String, String>>,
     /// Service account.
     pub service_account: String,
     /// Network.
@@ -227,8 +227,8 @@ impl MeshSnapshot {
             .cloned()
             .unwrap_or_else(|| self.local_cluster.clone());
         let pod = self.pod(&cluster, &id.namespace, &id.pod);
-        let labels = match pod {
-            Some(p) => p.labels.clone(),
+        let labels: BTreeMap<String, String> = match pod {
+            Some(p) => (*p.labels).clone(),
             None => metadata
                 .get("LABELS")
                 .and_then(|l| serde_json::from_str(l).ok())
