@@ -116,7 +116,17 @@ fn build(
             if c.cluster != config.cluster {
                 return c;
             }
-            for res in c.resources.values() {
+            // Keys order by kind first: the ServiceEntries are one range.
+            let first = isthmus_api::ResourceKey {
+                kind: "ServiceEntry".into(),
+                namespace: String::new(),
+                name: String::new(),
+            };
+            for (_, res) in c
+                .resources
+                .range(first..)
+                .take_while(|(k, _)| k.kind == "ServiceEntry")
+            {
                 if let isthmus_api::Object::ServiceEntry(se) = &res.object {
                     views.push(SeView {
                         generated: false,

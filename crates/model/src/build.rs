@@ -31,12 +31,19 @@ impl MeshSnapshot {
         for c in &input.clusters {
             snap.diagnostics.extend(c.diagnostics.iter().cloned());
         }
-        let local = input
+        // Each cluster's objects sorted by what the build does with them (cached per registry
+        // version): the rules of the local cluster are a short list, not every object.
+        let sorted: Vec<_> = input
             .clusters
             .iter()
-            .find(|c| c.cluster == input.local_cluster);
-        let local_resources: Vec<&Arc<Resource>> = local
-            .map(|c| c.resources.values().collect())
+            .map(|c| crate::incremental::cluster_objects(input.cache.as_deref(), c))
+            .collect();
+        let local_resources: Vec<&Arc<Resource>> = input
+            .clusters
+            .iter()
+            .zip(&sorted)
+            .find(|(c, _)| c.cluster == input.local_cluster)
+            .map(|(_, o)| o.rules.iter().collect())
             .unwrap_or_default();
 
         read_mesh_config(&mut snap, &local_resources);
@@ -73,11 +80,6 @@ impl MeshSnapshot {
 
         // Pods, and the endpoints selector-based Services get from them, per (cluster,
         // namespace): reused from the cache where nothing they depend on changed.
-        let sorted: Vec<_> = input
-            .clusters
-            .iter()
-            .map(|c| crate::incremental::cluster_objects(input.cache.as_deref(), c))
-            .collect();
         let mut groups = Vec::new();
         for (c, objects) in input.clusters.iter().zip(&sorted) {
             let network = cluster_network(&c.cluster);
@@ -102,8 +104,8 @@ impl MeshSnapshot {
         snap.reuse = reuse;
 
         // Selector-less services take their endpoints from Endpoints objects.
-        for c in &input.clusters {
-            for r in c.resources.values() {
+        for (c, objects) in input.clusters.iter().zip(&sorted) {
+            for r in &objects.endpoints {
                 let Object::Endpoints(e) = &r.object else {
                     continue;
                 };

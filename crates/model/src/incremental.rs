@@ -85,13 +85,19 @@ struct Inner {
     clusters: HashMap<String, (Weak<ClusterConfig>, Arc<ClusterObjects>)>,
 }
 
-/// One cluster's Pods and Services by namespace, and its namespaces' network labels.
+/// One cluster's objects sorted for the build: Pods and Services by namespace, its
+/// namespaces' network labels, its `Endpoints`, and everything else (the rules), each in key
+/// order.
 #[derive(Debug, Default)]
 pub struct ClusterObjects {
     /// Namespace -> `topology.istio.io/network` label.
     pub namespace_networks: BTreeMap<String, String>,
     /// Namespace -> its Pods and Services, in key order.
     pub by_namespace: BTreeMap<String, Vec<Arc<Resource>>>,
+    /// `Endpoints` objects (selector-less Services).
+    pub endpoints: Vec<Arc<Resource>>,
+    /// Every other object (Namespaces, ConfigMaps, Istio resources, Secrets).
+    pub rules: Vec<Arc<Resource>>,
 }
 
 fn sort_objects(c: &ClusterConfig) -> ClusterObjects {
@@ -103,7 +109,9 @@ fn sort_objects(c: &ClusterConfig) -> ClusterObjects {
                     out.namespace_networks
                         .insert(n.metadata.name.clone(), l.clone());
                 }
+                out.rules.push(r.clone());
             }
+            Object::Endpoints(_) => out.endpoints.push(r.clone()),
             Object::Pod(_) | Object::Service(_) => {
                 let ns = &r.object.metadata().namespace;
                 match out.by_namespace.get_mut(ns) {
@@ -113,7 +121,7 @@ fn sort_objects(c: &ClusterConfig) -> ClusterObjects {
                     }
                 }
             }
-            _ => {}
+            _ => out.rules.push(r.clone()),
         }
     }
     out
