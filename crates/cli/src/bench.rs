@@ -151,6 +151,9 @@ pub enum BenchCommand {
         /// Working directory.
         #[arg(long, default_value = "/tmp/isthmus-bench-envoy")]
         work: PathBuf,
+        /// Where to write the charts (`envoy-apply.svg`, `envoy-memory.svg`).
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
     /// Workload certificates signed per second beside raw ECDSA P-256 signatures.
     Ca {
@@ -316,7 +319,8 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
             endpoints,
             envoy,
             work,
-        } => crate::bench_envoy::run(&services, endpoints, &work, envoy)?,
+            out,
+        } => crate::bench_envoy::run(&services, endpoints, &work, envoy, out.as_deref())?,
         BenchCommand::Ca { count } => {
             let r = isthmus_bench::ca::run(count).map_err(anyhow::Error::msg)?;
             println!(

@@ -192,8 +192,15 @@ fn run_one(
     }
 }
 
-/// Runs the measurements and prints a table.
-pub fn run(services: &[u32], endpoints: u32, work: &Path, envoy: Option<PathBuf>) -> Result<()> {
+/// Runs the measurements, prints a table and, with `out`, draws `envoy-apply.svg` (time to
+/// LIVE against the number of services, scoped and not) there.
+pub fn run(
+    services: &[u32],
+    endpoints: u32,
+    work: &Path,
+    envoy: Option<PathBuf>,
+    out: Option<&Path>,
+) -> Result<()> {
     netns::preflight().context("bench envoy needs root and iproute2 (network namespaces)")?;
     let envoy = isthmus_lab::lab::locate_envoy(envoy.as_deref())?;
     let exe = std::env::current_exe()?;
@@ -230,6 +237,42 @@ pub fn run(services: &[u32], endpoints: u32, work: &Path, envoy: Option<PathBuf>
             r.ready.as_secs_f64() * 1e3 / r.clusters.max(1) as f64,
             r.memory_mb
         );
+    }
+    if let Some(dir) = out {
+        let series = |scoped: bool, f: &dyn Fn(&Applied) -> f64| isthmus_bench::svg::Series {
+            name: if scoped {
+                "Sidecar-scoped".into()
+            } else {
+                "unscoped".into()
+            },
+            points: rows
+                .iter()
+                .filter(|r| r.scoped == scoped)
+                .map(|r| (f64::from(r.services), f(r)))
+                .collect(),
+        };
+        std::fs::create_dir_all(dir)?;
+        let time = isthmus_bench::svg::line_chart(
+            "Real Envoy: time until LIVE with the configuration",
+            "services in the mesh",
+            "seconds",
+            &[
+                series(false, &|r| r.ready.as_secs_f64()),
+                series(true, &|r| r.ready.as_secs_f64()),
+            ],
+        );
+        std::fs::write(dir.join("envoy-apply.svg"), time)?;
+        let mem = isthmus_bench::svg::line_chart(
+            "Real Envoy: memory allocated",
+            "services in the mesh",
+            "MB",
+            &[
+                series(false, &|r| r.memory_mb),
+                series(true, &|r| r.memory_mb),
+            ],
+        );
+        std::fs::write(dir.join("envoy-memory.svg"), mem)?;
+        println!("charts written to {}", dir.display());
     }
     Ok(())
 }
