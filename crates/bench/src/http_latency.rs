@@ -14,20 +14,11 @@ pub fn run(
     n: usize,
     new_connections: bool,
 ) -> Result<Vec<Duration>, String> {
-    let request =
-        format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: isthmus-bench\r\n\r\n");
-    let connect = || -> Result<BufReader<TcpStream>, String> {
-        let s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
-            .map_err(|e| format!("connect {addr}: {e}"))?;
-        s.set_nodelay(true).map_err(|e| e.to_string())?;
-        s.set_read_timeout(Some(Duration::from_secs(10)))
-            .map_err(|e| e.to_string())?;
-        Ok(BufReader::new(s))
-    };
+    let request = get_request(host, path);
     let mut conn = if new_connections {
         None
     } else {
-        Some(connect()?)
+        Some(connect(addr)?)
     };
     let mut out = Vec::with_capacity(n);
     for _ in 0..n {
@@ -36,35 +27,28 @@ pub fn run(
         let r: &mut BufReader<TcpStream> = match conn.as_mut() {
             Some(c) => c,
             None => {
-                fresh = connect()?;
+                fresh = connect(addr)?;
                 &mut fresh
             }
         };
-        r.get_mut()
-            .write_all(request.as_bytes())
-            .map_err(|e| e.to_string())?;
-        let mut status = String::new();
-        r.read_line(&mut status).map_err(|e| e.to_string())?;
-        if !status.contains(" 200 ") {
-            return Err(format!("unexpected status: {}", status.trim()));
-        }
-        let mut len = 0usize;
-        loop {
-            let mut line = String::new();
-            r.read_line(&mut line).map_err(|e| e.to_string())?;
-            let l = line.trim_end();
-            if l.is_empty() {
-                break;
-            }
-            if let Some(v) = l.to_ascii_lowercase().strip_prefix("content-length:") {
-                len = v.trim().parse().unwrap_or(0);
-            }
-        }
-        let mut body = vec![0u8; len];
-        r.read_exact(&mut body).map_err(|e| e.to_string())?;
+        one_request(r, request.as_bytes())?;
         out.push(start.elapsed());
     }
     Ok(out)
+}
+
+fn get_request(host: &str, path: &str) -> String {
+    format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: isthmus-bench\r\n\r\n")
+}
+
+/// A kept-alive connection with Nagle off and a 10 s read timeout.
+fn connect(addr: SocketAddr) -> Result<BufReader<TcpStream>, String> {
+    let s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
+        .map_err(|e| format!("connect {addr}: {e}"))?;
+    s.set_nodelay(true).map_err(|e| e.to_string())?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .map_err(|e| e.to_string())?;
+    Ok(BufReader::new(s))
 }
 
 /// The outcome of a fixed-rate run.
@@ -119,8 +103,7 @@ pub fn run_rate(
     seconds: f64,
     connections: usize,
 ) -> Result<RateResult, String> {
-    let request =
-        format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: isthmus-bench\r\n\r\n");
+    let request = get_request(host, path);
     let connections = connections.max(1);
     let start = Instant::now() + Duration::from_millis(100);
     let end = start + Duration::from_secs_f64(seconds);
@@ -128,12 +111,7 @@ pub fn run_rate(
         .map(|k| {
             let request = request.clone();
             std::thread::spawn(move || -> Result<(Vec<Duration>, usize), String> {
-                let s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
-                    .map_err(|e| format!("connect {addr}: {e}"))?;
-                s.set_nodelay(true).map_err(|e| e.to_string())?;
-                s.set_read_timeout(Some(Duration::from_secs(10)))
-                    .map_err(|e| e.to_string())?;
-                let mut r = BufReader::new(s);
+                let mut r = connect(addr)?;
                 let (mut lat, mut errors) = (Vec::new(), 0usize);
                 for i in 0u64.. {
                     let due = start
@@ -151,10 +129,7 @@ pub fn run_rate(
                         Err(_) => {
                             errors += 1;
                             // Start over on a new connection.
-                            let s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
-                                .map_err(|e| format!("connect {addr}: {e}"))?;
-                            s.set_nodelay(true).map_err(|e| e.to_string())?;
-                            r = BufReader::new(s);
+                            r = connect(addr)?;
                         }
                     }
                 }

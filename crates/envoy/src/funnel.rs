@@ -151,21 +151,5 @@ pub fn add_gateway(snapshot: &MeshSnapshot, proxy: &Proxy, res: &mut ProxyResour
     if chains.is_empty() {
         return;
     }
-    let listener_name = format!("0.0.0.0_{FUNNEL_PORT}");
-    if let Some(l) = res.listeners.iter_mut().find(|l| l.name == listener_name) {
-        l.filter_chains.extend(chains);
-        return;
-    }
-    res.listeners.push(Listener {
-        name: listener_name,
-        address: Some(socket("0.0.0.0", FUNNEL_PORT)),
-        listener_filters: vec![tls_inspector()],
-        filter_chains: chains,
-        default_filter_chain: Some(FilterChain {
-            name: "unknown-sni".into(),
-            filters: vec![tcp_proxy_filter(names::BLACKHOLE, names::BLACKHOLE)],
-            ..Default::default()
-        }),
-        ..Default::default()
-    });
+    crate::gateway::add_sni_chains(res, FUNNEL_PORT, chains);
 }

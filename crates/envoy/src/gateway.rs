@@ -34,6 +34,30 @@ pub fn passthrough_servers(snapshot: &MeshSnapshot, proxy: &Proxy) -> BTreeMap<u
     out
 }
 
+/// Adds SNI-routed filter chains to the router's `0.0.0.0_PORT` listener, creating it (TLS
+/// inspector, and a default chain that refuses an unknown SNI rather than guess) if needed.
+/// Gateways are not captured: like Istio's, they listen on every address of the pod (the pod
+/// IP for in-cluster traffic and the public address for the WAN).
+pub(crate) fn add_sni_chains(res: &mut ProxyResources, port: u32, chains: Vec<FilterChain>) {
+    let name = format!("0.0.0.0_{port}");
+    if let Some(l) = res.listeners.iter_mut().find(|l| l.name == name) {
+        l.filter_chains.extend(chains);
+        return;
+    }
+    res.listeners.push(Listener {
+        name,
+        address: Some(socket("0.0.0.0", port)),
+        listener_filters: vec![tls_inspector()],
+        filter_chains: chains,
+        default_filter_chain: Some(FilterChain {
+            name: "unknown-sni".into(),
+            filters: vec![tcp_proxy_filter(names::BLACKHOLE, names::BLACKHOLE)],
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+}
+
 /// Everything a router gets.
 pub fn router_resources(snapshot: &MeshSnapshot, proxy: &Proxy) -> ProxyResources {
     let mut res = ProxyResources::default();
@@ -129,23 +153,9 @@ pub fn router_resources(snapshot: &MeshSnapshot, proxy: &Proxy) -> ProxyResource
             }
         }
     }
-    // Gateways are not captured: like Istio's, they listen on every address of the pod
-    // (the pod IP for in-cluster traffic and the public address for the WAN).
-    let bind = "0.0.0.0";
     for port in servers.into_keys() {
-        res.listeners.push(Listener {
-            name: format!("0.0.0.0_{port}"),
-            address: Some(socket(bind, port)),
-            listener_filters: vec![tls_inspector()],
-            filter_chains: chains_by_port.remove(&port).unwrap_or_default(),
-            // Unknown SNI: refuse rather than guess.
-            default_filter_chain: Some(FilterChain {
-                name: "unknown-sni".into(),
-                filters: vec![tcp_proxy_filter(names::BLACKHOLE, names::BLACKHOLE)],
-                ..Default::default()
-            }),
-            ..Default::default()
-        });
+        let chains = chains_by_port.remove(&port).unwrap_or_default();
+        add_sni_chains(&mut res, port, chains);
     }
     crate::passthrough::add(snapshot, proxy, &mut res);
     crate::gateway_http::add(snapshot, proxy, &mut res);

@@ -125,25 +125,6 @@ pub fn add(snapshot: &MeshSnapshot, proxy: &Proxy, res: &mut ProxyResources) {
         });
     }
     for (port, chains) in by_port {
-        if let Some(l) = res
-            .listeners
-            .iter_mut()
-            .find(|l| l.name == format!("0.0.0.0_{port}"))
-        {
-            l.filter_chains.extend(chains);
-            continue;
-        }
-        res.listeners.push(Listener {
-            name: format!("0.0.0.0_{port}"),
-            address: Some(socket("0.0.0.0", port)),
-            listener_filters: vec![tls_inspector()],
-            filter_chains: chains,
-            default_filter_chain: Some(FilterChain {
-                name: "unknown-sni".into(),
-                filters: vec![tcp_proxy_filter(names::BLACKHOLE, names::BLACKHOLE)],
-                ..Default::default()
-            }),
-            ..Default::default()
-        });
+        crate::gateway::add_sni_chains(res, port, chains);
     }
 }

@@ -119,6 +119,15 @@ pub async fn delta_stream(
     result
 }
 
+fn delta_resource(r: &crate::cache::EncodedResource) -> Resource {
+    Resource {
+        name: r.name.clone(),
+        version: r.version.clone(),
+        resource: Some(r.resource.clone()),
+        ..Default::default()
+    }
+}
+
 /// Sends what changed for `type_url`. After a snapshot change (`on_change`) whose resource
 /// set was patched from the one this subscription reflects, only the patched names are
 /// looked at; otherwise every resource is compared with what the proxy has.
@@ -150,12 +159,7 @@ async fn push(
                 Some(r) => {
                     if sub.sent.get(&r.name) != Some(&r.version) {
                         sub.sent.insert(r.name.clone(), r.version.clone());
-                        resources.push(Resource {
-                            name: r.name.clone(),
-                            version: r.version.clone(),
-                            resource: Some(r.resource.clone()),
-                            ..Default::default()
-                        });
+                        resources.push(delta_resource(r));
                     }
                 }
                 None => {
@@ -179,12 +183,7 @@ async fn push(
         present.insert(r.name.clone());
         if sub.sent.get(&r.name) != Some(&r.version) {
             sub.sent.insert(r.name.clone(), r.version.clone());
-            resources.push(Resource {
-                name: r.name.clone(),
-                version: r.version.clone(),
-                resource: Some(r.resource.clone()),
-                ..Default::default()
-            });
+            resources.push(delta_resource(r));
         }
     }
     let removed: Vec<String> = sub
