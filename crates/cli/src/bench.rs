@@ -573,6 +573,26 @@ async fn xds_bench(
     Ok(result)
 }
 
+/// Runs `bench http` inside a pod and reads the `want` numbers it prints.
+fn pod_numbers(
+    lab: &isthmus_lab::Lab,
+    (cluster, ns, pod): (&str, &str, &str),
+    cmd: &[String],
+    want: usize,
+    label: &str,
+) -> Result<Vec<f64>> {
+    let out = lab.exec_output(cluster, ns, pod, cmd)?;
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let nums: Vec<f64> = text
+        .split_whitespace()
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    if !out.status.success() || nums.len() != want {
+        bail!("{label}: {text} {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(nums)
+}
+
 fn datapath(requests: usize, state: &Path) -> Result<()> {
     let opts = isthmus_lab::LabOptions {
         state_dir: state.to_path_buf(),
@@ -649,15 +669,7 @@ fn datapath(requests: usize, state: &Path) -> Result<()> {
             let mut warm = cmd.clone();
             warm[8] = "50".into();
             lab.exec_output(cluster, ns, pod, &warm)?;
-            let out = lab.exec_output(cluster, ns, pod, &cmd)?;
-            let text = String::from_utf8_lossy(&out.stdout).to_string();
-            let nums: Vec<f64> = text
-                .split_whitespace()
-                .filter_map(|w| w.parse().ok())
-                .collect();
-            if !out.status.success() || nums.len() != 3 {
-                bail!("{label}: {text} {}", String::from_utf8_lossy(&out.stderr));
-            }
+            let nums = pod_numbers(&lab, (cluster, ns, pod), &cmd, 3, label)?;
             rows.push((
                 label.to_string(),
                 [nums[0] / 1000.0, nums[1] / 1000.0, nums[2] / 1000.0],
@@ -700,18 +712,13 @@ fn datapath(requests: usize, state: &Path) -> Result<()> {
                 .iter()
                 .map(|x| x.to_string())
                 .collect();
-                let out = lab.exec_output(cluster, ns, pod, &cmd)?;
-                let text = String::from_utf8_lossy(&out.stdout).to_string();
-                let nums: Vec<f64> = text
-                    .split_whitespace()
-                    .filter_map(|w| w.parse().ok())
-                    .collect();
-                if !out.status.success() || nums.len() != 5 {
-                    bail!(
-                        "{label} at {rate}/s: {text} {}",
-                        String::from_utf8_lossy(&out.stderr)
-                    );
-                }
+                let nums = pod_numbers(
+                    &lab,
+                    (cluster, ns, pod),
+                    &cmd,
+                    5,
+                    &format!("{label} at {rate}/s"),
+                )?;
                 rated.push((rate, label, nums));
             }
         }

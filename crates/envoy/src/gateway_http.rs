@@ -312,34 +312,25 @@ pub fn add(snapshot: &MeshSnapshot, proxy: &Proxy, res: &mut ProxyResources) {
         let rc = vhosts.into_route_config(format!("http.{port}"), *port);
         referenced_clusters(&rc, &mut clusters);
         let stat = format!("outbound_0.0.0.0_{port}");
-        let chains = listeners.entry(*port).or_default();
-        chains.push(FilterChain {
-            name: format!("http.{port}-mtls"),
+        // Mesh mTLS (a mesh client certificate required) and plain text, same routes.
+        let chain = |mtls: bool| FilterChain {
+            name: format!("http.{port}{}", if mtls { "-mtls" } else { "" }),
             filter_chain_match: Some(FilterChainMatch {
-                transport_protocol: "tls".into(),
+                transport_protocol: if mtls { "tls" } else { "raw_buffer" }.into(),
                 ..Default::default()
             }),
             filters: vec![http_connection_manager(
                 &stat,
                 HcmRoute::Rds(rc.name.clone()),
-                Some(true),
+                Some(mtls),
             )],
-            transport_socket: Some(downstream_mtls(&snapshot.mesh.trust_domain)),
+            transport_socket: mtls.then(|| downstream_mtls(&snapshot.mesh.trust_domain)),
             ..Default::default()
-        });
-        chains.push(FilterChain {
-            name: format!("http.{port}"),
-            filter_chain_match: Some(FilterChainMatch {
-                transport_protocol: "raw_buffer".into(),
-                ..Default::default()
-            }),
-            filters: vec![http_connection_manager(
-                &stat,
-                HcmRoute::Rds(rc.name.clone()),
-                Some(false),
-            )],
-            ..Default::default()
-        });
+        };
+        listeners
+            .entry(*port)
+            .or_default()
+            .extend([chain(true), chain(false)]);
         res.routes.push(rc);
     }
     for (port, servers) in &https {

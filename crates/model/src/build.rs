@@ -352,6 +352,7 @@ impl MeshSnapshot {
         }
         snap.services = services;
         snap.pods = pods;
+        snap.find_serviceless_hosts();
         snap
     }
 }

@@ -181,6 +181,9 @@ pub struct MeshSnapshot {
     pub pods: PodsByNamespace,
     /// How much of the previous build this one reused.
     pub reuse: crate::incremental::Reuse,
+    /// Mesh VirtualService hosts that name no service, with the index of their
+    /// VirtualService (see [`MeshSnapshot::serviceless_mesh_hosts`]).
+    pub serviceless: Vec<(String, usize)>,
     /// Set by whoever publishes snapshots: when only some services' endpoints changed since
     /// the previous version, which ones (so that proxies' configuration can be patched).
     pub endpoint_delta: Option<crate::delta::EndpointDelta>,
@@ -334,23 +337,37 @@ impl MeshSnapshot {
     /// `*.svc.b.remote`), with their VirtualService: sidecars route them on port 80, as Istio
     /// does for such hosts.
     pub fn serviceless_mesh_hosts(&self) -> Vec<(String, &Scoped<VirtualService>)> {
-        let mut out = Vec::new();
-        for vs in &self.virtual_services {
+        self.serviceless
+            .iter()
+            .filter_map(|(h, i)| Some((h.clone(), self.virtual_services.get(*i)?)))
+            .collect()
+    }
+
+    /// Finds the hosts [`MeshSnapshot::serviceless_mesh_hosts`] lists, once per build (the
+    /// generation of every sidecar asks for them).
+    pub(crate) fn find_serviceless_hosts(&mut self) {
+        let mut out: Vec<(String, usize)> = Vec::new();
+        for (i, vs) in self.virtual_services.iter().enumerate() {
             let spec = &vs.rule.spec;
             if !(spec.gateways.is_empty() || spec.gateways.iter().any(|g| g == "mesh")) {
                 continue;
             }
             for h in &spec.hosts {
                 let host = fqdn(h, &vs.namespace);
-                if host == "*" || self.services.keys().any(|s| host_matches(&host, s)) {
+                let named = if host.starts_with('*') {
+                    self.services.keys().any(|s| host_matches(&host, s))
+                } else {
+                    self.services.contains_key(&host)
+                };
+                if host == "*" || named {
                     continue;
                 }
                 if !out.iter().any(|(o, _)| o == &host) {
-                    out.push((host, vs));
+                    out.push((host, i));
                 }
             }
         }
-        out
+        self.serviceless = out;
     }
 
     /// The `namespace/host` patterns that scope `proxy`'s outbound configuration, from the

@@ -26,6 +26,24 @@ struct CachedFile {
     diagnostics: Vec<Diagnostic>,
 }
 
+impl CachedFile {
+    /// Parses `path` (objects without a namespace get `ns`), stamped with its size and time.
+    fn read(path: &Path, ns: &str, modified: Option<std::time::SystemTime>, len: u64) -> Self {
+        let loaded = isthmus_api::load_file(path, ns);
+        CachedFile {
+            modified,
+            len,
+            resources: loaded.resources.into_iter().map(Arc::new).collect(),
+            diagnostics: loaded.diagnostics,
+        }
+    }
+
+    /// Whether the file is still what was read: same modification time and length.
+    fn is_current(&self, modified: Option<std::time::SystemTime>, len: u64) -> bool {
+        self.modified.is_some() && self.modified == modified && self.len == len
+    }
+}
+
 /// A registry backed by a directory of YAML files.
 #[derive(Debug)]
 pub struct FileRegistry {
@@ -64,21 +82,13 @@ impl FileRegistry {
             let meta = std::fs::metadata(&file).ok();
             let modified = meta.as_ref().and_then(|m| m.modified().ok());
             let len = meta.as_ref().map(|m| m.len()).unwrap_or(0);
-            let cached = self
+            if !self
                 .files
                 .get(&file)
-                .filter(|c| c.modified.is_some() && c.modified == modified && c.len == len);
-            if cached.is_none() {
-                let loaded = isthmus_api::load_file(&file, &ns);
-                self.files.insert(
-                    file.clone(),
-                    CachedFile {
-                        modified,
-                        len,
-                        resources: loaded.resources.into_iter().map(Arc::new).collect(),
-                        diagnostics: loaded.diagnostics,
-                    },
-                );
+                .is_some_and(|c| c.is_current(modified, len))
+            {
+                self.files
+                    .insert(file.clone(), CachedFile::read(&file, &ns, modified, len));
             }
             if let Some(c) = self.files.get(&file) {
                 resources.extend(c.resources.iter().cloned());
@@ -211,25 +221,13 @@ impl FileRegistry {
                 None => None,
                 Some(m) => {
                     let modified = m.modified().ok();
-                    match old.as_ref().filter(|c| {
-                        c.modified.is_some() && c.modified == modified && c.len == m.len()
-                    }) {
+                    match old {
                         // Touched but the same: nothing to do for this file.
-                        Some(_) => {
-                            if let Some(o) = old {
-                                self.files.insert(path, o);
-                            }
+                        Some(o) if o.is_current(modified, m.len()) => {
+                            self.files.insert(path, o);
                             continue;
                         }
-                        None => {
-                            let loaded = isthmus_api::load_file(&path, &ns);
-                            Some(CachedFile {
-                                modified,
-                                len: m.len(),
-                                resources: loaded.resources.into_iter().map(Arc::new).collect(),
-                                diagnostics: loaded.diagnostics,
-                            })
-                        }
+                        _ => Some(CachedFile::read(&path, &ns, modified, m.len())),
                     }
                 }
             };
@@ -334,13 +332,15 @@ mod tests {
         std::fs::write(dir.join("se.yaml"), SE).expect("write");
         let mut reg = FileRegistry::new("c1", &dir);
         assert!(reg.reload());
-        let se_before = reg
-            .current()
-            .resources
-            .values()
-            .find(|r| r.object.kind() == "ServiceEntry")
-            .cloned()
-            .expect("se");
+        let se_of = |reg: &FileRegistry| {
+            reg.current()
+                .resources
+                .values()
+                .find(|r| r.object.kind() == "ServiceEntry")
+                .cloned()
+                .expect("se")
+        };
+        let se_before = se_of(&reg);
         let changes = |paths: &[&str]| Changes {
             paths: paths.iter().map(|p| dir.join(p)).collect(),
             rescan: false,
@@ -363,13 +363,7 @@ mod tests {
             .resources
             .keys()
             .any(|k| k.namespace == "bar" && k.name == "p"));
-        let se_after = reg
-            .current()
-            .resources
-            .values()
-            .find(|r| r.object.kind() == "ServiceEntry")
-            .cloned()
-            .expect("se");
+        let se_after = se_of(&reg);
         assert!(
             Arc::ptr_eq(&se_before, &se_after),
             "an unchanged file keeps its objects"
