@@ -1,25 +1,18 @@
 //! The ADS gRPC service, and its state-of-the-world stream.
 
+use crate::service::{AdsService, Requests, ResponseTx, StreamHandler};
 use crate::state::{StreamProxy, PUSH_ORDER};
 use crate::status::XdsStatus;
-use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_server::{
-    AggregatedDiscoveryService, AggregatedDiscoveryServiceServer,
-};
-use envoy_types::pb::envoy::service::discovery::v3::{
-    DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse,
-};
-use futures::{Stream, StreamExt};
+use crate::wire::WireMessage;
+use bytes::Bytes;
+use envoy_types::pb::envoy::service::discovery::v3::{DeltaDiscoveryRequest, DiscoveryRequest};
+use futures::StreamExt;
 use isthmus_model::MeshSnapshot;
 use std::collections::BTreeMap;
-use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use tokio::sync::{mpsc, watch};
-use tokio_stream::wrappers::ReceiverStream;
-use tonic::{Request, Response, Status, Streaming};
-
-/// A boxed response stream.
-pub type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
+use tokio::sync::watch;
+use tonic::{Status, Streaming};
 
 /// The ADS server: every stream follows `snapshots`.
 #[derive(Debug, Clone)]
@@ -39,11 +32,9 @@ impl AdsServer {
         }
     }
 
-    /// The tonic service.
-    pub fn into_service(self) -> AggregatedDiscoveryServiceServer<AdsServer> {
-        AggregatedDiscoveryServiceServer::new(self)
-            .max_decoding_message_size(64 << 20)
-            .max_encoding_message_size(256 << 20)
+    /// The gRPC service to add to a tonic server.
+    pub fn into_service(self) -> AdsService<AdsServer> {
+        AdsService::new(self)
     }
 }
 
@@ -68,17 +59,8 @@ fn whole_set_type(type_url: &str) -> bool {
     type_url == isthmus_envoy::CLUSTER_TYPE || type_url == isthmus_envoy::LISTENER_TYPE
 }
 
-#[tonic::async_trait]
-impl AggregatedDiscoveryService for AdsServer {
-    type StreamAggregatedResourcesStream = BoxStream<DiscoveryResponse>;
-    type DeltaAggregatedResourcesStream = BoxStream<DeltaDiscoveryResponse>;
-
-    async fn stream_aggregated_resources(
-        &self,
-        request: Request<Streaming<DiscoveryRequest>>,
-    ) -> Result<Response<Self::StreamAggregatedResourcesStream>, Status> {
-        let mut input = request.into_inner();
-        let (tx, rx) = mpsc::channel(16);
+impl StreamHandler for AdsServer {
+    fn sotw(&self, mut input: Requests<DiscoveryRequest>, tx: ResponseTx) {
         let mut snapshots = self.snapshots.clone();
         let status = self.status.clone();
         let cache = self.cache.clone();
@@ -88,15 +70,9 @@ impl AggregatedDiscoveryService for AdsServer {
                 let _ = tx.send(Err(e)).await;
             }
         });
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 
-    async fn delta_aggregated_resources(
-        &self,
-        request: Request<Streaming<DeltaDiscoveryRequest>>,
-    ) -> Result<Response<Self::DeltaAggregatedResourcesStream>, Status> {
-        let mut input = request.into_inner();
-        let (tx, rx) = mpsc::channel(16);
+    fn delta(&self, mut input: Requests<DeltaDiscoveryRequest>, tx: ResponseTx) {
         let mut snapshots = self.snapshots.clone();
         let status = self.status.clone();
         let cache = self.cache.clone();
@@ -107,11 +83,10 @@ impl AggregatedDiscoveryService for AdsServer {
                 let _ = tx.send(Err(e)).await;
             }
         });
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 }
 
-type Tx = mpsc::Sender<Result<DiscoveryResponse, Status>>;
+type Tx = ResponseTx;
 
 async fn sotw_stream(
     input: &mut Streaming<DiscoveryRequest>,
@@ -229,10 +204,13 @@ async fn send(
         return Ok(());
     }
     let send_all = full || whole_set_type(type_url);
-    let resources = if send_all {
-        current.iter().map(|r| r.resource.clone()).collect()
+    let resources = if send_all && current.len() == encoded.of_type(type_url).len() {
+        // The whole set: one shared body.
+        vec![encoded.whole(type_url)]
+    } else if send_all {
+        current.iter().map(|r| r.entry.clone()).collect()
     } else {
-        changed.iter().map(|r| r.resource.clone()).collect()
+        changed.iter().map(|r| r.entry.clone()).collect()
     };
     if removed_any {
         w.sent = current
@@ -255,17 +233,11 @@ async fn respond(
     w: &mut Watch,
     nonce: u64,
     status: &XdsStatus,
-    resources: Vec<envoy_types::pb::google::protobuf::Any>,
+    resources: Vec<Bytes>,
 ) -> Result<(), Status> {
-    let resp = DiscoveryResponse {
-        version_info: snapshot.version.to_string(),
-        resources,
-        type_url: type_url.to_string(),
-        nonce: nonce.to_string(),
-        ..Default::default()
-    };
-    w.nonce = resp.nonce.clone();
+    w.nonce = nonce.to_string();
     w.sent_version = snapshot.version;
+    let resp = WireMessage::sotw(&snapshot.version.to_string(), type_url, &w.nonce, resources);
     status.pushes.fetch_add(1, Ordering::Relaxed);
     tx.send(Ok(resp))
         .await
@@ -310,6 +282,6 @@ async fn push_patch(
     for r in &changed {
         w.sent.insert(r.name.clone(), r.version.clone());
     }
-    let resources = changed.iter().map(|r| r.resource.clone()).collect();
+    let resources = changed.iter().map(|r| r.entry.clone()).collect();
     Some(respond(tx, snapshot, type_url, w, nonce, status, resources).await)
 }

@@ -5,31 +5,51 @@
 //! bind it (no capture): that tuple is the cache key.
 
 use crate::state::PUSH_ORDER;
+use bytes::{Bytes, BytesMut};
 use envoy_types::pb::google::protobuf::Any;
 use isthmus_envoy::names::parse_outbound;
 use isthmus_envoy::{generate, sidecar_service_resources, ProxyResources};
 use isthmus_model::proxy::Interception;
 use isthmus_model::{MeshSnapshot, NodeKind, Proxy};
+use prost::Message;
 use std::collections::hash_map::DefaultHasher;
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::hash::{Hash, Hasher};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 /// One encoded resource.
 #[derive(Debug, Clone)]
 pub struct EncodedResource {
     /// Its name.
     pub name: String,
-    /// Its bytes.
-    pub resource: Any,
+    /// Its `resources` entry as a response carries it (see [`crate::wire`]): shared by every
+    /// stream that sends it, and usually a slice of its type's whole set.
+    pub entry: Bytes,
+    /// Where the encoded `Any` starts in `entry`.
+    any_at: usize,
     /// A hash of the bytes (the delta protocol's resource version).
     pub version: String,
+}
+
+impl EncodedResource {
+    /// The encoded `Any` (shared, not copied).
+    pub fn any_bytes(&self) -> Bytes {
+        self.entry.slice(self.any_at..)
+    }
+
+    /// The resource decoded (for tools and tests; streams send the bytes).
+    pub fn to_any(&self) -> Option<Any> {
+        Any::decode(self.any_bytes()).ok()
+    }
 }
 
 /// A proxy's resources, per type in [`PUSH_ORDER`].
 #[derive(Debug, Default)]
 pub struct Encoded {
     by_type: [Vec<EncodedResource>; 4],
+    /// Per type, every entry concatenated in order: the body of a response carrying the
+    /// whole set, built once and shared by every stream that sends it.
+    whole: [OnceLock<Bytes>; 4],
     patch: Option<Patch>,
 }
 
@@ -42,30 +62,48 @@ struct Patch {
     names: [Vec<String>; 4],
 }
 
-fn encode(res: &ProxyResources, type_url: &str) -> Vec<EncodedResource> {
-    res.of_type(type_url)
+/// Encodes `type_url`'s resources into one buffer; each resource's entry is a slice of it.
+fn encode(res: &ProxyResources, type_url: &str) -> (Vec<EncodedResource>, Bytes) {
+    let list = res.of_type(type_url);
+    let size = list
+        .iter()
+        .map(|r| crate::wire::resource_entry_len(&r.resource))
+        .sum();
+    let mut buf = BytesMut::with_capacity(size);
+    let mut spans = Vec::with_capacity(list.len());
+    for r in list {
+        let start = buf.len();
+        let any_at = crate::wire::put_resource_entry(&mut buf, &r.resource);
+        let mut h = DefaultHasher::new();
+        r.resource.value.hash(&mut h);
+        spans.push((r.name, start..buf.len(), any_at, h.finish()));
+    }
+    let whole = buf.freeze();
+    let list = spans
         .into_iter()
-        .map(|r| {
-            let mut h = DefaultHasher::new();
-            r.resource.value.hash(&mut h);
-            EncodedResource {
-                name: r.name,
-                version: format!("{:016x}", h.finish()),
-                resource: r.resource,
-            }
+        .map(|(name, span, any_at, hash)| EncodedResource {
+            name,
+            entry: whole.slice(span),
+            any_at,
+            version: format!("{hash:016x}"),
         })
-        .collect()
+        .collect();
+    (list, whole)
 }
 
 impl Encoded {
     fn new(snapshot: &MeshSnapshot, proxy: &Proxy) -> Encoded {
         let res = generate(snapshot, proxy);
         let mut by_type: [Vec<EncodedResource>; 4] = Default::default();
+        let whole: [OnceLock<Bytes>; 4] = Default::default();
         for (i, t) in PUSH_ORDER.iter().enumerate() {
-            by_type[i] = encode(&res, t);
+            let (list, all) = encode(&res, t);
+            by_type[i] = list;
+            let _ = whole[i].set(all);
         }
         Encoded {
             by_type,
+            whole,
             patch: None,
         }
     }
@@ -93,7 +131,7 @@ impl Encoded {
                 }
                 !hit
             });
-            let fresh = encode(&part, t);
+            let (fresh, _) = encode(&part, t);
             for r in &fresh {
                 if old.remove(&r.name).as_ref() != Some(&r.version) {
                     names[i].push(r.name.clone());
@@ -105,6 +143,7 @@ impl Encoded {
         }
         Encoded {
             by_type,
+            whole: Default::default(),
             patch: Some(Patch {
                 from: Arc::downgrade(prev),
                 names,
@@ -132,6 +171,23 @@ impl Encoded {
             .map(|i| &list[i])
     }
 
+    /// Every resource of `type_url` as one response body (see [`crate::wire`]), shared.
+    pub fn whole(&self, type_url: &str) -> Bytes {
+        let Some(i) = PUSH_ORDER.iter().position(|t| *t == type_url) else {
+            return Bytes::new();
+        };
+        self.whole[i]
+            .get_or_init(|| {
+                let list = &self.by_type[i];
+                let mut buf = BytesMut::with_capacity(list.iter().map(|r| r.entry.len()).sum());
+                for r in list {
+                    buf.extend_from_slice(&r.entry);
+                }
+                buf.freeze()
+            })
+            .clone()
+    }
+
     /// The resources of `type_url`.
     pub fn of_type(&self, type_url: &str) -> &[EncodedResource] {
         PUSH_ORDER
@@ -143,11 +199,7 @@ impl Encoded {
 
     /// Encoded bytes held.
     pub fn bytes(&self) -> usize {
-        self.by_type
-            .iter()
-            .flatten()
-            .map(|r| r.resource.value.len())
-            .sum()
+        self.by_type.iter().flatten().map(|r| r.entry.len()).sum()
     }
 }
 

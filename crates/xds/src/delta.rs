@@ -3,18 +3,17 @@
 
 use crate::state::{StreamProxy, PUSH_ORDER};
 use crate::status::XdsStatus;
-use envoy_types::pb::envoy::service::discovery::v3::{
-    DeltaDiscoveryRequest, DeltaDiscoveryResponse, Resource,
-};
+use crate::wire::{DeltaEntry, WireMessage};
+use envoy_types::pb::envoy::service::discovery::v3::DeltaDiscoveryRequest;
 use futures::StreamExt;
 use isthmus_model::MeshSnapshot;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tonic::{Status, Streaming};
 
-type Tx = mpsc::Sender<Result<DeltaDiscoveryResponse, Status>>;
+type Tx = crate::service::ResponseTx;
 
 /// What a delta stream remembers per type.
 #[derive(Debug, Default)]
@@ -119,12 +118,11 @@ pub async fn delta_stream(
     result
 }
 
-fn delta_resource(r: &crate::cache::EncodedResource) -> Resource {
-    Resource {
-        name: r.name.clone(),
-        version: r.version.clone(),
-        resource: Some(r.resource.clone()),
-        ..Default::default()
+fn delta_resource(r: &crate::cache::EncodedResource) -> DeltaEntry<'_> {
+    DeltaEntry {
+        name: &r.name,
+        version: &r.version,
+        any: r.any_bytes(),
     }
 }
 
@@ -213,20 +211,19 @@ async fn respond(
     sub: &mut Subscription,
     nonce: u64,
     status: &XdsStatus,
-    resources: Vec<Resource>,
+    resources: Vec<DeltaEntry<'_>>,
     removed: Vec<String>,
 ) -> Result<(), Status> {
     sub.answered = true;
     sub.nonce = nonce.to_string();
     status.pushes.fetch_add(1, Ordering::Relaxed);
-    let resp = DeltaDiscoveryResponse {
-        system_version_info: snapshot.version.to_string(),
-        resources,
-        type_url: type_url.to_string(),
-        removed_resources: removed,
-        nonce: sub.nonce.clone(),
-        ..Default::default()
-    };
+    let resp = WireMessage::delta(
+        &snapshot.version.to_string(),
+        type_url,
+        &sub.nonce,
+        &resources,
+        &removed,
+    );
     tx.send(Ok(resp))
         .await
         .map_err(|_| Status::cancelled("stream closed"))

@@ -6,8 +6,10 @@
 pub mod ads;
 pub mod cache;
 pub mod delta;
+pub mod service;
 pub mod state;
 pub mod status;
+pub mod wire;
 
 pub use ads::AdsServer;
 pub use status::{ProxyStatus, XdsStatus};

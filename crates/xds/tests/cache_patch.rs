@@ -75,6 +75,24 @@ fn a_moved_endpoint_patches_the_sidecar_exactly_as_a_full_generation_would() {
     let full = ResourceCache::default().get(&v2, &proxy);
     assert_eq!(listing(&patched), listing(&full));
     assert_ne!(listing(&patched), listing(&first), "the endpoint did move");
+    for t in isthmus_xds::state::PUSH_ORDER {
+        // The patched set's response body is byte for byte the generated one's...
+        assert_eq!(patched.whole(t), full.whole(t), "{t}");
+        // ...and every stream of the same shape gets the same bytes, not a copy.
+        let again = cache.get(&v2, &proxy).whole(t);
+        assert_eq!(again.as_ptr(), patched.whole(t).as_ptr(), "{t}");
+        // A generated set's entries are slices of its whole body, not copies of their own.
+        let body = full.whole(t);
+        let range = body.as_ptr() as usize..body.as_ptr() as usize + body.len();
+        for r in full.of_type(t) {
+            assert!(range.contains(&(r.entry.as_ptr() as usize)), "{}", r.name);
+            assert!(
+                r.to_any().is_some_and(|a| !a.value.is_empty()),
+                "{}",
+                r.name
+            );
+        }
+    }
 
     // Anything else changing (a rule) is not an endpoint-only delta.
     let mut with_rule = after.clone();
