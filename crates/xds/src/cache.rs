@@ -13,7 +13,7 @@ use isthmus_model::proxy::Interception;
 use isthmus_model::{MeshSnapshot, NodeKind, Proxy};
 use prost::Message;
 use std::collections::hash_map::DefaultHasher;
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -208,8 +208,10 @@ type Cell = Arc<std::sync::OnceLock<Arc<Encoded>>>;
 #[derive(Default)]
 struct Generation {
     version: u64,
-    /// Hashes of every endpoint's (cluster, address).
-    endpoint_ips: HashSet<u64>,
+    /// Every endpoint's (cluster, address).
+    endpoint_ips: EndpointIps,
+    /// The services of `version` (to patch `endpoint_ips` from when only some moved).
+    services: BTreeMap<String, Arc<isthmus_model::Service>>,
     entries: HashMap<String, Cell>,
     /// The previous version's entries, kept while the current version only moved some
     /// services' endpoints: sidecars' resources are then patched, not generated again.
@@ -220,6 +222,61 @@ fn ip_hash(cluster: &str, address: &str) -> u64 {
     let mut h = DefaultHasher::new();
     (cluster, address).hash(&mut h);
     h.finish()
+}
+
+/// How many endpoints each (cluster, address) hash has: built once, then patched with the
+/// services a change moved (rebuilding it took 20-30 ms per change at 100,000 endpoints,
+/// before any stream could be served).
+#[derive(Debug, Default)]
+struct EndpointIps(HashMap<u64, u32>);
+
+impl EndpointIps {
+    fn of(snapshot: &MeshSnapshot) -> EndpointIps {
+        let mut ips = EndpointIps::default();
+        for svc in snapshot.services.values() {
+            ips.add(svc);
+        }
+        ips
+    }
+
+    fn add(&mut self, svc: &isthmus_model::Service) {
+        for e in &svc.endpoints {
+            *self.0.entry(ip_hash(&e.cluster, &e.address)).or_default() += 1;
+        }
+    }
+
+    fn remove(&mut self, svc: &isthmus_model::Service) {
+        for e in &svc.endpoints {
+            let h = ip_hash(&e.cluster, &e.address);
+            if let Some(n) = self.0.get_mut(&h) {
+                *n -= 1;
+                if *n == 0 {
+                    self.0.remove(&h);
+                }
+            }
+        }
+    }
+
+    /// From the index of `before` to that of `after`, where only `hosts` changed.
+    fn apply(
+        &mut self,
+        before: &BTreeMap<String, Arc<isthmus_model::Service>>,
+        after: &MeshSnapshot,
+        hosts: &BTreeSet<String>,
+    ) {
+        for host in hosts {
+            if let Some(svc) = before.get(host) {
+                self.remove(svc);
+            }
+            if let Some(svc) = after.services.get(host) {
+                self.add(svc);
+            }
+        }
+    }
+
+    fn contains(&self, cluster: &str, address: &str) -> bool {
+        self.0.contains_key(&ip_hash(cluster, address))
+    }
 }
 
 /// The cache; cheap to clone.
@@ -259,26 +316,37 @@ impl ResourceCache {
                 return Arc::new(Encoded::new(snapshot, proxy));
             };
             if g.version != snapshot.version {
+                let started = std::time::Instant::now();
                 // A new snapshot: the old entries go (streams keep what they hold), or stay
                 // as the base to patch when only endpoints moved since.
-                let patchable = snapshot
+                let delta = snapshot
                     .endpoint_delta
                     .as_ref()
-                    .is_some_and(|d| d.from_version == g.version);
+                    .filter(|d| d.from_version == g.version && g.version != 0);
                 let old = std::mem::take(&mut g.entries);
-                g.previous = if patchable { old } else { HashMap::new() };
+                g.previous = if delta.is_some() { old } else { HashMap::new() };
                 g.version = snapshot.version;
-                g.endpoint_ips = snapshot
-                    .services
-                    .values()
-                    .flat_map(|s| s.endpoints.iter())
-                    .map(|e| ip_hash(&e.cluster, &e.address))
-                    .collect();
+                let how = match delta {
+                    Some(d) => {
+                        let gen: &mut Generation = &mut g;
+                        gen.endpoint_ips.apply(&gen.services, snapshot, &d.hosts);
+                        "patched"
+                    }
+                    None => {
+                        g.endpoint_ips = EndpointIps::of(snapshot);
+                        "built"
+                    }
+                };
+                g.services = snapshot.services.clone();
+                tracing::debug!(
+                    version = snapshot.version,
+                    ms = format!("{:.1}", started.elapsed().as_secs_f64() * 1e3),
+                    "new snapshot version: {how} the index of endpoint addresses"
+                );
             }
             // A hash collision only makes the key more specific, never wrong.
             let ip_matters = proxy.interception == Interception::None
-                || g.endpoint_ips
-                    .contains(&ip_hash(&proxy.cluster, &proxy.id.ip));
+                || g.endpoint_ips.contains(&proxy.cluster, &proxy.id.ip);
             let key = format!(
                 "{:?}|{}|{:?}|{}|{}|{:?}|{:?}|{}|{}",
                 proxy.id.kind,

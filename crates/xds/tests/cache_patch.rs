@@ -56,9 +56,12 @@ fn a_moved_endpoint_patches_the_sidecar_exactly_as_a_full_generation_would() {
         .cloned()
         .expect("httpbin pod");
     let mut pod = (*after.resources[&key]).clone();
+    let mut old_ip = String::new();
     if let isthmus_api::Object::Pod(p) = &mut pod.object {
+        old_ip = p.status.pod_ip.clone().unwrap_or_default();
         p.status.pod_ip = Some("127.0.3.9".into());
     }
+    assert!(!old_ip.is_empty(), "the pod had an address");
     after.resources.insert(key, Arc::new(pod));
     let mut v2 = snapshot(&after, 2);
     let delta = v2
@@ -93,6 +96,21 @@ fn a_moved_endpoint_patches_the_sidecar_exactly_as_a_full_generation_would() {
             );
         }
     }
+
+    // The cache's index of endpoint addresses was patched too: a proxy at the pod's old
+    // address is no longer an endpoint (it shares the plain sidecar's set), one at the new
+    // address is (its inbound side makes its own set).
+    let at = |ip: &str| {
+        let id =
+            NodeId::parse(&format!("sidecar~{ip}~client-0.bar~bar.svc.cluster.local")).expect("id");
+        v2.proxy(&id, &Default::default())
+    };
+    assert!(Arc::ptr_eq(&cache.get(&v2, &at(&old_ip)), &patched));
+    assert!(!Arc::ptr_eq(&cache.get(&v2, &at("127.0.3.9")), &patched));
+    let fresh = ResourceCache::default();
+    let plain = fresh.get(&v2, &proxy);
+    assert!(Arc::ptr_eq(&fresh.get(&v2, &at(&old_ip)), &plain));
+    assert!(!Arc::ptr_eq(&fresh.get(&v2, &at("127.0.3.9")), &plain));
 
     // Anything else changing (a rule) is not an endpoint-only delta.
     let mut with_rule = after.clone();
