@@ -186,7 +186,7 @@ pub const MULTICLUSTER_LABEL: &str = "istio/multiCluster";
 pub fn linked_clusters(local: &isthmus_registry::ClusterConfig) -> BTreeMap<String, PathBuf> {
     use base64::Engine;
     let mut out = BTreeMap::new();
-    for r in local.resources.values() {
+    for r in local.of_kind("Secret") {
         let isthmus_api::Object::Secret(sec) = &r.object else {
             continue;
         };

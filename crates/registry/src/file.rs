@@ -17,6 +17,22 @@ pub struct ClusterConfig {
     pub diagnostics: Vec<Diagnostic>,
 }
 
+impl ClusterConfig {
+    /// The resources of one kind, without walking the others (keys sort by kind first).
+    pub fn of_kind<'a>(&'a self, kind: &str) -> impl Iterator<Item = &'a Arc<Resource>> + 'a {
+        let from = ResourceKey {
+            kind: kind.to_string(),
+            namespace: String::new(),
+            name: String::new(),
+        };
+        let kind = kind.to_string();
+        self.resources
+            .range(from..)
+            .take_while(move |(k, _)| k.kind == kind)
+            .map(|(_, r)| r)
+    }
+}
+
 /// One file as last read.
 #[derive(Debug)]
 struct CachedFile {
@@ -313,6 +329,21 @@ fn display_file(f: &Option<PathBuf>) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn of_kind_yields_exactly_that_kind() {
+        let mut c = ClusterConfig::default();
+        let doc = "apiVersion: v1\nkind: Secret\nmetadata: {name: s, namespace: a}\n---\napiVersion: v1\nkind: Service\nmetadata: {name: x, namespace: a}\nspec: {ports: [{port: 80}]}\n---\napiVersion: v1\nkind: Secret\nmetadata: {name: t, namespace: b}\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: p, namespace: a}\n";
+        for r in isthmus_api::load_str(doc, None, "default").resources {
+            c.resources.insert(r.key(), Arc::new(r));
+        }
+        let names =
+            |kind: &str| -> Vec<String> { c.of_kind(kind).map(|r| r.key().to_string()).collect() };
+        assert_eq!(names("Secret").len(), 2, "{:?}", names("Secret"));
+        assert!(names("Secret").iter().all(|n| n.contains("Secret")));
+        assert_eq!(names("Pod").len(), 1);
+        assert!(names("ConfigMap").is_empty());
+    }
+
     use super::*;
 
     const SE: &str = "apiVersion: networking.istio.io/v1alpha3\nkind: ServiceEntry\nmetadata:\n  name: httpbin-bar\n  namespace: foo\nspec:\n  hosts: [httpbin.bar.global]\n  ports:\n  - {name: http1, number: 8000, protocol: http}\n  resolution: DNS\n  endpoints:\n  - address: 198.18.0.2\n    ports: {http1: 15443}\n";

@@ -1,11 +1,12 @@
 //! The ADS gRPC service, and its state-of-the-world stream.
 
+use crate::request::SotwRequest;
 use crate::service::{AdsService, Requests, ResponseTx, StreamHandler};
 use crate::state::{StreamProxy, PUSH_ORDER};
 use crate::status::XdsStatus;
 use crate::wire::WireMessage;
 use bytes::Bytes;
-use envoy_types::pb::envoy::service::discovery::v3::{DeltaDiscoveryRequest, DiscoveryRequest};
+use envoy_types::pb::envoy::service::discovery::v3::DeltaDiscoveryRequest;
 use futures::StreamExt;
 use isthmus_model::MeshSnapshot;
 use std::collections::BTreeMap;
@@ -60,7 +61,7 @@ fn whole_set_type(type_url: &str) -> bool {
 }
 
 impl StreamHandler for AdsServer {
-    fn sotw(&self, mut input: Requests<DiscoveryRequest>, tx: ResponseTx) {
+    fn sotw(&self, mut input: Requests<SotwRequest>, tx: ResponseTx) {
         let mut snapshots = self.snapshots.clone();
         let status = self.status.clone();
         let cache = self.cache.clone();
@@ -89,7 +90,7 @@ impl StreamHandler for AdsServer {
 type Tx = ResponseTx;
 
 async fn sotw_stream(
-    input: &mut Streaming<DiscoveryRequest>,
+    input: &mut Streaming<SotwRequest>,
     tx: &Tx,
     snapshots: &mut watch::Receiver<Arc<MeshSnapshot>>,
     status: &Arc<XdsStatus>,
@@ -122,8 +123,8 @@ async fn sotw_stream(
                         status.ack(id, &req.type_url, &req.version_info);
                     }
                 }
-                if req.resource_names != w.names {
-                    w.names = req.resource_names.clone();
+                if !req.names_equal(&w.names) {
+                    w.names = req.names()?;
                     w.name_set = w.names.iter().cloned().collect();
                     respond = true;
                 }

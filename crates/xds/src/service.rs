@@ -2,10 +2,11 @@
 //! decoder, responses are [`WireMessage`]s whose shared parts go to HTTP/2 as they are
 //! (tonic's generated server would copy every response into a per-stream buffer first).
 
+use crate::request::SotwRequest;
 use crate::wire::WireMessage;
 use bytes::{BufMut, Bytes, BytesMut};
 use envoy_types::pb::envoy::service::discovery::v3::{
-    DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse,
+    DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryResponse,
 };
 use http_body::Frame;
 use std::collections::VecDeque;
@@ -38,7 +39,7 @@ pub type Requests<T> = Streaming<T>;
 /// Starts one stream: given its decoded requests and where to send responses.
 pub trait StreamHandler: Clone + Send + Sync + 'static {
     /// Runs a state-of-the-world stream.
-    fn sotw(&self, input: Requests<DiscoveryRequest>, tx: ResponseTx);
+    fn sotw(&self, input: Requests<SotwRequest>, tx: ResponseTx);
     /// Runs a delta stream.
     fn delta(&self, input: Requests<DeltaDiscoveryRequest>, tx: ResponseTx);
 }
@@ -76,7 +77,7 @@ impl<H: StreamHandler> tonic::codegen::Service<http::Request<Body>> for AdsServi
             match req.uri().path() {
                 SOTW_PATH => {
                     let mut codec =
-                        tonic_prost::ProstCodec::<DiscoveryResponse, DiscoveryRequest>::default();
+                        tonic_prost::ProstCodec::<DiscoveryResponse, SotwRequest>::default();
                     let input = Streaming::new_request(
                         codec.decoder(),
                         req.into_body(),
