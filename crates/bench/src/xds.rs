@@ -129,7 +129,9 @@ async fn sotw(
     let mut client = AggregatedDiscoveryServiceClient::new(channel(cfg).await?)
         .max_decoding_message_size(256 << 20);
     let (tx, rx) = mpsc::channel(16);
-    for (k, t) in TYPES.iter().enumerate() {
+    // Clusters, listeners and routes by wildcard; endpoints by the names of the EDS clusters,
+    // once the clusters are known, as Envoy does (and every endpoint ACK repeats the names).
+    for (k, t) in TYPES.iter().enumerate().filter(|(k, _)| *k != 1) {
         tx.send(DiscoveryRequest {
             node: (k == 0).then(|| node(i, &cfg.cluster)),
             type_url: t.to_string(),
@@ -145,13 +147,17 @@ async fn sotw(
         .into_inner();
     let mut versions = [0u64; 4];
     let mut full_at = 0u64;
+    let mut eds_names: Vec<String> = Vec::new();
+    let mut eds_nonce = String::new();
+    let mut eds_version = String::new();
     while let Some(resp) = stream.next().await {
         let resp = resp.map_err(|e| e.to_string())?;
         let now = Instant::now();
         bytes.fetch_add(resp.encoded_len() as u64, Ordering::Relaxed);
         responses.fetch_add(1, Ordering::Relaxed);
         let version: u64 = resp.version_info.parse().unwrap_or(0);
-        if let Some(k) = TYPES.iter().position(|t| *t == resp.type_url) {
+        let k = TYPES.iter().position(|t| *t == resp.type_url);
+        if let Some(k) = k {
             versions[k] = version;
             if k == 1 {
                 let _ = events.send(Event::Endpoints(i, version, now));
@@ -162,16 +168,75 @@ async fn sotw(
             full_at = min;
             let _ = events.send(Event::Full(i, min, now));
         }
+        if k == Some(1) {
+            eds_nonce.clone_from(&resp.nonce);
+            eds_version.clone_from(&resp.version_info);
+        }
         tx.send(DiscoveryRequest {
             type_url: resp.type_url.clone(),
             version_info: resp.version_info.clone(),
             response_nonce: resp.nonce.clone(),
+            resource_names: if k == Some(1) {
+                eds_names.clone()
+            } else {
+                Vec::new()
+            },
             ..Default::default()
         })
         .await
         .map_err(|e| e.to_string())?;
+        if k == Some(0) {
+            let names = eds_cluster_names(&resp.resources);
+            if names != eds_names {
+                eds_names = names;
+                tx.send(DiscoveryRequest {
+                    type_url: TYPES[1].to_string(),
+                    version_info: eds_version.clone(),
+                    response_nonce: eds_nonce.clone(),
+                    resource_names: eds_names.clone(),
+                    ..Default::default()
+                })
+                .await
+                .map_err(|e| e.to_string())?;
+            }
+        }
     }
     Ok(())
+}
+
+/// The head of a Cluster: its name, discovery type and EDS service name (other fields are
+/// skipped while decoding, so reading 10,000 clusters stays cheap).
+#[derive(Clone, PartialEq, prost::Message)]
+struct ClusterHead {
+    #[prost(string, tag = "1")]
+    name: String,
+    #[prost(int32, tag = "2")]
+    discovery_type: i32,
+    #[prost(message, optional, tag = "3")]
+    eds: Option<EdsHead>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct EdsHead {
+    #[prost(string, tag = "2")]
+    service_name: String,
+}
+
+/// `envoy.config.cluster.v3.Cluster.DiscoveryType.EDS`.
+const EDS: i32 = 3;
+
+/// The names Envoy subscribes to for endpoints: each EDS cluster's service name, or its
+/// own name when that is empty.
+fn eds_cluster_names(clusters: &[envoy_types::pb::google::protobuf::Any]) -> Vec<String> {
+    clusters
+        .iter()
+        .filter_map(|a| ClusterHead::decode(a.value.as_slice()).ok())
+        .filter(|c| c.discovery_type == EDS)
+        .map(|c| match c.eds {
+            Some(e) if !e.service_name.is_empty() => e.service_name,
+            _ => c.name,
+        })
+        .collect()
 }
 
 async fn delta(
@@ -285,4 +350,52 @@ pub async fn wait_endpoints(
         }
     }
     done
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use envoy_types::pb::envoy::config::cluster::v3::cluster::{
+        ClusterDiscoveryType, DiscoveryType, EdsClusterConfig,
+    };
+    use envoy_types::pb::envoy::config::cluster::v3::Cluster;
+    use envoy_types::pb::google::protobuf::Any;
+
+    fn any(c: Cluster) -> Any {
+        Any {
+            type_url: TYPES[0].into(),
+            value: c.encode_to_vec(),
+        }
+    }
+
+    #[test]
+    fn endpoints_are_asked_for_by_eds_cluster_as_envoy_does() {
+        let eds = |name: &str, service: &str| Cluster {
+            name: name.into(),
+            cluster_discovery_type: Some(ClusterDiscoveryType::Type(DiscoveryType::Eds as i32)),
+            eds_cluster_config: Some(EdsClusterConfig {
+                service_name: service.into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let static_cluster = Cluster {
+            name: "BlackHoleCluster".into(),
+            cluster_discovery_type: Some(ClusterDiscoveryType::Type(DiscoveryType::Static as i32)),
+            ..Default::default()
+        };
+        let got = eds_cluster_names(&[
+            any(eds(
+                "outbound|80||a.ns.svc.cluster.local",
+                "outbound|80||a.ns.svc.cluster.local",
+            )),
+            any(static_cluster),
+            any(eds("b", "")),
+            any(eds("c", "c-service")),
+        ]);
+        assert_eq!(
+            got,
+            ["outbound|80||a.ns.svc.cluster.local", "b", "c-service"]
+        );
+    }
 }

@@ -49,7 +49,7 @@ struct Watch {
     nonce: String,
     sent_version: u64,
     /// What the proxy holds: name -> content hash.
-    sent: std::collections::HashMap<String, String>,
+    sent: std::collections::HashMap<Arc<str>, u64>,
     /// The resource set `sent` was taken from.
     base: Option<Arc<crate::cache::Encoded>>,
 }
@@ -216,11 +216,11 @@ async fn send(
     if removed_any {
         w.sent = current
             .iter()
-            .map(|r| (r.name.clone(), r.version.clone()))
+            .map(|r| (r.name.clone(), r.version))
             .collect();
     } else {
         for r in &changed {
-            w.sent.insert(r.name.clone(), r.version.clone());
+            w.sent.insert(r.name.clone(), r.version);
         }
     }
     w.base = Some(encoded.clone());
@@ -267,7 +267,7 @@ async fn push_patch(
         }
         // Gone, or new to this proxy: the full comparison decides.
         let r = encoded.find(type_url, name)?;
-        if !w.sent.contains_key(name) {
+        if !w.sent.contains_key(name.as_str()) {
             return None;
         }
         changed.push(r);
@@ -281,7 +281,7 @@ async fn push_patch(
         return Some(Ok(()));
     }
     for r in &changed {
-        w.sent.insert(r.name.clone(), r.version.clone());
+        w.sent.insert(r.name.clone(), r.version);
     }
     let resources = changed.iter().map(|r| r.entry.clone()).collect();
     Some(respond(tx, snapshot, type_url, w, nonce, status, resources).await)

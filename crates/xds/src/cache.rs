@@ -20,15 +20,15 @@ use std::sync::{Arc, Mutex, OnceLock};
 /// One encoded resource.
 #[derive(Debug, Clone)]
 pub struct EncodedResource {
-    /// Its name.
-    pub name: String,
+    /// Its name (shared with the streams that remember having sent it).
+    pub name: Arc<str>,
     /// Its `resources` entry as a response carries it (see [`crate::wire`]): shared by every
     /// stream that sends it, and usually a slice of its type's whole set.
     pub entry: Bytes,
     /// Where the encoded `Any` starts in `entry`.
     any_at: usize,
-    /// A hash of the bytes (the delta protocol's resource version).
-    pub version: String,
+    /// A hash of the bytes (the delta protocol's resource version, in hex on the wire).
+    pub version: u64,
 }
 
 impl EncodedResource {
@@ -76,7 +76,12 @@ fn encode(res: &ProxyResources, type_url: &str) -> (Vec<EncodedResource>, Bytes)
         let any_at = crate::wire::put_resource_entry(&mut buf, &r.resource);
         let mut h = DefaultHasher::new();
         r.resource.value.hash(&mut h);
-        spans.push((r.name, start..buf.len(), any_at, h.finish()));
+        spans.push((
+            Arc::<str>::from(r.name),
+            start..buf.len(),
+            any_at,
+            h.finish(),
+        ));
     }
     let whole = buf.freeze();
     let list = spans
@@ -85,7 +90,7 @@ fn encode(res: &ProxyResources, type_url: &str) -> (Vec<EncodedResource>, Bytes)
             name,
             entry: whole.slice(span),
             any_at,
-            version: format!("{hash:016x}"),
+            version: hash,
         })
         .collect();
     (list, whole)
@@ -123,21 +128,21 @@ impl Encoded {
             if *t != isthmus_envoy::CLUSTER_TYPE && *t != isthmus_envoy::ENDPOINT_TYPE {
                 continue;
             }
-            let mut old: HashMap<String, String> = HashMap::new();
+            let mut old: HashMap<Arc<str>, u64> = HashMap::new();
             by_type[i].retain(|r| {
                 let hit = parse_outbound(&r.name).is_some_and(|(_, _, host)| hosts.contains(host));
                 if hit {
-                    old.insert(r.name.clone(), r.version.clone());
+                    old.insert(r.name.clone(), r.version);
                 }
                 !hit
             });
             let (fresh, _) = encode(&part, t);
             for r in &fresh {
-                if old.remove(&r.name).as_ref() != Some(&r.version) {
-                    names[i].push(r.name.clone());
+                if old.remove(&r.name) != Some(r.version) {
+                    names[i].push(r.name.to_string());
                 }
             }
-            names[i].extend(old.into_keys());
+            names[i].extend(old.into_keys().map(|n| n.to_string()));
             by_type[i].extend(fresh);
             by_type[i].sort_by(|a, b| a.name.cmp(&b.name));
         }
@@ -166,7 +171,7 @@ impl Encoded {
     /// The resource `name` of `type_url`.
     pub fn find(&self, type_url: &str, name: &str) -> Option<&EncodedResource> {
         let list = self.of_type(type_url);
-        list.binary_search_by(|r| r.name.as_str().cmp(name))
+        list.binary_search_by(|r| r.name.as_ref().cmp(name))
             .ok()
             .map(|i| &list[i])
     }

@@ -21,7 +21,7 @@ struct Subscription {
     wildcard: bool,
     names: BTreeSet<String>,
     /// What the proxy has: name -> version.
-    sent: BTreeMap<String, String>,
+    sent: BTreeMap<Arc<str>, u64>,
     nonce: String,
     answered: bool,
     /// The resource set `sent` reflects (after a full comparison or a patched push).
@@ -68,7 +68,13 @@ pub async fn delta_stream(
                 }
                 if first_for_type {
                     sub.wildcard = is_wildcard_type(&req.type_url) && req.resource_names_subscribe.is_empty();
-                    sub.sent = req.initial_resource_versions.clone().into_iter().collect();
+                    // Versions this server did not write (not our hex hashes) match nothing,
+                    // so those resources are sent again.
+                    sub.sent = req
+                        .initial_resource_versions
+                        .iter()
+                        .map(|(n, v)| (Arc::from(n.as_str()), u64::from_str_radix(v, 16).unwrap_or(0)))
+                        .collect();
                 }
                 let mut changed = first_for_type;
                 for n in &req.resource_names_subscribe {
@@ -78,7 +84,7 @@ pub async fn delta_stream(
                     } else if sub.names.insert(n.clone()) {
                         changed = true;
                         // Re-send on re-subscribe even if the proxy had it.
-                        sub.sent.remove(n);
+                        sub.sent.remove(n.as_str());
                     }
                 }
                 for n in &req.resource_names_unsubscribe {
@@ -86,7 +92,7 @@ pub async fn delta_stream(
                         sub.wildcard = false;
                     }
                     sub.names.remove(n);
-                    sub.sent.remove(n);
+                    sub.sent.remove(n.as_str());
                 }
                 if changed {
                     nonce += 1;
@@ -121,7 +127,7 @@ pub async fn delta_stream(
 fn delta_resource(r: &crate::cache::EncodedResource) -> DeltaEntry<'_> {
     DeltaEntry {
         name: &r.name,
-        version: &r.version,
+        version: r.version,
         any: r.any_bytes(),
     }
 }
@@ -156,12 +162,12 @@ async fn push(
             match encoded.find(type_url, name) {
                 Some(r) => {
                     if sub.sent.get(&r.name) != Some(&r.version) {
-                        sub.sent.insert(r.name.clone(), r.version.clone());
+                        sub.sent.insert(r.name.clone(), r.version);
                         resources.push(delta_resource(r));
                     }
                 }
                 None => {
-                    if sub.sent.remove(name).is_some() {
+                    if sub.sent.remove(name.as_str()).is_some() {
                         removed.push(name.clone());
                     }
                 }
@@ -176,22 +182,22 @@ async fn push(
         )
         .await;
     }
-    let mut present = BTreeSet::new();
+    let mut present = std::collections::HashSet::new();
     for r in encoded.of_type(type_url).iter().filter(|r| wanted(&r.name)) {
-        present.insert(r.name.clone());
+        present.insert(r.name.as_ref());
         if sub.sent.get(&r.name) != Some(&r.version) {
-            sub.sent.insert(r.name.clone(), r.version.clone());
+            sub.sent.insert(r.name.clone(), r.version);
             resources.push(delta_resource(r));
         }
     }
     let removed: Vec<String> = sub
         .sent
         .keys()
-        .filter(|n| !present.contains(*n))
-        .cloned()
+        .filter(|n| !present.contains(n.as_ref()))
+        .map(|n| n.to_string())
         .collect();
     for n in &removed {
-        sub.sent.remove(n);
+        sub.sent.remove(n.as_str());
     }
     sub.base = Some(encoded.clone());
     if resources.is_empty() && removed.is_empty() && sub.answered {

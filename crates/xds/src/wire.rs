@@ -120,11 +120,11 @@ impl WireMessage {
         let mut heads = BytesMut::new();
         let mut spans = Vec::with_capacity(resources.len());
         for r in resources {
-            let inner =
-                field_len(r.version.len()) + field_len(r.name.len()) + field_len(r.any.len());
+            let inner = field_len(VERSION_HEX) + field_len(r.name.len()) + field_len(r.any.len());
             let start = heads.len();
             put_field_header(&mut heads, tag::FIELD_2, inner);
-            put_str(&mut heads, tag::FIELD_1, r.version);
+            put_field_header(&mut heads, tag::FIELD_1, VERSION_HEX);
+            put_hex(&mut heads, r.version);
             put_str(&mut heads, tag::FIELD_3, r.name);
             put_field_header(&mut heads, tag::FIELD_2, r.any.len());
             spans.push(start..heads.len());
@@ -173,13 +173,23 @@ impl WireMessage {
     }
 }
 
+/// A delta resource's version on the wire: its 64-bit hash in 16 hex digits.
+const VERSION_HEX: usize = 16;
+
+fn put_hex(buf: &mut BytesMut, v: u64) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for shift in (0..16).rev() {
+        buf.put_u8(DIGITS[((v >> (shift * 4)) & 0xf) as usize]);
+    }
+}
+
 /// One resource of a delta response.
 #[derive(Debug, Clone)]
 pub struct DeltaEntry<'a> {
     /// Its name.
     pub name: &'a str,
-    /// Its version (a hash of its bytes).
-    pub version: &'a str,
+    /// Its version (a hash of its bytes), written as 16 hex digits.
+    pub version: u64,
     /// The encoded `Any`, shared.
     pub any: Bytes,
 }
@@ -255,12 +265,12 @@ mod tests {
         let entries = vec![
             DeltaEntry {
                 name: "a",
-                version: "v1",
+                version: 0xab,
                 any: encoded[0].clone(),
             },
             DeltaEntry {
                 name: "outbound|80||b.ns.svc.cluster.local",
-                version: "0123456789abcdef",
+                version: 0x0123_4567_89ab_cdef,
                 any: encoded[1].clone(),
             },
         ];
@@ -272,7 +282,7 @@ mod tests {
             resources: vec![
                 Resource {
                     name: "a".into(),
-                    version: "v1".into(),
+                    version: "00000000000000ab".into(),
                     resource: Some(anys[0].clone()),
                     ..Default::default()
                 },

@@ -27,14 +27,10 @@ fn snapshot(c: &ClusterConfig, version: u64) -> MeshSnapshot {
     )
 }
 
-fn listing(e: &isthmus_xds::cache::Encoded) -> Vec<(String, String)> {
+fn listing(e: &isthmus_xds::cache::Encoded) -> Vec<(String, u64)> {
     isthmus_xds::state::PUSH_ORDER
         .iter()
-        .flat_map(|t| {
-            e.of_type(t)
-                .iter()
-                .map(|r| (r.name.clone(), r.version.clone()))
-        })
+        .flat_map(|t| e.of_type(t).iter().map(|r| (r.name.to_string(), r.version)))
         .collect()
 }
 
