@@ -5,9 +5,7 @@
 use crate::request::SotwRequest;
 use crate::wire::WireMessage;
 use bytes::{BufMut, Bytes, BytesMut};
-use envoy_types::pb::envoy::service::discovery::v3::{
-    DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryResponse,
-};
+use envoy_types::pb::envoy::service::discovery::v3::DeltaDiscoveryRequest;
 use http_body::Frame;
 use std::collections::VecDeque;
 use std::convert::Infallible;
@@ -76,31 +74,13 @@ impl<H: StreamHandler> tonic::codegen::Service<http::Request<Body>> for AdsServi
         } else {
             match req.uri().path() {
                 SOTW_PATH => {
-                    let mut codec =
-                        tonic_prost::ProstCodec::<DiscoveryResponse, SotwRequest>::default();
-                    let input = Streaming::new_request(
-                        codec.decoder(),
-                        req.into_body(),
-                        None,
-                        Some(MAX_REQUEST_BYTES),
-                    );
                     let (tx, rx) = mpsc::channel(16);
-                    self.handler.sotw(input, tx);
+                    self.handler.sotw(requests(req.into_body()), tx);
                     grpc_response(rx)
                 }
                 DELTA_PATH => {
-                    let mut codec = tonic_prost::ProstCodec::<
-                        DeltaDiscoveryResponse,
-                        DeltaDiscoveryRequest,
-                    >::default();
-                    let input = Streaming::new_request(
-                        codec.decoder(),
-                        req.into_body(),
-                        None,
-                        Some(MAX_REQUEST_BYTES),
-                    );
                     let (tx, rx) = mpsc::channel(16);
-                    self.handler.delta(input, tx);
+                    self.handler.delta(requests(req.into_body()), tx);
                     grpc_response(rx)
                 }
                 other => Status::unimplemented(format!("no method {other}")).into_http(),
@@ -108,6 +88,13 @@ impl<H: StreamHandler> tonic::codegen::Service<http::Request<Body>> for AdsServi
         };
         Box::pin(std::future::ready(Ok(response)))
     }
+}
+
+/// The request messages of a stream's body, decoded as they arrive.
+fn requests<T: prost::Message + Default + Send + 'static>(body: Body) -> Streaming<T> {
+    // The codec's encoding half is unused: responses are written by `WireBody`.
+    let mut codec = tonic_prost::ProstCodec::<T, T>::default();
+    Streaming::new_request(codec.decoder(), body, None, Some(MAX_REQUEST_BYTES))
 }
 
 /// Requests are read uncompressed: a client that compresses them is told so up front
@@ -264,6 +251,57 @@ mod tests {
             trailer.get("grpc-status").map(|v| v.as_bytes()),
             Some(&b"0"[..])
         );
+    }
+
+    /// Counts the streams it was asked to run.
+    #[derive(Clone, Default)]
+    struct Counting(std::sync::Arc<std::sync::atomic::AtomicUsize>);
+
+    impl StreamHandler for Counting {
+        fn sotw(&self, _input: Requests<SotwRequest>, _tx: ResponseTx) {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+        fn delta(&self, _input: Requests<DeltaDiscoveryRequest>, _tx: ResponseTx) {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
+    async fn call(path: &str, encoding: Option<&str>) -> (http::Response<Body>, usize) {
+        use tonic::codegen::Service;
+        let handler = Counting::default();
+        let mut svc = AdsService::new(handler.clone());
+        let mut req = http::Request::builder().uri(format!("http://cp{path}"));
+        if let Some(e) = encoding {
+            req = req.header("grpc-encoding", e);
+        }
+        let req = req.body(Body::empty()).expect("request");
+        let resp = svc.call(req).await.expect("infallible");
+        (resp, handler.0.load(std::sync::atomic::Ordering::SeqCst))
+    }
+
+    fn grpc_status(resp: &http::Response<Body>) -> Option<&[u8]> {
+        resp.headers().get("grpc-status").map(|v| v.as_bytes())
+    }
+
+    #[tokio::test]
+    async fn routes_both_streams_and_refuses_the_rest() {
+        let (resp, started) = call(SOTW_PATH, None).await;
+        assert_eq!(started, 1);
+        assert_eq!(
+            resp.headers().get("content-type").map(|v| v.as_bytes()),
+            Some(&b"application/grpc"[..])
+        );
+        assert_eq!(grpc_status(&resp), None, "the status comes in the trailers");
+        let (_, started) = call(DELTA_PATH, Some("identity")).await;
+        assert_eq!(started, 1);
+        let (resp, started) = call(
+            "/envoy.service.discovery.v3.AggregatedDiscoveryService/Nope",
+            None,
+        )
+        .await;
+        assert_eq!((started, grpc_status(&resp)), (0, Some(&b"12"[..])));
+        let (resp, started) = call(SOTW_PATH, Some("gzip")).await;
+        assert_eq!((started, grpc_status(&resp)), (0, Some(&b"12"[..])));
     }
 
     #[tokio::test]
