@@ -559,6 +559,34 @@ mod tests {
         let third = MeshSnapshot::build(&input(&gone, Some(cache.clone())), 3);
         assert!(!third.services.contains_key("sleep.foo.svc.cluster.local"));
         assert!(format!("{cache:?}").contains("namespaces: 2"), "{cache:?}");
+
+        // With the same namespaces as the build before, only the rebuilt namespace's Services
+        // are merged again; the result still equals a fresh build, also when a Service goes
+        // while its namespace stays (the sleep Pod remains).
+        let mut no_sleep_svc = after.clone();
+        no_sleep_svc
+            .resources
+            .retain(|k, _| !(k.kind == "Service" && k.name == "sleep"));
+        let b4 = MeshSnapshot::build(&input(&after, Some(cache.clone())), 4);
+        let b5 = MeshSnapshot::build(&input(&no_sleep_svc, Some(cache.clone())), 5);
+        let fresh5 = MeshSnapshot::build(&input(&no_sleep_svc, None), 5);
+        assert!(b4.services.contains_key("sleep.foo.svc.cluster.local"));
+        assert_eq!(b5.services, fresh5.services);
+        assert_eq!(b5.pods, fresh5.pods);
+        assert_eq!(
+            (
+                b5.reuse.namespaces_built,
+                b5.reuse.services_built,
+                b5.reuse.services_reused
+            ),
+            (1, 0, 1),
+            "{:?}",
+            b5.reuse
+        );
+        // And back: the Service returns.
+        let b6 = MeshSnapshot::build(&input(&after, Some(cache.clone())), 6);
+        assert_eq!(b6.services, fresh.services);
+        assert_eq!(b6.pods, fresh.pods);
     }
 
     #[test]

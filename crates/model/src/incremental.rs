@@ -18,7 +18,7 @@ use isthmus_api::enums::{Location, Protocol, Resolution};
 use isthmus_api::kube::IntOrString;
 use isthmus_api::{Object, Resource};
 use isthmus_registry::ClusterConfig;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, Weak};
 
@@ -83,6 +83,15 @@ struct Inner {
     /// (a weak reference: it keeps that version's address from being reused but lets the
     /// registry move on without copying).
     clusters: HashMap<String, (Weak<ClusterConfig>, Arc<ClusterObjects>)>,
+    /// The last build's output, with the groups it came from in order.
+    last: Option<LastBuild>,
+}
+
+/// What [`pods_and_services`] returned last time.
+struct LastBuild {
+    groups: Vec<(String, String)>,
+    pods: PodsByNamespace,
+    services: BTreeMap<String, Arc<Service>>,
 }
 
 /// One cluster's objects sorted for the build: Pods and Services by namespace, its
@@ -102,8 +111,29 @@ pub struct ClusterObjects {
 
 fn sort_objects(c: &ClusterConfig) -> ClusterObjects {
     let mut out = ClusterObjects::default();
+    // Keys sort by kind, then namespace: Pods (and Services) of one namespace come in a run,
+    // which goes into the map with one lookup instead of one per object.
+    let mut run: Vec<Arc<Resource>> = Vec::new();
+    let flush = |run: &mut Vec<Arc<Resource>>, out: &mut ClusterObjects| {
+        let Some(first) = run.first() else {
+            return;
+        };
+        let ns = first.object.metadata().namespace.clone();
+        out.by_namespace.entry(ns).or_default().append(run);
+    };
     for r in c.resources.values() {
         match &r.object {
+            Object::Pod(_) | Object::Service(_) => {
+                let ns = &r.object.metadata().namespace;
+                if run
+                    .first()
+                    .is_some_and(|f| &f.object.metadata().namespace != ns)
+                {
+                    flush(&mut run, &mut out);
+                }
+                run.push(r.clone());
+                continue;
+            }
             Object::Namespace(n) => {
                 if let Some(l) = n.metadata.labels.get(NETWORK_LABEL) {
                     out.namespace_networks
@@ -112,18 +142,11 @@ fn sort_objects(c: &ClusterConfig) -> ClusterObjects {
                 out.rules.push(r.clone());
             }
             Object::Endpoints(_) => out.endpoints.push(r.clone()),
-            Object::Pod(_) | Object::Service(_) => {
-                let ns = &r.object.metadata().namespace;
-                match out.by_namespace.get_mut(ns) {
-                    Some(v) => v.push(r.clone()),
-                    None => {
-                        out.by_namespace.insert(ns.clone(), vec![r.clone()]);
-                    }
-                }
-            }
             _ => out.rules.push(r.clone()),
         }
+        flush(&mut run, &mut out);
     }
+    flush(&mut run, &mut out);
     out
 }
 
@@ -190,9 +213,9 @@ pub fn pods_and_services(
 ) -> (PodsByNamespace, BTreeMap<String, Arc<Service>>, Reuse) {
     let mut guard = cache.and_then(|c| c.inner.lock().ok());
     let mut reuse = Reuse::default();
-    let mut pods = BTreeMap::new();
-    let mut fragments: BTreeMap<String, Vec<Arc<ServiceFragment>>> = BTreeMap::new();
-    let mut seen: HashSet<(String, String)> = HashSet::new();
+    let mut built_groups: Vec<((String, String), Arc<NamespaceBuild>)> = Vec::new();
+    // (host, namespace) of every Service in a namespace built afresh, before and after.
+    let mut dirty: BTreeSet<(String, String)> = BTreeSet::new();
     for (ctx, objects) in groups {
         let key = (ctx.cluster.clone(), ctx.namespace.clone());
         let cached = guard.as_ref().and_then(|g| {
@@ -212,6 +235,9 @@ pub fn pods_and_services(
                 // Services of the namespace that came out the same keep their old object,
                 // so that their merged Service is reused too.
                 if let Some(old) = guard.as_ref().and_then(|g| g.groups.get(&key)) {
+                    for f in &old.built.services {
+                        dirty.insert((f.service.hostname.clone(), f.service.namespace.clone()));
+                    }
                     for f in &mut b.services {
                         if let Some(prev) = old.built.services.iter().find(|p| {
                             p.service.hostname == f.service.hostname
@@ -221,6 +247,9 @@ pub fn pods_and_services(
                             *f = prev.clone();
                         }
                     }
+                }
+                for f in &b.services {
+                    dirty.insert((f.service.hostname.clone(), f.service.namespace.clone()));
                 }
                 let b = Arc::new(b);
                 if let Some(g) = guard.as_mut() {
@@ -236,54 +265,116 @@ pub fn pods_and_services(
                 b
             }
         };
-        seen.insert(key.clone());
-        if !built.pods.is_empty() {
-            pods.insert(key, built.pods.clone());
-        }
-        for f in &built.services {
-            fragments
-                .entry(f.service.hostname.clone())
-                .or_default()
-                .push(f.clone());
-        }
+        built_groups.push((key, built));
     }
-    let mut services = BTreeMap::new();
-    for (host, frags) in fragments {
-        let cached = guard.as_ref().and_then(|g| {
-            g.merged
-                .get(&host)
-                .filter(|e| same_fragments(&e.fragments, &frags))
-                .map(|e| e.merged.clone())
-        });
-        let merged = match cached {
-            Some(m) => {
-                reuse.services_reused += 1;
-                m
-            }
-            None => {
-                reuse.services_built += 1;
-                let m = Arc::new(merge(&frags));
-                if let Some(g) = guard.as_mut() {
-                    g.merged.insert(
-                        host.clone(),
-                        MergedEntry {
-                            fragments: frags,
-                            merged: m.clone(),
-                        },
-                    );
+    let keys: Vec<(String, String)> = built_groups.iter().map(|(k, _)| k.clone()).collect();
+    let last = guard
+        .as_mut()
+        .and_then(|g| g.last.take())
+        .filter(|l| l.groups == keys);
+    let (pods, services) = match last {
+        // The same namespaces as last time: only the Services of the rebuilt ones are merged
+        // again (walking every Service of the mesh cost more than the change itself).
+        Some(last) => {
+            let mut pods = last.pods;
+            let mut services = last.services;
+            for (key, built) in &built_groups {
+                if built.pods.is_empty() {
+                    pods.remove(key);
+                } else if pods.get(key).is_none_or(|p| !Arc::ptr_eq(p, &built.pods)) {
+                    pods.insert(key.clone(), built.pods.clone());
                 }
-                m
             }
-        };
-        services.insert(host, merged);
-    }
+            for (host, namespace) in &dirty {
+                let frags: Vec<Arc<ServiceFragment>> = built_groups
+                    .iter()
+                    .filter(|(k, _)| &k.1 == namespace)
+                    .flat_map(|(_, b)| b.services.iter())
+                    .filter(|f| &f.service.hostname == host)
+                    .cloned()
+                    .collect();
+                if frags.is_empty() {
+                    services.remove(host);
+                    if let Some(g) = guard.as_mut() {
+                        g.merged.remove(host);
+                    }
+                    continue;
+                }
+                let merged = merged_service(guard.as_deref_mut(), &mut reuse, host, frags);
+                services.insert(host.clone(), merged);
+            }
+            reuse.services_reused = services.len().saturating_sub(reuse.services_built);
+            (pods, services)
+        }
+        None => {
+            let mut pods = BTreeMap::new();
+            let mut fragments: BTreeMap<String, Vec<Arc<ServiceFragment>>> = BTreeMap::new();
+            for (key, built) in &built_groups {
+                if !built.pods.is_empty() {
+                    pods.insert(key.clone(), built.pods.clone());
+                }
+                for f in &built.services {
+                    fragments
+                        .entry(f.service.hostname.clone())
+                        .or_default()
+                        .push(f.clone());
+                }
+            }
+            let mut services = BTreeMap::new();
+            for (host, frags) in fragments {
+                let merged = merged_service(guard.as_deref_mut(), &mut reuse, &host, frags);
+                services.insert(host, merged);
+            }
+            if let Some(g) = guard.as_mut() {
+                // What is gone from the registries goes from the cache.
+                let seen: HashSet<&(String, String)> = keys.iter().collect();
+                g.groups.retain(|k, _| seen.contains(k));
+                g.merged.retain(|h, _| services.contains_key(h));
+            }
+            (pods, services)
+        }
+    };
     if let Some(g) = guard.as_mut() {
-        // What is gone from the registries goes from the cache.
-        g.groups.retain(|k, _| seen.contains(k));
         g.clusters.retain(|_, (weak, _)| weak.strong_count() > 0);
-        g.merged.retain(|h, _| services.contains_key(h));
+        g.last = Some(LastBuild {
+            groups: keys,
+            pods: pods.clone(),
+            services: services.clone(),
+        });
     }
     (pods, services, reuse)
+}
+
+/// The merged Service of `host`: the cached one while its fragments are the same objects,
+/// merged afresh (and cached) otherwise.
+fn merged_service(
+    g: Option<&mut Inner>,
+    reuse: &mut Reuse,
+    host: &str,
+    frags: Vec<Arc<ServiceFragment>>,
+) -> Arc<Service> {
+    let Some(g) = g else {
+        reuse.services_built += 1;
+        return Arc::new(merge(&frags));
+    };
+    if let Some(e) = g
+        .merged
+        .get(host)
+        .filter(|e| same_fragments(&e.fragments, &frags))
+    {
+        reuse.services_reused += 1;
+        return e.merged.clone();
+    }
+    reuse.services_built += 1;
+    let m = Arc::new(merge(&frags));
+    g.merged.insert(
+        host.to_string(),
+        MergedEntry {
+            fragments: frags,
+            merged: m.clone(),
+        },
+    );
+    m
 }
 
 /// One Service from its clusters' fragments: the definition of the first cluster that has
