@@ -525,6 +525,7 @@ mod tests {
                 .map(|r| (r.key(), Arc::new(r)))
                 .collect(),
             diagnostics: Vec::new(),
+            ..Default::default()
         }
     }
 

@@ -19,6 +19,7 @@ fn cluster(name: &str, yaml: &str) -> ClusterConfig {
             .map(|r| (r.key(), Arc::new(r)))
             .collect(),
         diagnostics: Vec::new(),
+        ..Default::default()
     }
 }
 

@@ -105,7 +105,7 @@ impl MeshSnapshot {
 
         // Selector-less services take their endpoints from Endpoints objects.
         for (c, objects) in input.clusters.iter().zip(&sorted) {
-            for r in &objects.endpoints {
+            for r in objects.endpoints.iter() {
                 let Object::Endpoints(e) = &r.object else {
                     continue;
                 };
@@ -488,6 +488,7 @@ mod tests {
                 .map(|r| (r.key(), Arc::new(r)))
                 .collect(),
             diagnostics: vec![],
+            ..Default::default()
         }
     }
 

@@ -15,6 +15,26 @@ pub struct ClusterConfig {
     pub resources: BTreeMap<ResourceKey, Arc<Resource>>,
     /// Problems of the last read, including the ones for which a last good version is kept.
     pub diagnostics: Vec<Diagnostic>,
+    /// This version's number: every read or applied change that alters the resources makes
+    /// a new one (unique in the process, so versions of different registries never match).
+    pub revision: u64,
+    /// When this version was patched from the one before by [`FileRegistry::apply`], the
+    /// keys it touched; `None` after a full read (compare everything).
+    pub last_change: Option<KeyChange>,
+}
+
+/// The keys one applied change touched (added, replaced or removed).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KeyChange {
+    /// The revision the change was applied to.
+    pub from_revision: u64,
+    /// The keys.
+    pub keys: BTreeSet<ResourceKey>,
+}
+
+fn next_revision() -> u64 {
+    static REVISION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    REVISION.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
 impl ClusterConfig {
@@ -190,6 +210,8 @@ impl FileRegistry {
             cluster: self.cluster.clone(),
             resources: next,
             diagnostics: loaded_diagnostics,
+            revision: next_revision(),
+            last_change: None,
         });
         changed
     }
@@ -290,6 +312,7 @@ impl FileRegistry {
         }
         let mut changed = false;
         let mut removed: BTreeMap<ResourceKey, Arc<Resource>> = BTreeMap::new();
+        let mut touched: BTreeSet<ResourceKey> = freed.iter().cloned().collect();
         // Copied only if a snapshot build still holds the previous version.
         let current = Arc::make_mut(&mut self.current);
         for k in freed {
@@ -310,6 +333,7 @@ impl FileRegistry {
                         r
                     }
                 };
+                touched.insert(k.clone());
                 current.resources.insert(k, r.clone());
                 kept.push(r);
             }
@@ -317,7 +341,15 @@ impl FileRegistry {
                 c.resources = kept;
             }
         }
-        changed || !removed.is_empty()
+        let changed = changed || !removed.is_empty();
+        if changed {
+            current.last_change = Some(KeyChange {
+                from_revision: current.revision,
+                keys: touched,
+            });
+            current.revision = next_revision();
+        }
+        changed
     }
 }
 
@@ -379,7 +411,26 @@ mod tests {
 
         // An edit: one file read, the namespace from its folder, the rest untouched.
         std::fs::write(dir.join("bar/p.yaml"), pod("10.0.0.2")).expect("write");
+        let revision = reg.current().revision;
+        assert_eq!(reg.current().last_change, None, "a full read lists no keys");
         assert!(reg.apply(&changes(&["bar/p.yaml"])));
+        // The new version says what it was patched from and which keys moved.
+        let change = reg.current().last_change.clone().expect("a patch");
+        assert_eq!(change.from_revision, revision);
+        assert_ne!(reg.current().revision, revision);
+        assert_eq!(
+            change
+                .keys
+                .iter()
+                .map(|k| k.to_string())
+                .collect::<Vec<_>>(),
+            [ResourceKey {
+                kind: "Pod".into(),
+                namespace: "bar".into(),
+                name: "p".into()
+            }
+            .to_string()]
+        );
         let mut fresh = FileRegistry::new("c1", &dir);
         fresh.reload();
         assert_eq!(
@@ -402,7 +453,13 @@ mod tests {
 
         // Touched with the same content: no change. A path of another registry: no change.
         std::fs::write(dir.join("bar/p.yaml"), pod("10.0.0.2")).expect("write");
+        let revision = reg.current().revision;
         assert!(!reg.apply(&changes(&["bar/p.yaml"])));
+        assert_eq!(
+            reg.current().revision,
+            revision,
+            "no change, no new version"
+        );
         assert!(!reg.apply(&Changes {
             paths: [PathBuf::from("/elsewhere/x.yaml")].into(),
             rescan: false

@@ -6,5 +6,5 @@
 pub mod file;
 pub mod watch;
 
-pub use file::{ClusterConfig, FileRegistry};
+pub use file::{ClusterConfig, FileRegistry, KeyChange};
 pub use watch::{unwatch, watch_dirs, watch_more, Changes, WatchError};
