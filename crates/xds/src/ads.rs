@@ -48,10 +48,12 @@ struct Watch {
     name_set: std::collections::HashSet<String>,
     nonce: String,
     sent_version: u64,
-    /// What the proxy holds: name -> content hash.
-    sent: std::collections::HashMap<Arc<str>, u64>,
-    /// The resource set `sent` was taken from.
+    /// The resource set of the last response: the proxy holds exactly its resources of
+    /// this type that `names` selects (every response leaves it so), which is how a stream
+    /// knows what its proxy holds without a map of 10,000 names per proxy.
     base: Option<Arc<crate::cache::Encoded>>,
+    /// How many resources the proxy holds (those of `base` that `names` selects).
+    held: usize,
 }
 
 /// Listener and Cluster responses must carry the whole set; for the other types a
@@ -189,16 +191,13 @@ async fn send(
         .filter(|r| wanted(&r.name))
         .collect();
     // What differs from what the proxy holds, without copying what does not.
-    let changed: Vec<&crate::cache::EncodedResource> = current
-        .iter()
-        .filter(|r| w.sent.get(&r.name) != Some(&r.version))
-        .copied()
-        .collect();
-    let added = changed
-        .iter()
-        .filter(|r| !w.sent.contains_key(&r.name))
-        .count();
-    let removed_any = w.sent.len() + added != current.len();
+    let held = w
+        .base
+        .as_ref()
+        .map(|b| b.of_type(type_url))
+        .unwrap_or_default();
+    let (changed, added) = differences(&current, held);
+    let removed_any = w.held + added != current.len();
     if !full && changed.is_empty() && !removed_any {
         w.sent_version = snapshot.version;
         w.base = Some(encoded.clone());
@@ -213,18 +212,34 @@ async fn send(
     } else {
         changed.iter().map(|r| r.entry.clone()).collect()
     };
-    if removed_any {
-        w.sent = current
-            .iter()
-            .map(|r| (r.name.clone(), r.version))
-            .collect();
-    } else {
-        for r in &changed {
-            w.sent.insert(r.name.clone(), r.version);
-        }
-    }
+    w.held = current.len();
     w.base = Some(encoded.clone());
     respond(tx, snapshot, type_url, w, nonce, status, resources).await
+}
+
+/// The resources of `current` whose bytes differ from `held` (both sorted by name), and how
+/// many of them `held` does not have at all.
+fn differences<'a>(
+    current: &[&'a crate::cache::EncodedResource],
+    held: &[crate::cache::EncodedResource],
+) -> (Vec<&'a crate::cache::EncodedResource>, usize) {
+    let mut changed = Vec::new();
+    let mut added = 0;
+    let mut j = 0;
+    for r in current {
+        while j < held.len() && *held[j].name < *r.name {
+            j += 1;
+        }
+        match held.get(j).filter(|h| h.name == r.name) {
+            Some(h) if h.version == r.version => {}
+            Some(_) => changed.push(*r),
+            None => {
+                changed.push(*r);
+                added += 1;
+            }
+        }
+    }
+    (changed, added)
 }
 
 async fn respond(
@@ -258,7 +273,8 @@ async fn push_patch(
     nonce: u64,
     status: &XdsStatus,
 ) -> Option<Result<(), Status>> {
-    let names = encoded.changed_since(w.base.as_ref()?, type_url)?;
+    let base = w.base.clone()?;
+    let names = encoded.changed_since(&base, type_url)?;
     let all_names = w.name_set.is_empty() || w.name_set.contains("*");
     let mut changed = Vec::new();
     for name in names {
@@ -267,9 +283,7 @@ async fn push_patch(
         }
         // Gone, or new to this proxy: the full comparison decides.
         let r = encoded.find(type_url, name)?;
-        if !w.sent.contains_key(name.as_str()) {
-            return None;
-        }
+        base.find(type_url, name)?;
         changed.push(r);
     }
     if !changed.is_empty() && whole_set_type(type_url) {
@@ -280,9 +294,37 @@ async fn push_patch(
         w.sent_version = snapshot.version;
         return Some(Ok(()));
     }
-    for r in &changed {
-        w.sent.insert(r.name.clone(), r.version);
-    }
     let resources = changed.iter().map(|r| r.entry.clone()).collect();
     Some(respond(tx, snapshot, type_url, w, nonce, status, resources).await)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cache::EncodedResource;
+
+    #[test]
+    fn differences_are_found_by_merging_sorted_sets() {
+        let held = [
+            EncodedResource::named("a", 1),
+            EncodedResource::named("b", 2),
+            EncodedResource::named("d", 4),
+        ];
+        let now = [
+            EncodedResource::named("a", 1),
+            EncodedResource::named("b", 20),
+            EncodedResource::named("c", 3),
+            EncodedResource::named("e", 5),
+        ];
+        let current: Vec<&EncodedResource> = now.iter().collect();
+        let (changed, added) = differences(&current, &held);
+        let names: Vec<&str> = changed.iter().map(|r| r.name.as_ref()).collect();
+        assert_eq!(names, ["b", "c", "e"]);
+        assert_eq!(added, 2);
+        // "d" went: the proxy held 3, the new set has 4 of which 2 are new.
+        assert_ne!(held.len() + added, current.len());
+        let (changed, added) = differences(&current, &now);
+        assert!(changed.is_empty());
+        assert_eq!(added, 0);
+    }
 }

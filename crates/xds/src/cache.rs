@@ -37,6 +37,17 @@ impl EncodedResource {
         self.entry.slice(self.any_at..)
     }
 
+    /// A resource with no bytes (tests of the set comparisons).
+    #[cfg(test)]
+    pub(crate) fn named(name: &str, version: u64) -> EncodedResource {
+        EncodedResource {
+            name: Arc::from(name),
+            entry: Bytes::new(),
+            any_at: 0,
+            version,
+        }
+    }
+
     /// The resource decoded (for tools and tests; streams send the bytes).
     pub fn to_any(&self) -> Option<Any> {
         Any::decode(self.any_bytes()).ok()
@@ -64,7 +75,9 @@ struct Patch {
 
 /// Encodes `type_url`'s resources into one buffer; each resource's entry is a slice of it.
 fn encode(res: &ProxyResources, type_url: &str) -> (Vec<EncodedResource>, Bytes) {
-    let list = res.of_type(type_url);
+    let mut list = res.of_type(type_url);
+    // Sorted by name: streams look resources up and compare sets by merging.
+    list.sort_by(|a, b| a.name.cmp(&b.name));
     let size = list
         .iter()
         .map(|r| crate::wire::resource_entry_len(&r.resource))
