@@ -42,10 +42,12 @@ impl AdsServer {
 /// What a SotW stream remembers per type.
 #[derive(Debug, Default)]
 struct Watch {
-    /// The names the proxy asked for, in its order (compared with the next request).
-    names: Vec<String>,
-    /// The same, for lookups (Envoy names every EDS cluster: thousands).
-    name_set: std::collections::HashSet<String>,
+    /// The names the proxy asked for, in its order (compared with the next request); the
+    /// strings are the resources' own where the proxy names one (Envoy names every EDS
+    /// cluster: thousands per proxy, held once).
+    names: Vec<Arc<str>>,
+    /// The same, sorted, for lookups.
+    sorted: Vec<Arc<str>>,
     nonce: String,
     sent_version: u64,
     /// The resource set of the last response: the proxy holds exactly its resources of
@@ -54,6 +56,14 @@ struct Watch {
     base: Option<Arc<crate::cache::Encoded>>,
     /// How many resources the proxy holds (those of `base` that `names` selects).
     held: usize,
+}
+
+impl Watch {
+    /// Whether the proxy asked for `name` (no names, or `*`, asks for all).
+    fn wants(&self, name: &str) -> bool {
+        let has = |n: &str| self.sorted.binary_search_by(|s| s.as_ref().cmp(n)).is_ok();
+        self.sorted.is_empty() || has("*") || has(name)
+    }
 }
 
 /// Listener and Cluster responses must carry the whole set; for the other types a
@@ -126,8 +136,12 @@ async fn sotw_stream(
                     }
                 }
                 if !req.names_equal(&w.names) {
-                    w.names = req.names()?;
-                    w.name_set = w.names.iter().cloned().collect();
+                    let encoded = proxy.refresh(&snapshot);
+                    w.names = req.names_with(|n| {
+                        encoded.find(&req.type_url, n).map(|r| r.name.clone())
+                    })?;
+                    w.sorted = w.names.clone();
+                    w.sorted.sort();
                     respond = true;
                 }
                 if w.sent_version != snapshot.version && !req.response_nonce.is_empty() {
@@ -183,8 +197,7 @@ async fn send(
             return done;
         }
     }
-    let all_names = w.name_set.is_empty() || w.name_set.contains("*");
-    let wanted = |name: &str| all_names || w.name_set.contains(name);
+    let wanted = |name: &str| w.wants(name);
     let current: Vec<&crate::cache::EncodedResource> = encoded
         .of_type(type_url)
         .iter()
@@ -275,10 +288,10 @@ async fn push_patch(
 ) -> Option<Result<(), Status>> {
     let base = w.base.clone()?;
     let names = encoded.changed_since(&base, type_url)?;
-    let all_names = w.name_set.is_empty() || w.name_set.contains("*");
+
     let mut changed = Vec::new();
     for name in names {
-        if !(all_names || w.name_set.contains(name)) {
+        if !w.wants(name) {
             continue;
         }
         // Gone, or new to this proxy: the full comparison decides.

@@ -10,6 +10,7 @@
 use bytes::Bytes;
 use envoy_types::pb::envoy::config::core::v3::Node;
 use envoy_types::pb::google::rpc::Status as RpcStatus;
+use std::sync::Arc;
 
 /// `DiscoveryRequest`, with `resource_names` left as raw bytes.
 #[derive(Clone, PartialEq, prost::Message)]
@@ -36,7 +37,7 @@ pub struct SotwRequest {
 
 impl SotwRequest {
     /// Whether the names asked for are exactly `names`, in order.
-    pub fn names_equal(&self, names: &[String]) -> bool {
+    pub fn names_equal(&self, names: &[Arc<str>]) -> bool {
         self.resource_names.len() == names.len()
             && self
                 .resource_names
@@ -45,18 +46,23 @@ impl SotwRequest {
                 .all(|(a, b)| a.as_ref() == b.as_bytes())
     }
 
-    /// The names asked for, as strings; a name that is not UTF-8 is refused, as the
-    /// protobuf `string` type requires.
-    pub fn names(&self) -> Result<Vec<String>, tonic::Status> {
+    /// The names asked for, as strings: `known`'s where it has the name (so that thousands
+    /// of names are not held again per proxy), new ones otherwise. A name that is not UTF-8
+    /// is refused, as the protobuf `string` type requires.
+    pub fn names_with(
+        &self,
+        known: impl Fn(&str) -> Option<Arc<str>>,
+    ) -> Result<Vec<Arc<str>>, tonic::Status> {
         self.resource_names
             .iter()
             .map(|n| {
-                String::from_utf8(n.to_vec()).map_err(|_| {
+                let s = std::str::from_utf8(n).map_err(|_| {
                     tonic::Status::invalid_argument(format!(
                         "{}: a resource name is not UTF-8",
                         self.type_url
                     ))
-                })
+                })?;
+                Ok(known(s).unwrap_or_else(|| Arc::from(s)))
             })
             .collect()
     }
@@ -92,10 +98,21 @@ mod tests {
         assert_eq!(got.type_url, sent.type_url);
         assert_eq!(got.response_nonce, sent.response_nonce);
         assert_eq!(got.error_detail, sent.error_detail);
-        assert_eq!(got.names().expect("utf-8"), sent.resource_names);
-        assert!(got.names_equal(&sent.resource_names));
-        assert!(!got.names_equal(&sent.resource_names[..1]));
-        assert!(!got.names_equal(&["outbound|80||a.ns.svc.cluster.local".into(), "c".into()]));
+        let shared: Arc<str> = Arc::from("b");
+        let names = got
+            .names_with(|n| (n == "b").then(|| shared.clone()))
+            .expect("utf-8");
+        assert_eq!(
+            names.iter().map(|n| n.to_string()).collect::<Vec<_>>(),
+            sent.resource_names
+        );
+        assert!(
+            Arc::ptr_eq(&names[1], &shared),
+            "a known name is not copied"
+        );
+        assert!(got.names_equal(&names));
+        assert!(!got.names_equal(&names[..1]));
+        assert!(!got.names_equal(&[names[0].clone(), Arc::from("c")]));
     }
 
     #[test]
@@ -105,7 +122,7 @@ mod tests {
             resource_names: vec![Bytes::from_static(&[0xff, 0xfe])],
             ..Default::default()
         };
-        let err = req.names().expect_err("not UTF-8");
+        let err = req.names_with(|_| None).expect_err("not UTF-8");
         assert_eq!(err.code(), tonic::Code::InvalidArgument);
         assert!(err.message().contains("not UTF-8"), "{}", err.message());
     }
