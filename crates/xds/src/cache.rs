@@ -61,6 +61,8 @@ pub struct Encoded {
     /// Per type, every entry concatenated in order: the body of a response carrying the
     /// whole set, built once and shared by every stream that sends it.
     whole: [OnceLock<Bytes>; 4],
+    /// The same for delta responses (each resource with its name and version).
+    delta_whole: [OnceLock<Bytes>; 4],
     patch: Option<Patch>,
 }
 
@@ -122,6 +124,7 @@ impl Encoded {
         Encoded {
             by_type,
             whole,
+            delta_whole: Default::default(),
             patch: None,
         }
     }
@@ -162,6 +165,7 @@ impl Encoded {
         Encoded {
             by_type,
             whole: Default::default(),
+            delta_whole: Default::default(),
             patch: Some(Patch {
                 from: Arc::downgrade(prev),
                 names,
@@ -202,6 +206,27 @@ impl Encoded {
                     buf.extend_from_slice(&r.entry);
                 }
                 buf.freeze()
+            })
+            .clone()
+    }
+
+    /// Every resource of `type_url` as one delta response body (see
+    /// [`crate::wire::delta_body`]), shared.
+    pub fn delta_whole(&self, type_url: &str) -> Bytes {
+        let Some(i) = PUSH_ORDER.iter().position(|t| *t == type_url) else {
+            return Bytes::new();
+        };
+        self.delta_whole[i]
+            .get_or_init(|| {
+                let entries: Vec<crate::wire::DeltaEntry<'_>> = self.by_type[i]
+                    .iter()
+                    .map(|r| crate::wire::DeltaEntry {
+                        name: &r.name,
+                        version: r.version,
+                        any: r.any_bytes(),
+                    })
+                    .collect();
+                crate::wire::delta_body(&entries)
             })
             .clone()
     }

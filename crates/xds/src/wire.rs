@@ -102,7 +102,8 @@ impl WireMessage {
         WireMessage { parts }
     }
 
-    /// A `DeltaDiscoveryResponse` carrying `resources` and naming `removed`.
+    /// A `DeltaDiscoveryResponse` carrying `resources` and naming `removed`: each resource a
+    /// small header of its own (entry tag, version, name, `Any` tag), then its shared bytes.
     pub fn delta(
         system_version: &str,
         type_url: &str,
@@ -110,26 +111,45 @@ impl WireMessage {
         resources: &[DeltaEntry<'_>],
         removed: &[String],
     ) -> WireMessage {
+        let mut heads = BytesMut::new();
+        let mut spans = Vec::with_capacity(resources.len());
+        for r in resources {
+            let start = heads.len();
+            put_delta_head(&mut heads, r);
+            spans.push(start..heads.len());
+        }
+        let heads = heads.freeze();
+        let mut body = Vec::with_capacity(2 * resources.len());
+        for (r, span) in resources.iter().zip(spans) {
+            body.push(heads.slice(span));
+            body.push(r.any.clone());
+        }
+        Self::delta_message(system_version, type_url, nonce, body, removed)
+    }
+
+    /// A `DeltaDiscoveryResponse` whose resources are `body`, as [`delta_body`] writes them.
+    pub fn delta_shared(
+        system_version: &str,
+        type_url: &str,
+        nonce: &str,
+        body: Bytes,
+        removed: &[String],
+    ) -> WireMessage {
+        Self::delta_message(system_version, type_url, nonce, vec![body], removed)
+    }
+
+    fn delta_message(
+        system_version: &str,
+        type_url: &str,
+        nonce: &str,
+        body: Vec<Bytes>,
+        removed: &[String],
+    ) -> WireMessage {
         let header = field_len(system_version.len())
             + field_len(type_url.len())
             + field_len(nonce.len())
             + removed.iter().map(|r| field_len(r.len())).sum::<usize>();
-        let mut total = header;
-        // Per resource: a small header of its own (entry tag, version, name, Any tag), then
-        // the shared Any bytes.
-        let mut heads = BytesMut::new();
-        let mut spans = Vec::with_capacity(resources.len());
-        for r in resources {
-            let inner = field_len(VERSION_HEX) + field_len(r.name.len()) + field_len(r.any.len());
-            let start = heads.len();
-            put_field_header(&mut heads, tag::FIELD_2, inner);
-            put_field_header(&mut heads, tag::FIELD_1, VERSION_HEX);
-            put_hex(&mut heads, r.version);
-            put_str(&mut heads, tag::FIELD_3, r.name);
-            put_field_header(&mut heads, tag::FIELD_2, r.any.len());
-            spans.push(start..heads.len());
-            total += field_len(inner);
-        }
+        let total = header + body.iter().map(Bytes::len).sum::<usize>();
         let mut head = BytesMut::with_capacity(5 + header);
         put_grpc_prefix(&mut head, total);
         put_str(&mut head, tag::FIELD_1, system_version);
@@ -138,13 +158,9 @@ impl WireMessage {
         for r in removed {
             put_str(&mut head, tag::FIELD_6, r);
         }
-        let heads = heads.freeze();
-        let mut parts = Vec::with_capacity(1 + 2 * resources.len());
+        let mut parts = Vec::with_capacity(1 + body.len());
         parts.push(head.freeze());
-        for (r, span) in resources.iter().zip(spans) {
-            parts.push(heads.slice(span));
-            parts.push(r.any.clone());
-        }
+        parts.extend(body);
         WireMessage { parts }
     }
 
@@ -192,6 +208,27 @@ pub struct DeltaEntry<'a> {
     pub version: u64,
     /// The encoded `Any`, shared.
     pub any: Bytes,
+}
+
+/// The bytes of a delta `resources` entry of `r` before its `Any`.
+fn put_delta_head(buf: &mut BytesMut, r: &DeltaEntry<'_>) {
+    let inner = field_len(VERSION_HEX) + field_len(r.name.len()) + field_len(r.any.len());
+    put_field_header(buf, tag::FIELD_2, inner);
+    put_field_header(buf, tag::FIELD_1, VERSION_HEX);
+    put_hex(buf, r.version);
+    put_str(buf, tag::FIELD_3, r.name);
+    put_field_header(buf, tag::FIELD_2, r.any.len());
+}
+
+/// Every entry of `resources` in one buffer: the body of a delta response carrying them all,
+/// written once and shared by every stream that sends that set.
+pub fn delta_body(resources: &[DeltaEntry<'_>]) -> Bytes {
+    let mut buf = BytesMut::new();
+    for r in resources {
+        put_delta_head(&mut buf, r);
+        buf.put_slice(&r.any);
+    }
+    buf.freeze()
 }
 
 /// gRPC's message prefix: not compressed, then the length, big-endian.
@@ -276,6 +313,12 @@ mod tests {
         ];
         let removed = vec!["gone".to_string(), "also-gone".to_string()];
         let msg = WireMessage::delta("9", "t/y", "3", &entries, &removed);
+        let shared = WireMessage::delta_shared("9", "t/y", "3", delta_body(&entries), &removed);
+        assert_eq!(
+            shared.to_protobuf(),
+            msg.to_protobuf(),
+            "one body or many parts"
+        );
         let got = DeltaDiscoveryResponse::decode(msg.to_protobuf()).expect("decodes");
         let want = DeltaDiscoveryResponse {
             system_version_info: "9".into(),

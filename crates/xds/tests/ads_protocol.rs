@@ -437,3 +437,55 @@ async fn delta_wildcard_named_subscriptions_unsubscribe_and_removals() {
     assert_eq!(delta_names(&cds3), vec![HTTPBIN.to_string()]);
     assert!(srv.status.metrics().contains("isthmus_xds_nacks_total 0"));
 }
+
+#[tokio::test]
+async fn a_delta_reconnect_gets_only_what_its_initial_versions_miss() {
+    let mut srv = serve().await;
+    let open = |client: &mut AggregatedDiscoveryServiceClient<Channel>,
+                initial: BTreeMap<String, String>| {
+        let mut client = client.clone();
+        async move {
+            let (tx, rx) = mpsc::channel(8);
+            tx.send(DeltaDiscoveryRequest {
+                node: Some(node()),
+                type_url: CDS.into(),
+                initial_resource_versions: initial.into_iter().collect(),
+                ..Default::default()
+            })
+            .await
+            .expect("send");
+            let stream = client
+                .delta_aggregated_resources(ReceiverStream::new(rx))
+                .await
+                .expect("stream")
+                .into_inner();
+            (tx, stream)
+        }
+    };
+    let (_tx, mut first) = open(&mut srv.client, BTreeMap::new()).await;
+    let cds = next(&mut first).await;
+    let held: BTreeMap<String, String> = cds
+        .resources
+        .iter()
+        .map(|r| (r.name.clone(), r.version.clone()))
+        .collect();
+    assert!(held.len() >= 3, "{held:?}");
+
+    // The proxy comes back holding everything but HTTPBIN, SLEEP at an old version, and a
+    // cluster that no longer exists.
+    let mut initial = held.clone();
+    initial.remove(HTTPBIN);
+    initial.insert(SLEEP.into(), "0".into());
+    initial.insert("outbound|1||gone.foo.svc.cluster.local".into(), "1".into());
+    let (_tx2, mut second) = open(&mut srv.client, initial).await;
+    let again = next(&mut second).await;
+    let mut got = delta_names(&again);
+    got.sort();
+    let mut want = vec![HTTPBIN.to_string(), SLEEP.to_string()];
+    want.sort();
+    assert_eq!(got, want);
+    assert_eq!(
+        again.removed_resources,
+        vec!["outbound|1||gone.foo.svc.cluster.local".to_string()]
+    );
+}

@@ -77,6 +77,7 @@ fn a_moved_endpoint_patches_the_sidecar_exactly_as_a_full_generation_would() {
     for t in isthmus_xds::state::PUSH_ORDER {
         // The patched set's response body is byte for byte the generated one's...
         assert_eq!(patched.whole(t), full.whole(t), "{t}");
+        assert_eq!(patched.delta_whole(t), full.delta_whole(t), "{t}");
         // ...and every stream of the same shape gets the same bytes, not a copy.
         let again = cache.get(&v2, &proxy).whole(t);
         assert_eq!(again.as_ptr(), patched.whole(t).as_ptr(), "{t}");
