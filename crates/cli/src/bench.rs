@@ -487,6 +487,8 @@ async fn xds_bench(
     );
 
     let start = Instant::now();
+    let me = std::process::id();
+    let (load_cpu0, _) = isthmus_bench::process::usage(me).unwrap_or_default();
     let mut load = xds::start(xds::LoadConfig {
         address: format!("127.0.0.1:{port}"),
         root_pem,
@@ -498,13 +500,14 @@ async fn xds_bench(
     let mut got: Vec<Duration> = full.iter().flatten().copied().collect();
     let all = got.iter().max().copied().unwrap_or_default();
     let (cpu1, rss1) = isthmus_bench::process::usage(pid).unwrap_or_default();
+    let (load_cpu1, _) = isthmus_bench::process::usage(me).unwrap_or_default();
     let bytes = load.bytes.load(std::sync::atomic::Ordering::Relaxed);
     result.full_s = all.as_secs_f64();
     result.mb_per_proxy = bytes as f64 / 1e6 / proxies.max(1) as f64;
     result.push_cpu_s = cpu1 - cpu0;
     result.rss_peak_mb = rss1 as f64 / 1e6;
     println!(
-        "{} {} proxies: {} of {} hold the full config; all within {:.2}s (p50 {}, p99 {}); {:.1} MB received ({:.1} KB per proxy); control plane CPU {:.2}s, peak RSS {:.1} MB",
+        "{} {} proxies: {} of {} hold the full config; all within {:.2}s (p50 {}, p99 {}); {:.1} MB received ({:.1} KB per proxy); control plane CPU {:.2}s, peak RSS {:.1} MB; the simulated proxies' CPU {:.2}s on the same cores",
         proxies,
         if delta { "delta" } else { "SotW" },
         got.len(),
@@ -515,7 +518,8 @@ async fn xds_bench(
         bytes as f64 / 1e6,
         bytes as f64 / 1e3 / proxies.max(1) as f64,
         cpu1 - cpu0,
-        rss1 as f64 / 1e6
+        rss1 as f64 / 1e6,
+        load_cpu1 - load_cpu0
     );
 
     // One endpoint change, seen by every proxy. The control plane debounces file events for
