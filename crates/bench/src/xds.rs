@@ -4,7 +4,7 @@
 //! received, and when each saw a later snapshot version (after a change the caller makes).
 
 use envoy_types::pb::envoy::config::core::v3::Node;
-use envoy_types::pb::envoy::service::discovery::v3::{DeltaDiscoveryRequest, DiscoveryRequest};
+use envoy_types::pb::envoy::service::discovery::v3::DeltaDiscoveryRequest;
 use envoy_types::pb::google::protobuf::{value::Kind, Struct, Value};
 use futures::StreamExt;
 use prost::Message;
@@ -129,7 +129,7 @@ async fn sotw(
     // Clusters, listeners and routes by wildcard; endpoints by the names of the EDS clusters,
     // once the clusters are known, as Envoy does (and every endpoint ACK repeats the names).
     for (k, t) in TYPES.iter().enumerate().filter(|(k, _)| *k != 1) {
-        tx.send(DiscoveryRequest {
+        tx.send(LeanRequest {
             node: (k == 0).then(|| node(i, &cfg.cluster)),
             type_url: t.to_string(),
             ..Default::default()
@@ -138,10 +138,10 @@ async fn sotw(
         .map_err(|e| e.to_string())?;
     }
     let mut stream =
-        open::<DiscoveryRequest, LeanResponse>(cfg, SOTW_PATH, ReceiverStream::new(rx)).await?;
+        open::<LeanRequest, LeanResponse>(cfg, SOTW_PATH, ReceiverStream::new(rx)).await?;
     let mut versions = [0u64; 4];
     let mut full_at = 0u64;
-    let mut eds_names: Vec<String> = Vec::new();
+    let mut eds_names: Vec<prost::bytes::Bytes> = Vec::new();
     let mut eds_nonce = String::new();
     let mut eds_version = String::new();
     while let Some(resp) = stream.next().await {
@@ -166,7 +166,7 @@ async fn sotw(
             eds_nonce.clone_from(&resp.nonce);
             eds_version.clone_from(&resp.version_info);
         }
-        tx.send(DiscoveryRequest {
+        tx.send(LeanRequest {
             type_url: resp.type_url.clone(),
             version_info: resp.version_info.clone(),
             response_nonce: resp.nonce.clone(),
@@ -180,10 +180,13 @@ async fn sotw(
         .await
         .map_err(|e| e.to_string())?;
         if k == Some(0) {
-            let names = eds_cluster_names(&resp.resources);
+            let names: Vec<prost::bytes::Bytes> = eds_cluster_names(&resp.resources)
+                .into_iter()
+                .map(prost::bytes::Bytes::from)
+                .collect();
             if names != eds_names {
                 eds_names = names;
-                tx.send(DiscoveryRequest {
+                tx.send(LeanRequest {
                     type_url: TYPES[1].to_string(),
                     version_info: eds_version.clone(),
                     response_nonce: eds_nonce.clone(),
@@ -217,6 +220,23 @@ struct LeanResponse {
     type_url: String,
     #[prost(string, tag = "5")]
     nonce: String,
+}
+
+/// A `DiscoveryRequest` as the simulated proxy writes it: the same bytes on the wire, with
+/// the names it repeats in every endpoint ACK kept as shared buffers rather than cloned
+/// strings (the control plane reads them as strings).
+#[derive(Clone, PartialEq, prost::Message)]
+struct LeanRequest {
+    #[prost(string, tag = "1")]
+    version_info: String,
+    #[prost(message, optional, tag = "2")]
+    node: Option<Node>,
+    #[prost(bytes = "bytes", repeated, tag = "3")]
+    resource_names: Vec<prost::bytes::Bytes>,
+    #[prost(string, tag = "4")]
+    type_url: String,
+    #[prost(string, tag = "5")]
+    response_nonce: String,
 }
 
 /// A `DeltaDiscoveryResponse`, read the same way.
@@ -417,6 +437,7 @@ mod tests {
         ClusterDiscoveryType, DiscoveryType, EdsClusterConfig,
     };
     use envoy_types::pb::envoy::config::cluster::v3::Cluster;
+    use envoy_types::pb::envoy::service::discovery::v3::DiscoveryRequest;
     use envoy_types::pb::google::protobuf::Any;
 
     fn any(c: Cluster) -> prost::bytes::Bytes {
@@ -426,6 +447,23 @@ mod tests {
         }
         .encode_to_vec()
         .into()
+    }
+
+    #[test]
+    fn lean_request_is_a_discovery_request_on_the_wire() {
+        let lean = LeanRequest {
+            version_info: "2".into(),
+            node: Some(node(3, "cluster1")),
+            resource_names: vec!["a".into(), "outbound|80||b".into()],
+            type_url: TYPES[1].into(),
+            response_nonce: "9".into(),
+        };
+        let got = DiscoveryRequest::decode(lean.encode_to_vec().as_slice()).expect("decodes");
+        assert_eq!(got.version_info, "2");
+        assert_eq!(got.node, lean.node);
+        assert_eq!(got.resource_names, ["a", "outbound|80||b"]);
+        assert_eq!(got.type_url, TYPES[1]);
+        assert_eq!(got.response_nonce, "9");
     }
 
     #[test]
