@@ -42,11 +42,11 @@ impl AdsServer {
 /// What a SotW stream remembers per type.
 #[derive(Debug, Default)]
 struct Watch {
-    /// The names the proxy asked for, in its order (compared with the next request); the
-    /// strings are the resources' own where the proxy names one (Envoy names every EDS
-    /// cluster: thousands per proxy, held once).
-    names: Vec<Arc<str>>,
-    /// The same, sorted, for lookups.
+    /// Identifies the names of the last request (compared with the next one's).
+    names: crate::request::NamesKey,
+    /// The names the proxy asked for, sorted for lookups; the strings are the resources'
+    /// own where the proxy names one (Envoy names every EDS cluster: thousands per proxy,
+    /// held once).
     sorted: Vec<Arc<str>>,
     nonce: String,
     sent_version: u64,
@@ -135,12 +135,12 @@ async fn sotw_stream(
                         status.ack(id, &req.type_url, &req.version_info);
                     }
                 }
-                if !req.names_equal(&w.names) {
+                if req.names != w.names {
                     let encoded = proxy.refresh(&snapshot);
-                    w.names = req.names_with(|n| {
+                    w.names = req.names;
+                    w.sorted = req.names_with(|n| {
                         encoded.find(&req.type_url, n).map(|r| r.name.clone())
                     })?;
-                    w.sorted = w.names.clone();
                     w.sorted.sort();
                     respond = true;
                 }

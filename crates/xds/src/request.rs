@@ -1,49 +1,164 @@
 //! The state-of-the-world request as the server reads it.
 //!
 //! Envoy's SotW requests for endpoints name every EDS cluster, and every ACK repeats the
-//! list: at 10,000 clusters that is 10,000 strings per ACK per proxy, almost always the same
-//! as last time. Here the names are decoded as slices of the received buffer (no copy, no
-//! allocation per name) and turned into strings only when they differ from what the stream
-//! holds. The fields and tags are those of `envoy.service.discovery.v3.DiscoveryRequest`;
-//! fields not read here are skipped.
+//! list: thousands of names per ACK per proxy, almost always the same as last time. Decoding
+//! them as one object each was a third of the control plane's CPU on a change pushed to
+//! 1,000 proxies. Here the request is parsed by hand: the names are only counted and hashed
+//! ([`NamesKey`]), and read as strings, from the kept message, when that key differs from
+//! what the stream last saw. The other fields are those of
+//! `envoy.service.discovery.v3.DiscoveryRequest`, decoded as usual; unknown fields are
+//! skipped.
 
-use bytes::Bytes;
+use bytes::{Buf, Bytes};
 use envoy_types::pb::envoy::config::core::v3::Node;
 use envoy_types::pb::google::rpc::Status as RpcStatus;
+use prost::Message;
 use std::sync::Arc;
+use tonic::codec::{DecodeBuf, Decoder};
+use tonic::Status;
 
-/// `DiscoveryRequest`, with `resource_names` left as raw bytes.
-#[derive(Clone, PartialEq, prost::Message)]
+/// `DiscoveryRequest` with its `resource_names` left in the message.
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct SotwRequest {
     /// The version the proxy last accepted.
-    #[prost(string, tag = "1")]
     pub version_info: String,
     /// Who the proxy is (first request of a stream).
-    #[prost(message, optional, tag = "2")]
     pub node: Option<Node>,
-    /// The names asked for, undecoded (see [`SotwRequest::names_equal`]).
-    #[prost(bytes = "bytes", repeated, tag = "3")]
-    pub resource_names: Vec<Bytes>,
     /// The resource type.
-    #[prost(string, tag = "4")]
     pub type_url: String,
     /// The nonce of the response this request answers.
-    #[prost(string, tag = "5")]
     pub response_nonce: String,
     /// Set when the proxy rejected that response (a NACK).
-    #[prost(message, optional, tag = "6")]
     pub error_detail: Option<RpcStatus>,
+    /// Identifies the list of names asked for.
+    pub names: NamesKey,
+    /// The message, to read the names from when they are needed.
+    raw: Bytes,
+}
+
+/// The count and a hash of the names a request asks for, in order: equal keys mean the
+/// same list (a collision would only keep a proxy from getting the names it changed to,
+/// and needs the same count and a 64-bit match).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct NamesKey {
+    /// How many names.
+    pub count: usize,
+    hash: u64,
+}
+
+impl NamesKey {
+    fn add(&mut self, name: &[u8]) {
+        self.count += 1;
+        self.mix(name.len() as u64);
+        let mut words = name.chunks_exact(8);
+        for w in &mut words {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(w);
+            self.mix(u64::from_le_bytes(b));
+        }
+        let rest = words.remainder();
+        if !rest.is_empty() {
+            let mut b = [0u8; 8];
+            b[..rest.len()].copy_from_slice(rest);
+            self.mix(u64::from_le_bytes(b));
+        }
+    }
+
+    fn mix(&mut self, v: u64) {
+        self.hash = (self.hash.rotate_left(5) ^ v).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
+
+fn malformed(what: &str) -> Status {
+    Status::invalid_argument(format!("malformed DiscoveryRequest: {what}"))
+}
+
+fn varint(buf: &mut &[u8]) -> Result<u64, Status> {
+    let mut v = 0u64;
+    for shift in (0..64).step_by(7) {
+        let Some((&b, rest)) = buf.split_first() else {
+            return Err(malformed("truncated varint"));
+        };
+        *buf = rest;
+        v |= u64::from(b & 0x7f) << shift;
+        if b < 0x80 {
+            return Ok(v);
+        }
+    }
+    Err(malformed("varint longer than 10 bytes"))
+}
+
+fn take<'a>(buf: &mut &'a [u8], len: usize) -> Result<&'a [u8], Status> {
+    if len > buf.len() {
+        return Err(malformed("field longer than the message"));
+    }
+    let (v, rest) = buf.split_at(len);
+    *buf = rest;
+    Ok(v)
+}
+
+fn utf8(v: &[u8], field: &str) -> Result<String, Status> {
+    String::from_utf8(v.to_vec()).map_err(|_| malformed(&format!("{field} is not UTF-8")))
+}
+
+/// Calls `each` with every length-delimited field of `raw` (number and bytes), skipping
+/// the others.
+fn fields(
+    raw: &[u8],
+    mut each: impl FnMut(u64, &[u8]) -> Result<(), Status>,
+) -> Result<(), Status> {
+    let mut buf = raw;
+    while !buf.is_empty() {
+        let key = varint(&mut buf)?;
+        match key & 7 {
+            0 => {
+                varint(&mut buf)?;
+            }
+            1 => {
+                take(&mut buf, 8)?;
+            }
+            2 => {
+                let len =
+                    usize::try_from(varint(&mut buf)?).map_err(|_| malformed("field length"))?;
+                let v = take(&mut buf, len)?;
+                each(key >> 3, v)?;
+            }
+            5 => {
+                take(&mut buf, 4)?;
+            }
+            _ => return Err(malformed("unsupported wire type")),
+        }
+    }
+    Ok(())
 }
 
 impl SotwRequest {
-    /// Whether the names asked for are exactly `names`, in order.
-    pub fn names_equal(&self, names: &[Arc<str>]) -> bool {
-        self.resource_names.len() == names.len()
-            && self
-                .resource_names
-                .iter()
-                .zip(names)
-                .all(|(a, b)| a.as_ref() == b.as_bytes())
+    /// Parses an encoded `DiscoveryRequest`.
+    pub fn parse(raw: Bytes) -> Result<SotwRequest, Status> {
+        let mut req = SotwRequest::default();
+        fields(&raw, |field, v| {
+            match field {
+                1 => req.version_info = utf8(v, "version_info")?,
+                2 => {
+                    let node = req.node.get_or_insert_with(Node::default);
+                    node.merge(v)
+                        .map_err(|e| malformed(&format!("node: {e}")))?;
+                }
+                3 => req.names.add(v),
+                4 => req.type_url = utf8(v, "type_url")?,
+                5 => req.response_nonce = utf8(v, "response_nonce")?,
+                6 => {
+                    let status = req.error_detail.get_or_insert_with(RpcStatus::default);
+                    status
+                        .merge(v)
+                        .map_err(|e| malformed(&format!("error_detail: {e}")))?;
+                }
+                _ => {}
+            }
+            Ok(())
+        })?;
+        req.raw = raw;
+        Ok(req)
     }
 
     /// The names asked for, as strings: `known`'s where it has the name (so that thousands
@@ -52,19 +167,35 @@ impl SotwRequest {
     pub fn names_with(
         &self,
         known: impl Fn(&str) -> Option<Arc<str>>,
-    ) -> Result<Vec<Arc<str>>, tonic::Status> {
-        self.resource_names
-            .iter()
-            .map(|n| {
-                let s = std::str::from_utf8(n).map_err(|_| {
-                    tonic::Status::invalid_argument(format!(
+    ) -> Result<Vec<Arc<str>>, Status> {
+        let mut names = Vec::with_capacity(self.names.count);
+        fields(&self.raw, |field, v| {
+            if field == 3 {
+                let s = std::str::from_utf8(v).map_err(|_| {
+                    Status::invalid_argument(format!(
                         "{}: a resource name is not UTF-8",
                         self.type_url
                     ))
                 })?;
-                Ok(known(s).unwrap_or_else(|| Arc::from(s)))
-            })
-            .collect()
+                names.push(known(s).unwrap_or_else(|| Arc::from(s)));
+            }
+            Ok(())
+        })?;
+        Ok(names)
+    }
+}
+
+/// tonic's decoder for [`SotwRequest`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SotwDecoder;
+
+impl Decoder for SotwDecoder {
+    type Item = SotwRequest;
+    type Error = Status;
+
+    fn decode(&mut self, buf: &mut DecodeBuf<'_>) -> Result<Option<SotwRequest>, Status> {
+        let raw = buf.copy_to_bytes(buf.remaining());
+        SotwRequest::parse(raw).map(Some)
     }
 }
 
@@ -72,17 +203,15 @@ impl SotwRequest {
 mod tests {
     use super::*;
     use envoy_types::pb::envoy::service::discovery::v3::DiscoveryRequest;
-    use prost::Message;
 
-    #[test]
-    fn reads_what_envoy_sends() {
-        let sent = DiscoveryRequest {
+    fn request(names: &[&str]) -> DiscoveryRequest {
+        DiscoveryRequest {
             version_info: "3".into(),
             node: Some(Node {
                 id: "sidecar~10.0.0.1~a.ns~ns.svc.cluster.local".into(),
                 ..Default::default()
             }),
-            resource_names: vec!["outbound|80||a.ns.svc.cluster.local".into(), "b".into()],
+            resource_names: names.iter().map(|n| n.to_string()).collect(),
             type_url: "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment".into(),
             response_nonce: "7".into(),
             error_detail: Some(RpcStatus {
@@ -91,13 +220,23 @@ mod tests {
                 ..Default::default()
             }),
             ..Default::default()
-        };
-        let got = SotwRequest::decode(Bytes::from(sent.encode_to_vec())).expect("decodes");
+        }
+    }
+
+    fn parse(r: &DiscoveryRequest) -> SotwRequest {
+        SotwRequest::parse(Bytes::from(r.encode_to_vec())).expect("parses")
+    }
+
+    #[test]
+    fn reads_what_envoy_sends() {
+        let sent = request(&["outbound|80||a.ns.svc.cluster.local", "b"]);
+        let got = parse(&sent);
         assert_eq!(got.version_info, sent.version_info);
         assert_eq!(got.node, sent.node);
         assert_eq!(got.type_url, sent.type_url);
         assert_eq!(got.response_nonce, sent.response_nonce);
         assert_eq!(got.error_detail, sent.error_detail);
+        assert_eq!(got.names.count, 2);
         let shared: Arc<str> = Arc::from("b");
         let names = got
             .names_with(|n| (n == "b").then(|| shared.clone()))
@@ -110,18 +249,54 @@ mod tests {
             Arc::ptr_eq(&names[1], &shared),
             "a known name is not copied"
         );
-        assert!(got.names_equal(&names));
-        assert!(!got.names_equal(&names[..1]));
-        assert!(!got.names_equal(&[names[0].clone(), Arc::from("c")]));
+    }
+
+    #[test]
+    fn the_names_key_tells_lists_apart() {
+        let key = |names: &[&str]| parse(&request(names)).names;
+        let base = key(&["outbound|80||a.ns.svc.cluster.local", "b"]);
+        assert_eq!(base, key(&["outbound|80||a.ns.svc.cluster.local", "b"]));
+        assert_ne!(
+            base,
+            key(&["b", "outbound|80||a.ns.svc.cluster.local"]),
+            "order"
+        );
+        assert_ne!(base, key(&["outbound|80||a.ns.svc.cluster.local"]), "count");
+        assert_ne!(
+            base,
+            key(&["outbound|80||a.ns.svc.cluster.locaL", "b"]),
+            "content"
+        );
+        // Names that differ only in where one ends and the next begins.
+        assert_ne!(key(&["ab", "c"]), key(&["a", "bc"]));
+        assert_ne!(key(&["a\0"]), key(&["a"]));
+        assert_eq!(key(&[]), NamesKey::default());
+    }
+
+    #[test]
+    fn unknown_fields_are_skipped_and_garbage_is_refused() {
+        // Field 7 (resource_locators) and a varint field 15 the server does not read.
+        let mut raw = request(&["a"]).encode_to_vec();
+        raw.extend_from_slice(&[0x3a, 0x02, 0x0a, 0x00, 0x78, 0x96, 0x01]);
+        let got = SotwRequest::parse(Bytes::from(raw)).expect("parses");
+        assert_eq!(got.names.count, 1);
+        for bad in [
+            &[0x0a, 0x05, b'a'][..],
+            &[0x0a],
+            &[0x0b],
+            &[0x22, 0x01, 0xff],
+        ] {
+            let err = SotwRequest::parse(Bytes::copy_from_slice(bad)).expect_err("refused");
+            assert_eq!(err.code(), tonic::Code::InvalidArgument, "{bad:?}");
+            assert!(err.message().contains("malformed"), "{}", err.message());
+        }
     }
 
     #[test]
     fn a_name_that_is_not_utf8_is_refused() {
-        let req = SotwRequest {
-            type_url: "t".into(),
-            resource_names: vec![Bytes::from_static(&[0xff, 0xfe])],
-            ..Default::default()
-        };
+        let mut raw = Vec::new();
+        raw.extend_from_slice(&[0x1a, 0x02, 0xff, 0xfe]);
+        let req = SotwRequest::parse(Bytes::from(raw)).expect("names are read later");
         let err = req.names_with(|_| None).expect_err("not UTF-8");
         assert_eq!(err.code(), tonic::Code::InvalidArgument);
         assert!(err.message().contains("not UTF-8"), "{}", err.message());

@@ -75,7 +75,13 @@ impl<H: StreamHandler> tonic::codegen::Service<http::Request<Body>> for AdsServi
             match req.uri().path() {
                 SOTW_PATH => {
                     let (tx, rx) = mpsc::channel(16);
-                    self.handler.sotw(requests(req.into_body()), tx);
+                    let input = Streaming::new_request(
+                        crate::request::SotwDecoder,
+                        req.into_body(),
+                        None,
+                        Some(MAX_REQUEST_BYTES),
+                    );
+                    self.handler.sotw(input, tx);
                     grpc_response(rx)
                 }
                 DELTA_PATH => {
