@@ -136,7 +136,8 @@ impl MeshSnapshot {
                                 .ports
                                 .iter()
                                 .map(|p| (p.name.clone(), p.port))
-                                .collect(),
+                                .collect::<BTreeMap<String, u32>>()
+                                .into(),
                             labels: pod.map(|p| p.labels.clone()).unwrap_or_default(),
                             cluster: c.cluster.clone(),
                             network: pod
@@ -215,7 +216,8 @@ impl MeshSnapshot {
                                         .unwrap_or(p.number);
                                     (p.name.clone(), n)
                                 })
-                                .collect(),
+                                .collect::<BTreeMap<String, u32>>()
+                                .into(),
                             labels: Arc::new(ep.labels.clone()),
                             cluster: String::new(),
                             network: ep.network.clone().unwrap_or_default(),
@@ -252,7 +254,8 @@ impl MeshSnapshot {
                                                 ep.ports.get(&se_port.name).copied()?,
                                             ))
                                         })
-                                        .collect();
+                                        .collect::<BTreeMap<String, u32>>()
+                                        .into();
                                     existing.endpoints.push(Arc::new(ep));
                                 }
                                 sort_endpoints(existing);
@@ -588,6 +591,22 @@ mod tests {
         let b6 = MeshSnapshot::build(&input(&after, Some(cache.clone())), 6);
         assert_eq!(b6.services, fresh.services);
         assert_eq!(b6.pods, fresh.pods);
+    }
+
+    #[test]
+    fn endpoints_of_a_service_share_one_port_map() {
+        let second = "---\napiVersion: v1\nkind: Pod\nmetadata: {name: httpbin-2, namespace: bar, labels: {app: httpbin}}\nspec: {serviceAccountName: httpbin}\nstatus: {podIP: 10.10.0.7}\n";
+        let input = SnapshotInput {
+            local_cluster: "cluster2".into(),
+            local_network: "network2".into(),
+            clusters: vec![Arc::new(cluster("cluster2", &format!("{HTTPBIN}{second}")))],
+            ..Default::default()
+        };
+        let snap = MeshSnapshot::build(&input, 1);
+        let eps = &snap.services["httpbin.bar.svc.cluster.local"].endpoints;
+        assert_eq!(eps.len(), 2);
+        assert_eq!(eps[0].ports["http"], 80);
+        assert!(Arc::ptr_eq(&eps[0].ports, &eps[1].ports));
     }
 
     #[test]

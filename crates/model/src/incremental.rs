@@ -565,6 +565,8 @@ pub fn namespace_build(ctx: &NamespaceContext, objects: &[Arc<Resource>]) -> Nam
                 .cloned();
         }
         if !s.spec.selector.is_empty() {
+            // Pods of a service usually map its ports alike: one map for all of them.
+            let mut shared_ports: Option<Arc<BTreeMap<String, u32>>> = None;
             for (name, info) in &pods {
                 if !s
                     .spec
@@ -595,7 +597,15 @@ pub fn namespace_build(ctx: &NamespaceContext, objects: &[Arc<Resource>]) -> Nam
                         }?;
                         Some((p.name.clone(), target))
                     })
-                    .collect();
+                    .collect::<BTreeMap<String, u32>>();
+                let ports = match &shared_ports {
+                    Some(shared) if **shared == ports => shared.clone(),
+                    _ => {
+                        let fresh = Arc::new(ports);
+                        shared_ports = Some(fresh.clone());
+                        fresh
+                    }
+                };
                 let mtls_ready = pod
                     .metadata
                     .annotations

@@ -70,8 +70,9 @@ impl Service {
 pub struct Endpoint {
     /// IP address or DNS name.
     pub address: String,
-    /// Service port name to the endpoint's port.
-    pub ports: BTreeMap<String, u32>,
+    /// Service port name to the endpoint's port (shared by the endpoints of a service
+    /// whose pods map ports alike).
+    pub ports: std::sync::Arc<BTreeMap<String, u32>>,
     /// Labels.
     pub labels: std::sync::Arc<BTreeMap<String, String>>,
     /// The cluster it lives in (empty for ServiceEntry endpoints).

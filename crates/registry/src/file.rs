@@ -69,7 +69,13 @@ impl CachedFile {
         CachedFile {
             modified,
             len,
-            resources: loaded.resources.into_iter().map(Arc::new).collect(),
+            // Into a vector of its own size: collecting in place would keep the parsed
+            // objects' allocation (hundreds of bytes per slot) for one pointer each.
+            resources: {
+                let mut v = Vec::with_capacity(loaded.resources.len());
+                v.extend(loaded.resources.into_iter().map(Arc::new));
+                v
+            },
             diagnostics: loaded.diagnostics,
         }
     }
