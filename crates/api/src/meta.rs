@@ -2,6 +2,11 @@
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::sync::Arc;
+
+fn no_labels(l: &Arc<BTreeMap<String, String>>) -> bool {
+    l.is_empty()
+}
 
 /// The part of `metadata` that Isthmus reads.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -13,9 +18,9 @@ pub struct ObjectMeta {
     /// Namespace; empty for cluster-scoped objects or when the file leaves it to the loader.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub namespace: String,
-    /// Labels.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub labels: BTreeMap<String, String>,
+    /// Labels (shared: a pod's labels are also its endpoints' and its proxy's).
+    #[serde(default, skip_serializing_if = "no_labels")]
+    pub labels: Arc<BTreeMap<String, String>>,
     /// Annotations.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub annotations: BTreeMap<String, String>,

@@ -446,7 +446,7 @@ impl Lab {
             metadata: ObjectMeta {
                 name: "istiod".into(),
                 namespace: "istio-system".into(),
-                labels: pod.labels.clone(),
+                labels: std::sync::Arc::new(pod.labels.clone()),
                 ..Default::default()
             },
             spec: isthmus_api::kube::ServiceSpec {
@@ -488,7 +488,7 @@ impl Lab {
             metadata: ObjectMeta {
                 name: "istio-egressgateway".into(),
                 namespace: "istio-system".into(),
-                labels: pod.labels.clone(),
+                labels: std::sync::Arc::new(pod.labels.clone()),
                 ..Default::default()
             },
             spec: isthmus_api::kube::ServiceSpec {
@@ -558,7 +558,7 @@ impl Lab {
             metadata: ObjectMeta {
                 name: "istio-ingressgateway".into(),
                 namespace: "istio-system".into(),
-                labels: pod.labels.clone(),
+                labels: std::sync::Arc::new(pod.labels.clone()),
                 ..Default::default()
             },
             spec: isthmus_api::kube::ServiceSpec {
@@ -752,7 +752,7 @@ impl Lab {
             metadata: ObjectMeta {
                 name: pod.name.clone(),
                 namespace: pod.namespace.clone(),
-                labels: pod.labels.clone(),
+                labels: std::sync::Arc::new(pod.labels.clone()),
                 ..Default::default()
             },
             spec: PodSpec {
@@ -943,7 +943,7 @@ impl Lab {
             let pod_name = format!("{name}-{r}");
             let mut pod = self.pod_netns(ci, &ns, &pod_name, PodRole::App)?;
             pod.deployment = Some(name.clone());
-            pod.labels = d.spec.template.metadata.labels.clone();
+            pod.labels = (*d.spec.template.metadata.labels).clone();
             pod.service_account = if d.spec.template.spec.service_account_name.is_empty() {
                 "default".into()
             } else {

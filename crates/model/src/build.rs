@@ -607,6 +607,18 @@ mod tests {
         assert_eq!(eps.len(), 2);
         assert_eq!(eps[0].ports["http"], 80);
         assert!(Arc::ptr_eq(&eps[0].ports, &eps[1].ports));
+        // Labels are the parsed Pod's own map, not a copy.
+        let pod_labels = input.clusters[0]
+            .resources
+            .values()
+            .find_map(|r| match &r.object {
+                Object::Pod(p) if p.status.pod_ip.as_deref() == Some(eps[0].address.as_str()) => {
+                    Some(p.metadata.labels.clone())
+                }
+                _ => None,
+            })
+            .expect("the endpoint's pod");
+        assert!(Arc::ptr_eq(&eps[0].labels, &pod_labels));
     }
 
     #[test]

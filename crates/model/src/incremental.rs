@@ -520,7 +520,7 @@ pub fn namespace_build(ctx: &NamespaceContext, objects: &[Arc<Resource>]) -> Nam
                 namespace: p.metadata.namespace.clone(),
                 name: p.metadata.name.clone(),
                 ip,
-                labels: Arc::new(p.metadata.labels.clone()),
+                labels: p.metadata.labels.clone(),
                 service_account: sa,
                 network,
             },
