@@ -16,7 +16,8 @@ pub struct Origin {
     pub file: Option<PathBuf>,
     /// The 1-based line its document starts on.
     pub line: usize,
-    /// The document's text, used to point errors at the line of a field.
+    /// The document's text, used to point errors at the line of a field (a registry keeps it
+    /// only for the kinds checked again after loading; empty otherwise).
     pub text: String,
 }
 

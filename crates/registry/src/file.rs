@@ -53,6 +53,25 @@ impl ClusterConfig {
     }
 }
 
+/// Whether a resource keeps its document's text once parsed: only the kinds whose problems
+/// can be found after parsing (Istio's resources, checked against each other when a
+/// snapshot is built) need it to point at a field's line. Kubernetes workload objects, the
+/// bulk of a registry, are fully checked while loading and drop it.
+fn keeps_text(r: &Resource) -> bool {
+    use isthmus_api::Object;
+    !matches!(
+        r.object,
+        Object::Pod(_)
+            | Object::Service(_)
+            | Object::Endpoints(_)
+            | Object::EndpointSlice(_)
+            | Object::Namespace(_)
+            | Object::Secret(_)
+            | Object::ConfigMap(_)
+            | Object::Deployment(_)
+    )
+}
+
 /// One file as last read.
 #[derive(Debug)]
 struct CachedFile {
@@ -73,7 +92,12 @@ impl CachedFile {
             // objects' allocation (hundreds of bytes per slot) for one pointer each.
             resources: {
                 let mut v = Vec::with_capacity(loaded.resources.len());
-                v.extend(loaded.resources.into_iter().map(Arc::new));
+                v.extend(loaded.resources.into_iter().map(|mut r| {
+                    if !keeps_text(&r) {
+                        r.origin.text = String::new();
+                    }
+                    Arc::new(r)
+                }));
                 v
             },
             diagnostics: loaded.diagnostics,
@@ -410,6 +434,12 @@ mod tests {
                 .expect("se")
         };
         let se_before = se_of(&reg);
+        // Istio resources keep their text for later diagnostics; workload objects do not.
+        assert!(!se_before.origin.text.is_empty());
+        assert!(reg
+            .current()
+            .of_kind("Pod")
+            .all(|r| r.origin.text.is_empty() && r.origin.line > 0));
         let changes = |paths: &[&str]| Changes {
             paths: paths.iter().map(|p| dir.join(p)).collect(),
             rescan: false,
