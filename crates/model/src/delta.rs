@@ -8,12 +8,15 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 /// Services whose endpoints changed, and nothing else.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct EndpointDelta {
     /// The snapshot version this one differs from.
     pub from_version: u64,
     /// Host names of the services whose endpoints changed.
     pub hosts: BTreeSet<String>,
+    /// Those services as they were at `from_version` (for whoever patches an index of
+    /// endpoints instead of rebuilding it).
+    pub previous: Vec<Arc<Service>>,
 }
 
 fn same_but_endpoints(a: &Service, b: &Service) -> bool {
@@ -51,6 +54,7 @@ impl MeshSnapshot {
             return None;
         }
         let mut hosts = BTreeSet::new();
+        let mut previous = Vec::new();
         for (host, svc) in &self.services {
             let old = prev.services.get(host)?;
             if Arc::ptr_eq(svc, old) || svc == old {
@@ -60,6 +64,7 @@ impl MeshSnapshot {
                 return None;
             }
             hosts.insert(host.clone());
+            previous.push(old.clone());
         }
         if self
             .egress_gateway
@@ -71,6 +76,7 @@ impl MeshSnapshot {
         Some(EndpointDelta {
             from_version: prev.version,
             hosts,
+            previous,
         })
     }
 }

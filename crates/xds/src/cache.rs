@@ -13,7 +13,7 @@ use isthmus_model::proxy::Interception;
 use isthmus_model::{MeshSnapshot, NodeKind, Proxy};
 use prost::Message;
 use std::collections::hash_map::DefaultHasher;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -253,8 +253,6 @@ struct Generation {
     version: u64,
     /// Every endpoint's (cluster, address).
     endpoint_ips: EndpointIps,
-    /// The services of `version` (to patch `endpoint_ips` from when only some moved).
-    services: BTreeMap<String, Arc<isthmus_model::Service>>,
     entries: HashMap<String, Cell>,
     /// The previous version's entries, kept while the current version only moved some
     /// services' endpoints: sidecars' resources are then patched, not generated again.
@@ -300,17 +298,18 @@ impl EndpointIps {
         }
     }
 
-    /// From the index of `before` to that of `after`, where only `hosts` changed.
+    /// From the index of the snapshot before to that of `after`, where only `hosts` changed
+    /// (from `before`, those services as they were).
     fn apply(
         &mut self,
-        before: &BTreeMap<String, Arc<isthmus_model::Service>>,
+        before: &[Arc<isthmus_model::Service>],
         after: &MeshSnapshot,
         hosts: &BTreeSet<String>,
     ) {
+        for svc in before {
+            self.remove(svc);
+        }
         for host in hosts {
-            if let Some(svc) = before.get(host) {
-                self.remove(svc);
-            }
             if let Some(svc) = after.services.get(host) {
                 self.add(svc);
             }
@@ -371,8 +370,7 @@ impl ResourceCache {
                 g.version = snapshot.version;
                 let how = match delta {
                     Some(d) => {
-                        let gen: &mut Generation = &mut g;
-                        gen.endpoint_ips.apply(&gen.services, snapshot, &d.hosts);
+                        g.endpoint_ips.apply(&d.previous, snapshot, &d.hosts);
                         "patched"
                     }
                     None => {
@@ -380,7 +378,6 @@ impl ResourceCache {
                         "built"
                     }
                 };
-                g.services = snapshot.services.clone();
                 tracing::debug!(
                     version = snapshot.version,
                     ms = format!("{:.1}", started.elapsed().as_secs_f64() * 1e3),
