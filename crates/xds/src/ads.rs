@@ -40,7 +40,7 @@ impl AdsServer {
 }
 
 /// What a SotW stream remembers per type.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Watch {
     /// Identifies the names of the last request (compared with the next one's).
     names: crate::request::NamesKey,
@@ -48,6 +48,8 @@ struct Watch {
     /// own where the proxy names one (Envoy names every EDS cluster: thousands per proxy,
     /// held once).
     sorted: Vec<Arc<str>>,
+    /// No names, or `*`: every resource of the type.
+    all: bool,
     nonce: String,
     sent_version: u64,
     /// The resource set of the last response: the proxy holds exactly its resources of
@@ -58,11 +60,29 @@ struct Watch {
     held: usize,
 }
 
+impl Default for Watch {
+    fn default() -> Self {
+        Watch {
+            names: Default::default(),
+            sorted: Vec::new(),
+            // A request without names asks for everything.
+            all: true,
+            nonce: String::new(),
+            sent_version: 0,
+            base: None,
+            held: 0,
+        }
+    }
+}
+
 impl Watch {
     /// Whether the proxy asked for `name` (no names, or `*`, asks for all).
     fn wants(&self, name: &str) -> bool {
-        let has = |n: &str| self.sorted.binary_search_by(|s| s.as_ref().cmp(n)).is_ok();
-        self.sorted.is_empty() || has("*") || has(name)
+        self.all
+            || self
+                .sorted
+                .binary_search_by(|s| s.as_ref().cmp(name))
+                .is_ok()
     }
 }
 
@@ -142,6 +162,7 @@ async fn sotw_stream(
                         encoded.find(&req.type_url, n).map(|r| r.name.clone())
                     })?;
                     w.sorted.sort();
+                    w.all = w.sorted.is_empty() || w.sorted.iter().any(|n| &**n == "*");
                     respond = true;
                 }
                 if w.sent_version != snapshot.version && !req.response_nonce.is_empty() {
@@ -233,23 +254,15 @@ async fn send(
 /// The resources of `current` whose bytes differ from `held` (both sorted by name), and how
 /// many of them `held` does not have at all.
 fn differences<'a>(
-    current: &[&'a crate::cache::EncodedResource],
-    held: &[crate::cache::EncodedResource],
+    current: &'a [&'a crate::cache::EncodedResource],
+    held: &'a [crate::cache::EncodedResource],
 ) -> (Vec<&'a crate::cache::EncodedResource>, usize) {
     let mut changed = Vec::new();
     let mut added = 0;
-    let mut j = 0;
-    for r in current {
-        while j < held.len() && *held[j].name < *r.name {
-            j += 1;
-        }
-        match held.get(j).filter(|h| h.name == r.name) {
-            Some(h) if h.version == r.version => {}
-            Some(_) => changed.push(*r),
-            None => {
-                changed.push(*r);
-                added += 1;
-            }
+    for (r, v) in crate::cache::held_versions(current, held) {
+        if v != Some(r.version) {
+            changed.push(r);
+            added += usize::from(v.is_none());
         }
     }
     (changed, added)

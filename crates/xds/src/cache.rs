@@ -246,6 +246,22 @@ impl Encoded {
     }
 }
 
+/// Pairs each resource of `current` with the version `held` has under its name (`None`
+/// when it has none), by merging: both are sorted by name.
+pub fn held_versions<'a>(
+    current: &'a [&'a EncodedResource],
+    held: &'a [EncodedResource],
+) -> impl Iterator<Item = (&'a EncodedResource, Option<u64>)> + 'a {
+    let mut j = 0;
+    current.iter().map(move |r| {
+        while j < held.len() && *held[j].name < *r.name {
+            j += 1;
+        }
+        let v = held.get(j).filter(|h| h.name == r.name).map(|h| h.version);
+        (*r, v)
+    })
+}
+
 type Cell = Arc<std::sync::OnceLock<Arc<Encoded>>>;
 
 #[derive(Default)]

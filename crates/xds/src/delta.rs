@@ -230,20 +230,8 @@ async fn push(
         .map(|b| b.of_type(type_url))
         .unwrap_or_default();
     let mut resources = Vec::new();
-    let mut j = 0;
-    for r in &current {
-        let held = match sub.overrides.get(&r.name) {
-            Some(o) => *o,
-            None => {
-                while j < base_list.len() && *base_list[j].name < *r.name {
-                    j += 1;
-                }
-                base_list
-                    .get(j)
-                    .filter(|h| h.name == r.name)
-                    .map(|h| h.version)
-            }
-        };
+    for (r, in_base) in crate::cache::held_versions(&current, base_list) {
+        let held = sub.overrides.get(&r.name).copied().unwrap_or(in_base);
         if held != Some(r.version) {
             resources.push(delta_resource(r));
         }
