@@ -179,19 +179,10 @@ fn patch_objects(
     let namespaces: BTreeSet<&str> = change.keys.iter().map(|k| k.namespace.as_str()).collect();
     let mut by_namespace = prev.by_namespace.clone();
     for ns in namespaces {
-        let objects: Vec<Arc<Resource>> = ["Pod", "Service"]
-            .into_iter()
-            .flat_map(|kind| {
-                let from = isthmus_api::ResourceKey {
-                    kind: kind.to_string(),
-                    namespace: ns.to_string(),
-                    name: String::new(),
-                };
-                c.resources
-                    .range(from..)
-                    .take_while(move |(k, _)| k.kind == kind && k.namespace == ns)
-                    .map(|(_, r)| r.clone())
-            })
+        let objects: Vec<Arc<Resource>> = c
+            .of_kind_in("Pod", ns)
+            .chain(c.of_kind_in("Service", ns))
+            .cloned()
             .collect();
         if objects.is_empty() {
             by_namespace.remove(ns);

@@ -40,15 +40,34 @@ fn next_revision() -> u64 {
 impl ClusterConfig {
     /// The resources of one kind, without walking the others (keys sort by kind first).
     pub fn of_kind<'a>(&'a self, kind: &str) -> impl Iterator<Item = &'a Arc<Resource>> + 'a {
+        self.keyed_from(kind, None)
+    }
+
+    /// The resources of one kind in one namespace, in name order, without walking the others.
+    pub fn of_kind_in<'a>(
+        &'a self,
+        kind: &str,
+        namespace: &str,
+    ) -> impl Iterator<Item = &'a Arc<Resource>> + 'a {
+        self.keyed_from(kind, Some(namespace))
+    }
+
+    fn keyed_from<'a>(
+        &'a self,
+        kind: &str,
+        namespace: Option<&str>,
+    ) -> impl Iterator<Item = &'a Arc<Resource>> + 'a {
         let from = ResourceKey {
             kind: kind.to_string(),
-            namespace: String::new(),
+            namespace: namespace.unwrap_or_default().to_string(),
             name: String::new(),
         };
-        let kind = kind.to_string();
+        let (kind, namespace) = (kind.to_string(), namespace.map(str::to_string));
         self.resources
             .range(from..)
-            .take_while(move |(k, _)| k.kind == kind)
+            .take_while(move |(k, _)| {
+                k.kind == kind && namespace.as_ref().is_none_or(|ns| &k.namespace == ns)
+            })
             .map(|(_, r)| r)
     }
 }
