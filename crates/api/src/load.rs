@@ -8,7 +8,9 @@ use crate::meta::ObjectMeta;
 use crate::resource::{Object, Origin, Resource};
 use crate::validate::validate;
 use serde::de::DeserializeOwned;
+use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// What loading produced: the good resources and the problems.
 #[derive(Debug, Default, Clone)]
@@ -107,15 +109,20 @@ pub fn load_file(path: &Path, default_namespace: &str) -> Loaded {
 /// Loads YAML text holding one or more documents separated by `---`.
 pub fn load_str(text: &str, file: Option<&Path>, default_namespace: &str) -> Loaded {
     let mut out = Loaded::default();
+    // One path for all of the file's objects, and one label map for objects labelled alike
+    // (the pods of one workload carry the same labels).
+    let file: Option<Arc<Path>> = file.map(Arc::from);
+    let mut label_sets = LabelSets::default();
     for (start_line, doc) in split_documents(text) {
         let origin = Origin {
-            file: file.map(Path::to_path_buf),
+            file: file.clone(),
             line: start_line,
             text: doc.clone(),
         };
         match parse_document(&doc, &origin, default_namespace) {
             Ok(None) => {}
-            Ok(Some(resource)) => {
+            Ok(Some(mut resource)) => {
+                label_sets.share(&mut resource.object.metadata_mut().labels);
                 let problems = validate(&resource.object);
                 let mut failed = false;
                 for p in problems {
@@ -132,9 +139,28 @@ pub fn load_str(text: &str, file: Option<&Path>, default_namespace: &str) -> Loa
     out
 }
 
+/// The distinct label maps of one file: objects labelled alike share one map.
+#[derive(Default)]
+struct LabelSets(HashSet<Arc<BTreeMap<String, String>>>);
+
+impl LabelSets {
+    /// Replaces `labels` with an equal map seen before, or remembers it.
+    fn share(&mut self, labels: &mut Arc<BTreeMap<String, String>>) {
+        if labels.is_empty() {
+            return;
+        }
+        match self.0.get(&**labels) {
+            Some(seen) => *labels = seen.clone(),
+            None => {
+                self.0.insert(labels.clone());
+            }
+        }
+    }
+}
+
 /// Fills in file, line and resource of a diagnostic found in `resource`.
 pub fn place(mut d: Diagnostic, resource: &Resource) -> Diagnostic {
-    d.file = resource.origin.file.clone();
+    d.file = resource.origin.file.as_deref().map(Path::to_path_buf);
     d.resource = Some(resource.key().to_string());
     let rel = d
         .field
@@ -180,7 +206,7 @@ fn yaml_error(e: serde_saphyr::Error, origin: &Origin, resource: Option<String>)
     let message = e.to_string();
     let message = message.lines().next().unwrap_or("invalid YAML").to_string();
     let mut d = Diagnostic::error(message);
-    d.file = origin.file.clone();
+    d.file = origin.file.as_deref().map(Path::to_path_buf);
     d.resource = resource;
     d.line = Some(origin.line + e.location().map(|l| l.line() as usize).unwrap_or(1) - 1);
     d
@@ -198,7 +224,7 @@ fn parse_document(
     }
     let top_error = |field: &str, message: String| {
         let mut d = Diagnostic::error(message).at(field);
-        d.file = origin.file.clone();
+        d.file = origin.file.as_deref().map(Path::to_path_buf);
         d.line = Some(origin.line + field_line(doc, field).unwrap_or(0));
         d
     };
@@ -426,5 +452,31 @@ spec:
         assert!(loaded.diagnostics[0]
             .message
             .contains("unknown kind Sidecarz"));
+    }
+
+    #[test]
+    fn objects_labelled_alike_share_one_label_map_and_the_file_path() {
+        let pod = |name: &str, app: &str| {
+            format!("apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}, labels: {{app: {app}}}}}\nstatus: {{podIP: 10.0.0.1}}\n")
+        };
+        let text = [pod("a-0", "a"), pod("a-1", "a"), pod("b-0", "b")].join("---\n");
+        let loaded = load_str(&text, Some(Path::new("/r/ns/a.yaml")), "ns");
+        assert!(loaded.diagnostics.is_empty(), "{:?}", loaded.diagnostics);
+        let labels: Vec<_> = loaded
+            .resources
+            .iter()
+            .map(|r| r.object.metadata().labels.clone())
+            .collect();
+        assert_eq!(labels[0].get("app").map(String::as_str), Some("a"));
+        assert!(Arc::ptr_eq(&labels[0], &labels[1]));
+        assert!(!Arc::ptr_eq(&labels[0], &labels[2]));
+        assert_eq!(labels[2].get("app").map(String::as_str), Some("b"));
+        let files: Vec<_> = loaded
+            .resources
+            .iter()
+            .map(|r| r.origin.file.clone().expect("file"))
+            .collect();
+        assert_eq!(&*files[0], Path::new("/r/ns/a.yaml"));
+        assert!(Arc::ptr_eq(&files[0], &files[2]));
     }
 }

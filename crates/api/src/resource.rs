@@ -7,13 +7,14 @@ use crate::meta::ObjectMeta;
 use crate::networking::{DestinationRule, Gateway, ServiceEntry, VirtualService, WorkloadEntry};
 use crate::security::{AuthnPolicy, PeerAuthentication};
 use std::fmt;
-use std::path::PathBuf;
+use std::path::Path;
+use std::sync::Arc;
 
 /// Where a resource was read from.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Origin {
-    /// The file, when it came from one.
-    pub file: Option<PathBuf>,
+    /// The file, when it came from one (shared by all of the file's objects).
+    pub file: Option<Arc<Path>>,
     /// The 1-based line its document starts on.
     pub line: usize,
     /// The document's text, used to point errors at the line of a field (a registry keeps it

@@ -212,10 +212,10 @@ impl FileRegistry {
             if let Some(prev) = next.get(&key) {
                 let mut d = Diagnostic::error(format!(
                     "{key} is defined twice; the one at {}:{} wins",
-                    display_file(&prev.origin.file),
+                    display_file(prev.origin.file.as_deref()),
                     prev.origin.line
                 ));
-                d.file = r.origin.file.clone();
+                d.file = r.origin.file.as_deref().map(Path::to_path_buf);
                 d.line = Some(r.origin.line);
                 d.resource = Some(key.to_string());
                 duplicates.push(d);
@@ -402,9 +402,8 @@ impl FileRegistry {
     }
 }
 
-fn display_file(f: &Option<PathBuf>) -> String {
-    f.as_ref()
-        .map(|p| p.display().to_string())
+fn display_file(f: Option<&Path>) -> String {
+    f.map(|p| p.display().to_string())
         .unwrap_or_else(|| "-".into())
 }
 
