@@ -60,7 +60,7 @@ pub fn peer_identity(snapshot: &MeshSnapshot, service: &Service) -> PeerIdentity
     let ids: BTreeSet<String> = service
         .endpoints
         .iter()
-        .filter_map(|e| e.identity.clone())
+        .filter_map(|e| e.identity.as_deref().map(str::to_string))
         .collect();
     if !ids.is_empty() && service.endpoints.iter().all(|e| e.identity.is_some()) {
         PeerIdentity::Exact(ids.into_iter().collect())
@@ -146,7 +146,7 @@ pub fn inbound_ports(snapshot: &MeshSnapshot, proxy: &Proxy) -> BTreeSet<u32> {
         .services
         .values()
         .flat_map(|s| s.endpoints.iter())
-        .filter(|e| e.address == proxy.id.ip && e.cluster == proxy.cluster)
+        .filter(|e| *e.address == *proxy.id.ip && *e.cluster == *proxy.cluster)
         .flat_map(|e| e.ports.values().copied())
         .collect()
 }

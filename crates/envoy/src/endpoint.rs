@@ -45,29 +45,27 @@ pub fn load_assignment(
         };
     };
     // locality -> (address, port) -> weight
-    let mut by_locality: BTreeMap<String, BTreeMap<(String, u32), u32>> = BTreeMap::new();
+    let mut by_locality: BTreeMap<&str, BTreeMap<(&str, u32), u32>> = BTreeMap::new();
     // (network, locality) -> number of endpoints behind that network's gateways
-    let mut remote: BTreeMap<(String, String), u32> = BTreeMap::new();
+    let mut remote: BTreeMap<(&str, &str), u32> = BTreeMap::new();
     for e in selected(t) {
         let Some(ep_port) = e.ports.get(&port.name).copied() else {
             continue;
         };
         if proxy.reaches_directly(&e.network) {
             *by_locality
-                .entry(e.locality.clone())
+                .entry(&e.locality)
                 .or_default()
-                .entry((e.address.clone(), ep_port))
+                .entry((&e.address, ep_port))
                 .or_default() += e.weight;
         } else if e.mtls_ready && !e.network.is_empty() {
-            *remote
-                .entry((e.network.clone(), e.locality.clone()))
-                .or_default() += e.weight;
+            *remote.entry((&e.network, &e.locality)).or_default() += e.weight;
         }
     }
     for ((network, locality), count) in remote {
         let gateways = snapshot
             .network_gateways
-            .get(&network)
+            .get(network)
             .map(Vec::as_slice)
             .unwrap_or_default();
         if gateways.is_empty() {
@@ -81,14 +79,14 @@ pub fn load_assignment(
                 continue;
             }
             let loc = if gw.locality.is_empty() {
-                locality.clone()
+                locality
             } else {
-                gw.locality.clone()
+                &gw.locality
             };
             *by_locality
                 .entry(loc)
                 .or_default()
-                .entry((gw.address.clone(), gw.port))
+                .entry((&gw.address, gw.port))
                 .or_default() += share;
         }
     }
@@ -97,10 +95,10 @@ pub fn load_assignment(
         endpoints: by_locality
             .into_iter()
             .map(|(locality, eps)| LocalityLbEndpoints {
-                locality: locality_pb(&locality),
+                locality: locality_pb(locality),
                 lb_endpoints: eps
                     .into_iter()
-                    .map(|((a, p), w)| lb_endpoint(&a, p, w))
+                    .map(|((a, p), w)| lb_endpoint(a, p, w))
                     .collect(),
                 ..Default::default()
             })
@@ -120,14 +118,14 @@ pub fn local_assignment(
         .port(t.port)
         .map(|p| p.name.clone())
         .unwrap_or_default();
-    let mut by_locality: BTreeMap<String, Vec<LbEndpoint>> = BTreeMap::new();
+    let mut by_locality: BTreeMap<&str, Vec<LbEndpoint>> = BTreeMap::new();
     for e in selected(t) {
-        if e.cluster != proxy.cluster && !(e.cluster.is_empty() && e.network == proxy.network) {
+        if *e.cluster != *proxy.cluster && !(e.cluster.is_empty() && *e.network == *proxy.network) {
             continue;
         }
         if let Some(p) = e.ports.get(&port_name) {
             by_locality
-                .entry(e.locality.clone())
+                .entry(&e.locality)
                 .or_default()
                 .push(lb_endpoint(&e.address, *p, e.weight));
         }
@@ -137,7 +135,7 @@ pub fn local_assignment(
         endpoints: by_locality
             .into_iter()
             .map(|(l, eps)| LocalityLbEndpoints {
-                locality: locality_pb(&l),
+                locality: locality_pb(l),
                 lb_endpoints: eps,
                 ..Default::default()
             })

@@ -162,11 +162,11 @@ fn inbound_listeners(snapshot: &MeshSnapshot, proxy: &Proxy, capture: bool) -> V
         snapshot.services.values().any(|s| {
             s.endpoints
                 .iter()
-                .any(|e| e.address == proxy.id.ip && e.cluster == proxy.cluster)
+                .any(|e| *e.address == *proxy.id.ip && *e.cluster == *proxy.cluster)
                 && s.ports.iter().any(|p| {
                     p.protocol.is_http()
                         && s.endpoints.iter().any(|e| {
-                            e.address == proxy.id.ip && e.ports.get(&p.name) == Some(&port)
+                            *e.address == *proxy.id.ip && e.ports.get(&p.name) == Some(&port)
                         })
                 })
         })

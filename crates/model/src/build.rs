@@ -122,16 +122,16 @@ impl MeshSnapshot {
                         let pod = pods
                             .range((c.cluster.clone(), String::new())..)
                             .take_while(|((cluster, _), _)| cluster == &c.cluster)
-                            .find_map(|(_, in_ns)| in_ns.values().find(|p| p.ip == a.ip));
+                            .find_map(|(_, in_ns)| in_ns.values().find(|p| *p.ip == *a.ip));
                         if svc
                             .endpoints
                             .iter()
-                            .any(|ep| ep.address == a.ip && ep.cluster == c.cluster)
+                            .any(|ep| *ep.address == *a.ip && *ep.cluster == *c.cluster)
                         {
                             continue;
                         }
                         svc.endpoints.push(Arc::new(Endpoint {
-                            address: a.ip.clone(),
+                            address: a.ip.as_str().into(),
                             ports: subset
                                 .ports
                                 .iter()
@@ -139,18 +139,13 @@ impl MeshSnapshot {
                                 .collect::<BTreeMap<String, u32>>()
                                 .into(),
                             labels: pod.map(|p| p.labels.clone()).unwrap_or_default(),
-                            cluster: c.cluster.clone(),
+                            cluster: c.cluster.as_str().into(),
                             network: pod
                                 .map(|p| p.network.clone())
-                                .unwrap_or_else(|| cluster_network(&c.cluster)),
-                            locality: String::new(),
+                                .unwrap_or_else(|| cluster_network(&c.cluster).into()),
+                            locality: Arc::default(),
                             weight: 1,
-                            identity: pod.map(|p| {
-                                format!(
-                                    "spiffe://{}/ns/{}/sa/{}",
-                                    snap.mesh.trust_domain, p.namespace, p.service_account
-                                )
-                            }),
+                            identity: pod.map(|p| p.identity.clone()),
                             mtls_ready: pod.is_some(),
                         }));
                     }
@@ -202,7 +197,7 @@ impl MeshSnapshot {
                         .endpoints
                         .iter()
                         .map(|ep| Endpoint {
-                            address: ep.address.clone(),
+                            address: ep.address.as_str().into(),
                             ports: se
                                 .spec
                                 .ports
@@ -219,16 +214,14 @@ impl MeshSnapshot {
                                 .collect::<BTreeMap<String, u32>>()
                                 .into(),
                             labels: Arc::new(ep.labels.clone()),
-                            cluster: String::new(),
-                            network: ep.network.clone().unwrap_or_default(),
-                            locality: ep.locality.clone().unwrap_or_default(),
+                            cluster: Arc::default(),
+                            network: ep.network.as_deref().unwrap_or_default().into(),
+                            locality: ep.locality.as_deref().unwrap_or_default().into(),
                             weight: ep.weight.filter(|w| *w > 0).unwrap_or(1),
-                            identity: ep.service_account.as_ref().map(|sa| {
-                                format!(
-                                    "spiffe://{}/ns/{}/sa/{sa}",
-                                    snap.mesh.trust_domain, se.metadata.namespace
-                                )
-                            }),
+                            identity: ep
+                                .service_account
+                                .as_ref()
+                                .map(|sa| snap.spiffe(&se.metadata.namespace, sa).into()),
                             mtls_ready: se.spec.location == Some(Location::MeshInternal),
                         })
                         .collect();
@@ -547,11 +540,11 @@ mod tests {
         assert!(httpbin
             .endpoints
             .iter()
-            .any(|e| e.address == "10.10.0.6" && e.cluster == "c1"));
+            .any(|e| &*e.address == "10.10.0.6" && &*e.cluster == "c1"));
         assert!(!httpbin
             .endpoints
             .iter()
-            .any(|e| e.address == "10.10.0.5" && e.cluster == "c1"));
+            .any(|e| &*e.address == "10.10.0.5" && &*e.cluster == "c1"));
         // The untouched service is the very same object as before.
         assert!(Arc::ptr_eq(
             &first.services["sleep.foo.svc.cluster.local"],
@@ -612,7 +605,7 @@ mod tests {
             .resources
             .values()
             .find_map(|r| match &r.object {
-                Object::Pod(p) if p.status.pod_ip.as_deref() == Some(eps[0].address.as_str()) => {
+                Object::Pod(p) if p.status.pod_ip.as_deref() == Some(&*eps[0].address) => {
                     Some(p.metadata.labels.clone())
                 }
                 _ => None,
@@ -634,7 +627,7 @@ mod tests {
         assert_eq!(svc.endpoints.len(), 1);
         let ep = &svc.endpoints[0];
         assert_eq!(ep.ports["http"], 80);
-        assert_eq!(ep.network, "network2");
+        assert_eq!(&*ep.network, "network2");
         assert_eq!(
             ep.identity.as_deref(),
             Some("spiffe://cluster.local/ns/bar/sa/httpbin")
@@ -682,12 +675,12 @@ mod tests {
         };
         let snap = MeshSnapshot::build(&input, 1);
         assert_eq!(
-            snap.pod("remote", "x", "p").expect("pod").network,
+            &*snap.pod("remote", "x", "p").expect("pod").network,
             "network2"
         );
-        assert_eq!(snap.pod("remote", "x", "q").expect("pod").network, "net9");
+        assert_eq!(&*snap.pod("remote", "x", "q").expect("pod").network, "net9");
         assert_eq!(
-            snap.pod("third", "x", "r").expect("pod").network,
+            &*snap.pod("third", "x", "r").expect("pod").network,
             "network3"
         );
         assert_eq!(snap.network_gateways["network2"][0].address, "198.18.0.9");

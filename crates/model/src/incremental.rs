@@ -472,51 +472,61 @@ fn empty_service(hostname: String, namespace: String, name: String) -> Service {
     }
 }
 
-fn cidr_network(cidrs: &[(String, String)], ip: &str) -> Option<String> {
+fn cidr_network<'a>(cidrs: &'a [(String, String)], ip: &str) -> Option<&'a str> {
     let ip: IpAddr = ip.parse().ok()?;
     cidrs
         .iter()
         .find(|(c, _)| crate::build::cidr_contains(c, ip))
-        .map(|(_, n)| n.clone())
+        .map(|(_, n)| n.as_str())
 }
 
 /// Computes one namespace's pods and Services from its objects.
 pub fn namespace_build(ctx: &NamespaceContext, objects: &[Arc<Resource>]) -> NamespaceBuild {
     let mut pods: BTreeMap<String, PodInfo> = BTreeMap::new();
     let mut pod_objects = BTreeMap::new();
+    // The namespace's pods repeat a few strings: share one copy of each.
+    let mut shared = SharedStrs::default();
+    let cluster = shared.get(&ctx.cluster);
+    let mut identities: HashMap<Arc<str>, Arc<str>> = HashMap::new();
     for r in objects {
         let Object::Pod(p) = &r.object else { continue };
-        let Some(ip) = p.status.pod_ip.clone() else {
+        let Some(ip) = p.status.pod_ip.as_deref() else {
             continue;
         };
         // Istio's order: pod label, namespace label, fromRegistry, fromCidr.
-        let network = p
-            .metadata
-            .labels
-            .get(NETWORK_LABEL)
-            .cloned()
-            .or_else(|| ctx.namespace_network.clone())
-            .or_else(|| Some(ctx.cluster_network.clone()).filter(|n| !n.is_empty()))
-            .or_else(|| cidr_network(&ctx.cidrs, &ip))
-            .unwrap_or_default();
-        let sa = if p.spec.service_account_name.is_empty() {
-            "default".to_string()
-        } else {
-            p.spec.service_account_name.clone()
+        let network = match p.metadata.labels.get(NETWORK_LABEL) {
+            Some(n) => shared.get(n),
+            None => match &ctx.namespace_network {
+                Some(n) => shared.get(n),
+                None if !ctx.cluster_network.is_empty() => shared.get(&ctx.cluster_network),
+                None => shared.get(cidr_network(&ctx.cidrs, ip).unwrap_or_default()),
+            },
         };
+        let service_account = shared.get(match p.spec.service_account_name.as_str() {
+            "" => "default",
+            sa => sa,
+        });
+        let identity = identities
+            .entry(service_account.clone())
+            .or_insert_with(|| {
+                format!(
+                    "spiffe://{}/ns/{}/sa/{service_account}",
+                    ctx.trust_domain, ctx.namespace
+                )
+                .into()
+            })
+            .clone();
         pods.insert(
             p.metadata.name.clone(),
             PodInfo {
-                cluster: ctx.cluster.clone(),
-                namespace: p.metadata.namespace.clone(),
-                name: p.metadata.name.clone(),
-                ip,
+                ip: ip.into(),
                 labels: p.metadata.labels.clone(),
-                service_account: sa,
+                service_account,
+                identity,
                 network,
             },
         );
-        pod_objects.insert(p.metadata.name.clone(), p);
+        pod_objects.insert(p.metadata.name.as_str(), p);
     }
     let mut services = Vec::new();
     for r in objects {
@@ -567,7 +577,7 @@ pub fn namespace_build(ctx: &NamespaceContext, objects: &[Arc<Resource>]) -> Nam
                 {
                     continue;
                 }
-                let Some(pod) = pod_objects.get(name) else {
+                let Some(pod) = pod_objects.get(name.as_str()) else {
                     continue;
                 };
                 let ports = s
@@ -607,14 +617,11 @@ pub fn namespace_build(ctx: &NamespaceContext, objects: &[Arc<Resource>]) -> Nam
                     address: info.ip.clone(),
                     ports,
                     labels: info.labels.clone(),
-                    cluster: ctx.cluster.clone(),
+                    cluster: cluster.clone(),
                     network: info.network.clone(),
-                    locality: locality_of(&info.labels),
+                    locality: shared.get(&locality_of(&info.labels)),
                     weight: 1,
-                    identity: Some(format!(
-                        "spiffe://{}/ns/{}/sa/{}",
-                        ctx.trust_domain, info.namespace, info.service_account
-                    )),
+                    identity: Some(info.identity.clone()),
                     mtls_ready,
                 }));
             }
@@ -627,6 +634,22 @@ pub fn namespace_build(ctx: &NamespaceContext, objects: &[Arc<Resource>]) -> Nam
     NamespaceBuild {
         pods: Arc::new(pods),
         services,
+    }
+}
+
+/// One shared copy of each distinct string.
+#[derive(Default)]
+struct SharedStrs(HashSet<Arc<str>>);
+
+impl SharedStrs {
+    /// The shared copy of `s`.
+    fn get(&mut self, s: &str) -> Arc<str> {
+        if let Some(seen) = self.0.get(s) {
+            return seen.clone();
+        }
+        let fresh: Arc<str> = s.into();
+        self.0.insert(fresh.clone());
+        fresh
     }
 }
 
@@ -727,5 +750,50 @@ mod tests {
         let stale = Arc::new(changed(&v1, "apiVersion: v1\nkind: Pod\nmetadata: {name: b-1, namespace: b}\nstatus: {podIP: 10.0.0.4}\n", 13));
         let fourth = cluster_objects(Some(&cache), &stale);
         same_objects(&fourth, &sort_objects(&stale));
+    }
+
+    #[test]
+    fn a_namespace_endpoints_share_their_repeated_strings() {
+        let yaml = "apiVersion: v1\nkind: Service\nmetadata: {name: a, namespace: a}\nspec: {ports: [{name: http, port: 80}], selector: {app: a}}\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: a-0, namespace: a, labels: {app: a}}\nspec: {serviceAccountName: sa}\nstatus: {podIP: 10.0.0.1}\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: a-1, namespace: a, labels: {app: a}}\nspec: {serviceAccountName: sa}\nstatus: {podIP: 10.0.0.2}\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: a-2, namespace: a, labels: {app: a}}\nstatus: {podIP: 10.0.0.3}\n";
+        let objects: Vec<Arc<Resource>> = isthmus_api::load_str(yaml, None, "a")
+            .resources
+            .into_iter()
+            .map(Arc::new)
+            .collect();
+        let ctx = NamespaceContext {
+            cluster: "c1".into(),
+            namespace: "a".into(),
+            is_local: true,
+            trust_domain: "cluster.local".into(),
+            export_default: ExportDefault::Exported,
+            namespace_network: None,
+            cluster_network: "n1".into(),
+            cidrs: Vec::new(),
+        };
+        let built = namespace_build(&ctx, &objects);
+        let eps = &built.services[0].service.endpoints;
+        assert_eq!(eps.len(), 3);
+        assert_eq!(
+            eps.iter().map(|e| &*e.address).collect::<Vec<_>>(),
+            ["10.0.0.1", "10.0.0.2", "10.0.0.3"]
+        );
+        assert_eq!(
+            eps[0].identity.as_deref(),
+            Some("spiffe://cluster.local/ns/a/sa/sa")
+        );
+        assert_eq!(
+            eps[2].identity.as_deref(),
+            Some("spiffe://cluster.local/ns/a/sa/default")
+        );
+        let shared = |f: fn(&Endpoint) -> &Arc<str>| Arc::ptr_eq(f(&eps[0]), f(&eps[1]));
+        assert!(shared(|e| &e.cluster) && shared(|e| &e.network) && shared(|e| &e.locality));
+        assert!(Arc::ptr_eq(
+            eps[0].identity.as_ref().expect("identity"),
+            eps[1].identity.as_ref().expect("identity")
+        ));
+        assert!(Arc::ptr_eq(&eps[0].cluster, &eps[2].cluster));
+        let pod = &built.pods["a-2"];
+        assert_eq!((&*pod.service_account, &*pod.network), ("default", "n1"));
+        assert!(Arc::ptr_eq(&pod.labels, &eps[2].labels));
     }
 }

@@ -119,23 +119,20 @@ impl VipRange {
     }
 }
 
-/// A pod the registries know, used to find a proxy's labels and identity.
+/// A pod the registries know, used to find a proxy's labels and identity (its cluster,
+/// namespace and name are the keys it is filed under in [`PodsByNamespace`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PodInfo {
-    /// Cluster.
-    pub cluster: String,
-    /// Namespace.
-    pub namespace: String,
-    /// Name.
-    pub name: String,
     /// IP.
-    pub ip: String,
-    /// Labels.
+    pub ip: Box<str>,
+    /// Labels (the Pod object's own map).
     pub labels: Arc<BTreeMap<String, String>>,
-    /// Service account.
-    pub service_account: String,
+    /// Service account (`default` when the pod names none).
+    pub service_account: Arc<str>,
+    /// The SPIFFE identity of that service account.
+    pub identity: Arc<str>,
     /// Network.
-    pub network: String,
+    pub network: Arc<str>,
 }
 
 /// A gateway address through which a network is reached.
@@ -238,12 +235,12 @@ impl MeshSnapshot {
                 .unwrap_or_default(),
         };
         let service_account = pod
-            .map(|p| p.service_account.clone())
+            .map(|p| p.service_account.to_string())
             .or_else(|| metadata.get("SERVICE_ACCOUNT").cloned())
             .unwrap_or_else(|| "default".into());
         let network = pod
-            .map(|p| p.network.clone())
-            .filter(|n| !n.is_empty())
+            .filter(|p| !p.network.is_empty())
+            .map(|p| p.network.to_string())
             .or_else(|| metadata.get("NETWORK").cloned())
             .unwrap_or_else(|| self.local_network.clone());
         Proxy {
