@@ -5,7 +5,7 @@
 use crate::diagnostic::Diagnostic;
 use crate::locate::field_line;
 use crate::meta::ObjectMeta;
-use crate::resource::{Object, Origin, Resource};
+use crate::resource::{Object, Origin, OtherObject, Resource};
 use crate::validate::validate;
 use serde::de::DeserializeOwned;
 use std::collections::{BTreeMap, HashSet};
@@ -331,11 +331,11 @@ fn parse_document(
                     .transpose()
                     .map_err(|e| top_error("metadata", format!("invalid metadata: {e}")))?
                     .unwrap_or_default();
-                Object::Other {
+                Object::Other(Box::new(OtherObject {
                     api_version: api_version.to_string(),
                     kind: kind.to_string(),
                     metadata,
-                }
+                }))
             }
         })
     };

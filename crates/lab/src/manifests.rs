@@ -143,13 +143,13 @@ pub fn read(
 
 fn classify(r: Resource, m: &mut Manifests) {
     match r.object {
-        Object::Service(s) => m.services.push(s),
-        Object::Deployment(d) => m.deployments.push(d),
-        Object::Namespace(n) => m.namespaces.push(n),
+        Object::Service(s) => m.services.push(*s),
+        Object::Deployment(d) => m.deployments.push(*d),
+        Object::Namespace(n) => m.namespaces.push(*n),
         Object::Pod(_) | Object::Endpoints(_) | Object::EndpointSlice(_) => {
             // The lab owns pods and endpoints: they come from Deployments.
         }
-        Object::Other { .. } => {
+        Object::Other(_) => {
             // ServiceAccounts, RBAC and the like: nothing to run or to tell the mesh.
         }
         ref other => {

@@ -127,7 +127,7 @@ pub fn generate(
             }
             let entry = found
                 .entry((ns.clone(), s.metadata.name.clone()))
-                .or_insert_with(|| (s.clone(), Vec::new()));
+                .or_insert_with(|| ((**s).clone(), Vec::new()));
             entry.1.push(Remote {
                 cluster: c.cluster.clone(),
                 gateway: gateway.clone(),
@@ -228,7 +228,7 @@ pub fn generate(
             };
             out.push(Generated {
                 resource: Resource {
-                    object: Object::ServiceEntry(se),
+                    object: Object::ServiceEntry(Box::new(se)),
                     origin: Origin::default(),
                 },
                 explanation: explanation.clone(),

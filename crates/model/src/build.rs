@@ -283,19 +283,19 @@ impl MeshSnapshot {
                 }
                 Object::DestinationRule(dr) => snap.destination_rules.push(Scoped {
                     namespace: dr.metadata.namespace.clone(),
-                    rule: dr.clone(),
+                    rule: (**dr).clone(),
                 }),
                 Object::VirtualService(vs) => snap.virtual_services.push(Scoped {
                     namespace: vs.metadata.namespace.clone(),
-                    rule: vs.clone(),
+                    rule: (**vs).clone(),
                 }),
                 Object::Gateway(g) => snap.gateways.push(Scoped {
                     namespace: g.metadata.namespace.clone(),
-                    rule: g.clone(),
+                    rule: (**g).clone(),
                 }),
                 Object::Sidecar(sc) => snap.sidecars.push(Scoped {
                     namespace: sc.metadata.namespace.clone(),
-                    rule: sc.clone(),
+                    rule: (**sc).clone(),
                 }),
                 _ => {}
             }
