@@ -81,8 +81,17 @@ impl MeshSnapshot {
         // Pods, and the endpoints selector-based Services get from them, per (cluster,
         // namespace): reused from the cache where nothing they depend on changed.
         let mut groups = Vec::new();
+        let shared_cidrs: Arc<[(String, String)]> = cidrs.clone().into();
         for (c, objects) in input.clusters.iter().zip(&sorted) {
             let network = cluster_network(&c.cluster);
+            snap.pods.insert(
+                c.cluster.clone(),
+                crate::pod::ClusterPods {
+                    objects: objects.clone(),
+                    network: network.clone(),
+                    cidrs: shared_cidrs.clone(),
+                },
+            );
             for (ns, in_ns) in &objects.by_namespace {
                 groups.push((
                     crate::incremental::NamespaceContext {
@@ -99,7 +108,7 @@ impl MeshSnapshot {
                 ));
             }
         }
-        let (pods, mut services, reuse) =
+        let (mut services, reuse) =
             crate::incremental::pods_and_services(input.cache.as_deref(), groups);
         snap.reuse = reuse;
 
@@ -119,10 +128,10 @@ impl MeshSnapshot {
                 let svc = Arc::make_mut(svc);
                 for subset in &e.subsets {
                     for a in &subset.addresses {
-                        let pod = pods
-                            .range((c.cluster.clone(), String::new())..)
-                            .take_while(|((cluster, _), _)| cluster == &c.cluster)
-                            .find_map(|(_, in_ns)| in_ns.values().find(|p| *p.ip == *a.ip));
+                        let pod = snap
+                            .pods
+                            .get(&c.cluster)
+                            .and_then(|pods| pods.by_ip(&a.ip, &snap.mesh.trust_domain));
                         if svc
                             .endpoints
                             .iter()
@@ -138,14 +147,15 @@ impl MeshSnapshot {
                                 .map(|p| (p.name.clone(), p.port))
                                 .collect::<BTreeMap<String, u32>>()
                                 .into(),
-                            labels: pod.map(|p| p.labels.clone()).unwrap_or_default(),
+                            labels: pod.as_ref().map(|p| p.labels.clone()).unwrap_or_default(),
                             cluster: c.cluster.as_str().into(),
                             network: pod
+                                .as_ref()
                                 .map(|p| p.network.clone())
                                 .unwrap_or_else(|| cluster_network(&c.cluster).into()),
                             locality: Arc::default(),
                             weight: 1,
-                            identity: pod.map(|p| p.identity.clone()),
+                            identity: pod.as_ref().map(|p| p.identity.clone()),
                             mtls_ready: pod.is_some(),
                         }));
                     }
@@ -347,7 +357,6 @@ impl MeshSnapshot {
             }
         }
         snap.services = services;
-        snap.pods = pods;
         snap.find_serviceless_hosts();
         snap
     }
@@ -490,6 +499,19 @@ mod tests {
 
     const HTTPBIN: &str = "apiVersion: v1\nkind: Service\nmetadata: {name: httpbin, namespace: bar}\nspec:\n  ports:\n  - {name: http, port: 8000, targetPort: 80}\n  selector: {app: httpbin}\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: httpbin-1, namespace: bar, labels: {app: httpbin, version: v1}}\nspec: {serviceAccountName: httpbin}\nstatus: {podIP: 10.10.0.5}\n";
 
+    /// Every pod of a snapshot, as (cluster, namespace, name, what the mesh reads).
+    fn pods(snap: &MeshSnapshot) -> Vec<(String, String, String, crate::snapshot::PodInfo)> {
+        snap.pods
+            .iter()
+            .flat_map(|(c, pods)| {
+                pods.iter(&snap.mesh.trust_domain)
+                    .map(move |(ns, name, info)| {
+                        (c.clone(), ns.to_string(), name.to_string(), info)
+                    })
+            })
+            .collect()
+    }
+
     #[test]
     fn a_cached_rebuild_redoes_only_the_changed_namespace_and_equals_a_fresh_build() {
         let sleep = "apiVersion: v1\nkind: Service\nmetadata: {name: sleep, namespace: foo}\nspec:\n  ports:\n  - {name: http, port: 80}\n  selector: {app: sleep}\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: sleep-0, namespace: foo, labels: {app: sleep}}\nstatus: {podIP: 10.10.0.9}\n";
@@ -525,6 +547,16 @@ mod tests {
 
         let cached = MeshSnapshot::build(&input(&after, Some(cache.clone())), 2);
         let fresh = MeshSnapshot::build(&input(&after, None), 2);
+        let httpbin_1 = cached.pod("c1", "bar", "httpbin-1").expect("pod");
+        assert_eq!(
+            (&*httpbin_1.ip, &*httpbin_1.network, &*httpbin_1.identity),
+            (
+                "10.10.0.6",
+                "n1",
+                "spiffe://cluster.local/ns/bar/sa/httpbin"
+            )
+        );
+        assert_eq!(pods(&cached).len(), 3);
         assert_eq!(
             cached.reuse,
             crate::incremental::Reuse {
@@ -535,7 +567,7 @@ mod tests {
             }
         );
         assert_eq!(cached.services, fresh.services);
-        assert_eq!(cached.pods, fresh.pods);
+        assert_eq!(pods(&cached), pods(&fresh));
         let httpbin = &cached.services["httpbin.bar.svc.cluster.local"];
         assert!(httpbin
             .endpoints
@@ -569,7 +601,7 @@ mod tests {
         let fresh5 = MeshSnapshot::build(&input(&no_sleep_svc, None), 5);
         assert!(b4.services.contains_key("sleep.foo.svc.cluster.local"));
         assert_eq!(b5.services, fresh5.services);
-        assert_eq!(b5.pods, fresh5.pods);
+        assert_eq!(pods(&b5), pods(&fresh5));
         assert_eq!(
             (
                 b5.reuse.namespaces_built,
@@ -583,7 +615,7 @@ mod tests {
         // And back: the Service returns.
         let b6 = MeshSnapshot::build(&input(&after, Some(cache.clone())), 6);
         assert_eq!(b6.services, fresh.services);
-        assert_eq!(b6.pods, fresh.pods);
+        assert_eq!(pods(&b6), pods(&fresh));
     }
 
     #[test]

@@ -13,7 +13,7 @@ use crate::automation::ExportDefault;
 use crate::build::{locality_of, INJECT_ANNOTATION, NETWORK_LABEL};
 use crate::host::CLUSTER_DOMAIN;
 use crate::service::{Endpoint, Port, Service, ServiceOrigin};
-use crate::snapshot::{PodInfo, PodsByNamespace};
+use crate::snapshot::PodInfo;
 use isthmus_api::enums::{Location, Protocol, Resolution};
 use isthmus_api::kube::IntOrString;
 use isthmus_api::{Object, Resource};
@@ -58,8 +58,6 @@ pub struct ServiceFragment {
 /// The results for one (cluster, namespace).
 #[derive(Debug, Default)]
 pub struct NamespaceBuild {
-    /// Its pods with an IP, by name.
-    pub pods: Arc<BTreeMap<String, PodInfo>>,
     /// Its Services.
     pub services: Vec<Arc<ServiceFragment>>,
 }
@@ -90,7 +88,6 @@ struct Inner {
 /// What [`pods_and_services`] returned last time.
 struct LastBuild {
     groups: Vec<(String, String)>,
-    pods: PodsByNamespace,
     services: BTreeMap<String, Arc<Service>>,
 }
 
@@ -266,7 +263,7 @@ pub struct Reuse {
 pub fn pods_and_services(
     cache: Option<&BuildCache>,
     groups: Vec<(NamespaceContext, &[Arc<Resource>])>,
-) -> (PodsByNamespace, BTreeMap<String, Arc<Service>>, Reuse) {
+) -> (BTreeMap<String, Arc<Service>>, Reuse) {
     let mut guard = cache.and_then(|c| c.inner.lock().ok());
     let mut reuse = Reuse::default();
     let mut built_groups: Vec<((String, String), Arc<NamespaceBuild>)> = Vec::new();
@@ -328,19 +325,11 @@ pub fn pods_and_services(
         .as_mut()
         .and_then(|g| g.last.take())
         .filter(|l| l.groups == keys);
-    let (pods, services) = match last {
+    let services = match last {
         // The same namespaces as last time: only the Services of the rebuilt ones are merged
         // again (walking every Service of the mesh cost more than the change itself).
         Some(last) => {
-            let mut pods = last.pods;
             let mut services = last.services;
-            for (key, built) in &built_groups {
-                if built.pods.is_empty() {
-                    pods.remove(key);
-                } else if pods.get(key).is_none_or(|p| !Arc::ptr_eq(p, &built.pods)) {
-                    pods.insert(key.clone(), built.pods.clone());
-                }
-            }
             for (host, namespace) in &dirty {
                 let frags: Vec<Arc<ServiceFragment>> = built_groups
                     .iter()
@@ -360,15 +349,11 @@ pub fn pods_and_services(
                 services.insert(host.clone(), merged);
             }
             reuse.services_reused = services.len().saturating_sub(reuse.services_built);
-            (pods, services)
+            services
         }
         None => {
-            let mut pods = BTreeMap::new();
             let mut fragments: BTreeMap<String, Vec<Arc<ServiceFragment>>> = BTreeMap::new();
-            for (key, built) in &built_groups {
-                if !built.pods.is_empty() {
-                    pods.insert(key.clone(), built.pods.clone());
-                }
+            for (_, built) in &built_groups {
                 for f in &built.services {
                     fragments
                         .entry(f.service.hostname.clone())
@@ -387,18 +372,17 @@ pub fn pods_and_services(
                 g.groups.retain(|k, _| seen.contains(k));
                 g.merged.retain(|h, _| services.contains_key(h));
             }
-            (pods, services)
+            services
         }
     };
     if let Some(g) = guard.as_mut() {
         g.clusters.retain(|_, (weak, _, _)| weak.strong_count() > 0);
         g.last = Some(LastBuild {
             groups: keys,
-            pods: pods.clone(),
             services: services.clone(),
         });
     }
-    (pods, services, reuse)
+    (services, reuse)
 }
 
 /// The merged Service of `host`: the cached one while its fragments are the same objects,
@@ -472,61 +456,39 @@ fn empty_service(hostname: String, namespace: String, name: String) -> Service {
     }
 }
 
-fn cidr_network<'a>(cidrs: &'a [(String, String)], ip: &str) -> Option<&'a str> {
-    let ip: IpAddr = ip.parse().ok()?;
-    cidrs
-        .iter()
-        .find(|(c, _)| crate::build::cidr_contains(c, ip))
-        .map(|(_, n)| n.as_str())
-}
-
 /// Computes one namespace's pods and Services from its objects.
 pub fn namespace_build(ctx: &NamespaceContext, objects: &[Arc<Resource>]) -> NamespaceBuild {
-    let mut pods: BTreeMap<String, PodInfo> = BTreeMap::new();
-    let mut pod_objects = BTreeMap::new();
-    // The namespace's pods repeat a few strings: share one copy of each.
+    // The namespace's pods with an IP, in name order, and the strings they repeat shared.
+    let mut pods: Vec<(PodInfo, &isthmus_api::kube::Pod)> = Vec::new();
     let mut shared = SharedStrs::default();
     let cluster = shared.get(&ctx.cluster);
     let mut identities: HashMap<Arc<str>, Arc<str>> = HashMap::new();
+    let rules = crate::pod::NetworkRules {
+        namespace_network: ctx.namespace_network.as_deref(),
+        cluster_network: &ctx.cluster_network,
+        cidrs: &ctx.cidrs,
+    };
     for r in objects {
         let Object::Pod(p) = &r.object else { continue };
         let Some(ip) = p.status.pod_ip.as_deref() else {
             continue;
         };
-        // Istio's order: pod label, namespace label, fromRegistry, fromCidr.
-        let network = match p.metadata.labels.get(NETWORK_LABEL) {
-            Some(n) => shared.get(n),
-            None => match &ctx.namespace_network {
-                Some(n) => shared.get(n),
-                None if !ctx.cluster_network.is_empty() => shared.get(&ctx.cluster_network),
-                None => shared.get(cidr_network(&ctx.cidrs, ip).unwrap_or_default()),
-            },
-        };
-        let service_account = shared.get(match p.spec.service_account_name.as_str() {
-            "" => "default",
-            sa => sa,
-        });
+        let network = shared.get(crate::pod::network(p, ip, &rules));
+        let service_account = shared.get(crate::pod::service_account(p));
         let identity = identities
             .entry(service_account.clone())
             .or_insert_with(|| {
-                format!(
-                    "spiffe://{}/ns/{}/sa/{service_account}",
-                    ctx.trust_domain, ctx.namespace
-                )
-                .into()
+                crate::pod::spiffe(&ctx.trust_domain, &ctx.namespace, &service_account).into()
             })
             .clone();
-        pods.insert(
-            p.metadata.name.clone(),
-            PodInfo {
-                ip: ip.into(),
-                labels: p.metadata.labels.clone(),
-                service_account,
-                identity,
-                network,
-            },
-        );
-        pod_objects.insert(p.metadata.name.as_str(), p);
+        let info = PodInfo {
+            ip: ip.into(),
+            labels: p.metadata.labels.clone(),
+            service_account,
+            identity,
+            network,
+        };
+        pods.push((info, p));
     }
     let mut services = Vec::new();
     for r in objects {
@@ -568,7 +530,7 @@ pub fn namespace_build(ctx: &NamespaceContext, objects: &[Arc<Resource>]) -> Nam
         if !s.spec.selector.is_empty() {
             // Pods of a service usually map its ports alike: one map for all of them.
             let mut shared_ports: Option<Arc<BTreeMap<String, u32>>> = None;
-            for (name, info) in &pods {
+            for (info, pod) in &pods {
                 if !s
                     .spec
                     .selector
@@ -577,9 +539,6 @@ pub fn namespace_build(ctx: &NamespaceContext, objects: &[Arc<Resource>]) -> Nam
                 {
                     continue;
                 }
-                let Some(pod) = pod_objects.get(name.as_str()) else {
-                    continue;
-                };
                 let ports = s
                     .spec
                     .ports
@@ -631,10 +590,7 @@ pub fn namespace_build(ctx: &NamespaceContext, objects: &[Arc<Resource>]) -> Nam
             service: svc,
         }));
     }
-    NamespaceBuild {
-        pods: Arc::new(pods),
-        services,
-    }
+    NamespaceBuild { services }
 }
 
 /// One shared copy of each distinct string.
@@ -792,8 +748,9 @@ mod tests {
             eps[1].identity.as_ref().expect("identity")
         ));
         assert!(Arc::ptr_eq(&eps[0].cluster, &eps[2].cluster));
-        let pod = &built.pods["a-2"];
-        assert_eq!((&*pod.service_account, &*pod.network), ("default", "n1"));
-        assert!(Arc::ptr_eq(&pod.labels, &eps[2].labels));
+        assert!(Arc::ptr_eq(
+            &eps[2].labels,
+            &objects[3].object.metadata().labels
+        ));
     }
 }

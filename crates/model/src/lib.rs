@@ -9,6 +9,7 @@ pub mod build;
 pub mod delta;
 pub mod host;
 pub mod incremental;
+pub mod pod;
 pub mod policy;
 pub mod proxy;
 pub mod service;

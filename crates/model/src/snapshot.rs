@@ -119,8 +119,8 @@ impl VipRange {
     }
 }
 
-/// A pod the registries know, used to find a proxy's labels and identity (its cluster,
-/// namespace and name are the keys it is filed under in [`PodsByNamespace`]).
+/// A pod the registries know, as the mesh reads it: a proxy's labels and identity, an
+/// endpoint's network.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PodInfo {
     /// IP.
@@ -147,7 +147,6 @@ pub struct NetworkGateway {
 }
 
 /// Pods by (cluster, namespace), then by name.
-pub type PodsByNamespace = BTreeMap<(String, String), Arc<BTreeMap<String, PodInfo>>>;
 
 /// A rule with the namespace it was written in.
 #[derive(Debug, Clone, PartialEq)]
@@ -173,9 +172,8 @@ pub struct MeshSnapshot {
     pub networks: MeshNetworks,
     /// Services by host name.
     pub services: BTreeMap<String, Arc<Service>>,
-    /// Pods by (cluster, namespace), then by name; a namespace's map is shared with the
-    /// build cache while it is unchanged.
-    pub pods: PodsByNamespace,
+    /// Each cluster's pods, looked up in its registry's objects (no copy per pod).
+    pub pods: BTreeMap<String, crate::pod::ClusterPods>,
     /// How much of the previous build this one reused.
     pub reuse: crate::incremental::Reuse,
     /// Mesh VirtualService hosts that name no service, with the index of their
@@ -205,17 +203,14 @@ pub struct MeshSnapshot {
 impl MeshSnapshot {
     /// The SPIFFE identity of a service account.
     pub fn spiffe(&self, namespace: &str, service_account: &str) -> String {
-        format!(
-            "spiffe://{}/ns/{namespace}/sa/{service_account}",
-            self.mesh.trust_domain
-        )
+        crate::pod::spiffe(&self.mesh.trust_domain, namespace, service_account)
     }
 
     /// The pod `name` in `cluster`/`namespace`, if the registry has it with an IP.
-    pub fn pod(&self, cluster: &str, namespace: &str, name: &str) -> Option<&PodInfo> {
+    pub fn pod(&self, cluster: &str, namespace: &str, name: &str) -> Option<PodInfo> {
         self.pods
-            .get(&(cluster.to_string(), namespace.to_string()))?
-            .get(name)
+            .get(cluster)?
+            .get(namespace, name, &self.mesh.trust_domain)
     }
 
     /// Finds the proxy for a node id and its metadata (`CLUSTER_ID`, `NETWORK`,
@@ -227,7 +222,7 @@ impl MeshSnapshot {
             .cloned()
             .unwrap_or_else(|| self.local_cluster.clone());
         let pod = self.pod(&cluster, &id.namespace, &id.pod);
-        let labels: BTreeMap<String, String> = match pod {
+        let labels: BTreeMap<String, String> = match &pod {
             Some(p) => (*p.labels).clone(),
             None => metadata
                 .get("LABELS")
@@ -235,6 +230,7 @@ impl MeshSnapshot {
                 .unwrap_or_default(),
         };
         let service_account = pod
+            .as_ref()
             .map(|p| p.service_account.to_string())
             .or_else(|| metadata.get("SERVICE_ACCOUNT").cloned())
             .unwrap_or_else(|| "default".into());

@@ -1,0 +1,145 @@
+//! What the mesh reads from a Pod: its network, service account and identity, and where a
+//! cluster's pods are found again when a proxy connects.
+//!
+//! A snapshot keeps no per-pod record: the registry already holds every Pod, so a proxy's
+//! pod is looked up there (one binary search) and read with the same rules the endpoint
+//! build uses.
+
+use crate::build::NETWORK_LABEL;
+use crate::incremental::ClusterObjects;
+use crate::snapshot::PodInfo;
+use isthmus_api::kube::Pod;
+use isthmus_api::Object;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+/// What a pod's network is resolved against, besides its own label.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct NetworkRules<'a> {
+    /// The namespace's `topology.istio.io/network` label.
+    pub namespace_network: Option<&'a str>,
+    /// The cluster's network (meshNetworks `fromRegistry` or the command line).
+    pub cluster_network: &'a str,
+    /// meshNetworks `fromCidr` rules, in order: (CIDR, network).
+    pub cidrs: &'a [(String, String)],
+}
+
+/// The network of pod `p` at `ip`, in Istio's order: pod label, namespace label,
+/// `fromRegistry`, `fromCidr`; empty when none says.
+pub(crate) fn network<'a>(p: &'a Pod, ip: &str, rules: &NetworkRules<'a>) -> &'a str {
+    if let Some(n) = p.metadata.labels.get(NETWORK_LABEL) {
+        return n;
+    }
+    if let Some(n) = rules.namespace_network {
+        return n;
+    }
+    if !rules.cluster_network.is_empty() {
+        return rules.cluster_network;
+    }
+    let Ok(ip) = ip.parse::<IpAddr>() else {
+        return "";
+    };
+    rules
+        .cidrs
+        .iter()
+        .find(|(c, _)| crate::build::cidr_contains(c, ip))
+        .map(|(_, n)| n.as_str())
+        .unwrap_or_default()
+}
+
+/// The pod's service account (`default` when it names none).
+pub(crate) fn service_account(p: &Pod) -> &str {
+    match p.spec.service_account_name.as_str() {
+        "" => "default",
+        sa => sa,
+    }
+}
+
+/// The SPIFFE identity of a service account.
+pub(crate) fn spiffe(trust_domain: &str, namespace: &str, service_account: &str) -> String {
+    format!("spiffe://{trust_domain}/ns/{namespace}/sa/{service_account}")
+}
+
+/// One cluster's pods, as a snapshot finds them: the registry's objects sorted by namespace
+/// (shared with the build cache) and the rules their networks follow.
+#[derive(Debug, Clone)]
+pub struct ClusterPods {
+    /// The cluster's objects.
+    pub objects: Arc<ClusterObjects>,
+    /// The cluster's network (meshNetworks `fromRegistry` or the command line).
+    pub network: String,
+    /// meshNetworks `fromCidr` rules, in order: (CIDR, network).
+    pub cidrs: Arc<[(String, String)]>,
+}
+
+impl ClusterPods {
+    /// The pod `name` in `namespace`, if it has an IP.
+    pub fn get(&self, namespace: &str, name: &str, trust_domain: &str) -> Option<PodInfo> {
+        let in_ns = self.objects.by_namespace.get(namespace)?;
+        // A namespace's objects are in key order: kind, then name.
+        let i = in_ns
+            .binary_search_by(|r| {
+                (r.object.kind(), r.object.metadata().name.as_str()).cmp(&("Pod", name))
+            })
+            .ok()?;
+        let Object::Pod(p) = &in_ns[i].object else {
+            return None;
+        };
+        self.info(p, trust_domain)
+    }
+
+    /// Every pod with an IP, by namespace and name.
+    pub fn iter<'a>(
+        &'a self,
+        trust_domain: &'a str,
+    ) -> impl Iterator<Item = (&'a str, &'a str, PodInfo)> + 'a {
+        self.pods().filter_map(move |p| {
+            let info = self.info(p, trust_domain)?;
+            Some((
+                p.metadata.namespace.as_str(),
+                p.metadata.name.as_str(),
+                info,
+            ))
+        })
+    }
+
+    /// The pod whose IP is `ip`, if any (a walk over the cluster's pods).
+    pub fn by_ip(&self, ip: &str, trust_domain: &str) -> Option<PodInfo> {
+        self.pods()
+            .find(|p| p.status.pod_ip.as_deref() == Some(ip))
+            .and_then(|p| self.info(p, trust_domain))
+    }
+
+    fn pods(&self) -> impl Iterator<Item = &Pod> {
+        self.objects
+            .by_namespace
+            .values()
+            .flat_map(|in_ns| in_ns.iter())
+            .filter_map(|r| match &r.object {
+                Object::Pod(p) => Some(&**p),
+                _ => None,
+            })
+    }
+
+    fn info(&self, p: &Pod, trust_domain: &str) -> Option<PodInfo> {
+        let ip = p.status.pod_ip.as_deref()?;
+        let namespace = p.metadata.namespace.as_str();
+        let rules = NetworkRules {
+            namespace_network: self
+                .objects
+                .namespace_networks
+                .get(namespace)
+                .map(String::as_str),
+            cluster_network: &self.network,
+            cidrs: &self.cidrs,
+        };
+        let service_account = service_account(p);
+        Some(PodInfo {
+            ip: ip.into(),
+            labels: p.metadata.labels.clone(),
+            service_account: service_account.into(),
+            identity: spiffe(trust_domain, namespace, service_account).into(),
+            network: network(p, ip, &rules).into(),
+        })
+    }
+}
