@@ -146,8 +146,6 @@ pub struct NetworkGateway {
     pub locality: String,
 }
 
-/// Pods by (cluster, namespace), then by name.
-
 /// A rule with the namespace it was written in.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Scoped<T> {
