@@ -20,6 +20,22 @@ pub fn usage(pid: u32) -> Option<(f64, u64)> {
     Some(((utime + stime) / ticks, hwm_kb * 1024))
 }
 
+/// Resident memory of `pid` in bytes: `(now, peak)` (`VmRSS`, `VmHWM`).
+pub fn memory(pid: u32) -> Option<(u64, u64)> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let field = |name: &str| -> Option<u64> {
+        let kb: u64 = status
+            .lines()
+            .find(|l| l.starts_with(name))?
+            .split_whitespace()
+            .nth(1)?
+            .parse()
+            .ok()?;
+        Some(kb * 1024)
+    };
+    Some((field("VmRSS:")?, field("VmHWM:")?))
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -30,5 +46,15 @@ mod tests {
             rss > 1024 * 1024,
             "a test process uses more than 1 MiB: {rss}"
         );
+    }
+
+    #[test]
+    fn reads_its_own_memory() {
+        let (now, peak) = super::memory(std::process::id()).expect("own /proc");
+        assert!(
+            now > 1024 * 1024,
+            "a test process uses more than 1 MiB: {now}"
+        );
+        assert!(peak >= now, "the peak {peak} is at least the current {now}");
     }
 }

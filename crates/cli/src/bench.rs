@@ -83,6 +83,25 @@ pub enum BenchCommand {
         #[arg(long, default_value = "/tmp/isthmus-bench-sweep")]
         work: PathBuf,
     },
+    /// The control plane's memory against the mesh it serves, before any proxy connects:
+    /// RSS per mesh size, what one more remote cluster adds, and bytes per endpoint.
+    Memory {
+        /// Services per cluster (one series each).
+        #[arg(long, value_delimiter = ',', default_value = "400,2000")]
+        services: Vec<u32>,
+        /// Cluster counts.
+        #[arg(long, value_delimiter = ',', default_value = "1,2,3,5")]
+        clusters: Vec<u32>,
+        /// Endpoints per service per cluster.
+        #[arg(long, default_value_t = 10)]
+        endpoints: u32,
+        /// Working directory.
+        #[arg(long, default_value = "/tmp/isthmus-bench-memory")]
+        work: PathBuf,
+        /// Where to write the chart (`cp-memory-per-endpoint.svg`).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// dnsperf against the mesh DNS and, with the same names, against unbound (one thread
     /// each): queries/s and latency, side by side.
     Dns {
@@ -314,6 +333,19 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
             );
         }
         BenchCommand::Datapath { requests, state } => datapath(requests, &state)?,
+        BenchCommand::Memory {
+            services,
+            clusters,
+            endpoints,
+            work,
+            out,
+        } => tokio::runtime::Runtime::new()?.block_on(crate::bench_memory::run(
+            &services,
+            &clusters,
+            endpoints,
+            &work,
+            out.as_deref(),
+        ))?,
         BenchCommand::Envoy {
             services,
             endpoints,
@@ -359,6 +391,89 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// A control plane started by a benchmark on a synthetic mesh; killed when dropped.
+pub(crate) struct BenchControlPlane {
+    child: Killed,
+    /// Its xDS port on 127.0.0.1.
+    port: u16,
+    /// The mesh root certificate (PEM) its proxies trust.
+    root_pem: String,
+    /// When it was started.
+    started: Instant,
+}
+
+impl BenchControlPlane {
+    /// Its process id.
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.0.id()
+    }
+}
+
+/// Starts a control plane (cluster1's, on network1) reading every registry of `written`,
+/// with a fresh CA under `work`, and waits until it reports ready (its first snapshot is
+/// built).
+pub(crate) async fn start_control_plane(
+    written: &generate::Written,
+    work: &Path,
+) -> Result<BenchControlPlane> {
+    let ca = work.join("ca");
+    let _ = std::fs::remove_dir_all(&ca);
+    isthmus_ca::create_root(&ca.join("root"))?;
+    isthmus_ca::create_intermediate(&ca.join("root"), "cluster1", &ca.join("cluster1"))?;
+    let root_pem = std::fs::read_to_string(ca.join("root/root-cert.pem"))?;
+    let (port, mon) = (free_port()?, free_port()?);
+    let mut cmd = Command::new(std::env::current_exe()?);
+    cmd.args([
+        "control-plane",
+        "--cluster",
+        "cluster1",
+        "--network",
+        "network1",
+    ]);
+    for (name, dir) in &written.registries {
+        cmd.arg("--registry")
+            .arg(format!("{name}={}", dir.display()));
+    }
+    cmd.arg("--cacerts")
+        .arg(ca.join("cluster1"))
+        .arg("--credential-key")
+        .arg(ca.join("key"))
+        .arg("--listen")
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--monitoring")
+        .arg(format!("127.0.0.1:{mon}"))
+        .env(
+            "RUST_LOG",
+            "warn,isthmus_control_plane=info,isthmus_xds::cache=debug",
+        )
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(std::fs::File::create(
+            work.join("control-plane.log"),
+        )?));
+    let started = Instant::now();
+    let child = Killed(cmd.spawn().context("starting the control plane")?);
+    let ready_deadline = Instant::now() + Duration::from_secs(600);
+    loop {
+        if let Ok((200, _)) = isthmus_lab::http::get(format!("127.0.0.1:{mon}").parse()?, "/ready")
+        {
+            break;
+        }
+        if Instant::now() > ready_deadline {
+            bail!(
+                "the control plane did not become ready; see {}",
+                work.join("control-plane.log").display()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(BenchControlPlane {
+        child,
+        port,
+        root_pem,
+        started,
+    })
 }
 
 /// Whether `xds` adds the scoping Sidecar.
@@ -419,57 +534,8 @@ async fn xds_bench(
         written.bytes as f64 / 1e6,
         t.elapsed().as_secs_f64()
     );
-    let ca = work.join("ca");
-    let _ = std::fs::remove_dir_all(&ca);
-    isthmus_ca::create_root(&ca.join("root"))?;
-    isthmus_ca::create_intermediate(&ca.join("root"), "cluster1", &ca.join("cluster1"))?;
-    let root_pem = std::fs::read_to_string(ca.join("root/root-cert.pem"))?;
-    let (port, mon) = (free_port()?, free_port()?);
-    let mut cmd = Command::new(std::env::current_exe()?);
-    cmd.args([
-        "control-plane",
-        "--cluster",
-        "cluster1",
-        "--network",
-        "network1",
-    ]);
-    for (name, dir) in &written.registries {
-        cmd.arg("--registry")
-            .arg(format!("{name}={}", dir.display()));
-    }
-    cmd.arg("--cacerts")
-        .arg(ca.join("cluster1"))
-        .arg("--credential-key")
-        .arg(ca.join("key"))
-        .arg("--listen")
-        .arg(format!("127.0.0.1:{port}"))
-        .arg("--monitoring")
-        .arg(format!("127.0.0.1:{mon}"))
-        .env(
-            "RUST_LOG",
-            "warn,isthmus_control_plane=info,isthmus_xds::cache=debug",
-        )
-        .stdout(Stdio::null())
-        .stderr(Stdio::from(std::fs::File::create(
-            work.join("control-plane.log"),
-        )?));
-    let started = Instant::now();
-    let cp = Killed(cmd.spawn().context("starting the control plane")?);
-    let pid = cp.0.id();
-    let ready_deadline = Instant::now() + Duration::from_secs(600);
-    loop {
-        if let Ok((200, _)) = isthmus_lab::http::get(format!("127.0.0.1:{mon}").parse()?, "/ready")
-        {
-            break;
-        }
-        if Instant::now() > ready_deadline {
-            bail!(
-                "the control plane did not become ready; see {}",
-                work.join("control-plane.log").display()
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let cp = start_control_plane(&written, work).await?;
+    let (pid, port, root_pem, started) = (cp.pid(), cp.port, cp.root_pem.clone(), cp.started);
     let (cpu0, rss0) = isthmus_bench::process::usage(pid).unwrap_or_default();
     let mut result = XdsResult {
         ready_s: started.elapsed().as_secs_f64(),

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 mod bench;
 mod bench_envoy;
+mod bench_memory;
 mod lab;
 
 /// Isthmus: a multicluster service mesh for Istio users, with Envoy as the data plane.
