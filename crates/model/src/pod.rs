@@ -143,3 +143,65 @@ impl ClusterPods {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use isthmus_registry::ClusterConfig;
+
+    fn pods(yaml: &str, network: &str, cidrs: &[(&str, &str)]) -> ClusterPods {
+        let config = Arc::new(ClusterConfig {
+            cluster: "c1".into(),
+            resources: isthmus_api::load_str(yaml, None, "default")
+                .resources
+                .into_iter()
+                .map(|r| (r.key(), Arc::new(r)))
+                .collect(),
+            ..Default::default()
+        });
+        ClusterPods {
+            objects: crate::incremental::cluster_objects(None, &config),
+            network: network.into(),
+            cidrs: cidrs
+                .iter()
+                .map(|(c, n)| (c.to_string(), n.to_string()))
+                .collect(),
+        }
+    }
+
+    const OBJECTS: &str = "apiVersion: v1\nkind: Namespace\nmetadata: {name: b, labels: {topology.istio.io/network: nb}}\n---\napiVersion: v1\nkind: Service\nmetadata: {name: a, namespace: a}\nspec: {selector: {app: a}}\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: a-1, namespace: a, labels: {app: a}}\nspec: {serviceAccountName: sa}\nstatus: {podIP: 10.0.0.1}\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: a-0, namespace: a, labels: {app: a, topology.istio.io/network: own}}\nstatus: {podIP: 10.0.0.2}\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: a-2, namespace: a}\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: z, namespace: a}\nstatus: {podIP: 10.9.0.1}\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: b-0, namespace: b}\nstatus: {podIP: 10.0.1.1}\n";
+
+    #[test]
+    fn finds_a_pod_by_name_or_ip_and_reads_it_as_the_build_does() {
+        let pods = pods(OBJECTS, "", &[("10.9.0.0/16", "n9")]);
+        let a1 = pods.get("a", "a-1", "td").expect("a-1");
+        assert_eq!(&*a1.ip, "10.0.0.1");
+        assert_eq!(a1.labels.get("app").map(String::as_str), Some("a"));
+        assert_eq!(&*a1.service_account, "sa");
+        assert_eq!(&*a1.identity, "spiffe://td/ns/a/sa/sa");
+        assert_eq!(&*a1.network, "", "no label, no cluster network, no CIDR");
+        // The pod label wins; then the namespace label; then the CIDR rules.
+        assert_eq!(&*pods.get("a", "a-0", "td").expect("a-0").network, "own");
+        assert_eq!(&*pods.get("b", "b-0", "td").expect("b-0").network, "nb");
+        assert_eq!(&*pods.get("a", "z", "td").expect("z").network, "n9");
+        assert_eq!(
+            &*pods.get("a", "z", "td").expect("z").service_account,
+            "default"
+        );
+        // No IP, no such pod, a Service's name, another namespace: nothing.
+        assert!(pods.get("a", "a-2", "td").is_none());
+        assert!(pods.get("a", "a-3", "td").is_none());
+        assert!(pods.get("a", "a", "td").is_none());
+        assert!(pods.get("c", "a-1", "td").is_none());
+        assert_eq!(
+            pods.by_ip("10.0.1.1", "td").map(|p| p.identity),
+            Some("spiffe://td/ns/b/sa/default".into())
+        );
+        assert!(pods.by_ip("10.0.0.9", "td").is_none());
+        let all: Vec<_> = pods.iter("td").map(|(ns, n, _)| (ns, n)).collect();
+        assert_eq!(all, [("a", "a-0"), ("a", "a-1"), ("a", "z"), ("b", "b-0")]);
+        // The cluster's own network comes before the CIDR rules.
+        let with_network = self::pods(OBJECTS, "n1", &[("10.9.0.0/16", "n9")]);
+        assert_eq!(&*with_network.get("a", "z", "td").expect("z").network, "n1");
+    }
+}
