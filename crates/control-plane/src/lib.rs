@@ -116,17 +116,7 @@ fn build(
             if c.cluster != config.cluster {
                 return c;
             }
-            // Keys order by kind first: the ServiceEntries are one range.
-            let first = isthmus_api::ResourceKey {
-                kind: "ServiceEntry".into(),
-                namespace: String::new(),
-                name: String::new(),
-            };
-            for (_, res) in c
-                .resources
-                .range(first..)
-                .take_while(|(k, _)| k.kind == "ServiceEntry")
-            {
+            for res in c.of_kind("ServiceEntry") {
                 if let isthmus_api::Object::ServiceEntry(se) = &res.object {
                     views.push(SeView {
                         generated: false,
@@ -136,9 +126,9 @@ fn build(
                 }
             }
             if !remote_configs.is_empty() {
+                let mut generated = Vec::new();
                 for g in generate_service_entries(&c, &remote_configs, config.export_default) {
-                    let key = g.resource.key();
-                    if c.resources.contains_key(&key) {
+                    if c.resources.contains_key(&g.resource.key()) {
                         continue;
                     }
                     if let isthmus_api::Object::ServiceEntry(se) = &g.resource.object {
@@ -148,9 +138,10 @@ fn build(
                             object: se_json(se),
                         });
                     }
-                    Arc::make_mut(&mut c)
-                        .resources
-                        .insert(key, Arc::new(g.resource));
+                    generated.push(Arc::new(g.resource));
+                }
+                if !generated.is_empty() {
+                    Arc::make_mut(&mut c).resources.insert_all(generated);
                 }
             }
             c

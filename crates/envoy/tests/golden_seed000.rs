@@ -182,7 +182,7 @@ fn split_horizon_eds(remote_pods: usize) -> String {
         .map(|i| format!("helloworld-v2-{i}"))
         .collect();
     remote_cfg.resources.retain(|k, _| {
-        k.kind != "Pod" || !k.name.starts_with("helloworld-v2-") || keep.contains(&k.name)
+        k.kind != "Pod" || !k.name.starts_with("helloworld-v2-") || keep.iter().any(|n| n == k.name)
     });
     let snap = MeshSnapshot::build(
         &SnapshotInput {

@@ -537,7 +537,7 @@ mod tests {
             .resources
             .keys()
             .find(|k| k.kind == "Pod" && k.name == "httpbin-1")
-            .cloned()
+            .map(|k| k.to_key())
             .expect("pod");
         let mut moved = (*after.resources[&key]).clone();
         if let isthmus_api::Object::Pod(p) = &mut moved.object {

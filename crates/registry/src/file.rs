@@ -1,6 +1,7 @@
 //! A cluster's objects read from a directory, keeping the last good version of every
 //! resource that a later edit broke.
 
+use crate::resources::{KeyRef, Resources};
 use isthmus_api::{Diagnostic, Resource, ResourceKey};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -11,8 +12,8 @@ use std::sync::Arc;
 pub struct ClusterConfig {
     /// The cluster (registry) name, such as `cluster1`.
     pub cluster: String,
-    /// Resources in force, by key.
-    pub resources: BTreeMap<ResourceKey, Arc<Resource>>,
+    /// Resources in force, in key order.
+    pub resources: Resources,
     /// Problems of the last read, including the ones for which a last good version is kept.
     pub diagnostics: Vec<Diagnostic>,
     /// This version's number: every read or applied change that alters the resources makes
@@ -57,18 +58,16 @@ impl ClusterConfig {
         kind: &str,
         namespace: Option<&str>,
     ) -> impl Iterator<Item = &'a Arc<Resource>> + 'a {
-        let from = ResourceKey {
-            kind: kind.to_string(),
-            namespace: namespace.unwrap_or_default().to_string(),
-            name: String::new(),
+        let from = KeyRef {
+            kind,
+            namespace: namespace.unwrap_or_default(),
+            name: "",
         };
         let (kind, namespace) = (kind.to_string(), namespace.map(str::to_string));
-        self.resources
-            .range(from..)
-            .take_while(move |(k, _)| {
-                k.kind == kind && namespace.as_ref().is_none_or(|ns| &k.namespace == ns)
-            })
-            .map(|(_, r)| r)
+        self.resources.from_key(from).take_while(move |r| {
+            let k = KeyRef::of(r);
+            k.kind == kind && namespace.as_deref().is_none_or(|ns| k.namespace == ns)
+        })
     }
 }
 
@@ -204,16 +203,14 @@ impl FileRegistry {
     /// version (and its error is reported); a file that no longer parses at all keeps every
     /// resource it had. Returns true when the resources in force changed.
     pub fn reload(&mut self) -> bool {
-        let (loaded_resources, mut loaded_diagnostics) = self.load();
+        let (mut loaded, mut loaded_diagnostics) = self.load();
         let mut duplicates = Vec::new();
-        // Sorted by key (a stable sort: the first read of a key stays first), the map is
-        // built in one pass with full nodes, half the room of inserting one by one.
-        let mut keyed: Vec<(ResourceKey, Arc<Resource>)> =
-            loaded_resources.into_iter().map(|r| (r.key(), r)).collect();
-        keyed.sort_by(|a, b| a.0.cmp(&b.0));
-        let mut unique: Vec<(ResourceKey, Arc<Resource>)> = Vec::with_capacity(keyed.len());
-        for (key, r) in keyed {
-            if let Some((_, prev)) = unique.last().filter(|(k, _)| *k == key) {
+        // In key order (a stable sort: the first read of a key stays first of its run).
+        loaded.sort_by(|a, b| KeyRef::of(a).cmp(&KeyRef::of(b)));
+        let mut unique: Vec<Arc<Resource>> = Vec::with_capacity(loaded.len());
+        for r in loaded {
+            if let Some(prev) = unique.last().filter(|p| KeyRef::of(p) == KeyRef::of(&r)) {
+                let key = KeyRef::of(&r);
                 let mut d = Diagnostic::error(format!(
                     "{key} is defined twice; the one at {}:{} wins",
                     display_file(prev.origin.file.as_deref()),
@@ -225,9 +222,9 @@ impl FileRegistry {
                 duplicates.push(d);
                 continue;
             }
-            unique.push((key, r));
+            unique.push(r);
         }
-        let mut next: BTreeMap<ResourceKey, Arc<Resource>> = unique.into_iter().collect();
+        let mut next: Resources = unique.into_iter().collect();
         // Keep the last good version of what an error now hides.
         let broken_resources: BTreeSet<&str> = loaded_diagnostics
             .iter()
@@ -239,8 +236,9 @@ impl FileRegistry {
             .filter(|d| d.is_error() && d.resource.is_none())
             .filter_map(|d| d.file.as_deref())
             .collect();
+        let mut last_good = Vec::new();
         for (key, prev) in &self.current.resources {
-            if next.contains_key(key) {
+            if next.get_ref(key).is_some() {
                 continue;
             }
             let by_key = broken_resources.contains(key.to_string().as_str())
@@ -251,9 +249,10 @@ impl FileRegistry {
                 .as_deref()
                 .is_some_and(|f| broken_files.contains(f));
             if by_key || by_file {
-                next.insert(key.clone(), prev.clone());
+                last_good.push(prev.clone());
             }
         }
+        next.insert_all(last_good);
         let changed = next.len() != self.current.resources.len()
             || next
                 .iter()
@@ -369,11 +368,11 @@ impl FileRegistry {
         let mut touched: BTreeSet<ResourceKey> = freed.iter().cloned().collect();
         // Copied only if a snapshot build still holds the previous version.
         let current = Arc::make_mut(&mut self.current);
-        for k in freed {
-            if let Some(r) = current.resources.remove(&k) {
-                removed.insert(k, r);
-            }
+        let freed: BTreeSet<ResourceKey> = freed.into_iter().collect();
+        for r in current.resources.remove_all(&freed) {
+            removed.insert(r.key(), r);
         }
+        let mut inserted = Vec::new();
         for (_, new, path) in patches {
             let mut kept = Vec::with_capacity(new.len());
             for r in new {
@@ -387,14 +386,15 @@ impl FileRegistry {
                         r
                     }
                 };
-                touched.insert(k.clone());
-                current.resources.insert(k, r.clone());
+                touched.insert(k);
+                inserted.push(r.clone());
                 kept.push(r);
             }
             if let Some(c) = path.and_then(|p| self.files.get_mut(&p)) {
                 c.resources = kept;
             }
         }
+        current.resources.insert_all(inserted);
         let changed = changed || !removed.is_empty();
         if changed {
             current.last_change = Some(KeyChange {
@@ -497,7 +497,16 @@ mod tests {
             fresh.current().resources.keys().collect::<Vec<_>>()
         );
         for (k, v) in &reg.current().resources {
-            assert_eq!(v.object, fresh.current().resources[k].object, "{k}");
+            assert_eq!(
+                v.object,
+                fresh
+                    .current()
+                    .resources
+                    .get_ref(k)
+                    .expect("same keys")
+                    .object,
+                "{k}"
+            );
         }
         assert!(reg
             .current()

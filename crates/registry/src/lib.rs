@@ -4,7 +4,9 @@
 //! never takes configuration away.
 
 pub mod file;
+pub mod resources;
 pub mod watch;
 
 pub use file::{ClusterConfig, FileRegistry, KeyChange};
+pub use resources::{KeyRef, Resources};
 pub use watch::{unwatch, watch_dirs, watch_more, Changes, WatchError};

@@ -205,15 +205,21 @@ fn moved(version: u64, ip: &str) -> MeshSnapshot {
     let mut reg = FileRegistry::new("cluster1", dir);
     reg.reload();
     let mut cluster = (**reg.current()).clone();
-    for r in cluster.resources.values_mut() {
-        if let isthmus_api::Object::Pod(p) = &r.object {
-            let mut p = p.clone();
-            p.status.pod_ip = Some(ip.into());
-            let mut res = (**r).clone();
-            res.object = isthmus_api::Object::Pod(p);
-            *r = Arc::new(res);
-        }
-    }
+    let pods: Vec<_> = cluster
+        .resources
+        .values()
+        .filter_map(|r| match &r.object {
+            isthmus_api::Object::Pod(p) => {
+                let mut p = p.clone();
+                p.status.pod_ip = Some(ip.into());
+                let mut res = (**r).clone();
+                res.object = isthmus_api::Object::Pod(p);
+                Some(Arc::new(res))
+            }
+            _ => None,
+        })
+        .collect();
+    cluster.resources.insert_all(pods);
     MeshSnapshot::build(
         &SnapshotInput {
             local_cluster: "cluster1".into(),

@@ -49,7 +49,7 @@ fn a_moved_endpoint_patches_the_sidecar_exactly_as_a_full_generation_would() {
         .resources
         .keys()
         .find(|k| k.kind == "Pod" && k.namespace == "bar")
-        .cloned()
+        .map(|k| k.to_key())
         .expect("httpbin pod");
     let mut pod = (*after.resources[&key]).clone();
     let mut old_ip = String::new();
