@@ -3,6 +3,7 @@
 use crate::meta::ObjectMeta;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// A `targetPort`: a number or the name of a container port.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -77,9 +78,10 @@ pub struct ServiceSpec {
     /// Ports.
     #[serde(default)]
     pub ports: Vec<ServicePort>,
-    /// Pod selector; empty for a selector-less service (endpoints given by hand).
+    /// Pod selector; empty for a selector-less service (endpoints given by hand). Shared
+    /// with the pods' labels when they are the same map.
     #[serde(default)]
-    pub selector: BTreeMap<String, String>,
+    pub selector: Arc<BTreeMap<String, String>>,
     /// The cluster IP, when the API server allocated one.
     #[serde(default, rename = "clusterIP", skip_serializing_if = "Option::is_none")]
     pub cluster_ip: Option<String>,
@@ -125,9 +127,10 @@ pub struct Pod {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PodSpec {
-    /// Service account; `default` when empty.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub service_account_name: String,
+    /// Service account; `default` when empty (shared by the pods of a file that name the
+    /// same one).
+    #[serde(default, skip_serializing_if = "str::is_empty")]
+    pub service_account_name: Arc<str>,
     /// Containers.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub containers: Vec<Container>,
@@ -182,9 +185,9 @@ pub struct PodStatus {
     /// The pod's IP; a pod without one has no endpoints yet.
     #[serde(default, rename = "podIP", skip_serializing_if = "Option::is_none")]
     pub pod_ip: Option<String>,
-    /// `Running`, `Pending`, ...
+    /// `Running`, `Pending`, ... (shared by the pods of a file in the same phase).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub phase: Option<String>,
+    pub phase: Option<Arc<str>>,
 }
 
 /// `v1/Endpoints`.

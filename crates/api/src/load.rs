@@ -109,10 +109,9 @@ pub fn load_file(path: &Path, default_namespace: &str) -> Loaded {
 /// Loads YAML text holding one or more documents separated by `---`.
 pub fn load_str(text: &str, file: Option<&Path>, default_namespace: &str) -> Loaded {
     let mut out = Loaded::default();
-    // One path for all of the file's objects, and one label map for objects labelled alike
-    // (the pods of one workload carry the same labels).
+    // One path for all of the file's objects, and one copy of what they repeat.
     let file: Option<Arc<Path>> = file.map(Arc::from);
-    let mut label_sets = LabelSets::default();
+    let mut shared = Shared::default();
     for (start_line, doc) in split_documents(text) {
         let origin = Origin {
             file: file.clone(),
@@ -122,7 +121,7 @@ pub fn load_str(text: &str, file: Option<&Path>, default_namespace: &str) -> Loa
         match parse_document(&doc, &origin, default_namespace) {
             Ok(None) => {}
             Ok(Some(mut resource)) => {
-                label_sets.share(&mut resource.object.metadata_mut().labels);
+                shared.object(&mut resource.object);
                 let problems = validate(&resource.object);
                 let mut failed = false;
                 for p in problems {
@@ -139,21 +138,50 @@ pub fn load_str(text: &str, file: Option<&Path>, default_namespace: &str) -> Loa
     out
 }
 
-/// The distinct label maps of one file: objects labelled alike share one map.
+/// What the objects of one file repeat, kept once: label maps (a workload's pods carry
+/// the same labels, which its Service selects), service accounts and pod phases.
 #[derive(Default)]
-struct LabelSets(HashSet<Arc<BTreeMap<String, String>>>);
+struct Shared {
+    maps: HashSet<Arc<BTreeMap<String, String>>>,
+    strs: HashSet<Arc<str>>,
+}
 
-impl LabelSets {
-    /// Replaces `labels` with an equal map seen before, or remembers it.
-    fn share(&mut self, labels: &mut Arc<BTreeMap<String, String>>) {
-        if labels.is_empty() {
+impl Shared {
+    /// Replaces `map` with an equal map seen before, or remembers it.
+    fn map(&mut self, map: &mut Arc<BTreeMap<String, String>>) {
+        if map.is_empty() {
             return;
         }
-        match self.0.get(&**labels) {
-            Some(seen) => *labels = seen.clone(),
+        match self.maps.get(&**map) {
+            Some(seen) => *map = seen.clone(),
             None => {
-                self.0.insert(labels.clone());
+                self.maps.insert(map.clone());
             }
+        }
+    }
+
+    /// Replaces `s` with an equal string seen before, or remembers it.
+    fn str(&mut self, s: &mut Arc<str>) {
+        match self.strs.get(&**s) {
+            Some(seen) => *s = seen.clone(),
+            None => {
+                self.strs.insert(s.clone());
+            }
+        }
+    }
+
+    /// Shares what `object` repeats.
+    fn object(&mut self, object: &mut Object) {
+        self.map(&mut object.metadata_mut().labels);
+        match object {
+            Object::Service(s) => self.map(&mut s.spec.selector),
+            Object::Pod(p) => {
+                self.str(&mut p.spec.service_account_name);
+                if let Some(phase) = &mut p.status.phase {
+                    self.str(phase);
+                }
+            }
+            _ => {}
         }
     }
 }
@@ -478,5 +506,41 @@ spec:
             .collect();
         assert_eq!(&*files[0], Path::new("/r/ns/a.yaml"));
         assert!(Arc::ptr_eq(&files[0], &files[2]));
+    }
+
+    #[test]
+    fn a_service_selector_and_its_pods_labels_share_one_map_and_pods_share_strings() {
+        let pod = |name: &str, sa: &str| {
+            format!("apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}, labels: {{app: a}}}}\nspec: {{serviceAccountName: {sa}}}\nstatus: {{podIP: 10.0.0.1, phase: Running}}\n")
+        };
+        let service =
+            "apiVersion: v1\nkind: Service\nmetadata: {name: a}\nspec: {selector: {app: a}}\n";
+        let text = [
+            service.to_string(),
+            pod("a-0", "x"),
+            pod("a-1", "x"),
+            pod("a-2", "y"),
+        ]
+        .join("---\n");
+        let loaded = load_str(&text, None, "ns");
+        assert!(loaded.diagnostics.is_empty(), "{:?}", loaded.diagnostics);
+        let Object::Service(s) = &loaded.resources[0].object else {
+            panic!("a Service first");
+        };
+        let pods: Vec<&crate::kube::Pod> = loaded.resources[1..]
+            .iter()
+            .filter_map(|r| match &r.object {
+                Object::Pod(p) => Some(&**p),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(pods.len(), 3);
+        assert!(Arc::ptr_eq(&s.spec.selector, &pods[0].metadata.labels));
+        let sa = |i: usize| &pods[i].spec.service_account_name;
+        assert_eq!((&**sa(0), &**sa(2)), ("x", "y"));
+        assert!(Arc::ptr_eq(sa(0), sa(1)) && !Arc::ptr_eq(sa(0), sa(2)));
+        let phase = |i: usize| pods[i].status.phase.clone().expect("phase");
+        assert_eq!(&*phase(0), "Running");
+        assert!(Arc::ptr_eq(&phase(0), &phase(2)));
     }
 }

@@ -11,6 +11,7 @@ use isthmus_api::kube::{Container, ContainerPort, Deployment, Pod, PodSpec, PodS
 use isthmus_api::ObjectMeta;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Where the lab keeps its state and what it runs.
@@ -455,7 +456,7 @@ impl Lab {
                     port: 15012,
                     ..Default::default()
                 }],
-                selector: BTreeMap::from([("app".to_string(), "istiod".to_string())]),
+                selector: Arc::new(BTreeMap::from([("app".to_string(), "istiod".to_string())])),
                 ..Default::default()
             },
             status: Default::default(),
@@ -497,7 +498,10 @@ impl Lab {
                     port: 15443,
                     ..Default::default()
                 }],
-                selector: BTreeMap::from([("istio".to_string(), "egressgateway".to_string())]),
+                selector: Arc::new(BTreeMap::from([(
+                    "istio".to_string(),
+                    "egressgateway".to_string(),
+                )])),
                 ..Default::default()
             },
             status: Default::default(),
@@ -567,7 +571,10 @@ impl Lab {
                     port: 15443,
                     ..Default::default()
                 }],
-                selector: BTreeMap::from([("istio".to_string(), "ingressgateway".to_string())]),
+                selector: Arc::new(BTreeMap::from([(
+                    "istio".to_string(),
+                    "ingressgateway".to_string(),
+                )])),
                 type_: Some("LoadBalancer".into()),
                 ..Default::default()
             },
@@ -756,7 +763,7 @@ impl Lab {
                 ..Default::default()
             },
             spec: PodSpec {
-                service_account_name: pod.service_account.clone(),
+                service_account_name: pod.service_account.as_str().into(),
                 containers: vec![Container {
                     name: "app".into(),
                     image: pod.image.clone().unwrap_or_default(),
@@ -947,7 +954,7 @@ impl Lab {
             pod.service_account = if d.spec.template.spec.service_account_name.is_empty() {
                 "default".into()
             } else {
-                d.spec.template.spec.service_account_name.clone()
+                d.spec.template.spec.service_account_name.to_string()
             };
             pod.image = Some(container.image.clone());
             pod.proxy = sidecar;

@@ -49,7 +49,7 @@ pub(crate) fn network<'a>(p: &'a Pod, ip: &str, rules: &NetworkRules<'a>) -> &'a
 
 /// The pod's service account (`default` when it names none).
 pub(crate) fn service_account(p: &Pod) -> &str {
-    match p.spec.service_account_name.as_str() {
+    match &*p.spec.service_account_name {
         "" => "default",
         sa => sa,
     }
