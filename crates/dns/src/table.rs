@@ -90,7 +90,7 @@ impl NameTable {
                 None => svc
                     .endpoints
                     .iter()
-                    .filter(|e| *e.cluster == *snapshot.local_cluster)
+                    .filter(|e| *e.origin.cluster == *snapshot.local_cluster)
                     .filter_map(|e| e.address.parse().ok())
                     .collect(),
             };

@@ -60,9 +60,14 @@ pub fn peer_identity(snapshot: &MeshSnapshot, service: &Service) -> PeerIdentity
     let ids: BTreeSet<String> = service
         .endpoints
         .iter()
-        .filter_map(|e| e.identity.as_deref().map(str::to_string))
+        .filter_map(|e| e.origin.identity.as_deref().map(str::to_string))
         .collect();
-    if !ids.is_empty() && service.endpoints.iter().all(|e| e.identity.is_some()) {
+    if !ids.is_empty()
+        && service
+            .endpoints
+            .iter()
+            .all(|e| e.origin.identity.is_some())
+    {
         PeerIdentity::Exact(ids.into_iter().collect())
     } else {
         PeerIdentity::TrustDomain(snapshot.mesh.trust_domain.clone())
@@ -146,7 +151,7 @@ pub fn inbound_ports(snapshot: &MeshSnapshot, proxy: &Proxy) -> BTreeSet<u32> {
         .services
         .values()
         .flat_map(|s| s.endpoints.iter())
-        .filter(|e| *e.address == *proxy.id.ip && *e.cluster == *proxy.cluster)
+        .filter(|e| *e.address == *proxy.id.ip && *e.origin.cluster == *proxy.cluster)
         .flat_map(|e| e.ports.values().copied())
         .collect()
 }
@@ -211,7 +216,7 @@ pub fn outbound(
     if t.service
         .endpoints
         .iter()
-        .any(|e| !e.network.is_empty() && !proxy.reaches_directly(&e.network))
+        .any(|e| !e.origin.network.is_empty() && !proxy.reaches_directly(&e.origin.network))
     {
         c.outlier_detection = Some(
             envoy_types::pb::envoy::config::cluster::v3::OutlierDetection {

@@ -52,14 +52,16 @@ pub fn load_assignment(
         let Some(ep_port) = e.ports.get(&port.name).copied() else {
             continue;
         };
-        if proxy.reaches_directly(&e.network) {
+        if proxy.reaches_directly(&e.origin.network) {
             *by_locality
-                .entry(&e.locality)
+                .entry(&e.origin.locality)
                 .or_default()
                 .entry((&e.address, ep_port))
                 .or_default() += e.weight;
-        } else if e.mtls_ready && !e.network.is_empty() {
-            *remote.entry((&e.network, &e.locality)).or_default() += e.weight;
+        } else if e.origin.mtls_ready && !e.origin.network.is_empty() {
+            *remote
+                .entry((&e.origin.network, &e.origin.locality))
+                .or_default() += e.weight;
         }
     }
     for ((network, locality), count) in remote {
@@ -120,12 +122,14 @@ pub fn local_assignment(
         .unwrap_or_default();
     let mut by_locality: BTreeMap<&str, Vec<LbEndpoint>> = BTreeMap::new();
     for e in selected(t) {
-        if *e.cluster != *proxy.cluster && !(e.cluster.is_empty() && *e.network == *proxy.network) {
+        if *e.origin.cluster != *proxy.cluster
+            && !(e.origin.cluster.is_empty() && *e.origin.network == *proxy.network)
+        {
             continue;
         }
         if let Some(p) = e.ports.get(&port_name) {
             by_locality
-                .entry(&e.locality)
+                .entry(&e.origin.locality)
                 .or_default()
                 .push(lb_endpoint(&e.address, *p, e.weight));
         }

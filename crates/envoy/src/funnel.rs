@@ -52,7 +52,7 @@ pub fn sidecar_assignment(
         for e in gw
             .endpoints
             .iter()
-            .filter(|e| *e.cluster == *proxy.cluster || e.cluster.is_empty())
+            .filter(|e| *e.origin.cluster == *proxy.cluster || e.origin.cluster.is_empty())
         {
             lb_endpoints.push(lb_endpoint(&e.address, FUNNEL_PORT, e.weight));
         }
@@ -80,7 +80,8 @@ pub fn is_gateway(snapshot: &MeshSnapshot, proxy: &Proxy) -> bool {
     proxy.id.kind == NodeKind::Router
         && gateway_service(snapshot).is_some_and(|g| {
             g.endpoints.iter().any(|e| {
-                *e.address == *proxy.id.ip && (*e.cluster == *proxy.cluster || e.cluster.is_empty())
+                *e.address == *proxy.id.ip
+                    && (*e.origin.cluster == *proxy.cluster || e.origin.cluster.is_empty())
             })
         })
 }

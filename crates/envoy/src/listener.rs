@@ -162,7 +162,7 @@ fn inbound_listeners(snapshot: &MeshSnapshot, proxy: &Proxy, capture: bool) -> V
         snapshot.services.values().any(|s| {
             s.endpoints
                 .iter()
-                .any(|e| *e.address == *proxy.id.ip && *e.cluster == *proxy.cluster)
+                .any(|e| *e.address == *proxy.id.ip && *e.origin.cluster == *proxy.cluster)
                 && s.ports.iter().any(|p| {
                     p.protocol.is_http()
                         && s.endpoints.iter().any(|e| {

@@ -2,7 +2,7 @@
 
 use crate::host::{fqdn, CLUSTER_DOMAIN};
 use crate::policy::{MtlsPolicies, MtlsPolicy, ROOT_NAMESPACE};
-use crate::service::{Endpoint, Port, Service, ServiceOrigin};
+use crate::service::{Endpoint, EndpointOrigin, Port, Service, ServiceOrigin};
 use crate::snapshot::{MeshSnapshot, NetworkGateway, Scoped, SnapshotInput};
 use isthmus_api::enums::{Location, MtlsMode, Protocol, Resolution};
 use isthmus_api::load::place;
@@ -135,7 +135,7 @@ impl MeshSnapshot {
                         if svc
                             .endpoints
                             .iter()
-                            .any(|ep| *ep.address == *a.ip && *ep.cluster == *c.cluster)
+                            .any(|ep| *ep.address == *a.ip && ep.origin.cluster == c.cluster)
                         {
                             continue;
                         }
@@ -148,15 +148,17 @@ impl MeshSnapshot {
                                 .collect::<BTreeMap<String, u32>>()
                                 .into(),
                             labels: pod.as_ref().map(|p| p.labels.clone()).unwrap_or_default(),
-                            cluster: c.cluster.as_str().into(),
-                            network: pod
-                                .as_ref()
-                                .map(|p| p.network.clone())
-                                .unwrap_or_else(|| cluster_network(&c.cluster).into()),
-                            locality: Arc::default(),
+                            origin: Arc::new(EndpointOrigin {
+                                cluster: c.cluster.clone(),
+                                network: pod
+                                    .as_ref()
+                                    .map(|p| p.network.to_string())
+                                    .unwrap_or_else(|| cluster_network(&c.cluster)),
+                                locality: String::new(),
+                                identity: pod.as_ref().map(|p| p.identity.to_string()),
+                                mtls_ready: pod.is_some(),
+                            }),
                             weight: 1,
-                            identity: pod.as_ref().map(|p| p.identity.clone()),
-                            mtls_ready: pod.is_some(),
                         }));
                     }
                 }
@@ -224,15 +226,17 @@ impl MeshSnapshot {
                                 .collect::<BTreeMap<String, u32>>()
                                 .into(),
                             labels: Arc::new(ep.labels.clone()),
-                            cluster: Arc::default(),
-                            network: ep.network.as_deref().unwrap_or_default().into(),
-                            locality: ep.locality.as_deref().unwrap_or_default().into(),
+                            origin: Arc::new(EndpointOrigin {
+                                cluster: String::new(),
+                                network: ep.network.clone().unwrap_or_default(),
+                                locality: ep.locality.clone().unwrap_or_default(),
+                                identity: ep
+                                    .service_account
+                                    .as_ref()
+                                    .map(|sa| snap.spiffe(&se.metadata.namespace, sa)),
+                                mtls_ready: se.spec.location == Some(Location::MeshInternal),
+                            }),
                             weight: ep.weight.filter(|w| *w > 0).unwrap_or(1),
-                            identity: ep
-                                .service_account
-                                .as_ref()
-                                .map(|sa| snap.spiffe(&se.metadata.namespace, sa).into()),
-                            mtls_ready: se.spec.location == Some(Location::MeshInternal),
                         })
                         .collect();
                     for host in &se.spec.hosts {
@@ -365,7 +369,7 @@ impl MeshSnapshot {
 /// Orders a service's endpoints by (cluster, address), so that generated config is stable.
 fn sort_endpoints(s: &mut Service) {
     s.endpoints
-        .sort_by(|a, b| (&a.cluster, &a.address).cmp(&(&b.cluster, &b.address)));
+        .sort_by(|a, b| (&a.origin.cluster, &a.address).cmp(&(&b.origin.cluster, &b.address)));
 }
 
 /// The locality of a pod from its topology labels (`region/zone/subzone`).
@@ -572,11 +576,11 @@ mod tests {
         assert!(httpbin
             .endpoints
             .iter()
-            .any(|e| &*e.address == "10.10.0.6" && &*e.cluster == "c1"));
+            .any(|e| &*e.address == "10.10.0.6" && &*e.origin.cluster == "c1"));
         assert!(!httpbin
             .endpoints
             .iter()
-            .any(|e| &*e.address == "10.10.0.5" && &*e.cluster == "c1"));
+            .any(|e| &*e.address == "10.10.0.5" && &*e.origin.cluster == "c1"));
         // The untouched service is the very same object as before.
         assert!(Arc::ptr_eq(
             &first.services["sleep.foo.svc.cluster.local"],
@@ -659,9 +663,9 @@ mod tests {
         assert_eq!(svc.endpoints.len(), 1);
         let ep = &svc.endpoints[0];
         assert_eq!(ep.ports["http"], 80);
-        assert_eq!(&*ep.network, "network2");
+        assert_eq!(&*ep.origin.network, "network2");
         assert_eq!(
-            ep.identity.as_deref(),
+            ep.origin.identity.as_deref(),
             Some("spiffe://cluster.local/ns/bar/sa/httpbin")
         );
     }

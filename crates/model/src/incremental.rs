@@ -12,7 +12,7 @@
 use crate::automation::ExportDefault;
 use crate::build::{locality_of, INJECT_ANNOTATION, NETWORK_LABEL};
 use crate::host::CLUSTER_DOMAIN;
-use crate::service::{Endpoint, Port, Service, ServiceOrigin};
+use crate::service::{Endpoint, EndpointOrigin, Port, Service, ServiceOrigin};
 use crate::snapshot::PodInfo;
 use isthmus_api::enums::{Location, Protocol, Resolution};
 use isthmus_api::kube::IntOrString;
@@ -435,7 +435,7 @@ fn merge(frags: &[Arc<ServiceFragment>]) -> Service {
         out.vip = local.service.vip.clone();
     }
     out.endpoints
-        .sort_by(|a, b| (&a.cluster, &a.address).cmp(&(&b.cluster, &b.address)));
+        .sort_by(|a, b| (&a.origin.cluster, &a.address).cmp(&(&b.origin.cluster, &b.address)));
     out
 }
 
@@ -461,7 +461,8 @@ pub fn namespace_build(ctx: &NamespaceContext, objects: &[Arc<Resource>]) -> Nam
     // The namespace's pods with an IP, in name order, and the strings they repeat shared.
     let mut pods: Vec<(PodInfo, &isthmus_api::kube::Pod)> = Vec::new();
     let mut shared = SharedStrs::default();
-    let cluster = shared.get(&ctx.cluster);
+    // The origin the endpoints with the same network, locality, identity and mTLS share.
+    let mut origins: HashMap<OriginKey, Arc<EndpointOrigin>> = HashMap::new();
     let mut identities: HashMap<Arc<str>, Arc<str>> = HashMap::new();
     let rules = crate::pod::NetworkRules {
         namespace_network: ctx.namespace_network.as_deref(),
@@ -572,16 +573,30 @@ pub fn namespace_build(ctx: &NamespaceContext, objects: &[Arc<Resource>]) -> Nam
                     .get(INJECT_ANNOTATION)
                     .map(String::as_str)
                     != Some("false");
+                let locality = locality_of(&info.labels);
+                let origin = origins
+                    .entry((
+                        info.network.clone(),
+                        locality,
+                        info.identity.clone(),
+                        mtls_ready,
+                    ))
+                    .or_insert_with_key(|(network, locality, identity, mtls_ready)| {
+                        Arc::new(EndpointOrigin {
+                            cluster: ctx.cluster.clone(),
+                            network: network.to_string(),
+                            locality: locality.clone(),
+                            identity: Some(identity.to_string()),
+                            mtls_ready: *mtls_ready,
+                        })
+                    })
+                    .clone();
                 svc.endpoints.push(Arc::new(Endpoint {
                     address: info.ip.clone(),
                     ports,
                     labels: info.labels.clone(),
-                    cluster: cluster.clone(),
-                    network: info.network.clone(),
-                    locality: shared.get(&locality_of(&info.labels)),
+                    origin,
                     weight: 1,
-                    identity: Some(info.identity.clone()),
-                    mtls_ready,
                 }));
             }
         }
@@ -592,6 +607,9 @@ pub fn namespace_build(ctx: &NamespaceContext, objects: &[Arc<Resource>]) -> Nam
     }
     NamespaceBuild { services }
 }
+
+/// (network, locality, identity, mTLS ready) of an endpoint in a namespace build.
+type OriginKey = (Arc<str>, String, Arc<str>, bool);
 
 /// One shared copy of each distinct string.
 #[derive(Default)]
@@ -709,7 +727,7 @@ mod tests {
     }
 
     #[test]
-    fn a_namespace_endpoints_share_their_repeated_strings() {
+    fn a_namespace_endpoints_share_what_they_repeat() {
         let yaml = "apiVersion: v1\nkind: Service\nmetadata: {name: a, namespace: a}\nspec: {ports: [{name: http, port: 80}], selector: {app: a}}\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: a-0, namespace: a, labels: {app: a}}\nspec: {serviceAccountName: sa}\nstatus: {podIP: 10.0.0.1}\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: a-1, namespace: a, labels: {app: a}}\nspec: {serviceAccountName: sa}\nstatus: {podIP: 10.0.0.2}\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: a-2, namespace: a, labels: {app: a}}\nstatus: {podIP: 10.0.0.3}\n";
         let objects: Vec<Arc<Resource>> = isthmus_api::load_str(yaml, None, "a")
             .resources
@@ -734,20 +752,20 @@ mod tests {
             ["10.0.0.1", "10.0.0.2", "10.0.0.3"]
         );
         assert_eq!(
-            eps[0].identity.as_deref(),
+            eps[0].origin.identity.as_deref(),
             Some("spiffe://cluster.local/ns/a/sa/sa")
         );
         assert_eq!(
-            eps[2].identity.as_deref(),
+            eps[2].origin.identity.as_deref(),
             Some("spiffe://cluster.local/ns/a/sa/default")
         );
-        let shared = |f: fn(&Endpoint) -> &Arc<str>| Arc::ptr_eq(f(&eps[0]), f(&eps[1]));
-        assert!(shared(|e| &e.cluster) && shared(|e| &e.network) && shared(|e| &e.locality));
-        assert!(Arc::ptr_eq(
-            eps[0].identity.as_ref().expect("identity"),
-            eps[1].identity.as_ref().expect("identity")
-        ));
-        assert!(Arc::ptr_eq(&eps[0].cluster, &eps[2].cluster));
+        // One origin for the endpoints that share cluster, network, locality and identity.
+        assert!(Arc::ptr_eq(&eps[0].origin, &eps[1].origin));
+        assert!(!Arc::ptr_eq(&eps[0].origin, &eps[2].origin));
+        assert_eq!(
+            (&*eps[2].origin.cluster, &*eps[2].origin.network),
+            ("c1", "n1")
+        );
         assert!(Arc::ptr_eq(
             &eps[2].labels,
             &objects[3].object.metadata().labels

@@ -68,8 +68,8 @@ impl Service {
 
 /// One endpoint of a service.
 ///
-/// The strings most endpoints repeat (cluster, network, locality, identity) are shared
-/// `Arc<str>`s: a mesh of 100,000 endpoints holds a few hundred distinct ones.
+/// What most endpoints repeat (cluster, network, locality, identity) is one shared
+/// [`EndpointOrigin`]: the pods of a namespace differ mostly in their address.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Endpoint {
     /// IP address or DNS name.
@@ -79,16 +79,23 @@ pub struct Endpoint {
     pub ports: Arc<BTreeMap<String, u32>>,
     /// Labels.
     pub labels: Arc<BTreeMap<String, String>>,
-    /// The cluster it lives in (empty for ServiceEntry endpoints).
-    pub cluster: Arc<str>,
-    /// The network it is on; empty means reachable from everywhere.
-    pub network: Arc<str>,
-    /// `region/zone/subzone`.
-    pub locality: Arc<str>,
+    /// Where it lives and who answers there.
+    pub origin: Arc<EndpointOrigin>,
     /// Load-balancing weight.
     pub weight: u32,
+}
+
+/// Where an endpoint lives and who answers there.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct EndpointOrigin {
+    /// The cluster it lives in (empty for ServiceEntry endpoints).
+    pub cluster: String,
+    /// The network it is on; empty means reachable from everywhere.
+    pub network: String,
+    /// `region/zone/subzone`.
+    pub locality: String,
     /// The SPIFFE identity, when known.
-    pub identity: Option<Arc<str>>,
+    pub identity: Option<String>,
     /// True when the endpoint speaks mesh mTLS (has a sidecar); only such endpoints may be
     /// reached through a network gateway.
     pub mtls_ready: bool,

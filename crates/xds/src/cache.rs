@@ -298,13 +298,16 @@ impl EndpointIps {
 
     fn add(&mut self, svc: &isthmus_model::Service) {
         for e in &svc.endpoints {
-            *self.0.entry(ip_hash(&e.cluster, &e.address)).or_default() += 1;
+            *self
+                .0
+                .entry(ip_hash(&e.origin.cluster, &e.address))
+                .or_default() += 1;
         }
     }
 
     fn remove(&mut self, svc: &isthmus_model::Service) {
         for e in &svc.endpoints {
-            let h = ip_hash(&e.cluster, &e.address);
+            let h = ip_hash(&e.origin.cluster, &e.address);
             if let Some(n) = self.0.get_mut(&h) {
                 *n -= 1;
                 if *n == 0 {
