@@ -6,7 +6,6 @@
 //! Pods). Lookups are binary searches; changes of many objects are merged in one pass.
 
 use isthmus_api::{Resource, ResourceKey};
-use std::cmp::Ordering;
 use std::sync::Arc;
 
 /// A resource's key, borrowed from the resource itself.
@@ -122,27 +121,29 @@ impl Resources {
         Some(self.0.remove(i))
     }
 
-    /// Takes out the objects whose keys are in `keys` (one pass, however many).
+    /// Takes out the objects whose keys are in `keys`: a binary search each, then one move
+    /// of the rest however many (no key is compared outside the searches).
     pub fn remove_all(
         &mut self,
         keys: &std::collections::BTreeSet<ResourceKey>,
     ) -> Vec<Arc<Resource>> {
         let mut taken = Vec::new();
         if keys.len() <= FEW {
-            // A few: a binary search and a move of the tail each beat a walk over all.
+            // A few: a binary search and a move of the tail each.
             taken.extend(keys.iter().filter_map(|k| self.remove(k)));
             return taken;
         }
-        // Both in key order: walk them side by side.
-        let mut wanted = keys.iter().map(KeyRef::from_key).peekable();
+        // Keys come in order, so the positions do too.
+        let at: Vec<usize> = keys
+            .iter()
+            .filter_map(|k| self.position(KeyRef::from_key(k)).ok())
+            .collect();
         let old = std::mem::take(&mut self.0);
-        let mut kept = Vec::with_capacity(old.len());
-        for r in old {
-            let k = KeyRef::of(&r);
-            while wanted.peek().is_some_and(|w| *w < k) {
-                wanted.next();
-            }
-            if wanted.peek() == Some(&k) {
+        let mut kept = Vec::with_capacity(old.len() - at.len());
+        let mut next = at.iter().copied().peekable();
+        for (i, r) in old.into_iter().enumerate() {
+            if next.peek() == Some(&i) {
+                next.next();
                 taken.push(r);
             } else {
                 kept.push(r);
@@ -170,25 +171,28 @@ impl Resources {
             return;
         }
         let new = sorted_unique(new);
+        // Where each new object goes among the old ones (in order, as the new ones are),
+        // and whether it replaces one there.
+        let at: Vec<Result<usize, usize>> =
+            new.iter().map(|r| self.position(KeyRef::of(r))).collect();
         let old = std::mem::take(&mut self.0);
         let mut out = Vec::with_capacity(old.len() + new.len());
-        let (mut a, mut b) = (old.into_iter().peekable(), new.into_iter().peekable());
-        loop {
-            let order = match (a.peek(), b.peek()) {
-                (Some(x), Some(y)) => KeyRef::of(x).cmp(&KeyRef::of(y)),
-                (Some(_), None) => Ordering::Less,
-                (None, Some(_)) => Ordering::Greater,
-                (None, None) => break,
+        let mut old = old.into_iter();
+        let mut done = 0;
+        for (r, at) in new.into_iter().zip(at) {
+            let (i, replaces) = match at {
+                Ok(i) => (i, true),
+                Err(i) => (i, false),
             };
-            match order {
-                Ordering::Less => out.extend(a.next()),
-                Ordering::Greater => out.extend(b.next()),
-                Ordering::Equal => {
-                    a.next();
-                    out.extend(b.next());
-                }
+            out.extend(old.by_ref().take(i - done));
+            done = i;
+            if replaces {
+                old.next();
+                done += 1;
             }
+            out.push(r);
         }
+        out.extend(old);
         self.0 = out;
     }
 
