@@ -636,14 +636,11 @@ mod tests {
 
     fn config(yaml: &str, revision: u64) -> ClusterConfig {
         ClusterConfig {
-            cluster: "c1".into(),
-            resources: isthmus_api::load_str(yaml, None, "default")
-                .resources
-                .into_iter()
-                .map(|r| (r.key(), Arc::new(r)))
-                .collect(),
             revision,
-            ..Default::default()
+            ..ClusterConfig::with_resources(
+                "c1",
+                isthmus_api::load_str(yaml, None, "default").resources,
+            )
         }
     }
 

@@ -150,15 +150,10 @@ mod tests {
     use isthmus_registry::ClusterConfig;
 
     fn pods(yaml: &str, network: &str, cidrs: &[(&str, &str)]) -> ClusterPods {
-        let config = Arc::new(ClusterConfig {
-            cluster: "c1".into(),
-            resources: isthmus_api::load_str(yaml, None, "default")
-                .resources
-                .into_iter()
-                .map(|r| (r.key(), Arc::new(r)))
-                .collect(),
-            ..Default::default()
-        });
+        let config = Arc::new(ClusterConfig::with_resources(
+            "c1",
+            isthmus_api::load_str(yaml, None, "default").resources,
+        ));
         ClusterPods {
             objects: crate::incremental::cluster_objects(None, &config),
             network: network.into(),

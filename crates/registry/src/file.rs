@@ -39,6 +39,17 @@ fn next_revision() -> u64 {
 }
 
 impl ClusterConfig {
+    /// A configuration of `cluster` holding `resources` (of several with one key, the last),
+    /// as tools and tests build one from loaded objects.
+    pub fn with_resources(cluster: impl Into<String>, resources: Vec<Resource>) -> Self {
+        ClusterConfig {
+            cluster: cluster.into(),
+            resources: resources.into_iter().map(Arc::new).collect(),
+            revision: next_revision(),
+            ..Default::default()
+        }
+    }
+
     /// The resources of one kind, without walking the others (keys sort by kind first).
     pub fn of_kind<'a>(&'a self, kind: &str) -> impl Iterator<Item = &'a Arc<Resource>> + 'a {
         self.keyed_from(kind, None)
