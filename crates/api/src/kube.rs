@@ -182,9 +182,9 @@ pub struct ContainerPort {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PodStatus {
-    /// The pod's IP; a pod without one has no endpoints yet.
+    /// The pod's IP; a pod without one has no endpoints yet (shared with its endpoints).
     #[serde(default, rename = "podIP", skip_serializing_if = "Option::is_none")]
-    pub pod_ip: Option<String>,
+    pub pod_ip: Option<Arc<str>>,
     /// `Running`, `Pending`, ... (shared by the pods of a file in the same phase).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phase: Option<Arc<str>>,

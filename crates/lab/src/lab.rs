@@ -779,7 +779,7 @@ impl Lab {
                 node_name: None,
             },
             status: PodStatus {
-                pod_ip: Some(pod.ip.clone()),
+                pod_ip: Some(pod.ip.as_str().into()),
                 phase: Some("Running".into()),
             },
         };

@@ -471,7 +471,7 @@ pub fn namespace_build(ctx: &NamespaceContext, objects: &[Arc<Resource>]) -> Nam
     };
     for r in objects {
         let Object::Pod(p) = &r.object else { continue };
-        let Some(ip) = p.status.pod_ip.as_deref() else {
+        let Some(ip) = &p.status.pod_ip else {
             continue;
         };
         let network = shared.get(crate::pod::network(p, ip, &rules));
@@ -483,7 +483,7 @@ pub fn namespace_build(ctx: &NamespaceContext, objects: &[Arc<Resource>]) -> Nam
             })
             .clone();
         let info = PodInfo {
-            ip: ip.into(),
+            ip: ip.clone(),
             labels: p.metadata.labels.clone(),
             service_account,
             identity,
@@ -767,5 +767,13 @@ mod tests {
             &eps[2].labels,
             &objects[3].object.metadata().labels
         ));
+        let Object::Pod(a2) = &objects[3].object else {
+            panic!("a-2 is the fourth object");
+        };
+        assert!(a2
+            .status
+            .pod_ip
+            .as_ref()
+            .is_some_and(|ip| Arc::ptr_eq(ip, &eps[2].address)));
     }
 }

@@ -122,7 +122,7 @@ impl ClusterPods {
     }
 
     fn info(&self, p: &Pod, trust_domain: &str) -> Option<PodInfo> {
-        let ip = p.status.pod_ip.as_deref()?;
+        let ip = p.status.pod_ip.as_ref()?;
         let namespace = p.metadata.namespace.as_str();
         let rules = NetworkRules {
             namespace_network: self
@@ -135,7 +135,7 @@ impl ClusterPods {
         };
         let service_account = service_account(p);
         Some(PodInfo {
-            ip: ip.into(),
+            ip: ip.clone(),
             labels: p.metadata.labels.clone(),
             service_account: service_account.into(),
             identity: spiffe(trust_domain, namespace, service_account).into(),

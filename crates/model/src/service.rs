@@ -72,8 +72,8 @@ impl Service {
 /// [`EndpointOrigin`]: the pods of a namespace differ mostly in their address.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Endpoint {
-    /// IP address or DNS name.
-    pub address: Box<str>,
+    /// IP address or DNS name (a pod's is shared with the Pod object).
+    pub address: Arc<str>,
     /// Service port name to the endpoint's port (shared by the endpoints of a service
     /// whose pods map ports alike).
     pub ports: Arc<BTreeMap<String, u32>>,

@@ -123,8 +123,8 @@ impl VipRange {
 /// endpoint's network.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PodInfo {
-    /// IP.
-    pub ip: Box<str>,
+    /// IP (the Pod object's own string).
+    pub ip: Arc<str>,
     /// Labels (the Pod object's own map).
     pub labels: Arc<BTreeMap<String, String>>,
     /// Service account (`default` when the pod names none).

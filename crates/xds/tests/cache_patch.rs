@@ -54,7 +54,7 @@ fn a_moved_endpoint_patches_the_sidecar_exactly_as_a_full_generation_would() {
     let mut pod = (*after.resources[&key]).clone();
     let mut old_ip = String::new();
     if let isthmus_api::Object::Pod(p) = &mut pod.object {
-        old_ip = p.status.pod_ip.clone().unwrap_or_default();
+        old_ip = p.status.pod_ip.as_deref().unwrap_or_default().to_string();
         p.status.pod_ip = Some("127.0.3.9".into());
     }
     assert!(!old_ip.is_empty(), "the pod had an address");
