@@ -138,8 +138,8 @@ pub fn load_str(text: &str, file: Option<&Path>, default_namespace: &str) -> Loa
     out
 }
 
-/// What the objects of one file repeat, kept once: label maps (a workload's pods carry
-/// the same labels, which its Service selects), service accounts and pod phases.
+/// What the objects of one file repeat, kept once: namespaces, label maps (a workload's
+/// pods carry the same labels, which its Service selects), service accounts and pod phases.
 #[derive(Default)]
 struct Shared {
     maps: HashSet<Arc<BTreeMap<String, String>>>,
@@ -172,6 +172,7 @@ impl Shared {
 
     /// Shares what `object` repeats.
     fn object(&mut self, object: &mut Object) {
+        self.str(&mut object.metadata_mut().namespace);
         self.map(&mut object.metadata_mut().labels);
         match object {
             Object::Service(s) => self.map(&mut s.spec.selector),
@@ -369,7 +370,7 @@ fn parse_document(
     };
     let mut object = typed(())?;
     if !object.is_cluster_scoped() && object.metadata().namespace.is_empty() {
-        object.metadata_mut().namespace = default_namespace.to_string();
+        object.metadata_mut().namespace = default_namespace.into();
     }
     Ok(Some(Resource {
         object,
@@ -409,7 +410,7 @@ spec:
         let Object::ServiceEntry(se) = &loaded.resources[0].object else {
             panic!("not a ServiceEntry")
         };
-        assert_eq!(se.metadata.namespace, "foo");
+        assert_eq!(&*se.metadata.namespace, "foo");
         assert_eq!(se.spec.endpoints[0].ports["http1"], 15443);
         assert_eq!(
             se.spec.ports[0].protocol,
@@ -509,7 +510,7 @@ spec:
     }
 
     #[test]
-    fn a_service_selector_and_its_pods_labels_share_one_map_and_pods_share_strings() {
+    fn a_files_objects_share_namespace_labels_selector_and_pod_strings() {
         let pod = |name: &str, sa: &str| {
             format!("apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}, labels: {{app: a}}}}\nspec: {{serviceAccountName: {sa}}}\nstatus: {{podIP: 10.0.0.1, phase: Running}}\n")
         };
@@ -536,6 +537,11 @@ spec:
             .collect();
         assert_eq!(pods.len(), 3);
         assert!(Arc::ptr_eq(&s.spec.selector, &pods[0].metadata.labels));
+        // The namespace the file leaves to the loader is one string for all its objects.
+        assert_eq!(&*s.metadata.namespace, "ns");
+        assert!(pods
+            .iter()
+            .all(|p| Arc::ptr_eq(&p.metadata.namespace, &s.metadata.namespace)));
         let sa = |i: usize| &pods[i].spec.service_account_name;
         assert_eq!((&**sa(0), &**sa(2)), ("x", "y"));
         assert!(Arc::ptr_eq(sa(0), sa(1)) && !Arc::ptr_eq(sa(0), sa(2)));

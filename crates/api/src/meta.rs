@@ -15,9 +15,10 @@ pub struct ObjectMeta {
     /// Object name.
     #[serde(default)]
     pub name: String,
-    /// Namespace; empty for cluster-scoped objects or when the file leaves it to the loader.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub namespace: String,
+    /// Namespace; empty for cluster-scoped objects or when the file leaves it to the loader
+    /// (shared by a file's objects).
+    #[serde(default, skip_serializing_if = "str::is_empty")]
+    pub namespace: Arc<str>,
     /// Labels (shared: a pod's labels are also its endpoints' and its proxy's).
     #[serde(default, skip_serializing_if = "no_labels")]
     pub labels: Arc<BTreeMap<String, String>>,

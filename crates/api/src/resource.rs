@@ -186,7 +186,7 @@ impl Resource {
         let m = self.object.metadata();
         ResourceKey {
             kind: self.object.kind().to_string(),
-            namespace: m.namespace.clone(),
+            namespace: m.namespace.to_string(),
             name: m.name.clone(),
         }
     }

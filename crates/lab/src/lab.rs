@@ -758,7 +758,7 @@ impl Lab {
         let object = Pod {
             metadata: ObjectMeta {
                 name: pod.name.clone(),
-                namespace: pod.namespace.clone(),
+                namespace: pod.namespace.as_str().into(),
                 labels: std::sync::Arc::new(pod.labels.clone()),
                 ..Default::default()
             },
@@ -869,7 +869,7 @@ impl Lab {
             let pods: Vec<&PodState> = c
                 .pods
                 .iter()
-                .filter(|p| p.namespace == svc.metadata.namespace)
+                .filter(|p| *p.namespace == *svc.metadata.namespace)
                 .filter(|p| {
                     !svc.spec.selector.is_empty()
                         && svc
@@ -912,7 +912,7 @@ impl Lab {
         d: &Deployment,
         progress: &mut dyn FnMut(&str),
     ) -> Result<(), LabError> {
-        let ns = d.metadata.namespace.clone();
+        let ns = d.metadata.namespace.to_string();
         let name = d.metadata.name.clone();
         let replicas = d.spec.replicas.unwrap_or(1);
         let existing: Vec<usize> = self.state.clusters[ci]
@@ -1101,7 +1101,7 @@ impl Lab {
         }
         for d in &m.deployments {
             while let Some(i) = self.state.clusters[ci].pods.iter().position(|p| {
-                p.namespace == d.metadata.namespace
+                *p.namespace == *d.metadata.namespace
                     && p.deployment.as_deref() == Some(&d.metadata.name)
             }) {
                 let name = self.state.clusters[ci].pods[i].name.clone();

@@ -156,7 +156,7 @@ fn classify(r: Resource, m: &mut Manifests) {
             let meta = other.metadata();
             m.stored.push(StoredDoc {
                 kind: other.kind().to_string(),
-                namespace: meta.namespace.clone(),
+                namespace: meta.namespace.to_string(),
                 name: meta.name.clone(),
                 text: r.origin.text.clone(),
             })
@@ -201,7 +201,7 @@ mod tests {
         assert!(m
             .services
             .iter()
-            .any(|s| s.metadata.name == "httpbin" && s.metadata.namespace == "bar"));
+            .any(|s| s.metadata.name == "httpbin" && &*s.metadata.namespace == "bar"));
         assert!(m.namespaces.iter().any(|n| n.metadata.name == "bar"
             && n.metadata.labels.get("istio-injection").map(String::as_str) == Some("enabled")));
     }

@@ -64,7 +64,7 @@ pub struct Generated {
 fn gateway_address(c: &ClusterConfig) -> Option<String> {
     c.resources.values().find_map(|r| match &r.object {
         Object::Service(s)
-            if s.metadata.namespace == "istio-system"
+            if &*s.metadata.namespace == "istio-system"
                 && s.metadata.labels.get("istio").map(String::as_str) == Some("ingressgateway") =>
         {
             s.status.address().map(str::to_string)
@@ -118,7 +118,7 @@ pub fn generate(
                 continue;
             };
             let ns = &s.metadata.namespace;
-            if ns == "istio-system" || ns == "kube-system" || !exported(s, default) {
+            if &**ns == "istio-system" || &**ns == "kube-system" || !exported(s, default) {
                 continue;
             }
             let pods = ready_pods(c, s);
@@ -126,7 +126,7 @@ pub fn generate(
                 continue;
             }
             let entry = found
-                .entry((ns.clone(), s.metadata.name.clone()))
+                .entry((ns.to_string(), s.metadata.name.clone()))
                 .or_insert_with(|| ((**s).clone(), Vec::new()));
             entry.1.push(Remote {
                 cluster: c.cluster.clone(),
@@ -210,7 +210,7 @@ pub fn generate(
             let se = ServiceEntry {
                 metadata: ObjectMeta {
                     name: se_name,
-                    namespace: ns.clone(),
+                    namespace: ns.as_str().into(),
                     annotations: BTreeMap::from([(
                         GENERATED_ANNOTATION.to_string(),
                         explanation.clone(),

@@ -277,7 +277,7 @@ impl MeshSnapshot {
                             None => {
                                 let mut svc = Service {
                                     hostname: host.clone(),
-                                    namespace: se.metadata.namespace.clone(),
+                                    namespace: se.metadata.namespace.to_string(),
                                     name: se.metadata.name.clone(),
                                     origin: ServiceOrigin::ServiceEntry(key.clone()),
                                     ports: ports.clone(),
@@ -296,19 +296,19 @@ impl MeshSnapshot {
                     }
                 }
                 Object::DestinationRule(dr) => snap.destination_rules.push(Scoped {
-                    namespace: dr.metadata.namespace.clone(),
+                    namespace: dr.metadata.namespace.to_string(),
                     rule: (**dr).clone(),
                 }),
                 Object::VirtualService(vs) => snap.virtual_services.push(Scoped {
-                    namespace: vs.metadata.namespace.clone(),
+                    namespace: vs.metadata.namespace.to_string(),
                     rule: (**vs).clone(),
                 }),
                 Object::Gateway(g) => snap.gateways.push(Scoped {
-                    namespace: g.metadata.namespace.clone(),
+                    namespace: g.metadata.namespace.to_string(),
                     rule: (**g).clone(),
                 }),
                 Object::Sidecar(sc) => snap.sidecars.push(Scoped {
-                    namespace: sc.metadata.namespace.clone(),
+                    namespace: sc.metadata.namespace.to_string(),
                     rule: (**sc).clone(),
                 }),
                 _ => {}
@@ -420,7 +420,7 @@ fn read_mesh_config(snap: &mut MeshSnapshot, resources: &[&Arc<Resource>]) {
         let Object::ConfigMap(cm) = &r.object else {
             continue;
         };
-        if cm.metadata.name != "istio" || cm.metadata.namespace != ROOT_NAMESPACE {
+        if cm.metadata.name != "istio" || &*cm.metadata.namespace != ROOT_NAMESPACE {
             continue;
         }
         if let Some(text) = cm.data.get("mesh") {
@@ -441,7 +441,7 @@ fn read_policies(resources: &[&Arc<Resource>]) -> MtlsPolicies {
     for r in resources {
         match &r.object {
             Object::PeerAuthentication(pa) => out.policies.push(MtlsPolicy {
-                namespace: pa.metadata.namespace.clone(),
+                namespace: pa.metadata.namespace.to_string(),
                 selector: pa
                     .spec
                     .selector
@@ -468,7 +468,7 @@ fn read_policies(resources: &[&Arc<Resource>]) -> MtlsPolicies {
                 ports: BTreeMap::new(),
             }),
             Object::AuthnPolicy(p) if p.spec.targets.is_empty() => out.policies.push(MtlsPolicy {
-                namespace: p.metadata.namespace.clone(),
+                namespace: p.metadata.namespace.to_string(),
                 selector: BTreeMap::new(),
                 mode: p.spec.mode(),
                 ports: BTreeMap::new(),

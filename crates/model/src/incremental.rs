@@ -118,7 +118,7 @@ fn sort_objects(c: &ClusterConfig) -> ClusterObjects {
         let Some(first) = run.first() else {
             return;
         };
-        let ns = first.object.metadata().namespace.clone();
+        let ns = first.object.metadata().namespace.to_string();
         map.entry(ns).or_default().append(run);
     };
     for r in c.resources.values() {
@@ -502,7 +502,7 @@ pub fn namespace_build(ctx: &NamespaceContext, objects: &[Arc<Resource>]) -> Nam
         );
         let mut svc = empty_service(
             hostname,
-            s.metadata.namespace.clone(),
+            s.metadata.namespace.to_string(),
             s.metadata.name.clone(),
         );
         svc.ports = s

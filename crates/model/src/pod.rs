@@ -95,11 +95,7 @@ impl ClusterPods {
     ) -> impl Iterator<Item = (&'a str, &'a str, PodInfo)> + 'a {
         self.pods().filter_map(move |p| {
             let info = self.info(p, trust_domain)?;
-            Some((
-                p.metadata.namespace.as_str(),
-                p.metadata.name.as_str(),
-                info,
-            ))
+            Some((&*p.metadata.namespace, p.metadata.name.as_str(), info))
         })
     }
 
@@ -123,7 +119,7 @@ impl ClusterPods {
 
     fn info(&self, p: &Pod, trust_domain: &str) -> Option<PodInfo> {
         let ip = p.status.pod_ip.as_ref()?;
-        let namespace = p.metadata.namespace.as_str();
+        let namespace = &*p.metadata.namespace;
         let rules = NetworkRules {
             namespace_network: self
                 .objects
