@@ -175,7 +175,11 @@ impl Shared {
         self.str(&mut object.metadata_mut().namespace);
         self.map(&mut object.metadata_mut().labels);
         match object {
-            Object::Service(s) => self.map(&mut s.spec.selector),
+            Object::Service(s) => {
+                self.map(&mut s.spec.selector);
+                // Parsing leaves room for more ports than the service has.
+                s.spec.ports.shrink_to_fit();
+            }
             Object::Pod(p) => {
                 self.str(&mut p.spec.service_account_name);
                 if let Some(phase) = &mut p.status.phase {

@@ -623,12 +623,17 @@ mod tests {
     }
 
     #[test]
-    fn endpoints_of_a_service_share_one_port_map() {
+    fn endpoints_with_the_same_ports_share_one_port_map() {
         let second = "---\napiVersion: v1\nkind: Pod\nmetadata: {name: httpbin-2, namespace: bar, labels: {app: httpbin}}\nspec: {serviceAccountName: httpbin}\nstatus: {podIP: 10.10.0.7}\n";
+        // A second service of the namespace with the same ports, and a third with others.
+        let twin = "---\napiVersion: v1\nkind: Service\nmetadata: {name: twin, namespace: bar}\nspec: {ports: [{name: http, port: 8000, targetPort: 80}], selector: {app: twin}}\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: twin-0, namespace: bar, labels: {app: twin}}\nstatus: {podIP: 10.10.0.8}\n---\napiVersion: v1\nkind: Service\nmetadata: {name: other, namespace: bar}\nspec: {ports: [{name: http, port: 8000}], selector: {app: twin}}\n";
         let input = SnapshotInput {
             local_cluster: "cluster2".into(),
             local_network: "network2".into(),
-            clusters: vec![Arc::new(cluster("cluster2", &format!("{HTTPBIN}{second}")))],
+            clusters: vec![Arc::new(cluster(
+                "cluster2",
+                &format!("{HTTPBIN}{second}{twin}"),
+            ))],
             ..Default::default()
         };
         let snap = MeshSnapshot::build(&input, 1);
@@ -636,6 +641,13 @@ mod tests {
         assert_eq!(eps.len(), 2);
         assert_eq!(eps[0].ports["http"], 80);
         assert!(Arc::ptr_eq(&eps[0].ports, &eps[1].ports));
+        let twin = &snap.services["twin.bar.svc.cluster.local"].endpoints[0];
+        assert!(
+            Arc::ptr_eq(&eps[0].ports, &twin.ports),
+            "same ports, one map"
+        );
+        let other = &snap.services["other.bar.svc.cluster.local"].endpoints[0];
+        assert_eq!(other.ports["http"], 8000);
         // Labels are the parsed Pod's own map, not a copy.
         let pod_labels = input.clusters[0]
             .resources

@@ -463,6 +463,7 @@ pub fn namespace_build(ctx: &NamespaceContext, objects: &[Arc<Resource>]) -> Nam
     let mut shared = SharedStrs::default();
     // The origin the endpoints with the same network, locality, identity and mTLS share.
     let mut origins: HashMap<OriginKey, Arc<EndpointOrigin>> = HashMap::new();
+    let mut port_maps: HashSet<Arc<BTreeMap<String, u32>>> = HashSet::new();
     let mut identities: HashMap<Arc<str>, Arc<str>> = HashMap::new();
     let rules = crate::pod::NetworkRules {
         namespace_network: ctx.namespace_network.as_deref(),
@@ -529,8 +530,6 @@ pub fn namespace_build(ctx: &NamespaceContext, objects: &[Arc<Resource>]) -> Nam
                 .cloned();
         }
         if !s.spec.selector.is_empty() {
-            // Pods of a service usually map its ports alike: one map for all of them.
-            let mut shared_ports: Option<Arc<BTreeMap<String, u32>>> = None;
             for (info, pod) in &pods {
                 if !s
                     .spec
@@ -559,11 +558,13 @@ pub fn namespace_build(ctx: &NamespaceContext, objects: &[Arc<Resource>]) -> Nam
                         Some((p.name.clone(), target))
                     })
                     .collect::<BTreeMap<String, u32>>();
-                let ports = match &shared_ports {
-                    Some(shared) if **shared == ports => shared.clone(),
-                    _ => {
+                // Pods map a service's ports alike, and services often have the same
+                // ports: one map for each distinct one in the namespace.
+                let ports = match port_maps.get(&ports) {
+                    Some(shared) => shared.clone(),
+                    None => {
                         let fresh = Arc::new(ports);
-                        shared_ports = Some(fresh.clone());
+                        port_maps.insert(fresh.clone());
                         fresh
                     }
                 };
