@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use tokio::sync::watch;
-use tonic::{Status, Streaming};
+use tonic::Status;
 
 /// The ADS server: every stream follows `snapshots`.
 #[derive(Debug, Clone)]
@@ -122,7 +122,7 @@ impl StreamHandler for AdsServer {
 type Tx = ResponseTx;
 
 async fn sotw_stream(
-    input: &mut Streaming<SotwRequest>,
+    input: &mut Requests<SotwRequest>,
     tx: &Tx,
     snapshots: &mut watch::Receiver<Arc<MeshSnapshot>>,
     status: &Arc<XdsStatus>,

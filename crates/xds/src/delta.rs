@@ -1,6 +1,7 @@
 //! The delta (incremental) ADS stream: only changed resources are sent, removals are named,
 //! and subscriptions change resource by resource.
 
+use crate::service::Requests;
 use crate::state::{StreamProxy, PUSH_ORDER};
 use crate::status::XdsStatus;
 use crate::wire::{DeltaEntry, WireMessage};
@@ -11,7 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use tokio::sync::watch;
-use tonic::{Status, Streaming};
+use tonic::Status;
 
 type Tx = crate::service::ResponseTx;
 
@@ -67,7 +68,7 @@ fn is_wildcard_type(type_url: &str) -> bool {
 
 /// Runs one delta stream until the proxy goes away.
 pub async fn delta_stream(
-    input: &mut Streaming<DeltaDiscoveryRequest>,
+    input: &mut Requests<DeltaDiscoveryRequest>,
     tx: &Tx,
     snapshots: &mut watch::Receiver<Arc<MeshSnapshot>>,
     status: &Arc<XdsStatus>,

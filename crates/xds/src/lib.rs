@@ -6,6 +6,7 @@
 pub mod ads;
 pub mod cache;
 pub mod delta;
+pub mod incoming;
 pub mod request;
 pub mod service;
 pub mod state;

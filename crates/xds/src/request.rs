@@ -9,12 +9,11 @@
 //! `envoy.service.discovery.v3.DiscoveryRequest`, decoded as usual; unknown fields are
 //! skipped.
 
-use bytes::{Buf, Bytes};
+use bytes::Bytes;
 use envoy_types::pb::envoy::config::core::v3::Node;
 use envoy_types::pb::google::rpc::Status as RpcStatus;
 use prost::Message;
 use std::sync::Arc;
-use tonic::codec::{DecodeBuf, Decoder};
 use tonic::Status;
 
 /// `DiscoveryRequest` with its `resource_names` left in the message.
@@ -182,20 +181,6 @@ impl SotwRequest {
             Ok(())
         })?;
         Ok(names)
-    }
-}
-
-/// tonic's decoder for [`SotwRequest`].
-#[derive(Debug, Clone, Copy, Default)]
-pub struct SotwDecoder;
-
-impl Decoder for SotwDecoder {
-    type Item = SotwRequest;
-    type Error = Status;
-
-    fn decode(&mut self, buf: &mut DecodeBuf<'_>) -> Result<Option<SotwRequest>, Status> {
-        let raw = buf.copy_to_bytes(buf.remaining());
-        SotwRequest::parse(raw).map(Some)
     }
 }
 

@@ -14,7 +14,6 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use tokio::sync::mpsc;
 use tonic::body::Body;
-use tonic::codec::{Codec, Streaming};
 use tonic::codegen::http;
 use tonic::Status;
 
@@ -31,8 +30,7 @@ const MAX_REQUEST_BYTES: usize = 64 << 20;
 /// What a stream sends: responses, or the status that ends it.
 pub type ResponseTx = mpsc::Sender<Result<WireMessage, Status>>;
 
-/// A decoded stream of requests.
-pub type Requests<T> = Streaming<T>;
+pub use crate::incoming::Requests;
 
 /// Starts one stream: given its decoded requests and where to send responses.
 pub trait StreamHandler: Clone + Send + Sync + 'static {
@@ -75,18 +73,18 @@ impl<H: StreamHandler> tonic::codegen::Service<http::Request<Body>> for AdsServi
             match req.uri().path() {
                 SOTW_PATH => {
                     let (tx, rx) = mpsc::channel(16);
-                    let input = Streaming::new_request(
-                        crate::request::SotwDecoder,
+                    let input = Requests::new(
                         req.into_body(),
-                        None,
-                        Some(MAX_REQUEST_BYTES),
+                        crate::request::SotwRequest::parse,
+                        MAX_REQUEST_BYTES,
                     );
                     self.handler.sotw(input, tx);
                     grpc_response(rx)
                 }
                 DELTA_PATH => {
                     let (tx, rx) = mpsc::channel(16);
-                    self.handler.delta(requests(req.into_body()), tx);
+                    let input = Requests::new(req.into_body(), decode_prost, MAX_REQUEST_BYTES);
+                    self.handler.delta(input, tx);
                     grpc_response(rx)
                 }
                 other => Status::unimplemented(format!("no method {other}")).into_http(),
@@ -96,11 +94,9 @@ impl<H: StreamHandler> tonic::codegen::Service<http::Request<Body>> for AdsServi
     }
 }
 
-/// The request messages of a stream's body, decoded as they arrive.
-fn requests<T: prost::Message + Default + Send + 'static>(body: Body) -> Streaming<T> {
-    // The codec's encoding half is unused: responses are written by `WireBody`.
-    let mut codec = tonic_prost::ProstCodec::<T, T>::default();
-    Streaming::new_request(codec.decoder(), body, None, Some(MAX_REQUEST_BYTES))
+/// Decodes one protobuf request message.
+fn decode_prost<T: prost::Message + Default>(message: Bytes) -> Result<T, Status> {
+    T::decode(message).map_err(|e| Status::invalid_argument(format!("malformed request: {e}")))
 }
 
 /// Requests are read uncompressed: a client that compresses them is told so up front
