@@ -19,4 +19,4 @@ pub mod validate;
 pub use diagnostic::{Diagnostic, Severity};
 pub use load::{load_dir, load_file, load_str, yaml_files, Loaded};
 pub use meta::ObjectMeta;
-pub use resource::{Object, Origin, OtherObject, Resource, ResourceKey};
+pub use resource::{KeyRef, Object, Origin, OtherObject, Resource, ResourceKey};

@@ -150,7 +150,7 @@ impl Object {
     }
 }
 
-/// Identifies a resource: kind, namespace, name.
+/// Identifies a resource: kind, namespace, name (ordered as its [`KeyRef`] is).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ResourceKey {
     /// Kind.
@@ -162,6 +162,59 @@ pub struct ResourceKey {
 }
 
 impl fmt::Display for ResourceKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        KeyRef::from_key(self).fmt(f)
+    }
+}
+
+/// A resource's key, borrowed from the resource itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct KeyRef<'a> {
+    /// Kind.
+    pub kind: &'a str,
+    /// Namespace (empty for cluster-scoped kinds).
+    pub namespace: &'a str,
+    /// Name.
+    pub name: &'a str,
+}
+
+impl<'a> KeyRef<'a> {
+    /// The key of `r`.
+    pub fn of(r: &'a Resource) -> Self {
+        let m = r.object.metadata();
+        KeyRef {
+            kind: r.object.kind(),
+            namespace: &m.namespace,
+            name: &m.name,
+        }
+    }
+
+    /// The key `k`, borrowed.
+    pub fn from_key(k: &'a ResourceKey) -> Self {
+        KeyRef {
+            kind: &k.kind,
+            namespace: &k.namespace,
+            name: &k.name,
+        }
+    }
+
+    /// An owned copy.
+    pub fn to_key(self) -> ResourceKey {
+        ResourceKey {
+            kind: self.kind.to_string(),
+            namespace: self.namespace.to_string(),
+            name: self.name.to_string(),
+        }
+    }
+}
+
+impl PartialEq<ResourceKey> for KeyRef<'_> {
+    fn eq(&self, other: &ResourceKey) -> bool {
+        *self == KeyRef::from_key(other)
+    }
+}
+
+impl fmt::Display for KeyRef<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.namespace.is_empty() {
             write!(f, "{}/{}", self.kind, self.name)
@@ -183,11 +236,6 @@ pub struct Resource {
 impl Resource {
     /// Its key.
     pub fn key(&self) -> ResourceKey {
-        let m = self.object.metadata();
-        ResourceKey {
-            kind: self.object.kind().to_string(),
-            namespace: m.namespace.to_string(),
-            name: m.name.clone(),
-        }
+        KeyRef::of(self).to_key()
     }
 }

@@ -9,7 +9,7 @@ use crate::build::NETWORK_LABEL;
 use crate::incremental::ClusterObjects;
 use crate::snapshot::PodInfo;
 use isthmus_api::kube::Pod;
-use isthmus_api::Object;
+use isthmus_api::{KeyRef, Object};
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -77,11 +77,12 @@ impl ClusterPods {
     pub fn get(&self, namespace: &str, name: &str, trust_domain: &str) -> Option<PodInfo> {
         let in_ns = self.objects.by_namespace.get(namespace)?;
         // A namespace's objects are in key order: kind, then name.
-        let i = in_ns
-            .binary_search_by(|r| {
-                (r.object.kind(), r.object.metadata().name.as_str()).cmp(&("Pod", name))
-            })
-            .ok()?;
+        let key = KeyRef {
+            kind: "Pod",
+            namespace,
+            name,
+        };
+        let i = in_ns.binary_search_by(|r| KeyRef::of(r).cmp(&key)).ok()?;
         let Object::Pod(p) = &in_ns[i].object else {
             return None;
         };

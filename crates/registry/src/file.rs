@@ -1,8 +1,8 @@
 //! A cluster's objects read from a directory, keeping the last good version of every
 //! resource that a later edit broke.
 
-use crate::resources::{KeyRef, Resources};
-use isthmus_api::{Diagnostic, Resource, ResourceKey};
+use crate::resources::Resources;
+use isthmus_api::{Diagnostic, KeyRef, Resource, ResourceKey};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

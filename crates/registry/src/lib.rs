@@ -8,5 +8,6 @@ pub mod resources;
 pub mod watch;
 
 pub use file::{ClusterConfig, FileRegistry, KeyChange};
-pub use resources::{KeyRef, Resources};
+pub use isthmus_api::KeyRef;
+pub use resources::Resources;
 pub use watch::{unwatch, watch_dirs, watch_more, Changes, WatchError};

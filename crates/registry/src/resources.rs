@@ -5,65 +5,8 @@
 //! slot and three more strings (about 170 bytes per object, a large part of a registry of
 //! Pods). Lookups are binary searches; changes of many objects are merged in one pass.
 
-use isthmus_api::{Resource, ResourceKey};
+use isthmus_api::{KeyRef, Resource, ResourceKey};
 use std::sync::Arc;
-
-/// A resource's key, borrowed from the resource itself.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct KeyRef<'a> {
-    /// Kind.
-    pub kind: &'a str,
-    /// Namespace (empty for cluster-scoped kinds).
-    pub namespace: &'a str,
-    /// Name.
-    pub name: &'a str,
-}
-
-impl<'a> KeyRef<'a> {
-    /// The key of `r`.
-    pub fn of(r: &'a Resource) -> Self {
-        let m = r.object.metadata();
-        KeyRef {
-            kind: r.object.kind(),
-            namespace: &m.namespace,
-            name: &m.name,
-        }
-    }
-
-    /// The key `k`, borrowed.
-    pub fn from_key(k: &'a ResourceKey) -> Self {
-        KeyRef {
-            kind: &k.kind,
-            namespace: &k.namespace,
-            name: &k.name,
-        }
-    }
-
-    /// An owned copy.
-    pub fn to_key(self) -> ResourceKey {
-        ResourceKey {
-            kind: self.kind.to_string(),
-            namespace: self.namespace.to_string(),
-            name: self.name.to_string(),
-        }
-    }
-}
-
-impl PartialEq<ResourceKey> for KeyRef<'_> {
-    fn eq(&self, other: &ResourceKey) -> bool {
-        *self == KeyRef::from_key(other)
-    }
-}
-
-impl std::fmt::Display for KeyRef<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        if self.namespace.is_empty() {
-            write!(f, "{}/{}", self.kind, self.name)
-        } else {
-            write!(f, "{}/{}/{}", self.kind, self.namespace, self.name)
-        }
-    }
-}
 
 /// Up to this many objects are put in or taken out one by one; more, in one merge.
 const FEW: usize = 8;
