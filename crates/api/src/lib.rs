@@ -14,6 +14,7 @@ pub mod meta;
 pub mod networking;
 pub mod resource;
 pub mod security;
+pub mod shared;
 pub mod validate;
 
 pub use diagnostic::{Diagnostic, Severity};

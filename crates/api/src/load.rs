@@ -6,9 +6,10 @@ use crate::diagnostic::Diagnostic;
 use crate::locate::field_line;
 use crate::meta::ObjectMeta;
 use crate::resource::{Object, Origin, OtherObject, Resource};
+use crate::shared::Interner;
 use crate::validate::validate;
 use serde::de::DeserializeOwned;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -142,32 +143,20 @@ pub fn load_str(text: &str, file: Option<&Path>, default_namespace: &str) -> Loa
 /// pods carry the same labels, which its Service selects), service accounts and pod phases.
 #[derive(Default)]
 struct Shared {
-    maps: HashSet<Arc<BTreeMap<String, String>>>,
-    strs: HashSet<Arc<str>>,
+    maps: Interner<BTreeMap<String, String>>,
+    strs: Interner<str>,
 }
 
 impl Shared {
-    /// Replaces `map` with an equal map seen before, or remembers it.
+    /// Replaces a non-empty `map` with an equal map seen before, or remembers it.
     fn map(&mut self, map: &mut Arc<BTreeMap<String, String>>) {
-        if map.is_empty() {
-            return;
-        }
-        match self.maps.get(&**map) {
-            Some(seen) => *map = seen.clone(),
-            None => {
-                self.maps.insert(map.clone());
-            }
+        if !map.is_empty() {
+            self.maps.share(map);
         }
     }
 
-    /// Replaces `s` with an equal string seen before, or remembers it.
     fn str(&mut self, s: &mut Arc<str>) {
-        match self.strs.get(&**s) {
-            Some(seen) => *s = seen.clone(),
-            None => {
-                self.strs.insert(s.clone());
-            }
-        }
+        self.strs.share(s);
     }
 
     /// Shares what `object` repeats.

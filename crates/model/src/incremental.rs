@@ -16,6 +16,7 @@ use crate::service::{Endpoint, EndpointOrigin, Port, Service, ServiceOrigin};
 use crate::snapshot::PodInfo;
 use isthmus_api::enums::{Location, Protocol, Resolution};
 use isthmus_api::kube::IntOrString;
+use isthmus_api::shared::Interner;
 use isthmus_api::{Object, Resource};
 use isthmus_registry::ClusterConfig;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
@@ -460,10 +461,10 @@ fn empty_service(hostname: String, namespace: String, name: String) -> Service {
 pub fn namespace_build(ctx: &NamespaceContext, objects: &[Arc<Resource>]) -> NamespaceBuild {
     // The namespace's pods with an IP, in name order, and the strings they repeat shared.
     let mut pods: Vec<(PodInfo, &isthmus_api::kube::Pod)> = Vec::new();
-    let mut shared = SharedStrs::default();
+    let mut shared: Interner<str> = Interner::default();
     // The origin the endpoints with the same network, locality, identity and mTLS share.
     let mut origins: HashMap<OriginKey, Arc<EndpointOrigin>> = HashMap::new();
-    let mut port_maps: HashSet<Arc<BTreeMap<String, u32>>> = HashSet::new();
+    let mut port_maps: Interner<BTreeMap<String, u32>> = Interner::default();
     let mut identities: HashMap<Arc<str>, Arc<str>> = HashMap::new();
     let rules = crate::pod::NetworkRules {
         namespace_network: ctx.namespace_network.as_deref(),
@@ -560,14 +561,7 @@ pub fn namespace_build(ctx: &NamespaceContext, objects: &[Arc<Resource>]) -> Nam
                     .collect::<BTreeMap<String, u32>>();
                 // Pods map a service's ports alike, and services often have the same
                 // ports: one map for each distinct one in the namespace.
-                let ports = match port_maps.get(&ports) {
-                    Some(shared) => shared.clone(),
-                    None => {
-                        let fresh = Arc::new(ports);
-                        port_maps.insert(fresh.clone());
-                        fresh
-                    }
-                };
+                let ports = port_maps.intern(ports);
                 let mtls_ready = pod
                     .metadata
                     .annotations
@@ -611,22 +605,6 @@ pub fn namespace_build(ctx: &NamespaceContext, objects: &[Arc<Resource>]) -> Nam
 
 /// (network, locality, identity, mTLS ready) of an endpoint in a namespace build.
 type OriginKey = (Arc<str>, String, Arc<str>, bool);
-
-/// One shared copy of each distinct string.
-#[derive(Default)]
-struct SharedStrs(HashSet<Arc<str>>);
-
-impl SharedStrs {
-    /// The shared copy of `s`.
-    fn get(&mut self, s: &str) -> Arc<str> {
-        if let Some(seen) = self.0.get(s) {
-            return seen.clone();
-        }
-        let fresh: Arc<str> = s.into();
-        self.0.insert(fresh.clone());
-        fresh
-    }
-}
 
 #[cfg(test)]
 mod tests {
