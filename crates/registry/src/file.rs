@@ -235,7 +235,7 @@ impl FileRegistry {
             }
             unique.push(r);
         }
-        let mut next: Resources = unique.into_iter().collect();
+        let mut next = Resources::from_sorted(unique);
         // Keep the last good version of what an error now hides.
         let broken_resources: BTreeSet<&str> = loaded_diagnostics
             .iter()

@@ -49,6 +49,11 @@ impl Resources {
     /// `r`'s own (the map-like signature keeps callers readable).
     pub fn insert(&mut self, key: ResourceKey, r: Arc<Resource>) -> Option<Arc<Resource>> {
         debug_assert!(KeyRef::of(&r) == key, "{key} given for {}", KeyRef::of(&r));
+        self.put(r)
+    }
+
+    /// Puts `r` in at its key's place, returning the object it replaces.
+    fn put(&mut self, r: Arc<Resource>) -> Option<Arc<Resource>> {
         match self.position(KeyRef::of(&r)) {
             Ok(i) => Some(std::mem::replace(&mut self.0[i], r)),
             Err(i) => {
@@ -56,6 +61,18 @@ impl Resources {
                 None
             }
         }
+    }
+
+    /// Objects already in key order with one per key (as a reader that reports duplicates
+    /// leaves them), taken as they are.
+    pub(crate) fn from_sorted(objects: Vec<Arc<Resource>>) -> Self {
+        debug_assert!(
+            objects
+                .windows(2)
+                .all(|w| KeyRef::of(&w[0]) < KeyRef::of(&w[1])),
+            "not in key order, or a key twice"
+        );
+        Resources(objects)
     }
 
     /// Takes out the object with `key`.
@@ -106,10 +123,7 @@ impl Resources {
     pub fn insert_all(&mut self, new: Vec<Arc<Resource>>) {
         if new.len() <= FEW {
             for r in new {
-                match self.position(KeyRef::of(&r)) {
-                    Ok(i) => self.0[i] = r,
-                    Err(i) => self.0.insert(i, r),
-                }
+                self.put(r);
             }
             return;
         }
