@@ -69,16 +69,7 @@ impl ClusterConfig {
         kind: &str,
         namespace: Option<&str>,
     ) -> impl Iterator<Item = &'a Arc<Resource>> + 'a {
-        let from = KeyRef {
-            kind,
-            namespace: namespace.unwrap_or_default(),
-            name: "",
-        };
-        let (kind, namespace) = (kind.to_string(), namespace.map(str::to_string));
-        self.resources.from_key(from).take_while(move |r| {
-            let k = KeyRef::of(r);
-            k.kind == kind && namespace.as_deref().is_none_or(|ns| k.namespace == ns)
-        })
+        self.resources.of_kind(kind, namespace).iter()
     }
 }
 
@@ -438,6 +429,22 @@ mod tests {
         assert!(names("Secret").iter().all(|n| n.contains("Secret")));
         assert_eq!(names("Pod").len(), 1);
         assert!(names("ConfigMap").is_empty());
+    }
+
+    #[test]
+    fn of_kind_in_yields_that_kind_in_that_namespace() {
+        let doc = "apiVersion: v1\nkind: Secret\nmetadata: {name: s, namespace: a}\n---\napiVersion: v1\nkind: Secret\nmetadata: {name: r, namespace: a}\n---\napiVersion: v1\nkind: Secret\nmetadata: {name: t, namespace: b}\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: p, namespace: a}\n";
+        let c = ClusterConfig::with_resources("c", isthmus_api::load_str(doc, None, "x").resources);
+        let names = |kind: &str, ns: &str| -> Vec<String> {
+            c.of_kind_in(kind, ns)
+                .map(|r| r.key().to_string())
+                .collect()
+        };
+        assert_eq!(names("Secret", "a"), ["Secret/a/r", "Secret/a/s"]);
+        assert_eq!(names("Secret", "b"), ["Secret/b/t"]);
+        assert!(names("Secret", "c").is_empty());
+        assert_eq!(names("Pod", "a"), ["Pod/a/p"]);
+        assert!(names("Pod", "b").is_empty());
     }
 
     use super::*;

@@ -168,6 +168,21 @@ impl Resources {
         self.0.iter()
     }
 
+    /// The objects of `kind`, or of `kind` in `namespace`, in key order: one run of the
+    /// vector, found by two binary searches (keys sort by kind, then namespace).
+    pub fn of_kind(&self, kind: &str, namespace: Option<&str>) -> &[Arc<Resource>] {
+        let place = |r: &Arc<Resource>| {
+            let k = KeyRef::of(r);
+            match namespace {
+                Some(ns) => (k.kind, k.namespace).cmp(&(kind, ns)),
+                None => k.kind.cmp(kind),
+            }
+        };
+        let start = self.0.partition_point(|r| place(r).is_lt());
+        let len = self.0[start..].partition_point(|r| place(r).is_eq());
+        &self.0[start..start + len]
+    }
+
     /// Objects from `from` on, in key order.
     pub fn from_key<'a>(&'a self, from: KeyRef<'_>) -> std::slice::Iter<'a, Arc<Resource>> {
         let i = self.position(from).unwrap_or_else(|i| i);
