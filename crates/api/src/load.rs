@@ -116,8 +116,8 @@ pub fn load_str(text: &str, file: Option<&Path>, default_namespace: &str) -> Loa
     for (start_line, doc) in split_documents(text) {
         let origin = Origin {
             file: file.clone(),
-            line: start_line,
-            text: doc.clone(),
+            line: u32::try_from(start_line).unwrap_or(u32::MAX),
+            text: doc.as_str().into(),
         };
         match parse_document(&doc, &origin, default_namespace) {
             Ok(None) => {}
@@ -189,7 +189,7 @@ pub fn place(mut d: Diagnostic, resource: &Resource) -> Diagnostic {
         .as_deref()
         .and_then(|f| field_line(&resource.origin.text, f))
         .unwrap_or(0);
-    d.line = Some(resource.origin.line + rel);
+    d.line = Some(resource.origin.line as usize + rel);
     d
 }
 
@@ -230,7 +230,7 @@ fn yaml_error(e: serde_saphyr::Error, origin: &Origin, resource: Option<String>)
     let mut d = Diagnostic::error(message);
     d.file = origin.file.as_deref().map(Path::to_path_buf);
     d.resource = resource;
-    d.line = Some(origin.line + e.location().map(|l| l.line() as usize).unwrap_or(1) - 1);
+    d.line = Some(origin.line as usize + e.location().map(|l| l.line() as usize).unwrap_or(1) - 1);
     d
 }
 
@@ -247,7 +247,7 @@ fn parse_document(
     let top_error = |field: &str, message: String| {
         let mut d = Diagnostic::error(message).at(field);
         d.file = origin.file.as_deref().map(Path::to_path_buf);
-        d.line = Some(origin.line + field_line(doc, field).unwrap_or(0));
+        d.line = Some(origin.line as usize + field_line(doc, field).unwrap_or(0));
         d
     };
     let Some(map) = value.as_object() else {

@@ -114,7 +114,7 @@ impl CachedFile {
                 let mut v = Vec::with_capacity(loaded.resources.len());
                 v.extend(loaded.resources.into_iter().map(|mut r| {
                     if !keeps_text(&r) {
-                        r.origin.text = String::new();
+                        r.origin.text = Box::default();
                     }
                     Arc::new(r)
                 }));
@@ -219,7 +219,7 @@ impl FileRegistry {
                     prev.origin.line
                 ));
                 d.file = r.origin.file.as_deref().map(Path::to_path_buf);
-                d.line = Some(r.origin.line);
+                d.line = Some(r.origin.line as usize);
                 d.resource = Some(key.to_string());
                 duplicates.push(d);
                 continue;
