@@ -27,7 +27,6 @@ fn selected<'a>(t: &'a OutboundTarget<'_>) -> impl Iterator<Item = &'a Endpoint>
     t.service
         .endpoints
         .iter()
-        .map(|e| &**e)
         .filter(move |e| t.labels.iter().all(|(k, v)| e.labels.get(k) == Some(v)))
 }
 

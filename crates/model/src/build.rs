@@ -2,7 +2,7 @@
 
 use crate::host::{fqdn, CLUSTER_DOMAIN};
 use crate::policy::{MtlsPolicies, MtlsPolicy, ROOT_NAMESPACE};
-use crate::service::{Endpoint, EndpointOrigin, Port, Service, ServiceOrigin};
+use crate::service::{Endpoint, EndpointOrigin, Endpoints, Port, Service, ServiceOrigin};
 use crate::snapshot::{MeshSnapshot, NetworkGateway, Scoped, SnapshotInput};
 use isthmus_api::enums::{Location, MtlsMode, Protocol, Resolution};
 use isthmus_api::load::place;
@@ -126,6 +126,7 @@ impl MeshSnapshot {
                     continue;
                 };
                 let svc = Arc::make_mut(svc);
+                let mut added: Vec<Endpoint> = Vec::new();
                 for subset in &e.subsets {
                     for a in &subset.addresses {
                         let pod = snap
@@ -135,11 +136,12 @@ impl MeshSnapshot {
                         if svc
                             .endpoints
                             .iter()
+                            .chain(&added)
                             .any(|ep| *ep.address == *a.ip && ep.origin.cluster == c.cluster)
                         {
                             continue;
                         }
-                        svc.endpoints.push(Arc::new(Endpoint {
+                        added.push(Endpoint {
                             address: a.ip.as_str().into(),
                             ports: subset
                                 .ports
@@ -159,10 +161,10 @@ impl MeshSnapshot {
                                 mtls_ready: pod.is_some(),
                             }),
                             weight: 1,
-                        }));
+                        });
                     }
                 }
-                sort_endpoints(svc);
+                svc.endpoints.add(added);
             }
         }
 
@@ -248,6 +250,7 @@ impl MeshSnapshot {
                             // the remote gateway beside local pods).
                             Some(existing) if existing.origin == ServiceOrigin::Kubernetes => {
                                 let existing = Arc::make_mut(existing);
+                                let mut added = Vec::with_capacity(endpoints.len());
                                 for ep in &endpoints {
                                     let mut ep = ep.clone();
                                     ep.ports = existing
@@ -263,9 +266,9 @@ impl MeshSnapshot {
                                         })
                                         .collect::<BTreeMap<String, u32>>()
                                         .into();
-                                    existing.endpoints.push(Arc::new(ep));
+                                    added.push(ep);
                                 }
-                                sort_endpoints(existing);
+                                existing.endpoints.add(added);
                             }
                             Some(_) => {
                                 let d = Diagnostic::error(format!(
@@ -275,7 +278,7 @@ impl MeshSnapshot {
                                 snap.diagnostics.push(place(d, r));
                             }
                             None => {
-                                let mut svc = Service {
+                                let svc = Service {
                                     hostname: host.clone(),
                                     namespace: se.metadata.namespace.to_string(),
                                     name: se.metadata.name.clone(),
@@ -286,10 +289,13 @@ impl MeshSnapshot {
                                     exported: true,
                                     resolution,
                                     location: se.spec.location.unwrap_or(Location::MeshExternal),
-                                    endpoints: endpoints.iter().cloned().map(Arc::new).collect(),
+                                    endpoints: {
+                                        let mut all = Endpoints::new();
+                                        all.add(endpoints.iter().cloned());
+                                        all
+                                    },
                                     subject_alt_names: se.spec.subject_alt_names.clone(),
                                 };
-                                sort_endpoints(&mut svc);
                                 services.insert(host.clone(), Arc::new(svc));
                             }
                         }
@@ -364,12 +370,6 @@ impl MeshSnapshot {
         snap.find_serviceless_hosts();
         snap
     }
-}
-
-/// Orders a service's endpoints by (cluster, address), so that generated config is stable.
-fn sort_endpoints(s: &mut Service) {
-    s.endpoints
-        .sort_by(|a, b| (&a.origin.cluster, &a.address).cmp(&(&b.origin.cluster, &b.address)));
 }
 
 /// The locality of a pod from its topology labels (`region/zone/subzone`).

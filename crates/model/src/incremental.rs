@@ -12,7 +12,7 @@
 use crate::automation::ExportDefault;
 use crate::build::{locality_of, INJECT_ANNOTATION, NETWORK_LABEL};
 use crate::host::CLUSTER_DOMAIN;
-use crate::service::{Endpoint, EndpointOrigin, Port, Service, ServiceOrigin};
+use crate::service::{Endpoint, EndpointOrigin, Endpoints, Port, Service, ServiceOrigin};
 use crate::snapshot::PodInfo;
 use isthmus_api::enums::{Location, Protocol, Resolution};
 use isthmus_api::kube::IntOrString;
@@ -425,18 +425,19 @@ fn merge(frags: &[Arc<ServiceFragment>]) -> Service {
         .first()
         .map(|f| f.service.clone())
         .unwrap_or_else(|| empty_service(String::new(), String::new(), String::new()));
-    out.endpoints = frags
-        .iter()
-        .flat_map(|f| f.service.endpoints.iter().cloned())
-        .collect();
+    // Each fragment is one cluster's, its endpoints one run in address order.
+    out.endpoints = Endpoints::from_runs(
+        frags
+            .iter()
+            .flat_map(|f| f.service.endpoints.runs().iter().cloned())
+            .collect(),
+    );
     out.exported = true;
     out.vip = None;
     if let Some(local) = frags.iter().find(|f| f.local) {
         out.exported = local.service.exported;
         out.vip = local.service.vip.clone();
     }
-    out.endpoints
-        .sort_by(|a, b| (&a.origin.cluster, &a.address).cmp(&(&b.origin.cluster, &b.address)));
     out
 }
 
@@ -452,7 +453,7 @@ fn empty_service(hostname: String, namespace: String, name: String) -> Service {
         exported: true,
         resolution: Resolution::Static,
         location: Location::MeshInternal,
-        endpoints: Vec::new(),
+        endpoints: Endpoints::new(),
         subject_alt_names: Vec::new(),
     }
 }
@@ -531,6 +532,7 @@ pub fn namespace_build(ctx: &NamespaceContext, objects: &[Arc<Resource>]) -> Nam
                 .cloned();
         }
         if !s.spec.selector.is_empty() {
+            let mut endpoints = Vec::new();
             for (info, pod) in &pods {
                 if !s
                     .spec
@@ -586,14 +588,15 @@ pub fn namespace_build(ctx: &NamespaceContext, objects: &[Arc<Resource>]) -> Nam
                         })
                     })
                     .clone();
-                svc.endpoints.push(Arc::new(Endpoint {
+                endpoints.push(Endpoint {
                     address: info.ip.clone(),
                     ports,
                     labels: info.labels.clone(),
                     origin,
                     weight: 1,
-                }));
+                });
             }
+            svc.endpoints = Endpoints::from_runs(vec![Endpoints::run(endpoints)]);
         }
         services.push(Arc::new(ServiceFragment {
             local: ctx.is_local,

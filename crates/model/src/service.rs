@@ -47,8 +47,8 @@ pub struct Service {
     pub resolution: Resolution,
     /// Inside or outside the mesh.
     pub location: Location,
-    /// Endpoints.
-    pub endpoints: Vec<std::sync::Arc<Endpoint>>,
+    /// Endpoints, in (cluster, address) order.
+    pub endpoints: Endpoints,
     /// Identities allowed to serve it (from the ServiceEntry); empty means derive from the
     /// endpoints.
     pub subject_alt_names: Vec<String>,
@@ -99,4 +99,205 @@ pub struct EndpointOrigin {
     /// True when the endpoint speaks mesh mTLS (has a sidecar); only such endpoints may be
     /// reached through a network gateway.
     pub mtls_ready: bool,
+}
+
+/// A service's endpoints in (cluster, address) order, held as runs: a run is one cluster's
+/// endpoints of the service, shared with the per-cluster build it came from. A service seen
+/// in five clusters holds five pointers rather than a copy (or a pointer) per endpoint, and
+/// each endpoint is stored once, in line.
+#[derive(Debug, Clone, Default)]
+pub struct Endpoints {
+    runs: Vec<Arc<[Endpoint]>>,
+    len: usize,
+}
+
+impl Endpoints {
+    /// No endpoints.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// How many endpoints.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The endpoints, in order.
+    pub fn iter(&self) -> impl DoubleEndedIterator<Item = &Endpoint> + Clone + '_ {
+        self.runs.iter().flat_map(|r| r.iter())
+    }
+
+    /// The `i`th endpoint.
+    pub fn get(&self, mut i: usize) -> Option<&Endpoint> {
+        for run in &self.runs {
+            match run.get(i) {
+                Some(e) => return Some(e),
+                None => i -= run.len(),
+            }
+        }
+        None
+    }
+
+    /// The runs they are held in.
+    pub fn runs(&self) -> &[Arc<[Endpoint]>] {
+        &self.runs
+    }
+
+    /// One cluster's endpoints as a run, put in address order (a stable sort: endpoints of
+    /// one address keep the order given).
+    pub fn run(mut endpoints: Vec<Endpoint>) -> Arc<[Endpoint]> {
+        endpoints.sort_by(|a, b| a.address.cmp(&b.address));
+        endpoints.into()
+    }
+
+    /// The endpoints of several runs, each already in address order and each of one
+    /// distinct cluster (as [`Endpoints::run`] makes them): the runs are put in cluster
+    /// order and shared, not copied.
+    pub fn from_runs(mut runs: Vec<Arc<[Endpoint]>>) -> Self {
+        runs.retain(|r| !r.is_empty());
+        runs.sort_by(|a, b| a[0].origin.cluster.cmp(&b[0].origin.cluster));
+        debug_assert!(
+            runs.windows(2)
+                .all(|w| w[0][0].origin.cluster != w[1][0].origin.cluster),
+            "two runs of one cluster"
+        );
+        let len = runs.iter().map(|r| r.len()).sum();
+        Endpoints { runs, len }
+    }
+
+    /// Adds `more` and puts the whole in (cluster, address) order, as one run (a stable
+    /// sort: what was first among equals stays first).
+    pub fn add(&mut self, more: impl IntoIterator<Item = Endpoint>) {
+        let mut all: Vec<Endpoint> = self.iter().cloned().chain(more).collect();
+        all.sort_by(|a, b| (&a.origin.cluster, &a.address).cmp(&(&b.origin.cluster, &b.address)));
+        *self = all.into_iter().collect();
+    }
+}
+
+/// The endpoints in the order given, as one run.
+impl FromIterator<Endpoint> for Endpoints {
+    fn from_iter<I: IntoIterator<Item = Endpoint>>(iter: I) -> Self {
+        let run: Arc<[Endpoint]> = iter.into_iter().collect();
+        let len = run.len();
+        Endpoints {
+            runs: if len == 0 { Vec::new() } else { vec![run] },
+            len,
+        }
+    }
+}
+
+impl<'a> IntoIterator for &'a Endpoints {
+    type Item = &'a Endpoint;
+    type IntoIter = std::iter::FlatMap<
+        std::slice::Iter<'a, Arc<[Endpoint]>>,
+        &'a [Endpoint],
+        fn(&'a Arc<[Endpoint]>) -> &'a [Endpoint],
+    >;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.runs.iter().flat_map(|r| &**r)
+    }
+}
+
+impl std::ops::Index<usize> for Endpoints {
+    type Output = Endpoint;
+
+    fn index(&self, i: usize) -> &Endpoint {
+        match self.get(i) {
+            Some(e) => e,
+            None => panic!("endpoint {i} of {}", self.len),
+        }
+    }
+}
+
+/// Equal when they hold equal endpoints in the same order, however they are split in runs.
+impl PartialEq for Endpoints {
+    fn eq(&self, other: &Self) -> bool {
+        self.len == other.len
+            && (self
+                .runs
+                .iter()
+                .zip(&other.runs)
+                .all(|(a, b)| Arc::ptr_eq(a, b))
+                && self.runs.len() == other.runs.len()
+                || self.iter().eq(other.iter()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ep(cluster: &str, address: &str, weight: u32) -> Endpoint {
+        Endpoint {
+            address: address.into(),
+            ports: Arc::default(),
+            labels: Arc::default(),
+            origin: Arc::new(EndpointOrigin {
+                cluster: cluster.to_string(),
+                ..EndpointOrigin::default()
+            }),
+            weight,
+        }
+    }
+
+    fn listed(e: &Endpoints) -> Vec<(String, String, u32)> {
+        e.iter()
+            .map(|e| (e.origin.cluster.clone(), e.address.to_string(), e.weight))
+            .collect()
+    }
+
+    #[test]
+    fn runs_are_shared_in_cluster_order_and_read_as_one_list() {
+        let b = Endpoints::run(vec![ep("b", "10.0.0.9", 1), ep("b", "10.0.0.1", 1)]);
+        let a = Endpoints::run(vec![ep("a", "10.0.0.5", 1)]);
+        let empty = Endpoints::run(Vec::new());
+        let all = Endpoints::from_runs(vec![b.clone(), empty, a.clone()]);
+        assert_eq!(all.len(), 3);
+        assert_eq!(all.runs().len(), 2);
+        assert!(Arc::ptr_eq(&all.runs()[0], &a) && Arc::ptr_eq(&all.runs()[1], &b));
+        let want = vec![
+            ("a".to_string(), "10.0.0.5".to_string(), 1),
+            ("b".to_string(), "10.0.0.1".to_string(), 1),
+            ("b".to_string(), "10.0.0.9".to_string(), 1),
+        ];
+        assert_eq!(listed(&all), want);
+        assert_eq!(all[2].address.as_ref(), "10.0.0.9");
+        assert!(all.get(3).is_none());
+        assert_eq!((&all).into_iter().count(), 3);
+    }
+
+    #[test]
+    fn equal_endpoints_are_equal_however_they_are_split() {
+        let runs = Endpoints::from_runs(vec![
+            Endpoints::run(vec![ep("a", "1", 1)]),
+            Endpoints::run(vec![ep("b", "2", 1)]),
+        ]);
+        let one: Endpoints = vec![ep("a", "1", 1), ep("b", "2", 1)].into_iter().collect();
+        assert_eq!(runs, one);
+        let other: Endpoints = vec![ep("a", "1", 1), ep("b", "2", 7)].into_iter().collect();
+        assert_ne!(runs, other);
+        assert_ne!(runs, Endpoints::new());
+        assert_eq!(runs.clone(), runs);
+    }
+
+    #[test]
+    fn adding_keeps_cluster_address_order_and_the_first_of_equals_first() {
+        let mut e = Endpoints::from_runs(vec![Endpoints::run(vec![ep("b", "2", 1)])]);
+        e.add([ep("a", "9", 1), ep("b", "2", 5), ep("b", "1", 1)]);
+        assert_eq!(
+            listed(&e),
+            vec![
+                ("a".to_string(), "9".to_string(), 1),
+                ("b".to_string(), "1".to_string(), 1),
+                ("b".to_string(), "2".to_string(), 1),
+                ("b".to_string(), "2".to_string(), 5),
+            ]
+        );
+    }
 }
