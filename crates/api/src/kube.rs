@@ -3,6 +3,7 @@
 use crate::meta::ObjectMeta;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 use std::sync::Arc;
 
 /// A `targetPort`: a number or the name of a container port.
@@ -131,12 +132,13 @@ pub struct PodSpec {
     /// same one).
     #[serde(default, skip_serializing_if = "str::is_empty")]
     pub service_account_name: Arc<str>,
-    /// Containers.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub containers: Vec<Container>,
-    /// The node, which carries the locality labels.
+    /// Containers (boxed: no room kept for more).
+    #[serde(default, skip_serializing_if = "<[Container]>::is_empty")]
+    pub containers: Box<[Container]>,
+    /// The node, which carries the locality labels (shared by the pods of a file on the
+    /// same node).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub node_name: Option<String>,
+    pub node_name: Option<Arc<str>>,
 }
 
 /// A container, as far as the mesh cares.
@@ -182,12 +184,42 @@ pub struct ContainerPort {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PodStatus {
-    /// The pod's IP; a pod without one has no endpoints yet (shared with its endpoints).
-    #[serde(default, rename = "podIP", skip_serializing_if = "Option::is_none")]
-    pub pod_ip: Option<Arc<str>>,
-    /// `Running`, `Pending`, ... (shared by the pods of a file in the same phase).
+    /// The pod's IP, kept in line (no allocation per pod); a pod without one has no
+    /// endpoints yet. An empty string reads as none; anything else must be an address.
+    #[serde(
+        default,
+        rename = "podIP",
+        deserialize_with = "pod_ip",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub pod_ip: Option<IpAddr>,
+    /// `Running`, `Pending`, ...
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub phase: Option<Arc<str>>,
+    pub phase: Option<PodPhase>,
+}
+
+/// `Pod.status.phase`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[allow(missing_docs)]
+pub enum PodPhase {
+    Pending,
+    Running,
+    Succeeded,
+    Failed,
+    Unknown,
+}
+
+/// Reads `status.podIP`, saying what is wrong with a value that is not an address.
+fn pod_ip<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<IpAddr>, D::Error> {
+    let Some(text) = Option::<String>::deserialize(d)? else {
+        return Ok(None);
+    };
+    if text.is_empty() {
+        return Ok(None);
+    }
+    text.parse().map(Some).map_err(|_| {
+        serde::de::Error::custom(format!("status.podIP: `{text}` is not an IP address"))
+    })
 }
 
 /// `v1/Endpoints`.

@@ -140,7 +140,7 @@ pub fn load_str(text: &str, file: Option<&Path>, default_namespace: &str) -> Loa
 }
 
 /// What the objects of one file repeat, kept once: namespaces, label maps (a workload's
-/// pods carry the same labels, which its Service selects), service accounts and pod phases.
+/// pods carry the same labels, which its Service selects), service accounts and node names.
 #[derive(Default)]
 struct Shared {
     maps: Interner<BTreeMap<String, String>>,
@@ -171,8 +171,8 @@ impl Shared {
             }
             Object::Pod(p) => {
                 self.str(&mut p.spec.service_account_name);
-                if let Some(phase) = &mut p.status.phase {
-                    self.str(phase);
+                if let Some(node) = &mut p.spec.node_name {
+                    self.str(node);
                 }
             }
             _ => {}
@@ -505,7 +505,7 @@ spec:
     #[test]
     fn a_files_objects_share_namespace_labels_selector_and_pod_strings() {
         let pod = |name: &str, sa: &str| {
-            format!("apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}, labels: {{app: a}}}}\nspec: {{serviceAccountName: {sa}}}\nstatus: {{podIP: 10.0.0.1, phase: Running}}\n")
+            format!("apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}, labels: {{app: a}}}}\nspec: {{serviceAccountName: {sa}, nodeName: n1}}\nstatus: {{podIP: 10.0.0.1, phase: Running}}\n")
         };
         let service =
             "apiVersion: v1\nkind: Service\nmetadata: {name: a}\nspec: {selector: {app: a}}\n";
@@ -538,8 +538,32 @@ spec:
         let sa = |i: usize| &pods[i].spec.service_account_name;
         assert_eq!((&**sa(0), &**sa(2)), ("x", "y"));
         assert!(Arc::ptr_eq(sa(0), sa(1)) && !Arc::ptr_eq(sa(0), sa(2)));
-        let phase = |i: usize| pods[i].status.phase.clone().expect("phase");
-        assert_eq!(&*phase(0), "Running");
-        assert!(Arc::ptr_eq(&phase(0), &phase(2)));
+        let node = |i: usize| pods[i].spec.node_name.clone().expect("node");
+        assert_eq!(&*node(0), "n1");
+        assert!(Arc::ptr_eq(&node(0), &node(2)));
+        let status = &pods[0].status;
+        assert_eq!(status.phase, Some(crate::kube::PodPhase::Running));
+        assert_eq!(
+            status.pod_ip,
+            Some(std::net::Ipv4Addr::new(10, 0, 0, 1).into())
+        );
+    }
+
+    #[test]
+    fn a_pod_ip_that_is_no_address_is_an_error_at_its_line_and_an_empty_one_is_none() {
+        let text = "apiVersion: v1\nkind: Pod\nmetadata: {name: a, namespace: n}\nstatus:\n  podIP: 10.0.0.300\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: b, namespace: n}\nstatus: {podIP: ''}\n";
+        let loaded = load_str(text, Some(Path::new("/r/p.yaml")), "n");
+        assert_eq!(loaded.diagnostics.len(), 1, "{:?}", loaded.diagnostics);
+        let d = loaded.diagnostics[0].to_string();
+        assert!(
+            d.contains("status.podIP: `10.0.0.300` is not an IP address"),
+            "{d}"
+        );
+        assert!(d.contains("/r/p.yaml:5"), "{d}");
+        assert_eq!(loaded.resources.len(), 1);
+        let Object::Pod(b) = &loaded.resources[0].object else {
+            panic!("pod b");
+        };
+        assert_eq!(b.status.pod_ip, None);
     }
 }

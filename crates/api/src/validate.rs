@@ -39,16 +39,6 @@ pub fn validate(object: &Object) -> Vec<Diagnostic> {
         Object::VirtualService(vs) => virtual_service(vs, &mut v),
         Object::Gateway(g) => gateway(g, &mut v),
         Object::ConfigMap(cm) => config_map(cm, &mut v),
-        Object::Pod(p) => {
-            if let Some(ip) = &p.status.pod_ip {
-                if ip.parse::<IpAddr>().is_err() {
-                    v.push(
-                        Diagnostic::error(format!("`{ip}` is not an IP address"))
-                            .at("status.podIP"),
-                    );
-                }
-            }
-        }
         Object::MeshPolicy(p) if p.metadata.name != "default" => v.push(
             Diagnostic::error("a MeshPolicy must be named `default`; Istio ignores any other")
                 .at("metadata.name"),

@@ -2,7 +2,7 @@
 
 use isthmus_model::MeshSnapshot;
 use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 
 /// A template answer for every name under a suffix, as seed 004 writes with CoreDNS:
 /// `template IN A remote { answer "{{ .Name }} 60 IN A 1.2.3.4" }`.
@@ -91,7 +91,10 @@ impl NameTable {
                     .endpoints
                     .iter()
                     .filter(|e| *e.origin.cluster == *snapshot.local_cluster)
-                    .filter_map(|e| e.address.parse().ok())
+                    .filter_map(|e| match e.address.ip() {
+                        Some(IpAddr::V4(ip)) => Some(ip),
+                        _ => None,
+                    })
                     .collect(),
             };
             if addrs.is_empty() && svc.vip.is_some() {

@@ -6,7 +6,7 @@ use crate::pb::*;
 use crate::tls::{upstream_mtls, PeerIdentity};
 use isthmus_api::enums::{Resolution, TlsMode};
 use isthmus_api::networking::{Subset, TrafficPolicy};
-use isthmus_model::{MeshSnapshot, Proxy, Service};
+use isthmus_model::{Address, MeshSnapshot, Proxy, Service};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// Which endpoints and TLS one outbound cluster has.
@@ -147,11 +147,12 @@ pub fn sidecar_clusters(snapshot: &MeshSnapshot, proxy: &Proxy) -> Vec<Cluster> 
 
 /// The target ports of the services this proxy's pod serves.
 pub fn inbound_ports(snapshot: &MeshSnapshot, proxy: &Proxy) -> BTreeSet<u32> {
+    let own = Address::parse(&proxy.id.ip);
     snapshot
         .services
         .values()
         .flat_map(|s| s.endpoints.iter())
-        .filter(|e| *e.address == *proxy.id.ip && *e.origin.cluster == *proxy.cluster)
+        .filter(|e| e.address == own && *e.origin.cluster == *proxy.cluster)
         .flat_map(|e| e.ports.values().copied())
         .collect()
 }

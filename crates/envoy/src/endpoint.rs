@@ -6,7 +6,8 @@
 use crate::cluster::{outbound_targets, OutboundTarget};
 use crate::names::parse_outbound;
 use crate::pb::*;
-use isthmus_model::{Endpoint, MeshSnapshot, Proxy};
+use isthmus_model::{Address, Endpoint, MeshSnapshot, Proxy};
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 /// One weighted address.
@@ -44,7 +45,8 @@ pub fn load_assignment(
         };
     };
     // locality -> (address, port) -> weight
-    let mut by_locality: BTreeMap<&str, BTreeMap<(&str, u32), u32>> = BTreeMap::new();
+    // Endpoints' addresses are borrowed; the few gateways' are parsed.
+    let mut by_locality: BTreeMap<&str, BTreeMap<(Cow<'_, Address>, u32), u32>> = BTreeMap::new();
     // (network, locality) -> number of endpoints behind that network's gateways
     let mut remote: BTreeMap<(&str, &str), u32> = BTreeMap::new();
     for e in selected(t) {
@@ -55,7 +57,7 @@ pub fn load_assignment(
             *by_locality
                 .entry(&e.origin.locality)
                 .or_default()
-                .entry((&e.address, ep_port))
+                .entry((Cow::Borrowed(&e.address), ep_port))
                 .or_default() += e.weight;
         } else if e.origin.mtls_ready && !e.origin.network.is_empty() {
             *remote
@@ -87,7 +89,7 @@ pub fn load_assignment(
             *by_locality
                 .entry(loc)
                 .or_default()
-                .entry((&gw.address, gw.port))
+                .entry((Cow::Owned(Address::parse(&gw.address)), gw.port))
                 .or_default() += share;
         }
     }
@@ -99,7 +101,7 @@ pub fn load_assignment(
                 locality: locality_pb(locality),
                 lb_endpoints: eps
                     .into_iter()
-                    .map(|((a, p), w)| lb_endpoint(a, p, w))
+                    .map(|((a, p), w)| lb_endpoint(&a.to_string(), p, w))
                     .collect(),
                 ..Default::default()
             })
@@ -130,7 +132,7 @@ pub fn local_assignment(
             by_locality
                 .entry(&e.origin.locality)
                 .or_default()
-                .push(lb_endpoint(&e.address, *p, e.weight));
+                .push(lb_endpoint(&e.address.to_string(), *p, e.weight));
         }
     }
     ClusterLoadAssignment {

@@ -15,7 +15,7 @@ use crate::route::{http_connection_manager, route_to, HcmRoute};
 use crate::tls::{downstream_mtls, upstream_mtls, PeerIdentity};
 use crate::ProxyResources;
 use isthmus_api::enums::{Resolution, TlsMode};
-use isthmus_model::{MeshSnapshot, NodeKind, Proxy, Service};
+use isthmus_model::{Address, MeshSnapshot, NodeKind, Proxy, Service};
 
 /// The egress gateway's port for funnelled traffic (the `tls` port Istio's egress gateway
 /// Service has).
@@ -54,7 +54,7 @@ pub fn sidecar_assignment(
             .iter()
             .filter(|e| *e.origin.cluster == *proxy.cluster || e.origin.cluster.is_empty())
         {
-            lb_endpoints.push(lb_endpoint(&e.address, FUNNEL_PORT, e.weight));
+            lb_endpoints.push(lb_endpoint(&e.address.to_string(), FUNNEL_PORT, e.weight));
         }
     }
     ClusterLoadAssignment {
@@ -77,10 +77,11 @@ pub fn sidecar_tls(snapshot: &MeshSnapshot, sni: &str) -> TransportSocket {
 
 /// Whether `proxy` is one of the egress gateway's pods.
 pub fn is_gateway(snapshot: &MeshSnapshot, proxy: &Proxy) -> bool {
+    let own = Address::parse(&proxy.id.ip);
     proxy.id.kind == NodeKind::Router
         && gateway_service(snapshot).is_some_and(|g| {
             g.endpoints.iter().any(|e| {
-                *e.address == *proxy.id.ip
+                e.address == own
                     && (*e.origin.cluster == *proxy.cluster || e.origin.cluster.is_empty())
             })
         })

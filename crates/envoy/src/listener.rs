@@ -9,7 +9,7 @@ use crate::route::{http_connection_manager, route_to, HcmRoute};
 use crate::tls::downstream_mtls;
 use isthmus_api::enums::MtlsMode;
 use isthmus_model::proxy::Interception;
-use isthmus_model::{MeshSnapshot, Proxy};
+use isthmus_model::{Address, MeshSnapshot, Proxy};
 use std::collections::BTreeSet;
 
 /// Every listener of a sidecar.
@@ -158,16 +158,17 @@ fn inbound_chains(
 
 fn inbound_listeners(snapshot: &MeshSnapshot, proxy: &Proxy, capture: bool) -> Vec<Listener> {
     let inbound = inbound_ports(snapshot, proxy);
+    let own = Address::parse(&proxy.id.ip);
     let is_http = |port: u32| {
         snapshot.services.values().any(|s| {
             s.endpoints
                 .iter()
-                .any(|e| *e.address == *proxy.id.ip && *e.origin.cluster == *proxy.cluster)
+                .any(|e| e.address == own && *e.origin.cluster == *proxy.cluster)
                 && s.ports.iter().any(|p| {
                     p.protocol.is_http()
-                        && s.endpoints.iter().any(|e| {
-                            *e.address == *proxy.id.ip && e.ports.get(&p.name) == Some(&port)
-                        })
+                        && s.endpoints
+                            .iter()
+                            .any(|e| e.address == own && e.ports.get(&p.name) == Some(&port))
                 })
         })
     };

@@ -775,12 +775,18 @@ impl Lab {
                         })
                         .collect(),
                     env: Vec::new(),
-                }],
+                }]
+                .into(),
                 node_name: None,
             },
             status: PodStatus {
-                pod_ip: Some(pod.ip.as_str().into()),
-                phase: Some("Running".into()),
+                pod_ip: Some(pod.ip.parse().map_err(|_| {
+                    LabError::Invalid(format!(
+                        "pod {}: `{}` is not an IP address",
+                        pod.name, pod.ip
+                    ))
+                })?),
+                phase: Some(isthmus_api::kube::PodPhase::Running),
             },
         };
         let text = Self::api_json("v1", "Pod", &object)?;

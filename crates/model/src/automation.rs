@@ -6,7 +6,7 @@
 //! pods behind it. Only exported services are generated.
 
 use isthmus_api::enums::{Location, Protocol, Resolution};
-use isthmus_api::kube::Service as KubeService;
+use isthmus_api::kube::{PodPhase, Service as KubeService};
 use isthmus_api::networking::{ServiceEntry, ServiceEntrySpec, ServicePort, WorkloadEntrySpec};
 use isthmus_api::{Object, ObjectMeta, Origin, Resource};
 use isthmus_registry::ClusterConfig;
@@ -83,7 +83,7 @@ fn ready_pods(c: &ClusterConfig, svc: &KubeService) -> u32 {
             Object::Pod(p) => {
                 p.metadata.namespace == svc.metadata.namespace
                     && p.status.pod_ip.is_some()
-                    && p.status.phase.as_deref().unwrap_or("Running") == "Running"
+                    && p.status.phase.unwrap_or(PodPhase::Running) == PodPhase::Running
                     && svc
                         .spec
                         .selector

@@ -2,7 +2,7 @@
 
 use crate::host::{fqdn, CLUSTER_DOMAIN};
 use crate::policy::{MtlsPolicies, MtlsPolicy, ROOT_NAMESPACE};
-use crate::service::{Endpoint, EndpointOrigin, Endpoints, Port, Service, ServiceOrigin};
+use crate::service::{Address, Endpoint, EndpointOrigin, Endpoints, Port, Service, ServiceOrigin};
 use crate::snapshot::{MeshSnapshot, NetworkGateway, Scoped, SnapshotInput};
 use isthmus_api::enums::{Location, MtlsMode, Protocol, Resolution};
 use isthmus_api::load::place;
@@ -137,12 +137,12 @@ impl MeshSnapshot {
                             .endpoints
                             .iter()
                             .chain(&added)
-                            .any(|ep| *ep.address == *a.ip && ep.origin.cluster == c.cluster)
+                            .any(|ep| ep.address == *a.ip && ep.origin.cluster == c.cluster)
                         {
                             continue;
                         }
                         added.push(Endpoint {
-                            address: a.ip.as_str().into(),
+                            address: Address::parse(&a.ip),
                             ports: subset
                                 .ports
                                 .iter()
@@ -211,7 +211,7 @@ impl MeshSnapshot {
                         .endpoints
                         .iter()
                         .map(|ep| Endpoint {
-                            address: ep.address.as_str().into(),
+                            address: Address::parse(&ep.address),
                             ports: se
                                 .spec
                                 .ports
@@ -545,7 +545,7 @@ mod tests {
             .expect("pod");
         let mut moved = (*after.resources[&key]).clone();
         if let isthmus_api::Object::Pod(p) = &mut moved.object {
-            p.status.pod_ip = Some("10.10.0.6".into());
+            p.status.pod_ip = Some([10, 10, 0, 6].into());
         }
         after.resources.insert(key, Arc::new(moved));
 
@@ -553,7 +553,11 @@ mod tests {
         let fresh = MeshSnapshot::build(&input(&after, None), 2);
         let httpbin_1 = cached.pod("c1", "bar", "httpbin-1").expect("pod");
         assert_eq!(
-            (&*httpbin_1.ip, &*httpbin_1.network, &*httpbin_1.identity),
+            (
+                httpbin_1.ip.to_string().as_str(),
+                &*httpbin_1.network,
+                &*httpbin_1.identity
+            ),
             (
                 "10.10.0.6",
                 "n1",
@@ -576,11 +580,11 @@ mod tests {
         assert!(httpbin
             .endpoints
             .iter()
-            .any(|e| &*e.address == "10.10.0.6" && &*e.origin.cluster == "c1"));
+            .any(|e| e.address == *"10.10.0.6" && &*e.origin.cluster == "c1"));
         assert!(!httpbin
             .endpoints
             .iter()
-            .any(|e| &*e.address == "10.10.0.5" && &*e.origin.cluster == "c1"));
+            .any(|e| e.address == *"10.10.0.5" && &*e.origin.cluster == "c1"));
         // The untouched service is the very same object as before.
         assert!(Arc::ptr_eq(
             &first.services["sleep.foo.svc.cluster.local"],
@@ -653,7 +657,7 @@ mod tests {
             .resources
             .values()
             .find_map(|r| match &r.object {
-                Object::Pod(p) if p.status.pod_ip.as_deref() == Some(&*eps[0].address) => {
+                Object::Pod(p) if p.status.pod_ip == eps[0].address.ip() => {
                     Some(p.metadata.labels.clone())
                 }
                 _ => None,

@@ -477,7 +477,7 @@ pub fn namespace_build(ctx: &NamespaceContext, objects: &[Arc<Resource>]) -> Nam
         let Some(ip) = &p.status.pod_ip else {
             continue;
         };
-        let network = shared.get(crate::pod::network(p, ip, &rules));
+        let network = shared.get(crate::pod::network(p, *ip, &rules));
         let service_account = shared.get(crate::pod::service_account(p));
         let identity = identities
             .entry(service_account.clone())
@@ -486,7 +486,7 @@ pub fn namespace_build(ctx: &NamespaceContext, objects: &[Arc<Resource>]) -> Nam
             })
             .clone();
         let info = PodInfo {
-            ip: ip.clone(),
+            ip: *ip,
             labels: p.metadata.labels.clone(),
             service_account,
             identity,
@@ -589,7 +589,7 @@ pub fn namespace_build(ctx: &NamespaceContext, objects: &[Arc<Resource>]) -> Nam
                     })
                     .clone();
                 endpoints.push(Endpoint {
-                    address: info.ip.clone(),
+                    address: info.ip.into(),
                     ports,
                     labels: info.labels.clone(),
                     origin,
@@ -727,7 +727,9 @@ mod tests {
         let eps = &built.services[0].service.endpoints;
         assert_eq!(eps.len(), 3);
         assert_eq!(
-            eps.iter().map(|e| &*e.address).collect::<Vec<_>>(),
+            eps.iter()
+                .map(|e| e.address.to_string())
+                .collect::<Vec<_>>(),
             ["10.0.0.1", "10.0.0.2", "10.0.0.3"]
         );
         assert_eq!(
@@ -752,10 +754,6 @@ mod tests {
         let Object::Pod(a2) = &objects[3].object else {
             panic!("a-2 is the fourth object");
         };
-        assert!(a2
-            .status
-            .pod_ip
-            .as_ref()
-            .is_some_and(|ip| Arc::ptr_eq(ip, &eps[2].address)));
+        assert_eq!(a2.status.pod_ip, eps[2].address.ip());
     }
 }

@@ -17,7 +17,7 @@ pub mod snapshot;
 
 pub use host::{fqdn, host_matches};
 pub use proxy::{NodeId, NodeKind, Proxy, ProxyError};
-pub use service::{Endpoint, Port, Service, ServiceOrigin};
+pub use service::{Address, Endpoint, Endpoints, Port, Service, ServiceOrigin};
 pub use snapshot::{
     binds_gateway, MeshSnapshot, NetworkGateway, PodInfo, SnapshotInput, VipRange, VipRangeError,
 };

@@ -26,7 +26,7 @@ pub(crate) struct NetworkRules<'a> {
 
 /// The network of pod `p` at `ip`, in Istio's order: pod label, namespace label,
 /// `fromRegistry`, `fromCidr`; empty when none says.
-pub(crate) fn network<'a>(p: &'a Pod, ip: &str, rules: &NetworkRules<'a>) -> &'a str {
+pub(crate) fn network<'a>(p: &'a Pod, ip: IpAddr, rules: &NetworkRules<'a>) -> &'a str {
     if let Some(n) = p.metadata.labels.get(NETWORK_LABEL) {
         return n;
     }
@@ -36,9 +36,6 @@ pub(crate) fn network<'a>(p: &'a Pod, ip: &str, rules: &NetworkRules<'a>) -> &'a
     if !rules.cluster_network.is_empty() {
         return rules.cluster_network;
     }
-    let Ok(ip) = ip.parse::<IpAddr>() else {
-        return "";
-    };
     rules
         .cidrs
         .iter()
@@ -102,8 +99,9 @@ impl ClusterPods {
 
     /// The pod whose IP is `ip`, if any (a walk over the cluster's pods).
     pub fn by_ip(&self, ip: &str, trust_domain: &str) -> Option<PodInfo> {
+        let ip: IpAddr = ip.parse().ok()?;
         self.pods()
-            .find(|p| p.status.pod_ip.as_deref() == Some(ip))
+            .find(|p| p.status.pod_ip == Some(ip))
             .and_then(|p| self.info(p, trust_domain))
     }
 
@@ -132,11 +130,11 @@ impl ClusterPods {
         };
         let service_account = service_account(p);
         Some(PodInfo {
-            ip: ip.clone(),
+            ip: *ip,
             labels: p.metadata.labels.clone(),
             service_account: service_account.into(),
             identity: spiffe(trust_domain, namespace, service_account).into(),
-            network: network(p, ip, &rules).into(),
+            network: network(p, *ip, &rules).into(),
         })
     }
 }
@@ -167,7 +165,7 @@ mod tests {
     fn finds_a_pod_by_name_or_ip_and_reads_it_as_the_build_does() {
         let pods = pods(OBJECTS, "", &[("10.9.0.0/16", "n9")]);
         let a1 = pods.get("a", "a-1", "td").expect("a-1");
-        assert_eq!(&*a1.ip, "10.0.0.1");
+        assert_eq!(a1.ip.to_string(), "10.0.0.1");
         assert_eq!(a1.labels.get("app").map(String::as_str), Some("a"));
         assert_eq!(&*a1.service_account, "sa");
         assert_eq!(&*a1.identity, "spiffe://td/ns/a/sa/sa");

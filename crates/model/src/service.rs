@@ -2,6 +2,7 @@
 
 use isthmus_api::enums::{Location, Protocol, Resolution};
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 use std::sync::Arc;
 
 /// Where a service came from.
@@ -72,8 +73,8 @@ impl Service {
 /// [`EndpointOrigin`]: the pods of a namespace differ mostly in their address.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Endpoint {
-    /// IP address or DNS name (a pod's is shared with the Pod object).
-    pub address: Arc<str>,
+    /// IP address or DNS name.
+    pub address: Address,
     /// Service port name to the endpoint's port (shared by the endpoints of a service
     /// whose pods map ports alike).
     pub ports: Arc<BTreeMap<String, u32>>,
@@ -83,6 +84,59 @@ pub struct Endpoint {
     pub origin: Arc<EndpointOrigin>,
     /// Load-balancing weight.
     pub weight: u32,
+}
+
+/// Where an endpoint answers: an IP address, kept in line (a pod's costs no allocation), or
+/// a DNS name. IP addresses order before names, and by number (`10.0.0.9` before
+/// `10.0.0.10`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Address {
+    /// An IP address.
+    Ip(IpAddr),
+    /// A DNS name (a ServiceEntry endpoint may be one).
+    Name(Arc<str>),
+}
+
+impl Address {
+    /// `text` as an IP address when it is one, as a name otherwise.
+    pub fn parse(text: &str) -> Self {
+        text.parse()
+            .map(Address::Ip)
+            .unwrap_or_else(|_| Address::Name(text.into()))
+    }
+
+    /// The IP address, when it is one.
+    pub fn ip(&self) -> Option<IpAddr> {
+        match self {
+            Address::Ip(ip) => Some(*ip),
+            Address::Name(_) => None,
+        }
+    }
+}
+
+impl From<IpAddr> for Address {
+    fn from(ip: IpAddr) -> Self {
+        Address::Ip(ip)
+    }
+}
+
+impl std::fmt::Display for Address {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Address::Ip(ip) => ip.fmt(f),
+            Address::Name(n) => f.write_str(n),
+        }
+    }
+}
+
+/// Equal to the text of the same address (`10.0.0.1` equals `Ip(10.0.0.1)`).
+impl PartialEq<str> for Address {
+    fn eq(&self, text: &str) -> bool {
+        match self {
+            Address::Ip(ip) => text.parse::<IpAddr>().is_ok_and(|t| t == *ip),
+            Address::Name(n) => **n == *text,
+        }
+    }
 }
 
 /// Where an endpoint lives and who answers there.
@@ -235,7 +289,7 @@ mod tests {
 
     fn ep(cluster: &str, address: &str, weight: u32) -> Endpoint {
         Endpoint {
-            address: address.into(),
+            address: Address::parse(address),
             ports: Arc::default(),
             labels: Arc::default(),
             origin: Arc::new(EndpointOrigin {
@@ -267,7 +321,7 @@ mod tests {
             ("b".to_string(), "10.0.0.9".to_string(), 1),
         ];
         assert_eq!(listed(&all), want);
-        assert_eq!(all[2].address.as_ref(), "10.0.0.9");
+        assert_eq!(all[2].address, *"10.0.0.9");
         assert!(all.get(3).is_none());
         assert_eq!((&all).into_iter().count(), 3);
     }
@@ -299,5 +353,19 @@ mod tests {
                 ("b".to_string(), "2".to_string(), 5),
             ]
         );
+    }
+
+    #[test]
+    fn addresses_order_ips_by_number_before_names_and_equal_their_text() {
+        let mut a = ["b.example", "10.0.0.10", "a.example", "::1", "10.0.0.9"].map(Address::parse);
+        a.sort();
+        let text: Vec<String> = a.iter().map(Address::to_string).collect();
+        assert_eq!(
+            text,
+            ["10.0.0.9", "10.0.0.10", "::1", "a.example", "b.example"]
+        );
+        assert_eq!(a[0].ip(), Some(IpAddr::from([10, 0, 0, 9])));
+        assert_eq!(a[3].ip(), None);
+        assert!(a[2] == *"0:0::1" && a[2] != *"::2" && a[3] == *"a.example");
     }
 }

@@ -123,8 +123,8 @@ impl VipRange {
 /// endpoint's network.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PodInfo {
-    /// IP (the Pod object's own string).
-    pub ip: Arc<str>,
+    /// IP.
+    pub ip: std::net::IpAddr,
     /// Labels (the Pod object's own map).
     pub labels: Arc<BTreeMap<String, String>>,
     /// Service account (`default` when the pod names none).

@@ -261,9 +261,9 @@ mod tests {
         format!("apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}, namespace: {ns}}}\nstatus: {{podIP: {ip}}}\n---\n")
     }
 
-    fn ip(r: &Resource) -> Option<&str> {
+    fn ip(r: &Resource) -> Option<String> {
         match &r.object {
-            isthmus_api::Object::Pod(p) => p.status.pod_ip.as_deref(),
+            isthmus_api::Object::Pod(p) => p.status.pod_ip.map(|ip| ip.to_string()),
             _ => None,
         }
     }
@@ -288,7 +288,11 @@ mod tests {
             namespace: "b".into(),
             name: "x".into(),
         };
-        assert_eq!(ip(&set[&bx]), Some("10.0.0.4"), "the last of one key wins");
+        assert_eq!(
+            ip(&set[&bx]).as_deref(),
+            Some("10.0.0.4"),
+            "the last of one key wins"
+        );
         assert!(set.contains_key(&bx));
         assert!(set
             .get_ref(KeyRef {
@@ -332,7 +336,10 @@ mod tests {
             namespace: "a",
             name: "m",
         };
-        assert_eq!(ip(set.get_ref(am).expect("a/m")), Some("10.0.0.5"));
+        assert_eq!(
+            ip(set.get_ref(am).expect("a/m")).as_deref(),
+            Some("10.0.0.5")
+        );
         let one = objects(&pod("a", "n", "10.0.0.6")).remove(0);
         assert!(set.insert(KeyRef::of(&one).to_key(), one.clone()).is_none());
         let again = objects(&pod("a", "n", "10.0.0.7")).remove(0);
@@ -410,12 +417,7 @@ mod tests {
             assert_eq!(taken.len(), expected_taken, "round {round}");
             let got: Vec<(String, String)> = set
                 .values()
-                .map(|r| {
-                    (
-                        KeyRef::of(r).name.to_string(),
-                        ip(r).unwrap_or_default().to_string(),
-                    )
-                })
+                .map(|r| (KeyRef::of(r).name.to_string(), ip(r).unwrap_or_default()))
                 .collect();
             let want: Vec<(String, String)> = model.clone().into_iter().collect();
             assert_eq!(got, want, "round {round}");

@@ -10,7 +10,7 @@ use envoy_types::pb::google::protobuf::Any;
 use isthmus_envoy::names::parse_outbound;
 use isthmus_envoy::{generate, sidecar_service_resources, ProxyResources};
 use isthmus_model::proxy::Interception;
-use isthmus_model::{MeshSnapshot, NodeKind, Proxy};
+use isthmus_model::{Address, MeshSnapshot, NodeKind, Proxy};
 use prost::Message;
 use std::collections::hash_map::DefaultHasher;
 use std::collections::{BTreeSet, HashMap};
@@ -275,7 +275,7 @@ struct Generation {
     previous: HashMap<String, Cell>,
 }
 
-fn ip_hash(cluster: &str, address: &str) -> u64 {
+fn ip_hash(cluster: &str, address: &Address) -> u64 {
     let mut h = DefaultHasher::new();
     (cluster, address).hash(&mut h);
     h.finish()
@@ -336,7 +336,8 @@ impl EndpointIps {
     }
 
     fn contains(&self, cluster: &str, address: &str) -> bool {
-        self.0.contains_key(&ip_hash(cluster, address))
+        self.0
+            .contains_key(&ip_hash(cluster, &Address::parse(address)))
     }
 }
 
