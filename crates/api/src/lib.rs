@@ -19,5 +19,5 @@ pub mod validate;
 
 pub use diagnostic::{Diagnostic, Severity};
 pub use load::{load_dir, load_file, load_str, yaml_files, Loaded};
-pub use meta::ObjectMeta;
+pub use meta::{Annotations, ObjectMeta};
 pub use resource::{KeyRef, Object, Origin, OtherObject, Resource, ResourceKey};

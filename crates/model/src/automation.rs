@@ -211,10 +211,7 @@ pub fn generate(
                 metadata: ObjectMeta {
                     name: se_name,
                     namespace: ns.as_str().into(),
-                    annotations: BTreeMap::from([(
-                        GENERATED_ANNOTATION.to_string(),
-                        explanation.clone(),
-                    )]),
+                    annotations: [(GENERATED_ANNOTATION.to_string(), explanation.clone())].into(),
                     ..Default::default()
                 },
                 spec: ServiceEntrySpec {
