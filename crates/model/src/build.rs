@@ -104,7 +104,7 @@ impl MeshSnapshot {
                         cluster_network: network.clone(),
                         cidrs: cidrs.clone(),
                     },
-                    in_ns.as_slice(),
+                    in_ns.clone(),
                 ));
             }
         }

@@ -65,7 +65,8 @@ pub struct NamespaceBuild {
 
 struct GroupEntry {
     context: NamespaceContext,
-    objects: Vec<Arc<Resource>>,
+    /// The namespace's objects, shared with the cluster's sorted objects.
+    objects: Arc<Vec<Arc<Resource>>>,
     built: Arc<NamespaceBuild>,
 }
 
@@ -151,7 +152,12 @@ fn sort_objects(c: &ClusterConfig) -> ClusterObjects {
         namespace_networks,
         by_namespace: by_namespace
             .into_iter()
-            .map(|(ns, v)| (ns, Arc::new(v)))
+            .map(|(ns, mut v)| {
+                // A namespace's Services are appended after its Pods: drop the room the
+                // second run left.
+                v.shrink_to_fit();
+                (ns, Arc::new(v))
+            })
             .collect(),
         endpoints: Arc::new(endpoints),
         rules: Arc::new(rules),
@@ -238,8 +244,11 @@ impl std::fmt::Debug for BuildCache {
     }
 }
 
-fn same(a: &[Arc<Resource>], b: &[Arc<Resource>]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| Arc::ptr_eq(x, y))
+fn same(a: &Arc<Vec<Arc<Resource>>>, b: &Arc<Vec<Arc<Resource>>>) -> bool {
+    if Arc::ptr_eq(a, b) {
+        return true;
+    }
+    a.len() == b.len() && a.iter().zip(b.iter()).all(|(x, y)| Arc::ptr_eq(x, y))
 }
 
 fn same_fragments(a: &[Arc<ServiceFragment>], b: &[Arc<ServiceFragment>]) -> bool {
@@ -263,7 +272,7 @@ pub struct Reuse {
 /// `groups` lists, per cluster in input order, its namespaces with their Pods and Services.
 pub fn pods_and_services(
     cache: Option<&BuildCache>,
-    groups: Vec<(NamespaceContext, &[Arc<Resource>])>,
+    groups: Vec<(NamespaceContext, Arc<Vec<Arc<Resource>>>)>,
 ) -> (BTreeMap<String, Arc<Service>>, Reuse) {
     let mut guard = cache.and_then(|c| c.inner.lock().ok());
     let mut reuse = Reuse::default();
@@ -275,7 +284,7 @@ pub fn pods_and_services(
         let cached = guard.as_ref().and_then(|g| {
             g.groups
                 .get(&key)
-                .filter(|e| e.context == ctx && same(&e.objects, objects))
+                .filter(|e| e.context == ctx && same(&e.objects, &objects))
                 .map(|e| e.built.clone())
         });
         let built = match cached {
@@ -285,7 +294,7 @@ pub fn pods_and_services(
             }
             None => {
                 reuse.namespaces_built += 1;
-                let mut b = namespace_build(&ctx, objects);
+                let mut b = namespace_build(&ctx, &objects);
                 // Services of the namespace that came out the same keep their old object,
                 // so that their merged Service is reused too.
                 if let Some(old) = guard.as_ref().and_then(|g| g.groups.get(&key)) {
@@ -311,7 +320,7 @@ pub fn pods_and_services(
                         key.clone(),
                         GroupEntry {
                             context: ctx.clone(),
-                            objects: objects.to_vec(),
+                            objects: objects.clone(),
                             built: b.clone(),
                         },
                     );
