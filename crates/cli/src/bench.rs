@@ -95,6 +95,11 @@ pub enum BenchCommand {
         /// Endpoints per service per cluster.
         #[arg(long, default_value_t = 10)]
         endpoints: u32,
+        /// Endpoints per service of one more mesh, the largest again with more endpoints
+        /// in the same services: what one more endpoint costs without the services it
+        /// would otherwise bring (0: skip).
+        #[arg(long, default_value_t = 20)]
+        more_endpoints: u32,
         /// Working directory.
         #[arg(long, default_value = "/tmp/isthmus-bench-memory")]
         work: PathBuf,
@@ -337,12 +342,13 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
             services,
             clusters,
             endpoints,
+            more_endpoints,
             work,
             out,
         } => tokio::runtime::Runtime::new()?.block_on(crate::bench_memory::run(
             &services,
             &clusters,
-            endpoints,
+            (endpoints, more_endpoints),
             &work,
             out.as_deref(),
         ))?,

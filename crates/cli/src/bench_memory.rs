@@ -20,11 +20,12 @@ struct Row {
 }
 
 /// Loads meshes of `clusters` clusters x `services` services x `endpoints` endpoints (every
-/// combination, plus an empty mesh) into a control plane each, and prints what each holds.
+/// combination, plus an empty mesh) into a control plane each, and prints what each holds;
+/// then the largest again with `more_endpoints` endpoints per service, when that is more.
 pub(crate) async fn run(
     services: &[u32],
     clusters: &[u32],
-    endpoints: u32,
+    (endpoints, more_endpoints): (u32, u32),
     work: &Path,
     out: Option<&Path>,
 ) -> Result<()> {
@@ -105,7 +106,31 @@ pub(crate) async fn run(
         }
     }
     let slope = slope(&rows);
-    println!("least-squares slope over every mesh: {slope:.0} bytes of RSS per endpoint");
+    println!("least-squares slope over every mesh: {slope:.0} bytes of RSS per endpoint (with its share of a service: one service per {endpoints} endpoints)");
+    let largest = rows.iter().max_by_key(|r| r.endpoints);
+    if let Some(base) = largest.filter(|_| more_endpoints > endpoints) {
+        let more = measure(
+            Shape {
+                clusters: base.clusters,
+                services: base.services,
+                endpoints: more_endpoints,
+            },
+            work,
+        )
+        .await?;
+        let added = more.endpoints - base.endpoints;
+        println!(
+            "{} clusters x {} services x {more_endpoints} endpoints = {} endpoints: RSS {:.1} MB",
+            base.clusters,
+            base.services,
+            more.endpoints,
+            mb(more.rss)
+        );
+        println!(
+            "one more endpoint of an existing service: {:.0} bytes of RSS ({added} endpoints added to the same services)",
+            more.rss.saturating_sub(base.rss) as f64 / added as f64
+        );
+    }
 
     if let Some(out) = out {
         std::fs::create_dir_all(out)?;
