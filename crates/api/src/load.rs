@@ -111,13 +111,13 @@ pub fn load_file(path: &Path, default_namespace: &str) -> Loaded {
 pub fn load_str(text: &str, file: Option<&Path>, default_namespace: &str) -> Loaded {
     let mut out = Loaded::default();
     // One path for all of the file's objects, and one copy of what they repeat.
-    let file: Option<Arc<Path>> = file.map(Arc::from);
+    let file: Option<Arc<PathBuf>> = file.map(|f| Arc::new(f.to_path_buf()));
     let mut shared = Shared::default();
     for (start_line, doc) in split_documents(text) {
         let origin = Origin {
             file: file.clone(),
             line: u32::try_from(start_line).unwrap_or(u32::MAX),
-            text: doc.as_str().into(),
+            text: Some(Arc::new(doc.clone())),
         };
         match parse_document(&doc, &origin, default_namespace) {
             Ok(None) => {}
@@ -140,7 +140,7 @@ pub fn load_str(text: &str, file: Option<&Path>, default_namespace: &str) -> Loa
 }
 
 /// What the objects of one file repeat, kept once: namespaces, label maps (a workload's
-/// pods carry the same labels, which its Service selects), service accounts and node names.
+/// pods carry the same labels, which its Service selects), service accounts.
 #[derive(Default)]
 struct Shared {
     maps: Interner<BTreeMap<String, String>>,
@@ -169,12 +169,7 @@ impl Shared {
                 // Parsing leaves room for more ports than the service has.
                 s.spec.ports.shrink_to_fit();
             }
-            Object::Pod(p) => {
-                self.str(&mut p.spec.service_account_name);
-                if let Some(node) = &mut p.spec.node_name {
-                    self.str(node);
-                }
-            }
+            Object::Pod(p) => self.str(&mut p.spec.service_account_name),
             _ => {}
         }
     }
@@ -182,12 +177,17 @@ impl Shared {
 
 /// Fills in file, line and resource of a diagnostic found in `resource`.
 pub fn place(mut d: Diagnostic, resource: &Resource) -> Diagnostic {
-    d.file = resource.origin.file.as_deref().map(Path::to_path_buf);
+    d.file = resource.origin.file.as_deref().cloned();
     d.resource = Some(resource.key().to_string());
     let rel = d
         .field
         .as_deref()
-        .and_then(|f| field_line(&resource.origin.text, f))
+        .and_then(|f| {
+            field_line(
+                resource.origin.text.as_deref().map_or("", String::as_str),
+                f,
+            )
+        })
         .unwrap_or(0);
     d.line = Some(resource.origin.line as usize + rel);
     d
@@ -228,7 +228,7 @@ fn yaml_error(e: serde_saphyr::Error, origin: &Origin, resource: Option<String>)
     let message = e.to_string();
     let message = message.lines().next().unwrap_or("invalid YAML").to_string();
     let mut d = Diagnostic::error(message);
-    d.file = origin.file.as_deref().map(Path::to_path_buf);
+    d.file = origin.file.as_deref().cloned();
     d.resource = resource;
     d.line = Some(origin.line as usize + e.location().map(|l| l.line() as usize).unwrap_or(1) - 1);
     d
@@ -246,7 +246,7 @@ fn parse_document(
     }
     let top_error = |field: &str, message: String| {
         let mut d = Diagnostic::error(message).at(field);
-        d.file = origin.file.as_deref().map(Path::to_path_buf);
+        d.file = origin.file.as_deref().cloned();
         d.line = Some(origin.line as usize + field_line(doc, field).unwrap_or(0));
         d
     };
@@ -538,9 +538,6 @@ spec:
         let sa = |i: usize| &pods[i].spec.service_account_name;
         assert_eq!((&**sa(0), &**sa(2)), ("x", "y"));
         assert!(Arc::ptr_eq(sa(0), sa(1)) && !Arc::ptr_eq(sa(0), sa(2)));
-        let node = |i: usize| pods[i].spec.node_name.clone().expect("node");
-        assert_eq!(&*node(0), "n1");
-        assert!(Arc::ptr_eq(&node(0), &node(2)));
         let status = &pods[0].status;
         assert_eq!(status.phase, Some(crate::kube::PodPhase::Running));
         assert_eq!(

@@ -777,7 +777,6 @@ impl Lab {
                     env: Vec::new(),
                 }]
                 .into(),
-                node_name: None,
             },
             status: PodStatus {
                 pod_ip: Some(pod.ip.parse().map_err(|_| {

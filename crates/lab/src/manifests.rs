@@ -158,7 +158,7 @@ fn classify(r: Resource, m: &mut Manifests) {
                 kind: other.kind().to_string(),
                 namespace: meta.namespace.to_string(),
                 name: meta.name.clone(),
-                text: r.origin.text.to_string(),
+                text: r.origin.text.as_deref().cloned().unwrap_or_default(),
             })
         }
     }

@@ -114,7 +114,7 @@ impl CachedFile {
                 let mut v = Vec::with_capacity(loaded.resources.len());
                 v.extend(loaded.resources.into_iter().map(|mut r| {
                     if !keeps_text(&r) {
-                        r.origin.text = Box::default();
+                        r.origin.text = None;
                     }
                     Arc::new(r)
                 }));
@@ -215,10 +215,10 @@ impl FileRegistry {
                 let key = KeyRef::of(&r);
                 let mut d = Diagnostic::error(format!(
                     "{key} is defined twice; the one at {}:{} wins",
-                    display_file(prev.origin.file.as_deref()),
+                    display_file(prev.origin.file.as_deref().map(PathBuf::as_path)),
                     prev.origin.line
                 ));
-                d.file = r.origin.file.as_deref().map(Path::to_path_buf);
+                d.file = r.origin.file.as_deref().cloned();
                 d.line = Some(r.origin.line as usize);
                 d.resource = Some(key.to_string());
                 duplicates.push(d);
@@ -249,7 +249,7 @@ impl FileRegistry {
                 .origin
                 .file
                 .as_deref()
-                .is_some_and(|f| broken_files.contains(f));
+                .is_some_and(|f| broken_files.contains(f.as_path()));
             if by_key || by_file {
                 last_good.push(prev.clone());
             }
@@ -476,11 +476,11 @@ mod tests {
         };
         let se_before = se_of(&reg);
         // Istio resources keep their text for later diagnostics; workload objects do not.
-        assert!(!se_before.origin.text.is_empty());
+        assert!(se_before.origin.text.is_some());
         assert!(reg
             .current()
             .of_kind("Pod")
-            .all(|r| r.origin.text.is_empty() && r.origin.line > 0));
+            .all(|r| r.origin.text.is_none() && r.origin.line > 0));
         let changes = |paths: &[&str]| Changes {
             paths: paths.iter().map(|p| dir.join(p)).collect(),
             rescan: false,
