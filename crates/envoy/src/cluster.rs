@@ -153,7 +153,7 @@ pub fn inbound_ports(snapshot: &MeshSnapshot, proxy: &Proxy) -> BTreeSet<u32> {
         .values()
         .flat_map(|s| s.endpoints.iter())
         .filter(|e| e.address == own && *e.origin.cluster == *proxy.cluster)
-        .flat_map(|e| e.ports.values().copied())
+        .flat_map(|e| e.origin.ports.values().copied())
         .collect()
 }
 

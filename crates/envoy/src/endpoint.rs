@@ -25,10 +25,11 @@ pub fn lb_endpoint(address: &str, port: u32, weight: u32) -> LbEndpoint {
 }
 
 fn selected<'a>(t: &'a OutboundTarget<'_>) -> impl Iterator<Item = &'a Endpoint> + 'a {
-    t.service
-        .endpoints
-        .iter()
-        .filter(move |e| t.labels.iter().all(|(k, v)| e.labels.get(k) == Some(v)))
+    t.service.endpoints.iter().filter(move |e| {
+        t.labels
+            .iter()
+            .all(|(k, v)| e.origin.labels.get(k) == Some(v))
+    })
 }
 
 /// The endpoints of `t` as `proxy` should see them.
@@ -50,7 +51,7 @@ pub fn load_assignment(
     // (network, locality) -> number of endpoints behind that network's gateways
     let mut remote: BTreeMap<(&str, &str), u32> = BTreeMap::new();
     for e in selected(t) {
-        let Some(ep_port) = e.ports.get(&port.name).copied() else {
+        let Some(ep_port) = e.origin.ports.get(&port.name).copied() else {
             continue;
         };
         if proxy.reaches_directly(&e.origin.network) {
@@ -128,7 +129,7 @@ pub fn local_assignment(
         {
             continue;
         }
-        if let Some(p) = e.ports.get(&port_name) {
+        if let Some(p) = e.origin.ports.get(&port_name) {
             by_locality
                 .entry(&e.origin.locality)
                 .or_default()

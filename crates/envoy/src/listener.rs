@@ -168,7 +168,7 @@ fn inbound_listeners(snapshot: &MeshSnapshot, proxy: &Proxy, capture: bool) -> V
                     p.protocol.is_http()
                         && s.endpoints
                             .iter()
-                            .any(|e| e.address == own && e.ports.get(&p.name) == Some(&port))
+                            .any(|e| e.address == own && e.origin.ports.get(&p.name) == Some(&port))
                 })
         })
     };

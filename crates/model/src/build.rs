@@ -143,13 +143,6 @@ impl MeshSnapshot {
                         }
                         added.push(Endpoint {
                             address: Address::parse(&a.ip),
-                            ports: subset
-                                .ports
-                                .iter()
-                                .map(|p| (p.name.clone(), p.port))
-                                .collect::<BTreeMap<String, u32>>()
-                                .into(),
-                            labels: pod.as_ref().map(|p| p.labels.clone()).unwrap_or_default(),
                             origin: Arc::new(EndpointOrigin {
                                 cluster: c.cluster.clone(),
                                 network: pod
@@ -159,6 +152,13 @@ impl MeshSnapshot {
                                 locality: String::new(),
                                 identity: pod.as_ref().map(|p| p.identity.to_string()),
                                 mtls_ready: pod.is_some(),
+                                labels: pod.as_ref().map(|p| p.labels.clone()).unwrap_or_default(),
+                                ports: subset
+                                    .ports
+                                    .iter()
+                                    .map(|p| (p.name.clone(), p.port))
+                                    .collect::<BTreeMap<String, u32>>()
+                                    .into(),
                             }),
                             weight: 1,
                         });
@@ -212,22 +212,6 @@ impl MeshSnapshot {
                         .iter()
                         .map(|ep| Endpoint {
                             address: Address::parse(&ep.address),
-                            ports: se
-                                .spec
-                                .ports
-                                .iter()
-                                .map(|p| {
-                                    let n = ep
-                                        .ports
-                                        .get(&p.name)
-                                        .copied()
-                                        .or(p.target_port)
-                                        .unwrap_or(p.number);
-                                    (p.name.clone(), n)
-                                })
-                                .collect::<BTreeMap<String, u32>>()
-                                .into(),
-                            labels: Arc::new(ep.labels.clone()),
                             origin: Arc::new(EndpointOrigin {
                                 cluster: String::new(),
                                 network: ep.network.clone().unwrap_or_default(),
@@ -237,6 +221,22 @@ impl MeshSnapshot {
                                     .as_ref()
                                     .map(|sa| snap.spiffe(&se.metadata.namespace, sa)),
                                 mtls_ready: se.spec.location == Some(Location::MeshInternal),
+                                labels: Arc::new(ep.labels.clone()),
+                                ports: se
+                                    .spec
+                                    .ports
+                                    .iter()
+                                    .map(|p| {
+                                        let n = ep
+                                            .ports
+                                            .get(&p.name)
+                                            .copied()
+                                            .or(p.target_port)
+                                            .unwrap_or(p.number);
+                                        (p.name.clone(), n)
+                                    })
+                                    .collect::<BTreeMap<String, u32>>()
+                                    .into(),
                             }),
                             weight: ep.weight.filter(|w| *w > 0).unwrap_or(1),
                         })
@@ -253,7 +253,8 @@ impl MeshSnapshot {
                                 let mut added = Vec::with_capacity(endpoints.len());
                                 for ep in &endpoints {
                                     let mut ep = ep.clone();
-                                    ep.ports = existing
+                                    let origin = Arc::make_mut(&mut ep.origin);
+                                    origin.ports = existing
                                         .ports
                                         .iter()
                                         .filter_map(|p| {
@@ -261,7 +262,7 @@ impl MeshSnapshot {
                                                 ports.iter().find(|sp| sp.number == p.number)?;
                                             Some((
                                                 p.name.clone(),
-                                                ep.ports.get(&se_port.name).copied()?,
+                                                origin.ports.get(&se_port.name).copied()?,
                                             ))
                                         })
                                         .collect::<BTreeMap<String, u32>>()
@@ -643,15 +644,15 @@ mod tests {
         let snap = MeshSnapshot::build(&input, 1);
         let eps = &snap.services["httpbin.bar.svc.cluster.local"].endpoints;
         assert_eq!(eps.len(), 2);
-        assert_eq!(eps[0].ports["http"], 80);
-        assert!(Arc::ptr_eq(&eps[0].ports, &eps[1].ports));
+        assert_eq!(eps[0].origin.ports["http"], 80);
+        assert!(Arc::ptr_eq(&eps[0].origin.ports, &eps[1].origin.ports));
         let twin = &snap.services["twin.bar.svc.cluster.local"].endpoints[0];
         assert!(
-            Arc::ptr_eq(&eps[0].ports, &twin.ports),
+            Arc::ptr_eq(&eps[0].origin.ports, &twin.origin.ports),
             "same ports, one map"
         );
         let other = &snap.services["other.bar.svc.cluster.local"].endpoints[0];
-        assert_eq!(other.ports["http"], 8000);
+        assert_eq!(other.origin.ports["http"], 8000);
         // Labels are the parsed Pod's own map, not a copy.
         let pod_labels = input.clusters[0]
             .resources
@@ -663,7 +664,7 @@ mod tests {
                 _ => None,
             })
             .expect("the endpoint's pod");
-        assert!(Arc::ptr_eq(&eps[0].labels, &pod_labels));
+        assert!(Arc::ptr_eq(&eps[0].origin.labels, &pod_labels));
     }
 
     #[test]
@@ -678,7 +679,7 @@ mod tests {
         let svc = &snap.services["httpbin.bar.svc.cluster.local"];
         assert_eq!(svc.endpoints.len(), 1);
         let ep = &svc.endpoints[0];
-        assert_eq!(ep.ports["http"], 80);
+        assert_eq!(ep.origin.ports["http"], 80);
         assert_eq!(&*ep.origin.network, "network2");
         assert_eq!(
             ep.origin.identity.as_deref(),

@@ -579,28 +579,28 @@ pub fn namespace_build(ctx: &NamespaceContext, objects: &[Arc<Resource>]) -> Nam
                     .get(INJECT_ANNOTATION)
                     .map(String::as_str)
                     != Some("false");
-                let locality = locality_of(&info.labels);
                 let origin = origins
-                    .entry((
-                        info.network.clone(),
-                        locality,
-                        info.identity.clone(),
+                    .entry(OriginKey {
+                        network: Shared(info.network.clone()),
+                        identity: Shared(info.identity.clone()),
                         mtls_ready,
-                    ))
-                    .or_insert_with_key(|(network, locality, identity, mtls_ready)| {
+                        labels: Shared(info.labels.clone()),
+                        ports: Shared(ports),
+                    })
+                    .or_insert_with_key(|k| {
                         Arc::new(EndpointOrigin {
                             cluster: ctx.cluster.clone(),
-                            network: network.to_string(),
-                            locality: locality.clone(),
-                            identity: Some(identity.to_string()),
-                            mtls_ready: *mtls_ready,
+                            network: k.network.0.to_string(),
+                            locality: locality_of(&k.labels.0),
+                            identity: Some(k.identity.0.to_string()),
+                            mtls_ready: k.mtls_ready,
+                            labels: k.labels.0.clone(),
+                            ports: k.ports.0.clone(),
                         })
                     })
                     .clone();
                 endpoints.push(Endpoint {
                     address: info.ip.into(),
-                    ports,
-                    labels: info.labels.clone(),
                     origin,
                     weight: 1,
                 });
@@ -615,8 +615,34 @@ pub fn namespace_build(ctx: &NamespaceContext, objects: &[Arc<Resource>]) -> Nam
     NamespaceBuild { services }
 }
 
-/// (network, locality, identity, mTLS ready) of an endpoint in a namespace build.
-type OriginKey = (Arc<str>, String, Arc<str>, bool);
+/// What makes an endpoint's origin in a namespace build: the parts are the build's own
+/// shared values (or the pod's label map), so equal parts are the same object and compare
+/// by address; the key holds them, so no address is reused while it is in the map.
+#[derive(PartialEq, Eq, Hash)]
+struct OriginKey {
+    network: Shared<str>,
+    identity: Shared<str>,
+    mtls_ready: bool,
+    labels: Shared<BTreeMap<String, String>>,
+    ports: Shared<BTreeMap<String, u32>>,
+}
+
+/// A shared value that hashes and compares by which object it is.
+struct Shared<T: ?Sized>(Arc<T>);
+
+impl<T: ?Sized> PartialEq for Shared<T> {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl<T: ?Sized> Eq for Shared<T> {}
+
+impl<T: ?Sized> std::hash::Hash for Shared<T> {
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        Arc::as_ptr(&self.0).cast::<()>().hash(h);
+    }
+}
 
 #[cfg(test)]
 mod tests {
@@ -757,7 +783,7 @@ mod tests {
             ("c1", "n1")
         );
         assert!(Arc::ptr_eq(
-            &eps[2].labels,
+            &eps[2].origin.labels,
             &objects[3].object.metadata().labels
         ));
         let Object::Pod(a2) = &objects[3].object else {
