@@ -39,7 +39,7 @@ pub fn validate(object: &Object) -> Vec<Diagnostic> {
         Object::VirtualService(vs) => virtual_service(vs, &mut v),
         Object::Gateway(g) => gateway(g, &mut v),
         Object::ConfigMap(cm) => config_map(cm, &mut v),
-        Object::MeshPolicy(p) if p.metadata.name != "default" => v.push(
+        Object::MeshPolicy(p) if &*p.metadata.name != "default" => v.push(
             Diagnostic::error("a MeshPolicy must be named `default`; Istio ignores any other")
                 .at("metadata.name"),
         ),
@@ -432,7 +432,7 @@ fn gateway(g: &Gateway, v: &mut Vec<Diagnostic>) {
 }
 
 fn config_map(cm: &ConfigMap, v: &mut Vec<Diagnostic>) {
-    if cm.metadata.name != "istio" {
+    if &*cm.metadata.name != "istio" {
         return;
     }
     if let Some(text) = cm.data.get("meshNetworks") {

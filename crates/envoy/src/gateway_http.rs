@@ -106,7 +106,7 @@ fn server_routes(
     port: u32,
     vhosts: &mut VirtualHosts,
 ) {
-    let gw_name = gw.rule.metadata.name.as_str();
+    let gw_name = &*gw.rule.metadata.name;
     let bound = snapshot.gateway_virtual_services(&gw.namespace, gw_name);
     let redirect = server.tls.as_ref().is_some_and(|t| t.https_redirect);
     for raw in &server.hosts {

@@ -757,7 +757,7 @@ impl Lab {
     fn store_pod(&self, ci: usize, pod: &PodState, ports: &[u32]) -> Result<(), LabError> {
         let object = Pod {
             metadata: ObjectMeta {
-                name: pod.name.clone(),
+                name: pod.name.as_str().into(),
                 namespace: pod.namespace.as_str().into(),
                 labels: std::sync::Arc::new(pod.labels.clone()),
                 ..Default::default()
@@ -810,9 +810,9 @@ impl Lab {
             let injected =
                 n.metadata.labels.get("istio-injection").map(String::as_str) == Some("enabled");
             let list = &mut self.state.clusters[ci].injected_namespaces;
-            list.retain(|x| x != &n.metadata.name);
+            list.retain(|x| **x != *n.metadata.name);
             if injected {
-                list.push(n.metadata.name.clone());
+                list.push(n.metadata.name.to_string());
             }
         }
         for svc in m.services {
@@ -954,7 +954,7 @@ impl Lab {
         for r in have..replicas {
             let pod_name = format!("{name}-{r}");
             let mut pod = self.pod_netns(ci, &ns, &pod_name, PodRole::App)?;
-            pod.deployment = Some(name.clone());
+            pod.deployment = Some(name.to_string());
             pod.labels = (*d.spec.template.metadata.labels).clone();
             pod.service_account = if d.spec.template.spec.service_account_name.is_empty() {
                 "default".into()

@@ -157,7 +157,7 @@ fn classify(r: Resource, m: &mut Manifests) {
             m.stored.push(StoredDoc {
                 kind: other.kind().to_string(),
                 namespace: meta.namespace.to_string(),
-                name: meta.name.clone(),
+                name: meta.name.to_string(),
                 text: r.origin.text.as_deref().cloned().unwrap_or_default(),
             })
         }
@@ -197,12 +197,12 @@ mod tests {
         let dir =
             Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/gateway-connected/cluster2");
         let m = read(&files(&dir, "default").expect("files"), &[]).expect("read");
-        assert!(m.deployments.iter().any(|d| d.metadata.name == "httpbin"));
+        assert!(m.deployments.iter().any(|d| &*d.metadata.name == "httpbin"));
         assert!(m
             .services
             .iter()
-            .any(|s| s.metadata.name == "httpbin" && &*s.metadata.namespace == "bar"));
-        assert!(m.namespaces.iter().any(|n| n.metadata.name == "bar"
+            .any(|s| &*s.metadata.name == "httpbin" && &*s.metadata.namespace == "bar"));
+        assert!(m.namespaces.iter().any(|n| &*n.metadata.name == "bar"
             && n.metadata.labels.get("istio-injection").map(String::as_str) == Some("enabled")));
     }
 }

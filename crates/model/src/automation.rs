@@ -126,7 +126,7 @@ pub fn generate(
                 continue;
             }
             let entry = found
-                .entry((ns.to_string(), s.metadata.name.clone()))
+                .entry((ns.to_string(), s.metadata.name.to_string()))
                 .or_insert_with(|| ((**s).clone(), Vec::new()));
             entry.1.push(Remote {
                 cluster: c.cluster.clone(),
@@ -139,7 +139,7 @@ pub fn generate(
         .resources
         .values()
         .filter_map(|r| match &r.object {
-            Object::Namespace(n) => Some(n.metadata.name.as_str()),
+            Object::Namespace(n) => Some(&*n.metadata.name),
             _ => None,
         })
         .collect();
@@ -209,7 +209,7 @@ pub fn generate(
             let se_name = format!("isthmus-{}", host.replace('.', "-"));
             let se = ServiceEntry {
                 metadata: ObjectMeta {
-                    name: se_name,
+                    name: se_name.into(),
                     namespace: ns.as_str().into(),
                     annotations: [(GENERATED_ANNOTATION.to_string(), explanation.clone())].into(),
                     ..Default::default()

@@ -282,7 +282,7 @@ impl MeshSnapshot {
                                 let svc = Service {
                                     hostname: host.clone(),
                                     namespace: se.metadata.namespace.to_string(),
-                                    name: se.metadata.name.clone(),
+                                    name: se.metadata.name.to_string(),
                                     origin: ServiceOrigin::ServiceEntry(key.clone()),
                                     ports: ports.clone(),
                                     vip: vip.clone(),
@@ -421,7 +421,7 @@ fn read_mesh_config(snap: &mut MeshSnapshot, resources: &[&Arc<Resource>]) {
         let Object::ConfigMap(cm) = &r.object else {
             continue;
         };
-        if cm.metadata.name != "istio" || &*cm.metadata.namespace != ROOT_NAMESPACE {
+        if &*cm.metadata.name != "istio" || &*cm.metadata.namespace != ROOT_NAMESPACE {
             continue;
         }
         if let Some(text) = cm.data.get("mesh") {

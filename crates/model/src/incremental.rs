@@ -138,7 +138,7 @@ fn sort_objects(c: &ClusterConfig) -> ClusterObjects {
             }
             Object::Namespace(n) => {
                 if let Some(l) = n.metadata.labels.get(NETWORK_LABEL) {
-                    namespace_networks.insert(n.metadata.name.clone(), l.clone());
+                    namespace_networks.insert(n.metadata.name.to_string(), l.clone());
                 }
                 rules.push(r.clone());
             }
@@ -515,7 +515,7 @@ pub fn namespace_build(ctx: &NamespaceContext, objects: &[Arc<Resource>]) -> Nam
         let mut svc = empty_service(
             hostname,
             s.metadata.namespace.to_string(),
-            s.metadata.name.clone(),
+            s.metadata.name.to_string(),
         );
         svc.ports = s
             .spec

@@ -93,7 +93,7 @@ impl ClusterPods {
     ) -> impl Iterator<Item = (&'a str, &'a str, PodInfo)> + 'a {
         self.pods().filter_map(move |p| {
             let info = self.info(p, trust_domain)?;
-            Some((&*p.metadata.namespace, p.metadata.name.as_str(), info))
+            Some((&*p.metadata.namespace, &*p.metadata.name, info))
         })
     }
 
