@@ -82,7 +82,7 @@ pub struct ServiceSpec {
     /// Pod selector; empty for a selector-less service (endpoints given by hand). Shared
     /// with the pods' labels when they are the same map.
     #[serde(default)]
-    pub selector: Arc<BTreeMap<String, String>>,
+    pub selector: Arc<crate::labels::Labels>,
     /// The cluster IP, when the API server allocated one.
     #[serde(default, rename = "clusterIP", skip_serializing_if = "Option::is_none")]
     pub cluster_ip: Option<String>,

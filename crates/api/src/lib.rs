@@ -7,6 +7,7 @@
 pub mod diagnostic;
 pub mod enums;
 pub mod kube;
+pub mod labels;
 pub mod load;
 pub mod locate;
 pub mod mesh;
@@ -18,6 +19,7 @@ pub mod shared;
 pub mod validate;
 
 pub use diagnostic::{Diagnostic, Severity};
+pub use labels::Labels;
 pub use load::{load_dir, load_file, load_str, yaml_files, Loaded};
 pub use meta::{Annotations, ObjectMeta};
 pub use resource::{KeyRef, Object, Origin, OtherObject, Resource, ResourceKey};

@@ -9,7 +9,6 @@ use crate::resource::{Object, Origin, OtherObject, Resource};
 use crate::shared::Interner;
 use crate::validate::validate;
 use serde::de::DeserializeOwned;
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -143,13 +142,13 @@ pub fn load_str(text: &str, file: Option<&Path>, default_namespace: &str) -> Loa
 /// pods carry the same labels, which its Service selects), service accounts.
 #[derive(Default)]
 struct Shared {
-    maps: Interner<BTreeMap<String, String>>,
+    maps: Interner<crate::labels::Labels>,
     strs: Interner<str>,
 }
 
 impl Shared {
     /// Replaces a non-empty `map` with an equal map seen before, or remembers it.
-    fn map(&mut self, map: &mut Arc<BTreeMap<String, String>>) {
+    fn map(&mut self, map: &mut Arc<crate::labels::Labels>) {
         if !map.is_empty() {
             self.maps.share(map);
         }

@@ -1,10 +1,11 @@
 //! Kubernetes object metadata.
 
+use crate::labels::Labels;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-fn no_labels(l: &Arc<BTreeMap<String, String>>) -> bool {
+fn no_labels(l: &Arc<Labels>) -> bool {
     l.is_empty()
 }
 
@@ -21,7 +22,7 @@ pub struct ObjectMeta {
     pub namespace: Arc<str>,
     /// Labels (shared: a pod's labels are also its endpoints' and its proxy's).
     #[serde(default, skip_serializing_if = "no_labels")]
-    pub labels: Arc<BTreeMap<String, String>>,
+    pub labels: Arc<Labels>,
     /// Annotations.
     #[serde(default, skip_serializing_if = "Annotations::is_empty")]
     pub annotations: Annotations,

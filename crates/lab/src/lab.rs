@@ -447,7 +447,7 @@ impl Lab {
             metadata: ObjectMeta {
                 name: "istiod".into(),
                 namespace: "istio-system".into(),
-                labels: std::sync::Arc::new(pod.labels.clone()),
+                labels: std::sync::Arc::new(pod.labels.clone().into()),
                 ..Default::default()
             },
             spec: isthmus_api::kube::ServiceSpec {
@@ -456,7 +456,10 @@ impl Lab {
                     port: 15012,
                     ..Default::default()
                 }],
-                selector: Arc::new(BTreeMap::from([("app".to_string(), "istiod".to_string())])),
+                selector: Arc::new(isthmus_api::Labels::from([(
+                    "app".to_string(),
+                    "istiod".to_string(),
+                )])),
                 ..Default::default()
             },
             status: Default::default(),
@@ -489,7 +492,7 @@ impl Lab {
             metadata: ObjectMeta {
                 name: "istio-egressgateway".into(),
                 namespace: "istio-system".into(),
-                labels: std::sync::Arc::new(pod.labels.clone()),
+                labels: std::sync::Arc::new(pod.labels.clone().into()),
                 ..Default::default()
             },
             spec: isthmus_api::kube::ServiceSpec {
@@ -498,7 +501,7 @@ impl Lab {
                     port: 15443,
                     ..Default::default()
                 }],
-                selector: Arc::new(BTreeMap::from([(
+                selector: Arc::new(isthmus_api::Labels::from([(
                     "istio".to_string(),
                     "egressgateway".to_string(),
                 )])),
@@ -562,7 +565,7 @@ impl Lab {
             metadata: ObjectMeta {
                 name: "istio-ingressgateway".into(),
                 namespace: "istio-system".into(),
-                labels: std::sync::Arc::new(pod.labels.clone()),
+                labels: std::sync::Arc::new(pod.labels.clone().into()),
                 ..Default::default()
             },
             spec: isthmus_api::kube::ServiceSpec {
@@ -571,7 +574,7 @@ impl Lab {
                     port: 15443,
                     ..Default::default()
                 }],
-                selector: Arc::new(BTreeMap::from([(
+                selector: Arc::new(isthmus_api::Labels::from([(
                     "istio".to_string(),
                     "ingressgateway".to_string(),
                 )])),
@@ -759,7 +762,7 @@ impl Lab {
             metadata: ObjectMeta {
                 name: pod.name.as_str().into(),
                 namespace: pod.namespace.as_str().into(),
-                labels: std::sync::Arc::new(pod.labels.clone()),
+                labels: std::sync::Arc::new(pod.labels.clone().into()),
                 ..Default::default()
             },
             spec: PodSpec {
@@ -955,7 +958,7 @@ impl Lab {
             let pod_name = format!("{name}-{r}");
             let mut pod = self.pod_netns(ci, &ns, &pod_name, PodRole::App)?;
             pod.deployment = Some(name.to_string());
-            pod.labels = (*d.spec.template.metadata.labels).clone();
+            pod.labels = d.spec.template.metadata.labels.to_map();
             pod.service_account = if d.spec.template.spec.service_account_name.is_empty() {
                 "default".into()
             } else {

@@ -221,7 +221,7 @@ impl MeshSnapshot {
                                     .as_ref()
                                     .map(|sa| snap.spiffe(&se.metadata.namespace, sa)),
                                 mtls_ready: se.spec.location == Some(Location::MeshInternal),
-                                labels: Arc::new(ep.labels.clone()),
+                                labels: Arc::new(ep.labels.clone().into()),
                                 ports: se
                                     .spec
                                     .ports
@@ -374,7 +374,7 @@ impl MeshSnapshot {
 }
 
 /// The locality of a pod from its topology labels (`region/zone/subzone`).
-pub(crate) fn locality_of(labels: &BTreeMap<String, String>) -> String {
+pub(crate) fn locality_of(labels: &isthmus_api::Labels) -> String {
     let region = labels.get("topology.kubernetes.io/region");
     let zone = labels.get("topology.kubernetes.io/zone");
     match (region, zone) {

@@ -543,12 +543,7 @@ pub fn namespace_build(ctx: &NamespaceContext, objects: &[Arc<Resource>]) -> Nam
         if !s.spec.selector.is_empty() {
             let mut endpoints = Vec::new();
             for (info, pod) in &pods {
-                if !s
-                    .spec
-                    .selector
-                    .iter()
-                    .all(|(k, v)| info.labels.get(k) == Some(v))
-                {
+                if !info.labels.matches(&s.spec.selector) {
                     continue;
                 }
                 let ports = s
@@ -623,7 +618,7 @@ struct OriginKey {
     network: Shared<str>,
     identity: Shared<str>,
     mtls_ready: bool,
-    labels: Shared<BTreeMap<String, String>>,
+    labels: Shared<isthmus_api::Labels>,
     ports: Shared<BTreeMap<String, u32>>,
 }
 

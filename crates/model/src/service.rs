@@ -152,7 +152,7 @@ pub struct EndpointOrigin {
     /// reached through a network gateway.
     pub mtls_ready: bool,
     /// Labels (a pod's own map).
-    pub labels: Arc<BTreeMap<String, String>>,
+    pub labels: Arc<isthmus_api::Labels>,
     /// Service port name to the endpoint's port.
     pub ports: Arc<BTreeMap<String, u32>>,
 }

@@ -126,7 +126,7 @@ pub struct PodInfo {
     /// IP.
     pub ip: std::net::IpAddr,
     /// Labels (the Pod object's own map).
-    pub labels: Arc<BTreeMap<String, String>>,
+    pub labels: Arc<isthmus_api::Labels>,
     /// Service account (`default` when the pod names none).
     pub service_account: Arc<str>,
     /// The SPIFFE identity of that service account.
@@ -221,7 +221,7 @@ impl MeshSnapshot {
             .unwrap_or_else(|| self.local_cluster.clone());
         let pod = self.pod(&cluster, &id.namespace, &id.pod);
         let labels: BTreeMap<String, String> = match &pod {
-            Some(p) => (*p.labels).clone(),
+            Some(p) => p.labels.to_map(),
             None => metadata
                 .get("LABELS")
                 .and_then(|l| serde_json::from_str(l).ok())
