@@ -105,8 +105,11 @@ pub(crate) async fn run(
             );
         }
     }
-    let slope = slope(&rows);
-    println!("least-squares slope over every mesh: {slope:.0} bytes of RSS per endpoint (with its share of a service: one service per {endpoints} endpoints)");
+    // A slope needs two meshes of different sizes.
+    if rows.iter().any(|r| r.endpoints != rows[0].endpoints) {
+        let slope = slope(&rows);
+        println!("least-squares slope over every mesh: {slope:.0} bytes of RSS per endpoint (with its share of a service: one service per {endpoints} endpoints)");
+    }
     let largest = rows.iter().max_by_key(|r| r.endpoints);
     if let Some(base) = largest.filter(|_| more_endpoints > endpoints) {
         let more = measure(
