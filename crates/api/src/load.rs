@@ -93,8 +93,14 @@ fn collect_files(
 
 /// Loads one file; objects without a namespace get `default_namespace`.
 pub fn load_file(path: &Path, default_namespace: &str) -> Loaded {
-    match std::fs::read_to_string(path) {
-        Ok(text) => load_str(&text, Some(path), default_namespace),
+    load_shared_file(&Arc::new(path.to_path_buf()), default_namespace)
+}
+
+/// Loads one file, as [`load_file`], its objects' origins sharing the caller's `path` (a
+/// registry that also keys its cache by it keeps the path once).
+pub fn load_shared_file(path: &Arc<PathBuf>, default_namespace: &str) -> Loaded {
+    match std::fs::read_to_string(&**path) {
+        Ok(text) => load_text(&text, Some(path.clone()), default_namespace),
         Err(e) => {
             let mut d = Diagnostic::error(format!("cannot read file: {e}"));
             d.file = Some(path.to_path_buf());
@@ -108,9 +114,17 @@ pub fn load_file(path: &Path, default_namespace: &str) -> Loaded {
 
 /// Loads YAML text holding one or more documents separated by `---`.
 pub fn load_str(text: &str, file: Option<&Path>, default_namespace: &str) -> Loaded {
+    load_text(
+        text,
+        file.map(|f| Arc::new(f.to_path_buf())),
+        default_namespace,
+    )
+}
+
+/// Loads YAML text read from `file`: one path for all of the file's objects, and one copy of
+/// what they repeat.
+fn load_text(text: &str, file: Option<Arc<PathBuf>>, default_namespace: &str) -> Loaded {
     let mut out = Loaded::default();
-    // One path for all of the file's objects, and one copy of what they repeat.
-    let file: Option<Arc<PathBuf>> = file.map(|f| Arc::new(f.to_path_buf()));
     let mut shared = Shared::default();
     for (start_line, doc) in split_documents(text) {
         let origin = Origin {

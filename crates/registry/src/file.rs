@@ -103,8 +103,13 @@ struct CachedFile {
 
 impl CachedFile {
     /// Parses `path` (objects without a namespace get `ns`), stamped with its size and time.
-    fn read(path: &Path, ns: &str, modified: Option<std::time::SystemTime>, len: u64) -> Self {
-        let loaded = isthmus_api::load_file(path, ns);
+    fn read(
+        path: &Arc<PathBuf>,
+        ns: &str,
+        modified: Option<std::time::SystemTime>,
+        len: u64,
+    ) -> Self {
+        let loaded = isthmus_api::load_shared_file(path, ns);
         CachedFile {
             modified,
             len,
@@ -137,8 +142,9 @@ pub struct FileRegistry {
     dir: PathBuf,
     current: Arc<ClusterConfig>,
     /// What each file held when last read, by (modification time, length): an unchanged
-    /// file is not parsed again, so one edit in a large registry costs one file.
-    files: std::collections::HashMap<PathBuf, CachedFile>,
+    /// file is not parsed again, so one edit in a large registry costs one file. The key is
+    /// the path the file's objects' origins share.
+    files: std::collections::HashMap<Arc<PathBuf>, CachedFile>,
 }
 
 impl FileRegistry {
@@ -173,8 +179,9 @@ impl FileRegistry {
                 .get(&file)
                 .is_some_and(|c| c.is_current(modified, len))
             {
-                self.files
-                    .insert(file.clone(), CachedFile::read(&file, &ns, modified, len));
+                let file = Arc::new(file.clone());
+                let read = CachedFile::read(&file, &ns, modified, len);
+                self.files.insert(file, read);
             }
             if let Some(c) = self.files.get(&file) {
                 resources.extend(c.resources.iter().cloned());
@@ -182,7 +189,7 @@ impl FileRegistry {
             }
             seen.insert(file);
         }
-        self.files.retain(|f, _| seen.contains(f));
+        self.files.retain(|f, _| seen.contains(&**f));
         (resources, diagnostics)
     }
 
@@ -309,7 +316,10 @@ impl FileRegistry {
         let mut clean = true;
         for (path, ns) in mine {
             let meta = std::fs::metadata(&path).ok().filter(|m| m.is_file());
-            let old = self.files.remove(&path);
+            let (key, old) = match self.files.remove_entry(&path) {
+                Some((key, old)) => (key, Some(old)),
+                None => (Arc::new(path.clone()), None),
+            };
             let new = match meta {
                 None => None,
                 Some(m) => {
@@ -317,10 +327,10 @@ impl FileRegistry {
                     match old {
                         // Touched but the same: nothing to do for this file.
                         Some(o) if o.is_current(modified, m.len()) => {
-                            self.files.insert(path, o);
+                            self.files.insert(key, o);
                             continue;
                         }
-                        _ => Some(CachedFile::read(&path, &ns, modified, m.len())),
+                        _ => Some(CachedFile::read(&key, &ns, modified, m.len())),
                     }
                 }
             };
@@ -332,7 +342,7 @@ impl FileRegistry {
             let old_resources = old.map(|o| o.resources).unwrap_or_default();
             if let Some(n) = new {
                 patches.push((old_resources, n.resources.clone(), Some(path.clone())));
-                self.files.insert(path, n);
+                self.files.insert(key, n);
             } else {
                 patches.push((old_resources, Vec::new(), None));
             }
@@ -448,6 +458,27 @@ mod tests {
     }
 
     use super::*;
+
+    #[test]
+    fn a_files_objects_and_its_cache_entry_share_one_path() {
+        let dir = std::env::temp_dir().join(format!("isthmus-reg-path-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("bar")).expect("tmp dir");
+        let pods = "apiVersion: v1\nkind: Pod\nmetadata: {name: a}\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: b}\n";
+        std::fs::write(dir.join("bar/p.yaml"), pods).expect("write");
+        let mut reg = FileRegistry::new("c1", &dir);
+        assert!(reg.reload());
+        let key = reg.files.keys().next().cloned().expect("one file");
+        assert_eq!(*key, dir.join("bar/p.yaml"));
+        let objects: Vec<_> = reg.current().resources.values().cloned().collect();
+        assert_eq!(objects.len(), 2);
+        assert!(objects.iter().all(|r| r
+            .origin
+            .file
+            .as_ref()
+            .is_some_and(|f| Arc::ptr_eq(f, &key))));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     const SE: &str = "apiVersion: networking.istio.io/v1alpha3\nkind: ServiceEntry\nmetadata:\n  name: httpbin-bar\n  namespace: foo\nspec:\n  hosts: [httpbin.bar.global]\n  ports:\n  - {name: http1, number: 8000, protocol: http}\n  resolution: DNS\n  endpoints:\n  - address: 198.18.0.2\n    ports: {http1: 15443}\n";
 
