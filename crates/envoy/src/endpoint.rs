@@ -11,7 +11,7 @@ use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 /// One weighted address.
-pub fn lb_endpoint(address: &str, port: u32, weight: u32) -> LbEndpoint {
+pub fn lb_endpoint(address: impl Into<String>, port: u32, weight: u32) -> LbEndpoint {
     LbEndpoint {
         host_identifier: Some(lb_endpoint::HostIdentifier::Endpoint(EnvoyEndpoint {
             address: Some(socket(address, port)),
@@ -102,7 +102,7 @@ pub fn load_assignment(
                 locality: locality_pb(locality),
                 lb_endpoints: eps
                     .into_iter()
-                    .map(|((a, p), w)| lb_endpoint(&a.to_string(), p, w))
+                    .map(|((a, p), w)| lb_endpoint(a.to_string(), p, w))
                     .collect(),
                 ..Default::default()
             })
@@ -133,7 +133,7 @@ pub fn local_assignment(
             by_locality
                 .entry(&e.origin.locality)
                 .or_default()
-                .push(lb_endpoint(&e.address.to_string(), *p, e.weight));
+                .push(lb_endpoint(e.address.to_string(), *p, e.weight));
         }
     }
     ClusterLoadAssignment {

@@ -39,11 +39,11 @@ pub fn any<T: Message + Name>(msg: &T) -> Any {
     }
 }
 
-/// A socket address.
-pub fn socket(address: &str, port: u32) -> Address {
+/// A socket address (taking an owned address as it is, without a second copy).
+pub fn socket(address: impl Into<String>, port: u32) -> Address {
     Address {
         address: Some(address::Address::SocketAddress(SocketAddress {
-            address: address.to_string(),
+            address: address.into(),
             port_specifier: Some(socket_address::PortSpecifier::PortValue(port)),
             ..Default::default()
         })),
