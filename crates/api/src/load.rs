@@ -127,10 +127,12 @@ fn load_text(text: &str, file: Option<Arc<PathBuf>>, default_namespace: &str) ->
     let mut out = Loaded::default();
     let mut shared = Shared::default();
     for (start_line, doc) in split_documents(text) {
+        // The document's text is kept by its origin, not copied for it.
+        let doc = Arc::new(doc);
         let origin = Origin {
             file: file.clone(),
             line: u32::try_from(start_line).unwrap_or(u32::MAX),
-            text: Some(Arc::new(doc.clone())),
+            text: Some(doc.clone()),
         };
         match parse_document(&doc, &origin, default_namespace) {
             Ok(None) => {}
