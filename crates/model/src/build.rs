@@ -290,11 +290,7 @@ impl MeshSnapshot {
                                     exported: true,
                                     resolution,
                                     location: se.spec.location.unwrap_or(Location::MeshExternal),
-                                    endpoints: {
-                                        let mut all = Endpoints::new();
-                                        all.add(endpoints.iter().cloned());
-                                        all
-                                    },
+                                    endpoints: Endpoints::sorted(endpoints.clone()),
                                     subject_alt_names: se.spec.subject_alt_names.clone(),
                                 };
                                 services.insert(host.clone(), Arc::new(svc));

@@ -226,12 +226,17 @@ impl Endpoints {
         Endpoints { runs, len }
     }
 
-    /// Adds `more` and puts the whole in (cluster, address) order, as one run (a stable
-    /// sort: what was first among equals stays first).
+    /// `endpoints` put in (cluster, address) order, as one run (a stable sort: what was
+    /// first among equals stays first).
+    pub fn sorted(mut endpoints: Vec<Endpoint>) -> Self {
+        endpoints
+            .sort_by(|a, b| (&a.origin.cluster, &a.address).cmp(&(&b.origin.cluster, &b.address)));
+        endpoints.into_iter().collect()
+    }
+
+    /// Adds `more` and puts the whole in (cluster, address) order, as [`Endpoints::sorted`].
     pub fn add(&mut self, more: impl IntoIterator<Item = Endpoint>) {
-        let mut all: Vec<Endpoint> = self.iter().cloned().chain(more).collect();
-        all.sort_by(|a, b| (&a.origin.cluster, &a.address).cmp(&(&b.origin.cluster, &b.address)));
-        *self = all.into_iter().collect();
+        *self = Self::sorted(self.iter().cloned().chain(more).collect());
     }
 }
 
