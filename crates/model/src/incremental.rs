@@ -576,11 +576,11 @@ pub fn namespace_build(ctx: &NamespaceContext, objects: &[Arc<Resource>]) -> Nam
                     != Some("false");
                 let origin = origins
                     .entry(OriginKey {
-                        network: Shared(info.network.clone()),
-                        identity: Shared(info.identity.clone()),
+                        network: ById(info.network.clone()),
+                        identity: ById(info.identity.clone()),
                         mtls_ready,
-                        labels: Shared(info.labels.clone()),
-                        ports: Shared(ports),
+                        labels: ById(info.labels.clone()),
+                        ports: ById(ports),
                     })
                     .or_insert_with_key(|k| {
                         Arc::new(EndpointOrigin {
@@ -615,25 +615,25 @@ pub fn namespace_build(ctx: &NamespaceContext, objects: &[Arc<Resource>]) -> Nam
 /// by address; the key holds them, so no address is reused while it is in the map.
 #[derive(PartialEq, Eq, Hash)]
 struct OriginKey {
-    network: Shared<str>,
-    identity: Shared<str>,
+    network: ById<str>,
+    identity: ById<str>,
     mtls_ready: bool,
-    labels: Shared<isthmus_api::Labels>,
-    ports: Shared<BTreeMap<String, u32>>,
+    labels: ById<isthmus_api::Labels>,
+    ports: ById<BTreeMap<String, u32>>,
 }
 
 /// A shared value that hashes and compares by which object it is.
-struct Shared<T: ?Sized>(Arc<T>);
+struct ById<T: ?Sized>(Arc<T>);
 
-impl<T: ?Sized> PartialEq for Shared<T> {
+impl<T: ?Sized> PartialEq for ById<T> {
     fn eq(&self, other: &Self) -> bool {
         Arc::ptr_eq(&self.0, &other.0)
     }
 }
 
-impl<T: ?Sized> Eq for Shared<T> {}
+impl<T: ?Sized> Eq for ById<T> {}
 
-impl<T: ?Sized> std::hash::Hash for Shared<T> {
+impl<T: ?Sized> std::hash::Hash for ById<T> {
     fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
         Arc::as_ptr(&self.0).cast::<()>().hash(h);
     }
