@@ -1,4 +1,4 @@
-//! Label maps (and label selectors), kept small.
+//! Label maps, label selectors and annotations, kept small.
 //!
 //! A `BTreeMap<String, String>` allocates a node of 544 bytes for even one label, and every
 //! Service, and every pod whose labels are its own (a StatefulSet's pods are), has a map.

@@ -28,12 +28,11 @@ pub struct ObjectMeta {
     pub annotations: Annotations,
 }
 
-/// Annotations: a string map that takes one pointer and no allocation when empty, as most
-/// objects' are (an empty `BTreeMap` in line takes 24 bytes in every object).
+/// Annotations: the same compact sorted map as [`Labels`], behind one pointer that is null
+/// when there are none, as most objects have (an empty map in line would take 16-24 bytes in
+/// every object).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-// The box is the point: one pointer in line where the map itself would take three words.
-#[allow(clippy::box_collection)]
-pub struct Annotations(Option<Box<BTreeMap<String, String>>>);
+pub struct Annotations(Option<Box<Labels>>);
 
 impl Annotations {
     /// The value of `key`.
@@ -51,21 +50,31 @@ impl Annotations {
         self.0.iter().flat_map(|m| m.iter())
     }
 
-    /// Sets `key` to `value`, returning the value it had.
+    /// Sets `key` to `value`, returning the value it had (the map is made again: annotations
+    /// are read far more often than they are set).
     pub fn insert(&mut self, key: String, value: String) -> Option<String> {
-        self.0.get_or_insert_with(Box::default).insert(key, value)
+        let mut map = self.0.as_ref().map(|m| m.to_map()).unwrap_or_default();
+        let old = map.insert(key, value);
+        *self = map.into();
+        old
+    }
+}
+
+impl From<Labels> for Annotations {
+    fn from(map: Labels) -> Self {
+        Annotations((!map.is_empty()).then(|| Box::new(map)))
     }
 }
 
 impl From<BTreeMap<String, String>> for Annotations {
     fn from(map: BTreeMap<String, String>) -> Self {
-        Annotations((!map.is_empty()).then(|| Box::new(map)))
+        Labels::from(map).into()
     }
 }
 
 impl<const N: usize> From<[(String, String); N]> for Annotations {
     fn from(pairs: [(String, String); N]) -> Self {
-        BTreeMap::from(pairs).into()
+        Labels::from(pairs).into()
     }
 }
 
@@ -78,9 +87,7 @@ impl Serialize for Annotations {
 impl<'de> Deserialize<'de> for Annotations {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         // `annotations:` with no value reads as none, as Kubernetes reads it.
-        Ok(Option::<BTreeMap<String, String>>::deserialize(d)?
-            .unwrap_or_default()
-            .into())
+        Ok(Labels::deserialize(d)?.into())
     }
 }
 
