@@ -1,77 +1,12 @@
 //! A cluster's objects read from a directory, keeping the last good version of every
-//! resource that a later edit broke.
+//! resource that a later edit broke: the file [`Source`].
 
-use crate::resources::Resources;
-use isthmus_api::{Diagnostic, KeyRef, Resource, ResourceKey};
-use std::collections::{BTreeMap, BTreeSet};
+use crate::source::{ClusterConfig, Event, Registry, Source};
+use crate::watch::Changes;
+use isthmus_api::{Diagnostic, KeyRef, Resource};
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-
-/// The objects of one cluster at one moment.
-#[derive(Debug, Clone, Default)]
-pub struct ClusterConfig {
-    /// The cluster (registry) name, such as `cluster1`.
-    pub cluster: String,
-    /// Resources in force, in key order.
-    pub resources: Resources,
-    /// Problems of the last read, including the ones for which a last good version is kept.
-    pub diagnostics: Vec<Diagnostic>,
-    /// This version's number: every read or applied change that alters the resources makes
-    /// a new one (unique in the process, so versions of different registries never match).
-    pub revision: u64,
-    /// When this version was patched from the one before by [`FileRegistry::apply`], the
-    /// keys it touched; `None` after a full read (compare everything).
-    pub last_change: Option<KeyChange>,
-}
-
-/// The keys one applied change touched (added, replaced or removed).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct KeyChange {
-    /// The revision the change was applied to.
-    pub from_revision: u64,
-    /// The keys.
-    pub keys: BTreeSet<ResourceKey>,
-}
-
-fn next_revision() -> u64 {
-    static REVISION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
-    REVISION.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-}
-
-impl ClusterConfig {
-    /// A configuration of `cluster` holding `resources` (of several with one key, the last),
-    /// as tools and tests build one from loaded objects.
-    pub fn with_resources(cluster: impl Into<String>, resources: Vec<Resource>) -> Self {
-        ClusterConfig {
-            cluster: cluster.into(),
-            resources: resources.into_iter().map(Arc::new).collect(),
-            revision: next_revision(),
-            ..Default::default()
-        }
-    }
-
-    /// The resources of one kind, without walking the others (keys sort by kind first).
-    pub fn of_kind<'a>(&'a self, kind: &str) -> impl Iterator<Item = &'a Arc<Resource>> + 'a {
-        self.keyed_from(kind, None)
-    }
-
-    /// The resources of one kind in one namespace, in name order, without walking the others.
-    pub fn of_kind_in<'a>(
-        &'a self,
-        kind: &str,
-        namespace: &str,
-    ) -> impl Iterator<Item = &'a Arc<Resource>> + 'a {
-        self.keyed_from(kind, Some(namespace))
-    }
-
-    fn keyed_from<'a>(
-        &'a self,
-        kind: &str,
-        namespace: Option<&str>,
-    ) -> impl Iterator<Item = &'a Arc<Resource>> + 'a {
-        self.resources.of_kind(kind, namespace).iter()
-    }
-}
 
 /// Whether a resource keeps its document's text once parsed: only the kinds whose problems
 /// can be found after parsing (Istio's resources, checked against each other when a
@@ -135,31 +70,82 @@ impl CachedFile {
     }
 }
 
-/// A registry backed by a directory of YAML files.
+/// A [`Source`] reading a directory of YAML files: one folder per namespace, files at the
+/// top in `default`.
 #[derive(Debug)]
-pub struct FileRegistry {
+pub struct FileSource {
     cluster: String,
     dir: PathBuf,
-    current: Arc<ClusterConfig>,
     /// What each file held when last read, by (modification time, length): an unchanged
     /// file is not parsed again, so one edit in a large registry costs one file. The key is
     /// the path the file's objects' origins share.
     files: std::collections::HashMap<Arc<PathBuf>, CachedFile>,
+    /// Whether a complete list was given (the first sync gives one).
+    listed: bool,
 }
 
-impl FileRegistry {
+/// A registry backed by a directory of YAML files: the file source and its store.
+pub type FileRegistry = Registry<FileSource>;
+
+impl Registry<FileSource> {
     /// A registry for `cluster` reading `dir`; call [`FileRegistry::reload`] to read it.
     pub fn new(cluster: impl Into<String>, dir: impl Into<PathBuf>) -> Self {
-        let cluster = cluster.into();
-        FileRegistry {
-            current: Arc::new(ClusterConfig {
-                cluster: cluster.clone(),
-                ..Default::default()
-            }),
-            cluster,
+        Registry::with_source(FileSource::new(cluster, dir))
+    }
+
+    /// The directory.
+    pub fn dir(&self) -> &Path {
+        self.source().dir()
+    }
+
+    /// Reads the whole directory again. A resource that is now invalid keeps its previous
+    /// good version (and its error is reported); a file that no longer parses at all keeps
+    /// every resource it had. Returns true when the resources in force changed.
+    pub fn reload(&mut self) -> bool {
+        self.sync(&Changes::everything())
+    }
+
+    /// Applies one burst of file changes (see [`FileSource`]'s sync). Returns true when the
+    /// resources in force changed.
+    pub fn apply(&mut self, changes: &Changes) -> bool {
+        self.sync(changes)
+    }
+}
+
+impl Source for FileSource {
+    fn cluster(&self) -> &str {
+        &self.cluster
+    }
+
+    /// When the changed files are known, only they are read and point events say what
+    /// they changed; when they are not (`rescan`, or the first sync), or a changed file has
+    /// problems, or problems are in force, or a resource key moves between files, the
+    /// whole directory is read and listed, with the last-good rules of a complete read.
+    fn sync(&mut self, store: &ClusterConfig, hint: &Changes) -> Vec<Event> {
+        if !self.listed || hint.rescan || !store.diagnostics.is_empty() {
+            return self.list(store);
+        }
+        match self.patch(store, hint) {
+            Some(events) => events,
+            None => self.list(store),
+        }
+    }
+}
+
+impl FileSource {
+    /// A source for `cluster` reading `dir`.
+    pub fn new(cluster: impl Into<String>, dir: impl Into<PathBuf>) -> Self {
+        FileSource {
+            cluster: cluster.into(),
             dir: dir.into(),
             files: std::collections::HashMap::new(),
+            listed: false,
         }
+    }
+
+    /// The directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
     }
 
     /// Reads the files that changed since the last call; the others come from the cache.
@@ -193,25 +179,10 @@ impl FileRegistry {
         (resources, diagnostics)
     }
 
-    /// The cluster name.
-    pub fn cluster(&self) -> &str {
-        &self.cluster
-    }
-
-    /// The directory.
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
-    /// The configuration in force, shared (snapshot builds hold it without copying).
-    pub fn current(&self) -> &Arc<ClusterConfig> {
-        &self.current
-    }
-
-    /// Reads the directory again. A resource that is now invalid keeps its previous good
-    /// version (and its error is reported); a file that no longer parses at all keeps every
-    /// resource it had. Returns true when the resources in force changed.
-    pub fn reload(&mut self) -> bool {
+    /// The whole directory as a complete list: duplicates reported (the first read wins),
+    /// and the last good version of what an error now hides kept from `store`.
+    fn list(&mut self, store: &ClusterConfig) -> Vec<Event> {
+        self.listed = true;
         let (mut loaded, mut loaded_diagnostics) = self.load();
         let mut duplicates = Vec::new();
         // In key order (a stable sort: the first read of a key stays first of its run).
@@ -233,7 +204,6 @@ impl FileRegistry {
             }
             unique.push(r);
         }
-        let mut next = Resources::from_sorted(unique);
         // Keep the last good version of what an error now hides.
         let broken_resources: BTreeSet<&str> = loaded_diagnostics
             .iter()
@@ -246,8 +216,12 @@ impl FileRegistry {
             .filter_map(|d| d.file.as_deref())
             .collect();
         let mut last_good = Vec::new();
-        for (key, prev) in &self.current.resources {
-            if next.get_ref(key).is_some() {
+        let mut fresh = unique.iter().peekable();
+        for (key, prev) in store.resources.iter() {
+            while fresh.peek().is_some_and(|r| KeyRef::of(r) < key) {
+                fresh.next();
+            }
+            if fresh.peek().is_some_and(|r| KeyRef::of(r) == key) {
                 continue;
             }
             let by_key = broken_resources.contains(key.to_string().as_str())
@@ -261,35 +235,19 @@ impl FileRegistry {
                 last_good.push(prev.clone());
             }
         }
-        next.insert_all(last_good);
-        let changed = next.len() != self.current.resources.len()
-            || next
-                .iter()
-                .zip(self.current.resources.iter())
-                .any(|((ka, a), (kb, b))| ka != kb || (!Arc::ptr_eq(a, b) && a.object != b.object));
         loaded_diagnostics.extend(duplicates);
-        self.current = Arc::new(ClusterConfig {
-            cluster: self.cluster.clone(),
-            resources: next,
-            diagnostics: loaded_diagnostics,
-            revision: next_revision(),
-            last_change: None,
-        });
-        changed
+        let mut events = Vec::with_capacity(unique.len() + last_good.len() + 3);
+        events.push(Event::Init);
+        events.extend(unique.into_iter().map(Event::InitApply));
+        events.extend(last_good.into_iter().map(Event::InitApply));
+        events.push(Event::InitDone);
+        events.push(Event::Problems(loaded_diagnostics));
+        events
     }
-}
 
-impl FileRegistry {
-    /// Applies one burst of file changes. When the changed files are known, only they are
-    /// read and the resources in force are patched; when they are not (`rescan`), or a
-    /// changed file has problems, or a resource key moves between files, the whole directory
-    /// is read as [`FileRegistry::reload`] does (whose last-good rules then apply). Returns
-    /// true when the resources in force changed.
-    pub fn apply(&mut self, changes: &crate::watch::Changes) -> bool {
-        // With problems in force (duplicates, last-good versions) the full rules decide.
-        if changes.rescan || !self.current.diagnostics.is_empty() {
-            return self.reload();
-        }
+    /// Point events for the files in `changes`, or `None` when only a complete read can be
+    /// sure (a changed file has problems, or a key moves between files).
+    fn patch(&mut self, store: &ClusterConfig, changes: &Changes) -> Option<Vec<Event>> {
         // (path, namespace) of the changed files below this registry's directory.
         let mine: Vec<(PathBuf, String)> = changes
             .paths
@@ -308,9 +266,6 @@ impl FileRegistry {
                 Some((p.clone(), ns.to_string()))
             })
             .collect();
-        if mine.is_empty() {
-            return false;
-        }
         // Read the changed files; (old, new) resources per file.
         let mut patches = Vec::new();
         let mut clean = true;
@@ -340,21 +295,30 @@ impl FileRegistry {
                 clean = false;
             }
             let old_resources = old.map(|o| o.resources).unwrap_or_default();
-            if let Some(n) = new {
-                patches.push((old_resources, n.resources.clone(), Some(path.clone())));
-                self.files.insert(key, n);
-            } else {
-                patches.push((old_resources, Vec::new(), None));
+            match new {
+                Some(mut n) => {
+                    // An object the store holds with the same content stays that object,
+                    // in the cache too.
+                    for r in &mut n.resources {
+                        if let Some(held) = store.resources.get_ref(KeyRef::of(r)) {
+                            if !Arc::ptr_eq(held, r) && held.object == r.object {
+                                *r = Arc::clone(held);
+                            }
+                        }
+                    }
+                    patches.push((old_resources, n.resources.clone()));
+                    self.files.insert(key, n);
+                }
+                None => patches.push((old_resources, Vec::new())),
             }
         }
         // A key the new version defines must be free, or the old version's own.
-        let mut freed = std::collections::HashSet::new();
-        for (old, _, _) in &patches {
+        let mut freed = BTreeSet::new();
+        for (old, _) in &patches {
             for r in old {
-                if self
-                    .current
+                if store
                     .resources
-                    .get(&r.key())
+                    .get_ref(KeyRef::of(r))
                     .is_some_and(|cur| Arc::ptr_eq(cur, r))
                 {
                     freed.insert(r.key());
@@ -362,10 +326,10 @@ impl FileRegistry {
             }
         }
         let mut claimed = std::collections::HashSet::new();
-        for (_, new, _) in &patches {
+        for (_, new) in &patches {
             for r in new {
                 let k = r.key();
-                if (self.current.resources.contains_key(&k) && !freed.contains(&k))
+                if (store.resources.contains_key(&k) && !freed.contains(&k))
                     || !claimed.insert(k)
                 {
                     clean = false;
@@ -373,49 +337,17 @@ impl FileRegistry {
             }
         }
         if !clean {
-            return self.reload();
+            return None;
         }
-        let mut changed = false;
-        let mut removed: BTreeMap<ResourceKey, Arc<Resource>> = BTreeMap::new();
-        let mut touched: BTreeSet<ResourceKey> = freed.iter().cloned().collect();
-        // Copied only if a snapshot build still holds the previous version.
-        let current = Arc::make_mut(&mut self.current);
-        let freed: BTreeSet<ResourceKey> = freed.into_iter().collect();
-        for r in current.resources.remove_all(&freed) {
-            removed.insert(r.key(), r);
+        let mut events: Vec<Event> = freed
+            .into_iter()
+            .filter(|k| !claimed.contains(k))
+            .map(Event::Delete)
+            .collect();
+        for (_, new) in patches {
+            events.extend(new.into_iter().map(Event::Apply));
         }
-        let mut inserted = Vec::new();
-        for (_, new, path) in patches {
-            let mut kept = Vec::with_capacity(new.len());
-            for r in new {
-                let k = r.key();
-                let r = match removed.remove(&k) {
-                    // Same content: keep the object the snapshot already knows, so that
-                    // what was built from it can be reused.
-                    Some(prev) if prev.object == r.object => prev,
-                    _ => {
-                        changed = true;
-                        r
-                    }
-                };
-                touched.insert(k);
-                inserted.push(r.clone());
-                kept.push(r);
-            }
-            if let Some(c) = path.and_then(|p| self.files.get_mut(&p)) {
-                c.resources = kept;
-            }
-        }
-        current.resources.insert_all(inserted);
-        let changed = changed || !removed.is_empty();
-        if changed {
-            current.last_change = Some(KeyChange {
-                from_revision: current.revision,
-                keys: touched,
-            });
-            current.revision = next_revision();
-        }
-        changed
+        Some(events)
     }
 }
 
@@ -458,6 +390,7 @@ mod tests {
     }
 
     use super::*;
+    use isthmus_api::ResourceKey;
 
     #[test]
     fn a_files_objects_and_its_cache_entry_share_one_path() {
@@ -468,7 +401,7 @@ mod tests {
         std::fs::write(dir.join("bar/p.yaml"), pods).expect("write");
         let mut reg = FileRegistry::new("c1", &dir);
         assert!(reg.reload());
-        let key = reg.files.keys().next().cloned().expect("one file");
+        let key = reg.source().files.keys().next().cloned().expect("one file");
         assert_eq!(*key, dir.join("bar/p.yaml"));
         let objects: Vec<_> = reg.current().resources.values().cloned().collect();
         assert_eq!(objects.len(), 2);
