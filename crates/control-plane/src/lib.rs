@@ -4,9 +4,9 @@
 
 use isthmus_ca::{Authority, CaService, CredentialKey};
 use isthmus_model::automation::{generate as generate_service_entries, ExportDefault};
-use isthmus_model::{MeshSnapshot, SnapshotInput};
+use isthmus_model::{ConfigKey, ConfigsUpdated, MeshBuilder, MeshSnapshot, SnapshotInput};
 use isthmus_registry::{watch_dirs, FileRegistry};
-use isthmus_xds::{AdsServer, XdsStatus};
+use isthmus_xds::{AdsServer, MeshUpdate, XdsStatus};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -99,13 +99,13 @@ fn se_json(se: &isthmus_api::networking::ServiceEntry) -> serde_json::Value {
     v
 }
 
-fn build(
+/// What the next snapshot is built from (the stores, with the ServiceEntries the automation
+/// generates added to the local cluster's), and the ServiceEntries as `get` shows them.
+fn snapshot_input(
     config: &Config,
     registries: &[FileRegistry],
     remotes: &[FileRegistry],
-    version: u64,
-    cache: &Arc<isthmus_model::incremental::BuildCache>,
-) -> (MeshSnapshot, Vec<SeView>) {
+) -> (SnapshotInput, Vec<SeView>) {
     let remote_configs: Vec<&isthmus_registry::ClusterConfig> =
         remotes.iter().map(|r| r.current().as_ref()).collect();
     let mut views = Vec::new();
@@ -155,16 +155,34 @@ fn build(
         vip_range: config.vip_range,
         export_default: config.export_default,
         egress_gateway: config.egress_gateway.clone(),
-        cache: Some(cache.clone()),
+        cache: None,
     };
-    let snapshot = MeshSnapshot::build(&input, version);
+    (input, views)
+}
+
+/// Adds the VIP the snapshot allocated to each generated ServiceEntry's explanation.
+fn explain_vips(views: &mut [SeView], snapshot: &MeshSnapshot) {
     for v in views.iter_mut().filter(|v| v.generated) {
         let host = v.object["spec"]["hosts"][0].as_str().unwrap_or_default();
         if let Some(vip) = snapshot.services.get(host).and_then(|s| s.vip.clone()) {
             v.explanation.push_str(&format!("; VIP {vip}"));
         }
     }
-    (snapshot, views)
+}
+
+/// Adds to `configs` the keys a registry's sync changed (as its store's last change says);
+/// a complete read makes them unknown.
+fn note_change(configs: &mut ConfigsUpdated, registry: &FileRegistry) {
+    let ConfigsUpdated::Keys(keys) = configs else {
+        return;
+    };
+    match &registry.current().last_change {
+        Some(change) => keys.extend(change.keys.iter().map(|k| ConfigKey {
+            cluster: registry.cluster().to_string(),
+            key: k.clone(),
+        })),
+        None => *configs = ConfigsUpdated::Unknown,
+    }
 }
 
 /// The label Istio puts on remote-cluster credential Secrets.
@@ -299,20 +317,24 @@ pub async fn run(config: Config) -> Result<(), ControlPlaneError> {
         .collect();
     let (mut watcher, mut changes) = watch_dirs(&dirs, Duration::from_millis(200))?;
     reconcile_linked(&config, &mut registries, &mut watcher);
-    let mut version = 1;
     // Kept across rebuilds: a change rebuilds only the namespaces it touches.
-    let cache = Arc::new(isthmus_model::incremental::BuildCache::default());
-    let (first, first_views) = build(&config, &registries, &remotes, version, &cache);
+    let mut builder = MeshBuilder::new();
+    let (input, mut first_views) = snapshot_input(&config, &registries, &remotes);
+    let (first, first_push) = builder.apply(&input, ConfigsUpdated::Unknown);
+    explain_vips(&mut first_views, &first);
     let (views_tx, views_rx) = watch::channel(first_views);
     let mut seen = Vec::new();
     report(&first, &mut seen);
     tracing::info!(
         services = first.services.len(),
-        version,
+        version = first.version,
         "initial mesh snapshot"
     );
     let trust_domain = first.mesh.trust_domain.clone();
-    let (snap_tx, snap_rx) = watch::channel(Arc::new(first));
+    let (snap_tx, snap_rx) = watch::channel(MeshUpdate {
+        snapshot: first,
+        push: first_push,
+    });
     // Problems are published on every read, also when they leave the snapshot unchanged
     // (an invalid edit keeps the last good resource, so nothing is pushed).
     let (diag_tx, diag_rx) = watch::channel(seen.clone());
@@ -321,32 +343,52 @@ pub async fn run(config: Config) -> Result<(), ControlPlaneError> {
         while let Some(burst) = changes.recv().await {
             let started = std::time::Instant::now();
             let mut changed = false;
+            let mut configs = ConfigsUpdated::Keys(Default::default());
             for r in registries.iter_mut().chain(remotes.iter_mut()) {
-                changed |= r.apply(&burst);
+                if r.apply(&burst) {
+                    changed = true;
+                    note_change(&mut configs, r);
+                }
             }
-            changed |= reconcile_linked(&cfg, &mut registries, &mut watcher);
+            if reconcile_linked(&cfg, &mut registries, &mut watcher) {
+                changed = true;
+                configs = ConfigsUpdated::Unknown;
+            }
             let reload_ms = started.elapsed().as_secs_f64() * 1e3;
-            let (next, views) = build(&cfg, &registries, &remotes, version + 1, &cache);
+            let (input, mut views) = snapshot_input(&cfg, &registries, &remotes);
+            if !changed {
+                // Nothing in force changed: report the read's problems, push nothing.
+                let checked = builder.check(&input);
+                explain_vips(&mut views, &checked);
+                views_tx.send_replace(views);
+                report(&checked, &mut seen);
+                diag_tx.send_replace(seen.clone());
+                continue;
+            }
+            let (next, push) = builder.apply(&input, configs);
             let build_ms = started.elapsed().as_secs_f64() * 1e3 - reload_ms;
+            explain_vips(&mut views, &next);
             views_tx.send_replace(views);
             report(&next, &mut seen);
             diag_tx.send_replace(seen.clone());
-            if changed {
-                version += 1;
-                let mut next = next;
-                next.endpoint_delta = next.endpoints_only_change_from(&snap_tx.borrow());
-                tracing::info!(
-                    services = next.services.len(),
-                    version,
-                    reload_ms = format!("{reload_ms:.1}"),
-                    build_ms = format!("{build_ms:.1}"),
-                    namespaces_rebuilt = next.reuse.namespaces_built,
-                    services_rebuilt = next.reuse.services_built,
-                    endpoints_only = next.endpoint_delta.as_ref().map(|d| d.hosts.len()),
-                    "registry changed, pushing new snapshot"
-                );
-                let _ = snap_tx.send(Arc::new(next));
-            }
+            tracing::info!(
+                services = next.services.len(),
+                version = next.version,
+                reload_ms = format!("{reload_ms:.1}"),
+                build_ms = format!("{build_ms:.1}"),
+                namespaces_rebuilt = next.reuse.namespaces_built,
+                services_rebuilt = next.reuse.services_built,
+                endpoints_only = (!push.full).then_some(push.endpoints.len()),
+                configs_updated = match &push.configs_updated {
+                    ConfigsUpdated::Keys(k) => k.len().to_string(),
+                    ConfigsUpdated::Unknown => "all".to_string(),
+                },
+                "registry changed, pushing new snapshot"
+            );
+            let _ = snap_tx.send(MeshUpdate {
+                snapshot: next,
+                push,
+            });
         }
     });
 
@@ -357,7 +399,7 @@ pub async fn run(config: Config) -> Result<(), ControlPlaneError> {
                 &config.dns_templates,
             ))
         };
-        let (table_tx, table_rx) = watch::channel(table(&snap_rx.borrow()));
+        let (table_tx, table_rx) = watch::channel(table(&snap_rx.borrow().snapshot));
         let udp = tokio::net::UdpSocket::bind(addr)
             .await
             .map_err(|source| isthmus_dns::DnsError::Bind { addr, source })?;
@@ -373,8 +415,10 @@ pub async fn run(config: Config) -> Result<(), ControlPlaneError> {
         let templates = config.dns_templates.clone();
         tokio::spawn(async move {
             while snaps.changed().await.is_ok() {
-                let next =
-                    isthmus_dns::NameTable::from_snapshot(&snaps.borrow_and_update(), &templates);
+                let next = isthmus_dns::NameTable::from_snapshot(
+                    &snaps.borrow_and_update().snapshot,
+                    &templates,
+                );
                 table_tx.send_replace(Arc::new(next));
             }
         });

@@ -1,7 +1,7 @@
 //! CDS: outbound clusters per service port and subset, inbound clusters per workload port,
 //! and the passthrough and black-hole clusters.
 
-use crate::names::{self, outbound_cluster};
+use crate::names;
 use crate::pb::*;
 use crate::tls::{upstream_mtls, PeerIdentity};
 use isthmus_api::enums::{Resolution, TlsMode};
@@ -20,6 +20,31 @@ pub struct OutboundTarget<'a> {
     pub subset: String,
     /// Subset labels.
     pub labels: BTreeMap<String, String>,
+}
+
+impl OutboundTarget<'_> {
+    /// The cluster this target is generated as.
+    pub fn key(&self) -> names::ClusterKey {
+        names::ClusterKey {
+            port: self.port,
+            subset: self.subset.clone(),
+            host: self.service.hostname.clone(),
+        }
+    }
+}
+
+/// Every outbound target (service port x subset) visible to `proxy`, by the name of the
+/// cluster it is generated as: how EDS and the service of each cluster are found without
+/// reading names back.
+pub type TargetsByName<'a> =
+    std::collections::HashMap<String, (OutboundTarget<'a>, Option<&'a Subset>)>;
+
+/// [`outbound_targets`] by cluster name.
+pub fn targets_by_name<'a>(snapshot: &'a MeshSnapshot, proxy: &Proxy) -> TargetsByName<'a> {
+    outbound_targets(snapshot, proxy)
+        .into_iter()
+        .map(|(t, subset)| (t.key().to_string(), (t, subset)))
+        .collect()
 }
 
 /// The TLS mode a DestinationRule sets for a target (subset policy, then rule policy), if
@@ -119,11 +144,15 @@ pub fn outbound_targets<'a>(
     out
 }
 
-/// All clusters of a sidecar.
-pub fn sidecar_clusters(snapshot: &MeshSnapshot, proxy: &Proxy) -> Vec<Cluster> {
-    let mut out: Vec<Cluster> = outbound_targets(snapshot, proxy)
-        .into_iter()
-        .map(|(t, subset)| outbound(snapshot, proxy, &t, subset))
+/// All clusters of a sidecar, whose outbound targets are `targets`.
+pub fn sidecar_clusters(
+    snapshot: &MeshSnapshot,
+    proxy: &Proxy,
+    targets: &TargetsByName<'_>,
+) -> Vec<Cluster> {
+    let mut out: Vec<Cluster> = targets
+        .values()
+        .map(|(t, subset)| outbound(snapshot, proxy, t, *subset))
         .collect();
     for port in inbound_ports(snapshot, proxy) {
         out.push(static_cluster(
@@ -164,7 +193,8 @@ pub fn outbound(
     t: &OutboundTarget<'_>,
     subset: Option<&Subset>,
 ) -> Cluster {
-    let name = outbound_cluster(t.port, &t.subset, &t.service.hostname);
+    let key = t.key();
+    let name = key.to_string();
     let mut c = Cluster {
         name: name.clone(),
         connect_timeout: Some(seconds(10)),
@@ -178,10 +208,7 @@ pub fn outbound(
             eds_config: Some(ads()),
             service_name: name.clone(),
         });
-        c.transport_socket = Some(crate::funnel::sidecar_tls(
-            snapshot,
-            &names::sni(t.port, &t.subset, &t.service.hostname),
-        ));
+        c.transport_socket = Some(crate::funnel::sidecar_tls(snapshot, &key.sni()));
         return c;
     }
     match t.service.resolution {
@@ -233,7 +260,7 @@ pub fn outbound(
     }
     if let Some(TlsMode::IstioMutual) = tls_mode(snapshot, proxy, t.service, subset) {
         c.transport_socket = Some(upstream_mtls(
-            &names::sni(t.port, &t.subset, &t.service.hostname),
+            &key.sni(),
             &peer_identity(snapshot, t.service),
         ));
     }

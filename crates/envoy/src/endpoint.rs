@@ -3,8 +3,7 @@
 //! endpoints behind them (per locality). Endpoints that cannot take mTLS are never sent
 //! through a gateway, and a network without a gateway is unreachable.
 
-use crate::cluster::{outbound_targets, OutboundTarget};
-use crate::names::parse_outbound;
+use crate::cluster::{OutboundTarget, TargetsByName};
 use crate::pb::*;
 use isthmus_model::{Address, Endpoint, MeshSnapshot, Proxy};
 use std::borrow::Cow;
@@ -162,25 +161,19 @@ fn locality_pb(l: &str) -> Option<Locality> {
     })
 }
 
-/// EDS for every EDS cluster among `clusters`.
+/// EDS for every EDS cluster among `clusters`, whose targets are `targets`.
 pub fn for_clusters(
     snapshot: &MeshSnapshot,
     proxy: &Proxy,
     clusters: &[Cluster],
+    targets: &TargetsByName<'_>,
 ) -> Vec<ClusterLoadAssignment> {
-    let targets = outbound_targets(snapshot, proxy);
-    // By (port, subset, host): a scan per cluster would be quadratic in the mesh's size.
-    let by_name: std::collections::HashMap<(u32, &str, &str), &OutboundTarget<'_>> = targets
-        .iter()
-        .map(|(t, _)| ((t.port, t.subset.as_str(), t.service.hostname.as_str()), t))
-        .collect();
     clusters
         .iter()
         .filter(|c| c.eds_cluster_config.is_some())
         .filter_map(|c| {
-            let (port, subset, host) = parse_outbound(&c.name)?;
-            let t = *by_name.get(&(port, subset, host))?;
-            if crate::funnel::funnelled(snapshot, proxy, t.service, port) {
+            let (t, _) = targets.get(&c.name)?;
+            if crate::funnel::funnelled(snapshot, proxy, t.service, t.port) {
                 return Some(crate::funnel::sidecar_assignment(snapshot, proxy, &c.name));
             }
             Some(load_assignment(snapshot, proxy, t, &c.name))

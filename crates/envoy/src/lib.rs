@@ -20,6 +20,7 @@ pub mod tls;
 use isthmus_model::{MeshSnapshot, NodeKind, Proxy};
 use pb::{Any, Cluster, ClusterLoadAssignment, Listener, RouteConfiguration};
 use prost::{Message, Name};
+use std::sync::Arc;
 
 /// Type URL of clusters.
 pub const CLUSTER_TYPE: &str = "type.googleapis.com/envoy.config.cluster.v3.Cluster";
@@ -45,6 +46,11 @@ pub struct ProxyResources {
     pub listeners: Vec<Listener>,
     /// RDS.
     pub routes: Vec<RouteConfiguration>,
+    /// For a sidecar, the service host each outbound cluster (by name) was generated for:
+    /// the CDS and EDS resources of that name belong to that service, and are what changes
+    /// when only its endpoints move. Recorded as generation makes them (from
+    /// [`names::ClusterKey`]), never read back from names.
+    pub services: std::collections::HashMap<String, Arc<str>>,
 }
 
 /// One resource, encoded, with its name.
@@ -52,6 +58,9 @@ pub struct ProxyResources {
 pub struct NamedResource {
     /// Resource name.
     pub name: String,
+    /// The service it was generated for (outbound clusters and their endpoints of a
+    /// sidecar), if any.
+    pub service: Option<Arc<str>>,
     /// The packed resource.
     pub resource: Any,
 }
@@ -59,23 +68,32 @@ pub struct NamedResource {
 impl ProxyResources {
     /// The resources of one type URL, packed; unknown type URLs give none.
     pub fn of_type(&self, type_url: &str) -> Vec<NamedResource> {
-        fn pack<T: Message + Name>(items: &[T], name: impl Fn(&T) -> String) -> Vec<NamedResource> {
+        fn pack<T: Message + Name>(
+            items: &[T],
+            name: impl Fn(&T) -> String,
+            services: &std::collections::HashMap<String, Arc<str>>,
+        ) -> Vec<NamedResource> {
             items
                 .iter()
-                .map(|i| NamedResource {
-                    name: name(i),
-                    resource: Any {
-                        type_url: T::type_url(),
-                        value: i.encode_to_vec(),
-                    },
+                .map(|i| {
+                    let name = name(i);
+                    NamedResource {
+                        service: services.get(&name).cloned(),
+                        name,
+                        resource: Any {
+                            type_url: T::type_url(),
+                            value: i.encode_to_vec(),
+                        },
+                    }
                 })
                 .collect()
         }
+        let none = std::collections::HashMap::new();
         match type_url {
-            CLUSTER_TYPE => pack(&self.clusters, |c| c.name.clone()),
-            ENDPOINT_TYPE => pack(&self.endpoints, |c| c.cluster_name.clone()),
-            LISTENER_TYPE => pack(&self.listeners, |l| l.name.clone()),
-            ROUTE_TYPE => pack(&self.routes, |r| r.name.clone()),
+            CLUSTER_TYPE => pack(&self.clusters, |c| c.name.clone(), &self.services),
+            ENDPOINT_TYPE => pack(&self.endpoints, |c| c.cluster_name.clone(), &self.services),
+            LISTENER_TYPE => pack(&self.listeners, |l| l.name.clone(), &none),
+            ROUTE_TYPE => pack(&self.routes, |r| r.name.clone(), &none),
             _ => Vec::new(),
         }
     }
@@ -89,32 +107,53 @@ pub fn sidecar_service_resources(
     proxy: &Proxy,
     hosts: &std::collections::BTreeSet<String>,
 ) -> ProxyResources {
+    let mut targets = cluster::targets_by_name(snapshot, proxy);
+    targets.retain(|_, (t, _)| hosts.contains(&t.service.hostname));
     let mut out = ProxyResources {
-        clusters: cluster::outbound_targets(snapshot, proxy)
-            .into_iter()
-            .filter(|(t, _)| hosts.contains(&t.service.hostname))
-            .map(|(t, subset)| cluster::outbound(snapshot, proxy, &t, subset))
+        clusters: targets
+            .values()
+            .map(|(t, subset)| cluster::outbound(snapshot, proxy, t, *subset))
             .collect(),
         ..Default::default()
     };
-    out.endpoints = endpoint::for_clusters(snapshot, proxy, &out.clusters);
+    out.endpoints = endpoint::for_clusters(snapshot, proxy, &out.clusters, &targets);
+    out.services = services_of(&targets);
     out.clusters.sort_by(|a, b| a.name.cmp(&b.name));
     out.endpoints
         .sort_by(|a, b| a.cluster_name.cmp(&b.cluster_name));
     out
 }
 
+/// Each outbound cluster's service host, by cluster name.
+fn services_of(
+    targets: &cluster::TargetsByName<'_>,
+) -> std::collections::HashMap<String, Arc<str>> {
+    let mut hosts: std::collections::HashMap<&str, Arc<str>> = std::collections::HashMap::new();
+    targets
+        .iter()
+        .map(|(name, (t, _))| {
+            let host = hosts
+                .entry(t.service.hostname.as_str())
+                .or_insert_with(|| Arc::from(t.service.hostname.as_str()))
+                .clone();
+            (name.clone(), host)
+        })
+        .collect()
+}
+
 /// Generates everything `proxy` needs from `snapshot`.
 pub fn generate(snapshot: &MeshSnapshot, proxy: &Proxy) -> ProxyResources {
     let mut out = match proxy.id.kind {
         NodeKind::Sidecar => {
+            let targets = cluster::targets_by_name(snapshot, proxy);
             let mut r = ProxyResources {
-                clusters: cluster::sidecar_clusters(snapshot, proxy),
+                clusters: cluster::sidecar_clusters(snapshot, proxy, &targets),
                 listeners: listener::sidecar_listeners(snapshot, proxy),
                 routes: route::outbound_routes(snapshot, proxy),
                 ..Default::default()
             };
-            r.endpoints = endpoint::for_clusters(snapshot, proxy, &r.clusters);
+            r.endpoints = endpoint::for_clusters(snapshot, proxy, &r.clusters, &targets);
+            r.services = services_of(&targets);
             r
         }
         NodeKind::Router => gateway::router_resources(snapshot, proxy),

@@ -1,5 +1,31 @@
 //! Istio's names for generated resources.
 
+/// What an outbound cluster is for: one port of one service, all its endpoints or one
+/// subset. Generation makes names from it (never the other way round): its `Display` is the
+/// cluster name `outbound|PORT|SUBSET|HOST`, [`ClusterKey::sni`] the SNI.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ClusterKey {
+    /// The service port.
+    pub port: u32,
+    /// The subset, empty for all endpoints.
+    pub subset: String,
+    /// The service's host name.
+    pub host: String,
+}
+
+impl ClusterKey {
+    /// The SNI sidecars send for this cluster: `outbound_.PORT_.SUBSET_.HOST`.
+    pub fn sni(&self) -> String {
+        sni(self.port, &self.subset, &self.host)
+    }
+}
+
+impl std::fmt::Display for ClusterKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "outbound|{}|{}|{}", self.port, self.subset, self.host)
+    }
+}
+
 /// `outbound|PORT|SUBSET|HOST`.
 pub fn outbound_cluster(port: u32, subset: &str, host: &str) -> String {
     format!("outbound|{port}|{subset}|{host}")
@@ -64,6 +90,21 @@ pub mod ports {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_cluster_key_names_its_cluster_and_sni() {
+        let k = ClusterKey {
+            port: 8000,
+            subset: "v1".into(),
+            host: "httpbin.bar.global".into(),
+        };
+        assert_eq!(
+            k.to_string(),
+            outbound_cluster(8000, "v1", "httpbin.bar.global")
+        );
+        assert_eq!(k.to_string(), "outbound|8000|v1|httpbin.bar.global");
+        assert_eq!(k.sni(), "outbound_.8000_.v1_.httpbin.bar.global");
+    }
 
     #[test]
     fn names_round_trip() {

@@ -2,21 +2,25 @@
 //! services, endpoints (with cluster, network, locality, labels and identity), network
 //! gateways, traffic rules and mTLS policy. Envoy generation reads only this.
 //!
-//! Data flows one way: registries -> [`MeshSnapshot::build`] -> per-proxy generation.
+//! Data flows one way: registries' stores -> [`MeshBuilder::apply`] (a snapshot and the
+//! [`PushRequest`] saying what it changed) -> per-proxy generation.
 
 pub mod automation;
 pub mod build;
-pub mod delta;
+pub mod builder;
 pub mod host;
 pub mod incremental;
 pub mod pod;
 pub mod policy;
 pub mod proxy;
+pub mod push;
 pub mod service;
 pub mod snapshot;
 
+pub use builder::MeshBuilder;
 pub use host::{fqdn, host_matches};
 pub use proxy::{NodeId, NodeKind, Proxy, ProxyError};
+pub use push::{ConfigKey, ConfigsUpdated, PushRequest};
 pub use service::{Address, Endpoint, Endpoints, Port, Service, ServiceOrigin};
 pub use snapshot::{
     binds_gateway, MeshSnapshot, NetworkGateway, PodInfo, SnapshotInput, VipRange, VipRangeError,

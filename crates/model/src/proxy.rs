@@ -129,7 +129,7 @@ impl Proxy {
 }
 
 /// How traffic reaches the sidecar.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Interception {
     /// iptables redirect to 15001/15006.
     Redirect,

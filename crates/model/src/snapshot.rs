@@ -177,9 +177,6 @@ pub struct MeshSnapshot {
     /// Mesh VirtualService hosts that name no service, with the index of their
     /// VirtualService (see [`MeshSnapshot::serviceless_mesh_hosts`]).
     pub serviceless: Vec<(String, usize)>,
-    /// Set by whoever publishes snapshots: when only some services' endpoints changed since
-    /// the previous version, which ones (so that proxies' configuration can be patched).
-    pub endpoint_delta: Option<crate::delta::EndpointDelta>,
     /// DestinationRules with their namespaces.
     pub destination_rules: Vec<Scoped<DestinationRule>>,
     /// VirtualServices with their namespaces.

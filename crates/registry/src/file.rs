@@ -329,9 +329,7 @@ impl FileSource {
         for (_, new) in &patches {
             for r in new {
                 let k = r.key();
-                if (store.resources.contains_key(&k) && !freed.contains(&k))
-                    || !claimed.insert(k)
-                {
+                if (store.resources.contains_key(&k) && !freed.contains(&k)) || !claimed.insert(k) {
                     clean = false;
                 }
             }

@@ -10,7 +10,7 @@ pub mod source;
 pub mod watch;
 
 pub use file::{FileRegistry, FileSource};
-pub use source::{ClusterConfig, Event, KeyChange, Registry, Source, Writer};
 pub use isthmus_api::KeyRef;
 pub use resources::Resources;
+pub use source::{ClusterConfig, Event, KeyChange, Registry, Source, Writer};
 pub use watch::{unwatch, watch_dirs, watch_more, Changes, WatchError};

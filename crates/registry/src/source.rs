@@ -235,9 +235,9 @@ fn relist(base: &Resources, mut listed: Vec<Arc<Resource>>) -> Resources {
 /// Whether two sets hold the same objects (the same `Arc`, or equal content).
 fn same_objects(a: &Resources, b: &Resources) -> bool {
     a.len() == b.len()
-        && a.values()
-            .zip(b.values())
-            .all(|(x, y)| Arc::ptr_eq(x, y) || (KeyRef::of(x) == KeyRef::of(y) && x.object == y.object))
+        && a.values().zip(b.values()).all(|(x, y)| {
+            Arc::ptr_eq(x, y) || (KeyRef::of(x) == KeyRef::of(y) && x.object == y.object)
+        })
 }
 
 /// A source and the store it writes: one cluster's registry.

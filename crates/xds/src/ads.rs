@@ -5,10 +5,10 @@ use crate::service::{AdsService, Requests, ResponseTx, StreamHandler};
 use crate::state::{StreamProxy, PUSH_ORDER};
 use crate::status::XdsStatus;
 use crate::wire::WireMessage;
+use crate::MeshUpdate;
 use bytes::Bytes;
 use envoy_types::pb::envoy::service::discovery::v3::DeltaDiscoveryRequest;
 use futures::StreamExt;
-use isthmus_model::MeshSnapshot;
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -18,14 +18,14 @@ use tonic::Status;
 /// The ADS server: every stream follows `snapshots`.
 #[derive(Debug, Clone)]
 pub struct AdsServer {
-    snapshots: watch::Receiver<Arc<MeshSnapshot>>,
+    snapshots: watch::Receiver<MeshUpdate>,
     status: Arc<XdsStatus>,
     cache: crate::cache::ResourceCache,
 }
 
 impl AdsServer {
     /// A server following `snapshots`, recording into `status`.
-    pub fn new(snapshots: watch::Receiver<Arc<MeshSnapshot>>, status: Arc<XdsStatus>) -> Self {
+    pub fn new(snapshots: watch::Receiver<MeshUpdate>, status: Arc<XdsStatus>) -> Self {
         AdsServer {
             snapshots,
             status,
@@ -124,7 +124,7 @@ type Tx = ResponseTx;
 async fn sotw_stream(
     input: &mut Requests<SotwRequest>,
     tx: &Tx,
-    snapshots: &mut watch::Receiver<Arc<MeshSnapshot>>,
+    snapshots: &mut watch::Receiver<MeshUpdate>,
     status: &Arc<XdsStatus>,
     cache: crate::cache::ResourceCache,
 ) -> Result<(), Status> {
@@ -165,7 +165,7 @@ async fn sotw_stream(
                     w.all = w.sorted.is_empty() || w.sorted.iter().any(|n| &**n == "*");
                     respond = true;
                 }
-                if w.sent_version != snapshot.version && !req.response_nonce.is_empty() {
+                if w.sent_version != snapshot.version() && !req.response_nonce.is_empty() {
                     respond = true;
                 }
                 if respond {
@@ -205,7 +205,7 @@ async fn sotw_stream(
 async fn send(
     tx: &Tx,
     proxy: &mut StreamProxy,
-    snapshot: &Arc<MeshSnapshot>,
+    snapshot: &MeshUpdate,
     type_url: &str,
     w: &mut Watch,
     nonce: u64,
@@ -233,7 +233,7 @@ async fn send(
     let (changed, added) = differences(&current, held);
     let removed_any = w.held + added != current.len();
     if !full && changed.is_empty() && !removed_any {
-        w.sent_version = snapshot.version;
+        w.sent_version = snapshot.version();
         w.base = Some(encoded.clone());
         return Ok(());
     }
@@ -270,7 +270,7 @@ fn differences<'a>(
 
 async fn respond(
     tx: &Tx,
-    snapshot: &Arc<MeshSnapshot>,
+    snapshot: &MeshUpdate,
     type_url: &str,
     w: &mut Watch,
     nonce: u64,
@@ -278,8 +278,13 @@ async fn respond(
     resources: Vec<Bytes>,
 ) -> Result<(), Status> {
     w.nonce = nonce.to_string();
-    w.sent_version = snapshot.version;
-    let resp = WireMessage::sotw(&snapshot.version.to_string(), type_url, &w.nonce, resources);
+    w.sent_version = snapshot.version();
+    let resp = WireMessage::sotw(
+        &snapshot.version().to_string(),
+        type_url,
+        &w.nonce,
+        resources,
+    );
     status.pushes.fetch_add(1, Ordering::Relaxed);
     tx.send(Ok(resp))
         .await
@@ -293,7 +298,7 @@ async fn respond(
 async fn push_patch(
     tx: &Tx,
     encoded: &Arc<crate::cache::Encoded>,
-    snapshot: &Arc<MeshSnapshot>,
+    snapshot: &MeshUpdate,
     type_url: &str,
     w: &mut Watch,
     nonce: u64,
@@ -317,7 +322,7 @@ async fn push_patch(
     }
     w.base = Some(encoded.clone());
     if changed.is_empty() {
-        w.sent_version = snapshot.version;
+        w.sent_version = snapshot.version();
         return Some(Ok(()));
     }
     let resources = changed.iter().map(|r| r.entry.clone()).collect();

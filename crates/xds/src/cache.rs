@@ -1,16 +1,17 @@
 //! Resources encoded once per snapshot version and shared by every stream whose proxy
-//! generates the same bytes. Generation depends on a proxy's kind, namespace, labels,
-//! cluster, network, network views, interception and router mode, and on its IP only when
-//! that IP is an endpoint of the snapshot (inbound listeners and clusters) or when listeners
-//! bind it (no capture): that tuple is the cache key.
+//! generates the same bytes: the cache key is a [`ProxyShape`], what of a proxy can
+//! influence its resources (Istio's `clusterCache` key). What a stream gets at a new version
+//! is decided from the version's push request ([`PushRequest`], Istio's `ProxyNeedsPush`):
+//! generated again, patched (a sidecar after an endpoints-only change: those services'
+//! clusters and endpoints generated again), or kept (nothing a proxy receives changed).
 
 use crate::state::PUSH_ORDER;
+use crate::MeshUpdate;
 use bytes::{Bytes, BytesMut};
 use envoy_types::pb::google::protobuf::Any;
-use isthmus_envoy::names::parse_outbound;
 use isthmus_envoy::{generate, sidecar_service_resources, ProxyResources};
 use isthmus_model::proxy::Interception;
-use isthmus_model::{Address, MeshSnapshot, NodeKind, Proxy};
+use isthmus_model::{Address, MeshSnapshot, NodeId, NodeKind, Proxy, PushRequest};
 use prost::Message;
 use std::collections::hash_map::DefaultHasher;
 use std::collections::{BTreeSet, HashMap};
@@ -27,6 +28,8 @@ pub struct EncodedResource {
     pub entry: Bytes,
     /// Where the encoded `Any` starts in `entry`.
     any_at: usize,
+    /// The service it was generated for (a sidecar's outbound clusters and endpoints).
+    pub service: Option<Arc<str>>,
     /// A hash of the bytes (the delta protocol's resource version, in hex on the wire).
     pub version: u64,
 }
@@ -44,6 +47,7 @@ impl EncodedResource {
             name: Arc::from(name),
             entry: Bytes::new(),
             any_at: 0,
+            service: None,
             version,
         }
     }
@@ -93,6 +97,7 @@ fn encode(res: &ProxyResources, type_url: &str) -> (Vec<EncodedResource>, Bytes)
         r.resource.value.hash(&mut h);
         spans.push((
             Arc::<str>::from(r.name),
+            r.service,
             start..buf.len(),
             any_at,
             h.finish(),
@@ -101,10 +106,11 @@ fn encode(res: &ProxyResources, type_url: &str) -> (Vec<EncodedResource>, Bytes)
     let whole = buf.freeze();
     let list = spans
         .into_iter()
-        .map(|(name, span, any_at, hash)| EncodedResource {
+        .map(|(name, service, span, any_at, hash)| EncodedResource {
             name,
             entry: whole.slice(span),
             any_at,
+            service,
             version: hash,
         })
         .collect();
@@ -146,7 +152,7 @@ impl Encoded {
             }
             let mut old: HashMap<Arc<str>, u64> = HashMap::new();
             by_type[i].retain(|r| {
-                let hit = parse_outbound(&r.name).is_some_and(|(_, _, host)| hosts.contains(host));
+                let hit = r.service.as_deref().is_some_and(|s| hosts.contains(s));
                 if hit {
                     old.insert(r.name.clone(), r.version);
                 }
@@ -264,15 +270,112 @@ pub fn held_versions<'a>(
 
 type Cell = Arc<std::sync::OnceLock<Arc<Encoded>>>;
 
+/// What of a proxy can influence the resources generated for it: the per-proxy cache key
+/// (Istio's `clusterCache` key). Made from a [`Proxy`] by naming every field, so a field
+/// added to `Proxy` or [`NodeId`] does not compile until it is placed here or said not to
+/// matter.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ProxyShape {
+    /// Sidecar or router.
+    pub kind: NodeKind,
+    /// Its namespace (Sidecar scoping, DestinationRule lookup).
+    pub namespace: String,
+    /// Its pod's labels (Gateway selectors, Sidecar selectors).
+    pub labels: std::collections::BTreeMap<String, String>,
+    /// Its cluster.
+    pub cluster: String,
+    /// Its network.
+    pub network: String,
+    /// The networks it reaches directly.
+    pub network_views: Vec<String>,
+    /// How traffic reaches it.
+    pub interception: Interception,
+    /// Whether it is a network's east-west gateway.
+    pub router_mode_sni_dnat: bool,
+    /// Its IP, only when that IP changes the output: when it is an endpoint of the snapshot
+    /// (inbound listeners and clusters) or when listeners bind it (no capture).
+    pub ip: Option<String>,
+}
+
+impl ProxyShape {
+    /// The shape of `proxy`; `ip_is_endpoint` says whether its IP is one of the snapshot's
+    /// endpoints in its cluster.
+    pub fn of(proxy: &Proxy, ip_is_endpoint: bool) -> ProxyShape {
+        let Proxy {
+            id:
+                NodeId {
+                    kind,
+                    ip,
+                    // Names of the pod, read only to find it in the registry.
+                    pod: _,
+                    namespace,
+                    domain: _,
+                },
+            cluster,
+            network,
+            labels,
+            // Identity is the workload certificate's business, not its configuration's.
+            service_account: _,
+            interception,
+            router_mode_sni_dnat,
+            network_views,
+        } = proxy;
+        let ip_matters = *interception == Interception::None || ip_is_endpoint;
+        ProxyShape {
+            kind: *kind,
+            namespace: namespace.clone(),
+            labels: labels.clone(),
+            cluster: cluster.clone(),
+            network: network.clone(),
+            network_views: network_views.clone(),
+            interception: *interception,
+            router_mode_sni_dnat: *router_mode_sni_dnat,
+            ip: ip_matters.then(|| ip.clone()),
+        }
+    }
+}
+
+/// What a proxy shape gets at a new version, from the version's push request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refresh {
+    /// Generated again from the snapshot.
+    Generate,
+    /// The previous version's resources with the clusters and endpoints of the services
+    /// whose endpoints moved generated again.
+    Patch,
+    /// The previous version's resources as they are: nothing it receives changed.
+    Keep,
+}
+
+impl Refresh {
+    /// Istio's `ProxyNeedsPush` for one shape: a full push regenerates; an endpoints-only
+    /// push patches a sidecar whose own IP is not an endpoint (one that is has inbound
+    /// configuration from endpoints) and regenerates the rest; a push that changed nothing
+    /// proxies receive keeps what they have.
+    pub fn for_shape(push: &PushRequest, shape: &ProxyShape) -> Refresh {
+        if push.full {
+            Refresh::Generate
+        } else if push.endpoints.is_empty() {
+            Refresh::Keep
+        } else if shape.kind == NodeKind::Sidecar && shape.ip.is_none() {
+            Refresh::Patch
+        } else {
+            Refresh::Generate
+        }
+    }
+}
+
 #[derive(Default)]
 struct Generation {
     version: u64,
     /// Every endpoint's (cluster, address).
     endpoint_ips: EndpointIps,
-    entries: HashMap<String, Cell>,
-    /// The previous version's entries, kept while the current version only moved some
-    /// services' endpoints: sidecars' resources are then patched, not generated again.
-    previous: HashMap<String, Cell>,
+    entries: HashMap<ProxyShape, Cell>,
+    /// The previous version's entries, kept while the current version changed no more than
+    /// some services' endpoints: they are patched or kept, not generated again.
+    previous: HashMap<ProxyShape, Cell>,
+    /// The hosts whose endpoints the current version moved.
+    moved: Arc<BTreeSet<String>>,
 }
 
 fn ip_hash(cluster: &str, address: &Address) -> u64 {
@@ -321,14 +424,13 @@ impl EndpointIps {
     /// (from `before`, those services as they were).
     fn apply(
         &mut self,
-        before: &[Arc<isthmus_model::Service>],
+        before: &std::collections::BTreeMap<String, Arc<isthmus_model::Service>>,
         after: &MeshSnapshot,
-        hosts: &BTreeSet<String>,
     ) {
-        for svc in before {
+        for svc in before.values() {
             self.remove(svc);
         }
-        for host in hosts {
+        for host in before.keys() {
             if let Some(svc) = after.services.get(host) {
                 self.add(svc);
             }
@@ -352,6 +454,7 @@ pub struct ResourceCache {
 struct Counts {
     generated: std::sync::atomic::AtomicU64,
     patched: std::sync::atomic::AtomicU64,
+    kept: std::sync::atomic::AtomicU64,
 }
 
 /// How a cache made the resource sets it served.
@@ -361,6 +464,8 @@ pub struct CacheStats {
     pub generated: u64,
     /// Patched from the previous version (only some services' endpoints moved).
     pub patched: u64,
+    /// Kept from the previous version (nothing the shape receives changed).
+    pub kept: u64,
 }
 
 impl std::fmt::Debug for ResourceCache {
@@ -370,33 +475,32 @@ impl std::fmt::Debug for ResourceCache {
 }
 
 impl ResourceCache {
-    /// The encoded resources of `proxy` at `snapshot`, generated by the first stream that
-    /// asks and shared with every stream whose key is the same.
-    pub fn get(&self, snapshot: &MeshSnapshot, proxy: &Proxy) -> Arc<Encoded> {
-        let (cell, base) = {
+    /// The encoded resources of `proxy` at `update`, made by the first stream that asks
+    /// (generated, patched or kept as the update's push request says for its shape) and
+    /// shared with every stream of the same shape.
+    pub fn get(&self, update: &MeshUpdate, proxy: &Proxy) -> Arc<Encoded> {
+        let snapshot = &update.snapshot;
+        let push = &update.push;
+        let (cell, base, refresh, moved) = {
             let Ok(mut g) = self.inner.lock() else {
                 return Arc::new(Encoded::new(snapshot, proxy));
             };
             if g.version != snapshot.version {
                 let started = std::time::Instant::now();
                 // A new snapshot: the old entries go (streams keep what they hold), or stay
-                // as the base to patch when only endpoints moved since.
-                let delta = snapshot
-                    .endpoint_delta
-                    .as_ref()
-                    .filter(|d| d.from_version == g.version && g.version != 0);
+                // as the base to patch or keep when no more than endpoints moved since.
+                let follows = !push.full && push.from_version == g.version && g.version != 0;
                 let old = std::mem::take(&mut g.entries);
-                g.previous = if delta.is_some() { old } else { HashMap::new() };
+                g.previous = if follows { old } else { HashMap::new() };
                 g.version = snapshot.version;
-                let how = match delta {
-                    Some(d) => {
-                        g.endpoint_ips.apply(&d.previous, snapshot, &d.hosts);
-                        "patched"
-                    }
-                    None => {
-                        g.endpoint_ips = EndpointIps::of(snapshot);
-                        "built"
-                    }
+                let how = if follows {
+                    g.endpoint_ips.apply(&push.endpoints, snapshot);
+                    g.moved = Arc::new(push.endpoint_hosts());
+                    "patched"
+                } else {
+                    g.endpoint_ips = EndpointIps::of(snapshot);
+                    g.moved = Arc::default();
+                    "built"
                 };
                 tracing::debug!(
                     version = snapshot.version,
@@ -405,36 +509,35 @@ impl ResourceCache {
                 );
             }
             // A hash collision only makes the key more specific, never wrong.
-            let ip_matters = proxy.interception == Interception::None
-                || g.endpoint_ips.contains(&proxy.cluster, &proxy.id.ip);
-            let key = format!(
-                "{:?}|{}|{:?}|{}|{}|{:?}|{:?}|{}|{}",
-                proxy.id.kind,
-                proxy.id.namespace,
-                proxy.labels,
-                proxy.cluster,
-                proxy.network,
-                proxy.network_views,
-                proxy.interception,
-                proxy.router_mode_sni_dnat,
-                if ip_matters { proxy.id.ip.as_str() } else { "" }
-            );
-            let base = match &snapshot.endpoint_delta {
-                Some(_) if proxy.id.kind == NodeKind::Sidecar && !ip_matters => {
-                    g.previous.get(&key).and_then(|c| c.get().cloned())
+            let ip_is_endpoint = g.endpoint_ips.contains(&proxy.cluster, &proxy.id.ip);
+            let shape = ProxyShape::of(proxy, ip_is_endpoint);
+            let refresh = Refresh::for_shape(push, &shape);
+            let base = match refresh {
+                Refresh::Generate => None,
+                Refresh::Patch | Refresh::Keep => {
+                    g.previous.get(&shape).and_then(|c| c.get().cloned())
                 }
-                _ => None,
             };
-            (g.entries.entry(key).or_default().clone(), base)
+            let moved = g.moved.clone();
+            (
+                g.entries.entry(shape).or_default().clone(),
+                base,
+                refresh,
+                moved,
+            )
         };
         cell.get_or_init(|| {
             let started = std::time::Instant::now();
             use std::sync::atomic::Ordering::Relaxed;
-            let (e, how) = match (base, &snapshot.endpoint_delta) {
-                (Some(prev), Some(delta)) => {
+            let (e, how) = match (base, refresh) {
+                (Some(prev), Refresh::Keep) => {
+                    self.counts.kept.fetch_add(1, Relaxed);
+                    return prev;
+                }
+                (Some(prev), Refresh::Patch) => {
                     self.counts.patched.fetch_add(1, Relaxed);
                     (
-                        Encoded::patched(&prev, snapshot, proxy, &delta.hosts),
+                        Encoded::patched(&prev, snapshot, proxy, &moved),
                         "patched the changed services of",
                     )
                 }
@@ -461,6 +564,7 @@ impl ResourceCache {
         CacheStats {
             generated: self.counts.generated.load(Relaxed),
             patched: self.counts.patched.load(Relaxed),
+            kept: self.counts.kept.load(Relaxed),
         }
     }
 

@@ -5,9 +5,9 @@ use crate::service::Requests;
 use crate::state::{StreamProxy, PUSH_ORDER};
 use crate::status::XdsStatus;
 use crate::wire::{DeltaEntry, WireMessage};
+use crate::MeshUpdate;
 use envoy_types::pb::envoy::service::discovery::v3::DeltaDiscoveryRequest;
 use futures::StreamExt;
-use isthmus_model::MeshSnapshot;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -70,7 +70,7 @@ fn is_wildcard_type(type_url: &str) -> bool {
 pub async fn delta_stream(
     input: &mut Requests<DeltaDiscoveryRequest>,
     tx: &Tx,
-    snapshots: &mut watch::Receiver<Arc<MeshSnapshot>>,
+    snapshots: &mut watch::Receiver<MeshUpdate>,
     status: &Arc<XdsStatus>,
     cache: crate::cache::ResourceCache,
 ) -> Result<(), Status> {
@@ -97,7 +97,7 @@ pub async fn delta_stream(
                         status.nack(id, &req.type_url, &err.message);
                         tracing::warn!(proxy = %proxy.node, type_url = %req.type_url, error = %err.message, "Envoy rejected configuration (NACK)");
                     } else {
-                        status.ack(id, &req.type_url, &snapshot.version.to_string());
+                        status.ack(id, &req.type_url, &snapshot.version().to_string());
                     }
                 }
                 if first_for_type {
@@ -178,7 +178,7 @@ fn delta_resource(r: &crate::cache::EncodedResource) -> DeltaEntry<'_> {
 async fn push(
     tx: &Tx,
     proxy: &mut StreamProxy,
-    snapshot: &Arc<MeshSnapshot>,
+    snapshot: &MeshUpdate,
     type_url: &str,
     sub: &mut Subscription,
     nonce: u64,
@@ -278,7 +278,7 @@ async fn push(
 #[allow(clippy::too_many_arguments)]
 async fn respond(
     tx: &Tx,
-    snapshot: &Arc<MeshSnapshot>,
+    snapshot: &MeshUpdate,
     type_url: &str,
     sub: &mut Subscription,
     nonce: u64,
@@ -295,7 +295,7 @@ async fn respond(
 /// Sends the response `build` makes from the snapshot version and the nonce.
 async fn send(
     tx: &Tx,
-    snapshot: &Arc<MeshSnapshot>,
+    snapshot: &MeshUpdate,
     sub: &mut Subscription,
     nonce: u64,
     status: &XdsStatus,
@@ -304,7 +304,7 @@ async fn send(
     sub.answered = true;
     sub.nonce = nonce.to_string();
     status.pushes.fetch_add(1, Ordering::Relaxed);
-    let resp = build(&snapshot.version.to_string(), &sub.nonce);
+    let resp = build(&snapshot.version().to_string(), &sub.nonce);
     tx.send(Ok(resp))
         .await
         .map_err(|_| Status::cancelled("stream closed"))

@@ -2,9 +2,10 @@
 //! at the current snapshot (generated once per snapshot version).
 
 use crate::cache::{Encoded, ResourceCache};
+use crate::MeshUpdate;
 use envoy_types::pb::envoy::config::core::v3::Node;
 use envoy_types::pb::google::protobuf::value::Kind;
-use isthmus_model::{MeshSnapshot, NodeId, Proxy};
+use isthmus_model::{NodeId, Proxy};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use tonic::Status;
@@ -55,12 +56,13 @@ impl StreamProxy {
         })
     }
 
-    /// Regenerates when the snapshot moved on.
-    pub fn refresh(&mut self, snapshot: &Arc<MeshSnapshot>) -> Arc<Encoded> {
-        if self.version != snapshot.version || self.version == 0 {
-            let proxy: Proxy = snapshot.proxy(&self.node, &self.metadata);
-            self.resources = self.cache.get(snapshot, &proxy);
-            self.version = snapshot.version;
+    /// Regenerates (or patches, or keeps) when the snapshot moved on, as its push request
+    /// says.
+    pub fn refresh(&mut self, update: &MeshUpdate) -> Arc<Encoded> {
+        if self.version != update.version() || self.version == 0 {
+            let proxy: Proxy = update.snapshot.proxy(&self.node, &self.metadata);
+            self.resources = self.cache.get(update, &proxy);
+            self.version = update.version();
         }
         self.resources.clone()
     }

@@ -9,8 +9,9 @@ use envoy_types::pb::envoy::service::discovery::v3::{
 };
 use envoy_types::pb::google::protobuf::{value::Kind, Struct, Value};
 use envoy_types::pb::google::rpc::Status as RpcStatus;
-use isthmus_model::{MeshSnapshot, SnapshotInput};
+use isthmus_model::{ConfigsUpdated, MeshSnapshot, PushRequest, SnapshotInput};
 use isthmus_registry::FileRegistry;
+use isthmus_xds::MeshUpdate;
 use isthmus_xds::{AdsServer, XdsStatus};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -47,12 +48,12 @@ fn snapshot(version: u64, with_se: bool) -> Arc<MeshSnapshot> {
 
 struct Server {
     client: AggregatedDiscoveryServiceClient<Channel>,
-    snapshots: watch::Sender<Arc<MeshSnapshot>>,
+    snapshots: watch::Sender<MeshUpdate>,
     status: Arc<XdsStatus>,
 }
 
 async fn serve() -> Server {
-    let (snapshots, rx) = watch::channel(snapshot(1, true));
+    let (snapshots, rx) = watch::channel(MeshUpdate::full(snapshot(1, true)));
     let status = Arc::new(XdsStatus::default());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -152,7 +153,9 @@ async fn sotw_acks_nacks_stale_nonces_and_pushes_on_change() {
     assert!(srv.status.metrics().contains("isthmus_xds_acks_total 1"));
 
     // A change is pushed with a new version and a new nonce; the ServiceEntry's cluster is gone.
-    srv.snapshots.send(snapshot(2, false)).expect("push");
+    srv.snapshots
+        .send(MeshUpdate::full(snapshot(2, false)))
+        .expect("push");
     let second = next(&mut stream).await;
     assert_eq!(second.version_info, "2");
     assert_ne!(second.nonce, first.nonce);
@@ -179,14 +182,18 @@ async fn sotw_acks_nacks_stale_nonces_and_pushes_on_change() {
     assert!(json.contains("bad cluster"), "{json}");
 
     // The next good snapshot is pushed again after a NACK.
-    srv.snapshots.send(snapshot(3, true)).expect("push");
+    srv.snapshots
+        .send(MeshUpdate::full(snapshot(3, true)))
+        .expect("push");
     let third = next(&mut stream).await;
     assert_eq!(third.version_info, "3");
     assert!(names(&third).contains(&HTTPBIN.to_string()));
 
     // A new snapshot version whose resources are the same for this proxy is not pushed.
     tx.send(req("3", &third.nonce, None)).await.expect("ack");
-    srv.snapshots.send(snapshot(4, true)).expect("push");
+    srv.snapshots
+        .send(MeshUpdate::full(snapshot(4, true)))
+        .expect("push");
     nothing(&mut stream).await;
 
     // Closing the stream removes the proxy from the status.
@@ -237,7 +244,9 @@ fn moved(version: u64, ip: &str) -> MeshSnapshot {
 async fn an_endpoint_move_pushes_only_that_services_endpoints() {
     let mut srv = serve().await;
     let v1 = Arc::new(moved(1, "127.0.1.1"));
-    srv.snapshots.send(v1.clone()).expect("v1");
+    srv.snapshots
+        .send(MeshUpdate::full(v1.clone()))
+        .expect("v1");
     let (tx, rx) = mpsc::channel(8);
     let mut stream = srv
         .client
@@ -271,10 +280,15 @@ async fn an_endpoint_move_pushes_only_that_services_endpoints() {
         .expect("ack");
     nothing(&mut stream).await;
 
-    let mut v2 = moved(2, "127.0.1.7");
-    v2.endpoint_delta = v2.endpoints_only_change_from(&v1);
-    assert!(v2.endpoint_delta.is_some());
-    srv.snapshots.send(Arc::new(v2)).expect("v2");
+    let v2 = Arc::new(moved(2, "127.0.1.7"));
+    let push = PushRequest::between(&v1, &v2, ConfigsUpdated::Unknown);
+    assert!(!push.full, "only endpoints moved");
+    srv.snapshots
+        .send(MeshUpdate {
+            snapshot: v2,
+            push: Arc::new(push),
+        })
+        .expect("v2");
     let push = next(&mut stream).await;
     assert_eq!(
         push.type_url, EDS,
@@ -417,7 +431,9 @@ async fn delta_wildcard_named_subscriptions_unsubscribe_and_removals() {
 
     // Removing the ServiceEntry: CDS names the removed cluster and re-sends nothing that did
     // not change; EDS has no subscription left, so it gets nothing.
-    srv.snapshots.send(snapshot(2, false)).expect("push");
+    srv.snapshots
+        .send(MeshUpdate::full(snapshot(2, false)))
+        .expect("push");
     let cds2 = next(&mut stream).await;
     assert_eq!(cds2.type_url, CDS);
     assert_eq!(cds2.removed_resources, vec![HTTPBIN.to_string()]);
@@ -438,7 +454,9 @@ async fn delta_wildcard_named_subscriptions_unsubscribe_and_removals() {
     tx.send(ack(EDS, &eds2.nonce)).await.expect("ack");
 
     // Bringing it back re-sends it.
-    srv.snapshots.send(snapshot(3, true)).expect("push");
+    srv.snapshots
+        .send(MeshUpdate::full(snapshot(3, true)))
+        .expect("push");
     let cds3 = next(&mut stream).await;
     assert_eq!(delta_names(&cds3), vec![HTTPBIN.to_string()]);
     assert!(srv.status.metrics().contains("isthmus_xds_nacks_total 0"));

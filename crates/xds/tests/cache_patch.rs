@@ -2,9 +2,10 @@
 //! previous version instead of generated again; the patched set must be exactly what a full
 //! generation gives.
 
-use isthmus_model::{MeshSnapshot, NodeId, SnapshotInput};
+use isthmus_model::{ConfigsUpdated, MeshSnapshot, NodeId, PushRequest, SnapshotInput};
 use isthmus_registry::{ClusterConfig, FileRegistry};
 use isthmus_xds::cache::ResourceCache;
+use isthmus_xds::MeshUpdate;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -37,10 +38,10 @@ fn listing(e: &isthmus_xds::cache::Encoded) -> Vec<(String, u64)> {
 #[test]
 fn a_moved_endpoint_patches_the_sidecar_exactly_as_a_full_generation_would() {
     let before = registry();
-    let v1 = snapshot(&before, 1);
+    let v1 = MeshUpdate::full(Arc::new(snapshot(&before, 1)));
     // A sidecar in bar that is not itself an endpoint.
     let id = NodeId::parse("sidecar~127.0.9.9~client-0.bar~bar.svc.cluster.local").expect("id");
-    let proxy = v1.proxy(&id, &Default::default());
+    let proxy = v1.snapshot.proxy(&id, &Default::default());
     let cache = ResourceCache::default();
     let first = cache.get(&v1, &proxy);
 
@@ -59,19 +60,24 @@ fn a_moved_endpoint_patches_the_sidecar_exactly_as_a_full_generation_would() {
     }
     assert!(!old_ip.is_empty(), "the pod had an address");
     after.resources.insert(key, Arc::new(pod));
-    let mut v2 = snapshot(&after, 2);
-    let delta = v2
-        .endpoints_only_change_from(&v1)
-        .expect("only endpoints moved");
+    let v2 = Arc::new(snapshot(&after, 2));
+    let push = PushRequest::between(&v1.snapshot, &v2, ConfigsUpdated::Unknown);
+    assert!(!push.full, "only endpoints moved");
     assert_eq!(
-        delta.hosts.iter().map(String::as_str).collect::<Vec<_>>(),
+        push.endpoints
+            .keys()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
         ["httpbin.bar.svc.cluster.local"]
     );
-    v2.endpoint_delta = Some(delta);
+    let v2 = MeshUpdate {
+        snapshot: v2,
+        push: Arc::new(push),
+    };
 
     let patched = cache.get(&v2, &proxy);
     assert_eq!(cache.stats().patched, 1, "{:?}", cache.stats());
-    let full = ResourceCache::default().get(&v2, &proxy);
+    let full = ResourceCache::default().get(&MeshUpdate::full(v2.snapshot.clone()), &proxy);
     assert_eq!(listing(&patched), listing(&full));
     assert_ne!(listing(&patched), listing(&first), "the endpoint did move");
     for t in isthmus_xds::state::PUSH_ORDER {
@@ -100,14 +106,15 @@ fn a_moved_endpoint_patches_the_sidecar_exactly_as_a_full_generation_would() {
     let at = |ip: &str| {
         let id =
             NodeId::parse(&format!("sidecar~{ip}~client-0.bar~bar.svc.cluster.local")).expect("id");
-        v2.proxy(&id, &Default::default())
+        v2.snapshot.proxy(&id, &Default::default())
     };
     assert!(Arc::ptr_eq(&cache.get(&v2, &at(&old_ip)), &patched));
     assert!(!Arc::ptr_eq(&cache.get(&v2, &at("127.0.3.9")), &patched));
     let fresh = ResourceCache::default();
-    let plain = fresh.get(&v2, &proxy);
-    assert!(Arc::ptr_eq(&fresh.get(&v2, &at(&old_ip)), &plain));
-    assert!(!Arc::ptr_eq(&fresh.get(&v2, &at("127.0.3.9")), &plain));
+    let v2_full = MeshUpdate::full(v2.snapshot.clone());
+    let plain = fresh.get(&v2_full, &proxy);
+    assert!(Arc::ptr_eq(&fresh.get(&v2_full, &at(&old_ip)), &plain));
+    assert!(!Arc::ptr_eq(&fresh.get(&v2_full, &at("127.0.3.9")), &plain));
 
     // Anything else changing (a rule) is not an endpoint-only delta.
     let mut with_rule = after.clone();
@@ -119,8 +126,26 @@ fn a_moved_endpoint_patches_the_sidecar_exactly_as_a_full_generation_would() {
     for r in dr.resources {
         with_rule.resources.insert(r.key(), Arc::new(r));
     }
-    assert_eq!(
-        snapshot(&with_rule, 3).endpoints_only_change_from(&v2),
-        None
+    assert!(
+        PushRequest::between(
+            &v2.snapshot,
+            &snapshot(&with_rule, 3),
+            ConfigsUpdated::Unknown
+        )
+        .full
     );
+
+    // A version that changed nothing a proxy receives keeps every shape's set as it is.
+    let v3 = MeshUpdate {
+        snapshot: Arc::new(snapshot(&after, 3)),
+        push: Arc::new(PushRequest::between(
+            &v2.snapshot,
+            &snapshot(&after, 3),
+            ConfigsUpdated::Unknown,
+        )),
+    };
+    assert!(v3.push.is_empty(), "{:?}", v3.push);
+    let kept = cache.get(&v3, &proxy);
+    assert!(Arc::ptr_eq(&kept, &patched), "kept, not generated again");
+    assert_eq!(cache.stats().kept, 1, "{:?}", cache.stats());
 }

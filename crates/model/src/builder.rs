@@ -1,0 +1,120 @@
+//! The one place snapshots are made: a [`MeshBuilder`] owns the build cache, the version
+//! counter and the last snapshot, and turns each change of the stores into a new snapshot
+//! and the typed [`PushRequest`] that says what it changed.
+
+use crate::incremental::BuildCache;
+use crate::push::{ConfigsUpdated, PushRequest};
+use crate::snapshot::{MeshSnapshot, SnapshotInput};
+use std::sync::Arc;
+
+/// Makes snapshots one after another, reusing what an earlier build computed.
+#[derive(Debug, Default)]
+pub struct MeshBuilder {
+    cache: Arc<BuildCache>,
+    last: Option<Arc<MeshSnapshot>>,
+}
+
+impl MeshBuilder {
+    /// A builder that has built nothing yet.
+    pub fn new() -> Self {
+        MeshBuilder::default()
+    }
+
+    /// The last snapshot [`MeshBuilder::apply`] made.
+    pub fn last(&self) -> Option<&Arc<MeshSnapshot>> {
+        self.last.as_ref()
+    }
+
+    /// Builds the next version from `input` (whose own `cache` is ignored: the builder's is
+    /// used) and says what it changed from the last one; `configs_updated` is what the
+    /// sources reported.
+    pub fn apply(
+        &mut self,
+        input: &SnapshotInput,
+        configs_updated: ConfigsUpdated,
+    ) -> (Arc<MeshSnapshot>, Arc<PushRequest>) {
+        let version = self.last.as_ref().map_or(1, |s| s.version + 1);
+        let next = Arc::new(self.build(input, version));
+        let push = match &self.last {
+            Some(prev) => PushRequest::between(prev, &next, configs_updated),
+            None => PushRequest::initial(version),
+        };
+        self.last = Some(next.clone());
+        (next, Arc::new(push))
+    }
+
+    /// Builds from `input` at the last version without making it the last snapshot: what a
+    /// read that changed nothing in force reports (its problems), without a push.
+    pub fn check(&self, input: &SnapshotInput) -> MeshSnapshot {
+        self.build(input, self.last.as_ref().map_or(0, |s| s.version))
+    }
+
+    fn build(&self, input: &SnapshotInput, version: u64) -> MeshSnapshot {
+        let input = SnapshotInput {
+            cache: Some(self.cache.clone()),
+            ..input.clone()
+        };
+        MeshSnapshot::build(&input, version)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use isthmus_registry::ClusterConfig;
+
+    fn input(yaml: &str) -> SnapshotInput {
+        let loaded = isthmus_api::load_str(yaml, None, "ns");
+        assert!(!loaded.has_errors(), "{:?}", loaded.diagnostics);
+        SnapshotInput {
+            local_cluster: "c1".into(),
+            local_network: "n1".into(),
+            clusters: vec![Arc::new(ClusterConfig::with_resources(
+                "c1",
+                loaded.resources,
+            ))],
+            ..Default::default()
+        }
+    }
+
+    const SVC: &str = "apiVersion: v1\nkind: Service\nmetadata: {name: a}\nspec:\n  selector: {app: a}\n  ports: [{name: http, port: 80}]\n";
+
+    fn pod(ip: &str) -> String {
+        format!("---\napiVersion: v1\nkind: Pod\nmetadata: {{name: a-1, labels: {{app: a}}}}\nstatus: {{podIP: {ip}}}\n")
+    }
+
+    #[test]
+    fn versions_advance_and_each_push_says_what_changed() {
+        let mut b = MeshBuilder::new();
+        let (first, push) = b.apply(
+            &input(&format!("{SVC}{}", pod("10.0.0.1"))),
+            ConfigsUpdated::Unknown,
+        );
+        assert_eq!(first.version, 1);
+        assert!(push.full && push.from_version == 0);
+
+        let (second, push) = b.apply(
+            &input(&format!("{SVC}{}", pod("10.0.0.2"))),
+            ConfigsUpdated::Unknown,
+        );
+        assert_eq!(second.version, 2);
+        assert!(!push.full, "{push:?}");
+        assert_eq!(
+            push.endpoint_hosts().into_iter().collect::<Vec<_>>(),
+            ["a.ns.svc.cluster.local"]
+        );
+        assert_eq!(push.from_version, 1);
+
+        let other_port = SVC.replace("port: 80", "port: 81");
+        let (_, push) = b.apply(
+            &input(&format!("{other_port}{}", pod("10.0.0.2"))),
+            ConfigsUpdated::Unknown,
+        );
+        assert!(push.full, "a port change is not an endpoint change");
+
+        // A check builds at the last version and changes nothing.
+        let checked = b.check(&input(SVC));
+        assert_eq!(checked.version, 3);
+        assert_eq!(b.last().map(|s| s.version), Some(3));
+    }
+}
