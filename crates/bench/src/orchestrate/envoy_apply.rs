@@ -1,0 +1,370 @@
+//! `isthmus bench envoy`: what applying the generated configuration costs a real Envoy. For
+//! each mesh size, a control plane and one sidecar agent with its Envoy run in a network
+//! namespace of their own (created and removed here; nothing touches the host's interfaces);
+//! the time from starting the agent until Envoy is LIVE with every cluster warm and its
+//! listeners in place is measured, with and without an Istio `Sidecar` that limits the proxy
+//! to its own namespace's services.
+
+use super::write_scoping_sidecar;
+use crate::error::BenchError;
+use crate::generate::{self, Shape};
+use crate::svg;
+use isthmus_lab::{netns, process};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// What `bench envoy` measures.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnvoyOptions {
+    /// The `isthmus` binary: the control plane, the agent and `lab http-get` in the namespace.
+    pub exe: PathBuf,
+    /// Service counts (one cluster).
+    pub services: Vec<u32>,
+    /// Endpoints per service.
+    pub endpoints: u32,
+    /// Envoy binary (default: `envoy` on PATH, then .venv/bin/envoy).
+    pub envoy: Option<PathBuf>,
+    /// Working directory.
+    pub work: PathBuf,
+    /// Where to write the charts (`envoy-apply.svg`, `envoy-memory.svg`), if anywhere.
+    pub out: Option<PathBuf>,
+}
+
+/// One measurement.
+#[derive(Debug, Clone, PartialEq)]
+struct Applied {
+    services: u32,
+    scoped: bool,
+    ready: Duration,
+    clusters: u64,
+    listeners: u64,
+    memory_mb: f64,
+}
+
+/// Removes the namespace and whatever runs in it, also on early return.
+struct Namespace(String);
+
+impl Drop for Namespace {
+    fn drop(&mut self) {
+        for pid in process::in_namespace(&self.0) {
+            process::stop(pid, Duration::from_secs(3));
+        }
+        let _ = netns::delete(&self.0);
+    }
+}
+
+fn s(v: &[&str]) -> Vec<String> {
+    v.iter().map(|x| x.to_string()).collect()
+}
+
+/// GET inside the namespace, through `isthmus lab http-get`.
+fn get(exe: &Path, ns: &str, addr: &str, path: &str) -> Option<String> {
+    netns::exec(
+        ns,
+        &exe.display().to_string(),
+        &["lab", "http-get", addr, path],
+    )
+    .ok()
+}
+
+/// The value of counter or gauge `name` in Envoy's `/stats` text.
+fn stat(stats: &str, name: &str) -> Option<u64> {
+    stats
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(": "))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// The Envoy stats [`applied`] reads.
+const STATS_FILTER: &str = "/stats?filter=^(cluster_manager\\.(active_clusters|warming_clusters|cds\\.update_success)|listener_manager\\.(lds\\.update_success|total_listeners_active)|server\\.(state|memory_allocated))$";
+
+/// Whether Envoy's `/stats` say it has applied its configuration (CDS and LDS accepted, no
+/// cluster warming, server LIVE); then its active clusters, active listeners and MB
+/// allocated.
+fn applied(stats: &str) -> Option<(u64, u64, f64)> {
+    let v = |n: &str| stat(stats, n);
+    let done = v("cluster_manager.cds.update_success").unwrap_or(0) >= 1
+        && v("listener_manager.lds.update_success").unwrap_or(0) >= 1
+        && v("cluster_manager.warming_clusters") == Some(0)
+        && v("server.state") == Some(0);
+    done.then(|| {
+        (
+            v("cluster_manager.active_clusters").unwrap_or(0),
+            v("listener_manager.total_listeners_active").unwrap_or(0),
+            v("server.memory_allocated").unwrap_or(0) as f64 / 1e6,
+        )
+    })
+}
+
+fn run_one(
+    exe: &Path,
+    envoy: &Path,
+    services: u32,
+    endpoints: u32,
+    scoped: bool,
+    work: &Path,
+) -> Result<Applied, BenchError> {
+    let ns = Namespace(format!("isb-envoy-{}", std::process::id()));
+    let _ = netns::delete(&ns.0);
+    netns::add(&ns.0)?;
+    netns::up(&ns.0, "lo")?;
+    let _ = std::fs::remove_dir_all(work);
+    std::fs::create_dir_all(work)?;
+    let written = generate::write(
+        &work.join("mesh"),
+        Shape {
+            clusters: 1,
+            services,
+            endpoints,
+        },
+    )?;
+    let registry = &written.registries[0].1;
+    if scoped {
+        write_scoping_sidecar(registry)?;
+    }
+    let ca = work.join("ca");
+    isthmus_ca::create_root(&ca.join("root"))?;
+    isthmus_ca::create_intermediate(&ca.join("root"), "cluster1", &ca.join("cluster1"))?;
+    let key = isthmus_ca::CredentialKey::load_or_create(&ca.join("key"))?;
+    std::fs::write(work.join("load.cred"), key.issue("ns-0", "load", 3600))?;
+    let exe_s = exe.display().to_string();
+    process::spawn(
+        &ns.0,
+        &s(&[
+            &exe_s,
+            "control-plane",
+            "--cluster",
+            "cluster1",
+            "--network",
+            "network1",
+            "--registry",
+            &format!("cluster1={}", registry.display()),
+            "--cacerts",
+            &ca.join("cluster1").display().to_string(),
+            "--credential-key",
+            &ca.join("key").display().to_string(),
+            "--listen",
+            "127.0.0.1:15012",
+            "--monitoring",
+            "127.0.0.1:15014",
+        ]),
+        &work.join("control-plane.log"),
+    )?;
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while get(exe, &ns.0, "127.0.0.1:15014", "/ready").is_none() {
+        if Instant::now() > deadline {
+            return Err(BenchError::ControlPlaneNotReady {
+                log: work.join("control-plane.log"),
+            });
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let started = Instant::now();
+    process::spawn(
+        &ns.0,
+        &s(&[
+            &exe_s,
+            "agent",
+            "--kind",
+            "sidecar",
+            "--ip",
+            "127.0.0.1",
+            "--pod",
+            "load-0",
+            "--namespace",
+            "ns-0",
+            "--service-account",
+            "load",
+            "--cluster",
+            "cluster1",
+            "--network",
+            "network1",
+            "--control-plane",
+            "127.0.0.1:15012",
+            "--credential-file",
+            &work.join("load.cred").display().to_string(),
+            "--root-cert",
+            &ca.join("cluster1/root-cert.pem").display().to_string(),
+            "--workdir",
+            &work.join("agent").display().to_string(),
+            "--envoy",
+            &envoy.display().to_string(),
+            "--interception",
+            "REDIRECT",
+            "--admin-address",
+            "127.0.0.1",
+            "--xds",
+            "sotw",
+        ]),
+        &work.join("agent.log"),
+    )?;
+    let deadline = Instant::now() + Duration::from_secs(600);
+    loop {
+        if let Some(stats) = get(exe, &ns.0, "127.0.0.1:15000", STATS_FILTER) {
+            if let Some((clusters, listeners, memory_mb)) = applied(&stats) {
+                return Ok(Applied {
+                    services,
+                    scoped,
+                    ready: started.elapsed(),
+                    clusters,
+                    listeners,
+                    memory_mb,
+                });
+            }
+        }
+        if Instant::now() > deadline {
+            return Err(BenchError::EnvoyNotApplied {
+                agent_log: work.join("agent.log"),
+                agent_dir: work.join("agent"),
+            });
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// One row of the table.
+fn table_row(r: &Applied) -> String {
+    format!(
+        "| {} | {} | {} | {:.2} s | {:.2} ms | {:.1} MB |",
+        r.services,
+        if r.scoped { "Sidecar `./*`" } else { "none" },
+        r.clusters,
+        r.ready.as_secs_f64(),
+        r.ready.as_secs_f64() * 1e3 / r.clusters.max(1) as f64,
+        r.memory_mb
+    )
+}
+
+/// Runs the measurements, prints a table and, with `out`, draws `envoy-apply.svg` (time to
+/// LIVE against the number of services, scoped and not) and `envoy-memory.svg` there.
+pub fn run(opts: &EnvoyOptions) -> Result<(), BenchError> {
+    netns::preflight().map_err(BenchError::EnvoyPreflight)?;
+    let envoy = isthmus_lab::lab::locate_envoy(opts.envoy.as_deref())?;
+    let (exe, endpoints, work) = (&opts.exe, opts.endpoints, &opts.work);
+    let mut rows = Vec::new();
+    for &n in &opts.services {
+        for scoped in [false, true] {
+            println!(
+                "{n} services x {endpoints} endpoints, {}: starting the control plane and one sidecar ...",
+                if scoped { "Sidecar-scoped to ns-0 (100 services)" } else { "unscoped" }
+            );
+            let r = run_one(exe, &envoy, n, endpoints, scoped, work)?;
+            println!(
+                "  Envoy LIVE with its configuration {:.2}s after the agent started: {} clusters, {} listeners, {:.1} MB allocated ({:.2} ms per cluster)",
+                r.ready.as_secs_f64(),
+                r.clusters,
+                r.listeners,
+                r.memory_mb,
+                r.ready.as_secs_f64() * 1e3 / r.clusters.max(1) as f64
+            );
+            rows.push(r);
+        }
+    }
+    println!(
+        "\n| services | scope | clusters | time to LIVE with config | per cluster | Envoy memory |"
+    );
+    println!("|---|---|---|---|---|---|");
+    for r in &rows {
+        println!("{}", table_row(r));
+    }
+    if let Some(dir) = &opts.out {
+        let series = |scoped: bool, f: &dyn Fn(&Applied) -> f64| svg::Series {
+            name: if scoped {
+                "Sidecar-scoped".into()
+            } else {
+                "unscoped".into()
+            },
+            points: rows
+                .iter()
+                .filter(|r| r.scoped == scoped)
+                .map(|r| (f64::from(r.services), f(r)))
+                .collect(),
+        };
+        std::fs::create_dir_all(dir)?;
+        let time = svg::line_chart(
+            "Real Envoy: time until LIVE with the configuration",
+            "services in the mesh",
+            "seconds",
+            &[
+                series(false, &|r| r.ready.as_secs_f64()),
+                series(true, &|r| r.ready.as_secs_f64()),
+            ],
+        );
+        std::fs::write(dir.join("envoy-apply.svg"), time)?;
+        let mem = svg::line_chart(
+            "Real Envoy: memory allocated",
+            "services in the mesh",
+            "MB",
+            &[
+                series(false, &|r| r.memory_mb),
+                series(true, &|r| r.memory_mb),
+            ],
+        );
+        std::fs::write(dir.join("envoy-memory.svg"), mem)?;
+        println!("charts written to {}", dir.display());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LIVE: &str = "cluster_manager.active_clusters: 2012\n\
+        cluster_manager.cds.update_success: 1\n\
+        cluster_manager.warming_clusters: 0\n\
+        listener_manager.lds.update_success: 2\n\
+        listener_manager.total_listeners_active: 4\n\
+        server.memory_allocated: 123456789\n\
+        server.state: 0\n";
+
+    #[test]
+    fn stats_are_read_by_exact_name() {
+        assert_eq!(stat(LIVE, "cluster_manager.active_clusters"), Some(2012));
+        assert_eq!(stat(LIVE, "server.state"), Some(0));
+        // A prefix of a name is not the name.
+        assert_eq!(stat(LIVE, "cluster_manager.active"), None);
+        assert_eq!(stat(LIVE, "server.uptime"), None);
+        assert_eq!(stat("server.state: starting\n", "server.state"), None);
+    }
+
+    #[test]
+    fn applied_once_live_with_nothing_warming() {
+        assert_eq!(applied(LIVE), Some((2012, 4, 123.456789)));
+        let warming = LIVE.replace("warming_clusters: 0", "warming_clusters: 3");
+        assert_eq!(applied(&warming), None);
+        // server.state 2 is PRE_INITIALIZING.
+        assert_eq!(
+            applied(&LIVE.replace("server.state: 0", "server.state: 2")),
+            None
+        );
+        let no_lds = LIVE.replace("lds.update_success: 2", "lds.update_success: 0");
+        assert_eq!(applied(&no_lds), None);
+        assert_eq!(applied(""), None);
+    }
+
+    #[test]
+    fn table_rows_give_the_time_per_cluster() {
+        let r = Applied {
+            services: 1000,
+            scoped: true,
+            ready: Duration::from_millis(1500),
+            clusters: 300,
+            listeners: 4,
+            memory_mb: 42.26,
+        };
+        assert_eq!(
+            table_row(&r),
+            "| 1000 | Sidecar `./*` | 300 | 1.50 s | 5.00 ms | 42.3 MB |"
+        );
+        let unscoped = Applied {
+            scoped: false,
+            clusters: 0,
+            ..r
+        };
+        assert_eq!(
+            table_row(&unscoped),
+            "| 1000 | none | 0 | 1.50 s | 1500.00 ms | 42.3 MB |"
+        );
+    }
+}
