@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 /// The size of a synthetic mesh.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Shape {
     /// Clusters.
     pub clusters: u32,
@@ -13,6 +13,13 @@ pub struct Shape {
     pub services: u32,
     /// Endpoints (pods) per service per cluster.
     pub endpoints: u32,
+}
+
+impl Shape {
+    /// Endpoints in the whole mesh: clusters x services x endpoints per service.
+    pub fn total_endpoints(&self) -> u64 {
+        u64::from(self.clusters) * u64::from(self.services) * u64::from(self.endpoints)
+    }
 }
 
 /// What was written.
@@ -147,6 +154,22 @@ pub fn move_endpoint(dir: &Path, s: u32, e: u32, generation: u32) -> std::io::Re
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn total_endpoints_does_not_overflow_u32() {
+        let shape = Shape {
+            clusters: 5,
+            services: 100_000,
+            endpoints: 10_000,
+        };
+        assert_eq!(shape.total_endpoints(), 5_000_000_000);
+        let empty = Shape {
+            clusters: 1,
+            services: 0,
+            endpoints: 10,
+        };
+        assert_eq!(empty.total_endpoints(), 0);
+    }
 
     #[test]
     fn writes_and_moves_an_endpoint() {

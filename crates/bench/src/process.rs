@@ -3,41 +3,64 @@
 /// CPU seconds (user + system) and peak RSS in bytes of `pid`.
 pub fn usage(pid: u32) -> Option<(f64, u64)> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    Some((cpu_seconds(&stat)?, status_bytes(&status, "VmHWM:")?))
+}
+
+/// Resident memory of `pid` in bytes: `(now, peak)` (`VmRSS`, `VmHWM`).
+pub fn memory(pid: u32) -> Option<(u64, u64)> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    Some((
+        status_bytes(&status, "VmRSS:")?,
+        status_bytes(&status, "VmHWM:")?,
+    ))
+}
+
+/// User + system CPU seconds from the text of `/proc/PID/stat`.
+fn cpu_seconds(stat: &str) -> Option<f64> {
+    // The command name, in parentheses, may hold spaces and parentheses: fields are counted
+    // from the last `)`.
     let rest = stat.rsplit_once(')')?.1;
     let fields: Vec<&str> = rest.split_whitespace().collect();
     // After the command name: state is field 3 of stat, utime 14, stime 15 (1-based).
     let utime: f64 = fields.get(11)?.parse().ok()?;
     let stime: f64 = fields.get(12)?.parse().ok()?;
     let ticks = 100.0; // USER_HZ on Linux
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let hwm_kb: u64 = status
+    Some((utime + stime) / ticks)
+}
+
+/// The `kB` value of line `name` (such as `VmRSS:`) of `/proc/PID/status`, in bytes.
+fn status_bytes(status: &str, name: &str) -> Option<u64> {
+    let kb: u64 = status
         .lines()
-        .find(|l| l.starts_with("VmHWM:"))?
+        .find(|l| l.starts_with(name))?
         .split_whitespace()
         .nth(1)?
         .parse()
         .ok()?;
-    Some(((utime + stime) / ticks, hwm_kb * 1024))
-}
-
-/// Resident memory of `pid` in bytes: `(now, peak)` (`VmRSS`, `VmHWM`).
-pub fn memory(pid: u32) -> Option<(u64, u64)> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let field = |name: &str| -> Option<u64> {
-        let kb: u64 = status
-            .lines()
-            .find(|l| l.starts_with(name))?
-            .split_whitespace()
-            .nth(1)?
-            .parse()
-            .ok()?;
-        Some(kb * 1024)
-    };
-    Some((field("VmRSS:")?, field("VmHWM:")?))
+    Some(kb * 1024)
 }
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn cpu_is_user_plus_system_ticks_after_the_command_name() {
+        // utime 250 and stime 50 ticks; the command name holds a space and a parenthesis.
+        let stat = "4242 (isthmus (cp) x) S 1 4242 4242 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 9 0 100 1000 200";
+        assert_eq!(super::cpu_seconds(stat), Some(3.0));
+        assert_eq!(super::cpu_seconds("4242 (short) S 1 2"), None);
+        assert_eq!(super::cpu_seconds("no parenthesis"), None);
+    }
+
+    #[test]
+    fn status_lines_are_kilobytes() {
+        let status = "Name:\tisthmus\nVmHWM:\t   40960 kB\nVmRSS:\t   20480 kB\n";
+        assert_eq!(super::status_bytes(status, "VmRSS:"), Some(20480 * 1024));
+        assert_eq!(super::status_bytes(status, "VmHWM:"), Some(40960 * 1024));
+        assert_eq!(super::status_bytes(status, "VmSwap:"), None);
+        assert_eq!(super::status_bytes("VmRSS:\t? kB\n", "VmRSS:"), None);
+    }
+
     #[test]
     fn reads_its_own_usage() {
         let (cpu, rss) = super::usage(std::process::id()).expect("own /proc");

@@ -7,8 +7,6 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 mod bench;
-mod bench_envoy;
-mod bench_memory;
 mod lab;
 
 /// Isthmus: a multicluster service mesh for Istio users, with Envoy as the data plane.

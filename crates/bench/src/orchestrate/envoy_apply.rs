@@ -5,14 +5,33 @@
 //! listeners in place is measured, with and without an Istio `Sidecar` that limits the proxy
 //! to its own namespace's services.
 
-use anyhow::{bail, Context, Result};
-use isthmus_bench::generate::{self, Shape};
+use super::write_scoping_sidecar;
+use crate::error::BenchError;
+use crate::generate::{self, Shape};
+use crate::svg;
 use isthmus_lab::{netns, process};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+/// What `bench envoy` measures.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnvoyOptions {
+    /// The `isthmus` binary: the control plane, the agent and `lab http-get` in the namespace.
+    pub exe: PathBuf,
+    /// Service counts (one cluster).
+    pub services: Vec<u32>,
+    /// Endpoints per service.
+    pub endpoints: u32,
+    /// Envoy binary (default: `envoy` on PATH, then .venv/bin/envoy).
+    pub envoy: Option<PathBuf>,
+    /// Working directory.
+    pub work: PathBuf,
+    /// Where to write the charts (`envoy-apply.svg`, `envoy-memory.svg`), if anywhere.
+    pub out: Option<PathBuf>,
+}
+
 /// One measurement.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 struct Applied {
     services: u32,
     scoped: bool,
@@ -48,11 +67,33 @@ fn get(exe: &Path, ns: &str, addr: &str, path: &str) -> Option<String> {
     .ok()
 }
 
+/// The value of counter or gauge `name` in Envoy's `/stats` text.
 fn stat(stats: &str, name: &str) -> Option<u64> {
     stats
         .lines()
         .find_map(|l| l.strip_prefix(name)?.strip_prefix(": "))
         .and_then(|v| v.trim().parse().ok())
+}
+
+/// The Envoy stats [`applied`] reads.
+const STATS_FILTER: &str = "/stats?filter=^(cluster_manager\\.(active_clusters|warming_clusters|cds\\.update_success)|listener_manager\\.(lds\\.update_success|total_listeners_active)|server\\.(state|memory_allocated))$";
+
+/// Whether Envoy's `/stats` say it has applied its configuration (CDS and LDS accepted, no
+/// cluster warming, server LIVE); then its active clusters, active listeners and MB
+/// allocated.
+fn applied(stats: &str) -> Option<(u64, u64, f64)> {
+    let v = |n: &str| stat(stats, n);
+    let done = v("cluster_manager.cds.update_success").unwrap_or(0) >= 1
+        && v("listener_manager.lds.update_success").unwrap_or(0) >= 1
+        && v("cluster_manager.warming_clusters") == Some(0)
+        && v("server.state") == Some(0);
+    done.then(|| {
+        (
+            v("cluster_manager.active_clusters").unwrap_or(0),
+            v("listener_manager.total_listeners_active").unwrap_or(0),
+            v("server.memory_allocated").unwrap_or(0) as f64 / 1e6,
+        )
+    })
 }
 
 fn run_one(
@@ -62,7 +103,7 @@ fn run_one(
     endpoints: u32,
     scoped: bool,
     work: &Path,
-) -> Result<Applied> {
+) -> Result<Applied, BenchError> {
     let ns = Namespace(format!("isb-envoy-{}", std::process::id()));
     let _ = netns::delete(&ns.0);
     netns::add(&ns.0)?;
@@ -79,10 +120,7 @@ fn run_one(
     )?;
     let registry = &written.registries[0].1;
     if scoped {
-        std::fs::write(
-            registry.join("ns-0/sidecar.yaml"),
-            "apiVersion: networking.istio.io/v1beta1\nkind: Sidecar\nmetadata: {name: default, namespace: ns-0}\nspec:\n  egress:\n  - hosts: [\"./*\", \"istio-system/*\"]\n",
-        )?;
+        write_scoping_sidecar(registry)?;
     }
     let ca = work.join("ca");
     isthmus_ca::create_root(&ca.join("root"))?;
@@ -115,10 +153,9 @@ fn run_one(
     let deadline = Instant::now() + Duration::from_secs(300);
     while get(exe, &ns.0, "127.0.0.1:15014", "/ready").is_none() {
         if Instant::now() > deadline {
-            bail!(
-                "the control plane did not become ready; see {}",
-                work.join("control-plane.log").display()
-            );
+            return Err(BenchError::ControlPlaneNotReady {
+                log: work.join("control-plane.log"),
+            });
         }
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -161,57 +198,57 @@ fn run_one(
         ]),
         &work.join("agent.log"),
     )?;
-    let filter = "/stats?filter=^(cluster_manager\\.(active_clusters|warming_clusters|cds\\.update_success)|listener_manager\\.(lds\\.update_success|total_listeners_active)|server\\.(state|memory_allocated))$";
     let deadline = Instant::now() + Duration::from_secs(600);
     loop {
-        if let Some(stats) = get(exe, &ns.0, "127.0.0.1:15000", filter) {
-            let v = |n: &str| stat(&stats, n);
-            let done = v("cluster_manager.cds.update_success").unwrap_or(0) >= 1
-                && v("listener_manager.lds.update_success").unwrap_or(0) >= 1
-                && v("cluster_manager.warming_clusters") == Some(0)
-                && v("server.state") == Some(0);
-            if done {
+        if let Some(stats) = get(exe, &ns.0, "127.0.0.1:15000", STATS_FILTER) {
+            if let Some((clusters, listeners, memory_mb)) = applied(&stats) {
                 return Ok(Applied {
                     services,
                     scoped,
                     ready: started.elapsed(),
-                    clusters: v("cluster_manager.active_clusters").unwrap_or(0),
-                    listeners: v("listener_manager.total_listeners_active").unwrap_or(0),
-                    memory_mb: v("server.memory_allocated").unwrap_or(0) as f64 / 1e6,
+                    clusters,
+                    listeners,
+                    memory_mb,
                 });
             }
         }
         if Instant::now() > deadline {
-            bail!(
-                "Envoy did not apply its configuration within 600 s; see {} and {}",
-                work.join("agent.log").display(),
-                work.join("agent").display()
-            );
+            return Err(BenchError::EnvoyNotApplied {
+                agent_log: work.join("agent.log"),
+                agent_dir: work.join("agent"),
+            });
         }
         std::thread::sleep(Duration::from_millis(50));
     }
 }
 
+/// One row of the table.
+fn table_row(r: &Applied) -> String {
+    format!(
+        "| {} | {} | {} | {:.2} s | {:.2} ms | {:.1} MB |",
+        r.services,
+        if r.scoped { "Sidecar `./*`" } else { "none" },
+        r.clusters,
+        r.ready.as_secs_f64(),
+        r.ready.as_secs_f64() * 1e3 / r.clusters.max(1) as f64,
+        r.memory_mb
+    )
+}
+
 /// Runs the measurements, prints a table and, with `out`, draws `envoy-apply.svg` (time to
-/// LIVE against the number of services, scoped and not) there.
-pub fn run(
-    services: &[u32],
-    endpoints: u32,
-    work: &Path,
-    envoy: Option<PathBuf>,
-    out: Option<&Path>,
-) -> Result<()> {
-    netns::preflight().context("bench envoy needs root and iproute2 (network namespaces)")?;
-    let envoy = isthmus_lab::lab::locate_envoy(envoy.as_deref())?;
-    let exe = std::env::current_exe()?;
+/// LIVE against the number of services, scoped and not) and `envoy-memory.svg` there.
+pub fn run(opts: &EnvoyOptions) -> Result<(), BenchError> {
+    netns::preflight().map_err(BenchError::EnvoyPreflight)?;
+    let envoy = isthmus_lab::lab::locate_envoy(opts.envoy.as_deref())?;
+    let (exe, endpoints, work) = (&opts.exe, opts.endpoints, &opts.work);
     let mut rows = Vec::new();
-    for &n in services {
+    for &n in &opts.services {
         for scoped in [false, true] {
             println!(
                 "{n} services x {endpoints} endpoints, {}: starting the control plane and one sidecar ...",
                 if scoped { "Sidecar-scoped to ns-0 (100 services)" } else { "unscoped" }
             );
-            let r = run_one(&exe, &envoy, n, endpoints, scoped, work)?;
+            let r = run_one(exe, &envoy, n, endpoints, scoped, work)?;
             println!(
                 "  Envoy LIVE with its configuration {:.2}s after the agent started: {} clusters, {} listeners, {:.1} MB allocated ({:.2} ms per cluster)",
                 r.ready.as_secs_f64(),
@@ -228,18 +265,10 @@ pub fn run(
     );
     println!("|---|---|---|---|---|---|");
     for r in &rows {
-        println!(
-            "| {} | {} | {} | {:.2} s | {:.2} ms | {:.1} MB |",
-            r.services,
-            if r.scoped { "Sidecar `./*`" } else { "none" },
-            r.clusters,
-            r.ready.as_secs_f64(),
-            r.ready.as_secs_f64() * 1e3 / r.clusters.max(1) as f64,
-            r.memory_mb
-        );
+        println!("{}", table_row(r));
     }
-    if let Some(dir) = out {
-        let series = |scoped: bool, f: &dyn Fn(&Applied) -> f64| isthmus_bench::svg::Series {
+    if let Some(dir) = &opts.out {
+        let series = |scoped: bool, f: &dyn Fn(&Applied) -> f64| svg::Series {
             name: if scoped {
                 "Sidecar-scoped".into()
             } else {
@@ -252,7 +281,7 @@ pub fn run(
                 .collect(),
         };
         std::fs::create_dir_all(dir)?;
-        let time = isthmus_bench::svg::line_chart(
+        let time = svg::line_chart(
             "Real Envoy: time until LIVE with the configuration",
             "services in the mesh",
             "seconds",
@@ -262,7 +291,7 @@ pub fn run(
             ],
         );
         std::fs::write(dir.join("envoy-apply.svg"), time)?;
-        let mem = isthmus_bench::svg::line_chart(
+        let mem = svg::line_chart(
             "Real Envoy: memory allocated",
             "services in the mesh",
             "MB",
@@ -275,4 +304,67 @@ pub fn run(
         println!("charts written to {}", dir.display());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LIVE: &str = "cluster_manager.active_clusters: 2012\n\
+        cluster_manager.cds.update_success: 1\n\
+        cluster_manager.warming_clusters: 0\n\
+        listener_manager.lds.update_success: 2\n\
+        listener_manager.total_listeners_active: 4\n\
+        server.memory_allocated: 123456789\n\
+        server.state: 0\n";
+
+    #[test]
+    fn stats_are_read_by_exact_name() {
+        assert_eq!(stat(LIVE, "cluster_manager.active_clusters"), Some(2012));
+        assert_eq!(stat(LIVE, "server.state"), Some(0));
+        // A prefix of a name is not the name.
+        assert_eq!(stat(LIVE, "cluster_manager.active"), None);
+        assert_eq!(stat(LIVE, "server.uptime"), None);
+        assert_eq!(stat("server.state: starting\n", "server.state"), None);
+    }
+
+    #[test]
+    fn applied_once_live_with_nothing_warming() {
+        assert_eq!(applied(LIVE), Some((2012, 4, 123.456789)));
+        let warming = LIVE.replace("warming_clusters: 0", "warming_clusters: 3");
+        assert_eq!(applied(&warming), None);
+        // server.state 2 is PRE_INITIALIZING.
+        assert_eq!(
+            applied(&LIVE.replace("server.state: 0", "server.state: 2")),
+            None
+        );
+        let no_lds = LIVE.replace("lds.update_success: 2", "lds.update_success: 0");
+        assert_eq!(applied(&no_lds), None);
+        assert_eq!(applied(""), None);
+    }
+
+    #[test]
+    fn table_rows_give_the_time_per_cluster() {
+        let r = Applied {
+            services: 1000,
+            scoped: true,
+            ready: Duration::from_millis(1500),
+            clusters: 300,
+            listeners: 4,
+            memory_mb: 42.26,
+        };
+        assert_eq!(
+            table_row(&r),
+            "| 1000 | Sidecar `./*` | 300 | 1.50 s | 5.00 ms | 42.3 MB |"
+        );
+        let unscoped = Applied {
+            scoped: false,
+            clusters: 0,
+            ..r
+        };
+        assert_eq!(
+            table_row(&unscoped),
+            "| 1000 | none | 0 | 1.50 s | 1500.00 ms | 42.3 MB |"
+        );
+    }
 }

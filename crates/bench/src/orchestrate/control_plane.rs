@@ -1,0 +1,172 @@
+//! A real control plane process on a synthetic mesh, started by a benchmark (`bench xds`,
+//! `bench sweep`, `bench memory`) from the `isthmus` binary and killed when dropped.
+
+use crate::error::BenchError;
+use crate::generate;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A control plane started by a benchmark on a synthetic mesh; killed when dropped.
+pub struct BenchControlPlane {
+    child: Killed,
+    /// Its xDS port on 127.0.0.1.
+    pub port: u16,
+    /// The mesh root certificate (PEM) its proxies trust.
+    pub root_pem: String,
+    /// When it was started.
+    pub started: Instant,
+}
+
+impl BenchControlPlane {
+    /// Its process id.
+    pub fn pid(&self) -> u32 {
+        self.child.0.id()
+    }
+}
+
+/// Kills and reaps the child when dropped, also on early return.
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A free TCP port on 127.0.0.1 (free when asked; the caller binds it soon after).
+fn free_port() -> Result<u16, BenchError> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// The `isthmus control-plane` arguments (after the binary) for cluster1 on network1,
+/// reading every registry of `written`, with the CA under `ca`, xDS on 127.0.0.1:`port` and
+/// monitoring on 127.0.0.1:`mon`.
+fn control_plane_args(
+    written: &generate::Written,
+    ca: &Path,
+    port: u16,
+    mon: u16,
+) -> Vec<std::ffi::OsString> {
+    let mut args: Vec<std::ffi::OsString> = [
+        "control-plane",
+        "--cluster",
+        "cluster1",
+        "--network",
+        "network1",
+    ]
+    .iter()
+    .map(Into::into)
+    .collect();
+    for (name, dir) in &written.registries {
+        args.push("--registry".into());
+        args.push(format!("{name}={}", dir.display()).into());
+    }
+    args.push("--cacerts".into());
+    args.push(ca.join("cluster1").into());
+    args.push("--credential-key".into());
+    args.push(ca.join("key").into());
+    args.push("--listen".into());
+    args.push(format!("127.0.0.1:{port}").into());
+    args.push("--monitoring".into());
+    args.push(format!("127.0.0.1:{mon}").into());
+    args
+}
+
+/// Starts a control plane (cluster1's, on network1) from the `isthmus` binary `exe`, reading
+/// every registry of `written`, with a fresh CA under `work`, and waits until it reports
+/// ready (its first snapshot is built).
+pub async fn start(
+    exe: &Path,
+    written: &generate::Written,
+    work: &Path,
+) -> Result<BenchControlPlane, BenchError> {
+    let ca = work.join("ca");
+    let _ = std::fs::remove_dir_all(&ca);
+    isthmus_ca::create_root(&ca.join("root"))?;
+    isthmus_ca::create_intermediate(&ca.join("root"), "cluster1", &ca.join("cluster1"))?;
+    let root_pem = std::fs::read_to_string(ca.join("root/root-cert.pem"))?;
+    let (port, mon) = (free_port()?, free_port()?);
+    let log: PathBuf = work.join("control-plane.log");
+    let mut cmd = Command::new(exe);
+    cmd.args(control_plane_args(written, &ca, port, mon))
+        .env(
+            "RUST_LOG",
+            "warn,isthmus_control_plane=info,isthmus_xds::cache=debug",
+        )
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(std::fs::File::create(&log)?));
+    let started = Instant::now();
+    let child = Killed(cmd.spawn().map_err(BenchError::StartControlPlane)?);
+    let monitoring = SocketAddr::from((Ipv4Addr::LOCALHOST, mon));
+    let ready_deadline = Instant::now() + Duration::from_secs(600);
+    loop {
+        if let Ok((200, _)) = isthmus_lab::http::get(monitoring, "/ready") {
+            break;
+        }
+        if Instant::now() > ready_deadline {
+            return Err(BenchError::ControlPlaneNotReady { log });
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(BenchControlPlane {
+        child,
+        port,
+        root_pem,
+        started,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_plane_reads_every_registry_and_listens_on_loopback() {
+        let written = generate::Written {
+            registries: vec![
+                ("cluster1".into(), PathBuf::from("/w/mesh/cluster1")),
+                ("cluster2".into(), PathBuf::from("/w/mesh/cluster2")),
+            ],
+            objects: 0,
+            bytes: 0,
+        };
+        let args: Vec<String> = control_plane_args(&written, Path::new("/w/ca"), 1234, 5678)
+            .into_iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            args,
+            [
+                "control-plane",
+                "--cluster",
+                "cluster1",
+                "--network",
+                "network1",
+                "--registry",
+                "cluster1=/w/mesh/cluster1",
+                "--registry",
+                "cluster2=/w/mesh/cluster2",
+                "--cacerts",
+                "/w/ca/cluster1",
+                "--credential-key",
+                "/w/ca/key",
+                "--listen",
+                "127.0.0.1:1234",
+                "--monitoring",
+                "127.0.0.1:5678",
+            ]
+        );
+    }
+
+    #[test]
+    fn free_ports_can_be_bound() {
+        let port = free_port().expect("a free port");
+        assert_ne!(port, 0);
+        std::net::TcpListener::bind(("127.0.0.1", port)).expect("the port is free");
+    }
+}
