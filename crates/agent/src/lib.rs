@@ -7,8 +7,10 @@
 pub mod bootstrap;
 pub mod caclient;
 pub mod capture;
+pub mod config;
 pub mod envoy;
 pub mod run;
 pub mod sds;
 
-pub use run::{run, AgentConfig, AgentError, XdsMode};
+pub use config::{AgentConfig, XdsMode};
+pub use run::{run, AgentError};

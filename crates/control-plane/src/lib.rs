@@ -3,7 +3,7 @@
 //! monitoring port with metrics and debug pages.
 
 use isthmus_ca::{Authority, CaService, CredentialKey};
-use isthmus_model::automation::{generate as generate_service_entries, ExportDefault};
+use isthmus_model::automation::generate as generate_service_entries;
 use isthmus_model::{ConfigKey, ConfigsUpdated, MeshBuilder, MeshSnapshot, SnapshotInput};
 use isthmus_registry::{watch_dirs, FileRegistry};
 use isthmus_xds::{AdsServer, MeshUpdate, XdsStatus};
@@ -15,40 +15,9 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
 
-/// Control plane settings.
-#[derive(Debug, Clone)]
-pub struct Config {
-    /// This cluster.
-    pub cluster: String,
-    /// This cluster's network.
-    pub network: String,
-    /// cluster -> registry directory; the local cluster must be among them.
-    pub registries: Vec<(String, PathBuf)>,
-    /// Networks of other clusters.
-    pub cluster_networks: BTreeMap<String, String>,
-    /// The `cacerts` directory.
-    pub cacerts: PathBuf,
-    /// The credential key file (created when missing).
-    pub credential_key: PathBuf,
-    /// xDS + CA address.
-    pub listen: SocketAddr,
-    /// Monitoring address.
-    pub monitoring: SocketAddr,
-    /// Where to serve mesh DNS (UDP and TCP), if anywhere.
-    pub dns: Option<SocketAddr>,
-    /// DNS template suffixes (`remote=198.18.255.1`).
-    pub dns_templates: Vec<isthmus_dns::Template>,
-    /// The range ServiceEntry hosts without `addresses` get a VIP from.
-    pub vip_range: isthmus_model::VipRange,
-    /// cluster -> registry directory of other clusters this control plane may read to
-    /// generate ServiceEntries for their services (seed 002's automation).
-    pub remote_registries: Vec<(String, PathBuf)>,
-    /// Whether services are exported to other clusters unless they say otherwise.
-    pub export_default: ExportDefault,
-    /// The egress gateway service that sidecars' HTTP traffic to MESH_EXTERNAL services goes
-    /// through (seed 004's funnel), if any.
-    pub egress_gateway: Option<String>,
-}
+pub mod config;
+
+pub use config::{ControlPlaneConfig, MeshSources};
 
 /// Failures starting the control plane.
 #[derive(Debug, thiserror::Error)]
@@ -65,6 +34,9 @@ pub enum ControlPlaneError {
     /// The local cluster has no registry.
     #[error("no --registry given for the local cluster `{0}`")]
     NoLocalRegistry(String),
+    /// A registry directory is missing.
+    #[error("registry directory {} does not exist", .0.display())]
+    NoRegistryDir(PathBuf),
     /// Mesh DNS could not start.
     #[error(transparent)]
     Dns(#[from] isthmus_dns::DnsError),
@@ -102,7 +74,7 @@ fn se_json(se: &isthmus_api::networking::ServiceEntry) -> serde_json::Value {
 /// What the next snapshot is built from (the stores, with the ServiceEntries the automation
 /// generates added to the local cluster's), and the ServiceEntries as `get` shows them.
 fn snapshot_input(
-    config: &Config,
+    config: &ControlPlaneConfig,
     registries: &[FileRegistry],
     remotes: &[FileRegistry],
 ) -> (SnapshotInput, Vec<SeView>) {
@@ -113,7 +85,7 @@ fn snapshot_input(
         .iter()
         .map(|r| {
             let mut c = r.current().clone();
-            if c.cluster != config.cluster {
+            if c.cluster != config.sources.cluster {
                 return c;
             }
             for res in c.of_kind("ServiceEntry") {
@@ -148,13 +120,13 @@ fn snapshot_input(
         })
         .collect();
     let input = SnapshotInput {
-        local_cluster: config.cluster.clone(),
-        local_network: config.network.clone(),
-        cluster_networks: config.cluster_networks.clone(),
+        local_cluster: config.sources.cluster.clone(),
+        local_network: config.sources.network.clone(),
+        cluster_networks: config.sources.cluster_networks.iter().cloned().collect(),
         clusters,
         vip_range: config.vip_range,
         export_default: config.export_default,
-        egress_gateway: config.egress_gateway.clone(),
+        egress_gateway: config.sources.egress_gateway.clone(),
         cache: None,
     };
     (input, views)
@@ -232,15 +204,18 @@ pub fn linked_clusters(local: &isthmus_registry::ClusterConfig) -> BTreeMap<Stri
 /// Adds registries for newly linked clusters and drops those whose Secret went away
 /// (their endpoints leave with them). Returns true when the set changed.
 fn reconcile_linked(
-    config: &Config,
+    config: &ControlPlaneConfig,
     registries: &mut Vec<FileRegistry>,
     watcher: &mut notify_watcher::Watcher,
 ) -> bool {
-    let Some(local) = registries.iter().find(|r| r.cluster() == config.cluster) else {
+    let Some(local) = registries
+        .iter()
+        .find(|r| r.cluster() == config.sources.cluster)
+    else {
         return false;
     };
     let wanted = linked_clusters(local.current());
-    let fixed: Vec<&String> = config.registries.iter().map(|(c, _)| c).collect();
+    let fixed: Vec<&String> = config.sources.registries.iter().map(|(c, _)| c).collect();
     let mut changed = false;
     registries.retain(|r| {
         let keep = fixed.contains(&&r.cluster().to_string())
@@ -287,13 +262,26 @@ fn report(snapshot: &MeshSnapshot, seen: &mut Vec<String>) {
 }
 
 /// Runs until the process is stopped.
-pub async fn run(config: Config) -> Result<(), ControlPlaneError> {
-    if !config.registries.iter().any(|(c, _)| c == &config.cluster) {
-        return Err(ControlPlaneError::NoLocalRegistry(config.cluster.clone()));
+pub async fn run(config: ControlPlaneConfig) -> Result<(), ControlPlaneError> {
+    if !config
+        .sources
+        .registries
+        .iter()
+        .any(|(c, _)| c == &config.sources.cluster)
+    {
+        return Err(ControlPlaneError::NoLocalRegistry(
+            config.sources.cluster.clone(),
+        ));
+    }
+    for (_, d) in &config.sources.registries {
+        if !d.is_dir() {
+            return Err(ControlPlaneError::NoRegistryDir(d.clone()));
+        }
     }
     let authority = Arc::new(Authority::load(&config.cacerts)?);
     let credentials = Arc::new(CredentialKey::load_or_create(&config.credential_key)?);
     let mut registries: Vec<FileRegistry> = config
+        .sources
         .registries
         .iter()
         .map(|(c, d)| FileRegistry::new(c.clone(), d.clone()))
@@ -310,6 +298,7 @@ pub async fn run(config: Config) -> Result<(), ControlPlaneError> {
         r.reload();
     }
     let dirs: Vec<PathBuf> = config
+        .sources
         .registries
         .iter()
         .chain(config.remote_registries.iter())
@@ -443,7 +432,7 @@ pub async fn run(config: Config) -> Result<(), ControlPlaneError> {
             source: Box::new(e),
         })?;
     tokio::spawn(monitoring(monitor, status.clone(), diag_rx, views_rx));
-    tracing::info!(addr = %config.listen, cluster = %config.cluster, network = %config.network, "serving xDS and CA over TLS");
+    tracing::info!(addr = %config.listen, cluster = %config.sources.cluster, network = %config.sources.network, "serving xDS and CA over TLS");
     tonic::transport::Server::builder()
         .tls_config(tls)
         .map_err(|e| ControlPlaneError::Serve {

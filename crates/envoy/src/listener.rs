@@ -8,7 +8,7 @@ use crate::pb::*;
 use crate::route::{http_connection_manager, route_to, HcmRoute};
 use crate::tls::downstream_mtls;
 use isthmus_api::enums::MtlsMode;
-use isthmus_model::proxy::Interception;
+use isthmus_model::Interception;
 use isthmus_model::{Address, MeshSnapshot, Proxy};
 use std::collections::BTreeSet;
 

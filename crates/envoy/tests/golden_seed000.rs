@@ -62,10 +62,7 @@ fn check_with(
     egress_gateway: Option<&str>,
 ) {
     let snap = snapshot_with(dataset, cluster, network, egress_gateway);
-    let md = metadata
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
+    let md = isthmus_api::NodeMetadata::from_map(metadata.iter().copied());
     let proxy = snap.proxy(&NodeId::parse(node).expect("node id"), &md);
     let text = isthmus_envoy::render::render(&isthmus_envoy::generate(&snap, &proxy));
     let file = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -194,7 +191,7 @@ fn split_horizon_eds(remote_pods: usize) -> String {
         1,
     );
     assert!(snap.diagnostics.is_empty(), "{:?}", snap.diagnostics);
-    let md = BTreeMap::from([("CLUSTER_ID".to_string(), "local".to_string())]);
+    let md = isthmus_api::NodeMetadata::from_map([("CLUSTER_ID", "local")]);
     let proxy = snap.proxy(
         &NodeId::parse("sidecar~10.10.0.12~sleep-0.sample~sample.svc.cluster.local")
             .expect("node id"),
@@ -262,7 +259,7 @@ fn virtual_service_http_features_rds() {
         },
         1,
     );
-    let md = BTreeMap::from([("CLUSTER_ID".to_string(), "cluster1".to_string())]);
+    let md = isthmus_api::NodeMetadata::from_map([("CLUSTER_ID", "cluster1")]);
     let proxy = snap.proxy(
         &NodeId::parse("sidecar~127.0.1.1~sleep-0.foo~foo.svc.cluster.local").expect("node"),
         &md,

@@ -3,7 +3,6 @@
 
 use isthmus_model::{MeshSnapshot, NodeId, SnapshotInput};
 use isthmus_registry::FileRegistry;
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -26,7 +25,7 @@ fn clusters_of_sleep(extra: &str) -> Vec<String> {
     );
     let proxy = snap.proxy(
         &NodeId::parse("sidecar~127.0.1.1~sleep-0.foo~foo.svc.cluster.local").expect("node"),
-        &BTreeMap::from([("CLUSTER_ID".to_string(), "cluster1".to_string())]),
+        &isthmus_api::NodeMetadata::from_map([("CLUSTER_ID", "cluster1")]),
     );
     let res = isthmus_envoy::generate(&snap, &proxy);
     let routes: Vec<String> = res

@@ -70,7 +70,7 @@ fn weights() -> BTreeMap<(String, String, u32), u32> {
     );
     let proxy = snap.proxy(
         &NodeId::parse("sidecar~10.10.0.12~sleep-0.sample~sample.svc.cluster.local").expect("node"),
-        &BTreeMap::from([("CLUSTER_ID".to_string(), "local".to_string())]),
+        &isthmus_api::NodeMetadata::from_map([("CLUSTER_ID", "local")]),
     );
     let res = isthmus_envoy::generate(&snap, &proxy);
     let cla = res

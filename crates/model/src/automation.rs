@@ -21,13 +21,23 @@ pub const EXPORT_TO_ANNOTATION: &str = "networking.istio.io/exportTo";
 pub const GENERATED_ANNOTATION: &str = "isthmus.io/generated-from";
 
 /// Whether services are reachable from other clusters unless they say otherwise.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum ExportDefault {
     /// Every service is exported unless it opts out (what the seeds expect of 15443).
     #[default]
     Exported,
     /// Only services that opt in are exported.
     Hidden,
+}
+
+impl ExportDefault {
+    /// The flag value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExportDefault::Exported => "exported",
+            ExportDefault::Hidden => "hidden",
+        }
+    }
 }
 
 impl std::str::FromStr for ExportDefault {

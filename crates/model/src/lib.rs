@@ -19,7 +19,7 @@ pub mod snapshot;
 
 pub use builder::MeshBuilder;
 pub use host::{fqdn, host_matches};
-pub use proxy::{NodeId, NodeKind, Proxy, ProxyError};
+pub use proxy::{Interception, NodeId, NodeKind, Proxy, ProxyError};
 pub use push::{ConfigKey, ConfigsUpdated, PushRequest};
 pub use service::{Address, Endpoint, Endpoints, Port, Service, ServiceOrigin};
 pub use snapshot::{

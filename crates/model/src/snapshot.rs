@@ -208,31 +208,27 @@ impl MeshSnapshot {
             .get(namespace, name, &self.mesh.trust_domain)
     }
 
-    /// Finds the proxy for a node id and its metadata (`CLUSTER_ID`, `NETWORK`,
-    /// `INTERCEPTION_MODE`, `ROUTER_MODE`, `LABELS`, `SERVICE_ACCOUNT`). Registry data wins
-    /// over metadata for labels and identity: a proxy cannot claim to be what it is not.
-    pub fn proxy(&self, id: &NodeId, metadata: &BTreeMap<String, String>) -> Proxy {
+    /// Finds the proxy for a node id and its metadata. Registry data wins over metadata for
+    /// labels, identity and network: a proxy cannot claim to be what it is not.
+    pub fn proxy(&self, id: &NodeId, metadata: &isthmus_api::NodeMetadata) -> Proxy {
         let cluster = metadata
-            .get("CLUSTER_ID")
-            .cloned()
+            .cluster_id
+            .clone()
             .unwrap_or_else(|| self.local_cluster.clone());
         let pod = self.pod(&cluster, &id.namespace, &id.pod);
         let labels: BTreeMap<String, String> = match &pod {
             Some(p) => p.labels.to_map(),
-            None => metadata
-                .get("LABELS")
-                .and_then(|l| serde_json::from_str(l).ok())
-                .unwrap_or_default(),
+            None => metadata.labels.clone(),
         };
         let service_account = pod
             .as_ref()
             .map(|p| p.service_account.to_string())
-            .or_else(|| metadata.get("SERVICE_ACCOUNT").cloned())
+            .or_else(|| metadata.service_account.clone())
             .unwrap_or_else(|| "default".into());
         let network = pod
             .filter(|p| !p.network.is_empty())
             .map(|p| p.network.to_string())
-            .or_else(|| metadata.get("NETWORK").cloned())
+            .or_else(|| metadata.network.clone())
             .unwrap_or_else(|| self.local_network.clone());
         Proxy {
             id: id.clone(),
@@ -240,25 +236,9 @@ impl MeshSnapshot {
             network,
             labels,
             service_account,
-            interception: crate::proxy::Interception::parse(
-                metadata
-                    .get("INTERCEPTION_MODE")
-                    .map(String::as_str)
-                    .unwrap_or("REDIRECT"),
-            ),
-            router_mode_sni_dnat: metadata
-                .get("ROUTER_MODE")
-                .is_some_and(|m| m.eq_ignore_ascii_case("sni-dnat")),
-            network_views: metadata
-                .get("REQUESTED_NETWORK_VIEW")
-                .map(|v| {
-                    v.split(',')
-                        .map(str::trim)
-                        .filter(|n| !n.is_empty())
-                        .map(str::to_string)
-                        .collect()
-                })
-                .unwrap_or_default(),
+            interception: metadata.interception,
+            router_mode_sni_dnat: metadata.router_mode == Some(isthmus_api::RouterMode::SniDnat),
+            network_views: metadata.requested_network_view.clone(),
         }
     }
 

@@ -10,7 +10,7 @@ use crate::MeshUpdate;
 use bytes::{Bytes, BytesMut};
 use envoy_types::pb::google::protobuf::Any;
 use isthmus_envoy::{generate, sidecar_service_resources, ProxyResources};
-use isthmus_model::proxy::Interception;
+use isthmus_model::Interception;
 use isthmus_model::{Address, MeshSnapshot, NodeId, NodeKind, Proxy, PushRequest};
 use prost::Message;
 use std::collections::hash_map::DefaultHasher;

@@ -5,8 +5,8 @@ use crate::cache::{Encoded, ResourceCache};
 use crate::MeshUpdate;
 use envoy_types::pb::envoy::config::core::v3::Node;
 use envoy_types::pb::google::protobuf::value::Kind;
+use isthmus_api::NodeMetadata;
 use isthmus_model::{NodeId, Proxy};
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use tonic::Status;
 
@@ -24,8 +24,8 @@ pub const PUSH_ORDER: [&str; 4] = [
 pub struct StreamProxy {
     /// Parsed node id.
     pub node: NodeId,
-    /// String metadata the node sent.
-    pub metadata: BTreeMap<String, String>,
+    /// The metadata the node sent.
+    pub metadata: NodeMetadata,
     /// The version `resources` were generated at.
     pub version: u64,
     /// Resources at `version`, shared with streams of identical proxies.
@@ -39,14 +39,12 @@ impl StreamProxy {
         let node =
             node.ok_or_else(|| Status::invalid_argument("the first request must carry the node"))?;
         let id = NodeId::parse(&node.id).map_err(|e| Status::invalid_argument(e.to_string()))?;
-        let mut metadata = BTreeMap::new();
-        if let Some(md) = &node.metadata {
-            for (k, v) in &md.fields {
-                if let Some(Kind::StringValue(s)) = &v.kind {
-                    metadata.insert(k.clone(), s.clone());
-                }
-            }
-        }
+        let metadata = NodeMetadata::from_map(node.metadata.iter().flat_map(|md| {
+            md.fields.iter().filter_map(|(k, v)| match &v.kind {
+                Some(Kind::StringValue(s)) => Some((k, s)),
+                _ => None,
+            })
+        }));
         Ok(StreamProxy {
             node: id,
             metadata,

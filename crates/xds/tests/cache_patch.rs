@@ -41,7 +41,9 @@ fn a_moved_endpoint_patches_the_sidecar_exactly_as_a_full_generation_would() {
     let v1 = MeshUpdate::full(Arc::new(snapshot(&before, 1)));
     // A sidecar in bar that is not itself an endpoint.
     let id = NodeId::parse("sidecar~127.0.9.9~client-0.bar~bar.svc.cluster.local").expect("id");
-    let proxy = v1.snapshot.proxy(&id, &Default::default());
+    let proxy = v1
+        .snapshot
+        .proxy(&id, &isthmus_api::NodeMetadata::default());
     let cache = ResourceCache::default();
     let first = cache.get(&v1, &proxy);
 
@@ -106,7 +108,8 @@ fn a_moved_endpoint_patches_the_sidecar_exactly_as_a_full_generation_would() {
     let at = |ip: &str| {
         let id =
             NodeId::parse(&format!("sidecar~{ip}~client-0.bar~bar.svc.cluster.local")).expect("id");
-        v2.snapshot.proxy(&id, &Default::default())
+        v2.snapshot
+            .proxy(&id, &isthmus_api::NodeMetadata::default())
     };
     assert!(Arc::ptr_eq(&cache.get(&v2, &at(&old_ip)), &patched));
     assert!(!Arc::ptr_eq(&cache.get(&v2, &at("127.0.3.9")), &patched));

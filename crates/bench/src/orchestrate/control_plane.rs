@@ -3,6 +3,7 @@
 
 use crate::error::BenchError;
 use crate::generate;
+use isthmus_control_plane::ControlPlaneConfig;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -43,38 +44,26 @@ fn free_port() -> Result<u16, BenchError> {
         .port())
 }
 
-/// The `isthmus control-plane` arguments (after the binary) for cluster1 on network1,
-/// reading every registry of `written`, with the CA under `ca`, xDS on 127.0.0.1:`port` and
-/// monitoring on 127.0.0.1:`mon`.
-fn control_plane_args(
+/// The settings of cluster1's control plane on network1, reading every registry of
+/// `written`, with the CA under `ca`, xDS on 127.0.0.1:`port` and monitoring on
+/// 127.0.0.1:`mon`.
+fn control_plane_config(
     written: &generate::Written,
     ca: &Path,
     port: u16,
     mon: u16,
-) -> Vec<std::ffi::OsString> {
-    let mut args: Vec<std::ffi::OsString> = [
-        "control-plane",
-        "--cluster",
+) -> ControlPlaneConfig {
+    let mut config = ControlPlaneConfig::new(
         "cluster1",
-        "--network",
         "network1",
-    ]
-    .iter()
-    .map(Into::into)
-    .collect();
-    for (name, dir) in &written.registries {
-        args.push("--registry".into());
-        args.push(format!("{name}={}", dir.display()).into());
-    }
-    args.push("--cacerts".into());
-    args.push(ca.join("cluster1").into());
-    args.push("--credential-key".into());
-    args.push(ca.join("key").into());
-    args.push("--listen".into());
-    args.push(format!("127.0.0.1:{port}").into());
-    args.push("--monitoring".into());
-    args.push(format!("127.0.0.1:{mon}").into());
-    args
+        PathBuf::new(),
+        ca.join("cluster1"),
+        ca.join("key"),
+    );
+    config.sources.registries = written.registries.clone();
+    config.listen = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    config.monitoring = std::net::SocketAddr::from(([127, 0, 0, 1], mon));
+    config
 }
 
 /// Starts a control plane (cluster1's, on network1) from the `isthmus` binary `exe`, reading
@@ -93,7 +82,8 @@ pub async fn start(
     let (port, mon) = (free_port()?, free_port()?);
     let log: PathBuf = work.join("control-plane.log");
     let mut cmd = Command::new(exe);
-    cmd.args(control_plane_args(written, &ca, port, mon))
+    cmd.arg("control-plane")
+        .args(control_plane_config(written, &ca, port, mon).to_args())
         .env(
             "RUST_LOG",
             "warn,isthmus_control_plane=info,isthmus_xds::cache=debug",
@@ -135,32 +125,20 @@ mod tests {
             objects: 0,
             bytes: 0,
         };
-        let args: Vec<String> = control_plane_args(&written, Path::new("/w/ca"), 1234, 5678)
-            .into_iter()
-            .map(|a| a.to_string_lossy().into_owned())
-            .collect();
+        let config = control_plane_config(&written, Path::new("/w/ca"), 1234, 5678);
+        assert_eq!(config.sources.cluster, "cluster1");
+        assert_eq!(config.sources.network, "network1");
         assert_eq!(
-            args,
+            config.sources.registries,
             [
-                "control-plane",
-                "--cluster",
-                "cluster1",
-                "--network",
-                "network1",
-                "--registry",
-                "cluster1=/w/mesh/cluster1",
-                "--registry",
-                "cluster2=/w/mesh/cluster2",
-                "--cacerts",
-                "/w/ca/cluster1",
-                "--credential-key",
-                "/w/ca/key",
-                "--listen",
-                "127.0.0.1:1234",
-                "--monitoring",
-                "127.0.0.1:5678",
+                ("cluster1".to_string(), PathBuf::from("/w/mesh/cluster1")),
+                ("cluster2".to_string(), PathBuf::from("/w/mesh/cluster2")),
             ]
         );
+        assert_eq!(config.cacerts, Path::new("/w/ca/cluster1"));
+        assert_eq!(config.credential_key, Path::new("/w/ca/key"));
+        assert_eq!(config.listen.to_string(), "127.0.0.1:1234");
+        assert_eq!(config.monitoring.to_string(), "127.0.0.1:5678");
     }
 
     #[test]

@@ -9,6 +9,8 @@ use super::write_scoping_sidecar;
 use crate::error::BenchError;
 use crate::generate::{self, Shape};
 use crate::svg;
+use isthmus_agent::AgentConfig;
+use isthmus_control_plane::ControlPlaneConfig;
 use isthmus_lab::{netns, process};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -51,10 +53,6 @@ impl Drop for Namespace {
         }
         let _ = netns::delete(&self.0);
     }
-}
-
-fn s(v: &[&str]) -> Vec<String> {
-    v.iter().map(|x| x.to_string()).collect()
 }
 
 /// GET inside the namespace, through `isthmus lab http-get`.
@@ -128,26 +126,18 @@ fn run_one(
     let key = isthmus_ca::CredentialKey::load_or_create(&ca.join("key"))?;
     std::fs::write(work.join("load.cred"), key.issue("ns-0", "load", 3600))?;
     let exe_s = exe.display().to_string();
+    let mut control_plane = ControlPlaneConfig::new(
+        "cluster1",
+        "network1",
+        registry,
+        ca.join("cluster1"),
+        ca.join("key"),
+    );
+    control_plane.listen = std::net::SocketAddr::from(([127, 0, 0, 1], 15012));
+    control_plane.monitoring = std::net::SocketAddr::from(([127, 0, 0, 1], 15014));
     process::spawn(
         &ns.0,
-        &s(&[
-            &exe_s,
-            "control-plane",
-            "--cluster",
-            "cluster1",
-            "--network",
-            "network1",
-            "--registry",
-            &format!("cluster1={}", registry.display()),
-            "--cacerts",
-            &ca.join("cluster1").display().to_string(),
-            "--credential-key",
-            &ca.join("key").display().to_string(),
-            "--listen",
-            "127.0.0.1:15012",
-            "--monitoring",
-            "127.0.0.1:15014",
-        ]),
+        &command(&exe_s, "control-plane", control_plane.to_args()),
         &work.join("control-plane.log"),
     )?;
     let deadline = Instant::now() + Duration::from_secs(300);
@@ -160,42 +150,22 @@ fn run_one(
         std::thread::sleep(Duration::from_millis(100));
     }
     let started = Instant::now();
+    let mut agent = AgentConfig::new(
+        "load-0",
+        "ns-0",
+        "127.0.0.1",
+        "cluster1",
+        "127.0.0.1:15012",
+        work.join("agent"),
+    );
+    agent.service_account = "load".into();
+    agent.network = "network1".into();
+    agent.credential_file = work.join("load.cred");
+    agent.root_cert = ca.join("cluster1/root-cert.pem");
+    agent.envoy = Some(envoy.to_path_buf());
     process::spawn(
         &ns.0,
-        &s(&[
-            &exe_s,
-            "agent",
-            "--kind",
-            "sidecar",
-            "--ip",
-            "127.0.0.1",
-            "--pod",
-            "load-0",
-            "--namespace",
-            "ns-0",
-            "--service-account",
-            "load",
-            "--cluster",
-            "cluster1",
-            "--network",
-            "network1",
-            "--control-plane",
-            "127.0.0.1:15012",
-            "--credential-file",
-            &work.join("load.cred").display().to_string(),
-            "--root-cert",
-            &ca.join("cluster1/root-cert.pem").display().to_string(),
-            "--workdir",
-            &work.join("agent").display().to_string(),
-            "--envoy",
-            &envoy.display().to_string(),
-            "--interception",
-            "REDIRECT",
-            "--admin-address",
-            "127.0.0.1",
-            "--xds",
-            "sotw",
-        ]),
+        &command(&exe_s, "agent", agent.to_args()),
         &work.join("agent.log"),
     )?;
     let deadline = Instant::now() + Duration::from_secs(600);
@@ -304,6 +274,14 @@ pub fn run(opts: &EnvoyOptions) -> Result<(), BenchError> {
         println!("charts written to {}", dir.display());
     }
     Ok(())
+}
+
+/// `exe subcommand args...` as the lab's process runner takes it.
+fn command(exe: &str, subcommand: &str, args: Vec<std::ffi::OsString>) -> Vec<String> {
+    [exe.to_string(), subcommand.to_string()]
+        .into_iter()
+        .chain(args.iter().map(|a| a.to_string_lossy().into_owned()))
+        .collect()
 }
 
 #[cfg(test)]

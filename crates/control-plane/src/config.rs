@@ -1,0 +1,247 @@
+//! The control plane's settings, as `isthmus control-plane` reads them from its flags and as
+//! the lab and the benches build them: one struct, turned back into flags by one function
+//! ([`ControlPlaneConfig::to_args`]), so that whoever starts a control plane never writes
+//! its flags by hand.
+
+use isthmus_model::automation::ExportDefault;
+use std::ffi::OsString;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// Reads `NAME=VALUE`.
+pub fn key_value(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .ok_or_else(|| format!("`{s}` must be NAME=VALUE"))
+}
+
+/// Reads `CLUSTER=DIR`.
+pub fn cluster_dir(s: &str) -> Result<(String, PathBuf), String> {
+    key_value(s).map(|(c, d)| (c, PathBuf::from(d)))
+}
+
+/// Where a mesh's configuration comes from: this cluster, its network and the registries
+/// (shared by `control-plane` and `proxy-config`).
+#[derive(Debug, Clone, PartialEq, clap::Args)]
+pub struct MeshSources {
+    /// This cluster's name.
+    #[arg(long)]
+    pub cluster: String,
+    /// This cluster's network.
+    #[arg(long)]
+    pub network: String,
+    /// CLUSTER=DIR: a registry directory (repeat for other clusters).
+    #[arg(long = "registry", value_parser = cluster_dir, required = true)]
+    pub registries: Vec<(String, PathBuf)>,
+    /// CLUSTER=NETWORK for other clusters (meshNetworks `fromRegistry` also sets it).
+    #[arg(long = "cluster-network", value_parser = key_value)]
+    pub cluster_networks: Vec<(String, String)>,
+    /// Send sidecars' HTTP traffic for MESH_EXTERNAL services through this egress gateway
+    /// service (such as istio-egressgateway.istio-system.svc.cluster.local), over mTLS.
+    #[arg(long)]
+    pub egress_gateway: Option<String>,
+}
+
+/// Control plane settings: `isthmus control-plane`'s flags.
+#[derive(Debug, Clone, PartialEq, clap::Args)]
+pub struct ControlPlaneConfig {
+    /// This cluster, its network and the registries.
+    #[command(flatten)]
+    pub sources: MeshSources,
+    /// The `cacerts` directory (from `isthmus ca intermediate`).
+    #[arg(long)]
+    pub cacerts: PathBuf,
+    /// Credential key file; created when missing.
+    #[arg(long)]
+    pub credential_key: PathBuf,
+    /// xDS + CA address.
+    #[arg(long, default_value = "0.0.0.0:15012")]
+    pub listen: SocketAddr,
+    /// Metrics and debug address.
+    #[arg(long, default_value = "127.0.0.1:15014")]
+    pub monitoring: SocketAddr,
+    /// Serve mesh DNS here (UDP and TCP), such as 0.0.0.0:53 or 127.0.0.1:15053.
+    #[arg(long)]
+    pub dns: Option<SocketAddr>,
+    /// SUFFIX=IPV4: answer every name under SUFFIX with IPV4 (seed 004's `*.remote` template).
+    #[arg(long = "dns-template")]
+    pub dns_templates: Vec<isthmus_dns::Template>,
+    /// Range for VIPs of ServiceEntry hosts that have no `addresses`.
+    #[arg(long, default_value = "240.240.0.0/16")]
+    pub vip_range: isthmus_model::VipRange,
+    /// CLUSTER=DIR: another cluster's registry, read to generate ServiceEntries for its
+    /// services (NAME.NS.global, and NAME.NS.svc.cluster.local for replicated namespaces),
+    /// one endpoint per cluster's east-west gateway weighted by its pod count.
+    #[arg(long = "remote-registry", value_parser = cluster_dir)]
+    pub remote_registries: Vec<(String, PathBuf)>,
+    /// Whether a service is reachable from other clusters when it neither has the
+    /// `isthmus.io/export` label nor the `networking.istio.io/exportTo` annotation.
+    #[arg(long, value_enum, default_value_t = ExportDefault::Exported)]
+    pub export_default: ExportDefault,
+}
+
+impl ControlPlaneConfig {
+    /// Settings for `cluster` on `network` reading `registry`, with its CA files, every
+    /// optional flag at its default.
+    pub fn new(
+        cluster: impl Into<String>,
+        network: impl Into<String>,
+        registry: impl Into<PathBuf>,
+        cacerts: impl Into<PathBuf>,
+        credential_key: impl Into<PathBuf>,
+    ) -> ControlPlaneConfig {
+        let cluster = cluster.into();
+        ControlPlaneConfig {
+            sources: MeshSources {
+                registries: vec![(cluster.clone(), registry.into())],
+                cluster,
+                network: network.into(),
+                cluster_networks: Vec::new(),
+                egress_gateway: None,
+            },
+            cacerts: cacerts.into(),
+            credential_key: credential_key.into(),
+            listen: SocketAddr::from(([0, 0, 0, 0], 15012)),
+            monitoring: SocketAddr::from(([127, 0, 0, 1], 15014)),
+            dns: None,
+            dns_templates: Vec::new(),
+            vip_range: isthmus_model::VipRange::default(),
+            remote_registries: Vec::new(),
+            export_default: ExportDefault::Exported,
+        }
+    }
+
+    /// The flags that make `isthmus control-plane` read exactly these settings (after the
+    /// subcommand name).
+    pub fn to_args(&self) -> Vec<OsString> {
+        let ControlPlaneConfig {
+            sources:
+                MeshSources {
+                    cluster,
+                    network,
+                    registries,
+                    cluster_networks,
+                    egress_gateway,
+                },
+            cacerts,
+            credential_key,
+            listen,
+            monitoring,
+            dns,
+            dns_templates,
+            vip_range,
+            remote_registries,
+            export_default,
+        } = self;
+        let mut a: Vec<OsString> = Vec::new();
+        let mut flag = |name: &str, value: OsString| {
+            a.push(name.into());
+            a.push(value);
+        };
+        let pair = |k: &str, v: &std::path::Path| {
+            let mut s = OsString::from(format!("{k}="));
+            s.push(v);
+            s
+        };
+        flag("--cluster", cluster.into());
+        flag("--network", network.into());
+        for (c, d) in registries {
+            flag("--registry", pair(c, d));
+        }
+        for (c, n) in cluster_networks {
+            flag("--cluster-network", format!("{c}={n}").into());
+        }
+        if let Some(g) = egress_gateway {
+            flag("--egress-gateway", g.into());
+        }
+        flag("--cacerts", cacerts.into());
+        flag("--credential-key", credential_key.into());
+        flag("--listen", listen.to_string().into());
+        flag("--monitoring", monitoring.to_string().into());
+        if let Some(d) = dns {
+            flag("--dns", d.to_string().into());
+        }
+        for t in dns_templates {
+            flag(
+                "--dns-template",
+                format!("{}={}", t.suffix, t.address).into(),
+            );
+        }
+        flag(
+            "--vip-range",
+            format!("{}/{}", vip_range.base, vip_range.prefix).into(),
+        );
+        for (c, d) in remote_registries {
+            flag("--remote-registry", pair(c, d));
+        }
+        flag("--export-default", export_default.as_str().into());
+        a
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        config: ControlPlaneConfig,
+    }
+
+    fn parse(args: Vec<OsString>) -> ControlPlaneConfig {
+        let mut all = vec![OsString::from("control-plane")];
+        all.extend(args);
+        Cli::try_parse_from(all).expect("flags parse").config
+    }
+
+    #[test]
+    fn flags_read_back_as_the_same_settings() {
+        let plain = ControlPlaneConfig::new(
+            "cluster1",
+            "network1",
+            "/lab/reg/cluster1",
+            "/lab/ca/cluster1",
+            "/lab/key",
+        );
+        assert_eq!(parse(plain.to_args()), plain);
+        let mut full = plain.clone();
+        full.sources
+            .registries
+            .push(("cluster2".into(), "/lab/reg/cluster2".into()));
+        full.sources.cluster_networks = vec![("cluster2".into(), "network2".into())];
+        full.sources.egress_gateway =
+            Some("istio-egressgateway.istio-system.svc.cluster.local".into());
+        full.listen = "10.0.0.1:15012".parse().expect("addr");
+        full.monitoring = "10.0.0.1:15014".parse().expect("addr");
+        full.dns = Some("10.0.0.1:53".parse().expect("addr"));
+        full.dns_templates = vec!["remote=198.18.255.1".parse().expect("template")];
+        full.vip_range = "240.241.0.0/16".parse().expect("range");
+        full.remote_registries = vec![("cluster2".into(), "/lab/reg/cluster2".into())];
+        full.export_default = ExportDefault::Hidden;
+        assert_eq!(parse(full.to_args()), full);
+    }
+
+    #[test]
+    fn the_defaults_are_those_of_the_flags() {
+        let parsed = parse(
+            [
+                "--cluster",
+                "c",
+                "--network",
+                "n",
+                "--registry",
+                "c=/r",
+                "--cacerts",
+                "/ca",
+                "--credential-key",
+                "/k",
+            ]
+            .map(OsString::from)
+            .to_vec(),
+        );
+        assert_eq!(parsed, ControlPlaneConfig::new("c", "n", "/r", "/ca", "/k"));
+        assert!(Cli::try_parse_from(["cp", "--export-default", "some"]).is_err());
+    }
+}
