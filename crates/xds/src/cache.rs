@@ -573,3 +573,116 @@ impl ResourceCache {
         self.inner.lock().map(|g| g.entries.len()).unwrap_or(0)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use isthmus_model::{ConfigsUpdated, NodeId};
+    use std::collections::BTreeMap;
+
+    fn proxy(id: &str, interception: Interception) -> Proxy {
+        Proxy {
+            id: NodeId::parse(id).expect("node id"),
+            cluster: "c1".into(),
+            network: "n1".into(),
+            labels: BTreeMap::from([("app".into(), "sleep".into())]),
+            service_account: "sleep".into(),
+            interception,
+            router_mode_sni_dnat: false,
+            network_views: Vec::new(),
+        }
+    }
+
+    fn service(host: &str) -> isthmus_model::Service {
+        isthmus_model::Service {
+            hostname: host.into(),
+            namespace: "ns".into(),
+            name: "a".into(),
+            origin: isthmus_model::ServiceOrigin::Kubernetes,
+            ports: Vec::new(),
+            vip: None,
+            vip_allocated: false,
+            exported: true,
+            resolution: isthmus_api::enums::Resolution::Static,
+            location: isthmus_api::enums::Location::MeshInternal,
+            endpoints: Default::default(),
+            subject_alt_names: Vec::new(),
+        }
+    }
+
+    fn push(full: bool, moved: &[&str]) -> PushRequest {
+        PushRequest {
+            from_version: 1,
+            version: 2,
+            full,
+            endpoints: moved
+                .iter()
+                .map(|h| (h.to_string(), Arc::new(service(h))))
+                .collect(),
+            configs_updated: ConfigsUpdated::Unknown,
+        }
+    }
+
+    #[test]
+    fn a_shape_holds_the_ip_only_when_it_changes_the_output() {
+        let a = proxy(
+            "sidecar~10.0.0.1~sleep-0.foo~foo.svc.cluster.local",
+            Interception::Redirect,
+        );
+        let b = proxy(
+            "sidecar~10.0.0.2~sleep-1.foo~foo.svc.cluster.local",
+            Interception::Redirect,
+        );
+        // Two pods of one workload, neither an endpoint: one shape (shared resources).
+        assert_eq!(ProxyShape::of(&a, false), ProxyShape::of(&b, false));
+        // An endpoint has inbound configuration of its own.
+        assert_ne!(ProxyShape::of(&a, true), ProxyShape::of(&b, true));
+        assert_eq!(ProxyShape::of(&a, true).ip.as_deref(), Some("10.0.0.1"));
+        // Without capture, listeners bind the IP.
+        let bound = proxy(
+            "sidecar~10.0.0.1~sleep-0.foo~foo.svc.cluster.local",
+            Interception::None,
+        );
+        assert!(ProxyShape::of(&bound, false).ip.is_some());
+        // The service account does not change the output; the labels do.
+        let mut other_sa = a.clone();
+        other_sa.service_account = "x".into();
+        assert_eq!(ProxyShape::of(&a, false), ProxyShape::of(&other_sa, false));
+        let mut relabelled = a.clone();
+        relabelled.labels.insert("version".into(), "v2".into());
+        assert_ne!(
+            ProxyShape::of(&a, false),
+            ProxyShape::of(&relabelled, false)
+        );
+    }
+
+    #[test]
+    fn each_shape_is_refreshed_as_the_push_request_says() {
+        let sidecar = ProxyShape::of(
+            &proxy(
+                "sidecar~10.0.0.1~sleep-0.foo~foo.svc.cluster.local",
+                Interception::Redirect,
+            ),
+            false,
+        );
+        let endpoint = ProxyShape {
+            ip: Some("10.0.0.1".into()),
+            ..sidecar.clone()
+        };
+        let router = ProxyShape {
+            kind: NodeKind::Router,
+            ..sidecar.clone()
+        };
+        let moved = push(false, &["a.ns.svc.cluster.local"]);
+        assert_eq!(
+            Refresh::for_shape(&push(true, &[]), &sidecar),
+            Refresh::Generate
+        );
+        assert_eq!(Refresh::for_shape(&moved, &sidecar), Refresh::Patch);
+        assert_eq!(Refresh::for_shape(&moved, &endpoint), Refresh::Generate);
+        assert_eq!(Refresh::for_shape(&moved, &router), Refresh::Generate);
+        for shape in [&sidecar, &endpoint, &router] {
+            assert_eq!(Refresh::for_shape(&push(false, &[]), shape), Refresh::Keep);
+        }
+    }
+}
