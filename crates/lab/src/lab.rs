@@ -1,31 +1,20 @@
 //! The lab's life cycle: `up`, `apply`, `delete`, `exec`, `status`, `down`.
 
+use crate::api_server::{registry_dir, ApiServer};
 use crate::demo::DemoApp;
 use crate::error::{io, LabError};
 use crate::manifests::{self, Manifests};
 use crate::netns;
+pub use crate::options::LabOptions;
 use crate::process;
-use crate::state::{ClusterState, LabState, PodRole, PodState};
+use crate::state::{LabState, PodRole, PodState};
 use crate::topology::{ClusterSpec, Topology, WAN};
-use isthmus_api::kube::{Container, ContainerPort, Deployment, Pod, PodSpec, PodStatus, Service};
+use isthmus_api::kube::{Deployment, Service};
 use isthmus_api::ObjectMeta;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-/// Where the lab keeps its state and what it runs.
-#[derive(Debug, Clone)]
-pub struct LabOptions {
-    /// State directory (registries, certificates, logs, `lab.json`).
-    pub state_dir: PathBuf,
-    /// Prefix of every namespace the lab creates.
-    pub prefix: String,
-    /// The `isthmus` binary started inside pods.
-    pub exe: PathBuf,
-    /// Envoy, when given explicitly.
-    pub envoy: Option<PathBuf>,
-}
 
 /// A running lab.
 #[derive(Debug)]
@@ -40,12 +29,20 @@ fn s(v: &[&str]) -> Vec<String> {
 }
 
 impl Lab {
-    fn registry_dir(&self, cluster: &str) -> PathBuf {
-        self.opts.state_dir.join("registry").join(cluster)
+    /// The API server of cluster number `ci`.
+    fn api(&self, ci: usize) -> ApiServer {
+        ApiServer::new(&self.opts.state_dir, &self.state.clusters[ci].name)
+    }
+
+    /// Stores a Service in cluster number `ci`, with its ClusterIP; returns the ClusterIP.
+    fn store_service(&mut self, ci: usize, svc: Service) -> Result<String, LabError> {
+        let api = self.api(ci);
+        let cidr = self.state.topology.clusters[ci].service_cidr;
+        api.put_service(&mut self.state.clusters[ci], cidr, svc)
     }
 
     fn ca_dir(&self) -> PathBuf {
-        self.opts.state_dir.join("ca")
+        self.opts.ca_dir()
     }
 
     fn save(&self) -> Result<(), LabError> {
@@ -135,30 +132,7 @@ impl Lab {
             manifests.push(m);
         }
         let source = dir.canonicalize().map_err(io(dir))?;
-        let state = LabState {
-            prefix: opts.prefix.clone(),
-            source,
-            clusters: topology
-                .clusters
-                .iter()
-                .enumerate()
-                .map(|(i, c)| ClusterState {
-                    name: c.name.clone(),
-                    index: i,
-                    router_netns: format!("{}-{}-router", opts.prefix, c.name),
-                    last_pod: 1,
-                    last_service: 9,
-                    control_plane_ip: None,
-                    control_plane_addr: None,
-                    ca_cluster: c.name.clone(),
-                    cluster_ips: BTreeMap::new(),
-                    injected_namespaces: Vec::new(),
-                    pods: Vec::new(),
-                })
-                .collect(),
-            topology,
-            envoy,
-        };
+        let state = LabState::new(&opts.prefix, source, topology, envoy);
         let mut lab = Lab { opts, state };
         lab.save()?;
         lab.certificates(progress)?;
@@ -167,8 +141,7 @@ impl Lab {
         // Every registry exists before any control plane starts: with the automation, a
         // control plane watches the other clusters' registries too.
         for c in &clusters {
-            let reg = lab.registry_dir(&c.name);
-            std::fs::create_dir_all(&reg).map_err(io(&reg))?;
+            ApiServer::new(&lab.opts.state_dir, &c.name).create()?;
         }
         for (i, c) in clusters.iter().enumerate() {
             lab.control_plane(i, c, progress)?;
@@ -362,8 +335,9 @@ impl Lab {
         }
         let mut pod = self.pod_netns(ci, "istio-system", "istiod-0", PodRole::ControlPlane)?;
         pod.labels.insert("app".into(), "istiod".into());
-        let reg = self.registry_dir(&spec.name);
-        std::fs::create_dir_all(&reg).map_err(io(&reg))?;
+        let api = self.api(ci);
+        api.create()?;
+        let reg = api.dir();
         let ca = self.ca_dir();
         let mut args = s(&[
             &self.opts.exe.display().to_string(),
@@ -412,7 +386,7 @@ impl Lab {
                     &format!(
                         "{}={}",
                         other.name,
-                        self.registry_dir(&other.name).display()
+                        registry_dir(&self.opts.state_dir, &other.name).display()
                     ),
                 ]));
             }
@@ -465,7 +439,7 @@ impl Lab {
             status: Default::default(),
         };
         self.store_service(ci, svc)?;
-        self.store_pod(ci, &pod, &[15012])?;
+        self.api(ci).put_pod(&pod, &[15012])?;
         self.state.clusters[ci].pods.push(pod);
         self.save()
     }
@@ -510,7 +484,7 @@ impl Lab {
             status: Default::default(),
         };
         let ip = self.store_service(ci, svc)?;
-        self.store_pod(ci, &pod, &[15443])?;
+        self.api(ci).put_pod(&pod, &[15443])?;
         // Funnelling, it forwards to the addresses ServiceEntries give (no network view);
         // otherwise it relays to the remote gateways a ServiceEntry puts on network
         // `external` (seed 000's egress variant).
@@ -591,7 +565,7 @@ impl Lab {
             },
         };
         self.store_service(ci, svc)?;
-        self.store_pod(ci, &pod, &[15443])?;
+        self.api(ci).put_pod(&pod, &[15443])?;
         let sni_dnat = spec.east_west_gateway_mode.as_deref() != Some("standard");
         let pid = self.start_agent(ci, &pod, Some((&[], sni_dnat)))?;
         pod.pids.push(pid);
@@ -690,111 +664,6 @@ impl Lab {
         process::spawn(&pod.netns, &args, &pod.workdir.join("agent.log"))
     }
 
-    fn store(&self, ci: usize, namespace: &str, file: &str, text: &str) -> Result<(), LabError> {
-        let dir = if namespace.is_empty() {
-            self.registry_dir(&self.state.clusters[ci].name)
-        } else {
-            self.registry_dir(&self.state.clusters[ci].name)
-                .join(namespace)
-        };
-        std::fs::create_dir_all(&dir).map_err(io(&dir))?;
-        let path = dir.join(file);
-        let tmp = dir.join(format!(".{file}.tmp"));
-        std::fs::write(&tmp, text).map_err(io(&tmp))?;
-        std::fs::rename(&tmp, &path).map_err(io(&path))
-    }
-
-    fn unstore(&self, ci: usize, namespace: &str, file: &str) -> Result<bool, LabError> {
-        let path = self
-            .registry_dir(&self.state.clusters[ci].name)
-            .join(namespace)
-            .join(file);
-        match std::fs::remove_file(&path) {
-            Ok(()) => Ok(true),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
-            Err(e) => Err(io(&path)(e)),
-        }
-    }
-
-    fn api_json(
-        api_version: &str,
-        kind: &str,
-        object: &impl serde::Serialize,
-    ) -> Result<String, LabError> {
-        let mut v = serde_json::to_value(object)
-            .map_err(|e| LabError::Invalid(format!("encoding {kind}: {e}")))?;
-        if let Some(m) = v.as_object_mut() {
-            m.insert("apiVersion".into(), api_version.into());
-            m.insert("kind".into(), kind.into());
-        }
-        serde_json::to_string_pretty(&v)
-            .map_err(|e| LabError::Invalid(format!("encoding {kind}: {e}")))
-    }
-
-    fn store_service(&mut self, ci: usize, mut svc: Service) -> Result<String, LabError> {
-        let key = format!("{}/{}", svc.metadata.namespace, svc.metadata.name);
-        let spec = self.state.topology.clusters[ci].clone();
-        let c = &mut self.state.clusters[ci];
-        let ip = match c.cluster_ips.get(&key) {
-            Some(ip) => ip.clone(),
-            None => {
-                c.last_service += 1;
-                let ip = spec.service_cidr.host(c.last_service).ok_or_else(|| {
-                    LabError::Invalid(format!("{}: service CIDR is full", c.name))
-                })?;
-                c.cluster_ips.insert(key, ip.to_string());
-                ip.to_string()
-            }
-        };
-        svc.spec.cluster_ip = Some(ip.clone());
-        let text = Self::api_json("v1", "Service", &svc)?;
-        self.store(
-            ci,
-            &svc.metadata.namespace,
-            &format!("Service.{}.yaml", svc.metadata.name),
-            &text,
-        )?;
-        Ok(ip)
-    }
-
-    fn store_pod(&self, ci: usize, pod: &PodState, ports: &[u32]) -> Result<(), LabError> {
-        let object = Pod {
-            metadata: ObjectMeta {
-                name: pod.name.as_str().into(),
-                namespace: pod.namespace.as_str().into(),
-                labels: std::sync::Arc::new(pod.labels.clone().into()),
-                ..Default::default()
-            },
-            spec: PodSpec {
-                service_account_name: pod.service_account.as_str().into(),
-                containers: vec![Container {
-                    name: "app".into(),
-                    image: pod.image.clone().unwrap_or_default(),
-                    ports: ports
-                        .iter()
-                        .map(|p| ContainerPort {
-                            name: None,
-                            container_port: *p,
-                        })
-                        .collect(),
-                    env: Vec::new(),
-                }]
-                .into(),
-            },
-            status: PodStatus {
-                pod_ip: Some(pod.ip.parse().map_err(|_| {
-                    LabError::Invalid(format!(
-                        "pod {}: `{}` is not an IP address",
-                        pod.name, pod.ip
-                    ))
-                })?),
-                phase: Some(isthmus_api::kube::PodPhase::Running),
-            },
-        };
-        let text = Self::api_json("v1", "Pod", &object)?;
-        self.store(ci, &pod.namespace, &format!("Pod.{}.yaml", pod.name), &text)
-    }
-
     fn apply_manifests(
         &mut self,
         ci: usize,
@@ -802,14 +671,9 @@ impl Lab {
         progress: &mut dyn FnMut(&str),
     ) -> Result<(), LabError> {
         let cname = self.state.clusters[ci].name.clone();
+        let api = self.api(ci);
         for n in &m.namespaces {
-            let text = Self::api_json("v1", "Namespace", n)?;
-            self.store(
-                ci,
-                "",
-                &format!("Namespace.{}.yaml", n.metadata.name),
-                &text,
-            )?;
+            api.put_namespace(n)?;
             let injected =
                 n.metadata.labels.get("istio-injection").map(String::as_str) == Some("enabled");
             let list = &mut self.state.clusters[ci].injected_namespaces;
@@ -824,12 +688,7 @@ impl Lab {
             progress(&format!("{cname}: service {name} ClusterIP {ip}"));
         }
         for d in &m.stored {
-            self.store(
-                ci,
-                &d.namespace,
-                &format!("{}.{}.yaml", d.kind, d.name),
-                &d.text,
-            )?;
+            api.put(&d.namespace, &d.kind, &d.name, &d.text)?;
             progress(&format!(
                 "{cname}: {} {}/{} stored",
                 d.kind, d.namespace, d.name
@@ -846,31 +705,8 @@ impl Lab {
     /// DNAT per endpoint, spread evenly with the `statistic` match as kube-proxy does.
     fn sync_services(&self, ci: usize) -> Result<(), LabError> {
         let c = &self.state.clusters[ci];
-        let reg = self.registry_dir(&c.name);
         let mut rules = String::from("*nat\n:ISTHMUS-SERVICES - [0:0]\n");
-        let mut files: Vec<PathBuf> = Vec::new();
-        if let Ok(dirs) = std::fs::read_dir(&reg) {
-            for d in dirs.filter_map(|e| e.ok()).filter(|e| e.path().is_dir()) {
-                if let Ok(entries) = std::fs::read_dir(d.path()) {
-                    files.extend(
-                        entries
-                            .filter_map(|e| e.ok())
-                            .map(|e| e.path())
-                            .filter(|p| {
-                                p.file_name()
-                                    .and_then(|n| n.to_str())
-                                    .is_some_and(|n| n.starts_with("Service."))
-                            }),
-                    );
-                }
-            }
-        }
-        files.sort();
-        for f in files {
-            let text = std::fs::read_to_string(&f).map_err(io(&f))?;
-            let Ok(svc) = serde_json::from_str::<Service>(&text) else {
-                continue;
-            };
+        for svc in self.api(ci).services()? {
             let Some(cip) = svc.spec.cluster_ip.as_deref() else {
                 continue;
             };
@@ -983,7 +819,7 @@ impl Lab {
                     format!("{ns}.global"),
                 ],
             )?;
-            self.store_pod(ci, &pod, &ports)?;
+            self.api(ci).put_pod(&pod, &ports)?;
             // The container's environment, as `env NAME=VALUE ...` before the app.
             let mut args = Vec::new();
             if !container.env.is_empty() {
@@ -1043,7 +879,7 @@ impl Lab {
         for pid in process::in_namespace(&pod.netns) {
             process::stop(pid, Duration::from_secs(2));
         }
-        self.unstore(ci, &pod.namespace, &format!("Pod.{}.yaml", pod.name))?;
+        self.api(ci).delete(&pod.namespace, "Pod", &pod.name)?;
         netns::delete(&pod.netns)
     }
 
@@ -1080,8 +916,9 @@ impl Lab {
             &manifests::files(path, namespace)?,
             &variables(&self.state.topology, &self.opts.state_dir),
         )?;
+        let api = self.api(ci);
         for d in &m.stored {
-            if self.unstore(ci, &d.namespace, &format!("{}.{}.yaml", d.kind, d.name))? {
+            if api.delete(&d.namespace, &d.kind, &d.name)? {
                 progress(&format!(
                     "{cluster}: {} {}/{} deleted",
                     d.kind, d.namespace, d.name
@@ -1094,11 +931,7 @@ impl Lab {
             }
         }
         for svc in &m.services {
-            self.unstore(
-                ci,
-                &svc.metadata.namespace,
-                &format!("Service.{}.yaml", svc.metadata.name),
-            )?;
+            api.delete(&svc.metadata.namespace, "Service", &svc.metadata.name)?;
             self.state.clusters[ci]
                 .cluster_ips
                 .remove(&format!("{}/{}", svc.metadata.namespace, svc.metadata.name));
@@ -1320,11 +1153,7 @@ fn variables(topology: &Topology, state_dir: &Path) -> Vec<(String, String)> {
             .collect();
         v.push((
             format!("REGISTRY_{up}"),
-            state_dir
-                .join("registry")
-                .join(&c.name)
-                .display()
-                .to_string(),
+            registry_dir(state_dir, &c.name).display().to_string(),
         ));
     }
     v

@@ -8,6 +8,7 @@
 //! Kubernetes API server for the control planes: it writes the objects (Pods with their IPs,
 //! Services with ClusterIPs, the Istio resources) into each cluster's registry directory.
 
+pub mod api_server;
 pub mod bookinfo;
 pub mod demo;
 pub mod error;
@@ -15,6 +16,7 @@ pub mod http;
 pub mod lab;
 pub mod manifests;
 pub mod netns;
+pub mod options;
 pub mod process;
 pub mod scenario;
 pub mod state;
