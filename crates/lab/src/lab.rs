@@ -3,6 +3,7 @@
 use crate::api_server::{registry_dir, ApiServer};
 use crate::demo::DemoApp;
 use crate::error::{io, LabError};
+use crate::kube_proxy;
 use crate::manifests::{self, Manifests};
 use crate::netns;
 pub use crate::options::LabOptions;
@@ -218,10 +219,7 @@ impl Lab {
             // kube-proxy's part: ClusterIPs are DNAT-ed to pods by the router (the lab's
             // node), and hairpinned connections are masqueraded so replies come back
             // through it.
-            netns::restore(
-                rt,
-                "*nat\n:ISTHMUS-SERVICES - [0:0]\n-A PREROUTING -j ISTHMUS-SERVICES\n-A POSTROUTING -o pods -m conntrack --ctstate DNAT -j MASQUERADE\nCOMMIT\n",
-            )?;
+            kube_proxy::install(rt)?;
             progress(&format!(
                 "{}: router {} (pods {} via {gw}, WAN {})",
                 c.name,
@@ -701,53 +699,9 @@ impl Lab {
         self.save()
     }
 
-    /// Rewrites the router's ClusterIP rules from the stored Services and the pods: one
-    /// DNAT per endpoint, spread evenly with the `statistic` match as kube-proxy does.
+    /// Rewrites cluster number `ci`'s ClusterIP rules (see [`kube_proxy::sync`]).
     fn sync_services(&self, ci: usize) -> Result<(), LabError> {
-        let c = &self.state.clusters[ci];
-        let mut rules = String::from("*nat\n:ISTHMUS-SERVICES - [0:0]\n");
-        for svc in self.api(ci).services()? {
-            let Some(cip) = svc.spec.cluster_ip.as_deref() else {
-                continue;
-            };
-            let pods: Vec<&PodState> = c
-                .pods
-                .iter()
-                .filter(|p| *p.namespace == *svc.metadata.namespace)
-                .filter(|p| {
-                    !svc.spec.selector.is_empty()
-                        && svc
-                            .spec
-                            .selector
-                            .iter()
-                            .all(|(k, v)| p.labels.get(k) == Some(v))
-                })
-                .collect();
-            for port in &svc.spec.ports {
-                let target = match &port.target_port {
-                    Some(isthmus_api::kube::IntOrString::Int(n)) => *n,
-                    _ => port.port,
-                };
-                let n = pods.len();
-                for (i, p) in pods.iter().enumerate() {
-                    let remaining = n - i;
-                    let pick = if remaining > 1 {
-                        format!(
-                            "-m statistic --mode random --probability {:.5} ",
-                            1.0 / remaining as f64
-                        )
-                    } else {
-                        String::new()
-                    };
-                    rules.push_str(&format!(
-                        "-A ISTHMUS-SERVICES -d {cip}/32 -p tcp --dport {} {pick}-j DNAT --to-destination {}:{target}\n",
-                        port.port, p.ip
-                    ));
-                }
-            }
-        }
-        rules.push_str("COMMIT\n");
-        netns::restore(&c.router_netns, &rules)
+        kube_proxy::sync(&self.api(ci), &self.state.clusters[ci])
     }
 
     fn run_deployment(

@@ -13,6 +13,7 @@ pub mod bookinfo;
 pub mod demo;
 pub mod error;
 pub mod http;
+pub mod kube_proxy;
 pub mod lab;
 pub mod manifests;
 pub mod netns;
