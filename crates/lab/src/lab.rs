@@ -6,10 +6,11 @@ use crate::error::{io, LabError};
 use crate::kube_proxy;
 use crate::manifests::{self, Manifests};
 use crate::netns;
+use crate::network;
 pub use crate::options::LabOptions;
 use crate::process;
 use crate::state::{LabState, PodRole, PodState};
-use crate::topology::{ClusterSpec, Topology, WAN};
+use crate::topology::{ClusterSpec, Topology};
 use isthmus_api::kube::{Deployment, Service};
 use isthmus_api::ObjectMeta;
 use std::collections::BTreeMap;
@@ -137,7 +138,7 @@ impl Lab {
         let mut lab = Lab { opts, state };
         lab.save()?;
         lab.certificates(progress)?;
-        lab.network(progress)?;
+        network::build(&lab.state, progress)?;
         let clusters = lab.state.topology.clusters.clone();
         // Every registry exists before any control plane starts: with the automation, a
         // control plane watches the other clusters' registries too.
@@ -175,63 +176,8 @@ impl Lab {
         Ok(())
     }
 
-    fn network(&mut self, progress: &mut dyn FnMut(&str)) -> Result<(), LabError> {
-        let wan = format!("{}-wan", self.state.prefix);
-        netns::add(&wan)?;
-        netns::bridge(&wan, "wan")?;
-        for c in self.state.clusters.clone() {
-            let spec = self.state.topology.cluster(&c.name)?.clone();
-            let rt = &c.router_netns;
-            netns::add(rt)?;
-            netns::bridge(rt, "pods")?;
-            let gw = spec
-                .pod_cidr
-                .host(1)
-                .ok_or_else(|| LabError::Invalid(format!("{}: pod CIDR too small", c.name)))?;
-            netns::addr(rt, "pods", &format!("{gw}/{}", spec.pod_cidr.prefix))?;
-            let leg = format!("r{}", c.index);
-            netns::veth(rt, "wan0", &wan, &leg)?;
-            netns::attach(&wan, &leg, "wan")?;
-            netns::addr(
-                rt,
-                "wan0",
-                &format!("{}/{}", Topology::router_wan(c.index), WAN.prefix),
-            )?;
-            netns::exec(rt, "sysctl", &["-qw", "net.ipv4.ip_forward=1"])?;
-            // Pods reach the WAN from behind their router, as from behind a cloud NAT:
-            // replies come back to the router, never to an address of another cluster.
-            netns::exec(
-                rt,
-                "iptables",
-                &[
-                    "-t",
-                    "nat",
-                    "-A",
-                    "POSTROUTING",
-                    "-s",
-                    &String::from(spec.pod_cidr),
-                    "-o",
-                    "wan0",
-                    "-j",
-                    "MASQUERADE",
-                ],
-            )?;
-            // kube-proxy's part: ClusterIPs are DNAT-ed to pods by the router (the lab's
-            // node), and hairpinned connections are masqueraded so replies come back
-            // through it.
-            kube_proxy::install(rt)?;
-            progress(&format!(
-                "{}: router {} (pods {} via {gw}, WAN {})",
-                c.name,
-                rt,
-                String::from(spec.pod_cidr),
-                Topology::router_wan(c.index)
-            ));
-        }
-        Ok(())
-    }
-
-    /// Creates a pod's namespace and address; returns its state (no processes yet).
+    /// Creates a pod's namespace and address in cluster number `ci` (see
+    /// [`network::pod_netns`]).
     fn pod_netns(
         &mut self,
         ci: usize,
@@ -239,64 +185,14 @@ impl Lab {
         name: &str,
         role: PodRole,
     ) -> Result<PodState, LabError> {
-        let spec = self.state.topology.clusters[ci].clone();
-        let c = &mut self.state.clusters[ci];
-        // Control planes and gateways take the same low addresses in every cluster (real
-        // overlap); application pods start at a per-cluster offset so that another
-        // cluster's pod address does not happen to exist locally, which would make the
-        // isolation check pass or fail by accident.
-        let app_base = 10 + 20 * c.index as u32;
-        if role == PodRole::App && c.last_pod < app_base {
-            c.last_pod = app_base;
-        }
-        c.last_pod += 1;
-        let ip = spec.pod_cidr.host(c.last_pod).ok_or_else(|| {
-            LabError::Invalid(format!(
-                "{}: pod CIDR {} is full",
-                c.name,
-                String::from(spec.pod_cidr)
-            ))
-        })?;
-        let ns = format!("{}-{}-{}-{}", self.state.prefix, c.name, namespace, name);
-        let rt = c.router_netns.clone();
-        let veth = format!("p{}", c.last_pod);
-        let gw = spec
-            .pod_cidr
-            .host(1)
-            .map(|g| g.to_string())
-            .unwrap_or_default();
-        netns::add(&ns)?;
-        netns::veth(&ns, "eth0", &rt, &veth)?;
-        netns::attach(&rt, &veth, "pods")?;
-        netns::addr(&ns, "eth0", &format!("{ip}/{}", spec.pod_cidr.prefix))?;
-        netns::default_route(&ns, &gw)?;
-        let workdir = self
-            .opts
-            .state_dir
-            .join("pods")
-            .join(&c.name)
-            .join(namespace)
-            .join(name);
-        std::fs::create_dir_all(&workdir).map_err(io(&workdir))?;
-        use std::os::unix::fs::PermissionsExt;
-        for d in [&self.opts.state_dir, &workdir] {
-            let _ = std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755));
-        }
-        Ok(PodState {
-            namespace: namespace.to_string(),
-            name: name.to_string(),
-            deployment: None,
+        network::pod_netns(
+            &self.opts.state_dir,
+            &mut self.state,
+            ci,
+            namespace,
+            name,
             role,
-            ip: ip.to_string(),
-            public_ip: None,
-            netns: ns,
-            labels: BTreeMap::new(),
-            service_account: "default".into(),
-            image: None,
-            proxy: false,
-            pids: Vec::new(),
-            workdir,
-        })
+        )
     }
 
     fn control_plane(
@@ -519,12 +415,7 @@ impl Lab {
             "istio-ingressgateway-0",
             PodRole::Gateway,
         )?;
-        let wan = format!("{}-wan", self.state.prefix);
-        let leg = format!("g{}", ci);
-        netns::veth(&pod.netns, "wan0", &wan, &leg)?;
-        netns::attach(&wan, &leg, "wan")?;
-        let public = Topology::gateway_wan(ci);
-        netns::addr(&pod.netns, "wan0", &format!("{public}/{}", WAN.prefix))?;
+        let public = network::attach_to_wan(&self.state.prefix, ci, &pod.netns)?;
         pod.public_ip = Some(public.to_string());
         pod.labels = BTreeMap::from([
             ("app".to_string(), "istio-ingressgateway".to_string()),

@@ -17,6 +17,7 @@ pub mod kube_proxy;
 pub mod lab;
 pub mod manifests;
 pub mod netns;
+pub mod network;
 pub mod options;
 pub mod process;
 pub mod scenario;
