@@ -4,6 +4,7 @@ use crate::api_server::{registry_dir, ApiServer};
 use crate::demo::DemoApp;
 use crate::error::{io, LabError};
 use crate::kube_proxy;
+use crate::kubelet::{self, Router};
 use crate::manifests::{self, Manifests};
 use crate::netns;
 use crate::network;
@@ -16,7 +17,7 @@ use isthmus_api::ObjectMeta;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// A running lab.
 #[derive(Debug)]
@@ -26,9 +27,7 @@ pub struct Lab {
     pub state: LabState,
 }
 
-fn s(v: &[&str]) -> Vec<String> {
-    v.iter().map(|x| x.to_string()).collect()
-}
+use crate::process::args as s;
 
 impl Lab {
     /// The API server of cluster number `ci`.
@@ -393,7 +392,14 @@ impl Lab {
                 "network view `external`",
             )
         };
-        let pid = self.start_agent(ci, &pod, Some((metadata, !spec.egress_funnel)))?;
+        let pid = self.start_agent(
+            ci,
+            &pod,
+            Some(Router {
+                metadata,
+                sni_dnat: !spec.egress_funnel,
+            }),
+        )?;
         pod.pids.push(pid);
         progress(&format!(
             "{}: egress gateway istio-egressgateway at {} (ClusterIP {ip}, {role})",
@@ -456,7 +462,14 @@ impl Lab {
         self.store_service(ci, svc)?;
         self.api(ci).put_pod(&pod, &[15443])?;
         let sni_dnat = spec.east_west_gateway_mode.as_deref() != Some("standard");
-        let pid = self.start_agent(ci, &pod, Some((&[], sni_dnat)))?;
+        let pid = self.start_agent(
+            ci,
+            &pod,
+            Some(Router {
+                metadata: &[],
+                sni_dnat,
+            }),
+        )?;
         pod.pids.push(pid);
         progress(&format!(
             "{}: east-west gateway istio-ingressgateway at {} (public {public}:15443)",
@@ -466,91 +479,14 @@ impl Lab {
         self.save()
     }
 
-    /// Starts a pod's agent: a router (gateway) with extra node metadata when `router` is
-    /// given, else a captured sidecar.
+    /// Starts a pod's agent (see [`kubelet::start_agent`]).
     fn start_agent(
         &mut self,
         ci: usize,
         pod: &PodState,
-        router: Option<(&[(&str, &str)], bool)>,
+        router: Option<Router<'_>>,
     ) -> Result<u32, LabError> {
-        let c = &self.state.clusters[ci];
-        let spec = &self.state.topology.clusters[ci];
-        let cp = c
-            .control_plane_addr
-            .clone()
-            .ok_or_else(|| LabError::Invalid(format!("{}: no control plane", c.name)))?;
-        let key = isthmus_ca::CredentialKey::load_or_create(
-            &self.ca_dir().join(format!("{}.key", c.ca_cluster)),
-        )
-        .map_err(|e| LabError::Invalid(format!("credential key: {e}")))?;
-        let cred = pod.workdir.join("credential");
-        std::fs::write(
-            &cred,
-            key.issue(&pod.namespace, &pod.service_account, 30 * 24 * 3600),
-        )
-        .map_err(io(&cred))?;
-        let mut args = s(&[
-            &self.opts.exe.display().to_string(),
-            "agent",
-            "--kind",
-            if router.is_some() {
-                "router"
-            } else {
-                "sidecar"
-            },
-            "--ip",
-            &pod.ip,
-            "--pod",
-            &pod.name,
-            "--namespace",
-            &pod.namespace,
-            "--service-account",
-            &pod.service_account,
-            "--trust-domain",
-            &self.state.topology.trust_domain,
-            "--cluster",
-            spec.cluster_id.as_deref().unwrap_or(&c.name),
-            "--network",
-            &spec.network,
-            "--control-plane",
-            &cp,
-            "--credential-file",
-            &cred.display().to_string(),
-            "--root-cert",
-            &self
-                .ca_dir()
-                .join("root/root-cert.pem")
-                .display()
-                .to_string(),
-            "--workdir",
-            &pod.workdir.join("agent").display().to_string(),
-            "--envoy",
-            &self.state.envoy.display().to_string(),
-            "--log-level",
-            "warning",
-        ]);
-        if let Some((metadata, sni_dnat)) = router {
-            args.extend(s(&["--interception", "NONE", "--xds", "delta"]));
-            if sni_dnat {
-                args.extend(s(&["--router-mode", "sni-dnat"]));
-            }
-            for (k, v) in metadata {
-                args.extend(s(&["--metadata", &format!("{k}={v}")]));
-            }
-        } else {
-            args.extend(s(&[
-                "--interception",
-                "REDIRECT",
-                "--capture",
-                "--xds",
-                "sotw",
-            ]));
-        }
-        for (k, v) in &pod.labels {
-            args.extend(s(&["--label", &format!("{k}={v}")]));
-        }
-        process::spawn(&pod.netns, &args, &pod.workdir.join("agent.log"))
+        kubelet::start_agent(&self.opts, &self.state, ci, pod, router)
     }
 
     fn apply_manifests(
@@ -601,131 +537,11 @@ impl Lab {
         d: &Deployment,
         progress: &mut dyn FnMut(&str),
     ) -> Result<(), LabError> {
-        let ns = d.metadata.namespace.to_string();
-        let name = d.metadata.name.clone();
-        let replicas = d.spec.replicas.unwrap_or(1);
-        let existing: Vec<usize> = self.state.clusters[ci]
-            .pods
-            .iter()
-            .enumerate()
-            .filter(|(_, p)| p.namespace == ns && p.deployment.as_deref() == Some(&name))
-            .map(|(i, _)| i)
-            .collect();
-        let have = existing.len() as u32;
-        if have > replicas {
-            // Scaled down: the newest pods go.
-            for i in existing.into_iter().skip(replicas as usize).rev() {
-                let pod_name = self.state.clusters[ci].pods[i].name.clone();
-                self.stop_pod(ci, i)?;
-                progress(&format!(
-                    "{}: pod {ns}/{pod_name} deleted (scaled to {replicas})",
-                    self.state.clusters[ci].name
-                ));
-            }
-            return Ok(());
-        }
-        // Re-applying an unchanged Deployment leaves its pods alone, as Kubernetes does;
-        // scaling up adds the missing replicas.
-        let container = d.spec.template.spec.containers.first().ok_or_else(|| {
-            LabError::Invalid(format!(
-                "Deployment {ns}/{name}: spec.template.spec.containers is empty"
-            ))
-        })?;
-        let app = DemoApp::for_image(&container.image)
-            .map_err(|e| LabError::Invalid(format!("Deployment {ns}/{name}: {e}")))?;
-        let ports: Vec<u32> = container.ports.iter().map(|p| p.container_port).collect();
-        let sidecar = self.state.clusters[ci].injected_namespaces.contains(&ns);
-        for r in have..replicas {
-            let pod_name = format!("{name}-{r}");
-            let mut pod = self.pod_netns(ci, &ns, &pod_name, PodRole::App)?;
-            pod.deployment = Some(name.to_string());
-            pod.labels = d.spec.template.metadata.labels.to_map();
-            pod.service_account = if d.spec.template.spec.service_account_name.is_empty() {
-                "default".into()
-            } else {
-                d.spec.template.spec.service_account_name.to_string()
-            };
-            pod.image = Some(container.image.clone());
-            pod.proxy = sidecar;
-            // A cluster without a control plane has no DNS of its own in the lab: its pods
-            // resolve nothing rather than leak to the host's resolver.
-            let cp = self.state.clusters[ci]
-                .control_plane_ip
-                .clone()
-                .unwrap_or_else(|| "127.0.0.1".into());
-            netns::resolv_conf(
-                &pod.netns,
-                &cp,
-                &[
-                    format!("{ns}.svc.cluster.local"),
-                    "svc.cluster.local".into(),
-                    "cluster.local".into(),
-                    "global".into(),
-                    format!("{ns}.global"),
-                ],
-            )?;
-            self.api(ci).put_pod(&pod, &ports)?;
-            // The container's environment, as `env NAME=VALUE ...` before the app.
-            let mut args = Vec::new();
-            if !container.env.is_empty() {
-                args.push("env".to_string());
-                args.extend(
-                    container
-                        .env
-                        .iter()
-                        .map(|e| format!("{}={}", e.name, e.value)),
-                );
-            }
-            args.extend(s(&[
-                &self.opts.exe.display().to_string(),
-                "lab",
-                "app",
-                "--image",
-                &container.image,
-                "--pod",
-                &pod_name,
-            ]));
-            for p in &container.ports {
-                let tcp = p.name.as_deref().is_some_and(|n| n.starts_with("tcp"));
-                let flag = if tcp { "--tcp-port" } else { "--port" };
-                args.extend(s(&[flag, &p.container_port.to_string()]));
-            }
-            pod.pids.push(process::spawn(
-                &pod.netns,
-                &args,
-                &pod.workdir.join("app.log"),
-            )?);
-            if sidecar {
-                let pid = self.start_agent(ci, &pod, None)?;
-                pod.pids.push(pid);
-            }
-            progress(&format!(
-                "{}: pod {ns}/{pod_name} ({}) at {}{}",
-                self.state.clusters[ci].name,
-                match &app {
-                    DemoApp::Sleep => "sleep".to_string(),
-                    DemoApp::Httpbin => "httpbin".to_string(),
-                    DemoApp::Helloworld(v) => format!("helloworld {v}"),
-                    DemoApp::Bookinfo(b) => b.describe(),
-                },
-                pod.ip,
-                if sidecar { " with sidecar" } else { "" }
-            ));
-            self.state.clusters[ci].pods.push(pod);
-        }
-        Ok(())
+        kubelet::run_deployment(&self.opts, &mut self.state, ci, d, progress)
     }
 
     fn stop_pod(&mut self, ci: usize, index: usize) -> Result<(), LabError> {
-        let pod = self.state.clusters[ci].pods.remove(index);
-        for pid in &pod.pids {
-            process::stop(*pid, Duration::from_secs(3));
-        }
-        for pid in process::in_namespace(&pod.netns) {
-            process::stop(pid, Duration::from_secs(2));
-        }
-        self.api(ci).delete(&pod.namespace, "Pod", &pod.name)?;
-        netns::delete(&pod.netns)
+        kubelet::stop_pod(&self.opts, &mut self.state, ci, index)
     }
 
     /// `kubectl apply -f`: validates, stores, and runs new Deployments' pods.
@@ -804,11 +620,7 @@ impl Lab {
 
     /// GET on a pod's loopback (Envoy admin 15000, control plane monitoring 15014).
     pub fn pod_http(&self, pod: &PodState, port: u16, path: &str) -> Result<String, LabError> {
-        netns::exec(
-            &pod.netns,
-            &self.opts.exe.display().to_string(),
-            &["lab", "http-get", &format!("127.0.0.1:{port}"), path],
-        )
+        kubelet::pod_http(&self.opts, pod, port, path)
     }
 
     /// Waits until every proxy's Envoy says it is ready (all initial xDS received).
@@ -817,69 +629,7 @@ impl Lab {
         timeout: Duration,
         progress: &mut dyn FnMut(&str),
     ) -> Result<(), LabError> {
-        let deadline = Instant::now() + timeout;
-        let mut reported = std::collections::BTreeSet::new();
-        loop {
-            let mut waiting = Vec::new();
-            for c in &self.state.clusters {
-                for p in c.pods.iter() {
-                    for pid in &p.pids {
-                        if !process::alive(*pid) {
-                            let log = std::fs::read_dir(&p.workdir)
-                                .ok()
-                                .into_iter()
-                                .flatten()
-                                .filter_map(|e| e.ok())
-                                .filter(|e| e.path().extension().is_some_and(|x| x == "log"))
-                                .map(|e| {
-                                    let text =
-                                        std::fs::read_to_string(e.path()).unwrap_or_default();
-                                    let tail: Vec<&str> = text.lines().rev().take(8).collect();
-                                    format!(
-                                        "--- {}\n{}",
-                                        e.path().display(),
-                                        tail.into_iter().rev().collect::<Vec<_>>().join("\n")
-                                    )
-                                })
-                                .collect::<Vec<_>>()
-                                .join("\n");
-                            return Err(LabError::Invalid(format!(
-                                "{}: pod {}/{}: a process (pid {pid}) exited\n{log}",
-                                c.name, p.namespace, p.name
-                            )));
-                        }
-                    }
-                    let ready = match p.role {
-                        PodRole::ControlPlane => self.pod_http(p, 15014, "/ready").is_ok(),
-                        _ if p.proxy => self
-                            .pod_http(p, 15000, "/ready")
-                            .map(|b| b.contains("LIVE"))
-                            .unwrap_or(false),
-                        _ => true,
-                    };
-                    let key = format!("{}/{}/{}", c.name, p.namespace, p.name);
-                    if ready {
-                        if reported.insert(key) && (p.proxy || p.role == PodRole::ControlPlane) {
-                            progress(&format!("{}: {}/{} ready", c.name, p.namespace, p.name));
-                        }
-                    } else {
-                        waiting.push(key);
-                    }
-                }
-            }
-            if waiting.is_empty() {
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                return Err(LabError::Timeout(format!(
-                    "not ready after {}s: {} (see the logs under {})",
-                    timeout.as_secs(),
-                    waiting.join(", "),
-                    self.opts.state_dir.join("pods").display()
-                )));
-            }
-            std::thread::sleep(Duration::from_millis(300));
-        }
+        kubelet::wait_ready(&self.opts, &self.state, timeout, progress)
     }
 
     /// Runs a command in a pod, as `kubectl exec` does; returns its output.

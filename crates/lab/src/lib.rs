@@ -14,6 +14,7 @@ pub mod demo;
 pub mod error;
 pub mod http;
 pub mod kube_proxy;
+pub mod kubelet;
 pub mod lab;
 pub mod manifests;
 pub mod netns;
