@@ -3,20 +3,18 @@
 use crate::api_server::{registry_dir, ApiServer};
 use crate::demo::DemoApp;
 use crate::error::{io, LabError};
+use crate::install;
 use crate::kube_proxy;
-use crate::kubelet::{self, Router};
+use crate::kubelet;
 use crate::manifests::{self, Manifests};
 use crate::netns;
 use crate::network;
 pub use crate::options::LabOptions;
 use crate::process;
 use crate::state::{LabState, PodRole, PodState};
-use crate::topology::{ClusterSpec, Topology};
+use crate::topology::Topology;
 use isthmus_api::kube::{Deployment, Service};
-use isthmus_api::ObjectMeta;
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
 /// A running lab.
@@ -26,8 +24,6 @@ pub struct Lab {
     /// Its state.
     pub state: LabState,
 }
-
-use crate::process::args as s;
 
 impl Lab {
     /// The API server of cluster number `ci`.
@@ -144,15 +140,15 @@ impl Lab {
         for c in &clusters {
             ApiServer::new(&lab.opts.state_dir, &c.name).create()?;
         }
-        for (i, c) in clusters.iter().enumerate() {
-            lab.control_plane(i, c, progress)?;
+        for i in 0..clusters.len() {
+            install::control_plane(&lab.opts, &mut lab.state, i, progress)?;
         }
         for (i, c) in clusters.iter().enumerate() {
             if c.east_west_gateway {
-                lab.gateway(i, c, progress)?;
+                install::east_west_gateway(&lab.opts, &mut lab.state, i, progress)?;
             }
             if c.egress_gateway {
-                lab.egress_gateway(i, c, progress)?;
+                install::egress_gateway(&lab.opts, &mut lab.state, i, progress)?;
             }
         }
         for (i, m) in manifests.into_iter().enumerate() {
@@ -173,320 +169,6 @@ impl Lab {
             ca.display()
         ));
         Ok(())
-    }
-
-    /// Creates a pod's namespace and address in cluster number `ci` (see
-    /// [`network::pod_netns`]).
-    fn pod_netns(
-        &mut self,
-        ci: usize,
-        namespace: &str,
-        name: &str,
-        role: PodRole,
-    ) -> Result<PodState, LabError> {
-        network::pod_netns(
-            &self.opts.state_dir,
-            &mut self.state,
-            ci,
-            namespace,
-            name,
-            role,
-        )
-    }
-
-    fn control_plane(
-        &mut self,
-        ci: usize,
-        spec: &ClusterSpec,
-        progress: &mut dyn FnMut(&str),
-    ) -> Result<(), LabError> {
-        if !spec.control_plane {
-            // Served by the first cluster that runs a control plane, through that cluster's
-            // east-west gateway (seed 003's remotePilotAddress = the local gateway).
-            let (pi, primary) = self
-                .state
-                .topology
-                .clusters
-                .iter()
-                .enumerate()
-                .find(|(_, c)| c.control_plane)
-                .ok_or_else(|| LabError::Invalid("no cluster runs a control plane".into()))?;
-            if !primary.east_west_gateway {
-                return Err(LabError::Invalid(format!(
-                    "cluster {} has no control plane and {}, which has one, has no east-west gateway to reach it through",
-                    spec.name, primary.name
-                )));
-            }
-            let addr = format!("{}:15012", Topology::gateway_wan(pi));
-            progress(&format!(
-                "{}: no control plane; its proxies use {}'s through its gateway at {addr}",
-                spec.name, primary.name
-            ));
-            self.state.clusters[ci].control_plane_addr = Some(addr);
-            self.state.clusters[ci].ca_cluster = primary.name.clone();
-            return self.save();
-        }
-        let mut pod = self.pod_netns(ci, "istio-system", "istiod-0", PodRole::ControlPlane)?;
-        pod.labels.insert("app".into(), "istiod".into());
-        let api = self.api(ci);
-        api.create()?;
-        let reg = api.dir();
-        let ca = self.ca_dir();
-        let mut args = s(&[
-            &self.opts.exe.display().to_string(),
-            "control-plane",
-            "--cluster",
-            &spec.name,
-            "--network",
-            &spec.network,
-        ]);
-        args.extend(s(&[
-            "--registry",
-            &format!("{}={}", spec.name, reg.display()),
-        ]));
-        for (other, net) in self
-            .state
-            .topology
-            .clusters
-            .iter()
-            .filter(|o| o.name != spec.name)
-            .map(|o| (&o.name, &o.network))
-        {
-            args.extend(s(&["--cluster-network", &format!("{other}={net}")]));
-        }
-        args.extend(s(&[
-            "--cacerts",
-            &ca.join(&spec.name).display().to_string(),
-            "--credential-key",
-            &ca.join(format!("{}.key", spec.name)).display().to_string(),
-            "--listen",
-            "0.0.0.0:15012",
-            "--monitoring",
-            "0.0.0.0:15014",
-            "--dns",
-            "0.0.0.0:53",
-        ]));
-        if self.state.topology.automation {
-            for other in self
-                .state
-                .topology
-                .clusters
-                .iter()
-                .filter(|o| o.name != spec.name)
-            {
-                args.extend(s(&[
-                    "--remote-registry",
-                    &format!(
-                        "{}={}",
-                        other.name,
-                        registry_dir(&self.opts.state_dir, &other.name).display()
-                    ),
-                ]));
-            }
-        }
-        if let Some(d) = &self.state.topology.export_default {
-            args.extend(s(&["--export-default", d]));
-        }
-        if spec.egress_gateway && spec.egress_funnel {
-            args.extend(s(&[
-                "--egress-gateway",
-                "istio-egressgateway.istio-system.svc.cluster.local",
-            ]));
-        }
-        for t in &self.state.topology.dns_templates {
-            args.extend(s(&["--dns-template", t]));
-        }
-        // The credential key must exist before the lab issues workload credentials.
-        isthmus_ca::CredentialKey::load_or_create(&ca.join(format!("{}.key", spec.name)))
-            .map_err(|e| LabError::Invalid(format!("credential key: {e}")))?;
-        let pid = process::spawn(&pod.netns, &args, &pod.workdir.join("control-plane.log"))?;
-        pod.pids.push(pid);
-        progress(&format!(
-            "{}: control plane (xDS+CA :15012, DNS :53) at {}",
-            spec.name, pod.ip
-        ));
-        self.state.clusters[ci].control_plane_ip = Some(pod.ip.clone());
-        self.state.clusters[ci].control_plane_addr = Some(format!("{}:15012", pod.ip));
-        self.state.clusters[ci].ca_cluster = spec.name.clone();
-        // istiod's Service and Pod, so that a gateway can pass connections to it (the seeds'
-        // remote cluster reaches the control plane through the local gateway).
-        let svc = Service {
-            metadata: ObjectMeta {
-                name: "istiod".into(),
-                namespace: "istio-system".into(),
-                labels: std::sync::Arc::new(pod.labels.clone().into()),
-                ..Default::default()
-            },
-            spec: isthmus_api::kube::ServiceSpec {
-                ports: vec![isthmus_api::kube::ServicePort {
-                    name: "tcp-istiod".into(),
-                    port: 15012,
-                    ..Default::default()
-                }],
-                selector: Arc::new(isthmus_api::Labels::from([(
-                    "app".to_string(),
-                    "istiod".to_string(),
-                )])),
-                ..Default::default()
-            },
-            status: Default::default(),
-        };
-        self.store_service(ci, svc)?;
-        self.api(ci).put_pod(&pod, &[15012])?;
-        self.state.clusters[ci].pods.push(pod);
-        self.save()
-    }
-
-    fn egress_gateway(
-        &mut self,
-        ci: usize,
-        spec: &ClusterSpec,
-        progress: &mut dyn FnMut(&str),
-    ) -> Result<(), LabError> {
-        let mut pod = self.pod_netns(
-            ci,
-            "istio-system",
-            "istio-egressgateway-0",
-            PodRole::Gateway,
-        )?;
-        pod.labels = BTreeMap::from([
-            ("app".to_string(), "istio-egressgateway".to_string()),
-            ("istio".to_string(), "egressgateway".to_string()),
-        ]);
-        pod.service_account = "istio-egressgateway-service-account".into();
-        pod.proxy = true;
-        let svc = Service {
-            metadata: ObjectMeta {
-                name: "istio-egressgateway".into(),
-                namespace: "istio-system".into(),
-                labels: std::sync::Arc::new(pod.labels.clone().into()),
-                ..Default::default()
-            },
-            spec: isthmus_api::kube::ServiceSpec {
-                ports: vec![isthmus_api::kube::ServicePort {
-                    name: "tls".into(),
-                    port: 15443,
-                    ..Default::default()
-                }],
-                selector: Arc::new(isthmus_api::Labels::from([(
-                    "istio".to_string(),
-                    "egressgateway".to_string(),
-                )])),
-                ..Default::default()
-            },
-            status: Default::default(),
-        };
-        let ip = self.store_service(ci, svc)?;
-        self.api(ci).put_pod(&pod, &[15443])?;
-        // Funnelling, it forwards to the addresses ServiceEntries give (no network view);
-        // otherwise it relays to the remote gateways a ServiceEntry puts on network
-        // `external` (seed 000's egress variant).
-        let (metadata, role): (&[(&str, &str)], &str) = if spec.egress_funnel {
-            (
-                &[],
-                "sidecars' HTTP to MESH_EXTERNAL services leaves through it, mTLS on :15443",
-            )
-        } else {
-            (
-                &[("REQUESTED_NETWORK_VIEW", "external")],
-                "network view `external`",
-            )
-        };
-        let pid = self.start_agent(
-            ci,
-            &pod,
-            Some(Router {
-                metadata,
-                sni_dnat: !spec.egress_funnel,
-            }),
-        )?;
-        pod.pids.push(pid);
-        progress(&format!(
-            "{}: egress gateway istio-egressgateway at {} (ClusterIP {ip}, {role})",
-            spec.name, pod.ip
-        ));
-        self.state.clusters[ci].pods.push(pod);
-        self.save()
-    }
-
-    fn gateway(
-        &mut self,
-        ci: usize,
-        spec: &ClusterSpec,
-        progress: &mut dyn FnMut(&str),
-    ) -> Result<(), LabError> {
-        let mut pod = self.pod_netns(
-            ci,
-            "istio-system",
-            "istio-ingressgateway-0",
-            PodRole::Gateway,
-        )?;
-        let public = network::attach_to_wan(&self.state.prefix, ci, &pod.netns)?;
-        pod.public_ip = Some(public.to_string());
-        pod.labels = BTreeMap::from([
-            ("app".to_string(), "istio-ingressgateway".to_string()),
-            ("istio".to_string(), "ingressgateway".to_string()),
-        ]);
-        pod.service_account = "istio-ingressgateway-service-account".into();
-        pod.proxy = true;
-        // The gateway's Service, as the Istio install creates it.
-        let svc = Service {
-            metadata: ObjectMeta {
-                name: "istio-ingressgateway".into(),
-                namespace: "istio-system".into(),
-                labels: std::sync::Arc::new(pod.labels.clone().into()),
-                ..Default::default()
-            },
-            spec: isthmus_api::kube::ServiceSpec {
-                ports: vec![isthmus_api::kube::ServicePort {
-                    name: "tls".into(),
-                    port: 15443,
-                    ..Default::default()
-                }],
-                selector: Arc::new(isthmus_api::Labels::from([(
-                    "istio".to_string(),
-                    "ingressgateway".to_string(),
-                )])),
-                type_: Some("LoadBalancer".into()),
-                ..Default::default()
-            },
-            status: isthmus_api::kube::ServiceStatus {
-                load_balancer: isthmus_api::kube::LoadBalancerStatus {
-                    ingress: vec![isthmus_api::kube::LoadBalancerIngress {
-                        ip: Some(public.to_string()),
-                        hostname: None,
-                    }],
-                },
-            },
-        };
-        self.store_service(ci, svc)?;
-        self.api(ci).put_pod(&pod, &[15443])?;
-        let sni_dnat = spec.east_west_gateway_mode.as_deref() != Some("standard");
-        let pid = self.start_agent(
-            ci,
-            &pod,
-            Some(Router {
-                metadata: &[],
-                sni_dnat,
-            }),
-        )?;
-        pod.pids.push(pid);
-        progress(&format!(
-            "{}: east-west gateway istio-ingressgateway at {} (public {public}:15443)",
-            spec.name, pod.ip
-        ));
-        self.state.clusters[ci].pods.push(pod);
-        self.save()
-    }
-
-    /// Starts a pod's agent (see [`kubelet::start_agent`]).
-    fn start_agent(
-        &mut self,
-        ci: usize,
-        pod: &PodState,
-        router: Option<Router<'_>>,
-    ) -> Result<u32, LabError> {
-        kubelet::start_agent(&self.opts, &self.state, ci, pod, router)
     }
 
     fn apply_manifests(

@@ -13,6 +13,7 @@ pub mod bookinfo;
 pub mod demo;
 pub mod error;
 pub mod http;
+pub mod install;
 pub mod kube_proxy;
 pub mod kubelet;
 pub mod lab;
