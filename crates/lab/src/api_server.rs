@@ -61,6 +61,12 @@ pub fn assign_cluster_ip(
     Ok(ip.to_string())
 }
 
+/// Frees the ClusterIP of the Service `namespace/name` of `cluster` (the Service was
+/// deleted). The address is not handed out again: the next Service takes a new one.
+pub fn release_cluster_ip(cluster: &mut ClusterState, namespace: &str, name: &str) {
+    cluster.cluster_ips.remove(&format!("{namespace}/{name}"));
+}
+
 /// The Pod object of a running pod: its labels, service account, image and `ports`, and
 /// its IP in the status, phase `Running`.
 pub fn pod_object(pod: &PodState, ports: &[u32]) -> Result<Pod, LabError> {
@@ -265,6 +271,13 @@ mod tests {
         );
         assert_eq!(assign_cluster_ip(c, cidr, "foo", "a").expect("again"), a);
         assert_eq!(c.last_service, 12);
+        release_cluster_ip(c, "foo", "a");
+        assert!(!c.cluster_ips.contains_key("foo/a"));
+        assert_eq!(
+            assign_cluster_ip(c, cidr, "foo", "a").expect("re-created"),
+            "10.96.0.13",
+            "a re-created Service takes a new address"
+        );
         assert_eq!(
             c.cluster_ips.get("foo/b").map(String::as_str),
             Some("10.96.0.11")

