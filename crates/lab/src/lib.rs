@@ -7,14 +7,28 @@
 //! planes, agents, Envoys and the built-in demo apps run inside. The lab plays the
 //! Kubernetes API server for the control planes: it writes the objects (Pods with their IPs,
 //! Services with ClusterIPs, the Istio resources) into each cluster's registry directory.
+//!
+//! Modules by role, each using only those listed before it: `topology`, `state` and
+//! `options` (what the lab is), `netns` and `process` (tools), `api_server` (the API side:
+//! objects as registry files), `manifests` (reading a user's manifests), `kube_proxy`
+//! (ClusterIPs), `network` (WAN, routers, pod namespaces and addresses), `kubelet` (pods,
+//! agents, readiness), `install` (the mesh's components), `lab` (orchestration) and
+//! `scenario` (the scenario runner); `demo`, `bookinfo` and `http` are the demo apps.
 
+pub mod api_server;
 pub mod bookinfo;
 pub mod demo;
+pub mod envoy_binary;
 pub mod error;
 pub mod http;
+pub mod install;
+pub mod kube_proxy;
+pub mod kubelet;
 pub mod lab;
 pub mod manifests;
 pub mod netns;
+pub mod network;
+pub mod options;
 pub mod process;
 pub mod scenario;
 pub mod state;

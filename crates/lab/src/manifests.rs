@@ -3,7 +3,10 @@
 //! split into what the lab runs (Deployments become pods) and what it stores for the
 //! control plane (Services, Namespaces, Istio resources).
 
+use crate::api_server::registry_dir;
+use crate::demo::DemoApp;
 use crate::error::{io, LabError};
+use crate::topology::Topology;
 use isthmus_api::kube::{Deployment, Service};
 use isthmus_api::{Object, Resource};
 use std::path::{Path, PathBuf};
@@ -141,6 +144,51 @@ pub fn read(
     Ok(m)
 }
 
+/// The topology's placeholders plus `REGISTRY_<CLUSTER>`: where each cluster's registry
+/// lives, for the lab's stand-in of a remote kubeconfig (seed 003's `remote_kubecfg`).
+pub fn variables(topology: &Topology, state_dir: &Path) -> Vec<(String, String)> {
+    let mut v = topology.variables();
+    for c in &topology.clusters {
+        let up: String = c
+            .name
+            .chars()
+            .map(|ch| {
+                if ch.is_ascii_alphanumeric() {
+                    ch.to_ascii_uppercase()
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        v.push((
+            format!("REGISTRY_{up}"),
+            registry_dir(state_dir, &c.name).display().to_string(),
+        ));
+    }
+    v
+}
+
+/// Checks that every Deployment's containers run an image the lab has a demo app for;
+/// every unknown image is reported at once.
+pub fn check_images(m: &Manifests) -> Result<(), LabError> {
+    let mut problems = Vec::new();
+    for d in &m.deployments {
+        for c in &d.spec.template.spec.containers {
+            if let Err(e) = DemoApp::for_image(&c.image) {
+                problems.push(format!(
+                    "Deployment {}/{}: {e}",
+                    d.metadata.namespace, d.metadata.name
+                ));
+            }
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(LabError::Invalid(problems.join("\n")))
+    }
+}
+
 fn classify(r: Resource, m: &mut Manifests) {
     match r.object {
         Object::Service(s) => m.services.push(*s),
@@ -204,5 +252,71 @@ mod tests {
             .any(|s| &*s.metadata.name == "httpbin" && &*s.metadata.namespace == "bar"));
         assert!(m.namespaces.iter().any(|n| &*n.metadata.name == "bar"
             && n.metadata.labels.get("istio-injection").map(String::as_str) == Some("enabled")));
+    }
+
+    fn deployments(yaml: &str) -> Manifests {
+        let mut m = Manifests::default();
+        let loaded = isthmus_api::load_str(yaml, None, "default");
+        assert!(
+            loaded.diagnostics.iter().all(|d| !d.is_error()),
+            "{:?}",
+            loaded.diagnostics
+        );
+        for r in loaded.resources {
+            classify(r, &mut m);
+        }
+        m
+    }
+
+    #[test]
+    fn unknown_images_are_all_named_with_their_deployment() {
+        let deployment = |ns: &str, name: &str, image: &str| {
+            format!("---\napiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: {name}, namespace: {ns}}}\nspec:\n  template:\n    spec:\n      containers:\n      - {{name: app, image: {image}}}\n")
+        };
+        let good = deployments(
+            &(deployment("foo", "sleep", "curlimages/curl")
+                + &deployment("bar", "httpbin", "docker.io/kennethreitz/httpbin")),
+        );
+        assert_eq!(good.deployments.len(), 2);
+        check_images(&good).expect("known images");
+        let bad = deployments(
+            &(deployment("foo", "sleep", "curlimages/curl")
+                + &deployment("foo", "web", "nginx:1.25")
+                + &deployment("bar", "db", "postgres")),
+        );
+        let msg = check_images(&bad).expect_err("unknown images").to_string();
+        let lines: Vec<&str> = msg.lines().collect();
+        assert_eq!(lines.len(), 2, "{msg}");
+        assert!(
+            lines[0].starts_with("Deployment foo/web: ") && lines[0].contains("nginx:1.25"),
+            "{msg}"
+        );
+        assert!(
+            lines[1].starts_with("Deployment bar/db: ") && lines[1].contains("postgres"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn variables_add_each_clusters_registry_to_the_topologys() {
+        let topology: Topology = serde_saphyr::from_str(
+            "name: t\nclusters:\n- {name: cluster1, network: n1, podCIDR: 10.10.0.0/16}\n- {name: east-2, network: n2, podCIDR: 10.10.0.0/16, eastWestGateway: false}\n",
+        )
+        .expect("topology");
+        let vars = variables(&topology, Path::new("/state"));
+        let get = |k: &str| vars.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+        assert_eq!(get("REGISTRY_CLUSTER1"), Some("/state/registry/cluster1"));
+        assert_eq!(get("REGISTRY_EAST_2"), Some("/state/registry/east-2"));
+        assert_eq!(get("GATEWAY_IP_CLUSTER1"), Some("198.18.1.1"));
+        assert_eq!(get("GATEWAY_IP_EAST_2"), None, "no gateway, no address");
+        // The topology's own come first, as before.
+        assert_eq!(vars[..topology.variables().len()], topology.variables()[..]);
+        let filled = fill(
+            "kubeconfig: ${REGISTRY_EAST_2}\n",
+            Path::new("s.yaml"),
+            &vars,
+        )
+        .expect("fill");
+        assert_eq!(filled, "kubeconfig: /state/registry/east-2\n");
     }
 }

@@ -5,6 +5,11 @@ use crate::error::{io, LabError};
 use std::path::Path;
 use std::process::{Command, Stdio};
 
+/// A command line from string slices.
+pub fn args(words: &[&str]) -> Vec<String> {
+    words.iter().map(|w| w.to_string()).collect()
+}
+
 /// Starts `args` inside `ns` in the background, output to `log`; returns the pid.
 pub fn spawn(ns: &str, args: &[String], log: &Path) -> Result<u32, LabError> {
     use std::os::unix::process::CommandExt;

@@ -79,6 +79,16 @@ pub struct ClusterState {
     pub pods: Vec<PodState>,
 }
 
+impl ClusterState {
+    /// Records whether `namespace` has sidecar injection (`istio-injection=enabled`).
+    pub fn set_injection(&mut self, namespace: &str, injected: bool) {
+        self.injected_namespaces.retain(|x| *x != namespace);
+        if injected {
+            self.injected_namespaces.push(namespace.to_string());
+        }
+    }
+}
+
 /// The lab.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LabState {
@@ -95,6 +105,36 @@ pub struct LabState {
 }
 
 impl LabState {
+    /// A lab about to be built from `topology`: every cluster with its router namespace,
+    /// no pods yet, and the address counters at their starting points (pods from `.2`,
+    /// the router being `.1`; ClusterIPs from `.10`).
+    pub fn new(prefix: &str, source: PathBuf, topology: Topology, envoy: PathBuf) -> LabState {
+        LabState {
+            prefix: prefix.to_string(),
+            source,
+            clusters: topology
+                .clusters
+                .iter()
+                .enumerate()
+                .map(|(i, c)| ClusterState {
+                    name: c.name.clone(),
+                    index: i,
+                    router_netns: format!("{prefix}-{}-router", c.name),
+                    last_pod: 1,
+                    last_service: 9,
+                    control_plane_ip: None,
+                    control_plane_addr: None,
+                    ca_cluster: c.name.clone(),
+                    cluster_ips: BTreeMap::new(),
+                    injected_namespaces: Vec::new(),
+                    pods: Vec::new(),
+                })
+                .collect(),
+            topology,
+            envoy,
+        }
+    }
+
     /// The state file in `dir`.
     pub fn file(dir: &Path) -> PathBuf {
         dir.join("lab.json")
@@ -157,5 +197,100 @@ impl LabState {
                         .join(", ")
                 ))
             })
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod testing {
+    //! Labs built in memory for the other modules' tests.
+
+    use super::*;
+
+    /// The state of a lab with `topology` (YAML), as `up` makes it before building anything.
+    pub(crate) fn lab(topology: &str) -> LabState {
+        let topology: Topology = serde_saphyr::from_str(topology).expect("test topology");
+        LabState::new(
+            "t",
+            PathBuf::from("/src"),
+            topology,
+            PathBuf::from("/bin/envoy"),
+        )
+    }
+
+    /// Two clusters on one pod CIDR, as in examples/gateway-connected.
+    pub(crate) const TWO_CLUSTERS: &str = "name: two\nclusters:\n- {name: cluster1, network: network1, podCIDR: 10.10.0.0/16, egressGateway: true}\n- {name: cluster2, network: network2, podCIDR: 10.10.0.0/16}\n";
+
+    /// An application pod with the lab's defaults.
+    pub(crate) fn pod(namespace: &str, name: &str, ip: &str, labels: &[(&str, &str)]) -> PodState {
+        PodState {
+            namespace: namespace.into(),
+            name: name.into(),
+            deployment: None,
+            role: PodRole::App,
+            ip: ip.into(),
+            public_ip: None,
+            netns: format!("t-c-{namespace}-{name}"),
+            labels: labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            service_account: "default".into(),
+            image: None,
+            proxy: false,
+            pids: Vec::new(),
+            workdir: PathBuf::from("/state/pods").join(namespace).join(name),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_new_lab_has_a_router_per_cluster_and_fresh_counters() {
+        let s = testing::lab(testing::TWO_CLUSTERS);
+        assert_eq!(s.clusters.len(), 2);
+        let c2 = &s.clusters[1];
+        assert_eq!(c2.name, "cluster2");
+        assert_eq!(c2.index, 1);
+        assert_eq!(c2.router_netns, "t-cluster2-router");
+        assert_eq!((c2.last_pod, c2.last_service), (1, 9));
+        assert_eq!(c2.ca_cluster, "cluster2");
+        assert!(c2.pods.is_empty() && c2.cluster_ips.is_empty());
+    }
+
+    #[test]
+    fn injection_is_recorded_once_and_can_be_turned_off() {
+        let mut s = testing::lab(testing::TWO_CLUSTERS);
+        let c = &mut s.clusters[0];
+        c.set_injection("foo", true);
+        c.set_injection("bar", true);
+        c.set_injection("foo", true);
+        assert_eq!(c.injected_namespaces, ["bar", "foo"]);
+        c.set_injection("bar", false);
+        c.set_injection("baz", false);
+        assert_eq!(c.injected_namespaces, ["foo"]);
+    }
+
+    #[test]
+    fn pods_are_found_by_name_deployment_or_app_label() {
+        let mut s = testing::lab(testing::TWO_CLUSTERS);
+        let mut p = testing::pod("foo", "sleep-0", "10.10.0.31", &[("app", "sleeper")]);
+        p.deployment = Some("sleep".into());
+        s.clusters[0].pods.push(p);
+        for name in ["sleep-0", "sleep", "sleeper"] {
+            assert_eq!(s.pod("cluster1", "foo", name).expect(name).name, "sleep-0");
+        }
+        let err = s
+            .pod("cluster1", "bar", "sleep")
+            .expect_err("other namespace");
+        assert!(
+            err.to_string()
+                .contains("no pod `sleep` in namespace `bar`"),
+            "{err}"
+        );
+        let err = s.cluster("cluster3").expect_err("no such cluster");
+        assert!(err.to_string().contains("cluster1, cluster2"), "{err}");
     }
 }

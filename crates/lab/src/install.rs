@@ -1,0 +1,522 @@
+//! Installing the mesh's own components in each cluster, as the Istio install would: the
+//! control plane (istiod), the east-west gateway and the egress gateway. Each is a row of
+//! one table ([`COMPONENTS`]): its pod in `istio-system`, its labels and service account,
+//! and the Service in front of it; the functions here start them.
+
+use crate::api_server::{registry_dir, ApiServer};
+use crate::error::LabError;
+use crate::kubelet::{self, Router};
+use crate::network;
+use crate::options::LabOptions;
+use crate::process::{self, args};
+use crate::state::{LabState, PodRole, PodState};
+use crate::topology::{ClusterSpec, Topology};
+use isthmus_api::kube::{
+    LoadBalancerIngress, LoadBalancerStatus, Service, ServicePort, ServiceSpec, ServiceStatus,
+};
+use isthmus_api::{Labels, ObjectMeta};
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+
+/// The namespace of the mesh's components.
+pub const NAMESPACE: &str = "istio-system";
+
+/// A mesh component: one pod in [`NAMESPACE`] and the Service in front of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MeshComponent {
+    /// The Service's name.
+    pub service: &'static str,
+    /// The pod's name.
+    pub pod: &'static str,
+    /// What the pod is.
+    pub role: PodRole,
+    /// The labels of the pod and of its Service.
+    pub labels: &'static [(&'static str, &'static str)],
+    /// The label the Service selects the pod by.
+    pub selector: (&'static str, &'static str),
+    /// The Service port's name.
+    pub port_name: &'static str,
+    /// The Service port, also the pod's one container port.
+    pub port: u32,
+    /// The pod's service account.
+    pub service_account: &'static str,
+    /// Runs an Envoy.
+    pub proxy: bool,
+    /// Has a leg on the WAN with a public address; its Service is a LoadBalancer there.
+    pub public: bool,
+}
+
+/// istiod: xDS and CA on 15012 (the seeds' remote cluster reaches it through the local
+/// east-west gateway, which passes connections to this Service).
+pub const CONTROL_PLANE: MeshComponent = MeshComponent {
+    service: "istiod",
+    pod: "istiod-0",
+    role: PodRole::ControlPlane,
+    labels: &[("app", "istiod")],
+    selector: ("app", "istiod"),
+    port_name: "tcp-istiod",
+    port: 15012,
+    service_account: "default",
+    proxy: false,
+    public: false,
+};
+
+/// The east-west gateway, `istio-ingressgateway`: 15443 at its public WAN address.
+pub const EAST_WEST_GATEWAY: MeshComponent = MeshComponent {
+    service: "istio-ingressgateway",
+    pod: "istio-ingressgateway-0",
+    role: PodRole::Gateway,
+    labels: &[("app", "istio-ingressgateway"), ("istio", "ingressgateway")],
+    selector: ("istio", "ingressgateway"),
+    port_name: "tls",
+    port: 15443,
+    service_account: "istio-ingressgateway-service-account",
+    proxy: true,
+    public: true,
+};
+
+/// The egress gateway, `istio-egressgateway`: 15443 inside the cluster.
+pub const EGRESS_GATEWAY: MeshComponent = MeshComponent {
+    service: "istio-egressgateway",
+    pod: "istio-egressgateway-0",
+    role: PodRole::Gateway,
+    labels: &[("app", "istio-egressgateway"), ("istio", "egressgateway")],
+    selector: ("istio", "egressgateway"),
+    port_name: "tls",
+    port: 15443,
+    service_account: "istio-egressgateway-service-account",
+    proxy: true,
+    public: false,
+};
+
+/// Every component the lab installs.
+pub const COMPONENTS: [&MeshComponent; 3] = [&CONTROL_PLANE, &EAST_WEST_GATEWAY, &EGRESS_GATEWAY];
+
+impl MeshComponent {
+    /// The labels as a map.
+    pub fn label_map(&self) -> BTreeMap<String, String> {
+        self.labels
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    /// The component's Service; with a `public_ip`, a LoadBalancer whose ingress is that
+    /// address.
+    pub fn service(&self, public_ip: Option<&str>) -> Service {
+        let (sk, sv) = self.selector;
+        Service {
+            metadata: ObjectMeta {
+                name: self.service.into(),
+                namespace: NAMESPACE.into(),
+                labels: Arc::new(self.label_map().into()),
+                ..Default::default()
+            },
+            spec: ServiceSpec {
+                ports: vec![ServicePort {
+                    name: self.port_name.into(),
+                    port: self.port,
+                    ..Default::default()
+                }],
+                selector: Arc::new(Labels::from([(sk.to_string(), sv.to_string())])),
+                type_: public_ip.map(|_| "LoadBalancer".into()),
+                ..Default::default()
+            },
+            status: match public_ip {
+                Some(ip) => ServiceStatus {
+                    load_balancer: LoadBalancerStatus {
+                        ingress: vec![LoadBalancerIngress {
+                            ip: Some(ip.to_string()),
+                            hostname: None,
+                        }],
+                    },
+                },
+                None => Default::default(),
+            },
+        }
+    }
+
+    /// Fills in a freshly made pod of the component: its public address (when
+    /// [`public`](Self::public)), labels, service account and proxy.
+    pub fn dress(&self, pod: &mut PodState, public_ip: Option<Ipv4Addr>) {
+        pod.public_ip = public_ip.map(|ip| ip.to_string());
+        pod.labels = self.label_map();
+        pod.service_account = self.service_account.into();
+        pod.proxy = self.proxy;
+    }
+
+    /// Makes the component's pod in cluster number `ci`: its namespace and address, and
+    /// its WAN leg when it has one (no processes yet).
+    pub fn make_pod(
+        &self,
+        opts: &LabOptions,
+        state: &mut LabState,
+        ci: usize,
+    ) -> Result<PodState, LabError> {
+        let mut pod = network::pod_netns(
+            &opts.state_dir,
+            state,
+            ci,
+            NAMESPACE,
+            self.pod,
+            self.role.clone(),
+        )?;
+        let public = if self.public {
+            Some(network::attach_to_wan(&state.prefix, ci, &pod.netns)?)
+        } else {
+            None
+        };
+        self.dress(&mut pod, public);
+        Ok(pod)
+    }
+
+    /// Tells cluster number `ci`'s API server about the component: its Service (returns
+    /// the ClusterIP) and `pod`.
+    pub fn publish(
+        &self,
+        opts: &LabOptions,
+        state: &mut LabState,
+        ci: usize,
+        pod: &PodState,
+    ) -> Result<String, LabError> {
+        let api = ApiServer::new(&opts.state_dir, &state.clusters[ci].name);
+        let cidr = state.topology.clusters[ci].service_cidr;
+        let ip = api.put_service(
+            &mut state.clusters[ci],
+            cidr,
+            self.service(pod.public_ip.as_deref()),
+        )?;
+        api.put_pod(pod, &[self.port])?;
+        Ok(ip)
+    }
+}
+
+/// Makes the mesh's certificate authorities: one root, and an intermediate CA per
+/// cluster signed by it (each cluster's `cacerts`).
+pub fn certificates(
+    opts: &LabOptions,
+    topology: &Topology,
+    progress: &mut dyn FnMut(&str),
+) -> Result<(), LabError> {
+    let ca = opts.ca_dir();
+    isthmus_ca::create_root(&ca.join("root"))?;
+    for c in &topology.clusters {
+        isthmus_ca::create_intermediate(&ca.join("root"), &c.name, &ca.join(&c.name))?;
+    }
+    progress(&format!(
+        "certificates: one root, an intermediate CA per cluster ({})",
+        ca.display()
+    ));
+    Ok(())
+}
+
+/// The control plane's command line in cluster `spec`: its own registry, the other
+/// clusters' networks (and registries, with the automation), its CA, ports and options.
+pub fn control_plane_args(
+    opts: &LabOptions,
+    topology: &Topology,
+    spec: &ClusterSpec,
+) -> Vec<String> {
+    let ca = opts.ca_dir();
+    let mut a = args(&[
+        &opts.exe_arg(),
+        "control-plane",
+        "--cluster",
+        &spec.name,
+        "--network",
+        &spec.network,
+    ]);
+    a.extend(args(&[
+        "--registry",
+        &format!(
+            "{}={}",
+            spec.name,
+            registry_dir(&opts.state_dir, &spec.name).display()
+        ),
+    ]));
+    let others = || topology.clusters.iter().filter(|o| o.name != spec.name);
+    for o in others() {
+        a.extend(args(&[
+            "--cluster-network",
+            &format!("{}={}", o.name, o.network),
+        ]));
+    }
+    a.extend(args(&[
+        "--cacerts",
+        &ca.join(&spec.name).display().to_string(),
+        "--credential-key",
+        &ca.join(format!("{}.key", spec.name)).display().to_string(),
+        "--listen",
+        "0.0.0.0:15012",
+        "--monitoring",
+        "0.0.0.0:15014",
+        "--dns",
+        "0.0.0.0:53",
+    ]));
+    if topology.automation {
+        for o in others() {
+            a.extend(args(&[
+                "--remote-registry",
+                &format!(
+                    "{}={}",
+                    o.name,
+                    registry_dir(&opts.state_dir, &o.name).display()
+                ),
+            ]));
+        }
+    }
+    if let Some(d) = &topology.export_default {
+        a.extend(args(&["--export-default", d]));
+    }
+    if spec.egress_gateway && spec.egress_funnel {
+        a.extend(args(&[
+            "--egress-gateway",
+            "istio-egressgateway.istio-system.svc.cluster.local",
+        ]));
+    }
+    for t in &topology.dns_templates {
+        a.extend(args(&["--dns-template", t]));
+    }
+    a
+}
+
+/// Starts cluster number `ci`'s control plane; a cluster without one is pointed at the
+/// first cluster that has one, through that cluster's east-west gateway.
+pub fn control_plane(
+    opts: &LabOptions,
+    state: &mut LabState,
+    ci: usize,
+    progress: &mut dyn FnMut(&str),
+) -> Result<(), LabError> {
+    let spec = state.topology.clusters[ci].clone();
+    if !spec.control_plane {
+        // Served by the first cluster that runs a control plane, through that cluster's
+        // east-west gateway (seed 003's remotePilotAddress = the local gateway).
+        let (pi, primary) = state
+            .topology
+            .clusters
+            .iter()
+            .enumerate()
+            .find(|(_, c)| c.control_plane)
+            .ok_or_else(|| LabError::Invalid("no cluster runs a control plane".into()))?;
+        if !primary.east_west_gateway {
+            return Err(LabError::Invalid(format!(
+                "cluster {} has no control plane and {}, which has one, has no east-west gateway to reach it through",
+                spec.name, primary.name
+            )));
+        }
+        let addr = format!("{}:15012", Topology::gateway_wan(pi));
+        progress(&format!(
+            "{}: no control plane; its proxies use {}'s through its gateway at {addr}",
+            spec.name, primary.name
+        ));
+        let primary = primary.name.clone();
+        state.clusters[ci].control_plane_addr = Some(addr);
+        state.clusters[ci].ca_cluster = primary;
+        return state.save(&opts.state_dir);
+    }
+    let mut pod = CONTROL_PLANE.make_pod(opts, state, ci)?;
+    ApiServer::new(&opts.state_dir, &spec.name).create()?;
+    let a = control_plane_args(opts, &state.topology, &spec);
+    // The credential key must exist before the lab issues workload credentials.
+    isthmus_ca::CredentialKey::load_or_create(&opts.ca_dir().join(format!("{}.key", spec.name)))
+        .map_err(|e| LabError::Invalid(format!("credential key: {e}")))?;
+    let pid = process::spawn(&pod.netns, &a, &pod.workdir.join("control-plane.log"))?;
+    pod.pids.push(pid);
+    progress(&format!(
+        "{}: control plane (xDS+CA :15012, DNS :53) at {}",
+        spec.name, pod.ip
+    ));
+    let c = &mut state.clusters[ci];
+    c.control_plane_ip = Some(pod.ip.clone());
+    c.control_plane_addr = Some(format!("{}:15012", pod.ip));
+    c.ca_cluster = spec.name.clone();
+    // istiod's Service and Pod, so that a gateway can pass connections to it (the seeds'
+    // remote cluster reaches the control plane through the local gateway).
+    CONTROL_PLANE.publish(opts, state, ci, &pod)?;
+    state.clusters[ci].pods.push(pod);
+    state.save(&opts.state_dir)
+}
+
+/// Starts cluster number `ci`'s egress gateway.
+pub fn egress_gateway(
+    opts: &LabOptions,
+    state: &mut LabState,
+    ci: usize,
+    progress: &mut dyn FnMut(&str),
+) -> Result<(), LabError> {
+    let spec = state.topology.clusters[ci].clone();
+    let mut pod = EGRESS_GATEWAY.make_pod(opts, state, ci)?;
+    let ip = EGRESS_GATEWAY.publish(opts, state, ci, &pod)?;
+    // Funnelling, it forwards to the addresses ServiceEntries give (no network view);
+    // otherwise it relays to the remote gateways a ServiceEntry puts on network
+    // `external` (seed 000's egress variant).
+    let (metadata, role): (&[(&str, &str)], &str) = if spec.egress_funnel {
+        (
+            &[],
+            "sidecars' HTTP to MESH_EXTERNAL services leaves through it, mTLS on :15443",
+        )
+    } else {
+        (
+            &[("REQUESTED_NETWORK_VIEW", "external")],
+            "network view `external`",
+        )
+    };
+    let router = Router {
+        metadata,
+        sni_dnat: !spec.egress_funnel,
+    };
+    let pid = kubelet::start_agent(opts, state, ci, &pod, Some(router))?;
+    pod.pids.push(pid);
+    progress(&format!(
+        "{}: egress gateway istio-egressgateway at {} (ClusterIP {ip}, {role})",
+        spec.name, pod.ip
+    ));
+    state.clusters[ci].pods.push(pod);
+    state.save(&opts.state_dir)
+}
+
+/// Starts cluster number `ci`'s east-west gateway.
+pub fn east_west_gateway(
+    opts: &LabOptions,
+    state: &mut LabState,
+    ci: usize,
+    progress: &mut dyn FnMut(&str),
+) -> Result<(), LabError> {
+    let spec = state.topology.clusters[ci].clone();
+    let mut pod = EAST_WEST_GATEWAY.make_pod(opts, state, ci)?;
+    EAST_WEST_GATEWAY.publish(opts, state, ci, &pod)?;
+    let router = Router {
+        metadata: &[],
+        sni_dnat: spec.east_west_gateway_mode.as_deref() != Some("standard"),
+    };
+    let pid = kubelet::start_agent(opts, state, ci, &pod, Some(router))?;
+    pod.pids.push(pid);
+    progress(&format!(
+        "{}: east-west gateway istio-ingressgateway at {} (public {}:15443)",
+        spec.name,
+        pod.ip,
+        pod.public_ip.as_deref().unwrap_or_default()
+    ));
+    state.clusters[ci].pods.push(pod);
+    state.save(&opts.state_dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::testing;
+    use std::path::PathBuf;
+
+    fn opts() -> LabOptions {
+        LabOptions {
+            state_dir: PathBuf::from("/state"),
+            prefix: "t".into(),
+            exe: PathBuf::from("/bin/isthmus"),
+            envoy: None,
+        }
+    }
+
+    #[test]
+    fn the_table_names_each_component_once_and_selects_its_own_pods() {
+        let mut names: Vec<&str> = COMPONENTS.iter().map(|c| c.service).collect();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), COMPONENTS.len());
+        for c in COMPONENTS {
+            let (k, v) = c.selector;
+            assert_eq!(
+                c.label_map().get(k).map(String::as_str),
+                Some(v),
+                "{}",
+                c.service
+            );
+            assert!(c.pod.starts_with(c.service), "{}", c.pod);
+            assert_eq!(c.proxy, c.role == PodRole::Gateway, "{}", c.service);
+        }
+    }
+
+    #[test]
+    fn istiod_service_is_a_cluster_ip_on_15012() {
+        let svc = CONTROL_PLANE.service(None);
+        let v = serde_json::to_value(&svc).expect("json");
+        assert_eq!(
+            v,
+            serde_json::json!({
+                "metadata": {"name": "istiod", "namespace": "istio-system", "labels": {"app": "istiod"}},
+                "spec": {"ports": [{"name": "tcp-istiod", "port": 15012}], "selector": {"app": "istiod"}},
+            }),
+        );
+    }
+
+    #[test]
+    fn the_east_west_gateway_is_a_load_balancer_at_its_public_address() {
+        let svc = EAST_WEST_GATEWAY.service(Some("198.18.1.2"));
+        assert_eq!(&*svc.metadata.name, "istio-ingressgateway");
+        assert_eq!(&*svc.metadata.namespace, "istio-system");
+        assert_eq!(
+            svc.metadata.labels.get("app").map(String::as_str),
+            Some("istio-ingressgateway")
+        );
+        assert_eq!(svc.spec.type_.as_deref(), Some("LoadBalancer"));
+        assert_eq!(svc.spec.ports.len(), 1);
+        assert_eq!(
+            (svc.spec.ports[0].name.as_str(), svc.spec.ports[0].port),
+            ("tls", 15443)
+        );
+        assert_eq!(
+            svc.spec.selector.get("istio").map(String::as_str),
+            Some("ingressgateway")
+        );
+        assert_eq!(svc.spec.selector.iter().count(), 1);
+        let ingress = &svc.status.load_balancer.ingress;
+        assert_eq!(ingress.len(), 1);
+        assert_eq!(ingress[0].ip.as_deref(), Some("198.18.1.2"));
+        let egress = EGRESS_GATEWAY.service(None);
+        assert_eq!(egress.spec.type_, None);
+        assert!(egress.status.load_balancer.ingress.is_empty());
+        assert_eq!(
+            egress.spec.selector.get("istio").map(String::as_str),
+            Some("egressgateway")
+        );
+    }
+
+    #[test]
+    fn a_component_pod_gets_labels_account_proxy_and_public_address() {
+        let mut pod = testing::pod(NAMESPACE, "istio-ingressgateway-0", "10.10.0.3", &[]);
+        EAST_WEST_GATEWAY.dress(&mut pod, Some(Ipv4Addr::new(198, 18, 1, 1)));
+        assert_eq!(pod.public_ip.as_deref(), Some("198.18.1.1"));
+        assert_eq!(pod.service_account, "istio-ingressgateway-service-account");
+        assert!(pod.proxy);
+        assert_eq!(
+            pod.labels.get("istio").map(String::as_str),
+            Some("ingressgateway")
+        );
+        let pod_object =
+            crate::api_server::pod_object(&pod, &[EAST_WEST_GATEWAY.port]).expect("pod");
+        assert_eq!(pod_object.spec.containers[0].ports[0].container_port, 15443);
+        let mut cp = testing::pod(NAMESPACE, "istiod-0", "10.10.0.2", &[]);
+        CONTROL_PLANE.dress(&mut cp, None);
+        assert_eq!(cp.labels, BTreeMap::from([("app".into(), "istiod".into())]));
+        assert_eq!((cp.service_account.as_str(), cp.proxy), ("default", false));
+    }
+
+    #[test]
+    fn control_plane_args_name_registries_networks_and_options() {
+        let mut s = testing::lab(testing::TWO_CLUSTERS);
+        let spec = s.topology.clusters[0].clone();
+        let a = control_plane_args(&opts(), &s.topology, &spec);
+        let line = a.join(" ");
+        assert!(line.starts_with("/bin/isthmus control-plane --cluster cluster1 --network network1 --registry cluster1=/state/registry/cluster1 --cluster-network cluster2=network2 --cacerts /state/ca/cluster1 --credential-key /state/ca/cluster1.key --listen 0.0.0.0:15012 --monitoring 0.0.0.0:15014 --dns 0.0.0.0:53"), "{line}");
+        assert!(!line.contains("--remote-registry"), "{line}");
+        assert!(!line.contains("--egress-gateway"), "no funnel: {line}");
+        s.topology.automation = true;
+        s.topology.export_default = Some("hidden".into());
+        s.topology.dns_templates = vec!["remote=198.18.1.2".into()];
+        let mut funnel = spec.clone();
+        funnel.egress_funnel = true;
+        let line = control_plane_args(&opts(), &s.topology, &funnel).join(" ");
+        assert!(line.ends_with(" --dns 0.0.0.0:53 --remote-registry cluster2=/state/registry/cluster2 --export-default hidden --egress-gateway istio-egressgateway.istio-system.svc.cluster.local --dns-template remote=198.18.1.2"), "{line}");
+    }
+}

@@ -1,0 +1,181 @@
+//! The lab's kube-proxy: ClusterIPs are DNAT-ed to pods by each cluster's router (the
+//! lab's node), from the Services the API server holds and the pods that run.
+
+use crate::api_server::ApiServer;
+use crate::error::LabError;
+use crate::netns;
+use crate::state::{ClusterState, PodState};
+use isthmus_api::kube::{IntOrString, Service};
+
+/// The router's NAT set-up, made once with the router: every packet goes through the
+/// `ISTHMUS-SERVICES` chain, and hairpinned connections are masqueraded so that replies
+/// come back through the router.
+pub const ROUTER_NAT: &str = "*nat\n:ISTHMUS-SERVICES - [0:0]\n-A PREROUTING -j ISTHMUS-SERVICES\n-A POSTROUTING -o pods -m conntrack --ctstate DNAT -j MASQUERADE\nCOMMIT\n";
+
+/// Sets up the router namespace `router_netns` for ClusterIPs (see [`ROUTER_NAT`]).
+pub fn install(router_netns: &str) -> Result<(), LabError> {
+    netns::restore(router_netns, ROUTER_NAT)
+}
+
+/// The `ISTHMUS-SERVICES` chain for `services` and `pods`, as `iptables-restore` input:
+/// one DNAT per endpoint and port, spread evenly with the `statistic` match as kube-proxy
+/// does. A Service without a ClusterIP or without a selector gets no rules.
+pub fn rules(services: &[Service], pods: &[PodState]) -> String {
+    let mut rules = String::from("*nat\n:ISTHMUS-SERVICES - [0:0]\n");
+    for svc in services {
+        let Some(cip) = svc.spec.cluster_ip.as_deref() else {
+            continue;
+        };
+        let pods: Vec<&PodState> = pods
+            .iter()
+            .filter(|p| *p.namespace == *svc.metadata.namespace)
+            .filter(|p| {
+                !svc.spec.selector.is_empty()
+                    && svc
+                        .spec
+                        .selector
+                        .iter()
+                        .all(|(k, v)| p.labels.get(k) == Some(v))
+            })
+            .collect();
+        for port in &svc.spec.ports {
+            let target = match &port.target_port {
+                Some(IntOrString::Int(n)) => *n,
+                _ => port.port,
+            };
+            let n = pods.len();
+            for (i, p) in pods.iter().enumerate() {
+                let remaining = n - i;
+                let pick = if remaining > 1 {
+                    format!(
+                        "-m statistic --mode random --probability {:.5} ",
+                        1.0 / remaining as f64
+                    )
+                } else {
+                    String::new()
+                };
+                rules.push_str(&format!(
+                    "-A ISTHMUS-SERVICES -d {cip}/32 -p tcp --dport {} {pick}-j DNAT --to-destination {}:{target}\n",
+                    port.port, p.ip
+                ));
+            }
+        }
+    }
+    rules.push_str("COMMIT\n");
+    rules
+}
+
+/// Rewrites `cluster`'s ClusterIP rules in its router from the Services `api` holds and
+/// the cluster's pods.
+pub fn sync(api: &ApiServer, cluster: &ClusterState) -> Result<(), LabError> {
+    let rules = rules(&api.services()?, &cluster.pods);
+    netns::restore(&cluster.router_netns, &rules)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::testing::pod;
+    use isthmus_api::kube::{ServicePort, ServiceSpec};
+    use isthmus_api::{Labels, ObjectMeta};
+    use std::sync::Arc;
+
+    fn service(
+        namespace: &str,
+        name: &str,
+        cluster_ip: Option<&str>,
+        selector: &[(&str, &str)],
+        ports: &[(u32, Option<IntOrString>)],
+    ) -> Service {
+        Service {
+            metadata: ObjectMeta {
+                name: name.into(),
+                namespace: namespace.into(),
+                ..Default::default()
+            },
+            spec: ServiceSpec {
+                cluster_ip: cluster_ip.map(str::to_string),
+                selector: Arc::new(Labels::from_iter(
+                    selector.iter().map(|(k, v)| (k.to_string(), v.to_string())),
+                )),
+                ports: ports
+                    .iter()
+                    .map(|(port, target)| ServicePort {
+                        name: format!("p{port}"),
+                        port: *port,
+                        target_port: target.clone(),
+                        ..Default::default()
+                    })
+                    .collect(),
+                ..Default::default()
+            },
+            status: Default::default(),
+        }
+    }
+
+    #[test]
+    fn no_services_is_an_empty_chain() {
+        assert_eq!(rules(&[], &[]), "*nat\n:ISTHMUS-SERVICES - [0:0]\nCOMMIT\n");
+    }
+
+    #[test]
+    fn endpoints_are_picked_evenly_and_the_last_one_unconditionally() {
+        let svc = service(
+            "foo",
+            "web",
+            Some("10.96.0.10"),
+            &[("app", "web")],
+            &[(80, None)],
+        );
+        let pods = [
+            pod("foo", "web-0", "10.10.0.31", &[("app", "web"), ("v", "1")]),
+            pod("foo", "web-1", "10.10.0.32", &[("app", "web")]),
+            pod("foo", "web-2", "10.10.0.33", &[("app", "web")]),
+            pod("foo", "db-0", "10.10.0.34", &[("app", "db")]),
+            pod("bar", "web-0", "10.10.0.35", &[("app", "web")]),
+        ];
+        assert_eq!(
+            rules(&[svc], &pods),
+            "*nat\n:ISTHMUS-SERVICES - [0:0]\n\
+             -A ISTHMUS-SERVICES -d 10.96.0.10/32 -p tcp --dport 80 -m statistic --mode random --probability 0.33333 -j DNAT --to-destination 10.10.0.31:80\n\
+             -A ISTHMUS-SERVICES -d 10.96.0.10/32 -p tcp --dport 80 -m statistic --mode random --probability 0.50000 -j DNAT --to-destination 10.10.0.32:80\n\
+             -A ISTHMUS-SERVICES -d 10.96.0.10/32 -p tcp --dport 80 -j DNAT --to-destination 10.10.0.33:80\n\
+             COMMIT\n"
+        );
+    }
+
+    #[test]
+    fn numeric_target_ports_are_used_and_named_ones_fall_back_to_the_port() {
+        let svc = service(
+            "foo",
+            "web",
+            Some("10.96.0.10"),
+            &[("app", "web")],
+            &[
+                (80, Some(IntOrString::Int(8080))),
+                (443, Some(IntOrString::String("https".into()))),
+            ],
+        );
+        let pods = [pod("foo", "web-0", "10.10.0.31", &[("app", "web")])];
+        let got = rules(&[svc], &pods);
+        assert!(
+            got.contains("--dport 80 -j DNAT --to-destination 10.10.0.31:8080\n"),
+            "{got}"
+        );
+        assert!(
+            got.contains("--dport 443 -j DNAT --to-destination 10.10.0.31:443\n"),
+            "{got}"
+        );
+    }
+
+    #[test]
+    fn services_without_cluster_ip_or_selector_get_no_rules() {
+        let pods = [pod("foo", "web-0", "10.10.0.31", &[("app", "web")])];
+        let headless = service("foo", "a", None, &[("app", "web")], &[(80, None)]);
+        let selectorless = service("foo", "b", Some("10.96.0.11"), &[], &[(80, None)]);
+        assert_eq!(
+            rules(&[headless, selectorless], &pods),
+            "*nat\n:ISTHMUS-SERVICES - [0:0]\nCOMMIT\n"
+        );
+    }
+}
