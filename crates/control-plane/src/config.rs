@@ -3,7 +3,9 @@
 //! ([`ControlPlaneConfig::to_args`]), so that whoever starts a control plane never writes
 //! its flags by hand.
 
-use isthmus_model::automation::ExportDefault;
+pub use isthmus_dns::Template;
+pub use isthmus_model::automation::ExportDefault;
+pub use isthmus_model::VipRange;
 use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::path::PathBuf;

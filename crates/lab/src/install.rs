@@ -15,8 +15,10 @@ use isthmus_api::kube::{
     LoadBalancerIngress, LoadBalancerStatus, Service, ServicePort, ServiceSpec, ServiceStatus,
 };
 use isthmus_api::{Labels, ObjectMeta};
+use isthmus_control_plane::ControlPlaneConfig;
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 /// The namespace of the mesh's components.
@@ -211,73 +213,67 @@ pub fn certificates(
     Ok(())
 }
 
-/// The control plane's command line in cluster `spec`: its own registry, the other
-/// clusters' networks (and registries, with the automation), its CA, ports and options.
+/// The control plane's settings in cluster `spec`: its own registry, the other clusters'
+/// networks (and registries, with the automation), its CA, ports and options.
+pub fn control_plane_config(
+    opts: &LabOptions,
+    topology: &Topology,
+    spec: &ClusterSpec,
+) -> ControlPlaneConfig {
+    let ca = opts.ca_dir();
+    let mut config = ControlPlaneConfig::new(
+        spec.name.clone(),
+        spec.network.clone(),
+        registry_dir(&opts.state_dir, &spec.name),
+        ca.join(&spec.name),
+        ca.join(format!("{}.key", spec.name)),
+    );
+    let others = || topology.clusters.iter().filter(|o| o.name != spec.name);
+    config.sources.cluster_networks = others()
+        .map(|o| (o.name.clone(), o.network.clone()))
+        .collect();
+    config.listen = SocketAddr::from(([0, 0, 0, 0], 15012));
+    config.monitoring = SocketAddr::from(([0, 0, 0, 0], 15014));
+    config.dns = Some(SocketAddr::from(([0, 0, 0, 0], 53)));
+    if topology.automation {
+        config.remote_registries = others()
+            .map(|o| (o.name.clone(), registry_dir(&opts.state_dir, &o.name)))
+            .collect();
+    }
+    // Both were checked when the topology was read (`Topology::load`).
+    if let Some(d) = topology
+        .export_default
+        .as_deref()
+        .and_then(|d| d.parse().ok())
+    {
+        config.export_default = d;
+    }
+    if spec.egress_gateway && spec.egress_funnel {
+        config.sources.egress_gateway =
+            Some("istio-egressgateway.istio-system.svc.cluster.local".into());
+    }
+    config.dns_templates = topology
+        .dns_templates
+        .iter()
+        .filter_map(|t| t.parse().ok())
+        .collect();
+    config
+}
+
+/// The control plane's command line: `isthmus control-plane` with
+/// [`control_plane_config`]'s flags.
 pub fn control_plane_args(
     opts: &LabOptions,
     topology: &Topology,
     spec: &ClusterSpec,
 ) -> Vec<String> {
-    let ca = opts.ca_dir();
-    let mut a = args(&[
-        &opts.exe_arg(),
-        "control-plane",
-        "--cluster",
-        &spec.name,
-        "--network",
-        &spec.network,
-    ]);
-    a.extend(args(&[
-        "--registry",
-        &format!(
-            "{}={}",
-            spec.name,
-            registry_dir(&opts.state_dir, &spec.name).display()
-        ),
-    ]));
-    let others = || topology.clusters.iter().filter(|o| o.name != spec.name);
-    for o in others() {
-        a.extend(args(&[
-            "--cluster-network",
-            &format!("{}={}", o.name, o.network),
-        ]));
-    }
-    a.extend(args(&[
-        "--cacerts",
-        &ca.join(&spec.name).display().to_string(),
-        "--credential-key",
-        &ca.join(format!("{}.key", spec.name)).display().to_string(),
-        "--listen",
-        "0.0.0.0:15012",
-        "--monitoring",
-        "0.0.0.0:15014",
-        "--dns",
-        "0.0.0.0:53",
-    ]));
-    if topology.automation {
-        for o in others() {
-            a.extend(args(&[
-                "--remote-registry",
-                &format!(
-                    "{}={}",
-                    o.name,
-                    registry_dir(&opts.state_dir, &o.name).display()
-                ),
-            ]));
-        }
-    }
-    if let Some(d) = &topology.export_default {
-        a.extend(args(&["--export-default", d]));
-    }
-    if spec.egress_gateway && spec.egress_funnel {
-        a.extend(args(&[
-            "--egress-gateway",
-            "istio-egressgateway.istio-system.svc.cluster.local",
-        ]));
-    }
-    for t in &topology.dns_templates {
-        a.extend(args(&["--dns-template", t]));
-    }
+    let mut a = args(&[&opts.exe_arg(), "control-plane"]);
+    a.extend(
+        control_plane_config(opts, topology, spec)
+            .to_args()
+            .iter()
+            .map(|s| s.to_string_lossy().into_owned()),
+    );
     a
 }
 
@@ -407,7 +403,8 @@ pub fn east_west_gateway(
 mod tests {
     use super::*;
     use crate::state::testing;
-    use std::path::PathBuf;
+    use isthmus_control_plane::config::ExportDefault;
+    use std::path::{Path, PathBuf};
 
     fn opts() -> LabOptions {
         LabOptions {
@@ -506,17 +503,55 @@ mod tests {
     fn control_plane_args_name_registries_networks_and_options() {
         let mut s = testing::lab(testing::TWO_CLUSTERS);
         let spec = s.topology.clusters[0].clone();
-        let a = control_plane_args(&opts(), &s.topology, &spec);
-        let line = a.join(" ");
-        assert!(line.starts_with("/bin/isthmus control-plane --cluster cluster1 --network network1 --registry cluster1=/state/registry/cluster1 --cluster-network cluster2=network2 --cacerts /state/ca/cluster1 --credential-key /state/ca/cluster1.key --listen 0.0.0.0:15012 --monitoring 0.0.0.0:15014 --dns 0.0.0.0:53"), "{line}");
-        assert!(!line.contains("--remote-registry"), "{line}");
-        assert!(!line.contains("--egress-gateway"), "no funnel: {line}");
+        let c = control_plane_config(&opts(), &s.topology, &spec);
+        assert_eq!(
+            (c.sources.cluster.as_str(), c.sources.network.as_str()),
+            ("cluster1", "network1")
+        );
+        assert_eq!(
+            c.sources.registries,
+            [(
+                "cluster1".to_string(),
+                PathBuf::from("/state/registry/cluster1")
+            )]
+        );
+        assert_eq!(
+            c.sources.cluster_networks,
+            [("cluster2".to_string(), "network2".to_string())]
+        );
+        assert_eq!(c.cacerts, Path::new("/state/ca/cluster1"));
+        assert_eq!(c.credential_key, Path::new("/state/ca/cluster1.key"));
+        assert_eq!(c.listen.to_string(), "0.0.0.0:15012");
+        assert_eq!(c.monitoring.to_string(), "0.0.0.0:15014");
+        assert_eq!(c.dns.map(|d| d.to_string()).as_deref(), Some("0.0.0.0:53"));
+        assert!(c.remote_registries.is_empty());
+        assert_eq!(c.sources.egress_gateway, None, "no funnel");
+        assert_eq!(c.export_default, ExportDefault::Exported);
         s.topology.automation = true;
         s.topology.export_default = Some("hidden".into());
         s.topology.dns_templates = vec!["remote=198.18.1.2".into()];
         let mut funnel = spec.clone();
         funnel.egress_funnel = true;
+        let c = control_plane_config(&opts(), &s.topology, &funnel);
+        assert_eq!(
+            c.remote_registries,
+            [(
+                "cluster2".to_string(),
+                PathBuf::from("/state/registry/cluster2")
+            )]
+        );
+        assert_eq!(c.export_default, ExportDefault::Hidden);
+        assert_eq!(
+            c.sources.egress_gateway.as_deref(),
+            Some("istio-egressgateway.istio-system.svc.cluster.local")
+        );
+        assert_eq!(c.dns_templates.len(), 1);
+        assert_eq!(c.dns_templates[0].suffix, "remote");
         let line = control_plane_args(&opts(), &s.topology, &funnel).join(" ");
-        assert!(line.ends_with(" --dns 0.0.0.0:53 --remote-registry cluster2=/state/registry/cluster2 --export-default hidden --egress-gateway istio-egressgateway.istio-system.svc.cluster.local --dns-template remote=198.18.1.2"), "{line}");
+        assert!(
+            line.starts_with("/bin/isthmus control-plane --cluster cluster1 "),
+            "{line}"
+        );
+        assert!(line.contains(" --export-default hidden"), "{line}");
     }
 }

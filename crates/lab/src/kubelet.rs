@@ -10,7 +10,9 @@ use crate::network;
 use crate::options::LabOptions;
 use crate::process::{self, args};
 use crate::state::{LabState, PodRole, PodState};
+use isthmus_agent::{AgentConfig, XdsMode};
 use isthmus_api::kube::{Container, Deployment};
+use isthmus_api::{Interception, NodeKind, RouterMode};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -26,9 +28,60 @@ pub struct Router<'a> {
     pub sni_dnat: bool,
 }
 
-/// The command line of `pod`'s agent in cluster number `ci`: a router when `router` is
-/// given, else a captured sidecar. `control_plane` is `HOST:PORT` of its control plane,
+/// The settings of `pod`'s agent in cluster number `ci`: a router when `router` is given,
+/// else a captured sidecar. `control_plane` is `HOST:PORT` of its control plane,
 /// `credential` the file holding its workload credential.
+pub fn agent_config(
+    opts: &LabOptions,
+    state: &LabState,
+    ci: usize,
+    pod: &PodState,
+    control_plane: &str,
+    credential: &Path,
+    router: Option<Router<'_>>,
+) -> AgentConfig {
+    let c = &state.clusters[ci];
+    let spec = &state.topology.clusters[ci];
+    let mut config = AgentConfig::new(
+        pod.name.clone(),
+        pod.namespace.clone(),
+        pod.ip.clone(),
+        spec.cluster_id.as_deref().unwrap_or(&c.name),
+        control_plane,
+        pod.workdir.join("agent"),
+    );
+    config.service_account = pod.service_account.clone();
+    config.trust_domain = state.topology.trust_domain.clone();
+    config.network = spec.network.clone();
+    config.credential_file = credential.to_path_buf();
+    config.root_cert = opts.ca_dir().join("root/root-cert.pem");
+    config.envoy = Some(state.envoy.clone());
+    config.labels = pod
+        .labels
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    match router {
+        Some(Router { metadata, sni_dnat }) => {
+            config.kind = NodeKind::Router;
+            config.interception = Interception::None;
+            config.xds_mode = XdsMode::Delta;
+            config.router_mode = sni_dnat.then_some(RouterMode::SniDnat);
+            config.metadata = metadata
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+        }
+        None => {
+            config.interception = Interception::Redirect;
+            config.capture = true;
+            config.xds_mode = XdsMode::Sotw;
+        }
+    }
+    config
+}
+
+/// The command line of that agent: `isthmus agent` with [`agent_config`]'s flags.
 pub fn agent_args(
     opts: &LabOptions,
     state: &LabState,
@@ -38,68 +91,14 @@ pub fn agent_args(
     credential: &Path,
     router: Option<Router<'_>>,
 ) -> Vec<String> {
-    let c = &state.clusters[ci];
-    let spec = &state.topology.clusters[ci];
-    let mut a = args(&[
-        &opts.exe_arg(),
-        "agent",
-        "--kind",
-        if router.is_some() {
-            "router"
-        } else {
-            "sidecar"
-        },
-        "--ip",
-        &pod.ip,
-        "--pod",
-        &pod.name,
-        "--namespace",
-        &pod.namespace,
-        "--service-account",
-        &pod.service_account,
-        "--trust-domain",
-        &state.topology.trust_domain,
-        "--cluster",
-        spec.cluster_id.as_deref().unwrap_or(&c.name),
-        "--network",
-        &spec.network,
-        "--control-plane",
-        control_plane,
-        "--credential-file",
-        &credential.display().to_string(),
-        "--root-cert",
-        &opts
-            .ca_dir()
-            .join("root/root-cert.pem")
-            .display()
-            .to_string(),
-        "--workdir",
-        &pod.workdir.join("agent").display().to_string(),
-        "--envoy",
-        &state.envoy.display().to_string(),
-        "--log-level",
-        "warning",
-    ]);
-    if let Some(Router { metadata, sni_dnat }) = router {
-        a.extend(args(&["--interception", "NONE", "--xds", "delta"]));
-        if sni_dnat {
-            a.extend(args(&["--router-mode", "sni-dnat"]));
-        }
-        for (k, v) in metadata {
-            a.extend(args(&["--metadata", &format!("{k}={v}")]));
-        }
-    } else {
-        a.extend(args(&[
-            "--interception",
-            "REDIRECT",
-            "--capture",
-            "--xds",
-            "sotw",
-        ]));
-    }
-    for (k, v) in &pod.labels {
-        a.extend(args(&["--label", &format!("{k}={v}")]));
-    }
+    let config = agent_config(opts, state, ci, pod, control_plane, credential, router);
+    let mut a = args(&[&opts.exe_arg(), "agent"]);
+    a.extend(
+        config
+            .to_args()
+            .iter()
+            .map(|s| s.to_string_lossy().into_owned()),
+    );
     a
 }
 
@@ -489,7 +488,10 @@ mod tests {
         assert_eq!(flag(&sidecar, "--interception"), Some("REDIRECT"));
         assert_eq!(flag(&sidecar, "--xds"), Some("sotw"));
         assert!(sidecar.contains(&"--capture".to_string()));
-        assert_eq!(sidecar.last().map(String::as_str), Some("app=sleep"));
+        assert_eq!(flag(&sidecar, "--label"), Some("app=sleep"));
+        let typed = agent_config(&opts(), &s, 1, &pod, "10.10.0.2:15012", cred, None);
+        assert!(typed.capture);
+        assert_eq!(typed.labels, [("app".to_string(), "sleep".to_string())]);
 
         let router = Router {
             metadata: &[("REQUESTED_NETWORK_VIEW", "external")],

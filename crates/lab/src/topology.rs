@@ -176,6 +176,14 @@ impl Topology {
                 }
             }
         }
+        if let Some(d) = &self.export_default {
+            d.parse::<isthmus_control_plane::config::ExportDefault>()
+                .map_err(|e| format!("exportDefault: {e}"))?;
+        }
+        for (i, t) in self.dns_templates.iter().enumerate() {
+            t.parse::<isthmus_control_plane::config::Template>()
+                .map_err(|e| format!("dnsTemplates[{i}]: {e}"))?;
+        }
         if !self.clusters.iter().any(|c| c.control_plane) {
             return Err("clusters: no cluster runs a control plane".into());
         }
@@ -280,6 +288,13 @@ mod tests {
             "name: x\nclusters:\n- {name: c1, network: n, podCIDR: 10.0.0.0/16, color: red}\n"
         )
         .contains("color"));
+        let export = bad("name: x\nexportDefault: some\nclusters:\n- {name: c1, network: n, podCIDR: 10.0.0.0/16}\n");
+        assert!(
+            export.contains("exportDefault") && export.contains("`some`"),
+            "{export}"
+        );
+        let template = bad("name: x\ndnsTemplates: [remote]\nclusters:\n- {name: c1, network: n, podCIDR: 10.0.0.0/16}\n");
+        assert!(template.contains("dnsTemplates[0]"), "{template}");
     }
 
     #[test]
