@@ -109,6 +109,8 @@ pub struct Writer {
     current: Arc<ClusterConfig>,
     /// The objects of a complete list being received.
     listing: Option<Vec<Arc<Resource>>>,
+    /// Whether a complete list has been applied (the store reflects the source).
+    synced: bool,
 }
 
 impl Writer {
@@ -120,7 +122,15 @@ impl Writer {
                 ..Default::default()
             }),
             listing: None,
+            synced: false,
         }
+    }
+
+    /// Whether the store holds a complete list of the source yet (its first
+    /// [`Event::InitDone`] was applied): until then it is not the cluster's state, and a
+    /// control plane should not serve from it.
+    pub fn is_synced(&self) -> bool {
+        self.synced
     }
 
     /// The objects in force, shared (snapshot builds hold them without copying).
@@ -159,6 +169,7 @@ impl Writer {
                     let base = relisted.as_ref().unwrap_or(&self.current.resources);
                     relisted = Some(relist(base, listed));
                     edits.clear();
+                    self.synced = true;
                 }
                 Event::Problems(d) => problems = Some(d),
             }
@@ -275,6 +286,11 @@ impl<S: Source> Registry<S> {
     pub fn current(&self) -> &Arc<ClusterConfig> {
         self.writer.store()
     }
+
+    /// Whether the store holds a complete list of the source yet.
+    pub fn is_synced(&self) -> bool {
+        self.writer.is_synced()
+    }
 }
 
 #[cfg(test)]
@@ -308,6 +324,13 @@ mod tests {
     #[test]
     fn a_complete_list_replaces_everything_and_names_no_keys() {
         let mut w = Writer::new("c1");
+        assert!(!w.is_synced());
+        assert!(!w.apply(vec![Event::Init, Event::InitApply(pod("a", "10.0.0.1"))]));
+        assert!(!w.is_synced(), "a list is in force only when it is done");
+        assert!(w.store().resources.is_empty());
+        assert!(w.apply(vec![Event::InitDone]));
+        assert!(w.is_synced());
+        assert_eq!(names(&w), ["Pod/ns/a"]);
         assert!(w.apply(listed(&[pod("b", "10.0.0.2"), pod("a", "10.0.0.1")])));
         assert_eq!(names(&w), ["Pod/ns/a", "Pod/ns/b"]);
         assert_eq!(w.store().last_change, None, "a list compares everything");
