@@ -3,146 +3,14 @@
 
 use crate::names;
 use crate::pb::*;
-use crate::tls::{upstream_mtls, PeerIdentity};
+use crate::target::{
+    funnel_tls, funnelled, peer_identity, tls_mode, OutboundTarget, TargetsByName,
+};
+use crate::tls::upstream_mtls;
 use isthmus_api::enums::{Resolution, TlsMode};
-use isthmus_api::networking::{Subset, TrafficPolicy};
-use isthmus_model::{Address, MeshSnapshot, Proxy, Service};
-use std::collections::{BTreeMap, BTreeSet};
-
-/// Which endpoints and TLS one outbound cluster has.
-#[derive(Debug, Clone)]
-pub struct OutboundTarget<'a> {
-    /// The service.
-    pub service: &'a Service,
-    /// The port number.
-    pub port: u32,
-    /// Subset name, empty for all endpoints.
-    pub subset: String,
-    /// Subset labels.
-    pub labels: BTreeMap<String, String>,
-}
-
-impl OutboundTarget<'_> {
-    /// The cluster this target is generated as.
-    pub fn key(&self) -> names::ClusterKey {
-        names::ClusterKey {
-            port: self.port,
-            subset: self.subset.clone(),
-            host: self.service.hostname.clone(),
-        }
-    }
-}
-
-/// Every outbound target (service port x subset) visible to `proxy`, by the name of the
-/// cluster it is generated as: how EDS and the service of each cluster are found without
-/// reading names back.
-pub type TargetsByName<'a> =
-    std::collections::HashMap<String, (OutboundTarget<'a>, Option<&'a Subset>)>;
-
-/// [`outbound_targets`] by cluster name.
-pub fn targets_by_name<'a>(snapshot: &'a MeshSnapshot, proxy: &Proxy) -> TargetsByName<'a> {
-    outbound_targets(snapshot, proxy)
-        .into_iter()
-        .map(|(t, subset)| (t.key().to_string(), (t, subset)))
-        .collect()
-}
-
-/// The TLS mode a DestinationRule sets for a target (subset policy, then rule policy), if
-/// any.
-pub fn explicit_tls_mode(
-    snapshot: &MeshSnapshot,
-    proxy: &Proxy,
-    service: &Service,
-    subset: Option<&Subset>,
-) -> Option<TlsMode> {
-    let dr = snapshot.destination_rule(&service.hostname, &proxy.id.namespace);
-    let from = |p: Option<&TrafficPolicy>| p.and_then(|p| p.tls.as_ref()).map(|t| t.mode);
-    from(subset.and_then(|s| s.traffic_policy.as_ref()))
-        .or_else(|| from(dr.and_then(|d| d.rule.spec.traffic_policy.as_ref())))
-}
-
-/// The TLS mode for a target: subset policy, then rule policy, then ISTIO_MUTUAL for
-/// mesh-internal services (auto mTLS), plain text otherwise.
-pub fn tls_mode(
-    snapshot: &MeshSnapshot,
-    proxy: &Proxy,
-    service: &Service,
-    subset: Option<&Subset>,
-) -> Option<TlsMode> {
-    match explicit_tls_mode(snapshot, proxy, service, subset) {
-        Some(TlsMode::Disable) => None,
-        Some(m) => Some(m),
-        None if service.mesh_internal() => Some(TlsMode::IstioMutual),
-        None => None,
-    }
-}
-
-/// The identities the peer may present.
-pub fn peer_identity(snapshot: &MeshSnapshot, service: &Service) -> PeerIdentity {
-    if !service.subject_alt_names.is_empty() {
-        return PeerIdentity::Exact(service.subject_alt_names.clone());
-    }
-    let ids: BTreeSet<String> = service
-        .endpoints
-        .iter()
-        .filter_map(|e| e.origin.identity.as_deref().map(str::to_string))
-        .collect();
-    if !ids.is_empty()
-        && service
-            .endpoints
-            .iter()
-            .all(|e| e.origin.identity.is_some())
-    {
-        PeerIdentity::Exact(ids.into_iter().collect())
-    } else {
-        PeerIdentity::TrustDomain(snapshot.mesh.trust_domain.clone())
-    }
-}
-
-/// Every outbound target (service port x subset) visible to sidecars.
-pub fn outbound_targets<'a>(
-    snapshot: &'a MeshSnapshot,
-    proxy: &Proxy,
-) -> Vec<(OutboundTarget<'a>, Option<&'a Subset>)> {
-    let mut out = Vec::new();
-    // A Sidecar's egress hosts limit what a sidecar gets; routers serve everything.
-    let scope = match proxy.id.kind {
-        isthmus_model::NodeKind::Sidecar => snapshot.egress_scope(proxy),
-        _ => None,
-    };
-    for svc in snapshot.services.values() {
-        if !MeshSnapshot::in_scope(&scope, svc) {
-            continue;
-        }
-        let dr = snapshot.destination_rule(&svc.hostname, &proxy.id.namespace);
-        for port in &svc.ports {
-            out.push((
-                OutboundTarget {
-                    service: svc,
-                    port: port.number,
-                    subset: String::new(),
-                    labels: BTreeMap::new(),
-                },
-                None,
-            ));
-            for subset in dr
-                .map(|d| d.rule.spec.subsets.as_slice())
-                .unwrap_or_default()
-            {
-                out.push((
-                    OutboundTarget {
-                        service: svc,
-                        port: port.number,
-                        subset: subset.name.clone(),
-                        labels: subset.labels.clone(),
-                    },
-                    Some(subset),
-                ));
-            }
-        }
-    }
-    out
-}
+use isthmus_api::networking::Subset;
+use isthmus_model::{Address, MeshSnapshot, Proxy};
+use std::collections::BTreeSet;
 
 /// All clusters of a sidecar, whose outbound targets are `targets`.
 pub fn sidecar_clusters(
@@ -200,7 +68,7 @@ pub fn outbound(
         connect_timeout: Some(seconds(10)),
         ..Default::default()
     };
-    if crate::funnel::funnelled(snapshot, proxy, t.service, t.port) {
+    if funnelled(snapshot, proxy, t.service, t.port) {
         c.cluster_discovery_type = Some(cluster::ClusterDiscoveryType::Type(
             cluster::DiscoveryType::Eds as i32,
         ));
@@ -208,7 +76,7 @@ pub fn outbound(
             eds_config: Some(ads()),
             service_name: name.clone(),
         });
-        c.transport_socket = Some(crate::funnel::sidecar_tls(snapshot, &key.sni()));
+        c.transport_socket = Some(funnel_tls(snapshot, &key.sni()));
         return c;
     }
     match t.service.resolution {

@@ -3,8 +3,8 @@
 //! endpoints behind them (per locality). Endpoints that cannot take mTLS are never sent
 //! through a gateway, and a network without a gateway is unreachable.
 
-use crate::cluster::{OutboundTarget, TargetsByName};
 use crate::pb::*;
+use crate::target::OutboundTarget;
 use isthmus_model::{Address, Endpoint, MeshSnapshot, Proxy};
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -159,24 +159,4 @@ fn locality_pb(l: &str) -> Option<Locality> {
         zone: parts.next().unwrap_or_default().to_string(),
         sub_zone: parts.next().unwrap_or_default().to_string(),
     })
-}
-
-/// EDS for every EDS cluster among `clusters`, whose targets are `targets`.
-pub fn for_clusters(
-    snapshot: &MeshSnapshot,
-    proxy: &Proxy,
-    clusters: &[Cluster],
-    targets: &TargetsByName<'_>,
-) -> Vec<ClusterLoadAssignment> {
-    clusters
-        .iter()
-        .filter(|c| c.eds_cluster_config.is_some())
-        .filter_map(|c| {
-            let (t, _) = targets.get(&c.name)?;
-            if crate::funnel::funnelled(snapshot, proxy, t.service, t.port) {
-                return Some(crate::funnel::sidecar_assignment(snapshot, proxy, &c.name));
-            }
-            Some(load_assignment(snapshot, proxy, t, &c.name))
-        })
-        .collect()
 }

@@ -6,40 +6,27 @@
 //! client certificate is required), routes by the SNI to its own cluster of the same name and
 //! opens mutual TLS of its own to the service's real endpoints (another cluster's ingress
 //! gateway, which trusts the same root). The sidecar never holds the remote address.
+//!
+//! Whether a sidecar's target is funnelled, and the mTLS it uses towards the gateway, are
+//! decided with the targets ([`crate::target::funnelled`], [`crate::target::funnel_tls`]),
+//! below clusters and endpoints; this module holds the sidecar's endpoints for a funnelled
+//! cluster and the gateway's side.
 
-use crate::cluster::{explicit_tls_mode, outbound, outbound_targets, peer_identity};
+use crate::cluster::outbound;
 use crate::endpoint::{lb_endpoint, load_assignment};
 use crate::names::{self, ports};
 use crate::pb::*;
+use crate::resources::ProxyResources;
 use crate::route::{http_connection_manager, route_to, HcmRoute};
+use crate::sni_listener::add_sni_chains;
+use crate::target::{egress_gateway_service, explicit_tls_mode, funnel_carries, outbound_targets};
 use crate::tls::{downstream_mtls, upstream_mtls, PeerIdentity};
-use crate::ProxyResources;
-use isthmus_api::enums::{Resolution, TlsMode};
-use isthmus_model::{Address, MeshSnapshot, NodeKind, Proxy, Service};
+use isthmus_api::enums::TlsMode;
+use isthmus_model::{Address, MeshSnapshot, NodeKind, Proxy};
 
 /// The egress gateway's port for funnelled traffic (the `tls` port Istio's egress gateway
 /// Service has).
 pub const FUNNEL_PORT: u32 = ports::EAST_WEST;
-
-fn gateway_service(snapshot: &MeshSnapshot) -> Option<&Service> {
-    let host = snapshot.egress_gateway.as_deref()?;
-    snapshot.services.get(host).map(|s| s.as_ref())
-}
-
-/// Whether `proxy` (a sidecar) sends `port` of `svc` through the egress gateway.
-pub fn funnelled(snapshot: &MeshSnapshot, proxy: &Proxy, svc: &Service, port: u32) -> bool {
-    proxy.id.kind == NodeKind::Sidecar && carries(snapshot, svc, port)
-}
-
-/// Whether the funnel carries `port` of `svc`: an HTTP port of a MESH_EXTERNAL service that
-/// has addresses to forward to (not the gateway itself, not an original-destination one).
-fn carries(snapshot: &MeshSnapshot, svc: &Service, port: u32) -> bool {
-    snapshot.egress_gateway.is_some()
-        && !svc.mesh_internal()
-        && svc.resolution != Resolution::None
-        && snapshot.egress_gateway.as_deref() != Some(svc.hostname.as_str())
-        && svc.port(port).is_some_and(|p| p.protocol.is_http())
-}
 
 /// The sidecar's view of a funnelled cluster: the egress gateway's pods in this cluster.
 pub fn sidecar_assignment(
@@ -48,7 +35,7 @@ pub fn sidecar_assignment(
     cluster_name: &str,
 ) -> ClusterLoadAssignment {
     let mut lb_endpoints = Vec::new();
-    if let Some(gw) = gateway_service(snapshot) {
+    if let Some(gw) = egress_gateway_service(snapshot) {
         for e in gw
             .endpoints
             .iter()
@@ -67,19 +54,11 @@ pub fn sidecar_assignment(
     }
 }
 
-/// The mTLS a sidecar uses towards the egress gateway for `sni`.
-pub fn sidecar_tls(snapshot: &MeshSnapshot, sni: &str) -> TransportSocket {
-    let peer = gateway_service(snapshot)
-        .map(|g| peer_identity(snapshot, g))
-        .unwrap_or_else(|| PeerIdentity::TrustDomain(snapshot.mesh.trust_domain.clone()));
-    upstream_mtls(sni, &peer)
-}
-
 /// Whether `proxy` is one of the egress gateway's pods.
 pub fn is_gateway(snapshot: &MeshSnapshot, proxy: &Proxy) -> bool {
     let own = Address::parse(&proxy.id.ip);
     proxy.id.kind == NodeKind::Router
-        && gateway_service(snapshot).is_some_and(|g| {
+        && egress_gateway_service(snapshot).is_some_and(|g| {
             g.endpoints.iter().any(|e| {
                 e.address == own
                     && (*e.origin.cluster == *proxy.cluster || e.origin.cluster.is_empty())
@@ -94,7 +73,7 @@ pub fn add_gateway(snapshot: &MeshSnapshot, proxy: &Proxy, res: &mut ProxyResour
     }
     let mut chains = Vec::new();
     for (t, subset) in outbound_targets(snapshot, proxy) {
-        if !t.subset.is_empty() || !carries(snapshot, t.service, t.port) {
+        if !t.subset.is_empty() || !funnel_carries(snapshot, t.service, t.port) {
             continue;
         }
         let name = names::outbound_cluster(t.port, "", &t.service.hostname);
@@ -153,5 +132,5 @@ pub fn add_gateway(snapshot: &MeshSnapshot, proxy: &Proxy, res: &mut ProxyResour
     if chains.is_empty() {
         return;
     }
-    crate::gateway::add_sni_chains(res, FUNNEL_PORT, chains);
+    add_sni_chains(res, FUNNEL_PORT, chains);
 }

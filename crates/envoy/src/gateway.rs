@@ -5,11 +5,12 @@
 //! AUTO_PASSTHROUGH server selects (seed 003). A `NAME.NAMESPACE.global` name arriving at
 //! the gateway means the local `NAME.NAMESPACE.svc.cluster.local` service.
 
-use crate::cluster::outbound_targets;
 use crate::endpoint::{load_assignment, local_assignment};
 use crate::names::{self, ports};
 use crate::pb::*;
-use crate::ProxyResources;
+use crate::resources::ProxyResources;
+use crate::sni_listener::add_sni_chains;
+use crate::target::outbound_targets;
 use isthmus_api::enums::{Resolution, ServerTlsMode};
 use isthmus_model::{host_matches, MeshSnapshot, Proxy, ServiceOrigin};
 use std::collections::BTreeMap;
@@ -32,30 +33,6 @@ pub fn passthrough_servers(snapshot: &MeshSnapshot, proxy: &Proxy) -> BTreeMap<u
         }
     }
     out
-}
-
-/// Adds SNI-routed filter chains to the router's `0.0.0.0_PORT` listener, creating it (TLS
-/// inspector, and a default chain that refuses an unknown SNI rather than guess) if needed.
-/// Gateways are not captured: like Istio's, they listen on every address of the pod (the pod
-/// IP for in-cluster traffic and the public address for the WAN).
-pub(crate) fn add_sni_chains(res: &mut ProxyResources, port: u32, chains: Vec<FilterChain>) {
-    let name = format!("0.0.0.0_{port}");
-    if let Some(l) = res.listeners.iter_mut().find(|l| l.name == name) {
-        l.filter_chains.extend(chains);
-        return;
-    }
-    res.listeners.push(Listener {
-        name,
-        address: Some(socket("0.0.0.0", port)),
-        listener_filters: vec![tls_inspector()],
-        filter_chains: chains,
-        default_filter_chain: Some(FilterChain {
-            name: "unknown-sni".into(),
-            filters: vec![tcp_proxy_filter(names::BLACKHOLE, names::BLACKHOLE)],
-            ..Default::default()
-        }),
-        ..Default::default()
-    });
 }
 
 /// Everything a router gets.

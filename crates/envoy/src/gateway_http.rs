@@ -10,13 +10,15 @@
 //! routes maps `NAME.NAMESPACE.svc.SUFFIX` to the local service
 //! `NAME.NAMESPACE.svc.cluster.local` by the Host header.
 
-use crate::cluster::{outbound, outbound_targets};
+use crate::cluster::outbound;
 use crate::endpoint::load_assignment;
+use crate::http_route::weighted;
 use crate::names::{outbound_cluster, parse_outbound};
 use crate::pb::*;
-use crate::route::{http_connection_manager, route_to, weighted, HcmRoute};
+use crate::resources::ProxyResources;
+use crate::route::{http_connection_manager, route_to, HcmRoute};
+use crate::target::outbound_targets;
 use crate::tls::downstream_mtls;
-use crate::ProxyResources;
 use envoy_types::pb::envoy::config::core::v3::{data_source, DataSource};
 use envoy_types::pb::envoy::config::route::v3::virtual_host::TlsRequirementType;
 use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{

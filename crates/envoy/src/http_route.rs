@@ -198,7 +198,7 @@ fn header_ops(v: Option<&Value>) -> (Vec<HeaderValueOption>, Vec<String>) {
 
 fn retries(r: &Value) -> RetryPolicy {
     let attempts = r.get("attempts").and_then(Value::as_u64).unwrap_or(2) as u32;
-    let mut p = crate::route::default_retry_policy();
+    let mut p = default_retry_policy();
     p.num_retries = Some(UInt32Value { value: attempts });
     if let Some(on) = r.get("retryOn").and_then(Value::as_str) {
         p.retry_on = on.to_string();
@@ -292,7 +292,7 @@ pub fn routes(http: &HttpRoute, port: u32, ns: &str, gateway: Option<(&str, &str
             return Vec::new();
         }
         let mut a = RouteAction {
-            cluster_specifier: Some(crate::route::weighted(dests)),
+            cluster_specifier: Some(weighted(dests)),
             timeout: Some(
                 http.timeout
                     .as_deref()
@@ -305,7 +305,7 @@ pub fn routes(http: &HttpRoute, port: u32, ns: &str, gateway: Option<(&str, &str
             retry_policy: Some(
                 other("retries")
                     .map(retries)
-                    .unwrap_or_else(crate::route::default_retry_policy),
+                    .unwrap_or_else(default_retry_policy),
             ),
             ..Default::default()
         };
@@ -368,6 +368,47 @@ pub fn routes(http: &HttpRoute, port: u32, ns: &str, gateway: Option<(&str, &str
             ..Default::default()
         })
         .collect()
+}
+
+/// A route's cluster: the one destination, or the destinations with their weights.
+pub(crate) fn weighted(mut dests: Vec<(String, u32)>) -> route_action::ClusterSpecifier {
+    if dests.len() == 1 {
+        return route_action::ClusterSpecifier::Cluster(dests.remove(0).0);
+    }
+    route_action::ClusterSpecifier::WeightedClusters(WeightedCluster {
+        clusters: dests
+            .into_iter()
+            .map(|(name, w)| weighted_cluster::ClusterWeight {
+                name,
+                weight: Some(UInt32Value { value: w }),
+                ..Default::default()
+            })
+            .collect(),
+        ..Default::default()
+    })
+}
+
+/// Istio's default retry policy: two retries on connection failures, refused streams and
+/// 503s, each on another host, so that one failing endpoint (a stopped gateway) does not fail
+/// the call.
+pub fn default_retry_policy() -> envoy_types::pb::envoy::config::route::v3::RetryPolicy {
+    use envoy_types::pb::envoy::config::route::v3::retry_policy::{
+        retry_host_predicate, RetryHostPredicate,
+    };
+    envoy_types::pb::envoy::config::route::v3::RetryPolicy {
+        retry_on: "connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes".into(),
+        num_retries: Some(UInt32Value { value: 2 }),
+        retriable_status_codes: vec![503],
+        retry_host_predicate: vec![RetryHostPredicate {
+            name: "envoy.retry_host_predicates.previous_hosts".into(),
+            config_type: Some(retry_host_predicate::ConfigType::TypedConfig(Any {
+                type_url: "type.googleapis.com/envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate".into(),
+                value: Vec::new(),
+            })),
+        }],
+        host_selection_retry_max_attempts: 5,
+        ..Default::default()
+    }
 }
 
 #[cfg(test)]

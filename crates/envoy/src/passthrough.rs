@@ -2,11 +2,12 @@
 //! on SNI, without terminating TLS: how the seeds' remote cluster reaches the control plane
 //! through the local gateway (Istio's meshExpansion gateway for istio-pilot).
 
-use crate::cluster::outbound_targets;
 use crate::endpoint::local_assignment;
 use crate::names;
 use crate::pb::*;
-use crate::ProxyResources;
+use crate::resources::ProxyResources;
+use crate::sni_listener::add_sni_chains;
+use crate::target::outbound_targets;
 use isthmus_api::enums::ServerTlsMode;
 use isthmus_model::{fqdn, MeshSnapshot, Proxy};
 use std::collections::{BTreeMap, BTreeSet};
@@ -125,6 +126,6 @@ pub fn add(snapshot: &MeshSnapshot, proxy: &Proxy, res: &mut ProxyResources) {
         });
     }
     for (port, chains) in by_port {
-        crate::gateway::add_sni_chains(res, port, chains);
+        add_sni_chains(res, port, chains);
     }
 }

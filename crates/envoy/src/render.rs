@@ -2,7 +2,7 @@
 //! Golden files and `proxy-config` output use it.
 
 use crate::pb::*;
-use crate::ProxyResources;
+use crate::resources::ProxyResources;
 use prost::Message;
 use std::fmt::Write;
 

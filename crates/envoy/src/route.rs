@@ -1,6 +1,7 @@
 //! RDS: one route configuration per outbound HTTP port (named by the port, as Istio does),
 //! a virtual host per service, routes from VirtualServices or straight to the service.
 
+use crate::http_route::{default_retry_policy, weighted};
 use crate::names::{self, outbound_cluster};
 use crate::pb::*;
 use isthmus_model::{MeshSnapshot, Proxy, Service, ServiceOrigin};
@@ -118,46 +119,6 @@ fn virtual_host(snapshot: &MeshSnapshot, proxy: &Proxy, svc: &Service, port: u32
         name: format!("{}:{port}", svc.hostname),
         domains: domains(svc, port, &proxy.id.namespace),
         routes,
-        ..Default::default()
-    }
-}
-
-pub(crate) fn weighted(mut dests: Vec<(String, u32)>) -> route_action::ClusterSpecifier {
-    if dests.len() == 1 {
-        return route_action::ClusterSpecifier::Cluster(dests.remove(0).0);
-    }
-    route_action::ClusterSpecifier::WeightedClusters(WeightedCluster {
-        clusters: dests
-            .into_iter()
-            .map(|(name, w)| weighted_cluster::ClusterWeight {
-                name,
-                weight: Some(UInt32Value { value: w }),
-                ..Default::default()
-            })
-            .collect(),
-        ..Default::default()
-    })
-}
-
-/// Istio's default retry policy: two retries on connection failures, refused streams and
-/// 503s, each on another host, so that one failing endpoint (a stopped gateway) does not fail
-/// the call.
-pub fn default_retry_policy() -> envoy_types::pb::envoy::config::route::v3::RetryPolicy {
-    use envoy_types::pb::envoy::config::route::v3::retry_policy::{
-        retry_host_predicate, RetryHostPredicate,
-    };
-    envoy_types::pb::envoy::config::route::v3::RetryPolicy {
-        retry_on: "connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes".into(),
-        num_retries: Some(UInt32Value { value: 2 }),
-        retriable_status_codes: vec![503],
-        retry_host_predicate: vec![RetryHostPredicate {
-            name: "envoy.retry_host_predicates.previous_hosts".into(),
-            config_type: Some(retry_host_predicate::ConfigType::TypedConfig(Any {
-                type_url: "type.googleapis.com/envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate".into(),
-                value: Vec::new(),
-            })),
-        }],
-        host_selection_retry_max_attempts: 5,
         ..Default::default()
     }
 }
