@@ -2,6 +2,13 @@
 //! proxy's clusters, endpoints, listeners and routes, named the way Istio names them
 //! (`outbound|PORT|SUBSET|HOST`, `inbound|PORT||`, `virtualOutbound`, `0.0.0.0_15443`,
 //! SNI `outbound_.PORT_.SUBSET_.HOST`) so that config dumps read like Istio's.
+//!
+//! Modules are layered: each uses only modules listed before it, never one after it nor an
+//! item of lib.rs, so no two import each other (`tests/layers.rs` checks this). lib.rs is the
+//! top: [`generate`] composes a sidecar's resources and leaves a router's to `gateway`.
+//! Layers, bottom first:
+//! `pb`, `names`, `resources`, `render`, `tls`, `target`, `endpoint`, `cluster`, `http_route`,
+//! `route`, `listener`, `sni_listener`, `passthrough`, `gateway_http`, `funnel`, `gateway`.
 
 pub mod cluster;
 pub mod endpoint;
