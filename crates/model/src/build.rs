@@ -12,11 +12,6 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 
-/// The label that puts a pod or namespace on a network.
-pub const NETWORK_LABEL: &str = "topology.istio.io/network";
-/// The annotation that says a pod has no sidecar.
-pub const INJECT_ANNOTATION: &str = "sidecar.istio.io/inject";
-
 impl MeshSnapshot {
     /// Builds a snapshot. Problems are collected in `diagnostics`; a resource that
     /// conflicts with another (a duplicate VIP) is left out whole, never half-applied.
@@ -369,49 +364,6 @@ impl MeshSnapshot {
     }
 }
 
-/// The locality of a pod from its topology labels (`region/zone/subzone`).
-pub(crate) fn locality_of(labels: &isthmus_api::Labels) -> String {
-    let region = labels.get("topology.kubernetes.io/region");
-    let zone = labels.get("topology.kubernetes.io/zone");
-    match (region, zone) {
-        (Some(r), Some(z)) => format!("{r}/{z}"),
-        (Some(r), None) => r.clone(),
-        _ => labels
-            .get("istio-locality")
-            .map(|l| l.replace('.', "/"))
-            .unwrap_or_default(),
-    }
-}
-
-/// Whether `ip` is inside `cidr` (`10.30.0.0/16`).
-pub(crate) fn cidr_contains(cidr: &str, ip: IpAddr) -> bool {
-    let Some((net, bits)) = cidr.split_once('/') else {
-        return false;
-    };
-    let (Ok(net), Ok(bits)) = (net.parse::<IpAddr>(), bits.parse::<u32>()) else {
-        return false;
-    };
-    match (net, ip) {
-        (IpAddr::V4(n), IpAddr::V4(i)) if bits <= 32 => {
-            let mask = if bits == 0 {
-                0
-            } else {
-                u32::MAX << (32 - bits)
-            };
-            (u32::from(n) & mask) == (u32::from(i) & mask)
-        }
-        (IpAddr::V6(n), IpAddr::V6(i)) if bits <= 128 => {
-            let mask = if bits == 0 {
-                0
-            } else {
-                u128::MAX << (128 - bits)
-            };
-            (u128::from(n) & mask) == (u128::from(i) & mask)
-        }
-        _ => false,
-    }
-}
-
 fn read_mesh_config(snap: &mut MeshSnapshot, resources: &[&Arc<Resource>]) {
     for r in resources {
         let Object::ConfigMap(cm) = &r.object else {
@@ -501,7 +453,7 @@ mod tests {
     const HTTPBIN: &str = "apiVersion: v1\nkind: Service\nmetadata: {name: httpbin, namespace: bar}\nspec:\n  ports:\n  - {name: http, port: 8000, targetPort: 80}\n  selector: {app: httpbin}\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: httpbin-1, namespace: bar, labels: {app: httpbin, version: v1}}\nspec: {serviceAccountName: httpbin}\nstatus: {podIP: 10.10.0.5}\n";
 
     /// Every pod of a snapshot, as (cluster, namespace, name, what the mesh reads).
-    fn pods(snap: &MeshSnapshot) -> Vec<(String, String, String, crate::snapshot::PodInfo)> {
+    fn pods(snap: &MeshSnapshot) -> Vec<(String, String, String, crate::pod::PodInfo)> {
         snap.pods
             .iter()
             .flat_map(|(c, pods)| {

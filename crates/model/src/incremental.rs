@@ -10,10 +10,11 @@
 //! bare addresses, so a freed and reallocated object cannot be mistaken for the old one.
 
 use crate::automation::ExportDefault;
-use crate::build::{locality_of, INJECT_ANNOTATION, NETWORK_LABEL};
 use crate::host::CLUSTER_DOMAIN;
+use crate::labels::{locality_of, INJECT_ANNOTATION};
+use crate::objects::{patch_objects, sort_objects, ClusterObjects};
+use crate::pod::PodInfo;
 use crate::service::{Endpoint, EndpointOrigin, Endpoints, Port, Service, ServiceOrigin};
-use crate::snapshot::PodInfo;
 use isthmus_api::enums::{Location, Protocol, Resolution};
 use isthmus_api::kube::IntOrString;
 use isthmus_api::shared::Interner;
@@ -91,115 +92,6 @@ struct Inner {
 struct LastBuild {
     groups: Vec<(String, String)>,
     services: BTreeMap<String, Arc<Service>>,
-}
-
-/// One cluster's objects sorted for the build: Pods and Services by namespace, its
-/// namespaces' network labels, its `Endpoints`, and everything else (the rules), each in key
-/// order.
-#[derive(Debug, Default)]
-pub struct ClusterObjects {
-    /// Namespace -> `topology.istio.io/network` label.
-    pub namespace_networks: BTreeMap<String, String>,
-    /// Namespace -> its Pods and Services, in key order.
-    pub by_namespace: BTreeMap<String, Arc<Vec<Arc<Resource>>>>,
-    /// `Endpoints` objects (selector-less Services).
-    pub endpoints: Arc<Vec<Arc<Resource>>>,
-    /// Every other object (Namespaces, ConfigMaps, Istio resources, Secrets).
-    pub rules: Arc<Vec<Arc<Resource>>>,
-}
-
-fn sort_objects(c: &ClusterConfig) -> ClusterObjects {
-    let mut namespace_networks = BTreeMap::new();
-    let mut by_namespace: BTreeMap<String, Vec<Arc<Resource>>> = BTreeMap::new();
-    let mut endpoints = Vec::new();
-    let mut rules = Vec::new();
-    // Keys sort by kind, then namespace: Pods (and Services) of one namespace come in a run,
-    // which goes into the map with one lookup instead of one per object.
-    let mut run: Vec<Arc<Resource>> = Vec::new();
-    let flush = |run: &mut Vec<Arc<Resource>>, map: &mut BTreeMap<String, Vec<Arc<Resource>>>| {
-        let Some(first) = run.first() else {
-            return;
-        };
-        let ns = first.object.metadata().namespace.to_string();
-        map.entry(ns).or_default().append(run);
-    };
-    for r in c.resources.values() {
-        match &r.object {
-            Object::Pod(_) | Object::Service(_) => {
-                let ns = &r.object.metadata().namespace;
-                if run
-                    .first()
-                    .is_some_and(|f| &f.object.metadata().namespace != ns)
-                {
-                    flush(&mut run, &mut by_namespace);
-                }
-                run.push(r.clone());
-                continue;
-            }
-            Object::Namespace(n) => {
-                if let Some(l) = n.metadata.labels.get(NETWORK_LABEL) {
-                    namespace_networks.insert(n.metadata.name.to_string(), l.clone());
-                }
-                rules.push(r.clone());
-            }
-            Object::Endpoints(_) => endpoints.push(r.clone()),
-            _ => rules.push(r.clone()),
-        }
-        flush(&mut run, &mut by_namespace);
-    }
-    flush(&mut run, &mut by_namespace);
-    ClusterObjects {
-        namespace_networks,
-        by_namespace: by_namespace
-            .into_iter()
-            .map(|(ns, mut v)| {
-                // A namespace's Services are appended after its Pods: drop the room the
-                // second run left.
-                v.shrink_to_fit();
-                (ns, Arc::new(v))
-            })
-            .collect(),
-        endpoints: Arc::new(endpoints),
-        rules: Arc::new(rules),
-    }
-}
-
-/// `prev` (the objects of revision `change.from_revision`) with the namespaces of the
-/// changed Pods and Services read again from `c`: what a one-pod change costs is one
-/// namespace, not a walk of every object of the cluster (a cache miss or two per object:
-/// 20 ms at 22,000 objects). `None` when the change touched other kinds.
-fn patch_objects(
-    prev: &ClusterObjects,
-    c: &ClusterConfig,
-    change: &isthmus_registry::KeyChange,
-) -> Option<ClusterObjects> {
-    if !change
-        .keys
-        .iter()
-        .all(|k| k.kind == "Pod" || k.kind == "Service")
-    {
-        return None;
-    }
-    let namespaces: BTreeSet<&str> = change.keys.iter().map(|k| k.namespace.as_str()).collect();
-    let mut by_namespace = prev.by_namespace.clone();
-    for ns in namespaces {
-        let objects: Vec<Arc<Resource>> = c
-            .of_kind_in("Pod", ns)
-            .chain(c.of_kind_in("Service", ns))
-            .cloned()
-            .collect();
-        if objects.is_empty() {
-            by_namespace.remove(ns);
-        } else {
-            by_namespace.insert(ns.to_string(), Arc::new(objects));
-        }
-    }
-    Some(ClusterObjects {
-        namespace_networks: prev.namespace_networks.clone(),
-        by_namespace,
-        endpoints: prev.endpoints.clone(),
-        rules: prev.rules.clone(),
-    })
 }
 
 /// `c`'s Pods and Services by namespace: from the cache while the registry still serves

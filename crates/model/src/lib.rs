@@ -10,6 +10,8 @@ pub mod build;
 pub mod builder;
 pub mod host;
 pub mod incremental;
+pub mod labels;
+pub mod objects;
 pub mod pod;
 pub mod policy;
 pub mod proxy;
@@ -19,9 +21,10 @@ pub mod snapshot;
 
 pub use builder::MeshBuilder;
 pub use host::{fqdn, host_matches};
+pub use pod::PodInfo;
 pub use proxy::{Interception, NodeId, NodeKind, Proxy, ProxyError};
 pub use push::{ConfigKey, ConfigsUpdated, PushRequest};
 pub use service::{Address, Endpoint, Endpoints, Port, Service, ServiceOrigin};
 pub use snapshot::{
-    binds_gateway, MeshSnapshot, NetworkGateway, PodInfo, SnapshotInput, VipRange, VipRangeError,
+    binds_gateway, MeshSnapshot, NetworkGateway, SnapshotInput, VipRange, VipRangeError,
 };

@@ -5,13 +5,28 @@
 //! pod is looked up there (one binary search) and read with the same rules the endpoint
 //! build uses.
 
-use crate::build::NETWORK_LABEL;
-use crate::incremental::ClusterObjects;
-use crate::snapshot::PodInfo;
+use crate::labels::NETWORK_LABEL;
+use crate::objects::ClusterObjects;
 use isthmus_api::kube::Pod;
 use isthmus_api::{KeyRef, Object};
 use std::net::IpAddr;
 use std::sync::Arc;
+
+/// A pod the registries know, as the mesh reads it: a proxy's labels and identity, an
+/// endpoint's network.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PodInfo {
+    /// IP.
+    pub ip: std::net::IpAddr,
+    /// Labels (the Pod object's own map).
+    pub labels: Arc<isthmus_api::Labels>,
+    /// Service account (`default` when the pod names none).
+    pub service_account: Arc<str>,
+    /// The SPIFFE identity of that service account.
+    pub identity: Arc<str>,
+    /// Network.
+    pub network: Arc<str>,
+}
 
 /// What a pod's network is resolved against, besides its own label.
 #[derive(Debug, Clone, Copy)]
@@ -39,9 +54,38 @@ pub(crate) fn network<'a>(p: &'a Pod, ip: IpAddr, rules: &NetworkRules<'a>) -> &
     rules
         .cidrs
         .iter()
-        .find(|(c, _)| crate::build::cidr_contains(c, ip))
+        .find(|(c, _)| cidr_contains(c, ip))
         .map(|(_, n)| n.as_str())
         .unwrap_or_default()
+}
+
+/// Whether `ip` is inside `cidr` (`10.30.0.0/16`).
+fn cidr_contains(cidr: &str, ip: IpAddr) -> bool {
+    let Some((net, bits)) = cidr.split_once('/') else {
+        return false;
+    };
+    let (Ok(net), Ok(bits)) = (net.parse::<IpAddr>(), bits.parse::<u32>()) else {
+        return false;
+    };
+    match (net, ip) {
+        (IpAddr::V4(n), IpAddr::V4(i)) if bits <= 32 => {
+            let mask = if bits == 0 {
+                0
+            } else {
+                u32::MAX << (32 - bits)
+            };
+            (u32::from(n) & mask) == (u32::from(i) & mask)
+        }
+        (IpAddr::V6(n), IpAddr::V6(i)) if bits <= 128 => {
+            let mask = if bits == 0 {
+                0
+            } else {
+                u128::MAX << (128 - bits)
+            };
+            (u128::from(n) & mask) == (u128::from(i) & mask)
+        }
+        _ => false,
+    }
 }
 
 /// The pod's service account (`default` when it names none).
@@ -150,7 +194,7 @@ mod tests {
             isthmus_api::load_str(yaml, None, "default").resources,
         ));
         ClusterPods {
-            objects: crate::incremental::cluster_objects(None, &config),
+            objects: Arc::new(crate::objects::sort_objects(&config)),
             network: network.into(),
             cidrs: cidrs
                 .iter()

@@ -285,7 +285,7 @@ mod tests {
         let prev = snapshot(base.clone(), 1);
         let mut moved = base.clone();
         moved.endpoints = Endpoints::sorted(vec![crate::service::Endpoint {
-            address: crate::Address::parse("10.0.0.1"),
+            address: crate::service::Address::parse("10.0.0.1"),
             origin: Arc::new(crate::service::EndpointOrigin::default()),
             weight: 1,
         }]);

@@ -1,6 +1,7 @@
 //! The immutable snapshot and the lookups generation needs.
 
 use crate::host::{fqdn, host_matches, specificity};
+use crate::pod::{ClusterPods, PodInfo};
 use crate::policy::MtlsPolicies;
 use crate::proxy::{NodeId, Proxy};
 use crate::service::Service;
@@ -119,22 +120,6 @@ impl VipRange {
     }
 }
 
-/// A pod the registries know, as the mesh reads it: a proxy's labels and identity, an
-/// endpoint's network.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PodInfo {
-    /// IP.
-    pub ip: std::net::IpAddr,
-    /// Labels (the Pod object's own map).
-    pub labels: Arc<isthmus_api::Labels>,
-    /// Service account (`default` when the pod names none).
-    pub service_account: Arc<str>,
-    /// The SPIFFE identity of that service account.
-    pub identity: Arc<str>,
-    /// Network.
-    pub network: Arc<str>,
-}
-
 /// A gateway address through which a network is reached.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NetworkGateway {
@@ -171,7 +156,7 @@ pub struct MeshSnapshot {
     /// Services by host name.
     pub services: BTreeMap<String, Arc<Service>>,
     /// Each cluster's pods, looked up in its registry's objects (no copy per pod).
-    pub pods: BTreeMap<String, crate::pod::ClusterPods>,
+    pub pods: BTreeMap<String, ClusterPods>,
     /// How much of the previous build this one reused.
     pub reuse: crate::incremental::Reuse,
     /// Mesh VirtualService hosts that name no service, with the index of their
@@ -341,7 +326,7 @@ impl MeshSnapshot {
     /// The `namespace/host` patterns that scope `proxy`'s outbound configuration, from the
     /// Sidecar that applies to it (one selecting its labels, else its namespace's, else the
     /// mesh-wide one in istio-system), or `None` when no Sidecar applies.
-    pub fn egress_scope(&self, proxy: &crate::Proxy) -> Option<Vec<(String, String)>> {
+    pub fn egress_scope(&self, proxy: &Proxy) -> Option<Vec<(String, String)>> {
         let selects = |s: &Scoped<isthmus_api::networking::Sidecar>| {
             s.rule.spec.workload_selector.as_ref().is_some_and(|w| {
                 !w.labels.is_empty() && w.labels.iter().all(|(k, v)| proxy.labels.get(k) == Some(v))
@@ -384,11 +369,11 @@ impl MeshSnapshot {
     }
 
     /// True when `svc` is within `scope` (see [`MeshSnapshot::egress_scope`]).
-    pub fn in_scope(scope: &Option<Vec<(String, String)>>, svc: &crate::Service) -> bool {
+    pub fn in_scope(scope: &Option<Vec<(String, String)>>, svc: &Service) -> bool {
         match scope {
             None => true,
             Some(patterns) => patterns.iter().any(|(ns, host)| {
-                (ns == "*" || ns == &svc.namespace) && crate::host_matches(host, &svc.hostname)
+                (ns == "*" || ns == &svc.namespace) && host_matches(host, &svc.hostname)
             }),
         }
     }
@@ -403,7 +388,7 @@ impl MeshSnapshot {
             None => true,
             Some(patterns) => patterns.iter().any(|(ns, pattern)| {
                 (ns == "*" || ns == namespace)
-                    && (crate::host_matches(pattern, host) || crate::host_matches(host, pattern))
+                    && (host_matches(pattern, host) || host_matches(host, pattern))
             }),
         }
     }
