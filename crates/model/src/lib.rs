@@ -4,6 +4,13 @@
 //!
 //! Data flows one way: registries' stores -> [`MeshBuilder::apply`] (a snapshot and the
 //! [`PushRequest`] saying what it changed) -> per-proxy generation.
+//!
+//! Modules are layered: each uses only modules listed before it, never one after it nor an
+//! item of lib.rs, so no two import each other (`tests/layers.rs` checks this). What a
+//! snapshot holds sits below `build`, which makes snapshots, and `builder`, which drives it.
+//! Layers, bottom first:
+//! `host`, `labels`, `policy`, `proxy`, `service`, `automation`, `objects`, `pod`,
+//! `incremental`, `snapshot`, `build`, `push`, `builder`.
 
 pub mod automation;
 pub mod build;
