@@ -1,11 +1,12 @@
 //! The ADS gRPC service, and its state-of-the-world stream.
 
+use crate::cache::PUSH_ORDER;
 use crate::request::SotwRequest;
 use crate::service::{AdsService, Requests, ResponseTx, StreamHandler};
-use crate::state::{StreamProxy, PUSH_ORDER};
+use crate::state::StreamProxy;
 use crate::status::XdsStatus;
+use crate::update::MeshUpdate;
 use crate::wire::WireMessage;
-use crate::MeshUpdate;
 use bytes::Bytes;
 use envoy_types::pb::envoy::service::discovery::v3::DeltaDiscoveryRequest;
 use futures::StreamExt;

@@ -5,8 +5,7 @@
 //! generated again, patched (a sidecar after an endpoints-only change: those services'
 //! clusters and endpoints generated again), or kept (nothing a proxy receives changed).
 
-use crate::state::PUSH_ORDER;
-use crate::MeshUpdate;
+use crate::update::MeshUpdate;
 use bytes::{Bytes, BytesMut};
 use envoy_types::pb::google::protobuf::Any;
 use isthmus_envoy::{generate, sidecar_service_resources, ProxyResources};
@@ -17,6 +16,15 @@ use std::collections::hash_map::DefaultHasher;
 use std::collections::{BTreeSet, HashMap};
 use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex, OnceLock};
+
+/// The order in which types are pushed after a change, so that Envoy sees clusters before
+/// the endpoints and listeners that use them.
+pub const PUSH_ORDER: [&str; 4] = [
+    isthmus_envoy::CLUSTER_TYPE,
+    isthmus_envoy::ENDPOINT_TYPE,
+    isthmus_envoy::LISTENER_TYPE,
+    isthmus_envoy::ROUTE_TYPE,
+];
 
 /// One encoded resource.
 #[derive(Debug, Clone)]

@@ -1,11 +1,12 @@
 //! The delta (incremental) ADS stream: only changed resources are sent, removals are named,
 //! and subscriptions change resource by resource.
 
+use crate::cache::PUSH_ORDER;
 use crate::service::Requests;
-use crate::state::{StreamProxy, PUSH_ORDER};
+use crate::state::StreamProxy;
 use crate::status::XdsStatus;
+use crate::update::MeshUpdate;
 use crate::wire::{DeltaEntry, WireMessage};
-use crate::MeshUpdate;
 use envoy_types::pb::envoy::service::discovery::v3::DeltaDiscoveryRequest;
 use futures::StreamExt;
 use std::collections::{BTreeMap, BTreeSet};

@@ -2,22 +2,13 @@
 //! at the current snapshot (generated once per snapshot version).
 
 use crate::cache::{Encoded, ResourceCache};
-use crate::MeshUpdate;
+use crate::update::MeshUpdate;
 use envoy_types::pb::envoy::config::core::v3::Node;
 use envoy_types::pb::google::protobuf::value::Kind;
 use isthmus_api::NodeMetadata;
 use isthmus_model::{NodeId, Proxy};
 use std::sync::Arc;
 use tonic::Status;
-
-/// The order in which types are pushed after a change, so that Envoy sees clusters before
-/// the endpoints and listeners that use them.
-pub const PUSH_ORDER: [&str; 4] = [
-    isthmus_envoy::CLUSTER_TYPE,
-    isthmus_envoy::ENDPOINT_TYPE,
-    isthmus_envoy::LISTENER_TYPE,
-    isthmus_envoy::ROUTE_TYPE,
-];
 
 /// The proxy on a stream and its resources at one snapshot version.
 #[derive(Debug)]

@@ -29,7 +29,7 @@ fn snapshot(c: &ClusterConfig, version: u64) -> MeshSnapshot {
 }
 
 fn listing(e: &isthmus_xds::cache::Encoded) -> Vec<(String, u64)> {
-    isthmus_xds::state::PUSH_ORDER
+    isthmus_xds::cache::PUSH_ORDER
         .iter()
         .flat_map(|t| e.of_type(t).iter().map(|r| (r.name.to_string(), r.version)))
         .collect()
@@ -82,7 +82,7 @@ fn a_moved_endpoint_patches_the_sidecar_exactly_as_a_full_generation_would() {
     let full = ResourceCache::default().get(&MeshUpdate::full(v2.snapshot.clone()), &proxy);
     assert_eq!(listing(&patched), listing(&full));
     assert_ne!(listing(&patched), listing(&first), "the endpoint did move");
-    for t in isthmus_xds::state::PUSH_ORDER {
+    for t in isthmus_xds::cache::PUSH_ORDER {
         // The patched set's response body is byte for byte the generated one's...
         assert_eq!(patched.whole(t), full.whole(t), "{t}");
         assert_eq!(patched.delta_whole(t), full.delta_whole(t), "{t}");
