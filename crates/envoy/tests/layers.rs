@@ -16,12 +16,15 @@ fn documented_layers(lib: &str) -> Vec<String> {
         .take_while(|l| l.starts_with("//!"))
         .map(|l| l.trim_start_matches("//!").trim())
         .collect();
+    // Paragraphs, each on one line, so that the marker may wrap.
     let doc = doc.join("\n");
-    let Some(at) = doc.find(marker) else {
+    let Some(list) = doc
+        .split("\n\n")
+        .map(|p| p.replace('\n', " "))
+        .find_map(|p| Some(p.split_once(marker)?.1.to_string()))
+    else {
         panic!("lib.rs's doc has no \"{marker}\" list");
     };
-    let list = &doc[at + marker.len()..];
-    let list = list.split("\n\n").next().unwrap_or_default();
     list.split('`')
         .skip(1)
         .step_by(2)
@@ -331,4 +334,10 @@ fn a_cycle_is_found() {
         find_cycle(&edges),
         Some(vec!["a".into(), "b".into(), "c".into(), "a".into()])
     );
+}
+
+#[test]
+fn the_layers_are_read_from_the_doc_paragraph() {
+    let lib = "//! Intro.\n//!\n//! Modules are layered. Layers,\n//! bottom first: `a`, `b`,\n//! `c`.\n//!\n//! Not `d`.\n\npub mod a;\n";
+    assert_eq!(documented_layers(lib), ["a", "b", "c"]);
 }
