@@ -2,6 +2,12 @@
 //! variants (state of the world and delta). Each stream follows the latest mesh snapshot,
 //! generates its proxy's resources from it, and pushes what changed. ACKs and NACKs are
 //! recorded per proxy; a NACK is logged with the proxy id and Envoy's error and counted.
+//!
+//! Modules are layered: each uses only modules listed before it, never one after it nor an
+//! item of lib.rs, so no two import each other (`tests/layers.rs` checks this). Layers,
+//! bottom first:
+//! `update`, `status`, `wire`, `request`, `incoming`, `service`, `cache`, `state`, `delta`,
+//! `ads`.
 
 pub mod ads;
 pub mod cache;
