@@ -13,11 +13,11 @@
 use crate::cluster::outbound;
 use crate::endpoint::load_assignment;
 use crate::http_route::weighted;
-use crate::names::{outbound_cluster, parse_outbound};
+use crate::names::outbound_cluster;
 use crate::pb::*;
 use crate::resources::ProxyResources;
 use crate::route::{http_connection_manager, route_to, HcmRoute};
-use crate::target::outbound_targets;
+use crate::target::targets_by_name;
 use crate::tls::downstream_mtls;
 use envoy_types::pb::envoy::config::core::v3::{data_source, DataSource};
 use envoy_types::pb::envoy::config::route::v3::virtual_host::TlsRequirementType;
@@ -409,18 +409,13 @@ pub fn add(snapshot: &MeshSnapshot, proxy: &Proxy, res: &mut ProxyResources) {
     if clusters.is_empty() {
         return;
     }
-    let targets = outbound_targets(snapshot, proxy);
+    // By the names generation gives them, not by reading names back.
+    let targets = targets_by_name(snapshot, proxy);
     for name in clusters {
         if res.clusters.iter().any(|c| c.name == name) {
             continue;
         }
-        let Some((port, subset, host)) = parse_outbound(&name) else {
-            continue;
-        };
-        let Some((t, sub)) = targets
-            .iter()
-            .find(|(t, _)| t.port == port && t.subset == subset && t.service.hostname == host)
-        else {
+        let Some((t, sub)) = targets.get(&name) else {
             // A destination no registry knows: Envoy answers 503 (no cluster), as Istio does.
             continue;
         };

@@ -42,24 +42,6 @@ pub fn sni(port: u32, subset: &str, host: &str) -> String {
     format!("outbound_.{port}_.{subset}_.{host}")
 }
 
-/// Parses an `outbound|PORT|SUBSET|HOST` cluster name.
-pub fn parse_outbound(name: &str) -> Option<(u32, &str, &str)> {
-    let mut parts = name.splitn(4, '|');
-    if parts.next()? != "outbound" {
-        return None;
-    }
-    let port = parts.next()?.parse().ok()?;
-    Some((port, parts.next()?, parts.next()?))
-}
-
-/// Parses an SNI-style `outbound_.PORT_.SUBSET_.HOST` name.
-pub fn parse_sni(name: &str) -> Option<(u32, &str, &str)> {
-    let rest = name.strip_prefix("outbound_.")?;
-    let (port, rest) = rest.split_once("_.")?;
-    let (subset, host) = rest.split_once("_.")?;
-    Some((port.parse().ok()?, subset, host))
-}
-
 /// The virtual outbound (15001) listener.
 pub const VIRTUAL_OUTBOUND: &str = "virtualOutbound";
 /// The virtual inbound (15006) listener.
@@ -107,27 +89,19 @@ mod tests {
     }
 
     #[test]
-    fn names_round_trip() {
+    fn names_are_istios() {
         assert_eq!(
             outbound_cluster(8000, "", "httpbin.bar.global"),
             "outbound|8000||httpbin.bar.global"
-        );
-        assert_eq!(
-            parse_outbound("outbound|8000|v1|a.b"),
-            Some((8000, "v1", "a.b"))
         );
         assert_eq!(
             sni(8000, "", "httpbin.bar.global"),
             "outbound_.8000_._.httpbin.bar.global"
         );
         assert_eq!(
-            parse_sni("outbound_.8000_._.httpbin.bar.global"),
-            Some((8000, "", "httpbin.bar.global"))
+            sni(80, "v2", "reviews.default.svc.cluster.local"),
+            "outbound_.80_.v2_.reviews.default.svc.cluster.local"
         );
-        assert_eq!(
-            parse_sni("outbound_.80_.v2_.reviews.default.svc.cluster.local"),
-            Some((80, "v2", "reviews.default.svc.cluster.local"))
-        );
-        assert_eq!(parse_sni("example.com"), None);
+        assert_eq!(inbound_cluster(9080), "inbound|9080||");
     }
 }
