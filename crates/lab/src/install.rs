@@ -406,14 +406,7 @@ mod tests {
     use isthmus_control_plane::config::ExportDefault;
     use std::path::{Path, PathBuf};
 
-    fn opts() -> LabOptions {
-        LabOptions {
-            state_dir: PathBuf::from("/state"),
-            prefix: "t".into(),
-            exe: PathBuf::from("/bin/isthmus"),
-            envoy: None,
-        }
-    }
+    use testing::opts;
 
     #[test]
     fn the_table_names_each_component_once_and_selects_its_own_pods() {

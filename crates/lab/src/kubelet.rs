@@ -397,16 +397,8 @@ mod tests {
     use super::*;
     use crate::state::testing;
     use isthmus_api::kube::{ContainerPort, EnvVar};
-    use std::path::PathBuf;
 
-    fn opts() -> LabOptions {
-        LabOptions {
-            state_dir: PathBuf::from("/state"),
-            prefix: "t".into(),
-            exe: PathBuf::from("/bin/isthmus"),
-            envoy: None,
-        }
-    }
+    use testing::opts;
 
     fn container(image: &str, ports: &[(Option<&str>, u32)], env: &[(&str, &str)]) -> Container {
         Container {

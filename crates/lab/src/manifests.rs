@@ -149,17 +149,7 @@ pub fn read(
 pub fn variables(topology: &Topology, state_dir: &Path) -> Vec<(String, String)> {
     let mut v = topology.variables();
     for c in &topology.clusters {
-        let up: String = c
-            .name
-            .chars()
-            .map(|ch| {
-                if ch.is_ascii_alphanumeric() {
-                    ch.to_ascii_uppercase()
-                } else {
-                    '_'
-                }
-            })
-            .collect();
+        let up = crate::topology::variable_part(&c.name);
         v.push((
             format!("REGISTRY_{up}"),
             registry_dir(state_dir, &c.name).display().to_string(),

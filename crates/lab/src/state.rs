@@ -217,6 +217,16 @@ pub(crate) mod testing {
         )
     }
 
+    /// The options of a lab whose state is under /state and whose binary is /bin/isthmus.
+    pub(crate) fn opts() -> crate::options::LabOptions {
+        crate::options::LabOptions {
+            state_dir: PathBuf::from("/state"),
+            prefix: "t".into(),
+            exe: PathBuf::from("/bin/isthmus"),
+            envoy: None,
+        }
+    }
+
     /// Two clusters on one pod CIDR, as in examples/gateway-connected.
     pub(crate) const TWO_CLUSTERS: &str = "name: two\nclusters:\n- {name: cluster1, network: network1, podCIDR: 10.10.0.0/16, egressGateway: true}\n- {name: cluster2, network: network2, podCIDR: 10.10.0.0/16}\n";
 

@@ -125,6 +125,20 @@ pub struct Topology {
     pub export_default: Option<String>,
 }
 
+/// A cluster name as it stands in a placeholder variable: upper case, `_` for anything
+/// else than letters and digits (`cluster-2` -> `CLUSTER_2`).
+pub fn variable_part(name: &str) -> String {
+    name.chars()
+        .map(|ch| {
+            if ch.is_ascii_alphanumeric() {
+                ch.to_ascii_uppercase()
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
 fn default_trust_domain() -> String {
     "cluster.local".into()
 }
@@ -222,17 +236,7 @@ impl Topology {
     pub fn variables(&self) -> Vec<(String, String)> {
         let mut v = Vec::new();
         for (i, c) in self.clusters.iter().enumerate() {
-            let up: String = c
-                .name
-                .chars()
-                .map(|ch| {
-                    if ch.is_ascii_alphanumeric() {
-                        ch.to_ascii_uppercase()
-                    } else {
-                        '_'
-                    }
-                })
-                .collect();
+            let up = variable_part(&c.name);
             if c.east_west_gateway {
                 let ip = Self::gateway_wan(i).to_string();
                 v.push((format!("GATEWAY_IP_{up}"), ip.clone()));

@@ -354,5 +354,4 @@ mod tests {
         let lib = "//! Intro.\n//!\n//! Modules are layered. Layers,\n//! bottom first: `a`, `b`,\n//! `c`.\n//!\n//! Not `d`.\n\npub mod a;\n";
         assert_eq!(documented_layers(lib), ["a", "b", "c"]);
     }
-
 }
