@@ -3,25 +3,17 @@
 
 use crate::names;
 use crate::pb::*;
-use crate::target::{
-    funnel_tls, funnelled, peer_identity, tls_mode, OutboundTarget, TargetsByName,
-};
+use crate::target::{funnel_tls, funnelled, peer_identity, tls_mode, OutboundTarget};
 use crate::tls::upstream_mtls;
 use isthmus_api::enums::{Resolution, TlsMode};
 use isthmus_api::networking::Subset;
 use isthmus_model::{Address, MeshSnapshot, Proxy};
 use std::collections::BTreeSet;
 
-/// All clusters of a sidecar, whose outbound targets are `targets`.
-pub fn sidecar_clusters(
-    snapshot: &MeshSnapshot,
-    proxy: &Proxy,
-    targets: &TargetsByName<'_>,
-) -> Vec<Cluster> {
-    let mut out: Vec<Cluster> = targets
-        .values()
-        .map(|(t, subset)| outbound(snapshot, proxy, t, *subset))
-        .collect();
+/// A sidecar's clusters besides the outbound ones: inbound per served port, passthrough
+/// and black hole.
+pub fn sidecar_local_clusters(snapshot: &MeshSnapshot, proxy: &Proxy) -> Vec<Cluster> {
+    let mut out = Vec::new();
     for port in inbound_ports(snapshot, proxy) {
         out.push(static_cluster(
             &names::inbound_cluster(port),

@@ -32,8 +32,8 @@ pub use resources::{
     SECRET_TYPE,
 };
 
+use isthmus_api::networking::Subset;
 use isthmus_model::{MeshSnapshot, NodeKind, Proxy};
-use pb::{Cluster, ClusterLoadAssignment};
 use std::sync::Arc;
 
 /// The outbound clusters and endpoints of the services `hosts` only, exactly as [`generate`]
@@ -44,72 +44,56 @@ pub fn sidecar_service_resources(
     proxy: &Proxy,
     hosts: &std::collections::BTreeSet<String>,
 ) -> ProxyResources {
-    let mut targets = target::targets_by_name(snapshot, proxy);
-    targets.retain(|_, (t, _)| hosts.contains(&t.service.hostname));
-    let mut out = ProxyResources {
-        clusters: targets
-            .values()
-            .map(|(t, subset)| cluster::outbound(snapshot, proxy, t, *subset))
-            .collect(),
-        ..Default::default()
-    };
-    out.endpoints = sidecar_endpoints(snapshot, proxy, &out.clusters, &targets);
-    out.services = services_of(&targets);
+    let targets = target::outbound_targets(snapshot, proxy)
+        .into_iter()
+        .filter(|(t, _)| hosts.contains(&t.service.hostname));
+    let mut out = sidecar_outbound(snapshot, proxy, targets);
     out.clusters.sort_by(|a, b| a.name.cmp(&b.name));
     out.endpoints
         .sort_by(|a, b| a.cluster_name.cmp(&b.cluster_name));
     out
 }
 
-/// A sidecar's EDS: for every EDS cluster among `clusters` (whose targets are `targets`),
-/// the egress gateway's pods when the target is funnelled, its own endpoints otherwise.
-fn sidecar_endpoints(
-    snapshot: &MeshSnapshot,
+/// A sidecar's outbound clusters for `targets`, the EDS of those that take it (the egress
+/// gateway's pods when the target is funnelled, its own endpoints otherwise), and the
+/// service each was generated for.
+fn sidecar_outbound<'a>(
+    snapshot: &'a MeshSnapshot,
     proxy: &Proxy,
-    clusters: &[Cluster],
-    targets: &target::TargetsByName<'_>,
-) -> Vec<ClusterLoadAssignment> {
-    clusters
-        .iter()
-        .filter(|c| c.eds_cluster_config.is_some())
-        .filter_map(|c| {
-            let (t, _) = targets.get(&c.name)?;
-            if target::funnelled(snapshot, proxy, t.service, t.port) {
-                return Some(funnel::sidecar_assignment(snapshot, proxy, &c.name));
-            }
-            Some(endpoint::load_assignment(snapshot, proxy, t, &c.name))
-        })
-        .collect()
-}
-
-/// Each outbound cluster's service host, by cluster name.
-fn services_of(targets: &target::TargetsByName<'_>) -> std::collections::HashMap<String, Arc<str>> {
+    targets: impl IntoIterator<Item = (target::OutboundTarget<'a>, Option<&'a Subset>)>,
+) -> ProxyResources {
+    let mut out = ProxyResources::default();
     let mut hosts: std::collections::HashMap<&str, Arc<str>> = std::collections::HashMap::new();
-    targets
-        .iter()
-        .map(|(name, (t, _))| {
-            let host = hosts
-                .entry(t.service.hostname.as_str())
-                .or_insert_with(|| Arc::from(t.service.hostname.as_str()))
-                .clone();
-            (name.clone(), host)
-        })
-        .collect()
+    for (t, subset) in targets {
+        let c = cluster::outbound(snapshot, proxy, &t, subset);
+        if c.eds_cluster_config.is_some() {
+            out.endpoints
+                .push(if target::funnelled(snapshot, proxy, t.service, t.port) {
+                    funnel::sidecar_assignment(snapshot, proxy, &c.name)
+                } else {
+                    endpoint::load_assignment(snapshot, proxy, &t, &c.name)
+                });
+        }
+        let host = hosts
+            .entry(t.service.hostname.as_str())
+            .or_insert_with(|| Arc::from(t.service.hostname.as_str()))
+            .clone();
+        out.services.insert(c.name.clone(), host);
+        out.clusters.push(c);
+    }
+    out
 }
 
 /// Generates everything `proxy` needs from `snapshot`.
 pub fn generate(snapshot: &MeshSnapshot, proxy: &Proxy) -> ProxyResources {
     let mut out = match proxy.id.kind {
         NodeKind::Sidecar => {
-            let targets = target::targets_by_name(snapshot, proxy);
-            let mut r = ProxyResources {
-                clusters: cluster::sidecar_clusters(snapshot, proxy, &targets),
-                listeners: listener::sidecar_listeners(snapshot, proxy),
-                routes: route::outbound_routes(snapshot, proxy),
-                ..Default::default()
-            };
-            r.endpoints = sidecar_endpoints(snapshot, proxy, &r.clusters, &targets);
-            r.services = services_of(&targets);
+            let mut r =
+                sidecar_outbound(snapshot, proxy, target::outbound_targets(snapshot, proxy));
+            r.clusters
+                .extend(cluster::sidecar_local_clusters(snapshot, proxy));
+            r.listeners = listener::sidecar_listeners(snapshot, proxy);
+            r.routes = route::outbound_routes(snapshot, proxy);
             r
         }
         NodeKind::Router => gateway::router_resources(snapshot, proxy),

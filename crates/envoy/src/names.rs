@@ -3,24 +3,25 @@
 /// What an outbound cluster is for: one port of one service, all its endpoints or one
 /// subset. Generation makes names from it (never the other way round): its `Display` is the
 /// cluster name `outbound|PORT|SUBSET|HOST`, [`ClusterKey::sni`] the SNI.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct ClusterKey {
+/// It borrows its parts, so making one costs nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ClusterKey<'a> {
     /// The service port.
     pub port: u32,
     /// The subset, empty for all endpoints.
-    pub subset: String,
+    pub subset: &'a str,
     /// The service's host name.
-    pub host: String,
+    pub host: &'a str,
 }
 
-impl ClusterKey {
+impl ClusterKey<'_> {
     /// The SNI sidecars send for this cluster: `outbound_.PORT_.SUBSET_.HOST`.
     pub fn sni(&self) -> String {
-        sni(self.port, &self.subset, &self.host)
+        sni(self.port, self.subset, self.host)
     }
 }
 
-impl std::fmt::Display for ClusterKey {
+impl std::fmt::Display for ClusterKey<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "outbound|{}|{}|{}", self.port, self.subset, self.host)
     }
@@ -77,8 +78,8 @@ mod tests {
     fn a_cluster_key_names_its_cluster_and_sni() {
         let k = ClusterKey {
             port: 8000,
-            subset: "v1".into(),
-            host: "httpbin.bar.global".into(),
+            subset: "v1",
+            host: "httpbin.bar.global",
         };
         assert_eq!(
             k.to_string(),

@@ -26,18 +26,18 @@ pub struct OutboundTarget<'a> {
 
 impl OutboundTarget<'_> {
     /// The cluster this target is generated as.
-    pub fn key(&self) -> names::ClusterKey {
+    pub fn key(&self) -> names::ClusterKey<'_> {
         names::ClusterKey {
             port: self.port,
-            subset: self.subset.clone(),
-            host: self.service.hostname.clone(),
+            subset: &self.subset,
+            host: &self.service.hostname,
         }
     }
 }
 
 /// Every outbound target (service port x subset) visible to `proxy`, by the name of the
-/// cluster it is generated as: how EDS and the service of each cluster are found without
-/// reading names back.
+/// cluster it is generated as: how a gateway finds the target of a cluster its routes name,
+/// without reading names back.
 pub type TargetsByName<'a> =
     std::collections::HashMap<String, (OutboundTarget<'a>, Option<&'a Subset>)>;
 

@@ -187,9 +187,14 @@ impl Encoded {
         }
     }
 
-    /// When this set was patched from `base`, the names of `type_url` that differ from it
-    /// (changed, added or removed); `None` when it was not (compare everything).
+    /// The names of `type_url` that differ from `base`: none when this set is `base` (kept),
+    /// those it changed, added or removed when it was patched from `base`; `None` otherwise
+    /// (compare everything).
     pub fn changed_since(&self, base: &Arc<Encoded>, type_url: &str) -> Option<&[String]> {
+        // The same set (kept at a version that changed nothing it holds): nothing differs.
+        if std::ptr::eq(self, Arc::as_ptr(base)) {
+            return Some(&[]);
+        }
         let patch = self.patch.as_ref()?;
         let from = patch.from.upgrade()?;
         if !Arc::ptr_eq(&from, base) {
