@@ -313,7 +313,7 @@ impl FileSource {
             }
         }
         // A key the new version defines must be free, or the old version's own.
-        let mut freed = BTreeSet::new();
+        let mut freed = std::collections::BTreeMap::new();
         for (old, _) in &patches {
             for r in old {
                 if store
@@ -321,7 +321,7 @@ impl FileSource {
                     .get_ref(KeyRef::of(r))
                     .is_some_and(|cur| Arc::ptr_eq(cur, r))
                 {
-                    freed.insert(r.key());
+                    freed.insert(r.key(), r.clone());
                 }
             }
         }
@@ -329,7 +329,9 @@ impl FileSource {
         for (_, new) in &patches {
             for r in new {
                 let k = r.key();
-                if (store.resources.contains_key(&k) && !freed.contains(&k)) || !claimed.insert(k) {
+                if (store.resources.contains_key(&k) && !freed.contains_key(&k))
+                    || !claimed.insert(k)
+                {
                     clean = false;
                 }
             }
@@ -339,8 +341,8 @@ impl FileSource {
         }
         let mut events: Vec<Event> = freed
             .into_iter()
-            .filter(|k| !claimed.contains(k))
-            .map(Event::Delete)
+            .filter(|(k, _)| !claimed.contains(k))
+            .map(|(_, r)| Event::Delete(r))
             .collect();
         for (_, new) in patches {
             events.extend(new.into_iter().map(Event::Apply));

@@ -14,8 +14,9 @@ use std::sync::Arc;
 pub enum Event {
     /// An object was created or changed.
     Apply(Arc<Resource>),
-    /// The object with this key went away.
-    Delete(ResourceKey),
+    /// The object went away (as last seen, the way a Kubernetes watch reports it; only its
+    /// key counts).
+    Delete(Arc<Resource>),
     /// A complete list starts (a first read, or a re-read after the source lost track):
     /// the objects of the [`Event::InitApply`] events up to [`Event::InitDone`] replace
     /// every object in force.
@@ -150,8 +151,8 @@ impl Writer {
                 Event::Apply(r) => {
                     edits.insert(r.key(), Some(r));
                 }
-                Event::Delete(k) => {
-                    edits.insert(k, None);
+                Event::Delete(r) => {
+                    edits.insert(r.key(), None);
                 }
                 Event::Init => {
                     // Whatever came before is superseded by the list.
@@ -358,11 +359,7 @@ mod tests {
             Event::Apply(pod("a", "10.0.0.9")),
             Event::Apply(pod("b", "10.0.0.2")),
             Event::Apply(pod("c", "10.0.0.3")),
-            Event::Delete(ResourceKey {
-                kind: "Pod".into(),
-                namespace: "ns".into(),
-                name: "zz".into(),
-            }),
+            Event::Delete(pod("zz", "10.0.0.99")),
         ]);
         assert!(changed);
         let change = w.store().last_change.clone().expect("a point change");
@@ -374,18 +371,28 @@ mod tests {
             w.store().resources.values().nth(1).expect("b")
         ));
         // A delete then an apply of the same key in one batch: the apply wins.
-        let key = pod("c", "10.0.0.3").key();
         assert!(w.apply(vec![
-            Event::Delete(key.clone()),
+            Event::Delete(pod("c", "10.0.0.3")),
             Event::Apply(pod("c", "10.0.0.4"))
         ]));
         assert_eq!(names(&w), ["Pod/ns/a", "Pod/ns/b", "Pod/ns/c"]);
-        assert!(w.apply(vec![Event::Delete(key)]));
+        // A delete names the object as last seen; its content does not matter.
+        assert!(w.apply(vec![Event::Delete(pod("c", "10.0.0.1"))]));
         assert_eq!(names(&w), ["Pod/ns/a", "Pod/ns/b"]);
         // Nothing at all: no new revision.
         let r = w.store().revision;
         assert!(!w.apply(vec![Event::Apply(pod("a", "10.0.0.9"))]));
         assert_eq!(w.store().revision, r);
+    }
+
+    #[test]
+    fn events_stay_small() {
+        // A complete list of a million objects is a million events.
+        assert!(
+            std::mem::size_of::<Event>() <= 32,
+            "{}",
+            std::mem::size_of::<Event>()
+        );
     }
 
     #[test]
