@@ -8,7 +8,7 @@ use crate::error::LabError;
 use crate::kubelet::{self, Router};
 use crate::network;
 use crate::options::LabOptions;
-use crate::process::{self, args};
+use crate::process;
 use crate::state::{LabState, PodRole, PodState};
 use crate::topology::{ClusterSpec, Topology};
 use isthmus_api::kube::{
@@ -260,23 +260,6 @@ pub fn control_plane_config(
     config
 }
 
-/// The control plane's command line: `isthmus control-plane` with
-/// [`control_plane_config`]'s flags.
-pub fn control_plane_args(
-    opts: &LabOptions,
-    topology: &Topology,
-    spec: &ClusterSpec,
-) -> Vec<String> {
-    let mut a = args(&[&opts.exe_arg(), "control-plane"]);
-    a.extend(
-        control_plane_config(opts, topology, spec)
-            .to_args()
-            .iter()
-            .map(|s| s.to_string_lossy().into_owned()),
-    );
-    a
-}
-
 /// Starts cluster number `ci`'s control plane; a cluster without one is pointed at the
 /// first cluster that has one, through that cluster's east-west gateway.
 pub fn control_plane(
@@ -314,7 +297,11 @@ pub fn control_plane(
     }
     let mut pod = CONTROL_PLANE.make_pod(opts, state, ci)?;
     ApiServer::new(&opts.state_dir, &spec.name).create()?;
-    let a = control_plane_args(opts, &state.topology, &spec);
+    let a = process::command_line(
+        &opts.exe_arg(),
+        "control-plane",
+        control_plane_config(opts, &state.topology, &spec).to_args(),
+    );
     // The credential key must exist before the lab issues workload credentials.
     isthmus_ca::CredentialKey::load_or_create(&opts.ca_dir().join(format!("{}.key", spec.name)))
         .map_err(|e| LabError::Invalid(format!("credential key: {e}")))?;
@@ -493,7 +480,7 @@ mod tests {
     }
 
     #[test]
-    fn control_plane_args_name_registries_networks_and_options() {
+    fn control_plane_config_names_registries_networks_and_options() {
         let mut s = testing::lab(testing::TWO_CLUSTERS);
         let spec = s.topology.clusters[0].clone();
         let c = control_plane_config(&opts(), &s.topology, &spec);
@@ -540,7 +527,7 @@ mod tests {
         );
         assert_eq!(c.dns_templates.len(), 1);
         assert_eq!(c.dns_templates[0].suffix, "remote");
-        let line = control_plane_args(&opts(), &s.topology, &funnel).join(" ");
+        let line = process::command_line("/bin/isthmus", "control-plane", c.to_args()).join(" ");
         assert!(
             line.starts_with("/bin/isthmus control-plane --cluster cluster1 "),
             "{line}"

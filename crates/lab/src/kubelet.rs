@@ -81,28 +81,7 @@ pub fn agent_config(
     config
 }
 
-/// The command line of that agent: `isthmus agent` with [`agent_config`]'s flags.
-pub fn agent_args(
-    opts: &LabOptions,
-    state: &LabState,
-    ci: usize,
-    pod: &PodState,
-    control_plane: &str,
-    credential: &Path,
-    router: Option<Router<'_>>,
-) -> Vec<String> {
-    let config = agent_config(opts, state, ci, pod, control_plane, credential, router);
-    let mut a = args(&[&opts.exe_arg(), "agent"]);
-    a.extend(
-        config
-            .to_args()
-            .iter()
-            .map(|s| s.to_string_lossy().into_owned()),
-    );
-    a
-}
-
-/// Starts `pod`'s agent in cluster number `ci` (see [`agent_args`]), after writing its
+/// Starts `pod`'s agent in cluster number `ci` (see [`agent_config`]), after writing its
 /// workload credential from the key of the cluster whose CA serves it; returns its pid.
 pub fn start_agent(
     opts: &LabOptions,
@@ -130,7 +109,11 @@ pub fn start_agent(
         ),
     )
     .map_err(io(&cred))?;
-    let a = agent_args(opts, state, ci, pod, &cp, &cred, router);
+    let a = process::command_line(
+        &opts.exe_arg(),
+        "agent",
+        agent_config(opts, state, ci, pod, &cp, &cred, router).to_args(),
+    );
     process::spawn(&pod.netns, &a, &pod.workdir.join("agent.log"))
 }
 
@@ -400,6 +383,18 @@ mod tests {
 
     use testing::opts;
 
+    fn agent_line(
+        s: &LabState,
+        ci: usize,
+        pod: &PodState,
+        cp: &str,
+        cred: &Path,
+        router: Option<Router<'_>>,
+    ) -> Vec<String> {
+        let config = agent_config(&opts(), s, ci, pod, cp, cred, router);
+        process::command_line("/bin/isthmus", "agent", config.to_args())
+    }
+
     fn container(image: &str, ports: &[(Option<&str>, u32)], env: &[(&str, &str)]) -> Container {
         Container {
             name: "app".into(),
@@ -464,7 +459,7 @@ mod tests {
         s.topology.clusters[1].cluster_id = Some("remote1".into());
         let pod = testing::pod("foo", "sleep-0", "10.10.0.31", &[("app", "sleep")]);
         let cred = Path::new("/state/pods/cluster2/foo/sleep-0/credential");
-        let sidecar = agent_args(&opts(), &s, 1, &pod, "10.10.0.2:15012", cred, None);
+        let sidecar = agent_line(&s, 1, &pod, "10.10.0.2:15012", cred, None);
         assert_eq!(
             &sidecar[..4],
             ["/bin/isthmus", "agent", "--kind", "sidecar"]
@@ -489,7 +484,7 @@ mod tests {
             metadata: &[("REQUESTED_NETWORK_VIEW", "external")],
             sni_dnat: true,
         };
-        let gw = agent_args(&opts(), &s, 0, &pod, "cp:15012", cred, Some(router));
+        let gw = agent_line(&s, 0, &pod, "cp:15012", cred, Some(router));
         assert_eq!(flag(&gw, "--kind"), Some("router"));
         assert_eq!(flag(&gw, "--cluster"), Some("cluster1"));
         assert_eq!(flag(&gw, "--interception"), Some("NONE"));
@@ -504,7 +499,7 @@ mod tests {
             metadata: &[],
             sni_dnat: false,
         };
-        let gw = agent_args(&opts(), &s, 0, &pod, "cp:15012", cred, Some(standard));
+        let gw = agent_line(&s, 0, &pod, "cp:15012", cred, Some(standard));
         assert_eq!(flag(&gw, "--router-mode"), None);
         assert_eq!(flag(&gw, "--metadata"), None);
     }

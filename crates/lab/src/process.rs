@@ -10,6 +10,15 @@ pub fn args(words: &[&str]) -> Vec<String> {
     words.iter().map(|w| w.to_string()).collect()
 }
 
+/// `EXE SUBCOMMAND FLAGS...` as [`spawn`] takes it, from a subcommand's flags as a typed
+/// configuration's `to_args` gives them.
+pub fn command_line(exe: &str, subcommand: &str, flags: Vec<std::ffi::OsString>) -> Vec<String> {
+    [exe.to_string(), subcommand.to_string()]
+        .into_iter()
+        .chain(flags.iter().map(|a| a.to_string_lossy().into_owned()))
+        .collect()
+}
+
 /// Starts `args` inside `ns` in the background, output to `log`; returns the pid.
 pub fn spawn(ns: &str, args: &[String], log: &Path) -> Result<u32, LabError> {
     use std::os::unix::process::CommandExt;

@@ -137,7 +137,7 @@ fn run_one(
     control_plane.monitoring = std::net::SocketAddr::from(([127, 0, 0, 1], 15014));
     process::spawn(
         &ns.0,
-        &command(&exe_s, "control-plane", control_plane.to_args()),
+        &process::command_line(&exe_s, "control-plane", control_plane.to_args()),
         &work.join("control-plane.log"),
     )?;
     let deadline = Instant::now() + Duration::from_secs(300);
@@ -165,7 +165,7 @@ fn run_one(
     agent.envoy = Some(envoy.to_path_buf());
     process::spawn(
         &ns.0,
-        &command(&exe_s, "agent", agent.to_args()),
+        &process::command_line(&exe_s, "agent", agent.to_args()),
         &work.join("agent.log"),
     )?;
     let deadline = Instant::now() + Duration::from_secs(600);
@@ -274,14 +274,6 @@ pub fn run(opts: &EnvoyOptions) -> Result<(), BenchError> {
         println!("charts written to {}", dir.display());
     }
     Ok(())
-}
-
-/// `exe subcommand args...` as the lab's process runner takes it.
-fn command(exe: &str, subcommand: &str, args: Vec<std::ffi::OsString>) -> Vec<String> {
-    [exe.to_string(), subcommand.to_string()]
-        .into_iter()
-        .chain(args.iter().map(|a| a.to_string_lossy().into_owned()))
-        .collect()
 }
 
 #[cfg(test)]
