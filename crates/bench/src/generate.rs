@@ -58,8 +58,20 @@ pub fn service_name(i: u32) -> (String, String) {
     (format!("svc-{i}"), format!("ns-{}", i / 100))
 }
 
-/// Writes the mesh under `out` (replacing what is there).
+/// Writes the mesh under `out` (replacing what is there). A mesh needs at least one
+/// cluster, one service and one endpoint per service: every bench measures those, and
+/// `--clusters 0` is refused here rather than found missing later.
 pub fn write(out: &Path, shape: Shape) -> std::io::Result<Written> {
+    if shape.clusters == 0 || shape.services == 0 || shape.endpoints == 0 {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!(
+                "a mesh of {} clusters x {} services x {} endpoints has nothing to measure: \
+                 --clusters, --services and --endpoints must each be at least 1",
+                shape.clusters, shape.services, shape.endpoints
+            ),
+        ));
+    }
     let _ = std::fs::remove_dir_all(out);
     let mut registries = Vec::new();
     let mut objects = 0u64;
@@ -154,6 +166,33 @@ pub fn move_endpoint(dir: &Path, s: u32, e: u32, generation: u32) -> std::io::Re
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_empty_mesh_is_refused_before_anything_is_written() {
+        let out = std::env::temp_dir().join(format!("isthmus-gen-empty-{}", std::process::id()));
+        for shape in [
+            Shape {
+                clusters: 0,
+                services: 10,
+                endpoints: 10,
+            },
+            Shape {
+                clusters: 1,
+                services: 0,
+                endpoints: 10,
+            },
+            Shape {
+                clusters: 1,
+                services: 10,
+                endpoints: 0,
+            },
+        ] {
+            let err = write(&out, shape).expect_err("refused");
+            assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
+            assert!(err.to_string().contains("at least 1"), "{err}");
+            assert!(!out.exists(), "nothing written");
+        }
+    }
 
     #[test]
     fn total_endpoints_does_not_overflow_u32() {

@@ -253,6 +253,11 @@ pub fn run(opts: &DatapathOptions) -> Result<(), BenchError> {
         envoy: None,
     };
     let dir = PathBuf::from(LAB_DIR);
+    if !dir.join("topology.yaml").is_file() {
+        return Err(BenchError::InvalidOptions(
+            "bench datapath brings up examples/gateway-connected: run it from the repository's root",
+        ));
+    }
     let mut quiet = |_: &str| {};
     let mut lab = isthmus_lab::Lab::up(&dir, lab_opts.clone(), &mut quiet)?;
     let exe = opts.exe.display().to_string();
@@ -267,7 +272,6 @@ pub fn run(opts: &DatapathOptions) -> Result<(), BenchError> {
     if let Some(line) = added_by_the_mesh(&rows) {
         println!("{line}");
     }
-    let _ = lab.state.clusters.len();
     Ok(())
 }
 
