@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 pub enum PodRole {
     /// The cluster's control plane (xDS, CA, DNS).
     ControlPlane,
-    /// The east-west gateway.
+    /// A gateway running Envoy as a router: the east-west (ingress) or the egress gateway.
     Gateway,
     /// A demo application, with or without a sidecar.
     App,
