@@ -100,16 +100,15 @@ if up_to_date; then
 fi
 
 log "building k8s.io/kubernetes $K8S_VERSION and go.etcd.io/etcd/server/v3 $ETCD_VERSION with $go_version into $OUT"
-log "fetching modules from the Go module proxy ($(go env GOPROXY))"
-for mod in "$K8S_MOD" "$ETCD_MOD"; do
-	(cd "$mod" && go mod download) ||
-		die "could not fetch the modules of ${mod#"$ROOT"/} from the Go module proxy ($(go env GOPROXY)): is the network up?"
-done
-
 # k8s.io/kubernetes requires its staging modules at v0.0.0 and replaces them
 # with ./staging/src paths that apply only in its own repository: each must be
 # replaced here with the published v0.<minor>.<patch> of this release.
-k8s_gomod=$(cd "$K8S_MOD" && go mod download -json "k8s.io/kubernetes@$K8S_VERSION" | awk -F'"' '$2 == "GoMod" { print $4 }')
+# (Checked first: a missing replace would otherwise surface as a fetch error
+# for a k8s.io module at v0.0.0.) Asked from outside any module, so that a
+# go.mod broken in just that way does not stop the look-up.
+log "fetching modules from the Go module proxy ($(go env GOPROXY))"
+k8s_gomod=$(cd / && go mod download -json "k8s.io/kubernetes@$K8S_VERSION" | awk -F'"' '$2 == "GoMod" { print $4 }') ||
+	die "could not fetch k8s.io/kubernetes@$K8S_VERSION from the Go module proxy ($(go env GOPROXY)): is the network up?"
 [[ -f "$k8s_gomod" ]] || die "could not find k8s.io/kubernetes@$K8S_VERSION's go.mod in the module cache"
 staging_version="v0.${K8S_VERSION#v1.}"
 missing=()
@@ -121,6 +120,11 @@ if ((${#missing[@]})); then
 	printf '  replace %s\n' "${missing[@]}" >&2
 	die "tools/kubernetes/go.mod lacks the replace lines above for k8s.io/kubernetes $K8S_VERSION's staging modules"
 fi
+
+for mod in "$K8S_MOD" "$ETCD_MOD"; do
+	(cd "$mod" && go mod download) ||
+		die "could not fetch the modules of ${mod#"$ROOT"/} from the Go module proxy ($(go env GOPROXY)): is the network up?"
+done
 
 export CGO_ENABLED=0
 rm -f "$STAMP"
