@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# The whole test suite: unit, golden and end-to-end (real Envoy, real mTLS; needs root).
+# The whole test suite: unit, golden and end-to-end (real Envoy, real mTLS; needs root),
+# and the real Kubernetes control plane (built from the pinned Go modules) answering on
+# loopback.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ "$(id -u)" != 0 ]; then
@@ -8,6 +10,7 @@ else
   scripts/install-system.sh
 fi
 scripts/install-envoy.sh
+scripts/install-kubernetes.sh
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 set +e
@@ -16,5 +19,13 @@ status=${PIPESTATUS[0]}
 set -e
 read -r passed failed < <(awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } } END { print p+0, f+0 }' "$log")
 echo
+if scripts/smoke-kubernetes.sh; then
+  kube=passed
+else
+  kube=failed
+  status=1
+fi
+echo
+echo "real Kubernetes (etcd + kube-apiserver + kubectl on loopback): $kube"
 echo "all: ${passed:-0} passed, ${failed:-0} failed"
 exit "$status"
