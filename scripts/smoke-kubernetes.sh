@@ -172,7 +172,8 @@ kubectl apply --server-side -f "$ISTIO_CRDS" || fail "kubectl apply of Istio's C
 kubectl wait --for condition=established --timeout 60s -f "$ISTIO_CRDS" ||
 	fail "Istio's CRDs were not Established within 60s"
 for crd in virtualservices destinationrules serviceentries gateways; do
-	got=$(kubectl get crd "$crd.networking.istio.io" -o jsonpath='{range .spec.versions[?(@.served==true)]}{.name} {end}/ {.status.storedVersions}')
+	got=$(kubectl get crd "$crd.networking.istio.io" -o jsonpath='{range .spec.versions[?(@.served==true)]}{.name} {end}/ {.status.storedVersions}') ||
+		fail "kubectl get crd $crd.networking.istio.io"
 	[[ "$got" == 'v1alpha3 v1beta1 v1 / ["v1"]' || "$got" == 'v1 v1alpha3 v1beta1 / ["v1"]' ]] ||
 		fail "$crd.networking.istio.io serves/stores '$got', not v1alpha3, v1beta1 and v1 / v1"
 done
@@ -232,7 +233,8 @@ for version in v1alpha3 v1beta1 v1; do
 	done
 	log "all ${#stored[@]} seed objects are served under networking.istio.io/$version"
 done
-weight=$(kubectl get virtualservices.v1.networking.istio.io -n seed b-virtual-service -o jsonpath='{.spec.http[0].route[0].weight}')
+weight=$(kubectl get virtualservices.v1.networking.istio.io -n seed b-virtual-service -o jsonpath='{.spec.http[0].route[0].weight}') ||
+	fail "kubectl get of b-virtual-service under v1"
 [[ "$weight" == 100 ]] || fail "b-virtual-service's weight read back as '$weight' under v1, not 100"
 kinds=virtualservices.v1beta1.networking.istio.io,serviceentries.v1alpha3.networking.istio.io,destinationrules.v1.networking.istio.io,gateways.v1.networking.istio.io
 log "kubectl get $kinds -A"
