@@ -164,11 +164,8 @@ fi
 log "a wrong token is refused"
 
 # --- Istio's CRDs ---------------------------------------------------------------
-log "kubectl apply --server-side -f $ISTIO_CRDS"
-# Server-side: client-side apply would store each CRD whole in the
-# last-applied-configuration annotation, and DestinationRule's is over the
-# API server's 256 KiB limit for annotations.
-kubectl apply --server-side -f "$ISTIO_CRDS" || fail "kubectl apply of Istio's CRDs"
+log "kubectl apply -f $ISTIO_CRDS"
+kubectl apply -f "$ISTIO_CRDS" || fail "kubectl apply of Istio's CRDs"
 kubectl wait --for condition=established --timeout 60s -f "$ISTIO_CRDS" ||
 	fail "Istio's CRDs were not Established within 60s"
 for crd in virtualservices destinationrules serviceentries gateways; do
