@@ -200,7 +200,7 @@ for entry in "${seeds[@]}"; do
 	kubectl apply -n "$ns" -f "$copy" || fail "kubectl apply of examples/$file"
 done
 # Seed 002's mtls.yaml: its DestinationRule is stored; its MeshPolicy
-# (authentication.istio.io/v1alpha1, gone since Istio 1.6) has no CRD, as on a
+# (authentication.istio.io/v1alpha1, which Istio no longer defines) has no CRD, as on a
 # real Istio cluster of this version.
 log "kubectl apply -n seed -f examples/replicated-services/seed/mtls.yaml (the MeshPolicy must be refused)"
 if out=$(kubectl apply -n seed -f "$ROOT/examples/replicated-services/seed/mtls.yaml" 2>&1); then
