@@ -127,7 +127,6 @@ fn snapshot_input(
         vip_range: config.vip_range,
         export_default: config.export_default,
         egress_gateway: config.sources.egress_gateway.clone(),
-        cache: None,
     };
     (input, views)
 }

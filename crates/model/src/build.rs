@@ -13,9 +13,19 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 impl MeshSnapshot {
-    /// Builds a snapshot. Problems are collected in `diagnostics`; a resource that
+    /// Builds a snapshot afresh. Problems are collected in `diagnostics`; a resource that
     /// conflicts with another (a duplicate VIP) is left out whole, never half-applied.
+    /// [`crate::MeshBuilder`] builds one after another, reusing what it can.
     pub fn build(input: &SnapshotInput, version: u64) -> MeshSnapshot {
+        Self::build_cached(input, version, None)
+    }
+
+    /// [`MeshSnapshot::build`], reusing from `cache` what earlier builds computed.
+    pub(crate) fn build_cached(
+        input: &SnapshotInput,
+        version: u64,
+        cache: Option<&crate::incremental::BuildCache>,
+    ) -> MeshSnapshot {
         let mut snap = MeshSnapshot {
             version,
             local_cluster: input.local_cluster.clone(),
@@ -31,7 +41,7 @@ impl MeshSnapshot {
         let sorted: Vec<_> = input
             .clusters
             .iter()
-            .map(|c| crate::incremental::cluster_objects(input.cache.as_deref(), c))
+            .map(|c| crate::incremental::cluster_objects(cache, c))
             .collect();
         let local_resources: Vec<&Arc<Resource>> = input
             .clusters
@@ -103,8 +113,7 @@ impl MeshSnapshot {
                 ));
             }
         }
-        let (mut services, reuse) =
-            crate::incremental::pods_and_services(input.cache.as_deref(), groups);
+        let (mut services, reuse) = crate::incremental::pods_and_services(cache, groups);
         snap.reuse = reuse;
 
         // Selector-less services take their endpoints from Endpoints objects.
@@ -470,17 +479,15 @@ mod tests {
         let sleep = "apiVersion: v1\nkind: Service\nmetadata: {name: sleep, namespace: foo}\nspec:\n  ports:\n  - {name: http, port: 80}\n  selector: {app: sleep}\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: sleep-0, namespace: foo, labels: {app: sleep}}\nstatus: {podIP: 10.10.0.9}\n";
         let before = cluster("c1", &format!("{HTTPBIN}---\n{sleep}"));
         let remote = cluster("c2", HTTPBIN);
-        let cache = Arc::new(crate::incremental::BuildCache::default());
-        let input =
-            |c: &ClusterConfig, cache: Option<Arc<crate::incremental::BuildCache>>| SnapshotInput {
-                local_cluster: "c1".into(),
-                local_network: "n1".into(),
-                cluster_networks: BTreeMap::from([("c2".to_string(), "n2".to_string())]),
-                clusters: vec![Arc::new(c.clone()), Arc::new(remote.clone())],
-                cache,
-                ..Default::default()
-            };
-        let first = MeshSnapshot::build(&input(&before, Some(cache.clone())), 1);
+        let cache = crate::incremental::BuildCache::default();
+        let input = |c: &ClusterConfig| SnapshotInput {
+            local_cluster: "c1".into(),
+            local_network: "n1".into(),
+            cluster_networks: BTreeMap::from([("c2".to_string(), "n2".to_string())]),
+            clusters: vec![Arc::new(c.clone()), Arc::new(remote.clone())],
+            ..Default::default()
+        };
+        let first = MeshSnapshot::build_cached(&input(&before), 1, Some(&cache));
         assert_eq!(first.reuse.namespaces_built, 3);
         assert_eq!(first.reuse.services_built, 2);
 
@@ -498,8 +505,8 @@ mod tests {
         }
         after.resources.insert(key, Arc::new(moved));
 
-        let cached = MeshSnapshot::build(&input(&after, Some(cache.clone())), 2);
-        let fresh = MeshSnapshot::build(&input(&after, None), 2);
+        let cached = MeshSnapshot::build_cached(&input(&after), 2, Some(&cache));
+        let fresh = MeshSnapshot::build(&input(&after), 2);
         let httpbin_1 = cached.pod("c1", "bar", "httpbin-1").expect("pod");
         assert_eq!(
             (
@@ -542,7 +549,7 @@ mod tests {
         // A namespace that disappears leaves the cache.
         let mut gone = after.clone();
         gone.resources.retain(|k, _| k.namespace != "foo");
-        let third = MeshSnapshot::build(&input(&gone, Some(cache.clone())), 3);
+        let third = MeshSnapshot::build_cached(&input(&gone), 3, Some(&cache));
         assert!(!third.services.contains_key("sleep.foo.svc.cluster.local"));
         assert!(format!("{cache:?}").contains("namespaces: 2"), "{cache:?}");
 
@@ -553,9 +560,9 @@ mod tests {
         no_sleep_svc
             .resources
             .retain(|k, _| !(k.kind == "Service" && k.name == "sleep"));
-        let b4 = MeshSnapshot::build(&input(&after, Some(cache.clone())), 4);
-        let b5 = MeshSnapshot::build(&input(&no_sleep_svc, Some(cache.clone())), 5);
-        let fresh5 = MeshSnapshot::build(&input(&no_sleep_svc, None), 5);
+        let b4 = MeshSnapshot::build_cached(&input(&after), 4, Some(&cache));
+        let b5 = MeshSnapshot::build_cached(&input(&no_sleep_svc), 5, Some(&cache));
+        let fresh5 = MeshSnapshot::build(&input(&no_sleep_svc), 5);
         assert!(b4.services.contains_key("sleep.foo.svc.cluster.local"));
         assert_eq!(b5.services, fresh5.services);
         assert_eq!(pods(&b5), pods(&fresh5));
@@ -570,7 +577,7 @@ mod tests {
             b5.reuse
         );
         // And back: the Service returns.
-        let b6 = MeshSnapshot::build(&input(&after, Some(cache.clone())), 6);
+        let b6 = MeshSnapshot::build_cached(&input(&after), 6, Some(&cache));
         assert_eq!(b6.services, fresh.services);
         assert_eq!(pods(&b6), pods(&fresh));
     }

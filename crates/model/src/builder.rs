@@ -10,7 +10,7 @@ use std::sync::Arc;
 /// Makes snapshots one after another, reusing what an earlier build computed.
 #[derive(Debug, Default)]
 pub struct MeshBuilder {
-    cache: Arc<BuildCache>,
+    cache: BuildCache,
     last: Option<Arc<MeshSnapshot>>,
 }
 
@@ -25,8 +25,7 @@ impl MeshBuilder {
         self.last.as_ref()
     }
 
-    /// Builds the next version from `input` (whose own `cache` is ignored: the builder's is
-    /// used) and says what it changed from the last one; `configs_updated` is what the
+    /// Builds the next version from `input`, reusing what earlier builds computed, and says what it changed from the last one; `configs_updated` is what the
     /// sources reported.
     pub fn apply(
         &mut self,
@@ -50,11 +49,7 @@ impl MeshBuilder {
     }
 
     fn build(&self, input: &SnapshotInput, version: u64) -> MeshSnapshot {
-        let input = SnapshotInput {
-            cache: Some(self.cache.clone()),
-            ..input.clone()
-        };
-        MeshSnapshot::build(&input, version)
+        MeshSnapshot::build_cached(input, version, Some(&self.cache))
     }
 }
 

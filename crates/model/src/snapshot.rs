@@ -33,9 +33,6 @@ pub struct SnapshotInput {
     /// 004: "traffic from a cluster to a remote cluster always traverses through the local
     /// egress gateway").
     pub egress_gateway: Option<String>,
-    /// Results of earlier builds to reuse (the control plane keeps one across rebuilds);
-    /// `None` builds everything afresh.
-    pub cache: Option<Arc<crate::incremental::BuildCache>>,
 }
 
 /// An IPv4 range that automatic VIPs are allocated from (Istio's default: 240.240.0.0/16,
