@@ -16,18 +16,13 @@ ISTIO_MOD="$ROOT/tools/istio"
 BIN_ROOT="${KUBE_BIN_ROOT:-$ROOT/.kube-bin}"
 CRD_PATH=manifests/charts/base/files/crd-all.gen.yaml
 
-die() {
-	echo "install-istio-crds: error: $*" >&2
-	exit 1
-}
-log() { echo "install-istio-crds: $*" >&2; }
+PROG=install-istio-crds
+# shellcheck source=scripts/lib/pins.sh
+. "$ROOT/scripts/lib/pins.sh"
 
-for tool in awk sha256sum; do
-	command -v "$tool" >/dev/null 2>&1 || die "'$tool' is missing (it is part of coreutils/awk; install it with apt-get)"
-done
 [[ -f "$ISTIO_MOD/go.mod" && -f "$ISTIO_MOD/go.sum" ]] || die "tools/istio/go.mod or tools/istio/go.sum is missing"
 # Read from the file alone, so a machine that has the copy needs neither Go nor network.
-VERSION=$(awk '($1 == "require" && $2 == "istio.io/istio") { print $3; exit } ($1 == "istio.io/istio" && $2 ~ /^v/) { print $2; exit }' "$ISTIO_MOD/go.mod")
+VERSION=$(pinned istio.io/istio "$ISTIO_MOD/go.mod")
 [[ -n "$VERSION" ]] || die "tools/istio/go.mod does not require istio.io/istio"
 
 OUT="$BIN_ROOT/istio-$VERSION"

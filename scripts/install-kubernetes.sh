@@ -26,15 +26,10 @@ BIN_ROOT="${KUBE_BIN_ROOT:-$ROOT/.kube-bin}"
 K8S_TOOLS=(kube-apiserver kube-controller-manager kube-scheduler kubectl)
 MIN_GO_MINOR=26
 
-die() {
-	echo "install-kubernetes: error: $*" >&2
-	exit 1
-}
-log() { echo "install-kubernetes: $*" >&2; }
+PROG=install-kubernetes
+# shellcheck source=scripts/lib/pins.sh
+. "$ROOT/scripts/lib/pins.sh"
 
-for tool in awk sha256sum; do
-	command -v "$tool" >/dev/null 2>&1 || die "'$tool' is missing (it is part of coreutils/awk; install it with apt-get)"
-done
 command -v go >/dev/null 2>&1 ||
 	die "the 'go' command is missing: Go 1.$MIN_GO_MINOR or newer is needed to build Kubernetes and etcd from the Go module proxy"
 go_version=$(go env GOVERSION 2>/dev/null) || die "'go env GOVERSION' failed: is the Go installation broken?"
@@ -42,11 +37,6 @@ go_minor=$(sed -nE 's/^go1\.([0-9]+).*/\1/p' <<<"$go_version")
 [[ -n "$go_minor" && "$go_minor" -ge "$MIN_GO_MINOR" ]] ||
 	die "Go 1.$MIN_GO_MINOR or newer is needed, found '$go_version'"
 
-# pinned MODULE GOMOD: the version GOMOD requires MODULE at (read from the file
-# alone, so a machine that is already built needs no network to say so).
-pinned() {
-	awk -v m="$1" '($1 == "require" && $2 == m) { print $3; exit } ($1 == m && $2 ~ /^v/) { print $2; exit }' "$2"
-}
 [[ -f "$K8S_MOD/go.mod" && -f "$ETCD_MOD/go.mod" ]] || die "tools/kubernetes/go.mod or tools/etcd/go.mod is missing"
 K8S_VERSION=$(pinned k8s.io/kubernetes "$K8S_MOD/go.mod")
 ETCD_VERSION=$(pinned go.etcd.io/etcd/server/v3 "$ETCD_MOD/go.mod")
