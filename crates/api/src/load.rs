@@ -204,7 +204,8 @@ pub fn place(mut d: Diagnostic, resource: &Resource) -> Diagnostic {
             )
         })
         .unwrap_or(0);
-    d.line = Some(resource.origin.line as usize + rel);
+    // An object read from an API server has no line to point at.
+    d.line = (resource.origin.line > 0).then_some(resource.origin.line as usize + rel);
     d
 }
 
@@ -265,6 +266,59 @@ fn parse_document(
         d.line = Some(origin.line as usize + field_line(doc, field).unwrap_or(0));
         d
     };
+    let text = TextDocument { doc, origin };
+    let object = typed_object(&value, &text, &top_error)?;
+    Ok(Some(finish(object, origin.clone(), default_namespace)))
+}
+
+/// Fills in the namespace an object leaves to its reader.
+fn finish(mut object: Object, origin: Origin, default_namespace: &str) -> Resource {
+    if !object.is_cluster_scoped() && object.metadata().namespace.is_empty() {
+        object.metadata_mut().namespace = default_namespace.into();
+    }
+    Resource { object, origin }
+}
+
+/// A document the typed structs are read from: YAML text (with its place in a file, for
+/// errors), or a JSON value as an API server returns it.
+trait Document {
+    /// Reads the whole document as `T`; `label` (KIND/NAME) names it in errors.
+    fn parse<T: DeserializeOwned>(&self, label: &str) -> Result<T, Diagnostic>;
+}
+
+/// YAML text from a file.
+struct TextDocument<'a> {
+    doc: &'a str,
+    origin: &'a Origin,
+}
+
+impl Document for TextDocument<'_> {
+    fn parse<T: DeserializeOwned>(&self, label: &str) -> Result<T, Diagnostic> {
+        serde_saphyr::from_str(self.doc)
+            .map_err(|e| yaml_error(e, self.origin, Some(label.to_string())))
+    }
+}
+
+/// An object as a Kubernetes API server returns it.
+struct ValueDocument<'a>(&'a serde_json::Value);
+
+impl Document for ValueDocument<'_> {
+    fn parse<T: DeserializeOwned>(&self, label: &str) -> Result<T, Diagnostic> {
+        T::deserialize(self.0).map_err(|e| {
+            let mut d = Diagnostic::error(e.to_string());
+            d.resource = Some(label.to_string());
+            d
+        })
+    }
+}
+
+/// The typed object of a document whose parsed form is `value`; `top_error(field, message)`
+/// makes an error about a top-level field.
+fn typed_object(
+    value: &serde_json::Value,
+    doc: &impl Document,
+    top_error: &dyn Fn(&str, String) -> Diagnostic,
+) -> Result<Object, Diagnostic> {
     let Some(map) = value.as_object() else {
         return Err(top_error(
             "",
@@ -297,93 +351,152 @@ fn parse_document(
     let label = format!("{kind}/{name}");
     let group = api_version.rsplit_once('/').map(|(g, _)| g).unwrap_or("");
     let version = api_version.rsplit('/').next().unwrap_or_default();
-    let typed = |_: ()| -> Result<Object, Diagnostic> {
-        fn parse<T: DeserializeOwned>(
-            doc: &str,
-            origin: &Origin,
-            label: &str,
-        ) -> Result<T, Diagnostic> {
-            serde_saphyr::from_str(doc).map_err(|e| yaml_error(e, origin, Some(label.to_string())))
-        }
-        let unsupported = || {
-            top_error(
-                "apiVersion",
-                format!(
-                    "{kind} is not served in {api_version}; use one of the versions Istio serves"
-                ),
-            )
-        };
-        let istio_versions = ["v1alpha3", "v1beta1", "v1"];
-        Ok(match (group, kind) {
-            ("", "Namespace") => Object::Namespace(parse(doc, origin, &label)?),
-            ("", "Service") => Object::Service(parse(doc, origin, &label)?),
-            ("", "Pod") => Object::Pod(parse(doc, origin, &label)?),
-            ("", "Endpoints") => Object::Endpoints(parse(doc, origin, &label)?),
-            ("", "ConfigMap") => Object::ConfigMap(parse(doc, origin, &label)?),
-            ("", "Secret") => Object::Secret(parse(doc, origin, &label)?),
-            ("discovery.k8s.io", "EndpointSlice") => {
-                Object::EndpointSlice(parse(doc, origin, &label)?)
-            }
-            ("apps" | "extensions", "Deployment") => {
-                Object::Deployment(parse(doc, origin, &label)?)
-            }
-            ("networking.istio.io", k) if !istio_versions.contains(&version) => {
-                let _ = k;
-                return Err(unsupported());
-            }
-            ("networking.istio.io", "ServiceEntry") => {
-                Object::ServiceEntry(parse(doc, origin, &label)?)
-            }
-            ("networking.istio.io", "WorkloadEntry") => {
-                Object::WorkloadEntry(parse(doc, origin, &label)?)
-            }
-            ("networking.istio.io", "DestinationRule") => {
-                Object::DestinationRule(parse(doc, origin, &label)?)
-            }
-            ("networking.istio.io", "VirtualService") => {
-                Object::VirtualService(parse(doc, origin, &label)?)
-            }
-            ("networking.istio.io", "Gateway") => Object::Gateway(parse(doc, origin, &label)?),
-            ("networking.istio.io", "Sidecar") => Object::Sidecar(parse(doc, origin, &label)?),
-            ("security.istio.io", "PeerAuthentication") if ["v1beta1", "v1"].contains(&version) => {
-                Object::PeerAuthentication(parse(doc, origin, &label)?)
-            }
-            ("authentication.istio.io", "MeshPolicy") if version == "v1alpha1" => {
-                Object::MeshPolicy(parse(doc, origin, &label)?)
-            }
-            ("authentication.istio.io", "Policy") if version == "v1alpha1" => {
-                Object::AuthnPolicy(parse(doc, origin, &label)?)
-            }
-            ("networking.istio.io" | "security.istio.io" | "authentication.istio.io", _) => {
-                return Err(top_error(
-                    "kind",
-                    format!("unknown kind {kind} in {api_version}"),
-                ))
-            }
-            _ => {
-                let metadata: ObjectMeta = map
-                    .get("metadata")
-                    .cloned()
-                    .map(serde_json::from_value)
-                    .transpose()
-                    .map_err(|e| top_error("metadata", format!("invalid metadata: {e}")))?
-                    .unwrap_or_default();
-                Object::Other(Box::new(OtherObject {
-                    api_version: api_version.to_string(),
-                    kind: kind.to_string(),
-                    metadata,
-                }))
-            }
-        })
+    let unsupported = || {
+        top_error(
+            "apiVersion",
+            format!("{kind} is not served in {api_version}; use one of the versions Istio serves"),
+        )
     };
-    let mut object = typed(())?;
-    if !object.is_cluster_scoped() && object.metadata().namespace.is_empty() {
-        object.metadata_mut().namespace = default_namespace.into();
+    let istio_versions = ["v1alpha3", "v1beta1", "v1"];
+    Ok(match (group, kind) {
+        ("", "Namespace") => Object::Namespace(doc.parse(&label)?),
+        ("", "Service") => Object::Service(doc.parse(&label)?),
+        ("", "Pod") => Object::Pod(doc.parse(&label)?),
+        ("", "Endpoints") => Object::Endpoints(doc.parse(&label)?),
+        ("", "ConfigMap") => Object::ConfigMap(doc.parse(&label)?),
+        ("", "Secret") => Object::Secret(doc.parse(&label)?),
+        ("discovery.k8s.io", "EndpointSlice") => Object::EndpointSlice(doc.parse(&label)?),
+        ("apps" | "extensions", "Deployment") => Object::Deployment(doc.parse(&label)?),
+        ("networking.istio.io", _) if !istio_versions.contains(&version) => {
+            return Err(unsupported());
+        }
+        ("networking.istio.io", "ServiceEntry") => Object::ServiceEntry(doc.parse(&label)?),
+        ("networking.istio.io", "WorkloadEntry") => Object::WorkloadEntry(doc.parse(&label)?),
+        ("networking.istio.io", "DestinationRule") => Object::DestinationRule(doc.parse(&label)?),
+        ("networking.istio.io", "VirtualService") => Object::VirtualService(doc.parse(&label)?),
+        ("networking.istio.io", "Gateway") => Object::Gateway(doc.parse(&label)?),
+        ("networking.istio.io", "Sidecar") => Object::Sidecar(doc.parse(&label)?),
+        ("security.istio.io", "PeerAuthentication") if ["v1beta1", "v1"].contains(&version) => {
+            Object::PeerAuthentication(doc.parse(&label)?)
+        }
+        ("authentication.istio.io", "MeshPolicy") if version == "v1alpha1" => {
+            Object::MeshPolicy(doc.parse(&label)?)
+        }
+        ("authentication.istio.io", "Policy") if version == "v1alpha1" => {
+            Object::AuthnPolicy(doc.parse(&label)?)
+        }
+        (
+            "networking.istio.io"
+            | "security.istio.io"
+            | "authentication.istio.io"
+            | "telemetry.istio.io"
+            | "extensions.istio.io",
+            _,
+        ) => {
+            let known = KNOWN_UNSUPPORTED.contains(&kind);
+            return Err(top_error(
+                "kind",
+                if known {
+                    format!("{kind} ({api_version}) is not supported by Isthmus; it would not be enforced, so it is refused")
+                } else {
+                    format!("unknown kind {kind} in {api_version}")
+                },
+            ));
+        }
+        _ => {
+            let metadata: ObjectMeta = map
+                .get("metadata")
+                .cloned()
+                .map(serde_json::from_value)
+                .transpose()
+                .map_err(|e| top_error("metadata", format!("invalid metadata: {e}")))?
+                .unwrap_or_default();
+            Object::Other(Box::new(OtherObject {
+                api_version: api_version.to_string(),
+                kind: kind.to_string(),
+                metadata,
+            }))
+        }
+    })
+}
+
+/// Istio kinds that exist but that Isthmus does not implement: refused by name, never
+/// ignored (an AuthorizationPolicy that is not enforced is a hole).
+const KNOWN_UNSUPPORTED: &[&str] = &[
+    "AuthorizationPolicy",
+    "RequestAuthentication",
+    "EnvoyFilter",
+    "WorkloadGroup",
+    "ProxyConfig",
+    "Telemetry",
+    "WasmPlugin",
+];
+
+/// Reads objects one at a time as a Kubernetes API server returns them (JSON values with
+/// `apiVersion` and `kind`), sharing what they repeat across calls as a file's objects do.
+/// Each object is parsed and validated exactly as a file's document is.
+#[derive(Default)]
+pub struct ObjectReader {
+    shared: Shared,
+}
+
+impl std::fmt::Debug for ObjectReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ObjectReader")
     }
-    Ok(Some(Resource {
-        object,
-        origin: origin.clone(),
-    }))
+}
+
+impl ObjectReader {
+    /// A reader with nothing shared yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Forgets what was shared (the objects read keep their copies), so that values no
+    /// longer in use are not held: call it when a complete list is read again.
+    pub fn forget(&mut self) {
+        self.shared = Shared::default();
+    }
+
+    /// Reads one object. `Err` holds why it cannot be used (at least one error, each naming
+    /// the object and, where it can, the field); `Ok` may come with warnings.
+    pub fn read(
+        &mut self,
+        value: &serde_json::Value,
+    ) -> Result<(Resource, Vec<Diagnostic>), Vec<Diagnostic>> {
+        let key_of = || {
+            let get = |f: &str| value.pointer(f).and_then(|v| v.as_str()).unwrap_or("");
+            let ns = get("/metadata/namespace");
+            let (kind, name) = (get("/kind"), get("/metadata/name"));
+            if ns.is_empty() {
+                format!("{kind}/{name}")
+            } else {
+                format!("{kind}/{ns}/{name}")
+            }
+        };
+        let top_error = |field: &str, message: String| {
+            let mut d = Diagnostic::error(message).at(field);
+            d.resource = Some(key_of());
+            d
+        };
+        let mut object = match typed_object(value, &ValueDocument(value), &top_error) {
+            Ok(o) => o,
+            Err(mut d) => {
+                d.resource = Some(key_of());
+                return Err(vec![d]);
+            }
+        };
+        self.shared.object(&mut object);
+        let resource = finish(object, Origin::default(), "default");
+        let problems: Vec<Diagnostic> = validate(&resource.object)
+            .into_iter()
+            .map(|p| place(p, &resource))
+            .collect();
+        if problems.iter().any(Diagnostic::is_error) {
+            return Err(problems);
+        }
+        Ok((resource, problems))
+    }
 }
 
 #[cfg(test)]

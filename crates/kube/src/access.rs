@@ -1,0 +1,196 @@
+//! How a control plane reaches an API server: a kubeconfig file (`--kubeconfig`), a
+//! kubeconfig held in another cluster's credential Secret, or the credentials Kubernetes
+//! mounts into a pod. Errors never carry the kubeconfig's content (it holds a token).
+
+use std::path::PathBuf;
+
+/// Where an API server's address and credentials come from.
+#[derive(Clone)]
+pub enum Access {
+    /// A kubeconfig file, with an optional context (its current context otherwise).
+    File {
+        /// The file.
+        path: PathBuf,
+        /// The context; the file's current context when `None`.
+        context: Option<String>,
+    },
+    /// A kubeconfig's text, as a credential Secret holds it; `origin` names the Secret and
+    /// key in messages.
+    Text {
+        /// The kubeconfig.
+        text: String,
+        /// Where it came from, such as `istio-system/istio-remote-secret-cluster2 key cluster2`.
+        origin: String,
+    },
+    /// The service account Kubernetes mounts into a pod.
+    InCluster,
+}
+
+impl std::fmt::Debug for Access {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the text: it holds a bearer token or a private key.
+        f.write_str(&self.describe())
+    }
+}
+
+impl PartialEq for Access {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (
+                Access::File { path, context },
+                Access::File {
+                    path: p2,
+                    context: c2,
+                },
+            ) => path == p2 && context == c2,
+            (Access::Text { text, .. }, Access::Text { text: t2, .. }) => text == t2,
+            (Access::InCluster, Access::InCluster) => true,
+            _ => false,
+        }
+    }
+}
+
+/// An API server could not be reached with the given access.
+#[derive(Debug, thiserror::Error)]
+pub enum AccessError {
+    /// The kubeconfig could not be read or is invalid.
+    #[error("kubeconfig {origin}: {reason}")]
+    Kubeconfig {
+        /// The file, or the Secret and key.
+        origin: String,
+        /// Why (never the content).
+        reason: String,
+    },
+    /// Not running in a pod, or its service account is not mounted.
+    #[error("in-cluster credentials: {0}")]
+    InCluster(String),
+    /// The client could not be built (TLS settings).
+    #[error("client for {origin}: {reason}")]
+    Client {
+        /// The access.
+        origin: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+impl Access {
+    /// Says where the access comes from, without any secret.
+    pub fn describe(&self) -> String {
+        match self {
+            Access::File {
+                path,
+                context: None,
+            } => format!("kubeconfig {}", path.display()),
+            Access::File {
+                path,
+                context: Some(c),
+            } => format!("kubeconfig {} context {c}", path.display()),
+            Access::Text { origin, .. } => format!("kubeconfig in {origin}"),
+            Access::InCluster => "in-cluster service account".to_string(),
+        }
+    }
+
+    /// Whether a Secret value looks like a kubeconfig (rather than the file registry's
+    /// `registry: DIR`).
+    pub fn is_kubeconfig(text: &str) -> bool {
+        text.lines()
+            .any(|l| l.trim_start().starts_with("clusters:"))
+            && text.lines().any(|l| l.trim_start().starts_with("users:"))
+    }
+
+    /// A client for the API server.
+    pub async fn client(&self) -> Result<kube::Client, AccessError> {
+        let options = |context: &Option<String>| kube::config::KubeConfigOptions {
+            context: context.clone(),
+            ..Default::default()
+        };
+        let config = match self {
+            Access::File { path, context } => {
+                let file = kube::config::Kubeconfig::read_from(path).map_err(|e| {
+                    AccessError::Kubeconfig {
+                        origin: path.display().to_string(),
+                        reason: e.to_string(),
+                    }
+                })?;
+                kube::Config::from_custom_kubeconfig(file, &options(context))
+                    .await
+                    .map_err(|e| AccessError::Kubeconfig {
+                        origin: path.display().to_string(),
+                        reason: e.to_string(),
+                    })?
+            }
+            Access::Text { text, origin } => {
+                let file = kube::config::Kubeconfig::from_yaml(text).map_err(|e| {
+                    AccessError::Kubeconfig {
+                        origin: origin.clone(),
+                        // The parser's message can quote the document: say only where.
+                        reason: format!("not a valid kubeconfig ({})", error_kind(&e)),
+                    }
+                })?;
+                kube::Config::from_custom_kubeconfig(file, &options(&None))
+                    .await
+                    .map_err(|e| AccessError::Kubeconfig {
+                        origin: origin.clone(),
+                        reason: error_kind(&e),
+                    })?
+            }
+            Access::InCluster => {
+                kube::Config::incluster().map_err(|e| AccessError::InCluster(e.to_string()))?
+            }
+        };
+        kube::Client::try_from(config).map_err(|e| AccessError::Client {
+            origin: self.describe(),
+            reason: e.to_string(),
+        })
+    }
+}
+
+/// The first line of an error's message, cut before anything that looks like quoted input.
+fn error_kind(e: &dyn std::fmt::Display) -> String {
+    let text = e.to_string();
+    let first = text.lines().next().unwrap_or("invalid");
+    match first.find(['`', '"']) {
+        Some(i) => first[..i].trim_end().trim_end_matches(':').to_string(),
+        None => first.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tells_a_kubeconfig_from_a_registry_directory() {
+        assert!(Access::is_kubeconfig(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: c\nusers:\n- name: u\n"
+        ));
+        assert!(!Access::is_kubeconfig(
+            "registry: /var/lib/isthmus/cluster2"
+        ));
+    }
+
+    #[test]
+    fn never_shows_the_text() {
+        let a = Access::Text {
+            text: "users:\n- user: {token: sekret-token-123}\n".into(),
+            origin: "istio-system/remote key c2".into(),
+        };
+        assert!(!format!("{a:?}").contains("sekret"));
+        assert!(!a.describe().contains("sekret"));
+    }
+
+    #[tokio::test]
+    async fn a_broken_kubeconfig_is_reported_without_its_content() {
+        let a = Access::Text {
+            text: "clusters: [oops\nusers:\n- user: {token: sekret-token-123}\n".into(),
+            origin: "istio-system/remote key c2".into(),
+        };
+        let Err(e) = a.client().await else {
+            panic!("a broken kubeconfig gave a client")
+        };
+        let msg = e.to_string();
+        assert!(msg.contains("istio-system/remote key c2"), "{msg}");
+        assert!(!msg.contains("sekret"), "{msg}");
+    }
+}

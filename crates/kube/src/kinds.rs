@@ -1,0 +1,130 @@
+//! The kinds a control plane watches in each cluster: what istiod reads, and every Istio
+//! kind whose objects must either take effect or be reported as not supported.
+
+use kube::discovery::ApiResource;
+
+/// One kind to watch, and which of its objects.
+#[derive(Debug, Clone)]
+pub struct WatchedKind {
+    /// Group, version, kind and plural.
+    pub api: ApiResource,
+    /// Watch only this namespace (all when `None`).
+    pub namespace: Option<&'static str>,
+    /// Label selector.
+    pub labels: Option<&'static str>,
+    /// Field selector.
+    pub fields: Option<&'static str>,
+    /// An Istio CRD, which a cluster may not have installed: a `404` for it means "no objects
+    /// of this kind can exist", not an error.
+    pub custom: bool,
+}
+
+impl WatchedKind {
+    fn new(group: &str, version: &str, kind: &str, plural: &str) -> WatchedKind {
+        let api_version = if group.is_empty() {
+            version.to_string()
+        } else {
+            format!("{group}/{version}")
+        };
+        WatchedKind {
+            api: ApiResource {
+                group: group.to_string(),
+                version: version.to_string(),
+                api_version,
+                kind: kind.to_string(),
+                plural: plural.to_string(),
+            },
+            namespace: None,
+            labels: None,
+            fields: None,
+            custom: !group.is_empty() && group.ends_with(".istio.io"),
+        }
+    }
+
+    /// `Kind` as the user writes it.
+    pub fn kind(&self) -> &str {
+        &self.api.kind
+    }
+}
+
+/// The label of the Secrets that hold other clusters' credentials.
+pub const MULTICLUSTER_SECRET_LABEL: &str = "istio/multiCluster=true";
+
+/// Everything watched, in the order the initial lists are awaited.
+///
+/// - Namespaces, Services, Pods and EndpointSlices (`discovery.k8s.io/v1`, as istiod reads
+///   them) for services and endpoints;
+/// - Secrets labelled `istio/multiCluster=true` (other clusters' credentials) and the `istio`
+///   ConfigMap in `istio-system` (mesh config and meshNetworks), nothing else of either kind;
+/// - every kind of `networking.istio.io` and `security.istio.io`, and Istio's telemetry and
+///   extension kinds: those Isthmus enforces, and those it refuses, so that an
+///   AuthorizationPolicy or an EnvoyFilter in the cluster is reported rather than silently
+///   not applied. Istio kinds are watched at `v1` where Istio serves it (all served versions
+///   of a kind share one schema).
+pub fn watched_kinds() -> Vec<WatchedKind> {
+    let mut secrets = WatchedKind::new("", "v1", "Secret", "secrets");
+    secrets.labels = Some(MULTICLUSTER_SECRET_LABEL);
+    let mut mesh_config = WatchedKind::new("", "v1", "ConfigMap", "configmaps");
+    mesh_config.namespace = Some("istio-system");
+    mesh_config.fields = Some("metadata.name=istio");
+    let net = "networking.istio.io";
+    let sec = "security.istio.io";
+    vec![
+        WatchedKind::new("", "v1", "Namespace", "namespaces"),
+        WatchedKind::new("", "v1", "Service", "services"),
+        WatchedKind::new("", "v1", "Pod", "pods"),
+        WatchedKind::new("discovery.k8s.io", "v1", "EndpointSlice", "endpointslices"),
+        secrets,
+        mesh_config,
+        WatchedKind::new(net, "v1", "ServiceEntry", "serviceentries"),
+        WatchedKind::new(net, "v1", "WorkloadEntry", "workloadentries"),
+        WatchedKind::new(net, "v1", "WorkloadGroup", "workloadgroups"),
+        WatchedKind::new(net, "v1", "DestinationRule", "destinationrules"),
+        WatchedKind::new(net, "v1", "VirtualService", "virtualservices"),
+        WatchedKind::new(net, "v1", "Gateway", "gateways"),
+        WatchedKind::new(net, "v1", "Sidecar", "sidecars"),
+        WatchedKind::new(net, "v1alpha3", "EnvoyFilter", "envoyfilters"),
+        WatchedKind::new(net, "v1beta1", "ProxyConfig", "proxyconfigs"),
+        WatchedKind::new(sec, "v1", "PeerAuthentication", "peerauthentications"),
+        WatchedKind::new(sec, "v1", "AuthorizationPolicy", "authorizationpolicies"),
+        WatchedKind::new(sec, "v1", "RequestAuthentication", "requestauthentications"),
+        WatchedKind::new("telemetry.istio.io", "v1", "Telemetry", "telemetries"),
+        WatchedKind::new(
+            "extensions.istio.io",
+            "v1alpha1",
+            "WasmPlugin",
+            "wasmplugins",
+        ),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn istio_kinds_are_custom_and_core_kinds_are_not() {
+        let kinds = watched_kinds();
+        let custom: Vec<&str> = kinds
+            .iter()
+            .filter(|k| k.custom)
+            .map(|k| k.kind())
+            .collect();
+        assert!(custom.contains(&"AuthorizationPolicy"));
+        assert!(custom.contains(&"WasmPlugin"));
+        assert!(!custom.contains(&"Pod"));
+        assert!(!custom.contains(&"EndpointSlice"));
+        let secret = kinds
+            .iter()
+            .find(|k| k.kind() == "Secret")
+            .expect("secrets");
+        assert_eq!(secret.labels, Some("istio/multiCluster=true"));
+        assert_eq!(
+            kinds
+                .iter()
+                .find(|k| k.kind() == "VirtualService")
+                .map(|k| k.api.api_version.as_str()),
+            Some("networking.istio.io/v1")
+        );
+    }
+}

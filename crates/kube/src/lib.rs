@@ -1,0 +1,24 @@
+//! Kubernetes API servers as a registry source, and real local API servers to run them.
+//!
+//! - [`KubeSource`] watches one cluster's API server with kube-rs watchers (list+watch,
+//!   bookmarks, a relist after `410 Gone`, reconnection with backoff) and yields the same
+//!   typed [`isthmus_registry::Event`]s as the file source, so the model cannot tell them
+//!   apart. Objects are read by the same reader and validation as files
+//!   ([`isthmus_api::ObjectReader`]); one that Isthmus cannot use keeps its last good
+//!   version and is reported by namespace/name and field.
+//! - [`access`] turns a kubeconfig file, a kubeconfig held in a Secret, or a pod's in-cluster
+//!   credentials into a client.
+//! - [`local`] starts a real etcd and kube-apiserver (built by `scripts/install-kubernetes.sh`)
+//!   for the lab, tests and benchmarks.
+//!
+//! Layers, bottom first: `kinds` (what is watched) -> `access` (clients) -> `source` (events)
+//! -> `local` (processes).
+
+pub mod access;
+pub mod kinds;
+pub mod local;
+pub mod source;
+
+pub use access::{Access, AccessError};
+pub use kinds::{watched_kinds, WatchedKind};
+pub use source::{KubeRegistry, KubeSource};

@@ -1,0 +1,208 @@
+//! The Kubernetes source against a real etcd and kube-apiserver with Istio's own CRDs: the
+//! first complete list, point changes, objects the API server accepts but Isthmus cannot use
+//! (last good kept, the object named), kinds Isthmus refuses, deletes, and an API server
+//! restart. Needs the binaries from scripts/install-kubernetes.sh and the CRDs from
+//! scripts/install-istio-crds.sh; fails saying so when they are missing.
+
+use isthmus_api::Object;
+use isthmus_kube::local::{locate_binaries, locate_istio_crds, LocalCluster, LocalOptions};
+use isthmus_kube::{KubeRegistry, KubeSource};
+use isthmus_registry::{Changes, Registry};
+use std::time::{Duration, Instant};
+
+fn repo_root() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// Syncs until `done` holds or 60 s pass (then fails with `what` and the store's keys).
+async fn until(registry: &mut KubeRegistry, what: &str, done: impl Fn(&KubeRegistry) -> bool) {
+    let wake = registry.source().wakeup();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        registry.sync(&Changes::default());
+        if done(registry) {
+            return;
+        }
+        if Instant::now() > deadline {
+            let keys: Vec<String> = registry
+                .current()
+                .resources
+                .keys()
+                .map(|k| k.to_string())
+                .filter(|k| !k.starts_with("Namespace/"))
+                .collect();
+            panic!(
+                "timed out waiting for {what}; store: {keys:?}; problems: {:?}; waiting for: {:?}",
+                registry
+                    .current()
+                    .diagnostics
+                    .iter()
+                    .map(|d| d.to_string())
+                    .collect::<Vec<_>>(),
+                registry.source().waiting_for()
+            );
+        }
+        let _ = tokio::time::timeout(Duration::from_millis(500), wake.notified()).await;
+    }
+}
+
+fn has(registry: &KubeRegistry, key: &str) -> bool {
+    registry
+        .current()
+        .resources
+        .keys()
+        .any(|k| k.to_string() == key)
+}
+
+fn problems(registry: &KubeRegistry) -> String {
+    registry
+        .current()
+        .diagnostics
+        .iter()
+        .map(|d| format!("{d}\n"))
+        .collect()
+}
+
+const SERVICE: &str = "apiVersion: v1
+kind: Service
+metadata: {name: httpbin, namespace: bar}
+spec:
+  selector: {app: httpbin}
+  ports: [{name: http, port: 8000}]
+";
+
+fn destination_rule(subsets: &str) -> String {
+    format!(
+        "apiVersion: networking.istio.io/v1beta1
+kind: DestinationRule
+metadata: {{name: httpbin, namespace: bar}}
+spec:
+  host: httpbin.bar.svc.cluster.local
+  subsets: [{subsets}]
+"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watches_a_real_api_server() {
+    // The binaries are found from the repository, as from a user's checkout.
+    std::env::set_current_dir(repo_root()).expect("repository root");
+    let bin = locate_binaries(None).unwrap_or_else(|e| panic!("{e}"));
+    let crds = locate_istio_crds().unwrap_or_else(|e| panic!("{e}"));
+    let dir = std::env::temp_dir().join(format!("isthmus-kube-watch-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut cluster = LocalCluster::start(LocalOptions::loopback(bin, dir.clone()))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    cluster.install_istio_crds(&crds).expect("Istio CRDs");
+    fn run(cluster: &LocalCluster, args: &[&str], stdin: Option<&str>) -> String {
+        cluster
+            .kubectl(args, stdin)
+            .unwrap_or_else(|e| panic!("kubectl {args:?}: {e}"))
+    }
+    macro_rules! kubectl {
+        ($args:expr, $stdin:expr $(,)?) => {
+            run(&cluster, $args, $stdin)
+        };
+    }
+    kubectl!(&["create", "namespace", "bar"], None);
+    kubectl!(&["apply", "-f", "-"], Some(SERVICE));
+
+    let client = cluster.client().await.expect("client");
+    let mut registry: KubeRegistry =
+        Registry::with_source(KubeSource::start("c1", client, "test".into()));
+    until(&mut registry, "the first complete list", |r| r.is_synced()).await;
+    assert!(has(&registry, "Service/bar/httpbin"));
+    assert!(has(&registry, "Namespace//bar") || has(&registry, "Namespace/bar"));
+
+    // A point change: a DestinationRule written as v1beta1 arrives (read at v1).
+    kubectl!(
+        &["apply", "-f", "-"],
+        Some(&destination_rule("{name: v1, labels: {version: v1}}"))
+    );
+    until(&mut registry, "the DestinationRule", |r| {
+        has(r, "DestinationRule/bar/httpbin")
+    })
+    .await;
+
+    // Valid to the API server, wrong to Isthmus (two subsets named v1): the last good version
+    // stays, and the problem names the object and the field.
+    kubectl!(
+        &["apply", "-f", "-"],
+        Some(&destination_rule(
+            "{name: v1, labels: {version: v1}}, {name: v1, labels: {version: v2}}",
+        )),
+    );
+    until(&mut registry, "a problem with the DestinationRule", |r| {
+        problems(r).contains("DestinationRule/bar/httpbin")
+    })
+    .await;
+    let p = problems(&registry);
+    assert!(
+        p.contains("spec.subsets[1].name") && p.contains("duplicate subset"),
+        "{p}"
+    );
+    let dr = registry
+        .current()
+        .resources
+        .values()
+        .find(|r| r.key().to_string() == "DestinationRule/bar/httpbin")
+        .cloned()
+        .expect("the last good DestinationRule stays");
+    let Object::DestinationRule(dr) = &dr.object else {
+        panic!("kind")
+    };
+    assert_eq!(
+        dr.spec.subsets.len(),
+        1,
+        "the last good version, not the bad one"
+    );
+
+    // A kind Isthmus does not enforce is refused loudly, never ignored.
+    kubectl!(
+        &["apply", "-f", "-"],
+        Some("apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: deny-all, namespace: bar}\nspec: {action: DENY, rules: [{}]}\n"),
+    );
+    until(&mut registry, "the AuthorizationPolicy reported", |r| {
+        problems(r)
+            .contains("AuthorizationPolicy (security.istio.io/v1) is not supported by Isthmus")
+    })
+    .await;
+    assert!(!has(&registry, "AuthorizationPolicy/bar/deny-all"));
+
+    // Deletes: the DestinationRule goes and its problem with it.
+    kubectl!(&["delete", "destinationrule", "-n", "bar", "httpbin"], None);
+    until(&mut registry, "the DestinationRule deleted", |r| {
+        !has(r, "DestinationRule/bar/httpbin")
+            && !problems(r).contains("DestinationRule/bar/httpbin")
+    })
+    .await;
+
+    // The API server restarts; the store keeps everything meanwhile and the watch resumes: a
+    // change made after the restart arrives.
+    let before = registry.current().resources.len();
+    cluster.stop_api_server();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    registry.sync(&Changes::default());
+    assert_eq!(
+        registry.current().resources.len(),
+        before,
+        "nothing is dropped while the API server is down"
+    );
+    assert!(has(&registry, "Service/bar/httpbin"));
+    cluster
+        .restart_api_server()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    kubectl!(
+        &["apply", "-f", "-"],
+        Some(&destination_rule("{name: v2, labels: {version: v2}}"))
+    );
+    until(&mut registry, "a change after the restart", |r| {
+        has(r, "DestinationRule/bar/httpbin")
+    })
+    .await;
+    assert!(has(&registry, "Service/bar/httpbin"));
+    drop(cluster);
+    let _ = std::fs::remove_dir_all(&dir);
+}
