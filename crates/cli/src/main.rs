@@ -213,6 +213,9 @@ fn run() -> Result<()> {
             tokio::runtime::Runtime::new()?.block_on(isthmus_agent::run(*config))?;
         }
         Command::ProxyConfig(a) => {
+            if a.registry.registries.is_empty() {
+                anyhow::bail!("proxy-config reads registry directories: give at least one --registry CLUSTER=DIR");
+            }
             let snapshot = isthmus_model::MeshSnapshot::build(&snapshot_input(&a.registry), 1);
             for d in &snapshot.diagnostics {
                 eprintln!("{d}");

@@ -32,8 +32,10 @@ pub struct MeshSources {
     /// This cluster's network.
     #[arg(long)]
     pub network: String,
-    /// CLUSTER=DIR: a registry directory (repeat for other clusters).
-    #[arg(long = "registry", value_parser = cluster_dir, required = true)]
+    /// CLUSTER=DIR: a registry directory (repeat for other clusters). The local cluster's
+    /// objects come from its directory, or from its API server (`control-plane
+    /// --kubeconfig`).
+    #[arg(long = "registry", value_parser = cluster_dir)]
     pub registries: Vec<(String, PathBuf)>,
     /// CLUSTER=NETWORK for other clusters (meshNetworks `fromRegistry` also sets it).
     #[arg(long = "cluster-network", value_parser = key_value)]
@@ -50,6 +52,17 @@ pub struct ControlPlaneConfig {
     /// This cluster, its network and the registries.
     #[command(flatten)]
     pub sources: MeshSources,
+    /// Watch the local cluster's Kubernetes API server through this kubeconfig (instead of
+    /// a `--registry` directory for it).
+    #[arg(long, conflicts_with = "in_cluster")]
+    pub kubeconfig: Option<PathBuf>,
+    /// The kubeconfig's context to use (its current context otherwise).
+    #[arg(long, requires = "kubeconfig")]
+    pub context: Option<String>,
+    /// Watch the API server of the cluster this runs in, with the pod's service account
+    /// (what Kubernetes mounts in /var/run/secrets/kubernetes.io/serviceaccount).
+    #[arg(long)]
+    pub in_cluster: bool,
     /// The `cacerts` directory (from `isthmus ca intermediate`).
     #[arg(long)]
     pub cacerts: PathBuf,
@@ -101,6 +114,9 @@ impl ControlPlaneConfig {
                 cluster_networks: Vec::new(),
                 egress_gateway: None,
             },
+            kubeconfig: None,
+            context: None,
+            in_cluster: false,
             cacerts: cacerts.into(),
             credential_key: credential_key.into(),
             listen: SocketAddr::from(([0, 0, 0, 0], 15012)),
@@ -111,6 +127,20 @@ impl ControlPlaneConfig {
             remote_registries: Vec::new(),
             export_default: ExportDefault::Exported,
         }
+    }
+
+    /// The local cluster's API server, when its objects come from one (`--kubeconfig` or
+    /// `--in-cluster`).
+    pub fn local_api_server(&self) -> Option<isthmus_kube::Access> {
+        if self.in_cluster {
+            return Some(isthmus_kube::Access::InCluster);
+        }
+        self.kubeconfig
+            .as_ref()
+            .map(|path| isthmus_kube::Access::File {
+                path: path.clone(),
+                context: self.context.clone(),
+            })
     }
 
     /// The flags that make `isthmus control-plane` read exactly these settings (after the
@@ -125,6 +155,9 @@ impl ControlPlaneConfig {
                     cluster_networks,
                     egress_gateway,
                 },
+            kubeconfig,
+            context,
+            in_cluster,
             cacerts,
             credential_key,
             listen,
@@ -156,6 +189,12 @@ impl ControlPlaneConfig {
         if let Some(g) = egress_gateway {
             flag("--egress-gateway", g.into());
         }
+        if let Some(k) = kubeconfig {
+            flag("--kubeconfig", k.into());
+        }
+        if let Some(c) = context {
+            flag("--context", c.into());
+        }
         flag("--cacerts", cacerts.into());
         flag("--credential-key", credential_key.into());
         flag("--listen", listen.to_string().into());
@@ -177,6 +216,9 @@ impl ControlPlaneConfig {
             flag("--remote-registry", pair(c, d));
         }
         flag("--export-default", export_default.as_str().into());
+        if *in_cluster {
+            a.push("--in-cluster".into());
+        }
         a
     }
 }
@@ -223,6 +265,14 @@ mod tests {
         full.remote_registries = vec![("cluster2".into(), "/lab/reg/cluster2".into())];
         full.export_default = ExportDefault::Hidden;
         assert_eq!(parse(full.to_args()), full);
+        let mut kube = plain.clone();
+        kube.sources.registries.clear();
+        kube.kubeconfig = Some("/lab/kube/cluster1/kubeconfig".into());
+        kube.context = Some("admin".into());
+        assert_eq!(parse(kube.to_args()), kube);
+        let mut in_pod = plain.clone();
+        in_pod.in_cluster = true;
+        assert_eq!(parse(in_pod.to_args()), in_pod);
     }
 
     #[test]

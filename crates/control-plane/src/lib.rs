@@ -6,6 +6,7 @@ use isthmus_ca::{Authority, CaService, CredentialKey};
 use isthmus_model::automation::generate as generate_service_entries;
 use isthmus_model::{ConfigKey, ConfigsUpdated, MeshBuilder, MeshSnapshot, SnapshotInput};
 use isthmus_registry::{watch_dirs, FileRegistry};
+use tokio::sync::Notify;
 use isthmus_xds::{AdsServer, MeshUpdate, XdsStatus};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -15,8 +16,10 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
 
+pub mod clusters;
 pub mod config;
 
+pub use clusters::{ClusterRegistry, Link};
 pub use config::{ControlPlaneConfig, MeshSources};
 
 /// Failures starting the control plane.
@@ -32,8 +35,14 @@ pub enum ControlPlaneError {
     #[error(transparent)]
     Watch(#[from] isthmus_registry::WatchError),
     /// The local cluster has no registry.
-    #[error("no --registry given for the local cluster `{0}`")]
+    #[error("no source for the local cluster `{0}`: give --registry {0}=DIR, --kubeconfig FILE, or --in-cluster (in a pod)")]
     NoLocalRegistry(String),
+    /// The local cluster has two sources.
+    #[error("the local cluster `{0}` has both a --registry and an API server (--kubeconfig or --in-cluster): give one")]
+    TwoLocalSources(String),
+    /// The local API server cannot be reached with the given access.
+    #[error(transparent)]
+    Kube(#[from] isthmus_kube::AccessError),
     /// A registry directory is missing.
     #[error("registry directory {} does not exist", .0.display())]
     NoRegistryDir(PathBuf),
@@ -75,7 +84,7 @@ fn se_json(se: &isthmus_api::networking::ServiceEntry) -> serde_json::Value {
 /// generates added to the local cluster's), and the ServiceEntries as `get` shows them.
 fn snapshot_input(
     config: &ControlPlaneConfig,
-    registries: &[FileRegistry],
+    registries: &[ClusterRegistry],
     remotes: &[FileRegistry],
 ) -> (SnapshotInput, Vec<SeView>) {
     let remote_configs: Vec<&isthmus_registry::ClusterConfig> =
@@ -83,6 +92,8 @@ fn snapshot_input(
     let mut views = Vec::new();
     let clusters = registries
         .iter()
+        // A cluster whose first complete list has not arrived is not yet in the mesh.
+        .filter(|r| r.is_synced())
         .map(|r| {
             let mut c = r.current().clone();
             if c.cluster != config.sources.cluster {
@@ -143,13 +154,13 @@ fn explain_vips(views: &mut [SeView], snapshot: &MeshSnapshot) {
 
 /// Adds to `configs` the keys a registry's sync changed (as its store's last change says);
 /// a complete read makes them unknown.
-fn note_change(configs: &mut ConfigsUpdated, registry: &FileRegistry) {
+fn note_change(configs: &mut ConfigsUpdated, cluster: &str, store: &isthmus_registry::ClusterConfig) {
     let ConfigsUpdated::Keys(keys) = configs else {
         return;
     };
-    match &registry.current().last_change {
+    match &store.last_change {
         Some(change) => keys.extend(change.keys.iter().map(|k| ConfigKey {
-            cluster: registry.cluster().to_string(),
+            cluster: cluster.to_string(),
             key: k.clone(),
         })),
         None => *configs = ConfigsUpdated::Unknown,
@@ -160,10 +171,11 @@ fn note_change(configs: &mut ConfigsUpdated, registry: &FileRegistry) {
 pub const MULTICLUSTER_LABEL: &str = "istio/multiCluster";
 
 /// Clusters that credential Secrets (label `istio/multiCluster=true`, namespace
-/// istio-system) in the local registry name: each key is a cluster id (Istio uses the file
-/// name, `remote_kubecfg` in seed 003) and its value says where that cluster's registry is:
-/// `registry: DIR` (the lab's kubeconfig), or the directory alone.
-pub fn linked_clusters(local: &isthmus_registry::ClusterConfig) -> BTreeMap<String, PathBuf> {
+/// istio-system) in the local registry name: each key is a cluster id (Istio uses the key,
+/// `remote_kubecfg` in seed 003) and its value says where that cluster's objects are: a
+/// kubeconfig (the cluster's API server, as `istioctl create-remote-secret` writes), or for
+/// the file registry `registry: DIR` or the directory alone.
+pub fn linked_clusters(local: &isthmus_registry::ClusterConfig) -> BTreeMap<String, Link> {
     use base64::Engine;
     let mut out = BTreeMap::new();
     for r in local.of_kind("Secret") {
@@ -186,26 +198,45 @@ pub fn linked_clusters(local: &isthmus_registry::ClusterConfig) -> BTreeMap<Stri
             Some((k.clone(), String::from_utf8(bytes).ok()?))
         });
         for (cluster, value) in decoded.chain(sec.string_data.clone()) {
+            if cluster == local.cluster {
+                continue;
+            }
+            if isthmus_kube::Access::is_kubeconfig(&value) {
+                let origin = format!(
+                    "Secret {}/{} key {cluster}",
+                    sec.metadata.namespace, sec.metadata.name
+                );
+                out.insert(
+                    cluster,
+                    Link::Kube(isthmus_kube::Access::Text {
+                        text: value,
+                        origin,
+                    }),
+                );
+                continue;
+            }
             let dir = value
                 .lines()
                 .find_map(|l| l.trim().strip_prefix("registry:"))
                 .map(|d| d.trim().trim_matches('"').to_string())
                 .unwrap_or_else(|| value.trim().to_string());
-            if cluster == local.cluster || dir.is_empty() {
+            if dir.is_empty() {
                 continue;
             }
-            out.insert(cluster, PathBuf::from(dir));
+            out.insert(cluster, Link::Registry(PathBuf::from(dir)));
         }
     }
     out
 }
 
-/// Adds registries for newly linked clusters and drops those whose Secret went away
-/// (their endpoints leave with them). Returns true when the set changed.
-fn reconcile_linked(
+/// Adds registries for newly linked clusters, replaces those whose credential changed (a
+/// rotated token, a moved API server) and drops those whose Secret went away (their
+/// endpoints leave with them). Returns true when the set changed.
+async fn reconcile_linked(
     config: &ControlPlaneConfig,
-    registries: &mut Vec<FileRegistry>,
+    registries: &mut Vec<ClusterRegistry>,
     watcher: &mut notify_watcher::Watcher,
+    wake: &Arc<Notify>,
 ) -> bool {
     let Some(local) = registries
         .iter()
@@ -216,33 +247,47 @@ fn reconcile_linked(
     let wanted = linked_clusters(local.current());
     let fixed: Vec<&String> = config.sources.registries.iter().map(|(c, _)| c).collect();
     let mut changed = false;
-    registries.retain(|r| {
-        let keep = fixed.contains(&&r.cluster().to_string())
-            || wanted.get(r.cluster()).is_some_and(|d| d == r.dir());
-        if !keep {
-            tracing::info!(cluster = r.cluster(), dir = %r.dir().display(), "remote registry credential removed: no longer watching, endpoints withdrawn");
-            isthmus_registry::unwatch(watcher, r.dir());
-            changed = true;
+    let local_cluster = &config.sources.cluster;
+    let mut kept = Vec::new();
+    for r in std::mem::take(registries) {
+        let keep = r.cluster() == local_cluster
+            || fixed.contains(&&r.cluster().to_string())
+            || wanted.get(r.cluster()).is_some_and(|l| *l == r.link());
+        if keep {
+            kept.push(r);
+            continue;
         }
-        keep
-    });
-    for (cluster, dir) in wanted {
+        tracing::info!(cluster = r.cluster(), source = %r.link().describe(), "remote cluster credential removed or changed: no longer reading it, its endpoints are withdrawn");
+        if let Link::Registry(dir) = r.link() {
+            isthmus_registry::unwatch(watcher, &dir);
+        }
+        changed = true;
+    }
+    *registries = kept;
+    for (cluster, link) in wanted {
         if registries.iter().any(|r| r.cluster() == cluster) {
             continue;
         }
-        if !dir.is_dir() {
-            tracing::error!(%cluster, dir = %dir.display(), "remote registry credential names a registry that does not exist");
-            continue;
+        if let Link::Registry(dir) = &link {
+            if !dir.is_dir() {
+                tracing::error!(%cluster, dir = %dir.display(), "remote registry credential names a registry that does not exist");
+                continue;
+            }
+            if let Err(e) = isthmus_registry::watch_more(watcher, dir) {
+                tracing::error!(%cluster, error = %e, "cannot watch remote registry");
+                continue;
+            }
         }
-        if let Err(e) = isthmus_registry::watch_more(watcher, &dir) {
-            tracing::error!(%cluster, error = %e, "cannot watch remote registry");
-            continue;
+        match ClusterRegistry::open(&cluster, &link, wake).await {
+            Ok(r) => {
+                tracing::info!(%cluster, source = %link.describe(), "remote cluster credential added: reading it");
+                registries.push(r);
+                changed = true;
+            }
+            Err(e) => {
+                tracing::error!(%cluster, error = %e, "remote cluster credential cannot be used");
+            }
         }
-        let mut r = FileRegistry::new(cluster.clone(), dir.clone());
-        r.reload();
-        tracing::info!(%cluster, dir = %dir.display(), "remote registry credential added: watching");
-        registries.push(r);
-        changed = true;
     }
     changed
 }
@@ -250,6 +295,52 @@ fn reconcile_linked(
 mod notify_watcher {
     /// The file watcher type.
     pub type Watcher = notify::RecommendedWatcher;
+}
+
+/// How long events from API servers are gathered before a rebuild (istiod's debounce
+/// default is 100 ms).
+const KUBE_DEBOUNCE: Duration = Duration::from_millis(100);
+
+/// Waits until every API server registry has given its first complete list, saying every
+/// 10 s what it is still waiting for.
+async fn wait_for_first_list(registries: &mut [ClusterRegistry], wake: &Arc<Notify>) {
+    let started = std::time::Instant::now();
+    loop {
+        for r in registries.iter_mut() {
+            r.sync(None);
+        }
+        let waiting: Vec<String> = registries
+            .iter()
+            .filter(|r| r.is_kube() && !r.is_synced())
+            .map(|r| {
+                format!(
+                    "{} ({}: {})",
+                    r.cluster(),
+                    r.link().describe(),
+                    r.waiting_for().join(", ")
+                )
+            })
+            .collect();
+        if waiting.is_empty() {
+            if registries.iter().any(ClusterRegistry::is_kube) {
+                tracing::info!(
+                    after_ms = started.elapsed().as_millis() as u64,
+                    "first complete list from the API server read"
+                );
+            }
+            return;
+        }
+        if tokio::time::timeout(Duration::from_secs(10), wake.notified())
+            .await
+            .is_err()
+        {
+            let problems: Vec<String> = registries
+                .iter()
+                .flat_map(|r| r.current().diagnostics.iter().map(|d| d.to_string()))
+                .collect();
+            tracing::warn!(waiting = %waiting.join("; "), problems = %problems.join("; "), "not serving yet: waiting for the first complete list");
+        }
+    }
 }
 
 fn report(snapshot: &MeshSnapshot, seen: &mut Vec<String>) {
@@ -262,15 +353,13 @@ fn report(snapshot: &MeshSnapshot, seen: &mut Vec<String>) {
 
 /// Runs until the process is stopped.
 pub async fn run(config: ControlPlaneConfig) -> Result<(), ControlPlaneError> {
-    if !config
-        .sources
-        .registries
-        .iter()
-        .any(|(c, _)| c == &config.sources.cluster)
-    {
-        return Err(ControlPlaneError::NoLocalRegistry(
-            config.sources.cluster.clone(),
-        ));
+    let local = &config.sources.cluster;
+    let local_dir = config.sources.registries.iter().any(|(c, _)| c == local);
+    let local_kube = config.local_api_server();
+    match (&local_kube, local_dir) {
+        (None, false) => return Err(ControlPlaneError::NoLocalRegistry(local.clone())),
+        (Some(_), true) => return Err(ControlPlaneError::TwoLocalSources(local.clone())),
+        _ => {}
     }
     for (_, d) in &config.sources.registries {
         if !d.is_dir() {
@@ -279,14 +368,14 @@ pub async fn run(config: ControlPlaneConfig) -> Result<(), ControlPlaneError> {
     }
     let authority = Arc::new(Authority::load(&config.cacerts)?);
     let credentials = Arc::new(CredentialKey::load_or_create(&config.credential_key)?);
-    let mut registries: Vec<FileRegistry> = config
-        .sources
-        .registries
-        .iter()
-        .map(|(c, d)| FileRegistry::new(c.clone(), d.clone()))
-        .collect();
-    for r in &mut registries {
-        r.reload();
+    // Every API server source notifies this one when it has events.
+    let wake = Arc::new(Notify::new());
+    let mut registries: Vec<ClusterRegistry> = Vec::new();
+    if let Some(access) = &local_kube {
+        registries.push(ClusterRegistry::open(local, &Link::Kube(access.clone()), &wake).await?);
+    }
+    for (c, d) in &config.sources.registries {
+        registries.push(ClusterRegistry::open(c, &Link::Registry(d.clone()), &wake).await?);
     }
     let mut remotes: Vec<FileRegistry> = config
         .remote_registries
@@ -304,7 +393,10 @@ pub async fn run(config: ControlPlaneConfig) -> Result<(), ControlPlaneError> {
         .map(|(_, d)| d.clone())
         .collect();
     let (mut watcher, mut changes) = watch_dirs(&dirs, Duration::from_millis(200))?;
-    reconcile_linked(&config, &mut registries, &mut watcher);
+    // Serve only once the local API server has been listed completely: a proxy sent a
+    // mesh built from half a list would lose the other half's routes.
+    wait_for_first_list(&mut registries, &wake).await;
+    reconcile_linked(&config, &mut registries, &mut watcher, &wake).await;
     // Kept across rebuilds: a change rebuilds only the namespaces it touches.
     let mut builder = MeshBuilder::new();
     let (input, mut first_views) = snapshot_input(&config, &registries, &remotes);
@@ -328,17 +420,43 @@ pub async fn run(config: ControlPlaneConfig) -> Result<(), ControlPlaneError> {
     let (diag_tx, diag_rx) = watch::channel(seen.clone());
     let cfg = config.clone();
     tokio::spawn(async move {
-        while let Some(burst) = changes.recv().await {
+        loop {
+            // A burst of file changes, or events from an API server (gathered for a moment,
+            // as istiod debounces, so that a `kubectl apply` of many objects is one push).
+            let files = tokio::select! {
+                burst = changes.recv() => match burst {
+                    Some(b) => Some(b),
+                    None => break,
+                },
+                _ = wake.notified() => {
+                    tokio::time::sleep(KUBE_DEBOUNCE).await;
+                    None
+                }
+            };
             let started = std::time::Instant::now();
             let mut changed = false;
             let mut configs = ConfigsUpdated::Keys(Default::default());
-            for r in registries.iter_mut().chain(remotes.iter_mut()) {
-                if r.apply(&burst) {
+            for r in registries.iter_mut() {
+                let was_synced = r.is_synced();
+                if r.sync(files.as_ref()) {
                     changed = true;
-                    note_change(&mut configs, r);
+                    if was_synced {
+                        note_change(&mut configs, r.cluster(), r.current());
+                    } else {
+                        tracing::info!(cluster = r.cluster(), source = %r.link().describe(), "first complete list read: the cluster joins the mesh");
+                        configs = ConfigsUpdated::Unknown;
+                    }
                 }
             }
-            if reconcile_linked(&cfg, &mut registries, &mut watcher) {
+            if let Some(burst) = &files {
+                for r in remotes.iter_mut() {
+                    if r.apply(burst) {
+                        changed = true;
+                        note_change(&mut configs, r.cluster(), r.current());
+                    }
+                }
+            }
+            if reconcile_linked(&cfg, &mut registries, &mut watcher, &wake).await {
                 changed = true;
                 configs = ConfigsUpdated::Unknown;
             }
@@ -553,6 +671,24 @@ mod tests {
     }
 
     #[test]
+    fn a_credential_secret_holding_a_kubeconfig_names_an_api_server() {
+        let kubeconfig = "apiVersion: v1\nkind: Config\nclusters:\n- name: c2\n  cluster: {server: \"https://198.18.0.9:6443\"}\nusers:\n- name: u\n  user: {token: abc}\ncontexts:\n- name: c2\n  context: {cluster: c2, user: u}\ncurrent-context: c2\n";
+        let yaml = format!(
+            "apiVersion: v1\nkind: Secret\nmetadata:\n  name: istio-remote-secret-cluster2\n  labels: {{istio/multiCluster: \"true\"}}\nstringData:\n  cluster2: |\n{}",
+            kubeconfig.lines().map(|l| format!("    {l}\n")).collect::<String>()
+        );
+        let got = linked_clusters(&local(&yaml));
+        let Some(Link::Kube(access)) = got.get("cluster2") else {
+            panic!("{got:?}")
+        };
+        assert_eq!(
+            access.describe(),
+            "kubeconfig in Secret istio-system/istio-remote-secret-cluster2 key cluster2"
+        );
+        assert!(!format!("{got:?}").contains("abc"), "no token in debug output");
+    }
+
+    #[test]
     fn credential_secrets_name_remote_registries() {
         // `registry: /reg/remote` in base64, as `kubectl create secret --from-file` stores it.
         let c = local(
@@ -562,8 +698,11 @@ mod tests {
         assert_eq!(
             got,
             BTreeMap::from([
-                ("remote_kubecfg".to_string(), PathBuf::from("/reg/remote")),
-                ("west".to_string(), PathBuf::from("/reg/west")),
+                (
+                    "remote_kubecfg".to_string(),
+                    Link::Registry(PathBuf::from("/reg/remote"))
+                ),
+                ("west".to_string(), Link::Registry(PathBuf::from("/reg/west"))),
             ])
         );
     }

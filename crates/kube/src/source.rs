@@ -91,18 +91,29 @@ impl KubeSource {
     /// Starts watching every kind of [`watched_kinds`] with `client` (must run inside a Tokio
     /// runtime). `access` says where the client points, for messages.
     pub fn start(cluster: impl Into<String>, client: kube::Client, access: String) -> Self {
-        Self::start_kinds(cluster, client, access, watched_kinds())
+        Self::start_kinds(cluster, client, access, watched_kinds(), Arc::new(Notify::new()))
     }
 
-    /// Starts watching `kinds`.
+    /// Starts watching every kind, notifying `wake` whenever events are waiting (one
+    /// `Notify` can serve every source of a control plane).
+    pub fn start_notifying(
+        cluster: impl Into<String>,
+        client: kube::Client,
+        access: String,
+        wake: Arc<Notify>,
+    ) -> Self {
+        Self::start_kinds(cluster, client, access, watched_kinds(), wake)
+    }
+
+    /// Starts watching `kinds`, notifying `wake`.
     pub fn start_kinds(
         cluster: impl Into<String>,
         client: kube::Client,
         access: String,
         kinds: Vec<WatchedKind>,
+        wake: Arc<Notify>,
     ) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
-        let wake = Arc::new(Notify::new());
         let tasks = kinds
             .iter()
             .enumerate()
