@@ -9,6 +9,8 @@ command -v curl >/dev/null || missing+=(curl)
 # The S4 gateway TLS scenario makes its test certificates with openssl.
 command -v openssl >/dev/null || missing+=(openssl)
 command -v setpriv >/dev/null || missing+=(util-linux)
+# The Kubernetes-mode lab starts its node agents with nsenter (util-linux).
+command -v nsenter >/dev/null || missing+=(util-linux)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
     echo "missing ${missing[*]}: run as root, or apt-get install ${missing[*]}" >&2

@@ -22,6 +22,10 @@ pub struct LabGlobal {
     /// Envoy binary (default: `envoy` on PATH, then .venv/bin/envoy).
     #[arg(long, global = true, env = "ISTHMUS_ENVOY")]
     envoy: Option<PathBuf>,
+    /// The Kubernetes binaries for Kubernetes mode (default: $KUBE_BIN, then the newest
+    /// .kube-bin/*/ that scripts/install-kubernetes.sh built, here or in a parent folder).
+    #[arg(long, global = true)]
+    kube_bin: Option<PathBuf>,
 }
 
 /// The lab's verbs.
@@ -32,6 +36,12 @@ pub enum LabCommand {
     Up {
         /// The lab folder, such as examples/gateway-connected.
         dir: PathBuf,
+        /// Run every cluster on a real Kubernetes control plane (etcd, kube-apiserver,
+        /// kube-controller-manager, kube-scheduler, built by scripts/install-kubernetes.sh);
+        /// the lab is each cluster's kubelet and kube-proxy. Also `kubernetes: true` in
+        /// topology.yaml.
+        #[arg(long)]
+        kubernetes: bool,
     },
     /// Stop everything and remove the lab's namespaces.
     Down,
@@ -92,6 +102,36 @@ pub enum LabCommand {
         /// Tear the lab down afterwards.
         #[arg(long)]
         down: bool,
+        /// Run it with every cluster on a real Kubernetes control plane (see `lab up
+        /// --kubernetes`).
+        #[arg(long)]
+        kubernetes: bool,
+    },
+    /// Print the path of an admin kubeconfig for a cluster's API server (Kubernetes mode);
+    /// use it from the cluster's network, as `isthmus lab kubectl` does.
+    Kubeconfig {
+        /// Cluster.
+        cluster: String,
+        /// The kubeconfig for the API server's public (WAN) address instead, as another
+        /// cluster's control plane uses it.
+        #[arg(long)]
+        public: bool,
+    },
+    /// Run the lab's kubectl against a cluster's API server (Kubernetes mode), such as
+    /// `isthmus lab kubectl cluster1 -- get pods -A`.
+    Kubectl {
+        /// Cluster.
+        cluster: String,
+        /// kubectl's arguments.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// (started by `lab up --kubernetes`) the kubelet and kube-proxy of a cluster's Node.
+    #[command(hide = true)]
+    Node {
+        /// Cluster.
+        #[arg(long)]
+        cluster: String,
     },
     /// (inside a pod) run a built-in demo app.
     #[command(hide = true)]
@@ -125,6 +165,8 @@ fn options(g: &LabGlobal) -> Result<LabOptions> {
         prefix: g.prefix.clone(),
         exe: std::env::current_exe()?,
         envoy: g.envoy.clone(),
+        kubernetes: false,
+        kube_bin: g.kube_bin.clone(),
     })
 }
 
@@ -137,9 +179,11 @@ fn progress(line: &str) {
 /// Runs a lab command.
 pub fn run(g: &LabGlobal, cmd: LabCommand) -> Result<()> {
     match cmd {
-        LabCommand::Up { dir } => {
+        LabCommand::Up { dir, kubernetes } => {
             println!("bringing up {} ...", dir.display());
-            let lab = Lab::up(&dir, options(g)?, &mut |l| progress(l)).map_err(|e| {
+            let mut opts = options(g)?;
+            opts.kubernetes = kubernetes;
+            let lab = Lab::up(&dir, opts, &mut |l| progress(l)).map_err(|e| {
                 anyhow::anyhow!(
                     "{e}\n(what was started is left for inspection; `isthmus lab down` removes it)"
                 )
@@ -203,12 +247,23 @@ pub fn run(g: &LabGlobal, cmd: LabCommand) -> Result<()> {
             let lab = Lab::load(options(g)?)?;
             print!("{}", lab.status());
         }
-        LabCommand::Run { scenario, down } => {
+        LabCommand::Run {
+            scenario,
+            down,
+            kubernetes,
+        } => {
             let (sc, base) = isthmus_lab::scenario::Scenario::load(&scenario)?;
-            let opts = options(g)?;
+            let mut opts = options(g)?;
+            opts.kubernetes = kubernetes;
             let wanted = base.join(&sc.lab).canonicalize()?;
             let mut lab = match Lab::load(opts.clone()) {
-                Ok(lab) if lab.state.source == wanted && lab.healthy() => lab,
+                Ok(lab)
+                    if lab.state.source == wanted
+                        && lab.healthy()
+                        && (!kubernetes || lab.is_kubernetes()) =>
+                {
+                    lab
+                }
                 _ => {
                     println!("bringing up {} ...", wanted.display());
                     Lab::up(&wanted, opts.clone(), &mut |l| progress(l))?
@@ -234,6 +289,33 @@ pub fn run(g: &LabGlobal, cmd: LabCommand) -> Result<()> {
             let app = isthmus_lab::demo::DemoApp::for_image(&image)?;
             tokio::runtime::Runtime::new()?
                 .block_on(isthmus_lab::demo::serve(app, pod, ports, tcp_ports))?;
+        }
+        LabCommand::Kubeconfig { cluster, public } => {
+            let lab = Lab::load(options(g)?)?;
+            lab.state.cluster(&cluster)?;
+            if !lab.is_kubernetes() {
+                bail!("the lab does not run on Kubernetes (start it with `isthmus lab up --kubernetes DIR`)");
+            }
+            let path = if public {
+                isthmus_lab::kubernetes::public_kubeconfig(&g.state, &cluster)
+            } else {
+                isthmus_lab::kubernetes::kubeconfig(&g.state, &cluster)
+            };
+            println!("{}", path.display());
+        }
+        LabCommand::Kubectl { cluster, args } => {
+            let lab = Lab::load(options(g)?)?;
+            let ci = lab.state.cluster(&cluster)?.index;
+            let kubectl = isthmus_lab::kubernetes::kubectl(&options(g)?, &lab.state, ci)?;
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            match kubectl.run(&args, None) {
+                Ok(out) => print!("{out}"),
+                Err(e) => bail!("{e}"),
+            }
+        }
+        LabCommand::Node { cluster } => {
+            let opts = options(g)?;
+            tokio::runtime::Runtime::new()?.block_on(isthmus_lab::node::run(opts, &cluster))?;
         }
         LabCommand::HttpGet { addr, path } => {
             let (code, body) = isthmus_lab::http::get(addr, &path)?;

@@ -6,7 +6,6 @@ use isthmus_ca::{Authority, CaService, CredentialKey};
 use isthmus_model::automation::generate as generate_service_entries;
 use isthmus_model::{ConfigKey, ConfigsUpdated, MeshBuilder, MeshSnapshot, SnapshotInput};
 use isthmus_registry::{watch_dirs, FileRegistry};
-use tokio::sync::Notify;
 use isthmus_xds::{AdsServer, MeshUpdate, XdsStatus};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -15,6 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
+use tokio::sync::Notify;
 
 pub mod clusters;
 pub mod config;
@@ -154,7 +154,11 @@ fn explain_vips(views: &mut [SeView], snapshot: &MeshSnapshot) {
 
 /// Adds to `configs` the keys a registry's sync changed (as its store's last change says);
 /// a complete read makes them unknown.
-fn note_change(configs: &mut ConfigsUpdated, cluster: &str, store: &isthmus_registry::ClusterConfig) {
+fn note_change(
+    configs: &mut ConfigsUpdated,
+    cluster: &str,
+    store: &isthmus_registry::ClusterConfig,
+) {
     let ConfigsUpdated::Keys(keys) = configs else {
         return;
     };
@@ -685,7 +689,10 @@ mod tests {
             access.describe(),
             "kubeconfig in Secret istio-system/istio-remote-secret-cluster2 key cluster2"
         );
-        assert!(!format!("{got:?}").contains("abc"), "no token in debug output");
+        assert!(
+            !format!("{got:?}").contains("abc"),
+            "no token in debug output"
+        );
     }
 
     #[test]
@@ -702,7 +709,10 @@ mod tests {
                     "remote_kubecfg".to_string(),
                     Link::Registry(PathBuf::from("/reg/remote"))
                 ),
-                ("west".to_string(), Link::Registry(PathBuf::from("/reg/west"))),
+                (
+                    "west".to_string(),
+                    Link::Registry(PathBuf::from("/reg/west"))
+                ),
             ])
         );
     }

@@ -8,9 +8,8 @@
 //! service-account tokens with its own key. Every process is stopped when the
 //! [`LocalCluster`] is dropped.
 
-use k8s_openapi::api::core::v1::Namespace;
-use kube::api::Api;
 use std::net::{IpAddr, SocketAddr};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -123,9 +122,13 @@ pub struct LocalOptions {
     pub bin: PathBuf,
     /// Where its data, certificates, kubeconfig and logs go (created).
     pub dir: PathBuf,
-    /// The address every process listens on (loopback, or an address inside a network
-    /// namespace the caller made).
+    /// The API server's address, which its kubeconfig names (loopback, or an address inside
+    /// a network namespace the caller made). etcd listens on loopback only: nothing but
+    /// the API server reaches it.
     pub address: IpAddr,
+    /// Where the API server listens: `address`, or `0.0.0.0` to serve on every address of
+    /// its namespace (a pod address and a public one).
+    pub bind: IpAddr,
     /// Other addresses the API server's certificate names (a public address on a WAN).
     pub extra_addresses: Vec<IpAddr>,
     /// The API server's port.
@@ -151,6 +154,7 @@ impl LocalOptions {
             bin,
             dir,
             address: IpAddr::from([127, 0, 0, 1]),
+            bind: IpAddr::from([127, 0, 0, 1]),
             extra_addresses: Vec::new(),
             api_port: port(0),
             etcd_port: etcd,
@@ -181,8 +185,10 @@ pub struct LocalCluster {
 
 impl LocalCluster {
     /// Starts etcd and kube-apiserver (and the controllers when asked), waits until the API
-    /// server answers, and writes `kubeconfig` in the folder.
-    pub async fn start(options: LocalOptions) -> Result<LocalCluster, LocalError> {
+    /// server answers (asking with kubectl, run with the same command prefix, so that an API
+    /// server inside a network namespace is reached from there), and writes `kubeconfig` in
+    /// the folder. Blocks while it waits.
+    pub fn start(options: LocalOptions) -> Result<LocalCluster, LocalError> {
         std::fs::create_dir_all(&options.dir).map_err(io(&options.dir))?;
         let dir = options.dir.clone();
         let (ca_pem, cert_pem, key_pem) = serving_certificate(&options)?;
@@ -214,15 +220,9 @@ impl LocalCluster {
         };
         write("kubeconfig", &cluster.kubeconfig(options.address))?;
         let addr = options.address.to_string();
-        let host = |ip: &str, port: u16| {
-            if ip.contains(':') {
-                format!("[{ip}]:{port}")
-            } else {
-                format!("{ip}:{port}")
-            }
-        };
-        let etcd_url = format!("http://{}", host(&addr, options.etcd_port));
-        let peer_url = format!("http://{}", host(&addr, options.etcd_port + 1));
+        let bind = options.bind.to_string();
+        let etcd_url = format!("http://127.0.0.1:{}", options.etcd_port);
+        let peer_url = format!("http://127.0.0.1:{}", options.etcd_port + 1);
         let data = dir.join("etcd-data");
         cluster.spawn(
             "etcd",
@@ -250,7 +250,7 @@ impl LocalCluster {
             "--etcd-servers",
             &etcd_url,
             "--bind-address",
-            &addr,
+            &bind,
             "--advertise-address",
             &addr,
             "--secure-port",
@@ -283,9 +283,10 @@ impl LocalCluster {
         .collect();
         let args = cluster.api_args.clone();
         cluster.spawn("kube-apiserver", &args)?;
-        cluster.wait_ready().await?;
+        cluster.wait_ready()?;
         if options.controllers {
             cluster.spawn_controllers()?;
+            cluster.wait_controllers()?;
         }
         Ok(cluster)
     }
@@ -313,7 +314,8 @@ impl LocalCluster {
                 "--service-cluster-ip-range",
                 &service_cidr,
                 "--controllers",
-                "*,-nodeipam,-cloud-node-lifecycle,-service-lb-controller,-node-route-controller",
+                // Pod CIDRs per node are the lab's business (it gives pods their addresses).
+                "*,-nodeipam",
             ],
         )?;
         self.spawn(
@@ -326,6 +328,42 @@ impl LocalCluster {
                 "0",
             ],
         )
+    }
+
+    /// Waits until the controller manager works: the service-account controller has made
+    /// `default/default`.
+    fn wait_controllers(&mut self) -> Result<(), LocalError> {
+        let started = Instant::now();
+        loop {
+            if let Some((process, status)) = self.exited() {
+                return Err(self.failed(process, format!("exited during startup ({status})")));
+            }
+            let last = match self.kubectl(
+                &[
+                    "get",
+                    "serviceaccount",
+                    "default",
+                    "-n",
+                    "default",
+                    "-o",
+                    "name",
+                ],
+                None,
+            ) {
+                Ok(_) => return Ok(()),
+                Err(e) => e,
+            };
+            if started.elapsed() > self.options.startup {
+                return Err(self.failed(
+                    "kube-controller-manager",
+                    format!(
+                        "made no default service account within {:?} (last answer: {last})",
+                        self.options.startup
+                    ),
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(300));
+        }
     }
 
     fn log_path(&self, process: &str) -> PathBuf {
@@ -354,6 +392,8 @@ impl LocalCluster {
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err)
+            // Its own process group: a Ctrl-C meant for whoever started it does not reach it.
+            .process_group(0)
             .spawn()
             .map_err(|e| self.failed(process, format!("cannot start {}: {e}", exe.display())))?;
         self.processes.push((process, child));
@@ -383,17 +423,22 @@ impl LocalCluster {
         None
     }
 
-    async fn wait_ready(&mut self) -> Result<(), LocalError> {
+    fn wait_ready(&mut self) -> Result<(), LocalError> {
         let started = Instant::now();
-        let client = self.client().await?;
-        let namespaces: Api<Namespace> = Api::all(client);
         loop {
             if let Some((process, status)) = self.exited() {
                 return Err(self.failed(process, format!("exited during startup ({status})")));
             }
-            let last = match namespaces.get("default").await {
-                Ok(_) => return Ok(()),
-                Err(e) => e.to_string(),
+            // Ready, and the namespaces it makes at start exist.
+            let last = match self.kubectl(&["get", "--raw", "/readyz"], None) {
+                Ok(body) if body.trim() == "ok" => {
+                    match self.kubectl(&["get", "namespace", "default", "-o", "name"], None) {
+                        Ok(_) => return Ok(()),
+                        Err(e) => e,
+                    }
+                }
+                Ok(body) => body,
+                Err(e) => e,
             };
             if started.elapsed() > self.options.startup {
                 return Err(self.failed(
@@ -404,7 +449,7 @@ impl LocalCluster {
                     ),
                 ));
             }
-            tokio::time::sleep(Duration::from_millis(300)).await;
+            std::thread::sleep(Duration::from_millis(300));
         }
     }
 
@@ -455,6 +500,15 @@ impl LocalCluster {
         self.processes.iter().map(|(n, c)| (*n, c.id())).collect()
     }
 
+    /// Leaves every process running on its own (the lab records the pids and stops them
+    /// with the namespace they run in); returns them by name.
+    pub fn detach(mut self) -> Vec<(&'static str, u32)> {
+        let pids = self.pids();
+        // Dropping a `Child` neither waits for nor kills it.
+        self.processes.clear();
+        pids
+    }
+
     /// Stops the API server and the controllers but keeps etcd and the folder, as an API
     /// server restart does; [`LocalCluster::restart_api_server`] starts it again.
     pub fn stop_api_server(&mut self) {
@@ -471,12 +525,13 @@ impl LocalCluster {
 
     /// Starts again what [`LocalCluster::stop_api_server`] stopped (the API server, with
     /// the same settings; the controllers when they ran), and waits until it answers.
-    pub async fn restart_api_server(&mut self) -> Result<(), LocalError> {
+    pub fn restart_api_server(&mut self) -> Result<(), LocalError> {
         let args = self.api_args.clone();
         self.spawn("kube-apiserver", &args)?;
-        self.wait_ready().await?;
+        self.wait_ready()?;
         if self.options.controllers {
             self.spawn_controllers()?;
+            self.wait_controllers()?;
         }
         Ok(())
     }
@@ -606,15 +661,34 @@ pub fn locate_istio_crds() -> Result<PathBuf, LocalError> {
     )))
 }
 
-impl LocalCluster {
-    /// Runs the built kubectl against this API server; `stdin` is fed to it. Returns its
-    /// standard output, or its standard error as the error.
-    pub fn kubectl(&self, args: &[&str], stdin: Option<&str>) -> Result<String, String> {
+/// The built kubectl with a kubeconfig, run behind a command prefix (such as `ip netns exec
+/// NS`, to reach an API server inside a network namespace).
+#[derive(Debug, Clone)]
+pub struct Kubectl {
+    /// The kubectl binary.
+    pub exe: PathBuf,
+    /// The kubeconfig.
+    pub kubeconfig: PathBuf,
+    /// The command prefix.
+    pub wrap: Vec<String>,
+}
+
+impl Kubectl {
+    /// Runs kubectl with `args`, feeding it `stdin`. Returns its standard output, or its
+    /// standard error (the API server's message) as the error.
+    pub fn run(&self, args: &[&str], stdin: Option<&str>) -> Result<String, String> {
         use std::io::Write as _;
-        let mut command = Command::new(self.options.bin.join("kubectl"));
+        let mut command = match self.wrap.split_first() {
+            Some((first, rest)) => {
+                let mut c = Command::new(first);
+                c.args(rest).arg(&self.exe);
+                c
+            }
+            None => Command::new(&self.exe),
+        };
         command
             .arg("--kubeconfig")
-            .arg(self.kubeconfig_path())
+            .arg(&self.kubeconfig)
             .arg("--request-timeout=30s")
             .args(args)
             .stdin(if stdin.is_some() {
@@ -626,7 +700,7 @@ impl LocalCluster {
             .stderr(Stdio::piped());
         let mut child = command
             .spawn()
-            .map_err(|e| format!("cannot run kubectl: {e}"))?;
+            .map_err(|e| format!("cannot run {}: {e}", self.exe.display()))?;
         if let (Some(text), Some(mut pipe)) = (stdin, child.stdin.take()) {
             pipe.write_all(text.as_bytes())
                 .map_err(|e| format!("writing to kubectl: {e}"))?;
@@ -639,6 +713,22 @@ impl LocalCluster {
         } else {
             Err(String::from_utf8_lossy(&out.stderr).trim().to_string())
         }
+    }
+}
+
+impl LocalCluster {
+    /// kubectl for this API server, run with the processes' command prefix.
+    pub fn kubectl_command(&self) -> Kubectl {
+        Kubectl {
+            exe: self.options.bin.join("kubectl"),
+            kubeconfig: self.kubeconfig_path(),
+            wrap: self.options.wrap.clone(),
+        }
+    }
+
+    /// Runs the built kubectl against this API server (see [`Kubectl::run`]).
+    pub fn kubectl(&self, args: &[&str], stdin: Option<&str>) -> Result<String, String> {
+        self.kubectl_command().run(args, stdin)
     }
 
     /// Installs Istio's CRDs (`crds`: a `crd-all.gen.yaml`) and waits until they are served.

@@ -91,7 +91,13 @@ impl KubeSource {
     /// Starts watching every kind of [`watched_kinds`] with `client` (must run inside a Tokio
     /// runtime). `access` says where the client points, for messages.
     pub fn start(cluster: impl Into<String>, client: kube::Client, access: String) -> Self {
-        Self::start_kinds(cluster, client, access, watched_kinds(), Arc::new(Notify::new()))
+        Self::start_kinds(
+            cluster,
+            client,
+            access,
+            watched_kinds(),
+            Arc::new(Notify::new()),
+        )
     }
 
     /// Starts watching every kind, notifying `wake` whenever events are waiting (one
@@ -419,6 +425,7 @@ fn describe(e: &watcher::Error) -> String {
 /// them), and without what only takes memory (managed fields, `kubectl apply`'s copy).
 fn to_value(kind: &WatchedKind, obj: DynamicObject) -> serde_json::Value {
     let mut value = serde_json::to_value(obj).unwrap_or_default();
+    drop_nulls(&mut value);
     if let Some(map) = value.as_object_mut() {
         map.insert("apiVersion".into(), kind.api.api_version.clone().into());
         map.insert("kind".into(), kind.api.kind.clone().into());
@@ -430,6 +437,20 @@ fn to_value(kind: &WatchedKind, obj: DynamicObject) -> serde_json::Value {
         }
     }
     value
+}
+
+/// Removes the fields whose value is `null`: to the API an explicit null is the field left
+/// out (an EndpointSlice without endpoints has `"endpoints": null`), and the reader takes a
+/// missing field for its default.
+fn drop_nulls(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::Object(map) => {
+            map.retain(|_, v| !v.is_null());
+            map.values_mut().for_each(drop_nulls);
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(drop_nulls),
+        _ => {}
+    }
 }
 
 fn key_of(kind: &WatchedKind, value: &serde_json::Value) -> ResourceKey {
@@ -444,6 +465,44 @@ fn key_of(kind: &WatchedKind, value: &serde_json::Value) -> ResourceKey {
         kind: kind.api.kind.clone(),
         namespace: get("/metadata/namespace"),
         name: get("/metadata/name"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nulls_are_fields_left_out() {
+        let mut v =
+            serde_json::json!({"a": null, "b": {"c": null, "d": [ {"e": null, "f": 1} ]}, "g": 2});
+        drop_nulls(&mut v);
+        assert_eq!(v, serde_json::json!({"b": {"d": [{"f": 1}]}, "g": 2}));
+    }
+
+    #[test]
+    fn a_slice_without_endpoints_reads() {
+        let kind = watched_kinds()
+            .into_iter()
+            .find(|k| k.kind() == "EndpointSlice")
+            .expect("kind");
+        let obj: DynamicObject = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "web-x", "namespace": "foo", "managedFields": [{"manager": "kcm"}],
+                         "annotations": {LAST_APPLIED: "{...}", "keep": "me"}},
+            "addressType": "IPv4", "endpoints": null, "ports": null
+        }))
+        .expect("object");
+        let value = to_value(&kind, obj);
+        assert!(value.pointer("/metadata/managedFields").is_none());
+        assert!(value.pointer("/metadata/annotations/keep").is_some());
+        assert!(value
+            .pointer(&format!(
+                "/metadata/annotations/{}",
+                LAST_APPLIED.replace('/', "~1")
+            ))
+            .is_none());
+        let (r, _) = ObjectReader::new().read(&value).expect("reads");
+        assert_eq!(r.key().to_string(), "EndpointSlice/foo/web-x");
     }
 }
 

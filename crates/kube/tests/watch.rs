@@ -91,8 +91,10 @@ async fn watches_a_real_api_server() {
     let crds = locate_istio_crds().unwrap_or_else(|e| panic!("{e}"));
     let dir = std::env::temp_dir().join(format!("isthmus-kube-watch-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let mut cluster = LocalCluster::start(LocalOptions::loopback(bin, dir.clone()))
+    let options = LocalOptions::loopback(bin, dir.clone());
+    let mut cluster = tokio::task::spawn_blocking(move || LocalCluster::start(options))
         .await
+        .expect("start")
         .unwrap_or_else(|e| panic!("{e}"));
     cluster.install_istio_crds(&crds).expect("Istio CRDs");
     fn run(cluster: &LocalCluster, args: &[&str], stdin: Option<&str>) -> String {
@@ -190,10 +192,7 @@ async fn watches_a_real_api_server() {
         "nothing is dropped while the API server is down"
     );
     assert!(has(&registry, "Service/bar/httpbin"));
-    cluster
-        .restart_api_server()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    tokio::task::block_in_place(|| cluster.restart_api_server()).unwrap_or_else(|e| panic!("{e}"));
     kubectl!(
         &["apply", "-f", "-"],
         Some(&destination_rule("{name: v2, labels: {version: v2}}"))

@@ -105,10 +105,39 @@ pub fn pod_object(pod: &PodState, ports: &[u32]) -> Result<Pod, LabError> {
     })
 }
 
-/// One cluster's API server: its objects are the files of its registry directory.
+/// One cluster's API server: in file mode its objects are the files of its registry
+/// directory; in Kubernetes mode it is the cluster's real API server, reached with kubectl.
 #[derive(Debug, Clone)]
 pub struct ApiServer {
     dir: PathBuf,
+    kube: Option<KubeApi>,
+}
+
+/// A real API server: kubectl for it, and the Node that the lab's pods are bound to.
+#[derive(Debug, Clone)]
+struct KubeApi {
+    kubectl: isthmus_kube::local::Kubectl,
+    cluster: String,
+    node: String,
+}
+
+impl KubeApi {
+    fn run(&self, args: &[&str], stdin: Option<&str>) -> Result<String, LabError> {
+        self.kubectl
+            .run(args, stdin)
+            .map_err(|stderr| LabError::Command {
+                command: format!("kubectl {} (cluster {})", args.join(" "), self.cluster),
+                stderr,
+            })
+    }
+
+    fn apply(&self, namespace: &str, text: &str) -> Result<(), LabError> {
+        let mut args = vec!["apply", "-f", "-"];
+        if !namespace.is_empty() {
+            args.extend(["-n", namespace]);
+        }
+        self.run(&args, Some(text)).map(|_| ())
+    }
 }
 
 impl ApiServer {
@@ -116,7 +145,31 @@ impl ApiServer {
     pub fn new(state_dir: &Path, cluster: &str) -> ApiServer {
         ApiServer {
             dir: registry_dir(state_dir, cluster),
+            kube: None,
         }
+    }
+
+    /// The API server of cluster number `ci` of a lab: the real one in Kubernetes mode.
+    pub fn of(
+        opts: &crate::options::LabOptions,
+        state: &crate::state::LabState,
+        ci: usize,
+    ) -> Result<ApiServer, LabError> {
+        let name = &state.clusters[ci].name;
+        let mut api = ApiServer::new(&opts.state_dir, name);
+        if crate::kubernetes::enabled(state) {
+            api.kube = Some(KubeApi {
+                kubectl: crate::kubernetes::kubectl(opts, state, ci)?,
+                cluster: name.clone(),
+                node: crate::kubernetes::node_name(name),
+            });
+        }
+        Ok(api)
+    }
+
+    /// Whether it is a real API server.
+    pub fn is_kube(&self) -> bool {
+        self.kube.is_some()
     }
 
     /// The registry directory the control planes watch.
@@ -132,6 +185,12 @@ impl ApiServer {
     /// Stores an object's text (`namespace` "" for a cluster-scoped object), replacing
     /// the one of the same kind and name.
     pub fn put(&self, namespace: &str, kind: &str, name: &str, text: &str) -> Result<(), LabError> {
+        if let Some(k) = &self.kube {
+            // `kubectl apply`: the API server validates it (Istio's CRDs for Istio kinds)
+            // and its message is the error.
+            let _ = (kind, name);
+            return k.apply(namespace, text);
+        }
         let dir = if namespace.is_empty() {
             self.dir.clone()
         } else {
@@ -147,6 +206,13 @@ impl ApiServer {
 
     /// Deletes an object; false when there was none.
     pub fn delete(&self, namespace: &str, kind: &str, name: &str) -> Result<bool, LabError> {
+        if let Some(k) = &self.kube {
+            let mut args = vec!["delete", kind, name, "--ignore-not-found", "--wait=false"];
+            if !namespace.is_empty() {
+                args.extend(["-n", namespace]);
+            }
+            return Ok(!k.run(&args, None)?.trim().is_empty());
+        }
         let path = self.dir.join(namespace).join(object_file(kind, name));
         match std::fs::remove_file(&path) {
             Ok(()) => Ok(true),
@@ -169,6 +235,9 @@ impl ApiServer {
         service_cidr: Cidr,
         mut svc: Service,
     ) -> Result<String, LabError> {
+        if let Some(k) = &self.kube {
+            return self.put_service_kube(k, cluster, svc);
+        }
         let ip = assign_cluster_ip(
             cluster,
             service_cidr,
@@ -186,8 +255,108 @@ impl ApiServer {
         Ok(ip)
     }
 
-    /// Stores the Pod object of a running pod (see [`pod_object`]).
+    /// A Service through the real API server: it allocates the ClusterIP (read back and
+    /// recorded); a LoadBalancer's address goes into its status, as a cloud controller would
+    /// put it.
+    fn put_service_kube(
+        &self,
+        k: &KubeApi,
+        cluster: &mut ClusterState,
+        mut svc: Service,
+    ) -> Result<String, LabError> {
+        let ns = svc.metadata.namespace.to_string();
+        let name = svc.metadata.name.to_string();
+        let status = std::mem::take(&mut svc.status);
+        svc.spec.cluster_ip = None;
+        k.apply(&ns, &encode("v1", "Service", &svc)?)?;
+        if !status.load_balancer.ingress.is_empty() {
+            let patch = serde_json::json!({ "status": status }).to_string();
+            k.run(
+                &[
+                    "patch",
+                    "service",
+                    &name,
+                    "-n",
+                    &ns,
+                    "--subresource=status",
+                    "--type=merge",
+                    "-p",
+                    &patch,
+                ],
+                None,
+            )?;
+        }
+        let ip = k
+            .run(
+                &[
+                    "get",
+                    "service",
+                    &name,
+                    "-n",
+                    &ns,
+                    "-o",
+                    "jsonpath={.spec.clusterIP}",
+                ],
+                None,
+            )?
+            .trim()
+            .to_string();
+        cluster
+            .cluster_ips
+            .insert(format!("{ns}/{name}"), ip.clone());
+        Ok(ip)
+    }
+
+    /// Stores the Pod object of a running pod (see [`pod_object`]). On a real API server it
+    /// is bound to the cluster's Node and annotated as the lab's own (the node agent leaves
+    /// it alone), with its service account created first, and its status reported running
+    /// and ready at its address.
     pub fn put_pod(&self, pod: &PodState, ports: &[u32]) -> Result<(), LabError> {
+        if let Some(k) = &self.kube {
+            let object = pod_object(pod, ports)?;
+            let mut v = serde_json::to_value(&object)
+                .map_err(|e| LabError::Invalid(format!("encoding pod {}: {e}", pod.name)))?;
+            let status = v.as_object_mut().and_then(|m| m.remove("status"));
+            v["apiVersion"] = "v1".into();
+            v["kind"] = "Pod".into();
+            v["spec"]["nodeName"] = k.node.clone().into();
+            v["metadata"]["annotations"] = serde_json::json!({ crate::node::LAB_MANAGED: "true" });
+            if let Some(c) = v["spec"]["containers"].get_mut(0) {
+                if c["image"].as_str().unwrap_or_default().is_empty() {
+                    c["image"] = "isthmus".into();
+                }
+            }
+            let sa = serde_json::json!({
+                "apiVersion": "v1", "kind": "ServiceAccount",
+                "metadata": {"name": pod.service_account, "namespace": pod.namespace},
+            });
+            k.apply(&pod.namespace, &sa.to_string())?;
+            k.apply(&pod.namespace, &v.to_string())?;
+            let mut status = status.unwrap_or_default();
+            status["podIPs"] = serde_json::json!([{ "ip": pod.ip }]);
+            status["conditions"] = serde_json::json!([
+                {"type": "PodScheduled", "status": "True"},
+                {"type": "Initialized", "status": "True"},
+                {"type": "ContainersReady", "status": "True"},
+                {"type": "Ready", "status": "True"},
+            ]);
+            let patch = serde_json::json!({ "status": status }).to_string();
+            k.run(
+                &[
+                    "patch",
+                    "pod",
+                    &pod.name,
+                    "-n",
+                    &pod.namespace,
+                    "--subresource=status",
+                    "--type=merge",
+                    "-p",
+                    &patch,
+                ],
+                None,
+            )?;
+            return Ok(());
+        }
         let text = encode("v1", "Pod", &pod_object(pod, ports)?)?;
         self.put(&pod.namespace, "Pod", &pod.name, &text)
     }

@@ -182,7 +182,7 @@ impl MeshComponent {
         ci: usize,
         pod: &PodState,
     ) -> Result<String, LabError> {
-        let api = ApiServer::new(&opts.state_dir, &state.clusters[ci].name);
+        let api = ApiServer::of(opts, state, ci)?;
         let cidr = state.topology.clusters[ci].service_cidr;
         let ip = api.put_service(
             &mut state.clusters[ci],
@@ -248,6 +248,11 @@ pub fn control_plane_config(
     {
         config.export_default = d;
     }
+    if topology.kubernetes {
+        // The cluster's own API server, at its pod address.
+        config.sources.registries.clear();
+        config.kubeconfig = Some(crate::kubernetes::kubeconfig(&opts.state_dir, &spec.name));
+    }
     if spec.egress_gateway && spec.egress_funnel {
         config.sources.egress_gateway =
             Some("istio-egressgateway.istio-system.svc.cluster.local".into());
@@ -296,7 +301,9 @@ pub fn control_plane(
         return state.save(&opts.state_dir);
     }
     let mut pod = CONTROL_PLANE.make_pod(opts, state, ci)?;
-    ApiServer::new(&opts.state_dir, &spec.name).create()?;
+    if !crate::kubernetes::enabled(state) {
+        ApiServer::new(&opts.state_dir, &spec.name).create()?;
+    }
     let a = process::command_line(
         &opts.exe_arg(),
         "control-plane",

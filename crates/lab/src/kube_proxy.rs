@@ -65,6 +65,85 @@ pub fn rules(services: &[Service], pods: &[PodState]) -> String {
     rules
 }
 
+/// The `ISTHMUS-SERVICES` chain from the API server's Services and EndpointSlices (the
+/// Kubernetes-mode lab, as kube-proxy reads them): for each ClusterIP and TCP port, one DNAT
+/// per ready endpoint to the slice's port of the same name, spread evenly.
+pub fn rules_from_slices(
+    services: &[&k8s_openapi::api::core::v1::Service],
+    slices: &[&k8s_openapi::api::discovery::v1::EndpointSlice],
+) -> String {
+    let mut rules = String::from("*nat\n:ISTHMUS-SERVICES - [0:0]\n");
+    for svc in services {
+        let Some(spec) = &svc.spec else { continue };
+        let Some(cip) = spec
+            .cluster_ip
+            .as_deref()
+            .filter(|ip| *ip != "None" && !ip.is_empty())
+        else {
+            continue;
+        };
+        let ns = svc.metadata.namespace.as_deref().unwrap_or_default();
+        let name = svc.metadata.name.as_deref().unwrap_or_default();
+        let own: Vec<&&k8s_openapi::api::discovery::v1::EndpointSlice> = slices
+            .iter()
+            .filter(|s| {
+                s.metadata.namespace.as_deref() == Some(ns)
+                    && s.metadata
+                        .labels
+                        .as_ref()
+                        .and_then(|l| l.get("kubernetes.io/service-name"))
+                        .map(String::as_str)
+                        == Some(name)
+            })
+            .collect();
+        for port in spec.ports.iter().flatten() {
+            if port.protocol.as_deref().is_some_and(|p| p != "TCP") {
+                continue;
+            }
+            let port_name = port.name.clone().unwrap_or_default();
+            // (address, target port) of every ready endpoint.
+            let mut targets: Vec<(String, i32)> = Vec::new();
+            for slice in &own {
+                let Some(target) = slice
+                    .ports
+                    .iter()
+                    .flatten()
+                    .find(|p| p.name.clone().unwrap_or_default() == port_name)
+                    .and_then(|p| p.port)
+                else {
+                    continue;
+                };
+                for e in slice.endpoints.iter().flatten() {
+                    let ready = e.conditions.as_ref().and_then(|c| c.ready).unwrap_or(true);
+                    if let (true, Some(a)) = (ready, e.addresses.first()) {
+                        targets.push((a.clone(), target));
+                    }
+                }
+            }
+            targets.sort();
+            targets.dedup();
+            let n = targets.len();
+            for (i, (ip, target)) in targets.iter().enumerate() {
+                let remaining = n - i;
+                let pick = if remaining > 1 {
+                    format!(
+                        "-m statistic --mode random --probability {:.5} ",
+                        1.0 / remaining as f64
+                    )
+                } else {
+                    String::new()
+                };
+                rules.push_str(&format!(
+                    "-A ISTHMUS-SERVICES -d {cip}/32 -p tcp --dport {} {pick}-j DNAT --to-destination {ip}:{target}\n",
+                    port.port
+                ));
+            }
+        }
+    }
+    rules.push_str("COMMIT\n");
+    rules
+}
+
 /// Rewrites `cluster`'s ClusterIP rules in its router from the Services `api` holds and
 /// the cluster's pods.
 pub fn sync(api: &ApiServer, cluster: &ClusterState) -> Result<(), LabError> {
@@ -75,6 +154,44 @@ pub fn sync(api: &ApiServer, cluster: &ClusterState) -> Result<(), LabError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn slices_give_one_dnat_per_ready_endpoint_to_the_named_port() {
+        let svc: k8s_openapi::api::core::v1::Service = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "web", "namespace": "foo"},
+            "spec": {"clusterIP": "10.96.0.20", "ports": [{"name": "http", "port": 80, "targetPort": 8080}]}
+        })).expect("service");
+        let headless: k8s_openapi::api::core::v1::Service =
+            serde_json::from_value(serde_json::json!({
+                "metadata": {"name": "db", "namespace": "foo"},
+                "spec": {"clusterIP": "None", "ports": [{"name": "tcp", "port": 5432}]}
+            }))
+            .expect("service");
+        let slice: k8s_openapi::api::discovery::v1::EndpointSlice = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "web-abc", "namespace": "foo", "labels": {"kubernetes.io/service-name": "web"}},
+            "addressType": "IPv4",
+            "ports": [{"name": "http", "port": 8080}],
+            "endpoints": [
+                {"addresses": ["10.10.0.12"], "conditions": {"ready": true}},
+                {"addresses": ["10.10.0.11"]},
+                {"addresses": ["10.10.0.13"], "conditions": {"ready": false}}
+            ]
+        })).expect("slice");
+        let other_ns: k8s_openapi::api::discovery::v1::EndpointSlice = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "web-x", "namespace": "bar", "labels": {"kubernetes.io/service-name": "web"}},
+            "addressType": "IPv4",
+            "ports": [{"name": "http", "port": 9999}],
+            "endpoints": [{"addresses": ["10.10.0.99"]}]
+        })).expect("slice");
+        let rules = rules_from_slices(&[&svc, &headless], &[&slice, &other_ns]);
+        assert_eq!(
+            rules,
+            "*nat\n:ISTHMUS-SERVICES - [0:0]\n\
+             -A ISTHMUS-SERVICES -d 10.96.0.20/32 -p tcp --dport 80 -m statistic --mode random --probability 0.50000 -j DNAT --to-destination 10.10.0.11:8080\n\
+             -A ISTHMUS-SERVICES -d 10.96.0.20/32 -p tcp --dport 80 -j DNAT --to-destination 10.10.0.12:8080\n\
+             COMMIT\n"
+        );
+    }
     use crate::state::testing::pod;
     use isthmus_api::kube::{ServicePort, ServiceSpec};
     use isthmus_api::{Labels, ObjectMeta};

@@ -13,9 +13,11 @@ use crate::error::{io, LabError};
 use crate::install;
 use crate::kube_proxy;
 use crate::kubelet;
+use crate::kubernetes;
 use crate::manifests::{self, Manifests};
 use crate::netns;
 use crate::network;
+use crate::node;
 pub use crate::options::LabOptions;
 use crate::process;
 use crate::state::{LabState, PodRole, PodState};
@@ -33,8 +35,25 @@ pub struct Lab {
 
 impl Lab {
     /// The API server of cluster number `ci`.
-    fn api(&self, ci: usize) -> ApiServer {
-        ApiServer::new(&self.opts.state_dir, &self.state.clusters[ci].name)
+    fn api(&self, ci: usize) -> Result<ApiServer, LabError> {
+        ApiServer::of(&self.opts, &self.state, ci)
+    }
+
+    /// Whether the clusters run on real Kubernetes control planes.
+    pub fn is_kubernetes(&self) -> bool {
+        kubernetes::enabled(&self.state)
+    }
+
+    /// Takes in the pods the node agents run (Kubernetes mode), as they last wrote them.
+    fn refresh_node_pods(&mut self) {
+        if !self.is_kubernetes() {
+            return;
+        }
+        for c in &mut self.state.clusters {
+            c.pods.retain(|p| !p.from_node);
+            c.pods
+                .extend(node::read_pods(&self.opts.state_dir, &c.name));
+        }
     }
 
     fn save(&self) -> Result<(), LabError> {
@@ -54,7 +73,11 @@ impl Lab {
     /// The running lab, or an error saying how to start one.
     pub fn load(opts: LabOptions) -> Result<Lab, LabError> {
         match LabState::load(&opts.state_dir)? {
-            Some(state) => Ok(Lab { opts, state }),
+            Some(state) => {
+                let mut lab = Lab { opts, state };
+                lab.refresh_node_pods();
+                Ok(lab)
+            }
             None => Err(LabError::NotRunning(opts.state_dir.clone())),
         }
     }
@@ -64,8 +87,16 @@ impl Lab {
     pub fn down(opts: &LabOptions, progress: &mut dyn FnMut(&str)) -> Result<(), LabError> {
         netns::preflight()?;
         if let Ok(Some(state)) = LabState::load(&opts.state_dir) {
+            // The node agents first, so that they start nothing more.
+            for pid in state.clusters.iter().filter_map(|c| c.node_pid) {
+                process::stop(pid, Duration::from_secs(3));
+            }
             for c in &state.clusters {
-                for p in &c.pods {
+                for p in c
+                    .pods
+                    .iter()
+                    .chain(node::read_pods(&opts.state_dir, &c.name).iter())
+                {
                     for pid in &p.pids {
                         process::stop(*pid, Duration::from_secs(3));
                     }
@@ -88,6 +119,11 @@ impl Lab {
                 opts.prefix
             ));
         }
+        if let Ok(Some(state)) = LabState::load(&opts.state_dir) {
+            for c in &state.clusters {
+                let _ = std::fs::remove_file(node::pods_file(&opts.state_dir, &c.name));
+            }
+        }
         let file = LabState::file(&opts.state_dir);
         if file.exists() {
             std::fs::remove_file(&file).map_err(io(&file))?;
@@ -103,15 +139,29 @@ impl Lab {
         progress: &mut dyn FnMut(&str),
     ) -> Result<Lab, LabError> {
         netns::preflight()?;
-        let topology = Topology::load(dir)?;
+        let mut topology = Topology::load(dir)?;
+        topology.kubernetes |= opts.kubernetes;
+        if topology.kubernetes && topology.automation {
+            return Err(LabError::Invalid(format!(
+                "{}: `automation: true` generates ServiceEntries from the other clusters' registry folders; on Kubernetes the clusters have API servers instead, which the automation does not read yet: run this lab without Kubernetes mode",
+                dir.join("topology.yaml").display()
+            )));
+        }
         let envoy = locate_envoy(opts.envoy.as_deref())?;
+        if topology.kubernetes {
+            // Fail before touching the network when the binaries are not built.
+            isthmus_kube::local::locate_binaries(opts.kube_bin.as_deref())
+                .and_then(|_| isthmus_kube::local::locate_istio_crds())
+                .map_err(|e| LabError::Invalid(e.to_string()))?;
+        }
         // Crash-safe: whatever a previous lab with this prefix left is removed first.
         Lab::down(&opts, progress)?;
         let _ = std::fs::remove_dir_all(&opts.state_dir);
         std::fs::create_dir_all(&opts.state_dir).map_err(io(&opts.state_dir))?;
         let vars = manifests::variables(&topology, &opts.state_dir);
         // Read every cluster's manifests before touching the network: a bad file stops
-        // here with its file and line, and nothing is half built.
+        // here with its file and line, and nothing is half built. (On Kubernetes they are
+        // read again when applied, and the API server has the last word.)
         let mut manifests = Vec::new();
         for c in &topology.clusters {
             let cdir = dir.join(&c.name);
@@ -130,10 +180,17 @@ impl Lab {
         install::certificates(&lab.opts, &lab.state.topology, progress)?;
         network::build(&lab.state, progress)?;
         let clusters = lab.state.topology.clusters.clone();
-        // Every registry exists before any control plane starts: with the automation, a
-        // control plane watches the other clusters' registries too.
-        for c in &clusters {
-            ApiServer::new(&lab.opts.state_dir, &c.name).create()?;
+        if lab.is_kubernetes() {
+            for i in 0..clusters.len() {
+                kubernetes::start(&lab.opts, &mut lab.state, i, progress)?;
+                lab.start_node_agent(i, progress)?;
+            }
+        } else {
+            // Every registry exists before any control plane starts: with the automation,
+            // a control plane watches the other clusters' registries too.
+            for c in &clusters {
+                ApiServer::new(&lab.opts.state_dir, &c.name).create()?;
+            }
         }
         for i in 0..clusters.len() {
             install::control_plane(&lab.opts, &mut lab.state, i, progress)?;
@@ -146,11 +203,201 @@ impl Lab {
                 install::egress_gateway(&lab.opts, &mut lab.state, i, progress)?;
             }
         }
-        for (i, m) in manifests.into_iter().enumerate() {
-            lab.apply_manifests(i, m, progress)?;
+        if lab.is_kubernetes() {
+            for c in &clusters {
+                let cdir = dir.join(&c.name);
+                if cdir.is_dir() {
+                    lab.apply_kubernetes(&c.name, &cdir, "default", progress)?;
+                }
+            }
+        } else {
+            for (i, m) in manifests.into_iter().enumerate() {
+                lab.apply_manifests(i, m, progress)?;
+            }
         }
         lab.wait_ready(Duration::from_secs(90), progress)?;
         Ok(lab)
+    }
+
+    /// Starts cluster number `ci`'s node agent (`isthmus lab node`) in its router's
+    /// namespace, and waits until its Node is registered.
+    fn start_node_agent(
+        &mut self,
+        ci: usize,
+        progress: &mut dyn FnMut(&str),
+    ) -> Result<(), LabError> {
+        let c = &self.state.clusters[ci];
+        let name = c.name.clone();
+        let log = self
+            .opts
+            .state_dir
+            .join("kube")
+            .join(&name)
+            .join("node.log");
+        let args = process::args(&[
+            &self.opts.exe_arg(),
+            "lab",
+            "node",
+            "--cluster",
+            &name,
+            "--state",
+            &self.opts.state_dir.display().to_string(),
+            "--prefix",
+            &self.opts.prefix,
+        ]);
+        let pid = process::spawn_in_net(&c.router_netns, &args, &log)?;
+        self.state.clusters[ci].node_pid = Some(pid);
+        self.save()?;
+        let node = kubernetes::node_name(&name);
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            if !process::alive(pid) {
+                let text = std::fs::read_to_string(&log).unwrap_or_default();
+                return Err(LabError::Invalid(format!(
+                    "{name}: the node agent exited:\n{}",
+                    text.lines()
+                        .rev()
+                        .take(10)
+                        .collect::<Vec<_>>()
+                        .into_iter()
+                        .rev()
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                )));
+            }
+            let ready = kubernetes::run_kubectl(
+                &self.opts,
+                &self.state,
+                ci,
+                &[
+                    "get",
+                    "node",
+                    &node,
+                    "-o",
+                    "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}",
+                ],
+                None,
+            );
+            if ready.is_ok_and(|s| s.trim() == "True") {
+                break;
+            }
+            if std::time::Instant::now() > deadline {
+                return Err(LabError::Timeout(format!(
+                    "{name}: node {node} not Ready after 30 s (see {})",
+                    log.display()
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(300));
+        }
+        progress(&format!(
+            "{name}: node {node} Ready: the lab's node agent is its kubelet and kube-proxy (log {})",
+            log.display()
+        ));
+        Ok(())
+    }
+
+    /// `kubectl apply -f` through cluster `cluster`'s real API server: every file (its
+    /// placeholders filled) as it is, namespaces created first, then waits until the
+    /// Deployments in the touched namespaces are available and every proxy is ready. The API
+    /// server's message is the error for an object it refuses.
+    fn apply_kubernetes(
+        &mut self,
+        cluster: &str,
+        path: &Path,
+        namespace: &str,
+        progress: &mut dyn FnMut(&str),
+    ) -> Result<(), LabError> {
+        let ci = self.state.cluster(cluster)?.index;
+        let vars = manifests::variables(&self.state.topology, &self.opts.state_dir);
+        let inputs = manifests::files(path, namespace)?;
+        let mut namespaces: Vec<String> = Vec::new();
+        let mut docs = Vec::new();
+        for (file, ns) in &inputs {
+            let text = std::fs::read_to_string(file).map_err(io(file))?;
+            let filled = manifests::fill(&text, file, &vars)?;
+            let (filled, notes) = manifests::upgrade_removed_apis(&filled, file)?;
+            for n in notes {
+                progress(&format!("{cluster}: {n}"));
+            }
+            if !namespaces.contains(ns) {
+                namespaces.push(ns.clone());
+            }
+            docs.push((file.clone(), ns.clone(), filled));
+        }
+        for ns in &namespaces {
+            let exists = kubernetes::run_kubectl(
+                &self.opts,
+                &self.state,
+                ci,
+                &["get", "namespace", ns, "-o", "name"],
+                None,
+            );
+            if exists.is_err() {
+                kubernetes::run_kubectl(
+                    &self.opts,
+                    &self.state,
+                    ci,
+                    &["create", "namespace", ns],
+                    None,
+                )?;
+            }
+        }
+        // Files that define Namespaces go first, so that their labels are in place before
+        // any pod starts.
+        docs.sort_by_key(|(_, _, text)| !text.lines().any(|l| l.trim() == "kind: Namespace"));
+        let mut failed = Vec::new();
+        for (file, ns, text) in &docs {
+            match kubernetes::run_kubectl(
+                &self.opts,
+                &self.state,
+                ci,
+                &["apply", "-n", ns, "-f", "-"],
+                Some(text),
+            ) {
+                Ok(out) => {
+                    for line in out.lines().filter(|l| !l.trim().is_empty()) {
+                        progress(&format!("{cluster}: {line}"));
+                    }
+                }
+                Err(e) => failed.push(format!("{}: {e}", file.display())),
+            }
+        }
+        if !failed.is_empty() {
+            return Err(LabError::Invalid(format!(
+                "{cluster}: the API server refused objects (the others were applied):\n{}",
+                failed.join("\n")
+            )));
+        }
+        for ns in &namespaces {
+            let deployments = kubernetes::run_kubectl(
+                &self.opts,
+                &self.state,
+                ci,
+                &["get", "deployments", "-n", ns, "-o", "name"],
+                None,
+            )?;
+            if deployments.trim().is_empty() {
+                continue;
+            }
+            kubernetes::run_kubectl(
+                &self.opts,
+                &self.state,
+                ci,
+                &[
+                    "wait",
+                    "--for=condition=Available",
+                    "deployment",
+                    "--all",
+                    "-n",
+                    ns,
+                    "--timeout=120s",
+                ],
+                None,
+            )?;
+            progress(&format!("{cluster}: deployments in {ns} available"));
+        }
+        self.refresh_node_pods();
+        self.wait_ready(Duration::from_secs(60), progress)
     }
 
     fn apply_manifests(
@@ -160,7 +407,7 @@ impl Lab {
         progress: &mut dyn FnMut(&str),
     ) -> Result<(), LabError> {
         let cname = self.state.clusters[ci].name.clone();
-        let api = self.api(ci);
+        let api = self.api(ci)?;
         for n in &m.namespaces {
             api.put_namespace(n)?;
             let injected =
@@ -189,7 +436,7 @@ impl Lab {
 
     /// Rewrites cluster number `ci`'s ClusterIP rules (see [`kube_proxy::sync`]).
     fn sync_services(&self, ci: usize) -> Result<(), LabError> {
-        kube_proxy::sync(&self.api(ci), &self.state.clusters[ci])
+        kube_proxy::sync(&self.api(ci)?, &self.state.clusters[ci])
     }
 
     /// `kubectl apply -f`: validates, stores, and runs new Deployments' pods.
@@ -201,6 +448,9 @@ impl Lab {
         progress: &mut dyn FnMut(&str),
     ) -> Result<(), LabError> {
         netns::preflight()?;
+        if self.is_kubernetes() {
+            return self.apply_kubernetes(cluster, path, namespace, progress);
+        }
         let ci = self.state.cluster(cluster)?.index;
         let m = manifests::read(
             &manifests::files(path, namespace)?,
@@ -220,12 +470,15 @@ impl Lab {
         progress: &mut dyn FnMut(&str),
     ) -> Result<(), LabError> {
         netns::preflight()?;
+        if self.is_kubernetes() {
+            return self.delete_kubernetes(cluster, path, namespace, progress);
+        }
         let ci = self.state.cluster(cluster)?.index;
         let m = manifests::read(
             &manifests::files(path, namespace)?,
             &manifests::variables(&self.state.topology, &self.opts.state_dir),
         )?;
-        let api = self.api(ci);
+        let api = self.api(ci)?;
         for d in &m.stored {
             if api.delete(&d.namespace, &d.kind, &d.name)? {
                 progress(&format!(
@@ -266,6 +519,35 @@ impl Lab {
         }
         self.sync_services(ci)?;
         self.save()
+    }
+
+    /// `kubectl delete -f` through cluster `cluster`'s real API server; the node agent
+    /// stops the pods the controllers delete.
+    fn delete_kubernetes(
+        &mut self,
+        cluster: &str,
+        path: &Path,
+        namespace: &str,
+        progress: &mut dyn FnMut(&str),
+    ) -> Result<(), LabError> {
+        let ci = self.state.cluster(cluster)?.index;
+        let vars = manifests::variables(&self.state.topology, &self.opts.state_dir);
+        for (file, ns) in manifests::files(path, namespace)? {
+            let text = std::fs::read_to_string(&file).map_err(io(&file))?;
+            let filled = manifests::fill(&text, &file, &vars)?;
+            let out = kubernetes::run_kubectl(
+                &self.opts,
+                &self.state,
+                ci,
+                &["delete", "-n", &ns, "-f", "-", "--ignore-not-found"],
+                Some(&filled),
+            )?;
+            for line in out.lines().filter(|l| !l.trim().is_empty()) {
+                progress(&format!("{cluster}: {line}"));
+            }
+        }
+        self.refresh_node_pods();
+        Ok(())
     }
 
     /// GET on a pod's loopback (Envoy admin 15000, control plane monitoring 15014).

@@ -146,16 +146,76 @@ pub fn read(
 
 /// The topology's placeholders plus `REGISTRY_<CLUSTER>`: where each cluster's registry
 /// lives, for the lab's stand-in of a remote kubeconfig (seed 003's `remote_kubecfg`).
+///
+/// Also `KUBECONFIG_<CLUSTER>`: what a credential Secret's `data` holds for that cluster
+/// (base64): on Kubernetes, an admin kubeconfig for its API server's public address; in file
+/// mode, `registry: DIR`.
 pub fn variables(topology: &Topology, state_dir: &Path) -> Vec<(String, String)> {
+    use base64::Engine as _;
     let mut v = topology.variables();
     for c in &topology.clusters {
         let up = crate::topology::variable_part(&c.name);
+        let registry = registry_dir(state_dir, &c.name).display().to_string();
+        let credential =
+            std::fs::read_to_string(crate::kubernetes::public_kubeconfig(state_dir, &c.name))
+                .ok()
+                .filter(|_| topology.kubernetes)
+                .unwrap_or_else(|| format!("registry: {registry}\n"));
+        v.push((format!("REGISTRY_{up}"), registry));
         v.push((
-            format!("REGISTRY_{up}"),
-            registry_dir(state_dir, &c.name).display().to_string(),
+            format!("KUBECONFIG_{up}"),
+            base64::engine::general_purpose::STANDARD.encode(credential),
         ));
     }
     v
+}
+
+/// Workload API versions that Kubernetes has removed (1.16) but that the seeds' sample
+/// Deployments use.
+const REMOVED_DEPLOYMENT_APIS: [&str; 3] = ["extensions/v1beta1", "apps/v1beta1", "apps/v1beta2"];
+
+/// For a real API server: each Deployment of a removed API version in `text` rewritten to
+/// `apps/v1` as `kubectl convert` does (the selector those versions defaulted from the
+/// template's labels made explicit), every other document left as it is. Returns the text
+/// and a line per converted Deployment.
+pub fn upgrade_removed_apis(text: &str, file: &Path) -> Result<(String, Vec<String>), LabError> {
+    let mut docs: Vec<String> = vec![String::new()];
+    for line in text.lines() {
+        if line.starts_with("---") && line[3..].trim().is_empty() {
+            docs.push(String::new());
+        } else if let Some(last) = docs.last_mut() {
+            last.push_str(line);
+            last.push('\n');
+        }
+    }
+    let mut notes = Vec::new();
+    let mut out = Vec::new();
+    for doc in docs {
+        let old = doc.lines().any(|l| l.trim() == "kind: Deployment")
+            && doc.lines().any(|l| {
+                l.strip_prefix("apiVersion:")
+                    .is_some_and(|v| REMOVED_DEPLOYMENT_APIS.contains(&v.trim()))
+            });
+        if !old {
+            out.push(doc);
+            continue;
+        }
+        let mut v: serde_json::Value = serde_saphyr::from_str(&doc)
+            .map_err(|e| LabError::Invalid(format!("{}: {e}", file.display())))?;
+        let from = v["apiVersion"].as_str().unwrap_or_default().to_string();
+        v["apiVersion"] = "apps/v1".into();
+        if v["spec"]["selector"].is_null() {
+            let labels = v["spec"]["template"]["metadata"]["labels"].clone();
+            v["spec"]["selector"] = serde_json::json!({ "matchLabels": labels });
+        }
+        notes.push(format!(
+            "Deployment {} in {}: {from} was removed in Kubernetes 1.16; applied as apps/v1 (what `kubectl convert` gives)",
+            v["metadata"]["name"].as_str().unwrap_or_default(),
+            file.display()
+        ));
+        out.push(format!("{v}\n"));
+    }
+    Ok((out.join("---\n"), notes))
 }
 
 /// Checks that every Deployment's containers run an image the lab has a demo app for;
@@ -205,6 +265,27 @@ fn classify(r: Resource, m: &mut Manifests) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn removed_deployment_versions_become_apps_v1_and_nothing_else_changes() {
+        let text = "apiVersion: v1\nkind: Service\nmetadata: {name: sleep}\n---\napiVersion: extensions/v1beta1\nkind: Deployment\nmetadata:\n  name: sleep\nspec:\n  template:\n    metadata:\n      labels: {app: sleep}\n    spec:\n      containers: [{name: sleep, image: curl}]\n---\napiVersion: apps/v1\nkind: Deployment\nmetadata: {name: kept}\nspec: {selector: {matchLabels: {app: kept}}}\n";
+        let (out, notes) = upgrade_removed_apis(text, Path::new("s.yaml")).expect("converts");
+        assert_eq!(notes.len(), 1, "{notes:?}");
+        assert!(
+            notes[0].contains("Deployment sleep in s.yaml: extensions/v1beta1"),
+            "{}",
+            notes[0]
+        );
+        let docs: Vec<&str> = out.split("---\n").collect();
+        assert_eq!(
+            docs[0],
+            "apiVersion: v1\nkind: Service\nmetadata: {name: sleep}\n"
+        );
+        let d: serde_json::Value = serde_json::from_str(docs[1]).expect("json");
+        assert_eq!(d["apiVersion"], "apps/v1");
+        assert_eq!(d["spec"]["selector"]["matchLabels"]["app"], "sleep");
+        assert_eq!(docs[2], "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: kept}\nspec: {selector: {matchLabels: {app: kept}}}\n");
+    }
 
     #[test]
     fn placeholders_are_filled_and_unknown_ones_named() {

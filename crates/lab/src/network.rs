@@ -126,17 +126,34 @@ pub fn pod_netns(
     let spec = &state.topology.clusters[ci];
     let c = &mut state.clusters[ci];
     let ip = pod_address(c, spec.pod_cidr, &role)?;
+    let veth = format!("p{}", c.last_pod);
+    pod_netns_at(state_dir, state, ci, namespace, name, role, ip, &veth)
+}
+
+/// [`pod_netns`] at a given address, with `veth` as the name of its link in the router.
+#[allow(clippy::too_many_arguments)]
+pub fn pod_netns_at(
+    state_dir: &Path,
+    state: &LabState,
+    ci: usize,
+    namespace: &str,
+    name: &str,
+    role: PodRole,
+    ip: Ipv4Addr,
+    veth: &str,
+) -> Result<PodState, LabError> {
+    let spec = &state.topology.clusters[ci];
+    let c = &state.clusters[ci];
     let ns = pod_netns_name(&state.prefix, &c.name, namespace, name);
     let rt = c.router_netns.clone();
-    let veth = format!("p{}", c.last_pod);
     let gw = spec
         .pod_cidr
         .host(1)
         .map(|g| g.to_string())
         .unwrap_or_default();
     netns::add(&ns)?;
-    netns::veth(&ns, "eth0", &rt, &veth)?;
-    netns::attach(&rt, &veth, "pods")?;
+    netns::veth(&ns, "eth0", &rt, veth)?;
+    netns::attach(&rt, veth, "pods")?;
     netns::addr(&ns, "eth0", &format!("{ip}/{}", spec.pod_cidr.prefix))?;
     netns::default_route(&ns, &gw)?;
     let workdir = pod_workdir(state_dir, &c.name, namespace, name);
@@ -159,19 +176,30 @@ pub fn pod_netns(
         proxy: false,
         pids: Vec::new(),
         workdir,
+        from_node: false,
     })
 }
 
 /// Gives the pod namespace `pod_netns` of cluster number `ci` a leg on the WAN with the
 /// cluster's public gateway address ([`Topology::gateway_wan`]); returns that address.
 pub fn attach_to_wan(prefix: &str, ci: usize, pod_netns: &str) -> Result<Ipv4Addr, LabError> {
-    let wan = wan_netns(prefix);
-    let leg = format!("g{ci}");
-    netns::veth(pod_netns, "wan0", &wan, &leg)?;
-    netns::attach(&wan, &leg, "wan")?;
     let public = Topology::gateway_wan(ci);
-    netns::addr(pod_netns, "wan0", &format!("{public}/{}", WAN.prefix))?;
+    attach_to_wan_at(prefix, pod_netns, &format!("g{ci}"), public)?;
     Ok(public)
+}
+
+/// Gives `pod_netns` a leg `wan0` on the WAN with address `public` (`leg`: the name of
+/// its end in the WAN namespace).
+pub fn attach_to_wan_at(
+    prefix: &str,
+    pod_netns: &str,
+    leg: &str,
+    public: Ipv4Addr,
+) -> Result<(), LabError> {
+    let wan = wan_netns(prefix);
+    netns::veth(pod_netns, "wan0", &wan, leg)?;
+    netns::attach(&wan, leg, "wan")?;
+    netns::addr(pod_netns, "wan0", &format!("{public}/{}", WAN.prefix))
 }
 
 #[cfg(test)]

@@ -14,6 +14,10 @@ pub struct LabOptions {
     pub exe: PathBuf,
     /// Envoy, when given explicitly.
     pub envoy: Option<PathBuf>,
+    /// Run every cluster on a real Kubernetes control plane, whatever the topology says.
+    pub kubernetes: bool,
+    /// The Kubernetes binaries (from scripts/install-kubernetes.sh), when given explicitly.
+    pub kube_bin: Option<PathBuf>,
 }
 
 impl LabOptions {

@@ -41,6 +41,30 @@ pub fn spawn(ns: &str, args: &[String], log: &Path) -> Result<u32, LabError> {
     Ok(child.id())
 }
 
+/// Starts `args` in the background in network namespace `ns` only, output to `log`;
+/// returns the pid. Unlike [`spawn`] (`ip netns exec`, which gives the process a mount
+/// namespace of its own), it keeps the host's mounts: a process that itself creates network
+/// namespaces (the node agent) must, or they would be invisible outside it.
+pub fn spawn_in_net(ns: &str, args: &[String], log: &Path) -> Result<u32, LabError> {
+    use std::os::unix::process::CommandExt;
+    let out = std::fs::File::create(log).map_err(io(log))?;
+    let err = out.try_clone().map_err(io(log))?;
+    let child = Command::new("nsenter")
+        .arg(format!("--net=/run/netns/{ns}"))
+        .arg("--")
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(out))
+        .stderr(Stdio::from(err))
+        .process_group(0)
+        .spawn()
+        .map_err(|e| LabError::Command {
+            command: format!("nsenter --net=/run/netns/{ns} {}", args.join(" ")),
+            stderr: e.to_string(),
+        })?;
+    Ok(child.id())
+}
+
 /// True when `pid` is alive (and not a zombie).
 pub fn alive(pid: u32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {

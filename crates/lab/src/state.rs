@@ -17,6 +17,9 @@ pub enum PodRole {
     Gateway,
     /// A demo application, with or without a sidecar.
     App,
+    /// The cluster's Kubernetes control plane: etcd, kube-apiserver, kube-controller-manager
+    /// and kube-scheduler.
+    Kubernetes,
 }
 
 /// One pod.
@@ -48,6 +51,10 @@ pub struct PodState {
     pub pids: Vec<u32>,
     /// Working directory (logs, agent files).
     pub workdir: PathBuf,
+    /// Run by the node agent for a Pod of the API server (Kubernetes mode), which keeps
+    /// its own record of it.
+    #[serde(default)]
+    pub from_node: bool,
 }
 
 /// One cluster.
@@ -77,6 +84,9 @@ pub struct ClusterState {
     pub injected_namespaces: Vec<String>,
     /// Pods.
     pub pods: Vec<PodState>,
+    /// The lab's node agent of a Kubernetes-mode cluster (its kubelet and kube-proxy).
+    #[serde(default)]
+    pub node_pid: Option<u32>,
 }
 
 impl ClusterState {
@@ -102,6 +112,9 @@ pub struct LabState {
     pub envoy: PathBuf,
     /// Clusters.
     pub clusters: Vec<ClusterState>,
+    /// The Kubernetes binaries, in Kubernetes mode.
+    #[serde(default)]
+    pub kube_bin: Option<PathBuf>,
 }
 
 impl LabState {
@@ -128,10 +141,12 @@ impl LabState {
                     cluster_ips: BTreeMap::new(),
                     injected_namespaces: Vec::new(),
                     pods: Vec::new(),
+                    node_pid: None,
                 })
                 .collect(),
             topology,
             envoy,
+            kube_bin: None,
         }
     }
 
@@ -224,6 +239,8 @@ pub(crate) mod testing {
             prefix: "t".into(),
             exe: PathBuf::from("/bin/isthmus"),
             envoy: None,
+            kubernetes: false,
+            kube_bin: None,
         }
     }
 
@@ -249,6 +266,7 @@ pub(crate) mod testing {
             proxy: false,
             pids: Vec::new(),
             workdir: PathBuf::from("/state/pods").join(namespace).join(name),
+            from_node: false,
         }
     }
 }

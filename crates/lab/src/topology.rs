@@ -123,6 +123,11 @@ pub struct Topology {
     /// annotation are reachable from other clusters.
     #[serde(default)]
     pub export_default: Option<String>,
+    /// Every cluster runs a real Kubernetes control plane (etcd, kube-apiserver,
+    /// kube-controller-manager, kube-scheduler) that the mesh watches; `lab up --kubernetes`
+    /// sets it too.
+    #[serde(default)]
+    pub kubernetes: bool,
 }
 
 /// A cluster name as it stands in a placeholder variable: upper case, `_` for anything
@@ -224,6 +229,12 @@ impl Topology {
     /// The router's WAN address of cluster number `i`.
     pub fn router_wan(i: usize) -> Ipv4Addr {
         Ipv4Addr::new(198, 18, 0, 1 + i as u8)
+    }
+
+    /// The public address of cluster number `i`'s Kubernetes API server (a managed
+    /// cluster's API endpoint).
+    pub fn api_server_wan(i: usize) -> Ipv4Addr {
+        Ipv4Addr::new(198, 18, 2, 1 + i as u8)
     }
 
     /// The east-west gateway's public address of cluster number `i`.

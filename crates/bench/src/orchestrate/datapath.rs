@@ -251,6 +251,8 @@ pub fn run(opts: &DatapathOptions) -> Result<(), BenchError> {
         prefix: "ibd".into(),
         exe: opts.exe.clone(),
         envoy: None,
+        kubernetes: false,
+        kube_bin: None,
     };
     let dir = PathBuf::from(LAB_DIR);
     if !dir.join("topology.yaml").is_file() {

@@ -1,0 +1,773 @@
+//! The lab's node agent in Kubernetes mode: the kubelet and kube-proxy of a cluster's one
+//! Node, run as `isthmus lab node --cluster NAME` in the cluster's router namespace.
+//!
+//! - It registers the Node (capacity for the scheduler, a Ready condition renewed every
+//!   10 s so that the node lifecycle controller keeps it).
+//! - It watches the Pods bound to the Node. Each new Pod runs as the file-mode lab runs
+//!   one (its own network namespace, the demo app its image names, a captured sidecar in a
+//!   namespace labelled `istio-injection=enabled`), and its status (pod IP, phase, Ready
+//!   once its sidecar's Envoy is ready) goes back to the API server, so that the real
+//!   endpoint controller makes the EndpointSlices. A Pod being deleted is stopped, then
+//!   removed with a zero grace period, as a kubelet does.
+//! - It keeps the router's ClusterIP rules (`ISTHMUS-SERVICES`) in line with the Services
+//!   and EndpointSlices, as kube-proxy does.
+//!
+//! Pods the lab itself runs (the mesh's control plane and gateways, annotated
+//! [`LAB_MANAGED`]) are on the Node too but are left alone. The pods it runs are written to
+//! `node-CLUSTER.json` in the state directory for the other lab commands.
+
+use crate::demo::DemoApp;
+use crate::error::{io, LabError};
+use crate::kubelet;
+use crate::kubernetes;
+use crate::netns;
+use crate::network;
+use crate::options::LabOptions;
+use crate::process;
+use crate::state::{LabState, PodRole, PodState};
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{Namespace, Node, Pod, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::runtime::{watcher, WatchStreamExt};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, Mutex};
+
+/// The annotation of Pods the lab runs itself (the mesh's control plane and gateways): the
+/// node agent does not run them.
+pub const LAB_MANAGED: &str = "isthmus.io/lab-managed";
+
+/// The file of the pods the node agent of `cluster` runs.
+pub fn pods_file(state_dir: &Path, cluster: &str) -> PathBuf {
+    state_dir.join(format!("node-{cluster}.json"))
+}
+
+/// The pods the node agent of `cluster` runs, as it last wrote them.
+pub fn read_pods(state_dir: &Path, cluster: &str) -> Vec<PodState> {
+    std::fs::read(pods_file(state_dir, cluster))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default()
+}
+
+fn write_pods(
+    state_dir: &Path,
+    cluster: &str,
+    pods: &BTreeMap<String, Running>,
+) -> Result<(), LabError> {
+    let file = pods_file(state_dir, cluster);
+    let tmp = file.with_extension("json.tmp");
+    let list: Vec<&PodState> = pods.values().map(|r| &r.pod).collect();
+    let bytes = serde_json::to_vec_pretty(&list)
+        .map_err(|e| LabError::Invalid(format!("encoding {}: {e}", file.display())))?;
+    std::fs::write(&tmp, bytes).map_err(io(&tmp))?;
+    std::fs::rename(&tmp, &file).map_err(io(&file))
+}
+
+/// A pod the agent runs.
+struct Running {
+    pod: PodState,
+    /// The Pod's uid in the API (a Pod re-created under the same name is another pod).
+    uid: String,
+    /// Whether its Ready condition has been reported true.
+    reported_ready: bool,
+}
+
+/// What the agent works from.
+struct Agent {
+    opts: LabOptions,
+    /// The lab (topology, addresses); its pod address counter is the agent's own.
+    state: LabState,
+    ci: usize,
+    client: kube::Client,
+    running: BTreeMap<String, Running>,
+    /// Pods that could not run: when to try again (with backoff, as a kubelet retries an
+    /// image pull), by namespace/name and uid.
+    failed: BTreeMap<String, (String, u32, std::time::Instant)>,
+}
+
+/// Runs the node agent of `cluster` until it is stopped.
+pub async fn run(opts: LabOptions, cluster: &str) -> Result<(), LabError> {
+    let state = LabState::load(&opts.state_dir)?
+        .ok_or_else(|| LabError::NotRunning(opts.state_dir.clone()))?;
+    let ci = state.cluster(cluster)?.index;
+    let access = isthmus_kube::Access::File {
+        path: kubernetes::kubeconfig(&opts.state_dir, cluster),
+        context: None,
+    };
+    let client = access
+        .client()
+        .await
+        .map_err(|e| LabError::Invalid(e.to_string()))?;
+    let node = kubernetes::node_name(cluster);
+    let mut state = state;
+    // App pods take addresses after everything the lab has given out.
+    let c = &mut state.clusters[ci];
+    c.last_pod = c.last_pod.max(kubernetes::HOST);
+    let mut agent = Agent {
+        opts,
+        state,
+        ci,
+        client: client.clone(),
+        running: BTreeMap::new(),
+        failed: BTreeMap::new(),
+    };
+    // Pods a previous agent ran and that still run are kept.
+    for p in read_pods(&agent.opts.state_dir, cluster) {
+        if p.pids.iter().all(|pid| process::alive(*pid)) {
+            // Their addresses stay taken.
+            let cidr = agent.state.topology.clusters[ci].pod_cidr;
+            if let Ok(ip) = p.ip.parse::<std::net::Ipv4Addr>() {
+                let host = u32::from(ip).saturating_sub(u32::from(cidr.addr));
+                let c = &mut agent.state.clusters[ci];
+                c.last_pod = c.last_pod.max(host);
+            }
+            let key = format!("{}/{}", p.namespace, p.name);
+            agent.running.insert(
+                key,
+                Running {
+                    uid: String::new(),
+                    pod: p,
+                    reported_ready: false,
+                },
+            );
+        }
+    }
+    register(&client, &node, &agent.state, ci).await?;
+    tracing::info!(%node, "node registered");
+    tokio::spawn(heartbeat(client.clone(), node.clone()));
+    tokio::spawn(kube_proxy(
+        client.clone(),
+        agent.state.clusters[ci].router_netns.clone(),
+    ));
+    let agent = Arc::new(Mutex::new(agent));
+    tokio::spawn(readiness(agent.clone()));
+    let pods: Api<Pod> = Api::all(client);
+    let config = watcher::Config::default().fields(&format!("spec.nodeName={node}"));
+    let mut stream = std::pin::pin!(watcher(pods, config).default_backoff());
+    // The Pods bound to the node, by namespace/name.
+    let mut desired: BTreeMap<String, Pod> = BTreeMap::new();
+    let mut listing: Option<BTreeMap<String, Pod>> = None;
+    loop {
+        // Events, and a tick every 2 s for pods waiting to be tried again.
+        let event = tokio::select! {
+            e = stream.next() => match e {
+                Some(e) => Some(e),
+                None => break,
+            },
+            _ = tokio::time::sleep(Duration::from_secs(2)) => None,
+        };
+        let event = match event {
+            None => {
+                if listing.is_none() {
+                    let mut agent = agent.lock().await;
+                    if let Err(e) = agent.reconcile(&desired).await {
+                        tracing::error!(error = %e, "reconciling the node's pods");
+                    }
+                }
+                continue;
+            }
+            Some(Ok(e)) => e,
+            Some(Err(e)) => {
+                tracing::warn!(error = %e, "watching the node's pods failed; retrying");
+                continue;
+            }
+        };
+        let key = |p: &Pod| {
+            format!(
+                "{}/{}",
+                p.metadata.namespace.as_deref().unwrap_or_default(),
+                p.metadata.name.as_deref().unwrap_or_default()
+            )
+        };
+        match event {
+            watcher::Event::Init => listing = Some(BTreeMap::new()),
+            watcher::Event::InitApply(p) => {
+                if let Some(l) = &mut listing {
+                    l.insert(key(&p), p);
+                }
+            }
+            watcher::Event::InitDone => desired = listing.take().unwrap_or_default(),
+            watcher::Event::Apply(p) => {
+                desired.insert(key(&p), p);
+            }
+            watcher::Event::Delete(p) => {
+                desired.remove(&key(&p));
+            }
+        }
+        if listing.is_none() {
+            let mut agent = agent.lock().await;
+            if let Err(e) = agent.reconcile(&desired).await {
+                tracing::error!(error = %e, "reconciling the node's pods");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Creates (or takes over) the Node object, with room for many pods and Ready.
+async fn register(
+    client: &kube::Client,
+    node: &str,
+    state: &LabState,
+    ci: usize,
+) -> Result<(), LabError> {
+    let nodes: Api<Node> = Api::all(client.clone());
+    let spec = &state.topology.clusters[ci];
+    let address = spec
+        .pod_cidr
+        .host(1)
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    let object: Node = serde_json::from_value(serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {
+            "name": node,
+            "labels": {
+                "kubernetes.io/hostname": node,
+                "kubernetes.io/os": "linux",
+                "topology.istio.io/network": spec.network,
+            }
+        },
+    }))
+    .map_err(|e| LabError::Invalid(format!("node object: {e}")))?;
+    match nodes.create(&PostParams::default(), &object).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(s)) if s.code == 409 => {}
+        Err(e) => return Err(LabError::Invalid(format!("registering node {node}: {e}"))),
+    }
+    let status = serde_json::json!({
+        "status": {
+            "capacity": {"cpu": "16", "memory": "64Gi", "pods": "250"},
+            "allocatable": {"cpu": "16", "memory": "64Gi", "pods": "250"},
+            "addresses": [{"type": "InternalIP", "address": address}, {"type": "Hostname", "address": node}],
+            "conditions": [ready_condition()],
+            "nodeInfo": {
+                "architecture": std::env::consts::ARCH,
+                "operatingSystem": "linux",
+                "kubeletVersion": "isthmus-lab",
+                "kubeProxyVersion": "isthmus-lab",
+                "containerRuntimeVersion": "isthmus-lab://netns",
+                "bootID": "", "kernelVersion": "", "machineID": "", "osImage": "isthmus lab", "systemUUID": ""
+            }
+        }
+    });
+    nodes
+        .patch_status(node, &PatchParams::default(), &Patch::Merge(&status))
+        .await
+        .map_err(|e| LabError::Invalid(format!("node {node} status: {e}")))?;
+    Ok(())
+}
+
+fn now() -> String {
+    k8s_openapi::jiff::Timestamp::now().to_string()
+}
+
+fn ready_condition() -> serde_json::Value {
+    serde_json::json!({
+        "type": "Ready", "status": "True", "reason": "KubeletReady",
+        "message": "the lab's node agent is running",
+        "lastHeartbeatTime": now(), "lastTransitionTime": now(),
+    })
+}
+
+/// Renews the Node's Ready condition every 10 s.
+async fn heartbeat(client: kube::Client, node: String) {
+    let nodes: Api<Node> = Api::all(client);
+    loop {
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        let status = serde_json::json!({"status": {"conditions": [ready_condition()]}});
+        if let Err(e) = nodes
+            .patch_status(&node, &PatchParams::default(), &Patch::Strategic(&status))
+            .await
+        {
+            tracing::warn!(error = %e, "node heartbeat failed");
+        }
+    }
+}
+
+impl Agent {
+    /// Brings the running pods in line with the Pods bound to the node.
+    async fn reconcile(&mut self, desired: &BTreeMap<String, Pod>) -> Result<(), LabError> {
+        // Pods gone from the API, re-created under another uid, or being deleted.
+        let stale: Vec<String> = self
+            .running
+            .iter()
+            .filter(|(k, r)| match desired.get(*k) {
+                None => true,
+                Some(p) => {
+                    p.metadata.deletion_timestamp.is_some()
+                        || (!r.uid.is_empty() && p.metadata.uid.as_deref() != Some(r.uid.as_str()))
+                }
+            })
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in stale {
+            self.stop(&key, desired.get(&key)).await;
+        }
+        // Pods being deleted that this agent never ran (or already stopped) are removed.
+        for (key, p) in desired {
+            if p.metadata.deletion_timestamp.is_some() && !self.running.contains_key(key) {
+                self.finish_deletion(p).await;
+            }
+        }
+        for (key, p) in desired {
+            if self.running.contains_key(key) || p.metadata.deletion_timestamp.is_some() {
+                continue;
+            }
+            let managed = p
+                .metadata
+                .annotations
+                .as_ref()
+                .is_some_and(|a| a.contains_key(LAB_MANAGED));
+            if managed {
+                continue;
+            }
+            let uid = p.metadata.uid.clone().unwrap_or_default();
+            let attempts = match self.failed.get(key) {
+                Some((u, n, at)) if *u == uid => {
+                    if std::time::Instant::now() < *at {
+                        continue;
+                    }
+                    *n
+                }
+                _ => 0,
+            };
+            match self.start(p).await {
+                Ok(()) => {
+                    self.failed.remove(key);
+                }
+                Err(e) => {
+                    let wait = Duration::from_secs((2u64 << attempts.min(5)).min(60));
+                    tracing::error!(pod = %key, error = %e, retry_in_s = wait.as_secs(), "cannot run pod");
+                    self.report_failure(p, &e.to_string()).await;
+                    self.failed.insert(
+                        key.clone(),
+                        (uid, attempts + 1, std::time::Instant::now() + wait),
+                    );
+                }
+            }
+        }
+        self.failed.retain(|k, _| desired.contains_key(k));
+        let cluster = self.state.clusters[self.ci].name.clone();
+        write_pods(&self.opts.state_dir, &cluster, &self.running)
+    }
+
+    /// Runs one Pod and reports it running (not yet ready).
+    async fn start(&mut self, p: &Pod) -> Result<(), LabError> {
+        let ns = p.metadata.namespace.clone().unwrap_or_default();
+        let name = p.metadata.name.clone().unwrap_or_default();
+        let spec = p.spec.clone().unwrap_or_default();
+        let container = spec
+            .containers
+            .first()
+            .ok_or_else(|| LabError::Invalid(format!("pod {ns}/{name} has no container")))?;
+        let container = isthmus_api::kube::Container {
+            name: container.name.clone(),
+            image: container.image.clone().unwrap_or_default(),
+            ports: container
+                .ports
+                .iter()
+                .flatten()
+                .map(|cp| isthmus_api::kube::ContainerPort {
+                    name: cp.name.clone(),
+                    container_port: u32::try_from(cp.container_port).unwrap_or_default(),
+                })
+                .collect(),
+            env: container
+                .env
+                .iter()
+                .flatten()
+                .filter_map(|e| {
+                    Some(isthmus_api::kube::EnvVar {
+                        name: e.name.clone(),
+                        value: e.value.clone()?,
+                    })
+                })
+                .collect(),
+        };
+        let app = DemoApp::for_image(&container.image)
+            .map_err(|e| LabError::Invalid(format!("pod {ns}/{name}: {e}")))?;
+        // Injection as Istio decides it: the namespace label, unless the pod opts out.
+        let namespaces: Api<Namespace> = Api::all(self.client.clone());
+        let injected_ns = namespaces
+            .get_opt(&ns)
+            .await
+            .ok()
+            .flatten()
+            .and_then(|n| n.metadata.labels)
+            .and_then(|l| l.get("istio-injection").cloned())
+            .as_deref()
+            == Some("enabled");
+        let opted_out = p
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get("sidecar.istio.io/inject"))
+            .map(String::as_str)
+            == Some("false");
+        let sidecar = injected_ns && !opted_out;
+        let labels: BTreeMap<String, String> = p.metadata.labels.clone().unwrap_or_default();
+        let deployment = deployment_of(p);
+        let service_account = spec
+            .service_account_name
+            .clone()
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| "default".into());
+        let (opts, ci) = (self.opts.clone(), self.ci);
+        // What the lab installed since this agent started (the control plane's address).
+        if let Ok(Some(now)) = LabState::load(&opts.state_dir) {
+            let last_pod = self.state.clusters[ci].last_pod;
+            self.state.clusters = now.clusters;
+            self.state.clusters[ci].last_pod = last_pod.max(self.state.clusters[ci].last_pod);
+        }
+        let state = &mut self.state;
+        let pod = tokio::task::block_in_place(|| -> Result<PodState, LabError> {
+            let pod = network::pod_netns(&opts.state_dir, state, ci, &ns, &name, PodRole::App)?;
+            let netns_name = pod.netns.clone();
+            let started = run_in(
+                &opts,
+                state,
+                ci,
+                pod,
+                RunSpec {
+                    deployment,
+                    labels,
+                    service_account,
+                    container: &container,
+                    sidecar,
+                    namespace: &ns,
+                    name: &name,
+                },
+            );
+            if started.is_err() {
+                // Nothing half made stays: the next attempt starts clean.
+                for pid in process::in_namespace(&netns_name) {
+                    process::stop(pid, Duration::from_secs(2));
+                }
+                let _ = netns::delete(&netns_name);
+            }
+            started
+        })?;
+        tracing::info!(
+            pod = %format!("{ns}/{name}"),
+            app = %kubelet::describe(&app),
+            ip = %pod.ip,
+            sidecar,
+            "pod running"
+        );
+        let uid = p.metadata.uid.clone().unwrap_or_default();
+        let ip = pod.ip.clone();
+        self.running.insert(
+            format!("{ns}/{name}"),
+            Running {
+                pod,
+                uid,
+                reported_ready: false,
+            },
+        );
+        self.report(&ns, &name, &ip, false).await;
+        Ok(())
+    }
+
+    /// Patches a Pod's status: running at `ip`, ready or not.
+    async fn report(&self, ns: &str, name: &str, ip: &str, ready: bool) {
+        let pods: Api<Pod> = Api::namespaced(self.client.clone(), ns);
+        let host_ip = self.state.topology.clusters[self.ci]
+            .pod_cidr
+            .host(1)
+            .map(|a| a.to_string())
+            .unwrap_or_default();
+        let flag = if ready { "True" } else { "False" };
+        let condition = |kind: &str, status: &str| serde_json::json!({"type": kind, "status": status, "lastTransitionTime": now()});
+        let status = serde_json::json!({"status": {
+            "phase": "Running",
+            "podIP": ip,
+            "podIPs": [{"ip": ip}],
+            "hostIP": host_ip,
+            "hostIPs": [{"ip": host_ip}],
+            "startTime": now(),
+            "conditions": [
+                condition("PodScheduled", "True"),
+                condition("Initialized", "True"),
+                condition("ContainersReady", flag),
+                condition("Ready", flag),
+            ],
+        }});
+        if let Err(e) = pods
+            .patch_status(name, &PatchParams::default(), &Patch::Strategic(&status))
+            .await
+        {
+            tracing::warn!(pod = %format!("{ns}/{name}"), error = %e, "cannot report pod status");
+        }
+    }
+
+    /// Reports a Pod that cannot run yet (an image the lab has no app for, no address left)
+    /// as pending with the reason, as a kubelet reports an image it cannot pull; it is tried
+    /// again with backoff.
+    async fn report_failure(&self, p: &Pod, message: &str) {
+        let ns = p.metadata.namespace.clone().unwrap_or_default();
+        let name = p.metadata.name.clone().unwrap_or_default();
+        let pods: Api<Pod> = Api::namespaced(self.client.clone(), &ns);
+        let status = serde_json::json!({"status": {
+            "phase": "Pending",
+            "conditions": [
+                {"type": "PodScheduled", "status": "True"},
+                {"type": "Ready", "status": "False", "reason": "LabCannotRun", "message": message},
+            ],
+        }});
+        let _ = pods
+            .patch_status(&name, &PatchParams::default(), &Patch::Merge(&status))
+            .await;
+    }
+
+    /// Stops a running pod; `api` is its Pod when it is still in the API (being deleted).
+    async fn stop(&mut self, key: &str, api: Option<&Pod>) {
+        let Some(r) = self.running.remove(key) else {
+            return;
+        };
+        let pod = r.pod;
+        tokio::task::block_in_place(|| {
+            for pid in &pod.pids {
+                process::stop(*pid, Duration::from_secs(3));
+            }
+            for pid in process::in_namespace(&pod.netns) {
+                process::stop(pid, Duration::from_secs(2));
+            }
+            if let Err(e) = netns::delete(&pod.netns) {
+                tracing::warn!(pod = %key, error = %e, "removing the pod's namespace");
+            }
+        });
+        tracing::info!(pod = %key, "pod stopped");
+        if let Some(p) = api.filter(|p| p.metadata.deletion_timestamp.is_some()) {
+            self.finish_deletion(p).await;
+        }
+    }
+
+    /// Removes a Pod being deleted whose processes are gone (grace period 0, this uid
+    /// only), as a kubelet does.
+    async fn finish_deletion(&self, p: &Pod) {
+        let ns = p.metadata.namespace.clone().unwrap_or_default();
+        let name = p.metadata.name.clone().unwrap_or_default();
+        let pods: Api<Pod> = Api::namespaced(self.client.clone(), &ns);
+        let mut params = DeleteParams::default().grace_period(0);
+        if let Some(uid) = &p.metadata.uid {
+            params = params.preconditions(kube::api::Preconditions {
+                uid: Some(uid.clone()),
+                resource_version: None,
+            });
+        }
+        match pods.delete(&name, &params).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => {}
+            Err(e) => {
+                tracing::warn!(pod = %format!("{ns}/{name}"), error = %e, "cannot remove the deleted pod")
+            }
+        }
+    }
+}
+
+/// What a pod runs, from its Pod object.
+struct RunSpec<'a> {
+    deployment: Option<String>,
+    labels: BTreeMap<String, String>,
+    service_account: String,
+    container: &'a isthmus_api::kube::Container,
+    sidecar: bool,
+    namespace: &'a str,
+    name: &'a str,
+}
+
+/// Starts the processes of `pod` (whose namespace exists): the app, and the sidecar.
+fn run_in(
+    opts: &LabOptions,
+    state: &LabState,
+    ci: usize,
+    mut pod: PodState,
+    spec: RunSpec<'_>,
+) -> Result<PodState, LabError> {
+    pod.from_node = true;
+    pod.deployment = spec.deployment;
+    pod.labels = spec.labels;
+    pod.service_account = spec.service_account;
+    pod.image = Some(spec.container.image.clone());
+    pod.proxy = spec.sidecar;
+    let cp = state.clusters[ci]
+        .control_plane_ip
+        .clone()
+        .unwrap_or_else(|| "127.0.0.1".into());
+    netns::resolv_conf(&pod.netns, &cp, &kubelet::search_domains(spec.namespace))?;
+    pod.pids.push(process::spawn(
+        &pod.netns,
+        &kubelet::app_args(opts, spec.container, spec.name),
+        &pod.workdir.join("app.log"),
+    )?);
+    if spec.sidecar {
+        let pid = kubelet::start_agent(opts, state, ci, &pod, None)?;
+        pod.pids.push(pid);
+    }
+    Ok(pod)
+}
+
+/// The Deployment a ReplicaSet's pod belongs to: the ReplicaSet's name without its
+/// `pod-template-hash` suffix.
+fn deployment_of(p: &Pod) -> Option<String> {
+    let owner = p
+        .metadata
+        .owner_references
+        .as_ref()?
+        .iter()
+        .find(|o| o.kind == "ReplicaSet")?;
+    let hash = p.metadata.labels.as_ref()?.get("pod-template-hash")?;
+    Some(
+        owner
+            .name
+            .strip_suffix(&format!("-{hash}"))
+            .unwrap_or(&owner.name)
+            .to_string(),
+    )
+}
+
+/// Reports pods Ready once their app runs and, with a sidecar, its Envoy is ready;
+/// checks every 500 ms.
+async fn readiness(agent: Arc<Mutex<Agent>>) {
+    loop {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let mut agent = agent.lock().await;
+        let opts = agent.opts.clone();
+        let pending: Vec<(String, PodState)> = agent
+            .running
+            .iter()
+            .filter(|(_, r)| !r.reported_ready)
+            .map(|(k, r)| (k.clone(), r.pod.clone()))
+            .collect();
+        for (key, pod) in pending {
+            let ready = tokio::task::block_in_place(|| {
+                pod.pids.iter().all(|pid| process::alive(*pid))
+                    && (!pod.proxy
+                        || kubelet::pod_http(&opts, &pod, 15000, "/ready")
+                            .map(|b| b.contains("LIVE"))
+                            .unwrap_or(false))
+            });
+            if ready {
+                agent.report(&pod.namespace, &pod.name, &pod.ip, true).await;
+                if let Some(r) = agent.running.get_mut(&key) {
+                    r.reported_ready = true;
+                }
+                tracing::info!(pod = %key, "pod ready");
+            }
+        }
+    }
+}
+
+/// What kube-proxy watches.
+enum ProxyEvent {
+    Services(watcher::Event<Service>),
+    Slices(watcher::Event<EndpointSlice>),
+}
+
+/// Keeps the router's ClusterIP rules in line with the Services and EndpointSlices.
+async fn kube_proxy(client: kube::Client, router_netns: String) {
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let services = watcher(
+        Api::<Service>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .default_backoff();
+    let slices = watcher(
+        Api::<EndpointSlice>::all(client),
+        watcher::Config::default(),
+    )
+    .default_backoff();
+    let tx2 = tx.clone();
+    tokio::spawn(async move {
+        let mut s = std::pin::pin!(services);
+        while let Some(e) = s.next().await {
+            if let Ok(e) = e {
+                let _ = tx.send(ProxyEvent::Services(e));
+            }
+        }
+    });
+    tokio::spawn(async move {
+        let mut s = std::pin::pin!(slices);
+        while let Some(e) = s.next().await {
+            if let Ok(e) = e {
+                let _ = tx2.send(ProxyEvent::Slices(e));
+            }
+        }
+    });
+    let mut svcs: Store<Service> = Store::default();
+    let mut eps: Store<EndpointSlice> = Store::default();
+    let mut last = String::new();
+    while let Some(first) = rx.recv().await {
+        let mut batch = vec![first];
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        while let Ok(e) = rx.try_recv() {
+            batch.push(e);
+        }
+        for e in batch {
+            match e {
+                ProxyEvent::Services(e) => svcs.apply(e),
+                ProxyEvent::Slices(e) => eps.apply(e),
+            }
+        }
+        let services: Vec<&Service> = svcs.objects.values().collect();
+        let slices: Vec<&EndpointSlice> = eps.objects.values().collect();
+        let rules = crate::kube_proxy::rules_from_slices(&services, &slices);
+        if rules == last {
+            continue;
+        }
+        match tokio::task::block_in_place(|| netns::restore(&router_netns, &rules)) {
+            Ok(()) => last = rules,
+            Err(e) => tracing::error!(error = %e, "writing ClusterIP rules"),
+        }
+    }
+}
+
+/// The objects of one kind, from a watcher's events.
+struct Store<K> {
+    objects: BTreeMap<String, K>,
+    listing: Option<BTreeMap<String, K>>,
+}
+
+impl<K> Default for Store<K> {
+    fn default() -> Self {
+        Store {
+            objects: BTreeMap::new(),
+            listing: None,
+        }
+    }
+}
+
+impl<K: kube::Resource> Store<K> {
+    fn key(k: &K) -> String {
+        let m = k.meta();
+        format!(
+            "{}/{}",
+            m.namespace.as_deref().unwrap_or_default(),
+            m.name.as_deref().unwrap_or_default()
+        )
+    }
+
+    fn apply(&mut self, event: watcher::Event<K>) {
+        match event {
+            watcher::Event::Init => self.listing = Some(BTreeMap::new()),
+            watcher::Event::InitApply(k) => {
+                if let Some(l) = &mut self.listing {
+                    l.insert(Self::key(&k), k);
+                }
+            }
+            watcher::Event::InitDone => self.objects = self.listing.take().unwrap_or_default(),
+            watcher::Event::Apply(k) => {
+                self.objects.insert(Self::key(&k), k);
+            }
+            watcher::Event::Delete(k) => {
+                self.objects.remove(&Self::key(&k));
+            }
+        }
+    }
+}
