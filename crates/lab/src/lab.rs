@@ -347,19 +347,21 @@ impl Lab {
         docs.sort_by_key(|(_, _, text)| !text.lines().any(|l| l.trim() == "kind: Namespace"));
         let mut failed = Vec::new();
         for (file, ns, text) in &docs {
-            match kubernetes::run_kubectl(
-                &self.opts,
-                &self.state,
-                ci,
-                &["apply", "-n", ns, "-f", "-"],
-                Some(text),
-            ) {
-                Ok(out) => {
-                    for line in out.lines().filter(|l| !l.trim().is_empty()) {
-                        progress(&format!("{cluster}: {line}"));
-                    }
+            // Objects that name their namespace go as they are; the others into the file's
+            // default namespace (kubectl refuses `-n` that differs from an object's own).
+            for (own, part) in manifests::split_by_namespace(text) {
+                let mut args = vec!["apply", "-f", "-"];
+                if !own {
+                    args.extend(["-n", ns.as_str()]);
                 }
-                Err(e) => failed.push(format!("{}: {e}", file.display())),
+                match kubernetes::run_kubectl(&self.opts, &self.state, ci, &args, Some(&part)) {
+                    Ok(out) => {
+                        for line in out.lines().filter(|l| !l.trim().is_empty()) {
+                            progress(&format!("{cluster}: {line}"));
+                        }
+                    }
+                    Err(e) => failed.push(format!("{}: {e}", file.display())),
+                }
             }
         }
         if !failed.is_empty() {
@@ -535,15 +537,16 @@ impl Lab {
         for (file, ns) in manifests::files(path, namespace)? {
             let text = std::fs::read_to_string(&file).map_err(io(&file))?;
             let filled = manifests::fill(&text, &file, &vars)?;
-            let out = kubernetes::run_kubectl(
-                &self.opts,
-                &self.state,
-                ci,
-                &["delete", "-n", &ns, "-f", "-", "--ignore-not-found"],
-                Some(&filled),
-            )?;
-            for line in out.lines().filter(|l| !l.trim().is_empty()) {
-                progress(&format!("{cluster}: {line}"));
+            let (filled, _) = manifests::upgrade_removed_apis(&filled, &file)?;
+            for (own, part) in manifests::split_by_namespace(&filled) {
+                let mut args = vec!["delete", "-f", "-", "--ignore-not-found"];
+                if !own {
+                    args.extend(["-n", ns.as_str()]);
+                }
+                let out = kubernetes::run_kubectl(&self.opts, &self.state, ci, &args, Some(&part))?;
+                for line in out.lines().filter(|l| !l.trim().is_empty()) {
+                    progress(&format!("{cluster}: {line}"));
+                }
             }
         }
         self.refresh_node_pods();

@@ -179,15 +179,7 @@ const REMOVED_DEPLOYMENT_APIS: [&str; 3] = ["extensions/v1beta1", "apps/v1beta1"
 /// template's labels made explicit), every other document left as it is. Returns the text
 /// and a line per converted Deployment.
 pub fn upgrade_removed_apis(text: &str, file: &Path) -> Result<(String, Vec<String>), LabError> {
-    let mut docs: Vec<String> = vec![String::new()];
-    for line in text.lines() {
-        if line.starts_with("---") && line[3..].trim().is_empty() {
-            docs.push(String::new());
-        } else if let Some(last) = docs.last_mut() {
-            last.push_str(line);
-            last.push('\n');
-        }
-    }
+    let docs = documents(text);
     let mut notes = Vec::new();
     let mut out = Vec::new();
     for doc in docs {
@@ -216,6 +208,47 @@ pub fn upgrade_removed_apis(text: &str, file: &Path) -> Result<(String, Vec<Stri
         out.push(format!("{v}\n"));
     }
     Ok((out.join("---\n"), notes))
+}
+
+/// The documents of a YAML stream (split at `---` lines), comments and all.
+pub fn documents(text: &str) -> Vec<String> {
+    let mut docs: Vec<String> = vec![String::new()];
+    for line in text.lines() {
+        if line.starts_with("---") && line[3..].trim().is_empty() {
+            docs.push(String::new());
+        } else if let Some(last) = docs.last_mut() {
+            last.push_str(line);
+            last.push('\n');
+        }
+    }
+    docs.retain(|d| {
+        d.lines()
+            .any(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
+    });
+    docs
+}
+
+/// A YAML stream in runs of consecutive documents: `true` for those that name their own
+/// namespace (or that cannot be read, for the API server to judge), `false` for those that
+/// leave it to the default.
+pub fn split_by_namespace(text: &str) -> Vec<(bool, String)> {
+    let mut out: Vec<(bool, String)> = Vec::new();
+    for doc in documents(text) {
+        let own = serde_saphyr::from_str::<serde_json::Value>(&doc)
+            .map(|v| {
+                v.pointer("/metadata/namespace")
+                    .is_some_and(|n| n.is_string())
+            })
+            .unwrap_or(true);
+        match out.last_mut() {
+            Some((o, t)) if *o == own => {
+                t.push_str("---\n");
+                t.push_str(&doc);
+            }
+            _ => out.push((own, doc)),
+        }
+    }
+    out
 }
 
 /// Checks that every Deployment's containers run an image the lab has a demo app for;
@@ -285,6 +318,15 @@ mod tests {
         assert_eq!(d["apiVersion"], "apps/v1");
         assert_eq!(d["spec"]["selector"]["matchLabels"]["app"], "sleep");
         assert_eq!(docs[2], "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: kept}\nspec: {selector: {matchLabels: {app: kept}}}\n");
+    }
+
+    #[test]
+    fn documents_are_grouped_by_whether_they_name_their_namespace() {
+        let text = "# a comment only\n---\nkind: A\nmetadata: {name: a}\n---\nkind: B\nmetadata: {name: b, namespace: x}\n---\nkind: C\nmetadata: {name: c, namespace: y}\n---\nkind: D\nmetadata: {name: d}\n";
+        let got = split_by_namespace(text);
+        let own: Vec<bool> = got.iter().map(|(o, _)| *o).collect();
+        assert_eq!(own, [false, true, false]);
+        assert_eq!(got[1].1, "kind: B\nmetadata: {name: b, namespace: x}\n---\nkind: C\nmetadata: {name: c, namespace: y}\n");
     }
 
     #[test]
