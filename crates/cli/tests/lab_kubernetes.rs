@@ -1,0 +1,489 @@
+//! The lab on real Kubernetes, as a user runs it: `isthmus lab up --kubernetes` gives every
+//! cluster its own etcd, kube-apiserver, kube-controller-manager and kube-scheduler (built
+//! by scripts/install-kubernetes.sh from the pinned Go modules), the lab is each cluster's
+//! kubelet and kube-proxy, and the mesh's control planes watch the API servers. S1 (all
+//! variants) and S3 pass; the API server's refusals, objects Isthmus cannot use, and an API
+//! server the control plane cannot reach for 30 s are each checked. Needs root, iptables,
+//! curl, Envoy and the Kubernetes binaries; fails saying what is missing.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+struct Lab {
+    state: PathBuf,
+    prefix: String,
+}
+
+impl Lab {
+    fn new(name: &str) -> Lab {
+        Lab {
+            state: std::env::temp_dir().join(format!("isthmus-kube-{name}-{}", std::process::id())),
+            prefix: format!("k{name}{}", std::process::id() % 10_000),
+        }
+    }
+
+    fn cmd(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_isthmus"))
+            .arg("lab")
+            .args(args)
+            .current_dir(root())
+            .env("ISTHMUS_LAB_STATE", &self.state)
+            .env("ISTHMUS_LAB_PREFIX", &self.prefix)
+            .env_remove("RUST_BACKTRACE")
+            .output()
+            .expect("run isthmus")
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.cmd(args);
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success(), "isthmus lab {args:?} failed:\n{text}");
+        print!("{}", String::from_utf8_lossy(&out.stdout));
+        text
+    }
+
+    /// `lab exec` in a pod; (success, stdout + stderr).
+    fn exec(&self, cluster: &str, ns: &str, pod: &str, command: &[&str]) -> (bool, String) {
+        let mut args = vec!["exec", cluster, ns, pod, "--"];
+        args.extend(command);
+        let out = self.cmd(&args);
+        (
+            out.status.success(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )
+    }
+
+    /// Retries `check` every 500 ms for up to `secs`; fails with `what` and the last output.
+    fn within(&self, secs: u64, what: &str, check: impl Fn() -> (bool, String)) {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            let (ok, out) = check();
+            if ok {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{what} within {secs} s; last: {out}"
+            );
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+
+    fn namespaces(&self) -> Vec<String> {
+        let out = Command::new("ip")
+            .args(["netns", "list"])
+            .output()
+            .expect("ip netns list");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| l.split_whitespace().next())
+            .filter(|n| n.starts_with(&format!("{}-", self.prefix)))
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// Processes whose command line names the lab's state folder (etcd's data, the API
+    /// server's certificates, the node agents, the pods).
+    fn processes(&self) -> Vec<String> {
+        let me = self.state.display().to_string();
+        std::fs::read_dir("/proc")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+            .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+            .filter(|c| c.contains(&me))
+            .collect()
+    }
+
+    fn down_and_check(&self) {
+        let down = self.ok(&["down"]);
+        assert!(down.contains("lab is down"), "{down}");
+        assert!(
+            self.namespaces().is_empty(),
+            "left behind: {:?}",
+            self.namespaces()
+        );
+        assert!(
+            self.processes().is_empty(),
+            "still running: {:?}",
+            self.processes()
+        );
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        let _ = self.cmd(&["down"]);
+        let _ = std::fs::remove_dir_all(&self.state);
+    }
+}
+
+/// One lab at a time (see lab_scenarios.rs).
+static ONE_LAB: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn require() -> std::sync::MutexGuard<'static, ()> {
+    let guard = ONE_LAB.lock().unwrap_or_else(|e| e.into_inner());
+    let uid = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .map(str::to_string)
+        })
+        .unwrap_or_default();
+    assert!(
+        uid.split_whitespace().nth(1) == Some("0"),
+        "the Kubernetes lab test needs root (network namespaces, iptables); CI runs it as root"
+    );
+    for tool in ["ip", "iptables", "iptables-restore", "curl", "nsenter"] {
+        let found = std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
+            .chain(["/usr/sbin".into(), "/sbin".into()])
+            .any(|d| d.join(tool).is_file());
+        assert!(found, "`{tool}` is missing: run scripts/install-system.sh");
+    }
+    assert!(
+        root().join(".venv/bin/envoy").is_file(),
+        "Envoy is missing: run scripts/install-envoy.sh"
+    );
+    let bins = std::fs::read_dir(root().join(".kube-bin"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .any(|e| e.path().join("kube-apiserver").is_file());
+    assert!(
+        bins,
+        "the Kubernetes binaries are missing: run scripts/install-kubernetes.sh and scripts/install-istio-crds.sh"
+    );
+    guard
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> String {
+    let p = dir.join(name);
+    std::fs::write(&p, text).expect("write");
+    p.display().to_string()
+}
+
+fn destination_rule(name: &str, subsets: &str) -> String {
+    format!("apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {{name: {name}, namespace: foo}}\nspec:\n  host: httpbin.bar.global\n  subsets: [{subsets}]\n")
+}
+
+#[test]
+fn s1_all_variants_and_bad_input_and_an_unreachable_api_server() {
+    let _one = require();
+    let lab = Lab::new("s1");
+    let files = lab.state.with_extension("files");
+    std::fs::create_dir_all(&files).expect("mkdir");
+
+    let up = lab.ok(&["up", "--kubernetes", "examples/gateway-connected"]);
+    for line in [
+        "cluster1: Kubernetes control plane (etcd, kube-apiserver, kube-controller-manager, kube-scheduler) at https://10.10.0.9:6443, public https://198.18.2.1:6443",
+        "cluster2: node cluster2-node Ready",
+        "cluster1: deployment.apps/sleep created",
+    ] {
+        assert!(up.contains(line), "{line}:\n{up}");
+    }
+    // Pods come from ReplicaSets: the lab ran what the controller made and the scheduler
+    // bound, and reported it to the API server.
+    let pods = lab.ok(&[
+        "kubectl", "cluster2", "--", "get", "pods", "-n", "bar", "-o", "wide",
+    ]);
+    assert!(
+        pods.contains("httpbin-") && pods.contains("Running") && pods.contains("cluster2-node"),
+        "{pods}"
+    );
+    let slices = lab.ok(&[
+        "kubectl",
+        "cluster2",
+        "--",
+        "get",
+        "endpointslices",
+        "-n",
+        "bar",
+        "-o",
+        "jsonpath={.items[*].endpoints[*].addresses}",
+    ]);
+    assert!(
+        slices.contains("10.10.0.31"),
+        "the real endpoint controller made the slice: {slices}"
+    );
+    let kubeconfig = lab.ok(&["kubeconfig", "cluster1"]);
+    assert!(
+        kubeconfig.trim().ends_with("kube/cluster1/kubeconfig"),
+        "{kubeconfig}"
+    );
+
+    for (scenario, steps) in [
+        ("s1", 13),
+        ("s1-egress", 6),
+        ("s1-subsets", 10),
+        ("s1-cleanup", 8),
+        ("vs-features", 13),
+    ] {
+        let run = lab.ok(&[
+            "run",
+            "--kubernetes",
+            &format!("examples/gateway-connected/{scenario}.yaml"),
+        ]);
+        assert!(
+            run.contains(&format!("{steps} of {steps} steps passed")),
+            "{scenario}:\n{run}"
+        );
+    }
+    // Start what follows from the seed's ServiceEntry alone (the scenarios leave a
+    // version-aware VirtualService and DestinationRule behind).
+    lab.ok(&[
+        "kubectl",
+        "cluster1",
+        "--",
+        "delete",
+        "virtualservices,destinationrules",
+        "--all",
+        "-n",
+        "foo",
+    ]);
+    lab.ok(&[
+        "apply",
+        "--cluster",
+        "cluster1",
+        "-n",
+        "foo",
+        "-f",
+        "examples/gateway-connected/seed/httpbin-bar.yaml",
+    ]);
+    let call = || {
+        lab.exec(
+            "cluster1",
+            "foo",
+            "sleep",
+            &["curl", "-sS", "-f", "-m", "5", "httpbin.bar.global:8000/ip"],
+        )
+    };
+    lab.within(20, "sleep calls httpbin.bar.global", call);
+    let clusters = || {
+        lab.exec(
+            "cluster1",
+            "foo",
+            "sleep",
+            &["curl", "-sS", "127.0.0.1:15000/clusters"],
+        )
+    };
+    let diagnostics = || {
+        lab.exec(
+            "cluster1",
+            "istio-system",
+            "istiod-0",
+            &["curl", "-sS", "127.0.0.1:15014/debug/diagnostics"],
+        )
+    };
+
+    // 1. The API server refuses a VirtualService with a schema error: `lab apply` fails with
+    //    its message, and nothing changes in the mesh.
+    let bad = write(&files, "bad-vs.yaml", "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: bad, namespace: foo}\nspec:\n  hosts: [httpbin.bar.global]\n  http:\n  - route:\n    - destination: {host: httpbin.bar.global}\n      weight: not-a-number\n");
+    let out = lab.cmd(&["apply", "--cluster", "cluster1", "-f", &bad]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "the API server took a bad VirtualService"
+    );
+    assert!(
+        err.contains("the API server refused objects") && err.contains("weight"),
+        "{err}"
+    );
+    let got = lab.ok(&[
+        "kubectl",
+        "cluster1",
+        "--",
+        "get",
+        "virtualservices",
+        "-n",
+        "foo",
+        "-o",
+        "name",
+    ]);
+    assert!(!got.contains("bad"), "{got}");
+    assert!(call().0, "a refused object changed nothing");
+
+    // 2. Valid to the API server, wrong to Isthmus (two subsets named v1): the last good
+    //    version stays in force and the diagnostic names the object and the field.
+    let good = write(
+        &files,
+        "dr-good.yaml",
+        &destination_rule("httpbin", "{name: v1, labels: {app: httpbin}}"),
+    );
+    lab.ok(&["apply", "--cluster", "cluster1", "-f", &good]);
+    lab.within(20, "the subset cluster reaches sleep's proxy", || {
+        let (ok, out) = clusters();
+        (
+            ok && out.contains("outbound|8000|v1|httpbin.bar.global"),
+            out,
+        )
+    });
+    let dup = write(
+        &files,
+        "dr-dup.yaml",
+        &destination_rule(
+            "httpbin",
+            "{name: v1, labels: {app: httpbin}}, {name: v1, labels: {app: other}}",
+        ),
+    );
+    lab.ok(&["apply", "--cluster", "cluster1", "-f", &dup]);
+    lab.within(20, "the control plane reports the DestinationRule", || {
+        let (ok, out) = diagnostics();
+        (
+            ok && out.contains("DestinationRule/foo/httpbin")
+                && out.contains("spec.subsets[1].name")
+                && out.contains("duplicate subset"),
+            out,
+        )
+    });
+    let (_, now) = clusters();
+    assert!(
+        now.contains("outbound|8000|v1|httpbin.bar.global"),
+        "the last good version stays: {now}"
+    );
+    // An AuthorizationPolicy is refused by name: never silently not enforced.
+    let policy = write(&files, "authz.yaml", "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: deny-all, namespace: foo}\nspec: {action: DENY, rules: [{}]}\n");
+    lab.ok(&["apply", "--cluster", "cluster1", "-f", &policy]);
+    lab.within(
+        20,
+        "the control plane reports the AuthorizationPolicy",
+        || {
+            let (ok, out) = diagnostics();
+            (
+                ok && out.contains(
+                    "AuthorizationPolicy (security.istio.io/v1) is not supported by Isthmus",
+                ),
+                out,
+            )
+        },
+    );
+    lab.ok(&["apply", "--cluster", "cluster1", "-f", &good]);
+    lab.ok(&[
+        "kubectl",
+        "cluster1",
+        "--",
+        "delete",
+        "authorizationpolicy",
+        "-n",
+        "foo",
+        "deny-all",
+    ]);
+    lab.within(20, "the problems clear", || {
+        let (ok, out) = diagnostics();
+        (
+            ok && !out.contains("DestinationRule/foo/httpbin")
+                && !out.contains("AuthorizationPolicy"),
+            out,
+        )
+    });
+
+    // 3. The control plane cannot reach its API server for 30 s (packets dropped): proxies
+    //    keep their configuration, and a change made meanwhile arrives afterwards.
+    // Both directions: a half-open cut would still let the API server's events in.
+    let rules: [[&str; 10]; 2] = [
+        [
+            "OUTPUT",
+            "-d",
+            "10.10.0.9",
+            "-p",
+            "tcp",
+            "--dport",
+            "6443",
+            "-j",
+            "DROP",
+            "",
+        ],
+        [
+            "INPUT",
+            "-s",
+            "10.10.0.9",
+            "-p",
+            "tcp",
+            "--sport",
+            "6443",
+            "-j",
+            "DROP",
+            "",
+        ],
+    ];
+    let iptables = |op: &str| {
+        for rule in &rules {
+            let mut command = vec!["iptables", op];
+            command.extend(rule.iter().filter(|w| !w.is_empty()));
+            let (ok, out) = lab.exec("cluster1", "istio-system", "istiod-0", &command);
+            assert!(ok, "iptables {op}: {out}");
+        }
+    };
+    iptables("-I");
+    let cut = Instant::now();
+    let v2 = write(
+        &files,
+        "dr-v2.yaml",
+        &destination_rule(
+            "httpbin",
+            "{name: v1, labels: {app: httpbin}}, {name: v2, labels: {app: httpbin}}",
+        ),
+    );
+    lab.ok(&["apply", "--cluster", "cluster1", "-f", &v2]);
+    while cut.elapsed() < Duration::from_secs(30) {
+        let (ok, out) = call();
+        assert!(
+            ok,
+            "a call failed while the API server was unreachable: {out}"
+        );
+        std::thread::sleep(Duration::from_secs(3));
+    }
+    let (_, during) = clusters();
+    assert!(
+        !during.contains("outbound|8000|v2|httpbin.bar.global"),
+        "the control plane could not have seen it yet"
+    );
+    iptables("-D");
+    let healed = Instant::now();
+    lab.within(
+        60,
+        "the change made during the outage reaches sleep's proxy",
+        || {
+            let (ok, out) = clusters();
+            (
+                ok && out.contains("outbound|8000|v2|httpbin.bar.global"),
+                out,
+            )
+        },
+    );
+    println!(
+        "the change made during the 30 s outage reached sleep's proxy {:.1} s after the network healed",
+        healed.elapsed().as_secs_f64()
+    );
+    assert!(call().0);
+
+    lab.down_and_check();
+    let _ = std::fs::remove_dir_all(&files);
+}
+
+#[test]
+fn s3_on_kubernetes_with_a_real_kubeconfig_for_the_remote_api_server() {
+    let _one = require();
+    let lab = Lab::new("s3");
+    let run = lab.ok(&["run", "--kubernetes", "examples/split-horizon/s3.yaml"]);
+    assert!(run.contains("20 of 20 steps passed"), "{run}");
+    let status = lab.ok(&["status"]);
+    // The remote cluster runs no control plane of its own, but its own Kubernetes.
+    assert_eq!(status.matches("istiod-0").count(), 1, "{status}");
+    assert_eq!(status.matches("kube-apiserver-0").count(), 2, "{status}");
+    lab.down_and_check();
+}
