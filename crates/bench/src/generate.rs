@@ -34,7 +34,7 @@ pub struct Written {
 }
 
 /// The IP of pod `n` (0-based) in the 10.0.0.0/8 block, skipping .0 and .255 octets.
-fn pod_ip(n: u64) -> String {
+pub fn pod_ip(n: u64) -> String {
     let n = n + 1;
     format!(
         "10.{}.{}.{}",

@@ -11,6 +11,7 @@ use isthmus_bench::orchestrate::{
     envoy_apply::EnvoyOptions,
     generate::GenerateOptions,
     http::HttpOptions,
+    kubernetes::KubernetesOptions,
     memory::MemoryOptions,
     xds::{SweepOptions, XdsOptions},
 };
@@ -187,6 +188,31 @@ pub enum BenchCommand {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// The same mesh (one cluster, services x pods, meshNetworks) served from registry
+    /// files and from a real kube-apiserver (objects created through the API), one control
+    /// plane after the other with the same simulated Envoys: time to ready, memory per
+    /// endpoint, full push, one pod change p50/p99. Needs the binaries of
+    /// scripts/install-kubernetes.sh.
+    Kubernetes {
+        /// Services.
+        #[arg(long, default_value_t = 2000)]
+        services: u32,
+        /// Pods per service.
+        #[arg(long, default_value_t = 10)]
+        endpoints: u32,
+        /// Simulated proxies (state of the world).
+        #[arg(long, default_value_t = 100)]
+        proxies: usize,
+        /// One-pod changes to time.
+        #[arg(long, default_value_t = 20)]
+        changes: u32,
+        /// The Kubernetes binaries (default: $KUBE_BIN, then .kube-bin/*/ here or above).
+        #[arg(long)]
+        kube_bin: Option<PathBuf>,
+        /// Working directory.
+        #[arg(long, default_value = "/tmp/isthmus-bench-kubernetes")]
+        work: PathBuf,
+    },
     /// Workload certificates signed per second beside raw ECDSA P-256 signatures.
     Ca {
         /// Certificates to sign.
@@ -239,6 +265,22 @@ impl BenchCommand {
                 services,
                 proxies,
                 out,
+                work,
+            }),
+            BenchCommand::Kubernetes {
+                services,
+                endpoints,
+                proxies,
+                changes,
+                kube_bin,
+                work,
+            } => Benchmark::Kubernetes(KubernetesOptions {
+                exe: exe()?,
+                kube_bin,
+                services,
+                endpoints,
+                proxies,
+                changes,
                 work,
             }),
             BenchCommand::Memory {

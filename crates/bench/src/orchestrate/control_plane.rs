@@ -74,6 +74,39 @@ pub async fn start(
     written: &generate::Written,
     work: &Path,
 ) -> Result<BenchControlPlane, BenchError> {
+    start_with(exe, work, |ca, port, mon| {
+        control_plane_config(written, ca, port, mon)
+    })
+    .await
+}
+
+/// Starts cluster1's control plane watching the Kubernetes API server of `kubeconfig`
+/// instead of registry folders (see [`start`]).
+pub async fn start_kube(
+    exe: &Path,
+    kubeconfig: &Path,
+    work: &Path,
+) -> Result<BenchControlPlane, BenchError> {
+    start_with(exe, work, |ca, port, mon| {
+        let empty = generate::Written {
+            registries: Vec::new(),
+            objects: 0,
+            bytes: 0,
+        };
+        let mut config = control_plane_config(&empty, ca, port, mon);
+        config.kubeconfig = Some(kubeconfig.to_path_buf());
+        config
+    })
+    .await
+}
+
+/// Starts a control plane with the settings `config(ca, xds port, monitoring port)` gives,
+/// a fresh CA under `work`, and waits until it reports ready.
+async fn start_with(
+    exe: &Path,
+    work: &Path,
+    config: impl FnOnce(&Path, u16, u16) -> ControlPlaneConfig,
+) -> Result<BenchControlPlane, BenchError> {
     let ca = work.join("ca");
     let _ = std::fs::remove_dir_all(&ca);
     isthmus_ca::create_root(&ca.join("root"))?;
@@ -83,7 +116,7 @@ pub async fn start(
     let log: PathBuf = work.join("control-plane.log");
     let mut cmd = Command::new(exe);
     cmd.arg("control-plane")
-        .args(control_plane_config(written, &ca, port, mon).to_args())
+        .args(config(&ca, port, mon).to_args())
         .env(
             "RUST_LOG",
             "warn,isthmus_control_plane=info,isthmus_xds::cache=debug",

@@ -10,6 +10,7 @@ pub mod dns;
 pub mod envoy_apply;
 pub mod generate;
 pub mod http;
+pub mod kubernetes;
 pub mod memory;
 pub mod xds;
 
@@ -37,6 +38,8 @@ pub enum Benchmark {
     Envoy(envoy_apply::EnvoyOptions),
     /// CA signing rate.
     Ca(ca::CaOptions),
+    /// The same mesh from files and from a real API server.
+    Kubernetes(kubernetes::KubernetesOptions),
 }
 
 /// Runs `benchmark`, printing its report on stdout.
@@ -51,6 +54,7 @@ pub fn run(benchmark: &Benchmark) -> Result<(), BenchError> {
         Benchmark::Datapath(o) => datapath::run(o),
         Benchmark::Envoy(o) => envoy_apply::run(o),
         Benchmark::Ca(o) => ca::run(o),
+        Benchmark::Kubernetes(o) => kubernetes::run(o),
     }
 }
 
