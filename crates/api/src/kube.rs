@@ -194,6 +194,56 @@ pub struct PodStatus {
     /// `Running`, `Pending`, ...
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phase: Option<PodPhase>,
+    /// The `Ready` condition of `status.conditions` (the only one the mesh reads): `None`
+    /// when the pod has none (a registry file), else whether it is `True`. A pod that is
+    /// not ready is no endpoint, as the EndpointSlice controller decides.
+    #[serde(
+        default,
+        rename = "conditions",
+        deserialize_with = "ready_condition",
+        serialize_with = "ready_conditions",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub ready: Option<bool>,
+}
+
+impl PodStatus {
+    /// Whether the pod can serve: not finished, and not reported unready.
+    pub fn is_serving(&self) -> bool {
+        !matches!(self.phase, Some(PodPhase::Succeeded | PodPhase::Failed))
+            && self.ready != Some(false)
+    }
+}
+
+/// One entry of `status.conditions`.
+#[derive(Deserialize)]
+struct Condition {
+    #[serde(rename = "type", default)]
+    kind: String,
+    #[serde(default)]
+    status: String,
+}
+
+/// Reads the `Ready` condition out of `status.conditions`.
+fn ready_condition<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<bool>, D::Error> {
+    let conditions = Option::<Vec<Condition>>::deserialize(d)?.unwrap_or_default();
+    Ok(conditions
+        .iter()
+        .find(|c| c.kind == "Ready")
+        .map(|c| c.status == "True"))
+}
+
+/// Writes `ready` back as a one-entry `status.conditions`.
+fn ready_conditions<S: serde::Serializer>(ready: &Option<bool>, s: S) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeSeq;
+    let mut seq = s.serialize_seq(Some(1))?;
+    if let Some(r) = ready {
+        seq.serialize_element(&serde_json::json!({
+            "type": "Ready",
+            "status": if *r { "True" } else { "False" },
+        }))?;
+    }
+    seq.end()
 }
 
 /// `Pod.status.phase`.

@@ -18,6 +18,7 @@ use tokio::sync::Notify;
 
 pub mod clusters;
 pub mod config;
+pub mod memory;
 
 pub use clusters::{ClusterRegistry, Link};
 pub use config::{ControlPlaneConfig, MeshSources};
@@ -414,6 +415,8 @@ pub async fn run(config: ControlPlaneConfig) -> Result<(), ControlPlaneError> {
         version = first.version,
         "initial mesh snapshot"
     );
+    // What reading every object took beyond what it keeps goes back to the system.
+    memory::release_free_memory();
     let trust_domain = first.mesh.trust_domain.clone();
     let (snap_tx, snap_rx) = watch::channel(MeshUpdate {
         snapshot: first,
@@ -475,7 +478,12 @@ pub async fn run(config: ControlPlaneConfig) -> Result<(), ControlPlaneError> {
                 diag_tx.send_replace(seen.clone());
                 continue;
             }
+            let relisted = matches!(configs, ConfigsUpdated::Unknown);
             let (next, push) = builder.apply(&input, configs);
+            if relisted {
+                // A complete read (a relist, a cluster joining): its transient memory goes back.
+                memory::release_free_memory();
+            }
             let build_ms = started.elapsed().as_secs_f64() * 1e3 - reload_ms;
             explain_vips(&mut views, &next);
             views_tx.send_replace(views);
@@ -614,7 +622,10 @@ async fn monitoring(
             let req = String::from_utf8_lossy(&head);
             let path = req.split_whitespace().nth(1).unwrap_or("/");
             let (code, body) = match path {
-                "/metrics" => ("200 OK", status.metrics()),
+                "/metrics" => (
+                    "200 OK",
+                    format!("{}{}", status.metrics(), memory::metrics()),
+                ),
                 "/debug/syncz" => (
                     "200 OK",
                     serde_json::to_string_pretty(&status.proxies()).unwrap_or_default(),

@@ -24,10 +24,29 @@ const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 /// A registry fed by an API server.
 pub type KubeRegistry = Registry<KubeSource>;
 
+/// An object as its watcher task read it (the API's JSON is read where it arrives and
+/// dropped at once, so that no object waits in the queue as a JSON tree).
+enum Read {
+    /// Usable, with any warnings.
+    Good(ResourceKey, Arc<Resource>, Vec<Diagnostic>),
+    /// Not usable: why.
+    Bad(ResourceKey, Vec<Diagnostic>),
+    /// Only its key counts (a delete).
+    Key(ResourceKey),
+}
+
+impl Read {
+    fn key(&self) -> &ResourceKey {
+        match self {
+            Read::Good(k, _, _) | Read::Bad(k, _) | Read::Key(k) => k,
+        }
+    }
+}
+
 /// What a watcher task reports.
 enum Message {
     /// An event of kind number `.0`.
-    Event(usize, Box<watcher::Event<DynamicObject>>),
+    Event(usize, watcher::Event<Read>),
     /// The watch of kind `.0` failed; it retries with backoff. `absent`: the API server does
     /// not serve the kind (a CRD that is not installed).
     Failed {
@@ -59,7 +78,6 @@ pub struct KubeSource {
     state: Vec<KindState>,
     rx: mpsc::UnboundedReceiver<Message>,
     wake: Arc<Notify>,
-    reader: ObjectReader,
     /// Whether the complete first list has been given.
     synced: bool,
     /// Problems by object key (or `watch <Kind>`), the ones of the latest events.
@@ -120,27 +138,32 @@ impl KubeSource {
         wake: Arc<Notify>,
     ) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
+        let cluster = cluster.into();
+        // Every object is read on one thread of its own: one reader for every kind (a
+        // Service's selector and its pods' labels are one map), and the objects kept are
+        // allocated apart from the JSON that the watchers parse and drop, so that the
+        // memory of a large list can go back to the system once it is read.
+        let (raw_tx, raw_rx) = std::sync::mpsc::channel::<Raw>();
+        let reader_kinds = kinds.clone();
+        let reader_wake = wake.clone();
+        let spawned = std::thread::Builder::new()
+            .name(format!("kube-reader-{cluster}"))
+            .spawn(move || read_loop(reader_kinds, raw_rx, tx, reader_wake));
+        if let Err(e) = spawned {
+            tracing::error!(%cluster, error = %e, "cannot start the thread that reads the API server's objects");
+        }
         let tasks = kinds
             .iter()
             .enumerate()
-            .map(|(i, k)| {
-                tokio::spawn(watch_kind(
-                    i,
-                    k.clone(),
-                    client.clone(),
-                    tx.clone(),
-                    wake.clone(),
-                ))
-            })
+            .map(|(i, k)| tokio::spawn(watch_kind(i, k.clone(), client.clone(), raw_tx.clone())))
             .collect();
         let state = kinds.iter().map(|_| KindState::default()).collect();
         KubeSource {
-            cluster: cluster.into(),
+            cluster,
             kinds,
             state,
             rx,
             wake,
-            reader: ObjectReader::new(),
             synced: false,
             problems: BTreeMap::new(),
             problems_changed: false,
@@ -170,17 +193,14 @@ impl KubeSource {
             .collect()
     }
 
-    /// Reads one object; a problem is recorded under its key.
-    fn read(&mut self, kind: usize, obj: DynamicObject) -> (ResourceKey, Option<Arc<Resource>>) {
-        let value = to_value(&self.kinds[kind], obj);
-        let key = key_of(&self.kinds[kind], &value);
-        let problem_key = key.to_string();
-        match self.reader.read(&value) {
-            Ok((r, warnings)) => {
-                self.set_problems(problem_key, warnings);
-                (key, Some(Arc::new(r)))
+    /// Takes one object as its task read it; a problem is recorded under its key.
+    fn take(&mut self, read: Read) -> (ResourceKey, Option<Arc<Resource>>) {
+        match read {
+            Read::Good(key, r, warnings) => {
+                self.set_problems(key.to_string(), warnings);
+                (key, Some(r))
             }
-            Err(errors) => {
+            Read::Bad(key, errors) => {
                 let errors = errors
                     .into_iter()
                     .map(|mut d| {
@@ -191,9 +211,10 @@ impl KubeSource {
                         d
                     })
                     .collect();
-                self.set_problems(problem_key, errors);
+                self.set_problems(key.to_string(), errors);
                 (key, None)
             }
+            Read::Key(key) => (key, None),
         }
     }
 
@@ -237,13 +258,13 @@ impl KubeSource {
                 let name = self.kinds[kind].kind().to_string();
                 self.set_problems(format!("watch {name}"), Vec::new());
                 self.state[kind].absent = false;
-                match *event {
+                match event {
                     watcher::Event::Init => {
                         self.state[kind].listing = Some(BTreeMap::new());
                         self.state[kind].seen.clear();
                     }
                     watcher::Event::InitApply(obj) => {
-                        let (key, read) = self.read(kind, obj);
+                        let (key, read) = self.take(obj);
                         // Unusable: keep the version in force, if any.
                         let kept = read
                             .or_else(|| store.resources.get(&key).cloned())
@@ -256,7 +277,7 @@ impl KubeSource {
                     }
                     watcher::Event::InitDone => self.list_done(kind, store, out),
                     watcher::Event::Apply(obj) => {
-                        let (key, read) = self.read(kind, obj);
+                        let (key, read) = self.take(obj);
                         if let Some(r) = read {
                             if self.synced {
                                 out.push(Event::Apply(r));
@@ -266,8 +287,7 @@ impl KubeSource {
                         }
                     }
                     watcher::Event::Delete(obj) => {
-                        let value = to_value(&self.kinds[kind], obj);
-                        let key = key_of(&self.kinds[kind], &value);
+                        let key = obj.key().clone();
                         self.set_problems(key.to_string(), Vec::new());
                         if self.synced {
                             out.push(Event::Delete(Arc::new(tombstone(&self.kinds[kind], &key))));
@@ -351,19 +371,59 @@ impl Source for KubeSource {
     }
 }
 
+/// What a watcher task hands to the reader thread, in the order it happened.
+enum Raw {
+    /// An event of kind number `.0`, as the API server sent it.
+    Event(usize, Box<watcher::Event<DynamicObject>>),
+    /// The watch of a kind failed (see [`Message::Failed`]).
+    Failed {
+        kind: usize,
+        error: String,
+        absent: bool,
+    },
+}
+
+/// The reader thread: reads every object the watchers received and passes the events on,
+/// until every watcher is gone.
+fn read_loop(
+    kinds: Vec<WatchedKind>,
+    raw: std::sync::mpsc::Receiver<Raw>,
+    tx: mpsc::UnboundedSender<Message>,
+    wake: Arc<Notify>,
+) {
+    let mut reader = ObjectReader::new();
+    while let Ok(item) = raw.recv() {
+        let message = match item {
+            Raw::Event(i, event) => Message::Event(i, read_event(&kinds[i], &mut reader, *event)),
+            Raw::Failed {
+                kind,
+                error,
+                absent,
+            } => Message::Failed {
+                kind,
+                error,
+                absent,
+            },
+        };
+        if tx.send(message).is_err() {
+            return;
+        }
+        wake.notify_one();
+    }
+}
+
 /// Runs one kind's watcher until the source is dropped.
 async fn watch_kind(
     index: usize,
     kind: WatchedKind,
     client: kube::Client,
-    tx: mpsc::UnboundedSender<Message>,
-    wake: Arc<Notify>,
+    raw: std::sync::mpsc::Sender<Raw>,
 ) {
     let api: Api<DynamicObject> = match kind.namespace {
         Some(ns) => Api::namespaced_with(client, ns, &kind.api),
         None => Api::all_with(client, &kind.api),
     };
-    let mut config = watcher::Config::default().any_semantic();
+    let mut config = watcher::Config::default();
     if let Some(l) = kind.labels {
         config = config.labels(l);
     }
@@ -373,18 +433,17 @@ async fn watch_kind(
     let stream = watcher(api, config).default_backoff();
     let mut stream = std::pin::pin!(stream);
     while let Some(item) = stream.next().await {
-        let message = match item {
-            Ok(event) => Message::Event(index, Box::new(event)),
-            Err(e) => Message::Failed {
+        let item = match item {
+            Ok(event) => Raw::Event(index, Box::new(event)),
+            Err(e) => Raw::Failed {
                 kind: index,
                 absent: is_not_found(&e),
                 error: describe(&e),
             },
         };
-        if tx.send(message).is_err() {
+        if raw.send(item).is_err() {
             return;
         }
-        wake.notify_one();
     }
 }
 
@@ -421,22 +480,121 @@ fn describe(e: &watcher::Error) -> String {
     }
 }
 
+/// Reads the objects of one watcher event; a delete needs only the key.
+fn read_event(
+    kind: &WatchedKind,
+    reader: &mut ObjectReader,
+    event: watcher::Event<DynamicObject>,
+) -> watcher::Event<Read> {
+    match event {
+        watcher::Event::Apply(o) => watcher::Event::Apply(read(kind, reader, o)),
+        watcher::Event::InitApply(o) => watcher::Event::InitApply(read(kind, reader, o)),
+        watcher::Event::Delete(o) => {
+            watcher::Event::Delete(Read::Key(key_of(kind, &to_value(kind, o))))
+        }
+        watcher::Event::Init => watcher::Event::Init,
+        watcher::Event::InitDone => watcher::Event::InitDone,
+    }
+}
+
+/// Reads one object from the API.
+fn read(kind: &WatchedKind, reader: &mut ObjectReader, obj: DynamicObject) -> Read {
+    let value = to_value(kind, obj);
+    let key = key_of(kind, &value);
+    match reader.read(&value) {
+        Ok((r, warnings)) => Read::Good(key, Arc::new(r), warnings),
+        Err(errors) => Read::Bad(key, errors),
+    }
+}
+
 /// The object as the reader takes it: `apiVersion` and `kind` set (list items may lack
 /// them), and without what only takes memory (managed fields, `kubectl apply`'s copy).
-fn to_value(kind: &WatchedKind, obj: DynamicObject) -> serde_json::Value {
-    let mut value = serde_json::to_value(obj).unwrap_or_default();
+fn to_value(kind: &WatchedKind, mut obj: DynamicObject) -> serde_json::Value {
+    obj.metadata.managed_fields = None;
+    if let Some(a) = &mut obj.metadata.annotations {
+        a.remove(LAST_APPLIED);
+    }
+    // The object's own fields are already a JSON tree: only the metadata is converted, and
+    // only what the reader keeps of it.
+    let mut value = std::mem::take(&mut obj.data);
     drop_nulls(&mut value);
+    if kind.api.kind == "Pod" {
+        project_pod(&mut value);
+    }
     if let Some(map) = value.as_object_mut() {
+        let m = &obj.metadata;
+        let mut meta = serde_json::Map::new();
+        let mut put = |k: &str, v: serde_json::Value| {
+            meta.insert(k.to_string(), v);
+        };
+        if let Some(n) = &m.name {
+            put("name", n.clone().into());
+        }
+        if let Some(n) = &m.namespace {
+            put("namespace", n.clone().into());
+        }
+        if let Some(l) = m.labels.as_ref().filter(|l| !l.is_empty()) {
+            put("labels", serde_json::to_value(l).unwrap_or_default());
+        }
+        if let Some(a) = m.annotations.as_ref().filter(|a| !a.is_empty()) {
+            put("annotations", serde_json::to_value(a).unwrap_or_default());
+        }
+        map.insert("metadata".into(), meta.into());
         map.insert("apiVersion".into(), kind.api.api_version.clone().into());
         map.insert("kind".into(), kind.api.kind.clone().into());
-        if let Some(meta) = map.get_mut("metadata").and_then(|m| m.as_object_mut()) {
-            meta.remove("managedFields");
-            if let Some(a) = meta.get_mut("annotations").and_then(|a| a.as_object_mut()) {
-                a.remove(LAST_APPLIED);
-            }
-        }
     }
     value
+}
+
+/// Keeps of a Pod what the mesh reads (as the file registry's Pods hold it): the service
+/// account, the containers' ports (a Service may target a port by name), and the address,
+/// phase and Ready condition. The rest of a real Pod (volumes, tolerations, defaults the API
+/// server fills in) would only be parsed to be dropped.
+fn project_pod(value: &mut serde_json::Value) {
+    let spec = value.get("spec");
+    let account = spec.and_then(|s| s.get("serviceAccountName")).cloned();
+    let containers: Vec<serde_json::Value> = spec
+        .and_then(|s| s.get("containers"))
+        .and_then(|c| c.as_array())
+        .into_iter()
+        .flatten()
+        .filter_map(|c| {
+            let ports = c.get("ports")?.as_array()?;
+            let ports: Vec<serde_json::Value> = ports
+                .iter()
+                .filter(|p| p.get("name").is_some())
+                .map(|p| serde_json::json!({"name": p.get("name"), "containerPort": p.get("containerPort")}))
+                .collect();
+            (!ports.is_empty()).then(|| serde_json::json!({"name": "", "image": "", "ports": ports}))
+        })
+        .collect();
+    let status = value.get("status");
+    let pick = |k: &str| status.and_then(|s| s.get(k)).cloned();
+    let ready: Vec<serde_json::Value> = status
+        .and_then(|s| s.get("conditions"))
+        .and_then(|c| c.as_array())
+        .into_iter()
+        .flatten()
+        .filter(|c| c.get("type").and_then(|t| t.as_str()) == Some("Ready"))
+        .cloned()
+        .collect();
+    let mut spec = serde_json::Map::new();
+    if let Some(a) = account {
+        spec.insert("serviceAccountName".into(), a);
+    }
+    if !containers.is_empty() {
+        spec.insert("containers".into(), containers.into());
+    }
+    let mut status = serde_json::Map::new();
+    for k in ["podIP", "phase"] {
+        if let Some(v) = pick(k) {
+            status.insert(k.into(), v);
+        }
+    }
+    if !ready.is_empty() {
+        status.insert("conditions".into(), ready.into());
+    }
+    *value = serde_json::json!({"spec": spec, "status": status});
 }
 
 /// Removes the fields whose value is `null`: to the API an explicit null is the field left
@@ -471,6 +629,31 @@ fn key_of(kind: &WatchedKind, value: &serde_json::Value) -> ResourceKey {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_pod_keeps_what_the_mesh_reads() {
+        let kind = watched_kinds().into_iter().find(|k| k.kind() == "Pod").expect("kind");
+        let obj: DynamicObject = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "web-0", "namespace": "foo", "uid": "u", "resourceVersion": "9",
+                         "labels": {"app": "web"}, "ownerReferences": [{"kind": "ReplicaSet", "name": "web-x", "apiVersion": "apps/v1", "uid": "r"}]},
+            "spec": {"serviceAccountName": "web", "nodeName": "n", "volumes": [{"name": "token"}],
+                     "containers": [{"name": "app", "image": "web:1", "ports": [{"name": "http", "containerPort": 8080}, {"containerPort": 9}]},
+                                    {"name": "helper", "image": "h"}]},
+            "status": {"phase": "Running", "podIP": "10.0.0.5", "qosClass": "BestEffort",
+                       "conditions": [{"type": "PodScheduled", "status": "True"}, {"type": "Ready", "status": "False"}]}
+        })).expect("pod");
+        let value = to_value(&kind, obj);
+        assert_eq!(value, serde_json::json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "web-0", "namespace": "foo", "labels": {"app": "web"}},
+            "spec": {"serviceAccountName": "web", "containers": [{"name": "", "image": "", "ports": [{"name": "http", "containerPort": 8080}]}]},
+            "status": {"phase": "Running", "podIP": "10.0.0.5", "conditions": [{"type": "Ready", "status": "False"}]}
+        }));
+        let (r, _) = ObjectReader::new().read(&value).expect("reads");
+        let isthmus_api::Object::Pod(p) = &r.object else { panic!("a Pod") };
+        assert_eq!(p.status.ready, Some(false));
+        assert_eq!(&*p.spec.service_account_name, "web");
+    }
 
     #[test]
     fn nulls_are_fields_left_out() {

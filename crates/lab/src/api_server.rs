@@ -101,6 +101,7 @@ pub fn pod_object(pod: &PodState, ports: &[u32]) -> Result<Pod, LabError> {
                 ))
             })?),
             phase: Some(PodPhase::Running),
+            ready: None,
         },
     })
 }

@@ -375,7 +375,8 @@ pub fn namespace_build(ctx: &NamespaceContext, objects: &[Arc<Resource>]) -> Nam
     };
     for r in objects {
         let Object::Pod(p) = &r.object else { continue };
-        let Some(ip) = &p.status.pod_ip else {
+        // A pod that is not ready (or has finished) is no endpoint, as in an EndpointSlice.
+        let Some(ip) = p.status.pod_ip.as_ref().filter(|_| p.status.is_serving()) else {
             continue;
         };
         let network = shared.get(crate::pod::network(p, *ip, &rules));
@@ -677,5 +678,43 @@ mod tests {
             panic!("a-2 is the fourth object");
         };
         assert_eq!(a2.status.pod_ip, eps[2].address.ip());
+    }
+
+    #[test]
+    fn pods_that_are_not_ready_or_finished_are_no_endpoints() {
+        let pod = |name: &str, ip: &str, status: &str| {
+            format!("---\napiVersion: v1\nkind: Pod\nmetadata: {{name: {name}, namespace: a, labels: {{app: a}}}}\nstatus: {{podIP: {ip}{status}}}\n")
+        };
+        let yaml = format!(
+            "apiVersion: v1\nkind: Service\nmetadata: {{name: a, namespace: a}}\nspec: {{ports: [{{name: http, port: 80}}], selector: {{app: a}}}}\n{}{}{}{}{}",
+            pod("ready", "10.0.0.1", ", conditions: [{type: Ready, status: \"True\"}]"),
+            pod("starting", "10.0.0.2", ", conditions: [{type: PodScheduled, status: \"True\"}, {type: Ready, status: \"False\"}]"),
+            pod("no-conditions", "10.0.0.3", ""),
+            pod("done", "10.0.0.4", ", phase: Succeeded"),
+            pod("failed", "10.0.0.5", ", phase: Failed"),
+        );
+        let objects: Vec<Arc<Resource>> = isthmus_api::load_str(&yaml, None, "a")
+            .resources
+            .into_iter()
+            .map(Arc::new)
+            .collect();
+        let ctx = NamespaceContext {
+            cluster: "c1".into(),
+            namespace: "a".into(),
+            is_local: true,
+            trust_domain: "cluster.local".into(),
+            export_default: ExportDefault::Exported,
+            namespace_network: None,
+            cluster_network: "n1".into(),
+            cidrs: Vec::new(),
+        };
+        let built = namespace_build(&ctx, &objects);
+        let got: Vec<String> = built.services[0]
+            .service
+            .endpoints
+            .iter()
+            .map(|e| e.address.to_string())
+            .collect();
+        assert_eq!(got, ["10.0.0.1", "10.0.0.3"]);
     }
 }

@@ -18,6 +18,8 @@ pub struct BenchControlPlane {
     pub root_pem: String,
     /// When it was started.
     pub started: Instant,
+    /// Its monitoring address (metrics, debug pages).
+    pub monitoring: SocketAddr,
 }
 
 impl BenchControlPlane {
@@ -141,6 +143,7 @@ async fn start_with(
         port,
         root_pem,
         started,
+        monitoring,
     })
 }
 

@@ -40,6 +40,8 @@ pub struct KubernetesOptions {
 struct Row {
     ready_s: f64,
     rss_mb: f64,
+    /// The allocator's bytes in use (live memory), from the control plane's metrics.
+    heap_mb: f64,
     peak_mb: f64,
     full_s: f64,
     change_p50_ms: f64,
@@ -139,6 +141,10 @@ async fn measure_both(opts: &KubernetesOptions, bin: PathBuf) -> Result<(), Benc
     };
     row("control plane ready (first snapshot)", &|r| format!("{:.2} s", r.ready_s));
     row("RSS when ready", &|r| format!("{:.1} MB", r.rss_mb));
+    row("heap in use when ready (live memory)", &|r| format!("{:.1} MB", r.heap_mb));
+    row("heap in use per endpoint", &|r| {
+        format!("{:.0} bytes", r.heap_mb * 1e6 / endpoints as f64)
+    });
     row("bytes per endpoint (RSS / endpoints)", &|r| {
         format!("{:.0}", r.rss_mb * 1e6 / endpoints as f64)
     });
@@ -172,6 +178,15 @@ where
     // Settled.
     tokio::time::sleep(Duration::from_secs(2)).await;
     row.rss_mb = mb(process::memory(pid).map(|(now, _)| now).unwrap_or_default());
+    row.heap_mb = isthmus_lab::http::get(cp.monitoring, "/metrics")
+        .ok()
+        .and_then(|(_, body)| {
+            body.lines()
+                .find_map(|l| l.strip_prefix("isthmus_heap_in_use_bytes "))
+                .and_then(|v| v.trim().parse::<u64>().ok())
+        })
+        .map(mb)
+        .unwrap_or_default();
     let start = Instant::now();
     let mut load = xds::start(xds::LoadConfig {
         address: format!("127.0.0.1:{}", cp.port),
@@ -215,8 +230,8 @@ where
     row.change_p99_ms = percentile(&mut lat, 99.0).as_secs_f64() * 1e3;
     row.peak_mb = mb(process::memory(pid).map(|(_, peak)| peak).unwrap_or_default());
     println!(
-        "ready in {:.2}s, RSS {:.1} MB; full push to {} proxies {:.2}s; one pod change p50 {:.0} ms, p99 {:.0} ms ({} changes); peak RSS {:.1} MB",
-        row.ready_s, row.rss_mb, opts.proxies, row.full_s, row.change_p50_ms, row.change_p99_ms, opts.changes, row.peak_mb
+        "ready in {:.2}s, RSS {:.1} MB (heap in use {:.1} MB); full push to {} proxies {:.2}s; one pod change p50 {:.0} ms, p99 {:.0} ms ({} changes); peak RSS {:.1} MB",
+        row.ready_s, row.rss_mb, row.heap_mb, opts.proxies, row.full_s, row.change_p50_ms, row.change_p99_ms, opts.changes, row.peak_mb
     );
     Ok(row)
 }
