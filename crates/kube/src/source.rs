@@ -626,13 +626,32 @@ fn key_of(kind: &WatchedKind, value: &serde_json::Value) -> ResourceKey {
     }
 }
 
+/// An object that stands for `key` in a delete (only its key counts).
+fn tombstone(kind: &WatchedKind, key: &ResourceKey) -> Resource {
+    Resource {
+        object: isthmus_api::Object::Other(Box::new(OtherObject {
+            api_version: kind.api.api_version.clone(),
+            kind: key.kind.clone(),
+            metadata: ObjectMeta {
+                name: key.name.clone().into(),
+                namespace: key.namespace.as_str().into(),
+                ..Default::default()
+            },
+        })),
+        origin: Default::default(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn a_pod_keeps_what_the_mesh_reads() {
-        let kind = watched_kinds().into_iter().find(|k| k.kind() == "Pod").expect("kind");
+        let kind = watched_kinds()
+            .into_iter()
+            .find(|k| k.kind() == "Pod")
+            .expect("kind");
         let obj: DynamicObject = serde_json::from_value(serde_json::json!({
             "metadata": {"name": "web-0", "namespace": "foo", "uid": "u", "resourceVersion": "9",
                          "labels": {"app": "web"}, "ownerReferences": [{"kind": "ReplicaSet", "name": "web-x", "apiVersion": "apps/v1", "uid": "r"}]},
@@ -643,14 +662,19 @@ mod tests {
                        "conditions": [{"type": "PodScheduled", "status": "True"}, {"type": "Ready", "status": "False"}]}
         })).expect("pod");
         let value = to_value(&kind, obj);
-        assert_eq!(value, serde_json::json!({
-            "apiVersion": "v1", "kind": "Pod",
-            "metadata": {"name": "web-0", "namespace": "foo", "labels": {"app": "web"}},
-            "spec": {"serviceAccountName": "web", "containers": [{"name": "", "image": "", "ports": [{"name": "http", "containerPort": 8080}]}]},
-            "status": {"phase": "Running", "podIP": "10.0.0.5", "conditions": [{"type": "Ready", "status": "False"}]}
-        }));
+        assert_eq!(
+            value,
+            serde_json::json!({
+                "apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": "web-0", "namespace": "foo", "labels": {"app": "web"}},
+                "spec": {"serviceAccountName": "web", "containers": [{"name": "", "image": "", "ports": [{"name": "http", "containerPort": 8080}]}]},
+                "status": {"phase": "Running", "podIP": "10.0.0.5", "conditions": [{"type": "Ready", "status": "False"}]}
+            })
+        );
         let (r, _) = ObjectReader::new().read(&value).expect("reads");
-        let isthmus_api::Object::Pod(p) = &r.object else { panic!("a Pod") };
+        let isthmus_api::Object::Pod(p) = &r.object else {
+            panic!("a Pod")
+        };
         assert_eq!(p.status.ready, Some(false));
         assert_eq!(&*p.spec.service_account_name, "web");
     }
@@ -689,18 +713,3 @@ mod tests {
     }
 }
 
-/// An object that stands for `key` in a delete (only its key counts).
-fn tombstone(kind: &WatchedKind, key: &ResourceKey) -> Resource {
-    Resource {
-        object: isthmus_api::Object::Other(Box::new(OtherObject {
-            api_version: kind.api.api_version.clone(),
-            kind: key.kind.clone(),
-            metadata: ObjectMeta {
-                name: key.name.clone().into(),
-                namespace: key.namespace.as_str().into(),
-                ..Default::default()
-            },
-        })),
-        origin: Default::default(),
-    }
-}

@@ -48,7 +48,10 @@ fn an_object_from_the_api_keeps_no_more_than_one_from_a_file() {
     let values: Vec<serde_json::Value> = (0..PODS).map(api_pod).collect();
     let before = LIVE.load(Ordering::Relaxed);
     let mut reader = ObjectReader::new();
-    let kept: Vec<_> = values.iter().map(|v| reader.read(v).expect("reads").0).collect();
+    let kept: Vec<_> = values
+        .iter()
+        .map(|v| reader.read(v).expect("reads").0)
+        .collect();
     let api = LIVE.load(Ordering::Relaxed) - before;
     drop(values);
 
@@ -66,7 +69,8 @@ fn an_object_from_the_api_keeps_no_more_than_one_from_a_file() {
     let before = LIVE.load(Ordering::Relaxed);
     let mut from_files = Vec::new();
     for t in &texts {
-        let mut loaded = isthmus_api::load_str(t, Some(std::path::Path::new("/reg/ns-0/f.yaml")), "ns-0");
+        let mut loaded =
+            isthmus_api::load_str(t, Some(std::path::Path::new("/reg/ns-0/f.yaml")), "ns-0");
         for r in &mut loaded.resources {
             r.origin.text = None;
         }

@@ -666,8 +666,8 @@ async fn readiness(agent: Arc<Mutex<Agent>>) {
 
 /// What kube-proxy watches.
 enum ProxyEvent {
-    Services(watcher::Event<Service>),
-    Slices(watcher::Event<EndpointSlice>),
+    Services(Box<watcher::Event<Service>>),
+    Slices(Box<watcher::Event<EndpointSlice>>),
 }
 
 /// Keeps the router's ClusterIP rules in line with the Services and EndpointSlices.
@@ -688,7 +688,7 @@ async fn kube_proxy(client: kube::Client, router_netns: String) {
         let mut s = std::pin::pin!(services);
         while let Some(e) = s.next().await {
             if let Ok(e) = e {
-                let _ = tx.send(ProxyEvent::Services(e));
+                let _ = tx.send(ProxyEvent::Services(Box::new(e)));
             }
         }
     });
@@ -696,7 +696,7 @@ async fn kube_proxy(client: kube::Client, router_netns: String) {
         let mut s = std::pin::pin!(slices);
         while let Some(e) = s.next().await {
             if let Ok(e) = e {
-                let _ = tx2.send(ProxyEvent::Slices(e));
+                let _ = tx2.send(ProxyEvent::Slices(Box::new(e)));
             }
         }
     });
@@ -711,8 +711,8 @@ async fn kube_proxy(client: kube::Client, router_netns: String) {
         }
         for e in batch {
             match e {
-                ProxyEvent::Services(e) => svcs.apply(e),
-                ProxyEvent::Slices(e) => eps.apply(e),
+                ProxyEvent::Services(e) => svcs.apply(*e),
+                ProxyEvent::Slices(e) => eps.apply(*e),
             }
         }
         let services: Vec<&Service> = svcs.objects.values().collect();

@@ -80,14 +80,19 @@ async fn measure_both(opts: &KubernetesOptions, bin: PathBuf) -> Result<(), Benc
     std::fs::create_dir_all(&files_work)?;
     let cp = control_plane::start(&opts.exe, &written, &files_work).await?;
     let file_dir = written.registries[0].1.clone();
-    let files = measure(opts, cp, |g| {
-        let dir = file_dir.clone();
-        async move {
-            generate::move_endpoint(&dir, g % opts.services, 0, g + 1)
-                .map(|_| ())
-                .map_err(BenchError::from)
-        }
-    }, Duration::from_millis(200))
+    let files = measure(
+        opts,
+        cp,
+        |g| {
+            let dir = file_dir.clone();
+            async move {
+                generate::move_endpoint(&dir, g % opts.services, 0, g + 1)
+                    .map(|_| ())
+                    .map_err(BenchError::from)
+            }
+        },
+        Duration::from_millis(200),
+    )
     .await?;
 
     // The API server.
@@ -116,20 +121,33 @@ async fn measure_both(opts: &KubernetesOptions, bin: PathBuf) -> Result<(), Benc
     std::fs::create_dir_all(&kube_work)?;
     let cp = control_plane::start_kube(&opts.exe, &cluster.kubeconfig_path(), &kube_work).await?;
     let pods_api = client.clone();
-    let kube = measure(opts, cp, move |g| {
-        let client = pods_api.clone();
-        async move {
-            // One pod leaves its service, then comes back: one watch event each time.
-            let (svc, ns) = generate::service_name((g / 2) % opts.services);
-            let pods: Api<Pod> = Api::namespaced(client, &ns);
-            let app = if g % 2 == 0 { format!("{svc}-away") } else { svc.clone() };
-            let patch = serde_json::json!({"metadata": {"labels": {"app": app}}});
-            pods.patch(&format!("{svc}-0"), &PatchParams::default(), &Patch::Merge(&patch))
+    let kube = measure(
+        opts,
+        cp,
+        move |g| {
+            let client = pods_api.clone();
+            async move {
+                // One pod leaves its service, then comes back: one watch event each time.
+                let (svc, ns) = generate::service_name((g / 2) % opts.services);
+                let pods: Api<Pod> = Api::namespaced(client, &ns);
+                let app = if g % 2 == 0 {
+                    format!("{svc}-away")
+                } else {
+                    svc.clone()
+                };
+                let patch = serde_json::json!({"metadata": {"labels": {"app": app}}});
+                pods.patch(
+                    &format!("{svc}-0"),
+                    &PatchParams::default(),
+                    &Patch::Merge(&patch),
+                )
                 .await
                 .map(|_| ())
                 .map_err(|e| BenchError::Measure(format!("patching a pod: {e}")))
-        }
-    }, Duration::from_millis(100))
+            }
+        },
+        Duration::from_millis(100),
+    )
     .await?;
     drop(cluster);
 
@@ -139,21 +157,30 @@ async fn measure_both(opts: &KubernetesOptions, bin: PathBuf) -> Result<(), Benc
     let row = |name: &str, f: &dyn Fn(&Row) -> String| {
         println!("| {name} | {} | {} |", f(&files), f(&kube));
     };
-    row("control plane ready (first snapshot)", &|r| format!("{:.2} s", r.ready_s));
+    row("control plane ready (first snapshot)", &|r| {
+        format!("{:.2} s", r.ready_s)
+    });
     row("RSS when ready", &|r| format!("{:.1} MB", r.rss_mb));
-    row("heap in use when ready (live memory)", &|r| format!("{:.1} MB", r.heap_mb));
+    row("heap in use when ready (live memory)", &|r| {
+        format!("{:.1} MB", r.heap_mb)
+    });
     row("heap in use per endpoint", &|r| {
         format!("{:.0} bytes", r.heap_mb * 1e6 / endpoints as f64)
     });
     row("bytes per endpoint (RSS / endpoints)", &|r| {
         format!("{:.0}", r.rss_mb * 1e6 / endpoints as f64)
     });
-    row(&format!("full push to {} proxies", opts.proxies), &|r| format!("{:.2} s", r.full_s));
-    row("peak RSS", &|r| format!("{:.1} MB", r.peak_mb));
-    row("one pod change to every proxy, p50 (after the debounce)", &|r| {
-        format!("{:.0} ms", r.change_p50_ms)
+    row(&format!("full push to {} proxies", opts.proxies), &|r| {
+        format!("{:.2} s", r.full_s)
     });
-    row("one pod change to every proxy, p99", &|r| format!("{:.0} ms", r.change_p99_ms));
+    row("peak RSS", &|r| format!("{:.1} MB", r.peak_mb));
+    row(
+        "one pod change to every proxy, p50 (after the debounce)",
+        &|r| format!("{:.0} ms", r.change_p50_ms),
+    );
+    row("one pod change to every proxy, p99", &|r| {
+        format!("{:.0} ms", r.change_p99_ms)
+    });
     Ok(())
 }
 
@@ -215,7 +242,14 @@ where
         }
         let changed_at = Instant::now();
         change(g).await?;
-        let got = xds::wait_endpoints(&mut load, opts.proxies, version, changed_at, Duration::from_secs(60)).await;
+        let got = xds::wait_endpoints(
+            &mut load,
+            opts.proxies,
+            version,
+            changed_at,
+            Duration::from_secs(60),
+        )
+        .await;
         let missed = got.iter().filter(|d| d.is_none()).count();
         if missed > 0 {
             return Err(BenchError::Measure(format!(
@@ -228,7 +262,9 @@ where
     }
     row.change_p50_ms = percentile(&mut lat, 50.0).as_secs_f64() * 1e3;
     row.change_p99_ms = percentile(&mut lat, 99.0).as_secs_f64() * 1e3;
-    row.peak_mb = mb(process::memory(pid).map(|(_, peak)| peak).unwrap_or_default());
+    row.peak_mb = mb(process::memory(pid)
+        .map(|(_, peak)| peak)
+        .unwrap_or_default());
     println!(
         "ready in {:.2}s, RSS {:.1} MB (heap in use {:.1} MB); full push to {} proxies {:.2}s; one pod change p50 {:.0} ms, p99 {:.0} ms ({} changes); peak RSS {:.1} MB",
         row.ready_s, row.rss_mb, row.heap_mb, opts.proxies, row.full_s, row.change_p50_ms, row.change_p99_ms, opts.changes, row.peak_mb
@@ -240,19 +276,28 @@ where
 /// Services, Pods (bound to a node, as after scheduling), then each pod's address and phase
 /// through the status subresource. Returns the number of requests.
 async fn load(client: &kube::Client, shape: Shape) -> Result<u64, BenchError> {
-    let api_err = |what: &'static str| move |e: kube::Error| BenchError::Measure(format!("{what}: {e}"));
+    let api_err =
+        |what: &'static str| move |e: kube::Error| BenchError::Measure(format!("{what}: {e}"));
     let namespaces = shape.services.div_ceil(100);
     let ns_api: Api<Namespace> = Api::all(client.clone());
     let mut requests = 0u64;
     for n in 0..namespaces {
-        let ns: Namespace = serde_json::from_value(serde_json::json!({"metadata": {"name": format!("ns-{n}")}}))
-            .map_err(|e| BenchError::Measure(e.to_string()))?;
-        ns_api.create(&PostParams::default(), &ns).await.map_err(api_err("namespace"))?;
+        let ns: Namespace =
+            serde_json::from_value(serde_json::json!({"metadata": {"name": format!("ns-{n}")}}))
+                .map_err(|e| BenchError::Measure(e.to_string()))?;
+        ns_api
+            .create(&PostParams::default(), &ns)
+            .await
+            .map_err(api_err("namespace"))?;
         requests += 1;
     }
-    let system: Namespace = serde_json::from_value(serde_json::json!({"metadata": {"name": "istio-system"}}))
-        .map_err(|e| BenchError::Measure(e.to_string()))?;
-    ns_api.create(&PostParams::default(), &system).await.map_err(api_err("namespace"))?;
+    let system: Namespace =
+        serde_json::from_value(serde_json::json!({"metadata": {"name": "istio-system"}}))
+            .map_err(|e| BenchError::Measure(e.to_string()))?;
+    ns_api
+        .create(&PostParams::default(), &system)
+        .await
+        .map_err(api_err("namespace"))?;
     let cm: ConfigMap = serde_json::from_value(serde_json::json!({
         "metadata": {"name": "istio", "namespace": "istio-system"},
         "data": {"meshNetworks": "networks:\n  network1:\n    endpoints:\n    - fromRegistry: cluster1\n    gateways:\n    - address: 198.18.1.1\n      port: 15443\n"}
@@ -278,8 +323,9 @@ async fn load(client: &kube::Client, shape: Shape) -> Result<u64, BenchError> {
                 .await
                 .map_err(api_err("service"))?;
             // The pods' service account, as in the files (the API server checks it exists).
-            let account: ServiceAccount = serde_json::from_value(serde_json::json!({"metadata": {"name": svc}}))
-                .map_err(|e| BenchError::Measure(e.to_string()))?;
+            let account: ServiceAccount =
+                serde_json::from_value(serde_json::json!({"metadata": {"name": svc}}))
+                    .map_err(|e| BenchError::Measure(e.to_string()))?;
             Api::<ServiceAccount>::namespaced(client.clone(), &ns)
                 .create(&PostParams::default(), &account)
                 .await
@@ -293,7 +339,9 @@ async fn load(client: &kube::Client, shape: Shape) -> Result<u64, BenchError> {
                              "containers": [{"name": "app", "image": "bench"}]}
                 }))
                 .map_err(|e| BenchError::Measure(e.to_string()))?;
-                pods.create(&PostParams::default(), &pod).await.map_err(api_err("pod"))?;
+                pods.create(&PostParams::default(), &pod)
+                    .await
+                    .map_err(api_err("pod"))?;
             }
             Ok::<u64, BenchError>(2 + u64::from(shape.endpoints))
         }
@@ -314,9 +362,13 @@ async fn load(client: &kube::Client, shape: Shape) -> Result<u64, BenchError> {
                     "phase": "Running", "podIP": ip, "podIPs": [{"ip": ip}],
                     "conditions": [{"type": "Ready", "status": "True"}]
                 }});
-                pods.patch_status(&format!("{svc}-{e}"), &PatchParams::default(), &Patch::Merge(&status))
-                    .await
-                    .map_err(api_err("pod status"))?;
+                pods.patch_status(
+                    &format!("{svc}-{e}"),
+                    &PatchParams::default(),
+                    &Patch::Merge(&status),
+                )
+                .await
+                .map_err(api_err("pod status"))?;
             }
             Ok::<u64, BenchError>(u64::from(shape.endpoints))
         }
