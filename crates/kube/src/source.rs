@@ -712,4 +712,3 @@ mod tests {
         assert_eq!(r.key().to_string(), "EndpointSlice/foo/web-x");
     }
 }
-
