@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# The whole test suite: unit, golden and end-to-end (real Envoy, real mTLS; needs root),
-# and the real Kubernetes control plane (built from the pinned Go modules) answering on
-# loopback, with Istio's own CRDs (from the pinned istio.io/istio module) validating the
-# examples' seed YAML.
+# The whole test suite: unit, golden and end-to-end (real Envoy, real mTLS; needs root), in
+# file mode and on real Kubernetes: the Kubernetes source against a real kube-apiserver, and
+# S1 (all variants) and S3 with every lab cluster on its own etcd, kube-apiserver,
+# kube-controller-manager and kube-scheduler (built from the pinned Go modules, with Istio's
+# own CRDs from the pinned istio.io/istio module); then the smoke test of that control plane
+# with the examples' seed YAML.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ "$(id -u)" != 0 ]; then
