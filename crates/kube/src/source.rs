@@ -645,6 +645,178 @@ fn tombstone(kind: &WatchedKind, key: &ResourceKey) -> Resource {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use isthmus_registry::Writer;
+
+    impl KubeSource {
+        /// A source fed by hand: what its watcher tasks would send goes into the sender.
+        fn fed(kinds: Vec<WatchedKind>) -> (KubeSource, mpsc::UnboundedSender<Message>) {
+            let (tx, rx) = mpsc::unbounded_channel();
+            let state = kinds.iter().map(|_| KindState::default()).collect();
+            let source = KubeSource {
+                cluster: "c1".into(),
+                kinds,
+                state,
+                rx,
+                wake: Arc::new(Notify::new()),
+                synced: false,
+                problems: BTreeMap::new(),
+                problems_changed: false,
+                tasks: Vec::new(),
+                access: "test".into(),
+            };
+            (source, tx)
+        }
+    }
+
+    fn good(yaml: &str) -> Read {
+        let loaded = isthmus_api::load_str(yaml, None, "ns");
+        let r = loaded.resources.into_iter().next().expect("an object");
+        Read::Good(r.key(), Arc::new(r), Vec::new())
+    }
+
+    fn service(name: &str, port: u32) -> Read {
+        good(&format!(
+            "apiVersion: v1\nkind: Service\nmetadata: {{name: {name}}}\nspec: {{ports: [{{name: http, port: {port}}}]}}\n"
+        ))
+    }
+
+    fn keys(w: &Writer) -> Vec<String> {
+        w.store().resources.keys().map(|k| k.to_string()).collect()
+    }
+
+    #[test]
+    fn one_complete_list_once_every_kind_is_listed_then_relists_become_point_events() {
+        let kinds: Vec<WatchedKind> = watched_kinds()
+            .into_iter()
+            .filter(|k| k.kind() == "Service" || k.kind() == "VirtualService")
+            .collect();
+        assert_eq!(kinds[0].kind(), "Service");
+        let (mut source, tx) = KubeSource::fed(kinds);
+        let mut writer = Writer::new("c1");
+        let step = |source: &mut KubeSource, writer: &mut Writer, messages: Vec<Message>| {
+            for m in messages {
+                tx.send(m).expect("send");
+            }
+            let events = source.sync(writer.store(), &Default::default());
+            writer.apply(events.clone());
+            events
+        };
+        // Services are listed, VirtualServices not yet: nothing is in force.
+        let events = step(
+            &mut source,
+            &mut writer,
+            vec![
+                Message::Event(0, watcher::Event::Init),
+                Message::Event(0, watcher::Event::InitApply(service("a", 80))),
+                Message::Event(0, watcher::Event::InitDone),
+                Message::Event(0, watcher::Event::Apply(service("b", 80))),
+            ],
+        );
+        assert!(events.is_empty(), "{events:?}");
+        assert!(!writer.is_synced());
+        assert_eq!(source.waiting_for(), ["VirtualService"]);
+        // The VirtualService CRD is not installed: an empty list, and the first complete
+        // list of the cluster (with b, applied after Services were listed).
+        step(
+            &mut source,
+            &mut writer,
+            vec![Message::Failed {
+                kind: 1,
+                error: "404 the server could not find the requested resource".into(),
+                absent: true,
+            }],
+        );
+        assert!(writer.is_synced());
+        assert_eq!(keys(&writer), ["Service/ns/a", "Service/ns/b"]);
+        assert!(
+            writer.store().diagnostics.is_empty(),
+            "a missing CRD is no problem"
+        );
+        // Services are listed again (a watch that expired with 410 Gone): a is gone, b
+        // changed, c is new; only point events come out, and only for what changed.
+        let events = step(
+            &mut source,
+            &mut writer,
+            vec![
+                Message::Event(0, watcher::Event::Apply(service("a", 81))),
+                Message::Event(0, watcher::Event::Init),
+                Message::Event(0, watcher::Event::InitApply(service("b", 90))),
+                Message::Event(0, watcher::Event::InitApply(service("c", 80))),
+                Message::Event(0, watcher::Event::InitDone),
+            ],
+        );
+        assert!(
+            events
+                .iter()
+                .all(|e| matches!(e, Event::Apply(_) | Event::Delete(_))),
+            "{events:?}"
+        );
+        assert_eq!(keys(&writer), ["Service/ns/b", "Service/ns/c"]);
+        let change = writer.store().last_change.clone().expect("a point change");
+        let changed: Vec<String> = change.keys.iter().map(|k| k.to_string()).collect();
+        assert_eq!(changed, ["Service/ns/a", "Service/ns/b", "Service/ns/c"]);
+        // An object Isthmus cannot use keeps the last good version and is reported by key;
+        // a failed watch is reported too; both clear when they are over.
+        let bad_key = ResourceKey {
+            kind: "Service".into(),
+            namespace: "ns".into(),
+            name: "b".into(),
+        };
+        step(
+            &mut source,
+            &mut writer,
+            vec![
+                Message::Event(
+                    0,
+                    watcher::Event::Apply(Read::Bad(
+                        bad_key.clone(),
+                        vec![Diagnostic::error("duplicate port name `http`")
+                            .at("spec.ports[1].name")],
+                    )),
+                ),
+                Message::Failed {
+                    kind: 1,
+                    error: "403 forbidden".into(),
+                    absent: false,
+                },
+            ],
+        );
+        assert_eq!(keys(&writer), ["Service/ns/b", "Service/ns/c"]);
+        let problems: Vec<String> = writer
+            .store()
+            .diagnostics
+            .iter()
+            .map(|d| d.to_string())
+            .collect();
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.contains("spec.ports[1].name") && p.contains("in cluster c1")),
+            "{problems:?}"
+        );
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.contains("watching VirtualService through test: 403 forbidden")),
+            "{problems:?}"
+        );
+        step(
+            &mut source,
+            &mut writer,
+            vec![
+                Message::Event(0, watcher::Event::Delete(Read::Key(bad_key))),
+                Message::Event(1, watcher::Event::Init),
+                Message::Event(1, watcher::Event::InitDone),
+            ],
+        );
+        assert_eq!(keys(&writer), ["Service/ns/c"]);
+        assert!(
+            writer.store().diagnostics.is_empty(),
+            "{:?}",
+            writer.store().diagnostics
+        );
+    }
 
     #[test]
     fn a_pod_keeps_what_the_mesh_reads() {

@@ -116,57 +116,88 @@ impl MeshSnapshot {
         let (mut services, reuse) = crate::incremental::pods_and_services(cache, groups);
         snap.reuse = reuse;
 
-        // Selector-less services take their endpoints from Endpoints objects.
+        /// An address and its ports by name.
+        type AddressPorts = (String, Vec<(String, u32)>);
+        // Selector-less services take their endpoints from Endpoints objects and from the
+        // EndpointSlices a user wrote: (address, ports) of each ready address.
         for (c, objects) in input.clusters.iter().zip(&sorted) {
             for r in objects.endpoints.iter() {
-                let Object::Endpoints(e) = &r.object else {
-                    continue;
+                let (service, addresses): (&str, Vec<AddressPorts>) = match &r.object {
+                    Object::Endpoints(e) => (
+                        &e.metadata.name,
+                        e.subsets
+                            .iter()
+                            .flat_map(|subset| {
+                                let ports: Vec<(String, u32)> = subset
+                                    .ports
+                                    .iter()
+                                    .map(|p| (p.name.clone(), p.port))
+                                    .collect();
+                                subset
+                                    .addresses
+                                    .iter()
+                                    .map(move |a| (a.ip.to_string(), ports.clone()))
+                            })
+                            .collect(),
+                    ),
+                    Object::EndpointSlice(s) => {
+                        let Some(service) = s.metadata.labels.get("kubernetes.io/service-name")
+                        else {
+                            continue;
+                        };
+                        let ports: Vec<(String, u32)> =
+                            s.ports.iter().map(|p| (p.name.clone(), p.port)).collect();
+                        (
+                            service.as_str(),
+                            s.endpoints
+                                .iter()
+                                .filter(|e| e.conditions.ready != Some(false))
+                                .filter_map(|e| e.addresses.first())
+                                .map(|a| (a.clone(), ports.clone()))
+                                .collect(),
+                        )
+                    }
+                    _ => continue,
                 };
                 let hostname = format!(
                     "{}.{}.{CLUSTER_DOMAIN}",
-                    e.metadata.name, e.metadata.namespace
+                    service,
+                    r.object.metadata().namespace
                 );
                 let Some(svc) = services.get_mut(&hostname) else {
                     continue;
                 };
                 let svc = Arc::make_mut(svc);
                 let mut added: Vec<Endpoint> = Vec::new();
-                for subset in &e.subsets {
-                    for a in &subset.addresses {
-                        let pod = snap
-                            .pods
-                            .get(&c.cluster)
-                            .and_then(|pods| pods.by_ip(&a.ip, &snap.mesh.trust_domain));
-                        if svc
-                            .endpoints
-                            .iter()
-                            .chain(&added)
-                            .any(|ep| ep.address == *a.ip && ep.origin.cluster == c.cluster)
-                        {
-                            continue;
-                        }
-                        added.push(Endpoint {
-                            address: Address::parse(&a.ip),
-                            origin: Arc::new(EndpointOrigin {
-                                cluster: c.cluster.clone(),
-                                network: pod
-                                    .as_ref()
-                                    .map(|p| p.network.to_string())
-                                    .unwrap_or_else(|| cluster_network(&c.cluster)),
-                                locality: String::new(),
-                                identity: pod.as_ref().map(|p| p.identity.to_string()),
-                                mtls_ready: pod.is_some(),
-                                labels: pod.as_ref().map(|p| p.labels.clone()).unwrap_or_default(),
-                                ports: subset
-                                    .ports
-                                    .iter()
-                                    .map(|p| (p.name.clone(), p.port))
-                                    .collect::<BTreeMap<String, u32>>()
-                                    .into(),
-                            }),
-                            weight: 1,
-                        });
+                for (ip, ports) in addresses {
+                    let pod = snap
+                        .pods
+                        .get(&c.cluster)
+                        .and_then(|pods| pods.by_ip(&ip, &snap.mesh.trust_domain));
+                    if svc
+                        .endpoints
+                        .iter()
+                        .chain(&added)
+                        .any(|ep| ep.address == *ip && ep.origin.cluster == c.cluster)
+                    {
+                        continue;
                     }
+                    added.push(Endpoint {
+                        address: Address::parse(&ip),
+                        origin: Arc::new(EndpointOrigin {
+                            cluster: c.cluster.clone(),
+                            network: pod
+                                .as_ref()
+                                .map(|p| p.network.to_string())
+                                .unwrap_or_else(|| cluster_network(&c.cluster)),
+                            locality: String::new(),
+                            identity: pod.as_ref().map(|p| p.identity.to_string()),
+                            mtls_ready: pod.is_some(),
+                            labels: pod.as_ref().map(|p| p.labels.clone()).unwrap_or_default(),
+                            ports: ports.into_iter().collect::<BTreeMap<String, u32>>().into(),
+                        }),
+                        weight: 1,
+                    });
                 }
                 svc.endpoints.add(added);
             }
@@ -640,6 +671,25 @@ mod tests {
             ep.origin.identity.as_deref(),
             Some("spiffe://cluster.local/ns/bar/sa/httpbin")
         );
+    }
+
+    #[test]
+    fn selectorless_services_read_endpoints_and_user_slices_not_the_controllers() {
+        let yaml = "apiVersion: v1\nkind: Service\nmetadata: {name: db, namespace: bar}\nspec:\n  ports: [{name: tcp, port: 5432}]\n---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {name: db-1, namespace: bar, labels: {kubernetes.io/service-name: db}}\naddressType: IPv4\nports: [{name: tcp, port: 6432}]\nendpoints:\n- addresses: [10.1.0.1]\n- addresses: [10.1.0.2]\n  conditions: {ready: false}\n---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {name: db-2, namespace: bar, labels: {kubernetes.io/service-name: db, endpointslice.kubernetes.io/managed-by: endpointslice-controller.k8s.io}}\naddressType: IPv4\nports: [{name: tcp, port: 6432}]\nendpoints:\n- addresses: [10.1.0.3]\n";
+        let input = SnapshotInput {
+            local_cluster: "c1".into(),
+            local_network: "n1".into(),
+            clusters: vec![Arc::new(cluster("c1", yaml))],
+            ..Default::default()
+        };
+        let snap = MeshSnapshot::build(&input, 1);
+        let svc = &snap.services["db.bar.svc.cluster.local"];
+        let got: Vec<(String, u32)> = svc
+            .endpoints
+            .iter()
+            .map(|e| (e.address.to_string(), e.origin.ports["tcp"]))
+            .collect();
+        assert_eq!(got, [("10.1.0.1".to_string(), 6432)]);
     }
 
     #[test]

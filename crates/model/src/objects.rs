@@ -22,6 +22,15 @@ pub struct ClusterObjects {
     pub rules: Arc<Vec<Arc<Resource>>>,
 }
 
+/// Whether a slice is the EndpointSlice controller's (label
+/// `endpointslice.kubernetes.io/managed-by`), which mirrors Pods the build reads itself.
+pub(crate) fn controller_managed(s: &isthmus_api::kube::EndpointSlice) -> bool {
+    s.metadata
+        .labels
+        .get("endpointslice.kubernetes.io/managed-by")
+        .is_some_and(|m| m == "endpointslice-controller.k8s.io")
+}
+
 /// `c`'s objects sorted for the build.
 pub(crate) fn sort_objects(c: &ClusterConfig) -> ClusterObjects {
     let mut namespace_networks = BTreeMap::new();
@@ -58,6 +67,11 @@ pub(crate) fn sort_objects(c: &ClusterConfig) -> ClusterObjects {
                 rules.push(r.clone());
             }
             Object::Endpoints(_) => endpoints.push(r.clone()),
+            // Slices a user wrote (for a Service without a selector) are read like
+            // Endpoints; the controller's mirror the Pods, whose addresses and Ready
+            // condition the build reads itself.
+            Object::EndpointSlice(s) if !controller_managed(s) => endpoints.push(r.clone()),
+            Object::EndpointSlice(_) => {}
             _ => rules.push(r.clone()),
         }
         flush(&mut run, &mut by_namespace);
@@ -88,14 +102,25 @@ pub(crate) fn patch_objects(
     c: &ClusterConfig,
     change: &isthmus_registry::KeyChange,
 ) -> Option<ClusterObjects> {
-    if !change
-        .keys
-        .iter()
-        .all(|k| k.kind == "Pod" || k.kind == "Service")
-    {
+    // A pod change on a real API server comes with its EndpointSlice's change, which the
+    // build does not read (a slice a user wrote is read: a change of one sorts again).
+    let patchable = |k: &isthmus_api::ResourceKey| match k.kind.as_str() {
+        "Pod" | "Service" => true,
+        "EndpointSlice" => c.resources.get(k).is_some_and(|r| match &r.object {
+            Object::EndpointSlice(s) => controller_managed(s),
+            _ => false,
+        }),
+        _ => false,
+    };
+    if !change.keys.iter().all(patchable) {
         return None;
     }
-    let namespaces: BTreeSet<&str> = change.keys.iter().map(|k| k.namespace.as_str()).collect();
+    let namespaces: BTreeSet<&str> = change
+        .keys
+        .iter()
+        .filter(|k| k.kind != "EndpointSlice")
+        .map(|k| k.namespace.as_str())
+        .collect();
     let mut by_namespace = prev.by_namespace.clone();
     for ns in namespaces {
         let objects: Vec<Arc<Resource>> = c
