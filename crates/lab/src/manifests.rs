@@ -236,8 +236,9 @@ pub fn split_by_namespace(text: &str) -> Vec<(bool, String)> {
     for doc in documents(text) {
         let own = serde_saphyr::from_str::<serde_json::Value>(&doc)
             .map(|v| {
+                // Any value (`y` reads as a boolean in YAML 1.1): the API server judges it.
                 v.pointer("/metadata/namespace")
-                    .is_some_and(|n| n.is_string())
+                    .is_some_and(|n| !n.is_null())
             })
             .unwrap_or(true);
         match out.last_mut() {
