@@ -172,6 +172,9 @@ fn note_change(
     }
 }
 
+/// The namespace of remote-cluster credential Secrets (istiod's).
+pub const CREDENTIAL_NAMESPACE: &str = "istio-system";
+
 /// The label Istio puts on remote-cluster credential Secrets.
 pub const MULTICLUSTER_LABEL: &str = "istio/multiCluster";
 
@@ -187,12 +190,15 @@ pub fn linked_clusters(local: &isthmus_registry::ClusterConfig) -> BTreeMap<Stri
         let isthmus_api::Object::Secret(sec) = &r.object else {
             continue;
         };
-        if sec
-            .metadata
-            .labels
-            .get(MULTICLUSTER_LABEL)
-            .map(String::as_str)
-            != Some("true")
+        // Only istiod's namespace may name clusters: a Secret in any other is not a
+        // credential, whoever wrote it.
+        if &*sec.metadata.namespace != CREDENTIAL_NAMESPACE
+            || sec
+                .metadata
+                .labels
+                .get(MULTICLUSTER_LABEL)
+                .map(String::as_str)
+                != Some("true")
         {
             continue;
         }
@@ -225,7 +231,14 @@ pub fn linked_clusters(local: &isthmus_registry::ClusterConfig) -> BTreeMap<Stri
                 .find_map(|l| l.trim().strip_prefix("registry:"))
                 .map(|d| d.trim().trim_matches('"').to_string())
                 .unwrap_or_else(|| value.trim().to_string());
-            if dir.is_empty() {
+            if dir.is_empty() || dir.contains(['\n', '{', '}']) {
+                // Neither a kubeconfig nor one directory; its content is not shown (it may
+                // be a credential in a form this does not read).
+                tracing::error!(
+                    secret = %format!("{}/{}", sec.metadata.namespace, sec.metadata.name),
+                    key = %cluster,
+                    "credential Secret value is neither a kubeconfig nor a registry directory; ignored"
+                );
                 continue;
             }
             out.insert(cluster, Link::Registry(PathBuf::from(dir)));
@@ -713,6 +726,17 @@ mod tests {
             "apiVersion: v1\nkind: Secret\nmetadata:\n  name: iks\n  labels: {istio/multiCluster: \"true\"}\ndata:\n  remote_kubecfg: cmVnaXN0cnk6IC9yZWcvcmVtb3Rl\n---\napiVersion: v1\nkind: Secret\nmetadata:\n  name: other\n  labels: {istio/multiCluster: \"true\"}\nstringData:\n  west: /reg/west\n---\napiVersion: v1\nkind: Secret\nmetadata:\n  name: unrelated\nstringData:\n  east: /reg/east\n",
         );
         let got = linked_clusters(&c);
+        // The same Secret in another namespace names nothing.
+        let elsewhere = isthmus_api::load_str(
+            "apiVersion: v1\nkind: Secret\nmetadata:\n  name: iks\n  namespace: tenant\n  labels: {istio/multiCluster: \"true\"}\nstringData:\n  evil: /reg/evil\n",
+            None,
+            "tenant",
+        );
+        let mut tenant = c.clone();
+        tenant
+            .resources
+            .insert_all(elsewhere.resources.into_iter().map(Arc::new).collect());
+        assert_eq!(linked_clusters(&tenant), got);
         assert_eq!(
             got,
             BTreeMap::from([

@@ -91,12 +91,12 @@ impl Access {
         }
     }
 
-    /// Whether a Secret value looks like a kubeconfig (rather than the file registry's
-    /// `registry: DIR`).
+    /// Whether a Secret value is a kubeconfig (rather than the file registry's
+    /// `registry: DIR`): a YAML or JSON mapping with `clusters`.
     pub fn is_kubeconfig(text: &str) -> bool {
-        text.lines()
-            .any(|l| l.trim_start().starts_with("clusters:"))
-            && text.lines().any(|l| l.trim_start().starts_with("users:"))
+        serde_saphyr::from_str::<serde_json::Value>(text)
+            .ok()
+            .is_some_and(|v| v.get("clusters").is_some())
     }
 
     /// A client for the API server.
@@ -110,7 +110,8 @@ impl Access {
                 let file = kube::config::Kubeconfig::read_from(path).map_err(|e| {
                     AccessError::Kubeconfig {
                         origin: path.display().to_string(),
-                        reason: e.to_string(),
+                        // The parser's message can quote the file, token included.
+                        reason: error_kind(&e),
                     }
                 })?;
                 kube::Config::from_custom_kubeconfig(file, &options(context))
@@ -128,6 +129,10 @@ impl Access {
                         reason: format!("not a valid kubeconfig ({})", error_kind(&e)),
                     }
                 })?;
+                refuse_unsafe(&file).map_err(|reason| AccessError::Kubeconfig {
+                    origin: origin.clone(),
+                    reason,
+                })?;
                 kube::Config::from_custom_kubeconfig(file, &options(&None))
                     .await
                     .map_err(|e| AccessError::Kubeconfig {
@@ -144,6 +149,46 @@ impl Access {
             reason: e.to_string(),
         })
     }
+}
+
+/// Refuses what a kubeconfig from a Secret must not make the control plane do, as Istio's
+/// remote-secret sanitizing does: run a command (`exec`), call an auth provider, or read
+/// files of the control plane's own (a token, certificate or key path: its own
+/// service-account token could be sent to a server the Secret names).
+fn refuse_unsafe(file: &kube::config::Kubeconfig) -> Result<(), String> {
+    for user in &file.auth_infos {
+        let Some(a) = &user.auth_info else { continue };
+        let what = if a.exec.is_some() {
+            Some("exec")
+        } else if a.auth_provider.is_some() {
+            Some("auth-provider")
+        } else if a.token_file.is_some() {
+            Some("tokenFile")
+        } else if a.client_certificate.is_some() || a.client_key.is_some() {
+            Some("client-certificate/client-key file paths")
+        } else {
+            None
+        };
+        if let Some(what) = what {
+            return Err(format!(
+                "user `{}` uses {what}, which a control plane does not run or read from a Secret; give the credential inline (token, client-certificate-data, client-key-data)",
+                user.name
+            ));
+        }
+    }
+    for cluster in &file.clusters {
+        if cluster
+            .cluster
+            .as_ref()
+            .is_some_and(|c| c.certificate_authority.is_some())
+        {
+            return Err(format!(
+                "cluster `{}` names a certificate-authority file, which a control plane does not read from a Secret; give certificate-authority-data",
+                cluster.name
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The first line of an error's message, cut before anything that looks like quoted input.
@@ -178,6 +223,33 @@ mod tests {
         };
         assert!(!format!("{a:?}").contains("sekret"));
         assert!(!a.describe().contains("sekret"));
+    }
+
+    #[test]
+    fn json_kubeconfigs_are_kubeconfigs_too() {
+        assert!(Access::is_kubeconfig(
+            r#"{"apiVersion": "v1", "kind": "Config", "clusters": [], "users": [{"name": "u", "user": {"token": "t"}}]}"#
+        ));
+        assert!(!Access::is_kubeconfig("/var/lib/isthmus/cluster2"));
+    }
+
+    #[tokio::test]
+    async fn a_secrets_kubeconfig_may_not_run_commands_or_read_files() {
+        let head = "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster: {server: \"https://198.18.0.9:6443\", certificate-authority-data: AA==}\ncontexts:\n- name: c\n  context: {cluster: c, user: u}\ncurrent-context: c\nusers:\n- name: u\n  user:\n";
+        for (user, refused) in [
+            ("    exec: {apiVersion: client.authentication.k8s.io/v1, command: /bin/sh, args: [-c, id]}\n", "exec"),
+            ("    tokenFile: /var/run/secrets/kubernetes.io/serviceaccount/token\n", "tokenFile"),
+            ("    client-certificate: /etc/cert.pem\n    client-key: /etc/key.pem\n", "file paths"),
+        ] {
+            let a = Access::Text {
+                text: format!("{head}{user}"),
+                origin: "istio-system/s key c".into(),
+            };
+            let Err(e) = a.client().await else {
+                panic!("{refused} was accepted")
+            };
+            assert!(e.to_string().contains(refused), "{e}");
+        }
     }
 
     #[tokio::test]

@@ -62,7 +62,9 @@ pub const MULTICLUSTER_SECRET_LABEL: &str = "istio/multiCluster=true";
 ///   not applied. Istio kinds are watched at `v1` where Istio serves it (all served versions
 ///   of a kind share one schema).
 pub fn watched_kinds() -> Vec<WatchedKind> {
+    // Only istiod's namespace: a Secret anyone can write elsewhere must not add a cluster.
     let mut secrets = WatchedKind::new("", "v1", "Secret", "secrets");
+    secrets.namespace = Some("istio-system");
     secrets.labels = Some(MULTICLUSTER_SECRET_LABEL);
     let mut mesh_config = WatchedKind::new("", "v1", "ConfigMap", "configmaps");
     mesh_config.namespace = Some("istio-system");
@@ -119,6 +121,7 @@ mod tests {
             .find(|k| k.kind() == "Secret")
             .expect("secrets");
         assert_eq!(secret.labels, Some("istio/multiCluster=true"));
+        assert_eq!(secret.namespace, Some("istio-system"));
         assert_eq!(
             kinds
                 .iter()

@@ -173,7 +173,6 @@ pub fn free_port() -> Option<u16> {
 }
 
 /// A running local control plane; dropping it stops every process.
-#[derive(Debug)]
 pub struct LocalCluster {
     options: LocalOptions,
     processes: Vec<(&'static str, Child)>,
@@ -199,7 +198,7 @@ impl LocalCluster {
         let token = random_token()?;
         let write = |name: &str, text: &str| -> Result<PathBuf, LocalError> {
             let p = dir.join(name);
-            std::fs::write(&p, text).map_err(io(&p))?;
+            write_private(&p, text)?;
             Ok(p)
         };
         let ca = write("ca.crt", &ca_pem)?;
@@ -544,6 +543,31 @@ impl Drop for LocalCluster {
             stop(name, child);
         }
     }
+}
+
+impl std::fmt::Debug for LocalCluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the token.
+        f.debug_struct("LocalCluster")
+            .field("dir", &self.options.dir)
+            .field("api", &self.url(self.options.address))
+            .field("processes", &self.pids())
+            .finish()
+    }
+}
+
+/// Writes a file only its owner can read (keys, tokens, kubeconfigs).
+pub fn write_private(path: &Path, text: &str) -> Result<(), LocalError> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(io(path))?;
+    f.write_all(text.as_bytes()).map_err(io(path))
 }
 
 /// TERM, up to 10 s, then KILL.

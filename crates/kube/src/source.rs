@@ -307,14 +307,14 @@ impl KubeSource {
         };
         let name = self.kinds[kind].kind().to_string();
         // Problems of objects that are no longer listed go.
-        let seen = std::mem::take(&mut self.state[kind].seen);
+        let seen: std::collections::HashSet<String> = std::mem::take(&mut self.state[kind].seen)
+            .iter()
+            .map(|k| k.to_string())
+            .collect();
         let stale: Vec<String> = self
             .problems
             .keys()
-            .filter(|k| {
-                k.split('/').next() == Some(name.as_str())
-                    && !seen.iter().any(|s| s.to_string() == **k)
-            })
+            .filter(|k| k.split('/').next() == Some(name.as_str()) && !seen.contains(*k))
             .cloned()
             .collect();
         for k in stale {
@@ -392,7 +392,22 @@ fn read_loop(
     wake: Arc<Notify>,
 ) {
     let mut reader = ObjectReader::new();
+    // Once every kind has been listed, a relist starts the shared values afresh, so that
+    // values no object uses any more (old pod-template-hash labels) are not held forever.
+    let mut listed = vec![false; kinds.len()];
     while let Ok(item) = raw.recv() {
+        match &item {
+            Raw::Event(_, e)
+                if matches!(**e, watcher::Event::Init) && listed.iter().all(|l| *l) =>
+            {
+                reader.forget();
+            }
+            Raw::Event(i, e) if matches!(**e, watcher::Event::InitDone) => listed[*i] = true,
+            Raw::Failed {
+                kind, absent: true, ..
+            } => listed[*kind] = true,
+            _ => {}
+        }
         let message = match item {
             Raw::Event(i, event) => Message::Event(i, read_event(&kinds[i], &mut reader, *event)),
             Raw::Failed {
@@ -511,6 +526,7 @@ fn read(kind: &WatchedKind, reader: &mut ObjectReader, obj: DynamicObject) -> Re
 /// them), and without what only takes memory (managed fields, `kubectl apply`'s copy).
 fn to_value(kind: &WatchedKind, mut obj: DynamicObject) -> serde_json::Value {
     obj.metadata.managed_fields = None;
+    let deleting = obj.metadata.deletion_timestamp.is_some();
     if let Some(a) = &mut obj.metadata.annotations {
         a.remove(LAST_APPLIED);
     }
@@ -519,7 +535,7 @@ fn to_value(kind: &WatchedKind, mut obj: DynamicObject) -> serde_json::Value {
     let mut value = std::mem::take(&mut obj.data);
     drop_nulls(&mut value);
     if kind.api.kind == "Pod" {
-        project_pod(&mut value);
+        project_pod(&mut value, deleting);
     }
     if let Some(map) = value.as_object_mut() {
         let m = &obj.metadata;
@@ -550,7 +566,10 @@ fn to_value(kind: &WatchedKind, mut obj: DynamicObject) -> serde_json::Value {
 /// account, the containers' ports (a Service may target a port by name), and the address,
 /// phase and Ready condition. The rest of a real Pod (volumes, tolerations, defaults the API
 /// server fills in) would only be parsed to be dropped.
-fn project_pod(value: &mut serde_json::Value) {
+///
+/// A pod being deleted is not ready, whatever its condition says: the EndpointSlice
+/// controller takes it out of service at once, and so does the mesh.
+fn project_pod(value: &mut serde_json::Value, deleting: bool) {
     let spec = value.get("spec");
     let account = spec.and_then(|s| s.get("serviceAccountName")).cloned();
     let containers: Vec<serde_json::Value> = spec
@@ -570,14 +589,18 @@ fn project_pod(value: &mut serde_json::Value) {
         .collect();
     let status = value.get("status");
     let pick = |k: &str| status.and_then(|s| s.get(k)).cloned();
-    let ready: Vec<serde_json::Value> = status
-        .and_then(|s| s.get("conditions"))
-        .and_then(|c| c.as_array())
-        .into_iter()
-        .flatten()
-        .filter(|c| c.get("type").and_then(|t| t.as_str()) == Some("Ready"))
-        .cloned()
-        .collect();
+    let ready: Vec<serde_json::Value> = if deleting {
+        vec![serde_json::json!({"type": "Ready", "status": "False"})]
+    } else {
+        status
+            .and_then(|s| s.get("conditions"))
+            .and_then(|c| c.as_array())
+            .into_iter()
+            .flatten()
+            .filter(|c| c.get("type").and_then(|t| t.as_str()) == Some("Ready"))
+            .cloned()
+            .collect()
+    };
     let mut spec = serde_json::Map::new();
     if let Some(a) = account {
         spec.insert("serviceAccountName".into(), a);

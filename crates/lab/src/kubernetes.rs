@@ -6,7 +6,7 @@
 //! the lab's node agent ([`crate::node`]) is the kubelet and kube-proxy of the cluster's one
 //! Node, and everything the lab applies goes through it with kubectl.
 
-use crate::error::{io, LabError};
+use crate::error::LabError;
 use crate::network;
 use crate::options::LabOptions;
 use crate::state::{LabState, PodRole};
@@ -155,8 +155,8 @@ pub fn start(
     let cluster = LocalCluster::start(options)
         .map_err(|e| LabError::Invalid(format!("{}: Kubernetes control plane: {e}", spec.name)))?;
     let public_config = public_kubeconfig(&opts.state_dir, &spec.name);
-    std::fs::write(&public_config, cluster.kubeconfig(IpAddr::V4(public)))
-        .map_err(io(&public_config))?;
+    isthmus_kube::local::write_private(&public_config, &cluster.kubeconfig(IpAddr::V4(public)))
+        .map_err(|e| LabError::Invalid(e.to_string()))?;
     cluster
         .install_istio_crds(&crds)
         .map_err(|stderr| LabError::Command {

@@ -194,6 +194,11 @@ pub fn upgrade_removed_apis(text: &str, file: &Path) -> Result<(String, Vec<Stri
         }
         let mut v: serde_json::Value = serde_saphyr::from_str(&doc)
             .map_err(|e| LabError::Invalid(format!("{}: {e}", file.display())))?;
+        if !v.get("spec").is_some_and(|s| s.is_object()) {
+            // Not a Deployment the API server would take either: sent as it is, for it to say.
+            out.push(doc);
+            continue;
+        }
         let from = v["apiVersion"].as_str().unwrap_or_default().to_string();
         v["apiVersion"] = "apps/v1".into();
         if v["spec"]["selector"].is_null() {

@@ -639,6 +639,23 @@ async fn readiness(agent: Arc<Mutex<Agent>>) {
         tokio::time::sleep(Duration::from_millis(500)).await;
         let mut agent = agent.lock().await;
         let opts = agent.opts.clone();
+        // A ready pod one of whose processes has exited is ready no more (it leaves its
+        // Services' endpoints), as a failed readiness probe makes it.
+        let died: Vec<(String, PodState)> = agent
+            .running
+            .iter()
+            .filter(|(_, r)| r.reported_ready && !r.pod.pids.iter().all(|p| process::alive(*p)))
+            .map(|(k, r)| (k.clone(), r.pod.clone()))
+            .collect();
+        for (key, pod) in died {
+            agent
+                .report(&pod.namespace, &pod.name, &pod.ip, false)
+                .await;
+            if let Some(r) = agent.running.get_mut(&key) {
+                r.reported_ready = false;
+            }
+            tracing::warn!(pod = %key, "a process of the pod exited: not ready");
+        }
         let pending: Vec<(String, PodState)> = agent
             .running
             .iter()
@@ -687,16 +704,22 @@ async fn kube_proxy(client: kube::Client, router_netns: String) {
     tokio::spawn(async move {
         let mut s = std::pin::pin!(services);
         while let Some(e) = s.next().await {
-            if let Ok(e) = e {
-                let _ = tx.send(ProxyEvent::Services(Box::new(e)));
+            match e {
+                Ok(e) => {
+                    let _ = tx.send(ProxyEvent::Services(Box::new(e)));
+                }
+                Err(e) => tracing::warn!(error = %e, "watching Services failed; retrying"),
             }
         }
     });
     tokio::spawn(async move {
         let mut s = std::pin::pin!(slices);
         while let Some(e) = s.next().await {
-            if let Ok(e) = e {
-                let _ = tx2.send(ProxyEvent::Slices(Box::new(e)));
+            match e {
+                Ok(e) => {
+                    let _ = tx2.send(ProxyEvent::Slices(Box::new(e)));
+                }
+                Err(e) => tracing::warn!(error = %e, "watching EndpointSlices failed; retrying"),
             }
         }
     });
@@ -715,6 +738,10 @@ async fn kube_proxy(client: kube::Client, router_netns: String) {
                 ProxyEvent::Slices(e) => eps.apply(*e),
             }
         }
+        // Rules from half a list would drop working ones: wait for both.
+        if !svcs.listed || !eps.listed {
+            continue;
+        }
         let services: Vec<&Service> = svcs.objects.values().collect();
         let slices: Vec<&EndpointSlice> = eps.objects.values().collect();
         let rules = crate::kube_proxy::rules_from_slices(&services, &slices);
@@ -732,6 +759,8 @@ async fn kube_proxy(client: kube::Client, router_netns: String) {
 struct Store<K> {
     objects: BTreeMap<String, K>,
     listing: Option<BTreeMap<String, K>>,
+    /// Whether a complete list has arrived.
+    listed: bool,
 }
 
 impl<K> Default for Store<K> {
@@ -739,6 +768,7 @@ impl<K> Default for Store<K> {
         Store {
             objects: BTreeMap::new(),
             listing: None,
+            listed: false,
         }
     }
 }
@@ -761,7 +791,10 @@ impl<K: kube::Resource> Store<K> {
                     l.insert(Self::key(&k), k);
                 }
             }
-            watcher::Event::InitDone => self.objects = self.listing.take().unwrap_or_default(),
+            watcher::Event::InitDone => {
+                self.objects = self.listing.take().unwrap_or_default();
+                self.listed = true;
+            }
             watcher::Event::Apply(k) => {
                 self.objects.insert(Self::key(&k), k);
             }
