@@ -361,6 +361,24 @@ async fn wait_for_first_list(registries: &mut [ClusterRegistry], wake: &Arc<Noti
     }
 }
 
+/// What keeps the clusters that have not joined the mesh out of it (their first complete
+/// list has not arrived): the snapshot leaves them out, and their problems with them, so
+/// they are reported here (an unreachable or refusing remote API server is visible on
+/// `/debug/diagnostics`, not only in the log).
+fn waiting_problems(registries: &[ClusterRegistry]) -> Vec<String> {
+    let mut out = Vec::new();
+    for r in registries.iter().filter(|r| !r.is_synced()) {
+        out.push(format!(
+            "cluster {} is not in the mesh yet: no complete list from {} (waiting for {})",
+            r.cluster(),
+            r.link().describe(),
+            r.waiting_for().join(", ")
+        ));
+        out.extend(r.current().diagnostics.iter().map(|d| d.to_string()));
+    }
+    out
+}
+
 fn report(snapshot: &MeshSnapshot, seen: &mut Vec<String>) {
     let now: Vec<String> = snapshot.diagnostics.iter().map(|d| d.to_string()).collect();
     for d in now.iter().filter(|d| !seen.contains(d)) {
@@ -423,6 +441,7 @@ pub async fn run(config: ControlPlaneConfig) -> Result<(), ControlPlaneError> {
     let (views_tx, views_rx) = watch::channel(first_views);
     let mut seen = Vec::new();
     report(&first, &mut seen);
+    seen.extend(waiting_problems(&registries));
     tracing::info!(
         services = first.services.len(),
         version = first.version,
@@ -488,6 +507,7 @@ pub async fn run(config: ControlPlaneConfig) -> Result<(), ControlPlaneError> {
                 explain_vips(&mut views, &checked);
                 views_tx.send_replace(views);
                 report(&checked, &mut seen);
+                seen.extend(waiting_problems(&registries));
                 diag_tx.send_replace(seen.clone());
                 continue;
             }
@@ -501,6 +521,7 @@ pub async fn run(config: ControlPlaneConfig) -> Result<(), ControlPlaneError> {
             explain_vips(&mut views, &next);
             views_tx.send_replace(views);
             report(&next, &mut seen);
+            seen.extend(waiting_problems(&registries));
             diag_tx.send_replace(seen.clone());
             tracing::info!(
                 services = next.services.len(),
@@ -696,6 +717,40 @@ mod tests {
             diagnostics: Vec::new(),
             ..Default::default()
         }
+    }
+
+    #[tokio::test]
+    async fn a_remote_api_server_that_cannot_be_reached_is_reported() {
+        // Nothing listens on port 1 of loopback: every watch fails at once.
+        let kubeconfig = "apiVersion: v1\nkind: Config\nclusters:\n- name: c2\n  cluster: {server: \"https://127.0.0.1:1\"}\nusers:\n- name: u\n  user: {token: sekret-token-9}\ncontexts:\n- name: c2\n  context: {cluster: c2, user: u}\ncurrent-context: c2\n";
+        let link = Link::Kube(isthmus_kube::Access::Text {
+            text: kubeconfig.into(),
+            origin: "Secret istio-system/iks key cluster2".into(),
+        });
+        let wake = Arc::new(Notify::new());
+        let mut registries = vec![ClusterRegistry::open("cluster2", &link, &wake)
+            .await
+            .expect("a client")];
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        let problems = loop {
+            let _ = tokio::time::timeout(Duration::from_millis(200), wake.notified()).await;
+            registries[0].sync(None);
+            let p = waiting_problems(&registries);
+            if p.len() > 1 || std::time::Instant::now() > deadline {
+                break p;
+            }
+        };
+        let all = problems.join("\n");
+        assert!(
+            all.contains("cluster cluster2 is not in the mesh yet: no complete list from kubeconfig in Secret istio-system/iks key cluster2"),
+            "{all}"
+        );
+        assert!(
+            all.contains("cluster cluster2: watching") && all.contains("retrying"),
+            "the watch failure itself is reported: {all}"
+        );
+        assert!(!all.contains("sekret"), "{all}");
+        println!("{all}");
     }
 
     #[test]
