@@ -43,26 +43,32 @@ pub fn rules(services: &[Service], pods: &[PodState]) -> String {
                 Some(IntOrString::Int(n)) => *n,
                 _ => port.port,
             };
-            let n = pods.len();
-            for (i, p) in pods.iter().enumerate() {
-                let remaining = n - i;
-                let pick = if remaining > 1 {
-                    format!(
-                        "-m statistic --mode random --probability {:.5} ",
-                        1.0 / remaining as f64
-                    )
-                } else {
-                    String::new()
-                };
-                rules.push_str(&format!(
-                    "-A ISTHMUS-SERVICES -d {cip}/32 -p tcp --dport {} {pick}-j DNAT --to-destination {}:{target}\n",
-                    port.port, p.ip
-                ));
-            }
+            let targets: Vec<(&str, u32)> = pods.iter().map(|p| (p.ip.as_str(), target)).collect();
+            spread(&mut rules, cip, port.port, &targets);
         }
     }
     rules.push_str("COMMIT\n");
     rules
+}
+
+/// Appends one DNAT per `(address, port)` of `targets` for `cip:port`, spread evenly with the
+/// `statistic` match as kube-proxy does (each rule takes 1/remaining of what reaches it).
+fn spread(rules: &mut String, cip: &str, port: impl std::fmt::Display, targets: &[(&str, u32)]) {
+    let n = targets.len();
+    for (i, (ip, target)) in targets.iter().enumerate() {
+        let remaining = n - i;
+        let pick = if remaining > 1 {
+            format!(
+                "-m statistic --mode random --probability {:.5} ",
+                1.0 / remaining as f64
+            )
+        } else {
+            String::new()
+        };
+        rules.push_str(&format!(
+            "-A ISTHMUS-SERVICES -d {cip}/32 -p tcp --dport {port} {pick}-j DNAT --to-destination {ip}:{target}\n"
+        ));
+    }
 }
 
 /// The `ISTHMUS-SERVICES` chain from the API server's Services and EndpointSlices (the
@@ -122,22 +128,11 @@ pub fn rules_from_slices(
             }
             targets.sort();
             targets.dedup();
-            let n = targets.len();
-            for (i, (ip, target)) in targets.iter().enumerate() {
-                let remaining = n - i;
-                let pick = if remaining > 1 {
-                    format!(
-                        "-m statistic --mode random --probability {:.5} ",
-                        1.0 / remaining as f64
-                    )
-                } else {
-                    String::new()
-                };
-                rules.push_str(&format!(
-                    "-A ISTHMUS-SERVICES -d {cip}/32 -p tcp --dport {} {pick}-j DNAT --to-destination {ip}:{target}\n",
-                    port.port
-                ));
-            }
+            let targets: Vec<(&str, u32)> = targets
+                .iter()
+                .map(|(ip, t)| (ip.as_str(), u32::try_from(*t).unwrap_or_default()))
+                .collect();
+            spread(&mut rules, cip, port.port, &targets);
         }
     }
     rules.push_str("COMMIT\n");

@@ -21,24 +21,7 @@ pub fn command_line(exe: &str, subcommand: &str, flags: Vec<std::ffi::OsString>)
 
 /// Starts `args` inside `ns` in the background, output to `log`; returns the pid.
 pub fn spawn(ns: &str, args: &[String], log: &Path) -> Result<u32, LabError> {
-    use std::os::unix::process::CommandExt;
-    let out = std::fs::File::create(log).map_err(io(log))?;
-    let err = out.try_clone().map_err(io(log))?;
-    let child = Command::new("ip")
-        .args(["netns", "exec", ns])
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::from(out))
-        .stderr(Stdio::from(err))
-        // Its own process group: a Ctrl-C on the terminal that ran `lab up` does not
-        // reach it.
-        .process_group(0)
-        .spawn()
-        .map_err(|e| LabError::Command {
-            command: format!("ip netns exec {ns} {}", args.join(" ")),
-            stderr: e.to_string(),
-        })?;
-    Ok(child.id())
+    spawn_behind(&["ip", "netns", "exec", ns], args, log)
 }
 
 /// Starts `args` in the background in network namespace `ns` only, output to `log`;
@@ -46,12 +29,21 @@ pub fn spawn(ns: &str, args: &[String], log: &Path) -> Result<u32, LabError> {
 /// namespace of its own), it keeps the host's mounts: a process that itself creates network
 /// namespaces (the node agent) must, or they would be invisible outside it.
 pub fn spawn_in_net(ns: &str, args: &[String], log: &Path) -> Result<u32, LabError> {
+    spawn_behind(
+        &["nsenter", &format!("--net=/run/netns/{ns}"), "--"],
+        args,
+        log,
+    )
+}
+
+/// Starts `prefix` then `args` in the background, output to `log`, in a process group of
+/// its own (a Ctrl-C on the terminal that ran `lab up` does not reach it); returns the pid.
+fn spawn_behind(prefix: &[&str], args: &[String], log: &Path) -> Result<u32, LabError> {
     use std::os::unix::process::CommandExt;
     let out = std::fs::File::create(log).map_err(io(log))?;
     let err = out.try_clone().map_err(io(log))?;
-    let child = Command::new("nsenter")
-        .arg(format!("--net=/run/netns/{ns}"))
-        .arg("--")
+    let child = Command::new(prefix[0])
+        .args(&prefix[1..])
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::from(out))
@@ -59,7 +51,7 @@ pub fn spawn_in_net(ns: &str, args: &[String], log: &Path) -> Result<u32, LabErr
         .process_group(0)
         .spawn()
         .map_err(|e| LabError::Command {
-            command: format!("nsenter --net=/run/netns/{ns} {}", args.join(" ")),
+            command: format!("{} {}", prefix.join(" "), args.join(" ")),
             stderr: e.to_string(),
         })?;
     Ok(child.id())
