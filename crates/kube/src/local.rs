@@ -70,6 +70,18 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> LocalError + '_ {
     }
 }
 
+/// The greatest of what `pick` makes of the folders of `.kube-bin` in `from` or, where it
+/// finds none there, in the nearest parent that has some.
+fn in_kube_bin<T: Ord>(from: &Path, pick: impl Fn(&Path) -> Option<T>) -> Option<T> {
+    from.ancestors().find_map(|dir| {
+        std::fs::read_dir(dir.join(".kube-bin"))
+            .ok()?
+            .flatten()
+            .filter_map(|e| pick(&e.path()))
+            .max()
+    })
+}
+
 /// Finds the folder of built binaries: `explicit`, else `$KUBE_BIN`, else the newest
 /// `.kube-bin/*/` (with every binary) in the current directory or one of its parents.
 pub fn locate_binaries(explicit: Option<&Path>) -> Result<PathBuf, LocalError> {
@@ -89,25 +101,16 @@ pub fn locate_binaries(explicit: Option<&Path>) -> Result<PathBuf, LocalError> {
         };
     }
     let cwd = std::env::current_dir().unwrap_or_default();
-    for dir in cwd.ancestors() {
-        let Ok(entries) = std::fs::read_dir(dir.join(".kube-bin")) else {
-            continue;
-        };
-        let mut found: Vec<(std::time::SystemTime, PathBuf)> = entries
-            .flatten()
-            .map(|e| e.path())
-            .filter(|p| complete(p))
-            .map(|p| {
-                let t = std::fs::metadata(p.join("kube-apiserver"))
-                    .and_then(|m| m.modified())
-                    .unwrap_or(std::time::UNIX_EPOCH);
-                (t, p)
-            })
-            .collect();
-        found.sort();
-        if let Some((_, p)) = found.pop() {
-            return Ok(p);
-        }
+    let newest = in_kube_bin(&cwd, |d| {
+        complete(d).then(|| {
+            let t = std::fs::metadata(d.join("kube-apiserver"))
+                .and_then(|m| m.modified())
+                .unwrap_or(std::time::UNIX_EPOCH);
+            (t, d.to_path_buf())
+        })
+    });
+    if let Some((_, p)) = newest {
+        return Ok(p);
     }
     Err(LocalError::NoBinaries(format!(
         "no Kubernetes binaries: run scripts/install-kubernetes.sh from the repository (it needs Go 1.26 or newer and the Go module proxy), or give their folder with --kube-bin or KUBE_BIN (looked in .kube-bin below {} and its parents)",
@@ -665,19 +668,12 @@ pub fn locate_istio_crds() -> Result<PathBuf, LocalError> {
         };
     }
     let cwd = std::env::current_dir().unwrap_or_default();
-    for dir in cwd.ancestors() {
-        let Ok(entries) = std::fs::read_dir(dir.join(".kube-bin")) else {
-            continue;
-        };
-        let mut found: Vec<PathBuf> = entries
-            .flatten()
-            .map(|e| e.path().join("crd-all.gen.yaml"))
-            .filter(|p| p.is_file())
-            .collect();
-        found.sort();
-        if let Some(p) = found.pop() {
-            return Ok(p);
-        }
+    let newest = in_kube_bin(&cwd, |d| {
+        let f = d.join("crd-all.gen.yaml");
+        f.is_file().then_some(f)
+    });
+    if let Some(p) = newest {
+        return Ok(p);
     }
     Err(LocalError::NoBinaries(format!(
         "Istio's CRDs are not fetched: run scripts/install-istio-crds.sh from the repository, or set ISTIO_CRDS (looked in .kube-bin below {})",

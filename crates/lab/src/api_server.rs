@@ -132,6 +132,29 @@ impl KubeApi {
             })
     }
 
+    /// Sets an object's status (as the controller or kubelet that owns it would).
+    fn patch_status(
+        &self,
+        resource: &str,
+        namespace: &str,
+        name: &str,
+        status: serde_json::Value,
+    ) -> Result<(), LabError> {
+        let patch = serde_json::json!({ "status": status }).to_string();
+        let args = [
+            "patch",
+            resource,
+            name,
+            "-n",
+            namespace,
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            &patch,
+        ];
+        self.run(&args, None).map(|_| ())
+    }
+
     fn apply(&self, namespace: &str, text: &str) -> Result<(), LabError> {
         let mut args = vec!["apply", "-f", "-"];
         if !namespace.is_empty() {
@@ -271,21 +294,7 @@ impl ApiServer {
         svc.spec.cluster_ip = None;
         k.apply(&ns, &encode("v1", "Service", &svc)?)?;
         if !status.load_balancer.ingress.is_empty() {
-            let patch = serde_json::json!({ "status": status }).to_string();
-            k.run(
-                &[
-                    "patch",
-                    "service",
-                    &name,
-                    "-n",
-                    &ns,
-                    "--subresource=status",
-                    "--type=merge",
-                    "-p",
-                    &patch,
-                ],
-                None,
-            )?;
+            k.patch_status("service", &ns, &name, serde_json::json!(status))?;
         }
         let ip = k
             .run(
@@ -341,21 +350,7 @@ impl ApiServer {
                 {"type": "ContainersReady", "status": "True"},
                 {"type": "Ready", "status": "True"},
             ]);
-            let patch = serde_json::json!({ "status": status }).to_string();
-            k.run(
-                &[
-                    "patch",
-                    "pod",
-                    &pod.name,
-                    "-n",
-                    &pod.namespace,
-                    "--subresource=status",
-                    "--type=merge",
-                    "-p",
-                    &patch,
-                ],
-                None,
-            )?;
+            k.patch_status("pod", &pod.namespace, &pod.name, status)?;
             return Ok(());
         }
         let text = encode("v1", "Pod", &pod_object(pod, ports)?)?;

@@ -25,6 +25,16 @@ use crate::topology::Topology;
 use std::path::Path;
 use std::time::Duration;
 
+/// kubectl's `args`, with `-n ns` for documents that do not name their own namespace
+/// (kubectl refuses `-n` that differs from an object's own).
+fn with_namespace<'a>(args: &[&'a str], own: bool, ns: &'a str) -> Vec<&'a str> {
+    let mut out = args.to_vec();
+    if !own {
+        out.extend(["-n", ns]);
+    }
+    out
+}
+
 /// A running lab.
 #[derive(Debug)]
 pub struct Lab {
@@ -350,10 +360,7 @@ impl Lab {
             // Objects that name their namespace go as they are; the others into the file's
             // default namespace (kubectl refuses `-n` that differs from an object's own).
             for (own, part) in manifests::split_by_namespace(text) {
-                let mut args = vec!["apply", "-f", "-"];
-                if !own {
-                    args.extend(["-n", ns.as_str()]);
-                }
+                let args = with_namespace(&["apply", "-f", "-"], own, ns);
                 match kubernetes::run_kubectl(&self.opts, &self.state, ci, &args, Some(&part)) {
                     Ok(out) => {
                         for line in out.lines().filter(|l| !l.trim().is_empty()) {
@@ -539,10 +546,7 @@ impl Lab {
             let filled = manifests::fill(&text, &file, &vars)?;
             let (filled, _) = manifests::upgrade_removed_apis(&filled, &file)?;
             for (own, part) in manifests::split_by_namespace(&filled) {
-                let mut args = vec!["delete", "-f", "-", "--ignore-not-found"];
-                if !own {
-                    args.extend(["-n", ns.as_str()]);
-                }
+                let args = with_namespace(&["delete", "-f", "-", "--ignore-not-found"], own, &ns);
                 let out = kubernetes::run_kubectl(&self.opts, &self.state, ci, &args, Some(&part))?;
                 for line in out.lines().filter(|l| !l.trim().is_empty()) {
                     progress(&format!("{cluster}: {line}"));
