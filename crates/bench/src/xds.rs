@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::transport::{Certificate, Channel, ClientTlsConfig};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 
 /// The four types, in Envoy's order.
 pub const TYPES: [&str; 4] = [
@@ -30,6 +30,9 @@ pub struct LoadConfig {
     pub address: String,
     /// The mesh root (PEM), to check the control plane.
     pub root_pem: String,
+    /// The proxies' workload certificate chain and key (PEM), for the identity of
+    /// [`load_identity`].
+    pub identity: (String, String),
     /// Number of proxies.
     pub proxies: usize,
     /// Delta instead of state of the world.
@@ -59,6 +62,16 @@ pub struct Load {
     pub responses: Arc<AtomicU64>,
 }
 
+/// The namespace every simulated proxy's node id names.
+pub const LOAD_NAMESPACE: &str = "ns-0";
+/// The service account every simulated proxy claims in its metadata.
+pub const LOAD_SERVICE_ACCOUNT: &str = "load";
+
+/// The SPIFFE identity the simulated proxies' certificate must carry in `trust_domain`.
+pub fn load_identity(trust_domain: &str) -> String {
+    format!("spiffe://{trust_domain}/ns/{LOAD_NAMESPACE}/sa/{LOAD_SERVICE_ACCOUNT}")
+}
+
 fn node(i: usize, cluster: &str) -> Node {
     let ip = format!("10.200.{}.{}", (i / 250) % 250, i % 250 + 1);
     let mut fields = std::collections::HashMap::new();
@@ -68,8 +81,14 @@ fn node(i: usize, cluster: &str) -> Node {
             kind: Some(Kind::StringValue(cluster.to_string())),
         },
     );
+    fields.insert(
+        "SERVICE_ACCOUNT".to_string(),
+        Value {
+            kind: Some(Kind::StringValue(LOAD_SERVICE_ACCOUNT.to_string())),
+        },
+    );
     Node {
-        id: format!("sidecar~{ip}~load-{i}.ns-0~ns-0.svc.cluster.local"),
+        id: format!("sidecar~{ip}~load-{i}.{LOAD_NAMESPACE}~{LOAD_NAMESPACE}.svc.cluster.local"),
         metadata: Some(Struct {
             fields: fields.into_iter().collect(),
         }),
@@ -78,9 +97,11 @@ fn node(i: usize, cluster: &str) -> Node {
 }
 
 async fn channel(cfg: &LoadConfig) -> Result<Channel, String> {
+    let (chain, key) = &cfg.identity;
     let tls = ClientTlsConfig::new()
         .ca_certificate(Certificate::from_pem(&cfg.root_pem))
-        .domain_name("istiod.istio-system.svc");
+        .identity(Identity::from_pem(chain, key))
+        .domain_name(isthmus_ca::CONTROL_PLANE_DNS);
     Channel::from_shared(format!("https://{}", cfg.address))
         .map_err(|e| e.to_string())?
         .tls_config(tls)

@@ -229,6 +229,18 @@ impl Authority {
         Ok(chain)
     }
 
+    /// Makes a key and signs a workload certificate for `identity` in one step, for tools
+    /// that hold the CA themselves (tests, benchmarks): (chain PEM, key PEM).
+    pub fn issue_workload(
+        &self,
+        identity: &str,
+        ttl: std::time::Duration,
+    ) -> Result<(String, String), CaError> {
+        let (csr, key) = workload_csr(identity)?;
+        let chain = self.sign_workload(&csr, identity, ttl)?;
+        Ok((chain.concat(), key))
+    }
+
     /// Issues the control plane's serving certificate for `dns_names`: (chain PEM, key PEM).
     pub fn issue_server(&self, dns_names: &[String]) -> Result<(String, String), CaError> {
         let key = KeyPair::generate().map_err(cert_err("generate server key"))?;

@@ -1,5 +1,7 @@
 //! Istio's `CreateCertificate` gRPC method: the caller's credential (`authorization: Bearer
-//! ...`) decides the identity; the CSR must ask for exactly that identity.
+//! ...`) decides the identity; the CSR must ask for exactly that identity. Every refusal is
+//! logged once, with its reason and the caller's address (never the credential), and
+//! counted by reason.
 
 use crate::authority::Authority;
 use crate::credential::CredentialKey;
@@ -7,9 +9,120 @@ use crate::grpc::istio_certificate_service_server::{
     IstioCertificateService, IstioCertificateServiceServer,
 };
 use crate::proto::{IstioCertificateRequest, IstioCertificateResponse};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tonic::{Request, Response, Status};
+
+/// Why a certificate request was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefusalReason {
+    /// No `authorization: Bearer` header.
+    NoCredential,
+    /// A credential that is not one (bad encoding).
+    MalformedCredential,
+    /// A credential not signed with this control plane's key (forged, or another mesh's).
+    BadSignature,
+    /// An expired credential.
+    ExpiredCredential,
+    /// A CSR for another identity than the credential grants.
+    IdentityMismatch,
+    /// A CSR that cannot be read or signed.
+    BadCsr,
+}
+
+impl RefusalReason {
+    /// Every reason, in the order metrics list them.
+    pub const ALL: [RefusalReason; 6] = [
+        RefusalReason::NoCredential,
+        RefusalReason::MalformedCredential,
+        RefusalReason::BadSignature,
+        RefusalReason::ExpiredCredential,
+        RefusalReason::IdentityMismatch,
+        RefusalReason::BadCsr,
+    ];
+
+    /// The metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RefusalReason::NoCredential => "no_credential",
+            RefusalReason::MalformedCredential => "malformed_credential",
+            RefusalReason::BadSignature => "bad_signature",
+            RefusalReason::ExpiredCredential => "expired_credential",
+            RefusalReason::IdentityMismatch => "identity_mismatch",
+            RefusalReason::BadCsr => "bad_csr",
+        }
+    }
+
+    fn of_credential(e: &crate::credential::CredentialError) -> RefusalReason {
+        use crate::credential::CredentialError as E;
+        match e {
+            E::Malformed | E::Io { .. } => RefusalReason::MalformedCredential,
+            E::BadSignature => RefusalReason::BadSignature,
+            E::Expired => RefusalReason::ExpiredCredential,
+        }
+    }
+
+    /// Whether the caller failed to prove who it is (Istio's authentication failures).
+    fn is_authentication(self) -> bool {
+        !matches!(
+            self,
+            RefusalReason::IdentityMismatch | RefusalReason::BadCsr
+        )
+    }
+}
+
+/// What the CA did, for metrics.
+#[derive(Debug, Default)]
+pub struct CaStats {
+    requests: AtomicU64,
+    issued: AtomicU64,
+    refused: [AtomicU64; 6],
+}
+
+impl CaStats {
+    /// Requests refused for `reason` so far.
+    pub fn refused(&self, reason: RefusalReason) -> u64 {
+        self.refused[reason as usize].load(Ordering::Relaxed)
+    }
+
+    /// Certificates issued so far.
+    pub fn issued(&self) -> u64 {
+        self.issued.load(Ordering::Relaxed)
+    }
+
+    /// Prometheus text: Istio's `citadel_server_*` counters, and refusals by reason.
+    pub fn metrics(&self) -> String {
+        let auth_failures: u64 = RefusalReason::ALL
+            .iter()
+            .filter(|r| r.is_authentication())
+            .map(|r| self.refused(*r))
+            .sum();
+        let mut out = format!(
+            "# HELP citadel_server_csr_count Certificate signing requests received.\n\
+             # TYPE citadel_server_csr_count counter\ncitadel_server_csr_count {}\n\
+             # HELP citadel_server_success_cert_issuance_count Certificates issued.\n\
+             # TYPE citadel_server_success_cert_issuance_count counter\ncitadel_server_success_cert_issuance_count {}\n\
+             # HELP citadel_server_authentication_failure_count Requests whose credential was missing, malformed, forged or expired.\n\
+             # TYPE citadel_server_authentication_failure_count counter\ncitadel_server_authentication_failure_count {auth_failures}\n\
+             # HELP citadel_server_csr_parsing_err_count Requests whose CSR could not be read or signed.\n\
+             # TYPE citadel_server_csr_parsing_err_count counter\ncitadel_server_csr_parsing_err_count {}\n\
+             # HELP isthmus_ca_refusals_total Certificate requests refused, by reason.\n\
+             # TYPE isthmus_ca_refusals_total counter\n",
+            self.requests.load(Ordering::Relaxed),
+            self.issued(),
+            self.refused(RefusalReason::BadCsr),
+        );
+        for r in RefusalReason::ALL {
+            out.push_str(&format!(
+                "isthmus_ca_refusals_total{{reason=\"{}\"}} {}\n",
+                r.as_str(),
+                self.refused(r)
+            ));
+        }
+        out
+    }
+}
 
 /// The CA service.
 #[derive(Debug, Clone)]
@@ -18,6 +131,7 @@ pub struct CaService {
     credentials: Arc<CredentialKey>,
     trust_domain: String,
     max_ttl: Duration,
+    stats: Arc<CaStats>,
 }
 
 impl CaService {
@@ -32,7 +146,33 @@ impl CaService {
             credentials,
             trust_domain,
             max_ttl: Duration::from_secs(24 * 3600),
+            stats: Arc::default(),
         }
+    }
+
+    /// What this service has done, for metrics.
+    pub fn stats(&self) -> Arc<CaStats> {
+        self.stats.clone()
+    }
+
+    /// Logs and counts a refusal, and gives the status to answer with.
+    fn refuse(
+        &self,
+        peer: &str,
+        reason: RefusalReason,
+        identity: Option<&str>,
+        detail: &str,
+        status: fn(String) -> Status,
+    ) -> Status {
+        self.stats.refused[reason as usize].fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(
+            %peer,
+            reason = reason.as_str(),
+            identity = identity.unwrap_or("-"),
+            detail,
+            "refused certificate request"
+        );
+        status(detail.to_string())
     }
 
     /// The tonic service.
@@ -47,17 +187,35 @@ impl IstioCertificateService for CaService {
         &self,
         request: Request<IstioCertificateRequest>,
     ) -> Result<Response<IstioCertificateResponse>, Status> {
-        let token = request
+        self.stats.requests.fetch_add(1, Ordering::Relaxed);
+        let peer = request
+            .remote_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_else(|| "unknown".into());
+        let Some(token) = request
             .metadata()
             .get("authorization")
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
-            .ok_or_else(|| Status::unauthenticated("missing `authorization: Bearer CREDENTIAL`"))?
-            .to_string();
-        let who = self
-            .credentials
-            .verify(&token)
-            .map_err(|e| Status::unauthenticated(e.to_string()))?;
+            .map(str::to_string)
+        else {
+            return Err(self.refuse(
+                &peer,
+                RefusalReason::NoCredential,
+                None,
+                "missing `authorization: Bearer CREDENTIAL`",
+                Status::unauthenticated,
+            ));
+        };
+        let who = self.credentials.verify(&token).map_err(|e| {
+            self.refuse(
+                &peer,
+                RefusalReason::of_credential(&e),
+                None,
+                &e.to_string(),
+                Status::unauthenticated,
+            )
+        })?;
         let identity = format!("spiffe://{}/ns/{}/sa/{}", self.trust_domain, who.ns, who.sa);
         let req = request.into_inner();
         let ttl = if req.validity_duration > 0 {
@@ -67,16 +225,26 @@ impl IstioCertificateService for CaService {
         };
         match self.authority.sign_workload(&req.csr, &identity, ttl) {
             Ok(chain) => {
-                tracing::info!(%identity, ttl_secs = ttl.as_secs(), "issued workload certificate");
+                self.stats.issued.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(%peer, %identity, ttl_secs = ttl.as_secs(), "issued workload certificate");
                 Ok(Response::new(IstioCertificateResponse {
                     cert_chain: chain,
                 }))
             }
-            Err(e @ crate::authority::CaError::IdentityMismatch { .. }) => {
-                tracing::warn!(error = %e, "refused certificate request");
-                Err(Status::permission_denied(e.to_string()))
-            }
-            Err(e) => Err(Status::invalid_argument(e.to_string())),
+            Err(e @ crate::authority::CaError::IdentityMismatch { .. }) => Err(self.refuse(
+                &peer,
+                RefusalReason::IdentityMismatch,
+                Some(&identity),
+                &e.to_string(),
+                Status::permission_denied,
+            )),
+            Err(e) => Err(self.refuse(
+                &peer,
+                RefusalReason::BadCsr,
+                Some(&identity),
+                &e.to_string(),
+                Status::invalid_argument,
+            )),
         }
     }
 }

@@ -1,10 +1,12 @@
 //! `CreateCertificate` over gRPC, as an agent calls it: the credential decides the identity,
-//! and a CSR that asks for another identity is refused with PERMISSION_DENIED.
+//! and a CSR that asks for another identity is refused with PERMISSION_DENIED. Every
+//! refusal is logged once with its reason and the caller, and counted.
 
 use isthmus_ca::grpc::istio_certificate_service_client::IstioCertificateServiceClient;
 use isthmus_ca::proto::IstioCertificateRequest;
 use isthmus_ca::{
-    create_intermediate, create_root, workload_csr, Authority, CaService, CredentialKey,
+    create_intermediate, create_root, workload_csr, Authority, CaService, CaStats, CredentialKey,
+    RefusalReason,
 };
 use std::sync::Arc;
 use tonic::transport::Channel;
@@ -12,6 +14,7 @@ use tonic::transport::Channel;
 struct Ca {
     client: IstioCertificateServiceClient<Channel>,
     key: Arc<CredentialKey>,
+    stats: Arc<CaStats>,
     dir: std::path::PathBuf,
 }
 
@@ -30,7 +33,9 @@ async fn serve(tag: &str) -> Ca {
     let key = Arc::new(CredentialKey::from_bytes(
         b"a test key of thirty-two bytes!!",
     ));
-    let svc = CaService::new(authority, key.clone(), "cluster.local".into()).into_service();
+    let svc = CaService::new(authority, key.clone(), "cluster.local".into());
+    let stats = svc.stats();
+    let svc = svc.into_service();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
@@ -46,7 +51,12 @@ async fn serve(tag: &str) -> Ca {
         .await
         .expect("connect");
     let client = IstioCertificateServiceClient::new(channel);
-    Ca { client, key, dir }
+    Ca {
+        client,
+        key,
+        stats,
+        dir,
+    }
 }
 
 fn request(csr: &str, token: Option<&str>) -> tonic::Request<IstioCertificateRequest> {
@@ -120,8 +130,41 @@ async fn csr_for_another_identity_is_permission_denied() {
     );
 }
 
+/// Log lines written while a test runs (the runtime of `#[tokio::test]` is this thread).
+#[derive(Clone, Default)]
+struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if let Ok(mut v) = self.0.lock() {
+            v.extend_from_slice(buf);
+        }
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Captured {
+    fn text(&self) -> String {
+        self.0
+            .lock()
+            .map(|v| String::from_utf8_lossy(&v).into_owned())
+            .unwrap_or_default()
+    }
+}
+
 #[tokio::test]
 async fn missing_or_forged_credentials_are_unauthenticated() {
+    let log = Captured::default();
+    let writer = log.clone();
+    let _guard = tracing::subscriber::set_default(
+        tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish(),
+    );
     let mut ca = serve("unauth").await;
     let (csr, _key) = workload_csr("spiffe://cluster.local/ns/foo/sa/sleep").expect("csr");
     let err = ca
@@ -147,4 +190,36 @@ async fn missing_or_forged_credentials_are_unauthenticated() {
         .await
         .expect_err("garbage");
     assert_eq!(err.code(), tonic::Code::InvalidArgument);
+
+    let stats = &ca.stats;
+    assert_eq!(stats.refused(RefusalReason::NoCredential), 1);
+    assert_eq!(stats.refused(RefusalReason::BadSignature), 1);
+    assert_eq!(stats.refused(RefusalReason::BadCsr), 1);
+    assert_eq!(stats.issued(), 0);
+    let metrics = stats.metrics();
+    for line in [
+        "citadel_server_csr_count 3",
+        "citadel_server_authentication_failure_count 2",
+        "citadel_server_csr_parsing_err_count 1",
+        "isthmus_ca_refusals_total{reason=\"bad_signature\"} 1",
+    ] {
+        assert!(metrics.contains(line), "{line} in\n{metrics}");
+    }
+    let text = log.text();
+    let refusals: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("refused certificate request"))
+        .collect();
+    assert_eq!(refusals.len(), 3, "one line per refusal:\n{text}");
+    for (line, reason) in refusals
+        .iter()
+        .zip(["no_credential", "bad_signature", "bad_csr"])
+    {
+        assert!(line.contains(reason), "{reason}: {line}");
+        assert!(line.contains("peer=127.0.0.1:"), "names the caller: {line}");
+    }
+    assert!(
+        !text.contains(&forged) && !text.contains(&token),
+        "no credential is ever logged:\n{text}"
+    );
 }

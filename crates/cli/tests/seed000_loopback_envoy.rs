@@ -5,7 +5,8 @@
 //! in cluster1 (state-of-the-world xDS), cluster2's east-west gateway and httpbin's sidecar
 //! (delta xDS). Seed 000's ServiceEntry routes `httpbin.bar.global:8000` from sleep through
 //! the gateway's 15443 by SNI to httpbin, which must see sleep's SPIFFE identity. Every
-//! proxy must ACK everything: no NACK on either side.
+//! proxy must ACK everything: no NACK on either side. A real Envoy that connects without a
+//! workload certificate, claiming to be the gateway, is refused and holds no configuration.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -178,7 +179,7 @@ fn seed000_httpbin_bar_global_through_gateway_with_real_envoy_and_mtls() {
     copy_dir(&root().join("testdata/seed000"), &tmp.join("registry"));
     let t = |p: &str| tmp.join(p).display().to_string();
     println!(
-        "[1/9] shared root CA and one intermediate per cluster (cacerts files) in {}",
+        "[1/10] shared root CA and one intermediate per cluster (cacerts files) in {}",
         tmp.display()
     );
     isthmus(&["ca", "root", "--out", &t("root")]);
@@ -224,7 +225,7 @@ fn seed000_httpbin_bar_global_through_gateway_with_real_envoy_and_mtls() {
     );
     cred("key2", "bar", "httpbin", "httpbin.cred");
     httpbin();
-    println!("[2/9] workload credentials issued; httpbin stand-in listening on 127.0.0.1:80");
+    println!("[2/10] workload credentials issued; httpbin stand-in listening on 127.0.0.1:80");
 
     let [cp1, cp2, mon1, mon2] = free_ports::<4>();
     let log = |name: &str| std::fs::File::create(tmp.join(name)).expect("log");
@@ -276,7 +277,7 @@ fn seed000_httpbin_bar_global_through_gateway_with_real_envoy_and_mtls() {
         }
     }
     println!(
-        "[3/9] control planes: cluster1 xDS+CA on 127.0.0.1:{cp1}, cluster2 on 127.0.0.1:{cp2}"
+        "[3/10] control planes: cluster1 xDS+CA on 127.0.0.1:{cp1}, cluster2 on 127.0.0.1:{cp2}"
     );
     let envoy_s = envoy.display().to_string();
     let agent = |kind: &str,
@@ -380,7 +381,7 @@ fn seed000_httpbin_bar_global_through_gateway_with_real_envoy_and_mtls() {
         "httpbin.log",
     ));
 
-    println!("[4/9] agents started: sleep (cluster1, SotW), east-west gateway and httpbin (cluster2, delta) with {}", envoy.display());
+    println!("[4/10] agents started: sleep (cluster1, SotW), east-west gateway and httpbin (cluster2, delta) with {}", envoy.display());
     // The request, retried until the mesh has converged.
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut last = None;
@@ -410,7 +411,7 @@ fn seed000_httpbin_bar_global_through_gateway_with_real_envoy_and_mtls() {
     });
     assert_eq!(code, 200, "body: {body}\n{}", logs());
     assert!(body.contains("origin"), "{body}");
-    println!("[5/9] GET httpbin.bar.global:8000/ip from sleep's sidecar: {code} {body}");
+    println!("[5/10] GET httpbin.bar.global:8000/ip from sleep's sidecar: {code} {body}");
 
     let (code, body) =
         get("127.255.0.2:8000", "httpbin.bar.global:8000", "/headers").expect("headers");
@@ -424,7 +425,7 @@ fn seed000_httpbin_bar_global_through_gateway_with_real_envoy_and_mtls() {
         "httpbin did not see sleep's identity: {body}"
     );
 
-    println!("[6/9] GET /headers: httpbin saw URI=spiffe://cluster.local/ns/foo/sa/sleep in x-forwarded-client-cert");
+    println!("[6/10] GET /headers: httpbin saw URI=spiffe://cluster.local/ns/foo/sa/sleep in x-forwarded-client-cert");
     // The gateway passed the connection by SNI without terminating TLS.
     let gw = stats("127.0.2.1:15000");
     assert!(
@@ -516,7 +517,10 @@ fn seed000_httpbin_bar_global_through_gateway_with_real_envoy_and_mtls() {
     let (code, body) =
         get("127.255.0.2:8000", "httpbin.bar.global:8000", "/headers").expect("after rotation");
     assert_eq!(code, 200, "{body}");
-    println!("[7/9] gateway forwarded by SNI without terminating TLS; no NACKs; httpbin's certificate rotated without restarting Envoy");
+    println!("[7/10] gateway forwarded by SNI without terminating TLS; no NACKs; httpbin's certificate rotated without restarting Envoy");
+
+    intruder_is_refused(&envoy, &tmp, cp2, mon2);
+    println!("[8/10] an Envoy without a workload certificate, claiming to be cluster2's gateway, was refused (UNAUTHENTICATED, logged, counted) and holds no cluster or listener");
 
     // An invalid edit is reported with file and line, and the last good version keeps serving.
     let se_file = tmp.join("registry/cluster1/foo/httpbin-bar.yaml");
@@ -538,7 +542,7 @@ fn seed000_httpbin_bar_global_through_gateway_with_real_envoy_and_mtls() {
     let (code, _) = get("127.255.0.2:8000", "httpbin.bar.global:8000", "/ip").expect("last good");
     assert_eq!(code, 200, "the last good ServiceEntry must keep serving");
     println!(
-        "[8/9] invalid edit reported as `{}`; the last good ServiceEntry keeps serving",
+        "[9/10] invalid edit reported as `{}`; the last good ServiceEntry keeps serving",
         diags
             .lines()
             .find(|l| l.contains("httpbin-bar.yaml"))
@@ -580,7 +584,104 @@ fn seed000_httpbin_bar_global_through_gateway_with_real_envoy_and_mtls() {
             .any(|l| l.contains("update_rejected") && !l.ends_with(": 0")),
         "sleep's Envoy rejected the update"
     );
-    println!("[9/9] ServiceEntry deleted: the control plane pushed the removal, sleep's Envoy dropped the listener and cluster");
+    println!("[10/10] ServiceEntry deleted: the control plane pushed the removal, sleep's Envoy dropped the listener and cluster");
     drop(procs);
     let _ = std::fs::remove_dir_all(&tmp);
+}
+
+/// A real Envoy with no client certificate and a made-up node id (cluster2's gateway, whose
+/// configuration names every service behind it) connects to cluster2's control plane over
+/// TLS, as anyone on the network could: the control plane refuses every ADS stream it opens,
+/// logs and counts the refusal, and the Envoy never holds a cluster or listener.
+fn intruder_is_refused(envoy: &Path, tmp: &Path, cp: u16, mon: u16) {
+    let dir = tmp.join("intruder");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let root_cert = tmp.join("cacerts2/root-cert.pem");
+    let bootstrap = format!(
+        r#"{{
+  "node": {{ "id": "router~127.0.4.1~istio-ingressgateway-0.istio-system~istio-system.svc.cluster.local",
+             "cluster": "istio-ingressgateway", "metadata": {{ "CLUSTER_ID": "cluster2" }} }},
+  "admin": {{ "address": {{ "socket_address": {{ "address": "127.0.4.1", "port_value": 15000 }} }} }},
+  "dynamic_resources": {{
+    "ads_config": {{ "api_type": "GRPC", "transport_api_version": "V3",
+                    "grpc_services": [{{ "envoy_grpc": {{ "cluster_name": "xds-grpc" }} }}] }},
+    "cds_config": {{ "ads": {{}}, "resource_api_version": "V3" }},
+    "lds_config": {{ "ads": {{}}, "resource_api_version": "V3" }}
+  }},
+  "static_resources": {{ "clusters": [{{
+    "name": "xds-grpc", "type": "STATIC", "connect_timeout": "1s",
+    "typed_extension_protocol_options": {{ "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {{
+      "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+      "explicit_http_config": {{ "http2_protocol_options": {{}} }} }} }},
+    "load_assignment": {{ "cluster_name": "xds-grpc", "endpoints": [{{ "lb_endpoints": [{{ "endpoint": {{ "address": {{
+      "socket_address": {{ "address": "127.0.0.1", "port_value": {cp} }} }} }} }}] }}] }},
+    "transport_socket": {{ "name": "envoy.transport_sockets.tls", "typed_config": {{
+      "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
+      "sni": "istiod.istio-system.svc",
+      "common_tls_context": {{ "alpn_protocols": ["h2"],
+        "validation_context": {{ "trusted_ca": {{ "filename": "{root}" }} }} }} }} }}
+  }}] }}
+}}"#,
+        root = root_cert.display()
+    );
+    let file = dir.join("bootstrap.json");
+    std::fs::write(&file, bootstrap).expect("write bootstrap");
+    let log = std::fs::File::create(dir.join("envoy.log")).expect("log");
+    let child = Command::new(envoy)
+        .arg("-c")
+        .arg(&file)
+        .args(["--disable-hot-restart", "--log-level", "info"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(log))
+        .spawn()
+        .expect("start the intruder's Envoy");
+    let _intruder = Procs(vec![child]);
+    let refused = |_: ()| {
+        get(&format!("127.0.0.1:{mon}"), "cp", "/metrics")
+            .map(|(_, m)| stat(&m.replace(' ', ": "), "isthmus_xds_refused_streams_total"))
+            .unwrap_or(0)
+    };
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while refused(()) < 2 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let envoy_log = std::fs::read_to_string(dir.join("envoy.log")).unwrap_or_default();
+    assert!(
+        refused(()) >= 2,
+        "the control plane did not refuse the intruder's streams (it retries, so at least two):\n{envoy_log}"
+    );
+    let st = stats("127.0.4.1:15000");
+    assert!(
+        !st.is_empty(),
+        "the intruder's Envoy is not running:\n{envoy_log}"
+    );
+    assert_eq!(
+        stat(&st, "cluster_manager.cds.update_success"),
+        0,
+        "the intruder got clusters"
+    );
+    assert_eq!(
+        stat(&st, "listener_manager.lds.update_success"),
+        0,
+        "the intruder got listeners"
+    );
+    assert_eq!(
+        stat(&st, "cluster_manager.active_clusters"),
+        1,
+        "only its own xds-grpc cluster"
+    );
+    assert!(
+        // gRPC status 16 (UNAUTHENTICATED) and the reason, as Envoy logs it (percent-encoded).
+        envoy_log.contains("closed: 16, no%20client%20certificate"),
+        "Envoy was told why (UNAUTHENTICATED):\n{envoy_log}"
+    );
+    let cp_log = std::fs::read_to_string(tmp.join("cp2.log.err")).unwrap_or_default();
+    let line = cp_log
+        .lines()
+        .find(|l| l.contains("refused ADS stream"))
+        .unwrap_or_else(|| panic!("no log line for the refusal:\n{cp_log}"));
+    assert!(
+        line.contains("istio-ingressgateway-0.istio-system") && line.contains("peer=127.0.0.1:"),
+        "the log line names the node and the peer: {line}"
+    );
 }

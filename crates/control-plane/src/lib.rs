@@ -586,15 +586,22 @@ pub async fn run(config: ControlPlaneConfig) -> Result<(), ControlPlaneError> {
             authority.root_pem(),
         ))
         .client_auth_optional(true);
-    let ads = AdsServer::new(snap_rx.clone(), status.clone());
+    let ads = AdsServer::new(snap_rx.clone(), status.clone(), &trust_domain);
     let ca = CaService::new(authority.clone(), credentials, trust_domain);
+    let ca_stats = ca.stats();
     let monitor = tokio::net::TcpListener::bind(config.monitoring)
         .await
         .map_err(|e| ControlPlaneError::Serve {
             addr: config.monitoring,
             source: Box::new(e),
         })?;
-    tokio::spawn(monitoring(monitor, status.clone(), diag_rx, views_rx));
+    tokio::spawn(monitoring(
+        monitor,
+        status.clone(),
+        ca_stats,
+        diag_rx,
+        views_rx,
+    ));
     tracing::info!(addr = %config.listen, cluster = %config.sources.cluster, network = %config.sources.network, "serving xDS and CA over TLS");
     tonic::transport::Server::builder()
         .tls_config(tls)
@@ -639,6 +646,7 @@ async fn read_request_head(sock: &mut tokio::net::TcpStream) -> Option<Vec<u8>> 
 async fn monitoring(
     listener: tokio::net::TcpListener,
     status: Arc<XdsStatus>,
+    ca_stats: Arc<isthmus_ca::CaStats>,
     diagnostics: watch::Receiver<Vec<String>>,
     service_entries: watch::Receiver<Vec<SeView>>,
 ) {
@@ -647,6 +655,7 @@ async fn monitoring(
             continue;
         };
         let status = status.clone();
+        let ca_stats = ca_stats.clone();
         let diagnostics = diagnostics.clone();
         let service_entries = service_entries.clone();
         tokio::spawn(async move {
@@ -658,7 +667,12 @@ async fn monitoring(
             let (code, body) = match path {
                 "/metrics" => (
                     "200 OK",
-                    format!("{}{}", status.metrics(), memory::metrics()),
+                    format!(
+                        "{}{}{}",
+                        status.metrics(),
+                        ca_stats.metrics(),
+                        memory::metrics()
+                    ),
                 ),
                 "/debug/syncz" => (
                     "200 OK",

@@ -1,6 +1,7 @@
 //! The ADS gRPC service, and its state-of-the-world stream.
 
 use crate::cache::PUSH_ORDER;
+use crate::peer::Peer;
 use crate::request::SotwRequest;
 use crate::service::{AdsService, Requests, ResponseTx, StreamHandler};
 use crate::state::StreamProxy;
@@ -22,15 +23,22 @@ pub struct AdsServer {
     snapshots: watch::Receiver<MeshUpdate>,
     status: Arc<XdsStatus>,
     cache: crate::cache::ResourceCache,
+    trust_domain: Arc<str>,
 }
 
 impl AdsServer {
-    /// A server following `snapshots`, recording into `status`.
-    pub fn new(snapshots: watch::Receiver<MeshUpdate>, status: Arc<XdsStatus>) -> Self {
+    /// A server following `snapshots`, recording into `status`, serving only proxies that
+    /// hold a workload certificate of `trust_domain` for the identity they claim.
+    pub fn new(
+        snapshots: watch::Receiver<MeshUpdate>,
+        status: Arc<XdsStatus>,
+        trust_domain: &str,
+    ) -> Self {
         AdsServer {
             snapshots,
             status,
             cache: crate::cache::ResourceCache::default(),
+            trust_domain: trust_domain.into(),
         }
     }
 
@@ -94,25 +102,30 @@ fn whole_set_type(type_url: &str) -> bool {
 }
 
 impl StreamHandler for AdsServer {
-    fn sotw(&self, mut input: Requests<SotwRequest>, tx: ResponseTx) {
+    fn sotw(&self, peer: Peer, mut input: Requests<SotwRequest>, tx: ResponseTx) {
         let mut snapshots = self.snapshots.clone();
         let status = self.status.clone();
         let cache = self.cache.clone();
+        let trust_domain = self.trust_domain.clone();
         tokio::spawn(async move {
-            let result = sotw_stream(&mut input, &tx, &mut snapshots, &status, cache).await;
+            let auth = (&peer, &*trust_domain);
+            let result = sotw_stream(&mut input, &tx, &mut snapshots, &status, cache, auth).await;
             if let Err(e) = result {
                 let _ = tx.send(Err(e)).await;
             }
         });
     }
 
-    fn delta(&self, mut input: Requests<DeltaDiscoveryRequest>, tx: ResponseTx) {
+    fn delta(&self, peer: Peer, mut input: Requests<DeltaDiscoveryRequest>, tx: ResponseTx) {
         let mut snapshots = self.snapshots.clone();
         let status = self.status.clone();
         let cache = self.cache.clone();
+        let trust_domain = self.trust_domain.clone();
         tokio::spawn(async move {
+            let auth = (&peer, &*trust_domain);
             if let Err(e) =
-                crate::delta::delta_stream(&mut input, &tx, &mut snapshots, &status, cache).await
+                crate::delta::delta_stream(&mut input, &tx, &mut snapshots, &status, cache, auth)
+                    .await
             {
                 let _ = tx.send(Err(e)).await;
             }
@@ -128,13 +141,23 @@ async fn sotw_stream(
     snapshots: &mut watch::Receiver<MeshUpdate>,
     status: &Arc<XdsStatus>,
     cache: crate::cache::ResourceCache,
+    (peer, trust_domain): (&Peer, &str),
 ) -> Result<(), Status> {
     let Some(first) = input.next().await.transpose()? else {
         return Ok(());
     };
-    let mut proxy = StreamProxy::from_node(first.node.as_ref(), cache)?;
+    let update = snapshots.borrow().clone();
+    let (mut proxy, identity) = StreamProxy::open(
+        first.node.as_ref(),
+        cache,
+        peer,
+        trust_domain,
+        &update,
+        status,
+    )?;
+    drop(update);
     let id = status.open(&proxy.node.to_string(), "sotw");
-    tracing::info!(proxy = %proxy.node, "ADS stream opened (state of the world)");
+    tracing::info!(proxy = %proxy.node, %identity, "ADS stream opened (state of the world)");
     let mut watches: BTreeMap<String, Watch> = BTreeMap::new();
     let mut nonce = 0u64;
     let mut pending = Some(first);

@@ -2,6 +2,7 @@
 //! and subscriptions change resource by resource.
 
 use crate::cache::PUSH_ORDER;
+use crate::peer::Peer;
 use crate::service::Requests;
 use crate::state::StreamProxy;
 use crate::status::XdsStatus;
@@ -67,20 +68,31 @@ fn is_wildcard_type(type_url: &str) -> bool {
     type_url == isthmus_envoy::CLUSTER_TYPE || type_url == isthmus_envoy::LISTENER_TYPE
 }
 
-/// Runs one delta stream until the proxy goes away.
+/// Runs one delta stream until the proxy goes away; the stream is refused unless `peer`'s
+/// certificate proves the identity the node claims in `trust_domain`.
 pub async fn delta_stream(
     input: &mut Requests<DeltaDiscoveryRequest>,
     tx: &Tx,
     snapshots: &mut watch::Receiver<MeshUpdate>,
     status: &Arc<XdsStatus>,
     cache: crate::cache::ResourceCache,
+    (peer, trust_domain): (&Peer, &str),
 ) -> Result<(), Status> {
     let Some(first) = input.next().await.transpose()? else {
         return Ok(());
     };
-    let mut proxy = StreamProxy::from_node(first.node.as_ref(), cache)?;
+    let update = snapshots.borrow().clone();
+    let (mut proxy, identity) = StreamProxy::open(
+        first.node.as_ref(),
+        cache,
+        peer,
+        trust_domain,
+        &update,
+        status,
+    )?;
+    drop(update);
     let id = status.open(&proxy.node.to_string(), "delta");
-    tracing::info!(proxy = %proxy.node, "ADS stream opened (delta)");
+    tracing::info!(proxy = %proxy.node, %identity, "ADS stream opened (delta)");
     let mut subs: BTreeMap<String, Subscription> = BTreeMap::new();
     let mut nonce = 0u64;
     let mut pending = Some(first);

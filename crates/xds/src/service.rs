@@ -2,6 +2,7 @@
 //! decoder, responses are [`WireMessage`]s whose shared parts go to HTTP/2 as they are
 //! (tonic's generated server would copy every response into a per-stream buffer first).
 
+use crate::peer::Peer;
 use crate::request::SotwRequest;
 use crate::wire::WireMessage;
 use bytes::{BufMut, Bytes, BytesMut};
@@ -34,10 +35,10 @@ pub use crate::incoming::Requests;
 
 /// Starts one stream: given its decoded requests and where to send responses.
 pub trait StreamHandler: Clone + Send + Sync + 'static {
-    /// Runs a state-of-the-world stream.
-    fn sotw(&self, input: Requests<SotwRequest>, tx: ResponseTx);
-    /// Runs a delta stream.
-    fn delta(&self, input: Requests<DeltaDiscoveryRequest>, tx: ResponseTx);
+    /// Runs a state-of-the-world stream for `peer`.
+    fn sotw(&self, peer: Peer, input: Requests<SotwRequest>, tx: ResponseTx);
+    /// Runs a delta stream for `peer`.
+    fn delta(&self, peer: Peer, input: Requests<DeltaDiscoveryRequest>, tx: ResponseTx);
 }
 
 /// The tower service tonic's router serves.
@@ -70,6 +71,7 @@ impl<H: StreamHandler> tonic::codegen::Service<http::Request<Body>> for AdsServi
         let response = if let Some(status) = unsupported_encoding(&req) {
             status.into_http()
         } else {
+            let peer = Peer::of_request(&req);
             match req.uri().path() {
                 SOTW_PATH => {
                     let (tx, rx) = mpsc::channel(16);
@@ -78,13 +80,13 @@ impl<H: StreamHandler> tonic::codegen::Service<http::Request<Body>> for AdsServi
                         crate::request::SotwRequest::parse,
                         MAX_REQUEST_BYTES,
                     );
-                    self.handler.sotw(input, tx);
+                    self.handler.sotw(peer, input, tx);
                     grpc_response(rx)
                 }
                 DELTA_PATH => {
                     let (tx, rx) = mpsc::channel(16);
                     let input = Requests::new(req.into_body(), decode_prost, MAX_REQUEST_BYTES);
-                    self.handler.delta(input, tx);
+                    self.handler.delta(peer, input, tx);
                     grpc_response(rx)
                 }
                 other => Status::unimplemented(format!("no method {other}")).into_http(),
@@ -260,10 +262,10 @@ mod tests {
     struct Counting(std::sync::Arc<std::sync::atomic::AtomicUsize>);
 
     impl StreamHandler for Counting {
-        fn sotw(&self, _input: Requests<SotwRequest>, _tx: ResponseTx) {
+        fn sotw(&self, _peer: Peer, _input: Requests<SotwRequest>, _tx: ResponseTx) {
             self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         }
-        fn delta(&self, _input: Requests<DeltaDiscoveryRequest>, _tx: ResponseTx) {
+        fn delta(&self, _peer: Peer, _input: Requests<DeltaDiscoveryRequest>, _tx: ResponseTx) {
             self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         }
     }

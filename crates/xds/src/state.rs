@@ -2,6 +2,8 @@
 //! at the current snapshot (generated once per snapshot version).
 
 use crate::cache::{Encoded, ResourceCache};
+use crate::peer::{Claim, Peer, SpiffeId};
+use crate::status::XdsStatus;
 use crate::update::MeshUpdate;
 use envoy_types::pb::envoy::config::core::v3::Node;
 use envoy_types::pb::google::protobuf::value::Kind;
@@ -43,6 +45,48 @@ impl StreamProxy {
             resources: Arc::new(Encoded::default()),
             cache,
         })
+    }
+
+    /// Reads the node of a first request and checks that `peer`'s certificate proves the
+    /// identity the proxy will be configured as: the node id's namespace and the service
+    /// account of its workload (the registry's when it has the pod, else the metadata's).
+    /// A refusal is logged once with the node, the certificate's identity and the address,
+    /// counted in `status`, and returned as the stream's status.
+    pub fn open(
+        node: Option<&Node>,
+        cache: ResourceCache,
+        peer: &Peer,
+        trust_domain: &str,
+        update: &MeshUpdate,
+        status: &XdsStatus,
+    ) -> Result<(StreamProxy, SpiffeId), Status> {
+        let proxy = StreamProxy::from_node(node, cache)?;
+        let service_account = update
+            .snapshot
+            .proxy(&proxy.node, &proxy.metadata)
+            .service_account;
+        let node_text = proxy.node.to_string();
+        let claim = Claim {
+            node: &node_text,
+            namespace: &proxy.node.namespace,
+            service_account: &service_account,
+        };
+        match crate::peer::authorize(peer, trust_domain, claim) {
+            Ok(identity) => Ok((proxy, identity)),
+            Err(refusal) => {
+                status
+                    .refused
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                tracing::warn!(
+                    peer = %peer.addr_text(),
+                    node = %node_text,
+                    certificate = ?peer.uris,
+                    reason = %refusal,
+                    "refused ADS stream"
+                );
+                Err(refusal.status())
+            }
+        }
     }
 
     /// Regenerates (or patches, or keeps) when the snapshot moved on, as its push request

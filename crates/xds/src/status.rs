@@ -27,6 +27,8 @@ pub struct XdsStatus {
     pub pushes: AtomicU64,
     /// ACKs received.
     pub acks: AtomicU64,
+    /// Streams refused because the peer's certificate did not prove the proxy's identity.
+    pub refused: AtomicU64,
     next_stream: AtomicU64,
     streams: Mutex<BTreeMap<u64, ProxyStatus>>,
 }
@@ -91,10 +93,13 @@ impl XdsStatus {
             "# TYPE isthmus_xds_connected_proxies gauge\nisthmus_xds_connected_proxies {n}\n\
              # TYPE isthmus_xds_pushes_total counter\nisthmus_xds_pushes_total {}\n\
              # TYPE isthmus_xds_acks_total counter\nisthmus_xds_acks_total {}\n\
-             # TYPE isthmus_xds_nacks_total counter\nisthmus_xds_nacks_total {}\n",
+             # TYPE isthmus_xds_nacks_total counter\nisthmus_xds_nacks_total {}\n\
+             # HELP isthmus_xds_refused_streams_total ADS streams refused: no workload certificate, or one for another identity than the node claims.\n\
+             # TYPE isthmus_xds_refused_streams_total counter\nisthmus_xds_refused_streams_total {}\n",
             self.pushes.load(Ordering::Relaxed),
             self.acks.load(Ordering::Relaxed),
-            self.nacks.load(Ordering::Relaxed)
+            self.nacks.load(Ordering::Relaxed),
+            self.refused.load(Ordering::Relaxed)
         )
     }
 }

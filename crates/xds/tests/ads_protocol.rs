@@ -1,6 +1,8 @@
 //! The ADS server's protocol, seen from a client on a loopback port: state of the world
 //! (ACK, NACK, stale nonces, pushes on change) and delta (wildcard and named subscriptions,
-//! unsubscribe, removals). Resources come from the seed 000 configuration.
+//! unsubscribe, removals), over TLS with the workload certificate every stream needs, and
+//! the refusal of streams without one or with one for another identity. Resources come
+//! from the seed 000 configuration.
 
 use envoy_types::pb::envoy::config::core::v3::Node;
 use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient;
@@ -20,7 +22,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::StreamExt;
-use tonic::transport::Channel;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity, ServerTlsConfig};
 
 const CDS: &str = "type.googleapis.com/envoy.config.cluster.v3.Cluster";
 const EDS: &str = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment";
@@ -52,27 +54,98 @@ struct Server {
     status: Arc<XdsStatus>,
 }
 
-async fn serve() -> Server {
+/// A mesh CA made for one test: its intermediate for cluster1 under a fresh root.
+fn authority() -> isthmus_ca::Authority {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "isthmus-xds-ca-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    isthmus_ca::create_root(&dir.join("root")).expect("root");
+    isthmus_ca::create_intermediate(&dir.join("root"), "cluster1", &dir.join("cluster1"))
+        .expect("intermediate");
+    let ca = isthmus_ca::Authority::load(&dir.join("cluster1")).expect("load");
+    let _ = std::fs::remove_dir_all(&dir);
+    ca
+}
+
+/// Who the test client is: a workload identity, or no certificate at all.
+enum ClientCert<'a> {
+    Workload(&'a str),
+    Without,
+}
+
+/// A TLS client of the server at `addr`, with the certificate `cert` names.
+async fn connect(
+    ca: &isthmus_ca::Authority,
+    addr: std::net::SocketAddr,
+    cert: ClientCert<'_>,
+) -> AggregatedDiscoveryServiceClient<Channel> {
+    let mut tls = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(ca.root_pem()))
+        .domain_name(isthmus_ca::CONTROL_PLANE_DNS);
+    if let ClientCert::Workload(id) = cert {
+        let (chain, key) = ca
+            .issue_workload(id, Duration::from_secs(600))
+            .expect("workload certificate");
+        tls = tls.identity(Identity::from_pem(chain, key));
+    }
+    let channel = Channel::from_shared(format!("https://{addr}"))
+        .expect("uri")
+        .tls_config(tls)
+        .expect("tls")
+        .connect()
+        .await
+        .expect("connect");
+    AggregatedDiscoveryServiceClient::new(channel)
+}
+
+const SLEEP_ID: &str = "spiffe://cluster.local/ns/foo/sa/sleep";
+
+/// The ADS server on a loopback port, as the control plane serves it: TLS, a client
+/// certificate optional at the TLS layer (agents reach the CA without one) and required by
+/// every ADS stream.
+async fn serve_as(cert: ClientCert<'_>) -> (Server, isthmus_ca::Authority, std::net::SocketAddr) {
+    let ca = authority();
     let (snapshots, rx) = watch::channel(MeshUpdate::full(snapshot(1, true)));
     let status = Arc::new(XdsStatus::default());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
     let addr = listener.local_addr().expect("addr");
-    let svc = AdsServer::new(rx, status.clone()).into_service();
+    let svc = AdsServer::new(rx, status.clone(), "cluster.local").into_service();
+    let (chain, key) = ca
+        .issue_server(&[isthmus_ca::CONTROL_PLANE_DNS.to_string()])
+        .expect("server certificate");
+    let tls = ServerTlsConfig::new()
+        .identity(Identity::from_pem(chain, key))
+        .client_ca_root(Certificate::from_pem(ca.root_pem()))
+        .client_auth_optional(true);
     tokio::spawn(
         tonic::transport::Server::builder()
+            .tls_config(tls)
+            .expect("tls")
             .add_service(svc)
             .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
     );
-    let client = AggregatedDiscoveryServiceClient::connect(format!("http://{addr}"))
-        .await
-        .expect("connect");
-    Server {
-        client,
-        snapshots,
-        status,
-    }
+    let client = connect(&ca, addr, cert).await;
+    (
+        Server {
+            client,
+            snapshots,
+            status,
+        },
+        ca,
+        addr,
+    )
+}
+
+/// The server with a client holding sleep's certificate (the node every test uses).
+async fn serve() -> Server {
+    serve_as(ClientCert::Workload(SLEEP_ID)).await.0
 }
 
 fn node() -> Node {
@@ -81,6 +154,12 @@ fn node() -> Node {
         "CLUSTER_ID".to_string(),
         Value {
             kind: Some(Kind::StringValue("cluster1".into())),
+        },
+    );
+    fields.insert(
+        "SERVICE_ACCOUNT".to_string(),
+        Value {
+            kind: Some(Kind::StringValue("sleep".into())),
         },
     );
     Node {
@@ -512,4 +591,150 @@ async fn a_delta_reconnect_gets_only_what_its_initial_versions_miss() {
         again.removed_resources,
         vec!["outbound|1||gone.foo.svc.cluster.local".to_string()]
     );
+}
+
+/// The first request of a stream of either variant, and the status that ends it.
+async fn first_answer_sotw(
+    client: &mut AggregatedDiscoveryServiceClient<Channel>,
+    node: Node,
+) -> Result<DiscoveryResponse, tonic::Status> {
+    let (tx, rx) = mpsc::channel(1);
+    let mut stream = client
+        .stream_aggregated_resources(ReceiverStream::new(rx))
+        .await?
+        .into_inner();
+    tx.send(DiscoveryRequest {
+        node: Some(node),
+        type_url: CDS.into(),
+        ..Default::default()
+    })
+    .await
+    .expect("send");
+    tokio::time::timeout(Duration::from_secs(5), stream.next())
+        .await
+        .expect("an answer within 5 s")
+        .expect("an item")
+}
+
+async fn first_answer_delta(
+    client: &mut AggregatedDiscoveryServiceClient<Channel>,
+    node: Node,
+) -> Result<DeltaDiscoveryResponse, tonic::Status> {
+    let (tx, rx) = mpsc::channel(1);
+    let mut stream = client
+        .delta_aggregated_resources(ReceiverStream::new(rx))
+        .await?
+        .into_inner();
+    tx.send(DeltaDiscoveryRequest {
+        node: Some(node),
+        type_url: CDS.into(),
+        ..Default::default()
+    })
+    .await
+    .expect("send");
+    tokio::time::timeout(Duration::from_secs(5), stream.next())
+        .await
+        .expect("an answer within 5 s")
+        .expect("an item")
+}
+
+/// A client without a certificate (the TLS port lets it in, for the CA) gets no
+/// configuration on either variant: UNAUTHENTICATED, and the refusal is counted.
+#[tokio::test]
+async fn a_stream_without_a_workload_certificate_gets_nothing() {
+    let (mut srv, _ca, _) = serve_as(ClientCert::Without).await;
+    let err = first_answer_sotw(&mut srv.client, node())
+        .await
+        .expect_err("refused");
+    assert_eq!(err.code(), tonic::Code::Unauthenticated, "{err:?}");
+    assert!(
+        err.message().contains("no client certificate"),
+        "{}",
+        err.message()
+    );
+    let err = first_answer_delta(&mut srv.client, node())
+        .await
+        .expect_err("refused");
+    assert_eq!(err.code(), tonic::Code::Unauthenticated, "{err:?}");
+    assert_eq!(
+        srv.status
+            .refused
+            .load(std::sync::atomic::Ordering::Relaxed),
+        2
+    );
+    assert!(srv.status.proxies().is_empty(), "no stream was opened");
+    assert!(srv
+        .status
+        .metrics()
+        .contains("isthmus_xds_refused_streams_total 2"));
+}
+
+/// A certificate for another workload does not buy its node's configuration: another
+/// namespace, another service account, or a service account the registry says the pod
+/// does not run as (sleep-0 runs as `sleep`, whatever its metadata claims).
+#[tokio::test]
+async fn a_certificate_for_another_identity_is_permission_denied() {
+    let (mut srv, ca, addr) = serve_as(ClientCert::Workload(
+        "spiffe://cluster.local/ns/bar/sa/sleep",
+    ))
+    .await;
+    let err = first_answer_sotw(&mut srv.client, node())
+        .await
+        .expect_err("another namespace");
+    assert_eq!(err.code(), tonic::Code::PermissionDenied, "{err:?}");
+    assert!(
+        err.message().contains("sleep-0.foo") && err.message().contains("ns/bar/sa/sleep"),
+        "names the node and the certificate: {}",
+        err.message()
+    );
+    let err = first_answer_delta(&mut srv.client, node())
+        .await
+        .expect_err("another namespace");
+    assert_eq!(err.code(), tonic::Code::PermissionDenied, "{err:?}");
+
+    let mut httpbin = connect(
+        &ca,
+        addr,
+        ClientCert::Workload("spiffe://cluster.local/ns/foo/sa/httpbin"),
+    )
+    .await;
+    let err = first_answer_sotw(&mut httpbin, node())
+        .await
+        .expect_err("another service account");
+    assert_eq!(err.code(), tonic::Code::PermissionDenied, "{err:?}");
+    let mut lying = node();
+    if let Some(md) = lying.metadata.as_mut() {
+        md.fields.insert(
+            "SERVICE_ACCOUNT".into(),
+            Value {
+                kind: Some(Kind::StringValue("httpbin".into())),
+            },
+        );
+    }
+    let err = first_answer_sotw(&mut httpbin, lying)
+        .await
+        .expect_err("the registry's service account wins over the metadata's");
+    assert_eq!(err.code(), tonic::Code::PermissionDenied, "{err:?}");
+
+    let mut foreign = connect(
+        &ca,
+        addr,
+        ClientCert::Workload("spiffe://other.example/ns/foo/sa/sleep"),
+    )
+    .await;
+    let err = first_answer_sotw(&mut foreign, node())
+        .await
+        .expect_err("another trust domain");
+    assert_eq!(err.code(), tonic::Code::PermissionDenied, "{err:?}");
+    assert_eq!(
+        srv.status
+            .refused
+            .load(std::sync::atomic::Ordering::Relaxed),
+        5
+    );
+
+    // The right certificate on the same server is served.
+    let mut sleep = connect(&ca, addr, ClientCert::Workload(SLEEP_ID)).await;
+    let ok = first_answer_sotw(&mut sleep, node()).await.expect("served");
+    assert!(names(&ok).contains(&HTTPBIN.to_string()));
 }

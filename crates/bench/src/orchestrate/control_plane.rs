@@ -16,6 +16,10 @@ pub struct BenchControlPlane {
     pub port: u16,
     /// The mesh root certificate (PEM) its proxies trust.
     pub root_pem: String,
+    /// A workload certificate and key (PEM) for the simulated proxies, whose nodes claim
+    /// [`crate::xds::LOAD_NAMESPACE`]/[`crate::xds::LOAD_SERVICE_ACCOUNT`]: the control plane
+    /// serves xDS only to proxies that prove who they are.
+    pub load_identity: (String, String),
     /// When it was started.
     pub started: Instant,
     /// Its monitoring address (metrics, debug pages).
@@ -114,6 +118,10 @@ async fn start_with(
     isthmus_ca::create_root(&ca.join("root"))?;
     isthmus_ca::create_intermediate(&ca.join("root"), "cluster1", &ca.join("cluster1"))?;
     let root_pem = std::fs::read_to_string(ca.join("root/root-cert.pem"))?;
+    let load_identity = isthmus_ca::Authority::load(&ca.join("cluster1"))?.issue_workload(
+        &crate::xds::load_identity("cluster.local"),
+        Duration::from_secs(24 * 3600),
+    )?;
     let (port, mon) = (free_port()?, free_port()?);
     let log: PathBuf = work.join("control-plane.log");
     let mut cmd = Command::new(exe);
@@ -142,6 +150,7 @@ async fn start_with(
         child,
         port,
         root_pem,
+        load_identity,
         started,
         monitoring,
     })

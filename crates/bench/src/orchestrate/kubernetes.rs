@@ -218,6 +218,7 @@ where
     let mut load = xds::start(xds::LoadConfig {
         address: format!("127.0.0.1:{}", cp.port),
         root_pem: cp.root_pem.clone(),
+        identity: cp.load_identity.clone(),
         proxies: opts.proxies,
         delta: false,
         cluster: "cluster1".into(),

@@ -192,6 +192,7 @@ async fn measure(opts: &XdsOptions) -> Result<XdsResult, BenchError> {
     let mut load = xds::start(xds::LoadConfig {
         address: format!("127.0.0.1:{port}"),
         root_pem,
+        identity: cp.load_identity.clone(),
         proxies,
         delta,
         cluster: "cluster1".into(),
