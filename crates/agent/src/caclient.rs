@@ -21,10 +21,13 @@ pub async fn channel(address: &str, root_pem: &str) -> Result<Channel, String> {
         .map_err(|e| format!("cannot reach the control plane at {address}: {e}"))
 }
 
-/// Sends the CSR with the credential; returns the PEM chain (leaf first).
+/// Sends the CSR with the credential, naming the agent's cluster in `ClusterID` (as Istio's
+/// agent does: the CA reviews a Kubernetes token at that cluster's API server); returns the
+/// PEM chain (leaf first).
 pub async fn request(
     channel: Channel,
     credential: &str,
+    cluster: &str,
     csr: &str,
     ttl_secs: i64,
 ) -> Result<Vec<String>, tonic::Status> {
@@ -39,6 +42,9 @@ pub async fn request(
             tonic::Status::invalid_argument("the credential has characters a header cannot carry")
         })?;
     req.metadata_mut().insert("authorization", value);
+    if let Ok(cluster) = cluster.parse() {
+        req.metadata_mut().insert("clusterid", cluster);
+    }
     Ok(client
         .create_certificate(req)
         .await?

@@ -54,12 +54,13 @@ fn io(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> AgentError + '_ 
     }
 }
 
-async fn fetch(
-    config: &AgentConfig,
-    credential: &str,
-    root: &str,
-    generation: u64,
-) -> Result<Material, AgentError> {
+/// Requests a certificate with the credential file's current content: a Kubernetes token
+/// there is renewed by whoever wrote it (as a kubelet renews projected tokens), so it is
+/// read again for every request.
+async fn fetch(config: &AgentConfig, root: &str, generation: u64) -> Result<Material, AgentError> {
+    let credential =
+        std::fs::read_to_string(&config.credential_file).map_err(io(&config.credential_file))?;
+    let credential = credential.as_str();
     let identity = format!(
         "spiffe://{}/ns/{}/sa/{}",
         config.trust_domain, config.namespace, config.service_account
@@ -70,7 +71,14 @@ async fn fetch(
         let ch = crate::caclient::channel(&config.control_plane, root)
             .await
             .map_err(tonic::Status::unavailable)?;
-        crate::caclient::request(ch, credential, &csr, config.cert_ttl as i64).await
+        crate::caclient::request(
+            ch,
+            credential,
+            &config.cluster,
+            &csr,
+            config.cert_ttl as i64,
+        )
+        .await
     };
     let chain = attempt
         .retry(ExponentialBuilder::default().with_max_times(8).with_max_delay(Duration::from_secs(5)))
@@ -100,8 +108,6 @@ fn set_mode(path: &std::path::Path, mode: u32) -> Result<(), AgentError> {
 /// Runs the agent until SIGINT/SIGTERM.
 pub async fn run(config: AgentConfig) -> Result<(), AgentError> {
     let envoy = crate::envoy::locate(config.envoy.as_deref()).ok_or(AgentError::EnvoyNotFound)?;
-    let credential =
-        std::fs::read_to_string(&config.credential_file).map_err(io(&config.credential_file))?;
     let cert_ttl = Duration::from_secs(config.cert_ttl);
     let root = std::fs::read_to_string(&config.root_cert).map_err(io(&config.root_cert))?;
     std::fs::create_dir_all(&config.workdir).map_err(io(&config.workdir))?;
@@ -115,7 +121,7 @@ pub async fn run(config: AgentConfig) -> Result<(), AgentError> {
     } else {
         None
     };
-    let material = fetch(&config, &credential, &root, 1).await?;
+    let material = fetch(&config, &root, 1).await?;
     let (mat_tx, mat_rx) = watch::channel(Arc::new(material));
 
     // SDS on a unix socket.
@@ -224,7 +230,7 @@ pub async fn run(config: AgentConfig) -> Result<(), AgentError> {
             }
             _ = &mut renew => {
                 generation += 1;
-                match fetch(&config, &credential, &root, generation).await {
+                match fetch(&config, &root, generation).await {
                     Ok(m) => {
                         let _ = mat_tx.send(Arc::new(m));
                         renew = Box::pin(tokio::time::sleep(renew_after(cert_ttl)));

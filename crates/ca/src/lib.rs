@@ -11,7 +11,7 @@ pub use authority::{
     create_intermediate, create_root, split_pem, workload_csr, Authority, CaError,
 };
 pub use credential::{CredentialError, CredentialKey, WorkloadIdentity};
-pub use service::{CaService, CaStats, RefusalReason};
+pub use service::{looks_like_jwt, CaService, CaStats, RefusalReason, TokenReviewer};
 
 /// The generated gRPC client and server.
 pub mod grpc {

@@ -1,5 +1,8 @@
 //! Istio's `CreateCertificate` gRPC method: the caller's credential (`authorization: Bearer
-//! ...`) decides the identity; the CSR must ask for exactly that identity. Every refusal is
+//! ...`) decides the identity; the CSR must ask for exactly that identity. The credential is
+//! either this control plane's own (see [`crate::credential`]) or, as in Istio, a Kubernetes
+//! service-account token, which a [`TokenReviewer`] checks with the API server of the
+//! cluster the caller names in its `ClusterID` header. Every refusal is
 //! logged once, with its reason and the caller's address (never the credential), and
 //! counted by reason.
 
@@ -29,17 +32,20 @@ pub enum RefusalReason {
     IdentityMismatch,
     /// A CSR that cannot be read or signed.
     BadCsr,
+    /// A Kubernetes token its API server did not accept (or that no API server can review).
+    TokenRejected,
 }
 
 impl RefusalReason {
     /// Every reason, in the order metrics list them.
-    pub const ALL: [RefusalReason; 6] = [
+    pub const ALL: [RefusalReason; 7] = [
         RefusalReason::NoCredential,
         RefusalReason::MalformedCredential,
         RefusalReason::BadSignature,
         RefusalReason::ExpiredCredential,
         RefusalReason::IdentityMismatch,
         RefusalReason::BadCsr,
+        RefusalReason::TokenRejected,
     ];
 
     /// The metric label.
@@ -51,6 +57,7 @@ impl RefusalReason {
             RefusalReason::ExpiredCredential => "expired_credential",
             RefusalReason::IdentityMismatch => "identity_mismatch",
             RefusalReason::BadCsr => "bad_csr",
+            RefusalReason::TokenRejected => "token_rejected",
         }
     }
 
@@ -77,7 +84,7 @@ impl RefusalReason {
 pub struct CaStats {
     requests: AtomicU64,
     issued: AtomicU64,
-    refused: [AtomicU64; 6],
+    refused: [AtomicU64; 7],
 }
 
 impl CaStats {
@@ -124,14 +131,46 @@ impl CaStats {
     }
 }
 
+/// Checks Kubernetes service-account tokens (a TokenReview at an API server).
+#[tonic::async_trait]
+pub trait TokenReviewer: Send + Sync + 'static {
+    /// The namespace and service account `token` authenticates in `cluster` (the
+    /// `ClusterID` the caller names; `None` for the control plane's own cluster), or why
+    /// not. The reason must never contain the token.
+    async fn review(&self, token: &str, cluster: Option<&str>) -> Result<(String, String), String>;
+}
+
+/// Whether a bearer credential has the shape of a JSON Web Token (three base64url parts,
+/// as Kubernetes service-account tokens); this control plane's own credentials have two.
+pub fn looks_like_jwt(token: &str) -> bool {
+    let parts: Vec<&str> = token.trim().split('.').collect();
+    parts.len() == 3
+        && parts.iter().all(|p| {
+            !p.is_empty()
+                && p.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
+}
+
 /// The CA service.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct CaService {
     authority: Arc<Authority>,
     credentials: Arc<CredentialKey>,
     trust_domain: String,
     max_ttl: Duration,
     stats: Arc<CaStats>,
+    reviewer: Option<Arc<dyn TokenReviewer>>,
+}
+
+impl std::fmt::Debug for CaService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CaService")
+            .field("trust_domain", &self.trust_domain)
+            .field("max_ttl", &self.max_ttl)
+            .field("reviews_kubernetes_tokens", &self.reviewer.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl CaService {
@@ -147,7 +186,14 @@ impl CaService {
             trust_domain,
             max_ttl: Duration::from_secs(24 * 3600),
             stats: Arc::default(),
+            reviewer: None,
         }
+    }
+
+    /// Also accepts Kubernetes service-account tokens, checked by `reviewer`.
+    pub fn with_token_reviewer(mut self, reviewer: Arc<dyn TokenReviewer>) -> Self {
+        self.reviewer = Some(reviewer);
+        self
     }
 
     /// What this service has done, for metrics.
@@ -207,16 +253,50 @@ impl IstioCertificateService for CaService {
                 Status::unauthenticated,
             ));
         };
-        let who = self.credentials.verify(&token).map_err(|e| {
-            self.refuse(
-                &peer,
-                RefusalReason::of_credential(&e),
-                None,
-                &e.to_string(),
-                Status::unauthenticated,
-            )
-        })?;
-        let identity = format!("spiffe://{}/ns/{}/sa/{}", self.trust_domain, who.ns, who.sa);
+        let (ns, sa) = if looks_like_jwt(&token) {
+            let cluster = request
+                .metadata()
+                .get("clusterid")
+                .and_then(|v| v.to_str().ok())
+                .filter(|c| !c.is_empty())
+                .map(str::to_string);
+            let Some(reviewer) = &self.reviewer else {
+                return Err(self.refuse(
+                    &peer,
+                    RefusalReason::TokenRejected,
+                    None,
+                    "a Kubernetes service-account token, but this control plane reads no Kubernetes API server that could review it",
+                    Status::unauthenticated,
+                ));
+            };
+            reviewer
+                .review(&token, cluster.as_deref())
+                .await
+                .map_err(|e| {
+                    self.refuse(
+                        &peer,
+                        RefusalReason::TokenRejected,
+                        None,
+                        &format!(
+                            "Kubernetes token of cluster {}: {e}",
+                            cluster.as_deref().unwrap_or("(this control plane's own)")
+                        ),
+                        Status::unauthenticated,
+                    )
+                })?
+        } else {
+            let who = self.credentials.verify(&token).map_err(|e| {
+                self.refuse(
+                    &peer,
+                    RefusalReason::of_credential(&e),
+                    None,
+                    &e.to_string(),
+                    Status::unauthenticated,
+                )
+            })?;
+            (who.ns, who.sa)
+        };
+        let identity = format!("spiffe://{}/ns/{ns}/sa/{sa}", self.trust_domain);
         let req = request.into_inner();
         let ttl = if req.validity_duration > 0 {
             Duration::from_secs(req.validity_duration as u64).min(self.max_ttl)
@@ -246,5 +326,21 @@ impl IstioCertificateService for CaService {
                 Status::invalid_argument,
             )),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jwt_shape_tells_kubernetes_tokens_from_credentials() {
+        assert!(looks_like_jwt("eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln"));
+        assert!(
+            !looks_like_jwt("eyJucyI6ImZvbyJ9.c2ln"),
+            "a credential has two parts"
+        );
+        assert!(!looks_like_jwt("a..b"));
+        assert!(!looks_like_jwt("a.b.c d"));
     }
 }

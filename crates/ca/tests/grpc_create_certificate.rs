@@ -6,7 +6,7 @@ use isthmus_ca::grpc::istio_certificate_service_client::IstioCertificateServiceC
 use isthmus_ca::proto::IstioCertificateRequest;
 use isthmus_ca::{
     create_intermediate, create_root, workload_csr, Authority, CaService, CaStats, CredentialKey,
-    RefusalReason,
+    RefusalReason, TokenReviewer,
 };
 use std::sync::Arc;
 use tonic::transport::Channel;
@@ -25,6 +25,10 @@ impl Drop for Ca {
 }
 
 async fn serve(tag: &str) -> Ca {
+    serve_with(tag, None).await
+}
+
+async fn serve_with(tag: &str, reviewer: Option<Arc<dyn TokenReviewer>>) -> Ca {
     let dir = std::env::temp_dir().join(format!("isthmus-ca-grpc-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     create_root(&dir.join("root")).expect("root");
@@ -33,7 +37,10 @@ async fn serve(tag: &str) -> Ca {
     let key = Arc::new(CredentialKey::from_bytes(
         b"a test key of thirty-two bytes!!",
     ));
-    let svc = CaService::new(authority, key.clone(), "cluster.local".into());
+    let mut svc = CaService::new(authority, key.clone(), "cluster.local".into());
+    if let Some(r) = reviewer {
+        svc = svc.with_token_reviewer(r);
+    }
     let stats = svc.stats();
     let svc = svc.into_service();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -222,4 +229,77 @@ async fn missing_or_forged_credentials_are_unauthenticated() {
         !text.contains(&forged) && !text.contains(&token),
         "no credential is ever logged:\n{text}"
     );
+}
+
+/// Stands in for an API server's TokenReview: knows one token of cluster2's foo/sleep.
+struct OneToken;
+
+const K8S_TOKEN: &str =
+    "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJzeXN0ZW06c2VydmljZWFjY291bnQ6Zm9vOnNsZWVwIn0.c2lnbmF0dXJl";
+
+#[tonic::async_trait]
+impl TokenReviewer for OneToken {
+    async fn review(&self, token: &str, cluster: Option<&str>) -> Result<(String, String), String> {
+        match (token, cluster) {
+            (K8S_TOKEN, Some("cluster2")) => Ok(("foo".into(), "sleep".into())),
+            (_, Some("cluster2")) => Err("the API server did not authenticate the token".into()),
+            (_, other) => Err(format!(
+                "cluster {other:?} is not one this control plane reads"
+            )),
+        }
+    }
+}
+
+/// A Kubernetes service-account token is checked by the reviewer for the cluster the caller
+/// names in `ClusterID`, and decides the identity as a credential does; without a reviewer,
+/// or when the reviewer refuses, the request is UNAUTHENTICATED and counted.
+#[tokio::test]
+async fn kubernetes_tokens_are_reviewed_in_the_callers_cluster() {
+    let mut ca = serve_with("k8s", Some(Arc::new(OneToken))).await;
+    let (csr, _key) = workload_csr("spiffe://cluster.local/ns/foo/sa/sleep").expect("csr");
+    let mut req = request(&csr, Some(K8S_TOKEN));
+    req.metadata_mut()
+        .insert("clusterid", "cluster2".parse().expect("header"));
+    let chain = ca
+        .client
+        .create_certificate(req)
+        .await
+        .expect("signed")
+        .into_inner()
+        .cert_chain;
+    assert!(chain.len() >= 2);
+
+    let (other_csr, _key) = workload_csr("spiffe://cluster.local/ns/bar/sa/httpbin").expect("csr");
+    let mut req = request(&other_csr, Some(K8S_TOKEN));
+    req.metadata_mut()
+        .insert("clusterid", "cluster2".parse().expect("header"));
+    let err = ca
+        .client
+        .create_certificate(req)
+        .await
+        .expect_err("the token is foo/sleep's");
+    assert_eq!(err.code(), tonic::Code::PermissionDenied);
+
+    let mut req = request(&csr, Some(K8S_TOKEN));
+    req.metadata_mut()
+        .insert("clusterid", "cluster9".parse().expect("header"));
+    let err = ca
+        .client
+        .create_certificate(req)
+        .await
+        .expect_err("unknown cluster");
+    assert_eq!(err.code(), tonic::Code::Unauthenticated);
+    assert!(err.message().contains("cluster9"), "{}", err.message());
+    assert_eq!(ca.stats.refused(RefusalReason::TokenRejected), 1);
+    assert_eq!(ca.stats.refused(RefusalReason::IdentityMismatch), 1);
+
+    let mut plain = serve("k8s-none").await;
+    let err = plain
+        .client
+        .create_certificate(request(&csr, Some(K8S_TOKEN)))
+        .await
+        .expect_err("nothing can review it");
+    assert_eq!(err.code(), tonic::Code::Unauthenticated);
+    assert!(err.message().contains("Kubernetes"), "{}", err.message());
+    assert_eq!(plain.stats.refused(RefusalReason::TokenRejected), 1);
 }

@@ -171,6 +171,21 @@ fn require() -> std::sync::MutexGuard<'static, ()> {
     guard
 }
 
+/// The first file under `dir` (depth first) that `wanted` accepts.
+fn find_file(dir: &Path, wanted: &dyn Fn(&Path) -> bool) -> Option<PathBuf> {
+    for e in std::fs::read_dir(dir).ok()?.flatten() {
+        let p = e.path();
+        if p.is_dir() && !p.is_symlink() {
+            if let Some(f) = find_file(&p, wanted) {
+                return Some(f);
+            }
+        } else if wanted(&p) {
+            return Some(p);
+        }
+    }
+    None
+}
+
 fn write(dir: &Path, name: &str, text: &str) -> String {
     let p = dir.join(name);
     std::fs::write(&p, text).expect("write");
@@ -243,6 +258,36 @@ fn s1_all_variants_and_bad_input_and_an_unreachable_api_server() {
             "{scenario}:\n{run}"
         );
     }
+    // Sidecars proved who they are with bound service-account tokens that the control plane
+    // reviewed at the API server (TokenReview), as Istio's do: sleep's credential is a JWT,
+    // and no token was refused.
+    let credential = find_file(&lab.state, &|p| {
+        p.ends_with("credential") && p.to_string_lossy().contains("/foo/sleep-")
+    })
+    .unwrap_or_else(|| panic!("no credential file of sleep under {}", lab.state.display()));
+    let token = std::fs::read_to_string(&credential).expect("read the credential");
+    assert_eq!(
+        token.trim().split('.').count(),
+        3,
+        "sleep's credential is a Kubernetes token (a JWT)"
+    );
+    let (ok, metrics) = lab.exec(
+        "cluster1",
+        "istio-system",
+        "istiod-0",
+        &["curl", "-sS", "127.0.0.1:15014/metrics"],
+    );
+    assert!(ok, "{metrics}");
+    assert!(
+        metrics.contains("isthmus_ca_refusals_total{reason=\"token_rejected\"} 0")
+            && !metrics.contains("citadel_server_success_cert_issuance_count 0"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("isthmus_xds_refused_streams_total 0"),
+        "every proxy proved its identity: {metrics}"
+    );
+
     // Start what follows from the seed's ServiceEntry alone (the scenarios leave a
     // version-aware VirtualService and DestinationRule behind).
     lab.ok(&[

@@ -26,6 +26,16 @@ impl Link {
     }
 }
 
+/// An API server client, shown without its credential.
+#[derive(Clone)]
+pub struct ApiClient(pub kube::Client);
+
+impl std::fmt::Debug for ApiClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ApiClient")
+    }
+}
+
 /// One cluster's registry.
 #[derive(Debug)]
 pub enum ClusterRegistry {
@@ -37,6 +47,8 @@ pub enum ClusterRegistry {
         registry: KubeRegistry,
         /// How it was reached (to tell a changed credential).
         access: Access,
+        /// Its client (also for the CA's TokenReviews).
+        client: Box<ApiClient>,
     },
 }
 
@@ -56,11 +68,16 @@ impl ClusterRegistry {
             }
             Link::Kube(access) => {
                 let client = access.client().await?;
-                let source =
-                    KubeSource::start_notifying(cluster, client, access.describe(), wake.clone());
+                let source = KubeSource::start_notifying(
+                    cluster,
+                    client.clone(),
+                    access.describe(),
+                    wake.clone(),
+                );
                 ClusterRegistry::Kube {
                     registry: Registry::with_source(source),
                     access: access.clone(),
+                    client: Box::new(ApiClient(client)),
                 }
             }
         })
@@ -87,6 +104,14 @@ impl ClusterRegistry {
         match self {
             ClusterRegistry::File(r) => r.is_synced(),
             ClusterRegistry::Kube { registry, .. } => registry.is_synced(),
+        }
+    }
+
+    /// The API server client, when it reads one.
+    pub fn kube_client(&self) -> Option<&ApiClient> {
+        match self {
+            ClusterRegistry::File(_) => None,
+            ClusterRegistry::Kube { client, .. } => Some(client),
         }
     }
 

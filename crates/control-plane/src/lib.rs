@@ -19,6 +19,7 @@ use tokio::sync::Notify;
 pub mod clusters;
 pub mod config;
 pub mod memory;
+pub mod token_review;
 
 pub use clusters::{ClusterRegistry, Link};
 pub use config::{ControlPlaneConfig, MeshSources};
@@ -310,6 +311,14 @@ async fn reconcile_linked(
     changed
 }
 
+/// The API server clients of the registries that read one, by cluster.
+fn api_servers(registries: &[ClusterRegistry]) -> Vec<(String, clusters::ApiClient)> {
+    registries
+        .iter()
+        .filter_map(|r| Some((r.cluster().to_string(), r.kube_client()?.clone())))
+        .collect()
+}
+
 mod notify_watcher {
     /// The file watcher type.
     pub type Watcher = notify::RecommendedWatcher;
@@ -433,6 +442,10 @@ pub async fn run(config: ControlPlaneConfig) -> Result<(), ControlPlaneError> {
     // mesh built from half a list would lose the other half's routes.
     wait_for_first_list(&mut registries, &wake).await;
     reconcile_linked(&config, &mut registries, &mut watcher, &wake).await;
+    // The CA reviews Kubernetes tokens at the API servers the registries read.
+    let reviewer = Arc::new(token_review::KubeTokenReviewer::new(local));
+    reviewer.set_clusters(api_servers(&registries));
+    let task_reviewer = reviewer.clone();
     // Kept across rebuilds: a change rebuilds only the namespaces it touches.
     let mut builder = MeshBuilder::new();
     let (input, mut first_views) = snapshot_input(&config, &registries, &remotes);
@@ -498,6 +511,7 @@ pub async fn run(config: ControlPlaneConfig) -> Result<(), ControlPlaneError> {
             if reconcile_linked(&cfg, &mut registries, &mut watcher, &wake).await {
                 changed = true;
                 configs = ConfigsUpdated::Unknown;
+                task_reviewer.set_clusters(api_servers(&registries));
             }
             let reload_ms = started.elapsed().as_secs_f64() * 1e3;
             let (input, mut views) = snapshot_input(&cfg, &registries, &remotes);
@@ -587,7 +601,8 @@ pub async fn run(config: ControlPlaneConfig) -> Result<(), ControlPlaneError> {
         ))
         .client_auth_optional(true);
     let ads = AdsServer::new(snap_rx.clone(), status.clone(), &trust_domain);
-    let ca = CaService::new(authority.clone(), credentials, trust_domain);
+    let ca =
+        CaService::new(authority.clone(), credentials, trust_domain).with_token_reviewer(reviewer);
     let ca_stats = ca.stats();
     let monitor = tokio::net::TcpListener::bind(config.monitoring)
         .await

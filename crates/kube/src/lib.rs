@@ -8,16 +8,19 @@
 //!   version and is reported by namespace/name and field.
 //! - [`access`] turns a kubeconfig file, a kubeconfig held in a Secret, or a pod's in-cluster
 //!   credentials into a client.
+//! - [`token`] requests bound service-account tokens for the audience `istio-ca` and
+//!   reviews them (TokenReview), as Istio's agents and CA do.
 //! - [`local`] starts a real etcd and kube-apiserver (built by `scripts/install-kubernetes.sh`)
 //!   for the lab, tests and benchmarks.
 //!
-//! Layers, bottom first: `kinds` (what is watched) -> `access` (clients) -> `source` (events)
-//! -> `local` (processes).
+//! Layers, bottom first: `kinds` (what is watched) -> `access` (clients) -> `token`
+//! (service-account tokens) -> `source` (events) -> `local` (processes).
 
 pub mod access;
 pub mod kinds;
 pub mod local;
 pub mod source;
+pub mod token;
 
 pub use access::{Access, AccessError};
 pub use kinds::{watched_kinds, WatchedKind};

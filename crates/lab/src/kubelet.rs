@@ -13,7 +13,7 @@ use crate::state::{LabState, PodRole, PodState};
 use isthmus_agent::{AgentConfig, XdsMode};
 use isthmus_api::kube::{Container, Deployment};
 use isthmus_api::{Interception, NodeKind, RouterMode};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 /// How long a workload credential the lab issues is valid: 30 days.
@@ -91,24 +91,64 @@ pub fn start_agent(
     router: Option<Router<'_>>,
 ) -> Result<u32, LabError> {
     let c = &state.clusters[ci];
-    let cp = c
-        .control_plane_addr
-        .clone()
-        .ok_or_else(|| LabError::Invalid(format!("{}: no control plane", c.name)))?;
     let key = isthmus_ca::CredentialKey::load_or_create(
         &opts.ca_dir().join(format!("{}.key", c.ca_cluster)),
     )
     .map_err(|e| LabError::Invalid(format!("credential key: {e}")))?;
-    let cred = pod.workdir.join("credential");
-    std::fs::write(
-        &cred,
-        key.issue(
-            &pod.namespace,
-            &pod.service_account,
-            CREDENTIAL_LIFETIME_SECS,
-        ),
-    )
-    .map_err(io(&cred))?;
+    let credential = key.issue(
+        &pod.namespace,
+        &pod.service_account,
+        CREDENTIAL_LIFETIME_SECS,
+    );
+    start_agent_with(opts, state, ci, pod, router, &credential)
+}
+
+/// Writes a secret for the pod's agent alone (mode 0600), whole: it goes to a temporary file
+/// first, so that an agent reading it during a renewal never sees half of it.
+fn write_private(path: &Path, text: &str) -> Result<(), LabError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(io(&tmp))?;
+    f.write_all(text.as_bytes()).map_err(io(&tmp))?;
+    std::fs::rename(&tmp, path).map_err(io(path))
+}
+
+/// Rewrites a running pod's credential (a renewed Kubernetes token); its agent reads it at
+/// its next certificate request.
+pub fn renew_credential(pod: &PodState, credential: &str) -> Result<(), LabError> {
+    write_private(&credential_file(pod), credential)
+}
+
+/// The file an agent reads its credential from (a Kubernetes token there is rewritten when
+/// renewed).
+pub fn credential_file(pod: &PodState) -> PathBuf {
+    pod.workdir.join("credential")
+}
+
+/// Starts `pod`'s agent with `credential` (this lab's own, or a Kubernetes service-account
+/// token) written to its credential file; returns its pid.
+pub fn start_agent_with(
+    opts: &LabOptions,
+    state: &LabState,
+    ci: usize,
+    pod: &PodState,
+    router: Option<Router<'_>>,
+    credential: &str,
+) -> Result<u32, LabError> {
+    let c = &state.clusters[ci];
+    let cp = c
+        .control_plane_addr
+        .clone()
+        .ok_or_else(|| LabError::Invalid(format!("{}: no control plane", c.name)))?;
+    let cred = credential_file(pod);
+    write_private(&cred, credential)?;
     let a = process::command_line(
         &opts.exe_arg(),
         "agent",

@@ -9,6 +9,13 @@
 //!   once its sidecar's Envoy is ready) goes back to the API server, so that the real
 //!   endpoint controller makes the EndpointSlices. A Pod being deleted is stopped, then
 //!   removed with a zero grace period, as a kubelet does.
+//! - A pod's sidecar authenticates to the mesh CA with a bound service-account token for the
+//!   audience `istio-ca` (what a kubelet projects as Istio's `istio-token`), requested from
+//!   the API server for the pod and renewed at 80% of its life; the CA reviews it there.
+//!   In a cluster served by another cluster's control plane (seed 003's remote) the sidecar
+//!   uses the lab's credential instead: that seed creates the remote secret only after the
+//!   remote workloads run, and until then no control plane could review their tokens (Istio
+//!   refuses them too).
 //! - It keeps the router's ClusterIP rules (`ISTHMUS-SERVICES`) in line with the Services
 //!   and EndpointSlices, as kube-proxy does.
 //!
@@ -67,6 +74,15 @@ fn write_pods(
     std::fs::rename(&tmp, &file).map_err(io(&file))
 }
 
+/// How long the service-account tokens of sidecars live (Istio's projected `istio-token`:
+/// 12 hours); they are renewed at 80% of that, as a kubelet renews projected tokens.
+const TOKEN_TTL_SECS: i64 = 12 * 3600;
+
+/// When a token requested now is renewed.
+fn token_renewal() -> std::time::Instant {
+    std::time::Instant::now() + Duration::from_secs(TOKEN_TTL_SECS as u64 * 8 / 10)
+}
+
 /// A pod the agent runs.
 struct Running {
     pod: PodState,
@@ -74,6 +90,9 @@ struct Running {
     uid: String,
     /// Whether its Ready condition has been reported true.
     reported_ready: bool,
+    /// When its sidecar's service-account token is renewed (none without a sidecar, or for a
+    /// pod adopted from an earlier agent, which keeps the token it has).
+    token_renew_at: Option<std::time::Instant>,
 }
 
 /// What the agent works from.
@@ -132,6 +151,7 @@ pub async fn run(opts: LabOptions, cluster: &str) -> Result<(), LabError> {
                     uid: String::new(),
                     pod: p,
                     reported_ready: false,
+                    token_renew_at: None,
                 },
             );
         }
@@ -162,8 +182,9 @@ pub async fn run(opts: LabOptions, cluster: &str) -> Result<(), LabError> {
         };
         let event = match event {
             None => {
+                let mut agent = agent.lock().await;
+                agent.renew_tokens().await;
                 if listing.is_none() {
-                    let mut agent = agent.lock().await;
                     if let Err(e) = agent.reconcile(&desired).await {
                         tracing::error!(error = %e, "reconciling the node's pods");
                     }
@@ -425,6 +446,31 @@ impl Agent {
             self.state.clusters = now.clusters;
             self.state.clusters[ci].last_pod = last_pod.max(self.state.clusters[ci].last_pod);
         }
+        let uid = p.metadata.uid.clone().unwrap_or_default();
+        let c = &self.state.clusters[self.ci];
+        let own_control_plane = c.ca_cluster == c.name;
+        let token = if sidecar && own_control_plane {
+            Some(
+                isthmus_kube::token::request(
+                    &self.client,
+                    &ns,
+                    &service_account,
+                    isthmus_kube::token::BoundPod {
+                        name: &name,
+                        uid: &uid,
+                    },
+                    TOKEN_TTL_SECS,
+                )
+                .await
+                .map_err(|e| {
+                    LabError::Invalid(format!(
+                        "pod {ns}/{name}: a token for service account {service_account}: {e}"
+                    ))
+                })?,
+            )
+        } else {
+            None
+        };
         let state = &mut self.state;
         let pod = tokio::task::block_in_place(|| -> Result<PodState, LabError> {
             let pod = network::pod_netns(&opts.state_dir, state, ci, &ns, &name, PodRole::App)?;
@@ -440,6 +486,7 @@ impl Agent {
                     service_account,
                     container: &container,
                     sidecar,
+                    token: token.as_deref(),
                     namespace: &ns,
                     name: &name,
                 },
@@ -460,7 +507,6 @@ impl Agent {
             sidecar,
             "pod running"
         );
-        let uid = p.metadata.uid.clone().unwrap_or_default();
         let ip = pod.ip.clone();
         self.running.insert(
             format!("{ns}/{name}"),
@@ -468,6 +514,7 @@ impl Agent {
                 pod,
                 uid,
                 reported_ready: false,
+                token_renew_at: token.is_some().then(token_renewal),
             },
         );
         self.report(&ns, &name, &ip, false).await;
@@ -525,6 +572,44 @@ impl Agent {
             .await;
     }
 
+    /// Renews the service-account tokens of sidecars that are due; a failure is retried on
+    /// the next tick (the old token lives on until then).
+    async fn renew_tokens(&mut self) {
+        let now = std::time::Instant::now();
+        for (key, r) in self.running.iter_mut() {
+            if r.token_renew_at.is_none_or(|at| at > now) {
+                continue;
+            }
+            let pod = &r.pod;
+            let bound = isthmus_kube::token::BoundPod {
+                name: &pod.name,
+                uid: &r.uid,
+            };
+            match isthmus_kube::token::request(
+                &self.client,
+                &pod.namespace,
+                &pod.service_account,
+                bound,
+                TOKEN_TTL_SECS,
+            )
+            .await
+            {
+                Ok(token) => match kubelet::renew_credential(pod, &token) {
+                    Ok(()) => {
+                        r.token_renew_at = Some(token_renewal());
+                        tracing::info!(pod = %key, "service-account token renewed");
+                    }
+                    Err(e) => {
+                        tracing::warn!(pod = %key, error = %e, "cannot write the renewed token")
+                    }
+                },
+                Err(e) => {
+                    tracing::warn!(pod = %key, error = %e, "cannot renew the service-account token")
+                }
+            }
+        }
+    }
+
     /// Stops a running pod; `api` is its Pod when it is still in the API (being deleted).
     async fn stop(&mut self, key: &str, api: Option<&Pod>) {
         let Some(r) = self.running.remove(key) else {
@@ -578,6 +663,8 @@ struct RunSpec<'a> {
     service_account: String,
     container: &'a isthmus_api::kube::Container,
     sidecar: bool,
+    /// The sidecar's service-account token (else it uses the lab's credential).
+    token: Option<&'a str>,
     namespace: &'a str,
     name: &'a str,
 }
@@ -607,7 +694,10 @@ fn run_in(
         &pod.workdir.join("app.log"),
     )?);
     if spec.sidecar {
-        let pid = kubelet::start_agent(opts, state, ci, &pod, None)?;
+        let pid = match spec.token {
+            Some(token) => kubelet::start_agent_with(opts, state, ci, &pod, None, token)?,
+            None => kubelet::start_agent(opts, state, ci, &pod, None)?,
+        };
         pod.pids.push(pid);
     }
     Ok(pod)
