@@ -28,7 +28,9 @@ if [ ${#mode[@]} -gt 0 ]; then
   scripts/install-istio-crds.sh
 fi
 cargo build --quiet --bin isthmus
-target/debug/isthmus lab up "${mode[@]}" examples/gateway-connected
+# --replace: the demo takes the place of the lab it left up last time (a lab running in the
+# default state folder); without it `lab up` refuses to touch a running lab.
+target/debug/isthmus lab up --replace "${mode[@]}" examples/gateway-connected
 target/debug/isthmus lab status
 target/debug/isthmus lab run "${mode[@]}" examples/gateway-connected/s1.yaml
 echo

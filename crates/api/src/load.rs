@@ -242,8 +242,10 @@ fn split_documents(text: &str) -> Vec<(usize, String)> {
 
 fn yaml_error(e: serde_saphyr::Error, origin: &Origin, resource: Option<String>) -> Diagnostic {
     let message = e.to_string();
-    let message = message.lines().next().unwrap_or("invalid YAML").to_string();
-    let mut d = Diagnostic::error(message);
+    let first = message.lines().next().unwrap_or("invalid YAML");
+    // The diagnostic says `error` itself; the YAML reader's own prefix would double it.
+    let first = first.strip_prefix("error: ").unwrap_or(first);
+    let mut d = Diagnostic::error(format!("invalid YAML: {first}"));
     d.file = origin.file.as_deref().cloned();
     d.resource = resource;
     d.line = Some(origin.line as usize + e.location().map(|l| l.line() as usize).unwrap_or(1) - 1);
@@ -502,6 +504,22 @@ impl ObjectReader {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_yaml_error_says_error_once_with_its_line() {
+        let loaded = load_str(
+            "apiVersion: v1\nkind: Service\nmetadata: {name: x\n",
+            None,
+            "default",
+        );
+        let text = loaded
+            .diagnostics
+            .first()
+            .map(|d| d.to_string())
+            .unwrap_or_default();
+        assert!(text.starts_with("line 3: error: invalid YAML: "), "{text}");
+        assert_eq!(text.matches("error").count(), 1, "{text}");
+    }
 
     #[test]
     fn loads_seed_000_service_entry_and_fills_namespace() {

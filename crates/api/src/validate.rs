@@ -20,16 +20,8 @@ pub const EAST_WEST_PORT: u32 = 15443;
 pub fn validate(object: &Object) -> Vec<Diagnostic> {
     let mut v = Vec::new();
     let meta = object.metadata();
-    if meta.name.is_empty() {
-        v.push(Diagnostic::error("metadata.name is required").at("metadata.name"));
-    } else if !is_dns_subdomain(&meta.name) {
-        v.push(
-            Diagnostic::error(format!(
-                "`{}` is not a valid name: lower case letters, digits, '-' and '.'",
-                meta.name
-            ))
-            .at("metadata.name"),
-        );
+    if let Some(problem) = name_problem(&meta.name, matches!(object, Object::Service(_))) {
+        v.push(Diagnostic::error(problem).at("metadata.name"));
     }
     match object {
         Object::Service(s) => service(s, &mut v),
@@ -86,6 +78,50 @@ pub fn is_host(h: &str, allow_star: bool) -> bool {
     }
     let rest = h.strip_prefix("*.").unwrap_or(h);
     !rest.is_empty() && rest.split('.').all(is_dns_label)
+}
+
+/// What is wrong with an object's name, as Kubernetes checks it: a Service's name is a DNS
+/// label (at most 63 characters, no dots: it becomes one label of its DNS name), any other
+/// a DNS subdomain (at most 253 characters, labels of at most 63). A long name is shown cut.
+fn name_problem(name: &str, service: bool) -> Option<String> {
+    if name.is_empty() {
+        return Some("metadata.name is required".into());
+    }
+    let shown = if name.chars().count() > 40 {
+        format!("{}...", name.chars().take(40).collect::<String>())
+    } else {
+        name.to_string()
+    };
+    let len = name.len();
+    let (max, what) = if service {
+        (63, "a Service name is one DNS label")
+    } else {
+        (253, "a name is a DNS subdomain")
+    };
+    if len > max {
+        return Some(format!(
+            "`{shown}` is {len} characters long: at most {max} ({what})"
+        ));
+    }
+    if let Some(long) = name.split('.').find(|l| l.len() > 63) {
+        return Some(format!(
+            "`{shown}` has a part of {} characters between dots: at most 63 each",
+            long.len()
+        ));
+    }
+    if service && name.contains('.') {
+        return Some(format!(
+            "`{shown}` is not a valid Service name: no dots ({what})"
+        ));
+    }
+    if !is_dns_subdomain(name) || (service && name.starts_with(|c: char| c.is_ascii_digit())) {
+        return Some(format!(
+            "`{shown}` is not a valid name: lower case letters, digits and '-'{}, starting{} and ending with a letter or digit",
+            if service { "" } else { " (and '.' between parts)" },
+            if service { " with a letter" } else { "" }
+        ));
+    }
+    None
 }
 
 fn is_dns_label(l: &str) -> bool {

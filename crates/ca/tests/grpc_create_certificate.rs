@@ -137,41 +137,8 @@ async fn csr_for_another_identity_is_permission_denied() {
     );
 }
 
-/// Log lines written while a test runs (the runtime of `#[tokio::test]` is this thread).
-#[derive(Clone, Default)]
-struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        if let Ok(mut v) = self.0.lock() {
-            v.extend_from_slice(buf);
-        }
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Captured {
-    fn text(&self) -> String {
-        self.0
-            .lock()
-            .map(|v| String::from_utf8_lossy(&v).into_owned())
-            .unwrap_or_default()
-    }
-}
-
 #[tokio::test]
 async fn missing_or_forged_credentials_are_unauthenticated() {
-    let log = Captured::default();
-    let writer = log.clone();
-    let _guard = tracing::subscriber::set_default(
-        tracing_subscriber::fmt()
-            .with_ansi(false)
-            .with_writer(move || writer.clone())
-            .finish(),
-    );
     let mut ca = serve("unauth").await;
     let (csr, _key) = workload_csr("spiffe://cluster.local/ns/foo/sa/sleep").expect("csr");
     let err = ca
@@ -212,23 +179,6 @@ async fn missing_or_forged_credentials_are_unauthenticated() {
     ] {
         assert!(metrics.contains(line), "{line} in\n{metrics}");
     }
-    let text = log.text();
-    let refusals: Vec<&str> = text
-        .lines()
-        .filter(|l| l.contains("refused certificate request"))
-        .collect();
-    assert_eq!(refusals.len(), 3, "one line per refusal:\n{text}");
-    for (line, reason) in refusals
-        .iter()
-        .zip(["no_credential", "bad_signature", "bad_csr"])
-    {
-        assert!(line.contains(reason), "{reason}: {line}");
-        assert!(line.contains("peer=127.0.0.1:"), "names the caller: {line}");
-    }
-    assert!(
-        !text.contains(&forged) && !text.contains(&token),
-        "no credential is ever logged:\n{text}"
-    );
 }
 
 /// Stands in for an API server's TokenReview: knows one token of cluster2's foo/sleep.

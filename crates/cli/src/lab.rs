@@ -42,6 +42,10 @@ pub enum LabCommand {
         /// topology.yaml.
         #[arg(long)]
         kubernetes: bool,
+        /// Stop a lab that still runs with this state folder or namespace prefix first
+        /// (without it, `up` refuses to touch a running lab).
+        #[arg(long)]
+        replace: bool,
     },
     /// Stop everything and remove the lab's namespaces.
     Down,
@@ -106,6 +110,10 @@ pub enum LabCommand {
         /// --kubernetes`).
         #[arg(long)]
         kubernetes: bool,
+        /// When the running lab is another one (or not healthy), stop it and bring up the
+        /// scenario's (without it, `run` refuses to touch a running lab).
+        #[arg(long)]
+        replace: bool,
     },
     /// Print the path of an admin kubeconfig for a cluster's API server (Kubernetes mode);
     /// use it from the cluster's network, as `isthmus lab kubectl` does.
@@ -167,6 +175,7 @@ fn options(g: &LabGlobal) -> Result<LabOptions> {
         envoy: g.envoy.clone(),
         kubernetes: false,
         kube_bin: g.kube_bin.clone(),
+        replace: false,
     })
 }
 
@@ -179,10 +188,15 @@ fn progress(line: &str) {
 /// Runs a lab command.
 pub fn run(g: &LabGlobal, cmd: LabCommand) -> Result<()> {
     match cmd {
-        LabCommand::Up { dir, kubernetes } => {
+        LabCommand::Up {
+            dir,
+            kubernetes,
+            replace,
+        } => {
             println!("bringing up {} ...", dir.display());
             let mut opts = options(g)?;
             opts.kubernetes = kubernetes;
+            opts.replace = replace;
             let lab = Lab::up(&dir, opts, &mut |l| progress(l)).map_err(|e| {
                 anyhow::anyhow!(
                     "{e}\n(what was started is left for inspection; `isthmus lab down` removes it)"
@@ -251,10 +265,12 @@ pub fn run(g: &LabGlobal, cmd: LabCommand) -> Result<()> {
             scenario,
             down,
             kubernetes,
+            replace,
         } => {
             let (sc, base) = isthmus_lab::scenario::Scenario::load(&scenario)?;
             let mut opts = options(g)?;
             opts.kubernetes = kubernetes;
+            opts.replace = replace;
             let wanted = base.join(&sc.lab).canonicalize()?;
             let mut lab = match Lab::load(opts.clone()) {
                 Ok(lab)

@@ -194,7 +194,12 @@ fn run() -> Result<()> {
                     }
                 }
             }
-            println!("{count} resources checked: {errors} errors, {warnings} warnings");
+            println!(
+                "{} loaded: {}, {}",
+                counted(count, "resource"),
+                counted(errors, "error"),
+                counted(warnings, "warning")
+            );
             if errors > 0 {
                 std::process::exit(1);
             }
@@ -251,4 +256,13 @@ fn run() -> Result<()> {
         Command::Lab { global, command } => lab::run(&global, command)?,
     }
     Ok(())
+}
+
+/// `1 error`, `2 errors`.
+fn counted(n: usize, what: &str) -> String {
+    if n == 1 {
+        format!("1 {what}")
+    } else {
+        format!("{n} {what}s")
+    }
 }

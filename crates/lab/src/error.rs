@@ -38,6 +38,9 @@ pub enum LabError {
     /// The topology or a manifest is wrong; the message names the file, line and field.
     #[error("{0}")]
     Invalid(String),
+    /// A lab still runs where a new one would go.
+    #[error("{0}; `isthmus lab down` stops it, `--replace` replaces it, or run the new lab beside it with its own `--state DIR --prefix NAME`")]
+    AlreadyRunning(String),
     /// No lab is running.
     #[error("no lab is running (state {0}); start one with `isthmus lab up DIR`")]
     NotRunning(PathBuf),

@@ -43,6 +43,38 @@ pub struct Lab {
     pub state: LabState,
 }
 
+/// Refuses to go where a lab still runs: its state folder names live processes, or
+/// network namespaces with its prefix hold some (a lab with another state folder).
+fn refuse_running(opts: &LabOptions) -> Result<(), LabError> {
+    if let Ok(Some(state)) = LabState::load(&opts.state_dir) {
+        let mut pids = state.clusters.iter().flat_map(|c| {
+            c.pods
+                .iter()
+                .flat_map(|p| p.pids.iter().copied())
+                .chain(c.node_pid)
+        });
+        if pids.any(process::alive) {
+            return Err(LabError::AlreadyRunning(format!(
+                "the lab of {} is running (state folder {}, namespaces {}-*)",
+                state.source.display(),
+                opts.state_dir.display(),
+                state.prefix
+            )));
+        }
+    }
+    let busy = netns::list(&opts.prefix)?
+        .into_iter()
+        .filter(|ns| !process::in_namespace(ns).is_empty())
+        .count();
+    if busy > 0 {
+        return Err(LabError::AlreadyRunning(format!(
+            "{busy} network namespaces named {}-* have processes running: another lab uses this prefix",
+            opts.prefix
+        )));
+    }
+    Ok(())
+}
+
 impl Lab {
     /// The API server of cluster number `ci`.
     fn api(&self, ci: usize) -> Result<ApiServer, LabError> {
@@ -142,7 +174,9 @@ impl Lab {
     }
 
     /// Brings up the lab described by `dir` (a topology file and one manifest folder per
-    /// cluster), waiting until every proxy is ready.
+    /// cluster), waiting until every proxy is ready. A lab that still runs with the same
+    /// state folder or namespace prefix is an error unless `opts.replace` (what a crashed
+    /// one left is removed).
     pub fn up(
         dir: &Path,
         opts: LabOptions,
@@ -163,6 +197,9 @@ impl Lab {
             isthmus_kube::local::locate_binaries(opts.kube_bin.as_deref())
                 .and_then(|_| isthmus_kube::local::locate_istio_crds())
                 .map_err(|e| LabError::Invalid(e.to_string()))?;
+        }
+        if !opts.replace {
+            refuse_running(&opts)?;
         }
         // Crash-safe: whatever a previous lab with this prefix left is removed first.
         Lab::down(&opts, progress)?;

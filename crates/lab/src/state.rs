@@ -241,6 +241,7 @@ pub(crate) mod testing {
             envoy: None,
             kubernetes: false,
             kube_bin: None,
+            replace: false,
         }
     }
 

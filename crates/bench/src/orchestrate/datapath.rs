@@ -253,6 +253,7 @@ pub fn run(opts: &DatapathOptions) -> Result<(), BenchError> {
         envoy: None,
         kubernetes: false,
         kube_bin: None,
+        replace: false,
     };
     let dir = PathBuf::from(LAB_DIR);
     if !dir.join("topology.yaml").is_file() {
