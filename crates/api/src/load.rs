@@ -381,6 +381,9 @@ fn typed_object(
         ("security.istio.io", "PeerAuthentication") if ["v1beta1", "v1"].contains(&version) => {
             Object::PeerAuthentication(doc.parse(&label)?)
         }
+        ("security.istio.io", "AuthorizationPolicy") if ["v1beta1", "v1"].contains(&version) => {
+            Object::AuthorizationPolicy(doc.parse(&label)?)
+        }
         ("authentication.istio.io", "MeshPolicy") if version == "v1alpha1" => {
             Object::MeshPolicy(doc.parse(&label)?)
         }
@@ -425,7 +428,6 @@ fn typed_object(
 /// Istio kinds that exist but that Isthmus does not implement: refused by name, never
 /// ignored (an AuthorizationPolicy that is not enforced is a hole).
 const KNOWN_UNSUPPORTED: &[&str] = &[
-    "AuthorizationPolicy",
     "RequestAuthentication",
     "EnvoyFilter",
     "WorkloadGroup",
@@ -504,6 +506,49 @@ impl ObjectReader {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn problems(yaml: &str) -> Vec<String> {
+        load_str(yaml, None, "bar")
+            .diagnostics
+            .iter()
+            .map(|d| d.to_string())
+            .collect()
+    }
+
+    #[test]
+    fn authorization_policies_are_read_strictly_and_what_isthmus_cannot_enforce_is_refused() {
+        let ok = load_str(
+            "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: a}\nspec:\n  action: DENY\n  rules:\n  - from: [{source: {principals: [cluster.local/ns/foo/sa/sleep]}}]\n    to: [{operation: {methods: [GET], paths: [/ip*]}}]\n    when: [{key: 'request.headers[x-a]', values: [b]}]\n",
+            None,
+            "bar",
+        );
+        assert!(ok.diagnostics.is_empty(), "{:?}", ok.diagnostics);
+        assert_eq!(ok.resources.len(), 1);
+
+        // A typo is an error with its line, not a field silently dropped.
+        let typo = problems("apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: a}\nspec:\n  action: DENY\n  rules:\n  - form: [{source: {principals: [x]}}]\n");
+        assert!(
+            typo.iter().any(|p| p.contains("unknown field `form`") && p.starts_with("line 7:")),
+            "{typo:?}"
+        );
+        let refused = [
+            ("spec: {action: CUSTOM, provider: {name: opa}, rules: [{}]}", "not supported by Isthmus"),
+            ("spec: {targetRefs: [{kind: Gateway, name: gw}]}", "not supported by Isthmus"),
+            ("spec: {rules: [{from: [{source: {requestPrincipals: ['*']}}]}]}", "RequestAuthentication"),
+            ("spec: {rules: [{when: [{key: 'request.auth.claims[iss]', values: [x]}]}]}", "RequestAuthentication"),
+            ("spec: {rules: [{when: [{key: source.colour, values: [x]}]}]}", "unknown condition key"),
+            ("spec: {rules: [{from: [{source: {ipBlocks: [10.0.0.300]}}]}]}", "not an IP address"),
+            ("spec: {rules: [{to: [{operation: {paths: ['/a*b']}}]}]}", "`prefix*` or `*suffix`"),
+            ("spec: {rules: [{to: [{operation: {ports: ['http']}}]}]}", "not a port number"),
+            ("spec: {rules: [{from: [{}]}]}", "`source` is required"),
+        ];
+        for (spec, want) in refused {
+            let p = problems(&format!(
+                "apiVersion: security.istio.io/v1beta1\nkind: AuthorizationPolicy\nmetadata: {{name: a}}\n{spec}\n"
+            ));
+            assert!(p.iter().any(|d| d.contains(want)), "{spec}: {p:?}");
+        }
+    }
 
     #[test]
     fn a_yaml_error_says_error_once_with_its_line() {

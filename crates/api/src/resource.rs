@@ -48,6 +48,8 @@ pub enum Object {
     /// A Sidecar (egress scoping).
     Sidecar(Box<crate::networking::Sidecar>),
     PeerAuthentication(Box<PeerAuthentication>),
+    /// `security.istio.io` AuthorizationPolicy.
+    AuthorizationPolicy(Box<crate::authorization::AuthorizationPolicy>),
     /// `authentication.istio.io/v1alpha1` MeshPolicy (mesh-wide).
     MeshPolicy(Box<AuthnPolicy>),
     /// `authentication.istio.io/v1alpha1` Policy (namespace).
@@ -86,6 +88,7 @@ impl Object {
             Object::Gateway(_) => "Gateway",
             Object::Sidecar(_) => "Sidecar",
             Object::PeerAuthentication(_) => "PeerAuthentication",
+            Object::AuthorizationPolicy(_) => "AuthorizationPolicy",
             Object::MeshPolicy(_) => "MeshPolicy",
             Object::AuthnPolicy(_) => "Policy",
             Object::Other(o) => &o.kind,
@@ -110,6 +113,7 @@ impl Object {
             Object::Gateway(o) => &o.metadata,
             Object::Sidecar(o) => &o.metadata,
             Object::PeerAuthentication(o) => &o.metadata,
+            Object::AuthorizationPolicy(o) => &o.metadata,
             Object::MeshPolicy(o) | Object::AuthnPolicy(o) => &o.metadata,
             Object::Other(o) => &o.metadata,
         }
@@ -133,6 +137,7 @@ impl Object {
             Object::Gateway(o) => &mut o.metadata,
             Object::Sidecar(o) => &mut o.metadata,
             Object::PeerAuthentication(o) => &mut o.metadata,
+            Object::AuthorizationPolicy(o) => &mut o.metadata,
             Object::MeshPolicy(o) | Object::AuthnPolicy(o) => &mut o.metadata,
             Object::Other(o) => &mut o.metadata,
         }

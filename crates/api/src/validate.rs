@@ -31,6 +31,7 @@ pub fn validate(object: &Object) -> Vec<Diagnostic> {
         Object::VirtualService(vs) => virtual_service(vs, &mut v),
         Object::Gateway(g) => gateway(g, &mut v),
         Object::ConfigMap(cm) => config_map(cm, &mut v),
+        Object::AuthorizationPolicy(p) => authorization_policy(&p.spec, &mut v),
         Object::MeshPolicy(p) if &*p.metadata.name != "default" => v.push(
             Diagnostic::error("a MeshPolicy must be named `default`; Istio ignores any other")
                 .at("metadata.name"),
@@ -38,6 +39,200 @@ pub fn validate(object: &Object) -> Vec<Diagnostic> {
         _ => {}
     }
     v
+}
+
+/// An AuthorizationPolicy that Isthmus can enforce exactly, or errors saying what it cannot
+/// (the policy is then not applied, and says so).
+fn authorization_policy(
+    spec: &crate::authorization::AuthorizationPolicySpec,
+    v: &mut Vec<Diagnostic>,
+) {
+    use crate::authorization::{AuthorizationAction, ConditionKey};
+    if spec.action == AuthorizationAction::Custom || spec.provider.is_some() {
+        v.push(
+            Diagnostic::error(
+                "action CUSTOM (an external authorizer named by `provider`) is not supported by Isthmus; the policy is refused, not enforced",
+            )
+            .at(if spec.provider.is_some() { "spec.provider" } else { "spec.action" }),
+        );
+    }
+    if spec.target_ref.is_some() || !spec.target_refs.is_empty() {
+        v.push(
+            Diagnostic::error(
+                "targetRef/targetRefs attach a policy to Gateway API gateways and waypoints, which are not supported by Isthmus; select the workloads with `selector`",
+            )
+            .at(if spec.target_ref.is_some() { "spec.targetRef" } else { "spec.targetRefs" }),
+        );
+    }
+    for (i, rule) in spec.rules.iter().enumerate() {
+        let at = |f: String| format!("spec.rules[{i}].{f}");
+        for (j, from) in rule.from.iter().enumerate() {
+            let Some(src) = &from.source else {
+                v.push(
+                    Diagnostic::error("`source` is required in `from`")
+                        .at(at(format!("from[{j}]"))),
+                );
+                continue;
+            };
+            let field = |f: &str| at(format!("from[{j}].source.{f}"));
+            let fields: [(&str, &Vec<String>); 12] = [
+                ("principals", &src.principals),
+                ("notPrincipals", &src.not_principals),
+                ("requestPrincipals", &src.request_principals),
+                ("notRequestPrincipals", &src.not_request_principals),
+                ("namespaces", &src.namespaces),
+                ("notNamespaces", &src.not_namespaces),
+                ("serviceAccounts", &src.service_accounts),
+                ("notServiceAccounts", &src.not_service_accounts),
+                ("ipBlocks", &src.ip_blocks),
+                ("notIpBlocks", &src.not_ip_blocks),
+                ("remoteIpBlocks", &src.remote_ip_blocks),
+                ("notRemoteIpBlocks", &src.not_remote_ip_blocks),
+            ];
+            if fields.iter().all(|(_, vals)| vals.is_empty()) {
+                v.push(
+                    Diagnostic::error("a source must name at least one field")
+                        .at(at(format!("from[{j}].source"))),
+                );
+            }
+            for (name, vals) in fields {
+                if vals.is_empty() {
+                    continue;
+                }
+                match name {
+                    "requestPrincipals" | "notRequestPrincipals" => v.push(
+                        Diagnostic::error("request principals come from a RequestAuthentication (JWT), which is not supported by Isthmus yet; the policy is refused")
+                            .at(field(name)),
+                    ),
+                    "ipBlocks" | "notIpBlocks" | "remoteIpBlocks" | "notRemoteIpBlocks" => {
+                        for b in vals.iter().filter(|b| !is_ip_or_cidr(b)) {
+                            v.push(Diagnostic::error(format!("`{b}` is not an IP address or CIDR")).at(field(name)));
+                        }
+                    }
+                    "serviceAccounts" | "notServiceAccounts" => {
+                        for sa in vals.iter().filter(|sa| sa.split('/').count() != 2 || sa.contains('*')) {
+                            v.push(Diagnostic::error(format!("`{sa}` is not NAMESPACE/NAME")).at(field(name)));
+                        }
+                    }
+                    _ => wildcards(vals, &field(name), v),
+                }
+            }
+        }
+        for (j, to) in rule.to.iter().enumerate() {
+            let Some(op) = &to.operation else {
+                v.push(
+                    Diagnostic::error("`operation` is required in `to`").at(at(format!("to[{j}]"))),
+                );
+                continue;
+            };
+            let field = |f: &str| at(format!("to[{j}].operation.{f}"));
+            let all = [
+                &op.hosts,
+                &op.not_hosts,
+                &op.ports,
+                &op.not_ports,
+                &op.methods,
+                &op.not_methods,
+                &op.paths,
+                &op.not_paths,
+            ];
+            if all.iter().all(|vals| vals.is_empty()) {
+                v.push(
+                    Diagnostic::error("an operation must name at least one field")
+                        .at(at(format!("to[{j}].operation"))),
+                );
+            }
+            for (name, vals) in [("ports", &op.ports), ("notPorts", &op.not_ports)] {
+                for p in vals
+                    .iter()
+                    .filter(|p| !p.parse::<u16>().is_ok_and(|n| n > 0))
+                {
+                    v.push(
+                        Diagnostic::error(format!("`{p}` is not a port number (1-65535)"))
+                            .at(field(name)),
+                    );
+                }
+            }
+            for (name, vals) in [
+                ("hosts", &op.hosts),
+                ("notHosts", &op.not_hosts),
+                ("paths", &op.paths),
+                ("notPaths", &op.not_paths),
+                ("methods", &op.methods),
+                ("notMethods", &op.not_methods),
+            ] {
+                wildcards(vals, &field(name), v);
+            }
+        }
+        for (j, c) in rule.when.iter().enumerate() {
+            let field = at(format!("when[{j}]"));
+            match ConditionKey::parse(&c.key) {
+                Err(e) => v.push(
+                    Diagnostic::error(format!("{e}; the policy is refused"))
+                        .at(format!("{field}.key")),
+                ),
+                Ok(key) => {
+                    if c.values.is_empty() && c.not_values.is_empty() {
+                        v.push(
+                            Diagnostic::error("a condition needs `values` or `notValues`")
+                                .at(field.clone()),
+                        );
+                    }
+                    let vals = c.values.iter().chain(&c.not_values);
+                    match key {
+                        ConditionKey::SourceIp
+                        | ConditionKey::RemoteIp
+                        | ConditionKey::DestinationIp => {
+                            for b in vals.filter(|b| !is_ip_or_cidr(b)) {
+                                v.push(
+                                    Diagnostic::error(format!(
+                                        "`{b}` is not an IP address or CIDR"
+                                    ))
+                                    .at(field.clone()),
+                                );
+                            }
+                        }
+                        ConditionKey::DestinationPort => {
+                            for p in vals.filter(|p| !p.parse::<u16>().is_ok_and(|n| n > 0)) {
+                                v.push(
+                                    Diagnostic::error(format!(
+                                        "`{p}` is not a port number (1-65535)"
+                                    ))
+                                    .at(field.clone()),
+                                );
+                            }
+                        }
+                        _ => wildcards(
+                            &c.values
+                                .iter()
+                                .chain(&c.not_values)
+                                .cloned()
+                                .collect::<Vec<_>>(),
+                            &field,
+                            v,
+                        ),
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Istio's string patterns: exact, `*` alone, `prefix*` or `*suffix`; a `*` anywhere else
+/// would be taken literally by Envoy, which is never what the writer meant.
+fn wildcards(values: &[String], field: &str, v: &mut Vec<Diagnostic>) {
+    for s in values {
+        let inner = s.len() > 1 && s[1..s.len() - 1].contains('*');
+        let both = s.len() > 1 && s.starts_with('*') && s.ends_with('*');
+        if s.is_empty() || inner || both {
+            v.push(
+                Diagnostic::error(format!(
+                    "`{s}`: a value is exact, `*`, `prefix*` or `*suffix`"
+                ))
+                .at(field),
+            );
+        }
+    }
 }
 
 fn port_range(n: u32, field: String, v: &mut Vec<Diagnostic>) {

@@ -243,6 +243,7 @@ fn s1_all_variants_and_bad_input_and_an_unreachable_api_server() {
 
     for (scenario, steps) in [
         ("s1", 13),
+        ("authz", 23),
         ("s1-egress", 6),
         ("s1-subsets", 10),
         ("s1-cleanup", 8),
@@ -400,17 +401,17 @@ fn s1_all_variants_and_bad_input_and_an_unreachable_api_server() {
         now.contains("outbound|8000|v1|httpbin.bar.global"),
         "the last good version stays: {now}"
     );
-    // An AuthorizationPolicy is refused by name: never silently not enforced.
-    let policy = write(&files, "authz.yaml", "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: deny-all, namespace: foo}\nspec: {action: DENY, rules: [{}]}\n");
+    // A RequestAuthentication is refused by name: never silently not enforced.
+    let policy = write(&files, "authn.yaml", "apiVersion: security.istio.io/v1\nkind: RequestAuthentication\nmetadata: {name: jwt, namespace: foo}\nspec: {jwtRules: [{issuer: lab}]}\n");
     lab.ok(&["apply", "--cluster", "cluster1", "-f", &policy]);
     lab.within(
         20,
-        "the control plane reports the AuthorizationPolicy",
+        "the control plane reports the RequestAuthentication",
         || {
             let (ok, out) = diagnostics();
             (
                 ok && out.contains(
-                    "AuthorizationPolicy (security.istio.io/v1) is not supported by Isthmus",
+                    "RequestAuthentication (security.istio.io/v1) is not supported by Isthmus",
                 ),
                 out,
             )
@@ -422,16 +423,16 @@ fn s1_all_variants_and_bad_input_and_an_unreachable_api_server() {
         "cluster1",
         "--",
         "delete",
-        "authorizationpolicy",
+        "requestauthentication",
         "-n",
         "foo",
-        "deny-all",
+        "jwt",
     ]);
     lab.within(20, "the problems clear", || {
         let (ok, out) = diagnostics();
         (
             ok && !out.contains("DestinationRule/foo/httpbin")
-                && !out.contains("AuthorizationPolicy"),
+                && !out.contains("RequestAuthentication"),
             out,
         )
     });

@@ -7,7 +7,7 @@
 //! item of lib.rs, so no two import each other (`tests/layers.rs` checks this). lib.rs is the
 //! top: [`generate`] composes a sidecar's resources and leaves a router's to `gateway`.
 //! Layers, bottom first:
-//! `pb`, `names`, `resources`, `render`, `tls`, `target`, `endpoint`, `cluster`, `http_route`,
+//! `pb`, `names`, `resources`, `rbac`, `render`, `tls`, `target`, `endpoint`, `cluster`, `http_route`,
 //! `route`, `listener`, `sni_listener`, `passthrough`, `gateway_http`, `funnel`, `gateway`.
 
 pub mod cluster;
@@ -20,6 +20,7 @@ pub mod listener;
 pub mod names;
 pub mod passthrough;
 pub mod pb;
+pub mod rbac;
 pub mod render;
 pub mod resources;
 pub mod route;
@@ -96,7 +97,16 @@ pub fn generate(snapshot: &MeshSnapshot, proxy: &Proxy) -> ProxyResources {
             r.routes = route::outbound_routes(snapshot, proxy);
             r
         }
-        NodeKind::Router => gateway::router_resources(snapshot, proxy),
+        NodeKind::Router => {
+            let mut r = gateway::router_resources(snapshot, proxy);
+            rbac::enforce_on_gateway(
+                &mut r.listeners,
+                snapshot
+                    .authz
+                    .for_workload(&proxy.id.namespace, &proxy.labels),
+            );
+            r
+        }
     };
     out.clusters.sort_by(|a, b| a.name.cmp(&b.name));
     out.endpoints

@@ -1,11 +1,12 @@
 //! LDS for sidecars: the capture listeners (15001 outbound, 15006 inbound) with per-port
 //! listeners behind them, or, without capture (`INTERCEPTION_MODE=NONE`), listeners bound
-//! to each service VIP and to the pod's own ports.
+//! to each service VIP and to the pod's own ports. Inbound chains carry the RBAC filters
+//! of the AuthorizationPolicies that select the workload.
 
 use crate::cluster::inbound_ports;
 use crate::names::{self, ports};
 use crate::pb::*;
-use crate::route::{http_connection_manager, route_to, HcmRoute};
+use crate::route::{http_connection_manager, http_connection_manager_with, route_to, HcmRoute};
 use crate::tls::downstream_mtls;
 use isthmus_api::enums::MtlsMode;
 use isthmus_model::Interception;
@@ -114,6 +115,13 @@ fn inbound_chains(
         .mtls
         .mode_for(&proxy.id.namespace, &proxy.labels, port);
     let cluster = names::inbound_cluster(port);
+    // The AuthorizationPolicies that select this workload.
+    let authz = crate::rbac::rule_sets(
+        snapshot
+            .authz
+            .for_workload(&proxy.id.namespace, &proxy.labels),
+        http,
+    );
     let chain = |tls: bool| {
         let filter = if http {
             let rc = RouteConfiguration {
@@ -129,9 +137,16 @@ fn inbound_chains(
                 validate_clusters: Some(BoolValue { value: false }),
                 ..Default::default()
             };
-            http_connection_manager(&cluster, HcmRoute::Inline(Box::new(rc)), Some(tls))
+            vec![http_connection_manager_with(
+                &cluster,
+                HcmRoute::Inline(Box::new(rc)),
+                Some(tls),
+                crate::rbac::http_filters(&authz),
+            )]
         } else {
-            tcp_proxy_filter(&cluster, &cluster)
+            let mut filters = crate::rbac::network_filters(&authz);
+            filters.push(tcp_proxy_filter(&cluster, &cluster));
+            filters
         };
         FilterChain {
             name: format!("{cluster}{}", if tls { "-mtls" } else { "-plaintext" }),
@@ -144,7 +159,7 @@ fn inbound_chains(
                 },
                 ..Default::default()
             }),
-            filters: vec![filter],
+            filters: filter,
             transport_socket: tls.then(|| downstream_mtls(&snapshot.mesh.trust_domain)),
             ..Default::default()
         }

@@ -16,6 +16,9 @@ fn decode_any(type_url: &str, bytes: &[u8]) -> Option<String> {
         }};
     }
     try_types!(Hcm, TcpProxy, UpstreamTlsContext, DownstreamTlsContext);
+    if let Some(rbac) = crate::rbac::describe(type_url, bytes) {
+        return Some(rbac);
+    }
     if bytes.is_empty() {
         return Some("{}".into());
     }

@@ -149,6 +149,16 @@ pub fn http_connection_manager(
     route: HcmRoute,
     inbound_mtls: Option<bool>,
 ) -> Filter {
+    http_connection_manager_with(stat_prefix, route, inbound_mtls, Vec::new())
+}
+
+/// [`http_connection_manager`] with `first` (authorization) ahead of its own filters.
+pub fn http_connection_manager_with(
+    stat_prefix: &str,
+    route: HcmRoute,
+    inbound_mtls: Option<bool>,
+    first: Vec<HttpFilter>,
+) -> Filter {
     use http_connection_manager::{
         ForwardClientCertDetails, RouteSpecifier, SetCurrentClientCertDetails,
     };
@@ -161,28 +171,32 @@ pub fn http_connection_manager(
             }),
             HcmRoute::Inline(rc) => RouteSpecifier::RouteConfig(*rc),
         }),
-        http_filters: vec![
-            // Inert unless a route carries a fault (VirtualService `fault`).
-            HttpFilter {
-                name: crate::http_route::FAULT_FILTER.to_string(),
-                config_type: Some(http_filter::ConfigType::TypedConfig(Any {
-                    type_url:
-                        "type.googleapis.com/envoy.extensions.filters.http.fault.v3.HTTPFault"
-                            .into(),
-                    value: Vec::new(),
-                })),
-                ..Default::default()
-            },
-            HttpFilter {
-                name: "envoy.filters.http.router".to_string(),
-                config_type: Some(http_filter::ConfigType::TypedConfig(Any {
-                    type_url: "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"
-                        .into(),
-                    value: Vec::new(),
-                })),
-                ..Default::default()
-            },
-        ],
+        http_filters: first
+            .into_iter()
+            .chain([
+                // Inert unless a route carries a fault (VirtualService `fault`).
+                HttpFilter {
+                    name: crate::http_route::FAULT_FILTER.to_string(),
+                    config_type: Some(http_filter::ConfigType::TypedConfig(Any {
+                        type_url:
+                            "type.googleapis.com/envoy.extensions.filters.http.fault.v3.HTTPFault"
+                                .into(),
+                        value: Vec::new(),
+                    })),
+                    ..Default::default()
+                },
+                HttpFilter {
+                    name: "envoy.filters.http.router".to_string(),
+                    config_type: Some(http_filter::ConfigType::TypedConfig(Any {
+                        type_url:
+                            "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"
+                                .into(),
+                        value: Vec::new(),
+                    })),
+                    ..Default::default()
+                },
+            ])
+            .collect(),
         use_remote_address: Some(BoolValue { value: false }),
         access_log: vec![stdout_access_log()],
         ..Default::default()

@@ -134,6 +134,22 @@ fn httpbin_sidecar() {
     );
 }
 
+/// Seed 000's cluster2 with AuthorizationPolicies (`testdata/seed000-authz`): httpbin's
+/// inbound chains carry the RBAC filters AUDIT (Envoy's LOG), DENY, ALLOW in that order,
+/// with the mesh-wide DENY of the root namespace, compared by hand with the shapes of
+/// Istio's pilot/pkg/security/authz/builder tests (allow-full-rule, deny-and-allow).
+#[test]
+fn httpbin_sidecar_with_authorization_policies() {
+    check_in(
+        "seed000-authz",
+        "httpbin-sidecar-authz",
+        "cluster2",
+        "network2",
+        "sidecar~127.0.3.1~httpbin-0.bar~bar.svc.cluster.local",
+        &[("CLUSTER_ID", "cluster2")],
+    );
+}
+
 /// Seed 000's egress variant: the sidecar reaches httpbin.bar.global only through the egress
 /// gateway (the remote gateway sits on network `external`, which it cannot reach), and the
 /// egress gateway, asking for the `external` view, forwards by SNI to the remote gateway.

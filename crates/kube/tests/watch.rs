@@ -160,17 +160,25 @@ async fn watches_a_real_api_server() {
         "the last good version, not the bad one"
     );
 
-    // A kind Isthmus does not enforce is refused loudly, never ignored.
+    // A kind Isthmus does not enforce is refused loudly, never ignored; so is a policy
+    // action it cannot enforce; an AuthorizationPolicy it enforces is read.
     kubectl!(
         &["apply", "-f", "-"],
-        Some("apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: deny-all, namespace: bar}\nspec: {action: DENY, rules: [{}]}\n"),
+        Some("apiVersion: security.istio.io/v1\nkind: RequestAuthentication\nmetadata: {name: jwt, namespace: bar}\nspec: {jwtRules: [{issuer: lab}]}\n---\napiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: ext, namespace: bar}\nspec: {action: CUSTOM, provider: {name: opa}, rules: [{}]}\n---\napiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: deny-all, namespace: bar}\nspec: {action: DENY, rules: [{}]}\n"),
     );
-    until(&mut registry, "the AuthorizationPolicy reported", |r| {
-        problems(r)
-            .contains("AuthorizationPolicy (security.istio.io/v1) is not supported by Isthmus")
-    })
+    until(
+        &mut registry,
+        "the RequestAuthentication and CUSTOM policy reported",
+        |r| {
+            let p = problems(r);
+            p.contains("RequestAuthentication (security.istio.io/v1) is not supported by Isthmus")
+                && p.contains("AuthorizationPolicy/bar/ext: spec.provider: action CUSTOM")
+                && has(r, "AuthorizationPolicy/bar/deny-all")
+        },
+    )
     .await;
-    assert!(!has(&registry, "AuthorizationPolicy/bar/deny-all"));
+    assert!(!has(&registry, "RequestAuthentication/bar/jwt"));
+    assert!(!has(&registry, "AuthorizationPolicy/bar/ext"));
 
     // Deletes: the DestinationRule goes and its problem with it.
     kubectl!(&["delete", "destinationrule", "-n", "bar", "httpbin"], None);

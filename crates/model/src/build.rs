@@ -353,6 +353,7 @@ impl MeshSnapshot {
             }
         }
         snap.mtls = read_policies(&local_resources);
+        snap.authz = read_authz(&local_resources);
         for net in snap.networks.networks.iter() {
             let gws = net
                 .1
@@ -423,6 +424,22 @@ fn read_mesh_config(snap: &mut MeshSnapshot, resources: &[&Arc<Resource>]) {
             }
         }
     }
+}
+
+fn read_authz(resources: &[&Arc<Resource>]) -> crate::policy::AuthzPolicies {
+    let mut policies: Vec<crate::policy::AuthzPolicy> = resources
+        .iter()
+        .filter_map(|r| match &r.object {
+            Object::AuthorizationPolicy(p) => Some(crate::policy::AuthzPolicy {
+                namespace: p.metadata.namespace.to_string(),
+                name: p.metadata.name.to_string(),
+                spec: p.spec.clone(),
+            }),
+            _ => None,
+        })
+        .collect();
+    policies.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+    crate::policy::AuthzPolicies { policies }
 }
 
 fn read_policies(resources: &[&Arc<Resource>]) -> MtlsPolicies {

@@ -1,4 +1,5 @@
-//! Peer authentication (mTLS mode) as it applies to a workload.
+//! Policies as they apply to a workload: peer authentication (the mTLS mode) and
+//! authorization (which AuthorizationPolicies select it).
 
 use isthmus_api::enums::MtlsMode;
 use std::collections::BTreeMap;
@@ -21,6 +22,45 @@ pub struct MtlsPolicy {
 pub struct MtlsPolicies {
     /// The policies.
     pub policies: Vec<MtlsPolicy>,
+}
+
+/// An AuthorizationPolicy and the namespace it lives in.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuthzPolicy {
+    /// Its namespace (the root namespace: the whole mesh).
+    pub namespace: String,
+    /// Its name.
+    pub name: String,
+    /// What it says.
+    pub spec: isthmus_api::authorization::AuthorizationPolicySpec,
+}
+
+/// Every AuthorizationPolicy of the mesh (the control plane's cluster's), by namespace and
+/// name.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AuthzPolicies {
+    /// The policies, sorted by namespace and name.
+    pub policies: Vec<AuthzPolicy>,
+}
+
+impl AuthzPolicies {
+    /// The policies that apply to a workload of `namespace` with `labels`, as Istio selects
+    /// them: those of the root namespace (every workload of the mesh) and of its own
+    /// namespace, each when it has no selector or its selector's labels are all the
+    /// workload's.
+    pub fn for_workload<'a>(
+        &'a self,
+        namespace: &'a str,
+        labels: &'a BTreeMap<String, String>,
+    ) -> impl Iterator<Item = &'a AuthzPolicy> + Clone + 'a {
+        self.policies.iter().filter(move |p| {
+            (p.namespace == namespace || p.namespace == ROOT_NAMESPACE)
+                && p.spec
+                    .selector
+                    .as_ref()
+                    .is_none_or(|s| s.match_labels.iter().all(|(k, v)| labels.get(k) == Some(v)))
+        })
+    }
 }
 
 /// The namespace whose policies apply mesh-wide.

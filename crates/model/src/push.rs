@@ -129,6 +129,7 @@ fn endpoints_only(
         sidecars,
         network_gateways,
         mtls,
+        authz,
         // Problems change what is reported, not what is sent.
         diagnostics: _,
         egress_gateway,
@@ -139,6 +140,7 @@ fn endpoints_only(
         && *networks == prev.networks
         && *network_gateways == prev.network_gateways
         && *mtls == prev.mtls
+        && *authz == prev.authz
         && *destination_rules == prev.destination_rules
         && *virtual_services == prev.virtual_services
         && *gateways == prev.gateways

@@ -171,6 +171,8 @@ pub struct MeshSnapshot {
     pub network_gateways: BTreeMap<String, Vec<NetworkGateway>>,
     /// mTLS policies.
     pub mtls: MtlsPolicies,
+    /// Authorization policies.
+    pub authz: crate::policy::AuthzPolicies,
     /// Problems found while building (including every registry's).
     pub diagnostics: Vec<Diagnostic>,
     /// The egress gateway's service host, when external HTTP traffic is funnelled through it.
