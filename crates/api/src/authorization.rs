@@ -231,9 +231,11 @@ impl ConditionKey {
             "destination.ip" => ConditionKey::DestinationIp,
             "destination.port" => ConditionKey::DestinationPort,
             "connection.sni" => ConditionKey::ConnectionSni,
-            k if k.starts_with("request.auth.") => return Err(format!(
+            k if k.starts_with("request.auth.") => {
+                return Err(format!(
                 "`{k}` needs a RequestAuthentication (JWT), which is not supported by Isthmus yet"
-            )),
+            ))
+            }
             k if k.starts_with("experimental.") => {
                 return Err(format!("`{k}` is not supported by Isthmus"))
             }

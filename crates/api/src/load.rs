@@ -528,18 +528,43 @@ mod tests {
         // A typo is an error with its line, not a field silently dropped.
         let typo = problems("apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: a}\nspec:\n  action: DENY\n  rules:\n  - form: [{source: {principals: [x]}}]\n");
         assert!(
-            typo.iter().any(|p| p.contains("unknown field `form`") && p.starts_with("line 7:")),
+            typo.iter()
+                .any(|p| p.contains("unknown field `form`") && p.starts_with("line 7:")),
             "{typo:?}"
         );
         let refused = [
-            ("spec: {action: CUSTOM, provider: {name: opa}, rules: [{}]}", "not supported by Isthmus"),
-            ("spec: {targetRefs: [{kind: Gateway, name: gw}]}", "not supported by Isthmus"),
-            ("spec: {rules: [{from: [{source: {requestPrincipals: ['*']}}]}]}", "RequestAuthentication"),
-            ("spec: {rules: [{when: [{key: 'request.auth.claims[iss]', values: [x]}]}]}", "RequestAuthentication"),
-            ("spec: {rules: [{when: [{key: source.colour, values: [x]}]}]}", "unknown condition key"),
-            ("spec: {rules: [{from: [{source: {ipBlocks: [10.0.0.300]}}]}]}", "not an IP address"),
-            ("spec: {rules: [{to: [{operation: {paths: ['/a*b']}}]}]}", "`prefix*` or `*suffix`"),
-            ("spec: {rules: [{to: [{operation: {ports: ['http']}}]}]}", "not a port number"),
+            (
+                "spec: {action: CUSTOM, provider: {name: opa}, rules: [{}]}",
+                "not supported by Isthmus",
+            ),
+            (
+                "spec: {targetRefs: [{kind: Gateway, name: gw}]}",
+                "not supported by Isthmus",
+            ),
+            (
+                "spec: {rules: [{from: [{source: {requestPrincipals: ['*']}}]}]}",
+                "RequestAuthentication",
+            ),
+            (
+                "spec: {rules: [{when: [{key: 'request.auth.claims[iss]', values: [x]}]}]}",
+                "RequestAuthentication",
+            ),
+            (
+                "spec: {rules: [{when: [{key: source.colour, values: [x]}]}]}",
+                "unknown condition key",
+            ),
+            (
+                "spec: {rules: [{from: [{source: {ipBlocks: [10.0.0.300]}}]}]}",
+                "not an IP address",
+            ),
+            (
+                "spec: {rules: [{to: [{operation: {paths: ['/a*b']}}]}]}",
+                "`prefix*` or `*suffix`",
+            ),
+            (
+                "spec: {rules: [{to: [{operation: {ports: ['http']}}]}]}",
+                "not a port number",
+            ),
             ("spec: {rules: [{from: [{}]}]}", "`source` is required"),
         ];
         for (spec, want) in refused {
@@ -548,6 +573,35 @@ mod tests {
             ));
             assert!(p.iter().any(|d| d.contains(want)), "{spec}: {p:?}");
         }
+    }
+
+    #[test]
+    fn destination_rules_are_read_strictly_and_unenforced_fields_refused() {
+        let dr = |spec: &str| {
+            problems(&format!(
+                "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {{name: d}}\nspec:\n  host: httpbin.bar.global\n{spec}"
+            ))
+        };
+        let typo = dr("  trafficPolcy: {tls: {mode: ISTIO_MUTUAL}}\n");
+        assert!(
+            typo.iter()
+                .any(|p| p.contains("unknown field `trafficPolcy`") && p.starts_with("line 6:")),
+            "{typo:?}"
+        );
+        for (spec, want) in [
+            ("  trafficPolicy: {loadBalancer: {simple: RANDOM}}\n", "trafficPolicy.loadBalancer: loadBalancer is not supported by Isthmus yet"),
+            ("  subsets: [{name: v1, labels: {v: '1'}, trafficPolicy: {outlierDetection: {}}}]\n", "subsets[0].trafficPolicy.outlierDetection"),
+            ("  trafficPolicy: {tls: {mode: SIMPLE, credentialName: cert}}\n", "credentialName (certificates from a Kubernetes Secret) is not supported by Isthmus"),
+            ("  trafficPolicy: {tls: {mode: MUTUAL, caCertificates: /etc/ca.pem}}\n", "MUTUAL needs clientCertificate"),
+            ("  trafficPolicy: {tls: {mode: SIMPLE, privateKey: /k.pem}}\n", "privateKey is for MUTUAL"),
+            ("  trafficPolicy: {tls: {mode: SIMPLE, caCertificates: ca.pem}}\n", "absolute path"),
+            ("  trafficPolicy: {tls: {mode: SIMPLE, sny: x}}\n", "unknown field `sny`"),
+            ("  workloadSelector: {matchLabels: {app: a}}\n", "workloadSelector is not supported by Isthmus"),
+        ] {
+            let p = dr(spec);
+            assert!(p.iter().any(|d| d.contains(want)), "{spec}: {p:?}");
+        }
+        assert!(dr("  trafficPolicy: {tls: {mode: SIMPLE, sni: api.example.com, caCertificates: /etc/ca.pem, subjectAltNames: [api.example.com]}}\n").is_empty());
     }
 
     #[test]

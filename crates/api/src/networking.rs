@@ -153,9 +153,11 @@ pub struct DestinationRule {
     pub spec: DestinationRuleSpec,
 }
 
-/// `DestinationRule.spec`.
+/// `DestinationRule.spec`, read strictly: a field Istio does not have is an error with its
+/// name (`unknown field`), one Istio has and Isthmus does not enforce yet is kept so that
+/// validation refuses the rule with "not supported by Isthmus".
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct DestinationRuleSpec {
     /// The host the rule applies to; may be a wildcard such as `*.local` or `*.global`.
     #[serde(default)]
@@ -169,29 +171,64 @@ pub struct DestinationRuleSpec {
     /// Namespaces that see this rule.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub export_to: Vec<String>,
+    /// Workloads the rule applies to (not supported by Isthmus: refused).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workload_selector: Option<serde_json::Value>,
 }
 
-/// A traffic policy.
+/// A traffic policy. Only `tls` is enforced; the other fields Istio has are kept so that
+/// validation refuses them by name instead of ignoring them.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TrafficPolicy {
     /// Upstream TLS.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<ClientTls>,
-    /// Load balancer settings (read by a later feature).
+    /// Load balancer settings (not supported by Isthmus yet: refused).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub load_balancer: Option<serde_json::Value>,
-    /// Connection pool settings (read by a later feature).
+    /// Connection pool settings (not supported by Isthmus yet: refused).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub connection_pool: Option<serde_json::Value>,
-    /// Outlier detection settings (read by a later feature).
+    /// Outlier detection settings (not supported by Isthmus yet: refused).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub outlier_detection: Option<serde_json::Value>,
+    /// Per-port policies (not supported by Isthmus yet: refused).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port_level_settings: Option<serde_json::Value>,
+    /// HTTP CONNECT tunnelling (not supported by Isthmus: refused).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tunnel: Option<serde_json::Value>,
+    /// PROXY protocol to the upstream (not supported by Isthmus: refused).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy_protocol: Option<serde_json::Value>,
+    /// Retry budget (not supported by Isthmus: refused).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_budget: Option<serde_json::Value>,
 }
 
-/// Client-side TLS settings.
+impl TrafficPolicy {
+    /// The fields set that Isthmus does not enforce, by their YAML names.
+    pub fn unsupported(&self) -> Vec<&'static str> {
+        [
+            ("loadBalancer", self.load_balancer.is_some()),
+            ("connectionPool", self.connection_pool.is_some()),
+            ("outlierDetection", self.outlier_detection.is_some()),
+            ("portLevelSettings", self.port_level_settings.is_some()),
+            ("tunnel", self.tunnel.is_some()),
+            ("proxyProtocol", self.proxy_protocol.is_some()),
+            ("retryBudget", self.retry_budget.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(name, set)| set.then_some(name))
+        .collect()
+    }
+}
+
+/// Client-side TLS settings: the mesh's own mTLS (ISTIO_MUTUAL), or TLS originated with the
+/// certificate files it names (SIMPLE, MUTUAL).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ClientTls {
     /// The mode.
     pub mode: TlsMode,
@@ -201,11 +238,29 @@ pub struct ClientTls {
     /// Identities to accept.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub subject_alt_names: Vec<String>,
+    /// MUTUAL: the client certificate file (PEM) in the proxy's file system.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_certificate: Option<String>,
+    /// MUTUAL: the client key file (PEM).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub private_key: Option<String>,
+    /// The CA file (PEM) that verifies the server; the system's roots when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_certificates: Option<String>,
+    /// A Kubernetes Secret with the files (not supported by Isthmus: refused).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credential_name: Option<String>,
+    /// A certificate revocation list (not supported by Isthmus: refused).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_crl: Option<String>,
+    /// Accept any server certificate.
+    #[serde(default)]
+    pub insecure_skip_verify: bool,
 }
 
 /// A DestinationRule subset.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Subset {
     /// Name, used in cluster names and SNI.
     #[serde(default)]

@@ -493,6 +493,20 @@ fn destination_rule(dr: &DestinationRule, v: &mut Vec<Diagnostic>) {
             Diagnostic::error(format!("`{}` is not a valid host", dr.spec.host)).at("spec.host"),
         );
     }
+    if dr.spec.workload_selector.is_some() {
+        v.push(
+            Diagnostic::error("workloadSelector is not supported by Isthmus; the rule is refused rather than applied to every workload")
+                .at("spec.workloadSelector"),
+        );
+    }
+    if let Some(tp) = &dr.spec.traffic_policy {
+        traffic_policy(tp, "spec.trafficPolicy", v);
+    }
+    for (i, s) in dr.spec.subsets.iter().enumerate() {
+        if let Some(tp) = &s.traffic_policy {
+            traffic_policy(tp, &format!("spec.subsets[{i}].trafficPolicy"), v);
+        }
+    }
     let mut names = BTreeSet::new();
     for (i, s) in dr.spec.subsets.iter().enumerate() {
         if !is_dns_label(&s.name) {
@@ -509,6 +523,94 @@ fn destination_rule(dr: &DestinationRule, v: &mut Vec<Diagnostic>) {
                     .at(format!("spec.subsets[{i}].labels")),
             );
         }
+    }
+}
+
+/// A traffic policy Isthmus enforces whole, or errors naming what it cannot.
+fn traffic_policy(tp: &crate::networking::TrafficPolicy, at: &str, v: &mut Vec<Diagnostic>) {
+    use crate::enums::TlsMode;
+    for field in tp.unsupported() {
+        v.push(
+            Diagnostic::error(format!(
+                "{field} is not supported by Isthmus yet; the rule is refused rather than applied without it"
+            ))
+            .at(format!("{at}.{field}")),
+        );
+    }
+    let Some(tls) = &tp.tls else {
+        return;
+    };
+    let at = format!("{at}.tls");
+    if tls.credential_name.is_some() {
+        v.push(
+            Diagnostic::error("credentialName (certificates from a Kubernetes Secret) is not supported by Isthmus in a DestinationRule; name the files with clientCertificate, privateKey and caCertificates")
+                .at(format!("{at}.credentialName")),
+        );
+    }
+    if tls.ca_crl.is_some() {
+        v.push(Diagnostic::error("caCrl is not supported by Isthmus").at(format!("{at}.caCrl")));
+    }
+    let files = [
+        ("clientCertificate", &tls.client_certificate),
+        ("privateKey", &tls.private_key),
+        ("caCertificates", &tls.ca_certificates),
+    ];
+    match tls.mode {
+        TlsMode::Mutual => {
+            for (name, f) in &files[..2] {
+                if f.is_none() && tls.credential_name.is_none() {
+                    v.push(
+                        Diagnostic::error(format!(
+                            "MUTUAL needs {name}: the file the proxy presents"
+                        ))
+                        .at(format!("{at}.{name}")),
+                    );
+                }
+            }
+        }
+        TlsMode::Simple => {
+            for (name, f) in &files[..2] {
+                if f.is_some() {
+                    v.push(
+                        Diagnostic::error(format!(
+                            "{name} is for MUTUAL; SIMPLE presents no client certificate"
+                        ))
+                        .at(format!("{at}.{name}")),
+                    );
+                }
+            }
+        }
+        TlsMode::Disable | TlsMode::IstioMutual => {
+            for (name, f) in files {
+                if f.is_some() {
+                    v.push(
+                        Diagnostic::error(format!(
+                            "{name} has no effect with mode {}: the mesh's own certificates are used, or none",
+                            tls.mode.as_str()
+                        ))
+                        .at(format!("{at}.{name}")),
+                    );
+                }
+            }
+        }
+    }
+    for (name, f) in files {
+        if f.as_deref().is_some_and(|p| !p.starts_with('/')) {
+            v.push(
+                Diagnostic::error(format!(
+                    "{name} must be an absolute path in the proxy's file system"
+                ))
+                .at(format!("{at}.{name}")),
+            );
+        }
+    }
+    if tls.insecure_skip_verify
+        && (tls.ca_certificates.is_some() || !tls.subject_alt_names.is_empty())
+    {
+        v.push(
+            Diagnostic::error("insecureSkipVerify turns off the checks that caCertificates and subjectAltNames ask for; keep one or the other")
+                .at(format!("{at}.insecureSkipVerify")),
+        );
     }
 }
 

@@ -118,11 +118,20 @@ pub fn outbound(
             },
         );
     }
-    if let Some(TlsMode::IstioMutual) = tls_mode(snapshot, proxy, t.service, subset) {
-        c.transport_socket = Some(upstream_mtls(
-            &key.sni(),
-            &peer_identity(snapshot, t.service),
-        ));
+    match tls_mode(snapshot, proxy, t.service, subset) {
+        Some(TlsMode::IstioMutual) => {
+            c.transport_socket = Some(upstream_mtls(
+                &key.sni(),
+                &peer_identity(snapshot, t.service),
+            ));
+        }
+        Some(TlsMode::Simple | TlsMode::Mutual) => {
+            if let Some(tls) = crate::target::explicit_tls(snapshot, proxy, t.service, subset) {
+                c.transport_socket =
+                    Some(crate::tls::upstream_originated(tls, &t.service.hostname));
+            }
+        }
+        Some(TlsMode::Disable) | None => {}
     }
     c
 }

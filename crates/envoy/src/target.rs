@@ -63,6 +63,19 @@ pub fn explicit_tls_mode(
         .or_else(|| from(dr.and_then(|d| d.rule.spec.traffic_policy.as_ref())))
 }
 
+/// The `tls` a DestinationRule sets for a target (subset policy, then rule policy), if any.
+pub fn explicit_tls<'a>(
+    snapshot: &'a MeshSnapshot,
+    proxy: &Proxy,
+    service: &Service,
+    subset: Option<&'a Subset>,
+) -> Option<&'a isthmus_api::networking::ClientTls> {
+    let dr = snapshot.destination_rule(&service.hostname, &proxy.id.namespace);
+    let from = |p: Option<&'a TrafficPolicy>| p.and_then(|p| p.tls.as_ref());
+    from(subset.and_then(|s| s.traffic_policy.as_ref()))
+        .or_else(|| from(dr.and_then(|d| d.rule.spec.traffic_policy.as_ref())))
+}
+
 /// The TLS mode for a target: subset policy, then rule policy, then ISTIO_MUTUAL for
 /// mesh-internal services (auto mTLS), plain text otherwise.
 pub fn tls_mode(

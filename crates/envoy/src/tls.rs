@@ -1,5 +1,6 @@
 //! Mesh mTLS: certificates come from the agent over SDS (`default` and `ROOTCA`, the names
-//! Istio uses), peers are checked against SPIFFE identities.
+//! Istio uses), peers are checked against SPIFFE identities. Also the TLS a DestinationRule
+//! originates to a service outside the mesh (SIMPLE, MUTUAL) with the files it names.
 
 use crate::pb::*;
 use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::common_tls_context::CombinedCertificateValidationContext;
@@ -100,6 +101,68 @@ pub fn upstream_mtls(sni: &str, peer: &PeerIdentity) -> TransportSocket {
     let ctx = UpstreamTlsContext {
         common_tls_context: Some(common(peer, vec![MESH_ALPN.to_string()])),
         sni: sni.to_string(),
+        ..Default::default()
+    };
+    tls_socket(any(&ctx))
+}
+
+/// The CA bundle a proxy checks external servers with when a rule names none (Debian's and
+/// Istio's proxy image's system roots).
+pub const SYSTEM_ROOTS: &str = "/etc/ssl/certs/ca-certificates.crt";
+
+/// TLS a sidecar originates as a DestinationRule's `tls` says (SIMPLE, MUTUAL): the
+/// certificate files it names, the server checked against `caCertificates` (the system's
+/// roots when absent) and `subjectAltNames` unless `insecureSkipVerify`; the SNI is the
+/// rule's, else `default_sni`.
+pub fn upstream_originated(
+    tls: &isthmus_api::networking::ClientTls,
+    default_sni: &str,
+) -> TransportSocket {
+    use envoy_types::pb::envoy::config::core::v3::{data_source, DataSource};
+    use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::TlsCertificate;
+    let file = |path: &str| DataSource {
+        specifier: Some(data_source::Specifier::Filename(path.to_string())),
+        ..Default::default()
+    };
+    let certificate = match (&tls.client_certificate, &tls.private_key) {
+        (Some(cert), Some(key)) => vec![TlsCertificate {
+            certificate_chain: Some(file(cert)),
+            private_key: Some(file(key)),
+            ..Default::default()
+        }],
+        _ => Vec::new(),
+    };
+    let validation = (!tls.insecure_skip_verify).then(|| {
+        common_tls_context::ValidationContextType::ValidationContext(CertificateValidationContext {
+            trusted_ca: Some(file(tls.ca_certificates.as_deref().unwrap_or(SYSTEM_ROOTS))),
+            match_typed_subject_alt_names: tls
+                .subject_alt_names
+                .iter()
+                .flat_map(|name| {
+                    // A name may be a DNS name or a URI; either kind of SAN may carry it.
+                    [SanType::Dns, SanType::Uri].map(|kind| SubjectAltNameMatcher {
+                        san_type: kind as i32,
+                        matcher: Some(StringMatcher {
+                            match_pattern: Some(string_matcher::MatchPattern::Exact(name.clone())),
+                            ..Default::default()
+                        }),
+                        ..Default::default()
+                    })
+                })
+                .collect(),
+            ..Default::default()
+        })
+    });
+    let ctx = UpstreamTlsContext {
+        common_tls_context: Some(CommonTlsContext {
+            tls_certificates: certificate,
+            validation_context_type: validation,
+            ..Default::default()
+        }),
+        sni: tls
+            .sni
+            .clone()
+            .unwrap_or_else(|| default_sni.trim_start_matches("*.").to_string()),
         ..Default::default()
     };
     tls_socket(any(&ctx))
