@@ -2,8 +2,9 @@
 //! and a CSR that asks for another identity is refused with PERMISSION_DENIED. Every
 //! refusal is logged once with its reason and the caller, and counted.
 
+mod common;
+use common::request;
 use isthmus_ca::grpc::istio_certificate_service_client::IstioCertificateServiceClient;
-use isthmus_ca::proto::IstioCertificateRequest;
 use isthmus_ca::{
     create_intermediate, create_root, workload_csr, Authority, CaService, CaStats, CredentialKey,
     RefusalReason, TokenReviewer,
@@ -64,20 +65,6 @@ async fn serve_with(tag: &str, reviewer: Option<Arc<dyn TokenReviewer>>) -> Ca {
         stats,
         dir,
     }
-}
-
-fn request(csr: &str, token: Option<&str>) -> tonic::Request<IstioCertificateRequest> {
-    let mut req = tonic::Request::new(IstioCertificateRequest {
-        csr: csr.into(),
-        validity_duration: 3600,
-    });
-    if let Some(t) = token {
-        req.metadata_mut().insert(
-            "authorization",
-            format!("Bearer {t}").parse().expect("header value"),
-        );
-    }
-    req
 }
 
 #[tokio::test]

@@ -2,8 +2,9 @@
 //! never with the credential. (Its own test binary: the log is captured by a process-wide
 //! subscriber, which no other test shares.)
 
+mod common;
+use common::request;
 use isthmus_ca::grpc::istio_certificate_service_client::IstioCertificateServiceClient;
-use isthmus_ca::proto::IstioCertificateRequest;
 use isthmus_ca::{
     create_intermediate, create_root, workload_csr, Authority, CaService, CredentialKey,
 };
@@ -24,20 +25,6 @@ impl std::io::Write for Captured {
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
     }
-}
-
-fn request(csr: &str, token: Option<&str>) -> tonic::Request<IstioCertificateRequest> {
-    let mut req = tonic::Request::new(IstioCertificateRequest {
-        csr: csr.into(),
-        validity_duration: 3600,
-    });
-    if let Some(t) = token {
-        req.metadata_mut().insert(
-            "authorization",
-            format!("Bearer {t}").parse().expect("header value"),
-        );
-    }
-    req
 }
 
 #[tokio::test]

@@ -244,6 +244,7 @@ fn s1_all_variants_and_bad_input_and_an_unreachable_api_server() {
     for (scenario, steps) in [
         ("s1", 13),
         ("authz", 23),
+        ("peer-authn", 14),
         ("s1-egress", 6),
         ("s1-subsets", 10),
         ("s1-cleanup", 8),

@@ -174,6 +174,7 @@ fn s1_and_its_variants_in_the_lab_with_one_pod_cidr_in_both_clusters() {
     // The S1 variants of issue 4: egress gateway, version-aware routing, cleanup.
     for (scenario, steps) in [
         ("authz", 23),
+        ("peer-authn", 14),
         ("s1-egress", 6),
         ("s1-subsets", 10),
         ("s1-cleanup", 8),

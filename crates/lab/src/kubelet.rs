@@ -267,7 +267,16 @@ pub fn run_deployment(
     let app = DemoApp::for_image(&container.image)
         .map_err(|e| LabError::Invalid(format!("Deployment {ns}/{name}: {e}")))?;
     let ports: Vec<u32> = container.ports.iter().map(|p| p.container_port).collect();
-    let sidecar = state.clusters[ci].injected_namespaces.contains(&ns);
+    // Injection as Istio decides it: the namespace label, unless the pod opts out.
+    let opted_out = d
+        .spec
+        .template
+        .metadata
+        .annotations
+        .get("sidecar.istio.io/inject")
+        .map(String::as_str)
+        == Some("false");
+    let sidecar = state.clusters[ci].injected_namespaces.contains(&ns) && !opted_out;
     let api = ApiServer::new(&opts.state_dir, &state.clusters[ci].name);
     for r in have..replicas {
         let pod_name = format!("{name}-{r}");

@@ -146,18 +146,14 @@ async fn sotw_stream(
     let Some(first) = input.next().await.transpose()? else {
         return Ok(());
     };
-    let update = snapshots.borrow().clone();
-    let (mut proxy, identity) = StreamProxy::open(
+    let (mut proxy, id) = StreamProxy::open(
         first.node.as_ref(),
         cache,
-        peer,
-        trust_domain,
-        &update,
+        (peer, trust_domain),
+        snapshots,
         status,
+        "sotw",
     )?;
-    drop(update);
-    let id = status.open(&proxy.node.to_string(), "sotw");
-    tracing::info!(proxy = %proxy.node, %identity, "ADS stream opened (state of the world)");
     let mut watches: BTreeMap<String, Watch> = BTreeMap::new();
     let mut nonce = 0u64;
     let mut pending = Some(first);

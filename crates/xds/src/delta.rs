@@ -81,18 +81,14 @@ pub async fn delta_stream(
     let Some(first) = input.next().await.transpose()? else {
         return Ok(());
     };
-    let update = snapshots.borrow().clone();
-    let (mut proxy, identity) = StreamProxy::open(
+    let (mut proxy, id) = StreamProxy::open(
         first.node.as_ref(),
         cache,
-        peer,
-        trust_domain,
-        &update,
+        (peer, trust_domain),
+        snapshots,
         status,
+        "delta",
     )?;
-    drop(update);
-    let id = status.open(&proxy.node.to_string(), "delta");
-    tracing::info!(proxy = %proxy.node, %identity, "ADS stream opened (delta)");
     let mut subs: BTreeMap<String, Subscription> = BTreeMap::new();
     let mut nonce = 0u64;
     let mut pending = Some(first);

@@ -2,7 +2,7 @@
 //! at the current snapshot (generated once per snapshot version).
 
 use crate::cache::{Encoded, ResourceCache};
-use crate::peer::{Claim, Peer, SpiffeId};
+use crate::peer::{Claim, Peer};
 use crate::status::XdsStatus;
 use crate::update::MeshUpdate;
 use envoy_types::pb::envoy::config::core::v3::Node;
@@ -52,16 +52,19 @@ impl StreamProxy {
     /// account of its workload (the registry's when it has the pod, else the metadata's).
     /// A refusal is logged once with the node, the certificate's identity and the address,
     /// counted in `status`, and returned as the stream's status.
+    /// An accepted stream is registered in `status` under `protocol` (`sotw`, `delta`);
+    /// returns the proxy and its stream id.
     pub fn open(
         node: Option<&Node>,
         cache: ResourceCache,
-        peer: &Peer,
-        trust_domain: &str,
-        update: &MeshUpdate,
+        (peer, trust_domain): (&Peer, &str),
+        snapshots: &tokio::sync::watch::Receiver<MeshUpdate>,
         status: &XdsStatus,
-    ) -> Result<(StreamProxy, SpiffeId), Status> {
+        protocol: &str,
+    ) -> Result<(StreamProxy, u64), Status> {
         let proxy = StreamProxy::from_node(node, cache)?;
-        let service_account = update
+        let service_account = snapshots
+            .borrow()
             .snapshot
             .proxy(&proxy.node, &proxy.metadata)
             .service_account;
@@ -72,7 +75,11 @@ impl StreamProxy {
             service_account: &service_account,
         };
         match crate::peer::authorize(peer, trust_domain, claim) {
-            Ok(identity) => Ok((proxy, identity)),
+            Ok(identity) => {
+                let id = status.open(&node_text, protocol);
+                tracing::info!(proxy = %node_text, %identity, protocol, "ADS stream opened");
+                Ok((proxy, id))
+            }
             Err(refusal) => {
                 status
                     .refused
