@@ -359,6 +359,9 @@ fn typed_object(
             format!("{kind} is not served in {api_version}; use one of the versions Istio serves"),
         )
     };
+    if let Some((field, message)) = unknown_field(map, group) {
+        return Err(top_error(&field, message));
+    }
     let istio_versions = ["v1alpha3", "v1beta1", "v1"];
     Ok(match (group, kind) {
         ("", "Namespace") => Object::Namespace(doc.parse(&label)?),
@@ -423,6 +426,60 @@ fn typed_object(
             }))
         }
     })
+}
+
+/// Every field of Kubernetes' ObjectMeta: anything else under `metadata` is a typo (the API
+/// server would drop it, and a `lables` would leave the object without its labels).
+const OBJECT_META_FIELDS: &[&str] = &[
+    "name",
+    "generateName",
+    "namespace",
+    "selfLink",
+    "uid",
+    "resourceVersion",
+    "generation",
+    "creationTimestamp",
+    "deletionTimestamp",
+    "deletionGracePeriodSeconds",
+    "labels",
+    "annotations",
+    "ownerReferences",
+    "finalizers",
+    "managedFields",
+];
+
+/// A field no Kubernetes object has under `metadata`, or (for Istio's kinds) at the top
+/// level: its path and the message.
+fn unknown_field(
+    map: &serde_json::Map<String, serde_json::Value>,
+    group: &str,
+) -> Option<(String, String)> {
+    if let Some(meta) = map.get("metadata").and_then(|m| m.as_object()) {
+        if let Some(key) = meta
+            .keys()
+            .find(|k| !OBJECT_META_FIELDS.contains(&k.as_str()))
+        {
+            return Some((
+                format!("metadata.{key}"),
+                format!(
+                    "unknown field `{key}` in metadata (a Kubernetes API server would drop it)"
+                ),
+            ));
+        }
+    }
+    let istio = group.ends_with(".istio.io");
+    if istio {
+        if let Some(key) = map
+            .keys()
+            .find(|k| !["apiVersion", "kind", "metadata", "spec", "status"].contains(&k.as_str()))
+        {
+            return Some((
+                key.clone(),
+                format!("unknown field `{key}`: an Istio object has apiVersion, kind, metadata, spec (and status)"),
+            ));
+        }
+    }
+    None
 }
 
 /// Istio kinds that exist but that Isthmus does not implement: refused by name, never
@@ -602,6 +659,22 @@ mod tests {
             assert!(p.iter().any(|d| d.contains(want)), "{spec}: {p:?}");
         }
         assert!(dr("  trafficPolicy: {tls: {mode: SIMPLE, sni: api.example.com, caCertificates: /etc/ca.pem, subjectAltNames: [api.example.com]}}\n").is_empty());
+    }
+
+    #[test]
+    fn typos_in_metadata_and_at_the_top_of_istio_objects_are_errors() {
+        let p = problems("apiVersion: v1\nkind: Service\nmetadata:\n  name: a\n  lables: {app: a}\nspec: {ports: [{port: 80}]}\n");
+        assert!(
+            p.iter()
+                .any(|d| d.contains("metadata.lables") && d.contains("unknown field `lables`")),
+            "{p:?}"
+        );
+        let p = problems("apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: a}\nsepc: {action: DENY}\n");
+        assert!(
+            p.iter().any(|d| d.contains("unknown field `sepc`")),
+            "{p:?}"
+        );
+        assert!(problems("apiVersion: v1\nkind: Service\nmetadata: {name: a, uid: x, resourceVersion: '1', generation: 2}\nspec: {ports: [{port: 80}]}\n").is_empty());
     }
 
     #[test]
