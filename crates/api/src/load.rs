@@ -678,6 +678,31 @@ mod tests {
     }
 
     #[test]
+    fn peer_authentications_are_read_strictly() {
+        let pa = |spec: &str| {
+            problems(&format!(
+                "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {{name: p}}\n{spec}\n"
+            ))
+        };
+        assert!(pa("spec: {selector: {matchLabels: {app: a}}, mtls: {mode: STRICT}, portLevelMtls: {8080: {mode: DISABLE}}}").is_empty());
+        for (spec, want) in [
+            ("spec: {mtls: {mod: STRICT}}", "unknown field `mod`"),
+            ("spec: {mTLS: {mode: STRICT}}", "unknown field `mTLS`"),
+            (
+                "spec: {portLevelMtls: {8080: {mode: DISABLE}}}",
+                "portLevelMtls needs a selector",
+            ),
+            (
+                "spec: {selector: {matchLabels: {app: a}}, portLevelMtls: {http: {mode: DISABLE}}}",
+                "not a port number",
+            ),
+        ] {
+            let p = pa(spec);
+            assert!(p.iter().any(|d| d.contains(want)), "{spec}: {p:?}");
+        }
+    }
+
+    #[test]
     fn a_yaml_error_says_error_once_with_its_line() {
         let loaded = load_str(
             "apiVersion: v1\nkind: Service\nmetadata: {name: x\n",

@@ -16,9 +16,9 @@ pub struct PeerAuthentication {
     pub spec: PeerAuthenticationSpec,
 }
 
-/// `PeerAuthentication.spec`.
+/// `PeerAuthentication.spec`, read strictly (a misspelt field is an error, never dropped).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PeerAuthenticationSpec {
     /// Workloads it applies to; all in the namespace when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -31,9 +31,9 @@ pub struct PeerAuthenticationSpec {
     pub port_level_mtls: BTreeMap<String, PeerMtls>,
 }
 
-/// A label selector.
+/// A workload selector (Istio's has `matchLabels` only).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct LabelSelector {
     /// Labels to match.
     #[serde(default)]
@@ -42,6 +42,7 @@ pub struct LabelSelector {
 
 /// An mTLS mode setting.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct PeerMtls {
     /// The mode; `UNSET` (inherit) when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -32,6 +32,7 @@ pub fn validate(object: &Object) -> Vec<Diagnostic> {
         Object::Gateway(g) => gateway(g, &mut v),
         Object::ConfigMap(cm) => config_map(cm, &mut v),
         Object::AuthorizationPolicy(p) => authorization_policy(&p.spec, &mut v),
+        Object::PeerAuthentication(p) => peer_authentication(&p.spec, &mut v),
         Object::MeshPolicy(p) if &*p.metadata.name != "default" => v.push(
             Diagnostic::error("a MeshPolicy must be named `default`; Istio ignores any other")
                 .at("metadata.name"),
@@ -214,6 +215,27 @@ fn authorization_policy(
                     }
                 }
             }
+        }
+    }
+}
+
+/// Port-level modes need a selector and name real ports (Istio's rules); a key that is not
+/// a port would otherwise match nothing, silently.
+fn peer_authentication(spec: &crate::security::PeerAuthenticationSpec, v: &mut Vec<Diagnostic>) {
+    if !spec.port_level_mtls.is_empty() && spec.selector.is_none() {
+        v.push(
+            Diagnostic::error(
+                "portLevelMtls needs a selector: it applies to the ports of the workloads selected",
+            )
+            .at("spec.portLevelMtls"),
+        );
+    }
+    for port in spec.port_level_mtls.keys() {
+        if !port.parse::<u16>().is_ok_and(|n| n > 0) {
+            v.push(
+                Diagnostic::error(format!("`{port}` is not a port number (1-65535)"))
+                    .at(format!("spec.portLevelMtls.{port}")),
+            );
         }
     }
 }
