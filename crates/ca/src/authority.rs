@@ -12,23 +12,29 @@ use time::{Duration, OffsetDateTime};
 /// Something went wrong creating or using a CA.
 #[derive(Debug, thiserror::Error)]
 pub enum CaError {
-    /// A file could not be read or written.
-    #[error("{path}: {source}")]
+    /// A file could not be read or written. (The cause is in the message and not also a
+    /// source, so that a chain printed whole says it once.)
+    #[error("{path}: {reason}")]
     Io {
         /// The file.
         path: PathBuf,
         /// Why.
-        #[source]
-        source: std::io::Error,
+        reason: std::io::Error,
     },
     /// Certificate machinery failed.
-    #[error("{what}: {source}")]
+    #[error("{what}: {reason}")]
     Cert {
         /// What was being done.
         what: String,
         /// Why.
-        #[source]
-        source: rcgen::Error,
+        reason: rcgen::Error,
+    },
+    /// `ca-key.pem` is not the key of `ca-cert.pem`: every certificate signed with it would
+    /// fail to verify, so the CA does not start.
+    #[error("{dir}: ca-key.pem is not the private key of ca-cert.pem (the files come from different CAs); certificates signed with it would be rejected by every proxy")]
+    KeyMismatch {
+        /// The `cacerts` directory.
+        dir: PathBuf,
     },
     /// The CSR asks for an identity the credential does not grant.
     #[error("the CSR asks for {requested:?} but the credential grants only {granted}")]
@@ -41,16 +47,16 @@ pub enum CaError {
 }
 
 fn read(path: &Path) -> Result<String, CaError> {
-    std::fs::read_to_string(path).map_err(|source| CaError::Io {
+    std::fs::read_to_string(path).map_err(|reason| CaError::Io {
         path: path.to_path_buf(),
-        source,
+        reason,
     })
 }
 
 fn write(path: &Path, text: &str, private: bool) -> Result<(), CaError> {
-    let io = |source| CaError::Io {
+    let io = |reason| CaError::Io {
         path: path.to_path_buf(),
-        source,
+        reason,
     };
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(io)?;
@@ -65,9 +71,9 @@ fn write(path: &Path, text: &str, private: bool) -> Result<(), CaError> {
 }
 
 fn cert_err(what: &str) -> impl FnOnce(rcgen::Error) -> CaError + '_ {
-    move |source| CaError::Cert {
+    move |reason| CaError::Cert {
         what: what.to_string(),
-        source,
+        reason,
     }
 }
 
@@ -158,14 +164,32 @@ pub fn split_pem(text: &str) -> Vec<String> {
     out
 }
 
+/// Whether `key` is the private key of the certificate `cert_pem` (their public keys agree);
+/// a certificate that does not parse is left to the caller to report.
+fn key_matches(cert_pem: &str, key: &KeyPair) -> bool {
+    use rcgen::PublicKeyData;
+    let Ok((_, pem)) = x509_parser::pem::parse_x509_pem(cert_pem.as_bytes()) else {
+        return true;
+    };
+    let Ok(cert) = pem.parse_x509() else {
+        return true;
+    };
+    cert.public_key().subject_public_key.data.as_ref() == key.der_bytes()
+}
+
 impl Authority {
-    /// Loads a `cacerts` directory.
+    /// Loads a `cacerts` directory; a key that is not the certificate's is an error.
     pub fn load(dir: &Path) -> Result<Authority, CaError> {
         let cert = read(&dir.join("ca-cert.pem"))?;
         let key = KeyPair::from_pem(&read(&dir.join("ca-key.pem"))?)
             .map_err(cert_err("read ca-key.pem"))?;
         let root = read(&dir.join("root-cert.pem"))?;
         let chain = split_pem(&read(&dir.join("cert-chain.pem"))?);
+        if !key_matches(&cert, &key) {
+            return Err(CaError::KeyMismatch {
+                dir: dir.to_path_buf(),
+            });
+        }
         let issuer = Issuer::from_ca_cert_pem(&cert, key).map_err(cert_err("read ca-cert.pem"))?;
         Ok(Authority {
             issuer,
@@ -285,6 +309,22 @@ mod tests {
         let d = std::env::temp_dir().join(format!("isthmus-ca-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&d);
         d
+    }
+
+    #[test]
+    fn a_key_from_another_ca_is_refused_at_load() {
+        let root = tmp("mismatch-root");
+        let (c1, c2) = (tmp("mismatch-c1"), tmp("mismatch-c2"));
+        create_root(&root).expect("root");
+        create_intermediate(&root, "cluster1", &c1).expect("c1");
+        create_intermediate(&root, "cluster2", &c2).expect("c2");
+        std::fs::copy(c2.join("ca-key.pem"), c1.join("ca-key.pem")).expect("swap key");
+        let err = Authority::load(&c1).expect_err("mismatched key");
+        assert!(matches!(err, CaError::KeyMismatch { .. }), "{err}");
+        assert!(err
+            .to_string()
+            .contains("ca-key.pem is not the private key of ca-cert.pem"));
+        assert!(Authority::load(&c2).is_ok());
     }
 
     #[test]

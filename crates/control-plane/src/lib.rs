@@ -29,7 +29,7 @@ pub use config::{ControlPlaneConfig, MeshSources};
 pub enum ControlPlaneError {
     /// The CA could not be loaded.
     #[error("certificate authority: {0}")]
-    Ca(#[from] isthmus_ca::CaError),
+    Ca(isthmus_ca::CaError),
     /// The credential key could not be loaded.
     #[error(transparent)]
     Credential(#[from] isthmus_ca::CredentialError),
@@ -60,6 +60,14 @@ pub enum ControlPlaneError {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+}
+
+/// The CA's message already names its cause; it is kept as the message only (not also as a
+/// source), so that the whole chain says it once.
+impl From<isthmus_ca::CaError> for ControlPlaneError {
+    fn from(e: isthmus_ca::CaError) -> Self {
+        ControlPlaneError::Ca(e)
+    }
 }
 
 /// A ServiceEntry as `isthmus get serviceentries` shows it.
@@ -732,6 +740,24 @@ async fn monitoring(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_ca_error_says_its_cause_once_in_the_whole_chain() {
+        let e = ControlPlaneError::from(isthmus_ca::CaError::Io {
+            path: "/nowhere/ca-cert.pem".into(),
+            reason: std::io::Error::new(std::io::ErrorKind::NotFound, "No such file or directory"),
+        });
+        let mut chain = e.to_string();
+        let mut cause = std::error::Error::source(&e);
+        while let Some(c) = cause {
+            chain.push_str(&format!(": {c}"));
+            cause = c.source();
+        }
+        assert_eq!(
+            chain,
+            "certificate authority: /nowhere/ca-cert.pem: No such file or directory"
+        );
+    }
 
     fn local(yaml: &str) -> isthmus_registry::ClusterConfig {
         let loaded = isthmus_api::load_str(yaml, None, "istio-system");
