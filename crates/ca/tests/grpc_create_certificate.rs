@@ -3,69 +3,9 @@
 //! refusal is logged once with its reason and the caller, and counted.
 
 mod common;
-use common::request;
-use isthmus_ca::grpc::istio_certificate_service_client::IstioCertificateServiceClient;
-use isthmus_ca::{
-    create_intermediate, create_root, workload_csr, Authority, CaService, CaStats, CredentialKey,
-    RefusalReason, TokenReviewer,
-};
+use common::{request, serve, serve_with};
+use isthmus_ca::{workload_csr, CredentialKey, RefusalReason, TokenReviewer};
 use std::sync::Arc;
-use tonic::transport::Channel;
-
-struct Ca {
-    client: IstioCertificateServiceClient<Channel>,
-    key: Arc<CredentialKey>,
-    stats: Arc<CaStats>,
-    dir: std::path::PathBuf,
-}
-
-impl Drop for Ca {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-async fn serve(tag: &str) -> Ca {
-    serve_with(tag, None).await
-}
-
-async fn serve_with(tag: &str, reviewer: Option<Arc<dyn TokenReviewer>>) -> Ca {
-    let dir = std::env::temp_dir().join(format!("isthmus-ca-grpc-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    create_root(&dir.join("root")).expect("root");
-    create_intermediate(&dir.join("root"), "cluster2", &dir.join("cacerts")).expect("intermediate");
-    let authority = Arc::new(Authority::load(&dir.join("cacerts")).expect("load"));
-    let key = Arc::new(CredentialKey::from_bytes(
-        b"a test key of thirty-two bytes!!",
-    ));
-    let mut svc = CaService::new(authority, key.clone(), "cluster.local".into());
-    if let Some(r) = reviewer {
-        svc = svc.with_token_reviewer(r);
-    }
-    let stats = svc.stats();
-    let svc = svc.into_service();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(
-        tonic::transport::Server::builder()
-            .add_service(svc)
-            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
-    );
-    let channel = Channel::from_shared(format!("http://{addr}"))
-        .expect("uri")
-        .connect()
-        .await
-        .expect("connect");
-    let client = IstioCertificateServiceClient::new(channel);
-    Ca {
-        client,
-        key,
-        stats,
-        dir,
-    }
-}
 
 #[tokio::test]
 async fn csr_matching_the_credential_is_signed() {

@@ -3,13 +3,9 @@
 //! subscriber, which no other test shares.)
 
 mod common;
-use common::request;
-use isthmus_ca::grpc::istio_certificate_service_client::IstioCertificateServiceClient;
-use isthmus_ca::{
-    create_intermediate, create_root, workload_csr, Authority, CaService, CredentialKey,
-};
+use common::{request, serve};
+use isthmus_ca::{workload_csr, CredentialKey};
 use std::sync::{Arc, Mutex};
-use tonic::transport::Channel;
 
 /// Log lines written by the whole process.
 #[derive(Clone, Default)]
@@ -39,30 +35,8 @@ async fn each_refusal_is_logged_once_with_reason_and_peer_and_no_credential() {
     )
     .expect("the only subscriber of this test binary");
 
-    let dir = std::env::temp_dir().join(format!("isthmus-ca-log-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    create_root(&dir.join("root")).expect("root");
-    create_intermediate(&dir.join("root"), "cluster1", &dir.join("cacerts")).expect("intermediate");
-    let authority = Arc::new(Authority::load(&dir.join("cacerts")).expect("load"));
-    let key = Arc::new(CredentialKey::from_bytes(
-        b"a test key of thirty-two bytes!!",
-    ));
-    let svc = CaService::new(authority, key.clone(), "cluster.local".into()).into_service();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(
-        tonic::transport::Server::builder()
-            .add_service(svc)
-            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
-    );
-    let channel = Channel::from_shared(format!("http://{addr}"))
-        .expect("uri")
-        .connect()
-        .await
-        .expect("connect");
-    let mut client = IstioCertificateServiceClient::new(channel);
+    let mut ca = serve("log").await;
+    let key = ca.key.clone();
 
     let (csr, _key) = workload_csr("spiffe://cluster.local/ns/foo/sa/sleep").expect("csr");
     let forged =
@@ -76,7 +50,7 @@ async fn each_refusal_is_logged_once_with_reason_and_peer_and_no_credential() {
         (request(&csr, Some(&other)), "another identity"),
     ] {
         assert!(
-            client.create_certificate(req).await.is_err(),
+            ca.client.create_certificate(req).await.is_err(),
             "{what} was granted"
         );
     }
@@ -105,5 +79,4 @@ async fn each_refusal_is_logged_once_with_reason_and_peer_and_no_credential() {
             "a credential was logged:\n{text}"
         );
     }
-    let _ = std::fs::remove_dir_all(&dir);
 }
