@@ -17,7 +17,7 @@ use crate::endpoint::{lb_endpoint, load_assignment};
 use crate::names::{self, ports};
 use crate::pb::*;
 use crate::resources::ProxyResources;
-use crate::route::{http_connection_manager, route_to, HcmRoute};
+use crate::route::{http_connection_manager_with, route_to, HcmRoute};
 use crate::sni_listener::add_sni_chains;
 use crate::target::{egress_gateway_service, explicit_tls_mode, funnel_carries, outbound_targets};
 use crate::tls::{downstream_mtls, upstream_mtls, PeerIdentity};
@@ -67,7 +67,12 @@ pub fn is_gateway(snapshot: &MeshSnapshot, proxy: &Proxy) -> bool {
 }
 
 /// Adds the funnel's listener chains and clusters to the egress gateway's resources.
-pub fn add_gateway(snapshot: &MeshSnapshot, proxy: &Proxy, res: &mut ProxyResources) {
+pub fn add_gateway(
+    snapshot: &MeshSnapshot,
+    proxy: &Proxy,
+    authz: &crate::rbac::GatewayAuthz,
+    res: &mut ProxyResources,
+) {
     if !is_gateway(snapshot, proxy) {
         return;
     }
@@ -120,10 +125,11 @@ pub fn add_gateway(snapshot: &MeshSnapshot, proxy: &Proxy, res: &mut ProxyResour
                 transport_protocol: "tls".into(),
                 ..Default::default()
             }),
-            filters: vec![http_connection_manager(
+            filters: vec![http_connection_manager_with(
                 &format!("funnel_{}_{}", t.port, t.service.hostname),
                 HcmRoute::Inline(Box::new(rc)),
                 Some(true),
+                authz.http(),
             )],
             transport_socket: Some(downstream_mtls(&snapshot.mesh.trust_domain)),
             ..Default::default()

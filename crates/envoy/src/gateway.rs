@@ -38,6 +38,8 @@ pub fn passthrough_servers(snapshot: &MeshSnapshot, proxy: &Proxy) -> BTreeMap<u
 /// Everything a router gets.
 pub fn router_resources(snapshot: &MeshSnapshot, proxy: &Proxy) -> ProxyResources {
     let mut res = ProxyResources::default();
+    // The AuthorizationPolicies that select this gateway, for every chain it serves.
+    let authz = crate::rbac::GatewayAuthz::of(snapshot, proxy);
     let servers = passthrough_servers(snapshot, proxy);
     let targets = outbound_targets(snapshot, proxy);
     let mut chains_by_port: BTreeMap<u32, Vec<FilterChain>> = BTreeMap::new();
@@ -97,7 +99,7 @@ pub fn router_resources(snapshot: &MeshSnapshot, proxy: &Proxy) -> ProxyResource
                     server_names,
                     ..Default::default()
                 }),
-                filters: vec![tcp_proxy_filter(&cluster, &cluster)],
+                filters: authz.tcp_then(tcp_proxy_filter(&cluster, &cluster)),
                 ..Default::default()
             });
             if made.insert(cluster.clone()) {
@@ -134,9 +136,9 @@ pub fn router_resources(snapshot: &MeshSnapshot, proxy: &Proxy) -> ProxyResource
         let chains = chains_by_port.remove(&port).unwrap_or_default();
         add_sni_chains(&mut res, port, chains);
     }
-    crate::passthrough::add(snapshot, proxy, &mut res);
-    crate::gateway_http::add(snapshot, proxy, &mut res);
-    crate::funnel::add_gateway(snapshot, proxy, &mut res);
+    crate::passthrough::add(snapshot, proxy, &authz, &mut res);
+    crate::gateway_http::add(snapshot, proxy, &authz, &mut res);
+    crate::funnel::add_gateway(snapshot, proxy, &authz, &mut res);
     res.clusters.push(Cluster {
         name: names::BLACKHOLE.to_string(),
         cluster_discovery_type: Some(cluster::ClusterDiscoveryType::Type(

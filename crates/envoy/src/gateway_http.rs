@@ -16,7 +16,7 @@ use crate::http_route::weighted;
 use crate::names::outbound_cluster;
 use crate::pb::*;
 use crate::resources::ProxyResources;
-use crate::route::{http_connection_manager, route_to, HcmRoute};
+use crate::route::{http_connection_manager_with, route_to, HcmRoute};
 use crate::target::targets_by_name;
 use crate::tls::downstream_mtls;
 use envoy_types::pb::envoy::config::core::v3::{data_source, DataSource};
@@ -279,7 +279,12 @@ fn referenced_clusters(rc: &RouteConfiguration, out: &mut BTreeSet<String>) {
 }
 
 /// Adds the HTTP and HTTPS servers of the Gateways selecting `proxy` (a router) to `res`.
-pub fn add(snapshot: &MeshSnapshot, proxy: &Proxy, res: &mut ProxyResources) {
+pub fn add(
+    snapshot: &MeshSnapshot,
+    proxy: &Proxy,
+    authz: &crate::rbac::GatewayAuthz,
+    res: &mut ProxyResources,
+) {
     let mut http: BTreeMap<u32, Vec<GatewayServer<'_>>> = BTreeMap::new();
     let mut https: BTreeMap<u32, Vec<GatewayServer<'_>>> = BTreeMap::new();
     for g in snapshot.gateways_for(&proxy.labels) {
@@ -321,10 +326,11 @@ pub fn add(snapshot: &MeshSnapshot, proxy: &Proxy, res: &mut ProxyResources) {
                 transport_protocol: if mtls { "tls" } else { "raw_buffer" }.into(),
                 ..Default::default()
             }),
-            filters: vec![http_connection_manager(
+            filters: vec![http_connection_manager_with(
                 &stat,
                 HcmRoute::Rds(rc.name.clone()),
                 Some(mtls),
+                authz.http(),
             )],
             transport_socket: mtls.then(|| downstream_mtls(&snapshot.mesh.trust_domain)),
             ..Default::default()
@@ -382,10 +388,11 @@ pub fn add(snapshot: &MeshSnapshot, proxy: &Proxy, res: &mut ProxyResources) {
                     transport_protocol: "tls".into(),
                     ..Default::default()
                 }),
-                filters: vec![http_connection_manager(
+                filters: vec![http_connection_manager_with(
                     &format!("outbound_0.0.0.0_{port}"),
                     HcmRoute::Rds(name),
                     Some(s.tls.as_ref().map(|t| t.mode) != Some(ServerTlsMode::Simple)),
+                    authz.http(),
                 )],
                 transport_socket: Some(transport),
                 ..Default::default()

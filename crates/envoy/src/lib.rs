@@ -97,16 +97,7 @@ pub fn generate(snapshot: &MeshSnapshot, proxy: &Proxy) -> ProxyResources {
             r.routes = route::outbound_routes(snapshot, proxy);
             r
         }
-        NodeKind::Router => {
-            let mut r = gateway::router_resources(snapshot, proxy);
-            rbac::enforce_on_gateway(
-                &mut r.listeners,
-                snapshot
-                    .authz
-                    .for_workload(&proxy.id.namespace, &proxy.labels),
-            );
-            r
-        }
+        NodeKind::Router => gateway::router_resources(snapshot, proxy),
     };
     out.clusters.sort_by(|a, b| a.name.cmp(&b.name));
     out.endpoints

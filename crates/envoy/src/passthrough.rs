@@ -22,7 +22,12 @@ struct SniRoute {
 }
 
 /// Adds the passthrough listeners and clusters of `proxy` (a router) to `res`.
-pub fn add(snapshot: &MeshSnapshot, proxy: &Proxy, res: &mut ProxyResources) {
+pub fn add(
+    snapshot: &MeshSnapshot,
+    proxy: &Proxy,
+    authz: &crate::rbac::GatewayAuthz,
+    res: &mut ProxyResources,
+) {
     let mut routes: Vec<SniRoute> = Vec::new();
     for g in snapshot.gateways_for(&proxy.labels) {
         for server in &g.rule.spec.servers {
@@ -121,7 +126,7 @@ pub fn add(snapshot: &MeshSnapshot, proxy: &Proxy, res: &mut ProxyResources) {
                 server_names,
                 ..Default::default()
             }),
-            filters: vec![tcp_proxy_filter(&cluster, &cluster)],
+            filters: authz.tcp_then(tcp_proxy_filter(&cluster, &cluster)),
             ..Default::default()
         });
     }

@@ -146,45 +146,39 @@ pub fn describe(type_url: &str, bytes: &[u8]) -> Option<String> {
     }
 }
 
-/// Puts the policies that select a gateway on every chain of its listeners (a gateway's
-/// listeners all take traffic in): the HTTP filters into each HTTP connection manager, the
-/// network filters ahead of each TCP proxy. On a chain that passes TLS on by SNI (the
-/// east-west gateway's 15443) the peer's identity is not known, so a rule about principals
-/// or namespaces does not match there, as in Istio.
-pub fn enforce_on_gateway<'a>(
-    listeners: &mut [Listener],
-    policies: impl Iterator<Item = &'a AuthzPolicy> + Clone,
-) {
-    let http = rule_sets(policies.clone(), true);
-    if http.is_empty() {
-        return;
-    }
-    let tcp = network_filters(&rule_sets(policies, false));
-    let http = http_filters(&http);
-    const HCM: &str = "envoy.filters.network.http_connection_manager";
-    for chain in listeners
-        .iter_mut()
-        .flat_map(|l| l.filter_chains.iter_mut())
-    {
-        let Some(first) = chain.filters.first_mut() else {
-            continue;
-        };
-        if first.name == HCM {
-            if let Some(filter::ConfigType::TypedConfig(any)) = &mut first.config_type {
-                if let Ok(mut hcm) =
-                    <HttpConnectionManager as prost::Message>::decode(any.value.as_slice())
-                {
-                    let mut filters = http.clone();
-                    filters.append(&mut hcm.http_filters);
-                    hcm.http_filters = filters;
-                    any.value = prost::Message::encode_to_vec(&hcm);
-                }
-            }
-        } else {
-            let mut filters = tcp.clone();
-            filters.append(&mut chain.filters);
-            chain.filters = filters;
+/// The RBAC filters of the policies that select a gateway, for every chain of its
+/// listeners (a gateway's listeners all take traffic in): the HTTP filters go into each HTTP
+/// connection manager, the network filters ahead of each TCP proxy. On a chain that passes
+/// TLS on by SNI (the east-west gateway's 15443) the peer's identity is not known, so a rule
+/// about principals or namespaces does not match there, as in Istio.
+#[derive(Debug, Clone, Default)]
+pub struct GatewayAuthz {
+    http: Vec<HttpFilter>,
+    tcp: Vec<Filter>,
+}
+
+impl GatewayAuthz {
+    /// The filters for `proxy`, a router.
+    pub fn of(snapshot: &isthmus_model::MeshSnapshot, proxy: &isthmus_model::Proxy) -> Self {
+        let policies = snapshot
+            .authz
+            .for_workload(&proxy.id.namespace, &proxy.labels);
+        GatewayAuthz {
+            http: http_filters(&rule_sets(policies.clone(), true)),
+            tcp: network_filters(&rule_sets(policies, false)),
         }
+    }
+
+    /// The HTTP filters, to go ahead of an HTTP connection manager's own.
+    pub fn http(&self) -> Vec<HttpFilter> {
+        self.http.clone()
+    }
+
+    /// The network filters followed by `last` (the chain's TCP proxy).
+    pub fn tcp_then(&self, last: Filter) -> Vec<Filter> {
+        let mut filters = self.tcp.clone();
+        filters.push(last);
+        filters
     }
 }
 

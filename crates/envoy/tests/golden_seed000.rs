@@ -342,3 +342,44 @@ fn seed004_egress_gateway() {
         Some(EGRESS),
     );
 }
+
+/// A root-namespace AuthorizationPolicy applies to gateways too: every chain of cluster2's
+/// east-west gateway starts with the network RBAC filter (its default chain, which refuses
+/// an unknown SNI, needs none).
+#[test]
+fn gateway_chains_carry_the_policies_that_select_the_gateway() {
+    let snap = snapshot_with("seed000-authz", "cluster2", "network2", None);
+    let md = isthmus_api::NodeMetadata::from_map([
+        ("CLUSTER_ID", "cluster2"),
+        ("ROUTER_MODE", "sni-dnat"),
+    ]);
+    let node =
+        "router~127.0.2.1~istio-ingressgateway-0.istio-system~istio-system.svc.cluster.local";
+    let proxy = snap.proxy(&NodeId::parse(node).expect("node id"), &md);
+    let res = isthmus_envoy::generate(&snap, &proxy);
+    let chains: Vec<_> = res
+        .listeners
+        .iter()
+        .flat_map(|l| l.filter_chains.iter())
+        .collect();
+    assert!(!chains.is_empty());
+    for c in chains {
+        assert_eq!(
+            c.filters.first().map(|f| f.name.as_str()),
+            Some(isthmus_envoy::rbac::NETWORK_RBAC_FILTER),
+            "chain {}",
+            c.name
+        );
+    }
+    let plain = snapshot_with("seed000", "cluster2", "network2", None);
+    let proxy = plain.proxy(&NodeId::parse(node).expect("node id"), &md);
+    let res = isthmus_envoy::generate(&plain, &proxy);
+    assert!(res
+        .listeners
+        .iter()
+        .flat_map(|l| l.filter_chains.iter())
+        .all(|c| c
+            .filters
+            .iter()
+            .all(|f| f.name != isthmus_envoy::rbac::NETWORK_RBAC_FILTER)));
+}
