@@ -6,6 +6,7 @@
 
 pub mod authorization;
 pub mod diagnostic;
+pub mod duration;
 pub mod enums;
 pub mod kube;
 pub mod labels;

@@ -661,6 +661,96 @@ mod tests {
         assert!(dr("  trafficPolicy: {tls: {mode: SIMPLE, sni: api.example.com, caCertificates: /etc/ca.pem, subjectAltNames: [api.example.com]}}\n").is_empty());
     }
 
+    /// Each spec must be refused (not loaded) with a diagnostic containing `want`.
+    fn refused(kind: &str, spec: &str, want: &str) {
+        let yaml = format!(
+            "apiVersion: networking.istio.io/v1\nkind: {kind}\nmetadata: {{name: x}}\nspec:\n{spec}"
+        );
+        let loaded = load_str(&yaml, None, "bar");
+        let p: Vec<String> = loaded.diagnostics.iter().map(|d| d.to_string()).collect();
+        assert!(
+            p.iter().any(|d| d.contains(want)),
+            "{kind} {spec}: want {want:?} in {p:?}"
+        );
+        assert!(loaded.resources.is_empty(), "{kind} {spec}: applied anyway");
+    }
+
+    #[test]
+    fn virtual_services_are_read_strictly_and_unenforced_fields_refused() {
+        let vs = |route: &str| format!("  hosts: [a]\n  http:\n  - {route}\n");
+        for (spec, want) in [
+            (vs("{retires: {attempts: 1}, route: [{destination: {host: a}}]}"), "unknown field `retires`"),
+            (vs("{mach: [{uri: {exact: /}}], route: [{destination: {host: a}}]}"), "unknown field `mach`"),
+            (vs("{match: [{uri: {exakt: /}}], route: [{destination: {host: a}}]}"), "unknown field `exakt`"),
+            (vs("{route: [{destination: {host: a, subst: v1}}]}"), "unknown field `subst`"),
+            (vs("{corsPolicy: {allowOrigins: [{exact: x}]}, route: [{destination: {host: a}}]}"), "spec.http[0].corsPolicy: corsPolicy is not supported by Isthmus yet"),
+            (vs("{directResponse: {status: 503}}"), "directResponse is not supported by Isthmus yet"),
+            (vs("{delegate: {name: b}}"), "delegate is not supported by Isthmus yet"),
+            (vs("{mirrors: [{destination: {host: b}}], route: [{destination: {host: a}}]}"), "mirrors is not supported"),
+            (vs("{match: [{sourceLabels: {app: a}}], route: [{destination: {host: a}}]}"), "spec.http[0].match[0].sourceLabels: sourceLabels is not supported"),
+            (vs("{match: [{withoutHeaders: {x: {exact: y}}}], route: [{destination: {host: a}}]}"), "withoutHeaders is not supported"),
+            (vs("{route: [{destination: {host: a}, headers: {request: {set: {x: y}}}}]}"), "per-destination headers are not supported"),
+            (vs("{match: [{uri: {exact: /, prefix: /}}], route: [{destination: {host: a}}]}"), "give only one of exact, prefix or regex"),
+            (vs("{match: [{uri: {}}], route: [{destination: {host: a}}]}"), "give one of exact, prefix or regex"),
+            (vs("{timeout: 5, route: [{destination: {host: a}}]}"), "`5` is not a duration"),
+            (vs("{fault: {abort: {grpcStatus: NOPE}}, route: [{destination: {host: a}}]}"), "grpcStatus \"NOPE\" is not a gRPC status"),
+            (vs("{fault: {delay: {percentage: {value: 5}}}, route: [{destination: {host: a}}]}"), "a delay needs fixedDelay"),
+            (vs("{redirect: {uri: /x}, route: [{destination: {host: a}}]}"), "either `redirect` or `route`"),
+            (vs("{match: [{uri: {prefix: /}}]}"), "needs `route` (destinations) or `redirect`"),
+            ("  hosts: [a]\n  tcp: [{route: [{destination: {host: a}}]}]\n".into(), "TCP routes are not supported by Isthmus yet"),
+            ("  hosts: [a]\n  tls: [{match: [{sniHosts: [a]}], route: [{destination: {host: a}}]}]\n".into(), "TLS routes for sidecars"),
+            ("  hosts: [a]\n  gateways: [g]\n  tls: [{match: [{sniHosts: [a]}], route: [{destination: {host: a}, weight: 50}, {destination: {host: b}, weight: 50}]}]\n".into(), "weighted TLS routes"),
+            ("  hosts: [a]\n  exportTo: [.]\n  http: [{route: [{destination: {host: a}}]}]\n".into(), "spec.exportTo: exportTo other than \"*\" is not supported"),
+        ] {
+            refused("VirtualService", &spec, want);
+        }
+        let ok = load_str(
+            &format!("apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: x}}\nspec:\n{}", vs("{match: [{scheme: {exact: https}, headers: {x-a: {}}, queryParams: {q: {regex: 'a.*'}}}], fault: {abort: {grpcStatus: UNAVAILABLE, percentage: {value: 50}}}, retries: {attempts: 3, retryOn: '5xx,503', backoff: 25ms}, rewrite: {uriRegexRewrite: {match: '^/a/(.*)', rewrite: '/\\\\1'}}, route: [{destination: {host: a}}]}")),
+            None,
+            "bar",
+        );
+        assert!(loaded_ok(&ok), "{:?}", ok.diagnostics);
+    }
+
+    fn loaded_ok(l: &Loaded) -> bool {
+        l.diagnostics.is_empty() && l.resources.len() == 1
+    }
+
+    #[test]
+    fn gateways_sidecars_and_service_entries_are_read_strictly() {
+        let server = |rest: &str| {
+            format!("  selector: {{istio: ingressgateway}}\n  servers:\n  - {{port: {{number: 443, name: https, protocol: HTTPS}}, hosts: ['*'], {rest}}}\n")
+        };
+        for (spec, want) in [
+            (server("tls: {mode: SIMPLE, credentialName: my-cert}"), "spec.servers[0].tls.credentialName: tls.credentialName is not supported by Isthmus yet"),
+            (server("tls: {mode: SIMPLE, serverCertificate: /c, privateKey: /k, minProtocolVersion: TLSV1_3}"), "tls.minProtocolVersion is not supported"),
+            (server("tls: {mode: SIMPLE, serverCertificate: /c, privateKey: /k}, bind: 127.0.0.1"), "spec.servers[0].bind: bind is not supported"),
+            (server("tls: {mode: SIMPLE, serverCertificate: /c, privateKey: /k, sni: x}"), "unknown field `sni`"),
+            (server("tls: {mode: SIMPLE, serverCertificate: /c, privateKey: /k}, hostz: [a]"), "unknown field `hostz`"),
+            ("  servers:\n  - {port: {number: 31400, name: tcp, protocol: TCP}, hosts: ['*']}\n".into(), "a TCP server is not supported by Isthmus yet"),
+            ("  servers:\n  - {port: {number: 9443, name: tls, protocol: TLS}, hosts: ['*'], tls: {mode: SIMPLE, serverCertificate: /c, privateKey: /k}}\n".into(), "a TLS server with tls.mode SIMPLE is not supported"),
+        ] {
+            refused("Gateway", &spec, want);
+        }
+        for (spec, want) in [
+            ("  ingress: [{port: {number: 80, protocol: HTTP, name: h}, defaultEndpoint: 127.0.0.1:8080}]\n", "spec.ingress: ingress is not supported by Isthmus yet"),
+            ("  outboundTrafficPolicy: {mode: REGISTRY_ONLY}\n", "outboundTrafficPolicy is not supported"),
+            ("  egress: [{port: {number: 80, protocol: HTTP, name: h}, hosts: [./*]}]\n", "spec.egress[0].port: egress port is not supported"),
+            ("  egress: [{hosts: [foo.com]}]\n", "is not `namespace/dnsName`"),
+            ("  egres: [{hosts: [./*]}]\n", "unknown field `egres`"),
+        ] {
+            refused("Sidecar", spec, want);
+        }
+        for (spec, want) in [
+            ("  hosts: [a.com]\n  ports: [{number: 80, name: http}]\n  workloadSelector: {labels: {app: vm}}\n", "spec.workloadSelector: workloadSelector (WorkloadEntries or pods as endpoints) is not supported"),
+            ("  hosts: [a.com]\n  ports: [{number: 80, name: http}]\n  exportTo: [foo]\n", "exportTo other than"),
+            ("  hosts: [a.com]\n  ports: [{number: 80, name: http}]\n  resolution: STATIC\n  endpoint: [{address: 1.2.3.4}]\n", "unknown field `endpoint`"),
+            ("  hosts: [a.com]\n  ports: [{number: 80, name: http, protokol: HTTP}]\n", "unknown field `protokol`"),
+        ] {
+            refused("ServiceEntry", spec, want);
+        }
+    }
+
     #[test]
     fn typos_in_metadata_and_at_the_top_of_istio_objects_are_errors() {
         let p = problems("apiVersion: v1\nkind: Service\nmetadata:\n  name: a\n  lables: {app: a}\nspec: {ports: [{port: 80}]}\n");

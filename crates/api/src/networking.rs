@@ -17,9 +17,9 @@ pub struct ServiceEntry {
     pub spec: ServiceEntrySpec,
 }
 
-/// `ServiceEntry.spec`.
+/// `ServiceEntry.spec`, read strictly.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ServiceEntrySpec {
     /// Host names.
     #[serde(default)]
@@ -39,10 +39,10 @@ pub struct ServiceEntrySpec {
     /// Endpoints.
     #[serde(default)]
     pub endpoints: Vec<WorkloadEntrySpec>,
-    /// Selects WorkloadEntries (or pods) as endpoints.
+    /// Selects WorkloadEntries (or pods) as endpoints (not supported by Isthmus yet: refused).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub workload_selector: Option<WorkloadSelector>,
-    /// Namespaces that see this entry.
+    pub workload_selector: Option<serde_json::Value>,
+    /// Namespaces that see this entry (only `*`, the default, is supported).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub export_to: Vec<String>,
     /// Identities the endpoints' certificates must carry.
@@ -52,7 +52,7 @@ pub struct ServiceEntrySpec {
 
 /// A ServiceEntry port.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ServicePort {
     /// Port number.
     pub number: u32,
@@ -68,7 +68,8 @@ pub struct ServicePort {
 }
 
 /// `networking.istio.io` Sidecar: what a namespace's (or selected workloads') proxies may
-/// reach. Only `egress.hosts` is read: it scopes the configuration each proxy receives.
+/// reach. `egress.hosts` scopes the configuration each proxy receives; the other fields
+/// Istio has are kept so that validation refuses them by name.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Sidecar {
     /// Metadata.
@@ -78,9 +79,9 @@ pub struct Sidecar {
     pub spec: SidecarSpec,
 }
 
-/// `Sidecar.spec`.
+/// `Sidecar.spec`, read strictly.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SidecarSpec {
     /// The workloads it applies to; all of its namespace when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -88,19 +89,39 @@ pub struct SidecarSpec {
     /// Egress listeners; their `hosts` (`namespace/dnsName`) are what the proxies see.
     #[serde(default)]
     pub egress: Vec<SidecarEgress>,
+    /// Inbound listeners (not supported by Isthmus yet: refused).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ingress: Option<serde_json::Value>,
+    /// ALLOW_ANY or REGISTRY_ONLY (not supported by Isthmus yet: refused).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outbound_traffic_policy: Option<serde_json::Value>,
+    /// Inbound connection pool (not supported by Isthmus yet: refused).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inbound_connection_pool: Option<serde_json::Value>,
 }
 
 /// One egress listener of a Sidecar.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SidecarEgress {
     /// `namespace/dnsName`: namespace `*`, `.` (the Sidecar's) or a name; dnsName `*`,
     /// `*.suffix` or exact.
     #[serde(default)]
     pub hosts: Vec<String>,
+    /// A port of its own (not supported by Isthmus yet: refused).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<serde_json::Value>,
+    /// An address to bind (not supported by Isthmus yet: refused).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bind: Option<serde_json::Value>,
+    /// How traffic is captured (not supported by Isthmus yet: refused).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capture_mode: Option<serde_json::Value>,
 }
 
 /// Selects workloads by label.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct WorkloadSelector {
     /// Labels to match.
     #[serde(default)]
@@ -118,7 +139,7 @@ pub struct WorkloadEntry {
 
 /// A workload endpoint: `WorkloadEntry.spec` and `ServiceEntry.spec.endpoints[]`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct WorkloadEntrySpec {
     /// IP address or DNS name.
     #[serde(default)]
@@ -282,9 +303,11 @@ pub struct VirtualService {
     pub spec: VirtualServiceSpec,
 }
 
-/// `VirtualService.spec`.
+/// `VirtualService.spec`, read strictly as Istio's schema: a field Istio does not have is an
+/// error with its name; one Istio has and Isthmus does not enforce is kept so that validation
+/// refuses the object by name.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct VirtualServiceSpec {
     /// Hosts the routes apply to (wildcards allowed).
     #[serde(default)]
@@ -295,41 +318,318 @@ pub struct VirtualServiceSpec {
     /// HTTP routes.
     #[serde(default)]
     pub http: Vec<HttpRoute>,
-    /// TCP routes.
-    #[serde(default)]
+    /// TCP routes (not supported by Isthmus yet: refused).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tcp: Vec<TcpRoute>,
     /// TLS routes by SNI.
     #[serde(default)]
     pub tls: Vec<TlsRoute>,
-    /// Namespaces that see this service.
+    /// Namespaces that see this service (only `*`, the default, is supported).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub export_to: Vec<String>,
 }
 
+impl VirtualServiceSpec {
+    /// Whether the routes apply to sidecars (`gateways` empty or naming `mesh`).
+    pub fn binds_mesh(&self) -> bool {
+        self.gateways.is_empty() || self.gateways.iter().any(|g| g == "mesh")
+    }
+}
+
 /// An HTTP route.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct HttpRoute {
     /// Name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
-    /// Match conditions (read by a later feature; kept whole).
+    /// Match conditions, any of which selects the route; every request when empty.
     #[serde(default, rename = "match", skip_serializing_if = "Vec::is_empty")]
-    pub match_: Vec<serde_json::Value>,
+    pub match_: Vec<HttpMatchRequest>,
     /// Weighted destinations.
     #[serde(default)]
     pub route: Vec<RouteDestination>,
+    /// Answer with a redirect instead of forwarding.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redirect: Option<HttpRedirect>,
+    /// Answer directly (not supported by Isthmus yet: refused).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub direct_response: Option<serde_json::Value>,
+    /// Delegate to another VirtualService (not supported by Isthmus yet: refused).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delegate: Option<serde_json::Value>,
+    /// Rewrite the path or authority.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rewrite: Option<HttpRewrite>,
     /// Request timeout such as `5s`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<String>,
-    /// Everything else (retries, rewrite, fault, ...) for later features.
-    #[serde(flatten)]
-    pub other: BTreeMap<String, serde_json::Value>,
+    /// Retries; Istio's default policy when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retries: Option<HttpRetry>,
+    /// Fault injection.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fault: Option<HttpFault>,
+    /// Mirror requests to another destination.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mirror: Option<Destination>,
+    /// Several mirrors (not supported by Isthmus yet: refused).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mirrors: Option<serde_json::Value>,
+    /// The share of requests mirrored; all when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mirror_percentage: Option<Percent>,
+    /// The deprecated integer form of `mirrorPercentage` (refused: use mirrorPercentage).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mirror_percent: Option<serde_json::Value>,
+    /// CORS (not supported by Isthmus yet: refused).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cors_policy: Option<serde_json::Value>,
+    /// Header manipulation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub headers: Option<Headers>,
+}
+
+/// One `HTTPMatchRequest`: all of its conditions must hold.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HttpMatchRequest {
+    /// Name, for logs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// The path.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uri: Option<StringMatch>,
+    /// The scheme (`:scheme`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scheme: Option<StringMatch>,
+    /// The method.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<StringMatch>,
+    /// The authority (Host).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authority: Option<StringMatch>,
+    /// Request headers; an empty match means the header is present.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, StringMatch>,
+    /// The port the request was sent to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u32>,
+    /// Labels of the calling workload (not supported by Isthmus yet: refused).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_labels: Option<serde_json::Value>,
+    /// Gateways (or `mesh`) this match is limited to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateways: Option<Vec<String>>,
+    /// Query parameters; an empty match means the parameter is present.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub query_params: BTreeMap<String, StringMatch>,
+    /// Compare the path without case.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub ignore_uri_case: bool,
+    /// Headers that must not match (not supported by Isthmus yet: refused).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub without_headers: Option<serde_json::Value>,
+    /// The calling workload's namespace (not supported by Isthmus yet: refused).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_namespace: Option<serde_json::Value>,
+    /// A stat prefix for the route (not supported by Isthmus yet: refused).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stat_prefix: Option<serde_json::Value>,
+}
+
+/// Istio's `StringMatch`: exactly one of `exact`, `prefix`, `regex` (RE2), or none, which
+/// means "present" where Istio allows it (headers, query parameters).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StringMatch {
+    /// The whole value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exact: Option<String>,
+    /// A prefix of the value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefix: Option<String>,
+    /// An RE2 regular expression the whole value matches.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub regex: Option<String>,
+}
+
+impl StringMatch {
+    /// How many of `exact`, `prefix` and `regex` are set (Istio allows one).
+    pub fn set_count(&self) -> usize {
+        [
+            self.exact.is_some(),
+            self.prefix.is_some(),
+            self.regex.is_some(),
+        ]
+        .into_iter()
+        .filter(|s| *s)
+        .count()
+    }
+}
+
+/// An HTTP redirect.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HttpRedirect {
+    /// The new path.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uri: Option<String>,
+    /// The new authority.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authority: Option<String>,
+    /// The new port.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u32>,
+    /// Derive the port from the scheme (not supported by Isthmus yet: refused).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub derive_port: Option<serde_json::Value>,
+    /// The new scheme.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scheme: Option<String>,
+    /// 301 (default), 302, 303, 307 or 308.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redirect_code: Option<u32>,
+}
+
+/// A rewrite of the forwarded request.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HttpRewrite {
+    /// Replaces the matched path prefix (or the whole path for exact matches).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uri: Option<String>,
+    /// Replaces the authority.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authority: Option<String>,
+    /// Rewrites the path with a regular expression.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uri_regex_rewrite: Option<RegexRewrite>,
+}
+
+/// A regular-expression path rewrite.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegexRewrite {
+    /// RE2 pattern.
+    #[serde(rename = "match", default)]
+    pub match_: String,
+    /// Substitution, with `\\1`-style groups.
+    #[serde(default)]
+    pub rewrite: String,
+}
+
+/// A retry policy.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HttpRetry {
+    /// Attempts after the first; 0 disables retries.
+    #[serde(default)]
+    pub attempts: u32,
+    /// Timeout of each attempt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub per_try_timeout: Option<String>,
+    /// Envoy retry conditions, comma separated (status codes allowed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_on: Option<String>,
+    /// Retry in other localities (not supported by Isthmus yet: refused).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_remote_localities: Option<serde_json::Value>,
+    /// Retry on the same host as before; Istio's default (absent) avoids it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_ignore_previous_hosts: Option<bool>,
+    /// Base interval between retries.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backoff: Option<String>,
+}
+
+/// Fault injection.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpFault {
+    /// Delay requests.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delay: Option<FaultDelay>,
+    /// Abort requests.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub abort: Option<FaultAbort>,
+}
+
+/// A fault delay.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct FaultDelay {
+    /// How long.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fixed_delay: Option<String>,
+    /// Exponential delay (not supported by Isthmus: refused, as by Istio).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exponential_delay: Option<serde_json::Value>,
+    /// The share of requests delayed; all when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub percentage: Option<Percent>,
+    /// The deprecated integer form (refused: use percentage).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub percent: Option<serde_json::Value>,
+}
+
+/// A fault abort.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct FaultAbort {
+    /// The HTTP status to answer with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http_status: Option<u32>,
+    /// The gRPC status (name such as `UNAVAILABLE`, or its number) to answer with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grpc_status: Option<serde_json::Value>,
+    /// An HTTP/2 error (not supported by Isthmus: refused, as by Istio).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http2_error: Option<serde_json::Value>,
+    /// The share of requests aborted; all when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub percentage: Option<Percent>,
+}
+
+/// A percentage (`value: 12.5`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Percent {
+    /// 0 to 100.
+    #[serde(default)]
+    pub value: f64,
+}
+
+/// Request and response header changes.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Headers {
+    /// On the forwarded request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request: Option<HeaderOperations>,
+    /// On the response.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response: Option<HeaderOperations>,
+}
+
+/// Header changes: set (overwrite), add (append), remove.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeaderOperations {
+    /// Overwrite or add.
+    #[serde(default)]
+    pub set: BTreeMap<String, String>,
+    /// Append.
+    #[serde(default)]
+    pub add: BTreeMap<String, String>,
+    /// Remove.
+    #[serde(default)]
+    pub remove: Vec<String>,
 }
 
 /// A TCP route.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(deny_unknown_fields)]
 pub struct TcpRoute {
     /// Match conditions.
     #[serde(default, rename = "match", skip_serializing_if = "Vec::is_empty")]
@@ -341,28 +641,57 @@ pub struct TcpRoute {
 
 /// A TLS route.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(deny_unknown_fields)]
 pub struct TlsRoute {
     /// Match conditions.
     #[serde(default, rename = "match", skip_serializing_if = "Vec::is_empty")]
-    pub match_: Vec<serde_json::Value>,
+    pub match_: Vec<TlsMatch>,
     /// Weighted destinations.
     #[serde(default)]
     pub route: Vec<RouteDestination>,
 }
 
+/// One `TLSMatchAttributes`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TlsMatch {
+    /// SNI values (wildcards allowed).
+    #[serde(default)]
+    pub sni_hosts: Vec<String>,
+    /// Destination subnets (not supported by Isthmus yet: refused).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub destination_subnets: Option<serde_json::Value>,
+    /// The port.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u32>,
+    /// Labels of the caller (not supported by Isthmus yet: refused).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_labels: Option<serde_json::Value>,
+    /// Gateways this match is limited to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateways: Option<Vec<String>>,
+    /// Namespace of the caller (not supported by Isthmus yet: refused).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_namespace: Option<serde_json::Value>,
+}
+
 /// A weighted destination.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct RouteDestination {
     /// Where to send.
     pub destination: Destination,
     /// Relative weight; absent means 100 for a single destination.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub weight: Option<u32>,
+    /// Per-destination header changes (not supported by Isthmus yet: refused).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub headers: Option<serde_json::Value>,
 }
 
 /// A destination: host, subset, port.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Destination {
     /// Service host.
     #[serde(default)]
@@ -377,6 +706,7 @@ pub struct Destination {
 
 /// Selects a port by number.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct PortSelector {
     /// Number.
     pub number: u32,
@@ -391,8 +721,9 @@ pub struct Gateway {
     pub spec: GatewaySpec,
 }
 
-/// `Gateway.spec`.
+/// `Gateway.spec`, read strictly.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct GatewaySpec {
     /// Labels of the gateway pods this configures.
     #[serde(default)]
@@ -404,9 +735,19 @@ pub struct GatewaySpec {
 
 /// A gateway server.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Server {
     /// Port.
     pub port: GatewayPort,
+    /// The server's name, unique across the gateway (only a label: nothing depends on it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// The address to bind to (not supported by Isthmus yet: refused).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bind: Option<serde_json::Value>,
+    /// Where unmatched traffic goes (not supported by Isthmus yet: refused).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_endpoint: Option<serde_json::Value>,
     /// Hosts exposed.
     #[serde(default)]
     pub hosts: Vec<String>,
@@ -417,6 +758,7 @@ pub struct Server {
 
 /// A gateway server port.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct GatewayPort {
     /// Number.
     pub number: u32,
@@ -425,6 +767,9 @@ pub struct GatewayPort {
     /// Name.
     #[serde(default)]
     pub name: String,
+    /// The deprecated target port (not supported by Isthmus: refused).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_port: Option<serde_json::Value>,
 }
 
 impl Default for GatewayPort {
@@ -433,13 +778,14 @@ impl Default for GatewayPort {
             number: 0,
             protocol: Protocol::Tcp,
             name: String::new(),
+            target_port: None,
         }
     }
 }
 
 /// Server-side TLS settings of a gateway server.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ServerTls {
     /// The mode (Istio's default, PASSTHROUGH, when absent; HTTP servers ignore it).
     #[serde(default = "passthrough")]
@@ -459,6 +805,59 @@ pub struct ServerTls {
     /// A plain-HTTP server answers every request with a redirect to HTTPS.
     #[serde(default)]
     pub https_redirect: bool,
+    /// A Kubernetes Secret with the certificate (not supported by Isthmus yet: refused).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credential_name: Option<serde_json::Value>,
+    /// Several Secrets (not supported by Isthmus yet: refused).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credential_names: Option<serde_json::Value>,
+    /// Several certificate files (not supported by Isthmus yet: refused).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_certificates: Option<serde_json::Value>,
+    /// Pinned client key hashes (not supported by Isthmus yet: refused).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verify_certificate_spki: Option<serde_json::Value>,
+    /// Pinned client certificate hashes (not supported by Isthmus yet: refused).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verify_certificate_hash: Option<serde_json::Value>,
+    /// The lowest TLS version (not supported by Isthmus yet: refused).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_protocol_version: Option<serde_json::Value>,
+    /// The highest TLS version (not supported by Isthmus yet: refused).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_protocol_version: Option<serde_json::Value>,
+    /// Cipher suites (not supported by Isthmus yet: refused).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cipher_suites: Option<serde_json::Value>,
+    /// A certificate revocation list (not supported by Isthmus yet: refused).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_crl: Option<serde_json::Value>,
+}
+
+impl ServerTls {
+    /// The fields set that Isthmus does not enforce, by their YAML names.
+    pub fn unsupported(&self) -> Vec<&'static str> {
+        [
+            ("credentialName", self.credential_name.is_some()),
+            ("credentialNames", self.credential_names.is_some()),
+            ("tlsCertificates", self.tls_certificates.is_some()),
+            (
+                "verifyCertificateSpki",
+                self.verify_certificate_spki.is_some(),
+            ),
+            (
+                "verifyCertificateHash",
+                self.verify_certificate_hash.is_some(),
+            ),
+            ("minProtocolVersion", self.min_protocol_version.is_some()),
+            ("maxProtocolVersion", self.max_protocol_version.is_some()),
+            ("cipherSuites", self.cipher_suites.is_some()),
+            ("caCrl", self.ca_crl.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(name, set)| set.then_some(name))
+        .collect()
+    }
 }
 
 fn passthrough() -> ServerTlsMode {

@@ -6,12 +6,14 @@ use crate::diagnostic::Diagnostic;
 use crate::enums::{Resolution, ServerTlsMode};
 use crate::kube::{ConfigMap, Service};
 use crate::mesh::{MeshConfig, MeshNetworks};
-use crate::networking::{
-    DestinationRule, Gateway, ServiceEntry, VirtualService, WorkloadEntrySpec,
-};
+use crate::networking::{DestinationRule, Gateway, ServiceEntry, WorkloadEntrySpec};
 use crate::resource::Object;
 use std::collections::BTreeSet;
 use std::net::IpAddr;
+
+mod routes;
+
+pub use routes::{grpc_status, GRPC_STATUS};
 
 /// The east-west gateway port, reserved for AUTO_PASSTHROUGH.
 pub const EAST_WEST_PORT: u32 = 15443;
@@ -28,8 +30,9 @@ pub fn validate(object: &Object) -> Vec<Diagnostic> {
         Object::ServiceEntry(se) => service_entry(se, &mut v),
         Object::WorkloadEntry(we) => workload(&we.spec, "spec", None, &mut v),
         Object::DestinationRule(dr) => destination_rule(dr, &mut v),
-        Object::VirtualService(vs) => virtual_service(vs, &mut v),
+        Object::VirtualService(vs) => routes::virtual_service(vs, &mut v),
         Object::Gateway(g) => gateway(g, &mut v),
+        Object::Sidecar(s) => sidecar(&s.spec, &mut v),
         Object::ConfigMap(cm) => config_map(cm, &mut v),
         Object::AuthorizationPolicy(p) => authorization_policy(&p.spec, &mut v),
         Object::PeerAuthentication(p) => peer_authentication(&p.spec, &mut v),
@@ -40,6 +43,79 @@ pub fn validate(object: &Object) -> Vec<Diagnostic> {
         _ => {}
     }
     v
+}
+
+/// An error for a field Istio has that Isthmus does not enforce: the object is refused.
+fn unsupported(v: &mut Vec<Diagnostic>, at: &str, message: &str) {
+    v.push(Diagnostic::error(message).at(at.to_string()));
+}
+
+/// `exportTo`: Isthmus makes every object visible everywhere, so only `*` (Istio's default)
+/// is honest; anything narrower is refused instead of exported mesh-wide.
+fn export_to(values: &[String], what: &str, v: &mut Vec<Diagnostic>) {
+    if values.iter().any(|e| e != "*") {
+        unsupported(
+            v,
+            "spec.exportTo",
+            &format!("exportTo other than \"*\" is not supported by Isthmus yet; {what} is refused rather than visible to every namespace"),
+        );
+    }
+}
+
+/// A Sidecar: only `workloadSelector` and `egress[].hosts` are enforced.
+fn sidecar(spec: &crate::networking::SidecarSpec, v: &mut Vec<Diagnostic>) {
+    for (field, set) in [
+        ("ingress", spec.ingress.is_some()),
+        (
+            "outboundTrafficPolicy",
+            spec.outbound_traffic_policy.is_some(),
+        ),
+        (
+            "inboundConnectionPool",
+            spec.inbound_connection_pool.is_some(),
+        ),
+    ] {
+        if set {
+            unsupported(
+                v,
+                &format!("spec.{field}"),
+                &format!("{field} is not supported by Isthmus yet; the Sidecar is refused rather than applied without it"),
+            );
+        }
+    }
+    for (i, e) in spec.egress.iter().enumerate() {
+        for (field, set) in [
+            ("port", e.port.is_some()),
+            ("bind", e.bind.is_some()),
+            ("captureMode", e.capture_mode.is_some()),
+        ] {
+            if set {
+                unsupported(
+                    v,
+                    &format!("spec.egress[{i}].{field}"),
+                    &format!("egress {field} is not supported by Isthmus yet (egress scopes hosts only); the Sidecar is refused"),
+                );
+            }
+        }
+        if e.hosts.is_empty() {
+            v.push(
+                Diagnostic::error("an egress listener needs hosts (`namespace/dnsName`)")
+                    .at(format!("spec.egress[{i}].hosts")),
+            );
+        }
+        for (j, h) in e.hosts.iter().enumerate() {
+            if h.split_once('/')
+                .is_none_or(|(ns, host)| ns.is_empty() || host.is_empty())
+            {
+                v.push(
+                    Diagnostic::error(format!(
+                        "`{h}` is not `namespace/dnsName` (such as `./*` or `istio-system/*`)"
+                    ))
+                    .at(format!("spec.egress[{i}].hosts[{j}]")),
+                );
+            }
+        }
+    }
 }
 
 /// An AuthorizationPolicy that Isthmus can enforce exactly, or errors saying what it cannot
@@ -367,6 +443,14 @@ fn is_ip_or_cidr(s: &str) -> bool {
 
 fn service_entry(se: &ServiceEntry, v: &mut Vec<Diagnostic>) {
     let spec = &se.spec;
+    export_to(&spec.export_to, "the ServiceEntry", v);
+    if spec.workload_selector.is_some() {
+        unsupported(
+            v,
+            "spec.workloadSelector",
+            "workloadSelector (WorkloadEntries or pods as endpoints) is not supported by Isthmus yet; list the endpoints",
+        );
+    }
     if spec.hosts.is_empty() {
         v.push(Diagnostic::error("at least one host is required").at("spec.hosts"));
     }
@@ -515,6 +599,7 @@ fn destination_rule(dr: &DestinationRule, v: &mut Vec<Diagnostic>) {
             Diagnostic::error(format!("`{}` is not a valid host", dr.spec.host)).at("spec.host"),
         );
     }
+    export_to(&dr.spec.export_to, "the DestinationRule", v);
     if dr.spec.workload_selector.is_some() {
         v.push(
             Diagnostic::error("workloadSelector is not supported by Isthmus; the rule is refused rather than applied to every workload")
@@ -636,71 +721,56 @@ fn traffic_policy(tp: &crate::networking::TrafficPolicy, at: &str, v: &mut Vec<D
     }
 }
 
-fn virtual_service(vs: &VirtualService, v: &mut Vec<Diagnostic>) {
-    if vs.spec.hosts.is_empty() {
-        v.push(Diagnostic::error("at least one host is required").at("spec.hosts"));
-    }
-    for (i, h) in vs.spec.hosts.iter().enumerate() {
-        if !is_host(h, true) && h.parse::<IpAddr>().is_err() {
-            v.push(
-                Diagnostic::error(format!("`{h}` is not a valid host"))
-                    .at(format!("spec.hosts[{i}]")),
-            );
-        }
-    }
-    let routes = vs
-        .spec
-        .http
-        .iter()
-        .map(|r| ("http", &r.route))
-        .chain(vs.spec.tcp.iter().map(|r| ("tcp", &r.route)))
-        .chain(vs.spec.tls.iter().map(|r| ("tls", &r.route)));
-    let mut counters = std::collections::BTreeMap::new();
-    for (kind, route) in routes {
-        let i = counters.entry(kind).or_insert(0usize);
-        let field = format!("spec.{kind}[{i}]");
-        *i += 1;
-        if route.is_empty() && kind != "http" {
-            v.push(
-                Diagnostic::error("a route needs at least one destination")
-                    .at(format!("{field}.route")),
-            );
-        }
-        for (j, d) in route.iter().enumerate() {
-            if d.destination.host.is_empty() {
-                v.push(
-                    Diagnostic::error("destination host is required")
-                        .at(format!("{field}.route[{j}].destination.host")),
-                );
-            }
-            if let Some(p) = &d.destination.port {
-                port_range(
-                    p.number,
-                    format!("{field}.route[{j}].destination.port.number"),
-                    v,
-                );
-            }
-        }
-        if route.len() > 1 {
-            let total: u32 = route.iter().map(|d| d.weight.unwrap_or(0)).sum();
-            if total != 100 {
-                v.push(
-                    Diagnostic::error(format!(
-                        "route weights add up to {total}, they must add up to 100"
-                    ))
-                    .at(format!("{field}.route")),
-                );
-            }
-        }
-    }
-}
-
 fn gateway(g: &Gateway, v: &mut Vec<Diagnostic>) {
     if g.spec.servers.is_empty() {
         v.push(Diagnostic::error("at least one server is required").at("spec.servers"));
     }
     for (i, s) in g.spec.servers.iter().enumerate() {
         port_range(s.port.number, format!("spec.servers[{i}].port.number"), v);
+        for (field, set) in [
+            ("bind", s.bind.is_some()),
+            ("defaultEndpoint", s.default_endpoint.is_some()),
+            ("port.targetPort", s.port.target_port.is_some()),
+        ] {
+            if set {
+                unsupported(
+                    v,
+                    &format!("spec.servers[{i}].{field}"),
+                    &format!("{field} is not supported by Isthmus yet; the Gateway is refused rather than served without it"),
+                );
+            }
+        }
+        if let Some(tls) = &s.tls {
+            for field in tls.unsupported() {
+                unsupported(
+                    v,
+                    &format!("spec.servers[{i}].tls.{field}"),
+                    &format!("tls.{field} is not supported by Isthmus yet; name the PEM files with serverCertificate, privateKey and caCertificates"),
+                );
+            }
+        }
+        let served = match (s.port.protocol, s.tls.as_ref().map(|t| t.mode)) {
+            (p, _) if p.is_http() => true,
+            (crate::enums::Protocol::Https, Some(_)) => true,
+            (
+                crate::enums::Protocol::Tls,
+                Some(ServerTlsMode::Passthrough | ServerTlsMode::AutoPassthrough),
+            ) => true,
+            _ => false,
+        };
+        let reported = s.port.number == EAST_WEST_PORT
+            || (s.port.protocol == crate::enums::Protocol::Https && s.tls.is_none());
+        if !served && !reported {
+            unsupported(
+                v,
+                &format!("spec.servers[{i}].port.protocol"),
+                &format!(
+                    "a {} server{} is not supported by Isthmus yet (served: HTTP, HTTP2, GRPC; HTTPS with tls; TLS with PASSTHROUGH or AUTO_PASSTHROUGH); the Gateway is refused rather than served in part",
+                    s.port.protocol.as_str(),
+                    s.tls.as_ref().map(|t| format!(" with tls.mode {}", t.mode.as_str())).unwrap_or_default()
+                ),
+            );
+        }
         if s.hosts.is_empty() {
             v.push(
                 Diagnostic::error("at least one host is required")

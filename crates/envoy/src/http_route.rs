@@ -11,47 +11,37 @@ use envoy_types::pb::envoy::config::route::v3::{
     header_matcher, query_parameter_matcher, redirect_action, retry_policy, HeaderMatcher,
     QueryParameterMatcher, RedirectAction, RetryPolicy,
 };
+use envoy_types::pb::envoy::r#type::matcher::v3::RegexMatchAndSubstitute;
 use envoy_types::pb::envoy::r#type::matcher::v3::RegexMatcher;
 use envoy_types::pb::envoy::r#type::v3::{fractional_percent, FractionalPercent};
-use isthmus_api::networking::HttpRoute;
+use isthmus_api::networking::{
+    HeaderOperations, HttpFault, HttpMatchRequest, HttpRedirect, HttpRetry, HttpRoute, Percent,
+    StringMatch,
+};
 use isthmus_model::fqdn;
 use prost::Message;
-use serde_json::Value;
 
 /// The fault filter's name, also the key of its per-route configuration.
 pub const FAULT_FILTER: &str = "envoy.filters.http.fault";
 
-/// Parses an Istio duration (`5s`, `100ms`, `1m`, `1.5s`, `2h`).
+/// Parses an Istio duration (`5s`, `100ms`, `1m`, `1.5s`, `2h`) as a protobuf duration.
 pub fn duration(s: &str) -> Option<Duration> {
-    let s = s.trim();
-    let (num, unit) = s
-        .find(|c: char| c.is_ascii_alphabetic())
-        .map(|i| s.split_at(i))?;
-    let v: f64 = num.parse().ok()?;
-    let secs = match unit {
-        "ms" => v / 1000.0,
-        "s" => v,
-        "m" => v * 60.0,
-        "h" => v * 3600.0,
-        _ => return None,
-    };
-    if !(0.0..=315_576_000_000.0).contains(&secs) {
-        return None;
-    }
+    let d = isthmus_api::duration::parse(s)?;
     Some(Duration {
-        seconds: secs.trunc() as i64,
-        nanos: ((secs.fract()) * 1e9).round() as i32,
+        seconds: i64::try_from(d.as_secs()).ok()?,
+        nanos: d.subsec_nanos() as i32,
     })
 }
 
-fn string_matcher(v: &Value) -> Option<StringMatcher> {
-    let pattern = if let Some(e) = v.get("exact").and_then(Value::as_str) {
-        string_matcher::MatchPattern::Exact(e.to_string())
-    } else if let Some(p) = v.get("prefix").and_then(Value::as_str) {
-        string_matcher::MatchPattern::Prefix(p.to_string())
-    } else if let Some(r) = v.get("regex").and_then(Value::as_str) {
+/// An Istio `StringMatch` as an Envoy one; `None` when it sets nothing (presence).
+fn string_matcher(m: &StringMatch) -> Option<StringMatcher> {
+    let pattern = if let Some(e) = &m.exact {
+        string_matcher::MatchPattern::Exact(e.clone())
+    } else if let Some(p) = &m.prefix {
+        string_matcher::MatchPattern::Prefix(p.clone())
+    } else if let Some(r) = &m.regex {
         string_matcher::MatchPattern::SafeRegex(RegexMatcher {
-            regex: r.to_string(),
+            regex: r.clone(),
             ..Default::default()
         })
     } else {
@@ -63,99 +53,104 @@ fn string_matcher(v: &Value) -> Option<StringMatcher> {
     })
 }
 
-fn header(name: &str, v: &Value) -> Option<HeaderMatcher> {
-    Some(HeaderMatcher {
+/// A header condition; an empty match asks only that the header be present.
+fn header(name: &str, m: &StringMatch) -> HeaderMatcher {
+    HeaderMatcher {
         name: name.to_string(),
-        header_match_specifier: Some(header_matcher::HeaderMatchSpecifier::StringMatch(
-            string_matcher(v)?,
-        )),
+        header_match_specifier: Some(match string_matcher(m) {
+            Some(sm) => header_matcher::HeaderMatchSpecifier::StringMatch(sm),
+            None => header_matcher::HeaderMatchSpecifier::PresentMatch(true),
+        }),
         ..Default::default()
-    })
+    }
 }
 
-/// One Istio `HTTPMatchRequest` as an Envoy route match.
-fn route_match(m: &Value) -> RouteMatch {
+/// One Istio `HTTPMatchRequest` (or none: every request) as an Envoy route match.
+fn route_match(m: Option<&HttpMatchRequest>) -> RouteMatch {
     let mut out = RouteMatch {
         path_specifier: Some(route_match::PathSpecifier::Prefix("/".into())),
         ..Default::default()
     };
-    if let Some(uri) = m.get("uri") {
-        if let Some(e) = uri.get("exact").and_then(Value::as_str) {
-            out.path_specifier = Some(route_match::PathSpecifier::Path(e.to_string()));
-        } else if let Some(p) = uri.get("prefix").and_then(Value::as_str) {
-            out.path_specifier = Some(route_match::PathSpecifier::Prefix(p.to_string()));
-        } else if let Some(r) = uri.get("regex").and_then(Value::as_str) {
+    let Some(m) = m else { return out };
+    if let Some(uri) = &m.uri {
+        if let Some(e) = &uri.exact {
+            out.path_specifier = Some(route_match::PathSpecifier::Path(e.clone()));
+        } else if let Some(p) = &uri.prefix {
+            out.path_specifier = Some(route_match::PathSpecifier::Prefix(p.clone()));
+        } else if let Some(r) = &uri.regex {
             out.path_specifier = Some(route_match::PathSpecifier::SafeRegex(RegexMatcher {
-                regex: r.to_string(),
+                regex: r.clone(),
                 ..Default::default()
             }));
         }
     }
-    if m.get("ignoreUriCase").and_then(Value::as_bool) == Some(true) {
+    if m.ignore_uri_case {
         out.case_sensitive = Some(BoolValue { value: false });
     }
-    if let Some(h) = m.get("headers").and_then(Value::as_object) {
-        for (name, v) in h {
-            out.headers.extend(header(&name.to_ascii_lowercase(), v));
+    for (name, v) in &m.headers {
+        out.headers.push(header(&name.to_ascii_lowercase(), v));
+    }
+    for (name, v) in [
+        (":scheme", &m.scheme),
+        (":authority", &m.authority),
+        (":method", &m.method),
+    ] {
+        if let Some(v) = v {
+            out.headers.push(header(name, v));
         }
     }
-    if let Some(a) = m.get("authority") {
-        out.headers.extend(header(":authority", a));
-    }
-    if let Some(meth) = m.get("method") {
-        out.headers.extend(header(":method", meth));
-    }
-    if let Some(q) = m.get("queryParams").and_then(Value::as_object) {
-        for (name, v) in q {
-            if let Some(sm) = string_matcher(v) {
-                out.query_parameters.push(QueryParameterMatcher {
-                    name: name.clone(),
-                    query_parameter_match_specifier: Some(
-                        query_parameter_matcher::QueryParameterMatchSpecifier::StringMatch(sm),
-                    ),
-                });
-            }
-        }
+    for (name, v) in &m.query_params {
+        out.query_parameters.push(QueryParameterMatcher {
+            name: name.clone(),
+            query_parameter_match_specifier: Some(match string_matcher(v) {
+                Some(sm) => query_parameter_matcher::QueryParameterMatchSpecifier::StringMatch(sm),
+                None => query_parameter_matcher::QueryParameterMatchSpecifier::PresentMatch(true),
+            }),
+        });
     }
     out
 }
 
-fn percent(v: Option<&Value>) -> Option<FractionalPercent> {
-    let p = v?.get("value").and_then(Value::as_f64)?;
+/// Istio's percentage as Envoy's fraction of a million; `None` when absent.
+fn percent(p: Option<Percent>) -> Option<FractionalPercent> {
+    let p = p?.value;
     Some(FractionalPercent {
         numerator: (p * 10_000.0).round().clamp(0.0, 1_000_000.0) as u32,
         denominator: fractional_percent::DenominatorType::Million as i32,
     })
 }
 
+/// Every request, when Istio's percentage is absent.
+const ALL: FractionalPercent = FractionalPercent {
+    numerator: 100,
+    denominator: 0,
+};
+
 /// The per-route fault configuration, encoded for `typed_per_filter_config`.
-fn fault(f: &Value) -> Option<Any> {
+fn fault(f: &HttpFault) -> Option<Any> {
     use envoy_types::pb::envoy::extensions::filters::common::fault::v3::{fault_delay, FaultDelay};
     use envoy_types::pb::envoy::extensions::filters::http::fault::v3::{
-        fault_abort, FaultAbort, HttpFault,
+        fault_abort, FaultAbort, HttpFault as EnvoyFault,
     };
-    let mut out = HttpFault::default();
-    if let Some(d) = f.get("delay") {
-        let fixed = d
-            .get("fixedDelay")
-            .and_then(Value::as_str)
-            .and_then(duration)?;
+    let mut out = EnvoyFault::default();
+    if let Some(d) = &f.delay {
+        let fixed = d.fixed_delay.as_deref().and_then(duration)?;
         out.delay = Some(FaultDelay {
-            percentage: percent(d.get("percentage")).or(Some(FractionalPercent {
-                numerator: 100,
-                denominator: 0,
-            })),
+            percentage: percent(d.percentage).or(Some(ALL)),
             fault_delay_secifier: Some(fault_delay::FaultDelaySecifier::FixedDelay(fixed)),
         });
     }
-    if let Some(a) = f.get("abort") {
-        let status = a.get("httpStatus").and_then(Value::as_u64)?;
+    if let Some(a) = &f.abort {
+        let error_type = match (a.http_status, &a.grpc_status) {
+            (Some(status), _) => fault_abort::ErrorType::HttpStatus(status),
+            (None, Some(g)) => {
+                fault_abort::ErrorType::GrpcStatus(isthmus_api::validate::grpc_status(g)?)
+            }
+            (None, None) => return None,
+        };
         out.abort = Some(FaultAbort {
-            percentage: percent(a.get("percentage")).or(Some(FractionalPercent {
-                numerator: 100,
-                denominator: 0,
-            })),
-            error_type: Some(fault_abort::ErrorType::HttpStatus(status as u32)),
+            percentage: percent(a.percentage).or(Some(ALL)),
+            error_type: Some(error_type),
             ..Default::default()
         });
     }
@@ -168,47 +163,56 @@ fn fault(f: &Value) -> Option<Any> {
     })
 }
 
-fn header_ops(v: Option<&Value>) -> (Vec<HeaderValueOption>, Vec<String>) {
+fn header_ops(v: Option<&HeaderOperations>) -> (Vec<HeaderValueOption>, Vec<String>) {
     let mut add = Vec::new();
-    let mut remove = Vec::new();
-    let Some(v) = v else { return (add, remove) };
-    for (key, action) in [
-        ("set", HeaderAppendAction::OverwriteIfExistsOrAdd),
-        ("add", HeaderAppendAction::AppendIfExistsOrAdd),
+    let Some(v) = v else {
+        return (add, Vec::new());
+    };
+    for (map, action) in [
+        (&v.set, HeaderAppendAction::OverwriteIfExistsOrAdd),
+        (&v.add, HeaderAppendAction::AppendIfExistsOrAdd),
     ] {
-        if let Some(m) = v.get(key).and_then(Value::as_object) {
-            for (k, val) in m {
-                add.push(HeaderValueOption {
-                    header: Some(HeaderValue {
-                        key: k.clone(),
-                        value: val.as_str().unwrap_or_default().to_string(),
-                        ..Default::default()
-                    }),
-                    append_action: action as i32,
+        for (k, val) in map {
+            add.push(HeaderValueOption {
+                header: Some(HeaderValue {
+                    key: k.clone(),
+                    value: val.clone(),
                     ..Default::default()
-                });
-            }
+                }),
+                append_action: action as i32,
+                ..Default::default()
+            });
         }
     }
-    if let Some(r) = v.get("remove").and_then(Value::as_array) {
-        remove.extend(r.iter().filter_map(|x| x.as_str().map(str::to_string)));
-    }
-    (add, remove)
+    (add, v.remove.clone())
 }
 
-fn retries(r: &Value) -> RetryPolicy {
-    let attempts = r.get("attempts").and_then(Value::as_u64).unwrap_or(2) as u32;
+fn retries(r: &HttpRetry) -> RetryPolicy {
     let mut p = default_retry_policy();
-    p.num_retries = Some(UInt32Value { value: attempts });
-    if let Some(on) = r.get("retryOn").and_then(Value::as_str) {
-        p.retry_on = on.to_string();
+    p.num_retries = Some(UInt32Value { value: r.attempts });
+    if let Some(on) = &r.retry_on {
+        // Istio puts status codes in retryOn; Envoy takes them apart.
+        let (codes, conditions): (Vec<&str>, Vec<&str>) = on
+            .split(',')
+            .map(str::trim)
+            .filter(|c| !c.is_empty())
+            .partition(|c| c.parse::<u32>().is_ok());
+        let mut conditions: Vec<&str> = conditions;
+        p.retriable_status_codes = codes.iter().filter_map(|c| c.parse().ok()).collect();
+        if !codes.is_empty() && !conditions.contains(&"retriable-status-codes") {
+            conditions.push("retriable-status-codes");
+        }
+        p.retry_on = conditions.join(",");
     }
-    p.per_try_timeout = r
-        .get("perTryTimeout")
-        .and_then(Value::as_str)
-        .and_then(duration);
-    if attempts == 0 {
+    p.per_try_timeout = r.per_try_timeout.as_deref().and_then(duration);
+    if r.attempts == 0 || r.retry_ignore_previous_hosts == Some(false) {
         p.retry_host_predicate = Vec::<retry_policy::RetryHostPredicate>::new();
+    }
+    if let Some(base) = r.backoff.as_deref().and_then(duration) {
+        p.retry_back_off = Some(retry_policy::RetryBackOff {
+            base_interval: Some(base),
+            ..Default::default()
+        });
     }
     p
 }
@@ -216,30 +220,48 @@ fn retries(r: &Value) -> RetryPolicy {
 /// Whether one `HTTPMatchRequest` applies where the routes are built: its `gateways` (when
 /// given) must name the context (`mesh` for sidecars, the Gateway for a gateway) and its
 /// `port` (when given) must be the port.
-fn match_applies(m: &Value, port: u32, ns: &str, gateway: Option<(&str, &str)>) -> bool {
-    if let Some(p) = m.get("port").and_then(Value::as_u64) {
-        if p != u64::from(port) {
-            return false;
-        }
+fn match_applies(m: &HttpMatchRequest, port: u32, ns: &str, gateway: Option<(&str, &str)>) -> bool {
+    if m.port.is_some_and(|p| p != port) {
+        return false;
     }
-    if let Some(gws) = m.get("gateways").and_then(Value::as_array) {
-        let names: Vec<String> = gws
-            .iter()
-            .filter_map(|g| g.as_str().map(str::to_string))
-            .collect();
+    if let Some(names) = &m.gateways {
         return match gateway {
             None => names.iter().any(|g| g == "mesh"),
-            Some((gw_ns, gw_name)) => isthmus_model::binds_gateway(ns, &names, gw_ns, gw_name),
+            Some((gw_ns, gw_name)) => isthmus_model::binds_gateway(ns, names, gw_ns, gw_name),
         };
     }
     true
+}
+
+fn redirect(rd: &HttpRedirect) -> route::Action {
+    let code = match rd.redirect_code {
+        Some(302) => redirect_action::RedirectResponseCode::Found,
+        Some(303) => redirect_action::RedirectResponseCode::SeeOther,
+        Some(307) => redirect_action::RedirectResponseCode::TemporaryRedirect,
+        Some(308) => redirect_action::RedirectResponseCode::PermanentRedirect,
+        _ => redirect_action::RedirectResponseCode::MovedPermanently,
+    };
+    route::Action::Redirect(RedirectAction {
+        host_redirect: rd.authority.clone().unwrap_or_default(),
+        port_redirect: rd.port.unwrap_or_default(),
+        scheme_rewrite_specifier: rd
+            .scheme
+            .clone()
+            .map(redirect_action::SchemeRewriteSpecifier::SchemeRedirect),
+        path_rewrite_specifier: rd
+            .uri
+            .clone()
+            .map(redirect_action::PathRewriteSpecifier::PathRedirect),
+        response_code: code as i32,
+        ..Default::default()
+    })
 }
 
 /// The Envoy routes of one Istio HTTP route; `port` is the port the request arrived for,
 /// `ns` the VirtualService's namespace (short hosts are relative to it), `gateway` the
 /// Gateway (`namespace`, `name`) the routes are for, `None` for sidecars (`mesh`).
 pub fn routes(http: &HttpRoute, port: u32, ns: &str, gateway: Option<(&str, &str)>) -> Vec<Route> {
-    let applicable: Vec<&Value> = http
+    let applicable: Vec<&HttpMatchRequest> = http
         .match_
         .iter()
         .filter(|m| match_applies(m, port, ns, gateway))
@@ -247,28 +269,8 @@ pub fn routes(http: &HttpRoute, port: u32, ns: &str, gateway: Option<(&str, &str
     if !http.match_.is_empty() && applicable.is_empty() {
         return Vec::new();
     }
-    let other = |k: &str| http.other.get(k);
-    let action = if let Some(rd) = other("redirect") {
-        let code = match rd.get("redirectCode").and_then(Value::as_u64) {
-            Some(302) => redirect_action::RedirectResponseCode::Found,
-            Some(303) => redirect_action::RedirectResponseCode::SeeOther,
-            Some(307) => redirect_action::RedirectResponseCode::TemporaryRedirect,
-            Some(308) => redirect_action::RedirectResponseCode::PermanentRedirect,
-            _ => redirect_action::RedirectResponseCode::MovedPermanently,
-        };
-        route::Action::Redirect(RedirectAction {
-            host_redirect: rd
-                .get("authority")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_string(),
-            path_rewrite_specifier: rd
-                .get("uri")
-                .and_then(Value::as_str)
-                .map(|u| redirect_action::PathRewriteSpecifier::PathRedirect(u.to_string())),
-            response_code: code as i32,
-            ..Default::default()
-        })
+    let action = if let Some(rd) = &http.redirect {
+        redirect(rd)
     } else {
         let dests: Vec<(String, u32)> = http
             .route
@@ -303,56 +305,65 @@ pub fn routes(http: &HttpRoute, port: u32, ns: &str, gateway: Option<(&str, &str
                     }),
             ),
             retry_policy: Some(
-                other("retries")
+                http.retries
+                    .as_ref()
                     .map(retries)
                     .unwrap_or_else(default_retry_policy),
             ),
             ..Default::default()
         };
-        if let Some(rw) = other("rewrite") {
-            if let Some(u) = rw.get("uri").and_then(Value::as_str) {
-                a.prefix_rewrite = u.to_string();
+        if let Some(rw) = &http.rewrite {
+            if let Some(u) = &rw.uri {
+                a.prefix_rewrite = u.clone();
             }
-            if let Some(h) = rw.get("authority").and_then(Value::as_str) {
+            if let Some(rx) = &rw.uri_regex_rewrite {
+                a.regex_rewrite = Some(RegexMatchAndSubstitute {
+                    pattern: Some(RegexMatcher {
+                        regex: rx.match_.clone(),
+                        ..Default::default()
+                    }),
+                    substitution: rx.rewrite.clone(),
+                });
+            }
+            if let Some(h) = &rw.authority {
                 a.host_rewrite_specifier = Some(
-                    route_action::HostRewriteSpecifier::HostRewriteLiteral(h.to_string()),
+                    route_action::HostRewriteSpecifier::HostRewriteLiteral(h.clone()),
                 );
             }
         }
-        if let Some(m) = other("mirror") {
-            if let Some(h) = m.get("host").and_then(Value::as_str) {
-                let mport = m
-                    .get("port")
-                    .and_then(|p| p.get("number"))
-                    .and_then(Value::as_u64)
-                    .map(|p| p as u32)
-                    .unwrap_or(port);
-                let subset = m.get("subset").and_then(Value::as_str).unwrap_or_default();
-                a.request_mirror_policies
-                    .push(route_action::RequestMirrorPolicy {
-                        cluster: outbound_cluster(mport, subset, &fqdn(h, ns)),
-                        runtime_fraction: percent(other("mirrorPercentage")).map(|p| {
-                            envoy_types::pb::envoy::config::core::v3::RuntimeFractionalPercent {
-                                default_value: Some(p),
-                                ..Default::default()
-                            }
-                        }),
-                        ..Default::default()
-                    });
-            }
+        if let Some(m) = &http.mirror {
+            let mport = m.port.as_ref().map(|p| p.number).unwrap_or(port);
+            let subset = m.subset.as_deref().unwrap_or_default();
+            a.request_mirror_policies
+                .push(route_action::RequestMirrorPolicy {
+                    cluster: outbound_cluster(mport, subset, &fqdn(&m.host, ns)),
+                    runtime_fraction: percent(http.mirror_percentage).map(|p| {
+                        envoy_types::pb::envoy::config::core::v3::RuntimeFractionalPercent {
+                            default_value: Some(p),
+                            ..Default::default()
+                        }
+                    }),
+                    ..Default::default()
+                });
         }
         route::Action::Route(a)
     };
-    let (req_add, req_remove) = header_ops(other("headers").and_then(|h| h.get("request")));
-    let (resp_add, resp_remove) = header_ops(other("headers").and_then(|h| h.get("response")));
-    let per_filter: std::collections::HashMap<String, Any> = other("fault")
+    let headers = http.headers.as_ref();
+    let (req_add, req_remove) = header_ops(headers.and_then(|h| h.request.as_ref()));
+    let (resp_add, resp_remove) = header_ops(headers.and_then(|h| h.response.as_ref()));
+    let per_filter: std::collections::HashMap<String, Any> = http
+        .fault
+        .as_ref()
         .and_then(fault)
         .map(|f| std::iter::once((FAULT_FILTER.to_string(), f)).collect())
         .unwrap_or_default();
     let matches: Vec<RouteMatch> = if applicable.is_empty() {
-        vec![route_match(&Value::Null)]
+        vec![route_match(None)]
     } else {
-        applicable.into_iter().map(route_match).collect()
+        applicable
+            .into_iter()
+            .map(|m| route_match(Some(m)))
+            .collect()
     };
     matches
         .into_iter()
@@ -414,6 +425,99 @@ pub fn default_retry_policy() -> envoy_types::pb::envoy::config::route::v3::Retr
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn route_of(yaml: &str) -> Route {
+        let http: HttpRoute = serde_saphyr::from_str(yaml).expect("test route parses");
+        let mut r = routes(&http, 8000, "foo", None);
+        assert_eq!(r.len(), 1, "{r:?}");
+        r.remove(0)
+    }
+
+    fn action(r: &Route) -> &RouteAction {
+        match &r.action {
+            Some(route::Action::Route(a)) => a,
+            other => panic!("not a route action: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn scheme_and_presence_matches_become_header_matchers() {
+        let r = route_of("match: [{scheme: {exact: https}, headers: {X-Canary: {}}, queryParams: {debug: {}}}]\nroute: [{destination: {host: a}}]\n");
+        let m = r.r#match.expect("match");
+        let by_name = |n: &str| m.headers.iter().find(|h| h.name == n).cloned();
+        assert_eq!(
+            by_name(":scheme").and_then(|h| h.header_match_specifier),
+            Some(header_matcher::HeaderMatchSpecifier::StringMatch(
+                StringMatcher {
+                    match_pattern: Some(string_matcher::MatchPattern::Exact("https".into())),
+                    ..Default::default()
+                }
+            ))
+        );
+        assert_eq!(
+            by_name("x-canary").and_then(|h| h.header_match_specifier),
+            Some(header_matcher::HeaderMatchSpecifier::PresentMatch(true))
+        );
+        assert_eq!(
+            m.query_parameters[0].query_parameter_match_specifier,
+            Some(query_parameter_matcher::QueryParameterMatchSpecifier::PresentMatch(true))
+        );
+    }
+
+    #[test]
+    fn grpc_aborts_regex_rewrites_and_retry_status_codes_are_generated() {
+        let r = route_of("fault: {abort: {grpcStatus: UNAVAILABLE}}\nrewrite: {uriRegexRewrite: {match: '^/v1/(.*)', rewrite: '/\\1'}}\nretries: {attempts: 4, retryOn: 'gateway-error,429', backoff: 50ms, retryIgnorePreviousHosts: false}\nroute: [{destination: {host: a}}]\n");
+        use envoy_types::pb::envoy::extensions::filters::http::fault::v3::{
+            fault_abort, HttpFault as EnvoyFault,
+        };
+        let any = &r.typed_per_filter_config[FAULT_FILTER];
+        let f = EnvoyFault::decode(any.value.as_slice()).expect("fault decodes");
+        assert_eq!(
+            f.abort.and_then(|a| a.error_type),
+            Some(fault_abort::ErrorType::GrpcStatus(14))
+        );
+        let a = action(&r);
+        let rx = a.regex_rewrite.as_ref().expect("regex rewrite");
+        assert_eq!(
+            rx.pattern.as_ref().map(|p| p.regex.as_str()),
+            Some("^/v1/(.*)")
+        );
+        assert_eq!(rx.substitution, "/\\1");
+        let p = a.retry_policy.as_ref().expect("retry policy");
+        assert_eq!(p.retry_on, "gateway-error,retriable-status-codes");
+        assert_eq!(p.retriable_status_codes, vec![429]);
+        assert_eq!(p.num_retries, Some(UInt32Value { value: 4 }));
+        assert!(p.retry_host_predicate.is_empty());
+        assert_eq!(
+            p.retry_back_off.as_ref().and_then(|b| b.base_interval),
+            Some(Duration {
+                seconds: 0,
+                nanos: 50_000_000
+            })
+        );
+    }
+
+    #[test]
+    fn redirects_carry_scheme_port_and_code() {
+        let r = route_of(
+            "redirect: {scheme: https, port: 8443, authority: b.example, redirectCode: 308}\n",
+        );
+        let Some(route::Action::Redirect(rd)) = r.action else {
+            panic!("not a redirect: {:?}", r.action);
+        };
+        assert_eq!(rd.port_redirect, 8443);
+        assert_eq!(rd.host_redirect, "b.example");
+        assert_eq!(
+            rd.scheme_rewrite_specifier,
+            Some(redirect_action::SchemeRewriteSpecifier::SchemeRedirect(
+                "https".into()
+            ))
+        );
+        assert_eq!(
+            rd.response_code,
+            redirect_action::RedirectResponseCode::PermanentRedirect as i32
+        );
+    }
 
     #[test]
     fn durations() {

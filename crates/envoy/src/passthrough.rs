@@ -51,21 +51,19 @@ pub fn add(
                         continue;
                     };
                     for m in &tls.match_ {
-                        if m.get("port")
-                            .and_then(|p| p.as_u64())
-                            .is_some_and(|p| p != u64::from(port))
+                        if m.port.is_some_and(|p| p != port)
+                            || m.gateways.as_ref().is_some_and(|names| {
+                                !isthmus_model::binds_gateway(
+                                    &vs.namespace,
+                                    names,
+                                    &g.namespace,
+                                    &g.rule.metadata.name,
+                                )
+                            })
                         {
                             continue;
                         }
-                        let sni: Vec<String> = m
-                            .get("sniHosts")
-                            .and_then(|v| v.as_array())
-                            .map(|a| {
-                                a.iter()
-                                    .filter_map(|h| h.as_str().map(str::to_string))
-                                    .collect()
-                            })
-                            .unwrap_or_default();
+                        let sni = m.sni_hosts.clone();
                         if sni.is_empty() {
                             continue;
                         }
