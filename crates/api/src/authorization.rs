@@ -113,7 +113,7 @@ pub struct Source {
     /// Peer identities that must not match.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub not_principals: Vec<String>,
-    /// JWT principals (needs RequestAuthentication: refused).
+    /// JWT principals (`iss/sub` of a token a RequestAuthentication verified).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub request_principals: Vec<String>,
     /// JWT principals that must not match (refused, as `requestPrincipals`).
@@ -210,6 +210,14 @@ pub enum ConditionKey {
     DestinationPort,
     /// `connection.sni`.
     ConnectionSni,
+    /// `request.auth.principal`: the verified JWT's `iss/sub` (HTTP only).
+    RequestPrincipal,
+    /// `request.auth.audiences`: its `aud` (HTTP only).
+    RequestAudiences,
+    /// `request.auth.presenter`: its `azp` (HTTP only).
+    RequestPresenter,
+    /// `request.auth.claims[NAME]` (or `[NAME][NESTED]...`): a claim by path (HTTP only).
+    RequestClaim(Vec<String>),
 }
 
 impl ConditionKey {
@@ -231,10 +239,28 @@ impl ConditionKey {
             "destination.ip" => ConditionKey::DestinationIp,
             "destination.port" => ConditionKey::DestinationPort,
             "connection.sni" => ConditionKey::ConnectionSni,
+            "request.auth.principal" => ConditionKey::RequestPrincipal,
+            "request.auth.audiences" => ConditionKey::RequestAudiences,
+            "request.auth.presenter" => ConditionKey::RequestPresenter,
+            k if k.starts_with("request.auth.claims[") => {
+                let mut path = Vec::new();
+                let mut rest = &k["request.auth.claims".len()..];
+                while let Some(inner) = rest.strip_prefix('[') {
+                    let Some((name, after)) = inner.split_once(']') else {
+                        break;
+                    };
+                    path.push(name.to_string());
+                    rest = after;
+                }
+                if path.is_empty() || path.iter().any(String::is_empty) || !rest.is_empty() {
+                    return Err(format!(
+                        "`{k}`: a claim key is `request.auth.claims[NAME]` (or `[NAME][NESTED]`)"
+                    ));
+                }
+                ConditionKey::RequestClaim(path)
+            }
             k if k.starts_with("request.auth.") => {
-                return Err(format!(
-                "`{k}` needs a RequestAuthentication (JWT), which is not supported by Isthmus yet"
-            ))
+                return Err(format!("unknown condition key `{k}`"))
             }
             k if k.starts_with("experimental.") => {
                 return Err(format!("`{k}` is not supported by Isthmus"))
@@ -245,6 +271,13 @@ impl ConditionKey {
 
     /// Whether only HTTP requests carry it.
     pub fn is_http_only(&self) -> bool {
-        matches!(self, ConditionKey::RequestHeader(_))
+        matches!(
+            self,
+            ConditionKey::RequestHeader(_)
+                | ConditionKey::RequestPrincipal
+                | ConditionKey::RequestAudiences
+                | ConditionKey::RequestPresenter
+                | ConditionKey::RequestClaim(_)
+        )
     }
 }

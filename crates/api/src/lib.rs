@@ -4,6 +4,7 @@
 //! This crate does no I/O beyond reading the files it is asked to load: types can be used
 //! and tested without a cluster or a network.
 
+pub mod authentication;
 pub mod authorization;
 pub mod diagnostic;
 pub mod duration;

@@ -387,6 +387,9 @@ fn typed_object(
         ("security.istio.io", "AuthorizationPolicy") if ["v1beta1", "v1"].contains(&version) => {
             Object::AuthorizationPolicy(doc.parse(&label)?)
         }
+        ("security.istio.io", "RequestAuthentication") if ["v1beta1", "v1"].contains(&version) => {
+            Object::RequestAuthentication(doc.parse(&label)?)
+        }
         ("authentication.istio.io", "MeshPolicy") if version == "v1alpha1" => {
             Object::MeshPolicy(doc.parse(&label)?)
         }
@@ -485,7 +488,6 @@ fn unknown_field(
 /// Istio kinds that exist but that Isthmus does not implement: refused by name, never
 /// ignored (an AuthorizationPolicy that is not enforced is a hole).
 const KNOWN_UNSUPPORTED: &[&str] = &[
-    "RequestAuthentication",
     "EnvoyFilter",
     "WorkloadGroup",
     "ProxyConfig",
@@ -599,12 +601,20 @@ mod tests {
                 "not supported by Isthmus",
             ),
             (
-                "spec: {rules: [{from: [{source: {requestPrincipals: ['*']}}]}]}",
-                "RequestAuthentication",
+                "spec: {rules: [{from: [{source: {requestPrincipals: ['a*b']}}]}]}",
+                "a value is exact, `*`, `prefix*` or `*suffix`",
             ),
             (
-                "spec: {rules: [{when: [{key: 'request.auth.claims[iss]', values: [x]}]}]}",
-                "RequestAuthentication",
+                "spec: {rules: [{from: [{source: {requestPrincipals: [alice]}}]}]}",
+                "`alice` is not ISSUER/SUBJECT",
+            ),
+            (
+                "spec: {rules: [{when: [{key: 'request.auth.claims[]', values: [x]}]}]}",
+                "a claim key is `request.auth.claims[NAME]`",
+            ),
+            (
+                "spec: {rules: [{when: [{key: 'request.auth.colour', values: [x]}]}]}",
+                "unknown condition key",
             ),
             (
                 "spec: {rules: [{when: [{key: source.colour, values: [x]}]}]}",
@@ -749,6 +759,85 @@ mod tests {
         ] {
             refused("ServiceEntry", spec, want);
         }
+    }
+
+    #[test]
+    fn request_authentications_are_read_strictly_and_checked() {
+        let ra = |rule: &str| {
+            format!("apiVersion: security.istio.io/v1\nkind: RequestAuthentication\nmetadata: {{name: r}}\nspec:\n  selector: {{matchLabels: {{app: a}}}}\n  jwtRules:\n  - {rule}\n")
+        };
+        let ok = load_str(
+            &ra("{issuer: 'https://issuer.example', jwksUri: 'https://issuer.example/keys', audiences: [a], fromHeaders: [{name: x-token, prefix: 'Bearer '}], fromParams: [t], outputClaimToHeaders: [{header: x-sub, claim: sub}], forwardOriginalToken: true, timeout: 2s}"),
+            None,
+            "bar",
+        );
+        assert!(loaded_ok(&ok), "{:?}", ok.diagnostics);
+        let inline = load_str(
+            &ra("{issuer: lab, jwks: '{\"keys\":[{\"kty\":\"EC\"}]}'}"),
+            None,
+            "bar",
+        );
+        assert!(loaded_ok(&inline), "{:?}", inline.diagnostics);
+        let discover = load_str(&ra("{issuer: 'https://accounts.example'}"), None, "bar");
+        assert!(loaded_ok(&discover), "{:?}", discover.diagnostics);
+        for (rule, want) in [
+            (
+                "{issuer: lab}",
+                "no jwks or jwksUri, and issuer `lab` is not an http(s) URL",
+            ),
+            (
+                "{issuer: lab, jwks: 'not json'}",
+                "jwks must be a JWKS document",
+            ),
+            (
+                "{issuer: lab, jwks: '{\"keys\": []}'}",
+                "jwks must be a JWKS document",
+            ),
+            (
+                "{issuer: lab, jwksUri: 'ftp://x/keys'}",
+                "jwksUri `ftp://x/keys` is not an http(s) URL",
+            ),
+            (
+                "{jwksUri: 'https://x/keys'}",
+                "spec.jwtRules[0].issuer: issuer is required",
+            ),
+            (
+                "{issuer: 'https://x', timeout: soon}",
+                "`soon` is not a duration",
+            ),
+            (
+                "{issuer: 'https://x', outputClaimToHeaders: [{header: 'bad header', claim: sub}]}",
+                "is not a header name",
+            ),
+            (
+                "{issuer: 'https://x', jwksURI: 'https://x/k'}",
+                "unknown field `jwksURI`",
+            ),
+        ] {
+            let l = load_str(&ra(rule), None, "bar");
+            let p: Vec<String> = l.diagnostics.iter().map(|d| d.to_string()).collect();
+            assert!(
+                p.iter().any(|d| d.contains(want)),
+                "{rule}: want {want:?} in {p:?}"
+            );
+            assert!(l.resources.is_empty(), "{rule}: applied anyway");
+        }
+        let twice = load_str(
+            "apiVersion: security.istio.io/v1beta1\nkind: RequestAuthentication\nmetadata: {name: r}\nspec:\n  targetRef: {kind: Gateway, name: g}\n  jwtRules: [{issuer: 'https://x'}, {issuer: 'https://x'}]\n",
+            None,
+            "bar",
+        );
+        let p: Vec<String> = twice.diagnostics.iter().map(|d| d.to_string()).collect();
+        assert!(
+            p.iter()
+                .any(|d| d.contains("issuer `https://x` is given twice")),
+            "{p:?}"
+        );
+        assert!(
+            p.iter()
+                .any(|d| d.contains("spec.targetRef") && d.contains("not supported by Isthmus")),
+            "{p:?}"
+        );
     }
 
     #[test]

@@ -50,6 +50,8 @@ pub enum Object {
     PeerAuthentication(Box<PeerAuthentication>),
     /// `security.istio.io` AuthorizationPolicy.
     AuthorizationPolicy(Box<crate::authorization::AuthorizationPolicy>),
+    /// `security.istio.io` RequestAuthentication.
+    RequestAuthentication(Box<crate::authentication::RequestAuthentication>),
     /// `authentication.istio.io/v1alpha1` MeshPolicy (mesh-wide).
     MeshPolicy(Box<AuthnPolicy>),
     /// `authentication.istio.io/v1alpha1` Policy (namespace).
@@ -89,6 +91,7 @@ impl Object {
             Object::Sidecar(_) => "Sidecar",
             Object::PeerAuthentication(_) => "PeerAuthentication",
             Object::AuthorizationPolicy(_) => "AuthorizationPolicy",
+            Object::RequestAuthentication(_) => "RequestAuthentication",
             Object::MeshPolicy(_) => "MeshPolicy",
             Object::AuthnPolicy(_) => "Policy",
             Object::Other(o) => &o.kind,
@@ -114,6 +117,7 @@ impl Object {
             Object::Sidecar(o) => &o.metadata,
             Object::PeerAuthentication(o) => &o.metadata,
             Object::AuthorizationPolicy(o) => &o.metadata,
+            Object::RequestAuthentication(o) => &o.metadata,
             Object::MeshPolicy(o) | Object::AuthnPolicy(o) => &o.metadata,
             Object::Other(o) => &o.metadata,
         }
@@ -138,6 +142,7 @@ impl Object {
             Object::Sidecar(o) => &mut o.metadata,
             Object::PeerAuthentication(o) => &mut o.metadata,
             Object::AuthorizationPolicy(o) => &mut o.metadata,
+            Object::RequestAuthentication(o) => &mut o.metadata,
             Object::MeshPolicy(o) | Object::AuthnPolicy(o) => &mut o.metadata,
             Object::Other(o) => &mut o.metadata,
         }

@@ -35,6 +35,7 @@ pub fn validate(object: &Object) -> Vec<Diagnostic> {
         Object::Sidecar(s) => sidecar(&s.spec, &mut v),
         Object::ConfigMap(cm) => config_map(cm, &mut v),
         Object::AuthorizationPolicy(p) => authorization_policy(&p.spec, &mut v),
+        Object::RequestAuthentication(p) => request_authentication(&p.spec, &mut v),
         Object::PeerAuthentication(p) => peer_authentication(&p.spec, &mut v),
         Object::MeshPolicy(p) if &*p.metadata.name != "default" => v.push(
             Diagnostic::error("a MeshPolicy must be named `default`; Istio ignores any other")
@@ -118,6 +119,114 @@ fn sidecar(spec: &crate::networking::SidecarSpec, v: &mut Vec<Diagnostic>) {
     }
 }
 
+/// A RequestAuthentication whose every rule Envoy's jwt_authn filter can check.
+fn request_authentication(
+    spec: &crate::authentication::RequestAuthenticationSpec,
+    v: &mut Vec<Diagnostic>,
+) {
+    use crate::authentication::KeySource;
+    if spec.target_ref.is_some() || !spec.target_refs.is_empty() {
+        unsupported(
+            v,
+            if spec.target_ref.is_some() { "spec.targetRef" } else { "spec.targetRefs" },
+            "targetRef/targetRefs attach a policy to Gateway API gateways and waypoints, which are not supported by Isthmus; select the workloads with `selector`",
+        );
+    }
+    let mut issuers = BTreeSet::new();
+    for (i, r) in spec.jwt_rules.iter().enumerate() {
+        let at = |f: &str| format!("spec.jwtRules[{i}].{f}");
+        if r.issuer.is_empty() {
+            v.push(Diagnostic::error("issuer is required").at(at("issuer")));
+        } else if !issuers.insert(r.issuer.as_str()) {
+            v.push(
+                Diagnostic::error(format!("issuer `{}` is given twice", r.issuer)).at(at("issuer")),
+            );
+        }
+        match r.key_source() {
+            KeySource::Inline(jwks) => {
+                let keys = serde_json::from_str::<serde_json::Value>(jwks)
+                    .ok()
+                    .and_then(|d| d.get("keys").and_then(|k| k.as_array()).map(Vec::len));
+                if keys.is_none_or(|n| n == 0) {
+                    v.push(
+                        Diagnostic::error(
+                            "jwks must be a JWKS document: JSON with a non-empty `keys` list",
+                        )
+                        .at(at("jwks")),
+                    );
+                }
+            }
+            KeySource::Uri(uri) => {
+                if !is_http_url(uri) {
+                    v.push(
+                        Diagnostic::error(format!("jwksUri `{uri}` is not an http(s) URL"))
+                            .at(at("jwksUri")),
+                    );
+                }
+            }
+            KeySource::Discover(issuer) => {
+                if !issuer.is_empty() && !is_http_url(issuer) {
+                    v.push(
+                        Diagnostic::error(format!(
+                            "no jwks or jwksUri, and issuer `{issuer}` is not an http(s) URL whose OpenID configuration names the keys"
+                        ))
+                        .at(at("jwksUri")),
+                    );
+                }
+            }
+        }
+        if let Some(t) = &r.timeout {
+            if crate::duration::parse(t).is_none() {
+                v.push(Diagnostic::error(format!("`{t}` is not a duration")).at(at("timeout")));
+            }
+        }
+        let header_name = |h: &str| {
+            !h.is_empty()
+                && h.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        };
+        for (j, h) in r.from_headers.iter().enumerate() {
+            if !header_name(&h.name) {
+                v.push(
+                    Diagnostic::error(format!("`{}` is not a header name", h.name))
+                        .at(at(&format!("fromHeaders[{j}].name"))),
+                );
+            }
+        }
+        for (j, c) in r.output_claim_to_headers.iter().enumerate() {
+            if !header_name(&c.header) {
+                v.push(
+                    Diagnostic::error(format!("`{}` is not a header name", c.header))
+                        .at(at(&format!("outputClaimToHeaders[{j}].header"))),
+                );
+            }
+            if c.claim.is_empty() {
+                v.push(
+                    Diagnostic::error("claim is required")
+                        .at(at(&format!("outputClaimToHeaders[{j}].claim"))),
+                );
+            }
+        }
+        if let Some(h) = &r.output_payload_to_header {
+            if !header_name(h) {
+                v.push(
+                    Diagnostic::error(format!("`{h}` is not a header name"))
+                        .at(at("outputPayloadToHeader")),
+                );
+            }
+        }
+    }
+}
+
+fn is_http_url(s: &str) -> bool {
+    s.strip_prefix("https://")
+        .or_else(|| s.strip_prefix("http://"))
+        .is_some_and(|rest| {
+            let host = rest.split(['/', '?', '#']).next().unwrap_or_default();
+            !host.is_empty() && !host.contains(char::is_whitespace)
+        })
+}
+
 /// An AuthorizationPolicy that Isthmus can enforce exactly, or errors saying what it cannot
 /// (the policy is then not applied, and says so).
 fn authorization_policy(
@@ -177,18 +286,36 @@ fn authorization_policy(
                     continue;
                 }
                 match name {
-                    "requestPrincipals" | "notRequestPrincipals" => v.push(
-                        Diagnostic::error("request principals come from a RequestAuthentication (JWT), which is not supported by Isthmus yet; the policy is refused")
-                            .at(field(name)),
-                    ),
                     "ipBlocks" | "notIpBlocks" | "remoteIpBlocks" | "notRemoteIpBlocks" => {
                         for b in vals.iter().filter(|b| !is_ip_or_cidr(b)) {
-                            v.push(Diagnostic::error(format!("`{b}` is not an IP address or CIDR")).at(field(name)));
+                            v.push(
+                                Diagnostic::error(format!("`{b}` is not an IP address or CIDR"))
+                                    .at(field(name)),
+                            );
+                        }
+                    }
+                    "requestPrincipals" | "notRequestPrincipals" => {
+                        wildcards(vals, &field(name), v);
+                        for p in vals.iter().filter(|p| {
+                            !p.contains('/') && !p.starts_with('*') && !p.ends_with('*')
+                        }) {
+                            v.push(
+                                Diagnostic::error(format!(
+                                    "`{p}` is not ISSUER/SUBJECT (or a `*` pattern of it)"
+                                ))
+                                .at(field(name)),
+                            );
                         }
                     }
                     "serviceAccounts" | "notServiceAccounts" => {
-                        for sa in vals.iter().filter(|sa| sa.split('/').count() != 2 || sa.contains('*')) {
-                            v.push(Diagnostic::error(format!("`{sa}` is not NAMESPACE/NAME")).at(field(name)));
+                        for sa in vals
+                            .iter()
+                            .filter(|sa| sa.split('/').count() != 2 || sa.contains('*'))
+                        {
+                            v.push(
+                                Diagnostic::error(format!("`{sa}` is not NAMESPACE/NAME"))
+                                    .at(field(name)),
+                            );
                         }
                     }
                     _ => wildcards(vals, &field(name), v),

@@ -223,7 +223,19 @@ fn run() -> Result<()> {
             if a.registry.registries.is_empty() {
                 anyhow::bail!("proxy-config reads registry directories: give at least one --registry CLUSTER=DIR");
             }
-            let snapshot = isthmus_model::MeshSnapshot::build(&snapshot_input(&a.registry), 1);
+            let mut input = snapshot_input(&a.registry);
+            // RequestAuthentication keys are fetched as the control plane would fetch them.
+            let wanted = isthmus_control_plane::jwks::wanted(&input);
+            if !wanted.is_empty() {
+                let resolver = isthmus_control_plane::jwks::JwksResolver::new(Default::default())?;
+                input.jwks = tokio::runtime::Runtime::new()?.block_on(resolver.resolve(&wanted));
+                for (at, fetched) in &input.jwks.by_location {
+                    if let Err(e) = fetched {
+                        eprintln!("warning: JWKS {at}: {e}; the proxy would get keys that verify no token");
+                    }
+                }
+            }
+            let snapshot = isthmus_model::MeshSnapshot::build(&input, 1);
             for d in &snapshot.diagnostics {
                 eprintln!("{d}");
             }

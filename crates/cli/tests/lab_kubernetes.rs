@@ -245,6 +245,7 @@ fn s1_all_variants_and_bad_input_and_an_unreachable_api_server() {
         ("s1", 13),
         ("authz", 23),
         ("peer-authn", 14),
+        ("jwt", 15),
         ("s1-egress", 6),
         ("s1-subsets", 10),
         ("s1-cleanup", 8),
@@ -402,38 +403,32 @@ fn s1_all_variants_and_bad_input_and_an_unreachable_api_server() {
         now.contains("outbound|8000|v1|httpbin.bar.global"),
         "the last good version stays: {now}"
     );
-    // A RequestAuthentication is refused by name: never silently not enforced.
-    let policy = write(&files, "authn.yaml", "apiVersion: security.istio.io/v1\nkind: RequestAuthentication\nmetadata: {name: jwt, namespace: foo}\nspec: {jwtRules: [{issuer: lab}]}\n");
+    // A kind Isthmus does not implement is refused by name: never silently not enforced.
+    let policy = write(&files, "wasm.yaml", "apiVersion: extensions.istio.io/v1alpha1\nkind: WasmPlugin\nmetadata: {name: wasm, namespace: foo}\nspec: {url: 'oci://registry.invalid/filter:1'}\n");
     lab.ok(&["apply", "--cluster", "cluster1", "-f", &policy]);
-    lab.within(
-        20,
-        "the control plane reports the RequestAuthentication",
-        || {
-            let (ok, out) = diagnostics();
-            (
-                ok && out.contains(
-                    "RequestAuthentication (security.istio.io/v1) is not supported by Isthmus",
-                ),
-                out,
-            )
-        },
-    );
+    lab.within(20, "the control plane reports the WasmPlugin", || {
+        let (ok, out) = diagnostics();
+        (
+            ok && out
+                .contains("WasmPlugin (extensions.istio.io/v1alpha1) is not supported by Isthmus"),
+            out,
+        )
+    });
     lab.ok(&["apply", "--cluster", "cluster1", "-f", &good]);
     lab.ok(&[
         "kubectl",
         "cluster1",
         "--",
         "delete",
-        "requestauthentication",
+        "wasmplugin",
         "-n",
         "foo",
-        "jwt",
+        "wasm",
     ]);
     lab.within(20, "the problems clear", || {
         let (ok, out) = diagnostics();
         (
-            ok && !out.contains("DestinationRule/foo/httpbin")
-                && !out.contains("RequestAuthentication"),
+            ok && !out.contains("DestinationRule/foo/httpbin") && !out.contains("WasmPlugin"),
             out,
         )
     });

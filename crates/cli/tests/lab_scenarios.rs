@@ -164,6 +164,7 @@ fn s1_and_its_variants_in_the_lab_with_one_pod_cidr_in_both_clusters() {
     for (scenario, steps) in [
         ("authz", 23),
         ("peer-authn", 14),
+        ("jwt", 15),
         ("s1-egress", 6),
         ("s1-subsets", 10),
         ("s1-cleanup", 8),

@@ -18,6 +18,7 @@ use tokio::sync::Notify;
 
 pub mod clusters;
 pub mod config;
+pub mod jwks;
 pub mod memory;
 pub mod token_review;
 
@@ -36,6 +37,9 @@ pub enum ControlPlaneError {
     /// The registry directories could not be watched.
     #[error(transparent)]
     Watch(#[from] isthmus_registry::WatchError),
+    /// The HTTPS client that fetches JWKS documents could not be made.
+    #[error("JWKS client: {0}")]
+    JwksClient(#[from] rustls::Error),
     /// The local cluster has no registry.
     #[error("no source for the local cluster `{0}`: give --registry {0}=DIR, --kubeconfig FILE, or --in-cluster (in a pod)")]
     NoLocalRegistry(String),
@@ -148,6 +152,7 @@ fn snapshot_input(
         vip_range: config.vip_range,
         export_default: config.export_default,
         egress_gateway: config.sources.egress_gateway.clone(),
+        jwks: Default::default(),
     };
     (input, views)
 }
@@ -456,7 +461,13 @@ pub async fn run(config: ControlPlaneConfig) -> Result<(), ControlPlaneError> {
     let task_reviewer = reviewer.clone();
     // Kept across rebuilds: a change rebuilds only the namespaces it touches.
     let mut builder = MeshBuilder::new();
-    let (input, mut first_views) = snapshot_input(&config, &registries, &remotes);
+    // RequestAuthentication keys: fetched before the snapshot that needs them is built.
+    let jwks_changed = Arc::new(Notify::new());
+    let resolver = Arc::new(jwks::JwksResolver::new(jwks_changed.clone())?);
+    tokio::spawn(resolver.clone().refresh_forever());
+    let (mut input, mut first_views) = snapshot_input(&config, &registries, &remotes);
+    input.jwks = resolver.resolve(&jwks::wanted(&input)).await;
+    let mut keys_in_force = input.jwks.clone();
     let (first, first_push) = builder.apply(&input, ConfigsUpdated::Unknown);
     explain_vips(&mut first_views, &first);
     let (views_tx, views_rx) = watch::channel(first_views);
@@ -492,6 +503,7 @@ pub async fn run(config: ControlPlaneConfig) -> Result<(), ControlPlaneError> {
                     tokio::time::sleep(KUBE_DEBOUNCE).await;
                     None
                 }
+                _ = jwks_changed.notified() => None,
             };
             let started = std::time::Instant::now();
             let mut changed = false;
@@ -521,8 +533,14 @@ pub async fn run(config: ControlPlaneConfig) -> Result<(), ControlPlaneError> {
                 configs = ConfigsUpdated::Unknown;
                 task_reviewer.set_clusters(api_servers(&registries));
             }
+            let (mut input, mut views) = snapshot_input(&cfg, &registries, &remotes);
+            input.jwks = resolver.resolve(&jwks::wanted(&input)).await;
+            if input.jwks != keys_in_force {
+                changed = true;
+                configs = ConfigsUpdated::Unknown;
+                keys_in_force = input.jwks.clone();
+            }
             let reload_ms = started.elapsed().as_secs_f64() * 1e3;
-            let (input, mut views) = snapshot_input(&cfg, &registries, &remotes);
             if !changed {
                 // Nothing in force changed: report the read's problems, push nothing.
                 let checked = builder.check(&input);

@@ -16,6 +16,7 @@ pub mod funnel;
 pub mod gateway;
 pub mod gateway_http;
 pub mod http_route;
+pub mod jwt;
 pub mod listener;
 pub mod names;
 pub mod passthrough;

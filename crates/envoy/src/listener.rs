@@ -137,11 +137,16 @@ fn inbound_chains(
                 validate_clusters: Some(BoolValue { value: false }),
                 ..Default::default()
             };
+            // RequestAuthentications verify tokens before the RBAC filters read them.
+            let mut first: Vec<_> = crate::jwt::http_filter(snapshot, proxy)
+                .into_iter()
+                .collect();
+            first.extend(crate::rbac::http_filters(&authz));
             vec![http_connection_manager_with(
                 &cluster,
                 HcmRoute::Inline(Box::new(rc)),
                 Some(tls),
-                crate::rbac::http_filters(&authz),
+                first,
             )]
         } else {
             let mut filters = crate::rbac::network_filters(&authz);

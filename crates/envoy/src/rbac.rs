@@ -17,7 +17,10 @@ use envoy_types::pb::envoy::config::rbac::v3::{
     permission, principal, Permission, Policy, Principal,
 };
 use envoy_types::pb::envoy::config::route::v3::{header_matcher, HeaderMatcher};
-use envoy_types::pb::envoy::r#type::matcher::v3::{path_matcher, PathMatcher, RegexMatcher};
+use envoy_types::pb::envoy::r#type::matcher::v3::{
+    list_matcher, metadata_matcher, path_matcher, value_matcher, ListMatcher, MetadataMatcher,
+    OrMatcher, PathMatcher, RegexMatcher, ValueMatcher,
+};
 use isthmus_api::authorization::{
     AuthorizationAction, AuthorizationPolicySpec, ConditionKey, Operation, Rule, Source,
 };
@@ -158,13 +161,18 @@ pub struct GatewayAuthz {
 }
 
 impl GatewayAuthz {
-    /// The filters for `proxy`, a router.
+    /// The filters for `proxy`, a router: its RequestAuthentications' `jwt_authn` ahead of
+    /// the RBAC filters on HTTP.
     pub fn of(snapshot: &isthmus_model::MeshSnapshot, proxy: &isthmus_model::Proxy) -> Self {
         let policies = snapshot
             .authz
             .for_workload(&proxy.id.namespace, &proxy.labels);
+        let mut http: Vec<HttpFilter> = crate::jwt::http_filter(snapshot, proxy)
+            .into_iter()
+            .collect();
+        http.extend(http_filters(&rule_sets(policies.clone(), true)));
         GatewayAuthz {
-            http: http_filters(&rule_sets(policies.clone(), true)),
+            http,
             tcp: network_filters(&rule_sets(policies, false)),
         }
     }
@@ -220,7 +228,7 @@ fn policy_rules(p: &AuthzPolicy, http: bool) -> Vec<(String, Policy)> {
                 policy_name(&p.namespace, &p.name, i),
                 Policy {
                     permissions: vec![rule_permission(rule, strip_http)],
-                    principals: vec![rule_principal(rule)],
+                    principals: vec![rule_principal(rule, strip_http)],
                     ..Default::default()
                 },
             ))
@@ -245,6 +253,11 @@ pub fn rule_uses_http(rule: &Rule) -> bool {
             .when
             .iter()
             .any(|c| ConditionKey::parse(&c.key).is_ok_and(|k| k.is_http_only()))
+        || rule
+            .from
+            .iter()
+            .filter_map(|f| f.source.as_ref())
+            .any(|s| !(s.request_principals.is_empty() && s.not_request_principals.is_empty()))
 }
 
 // ---- permissions (what the request does) ----
@@ -459,22 +472,45 @@ fn by_service_account(v: &str) -> Principal {
     authenticated(suffixed(&format!("/ns/{ns}/sa/{sa}")))
 }
 
-fn rule_principal(rule: &Rule) -> Principal {
+fn rule_principal(rule: &Rule, strip_http: bool) -> Principal {
     let mut parts = Vec::new();
     let sources: Vec<&Source> = rule.from.iter().filter_map(|f| f.source.as_ref()).collect();
     if !sources.is_empty() {
-        parts.push(id_or(sources.iter().map(|s| source_principal(s)).collect()));
+        parts.push(id_or(
+            sources
+                .iter()
+                .map(|s| source_principal(s, strip_http))
+                .collect(),
+        ));
     }
     for c in &rule.when {
         let Ok(key) = ConditionKey::parse(&c.key) else {
             continue;
         };
+        if strip_http && key.is_http_only() {
+            continue;
+        }
         let one: fn(&str) -> Principal = match key {
             ConditionKey::SourceIp => |v| id(principal::Identifier::DirectRemoteIp(cidr(v))),
             ConditionKey::RemoteIp => |v| id(principal::Identifier::RemoteIp(cidr(v))),
             ConditionKey::SourceNamespace => by_namespace,
             ConditionKey::SourcePrincipal => by_principal,
             ConditionKey::SourceServiceAccount => by_service_account,
+            ConditionKey::RequestPrincipal => by_request_principal,
+            ConditionKey::RequestAudiences
+            | ConditionKey::RequestPresenter
+            | ConditionKey::RequestClaim(_) => {
+                let path: Vec<String> = match &key {
+                    ConditionKey::RequestAudiences => vec!["aud".into()],
+                    ConditionKey::RequestPresenter => vec!["azp".into()],
+                    ConditionKey::RequestClaim(p) => p.clone(),
+                    _ => continue,
+                };
+                let one = |v: &str| by_claim(&path, v);
+                parts.extend(id_field(&c.values, true, one));
+                parts.extend(id_field(&c.not_values, false, one));
+                continue;
+            }
             _ => continue,
         };
         parts.extend(id_field(&c.values, true, one));
@@ -483,10 +519,103 @@ fn rule_principal(rule: &Rule) -> Principal {
     id_and(parts)
 }
 
-fn source_principal(s: &Source) -> Principal {
+/// A string value of the verified JWT payload, by its path below the payload.
+fn jwt_claim(path: &[&str], m: StringMatcher) -> Principal {
+    jwt_metadata(
+        path,
+        ValueMatcher {
+            match_pattern: Some(value_matcher::MatchPattern::StringMatch(m)),
+        },
+    )
+}
+
+fn jwt_metadata(path: &[&str], value: ValueMatcher) -> Principal {
+    id(principal::Identifier::SourcedMetadata(
+        envoy_types::pb::envoy::config::rbac::v3::SourcedMetadata {
+            metadata_matcher: Some(MetadataMatcher {
+                filter: crate::jwt::JWT_FILTER.into(),
+                path: std::iter::once(crate::jwt::PAYLOAD_KEY)
+                    .chain(path.iter().copied())
+                    .map(|k| metadata_matcher::PathSegment {
+                        segment: Some(metadata_matcher::path_segment::Segment::Key(k.into())),
+                    })
+                    .collect(),
+                value: Some(value),
+                invert: false,
+            }),
+            // The dynamic metadata jwt_authn wrote for this request.
+            metadata_source: 0,
+        },
+    ))
+}
+
+/// `ISS/SUB` (split at the last `/`), or a pattern of it, against the verified token's
+/// `iss` and `sub`, as Istio matches `requestPrincipals` and `request.auth.principal`.
+fn by_request_principal(v: &str) -> Principal {
+    let any = || regex(".+");
+    let (iss, sub) = if v == "*" {
+        (any(), any())
+    } else if let Some(suffix) = v.strip_prefix('*') {
+        match suffix.rsplit_once('/') {
+            Some((iss, sub)) => (suffixed(iss), exact(sub)),
+            None => (any(), suffixed(suffix)),
+        }
+    } else if let Some(prefix) = v.strip_suffix('*') {
+        match prefix.rsplit_once('/') {
+            Some((iss, "")) => (exact(iss), any()),
+            Some((iss, sub)) => (exact(iss), prefixed(sub)),
+            None => (prefixed(prefix), any()),
+        }
+    } else {
+        match v.rsplit_once('/') {
+            Some((iss, sub)) => (exact(iss), exact(sub)),
+            // Refused by validation: a request principal is ISS/SUB.
+            None => (exact(v), any()),
+        }
+    };
+    id_and(vec![jwt_claim(&["iss"], iss), jwt_claim(&["sub"], sub)])
+}
+
+/// A claim (by path) that is the value, or a list holding it, as Istio matches
+/// `request.auth.audiences`, `request.auth.presenter` and `request.auth.claims[...]`.
+fn by_claim(path: &[String], v: &str) -> Principal {
+    let one = ValueMatcher {
+        match_pattern: Some(value_matcher::MatchPattern::StringMatch(pattern(v))),
+    };
+    let path: Vec<&str> = path.iter().map(String::as_str).collect();
+    jwt_metadata(
+        &path,
+        ValueMatcher {
+            match_pattern: Some(value_matcher::MatchPattern::OrMatch(OrMatcher {
+                value_matchers: vec![
+                    ValueMatcher {
+                        match_pattern: Some(value_matcher::MatchPattern::ListMatch(Box::new(
+                            ListMatcher {
+                                match_pattern: Some(list_matcher::MatchPattern::OneOf(Box::new(
+                                    one.clone(),
+                                ))),
+                            },
+                        ))),
+                    },
+                    one,
+                ],
+            })),
+        },
+    )
+}
+
+fn source_principal(s: &Source, strip_http: bool) -> Principal {
     let ip = |v: &str| id(principal::Identifier::DirectRemoteIp(cidr(v)));
     let remote = |v: &str| id(principal::Identifier::RemoteIp(cidr(v)));
     let mut parts = Vec::new();
+    if !strip_http {
+        parts.extend(id_field(&s.request_principals, true, by_request_principal));
+        parts.extend(id_field(
+            &s.not_request_principals,
+            false,
+            by_request_principal,
+        ));
+    }
     parts.extend(id_field(&s.principals, true, by_principal));
     parts.extend(id_field(&s.not_principals, false, by_principal));
     parts.extend(id_field(&s.namespaces, true, by_namespace));
@@ -665,6 +794,114 @@ mod tests {
         assert_ne!(on_http[0].1[0].1.permissions[0], perm_any());
     }
 
+    /// Every JWT payload matcher under `p` as (path keys, `kind:value`), in order.
+    fn jwt_matchers(p: &Principal) -> Vec<(Vec<String>, String)> {
+        let text = format!("{p:?}");
+        let mut out = Vec::new();
+        for part in text.split("SourcedMetadata {").skip(1) {
+            let keys: Vec<String> = part
+                .split("Key(\"")
+                .skip(1)
+                .map(|k| k.split('"').next().unwrap_or_default().to_string())
+                .collect();
+            let pattern = [
+                ("Exact(\"", "exact"),
+                ("Prefix(\"", "prefix"),
+                ("Suffix(\"", "suffix"),
+                ("regex: \"", "regex"),
+            ]
+            .iter()
+            .filter_map(|(m, kind)| part.find(m).map(|i| (i, m.len(), kind)))
+            .min()
+            .map(|(i, len, kind)| {
+                let value = part[i + len..].split('"').next().unwrap_or_default();
+                format!("{kind}:{value}")
+            })
+            .unwrap_or_default();
+            out.push((keys, pattern));
+        }
+        out
+    }
+
+    #[test]
+    fn request_principals_and_claims_read_the_verified_payload() {
+        let source = |v: &str| Source {
+            request_principals: vec![v.into()],
+            ..Default::default()
+        };
+        let m = |v: &str| jwt_matchers(&source_principal(&source(v), false));
+        let payload = |k: &str| vec!["payload".to_string(), k.to_string()];
+        for (principal, iss, sub) in [
+            (
+                "https://issuer.example/alice",
+                "exact:https://issuer.example",
+                "exact:alice",
+            ),
+            ("lab/*", "exact:lab", "regex:.+"),
+            ("lab/ali*", "exact:lab", "prefix:ali"),
+            ("*", "regex:.+", "regex:.+"),
+            ("*.example/bob", "suffix:.example", "exact:bob"),
+            ("*bob", "regex:.+", "suffix:bob"),
+        ] {
+            assert_eq!(
+                m(principal),
+                vec![
+                    (payload("iss"), iss.to_string()),
+                    (payload("sub"), sub.to_string())
+                ],
+                "{principal}"
+            );
+        }
+        // A claim matches as a value or as a list holding it.
+        let rule = Rule {
+            when: vec![Condition {
+                key: "request.auth.claims[groups]".into(),
+                values: vec!["admins".into()],
+                not_values: vec![],
+            }],
+            ..Default::default()
+        };
+        let text = format!("{:?}", rule_principal(&rule, false));
+        assert!(
+            text.contains("OrMatch") && text.contains("ListMatch") && text.contains("OneOf"),
+            "{text}"
+        );
+        assert_eq!(
+            jwt_matchers(&rule_principal(&rule, false))[0].0,
+            payload("groups")
+        );
+        // On a TCP port a DENY on request principals applies to everyone; an ALLOW on them
+        // allows no one.
+        let on_tcp = rule_principal(
+            &Rule {
+                from: vec![RuleFrom {
+                    source: Some(source("lab/*")),
+                }],
+                ..Default::default()
+            },
+            true,
+        );
+        assert!(jwt_matchers(&on_tcp).is_empty(), "{on_tcp:?}");
+        let allow = AuthzPolicy {
+            namespace: "bar".into(),
+            name: "jwt".into(),
+            spec: AuthorizationPolicySpec {
+                rules: vec![Rule {
+                    from: vec![RuleFrom {
+                        source: Some(source("lab/*")),
+                    }],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            },
+        };
+        let sets = rule_sets([&allow].into_iter(), false);
+        assert!(
+            sets[0].1.is_empty(),
+            "an ALLOW on JWTs allows nothing over TCP: {sets:?}"
+        );
+    }
+
     #[test]
     fn principals_namespaces_and_conditions_map_to_istios_matchers() {
         let rule = Rule {
@@ -682,7 +919,7 @@ mod tests {
             }],
             ..Default::default()
         };
-        let p = rule_principal(&rule);
+        let p = rule_principal(&rule, false);
         let text = format!("{p:?}");
         assert!(
             text.contains("Exact(\"spiffe://cluster.local/ns/foo/sa/sleep\")"),

@@ -19,6 +19,9 @@ fn decode_any(type_url: &str, bytes: &[u8]) -> Option<String> {
     if let Some(rbac) = crate::rbac::describe(type_url, bytes) {
         return Some(rbac);
     }
+    if let Some(jwt) = crate::jwt::describe(type_url, bytes) {
+        return Some(jwt);
+    }
     if bytes.is_empty() {
         return Some("{}".into());
     }

@@ -150,6 +150,22 @@ fn httpbin_sidecar_with_authorization_policies() {
     );
 }
 
+/// Seed 000's cluster2 with RequestAuthentications (`testdata/seed000-jwt`): httpbin's
+/// inbound HTTP chains carry `jwt_authn` (one provider per rule, sorted by issuer, the
+/// unfetched `jwksUri` given keys that verify nothing) ahead of the RBAC filter that reads
+/// the verified payload.
+#[test]
+fn httpbin_sidecar_with_request_authentication() {
+    check_in(
+        "seed000-jwt",
+        "httpbin-sidecar-jwt",
+        "cluster2",
+        "network2",
+        "sidecar~127.0.3.1~httpbin-0.bar~bar.svc.cluster.local",
+        &[("CLUSTER_ID", "cluster2")],
+    );
+}
+
 /// Seed 000's egress variant: the sidecar reaches httpbin.bar.global only through the egress
 /// gateway (the remote gateway sits on network `external`, which it cannot reach), and the
 /// egress gateway, asking for the `external` view, forwards by SNI to the remote gateway.

@@ -164,20 +164,20 @@ async fn watches_a_real_api_server() {
     // action it cannot enforce; an AuthorizationPolicy it enforces is read.
     kubectl!(
         &["apply", "-f", "-"],
-        Some("apiVersion: security.istio.io/v1\nkind: RequestAuthentication\nmetadata: {name: jwt, namespace: bar}\nspec: {jwtRules: [{issuer: lab}]}\n---\napiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: ext, namespace: bar}\nspec: {action: CUSTOM, provider: {name: opa}, rules: [{}]}\n---\napiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: deny-all, namespace: bar}\nspec: {action: DENY, rules: [{}]}\n"),
+        Some("apiVersion: extensions.istio.io/v1alpha1\nkind: WasmPlugin\nmetadata: {name: wasm, namespace: bar}\nspec: {url: 'oci://registry.invalid/filter:1'}\n---\napiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: ext, namespace: bar}\nspec: {action: CUSTOM, provider: {name: opa}, rules: [{}]}\n---\napiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: deny-all, namespace: bar}\nspec: {action: DENY, rules: [{}]}\n"),
     );
     until(
         &mut registry,
-        "the RequestAuthentication and CUSTOM policy reported",
+        "the WasmPlugin and CUSTOM policy reported",
         |r| {
             let p = problems(r);
-            p.contains("RequestAuthentication (security.istio.io/v1) is not supported by Isthmus")
+            p.contains("WasmPlugin (extensions.istio.io/v1alpha1) is not supported by Isthmus")
                 && p.contains("AuthorizationPolicy/bar/ext: spec.provider: action CUSTOM")
                 && has(r, "AuthorizationPolicy/bar/deny-all")
         },
     )
     .await;
-    assert!(!has(&registry, "RequestAuthentication/bar/jwt"));
+    assert!(!has(&registry, "WasmPlugin/bar/wasm"));
     assert!(!has(&registry, "AuthorizationPolicy/bar/ext"));
 
     // Deletes: the DestinationRule goes and its problem with it.

@@ -109,6 +109,12 @@ async fn respond(
             "origin": origin(req, peer),
             "url": req.path,
         })),
+        (DemoApp::Httpbin, p) if p == "/anything" || p.starts_with("/anything/") => json(json!({
+            "headers": headers_map(req),
+            "method": req.method,
+            "origin": origin(req, peer),
+            "url": req.path,
+        })),
         (DemoApp::Httpbin, p) if p.starts_with("/status/") => {
             let code = p["/status/".len()..]
                 .parse::<u16>()

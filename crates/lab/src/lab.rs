@@ -41,6 +41,9 @@ pub struct Lab {
     opts: LabOptions,
     /// Its state.
     pub state: LabState,
+    /// Variables a running scenario defines (its JWKS documents and tokens), filled into
+    /// the files it applies as the lab's own are.
+    pub scenario_vars: Vec<(String, String)>,
 }
 
 /// Refuses to go where a lab still runs: its state folder names live processes, or
@@ -116,7 +119,11 @@ impl Lab {
     pub fn load(opts: LabOptions) -> Result<Lab, LabError> {
         match LabState::load(&opts.state_dir)? {
             Some(state) => {
-                let mut lab = Lab { opts, state };
+                let mut lab = Lab {
+                    opts,
+                    state,
+                    scenario_vars: Vec::new(),
+                };
                 lab.refresh_node_pods();
                 Ok(lab)
             }
@@ -222,7 +229,11 @@ impl Lab {
         }
         let source = dir.canonicalize().map_err(io(dir))?;
         let state = LabState::new(&opts.prefix, source, topology, envoy);
-        let mut lab = Lab { opts, state };
+        let mut lab = Lab {
+            opts,
+            state,
+            scenario_vars: Vec::new(),
+        };
         lab.save()?;
         install::certificates(&lab.opts, &lab.state.topology, progress)?;
         network::build(&lab.state, progress)?;
@@ -355,7 +366,7 @@ impl Lab {
         progress: &mut dyn FnMut(&str),
     ) -> Result<(), LabError> {
         let ci = self.state.cluster(cluster)?.index;
-        let vars = manifests::variables(&self.state.topology, &self.opts.state_dir);
+        let vars = self.variables();
         let inputs = manifests::files(path, namespace)?;
         let mut namespaces: Vec<String> = Vec::new();
         let mut docs = Vec::new();
@@ -498,13 +509,17 @@ impl Lab {
             return self.apply_kubernetes(cluster, path, namespace, progress);
         }
         let ci = self.state.cluster(cluster)?.index;
-        let m = manifests::read(
-            &manifests::files(path, namespace)?,
-            &manifests::variables(&self.state.topology, &self.opts.state_dir),
-        )?;
+        let m = manifests::read(&manifests::files(path, namespace)?, &self.variables())?;
         manifests::check_images(&m)?;
         self.apply_manifests(ci, m, progress)?;
         self.wait_ready(Duration::from_secs(60), progress)
+    }
+
+    /// The variables files are filled with: the lab's, then the running scenario's.
+    fn variables(&self) -> Vec<(String, String)> {
+        let mut vars = manifests::variables(&self.state.topology, &self.opts.state_dir);
+        vars.extend(self.scenario_vars.iter().cloned());
+        vars
     }
 
     /// `kubectl delete -f`: removes what the file names, and the pods of its Deployments.
@@ -520,10 +535,7 @@ impl Lab {
             return self.delete_kubernetes(cluster, path, namespace, progress);
         }
         let ci = self.state.cluster(cluster)?.index;
-        let m = manifests::read(
-            &manifests::files(path, namespace)?,
-            &manifests::variables(&self.state.topology, &self.opts.state_dir),
-        )?;
+        let m = manifests::read(&manifests::files(path, namespace)?, &self.variables())?;
         let api = self.api(ci)?;
         for d in &m.stored {
             if api.delete(&d.namespace, &d.kind, &d.name)? {
@@ -577,7 +589,7 @@ impl Lab {
         progress: &mut dyn FnMut(&str),
     ) -> Result<(), LabError> {
         let ci = self.state.cluster(cluster)?.index;
-        let vars = manifests::variables(&self.state.topology, &self.opts.state_dir);
+        let vars = self.variables();
         for (file, ns) in manifests::files(path, namespace)? {
             let text = std::fs::read_to_string(&file).map_err(io(&file))?;
             let filled = manifests::fill(&text, &file, &vars)?;

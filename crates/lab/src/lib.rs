@@ -22,6 +22,7 @@ pub mod envoy_binary;
 pub mod error;
 pub mod http;
 pub mod install;
+pub mod jwt;
 pub mod kube_proxy;
 pub mod kubelet;
 pub mod kubernetes;

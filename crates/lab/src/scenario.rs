@@ -15,6 +15,10 @@ pub struct Scenario {
     pub name: String,
     /// The lab folder it runs in, relative to the scenario file.
     pub lab: PathBuf,
+    /// Signing keys and tokens made when the scenario starts (`${JWKS_KEY}`, `${JWT_NAME}` in
+    /// the files it applies and the commands it runs).
+    #[serde(default)]
+    pub jwt: crate::jwt::JwtSpec,
     /// Steps, in order.
     pub steps: Vec<Step>,
 }
@@ -176,6 +180,9 @@ impl Scenario {
 
 fn substitute(lab: &Lab, arg: &str) -> Result<String, LabError> {
     let mut out = arg.to_string();
+    for (name, value) in &lab.scenario_vars {
+        out = out.replace(&format!("${{{name}}}"), value);
+    }
     while let Some(start) = out.find("${podIP:") {
         let end = out[start..]
             .find('}')
@@ -332,6 +339,15 @@ pub fn run(
     out: &mut dyn FnMut(&str),
 ) -> Result<usize, LabError> {
     out(&format!("scenario: {}", scenario.name));
+    lab.scenario_vars = crate::jwt::variables(&scenario.jwt)
+        .map_err(|e| LabError::Invalid(format!("scenario `{}`: {e}", scenario.name)))?;
+    if !scenario.jwt.keys.is_empty() {
+        out(&format!(
+            "made {} signing key(s) and {} token(s) for this run",
+            scenario.jwt.keys.len(),
+            scenario.jwt.tokens.len()
+        ));
+    }
     let n = scenario.steps.len();
     let mut failures = 0;
     for (i, step) in scenario.steps.iter().enumerate() {

@@ -354,6 +354,8 @@ impl MeshSnapshot {
         }
         snap.mtls = read_policies(&local_resources);
         snap.authz = read_authz(&local_resources);
+        snap.request_authn = read_request_authn(&local_resources);
+        snap.jwks = input.jwks.clone();
         for net in snap.networks.networks.iter() {
             let gws = net
                 .1
@@ -440,6 +442,22 @@ fn read_authz(resources: &[&Arc<Resource>]) -> crate::policy::AuthzPolicies {
         .collect();
     policies.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
     crate::policy::AuthzPolicies { policies }
+}
+
+fn read_request_authn(resources: &[&Arc<Resource>]) -> crate::policy::JwtPolicies {
+    let mut policies: Vec<crate::policy::JwtPolicy> = resources
+        .iter()
+        .filter_map(|r| match &r.object {
+            Object::RequestAuthentication(p) => Some(crate::policy::JwtPolicy {
+                namespace: p.metadata.namespace.to_string(),
+                name: p.metadata.name.to_string(),
+                spec: p.spec.clone(),
+            }),
+            _ => None,
+        })
+        .collect();
+    policies.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+    crate::policy::JwtPolicies { policies }
 }
 
 fn read_policies(resources: &[&Arc<Resource>]) -> MtlsPolicies {

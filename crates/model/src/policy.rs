@@ -63,6 +63,69 @@ impl AuthzPolicies {
     }
 }
 
+/// A RequestAuthentication and the namespace it lives in.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JwtPolicy {
+    /// Its namespace (the root namespace: the whole mesh).
+    pub namespace: String,
+    /// Its name.
+    pub name: String,
+    /// What it says.
+    pub spec: isthmus_api::authentication::RequestAuthenticationSpec,
+}
+
+/// Every RequestAuthentication of the mesh (the control plane's cluster's), by namespace and
+/// name.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct JwtPolicies {
+    /// The policies, sorted by namespace and name.
+    pub policies: Vec<JwtPolicy>,
+}
+
+impl JwtPolicies {
+    /// The JWT rules that apply to a workload of `namespace` with `labels` (selected as
+    /// AuthorizationPolicies are), sorted by issuer as Istio orders its providers.
+    pub fn rules_for(
+        &self,
+        namespace: &str,
+        labels: &BTreeMap<String, String>,
+    ) -> Vec<&isthmus_api::authentication::JwtRule> {
+        let mut rules: Vec<_> = self
+            .policies
+            .iter()
+            .filter(|p| {
+                (p.namespace == namespace || p.namespace == ROOT_NAMESPACE)
+                    && p.spec.selector.as_ref().is_none_or(|s| {
+                        s.match_labels.iter().all(|(k, v)| labels.get(k) == Some(v))
+                    })
+            })
+            .flat_map(|p| p.spec.jwt_rules.iter())
+            .collect();
+        rules.sort_by(|a, b| a.issuer.cmp(&b.issuer));
+        rules
+    }
+
+    /// Every place keys must be fetched from.
+    pub fn key_locations(&self) -> std::collections::BTreeSet<KeyLocation> {
+        self.policies
+            .iter()
+            .flat_map(|p| p.spec.jwt_rules.iter())
+            .filter_map(|r| r.key_source().location())
+            .collect()
+    }
+}
+
+/// Key sets (JWKS documents) the control plane fetched, or why it could not, by where they
+/// come from. A rule whose keys are missing or failed is sent keys that verify no token,
+/// as Istio does: a token that cannot be checked is refused, never let through.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FetchedKeys {
+    /// The documents, or the error.
+    pub by_location: BTreeMap<KeyLocation, Result<String, String>>,
+}
+
+use isthmus_api::authentication::KeyLocation;
+
 /// The namespace whose policies apply mesh-wide.
 pub const ROOT_NAMESPACE: &str = "istio-system";
 

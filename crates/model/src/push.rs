@@ -130,6 +130,8 @@ fn endpoints_only(
         network_gateways,
         mtls,
         authz,
+        request_authn,
+        jwks,
         // Problems change what is reported, not what is sent.
         diagnostics: _,
         egress_gateway,
@@ -141,6 +143,8 @@ fn endpoints_only(
         && *network_gateways == prev.network_gateways
         && *mtls == prev.mtls
         && *authz == prev.authz
+        && *request_authn == prev.request_authn
+        && *jwks == prev.jwks
         && *destination_rules == prev.destination_rules
         && *virtual_services == prev.virtual_services
         && *gateways == prev.gateways

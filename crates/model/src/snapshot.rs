@@ -33,6 +33,8 @@ pub struct SnapshotInput {
     /// 004: "traffic from a cluster to a remote cluster always traverses through the local
     /// egress gateway").
     pub egress_gateway: Option<String>,
+    /// The JWKS documents fetched for the RequestAuthentications' `jwksUri`s.
+    pub jwks: crate::policy::FetchedKeys,
 }
 
 /// An IPv4 range that automatic VIPs are allocated from (Istio's default: 240.240.0.0/16,
@@ -173,6 +175,10 @@ pub struct MeshSnapshot {
     pub mtls: MtlsPolicies,
     /// Authorization policies.
     pub authz: crate::policy::AuthzPolicies,
+    /// RequestAuthentications (JWT).
+    pub request_authn: crate::policy::JwtPolicies,
+    /// The key sets fetched for them.
+    pub jwks: crate::policy::FetchedKeys,
     /// Problems found while building (including every registry's).
     pub diagnostics: Vec<Diagnostic>,
     /// The egress gateway's service host, when external HTTP traffic is funnelled through it.
