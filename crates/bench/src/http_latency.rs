@@ -11,10 +11,11 @@ pub fn run(
     addr: SocketAddr,
     host: &str,
     path: &str,
+    headers: &[String],
     n: usize,
     new_connections: bool,
 ) -> Result<Vec<Duration>, String> {
-    let request = get_request(host, path);
+    let request = get_request(host, path, headers);
     let mut conn = if new_connections {
         None
     } else {
@@ -37,8 +38,10 @@ pub fn run(
     Ok(out)
 }
 
-fn get_request(host: &str, path: &str) -> String {
-    format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: isthmus-bench\r\n\r\n")
+/// A GET with `headers` (`Name: value` each) after Host and User-Agent.
+fn get_request(host: &str, path: &str, headers: &[String]) -> String {
+    let extra: String = headers.iter().map(|h| format!("{h}\r\n")).collect();
+    format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: isthmus-bench\r\n{extra}\r\n")
 }
 
 /// A kept-alive connection with Nagle off and a 10 s read timeout.
@@ -99,11 +102,12 @@ pub fn run_rate(
     addr: SocketAddr,
     host: &str,
     path: &str,
+    headers: &[String],
     rate: f64,
     seconds: f64,
     connections: usize,
 ) -> Result<RateResult, String> {
-    let request = get_request(host, path);
+    let request = get_request(host, path, headers);
     let connections = connections.max(1);
     let start = Instant::now() + Duration::from_millis(100);
     let end = start + Duration::from_secs_f64(seconds);
@@ -154,6 +158,14 @@ mod tests {
     use super::*;
 
     #[test]
+    fn extra_headers_go_between_the_fixed_ones_and_the_blank_line() {
+        assert_eq!(
+            get_request("h", "/ip", &["Authorization: Bearer t".into(), "X-A: b".into()]),
+            "GET /ip HTTP/1.1\r\nHost: h\r\nUser-Agent: isthmus-bench\r\nAuthorization: Bearer t\r\nX-A: b\r\n\r\n"
+        );
+    }
+
+    #[test]
     fn a_fixed_rate_run_sends_about_rate_times_seconds_requests() {
         let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         let addr = l.local_addr().expect("addr");
@@ -178,7 +190,7 @@ mod tests {
                 });
             }
         });
-        let res = run_rate(addr, "x", "/", 200.0, 0.5, 4).expect("run");
+        let res = run_rate(addr, "x", "/", &[], 200.0, 0.5, 4).expect("run");
         assert_eq!(res.errors, 0);
         // 100 requests are due; the schedule, not the server, sets the count.
         assert!(

@@ -140,6 +140,9 @@ pub enum BenchCommand {
         /// Path.
         #[arg(long, default_value = "/ip")]
         path: String,
+        /// A further request header, `Name: value` (repeat for more).
+        #[arg(long = "header")]
+        headers: Vec<String>,
         /// Requests.
         #[arg(long, default_value_t = 1000)]
         requests: usize,
@@ -312,6 +315,7 @@ impl BenchCommand {
                 addr,
                 host,
                 path,
+                headers,
                 requests,
                 new_connections,
                 rate,
@@ -321,6 +325,7 @@ impl BenchCommand {
                 addr,
                 host,
                 path,
+                headers,
                 requests,
                 new_connections,
                 rate,
@@ -479,6 +484,7 @@ mod tests {
                 addr: "127.0.0.1:80".parse().expect("addr"),
                 host: "httpbin".into(),
                 path: "/ip".into(),
+                headers: Vec::new(),
                 requests: 1000,
                 new_connections: false,
                 rate: None,

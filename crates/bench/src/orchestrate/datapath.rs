@@ -188,13 +188,96 @@ fn rated_row(rate: u32, label: &str, n: &[f64]) -> String {
 /// What the mesh adds at p90, kept-alive and with new connections, from the four
 /// closed-loop rows (direct, mesh, direct, mesh); `None` unless all four were measured.
 fn added_by_the_mesh(rows: &[(String, [f64; 3])]) -> Option<String> {
-    (rows.len() == 4).then(|| {
+    (rows.len() >= 4).then(|| {
         format!(
             "added by the mesh: {:.3} ms p90 kept-alive, {:.3} ms p90 with a new connection",
             rows[1].1[1] - rows[0].1[1],
             rows[3].1[1] - rows[2].1[1]
         )
     })
+}
+
+/// A policy row: label, the file applied in cluster2's `bar`, request headers (with the
+/// lab's `${JWT_...}` variables).
+type PolicyRow = (&'static str, &'static str, Vec<&'static str>);
+
+/// The policy rows, each measured on the mesh path with its file applied.
+fn policy_rows() -> Vec<PolicyRow> {
+    vec![
+        (
+            "mesh, kept-alive, AuthorizationPolicy (RBAC: ALLOW GET /ip from sleep's principal)",
+            "extra/authz-allow-get-ip.yaml",
+            vec![],
+        ),
+        (
+            "mesh, kept-alive, RequestAuthentication (ES256 token verified) + AuthorizationPolicy",
+            "extra/jwt-authn.yaml",
+            vec!["Authorization: Bearer ${JWT_ALICE}"],
+        ),
+    ]
+}
+
+/// The key and token `extra/jwt-authn.yaml` and the JWT row use, made for this run.
+fn jwt_variables() -> Result<Vec<(String, String)>, BenchError> {
+    let spec = isthmus_lab::jwt::JwtSpec {
+        keys: vec!["lab".into()],
+        tokens: [(
+            "ALICE".to_string(),
+            isthmus_lab::jwt::TokenSpec {
+                key: "lab".into(),
+                issuer: "isthmus-lab".into(),
+                subject: "alice".into(),
+                audience: None,
+                claims: Default::default(),
+            },
+        )]
+        .into_iter()
+        .collect(),
+    };
+    isthmus_lab::jwt::variables(&spec).map_err(|e| BenchError::Measure(e.to_string()))
+}
+
+fn substitute(text: &str, vars: &[(String, String)]) -> String {
+    vars.iter().fold(text.to_string(), |t, (k, v)| {
+        t.replace(&format!("${{{k}}}"), v)
+    })
+}
+
+/// Waits (up to 30 s) until sleep's GET /headers of httpbin.bar.global answers `status`
+/// without a token: the policy of the row is (or is no longer) in force in httpbin's sidecar.
+fn wait_for_status(lab: &isthmus_lab::Lab, status: &str, label: &str) -> Result<(), BenchError> {
+    let cmd: Vec<String> = [
+        "curl",
+        "-s",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+        "-m",
+        "5",
+        "http://httpbin.bar.global:8000/headers",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let out = lab.exec_output("cluster1", "foo", "sleep", &cmd)?;
+        let got = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        if got == status {
+            // Connections accepted before the change drain on the old chain: let them go.
+            std::thread::sleep(Duration::from_secs(1));
+            return Ok(());
+        }
+        if std::time::Instant::now() >= deadline {
+            return Err(BenchError::PodOutput {
+                label: format!("{label}: waiting for {status}"),
+                stdout: got,
+                stderr: String::from_utf8_lossy(&out.stderr).to_string(),
+            });
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
 }
 
 /// The measurements, with the lab up: closed-loop rows (label, p50 p90 p99 in ms); prints
@@ -206,6 +289,7 @@ fn measure(
     requests: usize,
     quiet: &mut dyn FnMut(&str),
 ) -> Result<Vec<(String, [f64; 3])>, BenchError> {
+    lab.scenario_vars = jwt_variables()?;
     lab.apply("cluster1", &dir.join("seed/httpbin-bar.yaml"), "foo", quiet)?;
     std::thread::sleep(Duration::from_secs(2));
     let mut rows = Vec::new();
@@ -234,6 +318,32 @@ fn measure(
             )?;
             rated.push((rate, label, nums));
         }
+    }
+    // Policy filters on the data path, measured in the same run as the mesh row above.
+    for (label, file, headers) in policy_rows() {
+        let headers: Vec<String> = headers
+            .iter()
+            .map(|h| substitute(h, &lab.scenario_vars))
+            .collect();
+        lab.apply("cluster2", &dir.join(file), "bar", quiet)?;
+        wait_for_status(lab, "403", label)?;
+        let (_, cluster, ns, pod, addr, host, new) = CLOSED_LOOP[1];
+        let mut warm = closed_loop_command(exe, addr, host, WARM_UP_REQUESTS, new);
+        let mut cmd = closed_loop_command(exe, addr, host, requests, new);
+        for h in &headers {
+            for c in [&mut warm, &mut cmd] {
+                c.push("--header".into());
+                c.push(h.clone());
+            }
+        }
+        lab.exec_output(cluster, ns, pod, &warm)?;
+        let nums = pod_numbers(lab, (cluster, ns, pod), &cmd, 3, label)?;
+        rows.push((
+            label.to_string(),
+            [nums[0] / 1000.0, nums[1] / 1000.0, nums[2] / 1000.0],
+        ));
+        lab.delete("cluster2", &dir.join(file), "bar", quiet)?;
+        wait_for_status(lab, "200", &format!("{label} removed"))?;
     }
     println!("| offered rate | path | completed/s | p50 | p90 | p99 | errors |");
     println!("|---|---|---|---|---|---|---|");
@@ -274,6 +384,12 @@ pub fn run(opts: &DatapathOptions) -> Result<(), BenchError> {
     }
     if let Some(line) = added_by_the_mesh(&rows) {
         println!("{line}");
+    }
+    for (label, [_, p90, _]) in rows.iter().skip(4) {
+        println!(
+            "added by the policy over the mesh, kept-alive: {:.3} ms p90 ({label})",
+            p90 - rows[1].1[1]
+        );
     }
     Ok(())
 }

@@ -16,6 +16,8 @@ pub struct HttpOptions {
     pub host: String,
     /// Path.
     pub path: String,
+    /// Further request headers, `Name: value` each.
+    pub headers: Vec<String>,
     /// Requests (closed loop).
     pub requests: usize,
     /// A new TCP connection for every request (closed loop).
@@ -37,6 +39,7 @@ pub fn run(opts: &HttpOptions) -> Result<(), BenchError> {
                 opts.addr,
                 &opts.host,
                 &opts.path,
+                &opts.headers,
                 rate,
                 opts.seconds,
                 opts.connections,
@@ -49,6 +52,7 @@ pub fn run(opts: &HttpOptions) -> Result<(), BenchError> {
                 opts.addr,
                 &opts.host,
                 &opts.path,
+                &opts.headers,
                 opts.requests,
                 opts.new_connections,
             )
