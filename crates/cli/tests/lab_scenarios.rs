@@ -165,6 +165,7 @@ fn s1_and_its_variants_in_the_lab_with_one_pod_cidr_in_both_clusters() {
         ("authz", 23),
         ("peer-authn", 14),
         ("jwt", 15),
+        ("tls-origination", 14),
         ("s1-egress", 6),
         ("s1-subsets", 10),
         ("s1-cleanup", 8),
@@ -266,6 +267,26 @@ fn bad_manifests_stop_up_before_anything_is_created() {
     assert!(!out.status.success());
     assert!(err.contains("the lab needs root"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Issue 16, item 3: three clusters, a `*.global` ServiceEntry whose endpoints are two
+/// gateways; one gateway starts dropping packets silently and no call fails after 5 s,
+/// without any DestinationRule.
+#[test]
+fn a_silent_gateway_leaves_rotation_without_configuration() {
+    let _one = require();
+    let lab = Lab {
+        state: std::env::temp_dir().join(format!("isthmus-lab-failover-{}", std::process::id())),
+        prefix: format!("if{}", std::process::id() % 100_000),
+    };
+    let run = lab.ok(&["run", "examples/gateway-failover/failover.yaml"]);
+    assert!(run.contains("13 of 13 steps passed"), "{run}");
+    lab.ok(&["down"]);
+    assert!(
+        lab.namespaces().is_empty(),
+        "left behind: {:?}",
+        lab.namespaces()
+    );
 }
 
 #[test]

@@ -18,6 +18,7 @@ use tokio::sync::Notify;
 
 pub mod clusters;
 pub mod config;
+pub mod gateway_probe;
 pub mod jwks;
 pub mod memory;
 pub mod token_review;
@@ -153,6 +154,7 @@ fn snapshot_input(
         export_default: config.export_default,
         egress_gateway: config.sources.egress_gateway.clone(),
         jwks: Default::default(),
+        gateway_health: Default::default(),
     };
     (input, views)
 }
@@ -469,6 +471,13 @@ pub async fn run(config: ControlPlaneConfig) -> Result<(), ControlPlaneError> {
     input.jwks = resolver.resolve(&jwks::wanted(&input)).await;
     let mut keys_in_force = input.jwks.clone();
     let (first, first_push) = builder.apply(&input, ConfigsUpdated::Unknown);
+    // Other clusters' gateways, probed so that a silent one leaves rotation.
+    let gateways_changed = Arc::new(Notify::new());
+    let prober = Arc::new(gateway_probe::GatewayProber::new(gateways_changed.clone()));
+    prober.set_targets(gateway_probe::targets(&first));
+    tokio::spawn(prober.clone().run());
+    let mut health_in_force = input.gateway_health.clone();
+    let task_prober = prober.clone();
     explain_vips(&mut first_views, &first);
     let (views_tx, views_rx) = watch::channel(first_views);
     let mut seen = Vec::new();
@@ -504,6 +513,7 @@ pub async fn run(config: ControlPlaneConfig) -> Result<(), ControlPlaneError> {
                     None
                 }
                 _ = jwks_changed.notified() => None,
+                _ = gateways_changed.notified() => None,
             };
             let started = std::time::Instant::now();
             let mut changed = false;
@@ -540,6 +550,12 @@ pub async fn run(config: ControlPlaneConfig) -> Result<(), ControlPlaneError> {
                 configs = ConfigsUpdated::Unknown;
                 keys_in_force = input.jwks.clone();
             }
+            input.gateway_health = task_prober.health();
+            if input.gateway_health != health_in_force {
+                changed = true;
+                configs = ConfigsUpdated::Unknown;
+                health_in_force = input.gateway_health.clone();
+            }
             let reload_ms = started.elapsed().as_secs_f64() * 1e3;
             if !changed {
                 // Nothing in force changed: report the read's problems, push nothing.
@@ -548,6 +564,7 @@ pub async fn run(config: ControlPlaneConfig) -> Result<(), ControlPlaneError> {
                 views_tx.send_replace(views);
                 report(&checked, &mut seen);
                 seen.extend(waiting_problems(&registries));
+                seen.extend(task_prober.problems());
                 diag_tx.send_replace(seen.clone());
                 continue;
             }
@@ -562,6 +579,8 @@ pub async fn run(config: ControlPlaneConfig) -> Result<(), ControlPlaneError> {
             views_tx.send_replace(views);
             report(&next, &mut seen);
             seen.extend(waiting_problems(&registries));
+            seen.extend(task_prober.problems());
+            task_prober.set_targets(gateway_probe::targets(&next));
             diag_tx.send_replace(seen.clone());
             tracing::info!(
                 services = next.services.len(),
@@ -640,6 +659,7 @@ pub async fn run(config: ControlPlaneConfig) -> Result<(), ControlPlaneError> {
         monitor,
         status.clone(),
         ca_stats,
+        prober,
         diag_rx,
         views_rx,
     ));
@@ -688,6 +708,7 @@ async fn monitoring(
     listener: tokio::net::TcpListener,
     status: Arc<XdsStatus>,
     ca_stats: Arc<isthmus_ca::CaStats>,
+    prober: Arc<gateway_probe::GatewayProber>,
     diagnostics: watch::Receiver<Vec<String>>,
     service_entries: watch::Receiver<Vec<SeView>>,
 ) {
@@ -697,6 +718,7 @@ async fn monitoring(
         };
         let status = status.clone();
         let ca_stats = ca_stats.clone();
+        let prober = prober.clone();
         let diagnostics = diagnostics.clone();
         let service_entries = service_entries.clone();
         tokio::spawn(async move {
@@ -709,9 +731,10 @@ async fn monitoring(
                 "/metrics" => (
                     "200 OK",
                     format!(
-                        "{}{}{}",
+                        "{}{}{}{}",
                         status.metrics(),
                         ca_stats.metrics(),
+                        prober.metrics(),
                         memory::metrics()
                     ),
                 ),

@@ -98,14 +98,19 @@ pub fn outbound(
             });
         }
     }
-    // A service with endpoints on other networks is partly reached through gateways: when
-    // a gateway stops answering, eject it quickly so that calls go to the endpoints that
-    // still work (and let it back after the ejection time).
-    if t.service
-        .endpoints
-        .iter()
-        .any(|e| !e.origin.network.is_empty() && !proxy.reaches_directly(&e.origin.network))
-    {
+    // A service reached (partly) through gateways: other networks' endpoints, or
+    // ServiceEntry endpoints on the east-west port (other clusters' gateways, as the seeds
+    // write them). When a gateway stops answering, give up connecting soon, eject it
+    // quickly so that calls go to the endpoints that still work (and let it back after the
+    // ejection time); the control plane's probes also mark a silent gateway unhealthy.
+    if t.service.endpoints.iter().any(|e| {
+        (!e.origin.network.is_empty() && !proxy.reaches_directly(&e.origin.network))
+            || e.origin
+                .ports
+                .values()
+                .any(|p| *p == isthmus_api::validate::EAST_WEST_PORT)
+    }) {
+        c.connect_timeout = Some(GATEWAY_CONNECT_TIMEOUT);
         c.outlier_detection = Some(
             envoy_types::pb::envoy::config::cluster::v3::OutlierDetection {
                 consecutive_5xx: Some(UInt32Value { value: 3 }),
@@ -135,6 +140,13 @@ pub fn outbound(
     }
     c
 }
+
+/// How long a connection to another cluster's gateway may take before the next endpoint is
+/// tried (Istio's default, 10 s, would hold a call that long on a silent gateway).
+pub const GATEWAY_CONNECT_TIMEOUT: Duration = Duration {
+    seconds: 1,
+    nanos: 0,
+};
 
 /// A cluster with one fixed address.
 pub fn static_cluster(name: &str, address: &str, port: u32) -> Cluster {

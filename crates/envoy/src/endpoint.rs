@@ -5,6 +5,7 @@
 
 use crate::pb::*;
 use crate::target::OutboundTarget;
+use envoy_types::pb::envoy::config::core::v3::HealthStatus;
 use isthmus_model::{Address, Endpoint, MeshSnapshot, Proxy};
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -101,7 +102,16 @@ pub fn load_assignment(
                 locality: locality_pb(locality),
                 lb_endpoints: eps
                     .into_iter()
-                    .map(|((a, p), w)| lb_endpoint(a.to_string(), p, w))
+                    .map(|((a, p), w)| {
+                        let address = a.to_string();
+                        let down = snapshot.gateway_health.is_down(&address, p);
+                        let mut e = lb_endpoint(address, p, w);
+                        if down {
+                            // The control plane's probes found this gateway silent.
+                            e.health_status = HealthStatus::Unhealthy as i32;
+                        }
+                        e
+                    })
                     .collect(),
                 ..Default::default()
             })

@@ -356,6 +356,7 @@ impl MeshSnapshot {
         snap.authz = read_authz(&local_resources);
         snap.request_authn = read_request_authn(&local_resources);
         snap.jwks = input.jwks.clone();
+        snap.gateway_health = input.gateway_health.clone();
         for net in snap.networks.networks.iter() {
             let gws = net
                 .1

@@ -9,12 +9,13 @@
 //! item of lib.rs, so no two import each other (`tests/layers.rs` checks this). What a
 //! snapshot holds sits below `build`, which makes snapshots, and `builder`, which drives it.
 //! Layers, bottom first:
-//! `host`, `labels`, `policy`, `proxy`, `service`, `automation`, `objects`, `pod`,
+//! `host`, `labels`, `health`, `policy`, `proxy`, `service`, `automation`, `objects`, `pod`,
 //! `incremental`, `snapshot`, `build`, `push`, `builder`.
 
 pub mod automation;
 pub mod build;
 pub mod builder;
+pub mod health;
 pub mod host;
 pub mod incremental;
 pub mod labels;

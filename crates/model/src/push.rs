@@ -132,6 +132,7 @@ fn endpoints_only(
         authz,
         request_authn,
         jwks,
+        gateway_health,
         // Problems change what is reported, not what is sent.
         diagnostics: _,
         egress_gateway,
@@ -145,6 +146,7 @@ fn endpoints_only(
         && *authz == prev.authz
         && *request_authn == prev.request_authn
         && *jwks == prev.jwks
+        && *gateway_health == prev.gateway_health
         && *destination_rules == prev.destination_rules
         && *virtual_services == prev.virtual_services
         && *gateways == prev.gateways

@@ -35,6 +35,8 @@ pub struct SnapshotInput {
     pub egress_gateway: Option<String>,
     /// The JWKS documents fetched for the RequestAuthentications' `jwksUri`s.
     pub jwks: crate::policy::FetchedKeys,
+    /// The gateways the control plane's probes found down.
+    pub gateway_health: crate::health::GatewayHealth,
 }
 
 /// An IPv4 range that automatic VIPs are allocated from (Istio's default: 240.240.0.0/16,
@@ -179,6 +181,8 @@ pub struct MeshSnapshot {
     pub request_authn: crate::policy::JwtPolicies,
     /// The key sets fetched for them.
     pub jwks: crate::policy::FetchedKeys,
+    /// The gateways found down: their endpoints are sent UNHEALTHY.
+    pub gateway_health: crate::health::GatewayHealth,
     /// Problems found while building (including every registry's).
     pub diagnostics: Vec<Diagnostic>,
     /// The egress gateway's service host, when external HTTP traffic is funnelled through it.

@@ -319,15 +319,32 @@ fn measure(
             rated.push((rate, label, nums));
         }
     }
-    // Policy filters on the data path, measured in the same run as the mesh row above.
+    // Policy filters on the data path, each measured right after the same path without one.
     for (label, file, headers) in policy_rows() {
         let headers: Vec<String> = headers
             .iter()
             .map(|h| substitute(h, &lab.scenario_vars))
             .collect();
+        let (_, cluster, ns, pod, addr, host, new) = CLOSED_LOOP[1];
+        lab.exec_output(
+            cluster,
+            ns,
+            pod,
+            &closed_loop_command(exe, addr, host, WARM_UP_REQUESTS, new),
+        )?;
+        let before = pod_numbers(
+            lab,
+            (cluster, ns, pod),
+            &closed_loop_command(exe, addr, host, requests, new),
+            3,
+            "mesh, kept-alive, no policy",
+        )?;
+        rows.push((
+            "mesh, kept-alive, no policy (just before the next row)".to_string(),
+            [before[0] / 1000.0, before[1] / 1000.0, before[2] / 1000.0],
+        ));
         lab.apply("cluster2", &dir.join(file), "bar", quiet)?;
         wait_for_status(lab, "403", label)?;
-        let (_, cluster, ns, pod, addr, host, new) = CLOSED_LOOP[1];
         let mut warm = closed_loop_command(exe, addr, host, WARM_UP_REQUESTS, new);
         let mut cmd = closed_loop_command(exe, addr, host, requests, new);
         for h in &headers {
@@ -385,11 +402,15 @@ pub fn run(opts: &DatapathOptions) -> Result<(), BenchError> {
     if let Some(line) = added_by_the_mesh(&rows) {
         println!("{line}");
     }
-    for (label, [_, p90, _]) in rows.iter().skip(4) {
-        println!(
-            "added by the policy over the mesh, kept-alive: {:.3} ms p90 ({label})",
-            p90 - rows[1].1[1]
-        );
+    // Rows 4.. come in pairs: the mesh without a policy, then with one.
+    for pair in rows[4.min(rows.len())..].chunks(2) {
+        if let [(_, before), (label, with)] = pair {
+            println!(
+                "added by the policy, kept-alive: {:.3} ms p50, {:.3} ms p90 ({label})",
+                with[0] - before[0],
+                with[1] - before[1]
+            );
+        }
     }
     Ok(())
 }
