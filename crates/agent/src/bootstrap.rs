@@ -65,7 +65,12 @@ pub fn bootstrap(p: &BootstrapParams<'_>) -> Value {
             "ads_config": {
                 "api_type": if p.delta { "DELTA_GRPC" } else { "GRPC" },
                 "transport_api_version": "V3",
-                "grpc_services": [{ "envoy_grpc": { "cluster_name": "xds-grpc" } }],
+                // A restarted control plane is found again within a second: Envoy's
+                // default backoff grows to 30 s.
+                "grpc_services": [{ "envoy_grpc": {
+                    "cluster_name": "xds-grpc",
+                    "retry_policy": { "retry_back_off": { "base_interval": "0.1s", "max_interval": "1s" } }
+                } }],
                 "set_node_on_first_message_only": true
             },
             "cds_config": { "ads": {}, "resource_api_version": "V3" },

@@ -73,6 +73,28 @@ pub enum LabCommand {
         #[arg(short, long, default_value = "default")]
         namespace: String,
     },
+    /// Stop a mesh component, keeping its pod: `lab stop cluster2 control-plane` (also
+    /// `gateway`, `egress-gateway`). Proxies keep serving their last configuration.
+    Stop {
+        /// Cluster.
+        cluster: String,
+        /// `control-plane`, `gateway` or `egress-gateway`.
+        component: String,
+    },
+    /// Start a stopped mesh component again and wait until every proxy is ready.
+    Start {
+        /// Cluster.
+        cluster: String,
+        /// `control-plane`, `gateway` or `egress-gateway`.
+        component: String,
+    },
+    /// Stop and start a mesh component: `lab restart cluster2 control-plane`.
+    Restart {
+        /// Cluster.
+        cluster: String,
+        /// `control-plane`, `gateway` or `egress-gateway`.
+        component: String,
+    },
     /// Run a command in a pod: `lab exec cluster1 foo sleep -- curl -s httpbin.bar.global:8000/ip`.
     Exec {
         /// Cluster.
@@ -226,6 +248,18 @@ pub fn run(g: &LabGlobal, cmd: LabCommand) -> Result<()> {
         } => {
             let mut lab = Lab::load(options(g)?)?;
             lab.delete(&cluster, &file, &namespace, &mut |l| progress(l))?;
+        }
+        LabCommand::Stop { cluster, component } => {
+            let mut lab = Lab::load(options(g)?)?;
+            lab.stop_component(&cluster, component.parse()?, &mut |l| progress(l))?;
+        }
+        LabCommand::Start { cluster, component } => {
+            let mut lab = Lab::load(options(g)?)?;
+            lab.start_component(&cluster, component.parse()?, &mut |l| progress(l))?;
+        }
+        LabCommand::Restart { cluster, component } => {
+            let mut lab = Lab::load(options(g)?)?;
+            lab.restart_component(&cluster, component.parse()?, &mut |l| progress(l))?;
         }
         LabCommand::Exec {
             cluster,

@@ -166,6 +166,7 @@ fn s1_and_its_variants_in_the_lab_with_one_pod_cidr_in_both_clusters() {
         ("peer-authn", 14),
         ("jwt", 15),
         ("tls-origination", 14),
+        ("restart", 16),
         ("s1-egress", 6),
         ("s1-subsets", 10),
         ("s1-cleanup", 8),

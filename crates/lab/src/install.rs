@@ -19,7 +19,9 @@ use isthmus_control_plane::ControlPlaneConfig;
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// The namespace of the mesh's components.
 pub const NAMESPACE: &str = "istio-system";
@@ -304,11 +306,7 @@ pub fn control_plane(
     if !crate::kubernetes::enabled(state) {
         ApiServer::new(&opts.state_dir, &spec.name).create()?;
     }
-    let a = process::command_line(
-        &opts.exe_arg(),
-        "control-plane",
-        control_plane_config(opts, &state.topology, &spec).to_args(),
-    );
+    let a = control_plane_command(opts, state, ci);
     // The credential key must exist before the lab issues workload credentials.
     isthmus_ca::CredentialKey::load_or_create(&opts.ca_dir().join(format!("{}.key", spec.name)))
         .map_err(|e| LabError::Invalid(format!("credential key: {e}")))?;
@@ -329,6 +327,174 @@ pub fn control_plane(
     state.save(&opts.state_dir)
 }
 
+/// The command line of cluster number `ci`'s control plane.
+fn control_plane_command(opts: &LabOptions, state: &LabState, ci: usize) -> Vec<String> {
+    process::command_line(
+        &opts.exe_arg(),
+        "control-plane",
+        control_plane_config(opts, &state.topology, &state.topology.clusters[ci]).to_args(),
+    )
+}
+
+/// A mesh component `lab stop`, `lab start` and `lab restart` act on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Restartable {
+    /// The control plane (`istiod-0`).
+    ControlPlane,
+    /// The east-west gateway's agent and Envoy (`istio-ingressgateway-0`).
+    Gateway,
+    /// The egress gateway's agent and Envoy (`istio-egressgateway-0`).
+    EgressGateway,
+}
+
+impl std::str::FromStr for Restartable {
+    type Err = LabError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(match s {
+            "control-plane" | "istiod" => Restartable::ControlPlane,
+            "gateway" | "east-west-gateway" | "istio-ingressgateway" => Restartable::Gateway,
+            "egress-gateway" | "istio-egressgateway" => Restartable::EgressGateway,
+            other => {
+                return Err(LabError::Invalid(format!(
+                    "unknown component `{other}`: control-plane, gateway or egress-gateway"
+                )))
+            }
+        })
+    }
+}
+
+impl std::fmt::Display for Restartable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Restartable::ControlPlane => "control plane",
+            Restartable::Gateway => "east-west gateway",
+            Restartable::EgressGateway => "egress gateway",
+        })
+    }
+}
+
+impl Restartable {
+    fn component(self) -> &'static MeshComponent {
+        match self {
+            Restartable::ControlPlane => &CONTROL_PLANE,
+            Restartable::Gateway => &EAST_WEST_GATEWAY,
+            Restartable::EgressGateway => &EGRESS_GATEWAY,
+        }
+    }
+}
+
+/// The index of `what`'s pod in cluster number `ci`.
+fn component_pod(state: &LabState, ci: usize, what: Restartable) -> Result<usize, LabError> {
+    let c = what.component();
+    state.clusters[ci]
+        .pods
+        .iter()
+        .position(|p| p.name == c.pod && p.namespace == "istio-system")
+        .ok_or_else(|| {
+            LabError::Invalid(format!(
+                "cluster {} runs no {} ({})",
+                state.clusters[ci].name, c.service, c.pod
+            ))
+        })
+}
+
+/// Stops `what` in cluster number `ci`, keeping its pod (namespace, address, files): its
+/// processes end and nothing answers at its address until [`start`].
+pub fn stop(
+    opts: &LabOptions,
+    state: &mut LabState,
+    ci: usize,
+    what: Restartable,
+) -> Result<(), LabError> {
+    let i = component_pod(state, ci, what)?;
+    let pod = &mut state.clusters[ci].pods[i];
+    pod.stopped = true;
+    for pid in pod.pids.drain(..) {
+        process::stop(pid, Duration::from_secs(3));
+    }
+    for pid in process::in_namespace(&pod.netns) {
+        process::stop(pid, Duration::from_secs(2));
+    }
+    state.save(&opts.state_dir)
+}
+
+/// Starts `what` again in its pod in cluster number `ci`, as `up` started it (its previous
+/// log kept beside as `*.log.1`); does nothing when it runs.
+pub fn start(
+    opts: &LabOptions,
+    state: &mut LabState,
+    ci: usize,
+    what: Restartable,
+) -> Result<(), LabError> {
+    let i = component_pod(state, ci, what)?;
+    let pod = state.clusters[ci].pods[i].clone();
+    if pod.pids.iter().any(|p| process::alive(*p)) {
+        return Ok(());
+    }
+    keep_logs(&pod.workdir);
+    let spec = state.topology.clusters[ci].clone();
+    let pid = match what {
+        Restartable::ControlPlane => process::spawn(
+            &pod.netns,
+            &control_plane_command(opts, state, ci),
+            &pod.workdir.join("control-plane.log"),
+        )?,
+        Restartable::Gateway => {
+            kubelet::start_agent(opts, state, ci, &pod, Some(east_west_router(&spec)))?
+        }
+        Restartable::EgressGateway => {
+            kubelet::start_agent(opts, state, ci, &pod, Some(egress_router(&spec)))?
+        }
+    };
+    let p = &mut state.clusters[ci].pods[i];
+    p.pids = vec![pid];
+    p.stopped = false;
+    state.save(&opts.state_dir)
+}
+
+/// Moves each `*.log` of a pod's folder to `*.log.1`, so that a restart's log starts empty
+/// and the one before it stays readable.
+fn keep_logs(workdir: &Path) {
+    let Ok(entries) = std::fs::read_dir(workdir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let path = e.path();
+        if path.extension().is_some_and(|x| x == "log") {
+            let mut old = path.clone().into_os_string();
+            old.push(".1");
+            let _ = std::fs::rename(&path, old);
+        }
+    }
+}
+
+/// The east-west gateway's agent settings: it passes 15443 through by SNI on its own unless
+/// the topology says `eastWestGatewayMode: standard` (only Gateway resources configure it).
+fn east_west_router(spec: &ClusterSpec) -> Router<'static> {
+    Router {
+        metadata: &[],
+        sni_dnat: spec.east_west_gateway_mode.as_deref() != Some("standard"),
+    }
+}
+
+/// The egress gateway's agent settings: funnelling, it forwards to the addresses
+/// ServiceEntries give (no network view); otherwise it relays to the remote gateways a
+/// ServiceEntry puts on network `external` (seed 000's egress variant).
+fn egress_router(spec: &ClusterSpec) -> Router<'static> {
+    if spec.egress_funnel {
+        Router {
+            metadata: &[],
+            sni_dnat: false,
+        }
+    } else {
+        Router {
+            metadata: &[("REQUESTED_NETWORK_VIEW", "external")],
+            sni_dnat: true,
+        }
+    }
+}
+
 /// Starts cluster number `ci`'s egress gateway.
 pub fn egress_gateway(
     opts: &LabOptions,
@@ -339,25 +505,12 @@ pub fn egress_gateway(
     let spec = state.topology.clusters[ci].clone();
     let mut pod = EGRESS_GATEWAY.make_pod(opts, state, ci)?;
     let ip = EGRESS_GATEWAY.publish(opts, state, ci, &pod)?;
-    // Funnelling, it forwards to the addresses ServiceEntries give (no network view);
-    // otherwise it relays to the remote gateways a ServiceEntry puts on network
-    // `external` (seed 000's egress variant).
-    let (metadata, role): (&[(&str, &str)], &str) = if spec.egress_funnel {
-        (
-            &[],
-            "sidecars' HTTP to MESH_EXTERNAL services leaves through it, mTLS on :15443",
-        )
+    let role = if spec.egress_funnel {
+        "sidecars' HTTP to MESH_EXTERNAL services leaves through it, mTLS on :15443"
     } else {
-        (
-            &[("REQUESTED_NETWORK_VIEW", "external")],
-            "network view `external`",
-        )
+        "network view `external`"
     };
-    let router = Router {
-        metadata,
-        sni_dnat: !spec.egress_funnel,
-    };
-    let pid = kubelet::start_agent(opts, state, ci, &pod, Some(router))?;
+    let pid = kubelet::start_agent(opts, state, ci, &pod, Some(egress_router(&spec)))?;
     pod.pids.push(pid);
     progress(&format!(
         "{}: egress gateway istio-egressgateway at {} (ClusterIP {ip}, {role})",
@@ -377,11 +530,7 @@ pub fn east_west_gateway(
     let spec = state.topology.clusters[ci].clone();
     let mut pod = EAST_WEST_GATEWAY.make_pod(opts, state, ci)?;
     EAST_WEST_GATEWAY.publish(opts, state, ci, &pod)?;
-    let router = Router {
-        metadata: &[],
-        sni_dnat: spec.east_west_gateway_mode.as_deref() != Some("standard"),
-    };
-    let pid = kubelet::start_agent(opts, state, ci, &pod, Some(router))?;
+    let pid = kubelet::start_agent(opts, state, ci, &pod, Some(east_west_router(&spec)))?;
     pod.pids.push(pid);
     progress(&format!(
         "{}: east-west gateway istio-ingressgateway at {} (public {}:15443)",
@@ -401,6 +550,29 @@ mod tests {
     use std::path::{Path, PathBuf};
 
     use testing::opts;
+
+    #[test]
+    fn restartable_components_are_named_as_users_and_istio_name_them() {
+        for (name, want) in [
+            ("control-plane", Restartable::ControlPlane),
+            ("istiod", Restartable::ControlPlane),
+            ("gateway", Restartable::Gateway),
+            ("istio-ingressgateway", Restartable::Gateway),
+            ("egress-gateway", Restartable::EgressGateway),
+        ] {
+            assert_eq!(name.parse::<Restartable>().ok(), Some(want), "{name}");
+        }
+        let err = "sleep".parse::<Restartable>().expect_err("not a component");
+        assert!(
+            err.to_string()
+                .contains("control-plane, gateway or egress-gateway"),
+            "{err}"
+        );
+        assert_eq!(
+            Restartable::Gateway.component().pod,
+            "istio-ingressgateway-0"
+        );
+    }
 
     #[test]
     fn the_table_names_each_component_once_and_selects_its_own_pods() {

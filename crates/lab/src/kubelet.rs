@@ -382,7 +382,7 @@ pub fn wait_ready(
     loop {
         let mut waiting = Vec::new();
         for c in &state.clusters {
-            for p in c.pods.iter() {
+            for p in c.pods.iter().filter(|p| !p.stopped) {
                 for pid in &p.pids {
                     if !process::alive(*pid) {
                         let log = log_tails(&p.workdir);

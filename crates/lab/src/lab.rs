@@ -606,6 +606,51 @@ impl Lab {
         Ok(())
     }
 
+    /// Stops a mesh component of `cluster` (control plane or gateway), keeping its pod.
+    pub fn stop_component(
+        &mut self,
+        cluster: &str,
+        what: install::Restartable,
+        progress: &mut dyn FnMut(&str),
+    ) -> Result<(), LabError> {
+        let ci = self.state.cluster(cluster)?.index;
+        install::stop(&self.opts, &mut self.state, ci, what)?;
+        progress(&format!("{cluster}: {what} stopped"));
+        Ok(())
+    }
+
+    /// Starts a stopped mesh component of `cluster` again and waits until every proxy is
+    /// ready; returns how long that took.
+    pub fn start_component(
+        &mut self,
+        cluster: &str,
+        what: install::Restartable,
+        progress: &mut dyn FnMut(&str),
+    ) -> Result<Duration, LabError> {
+        let ci = self.state.cluster(cluster)?.index;
+        let started = std::time::Instant::now();
+        install::start(&self.opts, &mut self.state, ci, what)?;
+        self.wait_ready(Duration::from_secs(60), progress)?;
+        let took = started.elapsed();
+        progress(&format!(
+            "{cluster}: {what} started; every proxy ready after {:.1} s",
+            took.as_secs_f64()
+        ));
+        Ok(took)
+    }
+
+    /// Stops and starts a mesh component of `cluster`; returns how long until every proxy
+    /// was ready again.
+    pub fn restart_component(
+        &mut self,
+        cluster: &str,
+        what: install::Restartable,
+        progress: &mut dyn FnMut(&str),
+    ) -> Result<Duration, LabError> {
+        self.stop_component(cluster, what, progress)?;
+        self.start_component(cluster, what, progress)
+    }
+
     /// GET on a pod's loopback (Envoy admin 15000, control plane monitoring 15014).
     pub fn pod_http(&self, pod: &PodState, port: u16, path: &str) -> Result<String, LabError> {
         kubelet::pod_http(&self.opts, pod, port, path)
@@ -709,7 +754,13 @@ impl Lab {
                     p.name,
                     p.ip,
                     p.public_ip.as_deref().unwrap_or("-"),
-                    if running { "Running" } else { "Failed" },
+                    if p.stopped {
+                        "Stopped"
+                    } else if running {
+                        "Running"
+                    } else {
+                        "Failed"
+                    },
                     proxy
                 ));
             }

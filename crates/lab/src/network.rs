@@ -177,6 +177,7 @@ pub fn pod_netns_at(
         pids: Vec::new(),
         workdir,
         from_node: false,
+        stopped: false,
     })
 }
 

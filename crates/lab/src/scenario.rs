@@ -109,12 +109,28 @@ pub struct Step {
     /// Read a log file of a pod (`agent.log` holds Envoy's access log); the expectations on
     /// stdout apply to it.
     pub pod_log: Option<LogRef>,
+    /// Stop a mesh component (`control-plane`, `gateway`, `egress-gateway`), keeping its pod.
+    pub stop: Option<ComponentRef>,
+    /// Start a stopped mesh component again; the step passes when every proxy is ready.
+    pub start: Option<ComponentRef>,
+    /// Stop and start a mesh component.
+    pub restart: Option<ComponentRef>,
     /// Expectations.
     #[serde(default)]
     pub expect: Expect,
     /// Retry until the expectations hold, for up to this many seconds.
     #[serde(default)]
     pub within_seconds: u64,
+}
+
+/// A mesh component of a cluster.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ComponentRef {
+    /// Cluster.
+    pub cluster: String,
+    /// `control-plane`, `gateway` or `egress-gateway`.
+    pub component: String,
 }
 
 /// A log file of a pod.
@@ -164,10 +180,13 @@ impl Scenario {
                 step.envoy_stat.is_some(),
                 step.envoy_admin.is_some(),
                 step.pod_log.is_some(),
+                step.stop.is_some(),
+                step.start.is_some(),
+                step.restart.is_some(),
             ];
             if actions.iter().filter(|a| **a).count() != 1 {
                 return Err(LabError::Invalid(format!(
-                    "{}: steps[{i}] `{}`: give exactly one of apply, delete, exec, envoyStat, envoyAdmin, podLog",
+                    "{}: steps[{i}] `{}`: give exactly one of apply, delete, exec, envoyStat, envoyAdmin, podLog, stop, start, restart",
                     path.display(),
                     step.name
                 )));
@@ -208,6 +227,28 @@ fn attempt(lab: &mut Lab, base: &Path, step: &Step) -> Result<Result<String, Str
     if let Some(f) = &step.apply {
         lab.apply(&f.cluster, &base.join(&f.file), &f.namespace, &mut quiet)?;
         return Ok(Ok(format!("applied {} in {}", f.file.display(), f.cluster)));
+    }
+    if let Some(c) = &step.stop {
+        lab.stop_component(&c.cluster, c.component.parse()?, &mut quiet)?;
+        return Ok(Ok(format!("{} of {} stopped", c.component, c.cluster)));
+    }
+    if let Some(c) = &step.start {
+        let took = lab.start_component(&c.cluster, c.component.parse()?, &mut quiet)?;
+        return Ok(Ok(format!(
+            "{} of {} started; it and every proxy answer ready after {:.1} s",
+            c.component,
+            c.cluster,
+            took.as_secs_f64()
+        )));
+    }
+    if let Some(c) = &step.restart {
+        let took = lab.restart_component(&c.cluster, c.component.parse()?, &mut quiet)?;
+        return Ok(Ok(format!(
+            "{} of {} restarted; it and every proxy answer ready after {:.1} s",
+            c.component,
+            c.cluster,
+            took.as_secs_f64()
+        )));
     }
     if let Some(f) = &step.delete {
         lab.delete(&f.cluster, &base.join(&f.file), &f.namespace, &mut quiet)?;

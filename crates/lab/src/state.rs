@@ -55,6 +55,10 @@ pub struct PodState {
     /// its own record of it.
     #[serde(default)]
     pub from_node: bool,
+    /// Stopped by `lab stop` (its processes ended, its namespace and files kept) until
+    /// `lab start`: not waited for, not counted as failed.
+    #[serde(default)]
+    pub stopped: bool,
 }
 
 /// One cluster.
@@ -268,6 +272,7 @@ pub(crate) mod testing {
             pids: Vec::new(),
             workdir: PathBuf::from("/state/pods").join(namespace).join(name),
             from_node: false,
+            stopped: false,
         }
     }
 }

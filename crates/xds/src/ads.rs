@@ -190,7 +190,7 @@ async fn sotw_stream(
                 }
                 if respond {
                     nonce += 1;
-                    send(tx, &mut proxy, &snapshot, &req.type_url, w, nonce, status, true).await?;
+                    send(tx, &mut proxy, &snapshot, &req.type_url, w, nonce, status, true, &[]).await?;
                 }
                 continue;
             }
@@ -202,10 +202,21 @@ async fn sotw_stream(
                 changed = snapshots.changed() => {
                     if changed.is_err() { return Ok(()); }
                     let snapshot = snapshots.borrow_and_update().clone();
+                    // Envoy warms a cluster it was sent again until that cluster's
+                    // endpoints come, unchanged or not: they follow it.
+                    let mut updated_clusters = Vec::new();
                     for type_url in PUSH_ORDER {
                         if let Some(w) = watches.get_mut(type_url) {
                             nonce += 1;
-                            send(tx, &mut proxy, &snapshot, type_url, w, nonce, status, false).await?;
+                            let force = if type_url == isthmus_envoy::ENDPOINT_TYPE {
+                                std::mem::take(&mut updated_clusters)
+                            } else {
+                                Vec::new()
+                            };
+                            let sent = send(tx, &mut proxy, &snapshot, type_url, w, nonce, status, false, &force).await?;
+                            if type_url == isthmus_envoy::CLUSTER_TYPE {
+                                updated_clusters = sent;
+                            }
                         }
                     }
                 }
@@ -220,7 +231,9 @@ async fn sotw_stream(
 
 /// Sends `type_url` to the proxy. A `full` response (an answer to a request) carries every
 /// wanted resource; a push after a snapshot change is skipped when nothing the proxy holds
-/// changed, and for EDS and RDS carries only the changed resources.
+/// changed, and for EDS and RDS carries only the changed resources and those named in
+/// `force` (the endpoints of clusters just sent again). Returns the names of the resources
+/// that changed for the proxy.
 #[allow(clippy::too_many_arguments)]
 async fn send(
     tx: &Tx,
@@ -231,9 +244,10 @@ async fn send(
     nonce: u64,
     status: &XdsStatus,
     full: bool,
-) -> Result<(), Status> {
+    force: &[Arc<str>],
+) -> Result<Vec<Arc<str>>, Status> {
     let encoded = proxy.refresh(snapshot);
-    if !full {
+    if !full && force.is_empty() {
         if let Some(done) = push_patch(tx, &encoded, snapshot, type_url, w, nonce, status).await {
             return done;
         }
@@ -250,12 +264,21 @@ async fn send(
         .as_ref()
         .map(|b| b.of_type(type_url))
         .unwrap_or_default();
-    let (changed, added) = differences(&current, held);
+    let (mut changed, added) = differences(&current, held);
+    let changed_names: Vec<Arc<str>> = changed.iter().map(|r| r.name.clone()).collect();
+    if !force.is_empty() {
+        for r in &current {
+            let forced = force.binary_search_by(|n| n.as_ref().cmp(&*r.name)).is_ok();
+            if forced && !changed.iter().any(|c| c.name == r.name) {
+                changed.push(r);
+            }
+        }
+    }
     let removed_any = w.held + added != current.len();
     if !full && changed.is_empty() && !removed_any {
         w.sent_version = snapshot.version();
         w.base = Some(encoded.clone());
-        return Ok(());
+        return Ok(changed_names);
     }
     let send_all = full || whole_set_type(type_url);
     let resources = if send_all && current.len() == encoded.of_type(type_url).len() {
@@ -268,7 +291,8 @@ async fn send(
     };
     w.held = current.len();
     w.base = Some(encoded.clone());
-    respond(tx, snapshot, type_url, w, nonce, status, resources).await
+    respond(tx, snapshot, type_url, w, nonce, status, resources).await?;
+    Ok(changed_names)
 }
 
 /// The resources of `current` whose bytes differ from `held` (both sorted by name), and how
@@ -314,7 +338,7 @@ async fn respond(
 /// A push when the new resource set was patched from the one this stream last sent: only the
 /// patched names are looked at (a scan of every resource per stream is what made a change
 /// cost a millisecond per proxy). `None` when that does not apply or a resource went away
-/// (the full comparison handles it).
+/// (the full comparison handles it); else the names sent.
 async fn push_patch(
     tx: &Tx,
     encoded: &Arc<crate::cache::Encoded>,
@@ -323,7 +347,7 @@ async fn push_patch(
     w: &mut Watch,
     nonce: u64,
     status: &XdsStatus,
-) -> Option<Result<(), Status>> {
+) -> Option<Result<Vec<Arc<str>>, Status>> {
     let base = w.base.clone()?;
     let names = encoded.changed_since(&base, type_url)?;
 
@@ -343,10 +367,15 @@ async fn push_patch(
     w.base = Some(encoded.clone());
     if changed.is_empty() {
         w.sent_version = snapshot.version();
-        return Some(Ok(()));
+        return Some(Ok(Vec::new()));
     }
+    let names = changed.iter().map(|r| r.name.clone()).collect();
     let resources = changed.iter().map(|r| r.entry.clone()).collect();
-    Some(respond(tx, snapshot, type_url, w, nonce, status, resources).await)
+    Some(
+        respond(tx, snapshot, type_url, w, nonce, status, resources)
+            .await
+            .map(|()| names),
+    )
 }
 
 #[cfg(test)]

@@ -156,10 +156,23 @@ pub async fn delta_stream(
                 changed = snapshots.changed() => {
                     if changed.is_err() { return Ok(()); }
                     let snapshot = snapshots.borrow_and_update().clone();
+                    // Envoy warms a cluster it was sent again until that cluster's
+                    // endpoints come, unchanged or not: they follow it.
+                    let mut updated_clusters: Vec<Arc<str>> = Vec::new();
                     for type_url in PUSH_ORDER {
                         if let Some(sub) = subs.get_mut(type_url) {
+                            if type_url == isthmus_envoy::ENDPOINT_TYPE {
+                                for name in updated_clusters.drain(..) {
+                                    if sub.wants(&name) {
+                                        sub.overrides.insert(name, None);
+                                    }
+                                }
+                            }
                             nonce += 1;
-                            push(tx, &mut proxy, &snapshot, type_url, sub, nonce, status, true).await?;
+                            let sent = push(tx, &mut proxy, &snapshot, type_url, sub, nonce, status, true).await?;
+                            if type_url == isthmus_envoy::CLUSTER_TYPE {
+                                updated_clusters = sent;
+                            }
                         }
                     }
                 }
@@ -182,7 +195,8 @@ fn delta_resource(r: &crate::cache::EncodedResource) -> DeltaEntry<'_> {
 
 /// Sends what changed for `type_url`. After a snapshot change (`on_change`) whose resource
 /// set was patched from the one this subscription reflects, only the patched names are
-/// looked at; otherwise every resource is compared with what the proxy has.
+/// looked at (unless some must be sent again whatever they are: `overrides`); otherwise
+/// every resource is compared with what the proxy has. Returns the names sent.
 #[allow(clippy::too_many_arguments)]
 async fn push(
     tx: &Tx,
@@ -193,9 +207,9 @@ async fn push(
     nonce: u64,
     status: &XdsStatus,
     on_change: bool,
-) -> Result<(), Status> {
+) -> Result<Vec<Arc<str>>, Status> {
     let encoded = proxy.refresh(snapshot);
-    let patched = if on_change && sub.answered {
+    let patched = if on_change && sub.answered && sub.overrides.is_empty() {
         sub.base
             .as_ref()
             .and_then(|b| encoded.changed_since(b, type_url))
@@ -221,12 +235,14 @@ async fn push(
         }
         sub.base = Some(encoded.clone());
         if resources.is_empty() && removed.is_empty() {
-            return Ok(());
+            return Ok(Vec::new());
         }
-        return respond(
+        let names = resources.iter().map(|r| Arc::<str>::from(r.name)).collect();
+        respond(
             tx, snapshot, type_url, sub, nonce, status, resources, removed,
         )
-        .await;
+        .await?;
+        return Ok(names);
     }
     // Every wanted resource against what the proxy holds; both lists are sorted by name.
     let current: Vec<&crate::cache::EncodedResource> = encoded
@@ -268,20 +284,23 @@ async fn push(
     sub.base = Some(encoded.clone());
     sub.overrides.clear();
     if resources.is_empty() && removed.is_empty() && sub.answered {
-        return Ok(());
+        return Ok(Vec::new());
     }
+    let names: Vec<Arc<str>> = resources.iter().map(|r| Arc::<str>::from(r.name)).collect();
     if removed.is_empty() && resources.len() == encoded.of_type(type_url).len() {
         // The whole set (a proxy's first response): one body shared by every stream.
         let body = encoded.delta_whole(type_url);
-        return send(tx, snapshot, sub, nonce, status, |version, nonce| {
+        send(tx, snapshot, sub, nonce, status, |version, nonce| {
             WireMessage::delta_shared(version, type_url, nonce, body, &[])
         })
-        .await;
+        .await?;
+        return Ok(names);
     }
     respond(
         tx, snapshot, type_url, sub, nonce, status, resources, removed,
     )
-    .await
+    .await?;
+    Ok(names)
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -738,3 +738,163 @@ async fn a_certificate_for_another_identity_is_permission_denied() {
     let ok = first_answer_sotw(&mut sleep, node()).await.expect("served");
     assert!(names(&ok).contains(&HTTPBIN.to_string()));
 }
+
+/// Seed 000's cluster1 at `version`, with a DestinationRule that turns mTLS off for sleep
+/// when `plain` (sleep's cluster changes; its endpoints do not).
+fn with_sleep_rule(version: u64, plain: bool) -> Arc<MeshSnapshot> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata/seed000/cluster1");
+    let mut reg = FileRegistry::new("cluster1", dir);
+    reg.reload();
+    let mut cluster = (**reg.current()).clone();
+    if plain {
+        let loaded = isthmus_api::load_str(
+            "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: sleep-plain, namespace: foo}\nspec: {host: sleep.foo.svc.cluster.local, trafficPolicy: {tls: {mode: DISABLE}}}\n",
+            None,
+            "foo",
+        );
+        assert!(!loaded.has_errors(), "{:?}", loaded.diagnostics);
+        cluster
+            .resources
+            .insert_all(loaded.resources.into_iter().map(Arc::new).collect());
+    }
+    Arc::new(MeshSnapshot::build(
+        &SnapshotInput {
+            local_cluster: "cluster1".into(),
+            local_network: "network1".into(),
+            clusters: vec![Arc::new(cluster)],
+            ..Default::default()
+        },
+        version,
+    ))
+}
+
+/// Envoy warms a cluster it is sent again until it gets that cluster's endpoints, even when
+/// they did not change (an updated cluster otherwise stays warming until Envoy's initial
+/// fetch timeout, 15 s, and the update is not in force): after a CDS push that changes
+/// sleep's cluster, sleep's endpoints follow, on a state-of-the-world stream.
+#[tokio::test]
+async fn sotw_a_cluster_sent_again_is_followed_by_its_endpoints() {
+    let srv = serve().await;
+    let v1 = with_sleep_rule(1, false);
+    srv.snapshots
+        .send(MeshUpdate::full(v1.clone()))
+        .expect("v1");
+    let (tx, rx) = mpsc::channel(8);
+    let mut client = srv.client.clone();
+    let mut stream = client
+        .stream_aggregated_resources(ReceiverStream::new(rx))
+        .await
+        .expect("stream")
+        .into_inner();
+    let req = |type_url: &str, names: Vec<String>, version: &str, nonce: &str| DiscoveryRequest {
+        node: Some(node()),
+        type_url: type_url.into(),
+        resource_names: names,
+        version_info: version.into(),
+        response_nonce: nonce.into(),
+        ..Default::default()
+    };
+    tx.send(req(CDS, vec![], "", "")).await.expect("cds");
+    let cds = next(&mut stream).await;
+    tx.send(req(CDS, vec![], "1", &cds.nonce))
+        .await
+        .expect("ack");
+    tx.send(req(EDS, vec![SLEEP.into()], "", ""))
+        .await
+        .expect("eds");
+    let eds = next(&mut stream).await;
+    tx.send(req(EDS, vec![SLEEP.into()], "1", &eds.nonce))
+        .await
+        .expect("ack");
+    nothing(&mut stream).await;
+
+    let v2 = with_sleep_rule(2, true);
+    let push = PushRequest::between(&v1, &v2, ConfigsUpdated::Unknown);
+    assert!(push.full, "a DestinationRule changed");
+    srv.snapshots
+        .send(MeshUpdate {
+            snapshot: v2,
+            push: Arc::new(push),
+        })
+        .expect("v2");
+    let cds = next(&mut stream).await;
+    assert_eq!(cds.type_url, CDS);
+    tx.send(req(CDS, vec![], "2", &cds.nonce))
+        .await
+        .expect("ack");
+    let eds = next(&mut stream).await;
+    assert_eq!(eds.type_url, EDS, "the endpoints follow the cluster");
+    use prost::Message;
+    let cla = envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment::decode(
+        eds.resources[0].value.as_slice(),
+    )
+    .expect("a ClusterLoadAssignment");
+    assert_eq!((eds.resources.len(), cla.cluster_name.as_str()), (1, SLEEP));
+    tx.send(req(EDS, vec![SLEEP.into()], "2", &eds.nonce))
+        .await
+        .expect("ack");
+    nothing(&mut stream).await;
+}
+
+/// The same on a delta stream: sleep's unchanged assignment is sent again after its cluster.
+#[tokio::test]
+async fn delta_a_cluster_sent_again_is_followed_by_its_endpoints() {
+    let srv = serve().await;
+    let v1 = with_sleep_rule(1, false);
+    srv.snapshots
+        .send(MeshUpdate::full(v1.clone()))
+        .expect("v1");
+    let (tx, rx) = mpsc::channel(8);
+    let mut client = srv.client.clone();
+    let mut stream = client
+        .delta_aggregated_resources(ReceiverStream::new(rx))
+        .await
+        .expect("stream")
+        .into_inner();
+    let ack = |type_url: &str, nonce: &str| DeltaDiscoveryRequest {
+        type_url: type_url.into(),
+        response_nonce: nonce.into(),
+        ..Default::default()
+    };
+    tx.send(DeltaDiscoveryRequest {
+        node: Some(node()),
+        type_url: CDS.into(),
+        ..Default::default()
+    })
+    .await
+    .expect("cds");
+    let cds = next(&mut stream).await;
+    tx.send(ack(CDS, &cds.nonce)).await.expect("ack");
+    tx.send(DeltaDiscoveryRequest {
+        type_url: EDS.into(),
+        resource_names_subscribe: vec![SLEEP.into()],
+        ..Default::default()
+    })
+    .await
+    .expect("eds");
+    let eds = next(&mut stream).await;
+    tx.send(ack(EDS, &eds.nonce)).await.expect("ack");
+    nothing(&mut stream).await;
+
+    let v2 = with_sleep_rule(2, true);
+    let push = PushRequest::between(&v1, &v2, ConfigsUpdated::Unknown);
+    srv.snapshots
+        .send(MeshUpdate {
+            snapshot: v2,
+            push: Arc::new(push),
+        })
+        .expect("v2");
+    let cds = next(&mut stream).await;
+    assert_eq!(cds.type_url, CDS);
+    assert_eq!(
+        delta_names(&cds),
+        vec![SLEEP.to_string()],
+        "only sleep's cluster changed"
+    );
+    tx.send(ack(CDS, &cds.nonce)).await.expect("ack");
+    let eds = next(&mut stream).await;
+    assert_eq!(eds.type_url, EDS, "the endpoints follow the cluster");
+    assert_eq!(delta_names(&eds), vec![SLEEP.to_string()]);
+    tx.send(ack(EDS, &eds.nonce)).await.expect("ack");
+    nothing(&mut stream).await;
+}
