@@ -165,6 +165,7 @@ fn s1_and_its_variants_in_the_lab_with_one_pod_cidr_in_both_clusters() {
         ("authz", 23),
         ("peer-authn", 14),
         ("jwt", 15),
+        ("jwt-discovery", 11),
         ("tls-origination", 14),
         ("restart", 16),
         ("s1-egress", 6),

@@ -18,7 +18,9 @@ use tokio::sync::Notify;
 
 /// How often a key set that was read is read again (Istio's `PILOT_JWT_PUB_KEY_REFRESH_INTERVAL`).
 pub const REFRESH: Duration = Duration::from_secs(20 * 60);
-/// How soon a location that failed is tried again.
+/// How soon a location that keeps failing is tried again (Istio's retry interval); the
+/// first retries come sooner (1 s, then doubling), so that an issuer that was not up yet
+/// when its rule arrived is read within seconds.
 pub const RETRY: Duration = Duration::from_secs(60);
 /// The fetch timeout when a rule gives none (Istio's default).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -33,6 +35,20 @@ struct Entry {
     result: Result<String, String>,
     fetched: Instant,
     timeout: Duration,
+    /// Failed fetches in a row.
+    failures: u32,
+}
+
+impl Entry {
+    /// When it is due again: [`REFRESH`] after a success, 1 s, 2 s, 4 s ... up to [`RETRY`]
+    /// after failures.
+    fn due_after(&self) -> Duration {
+        if self.result.is_ok() {
+            return REFRESH;
+        }
+        let backoff = Duration::from_secs(1u64 << self.failures.saturating_sub(1).min(6));
+        backoff.min(RETRY)
+    }
 }
 
 /// Fetches and keeps the key sets; shared by the build loop and the refresh task.
@@ -127,6 +143,7 @@ impl JwksResolver {
             entries.insert(
                 at,
                 Entry {
+                    failures: u32::from(result.is_err()),
                     result,
                     fetched: Instant::now(),
                     timeout,
@@ -145,15 +162,12 @@ impl JwksResolver {
     /// Fetches again what is due, forever; notifies `changed` when a key set changed.
     pub async fn refresh_forever(self: Arc<Self>) {
         loop {
-            tokio::time::sleep(Duration::from_secs(5)).await;
+            tokio::time::sleep(Duration::from_millis(500)).await;
             let due: Vec<(KeyLocation, Duration)> = {
                 let entries = self.lock();
                 entries
                     .iter()
-                    .filter(|(_, e)| {
-                        let every = if e.result.is_ok() { REFRESH } else { RETRY };
-                        e.fetched.elapsed() >= every
-                    })
+                    .filter(|(_, e)| e.fetched.elapsed() >= e.due_after())
                     .map(|(k, e)| (k.clone(), e.timeout))
                     .collect()
             };
@@ -165,6 +179,7 @@ impl JwksResolver {
                     continue; // no rule names it any more
                 };
                 e.fetched = Instant::now();
+                e.failures = if result.is_ok() { 0 } else { e.failures + 1 };
                 if e.result == result {
                     continue;
                 }
@@ -207,8 +222,8 @@ fn log_result(
     before: Option<&Result<String, String>>,
 ) {
     match (result, before) {
-        (Ok(_), None) => tracing::info!(location = %at, "JWKS fetched"),
-        (Ok(_), Some(_)) => tracing::info!(location = %at, "JWKS changed"),
+        (Ok(_), None | Some(Err(_))) => tracing::info!(location = %at, "JWKS fetched"),
+        (Ok(_), Some(Ok(_))) => tracing::info!(location = %at, "JWKS changed"),
         (Err(e), _) => tracing::warn!(
             location = %at,
             error = %e,
@@ -289,4 +304,26 @@ fn error_chain(e: &dyn std::error::Error) -> String {
         cause = c.source();
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failed_locations_are_retried_soon_then_every_minute() {
+        let entry = |result: Result<String, String>, failures| Entry {
+            result,
+            fetched: Instant::now(),
+            timeout: DEFAULT_TIMEOUT,
+            failures,
+        };
+        let failed = |n| entry(Err("down".into()), n).due_after();
+        assert_eq!(failed(1), Duration::from_secs(1));
+        assert_eq!(failed(2), Duration::from_secs(2));
+        assert_eq!(failed(4), Duration::from_secs(8));
+        assert_eq!(failed(7), RETRY);
+        assert_eq!(failed(40), RETRY);
+        assert_eq!(entry(Ok("{}".into()), 0).due_after(), REFRESH);
+    }
 }

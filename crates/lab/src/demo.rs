@@ -17,11 +17,15 @@ pub enum DemoApp {
     Helloworld(String),
     /// One of Bookinfo's services.
     Bookinfo(crate::bookinfo::Bookinfo),
+    /// An issuer's public keys, as an identity provider publishes them: `/jwks.json` answers
+    /// the `JWKS` environment variable, `/.well-known/openid-configuration` names `ISSUER`
+    /// and `JWKS_URI` (image `isthmus-lab/jwks`).
+    Jwks,
 }
 
 /// The image is not one the lab can run.
 #[derive(Debug, thiserror::Error)]
-#[error("image `{0}` is not a built-in demo app; the lab runs sleep (curl images such as governmentpaas/curl-ssl or curlimages/curl), httpbin (kennethreitz/httpbin, mccutchen/go-httpbin) helloworld (istio/examples-helloworld-vN) and bookinfo (istio/examples-bookinfo-productpage-v1, -details-v1, -ratings-v1, -reviews-v1/v2/v3)")]
+#[error("image `{0}` is not a built-in demo app; the lab runs sleep (curl images such as governmentpaas/curl-ssl or curlimages/curl), httpbin (kennethreitz/httpbin, mccutchen/go-httpbin) helloworld (istio/examples-helloworld-vN), bookinfo (istio/examples-bookinfo-productpage-v1, -details-v1, -ratings-v1, -reviews-v1/v2/v3) and a JWKS server (isthmus-lab/jwks)")]
 pub struct UnknownImage(pub String);
 
 impl DemoApp {
@@ -36,6 +40,9 @@ impl DemoApp {
             .unwrap_or("");
         if name.contains("httpbin") {
             return Ok(DemoApp::Httpbin);
+        }
+        if name == "jwks" {
+            return Ok(DemoApp::Jwks);
         }
         if let Some(b) = crate::bookinfo::Bookinfo::for_image_name(name) {
             return Ok(DemoApp::Bookinfo(b));
@@ -140,6 +147,14 @@ async fn respond(
             format!("Hello version: {v}, instance: {pod}\n"),
         ),
         (DemoApp::Bookinfo(b), p) => crate::bookinfo::respond(b, pod, p).await,
+        (DemoApp::Jwks, "/jwks.json") => match std::env::var("JWKS") {
+            Ok(doc) => (200, "application/json", doc),
+            Err(_) => (404, "text/plain", "no JWKS set\n".into()),
+        },
+        (DemoApp::Jwks, "/.well-known/openid-configuration") => json(json!({
+            "issuer": std::env::var("ISSUER").unwrap_or_default(),
+            "jwks_uri": std::env::var("JWKS_URI").unwrap_or_default(),
+        })),
         _ => (404, "text/plain", format!("{} not found\n", req.path)),
     }
 }

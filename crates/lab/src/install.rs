@@ -303,6 +303,13 @@ pub fn control_plane(
         return state.save(&opts.state_dir);
     }
     let mut pod = CONTROL_PLANE.make_pod(opts, state, ci)?;
+    // The control plane resolves the cluster's names with its own DNS (it fetches JWKS
+    // documents from the cluster's services), not with the host's resolver.
+    crate::netns::resolv_conf(
+        &pod.netns,
+        &pod.ip,
+        &kubelet::search_domains(&pod.namespace),
+    )?;
     if !crate::kubernetes::enabled(state) {
         ApiServer::new(&opts.state_dir, &spec.name).create()?;
     }

@@ -207,6 +207,7 @@ pub fn describe(app: &DemoApp) -> String {
         DemoApp::Httpbin => "httpbin".to_string(),
         DemoApp::Helloworld(v) => format!("helloworld {v}"),
         DemoApp::Bookinfo(b) => b.describe(),
+        DemoApp::Jwks => "JWKS server".to_string(),
     }
 }
 
