@@ -429,36 +429,43 @@ fn read_mesh_config(snap: &mut MeshSnapshot, resources: &[&Arc<Resource>]) {
     }
 }
 
-fn read_authz(resources: &[&Arc<Resource>]) -> crate::policy::AuthzPolicies {
-    let mut policies: Vec<crate::policy::AuthzPolicy> = resources
+/// The policies `spec` finds among `resources`, by namespace and name.
+fn read_named<S: Clone>(
+    resources: &[&Arc<Resource>],
+    spec: impl Fn(&Object) -> Option<&S>,
+) -> Vec<crate::policy::NamedPolicy<S>> {
+    let mut policies: Vec<crate::policy::NamedPolicy<S>> = resources
         .iter()
-        .filter_map(|r| match &r.object {
-            Object::AuthorizationPolicy(p) => Some(crate::policy::AuthzPolicy {
-                namespace: p.metadata.namespace.to_string(),
-                name: p.metadata.name.to_string(),
-                spec: p.spec.clone(),
-            }),
-            _ => None,
+        .filter_map(|r| {
+            let spec = spec(&r.object)?.clone();
+            let meta = r.object.metadata();
+            Some(crate::policy::NamedPolicy {
+                namespace: meta.namespace.to_string(),
+                name: meta.name.to_string(),
+                spec,
+            })
         })
         .collect();
     policies.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
-    crate::policy::AuthzPolicies { policies }
+    policies
+}
+
+fn read_authz(resources: &[&Arc<Resource>]) -> crate::policy::AuthzPolicies {
+    crate::policy::AuthzPolicies {
+        policies: read_named(resources, |o| match o {
+            Object::AuthorizationPolicy(p) => Some(&p.spec),
+            _ => None,
+        }),
+    }
 }
 
 fn read_request_authn(resources: &[&Arc<Resource>]) -> crate::policy::JwtPolicies {
-    let mut policies: Vec<crate::policy::JwtPolicy> = resources
-        .iter()
-        .filter_map(|r| match &r.object {
-            Object::RequestAuthentication(p) => Some(crate::policy::JwtPolicy {
-                namespace: p.metadata.namespace.to_string(),
-                name: p.metadata.name.to_string(),
-                spec: p.spec.clone(),
-            }),
+    crate::policy::JwtPolicies {
+        policies: read_named(resources, |o| match o {
+            Object::RequestAuthentication(p) => Some(&p.spec),
             _ => None,
-        })
-        .collect();
-    policies.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
-    crate::policy::JwtPolicies { policies }
+        }),
+    }
 }
 
 fn read_policies(resources: &[&Arc<Resource>]) -> MtlsPolicies {

@@ -24,16 +24,19 @@ pub struct MtlsPolicies {
     pub policies: Vec<MtlsPolicy>,
 }
 
-/// An AuthorizationPolicy and the namespace it lives in.
+/// A security policy (its spec `S`) and the namespace it lives in.
 #[derive(Debug, Clone, PartialEq)]
-pub struct AuthzPolicy {
+pub struct NamedPolicy<S> {
     /// Its namespace (the root namespace: the whole mesh).
     pub namespace: String,
     /// Its name.
     pub name: String,
     /// What it says.
-    pub spec: isthmus_api::authorization::AuthorizationPolicySpec,
+    pub spec: S,
 }
+
+/// An AuthorizationPolicy and the namespace it lives in.
+pub type AuthzPolicy = NamedPolicy<isthmus_api::authorization::AuthorizationPolicySpec>;
 
 /// Every AuthorizationPolicy of the mesh (the control plane's cluster's), by namespace and
 /// name.
@@ -64,15 +67,7 @@ impl AuthzPolicies {
 }
 
 /// A RequestAuthentication and the namespace it lives in.
-#[derive(Debug, Clone, PartialEq)]
-pub struct JwtPolicy {
-    /// Its namespace (the root namespace: the whole mesh).
-    pub namespace: String,
-    /// Its name.
-    pub name: String,
-    /// What it says.
-    pub spec: isthmus_api::authentication::RequestAuthenticationSpec,
-}
+pub type JwtPolicy = NamedPolicy<isthmus_api::authentication::RequestAuthenticationSpec>;
 
 /// Every RequestAuthentication of the mesh (the control plane's cluster's), by namespace and
 /// name.
