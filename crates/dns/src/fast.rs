@@ -40,6 +40,16 @@ fn u16_at(b: &[u8], i: usize) -> Option<u16> {
     Some(u16::from_be_bytes([*b.get(i)?, *b.get(i + 1)?]))
 }
 
+/// The fast path's answer to `packet` from `table`, or `None` when it leaves the packet to
+/// the full handler: what the UDP server does with every datagram (a fuzz target's entry).
+pub fn respond(packet: &[u8], table: &NameTable) -> Option<Vec<u8>> {
+    let mut name = String::new();
+    let q = parse(packet, &mut name)?;
+    let mut out = Vec::new();
+    answer(&q, packet, &name, table, &mut out);
+    Some(out)
+}
+
 /// Parses a standard query; the lower-cased dotted name goes to `name`. `None` for anything
 /// the fast path leaves to the full handler.
 pub(crate) fn parse(b: &[u8], name: &mut String) -> Option<Query> {

@@ -9,7 +9,7 @@
 //! from the control plane's mesh snapshot, and forwards nothing. Unknown names are
 //! NXDOMAIN; a known name asked for another type (AAAA) is an empty NOERROR answer.
 
-mod fast;
+pub mod fast;
 mod handler;
 mod table;
 
