@@ -759,6 +759,11 @@ mod tests {
         ] {
             refused("ServiceEntry", spec, want);
         }
+        refused(
+            "WorkloadEntry",
+            "  address: 10.1.2.3\n  labels: {app: vm}\n",
+            "WorkloadEntry is not supported by Isthmus yet",
+        );
     }
 
     #[test]

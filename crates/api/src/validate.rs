@@ -28,7 +28,16 @@ pub fn validate(object: &Object) -> Vec<Diagnostic> {
     match object {
         Object::Service(s) => service(s, &mut v),
         Object::ServiceEntry(se) => service_entry(se, &mut v),
-        Object::WorkloadEntry(we) => workload(&we.spec, "spec", None, &mut v),
+        Object::WorkloadEntry(we) => {
+            workload(&we.spec, "spec", None, &mut v);
+            // Only a ServiceEntry's workloadSelector (refused) or a Service's selector would
+            // make it an endpoint; neither is implemented, so it would be ignored.
+            unsupported(
+                &mut v,
+                "kind",
+                "WorkloadEntry is not supported by Isthmus yet (ServiceEntry workloadSelector is not either); list the endpoint in the ServiceEntry's `endpoints`",
+            );
+        }
         Object::DestinationRule(dr) => destination_rule(dr, &mut v),
         Object::VirtualService(vs) => routes::virtual_service(vs, &mut v),
         Object::Gateway(g) => gateway(g, &mut v),
