@@ -103,13 +103,21 @@ pub fn outbound(
     // write them). When a gateway stops answering, give up connecting soon, eject it
     // quickly so that calls go to the endpoints that still work (and let it back after the
     // ejection time); the control plane's probes also mark a silent gateway unhealthy.
-    if t.service.endpoints.iter().any(|e| {
-        (!e.origin.network.is_empty() && !proxy.reaches_directly(&e.origin.network))
-            || e.origin
+    // A ServiceEntry with a single gateway endpoint has nothing to fail over to: it is
+    // left as it was.
+    let other_networks = t
+        .service
+        .endpoints
+        .iter()
+        .any(|e| !e.origin.network.is_empty() && !proxy.reaches_directly(&e.origin.network));
+    let gateway_endpoints = t.service.endpoints.len() > 1
+        && t.service.endpoints.iter().any(|e| {
+            e.origin
                 .ports
                 .values()
                 .any(|p| *p == isthmus_api::validate::EAST_WEST_PORT)
-    }) {
+        });
+    if other_networks || gateway_endpoints {
         c.connect_timeout = Some(GATEWAY_CONNECT_TIMEOUT);
         c.outlier_detection = Some(
             envoy_types::pb::envoy::config::cluster::v3::OutlierDetection {

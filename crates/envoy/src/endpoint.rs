@@ -94,6 +94,13 @@ pub fn load_assignment(
                 .or_default() += share;
         }
     }
+    // A gateway found down leaves rotation only when something else is left to take its
+    // traffic: with every endpoint down there is nothing to fail over to.
+    let all_down = !snapshot.gateway_health.down.is_empty()
+        && by_locality
+            .values()
+            .flat_map(|eps| eps.keys())
+            .all(|(a, p)| snapshot.gateway_health.is_down(&a.to_string(), *p));
     ClusterLoadAssignment {
         cluster_name: cluster_name.to_string(),
         endpoints: by_locality
@@ -104,7 +111,7 @@ pub fn load_assignment(
                     .into_iter()
                     .map(|((a, p), w)| {
                         let address = a.to_string();
-                        let down = snapshot.gateway_health.is_down(&address, p);
+                        let down = !all_down && snapshot.gateway_health.is_down(&address, p);
                         let mut e = lb_endpoint(address, p, w);
                         if down {
                             // The control plane's probes found this gateway silent.
