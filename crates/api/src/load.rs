@@ -605,6 +605,12 @@ mod tests {
                 "a value is exact, `*`, `prefix*` or `*suffix`",
             ),
             (
+                // Found by the yaml_load fuzz target: a multi-byte character next to a `*`
+                // used to panic the validation (byte slicing).
+                "spec: {rules: [{to: [{operation: {paths: ['é*é*']}}]}]}",
+                "a value is exact",
+            ),
+            (
                 "spec: {rules: [{from: [{source: {requestPrincipals: [alice]}}]}]}",
                 "`alice` is not ISSUER/SUBJECT",
             ),

@@ -456,7 +456,9 @@ fn peer_authentication(spec: &crate::security::PeerAuthenticationSpec, v: &mut V
 /// would be taken literally by Envoy, which is never what the writer meant.
 fn wildcards(values: &[String], field: &str, v: &mut Vec<Diagnostic>) {
     for s in values {
-        let inner = s.len() > 1 && s[1..s.len() - 1].contains('*');
+        // By characters, not bytes: a value may hold any UTF-8 (a fuzzed `ñ*` panicked).
+        let middle = s.strip_prefix('*').unwrap_or(s);
+        let inner = s.len() > 1 && middle.strip_suffix('*').unwrap_or(middle).contains('*');
         let both = s.len() > 1 && s.starts_with('*') && s.ends_with('*');
         if s.is_empty() || inner || both {
             v.push(
