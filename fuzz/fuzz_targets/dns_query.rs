@@ -1,5 +1,6 @@
-//! The DNS fast path: any datagram is answered or left to the full handler, never a panic,
-//! and an answer is a DNS message at least as long as a header.
+//! The DNS fast path and the agent's DNS proxy: any datagram is answered or left to the full
+//! handler (forwarded, for the agent), never a panic, and an answer is a DNS message at
+//! least as long as a header; the agent's SERVFAIL for a query no resolver answered too.
 #![no_main]
 
 use std::sync::OnceLock;
@@ -25,6 +26,13 @@ fn table() -> &'static isthmus_dns::NameTable {
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     if let Some(answer) = isthmus_dns::fast::respond(data, table()) {
+        assert!(answer.len() >= 12, "an answer has a header");
+    }
+    let search = Some("foo.svc.cluster.local");
+    if let Some(answer) = isthmus_dns::proxy::answer_locally(data, Some(table()), search) {
+        assert!(answer.len() >= 12, "an answer has a header");
+    }
+    if let Some(answer) = isthmus_dns::proxy::servfail(data) {
         assert!(answer.len() >= 12, "an answer has a header");
     }
 });

@@ -1,7 +1,9 @@
 //! Istio's init step: iptables rules in the pod's network namespace that send the
 //! application's outbound TCP to Envoy's 15001 and inbound TCP to 15006, keeping the
 //! original destination (REDIRECT), while Envoy's own traffic (uid/gid 1337) and the
-//! agent's connection to the control plane pass untouched.
+//! agent's connection to the control plane pass untouched. With DNS capture, the pod's
+//! queries to its resolvers (UDP and TCP port 53) go to the agent's DNS proxy instead, and
+//! the proxy's own forwarded queries (marked [`DNS_MARK`]) pass.
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -9,6 +11,21 @@ use std::process::{Command, Stdio};
 
 /// The uid and gid Envoy runs as, excluded from capture (Istio's 1337).
 pub const PROXY_UID: u32 = 1337;
+
+/// The socket mark of the agent's forwarded DNS queries, excluded from capture.
+pub const DNS_MARK: u32 = 1337;
+
+/// Istio's DNS capture port.
+pub const DNS_PORT: u16 = 15053;
+
+/// Port-53 traffic to capture.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DnsCapture {
+    /// The pod's resolvers (its resolv.conf nameservers): queries to them are captured.
+    pub resolvers: Vec<std::net::Ipv4Addr>,
+    /// Where the agent's DNS proxy listens (15053).
+    pub port: u16,
+}
 
 /// What to capture.
 #[derive(Debug, Clone)]
@@ -21,6 +38,8 @@ pub struct CaptureConfig {
     pub exclude_inbound_ports: Vec<u16>,
     /// Destinations never captured: the control plane the agent itself talks to.
     pub exclude_outbound: Vec<SocketAddr>,
+    /// DNS capture, when the agent serves the pod's DNS.
+    pub dns: Option<DnsCapture>,
 }
 
 impl CaptureConfig {
@@ -31,15 +50,40 @@ impl CaptureConfig {
             inbound_port: 15006,
             exclude_inbound_ports: vec![15000, 15008, 15020, 15021, 15090],
             exclude_outbound: control_plane.into_iter().collect(),
+            dns: None,
         }
     }
 
     /// The rules, in `iptables-restore` format (applied in one transaction).
     pub fn rules(&self) -> String {
         let mut r = String::from(
-            "*nat\n:ISTIO_INBOUND - [0:0]\n:ISTIO_IN_REDIRECT - [0:0]\n:ISTIO_OUTPUT - [0:0]\n:ISTIO_REDIRECT - [0:0]\n\
-             -A PREROUTING -p tcp -j ISTIO_INBOUND\n-A OUTPUT -p tcp -j ISTIO_OUTPUT\n",
+            "*nat\n:ISTIO_INBOUND - [0:0]\n:ISTIO_IN_REDIRECT - [0:0]\n:ISTIO_OUTPUT - [0:0]\n:ISTIO_REDIRECT - [0:0]\n",
         );
+        if self.dns.is_some() {
+            r.push_str(":ISTIO_DNS - [0:0]\n");
+        }
+        r.push_str("-A PREROUTING -p tcp -j ISTIO_INBOUND\n");
+        if let Some(dns) = &self.dns {
+            // Before TCP capture, so that TCP queries to a resolver reach the DNS proxy and
+            // not Envoy; the proxy's own queries (marked) and Envoy's pass.
+            r.push_str("-A OUTPUT -p udp --dport 53 -j ISTIO_DNS\n");
+            r.push_str("-A OUTPUT -p tcp --dport 53 -j ISTIO_DNS\n");
+            r.push_str(&format!(
+                "-A ISTIO_DNS -m mark --mark {DNS_MARK} -j RETURN\n"
+            ));
+            r.push_str(&format!(
+                "-A ISTIO_DNS -m owner --uid-owner {PROXY_UID} -j RETURN\n"
+            ));
+            for ip in &dns.resolvers {
+                for proto in ["udp", "tcp"] {
+                    r.push_str(&format!(
+                        "-A ISTIO_DNS -d {ip}/32 -p {proto} -j REDIRECT --to-ports {}\n",
+                        dns.port
+                    ));
+                }
+            }
+        }
+        r.push_str("-A OUTPUT -p tcp -j ISTIO_OUTPUT\n");
         for p in &self.exclude_inbound_ports {
             r.push_str(&format!("-A ISTIO_INBOUND -p tcp --dport {p} -j RETURN\n"));
         }
@@ -57,6 +101,11 @@ impl CaptureConfig {
             "-A ISTIO_OUTPUT -m owner --gid-owner {PROXY_UID} -j RETURN\n"
         ));
         r.push_str("-A ISTIO_OUTPUT -d 127.0.0.1/32 -j RETURN\n");
+        if self.dns.is_some() {
+            r.push_str(&format!(
+                "-A ISTIO_OUTPUT -m mark --mark {DNS_MARK} -j RETURN\n"
+            ));
+        }
         for a in &self.exclude_outbound {
             r.push_str(&format!(
                 "-A ISTIO_OUTPUT -d {}/32 -p tcp --dport {} -j RETURN\n",
@@ -143,5 +192,38 @@ mod tests {
                 < pos("-A ISTIO_INBOUND -p tcp -j ISTIO_IN_REDIRECT")
         );
         assert_eq!(lines.last(), Some(&"COMMIT"));
+        assert!(!rules.contains("ISTIO_DNS"), "no DNS capture unless asked");
+    }
+
+    #[test]
+    fn dns_capture_sends_queries_to_the_resolvers_to_the_proxy_and_spares_its_own() {
+        let mut config = CaptureConfig::istio(None);
+        config.dns = Some(DnsCapture {
+            resolvers: vec!["10.10.0.2".parse().expect("ip")],
+            port: DNS_PORT,
+        });
+        let rules = config.rules();
+        let lines: Vec<&str> = rules.lines().collect();
+        let pos = |needle: &str| {
+            lines
+                .iter()
+                .position(|l| *l == needle)
+                .unwrap_or_else(|| panic!("missing `{needle}` in\n{rules}"))
+        };
+        let tcp_dns = pos("-A OUTPUT -p tcp --dport 53 -j ISTIO_DNS");
+        assert!(
+            tcp_dns < pos("-A OUTPUT -p tcp -j ISTIO_OUTPUT"),
+            "DNS before Envoy"
+        );
+        pos("-A OUTPUT -p udp --dport 53 -j ISTIO_DNS");
+        let spared = pos("-A ISTIO_DNS -m mark --mark 1337 -j RETURN");
+        let udp = pos("-A ISTIO_DNS -d 10.10.0.2/32 -p udp -j REDIRECT --to-ports 15053");
+        pos("-A ISTIO_DNS -d 10.10.0.2/32 -p tcp -j REDIRECT --to-ports 15053");
+        assert!(spared < udp);
+        // The proxy's TCP queries are not sent to Envoy either.
+        assert!(
+            pos("-A ISTIO_OUTPUT -m mark --mark 1337 -j RETURN")
+                < pos("-A ISTIO_OUTPUT -j ISTIO_REDIRECT")
+        );
     }
 }

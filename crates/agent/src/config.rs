@@ -105,6 +105,12 @@ pub struct AgentConfig {
     /// this network namespace and run Envoy as uid 1337. Needs root.
     #[arg(long)]
     pub capture: bool,
+    /// Istio's DNS capture: serve the pod's DNS on 127.0.0.1:15053 from the name table the
+    /// control plane sends (and keep answering from it while the control plane is away),
+    /// forwarding other names to the pod's resolvers; with --capture, the pod's port-53
+    /// traffic to its resolvers is redirected there.
+    #[arg(long)]
+    pub dns_capture: bool,
 }
 
 impl AgentConfig {
@@ -141,6 +147,7 @@ impl AgentConfig {
             admin_address: "127.0.0.1".into(),
             log_level: "warning".into(),
             capture: false,
+            dns_capture: false,
         }
     }
 
@@ -170,6 +177,7 @@ impl AgentConfig {
             admin_address,
             log_level,
             capture,
+            dns_capture,
         } = self;
         let mut a = Args::default();
         a.flag("--kind", kind.as_str());
@@ -201,6 +209,9 @@ impl AgentConfig {
         a.flag("--cert-ttl", cert_ttl.to_string());
         a.flag("--admin-address", admin_address);
         a.flag("--log-level", log_level);
+        if *dns_capture {
+            a.0.push("--dns-capture".into());
+        }
         if *capture {
             a.0.push("--capture".into());
         }
@@ -258,6 +269,7 @@ mod tests {
             xds_mode: XdsMode::Delta,
             cert_ttl: 60,
             capture: true,
+            dns_capture: true,
             ..plain.clone()
         };
         assert_eq!(parse(gateway.to_args()), gateway);

@@ -9,6 +9,7 @@ pub mod caclient;
 pub mod capture;
 pub mod config;
 pub mod envoy;
+pub mod names;
 pub mod run;
 pub mod sds;
 

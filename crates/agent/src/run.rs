@@ -100,6 +100,53 @@ async fn fetch(config: &AgentConfig, root: &str, generation: u64) -> Result<Mate
     })
 }
 
+/// Binds the DNS proxy on 127.0.0.1:15053 (UDP and TCP) with the pod's resolv.conf as its
+/// upstream, and returns what capture should redirect to it.
+/// Forwarded queries carry `mark` (needs CAP_NET_ADMIN; given with capture).
+fn start_dns(
+    names: isthmus_dns::proxy::CurrentTable,
+    mark: Option<u32>,
+) -> Result<crate::capture::DnsCapture, AgentError> {
+    use crate::capture::{DnsCapture, DNS_PORT};
+    let resolv = std::path::Path::new("/etc/resolv.conf");
+    let text = std::fs::read_to_string(resolv).map_err(io(resolv))?;
+    let (upstreams, search) = isthmus_dns::proxy::read_resolv_conf(&text);
+    let addr = std::net::SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, DNS_PORT));
+    let bind = |e: std::io::Error| {
+        AgentError::Config(format!(
+            "DNS capture: cannot listen on {addr}: {e} (is another agent running in this pod?)"
+        ))
+    };
+    let udp = std::net::UdpSocket::bind(addr).map_err(bind)?;
+    let tcp = std::net::TcpListener::bind(addr).map_err(bind)?;
+    udp.set_nonblocking(true).map_err(bind)?;
+    tcp.set_nonblocking(true).map_err(bind)?;
+    let udp = tokio::net::UdpSocket::from_std(udp).map_err(bind)?;
+    let tcp = tokio::net::TcpListener::from_std(tcp).map_err(bind)?;
+    let resolvers = upstreams
+        .iter()
+        .filter_map(|u| match u.ip() {
+            std::net::IpAddr::V4(ip) => Some(ip),
+            std::net::IpAddr::V6(_) => None,
+        })
+        .collect();
+    tracing::info!(%addr, ?upstreams, ?search, "serving the pod's DNS");
+    tokio::spawn(isthmus_dns::proxy::serve_proxy(
+        udp,
+        tcp,
+        names,
+        isthmus_dns::proxy::ProxyConfig {
+            upstreams,
+            search,
+            mark,
+        },
+    ));
+    Ok(DnsCapture {
+        resolvers,
+        port: DNS_PORT,
+    })
+}
+
 fn set_mode(path: &std::path::Path, mode: u32) -> Result<(), AgentError> {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(io(path))
@@ -111,10 +158,23 @@ pub async fn run(config: AgentConfig) -> Result<(), AgentError> {
     let cert_ttl = Duration::from_secs(config.cert_ttl);
     let root = std::fs::read_to_string(&config.root_cert).map_err(io(&config.root_cert))?;
     std::fs::create_dir_all(&config.workdir).map_err(io(&config.workdir))?;
+    // The DNS proxy listens before capture sends the pod's queries to it; until the first
+    // name table arrives it forwards them all.
+    let (names_tx, names_rx) = watch::channel(None);
+    let dns = if config.dns_capture {
+        Some(start_dns(
+            names_rx,
+            config.capture.then_some(crate::capture::DNS_MARK),
+        )?)
+    } else {
+        None
+    };
     let run_as = if config.capture {
         let cp: Option<std::net::SocketAddr> = config.control_plane.parse().ok();
-        crate::capture::apply(&crate::capture::CaptureConfig::istio(cp))?;
-        tracing::info!(control_plane_excluded = ?cp, "iptables capture installed: outbound -> 15001, inbound -> 15006");
+        let mut capture = crate::capture::CaptureConfig::istio(cp);
+        capture.dns = dns.clone();
+        crate::capture::apply(&capture)?;
+        tracing::info!(control_plane_excluded = ?cp, dns = ?dns.as_ref().map(|d| &d.resolvers), "iptables capture installed: outbound -> 15001, inbound -> 15006");
         // Envoy (uid 1337) reads the bootstrap and connects to the SDS socket.
         set_mode(&config.workdir, 0o755)?;
         Some(crate::capture::PROXY_UID)
@@ -184,6 +244,15 @@ pub async fn run(config: AgentConfig) -> Result<(), AgentError> {
         .get("app")
         .cloned()
         .unwrap_or_else(|| config.pod.clone());
+    if config.dns_capture {
+        let node = crate::names::node(&node_id, &metadata.to_map());
+        tokio::spawn(crate::names::follow(
+            config.control_plane.clone(),
+            node,
+            mat_rx.clone(),
+            names_tx,
+        ));
+    }
     let root_file = config.workdir.join("root-cert.pem");
     std::fs::write(&root_file, &root).map_err(io(&root_file))?;
     let boot = bootstrap(&BootstrapParams {

@@ -168,6 +168,7 @@ fn s1_and_its_variants_in_the_lab_with_one_pod_cidr_in_both_clusters() {
         ("jwt-discovery", 11),
         ("tls-origination", 14),
         ("restart", 16),
+        ("dns-outage", 16),
         ("s1-egress", 6),
         ("s1-subsets", 10),
         ("s1-cleanup", 8),

@@ -603,25 +603,15 @@ pub async fn run(config: ControlPlaneConfig) -> Result<(), ControlPlaneError> {
         }
     });
 
-    if let Some(addr) = config.dns {
-        let table = |s: &MeshSnapshot| {
-            Arc::new(isthmus_dns::NameTable::from_snapshot(
-                s,
-                &config.dns_templates,
-            ))
-        };
-        let (table_tx, table_rx) = watch::channel(table(&snap_rx.borrow().snapshot));
-        let udp = tokio::net::UdpSocket::bind(addr)
-            .await
-            .map_err(|source| isthmus_dns::DnsError::Bind { addr, source })?;
-        let tcp = tokio::net::TcpListener::bind(addr)
-            .await
-            .map_err(|source| isthmus_dns::DnsError::Bind { addr, source })?;
-        tokio::spawn(async move {
-            if let Err(e) = isthmus_dns::serve_on(udp, tcp, table_rx).await {
-                tracing::error!(error = %e, "mesh DNS stopped");
-            }
-        });
+    // The name table: served by the DNS server (when configured) and sent to agents.
+    let table = |s: &MeshSnapshot| {
+        Arc::new(isthmus_dns::NameTable::from_snapshot(
+            s,
+            &config.dns_templates,
+        ))
+    };
+    let (table_tx, table_rx) = watch::channel(table(&snap_rx.borrow().snapshot));
+    {
         let mut snaps = snap_rx.clone();
         let templates = config.dns_templates.clone();
         tokio::spawn(async move {
@@ -630,7 +620,29 @@ pub async fn run(config: ControlPlaneConfig) -> Result<(), ControlPlaneError> {
                     &snaps.borrow_and_update().snapshot,
                     &templates,
                 );
-                table_tx.send_replace(Arc::new(next));
+                // Unchanged names wake neither the DNS server nor the agents' streams.
+                table_tx.send_if_modified(|t| {
+                    if **t == next {
+                        false
+                    } else {
+                        *t = Arc::new(next);
+                        true
+                    }
+                });
+            }
+        });
+    }
+    if let Some(addr) = config.dns {
+        let udp = tokio::net::UdpSocket::bind(addr)
+            .await
+            .map_err(|source| isthmus_dns::DnsError::Bind { addr, source })?;
+        let tcp = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|source| isthmus_dns::DnsError::Bind { addr, source })?;
+        let table_rx = table_rx.clone();
+        tokio::spawn(async move {
+            if let Err(e) = isthmus_dns::serve_on(udp, tcp, table_rx).await {
+                tracing::error!(error = %e, "mesh DNS stopped");
             }
         });
     }
@@ -645,7 +657,8 @@ pub async fn run(config: ControlPlaneConfig) -> Result<(), ControlPlaneError> {
             authority.root_pem(),
         ))
         .client_auth_optional(true);
-    let ads = AdsServer::new(snap_rx.clone(), status.clone(), &trust_domain);
+    let ads = AdsServer::new(snap_rx.clone(), status.clone(), &trust_domain)
+        .with_name_tables(isthmus_xds::NameTables::new(table_rx));
     let ca =
         CaService::new(authority.clone(), credentials, trust_domain).with_token_reviewer(reviewer);
     let ca_stats = ca.stats();

@@ -12,6 +12,8 @@ use crate::table::NameTable;
 const HEADER: usize = 12;
 /// Type A.
 const TYPE_A: u16 = 1;
+/// Type CNAME.
+const TYPE_CNAME: u16 = 5;
 /// Type ANY.
 const TYPE_ANY: u16 = 255;
 /// Type OPT (EDNS).
@@ -31,7 +33,7 @@ pub(crate) struct Query {
     /// End of the question section in the packet.
     question_end: usize,
     /// Query type.
-    qtype: u16,
+    pub(crate) qtype: u16,
     /// The client's EDNS payload size, when it sent OPT.
     edns: Option<u16>,
 }
@@ -125,29 +127,68 @@ pub(crate) fn parse(b: &[u8], name: &mut String) -> Option<Query> {
 
 /// Writes the response to `q` (whose packet is `packet` and name `name`) into `out`.
 pub(crate) fn answer(q: &Query, packet: &[u8], name: &str, table: &NameTable, out: &mut Vec<u8>) {
+    match table.lookup_normalized(name) {
+        None => write_response(q, packet, 3, None, &[], out),
+        Some(a) => write_response(q, packet, 0, None, a, out),
+    }
+}
+
+/// Writes a response to `q` with `rcode` and, for A and ANY queries, `addrs`; with `alias`,
+/// the question's name is answered as a CNAME of it and the addresses are `alias`'s (the
+/// agent's answer to a name with a search domain appended). Answers that do not fit the
+/// client's buffer set TC and are left out.
+pub(crate) fn write_response(
+    q: &Query,
+    packet: &[u8],
+    rcode: u16,
+    alias: Option<&str>,
+    addrs: &[std::net::Ipv4Addr],
+    out: &mut Vec<u8>,
+) {
     out.clear();
-    let (rcode, addrs): (u16, &[std::net::Ipv4Addr]) = match table.lookup_normalized(name) {
-        None => (3, &[]),
-        Some(a) if matches!(q.qtype, TYPE_A | TYPE_ANY) => (0, a),
-        Some(_) => (0, &[]),
+    let addrs = if matches!(q.qtype, TYPE_A | TYPE_ANY) {
+        addrs
+    } else {
+        &[]
+    };
+    // The alias in wire format: labels, then the root.
+    let alias_wire: Vec<u8> = alias.map(encode_name).unwrap_or_default();
+    let cname_len = if alias.is_some() {
+        12 + alias_wire.len()
+    } else {
+        0
     };
     let limit = usize::from(q.edns.unwrap_or(512)).min(4096);
     let opt_len = if q.edns.is_some() { 11 } else { 0 };
-    let fits = q.question_end + addrs.len() * 16 + opt_len <= limit;
+    let fits = q.question_end + cname_len + addrs.len() * 16 + opt_len <= limit;
     let answers: &[std::net::Ipv4Addr] = if fits { addrs } else { &[] };
+    let with_cname = fits && alias.is_some();
     // QR, opcode 0, AA, TC when the answers do not fit, RD echoed, RA off.
     let flags: u16 =
         0x8000 | 0x0400 | if fits { 0 } else { 0x0200 } | if q.rd { 0x0100 } else { 0 } | rcode;
     out.extend_from_slice(&q.id.to_be_bytes());
     out.extend_from_slice(&flags.to_be_bytes());
     out.extend_from_slice(&1u16.to_be_bytes());
-    out.extend_from_slice(&(answers.len() as u16).to_be_bytes());
+    let count = answers.len() + usize::from(with_cname);
+    out.extend_from_slice(&(count as u16).to_be_bytes());
     out.extend_from_slice(&0u16.to_be_bytes());
     out.extend_from_slice(&u16::from(q.edns.is_some()).to_be_bytes());
     out.extend_from_slice(&packet[HEADER..q.question_end]);
-    for a in answers {
-        // Name: a pointer to the question's name at offset 12.
+    // Answers name the question (a pointer to offset 12) or, after a CNAME, its target.
+    let mut owner: [u8; 2] = [0xc0, 0x0c];
+    if with_cname {
         out.extend_from_slice(&[0xc0, 0x0c]);
+        out.extend_from_slice(&TYPE_CNAME.to_be_bytes());
+        out.extend_from_slice(&CLASS_IN.to_be_bytes());
+        out.extend_from_slice(&TTL_SECS.to_be_bytes());
+        out.extend_from_slice(&(alias_wire.len() as u16).to_be_bytes());
+        let at = out.len();
+        out.extend_from_slice(&alias_wire);
+        // Messages are at most 4096 bytes here, so the offset fits a pointer.
+        owner = [0xc0 | ((at >> 8) as u8 & 0x3f), (at & 0xff) as u8];
+    }
+    for a in answers {
+        out.extend_from_slice(&owner);
         out.extend_from_slice(&TYPE_A.to_be_bytes());
         out.extend_from_slice(&CLASS_IN.to_be_bytes());
         out.extend_from_slice(&TTL_SECS.to_be_bytes());
@@ -161,6 +202,40 @@ pub(crate) fn answer(q: &Query, packet: &[u8], name: &str, table: &NameTable, ou
         out.extend_from_slice(&0u32.to_be_bytes());
         out.extend_from_slice(&0u16.to_be_bytes());
     }
+}
+
+/// A dotted name (from the table: ASCII labels of at most 63 bytes) in wire format.
+fn encode_name(name: &str) -> Vec<u8> {
+    let mut b = Vec::with_capacity(name.len() + 2);
+    for label in name.split('.').filter(|l| !l.is_empty()) {
+        let label = &label.as_bytes()[..label.len().min(63)];
+        b.push(label.len() as u8);
+        b.extend_from_slice(label);
+    }
+    b.push(0);
+    b
+}
+
+/// A SERVFAIL answer to `packet` (the question echoed when it parses): what a client gets
+/// when no upstream resolver answered, so that it moves on at once instead of timing out.
+pub(crate) fn servfail(packet: &[u8]) -> Option<Vec<u8>> {
+    let mut name = String::new();
+    if let Some(q) = parse(packet, &mut name) {
+        let mut out = Vec::new();
+        write_response(&q, packet, 2, None, &[], &mut out);
+        return Some(out);
+    }
+    let id = packet.get(0..2)?;
+    let flags = u16_at(packet, 2)?;
+    if flags & 0x8000 != 0 {
+        return None;
+    }
+    let mut out = Vec::with_capacity(HEADER);
+    out.extend_from_slice(id);
+    // QR, the opcode and RD echoed, SERVFAIL.
+    out.extend_from_slice(&(0x8000 | (flags & 0x7900) | 2).to_be_bytes());
+    out.extend_from_slice(&[0; 8]);
+    Some(out)
 }
 
 #[cfg(test)]

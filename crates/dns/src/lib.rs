@@ -6,11 +6,17 @@
 //!   for hosts without one, the address the mesh model allocated,
 //! * template suffixes (seed 004's CoreDNS `template` for `*.remote`),
 //!
-//! from the control plane's mesh snapshot, and forwards nothing. Unknown names are
+//! from the control plane's mesh snapshot, and forwards nothing. The same table goes to
+//! every agent over xDS ([`nds`]); an agent answers its pod's DNS from it and forwards the
+//! rest to the pod's resolvers ([`proxy`]).
+//!
+//! The control plane's server answers unknown names with
 //! NXDOMAIN; a known name asked for another type (AAAA) is an empty NOERROR answer.
 
 pub mod fast;
 mod handler;
+pub mod nds;
+pub mod proxy;
 mod table;
 
 pub use handler::{serve, serve_on, DnsError, MeshDns, TTL_SECS};

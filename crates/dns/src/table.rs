@@ -162,6 +162,11 @@ impl NameTable {
         self.names.is_empty()
     }
 
+    /// The template suffixes (and wildcard hosts), longest first.
+    pub fn templates(&self) -> &[Template] {
+        &self.templates
+    }
+
     /// All names and addresses, for debugging pages.
     pub fn entries(&self) -> impl Iterator<Item = (&str, &[Ipv4Addr])> {
         self.names.iter().map(|(k, v)| (k.as_str(), v.as_slice()))

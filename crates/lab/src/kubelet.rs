@@ -75,6 +75,8 @@ pub fn agent_config(
         None => {
             config.interception = Interception::Redirect;
             config.capture = true;
+            // The pod's DNS is answered by its agent from the mesh's name table.
+            config.dns_capture = true;
             config.xds_mode = XdsMode::Sotw;
         }
     }
@@ -528,6 +530,7 @@ mod tests {
         assert_eq!(flag(&sidecar, "--label"), Some("app=sleep"));
         let typed = agent_config(&opts(), &s, 1, &pod, "10.10.0.2:15012", cred, None);
         assert!(typed.capture);
+        assert!(typed.dns_capture, "a sidecar's agent serves the pod's DNS");
         assert_eq!(typed.labels, [("app".to_string(), "sleep".to_string())]);
 
         let router = Router {

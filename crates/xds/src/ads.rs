@@ -1,6 +1,7 @@
 //! The ADS gRPC service, and its state-of-the-world stream.
 
 use crate::cache::PUSH_ORDER;
+use crate::nds::{NameTables, NDS_TYPE};
 use crate::peer::Peer;
 use crate::request::SotwRequest;
 use crate::service::{AdsService, Requests, ResponseTx, StreamHandler};
@@ -24,6 +25,7 @@ pub struct AdsServer {
     status: Arc<XdsStatus>,
     cache: crate::cache::ResourceCache,
     trust_domain: Arc<str>,
+    names: Option<NameTables>,
 }
 
 impl AdsServer {
@@ -39,7 +41,15 @@ impl AdsServer {
             status,
             cache: crate::cache::ResourceCache::default(),
             trust_domain: trust_domain.into(),
+            names: None,
         }
+    }
+
+    /// Serves `names` to agents that ask for the name table ([`crate::nds::NDS_TYPE`]);
+    /// without it such a request fails the stream with `Unimplemented`.
+    pub fn with_name_tables(mut self, names: NameTables) -> Self {
+        self.names = Some(names);
+        self
     }
 
     /// The gRPC service to add to a tonic server.
@@ -107,9 +117,18 @@ impl StreamHandler for AdsServer {
         let status = self.status.clone();
         let cache = self.cache.clone();
         let trust_domain = self.trust_domain.clone();
+        let names = self.names.clone();
         tokio::spawn(async move {
             let auth = (&peer, &*trust_domain);
-            let result = sotw_stream(&mut input, &tx, &mut snapshots, &status, cache, auth).await;
+            let result = sotw_stream(
+                &mut input,
+                &tx,
+                &mut snapshots,
+                &status,
+                (cache, names),
+                auth,
+            )
+            .await;
             if let Err(e) = result {
                 let _ = tx.send(Err(e)).await;
             }
@@ -140,11 +159,17 @@ async fn sotw_stream(
     tx: &Tx,
     snapshots: &mut watch::Receiver<MeshUpdate>,
     status: &Arc<XdsStatus>,
-    cache: crate::cache::ResourceCache,
+    (cache, names): (crate::cache::ResourceCache, Option<NameTables>),
     (peer, trust_domain): (&Peer, &str),
 ) -> Result<(), Status> {
     let Some(first) = input.next().await.transpose()? else {
         return Ok(());
+    };
+    // An agent's stream asks for the name table only: listed apart from Envoy's.
+    let protocol = if first.type_url == NDS_TYPE {
+        "nds"
+    } else {
+        "sotw"
     };
     let (mut proxy, id) = StreamProxy::open(
         first.node.as_ref(),
@@ -152,13 +177,41 @@ async fn sotw_stream(
         (peer, trust_domain),
         snapshots,
         status,
-        "sotw",
+        protocol,
     )?;
     let mut watches: BTreeMap<String, Watch> = BTreeMap::new();
     let mut nonce = 0u64;
     let mut pending = Some(first);
+    // The name table: the tables followed once the agent asked, and what was sent.
+    let mut name_watch: Option<(
+        tokio::sync::watch::Receiver<Arc<isthmus_dns::NameTable>>,
+        NamesSent,
+    )> = None;
     let result: Result<(), Status> = async {
         loop {
+            if pending.as_ref().is_some_and(|r| r.type_url == NDS_TYPE) {
+                let Some(req) = pending.take() else { continue };
+                let Some(tables) = &names else {
+                    return Err(Status::unimplemented("this control plane serves no name table"));
+                };
+                let (_, sent) = name_watch.get_or_insert_with(|| (tables.subscribe(), NamesSent::default()));
+                if !req.response_nonce.is_empty() {
+                    if req.response_nonce != sent.nonce {
+                        continue;
+                    }
+                    match &req.error_detail {
+                        Some(err) => {
+                            status.nack(id, NDS_TYPE, &err.message);
+                            tracing::warn!(proxy = %proxy.node, error = %err.message, "agent rejected the name table (NACK)");
+                        }
+                        None => status.ack(id, NDS_TYPE, &req.version_info),
+                    }
+                    continue;
+                }
+                nonce += 1;
+                send_names(tx, tables, sent, nonce, status, true).await?;
+                continue;
+            }
             if let Some(req) = pending.take() {
                 let snapshot = snapshots.borrow_and_update().clone();
                 let w = watches.entry(req.type_url.clone()).or_default();
@@ -194,10 +247,25 @@ async fn sotw_stream(
                 }
                 continue;
             }
+            let names_changed = async {
+                match name_watch.as_mut() {
+                    Some((rx, _)) => rx.changed().await.is_ok(),
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 next = input.next() => match next {
                     Some(req) => pending = Some(req?),
                     None => return Ok(()),
+                },
+                alive = names_changed => {
+                    if let (true, Some(tables), Some((rx, sent))) = (alive, &names, name_watch.as_mut()) {
+                        rx.borrow_and_update();
+                        nonce += 1;
+                        send_names(tx, tables, sent, nonce, status, false).await?;
+                    } else if !alive {
+                        return Ok(());
+                    }
                 },
                 changed = snapshots.changed() => {
                     if changed.is_err() { return Ok(()); }
@@ -227,6 +295,41 @@ async fn sotw_stream(
     status.close(id);
     tracing::info!(proxy = %proxy.node, "ADS stream closed");
     result
+}
+
+/// What a stream last sent of the name table.
+#[derive(Debug, Default)]
+struct NamesSent {
+    nonce: String,
+    version: Option<u64>,
+}
+
+/// Sends the current name table: always when `full` (an answer to a request), else only
+/// when its content changed since the last one sent.
+async fn send_names(
+    tx: &Tx,
+    tables: &NameTables,
+    sent: &mut NamesSent,
+    nonce: u64,
+    status: &XdsStatus,
+    full: bool,
+) -> Result<(), Status> {
+    let current = tables.current();
+    if !full && sent.version == Some(current.version) {
+        return Ok(());
+    }
+    sent.nonce = nonce.to_string();
+    sent.version = Some(current.version);
+    let resp = WireMessage::sotw(
+        &format!("{:016x}", current.version),
+        NDS_TYPE,
+        &sent.nonce,
+        vec![current.entry.clone()],
+    );
+    status.pushes.fetch_add(1, Ordering::Relaxed);
+    tx.send(Ok(resp))
+        .await
+        .map_err(|_| Status::cancelled("stream closed"))
 }
 
 /// Sends `type_url` to the proxy. A `full` response (an answer to a request) carries every

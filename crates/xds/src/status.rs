@@ -10,7 +10,7 @@ use std::sync::Mutex;
 pub struct ProxyStatus {
     /// Node id.
     pub node_id: String,
-    /// `sotw` or `delta`.
+    /// `sotw` or `delta`, or `nds` for an agent's stream of the name table.
     pub protocol: String,
     /// Type URL to the last version it ACKed.
     pub acked: BTreeMap<String, String>,
@@ -88,9 +88,13 @@ impl XdsStatus {
 
     /// Prometheus text exposition.
     pub fn metrics(&self) -> String {
-        let n = self.proxies().len();
+        let streams = self.proxies();
+        let agents = streams.iter().filter(|p| p.protocol == "nds").count();
+        let n = streams.len() - agents;
         format!(
             "# TYPE isthmus_xds_connected_proxies gauge\nisthmus_xds_connected_proxies {n}\n\
+             # HELP isthmus_nds_connected_agents Agents following the name table (their pods' DNS).\n\
+             # TYPE isthmus_nds_connected_agents gauge\nisthmus_nds_connected_agents {agents}\n\
              # TYPE isthmus_xds_pushes_total counter\nisthmus_xds_pushes_total {}\n\
              # TYPE isthmus_xds_acks_total counter\nisthmus_xds_acks_total {}\n\
              # TYPE isthmus_xds_nacks_total counter\nisthmus_xds_nacks_total {}\n\

@@ -52,6 +52,7 @@ struct Server {
     client: AggregatedDiscoveryServiceClient<Channel>,
     snapshots: watch::Sender<MeshUpdate>,
     status: Arc<XdsStatus>,
+    names: watch::Sender<Arc<isthmus_dns::NameTable>>,
 }
 
 /// A mesh CA made for one test: its intermediate for cluster1 under a fresh root.
@@ -116,7 +117,13 @@ async fn serve_as(cert: ClientCert<'_>) -> (Server, isthmus_ca::Authority, std::
         .await
         .expect("bind");
     let addr = listener.local_addr().expect("addr");
-    let svc = AdsServer::new(rx, status.clone(), "cluster.local").into_service();
+    let (names, names_rx) = watch::channel(Arc::new(isthmus_dns::NameTable::from_snapshot(
+        &snapshot(1, true),
+        &[],
+    )));
+    let svc = AdsServer::new(rx, status.clone(), "cluster.local")
+        .with_name_tables(isthmus_xds::NameTables::new(names_rx))
+        .into_service();
     let (chain, key) = ca
         .issue_server(&[isthmus_ca::CONTROL_PLANE_DNS.to_string()])
         .expect("server certificate");
@@ -137,6 +144,7 @@ async fn serve_as(cert: ClientCert<'_>) -> (Server, isthmus_ca::Authority, std::
             client,
             snapshots,
             status,
+            names,
         },
         ca,
         addr,
@@ -897,4 +905,94 @@ async fn delta_a_cluster_sent_again_is_followed_by_its_endpoints() {
     assert_eq!(delta_names(&eds), vec![SLEEP.to_string()]);
     tx.send(ack(EDS, &eds.nonce)).await.expect("ack");
     nothing(&mut stream).await;
+}
+
+#[tokio::test]
+async fn an_agent_follows_the_name_table_and_gets_it_again_only_when_it_changes() {
+    use isthmus_dns::{Answer, NameTable};
+    use isthmus_xds::NDS_TYPE;
+    let mut srv = serve().await;
+    let (tx, rx) = mpsc::channel(8);
+    tx.send(DiscoveryRequest {
+        node: Some(node()),
+        type_url: NDS_TYPE.into(),
+        ..Default::default()
+    })
+    .await
+    .expect("send");
+    let mut stream = srv
+        .client
+        .stream_aggregated_resources(ReceiverStream::new(rx))
+        .await
+        .expect("stream")
+        .into_inner();
+    let table = |r: &DiscoveryResponse| {
+        assert_eq!(r.type_url, NDS_TYPE);
+        assert_eq!(r.resources.len(), 1, "one table");
+        NameTable::from_nds(&r.resources[0].value).expect("a name table")
+    };
+    let first = next(&mut stream).await;
+    assert_eq!(
+        table(&first).lookup("httpbin.bar.global"),
+        Answer::Found(vec!["127.255.0.2".parse().expect("ip")]),
+        "the seed's ServiceEntry address"
+    );
+    // Listed as an agent, not as a proxy.
+    let listed = srv.status.proxies();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].protocol, "nds");
+    let metrics = srv.status.metrics();
+    assert!(
+        metrics.contains("isthmus_nds_connected_agents 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("isthmus_xds_connected_proxies 0"),
+        "{metrics}"
+    );
+
+    let ack = |r: &DiscoveryResponse| DiscoveryRequest {
+        type_url: NDS_TYPE.into(),
+        version_info: r.version_info.clone(),
+        response_nonce: r.nonce.clone(),
+        ..Default::default()
+    };
+    tx.send(ack(&first)).await.expect("ack");
+    nothing(&mut stream).await;
+    assert_eq!(
+        srv.status.proxies()[0].acked.get(NDS_TYPE),
+        Some(&first.version_info)
+    );
+
+    // The same names again (a snapshot that changed something else): nothing is sent.
+    srv.names
+        .send_replace(Arc::new(NameTable::from_snapshot(&snapshot(2, true), &[])));
+    nothing(&mut stream).await;
+    // A name more: the new table.
+    srv.names.send_replace(Arc::new(NameTable::from_entries(
+        [("late.bar.global".to_string(), [127, 255, 0, 9].into())],
+        &[],
+    )));
+    let second = next(&mut stream).await;
+    assert_ne!(second.version_info, first.version_info);
+    assert_eq!(
+        table(&second).lookup("late.bar.global"),
+        Answer::Found(vec![[127, 255, 0, 9].into()])
+    );
+    // A NACK is recorded against the agent.
+    let mut nack = ack(&second);
+    nack.error_detail = Some(RpcStatus {
+        code: 3,
+        message: "bad table".into(),
+        details: vec![],
+    });
+    tx.send(nack).await.expect("nack");
+    nothing(&mut stream).await;
+    assert_eq!(
+        srv.status.proxies()[0]
+            .nacked
+            .get(NDS_TYPE)
+            .map(String::as_str),
+        Some("bad table")
+    );
 }
