@@ -268,7 +268,11 @@ fn parse_document(
         d.line = Some(origin.line as usize + field_line(doc, field).unwrap_or(0));
         d
     };
-    let text = TextDocument { doc, origin };
+    let text = TextDocument {
+        doc,
+        origin,
+        value: &value,
+    };
     let object = typed_object(&value, &text, &top_error)?;
     Ok(Some(finish(object, origin.clone(), default_namespace)))
 }
@@ -288,14 +292,22 @@ trait Document {
     fn parse<T: DeserializeOwned>(&self, label: &str) -> Result<T, Diagnostic>;
 }
 
-/// YAML text from a file.
+/// YAML text from a file, and the tree it was already parsed into.
 struct TextDocument<'a> {
     doc: &'a str,
     origin: &'a Origin,
+    value: &'a serde_json::Value,
 }
 
 impl Document for TextDocument<'_> {
+    /// Reads the typed object from the parsed tree (the YAML is not parsed a second time);
+    /// only when that fails is the text read again, for an error that points at its line.
+    /// The text may also succeed where the tree does not (a YAML scalar such as `80` or
+    /// `1.0` read into a string field), so its result is the one taken.
     fn parse<T: DeserializeOwned>(&self, label: &str) -> Result<T, Diagnostic> {
+        if let Ok(t) = T::deserialize(self.value) {
+            return Ok(t);
+        }
         serde_saphyr::from_str(self.doc)
             .map_err(|e| yaml_error(e, self.origin, Some(label.to_string())))
     }
@@ -906,6 +918,22 @@ mod tests {
             .unwrap_or_default();
         assert!(text.starts_with("line 3: error: invalid YAML: "), "{text}");
         assert_eq!(text.matches("error").count(), 1, "{text}");
+    }
+
+    #[test]
+    fn yaml_scalars_read_into_strings_as_written_though_the_tree_holds_numbers() {
+        // The tree parsed first holds 1.0 and 80 as numbers, which a string field refuses;
+        // the text is read again and the labels come out as written.
+        let l = load_str(
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: p\n  labels: {version: 1.0, port: 80, app: web}\nstatus: {podIP: 10.0.0.1}\n",
+            None,
+            "default",
+        );
+        assert!(!l.has_errors(), "{:?}", l.diagnostics);
+        let labels = &l.resources[0].object.metadata().labels;
+        assert_eq!(labels.get("version").map(String::as_str), Some("1.0"));
+        assert_eq!(labels.get("port").map(String::as_str), Some("80"));
+        assert_eq!(labels.get("app").map(String::as_str), Some("web"));
     }
 
     #[test]

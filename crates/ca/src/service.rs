@@ -196,6 +196,12 @@ impl CaService {
         self
     }
 
+    /// Counts into `stats` (made before the service, so that metrics can be served first).
+    pub fn with_stats(mut self, stats: Arc<CaStats>) -> Self {
+        self.stats = stats;
+        self
+    }
+
     /// What this service has done, for metrics.
     pub fn stats(&self) -> Arc<CaStats> {
         self.stats.clone()

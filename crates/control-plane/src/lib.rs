@@ -428,6 +428,32 @@ pub async fn run(config: ControlPlaneConfig) -> Result<(), ControlPlaneError> {
     }
     let authority = Arc::new(Authority::load(&config.cacerts)?);
     let credentials = Arc::new(CredentialKey::load_or_create(&config.credential_key)?);
+    // Monitoring answers from the start, also while the first read of a large mesh is
+    // being built (`/ready` says 503 until it is).
+    let status = Arc::new(XdsStatus::default());
+    let ca_stats = Arc::new(isthmus_ca::CaStats::default());
+    let gateways_changed = Arc::new(Notify::new());
+    let prober = Arc::new(gateway_probe::GatewayProber::new(gateways_changed.clone()));
+    let (diag_tx, diag_rx) = watch::channel(Vec::new());
+    let (views_tx, views_rx) = watch::channel(Vec::new());
+    let ready = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let monitor = tokio::net::TcpListener::bind(config.monitoring)
+        .await
+        .map_err(|e| ControlPlaneError::Serve {
+            addr: config.monitoring,
+            source: Box::new(e),
+        })?;
+    tokio::spawn(monitoring(
+        monitor,
+        Monitored {
+            status: status.clone(),
+            ca_stats: ca_stats.clone(),
+            prober: prober.clone(),
+            diagnostics: diag_rx,
+            service_entries: views_rx,
+            ready: ready.clone(),
+        },
+    ));
     // Every API server source notifies this one when it has events.
     let wake = Arc::new(Notify::new());
     let mut registries: Vec<ClusterRegistry> = Vec::new();
@@ -472,14 +498,12 @@ pub async fn run(config: ControlPlaneConfig) -> Result<(), ControlPlaneError> {
     let mut keys_in_force = input.jwks.clone();
     let (first, first_push) = builder.apply(&input, ConfigsUpdated::Unknown);
     // Other clusters' gateways, probed so that a silent one leaves rotation.
-    let gateways_changed = Arc::new(Notify::new());
-    let prober = Arc::new(gateway_probe::GatewayProber::new(gateways_changed.clone()));
     prober.set_targets(gateway_probe::targets(&first));
     tokio::spawn(prober.clone().run());
     let mut health_in_force = input.gateway_health.clone();
     let task_prober = prober.clone();
     explain_vips(&mut first_views, &first);
-    let (views_tx, views_rx) = watch::channel(first_views);
+    views_tx.send_replace(first_views);
     let mut seen = Vec::new();
     report(&first, &mut seen);
     seen.extend(waiting_problems(&registries));
@@ -497,9 +521,12 @@ pub async fn run(config: ControlPlaneConfig) -> Result<(), ControlPlaneError> {
     });
     // Problems are published on every read, also when they leave the snapshot unchanged
     // (an invalid edit keeps the last good resource, so nothing is pushed).
-    let (diag_tx, diag_rx) = watch::channel(seen.clone());
+    diag_tx.send_replace(seen.clone());
     let cfg = config.clone();
-    tokio::spawn(async move {
+    // The build loop runs on the thread that runs this function (the binary's `block_on`),
+    // not on a runtime worker: a rebuild of a large mesh takes seconds of CPU, and the
+    // workers keep serving xDS, the CA and monitoring meanwhile.
+    let build_loop = async move {
         loop {
             // A burst of file changes, or events from an API server (gathered for a moment,
             // as istiod debounces, so that a `kubectl apply` of many objects is one push).
@@ -570,11 +597,12 @@ pub async fn run(config: ControlPlaneConfig) -> Result<(), ControlPlaneError> {
             }
             let relisted = matches!(configs, ConfigsUpdated::Unknown);
             let (next, push) = builder.apply(&input, configs);
+            let build_ms = started.elapsed().as_secs_f64() * 1e3 - reload_ms;
             if relisted {
                 // A complete read (a relist, a cluster joining): its transient memory goes back.
                 memory::release_free_memory();
             }
-            let build_ms = started.elapsed().as_secs_f64() * 1e3 - reload_ms;
+            let large = relisted || reload_ms + build_ms > 100.0;
             explain_vips(&mut views, &next);
             views_tx.send_replace(views);
             report(&next, &mut seen);
@@ -600,8 +628,17 @@ pub async fn run(config: ControlPlaneConfig) -> Result<(), ControlPlaneError> {
                 snapshot: next,
                 push,
             });
+            if large {
+                // A large change (a big file read or deleted): once the streams have moved
+                // to the new snapshot and dropped the old one, what it held goes back to
+                // the system. Trimming costs far less than such a rebuild.
+                tokio::spawn(async {
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                    let _ = tokio::task::spawn_blocking(memory::release_free_memory).await;
+                });
+            }
         }
-    });
+    };
 
     // The name table: served by the DNS server (when configured) and sent to agents.
     let table = |s: &MeshSnapshot| {
@@ -646,7 +683,6 @@ pub async fn run(config: ControlPlaneConfig) -> Result<(), ControlPlaneError> {
             }
         });
     }
-    let status = Arc::new(XdsStatus::default());
     let (cert, key) = authority.issue_server(&[
         isthmus_ca::CONTROL_PLANE_DNS.to_string(),
         "istiod.istio-system.svc.cluster.local".to_string(),
@@ -659,39 +695,46 @@ pub async fn run(config: ControlPlaneConfig) -> Result<(), ControlPlaneError> {
         .client_auth_optional(true);
     let ads = AdsServer::new(snap_rx.clone(), status.clone(), &trust_domain)
         .with_name_tables(isthmus_xds::NameTables::new(table_rx));
-    let ca =
-        CaService::new(authority.clone(), credentials, trust_domain).with_token_reviewer(reviewer);
-    let ca_stats = ca.stats();
-    let monitor = tokio::net::TcpListener::bind(config.monitoring)
-        .await
-        .map_err(|e| ControlPlaneError::Serve {
-            addr: config.monitoring,
-            source: Box::new(e),
-        })?;
-    tokio::spawn(monitoring(
-        monitor,
-        status.clone(),
-        ca_stats,
-        prober,
-        diag_rx,
-        views_rx,
-    ));
+    let ca = CaService::new(authority.clone(), credentials, trust_domain)
+        .with_token_reviewer(reviewer)
+        .with_stats(ca_stats);
     tracing::info!(addr = %config.listen, cluster = %config.sources.cluster, network = %config.sources.network, "serving xDS and CA over TLS");
-    tonic::transport::Server::builder()
+    let listen = config.listen;
+    let server = tonic::transport::Server::builder()
         .tls_config(tls)
         .map_err(|e| ControlPlaneError::Serve {
-            addr: config.listen,
+            addr: listen,
             source: Box::new(e),
         })?
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .add_service(ads.into_service())
         .add_service(ca.into_service())
-        .serve(config.listen)
+        .serve(listen);
+    let server = tokio::spawn(server);
+    ready.store(true, std::sync::atomic::Ordering::Relaxed);
+    build_loop.await;
+    // The file watcher is gone: keep serving the last snapshot.
+    server
         .await
         .map_err(|e| ControlPlaneError::Serve {
-            addr: config.listen,
+            addr: listen,
+            source: Box::new(e),
+        })?
+        .map_err(|e| ControlPlaneError::Serve {
+            addr: listen,
             source: Box::new(e),
         })
+}
+
+/// What the monitoring port serves.
+struct Monitored {
+    status: Arc<XdsStatus>,
+    ca_stats: Arc<isthmus_ca::CaStats>,
+    prober: Arc<gateway_probe::GatewayProber>,
+    diagnostics: watch::Receiver<Vec<String>>,
+    service_entries: watch::Receiver<Vec<SeView>>,
+    /// Set once the first snapshot is served.
+    ready: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// Reads an HTTP request head (up to the blank line), however many segments it arrives
@@ -717,24 +760,22 @@ async fn read_request_head(sock: &mut tokio::net::TcpStream) -> Option<Vec<u8>> 
 }
 
 /// A minimal HTTP/1.1 server for `/metrics`, `/debug/syncz` and `/debug/diagnostics`.
-async fn monitoring(
-    listener: tokio::net::TcpListener,
-    status: Arc<XdsStatus>,
-    ca_stats: Arc<isthmus_ca::CaStats>,
-    prober: Arc<gateway_probe::GatewayProber>,
-    diagnostics: watch::Receiver<Vec<String>>,
-    service_entries: watch::Receiver<Vec<SeView>>,
-) {
+async fn monitoring(listener: tokio::net::TcpListener, m: Monitored) {
+    let m = Arc::new(m);
     loop {
         let Ok((mut sock, _)) = listener.accept().await else {
             continue;
         };
-        let status = status.clone();
-        let ca_stats = ca_stats.clone();
-        let prober = prober.clone();
-        let diagnostics = diagnostics.clone();
-        let service_entries = service_entries.clone();
+        let m = m.clone();
         tokio::spawn(async move {
+            let Monitored {
+                status,
+                ca_stats,
+                prober,
+                diagnostics,
+                service_entries,
+                ready,
+            } = &*m;
             let Some(head) = read_request_head(&mut sock).await else {
                 return;
             };
@@ -763,7 +804,13 @@ async fn monitoring(
                         .map(|d| format!("{d}\n"))
                         .collect(),
                 ),
-                "/ready" => ("200 OK", "ready\n".into()),
+                "/ready" if ready.load(std::sync::atomic::Ordering::Relaxed) => {
+                    ("200 OK", "ready\n".into())
+                }
+                "/ready" => (
+                    "503 Service Unavailable",
+                    "reading the mesh: not serving yet\n".into(),
+                ),
                 "/debug/serviceentries" | "/debug/serviceentries?generated" => {
                     let only_generated = path.ends_with("?generated");
                     let list: Vec<SeView> = service_entries

@@ -8,9 +8,19 @@ use isthmus_api::enums::{Location, MtlsMode, Protocol, Resolution};
 use isthmus_api::load::place;
 use isthmus_api::mesh::{MeshConfig, MeshNetworks};
 use isthmus_api::{Diagnostic, Object, Resource};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use std::sync::Arc;
+
+/// What makes two ServiceEntry endpoints' origins equal: network, locality, service
+/// account, labels and port overrides.
+type OriginKey<'a> = (
+    Option<&'a str>,
+    Option<&'a str>,
+    Option<&'a str>,
+    &'a BTreeMap<String, String>,
+    &'a BTreeMap<String, u32>,
+);
 
 impl MeshSnapshot {
     /// Builds a snapshot afresh. Problems are collected in `diagnostics`; a resource that
@@ -241,39 +251,59 @@ impl MeshSnapshot {
                                 .unwrap_or_else(|| Protocol::from_port_name(&p.name)),
                         })
                         .collect();
+                    // Endpoints alike (network, locality, service account, labels and
+                    // ports: usually all of an entry's) share one origin, so that an entry's
+                    // endpoint costs what a pod's does.
+                    let mut origins: HashMap<OriginKey<'_>, Arc<EndpointOrigin>> = HashMap::new();
                     let endpoints: Vec<Endpoint> = se
                         .spec
                         .endpoints
                         .iter()
-                        .map(|ep| Endpoint {
-                            address: Address::parse(&ep.address),
-                            origin: Arc::new(EndpointOrigin {
-                                cluster: String::new(),
-                                network: ep.network.clone().unwrap_or_default(),
-                                locality: ep.locality.clone().unwrap_or_default(),
-                                identity: ep
-                                    .service_account
-                                    .as_ref()
-                                    .map(|sa| snap.spiffe(&se.metadata.namespace, sa)),
-                                mtls_ready: se.spec.location == Some(Location::MeshInternal),
-                                labels: Arc::new(ep.labels.clone().into()),
-                                ports: se
-                                    .spec
-                                    .ports
-                                    .iter()
-                                    .map(|p| {
-                                        let n = ep
+                        .map(|ep| {
+                            let key = (
+                                ep.network.as_deref(),
+                                ep.locality.as_deref(),
+                                ep.service_account.as_deref(),
+                                &ep.labels,
+                                &ep.ports,
+                            );
+                            let origin = origins
+                                .entry(key)
+                                .or_insert_with(|| {
+                                    Arc::new(EndpointOrigin {
+                                        cluster: String::new(),
+                                        network: ep.network.clone().unwrap_or_default(),
+                                        locality: ep.locality.clone().unwrap_or_default(),
+                                        identity: ep
+                                            .service_account
+                                            .as_ref()
+                                            .map(|sa| snap.spiffe(&se.metadata.namespace, sa)),
+                                        mtls_ready: se.spec.location
+                                            == Some(Location::MeshInternal),
+                                        labels: Arc::new(ep.labels.clone().into()),
+                                        ports: se
+                                            .spec
                                             .ports
-                                            .get(&p.name)
-                                            .copied()
-                                            .or(p.target_port)
-                                            .unwrap_or(p.number);
-                                        (p.name.clone(), n)
+                                            .iter()
+                                            .map(|p| {
+                                                let n = ep
+                                                    .ports
+                                                    .get(&p.name)
+                                                    .copied()
+                                                    .or(p.target_port)
+                                                    .unwrap_or(p.number);
+                                                (p.name.clone(), n)
+                                            })
+                                            .collect::<BTreeMap<String, u32>>()
+                                            .into(),
                                     })
-                                    .collect::<BTreeMap<String, u32>>()
-                                    .into(),
-                            }),
-                            weight: ep.weight.filter(|w| *w > 0).unwrap_or(1),
+                                })
+                                .clone();
+                            Endpoint {
+                                address: Address::parse(&ep.address),
+                                origin,
+                                weight: ep.weight.filter(|w| *w > 0).unwrap_or(1),
+                            }
                         })
                         .collect();
                     for host in &se.spec.hosts {
@@ -694,6 +724,37 @@ mod tests {
             })
             .expect("the endpoint's pod");
         assert!(Arc::ptr_eq(&eps[0].origin.labels, &pod_labels));
+    }
+
+    #[test]
+    fn service_entry_endpoints_alike_share_one_origin() {
+        let yaml = "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: db, namespace: bar}\nspec:\n  hosts: [db.example]\n  location: MESH_INTERNAL\n  resolution: STATIC\n  ports: [{name: tcp, number: 5432, protocol: TCP}]\n  endpoints:\n  - address: 10.1.0.1\n  - address: 10.1.0.2\n  - address: 10.1.0.3\n    labels: {version: v2}\n  - address: 10.1.0.4\n    ports: {tcp: 6432}\n";
+        let input = SnapshotInput {
+            local_cluster: "c1".into(),
+            local_network: "n1".into(),
+            clusters: vec![Arc::new(cluster("c1", yaml))],
+            ..Default::default()
+        };
+        let snap = MeshSnapshot::build(&input, 1);
+        let eps = &snap.services["db.example"].endpoints;
+        assert_eq!(eps.len(), 4);
+        let at = |ip: &str| {
+            eps.iter()
+                .find(|e| e.address == Address::parse(ip))
+                .expect("endpoint")
+        };
+        assert!(Arc::ptr_eq(&at("10.1.0.1").origin, &at("10.1.0.2").origin));
+        assert!(!Arc::ptr_eq(&at("10.1.0.1").origin, &at("10.1.0.3").origin));
+        assert_eq!(
+            at("10.1.0.3")
+                .origin
+                .labels
+                .get("version")
+                .map(String::as_str),
+            Some("v2")
+        );
+        assert_eq!(at("10.1.0.4").origin.ports["tcp"], 6432);
+        assert_eq!(at("10.1.0.1").origin.ports["tcp"], 5432);
     }
 
     #[test]
