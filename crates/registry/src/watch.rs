@@ -63,9 +63,12 @@ impl Changes {
     }
 }
 
+/// The longest a burst of file changes is held before it is handed on.
+pub const MAX_BURST: Duration = Duration::from_secs(1);
+
 /// Watches `dirs` recursively. The returned receiver yields the [`Changes`] of each burst of
-/// events, after `quiet` without events; keep the returned watcher alive for as long as
-/// changes are wanted.
+/// events, after `quiet` without events or [`MAX_BURST`] after its first; keep the returned
+/// watcher alive for as long as changes are wanted.
 pub fn watch_dirs(
     dirs: &[PathBuf],
     quiet: Duration,
@@ -104,9 +107,16 @@ pub fn watch_dirs(
         while let Some(first) = raw_rx.recv().await {
             let mut changes = Changes::default();
             changes.add(&first);
-            // Debounce: wait until nothing happened for `quiet`.
-            while let Ok(Some(ev)) = tokio::time::timeout(quiet, raw_rx.recv()).await {
-                changes.add(&ev);
+            // Debounce: wait until nothing happened for `quiet`, but no longer than
+            // MAX_BURST after the first change (Istio's debounce max): under steady churn
+            // changes still go out every second instead of waiting for a quiet moment.
+            let end = tokio::time::Instant::now() + MAX_BURST.max(quiet);
+            loop {
+                let wait = quiet.min(end.saturating_duration_since(tokio::time::Instant::now()));
+                match tokio::time::timeout(wait, raw_rx.recv()).await {
+                    Ok(Some(ev)) => changes.add(&ev),
+                    Ok(None) | Err(_) => break,
+                }
             }
             if tx.send(changes).await.is_err() {
                 break;
@@ -133,4 +143,43 @@ pub fn watch_more(
 /// Stops watching a directory (its credential Secret was deleted).
 pub fn unwatch(watcher: &mut notify::RecommendedWatcher, dir: &std::path::Path) {
     let _ = watcher.unwatch(dir);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn steady_churn_is_handed_on_every_second_not_held_until_it_stops() {
+        let dir = std::env::temp_dir().join(format!("isthmus-watch-churn-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("dir");
+        let (_watcher, mut bursts) =
+            watch_dirs(std::slice::from_ref(&dir), Duration::from_millis(200)).expect("watch");
+        // A write every 100 ms for 3.5 s: never quiet for 200 ms.
+        let writer = {
+            let dir = dir.clone();
+            tokio::spawn(async move {
+                for i in 0..35 {
+                    let _ = std::fs::write(dir.join("churn.yaml"), format!("# {i}\n"));
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            })
+        };
+        let mut during = 0;
+        let started = tokio::time::Instant::now();
+        while started.elapsed() < Duration::from_millis(3300) {
+            if let Ok(Some(_)) =
+                tokio::time::timeout(Duration::from_millis(100), bursts.recv()).await
+            {
+                during += 1;
+            }
+        }
+        let _ = writer.await;
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(
+            during >= 2,
+            "bursts handed on while the writes went on: {during}"
+        );
+    }
 }
