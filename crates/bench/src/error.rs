@@ -47,6 +47,9 @@ pub enum BenchError {
     /// The options ask for something that cannot be measured.
     #[error("{0}")]
     InvalidOptions(&'static str),
+    /// The soak saw errors (the report above says which).
+    #[error("the soak saw {0} errors (see the report above)")]
+    SoakErrors(u64),
     /// A `bench http` run inside a pod failed or printed something else than numbers.
     #[error("{label}: {stdout} {stderr}")]
     PodOutput {

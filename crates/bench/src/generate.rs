@@ -130,6 +130,48 @@ pub fn write(out: &Path, shape: Shape) -> std::io::Result<Written> {
     })
 }
 
+/// Writes one cluster whose `services` x `endpoints` endpoints are ServiceEntries instead
+/// of Pods (one entry per service in a file of its own, the endpoints in line, as the
+/// ServiceEntries that mirror another registry are written): the YAML is about 25 bytes
+/// per endpoint.
+pub fn write_service_entries(
+    out: &Path,
+    services: u32,
+    endpoints: u32,
+) -> std::io::Result<Written> {
+    if services == 0 || endpoints == 0 {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "--services and --endpoints must each be at least 1",
+        ));
+    }
+    let _ = std::fs::remove_dir_all(out);
+    let dir = out.join("cluster1");
+    std::fs::create_dir_all(dir.join("istio-system"))?;
+    let mut objects = 0u64;
+    let mut bytes = 0u64;
+    for s in 0..services {
+        let (svc, ns) = service_name(s);
+        std::fs::create_dir_all(dir.join(&ns))?;
+        let mut text = format!(
+            "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata:\n  name: {svc}\nspec:\n  hosts: [{svc}.{ns}.example]\n  addresses: [{}]\n  location: MESH_INTERNAL\n  resolution: STATIC\n  ports:\n  - {{name: http, number: 8080, protocol: HTTP}}\n  endpoints:\n",
+            service_ip(u64::from(s))
+        );
+        for e in 0..endpoints {
+            let n = u64::from(s) * u64::from(endpoints) + u64::from(e);
+            text.push_str(&format!("  - address: {}\n", pod_ip(n)));
+        }
+        objects += 1;
+        bytes += text.len() as u64;
+        std::fs::write(dir.join(&ns).join(format!("{svc}.yaml")), text)?;
+    }
+    Ok(Written {
+        registries: vec![("cluster1".to_string(), dir)],
+        objects,
+        bytes,
+    })
+}
+
 /// Moves endpoint `e` of service `s` in cluster 1 to a new address: the one-endpoint change
 /// the convergence benchmark measures. Returns the file it rewrote.
 pub fn move_endpoint(dir: &Path, s: u32, e: u32, generation: u32) -> std::io::Result<PathBuf> {
@@ -166,6 +208,24 @@ pub fn move_endpoint(dir: &Path, s: u32, e: u32, generation: u32) -> std::io::Re
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn service_entries_are_written_as_the_loader_reads_them() {
+        let dir = std::env::temp_dir().join(format!("isthmus-gen-se-{}", std::process::id()));
+        let w = write_service_entries(&dir, 3, 4).expect("write");
+        assert_eq!(w.objects, 3);
+        let loaded = isthmus_api::load::load_dir(&w.registries[0].1);
+        assert!(!loaded.has_errors(), "{:?}", loaded.diagnostics);
+        assert_eq!(loaded.resources.len(), 3);
+        let Some(isthmus_api::Object::ServiceEntry(se)) =
+            loaded.resources.first().map(|r| &r.object)
+        else {
+            panic!("a ServiceEntry");
+        };
+        assert_eq!(se.spec.endpoints.len(), 4);
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(write_service_entries(&dir, 0, 4).is_err());
+    }
 
     #[test]
     fn an_empty_mesh_is_refused_before_anything_is_written() {

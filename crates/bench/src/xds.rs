@@ -39,10 +39,14 @@ pub struct LoadConfig {
     pub delta: bool,
     /// `CLUSTER_ID` the proxies claim.
     pub cluster: String,
+    /// Reconnect after a stream ends or fails, as Envoy does (100 ms doubling to 1 s, with
+    /// jitter), reporting [`Event::Reset`]; without it a proxy reports [`Event::Failed`] and
+    /// stops.
+    pub reconnect: bool,
 }
 
 /// Something a proxy saw.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub enum Event {
     /// Proxy `0` holds every type at snapshot version `1`.
     Full(usize, u64, Instant),
@@ -50,6 +54,10 @@ pub enum Event {
     Endpoints(usize, u64, Instant),
     /// Proxy `0`'s stream failed.
     Failed(usize),
+    /// Proxy `0`'s stream ended or failed (`1` says why) and it is reconnecting: what it
+    /// held counts as gone until its next `Full` (versions start again with a restarted
+    /// control plane).
+    Reset(usize, Instant, String),
 }
 
 /// The running load: events arrive on `events`; `bytes` counts payload bytes received.
@@ -122,13 +130,32 @@ pub fn start(cfg: LoadConfig) -> Load {
         let bytes = bytes.clone();
         let responses = responses.clone();
         tokio::spawn(async move {
-            let r = if cfg.delta {
-                delta(i, &cfg, &tx, &bytes, &responses).await
-            } else {
-                sotw(i, &cfg, &tx, &bytes, &responses).await
-            };
-            if r.is_err() {
-                let _ = tx.send(Event::Failed(i));
+            let mut delay = Duration::from_millis(100);
+            loop {
+                let opened = Instant::now();
+                let r = if cfg.delta {
+                    delta(i, &cfg, &tx, &bytes, &responses).await
+                } else {
+                    sotw(i, &cfg, &tx, &bytes, &responses).await
+                };
+                if !cfg.reconnect {
+                    if r.is_err() {
+                        let _ = tx.send(Event::Failed(i));
+                    }
+                    return;
+                }
+                let why = r
+                    .err()
+                    .unwrap_or_else(|| "the control plane closed the stream".into());
+                if tx.send(Event::Reset(i, Instant::now(), why)).is_err() {
+                    return;
+                }
+                if opened.elapsed() > Duration::from_secs(5) {
+                    delay = Duration::from_millis(100);
+                }
+                let jitter = Duration::from_millis((i as u64 * 7919) % 100);
+                tokio::time::sleep(delay + jitter).await;
+                delay = (delay * 2).min(Duration::from_secs(1));
             }
         });
     }

@@ -12,11 +12,22 @@ use isthmus_bench::orchestrate::{
     generate::GenerateOptions,
     http::HttpOptions,
     kubernetes::KubernetesOptions,
+    load::{EndpointKind, LoadOptions},
     memory::MemoryOptions,
+    soak::SoakOptions,
     xds::{SweepOptions, XdsOptions},
 };
 use isthmus_bench::Benchmark;
 use std::path::PathBuf;
+
+/// How `bench load` writes endpoints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LoadKind {
+    /// ServiceEntries with their endpoints in line.
+    ServiceEntries,
+    /// A Pod per endpoint beside its Service.
+    Pods,
+}
 
 /// The size of the synthetic mesh.
 #[derive(Args, Debug, Clone)]
@@ -115,6 +126,55 @@ pub enum BenchCommand {
         /// Where to write the chart (`cp-memory-per-endpoint.svg`).
         #[arg(long)]
         out: Option<PathBuf>,
+    },
+    /// One large configuration read by a control plane: start-up speed (MB of YAML per
+    /// second), RSS and peak, bytes per endpoint, how the monitoring port answers while it
+    /// reads and rebuilds, and the RSS once the configuration is deleted. The default is
+    /// Istio's big-ServiceEntry case: 2,000 entries of 1,000 endpoints (50 MB).
+    Load {
+        /// Services (ServiceEntries, or Services with Pods).
+        #[arg(long, default_value_t = 2000)]
+        services: u32,
+        /// Endpoints per service.
+        #[arg(long, default_value_t = 1000)]
+        endpoints: u32,
+        /// How endpoints are written.
+        #[arg(long, value_enum, default_value_t = LoadKind::ServiceEntries)]
+        kind: LoadKind,
+        /// A library preloaded into the control plane: another allocator to compare, such
+        /// as /usr/lib/x86_64-linux-gnu/libjemalloc.so.2 (apt: libjemalloc2).
+        #[arg(long)]
+        preload: Option<PathBuf>,
+        /// Working directory.
+        #[arg(long, default_value = "/tmp/isthmus-bench-load")]
+        work: PathBuf,
+    },
+    /// A control plane under load for minutes: simulated proxies that reconnect as Envoy
+    /// does, endpoint changes every few hundred milliseconds, a control plane killed and
+    /// restarted, and a remote cluster's registry that vanishes and returns. Reports errors
+    /// (must be 0: exits 1 otherwise), stream resets and memory at start and end.
+    Soak {
+        /// Simulated proxies.
+        #[arg(long, default_value_t = 1000)]
+        proxies: usize,
+        /// Length in minutes.
+        #[arg(long, default_value_t = 10.0)]
+        minutes: f64,
+        /// Endpoint changes per second.
+        #[arg(long, default_value_t = 5.0)]
+        changes_per_second: f64,
+        /// Services per cluster (two clusters).
+        #[arg(long, default_value_t = 200)]
+        services: u32,
+        /// Endpoints per service per cluster.
+        #[arg(long, default_value_t = 5)]
+        endpoints: u32,
+        /// Delta xDS instead of state of the world.
+        #[arg(long)]
+        delta: bool,
+        /// Working directory.
+        #[arg(long, default_value = "/tmp/isthmus-bench-soak")]
+        work: PathBuf,
     },
     /// dnsperf against the mesh DNS and, with the same names, against unbound (one thread
     /// each): queries/s and latency, side by side.
@@ -352,6 +412,41 @@ impl BenchCommand {
                 out,
             }),
             BenchCommand::Ca { count } => Benchmark::Ca(CaOptions { count }),
+            BenchCommand::Load {
+                services,
+                endpoints,
+                kind,
+                preload,
+                work,
+            } => Benchmark::Load(LoadOptions {
+                exe: exe()?,
+                services,
+                endpoints,
+                kind: match kind {
+                    LoadKind::ServiceEntries => EndpointKind::ServiceEntries,
+                    LoadKind::Pods => EndpointKind::Pods,
+                },
+                preload,
+                work,
+            }),
+            BenchCommand::Soak {
+                proxies,
+                minutes,
+                changes_per_second,
+                services,
+                endpoints,
+                delta,
+                work,
+            } => Benchmark::Soak(SoakOptions {
+                exe: exe()?,
+                proxies,
+                minutes,
+                changes_per_second,
+                services,
+                endpoints,
+                delta,
+                work,
+            }),
         })
     }
 }
@@ -374,6 +469,44 @@ mod tests {
         cli.bench
             .into_benchmark(|| Ok(PathBuf::from("/opt/isthmus")))
             .expect("options")
+    }
+
+    #[test]
+    fn soak_defaults_to_the_issue_s_ten_minutes_of_1000_proxies() {
+        let Benchmark::Soak(o) = bench(&["soak"]) else {
+            panic!("soak");
+        };
+        assert_eq!(
+            (o.proxies, o.minutes, o.changes_per_second, o.delta),
+            (1000, 10.0, 5.0, false)
+        );
+        let Benchmark::Soak(o) = bench(&["soak", "--minutes", "0.5", "--proxies", "20", "--delta"])
+        else {
+            panic!("soak");
+        };
+        assert_eq!((o.proxies, o.minutes, o.delta), (20, 0.5, true));
+    }
+
+    #[test]
+    fn load_defaults_to_istio_s_big_service_entry_case() {
+        assert_eq!(
+            bench(&["load"]),
+            Benchmark::Load(LoadOptions {
+                exe: "/opt/isthmus".into(),
+                services: 2000,
+                endpoints: 1000,
+                kind: EndpointKind::ServiceEntries,
+                preload: None,
+                work: "/tmp/isthmus-bench-load".into(),
+            })
+        );
+        let Benchmark::Load(o) = bench(&["load", "--kind", "pods", "--preload", "/j.so"]) else {
+            panic!("load");
+        };
+        assert_eq!(
+            (o.kind, o.preload),
+            (EndpointKind::Pods, Some("/j.so".into()))
+        );
     }
 
     #[test]

@@ -24,12 +24,86 @@ pub struct BenchControlPlane {
     pub started: Instant,
     /// Its monitoring address (metrics, debug pages).
     pub monitoring: SocketAddr,
+    /// From start to ready (its first snapshot built).
+    pub ready_after: Duration,
+    /// The monitoring port while it was reading the mesh: the slowest answer (any status)
+    /// to the polls of `/ready` every 50 ms, and how many polls it answered.
+    pub loading_answers: ResponseTimes,
+    /// Its log file.
+    pub log: PathBuf,
+    /// How it was started, to start it again: binary, arguments, environment.
+    command: (PathBuf, Vec<std::ffi::OsString>, Vec<(String, String)>),
+}
+
+/// How a port answered a series of polls.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct ResponseTimes {
+    /// Polls answered.
+    pub answered: u32,
+    /// Polls not answered (connection refused, or no HTTP answer).
+    pub unanswered: u32,
+    /// The slowest answer.
+    pub slowest: Duration,
+}
+
+impl ResponseTimes {
+    /// Records one poll.
+    pub fn record(&mut self, took: Duration, answered: bool) {
+        if answered {
+            self.answered += 1;
+            self.slowest = self.slowest.max(took);
+        } else {
+            self.unanswered += 1;
+        }
+    }
 }
 
 impl BenchControlPlane {
     /// Its process id.
     pub fn pid(&self) -> u32 {
         self.child.0.id()
+    }
+
+    /// Whether the process is still running (not exited on its own).
+    pub fn running(&mut self) -> bool {
+        matches!(self.child.0.try_wait(), Ok(None))
+    }
+
+    /// Kills the process (SIGKILL, as a crash or an evicted pod) and starts it again with
+    /// the same settings, ports and CA, its log appended; returns once it is ready.
+    pub async fn restart(&mut self) -> Result<Duration, BenchError> {
+        let _ = self.child.0.kill();
+        let _ = self.child.0.wait();
+        let (exe, args, env) = &self.command;
+        let log = std::fs::OpenOptions::new().append(true).open(&self.log)?;
+        let started = Instant::now();
+        self.child = Killed(
+            Command::new(exe)
+                .args(args)
+                .envs(env.iter().map(|(k, v)| (k, v)))
+                .env(
+                    "RUST_LOG",
+                    "warn,isthmus_control_plane=info,isthmus_xds::cache=debug",
+                )
+                .stdout(Stdio::null())
+                .stderr(Stdio::from(log))
+                .spawn()
+                .map_err(BenchError::StartControlPlane)?,
+        );
+        let deadline = Instant::now() + Duration::from_secs(600);
+        while !matches!(
+            isthmus_lab::http::get(self.monitoring, "/ready"),
+            Ok((200, _))
+        ) {
+            if Instant::now() > deadline {
+                return Err(BenchError::ControlPlaneNotReady {
+                    log: self.log.clone(),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        self.started = started;
+        Ok(started.elapsed())
     }
 }
 
@@ -80,7 +154,20 @@ pub async fn start(
     written: &generate::Written,
     work: &Path,
 ) -> Result<BenchControlPlane, BenchError> {
-    start_with(exe, work, |ca, port, mon| {
+    start_with(exe, work, &[], |ca, port, mon| {
+        control_plane_config(written, ca, port, mon)
+    })
+    .await
+}
+
+/// [`start`], with `env` set for the process (such as `LD_PRELOAD` of another allocator).
+pub async fn start_with_env(
+    exe: &Path,
+    written: &generate::Written,
+    work: &Path,
+    env: &[(String, String)],
+) -> Result<BenchControlPlane, BenchError> {
+    start_with(exe, work, env, |ca, port, mon| {
         control_plane_config(written, ca, port, mon)
     })
     .await
@@ -93,7 +180,7 @@ pub async fn start_kube(
     kubeconfig: &Path,
     work: &Path,
 ) -> Result<BenchControlPlane, BenchError> {
-    start_with(exe, work, |ca, port, mon| {
+    start_with(exe, work, &[], |ca, port, mon| {
         let empty = generate::Written {
             registries: Vec::new(),
             objects: 0,
@@ -111,6 +198,7 @@ pub async fn start_kube(
 async fn start_with(
     exe: &Path,
     work: &Path,
+    env: &[(String, String)],
     config: impl FnOnce(&Path, u16, u16) -> ControlPlaneConfig,
 ) -> Result<BenchControlPlane, BenchError> {
     let ca = work.join("ca");
@@ -124,21 +212,27 @@ async fn start_with(
     )?;
     let (port, mon) = (free_port()?, free_port()?);
     let log: PathBuf = work.join("control-plane.log");
+    let mut args = vec![std::ffi::OsString::from("control-plane")];
+    args.extend(config(&ca, port, mon).to_args());
     let mut cmd = Command::new(exe);
-    cmd.arg("control-plane")
-        .args(config(&ca, port, mon).to_args())
+    cmd.args(&args)
         .env(
             "RUST_LOG",
             "warn,isthmus_control_plane=info,isthmus_xds::cache=debug",
         )
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .stdout(Stdio::null())
         .stderr(Stdio::from(std::fs::File::create(&log)?));
     let started = Instant::now();
     let child = Killed(cmd.spawn().map_err(BenchError::StartControlPlane)?);
     let monitoring = SocketAddr::from((Ipv4Addr::LOCALHOST, mon));
     let ready_deadline = Instant::now() + Duration::from_secs(600);
+    let mut loading_answers = ResponseTimes::default();
     loop {
-        if let Ok((200, _)) = isthmus_lab::http::get(monitoring, "/ready") {
+        let asked = Instant::now();
+        let answer = isthmus_lab::http::get(monitoring, "/ready");
+        loading_answers.record(asked.elapsed(), answer.is_ok());
+        if let Ok((200, _)) = answer {
             break;
         }
         if Instant::now() > ready_deadline {
@@ -153,6 +247,10 @@ async fn start_with(
         load_identity,
         started,
         monitoring,
+        ready_after: started.elapsed(),
+        loading_answers,
+        log,
+        command: (exe.to_path_buf(), args, env.to_vec()),
     })
 }
 

@@ -222,6 +222,7 @@ where
         proxies: opts.proxies,
         delta: false,
         cluster: "cluster1".into(),
+        reconnect: false,
     });
     let (full, mut version) =
         xds::wait_full(&mut load, opts.proxies, start, Duration::from_secs(900)).await;

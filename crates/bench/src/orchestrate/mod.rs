@@ -11,7 +11,9 @@ pub mod envoy_apply;
 pub mod generate;
 pub mod http;
 pub mod kubernetes;
+pub mod load;
 pub mod memory;
+pub mod soak;
 pub mod xds;
 
 use crate::error::BenchError;
@@ -28,6 +30,10 @@ pub enum Benchmark {
     Sweep(xds::SweepOptions),
     /// The control plane's memory against the mesh it serves.
     Memory(memory::MemoryOptions),
+    /// One large configuration: start-up speed, memory, monitoring while loading.
+    Load(load::LoadOptions),
+    /// Minutes of load with changes, a restart and a vanishing registry.
+    Soak(soak::SoakOptions),
     /// dnsperf against the mesh DNS and unbound.
     Dns(dns::DnsOptions),
     /// Timed GETs (inside a pod).
@@ -49,6 +55,8 @@ pub fn run(benchmark: &Benchmark) -> Result<(), BenchError> {
         Benchmark::Xds(o) => xds::run(o),
         Benchmark::Sweep(o) => xds::sweep(o),
         Benchmark::Memory(o) => memory::run(o),
+        Benchmark::Load(o) => load::run(o),
+        Benchmark::Soak(o) => soak::run(o),
         Benchmark::Dns(o) => dns::run(o),
         Benchmark::Http(o) => http::run(o),
         Benchmark::Datapath(o) => datapath::run(o),

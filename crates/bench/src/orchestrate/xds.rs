@@ -196,6 +196,7 @@ async fn measure(opts: &XdsOptions) -> Result<XdsResult, BenchError> {
         proxies,
         delta,
         cluster: "cluster1".into(),
+        reconnect: false,
     });
     let (full, version) = xds::wait_full(&mut load, proxies, start, Duration::from_secs(900)).await;
     let mut got: Vec<Duration> = full.iter().flatten().copied().collect();

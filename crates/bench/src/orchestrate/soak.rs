@@ -1,0 +1,391 @@
+//! `isthmus bench soak`: a control plane under steady load for minutes, as production runs
+//! it: N simulated proxies that reconnect as Envoy does, a stream of endpoint changes, a
+//! control plane killed and restarted, and a remote cluster's registry that vanishes and
+//! returns. It reports errors (proxies left without the latest configuration, streams that
+//! broke while the control plane was up, a control plane that died on its own, memory that
+//! grew more than 10%), which must be 0, the stream resets the restart caused, and the
+//! memory of the control plane over time. Exits non-zero on any error.
+
+use super::control_plane;
+use super::mb;
+use crate::error::BenchError;
+use crate::generate::{self, Shape};
+use crate::process;
+use crate::xds::{self, Event};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// What `bench soak` runs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SoakOptions {
+    /// The `isthmus` binary, started as the control plane.
+    pub exe: PathBuf,
+    /// Simulated proxies.
+    pub proxies: usize,
+    /// How long, in minutes.
+    pub minutes: f64,
+    /// Endpoint changes per second.
+    pub changes_per_second: f64,
+    /// Services per cluster (two clusters: the control plane's and a remote one).
+    pub services: u32,
+    /// Endpoints per service per cluster.
+    pub endpoints: u32,
+    /// Delta xDS instead of state of the world.
+    pub delta: bool,
+    /// Working directory.
+    pub work: PathBuf,
+}
+
+/// When the soak's events happen, as fractions of its length: the restart early, so that
+/// the memory baseline is the restarted process's, warmed up.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Plan {
+    restart: Duration,
+    baseline: Duration,
+    vanish: Duration,
+    back: Duration,
+    end: Duration,
+}
+
+impl Plan {
+    fn of(length: Duration) -> Plan {
+        let at = |f: f64| length.mul_f64(f);
+        let away = at(0.1).min(Duration::from_secs(30));
+        Plan {
+            restart: at(0.15),
+            baseline: at(0.3),
+            vanish: at(0.5),
+            back: at(0.5) + away,
+            end: length,
+        }
+    }
+}
+
+/// What the proxies did.
+#[derive(Debug, Default)]
+struct Proxies {
+    /// Per proxy: the latest snapshot version it holds on its current stream (`None`
+    /// between a reset and its next complete configuration).
+    latest: Vec<Option<u64>>,
+    resets: u64,
+    /// Resets while the control plane was up and not restarting.
+    unexpected: Vec<String>,
+}
+
+impl Proxies {
+    fn new(n: usize) -> Proxies {
+        Proxies {
+            latest: vec![None; n],
+            ..Default::default()
+        }
+    }
+
+    /// Takes in `event`; a reset counts as expected while `restarting` says so.
+    fn take(&mut self, event: Event, restarting: bool) {
+        match event {
+            Event::Full(i, v, _) => self.latest[i] = Some(v),
+            Event::Endpoints(i, v, _) => {
+                if let Some(l) = self.latest[i].as_mut() {
+                    *l = (*l).max(v);
+                }
+            }
+            Event::Reset(i, _, why) => {
+                self.latest[i] = None;
+                self.resets += 1;
+                if !restarting {
+                    self.unexpected.push(format!("proxy {i}: {why}"));
+                }
+            }
+            Event::Failed(i) => {
+                self.latest[i] = None;
+                self.unexpected.push(format!("proxy {i}: failed for good"));
+            }
+        }
+    }
+
+    /// Proxies holding a complete configuration.
+    fn connected(&self) -> usize {
+        self.latest.iter().filter(|l| l.is_some()).count()
+    }
+
+    /// Proxies that hold the newest version any proxy holds, and that version.
+    fn converged(&self) -> (usize, u64) {
+        let newest = self.latest.iter().flatten().copied().max().unwrap_or(0);
+        let n = self.latest.iter().filter(|l| **l == Some(newest)).count();
+        (n, newest)
+    }
+}
+
+/// Runs the soak and prints its report; an error when it saw any.
+pub fn run(opts: &SoakOptions) -> Result<(), BenchError> {
+    if opts.proxies == 0 || opts.minutes <= 0.0 || opts.changes_per_second <= 0.0 {
+        return Err(BenchError::InvalidOptions(
+            "--proxies, --minutes and --changes-per-second must be above 0",
+        ));
+    }
+    tokio::runtime::Runtime::new()?.block_on(soak(opts))
+}
+
+fn rss(pid: u32) -> Result<u64, BenchError> {
+    process::memory(pid)
+        .map(|(rss, _)| rss)
+        .ok_or(BenchError::ProcStatus(pid))
+}
+
+async fn soak(opts: &SoakOptions) -> Result<(), BenchError> {
+    let shape = Shape {
+        clusters: 2,
+        services: opts.services,
+        endpoints: opts.endpoints,
+    };
+    let w = generate::write(&opts.work.join("mesh"), shape)?;
+    let cluster1 = w.registries[0].1.clone();
+    let cluster2 = w.registries[1].1.clone();
+    let gone = cluster2.with_extension("gone");
+    let mut cp = control_plane::start(&opts.exe, &w, &opts.work).await?;
+    let mut load = xds::start(xds::LoadConfig {
+        address: format!("127.0.0.1:{}", cp.port),
+        root_pem: cp.root_pem.clone(),
+        identity: cp.load_identity.clone(),
+        proxies: opts.proxies,
+        delta: opts.delta,
+        cluster: "cluster1".into(),
+        reconnect: true,
+    });
+    let mut proxies = Proxies::new(opts.proxies);
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while proxies.connected() < opts.proxies && Instant::now() < deadline {
+        if let Ok(Some(e)) = tokio::time::timeout(Duration::from_secs(1), load.events.recv()).await
+        {
+            proxies.take(e, false);
+        }
+    }
+    if proxies.connected() < opts.proxies {
+        println!(
+            "only {} of {} proxies got their configuration in 300 s",
+            proxies.connected(),
+            opts.proxies
+        );
+        return Err(BenchError::SoakErrors(1));
+    }
+    let length = Duration::from_secs_f64(opts.minutes * 60.0);
+    let plan = Plan::of(length);
+    let rss_start = rss(cp.pid())?;
+    println!(
+        "{} proxies ({}) hold the mesh of 2 x {} x {}; soaking {:.1} min: {} changes/s, control plane restart at {:.0} s, cluster2's registry away {:.0}-{:.0} s; control plane RSS {:.1} MB",
+        opts.proxies,
+        if opts.delta { "delta" } else { "SotW" },
+        opts.services,
+        opts.endpoints,
+        opts.minutes,
+        opts.changes_per_second,
+        plan.restart.as_secs_f64(),
+        plan.vanish.as_secs_f64(),
+        plan.back.as_secs_f64(),
+        mb(rss_start)
+    );
+    let tick = Duration::from_secs_f64(1.0 / opts.changes_per_second);
+    let t0 = Instant::now();
+    let mut next_change = t0;
+    let mut changes = 0u64;
+    let mut restarting_until: Option<Instant> = None;
+    let (mut restarted, mut vanished, mut returned) = (false, false, false);
+    let mut rss_before_restart = 0;
+    let mut rss_baseline = None;
+    let mut died = 0u64;
+    let mut restart_took = Duration::ZERO;
+    let mut last_report = t0;
+    let mut away_said = String::new();
+    while t0.elapsed() < plan.end {
+        let now = Instant::now();
+        let restarting = restarting_until.is_some_and(|u| now < u);
+        while let Ok(e) = load.events.try_recv() {
+            proxies.take(e, restarting);
+        }
+        if now >= next_change {
+            let s = (changes % u64::from(opts.services)) as u32;
+            let e = ((changes / u64::from(opts.services)) % u64::from(opts.endpoints)) as u32;
+            generate::move_endpoint(&cluster1, s, e, (changes + 1) as u32)?;
+            changes += 1;
+            next_change += tick;
+        }
+        let at = t0.elapsed();
+        if !restarted && at >= plan.restart {
+            restarted = true;
+            rss_before_restart = rss(cp.pid())?;
+            // Resets from the kill until every proxy had time to reconnect are expected
+            // (the events of the restart are read after it, inside that window).
+            restart_took = cp.restart().await?;
+            restarting_until = Some(Instant::now() + Duration::from_secs(5));
+            println!(
+                "{:.0} s: control plane killed and started again, ready after {:.2} s",
+                at.as_secs_f64(),
+                restart_took.as_secs_f64()
+            );
+        }
+        if restarted && rss_baseline.is_none() && at >= plan.baseline {
+            rss_baseline = Some(rss(cp.pid())?);
+        }
+        if !vanished && at >= plan.vanish {
+            vanished = true;
+            std::fs::rename(&cluster2, &gone)?;
+            println!("{:.0} s: cluster2's registry vanished", at.as_secs_f64());
+        }
+        if vanished && !returned && at >= plan.back {
+            returned = true;
+            away_said = isthmus_lab::http::get(cp.monitoring, "/debug/diagnostics")
+                .map(|(_, body)| body)
+                .unwrap_or_default();
+            std::fs::rename(&gone, &cluster2)?;
+            println!("{:.0} s: cluster2's registry is back", at.as_secs_f64());
+        }
+        if !cp.running() {
+            died += 1;
+            println!(
+                "{:.0} s: the control plane exited on its own; starting it again",
+                at.as_secs_f64()
+            );
+            cp.restart().await?;
+            restarting_until = Some(Instant::now() + Duration::from_secs(5));
+        }
+        if last_report.elapsed() >= Duration::from_secs(60) {
+            last_report = Instant::now();
+            println!(
+                "{:.0} s: {changes} changes, {} of {} proxies connected, {} resets, RSS {:.1} MB",
+                at.as_secs_f64(),
+                proxies.connected(),
+                opts.proxies,
+                proxies.resets,
+                mb(rss(cp.pid())?)
+            );
+        }
+        let wait = next_change
+            .saturating_duration_since(Instant::now())
+            .min(Duration::from_millis(50));
+        if let Ok(Some(e)) = tokio::time::timeout(wait, load.events.recv()).await {
+            let restarting = restarting_until.is_some_and(|u| Instant::now() < u);
+            proxies.take(e, restarting);
+        }
+    }
+    // No more changes: every proxy must come to hold the newest configuration.
+    let settle = Instant::now() + Duration::from_secs(30);
+    loop {
+        while let Ok(e) = load.events.try_recv() {
+            proxies.take(e, false);
+        }
+        let (n, _) = proxies.converged();
+        if n == opts.proxies || Instant::now() > settle {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (converged, newest) = proxies.converged();
+    // The control plane must have read cluster2 again: no problem about it is left.
+    let diagnostics = isthmus_lab::http::get(cp.monitoring, "/debug/diagnostics")
+        .map(|(_, body)| body)
+        .unwrap_or_default();
+    let not_back = u64::from(diagnostics.contains("cluster2"));
+    let rss_end = rss(cp.pid())?;
+    let baseline = rss_baseline.unwrap_or(rss_start);
+    let growth = (rss_end as f64 / baseline as f64 - 1.0) * 100.0;
+    let stale = opts.proxies - converged;
+    let grew = u64::from(growth > 10.0);
+    let errors = stale as u64 + proxies.unexpected.len() as u64 + died + grew + not_back;
+    println!();
+    println!("| measure | result |");
+    println!("|---|---|");
+    println!(
+        "| length, proxies, changes | {:.1} min, {}, {changes} ({:.1}/s) |",
+        opts.minutes,
+        opts.proxies,
+        changes as f64 / plan.end.as_secs_f64()
+    );
+    println!(
+        "| control plane restart: ready after | {:.2} s |",
+        restart_took.as_secs_f64()
+    );
+    println!(
+        "| stream resets (all caused by the restart: {}) | {} |",
+        proxies.unexpected.is_empty(),
+        proxies.resets
+    );
+    println!(
+        "| streams broken while the control plane was up | {} |",
+        proxies.unexpected.len()
+    );
+    println!("| proxies holding the newest configuration (version {newest}) at the end | {converged} of {} |", opts.proxies);
+    println!("| control plane exits on its own | {died} |");
+    println!(
+        "| cluster2's registry while away, as `/debug/diagnostics` said | {} |",
+        away_said
+            .lines()
+            .find(|l| l.contains("cluster2"))
+            .unwrap_or("(nothing about cluster2)")
+            .replace('|', "/")
+    );
+    println!(
+        "| cluster2's registry read again after it returned | {} |",
+        not_back == 0
+    );
+    println!(
+        "| control plane RSS: start / before restart / after restart, warm / end | {:.1} / {:.1} / {:.1} / {:.1} MB |",
+        mb(rss_start),
+        mb(rss_before_restart),
+        mb(baseline),
+        mb(rss_end)
+    );
+    println!("| RSS growth, end against warm after restart (at most 10%) | {growth:+.1}% |");
+    println!(
+        "| responses received | {} |",
+        load.responses.load(std::sync::atomic::Ordering::Relaxed)
+    );
+    println!("| **errors** | **{errors}** |");
+    if not_back > 0 {
+        println!("still reported after cluster2 returned:\n{diagnostics}");
+    }
+    for u in proxies.unexpected.iter().take(10) {
+        println!("unexpected reset: {u}");
+    }
+    if errors > 0 {
+        return Err(BenchError::SoakErrors(errors));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_plan_restarts_early_and_takes_the_registry_away_for_at_most_30_s() {
+        let p = Plan::of(Duration::from_secs(600));
+        assert_eq!(p.restart, Duration::from_secs(90));
+        assert_eq!(p.baseline, Duration::from_secs(180));
+        assert_eq!(p.vanish, Duration::from_secs(300));
+        assert_eq!(p.back, Duration::from_secs(330));
+        let short = Plan::of(Duration::from_secs(40));
+        assert_eq!(short.back - short.vanish, Duration::from_secs(4));
+        assert!(short.restart < short.baseline && short.baseline < short.vanish);
+    }
+
+    #[test]
+    fn resets_count_against_the_soak_only_while_the_control_plane_is_up() {
+        let mut p = Proxies::new(3);
+        let t = Instant::now();
+        for i in 0..3 {
+            p.take(Event::Full(i, 4, t), false);
+        }
+        p.take(Event::Endpoints(0, 6, t), false);
+        p.take(Event::Endpoints(1, 6, t), false);
+        assert_eq!(p.converged(), (2, 6), "proxy 2 is behind");
+        p.take(Event::Reset(2, t, "restart".into()), true);
+        assert_eq!(p.connected(), 2);
+        assert!(p.unexpected.is_empty());
+        p.take(Event::Reset(1, t, "broken".into()), false);
+        assert_eq!(p.unexpected, ["proxy 1: broken"]);
+        assert_eq!(p.resets, 2);
+        // Endpoints on a stream that has not been complete yet do not count.
+        p.take(Event::Endpoints(2, 9, t), false);
+        assert_eq!(p.latest[2], None);
+    }
+}
