@@ -145,6 +145,10 @@ pub enum BenchCommand {
         /// as /usr/lib/x86_64-linux-gnu/libjemalloc.so.2 (apt: libjemalloc2).
         #[arg(long)]
         preload: Option<PathBuf>,
+        /// The `isthmus` binary to start as the control plane (default: this one), to hold
+        /// one build against another on the same load.
+        #[arg(long)]
+        control_plane_binary: Option<PathBuf>,
         /// Working directory.
         #[arg(long, default_value = "/tmp/isthmus-bench-load")]
         work: PathBuf,
@@ -417,9 +421,13 @@ impl BenchCommand {
                 endpoints,
                 kind,
                 preload,
+                control_plane_binary,
                 work,
             } => Benchmark::Load(LoadOptions {
-                exe: exe()?,
+                exe: match control_plane_binary {
+                    Some(b) => b,
+                    None => exe()?,
+                },
                 services,
                 endpoints,
                 kind: match kind {
