@@ -552,6 +552,7 @@ pub async fn run(config: ControlPlaneConfig) -> Result<(), ControlPlaneError> {
     // The build loop runs on the thread that runs this function (the binary's `block_on`),
     // not on a runtime worker: a rebuild of a large mesh takes seconds of CPU, and the
     // workers keep serving xDS, the CA and monitoring meanwhile.
+    let trim_pending = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let build_loop = async move {
         loop {
             // A burst of file changes, or events from an API server (gathered for a moment,
@@ -628,7 +629,6 @@ pub async fn run(config: ControlPlaneConfig) -> Result<(), ControlPlaneError> {
                 // A complete read (a relist, a cluster joining): its transient memory goes back.
                 memory::release_free_memory();
             }
-            let large = relisted || reload_ms + build_ms > 100.0;
             explain_vips(&mut views, &next);
             views_tx.send_replace(views);
             report(&next, &mut seen);
@@ -654,12 +654,15 @@ pub async fn run(config: ControlPlaneConfig) -> Result<(), ControlPlaneError> {
                 snapshot: next,
                 push,
             });
-            if large {
-                // A large change (a big file read or deleted): once the streams have moved
-                // to the new snapshot and dropped the old one, what it held goes back to
-                // the system. Trimming costs far less than such a rebuild.
-                tokio::spawn(async {
+            // Once the streams have moved to the new snapshot and dropped the old one, what
+            // it held goes back to the system (a large read or delete frees hundreds of MB,
+            // much of it in the arenas of the threads that parsed it). At most one trim is
+            // waiting at a time; it costs milliseconds.
+            if !trim_pending.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                let pending = trim_pending.clone();
+                tokio::spawn(async move {
                     tokio::time::sleep(Duration::from_secs(2)).await;
+                    pending.store(false, std::sync::atomic::Ordering::Relaxed);
                     let _ = tokio::task::spawn_blocking(memory::release_free_memory).await;
                 });
             }

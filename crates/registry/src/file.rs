@@ -36,6 +36,39 @@ struct CachedFile {
     diagnostics: Vec<Diagnostic>,
 }
 
+/// Reads `files` (path, default namespace, time, length) on up to as many threads as there
+/// are cores, in chunks of whole files; returns them in their order.
+fn read_all(
+    files: &[(Arc<PathBuf>, &str, Option<std::time::SystemTime>, u64)],
+) -> Vec<(Arc<PathBuf>, CachedFile)> {
+    let read = |chunk: &[(Arc<PathBuf>, &str, Option<std::time::SystemTime>, u64)]| {
+        chunk
+            .iter()
+            .map(|(f, ns, m, l)| (f.clone(), CachedFile::read(f, ns, *m, *l)))
+            .collect::<Vec<_>>()
+    };
+    let threads = std::thread::available_parallelism()
+        .map(std::num::NonZeroUsize::get)
+        .unwrap_or(1)
+        .min(files.len() / 8)
+        .max(1);
+    if threads == 1 {
+        return read(files);
+    }
+    let chunk = files.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = files
+            .chunks(chunk)
+            .map(|c| scope.spawn(move || read(c)))
+            .collect();
+        handles
+            .into_iter()
+            // A panic in a reader is the same panic as in a sequential read, not files lost.
+            .flat_map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .collect()
+    })
+}
+
 impl CachedFile {
     /// Parses `path` (objects without a namespace get `ns`), stamped with its size and time.
     fn read(
@@ -156,19 +189,25 @@ impl FileSource {
             Err(d) => return (resources, vec![d]),
         };
         let mut seen = std::collections::HashSet::new();
-        for (file, ns) in files {
-            let meta = std::fs::metadata(&file).ok();
-            let modified = meta.as_ref().and_then(|m| m.modified().ok());
-            let len = meta.as_ref().map(|m| m.len()).unwrap_or(0);
-            if !self
-                .files
-                .get(&file)
-                .is_some_and(|c| c.is_current(modified, len))
-            {
-                let file = Arc::new(file.clone());
-                let read = CachedFile::read(&file, &ns, modified, len);
-                self.files.insert(file, read);
-            }
+        // The files that changed since they were read, parsed on every core: YAML parsing is
+        // what a large read spends its time on, and files are independent.
+        let stale: Vec<(Arc<PathBuf>, &str, Option<std::time::SystemTime>, u64)> = files
+            .iter()
+            .filter_map(|(file, ns)| {
+                let meta = std::fs::metadata(file).ok();
+                let modified = meta.as_ref().and_then(|m| m.modified().ok());
+                let len = meta.as_ref().map(|m| m.len()).unwrap_or(0);
+                let current = self
+                    .files
+                    .get(file)
+                    .is_some_and(|c| c.is_current(modified, len));
+                (!current).then(|| (Arc::new(file.clone()), ns.as_str(), modified, len))
+            })
+            .collect();
+        for (file, read) in read_all(&stale) {
+            self.files.insert(file, read);
+        }
+        for (file, _) in files {
             if let Some(c) = self.files.get(&file) {
                 resources.extend(c.resources.iter().cloned());
                 diagnostics.extend(c.diagnostics.iter().cloned());
