@@ -9,6 +9,7 @@ pub mod authorization;
 pub mod diagnostic;
 pub mod duration;
 pub mod enums;
+pub mod fast_yaml;
 pub mod kube;
 pub mod labels;
 pub mod load;

@@ -257,8 +257,12 @@ fn parse_document(
     origin: &Origin,
     default_namespace: &str,
 ) -> Result<Option<Resource>, Diagnostic> {
-    let value: serde_json::Value =
-        serde_saphyr::from_str(doc).map_err(|e| yaml_error(e, origin, None))?;
+    // The fast reader takes the usual block-style documents; the full parser the rest (and
+    // says where a document is wrong).
+    let value: serde_json::Value = match crate::fast_yaml::parse(doc) {
+        Some(v) => v,
+        None => serde_saphyr::from_str(doc).map_err(|e| yaml_error(e, origin, None))?,
+    };
     if value.is_null() {
         return Ok(None);
     }

@@ -126,6 +126,19 @@ pub fn run(opts: &SoakOptions) -> Result<(), BenchError> {
     tokio::runtime::Runtime::new()?.block_on(soak(opts))
 }
 
+/// The allocator's bytes in use, as the control plane's `/metrics` says (its live memory,
+/// without what the allocator keeps free); 0 when it cannot say.
+fn heap(cp: &control_plane::BenchControlPlane) -> u64 {
+    isthmus_lab::http::get(cp.monitoring, "/metrics")
+        .ok()
+        .and_then(|(_, body)| {
+            body.lines()
+                .find_map(|l| l.strip_prefix("isthmus_heap_in_use_bytes "))
+                .and_then(|v| v.trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
 fn rss(pid: u32) -> Result<u64, BenchError> {
     process::memory(pid)
         .map(|(rss, _)| rss)
@@ -192,6 +205,7 @@ async fn soak(opts: &SoakOptions) -> Result<(), BenchError> {
     let (mut restarted, mut vanished, mut returned) = (false, false, false);
     let mut rss_before_restart = 0;
     let mut rss_baseline = None;
+    let mut heap_baseline = 0;
     let mut died = 0u64;
     let mut restart_took = Duration::ZERO;
     let mut last_report = t0;
@@ -225,6 +239,7 @@ async fn soak(opts: &SoakOptions) -> Result<(), BenchError> {
         }
         if restarted && rss_baseline.is_none() && at >= plan.baseline {
             rss_baseline = Some(rss(cp.pid())?);
+            heap_baseline = heap(&cp);
         }
         if !vanished && at >= plan.vanish {
             vanished = true;
@@ -251,12 +266,13 @@ async fn soak(opts: &SoakOptions) -> Result<(), BenchError> {
         if last_report.elapsed() >= Duration::from_secs(60) {
             last_report = Instant::now();
             println!(
-                "{:.0} s: {changes} changes, {} of {} proxies connected, {} resets, RSS {:.1} MB",
+                "{:.0} s: {changes} changes, {} of {} proxies connected, {} resets, RSS {:.1} MB, heap in use {:.1} MB",
                 at.as_secs_f64(),
                 proxies.connected(),
                 opts.proxies,
                 proxies.resets,
-                mb(rss(cp.pid())?)
+                mb(rss(cp.pid())?),
+                mb(heap(&cp))
             );
         }
         let wait = next_change
@@ -286,8 +302,10 @@ async fn soak(opts: &SoakOptions) -> Result<(), BenchError> {
         .unwrap_or_default();
     let not_back = u64::from(diagnostics.contains("cluster2"));
     let rss_end = rss(cp.pid())?;
+    let heap_end = heap(&cp);
     let baseline = rss_baseline.unwrap_or(rss_start);
     let growth = (rss_end as f64 / baseline as f64 - 1.0) * 100.0;
+    let heap_growth = (heap_end as f64 / heap_baseline.max(1) as f64 - 1.0) * 100.0;
     let stale = opts.proxies - converged;
     let grew = u64::from(growth > 10.0);
     let errors = stale as u64 + proxies.unexpected.len() as u64 + died + grew + not_back;
@@ -335,6 +353,11 @@ async fn soak(opts: &SoakOptions) -> Result<(), BenchError> {
         mb(rss_end)
     );
     println!("| RSS growth, end against warm after restart (at most 10%) | {growth:+.1}% |");
+    println!(
+        "| heap in use (live memory): warm after restart / end, growth | {:.1} / {:.1} MB, {heap_growth:+.1}% |",
+        mb(heap_baseline),
+        mb(heap_end)
+    );
     println!(
         "| responses received | {} |",
         load.responses.load(std::sync::atomic::Ordering::Relaxed)
