@@ -129,6 +129,9 @@ fn grpc_response(rx: mpsc::Receiver<Result<WireMessage, Status>>) -> http::Respo
 const SHARE_BYTES: usize = 4096;
 const GATHER_BYTES: usize = 16 * 1024;
 
+/// Room for parts a stream's queue keeps once it is empty.
+const KEEP_PARTS: usize = 16;
+
 /// A response body: each message's parts in order, then the trailers with the stream's
 /// gRPC status.
 #[derive(Debug)]
@@ -149,7 +152,14 @@ impl WireBody {
     }
 
     fn next_chunk(&mut self) -> Option<Bytes> {
-        let first = self.parts.pop_front()?;
+        let Some(first) = self.parts.pop_front() else {
+            // A push of many resources grew the queue (a slot per resource); a thousand
+            // idle streams would keep that room for good (the soak's memory step).
+            if self.parts.capacity() > KEEP_PARTS {
+                self.parts.shrink_to(KEEP_PARTS);
+            }
+            return None;
+        };
         if first.len() >= SHARE_BYTES || self.parts.front().is_none_or(|p| p.len() >= SHARE_BYTES) {
             return Some(first);
         }
@@ -223,6 +233,29 @@ mod tests {
 
     fn part(n: usize, b: u8) -> Bytes {
         Bytes::from(vec![b; n])
+    }
+
+    #[tokio::test]
+    async fn an_emptied_queue_gives_back_the_room_a_large_push_took() {
+        let (tx, rx) = mpsc::channel(4);
+        let mut body = WireBody::new(rx);
+        body.parts.extend((0..500).map(|i| part(5000, i as u8)));
+        let grown = body.parts.capacity();
+        assert!(grown >= 500);
+        for _ in 0..500 {
+            let _ = body.frame().await;
+        }
+        assert!(body.parts.is_empty());
+        // The next poll finds it empty and shrinks it, then waits for the next message.
+        let waiting =
+            tokio::time::timeout(std::time::Duration::from_millis(20), body.frame()).await;
+        assert!(waiting.is_err(), "no message yet");
+        assert!(
+            body.parts.capacity() <= KEEP_PARTS,
+            "{}",
+            body.parts.capacity()
+        );
+        drop(tx);
     }
 
     #[tokio::test]
