@@ -460,7 +460,7 @@ pub async fn run(config: ControlPlaneConfig) -> Result<(), ControlPlaneError> {
     let (diag_tx, diag_rx) = watch::channel(Vec::new());
     let (views_tx, views_rx) = watch::channel(Vec::new());
     let ready = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let monitor = tokio::net::TcpListener::bind(config.monitoring)
+    let monitor = bind_retrying(config.monitoring)
         .await
         .map_err(|e| ControlPlaneError::Serve {
             addr: config.monitoring,
@@ -755,6 +755,23 @@ pub async fn run(config: ControlPlaneConfig) -> Result<(), ControlPlaneError> {
         })
 }
 
+/// Binds `addr`, waiting up to 5 s while it is still in use: a restarted control plane binds
+/// its monitoring port at once, and the process it replaces may not have closed it yet.
+async fn bind_retrying(addr: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        match tokio::net::TcpListener::bind(addr).await {
+            Err(e)
+                if e.kind() == std::io::ErrorKind::AddrInUse
+                    && tokio::time::Instant::now() < deadline =>
+            {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
 /// What the monitoring port serves.
 struct Monitored {
     status: Arc<XdsStatus>,
@@ -870,6 +887,21 @@ async fn monitoring(listener: tokio::net::TcpListener, m: Monitored) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn the_monitoring_port_is_bound_once_the_process_before_lets_it_go() {
+        let held = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = held.local_addr().expect("addr");
+        let release = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            drop(held);
+        });
+        let l = bind_retrying(addr)
+            .await
+            .expect("bound after the holder let go");
+        assert_eq!(l.local_addr().expect("addr"), addr);
+        let _ = release.join();
+    }
 
     #[test]
     fn a_ca_error_says_its_cause_once_in_the_whole_chain() {
