@@ -34,6 +34,10 @@ enum Command {
     /// Issue the credential a workload's agent presents to the CA.
     #[command(subcommand)]
     Credential(CredentialCommand),
+    /// Make another cluster's credential, as `istioctl create-remote-secret`: a reader
+    /// ServiceAccount with only the rights the control plane uses, and its token, in the
+    /// cluster the kubeconfig reaches; prints the Secret to apply in the reading cluster.
+    CreateRemoteSecret(CreateRemoteSecretArgs),
     /// Run the pod agent: certificate, SDS, bootstrap, Envoy.
     Agent(Box<isthmus_agent::AgentConfig>),
     /// Print the Envoy resources the control plane would send a proxy, as Istio names them.
@@ -101,6 +105,46 @@ enum CredentialCommand {
         #[arg(long, default_value_t = 86400)]
         ttl: u64,
     },
+}
+
+#[derive(Args, Debug)]
+struct CreateRemoteSecretArgs {
+    /// The kubeconfig of the cluster to be read (default: KUBECONFIG or ~/.kube/config).
+    #[arg(long)]
+    kubeconfig: Option<PathBuf>,
+    /// The kubeconfig's context (its current context otherwise).
+    #[arg(long)]
+    context: Option<String>,
+    /// The cluster's name, as the reading control plane knows it (its cluster id).
+    #[arg(long)]
+    name: String,
+    /// The namespace of the reader ServiceAccount, and of the printed Secret.
+    #[arg(long, default_value = "istio-system")]
+    namespace: String,
+    /// The reader ServiceAccount.
+    #[arg(long, default_value = isthmus_kube::remote_secret::READER_SERVICE_ACCOUNT)]
+    service_account: String,
+    /// The API server address the reading cluster reaches (the kubeconfig's by default).
+    #[arg(long)]
+    server: Option<String>,
+    /// `secret`: a service-account token Secret, which does not expire (istioctl's way);
+    /// `request`: a TokenRequest token valid for --token-duration.
+    #[arg(long, default_value = "secret", value_parser = ["secret", "request"])]
+    token_source: String,
+    /// How long a `request` token is valid, such as `24h`.
+    #[arg(long, default_value = "24h", value_parser = duration_arg)]
+    token_duration: std::time::Duration,
+    /// Delete the token Secret first: the old token stops working, a new one is made.
+    #[arg(long)]
+    rotate: bool,
+    /// How long to wait for kube-controller-manager to fill the token Secret.
+    #[arg(long, default_value = "30s", value_parser = duration_arg)]
+    wait: std::time::Duration,
+}
+
+fn duration_arg(s: &str) -> Result<std::time::Duration, String> {
+    isthmus_api::duration::parse(s)
+        .ok_or_else(|| format!("{s:?} is not a duration such as 30s, 15m or 24h"))
 }
 
 #[derive(Args, Debug)]
@@ -215,6 +259,34 @@ fn run() -> Result<()> {
         }) => {
             let k = isthmus_ca::CredentialKey::load_or_create(&key)?;
             println!("{}", k.issue(&namespace, &service_account, ttl));
+        }
+        Command::CreateRemoteSecret(a) => {
+            use isthmus_kube::remote_secret::{self, RemoteSecretOptions, TokenSource};
+            let opts = RemoteSecretOptions {
+                namespace: a.namespace,
+                service_account: a.service_account,
+                server: a.server,
+                token: if a.token_source == "request" {
+                    TokenSource::Request(a.token_duration)
+                } else {
+                    TokenSource::Secret
+                },
+                rotate: a.rotate,
+                wait: a.wait,
+                ..RemoteSecretOptions::new(a.name)
+            };
+            let secret = tokio::runtime::Runtime::new()?.block_on(async {
+                let config =
+                    remote_secret::load_config(a.kubeconfig.as_ref(), a.context.as_deref()).await?;
+                remote_secret::create(config, &opts, &mut |step| {
+                    eprintln!("create-remote-secret: {step}")
+                })
+                .await
+            })?;
+            if let Some(t) = secret.expires {
+                eprintln!("create-remote-secret: the token expires at {t} (seconds since the epoch): run this again before then");
+            }
+            print!("{}", secret.to_yaml());
         }
         Command::Agent(config) => {
             tokio::runtime::Runtime::new()?.block_on(isthmus_agent::run(*config))?;

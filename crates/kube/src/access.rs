@@ -192,7 +192,7 @@ fn refuse_unsafe(file: &kube::config::Kubeconfig) -> Result<(), String> {
 }
 
 /// The first line of an error's message, cut before anything that looks like quoted input.
-fn error_kind(e: &dyn std::fmt::Display) -> String {
+pub(crate) fn error_kind(e: &dyn std::fmt::Display) -> String {
     let text = e.to_string();
     let first = text.lines().next().unwrap_or("invalid");
     match first.find(['`', '"']) {

@@ -10,15 +10,19 @@
 //!   credentials into a client.
 //! - [`token`] requests bound service-account tokens for the audience `istio-ca` and
 //!   reviews them (TokenReview), as Istio's agents and CA do.
+//! - [`remote_secret`] makes another cluster's credential as `istioctl create-remote-secret`
+//!   does: a reader ServiceAccount with only the rights the control plane uses, and its token.
 //! - [`local`] starts a real etcd and kube-apiserver (built by `scripts/install-kubernetes.sh`)
 //!   for the lab, tests and benchmarks.
 //!
 //! Layers, bottom first: `kinds` (what is watched) -> `access` (clients) -> `token`
-//! (service-account tokens) -> `source` (events) -> `local` (processes).
+//! (service-account tokens) -> `remote_secret` (credentials for other clusters) -> `source`
+//! (events) -> `local` (processes).
 
 pub mod access;
 pub mod kinds;
 pub mod local;
+pub mod remote_secret;
 pub mod source;
 pub mod token;
 

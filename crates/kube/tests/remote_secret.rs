@@ -1,0 +1,199 @@
+//! `create-remote-secret` against a real etcd, kube-apiserver and kube-controller-manager
+//! with Istio's CRDs: the credential it makes is enough for a control plane's watches of
+//! every kind (no `403`), is not enough to write or to read Secrets elsewhere, is rotated
+//! (the old token stops working), and works from the TokenRequest API too. Needs the
+//! binaries from scripts/install-kubernetes.sh and the CRDs from
+//! scripts/install-istio-crds.sh; fails saying so when they are missing.
+
+use isthmus_kube::local::{locate_binaries, locate_istio_crds, LocalCluster, LocalOptions};
+use isthmus_kube::remote_secret::{self, RemoteSecretOptions, TokenSource};
+use isthmus_kube::{Access, KubeRegistry, KubeSource};
+use isthmus_registry::{Changes, Registry};
+use k8s_openapi::api::core::v1::{Secret, Service};
+use kube::api::{Api, ListParams, PostParams};
+use std::time::{Duration, Instant};
+
+fn repo_root() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// A client from the credential's kubeconfig, as the reading control plane makes it.
+async fn client_of(secret: &remote_secret::RemoteSecret) -> kube::Client {
+    Access::Text {
+        text: secret.kubeconfig.clone(),
+        origin: format!("Secret {} key {}", secret.name(), secret.cluster),
+    }
+    .client()
+    .await
+    .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Watches every kind with `client` until the first complete list, and returns the problems
+/// the watches reported (a `403` would be one).
+async fn watch_problems(client: kube::Client) -> Vec<String> {
+    let mut registry: KubeRegistry =
+        Registry::with_source(KubeSource::start("remote", client, "reader".into()));
+    let wake = registry.source().wakeup();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !registry.is_synced() {
+        registry.sync(&Changes::default());
+        let problems: Vec<String> = registry
+            .current()
+            .diagnostics
+            .iter()
+            .map(|d| d.to_string())
+            .collect();
+        if !problems.is_empty() || Instant::now() > deadline {
+            return problems
+                .into_iter()
+                .chain(
+                    registry
+                        .source()
+                        .waiting_for()
+                        .iter()
+                        .map(|k| format!("never listed: {k}")),
+                )
+                .collect();
+        }
+        let _ = tokio::time::timeout(Duration::from_millis(500), wake.notified()).await;
+    }
+    registry.sync(&Changes::default());
+    registry
+        .current()
+        .diagnostics
+        .iter()
+        .map(|d| d.to_string())
+        .collect()
+}
+
+fn status_of(e: &kube::Error) -> u16 {
+    match e {
+        kube::Error::Api(s) => s.code,
+        other => panic!("not an API error: {other}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_remote_secret_reads_everything_watched_and_nothing_more() {
+    std::env::set_current_dir(repo_root()).expect("repository root");
+    let bin = locate_binaries(None).unwrap_or_else(|e| panic!("{e}"));
+    let crds = locate_istio_crds().unwrap_or_else(|e| panic!("{e}"));
+    let dir = std::env::temp_dir().join(format!("isthmus-remote-secret-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut options = LocalOptions::loopback(bin, dir.clone());
+    // kube-controller-manager's token controller fills service-account token Secrets.
+    options.controllers = true;
+    let cluster = tokio::task::spawn_blocking(move || LocalCluster::start(options))
+        .await
+        .expect("start")
+        .unwrap_or_else(|e| panic!("{e}"));
+    cluster.install_istio_crds(&crds).expect("Istio CRDs");
+    cluster
+        .kubectl(&["create", "namespace", "bar"], None)
+        .expect("namespace");
+
+    let config = remote_secret::load_config(Some(&cluster.kubeconfig_path()), None)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut steps = Vec::new();
+    let opts = RemoteSecretOptions::new("remote");
+    let first = remote_secret::create(config.clone(), &opts, &mut |s| steps.push(s.to_string()))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(steps.iter().any(|s| s.contains("ClusterRole")), "{steps:?}");
+    assert!(first.expires.is_none());
+    let yaml = first.to_yaml();
+    let doc: serde_json::Value = serde_saphyr::from_str(&yaml).expect("the printed Secret is YAML");
+    assert_eq!(doc["metadata"]["labels"]["istio/multiCluster"], "true");
+    assert_eq!(
+        doc["stringData"]["remote"].as_str(),
+        Some(first.kubeconfig.as_str())
+    );
+
+    // Enough for every watch of a control plane.
+    let reader = client_of(&first).await;
+    let problems = watch_problems(reader.clone()).await;
+    assert!(
+        problems.is_empty(),
+        "the reader's watches failed: {problems:?}"
+    );
+    // Not enough to write, or to read Secrets outside istio-system.
+    let services: Api<Service> = Api::namespaced(reader.clone(), "bar");
+    let write = services
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(serde_json::json!({
+                "metadata": {"name": "x"},
+                "spec": {"ports": [{"port": 80}]}
+            }))
+            .expect("service"),
+        )
+        .await
+        .expect_err("the reader created a Service");
+    assert_eq!(status_of(&write), 403);
+    let secrets: Api<Secret> = Api::namespaced(reader.clone(), "default");
+    let read = secrets
+        .list(&ListParams::default())
+        .await
+        .expect_err("the reader listed Secrets in default");
+    assert_eq!(status_of(&read), 403);
+
+    // Running it again is harmless and gives the same token; rotating gives a new one and
+    // the old one stops working.
+    let again = remote_secret::create(config.clone(), &opts, &mut |_| {})
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(again.kubeconfig, first.kubeconfig);
+    let rotated = remote_secret::create(
+        config.clone(),
+        &RemoteSecretOptions {
+            rotate: true,
+            ..opts.clone()
+        },
+        &mut |_| {},
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_ne!(rotated.kubeconfig, first.kubeconfig);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let old = Api::<Service>::namespaced(reader.clone(), "bar")
+            .list(&ListParams::default())
+            .await;
+        match old {
+            Err(e) if status_of(&e) == 401 => break,
+            _ if Instant::now() > deadline => panic!("the old token still works: {old:?}"),
+            _ => tokio::time::sleep(Duration::from_millis(500)).await,
+        }
+    }
+    let new = client_of(&rotated).await;
+    Api::<Service>::namespaced(new, "bar")
+        .list(&ListParams::default())
+        .await
+        .expect("the rotated token reads");
+
+    // A TokenRequest token, with its expiry said.
+    let requested = remote_secret::create(
+        config,
+        &RemoteSecretOptions {
+            token: TokenSource::Request(Duration::from_secs(3600)),
+            ..opts.clone()
+        },
+        &mut |_| {},
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    let expires = requested.expires.expect("an expiry");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs() as i64;
+    assert!(
+        (now + 3000..=now + 3700).contains(&expires),
+        "{expires} vs {now}"
+    );
+    let problems = watch_problems(client_of(&requested).await).await;
+    assert!(problems.is_empty(), "{problems:?}");
+    drop(cluster);
+    let _ = std::fs::remove_dir_all(&dir);
+}
