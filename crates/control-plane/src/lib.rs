@@ -292,6 +292,7 @@ pub fn linked_clusters(local: &isthmus_registry::ClusterConfig) -> BTreeMap<Stri
 async fn reconcile_linked(
     config: &ControlPlaneConfig,
     registries: &mut Vec<ClusterRegistry>,
+    unusable: &mut Unusable,
     watcher: &mut notify_watcher::Watcher,
     wake: &Arc<Notify>,
 ) -> bool {
@@ -302,6 +303,7 @@ async fn reconcile_linked(
         return false;
     };
     let wanted = linked_clusters(local.current());
+    unusable.retain(|cluster, (link, _)| wanted.get(cluster) == Some(link));
     let fixed: Vec<&String> = config.sources.registries.iter().map(|(c, _)| c).collect();
     let mut changed = false;
     let local_cluster = &config.sources.cluster;
@@ -338,15 +340,38 @@ async fn reconcile_linked(
         match ClusterRegistry::open(&cluster, &link, wake).await {
             Ok(r) => {
                 tracing::info!(%cluster, source = %link.describe(), "remote cluster credential added: reading it");
+                unusable.remove(&cluster);
                 registries.push(r);
                 changed = true;
             }
             Err(e) => {
-                tracing::error!(%cluster, error = %e, "remote cluster credential cannot be used");
+                // Said once per credential, and kept on `/debug/diagnostics` while it lasts.
+                if !unusable.contains_key(&cluster) {
+                    tracing::error!(%cluster, error = %e, "remote cluster credential cannot be used");
+                    let since = k8s_since_now();
+                    let message = format!(
+                        "cluster {cluster}: its credential ({}) cannot be used since {since}: {e}; the cluster is not read",
+                        link.describe()
+                    );
+                    unusable.insert(cluster.clone(), (link.clone(), message));
+                }
             }
         }
     }
     changed
+}
+
+/// Remote clusters whose credential cannot be used, by cluster: the credential and the
+/// problem, reported until the credential changes or goes.
+type Unusable = BTreeMap<String, (Link, String)>;
+
+/// Now, to the second, as RFC 3339.
+fn k8s_since_now() -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default();
+    isthmus_kube::source::rfc3339(now)
 }
 
 /// The API server clients of the registries that read one, by cluster.
@@ -505,7 +530,8 @@ pub async fn run(config: ControlPlaneConfig) -> Result<(), ControlPlaneError> {
     // Serve only once the local API server has been listed completely: a proxy sent a
     // mesh built from half a list would lose the other half's routes.
     wait_for_first_list(&mut registries, &wake).await;
-    reconcile_linked(&config, &mut registries, &mut watcher, &wake).await;
+    let mut unusable = Unusable::new();
+    reconcile_linked(&config, &mut registries, &mut unusable, &mut watcher, &wake).await;
     // The CA reviews Kubernetes tokens at the API servers the registries read.
     let reviewer = Arc::new(token_review::KubeTokenReviewer::new(local));
     reviewer.set_clusters(api_servers(&registries));
@@ -533,6 +559,7 @@ pub async fn run(config: ControlPlaneConfig) -> Result<(), ControlPlaneError> {
     let mut seen = Vec::new();
     report(&first, &mut seen);
     seen.extend(waiting_problems(&registries));
+    seen.extend(unusable.values().map(|(_, m)| m.clone()));
     tracing::info!(
         services = first.services.len(),
         version = first.version,
@@ -592,7 +619,7 @@ pub async fn run(config: ControlPlaneConfig) -> Result<(), ControlPlaneError> {
                     }
                 }
             }
-            if reconcile_linked(&cfg, &mut registries, &mut watcher, &wake).await {
+            if reconcile_linked(&cfg, &mut registries, &mut unusable, &mut watcher, &wake).await {
                 changed = true;
                 configs = ConfigsUpdated::Unknown;
                 task_reviewer.set_clusters(api_servers(&registries));
@@ -618,6 +645,7 @@ pub async fn run(config: ControlPlaneConfig) -> Result<(), ControlPlaneError> {
                 views_tx.send_replace(views);
                 report(&checked, &mut seen);
                 seen.extend(waiting_problems(&registries));
+                seen.extend(unusable.values().map(|(_, m)| m.clone()));
                 seen.extend(task_prober.problems());
                 diag_tx.send_replace(seen.clone());
                 continue;
@@ -633,6 +661,7 @@ pub async fn run(config: ControlPlaneConfig) -> Result<(), ControlPlaneError> {
             views_tx.send_replace(views);
             report(&next, &mut seen);
             seen.extend(waiting_problems(&registries));
+            seen.extend(unusable.values().map(|(_, m)| m.clone()));
             seen.extend(task_prober.problems());
             task_prober.set_targets(gateway_probe::targets(&next));
             diag_tx.send_replace(seen.clone());

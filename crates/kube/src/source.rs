@@ -85,6 +85,37 @@ pub struct KubeSource {
     problems_changed: bool,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     access: String,
+    /// The kinds whose watch is failing, with the error, and since when the API server has
+    /// not been read (reported as one problem of the cluster, not one per kind).
+    failing: BTreeMap<String, String>,
+    failing_since: Option<k8s_openapi::jiff::Timestamp>,
+}
+
+/// `secs` since the epoch as RFC 3339 (UTC, to the second).
+pub fn rfc3339(secs: u64) -> String {
+    k8s_openapi::jiff::Timestamp::from_second(secs.min(i64::MAX as u64) as i64)
+        .map(|t| t.to_string())
+        .unwrap_or_default()
+}
+
+/// Why an API server cannot be read, in a word (for messages and metrics).
+pub fn failure_reason(error: &str) -> &'static str {
+    let e = error.to_ascii_lowercase();
+    if e.contains("401") || e.contains("unauthorized") {
+        "unauthorized (the token or certificate is not accepted)"
+    } else if e.contains("403") || e.contains("forbidden") {
+        "forbidden (the credential lacks read rights)"
+    } else if e.contains("certificate") || e.contains("tls") || e.contains("unknownissuer") {
+        "TLS (the server's certificate is not trusted by the kubeconfig's CA)"
+    } else if e.contains("connect")
+        || e.contains("timed out")
+        || e.contains("refused")
+        || e.contains("dns")
+    {
+        "unreachable"
+    } else {
+        "error"
+    }
 }
 
 impl std::fmt::Debug for KubeSource {
@@ -169,7 +200,66 @@ impl KubeSource {
             problems_changed: false,
             tasks,
             access,
+            failing: BTreeMap::new(),
+            failing_since: None,
         }
+    }
+
+    /// Since when the API server cannot be read (some watch fails), if it cannot.
+    pub fn failing_since(&self) -> Option<k8s_openapi::jiff::Timestamp> {
+        self.failing_since
+    }
+
+    /// Records that the watch of `kind` fails with `error` (`None`: it works again) and
+    /// reports the cluster's one problem: which cluster, through what, why, since when.
+    fn set_failing(&mut self, kind: &str, error: Option<String>) {
+        match error {
+            Some(e) => {
+                self.failing.insert(kind.to_string(), e);
+                if self.failing_since.is_none() {
+                    let now = k8s_openapi::jiff::Timestamp::now().as_second();
+                    self.failing_since = k8s_openapi::jiff::Timestamp::from_second(now).ok();
+                }
+            }
+            None => {
+                if self.failing.remove(kind).is_none() {
+                    return;
+                }
+                if self.failing.is_empty() {
+                    self.failing_since = None;
+                    tracing::info!(cluster = %self.cluster, access = %self.access, "the API server is read again");
+                }
+            }
+        }
+        let mut by_error: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+        for (k, e) in &self.failing {
+            by_error.entry(e.as_str()).or_default().push(k.as_str());
+        }
+        let problems = by_error
+            .into_iter()
+            .map(|(error, kinds)| {
+                let which = if kinds.len() == self.kinds.len() {
+                    "every watched kind".to_string()
+                } else {
+                    kinds.join(", ")
+                };
+                let kept = if self.synced {
+                    "the last objects read stay in force"
+                } else {
+                    "nothing read yet, so none of its services or endpoints are in the mesh"
+                };
+                Diagnostic::error(format!(
+                    "cluster {}: cannot read the API server through {}: {} since {} ({which}: {error}); retrying with backoff, {kept}",
+                    self.cluster,
+                    self.access,
+                    failure_reason(error),
+                    self.failing_since
+                        .map(|t| t.to_string())
+                        .unwrap_or_default(),
+                ))
+            })
+            .collect();
+        self.set_problems("api server".to_string(), problems);
     }
 
     /// Notified whenever events are waiting for [`Source::sync`].
@@ -242,21 +332,19 @@ impl KubeSource {
                         tracing::info!(cluster = %self.cluster, kind = %name, "the API server does not serve this kind (CRD not installed): no objects of it");
                     }
                     self.state[kind].absent = true;
-                    self.set_problems(format!("watch {name}"), Vec::new());
+                    self.set_failing(&name, None);
                     self.state[kind].listing = Some(BTreeMap::new());
                     self.list_done(kind, store, out);
                     return;
                 }
-                tracing::warn!(cluster = %self.cluster, kind = %name, %error, "watch failed; retrying with backoff");
-                let d = Diagnostic::error(format!(
-                    "cluster {}: watching {name} through {}: {error}; retrying, the last objects read stay in force",
-                    self.cluster, self.access
-                ));
-                self.set_problems(format!("watch {name}"), vec![d]);
+                if self.failing.get(&name) != Some(&error) {
+                    tracing::warn!(cluster = %self.cluster, kind = %name, %error, "watch failed; retrying with backoff");
+                }
+                self.set_failing(&name, Some(error));
             }
             Message::Event(kind, event) => {
                 let name = self.kinds[kind].kind().to_string();
-                self.set_problems(format!("watch {name}"), Vec::new());
+                self.set_failing(&name, None);
                 self.state[kind].absent = false;
                 match event {
                     watcher::Event::Init => {
@@ -686,6 +774,8 @@ mod tests {
                 problems_changed: false,
                 tasks: Vec::new(),
                 access: "test".into(),
+                failing: BTreeMap::new(),
+                failing_since: None,
             };
             (source, tx)
         }
@@ -819,9 +909,10 @@ mod tests {
             "{problems:?}"
         );
         assert!(
-            problems
-                .iter()
-                .any(|p| p.contains("watching VirtualService through test: 403 forbidden")),
+            problems.iter().any(|p| p
+                .contains("cluster c1: cannot read the API server through test: forbidden")
+                && p.contains(" since 20")
+                && p.contains("(VirtualService: 403 forbidden)")),
             "{problems:?}"
         );
         step(

@@ -180,7 +180,17 @@ pub async fn start_kube(
     kubeconfig: &Path,
     work: &Path,
 ) -> Result<BenchControlPlane, BenchError> {
-    start_with(exe, work, &[], |ca, port, mon| {
+    start_kube_with_env(exe, kubeconfig, work, &[]).await
+}
+
+/// [`start_kube`], with `env` set for the process (such as `RUST_LOG`).
+pub async fn start_kube_with_env(
+    exe: &Path,
+    kubeconfig: &Path,
+    work: &Path,
+    env: &[(String, String)],
+) -> Result<BenchControlPlane, BenchError> {
+    start_with(exe, work, env, |ca, port, mon| {
         let empty = generate::Written {
             registries: Vec::new(),
             objects: 0,
