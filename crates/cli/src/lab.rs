@@ -142,8 +142,8 @@ pub enum LabCommand {
     Kubeconfig {
         /// Cluster.
         cluster: String,
-        /// The kubeconfig for the API server's public (WAN) address instead, as another
-        /// cluster's control plane uses it.
+        /// The admin kubeconfig for the API server's public (WAN) address instead (another
+        /// cluster's control plane gets the reader credential `create-remote-secret` made).
         #[arg(long)]
         public: bool,
     },

@@ -518,7 +518,7 @@ fn s1_all_variants_and_bad_input_and_an_unreachable_api_server() {
 }
 
 #[test]
-fn s3_on_kubernetes_with_a_real_kubeconfig_for_the_remote_api_server() {
+fn s3_on_kubernetes_with_the_credential_create_remote_secret_made() {
     let _one = require();
     let lab = Lab::new("s3");
     let run = lab.ok(&["run", "--kubernetes", "examples/split-horizon/s3.yaml"]);
@@ -527,5 +527,47 @@ fn s3_on_kubernetes_with_a_real_kubeconfig_for_the_remote_api_server() {
     // The remote cluster runs no control plane of its own, but its own Kubernetes.
     assert_eq!(status.matches("istiod-0").count(), 1, "{status}");
     assert_eq!(status.matches("kube-apiserver-0").count(), 2, "{status}");
+    // The credential local's control plane read remote with (the scenario's Secret, which
+    // it deletes at its end) is the reader's that `isthmus create-remote-secret` made in
+    // remote (only the read rights it uses), not the lab's admin credential: S3 passed on it.
+    let admin_path = lab.ok(&["kubeconfig", "remote", "--public"]);
+    let admin_path = PathBuf::from(admin_path.trim());
+    let admin = std::fs::read_to_string(&admin_path).expect("admin kubeconfig");
+    let kubeconfig = std::fs::read_to_string(admin_path.with_file_name("kubeconfig-reader"))
+        .expect("the reader kubeconfig");
+    let token = |text: &str| {
+        text.lines()
+            .find_map(|l| l.trim().strip_prefix("token:"))
+            .map(|t| t.trim().trim_matches('"').to_string())
+            .unwrap_or_default()
+    };
+    assert!(!token(&kubeconfig).is_empty(), "{}", kubeconfig.len());
+    assert_ne!(
+        token(&kubeconfig),
+        token(&admin),
+        "the admin token was used"
+    );
+    let reader = lab.ok(&[
+        "kubectl",
+        "remote",
+        "--",
+        "get",
+        "serviceaccount,secret,clusterrolebinding",
+        "-A",
+        "-l",
+        "app=istio-reader",
+        "-o",
+        "name",
+    ]);
+    for object in [
+        "serviceaccount/istio-reader-service-account",
+        "secret/istio-reader-service-account-istio-remote-secret-token",
+        "clusterrolebinding.rbac.authorization.k8s.io/istio-reader-clusterrole-istio-system",
+    ] {
+        assert!(
+            reader.contains(object),
+            "{object} missing in remote: {reader}"
+        );
+    }
     lab.down_and_check();
 }

@@ -53,9 +53,57 @@ pub fn public_kubeconfig(state_dir: &Path, cluster: &str) -> PathBuf {
     dir(state_dir, cluster).join("kubeconfig-public")
 }
 
+/// The reader kubeconfig for another cluster's control plane: the credential that
+/// `isthmus create-remote-secret` made in this cluster (a ServiceAccount with only the read
+/// rights a control plane uses, its token, the API server's public address).
+pub fn reader_kubeconfig(state_dir: &Path, cluster: &str) -> PathBuf {
+    dir(state_dir, cluster).join("kubeconfig-reader")
+}
+
 /// Whether the lab runs on Kubernetes.
 pub fn enabled(state: &LabState) -> bool {
     state.topology.kubernetes
+}
+
+/// Runs `isthmus create-remote-secret` for `cluster` inside its API server's namespace (as
+/// a user would with the cluster's admin kubeconfig), with the public address, and keeps
+/// the kubeconfig of the Secret it prints as [`reader_kubeconfig`].
+fn make_reader_credential(
+    opts: &LabOptions,
+    netns: &str,
+    cluster: &str,
+    public: std::net::Ipv4Addr,
+) -> Result<(), LabError> {
+    let admin = kubeconfig(&opts.state_dir, cluster).display().to_string();
+    let server = format!("https://{public}:{API_PORT}");
+    let yaml = crate::netns::exec(
+        netns,
+        &opts.exe_arg(),
+        &[
+            "create-remote-secret",
+            "--kubeconfig",
+            &admin,
+            "--name",
+            cluster,
+            "--server",
+            &server,
+        ],
+    )?;
+    let secret: serde_json::Value = serde_saphyr::from_str(&yaml).map_err(|e| {
+        LabError::Invalid(format!(
+            "{cluster}: create-remote-secret printed no Secret: {e}"
+        ))
+    })?;
+    let kubeconfig_text = secret["stringData"][cluster].as_str().ok_or_else(|| {
+        LabError::Invalid(format!(
+            "{cluster}: the Secret of create-remote-secret has no key {cluster}"
+        ))
+    })?;
+    isthmus_kube::local::write_private(
+        &reader_kubeconfig(&opts.state_dir, cluster),
+        kubeconfig_text,
+    )
+    .map_err(|e| LabError::Invalid(e.to_string()))
 }
 
 /// kubectl for cluster number `ci`, run in its router's namespace (which reaches the API
@@ -170,8 +218,9 @@ pub fn start(
             stderr,
         })?;
     pod.pids = cluster.detach().into_iter().map(|(_, pid)| pid).collect();
+    make_reader_credential(opts, &pod.netns, &spec.name, public)?;
     progress(&format!(
-        "{}: Kubernetes control plane (etcd, kube-apiserver, kube-controller-manager, kube-scheduler) at https://{ip}:{API_PORT}, public https://{public}:{API_PORT}, ready in {:.1}s, Istio CRDs installed",
+        "{}: Kubernetes control plane (etcd, kube-apiserver, kube-controller-manager, kube-scheduler) at https://{ip}:{API_PORT}, public https://{public}:{API_PORT}, ready in {:.1}s, Istio CRDs installed, reader credential made by `isthmus create-remote-secret`",
         spec.name,
         started.elapsed().as_secs_f64()
     ));

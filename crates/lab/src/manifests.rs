@@ -148,8 +148,8 @@ pub fn read(
 /// lives, for the lab's stand-in of a remote kubeconfig (seed 003's `remote_kubecfg`).
 ///
 /// Also `KUBECONFIG_<CLUSTER>`: what a credential Secret's `data` holds for that cluster
-/// (base64): on Kubernetes, an admin kubeconfig for its API server's public address; in file
-/// mode, `registry: DIR`.
+/// (base64): on Kubernetes, the reader kubeconfig `isthmus create-remote-secret` made for its
+/// API server's public address; in file mode, `registry: DIR`.
 pub fn variables(topology: &Topology, state_dir: &Path) -> Vec<(String, String)> {
     use base64::Engine as _;
     let mut v = topology.variables();
@@ -157,7 +157,7 @@ pub fn variables(topology: &Topology, state_dir: &Path) -> Vec<(String, String)>
         let up = crate::topology::variable_part(&c.name);
         let registry = registry_dir(state_dir, &c.name).display().to_string();
         let credential =
-            std::fs::read_to_string(crate::kubernetes::public_kubeconfig(state_dir, &c.name))
+            std::fs::read_to_string(crate::kubernetes::reader_kubeconfig(state_dir, &c.name))
                 .ok()
                 .filter(|_| topology.kubernetes)
                 .unwrap_or_else(|| format!("registry: {registry}\n"));
