@@ -118,6 +118,20 @@ async fn no_token_reaches_a_log_or_a_debug_page_whatever_fails() {
         tokio::time::sleep(Duration::from_millis(500)).await;
     };
     eprintln!("diagnostics:\n{diagnostics}");
+    // And in metrics: each of them is a source that is not read, with since when.
+    let (_, metrics) = isthmus_lab::http::get(cp.monitoring, "/metrics").unwrap_or_default();
+    for (cluster, _, _) in &cases {
+        for line in [
+            format!("isthmus_cluster_source_up{{cluster=\"{cluster}\"}} 0"),
+            format!("isthmus_cluster_source_down_since_seconds{{cluster=\"{cluster}\"}} 1"),
+        ] {
+            assert!(metrics.contains(&line), "{line} missing:\n{metrics}");
+        }
+    }
+    assert!(
+        metrics.contains("isthmus_cluster_source_up{cluster=\"cluster1\"} 1"),
+        "{metrics}"
+    );
     // Let the watches retry a few times, so that their log lines are there to read.
     tokio::time::sleep(Duration::from_secs(5)).await;
 

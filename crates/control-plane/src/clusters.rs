@@ -128,6 +128,17 @@ impl ClusterRegistry {
         }
     }
 
+    /// Since when (seconds since the epoch) its API server cannot be read, if it cannot.
+    pub fn failing_since(&self) -> Option<u64> {
+        match self {
+            ClusterRegistry::File(_) => None,
+            ClusterRegistry::Kube { registry, .. } => registry
+                .source()
+                .failing_since()
+                .and_then(|t| u64::try_from(t.as_second()).ok()),
+        }
+    }
+
     /// What an API server registry still waits for before its first complete list.
     pub fn waiting_for(&self) -> Vec<&str> {
         match self {
@@ -144,5 +155,75 @@ impl ClusterRegistry {
             ClusterRegistry::File(r) => files.is_some_and(|c| r.apply(c)),
             ClusterRegistry::Kube { registry, .. } => registry.sync(&Changes::default()),
         }
+    }
+}
+
+/// The metric lines saying which clusters' sources are read: `isthmus_cluster_source_up`
+/// (1 read and complete, 0 not: unreachable, refused, no complete list yet, or a credential
+/// that cannot be used) and, for those down, `isthmus_cluster_source_down_since_seconds`.
+/// `unusable` lists the clusters whose credential cannot be used, with since when.
+pub fn source_metrics<'a>(
+    registries: &[ClusterRegistry],
+    unusable: impl Iterator<Item = (&'a str, u64)>,
+) -> String {
+    let mut up = Vec::new();
+    let mut since = Vec::new();
+    for r in registries {
+        let failing = r.failing_since();
+        let ok = r.is_synced() && failing.is_none();
+        up.push((r.cluster().to_string(), ok));
+        if let Some(t) = failing {
+            since.push((r.cluster().to_string(), t));
+        }
+    }
+    for (cluster, t) in unusable {
+        up.push((cluster.to_string(), false));
+        since.push((cluster.to_string(), t));
+    }
+    let mut out = String::from(
+        "# HELP isthmus_cluster_source_up Whether a cluster's API server or registry is read completely (1) or not (0: unreachable, refused, no complete list yet, or a credential that cannot be used).\n# TYPE isthmus_cluster_source_up gauge\n",
+    );
+    for (c, ok) in &up {
+        out.push_str(&format!(
+            "isthmus_cluster_source_up{{cluster=\"{}\"}} {}\n",
+            label(c),
+            u8::from(*ok)
+        ));
+    }
+    out.push_str("# HELP isthmus_cluster_source_down_since_seconds When a cluster's source stopped being read (Unix time).\n# TYPE isthmus_cluster_source_down_since_seconds gauge\n");
+    for (c, t) in &since {
+        out.push_str(&format!(
+            "isthmus_cluster_source_down_since_seconds{{cluster=\"{}\"}} {t}\n",
+            label(c)
+        ));
+    }
+    out
+}
+
+/// A Prometheus label value: backslash, quote and newline escaped.
+fn label(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cluster_whose_credential_cannot_be_used_is_down_since_then() {
+        let m = source_metrics(&[], [("c-broken", 1_800_000_000u64)].into_iter());
+        assert!(
+            m.contains("isthmus_cluster_source_up{cluster=\"c-broken\"} 0\n"),
+            "{m}"
+        );
+        assert!(
+            m.contains(
+                "isthmus_cluster_source_down_since_seconds{cluster=\"c-broken\"} 1800000000\n"
+            ),
+            "{m}"
+        );
+        assert_eq!(label("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
     }
 }

@@ -303,7 +303,7 @@ async fn reconcile_linked(
         return false;
     };
     let wanted = linked_clusters(local.current());
-    unusable.retain(|cluster, (link, _)| wanted.get(cluster) == Some(link));
+    unusable.retain(|cluster, (link, _, _)| wanted.get(cluster) == Some(link));
     let fixed: Vec<&String> = config.sources.registries.iter().map(|(c, _)| c).collect();
     let mut changed = false;
     let local_cluster = &config.sources.cluster;
@@ -348,12 +348,16 @@ async fn reconcile_linked(
                 // Said once per credential, and kept on `/debug/diagnostics` while it lasts.
                 if !unusable.contains_key(&cluster) {
                     tracing::error!(%cluster, error = %e, "remote cluster credential cannot be used");
-                    let since = k8s_since_now();
+                    let now = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map(|d| d.as_secs())
+                        .unwrap_or_default();
                     let message = format!(
-                        "cluster {cluster}: its credential ({}) cannot be used since {since}: {e}; the cluster is not read",
-                        link.describe()
+                        "cluster {cluster}: its credential ({}) cannot be used since {}: {e}; the cluster is not read",
+                        link.describe(),
+                        isthmus_kube::source::rfc3339(now)
                     );
-                    unusable.insert(cluster.clone(), (link.clone(), message));
+                    unusable.insert(cluster.clone(), (link.clone(), message, now));
                 }
             }
         }
@@ -361,17 +365,24 @@ async fn reconcile_linked(
     changed
 }
 
-/// Remote clusters whose credential cannot be used, by cluster: the credential and the
-/// problem, reported until the credential changes or goes.
-type Unusable = BTreeMap<String, (Link, String)>;
+/// Remote clusters whose credential cannot be used, by cluster: the credential, the
+/// problem and since when (Unix time), reported until the credential changes or goes.
+type Unusable = BTreeMap<String, (Link, String, u64)>;
 
-/// Now, to the second, as RFC 3339.
-fn k8s_since_now() -> String {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or_default();
-    isthmus_kube::source::rfc3339(now)
+/// What the monitoring port says about clusters and their sources: the problems (for
+/// `/debug/diagnostics`) and the metric lines of which sources are read.
+fn publish_sources(
+    registries: &[ClusterRegistry],
+    unusable: &Unusable,
+    seen: &mut Vec<String>,
+    metrics: &watch::Sender<String>,
+) {
+    seen.extend(waiting_problems(registries));
+    seen.extend(unusable.values().map(|(_, m, _)| m.clone()));
+    metrics.send_replace(clusters::source_metrics(
+        registries,
+        unusable.iter().map(|(c, (_, _, t))| (c.as_str(), *t)),
+    ));
 }
 
 /// The API server clients of the registries that read one, by cluster.
@@ -483,6 +494,7 @@ pub async fn run(config: ControlPlaneConfig) -> Result<(), ControlPlaneError> {
     let gateways_changed = Arc::new(Notify::new());
     let prober = Arc::new(gateway_probe::GatewayProber::new(gateways_changed.clone()));
     let (diag_tx, diag_rx) = watch::channel(Vec::new());
+    let (sources_tx, sources_rx) = watch::channel(String::new());
     let (views_tx, views_rx) = watch::channel(Vec::new());
     let ready = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let monitor = bind_retrying(config.monitoring)
@@ -498,6 +510,7 @@ pub async fn run(config: ControlPlaneConfig) -> Result<(), ControlPlaneError> {
             ca_stats: ca_stats.clone(),
             prober: prober.clone(),
             diagnostics: diag_rx,
+            sources: sources_rx,
             service_entries: views_rx,
             ready: ready.clone(),
         },
@@ -558,8 +571,7 @@ pub async fn run(config: ControlPlaneConfig) -> Result<(), ControlPlaneError> {
     views_tx.send_replace(first_views);
     let mut seen = Vec::new();
     report(&first, &mut seen);
-    seen.extend(waiting_problems(&registries));
-    seen.extend(unusable.values().map(|(_, m)| m.clone()));
+    publish_sources(&registries, &unusable, &mut seen, &sources_tx);
     tracing::info!(
         services = first.services.len(),
         version = first.version,
@@ -644,8 +656,7 @@ pub async fn run(config: ControlPlaneConfig) -> Result<(), ControlPlaneError> {
                 explain_vips(&mut views, &checked);
                 views_tx.send_replace(views);
                 report(&checked, &mut seen);
-                seen.extend(waiting_problems(&registries));
-                seen.extend(unusable.values().map(|(_, m)| m.clone()));
+                publish_sources(&registries, &unusable, &mut seen, &sources_tx);
                 seen.extend(task_prober.problems());
                 diag_tx.send_replace(seen.clone());
                 continue;
@@ -660,8 +671,7 @@ pub async fn run(config: ControlPlaneConfig) -> Result<(), ControlPlaneError> {
             explain_vips(&mut views, &next);
             views_tx.send_replace(views);
             report(&next, &mut seen);
-            seen.extend(waiting_problems(&registries));
-            seen.extend(unusable.values().map(|(_, m)| m.clone()));
+            publish_sources(&registries, &unusable, &mut seen, &sources_tx);
             seen.extend(task_prober.problems());
             task_prober.set_targets(gateway_probe::targets(&next));
             diag_tx.send_replace(seen.clone());
@@ -807,6 +817,8 @@ struct Monitored {
     ca_stats: Arc<isthmus_ca::CaStats>,
     prober: Arc<gateway_probe::GatewayProber>,
     diagnostics: watch::Receiver<Vec<String>>,
+    /// Metric lines of which clusters' sources are read.
+    sources: watch::Receiver<String>,
     service_entries: watch::Receiver<Vec<SeView>>,
     /// Set once the first snapshot is served.
     ready: Arc<std::sync::atomic::AtomicBool>,
@@ -848,6 +860,7 @@ async fn monitoring(listener: tokio::net::TcpListener, m: Monitored) {
                 ca_stats,
                 prober,
                 diagnostics,
+                sources,
                 service_entries,
                 ready,
             } = &*m;
@@ -860,10 +873,11 @@ async fn monitoring(listener: tokio::net::TcpListener, m: Monitored) {
                 "/metrics" => (
                     "200 OK",
                     format!(
-                        "{}{}{}{}",
+                        "{}{}{}{}{}",
                         status.metrics(),
                         ca_stats.metrics(),
                         prober.metrics(),
+                        sources.borrow().as_str(),
                         memory::metrics()
                     ),
                 ),
