@@ -34,6 +34,12 @@ want_stamp() {
 	(cd "$OUT" && sha256sum crd-all.gen.yaml)
 }
 summary() {
+	# The Isthmus chart installs the same CRDs (its templates read files/; git-ignored).
+	local chart="$ROOT/manifests/charts/isthmus/files"
+	if [[ -d "$chart" ]] && ! cmp -s "$CRDS" "$chart/crd-all.gen.yaml"; then
+		cp "$CRDS" "$chart/crd-all.gen.yaml"
+		log "copied them into ${chart#"$ROOT"/}/ for the Isthmus chart"
+	fi
 	log "$(grep -c '^kind: CustomResourceDefinition' "$CRDS") CRDs from istio.io/istio@$VERSION $CRD_PATH:"
 	awk '/^kind: CustomResourceDefinition/ { c = 1 } c && /^  name: / { print "  " $2; c = 0 }' "$CRDS" >&2
 	echo "$CRDS"

@@ -15,6 +15,7 @@ fi
 scripts/install-envoy.sh
 scripts/install-kubernetes.sh
 scripts/install-istio-crds.sh
+scripts/install-helm.sh
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 set +e
