@@ -38,6 +38,9 @@ enum Command {
     /// ServiceAccount with only the rights the control plane uses, and its token, in the
     /// cluster the kubeconfig reaches; prints the Secret to apply in the reading cluster.
     CreateRemoteSecret(CreateRemoteSecretArgs),
+    /// Install the control plane, the east-west gateway and Istio's CRDs without Helm: the
+    /// objects of the Helm chart manifests/charts/isthmus, from the same values.
+    Install(InstallArgs),
     /// Run the pod agent: certificate, SDS, bootstrap, Envoy.
     Agent(Box<isthmus_agent::AgentConfig>),
     /// Print the Envoy resources the control plane would send a proxy, as Istio names them.
@@ -140,6 +143,32 @@ struct CreateRemoteSecretArgs {
     /// How long to wait for kube-controller-manager to fill the token Secret.
     #[arg(long, default_value = "30s", value_parser = duration_arg)]
     wait: std::time::Duration,
+}
+
+#[derive(Args, Debug)]
+struct InstallArgs {
+    /// The cluster's kubeconfig (default: KUBECONFIG or ~/.kube/config).
+    #[arg(long)]
+    kubeconfig: Option<PathBuf>,
+    /// The kubeconfig's context (its current context otherwise).
+    #[arg(long)]
+    context: Option<String>,
+    /// A values file, as `helm install -f` (several merge in order, over the chart's).
+    #[arg(short = 'f', long = "values")]
+    values: Vec<PathBuf>,
+    /// A value KEY=VALUE with a dotted key, as `helm --set`, such as
+    /// global.multiCluster.clusterName=east.
+    #[arg(long = "set")]
+    set: Vec<String>,
+    /// A value KEY=JSON, as `helm --set-json`, such as meshNetworks={"net1": {...}}.
+    #[arg(long = "set-json")]
+    set_json: Vec<String>,
+    /// Istio's CRDs (default: what scripts/install-istio-crds.sh fetched, or ISTIO_CRDS).
+    #[arg(long)]
+    crds: Option<PathBuf>,
+    /// Print the objects as YAML instead of applying them.
+    #[arg(long)]
+    dry_run: bool,
 }
 
 fn duration_arg(s: &str) -> Result<std::time::Duration, String> {
@@ -287,6 +316,53 @@ fn run() -> Result<()> {
                 eprintln!("create-remote-secret: the token expires at {t} (seconds since the epoch): run this again before then");
             }
             print!("{}", secret.to_yaml());
+        }
+        Command::Install(a) => {
+            use isthmus_kube::install;
+            let files = a
+                .values
+                .iter()
+                .map(|p| {
+                    std::fs::read_to_string(p)
+                        .map(|t| (p.display().to_string(), t))
+                        .with_context(|| format!("cannot read values file {}", p.display()))
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let values = install::values(&files, &a.set, &a.set_json)?;
+            let crds = if values.base.enable_crds {
+                let path = match a.crds {
+                    Some(p) => p,
+                    None => isthmus_kube::local::locate_istio_crds()?,
+                };
+                Some(
+                    std::fs::read_to_string(&path)
+                        .with_context(|| format!("cannot read Istio's CRDs {}", path.display()))?,
+                )
+            } else {
+                None
+            };
+            let objects = install::render(&values, crds.as_deref())?;
+            if a.dry_run {
+                print!("{}", install::to_yaml(&objects)?);
+            } else {
+                let namespace = values.global.istio_namespace.clone();
+                tokio::runtime::Runtime::new()?.block_on(async {
+                    let client = isthmus_kube::remote_secret::connect(
+                        a.kubeconfig.as_ref(),
+                        a.context.as_deref(),
+                    )
+                    .await?;
+                    install::apply(&client, &namespace, &objects, &mut |s| {
+                        eprintln!("install: {s}")
+                    })
+                    .await?;
+                    anyhow::Ok(())
+                })?;
+                eprintln!(
+                    "install: done; the control plane starts once the Secret {}/{} (Istio's cacerts files) exists and the image {}/isthmus:{} can be pulled",
+                    values.global.istio_namespace, values.cacerts.secret_name, values.global.hub, values.global.tag
+                );
+            }
         }
         Command::Agent(config) => {
             tokio::runtime::Runtime::new()?.block_on(isthmus_agent::run(*config))?;

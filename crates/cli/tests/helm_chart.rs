@@ -231,6 +231,86 @@ fn template_renders_what_isthmus_reads_and_the_rights_it_needs() {
     assert!(!volumes.to_string().contains("ca-key.pem"), "{volumes}");
 }
 
+/// An object with what legitimately differs between `helm template` and `isthmus install
+/// --dry-run` taken out: the label naming the tool that manages it.
+fn normalized(mut o: serde_json::Value) -> serde_json::Value {
+    if let Some(labels) = o["metadata"]["labels"].as_object_mut() {
+        labels.remove("app.kubernetes.io/managed-by");
+    }
+    o
+}
+
+#[test]
+fn isthmus_install_renders_what_helm_renders() {
+    let sets = [
+        "global.multiCluster.clusterName=east",
+        "global.network=net-east",
+        "eastWestGateway.service.type=NodePort",
+        "pilot.replicaCount=2",
+    ];
+    let networks = r#"meshNetworks={"net-east": {"endpoints": [{"fromRegistry": "east"}]}, "net-west": {"gateways": [{"address": "198.18.0.1", "port": 15443}]}}"#;
+    for extra in [
+        &[][..],
+        &["eastWestGateway.enabled=false", "base.enableCRDs=false"][..],
+    ] {
+        let mut helm_args = vec![
+            "template".to_string(),
+            "isthmus".into(),
+            chart(),
+            "--namespace".into(),
+            "istio-system".into(),
+        ];
+        let mut ours = vec!["install".to_string(), "--dry-run".into()];
+        for s in sets.iter().chain(extra) {
+            helm_args.extend(["--set".to_string(), s.to_string()]);
+            ours.extend(["--set".to_string(), s.to_string()]);
+        }
+        helm_args.extend(["--set-json".to_string(), networks.to_string()]);
+        ours.extend(["--set-json".to_string(), networks.to_string()]);
+        let args: Vec<&str> = helm_args.iter().map(String::as_str).collect();
+        let (ok, helm_out, err) = run_helm(&args);
+        assert!(ok, "helm template failed:\n{err}");
+        let out = Command::new(env!("CARGO_BIN_EXE_isthmus"))
+            .args(&ours)
+            .current_dir(root())
+            .output()
+            .expect("run isthmus install");
+        assert!(
+            out.status.success(),
+            "isthmus install --dry-run failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let key = |o: &serde_json::Value| {
+            format!(
+                "{} {}/{}",
+                o["kind"].as_str().unwrap_or_default(),
+                o["metadata"]["namespace"].as_str().unwrap_or_default(),
+                o["metadata"]["name"].as_str().unwrap_or_default()
+            )
+        };
+        let by_key = |docs: Vec<serde_json::Value>| -> std::collections::BTreeMap<String, serde_json::Value> {
+            docs.into_iter().map(|d| (key(&d), normalized(d))).collect()
+        };
+        let helm = by_key(documents(&helm_out));
+        let isthmus = by_key(documents(&String::from_utf8_lossy(&out.stdout)));
+        assert_eq!(
+            helm.keys().collect::<Vec<_>>(),
+            isthmus.keys().collect::<Vec<_>>(),
+            "different objects (values {extra:?})"
+        );
+        for (k, h) in &helm {
+            assert_eq!(h, &isthmus[k], "{k} differs (values {extra:?})");
+        }
+    }
+    // A value the chart does not use is refused by both.
+    let out = Command::new(env!("CARGO_BIN_EXE_isthmus"))
+        .args(["install", "--dry-run", "--set", "global.meshId=mesh1"])
+        .output()
+        .expect("run isthmus install");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("meshId"));
+}
+
 #[test]
 fn install_into_a_real_api_server() {
     std::env::set_current_dir(root()).expect("repository root");
@@ -303,6 +383,57 @@ fn install_into_a_real_api_server() {
         "istio-system",
     ]);
     assert!(ok, "helm uninstall failed:\n{out}{err}");
+
+    // The same objects without Helm.
+    let out = Command::new(env!("CARGO_BIN_EXE_isthmus"))
+        .args([
+            "install",
+            "--kubeconfig",
+            &kubeconfig,
+            "--set",
+            "global.network=net-east",
+        ])
+        .output()
+        .expect("run isthmus install");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "isthmus install failed:\n{stderr}");
+    assert!(stderr.contains("applied Deployment istiod"), "{stderr}");
+    assert!(
+        stderr.contains("applied 15 of Istio's CustomResourceDefinitions"),
+        "{stderr}"
+    );
+    let got = cluster
+        .kubectl(
+            &[
+                "get",
+                "deployment,service,serviceaccount,configmap,role,rolebinding",
+                "-n",
+                "istio-system",
+                "-l",
+                "app.kubernetes.io/managed-by=isthmus",
+                "-o",
+                "name",
+            ],
+            None,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(got.lines().count(), 9, "{got}");
+    // Running it again changes nothing and fails nothing (server-side apply).
+    let again = Command::new(env!("CARGO_BIN_EXE_isthmus"))
+        .args([
+            "install",
+            "--kubeconfig",
+            &kubeconfig,
+            "--set",
+            "global.network=net-east",
+        ])
+        .output()
+        .expect("run isthmus install");
+    assert!(
+        again.status.success(),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
     drop(cluster);
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -12,14 +12,17 @@
 //!   reviews them (TokenReview), as Istio's agents and CA do.
 //! - [`remote_secret`] makes another cluster's credential as `istioctl create-remote-secret`
 //!   does: a reader ServiceAccount with only the rights the control plane uses, and its token.
+//! - [`install`] renders the Helm chart's objects from the chart's own values, for
+//!   `isthmus install`, and applies them.
 //! - [`local`] starts a real etcd and kube-apiserver (built by `scripts/install-kubernetes.sh`)
 //!   for the lab, tests and benchmarks.
 //!
 //! Layers, bottom first: `kinds` (what is watched) -> `access` (clients) -> `token`
-//! (service-account tokens) -> `remote_secret` (credentials for other clusters) -> `source`
-//! (events) -> `local` (processes).
+//! (service-account tokens) -> `remote_secret` (credentials for other clusters) ->
+//! `install` (the chart's objects) -> `source` (events) -> `local` (processes).
 
 pub mod access;
+pub mod install;
 pub mod kinds;
 pub mod local;
 pub mod remote_secret;

@@ -234,6 +234,18 @@ pub async fn load_config(
     }
 }
 
+/// A client for the cluster of a kubeconfig file and context (see [`load_config`]).
+pub async fn connect(
+    path: Option<&PathBuf>,
+    context: Option<&str>,
+) -> Result<kube::Client, RemoteSecretError> {
+    let config = load_config(path, context).await?;
+    kube::Client::try_from(config).map_err(|source| RemoteSecretError::Api {
+        what: "client".into(),
+        source,
+    })
+}
+
 /// The rules of the reader's ClusterRole (everything watched cluster-wide, and the CA's
 /// TokenReviews) and of its Roles (namespace: what is watched only there).
 pub fn reader_rules() -> (Vec<PolicyRule>, BTreeMap<String, Vec<PolicyRule>>) {
