@@ -66,6 +66,15 @@ fn run_helm(args: &[&str]) -> (bool, String, String) {
     )
 }
 
+/// Runs `isthmus ARGS` from the repository root.
+fn isthmus<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_isthmus"))
+        .args(args)
+        .current_dir(root())
+        .output()
+        .expect("run isthmus")
+}
+
 /// The documents of a multi-document YAML stream.
 fn documents(text: &str) -> Vec<serde_json::Value> {
     let mut docs = Vec::new();
@@ -270,11 +279,7 @@ fn isthmus_install_renders_what_helm_renders() {
         let args: Vec<&str> = helm_args.iter().map(String::as_str).collect();
         let (ok, helm_out, err) = run_helm(&args);
         assert!(ok, "helm template failed:\n{err}");
-        let out = Command::new(env!("CARGO_BIN_EXE_isthmus"))
-            .args(&ours)
-            .current_dir(root())
-            .output()
-            .expect("run isthmus install");
+        let out = isthmus(&ours);
         assert!(
             out.status.success(),
             "isthmus install --dry-run failed:\n{}",
@@ -303,10 +308,7 @@ fn isthmus_install_renders_what_helm_renders() {
         }
     }
     // A value the chart does not use is refused by both.
-    let out = Command::new(env!("CARGO_BIN_EXE_isthmus"))
-        .args(["install", "--dry-run", "--set", "global.meshId=mesh1"])
-        .output()
-        .expect("run isthmus install");
+    let out = isthmus(&["install", "--dry-run", "--set", "global.meshId=mesh1"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("meshId"));
 }
@@ -385,16 +387,14 @@ fn install_into_a_real_api_server() {
     assert!(ok, "helm uninstall failed:\n{out}{err}");
 
     // The same objects without Helm.
-    let out = Command::new(env!("CARGO_BIN_EXE_isthmus"))
-        .args([
-            "install",
-            "--kubeconfig",
-            &kubeconfig,
-            "--set",
-            "global.network=net-east",
-        ])
-        .output()
-        .expect("run isthmus install");
+    let install = [
+        "install",
+        "--kubeconfig",
+        &kubeconfig,
+        "--set",
+        "global.network=net-east",
+    ];
+    let out = isthmus(&install);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "isthmus install failed:\n{stderr}");
     assert!(stderr.contains("applied Deployment istiod"), "{stderr}");
@@ -419,16 +419,7 @@ fn install_into_a_real_api_server() {
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(got.lines().count(), 9, "{got}");
     // Running it again changes nothing and fails nothing (server-side apply).
-    let again = Command::new(env!("CARGO_BIN_EXE_isthmus"))
-        .args([
-            "install",
-            "--kubeconfig",
-            &kubeconfig,
-            "--set",
-            "global.network=net-east",
-        ])
-        .output()
-        .expect("run isthmus install");
+    let again = isthmus(&install);
     assert!(
         again.status.success(),
         "{}",

@@ -231,14 +231,6 @@ pub fn values(
         origin: "values".into(),
         reason: format!("{e} (a value the chart does not use is refused, as its schema does)"),
     })?;
-    let label = |s: &str| {
-        !s.is_empty()
-            && s.len() <= 63
-            && s.bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-            && !s.starts_with('-')
-            && !s.ends_with('-')
-    };
     for (what, v) in [
         (
             "global.multiCluster.clusterName",
@@ -247,7 +239,7 @@ pub fn values(
         ("global.istioNamespace", &typed.global.istio_namespace),
         ("eastWestGateway.name", &typed.east_west_gateway.name),
     ] {
-        if !label(v) {
+        if !crate::remote_secret::is_dns_label(v) {
             return Err(InstallError::Values {
                 origin: what.into(),
                 reason: format!("{v:?} is not a DNS label"),
@@ -257,8 +249,9 @@ pub fn values(
     Ok(typed)
 }
 
-/// The documents of a YAML stream (split at `---` lines).
-fn documents(text: &str) -> Vec<String> {
+/// The documents of a YAML stream, split at `---` lines; documents with nothing but
+/// comments and blank lines are left out.
+pub fn documents(text: &str) -> Vec<String> {
     let mut out = vec![String::new()];
     for line in text.lines() {
         if line.trim_end() == "---" {

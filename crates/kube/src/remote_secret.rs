@@ -189,8 +189,8 @@ fn quote(s: &str) -> String {
     serde_json::Value::String(s.to_string()).to_string()
 }
 
-/// Whether `s` is a DNS label.
-fn is_dns_label(s: &str) -> bool {
+/// Whether `s` is a DNS label (RFC 1123: what Kubernetes names and keys may be).
+pub(crate) fn is_dns_label(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 63
         && s.bytes()

@@ -217,20 +217,7 @@ pub fn upgrade_removed_apis(text: &str, file: &Path) -> Result<(String, Vec<Stri
 
 /// The documents of a YAML stream (split at `---` lines), comments and all.
 pub fn documents(text: &str) -> Vec<String> {
-    let mut docs: Vec<String> = vec![String::new()];
-    for line in text.lines() {
-        if line.starts_with("---") && line[3..].trim().is_empty() {
-            docs.push(String::new());
-        } else if let Some(last) = docs.last_mut() {
-            last.push_str(line);
-            last.push('\n');
-        }
-    }
-    docs.retain(|d| {
-        d.lines()
-            .any(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
-    });
-    docs
+    isthmus_kube::install::documents(text)
 }
 
 /// A YAML stream in runs of consecutive documents: `true` for those that name their own
