@@ -450,12 +450,18 @@ async fn wait_for_first_list(registries: &mut [ClusterRegistry], wake: &Arc<Noti
 /// `/debug/diagnostics`, not only in the log).
 fn waiting_problems(registries: &[ClusterRegistry]) -> Vec<String> {
     let mut out = Vec::new();
+    let every = isthmus_kube::watched_kinds().len();
     for r in registries.iter().filter(|r| !r.is_synced()) {
+        let waiting = r.waiting_for();
         out.push(format!(
             "cluster {} is not in the mesh yet: no complete list from {} (waiting for {})",
             r.cluster(),
             r.link().describe(),
-            r.waiting_for().join(", ")
+            if waiting.len() == every {
+                "every watched kind".to_string()
+            } else {
+                waiting.join(", ")
+            }
         ));
         out.extend(r.current().diagnostics.iter().map(|d| d.to_string()));
     }
@@ -1002,11 +1008,12 @@ mod tests {
         };
         let all = problems.join("\n");
         assert!(
-            all.contains("cluster cluster2 is not in the mesh yet: no complete list from kubeconfig in Secret istio-system/iks key cluster2"),
+            all.contains("cluster cluster2 is not in the mesh yet: no complete list from kubeconfig in Secret istio-system/iks key cluster2 (waiting for every watched kind)"),
             "{all}"
         );
         assert!(
-            all.contains("cluster cluster2: watching") && all.contains("retrying"),
+            all.contains("cluster cluster2: cannot read the API server through kubeconfig in Secret istio-system/iks key cluster2: unreachable since 20")
+                && all.contains("retrying with backoff"),
             "the watch failure itself is reported: {all}"
         );
         assert!(!all.contains("sekret"), "{all}");

@@ -47,6 +47,10 @@ impl Read {
 enum Message {
     /// An event of kind number `.0`.
     Event(usize, watcher::Event<Read>),
+    /// The periodic check of the API server and credential: `None` when it answered. A
+    /// revoked token or a server gone silent shows here within [`PROBE_EVERY`], while
+    /// watches that are already open could keep quiet for minutes.
+    Probe(Option<String>),
     /// The watch of kind `.0` failed; it retries with backoff. `absent`: the API server does
     /// not serve the kind (a CRD that is not installed).
     Failed {
@@ -96,6 +100,50 @@ pub fn rfc3339(secs: u64) -> String {
     k8s_openapi::jiff::Timestamp::from_second(secs.min(i64::MAX as u64) as i64)
         .map(|t| t.to_string())
         .unwrap_or_default()
+}
+
+/// How often the API server and the credential are checked (a `GET /version` with the
+/// credential: a revoked or expired token is refused there at once).
+pub const PROBE_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The name the credential check's failures go by in a cluster's problem.
+const PROBE: &str = "the credential check";
+
+/// Checks the API server with the credential every [`PROBE_EVERY`], saying when the answer
+/// changes (the first answer too), until the source is dropped.
+async fn probe(client: kube::Client, raw: std::sync::mpsc::Sender<Raw>) {
+    let mut last: Option<Option<String>> = None;
+    loop {
+        let now = match tokio::time::timeout(PROBE_EVERY, client.apiserver_version()).await {
+            Ok(Ok(_)) => None,
+            Ok(Err(kube::Error::Api(s))) => {
+                Some(format!("{} {} ({})", s.code, s.message, s.reason))
+            }
+            Ok(Err(e)) => Some(describe_error(&e)),
+            Err(_) => Some(format!("no answer within {}s", PROBE_EVERY.as_secs())),
+        };
+        if last.as_ref() != Some(&now) {
+            if raw.send(Raw::Probe(now.clone())).is_err() {
+                return;
+            }
+            last = Some(now);
+        }
+        tokio::time::sleep(PROBE_EVERY).await;
+    }
+}
+
+/// An error with its sources, in one line.
+fn describe_error(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let next = s.to_string();
+        if !text.contains(&next) {
+            text = format!("{text}: {next}");
+        }
+        source = s.source();
+    }
+    text
 }
 
 /// Why an API server cannot be read, in a word (for messages and metrics).
@@ -183,11 +231,12 @@ impl KubeSource {
         if let Err(e) = spawned {
             tracing::error!(%cluster, error = %e, "cannot start the thread that reads the API server's objects");
         }
-        let tasks = kinds
+        let mut tasks: Vec<tokio::task::JoinHandle<()>> = kinds
             .iter()
             .enumerate()
             .map(|(i, k)| tokio::spawn(watch_kind(i, k.clone(), client.clone(), raw_tx.clone())))
             .collect();
+        tasks.push(tokio::spawn(probe(client.clone(), raw_tx.clone())));
         let state = kinds.iter().map(|_| KindState::default()).collect();
         KubeSource {
             cluster,
@@ -235,30 +284,46 @@ impl KubeSource {
         for (k, e) in &self.failing {
             by_error.entry(e.as_str()).or_default().push(k.as_str());
         }
-        let problems = by_error
+        if by_error.is_empty() {
+            self.set_problems("api server".to_string(), Vec::new());
+            return;
+        }
+        // One problem for the cluster: the reason in a word (the credential check's when it
+        // fails: it speaks for the server and the credential), then each distinct error
+        // with what it stops.
+        let reason = failure_reason(
+            self.failing
+                .get(PROBE)
+                .or_else(|| self.failing.values().next())
+                .map(String::as_str)
+                .unwrap_or_default(),
+        );
+        let details: Vec<String> = by_error
             .into_iter()
             .map(|(error, kinds)| {
-                let which = if kinds.len() == self.kinds.len() {
+                let watched = kinds.iter().filter(|k| **k != PROBE).count();
+                let which = if watched == self.kinds.len() && watched < kinds.len() {
+                    format!("every watched kind and {PROBE}")
+                } else if watched == self.kinds.len() {
                     "every watched kind".to_string()
                 } else {
                     kinds.join(", ")
                 };
-                let kept = if self.synced {
-                    "the last objects read stay in force"
-                } else {
-                    "nothing read yet, so none of its services or endpoints are in the mesh"
-                };
-                Diagnostic::error(format!(
-                    "cluster {}: cannot read the API server through {}: {} since {} ({which}: {error}); retrying with backoff, {kept}",
-                    self.cluster,
-                    self.access,
-                    failure_reason(error),
-                    self.failing_since
-                        .map(|t| t.to_string())
-                        .unwrap_or_default(),
-                ))
+                format!("{which}: {error}")
             })
             .collect();
+        let kept = if self.synced {
+            "the last objects read stay in force"
+        } else {
+            "nothing read yet, so none of its services or endpoints are in the mesh"
+        };
+        let problems = vec![Diagnostic::error(format!(
+            "cluster {}: cannot read the API server through {}: {reason} since {} ({}); retrying with backoff, {kept}",
+            self.cluster,
+            self.access,
+            self.failing_since.map(|t| t.to_string()).unwrap_or_default(),
+            details.join("; "),
+        ))];
         self.set_problems("api server".to_string(), problems);
     }
 
@@ -319,6 +384,14 @@ impl KubeSource {
 
     fn handle(&mut self, message: Message, store: &ClusterConfig, out: &mut Vec<Event>) {
         match message {
+            Message::Probe(result) => {
+                if let Some(e) = &result {
+                    if self.failing.get(PROBE) != Some(e) {
+                        tracing::warn!(cluster = %self.cluster, error = %e, "the API server does not answer the credential check");
+                    }
+                }
+                self.set_failing(PROBE, result);
+            }
             Message::Failed {
                 kind,
                 error,
@@ -469,6 +542,8 @@ enum Raw {
         error: String,
         absent: bool,
     },
+    /// The periodic check of the API server and credential: `None` when it answered.
+    Probe(Option<String>),
 }
 
 /// The reader thread: reads every object the watchers received and passes the events on,
@@ -507,6 +582,7 @@ fn read_loop(
                 error,
                 absent,
             },
+            Raw::Probe(p) => Message::Probe(p),
         };
         if tx.send(message).is_err() {
             return;
@@ -568,18 +644,7 @@ fn describe(e: &watcher::Error) -> String {
         | watcher::Error::WatchStartFailed(kube::Error::Api(s))
         | watcher::Error::WatchFailed(kube::Error::Api(s)) => api(s),
         watcher::Error::WatchError(s) => api(s),
-        other => {
-            let mut text = other.to_string();
-            let mut source = std::error::Error::source(other);
-            while let Some(s) = source {
-                let next = s.to_string();
-                if !text.contains(&next) {
-                    text = format!("{text}: {next}");
-                }
-                source = s.source();
-            }
-            text
-        }
+        other => describe_error(other),
     }
 }
 

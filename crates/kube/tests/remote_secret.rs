@@ -138,6 +138,17 @@ async fn a_remote_secret_reads_everything_watched_and_nothing_more() {
         .expect_err("the reader listed Secrets in default");
     assert_eq!(status_of(&read), 403);
 
+    // A control plane's source reading with the first token, kept open across the rotation.
+    let mut held: KubeRegistry =
+        Registry::with_source(KubeSource::start("remote", reader.clone(), "reader".into()));
+    let wake = held.source().wakeup();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !held.is_synced() {
+        held.sync(&Changes::default());
+        assert!(Instant::now() < deadline, "the held source never synced");
+        let _ = tokio::time::timeout(Duration::from_millis(500), wake.notified()).await;
+    }
+
     // Running it again is harmless and gives the same token; rotating gives a new one and
     // the old one stops working.
     let again = remote_secret::create(config.clone(), &opts, &mut |_| {})
@@ -166,6 +177,35 @@ async fn a_remote_secret_reads_everything_watched_and_nothing_more() {
             _ => tokio::time::sleep(Duration::from_millis(500)).await,
         }
     }
+    // The source holding the revoked token says so within 30 s, although its open watches
+    // could stay quiet for minutes: the credential check finds it.
+    let revoked = Instant::now();
+    let said = loop {
+        held.sync(&Changes::default());
+        let problems: Vec<String> = held
+            .current()
+            .diagnostics
+            .iter()
+            .map(|d| d.to_string())
+            .collect();
+        if let Some(p) = problems.iter().find(|p| p.contains("unauthorized")) {
+            break p.clone();
+        }
+        assert!(
+            revoked.elapsed() < Duration::from_secs(30),
+            "no diagnostic 30 s after the token was revoked: {problems:?}"
+        );
+        let _ = tokio::time::timeout(Duration::from_millis(500), wake.notified()).await;
+    };
+    assert!(
+        said.contains("cluster remote: cannot read the API server"),
+        "{said}"
+    );
+    assert!(
+        said.contains("the last objects read stay in force"),
+        "{said}"
+    );
+    drop(held);
     let new = client_of(&rotated).await;
     Api::<Service>::namespaced(new, "bar")
         .list(&ListParams::default())
