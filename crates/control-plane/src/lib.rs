@@ -222,9 +222,21 @@ pub const MULTICLUSTER_LABEL: &str = "istio/multiCluster";
 /// `remote_kubecfg` in seed 003) and its value says where that cluster's objects are: a
 /// kubeconfig (the cluster's API server, as `istioctl create-remote-secret` writes), or for
 /// the file registry `registry: DIR` or the directory alone.
-pub fn linked_clusters(local: &isthmus_registry::ClusterConfig) -> BTreeMap<String, Link> {
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Linked {
+    /// The clusters to read, by cluster id.
+    pub links: BTreeMap<String, Link>,
+    /// Keys of credential Secrets that name no usable cluster, by cluster id: why (never
+    /// the value).
+    pub refused: BTreeMap<String, String>,
+}
+
+/// The clusters that the credential Secrets of `local` name (see [`Linked`]). A control
+/// plane reading its own cluster from an API server (`from_api_server`) takes only
+/// kubeconfigs: the directory form belongs to the file registry.
+pub fn linked_clusters(local: &isthmus_registry::ClusterConfig, from_api_server: bool) -> Linked {
     use base64::Engine;
-    let mut out = BTreeMap::new();
+    let mut out = Linked::default();
     for r in local.of_kind("Secret") {
         let isthmus_api::Object::Secret(sec) = &r.object else {
             continue;
@@ -256,7 +268,7 @@ pub fn linked_clusters(local: &isthmus_registry::ClusterConfig) -> BTreeMap<Stri
                     "Secret {}/{} key {cluster}",
                     sec.metadata.namespace, sec.metadata.name
                 );
-                out.insert(
+                out.links.insert(
                     cluster,
                     Link::Kube(isthmus_kube::Access::Text {
                         text: value,
@@ -265,6 +277,10 @@ pub fn linked_clusters(local: &isthmus_registry::ClusterConfig) -> BTreeMap<Stri
                 );
                 continue;
             }
+            let secret = format!(
+                "Secret {}/{} key {cluster}",
+                sec.metadata.namespace, sec.metadata.name
+            );
             let dir = value
                 .lines()
                 .find_map(|l| l.trim().strip_prefix("registry:"))
@@ -273,14 +289,17 @@ pub fn linked_clusters(local: &isthmus_registry::ClusterConfig) -> BTreeMap<Stri
             if dir.is_empty() || dir.contains(['\n', '{', '}']) {
                 // Neither a kubeconfig nor one directory; its content is not shown (it may
                 // be a credential in a form this does not read).
-                tracing::error!(
-                    secret = %format!("{}/{}", sec.metadata.namespace, sec.metadata.name),
-                    key = %cluster,
-                    "credential Secret value is neither a kubeconfig nor a registry directory; ignored"
-                );
+                let why = format!("cluster {cluster}: the value of {secret} is neither a kubeconfig nor a registry directory; the cluster is not read");
+                out.refused.insert(cluster, why);
                 continue;
             }
-            out.insert(cluster, Link::Registry(PathBuf::from(dir)));
+            if from_api_server {
+                let why = format!("cluster {cluster}: {secret} names a registry directory, which only a control plane reading registry folders uses; give a kubeconfig (`isthmus create-remote-secret` makes one); the cluster is not read");
+                out.refused.insert(cluster, why);
+                continue;
+            }
+            out.links
+                .insert(cluster, Link::Registry(PathBuf::from(dir)));
         }
     }
     out
@@ -302,8 +321,23 @@ async fn reconcile_linked(
     else {
         return false;
     };
-    let wanted = linked_clusters(local.current());
-    unusable.retain(|cluster, (link, _, _)| wanted.get(cluster) == Some(link));
+    let Linked {
+        links: wanted,
+        refused,
+    } = linked_clusters(local.current(), config.local_api_server().is_some());
+    // A problem stays while its credential stays as it was.
+    unusable.retain(|cluster, (cause, _, _)| match cause {
+        Cause::Link(link) => wanted.get(cluster) == Some(link),
+        Cause::Refused(why) => refused.get(cluster) == Some(why),
+    });
+    for (cluster, why) in refused {
+        if !unusable.contains_key(&cluster) {
+            tracing::error!("{why}");
+            let now = unix_now();
+            let message = format!("{why} (since {})", isthmus_kube::source::rfc3339(now));
+            unusable.insert(cluster, (Cause::Refused(why), message, now));
+        }
+    }
     let fixed: Vec<&String> = config.sources.registries.iter().map(|(c, _)| c).collect();
     let mut changed = false;
     let local_cluster = &config.sources.cluster;
@@ -348,16 +382,13 @@ async fn reconcile_linked(
                 // Said once per credential, and kept on `/debug/diagnostics` while it lasts.
                 if !unusable.contains_key(&cluster) {
                     tracing::error!(%cluster, error = %e, "remote cluster credential cannot be used");
-                    let now = std::time::SystemTime::now()
-                        .duration_since(std::time::UNIX_EPOCH)
-                        .map(|d| d.as_secs())
-                        .unwrap_or_default();
+                    let now = unix_now();
                     let message = format!(
                         "cluster {cluster}: its credential ({}) cannot be used since {}: {e}; the cluster is not read",
                         link.describe(),
                         isthmus_kube::source::rfc3339(now)
                     );
-                    unusable.insert(cluster.clone(), (link.clone(), message, now));
+                    unusable.insert(cluster.clone(), (Cause::Link(link.clone()), message, now));
                 }
             }
         }
@@ -365,9 +396,26 @@ async fn reconcile_linked(
     changed
 }
 
-/// Remote clusters whose credential cannot be used, by cluster: the credential, the
-/// problem and since when (Unix time), reported until the credential changes or goes.
-type Unusable = BTreeMap<String, (Link, String, u64)>;
+/// Remote clusters whose credential cannot be used, by cluster: what is wrong, the problem
+/// as reported and since when (Unix time), kept until the credential changes or goes.
+type Unusable = BTreeMap<String, (Cause, String, u64)>;
+
+/// What makes a credential unusable.
+#[derive(Debug, Clone, PartialEq)]
+enum Cause {
+    /// A client could not be made with this credential.
+    Link(Link),
+    /// The Secret's value names no usable cluster (the reason).
+    Refused(String),
+}
+
+/// Seconds since the epoch.
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default()
+}
 
 /// What the monitoring port says about clusters and their sources: the problems (for
 /// `/debug/diagnostics`) and the metric lines of which sources are read.
@@ -1027,7 +1075,7 @@ mod tests {
             "apiVersion: v1\nkind: Secret\nmetadata:\n  name: istio-remote-secret-cluster2\n  labels: {{istio/multiCluster: \"true\"}}\nstringData:\n  cluster2: |\n{}",
             kubeconfig.lines().map(|l| format!("    {l}\n")).collect::<String>()
         );
-        let got = linked_clusters(&local(&yaml));
+        let got = linked_clusters(&local(&yaml), true).links;
         let Some(Link::Kube(access)) = got.get("cluster2") else {
             panic!("{got:?}")
         };
@@ -1047,7 +1095,7 @@ mod tests {
         let c = local(
             "apiVersion: v1\nkind: Secret\nmetadata:\n  name: iks\n  labels: {istio/multiCluster: \"true\"}\ndata:\n  remote_kubecfg: cmVnaXN0cnk6IC9yZWcvcmVtb3Rl\n---\napiVersion: v1\nkind: Secret\nmetadata:\n  name: other\n  labels: {istio/multiCluster: \"true\"}\nstringData:\n  west: /reg/west\n---\napiVersion: v1\nkind: Secret\nmetadata:\n  name: unrelated\nstringData:\n  east: /reg/east\n",
         );
-        let got = linked_clusters(&c);
+        let got = linked_clusters(&c, false).links;
         // The same Secret in another namespace names nothing.
         let elsewhere = isthmus_api::load_str(
             "apiVersion: v1\nkind: Secret\nmetadata:\n  name: iks\n  namespace: tenant\n  labels: {istio/multiCluster: \"true\"}\nstringData:\n  evil: /reg/evil\n",
@@ -1058,7 +1106,7 @@ mod tests {
         tenant
             .resources
             .insert_all(elsewhere.resources.into_iter().map(Arc::new).collect());
-        assert_eq!(linked_clusters(&tenant), got);
+        assert_eq!(linked_clusters(&tenant, false).links, got);
         assert_eq!(
             got,
             BTreeMap::from([
@@ -1072,5 +1120,32 @@ mod tests {
                 ),
             ])
         );
+        // Read from an API server, the directory form is refused, saying where and why.
+        let from_api = linked_clusters(&c, true);
+        assert!(from_api.links.is_empty(), "{from_api:?}");
+        assert_eq!(
+            from_api.refused.keys().collect::<Vec<_>>(),
+            ["remote_kubecfg", "west"]
+        );
+        assert!(
+            from_api.refused["west"]
+                .contains("Secret istio-system/other key west names a registry directory"),
+            "{from_api:?}"
+        );
+    }
+
+    #[test]
+    fn a_value_that_is_neither_kubeconfig_nor_directory_is_refused_without_its_content() {
+        let c = local(
+            "apiVersion: v1\nkind: Secret\nmetadata:\n  name: odd\n  labels: {istio/multiCluster: \"true\"}\nstringData:\n  east: \"{token: sekret-77}\"\n",
+        );
+        let got = linked_clusters(&c, false);
+        assert!(got.links.is_empty());
+        let why = &got.refused["east"];
+        assert!(
+            why.contains("neither a kubeconfig nor a registry directory"),
+            "{why}"
+        );
+        assert!(!why.contains("sekret"), "{why}");
     }
 }
