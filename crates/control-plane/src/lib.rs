@@ -331,11 +331,11 @@ async fn reconcile_linked(
         Cause::Refused(why) => refused.get(cluster) == Some(why),
     });
     for (cluster, why) in refused {
-        if !unusable.contains_key(&cluster) {
+        if let std::collections::btree_map::Entry::Vacant(slot) = unusable.entry(cluster) {
             tracing::error!("{why}");
             let now = unix_now();
             let message = format!("{why} (since {})", isthmus_kube::source::rfc3339(now));
-            unusable.insert(cluster, (Cause::Refused(why), message, now));
+            slot.insert((Cause::Refused(why), message, now));
         }
     }
     let fixed: Vec<&String> = config.sources.registries.iter().map(|(c, _)| c).collect();
