@@ -313,6 +313,15 @@ fn isthmus_install_renders_what_helm_renders() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("meshId"));
 }
 
+/// `kubectl ARGS -o name` against `cluster`: the objects' names, one per line.
+fn names(cluster: &LocalCluster, args: &[&str]) -> String {
+    let mut all = args.to_vec();
+    all.extend(["-o", "name"]);
+    cluster
+        .kubectl(&all, None)
+        .unwrap_or_else(|e| panic!("kubectl {all:?}: {e}"))
+}
+
 #[test]
 fn install_into_a_real_api_server() {
     std::env::set_current_dir(root()).expect("repository root");
@@ -333,35 +342,27 @@ fn install_into_a_real_api_server() {
         "--create-namespace",
     ]);
     assert!(ok, "helm install failed:\n{out}{err}");
-    let got = cluster
-        .kubectl(
-            &[
-                "get",
-                "crd/virtualservices.networking.istio.io",
-                "crd/authorizationpolicies.security.istio.io",
-                "clusterrole/istiod-clusterrole-istio-system",
-                "-o",
-                "name",
-            ],
-            None,
-        )
-        .unwrap_or_else(|e| panic!("{e}"));
+    let got = names(
+        &cluster,
+        &[
+            "get",
+            "crd/virtualservices.networking.istio.io",
+            "crd/authorizationpolicies.security.istio.io",
+            "clusterrole/istiod-clusterrole-istio-system",
+        ],
+    );
     assert_eq!(got.lines().count(), 3, "{got}");
-    let got = cluster
-        .kubectl(
-            &[
-                "get",
-                "deployment,service,serviceaccount,configmap,role,rolebinding",
-                "-n",
-                "istio-system",
-                "-l",
-                "app.kubernetes.io/part-of=isthmus",
-                "-o",
-                "name",
-            ],
-            None,
-        )
-        .unwrap_or_else(|e| panic!("{e}"));
+    let got = names(
+        &cluster,
+        &[
+            "get",
+            "deployment,service,serviceaccount,configmap,role,rolebinding",
+            "-n",
+            "istio-system",
+            "-l",
+            "app.kubernetes.io/part-of=isthmus",
+        ],
+    );
     for object in [
         "deployment.apps/istiod",
         "deployment.apps/istio-eastwestgateway",
@@ -402,21 +403,17 @@ fn install_into_a_real_api_server() {
         stderr.contains("applied 15 of Istio's CustomResourceDefinitions"),
         "{stderr}"
     );
-    let got = cluster
-        .kubectl(
-            &[
-                "get",
-                "deployment,service,serviceaccount,configmap,role,rolebinding",
-                "-n",
-                "istio-system",
-                "-l",
-                "app.kubernetes.io/managed-by=isthmus",
-                "-o",
-                "name",
-            ],
-            None,
-        )
-        .unwrap_or_else(|e| panic!("{e}"));
+    let got = names(
+        &cluster,
+        &[
+            "get",
+            "deployment,service,serviceaccount,configmap,role,rolebinding",
+            "-n",
+            "istio-system",
+            "-l",
+            "app.kubernetes.io/managed-by=isthmus",
+        ],
+    );
     assert_eq!(got.lines().count(), 9, "{got}");
     // Running it again changes nothing and fails nothing (server-side apply).
     let again = isthmus(&install);

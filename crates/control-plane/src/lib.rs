@@ -498,9 +498,10 @@ async fn wait_for_first_list(registries: &mut [ClusterRegistry], wake: &Arc<Noti
 /// `/debug/diagnostics`, not only in the log).
 fn waiting_problems(registries: &[ClusterRegistry]) -> Vec<String> {
     let mut out = Vec::new();
-    let every = isthmus_kube::watched_kinds().len();
     for r in registries.iter().filter(|r| !r.is_synced()) {
         let waiting = r.waiting_for();
+        // Only for a cluster not read yet: the watch list is not built on every rebuild.
+        let every = isthmus_kube::watched_kinds().len();
         out.push(format!(
             "cluster {} is not in the mesh yet: no complete list from {} (waiting for {})",
             r.cluster(),

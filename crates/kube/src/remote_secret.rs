@@ -17,7 +17,7 @@
 
 use crate::kinds::{watched_kinds, WatchedKind};
 use base64::Engine;
-use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
+use k8s_openapi::api::authentication::v1::TokenRequestSpec;
 use k8s_openapi::api::core::v1::{Namespace, Secret, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{
     ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding, RoleRef, Subject,
@@ -121,6 +121,9 @@ pub enum RemoteSecretError {
         #[source]
         source: kube::Error,
     },
+    /// The TokenRequest API refused.
+    #[error("token for {0}: {1}")]
+    Token(String, #[source] crate::token::TokenError),
     /// The TokenRequest API answered without a token.
     #[error("the TokenRequest for ServiceAccount {0} was answered without a token")]
     EmptyToken(String),
@@ -308,6 +311,26 @@ fn pem(certs: &[Vec<u8>]) -> String {
     out
 }
 
+/// A Namespace object named `name`.
+fn namespace(name: &str) -> Namespace {
+    Namespace {
+        metadata: ObjectMeta {
+            name: Some(name.to_string()),
+            ..Default::default()
+        },
+        ..Default::default()
+    }
+}
+
+/// A reference to the RBAC role of `kind` (`Role` or `ClusterRole`) named `name`.
+fn role_ref(kind: &str, name: &str) -> RoleRef {
+    RoleRef {
+        api_group: Some("rbac.authorization.k8s.io".into()),
+        kind: kind.into(),
+        name: name.into(),
+    }
+}
+
 fn meta(name: &str, namespace: Option<&str>) -> ObjectMeta {
     ObjectMeta {
         name: Some(name.to_string()),
@@ -364,18 +387,7 @@ pub async fn create(
     let sa = opts.service_account.as_str();
     progress(&format!("namespace {ns}"));
     let namespaces: Api<Namespace> = Api::all(client.clone());
-    apply(
-        &namespaces,
-        ns,
-        &Namespace {
-            metadata: ObjectMeta {
-                name: Some(ns.to_string()),
-                ..Default::default()
-            },
-            ..Default::default()
-        },
-    )
-    .await?;
+    apply(&namespaces, ns, &namespace(ns)).await?;
     progress(&format!("ServiceAccount {ns}/{sa}"));
     let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), ns);
     apply(
@@ -417,11 +429,7 @@ pub async fn create(
         &role_name,
         &ClusterRoleBinding {
             metadata: meta(&role_name, None),
-            role_ref: RoleRef {
-                api_group: Some("rbac.authorization.k8s.io".into()),
-                kind: "ClusterRole".into(),
-                name: role_name.clone(),
-            },
+            role_ref: role_ref("ClusterRole", &role_name),
             subjects: Some(subject()),
         },
     )
@@ -430,18 +438,7 @@ pub async fn create(
         let name = format!("istio-reader-{ns}");
         progress(&format!("Role and RoleBinding {role_ns}/{name}"));
         if role_ns != ns {
-            apply(
-                &namespaces,
-                &role_ns,
-                &Namespace {
-                    metadata: ObjectMeta {
-                        name: Some(role_ns.clone()),
-                        ..Default::default()
-                    },
-                    ..Default::default()
-                },
-            )
-            .await?;
+            apply(&namespaces, &role_ns, &namespace(&role_ns)).await?;
         }
         let roles: Api<Role> = Api::namespaced(client.clone(), &role_ns);
         apply(
@@ -459,11 +456,7 @@ pub async fn create(
             &name,
             &RoleBinding {
                 metadata: meta(&name, Some(&role_ns)),
-                role_ref: RoleRef {
-                    api_group: Some("rbac.authorization.k8s.io".into()),
-                    kind: "Role".into(),
-                    name: name.clone(),
-                },
+                role_ref: role_ref("Role", &name),
                 subjects: Some(subject()),
             },
         )
@@ -479,25 +472,16 @@ pub async fn create(
                 "token for {ns}/{sa} from the TokenRequest API, valid {}s",
                 ttl.as_secs()
             ));
-            let request = TokenRequest {
-                spec: Some(TokenRequestSpec {
-                    audiences: None,
-                    expiration_seconds: Some(ttl.as_secs().min(i64::MAX as u64) as i64),
-                    ..Default::default()
-                }),
+            let spec = TokenRequestSpec {
+                audiences: None,
+                expiration_seconds: Some(ttl.as_secs().min(i64::MAX as u64) as i64),
                 ..Default::default()
             };
-            let answer = accounts
-                .create_token_request(sa, &PostParams::default(), &request)
+            let issued = crate::token::request_token(&client, ns, sa, spec)
                 .await
-                .map_err(|source| RemoteSecretError::Api {
-                    what: format!("TokenRequest for ServiceAccount {ns}/{sa}"),
-                    source,
-                })?;
-            let status = answer.status.unwrap_or_default();
-            let expires = status.expiration_timestamp.map(|t| t.0.as_second());
-            let token = status
-                .token
+                .map_err(|e| RemoteSecretError::Token(format!("ServiceAccount {ns}/{sa}"), e))?;
+            let expires = issued.expires;
+            let token = Some(issued.token)
                 .filter(|t| !t.is_empty())
                 .ok_or_else(|| RemoteSecretError::EmptyToken(format!("{ns}/{sa}")))?;
             (token, None, expires)

@@ -101,28 +101,35 @@ pub struct BoundPod<'a> {
     pub uid: &'a str,
 }
 
-/// Asks the API server for a token of `namespace`/`service_account` for the audience
-/// `istio-ca`, valid `ttl_secs` and bound to `pod`, as a kubelet projects one into a pod.
-pub async fn request(
+/// A token the TokenRequest API issued.
+#[derive(Clone)]
+pub struct IssuedToken {
+    /// The token (empty if the API server answered without one).
+    pub token: String,
+    /// When it expires, in seconds since the epoch, as the API server says.
+    pub expires: Option<i64>,
+}
+
+impl std::fmt::Debug for IssuedToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the token.
+        f.debug_struct("IssuedToken")
+            .field("expires", &self.expires)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Asks the TokenRequest API for a token of `namespace`/`service_account` as `spec` says
+/// (audiences, expiry, the object it is bound to).
+pub async fn request_token(
     client: &kube::Client,
     namespace: &str,
     service_account: &str,
-    pod: BoundPod<'_>,
-    ttl_secs: i64,
-) -> Result<String, TokenError> {
+    spec: TokenRequestSpec,
+) -> Result<IssuedToken, TokenError> {
     let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), namespace);
     let request = TokenRequest {
-        spec: Some(TokenRequestSpec {
-            audiences: Some(vec![ISTIO_CA_AUDIENCE.to_string()]),
-            expiration_seconds: Some(ttl_secs),
-            bound_object_ref: Some(BoundObjectReference {
-                api_version: Some("v1".into()),
-                kind: Some("Pod".into()),
-                name: Some(pod.name.to_string()),
-                uid: Some(pod.uid.to_string()),
-            }),
-            ..Default::default()
-        }),
+        spec: Some(spec),
         ..Default::default()
     };
     let answer = accounts
@@ -132,7 +139,36 @@ pub async fn request(
             what: "TokenRequest",
             source,
         })?;
-    Ok(answer.status.and_then(|s| s.token).unwrap_or_default())
+    let status = answer.status.unwrap_or_default();
+    Ok(IssuedToken {
+        token: status.token.unwrap_or_default(),
+        expires: status.expiration_timestamp.map(|t| t.0.as_second()),
+    })
+}
+
+/// Asks the API server for a token of `namespace`/`service_account` for the audience
+/// `istio-ca`, valid `ttl_secs` and bound to `pod`, as a kubelet projects one into a pod.
+pub async fn request(
+    client: &kube::Client,
+    namespace: &str,
+    service_account: &str,
+    pod: BoundPod<'_>,
+    ttl_secs: i64,
+) -> Result<String, TokenError> {
+    let spec = TokenRequestSpec {
+        audiences: Some(vec![ISTIO_CA_AUDIENCE.to_string()]),
+        expiration_seconds: Some(ttl_secs),
+        bound_object_ref: Some(BoundObjectReference {
+            api_version: Some("v1".into()),
+            kind: Some("Pod".into()),
+            name: Some(pod.name.to_string()),
+            uid: Some(pod.uid.to_string()),
+        }),
+        ..Default::default()
+    };
+    Ok(request_token(client, namespace, service_account, spec)
+        .await?
+        .token)
 }
 
 #[cfg(test)]

@@ -28,6 +28,16 @@ async fn client_of(secret: &remote_secret::RemoteSecret) -> kube::Client {
     .unwrap_or_else(|e| panic!("{e}"))
 }
 
+/// The problems `registry` reports, as text.
+fn problems_of(registry: &KubeRegistry) -> Vec<String> {
+    registry
+        .current()
+        .diagnostics
+        .iter()
+        .map(|d| d.to_string())
+        .collect()
+}
+
 /// Watches every kind with `client` until the first complete list, and returns the problems
 /// the watches reported (a `403` would be one).
 async fn watch_problems(client: kube::Client) -> Vec<String> {
@@ -37,12 +47,7 @@ async fn watch_problems(client: kube::Client) -> Vec<String> {
     let deadline = Instant::now() + Duration::from_secs(60);
     while !registry.is_synced() {
         registry.sync(&Changes::default());
-        let problems: Vec<String> = registry
-            .current()
-            .diagnostics
-            .iter()
-            .map(|d| d.to_string())
-            .collect();
+        let problems = problems_of(&registry);
         if !problems.is_empty() || Instant::now() > deadline {
             return problems
                 .into_iter()
@@ -58,12 +63,7 @@ async fn watch_problems(client: kube::Client) -> Vec<String> {
         let _ = tokio::time::timeout(Duration::from_millis(500), wake.notified()).await;
     }
     registry.sync(&Changes::default());
-    registry
-        .current()
-        .diagnostics
-        .iter()
-        .map(|d| d.to_string())
-        .collect()
+    problems_of(&registry)
 }
 
 fn status_of(e: &kube::Error) -> u16 {
@@ -182,12 +182,7 @@ async fn a_remote_secret_reads_everything_watched_and_nothing_more() {
     let revoked = Instant::now();
     let said = loop {
         held.sync(&Changes::default());
-        let problems: Vec<String> = held
-            .current()
-            .diagnostics
-            .iter()
-            .map(|d| d.to_string())
-            .collect();
+        let problems = problems_of(&held);
         if let Some(p) = problems.iter().find(|p| p.contains("unauthorized")) {
             break p.clone();
         }
