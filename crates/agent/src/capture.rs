@@ -40,6 +40,9 @@ pub struct CaptureConfig {
     pub exclude_outbound: Vec<SocketAddr>,
     /// DNS capture, when the agent serves the pod's DNS.
     pub dns: Option<DnsCapture>,
+    /// The uid and gid whose traffic is never captured (the proxy's: Envoy, and the agent
+    /// when it runs as the proxy's user, as in an injected pod).
+    pub proxy_uid: u32,
 }
 
 impl CaptureConfig {
@@ -51,6 +54,7 @@ impl CaptureConfig {
             exclude_inbound_ports: vec![15000, 15008, 15020, 15021, 15090],
             exclude_outbound: control_plane.into_iter().collect(),
             dns: None,
+            proxy_uid: PROXY_UID,
         }
     }
 
@@ -72,7 +76,8 @@ impl CaptureConfig {
                 "-A ISTIO_DNS -m mark --mark {DNS_MARK} -j RETURN\n"
             ));
             r.push_str(&format!(
-                "-A ISTIO_DNS -m owner --uid-owner {PROXY_UID} -j RETURN\n"
+                "-A ISTIO_DNS -m owner --uid-owner {} -j RETURN\n",
+                self.proxy_uid
             ));
             for ip in &dns.resolvers {
                 for proto in ["udp", "tcp"] {
@@ -95,10 +100,12 @@ impl CaptureConfig {
         // Envoy's inbound passthrough source address.
         r.push_str("-A ISTIO_OUTPUT -s 127.0.0.6/32 -o lo -j RETURN\n");
         r.push_str(&format!(
-            "-A ISTIO_OUTPUT -m owner --uid-owner {PROXY_UID} -j RETURN\n"
+            "-A ISTIO_OUTPUT -m owner --uid-owner {} -j RETURN\n",
+            self.proxy_uid
         ));
         r.push_str(&format!(
-            "-A ISTIO_OUTPUT -m owner --gid-owner {PROXY_UID} -j RETURN\n"
+            "-A ISTIO_OUTPUT -m owner --gid-owner {} -j RETURN\n",
+            self.proxy_uid
         ));
         r.push_str("-A ISTIO_OUTPUT -d 127.0.0.1/32 -j RETURN\n");
         if self.dns.is_some() {
@@ -120,6 +127,61 @@ impl CaptureConfig {
         ));
         r.push_str("COMMIT\n");
         r
+    }
+}
+
+/// `isthmus iptables`: what an injected pod's `istio-init` container runs (Istio's
+/// `istio-iptables`): installs the capture rules in the pod's network namespace and exits.
+#[derive(Debug, Clone, clap::Args)]
+pub struct IptablesArgs {
+    /// Where outbound TCP goes (Envoy's 15001).
+    #[arg(long, default_value_t = 15001)]
+    pub outbound_port: u16,
+    /// Where inbound TCP goes (Envoy's 15006).
+    #[arg(long, default_value_t = 15006)]
+    pub inbound_port: u16,
+    /// The uid and gid whose traffic passes uncaptured (the proxy's).
+    #[arg(long, default_value_t = PROXY_UID)]
+    pub proxy_uid: u32,
+    /// Inbound ports never captured, comma separated.
+    #[arg(long, value_delimiter = ',', default_value = "15020,15021,15090")]
+    pub exclude_inbound_ports: Vec<u16>,
+    /// Outbound destinations never captured (IP:PORT), comma separated.
+    #[arg(long, value_delimiter = ',')]
+    pub exclude_outbound: Vec<SocketAddr>,
+    /// Send the pod's DNS queries to its resolvers (from /etc/resolv.conf) to the proxy's
+    /// DNS on 15053.
+    #[arg(long)]
+    pub redirect_dns: bool,
+}
+
+impl IptablesArgs {
+    /// The capture these flags ask for; `resolv_conf` is the pod's /etc/resolv.conf.
+    pub fn capture(&self, resolv_conf: &str) -> CaptureConfig {
+        let mut c = CaptureConfig::istio(None);
+        c.outbound_port = self.outbound_port;
+        c.inbound_port = self.inbound_port;
+        c.proxy_uid = self.proxy_uid;
+        c.exclude_inbound_ports = self.exclude_inbound_ports.clone();
+        // Envoy's admin port is never reachable from outside, captured or not.
+        if !c.exclude_inbound_ports.contains(&15000) {
+            c.exclude_inbound_ports.insert(0, 15000);
+        }
+        c.exclude_outbound = self.exclude_outbound.clone();
+        if self.redirect_dns {
+            let (upstreams, _) = isthmus_dns::proxy::read_resolv_conf(resolv_conf);
+            c.dns = Some(DnsCapture {
+                resolvers: upstreams
+                    .iter()
+                    .filter_map(|u| match u.ip() {
+                        std::net::IpAddr::V4(ip) => Some(ip),
+                        std::net::IpAddr::V6(_) => None,
+                    })
+                    .collect(),
+                port: DNS_PORT,
+            });
+        }
+        c
     }
 }
 
@@ -193,6 +255,52 @@ mod tests {
         );
         assert_eq!(lines.last(), Some(&"COMMIT"));
         assert!(!rules.contains("ISTIO_DNS"), "no DNS capture unless asked");
+    }
+
+    #[test]
+    fn istio_init_flags_capture_dns_to_the_resolvers_and_spare_the_proxy_user() {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Cli {
+            #[command(flatten)]
+            args: IptablesArgs,
+        }
+        let cli = Cli::try_parse_from([
+            "iptables",
+            "--redirect-dns",
+            "--exclude-inbound-ports",
+            "15020,15021",
+        ])
+        .expect("flags");
+        let c = cli
+            .args
+            .capture("search sample.svc.cluster.local\nnameserver 10.10.0.2\n");
+        assert_eq!(c.exclude_inbound_ports, [15000, 15020, 15021]);
+        let dns = c.dns.clone().expect("DNS capture");
+        assert_eq!(
+            dns.resolvers,
+            ["10.10.0.2".parse::<std::net::Ipv4Addr>().expect("ip")]
+        );
+        assert_eq!(dns.port, 15053);
+        let rules = c.rules();
+        assert!(
+            rules.contains("-A ISTIO_DNS -m owner --uid-owner 1337 -j RETURN"),
+            "{rules}"
+        );
+        assert!(
+            rules.contains("-A ISTIO_DNS -d 10.10.0.2/32 -p udp -j REDIRECT --to-ports 15053"),
+            "{rules}"
+        );
+        assert!(
+            rules.contains("-A ISTIO_INBOUND -p tcp --dport 15000 -j RETURN"),
+            "{rules}"
+        );
+        let plain = Cli::try_parse_from(["iptables"])
+            .expect("flags")
+            .args
+            .capture("");
+        assert!(plain.dns.is_none());
+        assert_eq!(plain.exclude_inbound_ports, [15000, 15020, 15021, 15090]);
     }
 
     #[test]

@@ -179,6 +179,27 @@ pub enum LabCommand {
         #[arg(long = "tcp-port")]
         tcp_ports: Vec<u16>,
     },
+    /// (started by the lab's kubelet, inside a pod) run a container of the Isthmus image:
+    /// its volumes mounted in a mount namespace of its own, as its user, with its
+    /// environment only.
+    #[command(hide = true)]
+    ContainerExec {
+        /// SOURCE:TARGET[:ro], one per volume mount.
+        #[arg(long = "mount")]
+        mounts: Vec<String>,
+        /// The container's user.
+        #[arg(long, default_value_t = 0)]
+        uid: u32,
+        /// The container's group.
+        #[arg(long, default_value_t = 0)]
+        gid: u32,
+        /// NAME=VALUE, its whole environment.
+        #[arg(long = "env")]
+        env: Vec<String>,
+        /// The program and its arguments.
+        #[arg(last = true, required = true)]
+        argv: Vec<String>,
+    },
     /// (inside a pod) GET a URL on loopback and print the body; exit 1 unless 200.
     #[command(hide = true)]
     HttpGet {
@@ -366,6 +387,33 @@ pub fn run(g: &LabGlobal, cmd: LabCommand) -> Result<()> {
         LabCommand::Node { cluster } => {
             let opts = options(g)?;
             tokio::runtime::Runtime::new()?.block_on(isthmus_lab::node::run(opts, &cluster))?;
+        }
+        LabCommand::ContainerExec {
+            mounts,
+            uid,
+            gid,
+            env,
+            argv,
+        } => {
+            let mut spec = isthmus_lab::container::ContainerExec {
+                mounts: Vec::new(),
+                uid,
+                gid,
+                env: Vec::new(),
+                argv,
+            };
+            for m in &mounts {
+                spec.mounts
+                    .push(isthmus_lab::container::Mount::parse(m).map_err(|e| anyhow::anyhow!(e))?);
+            }
+            for e in &env {
+                let (k, v) = e
+                    .split_once('=')
+                    .ok_or_else(|| anyhow::anyhow!("--env `{e}`: expected NAME=VALUE"))?;
+                spec.env.push((k.to_string(), v.to_string()));
+            }
+            let e = isthmus_lab::container::exec(&spec);
+            bail!("container {}: {e}", spec.argv.join(" "));
         }
         LabCommand::HttpGet { addr, path } => {
             let (code, body) = isthmus_lab::http::get(addr, &path)?;

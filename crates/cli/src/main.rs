@@ -43,6 +43,9 @@ enum Command {
     Install(InstallArgs),
     /// Run the pod agent: certificate, SDS, bootstrap, Envoy.
     Agent(Box<isthmus_agent::AgentConfig>),
+    /// Install the pod's traffic capture rules and exit: what an injected pod's `istio-init`
+    /// container runs (Istio's istio-iptables). Needs NET_ADMIN in the pod's namespace.
+    Iptables(isthmus_agent::capture::IptablesArgs),
     /// Print the Envoy resources the control plane would send a proxy, as Istio names them.
     ProxyConfig(ProxyConfigArgs),
     /// Show resources a control plane serves: `get serviceentries [--generated]`.
@@ -366,6 +369,26 @@ fn run() -> Result<()> {
         }
         Command::Agent(config) => {
             tokio::runtime::Runtime::new()?.block_on(isthmus_agent::run(*config))?;
+        }
+        Command::Iptables(args) => {
+            let resolv = if args.redirect_dns {
+                std::fs::read_to_string("/etc/resolv.conf")
+                    .map_err(|e| anyhow::anyhow!("/etc/resolv.conf: {e}"))?
+            } else {
+                String::new()
+            };
+            let capture = args.capture(&resolv);
+            isthmus_agent::capture::apply(&capture)?;
+            println!(
+                "capture installed: outbound -> {}, inbound -> {}, uid/gid {} uncaptured{}",
+                capture.outbound_port,
+                capture.inbound_port,
+                capture.proxy_uid,
+                match &capture.dns {
+                    Some(d) => format!(", DNS to {:?} -> {}", d.resolvers, d.port),
+                    None => String::new(),
+                }
+            );
         }
         Command::ProxyConfig(a) => {
             if a.registry.registries.is_empty() {

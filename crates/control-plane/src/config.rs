@@ -93,6 +93,9 @@ pub struct ControlPlaneConfig {
     /// `isthmus.io/export` label nor the `networking.istio.io/exportTo` annotation.
     #[arg(long, value_enum, default_value_t = ExportDefault::Exported)]
     pub export_default: ExportDefault,
+    /// The sidecar injection webhook.
+    #[command(flatten)]
+    pub injection: crate::injection::InjectionFlags,
 }
 
 impl ControlPlaneConfig {
@@ -126,6 +129,7 @@ impl ControlPlaneConfig {
             vip_range: isthmus_model::VipRange::default(),
             remote_registries: Vec::new(),
             export_default: ExportDefault::Exported,
+            injection: crate::injection::InjectionFlags::default(),
         }
     }
 
@@ -167,6 +171,13 @@ impl ControlPlaneConfig {
             vip_range,
             remote_registries,
             export_default,
+            injection:
+                crate::injection::InjectionFlags {
+                    injection_listen,
+                    injection_image,
+                    injection_control_plane,
+                    webhook_config,
+                },
         } = self;
         let mut a: Vec<OsString> = Vec::new();
         let mut flag = |name: &str, value: OsString| {
@@ -216,6 +227,12 @@ impl ControlPlaneConfig {
             flag("--remote-registry", pair(c, d));
         }
         flag("--export-default", export_default.as_str().into());
+        if let Some(addr) = injection_listen {
+            flag("--injection-listen", addr.to_string().into());
+        }
+        flag("--injection-image", injection_image.into());
+        flag("--injection-control-plane", injection_control_plane.into());
+        flag("--webhook-config", webhook_config.into());
         if *in_cluster {
             a.push("--in-cluster".into());
         }
@@ -264,6 +281,10 @@ mod tests {
         full.vip_range = "240.241.0.0/16".parse().expect("range");
         full.remote_registries = vec![("cluster2".into(), "/lab/reg/cluster2".into())];
         full.export_default = ExportDefault::Hidden;
+        full.injection.injection_listen = Some("0.0.0.0:15017".parse().expect("addr"));
+        full.injection.injection_image = "registry.local/isthmus:dev".into();
+        full.injection.injection_control_plane = "10.0.0.1:15012".into();
+        full.injection.webhook_config = "injector".into();
         assert_eq!(parse(full.to_args()), full);
         let mut kube = plain.clone();
         kube.sources.registries.clear();

@@ -19,6 +19,7 @@ use tokio::sync::Notify;
 pub mod clusters;
 pub mod config;
 pub mod gateway_probe;
+pub mod injection;
 pub mod jwks;
 pub mod memory;
 pub mod token_review;
@@ -810,6 +811,50 @@ pub async fn run(config: ControlPlaneConfig) -> Result<(), ControlPlaneError> {
         isthmus_ca::CONTROL_PLANE_DNS.to_string(),
         "istiod.istio-system.svc.cluster.local".to_string(),
     ])?;
+    if let Some(addr) = config.injection.injection_listen {
+        let listener = bind_retrying(addr)
+            .await
+            .map_err(|e| ControlPlaneError::Serve {
+                addr,
+                source: Box::new(e),
+            })?;
+        let inject = isthmus_kube::inject::InjectionConfig {
+            image: config.injection.injection_image.clone(),
+            cluster: config.sources.cluster.clone(),
+            network: config.sources.network.clone(),
+            trust_domain: trust_domain.clone(),
+            control_plane: config.injection.injection_control_plane.clone(),
+        };
+        let (cert, key) = (cert.clone(), key.clone());
+        tracing::info!(%addr, "serving the sidecar injection webhook over TLS");
+        tokio::spawn(async move {
+            if let Err(e) = injection::serve(listener, &cert, &key, inject).await {
+                tracing::error!(error = %e, "the injection webhook stopped");
+            }
+        });
+    }
+    if let Some(access) = &local_kube {
+        // Proxies mount the root from istio-ca-root-cert; the API server trusts the webhook
+        // through the caBundle: both kept by the control plane, as istiod does.
+        match access.client().await {
+            Ok(client) => {
+                tokio::spawn(injection::publish_root_cert(
+                    client.clone(),
+                    authority.root_pem().to_string(),
+                ));
+                if config.injection.injection_listen.is_some() {
+                    tokio::spawn(injection::keep_ca_bundle(
+                        client,
+                        config.injection.webhook_config.clone(),
+                        authority.root_pem().to_string(),
+                    ));
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "no client for the local API server: istio-ca-root-cert and the webhook caBundle are not kept")
+            }
+        }
+    }
     let tls = tonic::transport::ServerTlsConfig::new()
         .identity(tonic::transport::Identity::from_pem(cert, key))
         .client_ca_root(tonic::transport::Certificate::from_pem(

@@ -333,6 +333,24 @@ pub fn render(v: &InstallValues, crds: Option<&str>) -> Result<Vec<Value>, Insta
         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role_name},
         "subjects": subject
     }));
+    // What the control plane writes, apart from reading: the root certificate ConfigMap in
+    // every namespace, and the caBundle of its injection webhook.
+    let writer = format!("istiod-writer-{ns}");
+    out.push(json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+        "metadata": {"name": writer, "labels": labels("istiod", &[])},
+        "rules": [
+            {"apiGroups": [""], "resources": ["configmaps"], "resourceNames": [crate::inject::ROOT_CERT_CONFIGMAP], "verbs": ["get", "update", "patch"]},
+            {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["create"]},
+            {"apiGroups": ["admissionregistration.k8s.io"], "resources": ["mutatingwebhookconfigurations"], "resourceNames": [INJECTOR], "verbs": ["get", "update"]},
+        ]
+    }));
+    out.push(json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+        "metadata": {"name": writer, "labels": labels("istiod", &[])},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": writer},
+        "subjects": subject
+    }));
     let ns_rules = namespaced.get("istio-system").cloned().unwrap_or_default();
     out.push(json!({
         "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
@@ -379,9 +397,13 @@ pub fn render(v: &InstallValues, crds: Option<&str>) -> Result<Vec<Value>, Insta
                             "--listen=0.0.0.0:15012",
                             "--monitoring=0.0.0.0:15014",
                             "--dns=0.0.0.0:15053",
+                            "--injection-listen=0.0.0.0:15017",
+                            format!("--injection-image={image}"),
+                            format!("--injection-control-plane=istiod.{ns}.svc:15012"),
                         ],
                         "ports": [
                             {"name": "grpc-xds", "containerPort": 15012, "protocol": "TCP"},
+                            {"name": "https-webhook", "containerPort": 15017, "protocol": "TCP"},
                             {"name": "http-monitoring", "containerPort": 15014, "protocol": "TCP"},
                             {"name": "dns-udp", "containerPort": 15053, "protocol": "UDP"},
                             {"name": "dns-tcp", "containerPort": 15053, "protocol": "TCP"},
@@ -418,9 +440,11 @@ pub fn render(v: &InstallValues, crds: Option<&str>) -> Result<Vec<Value>, Insta
                 {"name": "http-monitoring", "port": 15014, "targetPort": 15014, "protocol": "TCP"},
                 {"name": "dns-udp", "port": 53, "targetPort": 15053, "protocol": "UDP"},
                 {"name": "dns-tcp", "port": 53, "targetPort": 15053, "protocol": "TCP"},
+                {"name": "https-webhook", "port": 443, "targetPort": 15017, "protocol": "TCP"},
             ]
         }
     }));
+    out.push(injector_webhook(ns, "/inject", None));
     if v.east_west_gateway.enabled {
         let gw_labels = labels(
             gw,
@@ -511,6 +535,39 @@ pub fn render(v: &InstallValues, crds: Option<&str>) -> Result<Vec<Value>, Insta
     Ok(out)
 }
 
+/// The name of the sidecar injector's MutatingWebhookConfiguration (Istio's).
+pub const INJECTOR: &str = "istio-sidecar-injector";
+
+/// The sidecar injector's MutatingWebhookConfiguration, as Istio's: pods being created in
+/// namespaces labelled `istio-injection=enabled`, except those labelled
+/// `sidecar.istio.io/inject: "false"`, go to the control plane's Service `istiod` in
+/// `namespace` (port 443, `path`). It fails closed there (a pod that should get a proxy is
+/// not created without one) and nowhere else: other namespaces never call it. The caBundle
+/// is the control plane's to set (`ca_bundle` only when the caller knows the root).
+pub fn injector_webhook(namespace: &str, path: &str, ca_bundle: Option<&str>) -> Value {
+    let mut client =
+        json!({"service": {"name": "istiod", "namespace": namespace, "path": path, "port": 443}});
+    if let Some(b) = ca_bundle {
+        client["caBundle"] = json!(b);
+    }
+    json!({
+        "apiVersion": "admissionregistration.k8s.io/v1", "kind": "MutatingWebhookConfiguration",
+        "metadata": {"name": INJECTOR, "labels": labels("sidecar-injector", &[])},
+        "webhooks": [{
+            "name": "namespace.sidecar-injector.istio.io",
+            "clientConfig": client,
+            "rules": [{"operations": ["CREATE"], "apiGroups": [""], "apiVersions": ["v1"], "resources": ["pods"]}],
+            "namespaceSelector": {"matchLabels": {"istio-injection": "enabled"}},
+            "objectSelector": {"matchExpressions": [{"key": "sidecar.istio.io/inject", "operator": "NotIn", "values": ["false"]}]},
+            "failurePolicy": "Fail",
+            "sideEffects": "None",
+            "admissionReviewVersions": ["v1"],
+            "reinvocationPolicy": "Never",
+            "timeoutSeconds": 10,
+        }]
+    })
+}
+
 /// `objects` as one YAML stream (`---` between documents), as `helm template` prints them.
 pub fn to_yaml(objects: &[Value]) -> Result<String, InstallError> {
     let mut out = String::new();
@@ -547,6 +604,7 @@ fn api_resource(api_version: &str, kind: &str) -> Option<(ApiResource, bool)> {
         "ConfigMap" => ("configmaps", true),
         "Deployment" => ("deployments", true),
         "Service" => ("services", true),
+        "MutatingWebhookConfiguration" => ("mutatingwebhookconfigurations", false),
         _ => return None,
     };
     Some((

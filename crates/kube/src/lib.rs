@@ -12,6 +12,7 @@
 //!   reviews them (TokenReview), as Istio's agents and CA do.
 //! - [`remote_secret`] makes another cluster's credential as `istioctl create-remote-secret`
 //!   does: a reader ServiceAccount with only the rights the control plane uses, and its token.
+//! - [`inject`] adds the sidecar to a pod being created, as Istio's injection webhook does.
 //! - [`install`] renders the Helm chart's objects from the chart's own values, for
 //!   `isthmus install`, and applies them.
 //! - [`local`] starts a real etcd and kube-apiserver (built by `scripts/install-kubernetes.sh`)
@@ -22,6 +23,7 @@
 //! `install` (the chart's objects) -> `source` (events) -> `local` (processes).
 
 pub mod access;
+pub mod inject;
 pub mod install;
 pub mod kinds;
 pub mod local;

@@ -12,7 +12,8 @@ use crate::process;
 use crate::state::{LabState, PodRole, PodState};
 use crate::topology::{ClusterSpec, Topology};
 use isthmus_api::kube::{
-    LoadBalancerIngress, LoadBalancerStatus, Service, ServicePort, ServiceSpec, ServiceStatus,
+    IntOrString, LoadBalancerIngress, LoadBalancerStatus, Service, ServicePort, ServiceSpec,
+    ServiceStatus,
 };
 use isthmus_api::{Labels, ObjectMeta};
 use isthmus_control_plane::ControlPlaneConfig;
@@ -43,6 +44,8 @@ pub struct MeshComponent {
     pub port_name: &'static str,
     /// The Service port, also the pod's one container port.
     pub port: u32,
+    /// More Service ports: (name, port, the pod's port).
+    pub extra_ports: &'static [(&'static str, u32, u32)],
     /// The pod's service account.
     pub service_account: &'static str,
     /// Runs an Envoy.
@@ -61,6 +64,8 @@ pub const CONTROL_PLANE: MeshComponent = MeshComponent {
     selector: ("app", "istiod"),
     port_name: "tcp-istiod",
     port: 15012,
+    // The sidecar injection webhook, as istiod's Service has it.
+    extra_ports: &[("https-webhook", 443, 15017)],
     service_account: "default",
     proxy: false,
     public: false,
@@ -75,6 +80,7 @@ pub const EAST_WEST_GATEWAY: MeshComponent = MeshComponent {
     selector: ("istio", "ingressgateway"),
     port_name: "tls",
     port: 15443,
+    extra_ports: &[],
     service_account: "istio-ingressgateway-service-account",
     proxy: true,
     public: true,
@@ -89,6 +95,7 @@ pub const EGRESS_GATEWAY: MeshComponent = MeshComponent {
     selector: ("istio", "egressgateway"),
     port_name: "tls",
     port: 15443,
+    extra_ports: &[],
     service_account: "istio-egressgateway-service-account",
     proxy: true,
     public: false,
@@ -118,11 +125,22 @@ impl MeshComponent {
                 ..Default::default()
             },
             spec: ServiceSpec {
-                ports: vec![ServicePort {
+                ports: std::iter::once(ServicePort {
                     name: self.port_name.into(),
                     port: self.port,
                     ..Default::default()
-                }],
+                })
+                .chain(
+                    self.extra_ports
+                        .iter()
+                        .map(|(name, port, target)| ServicePort {
+                            name: name.to_string(),
+                            port: *port,
+                            target_port: Some(IntOrString::Int(*target)),
+                            ..Default::default()
+                        }),
+                )
+                .collect(),
                 selector: Arc::new(Labels::from([(sk.to_string(), sv.to_string())])),
                 type_: public_ip.map(|_| "LoadBalancer".into()),
                 ..Default::default()
@@ -254,6 +272,8 @@ pub fn control_plane_config(
         // The cluster's own API server, at its pod address.
         config.sources.registries.clear();
         config.kubeconfig = Some(crate::kubernetes::kubeconfig(&opts.state_dir, &spec.name));
+        // Pods get their sidecars from the control plane's injection webhook, as in Istio.
+        config.injection.injection_listen = Some(SocketAddr::from(([0, 0, 0, 0], 15017)));
     }
     if spec.egress_gateway && spec.egress_funnel {
         config.sources.egress_gateway =
@@ -331,7 +351,33 @@ pub fn control_plane(
     // remote cluster reaches the control plane through the local gateway).
     CONTROL_PLANE.publish(opts, state, ci, &pod)?;
     state.clusters[ci].pods.push(pod);
-    state.save(&opts.state_dir)
+    state.save(&opts.state_dir)?;
+    if crate::kubernetes::enabled(state) {
+        injection_webhook(opts, state, ci)?;
+        progress(&format!(
+            "{}: sidecar injection webhook (istiod:443 -> :15017) for namespaces labelled istio-injection=enabled",
+            spec.name
+        ));
+    }
+    Ok(())
+}
+
+/// Registers cluster number `ci`'s control plane as the sidecar injector (the chart's
+/// MutatingWebhookConfiguration), trusted through the mesh root.
+fn injection_webhook(opts: &LabOptions, state: &LabState, ci: usize) -> Result<(), LabError> {
+    use base64::Engine;
+    let root_file = opts.ca_dir().join("root/root-cert.pem");
+    let root = std::fs::read(&root_file).map_err(crate::error::io(&root_file))?;
+    let bundle = base64::engine::general_purpose::STANDARD.encode(root);
+    let webhook = isthmus_kube::install::injector_webhook(NAMESPACE, "/inject", Some(&bundle));
+    crate::kubernetes::run_kubectl(
+        opts,
+        state,
+        ci,
+        &["apply", "-f", "-"],
+        Some(&webhook.to_string()),
+    )?;
+    Ok(())
 }
 
 /// The command line of cluster number `ci`'s control plane.
@@ -601,14 +647,17 @@ mod tests {
     }
 
     #[test]
-    fn istiod_service_is_a_cluster_ip_on_15012() {
+    fn istiod_service_is_a_cluster_ip_on_15012_and_443_for_the_webhook() {
         let svc = CONTROL_PLANE.service(None);
         let v = serde_json::to_value(&svc).expect("json");
         assert_eq!(
             v,
             serde_json::json!({
                 "metadata": {"name": "istiod", "namespace": "istio-system", "labels": {"app": "istiod"}},
-                "spec": {"ports": [{"name": "tcp-istiod", "port": 15012}], "selector": {"app": "istiod"}},
+                "spec": {"ports": [
+                    {"name": "tcp-istiod", "port": 15012},
+                    {"name": "https-webhook", "port": 443, "targetPort": 15017},
+                ], "selector": {"app": "istiod"}},
             }),
         );
     }

@@ -351,6 +351,21 @@ pub fn pod_http(
     )
 }
 
+/// GET on `address:port` from inside a pod (a readiness probe at the pod's address).
+pub fn pod_http_at(
+    opts: &LabOptions,
+    pod: &PodState,
+    address: &str,
+    port: u16,
+    path: &str,
+) -> Result<String, LabError> {
+    netns::exec(
+        &pod.netns,
+        &opts.exe_arg(),
+        &["lab", "http-get", &format!("{address}:{port}"), path],
+    )
+}
+
 /// The last lines of every log in a pod's working directory, for an error report.
 fn log_tails(workdir: &Path) -> String {
     std::fs::read_dir(workdir)

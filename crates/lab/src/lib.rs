@@ -17,6 +17,7 @@
 
 pub mod api_server;
 pub mod bookinfo;
+pub mod container;
 pub mod demo;
 pub mod envoy_binary;
 pub mod error;
@@ -32,6 +33,7 @@ pub mod netns;
 pub mod network;
 pub mod node;
 pub mod options;
+pub mod pod_spec;
 pub mod process;
 pub mod scenario;
 pub mod state;

@@ -23,6 +23,7 @@
 //! [`LAB_MANAGED`]) are on the Node too but are left alone. The pods it runs are written to
 //! `node-CLUSTER.json` in the state directory for the other lab commands.
 
+use crate::container;
 use crate::demo::DemoApp;
 use crate::error::{io, LabError};
 use crate::kubelet;
@@ -30,6 +31,7 @@ use crate::kubernetes;
 use crate::netns;
 use crate::network;
 use crate::options::LabOptions;
+use crate::pod_spec::{self, ProjectedToken};
 use crate::process;
 use crate::state::{LabState, PodRole, PodState};
 use futures::StreamExt;
@@ -74,14 +76,15 @@ fn write_pods(
     std::fs::rename(&tmp, &file).map_err(io(&file))
 }
 
-/// How long the service-account tokens of sidecars live (Istio's projected `istio-token`:
-/// 12 hours); they are renewed at 80% of that, as a kubelet renews projected tokens.
-const TOKEN_TTL_SECS: i64 = 12 * 3600;
-
-/// When a token requested now is renewed.
-fn token_renewal() -> std::time::Instant {
-    std::time::Instant::now() + Duration::from_secs(TOKEN_TTL_SECS as u64 * 8 / 10)
+/// When a projected token that lives `ttl_secs` is renewed: at 80% of its life, as a
+/// kubelet renews projected tokens.
+fn token_renewal(ttl_secs: i64) -> std::time::Instant {
+    std::time::Instant::now()
+        + Duration::from_secs(u64::try_from(ttl_secs).unwrap_or(3600) * 8 / 10)
 }
+
+/// A pod's HTTP readiness probes: (port, path) at its address.
+type Probes = Vec<(u16, String)>;
 
 /// A pod the agent runs.
 struct Running {
@@ -90,9 +93,13 @@ struct Running {
     uid: String,
     /// Whether its Ready condition has been reported true.
     reported_ready: bool,
-    /// When its sidecar's service-account token is renewed (none without a sidecar, or for a
-    /// pod adopted from an earlier agent, which keeps the token it has).
-    token_renew_at: Option<std::time::Instant>,
+    /// Its projected service-account tokens and when each is renewed (none for a pod
+    /// adopted from an earlier agent, which keeps the tokens it has).
+    tokens: Vec<(ProjectedToken, std::time::Instant)>,
+    /// Its containers' HTTP readiness probes (port, path), asked at the pod's address.
+    probes: Probes,
+    /// The Pod as the API had it when it started (for renewing bound tokens).
+    api: Option<Box<Pod>>,
 }
 
 /// What the agent works from.
@@ -151,7 +158,9 @@ pub async fn run(opts: LabOptions, cluster: &str) -> Result<(), LabError> {
                     uid: String::new(),
                     pod: p,
                     reported_ready: false,
-                    token_renew_at: None,
+                    tokens: Vec::new(),
+                    probes: Vec::new(),
+                    api: None,
                 },
             );
         }
@@ -378,133 +387,149 @@ impl Agent {
         write_pods(&self.opts.state_dir, &cluster, &self.running)
     }
 
-    /// Runs one Pod and reports it running (not yet ready).
+    /// Runs one Pod as its spec says and reports it running (not yet ready): its volumes,
+    /// its init containers to completion, then its containers. A container of the Isthmus
+    /// image runs the `isthmus` binary ([`crate::container`]); any other image is one of the
+    /// lab's demo apps.
     async fn start(&mut self, p: &Pod) -> Result<(), LabError> {
         let ns = p.metadata.namespace.clone().unwrap_or_default();
         let name = p.metadata.name.clone().unwrap_or_default();
         let spec = p.spec.clone().unwrap_or_default();
-        let container = spec
+        if spec.containers.is_empty() {
+            return Err(LabError::Invalid(format!(
+                "pod {ns}/{name} has no container"
+            )));
+        }
+        for c in spec
             .containers
-            .first()
-            .ok_or_else(|| LabError::Invalid(format!("pod {ns}/{name} has no container")))?;
-        let container = isthmus_api::kube::Container {
-            name: container.name.clone(),
-            image: container.image.clone().unwrap_or_default(),
-            ports: container
-                .ports
-                .iter()
-                .flatten()
-                .map(|cp| isthmus_api::kube::ContainerPort {
-                    name: cp.name.clone(),
-                    container_port: u32::try_from(cp.container_port).unwrap_or_default(),
-                })
-                .collect(),
-            env: container
-                .env
-                .iter()
-                .flatten()
-                .filter_map(|e| {
-                    Some(isthmus_api::kube::EnvVar {
-                        name: e.name.clone(),
-                        value: e.value.clone()?,
-                    })
-                })
-                .collect(),
-        };
-        let app = DemoApp::for_image(&container.image)
-            .map_err(|e| LabError::Invalid(format!("pod {ns}/{name}: {e}")))?;
-        // Injection as Istio decides it: the namespace label, unless the pod opts out.
-        let namespaces: Api<Namespace> = Api::all(self.client.clone());
-        let injected_ns = namespaces
-            .get_opt(&ns)
-            .await
-            .ok()
-            .flatten()
-            .and_then(|n| n.metadata.labels)
-            .and_then(|l| l.get("istio-injection").cloned())
-            .as_deref()
-            == Some("enabled");
-        let opted_out = p
-            .metadata
-            .annotations
-            .as_ref()
-            .and_then(|a| a.get("sidecar.istio.io/inject"))
-            .map(String::as_str)
-            == Some("false");
-        let sidecar = injected_ns && !opted_out;
-        let labels: BTreeMap<String, String> = p.metadata.labels.clone().unwrap_or_default();
-        let deployment = deployment_of(p);
-        let service_account = spec
-            .service_account_name
-            .clone()
-            .filter(|s| !s.is_empty())
-            .unwrap_or_else(|| "default".into());
-        let (opts, ci) = (self.opts.clone(), self.ci);
+            .iter()
+            .chain(spec.init_containers.iter().flatten())
+        {
+            let image = c.image.clone().unwrap_or_default();
+            if !container::is_isthmus_image(&image) {
+                DemoApp::for_image(&image).map_err(|e| {
+                    LabError::Invalid(format!("pod {ns}/{name}: container {}: {e}", c.name))
+                })?;
+            }
+        }
+        let injected = spec
+            .containers
+            .iter()
+            .any(|c| c.name == isthmus_kube::inject::PROXY_CONTAINER);
         // What the lab installed since this agent started (the control plane's address).
+        let (opts, ci) = (self.opts.clone(), self.ci);
         if let Ok(Some(now)) = LabState::load(&opts.state_dir) {
             let last_pod = self.state.clusters[ci].last_pod;
             self.state.clusters = now.clusters;
             self.state.clusters[ci].last_pod = last_pod.max(self.state.clusters[ci].last_pod);
         }
-        let uid = p.metadata.uid.clone().unwrap_or_default();
         let c = &self.state.clusters[self.ci];
         let own_control_plane = c.ca_cluster == c.name;
-        let token = if sidecar && own_control_plane {
-            Some(
-                isthmus_kube::token::request(
-                    &self.client,
-                    &ns,
-                    &service_account,
-                    isthmus_kube::token::BoundPod {
-                        name: &name,
-                        uid: &uid,
-                    },
-                    TOKEN_TTL_SECS,
-                )
+        // A cluster served by another cluster's control plane (seed 003's remote) has no
+        // injection webhook in the lab: that seed creates the remote secret only after the
+        // remote workloads run, and until then no control plane could review their tokens
+        // (Istio refuses them too). There the namespace label gives a pod the lab's sidecar
+        // with the lab's credential, as in file mode.
+        let lab_sidecar = !own_control_plane && !injected && {
+            let namespaces: Api<Namespace> = Api::all(self.client.clone());
+            let labelled = namespaces
+                .get_opt(&ns)
                 .await
-                .map_err(|e| {
-                    LabError::Invalid(format!(
-                        "pod {ns}/{name}: a token for service account {service_account}: {e}"
-                    ))
-                })?,
-            )
-        } else {
-            None
+                .ok()
+                .flatten()
+                .and_then(|n| n.metadata.labels)
+                .and_then(|l| l.get("istio-injection").cloned())
+                .as_deref()
+                == Some("enabled");
+            labelled && isthmus_kube::inject::decide(p).is_ok()
         };
+        let host_ip = self.state.topology.clusters[self.ci]
+            .pod_cidr
+            .host(1)
+            .map(|a| a.to_string())
+            .unwrap_or_default();
+        let kube_env = self.kubernetes_service_env().await;
+        let uid = p.metadata.uid.clone().unwrap_or_default();
+        // The address first (volumes and the environment may name it), then everything
+        // read from the API, then the processes.
         let state = &mut self.state;
-        let pod = tokio::task::block_in_place(|| -> Result<PodState, LabError> {
-            let pod = network::pod_netns(&opts.state_dir, state, ci, &ns, &name, PodRole::App)?;
-            let netns_name = pod.netns.clone();
-            let started = run_in(
-                &opts,
-                state,
-                ci,
-                pod,
-                RunSpec {
-                    deployment,
-                    labels,
-                    service_account,
-                    container: &container,
-                    sidecar,
-                    token: token.as_deref(),
-                    namespace: &ns,
-                    name: &name,
-                },
-            );
-            if started.is_err() {
-                // Nothing half made stays: the next attempt starts clean.
-                for pid in process::in_namespace(&netns_name) {
-                    process::stop(pid, Duration::from_secs(2));
-                }
-                let _ = netns::delete(&netns_name);
-            }
-            started
+        let pod = tokio::task::block_in_place(|| {
+            network::pod_netns(&opts.state_dir, state, ci, &ns, &name, PodRole::App)
         })?;
+        let fetch = pod_spec::Fetch {
+            client: &self.client,
+            namespace: &ns,
+        };
+        let all: Vec<_> = spec
+            .init_containers
+            .iter()
+            .flatten()
+            .chain(spec.containers.iter())
+            .cloned()
+            .collect();
+        let prepared = match fetch.volumes(p, &pod.ip, &host_ip).await {
+            Ok(v) => match fetch.env_sources(&all).await {
+                Ok(e) => Ok((v, e)),
+                Err(e) => Err(e),
+            },
+            Err(e) => Err(e),
+        };
+        let netns_name = pod.netns.clone();
+        let started = prepared.and_then(|(volumes, sources)| {
+            tokio::task::block_in_place(|| {
+                run_in(
+                    &opts,
+                    &self.state,
+                    ci,
+                    pod,
+                    RunSpec {
+                        api: p,
+                        volumes: &volumes,
+                        env_sources: &sources,
+                        kube_env: &kube_env,
+                        host_ip: &host_ip,
+                        lab_sidecar,
+                        namespace: &ns,
+                        name: &name,
+                    },
+                )
+            })
+        });
+        let (pod, tokens) = match started {
+            Ok(s) => s,
+            Err(e) => {
+                // Nothing half made stays: the next attempt starts clean.
+                tokio::task::block_in_place(|| {
+                    for pid in process::in_namespace(&netns_name) {
+                        process::stop(pid, Duration::from_secs(2));
+                    }
+                    let _ = netns::delete(&netns_name);
+                });
+                return Err(e);
+            }
+        };
+        let probes = spec
+            .containers
+            .iter()
+            .filter_map(|c| c.readiness_probe.as_ref()?.http_get.as_ref())
+            .filter_map(|g| {
+                let port = match &g.port {
+                    k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(n) => {
+                        u16::try_from(*n).ok()?
+                    }
+                    k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::String(_) => {
+                        return None
+                    }
+                };
+                Some((port, g.path.clone().unwrap_or_else(|| "/".into())))
+            })
+            .collect();
         tracing::info!(
             pod = %format!("{ns}/{name}"),
-            app = %kubelet::describe(&app),
+            image = %pod.image.clone().unwrap_or_default(),
             ip = %pod.ip,
-            sidecar,
+            injected,
+            lab_sidecar,
             "pod running"
         );
         let ip = pod.ip.clone();
@@ -514,11 +539,39 @@ impl Agent {
                 pod,
                 uid,
                 reported_ready: false,
-                token_renew_at: token.is_some().then(token_renewal),
+                tokens: tokens
+                    .into_iter()
+                    .map(|t| {
+                        let at = token_renewal(t.ttl_secs);
+                        (t, at)
+                    })
+                    .collect(),
+                probes,
+                api: Some(Box::new(p.clone())),
             },
         );
         self.report(&ns, &name, &ip, false).await;
         Ok(())
+    }
+
+    /// `KUBERNETES_SERVICE_HOST` and `_PORT` (the `kubernetes` Service), which a kubelet
+    /// gives every container; nothing when the Service cannot be read.
+    async fn kubernetes_service_env(&self) -> Vec<(String, String)> {
+        let services: Api<Service> = Api::namespaced(self.client.clone(), "default");
+        let Ok(svc) = services.get("kubernetes").await else {
+            return Vec::new();
+        };
+        let spec = svc.spec.unwrap_or_default();
+        let (Some(ip), Some(port)) = (
+            spec.cluster_ip,
+            spec.ports.and_then(|p| p.first().map(|p| p.port)),
+        ) else {
+            return Vec::new();
+        };
+        vec![
+            ("KUBERNETES_SERVICE_HOST".into(), ip),
+            ("KUBERNETES_SERVICE_PORT".into(), port.to_string()),
+        ]
     }
 
     /// Patches a Pod's status: running at `ip`, ready or not.
@@ -572,39 +625,34 @@ impl Agent {
             .await;
     }
 
-    /// Renews the service-account tokens of sidecars that are due; a failure is retried on
+    /// Renews the projected service-account tokens that are due; a failure is retried on
     /// the next tick (the old token lives on until then).
     async fn renew_tokens(&mut self) {
         let now = std::time::Instant::now();
+        let client = self.client.clone();
         for (key, r) in self.running.iter_mut() {
-            if r.token_renew_at.is_none_or(|at| at > now) {
+            let Some(api) = r.api.as_deref() else {
                 continue;
-            }
-            let pod = &r.pod;
-            let bound = isthmus_kube::token::BoundPod {
-                name: &pod.name,
-                uid: &r.uid,
             };
-            match isthmus_kube::token::request(
-                &self.client,
-                &pod.namespace,
-                &pod.service_account,
-                bound,
-                TOKEN_TTL_SECS,
-            )
-            .await
-            {
-                Ok(token) => match kubelet::renew_credential(pod, &token) {
-                    Ok(()) => {
-                        r.token_renew_at = Some(token_renewal());
-                        tracing::info!(pod = %key, "service-account token renewed");
-                    }
+            let ns = r.pod.namespace.clone();
+            let fetch = pod_spec::Fetch {
+                client: &client,
+                namespace: &ns,
+            };
+            for (t, at) in r.tokens.iter_mut().filter(|(_, at)| *at <= now) {
+                match fetch.token(api, t.audience.clone(), t.ttl_secs).await {
+                    Ok(token) => match pod_spec::write_file(&t.file, token.as_bytes(), 0o644) {
+                        Ok(()) => {
+                            *at = token_renewal(t.ttl_secs);
+                            tracing::info!(pod = %key, file = %t.file.display(), "service-account token renewed");
+                        }
+                        Err(e) => {
+                            tracing::warn!(pod = %key, error = %e, "cannot write the renewed token")
+                        }
+                    },
                     Err(e) => {
-                        tracing::warn!(pod = %key, error = %e, "cannot write the renewed token")
+                        tracing::warn!(pod = %key, error = %e, "cannot renew the service-account token")
                     }
-                },
-                Err(e) => {
-                    tracing::warn!(pod = %key, error = %e, "cannot renew the service-account token")
                 }
             }
         }
@@ -658,49 +706,151 @@ impl Agent {
 
 /// What a pod runs, from its Pod object.
 struct RunSpec<'a> {
-    deployment: Option<String>,
-    labels: BTreeMap<String, String>,
-    service_account: String,
-    container: &'a isthmus_api::kube::Container,
-    sidecar: bool,
-    /// The sidecar's service-account token (else it uses the lab's credential).
-    token: Option<&'a str>,
+    /// The Pod.
+    api: &'a Pod,
+    /// Its volumes, read from the API.
+    volumes: &'a [pod_spec::PreparedVolume],
+    /// The ConfigMap and Secret values its environments name.
+    env_sources: &'a BTreeMap<(String, String, String), String>,
+    /// `KUBERNETES_SERVICE_HOST` and `_PORT`.
+    kube_env: &'a [(String, String)],
+    /// The node's address.
+    host_ip: &'a str,
+    /// The lab's own sidecar (a cluster without a webhook; see [`Agent::start`]).
+    lab_sidecar: bool,
     namespace: &'a str,
     name: &'a str,
 }
 
-/// Starts the processes of `pod` (whose namespace exists): the app, and the sidecar.
+/// How long an init container may run.
+const INIT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The log file of a container: `agent.log` for the proxy (where the lab's scenarios read
+/// access logs, as for the lab's own sidecars), `app.log` for a demo app, else its name.
+fn log_name(container: &str, isthmus: bool) -> String {
+    if container == isthmus_kube::inject::PROXY_CONTAINER {
+        "agent.log".into()
+    } else if isthmus {
+        format!("{container}.log")
+    } else {
+        "app.log".into()
+    }
+}
+
+/// Starts the processes of `pod` (whose namespace exists): its volumes written, its init
+/// containers run to completion in order, then its containers (and the lab's sidecar where
+/// asked); returns the pod and its projected tokens.
 fn run_in(
     opts: &LabOptions,
     state: &LabState,
     ci: usize,
     mut pod: PodState,
     spec: RunSpec<'_>,
-) -> Result<PodState, LabError> {
+) -> Result<(PodState, Vec<ProjectedToken>), LabError> {
+    let p = spec.api;
+    let pspec = p.spec.clone().unwrap_or_default();
     pod.from_node = true;
-    pod.deployment = spec.deployment;
-    pod.labels = spec.labels;
-    pod.service_account = spec.service_account;
-    pod.image = Some(spec.container.image.clone());
-    pod.proxy = spec.sidecar;
+    pod.deployment = deployment_of(p);
+    pod.labels = p.metadata.labels.clone().unwrap_or_default();
+    pod.service_account = pspec
+        .service_account_name
+        .clone()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "default".into());
+    pod.image = pspec.containers.first().and_then(|c| c.image.clone());
+    pod.proxy = spec.lab_sidecar
+        || pspec
+            .containers
+            .iter()
+            .any(|c| c.name == isthmus_kube::inject::PROXY_CONTAINER);
     let cp = state.clusters[ci]
         .control_plane_ip
         .clone()
         .unwrap_or_else(|| "127.0.0.1".into());
     netns::resolv_conf(&pod.netns, &cp, &kubelet::search_domains(spec.namespace))?;
-    pod.pids.push(process::spawn(
-        &pod.netns,
-        &kubelet::app_args(opts, spec.container, spec.name),
-        &pod.workdir.join("app.log"),
-    )?);
-    if spec.sidecar {
-        let pid = match spec.token {
-            Some(token) => kubelet::start_agent_with(opts, state, ci, &pod, None, token)?,
-            None => kubelet::start_agent(opts, state, ci, &pod, None)?,
-        };
-        pod.pids.push(pid);
+    let tokens = pod_spec::write_volumes(&pod.workdir, spec.volumes)?;
+    // What every container of the Isthmus image finds: Envoy on its PATH (the image's
+    // /opt/envoy/bin), the API server's Service.
+    let envoy_dir = state
+        .envoy
+        .parent()
+        .map(|d| d.display().to_string())
+        .unwrap_or_default();
+    let mut base = vec![(
+        "PATH".to_string(),
+        format!("{envoy_dir}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"),
+    )];
+    base.extend(spec.kube_env.iter().cloned());
+    if let Ok(filter) = std::env::var("RUST_LOG") {
+        base.push(("RUST_LOG".into(), filter));
     }
-    Ok(pod)
+    let ctx = pod_spec::EnvContext {
+        pod: p,
+        ip: &pod.ip,
+        host_ip: spec.host_ip,
+        sources: spec.env_sources,
+        base: &base,
+    };
+    let exe = opts.exe_arg();
+    let exec_line = |c: &k8s_openapi::api::core::v1::Container| -> Result<Vec<String>, LabError> {
+        let env = pod_spec::environment(c, &ctx)?;
+        Ok(pod_spec::isthmus_exec(p, c, &exe, env, &pod.workdir)?.command_line(&exe))
+    };
+    for c in pspec.init_containers.iter().flatten() {
+        let image = c.image.clone().unwrap_or_default();
+        let line = if container::is_isthmus_image(&image) {
+            exec_line(c)?
+        } else {
+            kubelet::app_args(opts, &demo_container(c), spec.name)
+        };
+        let log = pod.workdir.join(format!("init-{}.log", c.name));
+        process::run_to_completion(&pod.netns, &line, &log, INIT_TIMEOUT)
+            .map_err(|e| LabError::Invalid(format!("init container {}: {e}", c.name)))?;
+    }
+    for c in &pspec.containers {
+        let image = c.image.clone().unwrap_or_default();
+        let isthmus = container::is_isthmus_image(&image);
+        let line = if isthmus {
+            exec_line(c)?
+        } else {
+            kubelet::app_args(opts, &demo_container(c), spec.name)
+        };
+        let log = pod.workdir.join(log_name(&c.name, isthmus));
+        pod.pids.push(process::spawn(&pod.netns, &line, &log)?);
+    }
+    if spec.lab_sidecar {
+        pod.pids
+            .push(kubelet::start_agent(opts, state, ci, &pod, None)?);
+    }
+    Ok((pod, tokens))
+}
+
+/// A demo app's container as the lab's app runner takes it (its plain environment values).
+fn demo_container(c: &k8s_openapi::api::core::v1::Container) -> isthmus_api::kube::Container {
+    isthmus_api::kube::Container {
+        name: c.name.clone(),
+        image: c.image.clone().unwrap_or_default(),
+        ports: c
+            .ports
+            .iter()
+            .flatten()
+            .map(|cp| isthmus_api::kube::ContainerPort {
+                name: cp.name.clone(),
+                container_port: u32::try_from(cp.container_port).unwrap_or_default(),
+            })
+            .collect(),
+        env: c
+            .env
+            .iter()
+            .flatten()
+            .filter_map(|e| {
+                Some(isthmus_api::kube::EnvVar {
+                    name: e.name.clone(),
+                    value: e.value.clone()?,
+                })
+            })
+            .collect(),
+    }
 }
 
 /// The Deployment a ReplicaSet's pod belongs to: the ReplicaSet's name without its
@@ -746,19 +896,22 @@ async fn readiness(agent: Arc<Mutex<Agent>>) {
             }
             tracing::warn!(pod = %key, "a process of the pod exited: not ready");
         }
-        let pending: Vec<(String, PodState)> = agent
+        let pending: Vec<(String, PodState, Probes)> = agent
             .running
             .iter()
             .filter(|(_, r)| !r.reported_ready)
-            .map(|(k, r)| (k.clone(), r.pod.clone()))
+            .map(|(k, r)| (k.clone(), r.pod.clone(), r.probes.clone()))
             .collect();
-        for (key, pod) in pending {
+        for (key, pod, probes) in pending {
             let ready = tokio::task::block_in_place(|| {
                 pod.pids.iter().all(|pid| process::alive(*pid))
                     && (!pod.proxy
                         || kubelet::pod_http(&opts, &pod, 15000, "/ready")
                             .map(|b| b.contains("LIVE"))
                             .unwrap_or(false))
+                    && probes.iter().all(|(port, path)| {
+                        kubelet::pod_http_at(&opts, &pod, &pod.ip, *port, path).is_ok()
+                    })
             });
             if ready {
                 agent.report(&pod.namespace, &pod.name, &pod.ip, true).await;

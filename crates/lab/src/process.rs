@@ -57,6 +57,64 @@ fn spawn_behind(prefix: &[&str], args: &[String], log: &Path) -> Result<u32, Lab
     Ok(child.id())
 }
 
+/// Runs `args` in network namespace `ns` (as [`spawn`] does) and waits for it to finish,
+/// output to `log`; an exit other than 0, or running longer than `timeout`, is an error
+/// with the log's last lines.
+pub fn run_to_completion(
+    ns: &str,
+    args: &[String],
+    log: &Path,
+    timeout: std::time::Duration,
+) -> Result<(), LabError> {
+    let out = std::fs::File::create(log).map_err(io(log))?;
+    let err = out.try_clone().map_err(io(log))?;
+    let mut child = Command::new("ip")
+        .args(["netns", "exec", ns])
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(out))
+        .stderr(Stdio::from(err))
+        .spawn()
+        .map_err(|e| LabError::Command {
+            command: args.join(" "),
+            stderr: e.to_string(),
+        })?;
+    let deadline = std::time::Instant::now() + timeout;
+    let tail = || {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().rev().take(8).collect();
+        lines.into_iter().rev().collect::<Vec<_>>().join("\n")
+    };
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) if status.success() => return Ok(()),
+            Ok(Some(status)) => {
+                return Err(LabError::Command {
+                    command: args.join(" "),
+                    stderr: format!("{status}\n{}", tail()),
+                })
+            }
+            Ok(None) if std::time::Instant::now() > deadline => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(LabError::Timeout(format!(
+                    "{} still running after {}s\n{}",
+                    args.join(" "),
+                    timeout.as_secs(),
+                    tail()
+                )));
+            }
+            Ok(None) => std::thread::sleep(std::time::Duration::from_millis(50)),
+            Err(e) => {
+                return Err(LabError::Command {
+                    command: args.join(" "),
+                    stderr: e.to_string(),
+                })
+            }
+        }
+    }
+}
+
 /// True when `pid` is alive (and not a zombie).
 pub fn alive(pid: u32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
