@@ -192,6 +192,373 @@ fn write(dir: &Path, name: &str, text: &str) -> String {
     p.display().to_string()
 }
 
+/// The names of a pod's init containers and containers, as the API server has them.
+fn containers(lab: &Lab, cluster: &str, ns: &str, selector: &str) -> String {
+    lab.ok(&[
+        "kubectl",
+        cluster,
+        "--",
+        "get",
+        "pods",
+        "-n",
+        ns,
+        "-l",
+        selector,
+        "-o",
+        "jsonpath={range .items[*]}init={.spec.initContainers[*].name} containers={.spec.containers[*].name} ready={.status.conditions[?(@.type==\"Ready\")].status}{\"\\n\"}{end}",
+    ])
+}
+
+/// Sidecar injection through the real API server: the control plane's webhook gave sleep
+/// (namespace foo, labelled istio-injection=enabled) istio-init and istio-proxy, which the
+/// lab's kubelet ran as the pod spec says (the proxy as uid 1337); an opted-out pod and a pod
+/// in an unlabelled namespace run without; with the control plane down, only pods in the
+/// labelled namespace are refused, with the webhook named.
+fn injection(lab: &Lab, files: &Path) {
+    let sleep = containers(lab, "cluster1", "foo", "app=sleep");
+    assert!(
+        sleep.contains("init=istio-init containers=sleep istio-proxy ready=True"),
+        "{sleep}"
+    );
+    let status = lab.ok(&[
+        "kubectl",
+        "cluster1",
+        "--",
+        "get",
+        "pods",
+        "-n",
+        "foo",
+        "-l",
+        "app=sleep",
+        "-o",
+        "jsonpath={.items[0].metadata.annotations.sidecar\\.istio\\.io/status}",
+    ]);
+    assert!(
+        status.contains("\"containers\":[\"istio-proxy\"]"),
+        "{status}"
+    );
+    // The proxy runs as the container's user, 1337 (its command line names no lab path:
+    // its files are mounted where the pod spec says).
+    let uids: Vec<String> = std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| {
+            std::fs::read(e.path().join("cmdline")).is_ok_and(|c| {
+                let c = String::from_utf8_lossy(&c).replace('\0', " ");
+                c.contains("agent --kind sidecar --pod sleep-")
+                    && c.contains("--credential-file /var/run/secrets/tokens/istio-token")
+            })
+        })
+        .filter_map(|e| std::fs::read_to_string(e.path().join("status")).ok())
+        .filter_map(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .map(str::to_string)
+        })
+        .collect();
+    assert!(
+        !uids.is_empty()
+            && uids
+                .iter()
+                .all(|u| u.split_whitespace().nth(1) == Some("1337")),
+        "sleep's injected proxy runs as 1337: {uids:?}"
+    );
+    let cm = lab.ok(&[
+        "kubectl",
+        "cluster1",
+        "--",
+        "get",
+        "configmap",
+        "istio-ca-root-cert",
+        "-n",
+        "foo",
+        "-o",
+        "jsonpath={.data.root-cert\\.pem}",
+    ]);
+    assert!(
+        cm.contains("BEGIN CERTIFICATE"),
+        "the control plane published the root: {cm}"
+    );
+    let deployment = |name: &str, ns: &str, annotations: &str| {
+        format!("apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: {name}, namespace: {ns}}}\nspec:\n  selector: {{matchLabels: {{app: {name}}}}}\n  template:\n    metadata: {{labels: {{app: {name}}}, annotations: {{{annotations}}}}}\n    spec:\n      containers:\n      - {{name: sleep, image: governmentpaas/curl-ssl}}\n")
+    };
+    let opted_out = write(
+        files,
+        "opted-out.yaml",
+        &deployment("sleep-plain", "foo", "sidecar.istio.io/inject: \"false\""),
+    );
+    let unlabelled = write(
+        files,
+        "unlabelled.yaml",
+        &deployment("sleep-plain", "plain", ""),
+    );
+    // (`plain` is created bare: applying a Namespace object for foo would drop its label.)
+    lab.ok(&["kubectl", "cluster1", "--", "create", "namespace", "plain"]);
+    for f in [&opted_out, &unlabelled] {
+        lab.ok(&["kubectl", "cluster1", "--", "apply", "-f", f]);
+    }
+    for ns in ["foo", "plain"] {
+        lab.within(
+            60,
+            &format!("sleep-plain in {ns} runs without a proxy"),
+            || {
+                let c = containers(lab, "cluster1", ns, "app=sleep-plain");
+                (c.contains("init= containers=sleep ready=True"), c)
+            },
+        );
+    }
+    // The webhook is down: pods of the labelled namespace are refused (they must not run
+    // without a proxy); the others are created as if there were no mesh.
+    lab.ok(&["stop", "cluster1", "control-plane"]);
+    let pod = |name: &str, ns: &str| {
+        format!("apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}, namespace: {ns}, labels: {{app: {name}}}}}\nspec:\n  containers:\n  - {{name: sleep, image: governmentpaas/curl-ssl}}\n")
+    };
+    let refused = lab.cmd(&[
+        "kubectl",
+        "cluster1",
+        "--",
+        "apply",
+        "-f",
+        &write(files, "p1.yaml", &pod("while-down", "foo")),
+    ]);
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&refused.stdout),
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    assert!(
+        !refused.status.success(),
+        "a pod of an injected namespace was created without its proxy: {text}"
+    );
+    assert!(
+        text.contains("failed calling webhook")
+            && text.contains("namespace.sidecar-injector.istio.io"),
+        "{text}"
+    );
+    lab.ok(&[
+        "kubectl",
+        "cluster1",
+        "--",
+        "apply",
+        "-f",
+        &write(files, "p2.yaml", &pod("while-down", "plain")),
+    ]);
+    lab.within(
+        60,
+        "a pod of an unlabelled namespace runs while the webhook is down",
+        || {
+            let c = containers(lab, "cluster1", "plain", "app=while-down");
+            (c.contains("containers=sleep ready=True"), c)
+        },
+    );
+    lab.ok(&["start", "cluster1", "control-plane"]);
+    lab.ok(&["kubectl", "cluster1", "--", "delete", "namespace", "plain"]);
+    lab.ok(&[
+        "kubectl",
+        "cluster1",
+        "--",
+        "delete",
+        "deployment",
+        "sleep-plain",
+        "-n",
+        "foo",
+    ]);
+}
+
+/// The kubeconfig of the Secret `isthmus create-remote-secret --rotate` prints for remote
+/// (run in remote's API server pod with its admin kubeconfig, as the lab does).
+fn rotated_credential(lab: &Lab) -> String {
+    let admin = lab.ok(&["kubeconfig", "remote"]);
+    let (ok, out) = lab.exec(
+        "remote",
+        "kube-system",
+        "kube-apiserver-0",
+        &[
+            env!("CARGO_BIN_EXE_isthmus"),
+            "create-remote-secret",
+            "--kubeconfig",
+            admin.trim(),
+            "--name",
+            "remote",
+            "--server",
+            "https://198.18.2.2:6443",
+            "--rotate",
+        ],
+    );
+    assert!(ok, "create-remote-secret --rotate: {}", out.len());
+    let mut lines = out
+        .lines()
+        .skip_while(|l| !l.starts_with("stringData:"))
+        .skip(2);
+    let mut kubeconfig = String::new();
+    for l in lines.by_ref() {
+        match l.strip_prefix("    ") {
+            Some(rest) => {
+                kubeconfig.push_str(rest);
+                kubeconfig.push('\n');
+            }
+            None => break,
+        }
+    }
+    assert!(
+        kubeconfig.contains("token:"),
+        "no kubeconfig in the printed Secret"
+    );
+    kubeconfig
+}
+
+fn token_of(kubeconfig: &str) -> String {
+    kubeconfig
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("token:"))
+        .map(|t| t.trim().trim_matches('"').to_string())
+        .unwrap_or_default()
+}
+
+/// Seed 003's credential Secret `iks` (key `remote_kubecfg`), made as the seed says, from
+/// `kubeconfig`; replaces the one there.
+fn apply_iks(lab: &Lab, files: &Path, kubeconfig: &str) {
+    let file = write(files, "remote_kubecfg", kubeconfig);
+    let _ = lab.cmd(&[
+        "kubectl",
+        "local",
+        "--",
+        "delete",
+        "secret",
+        "iks",
+        "-n",
+        "istio-system",
+        "--ignore-not-found",
+    ]);
+    lab.ok(&[
+        "kubectl",
+        "local",
+        "--",
+        "create",
+        "secret",
+        "generic",
+        "iks",
+        "-n",
+        "istio-system",
+        &format!("--from-file=remote_kubecfg={file}"),
+    ]);
+    lab.ok(&[
+        "kubectl",
+        "local",
+        "--",
+        "label",
+        "secret",
+        "iks",
+        "-n",
+        "istio-system",
+        "istio/multiCluster=true",
+    ]);
+}
+
+/// Remote's gateway endpoint in sleep's sidecar has weight `n` (remote's v2 pod count).
+fn remote_weight(lab: &Lab, n: u32, what: &str) {
+    let want = format!(
+        "outbound|5000||helloworld.sample.svc.cluster.local::198.18.1.2:15443::weight::{n}"
+    );
+    lab.within(30, what, || {
+        let (ok, out) = lab.exec(
+            "local",
+            "sample",
+            "sleep",
+            &["curl", "-sS", "127.0.0.1:15000/clusters"],
+        );
+        (
+            ok && out.contains(&want),
+            out.lines()
+                .filter(|l| l.contains("198.18.1.2"))
+                .collect::<Vec<_>>()
+                .join("\n"),
+        )
+    });
+}
+
+/// Rotating the remote token keeps local's control plane reading remote (a change made in
+/// remote after each rotation arrives), and calls keep succeeding; revoking it shows in
+/// `/debug/diagnostics` within 30 s; no token reaches any log.
+fn rotate_and_revoke(lab: &Lab) {
+    let files = lab.state.with_extension("files");
+    std::fs::create_dir_all(&files).expect("mkdir");
+    let scale = |n: &str| {
+        lab.ok(&[
+            "kubectl",
+            "remote",
+            "--",
+            "scale",
+            "deployment",
+            "helloworld-v2",
+            "-n",
+            "sample",
+            &format!("--replicas={n}"),
+        ]);
+    };
+    let first = rotated_credential(lab);
+    apply_iks(lab, &files, &first);
+    scale("1");
+    remote_weight(lab, 1, "remote read with the first rotated token");
+    // Rotate: the first token is revoked at once; the new Secret replaces the old live.
+    let second = rotated_credential(lab);
+    assert_ne!(
+        token_of(&first),
+        token_of(&second),
+        "--rotate made a new token"
+    );
+    apply_iks(lab, &files, &second);
+    scale("2");
+    remote_weight(
+        lab,
+        2,
+        "a change in remote arrives through the second token",
+    );
+    let (ok, calls) = lab.exec(
+        "local",
+        "sample",
+        "sleep",
+        &["sh", "-c", "for i in $(seq 40); do curl -sS -f -m 5 -o /dev/null helloworld.sample:5000/hello || exit 1; done; echo calls-ok"],
+    );
+    assert!(
+        ok && calls.contains("calls-ok"),
+        "calls after the rotation: {calls}"
+    );
+    // Revoke: remote's token Secret is deleted; local's control plane says so.
+    lab.ok(&[
+        "kubectl",
+        "remote",
+        "--",
+        "delete",
+        "secret",
+        "istio-reader-service-account-istio-remote-secret-token",
+        "-n",
+        "istio-system",
+    ]);
+    lab.within(30, "the revoked token is reported", || {
+        let (ok, d) = lab.exec(
+            "local",
+            "istio-system",
+            "istiod-0",
+            &["curl", "-sS", "127.0.0.1:15014/debug/diagnostics"],
+        );
+        (
+            ok && d.contains("cluster remote_kubecfg") && d.contains("unauthorized"),
+            d,
+        )
+    });
+    // No token (neither rotated one) in any log of the lab.
+    for token in [token_of(&first), token_of(&second)] {
+        assert!(token.len() > 20);
+        let leak = find_file(&lab.state, &|p| {
+            p.extension().is_some_and(|e| e == "log")
+                && std::fs::read_to_string(p).is_ok_and(|t| t.contains(&token))
+        });
+        assert!(leak.is_none(), "a token in {leak:?}");
+    }
+}
+
 fn destination_rule(name: &str, subsets: &str) -> String {
     format!("apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {{name: {name}, namespace: foo}}\nspec:\n  host: httpbin.bar.global\n  subsets: [{subsets}]\n")
 }
@@ -235,6 +602,7 @@ fn s1_all_variants_and_bad_input_and_an_unreachable_api_server() {
         slices.contains("10.10.0.31"),
         "the real endpoint controller made the slice: {slices}"
     );
+    injection(&lab, &files);
     let kubeconfig = lab.ok(&["kubeconfig", "cluster1"]);
     assert!(
         kubeconfig.trim().ends_with("kube/cluster1/kubeconfig"),
@@ -265,9 +633,15 @@ fn s1_all_variants_and_bad_input_and_an_unreachable_api_server() {
     // reviewed at the API server (TokenReview), as Istio's do: sleep's credential is a JWT,
     // and no token was refused.
     let credential = find_file(&lab.state, &|p| {
-        p.ends_with("credential") && p.to_string_lossy().contains("/foo/sleep-")
+        p.ends_with("volumes/istio-token/istio-token")
+            && p.to_string_lossy().contains("/foo/sleep-")
     })
-    .unwrap_or_else(|| panic!("no credential file of sleep under {}", lab.state.display()));
+    .unwrap_or_else(|| {
+        panic!(
+            "no projected istio-token of sleep under {}",
+            lab.state.display()
+        )
+    });
     let token = std::fs::read_to_string(&credential).expect("read the credential");
     assert_eq!(
         token.trim().split('.').count(),
@@ -569,5 +943,6 @@ fn s3_on_kubernetes_with_the_credential_create_remote_secret_made() {
             "{object} missing in remote: {reader}"
         );
     }
+    rotate_and_revoke(&lab);
     lab.down_and_check();
 }

@@ -401,6 +401,11 @@ pub fn wait_ready(
         let mut waiting = Vec::new();
         for c in &state.clusters {
             for p in c.pods.iter().filter(|p| !p.stopped) {
+                // A node agent's pod whose process is gone is being deleted, or is reported
+                // not ready through the API by its kubelet: not the lab's failure.
+                if p.from_node && !p.pids.iter().all(|pid| process::alive(*pid)) {
+                    continue;
+                }
                 for pid in &p.pids {
                     if !process::alive(*pid) {
                         let log = log_tails(&p.workdir);

@@ -105,12 +105,15 @@ impl Lab {
         self.state.save(&self.opts.state_dir)
     }
 
-    /// True when every process the lab started is still running.
+    /// True when every process the lab started is still running. Pods the node agents run
+    /// (Kubernetes mode) are theirs to watch: one being deleted, or whose container
+    /// exited, is reported through the API, not a broken lab.
     pub fn healthy(&self) -> bool {
         self.state
             .clusters
             .iter()
             .flat_map(|c| c.pods.iter())
+            .filter(|p| !p.from_node)
             .flat_map(|p| p.pids.iter())
             .all(|pid| process::alive(*pid))
     }

@@ -584,6 +584,30 @@ impl Agent {
             .unwrap_or_default();
         let flag = if ready { "True" } else { "False" };
         let condition = |kind: &str, status: &str| serde_json::json!({"type": kind, "status": status, "lastTransitionTime": now()});
+        // Each container running, ready with the pod (what `kubectl get pods` counts).
+        let key = format!("{ns}/{name}");
+        let statuses: Vec<serde_json::Value> = self
+            .running
+            .get(&key)
+            .and_then(|r| r.api.as_deref())
+            .and_then(|p| p.spec.as_ref())
+            .map(|s| {
+                s.containers
+                    .iter()
+                    .map(|c| {
+                        serde_json::json!({
+                            "name": c.name,
+                            "image": c.image.clone().unwrap_or_default(),
+                            "imageID": "",
+                            "ready": ready,
+                            "started": true,
+                            "restartCount": 0,
+                            "state": {"running": {"startedAt": now()}},
+                        })
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
         let status = serde_json::json!({"status": {
             "phase": "Running",
             "podIP": ip,
@@ -597,6 +621,7 @@ impl Agent {
                 condition("ContainersReady", flag),
                 condition("Ready", flag),
             ],
+            "containerStatuses": statuses,
         }});
         if let Err(e) = pods
             .patch_status(name, &PatchParams::default(), &Patch::Strategic(&status))
