@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite: unit, golden and end-to-end (real Envoy, real mTLS; needs root), in
 # file mode and on real Kubernetes: the Kubernetes source against a real kube-apiserver, and
-# S1 (all variants) and S3 with every lab cluster on its own etcd, kube-apiserver,
+# S1 (all variants), S3 and multi-primary, with sidecar injection, every lab cluster on its own etcd, kube-apiserver,
 # kube-controller-manager and kube-scheduler (built from the pinned Go modules, with Istio's
 # own CRDs from the pinned istio.io/istio module); then the smoke test of that control plane
 # with the examples' seed YAML.

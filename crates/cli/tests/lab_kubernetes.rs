@@ -1,10 +1,13 @@
 //! The lab on real Kubernetes, as a user runs it: `isthmus lab up --kubernetes` gives every
 //! cluster its own etcd, kube-apiserver, kube-controller-manager and kube-scheduler (built
 //! by scripts/install-kubernetes.sh from the pinned Go modules), the lab is each cluster's
-//! kubelet and kube-proxy, and the mesh's control planes watch the API servers. S1 (all
-//! variants) and S3 pass; the API server's refusals, objects Isthmus cannot use, and an API
-//! server the control plane cannot reach for 30 s are each checked. Needs root, iptables,
-//! curl, Envoy and the Kubernetes binaries; fails saying what is missing.
+//! kubelet and kube-proxy, and the mesh's control planes watch the API servers and inject
+//! sidecars through their webhooks. S1 (all variants), S3 (with the remote token rotated and
+//! revoked) and multi-primary with remote secrets both ways pass; sidecar injection
+//! (injected, opted out, unlabelled, webhook down), the API server's refusals, objects
+//! Isthmus cannot use, and an API server the control plane cannot reach for 30 s are each
+//! checked. Needs root, iptables, curl, Envoy and the Kubernetes binaries; fails saying what
+//! is missing.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -364,6 +367,29 @@ fn injection(lab: &Lab, files: &Path) {
         "-n",
         "foo",
     ]);
+}
+
+#[test]
+fn multi_primary_with_remote_secrets_both_ways_and_no_service_entry() {
+    let _one = require();
+    let lab = Lab::new("mp");
+    let run = lab.ok(&["run", "examples/multi-primary/multi-primary.yaml"]);
+    assert!(run.contains("11 of 11 steps passed"), "{run}");
+    // Nobody wrote a ServiceEntry: the services came from the other cluster's API server.
+    for cluster in ["cluster1", "cluster2"] {
+        let entries = lab.ok(&[
+            "kubectl",
+            cluster,
+            "--",
+            "get",
+            "serviceentries",
+            "-A",
+            "-o",
+            "name",
+        ]);
+        assert!(entries.trim().is_empty(), "{cluster}: {entries}");
+    }
+    lab.down_and_check();
 }
 
 /// The kubeconfig of the Secret `isthmus create-remote-secret --rotate` prints for remote

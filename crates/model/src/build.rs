@@ -417,8 +417,12 @@ impl MeshSnapshot {
             .values()
             .filter(|s| {
                 s.vip.is_none()
-                    && matches!(s.origin, ServiceOrigin::ServiceEntry(_))
                     && !s.hostname.contains('*')
+                    && match s.origin {
+                        ServiceOrigin::ServiceEntry(_) => true,
+                        // A Service of other clusters only (marked when merged).
+                        ServiceOrigin::Kubernetes => s.vip_allocated,
+                    }
             })
             .map(|s| s.hostname.clone())
             .collect();
@@ -430,6 +434,12 @@ impl MeshSnapshot {
                 let s = Arc::make_mut(s);
                 s.vip = Some(ip.to_string());
                 s.vip_allocated = true;
+            }
+        }
+        // A Service that wanted a VIP and found the range full has none.
+        for s in services.values_mut() {
+            if s.vip.is_none() && s.vip_allocated {
+                Arc::make_mut(s).vip_allocated = false;
             }
         }
         snap.services = services;
@@ -724,6 +734,52 @@ mod tests {
             })
             .expect("the endpoint's pod");
         assert!(Arc::ptr_eq(&eps[0].origin.labels, &pod_labels));
+    }
+
+    #[test]
+    fn a_service_of_other_clusters_only_gets_a_vip_here_and_a_local_one_keeps_its_own() {
+        let svc = |name: &str, ns: &str, cluster_ip: &str| {
+            format!("---\napiVersion: v1\nkind: Service\nmetadata: {{name: {name}, namespace: {ns}}}\nspec: {{clusterIP: {cluster_ip}, ports: [{{name: http, port: 80}}], selector: {{app: {name}}}}}\n")
+        };
+        let remote = format!(
+            "{}{}{}",
+            svc("foo", "ns1", "10.96.0.20"),
+            svc("web", "ns1", "None"),
+            svc("bar", "ns2", "10.96.0.30")
+        );
+        let input = SnapshotInput {
+            local_cluster: "cluster2".into(),
+            local_network: "network2".into(),
+            clusters: vec![
+                Arc::new(cluster("cluster1", &remote)),
+                Arc::new(cluster("cluster2", &svc("bar", "ns2", "10.96.0.40"))),
+            ],
+            ..Default::default()
+        };
+        let snap = MeshSnapshot::build(&input, 1);
+        let foo = &snap.services["foo.ns1.svc.cluster.local"];
+        let vip: std::net::Ipv4Addr = foo.vip.as_deref().expect("a VIP").parse().expect("IPv4");
+        let range = &input.vip_range;
+        let mask = u32::MAX << (32 - range.prefix);
+        assert_eq!(
+            u32::from(vip) & mask,
+            u32::from(range.base),
+            "{vip} is from the mesh's range, not cluster1's ClusterIP"
+        );
+        assert!(foo.vip_allocated);
+        let web = &snap.services["web.ns1.svc.cluster.local"];
+        assert_eq!(web.vip, None, "a headless Service stays headless");
+        assert!(!web.vip_allocated);
+        let bar = &snap.services["bar.ns2.svc.cluster.local"];
+        assert_eq!(
+            bar.vip.as_deref(),
+            Some("10.96.0.40"),
+            "the local ClusterIP"
+        );
+        assert!(!bar.vip_allocated);
+        // The same build again gives the same VIP.
+        let again = MeshSnapshot::build(&input, 2);
+        assert_eq!(again.services["foo.ns1.svc.cluster.local"].vip, foo.vip);
     }
 
     #[test]

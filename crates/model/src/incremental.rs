@@ -335,9 +335,12 @@ fn merge(frags: &[Arc<ServiceFragment>]) -> Service {
     );
     out.exported = true;
     out.vip = None;
+    // Only another cluster has it: a VIP is allocated here (see the fragments' build).
+    out.vip_allocated = frags.iter().any(|f| f.service.vip_allocated);
     if let Some(local) = frags.iter().find(|f| f.local) {
         out.exported = local.service.exported;
         out.vip = local.service.vip.clone();
+        out.vip_allocated = false;
     }
     out
 }
@@ -432,6 +435,16 @@ pub fn namespace_build(ctx: &NamespaceContext, objects: &[Arc<Resource>]) -> Nam
                 .as_ref()
                 .filter(|ip| ip.parse::<IpAddr>().is_ok())
                 .cloned();
+        } else {
+            // Another cluster's ClusterIP means nothing here (and may be taken by a local
+            // Service): a Service with one there, and none here, is given a VIP from the
+            // mesh's range when the snapshot is built, as a ServiceEntry without addresses
+            // is, so that the pods here resolve its name (headless ones keep none).
+            svc.vip_allocated = s
+                .spec
+                .cluster_ip
+                .as_ref()
+                .is_some_and(|ip| ip.parse::<IpAddr>().is_ok());
         }
         if !s.spec.selector.is_empty() {
             let mut endpoints = Vec::new();
