@@ -392,6 +392,105 @@ fn multi_primary_with_remote_secrets_both_ways_and_no_service_entry() {
     lab.down_and_check();
 }
 
+#[test]
+fn install_from_scratch_with_isthmus_install_then_injected_pods_talk_over_mtls() {
+    let _one = require();
+    let lab = Lab::new("scratch");
+    let up = lab.ok(&["up", "examples/install-from-scratch"]);
+    assert!(
+        up.contains("cluster1: no control plane from the lab"),
+        "{up}"
+    );
+    // Istio's plugged-in CA, as a user creates it from `isthmus ca intermediate`'s files.
+    let ca = lab.state.join("ca/cluster1");
+    let mut secret = vec![
+        "kubectl",
+        "cluster1",
+        "--",
+        "create",
+        "secret",
+        "generic",
+        "cacerts",
+        "-n",
+        "istio-system",
+    ];
+    let files: Vec<String> = [
+        "ca-cert.pem",
+        "ca-key.pem",
+        "root-cert.pem",
+        "cert-chain.pem",
+    ]
+    .iter()
+    .map(|f| format!("--from-file={}", ca.join(f).display()))
+    .collect();
+    secret.extend(files.iter().map(String::as_str));
+    lab.ok(&secret);
+    // `isthmus install`, run where the API server is reachable, with its admin kubeconfig:
+    // the chart's objects; the lab's kubelet runs the control plane's container of the
+    // Isthmus image as the `isthmus` binary, in-cluster.
+    let admin = lab.ok(&["kubeconfig", "cluster1"]);
+    let (ok, out) = lab.exec(
+        "cluster1",
+        "kube-system",
+        "kube-apiserver-0",
+        &[
+            env!("CARGO_BIN_EXE_isthmus"),
+            "install",
+            "--kubeconfig",
+            admin.trim(),
+            "--set",
+            "global.multiCluster.clusterName=cluster1",
+            "--set",
+            "global.network=network1",
+            "--set",
+            "eastWestGateway.enabled=false",
+            "--set",
+            "base.enableCRDs=false",
+        ],
+    );
+    assert!(ok, "isthmus install: {out}");
+    lab.ok(&[
+        "kubectl",
+        "cluster1",
+        "--",
+        "wait",
+        "--for=condition=Ready",
+        "pod",
+        "-l",
+        "app=istiod",
+        "-n",
+        "istio-system",
+        "--timeout=120s",
+    ]);
+    let apply = lab.ok(&[
+        "apply",
+        "--cluster",
+        "cluster1",
+        "-f",
+        "examples/install-from-scratch/apps",
+    ]);
+    assert!(apply.contains("deployments in foo available"), "{apply}");
+    for (ns, app) in [("foo", "app=sleep"), ("bar", "app=httpbin")] {
+        let c = containers(&lab, "cluster1", ns, app);
+        assert!(c.contains("init=istio-init containers="), "{c}");
+        assert!(c.contains("istio-proxy ready=True"), "{c}");
+    }
+    // sleep -> httpbin through both sidecars: httpbin's saw sleep's identity (mTLS).
+    lab.within(30, "sleep calls httpbin over mutual TLS", || {
+        let (ok, out) = lab.exec(
+            "cluster1",
+            "foo",
+            "sleep",
+            &["curl", "-sS", "-f", "-m", "5", "httpbin.bar:8000/headers"],
+        );
+        (
+            ok && out.contains("URI=spiffe://cluster.local/ns/foo/sa/sleep"),
+            out,
+        )
+    });
+    lab.down_and_check();
+}
+
 /// The kubeconfig of the Secret `isthmus create-remote-secret --rotate` prints for remote
 /// (run in remote's API server pod with its admin kubeconfig, as the lab does).
 fn rotated_credential(lab: &Lab) -> String {

@@ -642,6 +642,9 @@ fn serving_certificate(o: &LocalOptions) -> Result<(String, String, String), Loc
         o.address.to_string(),
     ];
     names.extend(o.extra_addresses.iter().map(|a| a.to_string()));
+    // The `kubernetes` Service's ClusterIP (the range's first address), which pods reach the
+    // API server at with their in-cluster credentials.
+    names.extend(first_service_ip(&o.service_cidr).map(|a| a.to_string()));
     names.dedup();
     let key = rcgen::KeyPair::generate().map_err(err("the API server's key"))?;
     let mut p = rcgen::CertificateParams::new(names).map_err(err("the API server's names"))?;
@@ -652,6 +655,16 @@ fn serving_certificate(o: &LocalOptions) -> Result<(String, String, String), Loc
         .signed_by(&key, &issuer)
         .map_err(err("the API server's certificate"))?;
     Ok((ca_cert.pem(), cert.pem(), key.serialize_pem()))
+}
+
+/// The first address of a ClusterIP range such as `10.96.0.0/16` (the `kubernetes`
+/// Service's), or `None` when it is not an IPv4 range.
+pub fn first_service_ip(cidr: &str) -> Option<std::net::Ipv4Addr> {
+    let (base, prefix) = cidr.split_once('/')?;
+    let base: std::net::Ipv4Addr = base.parse().ok()?;
+    let prefix: u32 = prefix.parse().ok().filter(|p| *p <= 30)?;
+    let mask = u32::MAX.checked_shl(32 - prefix).unwrap_or(0);
+    Some(std::net::Ipv4Addr::from((u32::from(base) & mask) + 1))
 }
 
 /// Finds Istio's CRDs (`crd-all.gen.yaml`, from the pinned istio.io/istio module): `$ISTIO_CRDS`,
@@ -768,5 +781,25 @@ impl LocalCluster {
             None,
         )?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_kubernetes_service_takes_the_first_address_of_the_range() {
+        assert_eq!(
+            first_service_ip("10.96.0.0/16"),
+            Some([10, 96, 0, 1].into())
+        );
+        assert_eq!(
+            first_service_ip("10.96.5.7/16"),
+            Some([10, 96, 0, 1].into())
+        );
+        assert_eq!(first_service_ip("fd00::/108"), None);
+        assert_eq!(first_service_ip("10.96.0.0"), None);
+        assert_eq!(first_service_ip("10.96.0.0/31"), None);
     }
 }

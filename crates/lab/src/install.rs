@@ -299,13 +299,22 @@ pub fn control_plane(
     if !spec.control_plane {
         // Served by the first cluster that runs a control plane, through that cluster's
         // east-west gateway (seed 003's remotePilotAddress = the local gateway).
-        let (pi, primary) = state
+        let Some((pi, primary)) = state
             .topology
             .clusters
             .iter()
             .enumerate()
             .find(|(_, c)| c.control_plane)
-            .ok_or_else(|| LabError::Invalid("no cluster runs a control plane".into()))?;
+        else {
+            // No mesh from the lab (Kubernetes mode only, see `Topology::check`): the user
+            // installs one; its pods are served by what they install in their own cluster.
+            progress(&format!(
+                "{}: no control plane from the lab: install the mesh yourself (`isthmus install` or the Helm chart manifests/charts/isthmus)",
+                spec.name
+            ));
+            state.clusters[ci].ca_cluster = spec.name.clone();
+            return state.save(&opts.state_dir);
+        };
         if !primary.east_west_gateway {
             return Err(LabError::Invalid(format!(
                 "cluster {} has no control plane and {}, which has one, has no east-west gateway to reach it through",

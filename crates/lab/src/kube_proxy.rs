@@ -54,6 +54,17 @@ pub fn rules(services: &[Service], pods: &[PodState]) -> String {
 /// Appends one DNAT per `(address, port)` of `targets` for `cip:port`, spread evenly with the
 /// `statistic` match as kube-proxy does (each rule takes 1/remaining of what reaches it).
 fn spread(rules: &mut String, cip: &str, port: impl std::fmt::Display, targets: &[(&str, u32)]) {
+    spread_proto(rules, "tcp", cip, port, targets)
+}
+
+/// [`spread`] for protocol `proto` (`tcp` or `udp`).
+fn spread_proto(
+    rules: &mut String,
+    proto: &str,
+    cip: &str,
+    port: impl std::fmt::Display,
+    targets: &[(&str, u32)],
+) {
     let n = targets.len();
     for (i, (ip, target)) in targets.iter().enumerate() {
         let remaining = n - i;
@@ -66,13 +77,13 @@ fn spread(rules: &mut String, cip: &str, port: impl std::fmt::Display, targets: 
             String::new()
         };
         rules.push_str(&format!(
-            "-A ISTHMUS-SERVICES -d {cip}/32 -p tcp --dport {port} {pick}-j DNAT --to-destination {ip}:{target}\n"
+            "-A ISTHMUS-SERVICES -d {cip}/32 -p {proto} --dport {port} {pick}-j DNAT --to-destination {ip}:{target}\n"
         ));
     }
 }
 
 /// The `ISTHMUS-SERVICES` chain from the API server's Services and EndpointSlices (the
-/// Kubernetes-mode lab, as kube-proxy reads them): for each ClusterIP and TCP port, one DNAT
+/// Kubernetes-mode lab, as kube-proxy reads them): for each ClusterIP and TCP or UDP port, one DNAT
 /// per ready endpoint to the slice's port of the same name, spread evenly.
 pub fn rules_from_slices(
     services: &[&k8s_openapi::api::core::v1::Service],
@@ -103,9 +114,12 @@ pub fn rules_from_slices(
             })
             .collect();
         for port in spec.ports.iter().flatten() {
-            if port.protocol.as_deref().is_some_and(|p| p != "TCP") {
-                continue;
-            }
+            // TCP and UDP (a DNS Service); SCTP is not forwarded.
+            let proto = match port.protocol.as_deref() {
+                None | Some("TCP") => "tcp",
+                Some("UDP") => "udp",
+                Some(_) => continue,
+            };
             let port_name = port.name.clone().unwrap_or_default();
             // (address, target port) of every ready endpoint.
             let mut targets: Vec<(String, i32)> = Vec::new();
@@ -132,7 +146,7 @@ pub fn rules_from_slices(
                 .iter()
                 .map(|(ip, t)| (ip.as_str(), u32::try_from(*t).unwrap_or_default()))
                 .collect();
-            spread(&mut rules, cip, port.port, &targets);
+            spread_proto(&mut rules, proto, cip, port.port, &targets);
         }
     }
     rules.push_str("COMMIT\n");
@@ -184,6 +198,29 @@ mod tests {
             "*nat\n:ISTHMUS-SERVICES - [0:0]\n\
              -A ISTHMUS-SERVICES -d 10.96.0.20/32 -p tcp --dport 80 -m statistic --mode random --probability 0.50000 -j DNAT --to-destination 10.10.0.11:8080\n\
              -A ISTHMUS-SERVICES -d 10.96.0.20/32 -p tcp --dport 80 -j DNAT --to-destination 10.10.0.12:8080\n\
+             COMMIT\n"
+        );
+        // A DNS Service: UDP and TCP on 53 to the pod's 15053; SCTP is not forwarded.
+        let dns: k8s_openapi::api::core::v1::Service = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "istiod", "namespace": "istio-system"},
+            "spec": {"clusterIP": "10.96.0.10", "ports": [
+                {"name": "dns-udp", "port": 53, "protocol": "UDP"},
+                {"name": "dns-tcp", "port": 53, "protocol": "TCP"},
+                {"name": "sctp", "port": 9, "protocol": "SCTP"}
+            ]}
+        }))
+        .expect("service");
+        let dns_slice: k8s_openapi::api::discovery::v1::EndpointSlice = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "istiod-a", "namespace": "istio-system", "labels": {"kubernetes.io/service-name": "istiod"}},
+            "addressType": "IPv4",
+            "ports": [{"name": "dns-udp", "port": 15053, "protocol": "UDP"}, {"name": "dns-tcp", "port": 15053}, {"name": "sctp", "port": 9}],
+            "endpoints": [{"addresses": ["10.10.0.20"]}]
+        })).expect("slice");
+        assert_eq!(
+            rules_from_slices(&[&dns], &[&dns_slice]),
+            "*nat\n:ISTHMUS-SERVICES - [0:0]\n\
+             -A ISTHMUS-SERVICES -d 10.96.0.10/32 -p udp --dport 53 -j DNAT --to-destination 10.10.0.20:15053\n\
+             -A ISTHMUS-SERVICES -d 10.96.0.10/32 -p tcp --dport 53 -j DNAT --to-destination 10.10.0.20:15053\n\
              COMMIT\n"
         );
     }

@@ -449,6 +449,15 @@ impl Agent {
             .map(|a| a.to_string())
             .unwrap_or_default();
         let kube_env = self.kubernetes_service_env().await;
+        // The cluster's DNS: the lab's control plane, or else the installed control plane's
+        // Service (`istiod`, port 53, as Istio's DNS is reached), as a kubelet's clusterDNS.
+        let nameserver = match self.state.clusters[self.ci].control_plane_ip.clone() {
+            Some(ip) => ip,
+            None => self
+                .cluster_dns()
+                .await
+                .unwrap_or_else(|| "127.0.0.1".into()),
+        };
         let uid = p.metadata.uid.clone().unwrap_or_default();
         // The address first (volumes and the environment may name it), then everything
         // read from the API, then the processes.
@@ -488,6 +497,7 @@ impl Agent {
                         env_sources: &sources,
                         kube_env: &kube_env,
                         host_ip: &host_ip,
+                        nameserver: &nameserver,
                         lab_sidecar,
                         namespace: &ns,
                         name: &name,
@@ -552,6 +562,16 @@ impl Agent {
         );
         self.report(&ns, &name, &ip, false).await;
         Ok(())
+    }
+
+    /// The ClusterIP of the installed control plane's Service `istio-system/istiod` when it
+    /// serves DNS (a port 53), else `None`.
+    async fn cluster_dns(&self) -> Option<String> {
+        let services: Api<Service> = Api::namespaced(self.client.clone(), "istio-system");
+        let spec = services.get_opt("istiod").await.ok()??.spec?;
+        spec.ports.as_ref()?.iter().find(|p| p.port == 53)?;
+        spec.cluster_ip
+            .filter(|ip| ip.parse::<std::net::Ipv4Addr>().is_ok())
     }
 
     /// `KUBERNETES_SERVICE_HOST` and `_PORT` (the `kubernetes` Service), which a kubelet
@@ -741,6 +761,8 @@ struct RunSpec<'a> {
     kube_env: &'a [(String, String)],
     /// The node's address.
     host_ip: &'a str,
+    /// The pod's DNS server.
+    nameserver: &'a str,
     /// The lab's own sidecar (a cluster without a webhook; see [`Agent::start`]).
     lab_sidecar: bool,
     namespace: &'a str,
@@ -788,11 +810,11 @@ fn run_in(
             .containers
             .iter()
             .any(|c| c.name == isthmus_kube::inject::PROXY_CONTAINER);
-    let cp = state.clusters[ci]
-        .control_plane_ip
-        .clone()
-        .unwrap_or_else(|| "127.0.0.1".into());
-    netns::resolv_conf(&pod.netns, &cp, &kubelet::search_domains(spec.namespace))?;
+    netns::resolv_conf(
+        &pod.netns,
+        spec.nameserver,
+        &kubelet::search_domains(spec.namespace),
+    )?;
     let tokens = pod_spec::write_volumes(&pod.workdir, spec.volumes)?;
     // What every container of the Isthmus image finds: Envoy on its PATH (the image's
     // /opt/envoy/bin), the API server's Service.

@@ -204,7 +204,21 @@ impl Topology {
                 .map_err(|e| format!("dnsTemplates[{i}]: {e}"))?;
         }
         if !self.clusters.iter().any(|c| c.control_plane) {
-            return Err("clusters: no cluster runs a control plane".into());
+            // On Kubernetes a lab without the lab's mesh is where a user installs one
+            // (`isthmus install` or the Helm chart), as on a fresh cluster.
+            if !self.kubernetes {
+                return Err("clusters: no cluster runs a control plane (on Kubernetes, `kubernetes: true`, a lab without one is for installing the mesh yourself)".into());
+            }
+            if let Some(c) = self
+                .clusters
+                .iter()
+                .find(|c| c.east_west_gateway || c.egress_gateway)
+            {
+                return Err(format!(
+                    "clusters: {}: the lab's gateways need the lab's control plane, and no cluster runs one",
+                    c.name
+                ));
+            }
         }
         Ok(())
     }
@@ -299,6 +313,8 @@ mod tests {
         );
         assert!(bad("name: x\nclusters:\n- {name: c1, network: n, podCIDR: 10.0.0.0/16, controlPlane: false}\n")
             .contains("no cluster runs a control plane"));
+        assert!(bad("name: x\nkubernetes: true\nclusters:\n- {name: c1, network: n, podCIDR: 10.0.0.0/16, controlPlane: false, eastWestGateway: true}\n")
+            .contains("c1: the lab's gateways need the lab's control plane"));
         assert!(bad(
             "name: x\nclusters:\n- {name: c1, network: n, podCIDR: 10.0.0.0/16, color: red}\n"
         )
