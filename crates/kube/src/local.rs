@@ -275,10 +275,15 @@ impl LocalCluster {
             &p(&tokens),
             "--authorization-mode",
             "Node,RBAC",
-            // The lease reconciler would publish the advertise address as the
-            // `kubernetes` Service's endpoint; nothing in the lab calls it by ClusterIP.
+            // The lease reconciler publishes the advertise address as the `kubernetes`
+            // Service's endpoint, which pods reach with their in-cluster credentials; a
+            // loopback address cannot be an endpoint, so there nothing is published.
             "--endpoint-reconciler-type",
-            "none",
+            if options.address.is_loopback() {
+                "none"
+            } else {
+                "lease"
+            },
         ]
         .iter()
         .map(|s| s.to_string())
