@@ -344,11 +344,7 @@ pub fn pod_http(
     port: u16,
     path: &str,
 ) -> Result<String, LabError> {
-    netns::exec(
-        &pod.netns,
-        &opts.exe_arg(),
-        &["lab", "http-get", &format!("127.0.0.1:{port}"), path],
-    )
+    pod_http_at(opts, pod, "127.0.0.1", port, path)
 }
 
 /// GET on `address:port` from inside a pod (a readiness probe at the pod's address).
