@@ -58,9 +58,8 @@ fn io(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> AgentError + '_ 
 /// there is renewed by whoever wrote it (as a kubelet renews projected tokens), so it is
 /// read again for every request.
 async fn fetch(config: &AgentConfig, root: &str, generation: u64) -> Result<Material, AgentError> {
-    let credential =
-        std::fs::read_to_string(&config.credential_file).map_err(io(&config.credential_file))?;
-    let credential = credential.as_str();
+    // Read once up front, so that a missing file is an error at once.
+    std::fs::read_to_string(&config.credential_file).map_err(io(&config.credential_file))?;
     let identity = format!(
         "spiffe://{}/ns/{}/sa/{}",
         config.trust_domain, config.namespace, config.service_account
@@ -68,22 +67,37 @@ async fn fetch(config: &AgentConfig, root: &str, generation: u64) -> Result<Mate
     let (csr, key) =
         isthmus_ca::workload_csr(&identity).map_err(|e| AgentError::Certificate(e.to_string()))?;
     let attempt = || async {
+        // Read again each time: a projected token is rewritten when renewed.
+        let credential = std::fs::read_to_string(&config.credential_file)
+            .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
         let ch = crate::caclient::channel(&config.control_plane, root)
             .await
             .map_err(tonic::Status::unavailable)?;
         crate::caclient::request(
             ch,
-            credential,
+            &credential,
             &config.cluster,
             &csr,
             config.cert_ttl as i64,
         )
         .await
     };
+    // The first certificate is waited for longer, and also through refusals, as Istio's
+    // agent does: a remote cluster's proxy can start before the control plane can review its
+    // token (the remote secret is applied after the install).
+    let (times, refusals_too) = if generation == 1 {
+        (60, true)
+    } else {
+        (8, false)
+    };
     let chain = attempt
-        .retry(ExponentialBuilder::default().with_max_times(8).with_max_delay(Duration::from_secs(5)))
-        .when(|s: &tonic::Status| matches!(s.code(), tonic::Code::Unavailable | tonic::Code::Unknown))
-        .notify(|e, d| tracing::warn!(error = %e.message(), retry_in = ?d, "certificate request failed, retrying"))
+        .retry(ExponentialBuilder::default().with_max_times(times).with_max_delay(Duration::from_secs(5)))
+        .when(|s: &tonic::Status| {
+            matches!(s.code(), tonic::Code::Unavailable | tonic::Code::Unknown)
+                || (refusals_too
+                    && matches!(s.code(), tonic::Code::Unauthenticated | tonic::Code::PermissionDenied))
+        })
+        .notify(|e, d| tracing::warn!(error = %e.message(), code = ?e.code(), retry_in = ?d, "certificate request failed, retrying"))
         .await
         .map_err(|s| AgentError::Certificate(format!("{} ({:?})", s.message(), s.code())))?;
     let mut iter = chain.into_iter();

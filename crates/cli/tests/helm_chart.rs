@@ -261,6 +261,11 @@ fn isthmus_install_renders_what_helm_renders() {
     for extra in [
         &[][..],
         &["eastWestGateway.enabled=false", "base.enableCRDs=false"][..],
+        // Istio's remote profile.
+        &[
+            "global.remotePilotAddress=198.18.1.1",
+            "istiodRemote.injectionCABundle=Zm9v",
+        ][..],
     ] {
         let mut helm_args = vec![
             "template".to_string(),

@@ -491,6 +491,198 @@ fn install_from_scratch_with_isthmus_install_then_injected_pods_talk_over_mtls()
     lab.down_and_check();
 }
 
+/// `isthmus install` in `cluster` with `sets`, run where its API server is reachable.
+fn install(lab: &Lab, cluster: &str, sets: &[&str], json_sets: &[&str]) {
+    let admin = lab.ok(&["kubeconfig", cluster]);
+    let exe = env!("CARGO_BIN_EXE_isthmus");
+    let mut args = vec![
+        exe,
+        "install",
+        "--kubeconfig",
+        admin.trim(),
+        "--set",
+        "base.enableCRDs=false",
+    ];
+    for s in sets {
+        args.extend(["--set", s]);
+    }
+    for s in json_sets {
+        args.extend(["--set-json", s]);
+    }
+    let (ok, out) = lab.exec(cluster, "kube-system", "kube-apiserver-0", &args);
+    assert!(ok, "isthmus install in {cluster}: {out}");
+}
+
+/// Istio's `cacerts` Secret in `cluster` from the lab's intermediate CA for it.
+fn cacerts(lab: &Lab, cluster: &str) {
+    let ca = lab.state.join("ca").join(cluster);
+    let files: Vec<String> = [
+        "ca-cert.pem",
+        "ca-key.pem",
+        "root-cert.pem",
+        "cert-chain.pem",
+    ]
+    .iter()
+    .map(|f| format!("--from-file={}", ca.join(f).display()))
+    .collect();
+    let mut args = vec![
+        "kubectl",
+        cluster,
+        "--",
+        "create",
+        "secret",
+        "generic",
+        "cacerts",
+        "-n",
+        "istio-system",
+    ];
+    args.extend(files.iter().map(String::as_str));
+    lab.ok(&args);
+}
+
+fn wait_ready(lab: &Lab, cluster: &str, selector: &str, secs: u32) {
+    lab.ok(&[
+        "kubectl",
+        cluster,
+        "--",
+        "wait",
+        "--for=condition=Ready",
+        "pod",
+        "-l",
+        selector,
+        "-n",
+        "istio-system",
+        &format!("--timeout={secs}s"),
+    ]);
+}
+
+#[test]
+fn remote_profile_served_through_the_primarys_gateway() {
+    let _one = require();
+    let lab = Lab::new("s3fs");
+    lab.ok(&["up", "examples/s3-from-scratch"]);
+    // local: the control plane and the east-west gateway; meshNetworks names both
+    // gateways' public addresses (what `kubectl get svc` shows once they have them).
+    cacerts(&lab, "local");
+    install(
+        &lab,
+        "local",
+        &[
+            "global.multiCluster.clusterName=local",
+            "global.network=network1",
+        ],
+        &[
+            r#"meshNetworks={"network1": {"endpoints": [{"fromRegistry": "local"}], "gateways": [{"address": "198.18.1.1", "port": 15443}]}, "network2": {"endpoints": [{"fromRegistry": "remote"}], "gateways": [{"address": "198.18.1.2", "port": 15443}]}}"#,
+        ],
+    );
+    wait_ready(&lab, "local", "app=istiod", 120);
+    wait_ready(&lab, "local", "app=istio-eastwestgateway", 120);
+    let lb = lab.ok(&[
+        "kubectl",
+        "local",
+        "--",
+        "get",
+        "svc",
+        "istio-eastwestgateway",
+        "-n",
+        "istio-system",
+        "-o",
+        "jsonpath={.status.loadBalancer.ingress[0].ip}",
+    ]);
+    assert_eq!(
+        lb.trim(),
+        "198.18.1.1",
+        "the gateway's LoadBalancer address"
+    );
+    lab.ok(&[
+        "apply",
+        "--cluster",
+        "local",
+        "-f",
+        "examples/s3-from-scratch/expose-istiod.yaml",
+    ]);
+    // remote: Istio's remote profile, served by local's control plane through local's gateway.
+    use base64::Engine as _;
+    let root = std::fs::read(lab.state.join("ca/root/root-cert.pem")).expect("root");
+    let bundle = format!(
+        "istiodRemote.injectionCABundle={}",
+        base64::engine::general_purpose::STANDARD.encode(root)
+    );
+    cacerts(&lab, "remote");
+    install(
+        &lab,
+        "remote",
+        &[
+            "global.multiCluster.clusterName=remote",
+            "global.network=network2",
+            "global.remotePilotAddress=198.18.1.1",
+            &bundle,
+        ],
+        &[],
+    );
+    // local reads remote with the credential create-remote-secret makes there.
+    let admin = lab.ok(&["kubeconfig", "remote"]);
+    let out = lab.cmd(&[
+        "exec",
+        "remote",
+        "kube-system",
+        "kube-apiserver-0",
+        "--",
+        env!("CARGO_BIN_EXE_isthmus"),
+        "create-remote-secret",
+        "--kubeconfig",
+        admin.trim(),
+        "--name",
+        "remote",
+        "--server",
+        "https://198.18.2.2:6443",
+    ]);
+    // The Secret is stdout; progress goes to stderr.
+    let (ok, secret) = (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).to_string(),
+    );
+    assert!(ok, "create-remote-secret: {}", secret.len());
+    let files = lab.state.with_extension("files");
+    std::fs::create_dir_all(&files).expect("mkdir");
+    let f = write(&files, "remote-secret.yaml", &secret);
+    lab.ok(&["kubectl", "local", "--", "apply", "-f", &f]);
+    // remote's gateway got its certificate and configuration from local's control plane.
+    wait_ready(&lab, "remote", "app=istio-eastwestgateway", 300);
+    // A pod of a labelled namespace in remote is injected by local's control plane, whose
+    // webhook remote's API server calls through local's gateway (15017), with local's
+    // control plane as its proxy's discovery address.
+    let ns = write(
+        &files,
+        "remote-pod.yaml",
+        "apiVersion: v1\nkind: Namespace\nmetadata: {name: sample, labels: {istio-injection: enabled}}\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: hello, namespace: sample, labels: {app: hello}}\nspec:\n  containers:\n  - {name: hello, image: docker.io/istio/examples-helloworld-v2}\n",
+    );
+    lab.ok(&["kubectl", "remote", "--", "apply", "-f", &ns]);
+    let c = containers(&lab, "remote", "sample", "app=hello");
+    assert!(
+        c.contains("init=istio-init containers=hello istio-proxy"),
+        "{c}"
+    );
+    let args = lab.ok(&[
+        "kubectl",
+        "remote",
+        "--",
+        "get",
+        "pod",
+        "hello",
+        "-n",
+        "sample",
+        "-o",
+        "jsonpath={.spec.containers[1].args}",
+    ]);
+    assert!(
+        args.contains("\"--cluster\",\"remote\"")
+            && args.contains("\"--control-plane\",\"198.18.1.1:15012\""),
+        "{args}"
+    );
+    lab.down_and_check();
+}
+
 /// The kubeconfig of the Secret `isthmus create-remote-secret --rotate` prints for remote
 /// (run in remote's API server pod with its admin kubeconfig, as the lab does).
 fn rotated_credential(lab: &Lab) -> String {

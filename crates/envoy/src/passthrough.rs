@@ -103,6 +103,13 @@ pub fn add(
         if server_names.is_empty() {
             continue;
         }
+        // `sniHosts: ["*"]` (Istio's expose-istiod) matches any SNI: Envoy takes no bare
+        // `*` in `server_names` (it refuses the whole listener), so the chain gets none.
+        let server_names = if server_names.iter().any(|s| s == "*") {
+            Vec::new()
+        } else {
+            server_names
+        };
         if made.insert(cluster.clone()) {
             res.clusters.push(Cluster {
                 name: cluster.clone(),

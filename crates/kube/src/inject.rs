@@ -67,7 +67,8 @@ pub struct InjectionConfig {
 
 impl InjectionConfig {
     /// The same settings for a pod of another cluster: Istio's path form
-    /// `/inject/cluster/CLUSTER/net/NETWORK` (a remote cluster's webhook points there).
+    /// `/inject/cluster/CLUSTER/net/NETWORK` (a remote cluster's webhook points there), and
+    /// `/discovery/HOST[/port/PORT]` for where its proxies reach the control plane.
     pub fn for_path(&self, path: &str) -> Result<InjectionConfig, InjectError> {
         let mut config = self.clone();
         let rest = path.trim_end_matches('/');
@@ -79,6 +80,7 @@ impl InjectionConfig {
             .ok_or_else(|| InjectError::Path(path.to_string()))?
             .split('/')
             .collect();
+        let (mut discovery_host, mut discovery_port) = (None, None);
         let mut i = 0;
         while i < parts.len() {
             let value = parts
@@ -88,9 +90,25 @@ impl InjectionConfig {
             match parts[i] {
                 "cluster" => config.cluster = value.to_string(),
                 "net" => config.network = value.to_string(),
+                // Where that cluster's proxies reach this control plane (a remote cluster
+                // has no `istiod` of its own to resolve): Isthmus's own keys, host and
+                // port apart (the API server allows no `:` in a path segment).
+                "discovery" => discovery_host = Some(value.to_string()),
+                "port" => discovery_port = Some(value.to_string()),
                 _ => return Err(InjectError::Path(path.to_string())),
             }
             i += 2;
+        }
+        match (discovery_host, discovery_port) {
+            (Some(host), port) => {
+                let port = port.unwrap_or_else(|| "15012".into());
+                if port.parse::<u16>().is_err() {
+                    return Err(InjectError::Path(path.to_string()));
+                }
+                config.control_plane = format!("{host}:{port}");
+            }
+            (None, Some(_)) => return Err(InjectError::Path(path.to_string())),
+            (None, None) => {}
         }
         Ok(config)
     }
@@ -103,7 +121,7 @@ pub enum InjectError {
     #[error("the admission request: {0}")]
     Request(String),
     /// A webhook path that is neither `/inject` nor `/inject/cluster/C/net/N`.
-    #[error("webhook path `{0}`: expected /inject or /inject/cluster/CLUSTER/net/NETWORK")]
+    #[error("webhook path `{0}`: expected /inject or /inject/cluster/CLUSTER/net/NETWORK[/discovery/HOST[/port/PORT]]")]
     Path(String),
 }
 
@@ -582,6 +600,17 @@ mod tests {
             ("remote_kubecfg", "network2")
         );
         assert_eq!(config().for_path("/inject").expect("plain"), config());
+        let remote = config()
+            .for_path("/inject/cluster/remote/net/network2/discovery/198.18.1.1")
+            .expect("path");
+        assert_eq!(remote.control_plane, "198.18.1.1:15012");
+        let other_port = config()
+            .for_path("/inject/discovery/198.18.1.1/port/15013")
+            .expect("path");
+        assert_eq!(other_port.control_plane, "198.18.1.1:15013");
+        assert!(config().for_path("/inject/port/15013").is_err());
+        assert!(config().for_path("/inject/discovery/a/port/x").is_err());
+        assert_eq!(remote.cluster, "remote");
         assert!(config().for_path("/inject/cluster").is_err());
         assert!(config().for_path("/mutate").is_err());
         assert!(config().for_path("/inject/zone/a").is_err());

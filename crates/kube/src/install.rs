@@ -69,6 +69,19 @@ pub struct InstallValues {
     pub east_west_gateway: EastWestGateway,
     /// `base`.
     pub base: Base,
+    /// `istiodRemote`: the remote profile's settings.
+    #[serde(default)]
+    pub istiod_remote: IstiodRemote,
+}
+
+/// `istiodRemote`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct IstiodRemote {
+    /// The injector's caBundle in a remote cluster (base64 of the mesh root, PEM): no
+    /// control plane here keeps it.
+    #[serde(rename = "injectionCABundle", default)]
+    pub injection_ca_bundle: String,
 }
 
 /// `global`.
@@ -87,6 +100,10 @@ pub struct Global {
     pub tag: String,
     /// Image pull policy.
     pub image_pull_policy: String,
+    /// Istio's remote profile: no control plane in this cluster; the one of another
+    /// cluster serves it through that cluster's east-west gateway at this address.
+    #[serde(default)]
+    pub remote_pilot_address: String,
 }
 
 /// `global.multiCluster`.
@@ -372,7 +389,9 @@ pub fn render(v: &InstallValues, crds: Option<&str>) -> Result<Vec<Value>, Insta
         }
     }));
     let pilot_labels = labels("istiod", &[("istio", "pilot")]);
-    out.push(json!({
+    let remote = v.global.remote_pilot_address.as_str();
+    if remote.is_empty() {
+        out.push(json!({
         "apiVersion": "apps/v1", "kind": "Deployment",
         "metadata": {"name": "istiod", "namespace": ns, "labels": pilot_labels},
         "spec": {
@@ -430,7 +449,40 @@ pub fn render(v: &InstallValues, crds: Option<&str>) -> Result<Vec<Value>, Insta
             }
         }
     }));
-    out.push(json!({
+    }
+    if !remote.is_empty() {
+        // Istio's remote profile: `istiod` here is the primary's control plane, reached
+        // through its east-west gateway (xDS and CA on 15012, the injector on 15017).
+        out.push(json!({
+            "apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": "istiod", "namespace": ns, "labels": labels("istiod", &[("istio", "pilot")])},
+            "spec": {
+                "ports": [
+                    {"name": "grpc-xds", "port": 15012, "targetPort": 15012, "protocol": "TCP"},
+                    {"name": "https-webhook", "port": 443, "targetPort": 15017, "protocol": "TCP"},
+                ]
+            }
+        }));
+        out.push(json!({
+            "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+            "metadata": {"name": "istiod-remote", "namespace": ns, "labels": {
+                "kubernetes.io/service-name": "istiod",
+                "endpointslice.kubernetes.io/managed-by": "isthmus",
+                "app.kubernetes.io/part-of": "isthmus",
+                "app.kubernetes.io/managed-by": "isthmus",
+            }},
+            "addressType": "IPv4",
+            "endpoints": [{"addresses": [remote], "conditions": {"ready": true}}],
+            "ports": [
+                {"name": "grpc-xds", "port": 15012, "protocol": "TCP"},
+                {"name": "https-webhook", "port": 15017, "protocol": "TCP"},
+            ]
+        }));
+        let path = format!("/inject/cluster/{cluster}/net/{network}/discovery/{remote}");
+        let bundle = Some(v.istiod_remote.injection_ca_bundle.as_str()).filter(|b| !b.is_empty());
+        out.push(injector_webhook(ns, &path, bundle));
+    } else {
+        out.push(json!({
         "apiVersion": "v1", "kind": "Service",
         "metadata": {"name": "istiod", "namespace": ns, "labels": labels("istiod", &[("istio", "pilot")])},
         "spec": {
@@ -444,7 +496,13 @@ pub fn render(v: &InstallValues, crds: Option<&str>) -> Result<Vec<Value>, Insta
             ]
         }
     }));
-    out.push(injector_webhook(ns, "/inject", None));
+        out.push(injector_webhook(ns, "/inject", None));
+    }
+    let control_plane = if remote.is_empty() {
+        format!("istiod.{ns}.svc:15012")
+    } else {
+        format!("{remote}:15012")
+    };
     if v.east_west_gateway.enabled {
         let gw_labels = labels(
             gw,
@@ -484,7 +542,7 @@ pub fn render(v: &InstallValues, crds: Option<&str>) -> Result<Vec<Value>, Insta
                                 "--service-account=$(SERVICE_ACCOUNT)",
                                 format!("--cluster={cluster}"),
                                 format!("--network={network}"),
-                                format!("--control-plane=istiod.{ns}.svc:15012"),
+                                format!("--control-plane={control_plane}"),
                                 "--credential-file=/var/run/secrets/tokens/istio-token",
                                 "--root-cert=/etc/istio/root/root-cert.pem",
                                 "--workdir=/var/lib/isthmus",
@@ -605,6 +663,7 @@ fn api_resource(api_version: &str, kind: &str) -> Option<(ApiResource, bool)> {
         "Deployment" => ("deployments", true),
         "Service" => ("services", true),
         "MutatingWebhookConfiguration" => ("mutatingwebhookconfigurations", false),
+        "EndpointSlice" => ("endpointslices", true),
         _ => return None,
     };
     Some((

@@ -113,6 +113,9 @@ struct Agent {
     /// Pods that could not run: when to try again (with backoff, as a kubelet retries an
     /// image pull), by namespace/name and uid.
     failed: BTreeMap<String, (String, u32, std::time::Instant)>,
+    /// The LoadBalancer Service given the cluster's public address, and the pod holding it
+    /// (namespace/name each).
+    load_balancer: Option<(String, String)>,
 }
 
 /// Runs the node agent of `cluster` until it is stopped.
@@ -140,6 +143,7 @@ pub async fn run(opts: LabOptions, cluster: &str) -> Result<(), LabError> {
         client: client.clone(),
         running: BTreeMap::new(),
         failed: BTreeMap::new(),
+        load_balancer: None,
     };
     // Pods a previous agent ran and that still run are kept.
     for p in read_pods(&agent.opts.state_dir, cluster) {
@@ -193,6 +197,7 @@ pub async fn run(opts: LabOptions, cluster: &str) -> Result<(), LabError> {
             None => {
                 let mut agent = agent.lock().await;
                 agent.renew_tokens().await;
+                agent.load_balancers().await;
                 if listing.is_none() {
                     if let Err(e) = agent.reconcile(&desired).await {
                         tracing::error!(error = %e, "reconciling the node's pods");
@@ -574,6 +579,92 @@ impl Agent {
             .filter(|ip| ip.parse::<std::net::Ipv4Addr>().is_ok())
     }
 
+    /// The lab's stand-in for a cloud load balancer: the first Service of type LoadBalancer
+    /// gets the cluster's public WAN address (the one the lab's own east-west gateway has
+    /// when the lab installs the mesh), given to one of its running pods as a leg on the
+    /// WAN, and written to the Service's `status.loadBalancer`. A cluster has one public
+    /// address for this, so a second LoadBalancer Service stays pending, as with no quota.
+    async fn load_balancers(&mut self) {
+        use k8s_openapi::api::core::v1::Service as KService;
+        if self.state.topology.clusters[self.ci].east_west_gateway {
+            return;
+        }
+        let services: Api<KService> = Api::all(self.client.clone());
+        let Ok(list) = services.list(&Default::default()).await else {
+            return;
+        };
+        let key = |s: &KService| {
+            format!(
+                "{}/{}",
+                s.metadata.namespace.as_deref().unwrap_or_default(),
+                s.metadata.name.as_deref().unwrap_or_default()
+            )
+        };
+        let lbs: Vec<&KService> = list
+            .items
+            .iter()
+            .filter(|s| s.spec.as_ref().and_then(|p| p.type_.as_deref()) == Some("LoadBalancer"))
+            .collect();
+        if let Some((svc, _)) = &self.load_balancer {
+            if !lbs.iter().any(|s| key(s) == *svc) {
+                self.load_balancer = None;
+            }
+        }
+        let Some(svc) = lbs.iter().find(|s| match &self.load_balancer {
+            Some((k, _)) => key(s) == *k,
+            None => true,
+        }) else {
+            return;
+        };
+        let ns = svc.metadata.namespace.clone().unwrap_or_default();
+        let selector = svc
+            .spec
+            .as_ref()
+            .and_then(|p| p.selector.clone())
+            .unwrap_or_default();
+        let public = crate::topology::Topology::gateway_wan(self.ci).to_string();
+        if self.load_balancer.is_none() {
+            let Some((pod_key, running)) = self.running.iter_mut().find(|(_, r)| {
+                r.pod.namespace == ns
+                    && !selector.is_empty()
+                    && selector.iter().all(|(k, v)| r.pod.labels.get(k) == Some(v))
+            }) else {
+                return;
+            };
+            let prefix = self.state.prefix.clone();
+            let (ci, netns) = (self.ci, running.pod.netns.clone());
+            match tokio::task::block_in_place(|| network::attach_to_wan(&prefix, ci, &netns)) {
+                Ok(ip) => {
+                    running.pod.public_ip = Some(ip.to_string());
+                    tracing::info!(service = %key(svc), pod = %pod_key, %ip, "load balancer address given");
+                    self.load_balancer = Some((key(svc), pod_key.clone()));
+                }
+                Err(e) => {
+                    tracing::warn!(service = %key(svc), error = %e, "cannot give the load balancer address");
+                    return;
+                }
+            }
+        }
+        let has = svc
+            .status
+            .as_ref()
+            .and_then(|s| s.load_balancer.as_ref())
+            .and_then(|l| l.ingress.as_ref())
+            .is_some_and(|i| i.iter().any(|i| i.ip.as_deref() == Some(public.as_str())));
+        if !has {
+            let api: Api<KService> = Api::namespaced(self.client.clone(), &ns);
+            let status =
+                serde_json::json!({"status": {"loadBalancer": {"ingress": [{"ip": public}]}}});
+            let name = svc.metadata.name.clone().unwrap_or_default();
+            if let Err(e) = api
+                .patch_status(&name, &PatchParams::default(), &Patch::Merge(&status))
+                .await
+            {
+                tracing::warn!(service = %key(svc), error = %e, "cannot write the load balancer status");
+            }
+        }
+    }
+
     /// `KUBERNETES_SERVICE_HOST` and `_PORT` (the `kubernetes` Service), which a kubelet
     /// gives every container; nothing when the Service cannot be read.
     async fn kubernetes_service_env(&self) -> Vec<(String, String)> {
@@ -708,6 +799,15 @@ impl Agent {
         let Some(r) = self.running.remove(key) else {
             return;
         };
+        if self
+            .load_balancer
+            .as_ref()
+            .is_some_and(|(_, pod)| pod == key)
+        {
+            // Its public address goes with its namespace; the Service gets it again on
+            // another of its pods.
+            self.load_balancer = None;
+        }
         let pod = r.pod;
         tokio::task::block_in_place(|| {
             for pid in &pod.pids {
