@@ -557,7 +557,7 @@ fn wait_ready(lab: &Lab, cluster: &str, selector: &str, secs: u32) {
 }
 
 #[test]
-fn remote_profile_served_through_the_primarys_gateway() {
+fn s3_from_scratch_install_remote_profile_remote_secret_and_injection() {
     let _one = require();
     let lab = Lab::new("s3fs");
     lab.ok(&["up", "examples/s3-from-scratch"]);
@@ -649,18 +649,27 @@ fn remote_profile_served_through_the_primarys_gateway() {
     lab.ok(&["kubectl", "local", "--", "apply", "-f", &f]);
     // remote's gateway got its certificate and configuration from local's control plane.
     wait_ready(&lab, "remote", "app=istio-eastwestgateway", 300);
-    // A pod of a labelled namespace in remote is injected by local's control plane, whose
-    // webhook remote's API server calls through local's gateway (15017), with local's
-    // control plane as its proxy's discovery address.
-    let ns = write(
-        &files,
-        "remote-pod.yaml",
-        "apiVersion: v1\nkind: Namespace\nmetadata: {name: sample, labels: {istio-injection: enabled}}\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: hello, namespace: sample, labels: {app: hello}}\nspec:\n  containers:\n  - {name: hello, image: docker.io/istio/examples-helloworld-v2}\n",
-    );
-    lab.ok(&["kubectl", "remote", "--", "apply", "-f", &ns]);
-    let c = containers(&lab, "remote", "sample", "app=hello");
+    // The seed's workloads, in namespaces labelled for injection: remote's pods are injected
+    // by local's control plane, whose webhook remote's API server calls through local's
+    // gateway (15017), with local's control plane as their proxies' discovery address; the
+    // root certificate they mount is what local's control plane publishes in remote.
+    lab.ok(&[
+        "apply",
+        "--cluster",
+        "local",
+        "-f",
+        "examples/s3-from-scratch/workloads/local",
+    ]);
+    lab.ok(&[
+        "apply",
+        "--cluster",
+        "remote",
+        "-f",
+        "examples/s3-from-scratch/workloads/remote",
+    ]);
+    let c = containers(&lab, "remote", "sample", "app=helloworld");
     assert!(
-        c.contains("init=istio-init containers=hello istio-proxy"),
+        c.contains("init=istio-init containers=helloworld istio-proxy ready=True"),
         "{c}"
     );
     let args = lab.ok(&[
@@ -668,18 +677,46 @@ fn remote_profile_served_through_the_primarys_gateway() {
         "remote",
         "--",
         "get",
-        "pod",
-        "hello",
+        "pods",
         "-n",
         "sample",
+        "-l",
+        "app=helloworld",
         "-o",
-        "jsonpath={.spec.containers[1].args}",
+        "jsonpath={.items[0].spec.containers[1].args}",
     ]);
     assert!(
         args.contains("\"--cluster\",\"remote\"")
             && args.contains("\"--control-plane\",\"198.18.1.1:15012\""),
         "{args}"
     );
+    // local's sidecar: v1 directly, v2 as remote's gateway (the endpoints local's control
+    // plane reads from remote's API server).
+    lab.within(
+        30,
+        "sleep sees v1 directly and v2 as remote's gateway",
+        || {
+            let (ok, out) = lab.exec(
+                "local",
+                "sample",
+                "sleep",
+                &["curl", "-sS", "127.0.0.1:15000/clusters"],
+            );
+            let want =
+                "outbound|5000||helloworld.sample.svc.cluster.local::198.18.1.2:15443::weight::1";
+            (
+                ok && out.contains(want),
+                out.lines()
+                    .filter(|l| l.contains("helloworld") && l.contains("weight"))
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+            )
+        },
+    );
+    // Not yet: S3's traffic split through remote's gateway. A router in a remote cluster
+    // that connected before the cluster's first endpoint of a service existed kept that
+    // service's endpoints empty until it reconnected (later changes do arrive); see the
+    // closing note of 2026-12-03.
     lab.down_and_check();
 }
 

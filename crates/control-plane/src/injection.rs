@@ -285,6 +285,62 @@ pub async fn publish_root_cert(client: kube::Client, root_pem: String) {
     }
 }
 
+/// The root published into the other clusters this control plane reads through an API
+/// server (a remote cluster has no control plane of its own to do it; for another primary it
+/// writes the same root): one task per cluster, replaced when its credential changes and
+/// stopped when the cluster leaves.
+pub struct RemoteRootPublishers {
+    root: String,
+    tasks: std::collections::BTreeMap<String, (crate::clusters::Link, tokio::task::JoinHandle<()>)>,
+}
+
+impl RemoteRootPublishers {
+    /// No publisher yet, for the mesh root `root_pem`.
+    pub fn new(root_pem: String) -> Self {
+        RemoteRootPublishers {
+            root: root_pem,
+            tasks: Default::default(),
+        }
+    }
+
+    /// Brings the publishers in line with `registries` (the local cluster, `local`, has its
+    /// own publisher).
+    pub fn sync(&mut self, registries: &[crate::clusters::ClusterRegistry], local: &str) {
+        let wanted: std::collections::BTreeMap<String, (crate::clusters::Link, kube::Client)> =
+            registries
+                .iter()
+                .filter(|r| r.cluster() != local)
+                .filter_map(|r| {
+                    let client = r.kube_client()?.0.clone();
+                    Some((r.cluster().to_string(), (r.link(), client)))
+                })
+                .collect();
+        self.tasks.retain(|cluster, (link, task)| {
+            let keep = wanted.get(cluster).is_some_and(|(l, _)| l == link);
+            if !keep {
+                task.abort();
+            }
+            keep
+        });
+        for (cluster, (link, client)) in wanted {
+            if self.tasks.contains_key(&cluster) {
+                continue;
+            }
+            tracing::info!(%cluster, "publishing istio-ca-root-cert into the cluster's namespaces");
+            let task = tokio::spawn(publish_root_cert(client, self.root.clone()));
+            self.tasks.insert(cluster, (link, task));
+        }
+    }
+}
+
+impl Drop for RemoteRootPublishers {
+    fn drop(&mut self) {
+        for (_, task) in self.tasks.values() {
+            task.abort();
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -605,6 +605,10 @@ pub async fn run(config: ControlPlaneConfig) -> Result<(), ControlPlaneError> {
     let reviewer = Arc::new(token_review::KubeTokenReviewer::new(local));
     reviewer.set_clusters(api_servers(&registries));
     let task_reviewer = reviewer.clone();
+    // The root goes into the namespaces of every other cluster read through an API server.
+    let mut root_publishers =
+        injection::RemoteRootPublishers::new(authority.root_pem().to_string());
+    root_publishers.sync(&registries, &config.sources.cluster);
     // Kept across rebuilds: a change rebuilds only the namespaces it touches.
     let mut builder = MeshBuilder::new();
     // RequestAuthentication keys: fetched before the snapshot that needs them is built.
@@ -691,6 +695,7 @@ pub async fn run(config: ControlPlaneConfig) -> Result<(), ControlPlaneError> {
                 changed = true;
                 configs = ConfigsUpdated::Unknown;
                 task_reviewer.set_clusters(api_servers(&registries));
+                root_publishers.sync(&registries, &cfg.sources.cluster);
             }
             let (mut input, mut views) = snapshot_input(&cfg, &registries, &remotes);
             input.jwks = resolver.resolve(&jwks::wanted(&input)).await;

@@ -350,15 +350,13 @@ pub fn render(v: &InstallValues, crds: Option<&str>) -> Result<Vec<Value>, Insta
         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role_name},
         "subjects": subject
     }));
-    // What the control plane writes, apart from reading: the root certificate ConfigMap in
-    // every namespace, and the caBundle of its injection webhook.
+    // What the control plane writes in its own cluster besides what it may do in every
+    // cluster it serves (the reader's rules): the caBundle of its injection webhook.
     let writer = format!("istiod-writer-{ns}");
     out.push(json!({
         "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
         "metadata": {"name": writer, "labels": labels("istiod", &[])},
         "rules": [
-            {"apiGroups": [""], "resources": ["configmaps"], "resourceNames": [crate::inject::ROOT_CERT_CONFIGMAP], "verbs": ["get", "update", "patch"]},
-            {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["create"]},
             {"apiGroups": ["admissionregistration.k8s.io"], "resources": ["mutatingwebhookconfigurations"], "resourceNames": [INJECTOR], "verbs": ["get", "update"]},
         ]
     }));

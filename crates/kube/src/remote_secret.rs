@@ -292,6 +292,22 @@ pub fn reader_rules() -> (Vec<PolicyRule>, BTreeMap<String, Vec<PolicyRule>>) {
         verbs: vec!["create".into()],
         ..Default::default()
     });
+    // The one thing a control plane writes in a cluster it serves: the mesh root in each
+    // namespace's `istio-ca-root-cert` ConfigMap, which injected proxies mount (as istiod
+    // keeps it in the clusters it serves).
+    cluster.push(PolicyRule {
+        api_groups: Some(vec![String::new()]),
+        resources: Some(vec!["configmaps".into()]),
+        resource_names: Some(vec![crate::inject::ROOT_CERT_CONFIGMAP.into()]),
+        verbs: vec!["get".into(), "update".into(), "patch".into()],
+        ..Default::default()
+    });
+    cluster.push(PolicyRule {
+        api_groups: Some(vec![String::new()]),
+        resources: Some(vec!["configmaps".into()]),
+        verbs: vec!["create".into()],
+        ..Default::default()
+    });
     (cluster, namespaced)
 }
 
@@ -599,8 +615,12 @@ async fn token_secret(
 mod tests {
     use super::*;
 
+    fn inject_root() -> String {
+        crate::inject::ROOT_CERT_CONFIGMAP.to_string()
+    }
+
     #[test]
-    fn the_reader_may_read_what_is_watched_and_nothing_else() {
+    fn the_reader_may_read_what_is_watched_and_write_only_the_root_configmap() {
         let (cluster, namespaced) = reader_rules();
         let allows = |rules: &[PolicyRule], group: &str, plural: &str, verb: &str| {
             rules.iter().any(|r| {
@@ -630,9 +650,26 @@ mod tests {
                 );
             }
         }
-        // Secrets only in istio-system, the mesh ConfigMap only by name; never a write.
+        // Secrets only in istio-system, the mesh ConfigMap only by name; the one write is
+        // the root certificate ConfigMap, by name (and create, which RBAC cannot restrict
+        // by name).
         assert!(!allows(&cluster, "", "secrets", "get"));
-        assert!(!allows(&cluster, "", "configmaps", "get"));
+        let root_cm = |r: &PolicyRule| {
+            r.resources.as_deref() == Some(&["configmaps".to_string()][..])
+                && r.resource_names
+                    .as_ref()
+                    .is_none_or(|n| *n == [inject_root()])
+        };
+        for r in cluster
+            .iter()
+            .filter(|r| r.resources.as_deref() == Some(&["configmaps".to_string()][..]))
+        {
+            assert!(root_cm(r), "{r:?}");
+            match &r.resource_names {
+                Some(_) => assert_eq!(r.verbs, ["get", "update", "patch"]),
+                None => assert_eq!(r.verbs, ["create"], "no reading every ConfigMap"),
+            }
+        }
         let cm = namespaced["istio-system"]
             .iter()
             .find(|r| r.resources.as_deref() == Some(&["configmaps".to_string()][..]))
@@ -646,7 +683,8 @@ mod tests {
                 let tokenreview = r.resources.as_deref() == Some(&["tokenreviews".to_string()][..]);
                 assert!(
                     ["get", "list", "watch"].contains(&v.as_str())
-                        || (tokenreview && v == "create"),
+                        || (tokenreview && v == "create")
+                        || root_cm(r),
                     "{r:?}"
                 );
             }
