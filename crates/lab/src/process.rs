@@ -51,10 +51,27 @@ fn spawn_behind(prefix: &[&str], args: &[String], log: &Path) -> Result<u32, Lab
         .process_group(0)
         .spawn()
         .map_err(|e| LabError::Command {
-            command: format!("{} {}", prefix.join(" "), args.join(" ")),
+            command: format!("{} {}", prefix.join(" "), shown(args)),
             stderr: e.to_string(),
         })?;
     Ok(child.id())
+}
+
+/// A command line for a message: a container's environment (`--env NAME=VALUE`, which may
+/// hold a Secret's value) shows only its names.
+fn shown(args: &[String]) -> String {
+    let mut out: Vec<String> = Vec::with_capacity(args.len());
+    let mut env_next = false;
+    for a in args {
+        if env_next {
+            let name = a.split_once('=').map_or(a.as_str(), |(n, _)| n);
+            out.push(format!("{name}=(hidden)"));
+        } else {
+            out.push(a.clone());
+        }
+        env_next = a == "--env";
+    }
+    out.join(" ")
 }
 
 /// Runs `args` in network namespace `ns` (as [`spawn`] does) and waits for it to finish,
@@ -76,7 +93,7 @@ pub fn run_to_completion(
         .stderr(Stdio::from(err))
         .spawn()
         .map_err(|e| LabError::Command {
-            command: args.join(" "),
+            command: shown(args),
             stderr: e.to_string(),
         })?;
     let deadline = std::time::Instant::now() + timeout;
@@ -90,7 +107,7 @@ pub fn run_to_completion(
             Ok(Some(status)) if status.success() => return Ok(()),
             Ok(Some(status)) => {
                 return Err(LabError::Command {
-                    command: args.join(" "),
+                    command: shown(args),
                     stderr: format!("{status}\n{}", tail()),
                 })
             }
@@ -99,7 +116,7 @@ pub fn run_to_completion(
                 let _ = child.wait();
                 return Err(LabError::Timeout(format!(
                     "{} still running after {}s\n{}",
-                    args.join(" "),
+                    shown(args),
                     timeout.as_secs(),
                     tail()
                 )));
@@ -107,7 +124,7 @@ pub fn run_to_completion(
             Ok(None) => std::thread::sleep(std::time::Duration::from_millis(50)),
             Err(e) => {
                 return Err(LabError::Command {
-                    command: args.join(" "),
+                    command: shown(args),
                     stderr: e.to_string(),
                 })
             }
@@ -172,4 +189,32 @@ pub fn in_namespace(ns: &str) -> Vec<u32> {
                 .unwrap_or(false)
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_containers_environment_values_never_reach_a_message() {
+        let args: Vec<String> = [
+            "isthmus",
+            "lab",
+            "container-exec",
+            "--env",
+            "TOKEN=s3cr3t",
+            "--",
+            "isthmus",
+            "--env-like",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let line = shown(&args);
+        assert!(!line.contains("s3cr3t"), "{line}");
+        assert!(
+            line.contains("--env TOKEN=(hidden) -- isthmus --env-like"),
+            "{line}"
+        );
+    }
 }
