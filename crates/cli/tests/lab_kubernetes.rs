@@ -402,66 +402,21 @@ fn install_from_scratch_with_isthmus_install_then_injected_pods_talk_over_mtls()
         "{up}"
     );
     // Istio's plugged-in CA, as a user creates it from `isthmus ca intermediate`'s files.
-    let ca = lab.state.join("ca/cluster1");
-    let mut secret = vec![
-        "kubectl",
-        "cluster1",
-        "--",
-        "create",
-        "secret",
-        "generic",
-        "cacerts",
-        "-n",
-        "istio-system",
-    ];
-    let files: Vec<String> = [
-        "ca-cert.pem",
-        "ca-key.pem",
-        "root-cert.pem",
-        "cert-chain.pem",
-    ]
-    .iter()
-    .map(|f| format!("--from-file={}", ca.join(f).display()))
-    .collect();
-    secret.extend(files.iter().map(String::as_str));
-    lab.ok(&secret);
+    cacerts(&lab, "cluster1");
     // `isthmus install`, run where the API server is reachable, with its admin kubeconfig:
     // the chart's objects; the lab's kubelet runs the control plane's container of the
     // Isthmus image as the `isthmus` binary, in-cluster.
-    let admin = lab.ok(&["kubeconfig", "cluster1"]);
-    let (ok, out) = lab.exec(
+    install(
+        &lab,
         "cluster1",
-        "kube-system",
-        "kube-apiserver-0",
         &[
-            env!("CARGO_BIN_EXE_isthmus"),
-            "install",
-            "--kubeconfig",
-            admin.trim(),
-            "--set",
             "global.multiCluster.clusterName=cluster1",
-            "--set",
             "global.network=network1",
-            "--set",
             "eastWestGateway.enabled=false",
-            "--set",
-            "base.enableCRDs=false",
         ],
+        &[],
     );
-    assert!(ok, "isthmus install: {out}");
-    lab.ok(&[
-        "kubectl",
-        "cluster1",
-        "--",
-        "wait",
-        "--for=condition=Ready",
-        "pod",
-        "-l",
-        "app=istiod",
-        "-n",
-        "istio-system",
-        "--timeout=120s",
-    ]);
+    wait_ready(&lab, "cluster1", "app=istiod", 120);
     let apply = lab.ok(&[
         "apply",
         "--cluster",
