@@ -190,50 +190,38 @@ pub struct Fetch<'a> {
 }
 
 impl Fetch<'_> {
-    async fn config_map(&self, name: &str) -> Result<Option<BTreeMap<String, Vec<u8>>>, LabError> {
-        let api: Api<ConfigMap> = Api::namespaced(self.client.clone(), self.namespace);
-        let cm = api
-            .get_opt(name)
+    /// Object `name` of kind `K` in the pod's namespace; the error names it, never its data.
+    async fn get<K>(&self, kind: &str, name: &str) -> Result<Option<K>, LabError>
+    where
+        K: kube::Resource<Scope = kube::core::NamespaceResourceScope>
+            + Clone
+            + serde::de::DeserializeOwned
+            + std::fmt::Debug,
+        K::DynamicType: Default,
+    {
+        let api: Api<K> = Api::namespaced(self.client.clone(), self.namespace);
+        api.get_opt(name)
             .await
-            .map_err(|e| LabError::Invalid(format!("ConfigMap {}/{name}: {e}", self.namespace)))?;
-        Ok(cm.map(|cm| {
-            let mut out: BTreeMap<String, Vec<u8>> = cm
-                .data
-                .unwrap_or_default()
-                .into_iter()
-                .map(|(k, v)| (k, v.into_bytes()))
-                .collect();
-            out.extend(
-                cm.binary_data
-                    .unwrap_or_default()
-                    .into_iter()
-                    .map(|(k, v)| (k, v.0)),
-            );
-            out
+            .map_err(|e| LabError::Invalid(format!("{kind} {}/{name}: {e}", self.namespace)))
+    }
+
+    async fn config_map(&self, name: &str) -> Result<Option<BTreeMap<String, Vec<u8>>>, LabError> {
+        Ok(self.get::<ConfigMap>("ConfigMap", name).await?.map(|cm| {
+            let text = cm.data.unwrap_or_default().into_iter();
+            let binary = cm.binary_data.unwrap_or_default().into_iter();
+            text.map(|(k, v)| (k, v.into_bytes()))
+                .chain(binary.map(|(k, v)| (k, v.0)))
+                .collect()
         }))
     }
 
     async fn secret(&self, name: &str) -> Result<Option<BTreeMap<String, Vec<u8>>>, LabError> {
-        let api: Api<Secret> = Api::namespaced(self.client.clone(), self.namespace);
-        // The error names the Secret, never its data.
-        let s = api
-            .get_opt(name)
-            .await
-            .map_err(|e| LabError::Invalid(format!("Secret {}/{name}: {e}", self.namespace)))?;
-        Ok(s.map(|s| {
-            let mut out: BTreeMap<String, Vec<u8>> = s
-                .data
-                .unwrap_or_default()
-                .into_iter()
-                .map(|(k, v)| (k, v.0))
-                .collect();
-            out.extend(
-                s.string_data
-                    .unwrap_or_default()
-                    .into_iter()
-                    .map(|(k, v)| (k, v.into_bytes())),
-            );
-            out
+        Ok(self.get::<Secret>("Secret", name).await?.map(|s| {
+            let data = s.data.unwrap_or_default().into_iter();
+            let text = s.string_data.unwrap_or_default().into_iter();
+            data.map(|(k, v)| (k, v.0))
+                .chain(text.map(|(k, v)| (k, v.into_bytes())))
+                .collect()
         }))
     }
 
