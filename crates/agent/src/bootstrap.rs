@@ -82,7 +82,19 @@ pub fn bootstrap(p: &BootstrapParams<'_>) -> Value {
                     "name": "xds-grpc",
                     "type": if cp_is_ip { "STATIC" } else { "STRICT_DNS" },
                     "connect_timeout": "1s",
-                    "typed_extension_protocol_options": http2(),
+                    // As Istio's bootstrap: an HTTP/2 PING every 30 s, answered within 10 s,
+                    // and TCP keepalive, so that a connection a NAT or load balancer dropped
+                    // silently is given up and made again instead of waiting for pushes that
+                    // never come.
+                    "typed_extension_protocol_options": {
+                        "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                            "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+                            "explicit_http_config": { "http2_protocol_options": {
+                                "connection_keepalive": { "interval": "30s", "timeout": "10s" }
+                            } }
+                        }
+                    },
+                    "upstream_connection_options": { "tcp_keepalive": { "keepalive_time": 300 } },
                     "load_assignment": {
                         "cluster_name": "xds-grpc",
                         "endpoints": [{ "lb_endpoints": [{ "endpoint": { "address": {
@@ -161,6 +173,11 @@ mod tests {
         let xds = &clusters[0];
         assert_eq!(xds["name"], "xds-grpc");
         assert_eq!(xds["type"], "STATIC");
+        let keepalive = &xds["typed_extension_protocol_options"]
+            ["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"]["explicit_http_config"]
+            ["http2_protocol_options"]["connection_keepalive"];
+        assert_eq!(keepalive["interval"], "30s");
+        assert_eq!(keepalive["timeout"], "10s");
         let tls = &xds["transport_socket"]["typed_config"];
         assert_eq!(tls["sni"], isthmus_ca::CONTROL_PLANE_DNS);
         assert_eq!(

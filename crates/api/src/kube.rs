@@ -111,6 +111,18 @@ pub struct ServicePort {
     pub app_protocol: Option<String>,
 }
 
+impl ServicePort {
+    /// Whether the mesh proxies this port: TCP ports only, as in Istio. A UDP or SCTP port
+    /// (a DNS Service's `53/UDP` beside its `53/TCP`) gets no cluster or listener: its
+    /// traffic is never captured, and a second `outbound|53||HOST` cluster would make Envoy
+    /// refuse the whole update.
+    pub fn proxied(&self) -> bool {
+        self.protocol
+            .as_deref()
+            .is_none_or(|p| p.eq_ignore_ascii_case("TCP"))
+    }
+}
+
 /// `v1/Pod`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Pod {

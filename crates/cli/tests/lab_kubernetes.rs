@@ -130,6 +130,16 @@ impl Lab {
 
 impl Drop for Lab {
     fn drop(&mut self) {
+        // ISTHMUS_TEST_KEEP_LAB=1 leaves a failed test's lab up to look into (state and
+        // prefix printed; `ISTHMUS_LAB_STATE=... ISTHMUS_LAB_PREFIX=... isthmus lab down`).
+        if std::thread::panicking() && std::env::var_os("ISTHMUS_TEST_KEEP_LAB").is_some() {
+            eprintln!(
+                "lab kept: ISTHMUS_LAB_STATE={} ISTHMUS_LAB_PREFIX={}",
+                self.state.display(),
+                self.prefix
+            );
+            return;
+        }
         let _ = self.cmd(&["down"]);
         let _ = std::fs::remove_dir_all(&self.state);
     }
@@ -668,10 +678,74 @@ fn s3_from_scratch_install_remote_profile_remote_secret_and_injection() {
             )
         },
     );
-    // Not yet: S3's traffic split through remote's gateway. A router in a remote cluster
-    // that connected before the cluster's first endpoint of a service existed kept that
-    // service's endpoints empty until it reconnected (later changes do arrive); see the
-    // closing note of 2026-12-03.
+    // The split: v1 here, v2 through remote's gateway. That gateway connected to local's
+    // control plane before it was given its load balancer address; giving it once moved
+    // that connection onto the new WAN leg, where it went dark and the gateway never got
+    // helloworld's endpoints (the lab now answers only from that address on that leg, and
+    // the agent's bootstrap pings the control plane as Istio's does).
+    lab.within(
+        60,
+        "about half of 200 calls answered by remote's v2",
+        || {
+            let (ok, out) = lab.exec(
+                "local",
+                "sample",
+                "sleep",
+                &[
+                    "sh",
+                    "-c",
+                    "for i in $(seq 200); do curl -sS -m 5 helloworld.sample:5000/hello; done",
+                ],
+            );
+            let v1 = out.matches("Hello version: v1").count();
+            let v2 = out.matches("Hello version: v2").count();
+            (
+                ok && v1 + v2 == 200 && (82..=118).contains(&v2),
+                format!("v1 {v1}, v2 {v2}"),
+            )
+        },
+    );
+    // Failover: remote's gateway refuses connections; every call is answered by v1 within 5 s.
+    let reject = [
+        "INPUT",
+        "-p",
+        "tcp",
+        "--dport",
+        "15443",
+        "-j",
+        "REJECT",
+        "--reject-with",
+        "tcp-reset",
+    ];
+    let gateway = |op: &str| {
+        let mut argv = vec![
+            "exec",
+            "remote",
+            "istio-system",
+            "istio-eastwestgateway",
+            "--",
+            "iptables",
+            op,
+        ];
+        argv.extend(reject);
+        lab.ok(&argv);
+    };
+    gateway("-I");
+    lab.within(5, "20 of 20 calls answered by v1", || {
+        let (ok, out) = lab.exec(
+            "local",
+            "sample",
+            "sleep",
+            &[
+                "sh",
+                "-c",
+                "for i in $(seq 20); do curl -sS -f -m 5 helloworld.sample:5000/hello || exit 1; done",
+            ],
+        );
+        let v1 = out.matches("Hello version: v1").count();
+        (ok && v1 == 20, format!("v1 {v1}: {}", out.trim()))
+    });
+    gateway("-D");
     lab.down_and_check();
 }
 

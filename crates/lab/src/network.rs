@@ -189,6 +189,61 @@ pub fn attach_to_wan(prefix: &str, ci: usize, pod_netns: &str) -> Result<Ipv4Add
     Ok(public)
 }
 
+/// The routing table that answers from a load balancer address given to a running pod.
+const LOAD_BALANCER_TABLE: &str = "15443";
+
+/// Gives the running pod namespace `pod_netns` of cluster number `ci` the cluster's public
+/// address as a cloud load balancer would: what arrives at that address reaches the pod and
+/// is answered from it, and nothing else changes. The address has no route of its own in
+/// the pod's main table (only a rule for replies from it), so connections the pod already
+/// has through its cluster's NAT (its control plane's, for one) keep their path; a WAN
+/// route in the main table moved them onto the new leg, where they went dark.
+pub fn attach_load_balancer(
+    prefix: &str,
+    ci: usize,
+    pod_netns: &str,
+) -> Result<Ipv4Addr, LabError> {
+    let public = Topology::gateway_wan(ci);
+    let wan = wan_netns(prefix);
+    let leg = format!("g{ci}");
+    netns::veth(pod_netns, "wan0", &wan, &leg)?;
+    netns::attach(&wan, &leg, "wan")?;
+    let public_text = public.to_string();
+    let ip = |args: &[&str]| {
+        let mut all = vec!["-n", pod_netns];
+        all.extend_from_slice(args);
+        netns::run("ip", &all).map(|_| ())
+    };
+    ip(&[
+        "addr",
+        "add",
+        &format!("{public}/{}", WAN.prefix),
+        "dev",
+        "wan0",
+        "noprefixroute",
+    ])?;
+    ip(&[
+        "route",
+        "add",
+        &format!("{}/{}", WAN.addr, WAN.prefix),
+        "dev",
+        "wan0",
+        "src",
+        &public_text,
+        "table",
+        LOAD_BALANCER_TABLE,
+    ])?;
+    ip(&[
+        "rule",
+        "add",
+        "from",
+        &public_text,
+        "lookup",
+        LOAD_BALANCER_TABLE,
+    ])?;
+    Ok(public)
+}
+
 /// Gives `pod_netns` a leg `wan0` on the WAN with address `public` (`leg`: the name of
 /// its end in the WAN namespace).
 pub fn attach_to_wan_at(

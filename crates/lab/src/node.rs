@@ -633,7 +633,8 @@ impl Agent {
             };
             let prefix = self.state.prefix.clone();
             let (ci, netns) = (self.ci, running.pod.netns.clone());
-            match tokio::task::block_in_place(|| network::attach_to_wan(&prefix, ci, &netns)) {
+            match tokio::task::block_in_place(|| network::attach_load_balancer(&prefix, ci, &netns))
+            {
                 Ok(ip) => {
                     running.pod.public_ip = Some(ip.to_string());
                     tracing::info!(service = %key(svc), pod = %pod_key, %ip, "load balancer address given");

@@ -160,6 +160,7 @@ pub fn generate(
             .spec
             .ports
             .iter()
+            .filter(|p| p.proxied())
             .map(|p| {
                 let name = if p.name.is_empty() {
                     format!("port-{}", p.port)

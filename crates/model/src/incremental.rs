@@ -417,6 +417,7 @@ pub fn namespace_build(ctx: &NamespaceContext, objects: &[Arc<Resource>]) -> Nam
             .spec
             .ports
             .iter()
+            .filter(|p| p.proxied())
             .map(|p| Port {
                 name: p.name.clone(),
                 number: p.port,

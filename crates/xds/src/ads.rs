@@ -118,7 +118,9 @@ impl StreamHandler for AdsServer {
         let cache = self.cache.clone();
         let trust_domain = self.trust_domain.clone();
         let names = self.names.clone();
-        tokio::spawn(async move {
+        // Every log line of the stream names its peer (debug: each request and response).
+        let span = tracing::debug_span!("ads", peer = %peer.addr_text());
+        let stream = async move {
             let auth = (&peer, &*trust_domain);
             let result = sotw_stream(
                 &mut input,
@@ -132,7 +134,8 @@ impl StreamHandler for AdsServer {
             if let Err(e) = result {
                 let _ = tx.send(Err(e)).await;
             }
-        });
+        };
+        tokio::spawn(tracing::Instrument::instrument(stream, span));
     }
 
     fn delta(&self, peer: Peer, mut input: Requests<DeltaDiscoveryRequest>, tx: ResponseTx) {
@@ -215,6 +218,15 @@ async fn sotw_stream(
             if let Some(req) = pending.take() {
                 let snapshot = snapshots.borrow_and_update().clone();
                 let w = watches.entry(req.type_url.clone()).or_default();
+                tracing::debug!(
+                    proxy = %proxy.node,
+                    type_url = %req.type_url,
+                    nonce = %req.response_nonce,
+                    sent_nonce = %w.nonce,
+                    names = req.names.count,
+                    nack = req.error_detail.is_some(),
+                    "request"
+                );
                 if !req.response_nonce.is_empty() && req.response_nonce != w.nonce {
                     // A reply to an older response; the newer one is still in flight.
                     continue;
@@ -426,6 +438,13 @@ async fn respond(
 ) -> Result<(), Status> {
     w.nonce = nonce.to_string();
     w.sent_version = snapshot.version();
+    tracing::debug!(
+        type_url,
+        version = snapshot.version(),
+        nonce = %w.nonce,
+        resources = resources.len(),
+        "response"
+    );
     let resp = WireMessage::sotw(
         &snapshot.version().to_string(),
         type_url,

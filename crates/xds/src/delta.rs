@@ -98,10 +98,10 @@ pub async fn delta_stream(
                 let snapshot = snapshots.borrow_and_update().clone();
                 let first_for_type = !subs.contains_key(&req.type_url);
                 let sub = subs.entry(req.type_url.clone()).or_default();
-                if !req.response_nonce.is_empty() {
-                    if req.response_nonce != sub.nonce {
-                        continue;
-                    }
+                // A stale nonce (a reply to a response since overtaken) is not counted as
+                // an ACK or NACK, but its subscription changes stand: Envoy puts them into
+                // whatever request it sends next and never sends them again.
+                if !req.response_nonce.is_empty() && req.response_nonce == sub.nonce {
                     if let Some(err) = &req.error_detail {
                         status.nack(id, &req.type_url, &err.message);
                         tracing::warn!(proxy = %proxy.node, type_url = %req.type_url, error = %err.message, "Envoy rejected configuration (NACK)");

@@ -996,3 +996,64 @@ async fn an_agent_follows_the_name_table_and_gets_it_again_only_when_it_changes(
         Some("bad table")
     );
 }
+
+/// Envoy puts subscription changes into whatever request it sends next, an ACK of an
+/// older response included: a subscription that arrives with a stale nonce still counts
+/// (dropping it left a new gateway cluster warming without endpoints until it timed out
+/// with none, and only a reconnect brought them).
+#[tokio::test]
+async fn delta_a_subscription_carried_by_a_stale_ack_is_served() {
+    let mut srv = serve().await;
+    let (tx, rx) = mpsc::channel(8);
+    let mut stream = srv
+        .client
+        .delta_aggregated_resources(ReceiverStream::new(rx))
+        .await
+        .expect("stream")
+        .into_inner();
+    tx.send(DeltaDiscoveryRequest {
+        node: Some(node()),
+        type_url: CDS.into(),
+        ..Default::default()
+    })
+    .await
+    .expect("send");
+    let cds = next(&mut stream).await;
+    tx.send(DeltaDiscoveryRequest {
+        type_url: CDS.into(),
+        response_nonce: cds.nonce.clone(),
+        ..Default::default()
+    })
+    .await
+    .expect("ack");
+    // EDS opened with nothing: an empty answer, whose nonce the proxy will ACK late.
+    tx.send(DeltaDiscoveryRequest {
+        type_url: EDS.into(),
+        ..Default::default()
+    })
+    .await
+    .expect("open eds");
+    let first = next(&mut stream).await;
+    assert!(first.resources.is_empty(), "{:?}", delta_names(&first));
+    tx.send(DeltaDiscoveryRequest {
+        type_url: EDS.into(),
+        response_nonce: first.nonce.clone(),
+        ..Default::default()
+    })
+    .await
+    .expect("ack");
+    nothing(&mut stream).await;
+    // A nonce this stream never sent for EDS (the answer it ACKs was overtaken), carrying a
+    // subscription: the subscription is served, the ACK is not counted.
+    tx.send(DeltaDiscoveryRequest {
+        type_url: EDS.into(),
+        response_nonce: format!("{}0", first.nonce),
+        resource_names_subscribe: vec![SLEEP.into()],
+        ..Default::default()
+    })
+    .await
+    .expect("subscribe");
+    let eds = next(&mut stream).await;
+    assert_eq!(eds.type_url, EDS);
+    assert_eq!(delta_names(&eds), vec![SLEEP.to_string()]);
+}
