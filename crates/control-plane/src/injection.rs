@@ -88,6 +88,9 @@ async fn handle(
                     tracing::info!(pod = %pod, cluster = %for_pod.cluster, "sidecar injected")
                 }
                 Ok(None) => {}
+                Err(refused @ inject::Skip::Unsupported(_)) => {
+                    tracing::warn!(reason = %refused, "pod refused by sidecar injection")
+                }
                 Err(skip) => tracing::debug!(reason = %skip, "pod not injected"),
             }
             let mut r = reply(StatusCode::OK, answer.to_string());

@@ -134,6 +134,10 @@ pub enum Skip {
     AlreadyInjected,
     /// It uses the node's network: capture would redirect the node's traffic.
     HostNetwork,
+    /// Refused, not left alone: it carries Istio annotations that change the proxy or its
+    /// capture in ways Isthmus does not implement (named, with the reason). Injecting
+    /// without them would run a proxy other than the one the user asked for.
+    Unsupported(Vec<String>),
 }
 
 impl std::fmt::Display for Skip {
@@ -142,8 +146,46 @@ impl std::fmt::Display for Skip {
             Skip::OptedOut => "sidecar.istio.io/inject is \"false\"",
             Skip::AlreadyInjected => "already injected",
             Skip::HostNetwork => "hostNetwork pods are not injected",
+            Skip::Unsupported(what) => {
+                return write!(f, "{} (not supported by Isthmus)", what.join("; "));
+            }
         })
     }
+}
+
+/// The prefixes of Istio's pod annotations that configure injection, the proxy or capture.
+const ISTIO_POD_ANNOTATION_PREFIXES: [&str; 7] = [
+    "sidecar.istio.io/",
+    "traffic.sidecar.istio.io/",
+    "proxy.istio.io/",
+    "status.sidecar.istio.io/",
+    "readiness.status.sidecar.istio.io/",
+    "prometheus.istio.io/",
+    "inject.istio.io/",
+];
+
+/// Whether Isthmus does what `key: value` asks for: the opt-in/out and status annotations,
+/// and settings that ask for what Isthmus does anyway (REDIRECT capture, no probe rewrite).
+fn annotation_supported(key: &str, value: &str) -> bool {
+    match key {
+        INJECT_ANNOTATION | STATUS_ANNOTATION => true,
+        "sidecar.istio.io/interceptionMode" => value == "REDIRECT",
+        "sidecar.istio.io/rewriteAppHTTPProbers" => value.eq_ignore_ascii_case("false"),
+        _ => !ISTIO_POD_ANNOTATION_PREFIXES
+            .iter()
+            .any(|p| key.starts_with(p)),
+    }
+}
+
+/// The Istio annotations of `pod` that Isthmus would otherwise ignore, each with its value.
+pub fn unsupported_annotations(pod: &Pod) -> Vec<String> {
+    pod.metadata
+        .annotations
+        .iter()
+        .flatten()
+        .filter(|(k, v)| !annotation_supported(k, v))
+        .map(|(k, v)| format!("annotation {k}: {v:?}"))
+        .collect()
 }
 
 /// Whether `pod` gets a proxy; `Err` says why not.
@@ -169,6 +211,10 @@ pub fn decide(pod: &Pod) -> Result<(), Skip> {
     }
     if spec.is_some_and(|s| s.host_network == Some(true)) {
         return Err(Skip::HostNetwork);
+    }
+    let unsupported = unsupported_annotations(pod);
+    if !unsupported.is_empty() {
+        return Err(Skip::Unsupported(unsupported));
     }
     Ok(())
 }
@@ -385,7 +431,9 @@ pub fn patch(pod: &Pod, config: &InjectionConfig) -> Result<Vec<Value>, Skip> {
 /// Answers one AdmissionReview (v1) body: the patch for its Pod, an unchanged pod, or a
 /// refusal naming what could not be read. The answer is an AdmissionReview with the
 /// request's uid; a pod that cannot be read is allowed unchanged but the error is returned
-/// too, for the log (refusing it would block a pod over a webhook fault).
+/// too, for the log (refusing it would block a pod over a webhook fault). A pod that asks
+/// for what Isthmus does not do ([`Skip::Unsupported`]) is denied with the reason, which
+/// the API server shows to whoever created it.
 pub fn review(
     body: &[u8],
     config: &InjectionConfig,
@@ -433,7 +481,17 @@ pub fn review(
                 pod.metadata.namespace.clone().unwrap_or_default()
             )))
         }
-        Err(skip) => Err(skip),
+        Err(skip) => {
+            if let Skip::Unsupported(_) = &skip {
+                response["allowed"] = json!(false);
+                response["status"] = json!({
+                    "code": 400,
+                    "reason": "BadRequest",
+                    "message": format!("sidecar injection: {skip}"),
+                });
+            }
+            Err(skip)
+        }
     };
     Ok((
         json!({"apiVersion": api_version, "kind": "AdmissionReview", "response": response}),
@@ -644,5 +702,61 @@ mod tests {
 
         assert!(review(b"{}", &config()).is_err());
         assert!(review(b"not json", &config()).is_err());
+    }
+
+    #[test]
+    fn istio_annotations_isthmus_does_not_implement_refuse_the_pod_with_their_names() {
+        let mut doc = helloworld();
+        doc["metadata"]["annotations"] = json!({
+            "traffic.sidecar.istio.io/excludeOutboundPorts": "5432",
+            "proxy.istio.io/config": "{}",
+            "sidecar.istio.io/interceptionMode": "REDIRECT",
+            "sidecar.istio.io/rewriteAppHTTPProbers": "false",
+            "example.com/owner": "team-a",
+        });
+        let Err(Skip::Unsupported(what)) = decide(&pod(doc.clone())) else {
+            panic!("not refused");
+        };
+        assert_eq!(
+            what,
+            vec![
+                "annotation proxy.istio.io/config: \"{}\"".to_string(),
+                "annotation traffic.sidecar.istio.io/excludeOutboundPorts: \"5432\"".to_string(),
+            ]
+        );
+        // What Isthmus does anyway is accepted: REDIRECT capture, no probe rewrite.
+        doc["metadata"]["annotations"] = json!({
+            "sidecar.istio.io/interceptionMode": "REDIRECT",
+            "sidecar.istio.io/rewriteAppHTTPProbers": "false",
+            "example.com/owner": "team-a",
+        });
+        assert_eq!(decide(&pod(doc.clone())), Ok(()));
+        doc["metadata"]["annotations"] = json!({"sidecar.istio.io/interceptionMode": "TPROXY"});
+        assert!(matches!(
+            decide(&pod(doc.clone())),
+            Err(Skip::Unsupported(_))
+        ));
+        // An opted-out pod is not injected, so its annotations do not matter.
+        doc["metadata"]["annotations"] = json!({
+            INJECT_ANNOTATION: "false",
+            "sidecar.istio.io/proxyCPU": "100m",
+        });
+        assert_eq!(decide(&pod(doc)), Err(Skip::OptedOut));
+
+        // The review denies the pod, with the names, for whoever created it.
+        let mut object = helloworld();
+        object["metadata"]["annotations"] = json!({"sidecar.istio.io/proxyMemory": "1Gi"});
+        let body = json!({
+            "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+            "request": {"uid": "u-1", "namespace": "sample", "object": object}
+        });
+        let (answer, outcome) = review(body.to_string().as_bytes(), &config()).expect("answered");
+        assert!(matches!(outcome, Err(Skip::Unsupported(_))));
+        assert_eq!(answer["response"]["allowed"], false);
+        assert!(answer["response"].get("patch").is_none());
+        assert_eq!(
+            answer["response"]["status"]["message"],
+            "sidecar injection: annotation sidecar.istio.io/proxyMemory: \"1Gi\" (not supported by Isthmus)"
+        );
     }
 }

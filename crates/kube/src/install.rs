@@ -606,21 +606,44 @@ pub fn injector_webhook(namespace: &str, path: &str, ca_bundle: Option<&str>) ->
     if let Some(b) = ca_bundle {
         client["caBundle"] = json!(b);
     }
-    json!({
-        "apiVersion": "admissionregistration.k8s.io/v1", "kind": "MutatingWebhookConfiguration",
-        "metadata": {"name": INJECTOR, "labels": labels("sidecar-injector", &[])},
-        "webhooks": [{
-            "name": "namespace.sidecar-injector.istio.io",
+    let webhook = |name: &str, namespaces: Value, objects: Value| {
+        json!({
+            "name": name,
             "clientConfig": client,
             "rules": [{"operations": ["CREATE"], "apiGroups": [""], "apiVersions": ["v1"], "resources": ["pods"]}],
-            "namespaceSelector": {"matchLabels": {"istio-injection": "enabled"}},
-            "objectSelector": {"matchExpressions": [{"key": "sidecar.istio.io/inject", "operator": "NotIn", "values": ["false"]}]},
+            "namespaceSelector": namespaces,
+            "objectSelector": objects,
             "failurePolicy": "Fail",
             "sideEffects": "None",
             "admissionReviewVersions": ["v1"],
             "reinvocationPolicy": "Never",
             "timeoutSeconds": 10,
-        }]
+        })
+    };
+    json!({
+        "apiVersion": "admissionregistration.k8s.io/v1", "kind": "MutatingWebhookConfiguration",
+        "metadata": {"name": INJECTOR, "labels": labels("sidecar-injector", &[])},
+        "webhooks": [
+            // Namespaces labelled for injection: every pod but those that opt out.
+            webhook(
+                "namespace.sidecar-injector.istio.io",
+                json!({"matchLabels": {"istio-injection": "enabled"}}),
+                json!({"matchExpressions": [{"key": "sidecar.istio.io/inject", "operator": "NotIn", "values": ["false"]}]}),
+            ),
+            // Namespaces without the label: pods that opt in with the label (Istio's
+            // `object.sidecar-injector.istio.io`).
+            webhook(
+                "object.sidecar-injector.istio.io",
+                json!({"matchExpressions": [
+                    {"key": "istio-injection", "operator": "DoesNotExist"},
+                    {"key": "istio.io/rev", "operator": "DoesNotExist"},
+                ]}),
+                json!({"matchExpressions": [
+                    {"key": "sidecar.istio.io/inject", "operator": "In", "values": ["true"]},
+                    {"key": "istio.io/rev", "operator": "DoesNotExist"},
+                ]}),
+            ),
+        ]
     })
 }
 
