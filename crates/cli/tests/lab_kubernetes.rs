@@ -321,12 +321,57 @@ fn injection(lab: &Lab, files: &Path) {
             },
         );
     }
-    // The webhook is down: pods of the labelled namespace are refused (they must not run
-    // without a proxy); the others are created as if there were no mesh.
-    lab.ok(&["stop", "cluster1", "control-plane"]);
     let pod = |name: &str, ns: &str| {
         format!("apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}, namespace: {ns}, labels: {{app: {name}}}}}\nspec:\n  containers:\n  - {{name: sleep, image: governmentpaas/curl-ssl}}\n")
     };
+    // A pod labelled sidecar.istio.io/inject=true in the unlabelled namespace is injected
+    // (Istio's object webhook).
+    let opted_in = pod("opted-in", "plain").replace(
+        "labels: {app: opted-in}",
+        "labels: {app: opted-in, sidecar.istio.io/inject: \"true\"}",
+    );
+    lab.ok(&[
+        "kubectl",
+        "cluster1",
+        "--",
+        "apply",
+        "-f",
+        &write(files, "opted-in.yaml", &opted_in),
+    ]);
+    let c = containers(lab, "cluster1", "plain", "app=opted-in");
+    assert!(
+        c.contains("init=istio-init containers=sleep istio-proxy"),
+        "{c}"
+    );
+    // A pod asking for proxy settings Isthmus does not implement is refused, by name.
+    let asks = pod("asks-exclusions", "foo").replace(
+        "labels: {app: asks-exclusions}",
+        "labels: {app: asks-exclusions}, annotations: {traffic.sidecar.istio.io/excludeOutboundPorts: \"5432\"}",
+    );
+    let refused = lab.cmd(&[
+        "kubectl",
+        "cluster1",
+        "--",
+        "apply",
+        "-f",
+        &write(files, "asks.yaml", &asks),
+    ]);
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&refused.stdout),
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    assert!(
+        !refused.status.success()
+            && text.contains("namespace.sidecar-injector.istio.io")
+            && text.contains(
+                "annotation traffic.sidecar.istio.io/excludeOutboundPorts: \"5432\" (not supported by Isthmus)"
+            ),
+        "{text}"
+    );
+    // The webhook is down: pods of the labelled namespace are refused (they must not run
+    // without a proxy); the others are created as if there were no mesh.
+    lab.ok(&["stop", "cluster1", "control-plane"]);
     let refused = lab.cmd(&[
         "kubectl",
         "cluster1",
