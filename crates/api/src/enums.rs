@@ -131,6 +131,36 @@ istio_enum!(
 );
 
 istio_enum!(
+    /// DestinationRule `trafficPolicy.loadBalancer.simple`.
+    SimpleLb {
+        /// Envoy's default: round robin.
+        Unspecified => "UNSPECIFIED",
+        /// Pick any endpoint at random.
+        Random => "RANDOM",
+        /// Forward to the address the caller asked for (no load balancing).
+        Passthrough => "PASSTHROUGH",
+        /// Round robin.
+        RoundRobin => "ROUND_ROBIN",
+        /// The endpoint with fewer outstanding requests of two chosen at random.
+        LeastRequest => "LEAST_REQUEST",
+        /// Deprecated alias of LEAST_REQUEST.
+        LeastConn => "LEAST_CONN",
+    }
+);
+
+istio_enum!(
+    /// DestinationRule `connectionPool.http.h2UpgradePolicy`.
+    H2UpgradePolicy {
+        /// The mesh default (no upgrade in Isthmus, as in Istio's default mesh config).
+        Default => "DEFAULT",
+        /// Keep HTTP/1.1 to the upstream.
+        DoNotUpgrade => "DO_NOT_UPGRADE",
+        /// Speak HTTP/2 to the upstream.
+        Upgrade => "UPGRADE",
+    }
+);
+
+istio_enum!(
     /// Gateway server `tls.mode`.
     ServerTlsMode {
         /// Forward TLS by SNI without terminating it.

@@ -18,6 +18,7 @@ pub mod mesh;
 pub mod meta;
 pub mod networking;
 pub mod node;
+pub mod policy;
 pub mod resource;
 pub mod security;
 pub mod shared;

@@ -678,8 +678,11 @@ mod tests {
             "{typo:?}"
         );
         for (spec, want) in [
-            ("  trafficPolicy: {loadBalancer: {simple: RANDOM}}\n", "trafficPolicy.loadBalancer: loadBalancer is not supported by Isthmus yet"),
-            ("  subsets: [{name: v1, labels: {v: '1'}, trafficPolicy: {outlierDetection: {}}}]\n", "subsets[0].trafficPolicy.outlierDetection"),
+            ("  trafficPolicy: {loadBalancer: {localityLbSetting: {enabled: true}}}\n", "trafficPolicy.loadBalancer.localityLbSetting: localityLbSetting is not supported by Isthmus yet"),
+            ("  subsets: [{name: v1, labels: {v: '1'}, trafficPolicy: {outlierDetection: {maxEjectionPercent: 101}}}]\n", "subsets[0].trafficPolicy.outlierDetection.maxEjectionPercent"),
+            ("  trafficPolicy: {loadBalancer: {simple: FASTEST}}\n", "unknown SimpleLb `FASTEST`"),
+            ("  trafficPolicy: {connectionPool: {tcp: {maxConections: 1}}}\n", "unknown field `maxConections`"),
+            ("  trafficPolicy: {portLevelSettings: [{port: {number: 80}}]}\n", "portLevelSettings is not supported by Isthmus yet"),
             ("  trafficPolicy: {tls: {mode: SIMPLE, credentialName: cert}}\n", "credentialName (certificates from a Kubernetes Secret) is not supported by Isthmus"),
             ("  trafficPolicy: {tls: {mode: MUTUAL, caCertificates: /etc/ca.pem}}\n", "MUTUAL needs clientCertificate"),
             ("  trafficPolicy: {tls: {mode: SIMPLE, privateKey: /k.pem}}\n", "privateKey is for MUTUAL"),
@@ -691,6 +694,7 @@ mod tests {
             assert!(p.iter().any(|d| d.contains(want)), "{spec}: {p:?}");
         }
         assert!(dr("  trafficPolicy: {tls: {mode: SIMPLE, sni: api.example.com, caCertificates: /etc/ca.pem, subjectAltNames: [api.example.com]}}\n").is_empty());
+        assert!(dr("  trafficPolicy: {loadBalancer: {simple: LEAST_REQUEST}, connectionPool: {http: {http2MaxRequests: 10}}, outlierDetection: {consecutive5xxErrors: 3}}\n").is_empty());
     }
 
     /// Each spec must be refused (not loaded) with a diagnostic containing `want`.

@@ -197,23 +197,24 @@ pub struct DestinationRuleSpec {
     pub workload_selector: Option<serde_json::Value>,
 }
 
-/// A traffic policy. Only `tls` is enforced; the other fields Istio has are kept so that
-/// validation refuses them by name instead of ignoring them.
+/// A traffic policy: TLS, load balancing, connection pool and outlier detection are
+/// enforced; the other fields Istio has are kept so that validation refuses them by name
+/// instead of ignoring them.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TrafficPolicy {
     /// Upstream TLS.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<ClientTls>,
-    /// Load balancer settings (not supported by Isthmus yet: refused).
+    /// Load balancing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub load_balancer: Option<serde_json::Value>,
-    /// Connection pool settings (not supported by Isthmus yet: refused).
+    pub load_balancer: Option<crate::policy::LoadBalancerSettings>,
+    /// Connection limits and timeouts (Envoy's circuit breakers).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub connection_pool: Option<serde_json::Value>,
-    /// Outlier detection settings (not supported by Isthmus yet: refused).
+    pub connection_pool: Option<crate::policy::ConnectionPoolSettings>,
+    /// Ejection of failing endpoints.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub outlier_detection: Option<serde_json::Value>,
+    pub outlier_detection: Option<crate::policy::OutlierDetection>,
     /// Per-port policies (not supported by Isthmus yet: refused).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub port_level_settings: Option<serde_json::Value>,
@@ -232,9 +233,6 @@ impl TrafficPolicy {
     /// The fields set that Isthmus does not enforce, by their YAML names.
     pub fn unsupported(&self) -> Vec<&'static str> {
         [
-            ("loadBalancer", self.load_balancer.is_some()),
-            ("connectionPool", self.connection_pool.is_some()),
-            ("outlierDetection", self.outlier_detection.is_some()),
             ("portLevelSettings", self.port_level_settings.is_some()),
             ("tunnel", self.tunnel.is_some()),
             ("proxyProtocol", self.proxy_protocol.is_some()),

@@ -11,6 +11,7 @@ use crate::resource::Object;
 use std::collections::BTreeSet;
 use std::net::IpAddr;
 
+mod policy;
 mod routes;
 
 pub use routes::{grpc_status, GRPC_STATUS};
@@ -781,6 +782,15 @@ fn traffic_policy(tp: &crate::networking::TrafficPolicy, at: &str, v: &mut Vec<D
             ))
             .at(format!("{at}.{field}")),
         );
+    }
+    if let Some(lb) = &tp.load_balancer {
+        policy::load_balancer(lb, &format!("{at}.loadBalancer"), v);
+    }
+    if let Some(cp) = &tp.connection_pool {
+        policy::connection_pool(cp, &format!("{at}.connectionPool"), v);
+    }
+    if let Some(od) = &tp.outlier_detection {
+        policy::outlier_detection(od, &format!("{at}.outlierDetection"), v);
     }
     let Some(tls) = &tp.tls else {
         return;

@@ -69,6 +69,7 @@ pub fn outbound(
             service_name: name.clone(),
         });
         c.transport_socket = Some(funnel_tls(snapshot, &key.sni()));
+        crate::policy::Policy::of(snapshot, proxy, t.service, subset).apply(&mut c);
         return c;
     }
     match t.service.resolution {
@@ -146,6 +147,9 @@ pub fn outbound(
         }
         Some(TlsMode::Disable) | None => {}
     }
+    // The rule's load balancing, connection pool and outlier detection (replacing the
+    // gateway defaults above where it sets them), or Istio's defaults.
+    crate::policy::Policy::of(snapshot, proxy, t.service, subset).apply(&mut c);
     c
 }
 

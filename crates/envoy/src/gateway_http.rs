@@ -104,6 +104,7 @@ impl VirtualHosts {
 /// Adds the virtual hosts of one server to `vhosts`.
 fn server_routes(
     snapshot: &MeshSnapshot,
+    proxy: &Proxy,
     (gw, server): GatewayServer<'_>,
     port: u32,
     vhosts: &mut VirtualHosts,
@@ -127,7 +128,7 @@ fn server_routes(
                 } else {
                     continue;
                 };
-                let routes: Vec<Route> = vs
+                let mut routes: Vec<Route> = vs
                     .rule
                     .spec
                     .http
@@ -144,6 +145,7 @@ fn server_routes(
                 if routes.is_empty() {
                     continue;
                 }
+                crate::policy::add_hash_policies(snapshot, proxy, &mut routes);
                 routed = true;
                 if redirect {
                     vhosts.require_tls.insert(domain.clone());
@@ -314,7 +316,7 @@ pub fn add(
         }
         let mut vhosts = VirtualHosts::default();
         for s in servers {
-            server_routes(snapshot, *s, *port, &mut vhosts);
+            server_routes(snapshot, proxy, *s, *port, &mut vhosts);
         }
         let rc = vhosts.into_route_config(format!("http.{port}"), *port);
         referenced_clusters(&rc, &mut clusters);
@@ -378,7 +380,7 @@ pub fn add(
                 s.port.name, g.rule.metadata.name, g.namespace
             );
             let mut vhosts = VirtualHosts::default();
-            server_routes(snapshot, (g, s), *port, &mut vhosts);
+            server_routes(snapshot, proxy, (g, s), *port, &mut vhosts);
             let rc = vhosts.into_route_config(name.clone(), *port);
             referenced_clusters(&rc, &mut clusters);
             listeners.entry(*port).or_default().push(FilterChain {

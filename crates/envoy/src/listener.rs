@@ -34,11 +34,19 @@ pub fn sidecar_listeners(snapshot: &MeshSnapshot, proxy: &Proxy) -> Vec<Listener
                     port.number,
                     false,
                     names::outbound_cluster(port.number, "", &svc.hostname),
-                    None,
+                    Forward::Tcp {
+                        hash_by_source: tcp_hash(snapshot, proxy, svc),
+                    },
                 )),
                 (Some(vip), false, http) => {
-                    let route = http.then(|| port.number.to_string());
-                    out.push(outbound_listener(vip, port.number, true, cluster, route));
+                    let forward = if http {
+                        Forward::Http(port.number.to_string())
+                    } else {
+                        Forward::Tcp {
+                            hash_by_source: tcp_hash(snapshot, proxy, svc),
+                        }
+                    };
+                    out.push(outbound_listener(vip, port.number, true, cluster, forward));
                 }
                 (None, _, _) => {}
             }
@@ -58,7 +66,7 @@ pub fn sidecar_listeners(snapshot: &MeshSnapshot, proxy: &Proxy) -> Vec<Listener
             port,
             false,
             String::new(),
-            Some(port.to_string()),
+            Forward::Http(port.to_string()),
         ));
     }
     if capture {
@@ -79,17 +87,52 @@ pub fn sidecar_listeners(snapshot: &MeshSnapshot, proxy: &Proxy) -> Vec<Listener
     out
 }
 
+/// What an outbound listener does with a connection.
+enum Forward {
+    /// HTTP, routed by the RDS configuration of this name.
+    Http(String),
+    /// TCP to the listener's cluster, hashed by the caller's address when its
+    /// DestinationRule asks for `consistentHash.useSourceIp` (Istio's `maybeSetHashPolicy`).
+    Tcp { hash_by_source: bool },
+}
+
+fn tcp_hash(snapshot: &MeshSnapshot, proxy: &Proxy, svc: &isthmus_model::Service) -> bool {
+    crate::policy::Policy::of(snapshot, proxy, svc, None).tcp_hash_by_source()
+}
+
 fn outbound_listener(
     address: &str,
     port: u32,
     bind: bool,
     cluster: String,
-    route: Option<String>,
+    forward: Forward,
 ) -> Listener {
     let name = format!("{address}_{port}");
-    let filter = match route {
-        Some(r) => http_connection_manager(&format!("outbound_{name}"), HcmRoute::Rds(r), None),
-        None => tcp_proxy_filter(&cluster, &cluster),
+    let filter = match forward {
+        Forward::Http(r) => {
+            http_connection_manager(&format!("outbound_{name}"), HcmRoute::Rds(r), None)
+        }
+        Forward::Tcp {
+            hash_by_source: false,
+        } => tcp_proxy_filter(&cluster, &cluster),
+        Forward::Tcp {
+            hash_by_source: true,
+        } => {
+            use envoy_types::pb::envoy::r#type::v3::{hash_policy, HashPolicy};
+            network_filter(
+                "envoy.filters.network.tcp_proxy",
+                &TcpProxy {
+                    stat_prefix: cluster.clone(),
+                    cluster_specifier: Some(tcp_proxy::ClusterSpecifier::Cluster(cluster)),
+                    hash_policy: vec![HashPolicy {
+                        policy_specifier: Some(hash_policy::PolicySpecifier::SourceIp(
+                            hash_policy::SourceIp {},
+                        )),
+                    }],
+                    ..Default::default()
+                },
+            )
+        }
     };
     Listener {
         name,

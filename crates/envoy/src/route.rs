@@ -39,7 +39,7 @@ pub fn outbound_routes(snapshot: &MeshSnapshot, proxy: &Proxy) -> Vec<RouteConfi
             let port = SERVICELESS_PORT;
             // The listener for this port exists (listener.rs), so its routes must too.
             by_port.entry(port).or_default();
-            let routes: Vec<Route> = vs
+            let mut routes: Vec<Route> = vs
                 .rule
                 .spec
                 .http
@@ -49,6 +49,7 @@ pub fn outbound_routes(snapshot: &MeshSnapshot, proxy: &Proxy) -> Vec<RouteConfi
             if routes.is_empty() {
                 continue;
             }
+            crate::policy::add_hash_policies(snapshot, proxy, &mut routes);
             by_port.entry(port).or_default().push(VirtualHost {
                 name: format!("{host}:{port}"),
                 domains: vec![host.clone(), format!("{host}:{port}")],
@@ -115,6 +116,7 @@ fn virtual_host(snapshot: &MeshSnapshot, proxy: &Proxy, svc: &Service, port: u32
     if routes.is_empty() {
         routes.push(route_to(weighted(vec![(default(), 100)])));
     }
+    crate::policy::add_hash_policies(snapshot, proxy, &mut routes);
     VirtualHost {
         name: format!("{}:{port}", svc.hostname),
         domains: domains(svc, port, &proxy.id.namespace),
