@@ -173,6 +173,7 @@ fn s1_and_its_variants_in_the_lab_with_one_pod_cidr_in_both_clusters() {
         ("s1-subsets", 10),
         ("s1-cleanup", 8),
         ("vs-features", 13),
+        ("traffic-policy", 13),
     ] {
         let run = lab.ok(&[
             "run",
@@ -363,6 +364,8 @@ fn s3_one_control_plane_split_horizon_through_the_gateway() {
     };
     let run = lab.ok(&["run", "examples/split-horizon/s3.yaml"]);
     assert!(run.contains("20 of 20 steps passed"), "{run}");
+    let run = lab.ok(&["run", "examples/split-horizon/hash.yaml"]);
+    assert!(run.contains("9 of 9 steps passed"), "{run}");
     let status = lab.ok(&["status"]);
     // The remote cluster runs no control plane of its own.
     assert_eq!(status.matches("istiod-0").count(), 1, "{status}");
