@@ -678,7 +678,7 @@ mod tests {
             "{typo:?}"
         );
         for (spec, want) in [
-            ("  trafficPolicy: {loadBalancer: {localityLbSetting: {enabled: true}}}\n", "trafficPolicy.loadBalancer.localityLbSetting: localityLbSetting is not supported by Isthmus yet"),
+            ("  trafficPolicy: {loadBalancer: {warmupDurationSecs: 10s}}\n", "trafficPolicy.loadBalancer.warmupDurationSecs: warmupDurationSecs is not supported by Isthmus yet"),
             ("  subsets: [{name: v1, labels: {v: '1'}, trafficPolicy: {outlierDetection: {maxEjectionPercent: 101}}}]\n", "subsets[0].trafficPolicy.outlierDetection.maxEjectionPercent"),
             ("  trafficPolicy: {loadBalancer: {simple: FASTEST}}\n", "unknown SimpleLb `FASTEST`"),
             ("  trafficPolicy: {connectionPool: {tcp: {maxConections: 1}}}\n", "unknown field `maxConections`"),

@@ -16,9 +16,9 @@ pub struct LoadBalancerSettings {
     /// Session affinity by a hash of the request.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub consistent_hash: Option<ConsistentHashLb>,
-    /// Locality-aware load balancing (not supported by Isthmus yet: refused).
+    /// Locality-aware load balancing: failover by priority, or weights by locality.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub locality_lb_setting: Option<serde_json::Value>,
+    pub locality_lb_setting: Option<LocalityLbSetting>,
     /// Slow start (not supported by Isthmus yet: refused).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub warmup_duration_secs: Option<String>,
@@ -31,7 +31,6 @@ impl LoadBalancerSettings {
     /// The fields set that Isthmus does not enforce, by their YAML names.
     pub fn unsupported(&self) -> Vec<&'static str> {
         let mut out: Vec<&'static str> = [
-            ("localityLbSetting", self.locality_lb_setting.is_some()),
             ("warmupDurationSecs", self.warmup_duration_secs.is_some()),
             ("warmup", self.warmup.is_some()),
         ]
@@ -223,4 +222,46 @@ pub struct OutlierDetection {
     /// Below this share of healthy endpoints, outlier detection stops ejecting (panic).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_health_percent: Option<i32>,
+}
+
+/// `loadBalancer.localityLbSetting`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LocalityLbSetting {
+    /// Turns locality load balancing on or off (on when unset).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+    /// Weights by locality for callers in a locality.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub distribute: Vec<LocalityDistribute>,
+    /// Which region a region's callers fail over to.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failover: Vec<LocalityFailover>,
+    /// Labels whose match with the caller's orders endpoints (`label` or `label=value`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failover_priority: Vec<String>,
+}
+
+/// One `distribute` rule: callers in `from` send each `to` locality its share (percent).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LocalityDistribute {
+    /// The callers' locality (`region/zone/subzone`, `*` for a level).
+    #[serde(default)]
+    pub from: String,
+    /// Locality pattern -> weight; the weights add up to 100.
+    #[serde(default)]
+    pub to: std::collections::BTreeMap<String, u32>,
+}
+
+/// One `failover` rule: callers in region `from` fail over to region `to` first.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LocalityFailover {
+    /// The callers' region.
+    #[serde(default)]
+    pub from: String,
+    /// The region to fail over to.
+    #[serde(default)]
+    pub to: String,
 }

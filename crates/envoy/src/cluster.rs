@@ -69,7 +69,7 @@ pub fn outbound(
             service_name: name.clone(),
         });
         c.transport_socket = Some(funnel_tls(snapshot, &key.sni()));
-        crate::policy::Policy::of(snapshot, proxy, t.service, subset).apply(&mut c);
+        crate::policy::Policy::of(snapshot, proxy, t.service, subset).apply(&mut c, proxy);
         return c;
     }
     match t.service.resolution {
@@ -149,7 +149,7 @@ pub fn outbound(
     }
     // The rule's load balancing, connection pool and outlier detection (replacing the
     // gateway defaults above where it sets them), or Istio's defaults.
-    crate::policy::Policy::of(snapshot, proxy, t.service, subset).apply(&mut c);
+    crate::policy::Policy::of(snapshot, proxy, t.service, subset).apply(&mut c, proxy);
     c
 }
 

@@ -3,7 +3,9 @@
 //! endpoints behind them (per locality). Endpoints that cannot take mTLS are never sent
 //! through a gateway, and a network without a gateway is unreachable.
 
+use crate::locality::LocalityLb;
 use crate::pb::*;
+use crate::policy::Policy;
 use crate::target::OutboundTarget;
 use envoy_types::pb::envoy::config::core::v3::HealthStatus;
 use isthmus_model::{Address, Endpoint, MeshSnapshot, Proxy};
@@ -32,7 +34,26 @@ fn selected<'a>(t: &'a OutboundTarget<'_>) -> impl Iterator<Item = &'a Endpoint>
     })
 }
 
-/// The endpoints of `t` as `proxy` should see them.
+/// The DestinationRule policy of target `t` for `proxy` (its subset's, if it has one).
+fn target_policy<'a>(
+    snapshot: &'a MeshSnapshot,
+    proxy: &Proxy,
+    t: &OutboundTarget<'_>,
+) -> Policy<'a> {
+    let subset = if t.subset.is_empty() {
+        None
+    } else {
+        snapshot
+            .destination_rule(&t.service.hostname, &proxy.id.namespace)
+            .and_then(|d| d.rule.spec.subsets.iter().find(|s| s.name == t.subset))
+    };
+    Policy::of(snapshot, proxy, t.service, subset)
+}
+
+/// The endpoints of `t` as `proxy` should see them: its own network's directly, other
+/// networks' as their gateways; grouped by locality, and with locality load balancing
+/// (priorities by nearness and labels, or weights by locality) when the destination's
+/// DestinationRule asks for it.
 pub fn load_assignment(
     snapshot: &MeshSnapshot,
     proxy: &Proxy,
@@ -45,28 +66,33 @@ pub fn load_assignment(
             ..Default::default()
         };
     };
-    // locality -> (address, port) -> weight
+    let policy = target_policy(snapshot, proxy, t);
+    let lb = LocalityLb::new(proxy, &policy);
+    // (locality, label priority) -> (address, port) -> weight
     // Endpoints' addresses are borrowed; the few gateways' are parsed.
-    let mut by_locality: BTreeMap<&str, BTreeMap<(Cow<'_, Address>, u32), u32>> = BTreeMap::new();
-    // (network, locality) -> number of endpoints behind that network's gateways
-    let mut remote: BTreeMap<(&str, &str), u32> = BTreeMap::new();
+    type Group<'e> = BTreeMap<(Cow<'e, Address>, u32), u32>;
+    let mut by_group: BTreeMap<(&str, u32), Group<'_>> = BTreeMap::new();
+    // (network, locality, label priority) -> number of endpoints behind that network's
+    // gateways
+    let mut remote: BTreeMap<(&str, &str, u32), u32> = BTreeMap::new();
     for e in selected(t) {
         let Some(ep_port) = e.origin.ports.get(&port.name).copied() else {
             continue;
         };
+        let label_priority = lb.label_priority(&e.origin);
         if proxy.reaches_directly(&e.origin.network) {
-            *by_locality
-                .entry(&e.origin.locality)
+            *by_group
+                .entry((&e.origin.locality, label_priority))
                 .or_default()
                 .entry((Cow::Borrowed(&e.address), ep_port))
                 .or_default() += e.weight;
         } else if e.origin.mtls_ready && !e.origin.network.is_empty() {
             *remote
-                .entry((&e.origin.network, &e.origin.locality))
+                .entry((&e.origin.network, &e.origin.locality, label_priority))
                 .or_default() += e.weight;
         }
     }
-    for ((network, locality), count) in remote {
+    for ((network, locality, label_priority), count) in remote {
         let gateways = snapshot
             .network_gateways
             .get(network)
@@ -87,8 +113,8 @@ pub fn load_assignment(
             } else {
                 &gw.locality
             };
-            *by_locality
-                .entry(loc)
+            *by_group
+                .entry((loc, label_priority))
                 .or_default()
                 .entry((Cow::Owned(Address::parse(&gw.address)), gw.port))
                 .or_default() += share;
@@ -97,32 +123,51 @@ pub fn load_assignment(
     // A gateway found down leaves rotation only when something else is left to take its
     // traffic: with every endpoint down there is nothing to fail over to.
     let all_down = !snapshot.gateway_health.down.is_empty()
-        && by_locality
+        && by_group
             .values()
             .flat_map(|eps| eps.keys())
             .all(|(a, p)| snapshot.gateway_health.is_down(&a.to_string(), *p));
+    let localities: Vec<&str> = by_group.keys().map(|(l, _)| *l).collect();
+    let priorities = crate::locality::dense(
+        &by_group
+            .keys()
+            .map(|(l, lp)| lb.priority(l, *lp))
+            .collect::<Vec<_>>(),
+    );
+    let mut endpoints = Vec::with_capacity(by_group.len());
+    for (((locality, _), eps), priority) in by_group.into_iter().zip(priorities) {
+        let weight = if lb.distributes() {
+            // A locality the rule gives nothing gets no traffic.
+            let Some(w) = lb.weight(locality, &localities) else {
+                continue;
+            };
+            Some(UInt32Value { value: w })
+        } else {
+            None
+        };
+        endpoints.push(LocalityLbEndpoints {
+            locality: locality_pb(locality),
+            lb_endpoints: eps
+                .into_iter()
+                .map(|((a, p), w)| {
+                    let address = a.to_string();
+                    let down = !all_down && snapshot.gateway_health.is_down(&address, p);
+                    let mut e = lb_endpoint(address, p, w);
+                    if down {
+                        // The control plane's probes found this gateway silent.
+                        e.health_status = HealthStatus::Unhealthy as i32;
+                    }
+                    e
+                })
+                .collect(),
+            load_balancing_weight: weight,
+            priority: if lb.prioritizes() { priority } else { 0 },
+            ..Default::default()
+        });
+    }
     ClusterLoadAssignment {
         cluster_name: cluster_name.to_string(),
-        endpoints: by_locality
-            .into_iter()
-            .map(|(locality, eps)| LocalityLbEndpoints {
-                locality: locality_pb(locality),
-                lb_endpoints: eps
-                    .into_iter()
-                    .map(|((a, p), w)| {
-                        let address = a.to_string();
-                        let down = !all_down && snapshot.gateway_health.is_down(&address, p);
-                        let mut e = lb_endpoint(address, p, w);
-                        if down {
-                            // The control plane's probes found this gateway silent.
-                            e.health_status = HealthStatus::Unhealthy as i32;
-                        }
-                        e
-                    })
-                    .collect(),
-                ..Default::default()
-            })
-            .collect(),
+        endpoints,
         ..Default::default()
     }
 }

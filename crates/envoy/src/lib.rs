@@ -7,7 +7,7 @@
 //! item of lib.rs, so no two import each other (`tests/layers.rs` checks this). lib.rs is the
 //! top: [`generate`] composes a sidecar's resources and leaves a router's to `gateway`.
 //! Layers, bottom first:
-//! `pb`, `names`, `resources`, `jwt`, `rbac`, `render`, `tls`, `policy`, `target`, `endpoint`, `cluster`, `http_route`,
+//! `pb`, `names`, `resources`, `jwt`, `rbac`, `render`, `tls`, `policy`, `locality`, `target`, `endpoint`, `cluster`, `http_route`,
 //! `route`, `listener`, `sni_listener`, `passthrough`, `gateway_http`, `funnel`, `gateway`.
 
 pub mod cluster;
@@ -18,6 +18,7 @@ pub mod gateway_http;
 pub mod http_route;
 pub mod jwt;
 pub mod listener;
+pub mod locality;
 pub mod names;
 pub mod passthrough;
 pub mod pb;

@@ -35,6 +35,30 @@ const NO_LIMIT: u32 = u32::MAX;
 /// The key of HTTP upstream options in `typed_extension_protocol_options`.
 pub const HTTP_OPTIONS: &str = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions";
 
+/// `region/zone/subzone` levels of a locality (missing levels empty).
+pub(crate) fn levels(locality: &str) -> [&str; 3] {
+    let mut it = locality.split('/');
+    [
+        it.next().unwrap_or_default(),
+        it.next().unwrap_or_default(),
+        it.next().unwrap_or_default(),
+    ]
+}
+
+/// Istio's `LocalityMatch`: each level of `pattern` equals the locality's, up to a `*`.
+pub fn locality_matches(pattern: &str, locality: &str) -> bool {
+    let have = levels(locality);
+    for (i, p) in pattern.split('/').enumerate() {
+        if p == "*" {
+            return true;
+        }
+        if i >= 3 || have[i] != p {
+            return false;
+        }
+    }
+    true
+}
+
 /// The policy components that apply to one destination (service and subset) for one proxy.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Policy<'a> {
@@ -131,6 +155,11 @@ impl<'a> Policy<'a> {
         })
     }
 
+    /// `loadBalancer.localityLbSetting`, if set.
+    pub fn locality(&self) -> Option<&'a isthmus_api::policy::LocalityLbSetting> {
+        self.load_balancer?.locality_lb_setting.as_ref()
+    }
+
     /// Whether TCP connections to this destination are hashed by the caller's address.
     pub fn tcp_hash_by_source(&self) -> bool {
         self.load_balancer
@@ -141,9 +170,29 @@ impl<'a> Policy<'a> {
     /// Applies the policy to outbound cluster `cluster`: load balancer, circuit breakers,
     /// timeouts, keepalive, HTTP options and, when the rule sets it, outlier detection
     /// (replacing whatever the caller put there).
-    pub fn apply(&self, cluster: &mut Cluster) {
+    pub fn apply(&self, cluster: &mut Cluster, proxy: &Proxy) {
         self.apply_load_balancer(cluster);
         self.apply_connection_pool(cluster);
+        // A `distribute` rule for the proxy's locality weighs localities (the assignment
+        // carries the weights).
+        let distributes = self.locality().is_some_and(|l| {
+            l.enabled != Some(false)
+                && !proxy.locality.is_empty()
+                && l.distribute
+                    .iter()
+                    .any(|d| locality_matches(&d.from, &proxy.locality))
+        });
+        if distributes {
+            use envoy_types::pb::envoy::config::cluster::v3::cluster::common_lb_config;
+            cluster
+                .common_lb_config
+                .get_or_insert_with(Default::default)
+                .locality_config_specifier = Some(
+                common_lb_config::LocalityConfigSpecifier::LocalityWeightedLbConfig(
+                    common_lb_config::LocalityWeightedLbConfig {},
+                ),
+            );
+        }
         if let Some(od) = self.outlier_detection {
             cluster.outlier_detection = Some(outlier(od));
             // Istio: panic mode only below minHealthPercent (0, never, when unset).

@@ -32,7 +32,7 @@ pub use host::{fqdn, host_matches};
 pub use pod::PodInfo;
 pub use proxy::{Interception, NodeId, NodeKind, Proxy, ProxyError};
 pub use push::{ConfigKey, ConfigsUpdated, PushRequest};
-pub use service::{Address, Endpoint, Endpoints, Port, Service, ServiceOrigin};
+pub use service::{Address, Endpoint, EndpointOrigin, Endpoints, Port, Service, ServiceOrigin};
 pub use snapshot::{
     binds_gateway, MeshSnapshot, NetworkGateway, SnapshotInput, VipRange, VipRangeError,
 };

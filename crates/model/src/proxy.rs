@@ -16,6 +16,9 @@ pub struct Proxy {
     pub network: String,
     /// Pod labels.
     pub labels: BTreeMap<String, String>,
+    /// Its locality (`region/zone/subzone`, from its pod's topology labels; empty when
+    /// unknown), which orders endpoints by nearness for locality failover.
+    pub locality: String,
     /// Service account.
     pub service_account: String,
     /// `REDIRECT` (iptables capture, listeners not bound) or `NONE` (no capture: service

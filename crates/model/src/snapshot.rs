@@ -214,6 +214,10 @@ impl MeshSnapshot {
             Some(p) => p.labels.to_map(),
             None => metadata.labels.clone(),
         };
+        let locality = match &pod {
+            Some(p) => crate::labels::locality_of(&p.labels),
+            None => crate::labels::locality_of(&isthmus_api::Labels::from(metadata.labels.clone())),
+        };
         let service_account = pod
             .as_ref()
             .map(|p| p.service_account.to_string())
@@ -229,6 +233,7 @@ impl MeshSnapshot {
             cluster,
             network,
             labels,
+            locality,
             service_account,
             interception: metadata.interception,
             router_mode_sni_dnat: metadata.router_mode == Some(isthmus_api::RouterMode::SniDnat),

@@ -295,6 +295,8 @@ pub struct ProxyShape {
     pub namespace: String,
     /// Its pod's labels (Gateway selectors, Sidecar selectors).
     pub labels: std::collections::BTreeMap<String, String>,
+    /// Its locality (endpoint priorities under locality failover).
+    pub locality: String,
     /// Its cluster.
     pub cluster: String,
     /// Its network.
@@ -327,6 +329,7 @@ impl ProxyShape {
             cluster,
             network,
             labels,
+            locality,
             // Identity is the workload certificate's business, not its configuration's.
             service_account: _,
             interception,
@@ -338,6 +341,7 @@ impl ProxyShape {
             kind: *kind,
             namespace: namespace.clone(),
             labels: labels.clone(),
+            locality: locality.clone(),
             cluster: cluster.clone(),
             network: network.clone(),
             network_views: network_views.clone(),
@@ -599,6 +603,7 @@ mod tests {
             cluster: "c1".into(),
             network: "n1".into(),
             labels: BTreeMap::from([("app".into(), "sleep".into())]),
+            locality: String::new(),
             service_account: "sleep".into(),
             interception,
             router_mode_sni_dnat: false,

@@ -40,6 +40,9 @@ pub(super) fn load_balancer(lb: &LoadBalancerSettings, at: &str, v: &mut Vec<Dia
             .at(format!("{at}.{field}")),
         );
     }
+    if let Some(l) = &lb.locality_lb_setting {
+        locality(l, &format!("{at}.localityLbSetting"), v);
+    }
     if lb.simple.is_some() && lb.consistent_hash.is_some() {
         v.push(
             Diagnostic::error("set one of simple and consistentHash, not both")
@@ -103,6 +106,69 @@ pub(super) fn load_balancer(lb: &LoadBalancerSettings, at: &str, v: &mut Vec<Dia
     ] {
         if value.as_deref().is_some_and(str::is_empty) {
             v.push(Diagnostic::error(format!("{name} is empty")).at(format!("{at}.{name}")));
+        }
+    }
+}
+
+/// A locality pattern: up to three `/`-separated levels, `*` only as a whole last level.
+fn locality_pattern(p: &str, at: String, v: &mut Vec<Diagnostic>) {
+    let levels: Vec<&str> = p.split('/').collect();
+    let bad = p.is_empty()
+        || levels.len() > 3
+        || levels.iter().any(|l| l.is_empty())
+        || levels
+            .iter()
+            .enumerate()
+            .any(|(i, l)| l.contains('*') && (*l != "*" || i + 1 != levels.len()));
+    if bad {
+        v.push(
+            Diagnostic::error(format!(
+                "`{p}` is not a locality: region/zone/subzone, with `*` only as a whole last level"
+            ))
+            .at(at),
+        );
+    }
+}
+
+/// `localityLbSetting` at `at`, as Istio's `validateLocalityLbSetting`.
+fn locality(l: &crate::policy::LocalityLbSetting, at: &str, v: &mut Vec<Diagnostic>) {
+    if !l.distribute.is_empty() && !l.failover.is_empty() {
+        v.push(
+            Diagnostic::error("set one of distribute and failover, not both")
+                .at(format!("{at}.failover")),
+        );
+    }
+    for (i, d) in l.distribute.iter().enumerate() {
+        let at = format!("{at}.distribute[{i}]");
+        locality_pattern(&d.from, format!("{at}.from"), v);
+        for to in d.to.keys() {
+            locality_pattern(to, format!("{at}.to"), v);
+        }
+        let sum: u32 = d.to.values().sum();
+        if sum != 100 {
+            v.push(
+                Diagnostic::error(format!("the weights add up to {sum}, not 100"))
+                    .at(format!("{at}.to")),
+            );
+        }
+    }
+    for (i, f) in l.failover.iter().enumerate() {
+        let at = format!("{at}.failover[{i}]");
+        if f.from.is_empty() || f.to.is_empty() || f.from.contains('/') || f.to.contains('/') {
+            v.push(
+                Diagnostic::error(
+                    "failover names regions: `from` and `to` are regions, without zones",
+                )
+                .at(at.clone()),
+            );
+        }
+        if f.from == f.to {
+            v.push(Diagnostic::error(format!("failover from `{}` to itself", f.from)).at(at));
+        }
+    }
+    for (i, label) in l.failover_priority.iter().enumerate() {
+        if label.split('=').next().is_none_or(str::is_empty) {
+            v.push(Diagnostic::error("an empty label").at(format!("{at}.failoverPriority[{i}]")));
         }
     }
 }
@@ -249,13 +315,7 @@ mod tests {
         let refused = errors(|v| {
             load_balancer(&lb("simple: ROUND_ROBIN\nlocalityLbSetting: {enabled: true}\nwarmupDurationSecs: 10s"), "tp.loadBalancer", v)
         });
-        assert!(
-            refused
-                .iter()
-                .any(|e| e.contains("tp.loadBalancer.localityLbSetting")
-                    && e.contains("not supported by Isthmus")),
-            "{refused:?}"
-        );
+        assert_eq!(refused.len(), 1, "{refused:?}");
         assert!(
             refused
                 .iter()
@@ -269,6 +329,23 @@ mod tests {
             e[0].contains("tp.connectionPool.http.useClientProtocol"),
             "{e:?}"
         );
+    }
+
+    #[test]
+    fn locality_settings_are_checked_as_istio_does() {
+        let ok = lb("localityLbSetting: {distribute: [{from: region1/zone1/*, to: {region1/zone1/*: 80, region2/*: 20}}], failoverPriority: [topology.istio.io/network]}");
+        assert!(errors(|v| load_balancer(&ok, "lb", v)).is_empty());
+        let e = errors(|v| {
+            load_balancer(&lb("localityLbSetting: {distribute: [{from: 'reg*on/zone1', to: {region1: 90}}], failover: [{from: region1, to: region1}]}"), "lb", v)
+        });
+        assert!(e.iter().any(|e| e.contains("not both")), "{e:?}");
+        assert!(
+            e.iter()
+                .any(|e| e.contains("`reg*on/zone1` is not a locality")),
+            "{e:?}"
+        );
+        assert!(e.iter().any(|e| e.contains("add up to 90")), "{e:?}");
+        assert!(e.iter().any(|e| e.contains("to itself")), "{e:?}");
     }
 
     #[test]
