@@ -80,6 +80,12 @@ impl Protocol {
         matches!(self, Protocol::Http | Protocol::Http2 | Protocol::Grpc)
     }
 
+    /// True when the upstream speaks HTTP/2 (gRPC, HTTP2): the sidecar's cluster to it
+    /// uses HTTP/2, as Istio's `IsHTTP2`.
+    pub fn is_http2(&self) -> bool {
+        matches!(self, Protocol::Http2 | Protocol::Grpc)
+    }
+
     /// Guesses the protocol from a Kubernetes port name (`http`, `http-web`, `grpc-x`, `tcp`),
     /// as Istio does; unknown prefixes are TCP.
     pub fn from_port_name(name: &str) -> Protocol {

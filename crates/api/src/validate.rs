@@ -738,7 +738,14 @@ fn destination_rule(dr: &DestinationRule, v: &mut Vec<Diagnostic>) {
             Diagnostic::error(format!("`{}` is not a valid host", dr.spec.host)).at("spec.host"),
         );
     }
-    export_to(&dr.spec.export_to, "the DestinationRule", v);
+    for (i, e) in dr.spec.export_to.iter().enumerate() {
+        if e != "*" && e != "." && !is_dns_label(e) {
+            v.push(
+                Diagnostic::error(format!("`{e}` is not `*`, `.` or a namespace name"))
+                    .at(format!("spec.exportTo[{i}]")),
+            );
+        }
+    }
     if dr.spec.workload_selector.is_some() {
         v.push(
             Diagnostic::error("workloadSelector is not supported by Isthmus; the rule is refused rather than applied to every workload")

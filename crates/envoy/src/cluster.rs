@@ -14,12 +14,13 @@ use std::collections::BTreeSet;
 /// and black hole.
 pub fn sidecar_local_clusters(snapshot: &MeshSnapshot, proxy: &Proxy) -> Vec<Cluster> {
     let mut out = Vec::new();
+    let http2 = inbound_http2_ports(snapshot, proxy);
     for port in inbound_ports(snapshot, proxy) {
-        out.push(static_cluster(
-            &names::inbound_cluster(port),
-            "127.0.0.1",
-            port,
-        ));
+        let mut c = static_cluster(&names::inbound_cluster(port), "127.0.0.1", port);
+        if http2.contains(&port) {
+            crate::policy::Policy::default().apply_http2(&mut c);
+        }
+        out.push(c);
     }
     out.push(passthrough(names::PASSTHROUGH));
     out.push(passthrough(names::INBOUND_PASSTHROUGH));
@@ -46,6 +47,26 @@ pub fn inbound_ports(snapshot: &MeshSnapshot, proxy: &Proxy) -> BTreeSet<u32> {
         .collect()
 }
 
+/// The target ports of this proxy's pod that a service names gRPC or HTTP2: the app
+/// speaks HTTP/2 there.
+fn inbound_http2_ports(snapshot: &MeshSnapshot, proxy: &Proxy) -> BTreeSet<u32> {
+    let own = Address::parse(&proxy.id.ip);
+    let mut out = BTreeSet::new();
+    for svc in snapshot.services.values() {
+        for e in svc.endpoints.iter() {
+            if e.address != own || *e.origin.cluster != *proxy.cluster {
+                continue;
+            }
+            for p in svc.ports.iter().filter(|p| p.protocol.is_http2()) {
+                if let Some(target) = e.origin.ports.get(&p.name) {
+                    out.insert(*target);
+                }
+            }
+        }
+    }
+    out
+}
+
 /// One outbound cluster (`outbound|PORT|SUBSET|HOST`) as `proxy` needs it.
 pub fn outbound(
     snapshot: &MeshSnapshot,
@@ -55,6 +76,11 @@ pub fn outbound(
 ) -> Cluster {
     let key = t.key();
     let name = key.to_string();
+    // gRPC and HTTP2 ports: HTTP/2 to the upstream (HTTP/1.1 would break gRPC's trailers).
+    let http2 = t
+        .service
+        .port(t.port)
+        .is_some_and(|p| p.protocol.is_http2());
     let mut c = Cluster {
         name: name.clone(),
         connect_timeout: Some(seconds(10)),
@@ -69,7 +95,7 @@ pub fn outbound(
             service_name: name.clone(),
         });
         c.transport_socket = Some(funnel_tls(snapshot, &key.sni()));
-        crate::policy::Policy::of(snapshot, proxy, t.service, subset).apply(&mut c, proxy);
+        crate::policy::Policy::of(snapshot, proxy, t.service, subset).apply(&mut c, proxy, http2);
         return c;
     }
     match t.service.resolution {
@@ -149,7 +175,7 @@ pub fn outbound(
     }
     // The rule's load balancing, connection pool and outlier detection (replacing the
     // gateway defaults above where it sets them), or Istio's defaults.
-    crate::policy::Policy::of(snapshot, proxy, t.service, subset).apply(&mut c, proxy);
+    crate::policy::Policy::of(snapshot, proxy, t.service, subset).apply(&mut c, proxy, http2);
     c
 }
 

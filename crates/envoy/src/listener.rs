@@ -87,6 +87,17 @@ pub fn sidecar_listeners(snapshot: &MeshSnapshot, proxy: &Proxy) -> Vec<Listener
     out
 }
 
+/// The route of an inbound HTTP chain to the app: no retries, as Istio's inbound routes
+/// (the caller's sidecar already retried; a retry here would replay a request, POSTs
+/// included, against the same app).
+fn inbound_route(cluster: &str) -> Route {
+    let mut r = route_to(route_action::ClusterSpecifier::Cluster(cluster.to_string()));
+    if let Some(route::Action::Route(a)) = r.action.as_mut() {
+        a.retry_policy = None;
+    }
+    r
+}
+
 /// What an outbound listener does with a connection.
 enum Forward {
     /// HTTP, routed by the RDS configuration of this name.
@@ -172,9 +183,7 @@ fn inbound_chains(
                 virtual_hosts: vec![VirtualHost {
                     name: format!("inbound|http|{port}"),
                     domains: vec!["*".into()],
-                    routes: vec![route_to(route_action::ClusterSpecifier::Cluster(
-                        cluster.clone(),
-                    ))],
+                    routes: vec![inbound_route(&cluster)],
                     ..Default::default()
                 }],
                 validate_clusters: Some(BoolValue { value: false }),

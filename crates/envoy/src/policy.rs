@@ -167,12 +167,13 @@ impl<'a> Policy<'a> {
             .is_some_and(|c| c.use_source_ip)
     }
 
-    /// Applies the policy to outbound cluster `cluster`: load balancer, circuit breakers,
-    /// timeouts, keepalive, HTTP options and, when the rule sets it, outlier detection
+    /// Applies the policy to outbound cluster `cluster` of `proxy`: load balancer, circuit
+    /// breakers, timeouts, keepalive, HTTP options (HTTP/2 to an `http2` port: gRPC and
+    /// HTTP2, or when the rule upgrades) and, when the rule sets it, outlier detection
     /// (replacing whatever the caller put there).
-    pub fn apply(&self, cluster: &mut Cluster, proxy: &Proxy) {
+    pub fn apply(&self, cluster: &mut Cluster, proxy: &Proxy, http2: bool) {
         self.apply_load_balancer(cluster);
-        self.apply_connection_pool(cluster);
+        self.apply_connection_pool(cluster, http2);
         // A `distribute` rule for the proxy's locality weighs localities (the assignment
         // carries the weights).
         let distributes = self.locality().is_some_and(|l| {
@@ -250,7 +251,15 @@ impl<'a> Policy<'a> {
         } as i32;
     }
 
-    fn apply_connection_pool(&self, cluster: &mut Cluster) {
+    /// HTTP/2 to the upstream, with nothing else of a pool (an inbound cluster to an app
+    /// port that speaks gRPC or HTTP2).
+    pub fn apply_http2(&self, cluster: &mut Cluster) {
+        let circuit_breakers = cluster.circuit_breakers.take();
+        self.apply_connection_pool(cluster, true);
+        cluster.circuit_breakers = circuit_breakers;
+    }
+
+    fn apply_connection_pool(&self, cluster: &mut Cluster, http2: bool) {
         let pool = self.connection_pool;
         let tcp = pool.and_then(|p| p.tcp.as_ref());
         let http = pool.and_then(|p| p.http.as_ref());
@@ -302,7 +311,8 @@ impl<'a> Policy<'a> {
             .and_then(|h| h.max_requests_per_connection)
             .filter(|n| *n > 0);
         let lifetime = tcp.and_then(|t| parse(&t.max_connection_duration));
-        let upgrade = http.and_then(|h| h.h2_upgrade_policy) == Some(H2UpgradePolicy::Upgrade);
+        let upgrade =
+            http2 || http.and_then(|h| h.h2_upgrade_policy) == Some(H2UpgradePolicy::Upgrade);
         if idle.is_none() && per_connection.is_none() && lifetime.is_none() && !upgrade {
             return;
         }

@@ -29,6 +29,19 @@ spec:
   ports: [{name: tcp-db, port: 5432}]
 ---
 apiVersion: v1
+kind: Service
+metadata: {name: greeter, namespace: shop}
+spec:
+  clusterIP: 10.96.0.12
+  selector: {app: greeter}
+  ports: [{name: grpc-api, port: 50051, targetPort: 9000}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: greeter-0, namespace: shop, labels: {app: greeter}}
+status: {podIP: 10.10.0.23, phase: Running}
+---
+apiVersion: v1
 kind: Pod
 metadata: {name: reviews-1, namespace: shop, labels: {app: reviews, version: v1}}
 status: {podIP: 10.10.0.21, phase: Running}
@@ -75,6 +88,10 @@ spec:
 "#;
 
 fn generated() -> isthmus_envoy::ProxyResources {
+    generated_for("sidecar~10.10.0.30~sleep-0.shop~shop.svc.cluster.local")
+}
+
+fn generated_for(node: &str) -> isthmus_envoy::ProxyResources {
     let loaded = isthmus_api::load_str(OBJECTS, None, "shop");
     assert!(!loaded.has_errors(), "{:?}", loaded.diagnostics);
     let config = ClusterConfig {
@@ -96,7 +113,7 @@ fn generated() -> isthmus_envoy::ProxyResources {
         1,
     );
     let proxy = snap.proxy(
-        &NodeId::parse("sidecar~10.10.0.30~sleep-0.shop~shop.svc.cluster.local").expect("node"),
+        &NodeId::parse(node).expect("node"),
         &isthmus_api::NodeMetadata::from_map([("CLUSTER_ID", "c1")]),
     );
     isthmus_envoy::generate(&snap, &proxy)
@@ -238,4 +255,41 @@ fn a_tcp_service_hashed_by_source_ip_gets_it_on_its_tcp_proxy() {
     };
     let tcp = TcpProxy::decode(any.value.as_slice()).expect("tcp proxy");
     assert_eq!(tcp.hash_policy.len(), 1, "{tcp:?}");
+}
+
+fn speaks_http2(c: &Cluster) -> bool {
+    use envoy_types::pb::envoy::extensions::upstreams::http::v3::http_protocol_options::{
+        explicit_http_config::ProtocolConfig, UpstreamProtocolOptions,
+    };
+    let Some(any) = c
+        .typed_extension_protocol_options
+        .get(isthmus_envoy::policy::HTTP_OPTIONS)
+    else {
+        return false;
+    };
+    let o = envoy_types::pb::envoy::extensions::upstreams::http::v3::HttpProtocolOptions::decode(
+        any.value.as_slice(),
+    )
+    .expect("decodes");
+    matches!(
+        o.upstream_protocol_options,
+        Some(UpstreamProtocolOptions::ExplicitHttpConfig(e))
+            if matches!(e.protocol_config, Some(ProtocolConfig::Http2ProtocolOptions(_)))
+    )
+}
+
+#[test]
+fn grpc_ports_speak_http2_to_the_upstream_on_both_sides() {
+    let client = generated();
+    assert!(speaks_http2(cluster(
+        &client,
+        "outbound|50051||greeter.shop.svc.cluster.local"
+    )));
+    assert!(!speaks_http2(cluster(
+        &client,
+        "outbound|5432||db.shop.svc.cluster.local"
+    )));
+    // The greeter's own sidecar: HTTP/2 to the app's target port.
+    let server = generated_for("sidecar~10.10.0.23~greeter-0.shop~shop.svc.cluster.local");
+    assert!(speaks_http2(cluster(&server, "inbound|9000||")));
 }

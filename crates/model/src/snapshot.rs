@@ -121,6 +121,18 @@ impl VipRange {
     }
 }
 
+/// Istio's default config root namespace: its rules apply mesh-wide.
+pub const ROOT_NAMESPACE: &str = "istio-system";
+
+/// Whether an object of namespace `own` with `export_to` is visible in namespace `to`
+/// (empty or `*`: everywhere; `.`: its own namespace; otherwise the namespaces listed).
+pub fn exported_to(export_to: &[String], own: &str, to: &str) -> bool {
+    export_to.is_empty()
+        || export_to
+            .iter()
+            .any(|e| e == "*" || e == to || (e == "." && own == to))
+}
+
 /// A gateway address through which a network is reached.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NetworkGateway {
@@ -241,16 +253,25 @@ impl MeshSnapshot {
         }
     }
 
-    /// The DestinationRule for `host` as seen from `proxy_ns`: the most specific host match,
-    /// preferring the proxy's namespace, then the service's, then any.
+    /// The DestinationRule for `host` as seen from `proxy_ns`, in Istio's order: the most
+    /// specific match among the rules of the proxy's namespace; else among those of the
+    /// service's namespace exported to the proxy's; else among those of the root namespace
+    /// (`istio-system`) exported to it. A rule in any other namespace does not apply.
     pub fn destination_rule(&self, host: &str, proxy_ns: &str) -> Option<&Scoped<DestinationRule>> {
-        self.destination_rules
-            .iter()
-            .filter(|d| host_matches(&fqdn(&d.rule.spec.host, &d.namespace), host))
-            .max_by_key(|d| {
-                let h = fqdn(&d.rule.spec.host, &d.namespace);
-                (specificity(&h), d.namespace == proxy_ns)
-            })
+        let matching = |ns: &str, exported_only: bool| {
+            self.destination_rules
+                .iter()
+                .filter(move |d| d.namespace == ns)
+                .filter(move |d| {
+                    !exported_only || exported_to(&d.rule.spec.export_to, &d.namespace, proxy_ns)
+                })
+                .filter(|d| host_matches(&fqdn(&d.rule.spec.host, &d.namespace), host))
+                .max_by_key(|d| specificity(&fqdn(&d.rule.spec.host, &d.namespace)))
+        };
+        let service_ns = self.services.get(host).map(|s| s.namespace.as_str());
+        matching(proxy_ns, false)
+            .or_else(|| service_ns.and_then(|ns| matching(ns, true)))
+            .or_else(|| matching(ROOT_NAMESPACE, true))
     }
 
     /// VirtualServices bound to the mesh (no `gateways`, or `mesh` among them) that match

@@ -1,0 +1,102 @@
+//! Which DestinationRule applies to a destination, in Istio's order: the proxy's namespace,
+//! then the service's (if exported to the proxy's), then the root namespace (if exported);
+//! a rule in an unrelated namespace never applies.
+
+use envoy_types::pb::envoy::config::cluster::v3::cluster::LbPolicy;
+use isthmus_model::{MeshSnapshot, NodeId, SnapshotInput};
+use isthmus_registry::ClusterConfig;
+use std::sync::Arc;
+
+const SERVICE: &str = r#"apiVersion: v1
+kind: Service
+metadata: {name: reviews, namespace: shop}
+spec:
+  clusterIP: 10.96.0.10
+  selector: {app: reviews}
+  ports: [{name: http, port: 9080}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: reviews-1, namespace: shop, labels: {app: reviews}}
+status: {podIP: 10.10.0.21, phase: Running}
+"#;
+
+fn rule(ns: &str, lb: &str, export_to: &str) -> String {
+    format!("---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {{name: r-{ns}, namespace: {ns}}}\nspec:\n  host: reviews.shop.svc.cluster.local\n  exportTo: {export_to}\n  trafficPolicy: {{loadBalancer: {{simple: {lb}}}}}\n")
+}
+
+/// The lb policy of reviews' cluster for a sidecar in `proxy_ns`, with `rules`.
+fn lb_seen_from(proxy_ns: &str, rules: &[String]) -> i32 {
+    let yaml = format!("{SERVICE}{}", rules.concat());
+    let loaded = isthmus_api::load_str(&yaml, None, "default");
+    assert!(!loaded.has_errors(), "{:?}", loaded.diagnostics);
+    let config = ClusterConfig {
+        cluster: "c1".into(),
+        resources: loaded
+            .resources
+            .into_iter()
+            .map(|r| (r.key(), Arc::new(r)))
+            .collect(),
+        ..Default::default()
+    };
+    let snap = MeshSnapshot::build(
+        &SnapshotInput {
+            local_cluster: "c1".into(),
+            local_network: "n1".into(),
+            clusters: vec![Arc::new(config)],
+            ..Default::default()
+        },
+        1,
+    );
+    let proxy = snap.proxy(
+        &NodeId::parse(&format!(
+            "sidecar~10.10.0.30~client-0.{proxy_ns}~{proxy_ns}.svc.cluster.local"
+        ))
+        .expect("node"),
+        &isthmus_api::NodeMetadata::from_map([("CLUSTER_ID", "c1")]),
+    );
+    isthmus_envoy::generate(&snap, &proxy)
+        .clusters
+        .iter()
+        .find(|c| c.name == "outbound|9080||reviews.shop.svc.cluster.local")
+        .map(|c| c.lb_policy)
+        .expect("reviews' cluster")
+}
+
+const RANDOM: i32 = LbPolicy::Random as i32;
+const ROUND_ROBIN: i32 = LbPolicy::RoundRobin as i32;
+const DEFAULT: i32 = LbPolicy::LeastRequest as i32;
+
+#[test]
+fn a_rule_in_an_unrelated_namespace_does_not_apply() {
+    assert_eq!(
+        lb_seen_from("frontend", &[rule("elsewhere", "RANDOM", "['*']")]),
+        DEFAULT
+    );
+}
+
+#[test]
+fn the_proxys_namespace_then_the_services_then_the_root() {
+    let all = [
+        rule("frontend", "RANDOM", "['*']"),
+        rule("shop", "ROUND_ROBIN", "['*']"),
+        rule("istio-system", "LEAST_REQUEST", "['*']"),
+    ];
+    assert_eq!(lb_seen_from("frontend", &all), RANDOM);
+    assert_eq!(lb_seen_from("other", &all), ROUND_ROBIN);
+    assert_eq!(lb_seen_from("other", &all[2..]), DEFAULT);
+    assert_eq!(
+        lb_seen_from("other", &[rule("istio-system", "RANDOM", "['*']")]),
+        RANDOM
+    );
+}
+
+#[test]
+fn export_to_limits_who_sees_the_services_rule() {
+    let private = [rule("shop", "RANDOM", "['.']")];
+    assert_eq!(lb_seen_from("shop", &private), RANDOM);
+    assert_eq!(lb_seen_from("frontend", &private), DEFAULT);
+    let listed = [rule("shop", "ROUND_ROBIN", "[frontend]")];
+    assert_eq!(lb_seen_from("frontend", &listed), ROUND_ROBIN);
+    assert_eq!(lb_seen_from("other", &listed), DEFAULT);
+}
