@@ -162,6 +162,8 @@ fn s1_and_its_variants_in_the_lab_with_one_pod_cidr_in_both_clusters() {
 
     // The S1 variants of issue 4: egress gateway, version-aware routing, cleanup.
     for (scenario, steps) in [
+        // Right after s1 (later scenarios leave subsets and routes behind).
+        ("traffic-policy", 12),
         ("authz", 23),
         ("peer-authn", 14),
         ("jwt", 15),
@@ -173,7 +175,6 @@ fn s1_and_its_variants_in_the_lab_with_one_pod_cidr_in_both_clusters() {
         ("s1-subsets", 10),
         ("s1-cleanup", 8),
         ("vs-features", 13),
-        ("traffic-policy", 13),
     ] {
         let run = lab.ok(&[
             "run",

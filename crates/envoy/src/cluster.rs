@@ -15,15 +15,31 @@ use std::collections::BTreeSet;
 pub fn sidecar_local_clusters(snapshot: &MeshSnapshot, proxy: &Proxy) -> Vec<Cluster> {
     let mut out = Vec::new();
     let http2 = inbound_http2_ports(snapshot, proxy);
+    // With capture, as Istio since 1.10: to the pod's own IP (an app listening only there
+    // is reached), from 127.0.0.6, which the capture rules let pass instead of redirecting
+    // it back to Envoy. Without capture Envoy's listeners are the pod's ports: loopback.
+    let capture = proxy.interception == isthmus_model::Interception::Redirect;
+    let app = if capture {
+        proxy.id.ip.as_str()
+    } else {
+        "127.0.0.1"
+    };
     for port in inbound_ports(snapshot, proxy) {
-        let mut c = static_cluster(&names::inbound_cluster(port), "127.0.0.1", port);
+        let mut c = static_cluster(&names::inbound_cluster(port), app, port);
+        if capture {
+            c.upstream_bind_config = Some(inbound_bind());
+        }
         if http2.contains(&port) {
             crate::policy::Policy::default().apply_http2(&mut c);
         }
         out.push(c);
     }
     out.push(passthrough(names::PASSTHROUGH));
-    out.push(passthrough(names::INBOUND_PASSTHROUGH));
+    let mut inbound = passthrough(names::INBOUND_PASSTHROUGH);
+    if capture {
+        inbound.upstream_bind_config = Some(inbound_bind());
+    }
+    out.push(inbound);
     out.push(Cluster {
         name: names::BLACKHOLE.to_string(),
         cluster_discovery_type: Some(cluster::ClusterDiscoveryType::Type(
@@ -33,6 +49,21 @@ pub fn sidecar_local_clusters(snapshot: &MeshSnapshot, proxy: &Proxy) -> Vec<Clu
         ..Default::default()
     });
     out
+}
+
+/// The source address of Envoy's connections to its app (Istio's `InboundPassthroughBindIpv4`).
+pub const INBOUND_SOURCE: &str = "127.0.0.6";
+
+/// Binds Envoy's connections to its app to [`INBOUND_SOURCE`].
+fn inbound_bind() -> envoy_types::pb::envoy::config::core::v3::BindConfig {
+    envoy_types::pb::envoy::config::core::v3::BindConfig {
+        source_address: Some(SocketAddress {
+            address: INBOUND_SOURCE.to_string(),
+            port_specifier: Some(socket_address::PortSpecifier::PortValue(0)),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
 }
 
 /// The target ports of the services this proxy's pod serves.

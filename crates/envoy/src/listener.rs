@@ -176,6 +176,7 @@ fn inbound_chains(
             .for_workload(&proxy.id.namespace, &proxy.labels),
         http,
     );
+    let permissive = matches!(mode, MtlsMode::Permissive | MtlsMode::Unset);
     let chain = |tls: bool| {
         let filter = if http {
             let rc = RouteConfiguration {
@@ -214,6 +215,13 @@ fn inbound_chains(
                 } else {
                     "raw_buffer".into()
                 },
+                // PERMISSIVE: mesh mTLS is told apart from a client's own TLS by the ALPN
+                // mesh clients send, as Istio does.
+                application_protocols: if tls && permissive {
+                    MESH_ALPNS.iter().map(|a| a.to_string()).collect()
+                } else {
+                    Vec::new()
+                },
                 ..Default::default()
             }),
             filters: filter,
@@ -221,12 +229,46 @@ fn inbound_chains(
             ..Default::default()
         }
     };
+    // PERMISSIVE: TLS that is not the mesh's (a client outside the mesh talking TLS to a
+    // TLS app) passes through to the app untouched instead of being asked for a mesh
+    // client certificate.
+    let tls_passthrough = || FilterChain {
+        name: format!("{cluster}-tls-passthrough"),
+        filter_chain_match: Some(FilterChainMatch {
+            destination_port: match_port.then_some(UInt32Value { value: port }),
+            transport_protocol: "tls".into(),
+            ..Default::default()
+        }),
+        filters: {
+            let mut filters = crate::rbac::network_filters(&crate::rbac::rule_sets(
+                snapshot
+                    .authz
+                    .for_workload(&proxy.id.namespace, &proxy.labels),
+                false,
+            ));
+            filters.push(tcp_proxy_filter(&cluster, &cluster));
+            filters
+        },
+        ..Default::default()
+    };
     match mode {
         MtlsMode::Strict => vec![chain(true)],
         MtlsMode::Disable => vec![chain(false)],
-        MtlsMode::Permissive | MtlsMode::Unset => vec![chain(true), chain(false)],
+        MtlsMode::Permissive | MtlsMode::Unset => {
+            vec![chain(true), tls_passthrough(), chain(false)]
+        }
     }
 }
+
+/// The ALPN values mesh clients send (Istio's `mtlsTCPWithMxcALPNs` and HTTP variants):
+/// what tells mesh mTLS from other TLS on a PERMISSIVE port.
+pub const MESH_ALPNS: [&str; 5] = [
+    "istio-peer-exchange",
+    "istio",
+    "istio-http/1.0",
+    "istio-http/1.1",
+    "istio-h2",
+];
 
 fn inbound_listeners(snapshot: &MeshSnapshot, proxy: &Proxy, capture: bool) -> Vec<Listener> {
     let inbound = inbound_ports(snapshot, proxy);

@@ -14,6 +14,8 @@ pub const SDS_ROOT: &str = "ROOTCA";
 pub const SDS_CLUSTER: &str = "sds-grpc";
 /// ALPN the sidecar sends to mark mesh traffic.
 pub const MESH_ALPN: &str = "istio";
+/// The ALPN Istio's clients offer first (metadata exchange; offered, never required).
+pub const PEER_EXCHANGE_ALPN: &str = "istio-peer-exchange";
 
 /// The config source for secrets: the agent over gRPC.
 pub fn sds_source() -> ConfigSource {
@@ -99,7 +101,11 @@ fn common(peer: &PeerIdentity, alpn: Vec<String>) -> CommonTlsContext {
 /// Client side of mesh mTLS (ISTIO_MUTUAL) with the SNI the gateway routes by.
 pub fn upstream_mtls(sni: &str, peer: &PeerIdentity) -> TransportSocket {
     let ctx = UpstreamTlsContext {
-        common_tls_context: Some(common(peer, vec![MESH_ALPN.to_string()])),
+        // What a PERMISSIVE server tells mesh mTLS by (Istio's clients send the same).
+        common_tls_context: Some(common(
+            peer,
+            vec![PEER_EXCHANGE_ALPN.to_string(), MESH_ALPN.to_string()],
+        )),
         sni: sni.to_string(),
         ..Default::default()
     };

@@ -291,5 +291,11 @@ fn grpc_ports_speak_http2_to_the_upstream_on_both_sides() {
     )));
     // The greeter's own sidecar: HTTP/2 to the app's target port.
     let server = generated_for("sidecar~10.10.0.23~greeter-0.shop~shop.svc.cluster.local");
-    assert!(speaks_http2(cluster(&server, "inbound|9000||")));
+    let inbound = cluster(&server, "inbound|9000||");
+    assert!(speaks_http2(inbound));
+    // To the pod's IP from 127.0.0.6 (which capture lets pass), as Istio.
+    let rendered = format!("{inbound:?}");
+    assert!(rendered.contains("address: \"10.10.0.23\""), "{rendered}");
+    let bind = inbound.upstream_bind_config.as_ref().expect("bound");
+    assert!(format!("{bind:?}").contains("127.0.0.6"), "{bind:?}");
 }
