@@ -3,9 +3,7 @@
 //! a rule in an unrelated namespace never applies.
 
 use envoy_types::pb::envoy::config::cluster::v3::cluster::LbPolicy;
-use isthmus_model::{MeshSnapshot, NodeId, SnapshotInput};
-use isthmus_registry::ClusterConfig;
-use std::sync::Arc;
+mod common;
 
 const SERVICE: &str = r#"apiVersion: v1
 kind: Service
@@ -28,32 +26,12 @@ fn rule(ns: &str, lb: &str, export_to: &str) -> String {
 /// The lb policy of reviews' cluster for a sidecar in `proxy_ns`, with `rules`.
 fn lb_seen_from(proxy_ns: &str, rules: &[String]) -> i32 {
     let yaml = format!("{SERVICE}{}", rules.concat());
-    let loaded = isthmus_api::load_str(&yaml, None, "default");
-    assert!(!loaded.has_errors(), "{:?}", loaded.diagnostics);
-    let config = ClusterConfig {
-        cluster: "c1".into(),
-        resources: loaded
-            .resources
-            .into_iter()
-            .map(|r| (r.key(), Arc::new(r)))
-            .collect(),
-        ..Default::default()
-    };
-    let snap = MeshSnapshot::build(
-        &SnapshotInput {
-            local_cluster: "c1".into(),
-            local_network: "n1".into(),
-            clusters: vec![Arc::new(config)],
-            ..Default::default()
-        },
-        1,
-    );
-    let proxy = snap.proxy(
-        &NodeId::parse(&format!(
-            "sidecar~10.10.0.30~client-0.{proxy_ns}~{proxy_ns}.svc.cluster.local"
-        ))
-        .expect("node"),
-        &isthmus_api::NodeMetadata::from_map([("CLUSTER_ID", "c1")]),
+    let snap = common::snapshot(&yaml, "default", "c1", "n1");
+    let proxy = common::proxy(
+        &snap,
+        &format!("sidecar~10.10.0.30~client-0.{proxy_ns}~{proxy_ns}.svc.cluster.local"),
+        "c1",
+        &[],
     );
     isthmus_envoy::generate(&snap, &proxy)
         .clusters

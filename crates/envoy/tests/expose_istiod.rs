@@ -3,9 +3,7 @@
 //! `server_names` (and with it the whole listener update), so such a chain matches any SNI
 //! by having none.
 
-use isthmus_model::{MeshSnapshot, NodeId, SnapshotInput};
-use isthmus_registry::ClusterConfig;
-use std::sync::Arc;
+mod common;
 
 const OBJECTS: &str = r#"apiVersion: v1
 kind: Service
@@ -49,33 +47,12 @@ spec:
 
 #[test]
 fn expose_istiod_passes_any_sni_through_without_a_bare_star() {
-    let loaded = isthmus_api::load_str(OBJECTS, None, "istio-system");
-    assert!(!loaded.has_errors(), "{:?}", loaded.diagnostics);
-    let config = ClusterConfig {
-        cluster: "local".into(),
-        resources: loaded
-            .resources
-            .into_iter()
-            .map(|r| (r.key(), Arc::new(r)))
-            .collect(),
-        ..Default::default()
-    };
-    let snap = MeshSnapshot::build(
-        &SnapshotInput {
-            local_cluster: "local".into(),
-            local_network: "network1".into(),
-            clusters: vec![Arc::new(config)],
-            ..Default::default()
-        },
-        1,
-    );
-    let proxy = snap.proxy(
-        &NodeId::parse("router~10.10.0.3~gw-0.istio-system~istio-system.svc.cluster.local")
-            .expect("node"),
-        &isthmus_api::NodeMetadata::from_map([
-            ("CLUSTER_ID", "local"),
-            ("LABELS", r#"{"istio": "eastwestgateway"}"#),
-        ]),
+    let snap = common::snapshot(OBJECTS, "istio-system", "local", "network1");
+    let proxy = common::proxy(
+        &snap,
+        "router~10.10.0.3~gw-0.istio-system~istio-system.svc.cluster.local",
+        "local",
+        &[("LABELS", r#"{"istio": "eastwestgateway"}"#)],
     );
     let res = isthmus_envoy::generate(&snap, &proxy);
     for (port, cluster) in [

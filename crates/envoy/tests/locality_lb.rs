@@ -3,10 +3,9 @@
 //! `failoverPriority` labels); with `distribute`, weights by locality.
 
 use envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
-use isthmus_model::{MeshSnapshot, NodeId, SnapshotInput};
-use isthmus_registry::ClusterConfig;
 use std::collections::BTreeMap;
-use std::sync::Arc;
+
+mod common;
 
 const BASE: &str = r#"apiVersion: v1
 kind: Pod
@@ -51,29 +50,12 @@ fn generated(rule: &str) -> (ClusterLoadAssignment, bool) {
     let yaml = format!(
         "{BASE}---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {{name: api, namespace: foo}}\nspec:\n  host: api.example.mesh\n  trafficPolicy: {rule}\n"
     );
-    let loaded = isthmus_api::load_str(&yaml, None, "foo");
-    assert!(!loaded.has_errors(), "{:?}", loaded.diagnostics);
-    let config = ClusterConfig {
-        cluster: "c1".into(),
-        resources: loaded
-            .resources
-            .into_iter()
-            .map(|r| (r.key(), Arc::new(r)))
-            .collect(),
-        ..Default::default()
-    };
-    let snap = MeshSnapshot::build(
-        &SnapshotInput {
-            local_cluster: "c1".into(),
-            local_network: "n1".into(),
-            clusters: vec![Arc::new(config)],
-            ..Default::default()
-        },
-        1,
-    );
-    let proxy = snap.proxy(
-        &NodeId::parse("sidecar~10.10.0.30~sleep-0.foo~foo.svc.cluster.local").expect("node"),
-        &isthmus_api::NodeMetadata::from_map([("CLUSTER_ID", "c1")]),
+    let snap = common::snapshot(&yaml, "foo", "c1", "n1");
+    let proxy = common::proxy(
+        &snap,
+        "sidecar~10.10.0.30~sleep-0.foo~foo.svc.cluster.local",
+        "c1",
+        &[],
     );
     assert_eq!(proxy.locality, "region1/zone1");
     let res = isthmus_envoy::generate(&snap, &proxy);

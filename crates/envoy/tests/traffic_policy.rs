@@ -7,10 +7,9 @@ use envoy_types::pb::envoy::config::cluster::v3::Cluster;
 use envoy_types::pb::envoy::config::route::v3::route;
 use envoy_types::pb::envoy::config::route::v3::route_action::hash_policy::PolicySpecifier;
 use envoy_types::pb::envoy::extensions::filters::network::tcp_proxy::v3::TcpProxy;
-use isthmus_model::{MeshSnapshot, NodeId, SnapshotInput};
-use isthmus_registry::ClusterConfig;
 use prost::Message;
-use std::sync::Arc;
+
+mod common;
 
 const OBJECTS: &str = r#"apiVersion: v1
 kind: Service
@@ -92,30 +91,8 @@ fn generated() -> isthmus_envoy::ProxyResources {
 }
 
 fn generated_for(node: &str) -> isthmus_envoy::ProxyResources {
-    let loaded = isthmus_api::load_str(OBJECTS, None, "shop");
-    assert!(!loaded.has_errors(), "{:?}", loaded.diagnostics);
-    let config = ClusterConfig {
-        cluster: "c1".into(),
-        resources: loaded
-            .resources
-            .into_iter()
-            .map(|r| (r.key(), Arc::new(r)))
-            .collect(),
-        ..Default::default()
-    };
-    let snap = MeshSnapshot::build(
-        &SnapshotInput {
-            local_cluster: "c1".into(),
-            local_network: "n1".into(),
-            clusters: vec![Arc::new(config)],
-            ..Default::default()
-        },
-        1,
-    );
-    let proxy = snap.proxy(
-        &NodeId::parse(node).expect("node"),
-        &isthmus_api::NodeMetadata::from_map([("CLUSTER_ID", "c1")]),
-    );
+    let snap = common::snapshot(OBJECTS, "shop", "c1", "n1");
+    let proxy = common::proxy(&snap, node, "c1", &[]);
     isthmus_envoy::generate(&snap, &proxy)
 }
 
