@@ -155,6 +155,16 @@ istio_enum!(
 );
 
 istio_enum!(
+    /// Sidecar `outboundTrafficPolicy.mode`.
+    OutboundTrafficMode {
+        /// Calls to hosts the mesh does not know pass through (Istio's default).
+        AllowAny => "ALLOW_ANY",
+        /// Only hosts the mesh knows are reached; other calls are refused.
+        RegistryOnly => "REGISTRY_ONLY",
+    }
+);
+
+istio_enum!(
     /// DestinationRule `connectionPool.http.h2UpgradePolicy`.
     H2UpgradePolicy {
         /// The mesh default (no upgrade in Isthmus, as in Istio's default mesh config).

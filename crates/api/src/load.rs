@@ -770,7 +770,8 @@ mod tests {
         }
         for (spec, want) in [
             ("  ingress: [{port: {number: 80, protocol: HTTP, name: h}, defaultEndpoint: 127.0.0.1:8080}]\n", "spec.ingress: ingress is not supported by Isthmus yet"),
-            ("  outboundTrafficPolicy: {mode: REGISTRY_ONLY}\n", "outboundTrafficPolicy is not supported"),
+            ("  outboundTrafficPolicy: {mode: REGISTRY_ONLY, egressProxy: {host: egress}}\n", "egressProxy is not supported"),
+            ("  outboundTrafficPolicy: {mode: REGISTRY}\n", "unknown OutboundTrafficMode `REGISTRY`"),
             ("  egress: [{port: {number: 80, protocol: HTTP, name: h}, hosts: [./*]}]\n", "spec.egress[0].port: egress port is not supported"),
             ("  egress: [{hosts: [foo.com]}]\n", "is not `namespace/dnsName`"),
             ("  egres: [{hosts: [./*]}]\n", "unknown field `egres`"),

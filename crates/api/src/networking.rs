@@ -92,12 +92,29 @@ pub struct SidecarSpec {
     /// Inbound listeners (not supported by Isthmus yet: refused).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ingress: Option<serde_json::Value>,
-    /// ALLOW_ANY or REGISTRY_ONLY (not supported by Isthmus yet: refused).
+    /// ALLOW_ANY (the default) or REGISTRY_ONLY.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub outbound_traffic_policy: Option<serde_json::Value>,
+    pub outbound_traffic_policy: Option<OutboundTrafficPolicy>,
     /// Inbound connection pool (not supported by Isthmus yet: refused).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub inbound_connection_pool: Option<serde_json::Value>,
+}
+
+/// Sidecar `outboundTrafficPolicy`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct OutboundTrafficPolicy {
+    /// What happens to calls to hosts the mesh does not know.
+    #[serde(default = "allow_any")]
+    pub mode: crate::enums::OutboundTrafficMode,
+    /// Where ALLOW_ANY traffic goes instead of passing through (not supported by Isthmus
+    /// yet: refused).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub egress_proxy: Option<serde_json::Value>,
+}
+
+fn allow_any() -> crate::enums::OutboundTrafficMode {
+    crate::enums::OutboundTrafficMode::AllowAny
 }
 
 /// One egress listener of a Sidecar.

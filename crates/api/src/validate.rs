@@ -73,14 +73,22 @@ fn export_to(values: &[String], what: &str, v: &mut Vec<Diagnostic>) {
     }
 }
 
-/// A Sidecar: only `workloadSelector` and `egress[].hosts` are enforced.
+/// A Sidecar: `workloadSelector`, `egress[].hosts` and `outboundTrafficPolicy.mode` are
+/// enforced.
 fn sidecar(spec: &crate::networking::SidecarSpec, v: &mut Vec<Diagnostic>) {
+    if spec
+        .outbound_traffic_policy
+        .as_ref()
+        .is_some_and(|o| o.egress_proxy.is_some())
+    {
+        unsupported(
+            v,
+            "spec.outboundTrafficPolicy.egressProxy",
+            "egressProxy is not supported by Isthmus yet; the Sidecar is refused rather than applied without it",
+        );
+    }
     for (field, set) in [
         ("ingress", spec.ingress.is_some()),
-        (
-            "outboundTrafficPolicy",
-            spec.outbound_traffic_policy.is_some(),
-        ),
         (
             "inboundConnectionPool",
             spec.inbound_connection_pool.is_some(),

@@ -75,7 +75,13 @@ pub fn sidecar_listeners(snapshot: &MeshSnapshot, proxy: &Proxy) -> Vec<Listener
             address: Some(socket("0.0.0.0", ports::OUTBOUND)),
             use_original_dst: Some(BoolValue { value: true }),
             filter_chains: vec![FilterChain {
-                filters: vec![tcp_proxy_filter(names::PASSTHROUGH, names::PASSTHROUGH)],
+                // REGISTRY_ONLY: connections to addresses the mesh does not know end in
+                // the black hole instead of passing through.
+                filters: vec![if snapshot.registry_only(proxy) {
+                    tcp_proxy_filter(names::BLACKHOLE, names::BLACKHOLE)
+                } else {
+                    tcp_proxy_filter(names::PASSTHROUGH, names::PASSTHROUGH)
+                }],
                 name: names::VIRTUAL_OUTBOUND.into(),
                 ..Default::default()
             }],

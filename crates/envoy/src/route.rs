@@ -58,17 +58,41 @@ pub fn outbound_routes(snapshot: &MeshSnapshot, proxy: &Proxy) -> Vec<RouteConfi
             });
         }
     }
+    let registry_only = snapshot.registry_only(proxy);
     by_port
         .into_iter()
         .map(|(port, mut vhosts)| {
-            vhosts.push(VirtualHost {
-                name: "allow_any".to_string(),
-                domains: vec!["*".to_string()],
-                routes: vec![route_to(weighted(vec![(
-                    names::PASSTHROUGH.to_string(),
-                    100,
-                )]))],
-                ..Default::default()
+            vhosts.push(if registry_only {
+                // REGISTRY_ONLY: a Host the mesh does not know gets 502, as Istio's
+                // `block_all`.
+                VirtualHost {
+                    name: "block_all".to_string(),
+                    domains: vec!["*".to_string()],
+                    routes: vec![Route {
+                        r#match: Some(RouteMatch {
+                            path_specifier: Some(route_match::PathSpecifier::Prefix("/".into())),
+                            ..Default::default()
+                        }),
+                        action: Some(route::Action::DirectResponse(
+                            envoy_types::pb::envoy::config::route::v3::DirectResponseAction {
+                                status: 502,
+                                ..Default::default()
+                            },
+                        )),
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                }
+            } else {
+                VirtualHost {
+                    name: "allow_any".to_string(),
+                    domains: vec!["*".to_string()],
+                    routes: vec![route_to(weighted(vec![(
+                        names::PASSTHROUGH.to_string(),
+                        100,
+                    )]))],
+                    ..Default::default()
+                }
             });
             RouteConfiguration {
                 name: port.to_string(),

@@ -75,3 +75,71 @@ fn egress_hosts_limit_what_a_sidecar_receives() {
         "{other:?}"
     );
 }
+
+/// The names of sleep's virtual hosts and of the cluster its virtualOutbound listener's
+/// catch-all chain forwards to, with `extra`.
+fn catch_alls(extra: &str) -> (Vec<String>, String) {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata/seed000/cluster1");
+    let mut reg = FileRegistry::new("cluster1", dir);
+    reg.reload();
+    let mut c = (**reg.current()).clone();
+    for r in isthmus_api::load_str(extra, None, "foo").resources {
+        c.resources.insert(r.key(), Arc::new(r));
+    }
+    let snap = MeshSnapshot::build(
+        &SnapshotInput {
+            local_cluster: "cluster1".into(),
+            local_network: "network1".into(),
+            clusters: vec![std::sync::Arc::new(c)],
+            ..Default::default()
+        },
+        1,
+    );
+    let proxy = snap.proxy(
+        &NodeId::parse("sidecar~127.0.1.1~sleep-0.foo~foo.svc.cluster.local").expect("node"),
+        &isthmus_api::NodeMetadata::from_map([("CLUSTER_ID", "cluster1")]),
+    );
+    let res = isthmus_envoy::generate(&snap, &proxy);
+    let vhosts = res
+        .routes
+        .iter()
+        .flat_map(|r| r.virtual_hosts.iter().map(|v| v.name.clone()))
+        .collect();
+    let outbound = res
+        .listeners
+        .iter()
+        .find(|l| l.name == "virtualOutbound")
+        .expect("virtualOutbound");
+    use envoy_types::pb::envoy::config::listener::v3::filter::ConfigType;
+    use envoy_types::pb::envoy::extensions::filters::network::tcp_proxy::v3::{
+        tcp_proxy::ClusterSpecifier, TcpProxy,
+    };
+    use prost::Message;
+    let Some(ConfigType::TypedConfig(any)) = &outbound.filter_chains[0].filters[0].config_type
+    else {
+        panic!("no tcp proxy");
+    };
+    let tcp = TcpProxy::decode(any.value.as_slice()).expect("tcp proxy");
+    let Some(ClusterSpecifier::Cluster(target)) = tcp.cluster_specifier else {
+        panic!("no cluster");
+    };
+    (vhosts, target)
+}
+
+#[test]
+fn registry_only_refuses_what_the_mesh_does_not_know() {
+    let (vhosts, target) = catch_alls("");
+    assert!(vhosts.iter().any(|v| v == "allow_any"), "{vhosts:?}");
+    assert_eq!(target, "PassthroughCluster");
+    // A Sidecar with only the policy: everything stays in scope, unknown hosts are refused.
+    let (vhosts, target) = catch_alls(
+        "apiVersion: networking.istio.io/v1\nkind: Sidecar\nmetadata: {name: default}\nspec:\n  outboundTrafficPolicy: {mode: REGISTRY_ONLY}\n",
+    );
+    assert!(vhosts.iter().any(|v| v == "block_all"), "{vhosts:?}");
+    assert!(!vhosts.iter().any(|v| v == "allow_any"), "{vhosts:?}");
+    assert!(
+        vhosts.iter().any(|v| v == "httpbin.bar.global:8000"),
+        "{vhosts:?}"
+    );
+    assert_eq!(target, "BlackHoleCluster");
+}

@@ -362,6 +362,41 @@ impl MeshSnapshot {
     /// Sidecar that applies to it (one selecting its labels, else its namespace's, else the
     /// mesh-wide one in istio-system), or `None` when no Sidecar applies.
     pub fn egress_scope(&self, proxy: &Proxy) -> Option<Vec<(String, String)>> {
+        // A Sidecar without egress listeners scopes nothing (Istio's default `*/*`).
+        let chosen = self
+            .sidecar_for(proxy)
+            .filter(|s| !s.rule.spec.egress.is_empty())?;
+        Some(
+            chosen
+                .rule
+                .spec
+                .egress
+                .iter()
+                .flat_map(|e| e.hosts.iter())
+                .filter_map(|h| {
+                    let (ns, host) = h.split_once('/')?;
+                    let ns = match ns {
+                        "." => chosen.namespace.clone(),
+                        other => other.to_string(),
+                    };
+                    Some((ns, host.to_string()))
+                })
+                .collect(),
+        )
+    }
+
+    /// Whether `proxy`'s Sidecar says REGISTRY_ONLY: calls to hosts the mesh does not know
+    /// are refused instead of passed through.
+    pub fn registry_only(&self, proxy: &Proxy) -> bool {
+        self.sidecar_for(proxy)
+            .and_then(|s| s.rule.spec.outbound_traffic_policy.as_ref())
+            .is_some_and(|o| o.mode == isthmus_api::enums::OutboundTrafficMode::RegistryOnly)
+    }
+
+    /// The Sidecar that applies to `proxy`, as Istio chooses: one of its namespace whose
+    /// selector matches it, else its namespace's without a selector, else the root
+    /// namespace's without a selector.
+    pub fn sidecar_for(&self, proxy: &Proxy) -> Option<&Scoped<isthmus_api::networking::Sidecar>> {
         let selects = |s: &Scoped<isthmus_api::networking::Sidecar>| {
             s.rule.spec.workload_selector.as_ref().is_some_and(|w| {
                 !w.labels.is_empty() && w.labels.iter().all(|(k, v)| proxy.labels.get(k) == Some(v))
@@ -381,26 +416,10 @@ impl MeshSnapshot {
             })
             .or_else(|| {
                 self.sidecars.iter().find(|s| {
-                    s.namespace == "istio-system" && s.rule.spec.workload_selector.is_none()
+                    s.namespace == ROOT_NAMESPACE && s.rule.spec.workload_selector.is_none()
                 })
-            })?;
-        Some(
-            chosen
-                .rule
-                .spec
-                .egress
-                .iter()
-                .flat_map(|e| e.hosts.iter())
-                .filter_map(|h| {
-                    let (ns, host) = h.split_once('/')?;
-                    let ns = match ns {
-                        "." => chosen.namespace.clone(),
-                        other => other.to_string(),
-                    };
-                    Some((ns, host.to_string()))
-                })
-                .collect(),
-        )
+            });
+        chosen
     }
 
     /// True when `svc` is within `scope` (see [`MeshSnapshot::egress_scope`]).
