@@ -367,9 +367,9 @@ pub struct HttpRoute {
     /// Answer with a redirect instead of forwarding.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub redirect: Option<HttpRedirect>,
-    /// Answer directly (not supported by Isthmus yet: refused).
+    /// Answer directly with this status and body, without forwarding.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub direct_response: Option<serde_json::Value>,
+    pub direct_response: Option<HttpDirectResponse>,
     /// Delegate to another VirtualService (not supported by Isthmus yet: refused).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delegate: Option<serde_json::Value>,
@@ -481,6 +481,29 @@ impl StringMatch {
         .filter(|s| *s)
         .count()
     }
+}
+
+/// `directResponse`: the answer a route gives itself.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HttpDirectResponse {
+    /// The HTTP status.
+    pub status: u32,
+    /// The body, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<HttpBody>,
+}
+
+/// A `directResponse` body: text, or bytes in base64.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HttpBody {
+    /// Text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub string: Option<String>,
+    /// Bytes, base64-encoded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes: Option<String>,
 }
 
 /// An HTTP redirect.

@@ -144,7 +144,20 @@ pub fn outbound(
             };
             c.cluster_discovery_type = Some(cluster::ClusterDiscoveryType::Type(kind as i32));
             c.dns_lookup_family = cluster::DnsLookupFamily::V4Only as i32;
-            c.load_assignment = Some(crate::endpoint::load_assignment(snapshot, proxy, t, &name));
+            let mut cla = crate::endpoint::load_assignment(snapshot, proxy, t, &name);
+            // A DNS ServiceEntry without endpoints resolves its own host, as in Istio
+            // (an empty cluster would answer every call with 503).
+            if t.service.endpoints.is_empty() && !t.service.hostname.starts_with('*') {
+                cla.endpoints = vec![LocalityLbEndpoints {
+                    lb_endpoints: vec![crate::endpoint::lb_endpoint(
+                        t.service.hostname.clone(),
+                        t.port,
+                        1,
+                    )],
+                    ..Default::default()
+                }];
+            }
+            c.load_assignment = Some(cla);
         }
         Resolution::Static => {
             c.cluster_discovery_type = Some(cluster::ClusterDiscoveryType::Type(

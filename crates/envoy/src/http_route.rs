@@ -233,6 +233,32 @@ fn match_applies(m: &HttpMatchRequest, port: u32, ns: &str, gateway: Option<(&st
     true
 }
 
+/// `directResponse`: the status, and the body as text or as the bytes its base64 gives.
+fn direct_response(d: &isthmus_api::networking::HttpDirectResponse) -> route::Action {
+    use base64::Engine as _;
+    use envoy_types::pb::envoy::config::core::v3::{data_source::Specifier, DataSource};
+    let body = d.body.as_ref().and_then(|b| {
+        let specifier = match (&b.string, &b.bytes) {
+            (Some(text), _) => Specifier::InlineString(text.clone()),
+            (None, Some(b64)) => {
+                Specifier::InlineBytes(base64::engine::general_purpose::STANDARD.decode(b64).ok()?)
+            }
+            (None, None) => return None,
+        };
+        Some(DataSource {
+            specifier: Some(specifier),
+            ..Default::default()
+        })
+    });
+    route::Action::DirectResponse(
+        envoy_types::pb::envoy::config::route::v3::DirectResponseAction {
+            status: d.status,
+            body,
+            ..Default::default()
+        },
+    )
+}
+
 fn redirect(rd: &HttpRedirect) -> route::Action {
     let code = match rd.redirect_code {
         Some(302) => redirect_action::RedirectResponseCode::Found,
@@ -271,6 +297,8 @@ pub fn routes(http: &HttpRoute, port: u32, ns: &str, gateway: Option<(&str, &str
     }
     let action = if let Some(rd) = &http.redirect {
         redirect(rd)
+    } else if let Some(d) = &http.direct_response {
+        direct_response(d)
     } else {
         let dests: Vec<(String, u32)> = http
             .route
@@ -516,6 +544,28 @@ mod tests {
         assert_eq!(
             rd.response_code,
             redirect_action::RedirectResponseCode::PermanentRedirect as i32
+        );
+    }
+
+    #[test]
+    fn direct_responses_answer_with_their_status_and_body() {
+        use envoy_types::pb::envoy::config::core::v3::data_source::Specifier;
+        let r = route_of("directResponse: {status: 503, body: {string: down for maintenance}}\n");
+        let Some(route::Action::DirectResponse(d)) = r.action else {
+            panic!("not a direct response: {:?}", r.action);
+        };
+        assert_eq!(d.status, 503);
+        assert_eq!(
+            d.body.and_then(|b| b.specifier),
+            Some(Specifier::InlineString("down for maintenance".into()))
+        );
+        let r = route_of("directResponse: {status: 200, body: {bytes: aGk=}}\n");
+        let Some(route::Action::DirectResponse(d)) = r.action else {
+            panic!("not a direct response");
+        };
+        assert_eq!(
+            d.body.and_then(|b| b.specifier),
+            Some(Specifier::InlineBytes(b"hi".to_vec()))
         );
     }
 

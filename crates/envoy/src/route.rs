@@ -225,6 +225,12 @@ pub fn http_connection_manager_with(
             .collect(),
         use_remote_address: Some(BoolValue { value: false }),
         access_log: vec![stdout_access_log()],
+        // WebSocket upgrades pass, as on every Istio HTTP connection manager (without it
+        // Envoy answers an Upgrade request with 403).
+        upgrade_configs: vec![http_connection_manager::UpgradeConfig {
+            upgrade_type: "websocket".into(),
+            ..Default::default()
+        }],
         ..Default::default()
     };
     match inbound_mtls {

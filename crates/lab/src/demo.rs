@@ -222,6 +222,25 @@ async fn connection(app: DemoApp, pod: String, sock: tokio::net::TcpStream, peer
                 return;
             }
         }
+        if matches!(app, DemoApp::Httpbin)
+            && req.path == "/ws"
+            && header("upgrade").as_deref() == Some("websocket")
+        {
+            let key = req
+                .headers
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case("sec-websocket-key"))
+                .map(|(_, v)| v.clone())
+                .unwrap_or_default();
+            let resp = format!(
+                "HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: Upgrade\r\nsec-websocket-accept: {}\r\n\r\n",
+                websocket_accept(&key)
+            );
+            if w.write_all(resp.as_bytes()).await.is_ok() {
+                websocket_echo(r, w).await;
+            }
+            return;
+        }
         let close = header("connection").as_deref() == Some("close");
         let (code, ctype, body) = respond(&app, &pod, &req, peer).await;
         let mut resp = format!(
@@ -234,6 +253,88 @@ async fn connection(app: DemoApp, pod: String, sock: tokio::net::TcpStream, peer
             resp.push_str(&body);
         }
         if w.write_all(resp.as_bytes()).await.is_err() || close {
+            return;
+        }
+    }
+}
+
+/// RFC 6455's `Sec-WebSocket-Accept` for a client's key.
+fn websocket_accept(key: &str) -> String {
+    use base64::Engine as _;
+    let digest = ring::digest::digest(
+        &ring::digest::SHA1_FOR_LEGACY_USE_ONLY,
+        format!("{key}258EAFA5-E914-47DA-95CA-C5AB0DC85B11").as_bytes(),
+    );
+    base64::engine::general_purpose::STANDARD.encode(digest.as_ref())
+}
+
+/// httpbin's `/ws`: a WebSocket echo. Each (masked) client frame comes back unmasked with
+/// its opcode, a ping as a pong; a close frame is echoed and ends the connection.
+async fn websocket_echo<R, W>(mut r: R, mut w: W)
+where
+    R: tokio::io::AsyncRead + Unpin,
+    W: tokio::io::AsyncWrite + Unpin,
+{
+    use tokio::io::AsyncReadExt;
+    loop {
+        let mut head = [0u8; 2];
+        if r.read_exact(&mut head).await.is_err() {
+            return;
+        }
+        let opcode = head[0] & 0x0f;
+        let masked = head[1] & 0x80 != 0;
+        let len = match head[1] & 0x7f {
+            126 => {
+                let mut b = [0u8; 2];
+                if r.read_exact(&mut b).await.is_err() {
+                    return;
+                }
+                u64::from(u16::from_be_bytes(b))
+            }
+            127 => {
+                let mut b = [0u8; 8];
+                if r.read_exact(&mut b).await.is_err() {
+                    return;
+                }
+                u64::from_be_bytes(b)
+            }
+            n => u64::from(n),
+        };
+        // A demo: frames up to 1 MiB.
+        let Ok(len) = usize::try_from(len) else {
+            return;
+        };
+        if len > 1 << 20 {
+            return;
+        }
+        let mut mask = [0u8; 4];
+        if masked && r.read_exact(&mut mask).await.is_err() {
+            return;
+        }
+        let mut payload = vec![0u8; len];
+        if r.read_exact(&mut payload).await.is_err() {
+            return;
+        }
+        if masked {
+            for (i, b) in payload.iter_mut().enumerate() {
+                *b ^= mask[i % 4];
+            }
+        }
+        let reply_opcode = if opcode == 0x9 { 0xA } else { opcode };
+        let mut frame = vec![0x80 | reply_opcode];
+        match payload.len() {
+            n if n < 126 => frame.push(n as u8),
+            n if n <= usize::from(u16::MAX) => {
+                frame.push(126);
+                frame.extend_from_slice(&(n as u16).to_be_bytes());
+            }
+            n => {
+                frame.push(127);
+                frame.extend_from_slice(&(n as u64).to_be_bytes());
+            }
+        }
+        frame.extend_from_slice(&payload);
+        if w.write_all(&frame).await.is_err() || opcode == 0x8 {
             return;
         }
     }
@@ -293,6 +394,47 @@ mod tests {
 
     fn app(image: &str) -> Option<DemoApp> {
         DemoApp::for_image(image).ok()
+    }
+
+    #[test]
+    fn the_websocket_accept_is_rfc_6455s() {
+        // RFC 6455, section 1.3.
+        assert_eq!(
+            websocket_accept("dGhlIHNhbXBsZSBub25jZQ=="),
+            "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+        );
+    }
+
+    #[tokio::test]
+    async fn websocket_frames_come_back_unmasked_and_a_ping_as_a_pong() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let (mut client, server) = tokio::io::duplex(1024);
+        let (r, w) = tokio::io::split(server);
+        let task = tokio::spawn(websocket_echo(r, w));
+        let mask = [1u8, 2, 3, 4];
+        let frame = |opcode: u8, payload: &[u8]| {
+            let mut f = vec![0x80 | opcode, 0x80 | payload.len() as u8];
+            f.extend_from_slice(&mask);
+            f.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+            f
+        };
+        client
+            .write_all(&frame(0x1, b"hello-ws"))
+            .await
+            .expect("send");
+        let mut got = [0u8; 10];
+        client.read_exact(&mut got).await.expect("echo");
+        assert_eq!(&got[..2], &[0x81, 8]);
+        assert_eq!(&got[2..], b"hello-ws");
+        client.write_all(&frame(0x9, b"p")).await.expect("ping");
+        let mut pong = [0u8; 3];
+        client.read_exact(&mut pong).await.expect("pong");
+        assert_eq!(pong, [0x8A, 1, b'p']);
+        client.write_all(&frame(0x8, b"")).await.expect("close");
+        let mut close = [0u8; 2];
+        client.read_exact(&mut close).await.expect("close echoed");
+        assert_eq!(close, [0x88, 0]);
+        task.await.expect("echo ends after close");
     }
 
     #[test]

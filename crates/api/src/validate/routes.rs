@@ -79,7 +79,6 @@ pub(super) fn virtual_service(vs: &VirtualService, v: &mut Vec<Diagnostic>) {
 
 fn http_route(r: &HttpRoute, at: &str, v: &mut Vec<Diagnostic>) {
     for (field, set) in [
-        ("directResponse", r.direct_response.is_some()),
         ("delegate", r.delegate.is_some()),
         ("mirrors", r.mirrors.is_some()),
         ("corsPolicy", r.cors_policy.is_some()),
@@ -102,16 +101,51 @@ fn http_route(r: &HttpRoute, at: &str, v: &mut Vec<Diagnostic>) {
     for (j, m) in r.match_.iter().enumerate() {
         http_match(m, &format!("{at}.match[{j}]"), v);
     }
-    match (&r.redirect, r.route.is_empty()) {
-        (Some(_), false) => v.push(
-            Diagnostic::error("a route has either `redirect` or `route`, not both")
-                .at(format!("{at}.redirect")),
+    let actions = usize::from(r.redirect.is_some())
+        + usize::from(!r.route.is_empty())
+        + usize::from(r.direct_response.is_some());
+    match actions {
+        0 => v.push(
+            Diagnostic::error(
+                "an HTTP route needs `route` (destinations), `redirect` or `directResponse`",
+            )
+            .at(format!("{at}.route")),
         ),
-        (None, true) => v.push(
-            Diagnostic::error("an HTTP route needs `route` (destinations) or `redirect`")
-                .at(format!("{at}.route")),
+        1 => {}
+        _ => v.push(
+            Diagnostic::error(
+                "a route has one of `route`, `redirect` and `directResponse`, not several",
+            )
+            .at(format!("{at}.redirect")),
         ),
-        _ => {}
+    }
+    if let Some(d) = &r.direct_response {
+        if !(200..=599).contains(&d.status) {
+            v.push(
+                Diagnostic::error(format!("{} is not an HTTP status (200 to 599)", d.status))
+                    .at(format!("{at}.directResponse.status")),
+            );
+        }
+        if let Some(b) = &d.body {
+            use base64::Engine as _;
+            match (&b.string, &b.bytes) {
+                (Some(_), Some(_)) => v.push(
+                    Diagnostic::error("a body is `string` or `bytes`, not both")
+                        .at(format!("{at}.directResponse.body")),
+                ),
+                (None, Some(bytes))
+                    if base64::engine::general_purpose::STANDARD
+                        .decode(bytes)
+                        .is_err() =>
+                {
+                    v.push(
+                        Diagnostic::error("`bytes` is not base64")
+                            .at(format!("{at}.directResponse.body.bytes")),
+                    )
+                }
+                _ => {}
+            }
+        }
     }
     if let Some(rd) = &r.redirect {
         if rd.derive_port.is_some() {
