@@ -8,13 +8,12 @@ use crate::tls::upstream_mtls;
 use isthmus_api::enums::{Resolution, TlsMode};
 use isthmus_api::networking::Subset;
 use isthmus_model::{Address, MeshSnapshot, Proxy};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// A sidecar's clusters besides the outbound ones: inbound per served port, passthrough
 /// and black hole.
 pub fn sidecar_local_clusters(snapshot: &MeshSnapshot, proxy: &Proxy) -> Vec<Cluster> {
     let mut out = Vec::new();
-    let http2 = inbound_http2_ports(snapshot, proxy);
     // With capture, as Istio since 1.10: to the pod's own IP (an app listening only there
     // is reached), from 127.0.0.6, which the capture rules let pass instead of redirecting
     // it back to Envoy. Without capture Envoy's listeners are the pod's ports: loopback.
@@ -24,12 +23,12 @@ pub fn sidecar_local_clusters(snapshot: &MeshSnapshot, proxy: &Proxy) -> Vec<Clu
     } else {
         "127.0.0.1"
     };
-    for port in inbound_ports(snapshot, proxy) {
+    for (port, http2) in inbound_port_protocols(snapshot, proxy) {
         let mut c = static_cluster(&names::inbound_cluster(port), app, port);
         if capture {
             c.upstream_bind_config = Some(inbound_bind());
         }
-        if http2.contains(&port) {
+        if http2 {
             crate::policy::Policy::default().apply_http2(&mut c);
         }
         out.push(c);
@@ -68,30 +67,27 @@ fn inbound_bind() -> envoy_types::pb::envoy::config::core::v3::BindConfig {
 
 /// The target ports of the services this proxy's pod serves.
 pub fn inbound_ports(snapshot: &MeshSnapshot, proxy: &Proxy) -> BTreeSet<u32> {
-    let own = Address::parse(&proxy.id.ip);
-    snapshot
-        .services
-        .values()
-        .flat_map(|s| s.endpoints.iter())
-        .filter(|e| e.address == own && *e.origin.cluster == *proxy.cluster)
-        .flat_map(|e| e.origin.ports.values().copied())
+    inbound_port_protocols(snapshot, proxy)
+        .into_keys()
         .collect()
 }
 
-/// The target ports of this proxy's pod that a service names gRPC or HTTP2: the app
-/// speaks HTTP/2 there.
-fn inbound_http2_ports(snapshot: &MeshSnapshot, proxy: &Proxy) -> BTreeSet<u32> {
+/// The target ports of the services this proxy's pod serves, each with whether a service
+/// names it gRPC or HTTP2 (the app speaks HTTP/2 there), in one pass over the endpoints.
+fn inbound_port_protocols(snapshot: &MeshSnapshot, proxy: &Proxy) -> BTreeMap<u32, bool> {
     let own = Address::parse(&proxy.id.ip);
-    let mut out = BTreeSet::new();
+    let mut out: BTreeMap<u32, bool> = BTreeMap::new();
     for svc in snapshot.services.values() {
         for e in svc.endpoints.iter() {
             if e.address != own || *e.origin.cluster != *proxy.cluster {
                 continue;
             }
-            for p in svc.ports.iter().filter(|p| p.protocol.is_http2()) {
-                if let Some(target) = e.origin.ports.get(&p.name) {
-                    out.insert(*target);
-                }
+            for (name, target) in e.origin.ports.iter() {
+                let http2 = svc
+                    .ports
+                    .iter()
+                    .any(|p| p.name == *name && p.protocol.is_http2());
+                *out.entry(*target).or_default() |= http2;
             }
         }
     }

@@ -34,22 +34,6 @@ fn selected<'a>(t: &'a OutboundTarget<'_>) -> impl Iterator<Item = &'a Endpoint>
     })
 }
 
-/// The DestinationRule policy of target `t` for `proxy` (its subset's, if it has one).
-fn target_policy<'a>(
-    snapshot: &'a MeshSnapshot,
-    proxy: &Proxy,
-    t: &OutboundTarget<'_>,
-) -> Policy<'a> {
-    let subset = if t.subset.is_empty() {
-        None
-    } else {
-        snapshot
-            .destination_rule(&t.service.hostname, &proxy.id.namespace)
-            .and_then(|d| d.rule.spec.subsets.iter().find(|s| s.name == t.subset))
-    };
-    Policy::of(snapshot, proxy, t.service, subset)
-}
-
 /// The endpoints of `t` as `proxy` should see them: its own network's directly, other
 /// networks' as their gateways; grouped by locality, and with locality load balancing
 /// (priorities by nearness and labels, or weights by locality) when the destination's
@@ -66,7 +50,7 @@ pub fn load_assignment(
             ..Default::default()
         };
     };
-    let policy = target_policy(snapshot, proxy, t);
+    let policy = Policy::of_subset(snapshot, proxy, t.service, &t.subset);
     let lb = LocalityLb::new(proxy, &policy);
     // (locality, label priority) -> (address, port) -> weight
     // Endpoints' addresses are borrowed; the few gateways' are parsed.

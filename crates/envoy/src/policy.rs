@@ -111,14 +111,24 @@ impl<'a> Policy<'a> {
             return None;
         };
         let service = snapshot.services.get(host)?;
+        Some(Policy::of_subset(snapshot, proxy, service, subset))
+    }
+
+    /// The policy of `service` and its subset named `subset` (none when empty).
+    pub fn of_subset(
+        snapshot: &'a MeshSnapshot,
+        proxy: &Proxy,
+        service: &Service,
+        subset: &str,
+    ) -> Policy<'a> {
         let subset = if subset.is_empty() {
             None
         } else {
             snapshot
-                .destination_rule(host, &proxy.id.namespace)
+                .destination_rule(&service.hostname, &proxy.id.namespace)
                 .and_then(|d| d.rule.spec.subsets.iter().find(|s| s.name == subset))
         };
-        Some(Policy::of(snapshot, proxy, service, subset))
+        Policy::of(snapshot, proxy, service, subset)
     }
 
     /// The consistent-hash key of HTTP requests to this destination, if it has one.
@@ -254,9 +264,7 @@ impl<'a> Policy<'a> {
     /// HTTP/2 to the upstream, with nothing else of a pool (an inbound cluster to an app
     /// port that speaks gRPC or HTTP2).
     pub fn apply_http2(&self, cluster: &mut Cluster) {
-        let circuit_breakers = cluster.circuit_breakers.take();
-        self.apply_connection_pool(cluster, true);
-        cluster.circuit_breakers = circuit_breakers;
+        self.apply_http_options(cluster, true);
     }
 
     fn apply_connection_pool(&self, cluster: &mut Cluster, http2: bool) {
@@ -304,6 +312,17 @@ impl<'a> Policy<'a> {
                 });
             }
         }
+        self.apply_http_options(cluster, http2);
+    }
+
+    /// The pool's HTTP settings (idle timeout, requests per connection, lifetime) and the
+    /// upstream protocol (HTTP/2 for an `http2` port or when the rule upgrades), as the
+    /// cluster's HTTP protocol options; nothing when none applies.
+    fn apply_http_options(&self, cluster: &mut Cluster, http2: bool) {
+        let pool = self.connection_pool;
+        let tcp = pool.and_then(|p| p.tcp.as_ref());
+        let http = pool.and_then(|p| p.http.as_ref());
+        let parse = |d: &Option<String>| d.as_deref().and_then(isthmus_api::duration::parse);
         let idle = http
             .and_then(|h| parse(&h.idle_timeout))
             .or_else(|| tcp.and_then(|t| parse(&t.idle_timeout)));

@@ -6,7 +6,8 @@ use isthmus_registry::FileRegistry;
 use std::path::Path;
 use std::sync::Arc;
 
-fn clusters_of_sleep(extra: &str) -> Vec<String> {
+/// What sleep's sidecar in seed 000's cluster1 gets, with `extra` objects in namespace foo.
+fn sleep_resources(extra: &str) -> isthmus_envoy::ProxyResources {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata/seed000/cluster1");
     let mut reg = FileRegistry::new("cluster1", dir);
     reg.reload();
@@ -27,7 +28,11 @@ fn clusters_of_sleep(extra: &str) -> Vec<String> {
         &NodeId::parse("sidecar~127.0.1.1~sleep-0.foo~foo.svc.cluster.local").expect("node"),
         &isthmus_api::NodeMetadata::from_map([("CLUSTER_ID", "cluster1")]),
     );
-    let res = isthmus_envoy::generate(&snap, &proxy);
+    isthmus_envoy::generate(&snap, &proxy)
+}
+
+fn clusters_of_sleep(extra: &str) -> Vec<String> {
+    let res = sleep_resources(extra);
     let routes: Vec<String> = res
         .routes
         .iter()
@@ -79,27 +84,7 @@ fn egress_hosts_limit_what_a_sidecar_receives() {
 /// The names of sleep's virtual hosts and of the cluster its virtualOutbound listener's
 /// catch-all chain forwards to, with `extra`.
 fn catch_alls(extra: &str) -> (Vec<String>, String) {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata/seed000/cluster1");
-    let mut reg = FileRegistry::new("cluster1", dir);
-    reg.reload();
-    let mut c = (**reg.current()).clone();
-    for r in isthmus_api::load_str(extra, None, "foo").resources {
-        c.resources.insert(r.key(), Arc::new(r));
-    }
-    let snap = MeshSnapshot::build(
-        &SnapshotInput {
-            local_cluster: "cluster1".into(),
-            local_network: "network1".into(),
-            clusters: vec![std::sync::Arc::new(c)],
-            ..Default::default()
-        },
-        1,
-    );
-    let proxy = snap.proxy(
-        &NodeId::parse("sidecar~127.0.1.1~sleep-0.foo~foo.svc.cluster.local").expect("node"),
-        &isthmus_api::NodeMetadata::from_map([("CLUSTER_ID", "cluster1")]),
-    );
-    let res = isthmus_envoy::generate(&snap, &proxy);
+    let res = sleep_resources(extra);
     let vhosts = res
         .routes
         .iter()
