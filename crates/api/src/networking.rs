@@ -388,18 +388,18 @@ pub struct HttpRoute {
     /// Mirror requests to another destination.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mirror: Option<Destination>,
-    /// Several mirrors (not supported by Isthmus yet: refused).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub mirrors: Option<serde_json::Value>,
+    /// Several mirrors, each with its own share of requests.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mirrors: Vec<HttpMirrorPolicy>,
     /// The share of requests mirrored; all when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mirror_percentage: Option<Percent>,
     /// The deprecated integer form of `mirrorPercentage` (refused: use mirrorPercentage).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mirror_percent: Option<serde_json::Value>,
-    /// CORS (not supported by Isthmus yet: refused).
+    /// Cross-origin resource sharing: preflights answered by the proxy, CORS headers added.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cors_policy: Option<serde_json::Value>,
+    pub cors_policy: Option<CorsPolicy>,
     /// Header manipulation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub headers: Option<Headers>,
@@ -629,6 +629,48 @@ pub struct FaultAbort {
     pub percentage: Option<Percent>,
 }
 
+/// One of `mirrors`: a destination that gets a copy of a share of the requests.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpMirrorPolicy {
+    /// Where the copies go.
+    pub destination: Destination,
+    /// The share of requests copied; all when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub percentage: Option<Percent>,
+}
+
+/// Istio's `CorsPolicy`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CorsPolicy {
+    /// Origins allowed, as string matches.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allow_origins: Vec<StringMatch>,
+    /// The deprecated exact-origin list (used when `allowOrigins` is absent).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allow_origin: Vec<String>,
+    /// Methods allowed (`Access-Control-Allow-Methods`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allow_methods: Vec<String>,
+    /// Request headers allowed (`Access-Control-Allow-Headers`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allow_headers: Vec<String>,
+    /// Response headers the browser may read (`Access-Control-Expose-Headers`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub expose_headers: Vec<String>,
+    /// How long a preflight's answer may be cached (`Access-Control-Max-Age`), e.g. `24h`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_age: Option<String>,
+    /// `Access-Control-Allow-Credentials`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allow_credentials: Option<bool>,
+    /// What to do with a preflight whose origin does not match: `FORWARD` (the default) to
+    /// the application, or `IGNORE` (answered by the proxy without CORS headers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unmatched_preflights: Option<String>,
+}
+
 /// A percentage (`value: 12.5`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -722,9 +764,9 @@ pub struct RouteDestination {
     /// Relative weight; absent means 100 for a single destination.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub weight: Option<u32>,
-    /// Per-destination header changes (not supported by Isthmus yet: refused).
+    /// Header changes made only when this destination is picked (HTTP routes only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub headers: Option<serde_json::Value>,
+    pub headers: Option<Headers>,
 }
 
 /// A destination: host, subset, port.

@@ -1029,9 +1029,72 @@ fn config_map(cm: &ConfigMap, v: &mut Vec<Diagnostic>) {
         }
     }
     if let Some(text) = cm.data.get("mesh") {
-        if let Err(e) = MeshConfig::parse(text) {
-            v.push(Diagnostic::error(format!("invalid mesh config: {e}")).at("data.mesh"));
+        match MeshConfig::parse(text) {
+            Err(e) => {
+                v.push(Diagnostic::error(format!("invalid mesh config: {e}")).at("data.mesh"))
+            }
+            Ok(m) => mesh_config(&m, v),
         }
+    }
+}
+
+/// The values of the MeshConfig fields Isthmus enforces: only those it can honour.
+fn mesh_config(m: &MeshConfig, v: &mut Vec<Diagnostic>) {
+    if m.trust_domain.is_empty() || !is_dns_subdomain(&m.trust_domain) {
+        v.push(
+            Diagnostic::error(format!(
+                "`{}` is not a trust domain (a DNS name)",
+                m.trust_domain
+            ))
+            .at("data.mesh.trustDomain"),
+        );
+    }
+    if let Some(root) = m.root_namespace.as_deref().filter(|r| *r != "istio-system") {
+        unsupported(
+            v,
+            "data.mesh.rootNamespace",
+            &format!("rootNamespace `{root}` is not supported by Isthmus: the root namespace is istio-system"),
+        );
+    }
+    if m.enable_auto_mtls == Some(false) {
+        unsupported(
+            v,
+            "data.mesh.enableAutoMtls",
+            "enableAutoMtls: false is not supported by Isthmus: sidecars always speak mTLS to meshed endpoints (turn it off per destination with a DestinationRule `tls.mode: DISABLE`)",
+        );
+    }
+    if let Some(f) = m.access_log_file.as_deref().filter(|f| *f != "/dev/stdout") {
+        unsupported(
+            v,
+            "data.mesh.accessLogFile",
+            &format!("accessLogFile `{f}` is not supported by Isthmus: its proxies always log to /dev/stdout"),
+        );
+    }
+    for (field, values) in [
+        ("defaultServiceExportTo", &m.default_service_export_to),
+        (
+            "defaultVirtualServiceExportTo",
+            &m.default_virtual_service_export_to,
+        ),
+    ] {
+        if values.iter().any(|e| e != "*") {
+            unsupported(
+                v,
+                &format!("data.mesh.{field}"),
+                &format!("{field} other than \"*\" is not supported by Isthmus yet"),
+            );
+        }
+    }
+    for (i, e) in m.default_destination_rule_export_to.iter().enumerate() {
+        if e != "*" && e != "." && !is_dns_label(e) {
+            v.push(
+                Diagnostic::error(format!("`{e}` is not `*`, `.` or a namespace"))
+                    .at(format!("data.mesh.defaultDestinationRuleExportTo[{i}]")),
+            );
+        }
+    }
+    if let Some(l) = &m.locality_lb_setting {
+        policy::locality(l, "data.mesh.localityLbSetting", v);
     }
 }
 

@@ -1,6 +1,7 @@
 //! VirtualService HTTP routes to Envoy routes: match (uri exact/prefix/regex, headers,
 //! authority, method, query parameters), weighted destinations, rewrite, redirect, retries,
-//! timeout, fault injection (delay, abort), mirror and header manipulation.
+//! timeout, fault injection (delay, abort), mirrors, CORS and header manipulation (per route
+//! and per destination).
 
 use crate::names::outbound_cluster;
 use crate::pb::*;
@@ -23,6 +24,9 @@ use prost::Message;
 
 /// The fault filter's name, also the key of its per-route configuration.
 pub const FAULT_FILTER: &str = "envoy.filters.http.fault";
+
+/// The CORS filter's name, also the key of its per-route configuration.
+pub const CORS_FILTER: &str = "envoy.filters.http.cors";
 
 /// Parses an Istio duration (`5s`, `100ms`, `1m`, `1.5s`, `2h`) as a protobuf duration.
 pub fn duration(s: &str) -> Option<Duration> {
@@ -359,13 +363,18 @@ pub fn routes(http: &HttpRoute, port: u32, ns: &str, gateway: Option<(&str, &str
                 );
             }
         }
-        if let Some(m) = &http.mirror {
+        let mirrors = http
+            .mirror
+            .iter()
+            .map(|m| (m, http.mirror_percentage))
+            .chain(http.mirrors.iter().map(|m| (&m.destination, m.percentage)));
+        for (m, share) in mirrors {
             let mport = m.port.as_ref().map(|p| p.number).unwrap_or(port);
             let subset = m.subset.as_deref().unwrap_or_default();
             a.request_mirror_policies
                 .push(route_action::RequestMirrorPolicy {
                     cluster: outbound_cluster(mport, subset, &fqdn(&m.host, ns)),
-                    runtime_fraction: percent(http.mirror_percentage).map(|p| {
+                    runtime_fraction: percent(share).map(|p| {
                         envoy_types::pb::envoy::config::core::v3::RuntimeFractionalPercent {
                             default_value: Some(p),
                             ..Default::default()
@@ -377,14 +386,24 @@ pub fn routes(http: &HttpRoute, port: u32, ns: &str, gateway: Option<(&str, &str
         route::Action::Route(a)
     };
     let headers = http.headers.as_ref();
-    let (req_add, req_remove) = header_ops(headers.and_then(|h| h.request.as_ref()));
-    let (resp_add, resp_remove) = header_ops(headers.and_then(|h| h.response.as_ref()));
-    let per_filter: std::collections::HashMap<String, Any> = http
+    let (mut req_add, mut req_remove) = header_ops(headers.and_then(|h| h.request.as_ref()));
+    let (mut resp_add, mut resp_remove) = header_ops(headers.and_then(|h| h.response.as_ref()));
+    let mut action = action;
+    destination_headers(
+        &mut action,
+        http,
+        [&mut req_add, &mut resp_add],
+        [&mut req_remove, &mut resp_remove],
+    );
+    let mut per_filter: std::collections::HashMap<String, Any> = http
         .fault
         .as_ref()
         .and_then(fault)
         .map(|f| std::iter::once((FAULT_FILTER.to_string(), f)).collect())
         .unwrap_or_default();
+    if let Some(c) = &http.cors_policy {
+        per_filter.insert(CORS_FILTER.to_string(), cors(c));
+    }
     let matches: Vec<RouteMatch> = if applicable.is_empty() {
         vec![route_match(None)]
     } else {
@@ -407,6 +426,92 @@ pub fn routes(http: &HttpRoute, port: u32, ns: &str, gateway: Option<(&str, &str
             ..Default::default()
         })
         .collect()
+}
+
+/// Per-destination header changes (`route[].headers`): on each weighted cluster, or, with
+/// one destination, after the route's own changes, as Istio does.
+fn destination_headers(
+    action: &mut route::Action,
+    http: &HttpRoute,
+    [req_add, resp_add]: [&mut Vec<HeaderValueOption>; 2],
+    [req_remove, resp_remove]: [&mut Vec<String>; 2],
+) {
+    let route::Action::Route(a) = action else {
+        return;
+    };
+    let ops = |d: &isthmus_api::networking::RouteDestination| {
+        let h = d.headers.as_ref();
+        (
+            header_ops(h.and_then(|h| h.request.as_ref())),
+            header_ops(h.and_then(|h| h.response.as_ref())),
+        )
+    };
+    match &mut a.cluster_specifier {
+        Some(route_action::ClusterSpecifier::WeightedClusters(w)) => {
+            for (c, d) in w.clusters.iter_mut().zip(&http.route) {
+                let ((qa, qr), (sa, sr)) = ops(d);
+                c.request_headers_to_add = qa;
+                c.request_headers_to_remove = qr;
+                c.response_headers_to_add = sa;
+                c.response_headers_to_remove = sr;
+            }
+        }
+        Some(_) => {
+            if let Some(d) = http.route.first() {
+                let ((qa, qr), (sa, sr)) = ops(d);
+                req_add.extend(qa);
+                req_remove.extend(qr);
+                resp_add.extend(sa);
+                resp_remove.extend(sr);
+            }
+        }
+        None => {}
+    }
+}
+
+/// Istio's translation of `corsPolicy` to Envoy's per-route CORS policy: origins as string
+/// matchers, lists joined with commas, the max age in seconds, enabled for every request, and
+/// preflights whose origin does not match forwarded unless `unmatchedPreflights: IGNORE`.
+fn cors(c: &isthmus_api::networking::CorsPolicy) -> Any {
+    use envoy_types::pb::envoy::extensions::filters::http::cors::v3::CorsPolicy;
+    let origins: Vec<StringMatcher> = if c.allow_origins.is_empty() {
+        c.allow_origin
+            .iter()
+            .map(|o| StringMatcher {
+                match_pattern: Some(string_matcher::MatchPattern::Exact(o.clone())),
+                ..Default::default()
+            })
+            .collect()
+    } else {
+        c.allow_origins.iter().filter_map(string_matcher).collect()
+    };
+    let policy = CorsPolicy {
+        allow_origin_string_match: origins,
+        allow_methods: c.allow_methods.join(","),
+        allow_headers: c.allow_headers.join(","),
+        expose_headers: c.expose_headers.join(","),
+        max_age: c
+            .max_age
+            .as_deref()
+            .and_then(isthmus_api::duration::parse)
+            .map(|d| d.as_secs().to_string())
+            .unwrap_or_default(),
+        allow_credentials: c.allow_credentials.map(|value| BoolValue { value }),
+        filter_enabled: Some(
+            envoy_types::pb::envoy::config::core::v3::RuntimeFractionalPercent {
+                default_value: percent(Some(Percent { value: 100.0 })),
+                ..Default::default()
+            },
+        ),
+        forward_not_matching_preflights: Some(BoolValue {
+            value: c.unmatched_preflights.as_deref() != Some("IGNORE"),
+        }),
+        ..Default::default()
+    };
+    Any {
+        type_url: "type.googleapis.com/envoy.extensions.filters.http.cors.v3.CorsPolicy".into(),
+        value: policy.encode_to_vec(),
+    }
 }
 
 /// A route's cluster: the one destination, or the destinations with their weights.
@@ -466,6 +571,82 @@ mod tests {
             Some(route::Action::Route(a)) => a,
             other => panic!("not a route action: {other:?}"),
         }
+    }
+
+    #[test]
+    fn cors_policies_are_istios_translation() {
+        use envoy_types::pb::envoy::extensions::filters::http::cors::v3::CorsPolicy;
+        let r = route_of("corsPolicy: {allowOrigins: [{exact: 'https://a.example'}, {regex: 'https://.*[.]b'}], allowMethods: [GET, POST], allowHeaders: [x-a, x-b], exposeHeaders: [x-c], maxAge: 24h, allowCredentials: true}\nroute: [{destination: {host: a}}]\n");
+        let any = &r.typed_per_filter_config[CORS_FILTER];
+        let c = CorsPolicy::decode(any.value.as_slice()).expect("cors policy decodes");
+        assert_eq!(c.allow_origin_string_match.len(), 2);
+        assert!(matches!(
+            &c.allow_origin_string_match[1].match_pattern,
+            Some(string_matcher::MatchPattern::SafeRegex(rx)) if rx.regex == "https://.*[.]b"
+        ));
+        assert_eq!(
+            (
+                c.allow_methods.as_str(),
+                c.allow_headers.as_str(),
+                c.expose_headers.as_str(),
+                c.max_age.as_str()
+            ),
+            ("GET,POST", "x-a,x-b", "x-c", "86400")
+        );
+        assert_eq!(c.allow_credentials, Some(BoolValue { value: true }));
+        assert_eq!(
+            c.forward_not_matching_preflights,
+            Some(BoolValue { value: true })
+        );
+        let ignore = route_of("corsPolicy: {allowOrigin: ['https://a.example'], unmatchedPreflights: IGNORE}\nroute: [{destination: {host: a}}]\n");
+        let c = CorsPolicy::decode(ignore.typed_per_filter_config[CORS_FILTER].value.as_slice())
+            .expect("cors policy decodes");
+        assert_eq!(
+            c.forward_not_matching_preflights,
+            Some(BoolValue { value: false })
+        );
+        assert!(matches!(
+            &c.allow_origin_string_match[0].match_pattern,
+            Some(string_matcher::MatchPattern::Exact(o)) if o == "https://a.example"
+        ));
+        assert_eq!((c.allow_credentials, c.max_age.as_str()), (None, ""));
+    }
+
+    #[test]
+    fn mirrors_each_get_a_policy_with_their_share() {
+        let r = route_of("mirrors: [{destination: {host: m1}, percentage: {value: 25}}, {destination: {host: m2.bar.svc.cluster.local, subset: v2, port: {number: 9000}}}]\nroute: [{destination: {host: a}}]\n");
+        let m = &action(&r).request_mirror_policies;
+        assert_eq!(m.len(), 2);
+        assert_eq!(m[0].cluster, "outbound|8000||m1.foo.svc.cluster.local");
+        let share = m[0].runtime_fraction.as_ref().and_then(|f| f.default_value);
+        assert_eq!(share.map(|p| p.numerator), Some(250_000));
+        assert_eq!(m[1].cluster, "outbound|9000|v2|m2.bar.svc.cluster.local");
+        assert!(
+            m[1].runtime_fraction.is_none(),
+            "no percentage mirrors every request"
+        );
+    }
+
+    #[test]
+    fn destination_headers_go_on_their_weighted_cluster_or_after_the_routes() {
+        let r = route_of("headers: {request: {set: {x-route: r}}}\nroute: [{destination: {host: a}, weight: 70, headers: {request: {set: {x-d: a}}, response: {remove: [x-secret]}}}, {destination: {host: b}, weight: 30}]\n");
+        let Some(route_action::ClusterSpecifier::WeightedClusters(w)) =
+            &action(&r).cluster_specifier
+        else {
+            panic!("two destinations are weighted clusters");
+        };
+        let key = |h: &[HeaderValueOption]| -> Vec<String> {
+            h.iter()
+                .filter_map(|o| o.header.as_ref().map(|h| h.key.clone()))
+                .collect()
+        };
+        assert_eq!(key(&w.clusters[0].request_headers_to_add), ["x-d"]);
+        assert_eq!(w.clusters[0].response_headers_to_remove, ["x-secret"]);
+        assert!(w.clusters[1].request_headers_to_add.is_empty());
+        assert_eq!(key(&r.request_headers_to_add), ["x-route"]);
+        let one = route_of("headers: {request: {set: {x-route: r}}}\nroute: [{destination: {host: a}, headers: {request: {add: {x-d: a}}, response: {set: {x-p: a}}}}]\n");
+        assert_eq!(key(&one.request_headers_to_add), ["x-route", "x-d"]);
+        assert_eq!(key(&one.response_headers_to_add), ["x-p"]);
     }
 
     #[test]

@@ -68,6 +68,8 @@ pub struct Policy<'a> {
     pub connection_pool: Option<&'a ConnectionPoolSettings>,
     /// `outlierDetection`.
     pub outlier_detection: Option<&'a OutlierDetection>,
+    /// The mesh config's `localityLbSetting`, for a destination whose rule sets none.
+    pub mesh_locality: Option<&'a isthmus_api::policy::LocalityLbSetting>,
 }
 
 impl<'a> Policy<'a> {
@@ -94,6 +96,7 @@ impl<'a> Policy<'a> {
             load_balancer: pick(sub, rule, |p| p.load_balancer.as_ref()),
             connection_pool: pick(sub, rule, |p| p.connection_pool.as_ref()),
             outlier_detection: pick(sub, rule, |p| p.outlier_detection.as_ref()),
+            mesh_locality: snapshot.mesh.locality_lb_setting.as_ref(),
         }
     }
 
@@ -165,9 +168,12 @@ impl<'a> Policy<'a> {
         })
     }
 
-    /// `loadBalancer.localityLbSetting`, if set.
+    /// `loadBalancer.localityLbSetting` if the rule sets it, else the mesh config's (as
+    /// Istio's `getLocalityLbSetting`: the rule's wins whole, even with `enabled: false`).
     pub fn locality(&self) -> Option<&'a isthmus_api::policy::LocalityLbSetting> {
-        self.load_balancer?.locality_lb_setting.as_ref()
+        self.load_balancer
+            .and_then(|lb| lb.locality_lb_setting.as_ref())
+            .or(self.mesh_locality)
     }
 
     /// Whether TCP connections to this destination are hashed by the caller's address.

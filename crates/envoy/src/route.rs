@@ -200,6 +200,17 @@ pub fn http_connection_manager_with(
         http_filters: first
             .into_iter()
             .chain([
+                // Inert unless a route carries a CORS policy (VirtualService `corsPolicy`);
+                // ahead of fault injection, as in Istio, so preflights are answered.
+                HttpFilter {
+                    name: crate::http_route::CORS_FILTER.to_string(),
+                    config_type: Some(http_filter::ConfigType::TypedConfig(Any {
+                        type_url: "type.googleapis.com/envoy.extensions.filters.http.cors.v3.Cors"
+                            .into(),
+                        value: Vec::new(),
+                    })),
+                    ..Default::default()
+                },
                 // Inert unless a route carries a fault (VirtualService `fault`).
                 HttpFilter {
                     name: crate::http_route::FAULT_FILTER.to_string(),

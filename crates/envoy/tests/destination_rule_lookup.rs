@@ -78,3 +78,23 @@ fn export_to_limits_who_sees_the_services_rule() {
     assert_eq!(lb_seen_from("frontend", &listed), ROUND_ROBIN);
     assert_eq!(lb_seen_from("other", &listed), DEFAULT);
 }
+
+const MESH_EXPORTS_RULES_TO_OWN_NAMESPACE: &str = "---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: istio, namespace: istio-system}\ndata:\n  mesh: |\n    defaultDestinationRuleExportTo: ['.']\n";
+
+#[test]
+fn a_rule_without_export_to_has_the_mesh_configs_default() {
+    let unexported = rule("shop", "RANDOM", "[]");
+    assert_eq!(
+        lb_seen_from("frontend", std::slice::from_ref(&unexported)),
+        RANDOM
+    );
+    let private_by_default = [MESH_EXPORTS_RULES_TO_OWN_NAMESPACE.to_string(), unexported];
+    assert_eq!(lb_seen_from("shop", &private_by_default), RANDOM);
+    assert_eq!(lb_seen_from("frontend", &private_by_default), DEFAULT);
+    // A rule's own exportTo wins over the mesh's default.
+    let exported = [
+        MESH_EXPORTS_RULES_TO_OWN_NAMESPACE.to_string(),
+        rule("shop", "RANDOM", "['*']"),
+    ];
+    assert_eq!(lb_seen_from("frontend", &exported), RANDOM);
+}

@@ -33,7 +33,12 @@ spec:
 /// The sidecar's assignment for api.example.mesh under `rule` (a DestinationRule spec's
 /// trafficPolicy), as locality -> (priority, weight).
 fn assignment(rule: &str) -> BTreeMap<String, (u32, Option<u32>)> {
-    let cla = generated(rule).0;
+    assignment_with("", rule)
+}
+
+/// [`assignment`] with `extra` objects (such as the mesh config).
+fn assignment_with(extra: &str, rule: &str) -> BTreeMap<String, (u32, Option<u32>)> {
+    let cla = generated_with(extra, rule).0;
     cla.endpoints
         .iter()
         .map(|e| {
@@ -47,8 +52,12 @@ fn assignment(rule: &str) -> BTreeMap<String, (u32, Option<u32>)> {
 }
 
 fn generated(rule: &str) -> (ClusterLoadAssignment, bool) {
+    generated_with("", rule)
+}
+
+fn generated_with(extra: &str, rule: &str) -> (ClusterLoadAssignment, bool) {
     let yaml = format!(
-        "{BASE}---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {{name: api, namespace: foo}}\nspec:\n  host: api.example.mesh\n  trafficPolicy: {rule}\n"
+        "{BASE}{extra}---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {{name: api, namespace: foo}}\nspec:\n  host: api.example.mesh\n  trafficPolicy: {rule}\n"
     );
     let snap = common::snapshot(&yaml, "foo", "c1", "n1");
     let proxy = common::proxy(
@@ -149,4 +158,18 @@ fn distribute_weighs_localities_and_drops_those_it_gives_nothing() {
     let other = "{loadBalancer: {localityLbSetting: {distribute: [{from: region9/*, to: {region1/*: 100}}]}}}";
     assert!(assignment(other).values().all(|(_, w)| w.is_none()));
     assert!(!generated(other).1);
+}
+
+#[test]
+fn the_mesh_configs_locality_setting_applies_where_the_rule_sets_none() {
+    let mesh = "---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: istio, namespace: istio-system}\ndata:\n  mesh: |\n    localityLbSetting: {failover: [{from: region1, to: region3}]}\n";
+    let got = assignment_with(mesh, "{outlierDetection: {consecutive5xxErrors: 1}}");
+    assert_eq!(got["region3/zone4"].0, 2, "{got:?}");
+    assert_eq!(got["region2/zone3"].0, 3, "{got:?}");
+    // The rule's own setting wins whole, `enabled: false` included.
+    let off = assignment_with(
+        mesh,
+        "{outlierDetection: {consecutive5xxErrors: 1}, loadBalancer: {localityLbSetting: {enabled: false}}}",
+    );
+    assert!(off.values().all(|(p, _)| *p == 0), "{off:?}");
 }

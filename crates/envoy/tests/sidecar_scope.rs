@@ -128,3 +128,17 @@ fn registry_only_refuses_what_the_mesh_does_not_know() {
     );
     assert_eq!(target, "BlackHoleCluster");
 }
+
+const MESH_REGISTRY_ONLY: &str = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: istio, namespace: istio-system}\ndata:\n  mesh: |\n    outboundTrafficPolicy: {mode: REGISTRY_ONLY}\n";
+
+#[test]
+fn the_mesh_configs_outbound_policy_applies_unless_a_sidecar_sets_its_own() {
+    let (vhosts, target) = catch_alls(MESH_REGISTRY_ONLY);
+    assert!(vhosts.iter().any(|v| v == "block_all"), "{vhosts:?}");
+    assert_eq!(target, "BlackHoleCluster");
+    let (vhosts, target) = catch_alls(&format!(
+        "{MESH_REGISTRY_ONLY}---\napiVersion: networking.istio.io/v1\nkind: Sidecar\nmetadata: {{name: default}}\nspec:\n  outboundTrafficPolicy: {{mode: ALLOW_ANY}}\n"
+    ));
+    assert!(vhosts.iter().any(|v| v == "allow_any"), "{vhosts:?}");
+    assert_eq!(target, "PassthroughCluster");
+}

@@ -256,14 +256,20 @@ impl MeshSnapshot {
     /// The DestinationRule for `host` as seen from `proxy_ns`, in Istio's order: the most
     /// specific match among the rules of the proxy's namespace; else among those of the
     /// service's namespace exported to the proxy's; else among those of the root namespace
-    /// (`istio-system`) exported to it. A rule in any other namespace does not apply.
+    /// (`istio-system`) exported to it. A rule in any other namespace does not apply. A rule
+    /// without `exportTo` has the mesh config's `defaultDestinationRuleExportTo` (everywhere
+    /// when that is empty too).
     pub fn destination_rule(&self, host: &str, proxy_ns: &str) -> Option<&Scoped<DestinationRule>> {
         let matching = |ns: &str, exported_only: bool| {
             self.destination_rules
                 .iter()
                 .filter(move |d| d.namespace == ns)
                 .filter(move |d| {
-                    !exported_only || exported_to(&d.rule.spec.export_to, &d.namespace, proxy_ns)
+                    let export_to = match d.rule.spec.export_to.as_slice() {
+                        [] => self.mesh.default_destination_rule_export_to.as_slice(),
+                        own => own,
+                    };
+                    !exported_only || exported_to(export_to, &d.namespace, proxy_ns)
                 })
                 .filter(|d| host_matches(&fqdn(&d.rule.spec.host, &d.namespace), host))
                 .max_by_key(|d| specificity(&fqdn(&d.rule.spec.host, &d.namespace)))
@@ -385,12 +391,17 @@ impl MeshSnapshot {
         )
     }
 
-    /// Whether `proxy`'s Sidecar says REGISTRY_ONLY: calls to hosts the mesh does not know
-    /// are refused instead of passed through.
+    /// Whether calls from `proxy` to hosts the mesh does not know are refused instead of
+    /// passed through (REGISTRY_ONLY): its Sidecar's `outboundTrafficPolicy` if it sets one,
+    /// else the mesh config's.
     pub fn registry_only(&self, proxy: &Proxy) -> bool {
-        self.sidecar_for(proxy)
+        match self
+            .sidecar_for(proxy)
             .and_then(|s| s.rule.spec.outbound_traffic_policy.as_ref())
-            .is_some_and(|o| o.mode == isthmus_api::enums::OutboundTrafficMode::RegistryOnly)
+        {
+            Some(o) => o.mode == isthmus_api::enums::OutboundTrafficMode::RegistryOnly,
+            None => self.mesh.registry_only(),
+        }
     }
 
     /// The Sidecar that applies to `proxy`, as Istio chooses: one of its namespace whose

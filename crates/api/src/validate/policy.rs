@@ -131,7 +131,7 @@ fn locality_pattern(p: &str, at: String, v: &mut Vec<Diagnostic>) {
 }
 
 /// `localityLbSetting` at `at`, as Istio's `validateLocalityLbSetting`.
-fn locality(l: &crate::policy::LocalityLbSetting, at: &str, v: &mut Vec<Diagnostic>) {
+pub(super) fn locality(l: &crate::policy::LocalityLbSetting, at: &str, v: &mut Vec<Diagnostic>) {
     if !l.distribute.is_empty() && !l.failover.is_empty() {
         v.push(
             Diagnostic::error("set one of distribute and failover, not both")

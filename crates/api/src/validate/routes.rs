@@ -5,8 +5,8 @@ use super::{port_range, unsupported};
 use crate::diagnostic::Diagnostic;
 use crate::duration;
 use crate::networking::{
-    Destination, HttpFault, HttpMatchRequest, HttpRoute, RouteDestination, StringMatch, TlsRoute,
-    VirtualService,
+    CorsPolicy, Destination, Headers, HttpFault, HttpMatchRequest, HttpRoute, RouteDestination,
+    StringMatch, TlsRoute, VirtualService,
 };
 use std::net::IpAddr;
 
@@ -78,18 +78,12 @@ pub(super) fn virtual_service(vs: &VirtualService, v: &mut Vec<Diagnostic>) {
 }
 
 fn http_route(r: &HttpRoute, at: &str, v: &mut Vec<Diagnostic>) {
-    for (field, set) in [
-        ("delegate", r.delegate.is_some()),
-        ("mirrors", r.mirrors.is_some()),
-        ("corsPolicy", r.cors_policy.is_some()),
-    ] {
-        if set {
-            unsupported(
-                v,
-                &format!("{at}.{field}"),
-                &format!("{field} is not supported by Isthmus yet; the VirtualService is refused rather than applied without it"),
-            );
-        }
+    if r.delegate.is_some() {
+        unsupported(
+            v,
+            &format!("{at}.delegate"),
+            "delegate is not supported by Isthmus yet; the VirtualService is refused rather than applied without it",
+        );
     }
     if r.mirror_percent.is_some() {
         unsupported(
@@ -169,7 +163,7 @@ fn http_route(r: &HttpRoute, at: &str, v: &mut Vec<Diagnostic>) {
             }
         }
     }
-    destinations(&r.route, at, v);
+    destinations(&r.route, true, at, v);
     if let Some(rw) = &r.rewrite {
         if rw.uri.is_some() && rw.uri_regex_rewrite.is_some() {
             v.push(
@@ -203,6 +197,106 @@ fn http_route(r: &HttpRoute, at: &str, v: &mut Vec<Diagnostic>) {
     if let Some(p) = r.mirror_percentage {
         percentage(p.value, &format!("{at}.mirrorPercentage.value"), v);
     }
+    if !r.mirrors.is_empty() {
+        if r.mirror.is_some() {
+            v.push(
+                Diagnostic::error("a route has `mirror` or `mirrors`, not both")
+                    .at(format!("{at}.mirrors")),
+            );
+        }
+        if r.mirror_percentage.is_some() {
+            v.push(
+                Diagnostic::error(
+                    "mirrorPercentage is the share of `mirror`; give each of `mirrors` its own `percentage`",
+                )
+                .at(format!("{at}.mirrorPercentage")),
+            );
+        }
+    }
+    for (j, m) in r.mirrors.iter().enumerate() {
+        destination(&m.destination, &format!("{at}.mirrors[{j}].destination"), v);
+        if let Some(p) = m.percentage {
+            percentage(p.value, &format!("{at}.mirrors[{j}].percentage.value"), v);
+        }
+    }
+    if let Some(c) = &r.cors_policy {
+        cors(c, &format!("{at}.corsPolicy"), v);
+    }
+    if let Some(h) = &r.headers {
+        headers(h, &format!("{at}.headers"), v);
+    }
+}
+
+/// Istio's `CorsPolicy`: origins as string matches, a max age that is a duration, methods
+/// and header names that are tokens.
+fn cors(c: &CorsPolicy, at: &str, v: &mut Vec<Diagnostic>) {
+    for (j, o) in c.allow_origins.iter().enumerate() {
+        string_match(o, false, &format!("{at}.allowOrigins[{j}]"), v);
+    }
+    if !c.allow_origins.is_empty() && !c.allow_origin.is_empty() {
+        v.push(
+            Diagnostic::error(
+                "allowOrigin is the deprecated form of allowOrigins; give one of them",
+            )
+            .at(format!("{at}.allowOrigin")),
+        );
+    }
+    for (field, list) in [
+        ("allowMethods", &c.allow_methods),
+        ("allowHeaders", &c.allow_headers),
+        ("exposeHeaders", &c.expose_headers),
+    ] {
+        for (j, name) in list.iter().enumerate() {
+            if !is_token(name) {
+                v.push(
+                    Diagnostic::error(format!("`{name}` is not an HTTP token"))
+                        .at(format!("{at}.{field}[{j}]")),
+                );
+            }
+        }
+    }
+    duration_field(c.max_age.as_deref(), &format!("{at}.maxAge"), v);
+    if let Some(u) = &c.unmatched_preflights {
+        if !["UNSPECIFIED", "FORWARD", "IGNORE"].contains(&u.as_str()) {
+            v.push(
+                Diagnostic::error(format!(
+                    "`{u}` is not an unmatchedPreflights value: FORWARD or IGNORE"
+                ))
+                .at(format!("{at}.unmatchedPreflights")),
+            );
+        }
+    }
+}
+
+/// Header names set, added or removed are tokens, and never pseudo-headers nor `Host`
+/// (Envoy refuses those, and would NACK the whole route table).
+fn headers(h: &Headers, at: &str, v: &mut Vec<Diagnostic>) {
+    for (side, ops) in [("request", &h.request), ("response", &h.response)] {
+        let Some(ops) = ops else { continue };
+        let names = ops
+            .set
+            .keys()
+            .map(|k| ("set", k))
+            .chain(ops.add.keys().map(|k| ("add", k)))
+            .chain(ops.remove.iter().map(|k| ("remove", k)));
+        for (op, name) in names {
+            if !is_token(name) || name.eq_ignore_ascii_case("host") {
+                v.push(
+                    Diagnostic::error(format!(
+                        "`{name}` cannot be changed: a header name is a token, and not `Host` or a pseudo-header"
+                    ))
+                    .at(format!("{at}.{side}.{op}")),
+                );
+            }
+        }
+    }
+}
+
+/// An HTTP token (RFC 9110): what method and header names are made of.
+fn is_token(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
 fn http_match(m: &HttpMatchRequest, at: &str, v: &mut Vec<Diagnostic>) {
@@ -367,18 +461,20 @@ fn tls_route(r: &TlsRoute, binds_mesh: bool, at: &str, v: &mut Vec<Diagnostic>) 
             "weighted TLS routes (more than one destination) are not supported by Isthmus yet",
         );
     }
-    destinations(&r.route, at, v);
+    destinations(&r.route, false, at, v);
 }
 
-fn destinations(route: &[RouteDestination], at: &str, v: &mut Vec<Diagnostic>) {
+/// Weighted destinations; `http` says whether they may carry header changes.
+fn destinations(route: &[RouteDestination], http: bool, at: &str, v: &mut Vec<Diagnostic>) {
     for (j, d) in route.iter().enumerate() {
         destination(&d.destination, &format!("{at}.route[{j}].destination"), v);
-        if d.headers.is_some() {
-            unsupported(
-                v,
-                &format!("{at}.route[{j}].headers"),
-                "per-destination headers are not supported by Isthmus yet; set them on the route",
-            );
+        match &d.headers {
+            Some(h) if http => headers(h, &format!("{at}.route[{j}].headers"), v),
+            Some(_) => v.push(
+                Diagnostic::error("headers are changed on HTTP routes only")
+                    .at(format!("{at}.route[{j}].headers")),
+            ),
+            None => {}
         }
     }
     if route.len() > 1 {
