@@ -123,7 +123,7 @@ pub fn run(n: u32, seconds: u32, clients: u32) -> Result<(DnsFigures, DnsFigures
                 .map_err(|e| e.to_string())?;
             let addr = udp.local_addr().map_err(|e| e.to_string())?;
             if let Ok(tcp) = tokio::net::TcpListener::bind(addr).await {
-                tokio::spawn(isthmus_dns::serve_on(udp, tcp, rx.clone()));
+                tokio::spawn(isthmus_dns::serve_on(udp, tcp, rx.clone(), &[]));
                 return Ok(addr.port());
             }
         }

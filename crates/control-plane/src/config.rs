@@ -81,6 +81,12 @@ pub struct ControlPlaneConfig {
     /// SUFFIX=IPV4: answer every name under SUFFIX with IPV4 (seed 004's `*.remote` template).
     #[arg(long = "dns-template")]
     pub dns_templates: Vec<isthmus_dns::Template>,
+    /// Where mesh DNS forwards names the mesh does not own, as kube-dns forwards to the
+    /// node's resolvers: IP or IP:PORT (port 53 by default), or `resolv.conf` for the
+    /// nameservers of /etc/resolv.conf (the server's own address left out). Repeat to try
+    /// several in order. Without it, such names are answered NXDOMAIN.
+    #[arg(long = "dns-upstream", requires = "dns")]
+    pub dns_upstream: Vec<DnsUpstream>,
     /// Range for VIPs of ServiceEntry hosts that have no `addresses`.
     #[arg(long, default_value = "240.240.0.0/16")]
     pub vip_range: isthmus_model::VipRange,
@@ -126,6 +132,7 @@ impl ControlPlaneConfig {
             monitoring: SocketAddr::from(([127, 0, 0, 1], 15014)),
             dns: None,
             dns_templates: Vec::new(),
+            dns_upstream: Vec::new(),
             vip_range: isthmus_model::VipRange::default(),
             remote_registries: Vec::new(),
             export_default: ExportDefault::Exported,
@@ -168,6 +175,7 @@ impl ControlPlaneConfig {
             monitoring,
             dns,
             dns_templates,
+            dns_upstream,
             vip_range,
             remote_registries,
             export_default,
@@ -219,6 +227,9 @@ impl ControlPlaneConfig {
                 format!("{}={}", t.suffix, t.address).into(),
             );
         }
+        for u in dns_upstream {
+            flag("--dns-upstream", u.to_string().into());
+        }
         flag(
             "--vip-range",
             format!("{}/{}", vip_range.base, vip_range.prefix).into(),
@@ -240,10 +251,102 @@ impl ControlPlaneConfig {
     }
 }
 
+/// One `--dns-upstream`: a resolver's address, or the nameservers of /etc/resolv.conf.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DnsUpstream {
+    /// A resolver.
+    Address(SocketAddr),
+    /// The nameservers /etc/resolv.conf names when the server starts.
+    ResolvConf,
+}
+
+impl std::str::FromStr for DnsUpstream {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s == "resolv.conf" {
+            return Ok(DnsUpstream::ResolvConf);
+        }
+        if let Ok(ip) = s.parse::<std::net::IpAddr>() {
+            return Ok(DnsUpstream::Address(SocketAddr::new(ip, 53)));
+        }
+        s.parse::<SocketAddr>()
+            .map(DnsUpstream::Address)
+            .map_err(|_| format!("`{s}` is not IP, IP:PORT or `resolv.conf`"))
+    }
+}
+
+impl std::fmt::Display for DnsUpstream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DnsUpstream::Address(a) => write!(f, "{a}"),
+            DnsUpstream::ResolvConf => f.write_str("resolv.conf"),
+        }
+    }
+}
+
+impl ControlPlaneConfig {
+    /// The resolvers mesh DNS listening on `own` forwards to, in order: `--dns-upstream`
+    /// with `resolv.conf` expanded, never `own` itself (which would loop).
+    pub fn dns_upstreams(&self, own: SocketAddr) -> Vec<SocketAddr> {
+        let resolv_conf = || {
+            std::fs::read_to_string("/etc/resolv.conf")
+                .map(|t| isthmus_dns::proxy::read_resolv_conf(&t).0)
+                .unwrap_or_else(|error| {
+                    tracing::warn!(%error, "cannot read /etc/resolv.conf for --dns-upstream resolv.conf");
+                    Vec::new()
+                })
+        };
+        let mut out: Vec<SocketAddr> = Vec::new();
+        for u in &self.dns_upstream {
+            let found = match u {
+                DnsUpstream::Address(a) => vec![*a],
+                DnsUpstream::ResolvConf => resolv_conf(),
+            };
+            for a in found {
+                let loops = a == own
+                    || (own.ip().is_unspecified()
+                        && a.port() == own.port()
+                        && a.ip().is_loopback());
+                if loops {
+                    tracing::warn!(upstream = %a, "mesh DNS does not forward to itself");
+                } else if !out.contains(&a) {
+                    out.push(a);
+                }
+            }
+        }
+        out
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use clap::Parser;
+
+    #[test]
+    fn dns_upstreams_read_as_addresses_and_never_loop() {
+        let mut c = ControlPlaneConfig::new("c", "n", "/r", "/ca", "/key");
+        c.dns = Some("0.0.0.0:53".parse().expect("addr"));
+        c.dns_upstream = ["10.0.0.10", "10.0.0.11:5353", "127.0.0.1", "10.0.0.10:53"]
+            .iter()
+            .map(|s| s.parse().expect("upstream"))
+            .collect();
+        let own = c.dns.expect("dns");
+        let want: Vec<SocketAddr> = ["10.0.0.10:53", "10.0.0.11:5353"]
+            .iter()
+            .map(|s| s.parse().expect("addr"))
+            .collect();
+        assert_eq!(c.dns_upstreams(own), want);
+        assert_eq!(
+            "resolv.conf".parse::<DnsUpstream>(),
+            Ok(DnsUpstream::ResolvConf)
+        );
+        let e = "dns.example"
+            .parse::<DnsUpstream>()
+            .expect_err("a name is refused");
+        assert!(e.contains("not IP, IP:PORT or `resolv.conf`"), "{e}");
+    }
 
     #[derive(Parser)]
     struct Cli {
@@ -278,6 +381,10 @@ mod tests {
         full.monitoring = "10.0.0.1:15014".parse().expect("addr");
         full.dns = Some("10.0.0.1:53".parse().expect("addr"));
         full.dns_templates = vec!["remote=198.18.255.1".parse().expect("template")];
+        full.dns_upstream = vec![
+            "10.0.0.10:53".parse().expect("upstream"),
+            DnsUpstream::ResolvConf,
+        ];
         full.vip_range = "240.241.0.0/16".parse().expect("range");
         full.remote_registries = vec![("cluster2".into(), "/lab/reg/cluster2".into())];
         full.export_default = ExportDefault::Hidden;

@@ -806,8 +806,9 @@ pub async fn run(config: ControlPlaneConfig) -> Result<(), ControlPlaneError> {
             .await
             .map_err(|source| isthmus_dns::DnsError::Bind { addr, source })?;
         let table_rx = table_rx.clone();
+        let upstreams = config.dns_upstreams(addr);
         tokio::spawn(async move {
-            if let Err(e) = isthmus_dns::serve_on(udp, tcp, table_rx).await {
+            if let Err(e) = isthmus_dns::serve_on(udp, tcp, table_rx, &upstreams).await {
                 tracing::error!(error = %e, "mesh DNS stopped");
             }
         });

@@ -40,17 +40,46 @@ pub enum DnsError {
     },
 }
 
-/// The request handler: answers from the current table.
+/// The request handler: answers from the current table, and forwards names the table does
+/// not hold to the upstream resolvers (NXDOMAIN when there are none).
 #[derive(Debug, Clone)]
 pub struct MeshDns {
     table: watch::Receiver<Arc<NameTable>>,
+    upstreams: Arc<[SocketAddr]>,
 }
 
 impl MeshDns {
-    /// A handler following `table`.
+    /// A handler following `table`, answering NXDOMAIN for names it does not hold.
     pub fn new(table: watch::Receiver<Arc<NameTable>>) -> Self {
-        MeshDns { table }
+        Self::forwarding(table, &[])
     }
+
+    /// A handler following `table` that forwards names it does not hold to `upstreams`, tried
+    /// in order.
+    pub fn forwarding(table: watch::Receiver<Arc<NameTable>>, upstreams: &[SocketAddr]) -> Self {
+        MeshDns {
+            table,
+            upstreams: upstreams.into(),
+        }
+    }
+}
+
+/// The first upstream's answer to `packet` over UDP, asked again over TCP when it was
+/// truncated (TC); `None` when no upstream answered.
+async fn forward(packet: &[u8], upstreams: &[SocketAddr]) -> Option<Vec<u8>> {
+    for &upstream in upstreams {
+        match crate::proxy::forward_udp(packet, upstream, None).await {
+            Ok(r) if r.get(2).is_some_and(|f| f & 0x02 != 0) => {
+                match crate::proxy::forward_tcp(packet, upstream, None).await {
+                    Ok(full) => return Some(full),
+                    Err(error) => tracing::debug!(%upstream, %error, "upstream resolver over TCP"),
+                }
+            }
+            Ok(r) => return Some(r),
+            Err(error) => tracing::debug!(%upstream, %error, "upstream resolver did not answer"),
+        }
+    }
+    None
 }
 
 fn failed(request: &Request, code: ResponseCode) -> ResponseInfo {
@@ -60,6 +89,23 @@ fn failed(request: &Request, code: ResponseCode) -> ResponseInfo {
         metadata,
         counts: HeaderCounts::default(),
     })
+}
+
+impl MeshDns {
+    /// The upstreams' answer to `query`, asked as a new message (the client's own went
+    /// through hickory's parser, and may have come over TCP).
+    async fn ask_upstream(
+        &self,
+        query: &hickory_server::proto::op::Query,
+        recursion_desired: bool,
+    ) -> Option<hickory_server::proto::op::Message> {
+        let mut ask = hickory_server::proto::op::Message::query();
+        ask.metadata.recursion_desired = recursion_desired;
+        ask.add_query(query.clone());
+        let packet = ask.to_vec().ok()?;
+        let answer = forward(&packet, &self.upstreams).await?;
+        hickory_server::proto::op::Message::from_vec(&answer).ok()
+    }
 }
 
 #[async_trait::async_trait]
@@ -74,6 +120,7 @@ impl RequestHandler for MeshDns {
         metadata.authoritative = true;
         metadata.recursion_available = false;
         let mut answers: Vec<Record> = Vec::new();
+        let mut authorities: Vec<Record> = Vec::new();
         let query = match request.request_info() {
             Ok(info)
                 if request.metadata.message_type == MessageType::Query
@@ -94,6 +141,21 @@ impl RequestHandler for MeshDns {
             let name = Name::from(query.name().clone());
             let table = self.table.borrow().clone();
             match table.lookup(&name.to_ascii()) {
+                Answer::NxDomain if !self.upstreams.is_empty() => {
+                    match self
+                        .ask_upstream(query.original(), request.metadata.recursion_desired)
+                        .await
+                    {
+                        Some(upstream) => {
+                            metadata.authoritative = false;
+                            metadata.recursion_available = upstream.metadata.recursion_available;
+                            metadata.response_code = upstream.metadata.response_code;
+                            answers = upstream.answers;
+                            authorities = upstream.authorities;
+                        }
+                        None => metadata.response_code = ResponseCode::ServFail,
+                    }
+                }
                 Answer::NxDomain => metadata.response_code = ResponseCode::NXDomain,
                 Answer::Found(addrs) => {
                     if matches!(query.query_type(), RecordType::A | RecordType::ANY) {
@@ -106,7 +168,7 @@ impl RequestHandler for MeshDns {
             }
             tracing::debug!(%name, qtype = %query.query_type(), code = %metadata.response_code, answers = answers.len(), "DNS query");
         }
-        let response = builder.build(metadata, answers.iter(), [], [], []);
+        let response = builder.build(metadata, answers.iter(), authorities.iter(), [], []);
         match response_handle.send_response(response).await {
             Ok(info) => info,
             Err(error) => {
@@ -117,22 +179,26 @@ impl RequestHandler for MeshDns {
     }
 }
 
-/// Serves `table` on UDP and TCP at `addr` until the process stops.
+/// Serves `table` on UDP and TCP at `addr` until the process stops, forwarding names it
+/// does not hold to `upstreams` (NXDOMAIN when empty).
 pub async fn serve(
     addr: SocketAddr,
     table: watch::Receiver<Arc<NameTable>>,
+    upstreams: &[SocketAddr],
 ) -> Result<(), DnsError> {
     let bind = |source| DnsError::Bind { addr, source };
     let udp = tokio::net::UdpSocket::bind(addr).await.map_err(bind)?;
     let tcp = tokio::net::TcpListener::bind(addr).await.map_err(bind)?;
-    serve_on(udp, tcp, table).await
+    serve_on(udp, tcp, table, upstreams).await
 }
 
-/// Serves `table` on sockets the caller bound.
+/// Serves `table` on sockets the caller bound, forwarding names it does not hold to
+/// `upstreams` (NXDOMAIN when empty).
 pub async fn serve_on(
     udp: tokio::net::UdpSocket,
     tcp: tokio::net::TcpListener,
     table: watch::Receiver<Arc<NameTable>>,
+    upstreams: &[SocketAddr],
 ) -> Result<(), DnsError> {
     let addr = udp.local_addr().map_err(|source| DnsError::Bind {
         addr: SocketAddr::from(([0, 0, 0, 0], 0)),
@@ -146,11 +212,16 @@ pub async fn serve_on(
     let careful_addr = careful
         .local_addr()
         .map_err(|source| DnsError::Bind { addr, source })?;
-    let mut server = hickory_server::Server::new(MeshDns::new(table.clone()));
+    let mut server = hickory_server::Server::new(MeshDns::forwarding(table.clone(), upstreams));
     server.register_socket(careful);
     server.register_listener(tcp, Duration::from_secs(5), 4096);
-    tokio::spawn(udp_fast_path(Arc::new(udp), table, careful_addr));
-    tracing::info!(%addr, "serving mesh DNS (UDP and TCP)");
+    tokio::spawn(udp_fast_path(
+        Arc::new(udp),
+        table,
+        careful_addr,
+        upstreams.into(),
+    ));
+    tracing::info!(%addr, ?upstreams, "serving mesh DNS (UDP and TCP)");
     server
         .block_until_done()
         .await
@@ -160,12 +231,14 @@ pub async fn serve_on(
         })
 }
 
-/// Answers standard UDP queries from the table; relays the rest to the full handler at
-/// `careful` and sends its answer back.
+/// Answers standard UDP queries from the table, forwards those for names it does not hold
+/// to `upstreams` (when there are any), and relays the rest to the full handler at
+/// `careful`; each answer goes back to its client.
 async fn udp_fast_path(
     udp: Arc<tokio::net::UdpSocket>,
     table: watch::Receiver<Arc<NameTable>>,
     careful: SocketAddr,
+    upstreams: Arc<[SocketAddr]>,
 ) {
     let mut table = table;
     let mut current = table.borrow_and_update().clone();
@@ -186,6 +259,20 @@ async fn udp_fast_path(
             Some(q) => {
                 if table.has_changed().unwrap_or(false) {
                     current = table.borrow_and_update().clone();
+                }
+                if !upstreams.is_empty() && current.lookup_normalized(&name).is_none() {
+                    let (packet, udp, upstreams) =
+                        (packet.to_vec(), udp.clone(), upstreams.clone());
+                    tokio::spawn(async move {
+                        let answer = match forward(&packet, &upstreams).await {
+                            Some(a) => Some(a),
+                            None => crate::fast::servfail(&packet),
+                        };
+                        if let Some(a) = answer {
+                            let _ = udp.send_to(&a, peer).await;
+                        }
+                    });
+                    continue;
                 }
                 crate::fast::answer(&q, packet, &name, &current, &mut out);
                 if let Err(error) = udp.send_to(&out, peer).await {

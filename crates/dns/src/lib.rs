@@ -6,12 +6,13 @@
 //!   for hosts without one, the address the mesh model allocated,
 //! * template suffixes (seed 004's CoreDNS `template` for `*.remote`),
 //!
-//! from the control plane's mesh snapshot, and forwards nothing. The same table goes to
-//! every agent over xDS ([`nds`]); an agent answers its pod's DNS from it and forwards the
-//! rest to the pod's resolvers ([`proxy`]).
+//! from the control plane's mesh snapshot. The same table goes to every agent over xDS
+//! ([`nds`]); an agent answers its pod's DNS from it and forwards the rest to the pod's
+//! resolvers ([`proxy`]).
 //!
-//! The control plane's server answers unknown names with
-//! NXDOMAIN; a known name asked for another type (AAAA) is an empty NOERROR answer.
+//! The control plane's server forwards names it does not hold to its upstream resolvers, as
+//! kube-dns forwards to the node's (`--dns-upstream`); without upstreams it answers them
+//! NXDOMAIN. A known name asked for another type (AAAA) is an empty NOERROR answer.
 
 pub mod fast;
 mod handler;

@@ -119,7 +119,7 @@ fn socket_for(
     Ok(s)
 }
 
-async fn forward_udp(
+pub(crate) async fn forward_udp(
     packet: &[u8],
     upstream: SocketAddr,
     mark: Option<u32>,
@@ -142,7 +142,7 @@ async fn forward_udp(
     }
 }
 
-async fn forward_tcp(
+pub(crate) async fn forward_tcp(
     packet: &[u8],
     upstream: SocketAddr,
     mark: Option<u32>,

@@ -1,6 +1,6 @@
 //! The mesh DNS over real sockets on loopback, with seed 000's cluster1 configuration:
-//! Kubernetes names, ServiceEntry VIPs, templates, NXDOMAIN and empty AAAA, and a table
-//! update taking effect without a restart.
+//! Kubernetes names, ServiceEntry VIPs, templates, NXDOMAIN and empty AAAA, a table update
+//! taking effect without a restart, and names the mesh does not own forwarded upstream.
 
 use hickory_server::proto::op::{Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_server::proto::rr::{Name, RData, RecordType};
@@ -38,7 +38,15 @@ fn table(with_se: bool) -> Arc<NameTable> {
 }
 
 async fn start() -> (SocketAddr, watch::Sender<Arc<NameTable>>) {
-    let (tx, rx) = watch::channel(table(true));
+    start_with(table(true), Vec::new()).await
+}
+
+/// A server of `table` forwarding to `upstreams`.
+async fn start_with(
+    table: Arc<NameTable>,
+    upstreams: Vec<SocketAddr>,
+) -> (SocketAddr, watch::Sender<Arc<NameTable>>) {
+    let (tx, rx) = watch::channel(table);
     // The same port for UDP and TCP; retry if TCP's is taken.
     for _ in 0..20 {
         let udp = tokio::net::UdpSocket::bind("127.0.0.1:0")
@@ -46,7 +54,8 @@ async fn start() -> (SocketAddr, watch::Sender<Arc<NameTable>>) {
             .expect("udp");
         let addr = udp.local_addr().expect("addr");
         if let Ok(tcp) = tokio::net::TcpListener::bind(addr).await {
-            tokio::spawn(serve_on(udp, tcp, rx));
+            let upstreams = upstreams.clone();
+            tokio::spawn(async move { serve_on(udp, tcp, rx, &upstreams).await });
             return (addr, tx);
         }
     }
@@ -77,6 +86,19 @@ async fn udp_raw(addr: SocketAddr, packet: &[u8]) -> Message {
     let m = Message::from_vec(&buf[..n]).expect("decode");
     assert_eq!(m.metadata.id, 4242);
     m
+}
+
+async fn tcp(addr: SocketAddr, name: &str, qtype: RecordType) -> Message {
+    let mut s = tokio::net::TcpStream::connect(addr).await.expect("tcp");
+    let q = query(name, qtype);
+    let len = u16::try_from(q.len()).expect("short query");
+    s.write_all(&len.to_be_bytes()).await.expect("len");
+    s.write_all(&q).await.expect("query");
+    let mut len = [0u8; 2];
+    s.read_exact(&mut len).await.expect("read len");
+    let mut buf = vec![0u8; usize::from(u16::from_be_bytes(len))];
+    s.read_exact(&mut buf).await.expect("read");
+    Message::from_vec(&buf).expect("decode")
 }
 
 fn a_records(m: &Message) -> Vec<Ipv4Addr> {
@@ -138,16 +160,7 @@ async fn answers_mesh_names_and_nothing_else() {
     assert_eq!(m.metadata.response_code, ResponseCode::NotImp);
 
     // Over TCP too (length-prefixed).
-    let mut s = tokio::net::TcpStream::connect(addr).await.expect("tcp");
-    let q = query("httpbin.bar.global.", RecordType::A);
-    let len = u16::try_from(q.len()).expect("short query");
-    s.write_all(&len.to_be_bytes()).await.expect("len");
-    s.write_all(&q).await.expect("query");
-    let mut len = [0u8; 2];
-    s.read_exact(&mut len).await.expect("read len");
-    let mut buf = vec![0u8; usize::from(u16::from_be_bytes(len))];
-    s.read_exact(&mut buf).await.expect("read");
-    let m = Message::from_vec(&buf).expect("decode");
+    let m = tcp(addr, "httpbin.bar.global.", RecordType::A).await;
     assert_eq!(a_records(&m), vec![Ipv4Addr::new(127, 255, 0, 2)]);
 
     // The ServiceEntry goes away: its name stops resolving on the next query.
@@ -197,4 +210,47 @@ fn hosts_without_addresses_get_the_allocated_vip_and_wildcards_answer() {
     );
     assert_eq!(table.lookup("svc.b.remote"), isthmus_dns::Answer::NxDomain);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn names_the_mesh_does_not_own_are_forwarded_to_the_upstream_resolver() {
+    // The "cluster's upstream resolver": a server of its own names, without upstreams.
+    let world = NameTable::from_entries(
+        [(
+            "api.world.example".to_string(),
+            Ipv4Addr::new(203, 0, 113, 7),
+        )],
+        &[],
+    );
+    let (upstream, _world_tx) = start_with(Arc::new(world), Vec::new()).await;
+    let (addr, _tx) = start_with(table(true), vec![upstream]).await;
+
+    // The mesh's own names: answered here, authoritatively.
+    let m = udp(addr, "httpbin.bar.global.", RecordType::A).await;
+    assert_eq!(a_records(&m), vec![Ipv4Addr::new(127, 255, 0, 2)]);
+    assert!(m.metadata.authoritative);
+
+    // The world's: the upstream's answer, over UDP and TCP, not authoritative here.
+    let m = udp(addr, "api.world.example.", RecordType::A).await;
+    assert_eq!(m.metadata.response_code, ResponseCode::NoError);
+    assert_eq!(a_records(&m), vec![Ipv4Addr::new(203, 0, 113, 7)]);
+    let m = tcp(addr, "API.World.Example.", RecordType::A).await;
+    assert_eq!(a_records(&m), vec![Ipv4Addr::new(203, 0, 113, 7)]);
+    assert!(!m.metadata.authoritative);
+
+    // A name nobody has: the upstream's NXDOMAIN.
+    let m = udp(addr, "nowhere.example.", RecordType::A).await;
+    assert_eq!(m.metadata.response_code, ResponseCode::NXDomain);
+    let m = tcp(addr, "nowhere.example.", RecordType::A).await;
+    assert_eq!(m.metadata.response_code, ResponseCode::NXDomain);
+
+    // No upstream answering (nobody listens on its port): SERVFAIL, not silence.
+    let free = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+    let gone = free.local_addr().expect("addr");
+    drop(free);
+    let (lonely, _tx) = start_with(table(true), vec![gone]).await;
+    let m = udp(lonely, "api.world.example.", RecordType::A).await;
+    assert_eq!(m.metadata.response_code, ResponseCode::ServFail);
+    let m = udp(lonely, "httpbin.bar.global.", RecordType::A).await;
+    assert_eq!(a_records(&m), vec![Ipv4Addr::new(127, 255, 0, 2)]);
 }
