@@ -747,7 +747,8 @@ mod tests {
             ("  hosts: [a]\n  tls: [{match: [{sniHosts: [a]}], route: [{destination: {host: a}}]}]\n".into(), "TLS routes for sidecars"),
             ("  hosts: [a]\n  gateways: [g]\n  tls: [{match: [{sniHosts: [a]}], route: [{destination: {host: a}, weight: 50}, {destination: {host: b}, weight: 50}]}]\n".into(), "weighted TLS routes"),
             ("  hosts: [a]\n  gateways: [g]\n  tls: [{match: [{sniHosts: [a]}], route: [{destination: {host: a}, headers: {request: {set: {x: y}}}}]}]\n".into(), "headers are changed on HTTP routes only"),
-            ("  hosts: [a]\n  exportTo: [.]\n  http: [{route: [{destination: {host: a}}]}]\n".into(), "spec.exportTo: exportTo other than \"*\" is not supported"),
+            ("  hosts: [a]\n  exportTo: [., '~']\n  http: [{route: [{destination: {host: a}}]}]\n".into(), "spec.exportTo: `~` (exported to no namespace) cannot be combined"),
+            ("  hosts: [a]\n  exportTo: [Foo_Bar]\n  http: [{route: [{destination: {host: a}}]}]\n".into(), "spec.exportTo[0]: `Foo_Bar` is not `*`, `.`, `~` or a namespace name"),
         ] {
             refused("VirtualService", &spec, want);
         }
@@ -791,7 +792,7 @@ mod tests {
         }
         for (spec, want) in [
             ("  hosts: [a.com]\n  ports: [{number: 80, name: http}]\n  workloadSelector: {labels: {app: vm}}\n", "spec.workloadSelector: workloadSelector (WorkloadEntries or pods as endpoints) is not supported"),
-            ("  hosts: [a.com]\n  ports: [{number: 80, name: http}]\n  exportTo: [foo]\n", "exportTo other than"),
+            ("  hosts: [a.com]\n  ports: [{number: 80, name: http}]\n  exportTo: ['*.foo']\n", "`*.foo` is not `*`, `.`, `~` or a namespace name"),
             ("  hosts: [a.com]\n  ports: [{number: 80, name: http}]\n  resolution: STATIC\n  endpoint: [{address: 1.2.3.4}]\n", "unknown field `endpoint`"),
             ("  hosts: [a.com]\n  ports: [{number: 80, name: http, protokol: HTTP}]\n", "unknown field `protokol`"),
         ] {

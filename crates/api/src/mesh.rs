@@ -36,10 +36,10 @@ pub struct MeshConfig {
     /// Locality load balancing for destinations whose DestinationRule does not set it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub locality_lb_setting: Option<crate::policy::LocalityLbSetting>,
-    /// Default `exportTo` of Services and ServiceEntries (only `*`).
+    /// Default `exportTo` of Services and ServiceEntries without one.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub default_service_export_to: Vec<String>,
-    /// Default `exportTo` of VirtualServices (only `*`).
+    /// Default `exportTo` of VirtualServices without one.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub default_virtual_service_export_to: Vec<String>,
     /// Default `exportTo` of DestinationRules without one: `*`, `.` or namespaces.

@@ -42,7 +42,8 @@ pub struct ServiceEntrySpec {
     /// Selects WorkloadEntries (or pods) as endpoints (not supported by Isthmus yet: refused).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub workload_selector: Option<serde_json::Value>,
-    /// Namespaces that see this entry (only `*`, the default, is supported).
+    /// Namespaces whose sidecars see the entry: `*`, `.`, `~` or names; empty means the mesh
+    /// config's `defaultServiceExportTo` (everywhere).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub export_to: Vec<String>,
     /// Identities the endpoints' certificates must carry.
@@ -339,7 +340,8 @@ pub struct VirtualServiceSpec {
     /// TLS routes by SNI.
     #[serde(default)]
     pub tls: Vec<TlsRoute>,
-    /// Namespaces that see this service (only `*`, the default, is supported).
+    /// Namespaces whose proxies the routes apply to: `*`, `.`, `~` or names; empty means the
+    /// mesh config's `defaultVirtualServiceExportTo` (everywhere).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub export_to: Vec<String>,
 }

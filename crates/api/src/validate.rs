@@ -63,12 +63,23 @@ fn unsupported(v: &mut Vec<Diagnostic>, at: &str, message: &str) {
 
 /// `exportTo`: Isthmus makes every object visible everywhere, so only `*` (Istio's default)
 /// is honest; anything narrower is refused instead of exported mesh-wide.
-fn export_to(values: &[String], what: &str, v: &mut Vec<Diagnostic>) {
-    if values.iter().any(|e| e != "*") {
-        unsupported(
-            v,
-            "spec.exportTo",
-            &format!("exportTo other than \"*\" is not supported by Isthmus yet; {what} is refused rather than visible to every namespace"),
+/// An `exportTo` list at `at`: each value `*` (every namespace), `.` (the object's own),
+/// `~` (none, and then alone) or a namespace name.
+fn export_to(values: &[String], at: &str, v: &mut Vec<Diagnostic>) {
+    for (i, e) in values.iter().enumerate() {
+        if e != "*" && e != "." && e != "~" && !is_dns_label(e) {
+            v.push(
+                Diagnostic::error(format!("`{e}` is not `*`, `.`, `~` or a namespace name"))
+                    .at(format!("{at}[{i}]")),
+            );
+        }
+    }
+    if values.len() > 1 && values.iter().any(|e| e == "~") {
+        v.push(
+            Diagnostic::error(
+                "`~` (exported to no namespace) cannot be combined with other values",
+            )
+            .at(at.to_string()),
         );
     }
 }
@@ -590,7 +601,7 @@ fn is_ip_or_cidr(s: &str) -> bool {
 
 fn service_entry(se: &ServiceEntry, v: &mut Vec<Diagnostic>) {
     let spec = &se.spec;
-    export_to(&spec.export_to, "the ServiceEntry", v);
+    export_to(&spec.export_to, "spec.exportTo", v);
     if spec.workload_selector.is_some() {
         unsupported(
             v,
@@ -746,14 +757,7 @@ fn destination_rule(dr: &DestinationRule, v: &mut Vec<Diagnostic>) {
             Diagnostic::error(format!("`{}` is not a valid host", dr.spec.host)).at("spec.host"),
         );
     }
-    for (i, e) in dr.spec.export_to.iter().enumerate() {
-        if e != "*" && e != "." && !is_dns_label(e) {
-            v.push(
-                Diagnostic::error(format!("`{e}` is not `*`, `.` or a namespace name"))
-                    .at(format!("spec.exportTo[{i}]")),
-            );
-        }
-    }
+    export_to(&dr.spec.export_to, "spec.exportTo", v);
     if dr.spec.workload_selector.is_some() {
         v.push(
             Diagnostic::error("workloadSelector is not supported by Isthmus; the rule is refused rather than applied to every workload")
@@ -1076,22 +1080,12 @@ fn mesh_config(m: &MeshConfig, v: &mut Vec<Diagnostic>) {
             "defaultVirtualServiceExportTo",
             &m.default_virtual_service_export_to,
         ),
+        (
+            "defaultDestinationRuleExportTo",
+            &m.default_destination_rule_export_to,
+        ),
     ] {
-        if values.iter().any(|e| e != "*") {
-            unsupported(
-                v,
-                &format!("data.mesh.{field}"),
-                &format!("{field} other than \"*\" is not supported by Isthmus yet"),
-            );
-        }
-    }
-    for (i, e) in m.default_destination_rule_export_to.iter().enumerate() {
-        if e != "*" && e != "." && !is_dns_label(e) {
-            v.push(
-                Diagnostic::error(format!("`{e}` is not `*`, `.` or a namespace"))
-                    .at(format!("data.mesh.defaultDestinationRuleExportTo[{i}]")),
-            );
-        }
+        export_to(values, &format!("data.mesh.{field}"), v);
     }
     if let Some(l) = &m.locality_lb_setting {
         policy::locality(l, "data.mesh.localityLbSetting", v);

@@ -110,7 +110,7 @@ fn server_routes(
     vhosts: &mut VirtualHosts,
 ) {
     let gw_name = &*gw.rule.metadata.name;
-    let bound = snapshot.gateway_virtual_services(&gw.namespace, gw_name);
+    let bound = snapshot.gateway_virtual_services(&gw.namespace, gw_name, &proxy.id.namespace);
     let redirect = server.tls.as_ref().is_some_and(|t| t.https_redirect);
     for raw in &server.hosts {
         let (only_ns, pattern) = server_host(raw, &gw.namespace);

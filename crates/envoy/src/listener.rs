@@ -20,7 +20,7 @@ pub fn sidecar_listeners(snapshot: &MeshSnapshot, proxy: &Proxy) -> Vec<Listener
     let mut http_ports = BTreeSet::new();
     let scope = snapshot.egress_scope(proxy);
     for svc in snapshot.services.values() {
-        if !MeshSnapshot::in_scope(&scope, svc) {
+        if !MeshSnapshot::in_scope(&scope, svc) || !snapshot.service_visible(svc, proxy) {
             continue;
         }
         for port in &svc.ports {
@@ -53,10 +53,10 @@ pub fn sidecar_listeners(snapshot: &MeshSnapshot, proxy: &Proxy) -> Vec<Listener
         }
     }
     if capture
-        && snapshot
-            .serviceless_mesh_hosts()
-            .iter()
-            .any(|(h, vs)| MeshSnapshot::host_in_scope(&scope, &vs.namespace, h))
+        && snapshot.serviceless_mesh_hosts().iter().any(|(h, vs)| {
+            MeshSnapshot::host_in_scope(&scope, &vs.namespace, h)
+                && snapshot.virtual_service_visible(vs, &proxy.id.namespace)
+        })
     {
         http_ports.insert(crate::route::SERVICELESS_PORT);
     }

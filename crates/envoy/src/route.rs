@@ -19,7 +19,7 @@ pub fn outbound_routes(snapshot: &MeshSnapshot, proxy: &Proxy) -> Vec<RouteConfi
         _ => None,
     };
     for svc in snapshot.services.values() {
-        if !MeshSnapshot::in_scope(&scope, svc) {
+        if !MeshSnapshot::in_scope(&scope, svc) || !snapshot.service_visible(svc, proxy) {
             continue;
         }
         for port in svc.ports.iter().filter(|p| p.protocol.is_http()) {
@@ -33,7 +33,9 @@ pub fn outbound_routes(snapshot: &MeshSnapshot, proxy: &Proxy) -> Vec<RouteConfi
     }
     if proxy.id.kind == isthmus_model::NodeKind::Sidecar {
         for (host, vs) in snapshot.serviceless_mesh_hosts() {
-            if !MeshSnapshot::host_in_scope(&scope, &vs.namespace, &host) {
+            if !MeshSnapshot::host_in_scope(&scope, &vs.namespace, &host)
+                || !snapshot.virtual_service_visible(vs, &proxy.id.namespace)
+            {
                 continue;
             }
             let port = SERVICELESS_PORT;
@@ -129,7 +131,7 @@ fn virtual_host(snapshot: &MeshSnapshot, proxy: &Proxy, svc: &Service, port: u32
     let default = || outbound_cluster(port, "", &svc.hostname);
     let mut routes = Vec::new();
     if let Some(vs) = snapshot
-        .mesh_virtual_services(&svc.hostname)
+        .mesh_virtual_services(&svc.hostname, &proxy.id.namespace)
         .into_iter()
         .next()
     {

@@ -126,7 +126,7 @@ pub fn outbound_targets<'a>(
         _ => None,
     };
     for svc in snapshot.services.values() {
-        if !MeshSnapshot::in_scope(&scope, svc) {
+        if !MeshSnapshot::in_scope(&scope, svc) || !snapshot.service_visible(svc, proxy) {
             continue;
         }
         let dr = snapshot.destination_rule(&svc.hostname, &proxy.id.namespace);

@@ -357,6 +357,7 @@ impl MeshSnapshot {
                                     location: se.spec.location.unwrap_or(Location::MeshExternal),
                                     endpoints: Endpoints::sorted(endpoints.clone()),
                                     subject_alt_names: se.spec.subject_alt_names.clone(),
+                                    export_to: se.spec.export_to.clone(),
                                 };
                                 services.insert(host.clone(), Arc::new(svc));
                             }

@@ -359,6 +359,7 @@ fn empty_service(hostname: String, namespace: String, name: String) -> Service {
         location: Location::MeshInternal,
         endpoints: Endpoints::new(),
         subject_alt_names: Vec::new(),
+        export_to: Vec::new(),
     }
 }
 
@@ -428,6 +429,18 @@ pub fn namespace_build(ctx: &NamespaceContext, objects: &[Arc<Resource>]) -> Nam
                     .unwrap_or_else(|| Protocol::from_port_name(&p.name)),
             })
             .collect();
+        svc.export_to = s
+            .metadata
+            .annotations
+            .get(crate::automation::EXPORT_TO_ANNOTATION)
+            .map(|v| {
+                v.split(',')
+                    .map(str::trim)
+                    .filter(|e| !e.is_empty())
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default();
         if ctx.is_local {
             svc.exported = crate::automation::exported(s, ctx.export_default);
             svc.vip = s

@@ -192,6 +192,7 @@ fn same_but_endpoints(a: &Service, b: &Service) -> bool {
         location,
         endpoints: _,
         subject_alt_names,
+        export_to,
     } = a;
     *hostname == b.hostname
         && *namespace == b.namespace
@@ -204,6 +205,7 @@ fn same_but_endpoints(a: &Service, b: &Service) -> bool {
         && *resolution == b.resolution
         && *location == b.location
         && *subject_alt_names == b.subject_alt_names
+        && *export_to == b.export_to
 }
 
 #[cfg(test)]
@@ -230,6 +232,7 @@ mod tests {
             location: Location::MeshInternal,
             endpoints: Endpoints::default(),
             subject_alt_names: Vec::new(),
+            export_to: Vec::new(),
         }
     }
 
@@ -269,6 +272,7 @@ mod tests {
                 "subject_alt_names",
                 Box::new(|s| s.subject_alt_names.push("spiffe://x".into())),
             ),
+            ("export_to", Box::new(|s| s.export_to.push(".".into()))),
         ];
         let prev = snapshot(base.clone(), 1);
         for (field, mutate) in &mutations {

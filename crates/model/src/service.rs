@@ -53,6 +53,10 @@ pub struct Service {
     /// Identities allowed to serve it (from the ServiceEntry); empty means derive from the
     /// endpoints.
     pub subject_alt_names: Vec<String>,
+    /// The namespaces whose sidecars see it: the ServiceEntry's `exportTo`, or the Service's
+    /// `networking.istio.io/exportTo` annotation (`*`, `.`, `~` or namespace names); empty
+    /// means the mesh config's `defaultServiceExportTo`.
+    pub export_to: Vec<String>,
 }
 
 impl Service {

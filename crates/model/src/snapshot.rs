@@ -280,12 +280,43 @@ impl MeshSnapshot {
             .or_else(|| matching(ROOT_NAMESPACE, true))
     }
 
+    /// Whether `proxy` sees `svc`: a sidecar sees the services exported to its namespace
+    /// (`exportTo`, else the mesh config's `defaultServiceExportTo`). Gateways are not
+    /// filtered by namespace: what an east-west gateway serves is decided by the service's
+    /// cross-cluster export (a Service annotated `networking.istio.io/exportTo: "."` is not
+    /// exported, see `automation::exported`).
+    pub fn service_visible(&self, svc: &Service, proxy: &Proxy) -> bool {
+        if proxy.id.kind != crate::proxy::NodeKind::Sidecar {
+            return true;
+        }
+        let export_to = match svc.export_to.as_slice() {
+            [] => self.mesh.default_service_export_to.as_slice(),
+            own => own,
+        };
+        exported_to(export_to, &svc.namespace, &proxy.id.namespace)
+    }
+
+    /// Whether VirtualService `vs` applies to proxies in `proxy_ns`: its `exportTo`, else the
+    /// mesh config's `defaultVirtualServiceExportTo`, names that namespace.
+    pub fn virtual_service_visible(&self, vs: &Scoped<VirtualService>, proxy_ns: &str) -> bool {
+        let export_to = match vs.rule.spec.export_to.as_slice() {
+            [] => self.mesh.default_virtual_service_export_to.as_slice(),
+            own => own,
+        };
+        exported_to(export_to, &vs.namespace, proxy_ns)
+    }
+
     /// VirtualServices bound to the mesh (no `gateways`, or `mesh` among them) that match
-    /// `host`, most specific first.
-    pub fn mesh_virtual_services(&self, host: &str) -> Vec<&Scoped<VirtualService>> {
+    /// `host` and are exported to `proxy_ns`, most specific first.
+    pub fn mesh_virtual_services(
+        &self,
+        host: &str,
+        proxy_ns: &str,
+    ) -> Vec<&Scoped<VirtualService>> {
         let mut v: Vec<_> = self
             .virtual_services
             .iter()
+            .filter(|vs| self.virtual_service_visible(vs, proxy_ns))
             .filter(|vs| {
                 vs.rule.spec.gateways.is_empty()
                     || vs.rule.spec.gateways.iter().any(|g| g == "mesh")
@@ -313,14 +344,17 @@ impl MeshSnapshot {
         v
     }
 
-    /// VirtualServices bound to the Gateway `gw_namespace/gw_name` by their `gateways`.
+    /// VirtualServices bound to the Gateway `gw_namespace/gw_name` by their `gateways` and
+    /// exported to `proxy_ns`, the gateway workload's namespace.
     pub fn gateway_virtual_services(
         &self,
         gw_namespace: &str,
         gw_name: &str,
+        proxy_ns: &str,
     ) -> Vec<&Scoped<VirtualService>> {
         self.virtual_services
             .iter()
+            .filter(|vs| self.virtual_service_visible(vs, proxy_ns))
             .filter(|vs| {
                 binds_gateway(&vs.namespace, &vs.rule.spec.gateways, gw_namespace, gw_name)
             })

@@ -625,6 +625,7 @@ mod tests {
             location: isthmus_api::enums::Location::MeshInternal,
             endpoints: Default::default(),
             subject_alt_names: Vec::new(),
+            export_to: Vec::new(),
         }
     }
 

@@ -61,7 +61,7 @@ pub(super) fn virtual_service(vs: &VirtualService, v: &mut Vec<Diagnostic>) {
             );
         }
     }
-    super::export_to(&spec.export_to, "the VirtualService", v);
+    super::export_to(&spec.export_to, "spec.exportTo", v);
     for (i, r) in spec.http.iter().enumerate() {
         http_route(r, &format!("spec.http[{i}]"), v);
     }
