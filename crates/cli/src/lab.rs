@@ -200,6 +200,20 @@ pub enum LabCommand {
         #[arg(last = true, required = true)]
         argv: Vec<String>,
     },
+    /// (inside a pod) call the lab's gRPC echo service at URL (such as
+    /// `http://grpc-echo.bar.global:7070`): one unary call, then a server stream of
+    /// `--stream` replies; prints one line per reply (scenarios run it as `${isthmus}`).
+    #[command(hide = true)]
+    GrpcCall {
+        /// The service's URL.
+        url: String,
+        /// The message to echo.
+        #[arg(long, default_value = "hello")]
+        message: String,
+        /// Replies to ask of the streaming method (0: unary only).
+        #[arg(long, default_value_t = 0)]
+        stream: u32,
+    },
     /// (inside a pod) GET a URL on loopback and print the body; exit 1 unless 200.
     #[command(hide = true)]
     HttpGet {
@@ -414,6 +428,18 @@ pub fn run(g: &LabGlobal, cmd: LabCommand) -> Result<()> {
             }
             let e = isthmus_lab::container::exec(&spec);
             bail!("container {}: {e}", spec.argv.join(" "));
+        }
+        LabCommand::GrpcCall {
+            url,
+            message,
+            stream,
+        } => {
+            let lines = tokio::runtime::Runtime::new()?
+                .block_on(isthmus_lab::grpc_echo::call(&url, &message, stream))
+                .map_err(anyhow::Error::msg)?;
+            for l in lines {
+                println!("{l}");
+            }
         }
         LabCommand::HttpGet { addr, path } => {
             let (code, body) = isthmus_lab::http::get(addr, &path)?;

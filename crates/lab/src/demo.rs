@@ -1,6 +1,7 @@
 //! Built-in demo workloads, chosen by the image a Deployment names: `sleep` (curl
 //! images: a pod to `exec` into), `httpbin` (`/ip`, `/headers`, `/get`, `/status/CODE`,
-//! `/delay/N`) and helloworld (`/hello` answering `Hello version: vN, instance: POD`).
+//! `/delay/N`), helloworld (`/hello` answering `Hello version: vN, instance: POD`) and a gRPC
+//! echo service ([`crate::grpc_echo`]).
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -21,11 +22,14 @@ pub enum DemoApp {
     /// the `JWKS` environment variable, `/.well-known/openid-configuration` names `ISSUER`
     /// and `JWKS_URI` (image `isthmus-lab/jwks`).
     Jwks,
+    /// The gRPC echo service `isthmus.lab.Echo` (unary and server streaming) on every port
+    /// (image `isthmus-lab/grpc-echo`).
+    GrpcEcho,
 }
 
 /// The image is not one the lab can run.
 #[derive(Debug, thiserror::Error)]
-#[error("image `{0}` is not a built-in demo app; the lab runs sleep (curl images such as governmentpaas/curl-ssl or curlimages/curl), httpbin (kennethreitz/httpbin, mccutchen/go-httpbin) helloworld (istio/examples-helloworld-vN), bookinfo (istio/examples-bookinfo-productpage-v1, -details-v1, -ratings-v1, -reviews-v1/v2/v3) and a JWKS server (isthmus-lab/jwks)")]
+#[error("image `{0}` is not a built-in demo app; the lab runs sleep (curl images such as governmentpaas/curl-ssl or curlimages/curl), httpbin (kennethreitz/httpbin, mccutchen/go-httpbin) helloworld (istio/examples-helloworld-vN), bookinfo (istio/examples-bookinfo-productpage-v1, -details-v1, -ratings-v1, -reviews-v1/v2/v3) a JWKS server (isthmus-lab/jwks) and a gRPC echo service (isthmus-lab/grpc-echo)")]
 pub struct UnknownImage(pub String);
 
 impl DemoApp {
@@ -43,6 +47,9 @@ impl DemoApp {
         }
         if name == "jwks" {
             return Ok(DemoApp::Jwks);
+        }
+        if name == "grpc-echo" {
+            return Ok(DemoApp::GrpcEcho);
         }
         if let Some(b) = crate::bookinfo::Bookinfo::for_image_name(name) {
             return Ok(DemoApp::Bookinfo(b));
@@ -364,7 +371,17 @@ pub async fn serve(
             }
         }));
     }
-    if app != DemoApp::Sleep {
+    if app == DemoApp::GrpcEcho {
+        for port in ports {
+            let addr = SocketAddr::from(([0, 0, 0, 0], port));
+            let pod = pod.clone();
+            tasks.push(tokio::spawn(async move {
+                if let Err(error) = crate::grpc_echo::serve(addr, pod).await {
+                    tracing::error!(%error, %addr, "gRPC echo stopped");
+                }
+            }));
+        }
+    } else if app != DemoApp::Sleep {
         for port in ports {
             let listener = tokio::net::TcpListener::bind(("0.0.0.0", port)).await?;
             let app = app.clone();

@@ -210,6 +210,7 @@ pub fn describe(app: &DemoApp) -> String {
         DemoApp::Helloworld(v) => format!("helloworld {v}"),
         DemoApp::Bookinfo(b) => b.describe(),
         DemoApp::Jwks => "JWKS server".to_string(),
+        DemoApp::GrpcEcho => "gRPC echo".to_string(),
     }
 }
 

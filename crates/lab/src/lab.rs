@@ -668,6 +668,11 @@ impl Lab {
         kubelet::wait_ready(&self.opts, &self.state, timeout, progress)
     }
 
+    /// The options the lab runs with.
+    pub fn options(&self) -> &LabOptions {
+        &self.opts
+    }
+
     /// Runs a command in a pod, as `kubectl exec` does; returns its output.
     pub fn exec_output(
         &self,

@@ -21,6 +21,7 @@ pub mod container;
 pub mod demo;
 pub mod envoy_binary;
 pub mod error;
+pub mod grpc_echo;
 pub mod http;
 pub mod install;
 pub mod jwt;

@@ -198,7 +198,7 @@ impl Scenario {
 }
 
 fn substitute(lab: &Lab, arg: &str) -> Result<String, LabError> {
-    let mut out = arg.to_string();
+    let mut out = arg.replace("${isthmus}", &lab.options().exe_arg());
     for (name, value) in &lab.scenario_vars {
         out = out.replace(&format!("${{{name}}}"), value);
     }
