@@ -89,11 +89,16 @@ impl Protocol {
     /// Guesses the protocol from a Kubernetes port name (`http`, `http-web`, `grpc-x`, `tcp`),
     /// as Istio does; unknown prefixes are TCP.
     pub fn from_port_name(name: &str) -> Protocol {
+        Protocol::declared_by_port_name(name).unwrap_or(Protocol::Tcp)
+    }
+
+    /// The protocol a port name declares by its prefix, `None` when the prefix is not a
+    /// protocol (`web`, `metrics`, no name): Istio sniffs such ports.
+    pub fn declared_by_port_name(name: &str) -> Option<Protocol> {
         let prefix = name.split('-').next().unwrap_or_default();
-        match Protocol::parse(prefix) {
-            Some(Protocol::Https) | Some(Protocol::Tls) => Protocol::Tls,
-            Some(p) => p,
-            None => Protocol::Tcp,
+        match Protocol::parse(prefix)? {
+            Protocol::Https | Protocol::Tls => Some(Protocol::Tls),
+            p => Some(p),
         }
     }
 }

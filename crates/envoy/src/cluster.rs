@@ -103,11 +103,13 @@ pub fn outbound(
 ) -> Cluster {
     let key = t.key();
     let name = key.to_string();
-    // gRPC and HTTP2 ports: HTTP/2 to the upstream (HTTP/1.1 would break gRPC's trailers).
-    let http2 = t
-        .service
-        .port(t.port)
-        .is_some_and(|p| p.protocol.is_http2());
+    // gRPC and HTTP2 ports: HTTP/2 to the upstream (HTTP/1.1 would break gRPC's trailers);
+    // a sniffed port: what the client spoke.
+    let http = match t.service.port(t.port) {
+        Some(p) if p.sniffed => crate::policy::UpstreamHttp::Downstream,
+        Some(p) if p.protocol.is_http2() => crate::policy::UpstreamHttp::Http2,
+        _ => crate::policy::UpstreamHttp::Http1,
+    };
     let mut c = Cluster {
         name: name.clone(),
         connect_timeout: Some(seconds(10)),
@@ -122,7 +124,7 @@ pub fn outbound(
             service_name: name.clone(),
         });
         c.transport_socket = Some(funnel_tls(snapshot, &key.sni()));
-        crate::policy::Policy::of(snapshot, proxy, t.service, subset).apply(&mut c, proxy, http2);
+        crate::policy::Policy::of(snapshot, proxy, t.service, subset).apply(&mut c, proxy, http);
         return c;
     }
     match t.service.resolution {
@@ -215,7 +217,7 @@ pub fn outbound(
     }
     // The rule's load balancing, connection pool and outlier detection (replacing the
     // gateway defaults above where it sets them), or Istio's defaults.
-    crate::policy::Policy::of(snapshot, proxy, t.service, subset).apply(&mut c, proxy, http2);
+    crate::policy::Policy::of(snapshot, proxy, t.service, subset).apply(&mut c, proxy, http);
     c
 }
 

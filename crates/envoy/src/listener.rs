@@ -25,6 +25,22 @@ pub fn sidecar_listeners(snapshot: &MeshSnapshot, proxy: &Proxy) -> Vec<Listener
         }
         for port in &svc.ports {
             let cluster = names::outbound_cluster(port.number, "", &svc.hostname);
+            if port.sniffed {
+                // Its own listener on the VIP, HTTP told from the rest by the first bytes.
+                if let Some(vip) = &svc.vip {
+                    out.push(outbound_listener(
+                        vip,
+                        port.number,
+                        !capture,
+                        cluster,
+                        Forward::Sniffed {
+                            route: port.number.to_string(),
+                            hash_by_source: tcp_hash(snapshot, proxy, svc),
+                        },
+                    ));
+                }
+                continue;
+            }
             match (&svc.vip, capture, port.protocol.is_http()) {
                 (_, true, true) => {
                     http_ports.insert(port.number);
@@ -111,7 +127,19 @@ enum Forward {
     /// TCP to the listener's cluster, hashed by the caller's address when its
     /// DestinationRule asks for `consistentHash.useSourceIp` (Istio's `maybeSetHashPolicy`).
     Tcp { hash_by_source: bool },
+    /// Sniffed: HTTP (HTTP/1.x or h2c, by the HTTP inspector) routed by the RDS
+    /// configuration `route`, anything else TCP as [`Forward::Tcp`].
+    Sniffed { route: String, hash_by_source: bool },
 }
+
+/// How long a sniffed listener waits for the client's first bytes before it gives the
+/// connection to the TCP chain (a protocol where the server speaks first, such as MySQL's,
+/// sends nothing): Istio's `protocolDetectionTimeout`, whose 0 default makes such clients
+/// hang forever.
+const PROTOCOL_DETECTION_TIMEOUT: i64 = 5;
+
+/// The ALPN values the HTTP inspector gives HTTP connections.
+const SNIFFED_HTTP: [&str; 3] = ["http/1.0", "http/1.1", "h2c"];
 
 fn tcp_hash(snapshot: &MeshSnapshot, proxy: &Proxy, svc: &isthmus_model::Service) -> bool {
     crate::policy::Policy::of(snapshot, proxy, svc, None).tcp_hash_by_source()
@@ -125,16 +153,61 @@ fn outbound_listener(
     forward: Forward,
 ) -> Listener {
     let name = format!("{address}_{port}");
-    let filter = match forward {
-        Forward::Http(r) => {
-            http_connection_manager(&format!("outbound_{name}"), HcmRoute::Rds(r), None)
-        }
-        Forward::Tcp {
-            hash_by_source: false,
-        } => tcp_proxy_filter(&cluster, &cluster),
-        Forward::Tcp {
-            hash_by_source: true,
-        } => {
+    let tcp = |hash_by_source: bool| tcp_forward(cluster.clone(), hash_by_source);
+    let (filter, sniffed_http) = match forward {
+        Forward::Http(r) => (
+            http_connection_manager(&format!("outbound_{name}"), HcmRoute::Rds(r), None),
+            None,
+        ),
+        Forward::Tcp { hash_by_source } => (tcp(hash_by_source), None),
+        Forward::Sniffed {
+            route,
+            hash_by_source,
+        } => (
+            tcp(hash_by_source),
+            Some(http_connection_manager(
+                &format!("outbound_{name}"),
+                HcmRoute::Rds(route),
+                None,
+            )),
+        ),
+    };
+    let mut listener = Listener {
+        name,
+        address: Some(socket(address, port)),
+        bind_to_port: Some(BoolValue { value: bind }),
+        filter_chains: vec![FilterChain {
+            filters: vec![filter],
+            ..Default::default()
+        }],
+        traffic_direction: 2,
+        ..Default::default()
+    };
+    if let Some(hcm) = sniffed_http {
+        listener.listener_filters = vec![http_inspector()];
+        listener.listener_filters_timeout = Some(seconds(PROTOCOL_DETECTION_TIMEOUT));
+        listener.continue_on_listener_filters_timeout = true;
+        listener.filter_chains.insert(
+            0,
+            FilterChain {
+                name: "sniffed-http".into(),
+                filter_chain_match: Some(FilterChainMatch {
+                    application_protocols: SNIFFED_HTTP.iter().map(|a| a.to_string()).collect(),
+                    ..Default::default()
+                }),
+                filters: vec![hcm],
+                ..Default::default()
+            },
+        );
+    }
+    listener
+}
+
+/// A TCP proxy to `cluster`, hashed by the caller's address when `hash_by_source`.
+fn tcp_forward(cluster: String, hash_by_source: bool) -> Filter {
+    match hash_by_source {
+        false => tcp_proxy_filter(&cluster, &cluster),
+        true => {
             use envoy_types::pb::envoy::r#type::v3::{hash_policy, HashPolicy};
             network_filter(
                 "envoy.filters.network.tcp_proxy",
@@ -150,17 +223,6 @@ fn outbound_listener(
                 },
             )
         }
-    };
-    Listener {
-        name,
-        address: Some(socket(address, port)),
-        bind_to_port: Some(BoolValue { value: bind }),
-        filter_chains: vec![FilterChain {
-            filters: vec![filter],
-            ..Default::default()
-        }],
-        traffic_direction: 2,
-        ..Default::default()
     }
 }
 

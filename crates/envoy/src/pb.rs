@@ -109,6 +109,15 @@ pub fn tls_inspector() -> ListenerFilter {
     )
 }
 
+/// The HTTP inspector, which tells HTTP/1.x and h2c from other bytes for filter chain
+/// matching (`application_protocols` `http/1.1`, `http/1.0`, `h2c`).
+pub fn http_inspector() -> ListenerFilter {
+    listener_filter(
+        "envoy.filters.listener.http_inspector",
+        "type.googleapis.com/envoy.extensions.filters.listener.http_inspector.v3.HttpInspector",
+    )
+}
+
 /// The original destination filter, which restores the address iptables redirected.
 pub fn original_dst() -> ListenerFilter {
     listener_filter(

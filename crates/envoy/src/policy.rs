@@ -19,6 +19,7 @@ use envoy_types::pb::envoy::config::route::v3::route_action::{hash_policy, HashP
 use envoy_types::pb::envoy::extensions::upstreams::http::v3::{
     http_protocol_options::{
         explicit_http_config::ProtocolConfig, ExplicitHttpConfig, UpstreamProtocolOptions,
+        UseDownstreamHttpConfig,
     },
     HttpProtocolOptions,
 };
@@ -34,6 +35,18 @@ const DEFAULT_RING_SIZE: u64 = 1024;
 const NO_LIMIT: u32 = u32::MAX;
 /// The key of HTTP upstream options in `typed_extension_protocol_options`.
 pub const HTTP_OPTIONS: &str = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions";
+
+/// What an outbound cluster speaks to its upstream when it carries HTTP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpstreamHttp {
+    /// HTTP/1.1 (Envoy's default), unless the rule upgrades.
+    Http1,
+    /// HTTP/2: gRPC and HTTP2 ports.
+    Http2,
+    /// What the client spoke: a port whose protocol is sniffed (Istio's
+    /// `useDownstreamProtocol` for protocol detection).
+    Downstream,
+}
 
 /// `region/zone/subzone` levels of a locality (missing levels empty).
 pub(crate) fn levels(locality: &str) -> [&str; 3] {
@@ -187,9 +200,9 @@ impl<'a> Policy<'a> {
     /// breakers, timeouts, keepalive, HTTP options (HTTP/2 to an `http2` port: gRPC and
     /// HTTP2, or when the rule upgrades) and, when the rule sets it, outlier detection
     /// (replacing whatever the caller put there).
-    pub fn apply(&self, cluster: &mut Cluster, proxy: &Proxy, http2: bool) {
+    pub fn apply(&self, cluster: &mut Cluster, proxy: &Proxy, http: UpstreamHttp) {
         self.apply_load_balancer(cluster);
-        self.apply_connection_pool(cluster, http2);
+        self.apply_connection_pool(cluster, http);
         // A `distribute` rule for the proxy's locality weighs localities (the assignment
         // carries the weights).
         let distributes = self.locality().is_some_and(|l| {
@@ -270,10 +283,10 @@ impl<'a> Policy<'a> {
     /// HTTP/2 to the upstream, with nothing else of a pool (an inbound cluster to an app
     /// port that speaks gRPC or HTTP2).
     pub fn apply_http2(&self, cluster: &mut Cluster) {
-        self.apply_http_options(cluster, true);
+        self.apply_http_options(cluster, UpstreamHttp::Http2);
     }
 
-    fn apply_connection_pool(&self, cluster: &mut Cluster, http2: bool) {
+    fn apply_connection_pool(&self, cluster: &mut Cluster, upstream: UpstreamHttp) {
         let pool = self.connection_pool;
         let tcp = pool.and_then(|p| p.tcp.as_ref());
         let http = pool.and_then(|p| p.http.as_ref());
@@ -318,13 +331,13 @@ impl<'a> Policy<'a> {
                 });
             }
         }
-        self.apply_http_options(cluster, http2);
+        self.apply_http_options(cluster, upstream);
     }
 
     /// The pool's HTTP settings (idle timeout, requests per connection, lifetime) and the
     /// upstream protocol (HTTP/2 for an `http2` port or when the rule upgrades), as the
     /// cluster's HTTP protocol options; nothing when none applies.
-    fn apply_http_options(&self, cluster: &mut Cluster, http2: bool) {
+    fn apply_http_options(&self, cluster: &mut Cluster, upstream: UpstreamHttp) {
         let pool = self.connection_pool;
         let tcp = pool.and_then(|p| p.tcp.as_ref());
         let http = pool.and_then(|p| p.http.as_ref());
@@ -336,20 +349,39 @@ impl<'a> Policy<'a> {
             .and_then(|h| h.max_requests_per_connection)
             .filter(|n| *n > 0);
         let lifetime = tcp.and_then(|t| parse(&t.max_connection_duration));
-        let upgrade =
-            http2 || http.and_then(|h| h.h2_upgrade_policy) == Some(H2UpgradePolicy::Upgrade);
-        if idle.is_none() && per_connection.is_none() && lifetime.is_none() && !upgrade {
+        let upgrade = upstream == UpstreamHttp::Http2
+            || http.and_then(|h| h.h2_upgrade_policy) == Some(H2UpgradePolicy::Upgrade);
+        let downstream = upstream == UpstreamHttp::Downstream && !upgrade;
+        if idle.is_none()
+            && per_connection.is_none()
+            && lifetime.is_none()
+            && !upgrade
+            && !downstream
+        {
             return;
         }
-        let protocol = if upgrade {
-            ProtocolConfig::Http2ProtocolOptions(Http2ProtocolOptions {
-                max_concurrent_streams: http
-                    .and_then(|h| h.max_concurrent_streams)
-                    .map(|value| UInt32Value { value }),
+        let h2 = || Http2ProtocolOptions {
+            max_concurrent_streams: http
+                .and_then(|h| h.max_concurrent_streams)
+                .map(|value| UInt32Value { value }),
+            ..Default::default()
+        };
+        let protocol = if downstream {
+            UpstreamProtocolOptions::UseDownstreamProtocolConfig(UseDownstreamHttpConfig {
+                http_protocol_options: Some(Http1ProtocolOptions::default()),
+                http2_protocol_options: Some(h2()),
                 ..Default::default()
             })
+        } else if upgrade {
+            UpstreamProtocolOptions::ExplicitHttpConfig(ExplicitHttpConfig {
+                protocol_config: Some(ProtocolConfig::Http2ProtocolOptions(h2())),
+            })
         } else {
-            ProtocolConfig::HttpProtocolOptions(Http1ProtocolOptions::default())
+            UpstreamProtocolOptions::ExplicitHttpConfig(ExplicitHttpConfig {
+                protocol_config: Some(ProtocolConfig::HttpProtocolOptions(
+                    Http1ProtocolOptions::default(),
+                )),
+            })
         };
         let options = HttpProtocolOptions {
             common_http_protocol_options: Some(CommonHttp {
@@ -358,11 +390,7 @@ impl<'a> Policy<'a> {
                 max_connection_duration: lifetime.map(pb_duration),
                 ..Default::default()
             }),
-            upstream_protocol_options: Some(UpstreamProtocolOptions::ExplicitHttpConfig(
-                ExplicitHttpConfig {
-                    protocol_config: Some(protocol),
-                },
-            )),
+            upstream_protocol_options: Some(protocol),
             ..Default::default()
         };
         cluster

@@ -22,7 +22,7 @@ pub fn outbound_routes(snapshot: &MeshSnapshot, proxy: &Proxy) -> Vec<RouteConfi
         if !MeshSnapshot::in_scope(&scope, svc) || !snapshot.service_visible(svc, proxy) {
             continue;
         }
-        for port in svc.ports.iter().filter(|p| p.protocol.is_http()) {
+        for port in svc.ports.iter().filter(|p| p.carries_http()) {
             by_port.entry(port.number).or_default().push(virtual_host(
                 snapshot,
                 proxy,

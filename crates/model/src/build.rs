@@ -249,6 +249,8 @@ impl MeshSnapshot {
                             protocol: p
                                 .protocol
                                 .unwrap_or_else(|| Protocol::from_port_name(&p.name)),
+                            sniffed: p.protocol.is_none()
+                                && Protocol::declared_by_port_name(&p.name).is_none(),
                         })
                         .collect();
                     // Endpoints alike (network, locality, service account, labels and

@@ -419,14 +419,18 @@ pub fn namespace_build(ctx: &NamespaceContext, objects: &[Arc<Resource>]) -> Nam
             .ports
             .iter()
             .filter(|p| p.proxied())
-            .map(|p| Port {
-                name: p.name.clone(),
-                number: p.port,
-                protocol: p
+            .map(|p| {
+                let declared = p
                     .app_protocol
                     .as_deref()
                     .and_then(Protocol::parse)
-                    .unwrap_or_else(|| Protocol::from_port_name(&p.name)),
+                    .or_else(|| Protocol::declared_by_port_name(&p.name));
+                Port {
+                    name: p.name.clone(),
+                    number: p.port,
+                    protocol: declared.unwrap_or(Protocol::Tcp),
+                    sniffed: declared.is_none(),
+                }
             })
             .collect();
         svc.export_to = s

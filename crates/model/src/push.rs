@@ -224,6 +224,7 @@ mod tests {
                 number: 80,
                 name: "http".into(),
                 protocol: Protocol::Http,
+                sniffed: false,
             }],
             vip: Some("10.96.0.1".into()),
             vip_allocated: false,

@@ -21,8 +21,20 @@ pub struct Port {
     pub name: String,
     /// The service port.
     pub number: u32,
-    /// Protocol.
+    /// Protocol (TCP when sniffed).
     pub protocol: Protocol,
+    /// No protocol declared (no `protocol`/`appProtocol`, a name without a protocol
+    /// prefix): the sidecar sniffs the first bytes, HTTP is routed as HTTP and anything else
+    /// goes as TCP (Istio's protocol detection).
+    pub sniffed: bool,
+}
+
+impl Port {
+    /// Whether the sidecar may handle this port with an HTTP connection manager: declared
+    /// HTTP, HTTP2 or gRPC, or sniffed.
+    pub fn carries_http(&self) -> bool {
+        self.protocol.is_http() || self.sniffed
+    }
 }
 
 /// A service: one host name.

@@ -1,0 +1,162 @@
+//! Ports that declare no protocol (no `protocol` or `appProtocol`, a name without a
+//! protocol prefix) are sniffed as Istio does: the outbound listener on the service's VIP
+//! inspects the first bytes, HTTP goes to an HTTP connection manager routed by the port's
+//! routes, anything else to the TCP proxy, and the cluster speaks to the upstream what the
+//! client spoke. Declared ports keep their own handling.
+
+use envoy_types::pb::envoy::config::listener::v3::{filter::ConfigType, Listener};
+use envoy_types::pb::envoy::extensions::upstreams::http::v3::{
+    http_protocol_options::UpstreamProtocolOptions, HttpProtocolOptions,
+};
+use prost::Message;
+
+mod common;
+
+const MESH: &str = r#"apiVersion: v1
+kind: Service
+metadata: {name: mixed, namespace: bar}
+spec:
+  clusterIP: 10.96.0.30
+  selector: {app: mixed}
+  ports:
+  - {name: web, port: 8000}
+  - {name: tcp-raw, port: 9000}
+  - {name: site, port: 8080, appProtocol: http}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: mixed-0, namespace: bar, labels: {app: mixed}}
+status: {podIP: 10.10.0.60, phase: Running}
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: unnamed, namespace: bar}
+spec:
+  hosts: [api.sniffed.example]
+  addresses: [240.0.0.9]
+  location: MESH_INTERNAL
+  resolution: STATIC
+  ports: [{name: api, number: 7000}]
+  endpoints: [{address: 10.1.0.9}]
+"#;
+
+fn resources(capture: bool) -> isthmus_envoy::ProxyResources {
+    let snap = common::snapshot(MESH, "bar", "c1", "n1");
+    let md: &[(&str, &str)] = if capture {
+        &[]
+    } else {
+        &[("INTERCEPTION_MODE", "NONE")]
+    };
+    let proxy = common::proxy(
+        &snap,
+        "sidecar~10.10.0.30~sleep-0.foo~foo.svc.cluster.local",
+        "c1",
+        md,
+    );
+    isthmus_envoy::generate(&snap, &proxy)
+}
+
+fn listener<'a>(res: &'a isthmus_envoy::ProxyResources, name: &str) -> &'a Listener {
+    res.listeners
+        .iter()
+        .find(|l| l.name == name)
+        .unwrap_or_else(|| {
+            panic!(
+                "no listener {name}: {:?}",
+                res.listeners.iter().map(|l| &l.name).collect::<Vec<_>>()
+            )
+        })
+}
+
+fn filter_names(l: &Listener) -> Vec<Vec<String>> {
+    l.filter_chains
+        .iter()
+        .map(|c| c.filters.iter().map(|f| f.name.clone()).collect())
+        .collect()
+}
+
+/// The upstream protocol choice of cluster `name`, if it sets one.
+fn upstream(res: &isthmus_envoy::ProxyResources, name: &str) -> Option<UpstreamProtocolOptions> {
+    let c = res
+        .clusters
+        .iter()
+        .find(|c| c.name == name)
+        .expect("cluster");
+    let any = c
+        .typed_extension_protocol_options
+        .get(isthmus_envoy::policy::HTTP_OPTIONS)?;
+    HttpProtocolOptions::decode(any.value.as_slice())
+        .expect("options decode")
+        .upstream_protocol_options
+}
+
+#[test]
+fn an_undeclared_port_is_sniffed_on_its_vip() {
+    for capture in [true, false] {
+        let res = resources(capture);
+        for (name, route) in [("10.96.0.30_8000", "8000"), ("240.0.0.9_7000", "7000")] {
+            let l = listener(&res, name);
+            assert_eq!(
+                l.listener_filters
+                    .iter()
+                    .map(|f| f.name.as_str())
+                    .collect::<Vec<_>>(),
+                ["envoy.filters.listener.http_inspector"],
+                "{name}"
+            );
+            assert!(l.continue_on_listener_filters_timeout, "{name}");
+            assert_eq!(l.listener_filters_timeout.map(|d| d.seconds), Some(5));
+            assert_eq!(
+                filter_names(l),
+                [
+                    vec!["envoy.filters.network.http_connection_manager".to_string()],
+                    vec!["envoy.filters.network.tcp_proxy".to_string()]
+                ],
+                "{name}: HTTP first, then TCP"
+            );
+            let m = l.filter_chains[0]
+                .filter_chain_match
+                .as_ref()
+                .expect("the HTTP chain matches");
+            assert_eq!(m.application_protocols, ["http/1.0", "http/1.1", "h2c"]);
+            assert!(l.filter_chains[1].filter_chain_match.is_none());
+            let Some(ConfigType::TypedConfig(hcm)) = &l.filter_chains[0].filters[0].config_type
+            else {
+                panic!("no HCM config");
+            };
+            use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
+                http_connection_manager::RouteSpecifier, HttpConnectionManager,
+            };
+            let hcm = HttpConnectionManager::decode(hcm.value.as_slice()).expect("hcm");
+            let Some(RouteSpecifier::Rds(rds)) = hcm.route_specifier else {
+                panic!("RDS");
+            };
+            assert_eq!(rds.route_config_name, route);
+            let rc = res
+                .routes
+                .iter()
+                .find(|r| r.name == route)
+                .unwrap_or_else(|| panic!("route configuration {route}"));
+            assert!(!rc.virtual_hosts.is_empty(), "{route}");
+        }
+        assert!(matches!(
+            upstream(&res, "outbound|8000||mixed.bar.svc.cluster.local"),
+            Some(UpstreamProtocolOptions::UseDownstreamProtocolConfig(_))
+        ));
+    }
+}
+
+#[test]
+fn declared_ports_are_not_sniffed() {
+    let res = resources(true);
+    let tcp = listener(&res, "10.96.0.30_9000");
+    assert!(tcp.listener_filters.is_empty());
+    assert_eq!(
+        filter_names(tcp),
+        [vec!["envoy.filters.network.tcp_proxy".to_string()]]
+    );
+    // appProtocol http: the shared HTTP listener of the port, as any HTTP port.
+    assert!(res.listeners.iter().any(|l| l.name == "0.0.0.0_8080"));
+    assert!(!res.listeners.iter().any(|l| l.name == "10.96.0.30_8080"));
+    assert!(upstream(&res, "outbound|9000||mixed.bar.svc.cluster.local").is_none());
+}
