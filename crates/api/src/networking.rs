@@ -709,16 +709,40 @@ pub struct HeaderOperations {
     pub remove: Vec<String>,
 }
 
-/// A TCP route.
+/// A TCP route: the first whose match applies picks the connection's destinations.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TcpRoute {
-    /// Match conditions.
+    /// Match conditions, any of which selects the route; every connection when empty.
     #[serde(default, rename = "match", skip_serializing_if = "Vec::is_empty")]
-    pub match_: Vec<serde_json::Value>,
+    pub match_: Vec<L4Match>,
     /// Weighted destinations.
     #[serde(default)]
     pub route: Vec<RouteDestination>,
+}
+
+/// One `L4MatchAttributes`: all of its conditions must hold.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct L4Match {
+    /// The destination address is in one of these (`a.b.c.d` or `a.b.c.d/n`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub destination_subnets: Vec<String>,
+    /// The port the connection is for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u32>,
+    /// The calling workload has these labels.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub source_labels: BTreeMap<String, String>,
+    /// Gateways (or `mesh`) this match is limited to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateways: Option<Vec<String>>,
+    /// The calling workload's namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_namespace: Option<String>,
+    /// The deprecated source subnet (refused, as Istio ignores it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_subnet: Option<String>,
 }
 
 /// A TLS route.

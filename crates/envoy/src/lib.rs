@@ -8,7 +8,7 @@
 //! top: [`generate`] composes a sidecar's resources and leaves a router's to `gateway`.
 //! Layers, bottom first:
 //! `pb`, `names`, `resources`, `jwt`, `rbac`, `render`, `tls`, `policy`, `locality`, `target`, `endpoint`, `cluster`, `http_route`,
-//! `route`, `listener`, `sni_listener`, `passthrough`, `gateway_http`, `funnel`, `gateway`.
+//! `tcp_route`, `route`, `listener`, `sni_listener`, `passthrough`, `gateway_http`, `funnel`, `gateway`.
 
 pub mod cluster;
 pub mod endpoint;
@@ -29,6 +29,7 @@ pub mod resources;
 pub mod route;
 pub mod sni_listener;
 pub mod target;
+pub mod tcp_route;
 pub mod tls;
 
 pub use resources::{

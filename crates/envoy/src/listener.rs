@@ -24,48 +24,35 @@ pub fn sidecar_listeners(snapshot: &MeshSnapshot, proxy: &Proxy) -> Vec<Listener
             continue;
         }
         for port in &svc.ports {
-            let cluster = names::outbound_cluster(port.number, "", &svc.hostname);
-            if port.sniffed {
-                // Its own listener on the VIP, HTTP told from the rest by the first bytes.
-                if let Some(vip) = &svc.vip {
-                    out.push(outbound_listener(
-                        vip,
-                        port.number,
-                        !capture,
-                        cluster,
-                        Forward::Sniffed {
-                            route: port.number.to_string(),
-                            hash_by_source: tcp_hash(snapshot, proxy, svc),
-                        },
-                    ));
-                }
-                continue;
-            }
-            match (&svc.vip, capture, port.protocol.is_http()) {
-                (_, true, true) => {
+            // The TCP side: the VirtualService's TCP route for this port, or the service.
+            let tcp = || {
+                crate::tcp_route::tcp_proxy(
+                    crate::tcp_route::tcp_destinations(snapshot, proxy, svc, port.number),
+                    tcp_hash(snapshot, proxy, svc),
+                )
+            };
+            let Some(vip) = &svc.vip else {
+                if capture && port.protocol.is_http() && !port.sniffed {
                     http_ports.insert(port.number);
                 }
-                (Some(vip), true, false) => out.push(outbound_listener(
-                    vip,
-                    port.number,
-                    false,
-                    names::outbound_cluster(port.number, "", &svc.hostname),
-                    Forward::Tcp {
-                        hash_by_source: tcp_hash(snapshot, proxy, svc),
-                    },
-                )),
-                (Some(vip), false, http) => {
-                    let forward = if http {
-                        Forward::Http(port.number.to_string())
-                    } else {
-                        Forward::Tcp {
-                            hash_by_source: tcp_hash(snapshot, proxy, svc),
-                        }
-                    };
-                    out.push(outbound_listener(vip, port.number, true, cluster, forward));
+                continue;
+            };
+            let forward = if port.sniffed {
+                // Its own listener on the VIP, HTTP told from the rest by the first bytes.
+                Forward::Sniffed {
+                    route: port.number.to_string(),
+                    tcp: tcp(),
                 }
-                (None, _, _) => {}
-            }
+            } else if port.protocol.is_http() {
+                if capture {
+                    http_ports.insert(port.number);
+                    continue;
+                }
+                Forward::Http(port.number.to_string())
+            } else {
+                Forward::Tcp(tcp())
+            };
+            out.push(outbound_listener(vip, port.number, !capture, forward));
         }
     }
     if capture
@@ -81,7 +68,6 @@ pub fn sidecar_listeners(snapshot: &MeshSnapshot, proxy: &Proxy) -> Vec<Listener
             "0.0.0.0",
             port,
             false,
-            String::new(),
             Forward::Http(port.to_string()),
         ));
     }
@@ -124,12 +110,13 @@ fn inbound_route(cluster: &str) -> Route {
 enum Forward {
     /// HTTP, routed by the RDS configuration of this name.
     Http(String),
-    /// TCP to the listener's cluster, hashed by the caller's address when its
-    /// DestinationRule asks for `consistentHash.useSourceIp` (Istio's `maybeSetHashPolicy`).
-    Tcp { hash_by_source: bool },
+    /// TCP, with this TCP proxy (the service's cluster or its TCP route's destinations,
+    /// hashed by the caller's address when its DestinationRule asks for
+    /// `consistentHash.useSourceIp`, Istio's `maybeSetHashPolicy`).
+    Tcp(Filter),
     /// Sniffed: HTTP (HTTP/1.x or h2c, by the HTTP inspector) routed by the RDS
-    /// configuration `route`, anything else TCP as [`Forward::Tcp`].
-    Sniffed { route: String, hash_by_source: bool },
+    /// configuration `route`, anything else to the TCP proxy `tcp`.
+    Sniffed { route: String, tcp: Filter },
 }
 
 /// How long a sniffed listener waits for the client's first bytes before it gives the
@@ -145,26 +132,16 @@ fn tcp_hash(snapshot: &MeshSnapshot, proxy: &Proxy, svc: &isthmus_model::Service
     crate::policy::Policy::of(snapshot, proxy, svc, None).tcp_hash_by_source()
 }
 
-fn outbound_listener(
-    address: &str,
-    port: u32,
-    bind: bool,
-    cluster: String,
-    forward: Forward,
-) -> Listener {
+fn outbound_listener(address: &str, port: u32, bind: bool, forward: Forward) -> Listener {
     let name = format!("{address}_{port}");
-    let tcp = |hash_by_source: bool| tcp_forward(cluster.clone(), hash_by_source);
     let (filter, sniffed_http) = match forward {
         Forward::Http(r) => (
             http_connection_manager(&format!("outbound_{name}"), HcmRoute::Rds(r), None),
             None,
         ),
-        Forward::Tcp { hash_by_source } => (tcp(hash_by_source), None),
-        Forward::Sniffed {
-            route,
-            hash_by_source,
-        } => (
-            tcp(hash_by_source),
+        Forward::Tcp(tcp) => (tcp, None),
+        Forward::Sniffed { route, tcp } => (
+            tcp,
             Some(http_connection_manager(
                 &format!("outbound_{name}"),
                 HcmRoute::Rds(route),
@@ -201,29 +178,6 @@ fn outbound_listener(
         );
     }
     listener
-}
-
-/// A TCP proxy to `cluster`, hashed by the caller's address when `hash_by_source`.
-fn tcp_forward(cluster: String, hash_by_source: bool) -> Filter {
-    match hash_by_source {
-        false => tcp_proxy_filter(&cluster, &cluster),
-        true => {
-            use envoy_types::pb::envoy::r#type::v3::{hash_policy, HashPolicy};
-            network_filter(
-                "envoy.filters.network.tcp_proxy",
-                &TcpProxy {
-                    stat_prefix: cluster.clone(),
-                    cluster_specifier: Some(tcp_proxy::ClusterSpecifier::Cluster(cluster)),
-                    hash_policy: vec![HashPolicy {
-                        policy_specifier: Some(hash_policy::PolicySpecifier::SourceIp(
-                            hash_policy::SourceIp {},
-                        )),
-                    }],
-                    ..Default::default()
-                },
-            )
-        }
-    }
 }
 
 fn inbound_chains(

@@ -6,7 +6,7 @@ use crate::diagnostic::Diagnostic;
 use crate::duration;
 use crate::networking::{
     CorsPolicy, Destination, Headers, HttpFault, HttpMatchRequest, HttpRoute, RouteDestination,
-    StringMatch, TlsRoute, VirtualService,
+    StringMatch, TcpRoute, TlsRoute, VirtualService, VirtualServiceSpec,
 };
 use std::net::IpAddr;
 
@@ -65,12 +65,8 @@ pub(super) fn virtual_service(vs: &VirtualService, v: &mut Vec<Diagnostic>) {
     for (i, r) in spec.http.iter().enumerate() {
         http_route(r, &format!("spec.http[{i}]"), v);
     }
-    if !spec.tcp.is_empty() {
-        unsupported(
-            v,
-            "spec.tcp",
-            "TCP routes are not supported by Isthmus yet; the VirtualService is refused rather than routing TCP by its Service alone",
-        );
+    for (i, r) in spec.tcp.iter().enumerate() {
+        tcp_route(r, spec, &format!("spec.tcp[{i}]"), v);
     }
     for (i, r) in spec.tls.iter().enumerate() {
         tls_route(r, spec.binds_mesh(), &format!("spec.tls[{i}]"), v);
@@ -412,6 +408,60 @@ fn fault(f: &HttpFault, at: &str, v: &mut Vec<Diagnostic>) {
             percentage(p.value, &format!("{at}.abort.percentage.value"), v);
         }
     }
+}
+
+/// A TCP route: sidecars only (Isthmus's gateways serve no TCP servers), matches on what a
+/// sidecar knows of a connection (destination subnet, port, the caller's labels and
+/// namespace).
+fn tcp_route(r: &TcpRoute, spec: &VirtualServiceSpec, at: &str, v: &mut Vec<Diagnostic>) {
+    if !spec.binds_mesh() {
+        unsupported(
+            v,
+            at,
+            "TCP routes on gateways are not supported by Isthmus (nor TCP Gateway servers); bind the VirtualService to `mesh`",
+        );
+    }
+    for (j, m) in r.match_.iter().enumerate() {
+        let at = format!("{at}.match[{j}]");
+        if m.source_subnet.is_some() {
+            unsupported(
+                v,
+                &format!("{at}.sourceSubnet"),
+                "sourceSubnet is deprecated and not supported by Isthmus (Istio ignores it)",
+            );
+        }
+        if let Some(g) = m
+            .gateways
+            .as_ref()
+            .filter(|g| g.iter().any(|g| g != "mesh"))
+        {
+            unsupported(
+                v,
+                &format!("{at}.gateways"),
+                &format!(
+                    "TCP matches for gateways ({}) are not supported by Isthmus; use `mesh`",
+                    g.join(", ")
+                ),
+            );
+        }
+        for (k, s) in m.destination_subnets.iter().enumerate() {
+            if !super::is_ip_or_cidr(s) {
+                v.push(
+                    Diagnostic::error(format!("`{s}` is not an IP address or CIDR"))
+                        .at(format!("{at}.destinationSubnets[{k}]")),
+                );
+            }
+        }
+        if let Some(p) = m.port {
+            port_range(p, format!("{at}.port"), v);
+        }
+    }
+    if r.route.is_empty() {
+        v.push(
+            Diagnostic::error("a route needs at least one destination").at(format!("{at}.route")),
+        );
+    }
+    destinations(&r.route, false, at, v);
 }
 
 fn tls_route(r: &TlsRoute, binds_mesh: bool, at: &str, v: &mut Vec<Diagnostic>) {
