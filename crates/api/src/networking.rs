@@ -372,9 +372,9 @@ pub struct HttpRoute {
     /// Answer directly with this status and body, without forwarding.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub direct_response: Option<HttpDirectResponse>,
-    /// Delegate to another VirtualService (not supported by Isthmus yet: refused).
+    /// Hand the route to a delegate VirtualService (one without hosts).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub delegate: Option<serde_json::Value>,
+    pub delegate: Option<Delegate>,
     /// Rewrite the path or authority.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rewrite: Option<HttpRewrite>,
@@ -405,6 +405,17 @@ pub struct HttpRoute {
     /// Header manipulation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub headers: Option<Headers>,
+}
+
+/// A `Delegate`: the VirtualService whose routes replace a route.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Delegate {
+    /// Its name.
+    pub name: String,
+    /// Its namespace; the root's when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
 }
 
 /// One `HTTPMatchRequest`: all of its conditions must hold.

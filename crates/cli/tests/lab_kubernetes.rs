@@ -1045,7 +1045,7 @@ fn s1_all_variants_and_bad_input_and_an_unreachable_api_server() {
         ("s1-egress", 6),
         ("s1-subsets", 10),
         ("s1-cleanup", 8),
-        ("vs-features", 21),
+        ("vs-features", 23),
     ] {
         let run = lab.ok(&[
             "run",

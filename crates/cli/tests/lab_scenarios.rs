@@ -176,7 +176,7 @@ fn s1_and_its_variants_in_the_lab_with_one_pod_cidr_in_both_clusters() {
         ("s1-egress", 6),
         ("s1-subsets", 10),
         ("s1-cleanup", 8),
-        ("vs-features", 21),
+        ("vs-features", 23),
     ] {
         let run = lab.ok(&[
             "run",

@@ -218,6 +218,8 @@ impl MeshSnapshot {
             .values()
             .filter_map(|s| s.vip.clone().map(|v| (v, s.hostname.clone())))
             .collect();
+        // The resource of each VirtualService, for what delegation reports.
+        let mut vs_resources = Vec::new();
         for r in &local_resources {
             match &r.object {
                 Object::ServiceEntry(se) => {
@@ -370,10 +372,13 @@ impl MeshSnapshot {
                     namespace: dr.metadata.namespace.to_string(),
                     rule: (**dr).clone(),
                 }),
-                Object::VirtualService(vs) => snap.virtual_services.push(Scoped {
-                    namespace: vs.metadata.namespace.to_string(),
-                    rule: (**vs).clone(),
-                }),
+                Object::VirtualService(vs) => {
+                    snap.virtual_services.push(Scoped {
+                        namespace: vs.metadata.namespace.to_string(),
+                        rule: (**vs).clone(),
+                    });
+                    vs_resources.push(r);
+                }
                 Object::Gateway(g) => snap.gateways.push(Scoped {
                     namespace: g.metadata.namespace.to_string(),
                     rule: (**g).clone(),
@@ -445,6 +450,15 @@ impl MeshSnapshot {
                 Arc::make_mut(s).vip_allocated = false;
             }
         }
+        // Delegating routes replaced by their delegates' routes.
+        let (resolved, unresolved) = crate::delegate::resolve(&snap.virtual_services);
+        for (vs, route, message) in unresolved {
+            if let Some(r) = vs_resources.get(vs) {
+                let d = Diagnostic::warning(message).at(format!("spec.http[{route}].delegate"));
+                snap.diagnostics.push(place(d, r));
+            }
+        }
+        snap.virtual_services = resolved;
         snap.services = services;
         snap.find_serviceless_hosts();
         snap

@@ -10,11 +10,12 @@
 //! snapshot holds sits below `build`, which makes snapshots, and `builder`, which drives it.
 //! Layers, bottom first:
 //! `host`, `labels`, `health`, `policy`, `proxy`, `service`, `automation`, `objects`, `pod`,
-//! `incremental`, `snapshot`, `build`, `push`, `builder`.
+//! `incremental`, `snapshot`, `delegate`, `build`, `push`, `builder`.
 
 pub mod automation;
 pub mod build;
 pub mod builder;
+pub mod delegate;
 pub mod health;
 pub mod host;
 pub mod incremental;

@@ -51,7 +51,22 @@ pub fn grpc_status(v: &serde_json::Value) -> Option<u32> {
 pub(super) fn virtual_service(vs: &VirtualService, v: &mut Vec<Diagnostic>) {
     let spec = &vs.spec;
     if spec.hosts.is_empty() {
-        v.push(Diagnostic::error("at least one host is required").at("spec.hosts"));
+        // A delegate: routes another VirtualService hands over, HTTP only.
+        if !spec.gateways.is_empty() {
+            v.push(
+                Diagnostic::error("a delegate VirtualService (one without hosts) takes its gateways from the root that delegates to it; remove `gateways`")
+                    .at("spec.gateways"),
+            );
+        }
+        if !spec.tcp.is_empty() || !spec.tls.is_empty() {
+            v.push(
+                Diagnostic::error("a delegate VirtualService (one without hosts) has HTTP routes only; give it hosts to route TCP or TLS")
+                    .at(if spec.tcp.is_empty() { "spec.tls" } else { "spec.tcp" }),
+            );
+        }
+        if spec.http.is_empty() {
+            v.push(Diagnostic::error("at least one host is required").at("spec.hosts"));
+        }
     }
     for (i, h) in spec.hosts.iter().enumerate() {
         if !super::is_host(h, true) && h.parse::<IpAddr>().is_err() {
@@ -74,12 +89,10 @@ pub(super) fn virtual_service(vs: &VirtualService, v: &mut Vec<Diagnostic>) {
 }
 
 fn http_route(r: &HttpRoute, at: &str, v: &mut Vec<Diagnostic>) {
-    if r.delegate.is_some() {
-        unsupported(
-            v,
-            &format!("{at}.delegate"),
-            "delegate is not supported by Isthmus yet; the VirtualService is refused rather than applied without it",
-        );
+    if let Some(d) = &r.delegate {
+        if d.name.is_empty() {
+            v.push(Diagnostic::error("a delegate needs a name").at(format!("{at}.delegate.name")));
+        }
     }
     if r.mirror_percent.is_some() {
         unsupported(
@@ -93,18 +106,19 @@ fn http_route(r: &HttpRoute, at: &str, v: &mut Vec<Diagnostic>) {
     }
     let actions = usize::from(r.redirect.is_some())
         + usize::from(!r.route.is_empty())
-        + usize::from(r.direct_response.is_some());
+        + usize::from(r.direct_response.is_some())
+        + usize::from(r.delegate.is_some());
     match actions {
         0 => v.push(
             Diagnostic::error(
-                "an HTTP route needs `route` (destinations), `redirect` or `directResponse`",
+                "an HTTP route needs `route` (destinations), `redirect`, `directResponse` or `delegate`",
             )
             .at(format!("{at}.route")),
         ),
         1 => {}
         _ => v.push(
             Diagnostic::error(
-                "a route has one of `route`, `redirect` and `directResponse`, not several",
+                "a route has one of `route`, `redirect`, `directResponse` and `delegate`, not several",
             )
             .at(format!("{at}.redirect")),
         ),
