@@ -788,7 +788,11 @@ mod tests {
             refused("Gateway", &spec, want);
         }
         for (spec, want) in [
-            ("  ingress: [{port: {number: 80, protocol: HTTP, name: h}, defaultEndpoint: 127.0.0.1:8080}]\n", "spec.ingress: ingress is not supported by Isthmus yet"),
+            ("  ingress: [{port: {number: 80, protocol: HTTP, name: h}, defaultEndpoint: 10.0.0.1:8080}]\n", "spec.ingress[0].defaultEndpoint: `10.0.0.1:8080` is not 127.0.0.1:PORT"),
+            ("  ingress: [{port: {number: 80}, defaultEndpoint: 'unix:///var/run/app.sock'}]\n", "a Unix socket defaultEndpoint is not supported by Isthmus"),
+            ("  ingress: [{port: {number: 80}, tls: {mode: SIMPLE}}]\n", "spec.ingress[0].tls: ingress tls is not supported by Isthmus"),
+            ("  ingress: [{port: {number: 80}}, {port: {number: 80}}]\n", "port 80 has two ingress listeners"),
+            ("  ingress: [{port: {numbr: 80}}]\n", "unknown field `numbr`"),
             ("  outboundTrafficPolicy: {mode: REGISTRY_ONLY, egressProxy: {host: egress}}\n", "egressProxy is not supported"),
             ("  outboundTrafficPolicy: {mode: REGISTRY}\n", "unknown OutboundTrafficMode `REGISTRY`"),
             ("  egress: [{port: {number: 80, protocol: HTTP, name: h}, hosts: [./*]}]\n", "spec.egress[0].port: egress port is not supported"),

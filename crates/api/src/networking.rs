@@ -90,9 +90,10 @@ pub struct SidecarSpec {
     /// Egress listeners; their `hosts` (`namespace/dnsName`) are what the proxies see.
     #[serde(default)]
     pub egress: Vec<SidecarEgress>,
-    /// Inbound listeners (not supported by Isthmus yet: refused).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ingress: Option<serde_json::Value>,
+    /// Inbound listeners: when given, the workload's inbound ports are these (instead of
+    /// its services' target ports), each forwarded to its `defaultEndpoint`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ingress: Vec<SidecarIngress>,
     /// ALLOW_ANY (the default) or REGISTRY_ONLY.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub outbound_traffic_policy: Option<OutboundTrafficPolicy>,
@@ -116,6 +117,79 @@ pub struct OutboundTrafficPolicy {
 
 fn allow_any() -> crate::enums::OutboundTrafficMode {
     crate::enums::OutboundTrafficMode::AllowAny
+}
+
+/// One ingress listener of a Sidecar.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SidecarIngress {
+    /// The port traffic arrives on, and its protocol.
+    pub port: SidecarPort,
+    /// Where the app listens: `127.0.0.1:PORT` (loopback) or `0.0.0.0:PORT` (the pod's
+    /// address); the pod's address and the ingress port when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_endpoint: Option<String>,
+    /// An address to bind (not supported by Isthmus: refused).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bind: Option<serde_json::Value>,
+    /// How traffic is captured (not supported by Isthmus: refused).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capture_mode: Option<serde_json::Value>,
+    /// TLS terminated by the sidecar for this port (not supported by Isthmus yet: refused).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<serde_json::Value>,
+    /// A connection pool of its own (not supported by Isthmus yet: refused).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connection_pool: Option<serde_json::Value>,
+}
+
+/// A Sidecar listener's port.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SidecarPort {
+    /// The port number.
+    pub number: u32,
+    /// Its protocol; from the name's prefix when absent, else TCP.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protocol: Option<Protocol>,
+    /// Its name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// The deprecated target port (refused: use `defaultEndpoint`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_port: Option<serde_json::Value>,
+}
+
+impl SidecarPort {
+    /// The port's protocol: `protocol`, else the name's prefix, else TCP.
+    pub fn protocol(&self) -> Protocol {
+        self.protocol.unwrap_or_else(|| {
+            self.name
+                .as_deref()
+                .map(Protocol::from_port_name)
+                .unwrap_or(Protocol::Tcp)
+        })
+    }
+}
+
+impl SidecarIngress {
+    /// Where the app listens: (`None` for the pod's own address, else the loopback address;
+    /// port), from `defaultEndpoint`; `None` when it is not one of those forms.
+    pub fn endpoint(&self) -> Option<(Option<std::net::IpAddr>, u32)> {
+        let Some(e) = self.default_endpoint.as_deref() else {
+            return Some((None, self.port.number));
+        };
+        let addr: std::net::SocketAddr = e.parse().ok()?;
+        let port = u32::from(addr.port());
+        if port == 0 {
+            return None;
+        }
+        match addr.ip() {
+            ip if ip.is_unspecified() => Some((None, port)),
+            ip if ip.is_loopback() => Some((Some(ip), port)),
+            _ => None,
+        }
+    }
 }
 
 /// One egress listener of a Sidecar.

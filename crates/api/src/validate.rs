@@ -98,13 +98,56 @@ fn sidecar(spec: &crate::networking::SidecarSpec, v: &mut Vec<Diagnostic>) {
             "egressProxy is not supported by Isthmus yet; the Sidecar is refused rather than applied without it",
         );
     }
-    for (field, set) in [
-        ("ingress", spec.ingress.is_some()),
-        (
-            "inboundConnectionPool",
-            spec.inbound_connection_pool.is_some(),
-        ),
-    ] {
+    let mut seen = BTreeSet::new();
+    for (i, ing) in spec.ingress.iter().enumerate() {
+        let at = format!("spec.ingress[{i}]");
+        port_range(ing.port.number, format!("{at}.port.number"), v);
+        if !seen.insert(ing.port.number) {
+            v.push(
+                Diagnostic::error(format!(
+                    "port {} has two ingress listeners",
+                    ing.port.number
+                ))
+                .at(format!("{at}.port.number")),
+            );
+        }
+        if ing.endpoint().is_none() {
+            let e = ing.default_endpoint.as_deref().unwrap_or_default();
+            if e.starts_with("unix://") {
+                unsupported(
+                    v,
+                    &format!("{at}.defaultEndpoint"),
+                    "a Unix socket defaultEndpoint is not supported by Isthmus; use 127.0.0.1:PORT or 0.0.0.0:PORT",
+                );
+            } else {
+                v.push(
+                    Diagnostic::error(format!(
+                        "`{e}` is not 127.0.0.1:PORT, 0.0.0.0:PORT, [::1]:PORT or [::]:PORT"
+                    ))
+                    .at(format!("{at}.defaultEndpoint")),
+                );
+            }
+        }
+        for (field, set) in [
+            ("bind", ing.bind.is_some()),
+            ("captureMode", ing.capture_mode.is_some()),
+            ("tls", ing.tls.is_some()),
+            ("connectionPool", ing.connection_pool.is_some()),
+            ("port.targetPort", ing.port.target_port.is_some()),
+        ] {
+            if set {
+                unsupported(
+                    v,
+                    &format!("{at}.{field}"),
+                    &format!("ingress {field} is not supported by Isthmus; the Sidecar is refused rather than applied without it"),
+                );
+            }
+        }
+    }
+    for (field, set) in [(
+        "inboundConnectionPool",
+        spec.inbound_connection_pool.is_some(),
+    )] {
         if set {
             unsupported(
                 v,

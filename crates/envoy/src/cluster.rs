@@ -8,7 +8,7 @@ use crate::tls::upstream_mtls;
 use isthmus_api::enums::{Resolution, TlsMode};
 use isthmus_api::networking::Subset;
 use isthmus_model::{Address, MeshSnapshot, Proxy};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 /// A sidecar's clusters besides the outbound ones: inbound per served port, passthrough
 /// and black hole.
@@ -23,12 +23,17 @@ pub fn sidecar_local_clusters(snapshot: &MeshSnapshot, proxy: &Proxy) -> Vec<Clu
     } else {
         "127.0.0.1"
     };
-    for (port, http2) in inbound_port_protocols(snapshot, proxy) {
-        let mut c = static_cluster(&names::inbound_cluster(port), app, port);
+    for (port, p) in inbound_ports(snapshot, proxy) {
+        let (address, target) = match p.endpoint {
+            Some((Some(loopback), target)) => (loopback.to_string(), target),
+            Some((None, target)) => (app.to_string(), target),
+            None => (app.to_string(), port),
+        };
+        let mut c = static_cluster(&names::inbound_cluster(port), &address, target);
         if capture {
             c.upstream_bind_config = Some(inbound_bind());
         }
-        if http2 {
+        if p.http2 {
             crate::policy::Policy::default().apply_http2(&mut c);
         }
         out.push(c);
@@ -66,32 +71,53 @@ fn inbound_bind() -> envoy_types::pb::envoy::config::core::v3::BindConfig {
 }
 
 /// The target ports of the services this proxy's pod serves.
-pub fn inbound_ports(snapshot: &MeshSnapshot, proxy: &Proxy) -> BTreeSet<u32> {
-    inbound_port_protocols(snapshot, proxy)
-        .into_keys()
-        .collect()
-}
-
-/// The target ports of the services this proxy's pod serves, each with whether a service
-/// names it gRPC or HTTP2 (the app speaks HTTP/2 there), in one pass over the endpoints.
-fn inbound_port_protocols(snapshot: &MeshSnapshot, proxy: &Proxy) -> BTreeMap<u32, bool> {
+pub fn inbound_ports(snapshot: &MeshSnapshot, proxy: &Proxy) -> BTreeMap<u32, InboundPort> {
+    if let Some(ingress) = snapshot.sidecar_ingress(proxy) {
+        return ingress
+            .iter()
+            .map(|i| {
+                let protocol = i.port.protocol();
+                (
+                    i.port.number,
+                    InboundPort {
+                        http: protocol.is_http(),
+                        http2: protocol.is_http2(),
+                        endpoint: i.endpoint(),
+                    },
+                )
+            })
+            .collect();
+    }
     let own = Address::parse(&proxy.id.ip);
-    let mut out: BTreeMap<u32, bool> = BTreeMap::new();
+    let mut out: BTreeMap<u32, InboundPort> = BTreeMap::new();
     for svc in snapshot.services.values() {
         for e in svc.endpoints.iter() {
             if e.address != own || *e.origin.cluster != *proxy.cluster {
                 continue;
             }
             for (name, target) in e.origin.ports.iter() {
-                let http2 = svc
-                    .ports
-                    .iter()
-                    .any(|p| p.name == *name && p.protocol.is_http2());
-                *out.entry(*target).or_default() |= http2;
+                let entry = out.entry(*target).or_default();
+                for p in svc.ports.iter().filter(|p| p.name == *name) {
+                    entry.http |= p.protocol.is_http();
+                    entry.http2 |= p.protocol.is_http2();
+                }
             }
         }
     }
     out
+}
+
+/// One inbound port of a sidecar's workload.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct InboundPort {
+    /// A service names it HTTP, HTTP2 or gRPC (or the Sidecar ingress does): an HTTP
+    /// connection manager serves it.
+    pub http: bool,
+    /// The app speaks HTTP/2 there (gRPC, HTTP2).
+    pub http2: bool,
+    /// Where the app listens, from a Sidecar ingress's `defaultEndpoint`: (the loopback
+    /// address, or `None` for the pod's own; port). `None`: the pod, on the same port.
+    pub endpoint: Option<(Option<std::net::IpAddr>, u32)>,
 }
 
 /// One outbound cluster (`outbound|PORT|SUBSET|HOST`) as `proxy` needs it.

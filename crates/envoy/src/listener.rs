@@ -10,7 +10,7 @@ use crate::route::{http_connection_manager, http_connection_manager_with, route_
 use crate::tls::downstream_mtls;
 use isthmus_api::enums::MtlsMode;
 use isthmus_model::Interception;
-use isthmus_model::{Address, MeshSnapshot, Proxy};
+use isthmus_model::{MeshSnapshot, Proxy};
 use std::collections::BTreeSet;
 
 /// Every listener of a sidecar.
@@ -294,24 +294,10 @@ pub const MESH_ALPNS: [&str; 5] = [
 
 fn inbound_listeners(snapshot: &MeshSnapshot, proxy: &Proxy, capture: bool) -> Vec<Listener> {
     let inbound = inbound_ports(snapshot, proxy);
-    let own = Address::parse(&proxy.id.ip);
-    let is_http = |port: u32| {
-        snapshot.services.values().any(|s| {
-            s.endpoints
-                .iter()
-                .any(|e| e.address == own && *e.origin.cluster == *proxy.cluster)
-                && s.ports.iter().any(|p| {
-                    p.protocol.is_http()
-                        && s.endpoints
-                            .iter()
-                            .any(|e| e.address == own && e.origin.ports.get(&p.name) == Some(&port))
-                })
-        })
-    };
     if capture {
         let mut chains: Vec<FilterChain> = inbound
             .iter()
-            .flat_map(|p| inbound_chains(snapshot, proxy, *p, is_http(*p), true))
+            .flat_map(|(port, p)| inbound_chains(snapshot, proxy, *port, p.http, true))
             .collect();
         chains.push(FilterChain {
             name: "virtualInbound-passthrough".into(),
@@ -332,11 +318,11 @@ fn inbound_listeners(snapshot: &MeshSnapshot, proxy: &Proxy, capture: bool) -> V
     }
     inbound
         .iter()
-        .map(|p| Listener {
-            name: format!("{}_{p}", proxy.id.ip),
-            address: Some(socket(&proxy.id.ip, *p)),
+        .map(|(port, p)| Listener {
+            name: format!("{}_{port}", proxy.id.ip),
+            address: Some(socket(&proxy.id.ip, *port)),
             listener_filters: vec![tls_inspector()],
-            filter_chains: inbound_chains(snapshot, proxy, *p, is_http(*p), false),
+            filter_chains: inbound_chains(snapshot, proxy, *port, p.http, false),
             traffic_direction: 1,
             ..Default::default()
         })

@@ -438,6 +438,17 @@ impl MeshSnapshot {
         }
     }
 
+    /// The ingress listeners of the Sidecar that applies to `proxy`, when it has any: then
+    /// they are the workload's inbound ports.
+    pub fn sidecar_ingress(
+        &self,
+        proxy: &Proxy,
+    ) -> Option<&[isthmus_api::networking::SidecarIngress]> {
+        self.sidecar_for(proxy)
+            .map(|s| s.rule.spec.ingress.as_slice())
+            .filter(|i| !i.is_empty())
+    }
+
     /// The Sidecar that applies to `proxy`, as Istio chooses: one of its namespace whose
     /// selector matches it, else its namespace's without a selector, else the root
     /// namespace's without a selector.
