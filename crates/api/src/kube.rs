@@ -138,17 +138,72 @@ pub struct Pod {
 
 /// `Pod.spec`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(from = "PodSpecWire", into = "PodSpecWire")]
 pub struct PodSpec {
     /// Service account; `default` when empty (shared by the pods of a file that name the
     /// same one).
-    #[serde(default, skip_serializing_if = "str::is_empty")]
     pub service_account_name: Arc<str>,
     /// Containers (boxed: no room kept for more).
-    #[serde(default, skip_serializing_if = "<[Container]>::is_empty")]
     pub containers: Box<[Container]>,
+    /// `hostname` and `subdomain` when both are set (a StatefulSet's pods): what names the
+    /// pod in DNS under its headless Service. Boxed: one pointer for what most pods lack.
+    pub dns_name: Option<Box<PodDnsName>>,
     // `nodeName` is not kept: the mesh reads locality from the pod's own topology labels
     // and reads no Node objects, so the name would be 16 bytes per pod that nothing uses.
+}
+
+/// A pod's name in DNS: `HOSTNAME.SUBDOMAIN.NAMESPACE.svc.cluster.local`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PodDnsName {
+    /// `spec.hostname` (a StatefulSet's pods: their own name).
+    pub hostname: Arc<str>,
+    /// `spec.subdomain`: the headless Service that names it.
+    pub subdomain: Arc<str>,
+}
+
+/// `Pod.spec` as written.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct PodSpecWire {
+    #[serde(default, skip_serializing_if = "str::is_empty")]
+    service_account_name: Arc<str>,
+    #[serde(default, skip_serializing_if = "<[Container]>::is_empty")]
+    containers: Box<[Container]>,
+    #[serde(default, skip_serializing_if = "str::is_empty")]
+    hostname: Arc<str>,
+    #[serde(default, skip_serializing_if = "str::is_empty")]
+    subdomain: Arc<str>,
+}
+
+impl From<PodSpecWire> for PodSpec {
+    fn from(w: PodSpecWire) -> Self {
+        let dns_name = (!w.hostname.is_empty() && !w.subdomain.is_empty()).then(|| {
+            Box::new(PodDnsName {
+                hostname: w.hostname,
+                subdomain: w.subdomain,
+            })
+        });
+        PodSpec {
+            service_account_name: w.service_account_name,
+            containers: w.containers,
+            dns_name,
+        }
+    }
+}
+
+impl From<PodSpec> for PodSpecWire {
+    fn from(s: PodSpec) -> Self {
+        let (hostname, subdomain) = s
+            .dns_name
+            .map(|d| (d.hostname, d.subdomain))
+            .unwrap_or_default();
+        PodSpecWire {
+            service_account_name: s.service_account_name,
+            containers: s.containers,
+            hostname,
+            subdomain,
+        }
+    }
 }
 
 /// A container, as far as the mesh cares.
@@ -452,8 +507,9 @@ mod tests {
     #[test]
     fn a_pod_fits_the_allocators_112_byte_class() {
         // A registry holds one boxed Pod per endpoint: its IP, phase and Ready in line
-        // (Ready takes a byte of what was padding), rarely set fields one pointer each.
+        // (Ready takes a byte of what was padding), rarely set fields one pointer each
+        // (the StatefulSet DNS name the last 8 bytes of the class).
         assert_eq!(std::mem::size_of::<PodStatus>(), 19);
-        assert_eq!(std::mem::size_of::<Pod>(), 104);
+        assert_eq!(std::mem::size_of::<Pod>(), 112);
     }
 }

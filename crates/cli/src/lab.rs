@@ -362,7 +362,10 @@ pub fn run(g: &LabGlobal, cmd: LabCommand) -> Result<()> {
                 Lab::down(&opts, &mut |l| progress(l))?;
             }
             if failures > 0 {
-                bail!("{failures} step(s) of `{}` failed", sc.name);
+                bail!(
+                    "{failures} step(s) or check(s) of `{}` failed (see FAILED above)",
+                    sc.name
+                );
             }
         }
         LabCommand::App {

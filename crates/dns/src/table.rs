@@ -67,7 +67,8 @@ fn normalize(name: &str) -> String {
 impl NameTable {
     /// The table for `snapshot`: every service with a VIP (Kubernetes ClusterIP, ServiceEntry
     /// address or an allocated one), headless local services by their pods' addresses,
-    /// wildcard ServiceEntry hosts with an address (`*.example.com`), plus `templates`.
+    /// a StatefulSet's pods by name under their headless service, wildcard ServiceEntry hosts
+    /// with an address (`*.example.com`), plus `templates`.
     pub fn from_snapshot(snapshot: &MeshSnapshot, templates: &[Template]) -> Self {
         let mut names: BTreeMap<String, Vec<Ipv4Addr>> = BTreeMap::new();
         let mut wildcards = Vec::new();
@@ -104,6 +105,24 @@ impl NameTable {
             for a in addrs {
                 if !entry.contains(&a) {
                     entry.push(a);
+                }
+            }
+        }
+        // A StatefulSet's pods by name under their headless Service, as kube-dns answers
+        // `web-0.web.NAMESPACE.svc.cluster.local`.
+        if let Some(pods) = snapshot.pods.get(&snapshot.local_cluster) {
+            for (ns, hostname, subdomain, ip) in pods.named_in_dns() {
+                let service = format!("{subdomain}.{ns}.svc.cluster.local");
+                let IpAddr::V4(ip) = ip else { continue };
+                if snapshot
+                    .services
+                    .get(&service)
+                    .is_some_and(|s| s.headless())
+                {
+                    names
+                        .entry(normalize(&format!("{hostname}.{service}")))
+                        .or_default()
+                        .push(ip);
                 }
             }
         }

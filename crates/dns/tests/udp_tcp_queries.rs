@@ -254,3 +254,50 @@ async fn names_the_mesh_does_not_own_are_forwarded_to_the_upstream_resolver() {
     let m = udp(lonely, "httpbin.bar.global.", RecordType::A).await;
     assert_eq!(a_records(&m), vec![Ipv4Addr::new(127, 255, 0, 2)]);
 }
+
+#[test]
+fn a_statefulsets_pods_answer_by_name_under_their_headless_service() {
+    let dir = std::env::temp_dir().join(format!("isthmus-dns-sts-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("db")).expect("mkdir");
+    std::fs::write(
+        dir.join("db/web.yaml"),
+        "apiVersion: v1\nkind: Service\nmetadata: {name: web}\nspec:\n  clusterIP: None\n  selector: {app: web}\n  ports: [{name: http, port: 80}]\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: web-0, labels: {app: web}}\nspec: {hostname: web-0, subdomain: web}\nstatus: {podIP: 10.10.0.90, phase: Running}\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: web-1, labels: {app: web}}\nspec: {hostname: web-1, subdomain: web}\nstatus: {podIP: 10.10.0.91, phase: Running}\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: loner, labels: {app: web}}\nstatus: {podIP: 10.10.0.92, phase: Running}\n",
+    )
+    .expect("write");
+    let mut reg = FileRegistry::new("c1", &dir);
+    reg.reload();
+    assert!(
+        reg.current().diagnostics.is_empty(),
+        "{:?}",
+        reg.current().diagnostics
+    );
+    let snap = MeshSnapshot::build(
+        &SnapshotInput {
+            local_cluster: "c1".into(),
+            local_network: "n1".into(),
+            clusters: vec![reg.current().clone()],
+            ..Default::default()
+        },
+        1,
+    );
+    let table = NameTable::from_snapshot(&snap, &[]);
+    assert_eq!(
+        table.lookup("web-0.web.db.svc.cluster.local"),
+        isthmus_dns::Answer::Found(vec![Ipv4Addr::new(10, 10, 0, 90)])
+    );
+    assert_eq!(
+        table.lookup("web-1.web.db.svc.cluster.local."),
+        isthmus_dns::Answer::Found(vec![Ipv4Addr::new(10, 10, 0, 91)])
+    );
+    // The service: every pod; a pod without hostname and subdomain has no name of its own.
+    let isthmus_dns::Answer::Found(all) = table.lookup("web.db.svc.cluster.local") else {
+        panic!("the headless service resolves");
+    };
+    assert_eq!(all.len(), 3);
+    assert_eq!(
+        table.lookup("loner.web.db.svc.cluster.local"),
+        isthmus_dns::Answer::NxDomain
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

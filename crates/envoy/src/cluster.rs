@@ -153,7 +153,13 @@ pub fn outbound(
         crate::policy::Policy::of(snapshot, proxy, t.service, subset).apply(&mut c, proxy, http);
         return c;
     }
-    match t.service.resolution {
+    // A headless Service: to the pod the client connected to, as a resolution NONE entry.
+    let resolution = if t.service.headless() {
+        Resolution::None
+    } else {
+        t.service.resolution
+    };
+    match resolution {
         Resolution::None => {
             c.cluster_discovery_type = Some(cluster::ClusterDiscoveryType::Type(
                 cluster::DiscoveryType::OriginalDst as i32,

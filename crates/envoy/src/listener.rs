@@ -32,7 +32,13 @@ pub fn sidecar_listeners(snapshot: &MeshSnapshot, proxy: &Proxy) -> Vec<Listener
                 )
             };
             let Some(vip) = &svc.vip else {
-                if capture && port.protocol.is_http() && !port.sniffed {
+                if capture && svc.headless() {
+                    // Clients connect to the pods themselves: a listener per pod this
+                    // sidecar reaches, to the original destination over the mesh's mTLS
+                    // (before, such connections went out in plain text through the
+                    // passthrough cluster).
+                    out.extend(headless_listeners(proxy, svc, port, tcp));
+                } else if capture && port.protocol.is_http() && !port.sniffed {
                     http_ports.insert(port.number);
                 }
                 continue;
@@ -104,6 +110,33 @@ fn inbound_route(cluster: &str) -> Route {
         a.retry_policy = None;
     }
     r
+}
+
+/// The listeners of one port of a headless service: one per pod this sidecar reaches
+/// directly (its own cluster's network), on the pod's address and target port, with the TCP
+/// proxy `tcp` (the cluster forwards to the original destination).
+fn headless_listeners(
+    proxy: &Proxy,
+    svc: &isthmus_model::Service,
+    port: &isthmus_model::Port,
+    tcp: impl Fn() -> Filter,
+) -> Vec<Listener> {
+    let mut seen = BTreeSet::new();
+    svc.endpoints
+        .iter()
+        .filter(|e| proxy.reaches_directly(&e.origin.network))
+        .filter_map(|e| {
+            let ip = e.address.ip()?;
+            let target = e
+                .origin
+                .ports
+                .get(&port.name)
+                .copied()
+                .unwrap_or(port.number);
+            seen.insert((ip, target))
+                .then(|| outbound_listener(&ip.to_string(), target, false, Forward::Tcp(tcp())))
+        })
+        .collect()
 }
 
 /// What an outbound listener does with a connection.

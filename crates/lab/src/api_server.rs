@@ -92,6 +92,7 @@ pub fn pod_object(pod: &PodState, ports: &[u32]) -> Result<Pod, LabError> {
                 env: Vec::new(),
             }]
             .into(),
+            ..Default::default()
         },
         status: PodStatus {
             pod_ip: Some(pod.ip.parse().map_err(|_| {

@@ -730,6 +730,31 @@ impl Lab {
             .unwrap_or(0))
     }
 
+    /// Every running proxy's rejected configuration updates (NACKs): (`cluster/ns/pod`,
+    /// each `...update_rejected` statistic above 0), and how many proxies were asked.
+    /// A proxy that does not answer is listed with why.
+    pub fn rejected_updates(&self) -> (Vec<(String, String)>, usize) {
+        let mut rejected = Vec::new();
+        let mut asked = 0;
+        for c in &self.state.clusters {
+            for p in c.pods.iter().filter(|p| p.proxy && !p.stopped) {
+                asked += 1;
+                let who = format!("{}/{}/{}", c.name, p.namespace, p.name);
+                match self.pod_http(p, 15000, "/stats?filter=update_rejected") {
+                    Ok(stats) => rejected.extend(
+                        stats
+                            .lines()
+                            .filter(|l| l.contains("update_rejected"))
+                            .filter(|l| !l.trim_end().ends_with(": 0"))
+                            .map(|l| (who.clone(), l.trim().to_string())),
+                    ),
+                    Err(e) => rejected.push((who, format!("its admin did not answer: {e}"))),
+                }
+            }
+        }
+        (rejected, asked)
+    }
+
     /// A table of clusters and pods, like `kubectl get pods -A -o wide`.
     pub fn status(&self) -> String {
         let mut out = format!(

@@ -372,7 +372,10 @@ fn attempt(lab: &mut Lab, base: &Path, step: &Step) -> Result<Result<String, Str
     Ok(Err("the step does nothing".into()))
 }
 
-/// Runs every step, printing `[i/n] name: result`; returns the number of failures.
+/// Runs every step, printing `[i/n] name: result`, then checks that no proxy of the lab
+/// rejected a configuration update (a NACK means the control plane sent Envoy something it
+/// refused, whatever the steps saw); returns the number of failed steps plus one if a
+/// proxy rejected an update.
 pub fn run(
     lab: &mut Lab,
     scenario: &Scenario,
@@ -419,5 +422,16 @@ pub fn run(
         scenario.name,
         n - failures
     ));
-    Ok(failures)
+    let (rejected, asked) = lab.rejected_updates();
+    if rejected.is_empty() {
+        out(&format!(
+            "no NACK: all {asked} proxies accepted every configuration update"
+        ));
+        Ok(failures)
+    } else {
+        for (who, what) in &rejected {
+            out(&format!("NACK FAILED: {who}: {what}"));
+        }
+        Ok(failures + 1)
+    }
 }

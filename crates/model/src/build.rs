@@ -362,6 +362,7 @@ impl MeshSnapshot {
                                     endpoints: Endpoints::sorted(endpoints.clone()),
                                     subject_alt_names: se.spec.subject_alt_names.clone(),
                                     export_to: se.spec.export_to.clone(),
+                                    headless: false,
                                 };
                                 services.insert(host.clone(), Arc::new(svc));
                             }

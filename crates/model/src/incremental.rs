@@ -360,6 +360,7 @@ fn empty_service(hostname: String, namespace: String, name: String) -> Service {
         endpoints: Endpoints::new(),
         subject_alt_names: Vec::new(),
         export_to: Vec::new(),
+        headless: false,
     }
 }
 
@@ -433,6 +434,7 @@ pub fn namespace_build(ctx: &NamespaceContext, objects: &[Arc<Resource>]) -> Nam
                 }
             })
             .collect();
+        svc.headless = s.spec.cluster_ip.as_deref() == Some("None");
         svc.export_to = s
             .metadata
             .annotations

@@ -141,6 +141,16 @@ impl ClusterPods {
         })
     }
 
+    /// The pods with a host name and a subdomain (a StatefulSet's): (namespace, hostname,
+    /// subdomain, IP), what names them in DNS.
+    pub fn named_in_dns(&self) -> impl Iterator<Item = (&str, &str, &str, IpAddr)> + '_ {
+        self.pods().filter_map(|p| {
+            let ip = p.status.pod_ip?;
+            let d = p.spec.dns_name.as_deref()?;
+            Some((&*p.metadata.namespace, &*d.hostname, &*d.subdomain, ip))
+        })
+    }
+
     /// The pod whose IP is `ip`, if any (a walk over the cluster's pods).
     pub fn by_ip(&self, ip: &str, trust_domain: &str) -> Option<PodInfo> {
         let ip: IpAddr = ip.parse().ok()?;

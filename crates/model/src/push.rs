@@ -193,6 +193,7 @@ fn same_but_endpoints(a: &Service, b: &Service) -> bool {
         endpoints: _,
         subject_alt_names,
         export_to,
+        headless,
     } = a;
     *hostname == b.hostname
         && *namespace == b.namespace
@@ -206,6 +207,7 @@ fn same_but_endpoints(a: &Service, b: &Service) -> bool {
         && *location == b.location
         && *subject_alt_names == b.subject_alt_names
         && *export_to == b.export_to
+        && *headless == b.headless
 }
 
 #[cfg(test)]
@@ -234,6 +236,7 @@ mod tests {
             endpoints: Endpoints::default(),
             subject_alt_names: Vec::new(),
             export_to: Vec::new(),
+            headless: false,
         }
     }
 
@@ -274,6 +277,7 @@ mod tests {
                 Box::new(|s| s.subject_alt_names.push("spiffe://x".into())),
             ),
             ("export_to", Box::new(|s| s.export_to.push(".".into()))),
+            ("headless", Box::new(|s| s.headless = true)),
         ];
         let prev = snapshot(base.clone(), 1);
         for (field, mutate) in &mutations {

@@ -69,12 +69,22 @@ pub struct Service {
     /// `networking.istio.io/exportTo` annotation (`*`, `.`, `~` or namespace names); empty
     /// means the mesh config's `defaultServiceExportTo`.
     pub export_to: Vec<String>,
+    /// A Kubernetes Service with `clusterIP: None` (as StatefulSets have): clients connect
+    /// to its pods' addresses.
+    pub headless: bool,
 }
 
 impl Service {
     /// The port with this number.
     pub fn port(&self, number: u32) -> Option<&Port> {
         self.ports.iter().find(|p| p.number == number)
+    }
+
+    /// A Kubernetes Service without a cluster IP (`clusterIP: None`, as StatefulSets have):
+    /// clients connect to its pods' addresses, so sidecars forward to the original
+    /// destination, per pod, instead of balancing.
+    pub fn headless(&self) -> bool {
+        self.headless && self.vip.is_none()
     }
 
     /// True when sidecars talk mTLS to it by default.

@@ -626,6 +626,7 @@ mod tests {
             endpoints: Default::default(),
             subject_alt_names: Vec::new(),
             export_to: Vec::new(),
+            headless: false,
         }
     }
 
