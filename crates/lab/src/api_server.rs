@@ -41,6 +41,9 @@ pub fn encode(
     serde_json::to_string_pretty(&v).map_err(|e| LabError::Invalid(format!("encoding {kind}: {e}")))
 }
 
+/// The ClusterIP of a headless Service.
+const HEADLESS: &str = "None";
+
 /// Gives the Service `namespace/name` of `cluster` its ClusterIP: the one it already has,
 /// else the next free address of `service_cidr`.
 pub fn assign_cluster_ip(
@@ -253,7 +256,7 @@ impl ApiServer {
     }
 
     /// Stores a Service with the ClusterIP of `cluster`'s allocation (see
-    /// [`assign_cluster_ip`]); returns that ClusterIP.
+    /// [`assign_cluster_ip`]), or none for a headless one (`None`); returns that ClusterIP.
     pub fn put_service(
         &self,
         cluster: &mut ClusterState,
@@ -262,6 +265,17 @@ impl ApiServer {
     ) -> Result<String, LabError> {
         if let Some(k) = &self.kube {
             return self.put_service_kube(k, cluster, svc);
+        }
+        // A headless Service keeps `None`: no ClusterIP, its name is its pods'.
+        if svc.spec.cluster_ip.as_deref() == Some(HEADLESS) {
+            let text = encode("v1", "Service", &svc)?;
+            self.put(
+                &svc.metadata.namespace,
+                "Service",
+                &svc.metadata.name,
+                &text,
+            )?;
+            return Ok(HEADLESS.to_string());
         }
         let ip = assign_cluster_ip(
             cluster,
@@ -292,7 +306,9 @@ impl ApiServer {
         let ns = svc.metadata.namespace.to_string();
         let name = svc.metadata.name.to_string();
         let status = std::mem::take(&mut svc.status);
-        svc.spec.cluster_ip = None;
+        if svc.spec.cluster_ip.as_deref() != Some(HEADLESS) {
+            svc.spec.cluster_ip = None;
+        }
         k.apply(&ns, &encode("v1", "Service", &svc)?)?;
         if !status.load_balancer.ingress.is_empty() {
             k.patch_status("service", &ns, &name, serde_json::json!(status))?;

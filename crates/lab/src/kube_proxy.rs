@@ -19,11 +19,12 @@ pub fn install(router_netns: &str) -> Result<(), LabError> {
 
 /// The `ISTHMUS-SERVICES` chain for `services` and `pods`, as `iptables-restore` input:
 /// one DNAT per endpoint and port, spread evenly with the `statistic` match as kube-proxy
-/// does. A Service without a ClusterIP or without a selector gets no rules.
+/// does. A Service without a ClusterIP (or headless) or without a selector gets no rules.
 pub fn rules(services: &[Service], pods: &[PodState]) -> String {
     let mut rules = String::from("*nat\n:ISTHMUS-SERVICES - [0:0]\n");
     for svc in services {
-        let Some(cip) = svc.spec.cluster_ip.as_deref() else {
+        // Headless (`None`): clients reach the pods themselves, no rules.
+        let Some(cip) = svc.spec.cluster_ip.as_deref().filter(|c| *c != "None") else {
             continue;
         };
         let pods: Vec<&PodState> = pods
