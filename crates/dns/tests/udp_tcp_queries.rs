@@ -169,16 +169,13 @@ async fn answers_mesh_names_and_nothing_else() {
     assert_eq!(m.metadata.response_code, ResponseCode::NXDomain);
 }
 
-#[test]
-fn hosts_without_addresses_get_the_allocated_vip_and_wildcards_answer() {
-    let dir = std::env::temp_dir().join(format!("isthmus-dns-alloc-{}", std::process::id()));
+/// The snapshot of cluster c1 holding `yaml` in namespace folder `ns` of a fresh registry
+/// folder named after `tag` (removed again).
+fn snapshot_of(tag: &str, ns: &str, yaml: &str) -> MeshSnapshot {
+    let dir = std::env::temp_dir().join(format!("isthmus-dns-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(dir.join("foo")).expect("mkdir");
-    std::fs::write(
-        dir.join("foo/se.yaml"),
-        "apiVersion: networking.istio.io/v1beta1\nkind: ServiceEntry\nmetadata: {name: noaddr}\nspec:\n  hosts: [api.remote.global]\n  location: MESH_INTERNAL\n  resolution: DNS\n  ports: [{name: http, number: 8080, protocol: HTTP}]\n  endpoints: [{address: 198.18.1.2, ports: {http: 15443}}]\n---\napiVersion: networking.istio.io/v1beta1\nkind: ServiceEntry\nmetadata: {name: wild}\nspec:\n  hosts: [\"*.svc.b.remote\"]\n  addresses: [198.18.255.9]\n  location: MESH_EXTERNAL\n  resolution: NONE\n  ports: [{name: http, number: 80, protocol: HTTP}]\n",
-    )
-    .expect("write");
+    std::fs::create_dir_all(dir.join(ns)).expect("mkdir");
+    std::fs::write(dir.join(ns).join("objects.yaml"), yaml).expect("write");
     let mut reg = FileRegistry::new("c1", &dir);
     reg.reload();
     assert!(
@@ -195,6 +192,17 @@ fn hosts_without_addresses_get_the_allocated_vip_and_wildcards_answer() {
         },
         1,
     );
+    let _ = std::fs::remove_dir_all(&dir);
+    snap
+}
+
+#[test]
+fn hosts_without_addresses_get_the_allocated_vip_and_wildcards_answer() {
+    let snap = snapshot_of(
+        "alloc",
+        "foo",
+        "apiVersion: networking.istio.io/v1beta1\nkind: ServiceEntry\nmetadata: {name: noaddr}\nspec:\n  hosts: [api.remote.global]\n  location: MESH_INTERNAL\n  resolution: DNS\n  ports: [{name: http, number: 8080, protocol: HTTP}]\n  endpoints: [{address: 198.18.1.2, ports: {http: 15443}}]\n---\napiVersion: networking.istio.io/v1beta1\nkind: ServiceEntry\nmetadata: {name: wild}\nspec:\n  hosts: [\"*.svc.b.remote\"]\n  addresses: [198.18.255.9]\n  location: MESH_EXTERNAL\n  resolution: NONE\n  ports: [{name: http, number: 80, protocol: HTTP}]\n",
+    );
     let svc = &snap.services["api.remote.global"];
     assert!(svc.vip_allocated);
     let vip: Ipv4Addr = svc.vip.as_deref().expect("vip").parse().expect("ipv4");
@@ -209,7 +217,6 @@ fn hosts_without_addresses_get_the_allocated_vip_and_wildcards_answer() {
         isthmus_dns::Answer::Found(vec![Ipv4Addr::new(198, 18, 255, 9)])
     );
     assert_eq!(table.lookup("svc.b.remote"), isthmus_dns::Answer::NxDomain);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[tokio::test]
@@ -257,29 +264,10 @@ async fn names_the_mesh_does_not_own_are_forwarded_to_the_upstream_resolver() {
 
 #[test]
 fn a_statefulsets_pods_answer_by_name_under_their_headless_service() {
-    let dir = std::env::temp_dir().join(format!("isthmus-dns-sts-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(dir.join("db")).expect("mkdir");
-    std::fs::write(
-        dir.join("db/web.yaml"),
+    let snap = snapshot_of(
+        "sts",
+        "db",
         "apiVersion: v1\nkind: Service\nmetadata: {name: web}\nspec:\n  clusterIP: None\n  selector: {app: web}\n  ports: [{name: http, port: 80}]\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: web-0, labels: {app: web}}\nspec: {hostname: web-0, subdomain: web}\nstatus: {podIP: 10.10.0.90, phase: Running}\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: web-1, labels: {app: web}}\nspec: {hostname: web-1, subdomain: web}\nstatus: {podIP: 10.10.0.91, phase: Running}\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: loner, labels: {app: web}}\nstatus: {podIP: 10.10.0.92, phase: Running}\n",
-    )
-    .expect("write");
-    let mut reg = FileRegistry::new("c1", &dir);
-    reg.reload();
-    assert!(
-        reg.current().diagnostics.is_empty(),
-        "{:?}",
-        reg.current().diagnostics
-    );
-    let snap = MeshSnapshot::build(
-        &SnapshotInput {
-            local_cluster: "c1".into(),
-            local_network: "n1".into(),
-            clusters: vec![reg.current().clone()],
-            ..Default::default()
-        },
-        1,
     );
     let table = NameTable::from_snapshot(&snap, &[]);
     assert_eq!(
@@ -299,5 +287,4 @@ fn a_statefulsets_pods_answer_by_name_under_their_headless_service() {
         table.lookup("loner.web.db.svc.cluster.local"),
         isthmus_dns::Answer::NxDomain
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }
