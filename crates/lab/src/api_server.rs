@@ -267,22 +267,16 @@ impl ApiServer {
             return self.put_service_kube(k, cluster, svc);
         }
         // A headless Service keeps `None`: no ClusterIP, its name is its pods'.
-        if svc.spec.cluster_ip.as_deref() == Some(HEADLESS) {
-            let text = encode("v1", "Service", &svc)?;
-            self.put(
+        let ip = if svc.spec.cluster_ip.as_deref() == Some(HEADLESS) {
+            HEADLESS.to_string()
+        } else {
+            assign_cluster_ip(
+                cluster,
+                service_cidr,
                 &svc.metadata.namespace,
-                "Service",
                 &svc.metadata.name,
-                &text,
-            )?;
-            return Ok(HEADLESS.to_string());
-        }
-        let ip = assign_cluster_ip(
-            cluster,
-            service_cidr,
-            &svc.metadata.namespace,
-            &svc.metadata.name,
-        )?;
+            )?
+        };
         svc.spec.cluster_ip = Some(ip.clone());
         let text = encode("v1", "Service", &svc)?;
         self.put(
