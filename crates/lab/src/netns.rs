@@ -106,10 +106,37 @@ pub fn up(ns: &str, dev: &str) -> Result<(), LabError> {
     run("ip", &["-n", ns, "link", "set", dev, "up"]).map(|_| ())
 }
 
-/// A bridge in `ns`.
+/// A bridge in `ns`, with a fixed MAC address.
+///
+/// Linux gives a bridge without one the lowest MAC of its ports, so a pod whose new veth
+/// happens to sort lower would change the gateway's MAC under every other pod: their ARP
+/// entries go stale and their packets to the gateway are dropped for up to 30 s (seen as
+/// connect timeouts right after an unrelated pod was created).
 pub fn bridge(ns: &str, name: &str) -> Result<(), LabError> {
-    run("ip", &["-n", ns, "link", "add", name, "type", "bridge"])?;
+    let mac = bridge_mac(ns, name);
+    run(
+        "ip",
+        &[
+            "-n", ns, "link", "add", name, "address", &mac, "type", "bridge",
+        ],
+    )?;
     up(ns, name)
+}
+
+/// A locally administered unicast MAC address derived from the bridge's namespace and
+/// name (stable across runs, different between a lab's bridges).
+fn bridge_mac(ns: &str, name: &str) -> String {
+    // FNV-1a: small, stable across Rust versions (unlike `DefaultHasher`).
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in ns.bytes().chain([0]).chain(name.bytes()) {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    let b = h.to_be_bytes();
+    format!(
+        "02:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+        b[0], b[1], b[2], b[3], b[4]
+    )
 }
 
 /// Attaches `dev` to `bridge`.
@@ -176,4 +203,20 @@ pub fn restore(ns: &str, rules: &str) -> Result<(), LabError> {
         });
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bridge_mac;
+
+    #[test]
+    fn bridge_macs_are_stable_locally_administered_unicast_and_distinct() {
+        let a = bridge_mac("it1-cluster1-router", "pods");
+        assert_eq!(a, bridge_mac("it1-cluster1-router", "pods"));
+        assert_ne!(a, bridge_mac("it1-cluster2-router", "pods"));
+        assert_ne!(a, bridge_mac("it1-wan", "wan"));
+        let first = u8::from_str_radix(&a[..2], 16).expect("hex");
+        assert_eq!(first & 0b11, 0b10, "locally administered, unicast: {a}");
+        assert_eq!(a.split(':').count(), 6, "{a}");
+    }
 }
