@@ -736,18 +736,34 @@ impl Lab {
     pub fn rejected_updates(&self) -> (Vec<(String, String)>, usize) {
         let mut rejected = Vec::new();
         let mut asked = 0;
+        let nacks = |who: &str, stats: &str| -> Vec<(String, String)> {
+            stats
+                .lines()
+                .filter(|l| l.contains("update_rejected"))
+                .filter(|l| !l.trim_end().ends_with(": 0"))
+                .map(|l| (who.to_string(), l.trim().to_string()))
+                .collect()
+        };
+        let path = "/stats?filter=update_rejected";
         for c in &self.state.clusters {
             for p in c.pods.iter().filter(|p| p.proxy && !p.stopped) {
-                asked += 1;
                 let who = format!("{}/{}/{}", c.name, p.namespace, p.name);
-                match self.pod_http(p, 15000, "/stats?filter=update_rejected") {
-                    Ok(stats) => rejected.extend(
-                        stats
-                            .lines()
-                            .filter(|l| l.contains("update_rejected"))
-                            .filter(|l| !l.trim_end().ends_with(": 0"))
-                            .map(|l| (who.clone(), l.trim().to_string())),
-                    ),
+                let first = self.pod_http(p, 15000, path);
+                let stats = match first {
+                    Ok(s) => Ok(s),
+                    Err(e) => {
+                        // A pod being deleted (Kubernetes terminates it before the lab's
+                        // state forgets it) has nothing left to ask: not a failure.
+                        std::thread::sleep(std::time::Duration::from_secs(2));
+                        if process::in_namespace(&p.netns).is_empty() {
+                            continue;
+                        }
+                        self.pod_http(p, 15000, path).map_err(|_| e)
+                    }
+                };
+                asked += 1;
+                match stats {
+                    Ok(stats) => rejected.extend(nacks(&who, &stats)),
                     Err(e) => rejected.push((who, format!("its admin did not answer: {e}"))),
                 }
             }
