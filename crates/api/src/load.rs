@@ -802,7 +802,8 @@ mod tests {
             refused("Sidecar", spec, want);
         }
         for (spec, want) in [
-            ("  hosts: [a.com]\n  ports: [{number: 80, name: http}]\n  workloadSelector: {labels: {app: vm}}\n", "spec.workloadSelector: workloadSelector (WorkloadEntries or pods as endpoints) is not supported"),
+            ("  hosts: [a.com]\n  ports: [{number: 80, name: http}]\n  workloadSelector: {labels: {app: vm}}\n", "spec.resolution: workloadSelector selects endpoints, which resolution NONE does not use"),
+            ("  hosts: [a.com]\n  ports: [{number: 80, name: http}]\n  resolution: STATIC\n  workloadSelector: {labels: {app: vm}, namespace: x}\n", "unknown field `namespace`"),
             ("  hosts: [a.com]\n  ports: [{number: 80, name: http}]\n  exportTo: ['*.foo']\n", "`*.foo` is not `*`, `.`, `~` or a namespace name"),
             ("  hosts: [a.com]\n  ports: [{number: 80, name: http}]\n  resolution: STATIC\n  endpoint: [{address: 1.2.3.4}]\n", "unknown field `endpoint`"),
             ("  hosts: [a.com]\n  ports: [{number: 80, name: http, protokol: HTTP}]\n", "unknown field `protokol`"),
@@ -811,8 +812,8 @@ mod tests {
         }
         refused(
             "WorkloadEntry",
-            "  address: 10.1.2.3\n  labels: {app: vm}\n",
-            "WorkloadEntry is not supported by Isthmus yet",
+            "  address: 10.1.2.3\n  labels: {app: vm}\n  weigth: 2\n",
+            "unknown field `weigth`",
         );
     }
 

@@ -39,9 +39,10 @@ pub struct ServiceEntrySpec {
     /// Endpoints.
     #[serde(default)]
     pub endpoints: Vec<WorkloadEntrySpec>,
-    /// Selects WorkloadEntries (or pods) as endpoints (not supported by Isthmus yet: refused).
+    /// Selects the entry's endpoints instead of listing them: the WorkloadEntries and pods
+    /// of the entry's namespace whose labels match (VMs joining the mesh).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub workload_selector: Option<serde_json::Value>,
+    pub workload_selector: Option<WorkloadSelector>,
     /// Namespaces whose sidecars see the entry: `*`, `.`, `~` or names; empty means the mesh
     /// config's `defaultServiceExportTo` (everywhere).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

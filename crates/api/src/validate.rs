@@ -8,7 +8,7 @@ use crate::kube::{ConfigMap, Service};
 use crate::mesh::{MeshConfig, MeshNetworks};
 use crate::networking::{DestinationRule, Gateway, ServiceEntry, WorkloadEntrySpec};
 use crate::resource::Object;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 mod policy;
@@ -29,16 +29,9 @@ pub fn validate(object: &Object) -> Vec<Diagnostic> {
     match object {
         Object::Service(s) => service(s, &mut v),
         Object::ServiceEntry(se) => service_entry(se, &mut v),
-        Object::WorkloadEntry(we) => {
-            workload(&we.spec, "spec", None, &mut v);
-            // Only a ServiceEntry's workloadSelector (refused) or a Service's selector would
-            // make it an endpoint; neither is implemented, so it would be ignored.
-            unsupported(
-                &mut v,
-                "kind",
-                "WorkloadEntry is not supported by Isthmus yet (ServiceEntry workloadSelector is not either); list the endpoint in the ServiceEntry's `endpoints`",
-            );
-        }
+        // An endpoint of the ServiceEntries (workloadSelector) and Services (selector) of its
+        // namespace whose selectors match its labels.
+        Object::WorkloadEntry(we) => workload(&we.spec, "spec", None, &mut v),
         Object::DestinationRule(dr) => destination_rule(dr, &mut v),
         Object::VirtualService(vs) => routes::virtual_service(vs, &mut v),
         Object::Gateway(g) => gateway(g, &mut v),
@@ -645,12 +638,24 @@ fn is_ip_or_cidr(s: &str) -> bool {
 fn service_entry(se: &ServiceEntry, v: &mut Vec<Diagnostic>) {
     let spec = &se.spec;
     export_to(&spec.export_to, "spec.exportTo", v);
-    if spec.workload_selector.is_some() {
-        unsupported(
-            v,
-            "spec.workloadSelector",
-            "workloadSelector (WorkloadEntries or pods as endpoints) is not supported by Isthmus yet; list the endpoints",
-        );
+    if let Some(selector) = &spec.workload_selector {
+        if !spec.endpoints.is_empty() {
+            v.push(
+                Diagnostic::error(
+                    "only one of workloadSelector or endpoints is allowed in a ServiceEntry",
+                )
+                .at("spec.workloadSelector"),
+            );
+        }
+        if spec.resolution.unwrap_or(Resolution::None) == Resolution::None {
+            v.push(
+                Diagnostic::error(
+                    "workloadSelector selects endpoints, which resolution NONE does not use; use STATIC (or DNS for WorkloadEntries with host names)",
+                )
+                .at("spec.resolution"),
+            );
+        }
+        selector_labels(&selector.labels, "spec.workloadSelector.labels", v);
     }
     if spec.hosts.is_empty() {
         v.push(Diagnostic::error("at least one host is required").at("spec.hosts"));
@@ -733,6 +738,20 @@ fn service_entry(se: &ServiceEntry, v: &mut Vec<Diagnostic>) {
             Some((resolution, &names)),
             v,
         );
+    }
+}
+
+/// A label selector's keys and values: Kubernetes label syntax, no wildcards.
+fn selector_labels(labels: &BTreeMap<String, String>, at: &str, v: &mut Vec<Diagnostic>) {
+    for (k, value) in labels {
+        if k.is_empty() || k.contains('*') || value.contains('*') {
+            v.push(
+                Diagnostic::error(format!(
+                    "`{k}: {value}`: a selector matches labels exactly; wildcards are not supported"
+                ))
+                .at(format!("{at}.{k}")),
+            );
+        }
     }
 }
 
@@ -1145,6 +1164,51 @@ mod tests {
             .iter()
             .map(|d| d.to_string())
             .collect()
+    }
+
+    #[test]
+    fn a_service_entry_selects_workloads_or_lists_endpoints_never_both() {
+        let se = |extra: &str| {
+            errors(&format!("apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {{name: db}}\nspec:\n  hosts: [db.example]\n  location: MESH_INTERNAL\n  ports: [{{name: tcp, number: 5432, protocol: TCP}}]\n{extra}"))
+        };
+        assert!(se("  resolution: STATIC\n  workloadSelector: {labels: {app: db}}\n").is_empty());
+        let both = se("  resolution: STATIC\n  workloadSelector: {labels: {app: db}}\n  endpoints: [{address: 10.0.0.1}]\n");
+        assert!(
+            both.iter().any(|m| m.contains(
+                "spec.workloadSelector: only one of workloadSelector or endpoints is allowed"
+            )),
+            "{both:?}"
+        );
+        let none = se("  workloadSelector: {labels: {app: db}}\n");
+        assert!(
+            none.iter()
+                .any(|m| m.contains("spec.resolution: workloadSelector selects endpoints")),
+            "{none:?}"
+        );
+        let wild = se("  resolution: STATIC\n  workloadSelector: {labels: {app: '*'}}\n");
+        assert!(
+            wild.iter()
+                .any(|m| m.contains("spec.workloadSelector.labels.app")
+                    && m.contains("wildcards are not supported")),
+            "{wild:?}"
+        );
+        let typo = se("  resolution: STATIC\n  workloadSelector: {label: {app: db}}\n");
+        assert!(typo.iter().any(|m| m.contains("label")), "{typo:?}");
+        // A WorkloadEntry is an endpoint, read strictly.
+        let we = |spec: &str| {
+            errors(&format!(
+                "apiVersion: networking.istio.io/v1\nkind: WorkloadEntry\nmetadata: {{name: vm}}\nspec:\n{spec}"
+            ))
+        };
+        assert!(we("  address: 10.0.0.1\n  labels: {app: db}\n  serviceAccount: db\n").is_empty());
+        let e = we("  labels: {app: db}\n");
+        assert!(
+            e.iter()
+                .any(|m| m.contains("spec.address: address is required")),
+            "{e:?}"
+        );
+        let e = we("  address: 10.0.0.1\n  adress: x\n");
+        assert!(e.iter().any(|m| m.contains("adress")), "{e:?}");
     }
 
     #[test]

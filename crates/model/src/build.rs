@@ -213,6 +213,46 @@ impl MeshSnapshot {
             }
         }
 
+        // WorkloadEntries (VMs): endpoints of the local Services whose selectors match them,
+        // and below of the ServiceEntries whose workloadSelectors do.
+        snap.workload_entries = local_resources
+            .iter()
+            .filter_map(|r| match &r.object {
+                Object::WorkloadEntry(we) => Some((**we).clone()),
+                _ => None,
+            })
+            .collect();
+        let local_objects = input
+            .clusters
+            .iter()
+            .zip(&sorted)
+            .find(|(c, _)| c.cluster == input.local_cluster)
+            .map(|(_, o)| o);
+        for we in &snap.workload_entries {
+            let Some(in_ns) =
+                local_objects.and_then(|o| o.by_namespace.get(&*we.metadata.namespace))
+            else {
+                continue;
+            };
+            for r in in_ns.iter() {
+                let Object::Service(s) = &r.object else {
+                    continue;
+                };
+                let Some(ep) = crate::workload::selected_by_service(
+                    s,
+                    we,
+                    &input.local_cluster,
+                    &snap.mesh.trust_domain,
+                ) else {
+                    continue;
+                };
+                let host = fqdn(&s.metadata.name, &s.metadata.namespace);
+                if let Some(svc) = services.get_mut(&host) {
+                    Arc::make_mut(svc).endpoints.add(vec![ep]);
+                }
+            }
+        }
+
         // ServiceEntries and Istio rules: the local cluster's configuration.
         let mut vips: BTreeMap<String, String> = services
             .values()
@@ -259,7 +299,7 @@ impl MeshSnapshot {
                     // ports: usually all of an entry's) share one origin, so that an entry's
                     // endpoint costs what a pod's does.
                     let mut origins: HashMap<OriginKey<'_>, Arc<EndpointOrigin>> = HashMap::new();
-                    let endpoints: Vec<Endpoint> = se
+                    let mut endpoints: Vec<Endpoint> = se
                         .spec
                         .endpoints
                         .iter()
@@ -310,6 +350,15 @@ impl MeshSnapshot {
                             }
                         })
                         .collect();
+                    // Or the WorkloadEntries and pods its workloadSelector picks (validation
+                    // allows one of the two).
+                    endpoints.extend(crate::workload::selected_by_service_entry(
+                        se,
+                        &snap.workload_entries,
+                        &snap.pods,
+                        &input.local_cluster,
+                        &snap.mesh.trust_domain,
+                    ));
                     for host in &se.spec.hosts {
                         if let Some(v) = &vip {
                             vips.insert(v.clone(), host.clone());
@@ -848,6 +897,134 @@ mod tests {
         assert_eq!(
             ep.origin.identity.as_deref(),
             Some("spiffe://cluster.local/ns/bar/sa/httpbin")
+        );
+    }
+
+    /// A VM (WorkloadEntry) and a pod in namespace `vm`, a ServiceEntry selecting `app: db`
+    /// there, a Kubernetes Service selecting the same, and a WorkloadEntry elsewhere.
+    const VM: &str = "apiVersion: networking.istio.io/v1\nkind: WorkloadEntry\nmetadata: {name: db-vm, namespace: vm}\nspec:\n  address: 192.168.100.10\n  labels: {app: db, version: vm}\n  serviceAccount: db\n  network: network1\n  locality: r1/z1\n  ports: {tcp: 5433}\n---\napiVersion: networking.istio.io/v1\nkind: WorkloadEntry\nmetadata: {name: plain-vm, namespace: vm}\nspec:\n  address: 192.168.100.11\n  labels: {app: db}\n---\napiVersion: networking.istio.io/v1\nkind: WorkloadEntry\nmetadata: {name: other-ns, namespace: foo}\nspec:\n  address: 192.168.100.12\n  labels: {app: db}\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: db-0, namespace: vm, labels: {app: db}}\nspec: {serviceAccountName: db}\nstatus: {podIP: 10.10.0.40}\n---\napiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: db, namespace: vm}\nspec:\n  hosts: [db.vm.example]\n  location: MESH_INTERNAL\n  resolution: STATIC\n  ports: [{name: tcp, number: 5432, protocol: TCP}, {name: http, number: 8080, protocol: HTTP, targetPort: 80}]\n  workloadSelector: {labels: {app: db}}\n---\napiVersion: v1\nkind: Service\nmetadata: {name: db-k8s, namespace: vm}\nspec:\n  ports: [{name: tcp, port: 5432, targetPort: 6000}, {name: http, port: 8080}]\n  selector: {app: db}\n";
+
+    #[test]
+    fn workload_entries_are_endpoints_of_what_selects_them_in_their_namespace() {
+        let input = SnapshotInput {
+            local_cluster: "cluster1".into(),
+            local_network: "network1".into(),
+            clusters: vec![Arc::new(cluster("cluster1", VM))],
+            ..Default::default()
+        };
+        let snap = MeshSnapshot::build(&input, 1);
+        assert!(snap.diagnostics.is_empty(), "{:?}", snap.diagnostics);
+        let se = &snap.services["db.vm.example"];
+        let by_addr = |svc: &Service| -> BTreeMap<String, Endpoint> {
+            svc.endpoints
+                .iter()
+                .map(|e| (e.address.to_string(), e.clone()))
+                .collect()
+        };
+        let eps = by_addr(se);
+        // Both entries of `vm` and its pod; not the entry of `foo`.
+        assert_eq!(
+            eps.keys().map(String::as_str).collect::<Vec<_>>(),
+            ["10.10.0.40", "192.168.100.10", "192.168.100.11"]
+        );
+        let vm = &eps["192.168.100.10"].origin;
+        assert_eq!(vm.ports["tcp"], 5433, "the entry's own port wins");
+        assert_eq!(vm.ports["http"], 80, "else the targetPort");
+        assert_eq!(
+            vm.identity.as_deref(),
+            Some("spiffe://cluster.local/ns/vm/sa/db")
+        );
+        assert!(vm.mtls_ready, "a service account means a sidecar");
+        assert_eq!(
+            (&*vm.cluster, &*vm.network, &*vm.locality),
+            ("cluster1", "network1", "r1/z1")
+        );
+        assert_eq!(vm.labels.get("version").map(String::as_str), Some("vm"));
+        let plain = &eps["192.168.100.11"].origin;
+        assert!(
+            !plain.mtls_ready && plain.identity.is_none(),
+            "no account, no tlsMode label: plaintext, as Istio"
+        );
+        assert_eq!(plain.ports["tcp"], 5432);
+        let pod = &eps["10.10.0.40"].origin;
+        assert_eq!(
+            pod.identity.as_deref(),
+            Some("spiffe://cluster.local/ns/vm/sa/db")
+        );
+        assert_eq!((&*pod.cluster, pod.ports["http"]), ("cluster1", 80));
+
+        // The Kubernetes Service gets its pod and both entries of its namespace.
+        let k8s = by_addr(&snap.services["db-k8s.vm.svc.cluster.local"]);
+        assert_eq!(
+            k8s.keys().map(String::as_str).collect::<Vec<_>>(),
+            ["10.10.0.40", "192.168.100.10", "192.168.100.11"]
+        );
+        let vm = &k8s["192.168.100.10"].origin;
+        assert_eq!(
+            (vm.ports["tcp"], vm.ports["http"]),
+            (5433, 8080),
+            "own port, else the service port"
+        );
+        assert_eq!(
+            k8s["192.168.100.11"].origin.ports["tcp"], 6000,
+            "else the targetPort"
+        );
+
+        // The VM's proxy is found by its entry: labels, account, network and locality.
+        let id =
+            crate::proxy::NodeId::parse("sidecar~192.168.100.10~db-vm.vm~vm.svc.cluster.local")
+                .expect("node id");
+        let proxy = snap.proxy(
+            &id,
+            &isthmus_api::NodeMetadata {
+                cluster_id: Some("cluster1".into()),
+                service_account: Some("claimed".into()),
+                ..Default::default()
+            },
+        );
+        assert_eq!(proxy.labels.get("version").map(String::as_str), Some("vm"));
+        assert_eq!(
+            (&*proxy.service_account, &*proxy.network, &*proxy.locality),
+            ("db", "network1", "r1/z1")
+        );
+    }
+
+    #[test]
+    fn a_selector_picks_nothing_outside_its_labels_and_an_entry_change_is_seen() {
+        let yaml = VM.replace(
+            "workloadSelector: {labels: {app: db}}",
+            "workloadSelector: {labels: {app: db, version: vm}}",
+        );
+        let input = SnapshotInput {
+            local_cluster: "cluster1".into(),
+            clusters: vec![Arc::new(cluster("cluster1", &yaml))],
+            ..Default::default()
+        };
+        let snap = MeshSnapshot::build(&input, 1);
+        let eps: Vec<String> = snap.services["db.vm.example"]
+            .endpoints
+            .iter()
+            .map(|e| e.address.to_string())
+            .collect();
+        assert_eq!(eps, ["192.168.100.10"]);
+        // The entry moves: the endpoint moves with it.
+        let moved = yaml.replace("address: 192.168.100.10", "address: 192.168.100.20");
+        let input = SnapshotInput {
+            local_cluster: "cluster1".into(),
+            clusters: vec![Arc::new(cluster("cluster1", &moved))],
+            ..Default::default()
+        };
+        let next = MeshSnapshot::build(&input, 2);
+        let eps: Vec<String> = next.services["db.vm.example"]
+            .endpoints
+            .iter()
+            .map(|e| e.address.to_string())
+            .collect();
+        assert_eq!(eps, ["192.168.100.20"]);
+        let push = crate::PushRequest::between(&snap, &next, crate::ConfigsUpdated::Unknown);
+        assert!(
+            push.endpoint_hosts().contains("db.vm.example") || push.full,
+            "{push:?}"
         );
     }
 

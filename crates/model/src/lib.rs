@@ -10,7 +10,7 @@
 //! snapshot holds sits below `build`, which makes snapshots, and `builder`, which drives it.
 //! Layers, bottom first:
 //! `host`, `labels`, `health`, `policy`, `proxy`, `service`, `automation`, `objects`, `pod`,
-//! `incremental`, `snapshot`, `delegate`, `build`, `push`, `builder`.
+//! `workload`, `incremental`, `snapshot`, `delegate`, `build`, `push`, `builder`.
 
 pub mod automation;
 pub mod build;
@@ -27,6 +27,7 @@ pub mod proxy;
 pub mod push;
 pub mod service;
 pub mod snapshot;
+pub mod workload;
 
 pub use builder::MeshBuilder;
 pub use host::{fqdn, host_matches};

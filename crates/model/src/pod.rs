@@ -141,6 +141,23 @@ impl ClusterPods {
         })
     }
 
+    /// The pods of `namespace` that have an IP, with what the mesh reads from them.
+    pub fn in_namespace<'a>(
+        &'a self,
+        namespace: &str,
+        trust_domain: &'a str,
+    ) -> impl Iterator<Item = (&'a Pod, PodInfo)> + 'a {
+        self.objects
+            .by_namespace
+            .get(namespace)
+            .into_iter()
+            .flat_map(|in_ns| in_ns.iter())
+            .filter_map(move |r| match &r.object {
+                Object::Pod(p) => Some((&**p, self.info(p, trust_domain)?)),
+                _ => None,
+            })
+    }
+
     /// The pods with a host name and a subdomain (a StatefulSet's): (namespace, hostname,
     /// subdomain, IP), what names them in DNS.
     pub fn named_in_dns(&self) -> impl Iterator<Item = (&str, &str, &str, IpAddr)> + '_ {
@@ -242,6 +259,12 @@ mod tests {
             Some("spiffe://td/ns/b/sa/default".into())
         );
         assert!(pods.by_ip("10.0.0.9", "td").is_none());
+        let in_a: Vec<_> = pods
+            .in_namespace("a", "td")
+            .map(|(p, _)| &*p.metadata.name)
+            .collect();
+        assert_eq!(in_a, ["a-0", "a-1", "z"], "a-2 has no IP");
+        assert_eq!(pods.in_namespace("c", "td").count(), 0);
         let all: Vec<_> = pods.iter("td").map(|(ns, n, _)| (ns, n)).collect();
         assert_eq!(all, [("a", "a-0"), ("a", "a-1"), ("a", "z"), ("b", "b-0")]);
         // The cluster's own network comes before the CIDR rules.

@@ -114,6 +114,9 @@ fn endpoints_only(
         // Read by the proxies' own identity (their labels, network), which the per-proxy
         // cache key holds; never sent as such.
         pods: _,
+        // The same for VMs: a proxy's own WorkloadEntry gives its labels and identity (the
+        // endpoints the entries make are in `services`, compared).
+        workload_entries: _,
         // Bookkeeping of the build.
         reuse: _,
         // Derived from `virtual_services` and the services' hosts, both compared.

@@ -181,6 +181,9 @@ pub struct MeshSnapshot {
     pub virtual_services: Vec<Scoped<VirtualService>>,
     /// Gateways with their namespaces.
     pub gateways: Vec<Scoped<Gateway>>,
+    /// WorkloadEntries of the local cluster (VMs): endpoints of what selects them, and how
+    /// a VM's proxy, which has no Pod, is found.
+    pub workload_entries: Vec<isthmus_api::networking::WorkloadEntry>,
     /// Sidecar resources of the local cluster (egress scoping).
     pub sidecars: Vec<Scoped<isthmus_api::networking::Sidecar>>,
     /// Gateways of each network.
@@ -222,22 +225,37 @@ impl MeshSnapshot {
             .clone()
             .unwrap_or_else(|| self.local_cluster.clone());
         let pod = self.pod(&cluster, &id.namespace, &id.pod);
-        let labels: BTreeMap<String, String> = match &pod {
-            Some(p) => p.labels.to_map(),
-            None => metadata.labels.clone(),
+        // A VM has no Pod: its WorkloadEntry (same namespace, same address) is what the
+        // registry knows of it.
+        let entry = match &pod {
+            None if cluster == self.local_cluster => {
+                crate::workload::entry_at(&self.workload_entries, &id.namespace, &id.ip)
+                    .map(|we| &we.spec)
+            }
+            _ => None,
         };
-        let locality = match &pod {
-            Some(p) => crate::labels::locality_of(&p.labels),
-            None => crate::labels::locality_of(&isthmus_api::Labels::from(metadata.labels.clone())),
+        let labels: BTreeMap<String, String> = match (&pod, entry) {
+            (Some(p), _) => p.labels.to_map(),
+            (None, Some(we)) => we.labels.clone(),
+            (None, None) => metadata.labels.clone(),
+        };
+        let locality = match (&pod, entry) {
+            (Some(p), _) => crate::labels::locality_of(&p.labels),
+            (None, Some(we)) => we.locality.clone().unwrap_or_default(),
+            (None, None) => {
+                crate::labels::locality_of(&isthmus_api::Labels::from(metadata.labels.clone()))
+            }
         };
         let service_account = pod
             .as_ref()
             .map(|p| p.service_account.to_string())
+            .or_else(|| entry.and_then(|we| we.service_account.clone()))
             .or_else(|| metadata.service_account.clone())
             .unwrap_or_else(|| "default".into());
         let network = pod
             .filter(|p| !p.network.is_empty())
             .map(|p| p.network.to_string())
+            .or_else(|| entry.and_then(|we| we.network.clone()))
             .or_else(|| metadata.network.clone())
             .unwrap_or_else(|| self.local_network.clone());
         Proxy {
