@@ -777,7 +777,10 @@ mod tests {
             format!("  selector: {{istio: ingressgateway}}\n  servers:\n  - {{port: {{number: 443, name: https, protocol: HTTPS}}, hosts: ['*'], {rest}}}\n")
         };
         for (spec, want) in [
-            (server("tls: {mode: SIMPLE, credentialName: my-cert}"), "spec.servers[0].tls.credentialName: tls.credentialName is not supported by Isthmus yet"),
+            (server("tls: {mode: SIMPLE, credentialName: my-cert, privateKey: /k}"), "spec.servers[0].tls.privateKey: privateKey and credentialName are exclusive"),
+            (server("tls: {mode: ISTIO_MUTUAL, credentialName: my-cert}"), "spec.servers[0].tls.credentialName: credentialName is for tls.mode SIMPLE or MUTUAL"),
+            (server("tls: {mode: SIMPLE, credentialNames: [a, b]}"), "tls.credentialNames is not supported by Isthmus yet"),
+            (server("tls: {mode: SIMPLE}"), "spec.servers[0].tls.serverCertificate: tls.mode SIMPLE needs serverCertificate (the path of a PEM file the gateway can read) or credentialName"),
             (server("tls: {mode: SIMPLE, serverCertificate: /c, privateKey: /k, minProtocolVersion: TLSV1_3}"), "tls.minProtocolVersion is not supported"),
             (server("tls: {mode: SIMPLE, serverCertificate: /c, privateKey: /k}, bind: 127.0.0.1"), "spec.servers[0].bind: bind is not supported"),
             (server("tls: {mode: SIMPLE, serverCertificate: /c, privateKey: /k, sni: x}"), "unknown field `sni`"),

@@ -997,9 +997,11 @@ pub struct ServerTls {
     /// A plain-HTTP server answers every request with a redirect to HTTPS.
     #[serde(default)]
     pub https_redirect: bool,
-    /// A Kubernetes Secret with the certificate (not supported by Isthmus yet: refused).
+    /// SIMPLE/MUTUAL: the Secret, in the gateway workload's namespace, holding the
+    /// certificate and key (`tls.crt`/`tls.key`, or `cert`/`key`) and for MUTUAL the CA
+    /// (`ca.crt`/`cacert`, in it or in a Secret named `NAME-cacert`); instead of the files.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub credential_name: Option<serde_json::Value>,
+    pub credential_name: Option<String>,
     /// Several Secrets (not supported by Isthmus yet: refused).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub credential_names: Option<serde_json::Value>,
@@ -1030,7 +1032,6 @@ impl ServerTls {
     /// The fields set that Isthmus does not enforce, by their YAML names.
     pub fn unsupported(&self) -> Vec<&'static str> {
         [
-            ("credentialName", self.credential_name.is_some()),
             ("credentialNames", self.credential_names.is_some()),
             ("tlsCertificates", self.tls_certificates.is_some()),
             (

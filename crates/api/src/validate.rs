@@ -974,7 +974,7 @@ fn gateway(g: &Gateway, v: &mut Vec<Diagnostic>) {
                 unsupported(
                     v,
                     &format!("spec.servers[{i}].tls.{field}"),
-                    &format!("tls.{field} is not supported by Isthmus yet; name the PEM files with serverCertificate, privateKey and caCertificates"),
+                    &format!("tls.{field} is not supported by Isthmus yet; name one Secret with credentialName, or the PEM files with serverCertificate, privateKey and caCertificates"),
                 );
             }
         }
@@ -1025,7 +1025,35 @@ fn gateway(g: &Gateway, v: &mut Vec<Diagnostic>) {
         }
         if let Some(tls) = &s.tls {
             let at = |f: &str| format!("spec.servers[{i}].tls.{f}");
-            if matches!(tls.mode, ServerTlsMode::Simple | ServerTlsMode::Mutual) {
+            let credential = tls.credential_name.as_deref();
+            if credential == Some("") {
+                v.push(Diagnostic::error("credentialName is empty").at(at("credentialName")));
+            }
+            if credential.is_some() {
+                for (field, value) in [
+                    ("serverCertificate", &tls.server_certificate),
+                    ("privateKey", &tls.private_key),
+                    ("caCertificates", &tls.ca_certificates),
+                ] {
+                    if value.is_some() {
+                        v.push(
+                            Diagnostic::error(format!(
+                                "{field} and credentialName are exclusive: the certificates come from the Secret or from files"
+                            ))
+                            .at(at(field)),
+                        );
+                    }
+                }
+                if !matches!(tls.mode, ServerTlsMode::Simple | ServerTlsMode::Mutual) {
+                    v.push(
+                        Diagnostic::error(format!(
+                            "credentialName is for tls.mode SIMPLE or MUTUAL, not {}",
+                            tls.mode.as_str()
+                        ))
+                        .at(at("credentialName")),
+                    );
+                }
+            } else if matches!(tls.mode, ServerTlsMode::Simple | ServerTlsMode::Mutual) {
                 for (field, value) in [
                     ("serverCertificate", &tls.server_certificate),
                     ("privateKey", &tls.private_key),
@@ -1033,7 +1061,7 @@ fn gateway(g: &Gateway, v: &mut Vec<Diagnostic>) {
                     if value.as_deref().is_none_or(str::is_empty) {
                         v.push(
                             Diagnostic::error(format!(
-                                "tls.mode {} needs {field}: the path of a PEM file the gateway can read",
+                                "tls.mode {} needs {field} (the path of a PEM file the gateway can read) or credentialName (a Secret)",
                                 tls.mode.as_str()
                             ))
                             .at(at(field)),
@@ -1042,6 +1070,7 @@ fn gateway(g: &Gateway, v: &mut Vec<Diagnostic>) {
                 }
             }
             if tls.mode == ServerTlsMode::Mutual
+                && credential.is_none()
                 && tls.ca_certificates.as_deref().is_none_or(str::is_empty)
             {
                 v.push(

@@ -95,6 +95,11 @@ pub enum LabCommand {
         /// `control-plane`, `gateway` or `egress-gateway`.
         component: String,
     },
+    /// Start or delete a VM: a workload outside every pod network (on its cluster's VM
+    /// subnet, 192.168.(100+N).0/24) that joins the mesh through its agent. Register it with
+    /// a WorkloadEntry for its address (`${podIP:CLUSTER/NS/NAME}` in applied files).
+    #[command(subcommand)]
+    Vm(VmCommand),
     /// Run a command in a pod: `lab exec cluster1 foo sleep -- curl -s httpbin.bar.global:8000/ip`.
     Exec {
         /// Cluster.
@@ -283,6 +288,39 @@ pub fn run(g: &LabGlobal, cmd: LabCommand) -> Result<()> {
         } => {
             let mut lab = Lab::load(options(g)?)?;
             lab.delete(&cluster, &file, &namespace, &mut |l| progress(l))?;
+        }
+        LabCommand::Vm(VmCommand::Add {
+            cluster,
+            namespace,
+            name,
+            image,
+            service_account,
+            labels,
+            ports,
+        }) => {
+            let mut lab = Lab::load(options(g)?)?;
+            let spec = isthmus_lab::vm::VmSpec {
+                cluster,
+                namespace,
+                name,
+                image,
+                service_account,
+                labels: labels.into_iter().collect(),
+                ports,
+            };
+            let ip = lab.add_vm(&spec, &mut |l| progress(l))?;
+            println!(
+                "VM {}/{} is at {ip}; register it with a WorkloadEntry in namespace {} (address: {ip}, serviceAccount: {})",
+                spec.namespace, spec.name, spec.namespace, spec.service_account
+            );
+        }
+        LabCommand::Vm(VmCommand::Delete {
+            cluster,
+            namespace,
+            name,
+        }) => {
+            let mut lab = Lab::load(options(g)?)?;
+            lab.delete_vm(&cluster, &namespace, &name, &mut |l| progress(l))?;
         }
         LabCommand::Stop { cluster, component } => {
             let mut lab = Lab::load(options(g)?)?;
@@ -476,4 +514,40 @@ pub fn format_service_entries(body: &str) -> Result<String> {
         out.push_str("# no ServiceEntries\n");
     }
     Ok(out)
+}
+
+/// `lab vm`.
+#[derive(Debug, Subcommand)]
+pub enum VmCommand {
+    /// Start a VM with a demo app and a sidecar: `lab vm add cluster1 vm db-vm --image
+    /// docker.io/kennethreitz/httpbin --port 80 --service-account db --label app=db`.
+    Add {
+        /// The cluster whose network it joins and whose control plane serves it.
+        cluster: String,
+        /// Namespace of its identity (and of its WorkloadEntry).
+        namespace: String,
+        /// Name.
+        name: String,
+        /// Demo app image, as in a Deployment.
+        #[arg(long)]
+        image: String,
+        /// Service account of its identity.
+        #[arg(long, default_value = "default")]
+        service_account: String,
+        /// A label NAME=VALUE its agent reports (repeatable).
+        #[arg(long = "label", value_parser = isthmus_control_plane::config::key_value)]
+        labels: Vec<(String, String)>,
+        /// A port the app listens on (repeatable).
+        #[arg(long = "port")]
+        ports: Vec<u32>,
+    },
+    /// Stop a VM and remove its namespace.
+    Delete {
+        /// Cluster.
+        cluster: String,
+        /// Namespace.
+        namespace: String,
+        /// Name.
+        name: String,
+    },
 }

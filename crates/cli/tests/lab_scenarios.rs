@@ -166,6 +166,7 @@ fn s1_and_its_variants_in_the_lab_with_one_pod_cidr_in_both_clusters() {
         ("traffic-policy", 12),
         ("registry-only", 9),
         ("protocols", 31),
+        ("vm", 15),
         ("authz", 23),
         ("peer-authn", 14),
         ("jwt", 15),
@@ -401,7 +402,7 @@ fn s4_remote_suffix_through_egress_and_ingress_gateways() {
         assert!(run.contains(needle), "{needle}: {run}");
     }
     let tls = lab.ok(&["run", "examples/remote-suffix/gateway-tls.yaml"]);
-    assert!(tls.contains("11 of 11 steps passed"), "{tls}");
+    assert!(tls.contains("23 of 23 steps passed"), "{tls}");
     let status = lab.ok(&["status"]);
     // Two separate meshes: each cluster runs its own control plane.
     assert_eq!(status.matches("istiod-0").count(), 2, "{status}");

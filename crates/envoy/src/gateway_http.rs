@@ -199,17 +199,51 @@ fn file(path: &str) -> Option<DataSource> {
     })
 }
 
-/// The TLS a terminating HTTPS server presents.
-fn server_tls(snapshot: &MeshSnapshot, server: &Server) -> Option<TransportSocket> {
+/// PEM bytes in line (a Secret's, for `credentialName`).
+fn inline(bytes: &[u8]) -> DataSource {
+    DataSource {
+        specifier: Some(data_source::Specifier::InlineBytes(bytes.to_vec())),
+        ..Default::default()
+    }
+}
+
+/// The TLS a terminating HTTPS server presents on a gateway of namespace `gateway_ns`;
+/// `None` when it has no certificate to present (a `credentialName` whose Secret that
+/// namespace lacks, or MUTUAL without a client CA): the server is then not served.
+fn server_tls(
+    snapshot: &MeshSnapshot,
+    gateway_ns: &str,
+    server: &Server,
+) -> Option<TransportSocket> {
     let tls = server.tls.as_ref()?;
+    // The certificate, key and client CA: the Secret's in line (Envoy's config dump
+    // redacts the key), or the files'.
+    let (certificate_chain, private_key, ca) = match &tls.credential_name {
+        Some(name) => {
+            let c = snapshot.tls_credential(gateway_ns, name)?;
+            (
+                Some(inline(&c.certificate_chain)),
+                Some(inline(&c.private_key)),
+                c.ca_certificates.as_deref().map(inline),
+            )
+        }
+        None => (
+            tls.server_certificate.as_deref().and_then(file),
+            tls.private_key.as_deref().and_then(file),
+            tls.ca_certificates.as_deref().and_then(file),
+        ),
+    };
     let ctx = match tls.mode {
         ServerTlsMode::IstioMutual => return Some(downstream_mtls(&snapshot.mesh.trust_domain)),
         ServerTlsMode::Simple | ServerTlsMode::Mutual => {
             let mutual = tls.mode == ServerTlsMode::Mutual;
+            if mutual && ca.is_none() {
+                return None;
+            }
             let validation = mutual.then(|| {
                 common_tls_context::ValidationContextType::ValidationContext(
                     CertificateValidationContext {
-                        trusted_ca: tls.ca_certificates.as_deref().and_then(file),
+                        trusted_ca: ca,
                         match_typed_subject_alt_names: tls
                             .subject_alt_names
                             .iter()
@@ -235,8 +269,8 @@ fn server_tls(snapshot: &MeshSnapshot, server: &Server) -> Option<TransportSocke
             DownstreamTlsContext {
                 common_tls_context: Some(CommonTlsContext {
                     tls_certificates: vec![TlsCertificate {
-                        certificate_chain: tls.server_certificate.as_deref().and_then(file),
-                        private_key: tls.private_key.as_deref().and_then(file),
+                        certificate_chain,
+                        private_key,
                         ..Default::default()
                     }],
                     validation_context_type: validation,
@@ -350,7 +384,7 @@ pub fn add(
         let mut used_names: BTreeSet<String> = BTreeSet::new();
         let mut catch_all = false;
         for (g, s) in servers {
-            let Some(transport) = server_tls(snapshot, s) else {
+            let Some(transport) = server_tls(snapshot, &proxy.id.namespace, s) else {
                 continue;
             };
             let hosts: Vec<&str> = s

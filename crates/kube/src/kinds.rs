@@ -47,25 +47,30 @@ impl WatchedKind {
     }
 }
 
-/// The label of the Secrets that hold other clusters' credentials.
-pub const MULTICLUSTER_SECRET_LABEL: &str = "istio/multiCluster=true";
+/// The Secrets of `istio-system` the control plane reads: every type but service-account
+/// tokens and Helm's release records (other clusters' credentials, gateway certificates).
+pub const SECRET_FIELDS: &str = "type!=kubernetes.io/service-account-token,type!=helm.sh/release.v1";
 
 /// Everything watched, in the order the initial lists are awaited.
 ///
 /// - Namespaces, Services, Pods and EndpointSlices (`discovery.k8s.io/v1`, as istiod reads
 ///   them) for services and endpoints;
-/// - Secrets labelled `istio/multiCluster=true` (other clusters' credentials) and the `istio`
-///   ConfigMap in `istio-system` (mesh config and meshNetworks), nothing else of either kind;
+/// - Secrets of `istio-system` (other clusters' credentials, labelled
+///   `istio/multiCluster=true`, and gateways' certificates for `credentialName`; no
+///   service-account tokens) and its `istio` ConfigMap (mesh config and meshNetworks);
 /// - every kind of `networking.istio.io` and `security.istio.io`, and Istio's telemetry and
 ///   extension kinds: those Isthmus enforces, and those it refuses, so that an
 ///   AuthorizationPolicy or an EnvoyFilter in the cluster is reported rather than silently
 ///   not applied. Istio kinds are watched at `v1` where Istio serves it (all served versions
 ///   of a kind share one schema).
 pub fn watched_kinds() -> Vec<WatchedKind> {
-    // Only istiod's namespace: a Secret anyone can write elsewhere must not add a cluster.
+    // Only istiod's namespace (a Secret anyone can write elsewhere must not add a cluster):
+    // other clusters' credentials (label istio/multiCluster=true, checked where they are
+    // read) and the gateways' certificates (`credentialName`); never service-account tokens
+    // or Helm's release records.
     let mut secrets = WatchedKind::new("", "v1", "Secret", "secrets");
     secrets.namespace = Some("istio-system");
-    secrets.labels = Some(MULTICLUSTER_SECRET_LABEL);
+    secrets.fields = Some(SECRET_FIELDS);
     let mut mesh_config = WatchedKind::new("", "v1", "ConfigMap", "configmaps");
     mesh_config.namespace = Some("istio-system");
     mesh_config.fields = Some("metadata.name=istio");
@@ -120,7 +125,8 @@ mod tests {
             .iter()
             .find(|k| k.kind() == "Secret")
             .expect("secrets");
-        assert_eq!(secret.labels, Some("istio/multiCluster=true"));
+        assert_eq!(secret.labels, None);
+        assert_eq!(secret.fields, Some(SECRET_FIELDS));
         assert_eq!(secret.namespace, Some("istio-system"));
         assert_eq!(
             kinds

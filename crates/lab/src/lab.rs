@@ -518,9 +518,19 @@ impl Lab {
         self.wait_ready(Duration::from_secs(60), progress)
     }
 
-    /// The variables files are filled with: the lab's, then the running scenario's.
+    /// The variables files are filled with: the lab's (and `podIP:CLUSTER/NS/NAME` of each
+    /// VM), then the running scenario's.
     fn variables(&self) -> Vec<(String, String)> {
         let mut vars = manifests::variables(&self.state.topology, &self.opts.state_dir);
+        // A VM's address, for the WorkloadEntry that registers it.
+        for c in &self.state.clusters {
+            for p in c.pods.iter().filter(|p| p.role == PodRole::Vm) {
+                vars.push((
+                    format!("podIP:{}/{}/{}", c.name, p.namespace, p.name),
+                    p.ip.clone(),
+                ));
+            }
+        }
         vars.extend(self.scenario_vars.iter().cloned());
         vars
     }
@@ -668,6 +678,37 @@ impl Lab {
         kubelet::wait_ready(&self.opts, &self.state, timeout, progress)
     }
 
+    /// Starts a VM (see [`crate::vm`]) and waits until its sidecar is ready; returns its
+    /// address.
+    pub fn add_vm(
+        &mut self,
+        spec: &crate::vm::VmSpec,
+        progress: &mut dyn FnMut(&str),
+    ) -> Result<std::net::Ipv4Addr, LabError> {
+        netns::preflight()?;
+        let ip = crate::vm::start(&self.opts, &mut self.state, spec, progress);
+        // What was started is recorded even when it failed half-way, so `down` finds it.
+        self.save()?;
+        let ip = ip?;
+        self.wait_ready(Duration::from_secs(60), progress)?;
+        Ok(ip)
+    }
+
+    /// Stops VM `namespace/name` of `cluster`.
+    pub fn delete_vm(
+        &mut self,
+        cluster: &str,
+        namespace: &str,
+        name: &str,
+        progress: &mut dyn FnMut(&str),
+    ) -> Result<(), LabError> {
+        netns::preflight()?;
+        crate::vm::stop(&self.opts, &mut self.state, cluster, namespace, name)?;
+        self.save()?;
+        progress(&format!("{cluster}: VM {namespace}/{name} deleted"));
+        Ok(())
+    }
+
     /// The options the lab runs with.
     pub fn options(&self) -> &LabOptions {
         &self.opts
@@ -800,7 +841,11 @@ impl Lab {
                     "{:<10} {:<14} {:<28} {:<12} {:<14} {:<8} {}\n",
                     c.name,
                     p.namespace,
-                    p.name,
+                    if p.role == PodRole::Vm {
+                        format!("{} (VM)", p.name)
+                    } else {
+                        p.name.clone()
+                    },
                     p.ip,
                     p.public_ip.as_deref().unwrap_or("-"),
                     if p.stopped {

@@ -12,8 +12,9 @@
 //! `options` (what the lab is), `netns` and `process` (tools), `api_server` (the API side:
 //! objects as registry files), `manifests` (reading a user's manifests), `kube_proxy`
 //! (ClusterIPs), `network` (WAN, routers, pod namespaces and addresses), `kubelet` (pods,
-//! agents, readiness), `install` (the mesh's components), `lab` (orchestration) and
-//! `scenario` (the scenario runner); `demo`, `bookinfo` and `http` are the demo apps.
+//! agents, readiness), `vm` (VMs on a subnet of their own, joining through the agent),
+//! `install` (the mesh's components), `lab` (orchestration) and `scenario` (the scenario
+//! runner); `demo`, `bookinfo` and `http` are the demo apps.
 
 pub mod api_server;
 pub mod bookinfo;
@@ -39,6 +40,7 @@ pub mod process;
 pub mod scenario;
 pub mod state;
 pub mod topology;
+pub mod vm;
 
 pub use error::LabError;
 pub use lab::{Lab, LabOptions};

@@ -115,6 +115,11 @@ pub struct Step {
     pub start: Option<ComponentRef>,
     /// Stop and start a mesh component.
     pub restart: Option<ComponentRef>,
+    /// Start a VM on the cluster's VM subnet (`${podIP:CLUSTER/NS/NAME}` gives its address
+    /// in later steps and in the files they apply).
+    pub vm: Option<crate::vm::VmSpec>,
+    /// Stop a VM.
+    pub delete_vm: Option<PodRef>,
     /// Expectations.
     #[serde(default)]
     pub expect: Expect,
@@ -183,10 +188,12 @@ impl Scenario {
                 step.stop.is_some(),
                 step.start.is_some(),
                 step.restart.is_some(),
+                step.vm.is_some(),
+                step.delete_vm.is_some(),
             ];
             if actions.iter().filter(|a| **a).count() != 1 {
                 return Err(LabError::Invalid(format!(
-                    "{}: steps[{i}] `{}`: give exactly one of apply, delete, exec, envoyStat, envoyAdmin, podLog, stop, start, restart",
+                    "{}: steps[{i}] `{}`: give exactly one of apply, delete, exec, envoyStat, envoyAdmin, podLog, stop, start, restart, vm, deleteVm",
                     path.display(),
                     step.name
                 )));
@@ -227,6 +234,17 @@ fn attempt(lab: &mut Lab, base: &Path, step: &Step) -> Result<Result<String, Str
     if let Some(f) = &step.apply {
         lab.apply(&f.cluster, &base.join(&f.file), &f.namespace, &mut quiet)?;
         return Ok(Ok(format!("applied {} in {}", f.file.display(), f.cluster)));
+    }
+    if let Some(v) = &step.vm {
+        let ip = lab.add_vm(v, &mut quiet)?;
+        return Ok(Ok(format!(
+            "VM {}/{} at {ip}, sidecar ready",
+            v.namespace, v.name
+        )));
+    }
+    if let Some(v) = &step.delete_vm {
+        lab.delete_vm(&v.cluster, &v.namespace, &v.pod, &mut quiet)?;
+        return Ok(Ok(format!("VM {}/{} deleted", v.namespace, v.pod)));
     }
     if let Some(c) = &step.stop {
         lab.stop_component(&c.cluster, c.component.parse()?, &mut quiet)?;

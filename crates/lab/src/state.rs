@@ -20,6 +20,9 @@ pub enum PodRole {
     /// The cluster's Kubernetes control plane: etcd, kube-apiserver, kube-controller-manager
     /// and kube-scheduler.
     Kubernetes,
+    /// A virtual machine on the cluster's VM subnet, outside every pod network, with a
+    /// sidecar (see [`crate::vm`]); it has no Pod object.
+    Vm,
 }
 
 /// One pod.
@@ -74,6 +77,9 @@ pub struct ClusterState {
     pub last_pod: u32,
     /// Last ClusterIP offset used.
     pub last_service: u32,
+    /// How many VMs were started on the cluster's VM subnet (the next one's number).
+    #[serde(default)]
+    pub last_vm: u32,
     /// The control plane's pod IP (clusters that run one).
     pub control_plane_ip: Option<String>,
     /// `HOST:PORT` the cluster's proxies reach their control plane at.
@@ -139,6 +145,7 @@ impl LabState {
                     router_netns: format!("{prefix}-{}-router", c.name),
                     last_pod: 1,
                     last_service: 9,
+                    last_vm: 0,
                     control_plane_ip: None,
                     control_plane_addr: None,
                     ca_cluster: c.name.clone(),

@@ -440,6 +440,7 @@ impl MeshSnapshot {
                 _ => {}
             }
         }
+        read_tls_credentials(&mut snap, &local_resources);
         snap.mtls = read_policies(&local_resources);
         snap.authz = read_authz(&local_resources);
         snap.request_authn = read_request_authn(&local_resources);
@@ -512,6 +513,76 @@ impl MeshSnapshot {
         snap.services = services;
         snap.find_serviceless_hosts();
         snap
+    }
+}
+
+/// The Secrets the Gateways' servers name in `credentialName` (and their `-cacert`
+/// Secrets), read into `snap.tls_credentials`; a Secret that gives no credential is an
+/// error on it, and a name no namespace has a Secret for is a warning on the Gateway (its
+/// server is not served until the Secret exists, as in Istio).
+fn read_tls_credentials(snap: &mut MeshSnapshot, resources: &[&Arc<Resource>]) {
+    use crate::credential::{ca_of, from_secret, TlsCredential, CA_SECRET_SUFFIX};
+    let wanted: std::collections::BTreeSet<&str> = snap
+        .gateways
+        .iter()
+        .flat_map(|g| &g.rule.spec.servers)
+        .filter_map(|s| s.tls.as_ref()?.credential_name.as_deref())
+        .collect();
+    if wanted.is_empty() {
+        return;
+    }
+    let mut found = std::collections::BTreeSet::new();
+    for r in resources {
+        let Object::Secret(secret) = &r.object else {
+            continue;
+        };
+        let name = &*secret.metadata.name;
+        let key = format!("{}/{name}", secret.metadata.namespace);
+        let read = if wanted.contains(name) {
+            from_secret(secret).map(|c| {
+                found.insert(name.to_string());
+                c
+            })
+        } else if name
+            .strip_suffix(CA_SECRET_SUFFIX)
+            .is_some_and(|base| wanted.contains(base))
+        {
+            ca_of(secret).map(|ca| TlsCredential {
+                ca_certificates: ca,
+                ..Default::default()
+            })
+        } else {
+            continue;
+        };
+        match read {
+            Ok(c) => {
+                snap.tls_credentials.insert(key, Arc::new(c));
+            }
+            Err(e) => {
+                let d = Diagnostic::error(format!(
+                    "a Gateway's credentialName names this Secret, but it gives no certificate: {e}"
+                ))
+                .at("data");
+                snap.diagnostics.push(place(d, r));
+            }
+        }
+    }
+    for r in resources {
+        let Object::Gateway(g) = &r.object else {
+            continue;
+        };
+        for (i, s) in g.spec.servers.iter().enumerate() {
+            let Some(name) = s.tls.as_ref().and_then(|t| t.credential_name.as_deref()) else {
+                continue;
+            };
+            if !found.contains(name) {
+                let d = Diagnostic::warning(format!(
+                    "no Secret `{name}` with a certificate and key in any namespace the control plane reads (on Kubernetes: istio-system); the server is not served until the gateway's namespace has one"
+                ))
+                .at(format!("spec.servers[{i}].tls.credentialName"));
+                snap.diagnostics.push(place(d, r));
+            }
+        }
     }
 }
 

@@ -9,12 +9,13 @@
 //! item of lib.rs, so no two import each other (`tests/layers.rs` checks this). What a
 //! snapshot holds sits below `build`, which makes snapshots, and `builder`, which drives it.
 //! Layers, bottom first:
-//! `host`, `labels`, `health`, `policy`, `proxy`, `service`, `automation`, `objects`, `pod`,
+//! `host`, `labels`, `credential`, `health`, `policy`, `proxy`, `service`, `automation`, `objects`, `pod`,
 //! `workload`, `incremental`, `snapshot`, `delegate`, `build`, `push`, `builder`.
 
 pub mod automation;
 pub mod build;
 pub mod builder;
+pub mod credential;
 pub mod delegate;
 pub mod health;
 pub mod host;

@@ -130,6 +130,7 @@ fn endpoints_only(
         virtual_services,
         gateways,
         sidecars,
+        tls_credentials,
         network_gateways,
         mtls,
         authz,
@@ -154,6 +155,7 @@ fn endpoints_only(
         && *virtual_services == prev.virtual_services
         && *gateways == prev.gateways
         && *sidecars == prev.sidecars
+        && *tls_credentials == prev.tls_credentials
         && *egress_gateway == prev.egress_gateway
         && services.len() == prev.services.len();
     if !same_rules {

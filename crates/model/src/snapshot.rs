@@ -184,6 +184,9 @@ pub struct MeshSnapshot {
     /// WorkloadEntries of the local cluster (VMs): endpoints of what selects them, and how
     /// a VM's proxy, which has no Pod, is found.
     pub workload_entries: Vec<isthmus_api::networking::WorkloadEntry>,
+    /// The Secrets Gateways name in `credentialName` (and their `NAME-cacert` Secrets), by
+    /// `namespace/name`, read from the local cluster.
+    pub tls_credentials: BTreeMap<String, Arc<crate::credential::TlsCredential>>,
     /// Sidecar resources of the local cluster (egress scoping).
     pub sidecars: Vec<Scoped<isthmus_api::networking::Sidecar>>,
     /// Gateways of each network.
@@ -205,6 +208,31 @@ pub struct MeshSnapshot {
 }
 
 impl MeshSnapshot {
+    /// The certificate a gateway in `namespace` presents for `credentialName: name`, with
+    /// the client CA from the same Secret or from `name-cacert`; `None` when the namespace has
+    /// no such Secret (Istio's rule: a gateway reads Secrets of its own namespace only).
+    pub fn tls_credential(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Option<crate::credential::TlsCredential> {
+        let own = self.tls_credentials.get(&format!("{namespace}/{name}"))?;
+        if own.certificate_chain.is_empty() {
+            return None;
+        }
+        let mut c = (**own).clone();
+        if c.ca_certificates.is_none() {
+            c.ca_certificates = self
+                .tls_credentials
+                .get(&format!(
+                    "{namespace}/{name}{}",
+                    crate::credential::CA_SECRET_SUFFIX
+                ))
+                .and_then(|ca| ca.ca_certificates.clone());
+        }
+        Some(c)
+    }
+
     /// The SPIFFE identity of a service account.
     pub fn spiffe(&self, namespace: &str, service_account: &str) -> String {
         crate::pod::spiffe(&self.mesh.trust_domain, namespace, service_account)
