@@ -58,13 +58,18 @@ fn secret(ns: &str, name: &str, data: &[(&str, &str)]) -> String {
     s
 }
 
+/// One HTTPS chain: its name, certificate, key and client CA.
+type Chain = (String, Vec<u8>, Vec<u8>, Option<Vec<u8>>);
+
 /// The server certificate, key and client CA of each HTTPS chain of the gateway in
 /// `gateway_ns`, by chain name.
-fn chains(yaml: &str, gateway_ns: &str) -> Vec<(String, Vec<u8>, Vec<u8>, Option<Vec<u8>>)> {
+fn chains(yaml: &str, gateway_ns: &str) -> Vec<Chain> {
     let snap = common::snapshot(yaml, "default", "c1", "n1");
     let proxy = common::proxy(
         &snap,
-        &format!("router~10.10.0.3~istio-ingressgateway-0.{gateway_ns}~{gateway_ns}.svc.cluster.local"),
+        &format!(
+            "router~10.10.0.3~istio-ingressgateway-0.{gateway_ns}~{gateway_ns}.svc.cluster.local"
+        ),
         "c1",
         &[("LABELS", r#"{"istio": "ingressgateway"}"#)],
     );
@@ -101,28 +106,61 @@ fn chains(yaml: &str, gateway_ns: &str) -> Vec<(String, Vec<u8>, Vec<u8>, Option
 fn servers_present_their_secrets_certificate_in_line_and_mutual_checks_the_ca() {
     let yaml = mesh(&format!(
         "{}{}{}",
-        secret("istio-system", "web-cert", &[("tls.crt", CERT), ("tls.key", KEY)]),
-        secret("istio-system", "partner-cert", &[("cert", CERT), ("key", KEY)]),
+        secret(
+            "istio-system",
+            "web-cert",
+            &[("tls.crt", CERT), ("tls.key", KEY)]
+        ),
+        secret(
+            "istio-system",
+            "partner-cert",
+            &[("cert", CERT), ("key", KEY)]
+        ),
         secret("istio-system", "partner-cert-cacert", &[("ca.crt", CA)]),
     ));
     let got = chains(&yaml, "istio-system");
     assert_eq!(got.len(), 2, "{got:?}");
-    let web = got.iter().find(|c| c.0.contains(".https.web-gateway")).expect("web chain");
-    assert_eq!((web.1.as_slice(), web.2.as_slice(), &web.3), (CERT.as_bytes(), KEY.as_bytes(), &None));
-    let partners = got.iter().find(|c| c.0.contains("https-partners")).expect("partners chain");
-    assert_eq!(partners.3.as_deref(), Some(CA.as_bytes()), "the CA from partner-cert-cacert");
+    let web = got
+        .iter()
+        .find(|c| c.0.contains(".https.web-gateway"))
+        .expect("web chain");
+    assert_eq!(
+        (web.1.as_slice(), web.2.as_slice(), &web.3),
+        (CERT.as_bytes(), KEY.as_bytes(), &None)
+    );
+    let partners = got
+        .iter()
+        .find(|c| c.0.contains("https-partners"))
+        .expect("partners chain");
+    assert_eq!(
+        partners.3.as_deref(),
+        Some(CA.as_bytes()),
+        "the CA from partner-cert-cacert"
+    );
 }
 
 #[test]
 fn a_gateway_reads_only_its_own_namespaces_secrets_and_never_serves_without_one() {
     // The Secrets are in istio-system; a gateway running in `edge` serves neither server.
-    let yaml = mesh(&secret("istio-system", "web-cert", &[("tls.crt", CERT), ("tls.key", KEY)]));
+    let yaml = mesh(&secret(
+        "istio-system",
+        "web-cert",
+        &[("tls.crt", CERT), ("tls.key", KEY)],
+    ));
     assert!(chains(&yaml, "edge").is_empty());
     // MUTUAL without any CA is not served either; SIMPLE is.
     let yaml = mesh(&format!(
         "{}{}",
-        secret("istio-system", "web-cert", &[("tls.crt", CERT), ("tls.key", KEY)]),
-        secret("istio-system", "partner-cert", &[("tls.crt", CERT), ("tls.key", KEY)]),
+        secret(
+            "istio-system",
+            "web-cert",
+            &[("tls.crt", CERT), ("tls.key", KEY)]
+        ),
+        secret(
+            "istio-system",
+            "partner-cert",
+            &[("tls.crt", CERT), ("tls.key", KEY)]
+        ),
     ));
     let got = chains(&yaml, "istio-system");
     assert_eq!(got.len(), 1, "{got:?}");
@@ -131,16 +169,29 @@ fn a_gateway_reads_only_its_own_namespaces_secrets_and_never_serves_without_one(
 
 #[test]
 fn a_missing_or_broken_secret_is_reported_without_its_values() {
-    let yaml = mesh(&secret("istio-system", "web-cert", &[("tls.crt", CERT), ("tls.key", "not-pem-secret")]));
+    let yaml = mesh(&secret(
+        "istio-system",
+        "web-cert",
+        &[("tls.crt", CERT), ("tls.key", "not-pem-secret")],
+    ));
     let snap = common::snapshot(&yaml, "default", "c1", "n1");
     let shown: Vec<String> = snap.diagnostics.iter().map(|d| d.to_string()).collect();
     assert!(
-        shown.iter().any(|d| d.contains("Secret/istio-system/web-cert") && d.contains("`tls.key` is not PEM")),
+        shown
+            .iter()
+            .any(|d| d.contains("Secret/istio-system/web-cert")
+                && d.contains("`tls.key` is not PEM")),
         "{shown:?}"
     );
     assert!(
-        shown.iter().any(|d| d.contains("spec.servers[1].tls.credentialName") && d.contains("no Secret `partner-cert`")),
+        shown
+            .iter()
+            .any(|d| d.contains("spec.servers[1].tls.credentialName")
+                && d.contains("no Secret `partner-cert`")),
         "{shown:?}"
     );
-    assert!(shown.iter().all(|d| !d.contains("not-pem-secret")), "{shown:?}");
+    assert!(
+        shown.iter().all(|d| !d.contains("not-pem-secret")),
+        "{shown:?}"
+    );
 }

@@ -49,7 +49,8 @@ impl WatchedKind {
 
 /// The Secrets of `istio-system` the control plane reads: every type but service-account
 /// tokens and Helm's release records (other clusters' credentials, gateway certificates).
-pub const SECRET_FIELDS: &str = "type!=kubernetes.io/service-account-token,type!=helm.sh/release.v1";
+pub const SECRET_FIELDS: &str =
+    "type!=kubernetes.io/service-account-token,type!=helm.sh/release.v1";
 
 /// Everything watched, in the order the initial lists are awaited.
 ///

@@ -228,7 +228,10 @@ mod tests {
     fn vm_addresses_sit_on_a_per_cluster_subnet_outside_the_pod_cidrs() {
         assert_eq!(address(0, 0).expect("first").to_string(), "192.168.100.10");
         assert_eq!(address(0, 1).expect("second").to_string(), "192.168.100.11");
-        assert_eq!(address(1, 0).expect("cluster2").to_string(), "192.168.101.10");
+        assert_eq!(
+            address(1, 0).expect("cluster2").to_string(),
+            "192.168.101.10"
+        );
         assert_eq!(subnet(1).expect("subnet").0.to_string(), "192.168.101.0");
         let full = address(0, 245).expect_err("full").to_string();
         assert!(full.contains("192.168.100.0/24 is full"), "{full}");

@@ -22,7 +22,10 @@ impl fmt::Debug for TlsCredential {
         f.debug_struct("TlsCredential")
             .field("certificate_chain", &self.certificate_chain.len())
             .field("private_key", &"[redacted]")
-            .field("ca_certificates", &self.ca_certificates.as_ref().map(Vec::len))
+            .field(
+                "ca_certificates",
+                &self.ca_certificates.as_ref().map(Vec::len),
+            )
             .finish()
     }
 }
@@ -118,8 +121,11 @@ mod tests {
 
     #[test]
     fn reads_tls_and_generic_secrets_and_their_ca() {
-        let tls = from_secret(&secret(&[("tls.crt", CERT), ("tls.key", KEY), ("ca.crt", CERT)], &[]))
-            .expect("tls secret");
+        let tls = from_secret(&secret(
+            &[("tls.crt", CERT), ("tls.key", KEY), ("ca.crt", CERT)],
+            &[],
+        ))
+        .expect("tls secret");
         assert_eq!(tls.certificate_chain, CERT.as_bytes());
         assert_eq!(tls.private_key, KEY.as_bytes());
         assert_eq!(tls.ca_certificates.as_deref(), Some(CERT.as_bytes()));
@@ -136,11 +142,23 @@ mod tests {
         );
         let mut s = secret(&[("tls.crt", CERT)], &[]);
         s.data.insert("tls.key".into(), "%%%".into());
-        assert_eq!(from_secret(&s), Err(CredentialError::NotBase64("tls.key".into())));
-        let e = from_secret(&secret(&[("tls.crt", CERT), ("tls.key", "secret-bytes")], &[]))
-            .expect_err("not PEM");
+        assert_eq!(
+            from_secret(&s),
+            Err(CredentialError::NotBase64("tls.key".into()))
+        );
+        let e = from_secret(&secret(
+            &[("tls.crt", CERT), ("tls.key", "secret-bytes")],
+            &[],
+        ))
+        .expect_err("not PEM");
         assert!(!e.to_string().contains("secret-bytes"), "{e}");
-        let shown = format!("{:?}", from_secret(&secret(&[("tls.crt", CERT), ("tls.key", KEY)], &[])));
-        assert!(!shown.contains("secret-bytes") && shown.contains("[redacted]"), "{shown}");
+        let shown = format!(
+            "{:?}",
+            from_secret(&secret(&[("tls.crt", CERT), ("tls.key", KEY)], &[]))
+        );
+        assert!(
+            !shown.contains("secret-bytes") && shown.contains("[redacted]"),
+            "{shown}"
+        );
     }
 }
