@@ -148,8 +148,9 @@ pub struct PodSpec {
     /// `hostname` and `subdomain` when both are set (a StatefulSet's pods): what names the
     /// pod in DNS under its headless Service. Boxed: one pointer for what most pods lack.
     pub dns_name: Option<Box<PodDnsName>>,
-    // `nodeName` is not kept: the mesh reads locality from the pod's own topology labels
-    // and reads no Node objects, so the name would be 16 bytes per pod that nothing uses.
+    /// The Node it runs on (`spec.nodeName`), whose topology labels give its locality;
+    /// empty before it is scheduled (shared by the pods of one node a reader interns).
+    pub node_name: Arc<str>,
 }
 
 /// A pod's name in DNS: `HOSTNAME.SUBDOMAIN.NAMESPACE.svc.cluster.local`.
@@ -173,6 +174,8 @@ struct PodSpecWire {
     hostname: Arc<str>,
     #[serde(default, skip_serializing_if = "str::is_empty")]
     subdomain: Arc<str>,
+    #[serde(default, skip_serializing_if = "str::is_empty")]
+    node_name: Arc<str>,
 }
 
 impl From<PodSpecWire> for PodSpec {
@@ -187,6 +190,7 @@ impl From<PodSpecWire> for PodSpec {
             service_account_name: w.service_account_name,
             containers: w.containers,
             dns_name,
+            node_name: w.node_name,
         }
     }
 }
@@ -202,6 +206,7 @@ impl From<PodSpec> for PodSpecWire {
             containers: s.containers,
             hostname,
             subdomain,
+            node_name: s.node_name,
         }
     }
 }
@@ -444,6 +449,14 @@ pub struct Namespace {
     pub metadata: ObjectMeta,
 }
 
+/// `v1/Node`: its topology labels (`topology.kubernetes.io/region`, `.../zone`,
+/// `topology.istio.io/subzone`) are the locality of the pods it runs, as Istio reads it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Node {
+    /// Metadata.
+    pub metadata: ObjectMeta,
+}
+
 /// `v1/ConfigMap`; the `istio` map in `istio-system` holds the mesh config.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ConfigMap {
@@ -468,7 +481,8 @@ pub struct Secret {
     pub string_data: BTreeMap<String, String>,
 }
 
-/// `apps/v1/Deployment` (and its older API groups), read for the pods it would create.
+/// `apps/v1/Deployment` (and its older API groups) or `apps/v1/StatefulSet`, read for the
+/// pods it would create.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Deployment {
     /// Metadata.
@@ -478,12 +492,17 @@ pub struct Deployment {
     pub spec: DeploymentSpec,
 }
 
-/// `Deployment.spec`.
+/// `Deployment.spec` (and a StatefulSet's).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct DeploymentSpec {
     /// Replicas; 1 when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replicas: Option<u32>,
+    /// A StatefulSet's headless Service (`serviceName`): its pods are named `NAME-0`,
+    /// `NAME-1`, ... in DNS under it. `None` for a Deployment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_name: Option<String>,
     /// The pod template.
     #[serde(default)]
     pub template: PodTemplate,
@@ -505,11 +524,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_pod_fits_the_allocators_112_byte_class() {
+    fn a_pod_fits_the_allocators_128_byte_class() {
         // A registry holds one boxed Pod per endpoint: its IP, phase and Ready in line
         // (Ready takes a byte of what was padding), rarely set fields one pointer each
-        // (the StatefulSet DNS name the last 8 bytes of the class).
+        // (the StatefulSet DNS name), and its node's name, whose labels give its locality
+        // (16 bytes that took it from the 112-byte class to 128).
         assert_eq!(std::mem::size_of::<PodStatus>(), 19);
-        assert_eq!(std::mem::size_of::<Pod>(), 112);
+        assert_eq!(std::mem::size_of::<Pod>(), 128);
     }
 }

@@ -184,7 +184,13 @@ impl Shared {
                 // Parsing leaves room for more ports than the service has.
                 s.spec.ports.shrink_to_fit();
             }
-            Object::Pod(p) => self.str(&mut p.spec.service_account_name),
+            Object::Pod(p) => {
+                self.str(&mut p.spec.service_account_name);
+                // A node runs many pods: its name once.
+                if !p.spec.node_name.is_empty() {
+                    self.str(&mut p.spec.node_name);
+                }
+            }
             _ => {}
         }
     }
@@ -381,6 +387,7 @@ fn typed_object(
     let istio_versions = ["v1alpha3", "v1beta1", "v1"];
     Ok(match (group, kind) {
         ("", "Namespace") => Object::Namespace(doc.parse(&label)?),
+        ("", "Node") => Object::Node(doc.parse(&label)?),
         ("", "Service") => Object::Service(doc.parse(&label)?),
         ("", "Pod") => Object::Pod(doc.parse(&label)?),
         ("", "Endpoints") => Object::Endpoints(doc.parse(&label)?),
@@ -388,6 +395,8 @@ fn typed_object(
         ("", "Secret") => Object::Secret(doc.parse(&label)?),
         ("discovery.k8s.io", "EndpointSlice") => Object::EndpointSlice(doc.parse(&label)?),
         ("apps" | "extensions", "Deployment") => Object::Deployment(doc.parse(&label)?),
+        // Read for the pods it would create, as a Deployment whose spec names its Service.
+        ("apps", "StatefulSet") => Object::Deployment(doc.parse(&label)?),
         ("networking.istio.io", _) if !istio_versions.contains(&version) => {
             return Err(unsupported());
         }

@@ -1,7 +1,7 @@
 //! A loaded object: what it is, and where it came from.
 
 use crate::kube::{
-    ConfigMap, Deployment, EndpointSlice, Endpoints, Namespace, Pod, Secret, Service,
+    ConfigMap, Deployment, EndpointSlice, Endpoints, Namespace, Node, Pod, Secret, Service,
 };
 use crate::meta::ObjectMeta;
 use crate::networking::{DestinationRule, Gateway, ServiceEntry, VirtualService, WorkloadEntry};
@@ -32,6 +32,8 @@ pub struct Origin {
 #[allow(missing_docs)]
 pub enum Object {
     Namespace(Box<Namespace>),
+    /// A Node (the locality of its pods).
+    Node(Box<Node>),
     Service(Box<Service>),
     Pod(Box<Pod>),
     Endpoints(Box<Endpoints>),
@@ -76,6 +78,7 @@ impl Object {
     pub fn kind(&self) -> &str {
         match self {
             Object::Namespace(_) => "Namespace",
+            Object::Node(_) => "Node",
             Object::Service(_) => "Service",
             Object::Pod(_) => "Pod",
             Object::Endpoints(_) => "Endpoints",
@@ -102,6 +105,7 @@ impl Object {
     pub fn metadata(&self) -> &ObjectMeta {
         match self {
             Object::Namespace(o) => &o.metadata,
+            Object::Node(o) => &o.metadata,
             Object::Service(o) => &o.metadata,
             Object::Pod(o) => &o.metadata,
             Object::Endpoints(o) => &o.metadata,
@@ -127,6 +131,7 @@ impl Object {
     pub fn metadata_mut(&mut self) -> &mut ObjectMeta {
         match self {
             Object::Namespace(o) => &mut o.metadata,
+            Object::Node(o) => &mut o.metadata,
             Object::Service(o) => &mut o.metadata,
             Object::Pod(o) => &mut o.metadata,
             Object::Endpoints(o) => &mut o.metadata,
@@ -151,7 +156,7 @@ impl Object {
     /// True for kinds that live outside namespaces.
     pub fn is_cluster_scoped(&self) -> bool {
         match self {
-            Object::Namespace(_) | Object::MeshPolicy(_) => true,
+            Object::Namespace(_) | Object::Node(_) | Object::MeshPolicy(_) => true,
             Object::Other(o) => {
                 matches!(
                     o.kind.as_str(),

@@ -1040,7 +1040,7 @@ fn s1_all_variants_and_bad_input_and_an_unreachable_api_server() {
     for (scenario, steps) in [
         ("s1", 13),
         // Right after s1, as in file mode: every protocol and port feature on real Kubernetes.
-        ("protocols", 31),
+        ("protocols", 32),
         ("authz", 23),
         ("peer-authn", 14),
         ("jwt", 15),

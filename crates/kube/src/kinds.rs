@@ -54,7 +54,7 @@ pub const SECRET_FIELDS: &str =
 
 /// Everything watched, in the order the initial lists are awaited.
 ///
-/// - Namespaces, Services, Pods and EndpointSlices (`discovery.k8s.io/v1`, as istiod reads
+/// - Namespaces, Services, Pods, Nodes (the locality of their pods) and EndpointSlices (`discovery.k8s.io/v1`, as istiod reads
 ///   them) for services and endpoints;
 /// - Secrets of `istio-system` (other clusters' credentials, labelled
 ///   `istio/multiCluster=true`, and gateways' certificates for `credentialName`; no
@@ -81,6 +81,7 @@ pub fn watched_kinds() -> Vec<WatchedKind> {
         WatchedKind::new("", "v1", "Namespace", "namespaces"),
         WatchedKind::new("", "v1", "Service", "services"),
         WatchedKind::new("", "v1", "Pod", "pods"),
+        WatchedKind::new("", "v1", "Node", "nodes"),
         WatchedKind::new("discovery.k8s.io", "v1", "EndpointSlice", "endpointslices"),
         secrets,
         mesh_config,

@@ -690,6 +690,11 @@ fn to_value(kind: &WatchedKind, mut obj: DynamicObject) -> serde_json::Value {
     if kind.api.kind == "Pod" {
         project_pod(&mut value, deleting);
     }
+    // Of a Node only its labels count (its locality); its status (images, conditions,
+    // addresses) is most of its size.
+    if kind.api.kind == "Node" {
+        value = serde_json::json!({});
+    }
     if let Some(map) = value.as_object_mut() {
         let m = &obj.metadata;
         let mut meta = serde_json::Map::new();
@@ -716,7 +721,8 @@ fn to_value(kind: &WatchedKind, mut obj: DynamicObject) -> serde_json::Value {
 }
 
 /// Keeps of a Pod what the mesh reads (as the file registry's Pods hold it): the service
-/// account, the containers' ports (a Service may target a port by name), and the address,
+/// account, the containers' ports (a Service may target a port by name), the host name and
+/// subdomain (a StatefulSet's pod's DNS name), the Node (its locality), and the address,
 /// phase and Ready condition. The rest of a real Pod (volumes, tolerations, defaults the API
 /// server fills in) would only be parsed to be dropped.
 ///
@@ -757,6 +763,11 @@ fn project_pod(value: &mut serde_json::Value, deleting: bool) {
     let mut spec = serde_json::Map::new();
     if let Some(a) = account {
         spec.insert("serviceAccountName".into(), a);
+    }
+    for k in ["hostname", "subdomain", "nodeName"] {
+        if let Some(v) = value.get("spec").and_then(|s| s.get(k)).cloned() {
+            spec.insert(k.into(), v);
+        }
     }
     if !containers.is_empty() {
         spec.insert("containers".into(), containers.into());
@@ -1006,7 +1017,7 @@ mod tests {
         let obj: DynamicObject = serde_json::from_value(serde_json::json!({
             "metadata": {"name": "web-0", "namespace": "foo", "uid": "u", "resourceVersion": "9",
                          "labels": {"app": "web"}, "ownerReferences": [{"kind": "ReplicaSet", "name": "web-x", "apiVersion": "apps/v1", "uid": "r"}]},
-            "spec": {"serviceAccountName": "web", "nodeName": "n", "volumes": [{"name": "token"}],
+            "spec": {"serviceAccountName": "web", "nodeName": "n", "hostname": "web-0", "subdomain": "web", "volumes": [{"name": "token"}],
                      "containers": [{"name": "app", "image": "web:1", "ports": [{"name": "http", "containerPort": 8080}, {"containerPort": 9}]},
                                     {"name": "helper", "image": "h"}]},
             "status": {"phase": "Running", "podIP": "10.0.0.5", "qosClass": "BestEffort",
@@ -1018,8 +1029,26 @@ mod tests {
             serde_json::json!({
                 "apiVersion": "v1", "kind": "Pod",
                 "metadata": {"name": "web-0", "namespace": "foo", "labels": {"app": "web"}},
-                "spec": {"serviceAccountName": "web", "containers": [{"name": "", "image": "", "ports": [{"name": "http", "containerPort": 8080}]}]},
+                "spec": {"serviceAccountName": "web", "nodeName": "n", "hostname": "web-0", "subdomain": "web",
+                         "containers": [{"name": "", "image": "", "ports": [{"name": "http", "containerPort": 8080}]}]},
                 "status": {"phase": "Running", "podIP": "10.0.0.5", "conditions": [{"type": "Ready", "status": "False"}]}
+            })
+        );
+        // A Node keeps its labels only.
+        let node_kind = watched_kinds()
+            .into_iter()
+            .find(|k| k.kind() == "Node")
+            .expect("nodes are watched");
+        let node: DynamicObject = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "n", "labels": {"topology.kubernetes.io/zone": "z1"}},
+            "status": {"images": [{"names": ["big"]}], "capacity": {"cpu": "2"}}
+        }))
+        .expect("node");
+        assert_eq!(
+            to_value(&node_kind, node),
+            serde_json::json!({
+                "apiVersion": "v1", "kind": "Node",
+                "metadata": {"name": "n", "labels": {"topology.kubernetes.io/zone": "z1"}}
             })
         );
         let (r, _) = ObjectReader::new().read(&value).expect("reads");

@@ -95,6 +95,13 @@ pub fn pod_object(pod: &PodState, ports: &[u32]) -> Result<Pod, LabError> {
                 env: Vec::new(),
             }]
             .into(),
+            // A StatefulSet's pod: `NAME-N.SERVICE.NS.svc.cluster.local` in DNS.
+            dns_name: pod.subdomain.as_deref().map(|subdomain| {
+                Box::new(isthmus_api::kube::PodDnsName {
+                    hostname: pod.name.as_str().into(),
+                    subdomain: subdomain.into(),
+                })
+            }),
             ..Default::default()
         },
         status: PodStatus {
@@ -506,6 +513,15 @@ mod tests {
             Some("10.10.0.31")
         );
         assert_eq!(p.status.phase, Some(PodPhase::Running));
+        assert!(
+            p.spec.dns_name.is_none(),
+            "a Deployment's pod has no DNS name"
+        );
+        // A StatefulSet's pod is named in DNS under its Service.
+        pod.subdomain = Some("web".into());
+        let named = pod_object(&pod, &[80]).expect("pod");
+        let dns = named.spec.dns_name.expect("a StatefulSet pod's DNS name");
+        assert_eq!((&*dns.hostname, &*dns.subdomain), ("web-0", "web"));
         pod.ip = "not-an-ip".into();
         let err = pod_object(&pod, &[]).expect_err("bad ip");
         assert!(

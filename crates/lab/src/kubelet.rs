@@ -218,6 +218,7 @@ pub fn describe(app: &DemoApp) -> String {
 /// template names none) and image come from the template; it has a proxy when `sidecar`.
 pub fn from_template(pod: &mut PodState, d: &Deployment, container: &Container, sidecar: bool) {
     pod.deployment = Some(d.metadata.name.to_string());
+    pod.subdomain = d.spec.service_name.clone();
     pod.labels = d.spec.template.metadata.labels.to_map();
     pod.service_account = if d.spec.template.spec.service_account_name.is_empty() {
         "default".into()
@@ -591,6 +592,25 @@ mod tests {
         assert_eq!(pod.service_account, "default");
         assert_eq!(pod.image.as_deref(), Some("curlimages/curl"));
         assert!(pod.proxy);
+        assert_eq!(pod.subdomain, None);
+        // A StatefulSet's pods are named under its serviceName.
+        let stateful = yaml
+            .replace("kind: Deployment", "kind: StatefulSet")
+            .replace(
+                "spec:\n  template:",
+                "spec:\n  serviceName: sleep-headless\n  template:",
+            );
+        let loaded = isthmus_api::load_str(&stateful, None, "default");
+        let Some(isthmus_api::Object::Deployment(s)) =
+            loaded.resources.into_iter().next().map(|r| r.object)
+        else {
+            panic!(
+                "a StatefulSet is read as a Deployment: {:?}",
+                loaded.diagnostics
+            );
+        };
+        from_template(&mut pod, &s, container, true);
+        assert_eq!(pod.subdomain.as_deref(), Some("sleep-headless"));
     }
 
     #[test]

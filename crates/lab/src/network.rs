@@ -166,6 +166,7 @@ pub fn pod_netns_at(
         namespace: namespace.to_string(),
         name: name.to_string(),
         deployment: None,
+        subdomain: None,
         role,
         ip: ip.to_string(),
         public_ip: None,

@@ -32,8 +32,12 @@ pub struct PodState {
     pub namespace: String,
     /// Name.
     pub name: String,
-    /// The Deployment that made it.
+    /// The Deployment (or StatefulSet) that made it.
     pub deployment: Option<String>,
+    /// A StatefulSet's pod: the headless Service it is named under in DNS
+    /// (`spec.subdomain`, with its own name as `spec.hostname`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subdomain: Option<String>,
     /// Role.
     pub role: PodRole,
     /// Pod IP.
@@ -265,6 +269,7 @@ pub(crate) mod testing {
             namespace: namespace.into(),
             name: name.into(),
             deployment: None,
+            subdomain: None,
             role: PodRole::App,
             ip: ip.into(),
             public_ip: None,

@@ -149,6 +149,7 @@ pub fn start(
         namespace: spec.namespace.clone(),
         name: spec.name.clone(),
         deployment: None,
+        subdomain: None,
         role: PodRole::Vm,
         ip: ip.to_string(),
         public_ip: None,

@@ -118,6 +118,7 @@ impl MeshSnapshot {
                         namespace_network: objects.namespace_networks.get(ns).cloned(),
                         cluster_network: network.clone(),
                         cidrs: cidrs.clone(),
+                        node_localities: objects.node_localities.clone(),
                     },
                     in_ns.clone(),
                 ));

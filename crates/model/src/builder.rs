@@ -112,4 +112,41 @@ mod tests {
         assert_eq!(checked.version, 3);
         assert_eq!(b.last().map(|s| s.version), Some(3));
     }
+
+    #[test]
+    fn pods_are_where_their_nodes_are_unless_they_say_otherwise() {
+        let nodes = |zone2: &str| {
+            format!("apiVersion: v1\nkind: Node\nmetadata: {{name: n1, labels: {{topology.kubernetes.io/region: r1, topology.kubernetes.io/zone: z1, topology.istio.io/subzone: s1}}}}\n---\napiVersion: v1\nkind: Node\nmetadata: {{name: n2, labels: {{topology.kubernetes.io/region: r2, topology.kubernetes.io/zone: {zone2}}}}}\n---\napiVersion: v1\nkind: Node\nmetadata: {{name: bare}}\n---\n")
+        };
+        let pods = "apiVersion: v1\nkind: Service\nmetadata: {name: web, namespace: bar}\nspec:\n  ports: [{name: http, port: 80}]\n  selector: {app: web}\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: web-1, namespace: bar, labels: {app: web}}\nspec: {nodeName: n1}\nstatus: {podIP: 10.0.0.1}\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: web-2, namespace: bar, labels: {app: web}}\nspec: {nodeName: n2}\nstatus: {podIP: 10.0.0.2}\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: web-3, namespace: bar, labels: {app: web, istio-locality: own.zone}}\nspec: {nodeName: n2}\nstatus: {podIP: 10.0.0.3}\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: web-4, namespace: bar, labels: {app: web}}\nspec: {nodeName: bare}\nstatus: {podIP: 10.0.0.4}\n";
+        let localities = |snap: &MeshSnapshot| -> Vec<(String, String)> {
+            snap.services["web.bar.svc.cluster.local"]
+                .endpoints
+                .iter()
+                .map(|e| (e.address.to_string(), e.origin.locality.clone()))
+                .collect()
+        };
+        let mut builder = MeshBuilder::new();
+        let input = |zone2: &str| input(&format!("{}{pods}", nodes(zone2)));
+        let snap = builder.apply(&input("z2"), ConfigsUpdated::Unknown).0;
+        let want = |z: &str| {
+            vec![
+                ("10.0.0.1".to_string(), "r1/z1/s1".to_string()),
+                ("10.0.0.2".into(), format!("r2/{z}")),
+                ("10.0.0.3".into(), "own/zone".into()),
+                ("10.0.0.4".into(), String::new()),
+            ]
+        };
+        assert_eq!(localities(&snap), want("z2"));
+        let id = crate::proxy::NodeId::parse("sidecar~10.0.0.1~web-1.bar~bar.svc.cluster.local")
+            .expect("node id");
+        let md = isthmus_api::NodeMetadata {
+            cluster_id: Some("c1".into()),
+            ..Default::default()
+        };
+        assert_eq!(snap.proxy(&id, &md).locality, "r1/z1/s1");
+        // A Node relabelled moves its pods, though their namespace did not change.
+        let next = builder.apply(&input("z9"), ConfigsUpdated::Unknown).0;
+        assert_eq!(localities(&next), want("z9"));
+    }
 }

@@ -11,7 +11,7 @@
 
 use crate::automation::ExportDefault;
 use crate::host::CLUSTER_DOMAIN;
-use crate::labels::{locality_of, INJECT_ANNOTATION};
+use crate::labels::INJECT_ANNOTATION;
 use crate::objects::{patch_objects, sort_objects, ClusterObjects};
 use crate::pod::PodInfo;
 use crate::service::{Endpoint, EndpointOrigin, Endpoints, Port, Service, ServiceOrigin};
@@ -44,6 +44,8 @@ pub struct NamespaceContext {
     pub cluster_network: String,
     /// meshNetworks `fromCidr` rules, in order: (CIDR, network).
     pub cidrs: Vec<(String, String)>,
+    /// The cluster's Nodes' localities (its pods' unless they carry their own).
+    pub node_localities: Arc<BTreeMap<String, Arc<str>>>,
 }
 
 /// One cluster's view of one Service: its definition there and the endpoints its selector
@@ -385,6 +387,7 @@ pub fn namespace_build(ctx: &NamespaceContext, objects: &[Arc<Resource>]) -> Nam
             continue;
         };
         let network = shared.get(crate::pod::network(p, *ip, &rules));
+        let locality = shared.get(&crate::pod::locality(p, &ctx.node_localities));
         let service_account = shared.get(crate::pod::service_account(p));
         let identity = identities
             .entry(service_account.clone())
@@ -398,6 +401,7 @@ pub fn namespace_build(ctx: &NamespaceContext, objects: &[Arc<Resource>]) -> Nam
             service_account,
             identity,
             network,
+            locality,
         };
         pods.push((info, p));
     }
@@ -503,6 +507,7 @@ pub fn namespace_build(ctx: &NamespaceContext, objects: &[Arc<Resource>]) -> Nam
                 let origin = origins
                     .entry(OriginKey {
                         network: ById(info.network.clone()),
+                        locality: ById(info.locality.clone()),
                         identity: ById(info.identity.clone()),
                         mtls_ready,
                         labels: ById(info.labels.clone()),
@@ -512,7 +517,7 @@ pub fn namespace_build(ctx: &NamespaceContext, objects: &[Arc<Resource>]) -> Nam
                         Arc::new(EndpointOrigin {
                             cluster: ctx.cluster.clone(),
                             network: k.network.0.to_string(),
-                            locality: locality_of(&k.labels.0),
+                            locality: k.locality.0.to_string(),
                             identity: Some(k.identity.0.to_string()),
                             mtls_ready: k.mtls_ready,
                             labels: k.labels.0.clone(),
@@ -542,6 +547,7 @@ pub fn namespace_build(ctx: &NamespaceContext, objects: &[Arc<Resource>]) -> Nam
 #[derive(PartialEq, Eq, Hash)]
 struct OriginKey {
     network: ById<str>,
+    locality: ById<str>,
     identity: ById<str>,
     mtls_ready: bool,
     labels: ById<isthmus_api::Labels>,
@@ -678,6 +684,7 @@ mod tests {
             namespace_network: None,
             cluster_network: "n1".into(),
             cidrs: Vec::new(),
+            node_localities: Default::default(),
         };
         let built = namespace_build(&ctx, &objects);
         let eps = &built.services[0].service.endpoints;
@@ -740,6 +747,7 @@ mod tests {
             namespace_network: None,
             cluster_network: "n1".into(),
             cidrs: Vec::new(),
+            node_localities: Default::default(),
         };
         let built = namespace_build(&ctx, &objects);
         let got: Vec<String> = built.services[0]

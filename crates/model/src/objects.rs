@@ -14,6 +14,8 @@ use std::sync::Arc;
 pub struct ClusterObjects {
     /// Namespace -> `topology.istio.io/network` label.
     pub namespace_networks: BTreeMap<String, String>,
+    /// Node name -> the locality its topology labels give (Nodes that give one).
+    pub node_localities: Arc<BTreeMap<String, Arc<str>>>,
     /// Namespace -> its Pods and Services, in key order.
     pub by_namespace: BTreeMap<String, Arc<Vec<Arc<Resource>>>>,
     /// `Endpoints` objects (selector-less Services).
@@ -34,6 +36,7 @@ pub(crate) fn controller_managed(s: &isthmus_api::kube::EndpointSlice) -> bool {
 /// `c`'s objects sorted for the build.
 pub(crate) fn sort_objects(c: &ClusterConfig) -> ClusterObjects {
     let mut namespace_networks = BTreeMap::new();
+    let mut node_localities = BTreeMap::new();
     let mut by_namespace: BTreeMap<String, Vec<Arc<Resource>>> = BTreeMap::new();
     let mut endpoints = Vec::new();
     let mut rules = Vec::new();
@@ -66,6 +69,12 @@ pub(crate) fn sort_objects(c: &ClusterConfig) -> ClusterObjects {
                 }
                 rules.push(r.clone());
             }
+            Object::Node(n) => {
+                let locality = crate::labels::locality_of(&n.metadata.labels);
+                if !locality.is_empty() {
+                    node_localities.insert(n.metadata.name.to_string(), Arc::from(locality));
+                }
+            }
             Object::Endpoints(_) => endpoints.push(r.clone()),
             // Slices a user wrote (for a Service without a selector) are read like
             // Endpoints; the controller's mirror the Pods, whose addresses and Ready
@@ -79,6 +88,7 @@ pub(crate) fn sort_objects(c: &ClusterConfig) -> ClusterObjects {
     flush(&mut run, &mut by_namespace);
     ClusterObjects {
         namespace_networks,
+        node_localities: Arc::new(node_localities),
         by_namespace: by_namespace
             .into_iter()
             .map(|(ns, mut v)| {
@@ -136,6 +146,7 @@ pub(crate) fn patch_objects(
     }
     Some(ClusterObjects {
         namespace_networks: prev.namespace_networks.clone(),
+        node_localities: prev.node_localities.clone(),
         by_namespace,
         endpoints: prev.endpoints.clone(),
         rules: prev.rules.clone(),

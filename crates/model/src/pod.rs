@@ -26,6 +26,8 @@ pub struct PodInfo {
     pub identity: Arc<str>,
     /// Network.
     pub network: Arc<str>,
+    /// Locality (`region/zone/subzone`; empty when unknown).
+    pub locality: Arc<str>,
 }
 
 /// What a pod's network is resolved against, besides its own label.
@@ -97,6 +99,22 @@ pub(crate) fn service_account(p: &Pod) -> &str {
 }
 
 /// The SPIFFE identity of a service account.
+/// The locality of pod `p`, in Istio's order: its own labels (`istio-locality`, or the
+/// topology labels the lab puts on pods), else the topology labels of the Node it runs on.
+pub(crate) fn locality<'a>(
+    p: &Pod,
+    node_localities: &'a std::collections::BTreeMap<String, Arc<str>>,
+) -> std::borrow::Cow<'a, str> {
+    let own = crate::labels::locality_of(&p.metadata.labels);
+    if !own.is_empty() {
+        return own.into();
+    }
+    node_localities
+        .get(&*p.spec.node_name)
+        .map(|l| std::borrow::Cow::Borrowed(&**l))
+        .unwrap_or_default()
+}
+
 pub(crate) fn spiffe(trust_domain: &str, namespace: &str, service_account: &str) -> String {
     format!("spiffe://{trust_domain}/ns/{namespace}/sa/{service_account}")
 }
@@ -206,6 +224,7 @@ impl ClusterPods {
             service_account: service_account.into(),
             identity: spiffe(trust_domain, namespace, service_account).into(),
             network: network(p, *ip, &rules).into(),
+            locality: locality(p, &self.objects.node_localities).into(),
         })
     }
 }

@@ -268,7 +268,7 @@ impl MeshSnapshot {
             (None, None) => metadata.labels.clone(),
         };
         let locality = match (&pod, entry) {
-            (Some(p), _) => crate::labels::locality_of(&p.labels),
+            (Some(p), _) => p.locality.to_string(),
             (None, Some(we)) => we.locality.clone().unwrap_or_default(),
             (None, None) => {
                 crate::labels::locality_of(&isthmus_api::Labels::from(metadata.labels.clone()))

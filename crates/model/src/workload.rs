@@ -2,7 +2,7 @@
 //! ServiceEntries (`workloadSelector`) and Services (`selector`) of their namespace, and the
 //! pods a ServiceEntry's `workloadSelector` picks.
 
-use crate::labels::{locality_of, INJECT_ANNOTATION};
+use crate::labels::INJECT_ANNOTATION;
 use crate::pod::{spiffe, ClusterPods};
 use crate::service::{Address, Endpoint, EndpointOrigin};
 use isthmus_api::kube::{IntOrString, Pod, Service as KubeService};
@@ -133,7 +133,7 @@ fn pod_endpoint(
         origin: Arc::new(EndpointOrigin {
             cluster: cluster.to_string(),
             network: info.network.to_string(),
-            locality: locality_of(&info.labels),
+            locality: info.locality.to_string(),
             identity: Some(info.identity.to_string()),
             mtls_ready: pod
                 .metadata
