@@ -399,3 +399,38 @@ fn gateway_chains_carry_the_policies_that_select_the_gateway() {
             .iter()
             .all(|f| f.name != isthmus_envoy::rbac::NETWORK_RBAC_FILTER)));
 }
+
+/// A VM (`testdata/vm`): its sidecar, found by its WorkloadEntry's address, serves the
+/// inbound port its ServiceEntry and Kubernetes Service select it for, with the entry's
+/// labels and account. `examples/gateway-connected/vm.yaml` runs it on real Envoy.
+#[test]
+fn vm_sidecar_from_its_workload_entry() {
+    check_in(
+        "vm",
+        "vm-sidecar",
+        "cluster1",
+        "network1",
+        "sidecar~192.168.100.10~db-vm.vm~vm.svc.cluster.local",
+        &[
+            ("CLUSTER_ID", "cluster1"),
+            ("INTERCEPTION_MODE", "REDIRECT"),
+        ],
+    );
+}
+
+/// The ingress gateway of `testdata/vm`: a MUTUAL HTTPS server whose certificate, key and
+/// client CA come from Secrets (`credentialName`), in line; the route to the VM's service.
+#[test]
+fn gateway_server_with_secret_credentials() {
+    check_in(
+        "vm",
+        "vm-credential-gateway",
+        "cluster1",
+        "network1",
+        "router~10.10.0.3~istio-ingressgateway-0.istio-system~istio-system.svc.cluster.local",
+        &[
+            ("CLUSTER_ID", "cluster1"),
+            ("LABELS", r#"{"istio": "ingressgateway"}"#),
+        ],
+    );
+}
