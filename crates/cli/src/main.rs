@@ -11,8 +11,21 @@ mod lab;
 #[derive(Parser, Debug)]
 #[command(name = "isthmus", version, about, propagate_version = true)]
 struct Cli {
+    /// Log lines as plain text (in colour only on a terminal) or as one JSON object per
+    /// line (for log collectors). Which lines: `RUST_LOG` (such as `info,isthmus_xds=debug`).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "ISTHMUS_LOG_FORMAT")]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+/// `--log-format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line: timestamp, level, target, fields.
+    Json,
 }
 
 #[derive(Subcommand, Debug)]
@@ -212,23 +225,37 @@ fn snapshot_input(r: &isthmus_control_plane::MeshSources) -> isthmus_model::Snap
 }
 
 fn main() {
-    // Errors are printed plainly (cause chain, no backtrace), whatever RUST_BACKTRACE says.
-    if let Err(e) = run() {
-        eprintln!("error: {e:#}");
+    let cli = Cli::parse();
+    let format = cli.log_format;
+    init_logs(format);
+    // Errors are printed plainly (cause chain, no backtrace), whatever RUST_BACKTRACE says;
+    // with JSON logs, as one more JSON line, so that a collector reads every line.
+    if let Err(e) = run(cli) {
+        match format {
+            LogFormat::Text => eprintln!("error: {e:#}"),
+            LogFormat::Json => tracing::error!(error = %format!("{e:#}"), "exiting"),
+        }
         std::process::exit(1);
     }
 }
 
-fn run() -> Result<()> {
-    let cli = Cli::parse();
-    tracing_subscriber::fmt()
+/// Logs to stderr, filtered by `RUST_LOG` (default `info`), in `format`.
+fn init_logs(format: LogFormat) {
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
-        .with_writer(std::io::stderr)
+        .with_writer(std::io::stderr);
+    match format {
         // Colour only on a terminal: logs written to files must stay plain text.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+        LogFormat::Text => logs
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+        LogFormat::Json => logs.json().with_ansi(false).init(),
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Ca(CaCommand::Root { out }) => {
             isthmus_ca::create_root(&out)

@@ -27,11 +27,14 @@ pub mod token_review;
 pub use clusters::{ClusterRegistry, Link};
 pub use config::{ControlPlaneConfig, MeshSources};
 
+/// What to run when the `cacerts` files are missing, unreadable or do not belong together.
+pub const CA_HINT: &str = "make a cluster's files with `isthmus ca intermediate --root ROOT_DIR --cluster CLUSTER --out DIR` (the shared root once with `isthmus ca root --out ROOT_DIR`) and pass DIR as --cacerts";
+
 /// Failures starting the control plane.
 #[derive(Debug, thiserror::Error)]
 pub enum ControlPlaneError {
-    /// The CA could not be loaded.
-    #[error("certificate authority: {0}")]
+    /// The CA could not be loaded: the message says what to run.
+    #[error("certificate authority: {0}; {CA_HINT}")]
     Ca(isthmus_ca::CaError),
     /// The credential key could not be loaded.
     #[error(transparent)]
@@ -1066,7 +1069,14 @@ mod tests {
         }
         assert_eq!(
             chain,
-            "certificate authority: /nowhere/ca-cert.pem: No such file or directory"
+            format!(
+                "certificate authority: /nowhere/ca-cert.pem: No such file or directory; {CA_HINT}"
+            )
+        );
+        assert_eq!(
+            chain.matches("No such file").count(),
+            1,
+            "the cause once: {chain}"
         );
     }
 

@@ -1,0 +1,105 @@
+//! What a user sees when the control plane cannot start: the cause once, what to run, no
+//! colour codes in a file, and with `--log-format json` only JSON lines.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn isthmus(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_isthmus"))
+        .args(args)
+        .env_remove("RUST_LOG")
+        .env_remove("ISTHMUS_LOG_FORMAT")
+        .output()
+        .expect("run isthmus")
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("isthmus-cli-errors-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(d.join("registry")).expect("scratch");
+    d
+}
+
+fn control_plane(dir: &Path, cacerts: &Path, extra: &[&str]) -> Output {
+    let registry = format!("c1={}", dir.join("registry").display());
+    let cacerts = cacerts.display().to_string();
+    let key = dir.join("credential.key").display().to_string();
+    let mut args = vec![
+        "control-plane",
+        "--cluster",
+        "c1",
+        "--network",
+        "n1",
+        "--registry",
+        &registry,
+        "--cacerts",
+        &cacerts,
+        "--credential-key",
+        &key,
+        "--listen",
+        "127.0.0.1:0",
+        "--monitoring",
+        "127.0.0.1:0",
+    ];
+    args.extend_from_slice(extra);
+    isthmus(&args)
+}
+
+#[test]
+fn a_missing_ca_is_one_plain_line_with_its_cause_once_and_what_to_run() {
+    let dir = scratch("missing");
+    let out = control_plane(&dir, &dir.join("no-such-cacerts"), &[]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    let line = err
+        .lines()
+        .find(|l| l.starts_with("error: "))
+        .unwrap_or_else(|| panic!("no error line: {err}"));
+    assert_eq!(
+        line.matches("No such file or directory").count(),
+        1,
+        "{line}"
+    );
+    assert!(line.contains("ca-cert.pem"), "{line}");
+    assert!(line.contains("isthmus ca intermediate --root"), "{line}");
+    assert!(!err.contains('\u{1b}'), "colour codes in a pipe: {err:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_key_of_another_ca_is_refused_at_start_and_json_logs_stay_json() {
+    let dir = scratch("mismatch");
+    let root = dir.join("root").display().to_string();
+    assert!(isthmus(&["ca", "root", "--out", &root]).status.success());
+    for c in ["c1", "c2"] {
+        let out = dir.join(c).display().to_string();
+        let made = isthmus(&[
+            "ca",
+            "intermediate",
+            "--root",
+            &root,
+            "--cluster",
+            c,
+            "--out",
+            &out,
+        ]);
+        assert!(made.status.success(), "{made:?}");
+    }
+    std::fs::copy(dir.join("c2/ca-key.pem"), dir.join("c1/ca-key.pem")).expect("swap key");
+    let out = control_plane(&dir, &dir.join("c1"), &["--log-format", "json"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<serde_json::Value> = err
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let last = lines.last().expect("at least the error");
+    assert_eq!(last["level"], "ERROR", "{err}");
+    let msg = last["fields"]["error"].as_str().unwrap_or_default();
+    assert!(
+        msg.contains("ca-key.pem is not the private key of ca-cert.pem"),
+        "{msg}"
+    );
+    assert!(msg.contains("isthmus ca intermediate"), "{msg}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
