@@ -139,6 +139,28 @@ fn bridge_mac(ns: &str, name: &str) -> String {
     )
 }
 
+/// NATs what leaves `ns` through `out` from `source` (a CIDR) to `out`'s address, as a
+/// cloud NAT does for a cluster's private addresses.
+pub fn masquerade(ns: &str, source: &str, out: &str) -> Result<(), LabError> {
+    exec(
+        ns,
+        "iptables",
+        &[
+            "-t",
+            "nat",
+            "-A",
+            "POSTROUTING",
+            "-s",
+            source,
+            "-o",
+            out,
+            "-j",
+            "MASQUERADE",
+        ],
+    )
+    .map(|_| ())
+}
+
 /// Attaches `dev` to `bridge`.
 pub fn attach(ns: &str, dev: &str, bridge: &str) -> Result<(), LabError> {
     run("ip", &["-n", ns, "link", "set", dev, "master", bridge]).map(|_| ())

@@ -82,22 +82,7 @@ pub fn build(state: &LabState, progress: &mut dyn FnMut(&str)) -> Result<(), Lab
         netns::exec(rt, "sysctl", &["-qw", "net.ipv4.ip_forward=1"])?;
         // Pods reach the WAN from behind their router, as from behind a cloud NAT:
         // replies come back to the router, never to an address of another cluster.
-        netns::exec(
-            rt,
-            "iptables",
-            &[
-                "-t",
-                "nat",
-                "-A",
-                "POSTROUTING",
-                "-s",
-                &String::from(spec.pod_cidr),
-                "-o",
-                "wan0",
-                "-j",
-                "MASQUERADE",
-            ],
-        )?;
+        netns::masquerade(rt, &String::from(spec.pod_cidr), "wan0")?;
         // kube-proxy's part: ClusterIPs are DNAT-ed to pods by the router (the lab's
         // node), and hairpinned connections are masqueraded so replies come back
         // through it.

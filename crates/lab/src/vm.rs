@@ -81,23 +81,7 @@ fn ensure_subnet(state: &LabState, ci: usize) -> Result<(), LabError> {
     netns::bridge(rt, VM_BRIDGE)?;
     let gw = Ipv4Addr::from(u32::from(net) + 1);
     netns::addr(rt, VM_BRIDGE, &format!("{gw}/{prefix}"))?;
-    netns::exec(
-        rt,
-        "iptables",
-        &[
-            "-t",
-            "nat",
-            "-A",
-            "POSTROUTING",
-            "-s",
-            &format!("{net}/{prefix}"),
-            "-o",
-            "wan0",
-            "-j",
-            "MASQUERADE",
-        ],
-    )?;
-    Ok(())
+    netns::masquerade(rt, &format!("{net}/{prefix}"), "wan0")
 }
 
 /// Starts VM `spec`: its namespace on the VM subnet, its app, and its captured sidecar with a

@@ -973,7 +973,7 @@ mod tests {
 
     /// A VM (WorkloadEntry) and a pod in namespace `vm`, a ServiceEntry selecting `app: db`
     /// there, a Kubernetes Service selecting the same, and a WorkloadEntry elsewhere.
-    const VM: &str = "apiVersion: networking.istio.io/v1\nkind: WorkloadEntry\nmetadata: {name: db-vm, namespace: vm}\nspec:\n  address: 192.168.100.10\n  labels: {app: db, version: vm}\n  serviceAccount: db\n  network: network1\n  locality: r1/z1\n  ports: {tcp: 5433}\n---\napiVersion: networking.istio.io/v1\nkind: WorkloadEntry\nmetadata: {name: plain-vm, namespace: vm}\nspec:\n  address: 192.168.100.11\n  labels: {app: db}\n---\napiVersion: networking.istio.io/v1\nkind: WorkloadEntry\nmetadata: {name: other-ns, namespace: foo}\nspec:\n  address: 192.168.100.12\n  labels: {app: db}\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: db-0, namespace: vm, labels: {app: db}}\nspec: {serviceAccountName: db}\nstatus: {podIP: 10.10.0.40}\n---\napiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: db, namespace: vm}\nspec:\n  hosts: [db.vm.example]\n  location: MESH_INTERNAL\n  resolution: STATIC\n  ports: [{name: tcp, number: 5432, protocol: TCP}, {name: http, number: 8080, protocol: HTTP, targetPort: 80}]\n  workloadSelector: {labels: {app: db}}\n---\napiVersion: v1\nkind: Service\nmetadata: {name: db-k8s, namespace: vm}\nspec:\n  ports: [{name: tcp, port: 5432, targetPort: 6000}, {name: http, port: 8080}]\n  selector: {app: db}\n";
+    const VM: &str = "apiVersion: networking.istio.io/v1\nkind: WorkloadEntry\nmetadata: {name: db-vm, namespace: vm}\nspec:\n  address: 192.168.100.10\n  labels: {app: db, version: vm}\n  serviceAccount: db\n  network: network1\n  locality: r1/z1\n  ports: {tcp: 5433}\n---\napiVersion: networking.istio.io/v1\nkind: WorkloadEntry\nmetadata: {name: plain-vm, namespace: vm}\nspec:\n  address: 192.168.100.11\n  labels: {app: db}\n---\napiVersion: networking.istio.io/v1\nkind: WorkloadEntry\nmetadata: {name: other-ns, namespace: foo}\nspec:\n  address: 192.168.100.12\n  labels: {app: db}\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: db-0, namespace: vm, labels: {app: db}}\nspec: {serviceAccountName: db}\nstatus: {podIP: 10.10.0.40}\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: db-1, namespace: vm, labels: {app: db}}\nstatus: {podIP: 10.10.0.41, conditions: [{type: Ready, status: 'False'}]}\n---\napiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: db, namespace: vm}\nspec:\n  hosts: [db.vm.example]\n  location: MESH_INTERNAL\n  resolution: STATIC\n  ports: [{name: tcp, number: 5432, protocol: TCP}, {name: http, number: 8080, protocol: HTTP, targetPort: 80}]\n  workloadSelector: {labels: {app: db}}\n---\napiVersion: v1\nkind: Service\nmetadata: {name: db-k8s, namespace: vm}\nspec:\n  ports: [{name: tcp, port: 5432, targetPort: 6000}, {name: http, port: 8080}]\n  selector: {app: db}\n";
 
     #[test]
     fn workload_entries_are_endpoints_of_what_selects_them_in_their_namespace() {
@@ -993,7 +993,8 @@ mod tests {
                 .collect()
         };
         let eps = by_addr(se);
-        // Both entries of `vm` and its pod; not the entry of `foo`.
+        // Both entries of `vm` and its ready pod; not the entry of `foo`, not a pod that is
+        // not ready.
         assert_eq!(
             eps.keys().map(String::as_str).collect::<Vec<_>>(),
             ["10.10.0.40", "192.168.100.10", "192.168.100.11"]

@@ -103,10 +103,12 @@ pub fn selected_by_service_entry(
     let no_overrides = BTreeMap::new();
     for (pod_cluster, cluster_pods) in pods {
         for (pod, info) in cluster_pods.in_namespace(namespace, trust_domain) {
-            if !selector
-                .labels
-                .iter()
-                .all(|(k, v)| info.labels.get(k) == Some(v))
+            // A pod that is not ready (or has finished) is no endpoint, as for a Service.
+            if !pod.status.is_serving()
+                || !selector
+                    .labels
+                    .iter()
+                    .all(|(k, v)| info.labels.get(k) == Some(v))
             {
                 continue;
             }
