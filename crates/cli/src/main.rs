@@ -83,6 +83,14 @@ enum Command {
         #[command(subcommand)]
         command: lab::LabCommand,
     },
+    /// Print a shell completion script: `source <(isthmus completion bash)`, or write it to
+    /// `~/.local/share/bash-completion/completions/isthmus`, zsh's `$fpath`, fish's
+    /// `~/.config/fish/completions/isthmus.fish`.
+    Completion {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -464,6 +472,23 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Bench(cmd) => bench::run(cmd)?,
         Command::Lab { global, command } => lab::run(&global, command)?,
+        Command::Completion { shell } => {
+            let mut script = Vec::new();
+            clap_complete::generate(
+                shell,
+                &mut <Cli as clap::CommandFactory>::command(),
+                "isthmus",
+                &mut script,
+            );
+            use std::io::Write as _;
+            match std::io::stdout().write_all(&script) {
+                // `isthmus completion bash | head` closes the pipe early: not an error.
+                Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+                    return Err(e).context("writing the completion script")
+                }
+                _ => {}
+            }
+        }
     }
     Ok(())
 }

@@ -1,5 +1,6 @@
-//! What a user sees when the control plane cannot start: the cause once, what to run, no
-//! colour codes in a file, and with `--log-format json` only JSON lines.
+//! What a user meets at the command line: when the control plane cannot start, the cause
+//! once, what to run, no colour codes in a file, and with `--log-format json` only JSON
+//! lines; shell completion scripts that complete.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -102,4 +103,31 @@ fn a_key_of_another_ca_is_refused_at_start_and_json_logs_stay_json() {
     );
     assert!(msg.contains("isthmus ca intermediate"), "{msg}");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn completion_scripts_complete_the_subcommands_in_bash() {
+    for shell in ["bash", "zsh", "fish"] {
+        let out = isthmus(&["completion", shell]);
+        assert!(out.status.success(), "{shell}: {out:?}");
+        let script = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            script.contains("proxy-config") && script.contains("lab"),
+            "{shell}"
+        );
+    }
+    // Bash itself completes `isthmus la` to `lab` with the script.
+    let bash = format!(
+        "source <({} completion bash); COMP_WORDS=(isthmus la); COMP_CWORD=1; _isthmus isthmus la isthmus; echo \"${{COMPREPLY[@]}}\"",
+        env!("CARGO_BIN_EXE_isthmus")
+    );
+    let out = Command::new("bash")
+        .args(["-c", &bash])
+        .output()
+        .expect("bash");
+    let words = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        words.split_whitespace().any(|w| w == "lab"),
+        "{words:?} {out:?}"
+    );
 }
