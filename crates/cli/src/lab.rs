@@ -125,6 +125,10 @@ pub enum LabCommand {
         /// Only the generated ones, with where they came from.
         #[arg(long)]
         generated: bool,
+        /// `yaml` (one document per entry, generated ones with where they came from),
+        /// `json` (a `List`) or `table`.
+        #[arg(short, long, value_enum, default_value_t = Output::Yaml)]
+        output: Output,
     },
     /// Run a scenario file's steps; brings the lab up first when none is running.
     Run {
@@ -348,6 +352,7 @@ pub fn run(g: &LabGlobal, cmd: LabCommand) -> Result<()> {
             kind: _,
             cluster,
             generated,
+            output,
         } => {
             let lab = Lab::load(options(g)?)?;
             let c = lab.state.cluster(&cluster)?;
@@ -362,7 +367,7 @@ pub fn run(g: &LabGlobal, cmd: LabCommand) -> Result<()> {
                 "/debug/serviceentries"
             };
             let body = lab.pod_http(cp, 15014, path)?;
-            print!("{}", format_service_entries(&body)?);
+            print!("{}", format_service_entries(&body, output)?);
         }
         LabCommand::Status => {
             let lab = Lab::load(options(g)?)?;
@@ -495,8 +500,50 @@ pub fn run(g: &LabGlobal, cmd: LabCommand) -> Result<()> {
 
 /// Renders the control plane's `/debug/serviceentries` JSON as YAML documents, each
 /// generated one preceded by a comment saying where it came from.
-pub fn format_service_entries(body: &str) -> Result<String> {
+pub fn format_service_entries(body: &str, output: Output) -> Result<String> {
     let list: Vec<serde_json::Value> = serde_json::from_str(body)?;
+    match output {
+        Output::Yaml => {}
+        Output::Json => {
+            let items: Vec<&serde_json::Value> = list.iter().map(|v| &v["object"]).collect();
+            let l = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": items});
+            return Ok(format!("{}\n", serde_json::to_string_pretty(&l)?));
+        }
+        Output::Table => {
+            let mut out = format!(
+                "{:<16} {:<28} {:<40} {:<18} {:<9} {}\n",
+                "NAMESPACE", "NAME", "HOSTS", "ADDRESSES", "ENDPOINTS", "ORIGIN"
+            );
+            for v in &list {
+                let o = &v["object"];
+                let join = |a: &serde_json::Value| {
+                    a.as_array()
+                        .map(|a| {
+                            a.iter()
+                                .filter_map(|h| h.as_str())
+                                .collect::<Vec<_>>()
+                                .join(",")
+                        })
+                        .filter(|s| !s.is_empty())
+                        .unwrap_or_else(|| "-".into())
+                };
+                out.push_str(&format!(
+                    "{:<16} {:<28} {:<40} {:<18} {:<9} {}\n",
+                    o["metadata"]["namespace"].as_str().unwrap_or("-"),
+                    o["metadata"]["name"].as_str().unwrap_or("-"),
+                    join(&o["spec"]["hosts"]),
+                    join(&o["spec"]["addresses"]),
+                    o["spec"]["endpoints"].as_array().map_or(0, Vec::len),
+                    if v["generated"].as_bool() == Some(true) {
+                        format!("generated: {}", v["explanation"].as_str().unwrap_or(""))
+                    } else {
+                        "written".into()
+                    }
+                ));
+            }
+            return Ok(out);
+        }
+    }
     let mut out = String::new();
     for v in &list {
         out.push_str("---\n");
@@ -514,6 +561,17 @@ pub fn format_service_entries(body: &str) -> Result<String> {
         out.push_str("# no ServiceEntries\n");
     }
     Ok(out)
+}
+
+/// How `get` prints what it finds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Output {
+    /// YAML documents.
+    Yaml,
+    /// JSON.
+    Json,
+    /// One line per object.
+    Table,
 }
 
 /// `lab vm`.
@@ -550,4 +608,48 @@ pub enum VmCommand {
         /// Name.
         name: String,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BODY: &str = r#"[
+      {"generated": true, "explanation": "cluster2: 1 endpoint via 198.18.1.2:15443",
+       "object": {"apiVersion": "networking.istio.io/v1", "kind": "ServiceEntry",
+                  "metadata": {"name": "httpbin-bar-global", "namespace": "istio-system"},
+                  "spec": {"hosts": ["httpbin.bar.global"], "addresses": ["240.240.0.2"],
+                           "endpoints": [{"address": "198.18.1.2"}]}}},
+      {"generated": false, "explanation": "",
+       "object": {"metadata": {"name": "db", "namespace": "foo"}, "spec": {"hosts": ["db.example"]}}}
+    ]"#;
+
+    #[test]
+    fn service_entries_print_as_yaml_documents_a_json_list_or_a_table() {
+        let yaml = format_service_entries(BODY, Output::Yaml).expect("yaml");
+        assert_eq!(yaml.matches("---\n").count(), 2, "{yaml}");
+        assert!(yaml.contains("# generated from cluster2: 1 endpoint via 198.18.1.2:15443"));
+        let json: serde_json::Value =
+            serde_json::from_str(&format_service_entries(BODY, Output::Json).expect("json"))
+                .expect("valid JSON");
+        assert_eq!(json["kind"], "List");
+        assert_eq!(json["items"][1]["metadata"]["name"], "db");
+        let table = format_service_entries(BODY, Output::Table).expect("table");
+        let lines: Vec<&str> = table.lines().collect();
+        assert!(
+            lines[0].starts_with("NAMESPACE") && lines[0].contains("ORIGIN"),
+            "{table}"
+        );
+        assert!(
+            lines[1].contains("httpbin.bar.global")
+                && lines[1].contains("240.240.0.2")
+                && lines[1].contains("generated: cluster2"),
+            "{table}"
+        );
+        assert!(
+            lines[2].contains("db.example") && lines[2].ends_with("written"),
+            "{table}"
+        );
+        assert!(format_service_entries("not json", Output::Table).is_err());
+    }
 }

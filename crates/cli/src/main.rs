@@ -72,6 +72,9 @@ enum Command {
         /// The control plane's monitoring address.
         #[arg(long, default_value = "127.0.0.1:15014")]
         monitoring: std::net::SocketAddr,
+        /// `yaml` (one document per entry), `json` (a `List`) or `table`.
+        #[arg(short, long, value_enum, default_value_t = lab::Output::Yaml)]
+        output: lab::Output,
     },
     /// Benchmarks that print numbers: synthetic meshes, xDS load, CA signing.
     #[command(subcommand)]
@@ -456,6 +459,7 @@ fn run(cli: Cli) -> Result<()> {
             kind: _,
             generated,
             monitoring,
+            output,
         } => {
             let path = if generated {
                 "/debug/serviceentries?generated"
@@ -468,7 +472,7 @@ fn run(cli: Cli) -> Result<()> {
             if code != 200 {
                 bail!("{monitoring}{path}: HTTP {code}");
             }
-            print!("{}", lab::format_service_entries(&body)?);
+            print!("{}", lab::format_service_entries(&body, output)?);
         }
         Command::Bench(cmd) => bench::run(cmd)?,
         Command::Lab { global, command } => lab::run(&global, command)?,
