@@ -100,6 +100,22 @@ pub enum LabCommand {
     /// a WorkloadEntry for its address (`${podIP:CLUSTER/NS/NAME}` in applied files).
     #[command(subcommand)]
     Vm(VmCommand),
+    /// What a pod's Envoy holds now, read from its admin inside the pod: `lab proxy-config
+    /// cluster cluster1 foo sleep` (also listener, route, endpoint, secret, all).
+    ProxyConfig {
+        /// What to show.
+        #[arg(value_enum)]
+        kind: crate::proxy_config::ConfigKind,
+        /// Cluster.
+        cluster: String,
+        /// Namespace.
+        namespace: String,
+        /// Pod, Deployment or app name.
+        pod: String,
+        /// `table`, `json` or `yaml`.
+        #[arg(short, long, value_enum, default_value_t = crate::proxy_config::Format::Table)]
+        output: crate::proxy_config::Format,
+    },
     /// Run a command in a pod: `lab exec cluster1 foo sleep -- curl -s httpbin.bar.global:8000/ip`.
     Exec {
         /// Cluster.
@@ -337,6 +353,23 @@ pub fn run(g: &LabGlobal, cmd: LabCommand) -> Result<()> {
         LabCommand::Restart { cluster, component } => {
             let mut lab = Lab::load(options(g)?)?;
             lab.restart_component(&cluster, component.parse()?, &mut |l| progress(l))?;
+        }
+        LabCommand::ProxyConfig {
+            kind,
+            cluster,
+            namespace,
+            pod,
+            output,
+        } => {
+            let lab = Lab::load(options(g)?)?;
+            let p = lab.state.pod(&cluster, &namespace, &pod)?;
+            if !p.proxy {
+                bail!("{cluster}: {namespace}/{} runs no Envoy", p.name);
+            }
+            let text = crate::proxy_config::read_and_render(kind, output, |path| {
+                Ok(serde_json::from_str(&lab.pod_http(p, 15000, path)?)?)
+            })?;
+            print!("{text}");
         }
         LabCommand::Exec {
             cluster,

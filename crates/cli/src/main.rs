@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 mod bench;
 mod lab;
+mod proxy_config;
 
 /// Isthmus: a multicluster service mesh for Istio users, with Envoy as the data plane.
 #[derive(Parser, Debug)]
@@ -205,14 +206,71 @@ fn duration_arg(s: &str) -> Result<std::time::Duration, String> {
 
 #[derive(Args, Debug)]
 struct ProxyConfigArgs {
+    /// What to show of a live Envoy: cluster, listener, route, endpoint, secret or all.
+    #[arg(value_enum, default_value_t = proxy_config::ConfigKind::All)]
+    kind: proxy_config::ConfigKind,
+    /// A live Envoy's admin address (a sidecar's 127.0.0.1:15000, or a port-forward to it):
+    /// what it holds now, from its `/config_dump`.
+    #[arg(long, conflicts_with = "offline")]
+    admin: Option<std::net::SocketAddr>,
+    /// `table`, `json` or `yaml` (Envoy's own JSON of the part asked for).
+    #[arg(short, long, value_enum, default_value_t = proxy_config::Format::Table)]
+    output: proxy_config::Format,
+    /// Instead of a live Envoy: generate what the control plane would send the node
+    /// `--node-id`, from registry directories (`--cluster`, `--network`, `--registry`).
+    #[arg(long, requires = "node_id")]
+    offline: bool,
     #[command(flatten)]
-    registry: isthmus_control_plane::MeshSources,
-    /// Node id, such as `sidecar~10.0.0.1~sleep-0.foo~foo.svc.cluster.local`.
+    sources: OfflineSources,
+    /// Node id, such as `sidecar~10.0.0.1~sleep-0.foo~foo.svc.cluster.local` (`--offline`).
     #[arg(long)]
-    node_id: String,
+    node_id: Option<String>,
     /// Node metadata NAME=VALUE (INTERCEPTION_MODE, ROUTER_MODE, ...).
     #[arg(long = "metadata", value_parser = isthmus_control_plane::config::key_value)]
     metadata: Vec<(String, String)>,
+}
+
+/// `proxy-config --offline`'s mesh: the control plane's flags, required only offline.
+#[derive(clap::Args, Debug)]
+struct OfflineSources {
+    /// This cluster's name (`--offline`).
+    #[arg(long)]
+    cluster: Option<String>,
+    /// This cluster's network (`--offline`).
+    #[arg(long)]
+    network: Option<String>,
+    /// CLUSTER=DIR: a registry directory (repeat for other clusters; `--offline`).
+    #[arg(long = "registry", value_parser = isthmus_control_plane::config::cluster_dir)]
+    registries: Vec<(String, std::path::PathBuf)>,
+    /// CLUSTER=NETWORK for other clusters (`--offline`).
+    #[arg(long = "cluster-network", value_parser = isthmus_control_plane::config::key_value)]
+    cluster_networks: Vec<(String, String)>,
+    /// The egress gateway service MESH_EXTERNAL HTTP traffic goes through (`--offline`).
+    #[arg(long)]
+    egress_gateway: Option<String>,
+}
+
+impl OfflineSources {
+    /// The control plane's sources, once the required flags are there.
+    fn sources(&self) -> Result<isthmus_control_plane::MeshSources> {
+        let (Some(cluster), Some(network)) = (&self.cluster, &self.network) else {
+            bail!(
+                "proxy-config --offline needs --cluster and --network (and --registry CLUSTER=DIR)"
+            );
+        };
+        if self.registries.is_empty() {
+            bail!(
+                "proxy-config reads registry directories: give at least one --registry CLUSTER=DIR"
+            );
+        }
+        Ok(isthmus_control_plane::MeshSources {
+            cluster: cluster.clone(),
+            network: network.clone(),
+            registries: self.registries.clone(),
+            cluster_networks: self.cluster_networks.clone(),
+            egress_gateway: self.egress_gateway.clone(),
+        })
+    }
 }
 
 fn snapshot_input(r: &isthmus_control_plane::MeshSources) -> isthmus_model::SnapshotInput {
@@ -236,6 +294,13 @@ fn snapshot_input(r: &isthmus_control_plane::MeshSources) -> isthmus_model::Snap
 }
 
 fn main() {
+    // A closed pipe (`isthmus proxy-config --admin ... | head`) ends the process quietly, as
+    // it does any Unix tool, instead of panicking in `print!`.
+    // SAFETY: restoring a signal's default disposition at start-up, before any thread runs.
+    #[allow(unsafe_code)]
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     let format = cli.log_format;
     init_logs(format);
@@ -429,10 +494,18 @@ fn run(cli: Cli) -> Result<()> {
             );
         }
         Command::ProxyConfig(a) => {
-            if a.registry.registries.is_empty() {
-                anyhow::bail!("proxy-config reads registry directories: give at least one --registry CLUSTER=DIR");
+            if let Some(admin) = a.admin {
+                print!("{}", proxy_config::live(admin, a.kind, a.output)?);
+                return Ok(());
             }
-            let mut input = snapshot_input(&a.registry);
+            if !a.offline {
+                anyhow::bail!("proxy-config reads a live Envoy (--admin HOST:PORT) or generates offline (--offline --cluster C --network N --registry C=DIR --node-id ID)");
+            }
+            let registry = a.sources.sources()?;
+            let Some(node_id) = &a.node_id else {
+                anyhow::bail!("proxy-config --offline needs --node-id");
+            };
+            let mut input = snapshot_input(&registry);
             // RequestAuthentication keys are fetched as the control plane would fetch them.
             let wanted = isthmus_control_plane::jwks::wanted(&input);
             if !wanted.is_empty() {
@@ -448,7 +521,7 @@ fn run(cli: Cli) -> Result<()> {
             for d in &snapshot.diagnostics {
                 eprintln!("{d}");
             }
-            let node = isthmus_model::NodeId::parse(&a.node_id)?;
+            let node = isthmus_model::NodeId::parse(node_id)?;
             let proxy = snapshot.proxy(&node, &isthmus_api::NodeMetadata::from_map(a.metadata));
             print!(
                 "{}",

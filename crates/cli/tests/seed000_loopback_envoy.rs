@@ -550,6 +550,48 @@ fn seed000_httpbin_bar_global_through_gateway_with_real_envoy_and_mtls() {
             .trim()
     );
 
+    // `proxy-config --admin` reads the live Envoy: the cluster by its Istio name's parts,
+    // its endpoint (the remote gateway), the certificates from the agent, Envoy's own JSON.
+    let admin = ["--admin", "127.0.1.1:15000"];
+    let clusters = isthmus(&[&["proxy-config", "cluster"][..], &admin[..]].concat());
+    assert!(
+        clusters.lines().any(|l| {
+            let cols: Vec<&str> = l.split_whitespace().collect();
+            cols == [
+                "httpbin.bar.global",
+                "8000",
+                "-",
+                "outbound",
+                "STRICT_DNS",
+                "yes",
+            ]
+        }),
+        "{clusters}"
+    );
+    let endpoints = isthmus(&[&["proxy-config", "endpoint"][..], &admin[..]].concat());
+    assert!(
+        endpoints.lines().any(|l| l.contains(":15443")
+            && l.contains("HEALTHY")
+            && l.contains("outbound|8000||httpbin.bar.global")),
+        "{endpoints}"
+    );
+    let secrets = isthmus(&[&["proxy-config", "secret"][..], &admin[..]].concat());
+    assert!(
+        secrets.contains("default") && secrets.contains("ROOTCA") && secrets.contains("Cert Chain"),
+        "{secrets}"
+    );
+    let listeners: serde_json::Value = serde_json::from_str(&isthmus(
+        &[&["proxy-config", "listener", "-o", "json"][..], &admin[..]].concat(),
+    ))
+    .expect("listener JSON");
+    assert!(
+        listeners["dynamic_listeners"]
+            .as_array()
+            .is_some_and(|l| l.iter().any(|l| l["name"] == "127.255.0.2_8000")),
+        "{listeners}"
+    );
+    println!("[9b] isthmus proxy-config read sleep's live Envoy: clusters, endpoints, secrets, listeners");
+
     // Deleting the ServiceEntry is pushed: sleep's Envoy drops the listener and the cluster.
     std::fs::remove_file(&se_file).expect("delete SE");
     let listeners = || {
