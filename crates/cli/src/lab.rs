@@ -130,6 +130,12 @@ pub enum LabCommand {
     },
     /// Show clusters, pods, addresses and proxy readiness.
     Status,
+    /// Each proxy's CDS/LDS/EDS/RDS state from a cluster's control plane, as istioctl's
+    /// proxy-status prints it.
+    ProxyStatus {
+        /// Cluster.
+        cluster: String,
+    },
     /// Show what a cluster's control plane serves: `get serviceentries [--generated]`.
     Get {
         /// Resource kind; `serviceentries` (or `se`).
@@ -405,6 +411,18 @@ pub fn run(g: &LabGlobal, cmd: LabCommand) -> Result<()> {
         LabCommand::Status => {
             let lab = Lab::load(options(g)?)?;
             print!("{}", lab.status());
+        }
+        LabCommand::ProxyStatus { cluster } => {
+            let lab = Lab::load(options(g)?)?;
+            let c = lab.state.cluster(&cluster)?;
+            let cp = c
+                .pods
+                .iter()
+                .find(|p| p.role == isthmus_lab::state::PodRole::ControlPlane)
+                .ok_or_else(|| anyhow::anyhow!("{cluster} runs no control plane"))?;
+            let body = lab.pod_http(cp, 15014, "/debug/syncz")?;
+            let addr = format!("{}:15012", cp.ip);
+            print!("{}", crate::proxy_status::table(&body, &addr)?);
         }
         LabCommand::Run {
             scenario,

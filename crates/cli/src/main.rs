@@ -7,6 +7,7 @@ use std::path::PathBuf;
 mod bench;
 mod lab;
 mod proxy_config;
+mod proxy_status;
 
 /// Isthmus: a multicluster service mesh for Istio users, with Envoy as the data plane.
 #[derive(Parser, Debug)]
@@ -62,6 +63,13 @@ enum Command {
     Iptables(isthmus_agent::capture::IptablesArgs),
     /// Print the Envoy resources the control plane would send a proxy, as Istio names them.
     ProxyConfig(ProxyConfigArgs),
+    /// Each connected proxy's CDS/LDS/EDS/RDS state (SYNCED, STALE, NOT SENT), as istioctl
+    /// prints it, from a control plane's monitoring port.
+    ProxyStatus {
+        /// The control plane's monitoring address.
+        #[arg(long, default_value = "127.0.0.1:15014")]
+        monitoring: std::net::SocketAddr,
+    },
     /// Show resources a control plane serves: `get serviceentries [--generated]`.
     Get {
         /// Resource kind; `serviceentries` (or `se`).
@@ -546,6 +554,16 @@ fn run(cli: Cli) -> Result<()> {
                 bail!("{monitoring}{path}: HTTP {code}");
             }
             print!("{}", lab::format_service_entries(&body, output)?);
+        }
+        Command::ProxyStatus { monitoring } => {
+            let (code, body) =
+                isthmus_lab::http::get(monitoring, "/debug/syncz").with_context(|| {
+                    format!("cannot reach the control plane's monitoring port {monitoring}")
+                })?;
+            if code != 200 {
+                bail!("{monitoring}/debug/syncz: HTTP {code}");
+            }
+            print!("{}", proxy_status::table(&body, &monitoring.to_string())?);
         }
         Command::Bench(cmd) => bench::run(cmd)?,
         Command::Lab { global, command } => lab::run(&global, command)?,

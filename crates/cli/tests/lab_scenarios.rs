@@ -160,6 +160,43 @@ fn s1_and_its_variants_in_the_lab_with_one_pod_cidr_in_both_clusters() {
     ]);
     assert!(ip.contains("\"origin\""), "{ip}");
 
+    // istioctl-style tooling against the running mesh: every type sleep was sent is ACKed,
+    // and its live Envoy holds the remote service's cluster and the gateway's endpoint.
+    let status = lab.ok(&["proxy-status", "cluster1"]);
+    let sleep: Vec<&str> = status
+        .lines()
+        .find(|l| l.starts_with("sleep-0.foo"))
+        .unwrap_or_else(|| panic!("no sleep row: {status}"))
+        .split_whitespace()
+        .collect();
+    assert_eq!(
+        sleep[1..6],
+        ["cluster1", "SYNCED", "SYNCED", "SYNCED", "SYNCED"],
+        "{status}"
+    );
+    let clusters = lab.ok(&["proxy-config", "cluster", "cluster1", "foo", "sleep"]);
+    assert!(
+        clusters
+            .lines()
+            .any(|l| l.split_whitespace().collect::<Vec<_>>()
+                == [
+                    "httpbin.bar.global",
+                    "8000",
+                    "-",
+                    "outbound",
+                    "STRICT_DNS",
+                    "yes"
+                ]),
+        "{clusters}"
+    );
+    let endpoints = lab.ok(&["proxy-config", "endpoint", "cluster1", "foo", "sleep"]);
+    assert!(
+        endpoints.contains(
+            "198.18.1.2:15443   HEALTHY   OK              outbound|8000||httpbin.bar.global"
+        ),
+        "{endpoints}"
+    );
+
     // The S1 variants of issue 4: egress gateway, version-aware routing, cleanup.
     for (scenario, steps) in [
         // Right after s1 (later scenarios leave subsets and routes behind).

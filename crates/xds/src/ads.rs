@@ -6,14 +6,13 @@ use crate::peer::Peer;
 use crate::request::SotwRequest;
 use crate::service::{AdsService, Requests, ResponseTx, StreamHandler};
 use crate::state::StreamProxy;
-use crate::status::XdsStatus;
+use crate::status::{StreamStatus, XdsStatus};
 use crate::update::MeshUpdate;
 use crate::wire::WireMessage;
 use bytes::Bytes;
 use envoy_types::pb::envoy::service::discovery::v3::DeltaDiscoveryRequest;
 use futures::StreamExt;
 use std::collections::BTreeMap;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use tokio::sync::watch;
 use tonic::Status;
@@ -182,6 +181,7 @@ async fn sotw_stream(
         status,
         protocol,
     )?;
+    let st = status.stream(id);
     let mut watches: BTreeMap<String, Watch> = BTreeMap::new();
     let mut nonce = 0u64;
     let mut pending = Some(first);
@@ -204,15 +204,15 @@ async fn sotw_stream(
                     }
                     match &req.error_detail {
                         Some(err) => {
-                            status.nack(id, NDS_TYPE, &err.message);
+                            st.nack(NDS_TYPE, &err.message);
                             tracing::warn!(proxy = %proxy.node, error = %err.message, "agent rejected the name table (NACK)");
                         }
-                        None => status.ack(id, NDS_TYPE, &req.version_info),
+                        None => st.ack(NDS_TYPE, &req.version_info),
                     }
                     continue;
                 }
                 nonce += 1;
-                send_names(tx, tables, sent, nonce, status, true).await?;
+                send_names(tx, tables, sent, nonce, &st, true).await?;
                 continue;
             }
             if let Some(req) = pending.take() {
@@ -234,10 +234,10 @@ async fn sotw_stream(
                 let mut respond = req.response_nonce.is_empty();
                 if !req.response_nonce.is_empty() {
                     if let Some(err) = &req.error_detail {
-                        status.nack(id, &req.type_url, &err.message);
+                        st.nack(&req.type_url, &err.message);
                         tracing::warn!(proxy = %proxy.node, type_url = %req.type_url, error = %err.message, "Envoy rejected configuration (NACK)");
                     } else {
-                        status.ack(id, &req.type_url, &req.version_info);
+                        st.ack(&req.type_url, &req.version_info);
                     }
                 }
                 if req.names != w.names {
@@ -255,7 +255,7 @@ async fn sotw_stream(
                 }
                 if respond {
                     nonce += 1;
-                    send(tx, &mut proxy, &snapshot, &req.type_url, w, nonce, status, true, &[]).await?;
+                    send(tx, &mut proxy, &snapshot, &req.type_url, w, nonce, &st, true, &[]).await?;
                 }
                 continue;
             }
@@ -274,7 +274,7 @@ async fn sotw_stream(
                     if let (true, Some(tables), Some((rx, sent))) = (alive, &names, name_watch.as_mut()) {
                         rx.borrow_and_update();
                         nonce += 1;
-                        send_names(tx, tables, sent, nonce, status, false).await?;
+                        send_names(tx, tables, sent, nonce, &st, false).await?;
                     } else if !alive {
                         return Ok(());
                     }
@@ -293,7 +293,7 @@ async fn sotw_stream(
                             } else {
                                 Vec::new()
                             };
-                            let sent = send(tx, &mut proxy, &snapshot, type_url, w, nonce, status, false, &force).await?;
+                            let sent = send(tx, &mut proxy, &snapshot, type_url, w, nonce, &st, false, &force).await?;
                             if type_url == isthmus_envoy::CLUSTER_TYPE {
                                 updated_clusters = sent;
                             }
@@ -323,7 +323,7 @@ async fn send_names(
     tables: &NameTables,
     sent: &mut NamesSent,
     nonce: u64,
-    status: &XdsStatus,
+    status: &StreamStatus<'_>,
     full: bool,
 ) -> Result<(), Status> {
     let current = tables.current();
@@ -332,13 +332,9 @@ async fn send_names(
     }
     sent.nonce = nonce.to_string();
     sent.version = Some(current.version);
-    let resp = WireMessage::sotw(
-        &format!("{:016x}", current.version),
-        NDS_TYPE,
-        &sent.nonce,
-        vec![current.entry.clone()],
-    );
-    status.pushes.fetch_add(1, Ordering::Relaxed);
+    let version = format!("{:016x}", current.version);
+    let resp = WireMessage::sotw(&version, NDS_TYPE, &sent.nonce, vec![current.entry.clone()]);
+    status.sent(NDS_TYPE, &version);
     tx.send(Ok(resp))
         .await
         .map_err(|_| Status::cancelled("stream closed"))
@@ -357,7 +353,7 @@ async fn send(
     type_url: &str,
     w: &mut Watch,
     nonce: u64,
-    status: &XdsStatus,
+    status: &StreamStatus<'_>,
     full: bool,
     force: &[Arc<str>],
 ) -> Result<Vec<Arc<str>>, Status> {
@@ -433,7 +429,7 @@ async fn respond(
     type_url: &str,
     w: &mut Watch,
     nonce: u64,
-    status: &XdsStatus,
+    status: &StreamStatus<'_>,
     resources: Vec<Bytes>,
 ) -> Result<(), Status> {
     w.nonce = nonce.to_string();
@@ -445,13 +441,9 @@ async fn respond(
         resources = resources.len(),
         "response"
     );
-    let resp = WireMessage::sotw(
-        &snapshot.version().to_string(),
-        type_url,
-        &w.nonce,
-        resources,
-    );
-    status.pushes.fetch_add(1, Ordering::Relaxed);
+    let version = snapshot.version().to_string();
+    let resp = WireMessage::sotw(&version, type_url, &w.nonce, resources);
+    status.sent(type_url, &version);
     tx.send(Ok(resp))
         .await
         .map_err(|_| Status::cancelled("stream closed"))
@@ -468,7 +460,7 @@ async fn push_patch(
     type_url: &str,
     w: &mut Watch,
     nonce: u64,
-    status: &XdsStatus,
+    status: &StreamStatus<'_>,
 ) -> Option<Result<Vec<Arc<str>>, Status>> {
     let base = w.base.clone()?;
     let names = encoded.changed_since(&base, type_url)?;

@@ -5,13 +5,12 @@ use crate::cache::PUSH_ORDER;
 use crate::peer::Peer;
 use crate::service::Requests;
 use crate::state::StreamProxy;
-use crate::status::XdsStatus;
+use crate::status::{StreamStatus, XdsStatus};
 use crate::update::MeshUpdate;
 use crate::wire::{DeltaEntry, WireMessage};
 use envoy_types::pb::envoy::service::discovery::v3::DeltaDiscoveryRequest;
 use futures::StreamExt;
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use tokio::sync::watch;
 use tonic::Status;
@@ -31,6 +30,8 @@ struct Subscription {
     /// Subscription changes and a reconnecting proxy's initial versions go here.
     overrides: BTreeMap<Arc<str>, Option<u64>>,
     nonce: String,
+    /// The snapshot version of the last response (what an ACK of `nonce` confirms).
+    sent_version: String,
     answered: bool,
 }
 
@@ -89,6 +90,7 @@ pub async fn delta_stream(
         status,
         "delta",
     )?;
+    let st = status.stream(id);
     let mut subs: BTreeMap<String, Subscription> = BTreeMap::new();
     let mut nonce = 0u64;
     let mut pending = Some(first);
@@ -103,10 +105,12 @@ pub async fn delta_stream(
                 // whatever request it sends next and never sends them again.
                 if !req.response_nonce.is_empty() && req.response_nonce == sub.nonce {
                     if let Some(err) = &req.error_detail {
-                        status.nack(id, &req.type_url, &err.message);
+                        st.nack(&req.type_url, &err.message);
                         tracing::warn!(proxy = %proxy.node, type_url = %req.type_url, error = %err.message, "Envoy rejected configuration (NACK)");
                     } else {
-                        status.ack(id, &req.type_url, &snapshot.version().to_string());
+                        // The version of the response it answers (a newer snapshot may
+                        // have come since).
+                        st.ack(&req.type_url, &sub.sent_version);
                     }
                 }
                 if first_for_type {
@@ -144,7 +148,7 @@ pub async fn delta_stream(
                 }
                 if changed {
                     nonce += 1;
-                    push(tx, &mut proxy, &snapshot, &req.type_url, sub, nonce, status, false).await?;
+                    push(tx, &mut proxy, &snapshot, &req.type_url, sub, nonce, &st, false).await?;
                 }
                 continue;
             }
@@ -169,7 +173,7 @@ pub async fn delta_stream(
                                 }
                             }
                             nonce += 1;
-                            let sent = push(tx, &mut proxy, &snapshot, type_url, sub, nonce, status, true).await?;
+                            let sent = push(tx, &mut proxy, &snapshot, type_url, sub, nonce, &st, true).await?;
                             if type_url == isthmus_envoy::CLUSTER_TYPE {
                                 updated_clusters = sent;
                             }
@@ -205,7 +209,7 @@ async fn push(
     type_url: &str,
     sub: &mut Subscription,
     nonce: u64,
-    status: &XdsStatus,
+    status: &StreamStatus<'_>,
     on_change: bool,
 ) -> Result<Vec<Arc<str>>, Status> {
     let encoded = proxy.refresh(snapshot);
@@ -290,9 +294,15 @@ async fn push(
     if removed.is_empty() && resources.len() == encoded.of_type(type_url).len() {
         // The whole set (a proxy's first response): one body shared by every stream.
         let body = encoded.delta_whole(type_url);
-        send(tx, snapshot, sub, nonce, status, |version, nonce| {
-            WireMessage::delta_shared(version, type_url, nonce, body, &[])
-        })
+        send(
+            tx,
+            snapshot,
+            type_url,
+            sub,
+            nonce,
+            status,
+            |version, nonce| WireMessage::delta_shared(version, type_url, nonce, body, &[]),
+        )
         .await?;
         return Ok(names);
     }
@@ -310,13 +320,19 @@ async fn respond(
     type_url: &str,
     sub: &mut Subscription,
     nonce: u64,
-    status: &XdsStatus,
+    status: &StreamStatus<'_>,
     resources: Vec<DeltaEntry<'_>>,
     removed: Vec<String>,
 ) -> Result<(), Status> {
-    send(tx, snapshot, sub, nonce, status, |version, nonce| {
-        WireMessage::delta(version, type_url, nonce, &resources, &removed)
-    })
+    send(
+        tx,
+        snapshot,
+        type_url,
+        sub,
+        nonce,
+        status,
+        |version, nonce| WireMessage::delta(version, type_url, nonce, &resources, &removed),
+    )
     .await
 }
 
@@ -324,15 +340,17 @@ async fn respond(
 async fn send(
     tx: &Tx,
     snapshot: &MeshUpdate,
+    type_url: &str,
     sub: &mut Subscription,
     nonce: u64,
-    status: &XdsStatus,
+    status: &StreamStatus<'_>,
     build: impl FnOnce(&str, &str) -> WireMessage,
 ) -> Result<(), Status> {
     sub.answered = true;
     sub.nonce = nonce.to_string();
-    status.pushes.fetch_add(1, Ordering::Relaxed);
-    let resp = build(&snapshot.version().to_string(), &sub.nonce);
+    sub.sent_version = snapshot.version().to_string();
+    status.sent(type_url, &sub.sent_version);
+    let resp = build(&sub.sent_version, &sub.nonce);
     tx.send(Ok(resp))
         .await
         .map_err(|_| Status::cancelled("stream closed"))

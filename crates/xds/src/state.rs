@@ -76,7 +76,11 @@ impl StreamProxy {
         };
         match crate::peer::authorize(peer, trust_domain, claim) {
             Ok(identity) => {
-                let id = status.open(&node_text, protocol);
+                let id = status.open(
+                    &node_text,
+                    proxy.metadata.cluster_id.as_deref().unwrap_or_default(),
+                    protocol,
+                );
                 tracing::info!(proxy = %node_text, %identity, protocol, "ADS stream opened");
                 Ok((proxy, id))
             }

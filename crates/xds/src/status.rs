@@ -12,6 +12,10 @@ pub struct ProxyStatus {
     pub node_id: String,
     /// `sotw` or `delta`, or `nds` for an agent's stream of the name table.
     pub protocol: String,
+    /// The cluster the proxy says it is in.
+    pub cluster: String,
+    /// Type URL to the last version sent.
+    pub sent: BTreeMap<String, String>,
     /// Type URL to the last version it ACKed.
     pub acked: BTreeMap<String, String>,
     /// Type URL to the last error it reported.
@@ -33,21 +37,61 @@ pub struct XdsStatus {
     streams: Mutex<BTreeMap<u64, ProxyStatus>>,
 }
 
+/// One stream's handle on the shared [`XdsStatus`].
+#[derive(Debug, Clone, Copy)]
+pub struct StreamStatus<'a> {
+    status: &'a XdsStatus,
+    id: u64,
+}
+
+impl StreamStatus<'_> {
+    /// Records a response of `type_url` at `version` sent to this stream's proxy.
+    pub fn sent(&self, type_url: &str, version: &str) {
+        self.status.sent(self.id, type_url, version);
+    }
+
+    /// Records an ACK of `version`.
+    pub fn ack(&self, type_url: &str, version: &str) {
+        self.status.ack(self.id, type_url, version);
+    }
+
+    /// Records a NACK.
+    pub fn nack(&self, type_url: &str, error: &str) {
+        self.status.nack(self.id, type_url, error);
+    }
+}
+
 impl XdsStatus {
     /// Registers a stream and returns its id.
-    pub fn open(&self, node_id: &str, protocol: &str) -> u64 {
+    pub fn open(&self, node_id: &str, cluster: &str, protocol: &str) -> u64 {
         let id = self.next_stream.fetch_add(1, Ordering::Relaxed);
         if let Ok(mut s) = self.streams.lock() {
             s.insert(
                 id,
                 ProxyStatus {
                     node_id: node_id.into(),
+                    cluster: cluster.into(),
                     protocol: protocol.into(),
                     ..Default::default()
                 },
             );
         }
         id
+    }
+
+    /// Stream `id`'s view of the status: what it records is its proxy's.
+    pub fn stream(&self, id: u64) -> StreamStatus<'_> {
+        StreamStatus { status: self, id }
+    }
+
+    /// Records a response sent.
+    pub fn sent(&self, id: u64, type_url: &str, version: &str) {
+        self.pushes.fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut s) = self.streams.lock() {
+            if let Some(p) = s.get_mut(&id) {
+                p.sent.insert(type_url.into(), version.into());
+            }
+        }
     }
 
     /// Forgets a stream.
