@@ -22,14 +22,14 @@ pub enum CredentialError {
     /// Expired.
     #[error("credential expired")]
     Expired,
-    /// The key file could not be read or written.
-    #[error("credential key {path}: {source}")]
+    /// The key file could not be read or written. (The cause is in the message and not
+    /// also a source, so that a chain printed whole says it once.)
+    #[error("credential key {path}: {reason}")]
     Io {
         /// The file.
         path: String,
         /// Why.
-        #[source]
-        source: std::io::Error,
+        reason: std::io::Error,
     },
 }
 
@@ -67,31 +67,45 @@ impl CredentialKey {
 
     /// Reads the key file, creating it with 32 random bytes (mode 0600) when missing.
     pub fn load_or_create(path: &Path) -> Result<Self, CredentialError> {
-        let io = |source| CredentialError::Io {
-            path: path.display().to_string(),
-            source,
-        };
         if !path.exists() {
-            let rng = ring::rand::SystemRandom::new();
-            let bytes: [u8; 32] = ring::rand::generate(&rng)
-                .map_err(|_| io(std::io::Error::other("no randomness")))?
-                .expose();
-            if let Some(dir) = path.parent() {
-                std::fs::create_dir_all(dir).map_err(io)?;
-            }
-            std::fs::write(path, URL_SAFE_NO_PAD.encode(bytes)).map_err(io)?;
-            #[cfg(unix)]
-            {
-                use std::os::unix::fs::PermissionsExt;
-                std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
-                    .map_err(io)?;
-            }
+            Self::create(path)?;
         }
-        let text = std::fs::read_to_string(path).map_err(io)?;
+        Self::load(path)
+    }
+
+    /// Reads the key at `path`; a missing file is an error (issuing with a new key would
+    /// give credentials no control plane accepts).
+    pub fn load(path: &Path) -> Result<Self, CredentialError> {
+        let text = std::fs::read_to_string(path).map_err(|reason| CredentialError::Io {
+            path: path.display().to_string(),
+            reason,
+        })?;
         let bytes = URL_SAFE_NO_PAD
             .decode(text.trim())
             .map_err(|_| CredentialError::Malformed)?;
         Ok(Self::from_bytes(&bytes))
+    }
+
+    /// Writes a new random key to `path` (mode 0600).
+    fn create(path: &Path) -> Result<(), CredentialError> {
+        let io = |reason| CredentialError::Io {
+            path: path.display().to_string(),
+            reason,
+        };
+        let rng = ring::rand::SystemRandom::new();
+        let bytes: [u8; 32] = ring::rand::generate(&rng)
+            .map_err(|_| io(std::io::Error::other("no randomness")))?
+            .expose();
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(io)?;
+        }
+        std::fs::write(path, URL_SAFE_NO_PAD.encode(bytes)).map_err(io)?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(io)?;
+        }
+        Ok(())
     }
 
     /// Issues a credential for `ns`/`sa` valid for `ttl_secs`.

@@ -315,12 +315,27 @@ fn main() {
     // Errors are printed plainly (cause chain, no backtrace), whatever RUST_BACKTRACE says;
     // with JSON logs, as one more JSON line, so that a collector reads every line.
     if let Err(e) = run(cli) {
+        let message = error_chain(&e);
         match format {
-            LogFormat::Text => eprintln!("error: {e:#}"),
-            LogFormat::Json => tracing::error!(error = %format!("{e:#}"), "exiting"),
+            LogFormat::Text => eprintln!("error: {message}"),
+            LogFormat::Json => tracing::error!(error = %message, "exiting"),
         }
         std::process::exit(1);
     }
+}
+
+/// An error and its causes on one line, each cause once: a library error whose message
+/// already says its source (`"{path}: {source}"`) would otherwise repeat it.
+fn error_chain(e: &anyhow::Error) -> String {
+    let mut out = e.to_string();
+    for cause in e.chain().skip(1) {
+        let c = cause.to_string();
+        if !out.contains(&c) {
+            out.push_str(": ");
+            out.push_str(&c);
+        }
+    }
+    out
 }
 
 /// Logs to stderr, filtered by `RUST_LOG` (default `info`), in `format`.
@@ -400,7 +415,11 @@ fn run(cli: Cli) -> Result<()> {
             service_account,
             ttl,
         }) => {
-            let k = isthmus_ca::CredentialKey::load_or_create(&key)?;
+            // Never a new key: a credential signed with one no control plane knows would
+            // fail at the CA with nothing said here.
+            let k = isthmus_ca::CredentialKey::load(&key).map_err(|e| {
+                anyhow::anyhow!("{e}; give --key the file the control plane reads (its --credential-key, made when it first starts)")
+            })?;
             println!("{}", k.issue(&namespace, &service_account, ttl));
         }
         Command::CreateRemoteSecret(a) => {

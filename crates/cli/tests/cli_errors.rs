@@ -131,3 +131,28 @@ fn completion_scripts_complete_the_subcommands_in_bash() {
         "{words:?} {out:?}"
     );
 }
+
+#[test]
+fn a_missing_credential_key_is_not_made_up_and_its_cause_is_said_once() {
+    let dir = scratch("credential");
+    let key = dir.join("nowhere/key");
+    let out = isthmus(&[
+        "credential",
+        "issue",
+        "--key",
+        &key.display().to_string(),
+        "--namespace",
+        "foo",
+        "--service-account",
+        "sleep",
+    ]);
+    assert!(
+        !out.status.success(),
+        "a credential from a key made up on the spot"
+    );
+    assert!(!key.exists(), "a key file was created");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.matches("No such file or directory").count(), 1, "{err}");
+    assert!(err.contains("--credential-key"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
