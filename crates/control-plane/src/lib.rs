@@ -955,6 +955,22 @@ async fn read_request_head(sock: &mut tokio::net::TcpStream) -> Option<Vec<u8>> 
     Some(head)
 }
 
+/// A request target's path and query (`/metrics?x=1` is `/metrics`, as Prometheus and
+/// curl users expect; the query is empty when there is none).
+fn split_target(target: &str) -> (&str, &str) {
+    target.split_once('?').unwrap_or((target, ""))
+}
+
+/// The Content-Type of a monitoring answer: Prometheus's text format for `/metrics`
+/// (Prometheus 3 refuses a scrape without one), JSON for the JSON debug pages.
+fn content_type(path: &str, code: &str) -> &'static str {
+    match path {
+        "/metrics" if code.starts_with("200") => "text/plain; version=0.0.4; charset=utf-8",
+        "/debug/syncz" | "/debug/serviceentries" if code.starts_with("200") => "application/json",
+        _ => "text/plain; charset=utf-8",
+    }
+}
+
 /// A minimal HTTP/1.1 server for `/metrics`, `/debug/syncz` and `/debug/diagnostics`.
 async fn monitoring(listener: tokio::net::TcpListener, m: Monitored) {
     let m = Arc::new(m);
@@ -977,7 +993,7 @@ async fn monitoring(listener: tokio::net::TcpListener, m: Monitored) {
                 return;
             };
             let req = String::from_utf8_lossy(&head);
-            let path = req.split_whitespace().nth(1).unwrap_or("/");
+            let (path, query) = split_target(req.split_whitespace().nth(1).unwrap_or("/"));
             let (code, body) = match path {
                 "/metrics" => (
                     "200 OK",
@@ -1009,8 +1025,8 @@ async fn monitoring(listener: tokio::net::TcpListener, m: Monitored) {
                     "503 Service Unavailable",
                     "reading the mesh: not serving yet\n".into(),
                 ),
-                "/debug/serviceentries" | "/debug/serviceentries?generated" => {
-                    let only_generated = path.ends_with("?generated");
+                "/debug/serviceentries" => {
+                    let only_generated = query.split('&').any(|q| q == "generated");
                     let list: Vec<SeView> = service_entries
                         .borrow()
                         .iter()
@@ -1028,7 +1044,8 @@ async fn monitoring(listener: tokio::net::TcpListener, m: Monitored) {
                 ),
             };
             let resp = format!(
-                "HTTP/1.1 {code}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                "HTTP/1.1 {code}\r\ncontent-type: {}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                content_type(path, code),
                 body.len()
             );
             let _ = sock.write_all(resp.as_bytes()).await;
@@ -1053,6 +1070,25 @@ mod tests {
             .expect("bound after the holder let go");
         assert_eq!(l.local_addr().expect("addr"), addr);
         let _ = release.join();
+    }
+
+    #[test]
+    fn a_query_does_not_change_the_page_and_each_page_says_its_content_type() {
+        assert_eq!(split_target("/metrics?x=1"), ("/metrics", "x=1"));
+        assert_eq!(split_target("/metrics"), ("/metrics", ""));
+        assert_eq!(
+            split_target("/debug/serviceentries?generated"),
+            ("/debug/serviceentries", "generated")
+        );
+        assert_eq!(
+            content_type("/metrics", "200 OK"),
+            "text/plain; version=0.0.4; charset=utf-8"
+        );
+        assert_eq!(content_type("/debug/syncz", "200 OK"), "application/json");
+        assert_eq!(
+            content_type("/nope", "404 Not Found"),
+            "text/plain; charset=utf-8"
+        );
     }
 
     #[test]
