@@ -126,7 +126,18 @@ pub fn load_str(text: &str, file: Option<&Path>, default_namespace: &str) -> Loa
 fn load_text(text: &str, file: Option<Arc<PathBuf>>, default_namespace: &str) -> Loaded {
     let mut out = Loaded::default();
     let mut shared = Shared::default();
-    for (start_line, doc) in split_documents(text) {
+    // A `kind: List` (what `kubectl get -o yaml` prints) stands for its items.
+    let documents =
+        split_documents(text)
+            .into_iter()
+            .flat_map(|(line, doc)| match list_items(&doc) {
+                Some(items) => items
+                    .into_iter()
+                    .map(|(offset, item)| (line + offset, item))
+                    .collect(),
+                None => vec![(line, doc)],
+            });
+    for (start_line, doc) in documents {
         // The document's text is kept by its origin, not copied for it.
         let doc = Arc::new(doc);
         let origin = Origin {
@@ -215,6 +226,67 @@ pub fn place(mut d: Diagnostic, resource: &Resource) -> Diagnostic {
     d
 }
 
+/// The items of a `kind: List` document, each as its own text (the item's lines, dedented)
+/// with its first line counted from the document's (0 for the first line); `None` when
+/// `doc` is not a List. Slicing the text rather than re-writing parsed items keeps every
+/// line where the user sees it, for diagnostics.
+fn list_items(doc: &str) -> Option<Vec<(usize, String)>> {
+    let lines: Vec<&str> = doc.lines().collect();
+    let is_list = lines.iter().any(|l| {
+        matches!(
+            l.trim_end(),
+            "kind: List" | "kind: \"List\"" | "kind: 'List'"
+        )
+    });
+    if !is_list {
+        return None;
+    }
+    let indent_of = |l: &str| l.len() - l.trim_start().len();
+    let items_at = lines
+        .iter()
+        .position(|l| indent_of(l) == 0 && l.trim_end().starts_with("items:"))?;
+    if lines[items_at].trim_end() != "items:" {
+        // `items: []`: an empty list.
+        return Some(Vec::new());
+    }
+    let mut starts = Vec::new();
+    let mut end = lines.len();
+    let mut indent = None;
+    for (i, l) in lines.iter().enumerate().skip(items_at + 1) {
+        let t = l.trim_start();
+        if t.is_empty() || t.starts_with('#') {
+            continue;
+        }
+        let at = indent_of(l);
+        let item_indent = *indent.get_or_insert(at);
+        if at == item_indent && (t.starts_with("- ") || t == "-") {
+            starts.push(i);
+        } else if at <= item_indent {
+            // The List's next key (`kind: List`, `metadata:`): the items are over.
+            end = i;
+            break;
+        }
+    }
+    let indent = indent.unwrap_or(0);
+    let mut items = Vec::new();
+    for (n, start) in starts.iter().enumerate() {
+        let stop = starts.get(n + 1).copied().unwrap_or(end);
+        let mut text = String::new();
+        for (k, l) in lines[*start..stop].iter().enumerate() {
+            // The item's first line loses its `- `; every line its list indentation.
+            let body = if k == 0 {
+                l.get(indent + 2..).unwrap_or("")
+            } else {
+                l.get(indent + 2..).unwrap_or_else(|| l.trim_start())
+            };
+            text.push_str(body);
+            text.push('\n');
+        }
+        items.push((*start, text));
+    }
+    Some(items)
+}
+
 /// Splits a YAML stream at `---` lines, returning each document with its 1-based first line.
 fn split_documents(text: &str) -> Vec<(usize, String)> {
     let mut docs = Vec::new();
@@ -246,11 +318,32 @@ fn split_documents(text: &str) -> Vec<(usize, String)> {
         .collect()
 }
 
+/// `line 8 column 42: unknown ...` -> `unknown ...`.
+fn strip_position(message: &str) -> &str {
+    let Some(rest) = message.strip_prefix("line ") else {
+        return message;
+    };
+    let mut parts = rest.splitn(4, ' ');
+    match (parts.next(), parts.next(), parts.next(), parts.next()) {
+        (Some(line), Some("column"), Some(col), Some(tail))
+            if line.bytes().all(|b| b.is_ascii_digit())
+                && col
+                    .strip_suffix(':')
+                    .is_some_and(|c| c.bytes().all(|b| b.is_ascii_digit())) =>
+        {
+            tail
+        }
+        _ => message,
+    }
+}
+
 fn yaml_error(e: serde_saphyr::Error, origin: &Origin, resource: Option<String>) -> Diagnostic {
     let message = e.to_string();
     let first = message.lines().next().unwrap_or("invalid YAML");
-    // The diagnostic says `error` itself; the YAML reader's own prefix would double it.
+    // The diagnostic says `error` itself; the YAML reader's own prefix would double it, and
+    // its position is within the document, not the file (the diagnostic's line is).
     let first = first.strip_prefix("error: ").unwrap_or(first);
+    let first = strip_position(first);
     let mut d = Diagnostic::error(format!("invalid YAML: {first}"));
     d.file = origin.file.as_deref().cloned();
     d.resource = resource;
@@ -778,6 +871,36 @@ mod tests {
 
     fn loaded_ok(l: &Loaded) -> bool {
         l.diagnostics.is_empty() && l.resources.len() == 1
+    }
+
+    #[test]
+    fn a_list_is_its_items_each_at_its_own_line() {
+        // What `kubectl get virtualservices,destinationrules -o yaml` prints.
+        let text = "apiVersion: v1\nitems:\n- apiVersion: networking.istio.io/v1\n  kind: DestinationRule\n  metadata:\n    name: a\n    namespace: bar\n  spec:\n    host: a.bar.svc.cluster.local\n- apiVersion: networking.istio.io/v1\n  kind: DestinationRule\n  metadata:\n    name: b\n    namespace: bar\n  spec:\n    host: b.bar.svc.cluster.local\n    trafficPolicy: {loadBalancer: {simple: ROUND_ROBN}}\nkind: List\nmetadata:\n  resourceVersion: \"\"\n";
+        let loaded = load_str(text, Some(Path::new("list.yaml")), "default");
+        let names: Vec<&str> = loaded
+            .resources
+            .iter()
+            .map(|r| &*r.object.metadata().name)
+            .collect();
+        assert_eq!(names, ["a"], "{:?}", loaded.diagnostics);
+        assert_eq!(loaded.resources[0].origin.line, 3);
+        // The second item's error names its own line in the file.
+        let d = loaded.diagnostics.first().expect("b's error");
+        assert!(d.to_string().contains("ROUND_ROBN"), "{d}");
+        assert!(
+            d.line.is_some_and(|l| (10..=17).contains(&l)),
+            "line {:?}: {d}",
+            d.line
+        );
+        // Indented items and an empty list.
+        let indented = "apiVersion: v1\nkind: List\nitems:\n  - apiVersion: v1\n    kind: Namespace\n    metadata: {name: x}\n";
+        assert_eq!(load_str(indented, None, "default").resources.len(), 1);
+        assert!(
+            load_str("apiVersion: v1\nkind: List\nitems: []\n", None, "default")
+                .resources
+                .is_empty()
+        );
     }
 
     #[test]
