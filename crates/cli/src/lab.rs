@@ -375,7 +375,7 @@ pub fn run(g: &LabGlobal, cmd: LabCommand) -> Result<()> {
             let text = crate::proxy_config::read_and_render(kind, output, |path| {
                 Ok(serde_json::from_str(&lab.pod_http(p, 15000, path)?)?)
             })?;
-            print!("{text}");
+            crate::emit(&text)?;
         }
         LabCommand::Exec {
             cluster,
@@ -406,7 +406,7 @@ pub fn run(g: &LabGlobal, cmd: LabCommand) -> Result<()> {
                 "/debug/serviceentries"
             };
             let body = lab.pod_http(cp, 15014, path)?;
-            print!("{}", format_service_entries(&body, output)?);
+            crate::emit(&format_service_entries(&body, output)?)?;
         }
         LabCommand::Status => {
             let lab = Lab::load(options(g)?)?;
@@ -422,7 +422,7 @@ pub fn run(g: &LabGlobal, cmd: LabCommand) -> Result<()> {
                 .ok_or_else(|| anyhow::anyhow!("{cluster} runs no control plane"))?;
             let body = lab.pod_http(cp, 15014, "/debug/syncz")?;
             let addr = format!("{}:15012", cp.ip);
-            print!("{}", crate::proxy_status::table(&body, &addr)?);
+            crate::emit(&crate::proxy_status::table(&body, &addr)?)?;
         }
         LabCommand::Run {
             scenario,

@@ -302,13 +302,6 @@ fn snapshot_input(r: &isthmus_control_plane::MeshSources) -> isthmus_model::Snap
 }
 
 fn main() {
-    // A closed pipe (`isthmus proxy-config --admin ... | head`) ends the process quietly, as
-    // it does any Unix tool, instead of panicking in `print!`.
-    // SAFETY: restoring a signal's default disposition at start-up, before any thread runs.
-    #[allow(unsafe_code)]
-    unsafe {
-        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-    }
     let cli = Cli::parse();
     let format = cli.log_format;
     init_logs(format);
@@ -321,6 +314,20 @@ fn main() {
             LogFormat::Json => tracing::error!(error = %message, "exiting"),
         }
         std::process::exit(1);
+    }
+}
+
+/// Writes a command's output to stdout. A reader that closes the pipe early (`| head`)
+/// ends the output quietly: not an error, and no panic as `print!` would. (SIGPIPE stays
+/// ignored: the servers this binary also runs must never die of a closed socket.)
+fn emit(text: &str) -> Result<()> {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(e).context("writing to standard output")
+        }
+        _ => Ok(()),
     }
 }
 
@@ -522,7 +529,7 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::ProxyConfig(a) => {
             if let Some(admin) = a.admin {
-                print!("{}", proxy_config::live(admin, a.kind, a.output)?);
+                emit(&proxy_config::live(admin, a.kind, a.output)?)?;
                 return Ok(());
             }
             if !a.offline {
@@ -550,10 +557,9 @@ fn run(cli: Cli) -> Result<()> {
             }
             let node = isthmus_model::NodeId::parse(node_id)?;
             let proxy = snapshot.proxy(&node, &isthmus_api::NodeMetadata::from_map(a.metadata));
-            print!(
-                "{}",
-                isthmus_envoy::render::render(&isthmus_envoy::generate(&snapshot, &proxy))
-            );
+            emit(&isthmus_envoy::render::render(&isthmus_envoy::generate(
+                &snapshot, &proxy,
+            )))?;
         }
         Command::Get {
             kind: _,
@@ -572,7 +578,7 @@ fn run(cli: Cli) -> Result<()> {
             if code != 200 {
                 bail!("{monitoring}{path}: HTTP {code}");
             }
-            print!("{}", lab::format_service_entries(&body, output)?);
+            emit(&lab::format_service_entries(&body, output)?)?;
         }
         Command::ProxyStatus { monitoring } => {
             let (code, body) =
@@ -582,7 +588,7 @@ fn run(cli: Cli) -> Result<()> {
             if code != 200 {
                 bail!("{monitoring}/debug/syncz: HTTP {code}");
             }
-            print!("{}", proxy_status::table(&body, &monitoring.to_string())?);
+            emit(&proxy_status::table(&body, &monitoring.to_string())?)?;
         }
         Command::Bench(cmd) => bench::run(cmd)?,
         Command::Lab { global, command } => lab::run(&global, command)?,
@@ -594,14 +600,7 @@ fn run(cli: Cli) -> Result<()> {
                 "isthmus",
                 &mut script,
             );
-            use std::io::Write as _;
-            match std::io::stdout().write_all(&script) {
-                // `isthmus completion bash | head` closes the pipe early: not an error.
-                Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
-                    return Err(e).context("writing the completion script")
-                }
-                _ => {}
-            }
+            emit(&String::from_utf8_lossy(&script))?;
         }
     }
     Ok(())

@@ -794,9 +794,16 @@ impl Lab {
                     Ok(s) => Ok(s),
                     Err(e) => {
                         // A pod being deleted (Kubernetes terminates it before the lab's
-                        // state forgets it) has nothing left to ask: not a failure.
+                        // state forgets it) has nothing left to ask: not a failure. Its
+                        // namespace empties, or its node agent stops its processes (Envoy
+                        // first, its app maybe later) or no longer lists it.
                         std::thread::sleep(std::time::Duration::from_secs(2));
-                        if process::in_namespace(&p.netns).is_empty() {
+                        let deleting = p.from_node
+                            && (!p.pids.iter().all(|pid| process::alive(*pid))
+                                || !node::read_pods(&self.opts.state_dir, &c.name)
+                                    .iter()
+                                    .any(|q| q.namespace == p.namespace && q.name == p.name));
+                        if deleting || process::in_namespace(&p.netns).is_empty() {
                             continue;
                         }
                         self.pod_http(p, 15000, path).map_err(|_| e)
