@@ -422,11 +422,17 @@ fn run(cli: Cli) -> Result<()> {
             service_account,
             ttl,
         }) => {
-            // Never a new key: a credential signed with one no control plane knows would
-            // fail at the CA with nothing said here.
-            let k = isthmus_ca::CredentialKey::load(&key).map_err(|e| {
-                anyhow::anyhow!("{e}; give --key the file the control plane reads (its --credential-key, made when it first starts)")
-            })?;
+            // A key is made when there is none (so credentials can be issued before the
+            // control plane first starts), but said loudly: a mistyped path would otherwise
+            // give a credential that no running control plane accepts.
+            if !key.exists() {
+                eprintln!(
+                    "warning: no credential key at {}: made a new one; the control plane must start with --credential-key {} to accept this credential",
+                    key.display(),
+                    key.display()
+                );
+            }
+            let k = isthmus_ca::CredentialKey::load_or_create(&key)?;
             println!("{}", k.issue(&namespace, &service_account, ttl));
         }
         Command::CreateRemoteSecret(a) => {
