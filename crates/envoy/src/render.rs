@@ -15,7 +15,24 @@ fn decode_any(type_url: &str, bytes: &[u8]) -> Option<String> {
             })*
         }};
     }
-    try_types!(Hcm, TcpProxy, UpstreamTlsContext, DownstreamTlsContext);
+    // A server's private key in line (a gateway's `credentialName`) is never printed, as
+    // Envoy's own config dump redacts it.
+    if type_url == <DownstreamTlsContext as prost::Name>::type_url() {
+        let mut ctx = DownstreamTlsContext::decode(bytes).ok()?;
+        for cert in ctx
+            .common_tls_context
+            .iter_mut()
+            .flat_map(|c| c.tls_certificates.iter_mut())
+        {
+            if let Some(key) = cert.private_key.as_mut().filter(|k| {
+                matches!(k.specifier, Some(envoy_types::pb::envoy::config::core::v3::data_source::Specifier::InlineBytes(_)))
+            }) {
+                key.specifier = Some(envoy_types::pb::envoy::config::core::v3::data_source::Specifier::InlineString("[redacted]".into()));
+            }
+        }
+        return Some(format!("{ctx:#?}"));
+    }
+    try_types!(Hcm, TcpProxy, UpstreamTlsContext);
     if let Some(rbac) = crate::rbac::describe(type_url, bytes) {
         return Some(rbac);
     }
