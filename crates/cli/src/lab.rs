@@ -255,6 +255,16 @@ pub enum LabCommand {
     },
 }
 
+/// The control plane pod of `cluster` (its monitoring port answers `get` and `proxy-status`).
+fn control_plane_pod<'a>(lab: &'a Lab, cluster: &str) -> Result<&'a isthmus_lab::state::PodState> {
+    lab.state
+        .cluster(cluster)?
+        .pods
+        .iter()
+        .find(|p| p.role == isthmus_lab::state::PodRole::ControlPlane)
+        .ok_or_else(|| anyhow::anyhow!("{cluster} runs no control plane"))
+}
+
 fn options(g: &LabGlobal) -> Result<LabOptions> {
     Ok(LabOptions {
         state_dir: g.state.clone(),
@@ -394,12 +404,7 @@ pub fn run(g: &LabGlobal, cmd: LabCommand) -> Result<()> {
             output,
         } => {
             let lab = Lab::load(options(g)?)?;
-            let c = lab.state.cluster(&cluster)?;
-            let cp = c
-                .pods
-                .iter()
-                .find(|p| p.role == isthmus_lab::state::PodRole::ControlPlane)
-                .ok_or_else(|| anyhow::anyhow!("{cluster} runs no control plane"))?;
+            let cp = control_plane_pod(&lab, &cluster)?;
             let path = if generated {
                 "/debug/serviceentries?generated"
             } else {
@@ -414,12 +419,7 @@ pub fn run(g: &LabGlobal, cmd: LabCommand) -> Result<()> {
         }
         LabCommand::ProxyStatus { cluster } => {
             let lab = Lab::load(options(g)?)?;
-            let c = lab.state.cluster(&cluster)?;
-            let cp = c
-                .pods
-                .iter()
-                .find(|p| p.role == isthmus_lab::state::PodRole::ControlPlane)
-                .ok_or_else(|| anyhow::anyhow!("{cluster} runs no control plane"))?;
+            let cp = control_plane_pod(&lab, &cluster)?;
             let body = lab.pod_http(cp, 15014, "/debug/syncz")?;
             let addr = format!("{}:15012", cp.ip);
             crate::emit(&crate::proxy_status::table(&body, &addr)?)?;

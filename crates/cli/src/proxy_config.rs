@@ -126,8 +126,8 @@ fn str_of(v: &Value) -> &str {
     v.as_str().unwrap_or("-")
 }
 
-/// Lines of columns, each padded to its widest cell.
-fn table(rows: Vec<Vec<String>>) -> String {
+/// Lines of columns, each padded to its widest cell (also `proxy-status`'s).
+pub fn table(rows: Vec<Vec<String>>) -> String {
     let widths: Vec<usize> = (0..rows.first().map_or(0, Vec::len))
         .map(|c| rows.iter().map(|r| r[c].len()).max().unwrap_or(0))
         .collect();

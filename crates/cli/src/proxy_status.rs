@@ -74,20 +74,7 @@ pub fn table(body: &str, control_plane: &str) -> Result<String> {
         row.push(p["sent"][TYPES[0].1].as_str().unwrap_or("-").to_string());
         rows.push(row);
     }
-    let widths: Vec<usize> = (0..rows[0].len())
-        .map(|c| rows.iter().map(|r| r[c].len()).max().unwrap_or(0))
-        .collect();
-    Ok(rows
-        .iter()
-        .map(|r| {
-            let cells: Vec<String> = r
-                .iter()
-                .zip(&widths)
-                .map(|(c, w)| format!("{c:<w$}"))
-                .collect();
-            format!("{}\n", cells.join("   ").trim_end())
-        })
-        .collect())
+    Ok(crate::proxy_config::table(rows))
 }
 
 #[cfg(test)]
