@@ -137,6 +137,7 @@ pub struct Authority {
     issuer: Issuer<'static, KeyPair>,
     chain: Vec<String>,
     root: String,
+    expiry: Expiry,
 }
 
 impl std::fmt::Debug for Authority {
@@ -177,7 +178,30 @@ fn key_matches(cert_pem: &str, key: &KeyPair) -> bool {
     cert.public_key().subject_public_key.data.as_ref() == key.der_bytes()
 }
 
+/// When a CA's certificates expire (Unix seconds): what `citadel_server_*_expiry_timestamp`
+/// report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Expiry {
+    /// The root certificate's `notAfter`.
+    pub root: i64,
+    /// The signing (intermediate) certificate's `notAfter`.
+    pub signing: i64,
+}
+
+/// A PEM certificate's `notAfter` in Unix seconds, if it parses.
+fn not_after(cert_pem: &str) -> Option<i64> {
+    let (_, pem) = x509_parser::pem::parse_x509_pem(cert_pem.as_bytes()).ok()?;
+    let cert = pem.parse_x509().ok()?;
+    Some(cert.validity().not_after.timestamp())
+}
+
 impl Authority {
+    /// When the root and the signing certificate expire (0 for one whose validity cannot be
+    /// read).
+    pub fn expiry(&self) -> Expiry {
+        self.expiry
+    }
+
     /// Loads a `cacerts` directory; a key that is not the certificate's is an error.
     pub fn load(dir: &Path) -> Result<Authority, CaError> {
         let cert = read(&dir.join("ca-cert.pem"))?;
@@ -190,11 +214,16 @@ impl Authority {
                 dir: dir.to_path_buf(),
             });
         }
+        let expiry = Expiry {
+            root: not_after(&root).unwrap_or_default(),
+            signing: not_after(&cert).unwrap_or_default(),
+        };
         let issuer = Issuer::from_ca_cert_pem(&cert, key).map_err(cert_err("read ca-cert.pem"))?;
         Ok(Authority {
             issuer,
             chain,
             root,
+            expiry,
         })
     }
 
@@ -325,6 +354,22 @@ mod tests {
             .to_string()
             .contains("ca-key.pem is not the private key of ca-cert.pem"));
         assert!(Authority::load(&c2).is_ok());
+    }
+
+    #[test]
+    fn expiry_is_read_from_the_root_and_the_signing_certificate() {
+        let root = tmp("expiry-root");
+        let c1 = tmp("expiry-c1");
+        create_root(&root).expect("root");
+        create_intermediate(&root, "cluster1", &c1).expect("c1");
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        let e = Authority::load(&c1).expect("load").expiry();
+        assert!(e.root > now + 364 * 86_400, "{e:?}");
+        assert!(e.signing > now + 364 * 86_400, "{e:?}");
+        assert!(
+            e.signing <= e.root,
+            "an intermediate outlives its root: {e:?}"
+        );
     }
 
     #[test]

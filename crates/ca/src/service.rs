@@ -12,7 +12,7 @@ use crate::grpc::istio_certificate_service_server::{
     IstioCertificateService, IstioCertificateServiceServer,
 };
 use crate::proto::{IstioCertificateRequest, IstioCertificateResponse};
-use std::sync::atomic::{AtomicU64, Ordering};
+use prometheus::{Gauge, IntCounter, IntCounterVec, Opts, Registry};
 use std::sync::Arc;
 use std::time::Duration;
 use tonic::{Request, Response, Status};
@@ -79,55 +79,121 @@ impl RefusalReason {
     }
 }
 
-/// What the CA did, for metrics.
-#[derive(Debug, Default)]
+/// What the CA did, for metrics: Istio's `citadel_server_*` names (counters without a
+/// `_total` suffix, as istiod writes them), and refusals by reason under `isthmus_ca_*`.
+#[derive(Debug, Clone)]
 pub struct CaStats {
-    requests: AtomicU64,
-    issued: AtomicU64,
-    refused: [AtomicU64; 7],
+    requests: IntCounter,
+    issued: IntCounter,
+    authentication_failures: IntCounter,
+    parse_errors: IntCounter,
+    refusals: IntCounterVec,
+    refused: Vec<IntCounter>,
+    root_expiry: Gauge,
+    chain_expiry: Gauge,
+}
+
+impl Default for CaStats {
+    fn default() -> Self {
+        // The names, help and labels are fixed and valid: these cannot fail but on a
+        // programming error, which every test building a CA server would catch.
+        let counter = |name: &str, help: &str| {
+            IntCounter::new(name, help).unwrap_or_else(|e| unreachable!("metric {name}: {e}"))
+        };
+        let gauge = |name: &str, help: &str| {
+            Gauge::new(name, help).unwrap_or_else(|e| unreachable!("metric {name}: {e}"))
+        };
+        let refusals = IntCounterVec::new(
+            Opts::new(
+                "isthmus_ca_refusals_total",
+                "Certificate requests refused, by reason.",
+            ),
+            &["reason"],
+        )
+        .unwrap_or_else(|e| unreachable!("metric isthmus_ca_refusals_total: {e}"));
+        CaStats {
+            requests: counter(
+                "citadel_server_csr_count",
+                "The number of CSRs received by Citadel server.",
+            ),
+            issued: counter(
+                "citadel_server_success_cert_issuance_count",
+                "The number of certificates issuances that have succeeded.",
+            ),
+            authentication_failures: counter(
+                "citadel_server_authentication_failure_count",
+                "The number of authentication failures: a credential missing, malformed, forged, expired or refused by its API server.",
+            ),
+            parse_errors: counter(
+                "citadel_server_csr_parsing_err_count",
+                "The number of errors occurred when parsing the CSR.",
+            ),
+            refused: RefusalReason::ALL
+                .iter()
+                .map(|r| refusals.with_label_values(&[r.as_str()]))
+                .collect(),
+            refusals,
+            root_expiry: gauge(
+                "citadel_server_root_cert_expiry_timestamp",
+                "The unix timestamp, in seconds, when Citadel root cert will expire.",
+            ),
+            chain_expiry: gauge(
+                "citadel_server_cert_chain_expiry_timestamp",
+                "The unix timestamp, in seconds, when Citadel cert chain will expire.",
+            ),
+        }
+    }
 }
 
 impl CaStats {
     /// Requests refused for `reason` so far.
     pub fn refused(&self, reason: RefusalReason) -> u64 {
-        self.refused[reason as usize].load(Ordering::Relaxed)
+        self.refused.get(reason as usize).map_or(0, IntCounter::get)
     }
 
     /// Certificates issued so far.
     pub fn issued(&self) -> u64 {
-        self.issued.load(Ordering::Relaxed)
+        self.issued.get()
     }
 
-    /// Prometheus text: Istio's `citadel_server_*` counters, and refusals by reason.
-    pub fn metrics(&self) -> String {
-        let auth_failures: u64 = RefusalReason::ALL
-            .iter()
-            .filter(|r| r.is_authentication())
-            .map(|r| self.refused(*r))
-            .sum();
-        let mut out = format!(
-            "# HELP citadel_server_csr_count Certificate signing requests received.\n\
-             # TYPE citadel_server_csr_count counter\ncitadel_server_csr_count {}\n\
-             # HELP citadel_server_success_cert_issuance_count Certificates issued.\n\
-             # TYPE citadel_server_success_cert_issuance_count counter\ncitadel_server_success_cert_issuance_count {}\n\
-             # HELP citadel_server_authentication_failure_count Requests whose credential was missing, malformed, forged or expired.\n\
-             # TYPE citadel_server_authentication_failure_count counter\ncitadel_server_authentication_failure_count {auth_failures}\n\
-             # HELP citadel_server_csr_parsing_err_count Requests whose CSR could not be read or signed.\n\
-             # TYPE citadel_server_csr_parsing_err_count counter\ncitadel_server_csr_parsing_err_count {}\n\
-             # HELP isthmus_ca_refusals_total Certificate requests refused, by reason.\n\
-             # TYPE isthmus_ca_refusals_total counter\n",
-            self.requests.load(Ordering::Relaxed),
-            self.issued(),
-            self.refused(RefusalReason::BadCsr),
-        );
-        for r in RefusalReason::ALL {
-            out.push_str(&format!(
-                "isthmus_ca_refusals_total{{reason=\"{}\"}} {}\n",
-                r.as_str(),
-                self.refused(r)
-            ));
+    /// Records when the root and the signing certificate expire (Unix seconds).
+    pub fn set_expiry(&self, expiry: crate::authority::Expiry) {
+        self.root_expiry.set(expiry.root as f64);
+        self.chain_expiry.set(expiry.signing as f64);
+    }
+
+    fn refuse(&self, reason: RefusalReason) {
+        if let Some(c) = self.refused.get(reason as usize) {
+            c.inc();
         }
-        out
+        if reason.is_authentication() {
+            self.authentication_failures.inc();
+        }
+        if reason == RefusalReason::BadCsr {
+            self.parse_errors.inc();
+        }
+    }
+
+    /// Adds the CA's metrics to `registry`.
+    pub fn register(&self, registry: &Registry) -> prometheus::Result<()> {
+        registry.register(Box::new(self.requests.clone()))?;
+        registry.register(Box::new(self.issued.clone()))?;
+        registry.register(Box::new(self.authentication_failures.clone()))?;
+        registry.register(Box::new(self.parse_errors.clone()))?;
+        registry.register(Box::new(self.refusals.clone()))?;
+        registry.register(Box::new(self.root_expiry.clone()))?;
+        registry.register(Box::new(self.chain_expiry.clone()))
+    }
+
+    /// Prometheus text of the CA's metrics alone.
+    pub fn metrics(&self) -> String {
+        let registry = Registry::new();
+        if self.register(&registry).is_err() {
+            return String::new();
+        }
+        prometheus::TextEncoder::new()
+            .encode_to_string(&registry.gather())
+            .unwrap_or_default()
     }
 }
 
@@ -216,7 +282,7 @@ impl CaService {
         detail: &str,
         status: fn(String) -> Status,
     ) -> Status {
-        self.stats.refused[reason as usize].fetch_add(1, Ordering::Relaxed);
+        self.stats.refuse(reason);
         tracing::warn!(
             %peer,
             reason = reason.as_str(),
@@ -239,7 +305,7 @@ impl IstioCertificateService for CaService {
         &self,
         request: Request<IstioCertificateRequest>,
     ) -> Result<Response<IstioCertificateResponse>, Status> {
-        self.stats.requests.fetch_add(1, Ordering::Relaxed);
+        self.stats.requests.inc();
         let peer = request
             .remote_addr()
             .map(|a| a.to_string())
@@ -311,7 +377,7 @@ impl IstioCertificateService for CaService {
         };
         match self.authority.sign_workload(&req.csr, &identity, ttl) {
             Ok(chain) => {
-                self.stats.issued.fetch_add(1, Ordering::Relaxed);
+                self.stats.issued.inc();
                 tracing::info!(%peer, %identity, ttl_secs = ttl.as_secs(), "issued workload certificate");
                 Ok(Response::new(IstioCertificateResponse {
                     cert_chain: chain,

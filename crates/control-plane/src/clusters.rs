@@ -158,53 +158,73 @@ impl ClusterRegistry {
     }
 }
 
-/// The metric lines saying which clusters' sources are read: `isthmus_cluster_source_up`
-/// (1 read and complete, 0 not: unreachable, refused, no complete list yet, or a credential
-/// that cannot be used) and, for those down, `isthmus_cluster_source_down_since_seconds`.
-/// `unusable` lists the clusters whose credential cannot be used, with since when.
-pub fn source_metrics<'a>(
+/// Whether each cluster's source is read: `isthmus_cluster_source_up{cluster}` (1 read and
+/// complete, 0 not: unreachable, refused, no complete list yet, or a credential that cannot
+/// be used) and, for those down, `isthmus_cluster_source_down_since_seconds{cluster}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceState {
+    /// The cluster.
+    pub cluster: String,
+    /// Read completely.
+    pub up: bool,
+    /// Since when (Unix seconds) it is not, when known.
+    pub down_since: Option<u64>,
+}
+
+/// The state of every cluster's source; `unusable` lists the clusters whose credential
+/// cannot be used, with since when.
+pub fn source_states<'a>(
     registries: &[ClusterRegistry],
     unusable: impl Iterator<Item = (&'a str, u64)>,
-) -> String {
-    let mut up = Vec::new();
-    let mut since = Vec::new();
-    for r in registries {
-        let failing = r.failing_since();
-        let ok = r.is_synced() && failing.is_none();
-        up.push((r.cluster().to_string(), ok));
-        if let Some(t) = failing {
-            since.push((r.cluster().to_string(), t));
-        }
-    }
-    for (cluster, t) in unusable {
-        up.push((cluster.to_string(), false));
-        since.push((cluster.to_string(), t));
-    }
-    let mut out = String::from(
-        "# HELP isthmus_cluster_source_up Whether a cluster's API server or registry is read completely (1) or not (0: unreachable, refused, no complete list yet, or a credential that cannot be used).\n# TYPE isthmus_cluster_source_up gauge\n",
-    );
-    for (c, ok) in &up {
-        out.push_str(&format!(
-            "isthmus_cluster_source_up{{cluster=\"{}\"}} {}\n",
-            label(c),
-            u8::from(*ok)
-        ));
-    }
-    out.push_str("# HELP isthmus_cluster_source_down_since_seconds When a cluster's source stopped being read (Unix time).\n# TYPE isthmus_cluster_source_down_since_seconds gauge\n");
-    for (c, t) in &since {
-        out.push_str(&format!(
-            "isthmus_cluster_source_down_since_seconds{{cluster=\"{}\"}} {t}\n",
-            label(c)
-        ));
-    }
+) -> Vec<SourceState> {
+    let mut out: Vec<SourceState> = registries
+        .iter()
+        .map(|r| {
+            let failing = r.failing_since();
+            SourceState {
+                cluster: r.cluster().to_string(),
+                up: r.is_synced() && failing.is_none(),
+                down_since: failing,
+            }
+        })
+        .collect();
+    out.extend(unusable.map(|(cluster, t)| SourceState {
+        cluster: cluster.to_string(),
+        up: false,
+        down_since: Some(t),
+    }));
     out
 }
 
-/// A Prometheus label value: backslash, quote and newline escaped.
-fn label(v: &str) -> String {
-    v.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
+/// Adds the two gauges of [`SourceState`] to `registry`, read from `states` when scraped.
+pub fn register_source_metrics(
+    registry: &prometheus::Registry,
+    states: tokio::sync::watch::Receiver<Vec<SourceState>>,
+) -> prometheus::Result<()> {
+    use crate::metrics::{gauge_value, ReadWhenScraped};
+    let read = states.clone();
+    registry.register(Box::new(ReadWhenScraped::new(
+        "isthmus_cluster_source_up",
+        "Whether a cluster's API server or registry is read completely (1) or not (0: unreachable, refused, no complete list yet, or a credential that cannot be used).",
+        &["cluster"],
+        move |g: &prometheus::IntGaugeVec| {
+            for s in read.borrow().iter() {
+                g.with_label_values(&[&s.cluster]).set(i64::from(s.up));
+            }
+        },
+    )?))?;
+    registry.register(Box::new(ReadWhenScraped::new(
+        "isthmus_cluster_source_down_since_seconds",
+        "When a cluster's source stopped being read (Unix time).",
+        &["cluster"],
+        move |g: &prometheus::IntGaugeVec| {
+            for s in states.borrow().iter() {
+                if let Some(t) = s.down_since {
+                    g.with_label_values(&[&s.cluster]).set(gauge_value(t));
+                }
+            }
+        },
+    )?))
 }
 
 #[cfg(test)]
@@ -213,7 +233,11 @@ mod tests {
 
     #[test]
     fn a_cluster_whose_credential_cannot_be_used_is_down_since_then() {
-        let m = source_metrics(&[], [("c-broken", 1_800_000_000u64)].into_iter());
+        let states = source_states(&[], [("c-broken", 1_800_000_000u64)].into_iter());
+        let (_tx, rx) = tokio::sync::watch::channel(states);
+        let registry = prometheus::Registry::new();
+        register_source_metrics(&registry, rx).expect("register");
+        let m = crate::metrics::encode(&registry);
         assert!(
             m.contains("isthmus_cluster_source_up{cluster=\"c-broken\"} 0\n"),
             "{m}"
@@ -224,6 +248,5 @@ mod tests {
             ),
             "{m}"
         );
-        assert_eq!(label("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
     }
 }

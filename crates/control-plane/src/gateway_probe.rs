@@ -126,19 +126,31 @@ impl GatewayProber {
         }
     }
 
-    /// `isthmus_gateway_up{gateway="ADDR:PORT"}` per probed gateway, and the problems as
-    /// diagnostics lines.
-    pub fn metrics(&self) -> String {
-        let mut out = String::from(
-            "# HELP isthmus_gateway_up Whether a gateway other clusters are reached through answers the control plane's probe (1) or is out of rotation (0).\n# TYPE isthmus_gateway_up gauge\n",
-        );
-        for ((a, p), s) in lock(&self.states).iter() {
-            out.push_str(&format!(
-                "isthmus_gateway_up{{gateway=\"{a}:{p}\"}} {}\n",
-                u8::from(s.down_since.is_none())
-            ));
+    /// Adds `isthmus_gateway_up{gateway="ADDR:PORT"}` to `registry`: per probed gateway, 1
+    /// while it answers, 0 while it is out of rotation; read from the probes when scraped.
+    pub fn register(self: &Arc<Self>, registry: &prometheus::Registry) -> prometheus::Result<()> {
+        let prober = self.clone();
+        let up = crate::metrics::ReadWhenScraped::new(
+            "isthmus_gateway_up",
+            "Whether a gateway other clusters are reached through answers the control plane's probe (1) or is out of rotation (0).",
+            &["gateway"],
+            move |g: &prometheus::IntGaugeVec| {
+                for ((a, p), s) in lock(&prober.states).iter() {
+                    g.with_label_values(&[&format!("{a}:{p}")])
+                        .set(i64::from(s.down_since.is_none()));
+                }
+            },
+        )?;
+        registry.register(Box::new(up))
+    }
+
+    /// The text of [`GatewayProber::register`]'s metric alone.
+    pub fn metrics(self: &Arc<Self>) -> String {
+        let registry = prometheus::Registry::new();
+        match self.register(&registry) {
+            Ok(()) => crate::metrics::encode(&registry),
+            Err(_) => String::new(),
         }
-        out
     }
 
     /// One line per gateway that is down: which, since when, and the last error.

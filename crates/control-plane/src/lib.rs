@@ -12,7 +12,6 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
 use tokio::sync::Notify;
 
@@ -22,6 +21,7 @@ pub mod gateway_probe;
 pub mod injection;
 pub mod jwks;
 pub mod memory;
+pub mod metrics;
 pub mod token_review;
 
 pub use clusters::{ClusterRegistry, Link};
@@ -36,6 +36,9 @@ pub enum ControlPlaneError {
     /// The CA could not be loaded: the message says what to run.
     #[error("certificate authority: {0}; {CA_HINT}")]
     Ca(isthmus_ca::CaError),
+    /// The metrics could not be registered (two with one name: a programming error).
+    #[error("metrics: {0}")]
+    Metrics(String),
     /// The credential key could not be loaded.
     #[error(transparent)]
     Credential(#[from] isthmus_ca::CredentialError),
@@ -427,11 +430,11 @@ fn publish_sources(
     registries: &[ClusterRegistry],
     unusable: &Unusable,
     seen: &mut Vec<String>,
-    metrics: &watch::Sender<String>,
+    states: &watch::Sender<Vec<clusters::SourceState>>,
 ) {
     seen.extend(waiting_problems(registries));
     seen.extend(unusable.values().map(|(_, m, _)| m.clone()));
-    metrics.send_replace(clusters::source_metrics(
+    states.send_replace(clusters::source_states(
         registries,
         unusable.iter().map(|(c, (_, _, t))| (c.as_str(), *t)),
     ));
@@ -553,9 +556,11 @@ pub async fn run(config: ControlPlaneConfig) -> Result<(), ControlPlaneError> {
     let gateways_changed = Arc::new(Notify::new());
     let prober = Arc::new(gateway_probe::GatewayProber::new(gateways_changed.clone()));
     let (diag_tx, diag_rx) = watch::channel(Vec::new());
-    let (sources_tx, sources_rx) = watch::channel(String::new());
+    let (sources_tx, sources_rx) = watch::channel(Vec::new());
     let (views_tx, views_rx) = watch::channel(Vec::new());
     let ready = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    ca_stats.set_expiry(authority.expiry());
+    let registry = metrics_registry(&status, &ca_stats, &prober, sources_rx)?;
     let monitor = bind_retrying(config.monitoring)
         .await
         .map_err(|e| ControlPlaneError::Serve {
@@ -566,10 +571,8 @@ pub async fn run(config: ControlPlaneConfig) -> Result<(), ControlPlaneError> {
         monitor,
         Monitored {
             status: status.clone(),
-            ca_stats: ca_stats.clone(),
-            prober: prober.clone(),
+            registry,
             diagnostics: diag_rx,
-            sources: sources_rx,
             service_entries: views_rx,
             ready: ready.clone(),
         },
@@ -643,10 +646,7 @@ pub async fn run(config: ControlPlaneConfig) -> Result<(), ControlPlaneError> {
     // What reading every object took beyond what it keeps goes back to the system.
     memory::release_free_memory();
     let trust_domain = first.mesh.trust_domain.clone();
-    let (snap_tx, snap_rx) = watch::channel(MeshUpdate {
-        snapshot: first,
-        push: first_push,
-    });
+    let (snap_tx, snap_rx) = watch::channel(MeshUpdate::new(first, first_push));
     // Problems are published on every read, also when they leave the snapshot unchanged
     // (an invalid edit keeps the last good resource, so nothing is pushed).
     diag_tx.send_replace(seen.clone());
@@ -659,17 +659,20 @@ pub async fn run(config: ControlPlaneConfig) -> Result<(), ControlPlaneError> {
         loop {
             // A burst of file changes, or events from an API server (gathered for a moment,
             // as istiod debounces, so that a `kubectl apply` of many objects is one push).
-            let files = tokio::select! {
+            // `changed_at` starts each proxy's `pilot_proxy_convergence_time`: when the first
+            // event of the batch arrived, before the debounce.
+            let (files, changed_at) = tokio::select! {
                 burst = changes.recv() => match burst {
-                    Some(b) => Some(b),
+                    Some(b) => (Some(b), std::time::Instant::now()),
                     None => break,
                 },
                 _ = wake.notified() => {
+                    let at = std::time::Instant::now();
                     tokio::time::sleep(KUBE_DEBOUNCE).await;
-                    None
+                    (None, at)
                 }
-                _ = jwks_changed.notified() => None,
-                _ = gateways_changed.notified() => None,
+                _ = jwks_changed.notified() => (None, std::time::Instant::now()),
+                _ = gateways_changed.notified() => (None, std::time::Instant::now()),
             };
             let started = std::time::Instant::now();
             let mut changed = false;
@@ -756,6 +759,7 @@ pub async fn run(config: ControlPlaneConfig) -> Result<(), ControlPlaneError> {
             let _ = snap_tx.send(MeshUpdate {
                 snapshot: next,
                 push,
+                changed_at,
             });
             // Once the streams have moved to the new snapshot and dropped the old one, what
             // it held goes back to the system (a large read or delete frees hundreds of MB,
@@ -920,142 +924,159 @@ async fn bind_retrying(addr: std::net::SocketAddr) -> std::io::Result<tokio::net
     }
 }
 
+/// Every metric the monitoring port serves, in one registry: the xDS server's, the CA's,
+/// the API servers' watch events, the gateways' probes, the cluster sources and the heap.
+fn metrics_registry(
+    status: &XdsStatus,
+    ca_stats: &isthmus_ca::CaStats,
+    prober: &Arc<gateway_probe::GatewayProber>,
+    sources: watch::Receiver<Vec<clusters::SourceState>>,
+) -> Result<prometheus::Registry, ControlPlaneError> {
+    let registry = prometheus::Registry::new();
+    let all = || -> prometheus::Result<()> {
+        status.register(&registry)?;
+        ca_stats.register(&registry)?;
+        isthmus_kube::events::events().register(&registry)?;
+        prober.register(&registry)?;
+        clusters::register_source_metrics(&registry, sources)?;
+        memory::register(&registry)
+    };
+    all().map_err(|e| ControlPlaneError::Metrics(e.to_string()))?;
+    Ok(registry)
+}
+
 /// What the monitoring port serves.
 struct Monitored {
     status: Arc<XdsStatus>,
-    ca_stats: Arc<isthmus_ca::CaStats>,
-    prober: Arc<gateway_probe::GatewayProber>,
+    registry: prometheus::Registry,
     diagnostics: watch::Receiver<Vec<String>>,
-    /// Metric lines of which clusters' sources are read.
-    sources: watch::Receiver<String>,
     service_entries: watch::Receiver<Vec<SeView>>,
     /// Set once the first snapshot is served.
     ready: Arc<std::sync::atomic::AtomicBool>,
 }
 
-/// Reads an HTTP request head (up to the blank line), however many segments it arrives
-/// in; `None` when the client goes away, is too slow, or sends more than 16 KiB of head.
-async fn read_request_head(sock: &mut tokio::net::TcpStream) -> Option<Vec<u8>> {
-    let mut head = Vec::with_capacity(512);
-    let mut buf = [0u8; 1024];
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-        if head.len() > 16 * 1024 {
-            return None;
-        }
-        let n = tokio::time::timeout_at(deadline, sock.read(&mut buf))
-            .await
-            .ok()?
-            .ok()?;
-        if n == 0 {
-            return None;
-        }
-        head.extend_from_slice(&buf[..n]);
-    }
-    Some(head)
+/// Prometheus's text format (Prometheus 3 refuses a scrape without a Content-Type).
+const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// A response of `code` with `body` of `content_type`.
+fn answer(
+    code: axum::http::StatusCode,
+    content_type: &'static str,
+    body: String,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    (
+        code,
+        [(axum::http::header::CONTENT_TYPE, content_type)],
+        body,
+    )
+        .into_response()
 }
 
-/// A request target's path and query (`/metrics?x=1` is `/metrics`, as Prometheus and
-/// curl users expect; the query is empty when there is none).
-fn split_target(target: &str) -> (&str, &str) {
-    target.split_once('?').unwrap_or((target, ""))
+fn json<T: serde::Serialize>(value: &T) -> axum::response::Response {
+    answer(
+        axum::http::StatusCode::OK,
+        "application/json",
+        serde_json::to_string_pretty(value).unwrap_or_default(),
+    )
 }
 
-/// The Content-Type of a monitoring answer: Prometheus's text format for `/metrics`
-/// (Prometheus 3 refuses a scrape without one), JSON for the JSON debug pages.
-fn content_type(path: &str, code: &str) -> &'static str {
-    match path {
-        "/metrics" if code.starts_with("200") => "text/plain; version=0.0.4; charset=utf-8",
-        "/debug/syncz" | "/debug/serviceentries" if code.starts_with("200") => "application/json",
-        _ => "text/plain; charset=utf-8",
-    }
+fn text(body: String) -> axum::response::Response {
+    answer(
+        axum::http::StatusCode::OK,
+        "text/plain; charset=utf-8",
+        body,
+    )
 }
 
-/// A minimal HTTP/1.1 server for `/metrics`, `/debug/syncz` and `/debug/diagnostics`.
-async fn monitoring(listener: tokio::net::TcpListener, m: Monitored) {
-    let m = Arc::new(m);
-    loop {
-        let Ok((mut sock, _)) = listener.accept().await else {
-            continue;
-        };
-        let m = m.clone();
-        tokio::spawn(async move {
-            let Monitored {
-                status,
-                ca_stats,
-                prober,
-                diagnostics,
-                sources,
-                service_entries,
-                ready,
-            } = &*m;
-            let Some(head) = read_request_head(&mut sock).await else {
-                return;
-            };
-            let req = String::from_utf8_lossy(&head);
-            let (path, query) = split_target(req.split_whitespace().nth(1).unwrap_or("/"));
-            let (code, body) = match path {
-                "/metrics" => (
-                    "200 OK",
-                    format!(
-                        "{}{}{}{}{}",
-                        status.metrics(),
-                        ca_stats.metrics(),
-                        prober.metrics(),
-                        sources.borrow().as_str(),
-                        memory::metrics()
-                    ),
-                ),
-                "/debug/syncz" => (
-                    "200 OK",
-                    serde_json::to_string_pretty(&status.proxies()).unwrap_or_default(),
-                ),
-                "/debug/diagnostics" => (
-                    "200 OK",
-                    diagnostics
+/// The monitoring port's routes: `/metrics`, `/ready`, `/debug/syncz`,
+/// `/debug/diagnostics` and `/debug/serviceentries` (a query string never changes the
+/// page, as Prometheus and curl users expect, but `?generated` on the last).
+fn monitoring_routes(m: Arc<Monitored>) -> axum::Router {
+    use axum::extract::State;
+    use axum::routing::get;
+    type S = State<Arc<Monitored>>;
+    axum::Router::new()
+        .route(
+            "/metrics",
+            get(|State(m): S| async move {
+                m.status.refresh();
+                answer(
+                    axum::http::StatusCode::OK,
+                    PROMETHEUS_TEXT,
+                    metrics::encode(&m.registry),
+                )
+            }),
+        )
+        .route(
+            "/debug/syncz",
+            get(|State(m): S| async move { json(&m.status.proxies()) }),
+        )
+        .route(
+            "/debug/diagnostics",
+            get(|State(m): S| async move {
+                text(
+                    m.diagnostics
                         .borrow()
                         .iter()
                         .map(|d| format!("{d}\n"))
                         .collect(),
-                ),
-                "/ready" if ready.load(std::sync::atomic::Ordering::Relaxed) => {
-                    ("200 OK", "ready\n".into())
-                }
-                "/ready" => (
-                    "503 Service Unavailable",
-                    "reading the mesh: not serving yet\n".into(),
-                ),
-                "/debug/serviceentries" => {
-                    let only_generated = query.split('&').any(|q| q == "generated");
-                    let list: Vec<SeView> = service_entries
-                        .borrow()
-                        .iter()
-                        .filter(|v| v.generated || !only_generated)
-                        .cloned()
-                        .collect();
-                    (
-                        "200 OK",
-                        serde_json::to_string_pretty(&list).unwrap_or_default(),
+                )
+            }),
+        )
+        .route(
+            "/ready",
+            get(|State(m): S| async move {
+                if m.ready.load(std::sync::atomic::Ordering::Relaxed) {
+                    text("ready\n".into())
+                } else {
+                    answer(
+                        axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                        "text/plain; charset=utf-8",
+                        "reading the mesh: not serving yet\n".into(),
                     )
                 }
-                _ => (
-                    "404 Not Found",
-                    "try /metrics, /debug/syncz, /debug/diagnostics\n".into(),
-                ),
-            };
-            let resp = format!(
-                "HTTP/1.1 {code}\r\ncontent-type: {}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                content_type(path, code),
-                body.len()
-            );
-            let _ = sock.write_all(resp.as_bytes()).await;
-        });
+            }),
+        )
+        .route(
+            "/debug/serviceentries",
+            get(|State(m): S, uri: axum::http::Uri| async move {
+                let only_generated = uri
+                    .query()
+                    .is_some_and(|q| q.split('&').any(|q| q == "generated"));
+                let list: Vec<SeView> = m
+                    .service_entries
+                    .borrow()
+                    .iter()
+                    .filter(|v| v.generated || !only_generated)
+                    .cloned()
+                    .collect();
+                json(&list)
+            }),
+        )
+        .fallback(|| async {
+            answer(
+                axum::http::StatusCode::NOT_FOUND,
+                "text/plain; charset=utf-8",
+                "try /metrics, /ready, /debug/syncz, /debug/diagnostics, /debug/serviceentries\n"
+                    .into(),
+            )
+        })
+        .with_state(m)
+}
+
+/// Serves the monitoring port until the process ends.
+async fn monitoring(listener: tokio::net::TcpListener, m: Monitored) {
+    let routes = monitoring_routes(Arc::new(m));
+    if let Err(e) = axum::serve(listener, routes).await {
+        tracing::error!(error = %e, "the monitoring port stopped serving");
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     #[tokio::test]
     async fn the_monitoring_port_is_bound_once_the_process_before_lets_it_go() {
@@ -1072,23 +1093,88 @@ mod tests {
         let _ = release.join();
     }
 
-    #[test]
-    fn a_query_does_not_change_the_page_and_each_page_says_its_content_type() {
-        assert_eq!(split_target("/metrics?x=1"), ("/metrics", "x=1"));
-        assert_eq!(split_target("/metrics"), ("/metrics", ""));
-        assert_eq!(
-            split_target("/debug/serviceentries?generated"),
-            ("/debug/serviceentries", "generated")
+    /// One HTTP/1.1 request to `addr`: the status line, the Content-Type and the body.
+    async fn get(addr: SocketAddr, target: &str) -> (String, String, String) {
+        let mut sock = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        sock.write_all(
+            format!("GET {target} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").as_bytes(),
+        )
+        .await
+        .expect("write");
+        let mut raw = String::new();
+        sock.read_to_string(&mut raw).await.expect("read");
+        let (head, body) = raw.split_once("\r\n\r\n").expect("a head");
+        let status = head.lines().next().unwrap_or_default().to_string();
+        let content_type = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-type: "))
+            .unwrap_or_default()
+            .to_string();
+        (status, content_type, body.to_string())
+    }
+
+    #[tokio::test]
+    async fn the_monitoring_port_serves_istio_metric_names_and_says_each_pages_content_type() {
+        let status = Arc::new(XdsStatus::default());
+        let ca_stats = isthmus_ca::CaStats::default();
+        let prober = Arc::new(gateway_probe::GatewayProber::new(Arc::new(Notify::new())));
+        let (_sources_tx, sources_rx) = watch::channel(vec![clusters::SourceState {
+            cluster: "c1".into(),
+            up: true,
+            down_since: None,
+        }]);
+        let registry = metrics_registry(&status, &ca_stats, &prober, sources_rx).expect("registry");
+        let (_d, diagnostics) = watch::channel(vec!["warning: x".to_string()]);
+        let (_v, service_entries) = watch::channel(Vec::new());
+        let ready = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(monitoring(
+            listener,
+            Monitored {
+                status: status.clone(),
+                registry,
+                diagnostics,
+                service_entries,
+                ready: ready.clone(),
+            },
+        ));
+        let id = status.open("sidecar~10.0.0.1~a.ns~ns.svc.cluster.local", "c1", "sotw");
+        status.stream(id).sent(
+            "type.googleapis.com/envoy.config.cluster.v3.Cluster",
+            "1",
+            Some(std::time::Instant::now()),
         );
+        let (code, ctype, body) = get(addr, "/metrics?x=1").await;
+        assert_eq!(code, "HTTP/1.1 200 OK");
+        assert_eq!(ctype, PROMETHEUS_TEXT);
+        for line in [
+            "pilot_xds 1",
+            "pilot_xds_pushes{type=\"cds\"} 1",
+            "pilot_proxy_convergence_time_count 1",
+            "citadel_server_csr_count 0",
+            "isthmus_cluster_source_up{cluster=\"c1\"} 1",
+        ] {
+            assert!(body.lines().any(|l| l == line), "no {line:?} in\n{body}");
+        }
+        let (code, ctype, _) = get(addr, "/debug/syncz").await;
         assert_eq!(
-            content_type("/metrics", "200 OK"),
-            "text/plain; version=0.0.4; charset=utf-8"
+            (code.as_str(), ctype.as_str()),
+            ("HTTP/1.1 200 OK", "application/json")
         );
-        assert_eq!(content_type("/debug/syncz", "200 OK"), "application/json");
-        assert_eq!(
-            content_type("/nope", "404 Not Found"),
-            "text/plain; charset=utf-8"
-        );
+        let (_, _, body) = get(addr, "/debug/diagnostics").await;
+        assert_eq!(body, "warning: x\n");
+        let (code, _, _) = get(addr, "/ready").await;
+        assert_eq!(code, "HTTP/1.1 503 Service Unavailable");
+        ready.store(true, std::sync::atomic::Ordering::Relaxed);
+        assert_eq!(get(addr, "/ready").await.0, "HTTP/1.1 200 OK");
+        assert_eq!(get(addr, "/debug/serviceentries?generated").await.2, "[]");
+        let (code, ctype, body) = get(addr, "/nope").await;
+        assert_eq!(code, "HTTP/1.1 404 Not Found");
+        assert_eq!(ctype, "text/plain; charset=utf-8");
+        assert!(body.starts_with("try /metrics"), "{body}");
     }
 
     #[test]

@@ -33,14 +33,20 @@ pub fn heap_in_use() -> Option<u64> {
     }
 }
 
-/// The metric lines of [`heap_in_use`] (none where it is unknown).
-pub fn metrics() -> String {
-    match heap_in_use() {
-        Some(b) => format!(
-            "# HELP isthmus_heap_in_use_bytes Bytes the allocator has handed out and not had back.\n# TYPE isthmus_heap_in_use_bytes gauge\nisthmus_heap_in_use_bytes {b}\n"
-        ),
-        None => String::new(),
-    }
+/// Adds `isthmus_heap_in_use_bytes` ([`heap_in_use`], read when scraped; no sample where
+/// it is unknown) to `registry`.
+pub fn register(registry: &prometheus::Registry) -> prometheus::Result<()> {
+    registry.register(Box::new(crate::metrics::ReadWhenScraped::new(
+        "isthmus_heap_in_use_bytes",
+        "Bytes the allocator has handed out and not had back.",
+        &[],
+        |g: &prometheus::IntGaugeVec| {
+            if let Some(b) = heap_in_use() {
+                g.with_label_values(&[] as &[&str])
+                    .set(crate::metrics::gauge_value(b));
+            }
+        },
+    )?))
 }
 
 #[cfg(test)]
@@ -56,6 +62,9 @@ mod tests {
         assert!(during >= before + (128 << 20), "{before} -> {during}");
         assert_eq!(held[held.len() - 1], 7);
         drop(held);
-        assert!(metrics().contains("isthmus_heap_in_use_bytes "));
+        let registry = prometheus::Registry::new();
+        register(&registry).expect("register");
+        let text = crate::metrics::encode(&registry);
+        assert!(text.contains("isthmus_heap_in_use_bytes "), "{text}");
     }
 }

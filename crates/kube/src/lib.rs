@@ -15,14 +15,16 @@
 //! - [`inject`] adds the sidecar to a pod being created, as Istio's injection webhook does.
 //! - [`install`] renders the Helm chart's objects from the chart's own values, for
 //!   `isthmus install`, and applies them.
+//! - [`events`] counts watch events under istiod's metric names.
 //! - [`local`] starts a real etcd and kube-apiserver (built by `scripts/install-kubernetes.sh`)
 //!   for the lab, tests and benchmarks.
 //!
-//! Layers, bottom first: `kinds` (what is watched) -> `access` (clients) -> `token`
+//! Layers, bottom first: `events` (their counts), `kinds` (what is watched) -> `access` (clients) -> `token`
 //! (service-account tokens) -> `remote_secret` (credentials for other clusters) ->
 //! `install` (the chart's objects) -> `source` (events) -> `local` (processes).
 
 pub mod access;
+pub mod events;
 pub mod inject;
 pub mod install;
 pub mod kinds;

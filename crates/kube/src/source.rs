@@ -7,6 +7,7 @@
 //! watch that expired with `410 Gone`, a reconnection) is compared with the objects of that
 //! kind in force and given as point events.
 
+use crate::events::EventKind;
 use crate::kinds::{watched_kinds, WatchedKind};
 use futures::StreamExt;
 use isthmus_api::{Diagnostic, ObjectMeta, ObjectReader, OtherObject, Resource, ResourceKey};
@@ -426,6 +427,9 @@ impl KubeSource {
                     }
                     watcher::Event::InitApply(obj) => {
                         let (key, read) = self.take(obj);
+                        if !store.resources.contains_key(&key) {
+                            self.count(kind, EventKind::Add);
+                        }
                         // Unusable: keep the version in force, if any.
                         let kept = read
                             .or_else(|| store.resources.get(&key).cloned())
@@ -439,6 +443,16 @@ impl KubeSource {
                     watcher::Event::InitDone => self.list_done(kind, store, out),
                     watcher::Event::Apply(obj) => {
                         let (key, read) = self.take(obj);
+                        let held = store.resources.contains_key(&key)
+                            || self.state[kind].known.contains_key(&key);
+                        self.count(
+                            kind,
+                            if held {
+                                EventKind::Update
+                            } else {
+                                EventKind::Add
+                            },
+                        );
                         if let Some(r) = read {
                             if self.synced {
                                 out.push(Event::Apply(r));
@@ -449,6 +463,7 @@ impl KubeSource {
                     }
                     watcher::Event::Delete(obj) => {
                         let key = obj.key().clone();
+                        self.count(kind, EventKind::Delete);
                         self.set_problems(key.to_string(), Vec::new());
                         if self.synced {
                             out.push(Event::Delete(Arc::new(tombstone(&self.kinds[kind], &key))));
@@ -459,6 +474,12 @@ impl KubeSource {
                 }
             }
         }
+    }
+
+    /// Counts an event of the `kind`-th watched kind.
+    fn count(&self, kind: usize, event: EventKind) {
+        let watched = &self.kinds[kind];
+        crate::events::events().count(watched.kind(), watched.custom, event);
     }
 
     /// A complete list of `kind` arrived.
@@ -871,6 +892,78 @@ mod tests {
 
     fn keys(w: &Writer) -> Vec<String> {
         w.store().resources.keys().map(|k| k.to_string()).collect()
+    }
+
+    #[test]
+    fn watch_events_are_counted_under_istiods_names_as_add_update_or_delete() {
+        // Only this test feeds DestinationRules or Namespaces: the process-wide counts of
+        // those move by exactly what it sends.
+        let kinds: Vec<WatchedKind> = watched_kinds()
+            .into_iter()
+            .filter(|k| k.kind() == "DestinationRule" || k.kind() == "Namespace")
+            .collect();
+        assert_eq!(kinds[0].kind(), "Namespace");
+        let (mut source, tx) = KubeSource::fed(kinds);
+        let mut writer = Writer::new("c1");
+        let events = crate::events::events();
+        let count = |kind: &str, istio: bool, e: EventKind| events.get(kind, istio, e);
+        let before = [
+            count("DestinationRule", true, EventKind::Add),
+            count("DestinationRule", true, EventKind::Update),
+            count("DestinationRule", true, EventKind::Delete),
+            count("Namespace", false, EventKind::Add),
+        ];
+        let dr = |host: &str| {
+            good(&format!(
+                "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {{name: r}}\nspec: {{host: {host}}}\n"
+            ))
+        };
+        let ns = good("apiVersion: v1\nkind: Namespace\nmetadata: {name: foo}\n");
+        for m in [
+            Message::Event(0, watcher::Event::Init),
+            Message::Event(0, watcher::Event::InitApply(ns)),
+            Message::Event(0, watcher::Event::InitDone),
+            Message::Event(1, watcher::Event::Init),
+            Message::Event(1, watcher::Event::InitDone),
+        ] {
+            tx.send(m).expect("send");
+        }
+        writer.apply(source.sync(writer.store(), &Default::default()));
+        assert!(writer.is_synced());
+        let first = dr("a.foo.svc.cluster.local");
+        let key = first.key().clone();
+        tx.send(Message::Event(1, watcher::Event::Apply(first)))
+            .expect("send");
+        writer.apply(source.sync(writer.store(), &Default::default()));
+        assert!(writer.store().resources.contains_key(&key), "in force");
+        for m in [
+            Message::Event(1, watcher::Event::Apply(dr("b.foo.svc.cluster.local"))),
+            Message::Event(1, watcher::Event::Delete(Read::Key(key))),
+        ] {
+            tx.send(m).expect("send");
+        }
+        writer.apply(source.sync(writer.store(), &Default::default()));
+        let after = [
+            count("DestinationRule", true, EventKind::Add),
+            count("DestinationRule", true, EventKind::Update),
+            count("DestinationRule", true, EventKind::Delete),
+            count("Namespace", false, EventKind::Add),
+        ];
+        let moved: Vec<u64> = after.iter().zip(before).map(|(a, b)| a - b).collect();
+        assert_eq!(moved, [1, 1, 1, 1], "add, update, delete, namespace add");
+        let registry = prometheus::Registry::new();
+        events.register(&registry).expect("register");
+        let text = prometheus::TextEncoder::new()
+            .encode_to_string(&registry.gather())
+            .expect("encode");
+        assert!(
+            text.contains("pilot_k8s_cfg_events{event=\"update\",type=\"DestinationRule\"}"),
+            "{text}"
+        );
+        assert!(
+            text.contains("pilot_k8s_reg_events{event=\"add\",type=\"Namespaces\"}"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -334,7 +334,7 @@ async fn send_names(
     sent.version = Some(current.version);
     let version = format!("{:016x}", current.version);
     let resp = WireMessage::sotw(&version, NDS_TYPE, &sent.nonce, vec![current.entry.clone()]);
-    status.sent(NDS_TYPE, &version);
+    status.sent(NDS_TYPE, &version, None);
     tx.send(Ok(resp))
         .await
         .map_err(|_| Status::cancelled("stream closed"))
@@ -443,7 +443,7 @@ async fn respond(
     );
     let version = snapshot.version().to_string();
     let resp = WireMessage::sotw(&version, type_url, &w.nonce, resources);
-    status.sent(type_url, &version);
+    status.sent(type_url, &version, Some(snapshot.changed_at));
     tx.send(Ok(resp))
         .await
         .map_err(|_| Status::cancelled("stream closed"))

@@ -349,7 +349,7 @@ async fn send(
     sub.answered = true;
     sub.nonce = nonce.to_string();
     sub.sent_version = snapshot.version().to_string();
-    status.sent(type_url, &sub.sent_version);
+    status.sent(type_url, &sub.sent_version, Some(snapshot.changed_at));
     let resp = build(&sub.sent_version, &sub.nonce);
     tx.send(Ok(resp))
         .await

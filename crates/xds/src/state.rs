@@ -85,9 +85,7 @@ impl StreamProxy {
                 Ok((proxy, id))
             }
             Err(refusal) => {
-                status
-                    .refused
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                status.refused();
                 tracing::warn!(
                     peer = %peer.addr_text(),
                     node = %node_text,

@@ -371,10 +371,7 @@ async fn an_endpoint_move_pushes_only_that_services_endpoints() {
     let push = PushRequest::between(&v1, &v2, ConfigsUpdated::Unknown);
     assert!(!push.full, "only endpoints moved");
     srv.snapshots
-        .send(MeshUpdate {
-            snapshot: v2,
-            push: Arc::new(push),
-        })
+        .send(MeshUpdate::new(v2, Arc::new(push)))
         .expect("v2");
     let push = next(&mut stream).await;
     assert_eq!(
@@ -664,12 +661,7 @@ async fn a_stream_without_a_workload_certificate_gets_nothing() {
         .await
         .expect_err("refused");
     assert_eq!(err.code(), tonic::Code::Unauthenticated, "{err:?}");
-    assert_eq!(
-        srv.status
-            .refused
-            .load(std::sync::atomic::Ordering::Relaxed),
-        2
-    );
+    assert_eq!(srv.status.refused_streams(), 2);
     assert!(srv.status.proxies().is_empty(), "no stream was opened");
     assert!(srv
         .status
@@ -734,12 +726,7 @@ async fn a_certificate_for_another_identity_is_permission_denied() {
         .await
         .expect_err("another trust domain");
     assert_eq!(err.code(), tonic::Code::PermissionDenied, "{err:?}");
-    assert_eq!(
-        srv.status
-            .refused
-            .load(std::sync::atomic::Ordering::Relaxed),
-        5
-    );
+    assert_eq!(srv.status.refused_streams(), 5);
 
     // The right certificate on the same server is served.
     let mut sleep = connect(&ca, addr, ClientCert::Workload(SLEEP_ID)).await;
@@ -820,10 +807,7 @@ async fn sotw_a_cluster_sent_again_is_followed_by_its_endpoints() {
     let push = PushRequest::between(&v1, &v2, ConfigsUpdated::Unknown);
     assert!(push.full, "a DestinationRule changed");
     srv.snapshots
-        .send(MeshUpdate {
-            snapshot: v2,
-            push: Arc::new(push),
-        })
+        .send(MeshUpdate::new(v2, Arc::new(push)))
         .expect("v2");
     let cds = next(&mut stream).await;
     assert_eq!(cds.type_url, CDS);
@@ -887,10 +871,7 @@ async fn delta_a_cluster_sent_again_is_followed_by_its_endpoints() {
     let v2 = with_sleep_rule(2, true);
     let push = PushRequest::between(&v1, &v2, ConfigsUpdated::Unknown);
     srv.snapshots
-        .send(MeshUpdate {
-            snapshot: v2,
-            push: Arc::new(push),
-        })
+        .send(MeshUpdate::new(v2, Arc::new(push)))
         .expect("v2");
     let cds = next(&mut stream).await;
     assert_eq!(cds.type_url, CDS);

@@ -72,10 +72,7 @@ fn a_moved_endpoint_patches_the_sidecar_exactly_as_a_full_generation_would() {
             .collect::<Vec<_>>(),
         ["httpbin.bar.svc.cluster.local"]
     );
-    let v2 = MeshUpdate {
-        snapshot: v2,
-        push: Arc::new(push),
-    };
+    let v2 = MeshUpdate::new(v2, Arc::new(push));
 
     let patched = cache.get(&v2, &proxy);
     assert_eq!(cache.stats().patched, 1, "{:?}", cache.stats());
@@ -139,14 +136,14 @@ fn a_moved_endpoint_patches_the_sidecar_exactly_as_a_full_generation_would() {
     );
 
     // A version that changed nothing a proxy receives keeps every shape's set as it is.
-    let v3 = MeshUpdate {
-        snapshot: Arc::new(snapshot(&after, 3)),
-        push: Arc::new(PushRequest::between(
+    let v3 = MeshUpdate::new(
+        Arc::new(snapshot(&after, 3)),
+        Arc::new(PushRequest::between(
             &v2.snapshot,
             &snapshot(&after, 3),
             ConfigsUpdated::Unknown,
         )),
-    };
+    );
     assert!(v3.push.is_empty(), "{:?}", v3.push);
     let kept = cache.get(&v3, &proxy);
     assert!(Arc::ptr_eq(&kept, &patched), "kept, not generated again");
