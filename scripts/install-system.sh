@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs the system tools the lab and its tests use (iproute2, iptables, curl, openssl) when they
+# Installs the system tools the lab and its tests use (iproute2, iptables, curl, openssl,
+# prometheus) when they
 # are missing. Needs root on a fresh Debian machine; does nothing when all are present.
 set -euo pipefail
 missing=()
@@ -11,6 +12,8 @@ command -v openssl >/dev/null || missing+=(openssl)
 command -v setpriv >/dev/null || missing+=(util-linux)
 # The Kubernetes-mode lab starts its node agents with nsenter (util-linux).
 command -v nsenter >/dev/null || missing+=(util-linux)
+# The workload metrics scenario scrapes every proxy with a real Prometheus (Debian's).
+command -v prometheus >/dev/null || [ -x /usr/bin/prometheus ] || missing+=(prometheus)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
     echo "missing ${missing[*]}: run as root, or apt-get install ${missing[*]}" >&2
@@ -18,5 +21,5 @@ if [ ${#missing[@]} -gt 0 ]; then
   fi
   echo "installing ${missing[*]} with apt-get" >&2
   apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi

@@ -111,6 +111,21 @@ pub struct AgentConfig {
     /// traffic to its resolvers is redirected there.
     #[arg(long)]
     pub dns_capture: bool,
+    /// The workload's name in metrics (`source_workload`, `destination_workload`): its
+    /// Deployment's or StatefulSet's name; by default read from the pod's name
+    /// (`NAME-HASH-XXXXX`, `NAME-N`).
+    #[arg(long, env = "ISTIO_META_WORKLOAD_NAME")]
+    pub workload_name: Option<String>,
+    /// Serve the proxy's metrics (`/stats/prometheus`) on this address's ports 15020
+    /// (merged with the application's) and 15090; by default the pod IP. `none` serves
+    /// neither.
+    #[arg(long)]
+    pub metrics_address: Option<String>,
+    /// The application's own metrics, `PORT` or `PORT/PATH` on 127.0.0.1 (default path
+    /// `/metrics`), merged into 15020's page as Istio's agent merges them (what the pod's
+    /// `prometheus.io/port` and `prometheus.io/path` annotations say).
+    #[arg(long)]
+    pub app_metrics: Option<String>,
 }
 
 impl AgentConfig {
@@ -148,6 +163,9 @@ impl AgentConfig {
             log_level: "warning".into(),
             capture: false,
             dns_capture: false,
+            workload_name: None,
+            metrics_address: None,
+            app_metrics: None,
         }
     }
 
@@ -178,6 +196,9 @@ impl AgentConfig {
             log_level,
             capture,
             dns_capture,
+            workload_name,
+            metrics_address,
+            app_metrics,
         } = self;
         let mut a = Args::default();
         a.flag("--kind", kind.as_str());
@@ -211,6 +232,15 @@ impl AgentConfig {
         a.flag("--log-level", log_level);
         if *dns_capture {
             a.0.push("--dns-capture".into());
+        }
+        if let Some(w) = workload_name {
+            a.flag("--workload-name", w);
+        }
+        if let Some(m) = metrics_address {
+            a.flag("--metrics-address", m);
+        }
+        if let Some(m) = app_metrics {
+            a.flag("--app-metrics", m);
         }
         if *capture {
             a.0.push("--capture".into());

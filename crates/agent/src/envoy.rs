@@ -8,11 +8,15 @@ use tokio::process::{Child, Command};
 /// the agent cannot catch.
 /// With `run_as`, Envoy runs as that uid and gid (1337 under capture, so that its own
 /// traffic is not captured again).
+/// `peer` is what Envoy tells its peers who it is (`CLUSTER;NAMESPACE;WORKLOAD`, in
+/// [`isthmus_api::telemetry::PEER_ENV`]); its stdout (the telemetry lines) is piped to the
+/// agent.
 pub fn start(
     envoy: &Path,
     bootstrap: &Path,
     log_level: &str,
     run_as: Option<u32>,
+    peer: &str,
 ) -> std::io::Result<Child> {
     let mut cmd = Command::new(envoy);
     if let Some(id) = run_as {
@@ -25,7 +29,9 @@ pub fn start(
         .arg(log_level)
         .arg("--drain-time-s")
         .arg("1")
+        .env(isthmus_api::telemetry::PEER_ENV, peer)
         .stdin(Stdio::null())
+        .stdout(Stdio::piped())
         .kill_on_drop(true);
     #[cfg(target_os = "linux")]
     #[allow(unsafe_code)]

@@ -12,6 +12,8 @@ pub mod envoy;
 pub mod names;
 pub mod run;
 pub mod sds;
+pub mod stats;
+pub mod telemetry;
 
 pub use config::{AgentConfig, XdsMode};
 pub use run::{run, AgentError};

@@ -166,6 +166,76 @@ fn set_mode(path: &std::path::Path, mode: u32) -> Result<(), AgentError> {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(io(path))
 }
 
+/// Counts Envoy's telemetry lines and passes every other line on to the agent's stdout.
+async fn read_envoy_stdout(
+    out: tokio::process::ChildStdout,
+    workload: Arc<crate::telemetry::WorkloadMetrics>,
+) {
+    use std::io::Write;
+    use tokio::io::AsyncBufReadExt;
+    // Read as bytes: a line that is not UTF-8 must not stop the reading (Envoy would block
+    // once the pipe is full).
+    let mut reader = tokio::io::BufReader::new(out);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        match reader.read_until(b'\n', &mut line).await {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+        let text = String::from_utf8_lossy(&line);
+        let text = text.trim_end_matches(['\n', '\r']);
+        if !workload.record(text) {
+            let _ = writeln!(std::io::stdout().lock(), "{text}");
+        }
+    }
+}
+
+/// Serves the proxy's metrics on 15090 and 15020 (see [`crate::stats`]).
+fn start_metrics_ports(
+    config: &AgentConfig,
+    workload: Arc<crate::telemetry::WorkloadMetrics>,
+) -> Result<(), AgentError> {
+    let host = config.metrics_address.as_deref().unwrap_or(&config.ip);
+    if host == "none" {
+        return Ok(());
+    }
+    let ip: std::net::IpAddr = host.parse().map_err(|_| {
+        AgentError::Config(format!("--metrics-address `{host}` is not an IP address"))
+    })?;
+    let admin_ip: std::net::IpAddr = config.admin_address.parse().map_err(|_| {
+        AgentError::Config(format!(
+            "--admin-address `{}` is not an IP address",
+            config.admin_address
+        ))
+    })?;
+    let app = match &config.app_metrics {
+        None => None,
+        Some(spec) => {
+            let (port, path) = spec.split_once('/').unwrap_or((spec, "metrics"));
+            let port: u16 = port.parse().map_err(|_| {
+                AgentError::Config(format!("--app-metrics `{spec}` must be PORT or PORT/PATH"))
+            })?;
+            Some((
+                (std::net::Ipv4Addr::LOCALHOST, port).into(),
+                format!("/{path}"),
+            ))
+        }
+    };
+    let sources = crate::stats::Sources {
+        admin: (admin_ip, 15000).into(),
+        app,
+        workload,
+    };
+    tokio::spawn(crate::stats::serve(
+        (ip, 15090).into(),
+        sources.clone(),
+        false,
+    ));
+    tokio::spawn(crate::stats::serve((ip, 15020).into(), sources, true));
+    Ok(())
+}
+
 /// Runs the agent until SIGINT/SIGTERM.
 pub async fn run(config: AgentConfig) -> Result<(), AgentError> {
     let envoy = crate::envoy::locate(config.envoy.as_deref()).ok_or(AgentError::EnvoyNotFound)?;
@@ -288,13 +358,38 @@ pub async fn run(config: AgentConfig) -> Result<(), AgentError> {
     .map_err(io(&boot_file))?;
     tracing::info!(node = %node_id, bootstrap = %boot_file.display(), "starting Envoy");
 
-    let mut child =
-        crate::envoy::start(&envoy, &boot_file, &config.log_level, run_as).map_err(|source| {
-            AgentError::Envoy {
-                envoy: envoy.clone(),
-                source,
-            }
+    // Workload metrics: counted from Envoy's telemetry lines, served with its stats.
+    let identity = crate::telemetry::Identity {
+        cluster: config.cluster.clone(),
+        namespace: config.namespace.clone(),
+        workload: config
+            .workload_name
+            .clone()
+            .unwrap_or_else(|| crate::telemetry::workload_of_pod(&config.pod).to_string()),
+        principal: format!(
+            "spiffe://{}/ns/{}/sa/{}",
+            config.trust_domain, config.namespace, config.service_account
+        ),
+    };
+    let peer = isthmus_api::telemetry::peer_value(
+        &identity.cluster,
+        &identity.namespace,
+        &identity.workload,
+    );
+    let workload = Arc::new(crate::telemetry::WorkloadMetrics::new(identity));
+    start_metrics_ports(&config, workload.clone())?;
+    let start_envoy = || {
+        let mut child = crate::envoy::start(&envoy, &boot_file, &config.log_level, run_as, &peer)
+            .map_err(|source| AgentError::Envoy {
+            envoy: envoy.clone(),
+            source,
         })?;
+        if let Some(out) = child.stdout.take() {
+            tokio::spawn(read_envoy_stdout(out, workload.clone()));
+        }
+        Ok::<_, AgentError>(child)
+    };
+    let mut child = start_envoy()?;
     let mut generation = 1;
     let mut restarts = 0u32;
     let renew_after = |ttl: Duration| ttl.mul_f64(0.5).max(Duration::from_secs(1));
@@ -308,8 +403,7 @@ pub async fn run(config: AgentConfig) -> Result<(), AgentError> {
                 let delay = Duration::from_millis(200 * u64::from(restarts.min(25)));
                 tracing::error!(?status, restarts, ?delay, "Envoy exited; restarting");
                 tokio::time::sleep(delay).await;
-                child = crate::envoy::start(&envoy, &boot_file, &config.log_level, run_as)
-                    .map_err(|source| AgentError::Envoy { envoy: envoy.clone(), source })?;
+                child = start_envoy()?;
             }
             _ = &mut renew => {
                 generation += 1;

@@ -22,6 +22,7 @@ pub mod policy;
 pub mod resource;
 pub mod security;
 pub mod shared;
+pub mod telemetry;
 pub mod validate;
 
 pub use diagnostic::{Diagnostic, Severity};

@@ -116,6 +116,7 @@ pub fn add_gateway(
                 ..Default::default()
             }],
             validate_clusters: Some(BoolValue { value: false }),
+            request_headers_to_add: vec![crate::telemetry::peer_header()],
             ..Default::default()
         };
         chains.push(FilterChain {

@@ -96,6 +96,7 @@ impl VirtualHosts {
             name,
             virtual_hosts,
             validate_clusters: Some(BoolValue { value: false }),
+            request_headers_to_add: vec![crate::telemetry::peer_header()],
             ..Default::default()
         }
     }

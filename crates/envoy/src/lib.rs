@@ -7,7 +7,7 @@
 //! item of lib.rs, so no two import each other (`tests/layers.rs` checks this). lib.rs is the
 //! top: [`generate`] composes a sidecar's resources and leaves a router's to `gateway`.
 //! Layers, bottom first:
-//! `pb`, `names`, `resources`, `jwt`, `rbac`, `render`, `tls`, `policy`, `locality`, `target`, `endpoint`, `cluster`, `http_route`,
+//! `pb`, `names`, `telemetry`, `resources`, `jwt`, `rbac`, `render`, `tls`, `policy`, `locality`, `target`, `endpoint`, `cluster`, `http_route`,
 //! `tcp_route`, `route`, `listener`, `sni_listener`, `passthrough`, `gateway_http`, `funnel`, `gateway`.
 
 pub mod cluster;
@@ -30,6 +30,7 @@ pub mod route;
 pub mod sni_listener;
 pub mod target;
 pub mod tcp_route;
+pub mod telemetry;
 pub mod tls;
 
 pub use resources::{

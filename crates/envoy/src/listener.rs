@@ -213,6 +213,17 @@ fn outbound_listener(address: &str, port: u32, bind: bool, forward: Forward) -> 
     listener
 }
 
+/// The TCP proxy of an inbound chain to the app, reporting as the destination.
+fn inbound_tcp_proxy(cluster: &str) -> Filter {
+    let mut proxy = TcpProxy {
+        stat_prefix: cluster.to_string(),
+        cluster_specifier: Some(tcp_proxy::ClusterSpecifier::Cluster(cluster.to_string())),
+        ..Default::default()
+    };
+    crate::telemetry::log_tcp(&mut proxy, crate::telemetry::Reporter::Destination);
+    network_filter("envoy.filters.network.tcp_proxy", &proxy)
+}
+
 fn inbound_chains(
     snapshot: &MeshSnapshot,
     proxy: &Proxy,
@@ -243,6 +254,7 @@ fn inbound_chains(
                     ..Default::default()
                 }],
                 validate_clusters: Some(BoolValue { value: false }),
+                response_headers_to_add: vec![crate::telemetry::peer_header()],
                 ..Default::default()
             };
             // RequestAuthentications verify tokens before the RBAC filters read them.
@@ -258,7 +270,7 @@ fn inbound_chains(
             )]
         } else {
             let mut filters = crate::rbac::network_filters(&authz);
-            filters.push(tcp_proxy_filter(&cluster, &cluster));
+            filters.push(inbound_tcp_proxy(&cluster));
             filters
         };
         FilterChain {
@@ -301,7 +313,7 @@ fn inbound_chains(
                     .for_workload(&proxy.id.namespace, &proxy.labels),
                 false,
             ));
-            filters.push(tcp_proxy_filter(&cluster, &cluster));
+            filters.push(inbound_tcp_proxy(&cluster));
             filters
         },
         ..Default::default()

@@ -100,6 +100,7 @@ pub fn outbound_routes(snapshot: &MeshSnapshot, proxy: &Proxy) -> Vec<RouteConfi
                 name: port.to_string(),
                 virtual_hosts: vhosts,
                 validate_clusters: Some(BoolValue { value: false }),
+                request_headers_to_add: vec![crate::telemetry::peer_header()],
                 ..Default::default()
             }
         })
@@ -187,8 +188,16 @@ pub fn http_connection_manager_with(
     inbound_mtls: Option<bool>,
     first: Vec<HttpFilter>,
 ) -> Filter {
+    use crate::telemetry::Reporter;
     use http_connection_manager::{
         ForwardClientCertDetails, RouteSpecifier, SetCurrentClientCertDetails,
+    };
+    // An inbound connection manager reports as the destination; outbound and gateway ones
+    // as the source.
+    let reporter = if inbound_mtls.is_some() {
+        Reporter::Destination
+    } else {
+        Reporter::Source
     };
     let mut hcm = HttpConnectionManager {
         stat_prefix: stat_prefix.to_string(),
@@ -199,8 +208,9 @@ pub fn http_connection_manager_with(
             }),
             HcmRoute::Inline(rc) => RouteSpecifier::RouteConfig(*rc),
         }),
-        http_filters: first
+        http_filters: [crate::telemetry::peer_filter(reporter)]
             .into_iter()
+            .chain(first)
             .chain([
                 // Inert unless a route carries a CORS policy (VirtualService `corsPolicy`);
                 // ahead of fault injection, as in Istio, so preflights are answered.
@@ -237,7 +247,10 @@ pub fn http_connection_manager_with(
             ])
             .collect(),
         use_remote_address: Some(BoolValue { value: false }),
-        access_log: vec![stdout_access_log()],
+        access_log: vec![crate::telemetry::access_log(
+            reporter,
+            isthmus_api::telemetry::fields::HTTP,
+        )],
         // WebSocket upgrades pass, as on every Istio HTTP connection manager (without it
         // Envoy answers an Upgrade request with 403).
         upgrade_configs: vec![http_connection_manager::UpgradeConfig {
@@ -269,19 +282,4 @@ pub enum HcmRoute {
     Rds(String),
     /// Inline.
     Inline(Box<RouteConfiguration>),
-}
-
-/// Access log to stdout in a format close to Istio's default.
-pub fn stdout_access_log() -> envoy_types::pb::envoy::config::accesslog::v3::AccessLog {
-    use envoy_types::pb::envoy::config::accesslog::v3::{access_log, AccessLog};
-    AccessLog {
-        name: "envoy.access_loggers.stdout".into(),
-        config_type: Some(access_log::ConfigType::TypedConfig(Any {
-            type_url:
-                "type.googleapis.com/envoy.extensions.access_loggers.stream.v3.StdoutAccessLog"
-                    .into(),
-            value: Vec::new(),
-        })),
-        ..Default::default()
-    }
 }

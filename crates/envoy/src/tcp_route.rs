@@ -122,15 +122,14 @@ pub fn tcp_proxy(destinations: Vec<(String, u32)>, hash_by_source: bool) -> Filt
     } else {
         Vec::new()
     };
-    network_filter(
-        "envoy.filters.network.tcp_proxy",
-        &TcpProxy {
-            stat_prefix,
-            cluster_specifier: Some(cluster_specifier),
-            hash_policy,
-            ..Default::default()
-        },
-    )
+    let mut proxy = TcpProxy {
+        stat_prefix,
+        cluster_specifier: Some(cluster_specifier),
+        hash_policy,
+        ..Default::default()
+    };
+    crate::telemetry::log_tcp(&mut proxy, crate::telemetry::Reporter::Source);
+    network_filter("envoy.filters.network.tcp_proxy", &proxy)
 }
 
 #[cfg(test)]
