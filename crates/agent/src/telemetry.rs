@@ -10,8 +10,12 @@
 //! to carry it); the `*_principal` of both sides are always there under mTLS.
 
 use isthmus_api::telemetry::{fields as f, split_peer, MARKER};
-use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
-use serde_json::Value;
+use prometheus::{
+    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry,
+};
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
 
 /// Who this proxy is: the labels of its own side.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,7 +60,7 @@ const DURATION_BUCKETS: [f64; 19] = [
 const SIZE_BUCKETS: [f64; 10] = [1.0, 10.0, 100.0, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9];
 
 /// The workload metrics of one proxy.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct WorkloadMetrics {
     me: Identity,
     requests: IntCounterVec,
@@ -67,6 +71,8 @@ pub struct WorkloadMetrics {
     tcp_received: IntCounterVec,
     tcp_opened: IntCounterVec,
     tcp_closed: IntCounterVec,
+    /// The label sets seen, by what of a line decides them.
+    series: Mutex<HashMap<String, Arc<Series>>>,
 }
 
 fn counter(name: &str, help: &str) -> IntCounterVec {
@@ -82,16 +88,62 @@ fn histogram(name: &str, help: &str, buckets: &[f64]) -> HistogramVec {
     .unwrap_or_else(|e| unreachable!("metric {name}: {e}"))
 }
 
-/// A field of a line as text (`-`, Envoy's empty value, and a missing field are `None`).
-fn text<'a>(line: &'a Value, key: &str) -> Option<&'a str> {
-    line.get(key)
-        .and_then(Value::as_str)
-        .filter(|s| !s.is_empty() && *s != "-")
+/// One telemetry line as Envoy writes it (the keys are [`isthmus_api::telemetry::fields`];
+/// a test checks they agree). Strings are borrowed unless JSON escapes them.
+#[derive(Debug, serde::Deserialize)]
+struct Line<'a> {
+    #[serde(borrow, default)]
+    peer: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    isthmus_telemetry: Cow<'a, str>,
+    #[serde(borrow)]
+    reporter: Cow<'a, str>,
+    #[serde(default)]
+    code: u64,
+    #[serde(borrow, default)]
+    flags: Option<Cow<'a, str>>,
+    #[serde(default)]
+    duration: u64,
+    #[serde(default)]
+    rx: u64,
+    #[serde(default)]
+    tx: u64,
+    #[serde(borrow, default)]
+    cluster: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    down_peer: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    up_peer: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    log_type: Option<Cow<'a, str>>,
 }
 
-fn number(line: &Value, key: &str) -> u64 {
-    line.get(key).and_then(Value::as_u64).unwrap_or(0)
+/// A text field's value (`-`, Envoy's empty value, and a missing field are `None`).
+fn given<'a>(v: &'a Option<Cow<'_, str>>) -> Option<&'a str> {
+    v.as_deref().filter(|s| !s.is_empty() && *s != "-")
 }
+
+/// The metrics of one label set, resolved once (only its protocol's: a TCP label set has
+/// no `istio_requests_total` sample, an HTTP one no `istio_tcp_*`).
+#[derive(Debug)]
+enum Series {
+    Http {
+        requests: IntCounter,
+        duration: Histogram,
+        request_bytes: Histogram,
+        response_bytes: Histogram,
+    },
+    Tcp {
+        sent: IntCounter,
+        received: IntCounter,
+        opened: IntCounter,
+        closed: IntCounter,
+    },
+}
+
+/// How many label sets are kept resolved; beyond it (a client forging peer headers), each
+/// line looks its metrics up again.
+const SERIES_KEPT: usize = 10_000;
 
 /// The service host of an outbound cluster name (`outbound|80||a.foo.svc.cluster.local`).
 fn service_of_cluster(cluster: &str) -> Option<&str> {
@@ -153,6 +205,7 @@ impl WorkloadMetrics {
                 "istio_tcp_connections_closed_total",
                 "TCP connections closed.",
             ),
+            series: Mutex::new(HashMap::new()),
         }
     }
 
@@ -169,19 +222,15 @@ impl WorkloadMetrics {
     }
 
     /// The label values of a line, in [`LABELS`]' order.
-    fn labels<'a>(&'a self, line: &'a Value, protocol: &'a str) -> [String; 16] {
+    fn labels(&self, line: &Line<'_>, protocol: &str) -> [String; 16] {
         let me = &self.me;
-        let reporter = text(line, f::REPORTER).unwrap_or(UNKNOWN);
-        let peer = text(line, f::PEER).and_then(split_peer);
+        let reporter = line.reporter.as_ref();
+        let peer = given(&line.peer).and_then(split_peer);
         let (peer_cluster, peer_ns, peer_workload) = peer.unwrap_or((UNKNOWN, UNKNOWN, UNKNOWN));
-        let code = line
-            .get(f::CODE)
-            .and_then(Value::as_u64)
-            .map_or_else(|| "0".to_string(), |c| c.to_string());
-        let flags = text(line, f::FLAGS).unwrap_or("-").to_string();
-        let cluster = text(line, f::CLUSTER).unwrap_or("");
+        let code = line.code.to_string();
+        let flags = given(&line.flags).unwrap_or("-").to_string();
         if reporter == "destination" {
-            let down = text(line, f::DOWNSTREAM_PEER);
+            let down = given(&line.down_peer);
             [
                 reporter.into(),
                 peer_workload.into(),
@@ -201,7 +250,9 @@ impl WorkloadMetrics {
                 if down.is_some() { "mutual_tls" } else { "none" }.into(),
             ]
         } else {
-            let service = service_of_cluster(cluster).unwrap_or(UNKNOWN);
+            let service = given(&line.cluster)
+                .and_then(service_of_cluster)
+                .unwrap_or(UNKNOWN);
             let (name, ns) = service_name_namespace(service);
             [
                 reporter.into(),
@@ -211,7 +262,7 @@ impl WorkloadMetrics {
                 me.cluster.clone(),
                 peer_workload.into(),
                 peer_ns.into(),
-                text(line, f::UPSTREAM_PEER).unwrap_or(UNKNOWN).into(),
+                given(&line.up_peer).unwrap_or(UNKNOWN).into(),
                 peer_cluster.into(),
                 service.into(),
                 name.into(),
@@ -224,44 +275,87 @@ impl WorkloadMetrics {
         }
     }
 
+    /// The metrics of a line's label set: resolved once per set, then kept.
+    fn series(&self, line: &Line<'_>, protocol: &str) -> Arc<Series> {
+        // What decides the labels (the rest is this proxy's own).
+        let mut key = String::with_capacity(160);
+        for part in [
+            protocol,
+            line.reporter.as_ref(),
+            given(&line.peer).unwrap_or(""),
+            given(&line.flags).unwrap_or(""),
+            given(&line.cluster).unwrap_or(""),
+            given(&line.down_peer).unwrap_or(""),
+            given(&line.up_peer).unwrap_or(""),
+        ] {
+            key.push_str(part);
+            key.push('\u{1f}');
+        }
+        key.push_str(&line.code.to_string());
+        let mut kept = self.series.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(s) = kept.get(&key) {
+            return s.clone();
+        }
+        let labels = self.labels(line, protocol);
+        let v: Vec<&str> = labels.iter().map(String::as_str).collect();
+        let series = Arc::new(if protocol == "tcp" {
+            Series::Tcp {
+                sent: self.tcp_sent.with_label_values(&v),
+                received: self.tcp_received.with_label_values(&v),
+                opened: self.tcp_opened.with_label_values(&v),
+                closed: self.tcp_closed.with_label_values(&v),
+            }
+        } else {
+            Series::Http {
+                requests: self.requests.with_label_values(&v),
+                duration: self.duration.with_label_values(&v),
+                request_bytes: self.request_bytes.with_label_values(&v),
+                response_bytes: self.response_bytes.with_label_values(&v),
+            }
+        });
+        if kept.len() < SERIES_KEPT {
+            kept.insert(key, series.clone());
+        }
+        series
+    }
+
     /// Counts one line of Envoy's stdout; `false` when it is not a telemetry line (the
     /// caller passes it on as it is).
     pub fn record(&self, raw: &str) -> bool {
         if !raw.starts_with('{') || !raw.contains(MARKER) {
             return false;
         }
-        let Ok(line) = serde_json::from_str::<Value>(raw) else {
+        let Ok(line) = serde_json::from_str::<Line<'_>>(raw) else {
             return false;
         };
-        let Some(kind) = line.get(MARKER).and_then(Value::as_str) else {
-            return false;
-        };
-        let protocol = if kind == f::TCP { "tcp" } else { "http" };
-        let labels = self.labels(&line, protocol);
-        let values: Vec<&str> = labels.iter().map(String::as_str).collect();
-        if kind == f::TCP {
-            if text(&line, f::LOG_TYPE) == Some("TcpConnectivityEstablished") {
-                self.tcp_opened.with_label_values(&values).inc();
-            } else {
-                self.tcp_closed.with_label_values(&values).inc();
-                self.tcp_sent
-                    .with_label_values(&values)
-                    .inc_by(number(&line, f::SENT));
-                self.tcp_received
-                    .with_label_values(&values)
-                    .inc_by(number(&line, f::RECEIVED));
+        let tcp = line.isthmus_telemetry == f::TCP;
+        match &*self.series(&line, if tcp { "tcp" } else { "http" }) {
+            Series::Tcp { opened, .. }
+                if given(&line.log_type) == Some("TcpConnectivityEstablished") =>
+            {
+                opened.inc();
             }
-        } else {
-            self.requests.with_label_values(&values).inc();
-            self.duration
-                .with_label_values(&values)
-                .observe(number(&line, f::DURATION) as f64);
-            self.request_bytes
-                .with_label_values(&values)
-                .observe(number(&line, f::RECEIVED) as f64);
-            self.response_bytes
-                .with_label_values(&values)
-                .observe(number(&line, f::SENT) as f64);
+            Series::Tcp {
+                sent,
+                received,
+                closed,
+                ..
+            } => {
+                closed.inc();
+                sent.inc_by(line.tx);
+                received.inc_by(line.rx);
+            }
+            Series::Http {
+                requests,
+                duration,
+                request_bytes,
+                response_bytes,
+            } => {
+                requests.inc();
+                duration.observe(line.duration as f64);
+                request_bytes.observe(line.rx as f64);
+                response_bytes.observe(line.tx as f64);
+            }
         }
         true
     }
@@ -386,6 +480,29 @@ mod tests {
         assert!(text
             .lines()
             .any(|l| l.starts_with("istio_tcp_connections_closed_total{") && l.ends_with("} 1")));
+    }
+
+    #[test]
+    fn the_keys_read_are_the_contracts() {
+        let raw = serde_json::json!({
+            f::PEER: "c;n;w", MARKER: f::TCP, f::REPORTER: "source", f::CODE: 0,
+            f::FLAGS: "-", f::DURATION: 1, f::RECEIVED: 2, f::SENT: 3, f::CLUSTER: "x",
+            f::DOWNSTREAM_PEER: "-", f::UPSTREAM_PEER: "u", f::LOG_TYPE: "TcpConnectionEnd",
+        })
+        .to_string();
+        let line: Line<'_> = serde_json::from_str(&raw).expect("read");
+        assert_eq!(
+            (
+                line.peer.as_deref(),
+                line.isthmus_telemetry.as_ref(),
+                line.rx,
+                line.tx
+            ),
+            (Some("c;n;w"), f::TCP, 2, 3)
+        );
+        assert_eq!(line.log_type.as_deref(), Some("TcpConnectionEnd"));
+        assert_eq!(line.up_peer.as_deref(), Some("u"));
+        assert_eq!((line.code, line.duration), (0, 1));
     }
 
     #[test]

@@ -256,7 +256,15 @@ pub fn init_container(config: &InjectionConfig) -> Value {
 /// from the downward API. (No readiness probe yet: Envoy's admin port listens on the pod's
 /// loopback only, and Istio's 15021 health listener is not generated; the lab's kubelet
 /// asks Envoy's admin `/ready` itself.)
-pub fn proxy_container(config: &InjectionConfig, labels: &BTreeMap<String, String>) -> Value {
+/// `workload` is the workload's name in metrics ([`workload_name`]); `app_metrics` the
+/// application's own metrics (`PORT/PATH`, from its `prometheus.io` annotations), merged
+/// into the agent's 15020 page.
+pub fn proxy_container(
+    config: &InjectionConfig,
+    labels: &BTreeMap<String, String>,
+    workload: &str,
+    app_metrics: Option<&str>,
+) -> Value {
     let mut args: Vec<String> = [
         "agent",
         "--kind",
@@ -295,6 +303,14 @@ pub fn proxy_container(config: &InjectionConfig, labels: &BTreeMap<String, Strin
     for (k, v) in labels {
         args.push("--label".into());
         args.push(format!("{k}={v}"));
+    }
+    if !workload.is_empty() {
+        args.push("--workload-name".into());
+        args.push(workload.into());
+    }
+    if let Some(m) = app_metrics {
+        args.push("--app-metrics".into());
+        args.push(m.into());
     }
     json!({
         "name": PROXY_CONTAINER,
@@ -336,6 +352,52 @@ pub fn volumes() -> Vec<Value> {
     ]
 }
 
+/// The name of `pod`'s workload, as Istio's injector finds it: a Deployment's (the
+/// ReplicaSet owning the pod, without its `pod-template-hash` suffix), another owner's
+/// (StatefulSet, DaemonSet, Job, ...), else the pod's `generateName` or name.
+pub fn workload_name(pod: &Pod) -> String {
+    let meta = &pod.metadata;
+    let owner = meta
+        .owner_references
+        .as_ref()
+        .and_then(|o| o.iter().find(|r| r.controller == Some(true)).or(o.first()));
+    if let Some(owner) = owner {
+        let hash = meta
+            .labels
+            .as_ref()
+            .and_then(|l| l.get("pod-template-hash"));
+        if owner.kind == "ReplicaSet" {
+            if let Some(deployment) = hash.and_then(|h| owner.name.strip_suffix(&format!("-{h}"))) {
+                return deployment.to_string();
+            }
+        }
+        return owner.name.clone();
+    }
+    meta.generate_name
+        .as_deref()
+        .map(|g| g.trim_end_matches('-').to_string())
+        .or_else(|| meta.name.clone())
+        .unwrap_or_default()
+}
+
+/// The annotations Prometheus scrapes a pod by (`prometheus.io/scrape`, `port`, `path`).
+const PROMETHEUS_SCRAPE: &str = "prometheus.io/scrape";
+const PROMETHEUS_PORT: &str = "prometheus.io/port";
+const PROMETHEUS_PATH: &str = "prometheus.io/path";
+
+/// The application's own metrics (`PORT/PATH`) its `prometheus.io` annotations name, when
+/// it asks to be scraped.
+fn app_metrics(annotations: &BTreeMap<String, String>) -> Option<String> {
+    if annotations.get(PROMETHEUS_SCRAPE).map(String::as_str) == Some("false") {
+        return None;
+    }
+    let port: u16 = annotations.get(PROMETHEUS_PORT)?.parse().ok()?;
+    let path = annotations
+        .get(PROMETHEUS_PATH)
+        .map_or("metrics", |p| p.trim_start_matches('/'));
+    Some(format!("{port}/{path}"))
+}
+
 /// The JSON patch (RFC 6902) that injects `pod`, or why it is left alone.
 pub fn patch(pod: &Pod, config: &InjectionConfig) -> Result<Vec<Value>, Skip> {
     decide(pod)?;
@@ -352,9 +414,11 @@ pub fn patch(pod: &Pod, config: &InjectionConfig) -> Result<Vec<Value>, Skip> {
     } else {
         ops.push(add("/spec/initContainers/-".into(), init_container(config)));
     }
+    let annotations = pod.metadata.annotations.clone().unwrap_or_default();
+    let app = app_metrics(&annotations);
     ops.push(add(
         "/spec/containers/-".into(),
-        proxy_container(config, &labels),
+        proxy_container(config, &labels, &workload_name(pod), app.as_deref()),
     ));
     let vols = volumes();
     let names: Vec<String> = vols
@@ -414,16 +478,29 @@ pub fn patch(pod: &Pod, config: &InjectionConfig) -> Result<Vec<Value>, Skip> {
             ops.push(add(format!("/metadata/labels/{}", pointer(&k)), json!(v)));
         }
     }
+    // Prometheus scrapes the agent's merged page (Envoy's stats, the workload metrics and
+    // the app's own), as Istio's metrics merging does; a pod that opted out of scraping
+    // keeps its annotations.
+    let mut new_annotations = BTreeMap::from([(STATUS_ANNOTATION.to_string(), status)]);
+    if annotations.get(PROMETHEUS_SCRAPE).map(String::as_str) != Some("false") {
+        for (k, v) in [
+            (PROMETHEUS_SCRAPE, "true"),
+            (PROMETHEUS_PORT, "15020"),
+            (PROMETHEUS_PATH, "/stats/prometheus"),
+        ] {
+            new_annotations.insert(k.to_string(), v.to_string());
+        }
+    }
     if pod.metadata.annotations.is_none() {
-        ops.push(add(
-            "/metadata/annotations".into(),
-            json!({STATUS_ANNOTATION: status}),
-        ));
+        ops.push(add("/metadata/annotations".into(), json!(new_annotations)));
     } else {
-        ops.push(add(
-            format!("/metadata/annotations/{}", pointer(STATUS_ANNOTATION)),
-            json!(status),
-        ));
+        for (k, v) in new_annotations {
+            // `add` replaces a member that exists (RFC 6902 4.1).
+            ops.push(add(
+                format!("/metadata/annotations/{}", pointer(&k)),
+                json!(v),
+            ));
+        }
     }
     Ok(ops)
 }
@@ -551,6 +628,50 @@ mod tests {
                          "labels": {"app": "helloworld", "version": "v1"}},
             "spec": {"containers": [{"name": "helloworld", "image": "docker.io/istio/examples-helloworld-v1"}]}
         })
+    }
+
+    #[test]
+    fn the_workload_is_named_after_its_deployment_and_prometheus_scrapes_the_merged_page() {
+        let mut doc = json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "reviews-v2-7d9f8c6b5-x2k9q", "namespace": "sample",
+                         "labels": {"app": "reviews", "pod-template-hash": "7d9f8c6b5"},
+                         "annotations": {"prometheus.io/port": "9080", "prometheus.io/path": "/stats"},
+                         "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet",
+                             "name": "reviews-v2-7d9f8c6b5", "uid": "u", "controller": true}]},
+            "spec": {"containers": [{"name": "reviews", "image": "docker.io/istio/examples-bookinfo-reviews-v2"}]}
+        });
+        assert_eq!(workload_name(&pod(doc.clone())), "reviews-v2");
+        let ops = patch(&pod(doc.clone()), &config()).expect("injected");
+        apply(&mut doc, &ops);
+        let injected = pod(doc);
+        let args = injected.spec.expect("spec").containers[1]
+            .args
+            .clone()
+            .expect("args");
+        let after = |flag: &str| {
+            let i = args
+                .iter()
+                .position(|a| a == flag)
+                .unwrap_or_else(|| panic!("{flag}"));
+            args[i + 1].clone()
+        };
+        assert_eq!(after("--workload-name"), "reviews-v2");
+        assert_eq!(after("--app-metrics"), "9080/stats");
+        let annotations = injected.metadata.annotations.expect("annotations");
+        assert_eq!(annotations["prometheus.io/scrape"], "true");
+        assert_eq!(annotations["prometheus.io/port"], "15020");
+        assert_eq!(annotations["prometheus.io/path"], "/stats/prometheus");
+        // A StatefulSet's pod, a pod of no owner, and one that opted out of scraping.
+        let web = pod(json!({"metadata": {"name": "web-0", "ownerReferences": [
+            {"apiVersion": "apps/v1", "kind": "StatefulSet", "name": "web", "uid": "u"}]}}));
+        assert_eq!(workload_name(&web), "web");
+        assert_eq!(workload_name(&pod(helloworld())), "helloworld-v1-5d8f");
+        let off = BTreeMap::from([
+            ("prometheus.io/scrape".to_string(), "false".to_string()),
+            ("prometheus.io/port".to_string(), "9080".to_string()),
+        ]);
+        assert_eq!(app_metrics(&off), None);
     }
 
     #[test]
