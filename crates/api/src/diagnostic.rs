@@ -12,6 +12,63 @@ pub enum Severity {
     Warning,
 }
 
+/// An analysis message's code and name: Istio's where `istioctl analyze` has one for the
+/// same problem (`IST0101 ReferencedResourceNotFound`), else Isthmus's own (`ISM....`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Code {
+    /// `IST0101`.
+    pub id: &'static str,
+    /// `ReferencedResourceNotFound`.
+    pub name: &'static str,
+}
+
+/// The codes Isthmus reports.
+pub mod codes {
+    use super::Code;
+
+    /// A gateway, host, subset, selector, Secret or delegate that a resource names does not
+    /// exist.
+    pub const REFERENCED_RESOURCE_NOT_FOUND: Code = Code {
+        id: "IST0101",
+        name: "ReferencedResourceNotFound",
+    };
+    /// A Gateway's server port that no Service of its workload exposes.
+    pub const GATEWAY_PORT_NOT_ON_WORKLOAD: Code = Code {
+        id: "IST0104",
+        name: "GatewayPortNotOnWorkload",
+    };
+    /// A resource that is not valid by itself (schema, values, fields Isthmus refuses).
+    pub const SCHEMA_VALIDATION_ERROR: Code = Code {
+        id: "IST0106",
+        name: "SchemaValidationError",
+    };
+    /// Two VirtualServices bound to the mesh gateway for one host.
+    pub const CONFLICTING_MESH_GATEWAY_VIRTUAL_SERVICE_HOSTS: Code = Code {
+        id: "IST0109",
+        name: "ConflictingMeshGatewayVirtualServiceHosts",
+    };
+    /// A DestinationRule's TLS to a server whose certificate nothing verifies.
+    pub const NO_SERVER_CERTIFICATE_VERIFICATION_DESTINATION_LEVEL: Code = Code {
+        id: "IST0128",
+        name: "NoServerCertificateVerificationDestinationLevel",
+    };
+    /// Two ServiceEntries defining one host (the control plane keeps the first).
+    pub const CONFLICTING_SERVICE_ENTRY_HOSTS: Code = Code {
+        id: "ISM0001",
+        name: "ConflictingServiceEntryHosts",
+    };
+    /// Two services of one cluster with one address (the control plane keeps the first).
+    pub const CONFLICTING_SERVICE_ADDRESSES: Code = Code {
+        id: "ISM0002",
+        name: "ConflictingServiceAddresses",
+    };
+    /// A Secret a Gateway's `credentialName` names that gives no certificate and key.
+    pub const INVALID_CREDENTIAL_SECRET: Code = Code {
+        id: "ISM0003",
+        name: "InvalidCredentialSecret",
+    };
+}
+
 /// One problem in user input.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Diagnostic {
@@ -27,6 +84,8 @@ pub struct Diagnostic {
     pub field: Option<String>,
     /// What is wrong, in plain words.
     pub message: String,
+    /// The analysis code, when one applies.
+    pub code: Option<&'static Code>,
 }
 
 impl Diagnostic {
@@ -39,6 +98,7 @@ impl Diagnostic {
             resource: None,
             field: None,
             message: message.into(),
+            code: None,
         }
     }
 
@@ -53,6 +113,12 @@ impl Diagnostic {
     /// Sets the field path.
     pub fn at(mut self, field: impl Into<String>) -> Self {
         self.field = Some(field.into());
+        self
+    }
+
+    /// Sets the analysis code.
+    pub fn code(mut self, code: &'static Code) -> Self {
+        self.code = Some(code);
         self
     }
 
@@ -81,7 +147,11 @@ impl fmt::Display for Diagnostic {
         if let Some(field) = &self.field {
             write!(f, ": {field}")?;
         }
-        write!(f, ": {}", self.message)
+        write!(f, ": {}", self.message)?;
+        if let Some(c) = self.code {
+            write!(f, " [{} {}]", c.id, c.name)?;
+        }
+        Ok(())
     }
 }
 
@@ -99,5 +169,9 @@ mod tests {
             d.to_string(),
             "a/se.yaml:12: error: ServiceEntry/foo/httpbin-bar: spec.ports[0].number: must be between 1 and 65535"
         );
+        let coded = d.code(&codes::SCHEMA_VALIDATION_ERROR);
+        assert!(coded
+            .to_string()
+            .ends_with("65535 [IST0106 SchemaValidationError]"));
     }
 }

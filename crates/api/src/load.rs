@@ -2,6 +2,10 @@
 //! and turns every problem into a [`Diagnostic`] that names the file, line, resource and
 //! field. A bad document never stops the others from loading.
 
+// A parse's error is the one Diagnostic that will be reported (128 bytes, made once per bad
+// document); boxing it would add an allocation and an indirection for nothing.
+#![allow(clippy::result_large_err)]
+
 use crate::diagnostic::Diagnostic;
 use crate::locate::field_line;
 use crate::meta::ObjectMeta;

@@ -947,6 +947,17 @@ fn traffic_policy(tp: &crate::networking::TrafficPolicy, at: &str, v: &mut Vec<D
             Diagnostic::error("insecureSkipVerify turns off the checks that caCertificates and subjectAltNames ask for; keep one or the other")
                 .at(format!("{at}.insecureSkipVerify")),
         );
+    } else if tls.insecure_skip_verify && matches!(tls.mode, TlsMode::Simple | TlsMode::Mutual) {
+        // Without caCertificates the server is verified against the system's roots (as
+        // Istio does with VERIFY_CERTIFICATE_AT_CLIENT); only this turns verification off.
+        v.push(
+            Diagnostic::warning(format!(
+                "TLS mode {} with insecureSkipVerify: the server's certificate is not verified, so anyone on the path can pose as it",
+                tls.mode.as_str()
+            ))
+            .at(format!("{at}.insecureSkipVerify"))
+            .code(&crate::diagnostic::codes::NO_SERVER_CERTIFICATE_VERIFICATION_DESTINATION_LEVEL),
+        );
     }
 }
 

@@ -247,10 +247,11 @@ pub fn http_connection_manager_with(
             ])
             .collect(),
         use_remote_address: Some(BoolValue { value: false }),
-        access_log: vec![crate::telemetry::access_log(
-            reporter,
-            isthmus_api::telemetry::fields::HTTP,
-        )],
+        // Istio's default access log for people, and the telemetry line the agent counts.
+        access_log: vec![
+            stdout_access_log(),
+            crate::telemetry::access_log(reporter, isthmus_api::telemetry::fields::HTTP),
+        ],
         // WebSocket upgrades pass, as on every Istio HTTP connection manager (without it
         // Envoy answers an Upgrade request with 403).
         upgrade_configs: vec![http_connection_manager::UpgradeConfig {
@@ -273,6 +274,22 @@ pub fn http_connection_manager_with(
         None => {}
     }
     network_filter("envoy.filters.network.http_connection_manager", &hcm)
+}
+
+/// Access log to stdout in Envoy's default format (close to Istio's): what people read in
+/// the agent's log.
+pub fn stdout_access_log() -> envoy_types::pb::envoy::config::accesslog::v3::AccessLog {
+    use envoy_types::pb::envoy::config::accesslog::v3::{access_log, AccessLog};
+    AccessLog {
+        name: "envoy.access_loggers.stdout".into(),
+        config_type: Some(access_log::ConfigType::TypedConfig(Any {
+            type_url:
+                "type.googleapis.com/envoy.extensions.access_loggers.stream.v3.StdoutAccessLog"
+                    .into(),
+            value: Vec::new(),
+        })),
+        ..Default::default()
+    }
 }
 
 /// Where an HTTP connection manager gets its routes.

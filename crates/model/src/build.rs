@@ -4,6 +4,7 @@ use crate::host::{fqdn, CLUSTER_DOMAIN};
 use crate::policy::{MtlsPolicies, MtlsPolicy, ROOT_NAMESPACE};
 use crate::service::{Address, Endpoint, EndpointOrigin, Endpoints, Port, Service, ServiceOrigin};
 use crate::snapshot::{MeshSnapshot, NetworkGateway, Scoped, SnapshotInput};
+use isthmus_api::diagnostic::codes;
 use isthmus_api::enums::{Location, MtlsMode, Protocol, Resolution};
 use isthmus_api::load::place;
 use isthmus_api::mesh::{MeshConfig, MeshNetworks};
@@ -276,7 +277,8 @@ impl MeshSnapshot {
                             let d = Diagnostic::error(format!(
                                 "address {v} is already the VIP of {owner}; each service needs its own address within a cluster"
                             ))
-                            .at("spec.addresses[0]");
+                            .at("spec.addresses[0]")
+                            .code(&codes::CONFLICTING_SERVICE_ADDRESSES);
                             snap.diagnostics.push(place(d, r));
                             continue;
                         }
@@ -394,7 +396,8 @@ impl MeshSnapshot {
                                 let d = Diagnostic::error(format!(
                                     "host {host} is already defined by another ServiceEntry"
                                 ))
-                                .at("spec.hosts");
+                                .at("spec.hosts")
+                                .code(&codes::CONFLICTING_SERVICE_ENTRY_HOSTS);
                                 snap.diagnostics.push(place(d, r));
                             }
                             None => {
@@ -506,7 +509,9 @@ impl MeshSnapshot {
         let (resolved, unresolved) = crate::delegate::resolve(&snap.virtual_services);
         for (vs, route, message) in unresolved {
             if let Some(r) = vs_resources.get(vs) {
-                let d = Diagnostic::warning(message).at(format!("spec.http[{route}].delegate"));
+                let d = Diagnostic::warning(message)
+                    .at(format!("spec.http[{route}].delegate"))
+                    .code(&codes::REFERENCED_RESOURCE_NOT_FOUND);
                 snap.diagnostics.push(place(d, r));
             }
         }
@@ -562,7 +567,8 @@ fn read_tls_credentials(snap: &mut MeshSnapshot, resources: &[&Arc<Resource>]) {
                 let d = Diagnostic::error(format!(
                     "a Gateway's credentialName names this Secret, but it gives no certificate: {e}"
                 ))
-                .at("data");
+                .at("data")
+                .code(&codes::INVALID_CREDENTIAL_SECRET);
                 snap.diagnostics.push(place(d, r));
             }
         }
@@ -579,7 +585,8 @@ fn read_tls_credentials(snap: &mut MeshSnapshot, resources: &[&Arc<Resource>]) {
                 let d = Diagnostic::warning(format!(
                     "no Secret `{name}` with a certificate and key in any namespace the control plane reads (on Kubernetes: istio-system); the server is not served until the gateway's namespace has one"
                 ))
-                .at(format!("spec.servers[{i}].tls.credentialName"));
+                .at(format!("spec.servers[{i}].tls.credentialName"))
+                .code(&codes::REFERENCED_RESOURCE_NOT_FOUND);
                 snap.diagnostics.push(place(d, r));
             }
         }

@@ -10,8 +10,9 @@
 //! snapshot holds sits below `build`, which makes snapshots, and `builder`, which drives it.
 //! Layers, bottom first:
 //! `host`, `labels`, `credential`, `health`, `policy`, `proxy`, `service`, `automation`, `objects`, `pod`,
-//! `workload`, `incremental`, `snapshot`, `delegate`, `build`, `push`, `builder`.
+//! `workload`, `incremental`, `snapshot`, `delegate`, `build`, `push`, `builder`, `analysis`.
 
+pub mod analysis;
 pub mod automation;
 pub mod build;
 pub mod builder;
