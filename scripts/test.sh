@@ -11,6 +11,7 @@ if [ "$(id -u)" != 0 ]; then
   echo "warning: the end-to-end tests need root (port 80, network namespaces, iptables); they will fail saying so" >&2
 else
   scripts/install-system.sh
+  scripts/install-web-test.sh
 fi
 scripts/install-envoy.sh
 scripts/install-kubernetes.sh

@@ -205,6 +205,7 @@ fn s1_and_its_variants_in_the_lab_with_one_pod_cidr_in_both_clusters() {
         ("protocols", 32),
         ("vm", 15),
         ("metrics", 11),
+        ("mesh-page", 3),
         ("authz", 23),
         ("peer-authn", 20),
         ("jwt", 15),

@@ -21,6 +21,7 @@ pub mod gateway_probe;
 pub mod injection;
 pub mod jwks;
 pub mod memory;
+pub mod mesh_page;
 pub mod metrics;
 pub mod token_review;
 
@@ -561,6 +562,8 @@ pub async fn run(config: ControlPlaneConfig) -> Result<(), ControlPlaneError> {
     let ready = Arc::new(std::sync::atomic::AtomicBool::new(false));
     ca_stats.set_expiry(authority.expiry());
     let registry = metrics_registry(&status, &ca_stats, &prober, sources_rx)?;
+    // The mesh page's snapshot: none until the first is built.
+    let (page_tx, page_rx) = watch::channel(None);
     let monitor = bind_retrying(config.monitoring)
         .await
         .map_err(|e| ControlPlaneError::Serve {
@@ -575,6 +578,8 @@ pub async fn run(config: ControlPlaneConfig) -> Result<(), ControlPlaneError> {
             diagnostics: diag_rx,
             service_entries: views_rx,
             ready: ready.clone(),
+            snapshot: page_rx,
+            mesh_view: Arc::new(mesh_page::MeshView::default()),
         },
     ));
     // Every API server source notifies this one when it has events.
@@ -647,6 +652,18 @@ pub async fn run(config: ControlPlaneConfig) -> Result<(), ControlPlaneError> {
     memory::release_free_memory();
     let trust_domain = first.mesh.trust_domain.clone();
     let (snap_tx, snap_rx) = watch::channel(MeshUpdate::new(first, first_push));
+    {
+        let mut snaps = snap_rx.clone();
+        tokio::spawn(async move {
+            loop {
+                let current = snaps.borrow_and_update().snapshot.clone();
+                page_tx.send_replace(Some(current));
+                if snaps.changed().await.is_err() {
+                    break;
+                }
+            }
+        });
+    }
     // Problems are published on every read, also when they leave the snapshot unchanged
     // (an invalid edit keeps the last good resource, so nothing is pushed).
     diag_tx.send_replace(seen.clone());
@@ -953,6 +970,10 @@ struct Monitored {
     service_entries: watch::Receiver<Vec<SeView>>,
     /// Set once the first snapshot is served.
     ready: Arc<std::sync::atomic::AtomicBool>,
+    /// The snapshot the mesh page shows.
+    snapshot: watch::Receiver<Option<Arc<MeshSnapshot>>>,
+    /// The mesh page's scrapes of the proxies.
+    mesh_view: Arc<mesh_page::MeshView>,
 }
 
 /// Prometheus's text format (Prometheus 3 refuses a scrape without a Content-Type).
@@ -989,7 +1010,8 @@ fn text(body: String) -> axum::response::Response {
     )
 }
 
-/// The monitoring port's routes: `/metrics`, `/ready`, `/debug/syncz`,
+/// The monitoring port's routes: `/` (the mesh page) and its data `/debug/mesh`,
+/// `/metrics`, `/ready`, `/debug/syncz`,
 /// `/debug/diagnostics` and `/debug/serviceentries` (a query string never changes the
 /// page, as Prometheus and curl users expect, but `?generated` on the last).
 fn monitoring_routes(m: Arc<Monitored>) -> axum::Router {
@@ -1054,11 +1076,35 @@ fn monitoring_routes(m: Arc<Monitored>) -> axum::Router {
                 json(&list)
             }),
         )
+        .route(
+            "/",
+            get(|| async {
+                answer(
+                    axum::http::StatusCode::OK,
+                    "text/html; charset=utf-8",
+                    mesh_page::PAGE.to_string(),
+                )
+            }),
+        )
+        .route(
+            "/debug/mesh",
+            get(|State(m): S| async move {
+                let snapshot = m.snapshot.borrow().clone();
+                match snapshot {
+                    Some(s) => json(&m.mesh_view.data(&s, &m.status).await),
+                    None => answer(
+                        axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                        "text/plain; charset=utf-8",
+                        "reading the mesh: no snapshot yet\n".into(),
+                    ),
+                }
+            }),
+        )
         .fallback(|| async {
             answer(
                 axum::http::StatusCode::NOT_FOUND,
                 "text/plain; charset=utf-8",
-                "try /metrics, /ready, /debug/syncz, /debug/diagnostics, /debug/serviceentries\n"
+                "try / (the mesh page), /metrics, /ready, /debug/mesh, /debug/syncz, /debug/diagnostics, /debug/serviceentries\n"
                     .into(),
             )
         })
@@ -1139,6 +1185,8 @@ mod tests {
                 diagnostics,
                 service_entries,
                 ready: ready.clone(),
+                snapshot: watch::channel(None).1,
+                mesh_view: Arc::new(mesh_page::MeshView::default()),
             },
         ));
         let id = status.open("sidecar~10.0.0.1~a.ns~ns.svc.cluster.local", "c1", "sotw");
@@ -1174,7 +1222,20 @@ mod tests {
         let (code, ctype, body) = get(addr, "/nope").await;
         assert_eq!(code, "HTTP/1.1 404 Not Found");
         assert_eq!(ctype, "text/plain; charset=utf-8");
-        assert!(body.starts_with("try /metrics"), "{body}");
+        assert!(body.starts_with("try / (the mesh page)"), "{body}");
+        let (code, ctype, body) = get(addr, "/").await;
+        assert_eq!(code, "HTTP/1.1 200 OK");
+        assert_eq!(ctype, "text/html; charset=utf-8");
+        assert!(body.contains("<title>Isthmus mesh</title>"), "{body}");
+        assert!(
+            !body.contains("http://") && !body.contains("https://"),
+            "the page loads nothing from elsewhere"
+        );
+        assert_eq!(
+            get(addr, "/debug/mesh").await.0,
+            "HTTP/1.1 503 Service Unavailable",
+            "no snapshot yet"
+        );
     }
 
     #[test]
