@@ -7,6 +7,7 @@ use std::path::PathBuf;
 mod analyze;
 mod bench;
 mod lab;
+mod offline_dump;
 mod proxy_config;
 mod proxy_status;
 
@@ -236,7 +237,8 @@ struct ProxyConfigArgs {
     #[arg(short, long, value_enum, default_value_t = proxy_config::Format::Table)]
     output: proxy_config::Format,
     /// Instead of a live Envoy: generate what the control plane would send the node
-    /// `--node-id`, from registry directories (`--cluster`, `--network`, `--registry`).
+    /// `--node-id`, from registry directories (`--cluster`, `--network`, `--registry`),
+    /// shown as the same tables, or Envoy's own JSON/YAML, as a live Envoy's.
     #[arg(long, requires = "node_id")]
     offline: bool,
     #[command(flatten)]
@@ -554,9 +556,9 @@ fn run(cli: Cli) -> Result<()> {
             }
             let node = isthmus_model::NodeId::parse(node_id)?;
             let proxy = snapshot.proxy(&node, &isthmus_api::NodeMetadata::from_map(a.metadata));
-            emit(&isthmus_envoy::render::render(&isthmus_envoy::generate(
-                &snapshot, &proxy,
-            )))?;
+            let (dump, endpoints) =
+                offline_dump::dump(&isthmus_envoy::generate(&snapshot, &proxy))?;
+            emit(&proxy_config::render(a.kind, a.output, &dump, &endpoints)?)?;
         }
         Command::Get {
             kind: _,
