@@ -119,8 +119,14 @@ fn line(m: &Message) -> String {
 }
 
 /// Every message about `paths` (directories or files; `namespace` for objects that name
-/// none), sorted by file and line.
-pub fn diagnostics(paths: &[PathBuf], namespace: &str) -> Result<(usize, Vec<Diagnostic>)> {
+/// none) and, with `live`, the objects an API server holds (a file's version of an object
+/// replaces the server's, as `istioctl analyze` does with files and a cluster), sorted by
+/// file and line.
+pub fn diagnostics(
+    paths: &[PathBuf],
+    namespace: &str,
+    live: Option<&isthmus_registry::ClusterConfig>,
+) -> Result<(usize, Vec<Diagnostic>)> {
     let mut resources = Vec::new();
     let mut out = Vec::new();
     for p in paths {
@@ -133,11 +139,26 @@ pub fn diagnostics(paths: &[PathBuf], namespace: &str) -> Result<(usize, Vec<Dia
             isthmus_api::load_file(p, namespace)
         };
         resources.extend(loaded.resources);
-        out.extend(loaded.diagnostics.into_iter().map(|d| match d.code {
+        out.extend(loaded.diagnostics);
+    }
+    if let Some(live) = live {
+        let from_files: std::collections::BTreeSet<isthmus_api::ResourceKey> =
+            resources.iter().map(|r| r.key()).collect();
+        resources.extend(
+            live.resources
+                .values()
+                .filter(|r| !from_files.contains(&r.key()))
+                .map(|r| (**r).clone()),
+        );
+        out.extend(live.diagnostics.iter().cloned());
+    }
+    let mut out: Vec<Diagnostic> = out
+        .into_iter()
+        .map(|d| match d.code {
             Some(_) => d,
             None => d.code(&codes::SCHEMA_VALIDATION_ERROR),
-        }));
-    }
+        })
+        .collect();
     let count = resources.len();
     let input = isthmus_model::SnapshotInput {
         clusters: vec![Arc::new(isthmus_registry::ClusterConfig::with_resources(

@@ -44,8 +44,16 @@ enum Command {
     Analyze {
         /// Directories or files to check (a `kind: List`, as `kubectl get -o yaml` prints,
         /// is read item by item).
-        #[arg(required = true)]
+        #[arg(required_unless_present = "kubeconfig")]
         paths: Vec<PathBuf>,
+        /// Also analyze what this kubeconfig's API server holds (every kind the mesh reads,
+        /// listed as the control plane lists them); files given replace its objects of the
+        /// same name.
+        #[arg(long)]
+        kubeconfig: Option<PathBuf>,
+        /// The kubeconfig's context (its current context by default).
+        #[arg(long, requires = "kubeconfig")]
+        context: Option<String>,
         /// Namespace for objects that name none (like `kubectl apply -n`).
         #[arg(short, long, default_value = "default")]
         namespace: String,
@@ -396,10 +404,26 @@ fn run(cli: Cli) -> Result<()> {
         Command::Analyze {
             paths,
             namespace,
+            kubeconfig,
+            context,
             output,
             failure_threshold,
         } => {
-            let (count, found) = analyze::diagnostics(&paths, &namespace)?;
+            let live = match kubeconfig {
+                None => None,
+                Some(path) => {
+                    let access = isthmus_kube::Access::File { path, context };
+                    eprintln!("analyze: reading {}", access.describe());
+                    Some(
+                        tokio::runtime::Runtime::new()?.block_on(isthmus_kube::read_once(
+                            &access,
+                            "analyze",
+                            std::time::Duration::from_secs(30),
+                        ))?,
+                    )
+                }
+            };
+            let (count, found) = analyze::diagnostics(&paths, &namespace, live.as_deref())?;
             let (text, failed) = analyze::report(count, &found, output, failure_threshold)?;
             emit(&text)?;
             if failed {

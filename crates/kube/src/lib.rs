@@ -35,4 +35,4 @@ pub mod token;
 
 pub use access::{Access, AccessError};
 pub use kinds::{watched_kinds, WatchedKind};
-pub use source::{KubeRegistry, KubeSource};
+pub use source::{read_once, KubeRegistry, KubeSource, ReadOnceError};

@@ -850,6 +850,57 @@ fn tombstone(kind: &WatchedKind, key: &ResourceKey) -> Resource {
     }
 }
 
+/// Why [`read_once`] gave up.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadOnceError {
+    /// No client could be made.
+    #[error(transparent)]
+    Access(#[from] crate::AccessError),
+    /// The first complete list did not arrive in time.
+    #[error("{access}: no complete list within {seconds} s; still waiting for {waiting}")]
+    Timeout {
+        /// The API server.
+        access: String,
+        /// How long was waited.
+        seconds: u64,
+        /// The kinds not listed yet, and why, when known.
+        waiting: String,
+    },
+}
+
+/// Every object of `access`'s API server the mesh reads, listed once exactly as the control
+/// plane lists it (its problems included), for `isthmus analyze --kubeconfig`.
+pub async fn read_once(
+    access: &crate::Access,
+    cluster: &str,
+    timeout: std::time::Duration,
+) -> Result<Arc<ClusterConfig>, ReadOnceError> {
+    let client = access.client().await?;
+    let mut registry: KubeRegistry =
+        Registry::with_source(KubeSource::start(cluster, client, access.describe()));
+    let wake = registry.source().wakeup();
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        registry.sync(&Default::default());
+        if registry.is_synced() {
+            return Ok(registry.current().clone());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            let source = registry.source();
+            let mut waiting = source.waiting_for().join(", ");
+            if let Some(e) = source.failing.values().next() {
+                waiting.push_str(&format!(" ({e})"));
+            }
+            return Err(ReadOnceError::Timeout {
+                access: access.describe(),
+                seconds: timeout.as_secs(),
+                waiting,
+            });
+        }
+        let _ = tokio::time::timeout_at(deadline, wake.notified()).await;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
