@@ -594,6 +594,15 @@ mod tests {
         serde_json::from_value(json).expect("a pod")
     }
 
+    /// The value after `flag` in a container's args.
+    fn after(args: &[String], flag: &str) -> String {
+        let i = args
+            .iter()
+            .position(|a| a == flag)
+            .unwrap_or_else(|| panic!("{flag}"));
+        args[i + 1].clone()
+    }
+
     /// Applies a JSON patch of `add` operations (all injection makes) to `doc`.
     fn apply(doc: &mut Value, ops: &[Value]) {
         for op in ops {
@@ -649,15 +658,8 @@ mod tests {
             .args
             .clone()
             .expect("args");
-        let after = |flag: &str| {
-            let i = args
-                .iter()
-                .position(|a| a == flag)
-                .unwrap_or_else(|| panic!("{flag}"));
-            args[i + 1].clone()
-        };
-        assert_eq!(after("--workload-name"), "reviews-v2");
-        assert_eq!(after("--app-metrics"), "9080/stats");
+        assert_eq!(after(&args, "--workload-name"), "reviews-v2");
+        assert_eq!(after(&args, "--app-metrics"), "9080/stats");
         let annotations = injected.metadata.annotations.expect("annotations");
         assert_eq!(annotations["prometheus.io/scrape"], "true");
         assert_eq!(annotations["prometheus.io/port"], "15020");
@@ -688,17 +690,10 @@ mod tests {
         assert_eq!(init[0].args.as_ref().expect("args")[0], "iptables");
         let proxy = &spec.containers[1];
         let args = proxy.args.clone().expect("args");
-        let after = |flag: &str| {
-            let i = args
-                .iter()
-                .position(|a| a == flag)
-                .unwrap_or_else(|| panic!("{flag}"));
-            args[i + 1].clone()
-        };
-        assert_eq!(after("--cluster"), "cluster1");
-        assert_eq!(after("--network"), "network1");
-        assert_eq!(after("--pod"), "$(POD_NAME)");
-        assert_eq!(after("--credential-file"), paths::TOKEN);
+        assert_eq!(after(&args, "--cluster"), "cluster1");
+        assert_eq!(after(&args, "--network"), "network1");
+        assert_eq!(after(&args, "--pod"), "$(POD_NAME)");
+        assert_eq!(after(&args, "--credential-file"), paths::TOKEN);
         assert!(args.contains(&"app=helloworld".to_string()));
         assert_eq!(
             proxy.security_context.as_ref().and_then(|s| s.run_as_user),
