@@ -1,7 +1,14 @@
-//! The xDS load client: N simulated Envoys, each on its own TLS connection to a real control
-//! plane, subscribing to CDS, EDS, LDS and RDS (state of the world or delta) and ACKing every
-//! response as Envoy does. It reports when each proxy first held every type, the bytes
-//! received, and when each saw a later snapshot version (after a change the caller makes).
+//! The xDS load client: N simulated Envoys, each on its own connection (TLS with a workload
+//! certificate, or plaintext for istiod's port 15010) to a real control plane, subscribing to
+//! CDS, EDS, LDS and RDS (state of the world or delta) as Envoy does: clusters and listeners
+//! by wildcard, endpoints by the names of the EDS clusters, routes by the names the HTTP
+//! connection managers give, ACKing every response. It reports when each proxy first held
+//! every type, the bytes received, and when each saw a later snapshot version (after a
+//! change the caller makes).
+//!
+//! Versions: Isthmus's are numbers; istiod's are strings such as `2026-12-04T02:40:03Z/12`.
+//! A version that is not a number is given an ordinal in the order the load first saw it
+//! ([`VersionOrder`]), so "a version above the one held" means the same for both.
 
 use envoy_types::pb::envoy::config::core::v3::Node;
 use envoy_types::pb::envoy::service::discovery::v3::DeltaDiscoveryRequest;
@@ -23,16 +30,24 @@ pub const TYPES: [&str; 4] = [
     "type.googleapis.com/envoy.config.route.v3.RouteConfiguration",
 ];
 
-/// Where and how to connect.
+/// The TLS side of a connection to the control plane.
 #[derive(Debug, Clone)]
-pub struct LoadConfig {
-    /// Control plane `host:port`.
-    pub address: String,
+pub struct LoadTls {
     /// The mesh root (PEM), to check the control plane.
     pub root_pem: String,
     /// The proxies' workload certificate chain and key (PEM), for the identity of
     /// [`load_identity`].
     pub identity: (String, String),
+}
+
+/// Where and how to connect.
+#[derive(Debug, Clone)]
+pub struct LoadConfig {
+    /// Control plane `host:port`.
+    pub address: String,
+    /// TLS with a workload certificate (Isthmus's port 15012), or `None` for plaintext
+    /// (istiod's port 15010, which asks for no credential).
+    pub tls: Option<LoadTls>,
     /// Number of proxies.
     pub proxies: usize,
     /// Delta instead of state of the world.
@@ -58,6 +73,24 @@ pub enum Event {
     /// held counts as gone until its next `Full` (versions start again with a restarted
     /// control plane).
     Reset(usize, Instant, String),
+}
+
+/// Orders snapshot versions: a number is itself; any other string gets the next ordinal the
+/// first time a proxy sees it (istiod's versions are timestamps with a push counter, first
+/// seen in the order they were made).
+#[derive(Debug, Default)]
+pub struct VersionOrder(std::sync::Mutex<std::collections::HashMap<String, u64>>);
+
+impl VersionOrder {
+    /// The order of `version`: above every version seen before it.
+    pub fn ordinal(&self, version: &str) -> u64 {
+        if let Ok(n) = version.parse() {
+            return n;
+        }
+        let mut seen = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let next = seen.len() as u64 + 1;
+        *seen.entry(version.to_string()).or_insert(next)
+    }
 }
 
 /// The running load: events arrive on `events`; `bytes` counts payload bytes received.
@@ -95,6 +128,16 @@ fn node(i: usize, cluster: &str) -> Node {
             kind: Some(Kind::StringValue(LOAD_SERVICE_ACCOUNT.to_string())),
         },
     );
+    // What istio-proxy's agent also sends, so that istiod treats the node as a current
+    // sidecar in its namespace (Isthmus reads the namespace from the node id).
+    for (k, v) in [("NAMESPACE", LOAD_NAMESPACE), ("ISTIO_VERSION", "1.31.0")] {
+        fields.insert(
+            k.to_string(),
+            Value {
+                kind: Some(Kind::StringValue(v.to_string())),
+            },
+        );
+    }
     Node {
         id: format!("sidecar~{ip}~load-{i}.{LOAD_NAMESPACE}~{LOAD_NAMESPACE}.svc.cluster.local"),
         metadata: Some(Struct {
@@ -105,9 +148,16 @@ fn node(i: usize, cluster: &str) -> Node {
 }
 
 async fn channel(cfg: &LoadConfig) -> Result<Channel, String> {
-    let (chain, key) = &cfg.identity;
+    let Some(t) = &cfg.tls else {
+        return Channel::from_shared(format!("http://{}", cfg.address))
+            .map_err(|e| e.to_string())?
+            .connect()
+            .await
+            .map_err(|e| e.to_string());
+    };
+    let (chain, key) = &t.identity;
     let tls = ClientTlsConfig::new()
-        .ca_certificate(Certificate::from_pem(&cfg.root_pem))
+        .ca_certificate(Certificate::from_pem(&t.root_pem))
         .identity(Identity::from_pem(chain, key))
         .domain_name(isthmus_ca::CONTROL_PLANE_DNS);
     Channel::from_shared(format!("https://{}", cfg.address))
@@ -119,35 +169,51 @@ async fn channel(cfg: &LoadConfig) -> Result<Channel, String> {
         .map_err(|e| e.to_string())
 }
 
+/// What every proxy of one load shares: the counters and the order of versions.
+struct Shared {
+    events: mpsc::UnboundedSender<Event>,
+    bytes: Arc<AtomicU64>,
+    responses: Arc<AtomicU64>,
+    versions: Arc<VersionOrder>,
+}
+
 /// Starts every proxy; returns at once.
 pub fn start(cfg: LoadConfig) -> Load {
     let (tx, events) = mpsc::unbounded_channel();
     let bytes = Arc::new(AtomicU64::new(0));
     let responses = Arc::new(AtomicU64::new(0));
+    let versions = Arc::new(VersionOrder::default());
     for i in 0..cfg.proxies {
         let cfg = cfg.clone();
-        let tx = tx.clone();
-        let bytes = bytes.clone();
-        let responses = responses.clone();
+        let shared = Shared {
+            events: tx.clone(),
+            bytes: bytes.clone(),
+            responses: responses.clone(),
+            versions: versions.clone(),
+        };
         tokio::spawn(async move {
             let mut delay = Duration::from_millis(100);
             loop {
                 let opened = Instant::now();
                 let r = if cfg.delta {
-                    delta(i, &cfg, &tx, &bytes, &responses).await
+                    delta(i, &cfg, &shared).await
                 } else {
-                    sotw(i, &cfg, &tx, &bytes, &responses).await
+                    sotw(i, &cfg, &shared).await
                 };
                 if !cfg.reconnect {
                     if r.is_err() {
-                        let _ = tx.send(Event::Failed(i));
+                        let _ = shared.events.send(Event::Failed(i));
                     }
                     return;
                 }
                 let why = r
                     .err()
                     .unwrap_or_else(|| "the control plane closed the stream".into());
-                if tx.send(Event::Reset(i, Instant::now(), why)).is_err() {
+                if shared
+                    .events
+                    .send(Event::Reset(i, Instant::now(), why))
+                    .is_err()
+                {
                     return;
                 }
                 if opened.elapsed() > Duration::from_secs(5) {
@@ -166,20 +232,54 @@ pub fn start(cfg: LoadConfig) -> Load {
     }
 }
 
-async fn sotw(
-    i: usize,
-    cfg: &LoadConfig,
-    events: &mpsc::UnboundedSender<Event>,
-    bytes: &AtomicU64,
-    responses: &AtomicU64,
-) -> Result<(), String> {
+/// The types asked for by name, and the type whose resources name them: endpoints by the
+/// clusters, routes by the listeners.
+const NAMED: [(usize, usize); 2] = [(1, 0), (3, 2)];
+
+/// Which snapshot version a proxy holds of each type, and when it first held them all.
+#[derive(Default)]
+struct Held {
+    versions: [u64; 4],
+    full_at: u64,
+}
+
+impl Held {
+    /// Records a response of type `k` at `version`; reports endpoints and a newly complete
+    /// set. A named type with no names (no EDS clusters, no RDS listeners) is held at the
+    /// version of the type that names nothing.
+    fn record(
+        &mut self,
+        i: usize,
+        k: usize,
+        version: u64,
+        empty: [bool; 4],
+        now: Instant,
+        events: &mpsc::UnboundedSender<Event>,
+    ) {
+        self.versions[k] = version;
+        if k == 1 {
+            let _ = events.send(Event::Endpoints(i, version, now));
+        }
+        let held = |k: usize| match NAMED.iter().find(|(t, _)| *t == k) {
+            Some((_, by)) if empty[k] => self.versions[*by],
+            _ => self.versions[k],
+        };
+        let min = (0..4).map(held).min().unwrap_or(0);
+        if min > self.full_at {
+            self.full_at = min;
+            let _ = events.send(Event::Full(i, min, now));
+        }
+    }
+}
+
+async fn sotw(i: usize, cfg: &LoadConfig, shared: &Shared) -> Result<(), String> {
     let (tx, rx) = mpsc::channel(16);
-    // Clusters, listeners and routes by wildcard; endpoints by the names of the EDS clusters,
-    // once the clusters are known, as Envoy does (and every endpoint ACK repeats the names).
-    for (k, t) in TYPES.iter().enumerate().filter(|(k, _)| *k != 1) {
+    // Clusters and listeners by wildcard, as Envoy starts; endpoints and routes by the names
+    // the clusters and listeners give, once they arrive (every ACK repeats the names).
+    for k in [0, 2] {
         tx.send(LeanRequest {
             node: (k == 0).then(|| node(i, &cfg.cluster)),
-            type_url: t.to_string(),
+            type_url: TYPES[k].to_string(),
             ..Default::default()
         })
         .await
@@ -187,63 +287,59 @@ async fn sotw(
     }
     let mut stream =
         open::<LeanRequest, LeanResponse>(cfg, SOTW_PATH, ReceiverStream::new(rx)).await?;
-    let mut versions = [0u64; 4];
-    let mut full_at = 0u64;
-    let mut eds_names: Vec<prost::bytes::Bytes> = Vec::new();
-    let mut eds_nonce = String::new();
-    let mut eds_version = String::new();
+    let mut held = Held::default();
+    let mut names: [Vec<prost::bytes::Bytes>; 4] = Default::default();
+    // The last version and nonce of each type, which a changed subscription carries.
+    let mut last: [(String, String); 4] = Default::default();
     while let Some(resp) = stream.next().await {
         let resp = resp.map_err(|e| e.to_string())?;
         let now = Instant::now();
-        bytes.fetch_add(resp.encoded_len() as u64, Ordering::Relaxed);
-        responses.fetch_add(1, Ordering::Relaxed);
-        let version: u64 = resp.version_info.parse().unwrap_or(0);
-        let k = TYPES.iter().position(|t| *t == resp.type_url);
-        if let Some(k) = k {
-            versions[k] = version;
-            if k == 1 {
-                let _ = events.send(Event::Endpoints(i, version, now));
-            }
+        shared
+            .bytes
+            .fetch_add(resp.encoded_len() as u64, Ordering::Relaxed);
+        shared.responses.fetch_add(1, Ordering::Relaxed);
+        let Some(k) = TYPES.iter().position(|t| *t == resp.type_url) else {
+            continue;
+        };
+        last[k] = (resp.version_info.clone(), resp.nonce.clone());
+        let renamed = match k {
+            0 => Some((1, eds_cluster_names(&resp.resources))),
+            2 => Some((3, route_names(&resp.resources))),
+            _ => None,
         }
-        let min = versions.iter().copied().min().unwrap_or(0);
-        if min > full_at {
-            full_at = min;
-            let _ = events.send(Event::Full(i, min, now));
+        .map(|(t, n)| (t, n.into_iter().map(prost::bytes::Bytes::from).collect()))
+        .filter(|(t, n): &(usize, Vec<prost::bytes::Bytes>)| *n != names[*t]);
+        if let Some((t, n)) = &renamed {
+            names[*t].clone_from(n);
         }
-        if k == Some(1) {
-            eds_nonce.clone_from(&resp.nonce);
-            eds_version.clone_from(&resp.version_info);
-        }
+        let empty = [false, names[1].is_empty(), false, names[3].is_empty()];
+        held.record(
+            i,
+            k,
+            shared.versions.ordinal(&resp.version_info),
+            empty,
+            now,
+            &shared.events,
+        );
         tx.send(LeanRequest {
             type_url: resp.type_url.clone(),
             version_info: resp.version_info.clone(),
             response_nonce: resp.nonce.clone(),
-            resource_names: if k == Some(1) {
-                eds_names.clone()
-            } else {
-                Vec::new()
-            },
+            resource_names: names[k].clone(),
             ..Default::default()
         })
         .await
         .map_err(|e| e.to_string())?;
-        if k == Some(0) {
-            let names: Vec<prost::bytes::Bytes> = eds_cluster_names(&resp.resources)
-                .into_iter()
-                .map(prost::bytes::Bytes::from)
-                .collect();
-            if names != eds_names {
-                eds_names = names;
-                tx.send(LeanRequest {
-                    type_url: TYPES[1].to_string(),
-                    version_info: eds_version.clone(),
-                    response_nonce: eds_nonce.clone(),
-                    resource_names: eds_names.clone(),
-                    ..Default::default()
-                })
-                .await
-                .map_err(|e| e.to_string())?;
-            }
+        if let Some((t, n)) = renamed {
+            tx.send(LeanRequest {
+                type_url: TYPES[t].to_string(),
+                version_info: last[t].0.clone(),
+                response_nonce: last[t].1.clone(),
+                resource_names: n,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| e.to_string())?;
         }
     }
     Ok(())
@@ -354,13 +450,25 @@ struct EdsHead {
 /// `envoy.config.cluster.v3.Cluster.DiscoveryType.EDS`.
 const EDS: i32 = 3;
 
+/// The values of encoded `google.protobuf.Any`s (a state-of-the-world response's resources).
+fn any_values(anys: &[prost::bytes::Bytes]) -> Vec<prost::bytes::Bytes> {
+    anys.iter()
+        .filter_map(|a| AnyValue::decode(a.clone()).ok())
+        .map(|a| a.value)
+        .collect()
+}
+
 /// The names Envoy subscribes to for endpoints: each EDS cluster's service name, or its
 /// own name when that is empty.
 fn eds_cluster_names(clusters: &[prost::bytes::Bytes]) -> Vec<String> {
+    eds_names_of(&any_values(clusters))
+}
+
+/// [`eds_cluster_names`] of encoded Clusters.
+fn eds_names_of(clusters: &[prost::bytes::Bytes]) -> Vec<String> {
     clusters
         .iter()
-        .filter_map(|a| AnyValue::decode(a.clone()).ok())
-        .filter_map(|a| ClusterHead::decode(a.value).ok())
+        .filter_map(|c| ClusterHead::decode(c.clone()).ok())
         .filter(|c| c.discovery_type == EDS)
         .map(|c| match c.eds {
             Some(e) if !e.service_name.is_empty() => e.service_name,
@@ -369,25 +477,95 @@ fn eds_cluster_names(clusters: &[prost::bytes::Bytes]) -> Vec<String> {
         .collect()
 }
 
-async fn delta(
-    i: usize,
-    cfg: &LoadConfig,
-    events: &mpsc::UnboundedSender<Event>,
-    bytes: &AtomicU64,
-    responses: &AtomicU64,
-) -> Result<(), String> {
+/// The route configurations Envoy subscribes to: the `rds.route_config_name` of every HTTP
+/// connection manager of the listeners, each once, sorted.
+fn route_names(listeners: &[prost::bytes::Bytes]) -> Vec<String> {
+    route_names_of(&any_values(listeners))
+}
+
+/// The type of the HTTP connection manager's configuration.
+const HCM: &str =
+    "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager";
+
+/// [`route_names`] of encoded Listeners.
+fn route_names_of(listeners: &[prost::bytes::Bytes]) -> Vec<String> {
+    let mut names: Vec<String> = listeners
+        .iter()
+        .filter_map(|l| ListenerHead::decode(l.clone()).ok())
+        .flat_map(|l| l.filter_chains.into_iter().chain(l.default_filter_chain))
+        .flat_map(|c| c.filters)
+        .filter_map(|f| f.typed_config)
+        .filter(|a| a.type_url == HCM)
+        .filter_map(|a| HcmHead::decode(a.value).ok())
+        .filter_map(|h| h.rds)
+        .map(|r| r.route_config_name)
+        .filter(|n| !n.is_empty())
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+    names
+}
+
+/// The head of a Listener: its filter chains (other fields are skipped while decoding).
+#[derive(Clone, PartialEq, prost::Message)]
+struct ListenerHead {
+    #[prost(message, repeated, tag = "3")]
+    filter_chains: Vec<FilterChainHead>,
+    #[prost(message, optional, tag = "25")]
+    default_filter_chain: Option<FilterChainHead>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct FilterChainHead {
+    #[prost(message, repeated, tag = "3")]
+    filters: Vec<FilterHead>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct FilterHead {
+    #[prost(message, optional, tag = "4")]
+    typed_config: Option<AnyHead>,
+}
+
+/// A `google.protobuf.Any` with its type.
+#[derive(Clone, PartialEq, prost::Message)]
+struct AnyHead {
+    #[prost(string, tag = "1")]
+    type_url: String,
+    #[prost(bytes = "bytes", tag = "2")]
+    value: prost::bytes::Bytes,
+}
+
+/// An HTTP connection manager's RDS settings (`route_specifier.rds`).
+#[derive(Clone, PartialEq, prost::Message)]
+struct HcmHead {
+    #[prost(message, optional, tag = "3")]
+    rds: Option<RdsHead>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct RdsHead {
+    #[prost(string, tag = "2")]
+    route_config_name: String,
+}
+
+/// A delta response's `Resource`: its name and the resource (`google.protobuf.Any`).
+#[derive(Clone, PartialEq, prost::Message)]
+struct ResourceHead {
+    #[prost(message, optional, tag = "2")]
+    resource: Option<AnyValue>,
+    #[prost(string, tag = "3")]
+    name: String,
+}
+
+async fn delta(i: usize, cfg: &LoadConfig, shared: &Shared) -> Result<(), String> {
     let (tx, rx) = mpsc::channel(16);
-    for (k, t) in TYPES.iter().enumerate() {
-        // CDS and LDS are wildcard by default; EDS and RDS subscribe to everything.
-        let subscribe = if k == 1 || k == 3 {
-            vec!["*".to_string()]
-        } else {
-            Vec::new()
-        };
+    // Clusters and listeners are wildcard (no names); endpoints and routes are subscribed by
+    // name as the clusters and listeners that name them come and go.
+    for k in [0, 2] {
         tx.send(DeltaDiscoveryRequest {
             node: (k == 0).then(|| node(i, &cfg.cluster)),
-            type_url: t.to_string(),
-            resource_names_subscribe: subscribe,
+            type_url: TYPES[k].to_string(),
             ..Default::default()
         })
         .await
@@ -396,25 +574,61 @@ async fn delta(
     let mut stream =
         open::<DeltaDiscoveryRequest, LeanDeltaResponse>(cfg, DELTA_PATH, ReceiverStream::new(rx))
             .await?;
-    let mut versions = [0u64; 4];
-    let mut full_at = 0u64;
+    let mut held = Held::default();
+    // Per naming type (CDS, LDS): each resource's names (EDS service, RDS route names).
+    let mut naming: [std::collections::BTreeMap<String, Vec<String>>; 4] = Default::default();
+    let mut subscribed: [std::collections::BTreeSet<String>; 4] = Default::default();
     while let Some(resp) = stream.next().await {
         let resp = resp.map_err(|e| e.to_string())?;
         let now = Instant::now();
-        bytes.fetch_add(resp.encoded_len() as u64, Ordering::Relaxed);
-        responses.fetch_add(1, Ordering::Relaxed);
-        let version: u64 = resp.system_version_info.parse().unwrap_or(0);
-        if let Some(k) = TYPES.iter().position(|t| *t == resp.type_url) {
-            versions[k] = version;
-            if k == 1 {
-                let _ = events.send(Event::Endpoints(i, version, now));
+        shared
+            .bytes
+            .fetch_add(resp.encoded_len() as u64, Ordering::Relaxed);
+        shared.responses.fetch_add(1, Ordering::Relaxed);
+        let Some(k) = TYPES.iter().position(|t| *t == resp.type_url) else {
+            continue;
+        };
+        let mut change = None;
+        if let Some(&(t, _)) = NAMED.iter().find(|(_, by)| *by == k) {
+            for name in &resp.removed_resources {
+                naming[k].remove(name);
+            }
+            for r in &resp.resources {
+                let Ok(head) = ResourceHead::decode(r.clone()) else {
+                    continue;
+                };
+                let value = head.resource.map(|a| a.value).unwrap_or_default();
+                let one = std::slice::from_ref(&value);
+                let named = if k == 0 {
+                    eds_names_of(one)
+                } else {
+                    route_names_of(one)
+                };
+                naming[k].insert(head.name, named);
+            }
+            let want: std::collections::BTreeSet<String> =
+                naming[k].values().flatten().cloned().collect();
+            if want != subscribed[t] {
+                let subscribe = want.difference(&subscribed[t]).cloned().collect();
+                let unsubscribe = subscribed[t].difference(&want).cloned().collect();
+                subscribed[t] = want;
+                change = Some((t, subscribe, unsubscribe));
             }
         }
-        let min = versions.iter().copied().min().unwrap_or(0);
-        if min > full_at {
-            full_at = min;
-            let _ = events.send(Event::Full(i, min, now));
-        }
+        let empty = [
+            false,
+            subscribed[1].is_empty(),
+            false,
+            subscribed[3].is_empty(),
+        ];
+        held.record(
+            i,
+            k,
+            shared.versions.ordinal(&resp.system_version_info),
+            empty,
+            now,
+            &shared.events,
+        );
         tx.send(DeltaDiscoveryRequest {
             type_url: resp.type_url.clone(),
             response_nonce: resp.nonce.clone(),
@@ -422,6 +636,16 @@ async fn delta(
         })
         .await
         .map_err(|e| e.to_string())?;
+        if let Some((t, subscribe, unsubscribe)) = change {
+            tx.send(DeltaDiscoveryRequest {
+                type_url: TYPES[t].to_string(),
+                resource_names_subscribe: subscribe,
+                resource_names_unsubscribe: unsubscribe,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| e.to_string())?;
+        }
     }
     Ok(())
 }
@@ -512,6 +736,121 @@ mod tests {
         assert_eq!(got.resource_names, ["a", "outbound|80||b"]);
         assert_eq!(got.type_url, TYPES[1]);
         assert_eq!(got.response_nonce, "9");
+    }
+
+    fn hcm_listener(name: &str, routes: &[&str]) -> prost::bytes::Bytes {
+        use envoy_types::pb::envoy::config::listener::v3::{filter, Filter, FilterChain, Listener};
+        use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
+            http_connection_manager::RouteSpecifier, HttpConnectionManager, Rds,
+        };
+        let chain = |route: &str| FilterChain {
+            filters: vec![Filter {
+                name: "envoy.filters.network.http_connection_manager".into(),
+                config_type: Some(filter::ConfigType::TypedConfig(Any {
+                    type_url: HCM.into(),
+                    value: HttpConnectionManager {
+                        route_specifier: Some(RouteSpecifier::Rds(Rds {
+                            route_config_name: route.into(),
+                            ..Default::default()
+                        })),
+                        ..Default::default()
+                    }
+                    .encode_to_vec(),
+                })),
+            }],
+            ..Default::default()
+        };
+        // A TCP proxy's filter has field 3 too: it must not be read as RDS.
+        let tcp = FilterChain {
+            filters: vec![Filter {
+                name: "envoy.filters.network.tcp_proxy".into(),
+                config_type: Some(filter::ConfigType::TypedConfig(Any {
+                    type_url:
+                        "type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy"
+                            .into(),
+                    value: Rds {
+                        route_config_name: "not-a-route".into(),
+                        ..Default::default()
+                    }
+                    .encode_to_vec(),
+                })),
+            }],
+            ..Default::default()
+        };
+        let mut chains: Vec<FilterChain> = routes.iter().map(|r| chain(r)).collect();
+        chains.push(tcp);
+        Any {
+            type_url: TYPES[2].into(),
+            value: Listener {
+                name: name.into(),
+                filter_chains: chains,
+                ..Default::default()
+            }
+            .encode_to_vec(),
+        }
+        .encode_to_vec()
+        .into()
+    }
+
+    #[test]
+    fn routes_are_asked_for_by_the_names_the_connection_managers_give() {
+        let got = route_names(&[
+            hcm_listener("0.0.0.0_8080", &["8080", "8080"]),
+            hcm_listener("0.0.0.0_9080", &["9080"]),
+            hcm_listener("tcp-only", &[]),
+        ]);
+        assert_eq!(got, ["8080", "9080"]);
+    }
+
+    #[test]
+    fn delta_resources_are_read_by_name_and_content() {
+        use envoy_types::pb::envoy::service::discovery::v3::Resource;
+        let listener = AnyValue::decode(hcm_listener("l", &["80"])).expect("any");
+        let encoded = Resource {
+            name: "l".into(),
+            version: "v".into(),
+            resource: Some(Any {
+                type_url: TYPES[2].into(),
+                value: listener.value.to_vec(),
+            }),
+            ..Default::default()
+        }
+        .encode_to_vec();
+        let head = ResourceHead::decode(encoded.as_slice()).expect("decodes");
+        assert_eq!(head.name, "l");
+        let value = head.resource.map(|a| a.value).unwrap_or_default();
+        assert_eq!(route_names_of(&[value]), ["80"]);
+    }
+
+    #[test]
+    fn versions_that_are_not_numbers_are_ordered_as_first_seen() {
+        let order = VersionOrder::default();
+        assert_eq!(order.ordinal("17"), 17);
+        let a = order.ordinal("2026-12-04T02:40:03Z/3");
+        let b = order.ordinal("2026-12-04T02:40:05Z/4");
+        assert!(b > a, "{b} > {a}");
+        assert_eq!(order.ordinal("2026-12-04T02:40:03Z/3"), a);
+    }
+
+    #[test]
+    fn a_named_type_without_names_is_held_with_the_type_that_names_it() {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let mut held = Held::default();
+        let now = Instant::now();
+        // Clusters and listeners name no endpoints and no routes.
+        let empty = [false, true, false, true];
+        held.record(0, 0, 4, empty, now, &tx);
+        assert!(rx.try_recv().is_err(), "listeners are not there yet");
+        held.record(0, 2, 4, empty, now, &tx);
+        assert!(matches!(rx.try_recv(), Ok(Event::Full(0, 4, _))));
+        // With routes named, the proxy is complete only once they arrive.
+        let mut held = Held::default();
+        let named = [false, true, false, false];
+        held.record(1, 0, 5, named, now, &tx);
+        held.record(1, 2, 5, named, now, &tx);
+        assert!(rx.try_recv().is_err(), "routes are missing");
+        held.record(1, 3, 5, named, now, &tx);
+        assert!(matches!(rx.try_recv(), Ok(Event::Full(1, 5, _))));
     }
 
     #[test]

@@ -64,6 +64,15 @@ impl BenchControlPlane {
         self.child.0.id()
     }
 
+    /// How the simulated proxies connect to it: TLS, checked against its root, with the
+    /// load's workload certificate.
+    pub fn load_tls(&self) -> crate::xds::LoadTls {
+        crate::xds::LoadTls {
+            root_pem: self.root_pem.clone(),
+            identity: self.load_identity.clone(),
+        }
+    }
+
     /// Whether the process is still running (not exited on its own).
     pub fn running(&mut self) -> bool {
         matches!(self.child.0.try_wait(), Ok(None))

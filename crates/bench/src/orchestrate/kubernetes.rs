@@ -217,8 +217,7 @@ where
     let start = Instant::now();
     let mut load = xds::start(xds::LoadConfig {
         address: format!("127.0.0.1:{}", cp.port),
-        root_pem: cp.root_pem.clone(),
-        identity: cp.load_identity.clone(),
+        tls: Some(cp.load_tls()),
         proxies: opts.proxies,
         delta: false,
         cluster: "cluster1".into(),

@@ -158,8 +158,7 @@ async fn soak(opts: &SoakOptions) -> Result<(), BenchError> {
     let mut cp = control_plane::start(&opts.exe, &w, &opts.work).await?;
     let mut load = xds::start(xds::LoadConfig {
         address: format!("127.0.0.1:{}", cp.port),
-        root_pem: cp.root_pem.clone(),
-        identity: cp.load_identity.clone(),
+        tls: Some(cp.load_tls()),
         proxies: opts.proxies,
         delta: opts.delta,
         cluster: "cluster1".into(),

@@ -170,7 +170,7 @@ async fn measure(opts: &XdsOptions) -> Result<XdsResult, BenchError> {
         t.elapsed().as_secs_f64()
     );
     let cp = control_plane::start(&opts.exe, &written, &opts.work).await?;
-    let (pid, port, root_pem, started) = (cp.pid(), cp.port, cp.root_pem.clone(), cp.started);
+    let (pid, port, started) = (cp.pid(), cp.port, cp.started);
     let (cpu0, rss0) = process::usage(pid).unwrap_or_default();
     let mut result = XdsResult {
         ready_s: started.elapsed().as_secs_f64(),
@@ -191,8 +191,7 @@ async fn measure(opts: &XdsOptions) -> Result<XdsResult, BenchError> {
     let (load_cpu0, _) = process::usage(me).unwrap_or_default();
     let mut load = xds::start(xds::LoadConfig {
         address: format!("127.0.0.1:{port}"),
-        root_pem,
-        identity: cp.load_identity.clone(),
+        tls: Some(cp.load_tls()),
         proxies,
         delta,
         cluster: "cluster1".into(),
