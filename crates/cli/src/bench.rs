@@ -14,6 +14,8 @@ use isthmus_bench::orchestrate::{
     kubernetes::KubernetesOptions,
     load::{EndpointKind, LoadOptions},
     memory::MemoryOptions,
+    peer::PeerXdsOptions,
+    peer_memory::PeerMemoryOptions,
     soak::SoakOptions,
     xds::{SweepOptions, XdsOptions},
 };
@@ -33,9 +35,9 @@ pub enum LoadKind {
 #[derive(Args, Debug, Clone)]
 pub struct ShapeArgs {
     /// Clusters (cluster1 is the control plane's; the others are read as remote registries
-    /// on their own networks).
-    #[arg(long, default_value_t = 5)]
-    clusters: u32,
+    /// on their own networks) [default: 5; with --peer: 1, the API server's].
+    #[arg(long)]
+    clusters: Option<u32>,
     /// Services, each present in every cluster.
     #[arg(long, default_value_t = 2000)]
     services: u32,
@@ -47,11 +49,28 @@ pub struct ShapeArgs {
 impl ShapeArgs {
     fn shape(&self) -> Shape {
         Shape {
-            clusters: self.clusters,
+            clusters: self.clusters.unwrap_or(5),
             services: self.services,
             endpoints: self.endpoints,
         }
     }
+}
+
+/// The control plane Isthmus is measured against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Peer {
+    /// istiod (`pilot-discovery`, built by scripts/install-istiod.sh), reading the same
+    /// kube-apiserver.
+    Istiod,
+}
+
+/// An xDS protocol variant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum XdsMode {
+    /// State of the world.
+    Sotw,
+    /// Delta (incremental).
+    Delta,
 }
 
 /// Benchmarks.
@@ -66,23 +85,49 @@ pub enum BenchCommand {
         out: PathBuf,
     },
     /// Start a control plane on a synthetic mesh and connect N simulated Envoys: time to
-    /// full config, bytes, control plane CPU and memory, then one endpoint change.
+    /// full config, bytes, control plane CPU and memory, then one endpoint change. With
+    /// `--peer istiod`: the mesh (one cluster) is created through a real kube-apiserver and
+    /// Isthmus and istiod are measured one after the other against it, with the same load,
+    /// for every proxy count and mode, with istiod's figure over ours.
     Xds {
         #[command(flatten)]
         shape: ShapeArgs,
-        /// Simulated proxies.
-        #[arg(long, default_value_t = 100)]
-        proxies: usize,
+        /// Simulated proxies; with --peer, several counts (such as 100,1000).
+        #[arg(long, value_delimiter = ',', default_value = "100")]
+        proxies: Vec<usize>,
         /// Delta xDS instead of state of the world.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "peer")]
         delta: bool,
         /// Then one endpoint change per second for this many seconds.
-        #[arg(long, default_value_t = 0)]
+        #[arg(long, default_value_t = 0, conflicts_with = "peer")]
         churn_seconds: u32,
         /// Add a Sidecar in the proxies' namespace (ns-0) limiting them to its own services
         /// (`egress.hosts: ./*`), as a platform team would.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "peer")]
         sidecar_scope: bool,
+        /// Measure against this control plane too, in the same run.
+        #[arg(long, value_enum)]
+        peer: Option<Peer>,
+        /// With --peer: the xDS variants to measure.
+        #[arg(
+            long,
+            value_enum,
+            value_delimiter = ',',
+            default_value = "sotw,delta",
+            requires = "peer"
+        )]
+        modes: Vec<XdsMode>,
+        /// With --peer: one-pod changes timed per row.
+        #[arg(long, default_value_t = 10, requires = "peer")]
+        changes: u32,
+        /// With --peer: istiod's pilot-discovery (default: $ISTIOD, then
+        /// .kube-bin/istiod-*/ here or above).
+        #[arg(long, requires = "peer")]
+        istiod: Option<PathBuf>,
+        /// With --peer: the Kubernetes binaries (default: $KUBE_BIN, then .kube-bin/*/ here
+        /// or above).
+        #[arg(long, requires = "peer")]
+        kube_bin: Option<PathBuf>,
         /// Working directory (mesh, certificates, logs).
         #[arg(long, default_value = "/tmp/isthmus-bench")]
         work: PathBuf,
@@ -104,11 +149,13 @@ pub enum BenchCommand {
         work: PathBuf,
     },
     /// The control plane's memory against the mesh it serves, before any proxy connects:
-    /// RSS per mesh size, what one more remote cluster adds, and bytes per endpoint.
+    /// RSS per mesh size, what one more remote cluster adds, and bytes per endpoint. With
+    /// `--peer istiod`: one cluster's mesh in a real kube-apiserver, remote clusters as
+    /// credential Secrets naming it again, Isthmus's and istiod's RSS per cluster count.
     Memory {
-        /// Services per cluster (one series each).
-        #[arg(long, value_delimiter = ',', default_value = "400,2000")]
-        services: Vec<u32>,
+        /// Services per cluster (one series each) [default: 400,2000; with --peer: 400].
+        #[arg(long, value_delimiter = ',')]
+        services: Option<Vec<u32>>,
         /// Cluster counts.
         #[arg(long, value_delimiter = ',', default_value = "1,2,3,5")]
         clusters: Vec<u32>,
@@ -118,14 +165,25 @@ pub enum BenchCommand {
         /// Endpoints per service of one more mesh, the largest again with more endpoints
         /// in the same services: what one more endpoint costs without the services it
         /// would otherwise bring (0: skip).
-        #[arg(long, default_value_t = 20)]
+        #[arg(long, default_value_t = 20, conflicts_with = "peer")]
         more_endpoints: u32,
         /// Working directory.
         #[arg(long, default_value = "/tmp/isthmus-bench-memory")]
         work: PathBuf,
         /// Where to write the chart (`cp-memory-per-endpoint.svg`).
-        #[arg(long)]
+        #[arg(long, conflicts_with = "peer")]
         out: Option<PathBuf>,
+        /// Measure against this control plane too, in the same run (one --services value).
+        #[arg(long, value_enum)]
+        peer: Option<Peer>,
+        /// With --peer: istiod's pilot-discovery (default: $ISTIOD, then
+        /// .kube-bin/istiod-*/ here or above).
+        #[arg(long, requires = "peer")]
+        istiod: Option<PathBuf>,
+        /// With --peer: the Kubernetes binaries (default: $KUBE_BIN, then .kube-bin/*/ here
+        /// or above).
+        #[arg(long, requires = "peer")]
+        kube_bin: Option<PathBuf>,
     },
     /// One large configuration read by a control plane: start-up speed (MB of YAML per
     /// second), RSS and peak, bytes per endpoint, how the monitoring port answers while it
@@ -288,6 +346,11 @@ pub enum BenchCommand {
     },
 }
 
+/// A combination of flags that cannot be measured (clap checks the rest).
+fn invalid(why: &str) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::InvalidInput, why)
+}
+
 /// Runs a benchmark.
 pub fn run(cmd: BenchCommand) -> Result<()> {
     isthmus_bench::run(&cmd.into_benchmark(std::env::current_exe)?)?;
@@ -309,19 +372,55 @@ impl BenchCommand {
             BenchCommand::Xds {
                 shape,
                 proxies,
-                delta,
-                churn_seconds,
-                sidecar_scope,
+                peer: Some(Peer::Istiod),
+                modes,
+                changes,
+                istiod,
+                kube_bin,
                 work,
-            } => Benchmark::Xds(XdsOptions {
-                exe: exe()?,
-                shape: shape.shape(),
+                ..
+            } => {
+                if shape.clusters.is_some_and(|c| c != 1) {
+                    return Err(invalid(
+                        "--peer istiod measures one cluster (the API server's): leave --clusters out or give 1",
+                    ));
+                }
+                Benchmark::XdsPeer(PeerXdsOptions {
+                    exe: exe()?,
+                    istiod,
+                    kube_bin,
+                    services: shape.services,
+                    endpoints: shape.endpoints,
+                    proxies,
+                    modes: modes.iter().map(|m| *m == XdsMode::Delta).collect(),
+                    changes,
+                    work,
+                })
+            }
+            BenchCommand::Xds {
+                shape,
                 proxies,
                 delta,
                 churn_seconds,
                 sidecar_scope,
                 work,
-            }),
+                ..
+            } => {
+                let [proxies] = proxies[..] else {
+                    return Err(invalid(
+                        "several --proxies counts are measured with --peer; without it give one (bench sweep runs several)",
+                    ));
+                };
+                Benchmark::Xds(XdsOptions {
+                    exe: exe()?,
+                    shape: shape.shape(),
+                    proxies,
+                    delta,
+                    churn_seconds,
+                    sidecar_scope,
+                    work,
+                })
+            }
             BenchCommand::Sweep {
                 services,
                 proxies,
@@ -354,12 +453,39 @@ impl BenchCommand {
                 services,
                 clusters,
                 endpoints,
+                work,
+                peer: Some(Peer::Istiod),
+                istiod,
+                kube_bin,
+                ..
+            } => {
+                let services = services.unwrap_or_else(|| vec![400]);
+                let [services] = services[..] else {
+                    return Err(invalid(
+                        "--peer istiod measures one mesh per cluster: give one --services value",
+                    ));
+                };
+                Benchmark::MemoryPeer(PeerMemoryOptions {
+                    exe: exe()?,
+                    istiod,
+                    kube_bin,
+                    services,
+                    endpoints,
+                    clusters,
+                    work,
+                })
+            }
+            BenchCommand::Memory {
+                services,
+                clusters,
+                endpoints,
                 more_endpoints,
                 work,
                 out,
+                ..
             } => Benchmark::Memory(MemoryOptions {
                 exe: exe()?,
-                services,
+                services: services.unwrap_or_else(|| vec![400, 2000]),
                 clusters,
                 endpoints,
                 more_endpoints,
@@ -477,6 +603,88 @@ mod tests {
         cli.bench
             .into_benchmark(|| Ok(PathBuf::from("/opt/isthmus")))
             .expect("options")
+    }
+
+    /// The error of flags that parse but cannot be measured, or clap's.
+    fn refused(args: &[&str]) -> String {
+        match Cli::try_parse_from(std::iter::once("bench").chain(args.iter().copied())) {
+            Err(e) => format!("{:?}", e.kind()),
+            Ok(cli) => cli
+                .bench
+                .into_benchmark(|| Ok(PathBuf::from("/opt/isthmus")))
+                .expect_err("refused")
+                .to_string(),
+        }
+    }
+
+    #[test]
+    fn xds_against_istiod_takes_proxy_counts_and_modes() {
+        let Benchmark::XdsPeer(o) = bench(&[
+            "xds",
+            "--peer",
+            "istiod",
+            "--services",
+            "1000",
+            "--proxies",
+            "100,1000",
+            "--modes",
+            "delta",
+            "--changes",
+            "6",
+            "--istiod",
+            "/i/pilot-discovery",
+        ]) else {
+            panic!("not the peer benchmark");
+        };
+        assert_eq!(
+            o,
+            PeerXdsOptions {
+                exe: "/opt/isthmus".into(),
+                istiod: Some("/i/pilot-discovery".into()),
+                kube_bin: None,
+                services: 1000,
+                endpoints: 10,
+                proxies: vec![100, 1000],
+                modes: vec![true],
+                changes: 6,
+                work: "/tmp/isthmus-bench".into(),
+            }
+        );
+        let Benchmark::XdsPeer(o) = bench(&["xds", "--peer", "istiod", "--clusters", "1"]) else {
+            panic!("not the peer benchmark");
+        };
+        assert_eq!(o.modes, [false, true], "both modes by default");
+        assert!(refused(&["xds", "--peer", "istiod", "--clusters", "3"]).contains("one cluster"));
+        assert!(refused(&["xds", "--proxies", "10,100"]).contains("with --peer"));
+        assert_eq!(
+            refused(&["xds", "--peer", "istiod", "--delta"]),
+            "ArgumentConflict"
+        );
+        assert_eq!(
+            refused(&["xds", "--modes", "sotw"]),
+            "MissingRequiredArgument"
+        );
+    }
+
+    #[test]
+    fn memory_against_istiod_measures_one_mesh_per_cluster() {
+        let Benchmark::MemoryPeer(o) =
+            bench(&["memory", "--peer", "istiod", "--clusters", "1,2,5"])
+        else {
+            panic!("not the peer benchmark");
+        };
+        assert_eq!(
+            (o.services, o.endpoints, o.clusters),
+            (400, 10, vec![1, 2, 5])
+        );
+        assert!(
+            refused(&["memory", "--peer", "istiod", "--services", "400,2000"])
+                .contains("one --services value")
+        );
+        let Benchmark::Memory(o) = bench(&["memory"]) else {
+            panic!("memory");
+        };
+        assert_eq!(o.services, [400, 2000]);
     }
 
     #[test]

@@ -699,6 +699,37 @@ pub fn locate_istio_crds() -> Result<PathBuf, LocalError> {
     )))
 }
 
+/// Finds istiod (`pilot-discovery`, built from the pinned istio.io/istio module by
+/// scripts/install-istiod.sh): `explicit`, else `$ISTIOD`, else the newest
+/// `.kube-bin/istiod-*/pilot-discovery` in the current directory or a parent.
+pub fn locate_istiod(explicit: Option<&Path>) -> Result<PathBuf, LocalError> {
+    let given = explicit
+        .map(Path::to_path_buf)
+        .or_else(|| std::env::var_os("ISTIOD").map(PathBuf::from));
+    if let Some(f) = given {
+        return if f.is_file() {
+            Ok(f)
+        } else {
+            Err(LocalError::NoBinaries(format!(
+                "istiod {} does not exist: run scripts/install-istiod.sh (it builds pilot-discovery from the pinned Go module)",
+                f.display()
+            )))
+        };
+    }
+    let cwd = std::env::current_dir().unwrap_or_default();
+    let newest = in_kube_bin(&cwd, |d| {
+        let named = d.file_name()?.to_str()?.starts_with("istiod-");
+        let f = d.join("pilot-discovery");
+        (named && f.is_file()).then_some(f)
+    });
+    newest.ok_or_else(|| {
+        LocalError::NoBinaries(format!(
+            "istiod is not built: run scripts/install-istiod.sh from the repository (it needs Go 1.26 or newer and the Go module proxy), or give it with --istiod or ISTIOD (looked in .kube-bin below {})",
+            cwd.display()
+        ))
+    })
+}
+
 /// The built kubectl with a kubeconfig, run behind a command prefix (such as `ip netns exec
 /// NS`, to reach an API server inside a network namespace).
 #[derive(Debug, Clone)]

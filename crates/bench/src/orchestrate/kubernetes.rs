@@ -124,28 +124,7 @@ async fn measure_both(opts: &KubernetesOptions, bin: PathBuf) -> Result<(), Benc
     let kube = measure(
         opts,
         cp,
-        move |g| {
-            let client = pods_api.clone();
-            async move {
-                // One pod leaves its service, then comes back: one watch event each time.
-                let (svc, ns) = generate::service_name((g / 2) % opts.services);
-                let pods: Api<Pod> = Api::namespaced(client, &ns);
-                let app = if g % 2 == 0 {
-                    format!("{svc}-away")
-                } else {
-                    svc.clone()
-                };
-                let patch = serde_json::json!({"metadata": {"labels": {"app": app}}});
-                pods.patch(
-                    &format!("{svc}-0"),
-                    &PatchParams::default(),
-                    &Patch::Merge(&patch),
-                )
-                .await
-                .map(|_| ())
-                .map_err(|e| BenchError::Measure(format!("patching a pod: {e}")))
-            }
-        },
+        move |g| flip_pod(pods_api.clone(), opts.services, g),
         Duration::from_millis(100),
     )
     .await?;
@@ -273,10 +252,120 @@ where
     Ok(row)
 }
 
+/// Change `g` of a series: one pod of service `(g / 2) % services` leaves its service (its
+/// `app` label changes), then comes back: one watch event, one endpoint change, each time.
+pub(super) async fn flip_pod(
+    client: kube::Client,
+    services: u32,
+    g: u32,
+) -> Result<(), BenchError> {
+    let (svc, ns) = generate::service_name((g / 2) % services.max(1));
+    let pods: Api<Pod> = Api::namespaced(client, &ns);
+    let app = if g.is_multiple_of(2) {
+        format!("{svc}-away")
+    } else {
+        svc.clone()
+    };
+    let patch = serde_json::json!({"metadata": {"labels": {"app": app}}});
+    pods.patch(
+        &format!("{svc}-0"),
+        &PatchParams::default(),
+        &Patch::Merge(&patch),
+    )
+    .await
+    .map(|_| ())
+    .map_err(|e| BenchError::Measure(format!("patching a pod: {e}")))
+}
+
+/// The EndpointSlice of service `s` as kube-controller-manager's EndpointSlice controller
+/// writes it (its labels, one ready endpoint per pod with the pod as target), less the pods
+/// of `absent`.
+fn endpoint_slice(shape: Shape, s: u32, absent: Option<u32>) -> serde_json::Value {
+    let (svc, ns) = generate::service_name(s);
+    let endpoints: Vec<serde_json::Value> = (0..shape.endpoints)
+        .filter(|e| Some(*e) != absent)
+        .map(|e| {
+            let n = u64::from(s) * u64::from(shape.endpoints) + u64::from(e);
+            serde_json::json!({
+                "addresses": [generate::pod_ip(n)],
+                "conditions": {"ready": true, "serving": true, "terminating": false},
+                "nodeName": "bench-node",
+                "targetRef": {"kind": "Pod", "name": format!("{svc}-{e}"), "namespace": ns},
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "apiVersion": "discovery.k8s.io/v1",
+        "kind": "EndpointSlice",
+        "metadata": {
+            "name": format!("{svc}-bench"),
+            "namespace": ns,
+            "labels": {
+                "kubernetes.io/service-name": svc,
+                "endpointslice.kubernetes.io/managed-by": "endpointslice-controller.k8s.io",
+            },
+        },
+        "addressType": "IPv4",
+        "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}],
+        "endpoints": endpoints,
+    })
+}
+
+/// Writes every service's EndpointSlice as the EndpointSlice controller would (istiod reads
+/// endpoints from slices; Isthmus reads pods and ignores the controller's slices), 32
+/// requests in flight. Returns the number of requests.
+pub(super) async fn load_slices(client: &kube::Client, shape: Shape) -> Result<u64, BenchError> {
+    use k8s_openapi::api::discovery::v1::EndpointSlice;
+    let creates = futures::stream::iter(0..shape.services).map(|s| {
+        let client = client.clone();
+        async move {
+            let (_, ns) = generate::service_name(s);
+            let slice: EndpointSlice = serde_json::from_value(endpoint_slice(shape, s, None))
+                .map_err(|e| BenchError::Measure(e.to_string()))?;
+            Api::<EndpointSlice>::namespaced(client, &ns)
+                .create(&PostParams::default(), &slice)
+                .await
+                .map_err(|e| BenchError::Measure(format!("endpoint slice: {e}")))?;
+            Ok::<u64, BenchError>(1)
+        }
+    });
+    let mut creates = std::pin::pin!(creates.buffer_unordered(32));
+    let mut requests = 0;
+    while let Some(n) = creates.next().await {
+        requests += n?;
+    }
+    Ok(requests)
+}
+
+/// [`flip_pod`], with the service's EndpointSlice written at the same moment as the
+/// controller would write it (without the pod, then with it again): each control plane
+/// sees the change in what it reads, at the same time.
+pub(super) async fn flip_pod_and_slice(
+    client: kube::Client,
+    shape: Shape,
+    g: u32,
+) -> Result<(), BenchError> {
+    use k8s_openapi::api::discovery::v1::EndpointSlice;
+    let s = (g / 2) % shape.services.max(1);
+    let (svc, ns) = generate::service_name(s);
+    let slice = endpoint_slice(shape, s, g.is_multiple_of(2).then_some(0));
+    let slices: Api<EndpointSlice> = Api::namespaced(client.clone(), &ns);
+    let name = format!("{svc}-bench");
+    let patch_slice = async {
+        slices
+            .patch(&name, &PatchParams::default(), &Patch::Merge(&slice))
+            .await
+            .map(|_| ())
+            .map_err(|e| BenchError::Measure(format!("patching an endpoint slice: {e}")))
+    };
+    let (pod, slice) = futures::join!(flip_pod(client, shape.services, g), patch_slice);
+    pod.and(slice)
+}
+
 /// Creates the mesh of `shape` through the API server: namespaces, the `istio` ConfigMap,
 /// Services, Pods (bound to a node, as after scheduling), then each pod's address and phase
 /// through the status subresource. Returns the number of requests.
-async fn load(client: &kube::Client, shape: Shape) -> Result<u64, BenchError> {
+pub(super) async fn load(client: &kube::Client, shape: Shape) -> Result<u64, BenchError> {
     let api_err =
         |what: &'static str| move |e: kube::Error| BenchError::Measure(format!("{what}: {e}"));
     let namespaces = shape.services.div_ceil(100);

@@ -10,9 +10,12 @@ pub mod dns;
 pub mod envoy_apply;
 pub mod generate;
 pub mod http;
+pub mod istiod;
 pub mod kubernetes;
 pub mod load;
 pub mod memory;
+pub mod peer;
+pub mod peer_memory;
 pub mod soak;
 pub mod xds;
 
@@ -26,10 +29,14 @@ pub enum Benchmark {
     Generate(generate::GenerateOptions),
     /// A control plane on a synthetic mesh against N simulated Envoys.
     Xds(xds::XdsOptions),
+    /// `Xds` against istiod on the same API server.
+    XdsPeer(peer::PeerXdsOptions),
     /// `Xds` at several mesh sizes and proxy counts, with charts.
     Sweep(xds::SweepOptions),
     /// The control plane's memory against the mesh it serves.
     Memory(memory::MemoryOptions),
+    /// `Memory` against istiod, remote clusters read from the same API server.
+    MemoryPeer(peer_memory::PeerMemoryOptions),
     /// One large configuration: start-up speed, memory, monitoring while loading.
     Load(load::LoadOptions),
     /// Minutes of load with changes, a restart and a vanishing registry.
@@ -53,8 +60,10 @@ pub fn run(benchmark: &Benchmark) -> Result<(), BenchError> {
     match benchmark {
         Benchmark::Generate(o) => generate::run(o),
         Benchmark::Xds(o) => xds::run(o),
+        Benchmark::XdsPeer(o) => peer::run(o),
         Benchmark::Sweep(o) => xds::sweep(o),
         Benchmark::Memory(o) => memory::run(o),
+        Benchmark::MemoryPeer(o) => peer_memory::run(o),
         Benchmark::Load(o) => load::run(o),
         Benchmark::Soak(o) => soak::run(o),
         Benchmark::Dns(o) => dns::run(o),
