@@ -101,6 +101,8 @@ pub struct Load {
     pub bytes: Arc<AtomicU64>,
     /// Responses received.
     pub responses: Arc<AtomicU64>,
+    /// Streams that ended or were refused and were opened again (with `reconnect`).
+    pub resets: Arc<AtomicU64>,
 }
 
 /// The namespace every simulated proxy's node id names.
@@ -172,6 +174,7 @@ async fn channel(cfg: &LoadConfig) -> Result<Channel, String> {
 /// What every proxy of one load shares: the counters and the order of versions.
 struct Shared {
     events: mpsc::UnboundedSender<Event>,
+    resets: Arc<AtomicU64>,
     bytes: Arc<AtomicU64>,
     responses: Arc<AtomicU64>,
     versions: Arc<VersionOrder>,
@@ -183,10 +186,12 @@ pub fn start(cfg: LoadConfig) -> Load {
     let bytes = Arc::new(AtomicU64::new(0));
     let responses = Arc::new(AtomicU64::new(0));
     let versions = Arc::new(VersionOrder::default());
+    let resets = Arc::new(AtomicU64::new(0));
     for i in 0..cfg.proxies {
         let cfg = cfg.clone();
         let shared = Shared {
             events: tx.clone(),
+            resets: resets.clone(),
             bytes: bytes.clone(),
             responses: responses.clone(),
             versions: versions.clone(),
@@ -209,6 +214,7 @@ pub fn start(cfg: LoadConfig) -> Load {
                 let why = r
                     .err()
                     .unwrap_or_else(|| "the control plane closed the stream".into());
+                shared.resets.fetch_add(1, Ordering::Relaxed);
                 if shared
                     .events
                     .send(Event::Reset(i, Instant::now(), why))
@@ -229,6 +235,7 @@ pub fn start(cfg: LoadConfig) -> Load {
         events,
         bytes,
         responses,
+        resets,
     }
 }
 
@@ -664,12 +671,14 @@ pub async fn wait_full(
     let mut remaining = proxies;
     while remaining > 0 {
         match tokio::time::timeout_at(deadline, load.events.recv()).await {
-            Ok(Some(Event::Full(i, v, at))) if done[i].is_none() => {
+            Ok(Some(Event::Full(i, v, at))) if done.get(i).is_some_and(Option::is_none) => {
                 done[i] = Some(at - start);
                 version = version.max(v);
                 remaining -= 1;
             }
-            Ok(Some(Event::Failed(i))) if done[i].is_none() => remaining -= 1,
+            Ok(Some(Event::Failed(i))) if done.get(i).is_some_and(Option::is_none) => {
+                remaining -= 1
+            }
             Ok(Some(_)) => {}
             Ok(None) | Err(_) => break,
         }
@@ -691,7 +700,9 @@ pub async fn wait_endpoints(
     let mut remaining = proxies;
     while remaining > 0 {
         match tokio::time::timeout_at(deadline, load.events.recv()).await {
-            Ok(Some(Event::Endpoints(i, v, at))) if v > above && done[i].is_none() => {
+            Ok(Some(Event::Endpoints(i, v, at)))
+                if v > above && done.get(i).is_some_and(Option::is_none) =>
+            {
                 done[i] = Some(at.saturating_duration_since(changed_at));
                 remaining -= 1;
             }

@@ -128,6 +128,10 @@ pub enum BenchCommand {
         /// or above).
         #[arg(long, requires = "peer")]
         kube_bin: Option<PathBuf>,
+        /// With --peer: an environment variable for istiod, `NAME=VALUE` (repeatable), such as
+        /// PILOT_MAX_REQUESTS_PER_SECOND=1000 to lift its limit on new streams.
+        #[arg(long, requires = "peer", value_parser = env_pair)]
+        istiod_env: Vec<(String, String)>,
         /// Working directory (mesh, certificates, logs).
         #[arg(long, default_value = "/tmp/isthmus-bench")]
         work: PathBuf,
@@ -346,6 +350,14 @@ pub enum BenchCommand {
     },
 }
 
+/// `NAME=VALUE`.
+fn env_pair(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        _ => Err(format!("{s:?} is not NAME=VALUE")),
+    }
+}
+
 /// A combination of flags that cannot be measured (clap checks the rest).
 fn invalid(why: &str) -> std::io::Error {
     std::io::Error::new(std::io::ErrorKind::InvalidInput, why)
@@ -377,6 +389,7 @@ impl BenchCommand {
                 changes,
                 istiod,
                 kube_bin,
+                istiod_env,
                 work,
                 ..
             } => {
@@ -394,6 +407,7 @@ impl BenchCommand {
                     proxies,
                     modes: modes.iter().map(|m| *m == XdsMode::Delta).collect(),
                     changes,
+                    istiod_env,
                     work,
                 })
             }
@@ -633,6 +647,8 @@ mod tests {
             "6",
             "--istiod",
             "/i/pilot-discovery",
+            "--istiod-env",
+            "PILOT_MAX_REQUESTS_PER_SECOND=1000",
         ]) else {
             panic!("not the peer benchmark");
         };
@@ -647,6 +663,7 @@ mod tests {
                 proxies: vec![100, 1000],
                 modes: vec![true],
                 changes: 6,
+                istiod_env: vec![("PILOT_MAX_REQUESTS_PER_SECOND".into(), "1000".into())],
                 work: "/tmp/isthmus-bench".into(),
             }
         );

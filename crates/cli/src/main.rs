@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 mod analyze;
 mod bench;
+mod conformance;
 mod lab;
 mod offline_dump;
 mod proxy_config;
@@ -115,6 +116,11 @@ enum Command {
         #[command(subcommand)]
         command: lab::LabCommand,
     },
+    /// Compare what Isthmus and istiod send the same sidecar in the seed scenarios (each lab
+    /// on real Kubernetes, istiod reading the same API servers) and write the differences,
+    /// each with which side is right and why, to docs/CONFORMANCE.md. Needs root, Envoy, the
+    /// Kubernetes binaries and istiod (scripts/install-*.sh).
+    Conformance(conformance::ConformanceArgs),
     /// Print a shell completion script: `source <(isthmus completion bash)`, or write it to
     /// `~/.local/share/bash-completion/completions/isthmus`, zsh's `$fpath`, fish's
     /// `~/.config/fish/completions/isthmus.fish`.
@@ -614,6 +620,7 @@ fn run(cli: Cli) -> Result<()> {
             emit(&proxy_status::table(&body, &monitoring.to_string())?)?;
         }
         Command::Bench(cmd) => bench::run(cmd)?,
+        Command::Conformance(args) => conformance::run(args)?,
         Command::Lab { global, command } => lab::run(&global, command)?,
         Command::Completion { shell } => {
             let mut script = Vec::new();

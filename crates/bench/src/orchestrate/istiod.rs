@@ -57,7 +57,7 @@ fn free_port() -> Result<u16, BenchError> {
 /// The arguments of `pilot-discovery` for cluster `cluster` of the API server of
 /// `kubeconfig`, with its ports: gRPC (plaintext), HTTP, webhook HTTPS, secure gRPC,
 /// monitoring and ControlZ, all on loopback.
-fn arguments(kubeconfig: &Path, cluster: &str, ports: [u16; 6]) -> Vec<String> {
+pub fn arguments(kubeconfig: &Path, cluster: &str, ports: [u16; 6]) -> Vec<String> {
     let at = |p: u16| format!("127.0.0.1:{p}");
     let [grpc, http, https, secure, monitoring, ctrlz] = ports;
     vec![
@@ -90,7 +90,7 @@ fn arguments(kubeconfig: &Path, cluster: &str, ports: [u16; 6]) -> Vec<String> {
 }
 
 /// The environment a pod of istiod's chart would give it, less what only a pod has.
-fn environment(cluster: &str) -> Vec<(&'static str, String)> {
+pub fn environment(cluster: &str) -> Vec<(&'static str, String)> {
     vec![
         ("POD_NAMESPACE", "istio-system".into()),
         ("POD_NAME", "istiod-bench".into()),
@@ -102,13 +102,15 @@ fn environment(cluster: &str) -> Vec<(&'static str, String)> {
 }
 
 /// Starts istiod `bin` as cluster `cluster`'s control plane reading the API server of
-/// `kubeconfig`, working in `work` (its log: `work/istiod.log`), and waits until its `/ready`
-/// answers 200 (its caches are synced and its first push context is built).
+/// `kubeconfig`, working in `work` (its log: `work/istiod.log`), with `env` added to its
+/// environment, and waits until its `/ready` answers 200 (its caches are synced and its first
+/// push context is built).
 pub async fn start(
     bin: &Path,
     kubeconfig: &Path,
     cluster: &str,
     work: &Path,
+    env: &[(String, String)],
 ) -> Result<Istiod, BenchError> {
     let _ = std::fs::remove_dir_all(work);
     std::fs::create_dir_all(work)?;
@@ -125,6 +127,7 @@ pub async fn start(
     let child = Command::new(bin)
         .args(arguments(kubeconfig, cluster, ports))
         .envs(environment(cluster))
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .current_dir(work)
         .stdin(Stdio::null())
         .stdout(Stdio::from(std::fs::File::create(&log)?))

@@ -120,6 +120,7 @@ async fn measure_all(opts: &PeerMemoryOptions) -> Result<(), BenchError> {
             &kubeconfig_path,
             "cluster1",
             &opts.work.join(format!("istiod-{c}")),
+            &[],
         )
         .await?;
         let theirs = settled(peer.pid()).await?;
