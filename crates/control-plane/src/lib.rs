@@ -454,9 +454,24 @@ mod notify_watcher {
     pub type Watcher = notify::RecommendedWatcher;
 }
 
-/// How long events from API servers are gathered before a rebuild (istiod's debounce
-/// default is 100 ms).
+/// How long events from API servers are gathered before a rebuild while they keep coming
+/// (istiod's debounce default is 100 ms): a `kubectl apply` of many objects, a rollout.
 const KUBE_DEBOUNCE: Duration = Duration::from_millis(100);
+
+/// How long the first event after a quiet spell (no batch begun within [`KUBE_DEBOUNCE`]) is
+/// gathered: long enough for the objects of one request that arrive together (a pod and its
+/// EndpointSlice), short enough that one endpoint change reaches proxies at once instead of
+/// waiting out a debounce meant for bursts. Events that follow within [`KUBE_DEBOUNCE`] are
+/// debounced as before, so a burst still becomes a few pushes, not one per event.
+const KUBE_FIRST_GATHER: Duration = Duration::from_millis(10);
+
+/// How long to gather events that woke the build loop, given when the previous batch began.
+fn gather_for(previous_batch: Option<std::time::Instant>, now: std::time::Instant) -> Duration {
+    match previous_batch {
+        Some(at) if now.saturating_duration_since(at) < KUBE_DEBOUNCE => KUBE_DEBOUNCE,
+        _ => KUBE_FIRST_GATHER,
+    }
+}
 
 /// Waits until every API server registry has given its first complete list, saying every
 /// 10 s what it is still waiting for.
@@ -673,9 +688,11 @@ pub async fn run(config: ControlPlaneConfig) -> Result<(), ControlPlaneError> {
     // workers keep serving xDS, the CA and monitoring meanwhile.
     let trim_pending = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let build_loop = async move {
+        let mut previous_batch: Option<std::time::Instant> = None;
         loop {
             // A burst of file changes, or events from an API server (gathered for a moment,
-            // as istiod debounces, so that a `kubectl apply` of many objects is one push).
+            // as istiod debounces, so that a `kubectl apply` of many objects is one push;
+            // the first event after a quiet spell only briefly, see `gather_for`).
             // `changed_at` starts each proxy's `pilot_proxy_convergence_time`: when the first
             // event of the batch arrived, before the debounce.
             let (files, changed_at) = tokio::select! {
@@ -685,7 +702,8 @@ pub async fn run(config: ControlPlaneConfig) -> Result<(), ControlPlaneError> {
                 },
                 _ = wake.notified() => {
                     let at = std::time::Instant::now();
-                    tokio::time::sleep(KUBE_DEBOUNCE).await;
+                    tokio::time::sleep(gather_for(previous_batch, at)).await;
+                    previous_batch = Some(at);
                     (None, at)
                 }
                 _ = jwks_changed.notified() => (None, std::time::Instant::now()),
@@ -1122,6 +1140,17 @@ async fn monitoring(listener: tokio::net::TcpListener, m: Monitored) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_change_after_a_quiet_spell_is_gathered_briefly_and_a_burst_is_debounced() {
+        let now = std::time::Instant::now();
+        assert_eq!(gather_for(None, now), KUBE_FIRST_GATHER);
+        let long_ago = now - Duration::from_secs(2);
+        assert_eq!(gather_for(Some(long_ago), now), KUBE_FIRST_GATHER);
+        let just_now = now - Duration::from_millis(30);
+        assert_eq!(gather_for(Some(just_now), now), KUBE_DEBOUNCE);
+    }
+
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     #[tokio::test]

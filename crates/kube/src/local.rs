@@ -152,7 +152,14 @@ impl LocalOptions {
     /// A control plane on loopback at free ports, in `dir`.
     pub fn loopback(bin: PathBuf, dir: PathBuf) -> LocalOptions {
         let port = |n: u16| free_port().unwrap_or(20000 + n);
-        let etcd = port(1);
+        // etcd's peer port is the client port + 1: both must be free.
+        let etcd = (0..20)
+            .filter_map(|_| free_port())
+            .find(|p| {
+                p.checked_add(1)
+                    .is_some_and(|next| std::net::TcpListener::bind(("127.0.0.1", next)).is_ok())
+            })
+            .unwrap_or(20001);
         LocalOptions {
             bin,
             dir,

@@ -40,12 +40,28 @@ pub struct PeerMemoryOptions {
     pub work: PathBuf,
 }
 
-/// RSS of both at one cluster count, bytes.
+/// RSS of both at one cluster count, and the live heap each reports, bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Row {
     clusters: u32,
     ours: u64,
     theirs: u64,
+    /// `isthmus_heap_in_use_bytes`.
+    ours_heap: u64,
+    /// istiod's `go_memstats_heap_inuse_bytes`.
+    theirs_heap: u64,
+}
+
+/// The value of metric `name` (no labels) on `addr`'s `/metrics`, or 0.
+fn metric(addr: std::net::SocketAddr, name: &str) -> u64 {
+    isthmus_lab::http::get(addr, "/metrics")
+        .ok()
+        .and_then(|(_, body)| {
+            body.lines()
+                .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ').map(str::to_string))
+        })
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .map_or(0, |v| v as u64)
 }
 
 /// Runs the measurement and prints the table.
@@ -114,6 +130,7 @@ async fn measure_all(opts: &PeerMemoryOptions) -> Result<(), BenchError> {
         std::fs::create_dir_all(&work)?;
         let cp = control_plane::start_kube(&opts.exe, &kubeconfig_path, &work).await?;
         let ours = settled(cp.pid()).await?;
+        let ours_heap = metric(cp.monitoring, "isthmus_heap_in_use_bytes");
         drop(cp);
         let peer = istiod::start(
             &istiod_bin,
@@ -124,16 +141,21 @@ async fn measure_all(opts: &PeerMemoryOptions) -> Result<(), BenchError> {
         )
         .await?;
         let theirs = settled(peer.pid()).await?;
+        let theirs_heap = metric(peer.monitoring, "go_memstats_heap_inuse_bytes");
         drop(peer);
         println!(
-            "{c} clusters of {per_cluster} endpoints: Isthmus RSS {:.1} MB, istiod RSS {:.1} MB",
+            "{c} clusters of {per_cluster} endpoints: Isthmus RSS {:.1} MB (heap in use {:.1} MB), istiod RSS {:.1} MB (Go heap in use {:.1} MB)",
             mb(ours),
-            mb(theirs)
+            mb(ours_heap),
+            mb(theirs),
+            mb(theirs_heap)
         );
         rows.push(Row {
             clusters: c,
             ours,
             theirs,
+            ours_heap,
+            theirs_heap,
         });
     }
     drop(cluster);
@@ -169,21 +191,29 @@ async fn settled(pid: u32) -> Result<u64, BenchError> {
 }
 
 /// The table, then what one remote cluster costs each (from the fewest clusters to the
-/// most) and the ratio.
+/// most) and the ratio, in RSS and in live heap.
 fn table(rows: &[Row], per_cluster: u64) -> Vec<String> {
     let mut out = vec![
-        format!(
-            "| clusters of {per_cluster} endpoints | Isthmus RSS | istiod RSS | istiod / Isthmus |"
-        ),
-        "|---|---|---|---|".into(),
+        format!("| clusters of {per_cluster} endpoints | Isthmus RSS | istiod RSS | istiod / Isthmus | Isthmus heap in use | istiod Go heap in use | istiod / Isthmus |"),
+        "|---|---|---|---|---|---|---|".into(),
     ];
+    let ratio = |ours: f64, theirs: f64| {
+        if ours > 0.0 {
+            format!("{:.1}x", theirs / ours)
+        } else {
+            "-".into()
+        }
+    };
     for r in rows {
         out.push(format!(
-            "| {} | {:.1} MB | {:.1} MB | {:.1}x |",
+            "| {} | {:.1} MB | {:.1} MB | {} | {:.1} MB | {:.1} MB | {} |",
             r.clusters,
             mb(r.ours),
             mb(r.theirs),
-            r.theirs as f64 / r.ours.max(1) as f64
+            ratio(r.ours as f64, r.theirs as f64),
+            mb(r.ours_heap),
+            mb(r.theirs_heap),
+            ratio(r.ours_heap as f64, r.theirs_heap as f64),
         ));
     }
     let first = rows.iter().min_by_key(|r| r.clusters);
@@ -191,17 +221,20 @@ fn table(rows: &[Row], per_cluster: u64) -> Vec<String> {
     if let (Some(a), Some(b)) = (first, last) {
         if b.clusters > a.clusters {
             let added = f64::from(b.clusters - a.clusters);
-            let ours = b.ours.saturating_sub(a.ours) as f64 / added;
-            let theirs = b.theirs.saturating_sub(a.theirs) as f64 / added;
+            let per = |x: u64, y: u64| y.saturating_sub(x) as f64 / added;
+            let (ours, theirs) = (per(a.ours, b.ours), per(a.theirs, b.theirs));
+            let (ours_heap, theirs_heap) = (
+                per(a.ours_heap, b.ours_heap),
+                per(a.theirs_heap, b.theirs_heap),
+            );
             out.push(format!(
-                "| per remote cluster (mean over {added} added) | {:.1} MB | {:.1} MB | {} |",
+                "| per remote cluster (mean over {added} added) | {:.1} MB | {:.1} MB | {} | {:.1} MB | {:.1} MB | {} |",
                 ours / 1e6,
                 theirs / 1e6,
-                if ours > 0.0 {
-                    format!("{:.1}x", theirs / ours)
-                } else {
-                    "-".into()
-                }
+                ratio(ours, theirs),
+                ours_heap / 1e6,
+                theirs_heap / 1e6,
+                ratio(ours_heap, theirs_heap),
             ));
         }
     }
@@ -232,22 +265,26 @@ mod tests {
                 clusters: 1,
                 ours: 50_000_000,
                 theirs: 150_000_000,
+                ours_heap: 10_000_000,
+                theirs_heap: 60_000_000,
             },
             Row {
                 clusters: 3,
                 ours: 54_000_000,
                 theirs: 510_000_000,
+                ours_heap: 12_000_000,
+                theirs_heap: 100_000_000,
             },
         ];
         let t = table(&rows, 4000);
+        assert!(t[0].starts_with("| clusters of 4000 endpoints | Isthmus RSS | istiod RSS |"));
         assert_eq!(
-            t[0],
-            "| clusters of 4000 endpoints | Isthmus RSS | istiod RSS | istiod / Isthmus |"
+            t[2],
+            "| 1 | 50.0 MB | 150.0 MB | 3.0x | 10.0 MB | 60.0 MB | 6.0x |"
         );
-        assert_eq!(t[2], "| 1 | 50.0 MB | 150.0 MB | 3.0x |");
         assert_eq!(
             t[4],
-            "| per remote cluster (mean over 2 added) | 2.0 MB | 180.0 MB | 90.0x |"
+            "| per remote cluster (mean over 2 added) | 2.0 MB | 180.0 MB | 90.0x | 1.0 MB | 20.0 MB | 20.0x |"
         );
         assert_eq!(table(&rows[..1], 4000).len(), 3, "one count: no slope");
     }

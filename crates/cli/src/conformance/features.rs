@@ -49,12 +49,21 @@ pub fn of(fetched: &Fetched) -> Features {
             .map(|c| (c.name.clone(), cluster(c)))
             .collect(),
     );
+    // Endpoints by EDS, and those a cluster carries itself (DNS and static clusters), under
+    // the cluster's name: where they are sent is not what the comparison is about.
+    let inline = fetched.clusters.iter().filter_map(|c| {
+        let cla = c.load_assignment.as_ref()?;
+        (!cla.endpoints.is_empty()).then(|| (c.name.clone(), endpoints(cla)))
+    });
     out.insert(
         KINDS[1],
-        fetched
-            .endpoints
-            .iter()
-            .map(|e| (e.cluster_name.clone(), endpoints(e)))
+        inline
+            .chain(
+                fetched
+                    .endpoints
+                    .iter()
+                    .map(|e| (e.cluster_name.clone(), endpoints(e))),
+            )
             .collect(),
     );
     out.insert(

@@ -356,7 +356,13 @@ fn compare_scenario(
             &format!("{}/conformance.yaml", s.lab),
         ],
     )?;
-    let state = LabState::load(&state_dir)?.context("the lab wrote no state")?;
+    let mut state = LabState::load(&state_dir)?.context("the lab wrote no state")?;
+    // On Kubernetes, the application pods are the node agents' (as `Lab::load` reads them).
+    for c in &mut state.clusters {
+        c.pods.retain(|p| !p.from_node);
+        c.pods
+            .extend(isthmus_lab::node::read_pods(&state_dir, &c.name));
+    }
     let cluster = state
         .clusters
         .iter()
@@ -371,7 +377,7 @@ fn compare_scenario(
     };
     let pod = find(s.namespace, s.pod, true)?;
     let cp = find("istio-system", "istiod", false)?;
-    let bootstrap = pod.workdir.join("envoy-bootstrap.json");
+    let bootstrap = pod.workdir.join("agent/envoy-bootstrap.json");
     let node = node_of(&bootstrap)?;
     let cluster_id = node
         .metadata
