@@ -30,6 +30,7 @@ pub fn sidecar_local_clusters(snapshot: &MeshSnapshot, proxy: &Proxy) -> Vec<Clu
             None => (app.to_string(), port),
         };
         let mut c = static_cluster(&names::inbound_cluster(port), &address, target);
+        c.circuit_breakers = Some(crate::policy::unlimited_circuit_breakers());
         if capture {
             c.upstream_bind_config = Some(inbound_bind());
         }
@@ -238,6 +239,20 @@ pub fn outbound(
                 &key.sni(),
                 &peer_identity(snapshot, t.service),
             ));
+            // Automatic mTLS, as Istio's: endpoints known to have no sidecar (a pod not
+            // injected, an address with no pod such as the API server's) are reached in
+            // plain text, the app's own bytes untouched. EDS marks them (see
+            // `endpoint::PLAINTEXT_MATCH`); the others keep the cluster's mTLS.
+            let auto =
+                crate::target::explicit_tls_mode(snapshot, proxy, t.service, subset).is_none();
+            if auto
+                && t.service
+                    .endpoints
+                    .iter()
+                    .any(|e| e.origin.without_sidecar())
+            {
+                c.transport_socket_matches = vec![crate::endpoint::plaintext_match()];
+            }
         }
         Some(TlsMode::Simple | TlsMode::Mutual) => {
             if let Some(tls) = crate::target::explicit_tls(snapshot, proxy, t.service, subset) {
@@ -288,6 +303,7 @@ fn passthrough(name: &str) -> Cluster {
         )),
         lb_policy: cluster::LbPolicy::ClusterProvided as i32,
         connect_timeout: Some(seconds(10)),
+        circuit_breakers: Some(crate::policy::unlimited_circuit_breakers()),
         ..Default::default()
     }
 }

@@ -12,6 +12,58 @@ use isthmus_model::{Address, Endpoint, MeshSnapshot, Proxy};
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 
+/// The `envoy.transport_socket_match` value that picks plain text for an endpoint without a
+/// sidecar (Istio's `tlsMode: disabled`).
+pub const PLAINTEXT_MATCH: (&str, &str) = ("tlsMode", "disabled");
+
+/// The transport socket match of a cluster with automatic mTLS: endpoints marked
+/// [`PLAINTEXT_MATCH`] get raw bytes, every other endpoint the cluster's mTLS.
+pub fn plaintext_match(
+) -> envoy_types::pb::envoy::config::cluster::v3::cluster::TransportSocketMatch {
+    use envoy_types::pb::envoy::config::core::v3::{transport_socket, TransportSocket};
+    use envoy_types::pb::google::protobuf::{value::Kind, Any, Struct, Value};
+    envoy_types::pb::envoy::config::cluster::v3::cluster::TransportSocketMatch {
+        name: "tlsMode-disabled".into(),
+        r#match: Some(Struct {
+            fields: [(
+                PLAINTEXT_MATCH.0.to_string(),
+                Value {
+                    kind: Some(Kind::StringValue(PLAINTEXT_MATCH.1.into())),
+                },
+            )]
+            .into_iter()
+            .collect(),
+        }),
+        transport_socket: Some(TransportSocket {
+            name: "envoy.transport_sockets.raw_buffer".into(),
+            config_type: Some(transport_socket::ConfigType::TypedConfig(Any {
+                type_url:
+                    "type.googleapis.com/envoy.extensions.transport_sockets.raw_buffer.v3.RawBuffer"
+                        .into(),
+                value: Vec::new(),
+            })),
+        }),
+    }
+}
+
+/// Marks an endpoint to be reached in plain text ([`plaintext_match`]).
+fn mark_plaintext(e: &mut LbEndpoint) {
+    use envoy_types::pb::envoy::config::core::v3::Metadata;
+    use envoy_types::pb::google::protobuf::{value::Kind, Struct, Value};
+    let fields = [(
+        PLAINTEXT_MATCH.0.to_string(),
+        Value {
+            kind: Some(Kind::StringValue(PLAINTEXT_MATCH.1.into())),
+        },
+    )]
+    .into_iter()
+    .collect();
+    e.metadata
+        .get_or_insert_with(Metadata::default)
+        .filter_metadata
+        .insert("envoy.transport_socket_match".into(), Struct { fields });
+}
+
 /// One weighted address.
 pub fn lb_endpoint(address: impl Into<String>, port: u32, weight: u32) -> LbEndpoint {
     LbEndpoint {
@@ -54,7 +106,8 @@ pub fn load_assignment(
     let lb = LocalityLb::new(proxy, &policy);
     // (locality, label priority) -> (address, port) -> weight
     // Endpoints' addresses are borrowed; the few gateways' are parsed.
-    type Group<'e> = BTreeMap<(Cow<'e, Address>, u32), u32>;
+    // (address, port, without a sidecar) -> weight
+    type Group<'e> = BTreeMap<(Cow<'e, Address>, u32, bool), u32>;
     let mut by_group: BTreeMap<(&str, u32), Group<'_>> = BTreeMap::new();
     // (network, locality, label priority) -> number of endpoints behind that network's
     // gateways
@@ -68,7 +121,11 @@ pub fn load_assignment(
             *by_group
                 .entry((&e.origin.locality, label_priority))
                 .or_default()
-                .entry((Cow::Borrowed(&e.address), ep_port))
+                .entry((
+                    Cow::Borrowed(&e.address),
+                    ep_port,
+                    e.origin.without_sidecar(),
+                ))
                 .or_default() += e.weight;
         } else if e.origin.mtls_ready && !e.origin.network.is_empty() {
             *remote
@@ -100,7 +157,7 @@ pub fn load_assignment(
             *by_group
                 .entry((loc, label_priority))
                 .or_default()
-                .entry((Cow::Owned(Address::parse(&gw.address)), gw.port))
+                .entry((Cow::Owned(Address::parse(&gw.address)), gw.port, false))
                 .or_default() += share;
         }
     }
@@ -110,7 +167,7 @@ pub fn load_assignment(
         && by_group
             .values()
             .flat_map(|eps| eps.keys())
-            .all(|(a, p)| snapshot.gateway_health.is_down(&a.to_string(), *p));
+            .all(|(a, p, _)| snapshot.gateway_health.is_down(&a.to_string(), *p));
     let localities: Vec<&str> = by_group.keys().map(|(l, _)| *l).collect();
     let priorities = crate::locality::dense(
         &by_group
@@ -133,10 +190,13 @@ pub fn load_assignment(
             locality: locality_pb(locality),
             lb_endpoints: eps
                 .into_iter()
-                .map(|((a, p), w)| {
+                .map(|((a, p, plaintext), w)| {
                     let address = a.to_string();
                     let down = !all_down && snapshot.gateway_health.is_down(&address, p);
                     let mut e = lb_endpoint(address, p, w);
+                    if plaintext {
+                        mark_plaintext(&mut e);
+                    }
                     if down {
                         // The control plane's probes found this gateway silent.
                         e.health_status = HealthStatus::Unhealthy as i32;

@@ -52,7 +52,7 @@ pub const PASSTHROUGH: &str = "PassthroughCluster";
 /// Drops traffic.
 pub const BLACKHOLE: &str = "BlackHoleCluster";
 /// Forwards inbound traffic to the original destination.
-pub const INBOUND_PASSTHROUGH: &str = "InboundPassthroughClusterIpv4";
+pub const INBOUND_PASSTHROUGH: &str = "InboundPassthroughCluster";
 
 /// Istio's well-known ports.
 pub mod ports {

@@ -33,6 +33,24 @@ use isthmus_model::{MeshSnapshot, Proxy, Service};
 const DEFAULT_RING_SIZE: u64 = 1024;
 /// Istio's "no limit" for circuit breakers.
 const NO_LIMIT: u32 = u32::MAX;
+
+/// Istio's default thresholds (`DefaultCircuitBreakerThresholds`): no limit. Envoy's own
+/// defaults (1,024 connections, pending and active requests, 3 retries) would cap a busy
+/// pod's inbound path and the passthrough clusters.
+pub fn unlimited_circuit_breakers() -> CircuitBreakers {
+    let none = Some(UInt32Value { value: NO_LIMIT });
+    CircuitBreakers {
+        thresholds: vec![circuit_breakers::Thresholds {
+            max_connections: none,
+            max_pending_requests: none,
+            max_requests: none,
+            max_retries: none,
+            track_remaining: true,
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
+}
 /// The key of HTTP upstream options in `typed_extension_protocol_options`.
 pub const HTTP_OPTIONS: &str = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions";
 

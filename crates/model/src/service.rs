@@ -183,6 +183,15 @@ pub struct EndpointOrigin {
     pub ports: Arc<BTreeMap<String, u32>>,
 }
 
+impl EndpointOrigin {
+    /// Whether this endpoint is known to have no sidecar: a pod of a Kubernetes cluster that
+    /// is not injected, or an address there with no pod (the API server's). ServiceEntry
+    /// endpoints are not known either way and are treated as the entry's location says.
+    pub fn without_sidecar(&self) -> bool {
+        !self.cluster.is_empty() && !self.mtls_ready
+    }
+}
+
 /// A service's endpoints in (cluster, address) order, held as runs: a run is one cluster's
 /// endpoints of the service, shared with the per-cluster build it came from. A service seen
 /// in five clusters holds five pointers rather than a copy (or a pointer) per endpoint, and

@@ -241,35 +241,35 @@ pub fn cluster(c: &Cluster) -> Value {
             "max_ejection_percent": u32_value(o.max_ejection_percent.as_ref()),
         })
     });
-    let tls = if c.transport_socket_matches.is_empty() {
-        transport_socket(c.transport_socket.as_ref())
+    // Automatic mTLS, in one form whichever way it is written: istiod matches sidecar
+    // endpoints (`tlsMode: istio`) to mTLS and falls back to plain text; Isthmus keeps mTLS
+    // as the cluster's socket and matches endpoints without a sidecar (`tlsMode: disabled`)
+    // to plain text. What counts is the socket each kind of endpoint gets.
+    let default = transport_socket(c.transport_socket.as_ref());
+    let matching = |want: Option<&str>| {
+        c.transport_socket_matches
+            .iter()
+            .find(|m| {
+                let mode = m.r#match.as_ref().and_then(|s| s.fields.get("tlsMode"));
+                match (want, mode) {
+                    (None, None) => m.r#match.as_ref().is_none_or(|s| s.fields.is_empty()),
+                    (Some(w), Some(v)) => matches!(
+                        &v.kind,
+                        Some(envoy_types::pb::google::protobuf::value::Kind::StringValue(x)) if x == w
+                    ),
+                    _ => false,
+                }
+            })
+            .map(|m| transport_socket(m.transport_socket.as_ref()))
+    };
+    let sidecar = matching(Some("istio")).unwrap_or_else(|| default.clone());
+    let without = matching(Some("disabled"))
+        .or_else(|| matching(None))
+        .unwrap_or_else(|| default.clone());
+    let tls = if sidecar == without {
+        sidecar
     } else {
-        // Automatic mTLS: a socket per endpoint label, the cluster's own as the fallback.
-        let mut by_match = Map::new();
-        for m in &c.transport_socket_matches {
-            let on: Vec<String> = m
-                .r#match
-                .iter()
-                .flat_map(|s| s.fields.iter())
-                .map(|(k, v)| match &v.kind {
-                    Some(envoy_types::pb::google::protobuf::value::Kind::StringValue(s)) => {
-                        format!("{k}={s}")
-                    }
-                    _ => k.clone(),
-                })
-                .collect();
-            let key = if on.is_empty() {
-                "endpoints without a match".to_string()
-            } else {
-                format!("endpoints with {}", on.join(","))
-            };
-            by_match.insert(key, transport_socket(m.transport_socket.as_ref()));
-        }
-        by_match.insert(
-            "otherwise".into(),
-            transport_socket(c.transport_socket.as_ref()),
-        );
-        Value::Object(by_match)
+        json!({"endpoints with a sidecar": sidecar, "endpoints without a sidecar": without})
     };
     json!({
         "type": kind,
@@ -303,10 +303,26 @@ pub fn endpoints(e: &ClusterLoadAssignment) -> Value {
     let mut hosts = Vec::new();
     let mut localities = Vec::new();
     for group in &e.endpoints {
-        let locality = group.locality.as_ref().map_or(String::new(), |l| {
-            format!("{}/{}/{}", l.region, l.zone, l.sub_zone)
-        });
-        if let Some(w) = &group.load_balancing_weight {
+        // No locality and an empty one are the same to Envoy.
+        let locality = group
+            .locality
+            .as_ref()
+            .filter(|l| !(l.region.is_empty() && l.zone.is_empty() && l.sub_zone.is_empty()))
+            .map_or(String::new(), |l| {
+                format!("{}/{}/{}", l.region, l.zone, l.sub_zone)
+            });
+        // A locality's weight only counts with locality-weighted balancing, where it is
+        // kept; the sum of its endpoints' weights (istiod's habit) changes nothing.
+        let sum: u32 = group
+            .lb_endpoints
+            .iter()
+            .map(|e| e.load_balancing_weight.as_ref().map_or(1, |w| w.value))
+            .sum();
+        if let Some(w) = group
+            .load_balancing_weight
+            .as_ref()
+            .filter(|w| w.value != sum)
+        {
             localities.push(format!("{locality} weight {}", w.value));
         }
         for lb in &group.lb_endpoints {
@@ -315,14 +331,34 @@ pub fn endpoints(e: &ClusterLoadAssignment) -> Value {
                 Some(lb_endpoint::HostIdentifier::EndpointName(n)) => format!("named:{n}"),
                 None => "none".into(),
             };
-            let health =
-                envoy_types::pb::envoy::config::core::v3::HealthStatus::try_from(lb.health_status)
-                    .map_or_else(
-                        |_| lb.health_status.to_string(),
-                        |h| h.as_str_name().to_string(),
-                    );
+            // Envoy routes to UNKNOWN as to HEALTHY.
+            use envoy_types::pb::envoy::config::core::v3::HealthStatus;
+            let health = match HealthStatus::try_from(lb.health_status) {
+                Ok(HealthStatus::Unknown | HealthStatus::Healthy) => "healthy".to_string(),
+                Ok(h) => h.as_str_name().to_string(),
+                Err(_) => lb.health_status.to_string(),
+            };
+            let transport = lb
+                .metadata
+                .as_ref()
+                .and_then(|m| m.filter_metadata.get("envoy.transport_socket_match"))
+                .map(|s| {
+                    let mut kv: Vec<String> = s
+                        .fields
+                        .iter()
+                        .map(|(k, v)| match &v.kind {
+                            Some(envoy_types::pb::google::protobuf::value::Kind::StringValue(
+                                x,
+                            )) => format!("{k}={x}"),
+                            _ => k.clone(),
+                        })
+                        .collect();
+                    kv.sort();
+                    format!(" socket={}", kv.join(","))
+                })
+                .unwrap_or_default();
             hosts.push(format!(
-                "{at} weight={} priority={} locality={locality} health={health}",
+                "{at} weight={} priority={} locality={locality} health={health}{transport}",
                 lb.load_balancing_weight.as_ref().map_or(1, |w| w.value),
                 group.priority,
             ));
@@ -641,14 +677,14 @@ mod tests {
         assert_eq!(f["type"], "STRICT_DNS");
         assert_eq!(f["lb_policy"], "LEAST_REQUEST");
         assert_eq!(f["http"], "default (HTTP/1.1)");
-        let tls = &f["tls"]["endpoints with tlsMode=istio"];
+        let tls = &f["tls"]["endpoints with a sidecar"];
         assert_eq!(tls["sni"], "outbound_.8000_._.httpbin.bar.global");
         assert_eq!(
             tls["sans"],
             json!(["exact:spiffe://cluster.local/ns/bar/sa/httpbin"])
         );
         assert_eq!(tls["client_certificate"], json!(["sds:default"]));
-        assert_eq!(f["tls"]["otherwise"], "plaintext");
+        assert_eq!(f["tls"]["endpoints without a sidecar"], "plaintext");
     }
 
     #[test]
@@ -684,8 +720,8 @@ mod tests {
         assert_eq!(
             endpoints(&cla)["endpoints"],
             json!([
-                "10.10.0.11:15443 weight=1 priority=1 locality=r/z/ health=UNKNOWN",
-                "198.18.1.2:15443 weight=3 priority=1 locality=r/z/ health=UNKNOWN"
+                "10.10.0.11:15443 weight=1 priority=1 locality=r/z/ health=healthy",
+                "198.18.1.2:15443 weight=3 priority=1 locality=r/z/ health=healthy"
             ])
         );
     }

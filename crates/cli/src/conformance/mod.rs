@@ -54,6 +54,10 @@ pub struct ConformanceArgs {
     /// Working directory (lab state, fetched configurations, istiod's logs).
     #[arg(long, default_value = "/tmp/isthmus-conformance")]
     work: PathBuf,
+    /// Judge again what the last run fetched into --work (no lab, no istiod): after the
+    /// rules of `verdicts.rs` changed.
+    #[arg(long)]
+    reuse: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -166,8 +170,17 @@ pub fn run(args: ConformanceArgs) -> Result<()> {
         .with_context(|| format!("creating {}", args.work.display()))?;
     let mut sections = Vec::new();
     for s in chosen {
-        eprintln!("== {}: bringing up {} on Kubernetes", s.id, s.lab);
-        let judged = compare_scenario(&exe, &istiod, s, &args.work)?;
+        let judged = if args.reuse {
+            let dir = args.work.join(s.id);
+            let read = |f: &str| read_features(&dir.join(f));
+            compare::judge(
+                s.id,
+                compare::differences(&read("isthmus.json")?, &read("istiod.json")?),
+            )
+        } else {
+            eprintln!("== {}: bringing up {} on Kubernetes", s.id, s.lab);
+            compare_scenario(&exe, &istiod, s, &args.work)?
+        };
         sections.push((s, judged));
     }
     let report = report(&sections, &istiod);
@@ -197,14 +210,7 @@ fn node_of(bootstrap: &Path) -> Result<Node> {
         .as_object()
         .into_iter()
         .flatten()
-        .filter_map(|(k, v)| {
-            Some((
-                k.clone(),
-                PbValue {
-                    kind: Some(Kind::StringValue(v.as_str()?.to_string())),
-                },
-            ))
-        })
+        .filter_map(|(k, v)| Some((k.clone(), metadata_value(k, v)?)))
         .collect();
     Ok(Node {
         id: id.to_string(),
@@ -212,6 +218,37 @@ fn node_of(bootstrap: &Path) -> Result<Node> {
         metadata: Some(Struct { fields }),
         ..Default::default()
     })
+}
+
+/// Metadata maps that istio-agent sends as a struct of strings (Isthmus's agent writes them as
+/// a JSON string in the bootstrap; both control planes are asked as istio-proxy asks).
+const MAP_METADATA: [&str; 2] = ["LABELS", "ANNOTATIONS"];
+
+/// A bootstrap metadata value as the node carries it: strings as strings, maps (and the JSON
+/// text of [`MAP_METADATA`]) as a struct of strings; anything else is left out.
+fn metadata_value(key: &str, v: &serde_json::Value) -> Option<PbValue> {
+    let text = |s: &str| PbValue {
+        kind: Some(Kind::StringValue(s.to_string())),
+    };
+    let map = |m: &serde_json::Map<String, serde_json::Value>| PbValue {
+        kind: Some(Kind::StructValue(Struct {
+            fields: m
+                .iter()
+                .filter_map(|(k, v)| Some((k.clone(), text(v.as_str()?))))
+                .collect(),
+        })),
+    };
+    match v {
+        serde_json::Value::String(s) if MAP_METADATA.contains(&key) => {
+            match serde_json::from_str::<serde_json::Value>(s) {
+                Ok(serde_json::Value::Object(m)) => Some(map(&m)),
+                _ => Some(text(s)),
+            }
+        }
+        serde_json::Value::String(s) => Some(text(s)),
+        serde_json::Value::Object(m) => Some(map(m)),
+        _ => None,
+    }
 }
 
 /// `conformance fetch`: fetches and writes the features as JSON.
@@ -377,7 +414,23 @@ fn compare_scenario(
     };
     let pod = find(s.namespace, s.pod, true)?;
     let cp = find("istio-system", "istiod", false)?;
-    let bootstrap = pod.workdir.join("agent/envoy-bootstrap.json");
+    // The agent's bootstrap: in its work folder, or in the `istio-envoy` volume of a pod
+    // the injector gave a sidecar (Kubernetes mode).
+    let bootstrap = [
+        "agent/envoy-bootstrap.json",
+        "volumes/istio-envoy/envoy-bootstrap.json",
+    ]
+    .iter()
+    .map(|f| pod.workdir.join(f))
+    .find(|f| f.is_file())
+    .with_context(|| {
+        format!(
+            "{}/{}: no Envoy bootstrap in {}",
+            pod.namespace,
+            pod.name,
+            pod.workdir.display()
+        )
+    })?;
     let node = node_of(&bootstrap)?;
     let cluster_id = node
         .metadata
@@ -541,4 +594,48 @@ fn report(sections: &[(&Scenario, Vec<compare::Judged>)], istiod: &Path) -> Stri
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_node_is_the_bootstrap_s_with_labels_as_istio_agent_sends_them() {
+        let dir = std::env::temp_dir().join(format!("isthmus-conformance-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let file = dir.join("bootstrap.json");
+        std::fs::write(
+            &file,
+            r#"{"node": {"id": "sidecar~10.10.0.11~sleep-1.foo~foo.svc.cluster.local", "cluster": "sleep.foo",
+                "metadata": {"CLUSTER_ID": "cluster1", "LABELS": "{\"app\":\"sleep\"}", "ANNOTATIONS": {"a": "b"}, "N": 3}}}"#,
+        )
+        .expect("write");
+        let node = node_of(&file).expect("a node");
+        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(
+            node.id,
+            "sidecar~10.10.0.11~sleep-1.foo~foo.svc.cluster.local"
+        );
+        let fields = node.metadata.expect("metadata").fields;
+        assert_eq!(
+            fields["CLUSTER_ID"].kind,
+            Some(Kind::StringValue("cluster1".into()))
+        );
+        let Some(Kind::StructValue(labels)) = &fields["LABELS"].kind else {
+            panic!("LABELS is not a struct: {:?}", fields["LABELS"]);
+        };
+        assert_eq!(
+            labels.fields["app"].kind,
+            Some(Kind::StringValue("sleep".into()))
+        );
+        assert!(matches!(
+            fields["ANNOTATIONS"].kind,
+            Some(Kind::StructValue(_))
+        ));
+        assert!(
+            !fields.contains_key("N"),
+            "numbers are not metadata either side reads"
+        );
+    }
 }
