@@ -352,11 +352,17 @@ fn fetch_in(
             String::from_utf8_lossy(&o.stderr).trim()
         );
     }
-    let text = std::fs::read_to_string(out)?;
+    read_features(out)
+}
+
+/// Features written by `conformance fetch`.
+fn read_features(file: &Path) -> Result<features::Features> {
+    let text = std::fs::read_to_string(file)
+        .with_context(|| format!("reading {} (run without --reuse first)", file.display()))?;
     let raw: std::collections::BTreeMap<
         String,
         std::collections::BTreeMap<String, serde_json::Value>,
-    > = serde_json::from_str(&text).with_context(|| format!("reading {}", out.display()))?;
+    > = serde_json::from_str(&text).with_context(|| format!("reading {}", file.display()))?;
     Ok(features::KINDS
         .iter()
         .map(|k| (*k, raw.get(*k).cloned().unwrap_or_default()))
