@@ -39,8 +39,11 @@ pub fn sidecar_local_clusters(snapshot: &MeshSnapshot, proxy: &Proxy) -> Vec<Clu
         }
         out.push(c);
     }
-    out.push(passthrough(names::PASSTHROUGH));
+    let mut outbound = passthrough(names::PASSTHROUGH);
+    crate::policy::apply_passthrough_http(&mut outbound);
+    out.push(outbound);
     let mut inbound = passthrough(names::INBOUND_PASSTHROUGH);
+    crate::policy::apply_passthrough_http(&mut inbound);
     if capture {
         inbound.upstream_bind_config = Some(inbound_bind());
     }

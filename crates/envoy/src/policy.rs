@@ -417,6 +417,29 @@ impl<'a> Policy<'a> {
     }
 }
 
+/// The passthrough cluster's HTTP options, as istiod's: what the client spoke (HTTP/1.1 or
+/// HTTP/2, so that gRPC to a host outside the mesh stays gRPC), connections idle for 5
+/// minutes closed.
+pub fn apply_passthrough_http(cluster: &mut Cluster) {
+    let options = HttpProtocolOptions {
+        common_http_protocol_options: Some(CommonHttp {
+            idle_timeout: Some(pb_duration(std::time::Duration::from_secs(300))),
+            ..Default::default()
+        }),
+        upstream_protocol_options: Some(UpstreamProtocolOptions::UseDownstreamProtocolConfig(
+            UseDownstreamHttpConfig {
+                http_protocol_options: Some(Http1ProtocolOptions::default()),
+                http2_protocol_options: Some(Http2ProtocolOptions::default()),
+                ..Default::default()
+            },
+        )),
+        ..Default::default()
+    };
+    cluster
+        .typed_extension_protocol_options
+        .insert(HTTP_OPTIONS.to_string(), any(&options));
+}
+
 /// Istio's `applyOutlierDetection`: only what the rule sets, success-rate ejection off.
 fn outlier(od: &OutlierDetection) -> EnvoyOutlier {
     let parse = |d: &Option<String>| d.as_deref().and_then(isthmus_api::duration::parse);

@@ -86,13 +86,17 @@ pub fn outbound_routes(snapshot: &MeshSnapshot, proxy: &Proxy) -> Vec<RouteConfi
                     ..Default::default()
                 }
             } else {
+                // Requests to hosts outside the mesh are not retried (as istiod's
+                // `allow_any` route): a 503 from someone else's server is theirs to retry.
+                let mut passthrough =
+                    route_to(weighted(vec![(names::PASSTHROUGH.to_string(), 100)]));
+                if let Some(route::Action::Route(a)) = &mut passthrough.action {
+                    a.retry_policy = None;
+                }
                 VirtualHost {
                     name: "allow_any".to_string(),
                     domains: vec!["*".to_string()],
-                    routes: vec![route_to(weighted(vec![(
-                        names::PASSTHROUGH.to_string(),
-                        100,
-                    )]))],
+                    routes: vec![passthrough],
                     ..Default::default()
                 }
             });

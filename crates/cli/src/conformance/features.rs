@@ -29,7 +29,7 @@ use envoy_types::pb::envoy::extensions::upstreams::http::v3::HttpProtocolOptions
 use envoy_types::pb::envoy::r#type::matcher::v3::{string_matcher::MatchPattern, StringMatcher};
 use envoy_types::pb::google::protobuf::Duration as PbDuration;
 use prost::Message;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 use std::collections::BTreeMap;
 
 /// The four kinds, as the report names them.
@@ -338,27 +338,10 @@ pub fn endpoints(e: &ClusterLoadAssignment) -> Value {
                 Ok(h) => h.as_str_name().to_string(),
                 Err(_) => lb.health_status.to_string(),
             };
-            let transport = lb
-                .metadata
-                .as_ref()
-                .and_then(|m| m.filter_metadata.get("envoy.transport_socket_match"))
-                .map(|s| {
-                    let mut kv: Vec<String> = s
-                        .fields
-                        .iter()
-                        .map(|(k, v)| match &v.kind {
-                            Some(envoy_types::pb::google::protobuf::value::Kind::StringValue(
-                                x,
-                            )) => format!("{k}={x}"),
-                            _ => k.clone(),
-                        })
-                        .collect();
-                    kv.sort();
-                    format!(" socket={}", kv.join(","))
-                })
-                .unwrap_or_default();
+            // Which endpoints carry a transport socket match (`tlsMode`) is the cluster's
+            // automatic mTLS, compared there as the socket each kind of endpoint gets.
             hosts.push(format!(
-                "{at} weight={} priority={} locality={locality} health={health}{transport}",
+                "{at} weight={} priority={} locality={locality} health={health}",
                 lb.load_balancing_weight.as_ref().map_or(1, |w| w.value),
                 group.priority,
             ));

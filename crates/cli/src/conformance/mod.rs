@@ -169,30 +169,45 @@ pub fn run(args: ConformanceArgs) -> Result<()> {
     std::fs::create_dir_all(&args.work)
         .with_context(|| format!("creating {}", args.work.display()))?;
     let mut sections = Vec::new();
+    let mut failed = Vec::new();
     for s in chosen {
         let judged = if args.reuse {
             let dir = args.work.join(s.id);
             let read = |f: &str| read_features(&dir.join(f));
-            compare::judge(
-                s.id,
-                compare::differences(&read("isthmus.json")?, &read("istiod.json")?),
-            )
+            read("isthmus.json").and_then(|ours| {
+                Ok(compare::judge(
+                    s.id,
+                    compare::differences(&ours, &read("istiod.json")?),
+                ))
+            })
         } else {
             eprintln!("== {}: bringing up {} on Kubernetes", s.id, s.lab);
-            compare_scenario(&exe, &istiod, s, &args.work)?
+            compare_scenario(&exe, &istiod, s, &args.work)
         };
-        sections.push((s, judged));
+        // A scenario that cannot be compared is reported, and the others still are.
+        match judged {
+            Ok(j) => sections.push((s, Ok(j))),
+            Err(e) => {
+                eprintln!("== {}: not compared: {e:#}", s.id);
+                failed.push(s.id);
+                sections.push((s, Err(format!("{e:#}"))));
+            }
+        }
     }
     let report = report(&sections, &istiod);
     std::fs::write(&args.out, report).with_context(|| format!("writing {}", args.out.display()))?;
     let unexplained: usize = sections
         .iter()
-        .map(|(_, j)| j.iter().filter(|j| j.verdict.is_none()).count())
+        .filter_map(|(_, j)| j.as_ref().ok())
+        .map(|j| j.iter().filter(|j| j.verdict.is_none()).count())
         .sum();
     eprintln!(
         "report written to {} ({unexplained} differences no rule explains)",
         args.out.display()
     );
+    if !failed.is_empty() {
+        bail!("not compared: {} (the report says why)", failed.join(", "));
+    }
     Ok(())
 }
 
@@ -514,7 +529,10 @@ fn compare_scenario(
 }
 
 /// The report.
-fn report(sections: &[(&Scenario, Vec<compare::Judged>)], istiod: &Path) -> String {
+/// What one scenario gave: its judged differences, or why it could not be compared.
+type Section<'a> = (&'a Scenario, Result<Vec<compare::Judged>, String>);
+
+fn report(sections: &[Section<'_>], istiod: &Path) -> String {
     let mut out = String::new();
     let date = Command::new("date")
         .arg("-u")
@@ -546,6 +564,10 @@ fn report(sections: &[(&Scenario, Vec<compare::Judged>)], istiod: &Path) -> Stri
     let _ = writeln!(out, "| scenario | differences | Isthmus right | istiod right (our bugs) | equivalent | unexplained |");
     let _ = writeln!(out, "|---|---|---|---|---|---|");
     for (s, judged) in sections {
+        let Ok(judged) = judged else {
+            let _ = writeln!(out, "| {} | not compared | | | | |", s.id.to_uppercase());
+            continue;
+        };
         let count = |r: Option<verdicts::Right>| {
             judged
                 .iter()
@@ -570,6 +592,13 @@ fn report(sections: &[(&Scenario, Vec<compare::Judged>)], istiod: &Path) -> Stri
             "Proxy: `{}/{}` in cluster `{}`.\n",
             s.namespace, s.pod, s.cluster
         );
+        let judged = match judged {
+            Ok(j) => j,
+            Err(why) => {
+                let _ = writeln!(out, "Not compared: {}", why.replace('\n', " "));
+                continue;
+            }
+        };
         if judged.is_empty() {
             let _ = writeln!(out, "No differences.");
             continue;
