@@ -492,6 +492,28 @@ fn compare_scenario(
         &dir.join("isthmus.json"),
     )?;
 
+    // istiod reads other clusters with the credential Secrets the scenario applied. Their
+    // reader account has the rights Isthmus uses (`isthmus create-remote-secret`); istiod
+    // lists more (Secrets and CRDs cluster-wide) and would wait for them forever. For the
+    // comparison, that account may read everything in those clusters.
+    for other in state.clusters.iter().filter(|c| c.name != s.cluster) {
+        let _ = lab(
+            exe,
+            &state_dir,
+            &prefix,
+            &[
+                "kubectl",
+                &other.name,
+                "--",
+                "create",
+                "clusterrolebinding",
+                "conformance-istiod-reader",
+                "--clusterrole=cluster-admin",
+                "--serviceaccount=istio-system:istio-reader-service-account",
+            ],
+        );
+    }
+
     // istiod, in the control plane's pod, on ports Isthmus does not use.
     let istiod_dir = dir.join("istiod");
     std::fs::create_dir_all(&istiod_dir)?;

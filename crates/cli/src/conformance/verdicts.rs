@@ -4,6 +4,7 @@
 //! scenario only, that scenario. The first matching rule wins.
 
 use super::compare::{Difference, Side};
+use serde_json::Value;
 
 /// Who is right about a difference.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,7 +43,6 @@ enum Name {
     Any,
     Exact(&'static str),
     Prefix(&'static str),
-    Contains(&'static str),
 }
 
 impl Name {
@@ -51,7 +51,6 @@ impl Name {
             Name::Any => true,
             Name::Exact(n) => name == n,
             Name::Prefix(p) => name.starts_with(p),
-            Name::Contains(c) => name.contains(c),
         }
     }
 }
@@ -63,6 +62,8 @@ enum What {
     Only(Side),
     /// This field differs.
     Field(&'static str),
+    /// This field differs, and the values pass the check.
+    FieldWhere(&'static str, fn(&Value, &Value) -> bool),
 }
 
 struct Rule {
@@ -73,8 +74,225 @@ struct Rule {
     verdict: Verdict,
 }
 
+/// A rule for every scenario.
+const fn rule(kind: &'static str, name: Name, what: What, right: Right, why: &'static str) -> Rule {
+    Rule {
+        scenario: None,
+        kind,
+        name,
+        what,
+        verdict: Verdict { right, why },
+    }
+}
+
+/// istiod's automatic mTLS (a socket per endpoint label) where every endpoint has a
+/// sidecar: the socket those endpoints get is Isthmus's one socket.
+fn same_for_sidecar_endpoints(ours: &Value, theirs: &Value) -> bool {
+    theirs.get("endpoints with a sidecar") == Some(ours)
+}
+
+/// The SANs Isthmus checks are the mesh's trust domain where istiod checks none.
+fn trust_domain_where_istiod_checks_nothing(ours: &Value, theirs: &Value) -> bool {
+    let text = |v: &Value| v.to_string();
+    text(ours).contains("\"prefix:spiffe://") && text(theirs).contains("\"sans\":[]")
+}
+
+/// One endpoint of weight N where istiod lists the same address N times.
+fn same_address_merged(ours: &Value, theirs: &Value) -> bool {
+    let (Some(a), Some(b)) = (ours.as_array(), theirs.as_array()) else {
+        return false;
+    };
+    let addr = |v: &Value| {
+        v.as_str()
+            .and_then(|s| s.split_whitespace().next())
+            .unwrap_or_default()
+            .to_string()
+    };
+    let mut ours: Vec<String> = a.iter().map(addr).collect();
+    let mut theirs: Vec<String> = b.iter().map(addr).collect();
+    ours.dedup();
+    theirs.dedup();
+    ours == theirs && a.len() < b.len()
+}
+
+/// Isthmus lists `host:port` forms, istiod the FQDN with a trailing dot; the names without a
+/// port are the same.
+fn domains_port_and_dot_forms(ours: &Value, theirs: &Value) -> bool {
+    let plain = |v: &Value| -> Vec<String> {
+        let mut out: Vec<String> = v
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .filter(|d| !d.ends_with('.'))
+            .filter(|d| {
+                d.rsplit_once(':')
+                    .is_none_or(|(_, p)| p.parse::<u16>().is_err())
+            })
+            .map(str::to_string)
+            .collect();
+        out.sort();
+        out
+    };
+    plain(ours) == plain(theirs)
+}
+
+/// [`domains_port_and_dot_forms`], with Isthmus's automatically allocated address (Istio's
+/// range, 240.240.0.0/16) for a ServiceEntry without one.
+fn domains_with_allocated_address(ours: &Value, theirs: &Value) -> bool {
+    let without: Vec<Value> = ours
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|d| !d.as_str().is_some_and(|d| d.starts_with("240.240.")))
+        .cloned()
+        .collect();
+    without.len() < ours.as_array().map_or(0, Vec::len)
+        && domains_port_and_dot_forms(&Value::Array(without), theirs)
+}
+
+/// A rule for one scenario.
+const fn scenario_rule(
+    scenario: &'static str,
+    kind: &'static str,
+    name: Name,
+    what: What,
+    right: Right,
+    why: &'static str,
+) -> Rule {
+    Rule {
+        scenario: Some(scenario),
+        kind,
+        name,
+        what,
+        verdict: Verdict { right, why },
+    }
+}
+
 /// The rules, first match wins.
-static RULES: &[Rule] = &[];
+static RULES: &[Rule] = &[
+    scenario_rule(
+        "s4",
+        "cluster",
+        Name::Exact("outbound|80||ingress.b.remote"),
+        What::Field("tls"),
+        Right::Isthmus,
+        "Seed 004 requires that traffic to the other cluster always goes through the local egress gateway. Isthmus's egress funnel (topology `egressFunnel: true`) makes this cluster's only endpoint A's egress gateway on 15443, over mesh mTLS with the cluster's SNI (crates/envoy/src/funnel.rs). istiod, given only the seed's resources, sends the sidecar straight to B's ingress gateway in plain text, bypassing the egress gateway.",
+    ),
+    scenario_rule(
+        "s4",
+        "endpoints",
+        Name::Exact("outbound|80||ingress.b.remote"),
+        What::Field("endpoints"),
+        Right::Isthmus,
+        "The same funnel: the sidecar holds A's egress gateway (10.10.0.4:15443), never B's address (198.18.1.2:80), as the seed requires.",
+    ),
+    rule(
+        "route",
+        Name::Any,
+        What::FieldWhere("domains", domains_with_allocated_address),
+        Right::Istiod,
+        "Isthmus also lists the address it allocated to the ServiceEntry, which has none of its own. That address is from Istio's range (240.240.0.0/16); istiod allocates one only when the proxy asks (`ISTIO_META_DNS_AUTO_ALLOCATE`). The rest is as for other domains: Isthmus adds `host:port` forms, and lacks istiod's trailing-dot FQDN. That last part is open: to fix.",
+    ),
+    rule(
+        "cluster",
+        Name::Prefix("inbound|"),
+        What::Field("type"),
+        Right::Equivalent,
+        "Both deliver to the pod's own port. Isthmus names the app's address in a STATIC cluster; istiod uses ORIGINAL_DST, the connection's original destination, which is that same pod address and port (Istio's `buildInboundClusters`).",
+    ),
+    rule(
+        "cluster",
+        Name::Prefix("inbound|"),
+        What::Field("lb_policy"),
+        Right::Equivalent,
+        "Follows from the cluster type above: an ORIGINAL_DST cluster must use CLUSTER_PROVIDED; a STATIC cluster of one address balances nothing.",
+    ),
+    rule(
+        "endpoints",
+        Name::Prefix("inbound|"),
+        What::Only(Side::Isthmus),
+        Right::Equivalent,
+        "The STATIC inbound cluster carries its one address (the app's port); istiod's ORIGINAL_DST cluster has none to send.",
+    ),
+    rule(
+        "cluster",
+        Name::Prefix("outbound|"),
+        What::FieldWhere("tls", same_for_sidecar_endpoints),
+        Right::Equivalent,
+        "Automatic mTLS. istiod always writes a socket per endpoint label (`tlsMode: istio` gets mTLS, other endpoints plain text). Isthmus writes that split only when some endpoint has no sidecar. Every endpoint here has one, so each gets the same mTLS from both.",
+    ),
+    rule(
+        "cluster",
+        Name::Prefix("outbound|"),
+        What::FieldWhere("tls", trust_domain_where_istiod_checks_nothing),
+        Right::Isthmus,
+        "The endpoints name no service account (ServiceEntry endpoints, the API server). istiod then sends mTLS with no SAN to check (`buildIstioMutualTLS` with empty `serviceAccounts`), so any certificate the root signed is accepted, from any trust domain sharing the root. Isthmus requires the mesh's trust domain (`spiffe://cluster.local/`).",
+    ),
+    rule(
+        "cluster",
+        Name::Prefix("outbound|"),
+        What::Field("connect_timeout"),
+        Right::Isthmus,
+        "Isthmus's default for services reached through other clusters' gateways. A silent gateway holds a call for at most 1 s before the next endpoint is tried, not Istio's 10 s (crates/envoy/src/cluster.rs, `GATEWAY_CONNECT_TIMEOUT`). A DestinationRule's `connectTimeout` still wins.",
+    ),
+    rule(
+        "cluster",
+        Name::Prefix("outbound|"),
+        What::Field("outlier_detection"),
+        Right::Isthmus,
+        "Isthmus ejects a failing gateway after 3 errors, for 5 s, so calls fail over to what still answers. Istio leaves fail-over to a user's `outlierDetection`: its locality failover does nothing without one (Istio docs, Locality failover). A DestinationRule's setting still wins.",
+    ),
+    rule(
+        "endpoints",
+        Name::Prefix("outbound|"),
+        What::FieldWhere("endpoints", same_address_merged),
+        Right::Equivalent,
+        "The same address is listed once with weight N by Isthmus and N times with weight 1 by istiod (the ServiceEntry endpoints differ only in labels): the same share of traffic.",
+    ),
+    rule(
+        "listener",
+        Name::Prefix("0.0.0.0_"),
+        What::Field("filter_chains"),
+        Right::Istiod,
+        "istiod's outbound HTTP listener matches HTTP by the HTTP inspector's ALPN (`http/1.1`, `h2c`) and sends other bytes on that port to PassthroughCluster (its default chain). Isthmus parses every connection on the port as HTTP, so a TLS or raw TCP client of a host outside the mesh on that port fails. Open: to fix.",
+    ),
+    rule(
+        "listener",
+        Name::Prefix("0.0.0.0_"),
+        What::Field("default_filter_chain"),
+        Right::Istiod,
+        "The same as the row above: the default chain passes non-HTTP bytes through. Open: to fix.",
+    ),
+    rule(
+        "listener",
+        Name::Exact("virtualOutbound"),
+        What::Field("filter_chains"),
+        Right::Istiod,
+        "istiod sends connections addressed to the proxy's own 15001 to BlackHoleCluster, a guard against loops (`buildVirtualOutboundListener`). Isthmus has no such chain. Open: to fix.",
+    ),
+    rule(
+        "listener",
+        Name::Exact("virtualInbound"),
+        What::Field("filter_chains"),
+        Right::Istiod,
+        "For declared ports both agree, up to ALPN order and how a non-mesh TLS client reaches the app: Isthmus has a chain of its own, istiod uses the passthrough chain, and both forward to the same port. istiod also has two things Isthmus lacks. First, 15006 goes to BlackHoleCluster (a loop guard). Second, mesh mTLS to a port no Service declares is terminated before the passthrough cluster; Isthmus hands those TLS bytes to the app as they are. Open: to fix.",
+    ),
+    rule(
+        "route",
+        Name::Any,
+        What::FieldWhere("domains", domains_port_and_dot_forms),
+        Right::Istiod,
+        "The same names. Isthmus adds `host:port` forms; istiod does not need them, because its connection manager strips the port. istiod also adds each FQDN with a trailing dot (`sleep.foo.svc.cluster.local.`), which Isthmus lacks: a client writing that Host gets a 404 from Isthmus. Open: to fix.",
+    ),
+    rule(
+        "route",
+        Name::Any,
+        What::Only(Side::Istiod),
+        Right::Isthmus,
+        "istiod gives a VirtualService's host a virtual host on every HTTP port of the proxy, here port 80, which the ServiceEntry (port 8000) does not declare. Port-80 requests for that name then go to `outbound|80|...` clusters that do not exist. Isthmus routes only the ports the service declares; other ports go out through the passthrough route.",
+    ),
+];
 
 /// The verdict on `d` in scenario `scenario`, if a rule explains it.
 pub fn find(scenario: &str, d: &Difference) -> Option<&'static Verdict> {
@@ -87,7 +305,105 @@ pub fn find(scenario: &str, d: &Difference) -> Option<&'static Verdict> {
                 && match r.what {
                     What::Only(side) => d.only() == Some(side),
                     What::Field(f) => d.field.as_deref() == Some(f),
+                    What::FieldWhere(f, check) => {
+                        d.field.as_deref() == Some(f)
+                            && match (&d.isthmus, &d.istiod) {
+                                (Some(a), Some(b)) => check(a, b),
+                                _ => false,
+                            }
+                    }
                 }
         })
         .map(|r| &r.verdict)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn field(
+        kind: &'static str,
+        name: &str,
+        field: &str,
+        ours: Value,
+        theirs: Value,
+    ) -> Difference {
+        Difference {
+            kind,
+            name: name.into(),
+            field: Some(field.into()),
+            isthmus: Some(ours),
+            istiod: Some(theirs),
+        }
+    }
+
+    #[test]
+    fn auto_mtls_with_every_endpoint_in_the_mesh_is_equivalent() {
+        let mtls =
+            json!({"sni": "outbound_.80_._.a", "sans": ["exact:spiffe://cluster.local/ns/a/sa/a"]});
+        let d = field(
+            "cluster",
+            "outbound|80||a",
+            "tls",
+            mtls.clone(),
+            json!({"endpoints with a sidecar": mtls, "endpoints without a sidecar": "plaintext"}),
+        );
+        assert_eq!(find("s1", &d).map(|v| v.right), Some(Right::Equivalent));
+        // A different socket for the sidecar endpoints is not that rule's.
+        let other = field(
+            "cluster",
+            "outbound|80||a",
+            "tls",
+            json!({"sni": "x"}),
+            json!({"endpoints with a sidecar": {"sni": "y"}}),
+        );
+        assert!(find("s1", &other).is_none());
+    }
+
+    #[test]
+    fn a_merged_address_is_equivalent_only_when_the_addresses_are_the_same() {
+        let merged = field(
+            "endpoints",
+            "outbound|8000||h",
+            "endpoints",
+            json!(["198.18.1.2:15443 weight=2"]),
+            json!(["198.18.1.2:15443 weight=1", "198.18.1.2:15443 weight=1"]),
+        );
+        assert_eq!(
+            find("s1", &merged).map(|v| v.right),
+            Some(Right::Equivalent)
+        );
+        let moved = field(
+            "endpoints",
+            "outbound|8000||h",
+            "endpoints",
+            json!(["198.18.1.3:15443 weight=2"]),
+            json!(["198.18.1.2:15443 weight=1", "198.18.1.2:15443 weight=1"]),
+        );
+        assert!(
+            find("s1", &moved).is_none(),
+            "a different address is unexplained"
+        );
+    }
+
+    #[test]
+    fn domains_differing_only_in_port_and_dot_forms_are_explained_and_others_are_not() {
+        let d = field(
+            "route",
+            "80/a:80",
+            "domains",
+            json!(["a", "a:80", "10.96.0.1", "10.96.0.1:80"]),
+            json!(["a", "a.", "10.96.0.1"]),
+        );
+        assert!(find("s1", &d).is_some());
+        let missing = field(
+            "route",
+            "80/a:80",
+            "domains",
+            json!(["a"]),
+            json!(["a", "b"]),
+        );
+        assert!(find("s1", &missing).is_none());
+    }
 }
