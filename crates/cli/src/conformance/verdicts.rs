@@ -172,6 +172,14 @@ const fn scenario_rule(
 /// The rules, first match wins.
 static RULES: &[Rule] = &[
     scenario_rule(
+        "s3",
+        "endpoints",
+        Name::Prefix("outbound|"),
+        What::Field("endpoints"),
+        Right::Isthmus,
+        "Split horizon. istiod never applied the seed's meshNetworks: seed 003 writes it in the Helm values form (root key `meshNetworks:`), and istiod's reader of the `istio` ConfigMap takes only a `networks:` root. Its log says `mesh networks configuration: {}`. istiod therefore puts every endpoint on one network and hands the sidecar the remote cluster's pod addresses (10.10.0.31, 10.10.0.32). Those are on another pod network that cannot be reached, and that overlaps this one. Isthmus reads both forms: it sends the local pod, and the remote gateway (198.18.1.2:15443) weighted by the endpoints behind it.",
+    ),
+    scenario_rule(
         "s4",
         "cluster",
         Name::Exact("outbound|80||ingress.b.remote"),
