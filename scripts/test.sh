@@ -17,6 +17,7 @@ scripts/install-envoy.sh
 scripts/install-kubernetes.sh
 scripts/install-istio-crds.sh
 scripts/install-helm.sh
+scripts/install-istiod.sh
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 set +e

@@ -82,17 +82,20 @@ pub fn sidecar_listeners(snapshot: &MeshSnapshot, proxy: &Proxy) -> Vec<Listener
             name: names::VIRTUAL_OUTBOUND.into(),
             address: Some(socket("0.0.0.0", ports::OUTBOUND)),
             use_original_dst: Some(BoolValue { value: true }),
-            filter_chains: vec![FilterChain {
-                // REGISTRY_ONLY: connections to addresses the mesh does not know end in
-                // the black hole instead of passing through.
-                filters: vec![if snapshot.registry_only(proxy) {
-                    tcp_proxy_filter(names::BLACKHOLE, names::BLACKHOLE)
-                } else {
-                    tcp_proxy_filter(names::PASSTHROUGH, names::PASSTHROUGH)
-                }],
-                name: names::VIRTUAL_OUTBOUND.into(),
-                ..Default::default()
-            }],
+            filter_chains: vec![
+                FilterChain {
+                    // REGISTRY_ONLY: connections to addresses the mesh does not know end in
+                    // the black hole instead of passing through.
+                    filters: vec![if snapshot.registry_only(proxy) {
+                        tcp_proxy_filter(names::BLACKHOLE, names::BLACKHOLE)
+                    } else {
+                        tcp_proxy_filter(names::PASSTHROUGH, names::PASSTHROUGH)
+                    }],
+                    name: names::VIRTUAL_OUTBOUND.into(),
+                    ..Default::default()
+                },
+                loop_guard(ports::OUTBOUND),
+            ],
             traffic_direction: 2, // OUTBOUND
             ..Default::default()
         });
@@ -337,6 +340,20 @@ pub const MESH_ALPNS: [&str; 5] = [
     "istio-h2",
 ];
 
+/// A connection addressed to the capture port itself (15001, 15006) would be redirected to it
+/// again and again: it ends in the black hole, as istiod's chains do.
+fn loop_guard(port: u32) -> FilterChain {
+    FilterChain {
+        name: format!("{}-blackhole", port),
+        filter_chain_match: Some(FilterChainMatch {
+            destination_port: Some(UInt32Value { value: port }),
+            ..Default::default()
+        }),
+        filters: vec![tcp_proxy_filter(names::BLACKHOLE, names::BLACKHOLE)],
+        ..Default::default()
+    }
+}
+
 fn inbound_listeners(snapshot: &MeshSnapshot, proxy: &Proxy, capture: bool) -> Vec<Listener> {
     let inbound = inbound_ports(snapshot, proxy);
     if capture {
@@ -344,6 +361,7 @@ fn inbound_listeners(snapshot: &MeshSnapshot, proxy: &Proxy, capture: bool) -> V
             .iter()
             .flat_map(|(port, p)| inbound_chains(snapshot, proxy, *port, p.http, true))
             .collect();
+        chains.push(loop_guard(ports::INBOUND));
         chains.push(FilterChain {
             name: "virtualInbound-passthrough".into(),
             filters: vec![tcp_proxy_filter(

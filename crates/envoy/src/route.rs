@@ -129,6 +129,11 @@ pub fn domains(svc: &Service, port: u32, proxy_ns: &str) -> Vec<String> {
         out.push(format!("{n}:{port}"));
         out.push(n);
     }
+    // The absolute form of the full name (`Host: sleep.foo.svc.cluster.local.`), which a
+    // client may send and istiod also routes.
+    if svc.hostname.contains('.') && !svc.hostname.starts_with('*') {
+        out.push(format!("{}.", svc.hostname));
+    }
     out
 }
 

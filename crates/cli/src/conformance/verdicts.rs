@@ -199,8 +199,8 @@ static RULES: &[Rule] = &[
         "route",
         Name::Any,
         What::FieldWhere("domains", domains_with_allocated_address),
-        Right::Istiod,
-        "Isthmus also lists the address it allocated to the ServiceEntry, which has none of its own. That address is from Istio's range (240.240.0.0/16); istiod allocates one only when the proxy asks (`ISTIO_META_DNS_AUTO_ALLOCATE`). The rest is as for other domains: Isthmus adds `host:port` forms, and lacks istiod's trailing-dot FQDN. That last part is open: to fix.",
+        Right::Equivalent,
+        "Isthmus also lists the address it allocated to the ServiceEntry, which has none of its own. That address is from Istio's range (240.240.0.0/16); istiod allocates one only when the proxy asks (`ISTIO_META_DNS_AUTO_ALLOCATE`). A client resolves the name through the mesh DNS, which answers with that address, so the address reaches the same routes. Otherwise as for other domains: Isthmus also has the `host:port` forms.",
     ),
     rule(
         "cluster",
@@ -274,24 +274,17 @@ static RULES: &[Rule] = &[
     ),
     rule(
         "listener",
-        Name::Exact("virtualOutbound"),
-        What::Field("filter_chains"),
-        Right::Istiod,
-        "istiod sends connections addressed to the proxy's own 15001 to BlackHoleCluster, a guard against loops (`buildVirtualOutboundListener`). Isthmus has no such chain. Open: to fix.",
-    ),
-    rule(
-        "listener",
         Name::Exact("virtualInbound"),
         What::Field("filter_chains"),
         Right::Istiod,
-        "For declared ports both agree, up to ALPN order and how a non-mesh TLS client reaches the app: Isthmus has a chain of its own, istiod uses the passthrough chain, and both forward to the same port. istiod also has two things Isthmus lacks. First, 15006 goes to BlackHoleCluster (a loop guard). Second, mesh mTLS to a port no Service declares is terminated before the passthrough cluster; Isthmus hands those TLS bytes to the app as they are. Open: to fix.",
+        "For declared ports both agree, up to ALPN order and how a non-mesh TLS client reaches the app: Isthmus has a chain of its own, istiod uses the passthrough chain, and both forward to the same port. Both send 15006 to BlackHoleCluster. But istiod terminates mesh mTLS to a port no Service declares, then forwards plain text through the passthrough cluster; Isthmus hands those TLS bytes to the app as they are. Open: to fix.",
     ),
     rule(
         "route",
         Name::Any,
         What::FieldWhere("domains", domains_port_and_dot_forms),
-        Right::Istiod,
-        "The same names. Isthmus adds `host:port` forms; istiod does not need them, because its connection manager strips the port. istiod also adds each FQDN with a trailing dot (`sleep.foo.svc.cluster.local.`), which Isthmus lacks: a client writing that Host gets a 404 from Isthmus. Open: to fix.",
+        Right::Equivalent,
+        "The same names. Isthmus also lists the `host:port` forms, which istiod does not need because its connection manager strips the port. Both list the FQDN with a trailing dot.",
     ),
     rule(
         "route",
