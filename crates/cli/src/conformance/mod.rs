@@ -171,8 +171,14 @@ pub fn run(args: ConformanceArgs) -> Result<()> {
     let mut sections = Vec::new();
     let mut failed = Vec::new();
     for s in chosen {
-        let judged = if args.reuse {
-            let dir = args.work.join(s.id);
+        let dir = args.work.join(s.id);
+        let failure = dir.join("not-compared.txt");
+        let judged = if args.reuse && failure.is_file() {
+            Err(anyhow::anyhow!(
+                "{}",
+                std::fs::read_to_string(&failure).unwrap_or_default()
+            ))
+        } else if args.reuse {
             let read = |f: &str| read_features(&dir.join(f));
             read("isthmus.json").and_then(|ours| {
                 Ok(compare::judge(
@@ -189,8 +195,15 @@ pub fn run(args: ConformanceArgs) -> Result<()> {
             Ok(j) => sections.push((s, Ok(j))),
             Err(e) => {
                 eprintln!("== {}: not compared: {e:#}", s.id);
+                // The end of the error says why (a lab's output comes before it).
+                let why = format!("{e:#}");
+                let lines: Vec<&str> = why.lines().collect();
+                let tail = lines[lines.len().saturating_sub(3)..].join(" ");
+                if !args.reuse {
+                    let _ = std::fs::write(&failure, &tail);
+                }
                 failed.push(s.id);
-                sections.push((s, Err(format!("{e:#}"))));
+                sections.push((s, Err(tail)));
             }
         }
     }

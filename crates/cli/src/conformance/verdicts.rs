@@ -270,7 +270,7 @@ static RULES: &[Rule] = &[
         Name::Prefix("0.0.0.0_"),
         What::Field("default_filter_chain"),
         Right::Istiod,
-        "The same as the row above: the default chain passes non-HTTP bytes through. Open: to fix.",
+        "With the filter_chains row of this listener: istiod's default chain sends bytes that are not HTTP on this port to PassthroughCluster; Isthmus has no default chain. Open: to fix.",
     ),
     rule(
         "listener",
