@@ -654,7 +654,8 @@ fn report(sections: &[Section<'_>], istiod: &Path) -> String {
                 out,
                 "| {} | `{}` | {} | {} | {} | {} | {} |",
                 d.kind,
-                d.name,
+                // A `|` ends a table cell even between backticks unless escaped.
+                d.name.replace('|', "\\|"),
                 d.field.as_deref().unwrap_or("sent by one side"),
                 compare::short(d.isthmus.as_ref()),
                 compare::short(d.istiod.as_ref()),
