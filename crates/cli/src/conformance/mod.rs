@@ -486,7 +486,19 @@ fn compare_scenario(
     let (chain, key) = authority.issue_workload(&identity, Duration::from_secs(3600))?;
     let (chain_file, key_file) = (dir.join("chain.pem"), dir.join("key.pem"));
     std::fs::write(&chain_file, chain)?;
-    std::fs::write(&key_file, key)?;
+    // The private key is readable by its owner only.
+    {
+        use std::io::Write as _;
+        use std::os::unix::fs::OpenOptionsExt as _;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&key_file)
+            .and_then(|mut f| f.write_all(key.as_bytes()))
+            .with_context(|| format!("writing {}", key_file.display()))?;
+    }
     let root = ca.join("root/root-cert.pem");
     let xds = cluster
         .control_plane_addr
