@@ -201,7 +201,7 @@ fn s1_and_its_variants_in_the_lab_with_one_pod_cidr_in_both_clusters() {
     for (scenario, steps) in [
         // Right after s1 (later scenarios leave subsets and routes behind).
         ("traffic-policy", 12),
-        ("registry-only", 9),
+        ("registry-only", 13),
         ("protocols", 32),
         ("vm", 15),
         ("metrics", 11),

@@ -69,12 +69,24 @@ pub fn sidecar_listeners(snapshot: &MeshSnapshot, proxy: &Proxy) -> Vec<Listener
     {
         http_ports.insert(crate::route::SERVICELESS_PORT);
     }
+    // What is not HTTP on a captured HTTP port (TLS or raw TCP to a host outside the mesh
+    // that shares the port number) goes where the capture listener would have sent it.
+    let unmatched = || {
+        if snapshot.registry_only(proxy) {
+            tcp_proxy_filter(names::BLACKHOLE, names::BLACKHOLE)
+        } else {
+            tcp_proxy_filter(names::PASSTHROUGH, names::PASSTHROUGH)
+        }
+    };
     for port in http_ports {
         out.push(outbound_listener(
             "0.0.0.0",
             port,
             false,
-            Forward::Http(port.to_string()),
+            Forward::HttpElse {
+                route: port.to_string(),
+                other: unmatched(),
+            },
         ));
     }
     if capture {
@@ -86,11 +98,7 @@ pub fn sidecar_listeners(snapshot: &MeshSnapshot, proxy: &Proxy) -> Vec<Listener
                 FilterChain {
                     // REGISTRY_ONLY: connections to addresses the mesh does not know end in
                     // the black hole instead of passing through.
-                    filters: vec![if snapshot.registry_only(proxy) {
-                        tcp_proxy_filter(names::BLACKHOLE, names::BLACKHOLE)
-                    } else {
-                        tcp_proxy_filter(names::PASSTHROUGH, names::PASSTHROUGH)
-                    }],
+                    filters: vec![unmatched()],
                     name: names::VIRTUAL_OUTBOUND.into(),
                     ..Default::default()
                 },
@@ -153,6 +161,12 @@ enum Forward {
     /// Sniffed: HTTP (HTTP/1.x or h2c, by the HTTP inspector) routed by the RDS
     /// configuration `route`, anything else to the TCP proxy `tcp`.
     Sniffed { route: String, tcp: Filter },
+    /// A port shared by the HTTP services of the mesh (`0.0.0.0_PORT`): plain-text HTTP/1.1
+    /// and h2c (by the HTTP inspector) routed by the RDS configuration `route`, any other
+    /// bytes (TLS, another protocol, to a host the mesh does not know) to the default chain
+    /// `other` (the passthrough cluster, or the black hole under REGISTRY_ONLY), as istiod's
+    /// outbound HTTP listeners.
+    HttpElse { route: String, other: Filter },
 }
 
 /// How long a sniffed listener waits for the client's first bytes before it gives the
@@ -164,56 +178,74 @@ const PROTOCOL_DETECTION_TIMEOUT: i64 = 5;
 /// The ALPN values the HTTP inspector gives HTTP connections.
 const SNIFFED_HTTP: [&str; 3] = ["http/1.0", "http/1.1", "h2c"];
 
+/// The HTTP inspector's values that the wildcard HTTP listeners route (istiod's
+/// `plaintextHTTPALPNs` without `PILOT_HTTP10`): HTTP/1.0 is not accepted by the connection
+/// manager, so such a client passes through to its original destination instead of being
+/// answered 426.
+const WILDCARD_HTTP: [&str; 2] = ["http/1.1", "h2c"];
+
 fn tcp_hash(snapshot: &MeshSnapshot, proxy: &Proxy, svc: &isthmus_model::Service) -> bool {
     crate::policy::Policy::of(snapshot, proxy, svc, None).tcp_hash_by_source()
 }
 
 fn outbound_listener(address: &str, port: u32, bind: bool, forward: Forward) -> Listener {
     let name = format!("{address}_{port}");
-    let (filter, sniffed_http) = match forward {
-        Forward::Http(r) => (
-            http_connection_manager(&format!("outbound_{name}"), HcmRoute::Rds(r), None),
-            None,
-        ),
-        Forward::Tcp(tcp) => (tcp, None),
-        Forward::Sniffed { route, tcp } => (
-            tcp,
-            Some(http_connection_manager(
-                &format!("outbound_{name}"),
-                HcmRoute::Rds(route),
-                None,
-            )),
-        ),
+    let hcm = |route: String| {
+        http_connection_manager(&format!("outbound_{name}"), HcmRoute::Rds(route), None)
     };
     let mut listener = Listener {
-        name,
+        name: name.clone(),
         address: Some(socket(address, port)),
         bind_to_port: Some(BoolValue { value: bind }),
-        filter_chains: vec![FilterChain {
-            filters: vec![filter],
-            ..Default::default()
-        }],
         traffic_direction: 2,
         ..Default::default()
     };
-    if let Some(hcm) = sniffed_http {
-        listener.listener_filters = vec![http_inspector()];
-        listener.listener_filters_timeout = Some(seconds(PROTOCOL_DETECTION_TIMEOUT));
-        listener.continue_on_listener_filters_timeout = true;
-        listener.filter_chains.insert(
-            0,
-            FilterChain {
-                name: "sniffed-http".into(),
-                filter_chain_match: Some(FilterChainMatch {
-                    application_protocols: SNIFFED_HTTP.iter().map(|a| a.to_string()).collect(),
-                    ..Default::default()
-                }),
-                filters: vec![hcm],
+    // The chain HTTP takes when the first bytes say HTTP (the HTTP inspector's ALPN).
+    let inspected = |alpns: &[&str], hcm: Filter, name: &str| FilterChain {
+        name: name.into(),
+        filter_chain_match: Some(FilterChainMatch {
+            transport_protocol: "raw_buffer".into(),
+            application_protocols: alpns.iter().map(|a| a.to_string()).collect(),
+            ..Default::default()
+        }),
+        filters: vec![hcm],
+        ..Default::default()
+    };
+    let plain = |filter: Filter| FilterChain {
+        filters: vec![filter],
+        ..Default::default()
+    };
+    match forward {
+        Forward::Http(route) => listener.filter_chains = vec![plain(hcm(route))],
+        Forward::Tcp(tcp) => listener.filter_chains = vec![plain(tcp)],
+        Forward::Sniffed { route, tcp } => {
+            inspect_http(&mut listener);
+            let mut http = inspected(&SNIFFED_HTTP, hcm(route), "sniffed-http");
+            if let Some(m) = http.filter_chain_match.as_mut() {
+                m.transport_protocol.clear();
+            }
+            listener.filter_chains = vec![http, plain(tcp)];
+        }
+        Forward::HttpElse { route, other } => {
+            inspect_http(&mut listener);
+            listener.filter_chains = vec![inspected(&WILDCARD_HTTP, hcm(route), "http")];
+            listener.default_filter_chain = Some(FilterChain {
+                name: "non-http".into(),
+                filters: vec![other],
                 ..Default::default()
-            },
-        );
+            });
+        }
     }
     listener
+}
+
+/// Puts the HTTP inspector in front of `listener`'s chains, giving up (and taking the
+/// chains that do not ask for HTTP) when the client sends nothing for
+/// [`PROTOCOL_DETECTION_TIMEOUT`] seconds.
+fn inspect_http(listener: &mut Listener) {
+    listener.listener_filters = vec![http_inspector()];
+    listener.listener_filters_timeout = Some(seconds(PROTOCOL_DETECTION_TIMEOUT));
+    listener.continue_on_listener_filters_timeout = true;
 }
 
 /// The TCP proxy of an inbound chain to the app, reporting as the destination.

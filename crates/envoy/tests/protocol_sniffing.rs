@@ -160,3 +160,65 @@ fn declared_ports_are_not_sniffed() {
     assert!(!res.listeners.iter().any(|l| l.name == "10.96.0.30_8080"));
     assert!(upstream(&res, "outbound|9000||mixed.bar.svc.cluster.local").is_none());
 }
+
+/// The cluster a chain's TCP proxy forwards to.
+fn tcp_cluster(chain: &envoy_types::pb::envoy::config::listener::v3::FilterChain) -> String {
+    use envoy_types::pb::envoy::extensions::filters::network::tcp_proxy::v3::{
+        tcp_proxy::ClusterSpecifier, TcpProxy,
+    };
+    let Some(ConfigType::TypedConfig(any)) = &chain.filters[0].config_type else {
+        panic!("no TCP proxy config");
+    };
+    match TcpProxy::decode(any.value.as_slice())
+        .expect("tcp proxy")
+        .cluster_specifier
+    {
+        Some(ClusterSpecifier::Cluster(c)) => c,
+        other => panic!("TCP proxy to {other:?}"),
+    }
+}
+
+#[test]
+fn a_shared_http_port_routes_http_and_passes_other_bytes_through() {
+    // A declared HTTP port shared by the mesh (0.0.0.0_8080): plain HTTP/1.1 and h2c go to
+    // the port's routes; TLS or another protocol to a host outside the mesh on that port
+    // leaves by the default chain, as istiod's outbound HTTP listeners.
+    let res = resources(true);
+    let l = listener(&res, "0.0.0.0_8080");
+    assert_eq!(
+        l.listener_filters
+            .iter()
+            .map(|f| f.name.as_str())
+            .collect::<Vec<_>>(),
+        ["envoy.filters.listener.http_inspector"]
+    );
+    assert!(l.continue_on_listener_filters_timeout);
+    assert_eq!(
+        filter_names(l),
+        [vec!["envoy.filters.network.http_connection_manager".to_string()]]
+    );
+    let m = l.filter_chains[0]
+        .filter_chain_match
+        .as_ref()
+        .expect("the HTTP chain matches");
+    assert_eq!(m.transport_protocol, "raw_buffer");
+    assert_eq!(m.application_protocols, ["http/1.1", "h2c"]);
+    let default = l.default_filter_chain.as_ref().expect("a default chain");
+    assert_eq!(tcp_cluster(default), "PassthroughCluster");
+
+    // REGISTRY_ONLY: what is not HTTP ends where the capture listener sends it, the black hole.
+    let yaml = format!(
+        "{MESH}---\napiVersion: networking.istio.io/v1\nkind: Sidecar\nmetadata: {{name: default, namespace: foo}}\nspec:\n  outboundTrafficPolicy: {{mode: REGISTRY_ONLY}}\n"
+    );
+    let snap = common::snapshot(&yaml, "bar", "c1", "n1");
+    let proxy = common::proxy(
+        &snap,
+        "sidecar~10.10.0.30~sleep-0.foo~foo.svc.cluster.local",
+        "c1",
+        &[],
+    );
+    let res = isthmus_envoy::generate(&snap, &proxy);
+    let l = listener(&res, "0.0.0.0_8080");
+    let default = l.default_filter_chain.as_ref().expect("a default chain");
+    assert_eq!(tcp_cluster(default), "BlackHoleCluster");
+}
