@@ -207,7 +207,7 @@ fn s1_and_its_variants_in_the_lab_with_one_pod_cidr_in_both_clusters() {
         ("metrics", 11),
         ("mesh-page", 3),
         ("authz", 23),
-        ("peer-authn", 20),
+        ("peer-authn", 29),
         ("jwt", 15),
         ("jwt-discovery", 11),
         ("tls-origination", 14),

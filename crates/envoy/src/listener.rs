@@ -259,31 +259,70 @@ fn inbound_tcp_proxy(cluster: &str) -> Filter {
     network_filter("envoy.filters.network.tcp_proxy", &proxy)
 }
 
+/// The ports an inbound chain set serves.
+#[derive(Debug, Clone, Copy)]
+enum InboundTarget {
+    /// A port a Service (or the Sidecar's ingress) declares, to `inbound|PORT||`, matched by
+    /// destination port when `match_port` (under capture, where one listener takes every
+    /// port).
+    Declared {
+        port: u32,
+        http: bool,
+        match_port: bool,
+    },
+    /// A port no Service declares: the one a port-level PeerAuthentication setting names, or
+    /// (`None`) any other. Forwarded to the original destination through
+    /// InboundPassthroughCluster; HTTP (told by the HTTP inspector, or by the mesh's HTTP
+    /// ALPNs under mTLS) through a connection manager, the rest through a TCP proxy; mesh
+    /// mTLS terminated as on a declared port, as istiod's passthrough chains do.
+    Undeclared(Option<u32>),
+}
+
+/// How a chain treats TLS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Transport {
+    /// Plain text (`raw_buffer`).
+    Plain,
+    /// Mesh mTLS, terminated here (a client certificate of the trust domain required).
+    MeshTls,
+    /// TLS that is not the mesh's, handed to the app as it is.
+    OtherTls,
+}
+
 fn inbound_chains(
     snapshot: &MeshSnapshot,
     proxy: &Proxy,
-    port: u32,
-    http: bool,
-    match_port: bool,
+    target: InboundTarget,
 ) -> Vec<FilterChain> {
+    let (port, cluster, match_port) = match target {
+        InboundTarget::Declared {
+            port, match_port, ..
+        } => (Some(port), names::inbound_cluster(port), match_port),
+        InboundTarget::Undeclared(port) => {
+            (port, names::INBOUND_PASSTHROUGH.to_string(), port.is_some())
+        }
+    };
     let mode = snapshot
         .mtls
-        .mode_for(&proxy.id.namespace, &proxy.labels, port);
-    let cluster = names::inbound_cluster(port);
+        .mode_for(&proxy.id.namespace, &proxy.labels, port.unwrap_or(0));
     // The AuthorizationPolicies that select this workload.
-    let authz = crate::rbac::rule_sets(
-        snapshot
-            .authz
-            .for_workload(&proxy.id.namespace, &proxy.labels),
-        http,
-    );
-    let permissive = matches!(mode, MtlsMode::Permissive | MtlsMode::Unset);
-    let chain = |tls: bool| {
-        let filter = if http {
+    let policies = snapshot
+        .authz
+        .for_workload(&proxy.id.namespace, &proxy.labels);
+    let http_authz = crate::rbac::rule_sets(policies.clone(), true);
+    let tcp_authz = crate::rbac::rule_sets(policies, false);
+    let base = match (target, port) {
+        (InboundTarget::Declared { .. }, _) => cluster.clone(),
+        (InboundTarget::Undeclared(_), Some(p)) => format!("{}-{p}", names::VIRTUAL_INBOUND),
+        (InboundTarget::Undeclared(_), None) => format!("{}-catchall", names::VIRTUAL_INBOUND),
+    };
+    let chain = |transport: Transport, http: bool, alpns: &[&str], suffix: &str| {
+        let tls = transport == Transport::MeshTls;
+        let filters = if http {
             let rc = RouteConfiguration {
                 name: cluster.clone(),
                 virtual_hosts: vec![VirtualHost {
-                    name: format!("inbound|http|{port}"),
+                    name: format!("inbound|http|{}", port.unwrap_or(0)),
                     domains: vec!["*".into()],
                     routes: vec![inbound_route(&cluster)],
                     ..Default::default()
@@ -296,7 +335,7 @@ fn inbound_chains(
             let mut first: Vec<_> = crate::jwt::http_filter(snapshot, proxy)
                 .into_iter()
                 .collect();
-            first.extend(crate::rbac::http_filters(&authz));
+            first.extend(crate::rbac::http_filters(&http_authz));
             vec![http_connection_manager_with(
                 &cluster,
                 HcmRoute::Inline(Box::new(rc)),
@@ -304,63 +343,91 @@ fn inbound_chains(
                 first,
             )]
         } else {
-            let mut filters = crate::rbac::network_filters(&authz);
+            let mut filters = crate::rbac::network_filters(&tcp_authz);
             filters.push(inbound_tcp_proxy(&cluster));
             filters
         };
         FilterChain {
-            name: format!("{cluster}{}", if tls { "-mtls" } else { "-plaintext" }),
+            name: format!("{base}{suffix}"),
             filter_chain_match: Some(FilterChainMatch {
-                destination_port: match_port.then_some(UInt32Value { value: port }),
-                transport_protocol: if tls {
-                    "tls".into()
-                } else {
-                    "raw_buffer".into()
-                },
-                // PERMISSIVE: mesh mTLS is told apart from a client's own TLS by the ALPN
-                // mesh clients send, as Istio does.
-                application_protocols: if tls && permissive {
-                    MESH_ALPNS.iter().map(|a| a.to_string()).collect()
-                } else {
-                    Vec::new()
-                },
+                destination_port: port
+                    .filter(|_| match_port)
+                    .map(|value| UInt32Value { value }),
+                transport_protocol: match transport {
+                    Transport::Plain => "raw_buffer",
+                    Transport::MeshTls | Transport::OtherTls => "tls",
+                }
+                .into(),
+                application_protocols: alpns.iter().map(|a| a.to_string()).collect(),
                 ..Default::default()
             }),
-            filters: filter,
+            filters,
             transport_socket: tls.then(|| downstream_mtls(&snapshot.mesh.trust_domain)),
             ..Default::default()
         }
     };
-    // PERMISSIVE: TLS that is not the mesh's (a client outside the mesh talking TLS to a
-    // TLS app) passes through to the app untouched instead of being asked for a mesh
-    // client certificate.
-    let tls_passthrough = || FilterChain {
-        name: format!("{cluster}-tls-passthrough"),
-        filter_chain_match: Some(FilterChainMatch {
-            destination_port: match_port.then_some(UInt32Value { value: port }),
-            transport_protocol: "tls".into(),
-            ..Default::default()
-        }),
-        filters: {
-            let mut filters = crate::rbac::network_filters(&crate::rbac::rule_sets(
-                snapshot
-                    .authz
-                    .for_workload(&proxy.id.namespace, &proxy.labels),
-                false,
-            ));
-            filters.push(inbound_tcp_proxy(&cluster));
-            filters
-        },
-        ..Default::default()
-    };
-    match mode {
-        MtlsMode::Strict => vec![chain(true)],
-        MtlsMode::Disable => vec![chain(false)],
-        MtlsMode::Permissive | MtlsMode::Unset => {
-            vec![chain(true), tls_passthrough(), chain(false)]
+    // PERMISSIVE: mesh mTLS is told apart from a client's own TLS by the ALPN mesh clients
+    // send, as Istio does; that other TLS passes through to the app untouched instead of
+    // being asked for a mesh client certificate.
+    let permissive = matches!(mode, MtlsMode::Permissive | MtlsMode::Unset);
+    match target {
+        InboundTarget::Declared { http, .. } => {
+            let mesh_tls = || {
+                chain(
+                    Transport::MeshTls,
+                    http,
+                    if permissive { &MESH_ALPNS[..] } else { &[] },
+                    "-mtls",
+                )
+            };
+            let plain = || chain(Transport::Plain, http, &[], "-plaintext");
+            let other_tls = || chain(Transport::OtherTls, false, &[], "-tls-passthrough");
+            match mode {
+                MtlsMode::Strict => vec![mesh_tls()],
+                MtlsMode::Disable => vec![plain()],
+                MtlsMode::Permissive | MtlsMode::Unset => vec![mesh_tls(), other_tls(), plain()],
+            }
+        }
+        InboundTarget::Undeclared(_) => {
+            let mesh_http = || chain(Transport::MeshTls, true, &MESH_HTTP_ALPNS, "-mtls-http");
+            let plain = || {
+                [
+                    chain(Transport::Plain, true, &WILDCARD_HTTP, "-http"),
+                    chain(Transport::Plain, false, &[], "-tcp"),
+                ]
+            };
+            let other_tls = || chain(Transport::OtherTls, false, &[], "-tls-passthrough");
+            match mode {
+                // Only mesh mTLS: plain text and other TLS find no chain and are closed.
+                MtlsMode::Strict => vec![
+                    mesh_http(),
+                    chain(Transport::MeshTls, false, &[], "-mtls-tcp"),
+                ],
+                MtlsMode::Disable => {
+                    let mut out = plain().to_vec();
+                    out.push(other_tls());
+                    out
+                }
+                MtlsMode::Permissive | MtlsMode::Unset => {
+                    let mut out = vec![
+                        mesh_http(),
+                        chain(Transport::MeshTls, false, &MESH_TCP_ALPNS, "-mtls-tcp"),
+                        other_tls(),
+                    ];
+                    out.extend(plain());
+                    out
+                }
+            }
         }
     }
 }
+
+/// The ALPN values mesh clients send when they carry HTTP over mTLS (Istio's
+/// `mtlsHTTPALPNs`): an undeclared port serves them with a connection manager.
+const MESH_HTTP_ALPNS: [&str; 3] = ["istio-http/1.0", "istio-http/1.1", "istio-h2"];
+
+/// The ALPN values mesh clients send for TCP over mTLS (Istio's `mtlsTCPWithMxcALPNs`).
+const MESH_TCP_ALPNS: [&str; 2] = ["istio-peer-exchange", "istio"];
 
 /// The ALPN values mesh clients send (Istio's `mtlsTCPWithMxcALPNs` and HTTP variants):
 /// what tells mesh mTLS from other TLS on a PERMISSIVE port.
@@ -391,21 +458,53 @@ fn inbound_listeners(snapshot: &MeshSnapshot, proxy: &Proxy, capture: bool) -> V
     if capture {
         let mut chains: Vec<FilterChain> = inbound
             .iter()
-            .flat_map(|(port, p)| inbound_chains(snapshot, proxy, *port, p.http, true))
+            .flat_map(|(port, p)| {
+                inbound_chains(
+                    snapshot,
+                    proxy,
+                    InboundTarget::Declared {
+                        port: *port,
+                        http: p.http,
+                        match_port: true,
+                    },
+                )
+            })
             .collect();
         chains.push(loop_guard(ports::INBOUND));
-        chains.push(FilterChain {
-            name: "virtualInbound-passthrough".into(),
-            filters: vec![tcp_proxy_filter(
-                names::INBOUND_PASSTHROUGH,
-                names::INBOUND_PASSTHROUGH,
-            )],
-            ..Default::default()
-        });
+        // Ports no Service declares: those a port-level PeerAuthentication setting names,
+        // each with its own mode, then every other.
+        let port_level = snapshot
+            .mtls
+            .port_level_ports(&proxy.id.namespace, &proxy.labels);
+        for port in port_level
+            .into_iter()
+            .filter(|p| !inbound.contains_key(p) && *p != ports::INBOUND)
+        {
+            chains.extend(inbound_chains(
+                snapshot,
+                proxy,
+                InboundTarget::Undeclared(Some(port)),
+            ));
+        }
+        chains.extend(inbound_chains(
+            snapshot,
+            proxy,
+            InboundTarget::Undeclared(None),
+        ));
+        // The HTTP inspector tells HTTP from the rest on undeclared ports only: a declared
+        // port's protocol is known, and 15006 is the black hole.
+        let mut inspector = http_inspector();
+        inspector.filter_disabled = Some(destination_ports(
+            inbound.keys().copied().chain([ports::INBOUND]),
+        ));
         return vec![Listener {
             name: names::VIRTUAL_INBOUND.into(),
             address: Some(socket("0.0.0.0", ports::INBOUND)),
-            listener_filters: vec![original_dst(), tls_inspector()],
+            listener_filters: vec![original_dst(), tls_inspector(), inspector],
+            // A client that sends nothing first (a server-first protocol) is not held for
+            // ever: after the timeout its connection takes the plain-text TCP chain.
+            listener_filters_timeout: Some(seconds(PROTOCOL_DETECTION_TIMEOUT)),
+            continue_on_listener_filters_timeout: true,
             filter_chains: chains,
             traffic_direction: 1, // INBOUND
             ..Default::default()
@@ -417,7 +516,15 @@ fn inbound_listeners(snapshot: &MeshSnapshot, proxy: &Proxy, capture: bool) -> V
             name: format!("{}_{port}", proxy.id.ip),
             address: Some(socket(&proxy.id.ip, *port)),
             listener_filters: vec![tls_inspector()],
-            filter_chains: inbound_chains(snapshot, proxy, *port, p.http, false),
+            filter_chains: inbound_chains(
+                snapshot,
+                proxy,
+                InboundTarget::Declared {
+                    port: *port,
+                    http: p.http,
+                    match_port: false,
+                },
+            ),
             traffic_direction: 1,
             ..Default::default()
         })

@@ -118,6 +118,37 @@ pub fn http_inspector() -> ListenerFilter {
     )
 }
 
+/// A listener filter predicate that holds for connections to any of `ports` (their original
+/// destination port), as `filter_disabled` uses it; `ports` must not be empty.
+pub fn destination_ports(
+    ports: impl IntoIterator<Item = u32>,
+) -> envoy_types::pb::envoy::config::listener::v3::ListenerFilterChainMatchPredicate {
+    use envoy_types::pb::envoy::config::listener::v3::{
+        listener_filter_chain_match_predicate::{MatchSet, Rule},
+        ListenerFilterChainMatchPredicate as Predicate,
+    };
+    use envoy_types::pb::envoy::r#type::v3::Int32Range;
+    let mut rules: Vec<Predicate> = ports
+        .into_iter()
+        .map(|p| {
+            let start = i32::try_from(p).unwrap_or(i32::MAX);
+            Predicate {
+                rule: Some(Rule::DestinationPortRange(Int32Range {
+                    start,
+                    end: start.saturating_add(1),
+                })),
+            }
+        })
+        .collect();
+    // Envoy wants at least two rules in a set.
+    if rules.len() == 1 {
+        return rules.remove(0);
+    }
+    Predicate {
+        rule: Some(Rule::OrMatch(MatchSet { rules })),
+    }
+}
+
 /// The original destination filter, which restores the address iptables redirected.
 pub fn original_dst() -> ListenerFilter {
     listener_filter(

@@ -195,7 +195,9 @@ fn a_shared_http_port_routes_http_and_passes_other_bytes_through() {
     assert!(l.continue_on_listener_filters_timeout);
     assert_eq!(
         filter_names(l),
-        [vec!["envoy.filters.network.http_connection_manager".to_string()]]
+        [vec![
+            "envoy.filters.network.http_connection_manager".to_string()
+        ]]
     );
     let m = l.filter_chains[0]
         .filter_chain_match

@@ -439,7 +439,7 @@ impl Lab {
             if deployments.trim().is_empty() {
                 continue;
             }
-            kubernetes::run_kubectl(
+            let waited = kubernetes::run_kubectl(
                 &self.opts,
                 &self.state,
                 ci,
@@ -453,7 +453,41 @@ impl Lab {
                     "--timeout=120s",
                 ],
                 None,
-            )?;
+            );
+            if let Err(e) = waited {
+                // Why, as the controllers said it (a missing ServiceAccount, a refused pod).
+                let warnings = kubernetes::run_kubectl(
+                    &self.opts,
+                    &self.state,
+                    ci,
+                    &[
+                        "get",
+                        "events",
+                        "-n",
+                        ns,
+                        "--field-selector",
+                        "type=Warning",
+                        "-o",
+                        "custom-columns=OBJECT:.involvedObject.name,REASON:.reason,MESSAGE:.message",
+                        "--no-headers",
+                    ],
+                    None,
+                )
+                .unwrap_or_default();
+                let mut seen = Vec::new();
+                for line in warnings.lines().map(str::trim).filter(|l| !l.is_empty()) {
+                    if !seen.contains(&line) {
+                        seen.push(line);
+                    }
+                }
+                if seen.is_empty() {
+                    return Err(e);
+                }
+                return Err(LabError::Invalid(format!(
+                    "{e}\n{cluster}: the warnings in namespace {ns}:\n{}",
+                    seen.join("\n")
+                )));
+            }
             progress(&format!("{cluster}: deployments in {ns} available"));
         }
         self.refresh_node_pods();

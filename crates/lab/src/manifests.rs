@@ -174,15 +174,39 @@ pub fn variables(topology: &Topology, state_dir: &Path) -> Vec<(String, String)>
 /// Deployments use.
 const REMOVED_DEPLOYMENT_APIS: [&str; 3] = ["extensions/v1beta1", "apps/v1beta1", "apps/v1beta2"];
 
+/// The API version of Istio's first authentication policies (MeshPolicy, Policy), which
+/// Istio 1.6 stopped serving and whose CRDs its charts no longer install.
+const REMOVED_AUTHN_API: &str = "authentication.istio.io/v1alpha1";
+
+/// Istio's root namespace, where a mesh-wide PeerAuthentication lives.
+const ROOT_NAMESPACE: &str = "istio-system";
+
 /// For a real API server: each Deployment of a removed API version in `text` rewritten to
 /// `apps/v1` as `kubectl convert` does (the selector those versions defaulted from the
-/// template's labels made explicit), every other document left as it is. Returns the text
-/// and a line per converted Deployment.
+/// template's labels made explicit), and each `authentication.istio.io/v1alpha1` MeshPolicy
+/// or Policy (seed 002's "Enable mTLS globally") rewritten to the PeerAuthentication Istio's
+/// migration gives, every other document left as it is. Returns the text and a line per
+/// converted object.
 pub fn upgrade_removed_apis(text: &str, file: &Path) -> Result<(String, Vec<String>), LabError> {
     let docs = documents(text);
     let mut notes = Vec::new();
     let mut out = Vec::new();
     for doc in docs {
+        if doc.lines().any(|l| {
+            l.strip_prefix("apiVersion:")
+                .is_some_and(|v| v.trim() == REMOVED_AUTHN_API)
+        }) {
+            match peer_authentication_of(&doc, file)? {
+                Some((converted, note)) => {
+                    notes.push(note);
+                    out.push(converted);
+                }
+                // Nothing Istio's migration could carry over: sent as it is, for the API
+                // server to refuse with its own message.
+                None => out.push(doc),
+            }
+            continue;
+        }
         let old = doc.lines().any(|l| l.trim() == "kind: Deployment")
             && doc.lines().any(|l| {
                 l.strip_prefix("apiVersion:")
@@ -213,6 +237,52 @@ pub fn upgrade_removed_apis(text: &str, file: &Path) -> Result<(String, Vec<Stri
         out.push(format!("{v}\n"));
     }
     Ok((out.join("---\n"), notes))
+}
+
+/// The PeerAuthentication for a v1alpha1 MeshPolicy (mesh-wide: `istio-system/default`) or
+/// Policy without targets (its namespace), with the mode it sets, and a line saying so;
+/// `None` for a document that is neither, or a Policy whose targets name services (a
+/// PeerAuthentication selects workloads by label, which a service name does not give).
+fn peer_authentication_of(doc: &str, file: &Path) -> Result<Option<(String, String)>, LabError> {
+    let v: serde_json::Value = serde_saphyr::from_str(doc)
+        .map_err(|e| LabError::Invalid(format!("{}: {e}", file.display())))?;
+    let kind = v["kind"].as_str().unwrap_or_default();
+    if kind != "MeshPolicy" && kind != "Policy" {
+        return Ok(None);
+    }
+    let spec: isthmus_api::security::AuthnPolicySpec =
+        match serde_json::from_value(v["spec"].clone()) {
+            Ok(spec) => spec,
+            Err(_) => return Ok(None),
+        };
+    if !spec.targets.is_empty() {
+        return Ok(None);
+    }
+    let name = v["metadata"]["name"].as_str().unwrap_or("default");
+    let mode = spec.mode();
+    let (name, namespace) = if kind == "MeshPolicy" {
+        ("default", Some(ROOT_NAMESPACE))
+    } else {
+        (name, v["metadata"]["namespace"].as_str())
+    };
+    let mut metadata = serde_json::json!({ "name": name });
+    if let Some(ns) = namespace {
+        metadata["namespace"] = ns.into();
+    }
+    let converted = serde_json::json!({
+        "apiVersion": "security.istio.io/v1",
+        "kind": "PeerAuthentication",
+        "metadata": metadata,
+        "spec": { "mtls": { "mode": mode.as_str() } },
+    });
+    let at = namespace.map_or(name.to_string(), |ns| format!("{ns}/{name}"));
+    let note = format!(
+        "{kind} {} in {}: {REMOVED_AUTHN_API} is not served since Istio 1.6; applied as PeerAuthentication {at}, mode {} (what Istio's migration gives)",
+        v["metadata"]["name"].as_str().unwrap_or_default(),
+        file.display(),
+        mode.as_str()
+    );
+    Ok(Some((format!("{converted}\n"), note)))
 }
 
 /// The documents of a YAML stream (split at `---` lines), comments and all.
@@ -401,6 +471,49 @@ mod tests {
             lines[1].starts_with("Deployment bar/db: ") && lines[1].contains("postgres"),
             "{msg}"
         );
+    }
+
+    #[test]
+    fn the_seeds_mesh_policy_becomes_a_peer_authentication_in_the_root_namespace() {
+        let seed = "apiVersion: authentication.istio.io/v1alpha1\nkind: MeshPolicy\nmetadata:\n  name: default\nspec:\n  peers:\n  - mtls:\n      mode: PERMISSIVE\n---\napiVersion: networking.istio.io/v1alpha3\nkind: DestinationRule\nmetadata: {name: default}\nspec: {host: \"*.local\"}\n";
+        let (text, notes) = upgrade_removed_apis(seed, Path::new("mtls.yaml")).expect("upgrade");
+        let docs = documents(&text);
+        assert_eq!(docs.len(), 2, "{text}");
+        let pa: serde_json::Value = serde_saphyr::from_str(&docs[0]).expect("json");
+        assert_eq!(pa["apiVersion"], "security.istio.io/v1");
+        assert_eq!(pa["kind"], "PeerAuthentication");
+        assert_eq!(pa["metadata"]["name"], "default");
+        assert_eq!(pa["metadata"]["namespace"], "istio-system");
+        assert_eq!(pa["spec"]["mtls"]["mode"], "PERMISSIVE");
+        assert!(docs[1].contains("kind: DestinationRule"), "{text}");
+        assert_eq!(notes.len(), 1);
+        assert!(
+            notes[0].contains("PeerAuthentication istio-system/default, mode PERMISSIVE"),
+            "{}",
+            notes[0]
+        );
+
+        // A bare `mtls` is STRICT; a namespace Policy stays in its namespace; no peers is
+        // DISABLE; targets (services, not labels) are left for the API server to refuse.
+        let policy = |spec: &str| {
+            let doc = format!("apiVersion: authentication.istio.io/v1alpha1\nkind: Policy\nmetadata: {{name: p, namespace: foo}}\nspec: {spec}\n");
+            let (text, notes) = upgrade_removed_apis(&doc, Path::new("p.yaml")).expect("upgrade");
+            let v: serde_json::Value = serde_saphyr::from_str(&text).expect("json");
+            (v, notes.len())
+        };
+        let (strict, n) = policy("{peers: [{mtls: {}}]}");
+        assert_eq!(
+            (
+                strict["spec"]["mtls"]["mode"].as_str(),
+                strict["metadata"]["namespace"].as_str(),
+                n
+            ),
+            (Some("STRICT"), Some("foo"), 1)
+        );
+        let (off, _) = policy("{}");
+        assert_eq!(off["spec"]["mtls"]["mode"], "DISABLE");
+        let (targeted, n) = policy("{targets: [{name: web}], peers: [{mtls: {}}]}");
+        assert_eq!((targeted["kind"].as_str(), n), (Some("Policy"), 0));
     }
 
     #[test]

@@ -99,7 +99,8 @@ pub struct Step {
     pub apply: Option<FileRef>,
     /// Delete what a file names.
     pub delete: Option<FileRef>,
-    /// Run a command in a pod (`${podIP:CLUSTER/NS/POD}` is replaced by that pod's IP).
+    /// Run a command in a pod (`${podIP:CLUSTER/NS/POD}` is replaced by that pod's IP,
+    /// `${labDir}` by the lab's state folder, which holds each cluster's CA in `ca/`).
     pub exec: Option<ExecStep>,
     /// Read an Envoy statistic.
     pub envoy_stat: Option<StatRef>,
@@ -205,7 +206,9 @@ impl Scenario {
 }
 
 fn substitute(lab: &Lab, arg: &str) -> Result<String, LabError> {
-    let mut out = arg.replace("${isthmus}", &lab.options().exe_arg());
+    let mut out = arg
+        .replace("${isthmus}", &lab.options().exe_arg())
+        .replace("${labDir}", &lab.options().state_dir.display().to_string());
     for (name, value) in &lab.scenario_vars {
         out = out.replace(&format!("${{{name}}}"), value);
     }

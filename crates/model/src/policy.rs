@@ -125,32 +125,56 @@ use isthmus_api::authentication::KeyLocation;
 pub const ROOT_NAMESPACE: &str = "istio-system";
 
 impl MtlsPolicies {
+    /// The policies that apply to a workload, most specific first: its own (by selector),
+    /// its namespace's, the mesh's.
+    fn applicable<'a>(
+        &'a self,
+        namespace: &'a str,
+        labels: &'a BTreeMap<String, String>,
+    ) -> impl Iterator<Item = &'a MtlsPolicy> + 'a {
+        let selects = |p: &MtlsPolicy| p.selector.iter().all(|(k, v)| labels.get(k) == Some(v));
+        let workload = self
+            .policies
+            .iter()
+            .find(move |p| p.namespace == namespace && !p.selector.is_empty() && selects(p));
+        let ns = self.policies.iter().find(move |p| {
+            p.namespace == namespace && p.selector.is_empty() && namespace != ROOT_NAMESPACE
+        });
+        let mesh = self.policies.iter().find(|p| {
+            (p.namespace == ROOT_NAMESPACE || p.namespace.is_empty()) && p.selector.is_empty()
+        });
+        [workload, ns, mesh].into_iter().flatten()
+    }
+
     /// The mode for a workload's port: workload policy, then namespace, then mesh, then
-    /// PERMISSIVE, the way Istio resolves it.
+    /// PERMISSIVE, the way Istio resolves it. Port 0 (no policy names it) gives the mode of
+    /// the workload's ports that no port-level setting names.
     pub fn mode_for(
         &self,
         namespace: &str,
         labels: &BTreeMap<String, String>,
         port: u32,
     ) -> MtlsMode {
-        let selects = |p: &MtlsPolicy| p.selector.iter().all(|(k, v)| labels.get(k) == Some(v));
-        let workload = self
-            .policies
-            .iter()
-            .find(|p| p.namespace == namespace && !p.selector.is_empty() && selects(p));
-        let ns = self.policies.iter().find(|p| {
-            p.namespace == namespace && p.selector.is_empty() && namespace != ROOT_NAMESPACE
-        });
-        let mesh = self.policies.iter().find(|p| {
-            (p.namespace == ROOT_NAMESPACE || p.namespace.is_empty()) && p.selector.is_empty()
-        });
-        for p in [workload, ns, mesh].into_iter().flatten() {
+        for p in self.applicable(namespace, labels) {
             let m = p.ports.get(&port).copied().unwrap_or(p.mode);
             if m != MtlsMode::Unset {
                 return m;
             }
         }
         MtlsMode::Permissive
+    }
+
+    /// The ports that a port-level setting of a policy applying to the workload names
+    /// (`portLevelMtls`): each may have a mode of its own, whether a Service declares the
+    /// port or not.
+    pub fn port_level_ports(
+        &self,
+        namespace: &str,
+        labels: &BTreeMap<String, String>,
+    ) -> std::collections::BTreeSet<u32> {
+        self.applicable(namespace, labels)
+            .flat_map(|p| p.ports.keys().copied())
+            .collect()
     }
 }
 

@@ -115,6 +115,42 @@ fn same_address_merged(ours: &Value, theirs: &Value) -> bool {
     ours == theirs && a.len() < b.len()
 }
 
+/// virtualInbound's chains are the same, up to the order of ALPN values within a chain, but
+/// for Isthmus's chain per declared port that hands a client's own TLS to the app
+/// (`port=N transport=tls -> tcp, inbound|N||`).
+fn inbound_same_but_own_tls(ours: &Value, theirs: &Value) -> bool {
+    let normal = |v: &Value, drop_own_tls: bool| -> Vec<String> {
+        let mut out: Vec<String> = v
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .filter(|c| {
+                !(drop_own_tls
+                    && c.starts_with("port=")
+                    && c.contains(" transport=tls -> tcp, inbound|"))
+            })
+            .map(|c| {
+                c.split(' ')
+                    .map(|w| match w.strip_prefix("alpn=") {
+                        Some(list) => {
+                            let mut alpns: Vec<&str> = list.split(',').collect();
+                            alpns.sort_unstable();
+                            format!("alpn={}", alpns.join(","))
+                        }
+                        None => w.to_string(),
+                    })
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
+            .collect();
+        out.sort();
+        out
+    };
+    let (a, b) = (normal(ours, true), normal(theirs, false));
+    a == b && a.len() < ours.as_array().map_or(0, Vec::len)
+}
+
 /// Isthmus lists `host:port` forms, istiod the FQDN with a trailing dot; the names without a
 /// port are the same.
 fn domains_port_and_dot_forms(ours: &Value, theirs: &Value) -> bool {
@@ -151,6 +187,30 @@ fn domains_with_allocated_address(ours: &Value, theirs: &Value) -> bool {
         && domains_port_and_dot_forms(&Value::Array(without), theirs)
 }
 
+/// [`domains_port_and_dot_forms`], with the cluster IP (and its `:port` form) that only
+/// Isthmus lists.
+fn domains_with_cluster_ip(ours: &Value, theirs: &Value) -> bool {
+    let is_ip = |d: &str| {
+        let host = d.rsplit_once(':').map_or(d, |(h, _)| h);
+        host.parse::<std::net::Ipv4Addr>().is_ok()
+    };
+    let without: Vec<Value> = ours
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|d| !d.as_str().is_some_and(is_ip))
+        .cloned()
+        .collect();
+    let theirs_have_ip = theirs
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|d| d.as_str().is_some_and(is_ip));
+    !theirs_have_ip
+        && without.len() < ours.as_array().map_or(0, Vec::len)
+        && domains_port_and_dot_forms(&Value::Array(without), theirs)
+}
+
 /// A rule for one scenario.
 const fn scenario_rule(
     scenario: &'static str,
@@ -171,6 +231,30 @@ const fn scenario_rule(
 
 /// The rules, first match wins.
 static RULES: &[Rule] = &[
+    scenario_rule(
+        "s2",
+        "listener",
+        Name::Exact("0.0.0.0_9090"),
+        What::Only(Side::Istiod),
+        Right::Isthmus,
+        "The seed's ServiceEntry (in ns1) and the replicated Service (in ns2) name the same host, bar.ns2.svc.cluster.local. istiod builds bar from the ServiceEntry, which has no address, so bar's TCP port gets a wildcard listener, 0.0.0.0:9090: every TCP connection this sidecar makes to port 9090, whatever its destination, goes to bar's gateway (the hazard Istio's ServiceEntry reference names for TCP ports without `addresses`). Isthmus keeps the Service's cluster IP, which is what the name resolves to, with the ServiceEntry's endpoints: a listener on that address only. Connections to bar reach the same endpoints (cluster2's gateway) with both.",
+    ),
+    scenario_rule(
+        "s2",
+        "listener",
+        Name::Prefix("10.96."),
+        What::Only(Side::Isthmus),
+        Right::Isthmus,
+        "The other side of the row for 0.0.0.0_9090: Isthmus's TCP listener for bar is on the Service's cluster IP, istiod's on every address.",
+    ),
+    scenario_rule(
+        "s2",
+        "route",
+        Name::Exact("80/bar.ns2.svc.cluster.local:80"),
+        What::FieldWhere("domains", domains_with_cluster_ip),
+        Right::Isthmus,
+        "The same names. Isthmus also lists bar's cluster IP, which istiod's bar (built from the ServiceEntry, see 0.0.0.0_9090) does not have, so a request to that address by IP reaches bar's routes with Isthmus only. As for other domains, Isthmus also has the `host:port` forms.",
+    ),
     scenario_rule(
         "s3",
         "endpoints",
@@ -260,24 +344,10 @@ static RULES: &[Rule] = &[
     ),
     rule(
         "listener",
-        Name::Prefix("0.0.0.0_"),
-        What::Field("filter_chains"),
-        Right::Istiod,
-        "istiod's outbound HTTP listener matches HTTP by the HTTP inspector's ALPN (`http/1.1`, `h2c`) and sends other bytes on that port to PassthroughCluster (its default chain). Isthmus parses every connection on the port as HTTP, so a TLS or raw TCP client of a host outside the mesh on that port fails. Open: to fix.",
-    ),
-    rule(
-        "listener",
-        Name::Prefix("0.0.0.0_"),
-        What::Field("default_filter_chain"),
-        Right::Istiod,
-        "With the filter_chains row of this listener: istiod's default chain sends bytes that are not HTTP on this port to PassthroughCluster; Isthmus has no default chain. Open: to fix.",
-    ),
-    rule(
-        "listener",
         Name::Exact("virtualInbound"),
-        What::Field("filter_chains"),
-        Right::Istiod,
-        "For declared ports both agree, up to ALPN order and how a non-mesh TLS client reaches the app: Isthmus has a chain of its own, istiod uses the passthrough chain, and both forward to the same port. Both send 15006 to BlackHoleCluster. But istiod terminates mesh mTLS to a port no Service declares, then forwards plain text through the passthrough cluster; Isthmus hands those TLS bytes to the app as they are. Open: to fix.",
+        What::FieldWhere("filter_chains", inbound_same_but_own_tls),
+        Right::Isthmus,
+        "The same chains, up to the order of ALPN values: mesh mTLS and plain text to declared ports, and identical passthrough chains for undeclared ones (mesh mTLS terminated, HTTP told by the HTTP inspector or the mesh's HTTP ALPNs, STRICT taking only mTLS). Isthmus adds, per declared PERMISSIVE port, a chain that hands a client's own TLS (not the mesh's ALPNs) to the app as it is. istiod has none for the port, and Envoy prunes chains by destination port first (Envoy's FilterChainMatch docs), so there such a client finds no chain and is closed, although PERMISSIVE is documented as accepting what is not mesh mTLS (Istio docs, PeerAuthentication).",
     ),
     rule(
         "route",
@@ -406,5 +476,33 @@ mod tests {
             json!(["a", "b"]),
         );
         assert!(find("s1", &missing).is_none());
+    }
+
+    #[test]
+    fn inbound_chains_differing_only_in_alpn_order_and_own_tls_are_explained() {
+        let istiod = json!([
+            "port=80 transport=tls alpn=istio,istio-peer-exchange -> http, inline routes to inbound|80||",
+            "transport=raw_buffer -> tcp, InboundPassthroughCluster"
+        ]);
+        let ours = json!([
+            "port=80 transport=tls -> tcp, inbound|80||",
+            "port=80 transport=tls alpn=istio-peer-exchange,istio -> http, inline routes to inbound|80||",
+            "transport=raw_buffer -> tcp, InboundPassthroughCluster"
+        ]);
+        let d = field(
+            "listener",
+            "virtualInbound",
+            "filter_chains",
+            ours,
+            istiod.clone(),
+        );
+        assert_eq!(find("s1", &d).map(|v| v.right), Some(Right::Isthmus));
+        // Without the undeclared ports' chains, the difference is unexplained.
+        let short = json!([
+            "port=80 transport=tls -> tcp, inbound|80||",
+            "port=80 transport=tls alpn=istio-peer-exchange,istio -> http, inline routes to inbound|80||"
+        ]);
+        let d = field("listener", "virtualInbound", "filter_chains", short, istiod);
+        assert!(find("s1", &d).is_none());
     }
 }
