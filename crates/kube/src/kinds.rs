@@ -52,6 +52,13 @@ impl WatchedKind {
 pub const SECRET_FIELDS: &str =
     "type!=kubernetes.io/service-account-token,type!=helm.sh/release.v1";
 
+/// The EndpointSlices the control plane reads: all but the EndpointSlice controller's. Those
+/// mirror the Pods of Services with selectors, which the build reads itself; selected out
+/// by the API server, they are neither sent, parsed nor kept, and a pod's change does not
+/// arrive twice.
+pub const SLICE_LABELS: &str =
+    "endpointslice.kubernetes.io/managed-by!=endpointslice-controller.k8s.io";
+
 /// Everything watched, in the order the initial lists are awaited.
 ///
 /// - Namespaces, Services, Pods, Nodes (the locality of their pods) and EndpointSlices (`discovery.k8s.io/v1`, as istiod reads
@@ -75,6 +82,8 @@ pub fn watched_kinds() -> Vec<WatchedKind> {
     let mut mesh_config = WatchedKind::new("", "v1", "ConfigMap", "configmaps");
     mesh_config.namespace = Some("istio-system");
     mesh_config.fields = Some("metadata.name=istio");
+    let mut slices = WatchedKind::new("discovery.k8s.io", "v1", "EndpointSlice", "endpointslices");
+    slices.labels = Some(SLICE_LABELS);
     let net = "networking.istio.io";
     let sec = "security.istio.io";
     vec![
@@ -82,7 +91,7 @@ pub fn watched_kinds() -> Vec<WatchedKind> {
         WatchedKind::new("", "v1", "Service", "services"),
         WatchedKind::new("", "v1", "Pod", "pods"),
         WatchedKind::new("", "v1", "Node", "nodes"),
-        WatchedKind::new("discovery.k8s.io", "v1", "EndpointSlice", "endpointslices"),
+        slices,
         secrets,
         mesh_config,
         WatchedKind::new(net, "v1", "ServiceEntry", "serviceentries"),
@@ -130,6 +139,11 @@ mod tests {
         assert_eq!(secret.labels, None);
         assert_eq!(secret.fields, Some(SECRET_FIELDS));
         assert_eq!(secret.namespace, Some("istio-system"));
+        let slices = kinds
+            .iter()
+            .find(|k| k.kind() == "EndpointSlice")
+            .expect("slices");
+        assert_eq!(slices.labels, Some(SLICE_LABELS));
         assert_eq!(
             kinds
                 .iter()

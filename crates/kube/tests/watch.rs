@@ -127,6 +127,31 @@ async fn watches_a_real_api_server() {
     })
     .await;
 
+    // EndpointSlices: one a user wrote (read: a selector-less Service's endpoints) and one of
+    // the EndpointSlice controller's (selected out by the API server: the build reads the
+    // pods it mirrors).
+    let slice = |name: &str, managed_by: &str| {
+        format!(
+            "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {{name: {name}, namespace: bar, labels: {{kubernetes.io/service-name: httpbin, endpointslice.kubernetes.io/managed-by: {managed_by}}}}}\naddressType: IPv4\nports: [{{name: http, port: 80}}]\nendpoints: [{{addresses: [10.1.0.9]}}]\n"
+        )
+    };
+    kubectl!(
+        &["apply", "-f", "-"],
+        Some(&format!(
+            "{}---\n{}",
+            slice("httpbin-controller", "endpointslice-controller.k8s.io"),
+            slice("httpbin-user", "someone")
+        ))
+    );
+    until(&mut registry, "the user's EndpointSlice", |r| {
+        has(r, "EndpointSlice/bar/httpbin-user")
+    })
+    .await;
+    assert!(
+        !has(&registry, "EndpointSlice/bar/httpbin-controller"),
+        "the controller's slice is not read"
+    );
+
     // Valid to the API server, wrong to Isthmus (two subsets named v1): the last good version
     // stays, and the problem names the object and the field.
     kubectl!(

@@ -21,7 +21,9 @@ type Tx = crate::service::ResponseTx;
 #[derive(Debug, Default)]
 struct Subscription {
     wildcard: bool,
-    names: BTreeSet<String>,
+    /// The names subscribed, sharing the snapshot's encoded names where the resource exists
+    /// (1,000 proxies subscribing to 1,000 clusters' endpoints hold one copy of each name).
+    names: BTreeSet<Arc<str>>,
     /// What the proxy holds: the resources of `base` this subscription selects (every push
     /// leaves it so), except the names in `overrides`. A stream does not keep a map of every
     /// resource per proxy: 14,000 names per proxy made a push to 1,000 proxies hold 600 MB.
@@ -124,6 +126,7 @@ pub async fn delta_stream(
                         .collect();
                 }
                 let mut changed = first_for_type;
+                let encoded = (!req.resource_names_subscribe.is_empty()).then(|| proxy.refresh(&snapshot));
                 for n in &req.resource_names_subscribe {
                     if n == "*" {
                         if !sub.wildcard {
@@ -131,10 +134,15 @@ pub async fn delta_stream(
                             sub.wildcard = true;
                             changed = true;
                         }
-                    } else if sub.names.insert(n.clone()) {
+                    } else if !sub.names.contains(n.as_str()) {
+                        let name = encoded
+                            .as_ref()
+                            .and_then(|e| e.find(&req.type_url, n))
+                            .map_or_else(|| Arc::from(n.as_str()), |r| r.name.clone());
+                        sub.names.insert(name.clone());
                         changed = true;
                         // Re-send on re-subscribe even if the proxy had it.
-                        sub.overrides.insert(Arc::from(n.as_str()), None);
+                        sub.overrides.insert(name, None);
                     }
                 }
                 for n in &req.resource_names_unsubscribe {
@@ -142,7 +150,7 @@ pub async fn delta_stream(
                         sub.materialize(&req.type_url);
                         sub.wildcard = false;
                     }
-                    sub.names.remove(n);
+                    sub.names.remove(n.as_str());
                     // The proxy drops it itself.
                     sub.overrides.insert(Arc::from(n.as_str()), None);
                 }
