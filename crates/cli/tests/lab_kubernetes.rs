@@ -1042,7 +1042,7 @@ fn s1_all_variants_and_bad_input_and_an_unreachable_api_server() {
         // Right after s1, as in file mode: every protocol and port feature on real Kubernetes.
         ("protocols", 32),
         ("authz", 23),
-        ("peer-authn", 20),
+        ("peer-authn", 29),
         ("jwt", 15),
         ("s1-egress", 6),
         ("s1-subsets", 10),
