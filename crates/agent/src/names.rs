@@ -10,6 +10,7 @@ use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service
 use envoy_types::pb::envoy::service::discovery::v3::{DiscoveryRequest, DiscoveryResponse};
 use envoy_types::pb::google::protobuf::{value::Kind, Struct, Value};
 use envoy_types::pb::google::rpc::Status as RpcStatus;
+use isthmus_dns::demand::{decode_names, InForce, Wants, ALL_IN_FORCE, DEMAND_TYPE};
 use isthmus_dns::nds::NDS_TYPE;
 use isthmus_dns::NameTable;
 use std::collections::BTreeMap;
@@ -85,6 +86,35 @@ fn read(resp: &DiscoveryResponse) -> Result<NameTable, String> {
     }
 }
 
+/// The request naming every name `wants` holds (an answer to `nonce` when not empty).
+fn demand_request(wants: &Wants, nonce: &str, version: &str) -> DiscoveryRequest {
+    DiscoveryRequest {
+        type_url: DEMAND_TYPE.to_string(),
+        resource_names: wants.names(),
+        response_nonce: nonce.to_string(),
+        version_info: version.to_string(),
+        ..Default::default()
+    }
+}
+
+/// What an answer to the wanted names says is in force.
+fn read_in_force(resp: &DiscoveryResponse) -> Result<InForce, isthmus_dns::demand::DemandError> {
+    if resp.version_info == ALL_IN_FORCE {
+        return Ok(InForce {
+            all: true,
+            names: Arc::default(),
+        });
+    }
+    let mut names = std::collections::BTreeSet::new();
+    for r in &resp.resources {
+        names.extend(decode_names(&r.value)?);
+    }
+    Ok(InForce {
+        all: false,
+        names: Arc::new(names),
+    })
+}
+
 /// One stream: asks for the table, publishes each one received, ACKs or NACKs it. Returns
 /// when the stream ends or the certificate changes.
 async fn follow_once(
@@ -92,6 +122,7 @@ async fn follow_once(
     node: &Node,
     material: &mut watch::Receiver<Arc<Material>>,
     tables: &watch::Sender<Option<Arc<NameTable>>>,
+    wants: &Wants,
     connected: &mut bool,
 ) -> StreamEnd {
     let m = material.borrow_and_update().clone();
@@ -108,6 +139,14 @@ async fn follow_once(
     if req_tx.send(first).await.is_err() {
         return StreamEnd::Closed;
     }
+    // The names wanted so far, even none: the control plane learns that this agent speaks
+    // for its sidecar's scope.
+    let mut asked = wants.asked();
+    asked.borrow_and_update();
+    let mut demand_nonce = String::new();
+    if req_tx.send(demand_request(wants, "", "")).await.is_err() {
+        return StreamEnd::Closed;
+    }
     let mut client = AggregatedDiscoveryServiceClient::new(ch);
     let mut responses = match client
         .stream_aggregated_resources(tokio_stream::wrappers::ReceiverStream::new(req_rx))
@@ -120,6 +159,13 @@ async fn follow_once(
         let resp = tokio::select! {
             r = responses.message() => r,
             _ = material.changed() => return StreamEnd::Rotated,
+            _ = asked.changed() => {
+                asked.borrow_and_update();
+                if req_tx.send(demand_request(wants, &demand_nonce, "")).await.is_err() {
+                    return StreamEnd::Closed;
+                }
+                continue;
+            }
         };
         let resp = match resp {
             Ok(Some(r)) => r,
@@ -127,6 +173,24 @@ async fn follow_once(
             Err(s) => return StreamEnd::Status(s),
         };
         *connected = true;
+        if resp.type_url == DEMAND_TYPE {
+            demand_nonce = resp.nonce.clone();
+            match read_in_force(&resp) {
+                Ok(in_force) => {
+                    tracing::debug!(version = %resp.version_info, all = in_force.all, names = in_force.names.len(), "names in force in the sidecar");
+                    wants.set_in_force(in_force);
+                }
+                Err(e) => tracing::warn!(error = %e, "unreadable answer to the wanted names"),
+            }
+            if req_tx
+                .send(demand_request(wants, &demand_nonce, &resp.version_info))
+                .await
+                .is_err()
+            {
+                return StreamEnd::Closed;
+            }
+            continue;
+        }
         let mut ack = DiscoveryRequest {
             type_url: NDS_TYPE.to_string(),
             response_nonce: resp.nonce.clone(),
@@ -160,17 +224,28 @@ async fn follow_once(
 }
 
 /// Follows the name table for as long as the agent runs, publishing it to `tables`; the
-/// last table stays published while the control plane cannot be reached.
+/// last table stays published while the control plane cannot be reached. On the same
+/// stream it sends the names the pod resolved (`wants`, on-demand scoping) and records
+/// which of them the sidecar holds.
 pub async fn follow(
     address: String,
     node: Node,
     mut material: watch::Receiver<Arc<Material>>,
     tables: watch::Sender<Option<Arc<NameTable>>>,
+    wants: Arc<Wants>,
 ) {
     let mut delay = Duration::from_millis(100);
     loop {
         let mut connected = false;
-        let end = follow_once(&address, &node, &mut material, &tables, &mut connected).await;
+        let end = follow_once(
+            &address,
+            &node,
+            &mut material,
+            &tables,
+            &wants,
+            &mut connected,
+        )
+        .await;
         if connected {
             delay = Duration::from_millis(100);
         }

@@ -120,6 +120,7 @@ async fn fetch(config: &AgentConfig, root: &str, generation: u64) -> Result<Mate
 fn start_dns(
     names: isthmus_dns::proxy::CurrentTable,
     mark: Option<u32>,
+    wants: Arc<isthmus_dns::demand::Wants>,
 ) -> Result<crate::capture::DnsCapture, AgentError> {
     use crate::capture::{DnsCapture, DNS_PORT};
     let resolv = std::path::Path::new("/etc/resolv.conf");
@@ -153,6 +154,7 @@ fn start_dns(
             upstreams,
             search,
             mark,
+            wants: Some(wants),
         },
     ));
     Ok(DnsCapture {
@@ -245,10 +247,13 @@ pub async fn run(config: AgentConfig) -> Result<(), AgentError> {
     // The DNS proxy listens before capture sends the pod's queries to it; until the first
     // name table arrives it forwards them all.
     let (names_tx, names_rx) = watch::channel(None);
+    // The names the pod resolves: what an on-demand scoped sidecar is sent.
+    let wants = isthmus_dns::demand::Wants::new();
     let dns = if config.dns_capture {
         Some(start_dns(
             names_rx,
             config.capture.then_some(crate::capture::DNS_MARK),
+            wants.clone(),
         )?)
     } else {
         None
@@ -312,6 +317,7 @@ pub async fn run(config: AgentConfig) -> Result<(), AgentError> {
         router_mode: config.router_mode,
         labels: BTreeMap::new(),
         requested_network_view: Vec::new(),
+        dns_capture: config.dns_capture,
         other: BTreeMap::new(),
     };
     // Extra metadata given by name is read like metadata a proxy sends (known keys into
@@ -335,6 +341,7 @@ pub async fn run(config: AgentConfig) -> Result<(), AgentError> {
             node,
             mat_rx.clone(),
             names_tx,
+            wants,
         ));
     }
     let root_file = config.workdir.join("root-cert.pem");

@@ -25,6 +25,8 @@ pub mod keys {
     pub const LABELS: &str = "LABELS";
     /// Networks whose endpoints it reaches directly, comma-separated.
     pub const REQUESTED_NETWORK_VIEW: &str = "REQUESTED_NETWORK_VIEW";
+    /// `true` when its agent answers the pod's DNS (Istio's `ISTIO_META_DNS_CAPTURE`).
+    pub const DNS_CAPTURE: &str = "DNS_CAPTURE";
 }
 
 /// Sidecar or gateway.
@@ -215,6 +217,9 @@ pub struct NodeMetadata {
     pub labels: BTreeMap<String, String>,
     /// `REQUESTED_NETWORK_VIEW`.
     pub requested_network_view: Vec<String>,
+    /// `DNS_CAPTURE`: its agent answers the pod's DNS, so it can learn what the workload
+    /// uses (on-demand scoping).
+    pub dns_capture: bool,
     /// Any other key.
     pub other: BTreeMap<String, String>,
 }
@@ -236,6 +241,7 @@ impl NodeMetadata {
                 keys::SERVICE_ACCOUNT => md.service_account = Some(v.to_string()),
                 keys::ROUTER_MODE => md.router_mode = Some(RouterMode::from_metadata(v)),
                 keys::LABELS => md.labels = serde_json::from_str(v).unwrap_or_default(),
+                keys::DNS_CAPTURE => md.dns_capture = v.eq_ignore_ascii_case("true"),
                 keys::REQUESTED_NETWORK_VIEW => {
                     md.requested_network_view = v
                         .split(',')
@@ -289,6 +295,9 @@ impl NodeMetadata {
                 self.requested_network_view.join(","),
             );
         }
+        if self.dns_capture {
+            put(keys::DNS_CAPTURE, "true".to_string());
+        }
         m
     }
 }
@@ -328,6 +337,7 @@ mod tests {
             router_mode: Some(RouterMode::SniDnat),
             labels: BTreeMap::from([("istio".into(), "eastwestgateway".into())]),
             requested_network_view: vec!["external".into(), "network2".into()],
+            dns_capture: true,
             other: BTreeMap::from([("ISTIO_VERSION".into(), "1.40".into())]),
         };
         let map = md.to_map();
@@ -336,6 +346,7 @@ mod tests {
         assert_eq!(map["ROUTER_MODE"], "sni-dnat");
         assert_eq!(map["LABELS"], r#"{"istio":"eastwestgateway"}"#);
         assert_eq!(map["REQUESTED_NETWORK_VIEW"], "external,network2");
+        assert_eq!(map["DNS_CAPTURE"], "true");
         assert_eq!(NodeMetadata::from_map(&map), md);
     }
 

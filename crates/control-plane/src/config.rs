@@ -102,6 +102,34 @@ pub struct ControlPlaneConfig {
     /// The sidecar injection webhook.
     #[command(flatten)]
     pub injection: crate::injection::InjectionFlags,
+    /// What sidecars are sent: `full`, every service they may see (as Istio without Sidecar
+    /// resources), or `on-demand`, only the services their workload resolved by name
+    /// (for sidecars whose agent answers the pod's DNS; a Sidecar resource still wins).
+    #[arg(long, value_enum, default_value_t = ScopingMode::Full)]
+    pub scoping: ScopingMode,
+    /// With `--scoping on-demand`: every service of a sidecar's own namespace from the start.
+    #[arg(long)]
+    pub scoping_namespace: bool,
+}
+
+/// `--scoping`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum ScopingMode {
+    /// Every service a sidecar may see.
+    #[default]
+    Full,
+    /// Only what the sidecar's workload resolved by name.
+    OnDemand,
+}
+
+impl ScopingMode {
+    /// The flag's value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ScopingMode::Full => "full",
+            ScopingMode::OnDemand => "on-demand",
+        }
+    }
 }
 
 impl ControlPlaneConfig {
@@ -137,6 +165,8 @@ impl ControlPlaneConfig {
             remote_registries: Vec::new(),
             export_default: ExportDefault::Exported,
             injection: crate::injection::InjectionFlags::default(),
+            scoping: ScopingMode::Full,
+            scoping_namespace: false,
         }
     }
 
@@ -186,6 +216,8 @@ impl ControlPlaneConfig {
                     injection_control_plane,
                     webhook_config,
                 },
+            scoping,
+            scoping_namespace,
         } = self;
         let mut a: Vec<OsString> = Vec::new();
         let mut flag = |name: &str, value: OsString| {
@@ -244,8 +276,12 @@ impl ControlPlaneConfig {
         flag("--injection-image", injection_image.into());
         flag("--injection-control-plane", injection_control_plane.into());
         flag("--webhook-config", webhook_config.into());
+        flag("--scoping", scoping.as_str().into());
         if *in_cluster {
             a.push("--in-cluster".into());
+        }
+        if *scoping_namespace {
+            a.push("--scoping-namespace".into());
         }
         a
     }
@@ -392,6 +428,8 @@ mod tests {
         full.injection.injection_image = "registry.local/isthmus:dev".into();
         full.injection.injection_control_plane = "10.0.0.1:15012".into();
         full.injection.webhook_config = "injector".into();
+        full.scoping = ScopingMode::OnDemand;
+        full.scoping_namespace = true;
         assert_eq!(parse(full.to_args()), full);
         let mut kube = plain.clone();
         kube.sources.registries.clear();

@@ -910,7 +910,11 @@ pub async fn run(config: ControlPlaneConfig) -> Result<(), ControlPlaneError> {
         ))
         .client_auth_optional(true);
     let ads = AdsServer::new(snap_rx.clone(), status.clone(), &trust_domain)
-        .with_name_tables(isthmus_xds::NameTables::new(table_rx));
+        .with_name_tables(isthmus_xds::NameTables::new(table_rx))
+        .with_scoping(isthmus_xds::Scoping {
+            on_demand: config.scoping == crate::config::ScopingMode::OnDemand,
+            namespace: config.scoping_namespace,
+        });
     let ca = CaService::new(authority.clone(), credentials, trust_domain)
         .with_token_reviewer(reviewer)
         .with_stats(ca_stats);

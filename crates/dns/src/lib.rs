@@ -14,6 +14,7 @@
 //! kube-dns forwards to the node's (`--dns-upstream`); without upstreams it answers them
 //! NXDOMAIN. A known name asked for another type (AAAA) is an empty NOERROR answer.
 
+pub mod demand;
 pub mod fast;
 mod handler;
 pub mod nds;

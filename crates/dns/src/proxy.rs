@@ -5,6 +5,7 @@
 //! so that the capture rules let it pass. Until the first table arrives every query is
 //! forwarded; when no resolver answers the client gets SERVFAIL at once, not a timeout.
 
+use crate::demand::{Wants, WAIT_FOR_CONFIG};
 use crate::fast;
 use crate::table::NameTable;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -20,7 +21,7 @@ pub const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(2);
 pub type CurrentTable = watch::Receiver<Option<Arc<NameTable>>>;
 
 /// Where the proxy forwards and how.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct ProxyConfig {
     /// The pod's resolvers (its resolv.conf `nameserver`s, port 53), tried in order.
     pub upstreams: Vec<SocketAddr>,
@@ -29,6 +30,9 @@ pub struct ProxyConfig {
     pub search: Option<String>,
     /// The socket mark (`SO_MARK`) of forwarded queries, excluded from capture.
     pub mark: Option<u32>,
+    /// On-demand scoping: the names the pod resolved; a mesh name's answer waits until its
+    /// service is in force in the sidecar. `None`: answered at once.
+    pub wants: Option<Arc<Wants>>,
 }
 
 /// The pod's resolver settings, read from resolv.conf text: its nameservers (port 53) and
@@ -92,16 +96,51 @@ pub fn answer_locally(
     table: Option<&NameTable>,
     search: Option<&str>,
 ) -> Option<Vec<u8>> {
+    answer_from_table(packet, table, search).map(|(r, _)| r)
+}
+
+/// [`answer_locally`], with the table's name the answer is for (the query's name, or the
+/// name it is an alias of).
+fn answer_from_table(
+    packet: &[u8],
+    table: Option<&NameTable>,
+    search: Option<&str>,
+) -> Option<(Vec<u8>, String)> {
     let table = table?;
     let mut name = String::new();
     let q = fast::parse(packet, &mut name)?;
     let mut out = Vec::new();
-    match local(table, &name, search) {
-        Local::Found(a) => fast::write_response(&q, packet, 0, None, a, &mut out),
-        Local::Alias(base, a) => fast::write_response(&q, packet, 0, Some(base), a, &mut out),
+    let answered = match local(table, &name, search) {
+        Local::Found(a) => {
+            fast::write_response(&q, packet, 0, None, a, &mut out);
+            normalize(&name)
+        }
+        Local::Alias(base, a) => {
+            fast::write_response(&q, packet, 0, Some(base), a, &mut out);
+            normalize(base)
+        }
         Local::Forward => return None,
+    };
+    Some((out, answered))
+}
+
+fn normalize(name: &str) -> String {
+    name.trim_end_matches('.').to_ascii_lowercase()
+}
+
+/// Holds a table answer for `name` until its service is in force in the sidecar (on-demand
+/// scoping), at most [`WAIT_FOR_CONFIG`].
+async fn wait_for_config(wants: Option<&Wants>, name: &str) {
+    let Some(w) = wants else { return };
+    if w.is_in_force(name) {
+        return;
     }
-    Some(out)
+    let started = std::time::Instant::now();
+    if w.want(name, WAIT_FOR_CONFIG).await {
+        tracing::debug!(name, ms = started.elapsed().as_millis(), "answering once the sidecar holds the service");
+    } else {
+        tracing::warn!(name, waited = ?WAIT_FOR_CONFIG, "the sidecar did not get this service's configuration in time; answering anyway");
+    }
 }
 
 /// A socket of `kind` for `upstream`'s family, carrying `mark` (`SO_MARK`, needs
@@ -176,7 +215,10 @@ pub async fn resolve(
     tcp: bool,
 ) -> Option<Vec<u8>> {
     let current = table.borrow().clone();
-    if let Some(r) = answer_locally(packet, current.as_deref(), config.search.as_deref()) {
+    if let Some((r, name)) =
+        answer_from_table(packet, current.as_deref(), config.search.as_deref())
+    {
+        wait_for_config(config.wants.as_deref(), &name).await;
         return Some(r);
     }
     for &upstream in &config.upstreams {
@@ -239,8 +281,21 @@ pub async fn serve_proxy(
         let packet = &buf[..n];
         // The table's answers go out at once; forwarded queries in their own task.
         let current = table.borrow().clone();
-        if let Some(r) = answer_locally(packet, current.as_deref(), config.search.as_deref()) {
-            let _ = udp.send_to(&r, peer).await;
+        if let Some((r, name)) =
+            answer_from_table(packet, current.as_deref(), config.search.as_deref())
+        {
+            match config.wants.as_ref().filter(|w| !w.is_in_force(&name)) {
+                None => {
+                    let _ = udp.send_to(&r, peer).await;
+                }
+                Some(wants) => {
+                    let (udp, wants) = (udp.clone(), wants.clone());
+                    tokio::spawn(async move {
+                        wait_for_config(Some(&wants), &name).await;
+                        let _ = udp.send_to(&r, peer).await;
+                    });
+                }
+            }
             continue;
         }
         let packet = packet.to_vec();
@@ -367,6 +422,7 @@ mod tests {
             upstreams: vec![upstream],
             search: None,
             mark: None,
+            wants: None,
         };
         let started = std::time::Instant::now();
         let r = resolve(&query("example.com", 1), &rx, &config, false)
@@ -408,10 +464,37 @@ mod tests {
             upstreams: vec![upstream],
             search: None,
             mark: None,
+            wants: None,
         };
         let r = resolve(&query("example.com", 1), &rx, &config, false)
             .await
             .expect("an answer");
         assert_eq!(decode(&r).answers[0].data.to_string(), "192.0.2.1");
+    }
+
+    #[tokio::test]
+    async fn with_on_demand_scoping_a_mesh_answer_waits_for_the_sidecars_configuration() {
+        let (_tx, rx) = watch::channel(Some(Arc::new(table())));
+        let wants = crate::demand::Wants::new();
+        let config = ProxyConfig {
+            upstreams: Vec::new(),
+            search: Some("foo.svc.cluster.local".into()),
+            mark: None,
+            wants: Some(wants.clone()),
+        };
+        let mut asked = wants.asked();
+        // Asked by its search-domain alias: the table's name is what is wanted.
+        let q = query("httpbin.bar.global.foo.svc.cluster.local", 1);
+        let lookup = tokio::spawn(async move { resolve(&q, &rx, &config, false).await });
+        asked.changed().await.expect("the name was asked for");
+        assert_eq!(wants.names(), ["httpbin.bar.global"]);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!lookup.is_finished(), "held until the sidecar has the service");
+        wants.set_in_force(crate::demand::InForce {
+            all: false,
+            names: Arc::new(["httpbin.bar.global".to_string()].into()),
+        });
+        let r = lookup.await.expect("joined").expect("an answer");
+        assert_eq!(decode(&r).answers[1].data.to_string(), "127.255.0.2");
     }
 }

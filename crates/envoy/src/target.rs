@@ -6,7 +6,7 @@
 use crate::names;
 use crate::pb::TransportSocket;
 use crate::tls::{upstream_mtls, PeerIdentity};
-use isthmus_api::enums::{Resolution, TlsMode};
+use isthmus_api::enums::TlsMode;
 use isthmus_api::networking::{Subset, TrafficPolicy};
 use isthmus_model::{MeshSnapshot, NodeKind, Proxy, Service};
 use std::collections::{BTreeMap, BTreeSet};
@@ -174,11 +174,7 @@ pub fn funnelled(snapshot: &MeshSnapshot, proxy: &Proxy, svc: &Service, port: u3
 /// MESH_EXTERNAL service that has addresses to forward to (not the gateway itself, not an
 /// original-destination one).
 pub fn funnel_carries(snapshot: &MeshSnapshot, svc: &Service, port: u32) -> bool {
-    snapshot.egress_gateway.is_some()
-        && !svc.mesh_internal()
-        && svc.resolution != Resolution::None
-        && snapshot.egress_gateway.as_deref() != Some(svc.hostname.as_str())
-        && svc.port(port).is_some_and(|p| p.protocol.is_http())
+    snapshot.funnel_carries(svc, port)
 }
 
 /// The mTLS a sidecar uses towards the egress gateway for `sni`.

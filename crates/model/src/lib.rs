@@ -18,6 +18,7 @@ pub mod build;
 pub mod builder;
 pub mod credential;
 pub mod delegate;
+pub mod demand;
 pub mod health;
 pub mod host;
 pub mod incremental;
@@ -32,6 +33,7 @@ pub mod snapshot;
 pub mod workload;
 
 pub use builder::MeshBuilder;
+pub use demand::Demand;
 pub use host::{fqdn, host_matches};
 pub use pod::PodInfo;
 pub use proxy::{Interception, NodeId, NodeKind, Proxy, ProxyError};

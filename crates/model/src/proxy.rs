@@ -31,6 +31,9 @@ pub struct Proxy {
     /// empty means its own network. An egress gateway asking for `external` sees the
     /// endpoints a ServiceEntry puts on network `external`, which sidecars never reach.
     pub network_views: Vec<String>,
+    /// What its workload asked for, when it is scoped on demand (see [`crate::demand`]);
+    /// `None`: every service it may see.
+    pub demand: Option<std::sync::Arc<crate::demand::Demand>>,
 }
 
 impl Proxy {

@@ -296,6 +296,7 @@ impl MeshSnapshot {
             interception: metadata.interception,
             router_mode_sni_dnat: metadata.router_mode == Some(isthmus_api::RouterMode::SniDnat),
             network_views: metadata.requested_network_view.clone(),
+            demand: None,
         }
     }
 
@@ -447,11 +448,19 @@ impl MeshSnapshot {
     /// The `namespace/host` patterns that scope `proxy`'s outbound configuration, from the
     /// Sidecar that applies to it (one selecting its labels, else its namespace's, else the
     /// mesh-wide one in istio-system), or `None` when no Sidecar applies.
+    ///
+    /// Where no Sidecar applies, a sidecar with a [`crate::demand::Demand`] (on-demand
+    /// scoping) is scoped to what its workload asked for: a user's Sidecar always wins.
     pub fn egress_scope(&self, proxy: &Proxy) -> Option<Vec<(String, String)>> {
+        let Some(chosen) = self.sidecar_for(proxy) else {
+            let demand = proxy.demand.as_ref()?;
+            return (proxy.id.kind == crate::NodeKind::Sidecar)
+                .then(|| self.demand_scope(proxy, demand));
+        };
         // A Sidecar without egress listeners scopes nothing (Istio's default `*/*`).
-        let chosen = self
-            .sidecar_for(proxy)
-            .filter(|s| !s.rule.spec.egress.is_empty())?;
+        if chosen.rule.spec.egress.is_empty() {
+            return None;
+        }
         Some(
             chosen
                 .rule
@@ -469,6 +478,17 @@ impl MeshSnapshot {
                 })
                 .collect(),
         )
+    }
+
+    /// Whether the egress gateway carries `port` of `svc` (for any proxy): an HTTP port of
+    /// a MESH_EXTERNAL service that has addresses to forward to (not the gateway itself, not
+    /// an original-destination one).
+    pub fn funnel_carries(&self, svc: &Service, port: u32) -> bool {
+        self.egress_gateway.is_some()
+            && !svc.mesh_internal()
+            && svc.resolution != isthmus_api::enums::Resolution::None
+            && self.egress_gateway.as_deref() != Some(svc.hostname.as_str())
+            && svc.port(port).is_some_and(|p| p.protocol.is_http())
     }
 
     /// Whether calls from `proxy` to hosts the mesh does not know are refused instead of

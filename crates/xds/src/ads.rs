@@ -1,7 +1,9 @@
 //! The ADS gRPC service, and its state-of-the-world stream.
 
 use crate::cache::PUSH_ORDER;
+use crate::demand::{Demands, Scoping, Slot};
 use crate::nds::{NameTables, NDS_TYPE};
+use isthmus_dns::demand::{encode_names, ALL_IN_FORCE, DEMAND_TYPE};
 use crate::peer::Peer;
 use crate::request::SotwRequest;
 use crate::service::{AdsService, Requests, ResponseTx, StreamHandler};
@@ -25,6 +27,7 @@ pub struct AdsServer {
     cache: crate::cache::ResourceCache,
     trust_domain: Arc<str>,
     names: Option<NameTables>,
+    demands: Demands,
 }
 
 impl AdsServer {
@@ -41,7 +44,14 @@ impl AdsServer {
             cache: crate::cache::ResourceCache::default(),
             trust_domain: trust_domain.into(),
             names: None,
+            demands: Demands::default(),
         }
+    }
+
+    /// Scopes sidecars as `scoping` says (every service, or what each workload asked for).
+    pub fn with_scoping(mut self, scoping: Scoping) -> Self {
+        self.demands = Demands::new(scoping);
+        self
     }
 
     /// Serves `names` to agents that ask for the name table ([`crate::nds::NDS_TYPE`]);
@@ -117,6 +127,7 @@ impl StreamHandler for AdsServer {
         let cache = self.cache.clone();
         let trust_domain = self.trust_domain.clone();
         let names = self.names.clone();
+        let demands = self.demands.clone();
         // Every log line of the stream names its peer (debug: each request and response).
         let span = tracing::debug_span!("ads", peer = %peer.addr_text());
         let stream = async move {
@@ -126,7 +137,7 @@ impl StreamHandler for AdsServer {
                 &tx,
                 &mut snapshots,
                 &status,
-                (cache, names),
+                (cache, names, demands),
                 auth,
             )
             .await;
@@ -142,11 +153,18 @@ impl StreamHandler for AdsServer {
         let status = self.status.clone();
         let cache = self.cache.clone();
         let trust_domain = self.trust_domain.clone();
+        let demands = self.demands.clone();
         tokio::spawn(async move {
             let auth = (&peer, &*trust_domain);
-            if let Err(e) =
-                crate::delta::delta_stream(&mut input, &tx, &mut snapshots, &status, cache, auth)
-                    .await
+            if let Err(e) = crate::delta::delta_stream(
+                &mut input,
+                &tx,
+                &mut snapshots,
+                &status,
+                (cache, demands),
+                auth,
+            )
+            .await
             {
                 let _ = tx.send(Err(e)).await;
             }
@@ -161,7 +179,7 @@ async fn sotw_stream(
     tx: &Tx,
     snapshots: &mut watch::Receiver<MeshUpdate>,
     status: &Arc<XdsStatus>,
-    (cache, names): (crate::cache::ResourceCache, Option<NameTables>),
+    (cache, names, demands): (crate::cache::ResourceCache, Option<NameTables>, Demands),
     (peer, trust_domain): (&Peer, &str),
 ) -> Result<(), Status> {
     let Some(first) = input.next().await.transpose()? else {
@@ -182,9 +200,15 @@ async fn sotw_stream(
         protocol,
     )?;
     let st = status.stream(id);
+    if protocol == "sotw" {
+        proxy.follow_demand(&demands).await;
+    }
     let mut watches: BTreeMap<String, Watch> = BTreeMap::new();
     let mut nonce = 0u64;
     let mut pending = Some(first);
+    // The agent's wanted names (on-demand scoping): the last ones it sent, and the answer
+    // waiting for Envoy to hold them.
+    let mut wanted = WantedNames::default();
     // The name table: the tables followed once the agent asked, and what was sent.
     let mut name_watch: Option<(
         tokio::sync::watch::Receiver<Arc<isthmus_dns::NameTable>>,
@@ -192,6 +216,35 @@ async fn sotw_stream(
     )> = None;
     let result: Result<(), Status> = async {
         loop {
+            if pending.as_ref().is_some_and(|r| r.type_url == DEMAND_TYPE) {
+                let Some(req) = pending.take() else { continue };
+                let names = read_wanted(&req.names_with(|_| None)?)?;
+                if !req.response_nonce.is_empty() && wanted.last.as_ref() == Some(&names) {
+                    // The agent's ACK of an answer.
+                    st.ack(DEMAND_TYPE, &req.version_info);
+                    continue;
+                }
+                wanted.last = Some(names.clone());
+                if !demands.scoping().on_demand {
+                    nonce += 1;
+                    send_in_force(tx, None, nonce, &st).await?;
+                    continue;
+                }
+                let slot = wanted
+                    .slot
+                    .get_or_insert_with(|| demands.slot(&proxy.node.to_string()))
+                    .clone();
+                let g = slot.want(names.clone());
+                let in_force = wanted.in_force.get_or_insert_with(|| slot.in_force());
+                if *in_force.borrow_and_update() >= g || !slot.has_envoy() {
+                    wanted.waiting = None;
+                    nonce += 1;
+                    send_in_force(tx, Some((g, &names)), nonce, &st).await?;
+                } else {
+                    wanted.waiting = Some((g, names));
+                }
+                continue;
+            }
             if pending.as_ref().is_some_and(|r| r.type_url == NDS_TYPE) {
                 let Some(req) = pending.take() else { continue };
                 let Some(tables) = &names else {
@@ -239,6 +292,7 @@ async fn sotw_stream(
                     } else {
                         st.ack(&req.type_url, &req.version_info);
                     }
+                    proxy.answered(&req.type_url, &req.response_nonce);
                 }
                 if req.names != w.names {
                     let encoded = proxy.refresh(&snapshot);
@@ -256,6 +310,7 @@ async fn sotw_stream(
                 if respond {
                     nonce += 1;
                     send(tx, &mut proxy, &snapshot, &req.type_url, w, nonce, &st, true, &[]).await?;
+                    note_push(&mut proxy, &req.type_url, w, nonce);
                 }
                 continue;
             }
@@ -265,9 +320,21 @@ async fn sotw_stream(
                     None => std::future::pending().await,
                 }
             };
-            tokio::select! {
+            let wanted_in_force = async {
+                match (&wanted.waiting, wanted.in_force.as_mut()) {
+                    (Some((g, _)), Some(rx)) => {
+                        let g = *g;
+                        rx.wait_for(|v| *v >= g).await.is_ok()
+                    }
+                    _ => std::future::pending().await,
+                }
+            };
+            let push_round = tokio::select! {
                 next = input.next() => match next {
-                    Some(req) => pending = Some(req?),
+                    Some(req) => {
+                        pending = Some(req?);
+                        false
+                    }
                     None => return Ok(()),
                 },
                 alive = names_changed => {
@@ -278,25 +345,38 @@ async fn sotw_stream(
                     } else if !alive {
                         return Ok(());
                     }
+                    false
                 },
+                held = wanted_in_force => {
+                    if let (true, Some((g, names))) = (held, wanted.waiting.take()) {
+                        nonce += 1;
+                        send_in_force(tx, Some((g, &names)), nonce, &st).await?;
+                    }
+                    false
+                },
+                () = proxy.demand_changed() => true,
                 changed = snapshots.changed() => {
                     if changed.is_err() { return Ok(()); }
-                    let snapshot = snapshots.borrow_and_update().clone();
-                    // Envoy warms a cluster it was sent again until that cluster's
-                    // endpoints come, unchanged or not: they follow it.
-                    let mut updated_clusters = Vec::new();
-                    for type_url in PUSH_ORDER {
-                        if let Some(w) = watches.get_mut(type_url) {
-                            nonce += 1;
-                            let force = if type_url == isthmus_envoy::ENDPOINT_TYPE {
-                                std::mem::take(&mut updated_clusters)
-                            } else {
-                                Vec::new()
-                            };
-                            let sent = send(tx, &mut proxy, &snapshot, type_url, w, nonce, &st, false, &force).await?;
-                            if type_url == isthmus_envoy::CLUSTER_TYPE {
-                                updated_clusters = sent;
-                            }
+                    true
+                }
+            };
+            if push_round {
+                let snapshot = snapshots.borrow_and_update().clone();
+                // Envoy warms a cluster it was sent again until that cluster's
+                // endpoints come, unchanged or not: they follow it.
+                let mut updated_clusters = Vec::new();
+                for type_url in PUSH_ORDER {
+                    if let Some(w) = watches.get_mut(type_url) {
+                        nonce += 1;
+                        let force = if type_url == isthmus_envoy::ENDPOINT_TYPE {
+                            std::mem::take(&mut updated_clusters)
+                        } else {
+                            Vec::new()
+                        };
+                        let sent = send(tx, &mut proxy, &snapshot, type_url, w, nonce, &st, false, &force).await?;
+                        note_push(&mut proxy, type_url, w, nonce);
+                        if type_url == isthmus_envoy::CLUSTER_TYPE {
+                            updated_clusters = sent;
                         }
                     }
                 }
@@ -307,6 +387,90 @@ async fn sotw_stream(
     status.close(id);
     tracing::info!(proxy = %proxy.node, "ADS stream closed");
     result
+}
+
+/// The agent's side of on-demand scoping on its stream.
+#[derive(Debug, Default)]
+struct WantedNames {
+    /// The names of its last request (an ACK repeats them).
+    last: Option<std::collections::BTreeSet<String>>,
+    /// Its node's slot, once it asked.
+    slot: Option<Arc<Slot>>,
+    /// The generation Envoy holds, followed once it asked.
+    in_force: Option<watch::Receiver<u64>>,
+    /// The generation (and its names) whose answer waits for Envoy.
+    waiting: Option<(u64, std::collections::BTreeSet<String>)>,
+}
+
+/// The most names one agent may want, and the longest name (DNS's limit).
+const MAX_WANTED: usize = 100_000;
+const MAX_NAME: usize = 253;
+
+/// The names of an agent's request, normalized (lower case, no final dot); a request over
+/// the limits is refused.
+fn read_wanted(names: &[Arc<str>]) -> Result<std::collections::BTreeSet<String>, Status> {
+    if names.len() > MAX_WANTED {
+        return Err(Status::invalid_argument(format!(
+            "{DEMAND_TYPE}: {} names, at most {MAX_WANTED}",
+            names.len()
+        )));
+    }
+    let mut out = std::collections::BTreeSet::new();
+    for n in names {
+        let n = n.trim_end_matches('.').to_ascii_lowercase();
+        if n.is_empty() || n.len() > MAX_NAME || n.chars().any(|c| c.is_whitespace()) {
+            return Err(Status::invalid_argument(format!(
+                "{DEMAND_TYPE}: `{n}` is not a host name"
+            )));
+        }
+        out.insert(n);
+    }
+    Ok(out)
+}
+
+/// Tells the agent what its sidecar holds: the names of generation `g` (`None`: every name,
+/// nothing is scoped).
+async fn send_in_force(
+    tx: &Tx,
+    held: Option<(u64, &std::collections::BTreeSet<String>)>,
+    nonce: u64,
+    status: &StreamStatus<'_>,
+) -> Result<(), Status> {
+    let nonce = nonce.to_string();
+    let (version, entries) = match held {
+        None => (ALL_IN_FORCE.to_string(), Vec::new()),
+        Some((g, names)) => {
+            let any = envoy_types::pb::google::protobuf::Any {
+                type_url: DEMAND_TYPE.to_string(),
+                value: encode_names(names.iter().map(String::as_str)),
+            };
+            let mut buf = bytes::BytesMut::with_capacity(crate::wire::resource_entry_len(&any));
+            crate::wire::put_resource_entry(&mut buf, &any);
+            (g.to_string(), vec![buf.freeze()])
+        }
+    };
+    status.sent(DEMAND_TYPE, &version, None);
+    tx.send(Ok(WireMessage::sotw(&version, DEMAND_TYPE, &nonce, entries)))
+        .await
+        .map_err(|_| Status::cancelled("stream closed"))
+}
+
+/// Records, for on-demand scoping, what a push of `type_url` left the proxy with: a
+/// response (when the watch's nonce is this push's) or nothing new.
+fn note_push(proxy: &mut StreamProxy, type_url: &str, w: &Watch, nonce: u64) {
+    if !proxy.tracks_demand() {
+        return;
+    }
+    let covers = whole_set_type(type_url)
+        || w.all
+        || proxy
+            .resources
+            .of_type(type_url)
+            .iter()
+            .all(|r| w.wants(&r.name));
+    let nonce = nonce.to_string();
+    let sent = (w.nonce == nonce).then_some(nonce.as_str());
+    proxy.pushed(type_url, sent, covers);
 }
 
 /// What a stream last sent of the name table.

@@ -310,6 +310,9 @@ pub struct ProxyShape {
     /// Its IP, only when that IP changes the output: when it is an endpoint of the snapshot
     /// (inbound listeners and clusters) or when listeners bind it (no capture).
     pub ip: Option<String>,
+    /// What its workload asked for (on-demand scoping): proxies that asked for the same
+    /// names share their resources.
+    pub demand: Option<Arc<isthmus_model::Demand>>,
 }
 
 impl ProxyShape {
@@ -335,6 +338,7 @@ impl ProxyShape {
             interception,
             router_mode_sni_dnat,
             network_views,
+            demand,
         } = proxy;
         let ip_matters = *interception == Interception::None || ip_is_endpoint;
         ProxyShape {
@@ -348,6 +352,7 @@ impl ProxyShape {
             interception: *interception,
             router_mode_sni_dnat: *router_mode_sni_dnat,
             ip: ip_matters.then(|| ip.clone()),
+            demand: demand.clone(),
         }
     }
 }
@@ -608,6 +613,7 @@ mod tests {
             interception,
             router_mode_sni_dnat: false,
             network_views: Vec::new(),
+            demand: None,
         }
     }
 

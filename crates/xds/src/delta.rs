@@ -78,7 +78,7 @@ pub async fn delta_stream(
     tx: &Tx,
     snapshots: &mut watch::Receiver<MeshUpdate>,
     status: &Arc<XdsStatus>,
-    cache: crate::cache::ResourceCache,
+    (cache, demands): (crate::cache::ResourceCache, crate::demand::Demands),
     (peer, trust_domain): (&Peer, &str),
 ) -> Result<(), Status> {
     let Some(first) = input.next().await.transpose()? else {
@@ -93,6 +93,7 @@ pub async fn delta_stream(
         "delta",
     )?;
     let st = status.stream(id);
+    proxy.follow_demand(&demands).await;
     let mut subs: BTreeMap<String, Subscription> = BTreeMap::new();
     let mut nonce = 0u64;
     let mut pending = Some(first);
@@ -114,6 +115,7 @@ pub async fn delta_stream(
                         // have come since).
                         st.ack(&req.type_url, &sub.sent_version);
                     }
+                    proxy.answered(&req.type_url, &req.response_nonce);
                 }
                 if first_for_type {
                     sub.wildcard = is_wildcard_type(&req.type_url) && req.resource_names_subscribe.is_empty();
@@ -157,34 +159,43 @@ pub async fn delta_stream(
                 if changed {
                     nonce += 1;
                     push(tx, &mut proxy, &snapshot, &req.type_url, sub, nonce, &st, false).await?;
+                    note_push(&mut proxy, &req.type_url, sub, nonce);
                 }
                 continue;
             }
-            tokio::select! {
+            let push_round = tokio::select! {
                 next = input.next() => match next {
-                    Some(req) => pending = Some(req?),
+                    Some(req) => {
+                        pending = Some(req?);
+                        false
+                    }
                     None => return Ok(()),
                 },
+                () = proxy.demand_changed() => true,
                 changed = snapshots.changed() => {
                     if changed.is_err() { return Ok(()); }
-                    let snapshot = snapshots.borrow_and_update().clone();
-                    // Envoy warms a cluster it was sent again until that cluster's
-                    // endpoints come, unchanged or not: they follow it.
-                    let mut updated_clusters: Vec<Arc<str>> = Vec::new();
-                    for type_url in PUSH_ORDER {
-                        if let Some(sub) = subs.get_mut(type_url) {
-                            if type_url == isthmus_envoy::ENDPOINT_TYPE {
-                                for name in updated_clusters.drain(..) {
-                                    if sub.wants(&name) {
-                                        sub.overrides.insert(name, None);
-                                    }
+                    true
+                }
+            };
+            if push_round {
+                let snapshot = snapshots.borrow_and_update().clone();
+                // Envoy warms a cluster it was sent again until that cluster's
+                // endpoints come, unchanged or not: they follow it.
+                let mut updated_clusters: Vec<Arc<str>> = Vec::new();
+                for type_url in PUSH_ORDER {
+                    if let Some(sub) = subs.get_mut(type_url) {
+                        if type_url == isthmus_envoy::ENDPOINT_TYPE {
+                            for name in updated_clusters.drain(..) {
+                                if sub.wants(&name) {
+                                    sub.overrides.insert(name, None);
                                 }
                             }
-                            nonce += 1;
-                            let sent = push(tx, &mut proxy, &snapshot, type_url, sub, nonce, &st, true).await?;
-                            if type_url == isthmus_envoy::CLUSTER_TYPE {
-                                updated_clusters = sent;
-                            }
+                        }
+                        nonce += 1;
+                        let sent = push(tx, &mut proxy, &snapshot, type_url, sub, nonce, &st, true).await?;
+                        note_push(&mut proxy, type_url, sub, nonce);
+                        if type_url == isthmus_envoy::CLUSTER_TYPE {
+                            updated_clusters = sent;
                         }
                     }
                 }
@@ -195,6 +206,23 @@ pub async fn delta_stream(
     status.close(id);
     tracing::info!(proxy = %proxy.node, "ADS stream closed");
     result
+}
+
+/// Records, for on-demand scoping, what a push of `type_url` left the proxy with: a
+/// response (when the subscription's nonce is this push's) or nothing new.
+fn note_push(proxy: &mut StreamProxy, type_url: &str, sub: &Subscription, nonce: u64) {
+    if !proxy.tracks_demand() {
+        return;
+    }
+    let covers = sub.wildcard
+        || proxy
+            .resources
+            .of_type(type_url)
+            .iter()
+            .all(|r| sub.wants(&r.name));
+    let nonce = nonce.to_string();
+    let sent = (sub.nonce == nonce).then_some(nonce.as_str());
+    proxy.pushed(type_url, sent, covers);
 }
 
 fn delta_resource(r: &crate::cache::EncodedResource) -> DeltaEntry<'_> {

@@ -8,12 +8,13 @@
 //! Modules are layered: each uses only modules listed before it, never one after it nor an
 //! item of lib.rs, so no two import each other (`tests/layers.rs` checks this). Layers,
 //! bottom first:
-//! `update`, `status`, `peer`, `wire`, `nds`, `request`, `incoming`, `service`, `cache`, `state`, `delta`,
+//! `update`, `status`, `peer`, `wire`, `nds`, `request`, `incoming`, `service`, `cache`, `demand`, `state`, `delta`,
 //! `ads`.
 
 pub mod ads;
 pub mod cache;
 pub mod delta;
+pub mod demand;
 pub mod incoming;
 pub mod nds;
 pub mod peer;
@@ -26,6 +27,7 @@ pub mod wire;
 
 pub use ads::AdsServer;
 pub use cache::ProxyShape;
+pub use demand::{Demands, Scoping};
 pub use nds::{NameTables, NDS_TYPE};
 pub use peer::{Peer, Refusal, SpiffeId};
 pub use status::{ProxyStatus, XdsStatus};

@@ -2,13 +2,14 @@
 //! at the current snapshot (generated once per snapshot version).
 
 use crate::cache::{Encoded, ResourceCache};
+use crate::demand::{Demands, InForceTracker};
 use crate::peer::{Claim, Peer};
 use crate::status::XdsStatus;
 use crate::update::MeshUpdate;
 use envoy_types::pb::envoy::config::core::v3::Node;
 use envoy_types::pb::google::protobuf::value::Kind;
 use isthmus_api::NodeMetadata;
-use isthmus_model::{NodeId, Proxy};
+use isthmus_model::{NodeId, NodeKind, Proxy};
 use std::sync::Arc;
 use tonic::Status;
 
@@ -23,6 +24,11 @@ pub struct StreamProxy {
     pub version: u64,
     /// Resources at `version`, shared with streams of identical proxies.
     pub resources: Arc<Encoded>,
+    /// The generation of the wanted names `resources` were generated with (on-demand
+    /// scoping; 0 otherwise).
+    pub demand_generation: u64,
+    /// On-demand scoping: the node's wanted names and what Envoy acknowledged of them.
+    demand: Option<InForceTracker>,
     cache: ResourceCache,
 }
 
@@ -43,6 +49,8 @@ impl StreamProxy {
             metadata,
             version: 0,
             resources: Arc::new(Encoded::default()),
+            demand_generation: 0,
+            demand: None,
             cache,
         })
     }
@@ -98,13 +106,68 @@ impl StreamProxy {
         }
     }
 
+    /// Scopes the proxy to what its workload asks for when `demands` says so: a sidecar
+    /// whose agent answers its pod's DNS (the agent says which names the pod resolved).
+    /// Waits, briefly, for the agent's first word.
+    pub async fn follow_demand(&mut self, demands: &Demands) {
+        let applies = demands.scoping().on_demand
+            && self.node.kind == NodeKind::Sidecar
+            && self.metadata.dns_capture;
+        if !applies {
+            return;
+        }
+        let mut tracker = InForceTracker::new(demands.slot(&self.node.to_string()));
+        tracker.wait_for_agent().await;
+        self.demand = Some(tracker);
+    }
+
+    /// Resolves when the wanted names change (never without on-demand scoping).
+    pub async fn demand_changed(&mut self) {
+        match self.demand.as_mut() {
+            Some(t) => t.changed().await,
+            None => std::future::pending().await,
+        }
+    }
+
+    /// Whether the proxy is scoped on demand (its pushes are tracked).
+    pub fn tracks_demand(&self) -> bool {
+        self.demand.is_some()
+    }
+
+    /// Records a push of `type_url`: `nonce` when a response went out, `None` when nothing
+    /// of the type changed; `covers` when Envoy asked for every resource of the type (see
+    /// [`InForceTracker::sent`]).
+    pub fn pushed(&mut self, type_url: &str, nonce: Option<&str>, covers: bool) {
+        let generation = self.demand_generation;
+        if let Some(t) = self.demand.as_mut() {
+            match nonce {
+                Some(n) => t.sent(type_url, n, generation, covers),
+                None => t.unchanged(type_url, generation, covers),
+            }
+        }
+    }
+
+    /// Records Envoy's answer (ACK or NACK) to `nonce` of `type_url`.
+    pub fn answered(&mut self, type_url: &str, nonce: &str) {
+        if let Some(t) = self.demand.as_mut() {
+            t.answered(type_url, nonce);
+        }
+    }
+
     /// Regenerates (or patches, or keeps) when the snapshot moved on, as its push request
-    /// says.
+    /// says, or when the wanted names changed.
     pub fn refresh(&mut self, update: &MeshUpdate) -> Arc<Encoded> {
-        if self.version != update.version() || self.version == 0 {
-            let proxy: Proxy = update.snapshot.proxy(&self.node, &self.metadata);
+        let wanted = self.demand.as_mut().map(InForceTracker::current);
+        let generation = wanted.as_ref().map_or(0, |w| w.generation);
+        if self.version != update.version()
+            || self.version == 0
+            || generation != self.demand_generation
+        {
+            let mut proxy: Proxy = update.snapshot.proxy(&self.node, &self.metadata);
+            proxy.demand = wanted.map(|w| w.demand);
             self.resources = self.cache.get(update, &proxy);
             self.version = update.version();
+            self.demand_generation = generation;
         }
         self.resources.clone()
     }

@@ -110,6 +110,14 @@ const SLEEP_ID: &str = "spiffe://cluster.local/ns/foo/sa/sleep";
 /// certificate optional at the TLS layer (agents reach the CA without one) and required by
 /// every ADS stream.
 async fn serve_as(cert: ClientCert<'_>) -> (Server, isthmus_ca::Authority, std::net::SocketAddr) {
+    serve_scoped(cert, isthmus_xds::Scoping::default()).await
+}
+
+/// [`serve_as`], scoping sidecars as `scoping` says.
+async fn serve_scoped(
+    cert: ClientCert<'_>,
+    scoping: isthmus_xds::Scoping,
+) -> (Server, isthmus_ca::Authority, std::net::SocketAddr) {
     let ca = authority();
     let (snapshots, rx) = watch::channel(MeshUpdate::full(snapshot(1, true)));
     let status = Arc::new(XdsStatus::default());
@@ -123,6 +131,7 @@ async fn serve_as(cert: ClientCert<'_>) -> (Server, isthmus_ca::Authority, std::
     )));
     let svc = AdsServer::new(rx, status.clone(), "cluster.local")
         .with_name_tables(isthmus_xds::NameTables::new(names_rx))
+        .with_scoping(scoping)
         .into_service();
     let (chain, key) = ca
         .issue_server(&[isthmus_ca::CONTROL_PLANE_DNS.to_string()])
@@ -1037,4 +1046,198 @@ async fn delta_a_subscription_carried_by_a_stale_ack_is_served() {
     let eds = next(&mut stream).await;
     assert_eq!(eds.type_url, EDS);
     assert_eq!(delta_names(&eds), vec![SLEEP.to_string()]);
+}
+
+/// sleep's node as an agent with DNS capture announces it (on-demand scoping applies).
+fn node_with_dns_capture() -> Node {
+    let mut n = node();
+    if let Some(md) = n.metadata.as_mut() {
+        md.fields.insert(
+            "DNS_CAPTURE".into(),
+            Value {
+                kind: Some(Kind::StringValue("true".into())),
+            },
+        );
+    }
+    n
+}
+
+/// An agent's stream: the name table asked for, then `wanted` (on-demand scoping).
+async fn agent_stream(
+    srv: &mut Server,
+    wanted: &[&str],
+) -> (
+    mpsc::Sender<DiscoveryRequest>,
+    tonic::Streaming<DiscoveryResponse>,
+) {
+    use isthmus_dns::demand::DEMAND_TYPE;
+    let (tx, rx) = mpsc::channel(8);
+    tx.send(DiscoveryRequest {
+        node: Some(node_with_dns_capture()),
+        type_url: isthmus_xds::NDS_TYPE.into(),
+        ..Default::default()
+    })
+    .await
+    .expect("send");
+    tx.send(DiscoveryRequest {
+        type_url: DEMAND_TYPE.into(),
+        resource_names: wanted.iter().map(|s| s.to_string()).collect(),
+        ..Default::default()
+    })
+    .await
+    .expect("send");
+    let stream = srv
+        .client
+        .stream_aggregated_resources(ReceiverStream::new(rx))
+        .await
+        .expect("stream")
+        .into_inner();
+    (tx, stream)
+}
+
+/// The next answer to the wanted names (name tables skipped).
+async fn next_in_force(stream: &mut tonic::Streaming<DiscoveryResponse>) -> DiscoveryResponse {
+    loop {
+        let r = next(stream).await;
+        if r.type_url == isthmus_dns::demand::DEMAND_TYPE {
+            return r;
+        }
+    }
+}
+
+/// No answer to the wanted names within 300 ms (name tables skipped).
+async fn no_in_force(stream: &mut tonic::Streaming<DiscoveryResponse>) {
+    let wait = tokio::time::sleep(Duration::from_millis(300));
+    tokio::pin!(wait);
+    loop {
+        tokio::select! {
+            () = &mut wait => return,
+            r = stream.next() => match r {
+                Some(Ok(r)) if r.type_url == isthmus_dns::demand::DEMAND_TYPE => {
+                    panic!("expected no answer yet, got {r:?}")
+                }
+                Some(Ok(_)) => {}
+                other => panic!("stream ended: {other:?}"),
+            }
+        }
+    }
+}
+
+fn in_force_names(r: &DiscoveryResponse) -> Vec<String> {
+    r.resources
+        .iter()
+        .flat_map(|a| isthmus_dns::demand::decode_names(&a.value).expect("names"))
+        .collect()
+}
+
+#[tokio::test]
+async fn on_demand_a_sidecar_gets_a_service_once_resolved_and_the_lookup_waits_for_its_ack() {
+    use isthmus_dns::demand::DEMAND_TYPE;
+    let scoping = isthmus_xds::Scoping {
+        on_demand: true,
+        namespace: false,
+    };
+    let (mut srv, _ca, _) = serve_scoped(ClientCert::Workload(SLEEP_ID), scoping).await;
+    let (agent, mut answers) = agent_stream(&mut srv, &[]).await;
+    let first = next_in_force(&mut answers).await;
+    assert!(in_force_names(&first).is_empty(), "nothing wanted yet");
+
+    // Envoy: nothing of the mesh's services, not even its own namespace's.
+    let (tx, rx) = mpsc::channel(8);
+    tx.send(DiscoveryRequest {
+        node: Some(node_with_dns_capture()),
+        type_url: CDS.into(),
+        ..Default::default()
+    })
+    .await
+    .expect("send");
+    let mut envoy = srv
+        .client
+        .stream_aggregated_resources(ReceiverStream::new(rx))
+        .await
+        .expect("stream")
+        .into_inner();
+    let cds = next(&mut envoy).await;
+    let held = names(&cds);
+    assert!(!held.iter().any(|n| n == HTTPBIN || n == SLEEP), "{held:?}");
+    assert!(held.iter().any(|n| n == "PassthroughCluster"), "{held:?}");
+    let ack = |r: &DiscoveryResponse| DiscoveryRequest {
+        type_url: r.type_url.clone(),
+        version_info: r.version_info.clone(),
+        response_nonce: r.nonce.clone(),
+        ..Default::default()
+    };
+    tx.send(ack(&cds)).await.expect("ack");
+
+    // The pod resolves httpbin.bar.global: Envoy is sent its cluster, and the agent's
+    // answer waits for Envoy's ACK.
+    agent
+        .send(DiscoveryRequest {
+            type_url: DEMAND_TYPE.into(),
+            resource_names: vec!["HTTPBIN.bar.global.".into()],
+            response_nonce: first.nonce.clone(),
+            ..Default::default()
+        })
+        .await
+        .expect("send");
+    let pushed = next(&mut envoy).await;
+    assert!(names(&pushed).iter().any(|n| n == HTTPBIN), "{:?}", names(&pushed));
+    assert!(!names(&pushed).iter().any(|n| n == SLEEP));
+    no_in_force(&mut answers).await;
+    tx.send(ack(&pushed)).await.expect("ack");
+    let held = next_in_force(&mut answers).await;
+    assert_eq!(in_force_names(&held), ["httpbin.bar.global"]);
+    assert_ne!(held.version_info, first.version_info);
+    // The agent's ACK is not a new request.
+    agent.send(DiscoveryRequest {
+        type_url: DEMAND_TYPE.into(),
+        resource_names: vec!["httpbin.bar.global".into()],
+        response_nonce: held.nonce.clone(),
+        version_info: held.version_info.clone(),
+        ..Default::default()
+    })
+    .await
+    .expect("ack");
+    no_in_force(&mut answers).await;
+    nothing(&mut envoy).await;
+}
+
+#[tokio::test]
+async fn on_demand_envoys_first_configuration_waits_for_its_agents_names() {
+    let scoping = isthmus_xds::Scoping {
+        on_demand: true,
+        namespace: true,
+    };
+    let (mut srv, _ca, _) = serve_scoped(ClientCert::Workload(SLEEP_ID), scoping).await;
+    // Envoy first (a control plane restart: both reconnect, in either order).
+    let (tx, rx) = mpsc::channel(8);
+    tx.send(DiscoveryRequest {
+        node: Some(node_with_dns_capture()),
+        type_url: CDS.into(),
+        ..Default::default()
+    })
+    .await
+    .expect("send");
+    let mut envoy = srv
+        .client
+        .stream_aggregated_resources(ReceiverStream::new(rx))
+        .await
+        .expect("stream")
+        .into_inner();
+    nothing(&mut envoy).await;
+    let (_agent, mut answers) = agent_stream(&mut srv, &["httpbin.bar.global"]).await;
+    let cds = next(&mut envoy).await;
+    let held = names(&cds);
+    assert!(held.iter().any(|n| n == HTTPBIN), "what it used before: {held:?}");
+    assert!(held.iter().any(|n| n == SLEEP), "its own namespace, as asked: {held:?}");
+    // Envoy has not answered: the agent's answer waits.
+    no_in_force(&mut answers).await;
+}
+
+#[tokio::test]
+async fn without_on_demand_scoping_every_name_is_in_force_at_once() {
+    let mut srv = serve().await;
+    let (_agent, mut answers) = agent_stream(&mut srv, &["httpbin.bar.global"]).await;
+    let r = next_in_force(&mut answers).await;
+    assert_eq!(r.version_info, isthmus_dns::demand::ALL_IN_FORCE);
 }
