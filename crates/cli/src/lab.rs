@@ -42,6 +42,10 @@ pub enum LabCommand {
         /// topology.yaml.
         #[arg(long)]
         kubernetes: bool,
+        /// Scope every sidecar on demand (`control-plane --scoping on-demand`): it gets only
+        /// the services its pod resolved. Also `onDemandScoping: true` in topology.yaml.
+        #[arg(long)]
+        on_demand: bool,
         /// Stop a lab that still runs with this state folder or namespace prefix first
         /// (without it, `up` refuses to touch a running lab).
         #[arg(long)]
@@ -245,6 +249,15 @@ pub enum LabCommand {
         #[arg(long, default_value_t = 0)]
         stream: u32,
     },
+    /// (inside a pod) ask SERVER (IP:PORT, UDP) for NAME's A records; prints the addresses
+    /// and the milliseconds the answer took; exit 1 without an answer within 10 s.
+    #[command(hide = true)]
+    DnsGet {
+        /// The resolver.
+        server: std::net::SocketAddr,
+        /// The name.
+        name: String,
+    },
     /// (inside a pod) GET a URL on loopback and print the body; exit 1 unless 200.
     #[command(hide = true)]
     HttpGet {
@@ -272,6 +285,7 @@ fn options(g: &LabGlobal) -> Result<LabOptions> {
         exe: std::env::current_exe()?,
         envoy: g.envoy.clone(),
         kubernetes: false,
+        on_demand: false,
         kube_bin: g.kube_bin.clone(),
         replace: false,
     })
@@ -289,11 +303,13 @@ pub fn run(g: &LabGlobal, cmd: LabCommand) -> Result<()> {
         LabCommand::Up {
             dir,
             kubernetes,
+            on_demand,
             replace,
         } => {
             println!("bringing up {} ...", dir.display());
             let mut opts = options(g)?;
             opts.kubernetes = kubernetes;
+            opts.on_demand = on_demand;
             opts.replace = replace;
             let lab = Lab::up(&dir, opts, &mut |l| progress(l)).map_err(|e| {
                 anyhow::anyhow!(
@@ -537,6 +553,27 @@ pub fn run(g: &LabGlobal, cmd: LabCommand) -> Result<()> {
             for l in lines {
                 println!("{l}");
             }
+        }
+        LabCommand::DnsGet { server, name } => {
+            let sock = std::net::UdpSocket::bind(if server.is_ipv4() {
+                "0.0.0.0:0"
+            } else {
+                "[::]:0"
+            })?;
+            sock.set_read_timeout(Some(std::time::Duration::from_secs(10)))?;
+            let id = (std::process::id() & 0xffff) as u16;
+            let started = std::time::Instant::now();
+            sock.send_to(&isthmus_dns::fast::a_query(id, &name), server)?;
+            let mut buf = [0u8; 4096];
+            let n = sock
+                .recv(&mut buf)
+                .map_err(|e| anyhow::anyhow!("no answer from {server} for {name}: {e}"))?;
+            let ms = started.elapsed().as_secs_f64() * 1e3;
+            let ips: Vec<String> = isthmus_dns::fast::a_answers(&buf[..n])
+                .iter()
+                .map(ToString::to_string)
+                .collect();
+            println!("{} {ms:.2}", ips.join(","));
         }
         LabCommand::HttpGet { addr, path } => {
             let (code, body) = isthmus_lab::http::get(addr, &path)?;

@@ -1326,7 +1326,7 @@ fn s3_on_kubernetes_with_the_credential_create_remote_secret_made() {
     let _one = require();
     let lab = Lab::new("s3");
     let run = lab.ok(&["run", "--kubernetes", "examples/split-horizon/s3.yaml"]);
-    assert!(run.contains("20 of 20 steps passed"), "{run}");
+    assert!(run.contains("21 of 21 steps passed"), "{run}");
     let status = lab.ok(&["status"]);
     // The remote cluster runs no control plane of its own, but its own Kubernetes.
     assert_eq!(status.matches("istiod-0").count(), 1, "{status}");

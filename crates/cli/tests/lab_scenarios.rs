@@ -247,6 +247,67 @@ fn s1_and_its_variants_in_the_lab_with_one_pod_cidr_in_both_clusters() {
     );
 }
 
+/// The outbound clusters a pod's Envoy holds now, read from its admin.
+fn outbound_clusters(lab: &Lab, cluster: &str, ns: &str, app: &str) -> Vec<String> {
+    let clusters = lab.ok(&[
+        "exec",
+        cluster,
+        ns,
+        app,
+        "--",
+        "curl",
+        "-s",
+        "127.0.0.1:15000/clusters",
+    ]);
+    let mut names: Vec<String> = clusters
+        .lines()
+        .filter(|l| l.starts_with("outbound|"))
+        .filter_map(|l| l.split("::").next())
+        .map(str::to_string)
+        .collect();
+    names.dedup();
+    names
+}
+
+#[test]
+fn on_demand_scoping_s1_and_its_variants_in_the_lab() {
+    let _one = require();
+    let lab = Lab {
+        state: std::env::temp_dir().join(format!("isthmus-lab-od-{}", std::process::id())),
+        prefix: format!("od{}", std::process::id() % 100_000),
+    };
+    lab.ok(&["up", "examples/gateway-connected", "--on-demand"]);
+    // Nothing resolved yet: sleep's sidecar holds no service of the mesh, though
+    // cluster1 has some (its own namespace's sleep, the gateways).
+    assert_eq!(
+        outbound_clusters(&lab, "cluster1", "foo", "sleep"),
+        Vec::<String>::new()
+    );
+
+    let run = lab.ok(&["run", "examples/gateway-connected/s1.yaml"]);
+    assert!(run.contains("13 of 13 steps passed"), "{run}");
+    // What S1's calls resolved, and nothing else.
+    assert_eq!(
+        outbound_clusters(&lab, "cluster1", "foo", "sleep"),
+        ["outbound|8000||httpbin.bar.global"]
+    );
+
+    // Headless Services and StatefulSet pod names, TCP routes, sniffed ports; a control
+    // plane restart (the sidecar keeps what it used); subsets.
+    for (scenario, steps) in [("protocols", 32), ("restart", 16), ("s1-subsets", 10)] {
+        let run = lab.ok(&[
+            "run",
+            &format!("examples/gateway-connected/{scenario}.yaml"),
+        ]);
+        assert!(
+            run.contains(&format!("{steps} of {steps} steps passed")),
+            "{scenario}:\n{run}"
+        );
+    }
+    let down = lab.ok(&["down"]);
+    assert!(down.contains("lab is down"), "{down}");
+}
+
 #[test]
 fn bad_manifests_stop_up_before_anything_is_created() {
     let _one = require();
@@ -329,7 +390,7 @@ fn a_silent_gateway_leaves_rotation_without_configuration() {
     // Locality failover and distribute first (in the same three clusters), while no
     // earlier scenario has sent calls that sleep's per-endpoint counters would hold.
     let run = lab.ok(&["run", "examples/gateway-failover/locality.yaml"]);
-    assert!(run.contains("16 of 16 steps passed"), "{run}");
+    assert!(run.contains("17 of 17 steps passed"), "{run}");
     let run = lab.ok(&["run", "examples/gateway-failover/failover.yaml"]);
     assert!(run.contains("13 of 13 steps passed"), "{run}");
     lab.ok(&["down"]);
@@ -410,7 +471,7 @@ fn s3_one_control_plane_split_horizon_through_the_gateway() {
         prefix: format!("i3{}", std::process::id() % 100_000),
     };
     let run = lab.ok(&["run", "examples/split-horizon/s3.yaml"]);
-    assert!(run.contains("20 of 20 steps passed"), "{run}");
+    assert!(run.contains("21 of 21 steps passed"), "{run}");
     let run = lab.ok(&["run", "examples/split-horizon/hash.yaml"]);
     assert!(run.contains("9 of 9 steps passed"), "{run}");
     let status = lab.ok(&["status"]);
@@ -432,7 +493,7 @@ fn s4_remote_suffix_through_egress_and_ingress_gateways() {
         prefix: format!("i4{}", std::process::id() % 100_000),
     };
     let run = lab.ok(&["run", "examples/remote-suffix/s4.yaml"]);
-    assert!(run.contains("17 of 17 steps passed"), "{run}");
+    assert!(run.contains("18 of 18 steps passed"), "{run}");
     // Every Bookinfo service answered through the page; both directions crossed gateways.
     for needle in [
         "pod default/productpage-v1-0 (bookinfo productpage)",

@@ -216,6 +216,34 @@ fn encode_name(name: &str) -> Vec<u8> {
     b
 }
 
+/// A recursive A query for `name` with id `id` (what a stub resolver sends).
+pub fn a_query(id: u16, name: &str) -> Vec<u8> {
+    let mut b = Vec::with_capacity(HEADER + name.len() + 6);
+    b.extend_from_slice(&id.to_be_bytes());
+    // RD; one question.
+    b.extend_from_slice(&[0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0]);
+    b.extend_from_slice(&encode_name(name));
+    b.extend_from_slice(&1u16.to_be_bytes());
+    b.extend_from_slice(&1u16.to_be_bytes());
+    b
+}
+
+/// The IPv4 addresses an answer carries (empty when it is no valid DNS message).
+pub fn a_answers(packet: &[u8]) -> Vec<std::net::Ipv4Addr> {
+    use hickory_server::proto::rr::RData;
+    hickory_server::proto::op::Message::from_vec(packet)
+        .map(|m| {
+            m.answers
+                .iter()
+                .filter_map(|r| match &r.data {
+                    RData::A(a) => Some(a.0),
+                    _ => None,
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// A SERVFAIL answer to `packet` (the question echoed when it parses): what a client gets
 /// when no upstream resolver answered, so that it moves on at once instead of timing out.
 pub(crate) fn servfail(packet: &[u8]) -> Option<Vec<u8>> {
@@ -325,5 +353,15 @@ mod tests {
         let n = p.len();
         p[n - 1] = 3; // class CH
         assert_eq!(parse(&p, &mut name), None);
+    }
+
+    #[test]
+    fn a_query_is_answered_from_the_table_and_its_addresses_read_back() {
+        let t = NameTable::from_entries([("a.global".to_string(), [10, 0, 0, 7].into())], &[]);
+        let q = a_query(0x1234, "a.global");
+        let r = super::respond(&q, &t).expect("a mesh name");
+        assert_eq!(r[..2], [0x12, 0x34]);
+        assert_eq!(a_answers(&r), [std::net::Ipv4Addr::new(10, 0, 0, 7)]);
+        assert!(a_answers(b"junk").is_empty());
     }
 }

@@ -137,7 +137,11 @@ async fn wait_for_config(wants: Option<&Wants>, name: &str) {
     }
     let started = std::time::Instant::now();
     if w.want(name, WAIT_FOR_CONFIG).await {
-        tracing::debug!(name, ms = started.elapsed().as_millis(), "answering once the sidecar holds the service");
+        tracing::debug!(
+            name,
+            ms = started.elapsed().as_millis(),
+            "answering once the sidecar holds the service"
+        );
     } else {
         tracing::warn!(name, waited = ?WAIT_FOR_CONFIG, "the sidecar did not get this service's configuration in time; answering anyway");
     }
@@ -215,8 +219,7 @@ pub async fn resolve(
     tcp: bool,
 ) -> Option<Vec<u8>> {
     let current = table.borrow().clone();
-    if let Some((r, name)) =
-        answer_from_table(packet, current.as_deref(), config.search.as_deref())
+    if let Some((r, name)) = answer_from_table(packet, current.as_deref(), config.search.as_deref())
     {
         wait_for_config(config.wants.as_deref(), &name).await;
         return Some(r);
@@ -489,7 +492,10 @@ mod tests {
         asked.changed().await.expect("the name was asked for");
         assert_eq!(wants.names(), ["httpbin.bar.global"]);
         tokio::time::sleep(Duration::from_millis(50)).await;
-        assert!(!lookup.is_finished(), "held until the sidecar has the service");
+        assert!(
+            !lookup.is_finished(),
+            "held until the sidecar has the service"
+        );
         wants.set_in_force(crate::demand::InForce {
             all: false,
             names: Arc::new(["httpbin.bar.global".to_string()].into()),

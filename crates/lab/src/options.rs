@@ -18,6 +18,8 @@ pub struct LabOptions {
     pub kubernetes: bool,
     /// The Kubernetes binaries (from scripts/install-kubernetes.sh), when given explicitly.
     pub kube_bin: Option<PathBuf>,
+    /// Scope sidecars on demand, whatever the topology says.
+    pub on_demand: bool,
     /// `lab up` may stop a lab that still runs with the same state folder or prefix.
     pub replace: bool,
 }

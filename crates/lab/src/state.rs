@@ -255,6 +255,7 @@ pub(crate) mod testing {
             exe: PathBuf::from("/bin/isthmus"),
             envoy: None,
             kubernetes: false,
+            on_demand: false,
             kube_bin: None,
             replace: false,
         }

@@ -128,6 +128,10 @@ pub struct Topology {
     /// sets it too.
     #[serde(default)]
     pub kubernetes: bool,
+    /// Control planes scope sidecars on demand (`--scoping on-demand`): each gets only the
+    /// services its pod resolved; `lab up --on-demand` sets it too.
+    #[serde(default)]
+    pub on_demand_scoping: bool,
 }
 
 /// A cluster name as it stands in a placeholder variable: upper case, `_` for anything

@@ -18,7 +18,6 @@ pub mod build;
 pub mod builder;
 pub mod credential;
 pub mod delegate;
-pub mod demand;
 pub mod health;
 pub mod host;
 pub mod incremental;
@@ -33,10 +32,9 @@ pub mod snapshot;
 pub mod workload;
 
 pub use builder::MeshBuilder;
-pub use demand::Demand;
 pub use host::{fqdn, host_matches};
 pub use pod::PodInfo;
-pub use proxy::{Interception, NodeId, NodeKind, Proxy, ProxyError};
+pub use proxy::{Demand, Interception, NodeId, NodeKind, Proxy, ProxyError};
 pub use push::{ConfigKey, ConfigsUpdated, PushRequest};
 pub use service::{Address, Endpoint, EndpointOrigin, Endpoints, Port, Service, ServiceOrigin};
 pub use snapshot::{

@@ -5,6 +5,15 @@ use std::collections::BTreeMap;
 
 pub use isthmus_api::node::{Interception, NodeId, NodeIdError as ProxyError, NodeKind};
 
+/// What a sidecar's workload has asked for (on-demand scoping): the names its pod resolved.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct Demand {
+    /// Host names the workload resolved (lower case, without the final dot).
+    pub names: std::collections::BTreeSet<String>,
+    /// Whether every service of the proxy's own namespace is in scope from the start.
+    pub namespace: bool,
+}
+
 /// Everything generation needs to know about one proxy.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Proxy {
@@ -33,7 +42,7 @@ pub struct Proxy {
     pub network_views: Vec<String>,
     /// What its workload asked for, when it is scoped on demand (see [`crate::demand`]);
     /// `None`: every service it may see.
-    pub demand: Option<std::sync::Arc<crate::demand::Demand>>,
+    pub demand: Option<std::sync::Arc<Demand>>,
 }
 
 impl Proxy {

@@ -3,13 +3,13 @@
 use crate::host::{fqdn, host_matches, specificity};
 use crate::pod::{ClusterPods, PodInfo};
 use crate::policy::MtlsPolicies;
-use crate::proxy::{NodeId, Proxy};
+use crate::proxy::{Demand, NodeId, Proxy};
 use crate::service::Service;
 use isthmus_api::mesh::{MeshConfig, MeshNetworks};
 use isthmus_api::networking::{DestinationRule, Gateway, VirtualService};
 use isthmus_api::Diagnostic;
 use isthmus_registry::ClusterConfig;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 /// What a snapshot is built from.
@@ -449,12 +449,12 @@ impl MeshSnapshot {
     /// Sidecar that applies to it (one selecting its labels, else its namespace's, else the
     /// mesh-wide one in istio-system), or `None` when no Sidecar applies.
     ///
-    /// Where no Sidecar applies, a sidecar with a [`crate::demand::Demand`] (on-demand
+    /// Where no Sidecar applies, a sidecar with a [`crate::proxy::Demand`] (on-demand
     /// scoping) is scoped to what its workload asked for: a user's Sidecar always wins.
     pub fn egress_scope(&self, proxy: &Proxy) -> Option<Vec<(String, String)>> {
         let Some(chosen) = self.sidecar_for(proxy) else {
             let demand = proxy.demand.as_ref()?;
-            return (proxy.id.kind == crate::NodeKind::Sidecar)
+            return (proxy.id.kind == crate::proxy::NodeKind::Sidecar)
                 .then(|| self.demand_scope(proxy, demand));
         };
         // A Sidecar without egress listeners scopes nothing (Istio's default `*/*`).
@@ -600,10 +600,118 @@ pub fn binds_gateway(
     })
 }
 
+/// On-demand scoping: what a sidecar's workload asked for by name (its agent's DNS saw
+/// the name) becomes the same `namespace/host` patterns a `Sidecar`'s `egress.hosts` gives,
+/// so generation has one way of scoping. What a route needs goes in with the host it
+/// serves: the destinations and mirrors of the VirtualServices of a wanted host (and
+/// theirs, to a fixpoint), a StatefulSet pod's headless Service, the wildcard ServiceEntry
+/// a name falls under, and the egress gateway when a wanted service leaves through it.
+impl MeshSnapshot {
+    /// The egress patterns (`namespace`, `host`) that `demand` puts in `proxy`'s scope.
+    pub fn demand_scope(&self, proxy: &Proxy, demand: &Demand) -> Vec<(String, String)> {
+        let mut patterns: Vec<(String, String)> = Vec::new();
+        let mut hosts: BTreeSet<String> = BTreeSet::new();
+        if demand.namespace {
+            patterns.push((proxy.id.namespace.clone(), "*".to_string()));
+            hosts.extend(
+                self.services
+                    .values()
+                    .filter(|s| s.namespace == proxy.id.namespace)
+                    .map(|s| s.hostname.clone()),
+            );
+        }
+        for name in &demand.names {
+            // The name itself: a service's host, or a host only a VirtualService names
+            // (seed 004's `*.svc.b.remote`), which scoping matches both ways.
+            patterns.push(("*".to_string(), name.clone()));
+            hosts.extend(self.services_named(name));
+        }
+        // What the routes of the hosts in scope send to, until nothing new comes.
+        let mut todo: Vec<String> = hosts
+            .iter()
+            .cloned()
+            .chain(demand.names.iter().cloned())
+            .collect();
+        let mut seen: BTreeSet<String> = todo.iter().cloned().collect();
+        while let Some(host) = todo.pop() {
+            for vs in &self.virtual_services {
+                let spec = &vs.rule.spec;
+                if !spec.binds_mesh() || !self.virtual_service_visible(vs, &proxy.id.namespace) {
+                    continue;
+                }
+                let routes_host = spec.hosts.iter().any(|h| {
+                    let h = fqdn(h, &vs.namespace);
+                    host_matches(&h, &host) || host_matches(&host, &h)
+                });
+                if !routes_host {
+                    continue;
+                }
+                for dest in route_destinations(spec) {
+                    let dest = fqdn(dest, &vs.namespace);
+                    for found in self.services_named(&dest) {
+                        if seen.insert(found.clone()) {
+                            hosts.insert(found.clone());
+                            todo.push(found);
+                        }
+                    }
+                }
+            }
+        }
+        // The egress gateway carries a wanted MESH_EXTERNAL service's HTTP.
+        if let Some(gw) = &self.egress_gateway {
+            let funnelled = hosts.iter().any(|h| {
+                self.services
+                    .get(h)
+                    .is_some_and(|svc| svc.ports.iter().any(|p| self.funnel_carries(svc, p.number)))
+            });
+            if funnelled {
+                hosts.insert(gw.clone());
+            }
+        }
+        patterns.extend(hosts.into_iter().map(|h| ("*".to_string(), h)));
+        patterns
+    }
+
+    /// The services a resolved name stands for: the service of that host, else the
+    /// headless Service a StatefulSet pod's name is under (`web-0.web.ns.svc.cluster.local`),
+    /// else the wildcard ServiceEntry hosts it falls under.
+    fn services_named(&self, name: &str) -> Vec<String> {
+        if self.services.contains_key(name) {
+            return vec![name.to_string()];
+        }
+        if let Some((_, parent)) = name.split_once('.') {
+            if self.services.get(parent).is_some_and(|s| s.headless()) {
+                return vec![parent.to_string()];
+            }
+        }
+        self.services
+            .keys()
+            .filter(|h| h.starts_with("*.") && host_matches(h, name))
+            .cloned()
+            .collect()
+    }
+}
+
+/// Every destination and mirror host of a VirtualService's routes, as written.
+fn route_destinations(spec: &isthmus_api::networking::VirtualServiceSpec) -> Vec<&str> {
+    let mut out = Vec::new();
+    for http in &spec.http {
+        out.extend(http.route.iter().map(|r| r.destination.host.as_str()));
+        out.extend(http.mirror.iter().map(|m| m.host.as_str()));
+        out.extend(http.mirrors.iter().map(|m| m.destination.host.as_str()));
+    }
+    for tcp in &spec.tcp {
+        out.extend(tcp.route.iter().map(|r| r.destination.host.as_str()));
+    }
+    for tls in &spec.tls {
+        out.extend(tls.route.iter().map(|r| r.destination.host.as_str()));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::BTreeSet;
     use std::net::Ipv4Addr;
 
     #[test]

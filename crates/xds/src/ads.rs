@@ -3,7 +3,6 @@
 use crate::cache::PUSH_ORDER;
 use crate::demand::{Demands, Scoping, Slot};
 use crate::nds::{NameTables, NDS_TYPE};
-use isthmus_dns::demand::{encode_names, ALL_IN_FORCE, DEMAND_TYPE};
 use crate::peer::Peer;
 use crate::request::SotwRequest;
 use crate::service::{AdsService, Requests, ResponseTx, StreamHandler};
@@ -14,6 +13,7 @@ use crate::wire::WireMessage;
 use bytes::Bytes;
 use envoy_types::pb::envoy::service::discovery::v3::DeltaDiscoveryRequest;
 use futures::StreamExt;
+use isthmus_dns::demand::{encode_names, ALL_IN_FORCE, DEMAND_TYPE};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use tokio::sync::watch;
@@ -450,9 +450,14 @@ async fn send_in_force(
         }
     };
     status.sent(DEMAND_TYPE, &version, None);
-    tx.send(Ok(WireMessage::sotw(&version, DEMAND_TYPE, &nonce, entries)))
-        .await
-        .map_err(|_| Status::cancelled("stream closed"))
+    tx.send(Ok(WireMessage::sotw(
+        &version,
+        DEMAND_TYPE,
+        &nonce,
+        entries,
+    )))
+    .await
+    .map_err(|_| Status::cancelled("stream closed"))
 }
 
 /// Records, for on-demand scoping, what a push of `type_url` left the proxy with: a

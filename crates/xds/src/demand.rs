@@ -288,7 +288,11 @@ mod tests {
         assert_eq!(a.want(names(&["x.global", "y.global"])), 2);
         drop(a);
         let b = demands.slot("sidecar~10.0.0.1~a.ns~ns.svc.cluster.local");
-        assert_eq!(b.subscribe().borrow().generation, 0, "forgotten with its streams");
+        assert_eq!(
+            b.subscribe().borrow().generation,
+            0,
+            "forgotten with its streams"
+        );
     }
 
     #[test]
@@ -326,7 +330,10 @@ mod tests {
         t.sent("eds", "7", g3, false);
         t.answered("cds", "6");
         t.answered("eds", "7");
-        assert!(!in_force.has_changed().expect("open"), "endpoints not asked for yet");
+        assert!(
+            !in_force.has_changed().expect("open"),
+            "endpoints not asked for yet"
+        );
         t.sent("eds", "8", g3, true);
         t.answered("eds", "8");
         assert_eq!(*in_force.borrow_and_update(), g3);

@@ -1181,7 +1181,11 @@ async fn on_demand_a_sidecar_gets_a_service_once_resolved_and_the_lookup_waits_f
         .await
         .expect("send");
     let pushed = next(&mut envoy).await;
-    assert!(names(&pushed).iter().any(|n| n == HTTPBIN), "{:?}", names(&pushed));
+    assert!(
+        names(&pushed).iter().any(|n| n == HTTPBIN),
+        "{:?}",
+        names(&pushed)
+    );
     assert!(!names(&pushed).iter().any(|n| n == SLEEP));
     no_in_force(&mut answers).await;
     tx.send(ack(&pushed)).await.expect("ack");
@@ -1189,15 +1193,16 @@ async fn on_demand_a_sidecar_gets_a_service_once_resolved_and_the_lookup_waits_f
     assert_eq!(in_force_names(&held), ["httpbin.bar.global"]);
     assert_ne!(held.version_info, first.version_info);
     // The agent's ACK is not a new request.
-    agent.send(DiscoveryRequest {
-        type_url: DEMAND_TYPE.into(),
-        resource_names: vec!["httpbin.bar.global".into()],
-        response_nonce: held.nonce.clone(),
-        version_info: held.version_info.clone(),
-        ..Default::default()
-    })
-    .await
-    .expect("ack");
+    agent
+        .send(DiscoveryRequest {
+            type_url: DEMAND_TYPE.into(),
+            resource_names: vec!["httpbin.bar.global".into()],
+            response_nonce: held.nonce.clone(),
+            version_info: held.version_info.clone(),
+            ..Default::default()
+        })
+        .await
+        .expect("ack");
     no_in_force(&mut answers).await;
     nothing(&mut envoy).await;
 }
@@ -1228,8 +1233,14 @@ async fn on_demand_envoys_first_configuration_waits_for_its_agents_names() {
     let (_agent, mut answers) = agent_stream(&mut srv, &["httpbin.bar.global"]).await;
     let cds = next(&mut envoy).await;
     let held = names(&cds);
-    assert!(held.iter().any(|n| n == HTTPBIN), "what it used before: {held:?}");
-    assert!(held.iter().any(|n| n == SLEEP), "its own namespace, as asked: {held:?}");
+    assert!(
+        held.iter().any(|n| n == HTTPBIN),
+        "what it used before: {held:?}"
+    );
+    assert!(
+        held.iter().any(|n| n == SLEEP),
+        "its own namespace, as asked: {held:?}"
+    );
     // Envoy has not answered: the agent's answer waits.
     no_in_force(&mut answers).await;
 }

@@ -379,6 +379,7 @@ pub fn run(opts: &DatapathOptions) -> Result<(), BenchError> {
         exe: opts.exe.clone(),
         envoy: None,
         kubernetes: false,
+        on_demand: false,
         kube_bin: None,
         replace: false,
     };

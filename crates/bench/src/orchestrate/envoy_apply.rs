@@ -3,7 +3,10 @@
 //! namespace of their own (created and removed here; nothing touches the host's interfaces);
 //! the time from starting the agent until Envoy is LIVE with every cluster warm and its
 //! listeners in place is measured, with and without an Istio `Sidecar` that limits the proxy
-//! to its own namespace's services.
+//! to its own namespace's services, and scoped on demand (the control plane's `--scoping
+//! on-demand`, the agent answering DNS): then also the first lookup of a service's name,
+//! which the agent holds until Envoy has that service's configuration (the extra latency a
+//! first call pays), and the same lookup again.
 
 use super::write_scoping_sidecar;
 use crate::error::BenchError;
@@ -32,15 +35,51 @@ pub struct EnvoyOptions {
     pub out: Option<PathBuf>,
 }
 
+/// What a sidecar is sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scope {
+    /// Every service.
+    Unscoped,
+    /// An Istio `Sidecar` limiting it to its namespace (`./*`, 100 services).
+    Sidecar,
+    /// On demand: what its pod resolved.
+    OnDemand,
+}
+
+impl Scope {
+    fn label(self) -> &'static str {
+        match self {
+            Scope::Unscoped => "none",
+            Scope::Sidecar => "Sidecar `./*`",
+            Scope::OnDemand => "on demand",
+        }
+    }
+}
+
+/// How many names the on-demand run resolves, one after the other.
+const FIRST_LOOKUPS: u32 = 20;
+
 /// One measurement.
 #[derive(Debug, Clone, PartialEq)]
 struct Applied {
     services: u32,
-    scoped: bool,
+    scope: Scope,
     ready: Duration,
     clusters: u64,
     listeners: u64,
     memory_mb: f64,
+    /// On demand: the first lookup of each of [`FIRST_LOOKUPS`] names (held until Envoy has
+    /// the service), then the same names again; and Envoy's memory after them.
+    lookups: Option<Lookups>,
+}
+
+/// First and repeated lookups through the agent's DNS, in milliseconds.
+#[derive(Debug, Clone, PartialEq)]
+struct Lookups {
+    first: Vec<f64>,
+    again: Vec<f64>,
+    clusters_after: u64,
+    memory_mb_after: f64,
 }
 
 /// Removes the namespace and whatever runs in it, also on early return.
@@ -99,7 +138,7 @@ fn run_one(
     envoy: &Path,
     services: u32,
     endpoints: u32,
-    scoped: bool,
+    scope: Scope,
     work: &Path,
 ) -> Result<Applied, BenchError> {
     let ns = Namespace(format!("isb-envoy-{}", std::process::id()));
@@ -117,7 +156,7 @@ fn run_one(
         },
     )?;
     let registry = &written.registries[0].1;
-    if scoped {
+    if scope == Scope::Sidecar {
         write_scoping_sidecar(registry)?;
     }
     let ca = work.join("ca");
@@ -135,6 +174,9 @@ fn run_one(
     );
     control_plane.listen = std::net::SocketAddr::from(([127, 0, 0, 1], 15012));
     control_plane.monitoring = std::net::SocketAddr::from(([127, 0, 0, 1], 15014));
+    if scope == Scope::OnDemand {
+        control_plane.scoping = isthmus_control_plane::config::ScopingMode::OnDemand;
+    }
     process::spawn(
         &ns.0,
         &process::command_line(&exe_s, "control-plane", control_plane.to_args()),
@@ -163,6 +205,9 @@ fn run_one(
     agent.credential_file = work.join("load.cred");
     agent.root_cert = ca.join("cluster1/root-cert.pem");
     agent.envoy = Some(envoy.to_path_buf());
+    // On demand, the agent answers DNS on 127.0.0.1:15053 (no capture: the bench asks it
+    // there) and says what was resolved.
+    agent.dns_capture = scope == Scope::OnDemand;
     process::spawn(
         &ns.0,
         &process::command_line(&exe_s, "agent", agent.to_args()),
@@ -172,13 +217,20 @@ fn run_one(
     loop {
         if let Some(stats) = get(exe, &ns.0, "127.0.0.1:15000", STATS_FILTER) {
             if let Some((clusters, listeners, memory_mb)) = applied(&stats) {
+                let ready = started.elapsed();
+                let lookups = if scope == Scope::OnDemand {
+                    Some(first_lookups(exe, &ns.0, services)?)
+                } else {
+                    None
+                };
                 return Ok(Applied {
                     services,
-                    scoped,
-                    ready: started.elapsed(),
+                    scope,
+                    ready,
                     clusters,
                     listeners,
                     memory_mb,
+                    lookups,
                 });
             }
         }
@@ -192,12 +244,76 @@ fn run_one(
     }
 }
 
+/// Resolves [`FIRST_LOOKUPS`] services' names through the agent's DNS, each once (held until
+/// Envoy holds the service), then each again; then reads Envoy's clusters and memory.
+fn first_lookups(exe: &Path, ns: &str, services: u32) -> Result<Lookups, BenchError> {
+    let lookup = |name: &str| -> Result<f64, BenchError> {
+        let out = netns::exec(
+            ns,
+            &exe.display().to_string(),
+            &["lab", "dns-get", "127.0.0.1:15053", name],
+        )
+        .map_err(|e| BenchError::Measure(format!("looking up {name}: {e}")))?;
+        let (ips, ms) = out.trim().rsplit_once(' ').unwrap_or(("", ""));
+        if ips.is_empty() {
+            return Err(BenchError::Measure(format!(
+                "{name}: no address in `{out}`"
+            )));
+        }
+        ms.parse()
+            .map_err(|_| BenchError::Measure(format!("{name}: unreadable `{out}`")))
+    };
+    // Spread over the mesh, in other namespaces than the sidecar's.
+    let names: Vec<String> = (0..FIRST_LOOKUPS)
+        .map(|i| {
+            let (svc, svc_ns) = generate::service_name((i * 97 + 150) % services.max(1));
+            format!("{svc}.{svc_ns}.svc.cluster.local")
+        })
+        .collect();
+    let first = names
+        .iter()
+        .map(|n| lookup(n))
+        .collect::<Result<Vec<_>, _>>()?;
+    let again = names
+        .iter()
+        .map(|n| lookup(n))
+        .collect::<Result<Vec<_>, _>>()?;
+    let stats = get(exe, ns, "127.0.0.1:15000", STATS_FILTER).unwrap_or_default();
+    let (clusters_after, _, memory_mb_after) = applied(&stats).unwrap_or_default();
+    Ok(Lookups {
+        first,
+        again,
+        clusters_after,
+        memory_mb_after,
+    })
+}
+
+/// The `p`th percentile of `v` (nearest rank).
+fn percentile(v: &[f64], p: f64) -> f64 {
+    let mut v = v.to_vec();
+    v.sort_by(f64::total_cmp);
+    let i = ((p / 100.0) * v.len() as f64).ceil() as usize;
+    v.get(i.saturating_sub(1)).copied().unwrap_or_default()
+}
+
 /// One row of the table.
 fn table_row(r: &Applied) -> String {
+    let lookups = match &r.lookups {
+        None => "| - | - | - |".to_string(),
+        Some(l) => format!(
+            "| {:.1} / {:.1} ms | {:.1} / {:.1} ms | {} clusters, {:.1} MB |",
+            percentile(&l.first, 50.0),
+            percentile(&l.first, 99.0),
+            percentile(&l.again, 50.0),
+            percentile(&l.again, 99.0),
+            l.clusters_after,
+            l.memory_mb_after
+        ),
+    };
     format!(
-        "| {} | {} | {} | {:.2} s | {:.2} ms | {:.1} MB |",
+        "| {} | {} | {} | {:.2} s | {:.2} ms | {:.1} MB {lookups}",
         r.services,
-        if r.scoped { "Sidecar `./*`" } else { "none" },
+        r.scope.label(),
         r.clusters,
         r.ready.as_secs_f64(),
         r.ready.as_secs_f64() * 1e3 / r.clusters.max(1) as f64,
@@ -213,12 +329,16 @@ pub fn run(opts: &EnvoyOptions) -> Result<(), BenchError> {
     let (exe, endpoints, work) = (&opts.exe, opts.endpoints, &opts.work);
     let mut rows = Vec::new();
     for &n in &opts.services {
-        for scoped in [false, true] {
+        for scope in [Scope::Unscoped, Scope::Sidecar, Scope::OnDemand] {
             println!(
                 "{n} services x {endpoints} endpoints, {}: starting the control plane and one sidecar ...",
-                if scoped { "Sidecar-scoped to ns-0 (100 services)" } else { "unscoped" }
+                match scope {
+                    Scope::Unscoped => "unscoped",
+                    Scope::Sidecar => "Sidecar-scoped to ns-0 (100 services)",
+                    Scope::OnDemand => "scoped on demand",
+                }
             );
-            let r = run_one(exe, &envoy, n, endpoints, scoped, work)?;
+            let r = run_one(exe, &envoy, n, endpoints, scope, work)?;
             println!(
                 "  Envoy LIVE with its configuration {:.2}s after the agent started: {} clusters, {} listeners, {:.1} MB allocated ({:.2} ms per cluster)",
                 r.ready.as_secs_f64(),
@@ -227,26 +347,36 @@ pub fn run(opts: &EnvoyOptions) -> Result<(), BenchError> {
                 r.memory_mb,
                 r.ready.as_secs_f64() * 1e3 / r.clusters.max(1) as f64
             );
+            if let Some(l) = &r.lookups {
+                println!(
+                    "  {FIRST_LOOKUPS} names resolved through the agent: first lookup (held until Envoy has the service) p50 {:.1} ms, p99 {:.1} ms; again p50 {:.1} ms; then {} clusters, {:.1} MB",
+                    percentile(&l.first, 50.0),
+                    percentile(&l.first, 99.0),
+                    percentile(&l.again, 50.0),
+                    l.clusters_after,
+                    l.memory_mb_after
+                );
+            }
             rows.push(r);
         }
     }
     println!(
-        "\n| services | scope | clusters | time to LIVE with config | per cluster | Envoy memory |"
+        "\n| services | scope | clusters | time to LIVE with config | per cluster | Envoy memory | first lookup p50 / p99 | again p50 / p99 | after {FIRST_LOOKUPS} lookups |"
     );
-    println!("|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|");
     for r in &rows {
         println!("{}", table_row(r));
     }
     if let Some(dir) = &opts.out {
-        let series = |scoped: bool, f: &dyn Fn(&Applied) -> f64| svg::Series {
-            name: if scoped {
-                "Sidecar-scoped".into()
-            } else {
-                "unscoped".into()
+        let series = |scope: Scope, f: &dyn Fn(&Applied) -> f64| svg::Series {
+            name: match scope {
+                Scope::Unscoped => "unscoped".into(),
+                Scope::Sidecar => "Sidecar-scoped".into(),
+                Scope::OnDemand => "on demand".into(),
             },
             points: rows
                 .iter()
-                .filter(|r| r.scoped == scoped)
+                .filter(|r| r.scope == scope)
                 .map(|r| (f64::from(r.services), f(r)))
                 .collect(),
         };
@@ -256,8 +386,9 @@ pub fn run(opts: &EnvoyOptions) -> Result<(), BenchError> {
             "services in the mesh",
             "seconds",
             &[
-                series(false, &|r| r.ready.as_secs_f64()),
-                series(true, &|r| r.ready.as_secs_f64()),
+                series(Scope::Unscoped, &|r| r.ready.as_secs_f64()),
+                series(Scope::Sidecar, &|r| r.ready.as_secs_f64()),
+                series(Scope::OnDemand, &|r| r.ready.as_secs_f64()),
             ],
         );
         std::fs::write(dir.join("envoy-apply.svg"), time)?;
@@ -266,8 +397,9 @@ pub fn run(opts: &EnvoyOptions) -> Result<(), BenchError> {
             "services in the mesh",
             "MB",
             &[
-                series(false, &|r| r.memory_mb),
-                series(true, &|r| r.memory_mb),
+                series(Scope::Unscoped, &|r| r.memory_mb),
+                series(Scope::Sidecar, &|r| r.memory_mb),
+                series(Scope::OnDemand, &|r| r.memory_mb),
             ],
         );
         std::fs::write(dir.join("envoy-memory.svg"), mem)?;
@@ -317,24 +449,40 @@ mod tests {
     fn table_rows_give_the_time_per_cluster() {
         let r = Applied {
             services: 1000,
-            scoped: true,
+            scope: Scope::Sidecar,
             ready: Duration::from_millis(1500),
             clusters: 300,
             listeners: 4,
             memory_mb: 42.26,
+            lookups: None,
         };
         assert_eq!(
             table_row(&r),
-            "| 1000 | Sidecar `./*` | 300 | 1.50 s | 5.00 ms | 42.3 MB |"
+            "| 1000 | Sidecar `./*` | 300 | 1.50 s | 5.00 ms | 42.3 MB | - | - | - |"
         );
         let unscoped = Applied {
-            scoped: false,
+            scope: Scope::Unscoped,
             clusters: 0,
-            ..r
+            ..r.clone()
         };
         assert_eq!(
             table_row(&unscoped),
-            "| 1000 | none | 0 | 1.50 s | 1500.00 ms | 42.3 MB |"
+            "| 1000 | none | 0 | 1.50 s | 1500.00 ms | 42.3 MB | - | - | - |"
+        );
+        let on_demand = Applied {
+            scope: Scope::OnDemand,
+            clusters: 4,
+            lookups: Some(Lookups {
+                first: vec![20.0, 10.0, 30.0, 40.0],
+                again: vec![0.5, 0.25, 0.5, 0.75],
+                clusters_after: 24,
+                memory_mb_after: 12.04,
+            }),
+            ..r
+        };
+        assert_eq!(
+            table_row(&on_demand),
+            "| 1000 | on demand | 4 | 1.50 s | 375.00 ms | 42.3 MB | 20.0 / 40.0 ms | 0.5 / 0.8 ms | 24 clusters, 12.0 MB |"
         );
     }
 }
