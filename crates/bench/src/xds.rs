@@ -58,6 +58,9 @@ pub struct LoadConfig {
     /// jitter), reporting [`Event::Reset`]; without it a proxy reports [`Event::Failed`] and
     /// stops.
     pub reconnect: bool,
+    /// On-demand scoping: per proxy, the names its pod resolved. Each proxy then announces
+    /// DNS capture; its agent's stream, naming them, is opened by [`start_agents`] before.
+    pub wanted: Option<Arc<Vec<Vec<String>>>>,
 }
 
 /// Something a proxy saw.
@@ -115,9 +118,17 @@ pub fn load_identity(trust_domain: &str) -> String {
     format!("spiffe://{trust_domain}/ns/{LOAD_NAMESPACE}/sa/{LOAD_SERVICE_ACCOUNT}")
 }
 
-fn node(i: usize, cluster: &str) -> Node {
+fn node(i: usize, cluster: &str, dns_capture: bool) -> Node {
     let ip = format!("10.200.{}.{}", (i / 250) % 250, i % 250 + 1);
     let mut fields = std::collections::HashMap::new();
+    if dns_capture {
+        fields.insert(
+            "DNS_CAPTURE".to_string(),
+            Value {
+                kind: Some(Kind::StringValue("true".to_string())),
+            },
+        );
+    }
     fields.insert(
         "CLUSTER_ID".to_string(),
         Value {
@@ -279,13 +290,58 @@ impl Held {
     }
 }
 
+/// Opens every proxy's agent stream (on-demand scoping, `cfg.wanted`), 50 at a time, as
+/// agents do before their Envoy connects: each names what its pod resolved (without the name
+/// table, which an agent with DNS capture takes in every mode) and is answered at once. The
+/// streams stay open in the background.
+pub async fn start_agents(cfg: &LoadConfig) -> Result<(), String> {
+    let opened = futures::stream::iter(0..cfg.proxies)
+        .map(|i| agent(i, cfg))
+        .buffer_unordered(50);
+    let mut opened = std::pin::pin!(opened);
+    while let Some(r) = opened.next().await {
+        r?;
+    }
+    Ok(())
+}
+
+/// Proxy `i`'s agent stream: names what its pod resolved and waits for the first answer,
+/// then keeps the stream open in the background for as long as the control plane does.
+async fn agent(i: usize, cfg: &LoadConfig) -> Result<(), String> {
+    let Some(wanted) = &cfg.wanted else {
+        return Ok(());
+    };
+    let names = wanted.get(i).cloned().unwrap_or_default();
+    let (tx, rx) = mpsc::channel(4);
+    tx.send(LeanRequest {
+        node: Some(node(i, &cfg.cluster, true)),
+        type_url: isthmus_dns::demand::DEMAND_TYPE.to_string(),
+        resource_names: names.into_iter().map(prost::bytes::Bytes::from).collect(),
+        ..Default::default()
+    })
+    .await
+    .map_err(|e| e.to_string())?;
+    let mut stream =
+        open::<LeanRequest, LeanResponse>(cfg, SOTW_PATH, ReceiverStream::new(rx)).await?;
+    match stream.next().await {
+        Some(Ok(_)) => {}
+        Some(Err(e)) => return Err(e.to_string()),
+        None => return Err("the agent stream closed".into()),
+    }
+    tokio::spawn(async move {
+        let _tx = tx;
+        while let Some(Ok(_)) = stream.next().await {}
+    });
+    Ok(())
+}
+
 async fn sotw(i: usize, cfg: &LoadConfig, shared: &Shared) -> Result<(), String> {
     let (tx, rx) = mpsc::channel(16);
     // Clusters and listeners by wildcard, as Envoy starts; endpoints and routes by the names
     // the clusters and listeners give, once they arrive (every ACK repeats the names).
     for k in [0, 2] {
         tx.send(LeanRequest {
-            node: (k == 0).then(|| node(i, &cfg.cluster)),
+            node: (k == 0).then(|| node(i, &cfg.cluster, cfg.wanted.is_some())),
             type_url: TYPES[k].to_string(),
             ..Default::default()
         })
@@ -571,7 +627,7 @@ async fn delta(i: usize, cfg: &LoadConfig, shared: &Shared) -> Result<(), String
     // name as the clusters and listeners that name them come and go.
     for k in [0, 2] {
         tx.send(DeltaDiscoveryRequest {
-            node: (k == 0).then(|| node(i, &cfg.cluster)),
+            node: (k == 0).then(|| node(i, &cfg.cluster, cfg.wanted.is_some())),
             type_url: TYPES[k].to_string(),
             ..Default::default()
         })
@@ -736,7 +792,7 @@ mod tests {
     fn lean_request_is_a_discovery_request_on_the_wire() {
         let lean = LeanRequest {
             version_info: "2".into(),
-            node: Some(node(3, "cluster1")),
+            node: Some(node(3, "cluster1", false)),
             resource_names: vec!["a".into(), "outbound|80||b".into()],
             type_url: TYPES[1].into(),
             response_nonce: "9".into(),

@@ -94,7 +94,7 @@ pub fn inbound_ports(snapshot: &MeshSnapshot, proxy: &Proxy) -> BTreeMap<u32, In
     }
     let own = Address::parse(&proxy.id.ip);
     let mut out: BTreeMap<u32, InboundPort> = BTreeMap::new();
-    for svc in snapshot.services.values() {
+    for svc in snapshot.services_with_endpoint(&proxy.cluster, &own) {
         for e in svc.endpoints.iter() {
             if e.address != own || *e.origin.cluster != *proxy.cluster {
                 continue;

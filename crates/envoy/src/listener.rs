@@ -19,8 +19,8 @@ pub fn sidecar_listeners(snapshot: &MeshSnapshot, proxy: &Proxy) -> Vec<Listener
     let mut out = Vec::new();
     let mut http_ports = BTreeSet::new();
     let scope = snapshot.egress_scope(proxy);
-    for svc in snapshot.services.values() {
-        if !MeshSnapshot::in_scope(&scope, svc) || !snapshot.service_visible(svc, proxy) {
+    for svc in snapshot.services_in_scope(&scope) {
+        if !snapshot.service_visible(svc, proxy) {
             continue;
         }
         for port in &svc.ports {

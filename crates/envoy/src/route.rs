@@ -18,8 +18,8 @@ pub fn outbound_routes(snapshot: &MeshSnapshot, proxy: &Proxy) -> Vec<RouteConfi
         isthmus_model::NodeKind::Sidecar => snapshot.egress_scope(proxy),
         _ => None,
     };
-    for svc in snapshot.services.values() {
-        if !MeshSnapshot::in_scope(&scope, svc) || !snapshot.service_visible(svc, proxy) {
+    for svc in snapshot.services_in_scope(&scope) {
+        if !snapshot.service_visible(svc, proxy) {
             continue;
         }
         for port in svc.ports.iter().filter(|p| p.carries_http()) {

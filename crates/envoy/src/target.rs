@@ -125,8 +125,8 @@ pub fn outbound_targets<'a>(
         NodeKind::Sidecar => snapshot.egress_scope(proxy),
         _ => None,
     };
-    for svc in snapshot.services.values() {
-        if !MeshSnapshot::in_scope(&scope, svc) || !snapshot.service_visible(svc, proxy) {
+    for svc in snapshot.services_in_scope(&scope) {
+        if !snapshot.service_visible(svc, proxy) {
             continue;
         }
         let dr = snapshot.destination_rule(&svc.hostname, &proxy.id.namespace);

@@ -140,6 +140,8 @@ fn endpoints_only(
         // Problems change what is reported, not what is sent.
         diagnostics: _,
         egress_gateway,
+        // Derived from `services`, compared.
+        endpoint_index: _,
     } = next;
     let same_rules = *local_cluster == prev.local_cluster
         && *local_network == prev.local_network

@@ -205,6 +205,22 @@ pub struct MeshSnapshot {
     pub diagnostics: Vec<Diagnostic>,
     /// The egress gateway's service host, when external HTTP traffic is funnelled through it.
     pub egress_gateway: Option<String>,
+    /// Which services each (cluster, address) is an endpoint of, made from `services` the
+    /// first time a proxy's inbound side is generated.
+    pub endpoint_index: EndpointIndex,
+}
+
+/// Every endpoint's (cluster, address) hash with its service, sorted by hash (16 bytes per
+/// endpoint): the services a proxy is an endpoint of, found without walking 100,000
+/// endpoints per proxy. Made once per snapshot, when first asked.
+#[derive(Debug, Clone, Default)]
+pub struct EndpointIndex(std::sync::OnceLock<Vec<(u64, Arc<Service>)>>);
+
+fn endpoint_key(cluster: &str, address: &crate::service::Address) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    (cluster, address).hash(&mut h);
+    h.finish()
 }
 
 impl MeshSnapshot {
@@ -551,6 +567,58 @@ impl MeshSnapshot {
             Some(patterns) => patterns.iter().any(|(ns, host)| {
                 (ns == "*" || ns == &svc.namespace) && host_matches(host, &svc.hostname)
             }),
+        }
+    }
+
+    /// The services that have an endpoint at `address` in `cluster` (maybe more, on a hash
+    /// collision: check each endpoint), each once.
+    pub fn services_with_endpoint(
+        &self,
+        cluster: &str,
+        address: &crate::service::Address,
+    ) -> Vec<&Arc<Service>> {
+        let index = self.endpoint_index.0.get_or_init(|| {
+            let mut all: Vec<(u64, Arc<Service>)> = Vec::new();
+            for svc in self.services.values() {
+                for e in svc.endpoints.iter() {
+                    all.push((endpoint_key(&e.origin.cluster, &e.address), svc.clone()));
+                }
+            }
+            all.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.hostname.cmp(&b.1.hostname)));
+            all.dedup_by(|a, b| a.0 == b.0 && Arc::ptr_eq(&a.1, &b.1));
+            all.shrink_to_fit();
+            all
+        });
+        let key = endpoint_key(cluster, address);
+        let start = index.partition_point(|(k, _)| *k < key);
+        index[start..]
+            .iter()
+            .take_while(|(k, _)| *k == key)
+            .map(|(_, s)| s)
+            .collect()
+    }
+
+    /// The services within `scope`, in host order: looked up one by one when every pattern
+    /// names an exact host (a sidecar scoped on demand wants a few of 10,000), else every
+    /// service tested against the patterns.
+    pub fn services_in_scope<'a>(
+        &'a self,
+        scope: &Option<Vec<(String, String)>>,
+    ) -> Vec<&'a Arc<Service>> {
+        match scope {
+            Some(patterns) if patterns.iter().all(|(_, h)| !h.contains('*')) => {
+                let hosts: BTreeSet<&str> = patterns.iter().map(|(_, h)| h.as_str()).collect();
+                hosts
+                    .into_iter()
+                    .filter_map(|h| self.services.get(h))
+                    .filter(|svc| MeshSnapshot::in_scope(scope, svc))
+                    .collect()
+            }
+            _ => self
+                .services
+                .values()
+                .filter(|svc| MeshSnapshot::in_scope(scope, svc))
+                .collect(),
         }
     }
 

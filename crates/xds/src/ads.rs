@@ -186,7 +186,7 @@ async fn sotw_stream(
         return Ok(());
     };
     // An agent's stream asks for the name table only: listed apart from Envoy's.
-    let protocol = if first.type_url == NDS_TYPE {
+    let protocol = if first.type_url == NDS_TYPE || first.type_url == DEMAND_TYPE {
         "nds"
     } else {
         "sotw"

@@ -169,6 +169,20 @@ pub async fn start(
     .await
 }
 
+/// [`start`], scoping sidecars on demand (`--scoping on-demand`).
+pub async fn start_on_demand(
+    exe: &Path,
+    written: &generate::Written,
+    work: &Path,
+) -> Result<BenchControlPlane, BenchError> {
+    start_with(exe, work, &[], |ca, port, mon| {
+        let mut config = control_plane_config(written, ca, port, mon);
+        config.scoping = isthmus_control_plane::config::ScopingMode::OnDemand;
+        config
+    })
+    .await
+}
+
 /// [`start`], with `env` set for the process (such as `LD_PRELOAD` of another allocator).
 pub async fn start_with_env(
     exe: &Path,

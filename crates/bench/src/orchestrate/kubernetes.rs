@@ -201,6 +201,7 @@ where
         delta: false,
         cluster: "cluster1".into(),
         reconnect: false,
+        wanted: None,
     });
     let (full, mut version) =
         xds::wait_full(&mut load, opts.proxies, start, Duration::from_secs(900)).await;

@@ -219,6 +219,7 @@ async fn measure(
         // As Envoy: a stream refused (istiod limits new streams per second and refuses those
         // that would wait longer than a second) is opened again after a backoff.
         reconnect: true,
+        wanted: None,
     });
     let (full, mut version) =
         xds::wait_full(&mut load, proxies, start, Duration::from_secs(900)).await;

@@ -163,6 +163,7 @@ async fn soak(opts: &SoakOptions) -> Result<(), BenchError> {
         delta: opts.delta,
         cluster: "cluster1".into(),
         reconnect: true,
+        wanted: None,
     });
     let mut proxies = Proxies::new(opts.proxies);
     let deadline = Instant::now() + Duration::from_secs(300);

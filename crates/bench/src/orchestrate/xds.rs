@@ -26,6 +26,10 @@ pub struct XdsOptions {
     pub churn_seconds: u32,
     /// Add a Sidecar in ns-0 limiting the proxies to its own services.
     pub sidecar_scope: bool,
+    /// Scope the proxies on demand (`--scoping on-demand`): each resolved
+    /// [`ON_DEMAND_POPULAR`] services every proxy uses and [`ON_DEMAND_OWN`] of its own
+    /// deployment's (10 proxies each).
+    pub on_demand: bool,
     /// Working directory (mesh, certificates, logs).
     pub work: PathBuf,
 }
@@ -91,6 +95,7 @@ pub fn sweep(opts: &SweepOptions) -> Result<(), BenchError> {
                 delta: false,
                 churn_seconds: 0,
                 sidecar_scope: false,
+                on_demand: false,
                 work: opts.work.clone(),
             };
             let r = rt.block_on(measure(&run))?;
@@ -148,6 +153,34 @@ fn sweep_series(
         .collect()
 }
 
+/// Services every on-demand proxy resolved (svc-0, svc-1, ...: the mesh's shared
+/// dependencies, and the ones the endpoint changes move).
+pub const ON_DEMAND_POPULAR: u32 = 3;
+/// Services each deployment's proxies resolved besides the popular ones.
+pub const ON_DEMAND_OWN: u32 = 5;
+
+/// The names each of `proxies` resolved in a mesh of `services`: the popular ones, and
+/// [`ON_DEMAND_OWN`] spread over the mesh per deployment of 10 proxies.
+fn wanted_names(services: u32, proxies: usize) -> Vec<Vec<String>> {
+    let name = |s: u32| {
+        let (svc, ns) = generate::service_name(s % services.max(1));
+        format!("{svc}.{ns}.svc.cluster.local")
+    };
+    (0..proxies)
+        .map(|i| {
+            let deployment = (i / 10) as u32;
+            (0..ON_DEMAND_POPULAR)
+                .map(name)
+                .chain(
+                    (0..ON_DEMAND_OWN).map(|j| {
+                        name(deployment.wrapping_mul(7919).wrapping_add(j * 104_729 + 17))
+                    }),
+                )
+                .collect()
+        })
+        .collect()
+}
+
 /// One `bench xds` run: writes the mesh, starts the control plane, connects the simulated
 /// proxies and changes endpoints, printing as it goes.
 async fn measure(opts: &XdsOptions) -> Result<XdsResult, BenchError> {
@@ -169,7 +202,14 @@ async fn measure(opts: &XdsOptions) -> Result<XdsResult, BenchError> {
         written.bytes as f64 / 1e6,
         t.elapsed().as_secs_f64()
     );
-    let cp = control_plane::start(&opts.exe, &written, &opts.work).await?;
+    let cp = if opts.on_demand {
+        println!(
+            "on-demand scoping: each proxy resolved {ON_DEMAND_POPULAR} services all use and {ON_DEMAND_OWN} of its deployment's (10 proxies per deployment)"
+        );
+        control_plane::start_on_demand(&opts.exe, &written, &opts.work).await?
+    } else {
+        control_plane::start(&opts.exe, &written, &opts.work).await?
+    };
     let (pid, port, started) = (cp.pid(), cp.port, cp.started);
     let (cpu0, rss0) = process::usage(pid).unwrap_or_default();
     let mut result = XdsResult {
@@ -186,17 +226,34 @@ async fn measure(opts: &XdsOptions) -> Result<XdsResult, BenchError> {
         rss0 as f64 / endpoints.max(1) as f64
     );
 
-    let start = Instant::now();
-    let me = std::process::id();
-    let (load_cpu0, _) = process::usage(me).unwrap_or_default();
-    let mut load = xds::start(xds::LoadConfig {
+    let load_config = xds::LoadConfig {
         address: format!("127.0.0.1:{port}"),
         tls: Some(cp.load_tls()),
         proxies,
         delta,
         cluster: "cluster1".into(),
         reconnect: false,
-    });
+        wanted: opts
+            .on_demand
+            .then(|| std::sync::Arc::new(wanted_names(shape.services, proxies))),
+    };
+    if opts.on_demand {
+        // Agents connect before their Envoys, in every mode (with DNS capture they follow
+        // the name table); what is timed below is the Envoys' configuration.
+        let t = Instant::now();
+        xds::start_agents(&load_config)
+            .await
+            .map_err(|e| BenchError::Measure(format!("agents: {e}")))?;
+        println!(
+            "{proxies} agents connected and named what their pods resolved in {:.2}s",
+            t.elapsed().as_secs_f64()
+        );
+    }
+    let (cpu0, _) = process::usage(pid).unwrap_or_default();
+    let start = Instant::now();
+    let me = std::process::id();
+    let (load_cpu0, _) = process::usage(me).unwrap_or_default();
+    let mut load = xds::start(load_config);
     let (full, version) = xds::wait_full(&mut load, proxies, start, Duration::from_secs(900)).await;
     let mut got: Vec<Duration> = full.iter().flatten().copied().collect();
     let all = got.iter().max().copied().unwrap_or_default();
@@ -232,7 +289,13 @@ async fn measure(opts: &XdsOptions) -> Result<XdsResult, BenchError> {
         // Each change makes exactly one new snapshot version.
         let base = version + u64::from(g);
         let changed_at = Instant::now();
-        generate::move_endpoint(&written.registries[0].1, g % shape.services, 0, g + 1)?;
+        // On demand, a change every proxy sees is one of the services every proxy uses.
+        let moved = if opts.on_demand {
+            g % ON_DEMAND_POPULAR.min(shape.services)
+        } else {
+            g % shape.services
+        };
+        generate::move_endpoint(&written.registries[0].1, moved, 0, g + 1)?;
         let lat = xds::wait_endpoints(
             &mut load,
             proxies,
