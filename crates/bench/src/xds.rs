@@ -290,33 +290,105 @@ impl Held {
     }
 }
 
+/// The simulated proxies' agents (on-demand scoping), each on its own stream.
+pub struct Agents {
+    agents: Vec<Agent>,
+}
+
+/// One agent: its stream's sender, the names it has sent, and the names the control plane
+/// says are in force, as they come.
+struct Agent {
+    tx: mpsc::Sender<LeanRequest>,
+    names: Vec<String>,
+    in_force: mpsc::UnboundedReceiver<(Instant, Vec<String>)>,
+}
+
 /// Opens every proxy's agent stream (on-demand scoping, `cfg.wanted`), 50 at a time, as
 /// agents do before their Envoy connects: each names what its pod resolved (without the name
 /// table, which an agent with DNS capture takes in every mode) and is answered at once. The
-/// streams stay open in the background.
-pub async fn start_agents(cfg: &LoadConfig) -> Result<(), String> {
+/// streams stay open while the returned agents live.
+pub async fn start_agents(cfg: &LoadConfig) -> Result<Agents, String> {
     let opened = futures::stream::iter(0..cfg.proxies)
-        .map(|i| agent(i, cfg))
+        .map(|i| async move { agent(i, cfg).await.map(|a| (i, a)) })
         .buffer_unordered(50);
     let mut opened = std::pin::pin!(opened);
+    let mut agents: Vec<Option<Agent>> = (0..cfg.proxies).map(|_| None).collect();
     while let Some(r) = opened.next().await {
-        r?;
+        let (i, a) = r?;
+        agents[i] = Some(a);
     }
-    Ok(())
+    Ok(Agents {
+        agents: agents.into_iter().flatten().collect(),
+    })
 }
 
-/// Proxy `i`'s agent stream: names what its pod resolved and waits for the first answer,
-/// then keeps the stream open in the background for as long as the control plane does.
-async fn agent(i: usize, cfg: &LoadConfig) -> Result<(), String> {
-    let Some(wanted) = &cfg.wanted else {
-        return Ok(());
-    };
-    let names = wanted.get(i).cloned().unwrap_or_default();
+impl Agents {
+    /// Each agent `i` of `lookups` resolves its name (one it had not), all sent at once:
+    /// per lookup, the time until the control plane said the agent's Envoy holds the service
+    /// (what the pod's lookup waits), or `None` after `limit`.
+    pub async fn resolve_all(
+        &mut self,
+        lookups: &[(usize, String)],
+        limit: Duration,
+    ) -> Vec<Option<Duration>> {
+        let started = Instant::now();
+        for (i, name) in lookups {
+            let Some(a) = self.agents.get_mut(*i) else {
+                continue;
+            };
+            while a.in_force.try_recv().is_ok() {}
+            a.names.push(name.clone());
+            let request = LeanRequest {
+                type_url: isthmus_dns::demand::DEMAND_TYPE.to_string(),
+                resource_names: a
+                    .names
+                    .iter()
+                    .cloned()
+                    .map(prost::bytes::Bytes::from)
+                    .collect(),
+                ..Default::default()
+            };
+            let _ = a.tx.send(request).await;
+        }
+        let deadline = tokio::time::Instant::from_std(started + limit);
+        let mut out = Vec::with_capacity(lookups.len());
+        for (i, name) in lookups {
+            let Some(a) = self.agents.get_mut(*i) else {
+                out.push(None);
+                continue;
+            };
+            let held = tokio::time::timeout_at(deadline, async {
+                while let Some((at, held)) = a.in_force.recv().await {
+                    if held.iter().any(|n| n == name) {
+                        return Some(at.duration_since(started));
+                    }
+                }
+                None
+            })
+            .await;
+            out.push(held.ok().flatten());
+        }
+        out
+    }
+}
+
+/// Proxy `i`'s agent stream: names what its pod resolved and waits for the first answer;
+/// then a task passes on every answer's names.
+async fn agent(i: usize, cfg: &LoadConfig) -> Result<Agent, String> {
+    let names = cfg
+        .wanted
+        .as_ref()
+        .and_then(|w| w.get(i).cloned())
+        .unwrap_or_default();
     let (tx, rx) = mpsc::channel(4);
     tx.send(LeanRequest {
         node: Some(node(i, &cfg.cluster, true)),
         type_url: isthmus_dns::demand::DEMAND_TYPE.to_string(),
-        resource_names: names.into_iter().map(prost::bytes::Bytes::from).collect(),
+        resource_names: names
+            .iter()
+            .cloned()
+            .map(prost::bytes::Bytes::from)
+            .collect(),
         ..Default::default()
     })
     .await
@@ -328,11 +400,29 @@ async fn agent(i: usize, cfg: &LoadConfig) -> Result<(), String> {
         Some(Err(e)) => return Err(e.to_string()),
         None => return Err("the agent stream closed".into()),
     }
+    let (held_tx, in_force) = mpsc::unbounded_channel();
     tokio::spawn(async move {
-        let _tx = tx;
-        while let Some(Ok(_)) = stream.next().await {}
+        while let Some(Ok(resp)) = stream.next().await {
+            if resp.type_url != isthmus_dns::demand::DEMAND_TYPE {
+                continue;
+            }
+            let names: Vec<String> = resp
+                .resources
+                .iter()
+                .filter_map(|r| AnyValue::decode(r.clone()).ok())
+                .filter_map(|a| isthmus_dns::demand::decode_names(&a.value).ok())
+                .flatten()
+                .collect();
+            if held_tx.send((Instant::now(), names)).is_err() {
+                return;
+            }
+        }
     });
-    Ok(())
+    Ok(Agent {
+        tx,
+        names,
+        in_force,
+    })
 }
 
 async fn sotw(i: usize, cfg: &LoadConfig, shared: &Shared) -> Result<(), String> {

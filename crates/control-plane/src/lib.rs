@@ -920,6 +920,10 @@ pub async fn run(config: ControlPlaneConfig) -> Result<(), ControlPlaneError> {
         .with_stats(ca_stats);
     tracing::info!(addr = %config.listen, cluster = %config.sources.cluster, network = %config.sources.network, "serving xDS and CA over TLS");
     let listen = config.listen;
+    let incoming = bind_xds(listen).map_err(|e| ControlPlaneError::Serve {
+        addr: listen,
+        source: Box::new(e),
+    })?;
     let server = tonic::transport::Server::builder()
         .tls_config(tls)
         .map_err(|e| ControlPlaneError::Serve {
@@ -929,7 +933,7 @@ pub async fn run(config: ControlPlaneConfig) -> Result<(), ControlPlaneError> {
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .add_service(ads.into_service())
         .add_service(ca.into_service())
-        .serve(listen);
+        .serve_with_incoming(incoming);
     let server = tokio::spawn(server);
     ready.store(true, std::sync::atomic::Ordering::Relaxed);
     build_loop.await;
@@ -944,6 +948,23 @@ pub async fn run(config: ControlPlaneConfig) -> Result<(), ControlPlaneError> {
             addr: listen,
             source: Box::new(e),
         })
+}
+
+/// How many connections may wait to be accepted on the xDS port: a thousand proxies
+/// reconnect at once after a restart, and a shorter queue (Rust's listeners ask for 128)
+/// drops their SYNs, which the kernel retries only after a second.
+const XDS_BACKLOG: u32 = 4096;
+
+/// The xDS and CA port, listening with [`XDS_BACKLOG`], as tonic would serve it (no delay).
+fn bind_xds(addr: std::net::SocketAddr) -> std::io::Result<tonic::transport::server::TcpIncoming> {
+    let socket = match addr {
+        std::net::SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        std::net::SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    let listener = socket.listen(XDS_BACKLOG)?;
+    Ok(tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)))
 }
 
 /// Binds `addr`, waiting up to 5 s while it is still in use: a restarted control plane binds
