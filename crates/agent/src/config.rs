@@ -111,6 +111,11 @@ pub struct AgentConfig {
     /// traffic to its resolvers is redirected there.
     #[arg(long)]
     pub dns_capture: bool,
+    /// On-demand scoping (the control plane's `--scoping on-demand`): a name the pod has not
+    /// resolved for this many seconds, whose services' clusters carry no connection, leaves
+    /// the sidecar's scope again. 0 (the default): never.
+    #[arg(long, default_value_t = 0, requires = "dns_capture")]
+    pub scope_idle: u64,
     /// The workload's name in metrics (`source_workload`, `destination_workload`): its
     /// Deployment's or StatefulSet's name; by default read from the pod's name
     /// (`NAME-HASH-XXXXX`, `NAME-N`).
@@ -163,6 +168,7 @@ impl AgentConfig {
             log_level: "warning".into(),
             capture: false,
             dns_capture: false,
+            scope_idle: 0,
             workload_name: None,
             metrics_address: None,
             app_metrics: None,
@@ -196,6 +202,7 @@ impl AgentConfig {
             log_level,
             capture,
             dns_capture,
+            scope_idle,
             workload_name,
             metrics_address,
             app_metrics,
@@ -232,6 +239,9 @@ impl AgentConfig {
         a.flag("--log-level", log_level);
         if *dns_capture {
             a.0.push("--dns-capture".into());
+        }
+        if *scope_idle > 0 {
+            a.flag("--scope-idle", scope_idle.to_string());
         }
         if let Some(w) = workload_name {
             a.flag("--workload-name", w);
@@ -300,6 +310,7 @@ mod tests {
             cert_ttl: 60,
             capture: true,
             dns_capture: true,
+            scope_idle: 600,
             ..plain.clone()
         };
         assert_eq!(parse(gateway.to_args()), gateway);
@@ -316,6 +327,7 @@ mod tests {
         assert_eq!(after("--interception"), "NONE");
         assert_eq!(after("--router-mode"), "sni-dnat");
         assert_eq!(after("--xds"), "delta");
+        assert_eq!(after("--scope-idle"), "600");
     }
 
     #[test]

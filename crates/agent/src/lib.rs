@@ -11,6 +11,7 @@ pub mod config;
 pub mod envoy;
 pub mod names;
 pub mod run;
+pub mod scope;
 pub mod sds;
 pub mod stats;
 pub mod telemetry;

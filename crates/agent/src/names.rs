@@ -10,7 +10,7 @@ use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service
 use envoy_types::pb::envoy::service::discovery::v3::{DiscoveryRequest, DiscoveryResponse};
 use envoy_types::pb::google::protobuf::{value::Kind, Struct, Value};
 use envoy_types::pb::google::rpc::Status as RpcStatus;
-use isthmus_dns::demand::{decode_names, InForce, Wants, ALL_IN_FORCE, DEMAND_TYPE};
+use isthmus_dns::demand::{decode_in_force, InForce, Wants, ALL_IN_FORCE, DEMAND_TYPE};
 use isthmus_dns::nds::NDS_TYPE;
 use isthmus_dns::NameTable;
 use std::collections::BTreeMap;
@@ -102,16 +102,17 @@ fn read_in_force(resp: &DiscoveryResponse) -> Result<InForce, isthmus_dns::deman
     if resp.version_info == ALL_IN_FORCE {
         return Ok(InForce {
             all: true,
-            names: Arc::default(),
+            ..Default::default()
         });
     }
-    let mut names = std::collections::BTreeSet::new();
+    let mut hosts = std::collections::BTreeMap::new();
     for r in &resp.resources {
-        names.extend(decode_names(&r.value)?);
+        hosts.extend(decode_in_force(&r.value)?);
     }
     Ok(InForce {
         all: false,
-        names: Arc::new(names),
+        names: Arc::new(hosts.keys().cloned().collect()),
+        hosts: Arc::new(hosts),
     })
 }
 

@@ -341,8 +341,23 @@ pub async fn run(config: AgentConfig) -> Result<(), AgentError> {
             node,
             mat_rx.clone(),
             names_tx,
-            wants,
+            wants.clone(),
         ));
+        if config.scope_idle > 0 {
+            let admin = format!("{}:15000", config.admin_address)
+                .parse()
+                .map_err(|_| {
+                    AgentError::Config(format!(
+                        "--admin-address `{}` is not an IP address",
+                        config.admin_address
+                    ))
+                })?;
+            tokio::spawn(crate::scope::release_idle(
+                wants,
+                admin,
+                Duration::from_secs(config.scope_idle),
+            ));
+        }
     }
     let root_file = config.workdir.join("root-cert.pem");
     std::fs::write(&root_file, &root).map_err(io(&root_file))?;

@@ -46,6 +46,10 @@ pub enum LabCommand {
         /// the services its pod resolved. Also `onDemandScoping: true` in topology.yaml.
         #[arg(long)]
         on_demand: bool,
+        /// With --on-demand: a name a pod has not resolved for this many seconds, whose
+        /// services carry no connection, leaves its sidecar's scope (agents' --scope-idle).
+        #[arg(long, default_value_t = 0, requires = "on_demand")]
+        scope_idle: u64,
         /// Stop a lab that still runs with this state folder or namespace prefix first
         /// (without it, `up` refuses to touch a running lab).
         #[arg(long)]
@@ -286,6 +290,7 @@ fn options(g: &LabGlobal) -> Result<LabOptions> {
         envoy: g.envoy.clone(),
         kubernetes: false,
         on_demand: false,
+        scope_idle: 0,
         kube_bin: g.kube_bin.clone(),
         replace: false,
     })
@@ -304,12 +309,14 @@ pub fn run(g: &LabGlobal, cmd: LabCommand) -> Result<()> {
             dir,
             kubernetes,
             on_demand,
+            scope_idle,
             replace,
         } => {
             println!("bringing up {} ...", dir.display());
             let mut opts = options(g)?;
             opts.kubernetes = kubernetes;
             opts.on_demand = on_demand;
+            opts.scope_idle = scope_idle;
             opts.replace = replace;
             let lab = Lab::up(&dir, opts, &mut |l| progress(l)).map_err(|e| {
                 anyhow::anyhow!(

@@ -306,6 +306,49 @@ fn on_demand_scoping_s1_and_its_variants_in_the_lab() {
     }
     let down = lab.ok(&["down"]);
     assert!(down.contains("lab is down"), "{down}");
+
+    // Services leave a sidecar's scope once the pod neither resolves them nor calls them
+    // for --scope-idle, and come back at the next lookup.
+    lab.ok(&[
+        "up",
+        "examples/gateway-connected",
+        "--on-demand",
+        "--scope-idle",
+        "3",
+    ]);
+    let run = lab.ok(&["run", "examples/gateway-connected/s1.yaml"]);
+    assert!(run.contains("13 of 13 steps passed"), "{run}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !outbound_clusters(&lab, "cluster1", "foo", "sleep").is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "httpbin.bar.global stayed in sleep's scope 30 s after its last use"
+        );
+        std::thread::sleep(std::time::Duration::from_secs(1));
+    }
+    let again = lab.ok(&[
+        "exec",
+        "cluster1",
+        "foo",
+        "sleep",
+        "--",
+        "curl",
+        "-sS",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+        "httpbin.bar.global:8000/ip",
+    ]);
+    assert_eq!(
+        again.trim(),
+        "200",
+        "the next call waits for the service, then gets it"
+    );
+    assert_eq!(
+        outbound_clusters(&lab, "cluster1", "foo", "sleep"),
+        ["outbound|8000||httpbin.bar.global"]
+    );
 }
 
 #[test]

@@ -27,14 +27,45 @@ pub const WAIT_FOR_CONFIG: Duration = Duration::from_secs(3);
 
 /// Names as a [`DEMAND_TYPE`] resource: one per line.
 pub fn encode_names<'a>(names: impl IntoIterator<Item = &'a str>) -> Vec<u8> {
+    encode_in_force(names.into_iter().map(|n| (n, &[] as &[String])))
+}
+
+/// Names in force as a [`DEMAND_TYPE`] answer: one per line, each followed by a tab and the
+/// service hosts it brought into scope (space-separated), which the agent watches for
+/// traffic before it lets the name go.
+pub fn encode_in_force<'a>(names: impl IntoIterator<Item = (&'a str, &'a [String])>) -> Vec<u8> {
     let mut out = Vec::new();
-    for n in names {
+    for (n, hosts) in names {
         if !out.is_empty() {
             out.push(b'\n');
         }
         out.extend_from_slice(n.as_bytes());
+        if !hosts.is_empty() {
+            out.push(b'\t');
+            out.extend_from_slice(hosts.join(" ").as_bytes());
+        }
     }
     out
+}
+
+/// Reads what [`encode_in_force`] wrote: each name with its hosts.
+pub fn decode_in_force(
+    bytes: &[u8],
+) -> Result<std::collections::BTreeMap<String, Vec<String>>, DemandError> {
+    let text = std::str::from_utf8(bytes).map_err(|_| DemandError)?;
+    Ok(text
+        .lines()
+        .filter_map(|l| {
+            let (name, hosts) = l.split_once('\t').unwrap_or((l, ""));
+            let name = name.trim();
+            (!name.is_empty()).then(|| {
+                (
+                    name.to_string(),
+                    hosts.split_whitespace().map(str::to_string).collect(),
+                )
+            })
+        })
+        .collect())
 }
 
 /// A [`DEMAND_TYPE`] resource that is not a list of names.
@@ -42,15 +73,9 @@ pub fn encode_names<'a>(names: impl IntoIterator<Item = &'a str>) -> Vec<u8> {
 #[error("a {DEMAND_TYPE} resource must be UTF-8 names, one per line")]
 pub struct DemandError;
 
-/// Reads what [`encode_names`] wrote.
+/// The names of what [`encode_names`] or [`encode_in_force`] wrote.
 pub fn decode_names(bytes: &[u8]) -> Result<BTreeSet<String>, DemandError> {
-    let text = std::str::from_utf8(bytes).map_err(|_| DemandError)?;
-    Ok(text
-        .lines()
-        .map(str::trim)
-        .filter(|n| !n.is_empty())
-        .map(str::to_string)
-        .collect())
+    Ok(decode_in_force(bytes)?.into_keys().collect())
 }
 
 /// What the control plane says is in force in the sidecar's Envoy.
@@ -60,6 +85,8 @@ pub struct InForce {
     pub all: bool,
     /// The names whose services Envoy holds.
     pub names: Arc<BTreeSet<String>>,
+    /// Per name, the service hosts it brought into scope (as the control plane said).
+    pub hosts: Arc<std::collections::BTreeMap<String, Vec<String>>>,
 }
 
 impl InForce {
@@ -71,7 +98,8 @@ impl InForce {
 /// The names a pod has resolved, and which of them are in force.
 #[derive(Debug)]
 pub struct Wants {
-    names: Mutex<BTreeSet<String>>,
+    /// Each name wanted, with when the pod last resolved it.
+    names: Mutex<std::collections::BTreeMap<String, std::time::Instant>>,
     /// Bumped when a name is added: the stream sends the names again.
     asked: watch::Sender<u64>,
     in_force: watch::Sender<InForce>,
@@ -98,9 +126,59 @@ impl Wants {
         self.in_force.borrow().holds(name)
     }
 
+    /// The service hosts `name` brought into scope, as the control plane last said (none
+    /// when it did not say).
+    pub fn hosts_of(&self, name: &str) -> Vec<String> {
+        self.in_force
+            .borrow()
+            .hosts
+            .get(name)
+            .cloned()
+            .unwrap_or_default()
+    }
+
     /// Every name wanted, sorted.
     pub fn names(&self) -> Vec<String> {
-        self.lock().iter().cloned().collect()
+        self.lock().keys().cloned().collect()
+    }
+
+    /// Records that the pod resolved `name` now (it stays wanted while it is resolved).
+    pub fn touch(&self, name: &str) {
+        if let Some(at) = self.lock().get_mut(name) {
+            *at = std::time::Instant::now();
+        }
+    }
+
+    /// Stops wanting the names the pod has not resolved for `idle` and that `in_use` says
+    /// carry no traffic; the stream then sends the rest, and the control plane takes those
+    /// services out of the sidecar. Returns the names let go.
+    pub fn forget_idle(&self, idle: Duration, in_use: impl Fn(&str) -> bool) -> Vec<String> {
+        let now = std::time::Instant::now();
+        let gone: Vec<String> = {
+            let mut names = self.lock();
+            let gone: Vec<String> = names
+                .iter()
+                .filter(|(n, at)| now.duration_since(**at) >= idle && !in_use(n))
+                .map(|(n, _)| n.clone())
+                .collect();
+            for n in &gone {
+                names.remove(n);
+            }
+            gone
+        };
+        if !gone.is_empty() {
+            self.in_force.send_modify(|f| {
+                if !f.all {
+                    let mut held = (*f.names).clone();
+                    for n in &gone {
+                        held.remove(n);
+                    }
+                    f.names = Arc::new(held);
+                }
+            });
+            self.asked.send_modify(|n| *n += 1);
+        }
+        gone
     }
 
     /// Wakes when a name is added.
@@ -113,7 +191,9 @@ impl Wants {
         self.in_force.send_replace(in_force);
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeSet<String>> {
+    fn lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::BTreeMap<String, std::time::Instant>> {
         match self.names.lock() {
             Ok(g) => g,
             Err(poisoned) => poisoned.into_inner(),
@@ -127,7 +207,11 @@ impl Wants {
         if rx.borrow_and_update().holds(name) {
             return true;
         }
-        if self.lock().insert(name.to_string()) {
+        let added = self
+            .lock()
+            .insert(name.to_string(), std::time::Instant::now())
+            .is_none();
+        if added {
             self.asked.send_modify(|n| *n += 1);
         }
         let done = tokio::time::timeout(wait, async {
@@ -148,6 +232,22 @@ impl Wants {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_in_force_carry_the_hosts_they_brought() {
+        let hosts = vec![
+            "a.ns.svc.cluster.local".to_string(),
+            "b.ns.svc.cluster.local".to_string(),
+        ];
+        let bytes = encode_in_force([
+            ("a.ns.svc.cluster.local", hosts.as_slice()),
+            ("x.remote", &[][..]),
+        ]);
+        let back = decode_in_force(&bytes).expect("in force");
+        assert_eq!(back["a.ns.svc.cluster.local"], hosts);
+        assert!(back["x.remote"].is_empty());
+        assert_eq!(decode_names(&bytes).expect("names").len(), 2);
+    }
 
     #[test]
     fn names_travel_one_per_line() {
@@ -175,18 +275,68 @@ mod tests {
         wants.set_in_force(InForce {
             all: false,
             names: Arc::new(BTreeSet::from(["b.global".to_string()])),
+            ..Default::default()
         });
         tokio::time::sleep(Duration::from_millis(50)).await;
         assert!(!lookup.is_finished());
         wants.set_in_force(InForce {
             all: false,
             names: Arc::new(BTreeSet::from(["a.global".to_string()])),
+            ..Default::default()
         });
         assert!(lookup.await.expect("joined"), "in force");
         // Later lookups of it pay nothing and ask nothing.
         assert!(wants.is_in_force("a.global"));
         assert!(wants.want("a.global", Duration::ZERO).await);
         assert_eq!(*asked.borrow_and_update(), 1);
+    }
+
+    #[tokio::test]
+    async fn names_neither_resolved_nor_carrying_traffic_for_a_while_are_let_go() {
+        let wants = Wants::new();
+        let held = |names: &[&str]| InForce {
+            all: false,
+            names: Arc::new(names.iter().map(|s| s.to_string()).collect()),
+            ..Default::default()
+        };
+        wants.set_in_force(held(&["a.global", "b.global", "c.global"]));
+        for n in ["a.global", "b.global", "c.global"] {
+            assert!(wants.want(n, Duration::ZERO).await);
+        }
+        // Names in force before they were wanted are not recorded: want them.
+        let mut asked = wants.asked();
+        asked.borrow_and_update();
+        for n in ["a.global", "b.global", "c.global"] {
+            let _ = wants.want(n, Duration::ZERO).await;
+        }
+        assert!(wants.names().is_empty(), "in force, so never asked for");
+        // Asked for, then in force.
+        let w = wants.clone();
+        wants.set_in_force(held(&[]));
+        let lookups = tokio::spawn(async move {
+            for n in ["a.global", "b.global", "c.global"] {
+                w.want(n, Duration::from_millis(10)).await;
+            }
+        });
+        lookups.await.expect("joined");
+        wants.set_in_force(held(&["a.global", "b.global", "c.global"]));
+        assert_eq!(wants.names(), ["a.global", "b.global", "c.global"]);
+        // Not idle long enough: kept.
+        assert!(wants
+            .forget_idle(Duration::from_secs(60), |_| false)
+            .is_empty());
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        wants.touch("a.global");
+        // b carries traffic; c neither is resolved nor carries any: only c goes.
+        let gone = wants.forget_idle(Duration::from_millis(20), |n| n == "b.global");
+        assert_eq!(gone, ["c.global"]);
+        assert_eq!(wants.names(), ["a.global", "b.global"]);
+        assert!(
+            asked.has_changed().expect("open"),
+            "the stream sends the rest"
+        );
+        assert!(!wants.is_in_force("c.global"), "a new lookup waits again");
+        assert!(wants.is_in_force("a.global"));
     }
 
     #[tokio::test]
@@ -199,6 +349,7 @@ mod tests {
         wants.set_in_force(InForce {
             all: true,
             names: Arc::default(),
+            ..Default::default()
         });
         assert!(wants.want("b.global", Duration::ZERO).await);
     }

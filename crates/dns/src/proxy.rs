@@ -133,6 +133,7 @@ fn normalize(name: &str) -> String {
 async fn wait_for_config(wants: Option<&Wants>, name: &str) {
     let Some(w) = wants else { return };
     if w.is_in_force(name) {
+        w.touch(name);
         return;
     }
     let started = std::time::Instant::now();
@@ -289,6 +290,9 @@ pub async fn serve_proxy(
         {
             match config.wants.as_ref().filter(|w| !w.is_in_force(&name)) {
                 None => {
+                    if let Some(w) = &config.wants {
+                        w.touch(&name);
+                    }
                     let _ = udp.send_to(&r, peer).await;
                 }
                 Some(wants) => {
@@ -499,6 +503,7 @@ mod tests {
         wants.set_in_force(crate::demand::InForce {
             all: false,
             names: Arc::new(["httpbin.bar.global".to_string()].into()),
+            ..Default::default()
         });
         let r = lookup.await.expect("joined").expect("an answer");
         assert_eq!(decode(&r).answers[1].data.to_string(), "127.255.0.2");

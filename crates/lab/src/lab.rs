@@ -196,6 +196,9 @@ impl Lab {
         let mut topology = Topology::load(dir)?;
         topology.kubernetes |= opts.kubernetes;
         topology.on_demand_scoping |= opts.on_demand;
+        if opts.scope_idle > 0 {
+            topology.scope_idle_seconds = opts.scope_idle;
+        }
         if topology.kubernetes && topology.automation {
             return Err(LabError::Invalid(format!(
                 "{}: `automation: true` generates ServiceEntries from the other clusters' registry folders; on Kubernetes the clusters have API servers instead, which the automation does not read yet: run this lab without Kubernetes mode",

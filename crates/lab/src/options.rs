@@ -20,6 +20,8 @@ pub struct LabOptions {
     pub kube_bin: Option<PathBuf>,
     /// Scope sidecars on demand, whatever the topology says.
     pub on_demand: bool,
+    /// With `on_demand`: the agents' `--scope-idle` (0: the topology's).
+    pub scope_idle: u64,
     /// `lab up` may stop a lab that still runs with the same state folder or prefix.
     pub replace: bool,
 }

@@ -256,6 +256,7 @@ pub(crate) mod testing {
             envoy: None,
             kubernetes: false,
             on_demand: false,
+            scope_idle: 0,
             kube_bin: None,
             replace: false,
         }

@@ -132,6 +132,11 @@ pub struct Topology {
     /// services its pod resolved; `lab up --on-demand` sets it too.
     #[serde(default)]
     pub on_demand_scoping: bool,
+    /// With `onDemandScoping`: a name a pod has not resolved for this many seconds, whose
+    /// services carry no connection, leaves its sidecar's scope (the agents'
+    /// `--scope-idle`); 0: never. `lab up --scope-idle` sets it too.
+    #[serde(default)]
+    pub scope_idle_seconds: u64,
 }
 
 /// A cluster name as it stands in a placeholder variable: upper case, `_` for anything

@@ -13,7 +13,7 @@ use crate::wire::WireMessage;
 use bytes::Bytes;
 use envoy_types::pb::envoy::service::discovery::v3::DeltaDiscoveryRequest;
 use futures::StreamExt;
-use isthmus_dns::demand::{encode_names, ALL_IN_FORCE, DEMAND_TYPE};
+use isthmus_dns::demand::{encode_in_force, ALL_IN_FORCE, DEMAND_TYPE};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use tokio::sync::watch;
@@ -239,7 +239,8 @@ async fn sotw_stream(
                 if *in_force.borrow_and_update() >= g || !slot.has_envoy() {
                     wanted.waiting = None;
                     nonce += 1;
-                    send_in_force(tx, Some((g, &names)), nonce, &st).await?;
+                    let hosts = hosts_by_name(&snapshots.borrow(), &proxy, &names);
+                    send_in_force(tx, Some((g, &hosts)), nonce, &st).await?;
                 } else {
                     wanted.waiting = Some((g, names));
                 }
@@ -350,7 +351,8 @@ async fn sotw_stream(
                 held = wanted_in_force => {
                     if let (true, Some((g, names))) = (held, wanted.waiting.take()) {
                         nonce += 1;
-                        send_in_force(tx, Some((g, &names)), nonce, &st).await?;
+                        let hosts = hosts_by_name(&snapshots.borrow(), &proxy, &names);
+                        send_in_force(tx, Some((g, &hosts)), nonce, &st).await?;
                     }
                     false
                 },
@@ -428,11 +430,41 @@ fn read_wanted(names: &[Arc<str>]) -> Result<std::collections::BTreeSet<String>,
     Ok(out)
 }
 
-/// Tells the agent what its sidecar holds: the names of generation `g` (`None`: every name,
-/// nothing is scoped).
+/// Wanted names, each with the service hosts it brings into the proxy's scope.
+type HostsByName = Vec<(String, Vec<String>)>;
+
+/// Per wanted name, the service hosts it brings into the proxy's scope: the agent watches
+/// their clusters for traffic before it lets the name go.
+fn hosts_by_name(
+    update: &MeshUpdate,
+    proxy: &StreamProxy,
+    names: &std::collections::BTreeSet<String>,
+) -> HostsByName {
+    let snapshot = &update.snapshot;
+    let p = snapshot.proxy(&proxy.node, &proxy.metadata);
+    names
+        .iter()
+        .map(|n| {
+            let one = isthmus_model::Demand {
+                names: [n.clone()].into(),
+                namespace: false,
+            };
+            let hosts: std::collections::BTreeSet<String> = snapshot
+                .demand_scope(&p, &one)
+                .into_iter()
+                .map(|(_, h)| h)
+                .filter(|h| snapshot.services.contains_key(h))
+                .collect();
+            (n.clone(), hosts.into_iter().collect())
+        })
+        .collect()
+}
+
+/// Tells the agent what its sidecar holds: the names of generation `g` with the hosts each
+/// brought (`None`: every name, nothing is scoped).
 async fn send_in_force(
     tx: &Tx,
-    held: Option<(u64, &std::collections::BTreeSet<String>)>,
+    held: Option<(u64, &HostsByName)>,
     nonce: u64,
     status: &StreamStatus<'_>,
 ) -> Result<(), Status> {
@@ -442,7 +474,7 @@ async fn send_in_force(
         Some((g, names)) => {
             let any = envoy_types::pb::google::protobuf::Any {
                 type_url: DEMAND_TYPE.to_string(),
-                value: encode_names(names.iter().map(String::as_str)),
+                value: encode_in_force(names.iter().map(|(n, h)| (n.as_str(), h.as_slice()))),
             };
             let mut buf = bytes::BytesMut::with_capacity(crate::wire::resource_entry_len(&any));
             crate::wire::put_resource_entry(&mut buf, &any);

@@ -1191,6 +1191,9 @@ async fn on_demand_a_sidecar_gets_a_service_once_resolved_and_the_lookup_waits_f
     tx.send(ack(&pushed)).await.expect("ack");
     let held = next_in_force(&mut answers).await;
     assert_eq!(in_force_names(&held), ["httpbin.bar.global"]);
+    // With the service host it brought, which the agent watches for traffic.
+    let hosts = isthmus_dns::demand::decode_in_force(&held.resources[0].value).expect("in force");
+    assert_eq!(hosts["httpbin.bar.global"], ["httpbin.bar.global"]);
     assert_ne!(held.version_info, first.version_info);
     // The agent's ACK is not a new request.
     agent

@@ -380,6 +380,7 @@ pub fn run(opts: &DatapathOptions) -> Result<(), BenchError> {
         envoy: None,
         kubernetes: false,
         on_demand: false,
+        scope_idle: 0,
         kube_bin: None,
         replace: false,
     };
