@@ -174,17 +174,21 @@ fn domains_port_and_dot_forms(ours: &Value, theirs: &Value) -> bool {
 }
 
 /// [`domains_port_and_dot_forms`], with Isthmus's automatically allocated address (Istio's
-/// range, 240.240.0.0/16) for a ServiceEntry without one.
+/// range, 240.240.0.0/16) for a ServiceEntry without one, where istiod lists none or its
+/// own allocation from the same range.
 fn domains_with_allocated_address(ours: &Value, theirs: &Value) -> bool {
-    let without: Vec<Value> = ours
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|d| !d.as_str().is_some_and(|d| d.starts_with("240.240.")))
-        .cloned()
-        .collect();
-    without.len() < ours.as_array().map_or(0, Vec::len)
-        && domains_port_and_dot_forms(&Value::Array(without), theirs)
+    let allocated = |d: &Value| d.as_str().is_some_and(|d| d.starts_with("240.240."));
+    let without = |v: &Value| -> Vec<Value> {
+        v.as_array()
+            .into_iter()
+            .flatten()
+            .filter(|d| !allocated(d))
+            .cloned()
+            .collect()
+    };
+    let ours_without = without(ours);
+    ours_without.len() < ours.as_array().map_or(0, Vec::len)
+        && domains_port_and_dot_forms(&Value::Array(ours_without), &Value::Array(without(theirs)))
 }
 
 /// [`domains_port_and_dot_forms`], with the cluster IP (and its `:port` form) that only
@@ -209,6 +213,31 @@ fn domains_with_cluster_ip(ours: &Value, theirs: &Value) -> bool {
     !theirs_have_ip
         && without.len() < ours.as_array().map_or(0, Vec::len)
         && domains_port_and_dot_forms(&Value::Array(without), theirs)
+}
+
+/// [`domains_port_and_dot_forms`], with the cluster IP (and its `:port` form) on Isthmus's
+/// side where istiod lists the address it allocated (240.240.0.0/16).
+fn domains_cluster_ip_against_allocated(ours: &Value, theirs: &Value) -> bool {
+    let is_ip = |d: &str| {
+        let host = d.rsplit_once(':').map_or(d, |(h, _)| h);
+        host.parse::<std::net::Ipv4Addr>().is_ok()
+    };
+    let keep = |v: &Value, drop: &dyn Fn(&str) -> bool| -> (Vec<Value>, bool) {
+        let all: Vec<Value> = v.as_array().cloned().unwrap_or_default();
+        let kept: Vec<Value> = all
+            .iter()
+            .filter(|d| !d.as_str().is_some_and(drop))
+            .cloned()
+            .collect();
+        let dropped = kept.len() < all.len();
+        (kept, dropped)
+    };
+    let (ours_kept, ours_had_ip) = keep(ours, &is_ip);
+    let (theirs_kept, theirs_had_allocated) = keep(theirs, &|d: &str| d.starts_with("240.240."));
+    ours_had_ip
+        && theirs_had_allocated
+        && !theirs_kept.iter().any(|d| d.as_str().is_some_and(is_ip))
+        && domains_port_and_dot_forms(&Value::Array(ours_kept), &Value::Array(theirs_kept))
 }
 
 /// A rule for one scenario.
@@ -237,7 +266,15 @@ static RULES: &[Rule] = &[
         Name::Exact("0.0.0.0_9090"),
         What::Only(Side::Istiod),
         Right::Isthmus,
-        "The seed's ServiceEntry (in ns1) and the replicated Service (in ns2) name the same host, bar.ns2.svc.cluster.local. istiod builds bar from the ServiceEntry, which has no address, so bar's TCP port gets a wildcard listener, 0.0.0.0:9090: every TCP connection this sidecar makes to port 9090, whatever its destination, goes to bar's gateway (the hazard Istio's ServiceEntry reference names for TCP ports without `addresses`). Isthmus keeps the Service's cluster IP, which is what the name resolves to, with the ServiceEntry's endpoints: a listener on that address only. Connections to bar reach the same endpoints (cluster2's gateway) with both.",
+        "The seed's ServiceEntry (in ns1) and the replicated Service (in ns2) name the same host, bar.ns2.svc.cluster.local. istiod builds bar from the ServiceEntry, which has no address, so for a proxy that does not announce DNS capture bar's TCP port gets a wildcard listener, 0.0.0.0:9090: every TCP connection this sidecar makes to port 9090, whatever its destination, goes to bar's gateway (the hazard Istio's ServiceEntry reference names for TCP ports without `addresses`). Isthmus keeps the Service's cluster IP, which is what the name resolves to, with the ServiceEntry's endpoints: a listener on that address only. Connections to bar reach the same endpoints (cluster2's gateway) with both.",
+    ),
+    scenario_rule(
+        "s2",
+        "listener",
+        Name::Prefix("240.240."),
+        What::Only(Side::Istiod),
+        Right::Isthmus,
+        "The seed's ServiceEntry (in ns1) and the replicated Service (in ns2) name the same host, bar.ns2.svc.cluster.local. istiod builds bar from the ServiceEntry, which has no address; the sidecar announces DNS capture (`DNS_CAPTURE`), so istiod gives bar the address its allocator took from 240.240.0.0/16 (`Service.GetAddressForProxy` with `nodeUsesAutoallocatedIPs`: DNS capture and `ENABLE_IP_AUTOALLOCATE`), listens there and has its agent's DNS answer bar's name with it. Isthmus keeps the Service's cluster IP, which its DNS answers, with the ServiceEntry's endpoints. A call by name reaches the same endpoints (cluster2's gateway) with both; a call to the cluster IP reaches them with Isthmus only.",
     ),
     scenario_rule(
         "s2",
@@ -245,7 +282,7 @@ static RULES: &[Rule] = &[
         Name::Prefix("10.96."),
         What::Only(Side::Isthmus),
         Right::Isthmus,
-        "The other side of the row for 0.0.0.0_9090: Isthmus's TCP listener for bar is on the Service's cluster IP, istiod's on every address.",
+        "The other side of the row for bar's istiod listener (240.240.x or 0.0.0.0, on 9090): Isthmus's TCP listener for bar is on the Service's cluster IP, which is what its DNS answers for bar's name.",
     ),
     scenario_rule(
         "s2",
@@ -254,6 +291,14 @@ static RULES: &[Rule] = &[
         What::FieldWhere("domains", domains_with_cluster_ip),
         Right::Isthmus,
         "The same names. Isthmus also lists bar's cluster IP, which istiod's bar (built from the ServiceEntry, see 0.0.0.0_9090) does not have, so a request to that address by IP reaches bar's routes with Isthmus only. As for other domains, Isthmus also has the `host:port` forms.",
+    ),
+    scenario_rule(
+        "s2",
+        "route",
+        Name::Exact("80/bar.ns2.svc.cluster.local:80"),
+        What::FieldWhere("domains", domains_cluster_ip_against_allocated),
+        Right::Isthmus,
+        "The same names, each side with the address its DNS answers for bar: Isthmus the Service's cluster IP, istiod the address it allocated to the seed's ServiceEntry for a proxy with DNS capture (see the 240.240 listener). A request to the cluster IP by IP reaches bar's routes with Isthmus only. As for other domains, Isthmus also has the `host:port` forms.",
     ),
     scenario_rule(
         "s3",
@@ -284,7 +329,7 @@ static RULES: &[Rule] = &[
         Name::Any,
         What::FieldWhere("domains", domains_with_allocated_address),
         Right::Equivalent,
-        "Isthmus also lists the address it allocated to the ServiceEntry, which has none of its own. That address is from Istio's range (240.240.0.0/16); istiod allocates one only when the proxy asks (`ISTIO_META_DNS_AUTO_ALLOCATE`). A client resolves the name through the mesh DNS, which answers with that address, so the address reaches the same routes. Otherwise as for other domains: Isthmus also has the `host:port` forms.",
+        "Isthmus also lists the address it allocated to the ServiceEntry, which has none of its own, from Istio's range (240.240.0.0/16). istiod lists its own allocation from that range, a different address, where the proxy announces DNS capture (`Service.GetAddressForProxy`, `nodeUsesAutoallocatedIPs`), and none otherwise. Each side's DNS answers the name with its own address, so a client that resolves the name reaches the same routes with either. Otherwise as for other domains: Isthmus also has the `host:port` forms.",
     ),
     rule(
         "cluster",
@@ -476,6 +521,80 @@ mod tests {
             json!(["a", "b"]),
         );
         assert!(find("s1", &missing).is_none());
+    }
+
+    #[test]
+    fn each_sides_own_allocated_address_is_equivalent() {
+        let d = field(
+            "route",
+            "80/ingress.b.remote:80",
+            "domains",
+            json!([
+                "240.240.21.81",
+                "240.240.21.81:80",
+                "ingress.b.remote",
+                "ingress.b.remote:80"
+            ]),
+            json!(["240.240.0.1", "ingress.b.remote", "ingress.b.remote."]),
+        );
+        assert_eq!(find("s4", &d).map(|v| v.right), Some(Right::Equivalent));
+        let none = field(
+            "route",
+            "80/ingress.b.remote:80",
+            "domains",
+            json!(["240.240.21.81", "ingress.b.remote"]),
+            json!(["ingress.b.remote"]),
+        );
+        assert_eq!(find("s4", &none).map(|v| v.right), Some(Right::Equivalent));
+        let other_ip = field(
+            "route",
+            "80/ingress.b.remote:80",
+            "domains",
+            json!(["240.240.21.81", "ingress.b.remote"]),
+            json!(["10.1.1.1", "ingress.b.remote"]),
+        );
+        assert!(
+            find("s4", &other_ip).is_none(),
+            "another address is unexplained"
+        );
+    }
+
+    #[test]
+    fn the_cluster_ip_against_istiods_allocated_address_is_explained_for_s2_only() {
+        let ours = json!([
+            "10.96.76.96",
+            "10.96.76.96:80",
+            "bar.ns2",
+            "bar.ns2.svc.cluster.local",
+            "bar.ns2.svc.cluster.local:80"
+        ]);
+        let theirs = json!(["240.240.0.1", "bar.ns2", "bar.ns2.svc.cluster.local"]);
+        let d = field(
+            "route",
+            "80/bar.ns2.svc.cluster.local:80",
+            "domains",
+            ours.clone(),
+            theirs,
+        );
+        assert_eq!(find("s2", &d).map(|v| v.right), Some(Right::Isthmus));
+        assert!(find("s1", &d).is_none(), "a rule of S2's");
+        // Another name missing on our side is not explained by it.
+        let short = field(
+            "route",
+            "80/bar.ns2.svc.cluster.local:80",
+            "domains",
+            json!(["10.96.76.96", "bar.ns2.svc.cluster.local"]),
+            json!(["240.240.0.1", "bar.ns2", "bar.ns2.svc.cluster.local"]),
+        );
+        assert!(find("s2", &short).is_none());
+        let listener = Difference {
+            kind: "listener",
+            name: "240.240.0.1_9090".into(),
+            field: None,
+            isthmus: None,
+            istiod: Some(json!({})),
+        };
+        assert_eq!(find("s2", &listener).map(|v| v.right), Some(Right::Isthmus));
     }
 
     #[test]
