@@ -97,9 +97,11 @@ fn demand_request(wants: &Wants, nonce: &str, version: &str) -> DiscoveryRequest
     }
 }
 
-/// What an answer to the wanted names says is in force.
+/// What an answer to the wanted names says is in force. An answer without the resource is
+/// a control plane that does not scope (one older than on-demand scoping answers an unknown
+/// type with no resources): everything is in force, and lookups are never held.
 fn read_in_force(resp: &DiscoveryResponse) -> Result<InForce, isthmus_dns::demand::DemandError> {
-    if resp.version_info == ALL_IN_FORCE {
+    if resp.version_info == ALL_IN_FORCE || resp.resources.is_empty() {
         return Ok(InForce {
             all: true,
             ..Default::default()
@@ -286,6 +288,34 @@ mod tests {
         assert!(wrong.contains("type.googleapis.com/x"), "{wrong}");
         assert!(read(&resp(Vec::new())).is_err());
         assert!(read(&resp(vec![any(NDS_TYPE, vec![0xff])])).is_err());
+    }
+
+    #[test]
+    fn an_answer_says_which_names_are_in_force() {
+        let resp = |version: &str, resources: Vec<Any>| DiscoveryResponse {
+            version_info: version.into(),
+            resources,
+            ..Default::default()
+        };
+        let hosts = vec!["a.ns.svc.cluster.local".to_string()];
+        let one = Any {
+            type_url: DEMAND_TYPE.into(),
+            value: isthmus_dns::demand::encode_in_force([(
+                "a.ns.svc.cluster.local",
+                hosts.as_slice(),
+            )]),
+        };
+        let held = read_in_force(&resp("3", vec![one])).expect("in force");
+        assert!(!held.all);
+        assert_eq!(held.names.len(), 1);
+        assert_eq!(held.hosts["a.ns.svc.cluster.local"], hosts);
+        assert!(
+            read_in_force(&resp(ALL_IN_FORCE, Vec::new()))
+                .expect("all")
+                .all
+        );
+        // A control plane that does not know the type answers it with nothing: not scoped.
+        assert!(read_in_force(&resp("7", Vec::new())).expect("old").all);
     }
 
     #[test]
