@@ -920,10 +920,12 @@ pub async fn run(config: ControlPlaneConfig) -> Result<(), ControlPlaneError> {
         .with_stats(ca_stats);
     tracing::info!(addr = %config.listen, cluster = %config.sources.cluster, network = %config.sources.network, "serving xDS and CA over TLS");
     let listen = config.listen;
-    let incoming = bind_xds(listen).map_err(|e| ControlPlaneError::Serve {
-        addr: listen,
-        source: Box::new(e),
-    })?;
+    let incoming = bind_xds(listen)
+        .await
+        .map_err(|e| ControlPlaneError::Serve {
+            addr: listen,
+            source: Box::new(e),
+        })?;
     let server = tonic::transport::Server::builder()
         .tls_config(tls)
         .map_err(|e| ControlPlaneError::Serve {
@@ -955,15 +957,32 @@ pub async fn run(config: ControlPlaneConfig) -> Result<(), ControlPlaneError> {
 /// drops their SYNs, which the kernel retries only after a second.
 const XDS_BACKLOG: u32 = 4096;
 
-/// The xDS and CA port, listening with [`XDS_BACKLOG`], as tonic would serve it (no delay).
-fn bind_xds(addr: std::net::SocketAddr) -> std::io::Result<tonic::transport::server::TcpIncoming> {
-    let socket = match addr {
-        std::net::SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
-        std::net::SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+/// The xDS and CA port, listening with [`XDS_BACKLOG`], as tonic would serve it (no delay);
+/// waits up to 5 s while the port is still in use, as [`bind_retrying`] does.
+async fn bind_xds(
+    addr: std::net::SocketAddr,
+) -> std::io::Result<tonic::transport::server::TcpIncoming> {
+    let listen = || -> std::io::Result<tokio::net::TcpListener> {
+        let socket = match addr {
+            std::net::SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+            std::net::SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+        };
+        socket.set_reuseaddr(true)?;
+        socket.bind(addr)?;
+        socket.listen(XDS_BACKLOG)
     };
-    socket.set_reuseaddr(true)?;
-    socket.bind(addr)?;
-    let listener = socket.listen(XDS_BACKLOG)?;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    let listener = loop {
+        match listen() {
+            Err(e)
+                if e.kind() == std::io::ErrorKind::AddrInUse
+                    && tokio::time::Instant::now() < deadline =>
+            {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            other => break other?,
+        }
+    };
     Ok(tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)))
 }
 

@@ -104,7 +104,7 @@ impl BenchControlPlane {
             isthmus_lab::http::get(self.monitoring, "/ready"),
             Ok((200, _))
         ) {
-            if Instant::now() > deadline {
+            if Instant::now() > deadline || !self.running() {
                 return Err(BenchError::ControlPlaneNotReady {
                     log: self.log.clone(),
                 });
@@ -126,11 +126,12 @@ impl Drop for Killed {
     }
 }
 
-/// A free TCP port on 127.0.0.1 (free when asked; the caller binds it soon after).
-fn free_port() -> Result<u16, BenchError> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
+/// Two different free TCP ports on 127.0.0.1 (free when asked; the caller binds them soon
+/// after): both held while the second is asked for, so that they differ.
+fn free_ports() -> Result<(u16, u16), BenchError> {
+    let a = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let b = std::net::TcpListener::bind("127.0.0.1:0")?;
+    Ok((a.local_addr()?.port(), b.local_addr()?.port()))
 }
 
 /// The settings of cluster1's control plane on network1, reading every registry of
@@ -243,7 +244,7 @@ async fn start_with(
         &crate::xds::load_identity("cluster.local"),
         Duration::from_secs(24 * 3600),
     )?;
-    let (port, mon) = (free_port()?, free_port()?);
+    let (port, mon) = free_ports()?;
     let log: PathBuf = work.join("control-plane.log");
     let mut args = vec![std::ffi::OsString::from("control-plane")];
     args.extend(config(&ca, port, mon).to_args());
@@ -257,7 +258,7 @@ async fn start_with(
         .stdout(Stdio::null())
         .stderr(Stdio::from(std::fs::File::create(&log)?));
     let started = Instant::now();
-    let child = Killed(cmd.spawn().map_err(BenchError::StartControlPlane)?);
+    let mut child = Killed(cmd.spawn().map_err(BenchError::StartControlPlane)?);
     let monitoring = SocketAddr::from((Ipv4Addr::LOCALHOST, mon));
     let ready_deadline = Instant::now() + Duration::from_secs(600);
     let mut loading_answers = ResponseTimes::default();
@@ -268,7 +269,8 @@ async fn start_with(
         if let Ok((200, _)) = answer {
             break;
         }
-        if Instant::now() > ready_deadline {
+        // Exited: no point waiting (its log says why).
+        if Instant::now() > ready_deadline || !matches!(child.0.try_wait(), Ok(None)) {
             return Err(BenchError::ControlPlaneNotReady { log });
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -318,9 +320,11 @@ mod tests {
     }
 
     #[test]
-    fn free_ports_can_be_bound() {
-        let port = free_port().expect("a free port");
+    fn free_ports_differ_and_can_be_bound() {
+        let (port, mon) = free_ports().expect("free ports");
         assert_ne!(port, 0);
+        assert_ne!(port, mon);
         std::net::TcpListener::bind(("127.0.0.1", port)).expect("the port is free");
+        std::net::TcpListener::bind(("127.0.0.1", mon)).expect("the other port is free");
     }
 }
