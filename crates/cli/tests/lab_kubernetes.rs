@@ -1427,8 +1427,12 @@ fn conformance_with_istiod_explains_every_difference_of_s1_s2_and_s3() {
         assert_eq!(cells.get(6), Some(&"0"), "unexplained: {row}");
     }
     // S2 runs on Kubernetes: the seed's MeshPolicy went in as a PeerAuthentication, and
-    // istiod's wildcard TCP listener for the ServiceEntry without addresses is judged.
-    assert!(text.contains("wildcard listener, 0.0.0.0:9090"), "{text}");
+    // istiod's TCP listener for the ServiceEntry without addresses (on the address it
+    // allocated, since the sidecar announces DNS capture) is judged.
+    assert!(
+        text.contains("gives bar the address its allocator took from 240.240.0.0/16"),
+        "{text}"
+    );
     // What the comparison must see: auto mTLS judged equivalent, and S3's split horizon
     // judged for Isthmus (istiod reads no networks from the seed's meshNetworks form).
     assert!(text.contains("| equivalent | Automatic mTLS."), "{text}");
