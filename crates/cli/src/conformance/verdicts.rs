@@ -191,13 +191,15 @@ fn domains_with_allocated_address(ours: &Value, theirs: &Value) -> bool {
         && domains_port_and_dot_forms(&Value::Array(ours_without), &Value::Array(without(theirs)))
 }
 
+/// Whether a route domain is an IPv4 address, with or without `:port`.
+fn is_ip(d: &str) -> bool {
+    let host = d.rsplit_once(':').map_or(d, |(h, _)| h);
+    host.parse::<std::net::Ipv4Addr>().is_ok()
+}
+
 /// [`domains_port_and_dot_forms`], with the cluster IP (and its `:port` form) that only
 /// Isthmus lists.
 fn domains_with_cluster_ip(ours: &Value, theirs: &Value) -> bool {
-    let is_ip = |d: &str| {
-        let host = d.rsplit_once(':').map_or(d, |(h, _)| h);
-        host.parse::<std::net::Ipv4Addr>().is_ok()
-    };
     let without: Vec<Value> = ours
         .as_array()
         .into_iter()
@@ -218,10 +220,6 @@ fn domains_with_cluster_ip(ours: &Value, theirs: &Value) -> bool {
 /// [`domains_port_and_dot_forms`], with the cluster IP (and its `:port` form) on Isthmus's
 /// side where istiod lists the address it allocated (240.240.0.0/16).
 fn domains_cluster_ip_against_allocated(ours: &Value, theirs: &Value) -> bool {
-    let is_ip = |d: &str| {
-        let host = d.rsplit_once(':').map_or(d, |(h, _)| h);
-        host.parse::<std::net::Ipv4Addr>().is_ok()
-    };
     let keep = |v: &Value, drop: &dyn Fn(&str) -> bool| -> (Vec<Value>, bool) {
         let all: Vec<Value> = v.as_array().cloned().unwrap_or_default();
         let kept: Vec<Value> = all
