@@ -26,11 +26,19 @@ for t in "${targets[@]}"; do
   mkdir -p "fuzz/corpus/$t"
   echo "== fuzz $t for ${secs}s"
   # -rss_limit_mb: a parser that allocates without bound is a finding too.
+  log="fuzz/corpus/$t.log"
+  status=0
   cargo +nightly fuzz run "$t" "fuzz/corpus/$t" "fuzz/seeds/$t" -- \
-    -max_total_time="$secs" -rss_limit_mb=1024 -print_final_stats=1 2>&1 | tail -n 12
-  status=${PIPESTATUS[0]}
+    -max_total_time="$secs" -rss_limit_mb=1024 -print_final_stats=1 >"$log" 2>&1 || status=$?
+  tail -n 12 "$log"
   if [ "$status" != 0 ]; then
-    echo "fuzz target $t failed (exit $status): see fuzz/artifacts/$t" >&2
+    # The finding itself (the panic, the input and where libFuzzer kept it), not only the
+    # tail of cargo-fuzz's own backtrace.
+    echo "fuzz target $t failed (exit $status); what libFuzzer reported:" >&2
+    grep -a -E -A3 "panicked at|ERROR: |Test unit written|^Base64:|fuzz/artifacts" "$log" | head -n 60 >&2
+    for f in fuzz/artifacts/"$t"/*; do
+      [ -f "$f" ] && { echo "input $f (hex):" >&2; od -A x -t x1z "$f" | head -n 20 >&2; }
+    done
     exit "$status"
   fi
 done

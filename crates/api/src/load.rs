@@ -696,6 +696,30 @@ mod tests {
             .collect()
     }
 
+    /// Found by the yaml_fast fuzz target: YAML's comments are not a resource to budget. A
+    /// long run of comment lines before a collection entry (a seed file's commentary
+    /// pasted twice) read well by the fast reader, and the full parser refused the same
+    /// file with "too many buffered comments while looking ahead".
+    #[test]
+    fn a_long_run_of_comments_reads_on_both_paths() {
+        let comments = "  # the address httpbin.bar.global resolves to\n".repeat(120);
+        for tail in ["", "  location: &where MESH_INTERNAL\n"] {
+            // The anchor sends the document to the full parser.
+            let yaml = format!(
+                "apiVersion: networking.istio.io/v1alpha3\nkind: ServiceEntry\nmetadata:\n  \
+                 name: httpbin-bar\nspec:\n  hosts:\n{comments}  - httpbin.bar.global\n  \
+                 resolution: DNS\n  ports:\n  - {{name: http1, number: 8000, protocol: http}}\n{tail}"
+            );
+            let loaded = load_str(&yaml, None, "bar");
+            let problems: Vec<String> = loaded.diagnostics.iter().map(|d| d.to_string()).collect();
+            assert!(
+                problems.iter().all(|p| !p.contains("comments")),
+                "{problems:?}"
+            );
+            assert_eq!(loaded.resources.len(), 1, "{problems:?}");
+        }
+    }
+
     #[test]
     fn authorization_policies_are_read_strictly_and_what_isthmus_cannot_enforce_is_refused() {
         let ok = load_str(
