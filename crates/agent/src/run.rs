@@ -247,6 +247,7 @@ pub async fn run(config: AgentConfig) -> Result<(), AgentError> {
     // The DNS proxy listens before capture sends the pod's queries to it; until the first
     // name table arrives it forwards them all.
     let (names_tx, names_rx) = watch::channel(None);
+    let tables = names_rx.clone();
     // The names the pod resolves: what an on-demand scoped sidecar is sent.
     let wants = isthmus_dns::demand::Wants::new();
     let dns = if config.dns_capture {
@@ -343,15 +344,22 @@ pub async fn run(config: AgentConfig) -> Result<(), AgentError> {
             names_tx,
             wants.clone(),
         ));
+        let admin: std::net::SocketAddr = format!("{}:15000", config.admin_address)
+            .parse()
+            .map_err(|_| {
+                AgentError::Config(format!(
+                    "--admin-address `{}` is not an IP address",
+                    config.admin_address
+                ))
+            })?;
+        // Calls by address (no lookup) to services outside the scope bring them in.
+        tokio::spawn(crate::scope::learn_from_passthrough(
+            wants.clone(),
+            tables,
+            admin,
+            crate::scope::PASSTHROUGH_EVERY,
+        ));
         if config.scope_idle > 0 {
-            let admin = format!("{}:15000", config.admin_address)
-                .parse()
-                .map_err(|_| {
-                    AgentError::Config(format!(
-                        "--admin-address `{}` is not an IP address",
-                        config.admin_address
-                    ))
-                })?;
             tokio::spawn(crate::scope::release_idle(
                 wants,
                 admin,

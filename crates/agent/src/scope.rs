@@ -1,14 +1,93 @@
-//! On-demand scoping, letting go: a name the pod has not resolved for `--scope-idle` and
-//! whose services' clusters carried no connection since the last look leaves the names the
-//! agent sends, and the control plane takes those services out of the sidecar. A name whose
-//! services the control plane did not name is kept: without them the agent cannot tell
-//! whether it is used.
+//! On-demand scoping as seen from Envoy:
+//! - use without a lookup ([`learn_from_passthrough`]): an app that calls a mesh service by
+//!   its address, without resolving its name, reaches Envoy's passthrough cluster (the
+//!   service has no listener yet); the agent sees that address among the passthrough
+//!   cluster's hosts and wants the names it stands for, so the next calls are mesh calls.
+//! - letting go ([`release_idle`]): a name the pod has not resolved for `--scope-idle` and
+//!   whose services' clusters carried no connection since the last look leaves the names
+//!   the agent sends, and the control plane takes those services out of the sidecar. A name
+//!   whose services the control plane did not name is kept: without them the agent cannot
+//!   tell whether it is used.
 
 use isthmus_dns::demand::Wants;
-use std::collections::{BTreeMap, BTreeSet};
-use std::net::SocketAddr;
+use isthmus_dns::NameTable;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::watch;
+
+/// Envoy's admin page listing every cluster's hosts (on an on-demand sidecar, a few).
+const CLUSTERS: &str = "/clusters";
+
+/// The cluster Envoy sends connections to when nothing in its configuration matches them.
+const PASSTHROUGH: &str = "PassthroughCluster";
+
+/// How often the passthrough cluster's hosts are read. Envoy keeps an original-destination
+/// host for 5 s after its last connection, so nothing is missed at this pace.
+pub const PASSTHROUGH_EVERY: Duration = Duration::from_millis(500);
+
+/// The addresses the passthrough cluster connected to, from Envoy's `/clusters` text
+/// (`PassthroughCluster::10.96.0.5:8080::cx_total::1`).
+fn passthrough_addresses(clusters: &str) -> BTreeSet<Ipv4Addr> {
+    clusters
+        .lines()
+        .filter_map(|line| line.strip_prefix(PASSTHROUGH)?.strip_prefix("::"))
+        .filter_map(|rest| rest.split("::").next()?.parse::<SocketAddr>().ok())
+        .filter_map(|addr| match addr.ip() {
+            IpAddr::V4(ip) => Some(ip),
+            IpAddr::V6(_) => None,
+        })
+        .collect()
+}
+
+/// The names that stand for each address of a name table (a service's VIP, a headless
+/// service's pods).
+fn names_by_address(table: &NameTable) -> HashMap<Ipv4Addr, Vec<String>> {
+    let mut out: HashMap<Ipv4Addr, Vec<String>> = HashMap::new();
+    for (name, addrs) in table.entries() {
+        for a in addrs {
+            out.entry(*a).or_default().push(name.to_string());
+        }
+    }
+    out
+}
+
+/// Every [`PASSTHROUGH_EVERY`], while the control plane scopes this sidecar: wants the
+/// names of the mesh addresses Envoy passed through (calls by address to services not yet
+/// in scope). The call that taught it went where Istio's sidecar would have sent it (the
+/// passthrough cluster, to the address itself); the calls after it are mesh calls.
+pub async fn learn_from_passthrough(
+    wants: Arc<Wants>,
+    mut tables: watch::Receiver<Option<Arc<NameTable>>>,
+    admin: SocketAddr,
+    every: Duration,
+) {
+    let mut by_address: HashMap<Ipv4Addr, Vec<String>> = HashMap::new();
+    loop {
+        tokio::time::sleep(every).await;
+        if tables.has_changed().unwrap_or(false) {
+            by_address = tables
+                .borrow_and_update()
+                .as_deref()
+                .map(names_by_address)
+                .unwrap_or_default();
+        }
+        if !wants.scoped() || by_address.is_empty() {
+            continue;
+        }
+        let Some(clusters) = crate::stats::fetch(admin, CLUSTERS).await else {
+            continue;
+        };
+        for ip in passthrough_addresses(&clusters) {
+            for name in by_address.get(&ip).into_iter().flatten() {
+                if wants.ask(name) {
+                    tracing::info!(%ip, name, "a call by address to a service outside the sidecar's scope: wanting its name");
+                }
+            }
+        }
+    }
+}
 
 /// The Envoy stats read: each outbound cluster's connections and requests, open and ever.
 const STATS: &str = "/stats?filter=^cluster\\.outbound\\|.*\\.upstream_(cx|rq)_(active|total)$";
@@ -112,6 +191,39 @@ mod tests {
         cluster.outbound|5432||db.foo.svc.cluster.local.upstream_cx_total: 1\n\
         cluster.outbound|5432||db.foo.svc.cluster.local.upstream_rq_total: 0\n\
         cluster.PassthroughCluster.upstream_cx_total: 3\n";
+
+    #[test]
+    fn the_passthrough_clusters_addresses_are_read_from_the_admin_page() {
+        let text = "outbound|80||a.ns.svc.cluster.local::10.0.0.9:80::cx_total::1\n\
+            PassthroughCluster::observability_name::PassthroughCluster\n\
+            PassthroughCluster::10.96.0.5:8080::cx_active::1\n\
+            PassthroughCluster::10.96.0.5:8080::cx_total::3\n\
+            PassthroughCluster::10.96.0.7:9000::hostname::\n\
+            PassthroughCluster::[fd00::1]:80::cx_total::1\n\
+            PassthroughClusterX::10.96.0.8:80::cx_total::1\n";
+        assert_eq!(
+            passthrough_addresses(text).into_iter().collect::<Vec<_>>(),
+            [Ipv4Addr::new(10, 96, 0, 5), Ipv4Addr::new(10, 96, 0, 7)]
+        );
+    }
+
+    #[test]
+    fn each_address_stands_for_every_name_that_has_it() {
+        let table = NameTable::from_entries(
+            [
+                ("a.ns.svc.cluster.local".to_string(), Ipv4Addr::new(10, 96, 0, 5)),
+                ("a.global".to_string(), Ipv4Addr::new(10, 96, 0, 5)),
+                ("db-0.db.ns.svc.cluster.local".to_string(), Ipv4Addr::new(10, 1, 0, 3)),
+            ],
+            &[],
+        );
+        let by = names_by_address(&table);
+        let mut a = by[&Ipv4Addr::new(10, 96, 0, 5)].clone();
+        a.sort();
+        assert_eq!(a, ["a.global", "a.ns.svc.cluster.local"]);
+        assert_eq!(by[&Ipv4Addr::new(10, 1, 0, 3)], ["db-0.db.ns.svc.cluster.local"]);
+        assert!(!by.contains_key(&Ipv4Addr::new(10, 96, 0, 6)));
+    }
 
     #[test]
     fn what_each_service_host_carried_is_summed_over_its_clusters() {

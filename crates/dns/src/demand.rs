@@ -200,6 +200,26 @@ impl Wants {
         }
     }
 
+    /// Whether the sidecar may be scoped: false once the control plane answered "all" (it
+    /// scopes nothing).
+    pub fn scoped(&self) -> bool {
+        !self.in_force.borrow().all
+    }
+
+    /// Wants `name` from now on without waiting for it (use seen by other means than a
+    /// lookup); a name already wanted is touched. Returns whether it was newly wanted.
+    pub fn ask(&self, name: &str) -> bool {
+        let added = {
+            let mut names = self.lock();
+            let now = std::time::Instant::now();
+            names.insert(name.to_string(), now).is_none()
+        };
+        if added {
+            self.asked.send_modify(|n| *n += 1);
+        }
+        added
+    }
+
     /// Wants `name` and waits until its service is in force, at most `wait`. Returns whether
     /// it is.
     pub async fn want(&self, name: &str, wait: Duration) -> bool {
@@ -207,13 +227,7 @@ impl Wants {
         if rx.borrow_and_update().holds(name) {
             return true;
         }
-        let added = self
-            .lock()
-            .insert(name.to_string(), std::time::Instant::now())
-            .is_none();
-        if added {
-            self.asked.send_modify(|n| *n += 1);
-        }
+        self.ask(name);
         let done = tokio::time::timeout(wait, async {
             loop {
                 if rx.changed().await.is_err() {
