@@ -42,13 +42,15 @@ pub enum LabCommand {
         /// topology.yaml.
         #[arg(long)]
         kubernetes: bool,
-        /// Scope every sidecar on demand (`control-plane --scoping on-demand`): it gets only
-        /// the services its pod resolved. Also `onDemandScoping: true` in topology.yaml.
-        #[arg(long)]
-        on_demand: bool,
-        /// With --on-demand: a name a pod has not resolved for this many seconds, whose
-        /// services carry no connection, leaves its sidecar's scope (agents' --scope-idle).
-        #[arg(long, default_value_t = 0, requires = "on_demand")]
+        /// How sidecars are scoped: `on-demand` (the default; each gets only the services
+        /// its pod resolved or called) or `full` (everything it may see). Also
+        /// `onDemandScoping: true|false` in topology.yaml.
+        #[arg(long, value_enum)]
+        scoping: Option<isthmus_control_plane::config::ScopingMode>,
+        /// With on-demand scoping: a name a pod has not resolved for this many seconds,
+        /// whose services carry no connection, leaves its sidecar's scope (agents'
+        /// --scope-idle). Also `scopeIdleSeconds` in topology.yaml.
+        #[arg(long, default_value_t = 0)]
         scope_idle: u64,
         /// Stop a lab that still runs with this state folder or namespace prefix first
         /// (without it, `up` refuses to touch a running lab).
@@ -289,7 +291,7 @@ fn options(g: &LabGlobal) -> Result<LabOptions> {
         exe: std::env::current_exe()?,
         envoy: g.envoy.clone(),
         kubernetes: false,
-        on_demand: false,
+        scoping: None,
         scope_idle: 0,
         kube_bin: g.kube_bin.clone(),
         replace: false,
@@ -308,14 +310,14 @@ pub fn run(g: &LabGlobal, cmd: LabCommand) -> Result<()> {
         LabCommand::Up {
             dir,
             kubernetes,
-            on_demand,
+            scoping,
             scope_idle,
             replace,
         } => {
             println!("bringing up {} ...", dir.display());
             let mut opts = options(g)?;
             opts.kubernetes = kubernetes;
-            opts.on_demand = on_demand;
+            opts.scoping = scoping;
             opts.scope_idle = scope_idle;
             opts.replace = replace;
             let lab = Lab::up(&dir, opts, &mut |l| progress(l)).map_err(|e| {

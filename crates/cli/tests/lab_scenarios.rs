@@ -276,7 +276,7 @@ fn on_demand_scoping_s1_and_its_variants_in_the_lab() {
         state: std::env::temp_dir().join(format!("isthmus-lab-od-{}", std::process::id())),
         prefix: format!("od{}", std::process::id() % 100_000),
     };
-    lab.ok(&["up", "examples/gateway-connected", "--on-demand"]);
+    lab.ok(&["up", "examples/gateway-connected", "--scoping", "on-demand"]);
     // Nothing resolved yet: sleep's sidecar holds no service of the mesh, though
     // cluster1 has some (its own namespace's sleep, the gateways).
     assert_eq!(
@@ -312,20 +312,12 @@ fn on_demand_scoping_s1_and_its_variants_in_the_lab() {
     lab.ok(&[
         "up",
         "examples/gateway-connected",
-        "--on-demand",
         "--scope-idle",
         "3",
     ]);
     let run = lab.ok(&["run", "examples/gateway-connected/s1.yaml"]);
     assert!(run.contains("13 of 13 steps passed"), "{run}");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while !outbound_clusters(&lab, "cluster1", "foo", "sleep").is_empty() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "httpbin.bar.global stayed in sleep's scope 30 s after its last use"
-        );
-        std::thread::sleep(std::time::Duration::from_secs(1));
-    }
+    wait_out_of_scope(&lab);
     let again = lab.ok(&[
         "exec",
         "cluster1",
@@ -349,6 +341,62 @@ fn on_demand_scoping_s1_and_its_variants_in_the_lab() {
         outbound_clusters(&lab, "cluster1", "foo", "sleep"),
         ["outbound|8000||httpbin.bar.global"]
     );
+
+    // A call by address alone (no lookup) to a service outside the scope goes where
+    // Istio's sidecar sends it, the passthrough cluster; the agent sees the address there
+    // and wants the name, and the calls after it are mesh calls.
+    wait_out_of_scope(&lab);
+    let by_ip = |lab: &Lab| {
+        let out = lab.cmd(&[
+            "exec",
+            "cluster1",
+            "foo",
+            "sleep",
+            "--",
+            "curl",
+            "-sS",
+            "-m",
+            "3",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "http://127.255.0.2:8000/ip",
+        ]);
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    let first = by_ip(&lab);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    let mut later = first.clone();
+    while later != "200" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "calls by address to httpbin.bar.global's 127.255.0.2 still got {later:?} 15 s after \
+             the first ({first:?}); sleep's clusters: {:?}",
+            outbound_clusters(&lab, "cluster1", "foo", "sleep")
+        );
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        later = by_ip(&lab);
+    }
+    assert_eq!(
+        outbound_clusters(&lab, "cluster1", "foo", "sleep"),
+        ["outbound|8000||httpbin.bar.global"],
+        "the call by address brought its service into sleep's scope"
+    );
+}
+
+/// Waits until sleep's sidecar in cluster1 holds no outbound cluster (`--scope-idle` let
+/// go of every service).
+fn wait_out_of_scope(lab: &Lab) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !outbound_clusters(lab, "cluster1", "foo", "sleep").is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "sleep's services stayed in its scope 30 s after their last use: {:?}",
+            outbound_clusters(lab, "cluster1", "foo", "sleep")
+        );
+        std::thread::sleep(std::time::Duration::from_secs(1));
+    }
 }
 
 #[test]

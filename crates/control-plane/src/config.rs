@@ -102,10 +102,11 @@ pub struct ControlPlaneConfig {
     /// The sidecar injection webhook.
     #[command(flatten)]
     pub injection: crate::injection::InjectionFlags,
-    /// What sidecars are sent: `full`, every service they may see (as Istio without Sidecar
-    /// resources), or `on-demand`, only the services their workload resolved by name
-    /// (for sidecars whose agent answers the pod's DNS; a Sidecar resource still wins).
-    #[arg(long, value_enum, default_value_t = ScopingMode::Full)]
+    /// What sidecars are sent: `on-demand` (the default), only the services their workload
+    /// resolved by name or called by address, for sidecars whose agent answers the pod's
+    /// DNS (the others get everything); or `full`, every service they may see, as Istio
+    /// without Sidecar resources. A Sidecar resource wins in both.
+    #[arg(long, value_enum, default_value_t = ScopingMode::OnDemand)]
     pub scoping: ScopingMode,
     /// With `--scoping on-demand`: every service of a sidecar's own namespace from the start.
     #[arg(long)]
@@ -116,9 +117,9 @@ pub struct ControlPlaneConfig {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum ScopingMode {
     /// Every service a sidecar may see.
-    #[default]
     Full,
-    /// Only what the sidecar's workload resolved by name.
+    /// Only what the sidecar's workload resolved by name or called by address.
+    #[default]
     OnDemand,
 }
 
@@ -165,7 +166,7 @@ impl ControlPlaneConfig {
             remote_registries: Vec::new(),
             export_default: ExportDefault::Exported,
             injection: crate::injection::InjectionFlags::default(),
-            scoping: ScopingMode::Full,
+            scoping: ScopingMode::OnDemand,
             scoping_namespace: false,
         }
     }
@@ -215,6 +216,7 @@ impl ControlPlaneConfig {
                     injection_image,
                     injection_control_plane,
                     webhook_config,
+                    injection_scope_idle,
                 },
             scoping,
             scoping_namespace,
@@ -276,6 +278,7 @@ impl ControlPlaneConfig {
         flag("--injection-image", injection_image.into());
         flag("--injection-control-plane", injection_control_plane.into());
         flag("--webhook-config", webhook_config.into());
+        flag("--injection-scope-idle", injection_scope_idle.to_string().into());
         flag("--scoping", scoping.as_str().into());
         if *in_cluster {
             a.push("--in-cluster".into());
@@ -428,7 +431,8 @@ mod tests {
         full.injection.injection_image = "registry.local/isthmus:dev".into();
         full.injection.injection_control_plane = "10.0.0.1:15012".into();
         full.injection.webhook_config = "injector".into();
-        full.scoping = ScopingMode::OnDemand;
+        full.injection.injection_scope_idle = 600;
+        full.scoping = ScopingMode::Full;
         full.scoping_namespace = true;
         assert_eq!(parse(full.to_args()), full);
         let mut kube = plain.clone();

@@ -37,6 +37,11 @@ pub struct InjectionFlags {
     /// mesh root (with an API server).
     #[arg(long, default_value = "istio-sidecar-injector")]
     pub webhook_config: String,
+    /// Injected sidecars' `--scope-idle` (with on-demand scoping): a service the pod has
+    /// neither resolved nor carried traffic to for this many seconds leaves the sidecar; 0
+    /// keeps every service a pod has used.
+    #[arg(long, default_value_t = 0)]
+    pub injection_scope_idle: u64,
 }
 
 impl Default for InjectionFlags {
@@ -46,6 +51,7 @@ impl Default for InjectionFlags {
             injection_image: "ghcr.io/isthmus-mesh/isthmus:0.1.0".into(),
             injection_control_plane: "istiod.istio-system.svc:15012".into(),
             webhook_config: "istio-sidecar-injector".into(),
+            injection_scope_idle: 0,
         }
     }
 }

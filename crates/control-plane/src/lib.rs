@@ -872,6 +872,7 @@ pub async fn run(config: ControlPlaneConfig) -> Result<(), ControlPlaneError> {
             network: config.sources.network.clone(),
             trust_domain: trust_domain.clone(),
             control_plane: config.injection.injection_control_plane.clone(),
+            scope_idle: config.injection.injection_scope_idle,
         };
         let (cert, key) = (cert.clone(), key.clone());
         tracing::info!(%addr, "serving the sidecar injection webhook over TLS");

@@ -63,6 +63,9 @@ pub struct InjectionConfig {
     pub trust_domain: String,
     /// Where the proxy reaches the control plane (xDS and CA), `HOST:PORT`.
     pub control_plane: String,
+    /// The agent's `--scope-idle` in seconds (on-demand scoping lets go of a service
+    /// unused this long); 0 keeps every service the pod used.
+    pub scope_idle: u64,
 }
 
 impl InjectionConfig {
@@ -311,6 +314,10 @@ pub fn proxy_container(
     if let Some(m) = app_metrics {
         args.push("--app-metrics".into());
         args.push(m.into());
+    }
+    if config.scope_idle > 0 {
+        args.push("--scope-idle".into());
+        args.push(config.scope_idle.to_string());
     }
     json!({
         "name": PROXY_CONTAINER,
@@ -587,6 +594,7 @@ mod tests {
             network: "network1".into(),
             trust_domain: "cluster.local".into(),
             control_plane: "istiod.istio-system.svc:15012".into(),
+            scope_idle: 0,
         }
     }
 
@@ -695,6 +703,21 @@ mod tests {
         assert_eq!(after(&args, "--pod"), "$(POD_NAME)");
         assert_eq!(after(&args, "--credential-file"), paths::TOKEN);
         assert!(args.contains(&"app=helloworld".to_string()));
+        assert!(
+            !args.contains(&"--scope-idle".to_string()),
+            "no letting go unless the control plane says: {args:?}"
+        );
+        let idle = InjectionConfig {
+            scope_idle: 600,
+            ..config()
+        };
+        let mut again = helloworld();
+        apply(&mut again, &patch(&pod(helloworld()), &idle).expect("injected"));
+        let again = pod(again).spec.expect("spec").containers[1]
+            .args
+            .clone()
+            .expect("args");
+        assert_eq!(after(&again, "--scope-idle"), "600");
         assert_eq!(
             proxy.security_context.as_ref().and_then(|s| s.run_as_user),
             Some(1337)

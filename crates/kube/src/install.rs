@@ -138,6 +138,33 @@ pub struct Pilot {
     pub replica_count: u32,
     /// The container's resources.
     pub resources: Value,
+    /// What sidecars are sent (`--scoping`).
+    pub scoping: Scoping,
+    /// With on-demand scoping, a sidecar's own namespace from the start
+    /// (`--scoping-namespace`).
+    pub scoping_namespace: bool,
+    /// Injected sidecars' `--scope-idle` in seconds (`--injection-scope-idle`); 0: never.
+    pub scope_idle_seconds: u64,
+}
+
+/// `pilot.scoping`: the control plane's `--scoping`.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum Scoping {
+    /// Only what each sidecar's workload used.
+    OnDemand,
+    /// Every service a sidecar may see.
+    Full,
+}
+
+impl Scoping {
+    /// The flag's value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scoping::OnDemand => "on-demand",
+            Scoping::Full => "full",
+        }
+    }
 }
 
 /// `eastWestGateway`.
@@ -389,6 +416,31 @@ pub fn render(v: &InstallValues, crds: Option<&str>) -> Result<Vec<Value>, Insta
     let pilot_labels = labels("istiod", &[("istio", "pilot")]);
     let remote = v.global.remote_pilot_address.as_str();
     if remote.is_empty() {
+        let mut control_plane_args: Vec<String> = [
+            "control-plane",
+            "--in-cluster",
+            "--cacerts=/etc/cacerts",
+            "--credential-key=/var/lib/isthmus/credential-key",
+            "--listen=0.0.0.0:15012",
+            "--monitoring=0.0.0.0:15014",
+            "--dns=0.0.0.0:15053",
+            "--injection-listen=0.0.0.0:15017",
+        ]
+        .map(String::from)
+        .to_vec();
+        control_plane_args.splice(
+            2..2,
+            [format!("--cluster={cluster}"), format!("--network={network}")],
+        );
+        control_plane_args.extend([
+            format!("--injection-image={image}"),
+            format!("--injection-control-plane=istiod.{ns}.svc:15012"),
+            format!("--injection-scope-idle={}", v.pilot.scope_idle_seconds),
+            format!("--scoping={}", v.pilot.scoping.as_str()),
+        ]);
+        if v.pilot.scoping_namespace {
+            control_plane_args.push("--scoping-namespace".into());
+        }
         out.push(json!({
         "apiVersion": "apps/v1", "kind": "Deployment",
         "metadata": {"name": "istiod", "namespace": ns, "labels": pilot_labels},
@@ -404,20 +456,7 @@ pub fn render(v: &InstallValues, crds: Option<&str>) -> Result<Vec<Value>, Insta
                         "image": image,
                         "imagePullPolicy": v.global.image_pull_policy,
                         "command": ["isthmus"],
-                        "args": [
-                            "control-plane",
-                            "--in-cluster",
-                            format!("--cluster={cluster}"),
-                            format!("--network={network}"),
-                            "--cacerts=/etc/cacerts",
-                            "--credential-key=/var/lib/isthmus/credential-key",
-                            "--listen=0.0.0.0:15012",
-                            "--monitoring=0.0.0.0:15014",
-                            "--dns=0.0.0.0:15053",
-                            "--injection-listen=0.0.0.0:15017",
-                            format!("--injection-image={image}"),
-                            format!("--injection-control-plane=istiod.{ns}.svc:15012"),
-                        ],
+                        "args": control_plane_args,
                         "ports": [
                             {"name": "grpc-xds", "containerPort": 15012, "protocol": "TCP"},
                             {"name": "https-webhook", "containerPort": 15017, "protocol": "TCP"},

@@ -255,9 +255,11 @@ pub fn control_plane_config(
     config.listen = SocketAddr::from(([0, 0, 0, 0], 15012));
     config.monitoring = SocketAddr::from(([0, 0, 0, 0], 15014));
     config.dns = Some(SocketAddr::from(([0, 0, 0, 0], 53)));
-    if topology.on_demand_scoping {
-        config.scoping = isthmus_control_plane::config::ScopingMode::OnDemand;
-    }
+    config.scoping = if topology.on_demand() {
+        isthmus_control_plane::config::ScopingMode::OnDemand
+    } else {
+        isthmus_control_plane::config::ScopingMode::Full
+    };
     if topology.automation {
         config.remote_registries = others()
             .map(|o| (o.name.clone(), registry_dir(&opts.state_dir, &o.name)))

@@ -77,7 +77,7 @@ pub fn agent_config(
             config.capture = true;
             // The pod's DNS is answered by its agent from the mesh's name table.
             config.dns_capture = true;
-            if state.topology.on_demand_scoping {
+            if state.topology.on_demand() {
                 config.scope_idle = state.topology.scope_idle_seconds;
             }
             config.xds_mode = XdsMode::Sotw;

@@ -195,9 +195,19 @@ impl Lab {
         netns::preflight()?;
         let mut topology = Topology::load(dir)?;
         topology.kubernetes |= opts.kubernetes;
-        topology.on_demand_scoping |= opts.on_demand;
+        if let Some(scoping) = opts.scoping {
+            topology.on_demand_scoping =
+                Some(scoping == isthmus_control_plane::config::ScopingMode::OnDemand);
+        }
         if opts.scope_idle > 0 {
             topology.scope_idle_seconds = opts.scope_idle;
+        }
+        if topology.scope_idle_seconds > 0 && !topology.on_demand() {
+            return Err(LabError::Invalid(format!(
+                "{}: a scope idle time ({} s) lets go of services a sidecar got on demand, and this lab scopes fully (`onDemandScoping: false` or `--scoping full`)",
+                dir.join("topology.yaml").display(),
+                topology.scope_idle_seconds
+            )));
         }
         if topology.kubernetes && topology.automation {
             return Err(LabError::Invalid(format!(

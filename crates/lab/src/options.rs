@@ -18,9 +18,9 @@ pub struct LabOptions {
     pub kubernetes: bool,
     /// The Kubernetes binaries (from scripts/install-kubernetes.sh), when given explicitly.
     pub kube_bin: Option<PathBuf>,
-    /// Scope sidecars on demand, whatever the topology says.
-    pub on_demand: bool,
-    /// With `on_demand`: the agents' `--scope-idle` (0: the topology's).
+    /// How sidecars are scoped, whatever the topology says (`None`: as it says).
+    pub scoping: Option<isthmus_control_plane::config::ScopingMode>,
+    /// With on-demand scoping: the agents' `--scope-idle` (0: the topology's).
     pub scope_idle: u64,
     /// `lab up` may stop a lab that still runs with the same state folder or prefix.
     pub replace: bool,

@@ -255,7 +255,7 @@ pub(crate) mod testing {
             exe: PathBuf::from("/bin/isthmus"),
             envoy: None,
             kubernetes: false,
-            on_demand: false,
+            scoping: None,
             scope_idle: 0,
             kube_bin: None,
             replace: false,

@@ -128,10 +128,12 @@ pub struct Topology {
     /// sets it too.
     #[serde(default)]
     pub kubernetes: bool,
-    /// Control planes scope sidecars on demand (`--scoping on-demand`): each gets only the
-    /// services its pod resolved; `lab up --on-demand` sets it too.
+    /// Whether control planes scope sidecars on demand (`--scoping on-demand`, the
+    /// product's default when this is left out): each gets only the services its pod
+    /// resolved or called; `false` sends every sidecar everything. `lab up --scoping` sets
+    /// it too.
     #[serde(default)]
-    pub on_demand_scoping: bool,
+    pub on_demand_scoping: Option<bool>,
     /// With `onDemandScoping`: a name a pod has not resolved for this many seconds, whose
     /// services carry no connection, leaves its sidecar's scope (the agents'
     /// `--scope-idle`); 0: never. `lab up --scope-idle` sets it too.
@@ -164,6 +166,12 @@ pub const WAN: Cidr = Cidr {
 };
 
 impl Topology {
+    /// Whether sidecars are scoped on demand (the product's default unless the topology
+    /// says `onDemandScoping: false`).
+    pub fn on_demand(&self) -> bool {
+        self.on_demand_scoping.unwrap_or(true)
+    }
+
     /// Reads `DIR/topology.yaml`.
     pub fn load(dir: &Path) -> Result<Topology, LabError> {
         let file = dir.join("topology.yaml");

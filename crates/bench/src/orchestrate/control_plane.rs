@@ -136,7 +136,8 @@ fn free_ports() -> Result<(u16, u16), BenchError> {
 
 /// The settings of cluster1's control plane on network1, reading every registry of
 /// `written`, with the CA under `ca`, xDS on 127.0.0.1:`port` and monitoring on
-/// 127.0.0.1:`mon`.
+/// 127.0.0.1:`mon`. Sidecars are scoped fully (every service), as the rows measured
+/// before on-demand scoping and istiod's; `start_on_demand` is the on-demand row.
 fn control_plane_config(
     written: &generate::Written,
     ca: &Path,
@@ -153,6 +154,7 @@ fn control_plane_config(
     config.sources.registries = written.registries.clone();
     config.listen = std::net::SocketAddr::from(([127, 0, 0, 1], port));
     config.monitoring = std::net::SocketAddr::from(([127, 0, 0, 1], mon));
+    config.scoping = isthmus_control_plane::config::ScopingMode::Full;
     config
 }
 

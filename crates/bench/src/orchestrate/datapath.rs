@@ -379,7 +379,7 @@ pub fn run(opts: &DatapathOptions) -> Result<(), BenchError> {
         exe: opts.exe.clone(),
         envoy: None,
         kubernetes: false,
-        on_demand: false,
+        scoping: None,
         scope_idle: 0,
         kube_bin: None,
         replace: false,

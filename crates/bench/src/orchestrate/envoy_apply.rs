@@ -174,9 +174,11 @@ fn run_one(
     );
     control_plane.listen = std::net::SocketAddr::from(([127, 0, 0, 1], 15012));
     control_plane.monitoring = std::net::SocketAddr::from(([127, 0, 0, 1], 15014));
-    if scope == Scope::OnDemand {
-        control_plane.scoping = isthmus_control_plane::config::ScopingMode::OnDemand;
-    }
+    control_plane.scoping = if scope == Scope::OnDemand {
+        isthmus_control_plane::config::ScopingMode::OnDemand
+    } else {
+        isthmus_control_plane::config::ScopingMode::Full
+    };
     process::spawn(
         &ns.0,
         &process::command_line(&exe_s, "control-plane", control_plane.to_args()),

@@ -415,7 +415,15 @@ fn compare_scenario(
         state: state_dir.clone(),
         prefix: prefix.clone(),
     };
-    lab(exe, &state_dir, &prefix, &["up", "--kubernetes", s.lab])?;
+    // Full scoping on both sides: istiod sends a sidecar without a Sidecar resource every
+    // service, and so does Isthmus with `--scoping full`; on demand, what Isthmus sends
+    // depends on what the pod has used, which the comparison's proxies never do.
+    lab(
+        exe,
+        &state_dir,
+        &prefix,
+        &["up", "--kubernetes", "--scoping", "full", s.lab],
+    )?;
     eprintln!("== {}: applying {}/conformance.yaml", s.id, s.lab);
     lab(
         exe,
