@@ -211,9 +211,15 @@ mod tests {
     fn each_address_stands_for_every_name_that_has_it() {
         let table = NameTable::from_entries(
             [
-                ("a.ns.svc.cluster.local".to_string(), Ipv4Addr::new(10, 96, 0, 5)),
+                (
+                    "a.ns.svc.cluster.local".to_string(),
+                    Ipv4Addr::new(10, 96, 0, 5),
+                ),
                 ("a.global".to_string(), Ipv4Addr::new(10, 96, 0, 5)),
-                ("db-0.db.ns.svc.cluster.local".to_string(), Ipv4Addr::new(10, 1, 0, 3)),
+                (
+                    "db-0.db.ns.svc.cluster.local".to_string(),
+                    Ipv4Addr::new(10, 1, 0, 3),
+                ),
             ],
             &[],
         );
@@ -221,7 +227,10 @@ mod tests {
         let mut a = by[&Ipv4Addr::new(10, 96, 0, 5)].clone();
         a.sort();
         assert_eq!(a, ["a.global", "a.ns.svc.cluster.local"]);
-        assert_eq!(by[&Ipv4Addr::new(10, 1, 0, 3)], ["db-0.db.ns.svc.cluster.local"]);
+        assert_eq!(
+            by[&Ipv4Addr::new(10, 1, 0, 3)],
+            ["db-0.db.ns.svc.cluster.local"]
+        );
         assert!(!by.contains_key(&Ipv4Addr::new(10, 96, 0, 6)));
     }
 

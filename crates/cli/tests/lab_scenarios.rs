@@ -309,12 +309,7 @@ fn on_demand_scoping_s1_and_its_variants_in_the_lab() {
 
     // Services leave a sidecar's scope once the pod neither resolves them nor calls them
     // for --scope-idle, and come back at the next lookup.
-    lab.ok(&[
-        "up",
-        "examples/gateway-connected",
-        "--scope-idle",
-        "3",
-    ]);
+    lab.ok(&["up", "examples/gateway-connected", "--scope-idle", "3"]);
     let run = lab.ok(&["run", "examples/gateway-connected/s1.yaml"]);
     assert!(run.contains("13 of 13 steps passed"), "{run}");
     wait_out_of_scope(&lab);

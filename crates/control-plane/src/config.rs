@@ -278,7 +278,10 @@ impl ControlPlaneConfig {
         flag("--injection-image", injection_image.into());
         flag("--injection-control-plane", injection_control_plane.into());
         flag("--webhook-config", webhook_config.into());
-        flag("--injection-scope-idle", injection_scope_idle.to_string().into());
+        flag(
+            "--injection-scope-idle",
+            injection_scope_idle.to_string().into(),
+        );
         flag("--scoping", scoping.as_str().into());
         if *in_cluster {
             a.push("--in-cluster".into());

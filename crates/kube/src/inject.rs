@@ -712,7 +712,10 @@ mod tests {
             ..config()
         };
         let mut again = helloworld();
-        apply(&mut again, &patch(&pod(helloworld()), &idle).expect("injected"));
+        apply(
+            &mut again,
+            &patch(&pod(helloworld()), &idle).expect("injected"),
+        );
         let again = pod(again).spec.expect("spec").containers[1]
             .args
             .clone()

@@ -430,7 +430,10 @@ pub fn render(v: &InstallValues, crds: Option<&str>) -> Result<Vec<Value>, Insta
         .to_vec();
         control_plane_args.splice(
             2..2,
-            [format!("--cluster={cluster}"), format!("--network={network}")],
+            [
+                format!("--cluster={cluster}"),
+                format!("--network={network}"),
+            ],
         );
         control_plane_args.extend([
             format!("--injection-image={image}"),
