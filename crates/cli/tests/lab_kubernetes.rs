@@ -429,7 +429,7 @@ fn multi_primary_with_remote_secrets_both_ways_and_no_service_entry() {
     let _one = require();
     let lab = Lab::new("mp");
     let run = lab.ok(&["run", "examples/multi-primary/multi-primary.yaml"]);
-    assert!(run.contains("11 of 11 steps passed"), "{run}");
+    assert!(run.contains("12 of 12 steps passed"), "{run}");
     // Nobody wrote a ServiceEntry: the services came from the other cluster's API server.
     for cluster in ["cluster1", "cluster2"] {
         let entries = lab.ok(&[
@@ -701,7 +701,15 @@ fn s3_from_scratch_install_remote_profile_remote_secret_and_injection() {
         "{args}"
     );
     // local's sidecar: v1 directly, v2 as remote's gateway (the endpoints local's control
-    // plane reads from remote's API server).
+    // plane reads from remote's API server), once sleep has resolved the name its calls use
+    // (sidecars are scoped on demand).
+    let (ok, out) = lab.exec(
+        "local",
+        "sample",
+        "sleep",
+        &["getent", "ahostsv4", "helloworld.sample.svc.cluster.local"],
+    );
+    assert!(ok, "sleep resolves helloworld.sample: {out}");
     lab.within(
         30,
         "sleep sees v1 directly and v2 as remote's gateway",
