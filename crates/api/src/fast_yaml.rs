@@ -356,7 +356,7 @@ mod tests {
     use super::*;
 
     fn full(doc: &str) -> Value {
-        serde_saphyr::from_str(doc).expect("valid YAML")
+        crate::yaml::from_str(doc).expect("valid YAML")
     }
 
     /// Every document the fast reader takes must read as the full parser reads it.
@@ -415,7 +415,7 @@ mod tests {
         ] {
             if let Some(v) = parse(doc) {
                 // Taken only where certain: then it must agree.
-                assert_eq!(Some(v), serde_saphyr::from_str::<Value>(doc).ok(), "{doc}");
+                assert_eq!(Some(v), crate::yaml::from_str::<Value>(doc).ok(), "{doc}");
             }
         }
         assert!(parse("a: &x 1\nb: *x\n").is_none());
@@ -446,7 +446,7 @@ mod tests {
                     } else if p.extension().is_some_and(|x| x == "yaml" || x == "yml") {
                         let text = std::fs::read_to_string(&p).unwrap_or_default();
                         for doc in text.split("\n---") {
-                            let Ok(expected) = serde_saphyr::from_str::<Value>(doc) else {
+                            let Ok(expected) = crate::yaml::from_str::<Value>(doc) else {
                                 continue;
                             };
                             all += 1;

@@ -24,6 +24,7 @@ pub mod security;
 pub mod shared;
 pub mod telemetry;
 pub mod validate;
+pub mod yaml;
 
 pub use diagnostic::{Diagnostic, Severity};
 pub use labels::Labels;

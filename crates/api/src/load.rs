@@ -364,7 +364,7 @@ fn parse_document(
     // says where a document is wrong).
     let value: serde_json::Value = match crate::fast_yaml::parse(doc) {
         Some(v) => v,
-        None => serde_saphyr::from_str(doc).map_err(|e| yaml_error(e, origin, None))?,
+        None => crate::yaml::from_str(doc).map_err(|e| yaml_error(e, origin, None))?,
     };
     if value.is_null() {
         return Ok(None);
@@ -415,7 +415,7 @@ impl Document for TextDocument<'_> {
         if let Ok(t) = T::deserialize(self.value) {
             return Ok(t);
         }
-        serde_saphyr::from_str(self.doc)
+        crate::yaml::from_str(self.doc)
             .map_err(|e| yaml_error(e, self.origin, Some(label.to_string())))
     }
 }

@@ -76,7 +76,7 @@ impl MeshConfig {
     pub fn parse(text: &str) -> Result<MeshConfig, String> {
         let first_line = |e: String| e.lines().next().unwrap_or("invalid YAML").to_string();
         let value: serde_json::Value =
-            serde_saphyr::from_str(text).map_err(|e| first_line(e.to_string()))?;
+            crate::yaml::from_str(text).map_err(|e| first_line(e.to_string()))?;
         let map = match value {
             serde_json::Value::Null => return Ok(MeshConfig::default()),
             serde_json::Value::Object(map) => map,
@@ -137,7 +137,7 @@ impl MeshNetworks {
     /// `networks: {...}` or the helm values form with the networks at the top level
     /// (seed 003).
     pub fn parse(text: &str) -> Result<MeshNetworks, String> {
-        let value: serde_json::Value = serde_saphyr::from_str(text).map_err(|e| e.to_string())?;
+        let value: serde_json::Value = crate::yaml::from_str(text).map_err(|e| e.to_string())?;
         let value = match value {
             serde_json::Value::Null => return Ok(MeshNetworks::default()),
             serde_json::Value::Object(ref m) if m.contains_key("networks") => value,

@@ -94,7 +94,7 @@ impl Access {
     /// Whether a Secret value is a kubeconfig (rather than the file registry's
     /// `registry: DIR`): a YAML or JSON mapping with `clusters`.
     pub fn is_kubeconfig(text: &str) -> bool {
-        serde_saphyr::from_str::<serde_json::Value>(text)
+        isthmus_api::yaml::from_str::<serde_json::Value>(text)
             .ok()
             .is_some_and(|v| v.get("clusters").is_some())
     }

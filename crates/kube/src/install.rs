@@ -237,12 +237,12 @@ pub fn values(
     json_sets: &[String],
 ) -> Result<InstallValues, InstallError> {
     let mut all: Value =
-        serde_saphyr::from_str(CHART_VALUES).map_err(|e| InstallError::Values {
+        isthmus_api::yaml::from_str(CHART_VALUES).map_err(|e| InstallError::Values {
             origin: "the chart's values.yaml".into(),
             reason: e.to_string(),
         })?;
     for (origin, text) in files {
-        let v: Value = serde_saphyr::from_str(text).map_err(|e| InstallError::Values {
+        let v: Value = isthmus_api::yaml::from_str(text).map_err(|e| InstallError::Values {
             origin: origin.clone(),
             reason: e.to_string(),
         })?;
@@ -338,7 +338,7 @@ pub fn render(v: &InstallValues, crds: Option<&str>) -> Result<Vec<Value>, Insta
                 .into(),
         })?;
         for doc in documents(text) {
-            let crd: Value = serde_saphyr::from_str(&doc).map_err(|e| InstallError::Crds {
+            let crd: Value = isthmus_api::yaml::from_str(&doc).map_err(|e| InstallError::Crds {
                 path: "crd-all.gen.yaml".into(),
                 reason: e.to_string(),
             })?;

@@ -89,7 +89,7 @@ fn make_reader_credential(
             &server,
         ],
     )?;
-    let secret: serde_json::Value = serde_saphyr::from_str(&yaml).map_err(|e| {
+    let secret: serde_json::Value = isthmus_api::yaml::from_str(&yaml).map_err(|e| {
         LabError::Invalid(format!(
             "{cluster}: create-remote-secret printed no Secret: {e}"
         ))

@@ -216,7 +216,7 @@ pub fn upgrade_removed_apis(text: &str, file: &Path) -> Result<(String, Vec<Stri
             out.push(doc);
             continue;
         }
-        let mut v: serde_json::Value = serde_saphyr::from_str(&doc)
+        let mut v: serde_json::Value = isthmus_api::yaml::from_str(&doc)
             .map_err(|e| LabError::Invalid(format!("{}: {e}", file.display())))?;
         if !v.get("spec").is_some_and(|s| s.is_object()) {
             // Not a Deployment the API server would take either: sent as it is, for it to say.
@@ -244,7 +244,7 @@ pub fn upgrade_removed_apis(text: &str, file: &Path) -> Result<(String, Vec<Stri
 /// `None` for a document that is neither, or a Policy whose targets name services (a
 /// PeerAuthentication selects workloads by label, which a service name does not give).
 fn peer_authentication_of(doc: &str, file: &Path) -> Result<Option<(String, String)>, LabError> {
-    let v: serde_json::Value = serde_saphyr::from_str(doc)
+    let v: serde_json::Value = isthmus_api::yaml::from_str(doc)
         .map_err(|e| LabError::Invalid(format!("{}: {e}", file.display())))?;
     let kind = v["kind"].as_str().unwrap_or_default();
     if kind != "MeshPolicy" && kind != "Policy" {
@@ -296,7 +296,7 @@ pub fn documents(text: &str) -> Vec<String> {
 pub fn split_by_namespace(text: &str) -> Vec<(bool, String)> {
     let mut out: Vec<(bool, String)> = Vec::new();
     for doc in documents(text) {
-        let own = serde_saphyr::from_str::<serde_json::Value>(&doc)
+        let own = isthmus_api::yaml::from_str::<serde_json::Value>(&doc)
             .map(|v| {
                 // Any value (`y` reads as a boolean in YAML 1.1): the API server judges it.
                 v.pointer("/metadata/namespace")

@@ -176,7 +176,7 @@ impl Scenario {
     /// Reads a scenario file.
     pub fn load(path: &Path) -> Result<(Scenario, PathBuf), LabError> {
         let text = std::fs::read_to_string(path).map_err(io(path))?;
-        let s: Scenario = serde_saphyr::from_str(&text)
+        let s: Scenario = isthmus_api::yaml::from_str(&text)
             .map_err(|e| LabError::Invalid(format!("{}: {e}", path.display())))?;
         for (i, step) in s.steps.iter().enumerate() {
             let actions = [

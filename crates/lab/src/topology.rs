@@ -176,7 +176,7 @@ impl Topology {
     pub fn load(dir: &Path) -> Result<Topology, LabError> {
         let file = dir.join("topology.yaml");
         let text = std::fs::read_to_string(&file).map_err(io(&file))?;
-        let t: Topology = serde_saphyr::from_str(&text)
+        let t: Topology = isthmus_api::yaml::from_str(&text)
             .map_err(|e| LabError::Invalid(format!("{}: {e}", file.display())))?;
         t.check()
             .map_err(|m| LabError::Invalid(format!("{}: {m}", file.display())))?;
