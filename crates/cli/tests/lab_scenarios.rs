@@ -316,23 +316,9 @@ fn on_demand_scoping_s1_and_its_variants_in_the_lab() {
     let run = lab.ok(&["run", "examples/gateway-connected/s1.yaml"]);
     assert!(run.contains("13 of 13 steps passed"), "{run}");
     wait_out_of_scope(&lab);
-    let again = lab.ok(&[
-        "exec",
-        "cluster1",
-        "foo",
-        "sleep",
-        "--",
-        "curl",
-        "-sS",
-        "-o",
-        "/dev/null",
-        "-w",
-        "%{http_code}",
-        "httpbin.bar.global:8000/ip",
-    ]);
+    let again = sleep_http_code(&lab, "httpbin.bar.global:8000/ip");
     assert_eq!(
-        again.trim(),
-        "200",
+        again, "200",
         "the next call waits for the service, then gets it"
     );
     assert_eq!(
@@ -344,25 +330,7 @@ fn on_demand_scoping_s1_and_its_variants_in_the_lab() {
     // Istio's sidecar sends it, the passthrough cluster; the agent sees the address there
     // and wants the name, and the calls after it are mesh calls.
     wait_out_of_scope(&lab);
-    let by_ip = |lab: &Lab| {
-        let out = lab.cmd(&[
-            "exec",
-            "cluster1",
-            "foo",
-            "sleep",
-            "--",
-            "curl",
-            "-sS",
-            "-m",
-            "3",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code}",
-            "http://127.255.0.2:8000/ip",
-        ]);
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
-    };
+    let by_ip = |lab: &Lab| sleep_http_code(lab, "http://127.255.0.2:8000/ip");
     let first = by_ip(&lab);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
     let mut later = first.clone();
@@ -381,6 +349,27 @@ fn on_demand_scoping_s1_and_its_variants_in_the_lab() {
         ["outbound|8000||httpbin.bar.global"],
         "the call by address brought its service into sleep's scope"
     );
+}
+
+/// The HTTP status of one `curl URL` from cluster1's sleep (`000` when the call failed).
+fn sleep_http_code(lab: &Lab, url: &str) -> String {
+    let out = lab.cmd(&[
+        "exec",
+        "cluster1",
+        "foo",
+        "sleep",
+        "--",
+        "curl",
+        "-sS",
+        "-m",
+        "5",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+        url,
+    ]);
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
 /// Waits until sleep's sidecar in cluster1 holds no outbound cluster (`--scope-idle` let
