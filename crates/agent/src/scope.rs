@@ -41,10 +41,13 @@ fn passthrough_addresses(clusters: &str) -> BTreeSet<Ipv4Addr> {
         .collect()
 }
 
+/// Each address of a name table with the names that stand for it.
+type NamesByAddress = HashMap<Ipv4Addr, Vec<String>>;
+
 /// The names that stand for each address of a name table (a service's VIP, a headless
 /// service's pods).
-fn names_by_address(table: &NameTable) -> HashMap<Ipv4Addr, Vec<String>> {
-    let mut out: HashMap<Ipv4Addr, Vec<String>> = HashMap::new();
+fn names_by_address(table: &NameTable) -> NamesByAddress {
+    let mut out = NamesByAddress::new();
     for (name, addrs) in table.entries() {
         for a in addrs {
             out.entry(*a).or_default().push(name.to_string());
@@ -56,30 +59,35 @@ fn names_by_address(table: &NameTable) -> HashMap<Ipv4Addr, Vec<String>> {
 /// Every [`PASSTHROUGH_EVERY`], while the control plane scopes this sidecar: wants the
 /// names of the mesh addresses Envoy passed through (calls by address to services not yet
 /// in scope). The call that taught it went where Istio's sidecar would have sent it (the
-/// passthrough cluster, to the address itself); the calls after it are mesh calls.
+/// passthrough cluster, to the address itself); the calls after it are mesh calls. The
+/// table's addresses are indexed only when something passed through, once per table.
 pub async fn learn_from_passthrough(
     wants: Arc<Wants>,
-    mut tables: watch::Receiver<Option<Arc<NameTable>>>,
+    tables: watch::Receiver<Option<Arc<NameTable>>>,
     admin: SocketAddr,
     every: Duration,
 ) {
-    let mut by_address: HashMap<Ipv4Addr, Vec<String>> = HashMap::new();
+    let mut index: Option<(Arc<NameTable>, NamesByAddress)> = None;
     loop {
         tokio::time::sleep(every).await;
-        if tables.has_changed().unwrap_or(false) {
-            by_address = tables
-                .borrow_and_update()
-                .as_deref()
-                .map(names_by_address)
-                .unwrap_or_default();
-        }
-        if !wants.scoped() || by_address.is_empty() {
+        if !wants.scoped() {
             continue;
         }
         let Some(clusters) = crate::stats::fetch(admin, CLUSTERS).await else {
             continue;
         };
-        for ip in passthrough_addresses(&clusters) {
+        let addresses = passthrough_addresses(&clusters);
+        if addresses.is_empty() {
+            continue;
+        }
+        let Some(table) = tables.borrow().clone() else {
+            continue;
+        };
+        let by_address = match &index {
+            Some((indexed, by)) if Arc::ptr_eq(indexed, &table) => by,
+            _ => &index.insert((table.clone(), names_by_address(&table))).1,
+        };
+        for ip in addresses {
             for name in by_address.get(&ip).into_iter().flatten() {
                 if wants.ask(name) {
                     tracing::info!(%ip, name, "a call by address to a service outside the sidecar's scope: wanting its name");

@@ -416,31 +416,22 @@ pub fn render(v: &InstallValues, crds: Option<&str>) -> Result<Vec<Value>, Insta
     let pilot_labels = labels("istiod", &[("istio", "pilot")]);
     let remote = v.global.remote_pilot_address.as_str();
     if remote.is_empty() {
-        let mut control_plane_args: Vec<String> = [
-            "control-plane",
-            "--in-cluster",
-            "--cacerts=/etc/cacerts",
-            "--credential-key=/var/lib/isthmus/credential-key",
-            "--listen=0.0.0.0:15012",
-            "--monitoring=0.0.0.0:15014",
-            "--dns=0.0.0.0:15053",
-            "--injection-listen=0.0.0.0:15017",
-        ]
-        .map(String::from)
-        .to_vec();
-        control_plane_args.splice(
-            2..2,
-            [
-                format!("--cluster={cluster}"),
-                format!("--network={network}"),
-            ],
-        );
-        control_plane_args.extend([
+        let mut control_plane_args: Vec<String> = vec![
+            "control-plane".into(),
+            "--in-cluster".into(),
+            format!("--cluster={cluster}"),
+            format!("--network={network}"),
+            "--cacerts=/etc/cacerts".into(),
+            "--credential-key=/var/lib/isthmus/credential-key".into(),
+            "--listen=0.0.0.0:15012".into(),
+            "--monitoring=0.0.0.0:15014".into(),
+            "--dns=0.0.0.0:15053".into(),
+            "--injection-listen=0.0.0.0:15017".into(),
             format!("--injection-image={image}"),
             format!("--injection-control-plane=istiod.{ns}.svc:15012"),
             format!("--injection-scope-idle={}", v.pilot.scope_idle_seconds),
             format!("--scoping={}", v.pilot.scoping.as_str()),
-        ]);
+        ];
         if v.pilot.scoping_namespace {
             control_plane_args.push("--scoping-namespace".into());
         }
