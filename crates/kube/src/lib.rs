@@ -32,6 +32,7 @@ pub mod local;
 pub mod remote_secret;
 pub mod source;
 pub mod token;
+mod wire;
 
 pub use access::{Access, AccessError};
 pub use kinds::{watched_kinds, WatchedKind};

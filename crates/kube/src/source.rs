@@ -9,6 +9,7 @@
 
 use crate::events::EventKind;
 use crate::kinds::{watched_kinds, WatchedKind};
+use crate::wire;
 use futures::StreamExt;
 use isthmus_api::{Diagnostic, ObjectMeta, ObjectReader, OtherObject, Resource, ResourceKey};
 use isthmus_registry::{ClusterConfig, Event, Registry, Source};
@@ -235,7 +236,15 @@ impl KubeSource {
         let mut tasks: Vec<tokio::task::JoinHandle<()>> = kinds
             .iter()
             .enumerate()
-            .map(|(i, k)| tokio::spawn(watch_kind(i, k.clone(), client.clone(), raw_tx.clone())))
+            .map(|(i, k)| {
+                let (k, client, raw) = (k.clone(), client.clone(), raw_tx.clone());
+                // Each kind read in one pass, keeping only what the mesh reads of it.
+                match k.api.kind.as_str() {
+                    "Pod" => tokio::spawn(watch_kind::<wire::PodFields>(i, k, client, raw)),
+                    "Node" => tokio::spawn(watch_kind::<wire::NoFields>(i, k, client, raw)),
+                    _ => tokio::spawn(watch_kind::<wire::Tree>(i, k, client, raw)),
+                }
+            })
             .collect();
         tasks.push(tokio::spawn(probe(client.clone(), raw_tx.clone())));
         let state = kinds.iter().map(|_| KindState::default()).collect();
@@ -612,14 +621,15 @@ fn read_loop(
     }
 }
 
-/// Runs one kind's watcher until the source is dropped.
-async fn watch_kind(
+/// Runs one kind's watcher until the source is dropped, keeping of each object what `F`
+/// keeps.
+async fn watch_kind<F: wire::Fields>(
     index: usize,
     kind: WatchedKind,
     client: kube::Client,
     raw: std::sync::mpsc::Sender<Raw>,
 ) {
-    let api: Api<DynamicObject> = match kind.namespace {
+    let api: Api<wire::WireObject<F>> = match kind.namespace {
         Some(ns) => Api::namespaced_with(client, ns, &kind.api),
         None => Api::all_with(client, &kind.api),
     };
@@ -634,7 +644,7 @@ async fn watch_kind(
     let mut stream = std::pin::pin!(stream);
     while let Some(item) = stream.next().await {
         let item = match item {
-            Ok(event) => Raw::Event(index, Box::new(event)),
+            Ok(event) => Raw::Event(index, Box::new(carried(event))),
             Err(e) => Raw::Failed {
                 kind: index,
                 absent: is_not_found(&e),
@@ -644,6 +654,27 @@ async fn watch_kind(
         if raw.send(item).is_err() {
             return;
         }
+    }
+}
+
+/// An event's object as the reader thread takes it (its kept fields as one JSON object).
+fn carried<F: wire::Fields>(
+    event: watcher::Event<wire::WireObject<F>>,
+) -> watcher::Event<DynamicObject> {
+    let carry = |o: wire::WireObject<F>| {
+        let (metadata, data) = o.into_parts();
+        DynamicObject {
+            types: None,
+            metadata,
+            data,
+        }
+    };
+    match event {
+        watcher::Event::Apply(o) => watcher::Event::Apply(carry(o)),
+        watcher::Event::InitApply(o) => watcher::Event::InitApply(carry(o)),
+        watcher::Event::Delete(o) => watcher::Event::Delete(carry(o)),
+        watcher::Event::Init => watcher::Event::Init,
+        watcher::Event::InitDone => watcher::Event::InitDone,
     }
 }
 
@@ -699,23 +730,13 @@ fn read(kind: &WatchedKind, reader: &mut ObjectReader, obj: DynamicObject) -> Re
 /// The object as the reader takes it: `apiVersion` and `kind` set (list items may lack
 /// them), and without what only takes memory (managed fields, `kubectl apply`'s copy).
 fn to_value(kind: &WatchedKind, mut obj: DynamicObject) -> serde_json::Value {
-    obj.metadata.managed_fields = None;
-    let deleting = obj.metadata.deletion_timestamp.is_some();
     if let Some(a) = &mut obj.metadata.annotations {
         a.remove(LAST_APPLIED);
     }
-    // The object's own fields are already a JSON tree: only the metadata is converted, and
-    // only what the reader keeps of it.
+    // The object's own fields are already a JSON tree, holding only what its kind keeps
+    // (`wire`): only the metadata is converted, and only what the reader keeps of it.
     let mut value = std::mem::take(&mut obj.data);
     drop_nulls(&mut value);
-    if kind.api.kind == "Pod" {
-        project_pod(&mut value, deleting);
-    }
-    // Of a Node only its labels count (its locality); its status (images, conditions,
-    // addresses) is most of its size.
-    if kind.api.kind == "Node" {
-        value = serde_json::json!({});
-    }
     if let Some(map) = value.as_object_mut() {
         let m = &obj.metadata;
         let mut meta = serde_json::Map::new();
@@ -739,70 +760,6 @@ fn to_value(kind: &WatchedKind, mut obj: DynamicObject) -> serde_json::Value {
         map.insert("kind".into(), kind.api.kind.clone().into());
     }
     value
-}
-
-/// Keeps of a Pod what the mesh reads (as the file registry's Pods hold it): the service
-/// account, the containers' ports (a Service may target a port by name), the host name and
-/// subdomain (a StatefulSet's pod's DNS name), the Node (its locality), and the address,
-/// phase and Ready condition. The rest of a real Pod (volumes, tolerations, defaults the API
-/// server fills in) would only be parsed to be dropped.
-///
-/// A pod being deleted is not ready, whatever its condition says: the EndpointSlice
-/// controller takes it out of service at once, and so does the mesh.
-fn project_pod(value: &mut serde_json::Value, deleting: bool) {
-    let spec = value.get("spec");
-    let account = spec.and_then(|s| s.get("serviceAccountName")).cloned();
-    let containers: Vec<serde_json::Value> = spec
-        .and_then(|s| s.get("containers"))
-        .and_then(|c| c.as_array())
-        .into_iter()
-        .flatten()
-        .filter_map(|c| {
-            let ports = c.get("ports")?.as_array()?;
-            let ports: Vec<serde_json::Value> = ports
-                .iter()
-                .filter(|p| p.get("name").is_some())
-                .map(|p| serde_json::json!({"name": p.get("name"), "containerPort": p.get("containerPort")}))
-                .collect();
-            (!ports.is_empty()).then(|| serde_json::json!({"name": "", "image": "", "ports": ports}))
-        })
-        .collect();
-    let status = value.get("status");
-    let pick = |k: &str| status.and_then(|s| s.get(k)).cloned();
-    let ready: Vec<serde_json::Value> = if deleting {
-        vec![serde_json::json!({"type": "Ready", "status": "False"})]
-    } else {
-        status
-            .and_then(|s| s.get("conditions"))
-            .and_then(|c| c.as_array())
-            .into_iter()
-            .flatten()
-            .filter(|c| c.get("type").and_then(|t| t.as_str()) == Some("Ready"))
-            .cloned()
-            .collect()
-    };
-    let mut spec = serde_json::Map::new();
-    if let Some(a) = account {
-        spec.insert("serviceAccountName".into(), a);
-    }
-    for k in ["hostname", "subdomain", "nodeName"] {
-        if let Some(v) = value.get("spec").and_then(|s| s.get(k)).cloned() {
-            spec.insert(k.into(), v);
-        }
-    }
-    if !containers.is_empty() {
-        spec.insert("containers".into(), containers.into());
-    }
-    let mut status = serde_json::Map::new();
-    for k in ["podIP", "phase"] {
-        if let Some(v) = pick(k) {
-            status.insert(k.into(), v);
-        }
-    }
-    if !ready.is_empty() {
-        status.insert("conditions".into(), ready.into());
-    }
-    *value = serde_json::json!({"spec": spec, "status": status});
 }
 
 /// Removes the fields whose value is `null`: to the API an explicit null is the field left
@@ -1152,13 +1109,25 @@ mod tests {
         );
     }
 
+    /// `v` as a watcher of a kind that keeps `F` hands it to the reader.
+    fn wire_read<F: wire::Fields>(v: serde_json::Value) -> DynamicObject {
+        let text = serde_json::to_string(&v).expect("json");
+        let event = watcher::Event::Apply(
+            serde_json::from_str::<wire::WireObject<F>>(&text).expect("reads"),
+        );
+        match carried(event) {
+            watcher::Event::Apply(o) => o,
+            _ => panic!("an Apply stays an Apply"),
+        }
+    }
+
     #[test]
     fn a_pod_keeps_what_the_mesh_reads() {
         let kind = watched_kinds()
             .into_iter()
             .find(|k| k.kind() == "Pod")
             .expect("kind");
-        let obj: DynamicObject = serde_json::from_value(serde_json::json!({
+        let obj = wire_read::<wire::PodFields>(serde_json::json!({
             "metadata": {"name": "web-0", "namespace": "foo", "uid": "u", "resourceVersion": "9",
                          "labels": {"app": "web"}, "ownerReferences": [{"kind": "ReplicaSet", "name": "web-x", "apiVersion": "apps/v1", "uid": "r"}]},
             "spec": {"serviceAccountName": "web", "nodeName": "n", "hostname": "web-0", "subdomain": "web", "volumes": [{"name": "token"}],
@@ -1166,7 +1135,7 @@ mod tests {
                                     {"name": "helper", "image": "h"}]},
             "status": {"phase": "Running", "podIP": "10.0.0.5", "qosClass": "BestEffort",
                        "conditions": [{"type": "PodScheduled", "status": "True"}, {"type": "Ready", "status": "False"}]}
-        })).expect("pod");
+        }));
         let value = to_value(&kind, obj);
         assert_eq!(
             value,
@@ -1183,11 +1152,10 @@ mod tests {
             .into_iter()
             .find(|k| k.kind() == "Node")
             .expect("nodes are watched");
-        let node: DynamicObject = serde_json::from_value(serde_json::json!({
+        let node = wire_read::<wire::NoFields>(serde_json::json!({
             "metadata": {"name": "n", "labels": {"topology.kubernetes.io/zone": "z1"}},
             "status": {"images": [{"names": ["big"]}], "capacity": {"cpu": "2"}}
-        }))
-        .expect("node");
+        }));
         assert_eq!(
             to_value(&node_kind, node),
             serde_json::json!({
@@ -1217,12 +1185,11 @@ mod tests {
             .into_iter()
             .find(|k| k.kind() == "EndpointSlice")
             .expect("kind");
-        let obj: DynamicObject = serde_json::from_value(serde_json::json!({
+        let obj = wire_read::<wire::Tree>(serde_json::json!({
             "metadata": {"name": "web-x", "namespace": "foo", "managedFields": [{"manager": "kcm"}],
                          "annotations": {LAST_APPLIED: "{...}", "keep": "me"}},
             "addressType": "IPv4", "endpoints": null, "ports": null
-        }))
-        .expect("object");
+        }));
         let value = to_value(&kind, obj);
         assert!(value.pointer("/metadata/managedFields").is_none());
         assert!(value.pointer("/metadata/annotations/keep").is_some());
