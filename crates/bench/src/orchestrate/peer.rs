@@ -7,7 +7,8 @@
 //!
 //! The load reaches Isthmus on its TLS xDS port (15012's role: a workload certificate is
 //! required) and istiod on its plaintext port (15010's role); the table says so. Each control
-//! plane is started fresh for every row, so that its CPU and peak memory are that row's.
+//! plane is started fresh for every row, so that its CPU and peak memory are that row's, and
+//! only once the API server is quiet ([`settle`]).
 
 use super::istiod;
 use super::{control_plane, kubernetes, mb};
@@ -150,6 +151,7 @@ async fn measure_all(opts: &PeerXdsOptions) -> Result<(), BenchError> {
             println!("== {label}: Isthmus (xDS over TLS with a workload certificate)");
             let work = opts.work.join(format!("isthmus-{n}-{mode}"));
             std::fs::create_dir_all(&work)?;
+            settle(&cluster).await;
             let cp = control_plane::start_kube(&opts.exe, &kubeconfig, &work).await?;
             let target = Target {
                 pid: cp.pid(),
@@ -161,6 +163,7 @@ async fn measure_all(opts: &PeerXdsOptions) -> Result<(), BenchError> {
             drop(cp);
             println!("== {label}: istiod (plaintext xDS, its port 15010)");
             let work = opts.work.join(format!("istiod-{n}-{mode}"));
+            settle(&cluster).await;
             let peer = istiod::start(
                 &istiod_bin,
                 &kubeconfig,
@@ -189,6 +192,38 @@ async fn measure_all(opts: &PeerXdsOptions) -> Result<(), BenchError> {
         println!();
     }
     Ok(())
+}
+
+/// Waits until etcd and kube-apiserver are quiet (together under 5% of a core for three
+/// seconds in a row, at most two minutes), so that each control plane starts against the
+/// same settled API server: right after the mesh is created, or after the other control
+/// plane's watches closed, the API server is still busy (compaction, its garbage
+/// collector), and whichever control plane came first paid for it in its time to ready.
+pub(super) async fn settle(cluster: &LocalCluster) {
+    let pids: Vec<u32> = cluster.pids().into_iter().map(|(_, pid)| pid).collect();
+    let cpu = || -> f64 {
+        pids.iter()
+            .filter_map(|p| process::usage(*p).map(|(cpu, _)| cpu))
+            .sum()
+    };
+    let started = Instant::now();
+    let mut quiet = 0;
+    let mut last = cpu();
+    while quiet < 3 && started.elapsed() < Duration::from_secs(120) {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let now = cpu();
+        quiet = if now - last < 0.05 { quiet + 1 } else { 0 };
+        last = now;
+    }
+    println!(
+        "API server settled in {:.0}s{}",
+        started.elapsed().as_secs_f64(),
+        if quiet < 3 {
+            " (still busy after 120 s)"
+        } else {
+            ""
+        }
+    );
 }
 
 /// Measures one running control plane: settled memory, a full push to `proxies`, then

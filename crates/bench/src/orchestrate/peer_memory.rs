@@ -128,10 +128,12 @@ async fn measure_all(opts: &PeerMemoryOptions) -> Result<(), BenchError> {
         }
         let work = opts.work.join(format!("isthmus-{c}"));
         std::fs::create_dir_all(&work)?;
+        peer::settle(&cluster).await;
         let cp = control_plane::start_kube(&opts.exe, &kubeconfig_path, &work).await?;
         let ours = settled(cp.pid()).await?;
         let ours_heap = metric(cp.monitoring, "isthmus_heap_in_use_bytes");
         drop(cp);
+        peer::settle(&cluster).await;
         let peer = istiod::start(
             &istiod_bin,
             &kubeconfig_path,
