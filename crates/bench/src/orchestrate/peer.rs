@@ -213,10 +213,9 @@ async fn release_load_memory() {
 }
 
 /// Waits until etcd and kube-apiserver are quiet (together under 5% of a core for three
-/// seconds in a row, at most two minutes), so that each control plane starts against the
-/// same settled API server: right after the mesh is created, or after the other control
-/// plane's watches closed, the API server is still busy (compaction, its garbage
-/// collector), and whichever control plane came first paid for it in its time to ready.
+/// seconds in a row, at most two minutes), so that neither control plane starts against
+/// work left over from creating the mesh or from the other's watches. A guard: in the runs
+/// recorded in docs/BENCHMARKS.md the API server was always quiet within the minimum 3 s.
 pub(super) async fn settle(cluster: &LocalCluster) {
     let pids: Vec<u32> = cluster.pids().into_iter().map(|(_, pid)| pid).collect();
     let cpu = || -> f64 {
