@@ -144,11 +144,76 @@ impl Access {
                 kube::Config::incluster().map_err(|e| AccessError::InCluster(e.to_string()))?
             }
         };
-        kube::Client::try_from(config).map_err(|e| AccessError::Client {
+        connect(config).map_err(|e| AccessError::Client {
             origin: self.describe(),
             reason: e.to_string(),
         })
     }
+}
+
+/// How long a connection to an API server may stay silent before it is pinged, and how long
+/// the ping may take before the connection is given up: client-go's HTTP/2 health check
+/// (`ReadIdleTimeout` 30 s, `PingTimeout` 15 s), so that a server gone without a word is
+/// noticed and every watch on the connection starts again on a new one.
+const PING_IDLE: std::time::Duration = std::time::Duration::from_secs(30);
+const PING_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// A client for `config`'s API server. Over TLS it speaks HTTP/2 only, as client-go does: all
+/// requests and watches to the server share one connection (kube-rs's own client speaks
+/// HTTP/1.1, one connection per open watch: two dozen per cluster, each with its own TLS
+/// session and buffers, which made most of what a remote cluster cost). client-go's switch
+/// `DISABLE_HTTP2` (any value) falls back to kube-rs's HTTP/1.1 client, as does a proxy or a
+/// plain-HTTP server (which would need HTTP/2 without TLS).
+pub(crate) fn connect(config: kube::Config) -> Result<kube::Client, kube::Error> {
+    let https = config.cluster_url.scheme_str() == Some("https");
+    if !https || config.proxy_url.is_some() || std::env::var_os("DISABLE_HTTP2").is_some() {
+        return kube::Client::try_from(config);
+    }
+    connect_http2(config)
+}
+
+/// [`connect`]'s HTTP/2 client: kube-rs's layers (base URI, 429/503/504 retry, credentials,
+/// extra headers) over a hyper client that dials one connection and offers only `h2`.
+fn connect_http2(config: kube::Config) -> Result<kube::Client, kube::Error> {
+    use hyper_util::client::legacy::connect::HttpConnector;
+    use hyper_util::rt::{TokioExecutor, TokioTimer};
+    use kube::client::ConfigExt;
+    use tower::ServiceBuilder;
+
+    let mut http = HttpConnector::new();
+    http.enforce_http(false);
+    http.set_connect_timeout(config.connect_timeout);
+    let tls = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(config.rustls_client_config()?)
+        .https_only();
+    let tls = match &config.tls_server_name {
+        Some(name) => {
+            let name = rustls_pki_types::ServerName::try_from(name.clone()).map_err(|e| {
+                kube::Error::RustlsTls(kube::client::RustlsTlsError::InvalidServerName(e))
+            })?;
+            tls.with_server_name_resolver(hyper_rustls::FixedServerNameResolver::new(name))
+        }
+        None => tls,
+    };
+    let connector = tls.enable_http2().wrap_connector(http);
+    let client = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
+        .http2_only(true)
+        .timer(TokioTimer::new())
+        .pool_timer(TokioTimer::new())
+        .http2_keep_alive_interval(PING_IDLE)
+        .http2_keep_alive_timeout(PING_TIMEOUT)
+        .build(connector);
+    let retry = config
+        .default_retry
+        .then(|| tower::retry::RetryLayer::new(kube::client::retry::RetryPolicy::server_retry()));
+    let service = ServiceBuilder::new()
+        .layer(config.base_uri_layer())
+        .option_layer(retry)
+        .option_layer(config.auth_layer()?)
+        .layer(config.extra_headers_layer()?)
+        .map_err(tower::BoxError::from)
+        .service(client);
+    Ok(kube::Client::new(service, config.default_namespace))
 }
 
 /// Refuses what a kubeconfig from a Secret must not make the control plane do, as Istio's

@@ -243,7 +243,7 @@ pub async fn connect(
     context: Option<&str>,
 ) -> Result<kube::Client, RemoteSecretError> {
     let config = load_config(path, context).await?;
-    kube::Client::try_from(config).map_err(|source| RemoteSecretError::Api {
+    crate::access::connect(config).map_err(|source| RemoteSecretError::Api {
         what: "client".into(),
         source,
     })
@@ -395,7 +395,7 @@ pub async fn create(
             .to_string(),
     };
     let kubeconfig_ca = config.root_cert.clone().filter(|c| !c.is_empty());
-    let client = kube::Client::try_from(config).map_err(|source| RemoteSecretError::Api {
+    let client = crate::access::connect(config).map_err(|source| RemoteSecretError::Api {
         what: "client".into(),
         source,
     })?;

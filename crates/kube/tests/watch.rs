@@ -46,6 +46,30 @@ async fn until(registry: &mut KubeRegistry, what: &str, done: impl Fn(&KubeRegis
     }
 }
 
+/// This process's established TCP connections to `port` on loopback, from its sockets
+/// (`/proc/self/fd`) matched by inode against the kernel's table (`/proc/self/net/tcp`).
+fn connections_to(port: u16) -> usize {
+    let inodes: std::collections::HashSet<String> = std::fs::read_dir("/proc/self/fd")
+        .expect("/proc/self/fd")
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .filter_map(|l| {
+            let l = l.to_string_lossy().into_owned();
+            Some(l.strip_prefix("socket:[")?.strip_suffix(']')?.to_string())
+        })
+        .collect();
+    let table = std::fs::read_to_string("/proc/self/net/tcp").expect("/proc/self/net/tcp");
+    let remote = format!("0100007F:{port:04X}");
+    table
+        .lines()
+        .skip(1)
+        .filter(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            // remote address, state (01: established), inode.
+            f.len() > 9 && f[2] == remote && f[3] == "01" && inodes.contains(f[9])
+        })
+        .count()
+}
+
 fn has(registry: &KubeRegistry, key: &str) -> bool {
     registry
         .current()
@@ -115,6 +139,15 @@ async fn watches_a_real_api_server() {
         Registry::with_source(KubeSource::start("c1", client, "test".into()));
     until(&mut registry, "the first complete list", |r| r.is_synced()).await;
     assert!(has(&registry, "Service/bar/httpbin"));
+    // Every kind's watch and the version check share one HTTP/2 connection, as client-go's
+    // do (kube-rs alone would hold one HTTP/1.1 connection per open watch).
+    let port: u16 = cluster
+        .url(std::net::IpAddr::from([127, 0, 0, 1]))
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.trim_end_matches('/').parse().ok())
+        .expect("the API server's port");
+    assert_eq!(connections_to(port), 1, "one connection for all watches");
     assert!(has(&registry, "Namespace//bar") || has(&registry, "Namespace/bar"));
 
     // A point change: a DestinationRule written as v1beta1 arrives (read at v1).
@@ -235,6 +268,11 @@ async fn watches_a_real_api_server() {
     })
     .await;
     assert!(has(&registry, "Service/bar/httpbin"));
+    assert_eq!(
+        connections_to(port),
+        1,
+        "the watches started again share one new connection"
+    );
     drop(cluster);
     let _ = std::fs::remove_dir_all(&dir);
 }
