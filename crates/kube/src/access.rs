@@ -151,13 +151,6 @@ impl Access {
     }
 }
 
-/// How long a connection to an API server may stay silent before it is pinged, and how long
-/// the ping may take before the connection is given up: client-go's HTTP/2 health check
-/// (`ReadIdleTimeout` 30 s, `PingTimeout` 15 s), so that a server gone without a word is
-/// noticed and every watch on the connection starts again on a new one.
-const PING_IDLE: std::time::Duration = std::time::Duration::from_secs(30);
-const PING_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
-
 /// A client for `config`'s API server. Over TLS it speaks HTTP/2 only, as client-go does: all
 /// requests and watches to the server share one connection (kube-rs's own client speaks
 /// HTTP/1.1, one connection per open watch: two dozen per cluster, each with its own TLS
@@ -173,36 +166,33 @@ pub(crate) fn connect(config: kube::Config) -> Result<kube::Client, kube::Error>
 }
 
 /// [`connect`]'s HTTP/2 client: kube-rs's layers (base URI, 429/503/504 retry, credentials,
-/// extra headers) over a hyper client that dials one connection and offers only `h2`.
+/// extra headers) over one connection ([`crate::http2`]).
 fn connect_http2(config: kube::Config) -> Result<kube::Client, kube::Error> {
-    use hyper_util::client::legacy::connect::HttpConnector;
-    use hyper_util::rt::{TokioExecutor, TokioTimer};
     use kube::client::ConfigExt;
     use tower::ServiceBuilder;
 
-    let mut http = HttpConnector::new();
-    http.enforce_http(false);
-    http.set_connect_timeout(config.connect_timeout);
-    let tls = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_tls_config(config.rustls_client_config()?)
-        .https_only();
-    let tls = match &config.tls_server_name {
-        Some(name) => {
-            let name = rustls_pki_types::ServerName::try_from(name.clone()).map_err(|e| {
-                kube::Error::RustlsTls(kube::client::RustlsTlsError::InvalidServerName(e))
-            })?;
-            tls.with_server_name_resolver(hyper_rustls::FixedServerNameResolver::new(name))
-        }
-        None => tls,
+    let url = &config.cluster_url;
+    let host = url.host().unwrap_or_default().trim_matches(['[', ']']);
+    let port = url.port_u16().unwrap_or(443);
+    let name = config
+        .tls_server_name
+        .as_deref()
+        .unwrap_or(host)
+        .to_string();
+    let server_name = rustls_pki_types::ServerName::try_from(name)
+        .map_err(|e| kube::Error::RustlsTls(kube::client::RustlsTlsError::InvalidServerName(e)))?;
+    let mut tls = config.rustls_client_config()?;
+    tls.alpn_protocols = vec![b"h2".to_vec()];
+    let target = crate::http2::Target {
+        authority: if host.contains(':') {
+            format!("[{host}]:{port}")
+        } else {
+            format!("{host}:{port}")
+        },
+        server_name,
+        tls: std::sync::Arc::new(tls),
+        connect_timeout: config.connect_timeout,
     };
-    let connector = tls.enable_http2().wrap_connector(http);
-    let client = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
-        .http2_only(true)
-        .timer(TokioTimer::new())
-        .pool_timer(TokioTimer::new())
-        .http2_keep_alive_interval(PING_IDLE)
-        .http2_keep_alive_timeout(PING_TIMEOUT)
-        .build(connector);
     let retry = config
         .default_retry
         .then(|| tower::retry::RetryLayer::new(kube::client::retry::RetryPolicy::server_retry()));
@@ -211,8 +201,7 @@ fn connect_http2(config: kube::Config) -> Result<kube::Client, kube::Error> {
         .option_layer(retry)
         .option_layer(config.auth_layer()?)
         .layer(config.extra_headers_layer()?)
-        .map_err(tower::BoxError::from)
-        .service(client);
+        .service(crate::http2::OneConnection::new(target));
     Ok(kube::Client::new(service, config.default_namespace))
 }
 

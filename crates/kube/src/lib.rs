@@ -25,6 +25,7 @@
 
 pub mod access;
 pub mod events;
+mod http2;
 pub mod inject;
 pub mod install;
 pub mod kinds;

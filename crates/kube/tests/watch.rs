@@ -148,6 +148,28 @@ async fn watches_a_real_api_server() {
         .and_then(|p| p.trim_end_matches('/').parse().ok())
         .expect("the API server's port");
     assert_eq!(connections_to(port), 1, "one connection for all watches");
+
+    // A request that has started the connection and is then left unpolled (a watch inside a
+    // `select!` whose other branch calls the same server) holds up no other request: the dial
+    // runs in a task of its own, not in the first request's future.
+    {
+        use k8s_openapi::api::core::v1::Namespace;
+        let fresh = cluster.client().await.expect("client");
+        let first_api: kube::Api<Namespace> = kube::Api::all(fresh.clone());
+        let list = kube::api::ListParams::default();
+        let mut first = Box::pin(first_api.list(&list));
+        assert!(futures::poll!(first.as_mut()).is_pending());
+        let second: kube::Api<Namespace> = kube::Api::all(fresh);
+        let namespaces = tokio::time::timeout(Duration::from_secs(20), second.list(&list))
+            .await
+            .expect("the second request is not held up by the first, unpolled")
+            .expect("namespaces listed");
+        assert!(namespaces
+            .items
+            .iter()
+            .any(|n| n.metadata.name.as_deref() == Some("bar")));
+        assert!(first.await.is_ok(), "the first completes when polled again");
+    }
     assert!(has(&registry, "Namespace//bar") || has(&registry, "Namespace/bar"));
 
     // A point change: a DestinationRule written as v1beta1 arrives (read at v1).
