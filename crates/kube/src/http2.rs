@@ -138,12 +138,17 @@ impl tower::Service<Request<kube::client::Body>> for OneConnection {
 /// task of its own, which ends when it closes.
 async fn dial(target: &Target) -> Result<SendRequest<kube::client::Body>, BoxError> {
     let connect = async {
-        let tcp = tokio::net::TcpStream::connect(&target.authority).await?;
-        tcp.set_nodelay(true)?;
+        let at = &target.authority;
+        let tcp = tokio::net::TcpStream::connect(at)
+            .await
+            .map_err(|e| format!("cannot connect to {at}: {e}"))?;
+        tcp.set_nodelay(true)
+            .map_err(|e| format!("cannot connect to {at}: {e}"))?;
         let tls = tokio_rustls::TlsConnector::from(target.tls.clone())
             .connect(target.server_name.clone(), tcp)
-            .await?;
-        Ok::<_, std::io::Error>(tls)
+            .await
+            .map_err(|e| format!("TLS handshake with {at} failed: {e}"))?;
+        Ok::<_, String>(tls)
     };
     let tls = match target.connect_timeout {
         Some(t) => tokio::time::timeout(t, connect)
@@ -171,4 +176,78 @@ async fn dial(target: &Target) -> Result<SendRequest<kube::client::Body>, BoxErr
         }
     });
     Ok(sender)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target(port: u16) -> Target {
+        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .expect("protocol versions")
+        .with_root_certificates(rustls::RootCertStore::empty())
+        .with_no_client_auth();
+        Target {
+            authority: format!("127.0.0.1:{port}"),
+            server_name: rustls_pki_types::ServerName::try_from("127.0.0.1").expect("an address"),
+            tls: Arc::new(tls),
+            connect_timeout: Some(Duration::from_secs(5)),
+        }
+    }
+
+    async fn refused_port() -> u16 {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        l.local_addr().expect("address").port()
+    }
+
+    #[tokio::test]
+    async fn a_server_that_is_not_there_is_unreachable() {
+        let e = dial(&target(refused_port().await))
+            .await
+            .err()
+            .expect("nothing listens");
+        let text = e.to_string();
+        assert!(text.starts_with("cannot connect to 127.0.0.1:"), "{text}");
+        assert_eq!(crate::source::failure_reason(&text), "unreachable");
+    }
+
+    #[tokio::test]
+    async fn a_server_that_does_not_speak_tls_is_a_tls_problem() {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let port = l.local_addr().expect("address").port();
+        tokio::spawn(async move {
+            use tokio::io::AsyncWriteExt;
+            if let Ok((mut s, _)) = l.accept().await {
+                let _ = s.write_all(b"HTTP/1.1 400 Bad Request\r\n\r\n").await;
+            }
+        });
+        let text = dial(&target(port)).await.err().expect("no TLS").to_string();
+        assert!(text.starts_with("TLS handshake with 127.0.0.1:"), "{text}");
+        assert!(
+            crate::source::failure_reason(&text).starts_with("TLS"),
+            "{text}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_failed_dial_is_the_request_error_and_the_next_request_dials_again() {
+        use tower::Service;
+        let mut client = OneConnection::new(target(refused_port().await));
+        let request = || {
+            Request::get("https://127.0.0.1/version")
+                .body(kube::client::Body::empty())
+                .expect("a request")
+        };
+        let first = client.call(request()).await.err().expect("refused");
+        assert!(first.to_string().contains("cannot connect"), "{first}");
+        assert!(client.current.lock().expect("lock").is_none(), "forgotten");
+        assert!(client.call(request()).await.is_err());
+    }
 }
