@@ -198,19 +198,19 @@ mod tests {
         }
     }
 
-    async fn refused_port() -> u16 {
-        let l = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        l.local_addr().expect("address").port()
+    /// A loopback port bound but not listening: connections to it are refused, and no other
+    /// test can take it while the socket lives.
+    fn refused_port() -> (tokio::net::TcpSocket, u16) {
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket.bind(([127, 0, 0, 1], 0).into()).expect("bind");
+        let port = socket.local_addr().expect("address").port();
+        (socket, port)
     }
 
     #[tokio::test]
     async fn a_server_that_is_not_there_is_unreachable() {
-        let e = dial(&target(refused_port().await))
-            .await
-            .err()
-            .expect("nothing listens");
+        let (_held, port) = refused_port();
+        let e = dial(&target(port)).await.expect_err("nothing listens");
         let text = e.to_string();
         assert!(text.starts_with("cannot connect to 127.0.0.1:"), "{text}");
         assert_eq!(crate::source::failure_reason(&text), "unreachable");
@@ -224,11 +224,11 @@ mod tests {
         let port = l.local_addr().expect("address").port();
         tokio::spawn(async move {
             use tokio::io::AsyncWriteExt;
-            if let Ok((mut s, _)) = l.accept().await {
+            while let Ok((mut s, _)) = l.accept().await {
                 let _ = s.write_all(b"HTTP/1.1 400 Bad Request\r\n\r\n").await;
             }
         });
-        let text = dial(&target(port)).await.err().expect("no TLS").to_string();
+        let text = dial(&target(port)).await.expect_err("no TLS").to_string();
         assert!(text.starts_with("TLS handshake with 127.0.0.1:"), "{text}");
         assert!(
             crate::source::failure_reason(&text).starts_with("TLS"),
@@ -239,13 +239,14 @@ mod tests {
     #[tokio::test]
     async fn a_failed_dial_is_the_request_error_and_the_next_request_dials_again() {
         use tower::Service;
-        let mut client = OneConnection::new(target(refused_port().await));
+        let (_held, port) = refused_port();
+        let mut client = OneConnection::new(target(port));
         let request = || {
             Request::get("https://127.0.0.1/version")
                 .body(kube::client::Body::empty())
                 .expect("a request")
         };
-        let first = client.call(request()).await.err().expect("refused");
+        let first = client.call(request()).await.expect_err("refused");
         assert!(first.to_string().contains("cannot connect"), "{first}");
         assert!(client.current.lock().expect("lock").is_none(), "forgotten");
         assert!(client.call(request()).await.is_err());
