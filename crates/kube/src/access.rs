@@ -153,8 +153,8 @@ impl Access {
 
 /// A client for `config`'s API server. Over TLS it speaks HTTP/2 only, as client-go does: all
 /// requests and watches to the server share one connection (kube-rs's own client speaks
-/// HTTP/1.1, one connection per open watch: two dozen per cluster, each with its own TLS
-/// session and buffers, which made most of what a remote cluster cost). client-go's switch
+/// HTTP/1.1, one connection per open watch: 26 per cluster, each with its own TLS session
+/// and buffers, about a third of what a remote cluster cost). client-go's switch
 /// `DISABLE_HTTP2` (any value) falls back to kube-rs's HTTP/1.1 client, as does a proxy or a
 /// plain-HTTP server (which would need HTTP/2 without TLS).
 pub(crate) fn connect(config: kube::Config) -> Result<kube::Client, kube::Error> {
