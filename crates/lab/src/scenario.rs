@@ -393,6 +393,37 @@ fn attempt(lab: &mut Lab, base: &Path, step: &Step) -> Result<Result<String, Str
     Ok(Err("the step does nothing".into()))
 }
 
+/// The Envoy counters that say where a failed call stopped: connections that could not be
+/// made, reset, or found no healthy endpoint, and 5xx answers, per cluster.
+const FAILURE_STATS: &str = "/stats?usedonly&filter=upstream_cx_connect_fail%7Cupstream_cx_none_healthy%7Cupstream_rq_5xx%7Cupstream_rq_503%7Cupstream_reset%7Cupstream_cx_destroy_remote_with_active_rq%7Cno_route%7Cno_cluster";
+
+/// After a failed `exec` step: what the calling pod's Envoy counted as failures (its nonzero
+/// [`FAILURE_STATS`]), so that a call that failed says whether it found no endpoint, could not
+/// connect, was reset on the far side or answered 5xx. Empty when the pod has no Envoy or
+/// nothing was counted.
+fn caller_envoy_failures(lab: &Lab, pod: &PodRef) -> Vec<String> {
+    let Ok(p) = lab.state.pod(&pod.cluster, &pod.namespace, &pod.pod) else {
+        return Vec::new();
+    };
+    match lab.pod_http(p, 15000, FAILURE_STATS) {
+        Ok(body) => failure_counters(&body, &format!("{}'s Envoy", p.name)),
+        Err(_) => Vec::new(),
+    }
+}
+
+/// The nonzero counters of an Envoy `/stats` answer (at most 20), each after `who`.
+fn failure_counters(stats: &str, who: &str) -> Vec<String> {
+    stats
+        .lines()
+        .filter_map(|l| {
+            let (name, value) = l.rsplit_once(": ")?;
+            let n: u64 = value.trim().parse().ok()?;
+            (n > 0).then(|| format!("{who}: {name} = {n}"))
+        })
+        .take(20)
+        .collect()
+}
+
 /// Runs every step, printing `[i/n] name: result`, then checks that no proxy of the lab
 /// rejected a configuration update (a NACK means the control plane sent Envoy something it
 /// refused, whatever the steps saw); returns the number of failed steps plus one if a
@@ -435,6 +466,11 @@ pub fn run(
             Err(why) => {
                 failures += 1;
                 out(&format!("[{}/{n}] {}: FAILED: {why}", i + 1, step.name));
+                if let Some(x) = &step.exec {
+                    for line in caller_envoy_failures(lab, &x.pod) {
+                        out(&format!("  {line}"));
+                    }
+                }
             }
         }
     }
@@ -454,5 +490,30 @@ pub fn run(
             out(&format!("NACK FAILED: {who}: {what}"));
         }
         Ok(failures + 1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_call_shows_the_counters_that_moved() {
+        let stats = "cluster.PassthroughCluster.upstream_cx_connect_fail: 0\n\
+                     cluster.outbound|8000||httpbin-alt.bar.global.upstream_rq_503: 7\n\
+                     cluster.outbound|8000||httpbin-alt.bar.global.upstream_rq_5xx: 7\n\
+                     http.outbound_0.0.0.0_8000.no_route: 0\n\
+                     not a counter\n";
+        assert_eq!(
+            failure_counters(stats, "sleep's Envoy"),
+            vec![
+                "sleep's Envoy: cluster.outbound|8000||httpbin-alt.bar.global.upstream_rq_503 = 7",
+                "sleep's Envoy: cluster.outbound|8000||httpbin-alt.bar.global.upstream_rq_5xx = 7",
+            ]
+        );
+        let many: String = (0..30)
+            .map(|i| format!("c{i}.upstream_rq_5xx: 1\n"))
+            .collect();
+        assert_eq!(failure_counters(&many, "x").len(), 20, "at most 20 lines");
     }
 }
