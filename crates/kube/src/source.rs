@@ -151,9 +151,9 @@ fn describe_error(e: &dyn std::error::Error) -> String {
 /// Why an API server cannot be read, in a word (for messages and metrics).
 pub fn failure_reason(error: &str) -> &'static str {
     let e = error.to_ascii_lowercase();
-    if e.contains("401") || e.contains("unauthorized") {
+    if status(&e, "401") || e.contains("unauthorized") {
         "unauthorized (the token or certificate is not accepted)"
-    } else if e.contains("403") || e.contains("forbidden") {
+    } else if status(&e, "403") || e.contains("forbidden") {
         "forbidden (the credential lacks read rights)"
     } else if e.contains("certificate") || e.contains("tls") || e.contains("unknownissuer") {
         "TLS (the server's certificate is not trusted by the kubeconfig's CA)"
@@ -166,6 +166,17 @@ pub fn failure_reason(error: &str) -> &'static str {
     } else {
         "error"
     }
+}
+
+/// Whether `text` holds the HTTP status `code` as a number of its own, not inside an address
+/// or port (`127.0.0.1:40145`, `10.0.40.1`).
+fn status(text: &str, code: &str) -> bool {
+    text.match_indices(code).any(|(at, _)| {
+        let part_of_number = |c: char| c.is_ascii_digit() || c == '.' || c == ':';
+        let before = text[..at].chars().next_back();
+        let after = text[at + code.len()..].chars().next();
+        !before.is_some_and(part_of_number) && !after.is_some_and(part_of_number)
+    })
 }
 
 impl std::fmt::Debug for KubeSource {
@@ -861,6 +872,20 @@ pub async fn read_once(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_status_code_is_told_from_an_address_that_holds_its_digits() {
+        assert_eq!(
+            failure_reason("TLS handshake with 127.0.0.1:40145 failed: corrupt message"),
+            "TLS (the server's certificate is not trusted by the kubeconfig's CA)"
+        );
+        assert_eq!(
+            failure_reason("cannot connect to 10.0.40.3:6443: Connection refused"),
+            "unreachable"
+        );
+        assert!(failure_reason("ApiError: 401 (Unauthorized)").starts_with("unauthorized"));
+        assert!(failure_reason("status 403 from the server").starts_with("forbidden"));
+    }
     use isthmus_registry::Writer;
 
     impl KubeSource {
