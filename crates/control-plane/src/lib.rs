@@ -600,8 +600,13 @@ pub async fn run(config: ControlPlaneConfig) -> Result<(), ControlPlaneError> {
     // Every API server source notifies this one when it has events.
     let wake = Arc::new(Notify::new());
     let mut registries: Vec<ClusterRegistry> = Vec::new();
+    // The local API server's client, shared by its source, the root publisher and the
+    // webhook's caBundle keeper: one connection to the server.
+    let mut local_client = None;
     if let Some(access) = &local_kube {
-        registries.push(ClusterRegistry::open(local, &Link::Kube(access.clone()), &wake).await?);
+        let registry = ClusterRegistry::open(local, &Link::Kube(access.clone()), &wake).await?;
+        local_client = registry.kube_client().map(|c| c.0.clone());
+        registries.push(registry);
     }
     for (c, d) in &config.sources.registries {
         registries.push(ClusterRegistry::open(c, &Link::Registry(d.clone()), &wake).await?);
@@ -882,26 +887,19 @@ pub async fn run(config: ControlPlaneConfig) -> Result<(), ControlPlaneError> {
             }
         });
     }
-    if let Some(access) = &local_kube {
+    if let Some(client) = local_client {
         // Proxies mount the root from istio-ca-root-cert; the API server trusts the webhook
         // through the caBundle: both kept by the control plane, as istiod does.
-        match access.client().await {
-            Ok(client) => {
-                tokio::spawn(injection::publish_root_cert(
-                    client.clone(),
-                    authority.root_pem().to_string(),
-                ));
-                if config.injection.injection_listen.is_some() {
-                    tokio::spawn(injection::keep_ca_bundle(
-                        client,
-                        config.injection.webhook_config.clone(),
-                        authority.root_pem().to_string(),
-                    ));
-                }
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "no client for the local API server: istio-ca-root-cert and the webhook caBundle are not kept")
-            }
+        tokio::spawn(injection::publish_root_cert(
+            client.clone(),
+            authority.root_pem().to_string(),
+        ));
+        if config.injection.injection_listen.is_some() {
+            tokio::spawn(injection::keep_ca_bundle(
+                client,
+                config.injection.webhook_config.clone(),
+                authority.root_pem().to_string(),
+            ));
         }
     }
     let tls = tonic::transport::ServerTlsConfig::new()

@@ -873,19 +873,6 @@ pub async fn read_once(
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_status_code_is_told_from_an_address_that_holds_its_digits() {
-        assert_eq!(
-            failure_reason("TLS handshake with 127.0.0.1:40145 failed: corrupt message"),
-            "TLS (the server's certificate is not trusted by the kubeconfig's CA)"
-        );
-        assert_eq!(
-            failure_reason("cannot connect to 10.0.40.3:6443: Connection refused"),
-            "unreachable"
-        );
-        assert!(failure_reason("ApiError: 401 (Unauthorized)").starts_with("unauthorized"));
-        assert!(failure_reason("status 403 from the server").starts_with("forbidden"));
-    }
     use isthmus_registry::Writer;
 
     impl KubeSource {
@@ -1226,5 +1213,19 @@ mod tests {
             .is_none());
         let (r, _) = ObjectReader::new().read(&value).expect("reads");
         assert_eq!(r.key().to_string(), "EndpointSlice/foo/web-x");
+    }
+
+    #[test]
+    fn a_status_code_is_told_from_an_address_that_holds_its_digits() {
+        assert_eq!(
+            failure_reason("TLS handshake with 127.0.0.1:40145 failed: corrupt message"),
+            "TLS (the server's certificate is not trusted by the kubeconfig's CA)"
+        );
+        assert_eq!(
+            failure_reason("cannot connect to 10.0.40.3:6443: Connection refused"),
+            "unreachable"
+        );
+        assert!(failure_reason("ApiError: 401 (Unauthorized)").starts_with("unauthorized"));
+        assert!(failure_reason("status 403 from the server").starts_with("forbidden"));
     }
 }

@@ -48,6 +48,15 @@ pub struct Lab {
 
 /// Refuses to go where a lab still runs: its state folder names live processes, or
 /// network namespaces with its prefix hold some (a lab with another state folder).
+/// The counters of an Envoy `/stats` answer that are above 0, as (name, value), in its order.
+pub(crate) fn nonzero_counters(stats: &str) -> impl Iterator<Item = (&str, u64)> {
+    stats.lines().filter_map(|l| {
+        let (name, value) = l.trim().rsplit_once(": ")?;
+        let n: u64 = value.trim().parse().ok()?;
+        (n > 0).then_some((name, n))
+    })
+}
+
 fn refuse_running(opts: &LabOptions) -> Result<(), LabError> {
     if let Ok(Some(state)) = LabState::load(&opts.state_dir) {
         let mut pids = state.clusters.iter().flat_map(|c| {
@@ -826,11 +835,9 @@ impl Lab {
         let mut rejected = Vec::new();
         let mut asked = 0;
         let nacks = |who: &str, stats: &str| -> Vec<(String, String)> {
-            stats
-                .lines()
-                .filter(|l| l.contains("update_rejected"))
-                .filter(|l| !l.trim_end().ends_with(": 0"))
-                .map(|l| (who.to_string(), l.trim().to_string()))
+            nonzero_counters(stats)
+                .filter(|(name, _)| name.contains("update_rejected"))
+                .map(|(name, n)| (who.to_string(), format!("{name}: {n}")))
                 .collect()
         };
         let path = "/stats?filter=update_rejected";

@@ -413,13 +413,8 @@ fn caller_envoy_failures(lab: &Lab, pod: &PodRef) -> Vec<String> {
 
 /// The nonzero counters of an Envoy `/stats` answer (at most 20), each after `who`.
 fn failure_counters(stats: &str, who: &str) -> Vec<String> {
-    stats
-        .lines()
-        .filter_map(|l| {
-            let (name, value) = l.rsplit_once(": ")?;
-            let n: u64 = value.trim().parse().ok()?;
-            (n > 0).then(|| format!("{who}: {name} = {n}"))
-        })
+    crate::lab::nonzero_counters(stats)
+        .map(|(name, n)| format!("{who}: {name} = {n}"))
         .take(20)
         .collect()
 }
