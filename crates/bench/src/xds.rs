@@ -298,7 +298,7 @@ pub struct Agents {
 /// One agent: its stream's sender, the names it has sent, and the names the control plane
 /// says are in force, as they come.
 struct Agent {
-    tx: mpsc::Sender<LeanRequest>,
+    tx: mpsc::Sender<Outgoing<LeanRequest>>,
     names: Vec<String>,
     in_force: mpsc::UnboundedReceiver<(Instant, Vec<String>)>,
 }
@@ -348,7 +348,7 @@ impl Agents {
                     .collect(),
                 ..Default::default()
             };
-            let _ = a.tx.send(request).await;
+            let _ = a.tx.send(Outgoing::from(request)).await;
         }
         let deadline = tokio::time::Instant::from_std(started + limit);
         let mut out = Vec::with_capacity(lookups.len());
@@ -381,7 +381,7 @@ async fn agent(i: usize, cfg: &LoadConfig) -> Result<Agent, String> {
         .and_then(|w| w.get(i).cloned())
         .unwrap_or_default();
     let (tx, rx) = mpsc::channel(4);
-    tx.send(LeanRequest {
+    tx.send(Outgoing::from(LeanRequest {
         node: Some(node(i, &cfg.cluster, true)),
         type_url: isthmus_dns::demand::DEMAND_TYPE.to_string(),
         resource_names: names
@@ -390,7 +390,7 @@ async fn agent(i: usize, cfg: &LoadConfig) -> Result<Agent, String> {
             .map(prost::bytes::Bytes::from)
             .collect(),
         ..Default::default()
-    })
+    }))
     .await
     .map_err(|e| e.to_string())?;
     let mut stream =
@@ -430,18 +430,20 @@ async fn sotw(i: usize, cfg: &LoadConfig, shared: &Shared) -> Result<(), String>
     // Clusters and listeners by wildcard, as Envoy starts; endpoints and routes by the names
     // the clusters and listeners give, once they arrive (every ACK repeats the names).
     for k in [0, 2] {
-        tx.send(LeanRequest {
+        tx.send(Outgoing::from(LeanRequest {
             node: (k == 0).then(|| node(i, &cfg.cluster, cfg.wanted.is_some())),
             type_url: TYPES[k].to_string(),
             ..Default::default()
-        })
+        }))
         .await
         .map_err(|e| e.to_string())?;
     }
     let mut stream =
         open::<LeanRequest, LeanResponse>(cfg, SOTW_PATH, ReceiverStream::new(rx)).await?;
     let mut held = Held::default();
-    let mut names: [Vec<prost::bytes::Bytes>; 4] = Default::default();
+    // Per type, the names asked for and their encoding, which every ACK repeats.
+    let mut names: [Vec<String>; 4] = Default::default();
+    let mut wire: [prost::bytes::Bytes; 4] = Default::default();
     // The last version and nonce of each type, which a changed subscription carries.
     let mut last: [(String, String); 4] = Default::default();
     while let Some(resp) = stream.next().await {
@@ -460,9 +462,9 @@ async fn sotw(i: usize, cfg: &LoadConfig, shared: &Shared) -> Result<(), String>
             2 => Some((3, route_names(&resp.resources))),
             _ => None,
         }
-        .map(|(t, n)| (t, n.into_iter().map(prost::bytes::Bytes::from).collect()))
-        .filter(|(t, n): &(usize, Vec<prost::bytes::Bytes>)| *n != names[*t]);
-        if let Some((t, n)) = &renamed {
+        .filter(|(t, n)| *n != names[*t]);
+        if let Some((t, n)) = renamed.as_ref() {
+            wire[*t] = encoded_names(n);
             names[*t].clone_from(n);
         }
         let empty = [false, names[1].is_empty(), false, names[3].is_empty()];
@@ -474,22 +476,26 @@ async fn sotw(i: usize, cfg: &LoadConfig, shared: &Shared) -> Result<(), String>
             now,
             &shared.events,
         );
-        tx.send(LeanRequest {
-            type_url: resp.type_url.clone(),
-            version_info: resp.version_info.clone(),
-            response_nonce: resp.nonce.clone(),
-            resource_names: names[k].clone(),
-            ..Default::default()
+        tx.send(Outgoing {
+            message: LeanRequest {
+                type_url: resp.type_url.clone(),
+                version_info: resp.version_info.clone(),
+                response_nonce: resp.nonce.clone(),
+                ..Default::default()
+            },
+            tail: wire[k].clone(),
         })
         .await
         .map_err(|e| e.to_string())?;
-        if let Some((t, n)) = renamed {
-            tx.send(LeanRequest {
-                type_url: TYPES[t].to_string(),
-                version_info: last[t].0.clone(),
-                response_nonce: last[t].1.clone(),
-                resource_names: n,
-                ..Default::default()
+        if let Some((t, _)) = renamed {
+            tx.send(Outgoing {
+                message: LeanRequest {
+                    type_url: TYPES[t].to_string(),
+                    version_info: last[t].0.clone(),
+                    response_nonce: last[t].1.clone(),
+                    ..Default::default()
+                },
+                tail: wire[t].clone(),
             })
             .await
             .map_err(|e| e.to_string())?;
@@ -558,6 +564,50 @@ struct AnyValue {
     value: prost::bytes::Bytes,
 }
 
+/// A request as the simulated proxy sends it: a message, then fields already encoded (the
+/// endpoint names that every SotW ACK repeats, encoded once per change of names and shared
+/// by the ACKs that follow, as one buffer sent without a copy). Protobuf lets a repeated
+/// field come after the others, so the bytes on the wire are a `DiscoveryRequest`.
+struct Outgoing<M> {
+    message: M,
+    tail: prost::bytes::Bytes,
+}
+
+impl<M> From<M> for Outgoing<M> {
+    fn from(message: M) -> Self {
+        Outgoing {
+            message,
+            tail: prost::bytes::Bytes::new(),
+        }
+    }
+}
+
+impl<M: Message> Outgoing<M> {
+    /// The gRPC body frames: an uncompressed flag, a big-endian length and the message, then
+    /// the tail.
+    fn into_frames(self) -> Vec<prost::bytes::Bytes> {
+        let len = self.message.encoded_len() + self.tail.len();
+        let mut head = Vec::with_capacity(5 + self.message.encoded_len());
+        head.push(0);
+        head.extend_from_slice(&u32::try_from(len).unwrap_or(u32::MAX).to_be_bytes());
+        self.message.encode_raw(&mut head);
+        let mut frames = vec![prost::bytes::Bytes::from(head)];
+        if !self.tail.is_empty() {
+            frames.push(self.tail);
+        }
+        frames
+    }
+}
+
+/// `names` as `DiscoveryRequest.resource_names` entries (field 3), encoded.
+fn encoded_names(names: &[String]) -> prost::bytes::Bytes {
+    let mut buf = Vec::new();
+    for n in names {
+        prost::encoding::string::encode(3, n, &mut buf);
+    }
+    prost::bytes::Bytes::from(buf)
+}
+
 /// Opens one ADS stream on its own connection.
 ///
 /// The responses are read by [`isthmus_xds::incoming::Requests`] (it frames gRPC messages
@@ -568,7 +618,7 @@ struct AnyValue {
 async fn open<Req, Resp>(
     cfg: &LoadConfig,
     path: &'static str,
-    requests: ReceiverStream<Req>,
+    requests: ReceiverStream<Outgoing<Req>>,
 ) -> Result<isthmus_xds::incoming::Requests<Resp>, String>
 where
     Req: Message + Send + Sync + 'static,
@@ -576,15 +626,12 @@ where
 {
     use tonic::codegen::{http, Service};
     let mut channel = channel(cfg).await?;
-    // Each request framed as gRPC does: an uncompressed flag, a big-endian length, the
-    // message.
-    let frames = requests.map(|m: Req| {
-        let len = m.encoded_len();
-        let mut buf = Vec::with_capacity(5 + len);
-        buf.push(0);
-        buf.extend_from_slice(&u32::try_from(len).unwrap_or(u32::MAX).to_be_bytes());
-        m.encode_raw(&mut buf);
-        Ok::<_, tonic::Status>(http_body::Frame::data(prost::bytes::Bytes::from(buf)))
+    let frames = requests.flat_map(|o| {
+        futures::stream::iter(
+            o.into_frames()
+                .into_iter()
+                .map(|b| Ok::<_, tonic::Status>(http_body::Frame::data(b))),
+        )
     });
     let request = http::Request::builder()
         .method(http::Method::POST)
@@ -763,11 +810,11 @@ async fn delta(i: usize, cfg: &LoadConfig, shared: &Shared) -> Result<(), String
     // Clusters and listeners are wildcard (no names); endpoints and routes are subscribed by
     // name as the clusters and listeners that name them come and go.
     for k in [0, 2] {
-        tx.send(DeltaDiscoveryRequest {
+        tx.send(Outgoing::from(DeltaDiscoveryRequest {
             node: (k == 0).then(|| node(i, &cfg.cluster, cfg.wanted.is_some())),
             type_url: TYPES[k].to_string(),
             ..Default::default()
-        })
+        }))
         .await
         .map_err(|e| e.to_string())?;
     }
@@ -829,20 +876,20 @@ async fn delta(i: usize, cfg: &LoadConfig, shared: &Shared) -> Result<(), String
             now,
             &shared.events,
         );
-        tx.send(DeltaDiscoveryRequest {
+        tx.send(Outgoing::from(DeltaDiscoveryRequest {
             type_url: resp.type_url.clone(),
             response_nonce: resp.nonce.clone(),
             ..Default::default()
-        })
+        }))
         .await
         .map_err(|e| e.to_string())?;
         if let Some((t, subscribe, unsubscribe)) = change {
-            tx.send(DeltaDiscoveryRequest {
+            tx.send(Outgoing::from(DeltaDiscoveryRequest {
                 type_url: TYPES[t].to_string(),
                 resource_names_subscribe: subscribe,
                 resource_names_unsubscribe: unsubscribe,
                 ..Default::default()
-            })
+            }))
             .await
             .map_err(|e| e.to_string())?;
         }
@@ -940,6 +987,39 @@ mod tests {
         assert_eq!(got.resource_names, ["a", "outbound|80||b"]);
         assert_eq!(got.type_url, TYPES[1]);
         assert_eq!(got.response_nonce, "9");
+    }
+
+    #[test]
+    fn an_ack_with_encoded_names_is_one_grpc_framed_discovery_request() {
+        let names = [
+            "outbound|80||a.ns.svc.cluster.local".to_string(),
+            "b".into(),
+        ];
+        let ack = Outgoing {
+            message: LeanRequest {
+                version_info: "7".into(),
+                type_url: TYPES[1].into(),
+                response_nonce: "12".into(),
+                ..Default::default()
+            },
+            tail: encoded_names(&names),
+        };
+        let frames = ack.into_frames();
+        assert_eq!(frames.len(), 2, "the names go as their own shared buffer");
+        let body: Vec<u8> = frames.iter().flat_map(|f| f.iter().copied()).collect();
+        assert_eq!(body[0], 0, "uncompressed");
+        let len = u32::from_be_bytes([body[1], body[2], body[3], body[4]]) as usize;
+        assert_eq!(len, body.len() - 5);
+        let got = DiscoveryRequest::decode(&body[5..]).expect("decodes");
+        assert_eq!(got.version_info, "7");
+        assert_eq!(got.resource_names, names);
+        assert_eq!(got.type_url, TYPES[1]);
+        assert_eq!(got.response_nonce, "12");
+        // Without names, one frame.
+        assert_eq!(
+            Outgoing::from(LeanRequest::default()).into_frames().len(),
+            1
+        );
     }
 
     fn hcm_listener(name: &str, routes: &[&str]) -> prost::bytes::Bytes {

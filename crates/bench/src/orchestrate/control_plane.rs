@@ -87,7 +87,7 @@ impl BenchControlPlane {
         let log = std::fs::OpenOptions::new().append(true).open(&self.log)?;
         let started = Instant::now();
         self.child = Killed(
-            Command::new(exe)
+            command(exe)
                 .args(args)
                 .envs(env.iter().map(|(k, v)| (k, v)))
                 .env(
@@ -113,6 +113,26 @@ impl BenchControlPlane {
         }
         self.started = started;
         Ok(started.elapsed())
+    }
+}
+
+/// The environment variable naming a command that the benchmarks' control plane is started
+/// under, for profiling: `ISTHMUS_BENCH_CP_WRAPPER="heaptrack -o /tmp/cp"` runs
+/// `heaptrack -o /tmp/cp isthmus control-plane ...`. The figures read from the process
+/// (RSS, CPU) are then the wrapper's, not the control plane's.
+pub const WRAPPER_ENV: &str = "ISTHMUS_BENCH_CP_WRAPPER";
+
+/// The command that starts `exe`: under [`WRAPPER_ENV`]'s command when it is set.
+fn command(exe: &Path) -> Command {
+    let wrapper = std::env::var(WRAPPER_ENV).unwrap_or_default();
+    let mut words = wrapper.split_whitespace();
+    match words.next() {
+        Some(first) => {
+            let mut cmd = Command::new(first);
+            cmd.args(words).arg(exe);
+            cmd
+        }
+        None => Command::new(exe),
     }
 }
 
@@ -250,7 +270,7 @@ async fn start_with(
     let log: PathBuf = work.join("control-plane.log");
     let mut args = vec![std::ffi::OsString::from("control-plane")];
     args.extend(config(&ca, port, mon).to_args());
-    let mut cmd = Command::new(exe);
+    let mut cmd = command(exe);
     cmd.args(&args)
         .env(
             "RUST_LOG",
