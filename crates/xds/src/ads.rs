@@ -75,7 +75,7 @@ struct Watch {
     /// The names the proxy asked for, sorted for lookups; the strings are the resources'
     /// own where the proxy names one (Envoy names every EDS cluster: thousands per proxy,
     /// held once).
-    sorted: Vec<Arc<str>>,
+    sorted: Arc<[Arc<str>]>,
     /// No names, or `*`: every resource of the type.
     all: bool,
     nonce: String,
@@ -92,7 +92,7 @@ impl Default for Watch {
     fn default() -> Self {
         Watch {
             names: Default::default(),
-            sorted: Vec::new(),
+            sorted: Arc::new([]),
             // A request without names asks for everything.
             all: true,
             nonce: String::new(),
@@ -298,10 +298,11 @@ async fn sotw_stream(
                 if req.names != w.names {
                     let encoded = proxy.refresh(&snapshot);
                     w.names = req.names;
-                    w.sorted = req.names_with(|n| {
+                    let mut sorted = req.names_with(|n| {
                         encoded.find(&req.type_url, n).map(|r| r.name.clone())
                     })?;
-                    w.sorted.sort();
+                    sorted.sort();
+                    w.sorted = encoded.share_names(&req.type_url, sorted);
                     w.all = w.sorted.is_empty() || w.sorted.iter().any(|n| &**n == "*");
                     respond = true;
                 }

@@ -75,6 +75,10 @@ pub struct Encoded {
     whole: [OnceLock<Bytes>; 4],
     /// The same for delta responses (each resource with its name and version).
     delta_whole: [OnceLock<Bytes>; 4],
+    /// Per type, every resource's name in order: the list a SotW stream keeps when its
+    /// proxy names every resource of the type (as Envoy names every EDS cluster), shared by
+    /// those streams instead of one copy each.
+    names: [OnceLock<Arc<[Arc<str>]>>; 4],
     patch: Option<Patch>,
 }
 
@@ -139,6 +143,7 @@ impl Encoded {
             by_type,
             whole,
             delta_whole: Default::default(),
+            names: Default::default(),
             patch: None,
         }
     }
@@ -180,6 +185,7 @@ impl Encoded {
             by_type,
             whole: Default::default(),
             delta_whole: Default::default(),
+            names: Default::default(),
             patch: Some(Patch {
                 from: Arc::downgrade(prev),
                 names,
@@ -210,6 +216,27 @@ impl Encoded {
         list.binary_search_by(|r| r.name.as_ref().cmp(name))
             .ok()
             .map(|i| &list[i])
+    }
+
+    /// `names` (sorted, the strings found in this set) as a shared list: this set's own
+    /// list of `type_url`'s names when `names` is exactly that, so that the streams of
+    /// proxies asking for every resource hold one list between them; `names` otherwise.
+    pub fn share_names(&self, type_url: &str, names: Vec<Arc<str>>) -> Arc<[Arc<str>]> {
+        let Some(i) = PUSH_ORDER.iter().position(|t| *t == type_url) else {
+            return names.into();
+        };
+        let list = &self.by_type[i];
+        let same = list.len() == names.len()
+            && list
+                .iter()
+                .zip(&names)
+                .all(|(r, n)| Arc::ptr_eq(&r.name, n));
+        if !same {
+            return names.into();
+        }
+        self.names[i]
+            .get_or_init(|| list.iter().map(|r| r.name.clone()).collect())
+            .clone()
     }
 
     /// Every resource of `type_url` as one response body (see [`crate::wire`]), shared.
@@ -647,6 +674,38 @@ mod tests {
                 .collect(),
             configs_updated: ConfigsUpdated::Unknown,
         }
+    }
+
+    #[test]
+    fn streams_naming_every_resource_share_one_name_list() {
+        let eds = isthmus_envoy::ENDPOINT_TYPE;
+        let i = PUSH_ORDER.iter().position(|t| *t == eds).expect("EDS");
+        let mut by_type: [Vec<EncodedResource>; 4] = Default::default();
+        by_type[i] = vec![
+            EncodedResource::named("outbound|80||a", 1),
+            EncodedResource::named("outbound|80||b", 2),
+        ];
+        let set = Encoded {
+            by_type,
+            whole: Default::default(),
+            delta_whole: Default::default(),
+            names: Default::default(),
+            patch: None,
+        };
+        let asked =
+            || -> Vec<Arc<str>> { set.of_type(eds).iter().map(|r| r.name.clone()).collect() };
+        let one = set.share_names(eds, asked());
+        let two = set.share_names(eds, asked());
+        assert!(Arc::ptr_eq(&one, &two), "one list for every such stream");
+        assert_eq!(one.len(), 2);
+        // A subset, or equal strings that are not the set's own, stay the stream's.
+        let part = set.share_names(eds, asked()[..1].to_vec());
+        assert_eq!(part.len(), 1);
+        assert!(!Arc::ptr_eq(&part, &one));
+        let copies: Vec<Arc<str>> = asked().iter().map(|n| Arc::from(&**n)).collect();
+        let own = set.share_names(eds, copies);
+        assert_eq!(own, one, "the same names");
+        assert!(!Arc::ptr_eq(&own, &one));
     }
 
     #[test]
