@@ -81,12 +81,11 @@ impl BenchControlPlane {
     /// Kills the process (SIGKILL, as a crash or an evicted pod) and starts it again with
     /// the same settings, ports and CA, its log appended; returns once it is ready.
     pub async fn restart(&mut self) -> Result<Duration, BenchError> {
-        let _ = self.child.0.kill();
-        let _ = self.child.0.wait();
+        self.child.stop();
         let (exe, args, env) = &self.command;
         let log = std::fs::OpenOptions::new().append(true).open(&self.log)?;
         let started = Instant::now();
-        self.child = Killed(
+        self.child = Killed::spawn(
             command(exe)
                 .args(args)
                 .envs(env.iter().map(|(k, v)| (k, v)))
@@ -95,10 +94,8 @@ impl BenchControlPlane {
                     "warn,isthmus_control_plane=info,isthmus_xds::cache=debug",
                 )
                 .stdout(Stdio::null())
-                .stderr(Stdio::from(log))
-                .spawn()
-                .map_err(BenchError::StartControlPlane)?,
-        );
+                .stderr(Stdio::from(log)),
+        )?;
         let deadline = Instant::now() + Duration::from_secs(600);
         while !matches!(
             isthmus_lab::http::get(self.monitoring, "/ready"),
@@ -119,7 +116,9 @@ impl BenchControlPlane {
 /// The environment variable naming a command that the benchmarks' control plane is started
 /// under, for profiling: `ISTHMUS_BENCH_CP_WRAPPER="heaptrack -o /tmp/cp"` runs
 /// `heaptrack -o /tmp/cp isthmus control-plane ...`. The figures read from the process
-/// (RSS, CPU) are then the wrapper's, not the control plane's.
+/// (RSS, CPU) are then the wrapper's, not the control plane's. The wrapper and what it
+/// starts form a process group of their own, stopped together with SIGTERM (so that a
+/// profiler writes its data out), then SIGKILL after 30 s.
 pub const WRAPPER_ENV: &str = "ISTHMUS_BENCH_CP_WRAPPER";
 
 /// The command that starts `exe`: under [`WRAPPER_ENV`]'s command when it is set.
@@ -136,13 +135,48 @@ fn command(exe: &Path) -> Command {
     }
 }
 
-/// Kills and reaps the child when dropped, also on early return.
-struct Killed(Child);
+/// Kills and reaps the child when dropped, also on early return; under a wrapper, its whole
+/// process group.
+struct Killed(Child, bool);
+
+impl Killed {
+    /// Spawns `cmd`, in a process group of its own when it is a wrapper's.
+    fn spawn(cmd: &mut Command) -> Result<Killed, BenchError> {
+        use std::os::unix::process::CommandExt;
+        let wrapped = std::env::var_os(WRAPPER_ENV).is_some_and(|w| !w.is_empty());
+        if wrapped {
+            cmd.process_group(0);
+        }
+        let child = cmd.spawn().map_err(BenchError::StartControlPlane)?;
+        Ok(Killed(child, wrapped))
+    }
+
+    /// Stops the process (SIGKILL), or a wrapper's group (SIGTERM, SIGKILL after 30 s),
+    /// and reaps it.
+    fn stop(&mut self) {
+        if self.1 {
+            let group = format!("-{}", self.0.id());
+            let signal = |s: &str| {
+                let _ = Command::new("kill")
+                    .args([s, "--", &group])
+                    .stderr(Stdio::null())
+                    .status();
+            };
+            signal("-TERM");
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while matches!(self.0.try_wait(), Ok(None)) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            signal("-KILL");
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
 
 impl Drop for Killed {
     fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        self.stop();
     }
 }
 
@@ -280,7 +314,7 @@ async fn start_with(
         .stdout(Stdio::null())
         .stderr(Stdio::from(std::fs::File::create(&log)?));
     let started = Instant::now();
-    let mut child = Killed(cmd.spawn().map_err(BenchError::StartControlPlane)?);
+    let mut child = Killed::spawn(&mut cmd)?;
     let monitoring = SocketAddr::from((Ipv4Addr::LOCALHOST, mon));
     let ready_deadline = Instant::now() + Duration::from_secs(600);
     let mut loading_answers = ResponseTimes::default();
