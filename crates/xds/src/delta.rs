@@ -160,9 +160,7 @@ pub async fn delta_stream(
                         .collect();
                 }
                 let mut changed = first_for_type;
-                let encoded = (!req.resource_names_subscribe.is_empty()
-                    || !req.resource_names_unsubscribe.is_empty())
-                .then(|| proxy.refresh(&snapshot));
+                let encoded = (!req.resource_names_subscribe.is_empty()).then(|| proxy.refresh(&snapshot));
                 let mut add = Vec::new();
                 for n in &req.resource_names_subscribe {
                     if n == "*" {
@@ -194,7 +192,10 @@ pub async fn delta_stream(
                 }
                 remove.sort_unstable();
                 if !add.is_empty() || !remove.is_empty() {
-                    sub.resubscribe(add, &remove, encoded.as_deref(), &req.type_url);
+                    // The names are shared with the set they came from, or (for a request
+                    // that only unsubscribes) the set last pushed.
+                    let from = encoded.clone().or_else(|| sub.base.clone());
+                    sub.resubscribe(add, &remove, from.as_deref(), &req.type_url);
                 }
                 if changed {
                     nonce += 1;
