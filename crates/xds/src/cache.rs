@@ -91,6 +91,11 @@ struct Patch {
     names: [Vec<String>; 4],
 }
 
+/// Where `type_url` stands in [`PUSH_ORDER`] (and in an [`Encoded`]'s per-type arrays).
+fn type_index(type_url: &str) -> Option<usize> {
+    PUSH_ORDER.iter().position(|t| *t == type_url)
+}
+
 /// Encodes `type_url`'s resources into one buffer; each resource's entry is a slice of it.
 fn encode(res: &ProxyResources, type_url: &str) -> (Vec<EncodedResource>, Bytes) {
     let mut list = res.of_type(type_url);
@@ -206,7 +211,7 @@ impl Encoded {
         if !Arc::ptr_eq(&from, base) {
             return None;
         }
-        let i = PUSH_ORDER.iter().position(|t| *t == type_url)?;
+        let i = type_index(type_url)?;
         Some(patch.names[i].as_slice())
     }
 
@@ -222,7 +227,7 @@ impl Encoded {
     /// list of `type_url`'s names when `names` is exactly that, so that the streams of
     /// proxies asking for every resource hold one list between them; `names` otherwise.
     pub fn share_names(&self, type_url: &str, names: Vec<Arc<str>>) -> Arc<[Arc<str>]> {
-        let Some(i) = PUSH_ORDER.iter().position(|t| *t == type_url) else {
+        let Some(i) = type_index(type_url) else {
             return names.into();
         };
         let list = &self.by_type[i];
@@ -241,7 +246,7 @@ impl Encoded {
 
     /// Every resource of `type_url` as one response body (see [`crate::wire`]), shared.
     pub fn whole(&self, type_url: &str) -> Bytes {
-        let Some(i) = PUSH_ORDER.iter().position(|t| *t == type_url) else {
+        let Some(i) = type_index(type_url) else {
             return Bytes::new();
         };
         self.whole[i]
@@ -259,7 +264,7 @@ impl Encoded {
     /// Every resource of `type_url` as one delta response body (see
     /// [`crate::wire::delta_body`]), shared.
     pub fn delta_whole(&self, type_url: &str) -> Bytes {
-        let Some(i) = PUSH_ORDER.iter().position(|t| *t == type_url) else {
+        let Some(i) = type_index(type_url) else {
             return Bytes::new();
         };
         self.delta_whole[i]
@@ -279,9 +284,7 @@ impl Encoded {
 
     /// The resources of `type_url`.
     pub fn of_type(&self, type_url: &str) -> &[EncodedResource] {
-        PUSH_ORDER
-            .iter()
-            .position(|t| *t == type_url)
+        type_index(type_url)
             .map(|i| self.by_type[i].as_slice())
             .unwrap_or_default()
     }
@@ -679,7 +682,7 @@ mod tests {
     #[test]
     fn streams_naming_every_resource_share_one_name_list() {
         let eds = isthmus_envoy::ENDPOINT_TYPE;
-        let i = PUSH_ORDER.iter().position(|t| *t == eds).expect("EDS");
+        let i = type_index(eds).expect("EDS");
         let mut by_type: [Vec<EncodedResource>; 4] = Default::default();
         by_type[i] = vec![
             EncodedResource::named("outbound|80||a", 1),

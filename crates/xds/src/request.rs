@@ -72,6 +72,9 @@ fn word(b: &[u8]) -> u64 {
 /// depend on where the pieces split, only on the bytes.
 struct NamesHasher {
     count: usize,
+    /// The run of name entries not yet hashed, in the message (Envoy writes them one after
+    /// another, so a request's names are usually one run, hashed at once).
+    run: std::ops::Range<usize>,
     lanes: [u64; 4],
     /// Bytes not yet making a 32-byte stripe.
     pending: [u8; 32],
@@ -83,6 +86,7 @@ impl NamesHasher {
     fn new() -> Self {
         NamesHasher {
             count: 0,
+            run: 0..0,
             lanes: [P1.wrapping_add(P2), P2, 0, 0u64.wrapping_sub(P1)],
             pending: [0; 32],
             pending_len: 0,
@@ -94,6 +98,16 @@ impl NamesHasher {
         for (lane, w) in self.lanes.iter_mut().zip(s.chunks_exact(8)) {
             *lane = round(*lane, word(w));
         }
+    }
+
+    /// Adds the name entry at `entry` of `raw` (the message every call is given).
+    fn entry(&mut self, raw: &[u8], entry: std::ops::Range<usize>) {
+        self.count += 1;
+        if self.run.end != entry.start {
+            let run = std::mem::replace(&mut self.run, entry.start..entry.start);
+            self.write(&raw[run]);
+        }
+        self.run.end = entry.end;
     }
 
     fn write(&mut self, mut bytes: &[u8]) {
@@ -119,7 +133,10 @@ impl NamesHasher {
         self.pending_len = rest.len();
     }
 
-    fn finish(self) -> NamesKey {
+    /// The key of every entry added from `raw`.
+    fn finish(mut self, raw: &[u8]) -> NamesKey {
+        let run = std::mem::take(&mut self.run);
+        self.write(&raw[run]);
         if self.count == 0 {
             return NamesKey::default();
         }
@@ -220,18 +237,7 @@ impl SotwRequest {
     pub fn parse(raw: Bytes) -> Result<SotwRequest, Status> {
         let mut req = SotwRequest::default();
         let mut names = NamesHasher::new();
-        // The run of name entries not yet hashed (Envoy writes them one after another).
-        let mut run = 0..0;
         fields(&raw, |field, entry, v| {
-            if field == 3 {
-                names.count += 1;
-                if run.end != entry.start {
-                    names.write(&raw[run.clone()]);
-                    run.start = entry.start;
-                }
-                run.end = entry.end;
-                return Ok(());
-            }
             match field {
                 1 => req.version_info = utf8(v, "version_info")?,
                 2 => {
@@ -239,6 +245,7 @@ impl SotwRequest {
                     node.merge(v)
                         .map_err(|e| malformed(&format!("node: {e}")))?;
                 }
+                3 => names.entry(&raw, entry),
                 4 => req.type_url = utf8(v, "type_url")?,
                 5 => req.response_nonce = utf8(v, "response_nonce")?,
                 6 => {
@@ -251,8 +258,7 @@ impl SotwRequest {
             }
             Ok(())
         })?;
-        names.write(&raw[run]);
-        req.names = names.finish();
+        req.names = names.finish(&raw);
         req.raw = raw;
         Ok(req)
     }
@@ -384,7 +390,7 @@ mod tests {
             for p in entries.chunks(piece) {
                 h.write(p);
             }
-            assert_eq!(h.finish(), whole, "pieces of {piece}");
+            assert_eq!(h.finish(&[]), whole, "pieces of {piece}");
         }
         // One byte changed anywhere in a long list changes the key.
         let mut changed = names.clone();

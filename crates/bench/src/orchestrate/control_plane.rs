@@ -61,7 +61,7 @@ impl ResponseTimes {
 impl BenchControlPlane {
     /// Its process id.
     pub fn pid(&self) -> u32 {
-        self.child.0.id()
+        self.child.child.id()
     }
 
     /// How the simulated proxies connect to it: TLS, checked against its root, with the
@@ -75,7 +75,7 @@ impl BenchControlPlane {
 
     /// Whether the process is still running (not exited on its own).
     pub fn running(&mut self) -> bool {
-        matches!(self.child.0.try_wait(), Ok(None))
+        matches!(self.child.child.try_wait(), Ok(None))
     }
 
     /// Kills the process (SIGKILL, as a crash or an evicted pod) and starts it again with
@@ -85,9 +85,9 @@ impl BenchControlPlane {
         let (exe, args, env) = &self.command;
         let log = std::fs::OpenOptions::new().append(true).open(&self.log)?;
         let started = Instant::now();
+        let (mut cmd, wrapped) = command(exe);
         self.child = Killed::spawn(
-            command(exe)
-                .args(args)
+            cmd.args(args)
                 .envs(env.iter().map(|(k, v)| (k, v)))
                 .env(
                     "RUST_LOG",
@@ -95,6 +95,7 @@ impl BenchControlPlane {
                 )
                 .stdout(Stdio::null())
                 .stderr(Stdio::from(log)),
+            wrapped,
         )?;
         let deadline = Instant::now() + Duration::from_secs(600);
         while !matches!(
@@ -121,41 +122,45 @@ impl BenchControlPlane {
 /// profiler writes its data out), then SIGKILL after 30 s.
 pub const WRAPPER_ENV: &str = "ISTHMUS_BENCH_CP_WRAPPER";
 
-/// The command that starts `exe`: under [`WRAPPER_ENV`]'s command when it is set.
-fn command(exe: &Path) -> Command {
+/// The command that starts `exe`, and whether it is [`WRAPPER_ENV`]'s (then in a process
+/// group of its own).
+fn command(exe: &Path) -> (Command, bool) {
+    use std::os::unix::process::CommandExt;
     let wrapper = std::env::var(WRAPPER_ENV).unwrap_or_default();
     let mut words = wrapper.split_whitespace();
     match words.next() {
         Some(first) => {
             let mut cmd = Command::new(first);
-            cmd.args(words).arg(exe);
-            cmd
+            cmd.args(words).arg(exe).process_group(0);
+            (cmd, true)
         }
-        None => Command::new(exe),
+        None => (Command::new(exe), false),
     }
 }
 
 /// Kills and reaps the child when dropped, also on early return; under a wrapper, its whole
 /// process group.
-struct Killed(Child, bool);
+struct Killed {
+    child: Child,
+    /// Started under a wrapper, as the leader of its process group.
+    group: bool,
+}
 
 impl Killed {
-    /// Spawns `cmd`, in a process group of its own when it is a wrapper's.
-    fn spawn(cmd: &mut Command) -> Result<Killed, BenchError> {
-        use std::os::unix::process::CommandExt;
-        let wrapped = std::env::var_os(WRAPPER_ENV).is_some_and(|w| !w.is_empty());
-        if wrapped {
-            cmd.process_group(0);
-        }
+    /// Spawns `cmd` (`wrapped`: made by [`command`] with a wrapper).
+    fn spawn(cmd: &mut Command, wrapped: bool) -> Result<Killed, BenchError> {
         let child = cmd.spawn().map_err(BenchError::StartControlPlane)?;
-        Ok(Killed(child, wrapped))
+        Ok(Killed {
+            child,
+            group: wrapped,
+        })
     }
 
     /// Stops the process (SIGKILL), or a wrapper's group (SIGTERM, SIGKILL after 30 s),
     /// and reaps it.
     fn stop(&mut self) {
-        if self.1 {
-            let group = format!("-{}", self.0.id());
+        if self.group {
+            let group = format!("-{}", self.child.id());
             let signal = |s: &str| {
                 let _ = Command::new("kill")
                     .args([s, "--", &group])
@@ -164,13 +169,13 @@ impl Killed {
             };
             signal("-TERM");
             let deadline = Instant::now() + Duration::from_secs(30);
-            while matches!(self.0.try_wait(), Ok(None)) && Instant::now() < deadline {
+            while matches!(self.child.try_wait(), Ok(None)) && Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(50));
             }
             signal("-KILL");
         }
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
@@ -304,7 +309,7 @@ async fn start_with(
     let log: PathBuf = work.join("control-plane.log");
     let mut args = vec![std::ffi::OsString::from("control-plane")];
     args.extend(config(&ca, port, mon).to_args());
-    let mut cmd = command(exe);
+    let (mut cmd, wrapped) = command(exe);
     cmd.args(&args)
         .env(
             "RUST_LOG",
@@ -314,7 +319,7 @@ async fn start_with(
         .stdout(Stdio::null())
         .stderr(Stdio::from(std::fs::File::create(&log)?));
     let started = Instant::now();
-    let mut child = Killed::spawn(&mut cmd)?;
+    let mut child = Killed::spawn(&mut cmd, wrapped)?;
     let monitoring = SocketAddr::from((Ipv4Addr::LOCALHOST, mon));
     let ready_deadline = Instant::now() + Duration::from_secs(600);
     let mut loading_answers = ResponseTimes::default();
@@ -326,7 +331,7 @@ async fn start_with(
             break;
         }
         // Exited: no point waiting (its log says why).
-        if Instant::now() > ready_deadline || !matches!(child.0.try_wait(), Ok(None)) {
+        if Instant::now() > ready_deadline || !matches!(child.child.try_wait(), Ok(None)) {
             return Err(BenchError::ControlPlaneNotReady { log });
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
