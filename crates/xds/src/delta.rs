@@ -106,7 +106,7 @@ fn is_wildcard_type(type_url: &str) -> bool {
 /// Runs one delta stream until the proxy goes away; the stream is refused unless `peer`'s
 /// certificate proves the identity the node claims in `trust_domain`.
 pub async fn delta_stream(
-    input: &mut Requests<DeltaDiscoveryRequest>,
+    input: &mut Requests<Box<DeltaDiscoveryRequest>>,
     tx: &Tx,
     snapshots: &mut watch::Receiver<MeshUpdate>,
     status: &Arc<XdsStatus>,
@@ -199,7 +199,9 @@ pub async fn delta_stream(
                 }
                 if changed {
                     nonce += 1;
-                    push(tx, &mut proxy, &snapshot, &req.type_url, sub, nonce, &st, false).await?;
+                    // Boxed, here and below: a push is short, and inline it would grow every
+                    // waiting stream's future by its size.
+                    Box::pin(push(tx, &mut proxy, &snapshot, &req.type_url, sub, nonce, &st, false)).await?;
                     note_push(&mut proxy, &req.type_url, sub, nonce);
                 }
                 continue;
@@ -233,7 +235,7 @@ pub async fn delta_stream(
                             }
                         }
                         nonce += 1;
-                        let sent = push(tx, &mut proxy, &snapshot, type_url, sub, nonce, &st, true).await?;
+                        let sent = Box::pin(push(tx, &mut proxy, &snapshot, type_url, sub, nonce, &st, true)).await?;
                         note_push(&mut proxy, type_url, sub, nonce);
                         if type_url == isthmus_envoy::CLUSTER_TYPE {
                             updated_clusters = sent;

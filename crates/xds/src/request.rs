@@ -22,13 +22,13 @@ pub struct SotwRequest {
     /// The version the proxy last accepted.
     pub version_info: String,
     /// Who the proxy is (first request of a stream).
-    pub node: Option<Node>,
+    pub node: Option<Box<Node>>,
     /// The resource type.
     pub type_url: String,
     /// The nonce of the response this request answers.
     pub response_nonce: String,
     /// Set when the proxy rejected that response (a NACK).
-    pub error_detail: Option<RpcStatus>,
+    pub error_detail: Option<Box<RpcStatus>>,
     /// Identifies the list of names asked for.
     pub names: NamesKey,
     /// The message, to read the names from when they are needed.
@@ -241,7 +241,7 @@ impl SotwRequest {
             match field {
                 1 => req.version_info = utf8(v, "version_info")?,
                 2 => {
-                    let node = req.node.get_or_insert_with(Node::default);
+                    let node = req.node.get_or_insert_with(Box::default);
                     node.merge(v)
                         .map_err(|e| malformed(&format!("node: {e}")))?;
                 }
@@ -249,7 +249,7 @@ impl SotwRequest {
                 4 => req.type_url = utf8(v, "type_url")?,
                 5 => req.response_nonce = utf8(v, "response_nonce")?,
                 6 => {
-                    let status = req.error_detail.get_or_insert_with(RpcStatus::default);
+                    let status = req.error_detail.get_or_insert_with(Box::default);
                     status
                         .merge(v)
                         .map_err(|e| malformed(&format!("error_detail: {e}")))?;
@@ -320,10 +320,10 @@ mod tests {
         let sent = request(&["outbound|80||a.ns.svc.cluster.local", "b"]);
         let got = parse(&sent);
         assert_eq!(got.version_info, sent.version_info);
-        assert_eq!(got.node, sent.node);
+        assert_eq!(got.node.as_deref(), sent.node.as_ref());
         assert_eq!(got.type_url, sent.type_url);
         assert_eq!(got.response_nonce, sent.response_nonce);
-        assert_eq!(got.error_detail, sent.error_detail);
+        assert_eq!(got.error_detail.as_deref(), sent.error_detail.as_ref());
         assert_eq!(got.names.count, 2);
         let shared: Arc<str> = Arc::from("b");
         let names = got

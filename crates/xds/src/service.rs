@@ -38,7 +38,7 @@ pub trait StreamHandler: Clone + Send + Sync + 'static {
     /// Runs a state-of-the-world stream for `peer`.
     fn sotw(&self, peer: Peer, input: Requests<SotwRequest>, tx: ResponseTx);
     /// Runs a delta stream for `peer`.
-    fn delta(&self, peer: Peer, input: Requests<DeltaDiscoveryRequest>, tx: ResponseTx);
+    fn delta(&self, peer: Peer, input: Requests<Box<DeltaDiscoveryRequest>>, tx: ResponseTx);
 }
 
 /// The tower service tonic's router serves.
@@ -96,9 +96,12 @@ impl<H: StreamHandler> tonic::codegen::Service<http::Request<Body>> for AdsServi
     }
 }
 
-/// Decodes one protobuf request message.
-fn decode_prost<T: prost::Message + Default>(message: Bytes) -> Result<T, Status> {
-    T::decode(message).map_err(|e| Status::invalid_argument(format!("malformed request: {e}")))
+/// Decodes one protobuf request message, boxed: a stream's future keeps the requests it
+/// holds across its awaits, and a delta request with its node is over 500 bytes inline.
+pub(crate) fn decode_prost<T: prost::Message + Default>(message: Bytes) -> Result<Box<T>, Status> {
+    T::decode(message)
+        .map(Box::new)
+        .map_err(|e| Status::invalid_argument(format!("malformed request: {e}")))
 }
 
 /// Requests are read uncompressed: a client that compresses them is told so up front
@@ -298,7 +301,12 @@ mod tests {
         fn sotw(&self, _peer: Peer, _input: Requests<SotwRequest>, _tx: ResponseTx) {
             self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         }
-        fn delta(&self, _peer: Peer, _input: Requests<DeltaDiscoveryRequest>, _tx: ResponseTx) {
+        fn delta(
+            &self,
+            _peer: Peer,
+            _input: Requests<Box<DeltaDiscoveryRequest>>,
+            _tx: ResponseTx,
+        ) {
             self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         }
     }
