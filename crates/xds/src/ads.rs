@@ -725,11 +725,6 @@ mod tests {
         assert!(changed.is_empty());
         assert_eq!(added, 0);
     }
-}
-
-#[cfg(test)]
-mod stream_size {
-    use super::*;
 
     /// A thousand proxies hold a thousand stream futures while they wait: the futures keep
     /// their requests boxed and box the sends of a push (alive only during it), so what a
