@@ -4,7 +4,8 @@
 //! carried. A state-of-the-world proxy's endpoint ACK names every EDS cluster (about 100 KB
 //! with 2,000 services), so 1,000 such streams held some 130 MB of buffers between ACKs.
 //! This reader frames gRPC messages itself (a compressed flag, a 4-byte length, the
-//! message) and lets a large message's buffer go with the message.
+//! message), lets a large message's buffer go with the message, and holds no buffer at all
+//! while it waits for the next one.
 
 use bytes::{Buf, Bytes, BytesMut};
 use futures::Stream;
@@ -102,7 +103,14 @@ impl<T> Stream for Requests<T> {
                     "the request stream ended inside a message",
                 ))));
             }
-            match ready!(Pin::new(&mut this.body).poll_frame(cx)) {
+            let polled = Pin::new(&mut this.body).poll_frame(cx);
+            if polled.is_pending() && this.buf.is_empty() && this.buf.capacity() > 0 {
+                // Waiting for the proxy's next request (most of a stream's life): hold no
+                // buffer. A state-of-the-world proxy's smaller ACKs (up to KEEP) would
+                // otherwise keep theirs between requests.
+                this.buf = BytesMut::new();
+            }
+            match ready!(polled) {
                 Some(Ok(frame)) => {
                     // Trailers carry nothing a request needs.
                     if let Ok(data) = frame.into_data() {
@@ -181,6 +189,35 @@ mod tests {
         assert_eq!(message.len(), 200_000);
         assert!(r.buf.capacity() <= KEEP, "{}", r.buf.capacity());
         assert!(r.next().await.is_none());
+    }
+
+    #[tokio::test]
+    async fn a_stream_waiting_for_its_next_request_holds_no_buffer() {
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<http_body::Frame<Bytes>, Status>>(4);
+        let body = Body::new(http_body_util::StreamBody::new(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        ));
+        let mut r = Requests::new(body, echo, 1 << 20);
+        // A 4 KB request in two frames (the buffer grows past it on the second): under
+        // KEEP, so the buffer is not let go with the message.
+        let bytes = framed(&[&[7u8; 4096]]);
+        let (a, b) = bytes.split_at(3000);
+        for part in [a, b] {
+            let frame = http_body::Frame::data(Bytes::copy_from_slice(part));
+            tx.send(Ok(frame)).await.expect("the reader is there");
+        }
+        let message = r.next().await.expect("a message").expect("whole");
+        assert_eq!(message.len(), 4096);
+        drop(message);
+        // Nothing more has come: the reader waits, and holds no buffer while it does.
+        let waiting = futures::poll!(r.next());
+        assert!(waiting.is_pending());
+        assert_eq!(r.buf.capacity(), 0);
+        // The next request is read as before.
+        let frame = http_body::Frame::data(Bytes::from(framed(&[b"next"])));
+        tx.send(Ok(frame)).await.expect("the reader is there");
+        let message = r.next().await.expect("a message").expect("whole");
+        assert_eq!(message, b"next".to_vec());
     }
 
     #[tokio::test]
