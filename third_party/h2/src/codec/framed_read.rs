@@ -410,6 +410,10 @@ fn decode_frame(decoder: &mut FrameDecoder, mut bytes: BytesMut) -> Result<Optio
     Ok(Some(frame))
 }
 
+/// Isthmus patch: the read buffer a connection takes when it reads (the
+/// capacity tokio-util's `FramedRead` starts with).
+const READ_BUFFER_CAPACITY: usize = 8 * 1024;
+
 impl<T> Stream for FramedRead<T>
 where
     T: AsyncRead + Unpin,
@@ -421,13 +425,18 @@ where
         let _e = span.enter();
         loop {
             tracing::trace!("poll");
+            // Isthmus patch: a connection holds a read buffer only while it reads.
+            // It takes one of the size h2 starts with when polled without one...
+            let buf = self.inner.read_buffer_mut();
+            if buf.capacity() == 0 {
+                buf.reserve(READ_BUFFER_CAPACITY);
+            }
             let polled = Pin::new(&mut self.inner).poll_next(cx);
             if polled.is_pending() {
-                // Isthmus patch: waiting for the peer with every frame read, a
-                // connection gives its read buffer back (it grew to the largest
-                // frame read); the next read takes a new one.
+                // ...and, waiting for the peer with every frame read, gives it
+                // back (it may have grown to the largest frame read).
                 let buf = self.inner.read_buffer_mut();
-                if buf.is_empty() && buf.capacity() > 0 {
+                if buf.is_empty() {
                     *buf = BytesMut::new();
                 }
             }
