@@ -198,8 +198,9 @@ mod tests {
             tokio_stream::wrappers::ReceiverStream::new(rx),
         ));
         let mut r = Requests::new(body, echo, 1 << 20);
-        // A 4 KB request in two frames (the buffer grows past it on the second): under
-        // KEEP, so the buffer is not let go with the message.
+        // A 4 KB request in two frames (the buffer, reserved for the rest of the message
+        // after the first, grows past it): under KEEP, so the buffer is not let go with the
+        // message.
         let bytes = framed(&[&[7u8; 4096]]);
         let (a, b) = bytes.split_at(3000);
         for part in [a, b] {
@@ -209,6 +210,10 @@ mod tests {
         let message = r.next().await.expect("a message").expect("whole");
         assert_eq!(message.len(), 4096);
         drop(message);
+        assert!(
+            r.buf.capacity() > 0,
+            "the buffer has room left to give back"
+        );
         // Nothing more has come: the reader waits, and holds no buffer while it does.
         let waiting = futures::poll!(r.next());
         assert!(waiting.is_pending());

@@ -426,15 +426,20 @@ where
         loop {
             tracing::trace!("poll");
             // Isthmus patch: a connection holds a read buffer only while it reads.
-            // It takes one of the size h2 starts with when polled without one...
+            // It takes one of the size h2 starts with when polled without one (a
+            // new buffer, so that it allocates at least that much again when a
+            // frame split off it is still held)...
             let buf = self.inner.read_buffer_mut();
             if buf.capacity() == 0 {
-                buf.reserve(READ_BUFFER_CAPACITY);
+                *buf = BytesMut::with_capacity(READ_BUFFER_CAPACITY);
             }
             let polled = Pin::new(&mut self.inner).poll_next(cx);
             if polled.is_pending() {
                 // ...and, waiting for the peer with every frame read, gives it
-                // back (it may have grown to the largest frame read).
+                // back (it may have grown to the largest frame read). A frame
+                // partly read keeps at least its length field in the buffer (the
+                // codec is built with `num_skip(0)`), so an empty buffer holds
+                // nothing of a frame.
                 let buf = self.inner.read_buffer_mut();
                 if buf.is_empty() {
                     *buf = BytesMut::new();
