@@ -72,6 +72,23 @@ pub fn write(out: &Path, shape: Shape) -> std::io::Result<Written> {
             ),
         ));
     }
+    write_shape(out, shape)
+}
+
+/// Writes a mesh of one cluster with nothing in it but its mesh config: the baseline that
+/// `bench memory` measures the process itself on.
+pub fn write_empty(out: &Path) -> std::io::Result<Written> {
+    write_shape(
+        out,
+        Shape {
+            clusters: 1,
+            services: 0,
+            endpoints: 1,
+        },
+    )
+}
+
+fn write_shape(out: &Path, shape: Shape) -> std::io::Result<Written> {
     let _ = std::fs::remove_dir_all(out);
     let mut registries = Vec::new();
     let mut objects = 0u64;
@@ -252,6 +269,16 @@ mod tests {
             assert!(err.to_string().contains("at least 1"), "{err}");
             assert!(!out.exists(), "nothing written");
         }
+    }
+
+    #[test]
+    fn the_empty_baseline_is_one_cluster_with_only_its_mesh_config() {
+        let out = std::env::temp_dir().join(format!("isthmus-gen-base-{}", std::process::id()));
+        let w = write_empty(&out).expect("written");
+        assert_eq!(w.registries.len(), 1);
+        assert_eq!(w.objects, 1, "the mesh config alone");
+        assert!(out.join("cluster1/istio-system/mesh.yaml").is_file());
+        let _ = std::fs::remove_dir_all(&out);
     }
 
     #[test]

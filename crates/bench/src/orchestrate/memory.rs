@@ -67,13 +67,15 @@ async fn measure_all(opts: &MemoryOptions) -> Result<(), BenchError> {
     check(opts)?;
     let (services, endpoints, more_endpoints) =
         (&opts.services, opts.endpoints, opts.more_endpoints);
-    let empty = measure(
+    let baseline = generate::write_empty(&opts.work.join("mesh"))?;
+    let empty = measure_written(
         &opts.exe,
         Shape {
             clusters: 1,
             services: 0,
             endpoints,
         },
+        &baseline,
         &opts.work,
     )
     .await?;
@@ -179,7 +181,18 @@ async fn measure_all(opts: &MemoryOptions) -> Result<(), BenchError> {
 /// memory once it has settled.
 async fn measure(exe: &Path, shape: Shape, work: &Path) -> Result<Row, BenchError> {
     let written = generate::write(&work.join("mesh"), shape)?;
-    let cp = control_plane::start(exe, &written, work).await?;
+    measure_written(exe, shape, &written, work).await
+}
+
+/// Starts a control plane on `written` (a mesh of `shape`) and reads its memory as
+/// [`measure`] does.
+async fn measure_written(
+    exe: &Path,
+    shape: Shape,
+    written: &generate::Written,
+    work: &Path,
+) -> Result<Row, BenchError> {
+    let cp = control_plane::start(exe, written, work).await?;
     // Ready means the first snapshot is built; give the allocator a moment to settle.
     tokio::time::sleep(Duration::from_secs(1)).await;
     let Some((rss, peak)) = process::memory(cp.pid()) else {
