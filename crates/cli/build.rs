@@ -6,6 +6,10 @@
 use std::path::PathBuf;
 use std::process::Command;
 
+#[path = "build_support/link_order.rs"]
+#[allow(dead_code)]
+mod link_order;
+
 fn main() {
     order_symbols();
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
@@ -51,31 +55,34 @@ fn main() {
 /// The kernel maps a binary's code into a process in blocks around each page it runs, so
 /// functions spread over the 36 MB of text made some 22 MB of it resident in a control plane
 /// that runs about 5 MB of it (docs/BENCHMARKS.md, "The code the control plane runs, laid
-/// out together"). Only LLD takes a symbol ordering file; it is the default linker of Rust
-/// 1.90 and later on x86_64 Linux, so the list is given only there, in release builds, and
-/// when no other linker is chosen. Names the build no longer has are skipped without a
-/// warning: a stale list lays out less, never fails a build. `ISTHMUS_SYMBOL_ORDER=off`
-/// builds without it (to measure against).
+/// out together"). Only LLD takes a symbol ordering file: [`link_order::give_order`] says
+/// when it is the linker. Names the build no longer has are skipped without a warning: a
+/// stale list lays out less, never fails a build. `ISTHMUS_SYMBOL_ORDER=off` builds without
+/// it (to measure against).
 fn order_symbols() {
     let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR"));
     let list = manifest.join("symbol-order.txt");
     println!("cargo:rerun-if-changed={}", list.display());
+    println!("cargo:rerun-if-changed=build_support/link_order.rs");
     println!("cargo:rerun-if-env-changed=ISTHMUS_SYMBOL_ORDER");
     println!("cargo:rerun-if-env-changed=CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_LINKER");
-    let release = std::env::var("PROFILE").as_deref() == Ok("release");
-    let off = std::env::var("ISTHMUS_SYMBOL_ORDER").as_deref() == Ok("off");
-    let target = std::env::var("TARGET").unwrap_or_default();
-    let flags = std::env::var("CARGO_ENCODED_RUSTFLAGS").unwrap_or_default();
-    let other_linker = flags.contains("linker")
-        || flags.contains("fuse-ld")
-        || std::env::var_os("CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_LINKER").is_some();
-    if !release
-        || off
-        || target != "x86_64-unknown-linux-gnu"
-        || other_linker
-        || !rustc_links_with_lld()
-        || !list.is_file()
-    {
+    let var = |name: &str| std::env::var(name).unwrap_or_default();
+    let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
+    let rustc_version = Command::new(rustc)
+        .arg("-vV")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    let (target, rustflags) = (var("TARGET"), var("CARGO_ENCODED_RUSTFLAGS"));
+    let build = link_order::Build {
+        release: var("PROFILE") == "release",
+        off: var("ISTHMUS_SYMBOL_ORDER") == "off",
+        target: &target,
+        rustflags: &rustflags,
+        linker_env: std::env::var_os("CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_LINKER").is_some(),
+        rustc_version: &rustc_version,
+    };
+    if !link_order::give_order(&build) || !list.is_file() {
         return;
     }
     println!(
@@ -83,22 +90,4 @@ fn order_symbols() {
         list.display()
     );
     println!("cargo:rustc-link-arg-bins=-Wl,--no-warn-symbol-ordering");
-}
-
-/// Whether the compiler is Rust 1.90 or later (which links x86_64 Linux binaries with its
-/// own LLD by default).
-fn rustc_links_with_lld() -> bool {
-    let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
-    let Ok(out) = Command::new(rustc).arg("-vV").output() else {
-        return false;
-    };
-    let text = String::from_utf8_lossy(&out.stdout);
-    let Some(release) = text.lines().find_map(|l| l.strip_prefix("release: ")) else {
-        return false;
-    };
-    let mut parts = release
-        .split(['.', '-'])
-        .map(|p| p.parse::<u32>().unwrap_or(0));
-    let (major, minor) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
-    (major, minor) >= (1, 90)
 }

@@ -8,6 +8,11 @@ mod analyze;
 mod bench;
 mod conformance;
 mod lab;
+/// When the release build lays out the code the control plane runs first (the build
+/// script's decision, tested here).
+#[cfg(test)]
+#[path = "../build_support/link_order.rs"]
+mod link_order;
 mod offline_dump;
 mod proxy_config;
 mod proxy_status;
