@@ -13,18 +13,23 @@
 #   2. the binary linked with that list, then the same benchmarks at 1,000 proxies under
 #      `perf record -e page-faults`: the functions that still fault outside the list (paths
 #      that only a large run takes) are added.
-# Takes about 12 minutes on two cores; needs root (the API server, istiod), valgrind and perf
+# Takes about 11 minutes on two cores; needs root (the API server, istiod), valgrind and perf
 # (installed here from Debian when missing), and the Kubernetes and istiod binaries (the
 # repository's install scripts build them).
 #
 # `--check`: builds the release binary and says how many of the listed functions it still
 # has and where they lie; fails if they do not lead the text (the list was not applied).
-# A list gone stale (renamed or changed functions) lays out less, never breaks a build.
+# Fails when fewer than 80% of the listed functions are in the build: the list is stale
+# (functions renamed or moved, a changed compilation unit's `.llvm.N` suffixes, another
+# toolchain: names carry its hashes) and should be made again. A stale list lays out less,
+# never breaks a build.
 set -euo pipefail
 export LC_ALL=C
 cd "$(dirname "$0")/.."
 root=$PWD
 list=crates/cli/symbol-order.txt
+# Built and read here, wherever the caller's Cargo would put its targets.
+export CARGO_TARGET_DIR=$root/target
 exe=$root/target/release/isthmus
 
 check=false
@@ -79,7 +84,9 @@ print(f"{len(found)} of {len(listed)} listed functions are in this build; "
       f"99% of them lie in the first {span / 1e6:.1f} MB of {total / 1e6:.1f} MB of text")
 if span > total / 2:
     sys.exit("error: the listed functions do not lead the text: the list was not applied "
-             "(a release build on x86_64 Linux with Rust 1.90 or later links with LLD)")
+             "(see crates/cli/build_support/link_order.rs for when LLD is given it)")
+if len(found) < 0.8 * len(listed):
+    sys.exit("error: the list is stale: make it again with scripts/symbol-order.sh")
 EOF
 }
 
@@ -99,18 +106,28 @@ scripts/install-kubernetes.sh
 scripts/install-istio-crds.sh
 scripts/install-istiod.sh
 
-# The benchmarks each pass runs, the control plane under "$ISTHMUS_BENCH_CP_WRAPPER".
+# The benchmarks each pass runs, the control plane under "$ISTHMUS_BENCH_CP_WRAPPER"; each
+# logs to $work/<name>.log, and the first that fails stops the script with its log's end.
+bench() {
+  local name=$1
+  shift
+  if ! "$exe" bench "$@" > "$work/$name.log" 2>&1; then
+    echo "error: bench $* failed:" >&2
+    tail -20 "$work/$name.log" >&2
+    exit 1
+  fi
+}
 runs() {
   local proxies=$1 churn=$2 changes=$3 services=$4
-  "$exe" bench xds --services 1000 --endpoints 10 --clusters 2 --proxies "$proxies" \
-    --churn-seconds "$churn" --work "$work/files" > "$work/last.log" 2>&1
-  "$exe" bench xds --services 1000 --endpoints 10 --clusters 2 --proxies "$proxies" --delta \
-    --churn-seconds "$churn" --work "$work/files" > "$work/last.log" 2>&1
-  "$exe" bench xds --peer istiod --services "$services" --endpoints 10 --proxies "$proxies" \
-    --modes sotw,delta --changes "$changes" --work "$work/peer" > "$work/last.log" 2>&1
+  bench files-sotw xds --services 1000 --endpoints 10 --clusters 2 --proxies "$proxies" \
+    --churn-seconds "$churn" --work "$work/files"
+  bench files-delta xds --services 1000 --endpoints 10 --clusters 2 --proxies "$proxies" \
+    --delta --churn-seconds "$churn" --work "$work/files"
+  bench peer xds --peer istiod --services "$services" --endpoints 10 --proxies "$proxies" \
+    --modes sotw,delta --changes "$changes" --work "$work/peer"
   # Remote clusters read from the API server (credential Secrets, a reader per cluster).
-  "$exe" bench memory --peer istiod --services 100 --endpoints 10 --clusters 1,3 \
-    --work "$work/memory" > "$work/last.log" 2>&1
+  bench memory memory --peer istiod --services 100 --endpoints 10 --clusters 1,3 \
+    --work "$work/memory"
 }
 
 # Pass 1 runs the binary as the compiler and linker lay it out without a list: the list keeps
@@ -119,7 +136,7 @@ ISTHMUS_SYMBOL_ORDER=off build "without the list"
 echo "pass 1: the functions that run, under callgrind (about 5 minutes)"
 mkdir -p "$work/cg"
 export ISTHMUS_BENCH_CP_WRAPPER="valgrind --tool=callgrind --demangle=no --dump-instr=no --callgrind-out-file=$work/cg/out.%p"
-runs 50 3 3 300 || { tail -20 "$work/last.log" >&2; exit 1; }
+runs 50 3 3 300
 nm --defined-only "$exe" > "$work/nm.txt"
 python3 - "$work/cg" "$work/nm.txt" "$work/pass1.txt" <<'EOF'
 import os, re, sys
@@ -150,13 +167,17 @@ exec perf record -e page-faults -c 1 -q -o "$work/pf/\$\$.data" -- "\$@"
 EOF
 chmod +x "$work/perf-wrap"
 export ISTHMUS_BENCH_CP_WRAPPER="$work/perf-wrap"
-runs 1000 5 10 1000 || { tail -20 "$work/last.log" >&2; exit 1; }
+runs 1000 5 10 1000
 unset ISTHMUS_BENCH_CP_WRAPPER
-for f in "$work"/pf/*.data; do
-  perf script -i "$f" -F ip,sym,dso --no-demangle 2>/dev/null | grep -F "$exe" || true
+data=("$work"/pf/*.data)
+[ -e "${data[0]}" ] || { echo "error: perf recorded nothing" >&2; exit 1; }
+for f in "${data[@]}"; do
+  perf script -i "$f" -F ip,sym,dso --no-demangle > "$work/pf.txt" \
+    || { echo "error: perf script cannot read $f" >&2; exit 1; }
+  grep -F "$exe" "$work/pf.txt" || true
 done | awk '{ split($2, s, "+"); print s[1] }' | grep -v -e '^\[unknown\]$' -e '^_init$' \
   | sort -u > "$work/pass2.txt"
-# Pass 1's functions in its order, then what pass 2 adds.
+# Pass 1's functions in its order, then what pass 2 adds (by name: they are few).
 sort -u "$work/pass1.txt" > "$work/pass1.sorted"
 comm -13 "$work/pass1.sorted" "$work/pass2.txt" > "$work/added.txt"
 cat "$work/pass1.txt" "$work/added.txt" > "$list"

@@ -1,7 +1,8 @@
 //! Finds the protobuf descriptors envoy-types ships (`src/generated/types.bin`, every
 //! Envoy API message) so that `proxy-config --offline` can write generated resources as
 //! Envoy's own JSON. The file is the dependency's, located through `cargo metadata`, and
-//! copied into OUT_DIR; nothing of it is kept in the repository.
+//! copied into OUT_DIR; nothing of it is kept in the repository. And, for release builds
+//! linked by LLD, hands the linker `symbol-order.txt` ([`order_symbols`]).
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -53,41 +54,54 @@ fn main() {
 /// `scripts/symbol-order.sh`), are laid out first and together in the release binary's text.
 ///
 /// The kernel maps a binary's code into a process in blocks around each page it runs, so
-/// functions spread over the 36 MB of text made some 22 MB of it resident in a control plane
-/// that runs about 5 MB of it (docs/BENCHMARKS.md, "The code the control plane runs, laid
-/// out together"). Only LLD takes a symbol ordering file: [`link_order::give_order`] says
-/// when it is the linker. Names the build no longer has are skipped without a warning: a
-/// stale list lays out less, never fails a build. `ISTHMUS_SYMBOL_ORDER=off` builds without
-/// it (to measure against).
+/// functions spread over the 36 MB of text made 22-23 MB of it resident in a control plane
+/// that runs 5.5 MB of it (docs/BENCHMARKS.md, "The code the control plane runs, laid out
+/// together"). Only LLD takes a symbol ordering file: [`link_order::give_order`] says when it
+/// is the linker. The list names functions as the toolchain that made it mangles them (Rust
+/// 1.95.0, with this Cargo.lock): names a build does not have are skipped without a warning,
+/// so a stale list, or another toolchain, lays out less and never fails a build.
+/// `ISTHMUS_SYMBOL_ORDER=off` builds without it (to measure against).
 fn order_symbols() {
     let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR"));
     let list = manifest.join("symbol-order.txt");
     println!("cargo:rerun-if-changed={}", list.display());
     println!("cargo:rerun-if-changed=build_support/link_order.rs");
     println!("cargo:rerun-if-env-changed=ISTHMUS_SYMBOL_ORDER");
-    println!("cargo:rerun-if-env-changed=CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_LINKER");
     let var = |name: &str| std::env::var(name).unwrap_or_default();
     let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
-    let rustc_version = Command::new(rustc)
-        .arg("-vV")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-        .unwrap_or_default();
+    let run = |args: &[&str]| {
+        Command::new(&rustc)
+            .args(args)
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default()
+    };
     let (target, rustflags) = (var("TARGET"), var("CARGO_ENCODED_RUSTFLAGS"));
+    let rustc_version = run(&["-vV"]);
+    let sysroot = PathBuf::from(run(&["--print", "sysroot"]).trim());
+    let ships_lld = sysroot
+        .join("lib/rustlib")
+        .join(&target)
+        .join("bin/gcc-ld/ld.lld")
+        .is_file();
     let build = link_order::Build {
         release: var("PROFILE") == "release",
         off: var("ISTHMUS_SYMBOL_ORDER") == "off",
         target: &target,
         rustflags: &rustflags,
-        linker_env: std::env::var_os("CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_LINKER").is_some(),
+        linker_env: std::env::var_os("RUSTC_LINKER").is_some(),
         rustc_version: &rustc_version,
+        ships_lld,
     };
     if !link_order::give_order(&build) || !list.is_file() {
         return;
     }
-    println!(
-        "cargo:rustc-link-arg-bins=-Wl,--symbol-ordering-file={}",
-        list.display()
-    );
-    println!("cargo:rustc-link-arg-bins=-Wl,--no-warn-symbol-ordering");
+    // `-Xlinker` passes each argument whole (a `-Wl,` argument is split at commas).
+    for arg in [
+        format!("--symbol-ordering-file={}", list.display()),
+        "--no-warn-symbol-ordering".to_string(),
+    ] {
+        println!("cargo:rustc-link-arg-bins=-Xlinker");
+        println!("cargo:rustc-link-arg-bins={arg}");
+    }
 }

@@ -12,16 +12,21 @@ pub struct Build<'a> {
     pub target: &'a str,
     /// `CARGO_ENCODED_RUSTFLAGS`.
     pub rustflags: &'a str,
-    /// A linker chosen through `CARGO_TARGET_<TRIPLE>_LINKER`.
+    /// A linker chosen for the build (`RUSTC_LINKER`, which Cargo sets from
+    /// `CARGO_TARGET_<TRIPLE>_LINKER` or `target.<triple>.linker` in its config).
     pub linker_env: bool,
     /// What `rustc -vV` printed.
     pub rustc_version: &'a str,
+    /// The toolchain ships its own LLD (`lib/rustlib/<target>/bin/gcc-ld/ld.lld` in its
+    /// sysroot): rustup's builds do, and link with it; a distribution's rustc may not, and
+    /// links with the system's linker.
+    pub ships_lld: bool,
 }
 
-/// Whether the list is given to the linker: only LLD reads a symbol ordering file, and it
-/// links x86_64 Linux binaries by default from Rust 1.90 on, unless flags or the
-/// environment choose another linker. Debug builds are left alone (their code is laid out
-/// differently, and they are not what is measured).
+/// Whether the list is given to the linker: only LLD reads a symbol ordering file, and a
+/// toolchain that ships its own LLD links x86_64 Linux binaries with it by default from
+/// Rust 1.90 on, unless flags or Cargo's configuration choose another linker. Debug builds
+/// are left alone (their code is laid out differently, and they are not what is measured).
 pub fn give_order(b: &Build<'_>) -> bool {
     let other_linker =
         b.linker_env || b.rustflags.contains("linker") || b.rustflags.contains("fuse-ld");
@@ -29,6 +34,7 @@ pub fn give_order(b: &Build<'_>) -> bool {
         && !b.off
         && b.target == "x86_64-unknown-linux-gnu"
         && !other_linker
+        && b.ships_lld
         && lld_by_default(b.rustc_version)
 }
 
@@ -62,6 +68,7 @@ mod tests {
             rustflags: "",
             linker_env: false,
             rustc_version: RUSTC_195,
+            ships_lld: true,
         }
     }
 
@@ -103,6 +110,10 @@ mod tests {
             },
             Build {
                 rustc_version: "rustc 1.88.0\nrelease: 1.88.0\n",
+                ..release()
+            },
+            Build {
+                ships_lld: false,
                 ..release()
             },
         ];

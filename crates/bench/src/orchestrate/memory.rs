@@ -53,6 +53,11 @@ fn check(opts: &MemoryOptions) -> Result<(), BenchError> {
             "--clusters: a mesh has at least one cluster (the control plane's own)",
         ));
     }
+    if opts.endpoints == 0 || opts.services.contains(&0) {
+        return Err(BenchError::InvalidOptions(
+            "--services and --endpoints must each be at least 1",
+        ));
+    }
     Ok(())
 }
 
@@ -317,6 +322,15 @@ mod tests {
             err.to_string(),
             "--clusters: a mesh has at least one cluster (the control plane's own)"
         );
+        // Refused before anything is started, not after the baseline was measured.
+        let err = check(&options(vec![400, 0], vec![1])).expect_err("zero services");
+        assert_eq!(
+            err.to_string(),
+            "--services and --endpoints must each be at least 1"
+        );
+        let mut none = options(vec![400], vec![1]);
+        none.endpoints = 0;
+        assert!(check(&none).is_err());
     }
 
     #[test]
