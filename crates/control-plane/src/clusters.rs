@@ -26,6 +26,17 @@ impl Link {
     }
 }
 
+/// Which of the control plane's clusters a registry reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Its own: every kind, Istio's configuration included.
+    Local,
+    /// Another cluster, linked by a credential: its services and endpoints only (an API
+    /// server's Istio objects are counted and reported as not applied, as istiod does not
+    /// apply them either).
+    Remote,
+}
+
 /// An API server client, shown without its credential.
 #[derive(Clone)]
 pub struct ApiClient(pub kube::Client);
@@ -54,10 +65,11 @@ pub enum ClusterRegistry {
 
 impl ClusterRegistry {
     /// A registry of `cluster` at `link`, read once (a directory) or watching (an API
-    /// server; `wake` is notified when it has events).
+    /// server, for what `role` takes of it; `wake` is notified when it has events).
     pub async fn open(
         cluster: &str,
         link: &Link,
+        role: Role,
         wake: &Arc<Notify>,
     ) -> Result<ClusterRegistry, isthmus_kube::AccessError> {
         Ok(match link {
@@ -68,12 +80,20 @@ impl ClusterRegistry {
             }
             Link::Kube(access) => {
                 let client = access.client().await?;
-                let source = KubeSource::start_notifying(
-                    cluster,
-                    client.clone(),
-                    access.describe(),
-                    wake.clone(),
-                );
+                let source = match role {
+                    Role::Local => KubeSource::start_notifying(
+                        cluster,
+                        client.clone(),
+                        access.describe(),
+                        wake.clone(),
+                    ),
+                    Role::Remote => KubeSource::start_remote(
+                        cluster,
+                        client.clone(),
+                        access.describe(),
+                        wake.clone(),
+                    ),
+                };
                 ClusterRegistry::Kube {
                     registry: Registry::with_source(source),
                     access: access.clone(),
@@ -144,6 +164,14 @@ impl ClusterRegistry {
         match self {
             ClusterRegistry::File(_) => Vec::new(),
             ClusterRegistry::Kube { registry, .. } => registry.source().waiting_for(),
+        }
+    }
+
+    /// How many kinds it watches (none for a directory).
+    pub fn watched(&self) -> usize {
+        match self {
+            ClusterRegistry::File(_) => 0,
+            ClusterRegistry::Kube { registry, .. } => registry.source().watched(),
         }
     }
 

@@ -25,7 +25,7 @@ pub mod mesh_page;
 pub mod metrics;
 pub mod token_review;
 
-pub use clusters::{ClusterRegistry, Link};
+pub use clusters::{ClusterRegistry, Link, Role};
 pub use config::{ControlPlaneConfig, MeshSources};
 
 /// What to run when the `cacerts` files are missing, unreadable or do not belong together.
@@ -379,7 +379,7 @@ async fn reconcile_linked(
                 continue;
             }
         }
-        match ClusterRegistry::open(&cluster, &link, wake).await {
+        match ClusterRegistry::open(&cluster, &link, Role::Remote, wake).await {
             Ok(r) => {
                 tracing::info!(%cluster, source = %link.describe(), "remote cluster credential added: reading it");
                 unusable.remove(&cluster);
@@ -523,8 +523,7 @@ fn waiting_problems(registries: &[ClusterRegistry]) -> Vec<String> {
     let mut out = Vec::new();
     for r in registries.iter().filter(|r| !r.is_synced()) {
         let waiting = r.waiting_for();
-        // Only for a cluster not read yet: the watch list is not built on every rebuild.
-        let every = isthmus_kube::watched_kinds().len();
+        let every = r.watched();
         out.push(format!(
             "cluster {} is not in the mesh yet: no complete list from {} (waiting for {})",
             r.cluster(),
@@ -604,12 +603,18 @@ pub async fn run(config: ControlPlaneConfig) -> Result<(), ControlPlaneError> {
     // webhook's caBundle keeper: one connection to the server.
     let mut local_client = None;
     if let Some(access) = &local_kube {
-        let registry = ClusterRegistry::open(local, &Link::Kube(access.clone()), &wake).await?;
+        let registry =
+            ClusterRegistry::open(local, &Link::Kube(access.clone()), Role::Local, &wake).await?;
         local_client = registry.kube_client().map(|c| c.0.clone());
         registries.push(registry);
     }
     for (c, d) in &config.sources.registries {
-        registries.push(ClusterRegistry::open(c, &Link::Registry(d.clone()), &wake).await?);
+        let role = if c == local {
+            Role::Local
+        } else {
+            Role::Remote
+        };
+        registries.push(ClusterRegistry::open(c, &Link::Registry(d.clone()), role, &wake).await?);
     }
     let mut remotes: Vec<FileRegistry> = config
         .remote_registries
@@ -1359,9 +1364,11 @@ mod tests {
             origin: "Secret istio-system/iks key cluster2".into(),
         });
         let wake = Arc::new(Notify::new());
-        let mut registries = vec![ClusterRegistry::open("cluster2", &link, &wake)
-            .await
-            .expect("a client")];
+        let mut registries = vec![
+            ClusterRegistry::open("cluster2", &link, Role::Remote, &wake)
+                .await
+                .expect("a client"),
+        ];
         let deadline = std::time::Instant::now() + Duration::from_secs(20);
         let problems = loop {
             let _ = tokio::time::timeout(Duration::from_millis(200), wake.notified()).await;

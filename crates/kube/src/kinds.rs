@@ -116,9 +116,65 @@ pub fn watched_kinds() -> Vec<WatchedKind> {
     ]
 }
 
+/// The kinds a control plane takes from a remote cluster: the Namespaces (their network
+/// label), Services, Pods, the Nodes that give the pods' localities and the EndpointSlices of
+/// Services without selectors. Nothing else of a remote cluster reaches the mesh: Istio's
+/// configuration, the mesh config and the gateways' Secrets are read from the control
+/// plane's own cluster only, as istiod reads them. So a remote cluster costs five watches,
+/// not [`watched_kinds`]'s twenty-one, and none of its Istio objects is kept;
+/// [`remote_config_kinds`] are counted instead, to say that they are not applied.
+pub fn remote_kinds() -> Vec<WatchedKind> {
+    watched_kinds()
+        .into_iter()
+        .filter(|k| REMOTE_KINDS.contains(&k.kind()))
+        .collect()
+}
+
+/// What [`remote_kinds`] keeps.
+const REMOTE_KINDS: [&str; 5] = ["Namespace", "Service", "Pod", "Node", "EndpointSlice"];
+
+/// The Istio kinds of [`watched_kinds`]: in a remote cluster, counted (not watched), so that
+/// objects a user wrote there are reported as not applied rather than silently left.
+pub fn remote_config_kinds() -> Vec<WatchedKind> {
+    watched_kinds().into_iter().filter(|k| k.custom).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_remote_cluster_is_read_for_its_services_and_endpoints_only() {
+        let kinds: Vec<String> = remote_kinds()
+            .iter()
+            .map(|k| k.kind().to_string())
+            .collect();
+        assert_eq!(
+            kinds,
+            ["Namespace", "Service", "Pod", "Node", "EndpointSlice"],
+            "in the order they are awaited"
+        );
+        // The controller's slices stay selected out there too.
+        let slices = remote_kinds()
+            .into_iter()
+            .find(|k| k.kind() == "EndpointSlice")
+            .expect("slices");
+        assert_eq!(slices.labels, Some(SLICE_LABELS));
+        // Every kind is either read or counted, except the control plane's own Secrets and
+        // mesh config, which only its own cluster's count.
+        let counted: Vec<String> = remote_config_kinds()
+            .iter()
+            .map(|k| k.kind().to_string())
+            .collect();
+        assert_eq!(counted.len(), 14);
+        for k in watched_kinds() {
+            let k = k.kind().to_string();
+            assert!(
+                kinds.contains(&k) || counted.contains(&k) || k == "Secret" || k == "ConfigMap",
+                "{k}"
+            );
+        }
+    }
 
     #[test]
     fn istio_kinds_are_custom_and_core_kinds_are_not() {

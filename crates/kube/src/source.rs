@@ -8,7 +8,7 @@
 //! kind in force and given as point events.
 
 use crate::events::EventKind;
-use crate::kinds::{watched_kinds, WatchedKind};
+use crate::kinds::{remote_config_kinds, remote_kinds, watched_kinds, WatchedKind};
 use crate::wire;
 use futures::StreamExt;
 use isthmus_api::{Diagnostic, ObjectMeta, ObjectReader, OtherObject, Resource, ResourceKey};
@@ -53,6 +53,8 @@ enum Message {
     /// revoked token or a server gone silent shows here within [`PROBE_EVERY`], while
     /// watches that are already open could keep quiet for minutes.
     Probe(Option<String>),
+    /// A remote cluster's Istio objects, counted (see [`census`]).
+    Census(Vec<Counted>),
     /// The watch of kind `.0` failed; it retries with backoff. `absent`: the API server does
     /// not serve the kind (a CRD that is not installed).
     Failed {
@@ -132,6 +134,85 @@ async fn probe(client: kube::Client, raw: std::sync::mpsc::Sender<Raw>) {
         }
         tokio::time::sleep(PROBE_EVERY).await;
     }
+}
+
+/// How often a remote cluster's Istio objects are counted ([`census`]).
+pub const CENSUS_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// The objects of one Istio kind in a remote cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Counted {
+    /// `Kind`.
+    kind: String,
+    /// How many.
+    count: u64,
+    /// The first one's `namespace/name`.
+    first: String,
+}
+
+/// Counts `kinds`' objects in a remote cluster every [`CENSUS_EVERY`] (one list of at most
+/// one object's metadata per kind: the API server gives the rest as a number), saying when
+/// the counts change, until the source is dropped. A kind the server does not serve (CRD not
+/// installed) has none; a kind that cannot be listed this time keeps its last count (the
+/// credential check and the watches report an API server that cannot be read).
+async fn census(client: kube::Client, kinds: Vec<WatchedKind>, raw: std::sync::mpsc::Sender<Raw>) {
+    use kube::api::ListParams;
+    let mut last: Option<Vec<Counted>> = None;
+    let mut counts: Vec<Option<Counted>> = vec![None; kinds.len()];
+    loop {
+        for (k, count) in kinds.iter().zip(&mut counts) {
+            let api: Api<DynamicObject> = Api::all_with(client.clone(), &k.api);
+            let listed = tokio::time::timeout(
+                PROBE_EVERY,
+                api.list_metadata(&ListParams::default().limit(1)),
+            )
+            .await;
+            *count = match listed {
+                Ok(Ok(list)) => list.items.first().map(|o| Counted {
+                    kind: k.kind().to_string(),
+                    count: list.items.len() as u64
+                        + list
+                            .metadata
+                            .remaining_item_count
+                            .and_then(|n| u64::try_from(n).ok())
+                            .unwrap_or(0),
+                    first: format!(
+                        "{}/{}",
+                        o.metadata.namespace.as_deref().unwrap_or_default(),
+                        o.metadata.name.as_deref().unwrap_or_default()
+                    ),
+                }),
+                Ok(Err(kube::Error::Api(s))) if s.code == 404 => None,
+                _ => continue,
+            };
+        }
+        let now: Vec<Counted> = counts.iter().flatten().cloned().collect();
+        if last.as_ref() != Some(&now) {
+            if raw.send(Raw::Census(now.clone())).is_err() {
+                return;
+            }
+            last = Some(now);
+        }
+        tokio::time::sleep(CENSUS_EVERY).await;
+    }
+}
+
+/// The warning for a remote cluster holding Istio objects (none when it holds none).
+fn census_problem(cluster: &str, counted: &[Counted]) -> Vec<Diagnostic> {
+    if counted.is_empty() {
+        return Vec::new();
+    }
+    let found: Vec<String> = counted
+        .iter()
+        .map(|c| match c.count {
+            1 => format!("1 {} ({})", c.kind, c.first),
+            n => format!("{n} {} ({} and {} more)", c.kind, c.first, n - 1),
+        })
+        .collect();
+    vec![Diagnostic::warning(format!(
+        "cluster {cluster} holds Istio configuration that this control plane does not apply: {}. Isthmus applies the Istio configuration of its own cluster only, as istiod does: write it there for the proxies this control plane serves (in a multi-primary mesh, {cluster}'s own control plane applies it to {cluster}'s proxies)",
+        found.join(", ")
+    ))]
 }
 
 /// An error with its sources, in one line.
@@ -221,12 +302,43 @@ impl KubeSource {
         Self::start_kinds(cluster, client, access, watched_kinds(), wake)
     }
 
+    /// Starts reading a remote cluster: watching [`remote_kinds`] and counting its Istio
+    /// objects ([`remote_config_kinds`], reported as not applied), notifying `wake`.
+    pub fn start_remote(
+        cluster: impl Into<String>,
+        client: kube::Client,
+        access: String,
+        wake: Arc<Notify>,
+    ) -> Self {
+        Self::start_counting(
+            cluster,
+            client,
+            access,
+            remote_kinds(),
+            remote_config_kinds(),
+            wake,
+        )
+    }
+
     /// Starts watching `kinds`, notifying `wake`.
     pub fn start_kinds(
         cluster: impl Into<String>,
         client: kube::Client,
         access: String,
         kinds: Vec<WatchedKind>,
+        wake: Arc<Notify>,
+    ) -> Self {
+        Self::start_counting(cluster, client, access, kinds, Vec::new(), wake)
+    }
+
+    /// Starts watching `kinds` and counting the objects of `counted` ([`census`]; none:
+    /// no census), notifying `wake`.
+    fn start_counting(
+        cluster: impl Into<String>,
+        client: kube::Client,
+        access: String,
+        kinds: Vec<WatchedKind>,
+        counted: Vec<WatchedKind>,
         wake: Arc<Notify>,
     ) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
@@ -258,6 +370,13 @@ impl KubeSource {
             })
             .collect();
         tasks.push(tokio::spawn(probe(client.clone(), raw_tx.clone())));
+        if !counted.is_empty() {
+            tasks.push(tokio::spawn(census(
+                client.clone(),
+                counted,
+                raw_tx.clone(),
+            )));
+        }
         let state = kinds.iter().map(|_| KindState::default()).collect();
         KubeSource {
             cluster,
@@ -358,6 +477,11 @@ impl KubeSource {
         &self.access
     }
 
+    /// How many kinds it watches.
+    pub fn watched(&self) -> usize {
+        self.kinds.len()
+    }
+
     /// The kinds not yet listed once (what a control plane waiting for its first complete
     /// list is waiting for).
     pub fn waiting_for(&self) -> Vec<&str> {
@@ -412,6 +536,13 @@ impl KubeSource {
                     }
                 }
                 self.set_failing(PROBE, result);
+            }
+            Message::Census(counted) => {
+                let problems = census_problem(&self.cluster, &counted);
+                if !problems.is_empty() {
+                    tracing::warn!(cluster = %self.cluster, "the remote cluster holds Istio configuration, which is not applied (see the diagnostics)");
+                }
+                self.set_problems("istio configuration".to_string(), problems);
             }
             Message::Failed {
                 kind,
@@ -585,6 +716,8 @@ enum Raw {
     },
     /// The periodic check of the API server and credential: `None` when it answered.
     Probe(Option<String>),
+    /// A remote cluster's Istio objects, counted.
+    Census(Vec<Counted>),
 }
 
 /// The reader thread: reads every object the watchers received and passes the events on,
@@ -624,6 +757,7 @@ fn read_loop(
                 absent,
             },
             Raw::Probe(p) => Message::Probe(p),
+            Raw::Census(c) => Message::Census(c),
         };
         if tx.send(message).is_err() {
             return;
@@ -984,6 +1118,53 @@ mod tests {
             text.contains("pilot_k8s_reg_events{event=\"add\",type=\"Namespaces\"}"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn a_remote_cluster_s_istio_objects_are_reported_while_they_are_there() {
+        let kinds: Vec<WatchedKind> = remote_kinds()
+            .into_iter()
+            .filter(|k| k.kind() == "Namespace")
+            .collect();
+        let (mut source, tx) = KubeSource::fed(kinds);
+        let mut writer = Writer::new("c1");
+        let counted = |kind: &str, count, first: &str| Counted {
+            kind: kind.into(),
+            count,
+            first: first.into(),
+        };
+        for m in [
+            Message::Event(0, watcher::Event::Init),
+            Message::Event(0, watcher::Event::InitDone),
+            Message::Census(vec![
+                counted("VirtualService", 3, "bar/reviews"),
+                counted("AuthorizationPolicy", 1, "foo/deny"),
+            ]),
+        ] {
+            tx.send(m).expect("send");
+        }
+        writer.apply(source.sync(writer.store(), &Default::default()));
+        let problems = |w: &Writer| -> Vec<String> {
+            w.store()
+                .diagnostics
+                .iter()
+                .map(|d| d.to_string())
+                .collect()
+        };
+        let p = problems(&writer);
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert!(
+            p[0].contains("cluster c1 holds Istio configuration that this control plane does not apply: 3 VirtualService (bar/reviews and 2 more), 1 AuthorizationPolicy (foo/deny)."),
+            "{p:?}"
+        );
+        assert_eq!(
+            writer.store().diagnostics[0].severity,
+            isthmus_api::Severity::Warning
+        );
+        // Deleted there: the warning goes.
+        tx.send(Message::Census(Vec::new())).expect("send");
+        writer.apply(source.sync(writer.store(), &Default::default()));
+        assert!(problems(&writer).is_empty(), "{:?}", problems(&writer));
     }
 
     #[test]

@@ -260,6 +260,46 @@ async fn watches_a_real_api_server() {
     assert!(!has(&registry, "WasmPlugin/bar/wasm"));
     assert!(!has(&registry, "AuthorizationPolicy/bar/ext"));
 
+    // The same API server read as a remote cluster: its Services, Pods, Nodes, Namespaces
+    // and EndpointSlices only; its Istio objects are counted and reported as not applied,
+    // never kept nor read (the bad DestinationRule is no error there).
+    let remote_client = cluster.client().await.expect("client");
+    let mut remote: KubeRegistry = Registry::with_source(KubeSource::start_remote(
+        "c2",
+        remote_client,
+        "test".into(),
+        std::sync::Arc::new(tokio::sync::Notify::new()),
+    ));
+    until(
+        &mut remote,
+        "the remote cluster's Istio objects counted",
+        |r| r.is_synced() && problems(r).contains("cluster c2 holds Istio configuration"),
+    )
+    .await;
+    assert!(has(&remote, "Service/bar/httpbin"));
+    assert!(has(&remote, "EndpointSlice/bar/httpbin-user"));
+    assert!(!has(&remote, "EndpointSlice/bar/httpbin-controller"));
+    let kinds: std::collections::BTreeSet<String> = remote
+        .current()
+        .resources
+        .keys()
+        .map(|k| k.kind.to_string())
+        .collect();
+    assert!(
+        kinds.iter().all(|k| ["Namespace", "Service", "Pod", "Node", "EndpointSlice"].contains(&k.as_str())),
+        "{kinds:?}"
+    );
+    let p = problems(&remote);
+    assert!(
+        p.contains("2 AuthorizationPolicy (bar/deny-all and 1 more)")
+            && p.contains("1 DestinationRule (bar/httpbin)")
+            && p.contains("1 WasmPlugin (bar/wasm)")
+            && p.contains("does not apply"),
+        "{p}"
+    );
+    assert!(!p.contains("spec.subsets"), "{p}");
+    drop(remote);
+
     // Deletes: the DestinationRule goes and its problem with it.
     kubectl!(&["delete", "destinationrule", "-n", "bar", "httpbin"], None);
     until(&mut registry, "the DestinationRule deleted", |r| {
