@@ -549,6 +549,7 @@ fn report(snapshot: &MeshSnapshot, seen: &mut Vec<String>) {
 
 /// Runs until the process is stopped.
 pub async fn run(config: ControlPlaneConfig) -> Result<(), ControlPlaneError> {
+    memory::keep_large_blocks_mapped();
     let local = &config.sources.cluster;
     let local_dir = config.sources.registries.iter().any(|(c, _)| c == local);
     let local_kube = config.local_api_server();

@@ -15,6 +15,38 @@ pub fn release_free_memory() {
     }
 }
 
+/// The size from which glibc maps a block on its own: its default, kept fixed by
+/// [`keep_large_blocks_mapped`].
+pub const MMAP_THRESHOLD: usize = 128 * 1024;
+
+/// Keeps every block of [`MMAP_THRESHOLD`] or more mapped on its own, for the process's life
+/// (glibc on Linux; nothing elsewhere, nor when `GLIBC_TUNABLES` sets the threshold).
+///
+/// glibc raises the threshold to the size of any mapped block freed, up to 32 MB. A page of
+/// an API server's list (500 objects, a few MB of JSON, copied twice) is such a block: after
+/// the first, the next ones come from the arena of the thread that reads them, the arena
+/// grows by that much, and the objects parsed meanwhile, some of which live on, are placed
+/// among them. Once the list is read, the freed memory is in pieces between those objects that
+/// `malloc_trim` cannot return: about 1 MB per remote cluster read. Mapped, a large block goes
+/// back to the system when it is freed. The blocks the xDS server encodes for a proxy are
+/// below the threshold or are large messages that it writes and frees once; measured, the
+/// push costs the same CPU (docs/BENCHMARKS.md).
+pub fn keep_large_blocks_mapped() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        if std::env::var("GLIBC_TUNABLES").is_ok_and(|t| t.contains("mmap_threshold")) {
+            return;
+        }
+        #[allow(unsafe_code)]
+        // SAFETY: mallopt sets an allocator parameter; it takes no pointer. The value fits
+        // an int.
+        let set = unsafe { libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD as libc::c_int) };
+        if set != 1 {
+            tracing::debug!("the allocator's mmap threshold could not be fixed");
+        }
+    }
+}
+
 /// Bytes the allocator has handed out and not had back (glibc's `mallinfo2`: in-use bytes
 /// of every arena, and of large blocks mapped on their own): the memory the process holds
 /// live, which the resident set exceeds by what the allocator keeps free for later.
@@ -52,6 +84,29 @@ pub fn register(registry: &prometheus::Registry) -> prometheus::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    #[allow(unsafe_code)]
+    fn a_large_block_stays_mapped_after_a_larger_one_is_freed() {
+        keep_large_blocks_mapped();
+        // glibc's chunk header, the word before the pointer, marks a block mapped on its
+        // own with bit 1 (IS_MMAPPED).
+        // SAFETY: blocks from malloc, freed once; the header word precedes every block.
+        let mapped = unsafe {
+            // Without the fixed threshold, freeing this raises it to 4 MB...
+            let larger = libc::malloc(4 << 20);
+            assert!(!larger.is_null());
+            libc::free(larger);
+            // ...and this one would come from the arena.
+            let block = libc::malloc(1 << 20);
+            assert!(!block.is_null());
+            let header = *(block as *const usize).sub(1);
+            libc::free(block);
+            header & 2 != 0
+        };
+        assert!(mapped, "a 1 MB block came from an arena");
+    }
 
     #[test]
     fn heap_in_use_grows_with_what_is_held() {

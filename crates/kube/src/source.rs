@@ -183,7 +183,11 @@ async fn census(client: kube::Client, kinds: Vec<WatchedKind>, raw: std::sync::m
                     ),
                 }),
                 Ok(Err(kube::Error::Api(s))) if s.code == 404 => None,
-                _ => continue,
+                Ok(Err(e)) => {
+                    tracing::debug!(kind = k.kind(), error = %describe_error(&e), "cannot count a remote cluster's objects of this kind; the last count stays");
+                    continue;
+                }
+                Err(_) => continue,
             };
         }
         let now: Vec<Counted> = counts.iter().flatten().cloned().collect();

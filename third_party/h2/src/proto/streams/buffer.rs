@@ -1,5 +1,8 @@
 use slab::Slab;
 
+/// Isthmus patch: the most frame slots an empty buffer keeps.
+const BUFFER_KEPT: usize = 16;
+
 /// Buffers frames for multiple streams.
 #[derive(Debug)]
 pub struct Buffer<T> {
@@ -82,6 +85,13 @@ impl Deque {
         match self.indices {
             Some(mut idxs) => {
                 let mut slot = buf.slab.remove(idxs.head);
+                // Isthmus patch: the slab of a connection's buffered frames keeps the
+                // room of the most frames it ever held (a large response read while
+                // the reader was busy: 100 KB and more) for the connection's life.
+                // Emptied, it gives that room back.
+                if buf.slab.is_empty() && buf.slab.capacity() > BUFFER_KEPT {
+                    buf.slab = Slab::new();
+                }
 
                 if idxs.head == idxs.tail {
                     assert!(slot.next.is_none());
