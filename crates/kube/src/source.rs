@@ -29,8 +29,11 @@ pub type KubeRegistry = Registry<KubeSource>;
 /// An object as its watcher task read it (the API's JSON is read where it arrives and
 /// dropped at once, so that no object waits in the queue as a JSON tree).
 enum Read {
-    /// Usable, with any warnings.
-    Good(ResourceKey, Arc<Resource>, Vec<Diagnostic>),
+    /// Usable, with any warnings. Its key is made from it where it is taken: made on the
+    /// reader thread, the key's three strings would be freed by the source's thread,
+    /// leaving holes among the objects kept in the reader's arena that nothing fills once a
+    /// list is read (about 100 bytes per object).
+    Good(Arc<Resource>, Vec<Diagnostic>),
     /// Not usable: why.
     Bad(ResourceKey, Vec<Diagnostic>),
     /// Only its key counts (a delete).
@@ -38,9 +41,10 @@ enum Read {
 }
 
 impl Read {
-    fn key(&self) -> &ResourceKey {
+    fn key(&self) -> ResourceKey {
         match self {
-            Read::Good(k, _, _) | Read::Bad(k, _) | Read::Key(k) => k,
+            Read::Good(r, _) => r.key(),
+            Read::Bad(k, _) | Read::Key(k) => k.clone(),
         }
     }
 }
@@ -500,7 +504,8 @@ impl KubeSource {
     /// Takes one object as its task read it; a problem is recorded under its key.
     fn take(&mut self, read: Read) -> (ResourceKey, Option<Arc<Resource>>) {
         match read {
-            Read::Good(key, r, warnings) => {
+            Read::Good(r, warnings) => {
+                let key = r.key();
                 self.set_problems(key.to_string(), warnings);
                 (key, Some(r))
             }
@@ -617,7 +622,7 @@ impl KubeSource {
                         }
                     }
                     watcher::Event::Delete(obj) => {
-                        let key = obj.key().clone();
+                        let key = obj.key();
                         self.count(kind, EventKind::Delete);
                         self.set_problems(key.to_string(), Vec::new());
                         if self.synced {
@@ -869,10 +874,9 @@ fn read_event(
 /// Reads one object from the API.
 fn read(kind: &WatchedKind, reader: &mut ObjectReader, obj: DynamicObject) -> Read {
     let value = to_value(kind, obj);
-    let key = key_of(kind, &value);
     match reader.read(&value) {
-        Ok((r, warnings)) => Read::Good(key, Arc::new(r), warnings),
-        Err(errors) => Read::Bad(key, errors),
+        Ok((r, warnings)) => Read::Good(Arc::new(r), warnings),
+        Err(errors) => Read::Bad(key_of(kind, &value), errors),
     }
 }
 
@@ -1039,7 +1043,7 @@ mod tests {
     fn good(yaml: &str) -> Read {
         let loaded = isthmus_api::load_str(yaml, None, "ns");
         let r = loaded.resources.into_iter().next().expect("an object");
-        Read::Good(r.key(), Arc::new(r), Vec::new())
+        Read::Good(Arc::new(r), Vec::new())
     }
 
     fn service(name: &str, port: u32) -> Read {
@@ -1089,7 +1093,7 @@ mod tests {
         writer.apply(source.sync(writer.store(), &Default::default()));
         assert!(writer.is_synced());
         let first = dr("a.foo.svc.cluster.local");
-        let key = first.key().clone();
+        let key = first.key();
         tx.send(Message::Event(1, watcher::Event::Apply(first)))
             .expect("send");
         writer.apply(source.sync(writer.store(), &Default::default()));
