@@ -9,7 +9,8 @@
 # The patch gives the write buffer back once a flush has written everything, the read buffer
 # back while waiting for the peer, and takes the HPACK buffer when first needed (see
 # docs/BENCHMARKS.md, "An idle connection gives its HTTP/2 buffers back"). It also gives back
-# the room of the received-frame queue once it is empty: a client connection to an API server
+# the room of a frame queue (received or to send: one slab per connection) once it is empty:
+# a client connection to an API server
 # otherwise keeps the slots of the most frames a large list ever left queued (about 100 KB
 # per cluster read; docs/BENCHMARKS.md, "A remote cluster read for what the mesh takes").
 #

@@ -31,9 +31,10 @@ impl Link {
 pub enum Role {
     /// Its own: every kind, Istio's configuration included.
     Local,
-    /// Another cluster, linked by a credential: its services and endpoints only (an API
-    /// server's Istio objects are counted and reported as not applied, as istiod does not
-    /// apply them either).
+    /// Another cluster, linked by a credential: from an API server, its services and
+    /// endpoints only (its Istio objects are counted and reported as not applied). A
+    /// registry directory is read whole either way; the build takes only the same kinds
+    /// from it.
     Remote,
 }
 

@@ -541,8 +541,16 @@ fn waiting_problems(registries: &[ClusterRegistry]) -> Vec<String> {
 
 fn report(snapshot: &MeshSnapshot, seen: &mut Vec<String>) {
     let now: Vec<String> = snapshot.diagnostics.iter().map(|d| d.to_string()).collect();
-    for d in now.iter().filter(|d| !seen.contains(d)) {
-        tracing::error!("{d} (the last good configuration keeps serving)");
+    for (d, text) in snapshot.diagnostics.iter().zip(&now) {
+        if seen.contains(text) {
+            continue;
+        }
+        match d.severity {
+            isthmus_api::Severity::Error => {
+                tracing::error!("{text} (the last good configuration keeps serving)")
+            }
+            isthmus_api::Severity::Warning => tracing::warn!("{text}"),
+        }
     }
     *seen = now;
 }

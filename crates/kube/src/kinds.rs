@@ -1,5 +1,6 @@
-//! The kinds a control plane watches in each cluster: what istiod reads, and every Istio
-//! kind whose objects must either take effect or be reported as not supported.
+//! The kinds a control plane watches: in its own cluster what istiod reads, and every Istio
+//! kind whose objects must either take effect or be reported as not supported; in a remote
+//! cluster its services and endpoints, with its Istio kinds only counted.
 
 use kube::discovery::ApiResource;
 
@@ -59,7 +60,8 @@ pub const SECRET_FIELDS: &str =
 pub const SLICE_LABELS: &str =
     "endpointslice.kubernetes.io/managed-by!=endpointslice-controller.k8s.io";
 
-/// Everything watched, in the order the initial lists are awaited.
+/// Everything watched in the control plane's own cluster, in the order the initial lists are
+/// awaited.
 ///
 /// - Namespaces, Services, Pods, Nodes (the locality of their pods) and EndpointSlices (`discovery.k8s.io/v1`, as istiod reads
 ///   them) for services and endpoints;
@@ -120,8 +122,9 @@ pub fn watched_kinds() -> Vec<WatchedKind> {
 /// label), Services, Pods, the Nodes that give the pods' localities and the EndpointSlices of
 /// Services without selectors. Nothing else of a remote cluster reaches the mesh: Istio's
 /// configuration, the mesh config and the gateways' Secrets are read from the control
-/// plane's own cluster only, as istiod reads them. So a remote cluster costs five watches,
-/// not [`watched_kinds`]'s twenty-one, and none of its Istio objects is kept;
+/// plane's own cluster only (istiod also reads a remote cluster's WorkloadEntries, and the
+/// Secrets of the gateways that run there; Isthmus does not). So a remote cluster costs five
+/// watches, not [`watched_kinds`]'s twenty-one, and none of its Istio objects is kept;
 /// [`remote_config_kinds`] are counted instead, to say that they are not applied.
 pub fn remote_kinds() -> Vec<WatchedKind> {
     watched_kinds()

@@ -2,9 +2,10 @@
 //! cluster, made the way `istioctl create-remote-secret` makes it.
 //!
 //! In the cluster to be read it creates (server-side apply, so that running it again is
-//! harmless) a ServiceAccount, a ClusterRole and a Role holding only the read rights the
-//! control plane uses (derived from [`watched_kinds`], so that the two cannot drift apart,
-//! plus TokenReview for the CA), their bindings, and a token for the ServiceAccount: a
+//! harmless) a ServiceAccount, a ClusterRole holding only the read rights a control plane
+//! uses in a remote cluster (derived from [`remote_kinds`] and [`remote_config_kinds`], so
+//! that the two cannot drift apart, plus TokenReview for the CA and the root certificate
+//! ConfigMap it writes), its binding, and a token for the ServiceAccount: a
 //! long-lived service-account token Secret filled by kube-controller-manager (istioctl's
 //! way), or a token from the TokenRequest API with an expiry. It returns the credential
 //! Secret in Istio's format: label `istio/multiCluster=true`, annotation
@@ -15,7 +16,7 @@
 //! its token) and makes a new one; the new credential Secret applied in the reading cluster
 //! replaces the old one live.
 
-use crate::kinds::{watched_kinds, WatchedKind};
+use crate::kinds::{remote_config_kinds, remote_kinds, watched_kinds, WatchedKind};
 use base64::Engine;
 use k8s_openapi::api::authentication::v1::TokenRequestSpec;
 use k8s_openapi::api::core::v1::{Namespace, Secret, ServiceAccount};
@@ -249,9 +250,26 @@ pub async fn connect(
     })
 }
 
-/// The rules of the reader's ClusterRole (everything watched cluster-wide, and the CA's
-/// TokenReviews) and of its Roles (namespace: what is watched only there).
+/// The rules of a control plane's reader in its own cluster: a ClusterRole (everything
+/// watched cluster-wide, and the CA's TokenReviews) and Roles (namespace: what is watched
+/// only there, the Secrets and mesh config of `istio-system`).
 pub fn reader_rules() -> (Vec<PolicyRule>, BTreeMap<String, Vec<PolicyRule>>) {
+    rules(watched_kinds(), Vec::new())
+}
+
+/// The rules of the reader `isthmus create-remote-secret` makes in a cluster that another
+/// control plane reads as remote: get/list/watch of [`remote_kinds`], list (to count them) of
+/// [`remote_config_kinds`], the CA's TokenReviews and the root certificate ConfigMap. No
+/// Secret nor the mesh config: a remote cluster's are not read.
+pub fn remote_reader_rules() -> (Vec<PolicyRule>, BTreeMap<String, Vec<PolicyRule>>) {
+    rules(remote_kinds(), remote_config_kinds())
+}
+
+/// The rules for watching `watched` and listing `listed`.
+fn rules(
+    watched: Vec<WatchedKind>,
+    listed: Vec<WatchedKind>,
+) -> (Vec<PolicyRule>, BTreeMap<String, Vec<PolicyRule>>) {
     let read = || vec!["get".to_string(), "list".into(), "watch".into()];
     let rule = |k: &WatchedKind| PolicyRule {
         api_groups: Some(vec![k.api.group.clone()]),
@@ -267,7 +285,7 @@ pub fn reader_rules() -> (Vec<PolicyRule>, BTreeMap<String, Vec<PolicyRule>>) {
     };
     let mut cluster: Vec<PolicyRule> = Vec::new();
     let mut namespaced: BTreeMap<String, Vec<PolicyRule>> = BTreeMap::new();
-    for k in watched_kinds() {
+    for k in watched {
         match k.namespace {
             Some(ns) => namespaced.entry(ns.to_string()).or_default().push(rule(&k)),
             None => {
@@ -284,6 +302,23 @@ pub fn reader_rules() -> (Vec<PolicyRule>, BTreeMap<String, Vec<PolicyRule>>) {
                     None => cluster.push(r),
                 }
             }
+        }
+    }
+    // Counted, not watched: one rule per API group, `list` only.
+    for k in listed {
+        match cluster.iter_mut().find(|c| {
+            c.api_groups.as_deref() == Some(&[k.api.group.clone()][..]) && c.verbs == ["list"]
+        }) {
+            Some(c) => c
+                .resources
+                .get_or_insert_with(Vec::new)
+                .push(k.api.plural.clone()),
+            None => cluster.push(PolicyRule {
+                api_groups: Some(vec![k.api.group.clone()]),
+                resources: Some(vec![k.api.plural.clone()]),
+                verbs: vec!["list".into()],
+                ..Default::default()
+            }),
         }
     }
     cluster.push(PolicyRule {
@@ -423,10 +458,10 @@ pub async fn create(
             ..Default::default()
         }]
     };
-    let (cluster_rules, namespaced_rules) = reader_rules();
+    let (cluster_rules, namespaced_rules) = remote_reader_rules();
     let role_name = opts.cluster_role();
     progress(&format!(
-        "ClusterRole and ClusterRoleBinding {role_name}: get/list/watch of what the control plane watches, create TokenReviews"
+        "ClusterRole and ClusterRoleBinding {role_name}: get/list/watch of what a control plane watches in a remote cluster, list of its Istio kinds, create TokenReviews"
     ));
     let cluster_roles: Api<ClusterRole> = Api::all(client.clone());
     apply(
@@ -450,6 +485,35 @@ pub async fn create(
         },
     )
     .await?;
+    // A reader made by an earlier version could read istio-system's Secrets: that Role goes.
+    for stale_ns in reader_rules().1.into_keys() {
+        if namespaced_rules.contains_key(&stale_ns) {
+            continue;
+        }
+        let name = format!("istio-reader-{ns}");
+        let gone = |r: Result<(), kube::Error>| match r {
+            Ok(()) => Ok(()),
+            Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+            Err(source) => Err(RemoteSecretError::Api {
+                what: format!("delete {stale_ns}/{name}"),
+                source,
+            }),
+        };
+        let role_bindings: Api<RoleBinding> = Api::namespaced(client.clone(), &stale_ns);
+        gone(
+            role_bindings
+                .delete(&name, &DeleteParams::default())
+                .await
+                .map(|_| ()),
+        )?;
+        let roles: Api<Role> = Api::namespaced(client.clone(), &stale_ns);
+        gone(
+            roles
+                .delete(&name, &DeleteParams::default())
+                .await
+                .map(|_| ()),
+        )?;
+    }
     for (role_ns, rules) in namespaced_rules {
         let name = format!("istio-reader-{ns}");
         progress(&format!("Role and RoleBinding {role_ns}/{name}"));
@@ -617,6 +681,49 @@ mod tests {
 
     fn inject_root() -> String {
         crate::inject::ROOT_CERT_CONFIGMAP.to_string()
+    }
+
+    #[test]
+    fn a_remote_reader_reads_services_and_endpoints_counts_istio_kinds_and_no_secret() {
+        let (cluster, namespaced) = remote_reader_rules();
+        assert!(namespaced.is_empty(), "{namespaced:?}");
+        let verbs = |group: &str, plural: &str| -> Vec<String> {
+            cluster
+                .iter()
+                .filter(|r| {
+                    r.api_groups
+                        .as_deref()
+                        .unwrap_or_default()
+                        .iter()
+                        .any(|g| g == group)
+                        && r.resources
+                            .as_deref()
+                            .unwrap_or_default()
+                            .iter()
+                            .any(|p| p == plural)
+                })
+                .flat_map(|r| r.verbs.clone())
+                .collect()
+        };
+        for k in remote_kinds() {
+            assert_eq!(
+                verbs(&k.api.group, &k.api.plural),
+                ["get", "list", "watch"],
+                "{}",
+                k.kind()
+            );
+        }
+        for k in remote_config_kinds() {
+            assert_eq!(verbs(&k.api.group, &k.api.plural), ["list"], "{}", k.kind());
+        }
+        assert!(verbs("", "secrets").is_empty());
+        assert!(verbs("authentication.k8s.io", "tokenreviews").contains(&"create".to_string()));
+        // The one write: the root certificate ConfigMap (by name; create cannot be).
+        let cm = verbs("", "configmaps");
+        assert!(
+            cm.contains(&"update".to_string()) && !cm.contains(&"watch".to_string()),
+            "{cm:?}"
+        );
     }
 
     #[test]

@@ -101,6 +101,10 @@ pub struct KubeSource {
     /// not been read (reported as one problem of the cluster, not one per kind).
     failing: BTreeMap<String, String>,
     failing_since: Option<k8s_openapi::jiff::Timestamp>,
+    /// A remote cluster's latest census (none before the first, nor for the own cluster),
+    /// and whether it is to be weighed again.
+    counted: Option<Vec<Counted>>,
+    census_changed: bool,
 }
 
 /// `secs` since the epoch as RFC 3339 (UTC, to the second).
@@ -143,25 +147,38 @@ async fn probe(client: kube::Client, raw: std::sync::mpsc::Sender<Raw>) {
 /// How often a remote cluster's Istio objects are counted ([`census`]).
 pub const CENSUS_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
 
-/// The objects of one Istio kind in a remote cluster.
+/// What a remote cluster holds of one Istio kind.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct Counted {
-    /// `Kind`.
-    kind: String,
-    /// How many.
-    count: u64,
-    /// The first one's `namespace/name`.
-    first: String,
+enum Counted {
+    /// Objects of it.
+    Some {
+        /// `Kind`.
+        kind: String,
+        /// How many (at least, when `more`).
+        count: u64,
+        /// Whether there are more than `count` (the API server said so without a number).
+        more: bool,
+        /// The first one's `namespace/name`.
+        first: String,
+    },
+    /// The API server refused to list it (the credential may not): whether there are any
+    /// is unknown.
+    Refused {
+        /// `Kind`.
+        kind: String,
+        /// The API server's answer.
+        error: String,
+    },
 }
 
 /// Counts `kinds`' objects in a remote cluster every [`CENSUS_EVERY`] (one list of at most
-/// one object's metadata per kind: the API server gives the rest as a number), saying when
-/// the counts change, until the source is dropped. A kind the server does not serve (CRD not
-/// installed) has none; a kind that cannot be listed this time keeps its last count (the
-/// credential check and the watches report an API server that cannot be read).
+/// one object's metadata per kind: the API server gives the rest as a number) and says what
+/// it found, until the source is dropped. A kind the server does not serve (CRD not
+/// installed) has none. A kind the API server refuses to list is reported as such; one that
+/// cannot be listed for want of an answer keeps its last count (the credential check reports
+/// an API server that cannot be reached).
 async fn census(client: kube::Client, kinds: Vec<WatchedKind>, raw: std::sync::mpsc::Sender<Raw>) {
     use kube::api::ListParams;
-    let mut last: Option<Vec<Counted>> = None;
     let mut counts: Vec<Option<Counted>> = vec![None; kinds.len()];
     loop {
         for (k, count) in kinds.iter().zip(&mut counts) {
@@ -172,21 +189,34 @@ async fn census(client: kube::Client, kinds: Vec<WatchedKind>, raw: std::sync::m
             )
             .await;
             *count = match listed {
-                Ok(Ok(list)) => list.items.first().map(|o| Counted {
-                    kind: k.kind().to_string(),
-                    count: list.items.len() as u64
-                        + list
-                            .metadata
-                            .remaining_item_count
-                            .and_then(|n| u64::try_from(n).ok())
-                            .unwrap_or(0),
-                    first: format!(
-                        "{}/{}",
-                        o.metadata.namespace.as_deref().unwrap_or_default(),
-                        o.metadata.name.as_deref().unwrap_or_default()
-                    ),
+                Ok(Ok(list)) => list.items.first().map(|o| {
+                    let remaining = list
+                        .metadata
+                        .remaining_item_count
+                        .and_then(|n| u64::try_from(n).ok());
+                    Counted::Some {
+                        kind: k.kind().to_string(),
+                        count: list.items.len() as u64 + remaining.unwrap_or(0),
+                        // The count of the rest is optional; a continue token says there is
+                        // a rest.
+                        more: remaining.is_none()
+                            && list
+                                .metadata
+                                .continue_
+                                .as_deref()
+                                .is_some_and(|c| !c.is_empty()),
+                        first: format!(
+                            "{}/{}",
+                            o.metadata.namespace.as_deref().unwrap_or_default(),
+                            o.metadata.name.as_deref().unwrap_or_default()
+                        ),
+                    }
                 }),
                 Ok(Err(kube::Error::Api(s))) if s.code == 404 => None,
+                Ok(Err(kube::Error::Api(s))) => Some(Counted::Refused {
+                    kind: k.kind().to_string(),
+                    error: format!("{} {}", s.code, s.reason),
+                }),
                 Ok(Err(e)) => {
                     tracing::debug!(kind = k.kind(), error = %describe_error(&e), "cannot count a remote cluster's objects of this kind; the last count stays");
                     continue;
@@ -194,33 +224,91 @@ async fn census(client: kube::Client, kinds: Vec<WatchedKind>, raw: std::sync::m
                 Err(_) => continue,
             };
         }
+        // Said every round: the source weighs it against what it holds then (whether the
+        // cluster runs a control plane of its own).
         let now: Vec<Counted> = counts.iter().flatten().cloned().collect();
-        if last.as_ref() != Some(&now) {
-            if raw.send(Raw::Census(now.clone())).is_err() {
-                return;
-            }
-            last = Some(now);
+        if raw.send(Raw::Census(now)).is_err() {
+            return;
         }
         tokio::time::sleep(CENSUS_EVERY).await;
     }
 }
 
-/// The warning for a remote cluster holding Istio objects (none when it holds none).
-fn census_problem(cluster: &str, counted: &[Counted]) -> Vec<Diagnostic> {
-    if counted.is_empty() {
-        return Vec::new();
+/// The Service that says whether a cluster runs a control plane of its own.
+const ISTIOD: isthmus_api::KeyRef<'static> = isthmus_api::KeyRef {
+    kind: "Service",
+    namespace: "istio-system",
+    name: "istiod",
+};
+
+/// Whether `event` is about [`ISTIOD`], or begins a complete list.
+fn is_istiod_event(event: &Event) -> bool {
+    match event {
+        Event::Apply(r) | Event::Delete(r) | Event::InitApply(r) => {
+            isthmus_api::KeyRef::of(r) == ISTIOD
+        }
+        Event::Init => true,
+        Event::InitDone | Event::Problems(_) => false,
     }
-    let found: Vec<String> = counted
-        .iter()
-        .map(|c| match c.count {
-            1 => format!("1 {} ({})", c.kind, c.first),
-            n => format!("{n} {} ({} and {} more)", c.kind, c.first, n - 1),
-        })
-        .collect();
-    vec![Diagnostic::warning(format!(
-        "cluster {cluster} holds Istio configuration that this control plane does not apply: {}. Isthmus applies the Istio configuration of its own cluster only, as istiod does: write it there for the proxies this control plane serves (in a multi-primary mesh, {cluster}'s own control plane applies it to {cluster}'s proxies)",
-        found.join(", ")
-    ))]
+}
+
+/// Whether a cluster runs a control plane of its own once `events` are applied to `store`:
+/// its `istio-system/istiod` Service selects pods (Istio's and Isthmus's remote profile make
+/// it a Service without a selector, whose endpoints are the primary's control plane).
+fn runs_own_control_plane(store: &ClusterConfig, events: &[Event]) -> bool {
+    let selects = |r: &Resource| match &r.object {
+        isthmus_api::Object::Service(s) => !s.spec.selector.is_empty(),
+        _ => false,
+    };
+    // The last word on it among the events: its latest version, its delete, or a complete
+    // list that did not hold it.
+    for e in events.iter().rev() {
+        match e {
+            Event::Apply(r) | Event::InitApply(r) if isthmus_api::KeyRef::of(r) == ISTIOD => {
+                return selects(r);
+            }
+            Event::Delete(r) if isthmus_api::KeyRef::of(r) == ISTIOD => return false,
+            Event::Init => return false,
+            _ => {}
+        }
+    }
+    store.resources.get_ref(ISTIOD).is_some_and(|r| selects(r))
+}
+
+/// The warning for a remote cluster holding Istio objects, or whose objects cannot be
+/// counted (none when it holds none, or runs a control plane of its own that applies them).
+fn census_problem(cluster: &str, counted: &[Counted], own_control_plane: bool) -> Vec<Diagnostic> {
+    let mut found = Vec::new();
+    let mut refused = Vec::new();
+    for c in counted {
+        match c {
+            Counted::Some {
+                kind,
+                count,
+                more,
+                first,
+            } => found.push(match (count, more) {
+                (1, false) => format!("1 {kind} ({first})"),
+                (n, false) => format!("{n} {kind} ({first} and {} more)", n - 1),
+                (n, true) => format!("{n} or more {kind} ({first} and more)"),
+            }),
+            Counted::Refused { kind, error } => refused.push(format!("{kind}: {error}")),
+        }
+    }
+    let mut out = Vec::new();
+    if !found.is_empty() && !own_control_plane {
+        out.push(Diagnostic::warning(format!(
+            "cluster {cluster} holds Istio configuration that no control plane applies: {}. Isthmus applies the Istio configuration of its own cluster only (so does istiod, but for a remote cluster's WorkloadEntries and gateways' Secrets); write it in this control plane's cluster",
+            found.join(", ")
+        )));
+    }
+    if !refused.is_empty() {
+        out.push(Diagnostic::warning(format!(
+            "cluster {cluster}: cannot tell whether it holds Istio configuration that is not applied: its API server refuses to list {} (the credential needs `list` on Istio's kinds, as `isthmus create-remote-secret` grants)",
+            refused.join(", ")
+        )));
+    }
+    out
 }
 
 /// An error with its sources, in one line.
@@ -399,6 +487,8 @@ impl KubeSource {
             access,
             failing: BTreeMap::new(),
             failing_since: None,
+            counted: None,
+            census_changed: false,
         }
     }
 
@@ -547,11 +637,8 @@ impl KubeSource {
                 self.set_failing(PROBE, result);
             }
             Message::Census(counted) => {
-                let problems = census_problem(&self.cluster, &counted);
-                if !problems.is_empty() {
-                    tracing::warn!(cluster = %self.cluster, "the remote cluster holds Istio configuration, which is not applied (see the diagnostics)");
-                }
-                self.set_problems("istio configuration".to_string(), problems);
+                self.census_changed |= self.counted.as_ref() != Some(&counted);
+                self.counted = Some(counted);
             }
             Message::Failed {
                 kind,
@@ -701,8 +788,25 @@ impl Source for KubeSource {
 
     fn sync(&mut self, store: &ClusterConfig, _hint: &isthmus_registry::Changes) -> Vec<Event> {
         let mut out = Vec::new();
+        let was_synced = self.synced;
         while let Ok(message) = self.rx.try_recv() {
             self.handle(message, store, &mut out);
+        }
+        // The census is weighed against the objects in force once these events are applied,
+        // and only once the first complete list is in (a cluster's istiod Service says
+        // whether it runs a control plane of its own).
+        if self.synced
+            && (std::mem::take(&mut self.census_changed)
+                || !was_synced
+                || out.iter().any(is_istiod_event))
+        {
+            let problems = self
+                .counted
+                .as_ref()
+                .map(|c| census_problem(&self.cluster, c, runs_own_control_plane(store, &out)));
+            if let Some(problems) = problems {
+                self.set_problems("istio configuration".to_string(), problems);
+            }
         }
         if std::mem::take(&mut self.problems_changed) {
             out.push(Event::Problems(
@@ -1035,6 +1139,8 @@ mod tests {
                 access: "test".into(),
                 failing: BTreeMap::new(),
                 failing_since: None,
+                counted: None,
+                census_changed: false,
             };
             (source, tx)
         }
@@ -1132,22 +1238,29 @@ mod tests {
     fn a_remote_cluster_s_istio_objects_are_reported_while_they_are_there() {
         let kinds: Vec<WatchedKind> = remote_kinds()
             .into_iter()
-            .filter(|k| k.kind() == "Namespace")
+            .filter(|k| k.kind() == "Namespace" || k.kind() == "Service")
             .collect();
         let (mut source, tx) = KubeSource::fed(kinds);
         let mut writer = Writer::new("c1");
-        let counted = |kind: &str, count, first: &str| Counted {
+        let counted = |kind: &str, count, more, first: &str| Counted::Some {
             kind: kind.into(),
             count,
+            more,
             first: first.into(),
+        };
+        let census = || {
+            Message::Census(vec![
+                counted("VirtualService", 3, false, "bar/reviews"),
+                counted("AuthorizationPolicy", 1, false, "foo/deny"),
+                counted("Gateway", 1, true, "istio-system/cross-network"),
+            ])
         };
         for m in [
             Message::Event(0, watcher::Event::Init),
             Message::Event(0, watcher::Event::InitDone),
-            Message::Census(vec![
-                counted("VirtualService", 3, "bar/reviews"),
-                counted("AuthorizationPolicy", 1, "foo/deny"),
-            ]),
+            Message::Event(1, watcher::Event::Init),
+            Message::Event(1, watcher::Event::InitDone),
+            census(),
         ] {
             tx.send(m).expect("send");
         }
@@ -1162,7 +1275,7 @@ mod tests {
         let p = problems(&writer);
         assert_eq!(p.len(), 1, "{p:?}");
         assert!(
-            p[0].contains("cluster c1 holds Istio configuration that this control plane does not apply: 3 VirtualService (bar/reviews and 2 more), 1 AuthorizationPolicy (foo/deny)."),
+            p[0].contains("cluster c1 holds Istio configuration that no control plane applies: 3 VirtualService (bar/reviews and 2 more), 1 AuthorizationPolicy (foo/deny), 1 or more Gateway (istio-system/cross-network and more)."),
             "{p:?}"
         );
         assert_eq!(
@@ -1173,6 +1286,27 @@ mod tests {
         tx.send(Message::Census(Vec::new())).expect("send");
         writer.apply(source.sync(writer.store(), &Default::default()));
         assert!(problems(&writer).is_empty(), "{:?}", problems(&writer));
+
+        // A cluster running a control plane of its own (multi-primary): that one applies them.
+        let istiod = good("apiVersion: v1\nkind: Service\nmetadata: {name: istiod, namespace: istio-system}\nspec: {selector: {app: istiod}, ports: [{name: grpc-xds, port: 15012}]}\n");
+        for m in [Message::Event(1, watcher::Event::Apply(istiod)), census()] {
+            tx.send(m).expect("send");
+        }
+        writer.apply(source.sync(writer.store(), &Default::default()));
+        assert!(problems(&writer).is_empty(), "{:?}", problems(&writer));
+
+        // A credential that may not list them: said, whatever the cluster runs.
+        tx.send(Message::Census(vec![Counted::Refused {
+            kind: "VirtualService".into(),
+            error: "403 Forbidden".into(),
+        }]))
+        .expect("send");
+        writer.apply(source.sync(writer.store(), &Default::default()));
+        let p = problems(&writer);
+        assert!(
+            p.len() == 1 && p[0].contains("cluster c1: cannot tell whether it holds Istio configuration that is not applied: its API server refuses to list VirtualService: 403 Forbidden"),
+            "{p:?}"
+        );
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! `create-remote-secret` against a real etcd, kube-apiserver and kube-controller-manager
-//! with Istio's CRDs: the credential it makes is enough for a control plane's watches of
-//! every kind (no `403`), is not enough to write or to read Secrets elsewhere, is rotated
+//! with Istio's CRDs: the credential it makes is enough for a control plane's watches of a
+//! remote cluster and its count of Istio objects (no `403`), is not enough to write or to
+//! read any Secret, is rotated
 //! (the old token stops working), and works from the TokenRequest API too. Needs the
 //! binaries from scripts/install-kubernetes.sh and the CRDs from
 //! scripts/install-istio-crds.sh; fails saying so when they are missing.
@@ -38,16 +39,29 @@ fn problems_of(registry: &KubeRegistry) -> Vec<String> {
         .collect()
 }
 
-/// Watches every kind with `client` until the first complete list, and returns the problems
-/// the watches reported (a `403` would be one).
+/// Reads `client`'s cluster as a remote one until the first complete list and the first
+/// count of its Istio objects (the cluster holds a DestinationRule, whose count is reported),
+/// and returns the other problems reported (a `403` would be one).
 async fn watch_problems(client: kube::Client) -> Vec<String> {
-    let mut registry: KubeRegistry =
-        Registry::with_source(KubeSource::start("remote", client, "reader".into()));
+    let mut registry: KubeRegistry = Registry::with_source(KubeSource::start_remote(
+        "remote",
+        client,
+        "reader".into(),
+        std::sync::Arc::new(tokio::sync::Notify::new()),
+    ));
     let wake = registry.source().wakeup();
     let deadline = Instant::now() + Duration::from_secs(60);
-    while !registry.is_synced() {
+    let counted = |r: &KubeRegistry| {
+        problems_of(r)
+            .iter()
+            .any(|p| p.contains("holds Istio configuration that no control plane applies: 1 DestinationRule (bar/counted)"))
+    };
+    while !registry.is_synced() || !counted(&registry) {
         registry.sync(&Changes::default());
-        let problems = problems_of(&registry);
+        let problems: Vec<String> = problems_of(&registry)
+            .into_iter()
+            .filter(|p| !p.contains("holds Istio configuration"))
+            .collect();
         if !problems.is_empty() || Instant::now() > deadline {
             return problems
                 .into_iter()
@@ -58,12 +72,16 @@ async fn watch_problems(client: kube::Client) -> Vec<String> {
                         .iter()
                         .map(|k| format!("never listed: {k}")),
                 )
+                .chain((!counted(&registry)).then(|| "never counted".to_string()))
                 .collect();
         }
         let _ = tokio::time::timeout(Duration::from_millis(500), wake.notified()).await;
     }
     registry.sync(&Changes::default());
     problems_of(&registry)
+        .into_iter()
+        .filter(|p| !p.contains("holds Istio configuration"))
+        .collect()
 }
 
 fn status_of(e: &kube::Error) -> u16 {
@@ -74,7 +92,7 @@ fn status_of(e: &kube::Error) -> u16 {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_remote_secret_reads_everything_watched_and_nothing_more() {
+async fn a_remote_secret_reads_what_a_remote_cluster_is_read_for_and_nothing_more() {
     std::env::set_current_dir(repo_root()).expect("repository root");
     let bin = locate_binaries(None).unwrap_or_else(|e| panic!("{e}"));
     let crds = locate_istio_crds().unwrap_or_else(|e| panic!("{e}"));
@@ -91,10 +109,43 @@ async fn a_remote_secret_reads_everything_watched_and_nothing_more() {
     cluster
         .kubectl(&["create", "namespace", "bar"], None)
         .expect("namespace");
+    cluster
+        .kubectl(
+            &["apply", "-f", "-"],
+            Some("apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: counted, namespace: bar}\nspec: {host: counted.bar.svc.cluster.local}\n"),
+        )
+        .expect("a DestinationRule");
 
     let config = remote_secret::load_config(Some(&cluster.kubeconfig_path()), None)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
+    // What an earlier version made: a Role reading istio-system's Secrets, bound to the
+    // reader. Made again, the credential loses it (checked below: Secrets are refused).
+    for args in [
+        &["create", "namespace", "istio-system"][..],
+        &[
+            "create",
+            "role",
+            "istio-reader-istio-system",
+            "-n",
+            "istio-system",
+            "--verb=get,list,watch",
+            "--resource=secrets",
+        ],
+        &[
+            "create",
+            "rolebinding",
+            "istio-reader-istio-system",
+            "-n",
+            "istio-system",
+            "--role=istio-reader-istio-system",
+            "--serviceaccount=istio-system:istio-reader-service-account",
+        ],
+    ] {
+        cluster
+            .kubectl(args, None)
+            .unwrap_or_else(|e| panic!("kubectl {args:?}: {e}"));
+    }
     let mut steps = Vec::new();
     let opts = RemoteSecretOptions::new("remote");
     let first = remote_secret::create(config.clone(), &opts, &mut |s| steps.push(s.to_string()))
@@ -117,7 +168,8 @@ async fn a_remote_secret_reads_everything_watched_and_nothing_more() {
         problems.is_empty(),
         "the reader's watches failed: {problems:?}"
     );
-    // Not enough to write, or to read Secrets outside istio-system.
+    // Not enough to write, or to read Secrets, even istio-system's (the CA key, other
+    // clusters' credentials).
     let services: Api<Service> = Api::namespaced(reader.clone(), "bar");
     let write = services
         .create(
@@ -135,12 +187,25 @@ async fn a_remote_secret_reads_everything_watched_and_nothing_more() {
     let read = secrets
         .list(&ListParams::default())
         .await
+        .map(|l| l.items.len())
         .expect_err("the reader listed Secrets in default");
+    assert_eq!(status_of(&read), 403);
+    let secrets: Api<Secret> = Api::namespaced(reader.clone(), "istio-system");
+    let read = secrets
+        .list(&ListParams::default())
+        .await
+        // Counted, not printed: they would hold the reader's own token.
+        .map(|l| l.items.len())
+        .expect_err("the reader listed Secrets in istio-system");
     assert_eq!(status_of(&read), 403);
 
     // A control plane's source reading with the first token, kept open across the rotation.
-    let mut held: KubeRegistry =
-        Registry::with_source(KubeSource::start("remote", reader.clone(), "reader".into()));
+    let mut held: KubeRegistry = Registry::with_source(KubeSource::start_remote(
+        "remote",
+        reader.clone(),
+        "reader".into(),
+        std::sync::Arc::new(tokio::sync::Notify::new()),
+    ));
     let wake = held.source().wakeup();
     let deadline = Instant::now() + Duration::from_secs(60);
     while !held.is_synced() {

@@ -294,7 +294,7 @@ async fn watches_a_real_api_server() {
         p.contains("2 AuthorizationPolicy (bar/deny-all and 1 more)")
             && p.contains("1 DestinationRule (bar/httpbin)")
             && p.contains("1 WasmPlugin (bar/wasm)")
-            && p.contains("does not apply"),
+            && p.contains("no control plane applies"),
         "{p}"
     );
     assert!(!p.contains("spec.subsets"), "{p}");

@@ -57,6 +57,11 @@ impl Resources {
         match self.position(KeyRef::of(&r)) {
             Ok(i) => Some(std::mem::replace(&mut self.0[i], r)),
             Err(i) => {
+                // Grown by an eighth, not doubled: a store of thousands of objects keeps
+                // little room it will not use (an insert moves the tail anyway).
+                if self.0.len() == self.0.capacity() {
+                    self.0.reserve_exact(self.0.len() / 8 + 1);
+                }
                 self.0.insert(i, r);
                 None
             }
@@ -266,6 +271,23 @@ mod tests {
             isthmus_api::Object::Pod(p) => p.status.pod_ip.map(|ip| ip.to_string()),
             _ => None,
         }
+    }
+
+    #[test]
+    fn a_store_grows_by_an_eighth_not_by_doubling() {
+        let text: String = (0..2000)
+            .map(|i| pod("ns", &format!("p{i:05}"), "10.0.0.1"))
+            .collect();
+        let mut set = Resources::default();
+        for r in objects(&text) {
+            set.put(r);
+        }
+        assert_eq!(set.len(), 2000);
+        assert!(
+            set.0.capacity() <= 2000 + 2000 / 8 + 1,
+            "capacity {} for 2000",
+            set.0.capacity()
+        );
     }
 
     #[test]
