@@ -34,7 +34,7 @@ pub const MMAP_THRESHOLD: usize = 128 * 1024;
 pub fn keep_large_blocks_mapped() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
-        if std::env::var("GLIBC_TUNABLES").is_ok_and(|t| t.contains("mmap_threshold")) {
+        if threshold_tuned() {
             return;
         }
         #[allow(unsafe_code)]
@@ -45,6 +45,12 @@ pub fn keep_large_blocks_mapped() {
             tracing::debug!("the allocator's mmap threshold could not be fixed");
         }
     }
+}
+
+/// Whether `GLIBC_TUNABLES` sets the mmap threshold (then the process keeps that one).
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn threshold_tuned() -> bool {
+    std::env::var("GLIBC_TUNABLES").is_ok_and(|t| t.contains("mmap_threshold"))
 }
 
 /// Bytes the allocator has handed out and not had back (glibc's `mallinfo2`: in-use bytes
@@ -89,7 +95,7 @@ mod tests {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     #[allow(unsafe_code)]
     fn a_large_block_stays_mapped_after_a_larger_one_is_freed() {
-        if std::env::var("GLIBC_TUNABLES").is_ok_and(|t| t.contains("mmap_threshold")) {
+        if threshold_tuned() {
             eprintln!("GLIBC_TUNABLES sets the mmap threshold: the process keeps that one");
             return;
         }

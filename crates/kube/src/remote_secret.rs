@@ -683,6 +683,20 @@ mod tests {
         crate::inject::ROOT_CERT_CONFIGMAP.to_string()
     }
 
+    /// Whether `r` is about `plural` of API group `group`.
+    fn covers(r: &PolicyRule, group: &str, plural: &str) -> bool {
+        r.api_groups
+            .as_deref()
+            .unwrap_or_default()
+            .iter()
+            .any(|g| g == group)
+            && r.resources
+                .as_deref()
+                .unwrap_or_default()
+                .iter()
+                .any(|p| p == plural)
+    }
+
     #[test]
     fn a_remote_reader_reads_services_and_endpoints_counts_istio_kinds_and_no_secret() {
         let (cluster, namespaced) = remote_reader_rules();
@@ -690,18 +704,7 @@ mod tests {
         let verbs = |group: &str, plural: &str| -> Vec<String> {
             cluster
                 .iter()
-                .filter(|r| {
-                    r.api_groups
-                        .as_deref()
-                        .unwrap_or_default()
-                        .iter()
-                        .any(|g| g == group)
-                        && r.resources
-                            .as_deref()
-                            .unwrap_or_default()
-                            .iter()
-                            .any(|p| p == plural)
-                })
+                .filter(|r| covers(r, group, plural))
                 .flat_map(|r| r.verbs.clone())
                 .collect()
         };
@@ -730,19 +733,9 @@ mod tests {
     fn the_reader_may_read_what_is_watched_and_write_only_the_root_configmap() {
         let (cluster, namespaced) = reader_rules();
         let allows = |rules: &[PolicyRule], group: &str, plural: &str, verb: &str| {
-            rules.iter().any(|r| {
-                r.api_groups
-                    .as_deref()
-                    .unwrap_or_default()
-                    .iter()
-                    .any(|g| g == group)
-                    && r.resources
-                        .as_deref()
-                        .unwrap_or_default()
-                        .iter()
-                        .any(|p| p == plural)
-                    && r.verbs.iter().any(|v| v == verb)
-            })
+            rules
+                .iter()
+                .any(|r| covers(r, group, plural) && r.verbs.iter().any(|v| v == verb))
         };
         for k in watched_kinds() {
             let rules = match k.namespace {
