@@ -164,3 +164,63 @@ fn a_credential_key_made_on_the_spot_is_said_loudly() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The control plane starts itself again with glibc's per-thread cache off (what a remote
+/// cluster costs it in memory), keeping the user's other tunables, and leaves a cache count
+/// the user set alone.
+#[test]
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn the_control_plane_runs_with_glibcs_thread_cache_off_unless_the_user_set_it() {
+    let dir = scratch("thread-cache");
+    let registry = format!("c1={}", dir.join("registry").display());
+    let cacerts = dir.join("no-such-cacerts").display().to_string();
+    let key = dir.join("credential.key").display().to_string();
+    let started = |tunables: Option<&str>| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_isthmus"));
+        command
+            .args([
+                "control-plane",
+                "--cluster",
+                "c1",
+                "--network",
+                "n1",
+                "--registry",
+                &registry,
+                "--cacerts",
+                &cacerts,
+                "--credential-key",
+                &key,
+                "--listen",
+                "127.0.0.1:0",
+                "--monitoring",
+                "127.0.0.1:0",
+            ])
+            .env("RUST_LOG", "debug")
+            .env_remove("ISTHMUS_LOG_FORMAT")
+            .env_remove("GLIBC_TUNABLES");
+        if let Some(t) = tunables {
+            command.env("GLIBC_TUNABLES", t);
+        }
+        let out = command.output().expect("run isthmus");
+        // It gets as far as the missing CA, in the process started again.
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(err.contains("no-such-cacerts"), "{err}");
+        err
+    };
+    let off = "glibc's per-thread cache of freed blocks is off";
+    let err = started(None);
+    assert!(err.contains(off), "{err}");
+    assert!(
+        err.contains("tunables=glibc.malloc.tcache_count=0"),
+        "{err}"
+    );
+    let err = started(Some("glibc.malloc.arena_max=2"));
+    assert!(
+        err.contains("tunables=glibc.malloc.arena_max=2:glibc.malloc.tcache_count=0"),
+        "{err}"
+    );
+    let err = started(Some("glibc.malloc.tcache_count=3"));
+    assert!(!err.contains(off), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

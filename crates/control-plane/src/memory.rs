@@ -53,6 +53,70 @@ fn threshold_tuned() -> bool {
     std::env::var("GLIBC_TUNABLES").is_ok_and(|t| t.contains("mmap_threshold"))
 }
 
+/// The `GLIBC_TUNABLES` entry that turns glibc's per-thread cache of freed blocks off.
+pub const NO_THREAD_CACHE: &str = "glibc.malloc.tcache_count=0";
+
+/// The `GLIBC_TUNABLES` value the control plane runs with, given the current one: the
+/// current entries and [`NO_THREAD_CACHE`]; `None` when the current value already says how
+/// many blocks a thread caches (the user's choice stays).
+///
+/// glibc puts a freed block of up to 1 KB in the freeing thread's cache, up to seven of a
+/// size, whatever arena it came from, and that thread's next allocation of the size takes it
+/// from there, without the arena's ordering. The control plane's threads hand each other
+/// what they made: the watchers' JSON to the reader thread, the reader's objects to the
+/// model, the model's snapshots to the xDS workers. Cached, such blocks came back as objects
+/// kept in another thread's arena, among what it had parsed and freed: holes that the
+/// arenas could not give back, 0.4-0.5 MB per remote cluster of 4,000 pods. Without the
+/// cache every block goes back to its own arena at once; measured, the push costs no more
+/// CPU (docs/BENCHMARKS.md). The tunable is read only when a process starts, hence
+/// [`restart_without_thread_cache`].
+pub fn tunables_without_thread_cache(current: Option<&str>) -> Option<String> {
+    match current.map(str::trim).filter(|c| !c.is_empty()) {
+        Some(c)
+            if c.split(':')
+                .any(|t| t.trim().starts_with("glibc.malloc.tcache_count=")) =>
+        {
+            None
+        }
+        Some(c) => Some(format!("{c}:{NO_THREAD_CACHE}")),
+        None => Some(NO_THREAD_CACHE.to_string()),
+    }
+}
+
+/// Starts this process again in its place, with the same arguments and glibc's thread cache
+/// off ([`tunables_without_thread_cache`]); returns only when it does not (it already runs
+/// so, the user set the cache, or the start failed: the error), and then the process goes
+/// on as it is. Must be called before any thread is started. Linux with glibc only; a no-op
+/// elsewhere.
+pub fn restart_without_thread_cache() -> Option<std::io::Error> {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        use std::os::unix::process::CommandExt as _;
+        let current = std::env::var("GLIBC_TUNABLES").ok();
+        let tunables = tunables_without_thread_cache(current.as_deref())?;
+        let exe = match std::env::current_exe() {
+            Ok(exe) => exe,
+            Err(e) => return Some(e),
+        };
+        let mut args = std::env::args_os();
+        let mut command = std::process::Command::new(exe);
+        if let Some(name) = args.next() {
+            command.arg0(name);
+        }
+        Some(command.args(args).env("GLIBC_TUNABLES", tunables).exec())
+    }
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    {
+        None
+    }
+}
+
+/// Whether glibc's per-thread cache is off in this process ([`NO_THREAD_CACHE`] in
+/// `GLIBC_TUNABLES`, read at its start).
+pub fn thread_cache_off() -> bool {
+    std::env::var("GLIBC_TUNABLES").is_ok_and(|t| t.split(':').any(|e| e.trim() == NO_THREAD_CACHE))
+}
+
 /// Bytes the allocator has handed out and not had back (glibc's `mallinfo2`: in-use bytes
 /// of every arena, and of large blocks mapped on their own): the memory the process holds
 /// live, which the resident set exceeds by what the allocator keeps free for later.
@@ -90,6 +154,38 @@ pub fn register(registry: &prometheus::Registry) -> prometheus::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_thread_cache_is_turned_off_unless_the_user_set_it() {
+        assert_eq!(
+            tunables_without_thread_cache(None).as_deref(),
+            Some("glibc.malloc.tcache_count=0")
+        );
+        assert_eq!(
+            tunables_without_thread_cache(Some("  ")).as_deref(),
+            Some("glibc.malloc.tcache_count=0")
+        );
+        assert_eq!(
+            tunables_without_thread_cache(Some("glibc.malloc.arena_max=2")).as_deref(),
+            Some("glibc.malloc.arena_max=2:glibc.malloc.tcache_count=0")
+        );
+        // Set either way by the user: kept, and no restart (which would loop otherwise).
+        assert_eq!(
+            tunables_without_thread_cache(Some("glibc.malloc.tcache_count=7")),
+            None
+        );
+        assert_eq!(
+            tunables_without_thread_cache(Some(
+                "glibc.malloc.arena_max=2:glibc.malloc.tcache_count=0"
+            )),
+            None
+        );
+        // Another tunable whose name merely contains the word is not the cache's count.
+        assert_eq!(
+            tunables_without_thread_cache(Some("glibc.malloc.tcache_max=64")).as_deref(),
+            Some("glibc.malloc.tcache_max=64:glibc.malloc.tcache_count=0")
+        );
+    }
 
     #[test]
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
