@@ -21,11 +21,12 @@ fn scratch(name: &str) -> PathBuf {
     d
 }
 
-fn control_plane(dir: &Path, cacerts: &Path, extra: &[&str]) -> Output {
+/// `isthmus control-plane`'s arguments, with a registry in `dir` and the CA in `cacerts`.
+fn control_plane_args(dir: &Path, cacerts: &Path) -> Vec<String> {
     let registry = format!("c1={}", dir.join("registry").display());
     let cacerts = cacerts.display().to_string();
     let key = dir.join("credential.key").display().to_string();
-    let mut args = vec![
+    [
         "control-plane",
         "--cluster",
         "c1",
@@ -41,9 +42,15 @@ fn control_plane(dir: &Path, cacerts: &Path, extra: &[&str]) -> Output {
         "127.0.0.1:0",
         "--monitoring",
         "127.0.0.1:0",
-    ];
-    args.extend_from_slice(extra);
-    isthmus(&args)
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+fn control_plane(dir: &Path, cacerts: &Path, extra: &[&str]) -> Output {
+    let mut args = control_plane_args(dir, cacerts);
+    args.extend(extra.iter().map(|a| a.to_string()));
+    isthmus(&args.iter().map(String::as_str).collect::<Vec<_>>())
 }
 
 #[test]
@@ -172,29 +179,11 @@ fn a_credential_key_made_on_the_spot_is_said_loudly() {
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 fn the_control_plane_runs_with_glibcs_thread_cache_off_unless_the_user_set_it() {
     let dir = scratch("thread-cache");
-    let registry = format!("c1={}", dir.join("registry").display());
-    let cacerts = dir.join("no-such-cacerts").display().to_string();
-    let key = dir.join("credential.key").display().to_string();
+    let args = control_plane_args(&dir, &dir.join("no-such-cacerts"));
     let started = |tunables: Option<&str>| {
         let mut command = Command::new(env!("CARGO_BIN_EXE_isthmus"));
         command
-            .args([
-                "control-plane",
-                "--cluster",
-                "c1",
-                "--network",
-                "n1",
-                "--registry",
-                &registry,
-                "--cacerts",
-                &cacerts,
-                "--credential-key",
-                &key,
-                "--listen",
-                "127.0.0.1:0",
-                "--monitoring",
-                "127.0.0.1:0",
-            ])
+            .args(&args)
             .env("RUST_LOG", "debug")
             .env_remove("ISTHMUS_LOG_FORMAT")
             .env_remove("GLIBC_TUNABLES");
