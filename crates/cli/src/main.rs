@@ -443,12 +443,13 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::ControlPlane(config) => {
             // Before any thread: glibc reads its tunables only when a process starts.
-            if let Some(e) = isthmus_control_plane::memory::restart_without_thread_cache() {
+            if let Err(e) = isthmus_control_plane::memory::restart_without_thread_cache() {
                 tracing::warn!(error = %e, "cannot start again with glibc's per-thread cache off; it stays on (more memory per remote cluster)");
             }
             if isthmus_control_plane::memory::thread_cache_off() {
                 tracing::debug!(
                     tunables = %std::env::var("GLIBC_TUNABLES").unwrap_or_default(),
+                    pid = std::process::id(),
                     "glibc's per-thread cache of freed blocks is off"
                 );
             }

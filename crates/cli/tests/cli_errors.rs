@@ -180,7 +180,7 @@ fn a_credential_key_made_on_the_spot_is_said_loudly() {
 fn the_control_plane_runs_with_glibcs_thread_cache_off_unless_the_user_set_it() {
     let dir = scratch("thread-cache");
     let args = control_plane_args(&dir, &dir.join("no-such-cacerts"));
-    let started = |tunables: Option<&str>| {
+    let started = |tunables: Option<&str>, restarted: bool| {
         let mut command = Command::new(env!("CARGO_BIN_EXE_isthmus"));
         command
             .args(&args)
@@ -190,26 +190,43 @@ fn the_control_plane_runs_with_glibcs_thread_cache_off_unless_the_user_set_it() 
         if let Some(t) = tunables {
             command.env("GLIBC_TUNABLES", t);
         }
-        let out = command.output().expect("run isthmus");
+        if restarted {
+            command.env("ISTHMUS_RESTARTED_WITHOUT_THREAD_CACHE", "1");
+        } else {
+            command.env_remove("ISTHMUS_RESTARTED_WITHOUT_THREAD_CACHE");
+        }
+        let child = command
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("run isthmus");
+        let pid = child.id();
+        let out = child.wait_with_output().expect("wait for isthmus");
         // It gets as far as the missing CA, in the process started again.
         assert!(!out.status.success());
         let err = String::from_utf8_lossy(&out.stderr).into_owned();
         assert!(err.contains("no-such-cacerts"), "{err}");
-        err
+        (err, pid)
     };
     let off = "glibc's per-thread cache of freed blocks is off";
-    let err = started(None);
+    let (err, pid) = started(None, false);
     assert!(err.contains(off), "{err}");
+    // Started again in place: the process the test started is the one that runs.
+    assert!(err.contains(&format!("pid={pid}")), "{err}");
     assert!(
         err.contains("tunables=glibc.malloc.tcache_count=0"),
         "{err}"
     );
-    let err = started(Some("glibc.malloc.arena_max=2"));
+    let (err, _) = started(Some("glibc.malloc.arena_max=2"), false);
     assert!(
         err.contains("tunables=glibc.malloc.arena_max=2:glibc.malloc.tcache_count=0"),
         "{err}"
     );
-    let err = started(Some("glibc.malloc.tcache_count=3"));
+    let (err, _) = started(Some("glibc.malloc.tcache_count=3"), false);
+    assert!(!err.contains(off), "{err}");
+    // A process that is already such a restart never starts itself again, even if the
+    // tunable did not reach it (a loader that drops GLIBC_TUNABLES would loop otherwise).
+    let (err, _) = started(None, true);
     assert!(!err.contains(off), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
 }

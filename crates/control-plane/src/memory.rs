@@ -67,9 +67,10 @@ pub const NO_THREAD_CACHE: &str = "glibc.malloc.tcache_count=0";
 /// model, the model's snapshots to the xDS workers. Cached, such blocks came back as objects
 /// kept in another thread's arena, among what it had parsed and freed: holes that the
 /// arenas could not give back, 0.4-0.5 MB per remote cluster of 4,000 pods. Without the
-/// cache every block goes back to its own arena at once; measured, the push costs no more
-/// CPU (docs/BENCHMARKS.md). The tunable is read only when a process starts, hence
-/// [`restart_without_thread_cache`].
+/// cache every block goes back to its own arena at once. Measured, the push to 1,000
+/// proxies took 10-20% more CPU than a run with the cache in the same hour, at or above the
+/// spread of earlier runs (docs/BENCHMARKS.md).
+/// The tunable is read only when a process starts, hence [`restart_without_thread_cache`].
 pub fn tunables_without_thread_cache(current: Option<&str>) -> Option<String> {
     match current.map(str::trim).filter(|c| !c.is_empty()) {
         Some(c)
@@ -83,38 +84,66 @@ pub fn tunables_without_thread_cache(current: Option<&str>) -> Option<String> {
     }
 }
 
-/// Starts this process again in its place, with the same arguments and glibc's thread cache
-/// off ([`tunables_without_thread_cache`]); returns only when it does not (it already runs
-/// so, the user set the cache, or the start failed: the error), and then the process goes
-/// on as it is. Must be called before any thread is started. Linux with glibc only; a no-op
-/// elsewhere.
-pub fn restart_without_thread_cache() -> Option<std::io::Error> {
+/// Set in the environment of the process [`restart_without_thread_cache`] starts: it never
+/// starts itself a second time, even where the loader drops `GLIBC_TUNABLES` (a setuid or
+/// file-capability binary), which would otherwise restart it forever.
+pub const RESTARTED_ENV: &str = "ISTHMUS_RESTARTED_WITHOUT_THREAD_CACHE";
+
+/// Starts this process again in its place (same PID, same arguments, the running binary
+/// even if its file was replaced), with glibc's thread cache off
+/// ([`tunables_without_thread_cache`]). Returns `Ok` without doing so when it runs so
+/// already, when the user set the cache's count, when `GLIBC_TUNABLES` is not UTF-8 (left
+/// as the user wrote it), or when this process is itself such a restart ([`RESTARTED_ENV`]);
+/// an error when the start failed, and then the process goes on as it is. Must be called
+/// before any thread is started. Linux with glibc only; a no-op elsewhere.
+///
+/// A profiler that does not follow `exec` (valgrind without `--trace-children=yes`,
+/// heaptrack) sees only the first process: give it `GLIBC_TUNABLES` with the count set.
+pub fn restart_without_thread_cache() -> std::io::Result<()> {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
         use std::os::unix::process::CommandExt as _;
-        let current = std::env::var("GLIBC_TUNABLES").ok();
-        let tunables = tunables_without_thread_cache(current.as_deref())?;
-        let exe = match std::env::current_exe() {
-            Ok(exe) => exe,
-            Err(e) => return Some(e),
+        if std::env::var_os(RESTARTED_ENV).is_some() {
+            return Ok(());
+        }
+        let current = match std::env::var("GLIBC_TUNABLES") {
+            Ok(t) => Some(t),
+            Err(std::env::VarError::NotPresent) => None,
+            Err(std::env::VarError::NotUnicode(_)) => return Ok(()),
+        };
+        let Some(tunables) = tunables_without_thread_cache(current.as_deref()) else {
+            return Ok(());
         };
         let mut args = std::env::args_os();
-        let mut command = std::process::Command::new(exe);
+        // The running image, also when its file was deleted or replaced since.
+        let mut command = std::process::Command::new("/proc/self/exe");
         if let Some(name) = args.next() {
             command.arg0(name);
         }
-        Some(command.args(args).env("GLIBC_TUNABLES", tunables).exec())
+        Err(command
+            .args(args)
+            .env("GLIBC_TUNABLES", tunables)
+            .env(RESTARTED_ENV, "1")
+            .exec())
     }
     #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
     {
-        None
+        Ok(())
     }
 }
 
 /// Whether glibc's per-thread cache is off in this process ([`NO_THREAD_CACHE`] in
-/// `GLIBC_TUNABLES`, read at its start).
+/// `GLIBC_TUNABLES`, read at its start); never elsewhere than on Linux with glibc.
 pub fn thread_cache_off() -> bool {
-    std::env::var("GLIBC_TUNABLES").is_ok_and(|t| t.split(':').any(|e| e.trim() == NO_THREAD_CACHE))
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        std::env::var("GLIBC_TUNABLES")
+            .is_ok_and(|t| t.split(':').any(|e| e.trim() == NO_THREAD_CACHE))
+    }
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    {
+        false
+    }
 }
 
 /// Bytes the allocator has handed out and not had back (glibc's `mallinfo2`: in-use bytes

@@ -3,6 +3,7 @@
 
 use crate::error::BenchError;
 use crate::generate;
+use isthmus_control_plane::memory;
 use isthmus_control_plane::ControlPlaneConfig;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -119,7 +120,10 @@ impl BenchControlPlane {
 /// `heaptrack -o /tmp/cp isthmus control-plane ...`. The figures read from the process
 /// (RSS, CPU) are then the wrapper's, not the control plane's. The wrapper and what it
 /// starts form a process group of their own, stopped together with SIGTERM (so that a
-/// profiler writes its data out), then SIGKILL after 30 s.
+/// profiler writes its data out), then SIGKILL after 30 s. Under a wrapper the control plane
+/// is given `GLIBC_TUNABLES` with glibc's thread cache off, as it would set it, so that it
+/// does not start itself again out of a profiler's sight
+/// (`isthmus_control_plane::memory::restart_without_thread_cache`).
 pub const WRAPPER_ENV: &str = "ISTHMUS_BENCH_CP_WRAPPER";
 
 /// The command that starts `exe`, and whether it is [`WRAPPER_ENV`]'s (then in a process
@@ -132,6 +136,10 @@ fn command(exe: &Path) -> (Command, bool) {
         Some(first) => {
             let mut cmd = Command::new(first);
             cmd.args(words).arg(exe).process_group(0);
+            let current = std::env::var("GLIBC_TUNABLES").ok();
+            if let Some(t) = memory::tunables_without_thread_cache(current.as_deref()) {
+                cmd.env("GLIBC_TUNABLES", t);
+            }
             (cmd, true)
         }
         None => (Command::new(exe), false),
