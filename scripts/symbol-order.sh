@@ -106,12 +106,9 @@ scripts/install-kubernetes.sh
 scripts/install-istio-crds.sh
 scripts/install-istiod.sh
 
-# The control plane starts itself again with glibc's per-thread cache off unless
-# GLIBC_TUNABLES says so already (isthmus_control_plane::memory); callgrind would not follow
-# that restart, so the tunable is set here and both passes run the process as it serves.
-export GLIBC_TUNABLES=glibc.malloc.tcache_count=0
-
-# The benchmarks each pass runs, the control plane under "$ISTHMUS_BENCH_CP_WRAPPER"; each
+# The benchmarks each pass runs, the control plane under "$ISTHMUS_BENCH_CP_WRAPPER" (which
+# also gives it glibc's thread-cache tunable, so that callgrind, which does not follow an
+# exec, sees the process that serves rather than one that starts itself again); each
 # logs to $work/<name>.log, and the first that fails stops the script with its log's end.
 bench() {
   local name=$1

@@ -50,8 +50,21 @@ pub fn keep_large_blocks_mapped() {
 /// Whether `GLIBC_TUNABLES` sets the mmap threshold (then the process keeps that one).
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 fn threshold_tuned() -> bool {
-    std::env::var("GLIBC_TUNABLES").is_ok_and(|t| t.contains("mmap_threshold"))
+    std::env::var("GLIBC_TUNABLES")
+        .is_ok_and(|t| tunable(&t, "glibc.malloc.mmap_threshold").is_some())
 }
+
+/// The value `tunables` (a `GLIBC_TUNABLES` value: `name=value` entries separated by `:`)
+/// gives `name`.
+fn tunable<'a>(tunables: &'a str, name: &str) -> Option<&'a str> {
+    tunables.split(':').find_map(|entry| {
+        let (n, value) = entry.trim().split_once('=')?;
+        (n == name).then_some(value)
+    })
+}
+
+/// The tunable that says how many freed blocks of a size a thread caches.
+const TCACHE_COUNT: &str = "glibc.malloc.tcache_count";
 
 /// The `GLIBC_TUNABLES` entry that turns glibc's per-thread cache of freed blocks off.
 pub const NO_THREAD_CACHE: &str = "glibc.malloc.tcache_count=0";
@@ -73,12 +86,7 @@ pub const NO_THREAD_CACHE: &str = "glibc.malloc.tcache_count=0";
 /// The tunable is read only when a process starts, hence [`restart_without_thread_cache`].
 pub fn tunables_without_thread_cache(current: Option<&str>) -> Option<String> {
     match current.map(str::trim).filter(|c| !c.is_empty()) {
-        Some(c)
-            if c.split(':')
-                .any(|t| t.trim().starts_with("glibc.malloc.tcache_count=")) =>
-        {
-            None
-        }
+        Some(c) if tunable(c, TCACHE_COUNT).is_some() => None,
         Some(c) => Some(format!("{c}:{NO_THREAD_CACHE}")),
         None => Some(NO_THREAD_CACHE.to_string()),
     }
@@ -137,8 +145,7 @@ pub fn restart_without_thread_cache() -> std::io::Result<()> {
 pub fn thread_cache_off() -> bool {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
-        std::env::var("GLIBC_TUNABLES")
-            .is_ok_and(|t| t.split(':').any(|e| e.trim() == NO_THREAD_CACHE))
+        std::env::var("GLIBC_TUNABLES").is_ok_and(|t| tunable(&t, TCACHE_COUNT) == Some("0"))
     }
     #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
     {
