@@ -144,11 +144,11 @@ fn load_text(text: &str, file: Option<Arc<PathBuf>>, default_namespace: &str) ->
     for (start_line, doc) in documents {
         // The document's text is kept by its origin, not copied for it.
         let doc = Arc::new(doc);
-        let origin = Origin {
-            file: file.clone(),
-            line: u32::try_from(start_line).unwrap_or(u32::MAX),
-            text: Some(doc.clone()),
-        };
+        let origin = Origin::document(
+            file.clone(),
+            u32::try_from(start_line).unwrap_or(u32::MAX),
+            Some(doc.clone()),
+        );
         match parse_document(&doc, &origin, default_namespace) {
             Ok(None) => {}
             Ok(Some(mut resource)) => {
@@ -175,6 +175,7 @@ fn load_text(text: &str, file: Option<Arc<PathBuf>>, default_namespace: &str) ->
 struct Shared {
     maps: Interner<crate::labels::Labels>,
     strs: Interner<str>,
+    specs: Interner<crate::kube::PodSpec>,
 }
 
 impl Shared {
@@ -200,11 +201,14 @@ impl Shared {
                 s.spec.ports.shrink_to_fit();
             }
             Object::Pod(p) => {
-                self.str(&mut p.spec.service_account_name);
-                // A node runs many pods: its name once.
-                if !p.spec.node_name.is_empty() {
-                    self.str(&mut p.spec.node_name);
+                // A workload's pods on one node have the same spec: it is kept once, and
+                // its service account and node name once across specs.
+                let spec = Arc::make_mut(&mut p.spec);
+                self.str(&mut spec.service_account_name);
+                if !spec.node_name.is_empty() {
+                    self.str(&mut spec.node_name);
                 }
+                self.specs.share(&mut p.spec);
             }
             _ => {}
         }
@@ -213,20 +217,15 @@ impl Shared {
 
 /// Fills in file, line and resource of a diagnostic found in `resource`.
 pub fn place(mut d: Diagnostic, resource: &Resource) -> Diagnostic {
-    d.file = resource.origin.file.as_deref().cloned();
+    d.file = resource.origin.file().map(|f| f.to_path_buf());
     d.resource = Some(resource.key().to_string());
     let rel = d
         .field
         .as_deref()
-        .and_then(|f| {
-            field_line(
-                resource.origin.text.as_deref().map_or("", String::as_str),
-                f,
-            )
-        })
+        .and_then(|f| field_line(resource.origin.text().map_or("", |t| t.as_str()), f))
         .unwrap_or(0);
     // An object read from an API server has no line to point at.
-    d.line = (resource.origin.line > 0).then_some(resource.origin.line as usize + rel);
+    d.line = (resource.origin.line() > 0).then_some(resource.origin.line() as usize + rel);
     d
 }
 
@@ -349,9 +348,10 @@ fn yaml_error(e: serde_saphyr::Error, origin: &Origin, resource: Option<String>)
     let first = first.strip_prefix("error: ").unwrap_or(first);
     let first = strip_position(first);
     let mut d = Diagnostic::error(format!("invalid YAML: {first}"));
-    d.file = origin.file.as_deref().cloned();
+    d.file = origin.file().map(|f| f.to_path_buf());
     d.resource = resource;
-    d.line = Some(origin.line as usize + e.location().map(|l| l.line() as usize).unwrap_or(1) - 1);
+    d.line =
+        Some(origin.line() as usize + e.location().map(|l| l.line() as usize).unwrap_or(1) - 1);
     d
 }
 
@@ -371,8 +371,8 @@ fn parse_document(
     }
     let top_error = |field: &str, message: String| {
         let mut d = Diagnostic::error(message).at(field);
-        d.file = origin.file.as_deref().cloned();
-        d.line = Some(origin.line as usize + field_line(doc, field).unwrap_or(0));
+        d.file = origin.file().map(|f| f.to_path_buf());
+        d.line = Some(origin.line() as usize + field_line(doc, field).unwrap_or(0));
         d
     };
     let text = TextDocument {
@@ -912,7 +912,7 @@ mod tests {
             .map(|r| &*r.object.metadata().name)
             .collect();
         assert_eq!(names, ["a"], "{:?}", loaded.diagnostics);
-        assert_eq!(loaded.resources[0].origin.line, 3);
+        assert_eq!(loaded.resources[0].origin.line(), 3);
         // The second item's error names its own line in the file.
         let d = loaded.diagnostics.first().expect("b's error");
         assert!(d.to_string().contains("ROUND_ROBN"), "{d}");
@@ -1253,7 +1253,7 @@ spec:
         let files: Vec<_> = loaded
             .resources
             .iter()
-            .map(|r| r.origin.file.clone().expect("file"))
+            .map(|r| r.origin.file().cloned().expect("file"))
             .collect();
         assert_eq!(&*files[0], Path::new("/r/ns/a.yaml"));
         assert!(Arc::ptr_eq(&files[0], &files[2]));
@@ -1281,7 +1281,7 @@ spec:
         let pods: Vec<&crate::kube::Pod> = loaded.resources[1..]
             .iter()
             .filter_map(|r| match &r.object {
-                Object::Pod(p) => Some(&**p),
+                Object::Pod(p) => Some(p),
                 _ => None,
             })
             .collect();

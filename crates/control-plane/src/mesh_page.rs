@@ -400,11 +400,11 @@ impl MeshData {
             .map(|svc| {
                 let mut clusters = BTreeSet::new();
                 for e in svc.endpoints.iter() {
-                    clusters.insert(e.origin.cluster.clone());
+                    clusters.insert(e.origin.cluster.to_string());
                     networks
-                        .entry(e.origin.network.clone())
+                        .entry(e.origin.network.to_string())
                         .or_default()
-                        .insert(e.origin.cluster.clone());
+                        .insert(e.origin.cluster.to_string());
                 }
                 ServiceRow {
                     host: svc.hostname.clone(),
@@ -441,13 +441,13 @@ impl MeshData {
         for svc in snapshot.services.values() {
             for e in svc.endpoints.iter() {
                 let net = &e.origin.network;
-                if net.is_empty() || *net == snapshot.local_network {
+                if net.is_empty() || **net == *snapshot.local_network {
                     continue;
                 }
                 let address = e.address.to_string();
                 if seen.insert(address.clone()) {
                     gateways.push(GatewayRow {
-                        network: net.clone(),
+                        network: net.to_string(),
                         up: true,
                         address,
                     });

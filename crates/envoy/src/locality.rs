@@ -58,8 +58,8 @@ impl<'a> LocalityLb<'a> {
     fn endpoint_value<'o>(origin: &'o EndpointOrigin, key: &str) -> Option<&'o str> {
         let l = levels(&origin.locality);
         match key {
-            "topology.istio.io/network" => Some(origin.network.as_str()),
-            "topology.istio.io/cluster" => Some(origin.cluster.as_str()),
+            "topology.istio.io/network" => Some(&origin.network),
+            "topology.istio.io/cluster" => Some(&origin.cluster),
             "topology.kubernetes.io/region" => Some(l[0]),
             "topology.kubernetes.io/zone" => Some(l[1]),
             "topology.istio.io/subzone" => Some(l[2]),

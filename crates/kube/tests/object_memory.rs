@@ -72,7 +72,7 @@ fn an_object_from_the_api_keeps_no_more_than_one_from_a_file() {
         let mut loaded =
             isthmus_api::load_str(t, Some(std::path::Path::new("/reg/ns-0/f.yaml")), "ns-0");
         for r in &mut loaded.resources {
-            r.origin.text = None;
+            r.origin.forget_text();
         }
         from_files.extend(loaded.resources);
     }

@@ -80,7 +80,7 @@ pub fn pod_object(pod: &PodState, ports: &[u32]) -> Result<Pod, LabError> {
             labels: Arc::new(pod.labels.clone().into()),
             ..Default::default()
         },
-        spec: PodSpec {
+        spec: Arc::new(PodSpec {
             service_account_name: pod.service_account.as_str().into(),
             containers: vec![Container {
                 name: "app".into(),
@@ -103,7 +103,7 @@ pub fn pod_object(pod: &PodState, ports: &[u32]) -> Result<Pod, LabError> {
                 })
             }),
             ..Default::default()
-        },
+        }),
         status: PodStatus {
             pod_ip: Some(pod.ip.parse().map_err(|_| {
                 LabError::Invalid(format!(
@@ -520,7 +520,11 @@ mod tests {
         // A StatefulSet's pod is named in DNS under its Service.
         pod.subdomain = Some("web".into());
         let named = pod_object(&pod, &[80]).expect("pod");
-        let dns = named.spec.dns_name.expect("a StatefulSet pod's DNS name");
+        let dns = named
+            .spec
+            .dns_name
+            .as_ref()
+            .expect("a StatefulSet pod's DNS name");
         assert_eq!((&*dns.hostname, &*dns.subdomain), ("web-0", "web"));
         pod.ip = "not-an-ip".into();
         let err = pod_object(&pod, &[]).expect_err("bad ip");

@@ -352,7 +352,7 @@ fn classify(r: Resource, m: &mut Manifests) {
                 kind: other.kind().to_string(),
                 namespace: meta.namespace.to_string(),
                 name: meta.name.to_string(),
-                text: r.origin.text.as_deref().cloned().unwrap_or_default(),
+                text: r.origin.text().map(|t| t.to_string()).unwrap_or_default(),
             })
         }
     }

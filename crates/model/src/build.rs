@@ -190,20 +190,20 @@ impl MeshSnapshot {
                         .endpoints
                         .iter()
                         .chain(&added)
-                        .any(|ep| ep.address == *ip && ep.origin.cluster == c.cluster)
+                        .any(|ep| ep.address == *ip && *ep.origin.cluster == *c.cluster)
                     {
                         continue;
                     }
                     added.push(Endpoint {
                         address: Address::parse(&ip),
                         origin: Arc::new(EndpointOrigin {
-                            cluster: c.cluster.clone(),
+                            cluster: c.cluster.as_str().into(),
                             network: pod
                                 .as_ref()
-                                .map(|p| p.network.to_string())
-                                .unwrap_or_else(|| cluster_network(&c.cluster)),
-                            locality: String::new(),
-                            identity: pod.as_ref().map(|p| p.identity.to_string()),
+                                .map(|p| p.network.clone())
+                                .unwrap_or_else(|| cluster_network(&c.cluster).into()),
+                            locality: "".into(),
+                            identity: pod.as_ref().map(|p| p.identity.clone()),
                             mtls_ready: pod.is_some(),
                             labels: pod.as_ref().map(|p| p.labels.clone()).unwrap_or_default(),
                             ports: ports.into_iter().collect::<BTreeMap<String, u32>>().into(),
@@ -318,13 +318,12 @@ impl MeshSnapshot {
                                 .entry(key)
                                 .or_insert_with(|| {
                                     Arc::new(EndpointOrigin {
-                                        cluster: String::new(),
-                                        network: ep.network.clone().unwrap_or_default(),
-                                        locality: ep.locality.clone().unwrap_or_default(),
-                                        identity: ep
-                                            .service_account
-                                            .as_ref()
-                                            .map(|sa| snap.spiffe(&se.metadata.namespace, sa)),
+                                        cluster: "".into(),
+                                        network: ep.network.as_deref().unwrap_or_default().into(),
+                                        locality: ep.locality.as_deref().unwrap_or_default().into(),
+                                        identity: ep.service_account.as_ref().map(|sa| {
+                                            snap.spiffe(&se.metadata.namespace, sa).into()
+                                        }),
                                         mtls_ready: se.spec.location
                                             == Some(Location::MeshInternal),
                                         labels: Arc::new(ep.labels.clone().into()),

@@ -123,7 +123,7 @@ mod tests {
             snap.services["web.bar.svc.cluster.local"]
                 .endpoints
                 .iter()
-                .map(|e| (e.address.to_string(), e.origin.locality.clone()))
+                .map(|e| (e.address.to_string(), e.origin.locality.to_string()))
                 .collect()
         };
         let mut builder = MeshBuilder::new();

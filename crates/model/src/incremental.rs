@@ -50,13 +50,25 @@ pub struct NamespaceContext {
 
 /// One cluster's view of one Service: its definition there and the endpoints its selector
 /// picks among that namespace's pods.
-#[derive(Debug, Clone)]
+///
+/// The definition (host, ports, headless, `exportTo`) is what every cluster that has the
+/// Service repeats: it is shared with another cluster's equal one, so that a remote cluster
+/// adds its endpoints and little else. What differs by cluster is beside it.
+#[derive(Debug, Clone, PartialEq)]
 pub struct ServiceFragment {
     /// Whether it comes from the local cluster.
     pub local: bool,
-    /// The Service with this cluster's endpoints (`exported` and `vip` as the local cluster
-    /// sets them; defaults elsewhere).
-    pub service: Service,
+    /// The Service as this cluster defines it, without endpoints, VIP or export setting
+    /// (those of an empty Service).
+    pub definition: Arc<Service>,
+    /// This cluster's endpoints.
+    pub endpoints: Endpoints,
+    /// The local cluster's ClusterIP (none elsewhere).
+    pub vip: Option<String>,
+    /// A remote cluster has a ClusterIP for it: the mesh allocates one, if no local one.
+    pub vip_allocated: bool,
+    /// Reachable from other clusters (the local cluster's export setting; true elsewhere).
+    pub exported: bool,
 }
 
 /// The results for one (cluster, namespace).
@@ -181,47 +193,59 @@ pub fn pods_and_services(
                 .filter(|e| e.context == ctx && same(&e.objects, &objects))
                 .map(|e| e.built.clone())
         });
-        let built = match cached {
-            Some(b) => {
-                reuse.namespaces_reused += 1;
-                b
-            }
-            None => {
-                reuse.namespaces_built += 1;
-                let mut b = namespace_build(&ctx, &objects);
-                // Services of the namespace that came out the same keep their old object,
-                // so that their merged Service is reused too.
-                if let Some(old) = guard.as_ref().and_then(|g| g.groups.get(&key)) {
-                    for f in &old.built.services {
-                        dirty.insert((f.service.hostname.clone(), f.service.namespace.clone()));
-                    }
-                    for f in &mut b.services {
-                        if let Some(prev) = old.built.services.iter().find(|p| {
-                            p.service.hostname == f.service.hostname
-                                && p.local == f.local
-                                && p.service == f.service
-                        }) {
-                            *f = prev.clone();
+        let built =
+            match cached {
+                Some(b) => {
+                    reuse.namespaces_reused += 1;
+                    b
+                }
+                None => {
+                    reuse.namespaces_built += 1;
+                    let mut b = namespace_build(&ctx, &objects);
+                    // Services of the namespace that came out the same keep their old object,
+                    // so that their merged Service is reused too.
+                    if let Some(old) = guard.as_ref().and_then(|g| g.groups.get(&key)) {
+                        for f in &old.built.services {
+                            dirty.insert((
+                                f.definition.hostname.clone(),
+                                f.definition.namespace.clone(),
+                            ));
+                        }
+                        for f in &mut b.services {
+                            if let Some(prev) = old.built.services.iter().find(|p| {
+                                p.definition.hostname == f.definition.hostname && ***p == **f
+                            }) {
+                                *f = prev.clone();
+                            }
                         }
                     }
-                }
-                for f in &b.services {
-                    dirty.insert((f.service.hostname.clone(), f.service.namespace.clone()));
-                }
-                let b = Arc::new(b);
-                if let Some(g) = guard.as_mut() {
-                    g.groups.insert(
-                        key.clone(),
-                        GroupEntry {
-                            context: ctx.clone(),
-                            objects: objects.clone(),
-                            built: b.clone(),
-                        },
+                    share_definitions(
+                        &mut b,
+                        built_groups
+                            .iter()
+                            .filter(|(k, _)| k.1 == key.1)
+                            .flat_map(|(_, g)| g.services.iter()),
                     );
+                    for f in &b.services {
+                        dirty.insert((
+                            f.definition.hostname.clone(),
+                            f.definition.namespace.clone(),
+                        ));
+                    }
+                    let b = Arc::new(b);
+                    if let Some(g) = guard.as_mut() {
+                        g.groups.insert(
+                            key.clone(),
+                            GroupEntry {
+                                context: ctx.clone(),
+                                objects: objects.clone(),
+                                built: b.clone(),
+                            },
+                        );
+                    }
+                    b
                 }
-                b
-            }
-        };
+            };
         built_groups.push((key, built));
     }
     let keys: Vec<(String, String)> = built_groups.iter().map(|(k, _)| k.clone()).collect();
@@ -239,7 +263,7 @@ pub fn pods_and_services(
                     .iter()
                     .filter(|(k, _)| &k.1 == namespace)
                     .flat_map(|(_, b)| b.services.iter())
-                    .filter(|f| &f.service.hostname == host)
+                    .filter(|f| &f.definition.hostname == host)
                     .cloned()
                     .collect();
                 if frags.is_empty() {
@@ -260,7 +284,7 @@ pub fn pods_and_services(
             for (_, built) in &built_groups {
                 for f in &built.services {
                     fragments
-                        .entry(f.service.hostname.clone())
+                        .entry(f.definition.hostname.clone())
                         .or_default()
                         .push(f.clone());
                 }
@@ -326,25 +350,52 @@ fn merged_service(
 fn merge(frags: &[Arc<ServiceFragment>]) -> Service {
     let mut out = frags
         .first()
-        .map(|f| f.service.clone())
+        .map(|f| (*f.definition).clone())
         .unwrap_or_else(|| empty_service(String::new(), String::new(), String::new()));
     // Each fragment is one cluster's, its endpoints one run in address order.
     out.endpoints = Endpoints::from_runs(
         frags
             .iter()
-            .flat_map(|f| f.service.endpoints.runs().iter().cloned())
+            .flat_map(|f| f.endpoints.runs().iter().cloned())
             .collect(),
     );
     out.exported = true;
     out.vip = None;
     // Only another cluster has it: a VIP is allocated here (see the fragments' build).
-    out.vip_allocated = frags.iter().any(|f| f.service.vip_allocated);
+    out.vip_allocated = frags.iter().any(|f| f.vip_allocated);
     if let Some(local) = frags.iter().find(|f| f.local) {
-        out.exported = local.service.exported;
-        out.vip = local.service.vip.clone();
+        out.exported = local.exported;
+        out.vip = local.vip.clone();
         out.vip_allocated = false;
     }
     out
+}
+
+/// Makes each fragment of `built` whose definition equals that of another cluster's
+/// fragment of the same Service (among `others`) share that one: a Service defined alike in
+/// every cluster is kept once.
+fn share_definitions<'a>(
+    built: &mut NamespaceBuild,
+    others: impl Iterator<Item = &'a Arc<ServiceFragment>>,
+) {
+    let by_host: HashMap<&str, &Arc<Service>> = others
+        .map(|f| (f.definition.hostname.as_str(), &f.definition))
+        .collect();
+    if by_host.is_empty() {
+        return;
+    }
+    for f in &mut built.services {
+        let Some(d) = by_host.get(f.definition.hostname.as_str()) else {
+            continue;
+        };
+        if Arc::ptr_eq(d, &f.definition) || ***d != *f.definition {
+            continue;
+        }
+        // A fragment kept from the last build is shared already; a new one is this build's.
+        if let Some(f) = Arc::get_mut(f) {
+            f.definition = Arc::clone(d);
+        }
+    }
 }
 
 fn empty_service(hostname: String, namespace: String, name: String) -> Service {
@@ -375,6 +426,8 @@ pub fn namespace_build(ctx: &NamespaceContext, objects: &[Arc<Resource>]) -> Nam
     let mut origins: HashMap<OriginKey, Arc<EndpointOrigin>> = HashMap::new();
     let mut port_maps: Interner<BTreeMap<String, u32>> = Interner::default();
     let mut identities: HashMap<Arc<str>, Arc<str>> = HashMap::new();
+    // The origins share these strings with the build's pods, and the cluster's name.
+    let cluster: Arc<str> = ctx.cluster.as_str().into();
     let rules = crate::pod::NetworkRules {
         namespace_network: ctx.namespace_network.as_deref(),
         cluster_network: &ctx.cluster_network,
@@ -451,27 +504,25 @@ pub fn namespace_build(ctx: &NamespaceContext, objects: &[Arc<Resource>]) -> Nam
                     .collect()
             })
             .unwrap_or_default();
-        if ctx.is_local {
-            svc.exported = crate::automation::exported(s, ctx.export_default);
-            svc.vip = s
-                .spec
-                .cluster_ip
-                .as_ref()
-                .filter(|ip| ip.parse::<IpAddr>().is_ok())
-                .cloned();
+        let has_cluster_ip = s
+            .spec
+            .cluster_ip
+            .as_ref()
+            .is_some_and(|ip| ip.parse::<IpAddr>().is_ok());
+        let (exported, vip, vip_allocated) = if ctx.is_local {
+            let vip = s.spec.cluster_ip.clone().filter(|_| has_cluster_ip);
+            let exported = crate::automation::exported(s, ctx.export_default);
+            (exported, vip, false)
         } else {
             // Another cluster's ClusterIP means nothing here (and may be taken by a local
             // Service): a Service with one there, and none here, is given a VIP from the
             // mesh's range when the snapshot is built, as a ServiceEntry without addresses
             // is, so that the pods here resolve its name (headless ones keep none).
-            svc.vip_allocated = s
-                .spec
-                .cluster_ip
-                .as_ref()
-                .is_some_and(|ip| ip.parse::<IpAddr>().is_ok());
-        }
+            (true, None, has_cluster_ip)
+        };
+        let mut endpoints = Endpoints::new();
         if !s.spec.selector.is_empty() {
-            let mut endpoints = Vec::new();
+            let mut picked = Vec::new();
             for (info, pod) in &pods {
                 if !info.labels.matches(&s.spec.selector) {
                     continue;
@@ -515,27 +566,31 @@ pub fn namespace_build(ctx: &NamespaceContext, objects: &[Arc<Resource>]) -> Nam
                     })
                     .or_insert_with_key(|k| {
                         Arc::new(EndpointOrigin {
-                            cluster: ctx.cluster.clone(),
-                            network: k.network.0.to_string(),
-                            locality: k.locality.0.to_string(),
-                            identity: Some(k.identity.0.to_string()),
+                            cluster: cluster.clone(),
+                            network: k.network.0.clone(),
+                            locality: k.locality.0.clone(),
+                            identity: Some(k.identity.0.clone()),
                             mtls_ready: k.mtls_ready,
                             labels: k.labels.0.clone(),
                             ports: k.ports.0.clone(),
                         })
                     })
                     .clone();
-                endpoints.push(Endpoint {
+                picked.push(Endpoint {
                     address: info.ip.into(),
                     origin,
                     weight: 1,
                 });
             }
-            svc.endpoints = Endpoints::from_runs(vec![Endpoints::run(endpoints)]);
+            endpoints = Endpoints::from_runs(vec![Endpoints::run(picked)]);
         }
         services.push(Arc::new(ServiceFragment {
             local: ctx.is_local,
-            service: svc,
+            definition: Arc::new(svc),
+            endpoints,
+            vip,
+            vip_allocated,
+            exported,
         }));
     }
     NamespaceBuild { services }
@@ -687,7 +742,7 @@ mod tests {
             node_localities: Default::default(),
         };
         let built = namespace_build(&ctx, &objects);
-        let eps = &built.services[0].service.endpoints;
+        let eps = &built.services[0].endpoints;
         assert_eq!(eps.len(), 3);
         assert_eq!(
             eps.iter()
@@ -721,6 +776,71 @@ mod tests {
     }
 
     #[test]
+    fn a_service_defined_alike_in_several_clusters_is_kept_once() {
+        let objects = |ip: &str, cluster_ip: &str, ports: &str| -> Arc<Vec<Arc<Resource>>> {
+            let yaml = format!("apiVersion: v1\nkind: Service\nmetadata: {{name: a, namespace: a}}\nspec: {{clusterIP: {cluster_ip}, ports: [{ports}], selector: {{app: a}}}}\n---\napiVersion: v1\nkind: Pod\nmetadata: {{name: a-0, namespace: a, labels: {{app: a}}}}\nstatus: {{podIP: {ip}}}\n");
+            Arc::new(
+                isthmus_api::load_str(&yaml, None, "a")
+                    .resources
+                    .into_iter()
+                    .map(Arc::new)
+                    .collect(),
+            )
+        };
+        let ctx = |cluster: &str| NamespaceContext {
+            cluster: cluster.into(),
+            namespace: "a".into(),
+            is_local: cluster == "c1",
+            trust_domain: "cluster.local".into(),
+            export_default: ExportDefault::Exported,
+            namespace_network: None,
+            cluster_network: cluster.into(),
+            cidrs: Vec::new(),
+            node_localities: Default::default(),
+        };
+        let http = "{name: http, port: 80}";
+        let groups = vec![
+            (ctx("c1"), objects("10.0.0.1", "10.96.0.1", http)),
+            // Another ClusterIP: not part of the definition.
+            (ctx("c2"), objects("10.1.0.1", "10.97.0.9", http)),
+            // Another port: a definition of its own.
+            (
+                ctx("c3"),
+                objects(
+                    "10.2.0.1",
+                    "10.98.0.9",
+                    "{name: http, port: 80}, {name: grpc, port: 90}",
+                ),
+            ),
+        ];
+        let cache = BuildCache::default();
+        let (services, _) = pods_and_services(Some(&cache), groups);
+        let host = "a.a.svc.cluster.local";
+        let inner = cache.inner.lock().expect("lock");
+        let frags = &inner.merged[host].fragments;
+        assert_eq!(frags.len(), 3);
+        assert!(Arc::ptr_eq(&frags[0].definition, &frags[1].definition));
+        assert!(!Arc::ptr_eq(&frags[0].definition, &frags[2].definition));
+        assert_eq!(frags[2].definition.ports.len(), 2);
+        // What differs by cluster stays each cluster's.
+        assert_eq!(frags[0].vip.as_deref(), Some("10.96.0.1"));
+        assert_eq!(frags[1].vip, None);
+        assert!(frags[1].vip_allocated);
+        let merged = &services[host];
+        assert_eq!(merged.vip.as_deref(), Some("10.96.0.1"));
+        assert!(!merged.vip_allocated);
+        assert_eq!(merged.ports.len(), 1, "the first cluster's definition");
+        assert_eq!(
+            merged
+                .endpoints
+                .iter()
+                .map(|e| e.address.to_string())
+                .collect::<Vec<_>>(),
+            ["10.0.0.1", "10.1.0.1", "10.2.0.1"]
+        );
+    }
+
+    #[test]
     fn pods_that_are_not_ready_or_finished_are_no_endpoints() {
         let pod = |name: &str, ip: &str, status: &str| {
             format!("---\napiVersion: v1\nkind: Pod\nmetadata: {{name: {name}, namespace: a, labels: {{app: a}}}}\nstatus: {{podIP: {ip}{status}}}\n")
@@ -751,7 +871,6 @@ mod tests {
         };
         let built = namespace_build(&ctx, &objects);
         let got: Vec<String> = built.services[0]
-            .service
             .endpoints
             .iter()
             .map(|e| e.address.to_string())

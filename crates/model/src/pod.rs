@@ -171,7 +171,7 @@ impl ClusterPods {
             .into_iter()
             .flat_map(|in_ns| in_ns.iter())
             .filter_map(move |r| match &r.object {
-                Object::Pod(p) => Some((&**p, self.info(p, trust_domain)?)),
+                Object::Pod(p) => Some((p, self.info(p, trust_domain)?)),
                 _ => None,
             })
     }
@@ -200,7 +200,7 @@ impl ClusterPods {
             .values()
             .flat_map(|in_ns| in_ns.iter())
             .filter_map(|r| match &r.object {
-                Object::Pod(p) => Some(&**p),
+                Object::Pod(p) => Some(p),
                 _ => None,
             })
     }

@@ -167,13 +167,13 @@ impl PartialEq<str> for Address {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct EndpointOrigin {
     /// The cluster it lives in (empty for ServiceEntry endpoints).
-    pub cluster: String,
+    pub cluster: Arc<str>,
     /// The network it is on; empty means reachable from everywhere.
-    pub network: String,
+    pub network: Arc<str>,
     /// `region/zone/subzone`.
-    pub locality: String,
+    pub locality: Arc<str>,
     /// The SPIFFE identity, when known.
-    pub identity: Option<String>,
+    pub identity: Option<Arc<str>>,
     /// True when the endpoint speaks mesh mTLS (has a sidecar); only such endpoints may be
     /// reached through a network gateway.
     pub mtls_ready: bool,
@@ -333,7 +333,7 @@ mod tests {
         Endpoint {
             address: Address::parse(address),
             origin: Arc::new(EndpointOrigin {
-                cluster: cluster.to_string(),
+                cluster: cluster.into(),
                 ..EndpointOrigin::default()
             }),
             weight,
@@ -342,7 +342,13 @@ mod tests {
 
     fn listed(e: &Endpoints) -> Vec<(String, String, u32)> {
         e.iter()
-            .map(|e| (e.origin.cluster.clone(), e.address.to_string(), e.weight))
+            .map(|e| {
+                (
+                    e.origin.cluster.to_string(),
+                    e.address.to_string(),
+                    e.weight,
+                )
+            })
             .collect()
     }
 

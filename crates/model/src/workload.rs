@@ -41,13 +41,13 @@ fn entry_endpoint(
     Endpoint {
         address: Address::parse(&we.address),
         origin: Arc::new(EndpointOrigin {
-            cluster: cluster.to_string(),
-            network: we.network.clone().unwrap_or_default(),
-            locality: we.locality.clone().unwrap_or_default(),
+            cluster: cluster.into(),
+            network: we.network.as_deref().unwrap_or_default().into(),
+            locality: we.locality.as_deref().unwrap_or_default().into(),
             identity: we
                 .service_account
                 .as_deref()
-                .map(|sa| spiffe(trust_domain, namespace, sa)),
+                .map(|sa| spiffe(trust_domain, namespace, sa).into()),
             mtls_ready: speaks_mtls(we),
             labels: Arc::new(we.labels.clone().into()),
             ports: Arc::new(ports),
@@ -133,10 +133,10 @@ fn pod_endpoint(
     Endpoint {
         address: info.ip.into(),
         origin: Arc::new(EndpointOrigin {
-            cluster: cluster.to_string(),
-            network: info.network.to_string(),
-            locality: info.locality.to_string(),
-            identity: Some(info.identity.to_string()),
+            cluster: cluster.into(),
+            network: info.network.clone(),
+            locality: info.locality.clone(),
+            identity: Some(info.identity.clone()),
             mtls_ready: pod
                 .metadata
                 .annotations

@@ -87,7 +87,7 @@ impl CachedFile {
                 let mut v = Vec::with_capacity(loaded.resources.len());
                 v.extend(loaded.resources.into_iter().map(|mut r| {
                     if !keeps_text(&r) {
-                        r.origin.text = None;
+                        r.origin.forget_text();
                     }
                     Arc::new(r)
                 }));
@@ -232,11 +232,11 @@ impl FileSource {
                 let key = KeyRef::of(&r);
                 let mut d = Diagnostic::error(format!(
                     "{key} is defined twice; the one at {}:{} wins",
-                    display_file(prev.origin.file.as_deref().map(PathBuf::as_path)),
-                    prev.origin.line
+                    display_file(prev.origin.file().map(|f| f.as_path())),
+                    prev.origin.line()
                 ));
-                d.file = r.origin.file.as_deref().cloned();
-                d.line = Some(r.origin.line as usize);
+                d.file = r.origin.file().map(|f| f.to_path_buf());
+                d.line = Some(r.origin.line() as usize);
                 d.resource = Some(key.to_string());
                 duplicates.push(d);
                 continue;
@@ -267,8 +267,7 @@ impl FileSource {
                 || broken_resources.contains(format!("{}/{}", key.kind, key.name).as_str());
             let by_file = prev
                 .origin
-                .file
-                .as_deref()
+                .file()
                 .is_some_and(|f| broken_files.contains(f.as_path()));
             if by_key || by_file {
                 last_good.push(prev.clone());
@@ -444,11 +443,9 @@ mod tests {
         assert_eq!(*key, dir.join("bar/p.yaml"));
         let objects: Vec<_> = reg.current().resources.values().cloned().collect();
         assert_eq!(objects.len(), 2);
-        assert!(objects.iter().all(|r| r
-            .origin
-            .file
-            .as_ref()
-            .is_some_and(|f| Arc::ptr_eq(f, &key))));
+        assert!(objects
+            .iter()
+            .all(|r| r.origin.file().is_some_and(|f| Arc::ptr_eq(f, &key))));
         let _ = std::fs::remove_dir_all(&dir);
     }
 
@@ -479,11 +476,11 @@ mod tests {
         };
         let se_before = se_of(&reg);
         // Istio resources keep their text for later diagnostics; workload objects do not.
-        assert!(se_before.origin.text.is_some());
+        assert!(se_before.origin.text().is_some());
         assert!(reg
             .current()
             .of_kind("Pod")
-            .all(|r| r.origin.text.is_none() && r.origin.line > 0));
+            .all(|r| r.origin.text().is_none() && r.origin.line() > 0));
         let changes = |paths: &[&str]| Changes {
             paths: paths.iter().map(|p| dir.join(p)).collect(),
             rescan: false,
