@@ -167,6 +167,9 @@ pub(crate) fn connect(config: kube::Config) -> Result<kube::Client, kube::Error>
 
 /// [`connect`]'s HTTP/2 client: kube-rs's layers (base URI, 429/503/504 retry, credentials,
 /// extra headers) over one connection ([`crate::http2`]).
+/// The TLS sessions a client keeps to resume a connection to its API server with.
+const RESUMABLE_SESSIONS: usize = 4;
+
 fn connect_http2(config: kube::Config) -> Result<kube::Client, kube::Error> {
     use kube::client::ConfigExt;
     use tower::ServiceBuilder;
@@ -183,6 +186,9 @@ fn connect_http2(config: kube::Config) -> Result<kube::Client, kube::Error> {
         .map_err(|e| kube::Error::RustlsTls(kube::client::RustlsTlsError::InvalidServerName(e)))?;
     let mut tls = config.rustls_client_config()?;
     tls.alpn_protocols = vec![b"h2".to_vec()];
+    // One server, over one connection: a few sessions to resume a reconnect with, not the
+    // default cache of 256 (25 KB allocated up front, per cluster read).
+    tls.resumption = rustls::client::Resumption::in_memory_sessions(RESUMABLE_SESSIONS);
     let target = crate::http2::Target {
         authority: if host.contains(':') {
             format!("[{host}]:{port}")
