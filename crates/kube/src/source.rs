@@ -18,7 +18,7 @@ use kube::runtime::watcher;
 use kube::runtime::WatchStreamExt;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::Notify;
 
 /// The annotation `kubectl apply` keeps a whole copy of the object in: never stored.
 const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
@@ -83,12 +83,51 @@ struct KindState {
     seen: BTreeSet<ResourceKey>,
 }
 
+/// What the reader thread hands to the source, taken by the source all at once.
+///
+/// Not a channel: a channel allocates a block for every 32 messages on the sending thread,
+/// and while the source waits out its debounce, a whole list's blocks are outstanding,
+/// placed among the objects the reader keeps; freed, they leave holes in the reader's
+/// arena that nothing fills once the list is read. A vector grows by doubling: few of its
+/// buffers are freed, and the large ones are whole pages that go back to the system.
+#[derive(Default)]
+struct Inbox(std::sync::Mutex<Vec<Message>>);
+
+/// The source is gone: nothing takes messages any more.
+#[derive(Debug)]
+struct Closed;
+
+impl Inbox {
+    /// Hands `message` to the source (`self`: the reader's handle); `Err` once the source is
+    /// gone.
+    fn send(self: &Arc<Self>, message: Message) -> Result<(), Closed> {
+        if Arc::strong_count(self) == 1 {
+            return Err(Closed);
+        }
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(message);
+        Ok(())
+    }
+
+    /// Every message handed over so far, in order.
+    fn take(&self) -> Vec<Message> {
+        std::mem::take(
+            &mut *self
+                .0
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        )
+    }
+}
+
 /// Watches one cluster's API server.
 pub struct KubeSource {
     cluster: String,
     kinds: Vec<WatchedKind>,
     state: Vec<KindState>,
-    rx: mpsc::UnboundedReceiver<Message>,
+    inbox: Arc<Inbox>,
     wake: Arc<Notify>,
     /// Whether the complete first list has been given.
     synced: bool,
@@ -437,7 +476,8 @@ impl KubeSource {
         counted: Vec<WatchedKind>,
         wake: Arc<Notify>,
     ) -> Self {
-        let (tx, rx) = mpsc::unbounded_channel();
+        let inbox = Arc::new(Inbox::default());
+        let tx = inbox.clone();
         let cluster = cluster.into();
         // Every object is read on one thread of its own: one reader for every kind (a
         // Service's selector and its pods' labels are one map), and the objects kept are
@@ -478,7 +518,7 @@ impl KubeSource {
             cluster,
             kinds,
             state,
-            rx,
+            inbox,
             wake,
             synced: false,
             problems: BTreeMap::new(),
@@ -789,7 +829,7 @@ impl Source for KubeSource {
     fn sync(&mut self, store: &ClusterConfig, _hint: &isthmus_registry::Changes) -> Vec<Event> {
         let mut out = Vec::new();
         let was_synced = self.synced;
-        while let Ok(message) = self.rx.try_recv() {
+        for message in self.inbox.take() {
             self.handle(message, store, &mut out);
         }
         // The census is weighed against the objects in force once these events are applied,
@@ -838,7 +878,7 @@ enum Raw {
 fn read_loop(
     kinds: Vec<WatchedKind>,
     raw: std::sync::mpsc::Receiver<Raw>,
-    tx: mpsc::UnboundedSender<Message>,
+    tx: Arc<Inbox>,
     wake: Arc<Notify>,
 ) {
     let mut reader = ObjectReader::new();
@@ -1123,14 +1163,15 @@ mod tests {
 
     impl KubeSource {
         /// A source fed by hand: what its watcher tasks would send goes into the sender.
-        fn fed(kinds: Vec<WatchedKind>) -> (KubeSource, mpsc::UnboundedSender<Message>) {
-            let (tx, rx) = mpsc::unbounded_channel();
+        fn fed(kinds: Vec<WatchedKind>) -> (KubeSource, Arc<Inbox>) {
+            let inbox = Arc::new(Inbox::default());
+            let tx = inbox.clone();
             let state = kinds.iter().map(|_| KindState::default()).collect();
             let source = KubeSource {
                 cluster: "c1".into(),
                 kinds,
                 state,
-                rx,
+                inbox,
                 wake: Arc::new(Notify::new()),
                 synced: false,
                 problems: BTreeMap::new(),
@@ -1156,6 +1197,29 @@ mod tests {
         good(&format!(
             "apiVersion: v1\nkind: Service\nmetadata: {{name: {name}}}\nspec: {{ports: [{{name: http, port: {port}}}]}}\n"
         ))
+    }
+
+    #[test]
+    fn the_inbox_hands_over_messages_in_order_until_the_source_is_gone() {
+        let inbox = Arc::new(Inbox::default());
+        let reader = inbox.clone();
+        for p in ["a", "b"] {
+            reader
+                .send(Message::Probe(Some(p.into())))
+                .expect("the source is there");
+        }
+        let taken: Vec<Option<String>> = inbox
+            .take()
+            .into_iter()
+            .map(|m| match m {
+                Message::Probe(p) => p,
+                _ => None,
+            })
+            .collect();
+        assert_eq!(taken, [Some("a".to_string()), Some("b".to_string())]);
+        assert!(inbox.take().is_empty(), "taken once");
+        drop(inbox);
+        assert!(reader.send(Message::Probe(None)).is_err());
     }
 
     fn keys(w: &Writer) -> Vec<String> {
