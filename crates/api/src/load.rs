@@ -170,7 +170,8 @@ fn load_text(text: &str, file: Option<Arc<PathBuf>>, default_namespace: &str) ->
 }
 
 /// What the objects of one file repeat, kept once: namespaces, label maps (a workload's
-/// pods carry the same labels, which its Service selects), service accounts.
+/// pods carry the same labels, which its Service selects), pod specs, service accounts and
+/// node names.
 #[derive(Default)]
 struct Shared {
     maps: Interner<crate::labels::Labels>,
@@ -202,13 +203,16 @@ impl Shared {
             }
             Object::Pod(p) => {
                 // A workload's pods on one node have the same spec: it is kept once, and
-                // its service account and node name once across specs.
+                // its service account and node name once across specs. A StatefulSet's
+                // pod has a DNS name of its own, so a spec of its own: not remembered.
                 let spec = Arc::make_mut(&mut p.spec);
                 self.str(&mut spec.service_account_name);
                 if !spec.node_name.is_empty() {
                     self.str(&mut spec.node_name);
                 }
-                self.specs.share(&mut p.spec);
+                if spec.dns_name.is_none() {
+                    self.specs.share(&mut p.spec);
+                }
             }
             _ => {}
         }
@@ -1295,6 +1299,13 @@ spec:
         let sa = |i: usize| &pods[i].spec.service_account_name;
         assert_eq!((&**sa(0), &**sa(2)), ("x", "y"));
         assert!(Arc::ptr_eq(sa(0), sa(1)) && !Arc::ptr_eq(sa(0), sa(2)));
+        // The pods alike share one spec.
+        assert!(Arc::ptr_eq(&pods[0].spec, &pods[1].spec));
+        assert!(!Arc::ptr_eq(&pods[0].spec, &pods[2].spec));
+        assert!(Arc::ptr_eq(
+            &pods[0].spec.node_name,
+            &pods[2].spec.node_name
+        ));
         let status = &pods[0].status;
         assert_eq!(status.phase, Some(crate::kube::PodPhase::Running));
         assert_eq!(

@@ -165,11 +165,11 @@ pub(crate) fn connect(config: kube::Config) -> Result<kube::Client, kube::Error>
     connect_http2(config)
 }
 
-/// [`connect`]'s HTTP/2 client: kube-rs's layers (base URI, 429/503/504 retry, credentials,
-/// extra headers) over one connection ([`crate::http2`]).
-/// The TLS sessions a client keeps to resume a connection to its API server with.
+/// The TLS sessions the HTTP/2 client keeps to resume a connection to its API server with.
 const RESUMABLE_SESSIONS: usize = 4;
 
+/// [`connect`]'s HTTP/2 client: kube-rs's layers (base URI, 429/503/504 retry, credentials,
+/// extra headers) over one connection ([`crate::http2`]).
 fn connect_http2(config: kube::Config) -> Result<kube::Client, kube::Error> {
     use kube::client::ConfigExt;
     use tower::ServiceBuilder;

@@ -1162,7 +1162,7 @@ mod tests {
     use isthmus_registry::Writer;
 
     impl KubeSource {
-        /// A source fed by hand: what its watcher tasks would send goes into the sender.
+        /// A source fed by hand: what its reader thread would send goes into the inbox.
         fn fed(kinds: Vec<WatchedKind>) -> (KubeSource, Arc<Inbox>) {
             let inbox = Arc::new(Inbox::default());
             let tx = inbox.clone();

@@ -83,8 +83,10 @@ fn an_object_from_the_api_keeps_no_more_than_one_from_a_file() {
         files / PODS as isize
     );
     assert_eq!(kept.len(), from_files.len());
+    // A file's pod keeps its place in the file (an `Arc` of 40 bytes); one from the API has
+    // no origin to keep, so it must come out at least that much smaller, less rounding.
     assert!(
-        api <= files + (PODS as isize) * 8,
+        api + (PODS as isize) * 32 <= files,
         "a pod from the API keeps {} bytes, one from a file {}",
         api / PODS as isize,
         files / PODS as isize

@@ -193,59 +193,70 @@ pub fn pods_and_services(
                 .filter(|e| e.context == ctx && same(&e.objects, &objects))
                 .map(|e| e.built.clone())
         });
-        let built =
-            match cached {
-                Some(b) => {
-                    reuse.namespaces_reused += 1;
-                    b
-                }
-                None => {
-                    reuse.namespaces_built += 1;
-                    let mut b = namespace_build(&ctx, &objects);
-                    // Services of the namespace that came out the same keep their old object,
-                    // so that their merged Service is reused too.
-                    if let Some(old) = guard.as_ref().and_then(|g| g.groups.get(&key)) {
-                        for f in &old.built.services {
-                            dirty.insert((
-                                f.definition.hostname.clone(),
-                                f.definition.namespace.clone(),
-                            ));
-                        }
-                        for f in &mut b.services {
-                            if let Some(prev) = old.built.services.iter().find(|p| {
-                                p.definition.hostname == f.definition.hostname && ***p == **f
-                            }) {
-                                *f = prev.clone();
-                            }
-                        }
-                    }
-                    share_definitions(
-                        &mut b,
-                        built_groups
-                            .iter()
-                            .filter(|(k, _)| k.1 == key.1)
-                            .flat_map(|(_, g)| g.services.iter()),
-                    );
-                    for f in &b.services {
+        let built = match cached {
+            Some(b) => {
+                reuse.namespaces_reused += 1;
+                b
+            }
+            None => {
+                reuse.namespaces_built += 1;
+                let mut b = namespace_build(&ctx, &objects);
+                // Services of the namespace that came out the same keep their old object,
+                // so that their merged Service is reused too.
+                if let Some(old) = guard.as_ref().and_then(|g| g.groups.get(&key)) {
+                    for f in &old.built.services {
                         dirty.insert((
                             f.definition.hostname.clone(),
                             f.definition.namespace.clone(),
                         ));
                     }
-                    let b = Arc::new(b);
-                    if let Some(g) = guard.as_mut() {
-                        g.groups.insert(
-                            key.clone(),
-                            GroupEntry {
-                                context: ctx.clone(),
-                                objects: objects.clone(),
-                                built: b.clone(),
-                            },
-                        );
+                    for f in &mut b.services {
+                        let Some(prev) = old
+                            .built
+                            .services
+                            .iter()
+                            .find(|p| p.definition.hostname == f.definition.hostname)
+                        else {
+                            continue;
+                        };
+                        if **prev == **f {
+                            *f = prev.clone();
+                        } else if prev.definition == f.definition {
+                            // Only its endpoints, VIP or export changed: the definition
+                            // other clusters share stays one object.
+                            if let Some(f) = Arc::get_mut(f) {
+                                f.definition = prev.definition.clone();
+                            }
+                        }
                     }
-                    b
                 }
-            };
+                share_definitions(
+                    &mut b,
+                    built_groups
+                        .iter()
+                        .filter(|(k, _)| k.1 == key.1)
+                        .flat_map(|(_, g)| g.services.iter()),
+                );
+                for f in &b.services {
+                    dirty.insert((
+                        f.definition.hostname.clone(),
+                        f.definition.namespace.clone(),
+                    ));
+                }
+                let b = Arc::new(b);
+                if let Some(g) = guard.as_mut() {
+                    g.groups.insert(
+                        key.clone(),
+                        GroupEntry {
+                            context: ctx.clone(),
+                            objects: objects.clone(),
+                            built: b.clone(),
+                        },
+                    );
+                }
+                b
+            }
+        };
         built_groups.push((key, built));
     }
     let keys: Vec<(String, String)> = built_groups.iter().map(|(k, _)| k.clone()).collect();
@@ -799,10 +810,11 @@ mod tests {
             node_localities: Default::default(),
         };
         let http = "{name: http, port: 80}";
+        let c2 = objects("10.1.0.1", "10.97.0.9", http);
         let groups = vec![
             (ctx("c1"), objects("10.0.0.1", "10.96.0.1", http)),
             // Another ClusterIP: not part of the definition.
-            (ctx("c2"), objects("10.1.0.1", "10.97.0.9", http)),
+            (ctx("c2"), c2.clone()),
             // Another port: a definition of its own.
             (
                 ctx("c3"),
@@ -838,6 +850,20 @@ mod tests {
                 .collect::<Vec<_>>(),
             ["10.0.0.1", "10.1.0.1", "10.2.0.1"]
         );
+        let shared = frags[1].definition.clone();
+        drop(inner);
+        // The local pod moves: the local namespace is built again, the other cluster's is
+        // reused, and the definition they share stays one object.
+        let groups = vec![
+            (ctx("c1"), objects("10.0.0.7", "10.96.0.1", http)),
+            (ctx("c2"), c2),
+        ];
+        let (services, _) = pods_and_services(Some(&cache), groups);
+        let inner = cache.inner.lock().expect("lock");
+        let frags = &inner.merged[host].fragments;
+        assert!(Arc::ptr_eq(&frags[0].definition, &shared));
+        assert!(Arc::ptr_eq(&frags[1].definition, &shared));
+        assert_eq!(services[host].endpoints.len(), 2);
     }
 
     #[test]
