@@ -104,21 +104,21 @@ impl Inbox {
         if Arc::strong_count(self) == 1 {
             return Err(Closed);
         }
-        self.0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .push(message);
+        self.messages().push(message);
         Ok(())
     }
 
     /// Every message handed over so far, in order.
     fn take(&self) -> Vec<Message> {
-        std::mem::take(
-            &mut *self
-                .0
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner),
-        )
+        std::mem::take(&mut *self.messages())
+    }
+
+    /// The messages, locked (a push cannot leave them half made, so a poisoned lock is
+    /// taken as it is).
+    fn messages(&self) -> std::sync::MutexGuard<'_, Vec<Message>> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 

@@ -193,70 +193,63 @@ pub fn pods_and_services(
                 .filter(|e| e.context == ctx && same(&e.objects, &objects))
                 .map(|e| e.built.clone())
         });
-        let built = match cached {
-            Some(b) => {
-                reuse.namespaces_reused += 1;
-                b
-            }
-            None => {
-                reuse.namespaces_built += 1;
-                let mut b = namespace_build(&ctx, &objects);
-                // Services of the namespace that came out the same keep their old object,
-                // so that their merged Service is reused too.
-                if let Some(old) = guard.as_ref().and_then(|g| g.groups.get(&key)) {
-                    for f in &old.built.services {
+        let built =
+            match cached {
+                Some(b) => {
+                    reuse.namespaces_reused += 1;
+                    b
+                }
+                None => {
+                    reuse.namespaces_built += 1;
+                    let mut b = namespace_build(&ctx, &objects);
+                    // Services of the namespace that came out the same keep their old object,
+                    // so that their merged Service is reused too.
+                    let old = guard.as_ref().and_then(|g| g.groups.get(&key));
+                    if let Some(old) = old {
+                        for f in &old.built.services {
+                            dirty.insert((
+                                f.definition.hostname.clone(),
+                                f.definition.namespace.clone(),
+                            ));
+                        }
+                        for f in &mut b.services {
+                            if let Some(prev) = old.built.services.iter().find(|p| {
+                                p.definition.hostname == f.definition.hostname && ***p == **f
+                            }) {
+                                *f = prev.clone();
+                            }
+                        }
+                    }
+                    // The others share the definition of the other clusters' fragments, or of
+                    // their own last build (only endpoints, VIP or export changed).
+                    share_definitions(
+                        &mut b,
+                        built_groups
+                            .iter()
+                            .filter(|(k, _)| k.1 == key.1)
+                            .flat_map(|(_, g)| g.services.iter())
+                            .chain(old.into_iter().flat_map(|o| o.built.services.iter())),
+                    );
+                    for f in &b.services {
                         dirty.insert((
                             f.definition.hostname.clone(),
                             f.definition.namespace.clone(),
                         ));
                     }
-                    for f in &mut b.services {
-                        let Some(prev) = old
-                            .built
-                            .services
-                            .iter()
-                            .find(|p| p.definition.hostname == f.definition.hostname)
-                        else {
-                            continue;
-                        };
-                        if **prev == **f {
-                            *f = prev.clone();
-                        } else if prev.definition == f.definition {
-                            // Only its endpoints, VIP or export changed: the definition
-                            // other clusters share stays one object.
-                            if let Some(f) = Arc::get_mut(f) {
-                                f.definition = prev.definition.clone();
-                            }
-                        }
+                    let b = Arc::new(b);
+                    if let Some(g) = guard.as_mut() {
+                        g.groups.insert(
+                            key.clone(),
+                            GroupEntry {
+                                context: ctx.clone(),
+                                objects: objects.clone(),
+                                built: b.clone(),
+                            },
+                        );
                     }
+                    b
                 }
-                share_definitions(
-                    &mut b,
-                    built_groups
-                        .iter()
-                        .filter(|(k, _)| k.1 == key.1)
-                        .flat_map(|(_, g)| g.services.iter()),
-                );
-                for f in &b.services {
-                    dirty.insert((
-                        f.definition.hostname.clone(),
-                        f.definition.namespace.clone(),
-                    ));
-                }
-                let b = Arc::new(b);
-                if let Some(g) = guard.as_mut() {
-                    g.groups.insert(
-                        key.clone(),
-                        GroupEntry {
-                            context: ctx.clone(),
-                            objects: objects.clone(),
-                            built: b.clone(),
-                        },
-                    );
-                }
-                b
-            }
-        };
+            };
         built_groups.push((key, built));
     }
     let keys: Vec<(String, String)> = built_groups.iter().map(|(k, _)| k.clone()).collect();
@@ -382,24 +375,31 @@ fn merge(frags: &[Arc<ServiceFragment>]) -> Service {
     out
 }
 
-/// Makes each fragment of `built` whose definition equals that of another cluster's
-/// fragment of the same Service (among `others`) share that one: a Service defined alike in
-/// every cluster is kept once.
+/// Makes each new fragment of `built` whose definition equals that of a fragment of the
+/// same Service among `others` (the first equal one) share that object: a Service defined
+/// alike in every cluster is kept once.
 fn share_definitions<'a>(
     built: &mut NamespaceBuild,
     others: impl Iterator<Item = &'a Arc<ServiceFragment>>,
 ) {
-    let by_host: HashMap<&str, &Arc<Service>> = others
-        .map(|f| (f.definition.hostname.as_str(), &f.definition))
-        .collect();
+    let mut by_host: HashMap<&str, Vec<&Arc<Service>>> = HashMap::new();
+    for f in others {
+        by_host
+            .entry(f.definition.hostname.as_str())
+            .or_default()
+            .push(&f.definition);
+    }
     if by_host.is_empty() {
         return;
     }
     for f in &mut built.services {
-        let Some(d) = by_host.get(f.definition.hostname.as_str()) else {
+        let Some(d) = by_host
+            .get(f.definition.hostname.as_str())
+            .and_then(|seen| seen.iter().find(|d| ***d == f.definition))
+        else {
             continue;
         };
-        if Arc::ptr_eq(d, &f.definition) || ***d != *f.definition {
+        if Arc::ptr_eq(d, &f.definition) {
             continue;
         }
         // A fragment kept from the last build is shared already; a new one is this build's.
