@@ -86,18 +86,22 @@ pub struct ServiceSpec {
     /// The cluster IP, when the API server allocated one.
     #[serde(default, rename = "clusterIP", skip_serializing_if = "Option::is_none")]
     pub cluster_ip: Option<String>,
-    /// `ClusterIP`, `NodePort`, `LoadBalancer` or `ExternalName`.
+    /// `ClusterIP`, `NodePort`, `LoadBalancer` or `ExternalName` (shared by the Services a
+    /// reader keeps).
     #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
-    pub type_: Option<String>,
+    pub type_: Option<Arc<str>>,
 }
 
 /// `Service.spec.ports[]`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ServicePort {
-    /// Port name; Istio derives the protocol from its prefix.
+    /// Port name; Istio derives the protocol from its prefix. Shared, as the protocol and
+    /// application protocol are, by the Services a reader keeps: a cluster's Services name
+    /// their ports alike (`http`, `grpc`), and each such string would be an allocation of
+    /// its own in each.
     #[serde(default)]
-    pub name: String,
+    pub name: Arc<str>,
     /// The service port.
     pub port: u32,
     /// The pod port; defaults to `port`.
@@ -105,10 +109,10 @@ pub struct ServicePort {
     pub target_port: Option<IntOrString>,
     /// `TCP` (default) or `UDP`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub protocol: Option<String>,
+    pub protocol: Option<Arc<str>>,
     /// Explicit application protocol, which wins over the name prefix.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub app_protocol: Option<String>,
+    pub app_protocol: Option<Arc<str>>,
 }
 
 impl ServicePort {

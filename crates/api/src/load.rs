@@ -200,6 +200,19 @@ impl Shared {
                 self.map(&mut s.spec.selector);
                 // Parsing leaves room for more ports than the service has.
                 s.spec.ports.shrink_to_fit();
+                // Services repeat their type and their ports' names and protocols.
+                if let Some(t) = &mut s.spec.type_ {
+                    self.str(t);
+                }
+                for port in &mut s.spec.ports {
+                    self.str(&mut port.name);
+                    for p in [&mut port.protocol, &mut port.app_protocol]
+                        .into_iter()
+                        .flatten()
+                    {
+                        self.str(p);
+                    }
+                }
             }
             Object::Pod(p) => {
                 // A workload's pods on one node have the same spec: it is kept once, and
@@ -1312,6 +1325,42 @@ spec:
             status.pod_ip,
             Some(std::net::Ipv4Addr::new(10, 0, 0, 1).into())
         );
+    }
+
+    #[test]
+    fn services_share_their_type_and_their_ports_names_and_protocols() {
+        let service = |name: &str, port: &str| {
+            format!("apiVersion: v1\nkind: Service\nmetadata: {{name: {name}}}\nspec:\n  type: ClusterIP\n  ports:\n  - {{name: {port}, port: 80, protocol: TCP, appProtocol: http}}\n")
+        };
+        let text = [service("a", "http"), service("b", "http"), service("c", "web")].join("---\n");
+        let loaded = load_str(&text, None, "ns");
+        assert!(loaded.diagnostics.is_empty(), "{:?}", loaded.diagnostics);
+        let services: Vec<&crate::kube::Service> = loaded
+            .resources
+            .iter()
+            .filter_map(|r| match &r.object {
+                Object::Service(s) => Some(&**s),
+                _ => None,
+            })
+            .collect();
+        let port = |i: usize| &services[i].spec.ports[0];
+        assert_eq!(&*port(0).name, "http");
+        assert!(Arc::ptr_eq(&port(0).name, &port(1).name));
+        assert!(!Arc::ptr_eq(&port(0).name, &port(2).name));
+        for i in 1..3 {
+            let (a, b) = (port(0), port(i));
+            let shared = |x: &Option<Arc<str>>, y: &Option<Arc<str>>| match (x, y) {
+                (Some(x), Some(y)) => Arc::ptr_eq(x, y),
+                _ => false,
+            };
+            assert!(shared(&a.protocol, &b.protocol), "protocol of {i}");
+            assert!(shared(&a.app_protocol, &b.app_protocol), "appProtocol of {i}");
+            assert!(
+                shared(&services[0].spec.type_, &services[i].spec.type_),
+                "type of {i}"
+            );
+        }
+        assert_eq!(port(2).app_protocol.as_deref(), Some("http"));
     }
 
     #[test]

@@ -126,11 +126,11 @@ pub fn load_assignment(
                     ep_port,
                     e.origin.without_sidecar(),
                 ))
-                .or_default() += e.weight;
+                .or_default() += e.weight();
         } else if e.origin.mtls_ready && !e.origin.network.is_empty() {
             *remote
                 .entry((&e.origin.network, &e.origin.locality, label_priority))
-                .or_default() += e.weight;
+                .or_default() += e.weight();
         }
     }
     for ((network, locality, label_priority), count) in remote {
@@ -238,7 +238,7 @@ pub fn local_assignment(
             by_locality
                 .entry(&e.origin.locality)
                 .or_default()
-                .push(lb_endpoint(e.address.to_string(), *p, e.weight));
+                .push(lb_endpoint(e.address.to_string(), *p, e.weight()));
         }
     }
     ClusterLoadAssignment {

@@ -41,7 +41,7 @@ pub fn sidecar_assignment(
             .iter()
             .filter(|e| *e.origin.cluster == *proxy.cluster || e.origin.cluster.is_empty())
         {
-            lb_endpoints.push(lb_endpoint(e.address.to_string(), FUNNEL_PORT, e.weight));
+            lb_endpoints.push(lb_endpoint(e.address.to_string(), FUNNEL_PORT, e.weight()));
         }
     }
     ClusterLoadAssignment {

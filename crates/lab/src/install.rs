@@ -134,7 +134,7 @@ impl MeshComponent {
                     self.extra_ports
                         .iter()
                         .map(|(name, port, target)| ServicePort {
-                            name: name.to_string(),
+                            name: (*name).into(),
                             port: *port,
                             target_port: Some(IntOrString::Int(*target)),
                             ..Default::default()
@@ -688,7 +688,7 @@ mod tests {
         assert_eq!(svc.spec.type_.as_deref(), Some("LoadBalancer"));
         assert_eq!(svc.spec.ports.len(), 1);
         assert_eq!(
-            (svc.spec.ports[0].name.as_str(), svc.spec.ports[0].port),
+            (&*svc.spec.ports[0].name, svc.spec.ports[0].port),
             ("tls", 15443)
         );
         assert_eq!(

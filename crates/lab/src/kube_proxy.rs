@@ -251,7 +251,7 @@ mod tests {
                 ports: ports
                     .iter()
                     .map(|(port, target)| ServicePort {
-                        name: format!("p{port}"),
+                        name: format!("p{port}").into(),
                         port: *port,
                         target_port: target.clone(),
                         ..Default::default()

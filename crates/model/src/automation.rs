@@ -165,7 +165,7 @@ pub fn generate(
                 let name = if p.name.is_empty() {
                     format!("port-{}", p.port)
                 } else {
-                    p.name.clone()
+                    p.name.to_string()
                 };
                 ServicePort {
                     number: p.port,

@@ -14,13 +14,14 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 /// What makes two ServiceEntry endpoints' origins equal: network, locality, service
-/// account, labels and port overrides.
+/// account, labels, port overrides and weight.
 type OriginKey<'a> = (
     Option<&'a str>,
     Option<&'a str>,
     Option<&'a str>,
     &'a BTreeMap<String, String>,
     &'a BTreeMap<String, u32>,
+    u32,
 );
 
 impl MeshSnapshot {
@@ -207,8 +208,8 @@ impl MeshSnapshot {
                             mtls_ready: pod.is_some(),
                             labels: pod.as_ref().map(|p| p.labels.clone()).unwrap_or_default(),
                             ports: ports.into_iter().collect::<BTreeMap<String, u32>>().into(),
+                            weight: 1,
                         }),
-                        weight: 1,
                     });
                 }
                 svc.endpoints.add(added);
@@ -298,8 +299,8 @@ impl MeshSnapshot {
                                 && Protocol::declared_by_port_name(&p.name).is_none(),
                         })
                         .collect();
-                    // Endpoints alike (network, locality, service account, labels and
-                    // ports: usually all of an entry's) share one origin, so that an entry's
+                    // Endpoints alike (network, locality, service account, labels, ports
+                    // and weight: usually all of an entry's) share one origin, so that an entry's
                     // endpoint costs what a pod's does.
                     let mut origins: HashMap<OriginKey<'_>, Arc<EndpointOrigin>> = HashMap::new();
                     let mut endpoints: Vec<Endpoint> = se
@@ -313,10 +314,11 @@ impl MeshSnapshot {
                                 ep.service_account.as_deref(),
                                 &ep.labels,
                                 &ep.ports,
+                                ep.weight.filter(|w| *w > 0).unwrap_or(1),
                             );
                             let origin = origins
                                 .entry(key)
-                                .or_insert_with(|| {
+                                .or_insert_with_key(|key| {
                                     Arc::new(EndpointOrigin {
                                         cluster: "".into(),
                                         network: ep.network.as_deref().unwrap_or_default().into(),
@@ -342,13 +344,13 @@ impl MeshSnapshot {
                                             })
                                             .collect::<BTreeMap<String, u32>>()
                                             .into(),
+                                        weight: key.5,
                                     })
                                 })
                                 .clone();
                             Endpoint {
                                 address: Address::parse(&ep.address),
                                 origin,
-                                weight: ep.weight.filter(|w| *w > 0).unwrap_or(1),
                             }
                         })
                         .collect();

@@ -61,8 +61,10 @@ pub struct ServiceFragment {
     /// The Service as this cluster defines it, without endpoints, VIP or export setting
     /// (those of an empty Service).
     pub definition: Arc<Service>,
-    /// This cluster's endpoints.
-    pub endpoints: Endpoints,
+    /// This cluster's endpoints, one run in address order ([`Endpoints::run`]): the merged
+    /// Service shares it. One pointer, where an [`Endpoints`] would be a list of runs of its
+    /// own, with an allocation, for the one run a fragment ever has.
+    pub endpoints: Arc<[Endpoint]>,
     /// The local cluster's ClusterIP (none elsewhere).
     pub vip: Option<String>,
     /// A remote cluster has a ClusterIP for it: the mesh allocates one, if no local one.
@@ -360,7 +362,7 @@ fn merge(frags: &[Arc<ServiceFragment>]) -> Service {
     out.endpoints = Endpoints::from_runs(
         frags
             .iter()
-            .flat_map(|f| f.endpoints.runs().iter().cloned())
+            .map(|f| f.endpoints.clone())
             .collect(),
     );
     out.exported = true;
@@ -495,7 +497,7 @@ pub fn namespace_build(ctx: &NamespaceContext, objects: &[Arc<Resource>]) -> Nam
                     .and_then(Protocol::parse)
                     .or_else(|| Protocol::declared_by_port_name(&p.name));
                 Port {
-                    name: p.name.clone(),
+                    name: p.name.to_string(),
                     number: p.port,
                     protocol: declared.unwrap_or(Protocol::Tcp),
                     sniffed: declared.is_none(),
@@ -531,7 +533,7 @@ pub fn namespace_build(ctx: &NamespaceContext, objects: &[Arc<Resource>]) -> Nam
             // is, so that the pods here resolve its name (headless ones keep none).
             (true, None, has_cluster_ip)
         };
-        let mut endpoints = Endpoints::new();
+        let mut endpoints = no_endpoints();
         if !s.spec.selector.is_empty() {
             let mut picked = Vec::new();
             for (info, pod) in &pods {
@@ -554,7 +556,7 @@ pub fn namespace_build(ctx: &NamespaceContext, objects: &[Arc<Resource>]) -> Nam
                                 .find(|cp| cp.name.as_deref() == Some(name.as_str()))
                                 .map(|cp| cp.container_port),
                         }?;
-                        Some((p.name.clone(), target))
+                        Some((p.name.to_string(), target))
                     })
                     .collect::<BTreeMap<String, u32>>();
                 // Pods map a service's ports alike, and services often have the same
@@ -584,16 +586,16 @@ pub fn namespace_build(ctx: &NamespaceContext, objects: &[Arc<Resource>]) -> Nam
                             mtls_ready: k.mtls_ready,
                             labels: k.labels.0.clone(),
                             ports: k.ports.0.clone(),
+                            weight: 1,
                         })
                     })
                     .clone();
                 picked.push(Endpoint {
                     address: info.ip.into(),
                     origin,
-                    weight: 1,
                 });
             }
-            endpoints = Endpoints::from_runs(vec![Endpoints::run(picked)]);
+            endpoints = Endpoints::run(picked);
         }
         services.push(Arc::new(ServiceFragment {
             local: ctx.is_local,
@@ -605,6 +607,14 @@ pub fn namespace_build(ctx: &NamespaceContext, objects: &[Arc<Resource>]) -> Nam
         }));
     }
     NamespaceBuild { services }
+}
+
+/// The endpoints of a fragment that has none, shared (a Service without a selector, or
+/// whose pods are elsewhere, takes no allocation for them).
+fn no_endpoints() -> Arc<[Endpoint]> {
+    static NONE: std::sync::LazyLock<Arc<[Endpoint]>> =
+        std::sync::LazyLock::new(|| Arc::from(Vec::new()));
+    NONE.clone()
 }
 
 /// What makes an endpoint's origin in a namespace build: the parts are the build's own

@@ -311,7 +311,6 @@ mod tests {
         moved.endpoints = Endpoints::sorted(vec![crate::service::Endpoint {
             address: crate::service::Address::parse("10.0.0.1"),
             origin: Arc::new(crate::service::EndpointOrigin::default()),
-            weight: 1,
         }]);
         let next = snapshot(moved, 2);
         let push = PushRequest::between(&prev, &next, ConfigsUpdated::Keys(BTreeSet::new()));

@@ -51,8 +51,8 @@ fn entry_endpoint(
             mtls_ready: speaks_mtls(we),
             labels: Arc::new(we.labels.clone().into()),
             ports: Arc::new(ports),
+            weight: we.weight.filter(|w| *w > 0).unwrap_or(1),
         }),
-        weight: we.weight.filter(|w| *w > 0).unwrap_or(1),
     }
 }
 
@@ -145,8 +145,8 @@ fn pod_endpoint(
                 != Some("false"),
             labels: info.labels.clone(),
             ports: Arc::new(ports),
+            weight: 1,
         }),
-        weight: 1,
     }
 }
 
@@ -176,13 +176,13 @@ pub fn selected_by_service(
         .ports
         .iter()
         .filter_map(|p| {
-            let n = match (own.get(&p.name), &p.target_port) {
+            let n = match (own.get(&*p.name), &p.target_port) {
                 (Some(n), _) => *n,
                 (None, None) => p.port,
                 (None, Some(IntOrString::Int(n))) => *n,
                 (None, Some(IntOrString::String(name))) => *own.get(name)?,
             };
-            Some((p.name.clone(), n))
+            Some((p.name.to_string(), n))
         })
         .collect();
     Some(entry_endpoint(
