@@ -930,7 +930,7 @@ mod tests {
 
     #[test]
     fn service_entry_endpoints_alike_share_one_origin() {
-        let yaml = "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: db, namespace: bar}\nspec:\n  hosts: [db.example]\n  location: MESH_INTERNAL\n  resolution: STATIC\n  ports: [{name: tcp, number: 5432, protocol: TCP}]\n  endpoints:\n  - address: 10.1.0.1\n  - address: 10.1.0.2\n  - address: 10.1.0.3\n    labels: {version: v2}\n  - address: 10.1.0.4\n    ports: {tcp: 6432}\n";
+        let yaml = "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: db, namespace: bar}\nspec:\n  hosts: [db.example]\n  location: MESH_INTERNAL\n  resolution: STATIC\n  ports: [{name: tcp, number: 5432, protocol: TCP}]\n  endpoints:\n  - address: 10.1.0.1\n  - address: 10.1.0.2\n  - address: 10.1.0.3\n    labels: {version: v2}\n  - address: 10.1.0.4\n    ports: {tcp: 6432}\n  - address: 10.1.0.5\n    weight: 3\n  - address: 10.1.0.6\n    weight: 3\n  - address: 10.1.0.7\n    weight: 0\n";
         let input = SnapshotInput {
             local_cluster: "c1".into(),
             local_network: "n1".into(),
@@ -939,7 +939,7 @@ mod tests {
         };
         let snap = MeshSnapshot::build(&input, 1);
         let eps = &snap.services["db.example"].endpoints;
-        assert_eq!(eps.len(), 4);
+        assert_eq!(eps.len(), 7);
         let at = |ip: &str| {
             eps.iter()
                 .find(|e| e.address == Address::parse(ip))
@@ -957,6 +957,13 @@ mod tests {
         );
         assert_eq!(at("10.1.0.4").origin.ports["tcp"], 6432);
         assert_eq!(at("10.1.0.1").origin.ports["tcp"], 5432);
+        // The weight is the origin's: endpoints of another weight have another one; no
+        // weight (or 0) is 1.
+        let weights: Vec<u32> = eps.iter().map(|e| e.weight()).collect();
+        assert_eq!(weights, [1, 1, 1, 1, 3, 3, 1]);
+        assert!(Arc::ptr_eq(&at("10.1.0.5").origin, &at("10.1.0.6").origin));
+        assert!(!Arc::ptr_eq(&at("10.1.0.1").origin, &at("10.1.0.5").origin));
+        assert!(Arc::ptr_eq(&at("10.1.0.1").origin, &at("10.1.0.7").origin));
     }
 
     #[test]
