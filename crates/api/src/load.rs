@@ -1332,7 +1332,12 @@ spec:
         let service = |name: &str, port: &str| {
             format!("apiVersion: v1\nkind: Service\nmetadata: {{name: {name}}}\nspec:\n  type: ClusterIP\n  ports:\n  - {{name: {port}, port: 80, protocol: TCP, appProtocol: http}}\n")
         };
-        let text = [service("a", "http"), service("b", "http"), service("c", "web")].join("---\n");
+        let text = [
+            service("a", "http"),
+            service("b", "http"),
+            service("c", "web"),
+        ]
+        .join("---\n");
         let loaded = load_str(&text, None, "ns");
         assert!(loaded.diagnostics.is_empty(), "{:?}", loaded.diagnostics);
         let services: Vec<&crate::kube::Service> = loaded
@@ -1354,7 +1359,10 @@ spec:
                 _ => false,
             };
             assert!(shared(&a.protocol, &b.protocol), "protocol of {i}");
-            assert!(shared(&a.app_protocol, &b.app_protocol), "appProtocol of {i}");
+            assert!(
+                shared(&a.app_protocol, &b.app_protocol),
+                "appProtocol of {i}"
+            );
             assert!(
                 shared(&services[0].spec.type_, &services[i].spec.type_),
                 "type of {i}"

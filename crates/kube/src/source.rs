@@ -11,12 +11,14 @@ use crate::events::EventKind;
 use crate::kinds::{remote_config_kinds, remote_kinds, watched_kinds, WatchedKind};
 use crate::wire;
 use futures::StreamExt;
-use isthmus_api::{Diagnostic, ObjectMeta, ObjectReader, OtherObject, Resource, ResourceKey};
-use isthmus_registry::{ClusterConfig, Event, Registry, Source};
+use isthmus_api::{
+    Diagnostic, KeyRef, ObjectMeta, ObjectReader, OtherObject, Resource, ResourceKey,
+};
+use isthmus_registry::{ClusterConfig, Event, Registry, Resources, Source};
 use kube::api::{Api, DynamicObject};
 use kube::runtime::watcher;
 use kube::runtime::WatchStreamExt;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use tokio::sync::Notify;
 
@@ -69,18 +71,39 @@ enum Message {
 }
 
 /// What the source knows of one kind.
+///
+/// No key of its own is made for an object: a list of a cluster's pods is thousands of them,
+/// and a map keyed by [`ResourceKey`] would allocate three strings and a node slot for each,
+/// on the control plane's thread, among what the model keeps, only to free them once the
+/// list is in. Objects are kept in vectors and found by the key they carry.
 #[derive(Default)]
 struct KindState {
     /// Until every kind has been listed once: this kind's objects so far.
-    known: BTreeMap<ResourceKey, Arc<Resource>>,
-    /// Whether a complete list of the kind arrived (or the kind is not served).
+    known: Resources,
+    /// Whether a complete list arrived (or the kind is not served).
     listed: bool,
     /// Whether the API server does not serve the kind (last reported).
     absent: bool,
-    /// A complete list being received.
-    listing: Option<BTreeMap<ResourceKey, Arc<Resource>>>,
-    /// The keys of that list, usable or not.
-    seen: BTreeSet<ResourceKey>,
+    /// A complete list being received: its objects as they came (of an unusable one, the
+    /// version in force, if any).
+    listing: Option<Vec<Arc<Resource>>>,
+    /// The keys of that list's objects that could not be read.
+    unusable: Vec<ResourceKey>,
+}
+
+/// An object as the source takes it from the reader: usable, or the key of one that is not.
+enum Taken {
+    Good(Arc<Resource>),
+    Bad(ResourceKey),
+}
+
+impl Taken {
+    fn key(&self) -> KeyRef<'_> {
+        match self {
+            Taken::Good(r) => KeyRef::of(r),
+            Taken::Bad(k) => KeyRef::from_key(k),
+        }
+    }
 }
 
 /// What the reader thread hands to the source, taken by the source all at once.
@@ -631,13 +654,16 @@ impl KubeSource {
             .collect()
     }
 
-    /// Takes one object as its task read it; a problem is recorded under its key.
-    fn take(&mut self, read: Read) -> (ResourceKey, Option<Arc<Resource>>) {
+    /// Takes one object as its task read it (not a delete's); a problem is recorded under
+    /// its key.
+    fn take(&mut self, read: Read) -> Taken {
         match read {
             Read::Good(r, warnings) => {
-                let key = r.key();
-                self.set_problems(key.to_string(), warnings);
-                (key, Some(r))
+                // Most objects have no problem, and none before: no key is written for them.
+                if !(warnings.is_empty() && self.problems.is_empty()) {
+                    self.set_problems(KeyRef::of(&r).to_string(), warnings);
+                }
+                Taken::Good(r)
             }
             Read::Bad(key, errors) => {
                 let errors = errors
@@ -651,9 +677,9 @@ impl KubeSource {
                     })
                     .collect();
                 self.set_problems(key.to_string(), errors);
-                (key, None)
+                Taken::Bad(key)
             }
-            Read::Key(key) => (key, None),
+            Read::Key(key) => Taken::Bad(key),
         }
     }
 
@@ -694,7 +720,7 @@ impl KubeSource {
                     }
                     self.state[kind].absent = true;
                     self.set_failing(&name, None);
-                    self.state[kind].listing = Some(BTreeMap::new());
+                    self.state[kind].listing = Some(Vec::new());
                     self.list_done(kind, store, out);
                     return;
                 }
@@ -709,29 +735,36 @@ impl KubeSource {
                 self.state[kind].absent = false;
                 match event {
                     watcher::Event::Init => {
-                        self.state[kind].listing = Some(BTreeMap::new());
-                        self.state[kind].seen.clear();
+                        self.state[kind].listing = Some(Vec::new());
+                        self.state[kind].unusable.clear();
                     }
                     watcher::Event::InitApply(obj) => {
-                        let (key, read) = self.take(obj);
-                        if !store.resources.contains_key(&key) {
+                        let taken = self.take(obj);
+                        let in_force = store.resources.get_ref(taken.key()).cloned();
+                        if in_force.is_none() {
                             self.count(kind, EventKind::Add);
                         }
-                        // Unusable: keep the version in force, if any.
-                        let kept = read
-                            .or_else(|| store.resources.get(&key).cloned())
-                            .or_else(|| self.state[kind].known.get(&key).cloned());
                         let state = &mut self.state[kind];
-                        state.seen.insert(key.clone());
+                        let kept = match taken {
+                            Taken::Good(r) => Some(r),
+                            // Unusable: keep the version in force, if any.
+                            Taken::Bad(key) => {
+                                let kept = in_force.or_else(|| {
+                                    state.known.get_ref(KeyRef::from_key(&key)).cloned()
+                                });
+                                state.unusable.push(key);
+                                kept
+                            }
+                        };
                         if let (Some(listing), Some(r)) = (&mut state.listing, kept) {
-                            listing.insert(key, r);
+                            listing.push(r);
                         }
                     }
                     watcher::Event::InitDone => self.list_done(kind, store, out),
                     watcher::Event::Apply(obj) => {
-                        let (key, read) = self.take(obj);
-                        let held = store.resources.contains_key(&key)
-                            || self.state[kind].known.contains_key(&key);
+                        let taken = self.take(obj);
+                        let held = store.resources.get_ref(taken.key()).is_some()
+                            || self.state[kind].known.get_ref(taken.key()).is_some();
                         self.count(
                             kind,
                             if held {
@@ -740,11 +773,11 @@ impl KubeSource {
                                 EventKind::Add
                             },
                         );
-                        if let Some(r) = read {
+                        if let Taken::Good(r) = taken {
                             if self.synced {
                                 out.push(Event::Apply(r));
                             } else {
-                                self.state[kind].known.insert(key, r);
+                                self.state[kind].known.put(r);
                             }
                         }
                     }
@@ -774,20 +807,27 @@ impl KubeSource {
         let Some(listing) = self.state[kind].listing.take() else {
             return;
         };
+        let listing = Resources::from_unsorted(listing);
+        let unusable = std::mem::take(&mut self.state[kind].unusable);
         let name = self.kinds[kind].kind().to_string();
-        // Problems of objects that are no longer listed go.
-        let seen: std::collections::HashSet<String> = std::mem::take(&mut self.state[kind].seen)
-            .iter()
-            .map(|k| k.to_string())
-            .collect();
-        let stale: Vec<String> = self
-            .problems
-            .keys()
-            .filter(|k| k.split('/').next() == Some(name.as_str()) && !seen.contains(*k))
-            .cloned()
-            .collect();
-        for k in stale {
-            self.set_problems(k, Vec::new());
+        // Problems of objects that are no longer listed go (the keys of the list are written
+        // out only when there are problems of the kind).
+        let of_kind = |k: &String| k.split('/').next() == Some(name.as_str());
+        if self.problems.keys().any(of_kind) {
+            let seen: std::collections::HashSet<String> = listing
+                .keys()
+                .map(|k| k.to_string())
+                .chain(unusable.iter().map(ResourceKey::to_string))
+                .collect();
+            let stale: Vec<String> = self
+                .problems
+                .keys()
+                .filter(|k| of_kind(k) && !seen.contains(*k))
+                .cloned()
+                .collect();
+            for k in stale {
+                self.set_problems(k, Vec::new());
+            }
         }
         self.state[kind].listed = true;
         if !self.synced {
@@ -798,7 +838,8 @@ impl KubeSource {
                 for s in &mut self.state {
                     out.extend(
                         std::mem::take(&mut s.known)
-                            .into_values()
+                            .into_vec()
+                            .into_iter()
                             .map(Event::InitApply),
                     );
                 }
@@ -813,11 +854,11 @@ impl KubeSource {
             _ => true,
         });
         for r in store.of_kind(&name) {
-            if !listing.contains_key(&r.key()) {
+            if listing.get_ref(KeyRef::of(r)).is_none() {
                 out.push(Event::Delete(r.clone()));
             }
         }
-        out.extend(listing.into_values().map(Event::Apply));
+        out.extend(listing.into_vec().into_iter().map(Event::Apply));
     }
 }
 
@@ -1491,11 +1532,57 @@ mod tests {
                 && p.contains("(VirtualService: 403 forbidden)")),
             "{problems:?}"
         );
+        // Listed again with b still unusable: b's version in force stays, and so does its
+        // problem.
+        let unusable = || {
+            Read::Bad(
+                bad_key.clone(),
+                vec![Diagnostic::error("duplicate port name `http`").at("spec.ports[1].name")],
+            )
+        };
         step(
             &mut source,
             &mut writer,
             vec![
-                Message::Event(0, watcher::Event::Delete(Read::Key(bad_key))),
+                Message::Event(0, watcher::Event::Init),
+                Message::Event(0, watcher::Event::InitApply(unusable())),
+                Message::Event(0, watcher::Event::InitApply(service("c", 80))),
+                Message::Event(0, watcher::Event::InitDone),
+            ],
+        );
+        assert_eq!(keys(&writer), ["Service/ns/b", "Service/ns/c"]);
+        let port_of_b = |w: &Writer| match w.store().resources.get(&bad_key).map(|r| &r.object) {
+            Some(isthmus_api::Object::Service(s)) => s.spec.ports[0].port,
+            other => panic!("b: {other:?}"),
+        };
+        assert_eq!(port_of_b(&writer), 90, "the last good version");
+        assert_eq!(writer.store().diagnostics.len(), 2);
+        // Listed again without b: b goes, and its problem with it.
+        step(
+            &mut source,
+            &mut writer,
+            vec![
+                Message::Event(0, watcher::Event::Init),
+                Message::Event(0, watcher::Event::InitApply(service("c", 80))),
+                Message::Event(0, watcher::Event::InitDone),
+            ],
+        );
+        assert_eq!(keys(&writer), ["Service/ns/c"]);
+        let problems: Vec<String> = writer
+            .store()
+            .diagnostics
+            .iter()
+            .map(|d| d.to_string())
+            .collect();
+        assert!(
+            problems.len() == 1 && problems[0].contains("403 forbidden"),
+            "{problems:?}"
+        );
+        step(
+            &mut source,
+            &mut writer,
+            vec![
+                Message::Event(0, watcher::Event::Delete(Read::Key(bad_key.clone()))),
                 Message::Event(1, watcher::Event::Init),
                 Message::Event(1, watcher::Event::InitDone),
             ],

@@ -359,12 +359,7 @@ fn merge(frags: &[Arc<ServiceFragment>]) -> Service {
         .map(|f| (*f.definition).clone())
         .unwrap_or_else(|| empty_service(String::new(), String::new(), String::new()));
     // Each fragment is one cluster's, its endpoints one run in address order.
-    out.endpoints = Endpoints::from_runs(
-        frags
-            .iter()
-            .map(|f| f.endpoints.clone())
-            .collect(),
-    );
+    out.endpoints = Endpoints::from_runs(frags.iter().map(|f| f.endpoints.clone()).collect());
     out.exported = true;
     out.vip = None;
     // Only another cluster has it: a VIP is allocated here (see the fragments' build).
