@@ -721,6 +721,8 @@ impl KubeSource {
                     self.state[kind].absent = true;
                     self.set_failing(&name, None);
                     self.state[kind].listing = Some(Vec::new());
+                    // Nor any unusable one of a list that was cut off.
+                    self.state[kind].unusable.clear();
                     self.list_done(kind, store, out);
                     return;
                 }
@@ -740,7 +742,7 @@ impl KubeSource {
                     }
                     watcher::Event::InitApply(obj) => {
                         let taken = self.take(obj);
-                        let in_force = store.resources.get_ref(taken.key()).cloned();
+                        let in_force = store.resources.get_ref(taken.key());
                         if in_force.is_none() {
                             self.count(kind, EventKind::Add);
                         }
@@ -749,7 +751,7 @@ impl KubeSource {
                             Taken::Good(r) => Some(r),
                             // Unusable: keep the version in force, if any.
                             Taken::Bad(key) => {
-                                let kept = in_force.or_else(|| {
+                                let kept = in_force.cloned().or_else(|| {
                                     state.known.get_ref(KeyRef::from_key(&key)).cloned()
                                 });
                                 state.unusable.push(key);
@@ -807,7 +809,7 @@ impl KubeSource {
         let Some(listing) = self.state[kind].listing.take() else {
             return;
         };
-        let listing = Resources::from_unsorted(listing);
+        let listing: Resources = listing.into_iter().collect();
         let unusable = std::mem::take(&mut self.state[kind].unusable);
         let name = self.kinds[kind].kind().to_string();
         // Problems of objects that are no longer listed go (the keys of the list are written
@@ -1557,7 +1559,47 @@ mod tests {
         };
         assert_eq!(port_of_b(&writer), 90, "the last good version");
         assert_eq!(writer.store().diagnostics.len(), 2);
-        // Listed again without b: b goes, and its problem with it.
+        // Only the failing watch's problem is left.
+        let only_the_watch = |w: &Writer| {
+            let problems: Vec<String> = w
+                .store()
+                .diagnostics
+                .iter()
+                .map(|d| d.to_string())
+                .collect();
+            assert!(
+                problems.len() == 1 && problems[0].contains("403 forbidden"),
+                "{problems:?}"
+            );
+        };
+        // b read well again, while another problem stands: its own problem goes.
+        step(
+            &mut source,
+            &mut writer,
+            vec![Message::Event(0, watcher::Event::Apply(service("b", 91)))],
+        );
+        assert_eq!(port_of_b(&writer), 91);
+        only_the_watch(&writer);
+        // b unusable, then deleted: b goes, and its problem with it.
+        step(
+            &mut source,
+            &mut writer,
+            vec![
+                Message::Event(0, watcher::Event::Apply(unusable())),
+                Message::Event(0, watcher::Event::Delete(Read::Key(bad_key.clone()))),
+            ],
+        );
+        assert_eq!(keys(&writer), ["Service/ns/c"]);
+        only_the_watch(&writer);
+        // b unusable with no version in force, then listed again without it: its problem
+        // goes with the list.
+        step(
+            &mut source,
+            &mut writer,
+            vec![Message::Event(0, watcher::Event::Apply(unusable()))],
+        );
+        assert_eq!(keys(&writer), ["Service/ns/c"]);
+        assert_eq!(writer.store().diagnostics.len(), 2);
         step(
             &mut source,
             &mut writer,
@@ -1568,21 +1610,11 @@ mod tests {
             ],
         );
         assert_eq!(keys(&writer), ["Service/ns/c"]);
-        let problems: Vec<String> = writer
-            .store()
-            .diagnostics
-            .iter()
-            .map(|d| d.to_string())
-            .collect();
-        assert!(
-            problems.len() == 1 && problems[0].contains("403 forbidden"),
-            "{problems:?}"
-        );
+        only_the_watch(&writer);
         step(
             &mut source,
             &mut writer,
             vec![
-                Message::Event(0, watcher::Event::Delete(Read::Key(bad_key.clone()))),
                 Message::Event(1, watcher::Event::Init),
                 Message::Event(1, watcher::Event::InitDone),
             ],

@@ -590,7 +590,9 @@ pub fn namespace_build(ctx: &NamespaceContext, objects: &[Arc<Resource>]) -> Nam
                     origin,
                 });
             }
-            endpoints = Endpoints::run(picked);
+            if !picked.is_empty() {
+                endpoints = Endpoints::run(picked);
+            }
         }
         services.push(Arc::new(ServiceFragment {
             local: ctx.is_local,

@@ -168,7 +168,7 @@ impl PartialEq<str> for Address {
 }
 
 /// What the endpoints of one workload share: where they live, who answers there, their
-/// labels and how the service's ports map to theirs.
+/// labels, how the service's ports map to theirs, and their load-balancing weight.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct EndpointOrigin {
     /// The cluster it lives in (empty for ServiceEntry endpoints).

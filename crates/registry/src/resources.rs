@@ -52,11 +52,6 @@ impl Resources {
         self.put(r)
     }
 
-    /// Objects in any order: sorted by key; of several with one key, the last.
-    pub fn from_unsorted(objects: Vec<Arc<Resource>>) -> Self {
-        Resources(sorted_unique(objects))
-    }
-
     /// The objects, in key order.
     pub fn into_vec(self) -> Vec<Arc<Resource>> {
         self.0
@@ -92,12 +87,7 @@ impl Resources {
 
     /// Takes out the object with `key`.
     pub fn remove(&mut self, key: &ResourceKey) -> Option<Arc<Resource>> {
-        self.remove_ref(KeyRef::from_key(key))
-    }
-
-    /// Takes out the object with `key`, given as borrowed parts.
-    pub fn remove_ref(&mut self, key: KeyRef<'_>) -> Option<Arc<Resource>> {
-        let i = self.position(key).ok()?;
+        let i = self.position(KeyRef::from_key(key)).ok()?;
         Some(self.0.remove(i))
     }
 
