@@ -195,63 +195,56 @@ pub fn pods_and_services(
                 .filter(|e| e.context == ctx && same(&e.objects, &objects))
                 .map(|e| e.built.clone())
         });
-        let built =
-            match cached {
-                Some(b) => {
-                    reuse.namespaces_reused += 1;
-                    b
-                }
-                None => {
-                    reuse.namespaces_built += 1;
-                    let mut b = namespace_build(&ctx, &objects);
-                    // Services of the namespace that came out the same keep their old object,
-                    // so that their merged Service is reused too.
-                    let old = guard.as_ref().and_then(|g| g.groups.get(&key));
-                    if let Some(old) = old {
-                        for f in &old.built.services {
-                            dirty.insert((
-                                f.definition.hostname.clone(),
-                                f.definition.namespace.clone(),
-                            ));
-                        }
-                        for f in &mut b.services {
-                            if let Some(prev) = old.built.services.iter().find(|p| {
-                                p.definition.hostname == f.definition.hostname && ***p == **f
-                            }) {
-                                *f = prev.clone();
-                            }
-                        }
-                    }
-                    // The others share the definition of the other clusters' fragments, or of
-                    // their own last build (only endpoints, VIP or export changed).
-                    share_definitions(
-                        &mut b,
-                        built_groups
-                            .iter()
-                            .filter(|(k, _)| k.1 == key.1)
-                            .flat_map(|(_, g)| g.services.iter())
-                            .chain(old.into_iter().flat_map(|o| o.built.services.iter())),
-                    );
-                    for f in &b.services {
+        let built = match cached {
+            Some(b) => {
+                reuse.namespaces_reused += 1;
+                b
+            }
+            None => {
+                reuse.namespaces_built += 1;
+                // Services of the namespace that come out the same keep their old object
+                // (so that their merged Service is reused too), and the others share the
+                // definition of the other clusters' fragments, or of their own last build
+                // (only endpoints, VIP or export changed): as each is built, so that what
+                // is not kept is freed at once and its room taken by the next.
+                let old = guard.as_ref().and_then(|g| g.groups.get(&key));
+                if let Some(old) = old {
+                    for f in &old.built.services {
                         dirty.insert((
                             f.definition.hostname.clone(),
                             f.definition.namespace.clone(),
                         ));
                     }
-                    let b = Arc::new(b);
-                    if let Some(g) = guard.as_mut() {
-                        g.groups.insert(
-                            key.clone(),
-                            GroupEntry {
-                                context: ctx.clone(),
-                                objects: objects.clone(),
-                                built: b.clone(),
-                            },
-                        );
-                    }
-                    b
                 }
-            };
+                let sharing = Sharing::new(
+                    old.map(|o| &*o.built),
+                    built_groups
+                        .iter()
+                        .filter(|(k, _)| k.1 == key.1)
+                        .flat_map(|(_, g)| g.services.iter()),
+                );
+                let b = namespace_build(&ctx, &objects, &sharing);
+                drop(sharing);
+                for f in &b.services {
+                    dirty.insert((
+                        f.definition.hostname.clone(),
+                        f.definition.namespace.clone(),
+                    ));
+                }
+                let b = Arc::new(b);
+                if let Some(g) = guard.as_mut() {
+                    g.groups.insert(
+                        key.clone(),
+                        GroupEntry {
+                            context: ctx.clone(),
+                            objects: objects.clone(),
+                            built: b.clone(),
+                        },
+                    );
+                }
+                b
+            }
+        };
         built_groups.push((key, built));
     }
     let keys: Vec<(String, String)> = built_groups.iter().map(|(k, _)| k.clone()).collect();
@@ -372,36 +365,57 @@ fn merge(frags: &[Arc<ServiceFragment>]) -> Service {
     out
 }
 
-/// Makes each new fragment of `built` whose definition equals that of a fragment of the
-/// same Service among `others` (the first equal one) share that object: a Service defined
-/// alike in every cluster is kept once.
-fn share_definitions<'a>(
-    built: &mut NamespaceBuild,
-    others: impl Iterator<Item = &'a Arc<ServiceFragment>>,
-) {
-    let mut by_host: HashMap<&str, Vec<&Arc<Service>>> = HashMap::new();
-    for f in others {
-        by_host
-            .entry(f.definition.hostname.as_str())
-            .or_default()
-            .push(&f.definition);
-    }
-    if by_host.is_empty() {
-        return;
-    }
-    for f in &mut built.services {
-        let Some(d) = by_host
-            .get(f.definition.hostname.as_str())
-            .and_then(|seen| seen.iter().find(|d| ***d == f.definition))
-        else {
-            continue;
-        };
-        if Arc::ptr_eq(d, &f.definition) {
-            continue;
+/// What a namespace's build may share instead of keeping a copy: the namespace's last build
+/// (a fragment that comes out the same keeps its old object) and the definitions of the
+/// namespace's Services in other clusters' fragments, then in that last build (a Service
+/// defined alike in every cluster is kept once).
+#[derive(Default)]
+pub struct Sharing<'a> {
+    previous: Option<&'a NamespaceBuild>,
+    definitions: HashMap<&'a str, Vec<&'a Arc<Service>>>,
+}
+
+impl<'a> Sharing<'a> {
+    /// Shares with `previous` (the namespace's last build) and the fragments of `others`.
+    pub fn new(
+        previous: Option<&'a NamespaceBuild>,
+        others: impl Iterator<Item = &'a Arc<ServiceFragment>>,
+    ) -> Self {
+        let mut definitions: HashMap<&str, Vec<&Arc<Service>>> = HashMap::new();
+        for f in others.chain(previous.into_iter().flat_map(|p| p.services.iter())) {
+            definitions
+                .entry(f.definition.hostname.as_str())
+                .or_default()
+                .push(&f.definition);
         }
-        // A fragment kept from the last build is shared already; a new one is this build's.
-        if let Some(f) = Arc::get_mut(f) {
-            f.definition = Arc::clone(d);
+        Sharing {
+            previous,
+            definitions,
+        }
+    }
+
+    /// `svc`, or the first equal definition known.
+    fn definition(&self, svc: Service) -> Arc<Service> {
+        match self
+            .definitions
+            .get(svc.hostname.as_str())
+            .and_then(|seen| seen.iter().find(|d| ****d == svc))
+        {
+            Some(d) => Arc::clone(d),
+            None => Arc::new(svc),
+        }
+    }
+
+    /// `fragment`, or the equal one of the last build.
+    fn fragment(&self, fragment: ServiceFragment) -> Arc<ServiceFragment> {
+        let prev = self.previous.and_then(|p| {
+            p.services
+                .iter()
+                .find(|p| p.definition.hostname == fragment.definition.hostname && ***p == fragment)
+        });
+        match prev {
+            Some(p) => p.clone(),
+            None => Arc::new(fragment),
         }
     }
 }
@@ -426,9 +440,20 @@ fn empty_service(hostname: String, namespace: String, name: String) -> Service {
 }
 
 /// Computes one namespace's pods and Services from its objects.
-pub fn namespace_build(ctx: &NamespaceContext, objects: &[Arc<Resource>]) -> NamespaceBuild {
+/// What is not kept is freed as soon as it is built (a fragment or definition equal to one
+/// `sharing` knows, a port map seen before), so that its room is taken by what follows
+/// instead of staying as holes between the objects kept.
+pub fn namespace_build(
+    ctx: &NamespaceContext,
+    objects: &[Arc<Resource>],
+    sharing: &Sharing,
+) -> NamespaceBuild {
     // The namespace's pods with an IP, in name order, and the strings they repeat shared.
-    let mut pods: Vec<(PodInfo, &isthmus_api::kube::Pod)> = Vec::new();
+    let pod_count = objects
+        .iter()
+        .filter(|r| matches!(r.object, Object::Pod(_)))
+        .count();
+    let mut pods: Vec<(PodInfo, &isthmus_api::kube::Pod)> = Vec::with_capacity(pod_count);
     let mut shared: Interner<str> = Interner::default();
     // The origin the endpoints with the same network, locality, identity and mTLS share.
     let mut origins: HashMap<OriginKey, Arc<EndpointOrigin>> = HashMap::new();
@@ -466,7 +491,25 @@ pub fn namespace_build(ctx: &NamespaceContext, objects: &[Arc<Resource>]) -> Nam
         };
         pods.push((info, p));
     }
-    let mut services = Vec::new();
+    // The pods by label map (alike pods share one, as the reader interns them), so that a
+    // selector is matched once per distinct map rather than once per pod.
+    let mut labelled: Vec<(&Arc<isthmus_api::Labels>, Vec<usize>)> = Vec::new();
+    let mut group_of: HashMap<ById<isthmus_api::Labels>, usize> = HashMap::new();
+    for (i, (info, _)) in pods.iter().enumerate() {
+        let g = *group_of
+            .entry(ById(info.labels.clone()))
+            .or_insert_with(|| {
+                labelled.push((&info.labels, Vec::new()));
+                labelled.len() - 1
+            });
+        labelled[g].1.push(i);
+    }
+    drop(group_of);
+    let mut services = Vec::with_capacity(objects.len() - pod_count);
+    // One Service's endpoints as they are picked, and the pods it selects (in name order),
+    // their room reused by the next.
+    let mut picked: Vec<Endpoint> = Vec::new();
+    let mut selected: Vec<usize> = Vec::new();
     for r in objects {
         let Object::Service(s) = &r.object else {
             continue;
@@ -530,33 +573,34 @@ pub fn namespace_build(ctx: &NamespaceContext, objects: &[Arc<Resource>]) -> Nam
         };
         let mut endpoints = no_endpoints();
         if !s.spec.selector.is_empty() {
-            let mut picked = Vec::new();
-            for (info, pod) in &pods {
-                if !info.labels.matches(&s.spec.selector) {
-                    continue;
+            // The ports every pod maps alike (no port targets a container port by name),
+            // made once for the Service, at its first pod.
+            let by_name = s
+                .spec
+                .ports
+                .iter()
+                .any(|p| matches!(p.target_port, Some(IntOrString::String(_))));
+            let mut alike: Option<Arc<BTreeMap<String, u32>>> = None;
+            selected.clear();
+            for (labels, members) in &labelled {
+                if labels.matches(&s.spec.selector) {
+                    selected.extend_from_slice(members);
                 }
-                let ports = s
-                    .spec
-                    .ports
-                    .iter()
-                    .filter_map(|p| {
-                        let target = match &p.target_port {
-                            None => Some(p.port),
-                            Some(IntOrString::Int(n)) => Some(*n),
-                            Some(IntOrString::String(name)) => pod
-                                .spec
-                                .containers
-                                .iter()
-                                .flat_map(|c| &c.ports)
-                                .find(|cp| cp.name.as_deref() == Some(name.as_str()))
-                                .map(|cp| cp.container_port),
-                        }?;
-                        Some((p.name.to_string(), target))
-                    })
-                    .collect::<BTreeMap<String, u32>>();
-                // Pods map a service's ports alike, and services often have the same
-                // ports: one map for each distinct one in the namespace.
-                let ports = port_maps.intern(ports);
+            }
+            selected.sort_unstable();
+            for (info, pod) in selected.iter().map(|i| &pods[*i]) {
+                let ports = match &alike {
+                    Some(ports) => ports.clone(),
+                    None => {
+                        // Services often have the same ports: one map for each distinct one
+                        // in the namespace.
+                        let ports = port_maps.intern(pod_ports(s, pod));
+                        if !by_name {
+                            alike = Some(ports.clone());
+                        }
+                        ports
+                    }
+                };
                 let mtls_ready = pod
                     .metadata
                     .annotations
@@ -591,12 +635,12 @@ pub fn namespace_build(ctx: &NamespaceContext, objects: &[Arc<Resource>]) -> Nam
                 });
             }
             if !picked.is_empty() {
-                endpoints = Endpoints::run(picked);
+                endpoints = Endpoints::run_from(&mut picked);
             }
         }
-        services.push(Arc::new(ServiceFragment {
+        services.push(sharing.fragment(ServiceFragment {
             local: ctx.is_local,
-            definition: Arc::new(svc),
+            definition: sharing.definition(svc),
             endpoints,
             vip,
             vip_allocated,
@@ -604,6 +648,32 @@ pub fn namespace_build(ctx: &NamespaceContext, objects: &[Arc<Resource>]) -> Nam
         }));
     }
     NamespaceBuild { services }
+}
+
+/// How `pod` maps the ports of Service `s`: port name to the pod's port (a port that
+/// targets a container port by a name the pod does not have is left out).
+fn pod_ports(
+    s: &isthmus_api::kube::Service,
+    pod: &isthmus_api::kube::Pod,
+) -> BTreeMap<String, u32> {
+    s.spec
+        .ports
+        .iter()
+        .filter_map(|p| {
+            let target = match &p.target_port {
+                None => Some(p.port),
+                Some(IntOrString::Int(n)) => Some(*n),
+                Some(IntOrString::String(name)) => pod
+                    .spec
+                    .containers
+                    .iter()
+                    .flat_map(|c| &c.ports)
+                    .find(|cp| cp.name.as_deref() == Some(name.as_str()))
+                    .map(|cp| cp.container_port),
+            }?;
+            Some((p.name.to_string(), target))
+        })
+        .collect()
 }
 
 /// The endpoints of a fragment that has none, shared (a Service without a selector, or
@@ -759,7 +829,7 @@ mod tests {
             cidrs: Vec::new(),
             node_localities: Default::default(),
         };
-        let built = namespace_build(&ctx, &objects);
+        let built = namespace_build(&ctx, &objects, &Sharing::default());
         let eps = &built.services[0].endpoints;
         assert_eq!(eps.len(), 3);
         assert_eq!(
@@ -791,6 +861,58 @@ mod tests {
             panic!("a-2 is the fourth object");
         };
         assert_eq!(a2.status.pod_ip, eps[2].address.ip());
+    }
+
+    #[test]
+    fn pods_map_a_named_target_port_each_their_own_way_and_numbered_ones_alike() {
+        let yaml = "apiVersion: v1\nkind: Service\nmetadata: {name: named, namespace: a}\nspec: {ports: [{name: http, port: 80, targetPort: web}, {name: grpc, port: 90, targetPort: 9090}], selector: {app: a}}\n---\napiVersion: v1\nkind: Service\nmetadata: {name: numbered, namespace: a}\nspec: {ports: [{name: http, port: 80, targetPort: 8080}, {name: tcp, port: 91}], selector: {app: a}}\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: a-0, namespace: a, labels: {app: a}}\nspec: {containers: [{name: c, ports: [{name: web, containerPort: 8080}]}]}\nstatus: {podIP: 10.0.0.1}\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: a-1, namespace: a, labels: {app: a}}\nspec: {containers: [{name: c, ports: [{name: web, containerPort: 8081}]}]}\nstatus: {podIP: 10.0.0.2}\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: a-2, namespace: a, labels: {app: a}}\nstatus: {podIP: 10.0.0.3}\n";
+        let objects: Vec<Arc<Resource>> = isthmus_api::load_str(yaml, None, "a")
+            .resources
+            .into_iter()
+            .map(Arc::new)
+            .collect();
+        let ctx = NamespaceContext {
+            cluster: "c1".into(),
+            namespace: "a".into(),
+            is_local: true,
+            trust_domain: "cluster.local".into(),
+            export_default: ExportDefault::Exported,
+            namespace_network: None,
+            cluster_network: "n1".into(),
+            cidrs: Vec::new(),
+            node_localities: Default::default(),
+        };
+        let built = namespace_build(&ctx, &objects, &Sharing::default());
+        let ports = |service: usize| -> Vec<Vec<(String, u32)>> {
+            built.services[service]
+                .endpoints
+                .iter()
+                .map(|e| {
+                    e.origin
+                        .ports
+                        .iter()
+                        .map(|(n, p)| (n.clone(), *p))
+                        .collect()
+                })
+                .collect()
+        };
+        let own = |pairs: &[(&str, u32)]| -> Vec<(String, u32)> {
+            pairs.iter().map(|(n, p)| (n.to_string(), *p)).collect()
+        };
+        // By name: each pod's own container port; a pod without it has only the other port.
+        assert_eq!(
+            ports(0),
+            [
+                own(&[("grpc", 9090), ("http", 8080)]),
+                own(&[("grpc", 9090), ("http", 8081)]),
+                own(&[("grpc", 9090)]),
+            ]
+        );
+        // By number (or none, the port itself): every pod alike, one map for them all.
+        let alike = own(&[("http", 8080), ("tcp", 91)]);
+        assert_eq!(ports(1), [alike.clone(), alike.clone(), alike]);
+        let eps = &built.services[1].endpoints;
+        assert!(Arc::ptr_eq(&eps[0].origin.ports, &eps[2].origin.ports));
     }
 
     #[test]
@@ -902,7 +1024,7 @@ mod tests {
             cidrs: Vec::new(),
             node_localities: Default::default(),
         };
-        let built = namespace_build(&ctx, &objects);
+        let built = namespace_build(&ctx, &objects, &Sharing::default());
         let got: Vec<String> = built.services[0]
             .endpoints
             .iter()

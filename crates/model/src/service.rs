@@ -267,8 +267,14 @@ impl Endpoints {
     /// One cluster's endpoints as a run, put in address order (a stable sort: endpoints of
     /// one address keep the order given).
     pub fn run(mut endpoints: Vec<Endpoint>) -> Arc<[Endpoint]> {
-        endpoints.sort_by(|a, b| a.address.cmp(&b.address));
-        endpoints.into()
+        Self::run_from(&mut endpoints)
+    }
+
+    /// [`Endpoints::run`] of what `scratch` holds, taken out of it: the vector keeps its
+    /// room for the next run, so that a build of many runs allocates only what it keeps.
+    pub fn run_from(scratch: &mut Vec<Endpoint>) -> Arc<[Endpoint]> {
+        scratch.sort_by(|a, b| a.address.cmp(&b.address));
+        scratch.drain(..).collect()
     }
 
     /// The endpoints of several runs, each already in address order and each of one

@@ -295,6 +295,7 @@ async fn measure(
     // requests are in) settle before changes are timed.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let mut lat = Vec::new();
+    let mut per_change = Vec::new();
     for g in 0..changes {
         while let Ok(e) = load.events.try_recv() {
             if let xds::Event::Endpoints(_, v, _) | xds::Event::Full(_, v, _) = e {
@@ -303,6 +304,7 @@ async fn measure(
         }
         let changed_at = Instant::now();
         kubernetes::flip_pod_and_slice(client.clone(), shape, g).await?;
+        let answered = changed_at.elapsed();
         let got = xds::wait_endpoints(
             &mut load,
             proxies,
@@ -312,7 +314,15 @@ async fn measure(
         )
         .await;
         row.changes_missed += got.iter().filter(|d| d.is_none()).count();
-        lat.extend(got.iter().flatten().copied());
+        let mut this: Vec<Duration> = got.iter().flatten().copied().collect();
+        per_change.push(format!(
+            "{:.0}/{:.0}/{:.0}/{:.0}",
+            answered.as_secs_f64() * 1e3,
+            this.iter().min().copied().unwrap_or_default().as_secs_f64() * 1e3,
+            percentile(&mut this, 50.0).as_secs_f64() * 1e3,
+            this.iter().max().copied().unwrap_or_default().as_secs_f64() * 1e3
+        ));
+        lat.extend(this);
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
     row.change_p50_ms = percentile(&mut lat, 50.0).as_secs_f64() * 1e3;
@@ -323,6 +333,10 @@ async fn measure(
     println!(
         "one pod change to every proxy: p50 {:.0} ms, p99 {:.0} ms ({changes} changes, {} updates missed); peak RSS {:.1} MB",
         row.change_p50_ms, row.change_p99_ms, row.changes_missed, row.peak_mb
+    );
+    println!(
+        "each change, ms from the API request: answered / first proxy / p50 / last proxy: {}",
+        per_change.join(" ")
     );
     Ok(row)
 }
