@@ -7,7 +7,7 @@
 //! a field added to either does not compile until it is said here whether it counts, so an
 //! endpoints-only push can never go out with configuration it did not look at.
 
-use crate::service::Service;
+use crate::service::{Endpoints, Service};
 use crate::snapshot::MeshSnapshot;
 use isthmus_api::ResourceKey;
 use std::collections::{BTreeMap, BTreeSet};
@@ -48,8 +48,11 @@ pub struct PushRequest {
     /// generated again.
     pub full: bool,
     /// When not `full`: the services whose endpoints (and nothing else) changed, by host,
-    /// as they were at `from_version` (for whoever patches an index instead of rebuilding).
-    pub endpoints: BTreeMap<String, Arc<Service>>,
+    /// with their endpoints as they were at `from_version` (for whoever patches an index
+    /// instead of rebuilding). Only the endpoints: the request lives as long as the
+    /// snapshot it goes with, and the old services whole would be a second copy of every
+    /// service a change touched (all of them when a cluster joins).
+    pub endpoints: BTreeMap<String, Endpoints>,
     /// What the sources reported changing (for logs and debugging; the decision above
     /// compares the snapshots, which also covers what the model derives, such as generated
     /// ServiceEntries).
@@ -100,13 +103,10 @@ impl PushRequest {
     }
 }
 
-/// When `next` differs from `prev` only in some services' endpoints, those services (as they
-/// were in `prev`); `None` otherwise, and when the egress gateway's own endpoints changed
+/// When `next` differs from `prev` only in some services' endpoints, those services' endpoints
+/// (as they were in `prev`); `None` otherwise, and when the egress gateway's own endpoints changed
 /// (every funnelled cluster depends on them).
-fn endpoints_only(
-    prev: &MeshSnapshot,
-    next: &MeshSnapshot,
-) -> Option<BTreeMap<String, Arc<Service>>> {
+fn endpoints_only(prev: &MeshSnapshot, next: &MeshSnapshot) -> Option<BTreeMap<String, Endpoints>> {
     // Every field, named: a new one must be placed on one side or the other.
     let MeshSnapshot {
         // Which snapshot it is, not what it holds.
@@ -172,7 +172,7 @@ fn endpoints_only(
         if !same_but_endpoints(svc, old) {
             return None;
         }
-        changed.insert(host.clone(), old.clone());
+        changed.insert(host.clone(), old.endpoints.clone());
     }
     if egress_gateway
         .as_ref()
@@ -220,7 +220,7 @@ fn same_but_endpoints(a: &Service, b: &Service) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::service::{Endpoints, Port, ServiceOrigin};
+    use crate::service::{Port, ServiceOrigin};
     use isthmus_api::enums::{Location, Protocol, Resolution};
 
     fn service() -> Service {
@@ -304,7 +304,7 @@ mod tests {
     }
 
     #[test]
-    fn an_endpoint_change_alone_names_the_service_as_it_was() {
+    fn an_endpoint_change_alone_names_the_service_with_its_endpoints_as_they_were() {
         let base = service();
         let prev = snapshot(base.clone(), 1);
         let mut moved = base.clone();
@@ -318,7 +318,14 @@ mod tests {
         assert_eq!((push.from_version, push.version), (1, 2));
         let (host, was) = push.endpoints.iter().next().expect("one service");
         assert_eq!(host, "a.ns.svc.cluster.local");
-        assert!(was.endpoints.is_empty(), "the service as it was");
+        assert!(was.is_empty(), "the endpoints as they were");
+        // The request does not keep the old service itself alive with the new snapshot.
+        let old = Arc::downgrade(&prev.services[host]);
+        drop(prev);
+        assert!(
+            old.upgrade().is_none(),
+            "the old service went with its snapshot"
+        );
         // The same snapshot again: nothing for any proxy.
         let again = PushRequest::between(&next, &next, ConfigsUpdated::Keys(BTreeSet::new()));
         assert!(again.is_empty());

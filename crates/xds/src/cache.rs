@@ -446,13 +446,13 @@ impl EndpointIps {
     fn of(snapshot: &MeshSnapshot) -> EndpointIps {
         let mut ips = EndpointIps::default();
         for svc in snapshot.services.values() {
-            ips.add(svc);
+            ips.add(&svc.endpoints);
         }
         ips
     }
 
-    fn add(&mut self, svc: &isthmus_model::Service) {
-        for e in &svc.endpoints {
+    fn add(&mut self, endpoints: &isthmus_model::Endpoints) {
+        for e in endpoints {
             *self
                 .0
                 .entry(ip_hash(&e.origin.cluster, &e.address))
@@ -460,8 +460,8 @@ impl EndpointIps {
         }
     }
 
-    fn remove(&mut self, svc: &isthmus_model::Service) {
-        for e in &svc.endpoints {
+    fn remove(&mut self, endpoints: &isthmus_model::Endpoints) {
+        for e in endpoints {
             let h = ip_hash(&e.origin.cluster, &e.address);
             if let Some(n) = self.0.get_mut(&h) {
                 *n -= 1;
@@ -472,19 +472,19 @@ impl EndpointIps {
         }
     }
 
-    /// From the index of the snapshot before to that of `after`, where only `hosts` changed
-    /// (from `before`, those services as they were).
+    /// From the index of the snapshot before to that of `after`, where only the hosts of
+    /// `before` changed (from `before`, their endpoints as they were).
     fn apply(
         &mut self,
-        before: &std::collections::BTreeMap<String, Arc<isthmus_model::Service>>,
+        before: &std::collections::BTreeMap<String, isthmus_model::Endpoints>,
         after: &MeshSnapshot,
     ) {
-        for svc in before.values() {
-            self.remove(svc);
+        for endpoints in before.values() {
+            self.remove(endpoints);
         }
         for host in before.keys() {
             if let Some(svc) = after.services.get(host) {
-                self.add(svc);
+                self.add(&svc.endpoints);
             }
         }
     }
@@ -673,7 +673,7 @@ mod tests {
             full,
             endpoints: moved
                 .iter()
-                .map(|h| (h.to_string(), Arc::new(service(h))))
+                .map(|h| (h.to_string(), service(h).endpoints))
                 .collect(),
             configs_updated: ConfigsUpdated::Unknown,
         }
