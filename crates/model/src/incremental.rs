@@ -440,6 +440,7 @@ fn empty_service(hostname: String, namespace: String, name: String) -> Service {
 }
 
 /// Computes one namespace's pods and Services from its objects.
+///
 /// What is not kept is freed as soon as it is built (a fragment or definition equal to one
 /// `sharing` knows, a port map seen before), so that its room is taken by what follows
 /// instead of staying as holes between the objects kept.
@@ -861,6 +862,94 @@ mod tests {
             panic!("a-2 is the fourth object");
         };
         assert_eq!(a2.status.pod_ip, eps[2].address.ip());
+    }
+
+    fn context(cluster: &str) -> NamespaceContext {
+        NamespaceContext {
+            cluster: cluster.into(),
+            namespace: "a".into(),
+            is_local: cluster == "c1",
+            trust_domain: "cluster.local".into(),
+            export_default: ExportDefault::Exported,
+            namespace_network: None,
+            cluster_network: "n1".into(),
+            cidrs: Vec::new(),
+            node_localities: Default::default(),
+        }
+    }
+
+    fn read(yaml: &str) -> Vec<Arc<Resource>> {
+        isthmus_api::load_str(yaml, None, "a")
+            .resources
+            .into_iter()
+            .map(Arc::new)
+            .collect()
+    }
+
+    #[test]
+    fn a_services_pods_come_in_name_order_whatever_their_label_maps() {
+        let pod = |name: &str, v: &str, ip: &str| {
+            format!("apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}, namespace: a, labels: {{app: a, v: '{v}'}}}}\nstatus: {{podIP: {ip}}}\n")
+        };
+        // a-0 and a-2 share one label map (one file), a-1 has another; all three on one
+        // address (host-network pods): their endpoints keep the pods' name order. a-3 has
+        // a-0's labels read from another file: an equal map, not the same object.
+        let mut objects = read(&[
+            "apiVersion: v1\nkind: Service\nmetadata: {name: a, namespace: a}\nspec: {ports: [{name: http, port: 80}], selector: {app: a}}\n".to_string(),
+            pod("a-0", "1", "10.0.0.5"),
+            pod("a-1", "2", "10.0.0.5"),
+            pod("a-2", "1", "10.0.0.5"),
+        ]
+        .join("---\n"));
+        objects.extend(read(&pod("a-3", "1", "10.0.0.4")));
+        let built = namespace_build(&context("c1"), &objects, &Sharing::default());
+        let got: Vec<(String, String)> = built.services[0]
+            .endpoints
+            .iter()
+            .map(|e| {
+                let v = e.origin.labels.get("v").cloned().unwrap_or_default();
+                (e.address.to_string(), v)
+            })
+            .collect();
+        let want = [
+            ("10.0.0.4", "1"),
+            ("10.0.0.5", "1"),
+            ("10.0.0.5", "2"),
+            ("10.0.0.5", "1"),
+        ];
+        assert_eq!(got, want.map(|(a, v)| (a.to_string(), v.to_string())));
+    }
+
+    #[test]
+    fn a_rebuilt_namespace_keeps_the_old_fragment_of_a_service_that_did_not_change() {
+        let objects = |b_ip: &str| -> Arc<Vec<Arc<Resource>>> {
+            Arc::new(read(&format!("apiVersion: v1\nkind: Service\nmetadata: {{name: a, namespace: a}}\nspec: {{ports: [{{name: http, port: 80}}], selector: {{app: a}}}}\n---\napiVersion: v1\nkind: Service\nmetadata: {{name: b, namespace: a}}\nspec: {{ports: [{{name: http, port: 80}}], selector: {{app: b}}}}\n---\napiVersion: v1\nkind: Pod\nmetadata: {{name: a-0, namespace: a, labels: {{app: a}}}}\nstatus: {{podIP: 10.0.0.1}}\n---\napiVersion: v1\nkind: Pod\nmetadata: {{name: b-0, namespace: a, labels: {{app: b}}}}\nstatus: {{podIP: {b_ip}}}\n")))
+        };
+        let cache = BuildCache::default();
+        let (before, _) =
+            pods_and_services(Some(&cache), vec![(context("c1"), objects("10.0.0.2"))]);
+        let fragment = |host: &str| {
+            let inner = cache.inner.lock().expect("lock");
+            inner.merged[host].fragments[0].clone()
+        };
+        let (a, b) = (
+            fragment("a.a.svc.cluster.local"),
+            fragment("b.a.svc.cluster.local"),
+        );
+        // b's pod moves: the namespace is built again; a comes out the same and keeps its
+        // fragment, so its merged Service is reused; b's is new.
+        let (after, reuse) =
+            pods_and_services(Some(&cache), vec![(context("c1"), objects("10.0.0.3"))]);
+        assert_eq!((reuse.namespaces_built, reuse.services_built), (1, 1));
+        assert!(Arc::ptr_eq(&fragment("a.a.svc.cluster.local"), &a));
+        assert!(Arc::ptr_eq(
+            &before["a.a.svc.cluster.local"],
+            &after["a.a.svc.cluster.local"]
+        ));
+        let b_now = fragment("b.a.svc.cluster.local");
+        assert!(!Arc::ptr_eq(&b_now, &b));
+        // Its definition did not change: the new fragment shares the old one's.
+        assert!(Arc::ptr_eq(&b_now.definition, &b.definition));
     }
 
     #[test]

@@ -315,13 +315,19 @@ async fn measure(
         .await;
         row.changes_missed += got.iter().filter(|d| d.is_none()).count();
         let mut this: Vec<Duration> = got.iter().flatten().copied().collect();
-        per_change.push(format!(
-            "{:.0}/{:.0}/{:.0}/{:.0}",
-            answered.as_secs_f64() * 1e3,
-            this.iter().min().copied().unwrap_or_default().as_secs_f64() * 1e3,
-            percentile(&mut this, 50.0).as_secs_f64() * 1e3,
-            this.iter().max().copied().unwrap_or_default().as_secs_f64() * 1e3
-        ));
+        let ms = |d: Duration| format!("{:.0}", d.as_secs_f64() * 1e3);
+        per_change.push(
+            match (this.iter().min().copied(), this.iter().max().copied()) {
+                (Some(first), Some(last)) => format!(
+                    "{}/{}/{}/{}",
+                    ms(answered),
+                    ms(first),
+                    ms(percentile(&mut this, 50.0)),
+                    ms(last)
+                ),
+                _ => format!("{}/-/-/- (no proxy updated)", ms(answered)),
+            },
+        );
         lat.extend(this);
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
