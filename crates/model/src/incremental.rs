@@ -814,22 +814,8 @@ mod tests {
     #[test]
     fn a_namespace_endpoints_share_what_they_repeat() {
         let yaml = "apiVersion: v1\nkind: Service\nmetadata: {name: a, namespace: a}\nspec: {ports: [{name: http, port: 80}], selector: {app: a}}\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: a-0, namespace: a, labels: {app: a}}\nspec: {serviceAccountName: sa}\nstatus: {podIP: 10.0.0.1}\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: a-1, namespace: a, labels: {app: a}}\nspec: {serviceAccountName: sa}\nstatus: {podIP: 10.0.0.2}\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: a-2, namespace: a, labels: {app: a}}\nstatus: {podIP: 10.0.0.3}\n";
-        let objects: Vec<Arc<Resource>> = isthmus_api::load_str(yaml, None, "a")
-            .resources
-            .into_iter()
-            .map(Arc::new)
-            .collect();
-        let ctx = NamespaceContext {
-            cluster: "c1".into(),
-            namespace: "a".into(),
-            is_local: true,
-            trust_domain: "cluster.local".into(),
-            export_default: ExportDefault::Exported,
-            namespace_network: None,
-            cluster_network: "n1".into(),
-            cidrs: Vec::new(),
-            node_localities: Default::default(),
-        };
+        let objects = read(yaml);
+        let ctx = context("c1");
         let built = namespace_build(&ctx, &objects, &Sharing::default());
         let eps = &built.services[0].endpoints;
         assert_eq!(eps.len(), 3);
@@ -955,22 +941,8 @@ mod tests {
     #[test]
     fn pods_map_a_named_target_port_each_their_own_way_and_numbered_ones_alike() {
         let yaml = "apiVersion: v1\nkind: Service\nmetadata: {name: named, namespace: a}\nspec: {ports: [{name: http, port: 80, targetPort: web}, {name: grpc, port: 90, targetPort: 9090}], selector: {app: a}}\n---\napiVersion: v1\nkind: Service\nmetadata: {name: numbered, namespace: a}\nspec: {ports: [{name: http, port: 80, targetPort: 8080}, {name: tcp, port: 91}], selector: {app: a}}\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: a-0, namespace: a, labels: {app: a}}\nspec: {containers: [{name: c, ports: [{name: web, containerPort: 8080}]}]}\nstatus: {podIP: 10.0.0.1}\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: a-1, namespace: a, labels: {app: a}}\nspec: {containers: [{name: c, ports: [{name: web, containerPort: 8081}]}]}\nstatus: {podIP: 10.0.0.2}\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: a-2, namespace: a, labels: {app: a}}\nstatus: {podIP: 10.0.0.3}\n";
-        let objects: Vec<Arc<Resource>> = isthmus_api::load_str(yaml, None, "a")
-            .resources
-            .into_iter()
-            .map(Arc::new)
-            .collect();
-        let ctx = NamespaceContext {
-            cluster: "c1".into(),
-            namespace: "a".into(),
-            is_local: true,
-            trust_domain: "cluster.local".into(),
-            export_default: ExportDefault::Exported,
-            namespace_network: None,
-            cluster_network: "n1".into(),
-            cidrs: Vec::new(),
-            node_localities: Default::default(),
-        };
+        let objects = read(yaml);
+        let ctx = context("c1");
         let built = namespace_build(&ctx, &objects, &Sharing::default());
         let ports = |service: usize| -> Vec<Vec<(String, u32)>> {
             built.services[service]
