@@ -1269,6 +1269,14 @@ mod tests {
         w.store().resources.keys().map(|k| k.to_string()).collect()
     }
 
+    fn problems(w: &Writer) -> Vec<String> {
+        w.store()
+            .diagnostics
+            .iter()
+            .map(|d| d.to_string())
+            .collect()
+    }
+
     #[test]
     fn watch_events_are_counted_under_istiods_names_as_add_update_or_delete() {
         // Only this test feeds DestinationRules or Namespaces: the process-wide counts of
@@ -1372,13 +1380,6 @@ mod tests {
             tx.send(m).expect("send");
         }
         writer.apply(source.sync(writer.store(), &Default::default()));
-        let problems = |w: &Writer| -> Vec<String> {
-            w.store()
-                .diagnostics
-                .iter()
-                .map(|d| d.to_string())
-                .collect()
-        };
         let p = problems(&writer);
         assert_eq!(p.len(), 1, "{p:?}");
         assert!(
@@ -1514,25 +1515,20 @@ mod tests {
             ],
         );
         assert_eq!(keys(&writer), ["Service/ns/b", "Service/ns/c"]);
-        let problems: Vec<String> = writer
-            .store()
-            .diagnostics
-            .iter()
-            .map(|d| d.to_string())
-            .collect();
-        assert_eq!(problems.len(), 2, "{problems:?}");
+        let found = problems(&writer);
+        assert_eq!(found.len(), 2, "{found:?}");
         assert!(
-            problems
+            found
                 .iter()
                 .any(|p| p.contains("spec.ports[1].name") && p.contains("in cluster c1")),
-            "{problems:?}"
+            "{found:?}"
         );
         assert!(
-            problems.iter().any(|p| p
+            found.iter().any(|p| p
                 .contains("cluster c1: cannot read the API server through test: forbidden")
                 && p.contains(" since 20")
                 && p.contains("(VirtualService: 403 forbidden)")),
-            "{problems:?}"
+            "{found:?}"
         );
         // Listed again with b still unusable: b's version in force stays, and so does its
         // problem.
@@ -1561,12 +1557,7 @@ mod tests {
         assert_eq!(writer.store().diagnostics.len(), 2);
         // Only the failing watch's problem is left.
         let only_the_watch = |w: &Writer| {
-            let problems: Vec<String> = w
-                .store()
-                .diagnostics
-                .iter()
-                .map(|d| d.to_string())
-                .collect();
+            let problems = problems(w);
             assert!(
                 problems.len() == 1 && problems[0].contains("403 forbidden"),
                 "{problems:?}"

@@ -224,7 +224,6 @@ pub fn pods_and_services(
                         .flat_map(|(_, g)| g.services.iter()),
                 );
                 let b = namespace_build(&ctx, &objects, &sharing);
-                drop(sharing);
                 for f in &b.services {
                     dirty.insert((
                         f.definition.hostname.clone(),
@@ -371,7 +370,8 @@ fn merge(frags: &[Arc<ServiceFragment>]) -> Service {
 /// defined alike in every cluster is kept once).
 #[derive(Default)]
 pub struct Sharing<'a> {
-    previous: Option<&'a NamespaceBuild>,
+    /// The last build's fragments, by host (one per host in a namespace).
+    previous: HashMap<&'a str, &'a Arc<ServiceFragment>>,
     definitions: HashMap<&'a str, Vec<&'a Arc<Service>>>,
 }
 
@@ -381,15 +381,18 @@ impl<'a> Sharing<'a> {
         previous: Option<&'a NamespaceBuild>,
         others: impl Iterator<Item = &'a Arc<ServiceFragment>>,
     ) -> Self {
+        let previous_fragments = || previous.into_iter().flat_map(|p| p.services.iter());
         let mut definitions: HashMap<&str, Vec<&Arc<Service>>> = HashMap::new();
-        for f in others.chain(previous.into_iter().flat_map(|p| p.services.iter())) {
+        for f in others.chain(previous_fragments()) {
             definitions
                 .entry(f.definition.hostname.as_str())
                 .or_default()
                 .push(&f.definition);
         }
         Sharing {
-            previous,
+            previous: previous_fragments()
+                .map(|f| (f.definition.hostname.as_str(), f))
+                .collect(),
             definitions,
         }
     }
@@ -408,13 +411,12 @@ impl<'a> Sharing<'a> {
 
     /// `fragment`, or the equal one of the last build.
     fn fragment(&self, fragment: ServiceFragment) -> Arc<ServiceFragment> {
-        let prev = self.previous.and_then(|p| {
-            p.services
-                .iter()
-                .find(|p| p.definition.hostname == fragment.definition.hostname && ***p == fragment)
-        });
-        match prev {
-            Some(p) => p.clone(),
+        match self
+            .previous
+            .get(fragment.definition.hostname.as_str())
+            .filter(|p| ****p == fragment)
+        {
+            Some(p) => Arc::clone(p),
             None => Arc::new(fragment),
         }
     }
@@ -636,7 +638,7 @@ pub fn namespace_build(
                 });
             }
             if !picked.is_empty() {
-                endpoints = Endpoints::run_from(&mut picked);
+                endpoints = Endpoints::run(&mut picked);
             }
         }
         services.push(sharing.fragment(ServiceFragment {
@@ -989,15 +991,8 @@ mod tests {
             )
         };
         let ctx = |cluster: &str| NamespaceContext {
-            cluster: cluster.into(),
-            namespace: "a".into(),
-            is_local: cluster == "c1",
-            trust_domain: "cluster.local".into(),
-            export_default: ExportDefault::Exported,
-            namespace_network: None,
             cluster_network: cluster.into(),
-            cidrs: Vec::new(),
-            node_localities: Default::default(),
+            ..context(cluster)
         };
         let http = "{name: http, port: 80}";
         let c2 = objects("10.1.0.1", "10.97.0.9", http);
@@ -1069,22 +1064,8 @@ mod tests {
             pod("done", "10.0.0.4", ", phase: Succeeded"),
             pod("failed", "10.0.0.5", ", phase: Failed"),
         );
-        let objects: Vec<Arc<Resource>> = isthmus_api::load_str(&yaml, None, "a")
-            .resources
-            .into_iter()
-            .map(Arc::new)
-            .collect();
-        let ctx = NamespaceContext {
-            cluster: "c1".into(),
-            namespace: "a".into(),
-            is_local: true,
-            trust_domain: "cluster.local".into(),
-            export_default: ExportDefault::Exported,
-            namespace_network: None,
-            cluster_network: "n1".into(),
-            cidrs: Vec::new(),
-            node_localities: Default::default(),
-        };
+        let objects = read(&yaml);
+        let ctx = context("c1");
         let built = namespace_build(&ctx, &objects, &Sharing::default());
         let got: Vec<String> = built.services[0]
             .endpoints

@@ -265,14 +265,9 @@ impl Endpoints {
     }
 
     /// One cluster's endpoints as a run, put in address order (a stable sort: endpoints of
-    /// one address keep the order given).
-    pub fn run(mut endpoints: Vec<Endpoint>) -> Arc<[Endpoint]> {
-        Self::run_from(&mut endpoints)
-    }
-
-    /// [`Endpoints::run`] of what `scratch` holds, taken out of it: the vector keeps its
-    /// room for the next run, so that a build of many runs allocates only what it keeps.
-    pub fn run_from(scratch: &mut Vec<Endpoint>) -> Arc<[Endpoint]> {
+    /// one address keep the order given), taken out of `scratch`: the vector keeps its room
+    /// for the next run, so that a build of many runs allocates only what it keeps.
+    pub fn run(scratch: &mut Vec<Endpoint>) -> Arc<[Endpoint]> {
         scratch.sort_by(|a, b| a.address.cmp(&b.address));
         scratch.drain(..).collect()
     }
@@ -385,9 +380,9 @@ mod tests {
 
     #[test]
     fn runs_are_shared_in_cluster_order_and_read_as_one_list() {
-        let b = Endpoints::run(vec![ep("b", "10.0.0.9", 1), ep("b", "10.0.0.1", 1)]);
-        let a = Endpoints::run(vec![ep("a", "10.0.0.5", 1)]);
-        let empty = Endpoints::run(Vec::new());
+        let b = Endpoints::run(&mut vec![ep("b", "10.0.0.9", 1), ep("b", "10.0.0.1", 1)]);
+        let a = Endpoints::run(&mut vec![ep("a", "10.0.0.5", 1)]);
+        let empty = Endpoints::run(&mut Vec::new());
         let all = Endpoints::from_runs(vec![b.clone(), empty, a.clone()]);
         assert_eq!(all.len(), 3);
         assert_eq!(all.runs().len(), 2);
@@ -406,8 +401,8 @@ mod tests {
     #[test]
     fn equal_endpoints_are_equal_however_they_are_split() {
         let runs = Endpoints::from_runs(vec![
-            Endpoints::run(vec![ep("a", "1", 1)]),
-            Endpoints::run(vec![ep("b", "2", 1)]),
+            Endpoints::run(&mut vec![ep("a", "1", 1)]),
+            Endpoints::run(&mut vec![ep("b", "2", 1)]),
         ]);
         let one: Endpoints = vec![ep("a", "1", 1), ep("b", "2", 1)].into_iter().collect();
         assert_eq!(runs, one);
@@ -419,7 +414,7 @@ mod tests {
 
     #[test]
     fn adding_keeps_cluster_address_order_and_the_first_of_equals_first() {
-        let mut e = Endpoints::from_runs(vec![Endpoints::run(vec![ep("b", "2", 1)])]);
+        let mut e = Endpoints::from_runs(vec![Endpoints::run(&mut vec![ep("b", "2", 1)])]);
         e.add([ep("a", "9", 1), ep("b", "2", 5), ep("b", "1", 1)]);
         assert_eq!(
             listed(&e),
