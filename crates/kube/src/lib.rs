@@ -31,6 +31,7 @@ pub mod install;
 pub mod kinds;
 pub mod local;
 pub mod remote_secret;
+pub mod served;
 pub mod source;
 pub mod token;
 mod wire;

@@ -9,6 +9,7 @@
 
 use crate::events::EventKind;
 use crate::kinds::{remote_config_kinds, remote_kinds, watched_kinds, WatchedKind};
+use crate::served;
 use crate::wire;
 use futures::StreamExt;
 use isthmus_api::{
@@ -236,20 +237,40 @@ enum Counted {
 /// Counts `kinds`' objects in a remote cluster every [`CENSUS_EVERY`] (one list of at most
 /// one object's metadata per kind: the API server gives the rest as a number) and says what
 /// it found, until the source is dropped. A kind the server does not serve (CRD not
-/// installed) has none. A kind the API server refuses to list is reported as such; one that
+/// installed) has none; one served at another version only (CRDs older than Istio 1.22) is
+/// counted there. A kind the API server refuses to list is reported as such; one that
 /// cannot be listed for want of an answer keeps its last count (the credential check reports
 /// an API server that cannot be reached).
-async fn census(client: kube::Client, kinds: Vec<WatchedKind>, raw: std::sync::mpsc::Sender<Raw>) {
+async fn census(
+    client: kube::Client,
+    mut kinds: Vec<WatchedKind>,
+    raw: std::sync::mpsc::Sender<Raw>,
+) {
     use kube::api::ListParams;
     let mut counts: Vec<Option<Counted>> = vec![None; kinds.len()];
     loop {
-        for (k, count) in kinds.iter().zip(&mut counts) {
-            let api: Api<DynamicObject> = Api::all_with(client.clone(), &k.api);
-            let listed = tokio::time::timeout(
-                PROBE_EVERY,
-                api.list_metadata(&ListParams::default().limit(1)),
-            )
-            .await;
+        for (k, count) in kinds.iter_mut().zip(&mut counts) {
+            let list = |api: &kube::discovery::ApiResource| {
+                let api: Api<DynamicObject> = Api::all_with(client.clone(), api);
+                async move {
+                    tokio::time::timeout(
+                        PROBE_EVERY,
+                        api.list_metadata(&ListParams::default().limit(1)),
+                    )
+                    .await
+                }
+            };
+            let mut listed = list(&k.api).await;
+            if matches!(&listed, Ok(Err(kube::Error::Api(s))) if s.code == 404) && k.custom {
+                if let Ok(Ok(Some(api))) =
+                    tokio::time::timeout(PROBE_EVERY, served::served(&client, &k.api)).await
+                {
+                    if api.version != k.api.version {
+                        k.api = api;
+                        listed = list(&k.api).await;
+                    }
+                }
+            }
             *count = match listed {
                 Ok(Ok(list)) => list.items.first().map(|o| {
                     let remaining = list
@@ -964,16 +985,16 @@ fn read_loop(
 
 /// Runs one kind's watcher until the source is dropped, keeping of each object what `F`
 /// keeps.
+///
+/// An Istio kind its version does not serve (a `404`) is looked up in the API server's
+/// discovery: served at another version (a cluster with CRDs older than Istio 1.22), it is
+/// watched there, its objects read as the same kind; served at none, it is absent.
 async fn watch_kind<F: wire::Fields>(
     index: usize,
-    kind: WatchedKind,
+    mut kind: WatchedKind,
     client: kube::Client,
     raw: std::sync::mpsc::Sender<Raw>,
 ) {
-    let api: Api<wire::WireObject<F>> = match kind.namespace {
-        Some(ns) => Api::namespaced_with(client, ns, &kind.api),
-        None => Api::all_with(client, &kind.api),
-    };
     let mut config = watcher::Config::default();
     if let Some(l) = kind.labels {
         config = config.labels(l);
@@ -981,20 +1002,67 @@ async fn watch_kind<F: wire::Fields>(
     if let Some(f) = kind.fields {
         config = config.fields(f);
     }
-    let stream = watcher(api, config).default_backoff();
-    let mut stream = std::pin::pin!(stream);
-    while let Some(item) = stream.next().await {
-        let item = match item {
-            Ok(event) => Raw::Event(index, Box::new(carried(event))),
-            Err(e) => Raw::Failed {
-                kind: index,
-                absent: is_not_found(&e),
-                error: describe(&e),
-            },
+    loop {
+        let api: Api<wire::WireObject<F>> = match kind.namespace {
+            Some(ns) => Api::namespaced_with(client.clone(), ns, &kind.api),
+            None => Api::all_with(client.clone(), &kind.api),
         };
-        if raw.send(item).is_err() {
-            return;
+        let stream = watcher(api, config.clone()).default_backoff();
+        let mut stream = std::pin::pin!(stream);
+        let mut moved = None;
+        while let Some(item) = stream.next().await {
+            let item = match item {
+                Ok(event) => Raw::Event(index, Box::new(carried(event))),
+                Err(e) if kind.custom && is_not_found(&e) => {
+                    match served::served(&client, &kind.api).await {
+                        Ok(Some(api)) if api.version != kind.api.version => {
+                            moved = Some(api);
+                            break;
+                        }
+                        // Served at this very version (a CRD being established): retry.
+                        Ok(Some(_)) => Raw::Failed {
+                            kind: index,
+                            absent: false,
+                            error: describe(&e),
+                        },
+                        Ok(None) => Raw::Failed {
+                            kind: index,
+                            absent: true,
+                            error: describe(&e),
+                        },
+                        // Not known to be absent: a failing watch, never an empty kind.
+                        Err(d) => Raw::Failed {
+                            kind: index,
+                            absent: false,
+                            error: format!(
+                                "{}; asking the API server which version serves {} failed: {}",
+                                describe(&e),
+                                kind.api.plural,
+                                describe_error(&d)
+                            ),
+                        },
+                    }
+                }
+                Err(e) => Raw::Failed {
+                    kind: index,
+                    absent: is_not_found(&e),
+                    error: describe(&e),
+                },
+            };
+            if raw.send(item).is_err() {
+                return;
+            }
         }
+        let Some(api) = moved else {
+            return;
+        };
+        tracing::info!(
+            kind = %kind.kind(),
+            from = %kind.api.api_version,
+            to = %api.api_version,
+            "the API server does not serve this kind at the version Isthmus reads; watching the version it serves (every version of an Istio kind has one schema)"
+        );
+        kind.api = api;
     }
 }
 

@@ -260,6 +260,51 @@ async fn watches_a_real_api_server() {
     assert!(!has(&registry, "WasmPlugin/bar/wasm"));
     assert!(!has(&registry, "AuthorizationPolicy/bar/ext"));
 
+    // CRDs older than Istio 1.22 serve AuthorizationPolicy at v1beta1 only: the kind is then
+    // watched at the version served, never taken for absent (no policies would be a hole).
+    // Here the CRD stops serving v1; the policy in force stays and one written at v1beta1
+    // is read.
+    kubectl!(
+        &[
+            "patch",
+            "crd",
+            "authorizationpolicies.security.istio.io",
+            "--type=json",
+            "-p",
+            r#"[{"op": "test", "path": "/spec/versions/0/name", "value": "v1"}, {"op": "replace", "path": "/spec/versions/0/served", "value": false}]"#,
+        ],
+        None,
+    );
+    kubectl!(
+        &["apply", "-f", "-"],
+        Some("apiVersion: security.istio.io/v1beta1\nkind: AuthorizationPolicy\nmetadata: {name: old-deny, namespace: bar}\nspec: {action: DENY, rules: [{}]}\n"),
+    );
+    until(
+        &mut registry,
+        "the AuthorizationPolicy written at v1beta1, read where v1 is not served",
+        |r| has(r, "AuthorizationPolicy/bar/old-deny"),
+    )
+    .await;
+    assert!(has(&registry, "AuthorizationPolicy/bar/deny-all"));
+    // A control plane that starts now (its first list of the kind at v1 is refused).
+    let mut fresh: KubeRegistry = Registry::with_source(KubeSource::start(
+        "c1",
+        cluster.client().await.expect("client"),
+        "test".into(),
+    ));
+    until(&mut fresh, "a fresh source's first complete list", |r| {
+        r.is_synced()
+            && has(r, "AuthorizationPolicy/bar/old-deny")
+            && has(r, "AuthorizationPolicy/bar/deny-all")
+    })
+    .await;
+    let p = problems(&fresh);
+    assert!(
+        p.contains("AuthorizationPolicy/bar/ext: spec.provider"),
+        "the unusable policy is reported as before: {p}"
+    );
+    drop(fresh);
+
     // The same API server read as a remote cluster: its Services, Pods, Nodes, Namespaces
     // and EndpointSlices only; its Istio objects are counted and reported as not applied,
     // never kept nor read (the bad DestinationRule is no error there).
@@ -291,7 +336,7 @@ async fn watches_a_real_api_server() {
     );
     let p = problems(&remote);
     assert!(
-        p.contains("2 AuthorizationPolicy (bar/deny-all and 1 more)")
+        p.contains("3 AuthorizationPolicy (bar/deny-all and 2 more)")
             && p.contains("1 DestinationRule (bar/httpbin)")
             && p.contains("1 WasmPlugin (bar/wasm)")
             && p.contains("no control plane applies"),

@@ -226,6 +226,23 @@ impl StreamStatus<'_> {
     }
 }
 
+/// Sets `map[key]` to `value`, reusing the key and the value's room when the key is there
+/// (every response and every ACK of every proxy lands here: a change pushed to 1,000 proxies
+/// would otherwise allocate and free 4,000 strings).
+fn set(map: &mut BTreeMap<String, String>, key: &str, value: &str) {
+    match map.get_mut(key) {
+        Some(v) => {
+            if v != value {
+                v.clear();
+                v.push_str(value);
+            }
+        }
+        None => {
+            map.insert(key.into(), value.into());
+        }
+    }
+}
+
 impl XdsStatus {
     /// Registers a stream and returns its id.
     pub fn open(&self, node_id: &str, cluster: &str, protocol: &str) -> u64 {
@@ -256,7 +273,7 @@ impl XdsStatus {
         if let Ok(mut s) = self.streams.lock() {
             if let Some(p) = s.get_mut(&id) {
                 let first_of_version = p.sent.values().all(|v| v != version);
-                p.sent.insert(type_url.into(), version.into());
+                set(&mut p.sent, type_url, version);
                 if let (true, Some(t)) = (first_of_version, changed_at) {
                     self.metrics.convergence.observe(t.elapsed().as_secs_f64());
                 }
@@ -286,8 +303,10 @@ impl XdsStatus {
         self.metrics.acks.inc();
         if let Ok(mut s) = self.streams.lock() {
             if let Some(p) = s.get_mut(&id) {
-                p.acked.insert(type_url.into(), version.into());
-                p.nacked.remove(type_url);
+                set(&mut p.acked, type_url, version);
+                if !p.nacked.is_empty() {
+                    p.nacked.remove(type_url);
+                }
             }
         }
     }
@@ -381,5 +400,32 @@ mod tests {
         assert_eq!(type_label(isthmus_dns::nds::NDS_TYPE), "nds");
         status.close(id);
         assert!(status.metrics().lines().any(|l| l == "pilot_xds 0"));
+    }
+
+    #[test]
+    fn a_proxys_status_holds_the_latest_version_per_type_and_an_ack_clears_its_nack() {
+        let status = XdsStatus::default();
+        let id = status.open("sidecar~10.0.0.1~a.ns~ns.svc.cluster.local", "c1", "sotw");
+        let st = status.stream(id);
+        let (cds, eds) = ("t/cds", "t/eds");
+        st.sent(cds, "1", None);
+        st.sent(eds, "1", None);
+        st.ack(cds, "1");
+        st.sent(cds, "12", None);
+        st.nack(cds, "bad cluster");
+        st.nack(eds, "bad endpoints");
+        st.ack(cds, "12");
+        st.sent(cds, "3", None);
+        let proxies = status.proxies();
+        let p = &proxies[0];
+        let map = |m: &BTreeMap<String, String>| {
+            m.iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        assert_eq!(map(&p.sent), "t/cds=3 t/eds=1");
+        assert_eq!(map(&p.acked), "t/cds=12");
+        assert_eq!(map(&p.nacked), "t/eds=bad endpoints");
     }
 }
