@@ -459,11 +459,13 @@ mod notify_watcher {
 const KUBE_DEBOUNCE: Duration = Duration::from_millis(100);
 
 /// How long the first event after a quiet spell (no batch begun within [`KUBE_DEBOUNCE`]) is
-/// gathered: long enough for the objects of one request that arrive together (a pod and its
-/// EndpointSlice), short enough that one endpoint change reaches proxies at once instead of
-/// waiting out a debounce meant for bursts. Events that follow within [`KUBE_DEBOUNCE`] are
+/// gathered: long enough for events already on their way together (the watches of several
+/// kinds deliver the objects of back-to-back requests within a millisecond or two), short
+/// enough that one endpoint change reaches proxies at once instead of waiting out a debounce
+/// meant for bursts. A pod's change is one event: the EndpointSlice controller's copy of it
+/// is not watched (`kinds::SLICE_LABELS`). Events that follow within [`KUBE_DEBOUNCE`] are
 /// debounced as before, so a burst still becomes a few pushes, not one per event.
-const KUBE_FIRST_GATHER: Duration = Duration::from_millis(10);
+const KUBE_FIRST_GATHER: Duration = Duration::from_millis(3);
 
 /// How long to gather events that woke the build loop, given when the previous batch began.
 fn gather_for(previous_batch: Option<std::time::Instant>, now: std::time::Instant) -> Duration {
