@@ -136,6 +136,15 @@ impl ClusterRegistry {
         }
     }
 
+    /// What its API server has sent and the build has not read yet (a directory's changes
+    /// come from the file watcher instead: nothing).
+    pub fn pending(&self) -> isthmus_kube::source::Pending {
+        match self {
+            ClusterRegistry::File(_) => isthmus_kube::source::Pending::Nothing,
+            ClusterRegistry::Kube { registry, .. } => registry.source().pending(),
+        }
+    }
+
     /// Whether it reads an API server.
     pub fn is_kube(&self) -> bool {
         matches!(self, ClusterRegistry::Kube { .. })

@@ -459,18 +459,28 @@ mod notify_watcher {
 const KUBE_DEBOUNCE: Duration = Duration::from_millis(100);
 
 /// How long the first event after a quiet spell (no batch begun within [`KUBE_DEBOUNCE`]) is
-/// gathered: long enough for events already on their way together (the watches of several
-/// kinds deliver the objects of back-to-back requests within a millisecond or two), short
-/// enough that one endpoint change reaches proxies at once instead of waiting out a debounce
-/// meant for bursts. A pod's change is one event: the EndpointSlice controller's copy of it
-/// is not watched (`kinds::SLICE_LABELS`). Events that follow within [`KUBE_DEBOUNCE`] are
-/// debounced as before, so a burst still becomes a few pushes, not one per event.
-const KUBE_FIRST_GATHER: Duration = Duration::from_millis(3);
+/// gathered: long enough for the objects of back-to-back requests of one `kubectl apply` (a
+/// VirtualService and the DestinationRule with its subsets) to arrive together, short enough
+/// that a change reaches proxies at once instead of waiting out a debounce meant for bursts.
+/// Events that follow within [`KUBE_DEBOUNCE`] are debounced as before, so a burst still
+/// becomes a few pushes, not one per event.
+const KUBE_FIRST_GATHER: Duration = Duration::from_millis(10);
 
-/// How long to gather events that woke the build loop, given when the previous batch began.
-fn gather_for(previous_batch: Option<std::time::Instant>, now: std::time::Instant) -> Duration {
+/// The same when only Pods, EndpointSlices and Nodes changed: a pod's change is one event
+/// (the EndpointSlice controller's copy of it is not watched, `kinds::SLICE_LABELS`), so it
+/// waits only for what is already on its way.
+const KUBE_ENDPOINT_GATHER: Duration = Duration::from_millis(3);
+
+/// How long to gather events that woke the build loop, given when the previous batch began
+/// and whether what woke it moves endpoints only.
+fn gather_for(
+    previous_batch: Option<std::time::Instant>,
+    now: std::time::Instant,
+    endpoints_only: bool,
+) -> Duration {
     match previous_batch {
         Some(at) if now.saturating_duration_since(at) < KUBE_DEBOUNCE => KUBE_DEBOUNCE,
+        _ if endpoints_only => KUBE_ENDPOINT_GATHER,
         _ => KUBE_FIRST_GATHER,
     }
 }
@@ -712,8 +722,9 @@ pub async fn run(config: ControlPlaneConfig) -> Result<(), ControlPlaneError> {
         let mut previous_batch: Option<std::time::Instant> = None;
         loop {
             // A burst of file changes, or events from an API server (gathered for a moment,
-            // as istiod debounces, so that a `kubectl apply` of many objects is one push;
-            // the first event after a quiet spell only briefly, see `gather_for`).
+            // as istiod debounces, so that a `kubectl apply` of many objects is a few pushes,
+            // not one per object; the first event after a quiet spell only briefly, and a
+            // pod's change more briefly still, see `gather_for`).
             // `changed_at` starts each proxy's `pilot_proxy_convergence_time`: when the first
             // event of the batch arrived, before the debounce.
             let (files, changed_at) = tokio::select! {
@@ -723,7 +734,10 @@ pub async fn run(config: ControlPlaneConfig) -> Result<(), ControlPlaneError> {
                 },
                 _ = wake.notified() => {
                     let at = std::time::Instant::now();
-                    tokio::time::sleep(gather_for(previous_batch, at)).await;
+                    let endpoints_only = registries
+                        .iter()
+                        .all(|r| r.pending() != isthmus_kube::source::Pending::Other);
+                    tokio::time::sleep(gather_for(previous_batch, at, endpoints_only)).await;
                     previous_batch = Some(at);
                     (None, at)
                 }
@@ -1203,11 +1217,15 @@ mod tests {
     #[test]
     fn a_change_after_a_quiet_spell_is_gathered_briefly_and_a_burst_is_debounced() {
         let now = std::time::Instant::now();
-        assert_eq!(gather_for(None, now), KUBE_FIRST_GATHER);
+        assert_eq!(gather_for(None, now, false), KUBE_FIRST_GATHER);
         let long_ago = now - Duration::from_secs(2);
-        assert_eq!(gather_for(Some(long_ago), now), KUBE_FIRST_GATHER);
+        assert_eq!(gather_for(Some(long_ago), now, false), KUBE_FIRST_GATHER);
+        // A pod's change alone waits less than a change of configuration.
+        assert_eq!(gather_for(Some(long_ago), now, true), KUBE_ENDPOINT_GATHER);
+        assert!(KUBE_ENDPOINT_GATHER < KUBE_FIRST_GATHER);
         let just_now = now - Duration::from_millis(30);
-        assert_eq!(gather_for(Some(just_now), now), KUBE_DEBOUNCE);
+        assert_eq!(gather_for(Some(just_now), now, false), KUBE_DEBOUNCE);
+        assert_eq!(gather_for(Some(just_now), now, true), KUBE_DEBOUNCE);
     }
 
     use tokio::io::{AsyncReadExt, AsyncWriteExt};

@@ -146,6 +146,22 @@ impl Inbox {
     }
 }
 
+/// The kinds whose changes move endpoints only. A pod's change is one event of one of them
+/// (the EndpointSlice controller's slices are not watched); a change of configuration may
+/// come with others, from the same `kubectl apply`.
+const ENDPOINT_KINDS: [&str; 3] = ["Pod", "EndpointSlice", "Node"];
+
+/// What a source has received and not yet given ([`KubeSource::pending`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pending {
+    /// Nothing.
+    Nothing,
+    /// Events of Pods, EndpointSlices and Nodes only.
+    Endpoints,
+    /// Something else: another kind's event, a failing watch, a probe, a census.
+    Other,
+}
+
 /// Watches one cluster's API server.
 pub struct KubeSource {
     cluster: String,
@@ -262,13 +278,18 @@ async fn census(
             };
             let mut listed = list(&k.api).await;
             if matches!(&listed, Ok(Err(kube::Error::Api(s))) if s.code == 404) && k.custom {
-                if let Ok(Ok(Some(api))) =
-                    tokio::time::timeout(PROBE_EVERY, served::served(&client, &k.api)).await
-                {
-                    if api.version != k.api.version {
+                match tokio::time::timeout(PROBE_EVERY, served::served(&client, &k.api)).await {
+                    Ok(Ok(Some(api))) if api.version != k.api.version => {
                         k.api = api;
                         listed = list(&k.api).await;
                     }
+                    Ok(Ok(_)) => {}
+                    // Unknown whether another version serves it: the last count stays.
+                    Ok(Err(e)) => {
+                        tracing::debug!(kind = k.kind(), error = %describe_error(&e), "cannot ask a remote cluster which version serves this kind; the last count stays");
+                        continue;
+                    }
+                    Err(_) => continue,
                 }
             }
             *count = match listed {
@@ -664,6 +685,23 @@ impl KubeSource {
         self.kinds.len()
     }
 
+    /// What the messages waiting to be read are: nothing, only events of the kinds that move
+    /// endpoints (Pods, EndpointSlices, Nodes), or anything else.
+    pub fn pending(&self) -> Pending {
+        let messages = self.inbox.messages();
+        if messages.is_empty() {
+            return Pending::Nothing;
+        }
+        let endpoints = messages.iter().all(|m| {
+            matches!(m, Message::Event(k, _) if self.kinds.get(*k).is_some_and(|k| ENDPOINT_KINDS.contains(&k.kind())))
+        });
+        if endpoints {
+            Pending::Endpoints
+        } else {
+            Pending::Other
+        }
+    }
+
     /// The kinds not yet listed once (what a control plane waiting for its first complete
     /// list is waiting for).
     pub fn waiting_for(&self) -> Vec<&str> {
@@ -1014,7 +1052,14 @@ async fn watch_kind<F: wire::Fields>(
             let item = match item {
                 Ok(event) => Raw::Event(index, Box::new(carried(event))),
                 Err(e) if kind.custom && is_not_found(&e) => {
-                    match served::served(&client, &kind.api).await {
+                    let asked =
+                        tokio::time::timeout(PROBE_EVERY, served::served(&client, &kind.api));
+                    let served = asked.await.unwrap_or_else(|_| {
+                        Err(kube::Error::Service(
+                            format!("no answer within {} s", PROBE_EVERY.as_secs()).into(),
+                        ))
+                    });
+                    match served {
                         Ok(Some(api)) if api.version != kind.api.version => {
                             moved = Some(api);
                             break;
@@ -1063,8 +1108,13 @@ async fn watch_kind<F: wire::Fields>(
             "the API server does not serve this kind at the version Isthmus reads; watching the version it serves (every version of an Istio kind has one schema)"
         );
         kind.api = api;
+        // Not at once: discovery and the serving handlers could disagree for a moment.
+        tokio::time::sleep(MOVE_PAUSE).await;
     }
 }
+
+/// How long a watch waits before it starts again at another version of its kind.
+const MOVE_PAUSE: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// An event's object as the reader thread takes it (its kept fields as one JSON object).
 fn carried<F: wire::Fields>(
@@ -1308,6 +1358,44 @@ mod tests {
         good(&format!(
             "apiVersion: v1\nkind: Service\nmetadata: {{name: {name}}}\nspec: {{ports: [{{name: http, port: {port}}}]}}\n"
         ))
+    }
+
+    #[test]
+    fn pending_says_whether_only_endpoints_moved() {
+        let kinds = watched_kinds();
+        let index = |kind: &str| {
+            kinds
+                .iter()
+                .position(|k| k.kind() == kind)
+                .expect("watched")
+        };
+        let (pod, slice, service, dr) = (
+            index("Pod"),
+            index("EndpointSlice"),
+            index("Service"),
+            index("DestinationRule"),
+        );
+        let (source, tx) = KubeSource::fed(kinds);
+        assert_eq!(source.pending(), Pending::Nothing);
+        let event = |k: usize| {
+            let key = ResourceKey {
+                kind: "X".into(),
+                namespace: "ns".into(),
+                name: "x".into(),
+            };
+            Message::Event(k, watcher::Event::Delete(Read::Key(key)))
+        };
+        tx.send(event(pod)).expect("open");
+        tx.send(event(slice)).expect("open");
+        assert_eq!(source.pending(), Pending::Endpoints);
+        tx.send(event(service)).expect("open");
+        assert_eq!(source.pending(), Pending::Other);
+        tx.take();
+        tx.send(event(dr)).expect("open");
+        assert_eq!(source.pending(), Pending::Other);
+        tx.take();
+        tx.send(Message::Probe(None)).expect("open");
+        assert_eq!(source.pending(), Pending::Other);
     }
 
     #[test]

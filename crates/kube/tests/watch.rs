@@ -262,7 +262,8 @@ async fn watches_a_real_api_server() {
 
     // CRDs older than Istio 1.22 serve AuthorizationPolicy at v1beta1 only: the kind is then
     // watched at the version served, never taken for absent (no policies would be a hole).
-    // Here the CRD stops serving v1; the policy in force stays and one written at v1beta1
+    // Here the CRD stops serving v1 (for the rest of the test: the remote census below
+    // counts the kind at v1beta1 too); the policy in force stays and one written at v1beta1
     // is read.
     kubectl!(
         &[

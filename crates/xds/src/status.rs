@@ -227,8 +227,8 @@ impl StreamStatus<'_> {
 }
 
 /// Sets `map[key]` to `value`, reusing the key and the value's room when the key is there
-/// (every response and every ACK of every proxy lands here: a change pushed to 1,000 proxies
-/// would otherwise allocate and free 4,000 strings).
+/// (every response and every ACK of every proxy lands here: each type of a change pushed to
+/// 1,000 proxies would otherwise allocate and free 4,000 strings).
 fn set(map: &mut BTreeMap<String, String>, key: &str, value: &str) {
     match map.get_mut(key) {
         Some(v) => {
