@@ -105,11 +105,20 @@ fn key_value(text: &str) -> Option<(&str, &str)> {
         Some(i) => (&text[..i], text[i + 2..].trim_start_matches(' ')),
         None => (text.strip_suffix(':')?, ""),
     };
+    // YAML bounds an implicit key at 1,024 characters, and the full parser refuses a longer
+    // one (found by fuzzing): anything near that is left to it.
+    if key.len() > MAX_KEY {
+        return None;
+    }
     let plain_key = key
         .bytes()
         .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'/' | b'-' | b'_'));
     (plain_key && !is_special_word(key)).then_some((key, rest))
 }
+
+/// The longest key the fast reader takes; well under YAML's 1,024-character bound on an
+/// implicit key, and over any key a Kubernetes object has (a label key is at most 316).
+const MAX_KEY: usize = 1000;
 
 impl<'a> Reader<'a> {
     fn peek(&self) -> Option<Line<'a>> {
@@ -426,6 +435,15 @@ mod tests {
             parse("a: b\u{0}\n").is_none(),
             "control characters (found by fuzzing)"
         );
+        // A key over YAML's 1,024-character bound (found by fuzzing), in a block and in a
+        // flow mapping: the full parser refuses both, the fast reader takes neither.
+        let long = "k".repeat(1100);
+        for doc in [format!("{long}: v\n"), format!("a: {{{long}: v}}\n")] {
+            assert!(parse(&doc).is_none(), "{doc}");
+            assert!(crate::yaml::from_str::<Value>(&doc).is_err(), "{doc}");
+        }
+        let at_most = "k".repeat(MAX_KEY);
+        assert!(same(&format!("{at_most}: v\n")));
     }
 
     #[test]
