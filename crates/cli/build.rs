@@ -60,13 +60,16 @@ fn main() {
 /// is the linker. The list names functions as the toolchain that made it mangles them (Rust
 /// 1.95.0, with this Cargo.lock): names a build does not have are skipped without a warning,
 /// so a stale list, or another toolchain, lays out less and never fails a build.
-/// `ISTHMUS_SYMBOL_ORDER=off` builds without it (to measure against).
+/// `ISTHMUS_SYMBOL_ORDER=off` builds without it (to measure against). The same linker packs
+/// the binary's relative relocations where the C library reads them
+/// ([`link_order::pack_relocations`]).
 fn order_symbols() {
     let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR"));
     let list = manifest.join("symbol-order.txt");
     println!("cargo:rerun-if-changed={}", list.display());
     println!("cargo:rerun-if-changed=build_support/link_order.rs");
     println!("cargo:rerun-if-env-changed=ISTHMUS_SYMBOL_ORDER");
+    println!("cargo:rerun-if-env-changed=ISTHMUS_PACK_RELOCATIONS");
     let var = |name: &str| std::env::var(name).unwrap_or_default();
     if var("PROFILE") != "release" {
         // What follows asks rustc twice; a debug build never gets the list.
@@ -97,6 +100,17 @@ fn order_symbols() {
         rustc_version: &rustc_version,
         ships_lld,
     };
+    let glibc = Command::new("getconf")
+        .arg("GNU_LIBC_VERSION")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    if link_order::pack_relocations(&build, &glibc, var("ISTHMUS_PACK_RELOCATIONS") == "off") {
+        for arg in ["-z", "pack-relative-relocs"] {
+            println!("cargo:rustc-link-arg-bins=-Xlinker");
+            println!("cargo:rustc-link-arg-bins={arg}");
+        }
+    }
     if !link_order::give_order(&build) || !list.is_file() {
         return;
     }

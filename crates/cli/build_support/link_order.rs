@@ -28,14 +28,41 @@ pub struct Build<'a> {
 /// Rust 1.90 on, unless flags or Cargo's configuration choose another linker. Debug builds
 /// are left alone (their code is laid out differently, and they are not what is measured).
 pub fn give_order(b: &Build<'_>) -> bool {
+    !b.off && lld_links_release(b)
+}
+
+/// Whether the release binary's relative relocations are packed (`-z pack-relative-relocs`:
+/// a `DT_RELR` table instead of 24 bytes per pointer in `.rela.dyn`). The dynamic loader
+/// reads every relocation when the binary starts, so the 1.2 MB table stayed resident in
+/// every process; packed, it is a few kilobytes. Only with LLD (as [`give_order`]) and
+/// only where the C library that will load the binary (this machine's: `glibc`, what
+/// `getconf GNU_LIBC_VERSION` printed) reads such a table, from glibc 2.36 on; an older one
+/// would refuse to start the binary. `ISTHMUS_PACK_RELOCATIONS=off` (`no_pack`) leaves the
+/// table as it was, to measure against.
+pub fn pack_relocations(b: &Build<'_>, glibc: &str, no_pack: bool) -> bool {
+    !no_pack && lld_links_release(b) && glibc_reads_relr(glibc)
+}
+
+/// A release build for x86_64 Linux (GNU) linked by the toolchain's own LLD.
+fn lld_links_release(b: &Build<'_>) -> bool {
     let other_linker =
         b.linker_env || b.rustflags.contains("linker") || b.rustflags.contains("fuse-ld");
     b.release
-        && !b.off
         && b.target == "x86_64-unknown-linux-gnu"
         && !other_linker
         && b.ships_lld
         && lld_by_default(b.rustc_version)
+}
+
+/// Whether `getconf GNU_LIBC_VERSION`'s output (`glibc 2.36`) names glibc 2.36 or later,
+/// the first to load `DT_RELR` relocations.
+pub fn glibc_reads_relr(getconf: &str) -> bool {
+    let Some(version) = getconf.trim().strip_prefix("glibc ") else {
+        return false;
+    };
+    let mut parts = version.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
+    let (major, minor) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+    (major, minor) >= (2, 36)
 }
 
 /// Whether `rustc -vV`'s output names release 1.90 or later.
@@ -120,6 +147,42 @@ mod tests {
         for b in cases {
             assert!(!give_order(&b), "{b:?}");
         }
+    }
+
+    #[test]
+    fn relocations_are_packed_where_lld_links_and_glibc_reads_them() {
+        assert!(pack_relocations(&release(), "glibc 2.36\n", false));
+        assert!(pack_relocations(&release(), "glibc 2.41", false));
+        // Packing does not depend on the symbol list.
+        let off = Build {
+            off: true,
+            ..release()
+        };
+        assert!(pack_relocations(&off, "glibc 2.36", false));
+        assert!(!pack_relocations(&release(), "glibc 2.36", true));
+        assert!(!pack_relocations(&release(), "glibc 2.35", false));
+        assert!(!pack_relocations(&release(), "glibc 2.9", false));
+        // Another C library, or none reported: left as it is.
+        assert!(!pack_relocations(&release(), "", false));
+        assert!(!pack_relocations(&release(), "musl 1.2.4", false));
+        let debug = Build {
+            release: false,
+            ..release()
+        };
+        assert!(!pack_relocations(&debug, "glibc 2.36", false));
+        let bfd = Build {
+            rustflags: "-Clink-arg=-fuse-ld=bfd",
+            ..release()
+        };
+        assert!(!pack_relocations(&bfd, "glibc 2.36", false));
+    }
+
+    #[test]
+    fn glibc_reads_relr_from_2_36() {
+        assert!(glibc_reads_relr("glibc 2.36"));
+        assert!(glibc_reads_relr("glibc 3.0"));
+        assert!(!glibc_reads_relr("glibc 2.3"));
+        assert!(!glibc_reads_relr("glibc"));
     }
 
     #[test]
