@@ -8,14 +8,29 @@
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::APIGroup;
 use kube::discovery::ApiResource;
+use std::time::Duration;
 
 /// The version of `api`'s kind to read: `api` itself when its version serves the kind, else
 /// the group's preferred version, then its other versions as the API server lists them;
-/// `None` when no version serves the kind (its CRD is not installed).
+/// `None` when no version serves the kind (its CRD is not installed). An API server that
+/// has not answered within `within` is an error ([`kube::Error::Service`]), as one that
+/// fails: unknown, never taken for "not served".
 pub async fn served(
     client: &kube::Client,
     api: &ApiResource,
+    within: Duration,
 ) -> Result<Option<ApiResource>, kube::Error> {
+    tokio::time::timeout(within, ask(client, api))
+        .await
+        .unwrap_or_else(|_| {
+            Err(kube::Error::Service(
+                format!("no answer within {within:?}").into(),
+            ))
+        })
+}
+
+/// [`served`], without a bound.
+async fn ask(client: &kube::Client, api: &ApiResource) -> Result<Option<ApiResource>, kube::Error> {
     let request = http::Request::get(format!("/apis/{}", api.group))
         .body(Vec::new())
         .map_err(kube::Error::HttpError)?;
@@ -66,6 +81,38 @@ mod tests {
         GroupVersionForDiscovery {
             group_version: format!("security.istio.io/{v}"),
             version: v.into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn an_api_server_that_does_not_answer_is_an_error_not_an_absent_kind() {
+        // Accepts the connection and never answers (loopback only).
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("a loopback port");
+        let url = format!("http://{}", listener.local_addr().expect("bound"));
+        let silent = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((c, _)) = listener.accept().await {
+                held.push(c);
+            }
+        });
+        let config = kube::Config::new(url.parse().expect("a URL"));
+        let client = kube::Client::try_from(config).expect("a client");
+        let api = ApiResource {
+            group: "security.istio.io".into(),
+            version: "v1".into(),
+            api_version: "security.istio.io/v1".into(),
+            kind: "AuthorizationPolicy".into(),
+            plural: "authorizationpolicies".into(),
+        };
+        let asked = served(&client, &api, Duration::from_millis(300)).await;
+        silent.abort();
+        match asked {
+            Err(kube::Error::Service(e)) => {
+                assert!(e.to_string().contains("no answer within 300ms"), "{e}")
+            }
+            other => panic!("a silent API server gave {other:?}"),
         }
     }
 

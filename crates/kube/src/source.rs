@@ -90,6 +90,18 @@ struct KindState {
     listing: Option<Vec<Arc<Resource>>>,
     /// The keys of that list's objects that could not be read.
     unusable: Vec<ResourceKey>,
+    /// Whether the kind's changes move endpoints only ([`ENDPOINT_KINDS`]).
+    moves_endpoints: bool,
+}
+
+impl KindState {
+    /// The state of `kind` before anything is read.
+    fn of(kind: &WatchedKind) -> Self {
+        KindState {
+            moves_endpoints: ENDPOINT_KINDS.contains(&kind.kind()),
+            ..KindState::default()
+        }
+    }
 }
 
 /// An object as the source takes it from the reader: usable, or the key of one that is not.
@@ -278,18 +290,17 @@ async fn census(
             };
             let mut listed = list(&k.api).await;
             if matches!(&listed, Ok(Err(kube::Error::Api(s))) if s.code == 404) && k.custom {
-                match tokio::time::timeout(PROBE_EVERY, served::served(&client, &k.api)).await {
-                    Ok(Ok(Some(api))) if api.version != k.api.version => {
+                match served::served(&client, &k.api, PROBE_EVERY).await {
+                    Ok(Some(api)) if api.version != k.api.version => {
                         k.api = api;
                         listed = list(&k.api).await;
                     }
-                    Ok(Ok(_)) => {}
+                    Ok(_) => {}
                     // Unknown whether another version serves it: the last count stays.
-                    Ok(Err(e)) => {
+                    Err(e) => {
                         tracing::debug!(kind = k.kind(), error = %describe_error(&e), "cannot ask a remote cluster which version serves this kind; the last count stays");
                         continue;
                     }
-                    Err(_) => continue,
                 }
             }
             *count = match listed {
@@ -578,7 +589,7 @@ impl KubeSource {
                 raw_tx.clone(),
             )));
         }
-        let state = kinds.iter().map(|_| KindState::default()).collect();
+        let state = kinds.iter().map(KindState::of).collect();
         KubeSource {
             cluster,
             kinds,
@@ -693,7 +704,7 @@ impl KubeSource {
             return Pending::Nothing;
         }
         let endpoints = messages.iter().all(|m| {
-            matches!(m, Message::Event(k, _) if self.kinds.get(*k).is_some_and(|k| ENDPOINT_KINDS.contains(&k.kind())))
+            matches!(m, Message::Event(k, _) if self.state.get(*k).is_some_and(|s| s.moves_endpoints))
         });
         if endpoints {
             Pending::Endpoints
@@ -1052,14 +1063,7 @@ async fn watch_kind<F: wire::Fields>(
             let item = match item {
                 Ok(event) => Raw::Event(index, Box::new(carried(event))),
                 Err(e) if kind.custom && is_not_found(&e) => {
-                    let asked =
-                        tokio::time::timeout(PROBE_EVERY, served::served(&client, &kind.api));
-                    let served = asked.await.unwrap_or_else(|_| {
-                        Err(kube::Error::Service(
-                            format!("no answer within {} s", PROBE_EVERY.as_secs()).into(),
-                        ))
-                    });
-                    match served {
+                    match served::served(&client, &kind.api, PROBE_EVERY).await {
                         Ok(Some(api)) if api.version != kind.api.version => {
                             moved = Some(api);
                             break;
@@ -1327,7 +1331,7 @@ mod tests {
         fn fed(kinds: Vec<WatchedKind>) -> (KubeSource, Arc<Inbox>) {
             let inbox = Arc::new(Inbox::default());
             let tx = inbox.clone();
-            let state = kinds.iter().map(|_| KindState::default()).collect();
+            let state = kinds.iter().map(KindState::of).collect();
             let source = KubeSource {
                 cluster: "c1".into(),
                 kinds,
