@@ -29,6 +29,6 @@ pub mod yaml;
 pub use diagnostic::{Diagnostic, Severity};
 pub use labels::Labels;
 pub use load::{load_dir, load_file, load_shared_file, load_str, yaml_files, Loaded, ObjectReader};
-pub use meta::{Annotations, ObjectMeta};
+pub use meta::{Annotations, Namespace, ObjectMeta};
 pub use node::{Interception, NodeId, NodeKind, NodeMetadata, RouterMode};
 pub use resource::{KeyRef, Object, Origin, OtherObject, Resource, ResourceKey};

@@ -177,6 +177,7 @@ struct Shared {
     maps: Interner<crate::labels::Labels>,
     strs: Interner<str>,
     specs: Interner<crate::kube::PodSpec>,
+    namespaces: std::collections::HashSet<crate::meta::Namespace>,
 }
 
 impl Shared {
@@ -193,7 +194,13 @@ impl Shared {
 
     /// Shares what `object` repeats.
     fn object(&mut self, object: &mut Object) {
-        self.str(&mut object.metadata_mut().namespace);
+        let namespace = &mut object.metadata_mut().namespace;
+        match self.namespaces.get(namespace.as_str()) {
+            Some(seen) => *namespace = seen.clone(),
+            None => {
+                self.namespaces.insert(namespace.clone());
+            }
+        }
         self.map(&mut object.metadata_mut().labels);
         match object {
             Object::Service(s) => {
@@ -1308,7 +1315,7 @@ spec:
         assert_eq!(&*s.metadata.namespace, "ns");
         assert!(pods
             .iter()
-            .all(|p| Arc::ptr_eq(&p.metadata.namespace, &s.metadata.namespace)));
+            .all(|p| p.metadata.namespace.ptr_eq(&s.metadata.namespace)));
         let sa = |i: usize| &pods[i].spec.service_account_name;
         assert_eq!((&**sa(0), &**sa(2)), ("x", "y"));
         assert!(Arc::ptr_eq(sa(0), sa(1)) && !Arc::ptr_eq(sa(0), sa(2)));
@@ -1322,7 +1329,7 @@ spec:
         let status = &pods[0].status;
         assert_eq!(status.phase, Some(crate::kube::PodPhase::Running));
         assert_eq!(
-            status.pod_ip,
+            status.pod_ip(),
             Some(std::net::Ipv4Addr::new(10, 0, 0, 1).into())
         );
     }
@@ -1386,6 +1393,6 @@ spec:
         let Object::Pod(b) = &loaded.resources[0].object else {
             panic!("pod b");
         };
-        assert_eq!(b.status.pod_ip, None);
+        assert_eq!(b.status.pod_ip(), None);
     }
 }

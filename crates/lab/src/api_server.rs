@@ -104,16 +104,16 @@ pub fn pod_object(pod: &PodState, ports: &[u32]) -> Result<Pod, LabError> {
             }),
             ..Default::default()
         }),
-        status: PodStatus {
-            pod_ip: Some(pod.ip.parse().map_err(|_| {
+        status: PodStatus::new(
+            Some(pod.ip.parse().map_err(|_| {
                 LabError::Invalid(format!(
                     "pod {}: `{}` is not an IP address",
                     pod.name, pod.ip
                 ))
             })?),
-            phase: Some(PodPhase::Running),
-            ready: None,
-        },
+            Some(PodPhase::Running),
+            None,
+        ),
     })
 }
 
@@ -509,7 +509,7 @@ mod tests {
         let ports: Vec<u32> = c.ports.iter().map(|p| p.container_port).collect();
         assert_eq!(ports, [80, 8080]);
         assert_eq!(
-            p.status.pod_ip.map(|ip| ip.to_string()).as_deref(),
+            p.status.pod_ip().map(|ip| ip.to_string()).as_deref(),
             Some("10.10.0.31")
         );
         assert_eq!(p.status.phase, Some(PodPhase::Running));

@@ -92,7 +92,7 @@ fn ready_pods(c: &ClusterConfig, svc: &KubeService) -> u32 {
         .filter(|r| match &r.object {
             Object::Pod(p) => {
                 p.metadata.namespace == svc.metadata.namespace
-                    && p.status.pod_ip.is_some()
+                    && p.status.pod_ip().is_some()
                     && p.status.phase.unwrap_or(PodPhase::Running) == PodPhase::Running
                     && p.status.ready != Some(false)
                     && svc

@@ -761,7 +761,7 @@ mod tests {
             .expect("pod");
         let mut moved = (*after.resources[&key]).clone();
         if let isthmus_api::Object::Pod(p) = &mut moved.object {
-            p.status.pod_ip = Some([10, 10, 0, 6].into());
+            p.status.set_pod_ip(Some([10, 10, 0, 6].into()));
         }
         after.resources.insert(key, Arc::new(moved));
 
@@ -873,7 +873,7 @@ mod tests {
             .resources
             .values()
             .find_map(|r| match &r.object {
-                Object::Pod(p) if p.status.pod_ip == eps[0].address.ip() => {
+                Object::Pod(p) if p.status.pod_ip() == eps[0].address.ip() => {
                     Some(p.metadata.labels.clone())
                 }
                 _ => None,

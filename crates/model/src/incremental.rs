@@ -472,10 +472,10 @@ pub fn namespace_build(
     for r in objects {
         let Object::Pod(p) = &r.object else { continue };
         // A pod that is not ready (or has finished) is no endpoint, as in an EndpointSlice.
-        let Some(ip) = p.status.pod_ip.as_ref().filter(|_| p.status.is_serving()) else {
+        let Some(ip) = p.status.pod_ip().filter(|_| p.status.is_serving()) else {
             continue;
         };
-        let network = shared.get(crate::pod::network(p, *ip, &rules));
+        let network = shared.get(crate::pod::network(p, ip, &rules));
         let locality = shared.get(&crate::pod::locality(p, &ctx.node_localities));
         let service_account = shared.get(crate::pod::service_account(p));
         let identity = identities
@@ -485,7 +485,7 @@ pub fn namespace_build(
             })
             .clone();
         let info = PodInfo {
-            ip: *ip,
+            ip,
             labels: p.metadata.labels.clone(),
             service_account,
             identity,
@@ -849,7 +849,7 @@ mod tests {
         let Object::Pod(a2) = &objects[3].object else {
             panic!("a-2 is the fourth object");
         };
-        assert_eq!(a2.status.pod_ip, eps[2].address.ip());
+        assert_eq!(a2.status.pod_ip(), eps[2].address.ip());
     }
 
     fn context(cluster: &str) -> NamespaceContext {

@@ -180,7 +180,7 @@ impl ClusterPods {
     /// subdomain, IP), what names them in DNS.
     pub fn named_in_dns(&self) -> impl Iterator<Item = (&str, &str, &str, IpAddr)> + '_ {
         self.pods().filter_map(|p| {
-            let ip = p.status.pod_ip?;
+            let ip = p.status.pod_ip()?;
             let d = p.spec.dns_name.as_deref()?;
             Some((&*p.metadata.namespace, &*d.hostname, &*d.subdomain, ip))
         })
@@ -190,7 +190,7 @@ impl ClusterPods {
     pub fn by_ip(&self, ip: &str, trust_domain: &str) -> Option<PodInfo> {
         let ip: IpAddr = ip.parse().ok()?;
         self.pods()
-            .find(|p| p.status.pod_ip == Some(ip))
+            .find(|p| p.status.pod_ip() == Some(ip))
             .and_then(|p| self.info(p, trust_domain))
     }
 
@@ -206,7 +206,7 @@ impl ClusterPods {
     }
 
     fn info(&self, p: &Pod, trust_domain: &str) -> Option<PodInfo> {
-        let ip = p.status.pod_ip.as_ref()?;
+        let ip = p.status.pod_ip()?;
         let namespace = &*p.metadata.namespace;
         let rules = NetworkRules {
             namespace_network: self
@@ -219,11 +219,11 @@ impl ClusterPods {
         };
         let service_account = service_account(p);
         Some(PodInfo {
-            ip: *ip,
+            ip,
             labels: p.metadata.labels.clone(),
             service_account: service_account.into(),
             identity: spiffe(trust_domain, namespace, service_account).into(),
-            network: network(p, *ip, &rules).into(),
+            network: network(p, ip, &rules).into(),
             locality: locality(p, &self.objects.node_localities).into(),
         })
     }

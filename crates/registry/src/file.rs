@@ -568,7 +568,7 @@ mod tests {
             .resources
             .values()
             .filter_map(|r| match &r.object {
-                isthmus_api::Object::Pod(p) => p.status.pod_ip.map(|ip| ip.to_string()),
+                isthmus_api::Object::Pod(p) => p.status.pod_ip().map(|ip| ip.to_string()),
                 _ => None,
             })
             .collect();

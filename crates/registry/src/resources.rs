@@ -273,7 +273,7 @@ mod tests {
 
     fn ip(r: &Resource) -> Option<String> {
         match &r.object {
-            isthmus_api::Object::Pod(p) => p.status.pod_ip.map(|ip| ip.to_string()),
+            isthmus_api::Object::Pod(p) => p.status.pod_ip().map(|ip| ip.to_string()),
             _ => None,
         }
     }

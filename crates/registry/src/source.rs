@@ -419,7 +419,7 @@ mod tests {
         assert!(w.apply(events));
         assert_eq!(names(&w), ["Pod/ns/a", "Pod/ns/b"]);
         let ip = match &w.store().resources.values().next().expect("a").object {
-            isthmus_api::Object::Pod(p) => p.status.pod_ip.map(|i| i.to_string()),
+            isthmus_api::Object::Pod(p) => p.status.pod_ip().map(|i| i.to_string()),
             _ => None,
         };
         assert_eq!(ip.as_deref(), Some("10.0.0.1"));

@@ -314,7 +314,8 @@ fn moved(version: u64, ip: &str) -> MeshSnapshot {
         .filter_map(|r| match &r.object {
             isthmus_api::Object::Pod(p) => {
                 let mut p = p.clone();
-                p.status.pod_ip = Some(ip.parse().expect("an IP address"));
+                p.status
+                    .set_pod_ip(Some(ip.parse().expect("an IP address")));
                 let mut res = (**r).clone();
                 res.object = isthmus_api::Object::Pod(p);
                 Some(Arc::new(res))

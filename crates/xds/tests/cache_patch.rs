@@ -57,8 +57,12 @@ fn a_moved_endpoint_patches_the_sidecar_exactly_as_a_full_generation_would() {
     let mut pod = (*after.resources[&key]).clone();
     let mut old_ip = String::new();
     if let isthmus_api::Object::Pod(p) = &mut pod.object {
-        old_ip = p.status.pod_ip.map(|ip| ip.to_string()).unwrap_or_default();
-        p.status.pod_ip = Some([127, 0, 3, 9].into());
+        old_ip = p
+            .status
+            .pod_ip()
+            .map(|ip| ip.to_string())
+            .unwrap_or_default();
+        p.status.set_pod_ip(Some([127, 0, 3, 9].into()));
     }
     assert!(!old_ip.is_empty(), "the pod had an address");
     after.resources.insert(key, Arc::new(pod));
