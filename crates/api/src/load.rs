@@ -177,7 +177,7 @@ struct Shared {
     maps: Interner<crate::labels::Labels>,
     strs: Interner<str>,
     specs: Interner<crate::kube::PodSpec>,
-    namespaces: std::collections::HashSet<crate::meta::Namespace>,
+    namespaces: Interner<Box<str>>,
 }
 
 impl Shared {
@@ -194,13 +194,7 @@ impl Shared {
 
     /// Shares what `object` repeats.
     fn object(&mut self, object: &mut Object) {
-        let namespace = &mut object.metadata_mut().namespace;
-        match self.namespaces.get(namespace.as_str()) {
-            Some(seen) => *namespace = seen.clone(),
-            None => {
-                self.namespaces.insert(namespace.clone());
-            }
-        }
+        object.metadata_mut().namespace.share(&mut self.namespaces);
         self.map(&mut object.metadata_mut().labels);
         match object {
             Object::Service(s) => {

@@ -1,6 +1,7 @@
 //! Kubernetes object metadata.
 
 use crate::labels::Labels;
+use crate::shared::Interner;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -56,6 +57,14 @@ impl Namespace {
         self.0.is_none()
     }
 
+    /// Takes `names`' copy of the name, or gives it one: the objects of one namespace share
+    /// their characters.
+    pub fn share(&mut self, names: &mut Interner<Box<str>>) {
+        if let Some(name) = &mut self.0 {
+            names.share(name);
+        }
+    }
+
     /// Whether `self` and `other` share their characters (an interner's copy).
     pub fn ptr_eq(&self, other: &Namespace) -> bool {
         match (&self.0, &other.0) {
@@ -69,12 +78,6 @@ impl Namespace {
 impl std::ops::Deref for Namespace {
     type Target = str;
     fn deref(&self) -> &str {
-        self.as_str()
-    }
-}
-
-impl AsRef<str> for Namespace {
-    fn as_ref(&self) -> &str {
         self.as_str()
     }
 }
@@ -97,24 +100,6 @@ impl From<String> for Namespace {
     }
 }
 
-impl From<&String> for Namespace {
-    fn from(s: &String) -> Self {
-        Namespace::from(s.as_str())
-    }
-}
-
-impl From<Box<str>> for Namespace {
-    fn from(s: Box<str>) -> Self {
-        Namespace((!s.is_empty()).then(|| Arc::new(s)))
-    }
-}
-
-impl From<Arc<str>> for Namespace {
-    fn from(s: Arc<str>) -> Self {
-        Namespace::from(&*s)
-    }
-}
-
 impl PartialEq<str> for Namespace {
     fn eq(&self, other: &str) -> bool {
         self.as_str() == other
@@ -124,12 +109,6 @@ impl PartialEq<str> for Namespace {
 impl PartialEq<&str> for Namespace {
     fn eq(&self, other: &&str) -> bool {
         self.as_str() == *other
-    }
-}
-
-impl PartialEq<String> for Namespace {
-    fn eq(&self, other: &String) -> bool {
-        self.as_str() == other
     }
 }
 
