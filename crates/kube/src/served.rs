@@ -20,7 +20,9 @@ pub async fn served(
     api: &ApiResource,
     within: Duration,
 ) -> Result<Option<ApiResource>, kube::Error> {
-    tokio::time::timeout(within, ask(client, api))
+    // The requests boxed: a discovery is rare, and its future in line would take its room
+    // (~2 KB) in the future of every task that may ask, for as long as the task lives.
+    tokio::time::timeout(within, Box::pin(ask(client, api)))
         .await
         .unwrap_or_else(|_| {
             Err(kube::Error::Service(

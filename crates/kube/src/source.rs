@@ -290,7 +290,7 @@ async fn census(
             };
             let mut listed = list(&k.api).await;
             if matches!(&listed, Ok(Err(kube::Error::Api(s))) if s.code == 404) && k.custom {
-                match Box::pin(served::served(&client, &k.api, PROBE_EVERY)).await {
+                match served::served(&client, &k.api, PROBE_EVERY).await {
                     Ok(Some(api)) if api.version != k.api.version => {
                         k.api = api;
                         listed = list(&k.api).await;
@@ -1063,9 +1063,7 @@ async fn watch_kind<F: wire::Fields>(
             let item = match item {
                 Ok(event) => Raw::Event(index, Box::new(carried(event))),
                 Err(e) if kind.custom && is_not_found(&e) => {
-                    // Boxed: a discovery is rare, and its future in line would take its
-                    // room (~2 KB) in every watch task for as long as the task lives.
-                    match Box::pin(served::served(&client, &kind.api, PROBE_EVERY)).await {
+                    match served::served(&client, &kind.api, PROBE_EVERY).await {
                         Ok(Some(api)) if api.version != kind.api.version => {
                             moved = Some(api);
                             break;
