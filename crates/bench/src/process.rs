@@ -16,6 +16,14 @@ pub fn memory(pid: u32) -> Option<(u64, u64)> {
     ))
 }
 
+/// Anonymous resident memory of `pid` in bytes (`RssAnon`: the heap, stacks and other
+/// private pages, without the pages of mapped files such as the program's own code, whose
+/// residency varies from run to run with what the kernel maps around each fault).
+pub fn anonymous(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status_bytes(&status, "RssAnon:")
+}
+
 /// User + system CPU seconds from the text of `/proc/PID/stat`.
 fn cpu_seconds(stat: &str) -> Option<f64> {
     // The command name, in parentheses, may hold spaces and parentheses: fields are counted
@@ -54,9 +62,10 @@ mod tests {
 
     #[test]
     fn status_lines_are_kilobytes() {
-        let status = "Name:\tisthmus\nVmHWM:\t   40960 kB\nVmRSS:\t   20480 kB\n";
+        let status = "Name:\tisthmus\nVmHWM:\t   40960 kB\nVmRSS:\t   20480 kB\nRssAnon:\t   12288 kB\n";
         assert_eq!(super::status_bytes(status, "VmRSS:"), Some(20480 * 1024));
         assert_eq!(super::status_bytes(status, "VmHWM:"), Some(40960 * 1024));
+        assert_eq!(super::status_bytes(status, "RssAnon:"), Some(12288 * 1024));
         assert_eq!(super::status_bytes(status, "VmSwap:"), None);
         assert_eq!(super::status_bytes("VmRSS:\t? kB\n", "VmRSS:"), None);
     }
@@ -79,5 +88,7 @@ mod tests {
             "a test process uses more than 1 MiB: {now}"
         );
         assert!(peak >= now, "the peak {peak} is at least the current {now}");
+        let anon = super::anonymous(std::process::id()).expect("own RssAnon");
+        assert!(anon > 0, "a running process has private pages");
     }
 }

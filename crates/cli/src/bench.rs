@@ -192,6 +192,10 @@ pub enum BenchCommand {
         /// or above).
         #[arg(long, requires = "peer")]
         kube_bin: Option<PathBuf>,
+        /// With --peer: how many times each cluster count is measured (each control plane
+        /// started afresh every time); the table gives each count's median.
+        #[arg(long, default_value_t = 3, requires = "peer", value_parser = clap::value_parser!(u32).range(1..))]
+        repeat: u32,
     },
     /// One large configuration read by a control plane: start-up speed (MB of YAML per
     /// second), RSS and peak, bytes per endpoint, how the monitoring port answers while it
@@ -477,6 +481,7 @@ impl BenchCommand {
                 peer: Some(Peer::Istiod),
                 istiod,
                 kube_bin,
+                repeat,
                 ..
             } => {
                 let services = services.unwrap_or_else(|| vec![400]);
@@ -492,6 +497,7 @@ impl BenchCommand {
                     services,
                     endpoints,
                     clusters,
+                    repeat,
                     work,
                 })
             }
@@ -697,8 +703,21 @@ mod tests {
             panic!("not the peer benchmark");
         };
         assert_eq!(
-            (o.services, o.endpoints, o.clusters),
-            (400, 10, vec![1, 2, 5])
+            (o.services, o.endpoints, o.clusters, o.repeat),
+            (400, 10, vec![1, 2, 5], 3)
+        );
+        let Benchmark::MemoryPeer(o) = bench(&["memory", "--peer", "istiod", "--repeat", "1"])
+        else {
+            panic!("not the peer benchmark");
+        };
+        assert_eq!(o.repeat, 1);
+        assert_eq!(
+            refused(&["memory", "--peer", "istiod", "--repeat", "0"]),
+            "ValueValidation"
+        );
+        assert_eq!(
+            refused(&["memory", "--repeat", "2"]),
+            "MissingRequiredArgument"
         );
         assert!(
             refused(&["memory", "--peer", "istiod", "--services", "400,2000"])

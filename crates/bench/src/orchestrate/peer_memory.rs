@@ -8,7 +8,12 @@
 //!
 //! For each cluster count, each control plane is started fresh, its `/ready` awaited, and its
 //! RSS read once it has settled (unchanged within 1 MB for 3 s, at least 5 s after ready, so
-//! that remote clusters' first lists are in).
+//! that remote clusters' first lists are in). Each count is measured `repeat` times, the two
+//! control planes in turn, and the table gives each count's medians: one reading of either
+//! moves by a few hundred KB from run to run (the Go collector's timing; which pages of a
+//! program's code the kernel has mapped), as much as a remote cluster costs Isthmus.
+//! Besides the RSS, the table gives its anonymous part (`RssAnon`, the pages that are no
+//! file's: what a remote cluster adds is there) and the live heap each reports.
 
 use super::istiod;
 use super::{control_plane, mb, peer};
@@ -36,20 +41,51 @@ pub struct PeerMemoryOptions {
     pub endpoints: u32,
     /// Cluster counts (the control plane's own included).
     pub clusters: Vec<u32>,
+    /// How many times each count is measured (at least 1).
+    pub repeat: u32,
     /// Working directory.
     pub work: PathBuf,
 }
 
-/// RSS of both at one cluster count, and the live heap each reports, bytes.
+/// What one control plane holds at one cluster count, bytes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Reading {
+    /// `VmRSS`.
+    rss: u64,
+    /// `RssAnon`.
+    anonymous: u64,
+    /// The live heap it reports: `isthmus_heap_in_use_bytes`, istiod's
+    /// `go_memstats_heap_inuse_bytes`.
+    heap: u64,
+}
+
+impl Reading {
+    /// Each quantity's median over `readings` (of an even number, the mean of the middle
+    /// two); zero for none.
+    fn median(readings: &[Reading]) -> Reading {
+        let of = |f: fn(&Reading) -> u64| {
+            let mut v: Vec<u64> = readings.iter().map(f).collect();
+            v.sort_unstable();
+            match v.len() {
+                0 => 0,
+                n if n % 2 == 1 => v[n / 2],
+                n => (v[n / 2 - 1] + v[n / 2]) / 2,
+            }
+        };
+        Reading {
+            rss: of(|r| r.rss),
+            anonymous: of(|r| r.anonymous),
+            heap: of(|r| r.heap),
+        }
+    }
+}
+
+/// Both control planes at one cluster count (each the median of its readings).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Row {
     clusters: u32,
-    ours: u64,
-    theirs: u64,
-    /// `isthmus_heap_in_use_bytes`.
-    ours_heap: u64,
-    /// istiod's `go_memstats_heap_inuse_bytes`.
-    theirs_heap: u64,
+    ours: Reading,
+    theirs: Reading,
 }
 
 /// The value of metric `name` (no labels) on `addr`'s `/metrics`, or 0.
@@ -70,6 +106,9 @@ pub fn run(opts: &PeerMemoryOptions) -> Result<(), BenchError> {
         return Err(BenchError::InvalidOptions(
             "--clusters: give counts of at least 1 (the control plane's own cluster)",
         ));
+    }
+    if opts.repeat == 0 {
+        return Err(BenchError::InvalidOptions("--repeat must be at least 1"));
     }
     if opts.services == 0 || opts.endpoints == 0 {
         return Err(BenchError::InvalidOptions(
@@ -126,38 +165,44 @@ async fn measure_all(opts: &PeerMemoryOptions) -> Result<(), BenchError> {
                 .await
                 .map_err(|e| BenchError::Measure(format!("credential secret: {e}")))?;
         }
-        let work = opts.work.join(format!("isthmus-{c}"));
-        std::fs::create_dir_all(&work)?;
-        peer::settle(&cluster).await;
-        let cp = control_plane::start_kube(&opts.exe, &kubeconfig_path, &work).await?;
-        let ours = settled(cp.pid()).await?;
-        let ours_heap = metric(cp.monitoring, "isthmus_heap_in_use_bytes");
-        drop(cp);
-        peer::settle(&cluster).await;
-        let peer = istiod::start(
-            &istiod_bin,
-            &kubeconfig_path,
-            "cluster1",
-            &opts.work.join(format!("istiod-{c}")),
-            &[],
-        )
-        .await?;
-        let theirs = settled(peer.pid()).await?;
-        let theirs_heap = metric(peer.monitoring, "go_memstats_heap_inuse_bytes");
-        drop(peer);
-        println!(
-            "{c} clusters of {per_cluster} endpoints: Isthmus RSS {:.1} MB (heap in use {:.1} MB), istiod RSS {:.1} MB (Go heap in use {:.1} MB)",
-            mb(ours),
-            mb(ours_heap),
-            mb(theirs),
-            mb(theirs_heap)
-        );
+        let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+        for run in 1..=opts.repeat {
+            let work = opts.work.join(format!("isthmus-{c}-{run}"));
+            std::fs::create_dir_all(&work)?;
+            peer::settle(&cluster).await;
+            let cp = control_plane::start_kube(&opts.exe, &kubeconfig_path, &work).await?;
+            let mut our = settled(cp.pid()).await?;
+            our.heap = metric(cp.monitoring, "isthmus_heap_in_use_bytes");
+            drop(cp);
+            peer::settle(&cluster).await;
+            let peer = istiod::start(
+                &istiod_bin,
+                &kubeconfig_path,
+                "cluster1",
+                &opts.work.join(format!("istiod-{c}-{run}")),
+                &[],
+            )
+            .await?;
+            let mut their = settled(peer.pid()).await?;
+            their.heap = metric(peer.monitoring, "go_memstats_heap_inuse_bytes");
+            drop(peer);
+            println!(
+                "{c} clusters of {per_cluster} endpoints, run {run} of {}: Isthmus RSS {:.1} MB (anonymous {:.1} MB, heap in use {:.1} MB), istiod RSS {:.1} MB (anonymous {:.1} MB, Go heap in use {:.1} MB)",
+                opts.repeat,
+                mb(our.rss),
+                mb(our.anonymous),
+                mb(our.heap),
+                mb(their.rss),
+                mb(their.anonymous),
+                mb(their.heap)
+            );
+            ours.push(our);
+            theirs.push(their);
+        }
         rows.push(Row {
             clusters: c,
-            ours,
-            theirs,
-            ours_heap,
-            theirs_heap,
+            ours: Reading::median(&ours),
+            theirs: Reading::median(&theirs),
         });
     }
     drop(cluster);
@@ -168,9 +213,9 @@ async fn measure_all(opts: &PeerMemoryOptions) -> Result<(), BenchError> {
     Ok(())
 }
 
-/// The RSS of `pid` once it has settled: at least 5 s, then until it moved less than 1 MB
-/// over 3 s (at most 120 s).
-async fn settled(pid: u32) -> Result<u64, BenchError> {
+/// What `pid` holds once it has settled: at least 5 s, then until its RSS moved less than
+/// 1 MB over 3 s (at most 120 s). The heap is left to the caller.
+async fn settled(pid: u32) -> Result<Reading, BenchError> {
     let start = Instant::now();
     let mut window: Vec<u64> = Vec::new();
     loop {
@@ -186,18 +231,23 @@ async fn settled(pid: u32) -> Result<u64, BenchError> {
         if (waited >= Duration::from_secs(5) && window.len() == 6 && spread < 1_000_000)
             || waited > Duration::from_secs(120)
         {
-            return Ok(rss);
+            let anonymous = process::anonymous(pid).ok_or(BenchError::ProcStatus(pid))?;
+            return Ok(Reading {
+                rss,
+                anonymous,
+                heap: 0,
+            });
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
 
-/// The table, then what one remote cluster costs each (from the fewest clusters to the
-/// most) and the ratio, in RSS and in live heap.
+/// The table of medians, then what one remote cluster costs each (from the fewest clusters to
+/// the most) and the ratio, in RSS, in its anonymous part and in live heap.
 fn table(rows: &[Row], per_cluster: u64) -> Vec<String> {
     let mut out = vec![
-        format!("| clusters of {per_cluster} endpoints | Isthmus RSS | istiod RSS | istiod / Isthmus | Isthmus heap in use | istiod Go heap in use | istiod / Isthmus |"),
-        "|---|---|---|---|---|---|---|".into(),
+        format!("| clusters of {per_cluster} endpoints (medians) | Isthmus RSS | istiod RSS | istiod / Isthmus | Isthmus anonymous | istiod anonymous | istiod / Isthmus | Isthmus heap in use | istiod Go heap in use | istiod / Isthmus |"),
+        "|---|---|---|---|---|---|---|---|---|---|".into(),
     ];
     let ratio = |ours: f64, theirs: f64| {
         if ours > 0.0 {
@@ -206,16 +256,25 @@ fn table(rows: &[Row], per_cluster: u64) -> Vec<String> {
             "-".into()
         }
     };
+    let cells = |ours: [f64; 3], theirs: [f64; 3]| {
+        (0..3)
+            .map(|i| {
+                format!(
+                    "{:.1} MB | {:.1} MB | {}",
+                    ours[i] / 1e6,
+                    theirs[i] / 1e6,
+                    ratio(ours[i], theirs[i])
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(" | ")
+    };
+    let parts = |r: &Reading| [r.rss as f64, r.anonymous as f64, r.heap as f64];
     for r in rows {
         out.push(format!(
-            "| {} | {:.1} MB | {:.1} MB | {} | {:.1} MB | {:.1} MB | {} |",
+            "| {} | {} |",
             r.clusters,
-            mb(r.ours),
-            mb(r.theirs),
-            ratio(r.ours as f64, r.theirs as f64),
-            mb(r.ours_heap),
-            mb(r.theirs_heap),
-            ratio(r.ours_heap as f64, r.theirs_heap as f64),
+            cells(parts(&r.ours), parts(&r.theirs))
         ));
     }
     let first = rows.iter().min_by_key(|r| r.clusters);
@@ -223,20 +282,13 @@ fn table(rows: &[Row], per_cluster: u64) -> Vec<String> {
     if let (Some(a), Some(b)) = (first, last) {
         if b.clusters > a.clusters {
             let added = f64::from(b.clusters - a.clusters);
-            let per = |x: u64, y: u64| y.saturating_sub(x) as f64 / added;
-            let (ours, theirs) = (per(a.ours, b.ours), per(a.theirs, b.theirs));
-            let (ours_heap, theirs_heap) = (
-                per(a.ours_heap, b.ours_heap),
-                per(a.theirs_heap, b.theirs_heap),
-            );
+            let per = |x: &Reading, y: &Reading| {
+                let (x, y) = (parts(x), parts(y));
+                [0, 1, 2].map(|i| (y[i] - x[i]).max(0.0) / added)
+            };
             out.push(format!(
-                "| per remote cluster (mean over {added} added) | {:.1} MB | {:.1} MB | {} | {:.1} MB | {:.1} MB | {} |",
-                ours / 1e6,
-                theirs / 1e6,
-                ratio(ours, theirs),
-                ours_heap / 1e6,
-                theirs_heap / 1e6,
-                ratio(ours_heap, theirs_heap),
+                "| per remote cluster (mean over {added} added) | {} |",
+                cells(per(&a.ours, &b.ours), per(&a.theirs, &b.theirs))
             ));
         }
     }
@@ -260,34 +312,59 @@ mod tests {
         let _: Secret = serde_json::from_value(s).expect("a Secret");
     }
 
+    fn reading(rss: u64, anonymous: u64, heap: u64) -> Reading {
+        Reading {
+            rss,
+            anonymous,
+            heap,
+        }
+    }
+
+    #[test]
+    fn each_quantity_is_its_own_median() {
+        let r = [
+            reading(30, 1, 7),
+            reading(10, 3, 9),
+            reading(20, 2, 8),
+        ];
+        assert_eq!(Reading::median(&r), reading(20, 2, 8));
+        assert_eq!(Reading::median(&r[..2]), reading(20, 2, 8), "the middle two's mean");
+        assert_eq!(Reading::median(&r[..1]), r[0]);
+        assert_eq!(Reading::median(&[]), Reading::default());
+    }
+
     #[test]
     fn a_remote_cluster_costs_the_mean_over_those_added() {
         let rows = [
             Row {
                 clusters: 1,
-                ours: 50_000_000,
-                theirs: 150_000_000,
-                ours_heap: 10_000_000,
-                theirs_heap: 60_000_000,
+                ours: reading(50_000_000, 40_000_000, 10_000_000),
+                theirs: reading(150_000_000, 120_000_000, 60_000_000),
             },
             Row {
                 clusters: 3,
-                ours: 54_000_000,
-                theirs: 510_000_000,
-                ours_heap: 12_000_000,
-                theirs_heap: 100_000_000,
+                ours: reading(54_000_000, 43_000_000, 12_000_000),
+                theirs: reading(510_000_000, 480_000_000, 100_000_000),
             },
         ];
         let t = table(&rows, 4000);
-        assert!(t[0].starts_with("| clusters of 4000 endpoints | Isthmus RSS | istiod RSS |"));
+        assert!(t[0].starts_with(
+            "| clusters of 4000 endpoints (medians) | Isthmus RSS | istiod RSS | istiod / Isthmus | Isthmus anonymous |"
+        ));
         assert_eq!(
             t[2],
-            "| 1 | 50.0 MB | 150.0 MB | 3.0x | 10.0 MB | 60.0 MB | 6.0x |"
+            "| 1 | 50.0 MB | 150.0 MB | 3.0x | 40.0 MB | 120.0 MB | 3.0x | 10.0 MB | 60.0 MB | 6.0x |"
         );
         assert_eq!(
             t[4],
-            "| per remote cluster (mean over 2 added) | 2.0 MB | 180.0 MB | 90.0x | 1.0 MB | 20.0 MB | 20.0x |"
+            "| per remote cluster (mean over 2 added) | 2.0 MB | 180.0 MB | 90.0x | 1.5 MB | 180.0 MB | 120.0x | 1.0 MB | 20.0 MB | 20.0x |"
         );
         assert_eq!(table(&rows[..1], 4000).len(), 3, "one count: no slope");
+        let mut shrank = rows;
+        shrank[1].ours.heap = 9_000_000;
+        assert!(
+            table(&shrank, 4000)[4].ends_with("| 0.0 MB | 20.0 MB | - |"),
+            "a control plane that shrank costs nothing per cluster, and no ratio"
+        );
     }
 }
