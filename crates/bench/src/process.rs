@@ -62,7 +62,8 @@ mod tests {
 
     #[test]
     fn status_lines_are_kilobytes() {
-        let status = "Name:\tisthmus\nVmHWM:\t   40960 kB\nVmRSS:\t   20480 kB\nRssAnon:\t   12288 kB\n";
+        let status =
+            "Name:\tisthmus\nVmHWM:\t   40960 kB\nVmRSS:\t   20480 kB\nRssAnon:\t   12288 kB\n";
         assert_eq!(super::status_bytes(status, "VmRSS:"), Some(20480 * 1024));
         assert_eq!(super::status_bytes(status, "VmHWM:"), Some(40960 * 1024));
         assert_eq!(super::status_bytes(status, "RssAnon:"), Some(12288 * 1024));

@@ -322,13 +322,13 @@ mod tests {
 
     #[test]
     fn each_quantity_is_its_own_median() {
-        let r = [
-            reading(30, 1, 7),
-            reading(10, 3, 9),
-            reading(20, 2, 8),
-        ];
+        let r = [reading(30, 1, 7), reading(10, 3, 9), reading(20, 2, 8)];
         assert_eq!(Reading::median(&r), reading(20, 2, 8));
-        assert_eq!(Reading::median(&r[..2]), reading(20, 2, 8), "the middle two's mean");
+        assert_eq!(
+            Reading::median(&r[..2]),
+            reading(20, 2, 8),
+            "the middle two's mean"
+        );
         assert_eq!(Reading::median(&r[..1]), r[0]);
         assert_eq!(Reading::median(&[]), Reading::default());
     }
