@@ -128,7 +128,7 @@ runs() {
   bench peer xds --peer istiod --services "$services" --endpoints 10 --proxies "$proxies" \
     --modes sotw,delta --changes "$changes" --work "$work/peer"
   # Remote clusters read from the API server (credential Secrets, a reader per cluster).
-  bench memory memory --peer istiod --services 100 --endpoints 10 --clusters 1,3 \
+  bench memory memory --peer istiod --services 100 --endpoints 10 --clusters 1,3 --repeat 1 \
     --work "$work/memory"
 }
 

@@ -16,12 +16,24 @@ pub fn memory(pid: u32) -> Option<(u64, u64)> {
     ))
 }
 
-/// Anonymous resident memory of `pid` in bytes (`RssAnon`: the heap, stacks and other
-/// private pages, without the pages of mapped files such as the program's own code, whose
-/// residency varies from run to run with what the kernel maps around each fault).
-pub fn anonymous(pid: u32) -> Option<u64> {
+/// The resident set of a process, read from one `/proc/PID/status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Resident {
+    /// `VmRSS`, bytes.
+    pub rss: u64,
+    /// `RssAnon`, bytes: the heap, stacks and other private pages, without the pages of
+    /// mapped files such as the program's own code (whose residency varies from run to run
+    /// with what the kernel maps around each fault). `None` on kernels before 4.5.
+    pub anonymous: Option<u64>,
+}
+
+/// The resident set of `pid` ([`Resident`]).
+pub fn resident(pid: u32) -> Option<Resident> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status_bytes(&status, "RssAnon:")
+    Some(Resident {
+        rss: status_bytes(&status, "VmRSS:")?,
+        anonymous: status_bytes(&status, "RssAnon:"),
+    })
 }
 
 /// User + system CPU seconds from the text of `/proc/PID/stat`.
@@ -89,7 +101,12 @@ mod tests {
             "a test process uses more than 1 MiB: {now}"
         );
         assert!(peak >= now, "the peak {peak} is at least the current {now}");
-        let anon = super::anonymous(std::process::id()).expect("own RssAnon");
-        assert!(anon > 0, "a running process has private pages");
+        let r = super::resident(std::process::id()).expect("own /proc");
+        let anon = r.anonymous.expect("own RssAnon");
+        assert!(
+            anon > 0 && anon <= r.rss,
+            "the private pages {anon} are part of the resident set {}",
+            r.rss
+        );
     }
 }

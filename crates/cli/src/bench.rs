@@ -159,7 +159,8 @@ pub enum BenchCommand {
     /// The control plane's memory against the mesh it serves, before any proxy connects:
     /// RSS per mesh size, what one more remote cluster adds, and bytes per endpoint. With
     /// `--peer istiod`: one cluster's mesh in a real kube-apiserver, remote clusters as
-    /// credential Secrets naming it again, Isthmus's and istiod's RSS per cluster count.
+    /// credential Secrets naming it again, Isthmus's and istiod's RSS, its anonymous part and
+    /// live heap per cluster count (medians of --repeat fresh starts, about 80 s each).
     Memory {
         /// Services per cluster (one series each) [default: 400,2000; with --peer: 400].
         #[arg(long, value_delimiter = ',')]

@@ -8,19 +8,21 @@
 //!
 //! For each cluster count, each control plane is started fresh, its `/ready` awaited, and its
 //! RSS read once it has settled (unchanged within 1 MB for 3 s, at least 5 s after ready, so
-//! that remote clusters' first lists are in). Each count is measured `repeat` times, the two
-//! control planes in turn, and the table gives each count's medians: one reading of either
-//! moves by a few hundred KB from run to run (the Go collector's timing; which pages of a
-//! program's code the kernel has mapped), as much as a remote cluster costs Isthmus.
-//! Besides the RSS, the table gives its anonymous part (`RssAnon`, the pages that are no
-//! file's: what a remote cluster adds is there) and the live heap each reports.
+//! that remote clusters' first lists are in). Each count is measured `repeat` times (rounds:
+//! the two control planes in turn, the other first every second round; the counts one after
+//! another, fewest first), and the table gives each count's medians. One reading moves from
+//! run to run: istiod's by several MB (when its collector last ran), Isthmus's by up to half
+//! a MB (which pages of its code the kernel has mapped), a quarter of what one remote cluster
+//! costs it. Besides the RSS, the table gives its anonymous part (`RssAnon`, the pages that are
+//! no file's: what a remote cluster adds is there, and a program's code is not)
+//! and the live heap each reports.
 
 use super::istiod;
 use super::{control_plane, mb, peer};
 use crate::error::BenchError;
 use crate::generate::Shape;
 use crate::process;
-use isthmus_kube::local::locate_istiod;
+use isthmus_kube::local::{locate_istiod, LocalCluster};
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, PostParams};
 use std::path::PathBuf;
@@ -166,28 +168,23 @@ async fn measure_all(opts: &PeerMemoryOptions) -> Result<(), BenchError> {
                 .map_err(|e| BenchError::Measure(format!("credential secret: {e}")))?;
         }
         let (mut ours, mut theirs) = (Vec::new(), Vec::new());
-        for run in 1..=opts.repeat {
-            let work = opts.work.join(format!("isthmus-{c}-{run}"));
-            std::fs::create_dir_all(&work)?;
-            peer::settle(&cluster).await;
-            let cp = control_plane::start_kube(&opts.exe, &kubeconfig_path, &work).await?;
-            let mut our = settled(cp.pid()).await?;
-            our.heap = metric(cp.monitoring, "isthmus_heap_in_use_bytes");
-            drop(cp);
-            peer::settle(&cluster).await;
-            let peer = istiod::start(
-                &istiod_bin,
-                &kubeconfig_path,
-                "cluster1",
-                &opts.work.join(format!("istiod-{c}-{run}")),
-                &[],
-            )
-            .await?;
-            let mut their = settled(peer.pid()).await?;
-            their.heap = metric(peer.monitoring, "go_memstats_heap_inuse_bytes");
-            drop(peer);
+        for round in 1..=opts.repeat {
+            // In turn, and the other first every second round: whatever going first or
+            // second does (the API server's caches, the machine's drift over a round) falls
+            // on both sides.
+            let (our, their) = if round % 2 == 1 {
+                let our = measure_isthmus(opts, &cluster, &kubeconfig_path, c, round).await?;
+                let their =
+                    measure_istiod(opts, &cluster, &istiod_bin, &kubeconfig_path, c, round).await?;
+                (our, their)
+            } else {
+                let their =
+                    measure_istiod(opts, &cluster, &istiod_bin, &kubeconfig_path, c, round).await?;
+                let our = measure_isthmus(opts, &cluster, &kubeconfig_path, c, round).await?;
+                (our, their)
+            };
             println!(
-                "{c} clusters of {per_cluster} endpoints, run {run} of {}: Isthmus RSS {:.1} MB (anonymous {:.1} MB, heap in use {:.1} MB), istiod RSS {:.1} MB (anonymous {:.1} MB, Go heap in use {:.1} MB)",
+                "{c} clusters of {per_cluster} endpoints, round {round} of {}: Isthmus RSS {:.1} MB (anonymous {:.1} MB, heap in use {:.1} MB), istiod RSS {:.1} MB (anonymous {:.1} MB, Go heap in use {:.1} MB)",
                 opts.repeat,
                 mb(our.rss),
                 mb(our.anonymous),
@@ -207,10 +204,46 @@ async fn measure_all(opts: &PeerMemoryOptions) -> Result<(), BenchError> {
     }
     drop(cluster);
     println!();
-    for line in table(&rows, per_cluster) {
+    for line in table(&rows, per_cluster, opts.repeat) {
         println!("{line}");
     }
     Ok(())
+}
+
+/// Isthmus's control plane started afresh on the API server (round `round` at `clusters`
+/// clusters), and what it holds once settled.
+async fn measure_isthmus(
+    opts: &PeerMemoryOptions,
+    cluster: &LocalCluster,
+    kubeconfig: &std::path::Path,
+    clusters: u32,
+    round: u32,
+) -> Result<Reading, BenchError> {
+    let work = opts.work.join(format!("isthmus-{clusters}-{round}"));
+    std::fs::create_dir_all(&work)?;
+    peer::settle(cluster).await;
+    let cp = control_plane::start_kube(&opts.exe, kubeconfig, &work).await?;
+    let mut reading = settled(cp.pid()).await?;
+    reading.heap = metric(cp.monitoring, "isthmus_heap_in_use_bytes");
+    Ok(reading)
+}
+
+/// istiod started afresh on the API server (round `round` at `clusters` clusters), and what
+/// it holds once settled.
+async fn measure_istiod(
+    opts: &PeerMemoryOptions,
+    cluster: &LocalCluster,
+    istiod_bin: &std::path::Path,
+    kubeconfig: &std::path::Path,
+    clusters: u32,
+    round: u32,
+) -> Result<Reading, BenchError> {
+    peer::settle(cluster).await;
+    let work = opts.work.join(format!("istiod-{clusters}-{round}"));
+    let peer = istiod::start(istiod_bin, kubeconfig, "cluster1", &work, &[]).await?;
+    let mut reading = settled(peer.pid()).await?;
+    reading.heap = metric(peer.monitoring, "go_memstats_heap_inuse_bytes");
+    Ok(reading)
 }
 
 /// What `pid` holds once it has settled: at least 5 s, then until its RSS moved less than
@@ -219,9 +252,10 @@ async fn settled(pid: u32) -> Result<Reading, BenchError> {
     let start = Instant::now();
     let mut window: Vec<u64> = Vec::new();
     loop {
-        let Some((rss, _)) = process::memory(pid) else {
+        let Some(resident) = process::resident(pid) else {
             return Err(BenchError::ProcStatus(pid));
         };
+        let rss = resident.rss;
         window.push(rss);
         if window.len() > 6 {
             window.remove(0);
@@ -231,7 +265,11 @@ async fn settled(pid: u32) -> Result<Reading, BenchError> {
         if (waited >= Duration::from_secs(5) && window.len() == 6 && spread < 1_000_000)
             || waited > Duration::from_secs(120)
         {
-            let anonymous = process::anonymous(pid).ok_or(BenchError::ProcStatus(pid))?;
+            let anonymous = resident.anonymous.ok_or_else(|| {
+                BenchError::Measure(format!(
+                    "/proc/{pid}/status has no RssAnon line (Linux 4.5 and later give it)"
+                ))
+            })?;
             return Ok(Reading {
                 rss,
                 anonymous,
@@ -242,11 +280,18 @@ async fn settled(pid: u32) -> Result<Reading, BenchError> {
     }
 }
 
-/// The table of medians, then what one remote cluster costs each (from the fewest clusters to
-/// the most) and the ratio, in RSS, in its anonymous part and in live heap.
-fn table(rows: &[Row], per_cluster: u64) -> Vec<String> {
+/// The table (each count's medians over `repeat` rounds), then what one remote cluster costs
+/// each (from the fewest clusters to the most) and the ratio, in RSS, in its anonymous part
+/// and in live heap. A cost that came out negative (a control plane that held less with more
+/// clusters) is printed as it is, with no ratio.
+fn table(rows: &[Row], per_cluster: u64, repeat: u32) -> Vec<String> {
+    let of = if repeat > 1 {
+        format!(" (medians of {repeat})")
+    } else {
+        String::new()
+    };
     let mut out = vec![
-        format!("| clusters of {per_cluster} endpoints (medians) | Isthmus RSS | istiod RSS | istiod / Isthmus | Isthmus anonymous | istiod anonymous | istiod / Isthmus | Isthmus heap in use | istiod Go heap in use | istiod / Isthmus |"),
+        format!("| clusters of {per_cluster} endpoints{of} | Isthmus RSS | istiod RSS | istiod / Isthmus | Isthmus anonymous | istiod anonymous | istiod / Isthmus | Isthmus heap in use | istiod Go heap in use | istiod / Isthmus |"),
         "|---|---|---|---|---|---|---|---|---|---|".into(),
     ];
     let ratio = |ours: f64, theirs: f64| {
@@ -284,7 +329,7 @@ fn table(rows: &[Row], per_cluster: u64) -> Vec<String> {
             let added = f64::from(b.clusters - a.clusters);
             let per = |x: &Reading, y: &Reading| {
                 let (x, y) = (parts(x), parts(y));
-                [0, 1, 2].map(|i| (y[i] - x[i]).max(0.0) / added)
+                [0, 1, 2].map(|i| (y[i] - x[i]) / added)
             };
             out.push(format!(
                 "| per remote cluster (mean over {added} added) | {} |",
@@ -322,12 +367,13 @@ mod tests {
 
     #[test]
     fn each_quantity_is_its_own_median() {
-        let r = [reading(30, 1, 7), reading(10, 3, 9), reading(20, 2, 8)];
+        // Each quantity sorts in another order: the median is no single reading's.
+        let r = [reading(30, 2, 7), reading(10, 3, 8), reading(20, 1, 9)];
         assert_eq!(Reading::median(&r), reading(20, 2, 8));
         assert_eq!(
             Reading::median(&r[..2]),
-            reading(20, 2, 8),
-            "the middle two's mean"
+            reading(20, 2, 7),
+            "each quantity's middle two's mean"
         );
         assert_eq!(Reading::median(&r[..1]), r[0]);
         assert_eq!(Reading::median(&[]), Reading::default());
@@ -347,9 +393,9 @@ mod tests {
                 theirs: reading(510_000_000, 480_000_000, 100_000_000),
             },
         ];
-        let t = table(&rows, 4000);
+        let t = table(&rows, 4000, 3);
         assert!(t[0].starts_with(
-            "| clusters of 4000 endpoints (medians) | Isthmus RSS | istiod RSS | istiod / Isthmus | Isthmus anonymous |"
+            "| clusters of 4000 endpoints (medians of 3) | Isthmus RSS | istiod RSS | istiod / Isthmus | Isthmus anonymous |"
         ));
         assert_eq!(
             t[2],
@@ -359,12 +405,16 @@ mod tests {
             t[4],
             "| per remote cluster (mean over 2 added) | 2.0 MB | 180.0 MB | 90.0x | 1.5 MB | 180.0 MB | 120.0x | 1.0 MB | 20.0 MB | 20.0x |"
         );
-        assert_eq!(table(&rows[..1], 4000).len(), 3, "one count: no slope");
+        assert_eq!(table(&rows[..1], 4000, 3).len(), 3, "one count: no slope");
+        assert!(
+            table(&rows, 4000, 1)[0].starts_with("| clusters of 4000 endpoints | "),
+            "one round: no medians"
+        );
         let mut shrank = rows;
         shrank[1].ours.heap = 9_000_000;
         assert!(
-            table(&shrank, 4000)[4].ends_with("| 0.0 MB | 20.0 MB | - |"),
-            "a control plane that shrank costs nothing per cluster, and no ratio"
+            table(&shrank, 4000, 3)[4].ends_with("| -0.5 MB | 20.0 MB | - |"),
+            "a control plane that held less with more clusters: as measured, and no ratio"
         );
     }
 }
