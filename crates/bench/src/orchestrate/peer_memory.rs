@@ -15,7 +15,8 @@
 //! a MB (which pages of its code the kernel has mapped), a quarter of what one remote cluster
 //! costs it. Besides the RSS, the table gives its anonymous part (`RssAnon`, the pages that are
 //! no file's: what a remote cluster adds is there, and a program's code is not)
-//! and the live heap each reports.
+//! and the live heap each reports. istiod's heap profile at each reading is kept in that
+//! round's working directory, to see by call site what a remote cluster costs it.
 
 use super::istiod;
 use super::{control_plane, mb, peer};
@@ -207,6 +208,10 @@ async fn measure_all(opts: &PeerMemoryOptions) -> Result<(), BenchError> {
     for line in table(&rows, per_cluster, opts.repeat) {
         println!("{line}");
     }
+    println!(
+        "istiod's heap profile at each reading: {}/istiod-CLUSTERS-ROUND/{ISTIOD_HEAP_PROFILE} (compare two with `go tool pprof -top -base`)",
+        opts.work.display()
+    );
     Ok(())
 }
 
@@ -243,7 +248,27 @@ async fn measure_istiod(
     let peer = istiod::start(istiod_bin, kubeconfig, "cluster1", &work, &[]).await?;
     let mut reading = settled(peer.pid()).await?;
     reading.heap = metric(peer.monitoring, "go_memstats_heap_inuse_bytes");
+    save_heap_profile(peer.http, &work.join(ISTIOD_HEAP_PROFILE))?;
     Ok(reading)
+}
+
+/// The file in each istiod round's working directory that holds its heap profile at the
+/// reading.
+const ISTIOD_HEAP_PROFILE: &str = "heap.txt";
+
+/// Saves istiod's heap profile (`/debug/pprof/heap`, in its text form) to `to`, so that what one
+/// remote cluster costs it can be read by call site: `go tool pprof -top -sample_index=
+/// inuse_space -base istiod-1-1/heap.txt pilot-discovery istiod-5-1/heap.txt`.
+fn save_heap_profile(http: std::net::SocketAddr, to: &std::path::Path) -> Result<(), BenchError> {
+    match isthmus_lab::http::get(http, "/debug/pprof/heap?debug=1") {
+        Ok((200, body)) => Ok(std::fs::write(to, body)?),
+        Ok((code, _)) => Err(BenchError::Measure(format!(
+            "istiod's heap profile (http://{http}/debug/pprof/heap): HTTP {code}"
+        ))),
+        Err(e) => Err(BenchError::Measure(format!(
+            "istiod's heap profile (http://{http}/debug/pprof/heap): {e}"
+        ))),
+    }
 }
 
 /// What `pid` holds once it has settled: at least 5 s, then until its RSS moved less than
@@ -355,6 +380,62 @@ mod tests {
         );
         assert_eq!(s["stringData"]["cluster3"], "apiVersion: v1\n");
         let _: Secret = serde_json::from_value(s).expect("a Secret");
+    }
+
+    /// A one-request HTTP server on loopback that answers `status` with `body`; returns its
+    /// address and the request it got.
+    fn answering(
+        status: &str,
+        body: &'static str,
+    ) -> (std::net::SocketAddr, std::thread::JoinHandle<String>) {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("address");
+        let status = status.to_string();
+        let served = std::thread::spawn(move || {
+            let (mut conn, _) = listener.accept().expect("accept");
+            let mut request = vec![0; 1024];
+            let n = conn.read(&mut request).expect("request");
+            let answer = format!(
+                "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            conn.write_all(answer.as_bytes()).expect("answer");
+            String::from_utf8_lossy(&request[..n]).into_owned()
+        });
+        (addr, served)
+    }
+
+    #[test]
+    fn istiods_heap_profile_is_saved_as_it_answers() {
+        let dir = std::env::temp_dir().join(format!("isthmus-heap-profile-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let to = dir.join(ISTIOD_HEAP_PROFILE);
+        let profile = "heap profile: 1: 2 [3: 4] @ heap/1048576\n";
+        let (addr, served) = answering("200 OK", profile);
+        save_heap_profile(addr, &to).expect("saved");
+        let request = served.join().expect("server");
+        assert!(
+            request.starts_with("GET /debug/pprof/heap?debug=1 HTTP/1.1"),
+            "{request}"
+        );
+        assert_eq!(std::fs::read_to_string(&to).expect("file"), profile);
+
+        // An answer that is not the profile is an error naming the address and status, and
+        // leaves no file behind.
+        std::fs::remove_file(&to).expect("removed");
+        let (addr, served) = answering("404 Not Found", "404 page not found\n");
+        let err = save_heap_profile(addr, &to)
+            .expect_err("refused")
+            .to_string();
+        served.join().expect("server");
+        assert!(
+            err.contains(&format!("http://{addr}/debug/pprof/heap")),
+            "{err}"
+        );
+        assert!(err.contains("HTTP 404"), "{err}");
+        assert!(!to.exists());
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     fn reading(rss: u64, anonymous: u64, heap: u64) -> Reading {
