@@ -209,7 +209,7 @@ async fn measure_all(opts: &PeerMemoryOptions) -> Result<(), BenchError> {
         println!("{line}");
     }
     println!(
-        "istiod's heap profile at each reading: {}/istiod-CLUSTERS-ROUND/{ISTIOD_HEAP_PROFILE} (compare two with `go tool pprof -top -base`)",
+        "istiod's heap profile at each reading: {}/istiod-CLUSTERS-ROUND/{ISTIOD_HEAP_PROFILE} (by call site: `go tool pprof -top -base ONE pilot-discovery OTHER`; the net growth is the difference of their own totals)",
         opts.work.display()
     );
     Ok(())
@@ -256,20 +256,32 @@ async fn measure_istiod(
 /// reading.
 const ISTIOD_HEAP_PROFILE: &str = "heap.txt";
 
-/// Saves istiod's heap profile (`/debug/pprof/heap`, in its text form) to `to`, so that what one
-/// remote cluster costs it can be read by call site: `go tool pprof -top -sample_index=
-/// inuse_space -base istiod-1-1/heap.txt pilot-discovery istiod-5-1/heap.txt`.
+/// Saves istiod's heap profile (`/debug/pprof/heap?debug=1`, its text form) to `to`, so that
+/// what one remote cluster costs it can be read by call site
+/// (`go tool pprof -top -sample_index=inuse_space -base istiod-1-1/heap.txt pilot-discovery
+/// istiod-5-1/heap.txt`; with `-base`, pprof's "total" adds up what grew and what shrank, so
+/// the net growth is the difference of the two profiles' own totals).
 fn save_heap_profile(http: std::net::SocketAddr, to: &std::path::Path) -> Result<(), BenchError> {
-    match isthmus_lab::http::get(http, "/debug/pprof/heap?debug=1") {
-        Ok((200, body)) => Ok(std::fs::write(to, body)?),
-        Ok((code, _)) => Err(BenchError::Measure(format!(
-            "istiod's heap profile (http://{http}/debug/pprof/heap): HTTP {code}"
+    let url = format!("http://{http}{ISTIOD_HEAP_PROFILE_PATH}");
+    match isthmus_lab::http::get(http, ISTIOD_HEAP_PROFILE_PATH) {
+        Ok((200, body)) => std::fs::write(to, body).map_err(|e| {
+            BenchError::Measure(format!(
+                "writing istiod's heap profile to {}: {e}",
+                to.display()
+            ))
+        }),
+        Ok((code, body)) => Err(BenchError::Measure(format!(
+            "istiod's heap profile ({url}): HTTP {code}: {}",
+            body.lines().next().unwrap_or_default()
         ))),
         Err(e) => Err(BenchError::Measure(format!(
-            "istiod's heap profile (http://{http}/debug/pprof/heap): {e}"
+            "istiod's heap profile ({url}): {e}"
         ))),
     }
 }
+
+/// Where istiod serves its heap profile, in text.
+const ISTIOD_HEAP_PROFILE_PATH: &str = "/debug/pprof/heap?debug=1";
 
 /// What `pid` holds once it has settled: at least 5 s, then until its RSS moved less than
 /// 1 MB over 3 s (at most 120 s). The heap is left to the caller.
@@ -421,8 +433,8 @@ mod tests {
         );
         assert_eq!(std::fs::read_to_string(&to).expect("file"), profile);
 
-        // An answer that is not the profile is an error naming the address and status, and
-        // leaves no file behind.
+        // An answer that is not the profile is an error naming the address, the status and
+        // what istiod said, and leaves no file behind.
         std::fs::remove_file(&to).expect("removed");
         let (addr, served) = answering("404 Not Found", "404 page not found\n");
         let err = save_heap_profile(addr, &to)
@@ -430,11 +442,33 @@ mod tests {
             .to_string();
         served.join().expect("server");
         assert!(
-            err.contains(&format!("http://{addr}/debug/pprof/heap")),
+            err.contains(&format!("http://{addr}/debug/pprof/heap?debug=1")),
             "{err}"
         );
-        assert!(err.contains("HTTP 404"), "{err}");
+        assert!(err.contains("HTTP 404: 404 page not found"), "{err}");
         assert!(!to.exists());
+
+        // Nothing listening: the error names where it asked.
+        let closed = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a port");
+        let err = save_heap_profile(closed, &to)
+            .expect_err("no server")
+            .to_string();
+        assert!(
+            err.contains(&format!("http://{closed}/debug/pprof/heap")),
+            "{err}"
+        );
+        assert!(!to.exists());
+
+        // A file that cannot be written is named.
+        let (addr, served) = answering("200 OK", profile);
+        let nowhere = dir.join("missing").join(ISTIOD_HEAP_PROFILE);
+        let err = save_heap_profile(addr, &nowhere)
+            .expect_err("unwritable")
+            .to_string();
+        served.join().expect("server");
+        assert!(err.contains(&nowhere.display().to_string()), "{err}");
         let _ = std::fs::remove_dir_all(&dir);
     }
 
