@@ -2,7 +2,7 @@
 # Regenerates crates/cli/symbol-order.txt: the functions the control plane runs, which the
 # release build lays out first in the binary's text (crates/cli/build.rs passes the list to
 # LLD). The kernel maps code into a process in blocks around each page that runs, so the
-# fewer blocks the running functions are spread over, the less of the 36 MB of text is
+# fewer blocks the running functions are spread over, the less of the 32 MB of text is
 # resident (docs/BENCHMARKS.md, "The code the control plane runs, laid out together").
 #
 # How the list is found, with the release binary and the benchmarks users run:
@@ -13,15 +13,15 @@
 #   2. the binary linked with that list, then the same benchmarks at 1,000 proxies under
 #      `perf record -e page-faults`: the functions that still fault outside the list (paths
 #      that only a large run takes) are added.
-# Takes about 11 minutes on two cores; needs root (the API server, istiod), valgrind and perf
+# Takes about 15 minutes on two cores; needs root (the API server, istiod), valgrind and perf
 # (installed here from Debian when missing), and the Kubernetes and istiod binaries (the
 # repository's install scripts build them).
 #
 # `--check`: builds the release binary and says how many of the listed functions it still
 # has and where they lie; fails if they do not lead the text (the list was not applied).
 # Fails when fewer than 80% of the listed functions are in the build: the list is stale
-# (functions renamed or moved, a changed compilation unit's `.llvm.N` suffixes, another
-# toolchain: names carry its hashes) and should be made again. A stale list lays out less,
+# (functions renamed or moved, a dependency updated, the release profile changed, another
+# toolchain: names carry their hashes) and should be made again. A stale list lays out less,
 # never breaks a build.
 set -euo pipefail
 export LC_ALL=C
