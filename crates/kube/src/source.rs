@@ -1801,7 +1801,12 @@ mod tests {
                          "labels": {"app": "web"}, "ownerReferences": [{"kind": "ReplicaSet", "name": "web-x", "apiVersion": "apps/v1", "uid": "r"}]},
             "spec": {"serviceAccountName": "web", "nodeName": "n", "hostname": "web-0", "subdomain": "web", "volumes": [{"name": "token"}],
                      "containers": [{"name": "app", "image": "web:1", "ports": [{"name": "http", "containerPort": 8080}, {"containerPort": 9}]},
-                                    {"name": "helper", "image": "h"}]},
+                                    {"name": "helper", "image": "h"}],
+                     // A native sidecar's named ports are kept after the containers'; a
+                     // plain init container's are not (it has exited once the pod runs).
+                     "initContainers": [{"name": "setup", "image": "s", "ports": [{"name": "setup", "containerPort": 7}]},
+                                        {"name": "proxy", "image": "p", "restartPolicy": "Always",
+                                         "ports": [{"name": "http-proxy", "containerPort": 15001}, {"containerPort": 15000}]}]},
             "status": {"phase": "Running", "podIP": "10.0.0.5", "qosClass": "BestEffort",
                        "conditions": [{"type": "PodScheduled", "status": "True"}, {"type": "Ready", "status": "False"}]}
         }));
@@ -1812,7 +1817,8 @@ mod tests {
                 "apiVersion": "v1", "kind": "Pod",
                 "metadata": {"name": "web-0", "namespace": "foo", "labels": {"app": "web"}},
                 "spec": {"serviceAccountName": "web", "nodeName": "n", "hostname": "web-0", "subdomain": "web",
-                         "containers": [{"name": "", "image": "", "ports": [{"name": "http", "containerPort": 8080}]}]},
+                         "containers": [{"name": "", "image": "", "ports": [{"name": "http", "containerPort": 8080}]},
+                                        {"name": "", "image": "", "ports": [{"name": "http-proxy", "containerPort": 15001}]}]},
                 "status": {"phase": "Running", "podIP": "10.0.0.5", "conditions": [{"type": "Ready", "status": "False"}]}
             })
         );

@@ -180,9 +180,9 @@ impl Fields for NoFields {
 }
 
 /// Of a Pod what the mesh reads (as the file registry's Pods hold it): the service account,
-/// the containers' named ports (a Service may target a port by name), the host name and
-/// subdomain (a StatefulSet's pod's DNS name), the Node (its locality), and the address,
-/// phase and Ready condition. The rest of a real Pod (volumes, tolerations, defaults the
+/// the named ports of its containers and native sidecars (a Service may target a port by
+/// name), the host name and subdomain (a StatefulSet's pod's DNS name), the Node (its
+/// locality), and the address, phase and Ready condition. The rest of a real Pod (volumes, tolerations, defaults the
 /// API server fills in) is skipped by the parser.
 ///
 /// A pod being deleted is not ready, whatever its condition says: the EndpointSlice
@@ -201,11 +201,42 @@ struct PodSpecWire {
     subdomain: Option<Value>,
     node_name: Option<Value>,
     containers: Option<Vec<ContainerWire>>,
+    init_containers: Option<Vec<ContainerWire>>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
 struct ContainerWire {
     ports: Option<Vec<PortWire>>,
+    /// An init container's: `Always` makes it a native sidecar, which runs beside the
+    /// containers and whose named ports a Service may target.
+    restart_policy: Option<Value>,
+}
+
+impl ContainerWire {
+    /// Its named ports, as the mesh keeps them (none: it is left out).
+    fn named_ports(self) -> Option<Value> {
+        let ports: Vec<Value> = self
+            .ports
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|p| {
+                let name = p.name?;
+                let mut port = serde_json::Map::new();
+                port.insert("name".into(), name);
+                if let Some(n) = p.container_port {
+                    port.insert("containerPort".into(), n);
+                }
+                Some(Value::Object(port))
+            })
+            .collect();
+        (!ports.is_empty()).then(|| serde_json::json!({"name": "", "image": "", "ports": ports}))
+    }
+
+    /// Whether it is an init container that runs as a native sidecar.
+    fn is_native_sidecar(&self) -> bool {
+        self.restart_policy.as_ref().and_then(Value::as_str) == Some("Always")
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -256,28 +287,20 @@ impl Fields for PodFields {
                 spec.insert(k.into(), v);
             }
         }
+        // The containers' named ports, then those of the native sidecars (init containers
+        // with `restartPolicy: Always`): where the EndpointSlice controller looks up a
+        // Service's named `targetPort`, in that order (`FindPort`, k8s.io/endpointslice).
+        let sidecars = s
+            .init_containers
+            .unwrap_or_default()
+            .into_iter()
+            .filter(ContainerWire::is_native_sidecar);
         let containers: Vec<Value> = s
             .containers
             .unwrap_or_default()
             .into_iter()
-            .filter_map(|c| {
-                let ports: Vec<Value> = c
-                    .ports
-                    .unwrap_or_default()
-                    .into_iter()
-                    .filter_map(|p| {
-                        let name = p.name?;
-                        let mut port = serde_json::Map::new();
-                        port.insert("name".into(), name);
-                        if let Some(n) = p.container_port {
-                            port.insert("containerPort".into(), n);
-                        }
-                        Some(Value::Object(port))
-                    })
-                    .collect();
-                (!ports.is_empty())
-                    .then(|| serde_json::json!({"name": "", "image": "", "ports": ports}))
-            })
+            .chain(sidecars)
+            .filter_map(ContainerWire::named_ports)
             .collect();
         if !containers.is_empty() {
             spec.insert("containers".into(), containers.into());
