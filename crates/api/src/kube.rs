@@ -181,6 +181,41 @@ struct PodSpecWire {
     subdomain: Arc<str>,
     #[serde(default, skip_serializing_if = "str::is_empty")]
     node_name: Arc<str>,
+    /// Read for its native sidecars, which [`PodSpec`] keeps after the containers (and so
+    /// writes back as containers).
+    #[serde(default, skip_serializing)]
+    init_containers: Vec<InitContainerWire>,
+}
+
+/// An init container as written. One with `restartPolicy: Always` is a native sidecar: it
+/// runs beside the containers, and a Service's named `targetPort` is looked up in its ports
+/// after theirs (the EndpointSlice controller's `FindPort`). Any other has exited by the
+/// time the pod serves, and the mesh has nothing to read in it.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct InitContainerWire {
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    image: String,
+    #[serde(default)]
+    ports: Vec<ContainerPort>,
+    #[serde(default)]
+    env: Vec<EnvVar>,
+    #[serde(default)]
+    restart_policy: Option<String>,
+}
+
+impl InitContainerWire {
+    /// The container it runs as beside the others, when it is a native sidecar.
+    fn native_sidecar(self) -> Option<Container> {
+        (self.restart_policy.as_deref() == Some("Always")).then_some(Container {
+            name: self.name,
+            image: self.image,
+            ports: self.ports,
+            env: self.env,
+        })
+    }
 }
 
 impl From<PodSpecWire> for PodSpec {
@@ -191,9 +226,23 @@ impl From<PodSpecWire> for PodSpec {
                 subdomain: w.subdomain,
             })
         });
+        let mut sidecars = w
+            .init_containers
+            .into_iter()
+            .filter_map(InitContainerWire::native_sidecar)
+            .peekable();
+        let containers = if sidecars.peek().is_some() {
+            w.containers
+                .into_vec()
+                .into_iter()
+                .chain(sidecars)
+                .collect()
+        } else {
+            w.containers
+        };
         PodSpec {
             service_account_name: w.service_account_name,
-            containers: w.containers,
+            containers,
             dns_name,
             node_name: w.node_name,
         }
@@ -212,6 +261,7 @@ impl From<PodSpec> for PodSpecWire {
             hostname,
             subdomain,
             node_name: s.node_name,
+            init_containers: Vec::new(),
         }
     }
 }
@@ -597,6 +647,45 @@ mod tests {
         // pointer.
         assert_eq!(std::mem::size_of::<PodStatus>(), 16);
         assert_eq!(std::mem::size_of::<Pod>(), 64);
+    }
+
+    #[test]
+    fn a_native_sidecars_ports_come_after_the_containers() {
+        let spec: PodSpec = serde_json::from_value(serde_json::json!({
+            "containers": [{"name": "app", "ports": [{"name": "http", "containerPort": 8080}]}],
+            "initContainers": [
+                {"name": "setup", "ports": [{"name": "setup", "containerPort": 7}]},
+                {"name": "proxy", "restartPolicy": "Always",
+                 "ports": [{"name": "http", "containerPort": 15001}, {"name": "admin", "containerPort": 15000}]},
+                {"name": "once", "restartPolicy": "OnFailure", "ports": [{"name": "once", "containerPort": 9}]}
+            ]
+        }))
+        .expect("a spec");
+        let names: Vec<(&str, Option<&str>, u32)> = spec
+            .containers
+            .iter()
+            .flat_map(|c| {
+                c.ports
+                    .iter()
+                    .map(move |p| (c.name.as_str(), p.name.as_deref(), p.container_port))
+            })
+            .collect();
+        assert_eq!(
+            names,
+            [
+                ("app", Some("http"), 8080),
+                ("proxy", Some("http"), 15001),
+                ("proxy", Some("admin"), 15000)
+            ]
+        );
+        // Without native sidecars the containers are as written.
+        let plain: PodSpec = serde_json::from_value(serde_json::json!({
+            "containers": [{"name": "app"}],
+            "initContainers": [{"name": "setup", "ports": [{"name": "setup", "containerPort": 7}]}]
+        }))
+        .expect("a spec");
+        assert_eq!(plain.containers.len(), 1);
+        assert_eq!(plain.containers[0].name, "app");
     }
 
     #[test]
