@@ -226,23 +226,16 @@ impl From<PodSpecWire> for PodSpec {
                 subdomain: w.subdomain,
             })
         });
-        let mut sidecars = w
-            .init_containers
-            .into_iter()
-            .filter_map(InitContainerWire::native_sidecar)
-            .peekable();
-        let containers = if sidecars.peek().is_some() {
-            w.containers
-                .into_vec()
+        // Native sidecars after the containers; a spec without any keeps its allocation.
+        let mut containers = w.containers.into_vec();
+        containers.extend(
+            w.init_containers
                 .into_iter()
-                .chain(sidecars)
-                .collect()
-        } else {
-            w.containers
-        };
+                .filter_map(InitContainerWire::native_sidecar),
+        );
         PodSpec {
             service_account_name: w.service_account_name,
-            containers,
+            containers: containers.into_boxed_slice(),
             dns_name,
             node_name: w.node_name,
         }

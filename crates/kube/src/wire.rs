@@ -182,8 +182,8 @@ impl Fields for NoFields {
 /// Of a Pod what the mesh reads (as the file registry's Pods hold it): the service account,
 /// the named ports of its containers and native sidecars (a Service may target a port by
 /// name), the host name and subdomain (a StatefulSet's pod's DNS name), the Node (its
-/// locality), and the address, phase and Ready condition. The rest of a real Pod (volumes, tolerations, defaults the
-/// API server fills in) is skipped by the parser.
+/// locality), and the address, phase and Ready condition. The rest of a real Pod (volumes,
+/// tolerations, defaults the API server fills in) is skipped by the parser.
 ///
 /// A pod being deleted is not ready, whatever its condition says: the EndpointSlice
 /// controller takes it out of service at once, and so does the mesh.
